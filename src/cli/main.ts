@@ -1,0 +1,117 @@
+// Entry point of the `bulkhead` command: global flags, command lookup, error → exit code.
+import { parseArgs } from 'node:util';
+import { loadCommands } from './commands.ts';
+import { UsageError, type Command, type GlobalOptions } from './command.ts';
+import { BulkheadError } from '../errors.ts';
+import { defaultPaths } from '../daemon/config.ts';
+
+const globalFlags = {
+  root: { type: 'string' },
+  'run-dir': { type: 'string' },
+  socket: { type: 'string' },
+  config: { type: 'string' },
+  json: { type: 'boolean' },
+  debug: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function usage(commands: Command[]): string {
+  const lines = commands.filter((c) => !c.internal).map((c) => `  ${c.name.padEnd(14)} ${c.summary}`);
+  return [
+    'Usage: bulkhead [--root DIR] [--socket PATH] [--json] COMMAND [ARGS]',
+    '',
+    'Run untrusted containers in sandboxes (runc, gVisor, microVM) through one CRI daemon.',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Environment: BULKHEAD_ROOT, BULKHEAD_RUN_DIR, BULKHEAD_SOCKET, BULKHEAD_CONFIG.',
+    "Run 'bulkhead COMMAND --help' for a command's flags.",
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const commands = await loadCommands();
+  // Global flags come before the command name.
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('-')) {
+    const a = argv[i]!;
+    const spec = globalFlags[a.replace(/^--?/, '').split('=')[0] as keyof typeof globalFlags];
+    i += spec && spec.type === 'string' && !a.includes('=') ? 2 : 1;
+  }
+  const { values: g } = parseArgs({ args: argv.slice(0, i), options: globalFlags, strict: true });
+  const name = argv[i];
+  if (!name || name === 'help' || g.help) {
+    const target = name === 'help' ? commands.find((c) => c.name === argv[i + 1]) : undefined;
+    process.stdout.write((target ? `Usage: ${target.synopsis}\n${target.summary}\n` : usage(commands)) + '\n');
+    return name || g.help ? 0 : 2;
+  }
+  const cmd = commands.find((c) => c.name === name || c.aliases?.includes(name));
+  if (!cmd) {
+    process.stderr.write(`bulkhead: unknown command "${name}"\n\n${usage(commands)}\n`);
+    return 2;
+  }
+  const rest = argv.slice(i + 1);
+  if (rest.includes('--help') || rest.includes('-h') && !cmd.stopAtFirstPositional) {
+    process.stdout.write(`Usage: ${cmd.synopsis}\n${cmd.summary}\n`);
+    return 0;
+  }
+  const paths = defaultPaths(process.env);
+  const parsed = parseArgs({
+    args: rest,
+    options: { ...cmd.flags, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+    tokens: true,
+  });
+  let flags = parsed.values as Record<string, string | boolean | (string | boolean)[] | undefined>;
+  let args = parsed.positionals;
+  if (cmd.stopAtFirstPositional) {
+    // Re-parse only up to the first positional so the workload's own flags pass through.
+    const first = parsed.tokens.find((t) => t.kind === 'positional');
+    if (first) {
+      const head = parseArgs({ args: rest.slice(0, first.index), options: { ...cmd.flags, json: { type: 'boolean' } }, allowPositionals: false, strict: true });
+      flags = head.values as typeof flags;
+      args = rest.slice(first.index);
+    }
+  }
+  const global: GlobalOptions = {
+    root: g.root ?? paths.root,
+    runDir: g['run-dir'] ?? paths.runDir,
+    socket: g.socket ?? paths.socket,
+    config: g.config ?? paths.config,
+    json: Boolean(g.json || flags.json),
+    debug: Boolean(g.debug),
+  };
+  const ac = new AbortController();
+  const onSignal = (): void => ac.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await cmd.run({ global, flags, args, stdout: process.stdout, stderr: process.stderr, signal: ac.signal });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (err: unknown) => {
+      if (err instanceof UsageError) {
+        process.stderr.write(`bulkhead: ${err.message}\n`);
+        process.exitCode = 2;
+      } else if (err instanceof BulkheadError) {
+        process.stderr.write(`bulkhead: ${err.message}\n`);
+        process.exitCode = 125;
+      } else if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+        process.stderr.write(`bulkhead: ${err.message}\n`);
+        process.exitCode = 2;
+      } else {
+        process.stderr.write(`bulkhead: unexpected error: ${err instanceof Error ? err.stack : String(err)}\n`);
+        process.exitCode = 125;
+      }
+    },
+  );
+}

@@ -1,0 +1,217 @@
+/**
+ * Daemon configuration: /etc/bulkhead/config.toml (every path is a setting, so tests run whole
+ * daemons side by side under temporary roots). Each part owns its section; main() reads the file
+ * once and passes each part its own section. Unknown keys and bad values are errors at load, so
+ * a typo never silently weakens isolation.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { InvalidArgumentError, isNotFound } from '../errors.ts';
+
+export interface Paths {
+  root: string;
+  runDir: string;
+  socket: string;
+  config: string;
+}
+
+export function defaultPaths(env: NodeJS.ProcessEnv): Paths {
+  const root = env.BULKHEAD_ROOT ?? '/var/lib/bulkhead';
+  const runDir = env.BULKHEAD_RUN_DIR ?? '/run/bulkhead';
+  return {
+    root,
+    runDir,
+    socket: env.BULKHEAD_SOCKET ?? join(runDir, 'cri.sock'),
+    config: env.BULKHEAD_CONFIG ?? '/etc/bulkhead/config.toml',
+  };
+}
+
+export interface RegistryConfig {
+  /** Registry host → endpoints tried in order before the host itself, e.g. {"docker.io": ["http://127.0.0.1:5000"]}. */
+  mirrors: Record<string, string[]>;
+  /** Hosts reached over plain HTTP. Loopback hosts are always allowed plain HTTP. */
+  insecure: string[];
+  /** docker-style config.json with credentials ("auths"). */
+  authFile?: string;
+}
+
+export interface HandlerConfig {
+  /** Backend kind: runc | gvisor | crun | microvm | kata | strict. */
+  backend: string;
+  /** Path of the runtime binary, when not the default. */
+  binary?: string;
+  /** Extra runtime flags (e.g. runsc --platform). */
+  runtimeArgs?: string[];
+}
+
+export interface RuntimeConfig {
+  /** Handler used when a pod names none (policy may choose a stronger one). */
+  defaultHandler: string;
+  handlers: Record<string, HandlerConfig>;
+  conmon: string;
+  cgroupDriver: 'cgroupfs';
+  /** Image used for pause processes where a backend needs one ("" = built in). */
+  pauseImage: string;
+}
+
+export interface CniConfig {
+  confDir: string;
+  binDirs: string[];
+  cacheDir: string;
+}
+
+export interface StreamConfig {
+  /** Address of the exec/attach/port-forward server; loopback unless configured. */
+  address: string;
+  port: number;
+}
+
+export interface Config extends Paths {
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  registries: RegistryConfig;
+  runtime: RuntimeConfig;
+  cni: CniConfig;
+  stream: StreamConfig;
+  /** Path of the policy file; "" = built-in default (everything untrusted). */
+  policyFile: string;
+  /** Raw sections owned by parts that validate their own (vm, policy, …). */
+  sections: Record<string, unknown>;
+}
+
+export function defaultConfig(paths: Paths): Config {
+  return {
+    ...paths,
+    logLevel: 'info',
+    registries: { mirrors: {}, insecure: [] },
+    runtime: {
+      defaultHandler: 'runc',
+      handlers: {
+        runc: { backend: 'runc' },
+        gvisor: { backend: 'gvisor' },
+        crun: { backend: 'crun' },
+        microvm: { backend: 'microvm' },
+      },
+      conmon: 'conmon',
+      cgroupDriver: 'cgroupfs',
+      pauseImage: '',
+    },
+    cni: { confDir: join(paths.root, 'cni', 'net.d'), binDirs: ['/usr/lib/cni', '/opt/cni/bin'], cacheDir: join(paths.root, 'cni', 'cache') },
+    stream: { address: '127.0.0.1', port: 0 },
+    policyFile: '',
+    sections: {},
+  };
+}
+
+type Table = Record<string, unknown>;
+
+function str(t: Table, key: string, where: string): string | undefined {
+  const v = t[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new InvalidArgumentError(`config: ${where}.${key} must be a string`);
+  return v;
+}
+function strList(t: Table, key: string, where: string): string[] | undefined {
+  const v = t[key];
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new InvalidArgumentError(`config: ${where}.${key} must be a list of strings`);
+  return v as string[];
+}
+function table(t: Table, key: string, where: string): Table | undefined {
+  const v = t[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`config: ${where}${where ? '.' : ''}${key} must be a table`);
+  return v as Table;
+}
+function onlyKeys(t: Table, allowed: string[], where: string): void {
+  for (const k of Object.keys(t)) {
+    if (!allowed.includes(k)) throw new InvalidArgumentError(`config: unknown key ${where ? where + '.' : ''}${k} (allowed: ${allowed.join(', ')})`);
+  }
+}
+
+/** Parses config text over the defaults. Throws InvalidArgumentError naming the bad key. */
+export function parseConfig(text: string, paths: Paths): Config {
+  let doc: Table;
+  try {
+    doc = parseToml(text) as Table;
+  } catch (err) {
+    throw new InvalidArgumentError(`config: not valid TOML: ${(err as Error).message}`, { cause: err });
+  }
+  const cfg = defaultConfig(paths);
+  const owned = ['root', 'run_dir', 'socket', 'log_level', 'registries', 'runtime', 'cni', 'stream', 'policy_file'];
+  const sections = ['vm', 'policy', 'network', 'webhook'];
+  onlyKeys(doc, [...owned, ...sections], '');
+  cfg.root = str(doc, 'root', '') ?? cfg.root;
+  cfg.runDir = str(doc, 'run_dir', '') ?? cfg.runDir;
+  cfg.socket = str(doc, 'socket', '') ?? cfg.socket;
+  const level = str(doc, 'log_level', '');
+  if (level !== undefined) {
+    if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new InvalidArgumentError(`config: log_level must be debug, info, warn or error`);
+    cfg.logLevel = level as Config['logLevel'];
+  }
+  cfg.policyFile = str(doc, 'policy_file', '') ?? cfg.policyFile;
+  const reg = table(doc, 'registries', '');
+  if (reg) {
+    onlyKeys(reg, ['mirrors', 'insecure', 'auth_file'], 'registries');
+    const mirrors = table(reg, 'mirrors', 'registries');
+    if (mirrors) for (const host of Object.keys(mirrors)) cfg.registries.mirrors[host] = strList(mirrors, host, 'registries.mirrors') ?? [];
+    cfg.registries.insecure = strList(reg, 'insecure', 'registries') ?? [];
+    const af = str(reg, 'auth_file', 'registries');
+    if (af !== undefined) cfg.registries.authFile = af;
+  }
+  const rt = table(doc, 'runtime', '');
+  if (rt) {
+    onlyKeys(rt, ['default_handler', 'handlers', 'conmon', 'cgroup_driver', 'pause_image'], 'runtime');
+    cfg.runtime.defaultHandler = str(rt, 'default_handler', 'runtime') ?? cfg.runtime.defaultHandler;
+    cfg.runtime.conmon = str(rt, 'conmon', 'runtime') ?? cfg.runtime.conmon;
+    cfg.runtime.pauseImage = str(rt, 'pause_image', 'runtime') ?? cfg.runtime.pauseImage;
+    const drv = str(rt, 'cgroup_driver', 'runtime');
+    if (drv !== undefined && drv !== 'cgroupfs') throw new InvalidArgumentError(`config: runtime.cgroup_driver: only "cgroupfs" is supported (no systemd here)`);
+    const hs = table(rt, 'handlers', 'runtime');
+    if (hs) {
+      for (const name of Object.keys(hs)) {
+        const h = table(hs, name, 'runtime.handlers')!;
+        onlyKeys(h, ['backend', 'binary', 'runtime_args'], `runtime.handlers.${name}`);
+        const backend = str(h, 'backend', `runtime.handlers.${name}`);
+        if (!backend) throw new InvalidArgumentError(`config: runtime.handlers.${name}.backend is required`);
+        const hc: HandlerConfig = { backend };
+        const bin = str(h, 'binary', `runtime.handlers.${name}`);
+        if (bin !== undefined) hc.binary = bin;
+        const ra = strList(h, 'runtime_args', `runtime.handlers.${name}`);
+        if (ra !== undefined) hc.runtimeArgs = ra;
+        cfg.runtime.handlers[name] = hc;
+      }
+    }
+    if (!cfg.runtime.handlers[cfg.runtime.defaultHandler]) {
+      throw new InvalidArgumentError(`config: runtime.default_handler "${cfg.runtime.defaultHandler}" is not a configured handler`);
+    }
+  }
+  const cni = table(doc, 'cni', '');
+  if (cni) {
+    onlyKeys(cni, ['conf_dir', 'bin_dirs', 'cache_dir'], 'cni');
+    cfg.cni.confDir = str(cni, 'conf_dir', 'cni') ?? cfg.cni.confDir;
+    cfg.cni.binDirs = strList(cni, 'bin_dirs', 'cni') ?? cfg.cni.binDirs;
+    cfg.cni.cacheDir = str(cni, 'cache_dir', 'cni') ?? cfg.cni.cacheDir;
+  }
+  const st = table(doc, 'stream', '');
+  if (st) {
+    onlyKeys(st, ['address', 'port'], 'stream');
+    cfg.stream.address = str(st, 'address', 'stream') ?? cfg.stream.address;
+    if (st.port !== undefined) {
+      if (typeof st.port !== 'number' || !Number.isInteger(st.port) || st.port < 0 || st.port > 65535) throw new InvalidArgumentError('config: stream.port must be an integer 0..65535');
+      cfg.stream.port = st.port;
+    }
+  }
+  for (const s of sections) if (doc[s] !== undefined) cfg.sections[s] = doc[s];
+  return cfg;
+}
+
+/** Reads the config file; a missing file means the defaults. */
+export async function loadConfig(paths: Paths): Promise<Config> {
+  try {
+    return parseConfig(await readFile(paths.config, 'utf8'), paths);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || isNotFound(err)) return defaultConfig(paths);
+    throw err;
+  }
+}
