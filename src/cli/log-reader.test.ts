@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile, appendFile, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseLogLine, readLogs, type LogLine } from './log-reader.ts';
+
+test('parseLogLine: CRI log format', () => {
+  const cases: [string, ReturnType<typeof parseLogLine>][] = [
+    ['2024-01-01T00:00:00.000000001Z stdout F hello world', { time: '2024-01-01T00:00:00.000000001Z', stream: 'stdout', partial: false, content: 'hello world' }],
+    ['2024-01-01T00:00:00Z stderr P part', { time: '2024-01-01T00:00:00Z', stream: 'stderr', partial: true, content: 'part' }],
+    ['2024-01-01T00:00:00Z stdout F', { time: '2024-01-01T00:00:00Z', stream: 'stdout', partial: false, content: '' }],
+    ['2024-01-01T00:00:00Z other F x', undefined],
+    ['garbage', undefined],
+  ];
+  for (const [line, want] of cases) assert.deepEqual(parseLogLine(line), want, line);
+});
+
+async function collect(it: AsyncIterable<LogLine>): Promise<LogLine[]> {
+  const out: LogLine[] = [];
+  for await (const l of it) out.push(l);
+  return out;
+}
+
+test('readLogs joins partial lines, honours tail and since', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bh-logs-'));
+  try {
+    const p = join(dir, 'c.log');
+    await writeFile(p, [
+      '2024-01-01T00:00:01Z stdout P hel',
+      '2024-01-01T00:00:01Z stderr F err1',
+      '2024-01-01T00:00:02Z stdout F lo',
+      '2024-01-01T00:00:03Z stdout F three',
+      '',
+    ].join('\n'));
+    const all = await collect(readLogs(p));
+    assert.deepEqual(all.map((l) => [l.stream, l.content]), [['stderr', 'err1\n'], ['stdout', 'hello\n'], ['stdout', 'three\n']]);
+    const tail = await collect(readLogs(p, { tail: 1 }));
+    assert.deepEqual(tail.map((l) => l.content), ['three\n']);
+    const since = await collect(readLogs(p, { since: new Date('2024-01-01T00:00:02Z') }));
+    assert.deepEqual(since.map((l) => l.content), ['three\n']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('readLogs follows appended lines and a rotated file until exited', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bh-logs-'));
+  try {
+    const p = join(dir, 'c.log');
+    await writeFile(p, '2024-01-01T00:00:01Z stdout F one\n');
+    let exited = false;
+    const got: string[] = [];
+    const reading = (async () => {
+      for await (const l of readLogs(p, { follow: true, pollMs: 20, exited: async () => exited })) got.push(l.content);
+    })();
+    await new Promise((r) => setTimeout(r, 60));
+    await appendFile(p, '2024-01-01T00:00:02Z stdout F two\n');
+    await new Promise((r) => setTimeout(r, 60));
+    await rename(p, p + '.1');
+    await writeFile(p, '2024-01-01T00:00:03Z stdout F three\n');
+    await new Promise((r) => setTimeout(r, 80));
+    exited = true;
+    await reading;
+    assert.deepEqual(got, ['one\n', 'two\n', 'three\n']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
