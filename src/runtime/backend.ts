@@ -1,0 +1,240 @@
+/**
+ * The runtime layer's public seam: one `Backend` per RuntimeClass handler (runc, gvisor, crun,
+ * microvm, ...). The engine (src/engine/) owns pods and containers and calls only this interface;
+ * the OCI spec comes from `buildSpec` in ./spec.ts.
+ *
+ * Every backend runs its containers the same way: an OCI bundle under the run dir and Debian's
+ * `conmon` as a detached monitor (double-forked, not a child of the daemon), which drives the
+ * backend's OCI runtime binary, writes the CRI log, records the exit code in a file, serves the
+ * attach socket and resizes the terminal. So containers outlive the daemon, and a fresh Backend
+ * instance built over the same run dir finds them again (`list()`, `state()`).
+ *
+ * ## Pods
+ * `podModel.infraContainer` says whether the backend needs a pod infra ("pause") container:
+ *  - runc/crun: yes — a tiny pause process (see `buildPauseSpec` in ./spec.ts) that holds the pod's
+ *    IPC/UTS (and optionally PID) namespaces; app containers join them by path
+ *    (`/proc/<infraPid>/ns/ipc` ...). The network namespace is the pod netns path from network/.
+ *  - gvisor/microvm: yes — the infra container *is* the sandbox (one gVisor sandbox / one VM per
+ *    pod); app containers are created inside it (annotations `io.kubernetes.cri.container-type`
+ *    and `io.kubernetes.cri.sandbox-id`, set by the backend from `CreateContainerOptions.pod`).
+ * The engine always passes `pod` (role 'sandbox' for the infra container, 'container' for app
+ * containers, with `sandboxContainerId` = the infra container's id). The backend applies its own
+ * spec adjustments (annotations, capability filtering, namespace handling) inside createContainer.
+ *
+ * ## Container lifecycle
+ *   createContainer → (status 'created', pid known) → start → 'running' → process exits →
+ *   'stopped' (exitCode, exitedAt, oomKilled from conmon's files) → delete.
+ * `kill` only sends a signal; stopping with a grace period is the engine's policy
+ * (kill SIGTERM, wait, kill SIGKILL). `delete` is idempotent and removes the runtime state,
+ * conmon's files and the bundle dir; it kills a still-running container.
+ *
+ * ## Errors
+ * Methods throw the classes of src/errors.ts: NotFoundError for an unknown id,
+ * FailedPreconditionError for a wrong state (e.g. exec into a stopped container),
+ * UnavailableError when the runtime is not usable, DeadlineExceededError on timeouts.
+ * A failed runtime command is classified by its stderr (classifyRuntimeFailure in ./errors.ts).
+ *
+ * All methods accept an AbortSignal; every child process has a timeout.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { OciLinuxResources, OciSpec } from './oci.ts';
+
+export type { OciLinuxResources, OciSpec } from './oci.ts';
+
+/** How strongly a backend separates a workload from the host kernel. */
+export type Isolation = 'process' | 'user-kernel' | 'vm';
+
+export interface ProbeResult {
+  available: boolean;
+  /** When unavailable: what to install or change, in one sentence. */
+  reason?: string;
+  /** Facts for status/diagnostics, e.g. {runtimeVersion, platform, network, cgroups}. */
+  details: Record<string, string>;
+}
+
+/** The OCI runtime binary and global flags conmon is told to use (`-r PATH --runtime-arg ...`). */
+export interface RuntimeCommand {
+  path: string;
+  /** Global flags placed before the subcommand, e.g. ['--root', dir, '--platform=ptrace']. */
+  globalArgs: string[];
+}
+
+export interface PodModel {
+  /** The pod needs an infra (pause) container created and started before app containers. */
+  infraContainer: boolean;
+  /**
+   * How the pod network namespace reaches the containers:
+   *  - 'netns-path': every container's spec names the pod netns path (runc/crun, gvisor sandbox);
+   *  - 'sandbox': only the infra container names it, app containers live inside the sandbox.
+   */
+  network: 'netns-path' | 'sandbox';
+  /** App containers join the infra container's IPC/UTS namespaces by /proc path (runc/crun). */
+  joinInfraNamespaces: boolean;
+}
+
+/** Where a container sits in its pod. */
+export interface PodRef {
+  podId: string;
+  role: 'sandbox' | 'container';
+  /** Id of the pod's infra container; required for role 'container' when podModel.infraContainer. */
+  sandboxContainerId?: string;
+  /** Path of the pod's network namespace (e.g. /run/netns/NAME); absent = the host network. */
+  netnsPath?: string;
+}
+
+export interface CreateContainerOptions {
+  /** Container id: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}; also the runtime's id. */
+  id: string;
+  /** Human name for conmon's logs; defaults to id. */
+  name?: string;
+  /** Spec from buildSpec(); root.path must be an absolute path to the prepared rootfs. */
+  spec: OciSpec;
+  pod: PodRef;
+  /** Host path of the CRI-format log file (created by conmon; parent dir must exist). */
+  logPath: string;
+  /** Keep a stdin pipe open to the container (CRI `stdin`); written through attach(). */
+  stdin?: boolean;
+  /** Close the container's stdin when the first attach client disconnects (CRI `stdinOnce`). */
+  stdinOnce?: boolean;
+  /** Allocate a terminal (spec.process.terminal must agree; buildSpec sets it). */
+  tty?: boolean;
+  signal?: AbortSignal;
+}
+
+export type ContainerStatus = 'created' | 'running' | 'stopped' | 'unknown';
+
+export interface ContainerState {
+  id: string;
+  status: ContainerStatus;
+  /** Host pid of the container's init process (0 when unknown or stopped). */
+  pid: number;
+  /** Set when status is 'stopped' and conmon recorded the exit. 128+N for death by signal N. */
+  exitCode?: number;
+  exitedAt?: Date;
+  /** The container's memory cgroup recorded an OOM kill. */
+  oomKilled?: boolean;
+  /** Present while conmon is alive. */
+  conmonPid?: number;
+}
+
+export interface ExecOptions {
+  args: string[];
+  /** KEY=VALUE entries added to (and overriding) the container's environment. */
+  env?: string[];
+  cwd?: string;
+  /** uid[:gid] numbers; default the container's user. */
+  user?: { uid: number; gid: number; additionalGids?: number[] };
+  tty?: boolean;
+  /** Kill the exec'd process after this many ms (DeadlineExceededError); default 60 s. */
+  timeoutMs?: number;
+  stdin?: string | Buffer;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  /** Captured output, each capped at 16 MiB (the rest is dropped). With tty, all output is stdout. */
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/** A running interactive process (exec or attach) for the streaming server. */
+export interface InteractiveProcess {
+  /** null when stdin was not requested. end() closes the process's stdin. */
+  stdin: Writable | null;
+  stdout: Readable;
+  /** null with tty (the terminal merges stderr into stdout). */
+  stderr: Readable | null;
+  /** Resize the terminal (tty only; a no-op otherwise). */
+  resize(width: number, height: number): Promise<void>;
+  /** Resolves with the exit code (exec) or when the session ends (attach: the container's exit code, or -1 when detached). */
+  wait(): Promise<number>;
+  /** Ends the session: exec — kills the exec'd process; attach — detaches (container keeps running). */
+  close(): void;
+}
+
+export interface InteractiveExecOptions extends Omit<ExecOptions, 'stdin' | 'timeoutMs'> {
+  /** Open a stdin stream to the process. */
+  stdin?: boolean;
+}
+
+export interface AttachOptions {
+  stdin?: boolean;
+  stdout?: boolean;
+  stderr?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ContainerStats {
+  /** Cumulative CPU time in ns. */
+  cpuUsageNs: number;
+  /** Usage minus inactive file pages (what the kubelet evicts on). */
+  memoryWorkingSetBytes: number;
+  memoryUsageBytes: number;
+  pids: number;
+  /** Number of OOM kills in the container's cgroup. */
+  oomKills: number;
+  /** When the figures were read. */
+  timestamp: Date;
+}
+
+/** What a fresh Backend finds on disk for a container (after a daemon restart). */
+export interface ContainerRecord {
+  id: string;
+  podId: string;
+  role: 'sandbox' | 'container';
+  bundle: string;
+  logPath: string;
+  createdAt: Date;
+}
+
+/** The container operations, driven through conmon + the backend's OCI runtime. */
+export interface ContainerRuntime {
+  createContainer(opts: CreateContainerOptions): Promise<{ pid: number }>;
+  start(id: string, signal?: AbortSignal): Promise<void>;
+  state(id: string, signal?: AbortSignal): Promise<ContainerState>;
+  /** Resolves when the container has stopped (from conmon's exit file); rejects on abort. */
+  wait(id: string, signal?: AbortSignal): Promise<ContainerState>;
+  /** Sends a signal (name like 'SIGTERM' or number) to the container's init. Stopped container: no-op. */
+  kill(id: string, signal: NodeJS.Signals | number, abort?: AbortSignal): Promise<void>;
+  /** Idempotent: unknown ids are fine. Kills a running container first. */
+  delete(id: string, signal?: AbortSignal): Promise<void>;
+  exec(id: string, opts: ExecOptions): Promise<ExecResult>;
+  execInteractive(id: string, opts: InteractiveExecOptions): Promise<InteractiveProcess>;
+  /** Connects to conmon's attach socket (stdout/stderr of the container; stdin if created with stdin). */
+  attach(id: string, opts?: AttachOptions): Promise<InteractiveProcess>;
+  /** Terminal resize of the container's own tty (through conmon's control fifo). */
+  resize(id: string, width: number, height: number): Promise<void>;
+  updateResources(id: string, resources: OciLinuxResources, signal?: AbortSignal): Promise<void>;
+  stats(id: string, signal?: AbortSignal): Promise<ContainerStats>;
+  /** Asks conmon to reopen the log file (after the kubelet rotated it). */
+  reopenLog(id: string): Promise<void>;
+  /** Containers of this backend found on disk under its run dir. */
+  list(): Promise<ContainerRecord[]>;
+}
+
+export interface Backend extends ContainerRuntime {
+  /** Handler kind: 'runc' | 'gvisor' | 'crun' | 'microvm' | ... */
+  readonly name: string;
+  readonly isolation: Isolation;
+  readonly podModel: PodModel;
+  /** Is this backend usable here, and if not, why. Cached after the first success. */
+  probe(signal?: AbortSignal): Promise<ProbeResult>;
+  /** The runtime binary and flags used under conmon (for diagnostics and the bench). */
+  runtimeCommand(): RuntimeCommand;
+  /** Releases in-process resources; running containers are left running. */
+  close(): Promise<void>;
+}
+
+/** Options shared by the backend constructors (factories in ./backends.ts). */
+export interface BackendOptions {
+  /** Directory for this backend's bundles, conmon files and runtime state (created if missing). */
+  runDir: string;
+  /** Path of conmon; default 'conmon'. */
+  conmon?: string;
+  /** Path of the OCI runtime binary; default by backend. */
+  binary?: string;
+  /** Extra global runtime flags from config. */
+  runtimeArgs?: string[];
+  logger: import('../util/log.ts').Logger;
+}
