@@ -1,0 +1,287 @@
+/**
+ * The engine's persistent records: pods and containers in `node:sqlite` (WAL) at `<root>/state.db`.
+ *
+ * Crash safety rests on one rule: a record is written with a transitional phase ('creating',
+ * 'removing') BEFORE the engine touches the outside world (mounts, netns, runtime), and moved to
+ * its settled phase after. After a SIGKILL, `Engine.recover()` finds every transitional record and
+ * finishes or undoes the work, so nothing done outside is ever unknown to the store.
+ *
+ * Every method is synchronous (DatabaseSync) and each write is one statement or one transaction,
+ * so a write is either fully on disk or not at all.
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { InternalError } from '../errors.ts';
+import type { ContainerConfig, PodSandboxConfig, ContainerReason } from './types.ts';
+
+/** Pod phases. 'creating' and 'removing' are transitional (work in flight or interrupted). */
+export type PodPhase = 'creating' | 'ready' | 'notready' | 'removing';
+/** Container phases. 'creating' and 'removing' are transitional. */
+export type ContainerPhase = 'creating' | 'created' | 'running' | 'exited' | 'removing';
+
+/** What the engine set up for a pod outside the store; enough to tear it down again. */
+export interface PodRuntimeInfo {
+  /** Network namespace path, '' for host network. */
+  netnsPath: string;
+  /** True when the engine created the netns itself (not the PodNetwork). */
+  ownNetns: boolean;
+  networkMode: 'pod' | 'host' | 'none';
+  ips: string[];
+  /** Directory with hostname, hosts, resolv.conf. */
+  podDir: string;
+  logDirectory: string;
+  /** Cgroup parent for the pod's containers (cgroupfs path, relative to the hierarchy roots). */
+  cgroupParent: string;
+  /** Id of the pause container when the backend needs one, else ''. */
+  pauseId: string;
+  /** Namespace paths of the pause process (/proc/<pid>/ns/…) containers join; empty without pause. */
+  namespacePaths: Record<string, string>;
+  /** Anything the backend wants kept (opaque to the engine). */
+  backendState: Record<string, unknown>;
+}
+
+export interface PodRecord {
+  id: string;
+  name: string;
+  namespace: string;
+  uid: string;
+  attempt: number;
+  handler: string;
+  phase: PodPhase;
+  /** Nanoseconds since the epoch. */
+  createdAt: number;
+  config: PodSandboxConfig;
+  runtime: PodRuntimeInfo;
+}
+
+/** What the engine set up for a container outside the store. */
+export interface ContainerRuntimeInfo {
+  bundleDir: string;
+  rootfsDir: string;
+  /** Whether the rootfs was prepared by the image service (and must be removed). */
+  rootfsPrepared: boolean;
+  /** conmon's pid file, exit-file directory and attach socket directory. */
+  conmonPidFile: string;
+  exitDir: string;
+  /** Container pid as the runtime reported it (0 when unknown). */
+  pid: number;
+  /** Cgroup path of the container (cgroupfs, relative). */
+  cgroupPath: string;
+  /** Signal from the image's StopSignal, default SIGTERM. */
+  stopSignal: string;
+  backendState: Record<string, unknown>;
+}
+
+export interface ContainerRecord {
+  id: string;
+  podId: string;
+  name: string;
+  attempt: number;
+  phase: ContainerPhase;
+  createdAt: number;
+  startedAt: number;
+  finishedAt: number;
+  exitCode: number;
+  reason: ContainerReason;
+  message: string;
+  imageRef: string;
+  imageId: string;
+  /** Absolute path of the CRI log file. */
+  logPath: string;
+  config: ContainerConfig;
+  runtime: ContainerRuntimeInfo;
+}
+
+interface PodRow {
+  id: string; name: string; namespace: string; uid: string; attempt: number; handler: string;
+  phase: string; created_at: number; config: string; runtime: string;
+}
+interface ContainerRow {
+  id: string; pod_id: string; name: string; attempt: number; phase: string; created_at: number;
+  started_at: number; finished_at: number; exit_code: number; reason: string; message: string;
+  image_ref: string; image_id: string; log_path: string; config: string; runtime: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pods (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  namespace TEXT NOT NULL,
+  uid TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  handler TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  config TEXT NOT NULL,
+  runtime TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS pods_name ON pods (namespace, name, attempt);
+CREATE TABLE IF NOT EXISTS containers (
+  id TEXT PRIMARY KEY,
+  pod_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  phase TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL DEFAULT 0,
+  finished_at INTEGER NOT NULL DEFAULT 0,
+  exit_code INTEGER NOT NULL DEFAULT 0,
+  reason TEXT NOT NULL DEFAULT '',
+  message TEXT NOT NULL DEFAULT '',
+  image_ref TEXT NOT NULL,
+  image_id TEXT NOT NULL,
+  log_path TEXT NOT NULL,
+  config TEXT NOT NULL,
+  runtime TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS containers_name ON containers (pod_id, name, attempt);
+CREATE INDEX IF NOT EXISTS containers_pod ON containers (pod_id);
+`;
+
+function podFromRow(r: PodRow): PodRecord {
+  return {
+    id: r.id, name: r.name, namespace: r.namespace, uid: r.uid, attempt: Number(r.attempt), handler: r.handler,
+    phase: r.phase as PodPhase, createdAt: Number(r.created_at),
+    config: JSON.parse(r.config) as PodSandboxConfig, runtime: JSON.parse(r.runtime) as PodRuntimeInfo,
+  };
+}
+
+function containerFromRow(r: ContainerRow): ContainerRecord {
+  return {
+    id: r.id, podId: r.pod_id, name: r.name, attempt: Number(r.attempt), phase: r.phase as ContainerPhase,
+    createdAt: Number(r.created_at), startedAt: Number(r.started_at), finishedAt: Number(r.finished_at),
+    exitCode: Number(r.exit_code), reason: r.reason as ContainerReason, message: r.message,
+    imageRef: r.image_ref, imageId: r.image_id, logPath: r.log_path,
+    config: JSON.parse(r.config) as ContainerConfig, runtime: JSON.parse(r.runtime) as ContainerRuntimeInfo,
+  };
+}
+
+/** Thrown (as a plain marker) when a unique name index rejects an insert. */
+export class NameConflict extends InternalError {
+  constructor(message: string) { super(message); }
+}
+
+export class StateStore {
+  readonly #db: DatabaseSync;
+  readonly #stmts = new Map<string, StatementSync>();
+
+  /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway store. */
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA journal_mode = WAL');
+    this.#db.exec('PRAGMA synchronous = FULL');
+    this.#db.exec('PRAGMA busy_timeout = 5000');
+    this.#db.exec(SCHEMA);
+    this.#db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')`).run();
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) { s = this.#db.prepare(sql); this.#stmts.set(sql, s); }
+    return s;
+  }
+
+  close(): void {
+    this.#stmts.clear();
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  // --- pods ------------------------------------------------------------------------------------
+
+  /** Inserts a new pod; throws NameConflict when (namespace, name, attempt) is taken. */
+  insertPod(p: PodRecord): void {
+    try {
+      this.#stmt(`INSERT INTO pods (id, name, namespace, uid, attempt, handler, phase, created_at, config, runtime)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+        p.id, p.name, p.namespace, p.uid, p.attempt, p.handler, p.phase, p.createdAt,
+        JSON.stringify(p.config), JSON.stringify(p.runtime));
+    } catch (err) {
+      if (/UNIQUE constraint failed: pods\.namespace/.test((err as Error).message)) {
+        throw new NameConflict(`pod ${p.namespace}/${p.name} attempt ${p.attempt} already exists`);
+      }
+      throw err;
+    }
+  }
+
+  updatePod(p: PodRecord): void {
+    this.#stmt(`UPDATE pods SET phase = ?, runtime = ? WHERE id = ?`).run(p.phase, JSON.stringify(p.runtime), p.id);
+  }
+
+  setPodPhase(id: string, phase: PodPhase): void {
+    this.#stmt(`UPDATE pods SET phase = ? WHERE id = ?`).run(phase, id);
+  }
+
+  getPod(id: string): PodRecord | undefined {
+    const r = this.#stmt(`SELECT * FROM pods WHERE id = ?`).get(id) as PodRow | undefined;
+    return r ? podFromRow(r) : undefined;
+  }
+
+  listPods(): PodRecord[] {
+    return (this.#stmt(`SELECT * FROM pods ORDER BY created_at`).all() as unknown as PodRow[]).map(podFromRow);
+  }
+
+  /** Ids starting with `prefix` (for crictl-style short ids). */
+  podIdsWithPrefix(prefix: string): string[] {
+    const rows = this.#stmt(`SELECT id FROM pods WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as unknown as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  deletePod(id: string): void {
+    this.#stmt(`DELETE FROM pods WHERE id = ?`).run(id);
+  }
+
+  // --- containers ------------------------------------------------------------------------------
+
+  /** Inserts a new container; throws NameConflict when (pod, name, attempt) is taken. */
+  insertContainer(c: ContainerRecord): void {
+    try {
+      this.#stmt(`INSERT INTO containers (id, pod_id, name, attempt, phase, created_at, started_at, finished_at,
+        exit_code, reason, message, image_ref, image_id, log_path, config, runtime)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+        c.id, c.podId, c.name, c.attempt, c.phase, c.createdAt, c.startedAt, c.finishedAt,
+        c.exitCode, c.reason, c.message, c.imageRef, c.imageId, c.logPath,
+        JSON.stringify(c.config), JSON.stringify(c.runtime));
+    } catch (err) {
+      if (/UNIQUE constraint failed: containers\.pod_id/.test((err as Error).message)) {
+        throw new NameConflict(`container ${c.name} attempt ${c.attempt} already exists in pod ${c.podId}`);
+      }
+      throw err;
+    }
+  }
+
+  /** Writes every mutable field of a container. */
+  updateContainer(c: ContainerRecord): void {
+    this.#stmt(`UPDATE containers SET phase = ?, started_at = ?, finished_at = ?, exit_code = ?, reason = ?,
+      message = ?, log_path = ?, config = ?, runtime = ? WHERE id = ?`).run(
+      c.phase, c.startedAt, c.finishedAt, c.exitCode, c.reason, c.message, c.logPath,
+      JSON.stringify(c.config), JSON.stringify(c.runtime), c.id);
+  }
+
+  setContainerPhase(id: string, phase: ContainerPhase): void {
+    this.#stmt(`UPDATE containers SET phase = ? WHERE id = ?`).run(phase, id);
+  }
+
+  getContainer(id: string): ContainerRecord | undefined {
+    const r = this.#stmt(`SELECT * FROM containers WHERE id = ?`).get(id) as ContainerRow | undefined;
+    return r ? containerFromRow(r) : undefined;
+  }
+
+  listContainers(podId?: string): ContainerRecord[] {
+    const rows = podId === undefined
+      ? this.#stmt(`SELECT * FROM containers ORDER BY created_at`).all()
+      : this.#stmt(`SELECT * FROM containers WHERE pod_id = ? ORDER BY created_at`).all(podId);
+    return (rows as unknown as ContainerRow[]).map(containerFromRow);
+  }
+
+  containerIdsWithPrefix(prefix: string): string[] {
+    const rows = this.#stmt(`SELECT id FROM containers WHERE substr(id, 1, ?) = ?`).all(prefix.length, prefix) as unknown as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  deleteContainer(id: string): void {
+    this.#stmt(`DELETE FROM containers WHERE id = ?`).run(id);
+  }
+}
