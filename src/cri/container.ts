@@ -1,0 +1,64 @@
+// CreateContainer, StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
+// UpdateContainerResources, ReopenContainerLog, CheckpointContainer.
+import { InvalidArgumentError, UnimplementedError } from '../errors.ts';
+import type { ContainerFilter } from '../engine/types.ts';
+import type { CriDeps } from './deps.ts';
+import type { CreateContainerRequest, UpdateContainerResourcesRequest } from './messages.ts';
+import { unary, type Impl } from './status.ts';
+import { requireId, timeoutSeconds } from './validate.ts';
+
+export function containerHandlers(deps: CriDeps): Record<string, Impl> {
+  const { engine } = deps;
+  return {
+    CreateContainer: unary(async (req: CreateContainerRequest, ctx) => {
+      const podId = requireId(req.podSandboxId, 'pod_sandbox_id');
+      const config = req.config;
+      if (!config) throw new InvalidArgumentError('CreateContainer: config is required');
+      if (!config.metadata?.name) throw new InvalidArgumentError('container config: metadata.name must not be empty');
+      if (/[\0/]/.test(config.metadata.name) || config.metadata.name.length > 253) throw new InvalidArgumentError(`container config: metadata.name "${config.metadata.name.slice(0, 80)}" is not valid`);
+      if (!config.image?.image) throw new InvalidArgumentError('container config: image.image must not be empty');
+      if (deps.policy?.enforceContainer) {
+        const pod = (await engine.podSandboxStatus(podId, false)).status;
+        await deps.policy.enforceContainer(req.sandboxConfig ?? null, config, pod.runtimeHandler);
+      }
+      const containerId = await engine.createContainer(podId, config, req.sandboxConfig ?? null, ctx.signal);
+      return { containerId };
+    }),
+
+    StartContainer: unary(async (req: { containerId?: string }, ctx) => {
+      await engine.startContainer(requireId(req.containerId, 'container_id'), ctx.signal);
+      return {};
+    }),
+
+    StopContainer: unary(async (req: { containerId?: string; timeout?: number }, ctx) => {
+      await engine.stopContainer(requireId(req.containerId, 'container_id'), timeoutSeconds(req.timeout, 'timeout'), ctx.signal);
+      return {};
+    }),
+
+    RemoveContainer: unary(async (req: { containerId?: string }, ctx) => {
+      await engine.removeContainer(requireId(req.containerId, 'container_id'), ctx.signal);
+      return {};
+    }),
+
+    ListContainers: unary(async (req: { filter?: ContainerFilter | null }) =>
+      ({ containers: await engine.listContainers(req.filter ?? null) })),
+
+    ContainerStatus: unary(async (req: { containerId?: string; verbose?: boolean }) =>
+      await engine.containerStatus(requireId(req.containerId, 'container_id'), Boolean(req.verbose))),
+
+    UpdateContainerResources: unary(async (req: UpdateContainerResourcesRequest) => {
+      const id = requireId(req.containerId, 'container_id');
+      await engine.updateContainerResources(id, req.linux ?? null, req.annotations ?? {});
+      return {};
+    }),
+
+    ReopenContainerLog: unary(async (req: { containerId?: string }) => {
+      await engine.reopenContainerLog(requireId(req.containerId, 'container_id'));
+      return {};
+    }),
+
+    CheckpointContainer: unary(async () => {
+      throw new UnimplementedError('CheckpointContainer is not supported by Bulkhead: no backend can checkpoint a sandboxed container (runc/CRIU checkpointing is not wired in)');
+    }),
+  };
+}

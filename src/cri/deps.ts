@@ -1,0 +1,102 @@
+/**
+ * What the CRI server needs from the rest of the daemon. The daemon (src/daemon/daemon.ts) builds
+ * these from config and hands them to `CriServer.listen`; tests can build them the same way.
+ * Each seam is the smallest slice of the real part's API that the RPC handlers call.
+ */
+import type {
+  Container, ContainerConfig, ContainerEventResponse, ContainerFilter, ContainerStats, ContainerStatsFilter,
+  ContainerStatusResponse, ExecSyncResponse, LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+  PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse, StringMap,
+} from '../engine/types.ts';
+import type { Logger } from '../util/log.ts';
+import type { RuntimeHandlers } from './runtime-handlers.ts';
+
+/** The engine's RuntimeService-shaped API (src/engine/engine.ts). */
+export interface CriEngine {
+  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, signal?: AbortSignal): Promise<string>;
+  stopPodSandbox(id: string, signal?: AbortSignal): Promise<void>;
+  removePodSandbox(id: string, signal?: AbortSignal): Promise<void>;
+  podSandboxStatus(id: string, verbose: boolean): Promise<PodSandboxStatusResponse>;
+  listPodSandbox(filter?: PodSandboxFilter | null): Promise<PodSandbox[]>;
+  createContainer(podId: string, config: ContainerConfig, podConfig: PodSandboxConfig | null, signal?: AbortSignal): Promise<string>;
+  startContainer(id: string, signal?: AbortSignal): Promise<void>;
+  stopContainer(id: string, timeoutSec: number, signal?: AbortSignal): Promise<void>;
+  removeContainer(id: string, signal?: AbortSignal): Promise<void>;
+  listContainers(filter?: ContainerFilter | null): Promise<Container[]>;
+  containerStatus(id: string, verbose: boolean): Promise<ContainerStatusResponse>;
+  updateContainerResources(id: string, linux: LinuxContainerResources | null, annotations?: StringMap): Promise<void>;
+  reopenContainerLog(id: string): Promise<void>;
+  execSync(id: string, cmd: string[], timeoutSec: number, signal?: AbortSignal): Promise<ExecSyncResponse>;
+  containerStats(id: string): Promise<ContainerStats>;
+  listContainerStats(filter?: ContainerStatsFilter | null): Promise<ContainerStats[]>;
+  podSandboxStats(id: string): Promise<PodSandboxStats>;
+  listPodSandboxStats(filter?: PodSandboxStatsFilter | null): Promise<PodSandboxStats[]>;
+  /** Container lifecycle events from now on, until `signal` aborts. */
+  events(signal: AbortSignal): AsyncIterable<ContainerEventResponse>;
+}
+
+/** An image as the image service describes it (src/image/image-service.ts). */
+export interface CriImageRecord {
+  id: string;
+  repoTags: string[];
+  repoDigests: string[];
+  size: number;
+  config: { User?: string; [k: string]: unknown };
+  pinned?: boolean;
+  [k: string]: unknown;
+}
+
+export interface CriPullProgress { id: string; status: string; current?: number; total?: number }
+
+export interface CriRegistryAuth { username?: string; password?: string; auth?: string; identityToken?: string; registryToken?: string; serverAddress?: string }
+
+/** The image service's API (src/image/image-service.ts). */
+export interface CriImages {
+  pull(ref: string, opts: { signal?: AbortSignal; onProgress?: (ev: CriPullProgress) => void; auth?: CriRegistryAuth }): Promise<CriImageRecord>;
+  get(refOrId: string): Promise<CriImageRecord | undefined> | CriImageRecord | undefined;
+  list(): Promise<CriImageRecord[]> | CriImageRecord[];
+  remove(refOrId: string): Promise<unknown>;
+  load(path: string, opts: { signal?: AbortSignal }): Promise<CriImageRecord[]>;
+  fsUsage(): Promise<{ mountpoint?: string; usedBytes?: number; inodesUsed?: number; bytes?: number; inodes?: number }>;
+}
+
+/** URLs for the streaming server (src/stream/); absent until it is wired in. */
+export interface CriStreaming {
+  getExec(req: { containerId: string; cmd: string[]; tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }): { url: string } | Promise<{ url: string }>;
+  getAttach(req: { containerId: string; tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }): { url: string } | Promise<{ url: string }>;
+  getPortForward(req: { podSandboxId: string; port?: number[] }): { url: string } | Promise<{ url: string }>;
+}
+
+/** The trust policy's node enforcement (src/policy/); absent = no extra rules beyond handlers. */
+export interface CriPolicy {
+  /** Chooses the handler for a pod or throws PermissionDeniedError naming the rule. */
+  enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string }> | { handler: string };
+  /** Throws PermissionDeniedError when the container is not allowed in its pod. */
+  enforceContainer?(podConfig: PodSandboxConfig | null, config: ContainerConfig, handler: string): Promise<void> | void;
+}
+
+export interface CriNetworkStatus { ready: boolean; reason?: string; message?: string }
+
+export interface CriInfo {
+  version: string;
+  root: string;
+  runDir: string;
+  socket: string;
+  config: string;
+  streamAddress: string;
+}
+
+export interface CriDeps {
+  engine: CriEngine;
+  images: CriImages;
+  handlers: RuntimeHandlers;
+  logger: Logger;
+  info: CriInfo;
+  streaming?: CriStreaming;
+  policy?: CriPolicy;
+  /** Network readiness for Status; absent = ready (pods get a private netns). */
+  networkStatus?: () => Promise<CriNetworkStatus>;
+  /** Pod CIDR handed over by UpdateRuntimeConfig; also passed to `onPodCidr`. */
+  state: { podCidr: string };
+  onPodCidr?: (cidr: string) => void | Promise<void>;
+}

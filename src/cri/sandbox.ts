@@ -1,0 +1,47 @@
+// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+import { InvalidArgumentError } from '../errors.ts';
+import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
+import type { CriDeps } from './deps.ts';
+import type { RunPodSandboxRequest } from './messages.ts';
+import { unary, type Impl } from './status.ts';
+import { requireId } from './validate.ts';
+
+export function checkPodConfig(config: PodSandboxConfig | null | undefined): PodSandboxConfig {
+  if (!config) throw new InvalidArgumentError('RunPodSandbox: config is required');
+  const md = config.metadata;
+  if (!md) throw new InvalidArgumentError('pod sandbox config: metadata is required');
+  if (!md.name) throw new InvalidArgumentError('pod sandbox config: metadata.name must not be empty');
+  if (md.name.length > 253 || /[\0/]/.test(md.name)) throw new InvalidArgumentError(`pod sandbox config: metadata.name "${md.name.slice(0, 80)}" is not valid`);
+  if (md.namespace && (md.namespace.length > 253 || /[\0/]/.test(md.namespace))) throw new InvalidArgumentError('pod sandbox config: metadata.namespace is not valid');
+  return config;
+}
+
+export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
+  const { engine } = deps;
+  return {
+    RunPodSandbox: unary(async (req: RunPodSandboxRequest, ctx) => {
+      const config = checkPodConfig(req.config);
+      let handler = req.runtimeHandler ?? '';
+      if (deps.policy) handler = (await deps.policy.enforcePod(config, handler)).handler;
+      const entry = await deps.handlers.resolve(handler, ctx.signal);
+      const podSandboxId = await engine.runPodSandbox(config, entry.name, ctx.signal);
+      return { podSandboxId };
+    }),
+
+    StopPodSandbox: unary(async (req: { podSandboxId?: string }, ctx) => {
+      await engine.stopPodSandbox(requireId(req.podSandboxId, 'pod_sandbox_id'), ctx.signal);
+      return {};
+    }),
+
+    RemovePodSandbox: unary(async (req: { podSandboxId?: string }, ctx) => {
+      await engine.removePodSandbox(requireId(req.podSandboxId, 'pod_sandbox_id'), ctx.signal);
+      return {};
+    }),
+
+    PodSandboxStatus: unary(async (req: { podSandboxId?: string; verbose?: boolean }) =>
+      await engine.podSandboxStatus(requireId(req.podSandboxId, 'pod_sandbox_id'), Boolean(req.verbose))),
+
+    ListPodSandbox: unary(async (req: { filter?: PodSandboxFilter | null }) =>
+      ({ items: await engine.listPodSandbox(req.filter ?? null) })),
+  };
+}
