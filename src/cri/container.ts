@@ -48,7 +48,7 @@ export function containerHandlers(deps: CriDeps): Record<string, Impl> {
 
     UpdateContainerResources: unary(async (req: UpdateContainerResourcesRequest) => {
       const id = requireId(req.containerId, 'container_id');
-      await engine.updateContainerResources(id, req.linux ?? null, req.annotations ?? {});
+      await engine.updateContainerResources(id, req.linux ?? null);
       return {};
     }),
 

@@ -6,25 +6,25 @@
 import type {
   Container, ContainerConfig, ContainerEventResponse, ContainerFilter, ContainerStats, ContainerStatsFilter,
   ContainerStatusResponse, ExecSyncResponse, LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-  PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse, StringMap,
+  PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse,
 } from '../engine/types.ts';
 import type { Logger } from '../util/log.ts';
 import type { RuntimeHandlers } from './runtime-handlers.ts';
 
 /** The engine's RuntimeService-shaped API (src/engine/engine.ts). */
 export interface CriEngine {
-  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, signal?: AbortSignal): Promise<string>;
+  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: { trust?: 'trusted' | 'untrusted'; signal?: AbortSignal }): Promise<string>;
   stopPodSandbox(id: string, signal?: AbortSignal): Promise<void>;
   removePodSandbox(id: string, signal?: AbortSignal): Promise<void>;
   podSandboxStatus(id: string, verbose: boolean): Promise<PodSandboxStatusResponse>;
-  listPodSandbox(filter?: PodSandboxFilter | null): Promise<PodSandbox[]>;
+  listPodSandbox(filter?: PodSandboxFilter | null): Promise<PodSandbox[]> | PodSandbox[];
   createContainer(podId: string, config: ContainerConfig, podConfig: PodSandboxConfig | null, signal?: AbortSignal): Promise<string>;
   startContainer(id: string, signal?: AbortSignal): Promise<void>;
   stopContainer(id: string, timeoutSec: number, signal?: AbortSignal): Promise<void>;
   removeContainer(id: string, signal?: AbortSignal): Promise<void>;
-  listContainers(filter?: ContainerFilter | null): Promise<Container[]>;
+  listContainers(filter?: ContainerFilter | null): Promise<Container[]> | Container[];
   containerStatus(id: string, verbose: boolean): Promise<ContainerStatusResponse>;
-  updateContainerResources(id: string, linux: LinuxContainerResources | null, annotations?: StringMap): Promise<void>;
+  updateContainerResources(id: string, linux: LinuxContainerResources | null, signal?: AbortSignal): Promise<void>;
   reopenContainerLog(id: string): Promise<void>;
   execSync(id: string, cmd: string[], timeoutSec: number, signal?: AbortSignal): Promise<ExecSyncResponse>;
   containerStats(id: string): Promise<ContainerStats>;
@@ -32,7 +32,7 @@ export interface CriEngine {
   podSandboxStats(id: string): Promise<PodSandboxStats>;
   listPodSandboxStats(filter?: PodSandboxStatsFilter | null): Promise<PodSandboxStats[]>;
   /** Container lifecycle events from now on, until `signal` aborts. */
-  events(signal: AbortSignal): AsyncIterable<ContainerEventResponse>;
+  events(signal?: AbortSignal): AsyncIterable<ContainerEventResponse>;
 }
 
 /** An image as the image service describes it (src/image/image-service.ts). */
@@ -69,8 +69,8 @@ export interface CriStreaming {
 
 /** The trust policy's node enforcement (src/policy/); absent = no extra rules beyond handlers. */
 export interface CriPolicy {
-  /** Chooses the handler for a pod or throws PermissionDeniedError naming the rule. */
-  enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string }> | { handler: string };
+  /** Chooses the handler (and trust) for a pod or throws PermissionDeniedError naming the rule. */
+  enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string; trust?: 'trusted' | 'untrusted' }> | { handler: string; trust?: 'trusted' | 'untrusted' };
   /** Throws PermissionDeniedError when the container is not allowed in its pod. */
   enforceContainer?(podConfig: PodSandboxConfig | null, config: ContainerConfig, handler: string): Promise<void> | void;
 }

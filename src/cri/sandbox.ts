@@ -22,9 +22,14 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
     RunPodSandbox: unary(async (req: RunPodSandboxRequest, ctx) => {
       const config = checkPodConfig(req.config);
       let handler = req.runtimeHandler ?? '';
-      if (deps.policy) handler = (await deps.policy.enforcePod(config, handler)).handler;
+      let trust: 'trusted' | 'untrusted' = 'untrusted';
+      if (deps.policy) {
+        const decision = await deps.policy.enforcePod(config, handler);
+        handler = decision.handler;
+        trust = decision.trust ?? 'untrusted';
+      }
       const entry = await deps.handlers.resolve(handler, ctx.signal);
-      const podSandboxId = await engine.runPodSandbox(config, entry.name, ctx.signal);
+      const podSandboxId = await engine.runPodSandbox(config, entry.name, { trust, signal: ctx.signal });
       return { podSandboxId };
     }),
 
