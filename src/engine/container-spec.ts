@@ -1,0 +1,205 @@
+/**
+ * Turns a CRI container request (plus its pod and image) into the runtime layer's SpecRequest and
+ * lets runtime/spec.ts build the hardened OCI spec. The namespace wiring of a pod lives here:
+ * network = the pod netns (or the host's for NODE), IPC/UTS (and PID for POD) = the pause
+ * process's namespaces when the backend joins them, private otherwise.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { InvalidArgumentError } from '../errors.ts';
+import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
+import type { OciSeccomp, OciSpec } from '../runtime/oci.ts';
+import type { PodModel } from '../runtime/backend.ts';
+import type { PodRecord } from './store.ts';
+import type * as cri from './types.ts';
+
+export { ensurePauseRootfs } from '../runtime/pause.ts';
+
+/** OCI image config fields the engine reads (either the whole config blob or its `config`). */
+export interface ImageConfigFields extends ImageProcessConfig {
+  StopSignal?: string;
+  Labels?: Record<string, string> | null;
+}
+
+/** An image as the image service returns it (only what the engine needs). */
+export interface EngineImage {
+  id: string;
+  repoDigests?: string[];
+  repoTags?: string[];
+  /** The OCI image config: either the full blob ({config: {...}}) or its inner `config` object. */
+  config?: (ImageConfigFields & { config?: ImageConfigFields | null }) | null;
+}
+
+/** The process part of an image's config, whichever shape the image service hands over. */
+export function imageProcessConfig(image: EngineImage): ImageConfigFields {
+  const c = image.config;
+  if (!c) return {};
+  if (c.config && typeof c.config === 'object') return c.config;
+  return c;
+}
+
+/** Pod-level files (paths on the host) bind-mounted into every container. */
+export interface PodEtcFiles { hostname: string; hosts: string; resolvConf: string }
+
+function nsChoice(mode: cri.NamespaceMode | undefined, podPath: string | undefined, dflt: 'pod' | 'private'): NamespaceChoice {
+  if (mode === 'NODE') return 'host';
+  if (mode === 'CONTAINER') return 'private';
+  if ((mode === 'POD' || (mode === undefined && dflt === 'pod')) && podPath) return { path: podPath };
+  return 'private';
+}
+
+function propagation(p: cri.MountPropagation | undefined): 'private' | 'rslave' | 'rshared' {
+  if (p === 'PROPAGATION_BIDIRECTIONAL') return 'rshared';
+  if (p === 'PROPAGATION_HOST_TO_CONTAINER') return 'rslave';
+  return 'private';
+}
+
+async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined): Promise<SpecRequest['seccomp']> {
+  let type: cri.ProfileType | undefined = sc?.seccomp?.profileType;
+  let ref = sc?.seccomp?.localhostRef ?? '';
+  if (!sc?.seccomp && sc?.seccompProfilePath) {
+    const p = sc.seccompProfilePath;
+    if (p === 'unconfined') type = 'Unconfined';
+    else if (p.startsWith('localhost/')) { type = 'Localhost'; ref = p.slice('localhost/'.length); }
+    else type = 'RuntimeDefault';
+  }
+  if (type === 'Unconfined') return { type: 'Unconfined' };
+  if (type === 'Localhost') {
+    if (!isAbsolute(ref)) throw new InvalidArgumentError(`seccomp localhost profile must be an absolute path: ${JSON.stringify(ref)}`);
+    let profile: OciSeccomp;
+    try {
+      profile = JSON.parse(await readFile(ref, 'utf8')) as OciSeccomp;
+    } catch (err) {
+      throw new InvalidArgumentError(`seccomp profile ${ref}: ${(err as Error).message}`, { cause: err });
+    }
+    if (typeof profile.defaultAction !== 'string') throw new InvalidArgumentError(`seccomp profile ${ref} has no defaultAction`);
+    return { type: 'Localhost', profile };
+  }
+  return { type: 'RuntimeDefault' };
+}
+
+export function criResources(r: cri.LinuxContainerResources | null | undefined, pidsLimit: number): SpecResources {
+  const out: SpecResources = {};
+  if (r?.memoryLimitInBytes) out.memoryLimitBytes = r.memoryLimitInBytes;
+  if (r?.cpuShares) out.cpuShares = r.cpuShares;
+  if (r?.cpuQuota) out.cpuQuota = r.cpuQuota;
+  if (r?.cpuPeriod) out.cpuPeriod = r.cpuPeriod;
+  if (r?.cpusetCpus) out.cpusetCpus = r.cpusetCpus;
+  if (r?.cpusetMems) out.cpusetMems = r.cpusetMems;
+  if (r?.unified && Object.keys(r.unified).length > 0) out.unified = r.unified;
+  if (pidsLimit > 0) out.pidsLimit = pidsLimit;
+  return out;
+}
+
+export interface ContainerSpecInput {
+  id: string;
+  rootfs: string;
+  image: EngineImage;
+  config: cri.ContainerConfig;
+  pod: PodRecord;
+  podModel: PodModel;
+  cgroupParent: string;
+  /** pids.max for every container (0 = none). */
+  pidsLimit: number;
+  /** Pid of a container named by a TARGET pid namespace, resolved by the engine. */
+  targetPid?: number;
+}
+
+/** The OCI spec of an app container. */
+export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSpec> {
+  const { config, pod } = inp;
+  const sc = config.linux?.securityContext;
+  const podSc = pod.config.linux?.securityContext;
+  if (sc?.privileged && !podSc?.privileged) throw new InvalidArgumentError('a privileged container needs a privileged pod sandbox');
+  if (sc?.runAsUser && sc.runAsUsername) throw new InvalidArgumentError('runAsUser and runAsUsername are mutually exclusive');
+  if (sc?.runAsGroup && !sc.runAsUser && !sc.runAsUsername) throw new InvalidArgumentError('runAsGroup needs runAsUser or runAsUsername');
+  const ns = sc?.namespaceOptions;
+  const paths = pod.runtime.namespacePaths;
+  const join = inp.podModel.joinInfraNamespaces;
+  const hostNet = pod.runtime.networkMode === 'host';
+  let pid: NamespaceChoice = nsChoice(ns?.pid ?? 'CONTAINER', join ? paths.pid : undefined, 'private');
+  if (ns?.pid === 'TARGET') {
+    if (!inp.targetPid) throw new InvalidArgumentError('pid namespace TARGET needs a running target container');
+    pid = { path: `/proc/${inp.targetPid}/ns/pid` };
+  }
+  const podIpc = podSc?.namespaceOptions?.ipc;
+  const namespaces: NonNullable<SpecRequest['namespaces']> = {
+    network: hostNet ? 'host' : pod.runtime.netnsPath ? { path: pod.runtime.netnsPath } : 'private',
+    ipc: podIpc === 'NODE' ? 'host' : join && paths.ipc ? { path: paths.ipc } : 'private',
+    uts: hostNet && !pod.config.hostname ? 'host' : join && paths.uts ? { path: paths.uts } : 'private',
+    pid,
+  };
+  const files = pod.runtime.backendState.files as PodEtcFiles | undefined;
+  const mounts: SpecMount[] = [];
+  for (const m of config.mounts ?? []) {
+    if (!m.containerPath || !m.hostPath) throw new InvalidArgumentError('a mount needs containerPath and hostPath');
+    try { await stat(m.hostPath); } catch { throw new InvalidArgumentError(`mount host path ${m.hostPath} does not exist`); }
+    mounts.push({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: !!m.readonly, propagation: propagation(m.propagation) });
+  }
+  const ownUts = namespaces.uts === 'private';
+  const hostname = pod.config.hostname ?? '';
+  const env = (config.envs ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
+  if (hostname && !ownUts && !env.some((e) => e.key === 'HOSTNAME')) env.unshift({ key: 'HOSTNAME', value: hostname });
+  const img = imageProcessConfig(inp.image);
+  const image: ImageProcessConfig = {};
+  if (img.User !== undefined) image.User = img.User;
+  if (img.Env !== undefined) image.Env = img.Env;
+  if (img.Entrypoint !== undefined) image.Entrypoint = img.Entrypoint;
+  if (img.Cmd !== undefined) image.Cmd = img.Cmd;
+  if (img.WorkingDir !== undefined) image.WorkingDir = img.WorkingDir;
+  const req: SpecRequest = {
+    rootfs: inp.rootfs,
+    image,
+    env,
+    mounts,
+    devices: (config.devices ?? []).map((d) => ({ containerPath: d.containerPath ?? '', hostPath: d.hostPath ?? '', permissions: d.permissions ?? 'rwm' })),
+    tty: !!config.tty,
+    stdin: !!config.stdin,
+    resources: criResources(config.linux?.resources, inp.pidsLimit),
+    namespaces,
+    capabilities: { add: sc?.capabilities?.addCapabilities ?? [], drop: sc?.capabilities?.dropCapabilities ?? [] },
+    privileged: !!sc?.privileged,
+    readonlyRootfs: !!sc?.readonlyRootfs,
+    seccomp: await seccompOf(sc),
+    cgroupParent: inp.cgroupParent,
+    cgroupName: inp.id,
+    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id },
+    ...(files ? { etcFiles: files } : {}),
+  };
+  if (config.command && config.command.length > 0) req.command = config.command;
+  if (config.args && config.args.length > 0) req.args = config.args;
+  if (config.workingDir) req.workingDir = config.workingDir;
+  if (sc?.runAsUser) req.runAsUser = sc.runAsUser.value;
+  if (sc?.runAsUsername) req.runAsUsername = sc.runAsUsername;
+  if (sc?.runAsGroup) req.runAsGroup = sc.runAsGroup.value;
+  if (sc?.supplementalGroups && sc.supplementalGroups.length > 0) req.supplementalGroups = sc.supplementalGroups;
+  if (ownUts && hostname) req.hostname = hostname;
+  if (config.linux?.resources?.oomScoreAdj) req.oomScoreAdj = config.linux.resources.oomScoreAdj;
+  if (sc?.maskedPaths && sc.maskedPaths.length > 0) req.maskedPaths = sc.maskedPaths;
+  if (sc?.readonlyPaths && sc.readonlyPaths.length > 0) req.readonlyPaths = sc.readonlyPaths;
+  if (sc?.noNewPrivs) req.noNewPrivileges = true;
+  return await buildSpec(req);
+}
+
+/** The OCI spec of a pod's pause container (it owns the pod's IPC/UTS/PID namespaces). */
+export async function buildPodPauseSpec(opts: { id: string; pod: PodRecord; rootfs: string; files: PodEtcFiles }): Promise<OciSpec> {
+  const { pod } = opts;
+  const nsOpt = pod.config.linux?.securityContext?.namespaceOptions;
+  const hostNet = pod.runtime.networkMode === 'host';
+  const hostname = pod.config.hostname ?? '';
+  const sysctls = pod.config.linux?.sysctls ?? {};
+  return await runtimeBuildPauseSpec({
+    rootfs: opts.rootfs,
+    ...(hostname ? { hostname } : {}),
+    namespaces: {
+      network: hostNet ? 'host' : pod.runtime.netnsPath ? { path: pod.runtime.netnsPath } : 'private',
+      ipc: nsOpt?.ipc === 'NODE' ? 'host' : 'private',
+      uts: hostNet && !hostname ? 'host' : 'private',
+      pid: nsOpt?.pid === 'NODE' ? 'host' : 'private',
+    },
+    cgroupParent: pod.runtime.cgroupParent,
+    cgroupName: opts.id,
+    ...(Object.keys(sysctls).length > 0 ? { sysctls } : {}),
+    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id },
+  });
+}

@@ -1,0 +1,65 @@
+/**
+ * Mounting a container's rootfs from the mounts the image service returns, and taking it down
+ * again. Mount points are found in /proc/self/mountinfo (not guessed), so unmounting after a
+ * crash works whatever state the mount was left in.
+ */
+import { readFile } from 'node:fs/promises';
+import { InternalError } from '../errors.ts';
+import { run } from '../util/exec.ts';
+
+/** A mount as containerd describes one: `mount -t type -o options source target`. */
+export interface RootfsMount {
+  type: string;
+  source: string;
+  options: string[];
+}
+
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Mount points at or under `dir`, deepest first. */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const mp = line.split(' ')[4];
+    if (mp === undefined) continue;
+    const p = unescapeMountinfo(mp);
+    if (p === dir || p.startsWith(dir + '/')) out.push(p);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+export async function isMountPoint(dir: string): Promise<boolean> {
+  return (await mountsUnder(dir)).includes(dir);
+}
+
+/** Mounts `mounts` in order on `target` (the first makes the root; later ones stack). */
+export async function mountAll(mounts: readonly RootfsMount[], target: string): Promise<void> {
+  if (mounts.length === 0) throw new InternalError('image service returned no rootfs mounts');
+  for (const m of mounts) {
+    const args = ['-t', m.type];
+    if (m.options.length > 0) args.push('-o', m.options.join(','));
+    args.push(m.source, target);
+    const r = await run('mount', args, { timeoutMs: 30_000 });
+    if (r.code !== 0) {
+      await unmountTree(target);
+      throw new InternalError(`mount ${m.type} on ${target}: ${r.stderr.trim()}`);
+    }
+  }
+}
+
+/** Unmounts everything at or under `dir` (repeatedly, for stacked mounts). Missing dir: fine. */
+export async function unmountTree(dir: string): Promise<void> {
+  for (let round = 0; round < 8; round++) {
+    const mps = await mountsUnder(dir);
+    if (mps.length === 0) return;
+    for (const mp of mps) {
+      const r = await run('umount', [mp], { timeoutMs: 30_000 });
+      if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 30_000 });
+    }
+  }
+  const left = await mountsUnder(dir);
+  if (left.length > 0) throw new InternalError(`could not unmount ${left.join(', ')}`);
+}
