@@ -1,0 +1,171 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, symlink, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
+import { createLogger } from '../util/log.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../engine/types.ts';
+import { createCounters, enforceContainer, enforcePod, NodePolicy } from './enforce.ts';
+import { parsePolicyText } from './load.ts';
+import type { HandlerInfo } from './policy.ts';
+
+const policy = parsePolicyText(`
+[levels.trusted]
+min_isolation = "process"
+default_handler = "runc"
+host_paths = "safe"
+[[rules]]
+name = "system"
+trust = "trusted"
+namespaces = ["kube-system"]
+`, 'toml', 'test');
+
+const HANDLERS: HandlerInfo[] = [
+  { handler: 'runc', isolation: 'process', available: true },
+  { handler: 'gvisor', isolation: 'user-kernel', available: true },
+  { handler: 'microvm', isolation: 'vm', available: false, reason: 'qemu-system-x86_64 not found' },
+];
+const UID = '6b1e1c9a-0d1f-4b59-9f0a-1c2d3e4f5a6b';
+
+function podConfig(over: Partial<PodSandboxConfig> = {}, ns = 'default'): PodSandboxConfig {
+  return { metadata: { name: 'web', namespace: ns, uid: UID, attempt: 0 }, labels: {}, annotations: {}, linux: null, ...over };
+}
+function containerConfig(over: Partial<ContainerConfig> = {}): ContainerConfig {
+  return { metadata: { name: 'app', attempt: 0 }, image: { image: 'sha256:' + 'd'.repeat(64), userSpecifiedImage: 'busybox:latest' }, mounts: [], devices: [], linux: null, ...over };
+}
+
+function capture(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
+  const lines: string[] = [];
+  return { lines, logger: createLogger({ write: (l) => lines.push(l) }) };
+}
+
+describe('enforcePod (RunPodSandbox)', () => {
+  it('moves an untrusted pod asking for runc to gvisor, logs and counts it', () => {
+    const { lines, logger } = capture();
+    const counters = createCounters();
+    const r = enforcePod(policy, { config: podConfig(), runtimeHandler: 'runc' }, HANDLERS, { logger, counters });
+    assert.equal(r.handler, 'gvisor');
+    assert.deepEqual(counters.pods, { allowed: 1, denied: 0, moved: 1 });
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /msg="policy decision".*allowed=true.*handler=gvisor requested=runc moved=true/);
+  });
+
+  it('refuses a privileged sandbox with PermissionDenied naming the rule', () => {
+    const { lines, logger } = capture();
+    const counters = createCounters();
+    const config = podConfig({ linux: { securityContext: { privileged: true } } });
+    assert.throws(() => enforcePod(policy, { config, runtimeHandler: '' }, HANDLERS, { logger, counters }), (err: unknown) => {
+      assert.ok(err instanceof PermissionDeniedError);
+      assert.match(err.message, /pod default\/web denied by rule untrusted\/privileged \(trust "untrusted" from the default\)/);
+      return true;
+    });
+    assert.deepEqual(counters.pods, { allowed: 0, denied: 1, moved: 0 });
+    assert.deepEqual(counters.deniedByRule, { 'untrusted/privileged': 1 });
+    assert.match(lines[0]!, /level=warn .*allowed=false/);
+  });
+
+  const denied: { name: string; config: PodSandboxConfig; rule: RegExp }[] = [
+    { name: 'host network (namespaceOptions.network NODE)', config: podConfig({ linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'POD', ipc: 'POD' } } } }), rule: /untrusted\/host-network/ },
+    { name: 'host PID', config: podConfig({ linux: { securityContext: { namespaceOptions: { network: 'POD', pid: 'NODE', ipc: 'POD' } } } }), rule: /untrusted\/host-pid/ },
+    { name: 'host IPC', config: podConfig({ linux: { securityContext: { namespaceOptions: { ipc: 'NODE' } } } }), rule: /untrusted\/host-ipc/ },
+    { name: 'unsafe sysctl', config: podConfig({ linux: { sysctls: { 'kernel.core_pattern': '|/tmp/x' } } }), rule: /untrusted\/sysctl/ },
+    { name: 'smuggled sysctl name', config: podConfig({ linux: { sysctls: { 'kernel.shm_rmid_forced=1\nkernel.core_pattern': '|/x' } } }), rule: /untrusted\/sysctl/ },
+    { name: 'seccomp Unconfined', config: podConfig({ linux: { securityContext: { seccomp: { profileType: 'Unconfined', localhostRef: '' } } } }), rule: /untrusted\/seccomp.*--seccomp-default/ },
+    { name: 'legacy seccomp path unconfined', config: podConfig({ linux: { securityContext: { seccompProfilePath: 'unconfined' } } }), rule: /untrusted\/seccomp/ },
+    { name: 'spoofed trust annotation asking for runc is moved, but privileged is still refused', config: podConfig({ annotations: { 'bulkhead.io/trust': 'trusted' }, linux: { securityContext: { privileged: true } } }), rule: /untrusted\/privileged/ },
+  ];
+  for (const c of denied) {
+    it(`refuses ${c.name}`, () => {
+      assert.throws(() => enforcePod(policy, { config: c.config, runtimeHandler: 'gvisor' }, HANDLERS), (err: unknown) => {
+        assert.ok(err instanceof PermissionDeniedError, String(err));
+        assert.match(err.message, c.rule);
+        return true;
+      });
+    });
+  }
+
+  it('proto-loader defaults (RuntimeDefault seccomp, POD namespaces) pass', () => {
+    const config = podConfig({ linux: { cgroupParent: '', sysctls: {}, securityContext: { privileged: false, namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD', targetId: '' }, seccomp: { profileType: 'RuntimeDefault', localhostRef: '' }, apparmor: null, seccompProfilePath: '' } } });
+    assert.equal(enforcePod(policy, { config, runtimeHandler: '' }, HANDLERS).handler, 'gvisor');
+  });
+
+  it('a trusted-namespace pod asking for runc gets runc, but a privileged one is refused (the level does not allow it)', () => {
+    assert.equal(enforcePod(policy, { config: podConfig({}, 'kube-system'), runtimeHandler: 'runc' }, HANDLERS).handler, 'runc');
+    assert.throws(() => enforcePod(policy, { config: podConfig({ linux: { securityContext: { privileged: true } } }, 'kube-system'), runtimeHandler: 'runc' }, HANDLERS), /trusted\/privileged/);
+  });
+
+  it('an unavailable requested handler is FailedPrecondition, not a fallback', () => {
+    assert.throws(() => enforcePod(policy, { config: podConfig(), runtimeHandler: 'microvm' }, HANDLERS), (err: unknown) => {
+      assert.ok(err instanceof FailedPreconditionError, String(err));
+      assert.match(err.message, /qemu-system-x86_64 not found/);
+      return true;
+    });
+  });
+});
+
+describe('enforceContainer (CreateContainer)', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bulkhead-policy-enforce-'));
+    await symlink('/etc', join(dir, 'innocent'));
+    await symlink('/run/bulkhead', join(dir, 'sock-dir'));
+    await mkdir(join(dir, 'data'));
+  });
+  after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+  it('allows a plain container in an untrusted gVisor pod, with its own kubelet volumes', () => {
+    const config = containerConfig({ mounts: [
+      { containerPath: '/etc/hosts', hostPath: `/var/lib/kubelet/pods/${UID}/etc-hosts` },
+      { containerPath: '/cache', hostPath: `/var/lib/kubelet/pods/${UID}/volumes/kubernetes.io~empty-dir/cache` },
+    ] });
+    const d = enforceContainer(policy, { config, sandboxConfig: podConfig() }, 'gvisor', HANDLERS);
+    assert.equal(d.allowed, true);
+  });
+
+  const denied: { name: string; config: () => ContainerConfig; rule: RegExp; handler?: string; ns?: string }[] = [
+    { name: 'privileged', config: () => containerConfig({ linux: { securityContext: { privileged: true } } }), rule: /untrusted\/privileged/ },
+    { name: 'CAP_SYS_ADMIN', config: () => containerConfig({ linux: { securityContext: { capabilities: { addCapabilities: ['CAP_SYS_ADMIN'], dropCapabilities: [] } } } }), rule: /untrusted\/capabilities.*CAP_SYS_ADMIN/ },
+    { name: 'ambient SYS_PTRACE', config: () => containerConfig({ linux: { securityContext: { capabilities: { addAmbientCapabilities: ['SYS_PTRACE'] } } } }), rule: /untrusted\/capabilities/ },
+    { name: 'hostPath /', config: () => containerConfig({ mounts: [{ containerPath: '/host', hostPath: '/' }] }), rule: /untrusted\/host-path/ },
+    { name: 'another pod\'s volume', config: () => containerConfig({ mounts: [{ containerPath: '/x', hostPath: '/var/lib/kubelet/pods/other/volumes' }] }), rule: /untrusted\/host-path/ },
+    { name: 'a host device', config: () => containerConfig({ devices: [{ containerPath: '/dev/xda', hostPath: '/dev/sda', permissions: 'rwm' }] }), rule: /untrusted\/host-path/ },
+    { name: 'host PID via container namespaceOptions', config: () => containerConfig({ linux: { securityContext: { namespaceOptions: { pid: 'NODE' } } } }), rule: /untrusted\/host-pid/ },
+    { name: 'AppArmor unconfined', config: () => containerConfig({ linux: { securityContext: { apparmor: { profileType: 'Unconfined' } } } }), rule: /untrusted\/apparmor/ },
+    { name: 'a container of an untrusted pod that somehow runs on runc', config: () => containerConfig(), handler: 'runc', rule: /untrusted\/handler-not-allowed/ },
+    // Trusted pods (host_paths = safe): protected paths even through symlinks
+    { name: 'trusted: the runtime socket dir', ns: 'kube-system', handler: 'runc', config: () => containerConfig({ mounts: [{ containerPath: '/s', hostPath: '/run/bulkhead/cri.sock' }] }), rule: /trusted\/host-path.*\/run\/bulkhead/ },
+    { name: 'trusted: a symlink to /etc', ns: 'kube-system', handler: 'runc', config: () => containerConfig({ mounts: [{ containerPath: '/x', hostPath: join(dir, 'innocent') }] }), rule: /trusted\/host-path.*\/etc/ },
+    { name: 'trusted: /var/lib/kubelet itself', ns: 'kube-system', handler: 'runc', config: () => containerConfig({ mounts: [{ containerPath: '/k', hostPath: '/var/lib/kubelet' }] }), rule: /trusted\/host-path/ },
+  ];
+  for (const c of denied) {
+    it(`refuses ${c.name}`, () => {
+      assert.throws(() => enforceContainer(policy, { config: c.config(), sandboxConfig: podConfig({}, c.ns) }, c.handler ?? 'gvisor', HANDLERS), (err: unknown) => {
+        assert.ok(err instanceof PermissionDeniedError, String(err));
+        assert.match(err.message, c.rule);
+        return true;
+      });
+    });
+  }
+
+  it('trusted: a harmless host dir is allowed', () => {
+    const d = enforceContainer(policy, { config: containerConfig({ mounts: [{ containerPath: '/d', hostPath: join(dir, 'data') }] }), sandboxConfig: podConfig({}, 'kube-system') }, 'runc', HANDLERS);
+    assert.equal(d.allowed, true);
+  });
+
+  it('no sandbox config: nothing is known of the pod, so it is untrusted', () => {
+    assert.throws(() => enforceContainer(policy, { config: containerConfig(), sandboxConfig: null }, 'runc', HANDLERS), /untrusted\/handler-not-allowed/);
+  });
+});
+
+describe('NodePolicy (the CriPolicy the CRI server calls)', () => {
+  it('asks for the handlers each time, counts decisions and rejects with PermissionDenied', async () => {
+    let calls = 0;
+    const np = new NodePolicy({ policy, logger: capture().logger, handlers: async () => { calls++; return HANDLERS; } });
+    assert.deepEqual(await np.enforcePod(podConfig(), 'runc'), { handler: 'gvisor' });
+    await np.enforceContainer(podConfig(), containerConfig(), 'gvisor');
+    await assert.rejects(np.enforceContainer(podConfig(), containerConfig({ linux: { securityContext: { privileged: true } } }), 'gvisor'), PermissionDeniedError);
+    assert.equal(calls, 3);
+    assert.deepEqual(np.counters, { pods: { allowed: 1, denied: 0, moved: 1 }, containers: { allowed: 1, denied: 1 }, deniedByRule: { 'untrusted/privileged': 1 } });
+  });
+});

@@ -1,0 +1,220 @@
+/**
+ * Node enforcement: turns CRI requests (PodSandboxConfig / ContainerConfig, as src/engine/types.ts
+ * shapes them) into policy inputs, decides, logs and counts every decision, and throws
+ * PermissionDeniedError naming the rule when the answer is no. The CRI server calls these in
+ * RunPodSandbox (before the handler is resolved) and CreateContainer.
+ *
+ * `NodePolicy` is the long-lived form (matches cri/deps.ts `CriPolicy`): built once by the daemon
+ * with the loaded Policy, a Logger and a way to list handlers with their availability.
+ */
+import { realpathSync } from 'node:fs';
+import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
+import type { ContainerConfig, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, PodSandboxConfig, SecurityProfile } from '../engine/types.ts';
+import type { Logger } from '../util/log.ts';
+import {
+  decideContainer, decidePod, normalizeHostPath,
+  type ContainerInput, type Decision, type HandlerInfo, type PodInput, type Policy, type SecuritySummary,
+} from './policy.ts';
+
+export interface PolicyCounters {
+  pods: { allowed: number; denied: number; moved: number };
+  containers: { allowed: number; denied: number };
+  /** Refusals by deciding rule ("untrusted/privileged": 3). */
+  deniedByRule: Record<string, number>;
+}
+
+export function createCounters(): PolicyCounters {
+  return { pods: { allowed: 0, denied: 0, moved: 0 }, containers: { allowed: 0, denied: 0 }, deniedByRule: {} };
+}
+
+export interface EnforceOptions {
+  logger?: Logger;
+  counters?: PolicyCounters;
+  /**
+   * Resolves a host path through symlinks (default: fs.realpathSync; a path that does not exist
+   * stays as given). Both the given and the resolved path are checked.
+   */
+  resolvePath?: (p: string) => string;
+}
+
+const unconfined = (p: SecurityProfile | null | undefined, legacy: string | undefined): boolean =>
+  p?.profileType === 'Unconfined' || legacy === 'unconfined';
+
+function podSecurity(sc: LinuxSandboxSecurityContext | null | undefined, sysctls: Record<string, string> | undefined): SecuritySummary {
+  const ns = sc?.namespaceOptions;
+  const s: SecuritySummary = {
+    privileged: Boolean(sc?.privileged),
+    hostNetwork: ns?.network === 'NODE',
+    hostPID: ns?.pid === 'NODE',
+    hostIPC: ns?.ipc === 'NODE',
+    seccompUnconfined: unconfined(sc?.seccomp, sc?.seccompProfilePath),
+    apparmorUnconfined: unconfined(sc?.apparmor, undefined),
+  };
+  if (sysctls && Object.keys(sysctls).length > 0) s.sysctls = { ...sysctls };
+  return s;
+}
+
+/** The policy input for a RunPodSandbox request. */
+export function podInputFromCri(config: PodSandboxConfig, requestedHandler: string): PodInput {
+  const md = config.metadata;
+  const input: PodInput = {
+    namespace: md?.namespace ?? '',
+    name: md?.name ?? '',
+    labels: { ...(config.labels ?? {}) },
+    annotations: { ...(config.annotations ?? {}) },
+    runtimeHandler: requestedHandler,
+    security: podSecurity(config.linux?.securityContext, config.linux?.sysctls),
+  };
+  if (md?.uid) input.uid = md.uid;
+  return input;
+}
+
+function withResolved(paths: string[], ownDir: string | undefined, resolve: (p: string) => string): string[] {
+  const out: string[] = [];
+  for (const p of paths) {
+    out.push(p);
+    const n = normalizeHostPath(p);
+    if (n === undefined || (ownDir && n.startsWith(ownDir + '/'))) continue;
+    let r: string;
+    try { r = resolve(n); } catch { continue; }
+    if (r !== n) out.push(r);
+  }
+  return out;
+}
+
+/** The policy input for a CreateContainer request's container. */
+export function containerInputFromCri(config: ContainerConfig, resolve?: (p: string) => string, ownPodDir?: string): ContainerInput {
+  const sc: LinuxContainerSecurityContext | null | undefined = config.linux?.securityContext;
+  const ns = sc?.namespaceOptions;
+  const hostPaths = [
+    ...(config.mounts ?? []).flatMap((m) => (m.hostPath ? [m.hostPath] : [])),
+    ...(config.devices ?? []).flatMap((d) => (d.hostPath ? [d.hostPath] : [])),
+  ];
+  const security: SecuritySummary = {
+    privileged: Boolean(sc?.privileged),
+    hostNetwork: ns?.network === 'NODE',
+    hostPID: ns?.pid === 'NODE',
+    hostIPC: ns?.ipc === 'NODE',
+    hostPaths: resolve ? withResolved(hostPaths, ownPodDir, resolve) : hostPaths,
+    addedCapabilities: [...(sc?.capabilities?.addCapabilities ?? []), ...(sc?.capabilities?.addAmbientCapabilities ?? [])],
+    seccompUnconfined: unconfined(sc?.seccomp, sc?.seccompProfilePath),
+    apparmorUnconfined: unconfined(sc?.apparmor, sc?.apparmorProfile),
+  };
+  const input: ContainerInput = { name: config.metadata?.name ?? '', security };
+  // The kubelet passes the resolved image (often an ID) in image, the name the user wrote in userSpecifiedImage.
+  const image = config.image?.userSpecifiedImage || config.image?.image;
+  if (image) input.image = image;
+  return input;
+}
+
+function defaultResolve(p: string): string {
+  try { return realpathSync(p); } catch { return p; }
+}
+
+function deniedMessage(kind: string, who: string, d: Decision): string {
+  const hint = d.violations.some((v) => v.rule === 'seccomp') ? ' (a kubelet without --seccomp-default asks for Unconfined when a pod names no profile)' : '';
+  return `policy: ${kind} ${who} denied by rule ${d.rule} (trust "${d.trust}" from ${d.trustRule === 'default' ? 'the default' : `rule "${d.trustRule}"`}): ${d.violations.map((v) => v.message).join('; ')}${hint}`;
+}
+
+function record(opts: EnforceOptions, kind: 'pod' | 'container', who: string, d: Decision): void {
+  const c = opts.counters;
+  if (c) {
+    const bucket = kind === 'pod' ? c.pods : c.containers;
+    if (d.allowed) bucket.allowed++; else { bucket.denied++; c.deniedByRule[d.rule] = (c.deniedByRule[d.rule] ?? 0) + 1; }
+    if (kind === 'pod' && d.allowed && d.moved) c.pods.moved++;
+  }
+  const fields = { kind, object: who, allowed: d.allowed, trust: d.trust, trustRule: d.trustRule, rule: d.rule, handler: d.handler ?? '', requested: d.requestedHandler };
+  if (d.allowed) opts.logger?.info('policy decision', d.moved ? { ...fields, moved: true } : fields);
+  else opts.logger?.warn('policy decision', { ...fields, violations: d.violations.map((v) => v.message).join('; ') });
+}
+
+function thrown(kind: string, who: string, d: Decision): Error {
+  // A handler that would be allowed but cannot run here is a node problem, not a refusal.
+  if (d.violations.every((v) => v.rule === 'handler-unavailable' || v.rule === 'no-handler')) {
+    return new FailedPreconditionError(deniedMessage(kind, who, d));
+  }
+  return new PermissionDeniedError(deniedMessage(kind, who, d));
+}
+
+/**
+ * RunPodSandbox: decides the pod and returns the handler to run it with (possibly stronger than
+ * requested). Throws PermissionDeniedError naming the rule, or FailedPreconditionError when the
+ * only problem is that no allowed handler is available on this node.
+ */
+export function enforcePod(
+  policy: Policy,
+  request: { config: PodSandboxConfig; runtimeHandler?: string },
+  available: readonly HandlerInfo[],
+  opts: EnforceOptions = {},
+): { handler: string; decision: Decision } {
+  const input = podInputFromCri(request.config, request.runtimeHandler ?? '');
+  const d = decidePod(policy, input, available);
+  const who = `${input.namespace}/${input.name}`;
+  record(opts, 'pod', who, d);
+  if (!d.allowed || d.handler === undefined) throw thrown('pod', who, d);
+  return { handler: d.handler, decision: d };
+}
+
+/**
+ * CreateContainer: decides one container of a pod already running on `podHandler`. Throws
+ * PermissionDeniedError naming the rule. `sandboxConfig` null (not sent) means nothing is known
+ * of the pod, so it gets the default trust.
+ */
+export function enforceContainer(
+  policy: Policy,
+  request: { config: ContainerConfig; sandboxConfig?: PodSandboxConfig | null },
+  podHandler: string,
+  available: readonly HandlerInfo[],
+  opts: EnforceOptions = {},
+): Decision {
+  const pc = request.sandboxConfig ?? null;
+  const md = pc?.metadata;
+  const uid = md?.uid;
+  const ownDir = uid && /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/.test(uid) ? `${policy.kubeletRoot}/pods/${uid}` : undefined;
+  const container = containerInputFromCri(request.config, opts.resolvePath ?? defaultResolve, ownDir);
+  const pod: PodInput = { namespace: md?.namespace ?? '', name: md?.name ?? '', labels: { ...(pc?.labels ?? {}) }, annotations: { ...(pc?.annotations ?? {}) } };
+  if (uid) pod.uid = uid;
+  const d = decideContainer(policy, { pod, podHandler, container }, available);
+  const who = `${container.name} in pod ${pod.namespace}/${pod.name}`;
+  record(opts, 'container', who, d);
+  if (!d.allowed) throw new PermissionDeniedError(deniedMessage('container', who, d));
+  return d;
+}
+
+export interface NodePolicyOptions {
+  policy: Policy;
+  logger: Logger;
+  /** Handlers on this node with their isolation class and whether their probe says available. */
+  handlers: (signal?: AbortSignal) => Promise<HandlerInfo[]> | HandlerInfo[];
+  counters?: PolicyCounters;
+  resolvePath?: (p: string) => string;
+}
+
+/** The policy as the CRI server uses it (shape of cri/deps.ts CriPolicy). Lives as long as the daemon. */
+export class NodePolicy {
+  readonly policy: Policy;
+  readonly counters: PolicyCounters;
+  readonly #opts: NodePolicyOptions;
+
+  constructor(opts: NodePolicyOptions) {
+    this.policy = opts.policy;
+    this.counters = opts.counters ?? createCounters();
+    this.#opts = opts;
+  }
+
+  #enforceOpts(): EnforceOptions {
+    const o: EnforceOptions = { logger: this.#opts.logger, counters: this.counters };
+    if (this.#opts.resolvePath) o.resolvePath = this.#opts.resolvePath;
+    return o;
+  }
+
+  async enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string }> {
+    const available = await this.#opts.handlers();
+    return { handler: enforcePod(this.policy, { config, runtimeHandler: requestedHandler }, available, this.#enforceOpts()).handler };
+  }
+
+  async enforceContainer(podConfig: PodSandboxConfig | null, config: ContainerConfig, handler: string): Promise<void> {
+    const available = await this.#opts.handlers();
+    enforceContainer(this.policy, { config, sandboxConfig: podConfig }, handler, available, this.#enforceOpts());
+  }
+}
