@@ -54,7 +54,7 @@ function propagation(p: cri.MountPropagation | undefined): 'private' | 'rslave' 
   return 'private';
 }
 
-async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined): Promise<SpecRequest['seccomp']> {
+async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined): Promise<NonNullable<SpecRequest['seccomp']>> {
   let type: cri.ProfileType | undefined = sc?.seccomp?.profileType;
   let ref = sc?.seccomp?.localhostRef ?? '';
   if (!sc?.seccomp && sc?.seccompProfilePath) {
