@@ -1,0 +1,100 @@
+/**
+ * Base class for backends driven through conmon: holds a ConmonDriver and delegates every
+ * container operation to it; subclasses say what their runtime is (`runtimeCommand`), probe the
+ * host, and adjust the spec for their runtime (`adjustSpec`). The microVM backend extends it too.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidArgumentError, UnavailableError } from '../errors.ts';
+import type { Logger } from '../util/log.ts';
+import type {
+  AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
+  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, PodModel, ProbeResult, RuntimeCommand,
+} from './backend.ts';
+import { ConmonDriver } from './conmon.ts';
+import type { OciLinuxResources, OciSpec } from './oci.ts';
+
+export const CONTAINER_TYPE_ANNOTATION = 'io.kubernetes.cri.container-type';
+export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+
+export abstract class ConmonBackend implements Backend {
+  abstract readonly name: string;
+  abstract readonly isolation: Isolation;
+  abstract readonly podModel: PodModel;
+  protected readonly opts: BackendOptions;
+  protected readonly log: Logger;
+  private driverInstance: ConmonDriver | undefined;
+  private probed: ProbeResult | undefined;
+
+  constructor(opts: BackendOptions) {
+    this.opts = opts;
+    this.log = opts.logger;
+  }
+
+  /** Directory for the runtime's own state (`--root`). */
+  protected get stateDir(): string { return join(this.opts.runDir, 'state'); }
+
+  abstract runtimeCommand(): RuntimeCommand;
+  protected abstract probeHost(signal?: AbortSignal): Promise<ProbeResult>;
+  /** Runtime-specific spec changes; default none. Must not weaken the spec. */
+  protected adjustSpec(spec: OciSpec, _opts: CreateContainerOptions): OciSpec { return spec; }
+  /** Kill a timed-out exec'd process by the pid its runtime reported. */
+  protected async killExecProcess(_id: string, pid: number): Promise<void> {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+
+  protected get driver(): ConmonDriver {
+    if (!this.driverInstance) {
+      mkdirSync(this.opts.runDir, { recursive: true, mode: 0o700 });
+      mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+      this.driverInstance = new ConmonDriver({
+        runDir: this.opts.runDir,
+        conmon: this.opts.conmon ?? 'conmon',
+        runtime: this.runtimeCommand(),
+        logger: this.log,
+        killExecProcess: (id, pid) => this.killExecProcess(id, pid),
+      });
+    }
+    return this.driverInstance;
+  }
+
+  async probe(signal?: AbortSignal): Promise<ProbeResult> {
+    if (this.probed?.available) return this.probed;
+    this.probed = await this.probeHost(signal);
+    return this.probed;
+  }
+
+  protected async requireAvailable(signal?: AbortSignal): Promise<void> {
+    const p = await this.probe(signal);
+    if (!p.available) throw new UnavailableError(`${this.name} is not available on this host: ${p.reason ?? 'unknown reason'}`);
+  }
+
+  async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
+    await this.requireAvailable(opts.signal);
+    if (opts.pod.role === 'container' && this.podModel.infraContainer && !opts.pod.sandboxContainerId) {
+      throw new InvalidArgumentError(`${this.name}: an app container needs pod.sandboxContainerId`);
+    }
+    const spec = this.adjustSpec(structuredClone(opts.spec), opts);
+    return await this.driver.createContainer({ ...opts, spec });
+  }
+
+  start(id: string, signal?: AbortSignal): Promise<void> { return this.driver.start(id, signal); }
+  state(id: string, signal?: AbortSignal): Promise<ContainerState> { return this.driver.state(id, signal); }
+  wait(id: string, signal?: AbortSignal): Promise<ContainerState> { return this.driver.wait(id, signal); }
+  kill(id: string, signal: NodeJS.Signals | number, abort?: AbortSignal): Promise<void> { return this.driver.kill(id, signal, abort); }
+  delete(id: string, signal?: AbortSignal): Promise<void> { return this.driver.delete(id, signal); }
+  exec(id: string, opts: ExecOptions): Promise<ExecResult> { return this.driver.exec(id, opts); }
+  execInteractive(id: string, opts: InteractiveExecOptions): Promise<InteractiveProcess> { return this.driver.execInteractive(id, opts); }
+  attach(id: string, opts?: AttachOptions): Promise<InteractiveProcess> { return this.driver.attach(id, opts); }
+  resize(id: string, width: number, height: number): Promise<void> { return this.driver.resize(id, width, height); }
+  updateResources(id: string, resources: OciLinuxResources, signal?: AbortSignal): Promise<void> { return this.driver.updateResources(id, resources, signal); }
+  stats(id: string, _signal?: AbortSignal): Promise<ContainerStats> { return this.driver.stats(id); }
+  reopenLog(id: string): Promise<void> { return this.driver.reopenLog(id); }
+  list(): Promise<ContainerRecord[]> { return this.driver.list(); }
+  async close(): Promise<void> { /* nothing held in process: containers keep running */ }
+}
+
+/** First line matching /version/i of `<bin> --version`, for probe details. */
+export function versionLine(stdout: string): string {
+  return (stdout.split('\n').find((l) => /version/i.test(l)) ?? stdout.split('\n')[0] ?? '').trim();
+}

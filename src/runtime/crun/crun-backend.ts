@@ -1,0 +1,79 @@
+/**
+ * crun: the C OCI runtime, same model as runc. Debian's crun 1.8 refuses a cgroup v1 hybrid
+ * host (it wants either pure v1 or a v2 unified hierarchy), so the probe runs a real container
+ * and reports crun's own words when it fails.
+ */
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../util/exec.ts';
+import type { PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { ConmonBackend, versionLine } from '../conmon-backend.ts';
+import { runtimeMessage } from '../errors.ts';
+import { findStaticBusybox } from '../pause.ts';
+
+export class CrunBackend extends ConmonBackend {
+  readonly name: string = 'crun';
+  readonly isolation = 'process' as const;
+  readonly podModel: PodModel = { infraContainer: true, network: 'netns-path', joinInfraNamespaces: true };
+
+  runtimeCommand(): RuntimeCommand {
+    return { path: this.opts.binary ?? 'crun', globalArgs: ['--root', this.stateDir, ...(this.opts.runtimeArgs ?? [])] };
+  }
+
+  protected async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
+    const bin = this.runtimeCommand().path;
+    let version: string;
+    try {
+      const v = await run(bin, ['--version'], { timeoutMs: 10_000, ...(signal ? { signal } : {}) });
+      if (v.code !== 0) return { available: false, reason: `${bin} --version failed`, details: {} };
+      version = versionLine(v.stdout);
+    } catch {
+      return { available: false, reason: 'crun is not installed; install the crun package', details: {} };
+    }
+    // a real run of `true` in a minimal bundle tells whether crun accepts this host's cgroups
+    const dir = await mkdtemp(join(tmpdir(), 'bulkhead-crun-probe-'));
+    const id = `bulkhead-probe-${process.pid}-${Date.now()}`;
+    try {
+      const rootfs = join(dir, 'rootfs');
+      await mkdir(join(rootfs, 'bin'), { recursive: true });
+      const { copyFile } = await import('node:fs/promises');
+      await copyFile(await findStaticBusybox(), join(rootfs, 'bin', 'busybox'));
+      const spec = {
+        ociVersion: '1.0.2',
+        process: { user: { uid: 0, gid: 0 }, args: ['/bin/busybox', 'true'], cwd: '/', env: ['PATH=/bin'] },
+        root: { path: rootfs, readonly: true },
+        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }], cgroupsPath: `/bulkhead-probe/${id}` },
+      };
+      await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+      const r = await run(bin, ['--root', join(dir, 'state'), 'run', '--bundle', dir, id], { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
+      if (r.code !== 0) {
+        const why = runtimeMessage(r.stderr) || `exit ${r.code}`;
+        const cg = await cgroupLayout();
+        return {
+          available: false,
+          reason: `crun cannot run containers on this host's cgroup layout (${cg}): "${why}". crun needs a pure cgroup v1 or a cgroup v2 unified hierarchy; boot with systemd.unified_cgroup_hierarchy=1 or use the runc handler`,
+          details: { runtimeVersion: version, cgroups: cg },
+        };
+      }
+      return { available: true, details: { runtimeVersion: version, cgroups: await cgroupLayout() } };
+    } finally {
+      await run(bin, ['--root', join(dir, 'state'), 'delete', '--force', id], { timeoutMs: 10_000 }).catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+      const { rmdir } = await import('node:fs/promises');
+      for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'unified', '']) {
+        await rmdir(join('/sys/fs/cgroup', c, 'bulkhead-probe', id)).catch(() => {});
+        await rmdir(join('/sys/fs/cgroup', c, 'bulkhead-probe')).catch(() => {});
+      }
+    }
+  }
+}
+
+async function cgroupLayout(): Promise<string> {
+  const { stat } = await import('node:fs/promises');
+  const has = async (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
+  if (await has('/sys/fs/cgroup/cgroup.controllers')) return 'v2 unified';
+  if (await has('/sys/fs/cgroup/unified/cgroup.controllers')) return 'v1 hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)';
+  return 'v1';
+}

@@ -1,0 +1,173 @@
+/**
+ * gVisor (runsc): a user-space kernel between the workload and the host ('user-kernel').
+ * One sandbox per pod: the infra container is the sandbox, app containers join it through the
+ * CRI annotations. Platform detection tries systrap, kvm, ptrace by really running a tiny
+ * sandbox with each and remembers the first that works in `<runDir>/platform.json`.
+ *
+ * Debian's 2022 runsc treats every network namespace as the host's and refuses
+ * `--network=sandbox` ("cannot run with network enabled in root network namespace"); then the
+ * sandbox is run with `--network=host` *inside the pod's network namespace* (gVisor's netstack
+ * is bypassed for network syscalls, which are passed to the host kernel within that netns).
+ * The probe reports which mode is in force (`details.network`).
+ */
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { run } from '../../util/exec.ts';
+import type { CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
+import type { OciSpec } from '../oci.ts';
+import { findStaticBusybox } from '../pause.ts';
+import { runtimeMessage } from '../errors.ts';
+
+const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
+/** Capabilities runsc 2022 does not know and rejects. */
+const UNSUPPORTED_CAPS = new Set(['CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE']);
+
+interface Detected {
+  platform: string;
+  network: 'sandbox' | 'host';
+  networkNote?: string;
+  version: string;
+  tried: Record<string, string>;
+}
+
+export class GvisorBackend extends ConmonBackend {
+  readonly name: string = 'gvisor';
+  readonly isolation = 'user-kernel' as const;
+  readonly podModel: PodModel = { infraContainer: true, network: 'sandbox', joinInfraNamespaces: false };
+  private detected: Detected | undefined;
+
+  private get bin(): string { return this.opts.binary ?? 'runsc'; }
+
+  runtimeCommand(): RuntimeCommand {
+    const d = this.detected;
+    const extra = this.opts.runtimeArgs ?? [];
+    const hasPlatform = extra.some((a) => a.startsWith('--platform'));
+    const hasNetwork = extra.some((a) => a.startsWith('--network'));
+    return {
+      path: this.bin,
+      globalArgs: [
+        '--root', this.stateDir,
+        ...(hasPlatform ? [] : [`--platform=${d?.platform ?? 'ptrace'}`]),
+        ...(hasNetwork ? [] : [`--network=${d?.network ?? 'host'}`]),
+        ...extra,
+      ],
+    };
+  }
+
+  protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
+    spec.annotations = spec.annotations ?? {};
+    const sandboxId = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
+    spec.annotations[CONTAINER_TYPE_ANNOTATION] = opts.pod.role;
+    spec.annotations[SANDBOX_ID_ANNOTATION] = sandboxId;
+    const caps = spec.process?.capabilities;
+    if (caps) {
+      for (const k of ['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const) {
+        if (caps[k]) caps[k] = caps[k].filter((c) => !UNSUPPORTED_CAPS.has(c));
+      }
+    }
+    const ns = spec.linux?.namespaces;
+    if (ns && spec.linux) {
+      if (opts.pod.role === 'container') {
+        // app containers live inside the pod's sandbox: its kernel provides the namespaces
+        spec.linux.namespaces = ns.filter((n) => n.type !== 'network').map((n) => ({ type: n.type }));
+      } else if (opts.pod.netnsPath) {
+        spec.linux.namespaces = [...ns.filter((n) => n.type !== 'network'), { type: 'network', path: opts.pod.netnsPath }];
+      }
+    }
+    return spec;
+  }
+
+  protected override async killExecProcess(id: string, pid: number): Promise<void> {
+    // runsc's pid file holds the pid inside the sandbox; signal it there
+    await run(this.bin, [...this.runtimeCommand().globalArgs, 'kill', `--pid=${pid}`, id, 'KILL'], { timeoutMs: 10_000 }).catch(() => {});
+  }
+
+  protected async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
+    const opt = signal ? { signal } : {};
+    let version: string;
+    try {
+      const v = await run(this.bin, ['--version'], { timeoutMs: 10_000, ...opt });
+      if (v.code !== 0) return { available: false, reason: `${this.bin} --version failed: ${v.stderr.trim()}`, details: {} };
+      version = versionLine(v.stdout);
+    } catch {
+      return { available: false, reason: 'runsc is not installed; install gVisor (Debian package runsc)', details: {} };
+    }
+    const cacheFile = join(this.opts.runDir, 'platform.json');
+    try {
+      const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as Detected;
+      if (cached.version === version) this.detected = cached;
+    } catch { /* detect */ }
+    if (!this.detected) {
+      const det = await this.detect(version, signal);
+      if ('reason' in det) return { available: false, reason: det.reason, details: { runtimeVersion: version, ...det.tried } };
+      this.detected = det;
+      await mkdir(this.opts.runDir, { recursive: true, mode: 0o700 });
+      await writeFile(cacheFile, JSON.stringify(det));
+    }
+    const d = this.detected;
+    return {
+      available: true,
+      details: {
+        runtimeVersion: version,
+        platform: d.platform,
+        network: d.network === 'sandbox' ? 'sandbox (gVisor netstack in the pod netns)' : 'host inside the pod netns (weaker: network syscalls reach the host kernel)',
+        ...(d.networkNote ? { networkNote: d.networkNote } : {}),
+      },
+    };
+  }
+
+  private async detect(version: string, signal?: AbortSignal): Promise<Detected | { reason: string; tried: Record<string, string> }> {
+    const tried: Record<string, string> = {};
+    const work = await mkdtemp(join(tmpdir(), 'bulkhead-runsc-probe-'));
+    try {
+      let platform: string | undefined;
+      for (const p of PLATFORMS) {
+        const r = await run(this.bin, ['--root', join(work, 'state-' + p), `--platform=${p}`, '--network=none', 'do', '/bin/sh', '-c', 'exit 7'], {
+          timeoutMs: 20_000, ...(signal ? { signal } : {}),
+        }).catch((e: Error) => ({ code: null, stderr: e.message, stdout: '', signal: null }));
+        if (r.code === 7) { platform = p; tried[`probe.${p}`] = 'works'; break; }
+        tried[`probe.${p}`] = runtimeMessage(r.stderr) || `exit ${r.code}`;
+      }
+      if (!platform) return { reason: `no gVisor platform works here (${Object.entries(tried).map(([k, v]) => `${k}: ${v}`).join('; ')})`, tried };
+      const net = await this.detectNetwork(work, platform, signal);
+      return { platform, version, tried, ...net };
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Tries a real sandbox with --network=sandbox in a throwaway netns. */
+  private async detectNetwork(work: string, platform: string, signal?: AbortSignal): Promise<{ network: 'sandbox' | 'host'; networkNote?: string }> {
+    const ns = `bh-gvprobe-${randomBytes(4).toString('hex')}`;
+    const add = await run('ip', ['netns', 'add', ns], { timeoutMs: 10_000 }).catch(() => undefined);
+    if (!add || add.code !== 0) return { network: 'host', networkNote: 'could not create a network namespace to test --network=sandbox' };
+    const id = `bh-gvprobe-${randomBytes(4).toString('hex')}`;
+    const state = join(work, 'state-net');
+    try {
+      const rootfs = join(work, 'rootfs');
+      await mkdir(join(rootfs, 'bin'), { recursive: true });
+      await copyFile(await findStaticBusybox(), join(rootfs, 'bin', 'busybox'));
+      const spec = {
+        ociVersion: '1.0.2',
+        process: { user: { uid: 0, gid: 0 }, args: ['/bin/busybox', 'true'], cwd: '/', env: ['PATH=/bin'] },
+        root: { path: rootfs, readonly: true },
+        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network', path: `/var/run/netns/${ns}` }] },
+      };
+      await writeFile(join(work, 'config.json'), JSON.stringify(spec));
+      const r = await run(this.bin, ['--root', state, `--platform=${platform}`, '--network=sandbox', 'run', '--bundle', work, id], {
+        timeoutMs: 30_000, ...(signal ? { signal } : {}),
+      });
+      if (r.code === 0) return { network: 'sandbox' };
+      return { network: 'host', networkNote: `--network=sandbox refused: ${runtimeMessage(r.stderr)}` };
+    } catch (err) {
+      return { network: 'host', networkNote: `--network=sandbox test failed: ${(err as Error).message}` };
+    } finally {
+      await run(this.bin, ['--root', state, 'delete', '--force', id], { timeoutMs: 10_000 }).catch(() => {});
+      await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});
+    }
+  }
+}

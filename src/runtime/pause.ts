@@ -1,0 +1,35 @@
+/**
+ * The built-in pod infra ("pause") root filesystem: a directory holding only a static busybox
+ * (Debian's busybox-static), shared read-only by every pause container of the node.
+ */
+import { copyFile, mkdir, rename, stat, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UnavailableError } from '../errors.ts';
+
+const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
+
+/** A static busybox on this host, or UnavailableError naming the package to install. */
+export async function findStaticBusybox(): Promise<string> {
+  for (const p of BUSYBOX_CANDIDATES) {
+    try {
+      const st = await stat(p);
+      if (st.isFile()) return p;
+    } catch { /* next */ }
+  }
+  throw new UnavailableError('no busybox found; install the busybox-static package');
+}
+
+/** Creates (once) `<dir>/bin/busybox` and the few dirs a pause container needs; returns dir. */
+export async function ensurePauseRootfs(dir: string): Promise<string> {
+  const target = join(dir, 'bin', 'busybox');
+  try {
+    await stat(target);
+    return dir;
+  } catch { /* create */ }
+  for (const d of ['bin', 'proc', 'dev', 'sys', 'etc', 'tmp']) await mkdir(join(dir, d), { recursive: true });
+  const tmp = `${target}.tmp-${process.pid}`;
+  await copyFile(await findStaticBusybox(), tmp);
+  await chmod(tmp, 0o755);
+  await rename(tmp, target);
+  return dir;
+}

@@ -1,0 +1,29 @@
+/**
+ * runc: Linux namespaces + cgroups + seccomp, the host kernel shared ('process' isolation).
+ * Pods use an infra (pause) container whose IPC/UTS namespaces app containers join by path.
+ */
+import { run } from '../../util/exec.ts';
+import type { PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { ConmonBackend, versionLine } from '../conmon-backend.ts';
+
+export class RuncBackend extends ConmonBackend {
+  readonly name: string = 'runc';
+  readonly isolation = 'process' as const;
+  readonly podModel: PodModel = { infraContainer: true, network: 'netns-path', joinInfraNamespaces: true };
+
+  runtimeCommand(): RuntimeCommand {
+    return { path: this.opts.binary ?? 'runc', globalArgs: ['--root', this.stateDir, ...(this.opts.runtimeArgs ?? [])] };
+  }
+
+  protected async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
+    const bin = this.runtimeCommand().path;
+    try {
+      const v = await run(bin, ['--version'], { timeoutMs: 10_000, ...(signal ? { signal } : {}) });
+      if (v.code !== 0) return { available: false, reason: `${bin} --version failed: ${v.stderr.trim()}`, details: {} };
+      const c = await run(this.opts.conmon ?? 'conmon', ['--version'], { timeoutMs: 10_000, ...(signal ? { signal } : {}) });
+      return { available: true, details: { runtimeVersion: versionLine(v.stdout), conmonVersion: versionLine(c.stdout) } };
+    } catch (err) {
+      return { available: false, reason: `${bin} or conmon not usable (${(err as Error).message}); install the runc and conmon packages`, details: {} };
+    }
+  }
+}
