@@ -1,0 +1,38 @@
+// How CLI commands reach the daemon: over the CRI socket, starting a daemon in the background when
+// none answers (and saying so), and resolving names and ID prefixes as docker and crictl do.
+import type { CommandContext } from './command.ts';
+import type { CriClient } from '../cri/client.ts';
+import type { Container, PodSandbox } from '../engine/types.ts';
+import { ensureDaemon } from './daemon.ts';
+import { NotFoundError, InvalidArgumentError } from '../errors.ts';
+
+export async function withClient<T>(ctx: CommandContext, fn: (client: CriClient) => Promise<T>): Promise<T> {
+  const { client, started } = await ensureDaemon(ctx.global, { signal: ctx.signal });
+  if (started) ctx.stderr.write(`bulkhead: started a Bulkhead daemon in the background (pid ${started.pid}, log ${started.log})\n`);
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+function pick<T>(kind: string, ref: string, items: T[], id: (t: T) => string, name: (t: T) => string): T {
+  const exact = items.filter((t) => id(t) === ref || name(t) === ref);
+  if (exact.length === 1) return exact[0]!;
+  const byPrefix = items.filter((t) => id(t).startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0]!;
+  if (byPrefix.length > 1 || exact.length > 1) throw new InvalidArgumentError(`${kind} "${ref}" is ambiguous: ${[...exact, ...byPrefix].map((t) => id(t).slice(0, 13)).join(', ')}`);
+  throw new NotFoundError(`no such ${kind}: ${ref} (see 'bulkhead ${kind === 'pod' ? 'pods' : 'ps -a'}')`);
+}
+
+/** A container by full ID, unique ID prefix or name. */
+export async function findContainer(client: CriClient, ref: string): Promise<Container> {
+  if (!ref) throw new InvalidArgumentError('a container ID or name is required');
+  return pick('container', ref, await client.listContainers(), (c) => c.id, (c) => c.metadata.name);
+}
+
+/** A pod by full ID, unique ID prefix or name. */
+export async function findPod(client: CriClient, ref: string): Promise<PodSandbox> {
+  if (!ref) throw new InvalidArgumentError('a pod ID or name is required');
+  return pick('pod', ref, await client.listPodSandbox(), (p) => p.id, (p) => p.metadata.name);
+}

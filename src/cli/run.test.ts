@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildConfigs, parseCpus, parseEnv, parsePublish, parseVolume, type RunRequest } from './run.ts';
+
+const base: RunRequest = {
+  image: 'busybox', args: ['echo', 'hi'], name: 'web', isolation: 'gvisor', detach: false, remove: true,
+  interactive: false, tty: false, env: [], volumes: [], publish: [], network: 'bridge', readOnly: false,
+  privileged: false, capAdd: [], capDrop: [], labels: [],
+};
+
+test('parseEnv: KEY=VALUE, KEY from the environment, bad names', () => {
+  assert.deepEqual(parseEnv(['A=1', 'B=x=y', 'HOME', 'UNSET_VAR_XYZ'], { HOME: '/root' }), [
+    { key: 'A', value: '1' }, { key: 'B', value: 'x=y' }, { key: 'HOME', value: '/root' },
+  ]);
+  assert.throws(() => parseEnv(['=1'], {}), /invalid environment variable/);
+});
+
+test('parseVolume: paths, modes and errors', () => {
+  assert.deepEqual(parseVolume('/data:/data:ro', '/'), { hostPath: '/data', containerPath: '/data', readonly: true });
+  assert.deepEqual(parseVolume('rel:/x', '/home/u'), { hostPath: '/home/u/rel', containerPath: '/x', readonly: false });
+  assert.equal(parseVolume('/a:/b:rshared', '/').propagation, 'PROPAGATION_BIDIRECTIONAL');
+  for (const bad of ['/a', '/a:rel', '/a:/b:bogus', ':/b', '/a:/b:ro:extra']) assert.throws(() => parseVolume(bad, '/'), /invalid volume/, bad);
+});
+
+test('parsePublish: ports, host ip, protocol and errors', () => {
+  assert.deepEqual(parsePublish('8080:80'), { protocol: 'TCP', hostPort: 8080, containerPort: 80, hostIp: '' });
+  assert.deepEqual(parsePublish('127.0.0.1:53:53/udp'), { protocol: 'UDP', hostPort: 53, containerPort: 53, hostIp: '127.0.0.1' });
+  for (const bad of ['80', '0:80', '70000:80', '1:2/icmp', 'a:b']) assert.throws(() => parsePublish(bad), /invalid/, bad);
+});
+
+test('parseCpus', () => {
+  assert.deepEqual(parseCpus('0.5'), { cpuPeriod: 100000, cpuQuota: 50000 });
+  assert.deepEqual(parseCpus('2'), { cpuPeriod: 100000, cpuQuota: 200000 });
+  for (const bad of ['0', '-1', 'x']) assert.throws(() => parseCpus(bad), /invalid --cpus/);
+});
+
+test('buildConfigs maps docker-style flags onto CRI configs', () => {
+  const { pod, container } = buildConfigs({ ...base, memory: '64m', cpus: '1', user: '1000:1000', readOnly: true, network: 'none', publish: ['8080:80'], env: ['A=1'], workdir: '/tmp' }, '/var/lib/bh', {}, '/');
+  assert.equal(pod.metadata?.name, 'web');
+  assert.equal(pod.annotations?.['io.bulkhead.network'], 'none');
+  assert.equal(pod.linux?.securityContext?.namespaceOptions?.network, 'POD');
+  assert.equal(pod.portMappings?.[0]?.hostPort, 8080);
+  assert.ok(pod.logDirectory?.startsWith('/var/lib/bh/logs/'));
+  assert.deepEqual(container.args, ['echo', 'hi']);
+  assert.deepEqual(container.command, []);
+  assert.equal(container.linux?.resources?.memoryLimitInBytes, 64 * 1024 * 1024);
+  assert.equal(container.linux?.resources?.cpuQuota, 100000);
+  assert.deepEqual(container.linux?.securityContext?.runAsUser, { value: 1000 });
+  assert.deepEqual(container.linux?.securityContext?.runAsGroup, { value: 1000 });
+  assert.equal(container.linux?.securityContext?.readonlyRootfs, true);
+  assert.equal(container.workingDir, '/tmp');
+  assert.equal(container.logPath, 'web.log');
+  const host = buildConfigs({ ...base, network: 'host', user: 'app', entrypoint: '/bin/sh' }, '/r', {}, '/');
+  assert.equal(host.pod.linux?.securityContext?.namespaceOptions?.network, 'NODE');
+  assert.equal(host.container.linux?.securityContext?.runAsUsername, 'app');
+  assert.deepEqual(host.container.command, ['/bin/sh']);
+  assert.throws(() => buildConfigs({ ...base, network: 'weird' }, '/r', {}, '/'), /--network/);
+  assert.throws(() => buildConfigs({ ...base, memory: 'lots' }, '/r', {}, '/'), /--memory/);
+  assert.throws(() => buildConfigs({ ...base, user: '1000:staff' }, '/r', {}, '/'), /numeric/);
+});

@@ -1,0 +1,302 @@
+// `bulkhead run`: docker-run-like, through the CRI API: one pod per run, pulls the image if needed,
+// and the workload's exit code becomes the command's.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { Command, CommandContext } from './command.ts';
+import { UsageError } from './command.ts';
+import type { CriClient } from '../cri/client.ts';
+import type { ContainerConfig, ContainerStatus, KeyValue, Mount, PodSandboxConfig, PortMapping, LinuxContainerResources } from '../engine/types.ts';
+import { withClient } from './client.ts';
+import { parseSize } from './format.ts';
+import { ensureImage } from './pull.ts';
+import { readLogs } from './log-reader.ts';
+import { runStream } from './stream-client.ts';
+
+/** Annotation with which the CLI asks for a pod network mode CRI cannot express ("none"). */
+export const NETWORK_ANNOTATION = 'io.bulkhead.network';
+export const CLI_LABEL = 'io.bulkhead.cli';
+
+export interface RunRequest {
+  image: string;
+  args: string[];
+  name: string;
+  isolation: string;
+  detach: boolean;
+  remove: boolean;
+  interactive: boolean;
+  tty: boolean;
+  env: string[];
+  volumes: string[];
+  publish: string[];
+  memory?: string;
+  cpus?: string;
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  hostname?: string;
+  network: string;
+  readOnly: boolean;
+  privileged: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  labels: string[];
+}
+
+function list(v: unknown): string[] {
+  if (v === undefined) return [];
+  return (Array.isArray(v) ? v : [v]).map(String);
+}
+
+export function parseEnv(items: string[], env: NodeJS.ProcessEnv): KeyValue[] {
+  const out: KeyValue[] = [];
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq === 0) throw new UsageError(`invalid environment variable "${item}"`);
+    if (eq < 0) { const v = env[item]; if (v !== undefined) out.push({ key: item, value: v }); }
+    else out.push({ key: item.slice(0, eq), value: item.slice(eq + 1) });
+  }
+  return out;
+}
+
+export function parseVolume(spec: string, cwd: string): Mount {
+  const parts = spec.split(':');
+  if (parts.length < 2 || parts.length > 3 || !parts[0] || !parts[1]) throw new UsageError(`invalid volume "${spec}": use HOST_PATH:CONTAINER_PATH[:ro|rw]`);
+  const [host, target, mode = 'rw'] = parts as [string, string, string?];
+  if (!target.startsWith('/')) throw new UsageError(`invalid volume "${spec}": the container path must be absolute`);
+  const opts = mode.split(',');
+  for (const o of opts) if (!['ro', 'rw', 'z', 'Z', 'shared', 'slave', 'private', 'rshared', 'rslave', 'rprivate'].includes(o)) throw new UsageError(`invalid volume option "${o}" in "${spec}"`);
+  const m: Mount = { hostPath: resolve(cwd, host), containerPath: target, readonly: opts.includes('ro') };
+  if (opts.some((o) => o.endsWith('shared'))) m.propagation = 'PROPAGATION_BIDIRECTIONAL';
+  else if (opts.some((o) => o.endsWith('slave'))) m.propagation = 'PROPAGATION_HOST_TO_CONTAINER';
+  return m;
+}
+
+export function parsePublish(spec: string): PortMapping {
+  // [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]
+  const [ports, proto = 'tcp'] = spec.split('/') as [string, string?];
+  const parts = ports.split(':');
+  const num = (s: string | undefined): number => {
+    const n = Number(s);
+    if (!s || !Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`invalid port in "${spec}"`);
+    return n;
+  };
+  if (!['tcp', 'udp', 'sctp'].includes(proto.toLowerCase())) throw new UsageError(`invalid protocol in "${spec}"`);
+  let hostIp = '';
+  let hostPort: number;
+  let containerPort: number;
+  if (parts.length === 2) { hostPort = num(parts[0]); containerPort = num(parts[1]); }
+  else if (parts.length === 3) { hostIp = parts[0]!; hostPort = num(parts[1]); containerPort = num(parts[2]); }
+  else throw new UsageError(`invalid port mapping "${spec}": use [HOST_IP:]HOST_PORT:CONTAINER_PORT`);
+  return { protocol: proto.toUpperCase() as 'TCP' | 'UDP' | 'SCTP', hostPort, containerPort, hostIp };
+}
+
+export function parseCpus(text: string): { cpuQuota: number; cpuPeriod: number } {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`invalid --cpus "${text}" (example: 0.5)`);
+  return { cpuPeriod: 100_000, cpuQuota: Math.round(n * 100_000) };
+}
+
+function userContext(user: string | undefined): Record<string, unknown> {
+  if (!user) return {};
+  const [u, g] = user.split(':') as [string, string?];
+  const out: Record<string, unknown> = /^\d+$/.test(u) ? { runAsUser: { value: Number(u) } } : { runAsUsername: u };
+  if (g !== undefined) {
+    if (!/^\d+$/.test(g)) throw new UsageError(`--user group must be numeric: "${user}"`);
+    out.runAsGroup = { value: Number(g) };
+  }
+  return out;
+}
+
+/** The pod and container configs for a run request (pure, so it is tested on its own). */
+export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessEnv, cwd: string): { pod: PodSandboxConfig; container: ContainerConfig } {
+  if (!['bridge', 'none', 'host'].includes(req.network)) throw new UsageError(`--network must be bridge, none or host`);
+  const labels: Record<string, string> = { [CLI_LABEL]: 'run' };
+  for (const l of req.labels) {
+    const eq = l.indexOf('=');
+    labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
+  }
+  const uid = randomUUID();
+  const pod: PodSandboxConfig = {
+    metadata: { name: req.name, uid, namespace: 'bulkhead', attempt: 0 },
+    hostname: req.hostname ?? req.name.slice(0, 63),
+    logDirectory: join(root, 'logs', `bulkhead_${req.name}_${uid}`),
+    portMappings: req.publish.map(parsePublish),
+    labels,
+    annotations: { [NETWORK_ANNOTATION]: req.network },
+    linux: {
+      securityContext: {
+        namespaceOptions: { network: req.network === 'host' ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },
+        privileged: req.privileged,
+      },
+    },
+  };
+  const resources: LinuxContainerResources = {};
+  if (req.memory !== undefined) {
+    try { resources.memoryLimitInBytes = parseSize(req.memory); } catch (e) { throw new UsageError(`--memory: ${(e as Error).message}`); }
+  }
+  if (req.cpus !== undefined) Object.assign(resources, parseCpus(req.cpus));
+  const container: ContainerConfig = {
+    metadata: { name: req.name, attempt: 0 },
+    image: { image: req.image, userSpecifiedImage: req.image },
+    command: req.entrypoint !== undefined ? [req.entrypoint] : [],
+    args: req.args,
+    envs: parseEnv(req.env, env),
+    mounts: req.volumes.map((v) => parseVolume(v, cwd)),
+    labels,
+    logPath: `${req.name}.log`,
+    stdin: req.interactive,
+    stdinOnce: req.interactive,
+    tty: req.tty,
+    linux: {
+      resources,
+      securityContext: {
+        readonlyRootfs: req.readOnly,
+        privileged: req.privileged,
+        capabilities: { addCapabilities: req.capAdd, dropCapabilities: req.capDrop },
+        ...userContext(req.user),
+      },
+    },
+  };
+  if (req.workdir !== undefined) container.workingDir = req.workdir;
+  return { pod, container };
+}
+
+async function waitExit(client: CriClient, id: string, signal: AbortSignal): Promise<ContainerStatus> {
+  let delay = 10;
+  for (;;) {
+    const { status } = await client.containerStatus(id);
+    if (status.state === 'CONTAINER_EXITED' || status.state === 'CONTAINER_UNKNOWN') return status;
+    if (signal.aborted) return status;
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 200);
+  }
+}
+
+export function generateName(): string {
+  return `bh-${randomBytes(4).toString('hex')}`;
+}
+
+const command: Command = {
+  name: 'run',
+  synopsis: 'bulkhead run [--isolation HANDLER] [--rm] [-d] [-i] [-t] [-e K=V] [-v SRC:DST[:ro]] [-p HOST:CTR] [--memory SIZE] [--cpus N] [--name NAME] [--network bridge|none|host] IMAGE [CMD...]',
+  summary: 'Run a command in a new sandboxed container (pulls the image if needed)',
+  stopAtFirstPositional: true,
+  flags: {
+    isolation: { type: 'string' },
+    runtime: { type: 'string' },
+    rm: { type: 'boolean' },
+    detach: { type: 'boolean', short: 'd' },
+    interactive: { type: 'boolean', short: 'i' },
+    tty: { type: 'boolean', short: 't' },
+    env: { type: 'string', short: 'e', multiple: true },
+    volume: { type: 'string', short: 'v', multiple: true },
+    publish: { type: 'string', short: 'p', multiple: true },
+    memory: { type: 'string', short: 'm' },
+    cpus: { type: 'string' },
+    name: { type: 'string' },
+    workdir: { type: 'string', short: 'w' },
+    user: { type: 'string', short: 'u' },
+    entrypoint: { type: 'string' },
+    hostname: { type: 'string', short: 'h' },
+    network: { type: 'string' },
+    'read-only': { type: 'boolean' },
+    privileged: { type: 'boolean' },
+    'cap-add': { type: 'string', multiple: true },
+    'cap-drop': { type: 'string', multiple: true },
+    label: { type: 'string', short: 'l', multiple: true },
+    quiet: { type: 'boolean', short: 'q' },
+  },
+  async run(ctx) {
+    const f = ctx.flags;
+    const [image, ...args] = ctx.args;
+    if (!image) throw new UsageError('run needs an IMAGE (example: bulkhead run busybox echo hello)');
+    const req: RunRequest = {
+      image, args,
+      name: (f.name as string | undefined) ?? generateName(),
+      isolation: (f.isolation as string | undefined) ?? (f.runtime as string | undefined) ?? '',
+      detach: Boolean(f.detach), remove: Boolean(f.rm), interactive: Boolean(f.interactive), tty: Boolean(f.tty),
+      env: list(f.env), volumes: list(f.volume), publish: list(f.publish),
+      network: (f.network as string | undefined) ?? 'bridge',
+      readOnly: Boolean(f['read-only']), privileged: Boolean(f.privileged),
+      capAdd: list(f['cap-add']), capDrop: list(f['cap-drop']), labels: list(f.label),
+    };
+    for (const k of ['memory', 'cpus', 'workdir', 'user', 'entrypoint', 'hostname'] as const) {
+      const v = f[k];
+      if (typeof v === 'string') req[k] = v;
+    }
+    if (req.detach && req.remove) throw new UsageError('--rm and -d cannot be combined here (a detached container is removed with bulkhead rm)');
+    return await withClient(ctx, (client) => runWith(client, req, ctx));
+  },
+};
+export default command;
+
+/** The whole run, on an open client. Returns the workload's exit code. */
+export async function runWith(client: CriClient, req: RunRequest, ctx: CommandContext): Promise<number> {
+  const quiet = Boolean(ctx.flags.quiet);
+  const imageRef = await ensureImage(client, req.image, ctx, quiet);
+  req.image = imageRef;
+  const { pod, container } = buildConfigs(req, ctx.global.root, process.env, process.cwd());
+  container.image = { image: imageRef, userSpecifiedImage: ctx.args[0] ?? imageRef };
+  const podId = await client.runPodSandbox(pod, req.isolation);
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned || !req.remove) return;
+    cleaned = true;
+    await client.stopPodSandbox(podId).catch(() => {});
+    await client.removePodSandbox(podId).catch(() => {});
+  };
+  try {
+    const id = await client.createContainer(podId, container, pod);
+    if (req.detach) {
+      await client.startContainer(id);
+      ctx.stdout.write(id + '\n');
+      return 0;
+    }
+    let streaming: Promise<{ exitCode: number }> | undefined;
+    if (req.interactive || req.tty) {
+      const url = await client.attach({ containerId: id, stdin: req.interactive, tty: req.tty, stdout: true, stderr: !req.tty });
+      let opened!: () => void;
+      const open = new Promise<void>((r) => { opened = r; });
+      streaming = runStream(url, {
+        ...(req.interactive ? { stdin: process.stdin } : {}),
+        stdout: ctx.stdout, stderr: ctx.stderr, tty: req.tty, signal: ctx.signal, onOpen: () => opened(),
+      });
+      await Promise.race([open, streaming]);
+    }
+    try {
+      await client.startContainer(id);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      ctx.stderr.write(`bulkhead: cannot start container: ${msg}\n`);
+      return /not found|no such file/i.test(msg) ? 127 : 126;
+    }
+    const onAbort = (): void => { void client.stopContainer(id, 10).catch(() => {}); };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (streaming) {
+        await streaming;
+      } else {
+        const { status } = await client.containerStatus(id);
+        let exited = false;
+        const follow = readLogs(status.logPath, {
+          follow: true,
+          exited: async () => {
+            if (exited) return true;
+            const s = (await client.containerStatus(id)).status.state;
+            exited = s === 'CONTAINER_EXITED' || s === 'CONTAINER_UNKNOWN';
+            return exited;
+          },
+          pollMs: 20,
+        });
+        for await (const line of follow) (line.stream === 'stderr' ? ctx.stderr : ctx.stdout).write(line.content);
+      }
+      const final = await waitExit(client, id, ctx.signal);
+      if (final.reason === 'OOMKilled') ctx.stderr.write(`bulkhead: container was killed: out of memory (limit ${req.memory ?? 'unset'})\n`);
+      return final.exitCode;
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+    }
+  } finally {
+    await cleanup();
+  }
+}
