@@ -687,6 +687,7 @@ export class Engine {
       if (c.phase !== 'created') throw new FailedPreconditionError(`container ${c.id} is ${c.phase}, not created`);
       const p = this.#podOfContainer(c);
       const backend = this.#backendOf(p);
+      const startedAt = nowNs();
       try {
         await backend.start(c.id, signal ?? this.#closing.signal);
       } catch (err) {
@@ -700,7 +701,7 @@ export class Engine {
         throw err;
       }
       c.phase = 'running';
-      c.startedAt = nowNs();
+      c.startedAt = startedAt;
       this.#store.updateContainer(c);
       this.#log.info('container started', { container: c.id });
       this.#emit('CONTAINER_STARTED_EVENT', c);
@@ -713,7 +714,8 @@ export class Engine {
     if (c.phase !== 'running' && c.phase !== 'created') return;
     c.phase = 'exited';
     c.exitCode = st.exitCode ?? 255;
-    c.finishedAt = st.exitedAt ? dateNs(st.exitedAt) : nowNs();
+    // the exit file's time can be coarser than our clock: never report finishing before starting
+    c.finishedAt = Math.max(st.exitedAt ? dateNs(st.exitedAt) : nowNs(), c.startedAt);
     c.reason = st.oomKilled ? 'OOMKilled' : c.exitCode === 0 ? 'Completed' : 'Error';
     if (st.exitCode === undefined) c.message = 'exit code unknown';
     this.#store.updateContainer(c);

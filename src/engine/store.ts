@@ -180,7 +180,12 @@ export class StateStore {
 
   #stmt(sql: string): StatementSync {
     let s = this.#stmts.get(sql);
-    if (!s) { s = this.#db.prepare(sql); this.#stmts.set(sql, s); }
+    if (!s) {
+      s = this.#db.prepare(sql);
+      // nanosecond timestamps exceed 2^53: read as BigInt, the row mappers convert with Number()
+      s.setReadBigInts(true);
+      this.#stmts.set(sql, s);
+    }
     return s;
   }
 
