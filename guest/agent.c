@@ -1,0 +1,671 @@
+/*
+ * bulkhead guest agent: PID 1 of a Bulkhead microVM (started by /init after the modules are loaded).
+ *
+ * It speaks one framed protocol over the virtio-serial port named "bulkhead.agent":
+ *   frame = type (1 byte) | id (u32 big endian) | length (u32 big endian) | payload
+ * Host -> guest:  C create container (kv payload)   S start    E exec (kv payload, parent=ID)
+ *                 I stdin bytes (length 0 = EOF)    K signal ("SIG" or "SIG all")
+ *                 W window size ("ROWS COLS")       D delete   T stats   P power off
+ * Guest -> host:  H hello ("bulkhead-agent 1 KERNEL") A ok (payload)  F failure (message)
+ *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
+ * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
+ * Every request is answered with A or F carrying the request's id. Output of a process is
+ * always sent before its X frame. Anything malformed is answered with F and dropped.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <linux/fs.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define MAX_PAYLOAD (1u << 20)
+#define MAX_SESS 256
+#define MAX_ARGS 1024
+
+extern char **environ;
+
+struct buf { char *p; size_t len, cap; };
+
+struct sess {
+  int used;
+  uint32_t id;
+  int is_exec;
+  uint32_t parent;
+  pid_t pid;
+  int started, exited, status;
+  int tty;
+  int in_fd, out_fd, err_fd; /* host-side ends; with tty, out_fd == in_fd == pty master */
+  int in_eof;
+  struct buf inq;
+  char slot[32];
+  int readonly;
+  unsigned long long mem_limit;
+  unsigned long long cpu_quota, cpu_period, pids_max;
+  char *kv; size_t kvlen; /* the create / exec request, kept until start */
+};
+
+static struct sess sessions[MAX_SESS];
+static int port = -1;
+
+static void logmsg(const char *fmt, ...) {
+  va_list ap;
+  int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+  char line[1024];
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if (n > (int)sizeof line - 2) n = sizeof line - 2;
+  line[n++] = '\n';
+  if (fd >= 0) { if (write(fd, "bulkhead-agent: ", 16) < 0 || write(fd, line, n) < 0) {} close(fd); }
+}
+
+static void write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; poll(&pf, 1, 1000); continue; }
+      logmsg("write to host failed: %s", strerror(errno));
+      return;
+    }
+    c += w; n -= (size_t)w;
+  }
+}
+
+static void send_frame(char type, uint32_t id, const void *payload, size_t len) {
+  unsigned char h[9];
+  h[0] = (unsigned char)type;
+  h[1] = id >> 24; h[2] = id >> 16; h[3] = id >> 8; h[4] = id;
+  h[5] = len >> 24; h[6] = len >> 16; h[7] = len >> 8; h[8] = len;
+  write_all(port, h, 9);
+  if (len) write_all(port, payload, len);
+}
+
+static void reply_ok(uint32_t id, const char *msg) { send_frame('A', id, msg, strlen(msg)); }
+static void reply_err(uint32_t id, const char *fmt, ...) {
+  char m[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m, sizeof m, fmt, ap);
+  va_end(ap);
+  send_frame('F', id, m, strlen(m));
+}
+
+static struct sess *find(uint32_t id) {
+  for (int i = 0; i < MAX_SESS; i++) if (sessions[i].used && sessions[i].id == id) return &sessions[i];
+  return NULL;
+}
+
+/* kv lookup: the n-th value of key (n from 0), or NULL. */
+static const char *kv_get(const char *kv, size_t len, const char *key, int n) {
+  size_t kl = strlen(key);
+  const char *p = kv, *end = kv + len;
+  while (p < end) {
+    size_t l = strnlen(p, (size_t)(end - p));
+    if (l > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') { if (n-- == 0) return p + kl + 1; }
+    p += l + 1;
+  }
+  return NULL;
+}
+
+static int write_file(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  size_t n = strlen(data);
+  int rc = write(fd, data, n) == (ssize_t)n ? 0 : -1;
+  close(fd);
+  return rc;
+}
+
+static void mkdir_p(const char *path, mode_t mode) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) if (*p == '/') { *p = 0; mkdir(tmp, mode); *p = '/'; }
+  mkdir(tmp, mode);
+}
+
+static void cgroup_dir(const struct sess *s, char *out, size_t n) {
+  snprintf(out, n, "/sys/fs/cgroup/bulkhead/c%u", s->is_exec ? s->parent : s->id);
+}
+
+/* The guest device (/dev/vdX) whose virtio-blk serial is `serial`. */
+static int find_slot_dev(const char *serial, char *out, size_t n) {
+  DIR *d = opendir("/sys/block");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (strncmp(e->d_name, "vd", 2) != 0) continue;
+    char p[300], b[64] = { 0 };
+    snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t r = read(fd, b, sizeof b - 1); close(fd);
+    while (r > 0 && (b[r - 1] == '\n' || b[r - 1] == ' ')) b[--r] = 0;
+    if (r > 0 && strcmp(b, serial) == 0) { snprintf(out, n, "/dev/%s", e->d_name); closedir(d); return 0; }
+  }
+  if (d) closedir(d);
+  return -1;
+}
+
+/* C: mount the container's root (read-only block device + tmpfs upper in an overlay) and its cgroup. */
+static void do_create(uint32_t id, char *kv, size_t len) {
+  if (find(id)) { reply_err(id, "session %u exists", id); free(kv); return; }
+  struct sess *s = NULL;
+  for (int i = 0; i < MAX_SESS; i++) if (!sessions[i].used) { s = &sessions[i]; break; }
+  if (!s) { reply_err(id, "too many sessions"); free(kv); return; }
+  const char *slot = kv_get(kv, len, "slot", 0);
+  if (!slot || strchr(slot, '/') || strlen(slot) >= sizeof s->slot) { reply_err(id, "create: bad or missing slot"); free(kv); return; }
+  if (!kv_get(kv, len, "arg", 0)) { reply_err(id, "create: no process args"); free(kv); return; }
+  memset(s, 0, sizeof *s);
+  s->id = id; s->kv = kv; s->kvlen = len;
+  snprintf(s->slot, sizeof s->slot, "%s", slot);
+  const char *v;
+  s->readonly = (v = kv_get(kv, len, "readonly", 0)) && strcmp(v, "1") == 0;
+  s->tty = (v = kv_get(kv, len, "tty", 0)) && strcmp(v, "1") == 0;
+  s->mem_limit = (v = kv_get(kv, len, "memory", 0)) ? strtoull(v, NULL, 10) : 0;
+  s->cpu_quota = (v = kv_get(kv, len, "cpu_quota", 0)) ? strtoull(v, NULL, 10) : 0;
+  s->cpu_period = (v = kv_get(kv, len, "cpu_period", 0)) ? strtoull(v, NULL, 10) : 100000;
+  s->pids_max = (v = kv_get(kv, len, "pids", 0)) ? strtoull(v, NULL, 10) : 0;
+
+  char dir[256], lower[300], rw[300], upper[320], work[320], root[300], dev[64];
+  if (find_slot_dev(s->slot, dev, sizeof dev) != 0) { reply_err(id, "create: no block device with serial %s", s->slot); free(kv); return; }
+  snprintf(dir, sizeof dir, "/run/c/%u", id);
+  snprintf(lower, sizeof lower, "%s/lower", dir);
+  snprintf(rw, sizeof rw, "%s/rw", dir);
+  snprintf(root, sizeof root, "%s/root", dir);
+  mkdir_p(lower, 0700); mkdir_p(rw, 0700); mkdir_p(root, 0755);
+  const char *fstype = (v = kv_get(kv, len, "fstype", 0)) ? v : "ext4";
+  if (mount(dev, lower, fstype, MS_RDONLY | MS_NODEV, strcmp(fstype, "ext4") == 0 ? "noload" : "") != 0) {
+    reply_err(id, "mount %s (%s) on %s: %s", dev, fstype, lower, strerror(errno));
+    free(kv); return;
+  }
+  if (s->readonly) {
+    if (mount(lower, root, NULL, MS_BIND, NULL) != 0) { reply_err(id, "bind root: %s", strerror(errno)); umount2(lower, MNT_DETACH); free(kv); return; }
+  } else {
+    char opts[1200];
+    const char *size = (v = kv_get(kv, len, "rw_size", 0)) ? v : "50%";
+    snprintf(opts, sizeof opts, "size=%s,mode=0755", size);
+    if (mount("tmpfs", rw, "tmpfs", MS_NODEV, opts) != 0) { reply_err(id, "mount tmpfs: %s", strerror(errno)); umount2(lower, MNT_DETACH); free(kv); return; }
+    snprintf(upper, sizeof upper, "%s/upper", rw);
+    snprintf(work, sizeof work, "%s/work", rw);
+    mkdir(upper, 0755); mkdir(work, 0755);
+    snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
+    if (mount("overlay", root, "overlay", 0, opts) != 0) {
+      reply_err(id, "mount overlay: %s", strerror(errno));
+      umount2(rw, MNT_DETACH); umount2(lower, MNT_DETACH); free(kv); return;
+    }
+    /* Files the runtime provides: resolv.conf, hosts, hostname (on the writable layer only). */
+    const char *names[] = { "resolv", "/etc/resolv.conf", "hosts", "/etc/hosts", "hostname", "/etc/hostname" };
+    for (int i = 0; i < 6; i += 2) {
+      if (!(v = kv_get(kv, len, names[i], 0))) continue;
+      char p[400];
+      snprintf(p, sizeof p, "%s/etc", root); mkdir(p, 0755);
+      snprintf(p, sizeof p, "%s%s", root, names[i + 1]);
+      unlink(p);
+      if (write_file(p, v) != 0) logmsg("write %s: %s", p, strerror(errno));
+      if (i == 4 && v[0] && v[strlen(v) - 1] != '\n') { int fd = open(p, O_WRONLY | O_APPEND); if (fd >= 0) { if (write(fd, "\n", 1)) {} close(fd); } }
+    }
+    const char *mk[] = { "proc", "sys", "dev", "tmp" };
+    for (int i = 0; i < 4; i++) { char p[400]; snprintf(p, sizeof p, "%s/%s", root, mk[i]); mkdir(p, 0755); }
+  }
+  char cg[128], f[200], val[64];
+  cgroup_dir(s, cg, sizeof cg);
+  mkdir_p(cg, 0755);
+  if (s->mem_limit) { snprintf(f, sizeof f, "%s/memory.max", cg); snprintf(val, sizeof val, "%llu", s->mem_limit); write_file(f, val);
+    snprintf(f, sizeof f, "%s/memory.swap.max", cg); write_file(f, "0"); }
+  if (s->cpu_quota) { snprintf(f, sizeof f, "%s/cpu.max", cg); snprintf(val, sizeof val, "%llu %llu", s->cpu_quota, s->cpu_period); write_file(f, val); }
+  if (s->pids_max) { snprintf(f, sizeof f, "%s/pids.max", cg); snprintf(val, sizeof val, "%llu", s->pids_max); write_file(f, val); }
+  s->used = 1;
+  s->in_fd = s->out_fd = s->err_fd = -1;
+  reply_ok(id, "created");
+}
+
+static int mount_dev(const char *root) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/dev", root);
+  if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=65536k") != 0) return -1;
+  struct { const char *name; int maj, min; } nodes[] = {
+    { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 }, { "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+  };
+  for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+    snprintf(p, sizeof p, "%s/dev/%s", root, nodes[i].name);
+    mknod(p, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min));
+    chmod(p, 0666);
+  }
+  snprintf(p, sizeof p, "%s/dev/pts", root); mkdir(p, 0755);
+  mount("/dev/pts", p, NULL, MS_BIND, NULL);
+  snprintf(p, sizeof p, "%s/dev/shm", root); mkdir(p, 01777);
+  mount("shm", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+  snprintf(p, sizeof p, "%s/dev/ptmx", root); symlink("pts/ptmx", p);
+  snprintf(p, sizeof p, "%s/dev/fd", root); symlink("/proc/self/fd", p);
+  snprintf(p, sizeof p, "%s/dev/stdin", root); symlink("/proc/self/fd/0", p);
+  snprintf(p, sizeof p, "%s/dev/stdout", root); symlink("/proc/self/fd/1", p);
+  snprintf(p, sizeof p, "%s/dev/stderr", root); symlink("/proc/self/fd/2", p);
+  return 0;
+}
+
+static void child_fail(int errfd, const char *fmt, ...) {
+  char m[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(m, sizeof m, fmt, ap);
+  va_end(ap);
+  if (n > 0) { if (write(errfd, m, strlen(m))) {} }
+  _exit(127);
+}
+
+/* In the forked child: enter (or create) the container's namespaces, become the user, exec. */
+static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int errpipe) {
+  const char *kv = s->kv; size_t len = s->kvlen;
+  const char *v;
+  setsid();
+  for (int i = 0; i < 3; i++) if (dup2(stdio[i], i) < 0) child_fail(errpipe, "dup2: %s", strerror(errno));
+  if (s->tty) ioctl(0, TIOCSCTTY, 0);
+  for (int fd = 3; fd < 1024; fd++) if (fd != errpipe) close(fd);
+  char cg[128], f[200];
+  cgroup_dir(s, cg, sizeof cg);
+  snprintf(f, sizeof f, "%s/cgroup.procs", cg);
+  if (write_file(f, "0") != 0) child_fail(errpipe, "join cgroup %s: %s", cg, strerror(errno));
+  if (s->is_exec) {
+    const char *nss[] = { "ipc", "uts", "mnt" };
+    for (int i = 0; i < 3; i++) {
+      snprintf(f, sizeof f, "/proc/%d/ns/%s", parent->pid, nss[i]);
+      int fd = open(f, O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || setns(fd, 0) != 0) child_fail(errpipe, "enter %s namespace of the container: %s", nss[i], strerror(errno));
+      close(fd);
+    }
+  } else {
+    char root[300], p[400];
+    snprintf(root, sizeof root, "/run/c/%u/root", s->id);
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) != 0) child_fail(errpipe, "unshare: %s", strerror(errno));
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(errpipe, "make / private: %s", strerror(errno));
+    if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(errpipe, "bind root: %s", strerror(errno));
+    snprintf(p, sizeof p, "%s/proc", root);
+    if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(errpipe, "mount /proc: %s", strerror(errno));
+    snprintf(p, sizeof p, "%s/sys", root);
+    if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) != 0) child_fail(errpipe, "mount /sys: %s", strerror(errno));
+    if (mount_dev(root) != 0) child_fail(errpipe, "mount /dev: %s", strerror(errno));
+    if (!s->readonly) { snprintf(p, sizeof p, "%s/tmp", root); chmod(p, 01777); }
+    if ((v = kv_get(kv, len, "hostname", 0)) && sethostname(v, strlen(v)) != 0) child_fail(errpipe, "sethostname: %s", strerror(errno));
+    if (chdir(root) != 0) child_fail(errpipe, "chdir root: %s", strerror(errno));
+    if (syscall(SYS_pivot_root, ".", ".") != 0) child_fail(errpipe, "pivot_root: %s", strerror(errno));
+    if (umount2(".", MNT_DETACH) != 0) child_fail(errpipe, "detach old root: %s", strerror(errno));
+    if (chdir("/") != 0) child_fail(errpipe, "chdir /: %s", strerror(errno));
+  }
+  const char *cwd = (v = kv_get(kv, len, "cwd", 0)) ? v : "/";
+  unsigned uid = (v = kv_get(kv, len, "uid", 0)) ? (unsigned)strtoul(v, NULL, 10) : 0;
+  unsigned gid = (v = kv_get(kv, len, "gid", 0)) ? (unsigned)strtoul(v, NULL, 10) : 0;
+  gid_t groups[64]; int ng = 0;
+  while (ng < 64 && (v = kv_get(kv, len, "group", ng))) { groups[ng] = (gid_t)strtoul(v, NULL, 10); ng++; }
+  if (!s->readonly) mkdir_p(cwd, 0755);
+  if ((v = kv_get(kv, len, "umask", 0))) umask((mode_t)strtoul(v, NULL, 8)); else umask(022);
+  /* Capability bounding set: keep only the listed capabilities ("caps" = comma-separated numbers). */
+  if ((v = kv_get(kv, len, "caps", 0))) {
+    unsigned long long keep = 0;
+    for (const char *c = v; *c; ) { unsigned long n = strtoul(c, (char **)&c, 10); if (n < 64) keep |= 1ull << n; if (*c == ',') c++; else if (*c) break; }
+    for (int cap = 0; cap < 64; cap++) {
+      if (keep & (1ull << cap)) continue;
+      if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) child_fail(errpipe, "drop capability %d: %s", cap, strerror(errno));
+    }
+  }
+  if ((v = kv_get(kv, len, "nnp", 0)) && strcmp(v, "1") == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errpipe, "no_new_privs: %s", strerror(errno));
+  if (setgroups((size_t)ng, groups) != 0) child_fail(errpipe, "setgroups: %s", strerror(errno));
+  if (setgid(gid) != 0) child_fail(errpipe, "setgid %u: %s", gid, strerror(errno));
+  if (setuid(uid) != 0) child_fail(errpipe, "setuid %u: %s", uid, strerror(errno));
+  if (chdir(cwd) != 0) child_fail(errpipe, "chdir %s: %s", cwd, strerror(errno));
+  static char *argv[MAX_ARGS + 1], *envp[MAX_ARGS + 1];
+  int n = 0;
+  while (n < MAX_ARGS && (v = kv_get(kv, len, "arg", n))) { argv[n] = (char *)v; n++; }
+  argv[n] = NULL;
+  n = 0;
+  while (n < MAX_ARGS && (v = kv_get(kv, len, "env", n))) { envp[n] = (char *)v; n++; }
+  envp[n] = NULL;
+  environ = envp;
+  if (!getenv("PATH")) setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
+  signal(SIGPIPE, SIG_DFL);
+  sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, NULL);
+  execvp(argv[0], argv);
+  int e = errno;
+  if (write(errpipe, "exec ", 5)) {}
+  child_fail(errpipe, "%s: %s", argv[0], e == ENOENT ? "executable file not found in $PATH" : strerror(e));
+}
+
+static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+/* S / E: fork the process with pipes or a pty for its stdio; failures of exec are reported back. */
+static void do_start(struct sess *s) {
+  struct sess *parent = NULL;
+  if (s->is_exec) {
+    parent = find(s->parent);
+    if (!parent || !parent->started || parent->exited) { reply_err(s->id, "exec: container %u is not running", s->parent); return; }
+  }
+  int stdio[3], host[3] = { -1, -1, -1 };
+  if (s->tty) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) { reply_err(s->id, "open pty: %s", strerror(errno)); return; }
+    const char *v;
+    if ((v = kv_get(s->kv, s->kvlen, "winsize", 0))) {
+      struct winsize ws = { 0 };
+      unsigned r = 0, c = 0;
+      if (sscanf(v, "%u %u", &r, &c) == 2) { ws.ws_row = r; ws.ws_col = c; ioctl(m, TIOCSWINSZ, &ws); }
+    }
+    int sl = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (sl < 0) { reply_err(s->id, "open pty slave: %s", strerror(errno)); close(m); return; }
+    stdio[0] = stdio[1] = stdio[2] = sl;
+    host[0] = host[1] = m;
+  } else {
+    int p[3][2];
+    for (int i = 0; i < 3; i++) if (pipe2(p[i], O_CLOEXEC) != 0) { reply_err(s->id, "pipe: %s", strerror(errno)); return; }
+    stdio[0] = p[0][0]; host[0] = p[0][1];
+    stdio[1] = p[1][1]; host[1] = p[1][0];
+    stdio[2] = p[2][1]; host[2] = p[2][0];
+  }
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) != 0) { reply_err(s->id, "pipe: %s", strerror(errno)); return; }
+  pid_t pid = fork();
+  if (pid < 0) { reply_err(s->id, "fork: %s", strerror(errno)); return; }
+  if (pid == 0) { close(ep[0]); child_exec(s, parent, stdio, ep[1]); _exit(127); }
+  close(ep[1]);
+  if (s->tty) close(stdio[0]); else for (int i = 0; i < 3; i++) close(stdio[i]);
+  char err[1024]; ssize_t n; size_t got = 0;
+  while ((n = read(ep[0], err + got, sizeof err - 1 - got)) > 0 || (n < 0 && errno == EINTR)) if (n > 0) got += (size_t)n;
+  close(ep[0]);
+  err[got] = 0;
+  s->pid = pid;
+  s->started = 1;
+  s->in_fd = host[0]; s->out_fd = host[1]; s->err_fd = host[2];
+  set_nonblock(s->in_fd); set_nonblock(s->out_fd); if (s->err_fd >= 0) set_nonblock(s->err_fd);
+  if (got > 0) {
+    /* The child exits 127 after reporting; its exit is collected by the SIGCHLD handler. */
+    reply_err(s->id, "%s", err);
+    return;
+  }
+  char msg[32]; snprintf(msg, sizeof msg, "%d", pid);
+  reply_ok(s->id, msg);
+}
+
+static void do_exec(uint32_t id, char *kv, size_t len) {
+  if (find(id)) { reply_err(id, "session %u exists", id); free(kv); return; }
+  const char *v = kv_get(kv, len, "parent", 0);
+  struct sess *p = v ? find((uint32_t)strtoul(v, NULL, 10)) : NULL;
+  if (!p || p->is_exec) { reply_err(id, "exec: unknown container"); free(kv); return; }
+  if (!kv_get(kv, len, "arg", 0)) { reply_err(id, "exec: no process args"); free(kv); return; }
+  struct sess *s = NULL;
+  for (int i = 0; i < MAX_SESS; i++) if (!sessions[i].used) { s = &sessions[i]; break; }
+  if (!s) { reply_err(id, "too many sessions"); free(kv); return; }
+  memset(s, 0, sizeof *s);
+  s->used = 1; s->id = id; s->is_exec = 1; s->parent = p->id; s->kv = kv; s->kvlen = len;
+  s->tty = (v = kv_get(kv, len, "tty", 0)) && strcmp(v, "1") == 0;
+  s->in_fd = s->out_fd = s->err_fd = -1;
+  do_start(s);
+  if (!s->started) { free(s->kv); s->used = 0; }
+}
+
+static void close_io(struct sess *s) {
+  if (s->in_fd >= 0 && s->in_fd != s->out_fd) close(s->in_fd);
+  if (s->out_fd >= 0) close(s->out_fd);
+  if (s->err_fd >= 0) close(s->err_fd);
+  s->in_fd = s->out_fd = s->err_fd = -1;
+  free(s->inq.p); s->inq.p = NULL; s->inq.len = s->inq.cap = 0;
+}
+
+/* Forward what a process wrote; returns 0 at EOF (and says so to the host). */
+static int pump(struct sess *s, int *fdp, char type) {
+  char b[32768];
+  ssize_t n = read(*fdp, b, sizeof b);
+  if (n > 0) { send_frame(type, s->id, b, (size_t)n); return 1; }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
+  /* EOF, or EIO from a pty master whose slave is closed everywhere */
+  if (*fdp == s->in_fd) s->in_fd = -1;
+  close(*fdp); *fdp = -1;
+  send_frame(type, s->id, NULL, 0);
+  return 0;
+}
+
+static void reap(void) {
+  int st; pid_t pid;
+  while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    for (int i = 0; i < MAX_SESS; i++) {
+      struct sess *s = &sessions[i];
+      if (!s->used || s->pid != pid || s->exited) continue;
+      s->exited = 1;
+      s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      /* Send what is left in the pipes before the exit. */
+      for (int k = 0; k < 64 && s->out_fd >= 0; k++) if (!pump(s, &s->out_fd, 'O')) break;
+      for (int k = 0; k < 64 && s->err_fd >= 0; k++) if (!pump(s, &s->err_fd, 'R')) break;
+      close_io(s);
+      char m[32]; snprintf(m, sizeof m, "%d", s->status);
+      send_frame('X', s->id, m, strlen(m));
+      if (s->is_exec) { free(s->kv); s->used = 0; }
+    }
+  }
+}
+
+static void do_delete(uint32_t id) {
+  struct sess *s = find(id);
+  if (!s || s->is_exec) { reply_err(id, "delete: unknown container"); return; }
+  if (s->started && !s->exited) {
+    kill(-s->pid, SIGKILL); kill(s->pid, SIGKILL);
+    int st; waitpid(s->pid, &st, 0);
+    s->exited = 1;
+  }
+  /* Exec sessions of this container die with it. */
+  for (int i = 0; i < MAX_SESS; i++) {
+    struct sess *e = &sessions[i];
+    if (e->used && e->is_exec && e->parent == id && !e->exited) { kill(e->pid, SIGKILL); }
+  }
+  close_io(s);
+  char p[300];
+  snprintf(p, sizeof p, "/run/c/%u/root", id); umount2(p, MNT_DETACH);
+  snprintf(p, sizeof p, "/run/c/%u/rw", id); umount2(p, MNT_DETACH);
+  snprintf(p, sizeof p, "/run/c/%u/lower", id);
+  if (umount2(p, 0) != 0) umount2(p, MNT_DETACH);
+  char dev[64] = "";
+  find_slot_dev(s->slot, dev, sizeof dev);
+  int fd = dev[0] ? open(dev, O_RDONLY | O_CLOEXEC) : -1;
+  if (fd >= 0) { ioctl(fd, BLKFLSBUF, 0); close(fd); }
+  char cg[128]; cgroup_dir(s, cg, sizeof cg);
+  for (int i = 0; i < 50 && rmdir(cg) != 0 && errno == EBUSY; i++) usleep(20000);
+  free(s->kv);
+  memset(s, 0, sizeof *s);
+  reply_ok(id, "deleted");
+}
+
+static unsigned long long read_ull(const char *path, const char *key) {
+  char b[4096]; int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, b, sizeof b - 1); close(fd);
+  if (n <= 0) return 0;
+  b[n] = 0;
+  if (!key) return strtoull(b, NULL, 10);
+  char *p = strstr(b, key);
+  return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+static void do_stats(uint32_t id) {
+  char cg[128], f[200], out[512];
+  unsigned long long mem = 0, cpu = 0, oom = 0;
+  struct sess *s = find(id);
+  if (s) {
+    cgroup_dir(s, cg, sizeof cg);
+    snprintf(f, sizeof f, "%s/memory.current", cg); mem = read_ull(f, NULL);
+    snprintf(f, sizeof f, "%s/cpu.stat", cg); cpu = read_ull(f, "usage_usec ");
+    snprintf(f, sizeof f, "%s/memory.events", cg); oom = read_ull(f, "oom_kill ");
+  }
+  unsigned long long total = read_ull("/proc/meminfo", "MemTotal:"), avail = read_ull("/proc/meminfo", "MemAvailable:");
+  snprintf(out, sizeof out, "memory_bytes=%llu cpu_usec=%llu oom_kills=%llu vm_mem_total_kb=%llu vm_mem_available_kb=%llu", mem, cpu, oom, total, avail);
+  reply_ok(id, out);
+}
+
+static void handle(char type, uint32_t id, char *payload, size_t len) {
+  struct sess *s;
+  switch (type) {
+  case 'C': do_create(id, payload, len); return;
+  case 'E': do_exec(id, payload, len); return;
+  case 'S':
+    free(payload);
+    if (!(s = find(id)) || s->is_exec) { reply_err(id, "start: unknown container"); return; }
+    if (s->started) { reply_err(id, "start: already started"); return; }
+    do_start(s);
+    return;
+  case 'I':
+    if (!(s = find(id)) || s->in_fd < 0) { free(payload); return; }
+    if (len == 0) { s->in_eof = 1; }
+    else {
+      if (s->inq.len + len > s->inq.cap) { s->inq.cap = (s->inq.len + len) * 2; s->inq.p = realloc(s->inq.p, s->inq.cap); }
+      memcpy(s->inq.p + s->inq.len, payload, len); s->inq.len += len;
+    }
+    free(payload);
+    return;
+  case 'K': {
+    int sig = payload && len ? atoi(payload) : SIGTERM;
+    int all = payload && len && strstr(payload, "all") != NULL;
+    free(payload);
+    if (!(s = find(id))) { reply_err(id, "kill: unknown session"); return; }
+    if (!s->started || s->exited) { reply_err(id, "kill: process is not running"); return; }
+    if ((all ? kill(-s->pid, sig) : kill(s->pid, sig)) != 0 && errno != ESRCH) { reply_err(id, "kill: %s", strerror(errno)); return; }
+    reply_ok(id, "signalled");
+    return;
+  }
+  case 'W': {
+    unsigned r = 0, c = 0;
+    if (payload && sscanf(payload, "%u %u", &r, &c) == 2 && (s = find(id)) && s->tty && s->out_fd >= 0) {
+      struct winsize ws = { 0 }; ws.ws_row = r; ws.ws_col = c; ioctl(s->out_fd, TIOCSWINSZ, &ws);
+    }
+    free(payload);
+    return;
+  }
+  case 'D': free(payload); do_delete(id); return;
+  case 'T': free(payload); do_stats(id); return;
+  case 'P':
+    free(payload);
+    reply_ok(id, "powering off");
+    sync();
+    reboot(RB_POWER_OFF);
+    return;
+  default:
+    free(payload);
+    reply_err(id, "protocol violation: unknown frame type 0x%02x", (unsigned char)type);
+  }
+}
+
+static int open_port(void) {
+  for (int tries = 0; tries < 500; tries++) {
+    DIR *d = opendir("/sys/class/virtio-ports");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+      if (e->d_name[0] == '.') continue;
+      char p[300], name[64] = { 0 };
+      snprintf(p, sizeof p, "/sys/class/virtio-ports/%s/name", e->d_name);
+      int fd = open(p, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      ssize_t n = read(fd, name, sizeof name - 1); close(fd);
+      if (n > 0 && strncmp(name, "bulkhead.agent", 14) == 0) {
+        snprintf(p, sizeof p, "/dev/%s", e->d_name);
+        int pf = open(p, O_RDWR | O_CLOEXEC);
+        if (pf >= 0) { closedir(d); return pf; }
+      }
+    }
+    if (d) closedir(d);
+    usleep(10000);
+  }
+  return -1;
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set; sigemptyset(&set); sigaddset(&set, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  port = open_port();
+  if (port < 0) { logmsg("virtio-serial port bulkhead.agent not found"); sync(); reboot(RB_POWER_OFF); return 1; }
+  mkdir_p("/run/c", 0700);
+  struct utsname u; uname(&u);
+  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 1 %s", u.release);
+  send_frame('H', 0, hello, strlen(hello));
+
+  static char rbuf[MAX_PAYLOAD + 9 + 65536];
+  size_t rlen = 0;
+  for (;;) {
+    struct pollfd pf[2 + 3 * MAX_SESS];
+    struct { struct sess *s; int which; } map[2 + 3 * MAX_SESS];
+    int n = 0;
+    pf[n].fd = port; pf[n].events = POLLIN; n++;
+    pf[n].fd = sfd; pf[n].events = POLLIN; n++;
+    for (int i = 0; i < MAX_SESS; i++) {
+      struct sess *s = &sessions[i];
+      if (!s->used || !s->started) continue;
+      if (s->out_fd >= 0) { pf[n].fd = s->out_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 1; n++; }
+      if (s->err_fd >= 0) { pf[n].fd = s->err_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 2; n++; }
+      if (s->in_fd >= 0 && (s->inq.len || (s->in_eof && !s->tty))) { pf[n].fd = s->in_fd; pf[n].events = POLLOUT; map[n].s = s; map[n].which = 0; n++; }
+    }
+    if (poll(pf, (nfds_t)n, -1) < 0 && errno != EINTR) { logmsg("poll: %s", strerror(errno)); continue; }
+    for (int i = 2; i < n; i++) {
+      if (!pf[i].revents) continue;
+      struct sess *s = map[i].s;
+      if (map[i].which == 1 && s->out_fd == pf[i].fd) pump(s, &s->out_fd, 'O');
+      else if (map[i].which == 2 && s->err_fd == pf[i].fd) pump(s, &s->err_fd, 'R');
+      else if (map[i].which == 0 && s->in_fd == pf[i].fd) {
+        if (s->inq.len) {
+          ssize_t w = write(s->in_fd, s->inq.p, s->inq.len);
+          if (w > 0) { memmove(s->inq.p, s->inq.p + w, s->inq.len - (size_t)w); s->inq.len -= (size_t)w; }
+          else if (w < 0 && errno != EAGAIN && errno != EINTR) { s->inq.len = 0; s->in_eof = 1; }
+        }
+        if (!s->inq.len && s->in_eof && !s->tty) { close(s->in_fd); s->in_fd = -1; }
+      }
+    }
+    if (pf[1].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) > 0) {}
+      reap();
+    }
+    if (pf[0].revents & POLLIN) {
+      ssize_t r = read(port, rbuf + rlen, sizeof rbuf - rlen);
+      if (r < 0 && errno != EAGAIN && errno != EINTR) { logmsg("read port: %s", strerror(errno)); usleep(100000); }
+      if (r > 0) rlen += (size_t)r;
+      size_t off = 0;
+      while (rlen - off >= 9) {
+        unsigned char *h = (unsigned char *)rbuf + off;
+        uint32_t id = ((uint32_t)h[1] << 24) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 8) | h[4];
+        uint32_t len = ((uint32_t)h[5] << 24) | ((uint32_t)h[6] << 16) | ((uint32_t)h[7] << 8) | h[8];
+        if (len > MAX_PAYLOAD) {
+          reply_err(id, "protocol violation: frame of %u bytes exceeds %u", len, MAX_PAYLOAD);
+          rlen = 0; off = 0; break; /* resynchronisation is impossible: drop everything buffered */
+        }
+        if (rlen - off < 9 + (size_t)len) break;
+        char *payload = malloc((size_t)len + 1);
+        memcpy(payload, rbuf + off + 9, len);
+        payload[len] = 0;
+        char type = (char)h[0];
+        off += 9 + (size_t)len;
+        handle(type, id, payload, len);
+      }
+      if (off) { memmove(rbuf, rbuf + off, rlen - off); rlen -= off; }
+    } else if (pf[0].revents & (POLLHUP | POLLERR)) {
+      usleep(50000); /* host side not connected: wait for it */
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * `VMM`: the seam between the microVM runtime and a virtual machine monitor (QEMU's `microvm`
+ * machine in qemu.ts; Firecracker in firecracker.ts where a binary is configured).
+ *
+ * Lifecycle: `boot(config)` starts the monitor and resolves once the guest's agent channel is
+ * connected on the host side (a Duplex that carries the frames of protocol.ts). The guest is not
+ * necessarily up yet: the caller waits for the agent's hello frame with its own timeout and, on
+ * timeout, reports `consoleTail()`. `wait()` resolves once when the monitor process ends, with a
+ * reason in words; `stop()` asks nicely (or not) and always leaves the process gone.
+ *
+ * A VM is one pod: its containers share the kernel, each with its own read-only root image in a
+ * drive slot (slots exist from boot: microvm has no hotplug) and a writable layer inside the guest.
+ */
+import type { Duplex } from 'node:stream';
+
+export type Accel = 'kvm' | 'tcg';
+
+export interface DriveSlot {
+  /** Serial the guest sees in /sys/block/vdX/serial; the agent finds the device by it. */
+  serial: string;
+  /** Host file backing the drive (raw image), opened read-only by the VMM. */
+  path: string;
+}
+
+export interface VmConfig {
+  /** Short name used in process titles and logs. */
+  name: string;
+  kernel: string;
+  initramfs: string;
+  /** Extra kernel command line words. */
+  kernelArgs?: string[];
+  memoryMiB: number;
+  vcpus: number;
+  accel: Accel;
+  drives: DriveSlot[];
+  /** File the guest's serial console is written to. */
+  consoleLog: string;
+  /** Host tap device in the current network namespace for a virtio-net NIC; absent = no network. */
+  tap?: string;
+  /** Directory for the VMM's own sockets and files. */
+  workDir: string;
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** In words, for container state and logs: "VMM killed by SIGKILL", "guest powered off". */
+  reason: string;
+}
+
+export interface VmHandle {
+  /** Host pid of the VMM process. */
+  readonly pid: number;
+  readonly accel: Accel;
+  /** The agent channel, connected. */
+  readonly control: Duplex;
+  wait(): Promise<VmExit>;
+  /** Graceful first (the caller has usually asked the agent to power off), SIGKILL after graceMs. */
+  stop(graceMs?: number): Promise<VmExit>;
+  /** The last lines the guest wrote on its console. */
+  consoleTail(lines?: number): Promise<string[]>;
+}
+
+export interface Vmm {
+  readonly name: 'qemu' | 'firecracker';
+  boot(config: VmConfig, signal?: AbortSignal): Promise<VmHandle>;
+}
+
+/** Last `n` non-empty lines of a console log file ("" when it does not exist). */
+export async function tailFile(path: string, n = 20): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises');
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch { return []; }
+  return text.replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').slice(-n);
+}
