@@ -140,7 +140,7 @@ export class CniPodNetwork implements PodNetwork {
         return resultOf(rec);
       } catch (err) {
         this.#log.warn('pod network setup failed, undoing', { pod: pod.id, err });
-        try { await this.#teardown(rec, AbortSignal.timeout(120_000)); } catch (undoErr) {
+        try { await this.#teardown(rec, AbortSignal.timeout(120_000), true); } catch (undoErr) {
           this.#log.error('undoing failed pod network setup failed', { pod: pod.id, err: undoErr });
         }
         throw wrapError(err, `network setup of pod ${pod.namespace}/${pod.name}`);
@@ -202,7 +202,12 @@ export class CniPodNetwork implements PodNetwork {
     });
   }
 
-  async #teardown(rec: PodRecord, signal: AbortSignal): Promise<void> {
+  /**
+   * force (undoing a failed setup): a CNI DEL failure is logged and the rest is removed anyway —
+   * the ADD failed, and a config that cannot ADD usually cannot DEL either. Otherwise a DEL
+   * failure keeps the record so a later teardown retries it.
+   */
+  async #teardown(rec: PodRecord, signal: AbortSignal, force = false): Promise<void> {
     // Guard rules go first (before the IP is released for reuse), and only once.
     if (rec.guard && !rec.guardRemoved) {
       await this.guard.removePod(rec.guard, signal);
@@ -211,7 +216,12 @@ export class CniPodNetwork implements PodNetwork {
     }
     if (rec.netnsName && rec.conflist) {
       const list = parseNetworkList(JSON.stringify(rec.conflist), `(cached for pod ${rec.podId})`);
-      await this.#invoker.delList(list, this.#rt(rec, netnsPathOf(rec.netnsName)), rec.result ?? null, signal);
+      try {
+        await this.#invoker.delList(list, this.#rt(rec, netnsPathOf(rec.netnsName)), rec.result ?? null, signal);
+      } catch (err) {
+        if (!force) throw err;
+        this.#log.warn('CNI DEL after a failed ADD failed; removing the netns anyway', { pod: rec.podId, err });
+      }
       delete rec.conflist;
       await this.#write(rec);
     }

@@ -9,7 +9,7 @@
  * and forwarding off on the bridge unless routed ranges are configured. Pods reach each other
  * and the host; nothing is masqueraded or forwarded to the outside.
  */
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, ResourceExhaustedError } from '../errors.ts';
@@ -96,7 +96,10 @@ export async function writeDefaultNetwork(opts: { confDir: string; cacheDir: str
 export async function ensureManagedBridge(m: ManagedBridge, forwarding: boolean, signal: AbortSignal): Promise<void> {
   if (!(await linkExists(m.bridge, signal))) {
     try {
-      await ip(['link', 'add', 'name', m.bridge, 'type', 'bridge'], signal);
+      // A fixed MAC: otherwise the bridge takes the lowest port MAC and changes as pods come
+      // and go (and CNI CHECK of the bridge plugin fails).
+      const mac = '02:' + createHash('sha256').update(m.bridge).digest('hex').slice(0, 10).match(/../g)!.join(':');
+      await ip(['link', 'add', 'name', m.bridge, 'address', mac, 'type', 'bridge'], signal);
     } catch (err) {
       if (!(await linkExists(m.bridge, signal))) throw err; // else created concurrently
     }
