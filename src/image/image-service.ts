@@ -1,0 +1,442 @@
+/**
+ * The image service: the one API the engine, the CRI server and the CLI use for images.
+ *
+ * Lifecycle: `createImageService(opts)` opens the stores under `opts.root` (cleaning partial
+ * downloads and half-unpacked layers a dead process left), then pull/load/remove/gc/prepareRootfs
+ * may run concurrently; `close()` waits for nothing and closes the metadata database.
+ *
+ * On disk under root: content/ (ContentStore), snapshots/ (Snapshotter), images/ (ImageStore).
+ */
+import { readdir, lstat, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RegistryConfig } from '../daemon/config.ts';
+import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, UnavailableError, BulkheadError, wrapError } from '../errors.ts';
+import type { Logger } from '../util/log.ts';
+import { runChecked, run } from '../util/exec.ts';
+import { LocalContentStore } from './content/local-store.ts';
+import { chainIds, isDigest } from './digest.ts';
+import { SqliteImageStore, type ImageRecord, type LayerRecord, type OciImageConfig } from './image-store.ts';
+import { formatReference, parseReference, repositoryName, tagName, type ImageReference } from './reference.ts';
+import { AuthFile, type PullAuth } from './registry/auth.ts';
+import { MediaTypes, RegistryClient } from './registry/client.ts';
+import { OverlaySnapshotter } from './snapshot/overlay.ts';
+import type { Mount } from './snapshot/snapshotter.ts';
+import { applyLayer, DEFAULT_LIMITS, type UnpackLimits } from './unpack/apply.ts';
+
+export type { ImageRecord, LayerRecord, OciImageConfig } from './image-store.ts';
+export type { Mount } from './snapshot/snapshotter.ts';
+export type { PullAuth } from './registry/auth.ts';
+export type { UnpackLimits } from './unpack/apply.ts';
+
+export type PullStatus = 'waiting' | 'downloading' | 'verifying' | 'extracting' | 'done' | 'exists';
+
+export interface PullProgress {
+  /** Short layer id (first 12 hex of the digest). */
+  id: string;
+  digest: string;
+  status: PullStatus;
+  /** Bytes so far (downloading/extracting) and the layer's size. */
+  current: number;
+  total: number;
+}
+
+export interface PullOptions {
+  signal?: AbortSignal;
+  onProgress?: (ev: PullProgress) => void;
+  auth?: PullAuth;
+  /** Platform to pick from an index; default linux/<this machine>. */
+  platform?: { os: string; architecture: string; variant?: string };
+}
+
+export interface FsUsage {
+  /** Where images live (the mountpoint the CRI reports). */
+  mountpoint: string;
+  bytes: number;
+  inodes: number;
+}
+
+export interface ImageServiceOptions {
+  root: string;
+  registries: RegistryConfig;
+  logger: Logger;
+  limits?: Partial<UnpackLimits>;
+  /** Layers downloaded at once; default 3. */
+  concurrency?: number;
+}
+
+export interface ImageService {
+  pull(ref: string, opts?: PullOptions): Promise<ImageRecord>;
+  get(refOrId: string): Promise<ImageRecord | undefined>;
+  list(): Promise<ImageRecord[]>;
+  /** Untags a name (the image goes with its last name) or removes an image by ID. NotFound if unknown. */
+  remove(refOrId: string): Promise<void>;
+  /** Imports an OCI image layout archive or a docker-save tar; returns the images it held. */
+  load(path: string, opts?: { signal?: AbortSignal }): Promise<ImageRecord[]>;
+  /** A writable overlay for a container on top of the image; idempotent for the same key and image. */
+  prepareRootfs(key: string, imageId: string): Promise<Mount[]>;
+  removeRootfs(key: string): Promise<void>;
+  /** Read-only lower dirs (topmost first) of an image, e.g. for building a microVM disk. */
+  viewRootfs(imageId: string): Promise<string[]>;
+  /** Deletes blobs and snapshots no image or container uses; returns what went. */
+  gc(): Promise<{ blobs: number; snapshots: number }>;
+  fsUsage(): Promise<FsUsage>;
+  close(): Promise<void>;
+}
+
+interface Descriptor { mediaType: string; digest: string; size: number; platform?: { os?: string; architecture?: string; variant?: string } }
+interface Manifest { schemaVersion?: number; mediaType?: string; config?: Descriptor; layers?: Descriptor[]; manifests?: Descriptor[] }
+interface ConfigDoc { architecture?: string; os?: string; config?: OciImageConfig; rootfs?: { type?: string; diff_ids?: string[] } }
+
+const INDEX_TYPES = new Set<string>([MediaTypes.ociIndex, MediaTypes.dockerList]);
+const MANIFEST_TYPES = new Set<string>([MediaTypes.ociManifest, MediaTypes.dockerManifest]);
+const LAYER_TYPES = new Set<string>([
+  'application/vnd.oci.image.layer.v1.tar', 'application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+zstd',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip', 'application/vnd.docker.image.rootfs.diff.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+]);
+const CONFIG_MAX = 8 * 1024 * 1024;
+
+export function hostPlatform(): { os: string; architecture: string; variant?: string } {
+  const map: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+  const architecture = map[process.arch] ?? process.arch;
+  return architecture === 'arm64' ? { os: 'linux', architecture, variant: 'v8' } : { os: 'linux', architecture };
+}
+
+/** Picks the manifest for `want` from an index: exact variant first, then one without variant, then any. */
+export function selectPlatform(index: Manifest, want: { os: string; architecture: string; variant?: string }): Descriptor | undefined {
+  const list = (index.manifests ?? []).filter((d) => d.platform?.os === want.os && d.platform?.architecture === want.architecture && MANIFEST_TYPES.has(d.mediaType));
+  return list.find((d) => want.variant !== undefined && d.platform?.variant === want.variant)
+    ?? list.find((d) => !d.platform?.variant)
+    ?? list[0];
+}
+
+function parseJson<T>(bytes: Buffer, what: string): T {
+  try { return JSON.parse(bytes.toString('utf8')) as T; } catch { throw new InvalidArgumentError(`${what} is not valid JSON`); }
+}
+
+function checkDescriptor(d: unknown, what: string): Descriptor {
+  const x = d as Descriptor;
+  if (typeof x !== 'object' || x === null || typeof x.digest !== 'string' || !isDigest(x.digest) || typeof x.size !== 'number' || x.size < 0 || !Number.isSafeInteger(x.size)) {
+    throw new InvalidArgumentError(`${what}: invalid descriptor`);
+  }
+  if (typeof x.mediaType !== 'string') x.mediaType = '';
+  return x;
+}
+
+export async function createImageService(opts: ImageServiceOptions): Promise<ImageService> {
+  const content = await LocalContentStore.open(join(opts.root, 'content'));
+  await content.cleanIngests();
+  const snapshots = await OverlaySnapshotter.open(join(opts.root, 'snapshots'));
+  const images = await SqliteImageStore.open(join(opts.root, 'images'));
+  const authFile = await AuthFile.load(opts.registries.authFile);
+  const registry = new RegistryClient({ registries: opts.registries, logger: opts.logger, authFile });
+  return new LocalImageService(opts, content, snapshots, images, registry);
+}
+
+/** A tiny in-process reader/writer gate: pulls and loads share, GC excludes them. */
+class Gate {
+  private readers = 0;
+  private writer: Promise<void> | undefined;
+  private waiters: (() => void)[] = [];
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.writer) await this.writer;
+    this.readers++;
+    try { return await fn(); } finally {
+      this.readers--;
+      if (this.readers === 0) for (const w of this.waiters.splice(0)) w();
+    }
+  }
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.writer) await this.writer;
+    let done!: () => void;
+    this.writer = new Promise<void>((r) => { done = r; });
+    try {
+      while (this.readers > 0) await new Promise<void>((r) => this.waiters.push(r));
+      return await fn();
+    } finally {
+      this.writer = undefined;
+      done();
+    }
+  }
+}
+
+class LocalImageService implements ImageService {
+  private readonly opts: ImageServiceOptions;
+  private readonly content: LocalContentStore;
+  private readonly snapshots: OverlaySnapshotter;
+  private readonly images: SqliteImageStore;
+  private readonly registry: RegistryClient;
+  private readonly limits: UnpackLimits;
+  private readonly unpacking = new Map<string, Promise<void>>();
+  private readonly gate = new Gate();
+  private readonly log: Logger;
+
+  constructor(opts: ImageServiceOptions, content: LocalContentStore, snapshots: OverlaySnapshotter, images: SqliteImageStore, registry: RegistryClient) {
+    this.opts = opts;
+    this.content = content;
+    this.snapshots = snapshots;
+    this.images = images;
+    this.registry = registry;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.log = opts.logger.child({ part: 'image' });
+  }
+
+  async pull(refText: string, o: PullOptions = {}): Promise<ImageRecord> {
+    const ref = parseReference(refText);
+    try {
+      return await this.gate.shared(() => this.doPull(ref, o));
+    } catch (err) {
+      if (o.signal?.aborted && !(err instanceof AbortedError)) throw new AbortedError(`pull ${formatReference(ref)} aborted`, { cause: err });
+      throw wrapError(err, `pull ${formatReference(ref)}`);
+    }
+  }
+
+  private async doPull(ref: ImageReference, o: PullOptions): Promise<ImageRecord> {
+    const ropts = { ...(o.signal ? { signal: o.signal } : {}), ...(o.auth ? { auth: o.auth } : {}) };
+    const top = await this.registry.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', ropts);
+    let manifestBytes = top.bytes;
+    let manifestDigest = top.digest;
+    let mediaType = top.mediaType;
+    let indexDigest: string | undefined;
+    if (INDEX_TYPES.has(mediaType)) {
+      const index = parseJson<Manifest>(top.bytes, 'image index');
+      const want = o.platform ?? hostPlatform();
+      const d = selectPlatform(index, want);
+      if (!d) throw new NotFoundError(`no image for ${want.os}/${want.architecture}${want.variant ? '/' + want.variant : ''} in the index`);
+      checkDescriptor(d, 'index entry');
+      indexDigest = top.digest;
+      await this.content.writeBuffer(top.digest, top.bytes);
+      const m = await this.registry.getManifest(ref, d.digest, ropts);
+      manifestBytes = m.bytes; manifestDigest = m.digest; mediaType = m.mediaType;
+    }
+    if (!MANIFEST_TYPES.has(mediaType)) throw new InvalidArgumentError(`unsupported manifest media type "${mediaType}" (Docker schema 1 and others are not supported)`);
+    const fetchBlob = (digest: string, size: number, onProgress?: (n: number) => void): Promise<unknown> =>
+      this.downloadWithRetry(ref, digest, size, ropts, onProgress);
+    const names = { tags: [] as string[], digests: [`${repositoryName(ref)}@${indexDigest ?? manifestDigest}`] };
+    const t = tagName(ref);
+    if (t) names.tags.push(t);
+    return await this.importManifest(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o);
+  }
+
+  private async downloadWithRetry(ref: ImageReference, digest: string, size: number, ropts: { signal?: AbortSignal; auth?: PullAuth }, onProgress?: (n: number) => void): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.content.write(digest, size, async (offset, signal) => {
+          const r = await this.registry.openBlob(ref, digest, offset, { ...ropts, ...(signal ? { signal } : {}) });
+          return { stream: r.stream, offset: r.offset };
+        }, { ...(ropts.signal ? { signal: ropts.signal } : {}), ...(onProgress ? { onProgress } : {}) });
+        return;
+      } catch (err) {
+        const code = err instanceof BulkheadError ? err.code : 'Internal';
+        const transient = code === 'Unavailable' || code === 'Internal';
+        if (!transient || attempt >= 4 || ropts.signal?.aborted) throw err;
+        this.log.info('blob download interrupted; resuming', { digest, attempt, err: (err as Error).message });
+      }
+    }
+  }
+
+  /** Stores a manifest and everything it references, unpacks the layers and records the image. */
+  private async importManifest(
+    manifestBytes: Buffer, manifestDigest: string, indexDigest: string | undefined,
+    names: { tags: string[]; digests: string[] },
+    fetchBlob: (digest: string, size: number, onProgress?: (n: number) => void) => Promise<unknown>,
+    o: PullOptions,
+  ): Promise<ImageRecord> {
+    const manifest = parseJson<Manifest>(manifestBytes, 'image manifest');
+    if (manifest.schemaVersion !== 2) throw new InvalidArgumentError('image manifest: schemaVersion must be 2');
+    const configDesc = checkDescriptor(manifest.config, 'manifest config');
+    if (configDesc.size > CONFIG_MAX) throw new ResourceExhaustedError(`image config is ${configDesc.size} bytes, more than ${CONFIG_MAX}`);
+    const layers = (manifest.layers ?? []).map((l, i) => checkDescriptor(l, `manifest layer ${i}`));
+    if (layers.length === 0) throw new InvalidArgumentError('image manifest has no layers');
+    if (layers.length > this.limits.maxLayers) throw new ResourceExhaustedError(`image has ${layers.length} layers, more than the ${this.limits.maxLayers} allowed`);
+    for (const l of layers) if (l.mediaType !== '' && !LAYER_TYPES.has(l.mediaType)) throw new InvalidArgumentError(`layer ${l.digest}: unsupported media type "${l.mediaType}"`);
+    await this.content.writeBuffer(manifestDigest, manifestBytes);
+    await fetchBlob(configDesc.digest, configDesc.size);
+    const config = parseJson<ConfigDoc>(await this.content.readBuffer(configDesc.digest, CONFIG_MAX), 'image config');
+    const diffIds = config.rootfs?.diff_ids;
+    if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string' && isDigest(d))) {
+      throw new InvalidArgumentError(`image config: rootfs.diff_ids must list one sha256 digest per layer (${layers.length})`);
+    }
+    const chains = chainIds(diffIds);
+    const progress = (i: number, status: PullStatus, current: number): void => {
+      const l = layers[i]!;
+      o.onProgress?.({ id: l.digest.slice(7, 19), digest: l.digest, status, current, total: l.size });
+    };
+    const have = await Promise.all(chains.map((c) => this.snapshots.stat(c)));
+    layers.forEach((_, i) => progress(i, have[i] ? 'exists' : 'waiting', 0));
+    // Download in parallel (bounded), unpack in order as each parent becomes ready.
+    const downloads: Promise<void>[] = [];
+    let next = 0;
+    const limit = this.opts.concurrency ?? 3;
+    const started: (() => void)[] = [];
+    const need = layers.map((_, i) => !have[i]);
+    const slots = layers.map(() => { let r!: () => void; const p = new Promise<void>((res) => { r = res; }); started.push(r); return p; });
+    const worker = async (): Promise<void> => {
+      while (next < layers.length) {
+        const i = next++;
+        const l = layers[i]!;
+        if (need[i] && !(await this.content.has(l.digest))) {
+          progress(i, 'downloading', 0);
+          await fetchBlob(l.digest, l.size, (n) => progress(i, 'downloading', n));
+          progress(i, 'verifying', l.size);
+        }
+        started[i]!();
+      }
+    };
+    for (let k = 0; k < limit; k++) downloads.push(worker());
+    const dl = Promise.all(downloads);
+    dl.catch(() => {});
+    const unpacks = (async () => {
+      for (let i = 0; i < layers.length; i++) {
+        if (!need[i]) continue;
+        await Promise.race([slots[i]!, dl.then(() => slots[i])]);
+        progress(i, 'extracting', 0);
+        await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, o.signal, (n) => progress(i, 'extracting', n));
+        progress(i, 'done', layers[i]!.size);
+      }
+    })();
+    await Promise.all([dl, unpacks]);
+    const layerRecords: LayerRecord[] = layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: diffIds[i]!, chainId: chains[i]! }));
+    const body = {
+      id: configDesc.digest,
+      size: configDesc.size + layers.reduce((a, l) => a + l.size, 0),
+      config: (config.config ?? {}) as OciImageConfig,
+      manifestDigest,
+      layers: layerRecords,
+      architecture: config.architecture ?? '',
+      os: config.os ?? '',
+      created: Date.now(),
+      ...(indexDigest ? { indexDigest } : {}),
+    };
+    return this.images.put(body, names);
+  }
+
+  private unpackLayer(l: Descriptor, diffId: string, chainId: string, parent: string | undefined, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+    let p = this.unpacking.get(chainId);
+    if (!p) {
+      p = this.snapshots.commit(chainId, parent, async (dir, lowers) => {
+        await applyLayer(this.content.path(l.digest), {
+          dir, lowers, expectedDiffId: diffId, name: l.digest, limits: this.limits, logger: this.log, onBytes,
+          ...(signal ? { signal } : {}),
+        });
+      }).then(() => undefined).finally(() => this.unpacking.delete(chainId));
+      this.unpacking.set(chainId, p);
+    }
+    return p;
+  }
+
+  async get(refOrId: string): Promise<ImageRecord | undefined> {
+    return this.images.get(refOrId);
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    return this.images.list();
+  }
+
+  async remove(refOrId: string): Promise<void> {
+    const r = this.images.remove(refOrId);
+    if (!r.removed) throw new NotFoundError(`image "${refOrId}" not found`);
+  }
+
+  async load(path: string, o: { signal?: AbortSignal } = {}): Promise<ImageRecord[]> {
+    const { readArchive } = await import('./load.ts');
+    return await this.gate.shared(async () => {
+      const archive = await readArchive(path, this.content, o.signal);
+      const out: ImageRecord[] = [];
+      for (const img of archive) {
+        const fetchBlob = async (digest: string): Promise<void> => {
+          if (!(await this.content.has(digest))) throw new InvalidArgumentError(`archive ${path}: blob ${digest} is missing`);
+        };
+        out.push(await this.importManifest(img.manifest, img.manifestDigest, undefined, { tags: img.tags, digests: [] }, fetchBlob, o));
+      }
+      return out;
+    });
+  }
+
+  private async imageOrThrow(imageId: string): Promise<ImageRecord> {
+    const img = this.images.get(imageId);
+    if (!img) throw new NotFoundError(`image "${imageId}" not found`);
+    return img;
+  }
+
+  async prepareRootfs(key: string, imageId: string): Promise<Mount[]> {
+    const img = await this.imageOrThrow(imageId);
+    return await this.snapshots.prepare(key, img.layers[img.layers.length - 1]!.chainId);
+  }
+
+  async removeRootfs(key: string): Promise<void> {
+    await this.snapshots.remove(key);
+  }
+
+  async viewRootfs(imageId: string): Promise<string[]> {
+    const img = await this.imageOrThrow(imageId);
+    return await this.snapshots.view(img.layers[img.layers.length - 1]!.chainId);
+  }
+
+  async gc(): Promise<{ blobs: number; snapshots: number }> {
+    return await this.gate.exclusive(async () => {
+      const blobs = new Set<string>();
+      const chains = new Set<string>();
+      for (const img of this.images.list()) {
+        blobs.add(img.id); blobs.add(img.manifestDigest);
+        if (img.indexDigest) blobs.add(img.indexDigest);
+        for (const l of img.layers) { blobs.add(l.digest); chains.add(l.chainId); }
+      }
+      for (const a of await this.snapshots.active()) {
+        let cur: string | undefined = a.parent;
+        while (cur && !chains.has(cur)) {
+          chains.add(cur);
+          cur = (await this.snapshots.stat(cur))?.parent;
+        }
+      }
+      let nb = 0;
+      let ns = 0;
+      for (const b of await this.content.list()) if (!blobs.has(b.digest)) { await this.content.delete(b.digest); nb++; }
+      for (const s of await this.snapshots.walk()) if (!chains.has(s.chainId)) { await this.snapshots.remove(s.chainId); ns++; }
+      await this.snapshots.cleanOrphans();
+      this.log.info('image gc', { blobs: nb, snapshots: ns });
+      return { blobs: nb, snapshots: ns };
+    });
+  }
+
+  async fsUsage(): Promise<FsUsage> {
+    let bytes = 0;
+    let inodes = 0;
+    const seen = new Set<string>();
+    const walk = async (dir: string): Promise<void> => {
+      let names: string[];
+      try { names = await readdir(dir); } catch { return; }
+      for (const n of names) {
+        const p = join(dir, n);
+        const st = await lstat(p).catch(() => undefined);
+        if (!st) continue;
+        const k = `${st.dev}:${st.ino}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
+        inodes++;
+        bytes += st.blocks * 512;
+        if (st.isDirectory()) await walk(p);
+      }
+    };
+    await walk(this.opts.root);
+    await stat(this.opts.root);
+    return { mountpoint: this.opts.root, bytes, inodes };
+  }
+
+  async close(): Promise<void> {
+    this.images.close();
+  }
+}
+
+/** Mounts an overlay spec from prepareRootfs at `target` (mount(8)). */
+export async function mountRootfs(mounts: Mount[], target: string, signal?: AbortSignal): Promise<void> {
+  for (const m of mounts) {
+    await runChecked('mount', ['-t', m.type, '-o', m.options.join(','), m.source, target], { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
+  }
+}
+
+/** Unmounts `target`; a target that is not mounted is fine (idempotent). */
+export async function unmountRootfs(target: string): Promise<void> {
+  const r = await run('umount', [target], { timeoutMs: 30_000 });
+  if (r.code !== 0 && !/not mounted|no mount point|not found/i.test(r.stderr)) throw new UnavailableError(`umount ${target}: ${r.stderr.trim()}`);
+}

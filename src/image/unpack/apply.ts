@@ -1,0 +1,440 @@
+/**
+ * Safe layer apply: reads one layer blob (gzip, zstd or plain tar) and writes it into a fresh
+ * snapshot directory in overlayfs conventions (whiteouts as 0:0 character devices, opaque
+ * directories as trusted.overlay.opaque=y), checking every entry against the directory and the
+ * merged lower layers so nothing is ever written outside it. Verifies the diffID.
+ *
+ * The caller gives an empty directory and removes it when this throws (no partial state).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, open, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { join, posix } from 'node:path';
+import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
+import tarStream from 'tar-stream';
+import { AbortedError, BulkheadError, InvalidArgumentError } from '../../errors.ts';
+import { run } from '../../util/exec.ts';
+import type { Logger } from '../../util/log.ts';
+
+export interface UnpackLimits {
+  /** Entries in one layer. */
+  maxEntries: number;
+  /** Uncompressed bytes of one layer (the whole tar stream). */
+  maxBytes: number;
+  /** Path components of one entry. */
+  maxDepth: number;
+  /** Bytes of one entry's path or link target. */
+  maxPathLength: number;
+  /** Layers in one image (checked by the caller). */
+  maxLayers: number;
+}
+
+export const DEFAULT_LIMITS: UnpackLimits = {
+  maxEntries: 1_000_000,
+  maxBytes: 64 * 1024 * 1024 * 1024,
+  maxDepth: 256,
+  maxPathLength: 4096,
+  maxLayers: 128,
+};
+
+/** Sidecar in each snapshot (next to fs/) listing its opaque directories, so lookups need no getxattr. */
+export const OPAQUE_FILE = 'opaque.json';
+
+export interface ApplyOptions {
+  /** Directory to fill (empty, exists). */
+  dir: string;
+  /** Lower layers' fs dirs, topmost first. */
+  lowers: string[];
+  expectedDiffId: string;
+  /** For messages: the layer's digest. */
+  name: string;
+  limits?: Partial<UnpackLimits>;
+  signal?: AbortSignal;
+  logger?: Logger;
+  onBytes?: (compressedRead: number) => void;
+}
+
+export interface ApplyResult {
+  diffId: string;
+  entries: number;
+  /** Uncompressed bytes. */
+  bytes: number;
+  opaque: string[];
+}
+
+/** xattrs an image may set; everything else (trusted.*, security.selinux, ACLs) is dropped. */
+function xattrAllowed(name: string): boolean {
+  return name.startsWith('user.') || name === 'security.capability';
+}
+
+type TarHeader = Omit<tarStream.Header, 'pax'> & { pax?: Record<string, string> | null };
+
+async function writeBody(body: AsyncIterable<Buffer>, path: string): Promise<void> {
+  const ws = createWriteStream(path, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 });
+  const failed = new Promise<never>((_, reject) => ws.once('error', reject));
+  failed.catch(() => {});
+  try {
+    for await (const chunk of body) {
+      if (!ws.write(chunk)) await Promise.race([new Promise<void>((resolve) => ws.once('drain', resolve)), failed]);
+    }
+    ws.end();
+    await Promise.race([new Promise<void>((resolve) => ws.once('finish', resolve)), failed]);
+  } finally {
+    ws.destroy();
+  }
+}
+
+interface Meta { uid: number; gid: number; mode: number; mtime: Date }
+
+class LayerWriter {
+  private readonly o: ApplyOptions;
+  private readonly limits: UnpackLimits;
+  private readonly dirOk = new Set<string>(['']);
+  private readonly mergedCache = new Map<string, Promise<{ st: Stats; path: string } | undefined>>();
+  private readonly opaqueCache = new Map<string, Set<string>>();
+  private readonly dirTimes: { path: string; mtime: Date }[] = [];
+  private readonly xattrs: { rel: string; name: string; value: Buffer }[] = [];
+  readonly opaque = new Set<string>();
+  entries = 0;
+
+  constructor(o: ApplyOptions) {
+    this.o = o;
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+  }
+
+  private fail(entry: string, why: string): never {
+    throw new InvalidArgumentError(`layer ${this.o.name}: entry "${entry.slice(0, 300)}": ${why}`);
+  }
+
+  /** Splits an entry name into components inside the root; rejects escapes. */
+  clean(name: string, entry: string): string[] {
+    if (name.includes('\0')) this.fail(entry, 'path contains a NUL byte');
+    if (Buffer.byteLength(name) > this.limits.maxPathLength) this.fail(entry, `path longer than ${this.limits.maxPathLength} bytes`);
+    const comps: string[] = [];
+    for (const c of name.split('/')) {
+      if (c === '' || c === '.') continue;
+      if (c === '..') this.fail(entry, 'path escapes the root ("..")');
+      comps.push(c);
+    }
+    if (comps.length > this.limits.maxDepth) this.fail(entry, `path deeper than ${this.limits.maxDepth} components`);
+    return comps;
+  }
+
+  private async opaqueOf(lower: string): Promise<Set<string>> {
+    let s = this.opaqueCache.get(lower);
+    if (!s) {
+      s = new Set<string>();
+      try {
+        const list = JSON.parse(await readFile(join(lower, '..', OPAQUE_FILE), 'utf8')) as unknown;
+        if (Array.isArray(list)) for (const x of list) if (typeof x === 'string') s.add(x);
+      } catch { /* no opaque dirs */ }
+      this.opaqueCache.set(lower, s);
+    }
+    return s;
+  }
+
+  /** What the merged lower layers hold at `comps` (undefined: nothing, or whited out). */
+  merged(comps: string[]): Promise<{ st: Stats; path: string } | undefined> {
+    const key = comps.join('/');
+    let p = this.mergedCache.get(key);
+    if (!p) {
+      p = this.lookupLowers(comps);
+      this.mergedCache.set(key, p);
+    }
+    return p;
+  }
+
+  private async lookupLowers(comps: string[]): Promise<{ st: Stats; path: string } | undefined> {
+    for (const lower of this.o.lowers) {
+      const opaque = await this.opaqueOf(lower);
+      let hidden = false;
+      for (let i = 0; i < comps.length; i++) {
+        const rel = comps.slice(0, i + 1).join('/');
+        const path = join(lower, rel);
+        const st = await lstat(path).catch(() => undefined);
+        if (!st) break;
+        if (st.isCharacterDevice() && st.rdev === 0) return undefined;
+        if (i === comps.length - 1) return { st, path };
+        if (!st.isDirectory()) return undefined;
+        if (opaque.has(rel)) hidden = true;
+      }
+      if (hidden) return undefined;
+    }
+    return undefined;
+  }
+
+  /** Makes every parent of `comps` a real directory in this layer; rejects symlinked parents. */
+  async parents(comps: string[], entry: string): Promise<void> {
+    for (let i = 0; i < comps.length - 1; i++) {
+      const rel = comps.slice(0, i + 1).join('/');
+      if (this.dirOk.has(rel)) continue;
+      const path = join(this.o.dir, rel);
+      const st = await lstat(path).catch(() => undefined);
+      if (st) {
+        if (st.isSymbolicLink()) this.fail(entry, `parent directory "${rel}" is a symlink in this layer`);
+        if (!st.isDirectory()) this.fail(entry, `parent "${rel}" is not a directory`);
+      } else {
+        const low = await this.merged(comps.slice(0, i + 1));
+        if (low?.st.isSymbolicLink()) this.fail(entry, `parent directory "${rel}" is a symlink in a lower layer`);
+        await mkdir(path, { mode: 0o755 });
+        if (low?.st.isDirectory()) {
+          // Same attributes as below: an upper directory's own mode and owner win in overlayfs.
+          await lchown(path, low.st.uid, low.st.gid);
+          await chmod(path, low.st.mode & 0o7777);
+          this.dirTimes.push({ path, mtime: low.st.mtime });
+        }
+      }
+      this.dirOk.add(rel);
+    }
+  }
+
+  private async clear(path: string, rel: string): Promise<void> {
+    await rm(path, { recursive: true, force: true });
+    for (const d of this.dirOk) if (d === rel || d.startsWith(rel + '/')) this.dirOk.delete(d);
+  }
+
+  private async meta(path: string, m: Meta, isLink: boolean): Promise<void> {
+    await lchown(path, m.uid, m.gid);
+    if (!isLink) await chmod(path, m.mode & 0o7777); // after chown, which clears setuid
+    await lutimes(path, m.mtime, m.mtime);
+  }
+
+  async entry(header: TarHeader, body: AsyncIterable<Buffer>, bytesLeft: () => number): Promise<void> {
+    const name = header.name;
+    if (++this.entries > this.limits.maxEntries) this.fail(name, `more than ${this.limits.maxEntries} entries in one layer`);
+    const comps = this.clean(name, name);
+    const type = header.type ?? 'file';
+    const uid = header.uid ?? 0;
+    const gid = header.gid ?? 0;
+    if (uid < 0 || gid < 0 || uid > 0xfffffffe || gid > 0xfffffffe) this.fail(name, 'owner out of range');
+    const m: Meta = { uid, gid, mode: header.mode ?? 0o644, mtime: header.mtime ?? new Date(0) };
+    if (comps.length === 0) {
+      if (type !== 'directory') this.fail(name, 'replaces the root directory with a non-directory');
+      await this.meta(this.o.dir, m, false);
+      this.dirTimes.push({ path: this.o.dir, mtime: m.mtime });
+      return;
+    }
+    await this.parents(comps, name);
+    const rel = comps.join('/');
+    const base = comps[comps.length - 1]!;
+    const parentRel = comps.slice(0, -1).join('/');
+    const path = join(this.o.dir, rel);
+
+    if (base.startsWith('.wh.')) {
+      if (base === '.wh..wh..opq') {
+        if (comps.length === 1) this.fail(name, 'opaque marker for the root directory');
+        this.opaque.add(parentRel);
+        return;
+      }
+      if (base.startsWith('.wh..wh.')) this.fail(name, 'unknown whiteout metadata entry');
+      const victim = base.slice(4);
+      if (victim === '' ) this.fail(name, 'bare whiteout ".wh." names nothing');
+      if (victim === '.' || victim === '..') this.fail(name, 'whiteout of "." or ".."');
+      const vrel = parentRel === '' ? victim : `${parentRel}/${victim}`;
+      const vpath = join(this.o.dir, vrel);
+      await this.clear(vpath, vrel);
+      const r = await run('mknod', ['-m', '0000', vpath, 'c', '0', '0'], { timeoutMs: 10_000, ...(this.o.signal ? { signal: this.o.signal } : {}) });
+      if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: cannot create whiteout for "${vrel}": ${r.stderr.trim()}`);
+      return;
+    }
+    if (comps.length === 1 && (base === 'proc' || base === 'dev') && type !== 'directory') this.fail(name, `replaces /${base} with a ${type}`);
+
+    const existing = await lstat(path).catch(() => undefined);
+    switch (type) {
+      case 'directory': {
+        if (existing && !existing.isDirectory()) await this.clear(path, rel);
+        if (!existing || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
+        await lchown(path, m.uid, m.gid);
+        await chmod(path, m.mode & 0o7777);
+        this.dirTimes.push({ path, mtime: m.mtime });
+        this.dirOk.add(rel);
+        break;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        if (existing) await this.clear(path, rel);
+        const size = header.size ?? 0;
+        if (size > bytesLeft()) this.fail(name, `layer larger than ${this.limits.maxBytes} bytes uncompressed`);
+        await writeBody(body, path);
+        await this.meta(path, m, false);
+        break;
+      }
+      case 'symlink': {
+        const target = header.linkname ?? '';
+        if (target === '' || target.includes('\0')) this.fail(name, 'symlink without a valid target');
+        if (Buffer.byteLength(target) > this.limits.maxPathLength) this.fail(name, `symlink target longer than ${this.limits.maxPathLength} bytes`);
+        if (existing) await this.clear(path, rel);
+        await symlink(target, path);
+        await this.meta(path, m, true);
+        break;
+      }
+      case 'link': {
+        const tcomps = this.clean(header.linkname ?? '', name);
+        if (tcomps.length === 0) this.fail(name, 'hard link to the root directory');
+        const trel = tcomps.join('/');
+        // Every parent of the target must be a real directory of this layer or of the merged lowers.
+        for (let i = 0; i < tcomps.length - 1; i++) {
+          const prel = tcomps.slice(0, i + 1).join('/');
+          const pst = await lstat(join(this.o.dir, prel)).catch(() => undefined);
+          const ok = pst ? pst.isDirectory() : (await this.merged(tcomps.slice(0, i + 1)))?.st.isDirectory() === true;
+          if (!ok) this.fail(name, `hard link target "${trel}" has a parent that is not a real directory (symlink or missing)`);
+        }
+        const tpath = join(this.o.dir, trel);
+        let tst = await lstat(tpath).catch(() => undefined);
+        let from = tpath;
+        let fromLower = false;
+        if (!tst) {
+          const low = await this.merged(tcomps);
+          if (!low) this.fail(name, `hard link target "${trel}" does not exist`);
+          tst = low.st;
+          from = low.path;
+          fromLower = true;
+        }
+        if (tst.isDirectory()) this.fail(name, 'hard link to a directory');
+        if (tst.isCharacterDevice() && tst.rdev === 0) this.fail(name, 'hard link to a whiteout');
+        if (tst.isSymbolicLink()) {
+          const t = await readlink(from);
+          const resolved = posix.normalize(posix.join(posix.dirname('/' + trel), t));
+          if (!t.startsWith('/') && (resolved.startsWith('/..') || !resolved.startsWith('/'))) this.fail(name, `hard link to a symlink escaping the root ("${t}")`);
+        }
+        if (existing) {
+          if (!fromLower && existing.ino === tst.ino && existing.dev === tst.dev) break;
+          await this.clear(path, rel);
+        }
+        if (fromLower) {
+          // No hard links across snapshots: copy the lower file up into this layer.
+          if (tst.isSymbolicLink()) await symlink(await readlink(from), path);
+          else if (tst.isFile()) await copyFile(from, path, fsConstants.COPYFILE_EXCL);
+          else this.fail(name, 'hard link to a special file in a lower layer');
+          await this.meta(path, { uid: tst.uid, gid: tst.gid, mode: tst.mode, mtime: tst.mtime }, tst.isSymbolicLink());
+        } else {
+          await link(tpath, path);
+        }
+        break;
+      }
+      case 'fifo': {
+        if (existing) await this.clear(path, rel);
+        const r = await run('mknod', ['-m', (m.mode & 0o777).toString(8), path, 'p'], { timeoutMs: 10_000 });
+        if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: cannot create fifo "${rel}": ${r.stderr.trim()}`);
+        await this.meta(path, m, false);
+        break;
+      }
+      case 'character-device':
+      case 'block-device':
+        // Device nodes from an image are never created: the runtime provides /dev.
+        this.o.logger?.debug('skipping device node in layer', { layer: this.o.name, entry: rel });
+        break;
+      default:
+        this.fail(name, `unsupported entry type ${type}`);
+    }
+    for (const [k, v] of Object.entries(header.pax ?? {})) {
+      if (!k.startsWith('SCHILY.xattr.')) continue;
+      const xname = k.slice('SCHILY.xattr.'.length);
+      if (!xattrAllowed(xname)) { this.o.logger?.debug('dropping xattr from layer', { layer: this.o.name, entry: rel, xattr: xname }); continue; }
+      if (type === 'symlink') continue;
+      this.xattrs.push({ rel, name: xname, value: Buffer.from(v, 'latin1') });
+    }
+  }
+
+  /** Directory times, opaque markers and xattrs, once every entry is written. */
+  async finish(): Promise<void> {
+    const lines: string[] = [];
+    const esc = (p: string): string => Array.from(Buffer.from(p)).map((b) => (/[A-Za-z0-9._/+,-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '\\' + b.toString(8).padStart(3, '0'))).join('');
+    for (const x of this.xattrs) {
+      const st = await lstat(join(this.o.dir, x.rel)).catch(() => undefined);
+      if (!st || st.isSymbolicLink()) continue;
+      lines.push(`# file: ${esc(x.rel)}`, `${x.name}=0x${x.value.toString('hex')}`, '');
+    }
+    for (const rel of this.opaque) {
+      const st = await lstat(join(this.o.dir, rel)).catch(() => undefined);
+      if (!st?.isDirectory()) continue;
+      lines.push(`# file: ${esc(rel)}`, 'trusted.overlay.opaque=0x79', '');
+    }
+    if (lines.length > 0) {
+      const r = await run('setfattr', ['-h', '--restore=-'], { input: lines.join('\n') + '\n', cwd: this.o.dir, timeoutMs: 120_000, ...(this.o.signal ? { signal: this.o.signal } : {}) });
+      if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: setting extended attributes failed: ${r.stderr.trim()}`);
+    }
+    for (let i = this.dirTimes.length - 1; i >= 0; i--) {
+      const d = this.dirTimes[i]!;
+      await lutimes(d.path, d.mtime, d.mtime).catch(() => {});
+    }
+  }
+}
+
+/** Hashes and counts the uncompressed stream; stops it when it grows past the cap. */
+class Hasher extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  private readonly max: number;
+  private readonly name: string;
+  constructor(max: number, name: string) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.max = max;
+    this.name = name;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.max + 1024 * 1024) { cb(new InvalidArgumentError(`layer ${this.name}: larger than ${this.max} bytes uncompressed`)); return; }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+}
+
+async function sniff(path: string): Promise<'gzip' | 'zstd' | 'none'> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    const { bytesRead } = await fh.read(b, 0, 4, 0);
+    if (bytesRead >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
+    if (bytesRead >= 4 && b.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+    return 'none';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Applies the layer blob at `blobPath` into `opts.dir`. Throws InvalidArgumentError naming the bad entry. */
+export async function applyLayer(blobPath: string, opts: ApplyOptions): Promise<ApplyResult> {
+  const limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const w = new LayerWriter(opts);
+  const kind = await sniff(blobPath);
+  const source = createReadStream(blobPath, { highWaterMark: 1024 * 1024 });
+  let read = 0;
+  if (opts.onBytes) source.on('data', (c) => { read += c.length; opts.onBytes!(read); });
+  const hasher = new Hasher(limits.maxBytes, opts.name);
+  const extract = tarStream.extract();
+  const decompress = kind === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : kind === 'zstd' ? createZstdDecompress() : new PassThrough();
+  // Node streams up to the hasher; tar-stream (streamx) is fed by hand with backpressure.
+  const sink = async function (src: AsyncIterable<Buffer>): Promise<void> {
+    for await (const chunk of src) {
+      if (!extract.write(chunk)) await new Promise<void>((resolve) => { extract.once('drain', () => resolve()); });
+    }
+    (extract as unknown as { end(): void }).end();
+  };
+  const feed = opts.signal ? pipeline(source, decompress, hasher, sink, { signal: opts.signal }) : pipeline(source, decompress, hasher, sink);
+  feed.catch((err: unknown) => { extract.destroy(err instanceof Error ? err : new Error(String(err))); });
+  let fileBytes = 0;
+  try {
+    for await (const entry of extract) {
+      const h = entry.header as TarHeader;
+      if (h.type === 'file' || h.type === 'contiguous-file') fileBytes += h.size ?? 0;
+      await w.entry(h, entry as AsyncIterable<Buffer>, () => limits.maxBytes - (fileBytes - (h.size ?? 0)));
+      for await (const _ of entry as AsyncIterable<Buffer>) { /* drain what the writer did not read */ }
+    }
+    await feed;
+  } catch (err) {
+    source.destroy();
+    extract.destroy();
+    if (opts.signal?.aborted) throw new AbortedError(`unpacking layer ${opts.name} aborted`, { cause: err });
+    if (err instanceof BulkheadError) throw err;
+    throw new InvalidArgumentError(`layer ${opts.name}: cannot read the layer: ${(err as Error).message}`, { cause: err });
+  }
+  const diffId = 'sha256:' + hasher.hash.digest('hex');
+  if (diffId !== opts.expectedDiffId) throw new InvalidArgumentError(`layer ${opts.name}: uncompressed content digest ${diffId} does not match the image config's diff_id ${opts.expectedDiffId}`);
+  await w.finish();
+  await writeFile(join(opts.dir, '..', OPAQUE_FILE), JSON.stringify([...w.opaque]));
+  return { diffId, entries: w.entries, bytes: hasher.bytes, opaque: [...w.opaque] };
+}
