@@ -49,6 +49,15 @@ export class RegistryImages implements EngineImages {
     return img.id;
   }
 
+  /** What a child process needs to rebuild this store (`load`). */
+  toJSON(): [string, EngineImage & { rootfs: string }][] {
+    return [...this.#images];
+  }
+
+  load(entries: [string, EngineImage & { rootfs: string }][]): void {
+    for (const [k, v] of entries) this.#images.set(k, v);
+  }
+
   get(refOrId: string): EngineImage {
     const img = this.#images.get(refOrId);
     if (!img) throw new NotFoundError(`image ${refOrId} not found`);

@@ -1,0 +1,68 @@
+// A daemon-like process that owns an Engine, for the crash-safety test. It does one job and
+// either waits to be SIGKILLed by the parent or SIGKILLs itself at a chosen point.
+//   argv[2]: JSON {root, runDir, images, busybox, handler, mode, podId?, cgroupParent}
+// modes:
+//   run            pod + 'runner' (sleeps) + 'quick' (exits 5 after 2 s); prints ids; waits
+//   mid-container  in podId: SIGKILL right after the runtime created the container (record still 'creating')
+//   mid-pod        new pod: SIGKILL right after the runtime created the pause container
+import { join } from 'node:path';
+import { silentLogger } from '../../src/util/log.ts';
+import { createBackend } from '../../src/runtime/backends.ts';
+import type { Backend, CreateContainerOptions } from '../../src/runtime/backend.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { RegistryImages, podConfig, containerConfig } from './helpers.ts';
+
+const args = JSON.parse(process.argv[2]!) as {
+  root: string; runDir: string; imagesDir: string; images: Parameters<RegistryImages['load']>[0]; busybox: string;
+  handler: string; mode: 'run' | 'mid-container' | 'mid-pod'; podId?: string; cgroupParent: string;
+};
+const images = new RegistryImages(args.imagesDir);
+images.load(args.images);
+const binary = args.handler === 'gvisor' ? '/usr/bin/runsc' : '/usr/sbin/runc';
+const real = createBackend(args.handler, { runDir: join(args.runDir, args.handler), logger: silentLogger, binary, ...(args.handler === 'gvisor' ? { runtimeArgs: ['--platform=ptrace'] } : {}) })!;
+
+function say(o: unknown): void { process.stdout.write(JSON.stringify(o) + '\n'); }
+
+// The same backend, except createContainer may end this process the moment it returns.
+const backend: Backend = new Proxy(real, {
+  get(target, prop, receiver) {
+    if (prop === 'createContainer') {
+      return async (o: CreateContainerOptions) => {
+        const r = await target.createContainer(o);
+        const kill = (args.mode === 'mid-container' && o.pod.role === 'container') || (args.mode === 'mid-pod' && o.pod.role === 'sandbox');
+        if (kill) {
+          say({ killedAt: o.id, podId: o.pod.podId });
+          process.kill(process.pid, 'SIGKILL');
+          await new Promise(() => {});
+        }
+        return r;
+      };
+    }
+    const v = Reflect.get(target, prop, receiver) as unknown;
+    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  },
+});
+
+const engine = new Engine({
+  root: args.root, runDir: args.runDir, logger: silentLogger, images, backends: new Map([[args.handler, backend]]),
+  defaultHandler: args.handler, cgroupParent: args.cgroupParent,
+});
+// no recover(): the parent's new Engine must face everything this process leaves behind
+
+if (args.mode === 'run') {
+  const pod = podConfig();
+  const podId = await engine.runPodSandbox(pod, args.handler);
+  const runner = await engine.createContainer(podId, containerConfig(args.busybox, 'runner', ['sleep', '1000']), pod);
+  await engine.startContainer(runner);
+  const quick = await engine.createContainer(podId, containerConfig(args.busybox, 'quick', ['sh', '-c', 'sleep 2; exit 5']), pod);
+  await engine.startContainer(quick);
+  say({ podId, runner, quick });
+  await new Promise(() => {});
+} else if (args.mode === 'mid-container') {
+  const pod = podConfig();
+  await engine.createContainer(args.podId!, containerConfig(args.busybox, 'half', ['sleep', '1000']), pod);
+  say({ error: 'not killed' });
+} else {
+  await engine.runPodSandbox(podConfig(), args.handler);
+  say({ error: 'not killed' });
+}
