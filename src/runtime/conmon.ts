@@ -478,6 +478,9 @@ export class ConmonDriver {
       const attachPipe = (child.stdio as unknown as Readable[])[5]!;
       let stderr = '';
       child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 65536) stderr += b.toString(); });
+      // conmon reads the start pipe once before forking (cgroup placement), and with --exec-attach
+      // once more before it lets the runtime exec the process
+      startPipe.write('0');
       let settled = false;
       const fail = (e: Error): void => {
         if (settled) return;

@@ -12,10 +12,11 @@
  */
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
-import type { CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { BackendOptions, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import type { OciSpec } from '../oci.ts';
 import { findStaticBusybox } from '../pause.ts';
@@ -30,6 +31,8 @@ interface Detected {
   network: 'sandbox' | 'host';
   networkNote?: string;
   version: string;
+  /** runsc applies the spec's seccomp profile inside the sandbox (--oci-seccomp). */
+  ociSeccomp?: boolean;
   tried: Record<string, string>;
 }
 
@@ -40,6 +43,14 @@ export class GvisorBackend extends ConmonBackend {
   private detected: Detected | undefined;
 
   private get bin(): string { return this.opts.binary ?? 'runsc'; }
+
+  constructor(opts: BackendOptions) {
+    super(opts);
+    // a fresh instance (after a daemon restart) drives existing sandboxes with the detected flags
+    try {
+      this.detected = JSON.parse(readFileSync(join(opts.runDir, 'platform.json'), 'utf8')) as Detected;
+    } catch { /* probe() detects */ }
+  }
 
   runtimeCommand(): RuntimeCommand {
     const d = this.detected;
@@ -52,6 +63,7 @@ export class GvisorBackend extends ConmonBackend {
         '--root', this.stateDir,
         ...(hasPlatform ? [] : [`--platform=${d?.platform ?? 'ptrace'}`]),
         ...(hasNetwork ? [] : [`--network=${d?.network ?? 'host'}`]),
+        ...(d?.ociSeccomp ? ['--oci-seccomp'] : []),
         ...extra,
       ],
     };
@@ -98,7 +110,7 @@ export class GvisorBackend extends ConmonBackend {
     const cacheFile = join(this.opts.runDir, 'platform.json');
     try {
       const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as Detected;
-      if (cached.version === version) this.detected = cached;
+      if (cached.version === version && cached.ociSeccomp !== undefined) this.detected = cached;
     } catch { /* detect */ }
     if (!this.detected) {
       const det = await this.detect(version, signal);
@@ -115,6 +127,7 @@ export class GvisorBackend extends ConmonBackend {
         platform: d.platform,
         network: d.network === 'sandbox' ? 'sandbox (gVisor netstack in the pod netns)' : 'host inside the pod netns (weaker: network syscalls reach the host kernel)',
         ...(d.networkNote ? { networkNote: d.networkNote } : {}),
+        seccomp: d.ociSeccomp ? 'OCI profile enforced inside the sandbox (--oci-seccomp)' : 'OCI profile not applied (runsc lacks --oci-seccomp)',
       },
     };
   }
@@ -133,7 +146,9 @@ export class GvisorBackend extends ConmonBackend {
       }
       if (!platform) return { reason: `no gVisor platform works here (${Object.entries(tried).map(([k, v]) => `${k}: ${v}`).join('; ')})`, tried };
       const net = await this.detectNetwork(work, platform, signal);
-      return { platform, version, tried, ...net };
+      const flags = await run(this.bin, ['flags'], { timeoutMs: 10_000 }).catch(() => undefined);
+      const ociSeccomp = /oci-seccomp/.test(`${flags?.stdout ?? ''}${flags?.stderr ?? ''}`);
+      return { platform, version, tried, ociSeccomp, ...net };
     } finally {
       await rm(work, { recursive: true, force: true });
     }
