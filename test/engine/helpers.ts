@@ -6,7 +6,7 @@
  * test registry with skopeo, unpacks once with umoci, and hands out per-container overlay mounts
  * (lower = the unpacked image, upper/work per container): the same contract as ImageService.
  */
-import { mkdtemp, mkdir, rm, readFile, readdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, rmdir, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -139,6 +139,10 @@ export async function testEnv(handlers: string[] = ['runc']): Promise<TestEnv> {
         await e.close().catch(() => undefined);
       }
       await rm(dir, { recursive: true, force: true });
+      // the shared cgroup parent of this test process (pods below it are removed by the engine)
+      for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+        await rmdir(join('/sys/fs/cgroup', h, `bulkhead-test-${process.pid}`)).catch(() => undefined);
+      }
     },
   };
 }
