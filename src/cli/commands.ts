@@ -21,6 +21,7 @@ export async function loadCommands(): Promise<Command[]> {
     import('./daemon.ts'),
     import('./policy.ts'),
     import('./webhook.ts'),
+    import('./k8s.ts'),
     import('./version.ts'),
   ]);
   return mods.map((m) => m.default);
