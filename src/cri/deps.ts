@@ -41,9 +41,9 @@ export interface CriImageRecord {
   repoTags: string[];
   repoDigests: string[];
   size: number;
-  config: { User?: string; [k: string]: unknown };
-  pinned?: boolean;
-  [k: string]: unknown;
+  /** The OCI image config's `config` object (User, Env, Cmd, ...). */
+  config: { User?: string | undefined };
+  pinned?: boolean | undefined;
 }
 
 export interface CriPullProgress { id: string; status: string; current?: number; total?: number }

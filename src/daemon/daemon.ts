@@ -1,0 +1,151 @@
+/**
+ * The daemon's wiring: config → image service → backends (one per handler) → engine → CRI server.
+ *
+ * Lifecycle: `startDaemon(config, logger)` takes the pid locks of the run dir and of the root (two
+ * daemons never share one), builds every part, recovers the engine's state (reattaching running
+ * containers) and then listens on the CRI socket. `close()` stops serving and releases everything
+ * in-process; containers keep running under conmon and are found again by the next daemon.
+ * On a failure half-way, what was built is closed again and the locks released.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { Config } from './config.ts';
+import { acquirePidLock, type PidLock } from './lock.ts';
+import { CriServer } from '../cri/server.ts';
+import { RuntimeHandlers, type HandlerEntry } from '../cri/runtime-handlers.ts';
+import type { CriDeps } from '../cri/deps.ts';
+import { Engine, type EngineImages } from '../engine/engine.ts';
+import { NotFoundError } from '../errors.ts';
+import { createImageService } from '../image/image-service.ts';
+import { createBackend } from '../runtime/backends.ts';
+import { StreamServer } from '../stream/stream-server.ts';
+import { CniPodNetwork } from '../network/cni-pod-network.ts';
+import type { Backend, ProbeResult } from '../runtime/backend.ts';
+import type { Logger } from '../util/log.ts';
+
+export interface Daemon {
+  socket: string;
+  close(): Promise<void>;
+}
+
+export function bulkheadVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** A handler whose backend kind this build does not know: listed, never usable. */
+function unknownBackendEntry(name: string, kind: string): HandlerEntry {
+  const probe: ProbeResult = { available: false, reason: `backend "${kind}" is not a known backend kind (runc, gvisor, crun, microvm, kata, strict)`, details: {} };
+  return { name, backend: kind, isolation: 'process', probe: async () => probe };
+}
+
+export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  const cleanups: (() => Promise<void>)[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const fn of cleanups.reverse()) {
+      try { await fn(); } catch (err) { logger.warn('shutdown step failed', { error: err instanceof Error ? err.message : String(err) }); }
+    }
+    cleanups.length = 0;
+  };
+  try {
+    await mkdir(config.runDir, { recursive: true, mode: 0o700 });
+    await mkdir(config.root, { recursive: true, mode: 0o700 });
+    const locks: PidLock[] = [];
+    locks.push(await acquirePidLock(join(config.runDir, 'bulkhead.pid'), `run dir ${config.runDir}`));
+    cleanups.push(async () => { await locks[0]!.release(); });
+    locks.push(await acquirePidLock(join(config.root, 'bulkhead.pid'), `root ${config.root}`));
+    cleanups.push(async () => { await locks[1]!.release(); });
+
+    const images = await createImageService({ root: config.root, registries: config.registries, logger: logger.child({ part: 'image' }) });
+    cleanups.push(async () => { await images.close(); });
+
+    const backends = new Map<string, Backend>();
+    const entries: HandlerEntry[] = [];
+    for (const [name, h] of Object.entries(config.runtime.handlers)) {
+      const opts = {
+        runDir: join(config.runDir, 'runtime', name),
+        conmon: config.runtime.conmon,
+        logger: logger.child({ part: 'runtime', handler: name }),
+        ...(h.binary !== undefined ? { binary: h.binary } : {}),
+        ...(h.runtimeArgs !== undefined ? { runtimeArgs: h.runtimeArgs } : {}),
+      };
+      let backend: Backend | undefined;
+      try {
+        backend = createBackend(h.backend, opts);
+      } catch (err) {
+        logger.warn('handler has no usable backend', { handler: name, backend: h.backend, error: err instanceof Error ? err.message : String(err) });
+      }
+      if (!backend) { entries.push(unknownBackendEntry(name, h.backend)); continue; }
+      backends.set(name, backend);
+      const b = backend;
+      entries.push({ name, backend: h.backend, isolation: b.isolation, probe: (signal) => b.probe(signal) });
+      cleanups.push(async () => { await b.close(); });
+    }
+    const handlers = new RuntimeHandlers(config.runtime.defaultHandler, entries);
+
+    const startup = AbortSignal.timeout(120_000);
+    const network = await CniPodNetwork.create({ cni: config.cni, network: config.sections.network, logger }, startup);
+
+    // The engine wants a missing image to be NotFound; the image service answers undefined.
+    const engineImages: EngineImages = {
+      get: async (ref) => {
+        const rec = await images.get(ref);
+        if (!rec) throw new NotFoundError(`image "${ref}" is not present on this node; pull it first`);
+        return rec;
+      },
+      prepareRootfs: (key, imageId) => images.prepareRootfs(key, imageId),
+      removeRootfs: (key) => images.removeRootfs(key),
+    };
+    const engine = new Engine({
+      root: config.root,
+      runDir: config.runDir,
+      logger,
+      images: engineImages,
+      backends,
+      defaultHandler: config.runtime.defaultHandler,
+      network,
+    });
+    cleanups.push(async () => { await engine.close(); });
+    await engine.recover();
+
+    const stream = new StreamServer({ runtime: engine, logger: logger.child({ part: 'stream' }) });
+    const bound = await stream.start({ address: config.stream.address, port: config.stream.port });
+    cleanups.push(async () => { await stream.close(); });
+
+    const deps: CriDeps = {
+      engine,
+      images,
+      handlers,
+      logger,
+      info: {
+        version: bulkheadVersion(),
+        root: config.root,
+        runDir: config.runDir,
+        socket: config.socket,
+        config: config.config,
+        streamAddress: bound.baseUrl,
+      },
+      streaming: stream,
+      networkStatus: async () => {
+        const r = await network.ready();
+        return r.ready ? { ready: true } : { ready: false, reason: 'NetworkPluginNotReady', message: r.reason ?? '' };
+      },
+      state: { podCidr: '' },
+    };
+    const server = await CriServer.listen(config.socket, deps);
+    cleanups.push(async () => { await server.close(); });
+
+    let closed: Promise<void> | undefined;
+    return {
+      socket: config.socket,
+      close: () => (closed ??= closeAll()),
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

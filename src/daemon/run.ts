@@ -1,0 +1,40 @@
+/**
+ * Runs the daemon in the foreground until `signal` aborts (SIGTERM/SIGINT in the callers), then
+ * shuts it down; containers keep running under conmon. Shared by `bulkhead daemon` and
+ * src/daemon/main.ts.
+ */
+import { defaultPaths, loadConfig, type Paths } from './config.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { createLogger, type LogLevel } from '../util/log.ts';
+
+export interface ForegroundOptions {
+  config?: string;
+  root?: string;
+  runDir?: string;
+  socket?: string;
+  logLevel?: string;
+}
+
+export async function runDaemonForeground(opts: ForegroundOptions, io: { signal: AbortSignal; write: (line: string) => void }): Promise<void> {
+  const env = defaultPaths(process.env);
+  const paths: Paths = {
+    root: opts.root ?? env.root,
+    runDir: opts.runDir ?? env.runDir,
+    socket: opts.socket ?? env.socket,
+    config: opts.config ?? env.config,
+  };
+  const config = await loadConfig(paths);
+  // Paths given explicitly (flag or environment) win over the file's; built-in defaults do not.
+  const builtIn = defaultPaths({});
+  for (const k of ['root', 'runDir', 'socket'] as const) if (paths[k] !== builtIn[k]) config[k] = paths[k];
+  if (opts.socket === undefined && opts.runDir !== undefined && config.socket === builtIn.socket) config.socket = defaultPaths({ BULKHEAD_RUN_DIR: config.runDir }).socket;
+  const level = opts.logLevel ?? config.logLevel;
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new InvalidArgumentError('log level must be debug, info, warn or error');
+  const logger = createLogger({ level: level as LogLevel, write: io.write });
+  const { startDaemon } = await import('./daemon.ts');
+  const daemon = await startDaemon(config, logger);
+  io.write(`bulkhead daemon: serving CRI on ${daemon.socket} (pid ${process.pid})`);
+  if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
+  logger.info('shutting down (containers keep running under conmon)');
+  await daemon.close();
+}
