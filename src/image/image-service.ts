@@ -210,8 +210,8 @@ class LocalImageService implements ImageService {
       manifestBytes = m.bytes; manifestDigest = m.digest; mediaType = m.mediaType;
     }
     if (!MANIFEST_TYPES.has(mediaType)) throw new InvalidArgumentError(`unsupported manifest media type "${mediaType}" (Docker schema 1 and others are not supported)`);
-    const fetchBlob = (digest: string, size: number, onProgress?: (n: number) => void): Promise<unknown> =>
-      this.downloadWithRetry(ref, digest, size, ropts, onProgress);
+    const fetchBlob = (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal): Promise<unknown> =>
+      this.downloadWithRetry(ref, digest, size, { ...ropts, signal }, onProgress);
     const names = { tags: [] as string[], digests: [`${repositoryName(ref)}@${indexDigest ?? manifestDigest}`] };
     const t = tagName(ref);
     if (t) names.tags.push(t);
@@ -239,9 +239,31 @@ class LocalImageService implements ImageService {
   private async importManifest(
     manifestBytes: Buffer, manifestDigest: string, indexDigest: string | undefined,
     names: { tags: string[]; digests: string[] },
-    fetchBlob: (digest: string, size: number, onProgress?: (n: number) => void) => Promise<unknown>,
+    fetchBlob: (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal) => Promise<unknown>,
     o: PullOptions,
   ): Promise<ImageRecord> {
+    // One signal for this import: a failed layer stops the others, then partial state is cleaned.
+    const ctl = new AbortController();
+    const onAbort = (): void => ctl.abort(o.signal?.reason);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.importManifestInner(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o, ctl);
+    } catch (err) {
+      ctl.abort();
+      await this.content.cleanIngests().catch(() => {});
+      throw err;
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async importManifestInner(
+    manifestBytes: Buffer, manifestDigest: string, indexDigest: string | undefined,
+    names: { tags: string[]; digests: string[] },
+    fetchBlob: (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal) => Promise<unknown>,
+    o: PullOptions, ctl: AbortController,
+  ): Promise<ImageRecord> {
+    const signal = ctl.signal;
     const manifest = parseJson<Manifest>(manifestBytes, 'image manifest');
     if (manifest.schemaVersion !== 2) throw new InvalidArgumentError('image manifest: schemaVersion must be 2');
     const configDesc = checkDescriptor(manifest.config, 'manifest config');
@@ -251,7 +273,7 @@ class LocalImageService implements ImageService {
     if (layers.length > this.limits.maxLayers) throw new ResourceExhaustedError(`image has ${layers.length} layers, more than the ${this.limits.maxLayers} allowed`);
     for (const l of layers) if (l.mediaType !== '' && !LAYER_TYPES.has(l.mediaType)) throw new InvalidArgumentError(`layer ${l.digest}: unsupported media type "${l.mediaType}"`);
     await this.content.writeBuffer(manifestDigest, manifestBytes);
-    await fetchBlob(configDesc.digest, configDesc.size);
+    await fetchBlob(configDesc.digest, configDesc.size, undefined, signal);
     const config = parseJson<ConfigDoc>(await this.content.readBuffer(configDesc.digest, CONFIG_MAX), 'image config');
     const diffIds = config.rootfs?.diff_ids;
     if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string' && isDigest(d))) {
@@ -277,13 +299,13 @@ class LocalImageService implements ImageService {
         const l = layers[i]!;
         if (need[i] && !(await this.content.has(l.digest))) {
           progress(i, 'downloading', 0);
-          await fetchBlob(l.digest, l.size, (n) => progress(i, 'downloading', n));
+          await fetchBlob(l.digest, l.size, (n) => progress(i, 'downloading', n), signal);
           progress(i, 'verifying', l.size);
         }
         started[i]!();
       }
     };
-    for (let k = 0; k < limit; k++) downloads.push(worker());
+    for (let k = 0; k < limit; k++) downloads.push(worker().catch((err: unknown) => { ctl.abort(); throw err; }));
     const dl = Promise.all(downloads);
     dl.catch(() => {});
     const unpacks = (async () => {
@@ -291,11 +313,14 @@ class LocalImageService implements ImageService {
         if (!need[i]) continue;
         await Promise.race([slots[i]!, dl.then(() => slots[i])]);
         progress(i, 'extracting', 0);
-        await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, o.signal, (n) => progress(i, 'extracting', n));
+        await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, signal, (n) => progress(i, 'extracting', n));
         progress(i, 'done', layers[i]!.size);
       }
-    })();
-    await Promise.all([dl, unpacks]);
+    })().catch((err: unknown) => { ctl.abort(); throw err; });
+    const settled = await Promise.allSettled([...downloads, unpacks]);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof AbortedError))
+      ?? settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     const layerRecords: LayerRecord[] = layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: diffIds[i]!, chainId: chains[i]! }));
     const body = {
       id: configDesc.digest,
@@ -344,7 +369,7 @@ class LocalImageService implements ImageService {
       const archive = await readArchive(path, this.content, o.signal);
       const out: ImageRecord[] = [];
       for (const img of archive) {
-        const fetchBlob = async (digest: string): Promise<void> => {
+        const fetchBlob = async (digest: string, _size: number, _p: unknown, _s: AbortSignal): Promise<void> => {
           if (!(await this.content.has(digest))) throw new InvalidArgumentError(`archive ${path}: blob ${digest} is missing`);
         };
         out.push(await this.importManifest(img.manifest, img.manifestDigest, undefined, { tags: img.tags, digests: [] }, fetchBlob, o));
