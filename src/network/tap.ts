@@ -1,7 +1,7 @@
 /**
  * For the microVM backend: a tap device inside the pod netns joined to the pod's veth (eth0)
- * with tc — an ingress qdisc on both and a matchall filter whose action is "mirred egress
- * redirect" to the other. Every frame the pod's veth receives goes to the VM and back, so
+ * with tc — an ingress qdisc on both and a match-everything filter (matchall, or u32 where the
+ * kernel lacks cls_matchall) whose action is "mirred egress redirect" to the other. Every frame the pod's veth receives goes to the VM and back, so
  * the guest owns the pod's MAC and IP (it must use the returned MAC: the egress guard pins
  * an untrusted pod to its MAC and IP). The VMM must run inside the netns to open the tap.
  */
@@ -45,7 +45,15 @@ export async function attachTap(netnsPath: string, tapName: string, opts: { podI
     await inNetns(netnsPath, 'ip', ['link', 'set', 'dev', tapName, 'mtu', String(link.mtu), 'up'], signal);
     for (const [from, to] of [[podIf, tapName], [tapName, podIf]] as const) {
       await inNetns(netnsPath, 'tc', ['qdisc', 'add', 'dev', from, 'ingress'], signal);
-      await inNetns(netnsPath, 'tc', ['filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'prio', '1', 'matchall', 'action', 'mirred', 'egress', 'redirect', 'dev', to], signal);
+      const base = ['filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'prio', '1'];
+      const action = ['action', 'mirred', 'egress', 'redirect', 'dev', to];
+      try {
+        await inNetns(netnsPath, 'tc', [...base, 'matchall', ...action], signal);
+      } catch (err) {
+        // Kernels without cls_matchall: a u32 filter that matches every packet does the same.
+        if (!/classifier not found/i.test((err as Error).message)) throw err;
+        await inNetns(netnsPath, 'tc', [...base, 'u32', 'match', 'u32', '0', '0', ...action], signal);
+      }
     }
   } catch (err) {
     await detachTap(netnsPath, tapName, { podIf, signal: AbortSignal.timeout(30_000) }).catch(() => {});
