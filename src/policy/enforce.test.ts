@@ -169,3 +169,17 @@ describe('NodePolicy (the CriPolicy the CRI server calls)', () => {
     assert.deepEqual(np.counters, { pods: { allowed: 1, denied: 0, moved: 1 }, containers: { allowed: 1, denied: 1 }, deniedByRule: { 'untrusted/privileged': 1 } });
   });
 });
+
+describe('handlerInfoFromStatuses', () => {
+  it('maps CRI handler statuses and drops unknown isolation classes', async () => {
+    const { handlerInfoFromStatuses } = await import('./enforce.ts');
+    assert.deepEqual(handlerInfoFromStatuses([
+      { name: 'runc', isolation: 'process', probe: { available: true } },
+      { name: 'microvm', isolation: 'vm', probe: { available: false, reason: 'no kvm' } },
+      { name: 'odd', isolation: 'hypervisor', probe: { available: true } },
+    ]), [
+      { handler: 'runc', isolation: 'process', available: true },
+      { handler: 'microvm', isolation: 'vm', available: false, reason: 'no kvm' },
+    ]);
+  });
+});

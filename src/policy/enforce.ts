@@ -218,3 +218,17 @@ export class NodePolicy {
     enforceContainer(this.policy, { config, sandboxConfig: podConfig }, handler, available, this.#enforceOpts());
   }
 }
+
+/**
+ * Handler statuses as the CRI layer reports them (cri/runtime-handlers.ts HandlerStatus:
+ * name, isolation, probe {available, reason}) → policy HandlerInfo. A handler whose isolation
+ * class is not one the policy knows is left out (never treated as stronger than it is).
+ */
+export function handlerInfoFromStatuses(statuses: readonly { name: string; isolation: string; probe: { available: boolean; reason?: string | undefined } }[]): HandlerInfo[] {
+  return statuses.flatMap((s) => {
+    if (s.isolation !== 'process' && s.isolation !== 'user-kernel' && s.isolation !== 'vm') return [];
+    const h: HandlerInfo = { handler: s.name, isolation: s.isolation, available: s.probe.available };
+    if (s.probe.reason) h.reason = s.probe.reason;
+    return [h];
+  });
+}
