@@ -197,6 +197,8 @@ static void do_create(uint32_t id, char *kv, size_t len) {
   snprintf(rw, sizeof rw, "%s/rw", dir);
   snprintf(root, sizeof root, "%s/root", dir);
   mkdir_p(lower, 0700); mkdir_p(rw, 0700); mkdir_p(root, 0755);
+  /* The host wrote this slot after the kernel may have probed it: drop any cached blocks first. */
+  { int bfd = open(dev, O_RDONLY | O_CLOEXEC); if (bfd >= 0) { ioctl(bfd, BLKFLSBUF, 0); close(bfd); } }
   const char *fstype = (v = kv_get(kv, len, "fstype", 0)) ? v : "ext4";
   if (mount(dev, lower, fstype, MS_RDONLY | MS_NODEV, strcmp(fstype, "ext4") == 0 ? "noload" : "") != 0) {
     reply_err(id, "mount %s (%s) on %s: %s", dev, fstype, lower, strerror(errno));

@@ -1,0 +1,51 @@
+/**
+ * Which accelerator really runs a guest here. /dev/kvm may exist and still not run guests (a
+ * nested PVM host, for one): the probe boots the guest with accel=kvm and a short timeout and
+ * takes KVM only if the agent answers; otherwise TCG. The answer is cached in <root>/vm/accel.json
+ * per host kernel, guest kernel and QEMU binary.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import type { GuestAssets } from './assets.ts';
+import { kvmDevicePresent, QemuVmm } from './qemu.ts';
+import { waitForHello } from './vmd.ts';
+import type { Accel } from './vmm.ts';
+
+export interface AccelResult { accel: Accel; reason: string; key: string }
+
+export async function detectAccel(assets: GuestAssets, opts: { timeoutMs?: number; force?: boolean; signal?: AbortSignal } = {}): Promise<AccelResult> {
+  const key = `${release()}|${assets.kernelRelease}|qemu`;
+  const cache = join(assets.dir, 'accel.json');
+  if (!opts.force) {
+    try {
+      const c = JSON.parse(await readFile(cache, 'utf8')) as AccelResult;
+      if (c.key === key) return c;
+    } catch { /* probe */ }
+  }
+  let result: AccelResult;
+  if (!kvmDevicePresent()) {
+    result = { accel: 'tcg', reason: '/dev/kvm does not exist', key };
+  } else {
+    const dir = await mkdtemp(join(assets.dir, '.probe-'));
+    try {
+      const vm = await new QemuVmm().boot({
+        name: 'kvm-probe', kernel: assets.kernel, initramfs: assets.initramfs, memoryMiB: 256, vcpus: 1, accel: 'kvm',
+        drives: [], consoleLog: join(dir, 'console.log'), workDir: dir,
+      }, opts.signal);
+      try {
+        await waitForHello(vm, opts.timeoutMs ?? 20_000);
+        result = { accel: 'kvm', reason: 'a guest booted under KVM and its agent answered', key };
+      } catch (e) {
+        result = { accel: 'tcg', reason: `KVM did not run a guest: ${(e as Error).message.split('\n')[0]}`, key };
+      } finally {
+        await vm.stop(500);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  await writeFile(cache, JSON.stringify(result, null, 2) + '\n');
+  return result;
+}

@@ -1,0 +1,85 @@
+/**
+ * A client of a pod's VM supervisor (vmd.ts): JSON requests, and the data frames of the
+ * sessions this connection owns (stdout `O`, stderr `R`, exit `X`, started `B`, VM gone `V`).
+ */
+import { connect, type Socket } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { BulkheadError, type ErrorCode, UnavailableError } from '../errors.ts';
+import { encodeFrame, FrameDecoder, type Frame } from './protocol.ts';
+
+export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> {
+  readonly #sock: Socket;
+  #next = 1;
+  readonly #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #goneReason: string | undefined;
+
+  private constructor(sock: Socket) {
+    super();
+    this.#sock = sock;
+    const dec = new FrameDecoder('vm supervisor');
+    sock.on('data', (b: Buffer) => {
+      let frames: Frame[];
+      try { frames = dec.push(b); } catch (e) { this.#gone(`vm supervisor protocol violation: ${(e as Error).message}`); sock.destroy(); return; }
+      for (const f of frames) {
+        if (f.type === 'A' || f.type === 'F') {
+          const w = this.#waiting.get(f.id);
+          this.#waiting.delete(f.id);
+          if (!w) continue;
+          if (f.type === 'A') w.resolve(JSON.parse(f.payload.toString('utf8') || '{}'));
+          else w.reject(classify(f.payload.toString('utf8')));
+        } else if (f.type === 'V') {
+          const v = JSON.parse(f.payload.toString('utf8')) as { reason: string };
+          this.#gone(v.reason);
+        } else {
+          this.emit('frame', f);
+        }
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => this.#gone('the VM supervisor went away (its process is gone)'));
+  }
+
+  static async connect(path: string, signal?: AbortSignal): Promise<VmdClient> {
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(path);
+      s.once('connect', () => { s.off('error', reject); resolve(s); });
+      s.once('error', (e: NodeJS.ErrnoException) => reject(new UnavailableError(`the pod VM is not running (${path}: ${e.code ?? e.message})`, { cause: e })));
+      signal?.addEventListener('abort', () => s.destroy(), { once: true });
+    });
+    return new VmdClient(sock);
+  }
+
+  #gone(reason: string): void {
+    if (this.#goneReason !== undefined) return;
+    this.#goneReason = reason;
+    for (const w of this.#waiting.values()) w.reject(new UnavailableError(`pod VM gone: ${reason}`));
+    this.#waiting.clear();
+    this.emit('gone', reason);
+  }
+
+  get goneReason(): string | undefined { return this.#goneReason; }
+
+  request<T = Record<string, unknown>>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    if (this.#goneReason !== undefined) return Promise.reject(new UnavailableError(`pod VM gone: ${this.#goneReason}`));
+    const id = this.#next++;
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#sock.write(encodeFrame('Q', id, JSON.stringify({ op, ...args })));
+    });
+  }
+
+  send(type: 'I' | 'W', gid: number, payload: Buffer | string = Buffer.alloc(0)): void {
+    if (!this.#sock.destroyed) this.#sock.write(encodeFrame(type, gid, payload));
+  }
+
+  close(): void { this.#sock.end(); }
+}
+
+/** Errors from the supervisor or agent keep a class where the message says which. */
+function classify(msg: string): BulkheadError {
+  const code: ErrorCode = /not in this VM|unknown container|unknown session/.test(msg) ? 'NotFound'
+    : /not running|already started|exists/.test(msg) ? 'FailedPrecondition'
+    : /executable file not found|no such file|bad or missing|unknown op|exceeds/i.test(msg) ? 'InvalidArgument'
+    : 'Internal';
+  return new BulkheadError(code, msg);
+}

@@ -1,0 +1,113 @@
+/**
+ * QEMU driver: `-M microvm` (virtio-mmio, no PCI, no firmware), `-nodefaults -no-user-config
+ * -nographic`, seccomp sandbox on. The agent channel is a virtio-serial port whose host side is
+ * one end of a socketpair handed to QEMU as fd 3 (no socket path, nothing to race for).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { InternalError, UnavailableError } from '../errors.ts';
+import { tailFile, type Accel, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+/** The host TSC frequency in kHz: TCG's guest TSC runs at the host's, and the guest cannot calibrate it (no PIT/HPET on microvm). */
+function hostTscKhz(): number {
+  try {
+    const m = /cpu MHz\s*:\s*([\d.]+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return Math.round(Number(m[1]) * 1000);
+  } catch { /* not Linux? */ }
+  return 2_000_000;
+}
+
+export function qemuArgs(cfg: VmConfig): string[] {
+  const khz = hostTscKhz();
+  const cmdline = [
+    'console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1', 'reboot=t',
+    // microvm has no PIT/HPET to calibrate the TSC against: give the frequency, skip the watchdog
+    `tsc_early_khz=${khz}`, 'tsc=reliable', `lpj=${Math.round((khz * 1000) / 250)}`,
+    ...(cfg.kernelArgs ?? []),
+  ].join(' ');
+  const args = [
+    '-name', `bulkhead-${cfg.name},process=bulkhead-vm-${cfg.name}`,
+    '-M', 'microvm,x-option-roms=off,rtc=on',
+    '-accel', cfg.accel,
+    '-cpu', cfg.accel === 'kvm' ? 'host' : 'max',
+    '-m', `${cfg.memoryMiB}M`,
+    '-smp', String(cfg.vcpus),
+    '-nodefaults', '-no-user-config', '-nographic', '-no-reboot',
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    '-kernel', cfg.kernel, '-initrd', cfg.initramfs, '-append', cmdline,
+    '-chardev', `file,id=con,path=${cfg.consoleLog}`, '-serial', 'chardev:con',
+    '-device', 'virtio-serial-device,max_ports=2',
+    '-chardev', 'socket,id=agent,fd=3',
+    '-device', 'virtserialport,chardev=agent,name=bulkhead.agent',
+  ];
+  for (const d of cfg.drives) {
+    if (/[,=]/.test(d.path) || !/^[A-Za-z0-9_-]{1,20}$/.test(d.serial)) throw new InternalError(`bad drive ${d.serial} ${d.path}`);
+    args.push('-drive', `id=${d.serial},file=${d.path},format=raw,if=none,readonly=on,cache=none,aio=threads`,
+      '-device', `virtio-blk-device,drive=${d.serial},serial=${d.serial}`);
+  }
+  if (cfg.tap) {
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.tap)) throw new InternalError(`bad tap name ${cfg.tap}`);
+    args.push('-netdev', `tap,id=net0,ifname=${cfg.tap},script=no,downscript=no`, '-device', 'virtio-net-device,netdev=net0');
+  }
+  return args;
+}
+
+export class QemuVmm implements Vmm {
+  readonly name = 'qemu' as const;
+  readonly #binary: string;
+  constructor(binary: string = QEMU_BINARY) { this.#binary = binary; }
+
+  async boot(cfg: VmConfig, signal?: AbortSignal): Promise<VmHandle> {
+    signal?.throwIfAborted();
+    const args = qemuArgs(cfg);
+    const child = spawn(this.#binary, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 64 * 1024) stderr += b.toString('utf8'); });
+    const spawned = await new Promise<boolean>((resolve, reject) => {
+      child.once('spawn', () => resolve(true));
+      child.once('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') reject(new UnavailableError(`${this.#binary} is not installed; apt-get install qemu-system-x86`));
+        else reject(e);
+      });
+    });
+    if (!spawned || child.pid === undefined) throw new InternalError('qemu did not start');
+    const control = child.stdio[3] as Socket;
+    const exited = new Promise<VmExit>((resolve) => {
+      child.once('exit', (code, sig) => {
+        const detail = stderr.trim().split('\n').slice(-3).join(' | ');
+        const reason = sig ? `VMM (qemu pid ${child.pid}) killed by ${sig}`
+          : code === 0 ? 'guest powered off'
+          : `VMM (qemu) exited with code ${code}${detail ? `: ${detail}` : ''}`;
+        resolve({ code, signal: sig, reason });
+      });
+    });
+    const consoleLog = cfg.consoleLog;
+    return {
+      pid: child.pid,
+      accel: cfg.accel,
+      control,
+      wait: () => exited,
+      async stop(graceMs = 3000): Promise<VmExit> {
+        if (child.exitCode === null && child.signalCode === null) {
+          child.kill('SIGTERM');
+          const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+          const r = await exited;
+          clearTimeout(t);
+          return r;
+        }
+        return exited;
+      },
+      consoleTail: (n = 20) => tailFile(consoleLog, n),
+    };
+  }
+}
+
+/** Whether the host offers /dev/kvm at all (whether it really runs a guest is probed by booting). */
+export function kvmDevicePresent(): boolean {
+  return existsSync('/dev/kvm');
+}
+
+export type { Accel };

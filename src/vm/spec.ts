@@ -1,0 +1,123 @@
+/**
+ * From an OCI bundle to what the VM needs: which pod (VM) a container belongs to, how big that VM
+ * is, and the agent's create/exec request (kv pairs, see guest/agent.c).
+ */
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { constants } from 'node:os';
+import { InvalidArgumentError } from '../errors.ts';
+import type { OciProcess, OciSpec } from '../runtime/oci.ts';
+
+const TYPE_KEYS = ['io.kubernetes.cri.container-type', 'io.kubernetes.cri-o.ContainerType'];
+const SANDBOX_KEYS = ['io.kubernetes.cri.sandbox-id', 'io.kubernetes.cri-o.SandboxID'];
+/** Guest memory added to the containers' limits: kernel, agent, page tables (measured: ~75 MiB used after boot). */
+export const GUEST_OVERHEAD_MIB = 128;
+export const DEFAULT_GUEST_MIB = 512;
+
+export interface PodIdentity {
+  podId: string;
+  /** This container is the pod's sandbox: its deletion stops the VM. */
+  sandbox: boolean;
+}
+
+export async function readBundleSpec(bundle: string): Promise<OciSpec> {
+  let text: string;
+  try { text = await readFile(join(bundle, 'config.json'), 'utf8'); } catch (e) {
+    throw new InvalidArgumentError(`cannot read ${join(bundle, 'config.json')}: ${(e as Error).message}`);
+  }
+  const spec = JSON.parse(text) as OciSpec;
+  if (!spec.process?.args?.length) throw new InvalidArgumentError('config.json: process.args is empty');
+  return spec;
+}
+
+export function podIdentity(id: string, spec: OciSpec): PodIdentity {
+  const a = spec.annotations ?? {};
+  const type = TYPE_KEYS.map((k) => a[k]).find((v) => v !== undefined);
+  const sandboxId = SANDBOX_KEYS.map((k) => a[k]).find((v) => v !== undefined);
+  if (type === 'container') {
+    if (!sandboxId) throw new InvalidArgumentError(`container ${id}: container-type "container" without a sandbox-id annotation`);
+    return { podId: sandboxId, sandbox: false };
+  }
+  return { podId: id, sandbox: true };
+}
+
+export function rootfsPath(bundle: string, spec: OciSpec): string {
+  const p = spec.root?.path ?? 'rootfs';
+  return isAbsolute(p) ? p : join(bundle, p);
+}
+
+/** Guest size for a pod's VM: its first container's limits (or annotations), plus overhead. */
+export function vmSize(spec: OciSpec, hostCpus: number): { memoryMiB: number; vcpus: number } {
+  const a = spec.annotations ?? {};
+  const r = spec.linux?.resources;
+  let mib = Number(a['io.bulkhead.vm.memory-mib'] ?? 0);
+  if (!mib && r?.memory?.limit && r.memory.limit > 0) mib = Math.ceil(r.memory.limit / 1048576);
+  if (!mib) mib = DEFAULT_GUEST_MIB;
+  let vcpus = Number(a['io.bulkhead.vm.vcpus'] ?? 0);
+  if (!vcpus && r?.cpu?.quota && r.cpu.quota > 0) vcpus = Math.ceil(r.cpu.quota / (r.cpu.period || 100000));
+  vcpus = Math.max(1, Math.min(vcpus || 1, hostCpus));
+  return { memoryMiB: Math.max(mib, 64) + GUEST_OVERHEAD_MIB, vcpus };
+}
+
+const CAP_NUMBERS: Record<string, number> = {
+  CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4, CAP_KILL: 5, CAP_SETGID: 6,
+  CAP_SETUID: 7, CAP_SETPCAP: 8, CAP_LINUX_IMMUTABLE: 9, CAP_NET_BIND_SERVICE: 10, CAP_NET_BROADCAST: 11,
+  CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_IPC_LOCK: 14, CAP_IPC_OWNER: 15, CAP_SYS_MODULE: 16, CAP_SYS_RAWIO: 17,
+  CAP_SYS_CHROOT: 18, CAP_SYS_PTRACE: 19, CAP_SYS_PACCT: 20, CAP_SYS_ADMIN: 21, CAP_SYS_BOOT: 22, CAP_SYS_NICE: 23,
+  CAP_SYS_RESOURCE: 24, CAP_SYS_TIME: 25, CAP_SYS_TTY_CONFIG: 26, CAP_MKNOD: 27, CAP_LEASE: 28, CAP_AUDIT_WRITE: 29,
+  CAP_AUDIT_CONTROL: 30, CAP_SETFCAP: 31, CAP_MAC_OVERRIDE: 32, CAP_MAC_ADMIN: 33, CAP_SYSLOG: 34, CAP_WAKE_ALARM: 35,
+  CAP_BLOCK_SUSPEND: 36, CAP_AUDIT_READ: 37, CAP_PERFMON: 38, CAP_BPF: 39, CAP_CHECKPOINT_RESTORE: 40,
+};
+
+type Kv = [string, string | number][];
+
+/** kv for the process part (create and exec). */
+export function processKv(p: OciProcess, winsize?: { rows: number; cols: number }): Kv {
+  const kv: Kv = [];
+  for (const a of p.args) kv.push(['arg', a]);
+  for (const e of p.env ?? []) kv.push(['env', e]);
+  kv.push(['cwd', p.cwd || '/'], ['uid', p.user?.uid ?? 0], ['gid', p.user?.gid ?? 0]);
+  for (const g of p.user?.additionalGids ?? []) kv.push(['group', g]);
+  if (p.user?.umask !== undefined) kv.push(['umask', p.user.umask.toString(8)]);
+  if (p.terminal) kv.push(['tty', 1]);
+  if (winsize) kv.push(['winsize', `${winsize.rows} ${winsize.cols}`]);
+  else if (p.consoleSize) kv.push(['winsize', `${p.consoleSize.height} ${p.consoleSize.width}`]);
+  if (p.noNewPrivileges) kv.push(['nnp', 1]);
+  if (p.capabilities?.bounding) {
+    kv.push(['caps', p.capabilities.bounding.map((c) => CAP_NUMBERS[c]).filter((n) => n !== undefined).join(',')]);
+  }
+  return kv;
+}
+
+/** kv for a container: process + root + resources + hostname. `slot` is filled in by the VM supervisor. */
+export function containerKv(spec: OciSpec): Kv {
+  const kv = processKv(spec.process!);
+  if (spec.root?.readonly) kv.push(['readonly', 1]);
+  if (spec.hostname) kv.push(['hostname', spec.hostname]);
+  const r = spec.linux?.resources;
+  if (r?.memory?.limit && r.memory.limit > 0) kv.push(['memory', r.memory.limit]);
+  if (r?.cpu?.quota && r.cpu.quota > 0) kv.push(['cpu_quota', r.cpu.quota], ['cpu_period', r.cpu.period || 100000]);
+  if (r?.pids?.limit && r.pids.limit > 0) kv.push(['pids', r.pids.limit]);
+  return kv;
+}
+
+/** Files from bind mounts the guest cannot see (resolv.conf, hosts, hostname): their contents travel in the request. */
+export async function fileMountsKv(spec: OciSpec): Promise<Kv> {
+  const kv: Kv = [];
+  const want: Record<string, string> = { '/etc/resolv.conf': 'resolv', '/etc/hosts': 'hosts', '/etc/hostname': 'hostname_file' };
+  for (const m of spec.mounts ?? []) {
+    const key = want[m.destination];
+    if (!key || !m.source || key === 'hostname_file') continue;
+    try { kv.push([key, (await readFile(m.source, 'utf8')).slice(0, 64 * 1024).replace(/\0/g, '')]); } catch { /* missing source: skip */ }
+  }
+  return kv;
+}
+
+/** Signal name or number (runc style: "TERM", "SIGTERM", "15") → number. */
+export function signalNumber(s: string): number {
+  if (/^\d+$/.test(s)) return Number(s);
+  const name = (s.toUpperCase().startsWith('SIG') ? s.toUpperCase() : `SIG${s.toUpperCase()}`) as keyof typeof constants.signals;
+  const n = constants.signals[name];
+  if (n === undefined) throw new InvalidArgumentError(`unknown signal ${s}`);
+  return n;
+}

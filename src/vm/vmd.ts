@@ -1,0 +1,411 @@
+/**
+ * The pod VM supervisor: one detached process per pod (`bulkhead-vm _vmd`), started by the
+ * pod's first `create`. It boots the VM, holds the agent channel and routes between the agent and
+ * its host clients (container supervisors, `kill`, `exec`, `delete`, `state`) that connect to
+ * `<podDir>/vmd.sock`.
+ *
+ * Client protocol: the frames of protocol.ts. `Q` (id = request id, JSON {op, ...}) is answered by
+ * `A` (JSON result) or `F` (message) with the same id. Data frames use the guest session id:
+ * `I`/`W` from the session's owner to the guest; `O`/`R`/`X` and `B` (started, payload pid) from
+ * the guest to the owner. `V` (JSON {reason}) tells every client that the VM is gone.
+ *
+ * Drive slots: SLOT_COUNT sparse files exist from boot (microvm cannot hotplug); a container's
+ * read-only image is copied into a free slot before the guest mounts it.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { existsSync, writeFileSync, rmdirSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DeadlineExceededError, InvalidArgumentError, NotFoundError } from '../errors.ts';
+import type { Logger } from '../util/log.ts';
+import type { GuestAssets } from './assets.ts';
+import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
+import type { Accel, VmHandle, Vmm } from './vmm.ts';
+
+export const SLOT_COUNT = 4;
+/** Apparent size of each slot file (sparse); the largest root image a container can have. */
+export const SLOT_BYTES = 16 * 1024 * 1024 * 1024;
+
+export interface VmdOptions {
+  podId: string;
+  podDir: string;
+  assets: GuestAssets;
+  vmm: Vmm;
+  accel: Accel;
+  memoryMiB: number;
+  vcpus: number;
+  bootTimeoutMs: number;
+  /** cgroup (relative to each hierarchy's root) for the VMM process; "" = none. */
+  cgroup: string;
+  logger: Logger;
+}
+
+interface Pending { conn: Socket | null; reqId: number; op: string; name?: string }
+interface Session { gid: number; owner: Socket | null; name?: string; exec: boolean; exited?: number }
+interface Container { name: string; gid: number; slot: number; sandbox: boolean }
+
+/** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
+export async function waitForHello(vm: VmHandle, timeoutMs: number): Promise<{ kernel: string; rest: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const done = (err?: Error, v?: { kernel: string; rest: Buffer }): void => {
+      clearTimeout(timer);
+      vm.control.off('data', onData);
+      void vm.wait().then(() => {}); // keep the promise observed
+      if (err) reject(err); else resolve(v!);
+    };
+    const fail = async (msg: string, Cls: typeof DeadlineExceededError): Promise<void> => {
+      const tail = await vm.consoleTail(15);
+      done(new Cls(`${msg}${tail.length ? `; last console lines:\n  ${tail.join('\n  ')}` : ' (the console is empty)'}`));
+    };
+    const timer = setTimeout(() => { void fail(`the guest agent did not answer within ${timeoutMs} ms (accel ${vm.accel})`, DeadlineExceededError); }, timeoutMs);
+    const onData = (b: Buffer): void => {
+      buf = Buffer.concat([buf, b]);
+      if (buf.length < 9) return;
+      if (buf[0] !== 0x48 /* H */) { void fail(`agent protocol violation: first frame is 0x${buf[0]!.toString(16)}, not hello`, DeadlineExceededError); return; }
+      const len = buf.readUInt32BE(5);
+      if (len > 4096) { void fail('agent protocol violation: oversized hello', DeadlineExceededError); return; }
+      if (buf.length < 9 + len) return;
+      const hello = buf.subarray(9, 9 + len).toString('utf8');
+      const m = /^bulkhead-agent 1 (\S+)/.exec(hello);
+      if (!m) { void fail(`agent protocol violation: bad hello ${JSON.stringify(hello)}`, DeadlineExceededError); return; }
+      done(undefined, { kernel: m[1]!, rest: buf.subarray(9 + len) });
+    };
+    vm.control.on('data', onData);
+    void vm.wait().then((e) => { void fail(`the VM exited during boot: ${e.reason}`, DeadlineExceededError); });
+  });
+}
+
+function cgroupSetup(rel: string, pid: number, memoryMiB: number, log: Logger): string[] {
+  if (!rel) return [];
+  const made: string[] = [];
+  const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const dirs = unified ? [join('/sys/fs/cgroup', rel)] : ['memory', 'cpu,cpuacct', 'pids'].map((c) => join('/sys/fs/cgroup', c, rel));
+  for (const d of dirs) {
+    try {
+      mkdirSync(d, { recursive: true });
+      if (d.includes('/memory/')) writeFileSync(join(d, 'memory.limit_in_bytes'), String((memoryMiB + 256) * 1048576));
+      if (unified) { try { writeFileSync(join(d, 'memory.max'), String((memoryMiB + 256) * 1048576)); } catch { /* controller not enabled */ } }
+      writeFileSync(join(d, 'cgroup.procs'), String(pid));
+      made.push(d);
+    } catch (e) {
+      log.warn('cannot place the VMM in its cgroup', { dir: d, err: (e as Error).message });
+    }
+  }
+  return made;
+}
+
+export class PodVmSupervisor {
+  readonly #o: VmdOptions;
+  readonly #log: Logger;
+  #vm!: VmHandle;
+  #server!: Server;
+  #kernel = '';
+  #nextGid = 1;
+  readonly #slots: (string | undefined)[] = new Array<string | undefined>(SLOT_COUNT).fill(undefined);
+  readonly #containers = new Map<string, Container>();
+  readonly #sessions = new Map<number, Session>();
+  readonly #pending = new Map<number, Pending[]>();
+  readonly #conns = new Set<Socket>();
+  #cgroups: string[] = [];
+  #stopping = false;
+  #finished!: Promise<number>;
+  #finish!: (code: number) => void;
+
+  constructor(o: VmdOptions) {
+    this.#o = o;
+    this.#log = o.logger;
+    this.#finished = new Promise((r) => { this.#finish = r; });
+  }
+
+  slotPath(i: number): string { return join(this.#o.podDir, `slot${i}.img`); }
+  get socketPath(): string { return join(this.#o.podDir, 'vmd.sock'); }
+
+  /** Boots the VM and starts serving; resolves when ready for clients. */
+  async start(): Promise<void> {
+    const o = this.#o;
+    await mkdir(o.podDir, { recursive: true, mode: 0o700 });
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      const fh = await open(this.slotPath(i), 'w');
+      await fh.truncate(SLOT_BYTES);
+      await fh.close();
+    }
+    const consoleLog = join(o.podDir, 'console.log');
+    this.#vm = await o.vmm.boot({
+      name: o.podId.slice(0, 12), kernel: o.assets.kernel, initramfs: o.assets.initramfs,
+      memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, consoleLog, workDir: o.podDir,
+      drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: this.slotPath(i) })),
+    });
+    await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
+    this.#cgroups = cgroupSetup(o.cgroup, this.#vm.pid, o.memoryMiB, this.#log);
+    let hello: { kernel: string; rest: Buffer };
+    try {
+      hello = await waitForHello(this.#vm, o.bootTimeoutMs);
+    } catch (e) {
+      await this.#vm.stop(1000);
+      this.#cleanupCgroups();
+      throw e;
+    }
+    this.#kernel = hello.kernel;
+    this.#log.info('guest up', { kernel: hello.kernel, accel: o.accel, vmmPid: this.#vm.pid });
+    const dec = new FrameDecoder('guest agent');
+    const onGuest = (b: Buffer): void => {
+      let frames: Frame[];
+      try { frames = dec.push(b); } catch (e) {
+        void this.shutdown(`agent protocol violation: ${(e as Error).message}`, true);
+        return;
+      }
+      for (const f of frames) this.#fromGuest(f);
+    };
+    this.#vm.control.on('data', onGuest);
+    if (hello.rest.length) onGuest(hello.rest);
+    this.#vm.control.on('error', () => {});
+    void this.#vm.wait().then((exit) => {
+      if (!this.#stopping) void this.shutdown(exit.reason, true);
+    });
+    await rm(this.socketPath, { force: true });
+    this.#server = createServer((c) => this.#accept(c));
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.socketPath, () => resolve());
+    });
+  }
+
+  /** Resolves with the process exit code once the VM is gone and everything is cleaned up. */
+  finished(): Promise<number> { return this.#finished; }
+
+  #toGuest(type: Frame['type'], gid: number, payload?: Buffer | string): void {
+    this.#vm.control.write(encodeFrame(type, gid, payload));
+  }
+
+  #request(conn: Socket | null, reqId: number, op: string, gid: number, type: Frame['type'], payload?: Buffer | string, name?: string): void {
+    const q = this.#pending.get(gid) ?? [];
+    q.push({ conn, reqId, op, ...(name !== undefined ? { name } : {}) });
+    this.#pending.set(gid, q);
+    this.#toGuest(type, gid, payload);
+  }
+
+  #reply(conn: Socket | null, reqId: number, ok: boolean, body: unknown): void {
+    if (!conn || conn.destroyed) return;
+    conn.write(encodeFrame(ok ? 'A' : 'F', reqId, ok ? JSON.stringify(body ?? {}) : String(body)));
+  }
+
+  #fromGuest(f: Frame): void {
+    const s = this.#sessions.get(f.id);
+    switch (f.type) {
+      case 'O': case 'R':
+        if (s?.owner && !s.owner.destroyed) s.owner.write(encodeFrame(f.type, f.id, f.payload));
+        return;
+      case 'X': {
+        const code = Number(f.payload.toString());
+        if (s) {
+          s.exited = code;
+          if (s.owner && !s.owner.destroyed) s.owner.write(encodeFrame('X', f.id, f.payload));
+          if (s.exec) this.#sessions.delete(f.id);
+        }
+        return;
+      }
+      case 'A': case 'F': {
+        const q = this.#pending.get(f.id);
+        const p = q?.shift();
+        if (q && q.length === 0) this.#pending.delete(f.id);
+        if (!p) { this.#log.warn('agent answered a request nobody asked', { id: f.id }); return; }
+        this.#settle(p, f.id, f.type === 'A', f.payload.toString('utf8'));
+        return;
+      }
+      default:
+        void this.shutdown(`agent protocol violation: unexpected frame ${f.type} from the guest`, true);
+    }
+  }
+
+  #settle(p: Pending, gid: number, ok: boolean, text: string): void {
+    switch (p.op) {
+      case 'create':
+        if (!ok) { this.#dropContainer(p.name!); this.#reply(p.conn, p.reqId, false, text); return; }
+        this.#reply(p.conn, p.reqId, true, { id: gid });
+        return;
+      case 'exec':
+        if (!ok) { this.#sessions.delete(gid); this.#reply(p.conn, p.reqId, false, text); return; }
+        this.#startedEvent(gid, text);
+        this.#reply(p.conn, p.reqId, true, { id: gid, pid: Number(text) });
+        return;
+      case 'start':
+        if (ok) this.#startedEvent(gid, text);
+        this.#reply(p.conn, p.reqId, ok, ok ? { pid: Number(text) } : text);
+        return;
+      case 'delete': {
+        const c = p.name ? this.#containers.get(p.name) : undefined;
+        if (ok && c) this.#dropContainer(c.name);
+        this.#reply(p.conn, p.reqId, ok, ok ? {} : text);
+        if (ok && c?.sandbox) void this.shutdown('pod stopped: sandbox container deleted', false);
+        return;
+      }
+      case 'stats': {
+        if (!ok) { this.#reply(p.conn, p.reqId, false, text); return; }
+        const o: Record<string, number> = {};
+        for (const kv of text.split(' ')) { const [k, v] = kv.split('='); if (k && v) o[k] = Number(v); }
+        this.#reply(p.conn, p.reqId, true, o);
+        return;
+      }
+      default:
+        this.#reply(p.conn, p.reqId, ok, ok ? { message: text } : text);
+    }
+  }
+
+  #startedEvent(gid: number, pid: string): void {
+    const s = this.#sessions.get(gid);
+    if (s?.owner && !s.owner.destroyed) s.owner.write(encodeFrame('B', gid, pid));
+  }
+
+  #dropContainer(name: string): void {
+    const c = this.#containers.get(name);
+    if (!c) return;
+    this.#containers.delete(name);
+    this.#sessions.delete(c.gid);
+    if (this.#slots[c.slot] === name) this.#slots[c.slot] = undefined;
+  }
+
+  #accept(conn: Socket): void {
+    this.#conns.add(conn);
+    const dec = new FrameDecoder('vmd client');
+    conn.on('data', (b: Buffer) => {
+      let frames: Frame[];
+      try { frames = dec.push(b); } catch { conn.destroy(); return; }
+      for (const f of frames) {
+        if (f.type === 'Q') {
+          void this.#op(conn, f.id, f.payload).catch((e: unknown) => this.#reply(conn, f.id, false, (e as Error).message));
+        } else if (f.type === 'I' || f.type === 'W') {
+          const s = this.#sessions.get(f.id);
+          if (s && s.owner === conn && s.exited === undefined) this.#toGuest(f.type, f.id, f.payload);
+        } else {
+          conn.destroy();
+        }
+      }
+    });
+    conn.on('error', () => {});
+    conn.on('close', () => {
+      this.#conns.delete(conn);
+      // A supervisor that goes away takes its process with it.
+      for (const s of this.#sessions.values()) {
+        if (s.owner !== conn) continue;
+        s.owner = null;
+        if (s.exited === undefined && !this.#stopping) this.#request(null, 0, 'kill', s.gid, 'K', '9');
+      }
+    });
+  }
+
+  #container(name: unknown): Container {
+    const c = typeof name === 'string' ? this.#containers.get(name) : undefined;
+    if (!c) throw new NotFoundError(`container ${String(name)} is not in this VM`);
+    return c;
+  }
+
+  async #op(conn: Socket, reqId: number, payload: Buffer): Promise<void> {
+    const m = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+    if (this.#stopping) throw new InvalidArgumentError('the VM is stopping');
+    switch (m.op) {
+      case 'create': {
+        const name = String(m.name);
+        if (this.#containers.has(name)) throw new InvalidArgumentError(`container ${name} exists in this VM`);
+        const slot = this.#slots.findIndex((s) => s === undefined);
+        if (slot < 0) throw new InvalidArgumentError(`all ${SLOT_COUNT} drive slots of this VM are in use`);
+        this.#slots[slot] = name;
+        try { await this.#fillSlot(slot, String(m.image)); } catch (e) { this.#slots[slot] = undefined; throw e; }
+        const gid = this.#nextGid++;
+        this.#containers.set(name, { name, gid, slot, sandbox: m.sandbox === true });
+        this.#sessions.set(gid, { gid, owner: conn, name, exec: false });
+        const kv = [...(m.kv as [string, string][]), ['slot', `slot${slot}`] as [string, string]];
+        this.#request(conn, reqId, 'create', gid, 'C', encodeKv(kv), name);
+        return;
+      }
+      case 'start': {
+        const c = this.#container(m.name);
+        this.#request(conn, reqId, 'start', c.gid, 'S');
+        return;
+      }
+      case 'exec': {
+        const c = this.#container(m.name);
+        const gid = this.#nextGid++;
+        this.#sessions.set(gid, { gid, owner: conn, exec: true });
+        const kv = [...(m.kv as [string, string][]), ['parent', String(c.gid)] as [string, string]];
+        this.#request(conn, reqId, 'exec', gid, 'E', encodeKv(kv));
+        return;
+      }
+      case 'kill': {
+        const c = this.#container(m.name);
+        this.#request(conn, reqId, 'kill', c.gid, 'K', `${Number(m.signal)}${m.all ? ' all' : ''}`);
+        return;
+      }
+      case 'stats': {
+        const c = this.#container(m.name);
+        this.#request(conn, reqId, 'stats', c.gid, 'T');
+        return;
+      }
+      case 'delete': {
+        const name = String(m.name);
+        const c = this.#containers.get(name);
+        if (!c) { this.#reply(conn, reqId, true, {}); return; }
+        this.#request(conn, reqId, 'delete', c.gid, 'D', undefined, name);
+        return;
+      }
+      case 'info':
+        this.#reply(conn, reqId, true, {
+          vmmPid: this.#vm.pid, accel: this.#o.accel, kernel: this.#kernel, memoryMiB: this.#o.memoryMiB, vcpus: this.#o.vcpus,
+          containers: [...this.#containers.values()].map((c) => ({ name: c.name, slot: c.slot, sandbox: c.sandbox, exited: this.#sessions.get(c.gid)?.exited ?? null })),
+        });
+        return;
+      case 'shutdown':
+        this.#reply(conn, reqId, true, {});
+        void this.shutdown(String(m.reason ?? 'shutdown requested'), false);
+        return;
+      default:
+        throw new InvalidArgumentError(`unknown op ${String(m.op)}`);
+    }
+  }
+
+  async #fillSlot(slot: number, image: string): Promise<void> {
+    const src = await open(image, 'r');
+    const dst = await open(this.slotPath(slot), 'r+');
+    try {
+      const size = (await src.stat()).size;
+      if (size > SLOT_BYTES) throw new InvalidArgumentError(`root image of ${size} bytes exceeds the slot size ${SLOT_BYTES}`);
+      const buf = Buffer.allocUnsafe(1 << 20);
+      for (let pos = 0; pos < size;) {
+        const { bytesRead } = await src.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        await dst.write(buf, 0, bytesRead, pos);
+        pos += bytesRead;
+      }
+      await dst.datasync();
+    } finally {
+      await src.close();
+      await dst.close();
+    }
+  }
+
+  #cleanupCgroups(): void {
+    for (const d of this.#cgroups) { try { rmdirSync(d); } catch { /* still busy or gone */ } }
+    this.#cgroups = [];
+  }
+
+  /** Stops the VM, tells every client why, removes the pod directory. */
+  async shutdown(reason: string, unexpected: boolean): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#log[unexpected ? 'error' : 'info']('pod VM stopping', { reason });
+    if (!unexpected) { try { this.#toGuest('P', 0); } catch { /* channel gone */ } }
+    const exit = await this.#vm.stop(unexpected ? 100 : 5000);
+    const why = unexpected ? reason : `${reason} (${exit.reason})`;
+    for (const c of this.#conns) { if (!c.destroyed) c.end(encodeFrame('V', 0, JSON.stringify({ reason: why, unexpected }))); }
+    this.#server?.close();
+    this.#cleanupCgroups();
+    if (unexpected) {
+      await writeFile(join(this.#o.podDir, 'exit.json'), JSON.stringify({ reason: why, at: new Date().toISOString() })).catch(() => {});
+      for (let i = 0; i < SLOT_COUNT; i++) await rm(this.slotPath(i), { force: true });
+      await rm(this.socketPath, { force: true });
+    } else {
+      await rm(this.#o.podDir, { recursive: true, force: true });
+    }
+    this.#finish(unexpected ? 1 : 0);
+  }
+}
