@@ -279,6 +279,9 @@ class LocalImageService implements ImageService {
     if (!Array.isArray(diffIds) || diffIds.length !== layers.length || !diffIds.every((d) => typeof d === 'string' && isDigest(d))) {
       throw new InvalidArgumentError(`image config: rootfs.diff_ids must list one sha256 digest per layer (${layers.length})`);
     }
+    layers.forEach((l, i) => {
+      if (/\.tar$/.test(l.mediaType) && l.digest !== diffIds[i]) throw new InvalidArgumentError(`layer ${l.digest}: an uncompressed layer's digest must equal its diff_id ${diffIds[i]}`);
+    });
     const chains = chainIds(diffIds);
     const progress = (i: number, status: PullStatus, current: number): void => {
       const l = layers[i]!;
