@@ -1,0 +1,122 @@
+// Measures the fixed per-pod overhead of each runtime handler (what RuntimeClass overhead.podFixed
+// should say): a real Bulkhead daemon on a temporary root starts N empty pod sandboxes per handler
+// over CRI; the processes each pod adds (conmon and everything under it: pause, runsc sandbox and
+// gofer, QEMU) are found in /proc, their memory summed as PSS and their CPU use sampled while idle.
+// Prints the figures side by side and writes the measurement file `bulkhead k8s manifests` reads.
+//
+//   node bench/overhead.ts [--handlers runc,gvisor] [--pods 3] [--idle-seconds 5] [--out FILE]
+//
+// Numbers are per pod, averaged over the pods; run it on an otherwise quiet node.
+import { parseArgs } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startTestDaemon } from '../test/fixtures/daemon.ts';
+import type { HandlerOverhead, OverheadMeasurements } from '../src/k8s/overhead.ts';
+
+const { values } = parseArgs({
+  options: {
+    handlers: { type: 'string', default: 'runc,gvisor' },
+    pods: { type: 'string', default: '3' },
+    'idle-seconds': { type: 'string', default: '5' },
+    out: { type: 'string' },
+  },
+});
+const handlers = values.handlers.split(',').map((s) => s.trim()).filter(Boolean);
+const podsPer = Math.max(1, Math.min(10, Number(values.pods) || 3));
+const idleSeconds = Math.max(1, Math.min(60, Number(values['idle-seconds']) || 5));
+const CLK_TCK = 100; // Linux USER_HZ on x86_64
+
+interface Proc { pid: number; ppid: number; cmdline: string; ticks: number }
+
+async function processes(): Promise<Map<number, Proc>> {
+  const out = new Map<number, Proc>();
+  for (const name of await readdir('/proc')) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      // Fields after the ")" that closes the command name: state ppid ... utime(14) stime(15).
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmdline = (await readFile(`/proc/${name}/cmdline`, 'utf8')).replaceAll('\0', ' ');
+      out.set(Number(name), { pid: Number(name), ppid: Number(rest[1]), cmdline, ticks: Number(rest[11]) + Number(rest[12]) });
+    } catch { /* the process exited */ }
+  }
+  return out;
+}
+
+/** conmon processes of the pod and all their descendants. */
+function podProcesses(all: Map<number, Proc>, podId: string): number[] {
+  const roots = [...all.values()].filter((p) => p.cmdline.includes('conmon') && p.cmdline.includes(podId.slice(0, 12))).map((p) => p.pid);
+  const children = new Map<number, number[]>();
+  for (const p of all.values()) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid]);
+  const seen = new Set<number>();
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const pid = stack.pop()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    stack.push(...(children.get(pid) ?? []));
+  }
+  return [...seen];
+}
+
+async function pssBytes(pid: number): Promise<number> {
+  try {
+    const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const m = /^Pss:\s+([0-9]+) kB/m.exec(text);
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch { return 0; }
+}
+
+const d = await startTestDaemon({ name: 'bulkhead-bench-overhead-', logLevel: 'warn' });
+const results: Record<string, HandlerOverhead & { pods: number; processes: number }> = {};
+try {
+  for (const handler of handlers) {
+    const ids: string[] = [];
+    for (let i = 0; i < podsPer; i++) {
+      const logDirectory = join(d.base, 'logs', `${handler}-${i}`);
+      await mkdir(logDirectory, { recursive: true });
+      ids.push(await d.client.runPodSandbox({ metadata: { name: `overhead-${handler}-${i}`, namespace: 'bench', uid: randomUUID(), attempt: 0 }, logDirectory, linux: {} }, handler));
+    }
+    await new Promise((r) => setTimeout(r, 2000)); // let start-up work settle
+    const before = await processes();
+    const pids = ids.map((id) => podProcesses(before, id));
+    await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+    const after = await processes();
+    let mem = 0;
+    let ticks = 0;
+    for (const list of pids) {
+      for (const pid of list) {
+        mem += await pssBytes(pid);
+        const a = after.get(pid);
+        const b = before.get(pid);
+        if (a && b) ticks += a.ticks - b.ticks;
+      }
+    }
+    results[handler] = {
+      memoryBytes: Math.round(mem / podsPer),
+      cpuMillicores: Math.round(((ticks / CLK_TCK) / idleSeconds) * 1000 / podsPer * 10) / 10,
+      pods: podsPer,
+      processes: pids.reduce((n, l) => n + l.length, 0) / podsPer,
+    };
+    for (const id of ids) { await d.client.stopPodSandbox(id); await d.client.removePodSandbox(id); }
+  }
+} finally {
+  await d.close();
+}
+
+const measured: OverheadMeasurements = {
+  version: 1,
+  measuredAt: new Date().toISOString(),
+  handlers: Object.fromEntries(Object.entries(results).map(([h, r]) => [h, { memoryBytes: r.memoryBytes, cpuMillicores: r.cpuMillicores }])),
+};
+const out = values.out ?? join(process.env.BULKHEAD_ROOT ?? '/var/lib/bulkhead', 'overhead.json');
+await mkdir(join(out, '..'), { recursive: true });
+await writeFile(out, JSON.stringify(measured, null, 2) + '\n');
+
+console.log(`per-pod overhead, ${podsPer} empty pod(s) per handler, CPU sampled over ${idleSeconds} s idle`);
+console.log(`${'handler'.padEnd(10)} ${'memory (PSS)'.padStart(14)} ${'cpu'.padStart(10)} ${'processes'.padStart(10)}`);
+for (const [h, r] of Object.entries(results)) {
+  console.log(`${h.padEnd(10)} ${`${(r.memoryBytes / 1048576).toFixed(1)} MiB`.padStart(14)} ${`${r.cpuMillicores} m`.padStart(10)} ${r.processes.toFixed(1).padStart(10)}`);
+}
+console.log(`written to ${out}`);
