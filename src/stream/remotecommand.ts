@@ -30,6 +30,8 @@ export const WS_COMMAND_PROTOCOLS: Record<string, { codec: ChannelCodec; jsonSta
   '': { codec: 'binary', jsonStatus: false, closeSignal: false },
 };
 
+const KNOWN_STREAM_TYPES = new Set(['error', 'stdin', 'stdout', 'stderr', 'resize']);
+
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
 
 /** A meta/v1 Status as remotecommand v4 puts it on the error stream. */
@@ -144,9 +146,16 @@ export function serveSpdyCommand(socket: Socket, head: Buffer, protocol: string,
     logger: deps.logger,
     onStream: (stream) => {
       const type = stream.header('streamtype') ?? '';
-      if (started) return 'streams are already set up';
-      if (!wanted.has(type)) return `unexpected stream type ${JSON.stringify(type)}`;
+      if (!KNOWN_STREAM_TYPES.has(type)) return `unexpected stream type ${JSON.stringify(type)}`;
       if (got.has(type)) return `duplicate ${type} stream`;
+      if (!wanted.has(type)) {
+        // Go clients open stdin/stderr whenever they have them, requested or not (and possibly
+        // after the session started): accept such a stream, drain it, and close our side once
+        // the SYN_REPLY is out.
+        stream.resume();
+        setImmediate(() => stream.end());
+        return null;
+      }
       got.set(type, stream);
       stream.on('error', () => { /* the session reports connection loss */ });
       if (got.size === wanted.size) { started = true; clearTimeout(timer); setImmediate(start); }

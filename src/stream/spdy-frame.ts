@@ -209,8 +209,8 @@ function adler32(buf: Buffer): number {
 /**
  * Compresses outgoing header blocks. The server sends few and small header blocks (SYN_REPLY
  * with no headers), so it emits them as deflate "stored" blocks inside one zlib stream that names
- * the SPDY dictionary: valid for every zlib reader, synchronous, and it keeps the per-direction
- * stream continuous as the protocol requires.
+ * the SPDY dictionary, each block ended by a sync-flush marker: valid for every zlib reader,
+ * synchronous, and it keeps the per-direction stream continuous as the protocol requires.
  */
 export class HeaderEncoder {
   #started = false;
@@ -234,6 +234,10 @@ export class HeaderEncoder {
       hdr.writeUInt16LE(~chunk.length & 0xffff, 3);
       parts.push(hdr, chunk);
     }
+    // End with an empty stored block, as Z_SYNC_FLUSH does: decoders such as Go's compress/flate
+    // only hand out buffered output without reading ahead at such a marker, and reading ahead
+    // into the next frame's bytes would break them.
+    parts.push(Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]));
     return Buffer.concat(parts);
   }
 }
