@@ -4,21 +4,22 @@ import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './command.ts';
 import type { CriClient } from '../cri/client.ts';
 import type { PullDone } from '../cri/messages.ts';
+import type { PullProgress } from '../image/image-service.ts';
 import { withClient } from './client.ts';
 import { createProgressRenderer } from './progress.ts';
 import { InternalError } from '../errors.ts';
 
 /** Pulls `image` with progress on stderr (unless quiet). Returns the final event. */
 export async function pullWithProgress(client: CriClient, image: string, ctx: CommandContext, quiet: boolean): Promise<PullDone> {
-  const render = quiet || ctx.global.json ? undefined : createProgressRenderer(ctx.stderr, { tty: Boolean(ctx.stderr.isTTY) });
+  const render = quiet || ctx.global.json ? undefined : createProgressRenderer(ctx.stderr);
   let done: PullDone | undefined;
   try {
     for await (const ev of client.pullImageWithProgress(image, undefined, { signal: ctx.signal })) {
-      if (ev.layer) render?.update({ id: ev.layer.id, status: ev.layer.status as never, current: ev.layer.current, total: ev.layer.total });
+      if (ev.layer) render?.update({ id: ev.layer.id.replace(/^sha256:/, '').slice(0, 12), digest: ev.layer.id, status: ev.layer.status as PullProgress['status'], current: ev.layer.current, total: ev.layer.total });
       if (ev.done) done = ev.done;
     }
   } finally {
-    render?.finish();
+    render?.done();
   }
   if (!done) throw new InternalError(`pull of ${image} ended without a result`);
   return done;

@@ -1,6 +1,7 @@
 // Interoperability with the real Go clients (client-go remotecommand and portforward over Moby's
 // spdystream, as kubectl and crictl use them). The probe is built from cri-tools v1.26.1's vendored
-// client-go by test/stream/testdata/build-streamprobe.sh; the test is skipped, saying so, when it is absent.
+// client-go (build testdata/streamprobe/main.go by hand inside a cri-tools v1.26.1 checkout with its vendored
+// modules: go build -mod=vendor; nothing fetched is kept in this repo); the test is skipped, saying so, when it is absent.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
