@@ -130,6 +130,8 @@ export class LocalContentStore implements ContentStore {
     const max = size >= 0 ? size : (opts.maxSize ?? Number.MAX_SAFE_INTEGER);
     const out = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w', mode: 0o600 });
     let written = start;
+    const failed = new Promise<never>((_, reject) => out.once('error', reject));
+    failed.catch(() => {});
     const onAbort = (): void => { stream.destroy(new AbortedError(`download of ${digest} aborted`)); };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -138,7 +140,7 @@ export class LocalContentStore implements ContentStore {
         written += b.length;
         if (written > max) throw new InvalidArgumentError(`blob ${digest}: more than the expected ${max} bytes`);
         hash.update(b);
-        if (!out.write(b)) await new Promise<void>((resolve, reject) => { out.once('drain', resolve); out.once('error', reject); });
+        if (!out.write(b)) await Promise.race([new Promise<void>((resolve) => out.once('drain', resolve)), failed]);
         opts.onProgress?.(written);
       }
       out.end();

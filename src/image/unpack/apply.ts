@@ -70,6 +70,8 @@ function xattrAllowed(name: string): boolean {
   return name.startsWith('user.') || name === 'security.capability';
 }
 
+const SMALL_FILE = 1024 * 1024;
+
 /** Does a relative symlink target climb above the root from a directory `depth` levels down? */
 function symlinkEscapes(depth: number, target: string): boolean {
   if (target.startsWith('/')) return false; // absolute: resolved against the container's root at run time
@@ -268,8 +270,25 @@ class LayerWriter {
         if (existing) await this.clear(path, rel);
         const size = header.size ?? 0;
         if (size > bytesLeft()) this.fail(name, `layer larger than ${this.limits.maxBytes} bytes uncompressed`);
-        await writeBody(body, path);
-        await this.meta(path, m, false);
+        if (size <= SMALL_FILE) {
+          // Small files: one open, then everything on the descriptor (fewer path walks).
+          const chunks: Buffer[] = [];
+          let got = 0;
+          for await (const c of body) { chunks.push(c); got += c.length; }
+          if (got !== size) this.fail(name, 'file shorter than its header says');
+          const fh = await open(path, 'wx', 0o600);
+          try {
+            if (got > 0) await fh.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+            await fh.chown(m.uid, m.gid);
+            await fh.chmod(m.mode & 0o7777);
+            await fh.utimes(m.mtime, m.mtime);
+          } finally {
+            await fh.close();
+          }
+        } else {
+          await writeBody(body, path);
+          await this.meta(path, m, false);
+        }
         break;
       }
       case 'symlink': {
