@@ -30,6 +30,21 @@ function usage(commands: Command[]): string {
   ].join('\n');
 }
 
+/** Index of the first positional argument, skipping flags and the values of string flags. */
+export function firstPositional(args: string[], options: Record<string, { type: 'string' | 'boolean'; short?: string }>): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return i + 1;
+    if (!a.startsWith('-') || a === '-') return i;
+    if (a.includes('=')) continue;
+    const spec = a.startsWith('--')
+      ? options[a.slice(2)]
+      : Object.values(options).find((o) => o.short === a.slice(-1));
+    if (spec?.type === 'string') i++;
+  }
+  return args.length;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const commands = await loadCommands();
   // Global flags come before the command name.
@@ -52,29 +67,19 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const rest = argv.slice(i + 1);
-  if (rest.includes('--help') || rest.includes('-h') && !cmd.stopAtFirstPositional) {
+  const paths = defaultPaths(process.env);
+  const options = { ...cmd.flags, json: { type: 'boolean' as const } };
+  // Commands that run a workload stop parsing at the first positional (IMAGE or CONTAINER), so the
+  // workload's own flags (`run busybox ls -la`) pass through untouched.
+  const cut = cmd.stopAtFirstPositional ? firstPositional(rest, options) : rest.length;
+  const own = rest.slice(0, cut);
+  if (own.includes('--help') || (own.includes('-h') && !('h' in Object.fromEntries(Object.values(cmd.flags).map((o) => [o.short, 1]))))) {
     process.stdout.write(`Usage: ${cmd.synopsis}\n${cmd.summary}\n`);
     return 0;
   }
-  const paths = defaultPaths(process.env);
-  const parsed = parseArgs({
-    args: rest,
-    options: { ...cmd.flags, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-    tokens: true,
-  });
-  let flags = parsed.values as Record<string, string | boolean | (string | boolean)[] | undefined>;
-  let args = parsed.positionals;
-  if (cmd.stopAtFirstPositional) {
-    // Re-parse only up to the first positional so the workload's own flags pass through.
-    const first = parsed.tokens.find((t) => t.kind === 'positional');
-    if (first) {
-      const head = parseArgs({ args: rest.slice(0, first.index), options: { ...cmd.flags, json: { type: 'boolean' } }, allowPositionals: false, strict: true });
-      flags = head.values as typeof flags;
-      args = rest.slice(first.index);
-    }
-  }
+  const parsed = parseArgs({ args: rest.slice(0, cut), options, allowPositionals: !cmd.stopAtFirstPositional, strict: true });
+  const flags = parsed.values as Record<string, string | boolean | (string | boolean)[] | undefined>;
+  const args = cmd.stopAtFirstPositional ? rest.slice(cut) : parsed.positionals;
   const global: GlobalOptions = {
     root: g.root ?? paths.root,
     runDir: g['run-dir'] ?? paths.runDir,
