@@ -107,7 +107,13 @@ export async function ensureManagedBridge(m: ManagedBridge, forwarding: boolean,
   await setIfSysctl('ipv6', m.bridge, 'disable_ipv6', '1');
   const addrs = await ipJson<{ addr_info?: { local?: string; prefixlen?: number }[] }[]>(['-4', 'addr', 'show', 'dev', m.bridge], signal);
   const have = addrs.flatMap((a) => (a.addr_info ?? []).map((i) => `${i.local}/${i.prefixlen}`));
-  if (!have.includes(m.gateway)) await ip(['addr', 'add', m.gateway, 'dev', m.bridge], signal);
+  if (!have.includes(m.gateway)) {
+    try {
+      await ip(['addr', 'add', m.gateway, 'dev', m.bridge], signal);
+    } catch (err) {
+      if (!/File exists/.test((err as Error).message)) throw err; // added concurrently
+    }
+  }
   await setIfSysctl('ipv4', m.bridge, 'forwarding', forwarding ? '1' : '0');
   await ip(['link', 'set', m.bridge, 'up'], signal);
 }
