@@ -413,13 +413,19 @@ export class ConmonDriver {
         const killInner = async (): Promise<void> => {
           const pid = await readInt(pidFile);
           if (pid !== undefined) await this.killExecProcess(id, pid).catch(() => {});
-          setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+          setTimeout(() => child.kill('SIGKILL'), 2000);
         };
         const timer = setTimeout(() => { timedOut = true; void killInner(); }, timeoutMs);
         const onAbort = (): void => { void killInner(); };
         opts.signal?.addEventListener('abort', onAbort, { once: true });
         child.on('error', (e) => { clearTimeout(timer); reject(e); });
+        // runsc hands our pipes into the sandbox, so they may stay open after the runtime exits:
+        // settle on 'exit', leaving a moment for the last output
+        let finished = false;
+        child.on('exit', () => { setTimeout(() => { if (!finished) { child.stdout?.destroy(); child.stderr?.destroy(); child.emit('close', child.exitCode, child.signalCode); } }, 1000).unref(); });
         child.on('close', (code, sig) => {
+          if (finished) return;
+          finished = true;
           clearTimeout(timer);
           opts.signal?.removeEventListener('abort', onAbort);
           if (opts.signal?.aborted) { reject(new AbortedError('exec aborted')); return; }
@@ -488,7 +494,7 @@ export class ConmonDriver {
         clearTimeout(timer);
         try { startPipe.destroy(); } catch { /* */ }
         syncPipe.destroy(); attachPipe.destroy();
-        void rm(dir, { recursive: true, force: true });
+        void rm(dir, { recursive: true, force: true }).catch(() => {});
         reject(e);
       };
       const timer = setTimeout(() => fail(new DeadlineExceededError('conmon exec session did not start within 60 s')), RUNTIME_TIMEOUT);
@@ -536,7 +542,7 @@ export class ConmonDriver {
             wait: async () => {
               const code = await exited;
               await session.ended;
-              void rm(dir, { recursive: true, force: true });
+              void rm(dir, { recursive: true, force: true }).catch(() => {});
               return code;
             },
             close: () => {

@@ -92,9 +92,20 @@ export class GvisorBackend extends ConmonBackend {
     return spec;
   }
 
-  protected override async killExecProcess(id: string, pid: number): Promise<void> {
-    // runsc's pid file holds the pid inside the sandbox; signal it there
-    await run(this.bin, [...this.runtimeCommand().globalArgs, 'kill', `--pid=${pid}`, id, 'KILL'], { timeoutMs: 10_000 }).catch(() => {});
+  protected override async killExecProcess(id: string, hostPid: number): Promise<void> {
+    // runsc's exec pid file holds the host pid of `runsc exec`, which cannot forward SIGKILL; kill
+    // the exec'd processes inside the sandbox instead: top-level processes other than the init.
+    // (Known gap: this also ends other execs running in the same container at that moment.)
+    const args = this.runtimeCommand().globalArgs;
+    const ps = await run(this.bin, [...args, 'ps', '--format=json', id], { timeoutMs: 10_000 }).catch(() => undefined);
+    let procs: { PID?: number; PPID?: number }[] = [];
+    try { procs = JSON.parse(ps?.stdout ?? '[]') as { PID?: number; PPID?: number }[]; } catch { /* none */ }
+    for (const p of procs ?? []) {
+      if (p.PID !== undefined && p.PID !== 1 && p.PPID === 0) {
+        await run(this.bin, [...args, 'kill', `--pid=${p.PID}`, id, 'KILL'], { timeoutMs: 10_000 }).catch(() => {});
+      }
+    }
+    try { process.kill(hostPid, 'SIGKILL'); } catch { /* gone */ }
   }
 
   protected async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
