@@ -61,10 +61,13 @@ import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessC
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
 
-/** The part of the image service the engine uses (image/image-service.ts implements it). */
+/**
+ * The part of the image service the engine uses. image/image-service.ts's `ImageService`
+ * satisfies it as it is (pass the service itself; no adapter needed).
+ */
 export interface EngineImages {
-  /** Image by reference or id; NotFoundError when it is not in the store. */
-  get(refOrId: string): Promise<EngineImage> | EngineImage;
+  /** Image by reference or id; undefined when it is not in the store (the engine answers NotFound). */
+  get(refOrId: string): Promise<EngineImage | undefined>;
   /** Prepares a writable rootfs snapshot for `key` from the image; returns the mounts that make it. */
   prepareRootfs(key: string, imageId: string): Promise<RootfsMount[]>;
   /** Removes the snapshot of `key`; idempotent. */
@@ -617,6 +620,7 @@ export class Engine {
       if (!p || p.phase !== 'ready') throw new FailedPreconditionError(`pod sandbox ${p0.id} is not ready`);
       const backend = this.#backendOf(p);
       const image = await this.#opts.images.get(imageRef);
+      if (!image) throw new NotFoundError(`image ${JSON.stringify(imageRef)} is not present on this node; pull it first`);
       const attempt = config.metadata?.attempt ?? 0;
       let targetPid = 0;
       const target = config.linux?.securityContext?.namespaceOptions;

@@ -1,25 +1,22 @@
 // A daemon-like process that owns an Engine, for the crash-safety test. It does one job and
 // either waits to be SIGKILLed by the parent or SIGKILLs itself at a chosen point.
-//   argv[2]: JSON {root, runDir, images, busybox, handler, mode, podId?, cgroupParent}
+//   argv[2]: JSON {root, runDir, imagesDir, busybox, handler, mode, podId?, cgroupParent}
 // modes:
 //   run            pod + 'runner' (sleeps) + 'quick' (exits 5 after 2 s); prints ids; waits
 //   mid-container  in podId: SIGKILL right after the runtime created the container (record still 'creating')
 //   mid-pod        new pod: SIGKILL right after the runtime created the pause container
-import { join } from 'node:path';
 import { silentLogger } from '../../src/util/log.ts';
-import { createBackend } from '../../src/runtime/backends.ts';
 import type { Backend, CreateContainerOptions } from '../../src/runtime/backend.ts';
 import { Engine } from '../../src/engine/engine.ts';
-import { RegistryImages, podConfig, containerConfig } from './helpers.ts';
+import { openImages, makeBackends, podConfig, containerConfig } from './helpers.ts';
 
 const args = JSON.parse(process.argv[2]!) as {
-  root: string; runDir: string; imagesDir: string; images: Parameters<RegistryImages['load']>[0]; busybox: string;
+  root: string; runDir: string; imagesDir: string; busybox: string;
   handler: string; mode: 'run' | 'mid-container' | 'mid-pod'; podId?: string; cgroupParent: string;
 };
-const images = new RegistryImages(args.imagesDir);
-images.load(args.images);
-const binary = args.handler === 'gvisor' ? '/usr/bin/runsc' : '/usr/sbin/runc';
-const real = createBackend(args.handler, { runDir: join(args.runDir, args.handler), logger: silentLogger, binary, ...(args.handler === 'gvisor' ? { runtimeArgs: ['--platform=ptrace'] } : {}) })!;
+// the same image service root as the parent (its sqlite store and snapshots are shared on disk)
+const images = await openImages(args.imagesDir);
+const real = makeBackends([args.handler], args.runDir, silentLogger).get(args.handler)!;
 
 function say(o: unknown): void { process.stdout.write(JSON.stringify(o) + '\n'); }
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { testEnv, waitFor, mountsUnder, netnsOf, conmonsWith, type TestEnv } from './helpers.ts';
+import { testEnv, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, type TestEnv } from './helpers.ts';
 
 const handler = process.env.BULKHEAD_ENGINE_HANDLER ?? 'runc';
 
@@ -14,7 +14,7 @@ interface ChildOut { podId?: string; runner?: string; quick?: string; killedAt?:
 /** Runs crash-child.ts; resolves with its first JSON line and a promise of its exit. */
 async function child(env: TestEnv, mode: string, extra: Record<string, unknown> = {}): Promise<{ out: ChildOut; kill: () => Promise<void>; exited: Promise<NodeJS.Signals | number | null> }> {
   const cfg = {
-    root: env.root, runDir: env.runDir, imagesDir: env.images.dir, images: env.images.toJSON(), busybox: env.busybox,
+    root: env.root, runDir: env.runDir, imagesDir: env.imagesDir, busybox: env.busybox,
     handler, mode, cgroupParent: `/bulkhead-test-${process.pid}`, ...extra,
   };
   const c = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(import.meta.dirname, 'crash-child.ts'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -76,7 +76,7 @@ describe(`engine crash safety (${handler})`, () => {
     assert.deepEqual(await mountsUnder(env.runDir), []);
     assert.deepEqual(await netnsOf(podId!), []);
     assert.deepEqual(await conmonsWith(env.runDir), []);
-    assert.deepEqual(await env.images.snapshots(), []);
+    assert.deepEqual(await activeSnapshots(env.imagesDir), []);
   });
 
   it('after a restart a container that exits is noticed by the exit monitor', async () => {

@@ -1,91 +1,55 @@
 /**
  * Shared setup for the engine's integration tests: a real registry (fixture) with busybox images,
- * real runc/runsc backends under conmon, and an Engine over temp dirs.
- *
- * Images: until tests are switched to image/'s ImageService, `RegistryImages` pulls from the real
- * test registry with skopeo, unpacks once with umoci, and hands out per-container overlay mounts
- * (lower = the unpacked image, upper/work per container): the same contract as ImageService.
+ * pulled through image/'s real ImageService (which the Engine takes as it is), real runc/runsc
+ * backends under conmon, and an Engine over temp dirs.
  */
-import { mkdtemp, mkdir, rm, rmdir, readFile, readdir } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { NotFoundError } from '../../src/errors.ts';
 import { silentLogger, createLogger, type Logger } from '../../src/util/log.ts';
 import { createBackend } from '../../src/runtime/backends.ts';
 import type { Backend } from '../../src/runtime/backend.ts';
 import { Engine, type EngineImages, type EngineOptions } from '../../src/engine/engine.ts';
-import type { EngineImage } from '../../src/engine/container-spec.ts';
-import type { RootfsMount } from '../../src/engine/mounts.ts';
+import { createImageService, type ImageService } from '../../src/image/image-service.ts';
 import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, busyboxLayers, pushImage, type ImageConfigInput } from '../fixtures/images.ts';
 import type * as cri from '../../src/engine/types.ts';
 
-const pexec = promisify(execFile);
+/** Opens the image service over `dir` (also used by the crash child on the same dir). */
+export async function openImages(dir: string, logger: Logger = silentLogger): Promise<ImageService> {
+  return await createImageService({ root: dir, registries: { mirrors: {}, insecure: [] }, logger });
+}
 
-export class RegistryImages implements EngineImages {
-  readonly dir: string;
-  readonly #images = new Map<string, EngineImage & { rootfs: string }>();
-  constructor(dir: string) { this.dir = dir; }
+/** Active (per-container) snapshots the image service holds under `imagesDir`. */
+export async function activeSnapshots(imagesDir: string): Promise<string[]> {
+  try { return await readdir(join(imagesDir, 'snapshots', 'active')); } catch { return []; }
+}
 
-  /** Pulls `ref` from the (plain-HTTP, loopback) registry and unpacks it. Returns the image id. */
-  async pull(ref: string): Promise<string> {
-    const name = `img${this.#images.size}`;
-    const layout = join(this.dir, 'layout');
-    await mkdir(layout, { recursive: true });
-    await pexec('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}:${name}`], { timeout: 120_000 });
-    const bundle = join(this.dir, 'unpacked', name);
-    await mkdir(join(this.dir, 'unpacked'), { recursive: true });
-    await pexec('umoci', ['unpack', '--image', `${layout}:${name}`, bundle], { timeout: 120_000 });
-    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
-    const m = index.manifests.find((x) => x.annotations?.['org.opencontainers.image.ref.name'] === name)!;
-    const manifest = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', m.digest.slice(7)), 'utf8')) as { config: { digest: string } };
-    const config = JSON.parse(await readFile(join(layout, 'blobs', 'sha256', manifest.config.digest.slice(7)), 'utf8')) as NonNullable<EngineImage['config']>;
-    const img = { id: manifest.config.digest, repoDigests: [`${ref.replace(/:[^:/]+$/, '')}@${m.digest}`], repoTags: [ref], config, rootfs: join(bundle, 'rootfs') };
-    this.#images.set(ref, img);
-    this.#images.set(img.id, img);
-    return img.id;
+// The engine's seam must be satisfied by the real service with no adapter: checked by tsc here.
+const _seam: (s: ImageService) => EngineImages = (s) => s;
+void _seam;
+
+/** Backends for `handlers` over `runDir` (same construction in the crash child). */
+export function makeBackends(handlers: string[], runDir: string, logger: Logger): Map<string, Backend> {
+  const m = new Map<string, Backend>();
+  for (const h of handlers) {
+    // conmon wants an absolute runtime path
+    const binary = h === 'gvisor' ? '/usr/bin/runsc' : h === 'runc' ? '/usr/sbin/runc' : undefined;
+    const b = createBackend(h, { runDir: join(runDir, h), logger, ...(binary ? { binary } : {}), ...(h === 'gvisor' ? { runtimeArgs: ['--platform=ptrace'] } : {}) });
+    if (!b) throw new Error(`no backend ${h}`);
+    m.set(h, b);
   }
-
-  /** What a child process needs to rebuild this store (`load`). */
-  toJSON(): [string, EngineImage & { rootfs: string }][] {
-    return [...this.#images];
-  }
-
-  load(entries: [string, EngineImage & { rootfs: string }][]): void {
-    for (const [k, v] of entries) this.#images.set(k, v);
-  }
-
-  get(refOrId: string): EngineImage {
-    const img = this.#images.get(refOrId);
-    if (!img) throw new NotFoundError(`image ${refOrId} not found`);
-    return img;
-  }
-
-  async prepareRootfs(key: string, imageId: string): Promise<RootfsMount[]> {
-    const img = this.get(imageId) as EngineImage & { rootfs: string };
-    const snap = join(this.dir, 'snapshots', key);
-    await mkdir(join(snap, 'upper'), { recursive: true });
-    await mkdir(join(snap, 'work'), { recursive: true });
-    return [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${img.rootfs}`, `upperdir=${snap}/upper`, `workdir=${snap}/work`] }];
-  }
-
-  async removeRootfs(key: string): Promise<void> {
-    await rm(join(this.dir, 'snapshots', key), { recursive: true, force: true });
-  }
-
-  async snapshots(): Promise<string[]> {
-    try { return await readdir(join(this.dir, 'snapshots')); } catch { return []; }
-  }
+  return m;
 }
 
 export interface TestEnv {
   dir: string;
   root: string;
   runDir: string;
-  images: RegistryImages;
+  images: ImageService;
+  /** Root of the image service (content, snapshots, image db). */
+  imagesDir: string;
   registry: TestRegistry;
   busybox: string;
   /** An image whose StopSignal is SIGUSR1 (to see the engine use it). */
@@ -101,27 +65,18 @@ export async function testEnv(handlers: string[] = ['runc']): Promise<TestEnv> {
   const dir = await mkdtemp(join(tmpdir(), 'bulkhead-engine-'));
   const root = join(dir, 'root');
   const runDir = join(dir, 'run');
-  const images = new RegistryImages(join(dir, 'images'));
+  const imagesDir = join(dir, 'images');
   const registry = await sharedRegistry();
   const pushed = await buildAndPushTestImages(registry);
   const usr1Ref = (await pushImage(registry, 'test/engine-usr1', 'latest', { layers: busyboxLayers('gzip'), config: { StopSignal: 'SIGUSR1', Cmd: ['sh'] } as ImageConfigInput })).ref;
+  const logger = process.env.BULKHEAD_TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger;
+  const images = await openImages(imagesDir, logger);
   await images.pull(pushed.busybox);
   await images.pull(usr1Ref);
-  const logger = process.env.BULKHEAD_TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger;
   const engines: Engine[] = [];
-  const backends = (): Map<string, Backend> => {
-    const m = new Map<string, Backend>();
-    for (const h of handlers) {
-      // conmon wants an absolute runtime path
-      const binary = h === 'gvisor' ? '/usr/bin/runsc' : h === 'runc' ? '/usr/sbin/runc' : undefined;
-      const b = createBackend(h, { runDir: join(runDir, h), logger, ...(binary ? { binary } : {}), ...(h === 'gvisor' ? { runtimeArgs: ['--platform=ptrace'] } : {}) });
-      if (!b) throw new Error(`no backend ${h}`);
-      m.set(h, b);
-    }
-    return m;
-  };
+  const backends = (): Map<string, Backend> => makeBackends(handlers, runDir, logger);
   return {
-    dir, root, runDir, images, registry, busybox: pushed.busybox, usr1: usr1Ref, logger, backends,
+    dir, root, runDir, images, imagesDir, registry, busybox: pushed.busybox, usr1: usr1Ref, logger, backends,
     async engine(extra = {}) {
       const e = new Engine({
         root, runDir, logger, images, backends: backends(), defaultHandler: handlers[0]!,
@@ -138,6 +93,7 @@ export async function testEnv(handlers: string[] = ['runc']): Promise<TestEnv> {
         } catch { /* closed already */ }
         await e.close().catch(() => undefined);
       }
+      await images.close().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
       // the shared cgroup parent of this test process (pods below it are removed by the engine)
       for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {

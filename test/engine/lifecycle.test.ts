@@ -2,7 +2,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, type TestEnv } from './helpers.ts';
+import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ContainerEventResponse } from '../../src/engine/types.ts';
 
@@ -60,6 +60,9 @@ describe(`engine lifecycle (${handler})`, () => {
     assert.ok(engine.listPodSandbox({ labelSelector: { app: 'engine-test' } }).some((p) => p.id === podId));
     assert.equal(engine.listPodSandbox({ id: podId, state: { state: 'SANDBOX_NOTREADY' } }).length, 0);
 
+    // an image that was never pulled: NotFound from the real image service's `undefined`
+    await assert.rejects(engine.createContainer(podId, containerConfig(`${env.registry.host}/test/never-pulled:latest`, 'nope', ['true']), pod), { code: 'NotFound' });
+
     // name conflict
     await assert.rejects(engine.createContainer(podId, containerConfig(env.busybox, 'once', ['true']), pod), { code: 'AlreadyExists' });
     await assert.rejects(engine.runPodSandbox(pod, handler), { code: 'AlreadyExists' });
@@ -81,7 +84,7 @@ describe(`engine lifecycle (${handler})`, () => {
     assert.deepEqual(engine.listContainers({ podSandboxId: podId }), []);
     assert.deepEqual(await mountsUnder(env.runDir), []);
     assert.deepEqual(await netnsOf(podId), []);
-    assert.deepEqual(await env.images.snapshots(), []);
+    assert.deepEqual(await activeSnapshots(env.imagesDir), []);
   });
 
   it('shares net, ipc and uts between two containers of a pod; exec sync with output, exit code, timeout', async () => {
