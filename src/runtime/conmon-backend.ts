@@ -38,6 +38,8 @@ export abstract class ConmonBackend implements Backend {
   protected abstract probeHost(signal?: AbortSignal): Promise<ProbeResult>;
   /** Runtime-specific spec changes; default none. Must not weaken the spec. */
   protected adjustSpec(spec: OciSpec, _opts: CreateContainerOptions): OciSpec { return spec; }
+  /** Runtime path conmon runs for exec sessions, when it must differ from runtimeCommand().path. */
+  protected execRuntimePath(): string | undefined { return undefined; }
   /** Kill a timed-out exec'd process by the pid its runtime reported. */
   protected async killExecProcess(_id: string, pid: number): Promise<void> {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -47,12 +49,14 @@ export abstract class ConmonBackend implements Backend {
     if (!this.driverInstance) {
       mkdirSync(this.opts.runDir, { recursive: true, mode: 0o700 });
       mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+      const execPath = this.execRuntimePath();
       this.driverInstance = new ConmonDriver({
         runDir: this.opts.runDir,
         conmon: this.opts.conmon ?? 'conmon',
         runtime: this.runtimeCommand(),
         logger: this.log,
         killExecProcess: (id, pid) => this.killExecProcess(id, pid),
+        ...(execPath !== undefined ? { execRuntimePath: execPath } : {}),
       });
     }
     return this.driverInstance;

@@ -36,6 +36,11 @@ export interface ConmonDriverOptions {
   logger: Logger;
   /** Kills a timed-out exec'd process given the pid its runtime wrote; default: kill(pid, SIGKILL). */
   killExecProcess?: (containerId: string, pid: number) => Promise<void>;
+  /**
+   * Runtime path conmon runs for exec sessions (`conmon --exec -r PATH`); default runtime.path.
+   * For runtimes whose `exec` differs from runc's in a flag conmon passes (runsc: no `--tty`).
+   */
+  execRuntimePath?: string;
 }
 
 /** What meta.json records about a container, enough to find it again after a restart. */
@@ -121,6 +126,7 @@ export class ConmonDriver {
   private readonly conmon: string;
   private readonly log: Logger;
   private readonly killExecProcess: (id: string, pid: number) => Promise<void>;
+  private readonly execRuntimePath: string;
 
   constructor(opts: ConmonDriverOptions) {
     this.runDir = opts.runDir;
@@ -128,6 +134,7 @@ export class ConmonDriver {
     // conmon wants an absolute runtime path
     this.runtime = { ...opts.runtime, path: resolveBinary(opts.runtime.path) };
     this.log = opts.logger;
+    this.execRuntimePath = opts.execRuntimePath ?? this.runtime.path;
     this.killExecProcess = opts.killExecProcess ?? (async (_id, pid) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });
   }
 
@@ -456,7 +463,7 @@ export class ConmonDriver {
     const procFile = join(dir, 'process.json');
     await writeFile(procFile, JSON.stringify(proc), { mode: 0o600 });
     const args = [
-      '--api-version', '1', '-c', id, '-u', execId, '-r', this.runtime.path, '-b', dir,
+      '--api-version', '1', '-c', id, '-u', execId, '-r', this.execRuntimePath, '-b', dir,
       '-p', join(dir, 'pid'), '-l', `k8s-file:${join(dir, 'log')}`, '--exit-dir', dir, '--persist-dir', dir,
       '--socket-dir-path', dir, '--full-attach', '--log-level', 'info', '--syslog',
       '-e', '--exec-process-spec', procFile, '--exec-attach',

@@ -12,12 +12,13 @@
  */
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
 import type { BackendOptions, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
+import { resolveBinary } from '../conmon.ts';
 import type { OciSpec } from '../oci.ts';
 import { findStaticBusybox } from '../pause.ts';
 import { runtimeMessage } from '../errors.ts';
@@ -67,6 +68,24 @@ export class GvisorBackend extends ConmonBackend {
         ...extra,
       ],
     };
+  }
+
+  /**
+   * conmon runs `<runtime> exec ... --tty --console-socket S` for a terminal exec; runsc takes
+   * the terminal from process.json and rejects `--tty` ("flag provided but not defined"). conmon
+   * is therefore given this wrapper for exec sessions, which drops that one flag and execs runsc.
+   */
+  protected override execRuntimePath(): string {
+    const path = join(this.opts.runDir, 'runsc-exec');
+    const script = [
+      '#!/bin/sh',
+      '# written by bulkhead: conmon passes --tty to exec, which runsc does not accept (process.json says terminal)',
+      'for a; do shift; [ "$a" = --tty ] || set -- "$@" "$a"; done',
+      `exec ${shellQuote(resolveBinary(this.bin))} "$@"`,
+      '',
+    ].join('\n');
+    writeFileSync(path, script, { mode: 0o700 });
+    return path;
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
@@ -196,4 +215,8 @@ export class GvisorBackend extends ConmonBackend {
       await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});
     }
   }
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
