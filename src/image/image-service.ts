@@ -22,11 +22,13 @@ import { MediaTypes, RegistryClient } from './registry/client.ts';
 import { OverlaySnapshotter } from './snapshot/overlay.ts';
 import type { Mount } from './snapshot/snapshotter.ts';
 import { applyLayer, DEFAULT_LIMITS, type UnpackLimits } from './unpack/apply.ts';
+import type { PullProfiler } from './profile.ts';
 
 export type { ImageRecord, LayerRecord, OciImageConfig } from './image-store.ts';
 export type { Mount } from './snapshot/snapshotter.ts';
 export type { PullAuth } from './registry/auth.ts';
 export type { UnpackLimits } from './unpack/apply.ts';
+export type { PullProfiler, PullStage } from './profile.ts';
 
 export type PullStatus = 'waiting' | 'downloading' | 'verifying' | 'extracting' | 'done' | 'exists';
 
@@ -62,6 +64,8 @@ export interface ImageServiceOptions {
   limits?: Partial<UnpackLimits>;
   /** Layers downloaded at once; default 3. */
   concurrency?: number;
+  /** Timing hooks for benchmarks (see profile.ts). */
+  profiler?: PullProfiler;
 }
 
 export interface ImageService {
@@ -224,7 +228,7 @@ class LocalImageService implements ImageService {
         await this.content.write(digest, size, async (offset, signal) => {
           const r = await this.registry.openBlob(ref, digest, offset, { ...ropts, ...(signal ? { signal } : {}) });
           return { stream: r.stream, offset: r.offset };
-        }, { ...(ropts.signal ? { signal: ropts.signal } : {}), ...(onProgress ? { onProgress } : {}) });
+        }, { ...(ropts.signal ? { signal: ropts.signal } : {}), ...(onProgress ? { onProgress } : {}), ...(this.opts.profiler ? { profiler: this.opts.profiler } : {}) });
         return;
       } catch (err) {
         const code = err instanceof BulkheadError ? err.code : 'Internal';
@@ -345,7 +349,7 @@ class LocalImageService implements ImageService {
       p = this.snapshots.commit(chainId, parent, async (dir, lowers) => {
         await applyLayer(this.content.path(l.digest), {
           dir, lowers, expectedDiffId: diffId, name: l.digest, limits: this.limits, logger: this.log, onBytes,
-          ...(signal ? { signal } : {}),
+          ...(signal ? { signal } : {}), ...(this.opts.profiler ? { profiler: this.opts.profiler } : {}),
         });
       }).then(() => undefined).finally(() => this.unpacking.delete(chainId));
       this.unpacking.set(chainId, p);

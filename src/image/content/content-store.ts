@@ -14,6 +14,7 @@
  *   3. `delete(digest)` removes it (only GC calls this, once nothing refers to the blob).
  */
 import type { Readable } from 'node:stream';
+import type { PullProfiler } from '../profile.ts';
 
 export interface BlobInfo {
   digest: string;
@@ -29,6 +30,8 @@ export interface WriteOptions {
   onProgress?: (current: number) => void;
   /** Cap when the size is not known in advance. */
   maxSize?: number;
+  /** Timing hooks (download, verify, fsync). */
+  profiler?: PullProfiler;
 }
 
 export interface ContentStore {

@@ -134,17 +134,21 @@ export class LocalContentStore implements ContentStore {
     failed.catch(() => {});
     const onAbort = (): void => { stream.destroy(new AbortedError(`download of ${digest} aborted`)); };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const prof = opts.profiler;
+    const t0 = performance.now();
+    let hashMs = 0;
     try {
       for await (const chunk of stream) {
         const b = chunk as Buffer;
         written += b.length;
         if (written > max) throw new InvalidArgumentError(`blob ${digest}: more than the expected ${max} bytes`);
-        hash.update(b);
+        if (prof) { const h0 = performance.now(); hash.update(b); hashMs += performance.now() - h0; } else hash.update(b);
         if (!out.write(b)) await Promise.race([new Promise<void>((resolve) => out.once('drain', resolve)), failed]);
         opts.onProgress?.(written);
       }
       out.end();
       await finished(out);
+      if (prof) { prof.add('verify', hashMs); prof.add('download', performance.now() - t0 - hashMs); }
     } catch (err) {
       out.destroy();
       await finished(out).catch(() => {});
@@ -158,11 +162,13 @@ export class LocalContentStore implements ContentStore {
       if (size >= 0 && written !== size) throw new InvalidArgumentError(`blob ${digest}: got ${written} bytes, expected ${size}`);
       throw new InvalidArgumentError(`blob ${digest}: content digest mismatch (got ${got})`);
     }
+    const s0 = performance.now();
     const fh = await open(partial, 'r');
     try { await fh.sync(); } finally { await fh.close(); }
     await rename(partial, join(this.blobs, hex));
     const dir = await open(this.blobs, 'r');
     try { await dir.sync(); } finally { await dir.close(); }
+    prof?.add('fsync', performance.now() - s0);
     return { digest, size: written };
   }
 

@@ -18,6 +18,7 @@ import tarStream from 'tar-stream';
 import { AbortedError, BulkheadError, InvalidArgumentError } from '../../errors.ts';
 import { run } from '../../util/exec.ts';
 import type { Logger } from '../../util/log.ts';
+import type { PullProfiler } from '../profile.ts';
 
 export interface UnpackLimits {
   /** Entries in one layer. */
@@ -55,6 +56,8 @@ export interface ApplyOptions {
   signal?: AbortSignal;
   logger?: Logger;
   onBytes?: (compressedRead: number) => void;
+  /** Timing hooks (verify, decompress, unpack). */
+  profiler?: PullProfiler;
 }
 
 export interface ApplyResult {
@@ -396,6 +399,8 @@ class LayerWriter {
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
+  /** Time spent hashing. */
+  ms = 0;
   private readonly max: number;
   private readonly name: string;
   constructor(max: number, name: string) {
@@ -406,7 +411,9 @@ class Hasher extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.max + 1024 * 1024) { cb(new InvalidArgumentError(`layer ${this.name}: larger than ${this.max} bytes uncompressed`)); return; }
+    const t0 = performance.now();
     this.hash.update(chunk);
+    this.ms += performance.now() - t0;
     cb(null, chunk);
   }
 }
@@ -426,6 +433,8 @@ async function sniff(path: string): Promise<'gzip' | 'zstd' | 'none'> {
 
 /** Applies the layer blob at `blobPath` into `opts.dir`. Throws InvalidArgumentError naming the bad entry. */
 export async function applyLayer(blobPath: string, opts: ApplyOptions): Promise<ApplyResult> {
+  const t0 = performance.now();
+  let unpackMs = 0;
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const w = new LayerWriter(opts);
   const kind = await sniff(blobPath);
@@ -449,7 +458,9 @@ export async function applyLayer(blobPath: string, opts: ApplyOptions): Promise<
     for await (const entry of extract) {
       const h = entry.header as TarHeader;
       if (h.type === 'file' || h.type === 'contiguous-file') fileBytes += h.size ?? 0;
+      const e0 = performance.now();
       await w.entry(h, entry as AsyncIterable<Buffer>, () => limits.maxBytes - (fileBytes - (h.size ?? 0)));
+      unpackMs += performance.now() - e0;
       for await (const _ of entry as AsyncIterable<Buffer>) { /* drain what the writer did not read */ }
     }
     await feed;
@@ -462,7 +473,15 @@ export async function applyLayer(blobPath: string, opts: ApplyOptions): Promise<
   }
   const diffId = 'sha256:' + hasher.hash.digest('hex');
   if (diffId !== opts.expectedDiffId) throw new InvalidArgumentError(`layer ${opts.name}: uncompressed content digest ${diffId} does not match the image config's diff_id ${opts.expectedDiffId}`);
+  const f0 = performance.now();
   await w.finish();
   await writeFile(join(opts.dir, '..', OPAQUE_FILE), JSON.stringify([...w.opaque]));
+  const p = opts.profiler;
+  if (p) {
+    unpackMs += performance.now() - f0;
+    p.add('verify', hasher.ms);
+    p.add('unpack', unpackMs);
+    p.add('decompress', performance.now() - t0 - unpackMs - hasher.ms);
+  }
   return { diffId, entries: w.entries, bytes: hasher.bytes, opaque: [...w.opaque] };
 }
