@@ -369,6 +369,12 @@ export class ConmonDriver {
       user: o.user ? { uid: o.user.uid, gid: o.user.gid, ...(o.user.additionalGids ? { additionalGids: o.user.additionalGids } : {}) } : base.user,
     };
     delete proc.consoleSize;
+    if (proc.user.uid !== 0 && proc.capabilities) {
+      // Same rule as buildSpec: a non-root user holds no effective/permitted/ambient capabilities.
+      // runc reaches that through execve's rules for non-root; runsc starts the process with the
+      // sets as written, so they must be written empty.
+      proc.capabilities = { ...proc.capabilities, effective: [], permitted: [], ambient: [] };
+    }
     return proc;
   }
 
