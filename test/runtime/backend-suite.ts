@@ -19,7 +19,7 @@ import { makeBusyboxRootfs, type RootfsFixture } from '../fixtures/rootfs.ts';
 
 export type SuiteCase =
   | 'lifecycle' | 'logs' | 'kill-term' | 'kill-kill' | 'stdin-attach' | 'exec' | 'exec-timeout' | 'exec-tty'
-  | 'attach-output' | 'oom' | 'pids-limit' | 'capabilities' | 'seccomp' | 'masked-paths' | 'image-user'
+  | 'attach-output' | 'oom' | 'pids-limit' | 'capabilities' | 'seccomp' | 'seccomp-exec' | 'masked-paths' | 'image-user'
   | 'readonly-rootfs' | 'kernel' | 'survives-creator' | 'stats' | 'update';
 
 export interface SuiteOptions {
@@ -258,13 +258,28 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
       assert.match(app.stdout.toString(), /CapEff:\s*0+\s*$/, 'a non-root user has no effective capabilities');
     });
 
-    it('applies the default seccomp profile', async (t) => {
+    it('applies the default seccomp profile to the container process', async (t) => {
       if (skipped(t, 'seccomp')) return;
+      // with CAP_SYS_ADMIN, only seccomp stands between the process and unshare(2)
+      const probe = 'grep "^Seccomp:" /proc/self/status; unshare -n true && echo unshare-ok || echo unshare-denied; echo fine | cat';
+      const { st, log } = await runToExit({ command: ['sh', '-c', probe], capabilities: { add: ['SYS_ADMIN'] } });
+      assert.equal(st.exitCode, 0);
+      const out = logText(log);
+      assert.match(out, /Seccomp:\s*2/);
+      assert.match(out, /unshare-denied/);
+      assert.match(logText(log, 'stderr'), /not permitted/i);
+      assert.match(out, /^fine$/m);
+      // control: the same process without the profile may unshare, so the denial above is seccomp's
+      const free = await runToExit({ command: ['sh', '-c', probe], capabilities: { add: ['SYS_ADMIN'] }, seccomp: { type: 'Unconfined' } });
+      assert.match(logText(free.log), /unshare-ok/);
+    });
+
+    it('applies the default seccomp profile to exec\'d processes', async (t) => {
+      if (skipped(t, 'seccomp-exec')) return;
       const { id } = await make({ command: ['sleep', '1000'], capabilities: { add: ['SYS_ADMIN'] } });
       await backend.start(id);
       const st = await backend.exec(id, { args: ['grep', '^Seccomp:', '/proc/self/status'] });
       assert.match(st.stdout.toString(), /Seccomp:\s*2/);
-      // with CAP_SYS_ADMIN, only seccomp stands between the process and unshare(2)
       const r = await backend.exec(id, { args: ['unshare', '-n', 'true'] });
       assert.notEqual(r.exitCode, 0);
       assert.match(r.stderr.toString(), /not permitted/i);

@@ -157,7 +157,8 @@ export class GvisorBackend extends ConmonBackend {
         platform: d.platform,
         network: d.network === 'sandbox' ? 'sandbox (gVisor netstack in the pod netns)' : 'host inside the pod netns (weaker: network syscalls reach the host kernel)',
         ...(d.networkNote ? { networkNote: d.networkNote } : {}),
-        seccomp: d.ociSeccomp ? 'OCI profile enforced inside the sandbox (--oci-seccomp)' : 'OCI profile not applied (runsc lacks --oci-seccomp)',
+        // runsc 2022 installs the OCI filter on the container's init task only (not on `runsc exec`)
+        seccomp: d.ociSeccomp ? 'OCI profile enforced inside the sandbox on container processes (--oci-seccomp); not on exec\'d processes' : 'OCI profile not applied (runsc lacks --oci-seccomp)',
       },
     };
   }
