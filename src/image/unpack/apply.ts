@@ -8,7 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, open, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, open, readFile, writeFile } from 'node:fs/promises';
+import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, rmSync, symlinkSync, writeSync } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
@@ -104,10 +105,17 @@ async function writeBody(body: AsyncIterable<Buffer>, path: string): Promise<voi
 
 interface Meta { uid: number; gid: number; mode: number; mtime: Date }
 
+type Kind = 'dir' | 'file' | 'symlink' | 'other';
+
+const CREATE_EXCL = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+
 class LayerWriter {
   private readonly o: ApplyOptions;
   private readonly limits: UnpackLimits;
-  private readonly dirOk = new Set<string>(['']);
+  /** What this layer has created, by relative path ('' is the root). */
+  private readonly made = new Map<string, Kind>([['', 'dir']]);
+  /** Tracked children of each tracked directory, so a replaced directory forgets its subtree. */
+  private readonly children = new Map<string, Set<string>>();
   private readonly mergedCache = new Map<string, Promise<{ st: Stats; path: string } | undefined>>();
   private readonly opaqueCache = new Map<string, Set<string>>();
   private readonly dirTimes: { path: string; mtime: Date }[] = [];
@@ -181,40 +189,71 @@ class LayerWriter {
     return undefined;
   }
 
-  /** Makes every parent of `comps` a real directory in this layer; rejects symlinked parents. */
-  async parents(comps: string[], entry: string): Promise<void> {
-    for (let i = 0; i < comps.length - 1; i++) {
-      const rel = comps.slice(0, i + 1).join('/');
-      if (this.dirOk.has(rel)) continue;
-      const path = join(this.o.dir, rel);
-      const st = await lstat(path).catch(() => undefined);
-      if (st) {
-        if (st.isSymbolicLink()) this.fail(entry, `parent directory "${rel}" is a symlink in this layer`);
-        if (!st.isDirectory()) this.fail(entry, `parent "${rel}" is not a directory`);
-      } else {
-        const low = await this.merged(comps.slice(0, i + 1));
-        if (low?.st.isSymbolicLink()) this.fail(entry, `parent directory "${rel}" is a symlink in a lower layer`);
-        await mkdir(path, { mode: 0o755 });
-        if (low?.st.isDirectory()) {
-          // Same attributes as below: an upper directory's own mode and owner win in overlayfs.
-          await lchown(path, low.st.uid, low.st.gid);
-          await chmod(path, low.st.mode & 0o7777);
-          this.dirTimes.push({ path, mtime: low.st.mtime });
-        }
-      }
-      this.dirOk.add(rel);
+  /** Records that this layer created `rel` (of `kind`), replacing nothing (the caller cleared it). */
+  private note(rel: string, kind: Kind): void {
+    this.made.set(rel, kind);
+    const cut = rel.lastIndexOf('/');
+    const parent = cut < 0 ? '' : rel.slice(0, cut);
+    let c = this.children.get(parent);
+    if (!c) { c = new Set<string>(); this.children.set(parent, c); }
+    c.add(rel);
+  }
+
+  /** Forgets `rel` and everything under it. */
+  private forget(rel: string): void {
+    const kind = this.made.get(rel);
+    if (kind === undefined) return;
+    this.made.delete(rel);
+    const cut = rel.lastIndexOf('/');
+    this.children.get(cut < 0 ? '' : rel.slice(0, cut))?.delete(rel);
+    if (kind !== 'dir') return;
+    const stack = [rel];
+    while (stack.length > 0) {
+      const d = stack.pop()!;
+      const c = this.children.get(d);
+      if (!c) continue;
+      this.children.delete(d);
+      for (const x of c) { if (this.made.get(x) === 'dir') stack.push(x); this.made.delete(x); }
     }
   }
 
-  private async clear(path: string, rel: string): Promise<void> {
-    await rm(path, { recursive: true, force: true });
-    for (const d of this.dirOk) if (d === rel || d.startsWith(rel + '/')) this.dirOk.delete(d);
+  /**
+   * Makes every parent of `comps` a real directory in this layer; rejects symlinked parents.
+   * What this layer holds is tracked in `made` (the directory starts empty and only this writer
+   * fills it), so no lstat is needed; every create below is exclusive (EEXIST, never a write
+   * through something already there), so a tracking slip fails the layer instead of escaping.
+   */
+  async parents(comps: string[], entry: string): Promise<void> {
+    if (comps.length <= 1 || this.made.get(comps.slice(0, -1).join('/')) === 'dir') return; // ancestors of a tracked dir are tracked dirs
+    for (let i = 0; i < comps.length - 1; i++) {
+      const rel = comps.slice(0, i + 1).join('/');
+      const kind = this.made.get(rel);
+      if (kind === 'dir') continue;
+      if (kind === 'symlink') this.fail(entry, `parent directory "${rel}" is a symlink in this layer`);
+      if (kind !== undefined) this.fail(entry, `parent "${rel}" is not a directory`);
+      const low = await this.merged(comps.slice(0, i + 1));
+      if (low?.st.isSymbolicLink()) this.fail(entry, `parent directory "${rel}" is a symlink in a lower layer`);
+      const path = join(this.o.dir, rel);
+      mkdirSync(path, { mode: 0o755 });
+      if (low?.st.isDirectory()) {
+        // Same attributes as below: an upper directory's own mode and owner win in overlayfs.
+        lchownSync(path, low.st.uid, low.st.gid);
+        chmodSync(path, low.st.mode & 0o7777);
+        this.dirTimes.push({ path, mtime: low.st.mtime });
+      }
+      this.note(rel, 'dir');
+    }
   }
 
-  private async meta(path: string, m: Meta, isLink: boolean): Promise<void> {
-    await lchown(path, m.uid, m.gid);
-    if (!isLink) await chmod(path, m.mode & 0o7777); // after chown, which clears setuid
-    await lutimes(path, m.mtime, m.mtime);
+  private clear(path: string, rel: string): void {
+    rmSync(path, { recursive: true, force: true });
+    this.forget(rel);
+  }
+
+  private meta(path: string, m: Meta, isLink: boolean): void {
+    lchownSync(path, m.uid, m.gid);
+    if (!isLink) chmodSync(path, m.mode & 0o7777); // after chown, which clears setuid
+    lutimesSync(path, m.mtime, m.mtime);
   }
 
   async entry(header: TarHeader, body: AsyncIterable<Buffer>, bytesLeft: () => number): Promise<void> {
@@ -228,7 +267,7 @@ class LayerWriter {
     const m: Meta = { uid, gid, mode: header.mode ?? 0o644, mtime: header.mtime ?? new Date(0) };
     if (comps.length === 0) {
       if (type !== 'directory') this.fail(name, 'replaces the root directory with a non-directory');
-      await this.meta(this.o.dir, m, false);
+      this.meta(this.o.dir, m, false);
       this.dirTimes.push({ path: this.o.dir, mtime: m.mtime });
       return;
     }
@@ -250,57 +289,62 @@ class LayerWriter {
       if (victim === '.' || victim === '..') this.fail(name, 'whiteout of "." or ".."');
       const vrel = parentRel === '' ? victim : `${parentRel}/${victim}`;
       const vpath = join(this.o.dir, vrel);
-      await this.clear(vpath, vrel);
+      this.clear(vpath, vrel);
       const r = await run('mknod', ['-m', '0000', vpath, 'c', '0', '0'], { timeoutMs: 10_000, ...(this.o.signal ? { signal: this.o.signal } : {}) });
       if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: cannot create whiteout for "${vrel}": ${r.stderr.trim()}`);
+      this.note(vrel, 'other');
       return;
     }
     if (comps.length === 1 && (base === 'proc' || base === 'dev') && type !== 'directory') this.fail(name, `replaces /${base} with a ${type}`);
 
-    const existing = await lstat(path).catch(() => undefined);
+    const existing = this.made.get(rel);
     switch (type) {
       case 'directory': {
-        if (existing && !existing.isDirectory()) await this.clear(path, rel);
-        if (!existing || !existing.isDirectory()) await mkdir(path, { mode: 0o700 });
-        await lchown(path, m.uid, m.gid);
-        await chmod(path, m.mode & 0o7777);
+        if (existing !== undefined && existing !== 'dir') this.clear(path, rel);
+        if (existing !== 'dir') { mkdirSync(path, { mode: 0o700 }); this.note(rel, 'dir'); }
+        lchownSync(path, m.uid, m.gid);
+        chmodSync(path, m.mode & 0o7777);
         this.dirTimes.push({ path, mtime: m.mtime });
-        this.dirOk.add(rel);
         break;
       }
       case 'file':
       case 'contiguous-file': {
-        if (existing) await this.clear(path, rel);
+        if (existing !== undefined) this.clear(path, rel);
         const size = header.size ?? 0;
         if (size > bytesLeft()) this.fail(name, `layer larger than ${this.limits.maxBytes} bytes uncompressed`);
         if (size <= SMALL_FILE) {
-          // Small files: one open, then everything on the descriptor (fewer path walks).
+          // Small files: gathered in memory, then one exclusive open and everything on the descriptor.
           const chunks: Buffer[] = [];
           let got = 0;
           for await (const c of body) { chunks.push(c); got += c.length; }
           if (got !== size) this.fail(name, 'file shorter than its header says');
-          const fh = await open(path, 'wx', 0o600);
+          const fd = openSync(path, CREATE_EXCL, 0o600);
           try {
-            if (got > 0) await fh.write(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
-            await fh.chown(m.uid, m.gid);
-            await fh.chmod(m.mode & 0o7777);
-            await fh.utimes(m.mtime, m.mtime);
+            if (got > 0) {
+              const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+              for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
+            }
+            fchownSync(fd, m.uid, m.gid);
+            fchmodSync(fd, m.mode & 0o7777);
+            futimesSync(fd, m.mtime, m.mtime);
           } finally {
-            await fh.close();
+            closeSync(fd);
           }
         } else {
           await writeBody(body, path);
-          await this.meta(path, m, false);
+          this.meta(path, m, false);
         }
+        this.note(rel, 'file');
         break;
       }
       case 'symlink': {
         const target = header.linkname ?? '';
         if (target === '' || target.includes('\0')) this.fail(name, 'symlink without a valid target');
         if (Buffer.byteLength(target) > this.limits.maxPathLength) this.fail(name, `symlink target longer than ${this.limits.maxPathLength} bytes`);
-        if (existing) await this.clear(path, rel);
-        await symlink(target, path);
-        await this.meta(path, m, true);
+        if (existing !== undefined) this.clear(path, rel);
+        symlinkSync(target, path);
+        this.note(rel, 'symlink');
+        this.meta(path, m, true);
         break;
       }
       case 'link': {
@@ -310,12 +354,13 @@ class LayerWriter {
         // Every parent of the target must be a real directory of this layer or of the merged lowers.
         for (let i = 0; i < tcomps.length - 1; i++) {
           const prel = tcomps.slice(0, i + 1).join('/');
-          const pst = await lstat(join(this.o.dir, prel)).catch(() => undefined);
-          const ok = pst ? pst.isDirectory() : (await this.merged(tcomps.slice(0, i + 1)))?.st.isDirectory() === true;
+          const pk = this.made.get(prel);
+          const ok = pk !== undefined ? pk === 'dir' : (await this.merged(tcomps.slice(0, i + 1)))?.st.isDirectory() === true;
           if (!ok) this.fail(name, `hard link target "${trel}" has a parent that is not a real directory (symlink or missing)`);
         }
         const tpath = join(this.o.dir, trel);
-        let tst = await lstat(tpath).catch(() => undefined);
+        const tkind = this.made.get(trel);
+        let tst = tkind !== undefined ? lstatSync(tpath) : undefined;
         let from = tpath;
         let fromLower = false;
         if (!tst) {
@@ -328,29 +373,35 @@ class LayerWriter {
         if (tst.isDirectory()) this.fail(name, 'hard link to a directory');
         if (tst.isCharacterDevice() && tst.rdev === 0) this.fail(name, 'hard link to a whiteout');
         if (tst.isSymbolicLink()) {
-          const t = await readlink(from);
+          const t = readlinkSync(from);
           if (symlinkEscapes(tcomps.length - 1, t)) this.fail(name, `hard link to a symlink escaping the root ("${t.slice(0, 200)}")`);
         }
-        if (existing) {
-          if (!fromLower && existing.ino === tst.ino && existing.dev === tst.dev) break;
-          await this.clear(path, rel);
+        if (existing !== undefined) {
+          if (!fromLower) {
+            const est = lstatSync(path);
+            if (est.ino === tst.ino && est.dev === tst.dev) break;
+          }
+          this.clear(path, rel);
         }
         if (fromLower) {
           // No hard links across snapshots: copy the lower file up into this layer.
-          if (tst.isSymbolicLink()) await symlink(await readlink(from), path);
+          if (tst.isSymbolicLink()) symlinkSync(readlinkSync(from), path);
           else if (tst.isFile()) await copyFile(from, path, fsConstants.COPYFILE_EXCL);
           else this.fail(name, 'hard link to a special file in a lower layer');
-          await this.meta(path, { uid: tst.uid, gid: tst.gid, mode: tst.mode, mtime: tst.mtime }, tst.isSymbolicLink());
+          this.note(rel, tst.isSymbolicLink() ? 'symlink' : 'file');
+          this.meta(path, { uid: tst.uid, gid: tst.gid, mode: tst.mode, mtime: tst.mtime }, tst.isSymbolicLink());
         } else {
-          await link(tpath, path);
+          linkSync(tpath, path);
+          this.note(rel, tkind!);
         }
         break;
       }
       case 'fifo': {
-        if (existing) await this.clear(path, rel);
+        if (existing !== undefined) this.clear(path, rel);
         const r = await run('mknod', ['-m', (m.mode & 0o777).toString(8), path, 'p'], { timeoutMs: 10_000 });
         if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: cannot create fifo "${rel}": ${r.stderr.trim()}`);
-        await this.meta(path, m, false);
+        this.note(rel, 'other');
+        this.meta(path, m, false);
         break;
       }
       case 'character-device':
@@ -361,12 +412,14 @@ class LayerWriter {
       default:
         this.fail(name, `unsupported entry type ${type}`);
     }
-    for (const [k, v] of Object.entries(header.pax ?? {})) {
-      if (!k.startsWith('SCHILY.xattr.')) continue;
-      const xname = k.slice('SCHILY.xattr.'.length);
-      if (!xattrAllowed(xname)) { this.o.logger?.debug('dropping xattr from layer', { layer: this.o.name, entry: rel, xattr: xname }); continue; }
-      if (type === 'symlink') continue;
-      this.xattrs.push({ rel, name: xname, value: Buffer.from(v, 'latin1') });
+    if (header.pax) {
+      for (const [k, v] of Object.entries(header.pax)) {
+        if (!k.startsWith('SCHILY.xattr.')) continue;
+        const xname = k.slice('SCHILY.xattr.'.length);
+        if (!xattrAllowed(xname)) { this.o.logger?.debug('dropping xattr from layer', { layer: this.o.name, entry: rel, xattr: xname }); continue; }
+        if (type === 'symlink') continue;
+        this.xattrs.push({ rel, name: xname, value: Buffer.from(v, 'latin1') });
+      }
     }
   }
 
@@ -375,13 +428,12 @@ class LayerWriter {
     const lines: string[] = [];
     const esc = (p: string): string => Array.from(Buffer.from(p)).map((b) => (/[A-Za-z0-9._/+,-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '\\' + b.toString(8).padStart(3, '0'))).join('');
     for (const x of this.xattrs) {
-      const st = await lstat(join(this.o.dir, x.rel)).catch(() => undefined);
-      if (!st || st.isSymbolicLink()) continue;
+      const kind = this.made.get(x.rel);
+      if (kind === undefined || kind === 'symlink') continue;
       lines.push(`# file: ${esc(x.rel)}`, `${x.name}=0x${x.value.toString('hex')}`, '');
     }
     for (const rel of this.opaque) {
-      const st = await lstat(join(this.o.dir, rel)).catch(() => undefined);
-      if (!st?.isDirectory()) continue;
+      if (this.made.get(rel) !== 'dir') continue;
       lines.push(`# file: ${esc(rel)}`, 'trusted.overlay.opaque=0x79', '');
     }
     if (lines.length > 0) {
@@ -390,7 +442,7 @@ class LayerWriter {
     }
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const d = this.dirTimes[i]!;
-      await lutimes(d.path, d.mtime, d.mtime).catch(() => {});
+      try { lutimesSync(d.path, d.mtime, d.mtime); } catch { /* removed by a later entry */ }
     }
   }
 }
