@@ -654,7 +654,11 @@ export class ConmonDriver {
   async updateResources(id: string, resources: OciLinuxResources, signal?: AbortSignal): Promise<void> {
     await this.meta(id);
     await this.runtimeCmd(['update', '--resources', '-', id], { input: JSON.stringify(resources), ...(signal ? { signal } : {}) });
-    // keep config.json in step, so a restarted daemon reports what is in force
+    await this.recordResources(id, resources);
+  }
+
+  /** Keeps config.json in step with resources now in force, so a restarted daemon reports them. */
+  async recordResources(id: string, resources: OciLinuxResources): Promise<void> {
     const spec = await this.spec(id);
     spec.linux = spec.linux ?? {};
     spec.linux.resources = { ...spec.linux.resources, ...resources };

@@ -331,10 +331,13 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
       assert.ok(s.pids >= 1);
       assert.ok(s.cpuUsageNs > 0);
       if (options.skip?.update) return;
-      await backend.updateResources(id, { memory: { limit: 96 * 1024 * 1024, swap: 96 * 1024 * 1024 } });
-      const limitFile = `/sys/fs/cgroup/memory${cgroupParent}/${id}/memory.limit_in_bytes`;
-      const v = await readFile(limitFile, 'utf8').catch(() => undefined);
-      if (v !== undefined) assert.equal(Number(v.trim()), 96 * 1024 * 1024);
+      await backend.updateResources(id, { memory: { limit: 96 * 1024 * 1024, swap: 96 * 1024 * 1024 }, pids: { limit: 333 } });
+      const v1 = await readFile(`/sys/fs/cgroup/memory${cgroupParent}/${id}/memory.limit_in_bytes`, 'utf8').catch(() => undefined);
+      const mem = v1 ?? await readFile(`/sys/fs/cgroup${cgroupParent}/${id}/memory.max`, 'utf8');
+      assert.equal(Number(mem.trim()), 96 * 1024 * 1024);
+      const pids = await readFile(`/sys/fs/cgroup/pids${cgroupParent}/${id}/pids.max`, 'utf8')
+        .catch(() => readFile(`/sys/fs/cgroup${cgroupParent}/${id}/pids.max`, 'utf8'));
+      assert.equal(pids.trim(), '333');
     });
 
     it('keeps the container running when its creator exits; a fresh instance finds it', async (t) => {

@@ -19,9 +19,11 @@ import { run } from '../../util/exec.ts';
 import type { BackendOptions, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import { resolveBinary } from '../conmon.ts';
-import type { OciSpec } from '../oci.ts';
+import type { OciLinuxResources, OciSpec } from '../oci.ts';
+import { writeCgroupResources } from '../cgroup-write.ts';
 import { findStaticBusybox } from '../pause.ts';
 import { runtimeMessage } from '../errors.ts';
+import { FailedPreconditionError } from '../../errors.ts';
 
 const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
 /** Capabilities runsc 2022 does not know and rejects. */
@@ -109,6 +111,20 @@ export class GvisorBackend extends ConmonBackend {
       }
     }
     return spec;
+  }
+
+  /**
+   * runsc 2022 has no `update` command. The whole sandbox (Sentry, gofer, their threads) runs in
+   * the cgroup of the sandbox container's spec, and app containers share it, so the limits are
+   * written to that cgroup directly. For an app container this changes the pod sandbox's limits.
+   */
+  override async updateResources(id: string, resources: OciLinuxResources, _signal?: AbortSignal): Promise<void> {
+    const spec = await this.driver.spec(id);
+    const sandboxId = spec.annotations?.[SANDBOX_ID_ANNOTATION] ?? id;
+    const path = sandboxId === id ? spec.linux?.cgroupsPath : (await this.driver.spec(sandboxId)).linux?.cgroupsPath;
+    if (!path) throw new FailedPreconditionError(`container ${id} has no cgroup to update`);
+    await writeCgroupResources(path, resources);
+    await this.driver.recordResources(id, resources);
   }
 
   protected override async killExecProcess(id: string, hostPid: number): Promise<void> {
