@@ -40,8 +40,8 @@ export abstract class ConmonBackend implements Backend {
   protected adjustSpec(spec: OciSpec, _opts: CreateContainerOptions): OciSpec { return spec; }
   /** Runtime path conmon runs for exec sessions, when it must differ from runtimeCommand().path. */
   protected execRuntimePath(): string | undefined { return undefined; }
-  /** Kill a timed-out exec'd process by the pid its runtime reported. */
-  protected async killExecProcess(_id: string, pid: number): Promise<void> {
+  /** Kill a timed-out exec'd process by the pid its runtime reported (written to pidFile). */
+  protected async killExecProcess(_id: string, pid: number, _pidFile: string): Promise<void> {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   }
 
@@ -55,7 +55,7 @@ export abstract class ConmonBackend implements Backend {
         conmon: this.opts.conmon ?? 'conmon',
         runtime: this.runtimeCommand(),
         logger: this.log,
-        killExecProcess: (id, pid) => this.killExecProcess(id, pid),
+        killExecProcess: (id, pid, pidFile) => this.killExecProcess(id, pid, pidFile),
         ...(execPath !== undefined ? { execRuntimePath: execPath } : {}),
       });
     }

@@ -34,10 +34,13 @@ export interface ConmonDriverOptions {
   conmon: string;
   runtime: RuntimeCommand;
   logger: Logger;
-  /** Kills a timed-out exec'd process given the pid its runtime wrote; default: kill(pid, SIGKILL). */
-  killExecProcess?: (containerId: string, pid: number) => Promise<void>;
   /**
-   * Runtime path conmon runs for exec sessions (`conmon --exec -r PATH`); default runtime.path.
+   * Kills a timed-out exec'd process given the pid its runtime wrote to `pidFile` (a runtime
+   * may write more beside it, e.g. `<pidFile>.internal`); default: kill(pid, SIGKILL).
+   */
+  killExecProcess?: (containerId: string, pid: number, pidFile: string) => Promise<void>;
+  /**
+   * Runtime path for `exec` (run directly, and by conmon for exec sessions); default runtime.path.
    * For runtimes whose `exec` differs from runc's in a flag conmon passes (runsc: no `--tty`).
    */
   execRuntimePath?: string;
@@ -125,7 +128,7 @@ export class ConmonDriver {
   readonly runtime: RuntimeCommand;
   private readonly conmon: string;
   private readonly log: Logger;
-  private readonly killExecProcess: (id: string, pid: number) => Promise<void>;
+  private readonly killExecProcess: (id: string, pid: number, pidFile: string) => Promise<void>;
   private readonly execRuntimePath: string;
 
   constructor(opts: ConmonDriverOptions) {
@@ -409,7 +412,7 @@ export class ConmonDriver {
     const timeoutMs = opts.timeoutMs ?? 60_000;
     try {
       return await new Promise<ExecResult>((resolve, reject) => {
-        const child = spawn(this.runtime.path, [...this.runtime.globalArgs, 'exec', '--process', procFile, '--pid-file', pidFile, id], {
+        const child = spawn(this.execRuntimePath, [...this.runtime.globalArgs, 'exec', '--process', procFile, '--pid-file', pidFile, id], {
           stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
         });
         const out: Buffer[] = [];
@@ -425,7 +428,7 @@ export class ConmonDriver {
         let timedOut = false;
         const killInner = async (): Promise<void> => {
           const pid = await readInt(pidFile);
-          if (pid !== undefined) await this.killExecProcess(id, pid).catch(() => {});
+          if (pid !== undefined) await this.killExecProcess(id, pid, pidFile).catch(() => {});
           setTimeout(() => child.kill('SIGKILL'), 2000);
         };
         const timer = setTimeout(() => { timedOut = true; void killInner(); }, timeoutMs);
@@ -455,6 +458,7 @@ export class ConmonDriver {
     } finally {
       await rm(procFile, { force: true });
       await rm(pidFile, { force: true });
+      await rm(`${pidFile}.internal`, { force: true });
     }
   }
 
@@ -561,7 +565,7 @@ export class ConmonDriver {
             close: () => {
               void (async () => {
                 const pid = await readInt(join(dir, 'pid'));
-                if (pid !== undefined) await this.killExecProcess(id, pid).catch(() => {});
+                if (pid !== undefined) await this.killExecProcess(id, pid, join(dir, 'pid')).catch(() => {});
                 session.close();
               })();
             },

@@ -73,16 +73,25 @@ export class GvisorBackend extends ConmonBackend {
   }
 
   /**
-   * conmon runs `<runtime> exec ... --tty --console-socket S` for a terminal exec; runsc takes
-   * the terminal from process.json and rejects `--tty` ("flag provided but not defined"). conmon
-   * is therefore given this wrapper for exec sessions, which drops that one flag and execs runsc.
+   * The `runsc exec` used directly and by conmon's exec sessions. conmon runs `<runtime> exec ...
+   * --tty --console-socket S` for a terminal exec; runsc takes the terminal from process.json and
+   * rejects `--tty` ("flag provided but not defined"), so the wrapper drops that flag. It also adds
+   * `--internal-pid-file <pidfile>.internal`, the exec'd process's pid inside the sandbox, which
+   * killExecProcess needs. It ends by exec'ing runsc, so the pid is runsc's own.
    */
   protected override execRuntimePath(): string {
     const path = join(this.opts.runDir, 'runsc-exec');
     const script = [
       '#!/bin/sh',
-      '# written by bulkhead: conmon passes --tty to exec, which runsc does not accept (process.json says terminal)',
-      'for a; do shift; [ "$a" = --tty ] || set -- "$@" "$a"; done',
+      '# written by bulkhead for `runsc exec`: drop --tty (conmon passes it; runsc takes the terminal from',
+      '# process.json), and after --pid-file P ask for the pid inside the sandbox in P.internal',
+      'prev=',
+      'for a; do',
+      '  shift',
+      '  [ "$a" = --tty ] || set -- "$@" "$a"',
+      '  [ "$prev" = --pid-file ] && set -- "$@" --internal-pid-file "$a.internal"',
+      '  prev=$a',
+      'done',
       `exec ${shellQuote(resolveBinary(this.bin))} "$@"`,
       '',
     ].join('\n');
@@ -127,18 +136,15 @@ export class GvisorBackend extends ConmonBackend {
     await this.driver.recordResources(id, resources);
   }
 
-  protected override async killExecProcess(id: string, hostPid: number): Promise<void> {
-    // runsc's exec pid file holds the host pid of `runsc exec`, which cannot forward SIGKILL; kill
-    // the exec'd processes inside the sandbox instead: top-level processes other than the init.
-    // (Known gap: this also ends other execs running in the same container at that moment.)
-    const args = this.runtimeCommand().globalArgs;
-    const ps = await run(this.bin, [...args, 'ps', '--format=json', id], { timeoutMs: 10_000 }).catch(() => undefined);
-    let procs: { PID?: number; PPID?: number }[] = [];
-    try { procs = JSON.parse(ps?.stdout ?? '[]') as { PID?: number; PPID?: number }[]; } catch { /* none */ }
-    for (const p of procs ?? []) {
-      if (p.PID !== undefined && p.PID !== 1 && p.PPID === 0) {
-        await run(this.bin, [...args, 'kill', `--pid=${p.PID}`, id, 'KILL'], { timeoutMs: 10_000 }).catch(() => {});
-      }
+  protected override async killExecProcess(id: string, hostPid: number, pidFile: string): Promise<void> {
+    // the host pid is `runsc exec`'s own, which does not forward SIGKILL into the sandbox; the
+    // exec wrapper asked runsc for the process's pid inside the sandbox (--internal-pid-file)
+    const inner = Number((await readFile(`${pidFile}.internal`, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(inner) && inner > 0) {
+      const r = await run(this.bin, [...this.runtimeCommand().globalArgs, 'kill', `--pid=${inner}`, id, 'KILL'], { timeoutMs: 10_000 }).catch(() => undefined);
+      if (r && r.code !== 0) this.log.warn('runsc kill --pid failed', { id, pid: inner, stderr: r.stderr.trim() });
+    } else {
+      this.log.warn('no sandbox pid recorded for a timed-out exec; killing only runsc exec', { id });
     }
     try { process.kill(hostPid, 'SIGKILL'); } catch { /* gone */ }
   }
