@@ -57,6 +57,7 @@ import { KeyedMutex } from './mutex.ts';
 import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
+import { podPlan } from './pod-plan.ts';
 import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, type EngineImage } from './container-spec.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
@@ -384,7 +385,7 @@ export class Engine {
     const cgroupParent = config.linux?.cgroupParent || `${this.#opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
     const runtime: PodRuntimeInfo = {
       netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
-      podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer ? newId() : '',
+      podDir, logDirectory, cgroupParent, pauseId: podPlan(backend).pause ? newId() : '',
       namespacePaths: {}, backendState: { trust, mode, ownCgroup, ownLogDir: !config.logDirectory },
     };
     const rec: PodRecord = {
@@ -624,6 +625,9 @@ export class Engine {
       const attempt = config.metadata?.attempt ?? 0;
       let targetPid = 0;
       const target = config.linux?.securityContext?.namespaceOptions;
+      if ((target?.pid === 'POD' || target?.pid === 'TARGET') && !podPlan(backend).sharedPid) {
+        throw new InvalidArgumentError(`runtime handler ${p.handler} cannot share a PID namespace between containers (pid ${target.pid}); each container is its own sandbox`);
+      }
       if (target?.pid === 'TARGET') {
         const t = target.targetId ? this.#store.getContainer(resolveId('container', target.targetId, (x) => this.#store.containerIdsWithPrefix(x))) : undefined;
         if (!t || t.podId !== p.id || t.phase !== 'running') throw new FailedPreconditionError('pid namespace target must be a running container of the same pod');
@@ -659,9 +663,11 @@ export class Engine {
           cgroupParent: p.runtime.cgroupParent, pidsLimit: this.#opts.pidsLimit ?? 4096,
           ...(targetPid ? { targetPid } : {}),
         });
+        // gVisor: every container is a sandbox of its own in the pod netns (see pod-plan.ts)
+        const role = podPlan(backend).appRole;
         const podRef = {
-          podId: p.id, role: 'container' as const,
-          ...(p.runtime.pauseId ? { sandboxContainerId: p.runtime.pauseId } : {}),
+          podId: p.id, role,
+          ...(p.runtime.pauseId && role === 'container' ? { sandboxContainerId: p.runtime.pauseId } : {}),
           ...(p.runtime.netnsPath ? { netnsPath: p.runtime.netnsPath } : {}),
         };
         const { pid } = await backend.createContainer({

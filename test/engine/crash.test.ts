@@ -2,30 +2,10 @@
 // points by themselves); a new Engine on the same root must reattach, report, clean up, leak nothing.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { testEnv, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, type TestEnv } from './helpers.ts';
+import { testEnv, crashChild, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, type TestEnv } from './helpers.ts';
 
 const handler = process.env.BULKHEAD_ENGINE_HANDLER ?? 'runc';
-
-interface ChildOut { podId?: string; runner?: string; quick?: string; killedAt?: string; error?: string }
-
-/** Runs crash-child.ts; resolves with its first JSON line and a promise of its exit. */
-async function child(env: TestEnv, mode: string, extra: Record<string, unknown> = {}): Promise<{ out: ChildOut; kill: () => Promise<void>; exited: Promise<NodeJS.Signals | number | null> }> {
-  const cfg = {
-    root: env.root, runDir: env.runDir, imagesDir: env.imagesDir, busybox: env.busybox,
-    handler, mode, cgroupParent: `/bulkhead-test-${process.pid}`, ...extra,
-  };
-  const c = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(import.meta.dirname, 'crash-child.ts'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => c.on('exit', (code, sig) => resolve(sig ?? code)));
-  const rl = createInterface({ input: c.stdout! });
-  const line = await new Promise<string>((resolve, reject) => {
-    rl.once('line', resolve);
-    c.once('exit', () => reject(new Error(`crash child (${mode}) exited without output`)));
-  });
-  return { out: JSON.parse(line) as ChildOut, exited, kill: async () => { c.kill('SIGKILL'); await exited; } };
-}
 
 describe(`engine crash safety (${handler})`, () => {
   let env: TestEnv;
@@ -33,17 +13,17 @@ describe(`engine crash safety (${handler})`, () => {
   after(async () => { await env?.cleanup(); });
 
   it('reattaches running containers, reports exits, cleans half-created work, leaks nothing', async () => {
-    const a = await child(env, 'run');
+    const a = await crashChild(env, handler, 'run');
     const { podId, runner, quick } = a.out;
     assert.ok(podId && runner && quick, 'child reported its ids');
     await a.kill(); // SIGKILL mid-run
 
-    const b = await child(env, 'mid-container', { podId });
+    const b = await crashChild(env, handler, 'mid-container', { podId });
     assert.ok(b.out.killedAt, 'child killed itself after the runtime created the container');
     assert.equal(await b.exited, 'SIGKILL');
     const half = b.out.killedAt!;
 
-    const c = await child(env, 'mid-pod');
+    const c = await crashChild(env, handler, 'mid-pod');
     assert.equal(await c.exited, 'SIGKILL');
     const halfPod = c.out.podId!;
     assert.ok((await netnsOf(halfPod)).length > 0, 'the half-created pod left a netns behind');
@@ -80,7 +60,7 @@ describe(`engine crash safety (${handler})`, () => {
   });
 
   it('after a restart a container that exits is noticed by the exit monitor', async () => {
-    const a = await child(env, 'run');
+    const a = await crashChild(env, handler, 'run');
     await a.kill();
     const engine = await env.engine();
     await waitFor(async () => (await engine.containerStatus(a.out.quick!)).status.state === 'CONTAINER_EXITED', 20_000, 'quick to exit');

@@ -7,6 +7,9 @@ import { mkdtemp, rm, rmdir, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { run } from '../../src/util/exec.ts';
 import { silentLogger, createLogger, type Logger } from '../../src/util/log.ts';
 import { createBackend } from '../../src/runtime/backends.ts';
 import type { Backend } from '../../src/runtime/backend.ts';
@@ -94,11 +97,8 @@ export async function testEnv(handlers: string[] = ['runc']): Promise<TestEnv> {
         await e.close().catch(() => undefined);
       }
       await images.close().catch(() => undefined);
+      await hardCleanup(runDir, handlers, root);
       await rm(dir, { recursive: true, force: true });
-      // the shared cgroup parent of this test process (pods below it are removed by the engine)
-      for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-        await rmdir(join('/sys/fs/cgroup', h, `bulkhead-test-${process.pid}`)).catch(() => undefined);
-      }
     },
   };
 }
@@ -151,3 +151,92 @@ export async function conmonsWith(needle: string): Promise<number[]> {
 }
 
 export { existsSync };
+
+/** Pids of processes (conmon, runsc-sandbox, runsc-gofer, runc init, ...) whose command line mentions `needle`. */
+export async function procsWith(needle: string): Promise<{ pid: number; cmd: string }[]> {
+  const out: { pid: number; cmd: string }[] = [];
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const cmd = (await readFile(`/proc/${p}/cmdline`, 'utf8')).split('\0').join(' ').trim();
+      if (cmd.includes(needle)) out.push({ pid: Number(p), cmd });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/** Cgroup dirs (relative to each hierarchy) under `parent`, in every hierarchy. */
+export async function cgroupDirsUnder(parent: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    let entries: import('node:fs').Dirent[];
+    try { entries = await readdir(dir, { withFileTypes: true }); } catch { return; }
+    for (const e of entries) if (e.isDirectory()) { out.push(`${rel}/${e.name}`); await walk(join(dir, e.name), `${rel}/${e.name}`); }
+  };
+  for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    const d = join('/sys/fs/cgroup', h, parent);
+    if (existsSync(d)) { out.push(`${h}:${parent}`); await walk(d, `${h}:${parent}`); }
+  }
+  return out;
+}
+
+/**
+ * Last-resort teardown after a test file, whatever state it failed in: runtime containers
+ * (runsc sandboxes, runc), conmon and runtime processes started under `runDir`, mounts under it,
+ * this process's netns and cgroups. Only things this test process made are touched.
+ */
+export async function hardCleanup(runDir: string, handlers: string[], root?: string): Promise<void> {
+  // pods the engine still has records of (a failed test may have left them): their netns
+  if (root && existsSync(join(root, 'state.db'))) {
+    try {
+      const { DatabaseSync } = await import('node:sqlite');
+      const db = new DatabaseSync(join(root, 'state.db'));
+      const ids = (db.prepare('SELECT id FROM pods').all() as { id: string }[]).map((r) => r.id);
+      db.close();
+      for (const id of ids) for (const ns of await netnsOf(id)) await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => undefined);
+    } catch { /* no store */ }
+  }
+  for (const h of handlers) {
+    const bin = h === 'gvisor' ? '/usr/bin/runsc' : h === 'runc' ? '/usr/sbin/runc' : undefined;
+    if (!bin) continue;
+    const root = join(runDir, h, 'state');
+    if (!existsSync(root)) continue;
+    const extra = h === 'gvisor' ? ['--platform=ptrace'] : [];
+    const list = await run(bin, ['--root', root, ...extra, 'list', '-q'], { timeoutMs: 20_000 }).catch(() => undefined);
+    for (const id of (list?.stdout ?? '').split('\n').map((l) => l.trim()).filter(Boolean)) {
+      await run(bin, ['--root', root, ...extra, 'delete', '--force', id], { timeoutMs: 30_000 }).catch(() => undefined);
+    }
+  }
+  for (const p of await procsWith(runDir)) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
+  const mounts = (await mountsUnder(runDir)).sort((a, b) => b.length - a.length);
+  for (const m of mounts) await run('umount', ['-l', m], { timeoutMs: 10_000 }).catch(() => undefined);
+  const parent = `bulkhead-test-${process.pid}`;
+  for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    await rmdirDeep(join('/sys/fs/cgroup', h, parent));
+  }
+}
+
+async function rmdirDeep(dir: string): Promise<void> {
+  let entries: import('node:fs').Dirent[] = [];
+  try { entries = await readdir(dir, { withFileTypes: true }); } catch { return; }
+  for (const e of entries) if (e.isDirectory()) await rmdirDeep(join(dir, e.name));
+  await rmdir(dir).catch(() => undefined);
+}
+
+export interface CrashChildOut { podId?: string; runner?: string; quick?: string; killedAt?: string; error?: string }
+
+/** Runs crash-child.ts (a daemon-like Engine owner); resolves with its first JSON line and a promise of its exit. */
+export async function crashChild(env: TestEnv, handler: string, mode: string, extra: Record<string, unknown> = {}): Promise<{ out: CrashChildOut; kill: () => Promise<void>; exited: Promise<NodeJS.Signals | number | null> }> {
+  const cfg = {
+    root: env.root, runDir: env.runDir, imagesDir: env.imagesDir, busybox: env.busybox,
+    handler, mode, cgroupParent: `/bulkhead-test-${process.pid}`, ...extra,
+  };
+  const c = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(import.meta.dirname, 'crash-child.ts'), JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => c.on('exit', (code, sig) => resolve(sig ?? code)));
+  const rl = createInterface({ input: c.stdout! });
+  const line = await new Promise<string>((resolve, reject) => {
+    rl.once('line', resolve);
+    c.once('exit', () => reject(new Error(`crash child (${mode}) exited without output`)));
+  });
+  return { out: JSON.parse(line) as CrashChildOut, exited, kill: async () => { c.kill('SIGKILL'); await exited; } };
+}

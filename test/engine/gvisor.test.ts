@@ -1,0 +1,156 @@
+// Engine lifecycle on gVisor (runsc --platform=ptrace under conmon): every container is its own
+// sandbox in the pod's network namespace (see src/engine/pod-plan.ts). Real registry, real runsc.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import {
+  testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, procsWith, activeSnapshots,
+  crashChild, cgroupDirsUnder, type TestEnv,
+} from './helpers.ts';
+import type { Engine } from '../../src/engine/engine.ts';
+
+const handler = 'gvisor';
+
+describe('engine on gVisor', () => {
+  let env: TestEnv;
+  let engine: Engine;
+  before(async () => {
+    env = await testEnv([handler]);
+    engine = await env.engine();
+  });
+  after(async () => { await env?.cleanup(); });
+
+  async function exited(e: Engine, id: string) {
+    return await waitFor(async () => {
+      const s = (await e.containerStatus(id)).status;
+      return s.state === 'CONTAINER_EXITED' ? s : undefined;
+    }, 60_000, `container ${id} to exit`);
+  }
+
+  it('records real exit codes and CRI logs; no pause sandbox; removal leaves no sandbox behind', async () => {
+    const pod = podConfig();
+    const podId = await engine.runPodSandbox(pod, handler);
+    assert.equal((await engine.podSandboxStatus(podId)).status.state, 'SANDBOX_READY');
+    const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string };
+    assert.equal(info.pauseId, '', 'gVisor pods run no pause sandbox');
+
+    const id = await engine.createContainer(podId, containerConfig(env.busybox, 'once', ['sh', '-c', 'echo hello; echo oops >&2; exit 3']), pod);
+    assert.equal((await engine.containerStatus(id)).status.state, 'CONTAINER_CREATED');
+    await engine.startContainer(id);
+    const st = await exited(engine, id);
+    assert.equal(st.exitCode, 3);
+    assert.equal(st.reason, 'Error');
+    const log = await readFile(st.logPath, 'utf8');
+    assert.match(log, /^\S+ stdout F hello$/m);
+    assert.match(log, /^\S+ stderr F oops$/m);
+
+    const ok = await engine.createContainer(podId, containerConfig(env.busybox, 'zero', ['true']), pod);
+    await engine.startContainer(ok);
+    const s0 = await exited(engine, ok);
+    assert.equal(s0.exitCode, 0);
+    assert.equal(s0.reason, 'Completed');
+
+    // sharing a PID namespace is refused, not silently ignored
+    await assert.rejects(engine.createContainer(podId, containerConfig(env.busybox, 'pidpod', ['true'], {
+      linux: { securityContext: { namespaceOptions: { pid: 'POD' } } },
+    }), pod), { code: 'InvalidArgument' });
+
+    await engine.removePodSandbox(podId);
+    assert.deepEqual(await netnsOf(podId), []);
+    assert.deepEqual(await conmonsWith(id), []);
+    assert.deepEqual((await procsWith(id)).map((p) => p.cmd), [], 'no runsc processes of the container');
+    assert.deepEqual(await mountsUnder(env.runDir), []);
+    assert.deepEqual(await activeSnapshots(env.imagesDir), []);
+  });
+
+  it('two containers of a pod share the network (localhost) and the hostname; exec sync; stats', async () => {
+    const pod = podConfig({ hostname: 'gv-shared' });
+    const podId = await engine.runPodSandbox(pod, handler);
+    const a = await engine.createContainer(podId, containerConfig(env.busybox, 'server', ['httpd', '-f', '-p', '127.0.0.1:8080', '-h', '/etc']), pod);
+    const b = await engine.createContainer(podId, containerConfig(env.busybox, 'client', ['sleep', '1000']), pod);
+    await engine.startContainer(a);
+    await engine.startContainer(b);
+    const got = await waitFor(async () => {
+      // (busybox wget fails inside gVisor's host-network mode with EAGAIN on read; nc works)
+      const r = await engine.execSync(b, ['sh', '-c', 'printf "GET /hostname HTTP/1.0\\r\\n\\r\\n" | nc 127.0.0.1 8080'], 10);
+      return r.exitCode === 0 && r.stdout.length > 0 ? r.stdout.toString() : undefined;
+    }, 30_000, 'the server container to answer on the pod loopback');
+    assert.match(got, /^HTTP\/1\.[01] 200/);
+    assert.match(got, /\r\n\r\ngv-shared\n$/);
+    assert.equal((await engine.execSync(a, ['hostname'], 10)).stdout.toString().trim(), 'gv-shared');
+    assert.match((await engine.execSync(b, ['cat', '/etc/hosts'], 10)).stdout.toString(), /gv-shared/);
+
+    const r = await engine.execSync(b, ['sh', '-c', 'echo out; echo err >&2; exit 4'], 10);
+    assert.equal(r.stdout.toString(), 'out\n');
+    assert.equal(r.stderr.toString(), 'err\n');
+    assert.equal(r.exitCode, 4);
+    await assert.rejects(engine.execSync(b, ['sleep', '30'], 1), { code: 'DeadlineExceeded' });
+
+    const stats = await engine.containerStats(b);
+    assert.ok((stats.memory?.workingSetBytes?.value ?? 0) > 0, 'working set reported');
+    assert.ok((stats.cpu?.usageCoreNanoSeconds?.value ?? 0) > 0, 'cpu reported');
+    const ps = await engine.podSandboxStats(podId);
+    assert.equal(ps.linux?.containers.length, 2);
+    assert.ok((ps.linux?.process?.processCount?.value ?? 0) >= 2);
+
+    await engine.removePodSandbox(podId);
+    await assert.rejects(engine.containerStatus(a), { code: 'NotFound' });
+    assert.deepEqual((await procsWith(a)).concat(await procsWith(b)).map((p) => p.cmd), []);
+    assert.deepEqual(await netnsOf(podId), []);
+  });
+
+  it('stops with the image stop signal, and kills after the grace period when it is ignored', async () => {
+    const pod = podConfig();
+    const podId = await engine.runPodSandbox(pod, handler);
+    const u = await engine.createContainer(podId, containerConfig(env.usr1, 'usr1', ['sh', '-c', "trap 'exit 7' USR1; while true; do sleep 0.1; done"]), pod);
+    await engine.startContainer(u);
+    await new Promise((r) => setTimeout(r, 1000));
+    await engine.stopContainer(u, 20);
+    const su = (await engine.containerStatus(u)).status;
+    assert.equal(su.state, 'CONTAINER_EXITED');
+    assert.equal(su.exitCode, 7);
+
+    const t = await engine.createContainer(podId, containerConfig(env.busybox, 'stubborn', ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"]), pod);
+    await engine.startContainer(t);
+    await new Promise((r) => setTimeout(r, 1000));
+    await engine.stopContainer(t, 1);
+    const st = (await engine.containerStatus(t)).status;
+    assert.equal(st.state, 'CONTAINER_EXITED');
+    assert.equal(st.exitCode, 137, 'killed by SIGKILL after the grace period');
+    await engine.stopContainer(t, 1);
+
+    // stopping the pod stops a running container too
+    const s = await engine.createContainer(podId, containerConfig(env.busybox, 'sleeper', ['sleep', '1000']), pod);
+    await engine.startContainer(s);
+    await engine.stopPodSandbox(podId);
+    assert.equal((await engine.containerStatus(s)).status.state, 'CONTAINER_EXITED');
+    assert.deepEqual(await conmonsWith(s), []);
+    await engine.removePodSandbox(podId);
+  });
+
+  it('reattaches a running gVisor container after the daemon is SIGKILLed', async () => {
+    const a = await crashChild(env, handler, 'run');
+    const { podId, runner, quick } = a.out;
+    assert.ok(podId && runner && quick, 'child reported its ids');
+    await a.kill();
+    await new Promise((r) => setTimeout(r, 2500)); // "quick" exits (5) while no daemon runs
+
+    const e2 = await env.engine();
+    assert.equal((await e2.containerStatus(runner!)).status.state, 'CONTAINER_RUNNING');
+    const q = await exited(e2, quick!);
+    assert.equal(q.exitCode, 5);
+    assert.equal((await e2.execSync(runner!, ['echo', 'alive'], 10)).stdout.toString(), 'alive\n');
+    // the reattached container's exit is watched again
+    await e2.stopContainer(runner!, 1);
+    const r = (await e2.containerStatus(runner!)).status;
+    assert.equal(r.state, 'CONTAINER_EXITED');
+    assert.equal(r.exitCode, 143, 'sleep ends on the SIGTERM within the grace period');
+
+    await e2.removePodSandbox(podId!);
+    assert.deepEqual(await netnsOf(podId!), []);
+    assert.deepEqual(await conmonsWith(env.runDir), []);
+    assert.deepEqual((await procsWith(runner!)).map((p) => p.cmd), []);
+    assert.deepEqual(await mountsUnder(env.runDir), []);
+    assert.deepEqual(await cgroupDirsUnder(`bulkhead-test-${process.pid}/pod-${podId!.slice(0, 16)}`), []);
+  });
+});
