@@ -7,12 +7,14 @@ import type { Backend, BackendOptions } from './backend.ts';
 import { CrunBackend } from './crun/crun-backend.ts';
 import { GvisorBackend } from './gvisor/gvisor-backend.ts';
 import { RuncBackend } from './runc/runc-backend.ts';
+import { MicrovmBackend } from './microvm/microvm-backend.ts';
 
 const FACTORIES: Record<string, (opts: BackendOptions) => Backend> = {
   runc: (o) => new RuncBackend(o),
   gvisor: (o) => new GvisorBackend(o),
   runsc: (o) => new GvisorBackend(o),
   crun: (o) => new CrunBackend(o),
+  microvm: (o) => new MicrovmBackend(o),
 };
 
 export function createBackend(kind: string, opts: BackendOptions): Backend | undefined {

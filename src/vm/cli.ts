@@ -346,6 +346,14 @@ async function cmdVmd(g: Global, argv: string[]): Promise<number> {
   return await sup.finished();
 }
 
+async function cmdStats(g: Global, argv: string[]): Promise<number> {
+  const id = checkId(parse(argv, new Set()).pos[0]);
+  const rec = await readRecord(g.root, id);
+  const s = await withPod(rec, (c) => c.request('stats', { name: id }));
+  process.stdout.write(JSON.stringify(s) + '\n');
+  return 0;
+}
+
 function cmdFeatures(): number {
   process.stdout.write(JSON.stringify({
     ociVersionMin: '1.0.0', ociVersionMax: '1.1.0', hooks: [], mountOptions: ['ro', 'rw'],
@@ -390,6 +398,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'delete': return await cmdDelete(g, rest);
       case 'exec': return await cmdExec(g, rest);
       case 'features': return cmdFeatures();
+      case 'stats': return await cmdStats(g, rest);
       case 'setup': return await cmdSetup(g, rest);
       case 'update': throw new UnimplementedError('update: resources of a running microVM container cannot be changed');
       case '_shim': return await cmdShim(g, rest);

@@ -27,7 +27,7 @@ export interface ShimSession {
 }
 
 function ready(fd: number, line: string): void {
-  if (fd < 0) return;
+  if (fd < 0) { if (line.startsWith('error')) process.stderr.write(`bulkhead-vm: ${line.slice(7)}\n`); return; }
   try { writeSync(fd, line + '\n'); closeSync(fd); } catch { /* creator gone */ }
 }
 

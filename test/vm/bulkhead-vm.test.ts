@@ -1,0 +1,178 @@
+// bulkhead-vm driven directly, like conmon drives runc: real QEMU microVMs (TCG here), a busybox-static
+// rootfs. Boots are few (2 shared cores): one pod VM carries most cases, a second is killed on purpose.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
+
+const skip = skipReason();
+const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };
+const member = (sandbox: string): Record<string, string> => ({ 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': sandbox });
+
+interface State { status: string; pid: number; annotations: Record<string, string> }
+async function state(root: string, id: string): Promise<State> {
+  const r = await vm(root, ['state', id]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as State;
+}
+
+describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
+  let dir: string;
+  let root: string;
+  let rootfs: string;
+  const sbId = `sb-${process.pid}`;
+  let guestKernel = '';
+  let sandboxOut: () => string = () => '';
+  let sandboxIn: { close(): void } | undefined;
+
+  before(() => {
+    dir = tempDir('bulkhead-vm-test-');
+    root = join(dir, 'state');
+    rootfs = makeRootfs(dir);
+  });
+  after(async () => {
+    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs the sandbox container in its own kernel, with stdin', async () => {
+    const b = makeBundle(dir, 'sb', { rootfs, annotations: SB, args: ['sh', '-c', 'uname -r; read x; echo "got:$x"; hostname; exec sleep 1000'] });
+    const c = await createWithPipes(root, sbId, b);
+    assert.equal(c.code, 0, c.err());
+    sandboxOut = c.out;
+    sandboxIn = c.stdin;
+    const pid = Number(readFileSync(c.pidFile, 'utf8'));
+    assert.ok(alive(pid), 'the supervisor pid in --pid-file is alive');
+    assert.equal((await state(root, sbId)).status, 'created');
+    const s = await vm(root, ['start', sbId]);
+    assert.equal(s.code, 0, s.stderr);
+    assert.equal((await state(root, sbId)).status, 'running');
+    await waitFor(() => c.out().includes('\n'), 'uname output');
+    guestKernel = c.out().split('\n')[0]!;
+    assert.match(guestKernel, /cloud-amd64$/);
+    assert.notEqual(guestKernel, release(), 'the guest kernel is not the host kernel');
+    c.stdin.write('hello\n');
+    await waitFor(() => c.out().includes('got:hello'), 'stdin echo');
+    await waitFor(() => c.out().includes('sb\n'), 'hostname from the spec');
+  });
+
+  it('execs into the running VM with exit codes, env and TTY', async () => {
+    const r = await vm(root, ['exec', sbId, 'sh', '-c', 'echo $((6*7)) $FOO; uname -r; exit 3', '--', '-e', 'x']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stdout, /^42 *\n/);
+    assert.ok(r.stdout.includes(guestKernel));
+    const withEnv = await vm(root, ['exec', '--env', 'FOO=bar', sbId, 'sh', '-c', 'echo $FOO']);
+    assert.equal(withEnv.code, 0, withEnv.stderr);
+    assert.equal(withEnv.stdout.trim(), 'bar');
+    const missing = await vm(root, ['exec', sbId, 'no-such-binary']);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stdout + missing.stderr, /not found/);
+    const tty = await vm(root, ['exec', '--tty', sbId, 'sh', '-c', 'test -t 0 && tty']);
+    assert.equal(tty.code, 0, tty.stderr);
+    assert.match(tty.stdout, /\/dev\/pts\/\d+/);
+    const stdin = await vm(root, ['exec', sbId, 'sh', '-c', 'cat | wc -c'], 'twelve bytes');
+    assert.equal(stdin.stdout.trim(), '12');
+  });
+
+  it('runs a second container in the same VM, with its own root and memory limit', async () => {
+    const id = `c2-${process.pid}`;
+    const b = makeBundle(dir, 'c2', {
+      rootfs, annotations: member(sbId), memoryLimit: 64 * 1024 * 1024,
+      args: ['sh', '-c', 'uname -r; cat /sys/fs/cgroup/memory.max 2>/dev/null; touch /only-here; dd if=/dev/zero of=/dev/null bs=100M count=1; echo survived'],
+    });
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    assert.equal((await vm(root, ['start', id])).code, 0);
+    await c.done;
+    assert.ok(c.out().startsWith(guestKernel), c.out());
+    assert.ok(!c.out().includes('survived'), `allocation beyond the 64 MiB limit was not killed: ${c.out()}`);
+    const st = await state(root, id);
+    assert.equal(st.status, 'stopped');
+    assert.equal(st.annotations['io.bulkhead.vm.exit-code'], '137', 'OOM-killed inside the guest');
+    // the file it wrote lives in its own writable layer, not in the sandbox's
+    const look = await vm(root, ['exec', sbId, 'sh', '-c', 'test -e /only-here && echo leaked || echo isolated']);
+    assert.equal(look.stdout.trim(), 'isolated');
+    assert.equal((await vm(root, ['delete', id])).code, 0);
+    assert.ok(!existsSync(join(root, id)));
+  });
+
+  it('delivers signals and reports the exit code', async () => {
+    const id = `c3-${process.pid}`;
+    const b = makeBundle(dir, 'c3', { rootfs, annotations: member(sbId), args: ['sleep', '1000'] });
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    assert.equal((await vm(root, ['start', id])).code, 0);
+    const k = await vm(root, ['kill', id, 'TERM']);
+    assert.equal(k.code, 0, k.stderr);
+    await c.done;
+    const st = await state(root, id);
+    assert.equal(st.status, 'stopped');
+    assert.equal(st.annotations['io.bulkhead.vm.exit-code'], String(128 + 15));
+    const again = await vm(root, ['kill', id, 'KILL']);
+    assert.notEqual(again.code, 0, 'kill of a stopped container fails');
+    assert.equal((await vm(root, ['delete', id])).code, 0);
+  });
+
+  it('exits with the code of the process', async () => {
+    const id = `c4-${process.pid}`;
+    const b = makeBundle(dir, 'c4', { rootfs, annotations: member(sbId), args: ['sh', '-c', 'echo out; echo err >&2; exit 7'] });
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    const pid = Number(readFileSync(c.pidFile, 'utf8'));
+    assert.equal((await vm(root, ['start', id])).code, 0);
+    await c.done;
+    assert.equal(c.out(), 'out\n');
+    assert.equal(c.err(), 'err\n');
+    await waitFor(() => !alive(pid), 'supervisor exit');
+    assert.equal((await state(root, id)).annotations['io.bulkhead.vm.exit-code'], '7');
+    assert.equal((await vm(root, ['delete', id])).code, 0);
+  });
+
+  it('refuses to delete a running sandbox without --force, then stops the VM with it', async () => {
+    const r = await vm(root, ['delete', sbId]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /running/);
+    const pods = join(root, 'pods');
+    const podDir = join(pods, (await import('node:fs')).readdirSync(pods)[0]!);
+    const vmmPid = Number(readFileSync(join(podDir, 'vmm.pid'), 'utf8'));
+    assert.ok(alive(vmmPid));
+    const d = await vm(root, ['delete', '--force', sbId]);
+    assert.equal(d.code, 0, d.stderr);
+    await waitFor(() => !alive(vmmPid), 'VMM exit', 20_000);
+    assert.ok(!existsSync(podDir), 'pod directory removed');
+    assert.ok(!existsSync(join(root, sbId)));
+    assert.ok(sandboxOut().includes('got:hello'));
+    sandboxIn?.close();
+  });
+});
+
+describe('bulkhead-vm: a killed VMM', { skip, timeout: 600_000 }, () => {
+  it('reports the container as stopped with the reason', async () => {
+    const dir = tempDir('bulkhead-vm-kill-');
+    const root = join(dir, 'state');
+    const id = `k-${process.pid}`;
+    try {
+      const b = makeBundle(dir, 'k', { rootfs: makeRootfs(dir), args: ['sleep', '1000'] });
+      const c = await createWithPipes(root, id, b);
+      assert.equal(c.code, 0, c.err());
+      assert.equal((await vm(root, ['start', id])).code, 0);
+      const pods = join(root, 'pods');
+      const podDir = join(pods, (await import('node:fs')).readdirSync(pods)[0]!);
+      const vmmPid = Number(readFileSync(join(podDir, 'vmm.pid'), 'utf8'));
+      process.kill(vmmPid, 'SIGKILL');
+      await c.done;
+      const st = await state(root, id);
+      assert.equal(st.status, 'stopped');
+      assert.equal(st.annotations['io.bulkhead.vm.exit-code'], '255');
+      assert.match(st.annotations['io.bulkhead.vm.exit-reason'] ?? '', /killed by SIGKILL/);
+      assert.match(c.err(), /killed by SIGKILL/);
+      assert.equal((await vm(root, ['delete', id])).code, 0);
+      assert.ok(!existsSync(podDir));
+    } finally {
+      await vm(root, ['delete', '--force', id]).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,118 @@
+// Shared by the microVM tests: a busybox-static rootfs, OCI bundles, and a runner for bin/bulkhead-vm
+// that gives the container pipes like conmon does.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, cpSync, existsSync, openSync, writeSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const BULKHEAD_VM = join(REPO, 'bin/bulkhead-vm');
+/** Guest assets: BULKHEAD_VM_ASSETS, else BULKHEAD_ROOT, else /var/lib/bulkhead (setup puts them in <root>/vm). */
+export const ASSETS = process.env.BULKHEAD_VM_ASSETS ?? process.env.BULKHEAD_ROOT ?? '/var/lib/bulkhead';
+
+/** Why VM tests cannot run here, or undefined. */
+export function skipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (spawnSync('qemu-system-x86_64', ['--version']).status !== 0) return 'qemu-system-x86_64 is not installed';
+  if (!existsSync(join(ASSETS, 'vm/initramfs.cpio'))) return `no guest assets in ${ASSETS}/vm; run bin/bulkhead-vm --assets ${ASSETS} setup`;
+  return undefined;
+}
+
+export function makeRootfs(dir: string): string {
+  const root = join(dir, 'rootfs');
+  for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root']) mkdirSync(join(root, d), { recursive: true });
+  cpSync('/bin/busybox', join(root, 'bin/busybox'));
+  for (const c of ['sh', 'ls', 'cat', 'echo', 'uname', 'sleep', 'id', 'hostname', 'dd', 'env', 'tty', 'test', 'true', 'false', 'kill', 'grep', 'head', 'mount', 'touch', 'stty', 'wc']) {
+    symlinkSync('busybox', join(root, 'bin', c));
+  }
+  writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n');
+  return root;
+}
+
+export interface BundleOpts {
+  args: string[];
+  terminal?: boolean;
+  memoryLimit?: number;
+  annotations?: Record<string, string>;
+  hostname?: string;
+  rootfs: string;
+}
+
+export function makeBundle(dir: string, name: string, o: BundleOpts): string {
+  const b = join(dir, name);
+  mkdirSync(b, { recursive: true });
+  const spec = {
+    ociVersion: '1.0.2',
+    process: { terminal: o.terminal ?? false, user: { uid: 0, gid: 0 }, args: o.args, env: ['PATH=/bin', 'TERM=xterm'], cwd: '/' },
+    root: { path: o.rootfs },
+    hostname: o.hostname ?? name,
+    annotations: o.annotations ?? {},
+    linux: { resources: o.memoryLimit ? { memory: { limit: o.memoryLimit } } : {} },
+  };
+  writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
+  return b;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface RunResult { code: number | null; stdout: string; stderr: string }
+
+/** Runs bulkhead-vm to completion (with optional stdin), capturing output. */
+export function vm(state: string, args: string[], input?: string, timeoutMs = 240_000): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const p = spawn(BULKHEAD_VM, ['--root', state, '--assets', ASSETS, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, BULKHEAD_VM_ACCEL: process.env.BULKHEAD_VM_ACCEL ?? 'auto' } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    p.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    p.stdin.on('error', () => {});
+    p.stdin.end(input ?? '');
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`bulkhead-vm ${args.join(' ')} timed out; stderr: ${stderr}`)); }, timeoutMs);
+    p.on('close', (code) => { clearTimeout(t); resolvePromise({ code, stdout, stderr }); });
+  });
+}
+
+/**
+ * `create` the way conmon runs it: the container's stdio are pipes whose other ends we keep
+ * (the supervisor inherits them and outlives create).
+ */
+export interface Created { stdin: { write(s: string): void; close(): void }; out: () => string; err: () => string; create: ChildProcess; pidFile: string; done: Promise<void> }
+
+export function createWithPipes(state: string, id: string, bundle: string): Promise<Created & { code: number | null }> {
+  return new Promise((resolvePromise) => {
+    const pidFile = join(bundle, 'pid');
+    // Node destroys a child's stdin pipe when the child exits; the supervisor outlives create, so
+    // its stdin is a FIFO we hold open (as conmon holds its pipe).
+    const fifo = join(bundle, 'stdin.fifo');
+    spawnSync('mkfifo', [fifo]);
+    const inFd = openSync(fifo, 'r+');
+    const stdin = { write: (s: string): void => { writeSync(inFd, s); }, close: (): void => { closeSync(inFd); } };
+    const p = spawn(BULKHEAD_VM, ['--root', state, '--assets', ASSETS, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: [inFd, 'pipe', 'pipe'], env: { ...process.env, BULKHEAD_VM_ACCEL: process.env.BULKHEAD_VM_ACCEL ?? 'auto' } });
+    let stdout = '';
+    let stderr = '';
+    let ended = 0;
+    let markDone: () => void = () => {};
+    const done = new Promise<void>((r) => { markDone = r; });
+    const onEnd = (): void => { if (++ended === 2) markDone(); };
+    p.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
+    p.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+    p.stdout!.on('end', onEnd);
+    p.stderr!.on('end', onEnd);
+    p.on('exit', (code) => resolvePromise({ code, stdin, out: () => stdout, err: () => stderr, create: p, pidFile, done }));
+  });
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
