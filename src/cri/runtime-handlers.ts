@@ -35,14 +35,21 @@ export class RuntimeHandlers {
 
   get(name: string): HandlerEntry | undefined { return this.#entries.get(name); }
 
-  /** The handler a request names ("" = default), checked to exist and to be usable here. */
-  async resolve(requested: string, signal?: AbortSignal): Promise<HandlerEntry> {
+  /** The handler a request names ("" = default); InvalidArgument when no such handler is configured. */
+  known(requested: string): HandlerEntry {
     const name = requested === '' ? this.defaultHandler : requested;
     const entry = this.#entries.get(name);
     if (!entry) {
       const known = this.names().join(', ') || 'none';
       throw new InvalidArgumentError(`unknown runtime handler "${name}" (configured handlers: ${known})`);
     }
+    return entry;
+  }
+
+  /** The handler a request names ("" = default), checked to exist and to be usable here. */
+  async resolve(requested: string, signal?: AbortSignal): Promise<HandlerEntry> {
+    const entry = this.known(requested);
+    const name = entry.name;
     const probe = await entry.probe(signal);
     if (!probe.available) {
       throw new FailedPreconditionError(`runtime handler "${name}" (backend ${entry.backend}) cannot run on this host: ${probe.reason ?? 'its probe says unavailable'}`);

@@ -22,6 +22,8 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
     RunPodSandbox: unary(async (req: RunPodSandboxRequest, ctx) => {
       const config = checkPodConfig(req.config);
       let handler = req.runtimeHandler ?? '';
+      // A name no handler has is a malformed request, whatever the policy would say.
+      if (handler !== '') deps.handlers.known(handler);
       let trust: 'trusted' | 'untrusted' = 'untrusted';
       if (deps.policy) {
         const decision = await deps.policy.enforcePod(config, handler);

@@ -16,7 +16,9 @@ import { CriServer } from '../cri/server.ts';
 import { RuntimeHandlers, type HandlerEntry } from '../cri/runtime-handlers.ts';
 import type { CriDeps } from '../cri/deps.ts';
 import { Engine, type EngineImages } from '../engine/engine.ts';
-import { NotFoundError } from '../errors.ts';
+import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { checkPolicyHandlers, policyFromConfig } from '../policy/load.ts';
+import { criPolicy } from '../cri/policy-adapter.ts';
 import { createImageService } from '../image/image-service.ts';
 import { createBackend } from '../runtime/backends.ts';
 import { StreamServer } from '../stream/stream-server.ts';
@@ -87,6 +89,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     }
     const handlers = new RuntimeHandlers(config.runtime.defaultHandler, entries);
 
+    // An invalid policy stops the daemon: running without it would fail open.
+    const policy = await policyFromConfig(config);
+    const policyProblems = checkPolicyHandlers(policy, Object.keys(config.runtime.handlers));
+    if (policyProblems.length > 0) throw new InvalidArgumentError(`policy (${policy.source}): ${policyProblems.join('; ')}`);
+    logger.info('trust policy loaded', { source: policy.source, defaultTrust: policy.defaultTrust, rules: policy.rules.length });
+
     const startup = AbortSignal.timeout(120_000);
     const network = await CniPodNetwork.create({ cni: config.cni, network: config.sections.network, logger }, startup);
 
@@ -130,6 +138,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         streamAddress: bound.baseUrl,
       },
       streaming: stream,
+      policy: criPolicy(policy, handlers, logger.child({ part: 'policy' })),
       networkStatus: async () => {
         const r = await network.ready();
         return r.ready ? { ready: true } : { ready: false, reason: 'NetworkPluginNotReady', message: r.reason ?? '' };
