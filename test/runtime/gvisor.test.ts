@@ -8,7 +8,5 @@ backendSuite('gvisor', (o) => new GvisorBackend(o), {
     // init task; `runsc exec` starts processes without it (Seccomp: 0, unshare succeeds with
     // CAP_SYS_ADMIN). The 'seccomp' case shows the profile enforced on the container process.
     'seccomp-exec': 'known gap: runsc 2022 does not apply the OCI seccomp profile to exec\'d processes',
-    // the sandbox's own threads (Sentry, gofer) count against the pod cgroup's pids limit
-    'pids-limit': 'gVisor: the sandbox process tree, not the app, is what the host pids cgroup counts',
   },
 });
