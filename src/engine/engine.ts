@@ -1141,8 +1141,9 @@ export function criToOciResources(r: cri.LinuxContainerResources): OciLinuxResou
   if (r.cpusetMems) cpu.mems = r.cpusetMems;
   if (Object.keys(cpu).length > 0) out.cpu = cpu;
   if (r.memoryLimitInBytes) {
-    out.memory = { limit: r.memoryLimitInBytes };
-    if (r.memorySwapLimitInBytes) out.memory.swap = r.memorySwapLimitInBytes;
+    // no swap unless asked, as at creation (runtime/spec.ts); on cgroup v1 a limit above the old
+    // memory+swap limit is refused unless memsw moves with it
+    out.memory = { limit: r.memoryLimitInBytes, swap: r.memorySwapLimitInBytes || r.memoryLimitInBytes };
   }
   if (r.hugepageLimits && r.hugepageLimits.length > 0) out.hugepageLimits = r.hugepageLimits.map((h) => ({ pageSize: h.pageSize ?? '', limit: h.limit ?? 0 }));
   if (r.unified && Object.keys(r.unified).length > 0) out.unified = r.unified;
