@@ -23,6 +23,7 @@ import { OverlaySnapshotter } from './snapshot/overlay.ts';
 import type { Mount } from './snapshot/snapshotter.ts';
 import { applyLayer, DEFAULT_LIMITS, type UnpackLimits } from './unpack/apply.ts';
 import type { PullProfiler } from './profile.ts';
+import { FsWorkers } from './unpack/fs-queue.ts';
 
 export type { ImageRecord, LayerRecord, OciImageConfig } from './image-store.ts';
 export type { Mount } from './snapshot/snapshotter.ts';
@@ -174,6 +175,8 @@ class LocalImageService implements ImageService {
   private readonly unpacking = new Map<string, Promise<void>>();
   private readonly gate = new Gate();
   private readonly log: Logger;
+  /** Threads that perform layer writes (one idle thread is kept between layers). */
+  private readonly fsWorkers = new FsWorkers();
 
   constructor(opts: ImageServiceOptions, content: LocalContentStore, snapshots: OverlaySnapshotter, images: SqliteImageStore, registry: RegistryClient) {
     this.opts = opts;
@@ -292,6 +295,7 @@ class LocalImageService implements ImageService {
       o.onProgress?.({ id: l.digest.slice(7, 19), digest: l.digest, status, current, total: l.size });
     };
     const have = await Promise.all(chains.map((c) => this.snapshots.stat(c)));
+    if (have.some((h) => !h)) this.fsWorkers.warm(); // starts while the first layer downloads
     layers.forEach((_, i) => progress(i, have[i] ? 'exists' : 'waiting', 0));
     // Download in parallel (bounded), unpack in order as each parent becomes ready.
     const downloads: Promise<void>[] = [];
@@ -349,7 +353,7 @@ class LocalImageService implements ImageService {
       p = this.snapshots.commit(chainId, parent, async (dir, lowers) => {
         await applyLayer(this.content.path(l.digest), {
           dir, lowers, expectedDiffId: diffId, name: l.digest, limits: this.limits, logger: this.log, onBytes,
-          ...(signal ? { signal } : {}), ...(this.opts.profiler ? { profiler: this.opts.profiler } : {}),
+          ...(signal ? { signal } : {}), ...(this.opts.profiler ? { profiler: this.opts.profiler } : {}), workers: this.fsWorkers,
         });
       }).then(() => undefined).finally(() => this.unpacking.delete(chainId));
       this.unpacking.set(chainId, p);
@@ -456,6 +460,7 @@ class LocalImageService implements ImageService {
   }
 
   async close(): Promise<void> {
+    await this.fsWorkers.close();
     this.images.close();
   }
 }

@@ -7,19 +7,19 @@
  * The caller gives an empty directory and removes it when this throws (no partial state).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type Stats } from 'node:fs';
-import { copyFile, lstat, open, readFile, writeFile } from 'node:fs/promises';
-import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readlinkSync, rmSync, symlinkSync, writeSync } from 'node:fs';
-import { constants as fsConstants } from 'node:fs';
+import { createReadStream, lstatSync, readlinkSync, type Stats } from 'node:fs';
+import { lstat, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import tarStream from 'tar-stream';
-import { AbortedError, BulkheadError, InvalidArgumentError } from '../../errors.ts';
+import { AbortedError, BulkheadError, InvalidArgumentError, ResourceExhaustedError } from '../../errors.ts';
 import { run } from '../../util/exec.ts';
 import type { Logger } from '../../util/log.ts';
 import type { PullProfiler } from '../profile.ts';
+import type { OpMeta } from './fs-ops.ts';
+import { FsWorkers, type FsQueue } from './fs-queue.ts';
 
 export interface UnpackLimits {
   /** Entries in one layer. */
@@ -59,6 +59,8 @@ export interface ApplyOptions {
   onBytes?: (compressedRead: number) => void;
   /** Timing hooks (verify, decompress, unpack). */
   profiler?: PullProfiler;
+  /** Worker threads that perform the writes; without it, one is started (and ended) for this layer. */
+  workers?: FsWorkers;
 }
 
 export interface ApplyResult {
@@ -88,26 +90,7 @@ function symlinkEscapes(depth: number, target: string): boolean {
 
 type TarHeader = Omit<tarStream.Header, 'pax'> & { pax?: Record<string, string> | null };
 
-async function writeBody(body: AsyncIterable<Buffer>, path: string): Promise<void> {
-  const ws = createWriteStream(path, { flags: 'wx', mode: 0o600, highWaterMark: 1024 * 1024 });
-  const failed = new Promise<never>((_, reject) => ws.once('error', reject));
-  failed.catch(() => {});
-  try {
-    for await (const chunk of body) {
-      if (!ws.write(chunk)) await Promise.race([new Promise<void>((resolve) => ws.once('drain', resolve)), failed]);
-    }
-    ws.end();
-    await Promise.race([new Promise<void>((resolve) => ws.once('finish', resolve)), failed]);
-  } finally {
-    ws.destroy();
-  }
-}
-
-interface Meta { uid: number; gid: number; mode: number; mtime: Date }
-
 type Kind = 'dir' | 'file' | 'symlink' | 'other';
-
-const CREATE_EXCL = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
 
 class LayerWriter {
   private readonly o: ApplyOptions;
@@ -118,13 +101,16 @@ class LayerWriter {
   private readonly children = new Map<string, Set<string>>();
   private readonly mergedCache = new Map<string, Promise<{ st: Stats; path: string } | undefined>>();
   private readonly opaqueCache = new Map<string, Set<string>>();
-  private readonly dirTimes: { path: string; mtime: Date }[] = [];
+  private readonly dirTimes: { path: string; mtime: number }[] = [];
   private readonly xattrs: { rel: string; name: string; value: Buffer }[] = [];
   readonly opaque = new Set<string>();
   entries = 0;
 
-  constructor(o: ApplyOptions) {
+  private readonly q: FsQueue;
+
+  constructor(o: ApplyOptions, q: FsQueue) {
     this.o = o;
+    this.q = q;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
   }
 
@@ -234,26 +220,20 @@ class LayerWriter {
       const low = await this.merged(comps.slice(0, i + 1));
       if (low?.st.isSymbolicLink()) this.fail(entry, `parent directory "${rel}" is a symlink in a lower layer`);
       const path = join(this.o.dir, rel);
-      mkdirSync(path, { mode: 0o755 });
       if (low?.st.isDirectory()) {
         // Same attributes as below: an upper directory's own mode and owner win in overlayfs.
-        lchownSync(path, low.st.uid, low.st.gid);
-        chmodSync(path, low.st.mode & 0o7777);
-        this.dirTimes.push({ path, mtime: low.st.mtime });
+        this.q.push({ k: 'mkdir', path, mode: 0o755, meta: { uid: low.st.uid, gid: low.st.gid, mode: low.st.mode, mtime: 0 } });
+        this.dirTimes.push({ path, mtime: low.st.mtimeMs });
+      } else {
+        this.q.push({ k: 'mkdir', path, mode: 0o755 });
       }
       this.note(rel, 'dir');
     }
   }
 
   private clear(path: string, rel: string): void {
-    rmSync(path, { recursive: true, force: true });
+    this.q.push({ k: 'rm', path });
     this.forget(rel);
-  }
-
-  private meta(path: string, m: Meta, isLink: boolean): void {
-    lchownSync(path, m.uid, m.gid);
-    if (!isLink) chmodSync(path, m.mode & 0o7777); // after chown, which clears setuid
-    lutimesSync(path, m.mtime, m.mtime);
   }
 
   async entry(header: TarHeader, body: AsyncIterable<Buffer>, bytesLeft: () => number): Promise<void> {
@@ -264,10 +244,10 @@ class LayerWriter {
     const uid = header.uid ?? 0;
     const gid = header.gid ?? 0;
     if (uid < 0 || gid < 0 || uid > 0xfffffffe || gid > 0xfffffffe) this.fail(name, 'owner out of range');
-    const m: Meta = { uid, gid, mode: header.mode ?? 0o644, mtime: header.mtime ?? new Date(0) };
+    const m: OpMeta = { uid, gid, mode: header.mode ?? 0o644, mtime: header.mtime?.getTime() ?? 0 };
     if (comps.length === 0) {
       if (type !== 'directory') this.fail(name, 'replaces the root directory with a non-directory');
-      this.meta(this.o.dir, m, false);
+      this.q.push({ k: 'meta', path: this.o.dir, meta: m, link: false });
       this.dirTimes.push({ path: this.o.dir, mtime: m.mtime });
       return;
     }
@@ -290,6 +270,7 @@ class LayerWriter {
       const vrel = parentRel === '' ? victim : `${parentRel}/${victim}`;
       const vpath = join(this.o.dir, vrel);
       this.clear(vpath, vrel);
+      await this.q.drain();
       const r = await run('mknod', ['-m', '0000', vpath, 'c', '0', '0'], { timeoutMs: 10_000, ...(this.o.signal ? { signal: this.o.signal } : {}) });
       if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: cannot create whiteout for "${vrel}": ${r.stderr.trim()}`);
       this.note(vrel, 'other');
@@ -301,9 +282,8 @@ class LayerWriter {
     switch (type) {
       case 'directory': {
         if (existing !== undefined && existing !== 'dir') this.clear(path, rel);
-        if (existing !== 'dir') { mkdirSync(path, { mode: 0o700 }); this.note(rel, 'dir'); }
-        lchownSync(path, m.uid, m.gid);
-        chmodSync(path, m.mode & 0o7777);
+        if (existing !== 'dir') { this.q.push({ k: 'mkdir', path, mode: 0o700, meta: m }); this.note(rel, 'dir'); }
+        else this.q.push({ k: 'meta', path, meta: m, link: false });
         this.dirTimes.push({ path, mtime: m.mtime });
         break;
       }
@@ -313,27 +293,26 @@ class LayerWriter {
         const size = header.size ?? 0;
         if (size > bytesLeft()) this.fail(name, `layer larger than ${this.limits.maxBytes} bytes uncompressed`);
         if (size <= SMALL_FILE) {
-          // Small files: gathered in memory, then one exclusive open and everything on the descriptor.
-          const chunks: Buffer[] = [];
+          // Small files: gathered into one owned buffer, created by one operation on the worker.
+          const data = new Uint8Array(size);
           let got = 0;
-          for await (const c of body) { chunks.push(c); got += c.length; }
-          if (got !== size) this.fail(name, 'file shorter than its header says');
-          const fd = openSync(path, CREATE_EXCL, 0o600);
-          try {
-            if (got > 0) {
-              const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-              for (let off = 0; off < data.length;) off += writeSync(fd, data, off, data.length - off);
-            }
-            fchownSync(fd, m.uid, m.gid);
-            fchmodSync(fd, m.mode & 0o7777);
-            futimesSync(fd, m.mtime, m.mtime);
-          } finally {
-            closeSync(fd);
+          for await (const c of body) {
+            if (got + c.length > size) this.fail(name, 'file longer than its header says');
+            data.set(c, got);
+            got += c.length;
           }
+          if (got !== size) this.fail(name, 'file shorter than its header says');
+          this.q.push({ k: 'file', path, data, meta: m }, data);
         } else {
-          await writeBody(body, path);
-          this.meta(path, m, false);
+          this.q.push({ k: 'open', path });
+          for await (const c of body) {
+            const data = new Uint8Array(c);
+            this.q.push({ k: 'write', data }, data);
+            await this.q.room();
+          }
+          this.q.push({ k: 'close', meta: m });
         }
+        await this.q.room();
         this.note(rel, 'file');
         break;
       }
@@ -342,9 +321,8 @@ class LayerWriter {
         if (target === '' || target.includes('\0')) this.fail(name, 'symlink without a valid target');
         if (Buffer.byteLength(target) > this.limits.maxPathLength) this.fail(name, `symlink target longer than ${this.limits.maxPathLength} bytes`);
         if (existing !== undefined) this.clear(path, rel);
-        symlinkSync(target, path);
+        this.q.push({ k: 'symlink', path, target, meta: m });
         this.note(rel, 'symlink');
-        this.meta(path, m, true);
         break;
       }
       case 'link': {
@@ -360,6 +338,8 @@ class LayerWriter {
         }
         const tpath = join(this.o.dir, trel);
         const tkind = this.made.get(trel);
+        // Reading what this layer wrote: wait until the worker has written it.
+        if (tkind !== undefined || existing !== undefined) await this.q.drain();
         let tst = tkind !== undefined ? lstatSync(tpath) : undefined;
         let from = tpath;
         let fromLower = false;
@@ -385,23 +365,24 @@ class LayerWriter {
         }
         if (fromLower) {
           // No hard links across snapshots: copy the lower file up into this layer.
-          if (tst.isSymbolicLink()) symlinkSync(readlinkSync(from), path);
-          else if (tst.isFile()) await copyFile(from, path, fsConstants.COPYFILE_EXCL);
+          const lm: OpMeta = { uid: tst.uid, gid: tst.gid, mode: tst.mode, mtime: tst.mtimeMs };
+          if (tst.isSymbolicLink()) this.q.push({ k: 'symlink', path, target: readlinkSync(from), meta: lm });
+          else if (tst.isFile()) this.q.push({ k: 'copy', from, path, meta: lm });
           else this.fail(name, 'hard link to a special file in a lower layer');
           this.note(rel, tst.isSymbolicLink() ? 'symlink' : 'file');
-          this.meta(path, { uid: tst.uid, gid: tst.gid, mode: tst.mode, mtime: tst.mtime }, tst.isSymbolicLink());
         } else {
-          linkSync(tpath, path);
+          this.q.push({ k: 'link', from: tpath, path });
           this.note(rel, tkind!);
         }
         break;
       }
       case 'fifo': {
         if (existing !== undefined) this.clear(path, rel);
+        await this.q.drain();
         const r = await run('mknod', ['-m', (m.mode & 0o777).toString(8), path, 'p'], { timeoutMs: 10_000 });
         if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: cannot create fifo "${rel}": ${r.stderr.trim()}`);
         this.note(rel, 'other');
-        this.meta(path, m, false);
+        this.q.push({ k: 'meta', path, meta: m, link: false });
         break;
       }
       case 'character-device':
@@ -425,6 +406,10 @@ class LayerWriter {
 
   /** Directory times, opaque markers and xattrs, once every entry is written. */
   async finish(): Promise<void> {
+    // Directory times last (in reverse, so a parent's time is set after its children are done).
+    const rev = this.dirTimes.reverse();
+    this.q.push({ k: 'times', paths: rev.map((d) => d.path), mtimes: rev.map((d) => d.mtime) });
+    await this.q.drain();
     const lines: string[] = [];
     const esc = (p: string): string => Array.from(Buffer.from(p)).map((b) => (/[A-Za-z0-9._/+,-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '\\' + b.toString(8).padStart(3, '0'))).join('');
     for (const x of this.xattrs) {
@@ -439,10 +424,6 @@ class LayerWriter {
     if (lines.length > 0) {
       const r = await run('setfattr', ['-h', '--restore=-'], { input: lines.join('\n') + '\n', cwd: this.o.dir, timeoutMs: 120_000, ...(this.o.signal ? { signal: this.o.signal } : {}) });
       if (r.code !== 0) throw new InvalidArgumentError(`layer ${this.o.name}: setting extended attributes failed: ${r.stderr.trim()}`);
-    }
-    for (let i = this.dirTimes.length - 1; i >= 0; i--) {
-      const d = this.dirTimes[i]!;
-      try { lutimesSync(d.path, d.mtime, d.mtime); } catch { /* removed by a later entry */ }
     }
   }
 }
@@ -484,11 +465,36 @@ async function sniff(path: string): Promise<'gzip' | 'zstd' | 'none'> {
 }
 
 /** Applies the layer blob at `blobPath` into `opts.dir`. Throws InvalidArgumentError naming the bad entry. */
+/** Turns a failed write (an errno error from the worker) into the layer's error. */
+function writeError(name: string, err: unknown): BulkheadError {
+  if (err instanceof BulkheadError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  const msg = `layer ${name}: cannot apply the layer: ${(err as Error).message}`;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? new ResourceExhaustedError(msg, { cause: err }) : new InvalidArgumentError(msg, { cause: err });
+}
+
+/** Applies the layer blob at `blobPath` into `opts.dir`. Throws InvalidArgumentError naming the bad entry. */
 export async function applyLayer(blobPath: string, opts: ApplyOptions): Promise<ApplyResult> {
+  const own = opts.workers ? undefined : new FsWorkers();
+  const workers = opts.workers ?? own!;
+  const q = workers.acquire();
+  let ok = false;
+  try {
+    const r = await applyWith(blobPath, opts, q);
+    ok = true;
+    return r;
+  } finally {
+    // A worker that failed or was interrupted is ended (awaited): nothing is written after this returns.
+    await workers.release(q, ok);
+    await own?.close();
+  }
+}
+
+async function applyWith(blobPath: string, opts: ApplyOptions, q: FsQueue): Promise<ApplyResult> {
   const t0 = performance.now();
   let unpackMs = 0;
   const limits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const w = new LayerWriter(opts);
+  const w = new LayerWriter(opts, q);
   const kind = await sniff(blobPath);
   const source = createReadStream(blobPath, { highWaterMark: 1024 * 1024 });
   let read = 0;
@@ -521,12 +527,17 @@ export async function applyLayer(blobPath: string, opts: ApplyOptions): Promise<
     extract.destroy();
     if (opts.signal?.aborted) throw new AbortedError(`unpacking layer ${opts.name} aborted`, { cause: err });
     if (err instanceof BulkheadError) throw err;
+    if (q.error === err) throw writeError(opts.name, err);
     throw new InvalidArgumentError(`layer ${opts.name}: cannot read the layer: ${(err as Error).message}`, { cause: err });
   }
   const diffId = 'sha256:' + hasher.hash.digest('hex');
   if (diffId !== opts.expectedDiffId) throw new InvalidArgumentError(`layer ${opts.name}: uncompressed content digest ${diffId} does not match the image config's diff_id ${opts.expectedDiffId}`);
   const f0 = performance.now();
-  await w.finish();
+  try {
+    await w.finish();
+  } catch (err) {
+    throw writeError(opts.name, err);
+  }
   await writeFile(join(opts.dir, '..', OPAQUE_FILE), JSON.stringify([...w.opaque]));
   const p = opts.profiler;
   if (p) {
