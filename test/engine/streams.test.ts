@@ -1,6 +1,6 @@
 // The engine's streaming side (what stream/ calls): interactive exec and attach with tty and
 // resize, port-forward into a pod; plus updateContainerResources and the pod files a container
-// sees. Real runc + conmon, images from the real test registry.
+// sees. Real runc and runsc under conmon, images from the real test registry.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough, duplexPair } from 'node:stream';
@@ -9,7 +9,8 @@ import { existsSync } from 'node:fs';
 import { testEnv, podConfig, containerConfig, waitFor, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 
-const handler = process.env.BULKHEAD_ENGINE_HANDLER ?? 'runc';
+// both handlers unless one is named: gVisor runs the same streams through runsc
+const handlers = process.env.BULKHEAD_ENGINE_HANDLER ? [process.env.BULKHEAD_ENGINE_HANDLER] : ['runc', 'gvisor'];
 
 /** Yields `sizes`, then stays open until `signal` aborts (like a client's resize channel). */
 async function* resizes(sizes: { width: number; height: number }[], signal: AbortSignal): AsyncGenerator<{ width: number; height: number }> {
@@ -31,7 +32,7 @@ async function memoryLimit(cgroupPath: string): Promise<number> {
   return Number((await readFile(`/sys/fs/cgroup${cgroupPath}/memory.max`, 'utf8')).trim());
 }
 
-describe(`engine streams, resources, pod files (${handler})`, () => {
+for (const handler of handlers) describe(`engine streams, resources, pod files (${handler})`, () => {
   let env: TestEnv;
   let engine: Engine;
   let podId: string;
