@@ -1,0 +1,218 @@
+// Start-up cost of running `true` in a fresh container, side by side, in ONE run:
+//   floor     plain `runc run` / `runsc run` of a prepared bundle (busybox-static rootfs)
+//   layer     the runtime layer: createContainer+start+wait+delete through conmon (runc, gvisor)
+//   bulkhead  the real CLI against a running daemon: `bulkhead run --rm --network none IMAGE true`
+//   podman    `podman run --rm --network none --rootfs DIR true` (runc, and runsc via a wrapper)
+// Variants run interleaved (one of each per round) so drift on a shared machine hits all alike.
+//
+//   node bench/run.ts [--reps 10] [--skip podman,bulkhead,gvisor] [--profile]
+//
+// --profile adds a timestamped breakdown of one `bulkhead run` (CLI start-up, daemon-side spans
+// from the daemon log when it has them) and of the runtime layer's steps.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import type { Backend } from '../src/runtime/backend.ts';
+import { resolveBinary } from '../src/runtime/conmon.ts';
+import { GvisorBackend } from '../src/runtime/gvisor/gvisor-backend.ts';
+import { RuncBackend } from '../src/runtime/runc/runc-backend.ts';
+import { buildSpec } from '../src/runtime/spec.ts';
+import { run } from '../src/util/exec.ts';
+import { silentLogger } from '../src/util/log.ts';
+import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
+import { writeBusyboxRootfs } from '../test/fixtures/rootfs.ts';
+
+const { values } = parseArgs({
+  options: {
+    reps: { type: 'string', default: '10' },
+    skip: { type: 'string', default: '' },
+    profile: { type: 'boolean', default: false },
+  },
+});
+const reps = Math.max(1, Math.min(100, Number(values.reps) || 10));
+const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
+const IMAGE = 'bulkhead.local/demo:latest';
+const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
+const suffix = randomBytes(3).toString('hex');
+const cgroupParent = `/bulkhead-bench-${suffix}`;
+
+const work = await mkdtemp(join(tmpdir(), 'bulkhead-bench-run-'));
+const rootfs = join(work, 'rootfs');
+await writeBusyboxRootfs(rootfs);
+const cleanups: (() => Promise<unknown>)[] = [];
+let seq = 0;
+
+async function must(cmd: string, args: string[], timeoutMs = 120_000): Promise<string> {
+  const r = await run(cmd, args, { timeoutMs });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.slice(0, 6).join(' ')} ... exited ${r.code}: ${r.stderr.trim().slice(-500)}`);
+  return r.stdout;
+}
+
+type Variant = { name: string; group: 'floor' | 'layer' | 'bulkhead' | 'podman'; runtime: 'runc' | 'runsc'; once: () => Promise<void> };
+const variants: Variant[] = [];
+
+// (i) the floor: a prepared bundle run directly by the OCI runtime
+const bundle = join(work, 'bundle');
+await mkdir(bundle);
+const floorSpec = await buildSpec({ rootfs, command: ['true'], cgroupParent, cgroupName: 'floor' });
+const floorState = join(work, 'floor-state');
+async function floorRun(runtime: 'runc' | 'runsc'): Promise<void> {
+  const id = `floor-${suffix}-${++seq}`;
+  const spec = structuredClone(floorSpec);
+  spec.linux!.cgroupsPath = `${cgroupParent}/${id}`;
+  await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+  const args = runtime === 'runc'
+    ? ['--root', floorState, 'run', '--bundle', bundle, id]
+    : ['--root', floorState, '--platform=ptrace', '--network=host', 'run', '--bundle', bundle, id];
+  const t0 = performance.now();
+  await must(runtime, args);
+  timings.get(`floor ${runtime} run`)!.push(performance.now() - t0);
+  await run(runtime, ['--root', floorState, 'delete', '--force', id], { timeoutMs: 30_000 });
+}
+variants.push({ name: 'floor runc run', group: 'floor', runtime: 'runc', once: () => floorRun('runc') });
+if (!skip.has('gvisor')) variants.push({ name: 'floor runsc run', group: 'floor', runtime: 'runsc', once: () => floorRun('runsc') });
+
+// (ii) the runtime layer through conmon
+async function layerBackend(kind: 'runc' | 'gvisor'): Promise<Backend> {
+  const o = { runDir: join(work, `layer-${kind}`), logger: silentLogger };
+  const b = kind === 'runc' ? new RuncBackend(o) : new GvisorBackend(o);
+  const p = await b.probe();
+  if (!p.available) throw new Error(`${kind}: ${p.reason}`);
+  return b;
+}
+const layerSteps = new Map<string, number[]>();
+async function layerRun(b: Backend, label: string): Promise<void> {
+  const id = `layer-${suffix}-${++seq}`;
+  const steps: [string, number][] = [];
+  const t0 = performance.now();
+  let t = t0;
+  const mark = (s: string): void => { const n = performance.now(); steps.push([s, n - t]); t = n; };
+  const spec = await buildSpec({ rootfs, command: ['true'], cgroupParent, cgroupName: id });
+  mark('buildSpec');
+  await b.createContainer({ id, spec, pod: { podId: id, role: 'sandbox' }, logPath: join(work, `${id}.log`) });
+  mark('create (conmon + runtime create)');
+  await b.start(id);
+  mark('start');
+  const st = await b.wait(id);
+  mark('wait (exit file)');
+  await b.delete(id);
+  mark('delete');
+  timings.get(label)!.push(performance.now() - t0);
+  if (st.exitCode !== 0) throw new Error(`${label}: exit ${st.exitCode}`);
+  for (const [s, ms] of steps) layerSteps.set(`${label}: ${s}`, [...(layerSteps.get(`${label}: ${s}`) ?? []), ms]);
+}
+const layerRunc = await layerBackend('runc');
+variants.push({ name: 'layer runc', group: 'layer', runtime: 'runc', once: () => layerRun(layerRunc, 'layer runc') });
+if (!skip.has('gvisor')) {
+  const layerGvisor = await layerBackend('gvisor');
+  variants.push({ name: 'layer gvisor', group: 'layer', runtime: 'runsc', once: () => layerRun(layerGvisor, 'layer gvisor') });
+}
+
+// (iii) the real CLI against a running daemon on a temp root
+let daemonPid: number | undefined;
+const bhRoot = join(work, 'bh-root');
+const bhRun = join(work, 'bh-run');
+const bh = (args: string[]): string[] => ['--root', bhRoot, '--run-dir', bhRun, ...args];
+if (!skip.has('bulkhead')) {
+  await mkdir(bhRoot, { recursive: true });
+  const daemon = spawn(BULKHEAD, bh(['daemon']), { stdio: ['ignore', 'ignore', 'ignore'], detached: true });
+  daemonPid = daemon.pid;
+  daemon.unref();
+  cleanups.push(async () => {
+    if (daemonPid) try { process.kill(daemonPid, 'SIGTERM'); } catch { /* gone */ }
+    await new Promise((r) => setTimeout(r, 1500));
+  });
+  let up = false;
+  for (let i = 0; i < 120 && !up; i++) {
+    up = (await run(BULKHEAD, bh(['images']), { timeoutMs: 20_000 }).catch(() => ({ code: 1 }))).code === 0;
+    if (!up) await new Promise((r) => setTimeout(r, 500));
+  }
+  if (!up) throw new Error('the bulkhead daemon did not come up');
+  const archive = join(work, 'demo.tar');
+  await writeBusyboxArchive(archive, IMAGE);
+  await must(BULKHEAD, bh(['load', '-i', archive]));
+  for (const [handler, runtime] of [['runc', 'runc'], ['gvisor', 'runsc']] as const) {
+    if (runtime === 'runsc' && skip.has('gvisor')) continue;
+    const label = `bulkhead run ${handler}`;
+    variants.push({
+      name: label, group: 'bulkhead', runtime, once: async () => {
+        const t0 = performance.now();
+        await must(BULKHEAD, bh(['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']));
+        timings.get(label)!.push(performance.now() - t0);
+      },
+    });
+  }
+}
+
+// (iv) podman on the same rootfs, with its own storage under the work dir
+if (!skip.has('podman')) {
+  const pm = ['--root', join(work, 'pm-root'), '--runroot', join(work, 'pm-runroot'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+  const wrapper = join(work, 'runsc-podman');
+  await writeFile(wrapper, `#!/bin/sh\nexec ${resolveBinary('runsc')} --platform=ptrace --network=host "$@"\n`);
+  await chmod(wrapper, 0o755);
+  for (const [runtime, arg] of [['runc', 'runc'], ['runsc', wrapper]] as const) {
+    if (runtime === 'runsc' && skip.has('gvisor')) continue;
+    const label = `podman run ${runtime}`;
+    variants.push({
+      name: label, group: 'podman', runtime, once: async () => {
+        const t0 = performance.now();
+        await must('podman', [...pm, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024',
+          '--runtime', arg, '--rootfs', rootfs, 'true']);
+        timings.get(label)!.push(performance.now() - t0);
+      },
+    });
+  }
+}
+
+const timings = new Map<string, number[]>(variants.map((v) => [v.name, []]));
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+
+try {
+  // one warm-up round (page cache, first-run probes), not counted
+  for (const v of variants) { await v.once(); timings.get(v.name)!.length = 0; }
+  layerSteps.clear();
+  for (let i = 0; i < reps; i++) for (const v of variants) await v.once();
+
+  const floorOf = (rt: 'runc' | 'runsc'): number | undefined => { const t = timings.get(`floor ${rt} run`); return t?.length ? median(t) : undefined; };
+  console.log(`\nrun \`true\` in a fresh container: ${reps} reps each, interleaved; median / min in ms`);
+  console.log(`${'variant'.padEnd(24)}${'median'.padStart(9)}${'min'.padStart(9)}${'÷ floor'.padStart(10)}`);
+  for (const v of variants) {
+    const t = timings.get(v.name)!;
+    const f = floorOf(v.runtime);
+    console.log(`${v.name.padEnd(24)}${median(t).toFixed(0).padStart(9)}${Math.min(...t).toFixed(0).padStart(9)}${(f ? (median(t) / f).toFixed(2) + 'x' : '-').padStart(10)}`);
+  }
+  console.log('\nratios (goals: bulkhead/podman <= 0.5x, bulkhead/floor <= 1.5x)');
+  for (const [rt, handler] of [['runc', 'runc'], ['runsc', 'gvisor']] as const) {
+    const b = timings.get(`bulkhead run ${handler}`);
+    const p = timings.get(`podman run ${rt}`);
+    const l = timings.get(`layer ${handler}`);
+    const f = floorOf(rt);
+    const r = (a: number[] | undefined, d: number | undefined): string => (a?.length && d ? `${(median(a) / d).toFixed(2)}x` : '-');
+    console.log(`${rt.padEnd(6)} bulkhead/podman ${r(b, p?.length ? median(p) : undefined)}   bulkhead/floor ${r(b, f)}   layer/floor ${r(l, f)}   layer/podman ${r(l, p?.length ? median(p) : undefined)}`);
+  }
+  console.log('\nruntime layer steps (median ms)');
+  for (const [k, t] of layerSteps) console.log(`  ${k.padEnd(52)}${median(t).toFixed(1).padStart(8)}`);
+
+  if (values.profile && daemonPid) {
+    console.log('\nbulkhead CLI start-up (median of 5, ms)');
+    const probe = async (args: string[]): Promise<number> => {
+      const xs: number[] = [];
+      for (let i = 0; i < 5; i++) { const t0 = performance.now(); await run(args[0]!, args.slice(1), { timeoutMs: 60_000 }); xs.push(performance.now() - t0); }
+      return median(xs);
+    };
+    const node = process.execPath;
+    console.log(`  node -e 0                          ${(await probe([node, '-e', '0'])).toFixed(0).padStart(6)}`);
+    console.log(`  bulkhead --help (modules loaded)   ${(await probe([BULKHEAD, '--help'])).toFixed(0).padStart(6)}`);
+    console.log(`  bulkhead images (+ gRPC round trip)${(await probe([BULKHEAD, ...bh(['images'])])).toFixed(0).padStart(6)}`);
+  }
+} finally {
+  for (const c of cleanups) await c().catch(() => {});
+  for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'net_cls', 'perf_event', 'hugetlb', 'systemd', 'unified', '']) {
+    await rmdir(join('/sys/fs/cgroup', c, cgroupParent)).catch(() => {});
+  }
+  await rm(work, { recursive: true, force: true }).catch(() => {});
+}
