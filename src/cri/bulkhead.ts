@@ -30,8 +30,8 @@ export function bulkheadHandlers(deps: CriDeps): Record<string, Impl> {
       return { images: recs.map((r) => ({ id: r.id, repoTags: r.repoTags })) };
     }),
 
-    Info: unary(async (_req: unknown, ctx): Promise<InfoResponse> => {
-      const hs = await deps.handlers.statuses(ctx.signal);
+    Info: unary(async (): Promise<InfoResponse> => {
+      const hs = await deps.handlers.statuses();
       return {
         version: deps.info.version,
         pid: process.pid,

@@ -22,13 +22,41 @@ export interface HandlerStatus {
   probe: ProbeResult;
 }
 
+/** An unavailable result is probed again after this long. */
+const REPROBE_MS = 30_000;
+
+interface ProbeSlot { promise: Promise<ProbeResult>; result?: ProbeResult; at: number; inflight: boolean }
+
 export class RuntimeHandlers {
   readonly defaultHandler: string;
   readonly #entries: Map<string, HandlerEntry>;
+  readonly #probes = new Map<string, ProbeSlot>();
 
   constructor(defaultHandler: string, entries: HandlerEntry[]) {
     this.defaultHandler = defaultHandler;
     this.#entries = new Map(entries.map((e) => [e.name, e]));
+  }
+
+  /**
+   * Starts (or reuses) the probe of one handler, shared by all callers (so no caller's signal can
+   * abort it); a probe that throws counts as unavailable. The last result stays visible while a
+   * new probe runs.
+   */
+  #probe(e: HandlerEntry): ProbeSlot {
+    const cur = this.#probes.get(e.name);
+    if (cur && (cur.inflight || cur.result?.available || Date.now() - cur.at < REPROBE_MS)) return cur;
+    const slot: ProbeSlot = { at: Date.now(), inflight: true, promise: Promise.resolve({ available: false, details: {} }) };
+    if (cur?.result) slot.result = cur.result;
+    slot.promise = e.probe().catch((err: unknown): ProbeResult => ({
+      available: false, reason: `probe failed: ${err instanceof Error ? err.message : String(err)}`, details: {},
+    })).then((r) => { slot.result = r; slot.at = Date.now(); slot.inflight = false; return r; });
+    this.#probes.set(e.name, slot);
+    return slot;
+  }
+
+  /** Starts every handler's probe in the background (daemon start), so Status answers at once. */
+  warm(): void {
+    for (const e of this.#entries.values()) this.#probe(e);
   }
 
   names(): string[] { return [...this.#entries.keys()]; }
@@ -50,20 +78,24 @@ export class RuntimeHandlers {
   async resolve(requested: string, signal?: AbortSignal): Promise<HandlerEntry> {
     const entry = this.known(requested);
     const name = entry.name;
-    const probe = await entry.probe(signal);
+    signal?.throwIfAborted();
+    const probe = await this.#probe(entry).promise;
     if (!probe.available) {
       throw new FailedPreconditionError(`runtime handler "${name}" (backend ${entry.backend}) cannot run on this host: ${probe.reason ?? 'its probe says unavailable'}`);
     }
     return entry;
   }
 
-  /** Every handler with its probe result (a probe that throws counts as unavailable). */
-  async statuses(signal?: AbortSignal): Promise<HandlerStatus[]> {
+  /**
+   * Every handler with its probe result. With `wait: false` (Status, which the kubelet polls with
+   * a short deadline) a probe still running reports the handler as not yet available.
+   */
+  async statuses(opts: { wait?: boolean } = {}): Promise<HandlerStatus[]> {
     return await Promise.all([...this.#entries.values()].map(async (e) => {
-      let probe: ProbeResult;
-      try { probe = await e.probe(signal); } catch (err) {
-        probe = { available: false, reason: `probe failed: ${err instanceof Error ? err.message : String(err)}`, details: {} };
-      }
+      const slot = this.#probe(e);
+      const probe: ProbeResult = opts.wait === false
+        ? slot.result ?? { available: false, reason: 'probe still running', details: {} }
+        : slot.inflight ? await slot.promise : slot.result!;
       return { name: e.name, backend: e.backend, isolation: e.isolation, isDefault: e.name === this.defaultHandler, probe };
     }));
   }

@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { listenAuthorityRelay, type AuthorityRelay } from './authority-fix.ts';
 import { FailedPreconditionError, InternalError } from '../errors.ts';
 import { bulkheadHandlers } from './bulkhead.ts';
 import { containerHandlers } from './container.ts';
@@ -24,11 +25,15 @@ import { versionStatusHandlers } from './version-status.ts';
 
 export class CriServer {
   readonly socket: string;
+  readonly #inner: string;
   readonly #server: grpc.Server;
+  readonly #relay: AuthorityRelay;
 
-  private constructor(socket: string, server: grpc.Server) {
+  private constructor(socket: string, inner: string, server: grpc.Server, relay: AuthorityRelay) {
     this.socket = socket;
+    this.#inner = inner;
     this.#server = server;
+    this.#relay = relay;
   }
 
   static async listen(socket: string, deps: CriDeps): Promise<CriServer> {
@@ -52,20 +57,30 @@ export class CriServer {
       if (await socketAnswers(socket)) throw new FailedPreconditionError(`another server already answers on ${socket}`);
       await unlink(socket);
     }
-    // Bind with a tight umask so the socket is never world-accessible, even briefly.
+    // gRPC listens on an inner socket; the public one is a relay that fixes `:authority` for
+    // older Go clients (see authority-fix.ts). Bind both with a tight umask so neither socket is
+    // ever world-accessible, even briefly.
+    const inner = `${socket}.grpc`;
+    await unlink(inner).catch(() => {});
     const oldMask = process.umask(0o177);
+    let relay: AuthorityRelay;
     try {
       await new Promise<void>((resolve, reject) => {
-        server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
-          if (err) reject(new InternalError(`cannot listen on ${socket}: ${err.message}`, { cause: err })); else resolve();
+        server.bindAsync(`unix://${inner}`, grpc.ServerCredentials.createInsecure(), (err) => {
+          if (err) reject(new InternalError(`cannot listen on ${inner}: ${err.message}`, { cause: err })); else resolve();
         });
+      });
+      relay = await listenAuthorityRelay(socket, inner, log).catch((err: unknown) => {
+        server.forceShutdown();
+        throw new InternalError(`cannot listen on ${socket}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       });
     } finally {
       process.umask(oldMask);
     }
+    await chmod(inner, 0o600);
     await chmod(socket, 0o600);
     log.info('CRI server listening', { socket });
-    return new CriServer(socket, server);
+    return new CriServer(socket, inner, server, relay);
   }
 
   /** Stops serving: waits up to `graceMs` for calls in flight, then cancels the rest. */
@@ -74,6 +89,8 @@ export class CriServer {
       const t = setTimeout(() => { this.#server.forceShutdown(); resolve(); }, graceMs);
       this.#server.tryShutdown(() => { clearTimeout(t); resolve(); });
     });
+    await this.#relay.close();
     await unlink(this.socket).catch(() => {});
+    await unlink(this.#inner).catch(() => {});
   }
 }

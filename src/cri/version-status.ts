@@ -16,8 +16,8 @@ export function versionStatusHandlers(deps: CriDeps): Record<string, Impl> {
       runtimeApiVersion: CRI_API_VERSION,
     })),
 
-    Status: unary(async (req: { verbose?: boolean }, ctx): Promise<StatusResponse> => {
-      const handlers = await deps.handlers.statuses(ctx.signal);
+    Status: unary(async (req: { verbose?: boolean }): Promise<StatusResponse> => {
+      const handlers = await deps.handlers.statuses({ wait: false });
       const def = handlers.find((h) => h.isDefault);
       const runtimeReady = def?.probe.available === true;
       const net = deps.networkStatus ? await deps.networkStatus() : { ready: true };

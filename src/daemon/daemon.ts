@@ -88,6 +88,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       cleanups.push(async () => { await b.close(); });
     }
     const handlers = new RuntimeHandlers(config.runtime.defaultHandler, entries);
+    handlers.warm();
 
     // An invalid policy stops the daemon: running without it would fail open.
     const policy = await policyFromConfig(config);

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import * as http2 from 'node:http2';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { connect } from '../../src/cri/client.ts';
 import { BulkheadError } from '../../src/errors.ts';
@@ -40,6 +41,7 @@ test('Version names the runtime and the API version', async () => {
 });
 
 test('Status reports RuntimeReady and NetworkReady, verbose info lists handlers with probe results', async () => {
+  await d.client.info(); // waits for the handler probes the daemon started; Status never waits
   const s = await d.client.status(true);
   const types = s.status.conditions.map((c) => c.type);
   assert.deepEqual(types, ['RuntimeReady', 'NetworkReady']);
@@ -197,6 +199,34 @@ test('garbage bytes on the socket do not disturb the daemon', async () => {
   const c2 = await connect(d.socket);
   try { assert.equal((await c2.status()).status.conditions.length, 2); } finally { c2.close(); }
   assert.doesNotMatch(await d.log(), /unexpected error|uncaught/i);
+});
+
+test('a client that sends the socket path as :authority (Go gRPC before 1.26: crictl, critest) is served', async () => {
+  // Node's own HTTP/2 client, told to send the path as authority, over the unix socket.
+  const session = http2.connect('http://localhost', { createConnection: () => netConnect(d.socket) });
+  try {
+    const req = session.request({
+      ':method': 'POST', ':path': '/runtime.v1.RuntimeService/Version', ':authority': d.socket,
+      'content-type': 'application/grpc', te: 'trailers',
+    });
+    const msg = Buffer.from([0x0a, 0x02, 0x76, 0x31]); // VersionRequest{version: "v1"}
+    const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]);
+    req.end(framed);
+    const chunks: Buffer[] = [];
+    let trailers: http2.IncomingHttpHeaders = {};
+    req.on('trailers', (t) => { trailers = t; });
+    req.on('data', (c: Buffer) => chunks.push(c));
+    const status = await new Promise<number>((resolve, reject) => {
+      req.on('response', (h) => resolve(Number(h[':status'])));
+      req.on('error', reject);
+    });
+    await new Promise<void>((resolve, reject) => { req.on('end', resolve); req.on('error', reject); });
+    assert.equal(status, 200);
+    assert.equal(trailers['grpc-status'], '0', JSON.stringify(trailers));
+    assert.match(Buffer.concat(chunks).toString('latin1'), /bulkhead/);
+  } finally {
+    session.close();
+  }
 });
 
 test('connect to a socket where nothing listens is UnavailableError naming the socket', async () => {
