@@ -71,7 +71,7 @@ async function findKernel(kdir: string): Promise<{ release: string; vmlinuz: str
 export async function loadGuestAssets(root: string): Promise<GuestAssets> {
   const dir = vmDir(root);
   const k = await findKernel(join(dir, 'kernel'));
-  if (!k) throw new FailedPreconditionError(`no guest kernel under ${join(dir, 'kernel')}; run \`${SETUP_COMMAND} --root ${root}\` (or scripts/setup.sh)`);
+  if (!k) throw new FailedPreconditionError(`no guest kernel under ${join(dir, 'kernel')}; run \`bin/bulkhead-vm --assets ${root} setup\` (or scripts/setup.sh)`);
   const a: GuestAssets = {
     dir,
     kernelRelease: k.release,
@@ -82,7 +82,7 @@ export async function loadGuestAssets(root: string): Promise<GuestAssets> {
     imagesDir: join(dir, 'images'),
   };
   for (const f of [a.initramfs, a.agent, a.consoleHelper]) {
-    if (!existsSync(f)) throw new FailedPreconditionError(`guest asset ${f} is missing; run \`${SETUP_COMMAND} --root ${root}\``);
+    if (!existsSync(f)) throw new FailedPreconditionError(`guest asset ${f} is missing; run \`bin/bulkhead-vm --assets ${root} setup\``);
   }
   return a;
 }

@@ -419,7 +419,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => { process.stderr.write(String(e) + '\n'); process.exitCode = 1; });
+  const argv = process.argv.slice(2);
+  main(argv).then((code) => {
+    process.exitCode = code;
+    // a supervisor may still hold stdin open (conmon's pipe): its work is done, leave now
+    if (argv.includes('_shim') || argv.includes('exec')) process.exit(code);
+  }, (e: unknown) => { process.stderr.write(String(e) + '\n'); process.exitCode = 1; });
 }
 
 export const SETUP = SETUP_COMMAND;

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
+import { spawnSync } from 'node:child_process';
+import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
 
 const skip = skipReason();
 const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };
@@ -80,7 +81,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     const id = `c2-${process.pid}`;
     const b = makeBundle(dir, 'c2', {
       rootfs, annotations: member(sbId), memoryLimit: 64 * 1024 * 1024,
-      args: ['sh', '-c', 'uname -r; cat /sys/fs/cgroup/memory.max 2>/dev/null; touch /only-here; dd if=/dev/zero of=/dev/null bs=100M count=1; echo survived'],
+      args: ['sh', '-c', 'uname -r; cat /sys/fs/cgroup/memory.max 2>/dev/null; touch /only-here; dd if=/dev/zero of=/dev/null bs=100M count=1 && echo survived; exit 9'],
     });
     const c = await createWithPipes(root, id, b);
     assert.equal(c.code, 0, c.err());
@@ -90,7 +91,8 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     assert.ok(!c.out().includes('survived'), `allocation beyond the 64 MiB limit was not killed: ${c.out()}`);
     const st = await state(root, id);
     assert.equal(st.status, 'stopped');
-    assert.equal(st.annotations['io.bulkhead.vm.exit-code'], '137', 'OOM-killed inside the guest');
+    assert.equal(st.annotations['io.bulkhead.vm.exit-code'], '9');
+    assert.match(c.err(), /Killed|out of memory/i, 'dd was OOM-killed inside the guest');
     // the file it wrote lives in its own writable layer, not in the sandbox's
     const look = await vm(root, ['exec', sbId, 'sh', '-c', 'test -e /only-here && echo leaked || echo isolated']);
     assert.equal(look.stdout.trim(), 'isolated');
@@ -172,6 +174,25 @@ describe('bulkhead-vm: a killed VMM', { skip, timeout: 600_000 }, () => {
       assert.ok(!existsSync(podDir));
     } finally {
       await vm(root, ['delete', '--force', id]).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('podman', ['--version']).status !== 0 ? 'podman is not installed' : undefined), timeout: 300_000 }, () => {
+  it('runs `uname -r` in a microVM', async () => {
+    const dir = tempDir('bulkhead-vm-podman-');
+    try {
+      const rootfs = makeRootfs(dir);
+      const r = spawnSync('podman', [
+        '--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file',
+        '--runtime', BULKHEAD_VM, '--runtime-flag', `assets=${ASSETS}`, '--runtime-flag', `root=${join(dir, 'vmstate')}`,
+        'run', '--rm', '--network', 'none', '--rootfs', rootfs, 'uname', '-r',
+      ], { encoding: 'utf8', timeout: 240_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout.trim(), /cloud-amd64$/);
+      assert.notEqual(r.stdout.trim(), release());
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });

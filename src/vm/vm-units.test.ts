@@ -1,0 +1,93 @@
+// Unit tests for the pure parts of the microVM runtime: frames, kv, cpio, module order, spec mapping.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildCpio } from './cpio.ts';
+import { moduleLoadOrder } from './assets.ts';
+import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
+import { containerKv, podIdentity, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
+import type { OciSpec } from '../runtime/oci.ts';
+
+describe('agent frames', () => {
+  it('round-trips frames split at every byte boundary', () => {
+    const wire = Buffer.concat([encodeFrame('O', 7, 'hello'), encodeFrame('X', 7, '0'), encodeFrame('I', 1)]);
+    for (let cut = 0; cut <= wire.length; cut++) {
+      const d = new FrameDecoder('test');
+      const frames = [...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))];
+      assert.deepEqual(frames.map((f) => [f.type, f.id, f.payload.toString()]), [['O', 7, 'hello'], ['X', 7, '0'], ['I', 1, '']]);
+      assert.equal(d.pending, 0);
+    }
+  });
+  it('rejects unknown types and oversized frames', () => {
+    assert.throws(() => new FrameDecoder('guest').push(Buffer.from('Z\0\0\0\x01\0\0\0\0'.replace('Z', 'y'), 'latin1')), ProtocolViolation);
+    const big = Buffer.alloc(9);
+    big.write('O', 0, 'ascii');
+    big.writeUInt32BE(MAX_PAYLOAD + 1, 5);
+    assert.throws(() => new FrameDecoder('guest').push(big), /exceeds/);
+    assert.throws(() => encodeFrame('O', 1, Buffer.alloc(MAX_PAYLOAD + 1)), /exceeds/);
+  });
+  it('encodes kv lists and refuses NUL bytes', () => {
+    assert.equal(encodeKv([['arg', 'sh'], ['arg', '-c'], ['uid', 0]]).toString(), 'arg=sh\0arg=-c\0uid=0\0');
+    assert.throws(() => encodeKv([['env', 'A=\0']]), /NUL/);
+  });
+});
+
+describe('cpio newc', () => {
+  it('writes headers, padding and the trailer', () => {
+    const a = buildCpio([{ path: 'init', type: 'file', mode: 0o755, data: Buffer.from('#!/bin/sh\n') }, { path: 'bin', type: 'dir', mode: 0o755 }]);
+    assert.equal(a.subarray(0, 6).toString(), '070701');
+    assert.equal(a.length % 4, 0);
+    assert.equal(parseInt(a.subarray(14, 22).toString(), 16), 0o100755, 'mode');
+    assert.equal(parseInt(a.subarray(54, 62).toString(), 16), 10, 'file size');
+    assert.ok(a.includes(Buffer.from('TRAILER!!!\0')));
+    assert.deepEqual(a, buildCpio([{ path: 'init', type: 'file', mode: 0o755, data: Buffer.from('#!/bin/sh\n') }, { path: 'bin', type: 'dir', mode: 0o755 }]), 'deterministic');
+    assert.throws(() => buildCpio([{ path: '../x', type: 'dir', mode: 0o755 }]), /bad cpio path/);
+  });
+});
+
+describe('module load order', () => {
+  it('loads dependencies first, once', () => {
+    const dep = [
+      'kernel/drivers/virtio/virtio_ring.ko:',
+      'kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko',
+      'kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko',
+      'kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko',
+      'kernel/fs/overlayfs/overlay.ko:',
+    ].join('\n');
+    assert.deepEqual(moduleLoadOrder(dep, ['virtio_mmio', 'virtio_blk', 'overlay', 'missing']).map((p) => p.split('/').pop()),
+      ['virtio_ring.ko', 'virtio.ko', 'virtio_mmio.ko', 'virtio_blk.ko', 'overlay.ko']);
+  });
+});
+
+describe('OCI spec → VM', () => {
+  const base: OciSpec = { ociVersion: '1.0.2', process: { user: { uid: 1000, gid: 1000, additionalGids: [5] }, args: ['sh'], env: ['A=1'], cwd: '/w', terminal: true, noNewPrivileges: true, capabilities: { bounding: ['CAP_CHOWN', 'CAP_KILL', 'CAP_NOPE'] } } };
+  it('finds the pod from CRI and CRI-O annotations', () => {
+    assert.deepEqual(podIdentity('c', base), { podId: 'c', sandbox: true });
+    assert.deepEqual(podIdentity('c', { ...base, annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'p' } }), { podId: 'p', sandbox: false });
+    assert.deepEqual(podIdentity('c', { ...base, annotations: { 'io.kubernetes.cri-o.ContainerType': 'container', 'io.kubernetes.cri-o.SandboxID': 'q' } }), { podId: 'q', sandbox: false });
+    assert.throws(() => podIdentity('c', { ...base, annotations: { 'io.kubernetes.cri.container-type': 'container' } }), /sandbox-id/);
+  });
+  it('sizes the VM from limits plus overhead', () => {
+    assert.deepEqual(vmSize(base, 2), { memoryMiB: DEFAULT_GUEST_MIB + GUEST_OVERHEAD_MIB, vcpus: 1 });
+    const s = { ...base, linux: { resources: { memory: { limit: 256 * 1048576 }, cpu: { quota: 250000, period: 100000 } } } };
+    assert.deepEqual(vmSize(s, 2), { memoryMiB: 256 + GUEST_OVERHEAD_MIB, vcpus: 2 }, 'vCPUs clamped to the host');
+  });
+  it('maps process, user, capabilities and limits to agent fields', () => {
+    const kv = containerKv({ ...base, hostname: 'h', root: { path: 'r', readonly: true }, linux: { resources: { memory: { limit: 1024 }, pids: { limit: 10 } } } });
+    const get = (k: string): (string | number)[] => kv.filter(([key]) => key === k).map(([, v]) => v);
+    assert.deepEqual(get('arg'), ['sh']);
+    assert.deepEqual(get('uid'), [1000]);
+    assert.deepEqual(get('group'), [5]);
+    assert.deepEqual(get('caps'), ['0,5'], 'unknown capability names are dropped, never widened');
+    assert.deepEqual(get('tty'), [1]);
+    assert.deepEqual(get('nnp'), [1]);
+    assert.deepEqual(get('readonly'), [1]);
+    assert.deepEqual(get('memory'), [1024]);
+    assert.deepEqual(get('pids'), [10]);
+  });
+  it('parses signals like runc', () => {
+    assert.equal(signalNumber('TERM'), 15);
+    assert.equal(signalNumber('SIGKILL'), 9);
+    assert.equal(signalNumber('10'), 10);
+    assert.throws(() => signalNumber('SIGNOPE'), /unknown signal/);
+  });
+});
