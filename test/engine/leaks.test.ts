@@ -5,14 +5,12 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createLogger } from '../../src/util/log.ts';
 import {
-  testEnv, podConfig, containerConfig, waitFor, mountsUnder, procsWith, activeSnapshots, cgroupDirsUnder, type TestEnv,
+  netnsOf, testEnv, podConfig, containerConfig, waitFor, mountsUnder, procsWith, activeSnapshots, cgroupDirsUnder, type TestEnv,
 } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 
-async function netnsNames(): Promise<string[]> {
-  try { return (await readdir('/run/netns')).filter((n) => n.startsWith('bulkhead-')).sort(); } catch { return []; }
-}
 async function dirEntries(dir: string): Promise<string[]> {
   try { return (await readdir(dir)).sort(); } catch { return []; }
 }
@@ -23,9 +21,17 @@ describe('engine leaves nothing behind', () => {
   const parent = `/bulkhead-test-${process.pid}`;
   /** A parent the engine is handed (like the kubelet's pod cgroup): it must stay, empty. */
   const kubeParent = `/bulkhead-test-${process.pid}-kube`;
+  // /run/netns is shared with other tests and tenants: only netns of ids this engine logged count
+  const logged = new Set<string>();
+  const logger = createLogger({ level: 'debug', write: (line) => { for (const m of line.matchAll(/[0-9a-f]{64}/g)) logged.add(m[0]); } });
+  async function ownNetns(): Promise<string[]> {
+    const out: string[] = [];
+    for (const id of logged) out.push(...await netnsOf(id));
+    return out.sort();
+  }
   before(async () => {
     env = await testEnv(['runc', 'gvisor']);
-    engine = await env.engine();
+    engine = await env.engine({ logger });
   });
   after(async () => {
     await env?.cleanup();
@@ -37,7 +43,7 @@ describe('engine leaves nothing behind', () => {
     return {
       cgroups: (await cgroupDirsUnder(parent)).filter((d) => !d.endsWith(`:${parent}`)),
       kubeCgroups: (await cgroupDirsUnder(kubeParent)).filter((d) => !d.endsWith(`:${kubeParent}`)),
-      netns: (await netnsNames()).filter((n) => !podId || n.startsWith(`bulkhead-${podId.slice(0, 16)}`)),
+      netns: podId ? await netnsOf(podId) : await ownNetns(),
       mounts: await mountsUnder(env.runDir),
       procs,
       bundles: [...await dirEntries(join(env.runDir, 'runc', 'containers')), ...await dirEntries(join(env.runDir, 'gvisor', 'containers'))],
@@ -63,6 +69,7 @@ describe('engine leaves nothing behind', () => {
         const during = await snapshot(podId);
         assert.ok(during.procs.length > before.procs.length, 'the pod has processes while it runs');
         assert.ok(during.mounts.length > 0, 'rootfs mounts while it runs');
+        assert.equal(during.netns.length, 1, 'the pod netns while it runs');
         assert.ok((kube ? during.kubeCgroups : during.cgroups).length > 0, 'cgroups while it runs');
         await engine.removePodSandbox(podId);
         const afterRemoval = await snapshot();
@@ -74,7 +81,9 @@ describe('engine leaves nothing behind', () => {
   it('failed creations undo what they did (pod after its netns, container after its rootfs mount)', async () => {
     const before = await snapshot();
     // resolv.conf is written after the netns exists: a bad DNS token fails the pod there
+    const n = logged.size;
     await assert.rejects(engine.runPodSandbox(podConfig({ dnsConfig: { servers: ['1.1.1.1 evil'] } }), 'runc'), { code: 'InvalidArgument' });
+    assert.ok(logged.size > n, 'the failed pod id was logged (so its netns is looked for)');
     const pod = podConfig();
     const podId = await engine.runPodSandbox(pod, 'runc');
     // the mount check runs after the rootfs is mounted
