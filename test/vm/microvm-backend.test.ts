@@ -1,0 +1,18 @@
+// The runtime layer's conformance suite against the microvm backend (conmon + bulkhead-vm + QEMU).
+// Every sandbox case boots its own VM (TCG here), so this file is slow; cases that do not apply say why.
+import { MicrovmBackend } from '../../src/runtime/microvm/microvm-backend.ts';
+import { backendSuite } from '../runtime/backend-suite.ts';
+import { ASSETS } from './helpers.ts';
+
+// the survives-creator case builds the backend in a separate process from the handler kind
+process.env.BULKHEAD_ROOT = ASSETS;
+
+backendSuite('microvm', (o) => new MicrovmBackend({ ...o, assetsRoot: ASSETS }), {
+  kind: 'microvm',
+  skip: {
+    seccomp: 'microvm: the guest kernel is the boundary; no seccomp profile is applied inside the guest',
+    'seccomp-exec': 'microvm: no seccomp profile inside the guest',
+    oom: 'microvm: the OOM kill happens in the guest; conmon reads oomKilled from the host cgroup (guest OOM is covered by test/vm/bulkhead-vm.test.ts)',
+    update: 'microvm: resources of a running VM container cannot be changed (bulkhead-vm update is refused)',
+  },
+});
