@@ -5,8 +5,9 @@
  *
  * ## Lifecycle of a pod
  *   runPodSandbox   → record 'creating' → log dir, pod dir, network (netns), /etc files,
- *                     infra ("pause") container created + started where the backend needs one
- *                     → record 'ready' (CRI SANDBOX_READY)
+ *                     infra ("pause") container created + started where the pod plan wants one
+ *                     (pod-plan.ts: runc yes; gVisor no — each container is its own sandbox in
+ *                     the pod netns) → record 'ready' (CRI SANDBOX_READY)
  *   stopPodSandbox  → every container killed, pause killed, network torn down → 'notready'.
  *                     Idempotent; an unknown id succeeds.
  *   removePodSandbox→ record 'removing' → containers removed, pause deleted, network torn down,

@@ -112,6 +112,8 @@ describe(`engine lifecycle (${handler})`, () => {
     assert.equal(r.stderr.toString(), 'err\n');
     assert.equal(r.exitCode, 4);
     await assert.rejects(engine.execSync(a, ['sleep', '30'], 1), { code: 'DeadlineExceeded' });
+    // the timed-out process is killed, not left running in the container
+    await waitFor(async () => !(await engine.execSync(a, ['ps', '-o', 'args'], 10)).stdout.toString().includes('sleep 30'), 20_000, 'the timed-out exec to be killed');
 
     const stats = await engine.containerStats(a);
     assert.ok((stats.memory?.workingSetBytes?.value ?? 0) > 0, 'working set reported');
