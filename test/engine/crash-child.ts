@@ -26,7 +26,8 @@ const backend: Backend = new Proxy(real, {
     if (prop === 'createContainer') {
       return async (o: CreateContainerOptions) => {
         const r = await target.createContainer(o);
-        const kill = (args.mode === 'mid-container' && o.pod.role === 'container') || (args.mode === 'mid-pod' && o.pod.role === 'sandbox');
+        // mid-container creates nothing but the app container (whose role is 'sandbox' on gVisor)
+        const kill = args.mode === 'mid-container' || (args.mode === 'mid-pod' && o.pod.role === 'sandbox');
         if (kill) {
           say({ killedAt: o.id, podId: o.pod.podId });
           process.kill(process.pid, 'SIGKILL');

@@ -130,14 +130,22 @@ describe('engine on gVisor', () => {
     await engine.removePodSandbox(podId);
   });
 
-  it('reattaches a running gVisor container after the daemon is SIGKILLed', async () => {
+  it('reattaches a running gVisor container after the daemon is SIGKILLed; cleans a half-created sandbox', async () => {
     const a = await crashChild(env, handler, 'run');
     const { podId, runner, quick } = a.out;
     assert.ok(podId && runner && quick, 'child reported its ids');
     await a.kill();
+    // a second daemon dies right after runsc created a container's sandbox (record still 'creating')
+    const b = await crashChild(env, handler, 'mid-container', { podId });
+    assert.equal(await b.exited, 'SIGKILL');
+    const half = b.out.killedAt!;
+    assert.ok((await procsWith(half)).length > 0, 'the half-created sandbox has processes');
     await new Promise((r) => setTimeout(r, 2500)); // "quick" exits (5) while no daemon runs
 
     const e2 = await env.engine();
+    await assert.rejects(e2.containerStatus(half), { code: 'NotFound' });
+    assert.deepEqual((await procsWith(half)).map((p) => p.cmd), [], 'the half-created sandbox is gone');
+    assert.deepEqual(await mountsUnder(`${env.runDir}/containers/${half}`), []);
     assert.equal((await e2.containerStatus(runner!)).status.state, 'CONTAINER_RUNNING');
     const q = await exited(e2, quick!);
     assert.equal(q.exitCode, 5);
