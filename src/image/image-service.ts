@@ -131,7 +131,7 @@ function checkDescriptor(d: unknown, what: string): Descriptor {
 export async function createImageService(opts: ImageServiceOptions): Promise<ImageService> {
   const content = await LocalContentStore.open(join(opts.root, 'content'));
   await content.cleanIngests();
-  const snapshots = await OverlaySnapshotter.open(join(opts.root, 'snapshots'));
+  const snapshots = await OverlaySnapshotter.open(join(opts.root, 'snapshots'), opts.profiler ? { profiler: opts.profiler } : {});
   const images = await SqliteImageStore.open(join(opts.root, 'images'));
   const authFile = await AuthFile.load(opts.registries.authFile);
   const registry = new RegistryClient({ registries: opts.registries, logger: opts.logger, authFile });
@@ -172,7 +172,7 @@ class LocalImageService implements ImageService {
   private readonly images: SqliteImageStore;
   private readonly registry: RegistryClient;
   private readonly limits: UnpackLimits;
-  private readonly unpacking = new Map<string, Promise<void>>();
+  private readonly unpacking = new Map<string, Promise<{ published: Promise<void> }>>();
   private readonly gate = new Gate();
   private readonly log: Logger;
   /** Threads that perform layer writes (one idle thread is kept between layers). */
@@ -320,13 +320,19 @@ class LocalImageService implements ImageService {
     const dl = Promise.all(downloads);
     dl.catch(() => {});
     const unpacks = (async () => {
+      // Each layer is usable as the next one's parent as soon as it is in place; all of them are
+      // durable and named (syncfs, shared by overlapping commits) before the image is recorded.
+      const published: Promise<void>[] = [];
       for (let i = 0; i < layers.length; i++) {
         if (!need[i]) continue;
         await Promise.race([slots[i]!, dl.then(() => slots[i])]);
         progress(i, 'extracting', 0);
-        await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, signal, (n) => progress(i, 'extracting', n));
-        progress(i, 'done', layers[i]!.size);
+        const r = await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, signal, (n) => progress(i, 'extracting', n));
+        published.push(r.published);
+        r.published.then(() => progress(i, 'done', layers[i]!.size), () => {});
       }
+      await Promise.all(published);
+      await Promise.all(chains.map((c) => this.snapshots.whenPublished(c))); // layers another pull of this process placed
     })().catch((err: unknown) => { ctl.abort(); throw err; });
     const settled = await Promise.allSettled([...downloads, unpacks]);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof AbortedError))
@@ -347,15 +353,16 @@ class LocalImageService implements ImageService {
     return this.images.put(body, names);
   }
 
-  private unpackLayer(l: Descriptor, diffId: string, chainId: string, parent: string | undefined, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<void> {
+  /** Unpacks one layer; resolves once it can serve as a parent, with `published` for when it is durable and named. */
+  private unpackLayer(l: Descriptor, diffId: string, chainId: string, parent: string | undefined, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<{ published: Promise<void> }> {
     let p = this.unpacking.get(chainId);
     if (!p) {
-      p = this.snapshots.commit(chainId, parent, async (dir, lowers) => {
+      p = this.snapshots.commitDeferred(chainId, parent, async (dir, lowers) => {
         await applyLayer(this.content.path(l.digest), {
           dir, lowers, expectedDiffId: diffId, name: l.digest, limits: this.limits, logger: this.log, onBytes,
           ...(signal ? { signal } : {}), ...(this.opts.profiler ? { profiler: this.opts.profiler } : {}), workers: this.fsWorkers,
         });
-      }).then(() => undefined).finally(() => this.unpacking.delete(chainId));
+      }).then((r) => ({ published: r.published })).finally(() => this.unpacking.delete(chainId));
       this.unpacking.set(chainId, p);
     }
     return p;

@@ -9,7 +9,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidArgumentError, NotFoundError } from '../../errors.ts';
+import { InvalidArgumentError, NotFoundError, UnavailableError } from '../../errors.ts';
+import { run } from '../../util/exec.ts';
+import type { PullProfiler } from '../profile.ts';
 import { digestHex } from '../digest.ts';
 import type { ActiveSnapshot, Mount, SnapshotInfo, Snapshotter } from './snapshotter.ts';
 
@@ -21,12 +23,24 @@ async function atomicWrite(path: string, data: string): Promise<void> {
   await rename(tmp, path);
 }
 
+/** syncfs(2) on the filesystem holding `dir` (coreutils `sync -f`; Node has no binding). */
+async function syncFs(dir: string): Promise<void> {
+  const r = await run('sync', ['-f', dir], { timeoutMs: 300_000 });
+  if (r.code !== 0) throw new UnavailableError(`sync -f ${dir}: ${r.stderr.trim()}`);
+}
+
 export class OverlaySnapshotter implements Snapshotter {
   readonly root: string;
-  private constructor(root: string) { this.root = root; }
+  private readonly profiler: PullProfiler | undefined;
+  /** Placed and usable as parents in this process, not yet named under by-chain/ (awaiting a sync). */
+  private readonly unpublished = new Map<string, SnapshotInfo>();
+  private readonly publishing = new Map<string, Promise<void>>();
+  private syncing: Promise<void> | undefined;
+  private nextSync: Promise<void> | undefined;
+  private constructor(root: string, profiler: PullProfiler | undefined) { this.root = root; this.profiler = profiler; }
 
-  static async open(root: string): Promise<OverlaySnapshotter> {
-    const s = new OverlaySnapshotter(root);
+  static async open(root: string, opts: { profiler?: PullProfiler } = {}): Promise<OverlaySnapshotter> {
+    const s = new OverlaySnapshotter(root, opts.profiler);
     await mkdir(join(root, 'by-chain'), { recursive: true });
     await mkdir(join(root, 'active'), { recursive: true });
     await rm(join(root, 'tmp'), { recursive: true, force: true }); // unpacks a dead process left
@@ -35,6 +49,10 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async stat(chainId: string): Promise<SnapshotInfo | undefined> {
+    return this.unpublished.get(chainId) ?? await this.statOnDisk(chainId);
+  }
+
+  private async statOnDisk(chainId: string): Promise<SnapshotInfo | undefined> {
     const hex = digestHex(chainId);
     let id: string;
     try { id = (await readFile(join(this.root, 'by-chain', hex), 'utf8')).trim(); } catch { return undefined; }
@@ -59,26 +77,71 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async commit(chainId: string, parent: string | undefined, fill: (dir: string, lowers: string[]) => Promise<void>): Promise<SnapshotInfo> {
+    const r = await this.commitDeferred(chainId, parent, fill);
+    await r.published;
+    return r.info;
+  }
+
+  /**
+   * Like commit, but resolves as soon as the snapshot is in place: from then on this process can
+   * use it (e.g. as the parent of the next layer); `published` resolves once its data is on disk
+   * and it is named under by-chain/ (visible to other processes and after a restart).
+   */
+  async commitDeferred(chainId: string, parent: string | undefined, fill: (dir: string, lowers: string[]) => Promise<void>): Promise<{ info: SnapshotInfo; published: Promise<void> }> {
     const existing = await this.stat(chainId);
-    if (existing) return existing;
+    if (existing) return { info: existing, published: this.publishing.get(chainId) ?? Promise.resolve() };
     const lowers = parent ? await this.view(parent) : [];
     const tmp = join(this.root, 'tmp', randomBytes(8).toString('hex'));
     await mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
+    let id: string;
     try {
       await fill(join(tmp, 'fs'), lowers);
       await writeFile(join(tmp, 'parent'), parent ?? '');
       await writeFile(join(tmp, 'chainid'), chainId);
-      const id = await this.place(tmp);
-      const again = await this.stat(chainId);
-      if (again) { await rm(join(this.root, id), { recursive: true, force: true }); return again; } // another process won
-      await atomicWrite(join(this.root, 'by-chain', digestHex(chainId)), id);
-      const info: SnapshotInfo = { chainId, id, dir: join(this.root, id, 'fs') };
-      if (parent) info.parent = parent;
-      return info;
+      id = await this.place(tmp);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
+    const info: SnapshotInfo = { chainId, id, dir: join(this.root, id, 'fs') };
+    if (parent) info.parent = parent;
+    this.unpublished.set(chainId, info);
+    const published = this.publish(info);
+    published.catch(() => {});
+    this.publishing.set(chainId, published);
+    return { info, published };
+  }
+
+  /** Resolves when `chainId` is named on disk (at once unless a commit of it is awaiting its sync). */
+  whenPublished(chainId: string): Promise<void> {
+    return this.publishing.get(chainId) ?? Promise.resolve();
+  }
+
+  /** Names a placed snapshot once its data is on disk: after a crash a named snapshot is never short of data. */
+  private async publish(info: SnapshotInfo): Promise<void> {
+    try {
+      await this.requestSync();
+      // Another process may have published the same chain meanwhile: theirs stays, ours is an orphan for GC.
+      if (!(await this.statOnDisk(info.chainId))) await atomicWrite(join(this.root, 'by-chain', digestHex(info.chainId)), info.id);
+    } catch (err) {
+      await rm(join(this.root, info.id), { recursive: true, force: true }).catch(() => {});
+      throw err;
+    } finally {
+      this.unpublished.delete(info.chainId);
+      this.publishing.delete(info.chainId);
+    }
+  }
+
+  /** Resolves after a syncfs that started after this call; commits that overlap share one. */
+  private requestSync(): Promise<void> {
+    if (this.nextSync) return this.nextSync;
+    if (!this.syncing) {
+      const s0 = performance.now();
+      this.syncing = syncFs(this.root).finally(() => { this.syncing = undefined; this.profiler?.add('fsync', performance.now() - s0); });
+      return this.syncing;
+    }
+    this.nextSync = this.syncing.catch(() => {}).then(() => { this.nextSync = undefined; return this.requestSync(); });
+    return this.nextSync;
   }
 
   /** Renames a finished temp dir to the next free numeric id. */
