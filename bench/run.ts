@@ -11,7 +11,7 @@
 // from the daemon log when it has them) and of the runtime layer's steps.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -117,9 +117,17 @@ let daemonPid: number | undefined;
 const bhRoot = join(work, 'bh-root');
 const bhRun = join(work, 'bh-run');
 const bh = (args: string[]): string[] => ['--root', bhRoot, '--run-dir', bhRun, ...args];
+const daemonLog = join(work, 'daemon.log');
+const cliRuns: { label: string; from: number; to: number }[] = [];
 if (!skip.has('bulkhead')) {
   await mkdir(bhRoot, { recursive: true });
-  const daemon = spawn(BULKHEAD, bh(['daemon']), { stdio: ['ignore', 'ignore', 'ignore'], detached: true });
+  // the built-in policy trusts nothing and moves every pod to gvisor: trust the bench's pods, so
+  // `--isolation runc` really runs runc
+  const config = join(work, 'config.toml');
+  await writeFile(config, '[policy]\ndefault_trust = "trusted"\n[policy.levels.trusted]\nmin_isolation = "process"\n');
+  const logFh = await open(daemonLog, 'w');
+  const daemon = spawn(BULKHEAD, bh(['--config', config, 'daemon', '--log-level', 'debug']), { stdio: ['ignore', 'ignore', logFh.fd], detached: true });
+  await logFh.close();
   daemonPid = daemon.pid;
   daemon.unref();
   cleanups.push(async () => {
@@ -141,8 +149,10 @@ if (!skip.has('bulkhead')) {
     variants.push({
       name: label, group: 'bulkhead', runtime, once: async () => {
         const t0 = performance.now();
+        const from = Date.now();
         await must(BULKHEAD, bh(['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']));
         timings.get(label)!.push(performance.now() - t0);
+        cliRuns.push({ label, from, to: Date.now() });
       },
     });
   }
@@ -198,6 +208,26 @@ try {
   for (const [k, t] of layerSteps) console.log(`  ${k.padEnd(52)}${median(t).toFixed(1).padStart(8)}`);
 
   if (values.profile && daemonPid) {
+    // daemon-side RPC time per `bulkhead run`, from the daemon's debug log, assigned by wall clock
+    const rpcs = (await readFile(daemonLog, 'utf8')).split('\n').map((l) => {
+      const m = /^time=(\S+) .*msg=rpc .*method=\/runtime\.v1\.\w+\/(\w+) durationMs=([\d.]+)/.exec(l);
+      return m ? { at: Date.parse(m[1]!), method: m[2]!, ms: Number(m[3]) } : undefined;
+    }).filter((x) => x !== undefined);
+    for (const label of new Set(cliRuns.map((r) => r.label))) {
+      const per = new Map<string, number[]>();
+      const inRpc: number[] = [];
+      for (const r of cliRuns.filter((c) => c.label === label)) {
+        const mine = rpcs.filter((x) => x.at >= r.from && x.at <= r.to);
+        const byMethod = new Map<string, number>();
+        for (const x of mine) byMethod.set(x.method, (byMethod.get(x.method) ?? 0) + x.ms);
+        for (const [k, v] of byMethod) per.set(k, [...(per.get(k) ?? []), v]);
+        inRpc.push(mine.reduce((a, x) => a + x.ms, 0));
+      }
+      console.log(`\n${label}: daemon-side RPC time per run (median ms; the rest is the CLI process and the wire)`);
+      for (const [k, v] of per) console.log(`  ${k.padEnd(28)}${median(v).toFixed(1).padStart(8)}`);
+      const total = median(timings.get(label)!);
+      console.log(`  ${'all RPCs'.padEnd(28)}${median(inRpc).toFixed(1).padStart(8)}   of ${total.toFixed(0)} ms total`);
+    }
     console.log('\nbulkhead CLI start-up (median of 5, ms)');
     const probe = async (args: string[]): Promise<number> => {
       const xs: number[] = [];
