@@ -37,6 +37,8 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <linux/fs.h>
+#include <linux/vm_sockets.h>
+#include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -167,6 +169,11 @@ static int find_slot_dev(const char *serial, char *out, size_t n) {
     if (r > 0 && strcmp(b, serial) == 0) { snprintf(out, n, "/dev/%s", e->d_name); closedir(d); return 0; }
   }
   if (d) closedir(d);
+  /* No serials (Firecracker): slotN is the N-th virtio disk. */
+  if (strncmp(serial, "slot", 4) == 0 && serial[4] >= '0' && serial[4] <= '9' && !serial[5]) {
+    snprintf(out, n, "/dev/vd%c", 'a' + (serial[4] - '0'));
+    if (access(out, F_OK) == 0) return 0;
+  }
   return -1;
 }
 
@@ -310,6 +317,21 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
     snprintf(p, sizeof p, "%s/sys", root);
     if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) != 0) child_fail(errpipe, "mount /sys: %s", strerror(errno));
     if (mount_dev(root) != 0) child_fail(errpipe, "mount /dev: %s", strerror(errno));
+    /* OCI maskedPaths: hidden behind an empty read-only tmpfs (dirs) or /dev/null (files). */
+    for (int i = 0; (v = kv_get(kv, len, "mask", i)); i++) {
+      struct stat st;
+      snprintf(p, sizeof p, "%s%s", root, v);
+      if (v[0] != '/' || strstr(v, "..") || lstat(p, &st) != 0) continue;
+      int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=0") : mount("/dev/null", p, NULL, MS_BIND, NULL);
+      if (rc != 0) child_fail(errpipe, "mask %s: %s", v, strerror(errno));
+    }
+    /* OCI readonlyPaths: bind onto themselves, then read-only. */
+    for (int i = 0; (v = kv_get(kv, len, "ropath", i)); i++) {
+      snprintf(p, sizeof p, "%s%s", root, v);
+      if (v[0] != '/' || strstr(v, "..") || access(p, F_OK) != 0) continue;
+      if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) != 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0)
+        child_fail(errpipe, "read-only %s: %s", v, strerror(errno));
+    }
     if (!s->readonly) { snprintf(p, sizeof p, "%s/tmp", root); chmod(p, 01777); }
     if ((v = kv_get(kv, len, "hostname", 0)) && sethostname(v, strlen(v)) != 0) child_fail(errpipe, "sethostname: %s", strerror(errno));
     if (chdir(root) != 0) child_fail(errpipe, "chdir root: %s", strerror(errno));
@@ -518,7 +540,9 @@ static void do_stats(uint32_t id) {
     snprintf(f, sizeof f, "%s/memory.events", cg); oom = read_ull(f, "oom_kill ");
   }
   unsigned long long total = read_ull("/proc/meminfo", "MemTotal:"), avail = read_ull("/proc/meminfo", "MemAvailable:");
-  snprintf(out, sizeof out, "memory_bytes=%llu cpu_usec=%llu oom_kills=%llu vm_mem_total_kb=%llu vm_mem_available_kb=%llu", mem, cpu, oom, total, avail);
+  unsigned long long pids = 0;
+  if (s) { snprintf(f, sizeof f, "%s/pids.current", cg); pids = read_ull(f, NULL); }
+  snprintf(out, sizeof out, "memory_bytes=%llu cpu_usec=%llu oom_kills=%llu pids=%llu vm_mem_total_kb=%llu vm_mem_available_kb=%llu", mem, cpu, oom, pids, total, avail);
   reply_ok(id, out);
 }
 
@@ -592,6 +616,14 @@ static int open_port(void) {
       }
     }
     if (d) closedir(d);
+    /* Firecracker has no virtio-serial: connect to the host over vsock (CID 2, port 1024). */
+    int vs = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (vs >= 0) {
+      struct sockaddr_vm a = { 0 };
+      a.svm_family = AF_VSOCK; a.svm_cid = VMADDR_CID_HOST; a.svm_port = 1024;
+      if (connect(vs, (struct sockaddr *)&a, sizeof a) == 0) return vs;
+      close(vs);
+    }
     usleep(10000);
   }
   return -1;

@@ -22,6 +22,7 @@ import { detectAccel } from './accel.ts';
 import { ensureGuestAssets, loadGuestAssets, SETUP_COMMAND } from './assets.ts';
 import { VmdClient } from './client.ts';
 import { QemuVmm } from './qemu.ts';
+import { FirecrackerVmm } from './firecracker.ts';
 import { rootfsImage } from './rootfs-image.ts';
 import { runShim } from './shim.ts';
 import { containerKv, fileMountsKv, podIdentity, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
@@ -40,6 +41,8 @@ interface Global {
   accel: 'auto' | Accel;
   bootTimeoutMs: number;
   cgroupParent: string;
+  /** Firecracker binary: use the Firecracker driver instead of QEMU. */
+  firecracker?: string;
 }
 
 type Flags = Record<string, string | boolean | string[]>;
@@ -121,7 +124,7 @@ async function ensurePodVm(g: Global, podId: string, dir: string, size: { memory
   const logFd = openSync(join(dir, 'vmd.log'), 'a');
   const child = spawnDetached([...NODE_ARGS, CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
     '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
-    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup], ['ignore', logFd, logFd, 'pipe']);
+    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
   } finally {
@@ -326,10 +329,11 @@ async function cmdShim(g: Global, argv: string[]): Promise<number> {
 }
 
 async function cmdVmd(g: Global, argv: string[]): Promise<number> {
-  const { flags } = parse(argv, new Set(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup']));
+  const { flags } = parse(argv, new Set(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'firecracker']));
+  const fc = str(flags.firecracker);
   const log = createLogger({ fields: { component: 'vmd', pod: str(flags.pod) } });
   const sup = new PodVmSupervisor({
-    podId: str(flags.pod)!, podDir: str(flags['pod-dir'])!, assets: await loadGuestAssets(g.assetsRoot), vmm: new QemuVmm(),
+    podId: str(flags.pod)!, podDir: str(flags['pod-dir'])!, assets: await loadGuestAssets(g.assetsRoot), vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
     accel: (str(flags.accel) ?? 'tcg') as Accel, memoryMiB: Number(str(flags.memory)), vcpus: Number(str(flags.vcpus)),
     bootTimeoutMs: Number(str(flags['boot-timeout'])), cgroup: str(flags.cgroup) ?? '', logger: log,
   });
@@ -374,7 +378,7 @@ async function cmdSetup(g: Global, argv: string[]): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const { flags, pos } = parse(argv, new Set(['root', 'log', 'log-format', 'assets', 'accel', 'boot-timeout', 'cgroup-parent', 'criu']), 1);
+  const { flags, pos } = parse(argv, new Set(['root', 'log', 'log-format', 'assets', 'accel', 'boot-timeout', 'cgroup-parent', 'criu', 'firecracker']), 1);
   const env = process.env;
   const g: Global = {
     root: resolve(str(flags.root) ?? env.BULKHEAD_VM_STATE ?? '/run/bulkhead-vm'),
@@ -386,6 +390,8 @@ export async function main(argv: string[]): Promise<number> {
   };
   const log = str(flags.log);
   if (log) g.log = log;
+  const fc = str(flags.firecracker) ?? env.BULKHEAD_VM_FIRECRACKER;
+  if (fc) g.firecracker = fc;
   const [cmd, ...rest] = pos;
   try {
     if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError(`--accel must be auto, kvm or tcg`);

@@ -58,9 +58,11 @@ export async function runShim(s: ShimSession): Promise<number> {
     stdin.on('end', () => { stdinEnded = true; if (started && !tty) client.send('I', gid); });
     stdin.on('error', () => { stdinEnded = true; });
   } catch { stdinEnded = true; }
-  if (tty && process.stdout.isTTY) {
-    process.stdout.on('resize', () => { if (gid) client.send('W', gid, `${process.stdout.rows} ${process.stdout.columns}`); });
-  }
+  // The terminal may be resized before the guest session exists: send the size once it does, and on every change.
+  const sendSize = (): void => {
+    if (gid && tty && process.stdout.isTTY && process.stdout.rows > 0) client.send('W', gid, `${process.stdout.rows} ${process.stdout.columns}`);
+  };
+  if (tty && process.stdout.isTTY) process.stdout.on('resize', sendSize);
 
   const early: Frame[] = [];
   let handle: (f: Frame) => void = (f) => { early.push(f); };
@@ -70,7 +72,7 @@ export async function runShim(s: ShimSession): Promise<number> {
       if (f.id !== gid) return;
       if (f.type === 'O') { if (f.payload.length) process.stdout.write(f.payload); }
       else if (f.type === 'R') { if (f.payload.length) process.stderr.write(f.payload); }
-      else if (f.type === 'B') { started = true; flushStdin(); }
+      else if (f.type === 'B') { started = true; sendSize(); flushStdin(); }
       else if (f.type === 'X') { exitCode = Number(f.payload.toString()); resolve(exitCode); }
     };
     client.on('frame', (f) => handle(f));
@@ -93,6 +95,7 @@ export async function runShim(s: ShimSession): Promise<number> {
       const r = await client.request<{ id: number; pid: number }>('exec', { name: s.rec.id, kv: s.kv });
       gid = r.id;
       started = true;
+      sendSize();
       flushStdin();
       for (const f of early.splice(0)) handle(f);
       if (s.pidFile) await writeJsonPid(s.pidFile, process.pid);

@@ -98,6 +98,8 @@ export function containerKv(spec: OciSpec): Kv {
   if (r?.memory?.limit && r.memory.limit > 0) kv.push(['memory', r.memory.limit]);
   if (r?.cpu?.quota && r.cpu.quota > 0) kv.push(['cpu_quota', r.cpu.quota], ['cpu_period', r.cpu.period || 100000]);
   if (r?.pids?.limit && r.pids.limit > 0) kv.push(['pids', r.pids.limit]);
+  for (const m of spec.linux?.maskedPaths ?? []) kv.push(['mask', m]);
+  for (const m of spec.linux?.readonlyPaths ?? []) kv.push(['ropath', m]);
   return kv;
 }
 
