@@ -15,7 +15,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { existsSync, writeFileSync, rmdirSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DeadlineExceededError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { GuestAssets } from './assets.ts';
@@ -384,7 +384,10 @@ export class PodVmSupervisor {
   }
 
   #cleanupCgroups(): void {
-    for (const d of this.#cgroups) { try { rmdirSync(d); } catch { /* still busy or gone */ } }
+    for (const d of this.#cgroups) {
+      try { rmdirSync(d); } catch { /* still busy or gone */ }
+      if (this.#o.cgroup.startsWith('bulkhead-vm/')) { try { rmdirSync(dirname(d)); } catch { /* other pods still there */ } }
+    }
     this.#cgroups = [];
   }
 

@@ -192,6 +192,14 @@ describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('p
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout.trim(), /cloud-amd64$/);
       assert.notEqual(r.stdout.trim(), release());
+      // with -t podman hands conmon a console socket; bulkhead-vm passes it a pty (SCM_RIGHTS)
+      const t = spawnSync('podman', [
+        '--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file',
+        '--runtime', BULKHEAD_VM, '--runtime-flag', `assets=${ASSETS}`, '--runtime-flag', `root=${join(dir, 'vmstate')}`,
+        'run', '--rm', '-t', '--network', 'none', '--rootfs', rootfs, 'sh', '-c', 'test -t 0 && tty; exit 4',
+      ], { encoding: 'utf8', timeout: 240_000 });
+      assert.equal(t.status, 4, t.stderr);
+      assert.match(t.stdout, /\/dev\/pts\/\d+/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
