@@ -101,7 +101,7 @@ function readyLine(child: ReturnType<typeof spawn>, what: string, timeoutMs: num
         clearTimeout(timer);
         const line = buf.slice(0, nl);
         if (line.startsWith('ok')) resolvePromise(line);
-        else reject(new BulkheadError(/not found in \$PATH|bad|exceeds/.test(line) ? 'InvalidArgument' : 'Internal', `${what}: ${line.replace(/^error: /, '')}`));
+        else reject(new BulkheadError(/not found in \$PATH|bad|exceeds/.test(line) ? 'InvalidArgument' : /did not answer/.test(line) ? 'DeadlineExceeded' : 'Internal', `${what}: ${line.replace(/^error: /, '').replace(/\\n/g, '\n')}`));
       }
     });
     pipe.on('end', () => { clearTimeout(timer); if (!buf.includes('\n')) reject(new UnavailableError(`${what} exited before it was ready`)); });
@@ -127,6 +127,9 @@ async function ensurePodVm(g: Global, podId: string, dir: string, size: { memory
     '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
   } finally {
     (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
     child.unref();

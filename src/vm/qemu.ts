@@ -78,7 +78,7 @@ export class QemuVmm implements Vmm {
     const exited = new Promise<VmExit>((resolve) => {
       child.once('exit', (code, sig) => {
         const detail = stderr.trim().split('\n').slice(-3).join(' | ');
-        const reason = sig ? `VMM (qemu pid ${child.pid}) killed by ${sig}`
+        const reason = sig ? `VMM (qemu pid ${child.pid}) killed by ${sig}${detail ? `: ${detail}` : ''}`
           : code === 0 ? 'guest powered off'
           : `VMM (qemu) exited with code ${code}${detail ? `: ${detail}` : ''}`;
         resolve({ code, signal: sig, reason });

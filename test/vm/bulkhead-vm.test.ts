@@ -205,3 +205,40 @@ describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('p
     }
   });
 });
+
+describe('bulkhead-vm: clear errors', { skip, timeout: 300_000 }, () => {
+  it('names the setup command when the guest kernel is missing', async () => {
+    const dir = tempDir('bulkhead-vm-nokernel-');
+    try {
+      const b = makeBundle(dir, 'x', { rootfs: makeRootfs(dir), args: ['true'] });
+      const r = await new Promise<{ code: number | null; stderr: string }>((res) => {
+        const p = spawnSync(BULKHEAD_VM, ['--root', join(dir, 'state'), '--assets', join(dir, 'empty'), 'create', '--bundle', b, 'x1'], { encoding: 'utf8' });
+        res({ code: p.status, stderr: p.stderr });
+      });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /no guest kernel .* run `bin\/bulkhead-vm --assets .* setup`/);
+      assert.ok(!existsSync(join(dir, 'state', 'x1')), 'nothing left behind');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a guest that does not answer within the boot timeout, and cleans up', async () => {
+    const dir = tempDir('bulkhead-vm-timeout-');
+    const root = join(dir, 'state');
+    try {
+      const b = makeBundle(dir, 'x', { rootfs: makeRootfs(dir), args: ['true'] });
+      const r = spawnSync(BULKHEAD_VM, ['--root', root, '--assets', ASSETS, '--boot-timeout', '300', 'create', '--bundle', b, 'x2'], { encoding: 'utf8', timeout: 120_000 });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /did not answer within 300 ms/);
+      assert.match(r.stderr, /console/);
+      assert.ok(!existsSync(join(root, 'x2')));
+      const pods = join(root, 'pods');
+      assert.deepEqual(existsSync(pods) ? (await import('node:fs')).readdirSync(pods) : [], [], 'no pod VM left');
+      const q = spawnSync('pgrep', ['-f', `bulkhead-vm-x2`], { encoding: 'utf8' });
+      assert.equal(q.stdout.trim(), '', 'no VMM process left');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
