@@ -83,12 +83,22 @@ try {
 
   const totals = new StageTotals();
   const stages: Record<PullStage, number>[] = [];
+  const timeline: string[] = [];
   const bulkhead = async (): Promise<number> => {
     const root = await mkdtemp(join(tmpdir(), 'bench-bulkhead-'));
     try {
       const t0 = performance.now();
       const svc = await createImageService({ root, registries: { mirrors: {}, insecure: [] }, logger: silentLogger, ...(profile ? { profiler: totals } : {}) });
-      await svc.pull(img.ref);
+      const t = (): string => ((performance.now() - t0) / 1000).toFixed(2);
+      const seen = new Map<string, string>();
+      timeline.length = 0;
+      await svc.pull(img.ref, profile ? {
+        onProgress: (ev) => {
+          if (seen.get(ev.id) === ev.status) return;
+          seen.set(ev.id, ev.status);
+          timeline.push(`${t()}s ${ev.id} ${ev.status}`);
+        },
+      } : {});
       const ms = performance.now() - t0;
       await svc.close();
       if (profile) stages.push(totals.take());
@@ -123,6 +133,8 @@ try {
     for (const s of ['download', 'verify', 'decompress', 'unpack', 'fsync'] as const) {
       console.log(`  ${s.padEnd(10)} ${median(stages.map((x) => x[s])).toFixed(0).padStart(6)}`);
     }
+    console.log(`layer timeline of the last bulkhead run (layers in order: ${layers.map((l) => l.digest.slice(7, 19)).join(' ')}):`);
+    for (const line of timeline) console.log('  ' + line);
   }
 } finally {
   await reg.close();
