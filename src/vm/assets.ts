@@ -160,6 +160,7 @@ function initScript(modules: readonly string[]): string {
 # Bulkhead guest init: mounts the basics, loads the virtio modules, starts the agent as PID 1.
 B=/bin/busybox
 if [ ! -e /.stage2 ]; then
+  echo "bulkhead-init: initramfs up, moving to tmpfs" >/dev/console
   $B mkdir -p /newroot
   $B mount -t tmpfs -o mode=0755 rootfs /newroot
   $B cp -a /bin /sbin /lib /etc /init /newroot/
@@ -182,6 +183,7 @@ echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 $B mkdir -p /sys/fs/cgroup/bulkhead
 echo "+memory +cpu +pids" > /sys/fs/cgroup/bulkhead/cgroup.subtree_control
 $B ip link set lo up 2>/dev/null
+echo "bulkhead-init: modules loaded, starting the agent" >/dev/console
 exec /sbin/bulkhead-agent
 `;
 }

@@ -23,7 +23,7 @@ function hostTscKhz(): number {
 export function qemuArgs(cfg: VmConfig): string[] {
   const khz = hostTscKhz();
   const cmdline = [
-    'console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1', 'reboot=t',
+    'console=ttyS0', 'loglevel=4', 'pci=off', 'edd=off', 'panic=-1', 'reboot=t',
     // microvm has no PIT/HPET to calibrate the TSC against: give the frequency, skip the watchdog
     `tsc_early_khz=${khz}`, 'tsc=reliable', `lpj=${Math.round((khz * 1000) / 250)}`,
     ...(cfg.kernelArgs ?? []),
