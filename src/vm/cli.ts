@@ -26,7 +26,7 @@ import { FirecrackerVmm } from './firecracker.ts';
 import { rootfsImage } from './rootfs-image.ts';
 import { runShim } from './shim.ts';
 import { containerKv, fileMountsKv, podIdentity, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
-import { alive, checkId, containerDir, podDir, readRecord, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
+import { alive, checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, readRecord, rootFromIndex, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
 import { PodVmSupervisor } from './vmd.ts';
 import type { Accel } from './vmm.ts';
 
@@ -152,6 +152,7 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
   await mkdir(cdir, { recursive: true, mode: 0o700 });
   const rec: ContainerRecord = { id, bundle, podId: pod.podId, podDir: pdir, sandbox: pod.sandbox, pid: 0, annotations: spec.annotations ?? {}, created: new Date().toISOString() };
   await writeJsonAtomic(join(cdir, 'state.json'), rec);
+  if (g.root !== DEFAULT_ROOT) await indexAdd(id, cdir);
   let startedVm = false;
   try {
     if (pod.sandbox) {
@@ -187,6 +188,7 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
       try { const c = await VmdClient.connect(join(pdir, 'vmd.sock')); await c.request('shutdown', { reason: 'sandbox create failed' }); c.close(); } catch { /* gone */ }
     }
     await rm(cdir, { recursive: true, force: true });
+    await indexRemove(id, cdir);
     throw e;
   }
 }
@@ -261,6 +263,7 @@ async function cmdDelete(g: Global, argv: string[]): Promise<number> {
     await rm(rec.podDir, { recursive: true, force: true });
   }
   await rm(containerDir(g.root, id), { recursive: true, force: true });
+  await indexRemove(id, containerDir(g.root, id));
   return 0;
 }
 
@@ -384,7 +387,7 @@ export async function main(argv: string[]): Promise<number> {
   const { flags, pos } = parse(argv, new Set(['root', 'log', 'log-format', 'assets', 'accel', 'boot-timeout', 'cgroup-parent', 'criu', 'firecracker']), 1);
   const env = process.env;
   const g: Global = {
-    root: resolve(str(flags.root) ?? env.BULKHEAD_VM_STATE ?? '/run/bulkhead-vm'),
+    root: resolve(str(flags.root) ?? env.BULKHEAD_VM_STATE ?? DEFAULT_ROOT),
     logFormat: str(flags['log-format']) === 'json' ? 'json' : 'text',
     assetsRoot: resolve(str(flags.assets) ?? env.BULKHEAD_ROOT ?? '/var/lib/bulkhead'),
     accel: (str(flags.accel) ?? env.BULKHEAD_VM_ACCEL ?? 'auto') as Global['accel'],
@@ -397,6 +400,12 @@ export async function main(argv: string[]): Promise<number> {
   if (fc) g.firecracker = fc;
   const [cmd, ...rest] = pos;
   try {
+    // Some callers (podman's cleanup through conmon) run `delete` without the runtime flags:
+    // find a container created under another --root through the by-id index of the default root.
+    const target = rest.find((a) => !a.startsWith('-'));
+    if (g.root === DEFAULT_ROOT && target && ['start', 'state', 'kill', 'delete', 'exec', 'stats'].includes(cmd ?? '')) {
+      g.root = rootFromIndex(target) ?? g.root;
+    }
     if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError(`--accel must be auto, kvm or tcg`);
     await mkdir(g.root, { recursive: true, mode: 0o700 });
     switch (cmd) {

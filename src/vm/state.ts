@@ -9,10 +9,29 @@
  * started → running; else created.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+
+export const DEFAULT_ROOT = '/run/bulkhead-vm';
+const INDEX = join(DEFAULT_ROOT, 'by-id');
+
+/** Records `id` → its state dir in the default root's index (for callers that omit --root). */
+export async function indexAdd(id: string, dir: string): Promise<void> {
+  await mkdir(INDEX, { recursive: true, mode: 0o700 });
+  await rm(join(INDEX, checkId(id)), { force: true });
+  await symlink(dir, join(INDEX, id));
+}
+
+/** Removes the index entry if it still points at `dir`. */
+export async function indexRemove(id: string, dir: string): Promise<void> {
+  try { if (readlinkSync(join(INDEX, checkId(id))) === dir) await rm(join(INDEX, id), { force: true }); } catch { /* none */ }
+}
+
+export function rootFromIndex(id: string): string | undefined {
+  try { return dirname(readlinkSync(join(INDEX, checkId(id)))); } catch { return undefined; }
+}
 
 export interface ContainerRecord {
   id: string;

@@ -200,6 +200,8 @@ describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('p
       ], { encoding: 'utf8', timeout: 240_000 });
       assert.equal(t.status, 4, t.stderr);
       assert.match(t.stdout, /\/dev\/pts\/\d+/);
+      // podman's cleanup deletes without the runtime flags: the VMs must still be stopped
+      await waitFor(() => spawnSync('pgrep', ['-f', join(dir, 'vmstate')], { encoding: 'utf8' }).stdout.trim() === '', 'the pod VMs to stop', 30_000);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
