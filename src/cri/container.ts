@@ -5,7 +5,7 @@ import type { ContainerFilter } from '../engine/types.ts';
 import type { CriDeps } from './deps.ts';
 import type { CreateContainerRequest, UpdateContainerResourcesRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
-import { requireId, timeoutSeconds } from './validate.ts';
+import { checkSeccompProfilePath, requireId, timeoutSeconds } from './validate.ts';
 
 export function containerHandlers(deps: CriDeps): Record<string, Impl> {
   const { engine } = deps;
@@ -17,6 +17,7 @@ export function containerHandlers(deps: CriDeps): Record<string, Impl> {
       if (!config.metadata?.name) throw new InvalidArgumentError('container config: metadata.name must not be empty');
       if (/[\0/]/.test(config.metadata.name) || config.metadata.name.length > 253) throw new InvalidArgumentError(`container config: metadata.name "${config.metadata.name.slice(0, 80)}" is not valid`);
       if (!config.image?.image) throw new InvalidArgumentError('container config: image.image must not be empty');
+      checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'container config');
       if (deps.policy?.enforceContainer) {
         const pod = (await engine.podSandboxStatus(podId, false)).status;
         await deps.policy.enforceContainer(req.sandboxConfig ?? null, config, pod.runtimeHandler);

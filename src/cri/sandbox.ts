@@ -4,7 +4,7 @@ import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
 import type { CriDeps } from './deps.ts';
 import type { RunPodSandboxRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
-import { requireId } from './validate.ts';
+import { checkSeccompProfilePath, requireId } from './validate.ts';
 
 export function checkPodConfig(config: PodSandboxConfig | null | undefined): PodSandboxConfig {
   if (!config) throw new InvalidArgumentError('RunPodSandbox: config is required');
@@ -13,6 +13,7 @@ export function checkPodConfig(config: PodSandboxConfig | null | undefined): Pod
   if (!md.name) throw new InvalidArgumentError('pod sandbox config: metadata.name must not be empty');
   if (md.name.length > 253 || /[\0/]/.test(md.name)) throw new InvalidArgumentError(`pod sandbox config: metadata.name "${md.name.slice(0, 80)}" is not valid`);
   if (md.namespace && (md.namespace.length > 253 || /[\0/]/.test(md.namespace))) throw new InvalidArgumentError('pod sandbox config: metadata.namespace is not valid');
+  checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'pod sandbox config');
   return config;
 }
 
@@ -26,7 +27,14 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
       if (handler !== '') deps.handlers.known(handler);
       let trust: 'trusted' | 'untrusted' = 'untrusted';
       if (deps.policy) {
-        const decision = await deps.policy.enforcePod(config, handler);
+        let decision: { handler: string; trust?: 'trusted' | 'untrusted' };
+        try {
+          decision = await deps.policy.enforcePod(config, handler);
+        } catch (err) {
+          // A refusal because the requested handler cannot run here is reported as exactly that.
+          if (handler !== '') await deps.handlers.resolve(handler, ctx.signal);
+          throw err;
+        }
         handler = decision.handler;
         trust = decision.trust ?? 'untrusted';
       }

@@ -18,3 +18,13 @@ export function timeoutSeconds(value: unknown, what: string): number {
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${what} must be a non-negative number of seconds`);
   return n;
 }
+
+/**
+ * The deprecated seccomp_profile_path: "", "unconfined", "runtime/default", "docker/default" or
+ * "localhost/<absolute path>"; anything else (a bare path) is malformed.
+ */
+export function checkSeccompProfilePath(value: string | undefined, what: string): void {
+  if (!value || ['unconfined', 'runtime/default', 'docker/default'].includes(value)) return;
+  if (value.startsWith('localhost/') && value.length > 'localhost/'.length) return;
+  throw new InvalidArgumentError(`${what}: seccomp profile "${value.slice(0, 200)}" must be unconfined, runtime/default or localhost/<path>`);
+}

@@ -133,6 +133,10 @@ test('malformed requests are INVALID_ARGUMENT and name what is wrong', async () 
   await assert.rejects(c.exec({ containerId: 'abc', cmd: ['sh'], tty: true, stdout: true, stderr: true }), code('InvalidArgument'));
   await assert.rejects(c.portForward('abc', [70000]), code('InvalidArgument'));
   await assert.rejects(c.loadImage('relative/path.tar'), code('InvalidArgument'));
+  // The deprecated profile path must name a known profile or localhost/<path>.
+  await assert.rejects(c.createContainer('abc', { metadata: { name: 'x' }, image: { image: 'busybox' }, linux: { securityContext: { seccompProfilePath: '/tmp/profile.json' } } }, null),
+    (err: unknown) => code('InvalidArgument')(err) && /localhost\//.test((err as Error).message));
+  await assert.rejects(c.runPodSandbox({ metadata: { name: 'p', namespace: 'n', uid: 'u' }, linux: { securityContext: { seccompProfilePath: 'my-profile' } } }), code('InvalidArgument'));
 });
 
 test('an unknown runtime handler is INVALID_ARGUMENT naming it; no silent fallback', async () => {
