@@ -40,6 +40,13 @@ export interface RunRequest {
   capAdd: string[];
   capDrop: string[];
   labels: string[];
+  /** Pod namespace; the trust policy may match on it. Default "bulkhead". */
+  namespace?: string;
+}
+
+export interface RunHooks {
+  /** Called once the pod exists (e.g. to read which handler the policy chose). */
+  onPod?(podId: string): Promise<void>;
 }
 
 function list(v: unknown): string[] {
@@ -117,9 +124,9 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
   }
   const uid = randomUUID();
   const pod: PodSandboxConfig = {
-    metadata: { name: req.name, uid, namespace: 'bulkhead', attempt: 0 },
+    metadata: { name: req.name, uid, namespace: req.namespace ?? 'bulkhead', attempt: 0 },
     hostname: req.hostname ?? req.name.slice(0, 63),
-    logDirectory: join(root, 'logs', `bulkhead_${req.name}_${uid}`),
+    logDirectory: join(root, 'logs', `${req.namespace ?? 'bulkhead'}_${req.name}_${uid}`),
     portMappings: req.publish.map(parsePublish),
     labels,
     annotations: { [NETWORK_ANNOTATION]: req.network },
@@ -231,7 +238,7 @@ const command: Command = {
 export default command;
 
 /** The whole run, on an open client. Returns the workload's exit code. */
-export async function runWith(client: CriClient, req: RunRequest, ctx: CommandContext): Promise<number> {
+export async function runWith(client: CriClient, req: RunRequest, ctx: CommandContext, hooks: RunHooks = {}): Promise<number> {
   const quiet = Boolean(ctx.flags.quiet);
   const imageRef = await ensureImage(client, req.image, ctx, quiet);
   req.image = imageRef;
@@ -246,6 +253,7 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
     await client.removePodSandbox(podId).catch(() => {});
   };
   try {
+    await hooks.onPod?.(podId);
     const id = await client.createContainer(podId, container, pod);
     if (req.detach) {
       await client.startContainer(id);
