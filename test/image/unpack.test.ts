@@ -6,7 +6,7 @@ import { mkdtemp, rm, readdir, readFile, lstat, writeFile, stat } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildLayer, pushImage, sha256, type TarEntry } from '../fixtures/images.ts';
+import { buildLayer, buildTar, layerFromTar, pushImage, sha256, type TarEntry } from '../fixtures/images.ts';
 import { createImageService } from '../../src/image/image-service.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { run } from '../../src/util/exec.ts';
@@ -106,3 +106,47 @@ test('absolute paths are normalised inside the root; a symlink is replaced, not 
   assert.equal((await run('getfattr', ['--only-values', '-n', 'user.ok', join(fs!, 'o')])).stdout, '1');
   await assert.rejects(stat(join(fs!, 'dev-null')), { code: 'ENOENT' }, 'device nodes are not created');
 });
+
+// Layers whose tar stream stops early (umoci writes such layers; containerd accepts them). The
+// diffID covers exactly the published bytes, so a clean end at an entry boundary is accepted;
+// an entry cut short is not completed with zeros.
+const tail = (size: number): number => (512 - (size % 512)) % 512;
+const lastBody = 'last file, 36 bytes, not a multiple\n';
+const cutLayers: { name: string; entries: TarEntry[]; cut: (tar: Buffer) => Buffer }[] = [
+  { name: 'no end-of-archive blocks', entries: [{ type: 'dir', path: 'd/' }, { type: 'file', path: 'd/last', content: lastBody }], cut: (t) => t.subarray(0, t.length - 1024) },
+  { name: 'last entry not padded to 512', entries: [{ type: 'dir', path: 'd/' }, { type: 'file', path: 'd/last', content: lastBody }], cut: (t) => t.subarray(0, t.length - 1024 - tail(lastBody.length)) },
+  { name: 'pax-named last entry not padded', entries: [{ type: 'file', path: 'p/' + 'n'.repeat(150), content: lastBody }], cut: (t) => t.subarray(0, t.length - 1024 - tail(lastBody.length)) },
+  { name: 'end-of-archive block cut short', entries: [{ type: 'file', path: 'last', content: lastBody }], cut: (t) => t.subarray(0, t.length - 700) },
+];
+for (const c of cutLayers) {
+  test(`accepts a layer that ends cleanly but early: ${c.name}`, async () => {
+    const layer = layerFromTar(c.cut(buildTar(c.entries)));
+    const ref = (await pushImage(reg, `test/cut-${++n}`, 'latest', { layers: [layer] })).ref;
+    const img = await svc.pull(ref);
+    const [fs] = await svc.viewRootfs(img.id);
+    const last = c.entries[c.entries.length - 1]!;
+    assert.equal(await readFile(join(fs!, last.path), 'utf8'), lastBody);
+  });
+}
+
+// Layout: header "d/" [0,512), header "d/last" [512,1024), its 637 data bytes from 1024, padding, end blocks.
+const truncated: { name: string; cut: (tar: Buffer) => Buffer; error: RegExp }[] = [
+  { name: 'last entry data shorter than its header size', cut: (t) => t.subarray(0, 1024 + 632), error: /ends inside entry "d\/last": 5 bytes of its data are missing/ },
+  { name: 'last entry data cut at a block boundary', cut: (t) => t.subarray(0, 1024 + 512), error: /ends inside entry "d\/last": 125 bytes of its data are missing/ },
+  { name: 'stream cut inside an entry header', cut: (t) => t.subarray(0, 512 + 100), error: /ends inside an entry header/ },
+];
+for (const c of truncated) {
+  test(`rejects: truncated layer, ${c.name}`, async () => {
+    const before = (await readdir(join(root, 'snapshots/by-chain'))).length;
+    const tar = c.cut(buildTar([{ type: 'dir', path: 'd/' }, { type: 'file', path: 'd/last', content: 'x'.repeat(637) }]));
+    const layer = layerFromTar(tar);
+    const ref = (await pushImage(reg, `test/trunc-${++n}`, 'latest', { layers: [layer] })).ref;
+    await assert.rejects(svc.pull(ref), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'InvalidArgument', e.message);
+      assert.match(e.message, c.error);
+      assert.match(e.message, /truncated layer/);
+      return true;
+    });
+    await assertClean(before);
+  });
+}

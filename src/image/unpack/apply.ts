@@ -20,6 +20,7 @@ import type { Logger } from '../../util/log.ts';
 import type { PullProfiler } from '../profile.ts';
 import type { OpMeta } from './fs-ops.ts';
 import { FsWorkers, type FsQueue } from './fs-queue.ts';
+import { TarEnd } from './tar-end.ts';
 
 export interface UnpackLimits {
   /** Entries in one layer. */
@@ -509,7 +510,9 @@ async function applyWith(blobPath: string, opts: ApplyOptions, q: FsQueue): Prom
     }
     (extract as unknown as { end(): void }).end();
   };
-  const feed = opts.signal ? pipeline(source, decompress, hasher, sink, { signal: opts.signal }) : pipeline(source, decompress, hasher, sink);
+  // TarEnd completes a layer that stops right after its last entry's data (see tar-end.ts).
+  const tarEnd = new TarEnd(opts.name);
+  const feed = opts.signal ? pipeline(source, decompress, hasher, tarEnd, sink, { signal: opts.signal }) : pipeline(source, decompress, hasher, tarEnd, sink);
   feed.catch((err: unknown) => { extract.destroy(err instanceof Error ? err : new Error(String(err))); });
   let fileBytes = 0;
   try {
