@@ -302,11 +302,14 @@ export class ConmonDriver {
     const file = this.exitFile(id);
     let watcher: ReturnType<typeof watch> | undefined;
     let wake: (() => void) | undefined;
+    // an event between the check and the sleep must not be lost (it cost up to 250 ms per wait)
+    let changed = false;
     try {
-      try { watcher = watch(this.exitDir, () => wake?.()); } catch { /* poll only */ }
+      try { watcher = watch(this.exitDir, () => { changed = true; wake?.(); }); } catch { /* poll only */ }
       let missingConmon = 0;
       for (;;) {
         signal?.throwIfAborted();
+        changed = false;
         if (await exists(file)) {
           // conmon writes the exit file with a rename; the content is complete once visible
           return await this.state(id, signal);
@@ -315,10 +318,13 @@ export class ConmonDriver {
           // conmon gone without an exit file (killed): ask the runtime, give up after a few rounds
           if (++missingConmon > 20) return await this.state(id, signal);
         }
+        if (changed) continue;
         await new Promise<void>((resolve, reject) => {
-          const t = setTimeout(resolve, 250);
-          wake = () => { clearTimeout(t); resolve(); };
-          signal?.addEventListener('abort', () => { clearTimeout(t); reject(new AbortedError('wait aborted')); }, { once: true });
+          const done = (): void => { clearTimeout(t); wake = undefined; signal?.removeEventListener('abort', onAbort); };
+          const onAbort = (): void => { done(); reject(new AbortedError('wait aborted')); };
+          const t = setTimeout(() => { done(); resolve(); }, 250);
+          wake = () => { done(); resolve(); };
+          signal?.addEventListener('abort', onAbort, { once: true });
         });
       }
     } finally {
@@ -657,9 +663,20 @@ export class ConmonDriver {
     await writeCtl(this.bundleDir(id), `1 ${Math.max(1, Math.floor(height))} ${Math.max(1, Math.floor(width))}\n`);
   }
 
-  async reopenLog(id: string): Promise<void> {
-    await this.meta(id);
+  /**
+   * Asks conmon to reopen its log file. conmon does it asynchronously (it reads the ctl fifo in
+   * its own loop), but callers rotate the log and then expect the file back at logPath when this
+   * returns (the kubelet's rotation, critest): when the file was moved away, wait (bounded) until
+   * conmon has created the new one.
+   */
+  async reopenLog(id: string, timeoutMs = 5000): Promise<void> {
+    const meta = await this.meta(id);
     await writeCtl(this.bundleDir(id), '2 0 0\n');
+    const deadline = Date.now() + timeoutMs;
+    while ((await stat(meta.logPath).catch(() => undefined)) === undefined) {
+      if (Date.now() > deadline) throw new DeadlineExceededError(`conmon did not reopen the log of ${id} (${meta.logPath}) within ${timeoutMs} ms`);
+      await sleep(10);
+    }
   }
 
   async updateResources(id: string, resources: OciLinuxResources, signal?: AbortSignal): Promise<void> {
