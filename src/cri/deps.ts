@@ -13,7 +13,7 @@ import type { RuntimeHandlers } from './runtime-handlers.ts';
 
 /** The engine's RuntimeService-shaped API (src/engine/engine.ts). */
 export interface CriEngine {
-  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: { trust?: 'trusted' | 'untrusted'; signal?: AbortSignal }): Promise<string>;
+  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: { trust?: 'trusted' | 'untrusted'; defaults?: PodDefaults; signal?: AbortSignal }): Promise<string>;
   stopPodSandbox(id: string, signal?: AbortSignal): Promise<void>;
   removePodSandbox(id: string, signal?: AbortSignal): Promise<void>;
   podSandboxStatus(id: string, verbose: boolean): Promise<PodSandboxStatusResponse>;
@@ -67,10 +67,16 @@ export interface CriStreaming {
   getPortForward(req: { podSandboxId: string; port?: number[] }): { url: string } | Promise<{ url: string }>;
 }
 
+/** Security defaults for what containers leave unset (engine's ContainerDefaults); absent = hardened. */
+export interface PodDefaults { seccomp: 'RuntimeDefault' | 'Unconfined'; honorNoNewPrivs: boolean }
+
+/** The trust policy's decision for a pod. */
+export interface PodDecision { handler: string; trust?: 'trusted' | 'untrusted'; defaults?: PodDefaults }
+
 /** The trust policy's node enforcement (src/policy/); absent = no extra rules beyond handlers. */
 export interface CriPolicy {
-  /** Chooses the handler (and trust) for a pod or throws PermissionDeniedError naming the rule. */
-  enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string; trust?: 'trusted' | 'untrusted' }> | { handler: string; trust?: 'trusted' | 'untrusted' };
+  /** Chooses the handler (and trust, defaults) for a pod or throws PermissionDeniedError naming the rule. */
+  enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<PodDecision> | PodDecision;
   /** Throws PermissionDeniedError when the container is not allowed in its pod. */
   enforceContainer?(podConfig: PodSandboxConfig | null, config: ContainerConfig, handler: string): Promise<void> | void;
 }

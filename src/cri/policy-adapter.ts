@@ -22,7 +22,11 @@ export function criPolicy(policy: Policy, handlers: RuntimeHandlers, logger: Log
     async enforcePod(config, requestedHandler) {
       const { handler, decision } = enforcePod(policy, { config, runtimeHandler: requestedHandler }, await available(), opts);
       const level = policy.levels[decision.trust];
-      return { handler, trust: level?.allowHostNetwork ? 'trusted' : 'untrusted' };
+      // Kubernetes' defaults for unset seccomp / no_new_privs=false only where the level would
+      // allow the pod to ask for them explicitly (unconfined seccomp; privileged, which implies
+      // no_new_privs off); every other pod keeps the hardened defaults.
+      const defaults = { seccomp: level?.allowUnconfinedSeccomp ? 'Unconfined' as const : 'RuntimeDefault' as const, honorNoNewPrivs: level?.allowPrivileged === true };
+      return { handler, trust: level?.allowHostNetwork ? 'trusted' : 'untrusted', defaults };
     },
     async enforceContainer(podConfig, config, handler) {
       enforceContainer(policy, { config, sandboxConfig: podConfig }, handler, await available(), opts);

@@ -1,7 +1,7 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
 import { InvalidArgumentError } from '../errors.ts';
 import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
-import type { CriDeps } from './deps.ts';
+import type { CriDeps, PodDecision, PodDefaults } from './deps.ts';
 import type { RunPodSandboxRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
 import { checkSeccompProfilePath, requireId } from './validate.ts';
@@ -26,8 +26,9 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
       // A name no handler has is a malformed request, whatever the policy would say.
       if (handler !== '') deps.handlers.known(handler);
       let trust: 'trusted' | 'untrusted' = 'untrusted';
+      let defaults: PodDefaults | undefined;
       if (deps.policy) {
-        let decision: { handler: string; trust?: 'trusted' | 'untrusted' };
+        let decision: PodDecision;
         try {
           decision = await deps.policy.enforcePod(config, handler);
         } catch (err) {
@@ -37,9 +38,10 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
         }
         handler = decision.handler;
         trust = decision.trust ?? 'untrusted';
+        defaults = decision.defaults;
       }
       const entry = await deps.handlers.resolve(handler, ctx.signal);
-      const podSandboxId = await engine.runPodSandbox(config, entry.name, { trust, signal: ctx.signal });
+      const podSandboxId = await engine.runPodSandbox(config, entry.name, { trust, ...(defaults ? { defaults } : {}), signal: ctx.signal });
       return { podSandboxId };
     }),
 

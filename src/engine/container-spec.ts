@@ -54,7 +54,34 @@ function propagation(p: cri.MountPropagation | undefined): 'private' | 'rslave' 
   return 'private';
 }
 
-async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined): Promise<NonNullable<SpecRequest['seccomp']>> {
+/**
+ * Security settings for what a container request leaves unset. Bulkhead's own defaults are
+ * hardened (fail closed); Kubernetes' are looser: a container that names no seccomp profile runs
+ * Unconfined (unless the kubelet's SeccompDefault feature sends RuntimeDefault explicitly), and
+ * no_new_privs=false (allowPrivilegeEscalation unset) means setuid binaries work. The policy
+ * gives the Kubernetes defaults only to pods whose trust level could ask for them anyway.
+ */
+export interface ContainerDefaults {
+  /** Profile for a container that names none. */
+  seccomp: 'RuntimeDefault' | 'Unconfined';
+  /** true: no_new_privs as the request says; false: always on (except privileged containers). */
+  honorNoNewPrivs: boolean;
+}
+
+export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault', honorNoNewPrivs: false };
+
+/** The pod's defaults for unset settings (hardened when the policy gave none, or for old records). */
+function podDefaults(pod: PodRecord): ContainerDefaults {
+  const d = pod.runtime.backendState.defaults as Partial<ContainerDefaults> | undefined;
+  return {
+    seccomp: d?.seccomp === 'Unconfined' ? 'Unconfined' : HARDENED_DEFAULTS.seccomp,
+    honorNoNewPrivs: d?.honorNoNewPrivs === true,
+  };
+}
+
+async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined, dflt: ContainerDefaults['seccomp']): Promise<NonNullable<SpecRequest['seccomp']>> {
+  // Nothing said (no profile message, no legacy path): the pod's default.
+  if (!sc?.seccomp && !sc?.seccompProfilePath) return { type: dflt };
   let type: cri.ProfileType | undefined = sc?.seccomp?.profileType;
   let ref = sc?.seccomp?.localhostRef ?? '';
   if (!sc?.seccomp && sc?.seccompProfilePath) {
@@ -108,6 +135,7 @@ export interface ContainerSpecInput {
 /** The OCI spec of an app container. */
 export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSpec> {
   const { config, pod } = inp;
+  const defaults = podDefaults(pod);
   const sc = config.linux?.securityContext;
   const podSc = pod.config.linux?.securityContext;
   if (sc?.privileged && !podSc?.privileged) throw new InvalidArgumentError('a privileged container needs a privileged pod sandbox');
@@ -160,7 +188,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     capabilities: { add: sc?.capabilities?.addCapabilities ?? [], drop: sc?.capabilities?.dropCapabilities ?? [] },
     privileged: !!sc?.privileged,
     readonlyRootfs: !!sc?.readonlyRootfs,
-    seccomp: await seccompOf(sc),
+    seccomp: await seccompOf(sc, defaults.seccomp),
     cgroupParent: inp.cgroupParent,
     cgroupName: inp.id,
     annotations: { 'io.kubernetes.cri.sandbox-id': pod.id },
@@ -178,6 +206,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
   if (sc?.maskedPaths && sc.maskedPaths.length > 0) req.maskedPaths = sc.maskedPaths;
   if (sc?.readonlyPaths && sc.readonlyPaths.length > 0) req.readonlyPaths = sc.readonlyPaths;
   if (sc?.noNewPrivs) req.noNewPrivileges = true;
+  else if (defaults.honorNoNewPrivs) req.noNewPrivileges = false;
   return await buildSpec(req);
 }
 

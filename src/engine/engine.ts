@@ -59,7 +59,7 @@ import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
 import { podPlan } from './pod-plan.ts';
-import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, type EngineImage } from './container-spec.ts';
+import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, HARDENED_DEFAULTS, type ContainerDefaults, type EngineImage } from './container-spec.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
 
@@ -103,6 +103,8 @@ export interface RunPodOptions {
   trust?: PodTrust;
   /** Network mode override: 'none' gives a loopback-only netns even with CNI configured. */
   networkMode?: NetworkMode;
+  /** What the pod's containers get for settings they leave unset; default HARDENED_DEFAULTS. */
+  defaults?: ContainerDefaults;
   signal?: AbortSignal;
 }
 
@@ -387,7 +389,7 @@ export class Engine {
     const runtime: PodRuntimeInfo = {
       netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
       podDir, logDirectory, cgroupParent, pauseId: podPlan(backend).pause ? newId() : '',
-      namespacePaths: {}, backendState: { trust, mode, ownCgroup, ownLogDir: !config.logDirectory },
+      namespacePaths: {}, backendState: { trust, mode, ownCgroup, ownLogDir: !config.logDirectory, defaults: opts.defaults ?? HARDENED_DEFAULTS },
     };
     const rec: PodRecord = {
       id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,

@@ -264,6 +264,13 @@ export async function buildSpec(req: SpecRequest): Promise<OciSpec> {
     mounts.push({ destination: dest, type: 'bind', source: m.hostPath, options: opts });
   }
 
+  // A bind mount only propagates as far as the container's own mount tree lets it: the runtime
+  // makes "/" rslave by default, which turns an rshared bind into a slave-and-shared mount whose
+  // new mounts never reach the host. Bidirectional mounts need the root rshared (as containerd
+  // and CRI-O do); host-to-container needs rslave (the default, stated explicitly).
+  const props = (req.mounts ?? []).map((m) => m.propagation);
+  const rootfsPropagation = props.includes('rshared') ? 'rshared' : props.includes('rslave') ? 'rslave' : undefined;
+
   const namespaces: OciNamespace[] = [];
   for (const ns of [
     nsEntry('pid', req.namespaces?.pid, 'private'),
@@ -336,6 +343,7 @@ export async function buildSpec(req: SpecRequest): Promise<OciSpec> {
       ...(devices.length > 0 ? { devices } : {}),
       ...(req.sysctls && Object.keys(req.sysctls).length > 0 ? { sysctl: { ...req.sysctls } } : {}),
       ...(seccomp ? { seccomp } : {}),
+      ...(rootfsPropagation ? { rootfsPropagation } : {}),
       ...(privileged ? {} : {
         maskedPaths: [...(req.maskedPaths ?? DEFAULT_MASKED_PATHS)],
         readonlyPaths: [...(req.readonlyPaths ?? DEFAULT_READONLY_PATHS)],

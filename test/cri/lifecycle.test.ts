@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { readFile, mkdir } from 'node:fs/promises';
+import { readFile, mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
@@ -143,6 +143,10 @@ test('pod and container lifecycle on runc, with exec, stats, filters and events'
   assert.equal(hi.stdout.toString(), 'hi\n');
   assert.equal(hi.stderr.toString(), 'err\n');
   assert.equal(hi.exitCode, 3);
+  // The (permissive) policy's level allows unconfined seccomp and privileged pods, so a container
+  // that asks for nothing gets Kubernetes' defaults: unconfined, no_new_privs as sent (false).
+  const sec = await c.execSync(sleeper, ['grep', '-E', '^(Seccomp|NoNewPrivs):', '/proc/self/status'], 10);
+  assert.equal(sec.stdout.toString().replace(/\s+/g, ' ').trim(), 'NoNewPrivs: 0 Seccomp: 0');
 
   const exiter = await c.createContainer(podId, ctrConfig('exiter', images.busybox, ['sh', '-c', 'echo out; exit 7'], { kind: 'batch' }), pc);
   await c.startContainer(exiter);
@@ -171,7 +175,12 @@ test('pod and container lifecycle on runc, with exec, stats, filters and events'
   assert.ok((await c.listPodSandboxStats()).some((s) => s.attributes.id === podId));
 
   await c.updateContainerResources(sleeper, { cpuShares: 512, memoryLimitInBytes: 64 * 1024 * 1024 });
+  // Log rotation as the kubelet does it: move the file away, reopen; the new file is there on return.
+  const sleeperLog = join(pc.logDirectory!, 'sleeper.log');
+  await rename(sleeperLog, sleeperLog + '.1');
   await c.reopenContainerLog(sleeper);
+  assert.ok((await stat(sleeperLog)).isFile(), 'ReopenContainerLog returns once the new log file exists');
+  assert.match(await readFile(sleeperLog + '.1', 'utf8'), /stdout F started/);
   await assert.rejects(c.reopenContainerLog(exiter), (err: unknown) => err instanceof BulkheadError && err.code !== 'Internal');
 
   // Streaming RPCs hand out URLs of the streaming server.

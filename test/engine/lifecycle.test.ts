@@ -1,7 +1,10 @@
 // Engine lifecycle against real runc + conmon, images from the real test registry.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../src/util/exec.ts';
 import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ContainerEventResponse } from '../../src/engine/types.ts';
@@ -173,5 +176,56 @@ describe(`engine lifecycle (${handler})`, () => {
     const pids = (await engine.podSandboxStats(podId)).linux?.process?.processCount?.value ?? 0;
     assert.ok(pids > 0 && pids <= 64 + 1, `pids held at the limit (saw ${pids})`);
     await engine.removePodSandbox(podId);
+  });
+  it('security defaults: hardened unless the pod\'s defaults say otherwise; explicit requests win', async () => {
+    const status = async (podId: string, pod: ReturnType<typeof podConfig>, name: string, over: Parameters<typeof containerConfig>[3] = {}): Promise<string> => {
+      const id = await engine.createContainer(podId, containerConfig(env.busybox, name, ['sleep', '600'], over), pod);
+      await engine.startContainer(id);
+      const out = (await engine.execSync(id, ['grep', '-E', '^(Seccomp|NoNewPrivs):', '/proc/self/status'], 10)).stdout.toString();
+      return out.replace(/\s+/g, ' ').trim();
+    };
+    const hardPod = podConfig();
+    const hard = await engine.runPodSandbox(hardPod, handler);
+    assert.equal(await status(hard, hardPod, 'unset'), 'NoNewPrivs: 1 Seccomp: 2', 'nothing asked: RuntimeDefault, no_new_privs on');
+    const k8sPod = podConfig();
+    const k8s = await engine.runPodSandbox(k8sPod, handler, { defaults: { seccomp: 'Unconfined', honorNoNewPrivs: true } });
+    assert.equal(await status(k8s, k8sPod, 'unset'), 'NoNewPrivs: 0 Seccomp: 0', 'Kubernetes defaults: unconfined, escalation allowed');
+    assert.equal(await status(k8s, k8sPod, 'asked', { linux: { securityContext: { noNewPrivs: true, seccomp: { profileType: 'RuntimeDefault' } } } }), 'NoNewPrivs: 1 Seccomp: 2');
+    await engine.removePodSandbox(hard);
+    await engine.removePodSandbox(k8s);
+  });
+
+  it('a bidirectional (rshared) mount propagates mounts both ways', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulkhead-prop-'));
+    const src = join(dir, 'src');
+    await mkdir(join(src, 'from-host'), { recursive: true });
+    await mkdir(join(dir, 'hostfiles'));
+    await writeFile(join(dir, 'hostfiles', 'flag'), '');
+    const mounted: string[] = [];
+    try {
+      assert.equal((await run('mount', ['--bind', src, src])).code, 0);
+      mounted.push(src);
+      assert.equal((await run('mount', ['--make-rshared', src])).code, 0);
+      const pod = podConfig({ linux: { securityContext: { privileged: true } } });
+      const podId = await engine.runPodSandbox(pod, handler);
+      const id = await engine.createContainer(podId, containerConfig(env.busybox, 'prop', ['sleep', '600'], {
+        mounts: [{ containerPath: '/vol', hostPath: src, propagation: 'PROPAGATION_BIDIRECTIONAL' }],
+        linux: { securityContext: { privileged: true } },
+      }), pod);
+      await engine.startContainer(id);
+      // host -> container
+      assert.equal((await run('mount', ['--bind', join(dir, 'hostfiles'), join(src, 'from-host')])).code, 0);
+      mounted.unshift(join(src, 'from-host'));
+      assert.equal((await engine.execSync(id, ['ls', '/vol/from-host'], 10)).stdout.toString().trim(), 'flag');
+      // container -> host
+      const r = await engine.execSync(id, ['sh', '-c', 'mkdir -p /vol/from-ctr && mount -t tmpfs -o size=1m none /vol/from-ctr && touch /vol/from-ctr/made-inside'], 10);
+      assert.equal(r.exitCode, 0, r.stderr.toString());
+      mounted.unshift(join(src, 'from-ctr'));
+      assert.deepEqual(await readdir(join(src, 'from-ctr')), ['made-inside'], 'the container\'s mount is visible on the host');
+      await engine.removePodSandbox(podId);
+    } finally {
+      for (const m of mounted) await run('umount', ['-l', m]);
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
