@@ -317,7 +317,8 @@ export async function buildSpec(req: SpecRequest): Promise<OciSpec> {
     ociVersion: '1.0.2',
     process: {
       terminal: req.tty === true,
-      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: user.additionalGids } : {}) },
+      // Sorted, as the kernel's setgroups() keeps them: `id -G` then reads the same under runc and gVisor.
+      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: [...user.additionalGids].sort((a, b) => a - b) } : {}) },
       args,
       env,
       cwd,
