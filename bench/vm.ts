@@ -1,0 +1,63 @@
+// Benchmark: time from `create` to the workload's first output, and per-exec latency, for the
+// microVM runtime (bulkhead-vm) side by side with runc on the same busybox rootfs. Prints figures,
+// asserts nothing. Usage: node bench/vm.ts [rounds=3]   (needs root, runc, and `bulkhead-vm setup`)
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BULKHEAD_VM, ASSETS, makeBundle, makeRootfs } from '../test/vm/helpers.ts';
+
+const rounds = Number(process.argv[2] ?? 3);
+const dir = mkdtempSync(join(tmpdir(), 'bulkhead-bench-vm-'));
+const rootfs = makeRootfs(dir);
+
+/** Runs a command; its stdio go to a file, since a container's process inherits them and outlives `create`. */
+function time(cmd: string, args: string[]): { ms: number; ok: boolean; out: string } {
+  const log = join(dir, 'cmd.log');
+  const fd = openSync(log, 'w');
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', fd, fd], timeout: 300_000 });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  closeSync(fd);
+  return { ms, ok: r.status === 0, out: readFileSync(log, 'utf8') };
+}
+
+interface Runtime { name: string; argv: (id: string, ...rest: string[]) => [string, string[]] }
+const runtimes: Runtime[] = [
+  { name: 'runc', argv: (id, ...rest) => ['runc', ['--root', join(dir, 'runc-state'), ...rest, id]] },
+  { name: 'bulkhead-vm', argv: (id, ...rest) => [BULKHEAD_VM, ['--root', join(dir, 'vm-state'), '--assets', ASSETS, ...rest, id]] },
+];
+
+const rows: string[][] = [];
+try {
+  for (const rt of runtimes) {
+    const run: number[] = [];
+    const exec: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const id = `bench-${rt.name}-${process.pid}-${i}`;
+      const b = makeBundle(dir, id, { rootfs, args: ['sleep', '1000'] });
+      // runc needs its own namespaces and /proc; bulkhead-vm ignores these (the guest provides them)
+      const cfg = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as Record<string, any>;
+      cfg.linux.namespaces = ['pid', 'mount', 'ipc', 'uts', 'network'].map((type) => ({ type }));
+      cfg.mounts = [{ destination: '/proc', type: 'proc', source: 'proc' }];
+      writeFileSync(join(b, 'config.json'), JSON.stringify(cfg));
+      const [c1, a1] = rt.argv(id, 'create', '--bundle', b);
+      const [c2, a2] = rt.argv(id, 'start');
+      const t1 = time(c1, a1);
+      const t2 = time(c2, a2);
+      if (!t1.ok || !t2.ok) { console.error(`${rt.name}: create/start failed: ${t1.out}${t2.out}`); break; }
+      run.push(t1.ms + t2.ms);
+      const [c3, a3] = rt.argv(id, 'exec');
+      const e = time(c3, [...a3, 'true']);
+      if (e.ok) exec.push(e.ms);
+      const [c4, a4] = rt.argv(id, 'delete', '--force');
+      time(c4, a4);
+    }
+    const med = (v: number[]): string => (v.length ? [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!.toFixed(0) : '-');
+    rows.push([rt.name, med(run), med(exec), String(run.length)]);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+console.log(['runtime', 'create+start ms (median)', 'exec true ms (median)', 'rounds'].join('\t'));
+for (const r of rows) console.log(r.join('\t'));
