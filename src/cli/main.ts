@@ -1,6 +1,6 @@
 // Entry point of the `bulkhead` command: global flags, command lookup, error → exit code.
 import { parseArgs } from 'node:util';
-import { loadCommands } from './commands.ts';
+import { loadCommand, loadCommands } from './commands.ts';
 import { UsageError, type Command, type GlobalOptions } from './command.ts';
 import { BulkheadError } from '../errors.ts';
 import { defaultPaths } from '../daemon/config.ts';
@@ -46,7 +46,6 @@ export function firstPositional(args: string[], options: Record<string, { type: 
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const commands = await loadCommands();
   // Global flags come before the command name.
   let i = 0;
   while (i < argv.length && argv[i]!.startsWith('-')) {
@@ -57,13 +56,14 @@ export async function main(argv: string[]): Promise<number> {
   const { values: g } = parseArgs({ args: argv.slice(0, i), options: globalFlags, strict: true });
   const name = argv[i];
   if (!name || name === 'help' || g.help) {
+    const commands = await loadCommands();
     const target = name === 'help' ? commands.find((c) => c.name === argv[i + 1]) : undefined;
     process.stdout.write((target ? `Usage: ${target.synopsis}\n${target.summary}\n` : usage(commands)) + '\n');
     return name || g.help ? 0 : 2;
   }
-  const cmd = commands.find((c) => c.name === name || c.aliases?.includes(name));
+  const cmd = await loadCommand(name);
   if (!cmd) {
-    process.stderr.write(`bulkhead: unknown command "${name}"\n\n${usage(commands)}\n`);
+    process.stderr.write(`bulkhead: unknown command "${name}"\n\n${usage(await loadCommands())}\n`);
     return 2;
   }
   const rest = argv.slice(i + 1);

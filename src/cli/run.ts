@@ -11,9 +11,8 @@ import { parseSize } from './format.ts';
 import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
 import { runStream } from './stream-client.ts';
+import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 
-/** Annotation with which the CLI asks for a pod network mode CRI cannot express ("none"). */
-export const NETWORK_ANNOTATION = 'io.bulkhead.network';
 export const CLI_LABEL = 'io.bulkhead.cli';
 
 export interface RunRequest {

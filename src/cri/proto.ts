@@ -3,6 +3,7 @@
  * use lowerCamelCase field names, enums as strings, int64 as number and default values filled in,
  * the same shapes src/engine/types.ts describes.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
@@ -29,8 +30,10 @@ let cached: Protos | undefined;
 
 export function loadProtos(): Protos {
   if (cached) return cached;
-  const dir = join(import.meta.dirname, 'proto');
-  const pkg = protoLoader.loadSync([join(dir, 'api.proto'), join(dir, 'bulkhead.proto')], loaderOptions);
+  // The committed descriptor of api.proto + bulkhead.proto (see proto-descriptor.ts): parsing the
+  // .proto text at every start would cost the CLI ~100 ms.
+  const descriptor = JSON.parse(readFileSync(join(import.meta.dirname, 'proto', 'descriptor.json'), 'utf8')) as Record<string, unknown>;
+  const pkg = protoLoader.fromJSON(descriptor, loaderOptions);
   const obj = grpc.loadPackageDefinition(pkg) as unknown as {
     runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor; ImageService: grpc.ServiceClientConstructor } };
     bulkhead: { v1: { Bulkhead: grpc.ServiceClientConstructor } };

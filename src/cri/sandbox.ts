@@ -1,4 +1,5 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+import { requestedNetwork } from './annotations.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
 import type { CriDeps, PodDecision, PodDefaults } from './deps.ts';
@@ -41,7 +42,9 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
         defaults = decision.defaults;
       }
       const entry = await deps.handlers.resolve(handler, ctx.signal);
-      const podSandboxId = await engine.runPodSandbox(config, entry.name, { trust, ...(defaults ? { defaults } : {}), signal: ctx.signal });
+      const network = requestedNetwork(config.annotations, config.linux?.securityContext?.namespaceOptions?.network === 'NODE');
+      const networkMode = network === 'none' ? { networkMode: 'none' as const } : {};
+      const podSandboxId = await engine.runPodSandbox(config, entry.name, { trust, ...(defaults ? { defaults } : {}), ...networkMode, signal: ctx.signal });
       return { podSandboxId };
     }),
 
