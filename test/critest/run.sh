@@ -3,7 +3,7 @@
 #
 #   test/critest/run.sh start            # start Bulkhead's daemon in the rig netns (idempotent)
 #   test/critest/run.sh critest [LABEL]  # run the rig's run-critest.sh against it
-#   test/critest/run.sh stop             # stop the daemon this script started (by recorded pid)
+#   test/critest/run.sh stop             # remove leftover pods, stop the daemon this script started (by pid)
 #   test/critest/run.sh all              # start, critest (runc), stop
 #
 # Env: CRITEST / CRICTL (default: found on PATH or /tmp/*/critest), RIG_RUNTIME_HANDLER=gvisor,
@@ -61,9 +61,32 @@ start() {
   die "daemon socket $SOCK did not appear within 60s (see $LOGF)"
 }
 
+find_crictl() {
+  if [ -z "${CRICTL:-}" ]; then
+    CRICTL="$(type -P crictl || ls /tmp/*/crictl /tmp/crictl 2>/dev/null | head -1 || true)"
+  fi
+  [ -n "$CRICTL" ] && [ -x "$CRICTL" ]
+}
+
+# critest leaks the pod of a failed HostNetwork spec (it records the id only after the check):
+# remove every pod left in this daemon (it serves nothing but critest) before stopping it.
+remove_pods() {
+  find_crictl || { log "crictl not found: leftover pods are not removed"; return 0; }
+  local ns=() pods
+  [ -n "$NETNS" ] && ns=(nsenter "--net=/run/netns/$NETNS" --)
+  pods="$("${ns[@]}" "$CRICTL" -r "unix://$SOCK" pods -q 2>/dev/null || true)"
+  [ -n "$pods" ] || return 0
+  # shellcheck disable=SC2086
+  "${ns[@]}" "$CRICTL" -r "unix://$SOCK" stopp $pods >/dev/null 2>&1 || true
+  # shellcheck disable=SC2086
+  "${ns[@]}" "$CRICTL" -r "unix://$SOCK" rmp $pods >/dev/null 2>&1 || true
+  log "removed leftover pods: $(echo $pods | wc -w)"
+}
+
 stop() {
   local p
   if ! p="$(alive)"; then log "no daemon of ours running"; rm -f "$PIDF"; return 0; fi
+  remove_pods
   log "stopping daemon pid $p"
   kill -TERM "$p"
   for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || { rm -f "$PIDF"; return 0; }; sleep 0.5; done
