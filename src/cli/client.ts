@@ -36,3 +36,21 @@ export async function findPod(client: CriClient, ref: string): Promise<PodSandbo
   if (!ref) throw new InvalidArgumentError('a pod ID or name is required');
   return pick('pod', ref, await client.listPodSandbox(), (p) => p.id, (p) => p.metadata.name);
 }
+
+/**
+ * Runs `fn` for each of the command's arguments, as docker does for stop/rm/rmi: a failure is
+ * reported for its argument and the rest still run; the exit code is 1 if any failed.
+ */
+export async function eachRef(ctx: CommandContext, fn: (ref: string) => Promise<string | void>): Promise<number> {
+  let rc = 0;
+  for (const ref of ctx.args) {
+    try {
+      const said = await fn(ref);
+      ctx.stdout.write((said ?? ref) + '\n');
+    } catch (err) {
+      ctx.stderr.write(`bulkhead: ${ref}: ${(err as Error).message}\n`);
+      rc = 1;
+    }
+  }
+  return rc;
+}

@@ -1,7 +1,7 @@
 // `bulkhead rm`: remove containers; with the pod the CLI created for them when it is left empty.
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
-import { findContainer, findPod, withClient } from './client.ts';
+import { eachRef, findContainer, findPod, withClient } from './client.ts';
 import { CLI_LABEL } from './run.ts';
 
 const command: Command = {
@@ -11,39 +11,29 @@ const command: Command = {
   flags: { force: { type: 'boolean', short: 'f' }, pod: { type: 'boolean' } },
   async run(ctx) {
     if (ctx.args.length === 0) throw new UsageError('rm needs at least one CONTAINER');
-    return await withClient(ctx, async (client) => {
-      let rc = 0;
-      for (const ref of ctx.args) {
-        try {
-          if (ctx.flags.pod) {
-            const p = await findPod(client, ref);
-            const running = (await client.listContainers({ podSandboxId: p.id })).some((c) => c.state === 'CONTAINER_RUNNING');
-            if (running && !ctx.flags.force) throw new UsageError(`pod ${ref} has running containers: stop them or use -f`);
-            await client.stopPodSandbox(p.id);
-            await client.removePodSandbox(p.id);
-          } else {
-            const c = await findContainer(client, ref);
-            if (c.state === 'CONTAINER_RUNNING') {
-              if (!ctx.flags.force) throw new UsageError(`container ${ref} is running: stop it first or use -f`);
-              await client.stopContainer(c.id, 0);
-            }
-            await client.removeContainer(c.id);
-            // A pod that `bulkhead run` made for this container goes with it.
-            const pods = await client.listPodSandbox({ id: c.podSandboxId });
-            const pod = pods[0];
-            if (pod && pod.labels[CLI_LABEL] === 'run' && (await client.listContainers({ podSandboxId: pod.id })).length === 0) {
-              await client.stopPodSandbox(pod.id);
-              await client.removePodSandbox(pod.id);
-            }
-          }
-          ctx.stdout.write(ref + '\n');
-        } catch (err) {
-          ctx.stderr.write(`bulkhead: ${ref}: ${(err as Error).message}\n`);
-          rc = 1;
+    return await withClient(ctx, (client) => eachRef(ctx, async (ref) => {
+      if (ctx.flags.pod) {
+        const p = await findPod(client, ref);
+        const running = (await client.listContainers({ podSandboxId: p.id })).some((c) => c.state === 'CONTAINER_RUNNING');
+        if (running && !ctx.flags.force) throw new UsageError(`pod ${ref} has running containers: stop them or use -f`);
+        await client.stopPodSandbox(p.id);
+        await client.removePodSandbox(p.id);
+      } else {
+        const c = await findContainer(client, ref);
+        if (c.state === 'CONTAINER_RUNNING') {
+          if (!ctx.flags.force) throw new UsageError(`container ${ref} is running: stop it first or use -f`);
+          await client.stopContainer(c.id, 0);
+        }
+        await client.removeContainer(c.id);
+        // A pod that `bulkhead run` made for this container goes with it.
+        const pods = await client.listPodSandbox({ id: c.podSandboxId });
+        const pod = pods[0];
+        if (pod && pod.labels[CLI_LABEL] === 'run' && (await client.listContainers({ podSandboxId: pod.id })).length === 0) {
+          await client.stopPodSandbox(pod.id);
+          await client.removePodSandbox(pod.id);
         }
       }
-      return rc;
-    });
+    }));
   },
 };
 export default command;

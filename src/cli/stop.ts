@@ -1,7 +1,7 @@
 // `bulkhead stop`: stop containers (grace period, then SIGKILL).
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
-import { findContainer, withClient } from './client.ts';
+import { eachRef, findContainer, withClient } from './client.ts';
 
 const command: Command = {
   name: 'stop',
@@ -12,20 +12,10 @@ const command: Command = {
     if (ctx.args.length === 0) throw new UsageError('stop needs at least one CONTAINER');
     const t = ctx.flags.time === undefined ? 10 : Number(ctx.flags.time);
     if (!Number.isInteger(t) || t < 0) throw new UsageError('-t must be a whole number of seconds');
-    return await withClient(ctx, async (client) => {
-      let rc = 0;
-      for (const ref of ctx.args) {
-        try {
-          const c = await findContainer(client, ref);
-          await client.stopContainer(c.id, t, { timeoutMs: (t + 30) * 1000 });
-          ctx.stdout.write(ref + '\n');
-        } catch (err) {
-          ctx.stderr.write(`bulkhead: ${ref}: ${(err as Error).message}\n`);
-          rc = 1;
-        }
-      }
-      return rc;
-    });
+    return await withClient(ctx, (client) => eachRef(ctx, async (ref) => {
+      const c = await findContainer(client, ref);
+      await client.stopContainer(c.id, t, { timeoutMs: (t + 30) * 1000 });
+    }));
   },
 };
 export default command;

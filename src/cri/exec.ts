@@ -43,7 +43,8 @@ export function execHandlers(deps: CriDeps): Record<string, Impl> {
       const containerId = requireId(req.containerId, 'container_id');
       checkStreams(req, 'Attach');
       const st = (await engine.containerStatus(containerId, false)).status;
-      if (st.state !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${containerId} is not running (state ${st.state})`);
+      // Created containers too: attaching before start is how a client sees all of the output.
+      if (st.state !== 'CONTAINER_RUNNING' && st.state !== 'CONTAINER_CREATED') throw new FailedPreconditionError(`container ${containerId} is not running (state ${st.state})`);
       return await streaming().getAttach({ containerId: st.id, tty: Boolean(req.tty), stdin: Boolean(req.stdin), stdout: Boolean(req.stdout), stderr: Boolean(req.stderr) });
     }),
 

@@ -994,7 +994,11 @@ export class Engine {
 
   /** Streaming attach (for stream/): until the container exits or `signal` aborts. */
   async attach(containerId: string, io: EngineStreamIO, signal: AbortSignal): Promise<void> {
-    const { c, backend } = this.#runningContainer(containerId);
+    // A created container can be attached too (conmon's attach socket exists from create on), so a
+    // client can attach before StartContainer and miss no output, as `docker run -i` does.
+    const c = this.#resolveContainer(containerId);
+    if (c.phase !== 'running' && c.phase !== 'created') throw new FailedPreconditionError(`container ${c.id} is not running`);
+    const backend = this.#backendOf(this.#podOfContainer(c));
     const proc = await backend.attach(c.id, { stdin: !!io.stdin, stdout: !!io.stdout, stderr: !!io.stderr, signal });
     if (io.tty && io.resize) void (async () => { for await (const s of io.resize!) await backend.resize(c.id, s.width, s.height).catch(() => undefined); })();
     await pumpSession(proc, { ...io, resize: undefined as never }, signal, false);

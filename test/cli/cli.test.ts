@@ -1,0 +1,159 @@
+// The bulkhead CLI end to end: the real command (bin/bulkhead) against a real daemon on a temporary
+// socket, real runc and conmon, an image built from busybox-static and loaded, and the registry
+// fixture for pulls. Exit codes, output streams, flag pass-through, JSON output and clear errors.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { sharedRegistry } from '../fixtures/registry.ts';
+import { buildAndPushTestImages } from '../fixtures/images.ts';
+import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'bulkhead');
+const IMAGE = 'bulkhead.local/cli-test:latest';
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+function bulkhead(d: TestDaemon, args: string[], input?: string): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(BIN, ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, '--config', d.configPath, ...args], {
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
+    child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    if (input !== undefined) child.stdin!.end(input);
+  });
+}
+
+describe('bulkhead CLI against a real daemon', () => {
+  let d: TestDaemon;
+  let dir: string;
+  before(async () => {
+    const reg = await sharedRegistry();
+    d = await startTestDaemon({ name: 'cli', registries: { insecure: [reg.host] } });
+    dir = await mkdtemp(join(tmpdir(), 'bulkhead-cli-'));
+    const archive = join(dir, 'img.tar');
+    await writeBusyboxArchive(archive, IMAGE);
+    const r = await bulkhead(d, ['load', '-i', archive]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Loaded image: bulkhead\.local\/cli-test:latest/);
+  });
+  after(async () => {
+    await d?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('run --rm: stdout and stderr kept apart, the exit code becomes the CLI\'s, workload flags pass through', async () => {
+    const r = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'echo out; echo err >&2; ls -la / >/dev/null; exit 3']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.equal(r.stdout, 'out\n');
+    assert.match(r.stderr, /^err$/m);
+    const pods = await d.client.listPodSandbox();
+    assert.equal(pods.length, 0, '--rm leaves no pod behind');
+    const flags = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'ls', '-d', '/etc']);
+    assert.equal(flags.code, 0, flags.stderr);
+    assert.equal(flags.stdout, '/etc\n');
+  });
+
+  it('run -e, -w, -u, --memory and --read-only reach the container', async () => {
+    const r = await bulkhead(d, ['run', '--rm', '--network', 'none', '-e', 'GREETING=hi', '-w', '/tmp', '-u', '1000:1000', '--memory', '32m', '--read-only',
+      IMAGE, 'sh', '-c', 'echo "$GREETING $(pwd) $(id -u):$(id -g)"; touch /x 2>/dev/null && echo writable || echo readonly; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max']);
+    assert.equal(r.code, 0, r.stderr);
+    const [line1, line2, line3] = r.stdout.trim().split('\n');
+    assert.equal(line1, 'hi /tmp 1000:1000');
+    assert.equal(line2, 'readonly');
+    assert.equal(Number(line3), 32 * 1024 * 1024);
+  });
+
+  it('run -i feeds stdin to the workload', async () => {
+    const r = await bulkhead(d, ['run', '--rm', '-i', '--network', 'none', IMAGE, 'sh', '-c', 'tr a-z A-Z'], 'hello stdin\n');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'HELLO STDIN\n');
+  });
+
+  it('run -d, ps, logs, exec, inspect --json, stats, stop, rm', async () => {
+    const started = await bulkhead(d, ['run', '-d', '--name', 'web', '--network', 'none', IMAGE, 'sh', '-c', 'echo ready; exec sleep 300']);
+    assert.equal(started.code, 0, started.stderr);
+    const id = started.stdout.trim();
+    assert.match(id, /^[0-9a-f]{64}$/);
+    const ps = await bulkhead(d, ['ps']);
+    assert.match(ps.stdout, /web/);
+    assert.match(ps.stdout, /running/);
+    const psJson = JSON.parse((await bulkhead(d, ['ps', '--json'])).stdout) as { id: string }[];
+    assert.ok(psJson.some((c) => c.id === id));
+    let logs = '';
+    for (let i = 0; i < 50 && !logs.includes('ready'); i++) {
+      logs = (await bulkhead(d, ['logs', 'web'])).stdout;
+      if (!logs.includes('ready')) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(logs, 'ready\n');
+    const ex = await bulkhead(d, ['exec', 'web', 'sh', '-c', 'echo in-container; exit 7']);
+    assert.equal(ex.code, 7);
+    assert.equal(ex.stdout, 'in-container\n');
+    const insp = JSON.parse((await bulkhead(d, ['inspect', id.slice(0, 12)])).stdout) as { type: string; status: { state: string } }[];
+    assert.equal(insp[0]?.type, 'container');
+    assert.equal(insp[0]?.status.state, 'CONTAINER_RUNNING');
+    const stats = JSON.parse((await bulkhead(d, ['stats', '--json', 'web'])).stdout) as { name: string; memoryWorkingSetBytes: number }[];
+    assert.equal(stats[0]?.name, 'web');
+    assert.ok(stats[0]!.memoryWorkingSetBytes > 0);
+    const rmRunning = await bulkhead(d, ['rm', 'web']);
+    assert.equal(rmRunning.code, 1);
+    assert.match(rmRunning.stderr, /is running: stop it first or use -f/);
+    assert.equal((await bulkhead(d, ['stop', '-t', '1', 'web'])).code, 0);
+    assert.match((await bulkhead(d, ['ps', '-a'])).stdout, /exited/);
+    assert.equal((await bulkhead(d, ['rm', 'web'])).code, 0);
+    assert.equal((await d.client.listContainers()).length, 0);
+    assert.equal((await d.client.listPodSandbox()).length, 0, 'the pod run made goes with its container');
+  });
+
+  it('pull shows per-layer progress as plain lines and images --json lists the result; rmi removes it', async () => {
+    const reg = await sharedRegistry();
+    const images = await buildAndPushTestImages(reg);
+    const r = await bulkhead(d, ['pull', images.multilayer]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /[0-9a-f]{12}: /, 'progress lines on stderr');
+    assert.match(r.stdout, /Image ID: sha256:[0-9a-f]{64}/);
+    const list = JSON.parse((await bulkhead(d, ['images', '--json'])).stdout) as { repoTags: string[] }[];
+    assert.ok(list.some((i) => i.repoTags.includes(images.multilayer)));
+    assert.equal((await bulkhead(d, ['rmi', images.multilayer])).code, 0);
+    const again = await bulkhead(d, ['rmi', images.multilayer]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /no such image/);
+  });
+
+  it('clear errors: unknown command, missing image, unknown handler, bad flags', async () => {
+    const unknown = await bulkhead(d, ['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "frobnicate"/);
+    const noImage = await bulkhead(d, ['run', '--rm', '127.0.0.1:1/none/such:tag', 'true']);
+    assert.notEqual(noImage.code, 0);
+    assert.match(noImage.stderr, /bulkhead: /);
+    const handler = await bulkhead(d, ['run', '--rm', '--isolation', 'nosuch', IMAGE, 'true']);
+    assert.equal(handler.code, 125);
+    assert.match(handler.stderr, /unknown runtime handler "nosuch"/);
+    const mem = await bulkhead(d, ['run', '--memory', 'lots', IMAGE, 'true']);
+    assert.equal(mem.code, 2);
+    assert.match(mem.stderr, /--memory: invalid size/);
+    assert.equal((await d.client.listPodSandbox()).length, 0, 'failed runs leave no pods');
+  });
+
+  it('policy check explains a decision without running the pod: the built-in policy refuses, the test daemon\'s permissive one allows', async () => {
+    const pod = join(dir, 'pod.yaml');
+    await writeFile(pod, 'apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: tenant}\nspec:\n  runtimeClassName: runc\n  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]\n');
+    // A config path with no file means the built-in policy: everything untrusted.
+    const r = await bulkhead(d, ['--config', join(dir, 'no-config.toml'), 'policy', 'check', pod]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, /DENIED \(rule untrusted\/privileged\)/);
+    assert.match(r.stdout, /moved to a stronger one/);
+    const permissive = await bulkhead(d, ['policy', 'check', pod]);
+    assert.equal(permissive.code, 0, permissive.stdout + permissive.stderr);
+  });
+});
