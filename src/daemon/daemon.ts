@@ -70,6 +70,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     for (const [name, h] of Object.entries(config.runtime.handlers)) {
       const opts = {
         runDir: join(config.runDir, 'runtime', name),
+        root: config.root,
         conmon: config.runtime.conmon,
         logger: logger.child({ part: 'runtime', handler: name }),
         ...(h.binary !== undefined ? { binary: h.binary } : {}),

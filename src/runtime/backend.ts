@@ -236,5 +236,7 @@ export interface BackendOptions {
   binary?: string;
   /** Extra global runtime flags from config. */
   runtimeArgs?: string[];
+  /** Bulkhead's state root (config.root), for backends that keep assets there (microvm: `<root>/vm`). */
+  root?: string;
   logger: import('../util/log.ts').Logger;
 }

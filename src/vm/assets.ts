@@ -183,6 +183,20 @@ echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 $B mkdir -p /sys/fs/cgroup/bulkhead
 echo "+memory +cpu +pids" > /sys/fs/cgroup/bulkhead/cgroup.subtree_control
 $B ip link set lo up 2>/dev/null
+# Pod network (bulkhead.addr=IP/LEN ... bulkhead.gw=IP bulkhead.mtu=N on the kernel command line):
+# eth0 has the pod interface's MAC already (the VMM sets it); give it the pod's addresses and route.
+GW=
+for w in $($B cat /proc/cmdline); do
+  case "$w" in
+    bulkhead.mtu=*) $B ip link set eth0 mtu "\${w#*=}" || echo "bulkhead-init: eth0 mtu failed" >/dev/console ;;
+    bulkhead.addr=*) $B ip addr add "\${w#*=}" dev eth0 || echo "bulkhead-init: eth0 address \${w#*=} failed" >/dev/console ;;
+    bulkhead.gw=*) GW="\${w#*=}" ;;
+  esac
+done
+if $B grep -q 'bulkhead.addr=' /proc/cmdline; then
+  $B ip link set eth0 up || echo "bulkhead-init: eth0 up failed" >/dev/console
+  if [ -n "$GW" ]; then $B ip route add default via "$GW" dev eth0 || echo "bulkhead-init: default route failed" >/dev/console; fi
+fi
 echo "bulkhead-init: modules loaded, starting the agent" >/dev/console
 exec /sbin/bulkhead-agent
 `;

@@ -25,7 +25,7 @@ import { QemuVmm } from './qemu.ts';
 import { FirecrackerVmm } from './firecracker.ts';
 import { rootfsImage } from './rootfs-image.ts';
 import { runShim } from './shim.ts';
-import { containerKv, fileMountsKv, podIdentity, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
+import { containerKv, fileMountsKv, podIdentity, podNetnsPath, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
 import { alive, checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, readRecord, rootFromIndex, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
 import { PodVmSupervisor } from './vmd.ts';
 import type { Accel } from './vmm.ts';
@@ -114,7 +114,7 @@ async function chooseAccel(g: Global): Promise<Accel> {
   return (await detectAccel(assets)).accel;
 }
 
-async function ensurePodVm(g: Global, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string): Promise<boolean> {
+async function ensurePodVm(g: Global, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, netns: string | undefined): Promise<boolean> {
   if (existsSync(join(dir, 'vmd.sock'))) {
     try { (await VmdClient.connect(join(dir, 'vmd.sock'))).close(); return false; } catch { /* stale: restart */ }
   }
@@ -124,7 +124,7 @@ async function ensurePodVm(g: Global, podId: string, dir: string, size: { memory
   const logFd = openSync(join(dir, 'vmd.log'), 'a');
   const child = spawnDetached([...NODE_ARGS, CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
     '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
-    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
+    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
   } catch (e) {
@@ -157,7 +157,7 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
   try {
     if (pod.sandbox) {
       const cg = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? spec.linux.cgroupsPath.replace(/^\/+/, '') : join(g.cgroupParent, id);
-      startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg);
+      startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, podNetnsPath(spec));
     } else if (!existsSync(join(pdir, 'vmd.sock'))) {
       throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
     }
@@ -335,13 +335,15 @@ async function cmdShim(g: Global, argv: string[]): Promise<number> {
 }
 
 async function cmdVmd(g: Global, argv: string[]): Promise<number> {
-  const { flags } = parse(argv, new Set(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'firecracker']));
+  const { flags } = parse(argv, new Set(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'firecracker', 'netns']));
   const fc = str(flags.firecracker);
+  const netns = str(flags.netns);
   const log = createLogger({ fields: { component: 'vmd', pod: str(flags.pod) } });
   const sup = new PodVmSupervisor({
     podId: str(flags.pod)!, podDir: str(flags['pod-dir'])!, assets: await loadGuestAssets(g.assetsRoot), vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
     accel: (str(flags.accel) ?? 'tcg') as Accel, memoryMiB: Number(str(flags.memory)), vcpus: Number(str(flags.vcpus)),
     bootTimeoutMs: Number(str(flags['boot-timeout'])), cgroup: str(flags.cgroup) ?? '', logger: log,
+    ...(netns ? { netns } : {}),
   });
   process.on('SIGTERM', () => { void sup.shutdown('the VM supervisor was terminated', false); });
   process.on('SIGINT', () => { void sup.shutdown('the VM supervisor was interrupted', false); });

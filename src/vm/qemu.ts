@@ -50,7 +50,9 @@ export function qemuArgs(cfg: VmConfig): string[] {
   }
   if (cfg.tap) {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.tap)) throw new InternalError(`bad tap name ${cfg.tap}`);
-    args.push('-netdev', `tap,id=net0,ifname=${cfg.tap},script=no,downscript=no`, '-device', 'virtio-net-device,netdev=net0');
+    if (cfg.mac !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(cfg.mac)) throw new InternalError(`bad MAC ${cfg.mac}`);
+    args.push('-netdev', `tap,id=net0,ifname=${cfg.tap},script=no,downscript=no,vhost=off`,
+      '-device', `virtio-net-device,netdev=net0${cfg.mac ? `,mac=${cfg.mac}` : ''}`);
   }
   return args;
 }
@@ -63,7 +65,10 @@ export class QemuVmm implements Vmm {
   async boot(cfg: VmConfig, signal?: AbortSignal): Promise<VmHandle> {
     signal?.throwIfAborted();
     const args = qemuArgs(cfg);
-    const child = spawn(this.#binary, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    if (cfg.netns !== undefined && (!cfg.netns.startsWith('/') || cfg.netns.includes('\0'))) throw new InternalError(`bad netns path ${cfg.netns}`);
+    // In the pod's netns (to open its tap): nsenter --net setns()es and execs QEMU, same pid, no fork.
+    const [cmd, argv] = cfg.netns ? ['nsenter', [`--net=${cfg.netns}`, '--', this.#binary, ...args]] : [this.#binary, args];
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 64 * 1024) stderr += b.toString('utf8'); });
     const spawned = await new Promise<boolean>((resolve, reject) => {

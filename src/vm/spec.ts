@@ -41,6 +41,17 @@ export function podIdentity(id: string, spec: OciSpec): PodIdentity {
   return { podId: id, sandbox: true };
 }
 
+/**
+ * The pod network namespace the sandbox's VM joins through a tap: linux.namespaces' network entry
+ * with a path. No entry or no path = no network (the VM gets no NIC: `--network none`).
+ */
+export function podNetnsPath(spec: OciSpec): string | undefined {
+  const ns = spec.linux?.namespaces?.find((n) => n.type === 'network');
+  if (!ns?.path) return undefined;
+  if (!isAbsolute(ns.path)) throw new InvalidArgumentError(`network namespace path must be absolute: ${ns.path}`);
+  return ns.path;
+}
+
 export function rootfsPath(bundle: string, spec: OciSpec): string {
   const p = spec.root?.path ?? 'rootfs';
   return isAbsolute(p) ? p : join(bundle, p);

@@ -16,8 +16,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { existsSync, writeFileSync, rmdirSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { DeadlineExceededError, InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
+import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
 import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
 import type { Accel, VmHandle, Vmm } from './vmm.ts';
@@ -37,7 +38,33 @@ export interface VmdOptions {
   bootTimeoutMs: number;
   /** cgroup (relative to each hierarchy's root) for the VMM process; "" = none. */
   cgroup: string;
+  /** The pod's network namespace (path): the VM gets its interface through a tap there. Absent = no network. */
+  netns?: string;
   logger: Logger;
+}
+
+/** Name of the tap the pod VM's NIC uses inside the pod netns. */
+export const POD_TAP = 'bhvm0';
+
+/**
+ * Kernel command line words the guest init reads to configure eth0 (see initScript in assets.ts):
+ * `bulkhead.addr=IP/PREFIX` (repeatable), `bulkhead.gw=IP`, `bulkhead.mtu=N`.
+ */
+export function guestNetArgs(t: Pick<TapAttachment, 'addresses' | 'gateway' | 'mtu'>): string[] {
+  const ip4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+  const out: string[] = [];
+  for (const a of t.addresses) {
+    const [ip, len] = a.split('/');
+    if (!ip || !ip4.test(ip) || !/^\d{1,2}$/.test(len ?? '')) throw new InvalidArgumentError(`bad pod address ${a}`);
+    out.push(`bulkhead.addr=${a}`);
+  }
+  if (t.gateway) {
+    if (!ip4.test(t.gateway)) throw new InvalidArgumentError(`bad pod gateway ${t.gateway}`);
+    out.push(`bulkhead.gw=${t.gateway}`);
+  }
+  if (!Number.isInteger(t.mtu) || t.mtu < 68 || t.mtu > 65535) throw new InvalidArgumentError(`bad pod MTU ${t.mtu}`);
+  out.push(`bulkhead.mtu=${t.mtu}`);
+  return out;
 }
 
 interface Pending { conn: Socket | null; reqId: number; op: string; name?: string }
@@ -108,6 +135,7 @@ export class PodVmSupervisor {
   readonly #pending = new Map<number, Pending[]>();
   readonly #conns = new Set<Socket>();
   #cgroups: string[] = [];
+  #tap: TapAttachment | undefined;
   #stopping = false;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
@@ -131,11 +159,28 @@ export class PodVmSupervisor {
       await fh.close();
     }
     const consoleLog = join(o.podDir, 'console.log');
-    this.#vm = await o.vmm.boot({
-      name: o.podId.slice(0, 12), kernel: o.assets.kernel, initramfs: o.assets.initramfs,
-      memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, consoleLog, workDir: o.podDir,
-      drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: this.slotPath(i) })),
-    });
+    if (o.netns) {
+      try {
+        this.#tap = await attachTap(o.netns, POD_TAP);
+        this.#log.info('pod network attached', { netns: o.netns, tap: POD_TAP, mac: this.#tap.mac, addresses: this.#tap.addresses });
+      } catch (e) {
+        // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
+        if (!(e instanceof FailedPreconditionError)) throw e;
+        this.#log.info('pod netns has no pod interface: the VM gets no network', { netns: o.netns, reason: e.message });
+      }
+    }
+    try {
+      const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
+      this.#vm = await o.vmm.boot({
+        name: o.podId.slice(0, 12), kernel: o.assets.kernel, initramfs: o.assets.initramfs,
+        memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, consoleLog, workDir: o.podDir,
+        drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: this.slotPath(i) })),
+        ...(net ?? {}),
+      });
+    } catch (e) {
+      await this.#detachNetwork();
+      throw e;
+    }
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
     this.#cgroups = cgroupSetup(o.cgroup, this.#vm.pid, o.memoryMiB, this.#log);
     let hello: { kernel: string; rest: Buffer };
@@ -144,6 +189,7 @@ export class PodVmSupervisor {
     } catch (e) {
       await this.#vm.stop(1000);
       this.#cleanupCgroups();
+      await this.#detachNetwork();
       throw e;
     }
     this.#kernel = hello.kernel;
@@ -383,6 +429,16 @@ export class PodVmSupervisor {
     }
   }
 
+  /** Removes the tap (the pod veth's redirect with it); the netns itself belongs to the network layer. */
+  async #detachNetwork(): Promise<void> {
+    if (!this.#tap || !this.#o.netns) return;
+    const t = this.#tap;
+    this.#tap = undefined;
+    try { await detachTap(this.#o.netns, t.tap, { podIf: t.podIf }); } catch (e) {
+      this.#log.warn('cannot remove the pod tap', { netns: this.#o.netns, err: (e as Error).message });
+    }
+  }
+
   #cleanupCgroups(): void {
     for (const d of this.#cgroups) {
       try { rmdirSync(d); } catch { /* still busy or gone */ }
@@ -402,6 +458,7 @@ export class PodVmSupervisor {
     for (const c of this.#conns) { if (!c.destroyed) c.end(encodeFrame('V', 0, JSON.stringify({ reason: why, unexpected }))); }
     this.#server?.close();
     this.#cleanupCgroups();
+    await this.#detachNetwork();
     if (unexpected) {
       await writeFile(join(this.#o.podDir, 'exit.json'), JSON.stringify({ reason: why, at: new Date().toISOString() })).catch(() => {});
       for (let i = 0; i < SLOT_COUNT; i++) await rm(this.slotPath(i), { force: true });

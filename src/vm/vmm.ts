@@ -35,8 +35,12 @@ export interface VmConfig {
   drives: DriveSlot[];
   /** File the guest's serial console is written to. */
   consoleLog: string;
-  /** Host tap device in the current network namespace for a virtio-net NIC; absent = no network. */
+  /** Host tap device for a virtio-net NIC (in `netns` when given); absent = no network. */
   tap?: string;
+  /** MAC of the guest NIC (the pod interface's: the egress guard pins untrusted pods to it). */
+  mac?: string;
+  /** Network namespace (path) the VMM runs in, so it can open `tap` there. */
+  netns?: string;
   /** Directory for the VMM's own sockets and files. */
   workDir: string;
 }

@@ -5,7 +5,9 @@
  * that VM through the CRI annotations. The probe reports the accelerator (kvm, or tcg when KVM
  * cannot run a guest here) and whether the guest kernel is set up.
  *
- * Network: not yet attached (no tap into the pod netns): pods run with `--network none` semantics.
+ * Network: the sandbox container's spec keeps the pod netns path (linux.namespaces, type network);
+ * bulkhead-vm joins the VM to it through a tap (network/tap.ts). App containers' specs carry no
+ * netns: they share the VM's. No path = no NIC in the guest (`--network none`).
  */
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,8 +22,22 @@ import { InternalError } from '../../errors.ts';
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
 export interface MicrovmBackendOptions extends BackendOptions {
-  /** Bulkhead's state root holding `vm/` (kernel, initramfs, images); default $BULKHEAD_ROOT or /var/lib/bulkhead. */
+  /**
+   * Root holding `vm/` (kernel, initramfs, images). Default: `--assets DIR` among the handler's
+   * runtimeArgs, else BackendOptions.root (the daemon's state root), else /var/lib/bulkhead.
+   */
   assetsRoot?: string;
+}
+
+/** The value of `--assets DIR` / `--assets=DIR` in runtime flags (the last one wins, as in bulkhead-vm). */
+function assetsFlag(args: readonly string[] | undefined): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < (args?.length ?? 0); i++) {
+    const a = args![i]!;
+    if (a === '--assets' && i + 1 < args!.length) v = args![++i];
+    else if (a.startsWith('--assets=')) v = a.slice('--assets='.length);
+  }
+  return v;
 }
 
 export class MicrovmBackend extends ConmonBackend {
@@ -32,18 +48,25 @@ export class MicrovmBackend extends ConmonBackend {
 
   constructor(opts: MicrovmBackendOptions) {
     super(opts);
-    this.#assetsRoot = opts.assetsRoot ?? process.env.BULKHEAD_ROOT ?? '/var/lib/bulkhead';
+    this.#assetsRoot = opts.assetsRoot ?? assetsFlag(opts.runtimeArgs) ?? opts.root ?? '/var/lib/bulkhead';
   }
 
   runtimeCommand(): RuntimeCommand {
-    return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, '--assets', this.#assetsRoot, ...(this.opts.runtimeArgs ?? [])] };
+    const extra = this.opts.runtimeArgs ?? [];
+    const assets = assetsFlag(extra) !== undefined ? [] : ['--assets', this.#assetsRoot];
+    return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...extra] };
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
     spec.annotations = spec.annotations ?? {};
     spec.annotations[CONTAINER_TYPE_ANNOTATION] = opts.pod.role;
     spec.annotations[SANDBOX_ID_ANNOTATION] = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
-    if (spec.linux?.namespaces) spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'network').map((n) => ({ type: n.type }));
+    // Host namespace paths mean nothing to a guest; the sandbox's pod netns path tells bulkhead-vm where the tap goes.
+    if (spec.linux?.namespaces) {
+      spec.linux.namespaces = spec.linux.namespaces
+        .filter((n) => n.type !== 'network' || (opts.pod.role === 'sandbox' && n.path))
+        .map((n) => (n.type === 'network' ? { type: n.type, path: n.path! } : { type: n.type }));
+    }
     return spec;
   }
 
