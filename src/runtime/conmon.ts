@@ -204,7 +204,7 @@ export class ConmonDriver {
     if (opts.stdin && !opts.stdinOnce) args.push('--leave-stdin-open');
     if (tty) args.push('-t');
     try {
-      const pid = await this.spawnConmon(args, opts.signal);
+      const pid = await this.spawnConmon(args, bundle, opts.signal);
       return { pid };
     } catch (err) {
       await this.runtimeCmd(['delete', '--force', opts.id], { timeoutMs: 20_000 }).catch(() => {});
@@ -214,12 +214,14 @@ export class ConmonDriver {
   }
 
   /** Spawns conmon with a sync pipe on fd 3 and returns the pid it reports. */
-  private spawnConmon(args: string[], signal?: AbortSignal, timeoutMs = RUNTIME_TIMEOUT): Promise<number> {
+  private spawnConmon(args: string[], cwd: string, signal?: AbortSignal, timeoutMs = RUNTIME_TIMEOUT): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       const child = spawn(this.conmon, args, {
         stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
         env: { ...process.env, _OCI_SYNCPIPE: '3' },
         detached: true,
+        // conmon writes files (e.g. an `oom` marker) into its working directory: keep them in the bundle.
+        cwd,
       });
       let stderr = '';
       let sync = '';
@@ -507,6 +509,8 @@ export class ConmonDriver {
         stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
         env: { ...process.env, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4', _OCI_ATTACHPIPE: '5' },
         detached: true,
+        // conmon writes files (e.g. an `oom` marker) into its working directory: keep them in the session dir.
+        cwd: dir,
       });
       child.unref();
       const syncPipe = child.stdio[3] as Readable;
