@@ -14,6 +14,7 @@ const registry: [name: string, load: Loader][] = [
   ['rm', () => import('./rm.ts')],
   ['inspect', () => import('./inspect.ts')],
   ['stats', () => import('./stats.ts')],
+  ['port-forward', () => import('./port-forward.ts')],
   ['pull', () => import('./pull.ts')],
   ['images', () => import('./images.ts')],
   ['rmi', () => import('./rmi.ts')],

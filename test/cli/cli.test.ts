@@ -114,6 +114,28 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.equal((await d.client.listPodSandbox()).length, 0, 'the pod run made goes with its container');
   });
 
+  it('port-forward reaches a busybox httpd inside a pod from 127.0.0.1', async () => {
+    const started = await bulkhead(d, ['run', '-d', '--name', 'www', IMAGE, 'sh', '-c', 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www']);
+    assert.equal(started.code, 0, started.stderr);
+    const child = spawn(BIN, ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, '--config', d.configPath, 'port-forward', 'www', '0:8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        child.stdout!.on('data', (b: Buffer) => { out += b.toString(); const m = /127\.0\.0\.1:(\d+) -> 8080/.exec(out); if (m) resolve(Number(m[1])); });
+        child.on('close', (code) => reject(new Error(`port-forward exited ${code}`)));
+      });
+      let body = '';
+      for (let i = 0; i < 30 && body !== 'hello-from-pod\n'; i++) {
+        body = await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.text()).catch(() => '');
+        if (body !== 'hello-from-pod\n') await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(body, 'hello-from-pod\n');
+    } finally {
+      child.kill('SIGTERM');
+      await bulkhead(d, ['rm', '-f', 'www']);
+    }
+  });
+
   it('pull shows per-layer progress as plain lines and images --json lists the result; rmi removes it', async () => {
     const reg = await sharedRegistry();
     const images = await buildAndPushTestImages(reg);
