@@ -4,7 +4,11 @@ import assert from 'node:assert/strict';
 import { buildCpio } from './cpio.ts';
 import { moduleLoadOrder } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
-import { containerKv, podIdentity, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
+import { containerKv, podIdentity, podNetnsPath, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
+import { guestNetArgs } from './vmd.ts';
+import { qemuArgs } from './qemu.ts';
+import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
+import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../runtime/oci.ts';
 
 describe('agent frames', () => {
@@ -89,5 +93,43 @@ describe('OCI spec → VM', () => {
     assert.equal(signalNumber('SIGKILL'), 9);
     assert.equal(signalNumber('10'), 10);
     assert.throws(() => signalNumber('SIGNOPE'), /unknown signal/);
+  });
+});
+
+describe('pod network for the VM', () => {
+  it('takes the netns path from the spec; no entry or no path means no network', () => {
+    const spec = (ns: unknown): OciSpec => ({ ociVersion: '1.0.2', process: { args: ['x'], cwd: '/' }, linux: { namespaces: ns } } as unknown as OciSpec);
+    assert.equal(podNetnsPath(spec([{ type: 'pid' }, { type: 'network', path: '/run/netns/p1' }])), '/run/netns/p1');
+    assert.equal(podNetnsPath(spec([{ type: 'network' }])), undefined);
+    assert.equal(podNetnsPath(spec(undefined)), undefined);
+    assert.throws(() => podNetnsPath(spec([{ type: 'network', path: 'rel/ns' }])), /absolute/);
+  });
+  it('turns the tap attachment into kernel command line words and refuses odd values', () => {
+    assert.deepEqual(guestNetArgs({ addresses: ['10.1.2.3/24'], gateway: '10.1.2.1', mtu: 1450 }),
+      ['bulkhead.addr=10.1.2.3/24', 'bulkhead.gw=10.1.2.1', 'bulkhead.mtu=1450']);
+    assert.deepEqual(guestNetArgs({ addresses: [], gateway: null, mtu: 1500 }), ['bulkhead.mtu=1500']);
+    assert.throws(() => guestNetArgs({ addresses: ['10.1.2.3/24 init=/bin/sh'], gateway: null, mtu: 1500 }), /bad pod address/);
+    assert.throws(() => guestNetArgs({ addresses: [], gateway: '1.2.3.4 x', mtu: 1500 }), /bad pod gateway/);
+    assert.throws(() => guestNetArgs({ addresses: [], gateway: null, mtu: 10 }), /MTU/);
+  });
+  it('gives QEMU a virtio-net NIC on the tap with the pod MAC, and none without a tap', () => {
+    const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, accel: 'tcg' as const, drives: [], consoleLog: '/c', workDir: '/w' };
+    const withNet = qemuArgs({ ...base, tap: 'bhvm0', mac: 'ee:b2:de:82:5f:af', kernelArgs: ['bulkhead.mtu=1500'] });
+    assert.ok(withNet.includes('tap,id=net0,ifname=bhvm0,script=no,downscript=no,vhost=off'));
+    assert.ok(withNet.includes('virtio-net-device,netdev=net0,mac=ee:b2:de:82:5f:af'));
+    assert.match(withNet[withNet.indexOf('-append') + 1]!, / bulkhead\.mtu=1500$/);
+    assert.ok(!qemuArgs(base).includes('-netdev'));
+    assert.throws(() => qemuArgs({ ...base, tap: 'bhvm0', mac: 'ee:b2:de:82:5f:af,x=1' }), /bad MAC/);
+  });
+});
+
+describe('microvm backend options', () => {
+  const logger = createLogger({ level: 'error' });
+  const assets = (o: Record<string, unknown>): string[] => new MicrovmBackend({ runDir: '/tmp/none', logger, ...o }).runtimeCommand().globalArgs;
+  it('takes the assets root from the daemon root, --assets in runtimeArgs, or assetsRoot; never twice', () => {
+    assert.deepEqual(assets({ root: '/srv/bh' }).slice(2), ['--assets', '/srv/bh']);
+    assert.deepEqual(assets({ root: '/srv/bh', runtimeArgs: ['--assets', '/a'] }).slice(2), ['--assets', '/a']);
+    assert.deepEqual(assets({ root: '/srv/bh', assetsRoot: '/b', runtimeArgs: ['--accel=tcg'] }).slice(2), ['--assets', '/b', '--accel=tcg']);
+    assert.deepEqual(assets({}).slice(2), ['--assets', '/var/lib/bulkhead']);
   });
 });

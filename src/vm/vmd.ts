@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
+import { run } from '../util/exec.ts';
 import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
 import type { Accel, VmHandle, Vmm } from './vmm.ts';
@@ -45,6 +46,15 @@ export interface VmdOptions {
 
 /** Name of the tap the pod VM's NIC uses inside the pod netns. */
 export const POD_TAP = 'bhvm0';
+/** The pod's interface in its netns (CNI's eth0), joined to the tap. */
+const POD_IF = 'eth0';
+
+/** Whether the pod netns has its pod interface (`--network none` pods have only lo). */
+async function hasPodInterface(netns: string): Promise<boolean> {
+  const r = await run('nsenter', [`--net=${netns}`, '--', 'ip', '-j', 'link', 'show'], { timeoutMs: 20_000 });
+  if (r.code !== 0) throw new FailedPreconditionError(`cannot list the interfaces of pod netns ${netns}: ${r.stderr.trim() || `exit ${r.code}`}`);
+  return (JSON.parse(r.stdout) as { ifname?: string }[]).some((l) => l.ifname === POD_IF);
+}
 
 /**
  * Kernel command line words the guest init reads to configure eth0 (see initScript in assets.ts):
@@ -160,13 +170,12 @@ export class PodVmSupervisor {
     }
     const consoleLog = join(o.podDir, 'console.log');
     if (o.netns) {
-      try {
-        this.#tap = await attachTap(o.netns, POD_TAP);
+      // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
+      if (await hasPodInterface(o.netns)) {
+        this.#tap = await attachTap(o.netns, POD_TAP, { podIf: POD_IF });
         this.#log.info('pod network attached', { netns: o.netns, tap: POD_TAP, mac: this.#tap.mac, addresses: this.#tap.addresses });
-      } catch (e) {
-        // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
-        if (!(e instanceof FailedPreconditionError)) throw e;
-        this.#log.info('pod netns has no pod interface: the VM gets no network', { netns: o.netns, reason: e.message });
+      } else {
+        this.#log.info('pod netns has no pod interface: the VM gets no network', { netns: o.netns, podIf: POD_IF });
       }
     }
     try {

@@ -25,8 +25,8 @@ async function poll<T>(f: () => Promise<T | undefined>, what: string, timeoutMs:
   }
 }
 
-function pod(name: string): PodSandboxConfig {
-  return { metadata: { name, namespace: 'vm-net', uid: randomUUID(), attempt: 0 }, labels: { t: name }, linux: {} };
+function pod(name: string, annotations: Record<string, string> = {}): PodSandboxConfig {
+  return { metadata: { name, namespace: 'vm-net', uid: randomUUID(), attempt: 0 }, labels: { t: name }, annotations, linux: {} };
 }
 
 /** Reads what a TCP server at ip:port sends until it closes or `want` shows up; rejects on connect errors. */
@@ -121,5 +121,18 @@ describe('microvm pods on the pod network (CRI daemon)', { skip, timeout: 600_00
     }
     assert.deepEqual(await c.listPodSandbox(), []);
     await poll(async () => spawnSync('pgrep', ['-f', `qemu-system-x86_64.*${d.base}`]).status !== 0 || undefined, 'the pod VM to stop', 30_000);
+  });
+
+  it('a pod without network (io.bulkhead.network=none) boots a VM with no NIC', async () => {
+    const c = d.client;
+    const cfg = pod('none', { 'io.bulkhead.network': 'none' });
+    const p = await c.runPodSandbox(cfg, 'microvm', { timeoutMs: 240_000 });
+    const ctr = await c.createContainer(p, { metadata: { name: 'sleeper' }, image: { image: images.busybox }, logPath: 'sleeper.log', command: ['sleep', '3600'] }, cfg, { timeoutMs: 120_000 });
+    await c.startContainer(ctr, { timeoutMs: 120_000 });
+    const links = await c.execSync(ctr, ['ls', '/sys/class/net'], 60);
+    assert.equal(links.exitCode, 0, links.stderr.toString());
+    assert.deepEqual(links.stdout.toString().trim().split(/\s+/), ['lo'], 'only loopback in the guest');
+    await c.stopPodSandbox(p, { timeoutMs: 120_000 });
+    await c.removePodSandbox(p, { timeoutMs: 120_000 });
   });
 });
