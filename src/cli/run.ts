@@ -248,7 +248,8 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
   const cleanup = async (): Promise<void> => {
     if (cleaned || !req.remove) return;
     cleaned = true;
-    await client.stopPodSandbox(podId).catch(() => {});
+    // CRI RemovePodSandbox stops whatever still runs (containers, pause, network) before it
+    // removes, so a separate StopPodSandbox round trip would only add time.
     await client.removePodSandbox(podId).catch(() => {});
   };
   try {

@@ -403,15 +403,21 @@ export class Engine {
         throw err;
       }
       try {
-        await mkdir(podDir, { recursive: true, mode: 0o711 });
-        await mkdir(logDirectory, { recursive: true, mode: 0o755 });
-        const net = await this.#networkFor(mode).setup(this.#netRequest(rec, mode, trust), signal);
+        // Independent steps run side by side; every one is settled before an error is thrown, so
+        // the cleanup below never races a half-finished step (e.g. a netns still being made).
+        const [, , netR, pauseR] = await settleAll([
+          mkdir(podDir, { recursive: true, mode: 0o711 }),
+          mkdir(logDirectory, { recursive: true, mode: 0o755 }),
+          this.#networkFor(mode).setup(this.#netRequest(rec, mode, trust), signal),
+          runtime.pauseId ? this.#ensurePauseRootfs() : Promise.resolve(''),
+        ] as const);
+        const net = netR;
         runtime.netnsPath = net.netnsPath ?? '';
         runtime.ips = net.ips;
         this.#store.updatePod(rec);
         const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
         if (runtime.pauseId) {
-          const pauseRootfs = await this.#ensurePauseRootfs();
+          const pauseRootfs = pauseR;
           const spec = await buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseRootfs, files });
           const podRef = runtime.netnsPath ? { podId: id, role: 'sandbox' as const, netnsPath: runtime.netnsPath } : { podId: id, role: 'sandbox' as const };
           const { pid } = await backend.createContainer({
@@ -1158,6 +1164,13 @@ export function criToOciResources(r: cri.LinuxContainerResources): OciLinuxResou
 }
 
 /** Removes a cgroupfs path (and nothing above it) in every hierarchy; busy or missing dirs are left. */
+/** Like Promise.all, but waits for every promise to settle before rejecting with the first error. */
+async function settleAll<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const rs = await Promise.allSettled(ps);
+  for (const r of rs) if (r.status === 'rejected') throw r.reason;
+  return rs.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
 async function removeCgroupDirs(path: string): Promise<void> {
   const rel = path.replace(/^\/+/, '');
   if (!rel || rel.includes('..')) return;

@@ -172,7 +172,11 @@ export class StateStore {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     this.#db = new DatabaseSync(path);
     this.#db.exec('PRAGMA journal_mode = WAL');
-    this.#db.exec('PRAGMA synchronous = FULL');
+    // WAL + NORMAL: a commit is durable once it is in the WAL (no fsync per commit; the WAL is
+    // synced at checkpoints), so a killed daemon loses nothing and the file is never corrupt; only an
+    // OS crash / power loss may roll back the last few commits, and after one every container and
+    // pod is dead anyway (recovery reconciles records with what really exists).
+    this.#db.exec('PRAGMA synchronous = NORMAL');
     this.#db.exec('PRAGMA busy_timeout = 5000');
     this.#db.exec(SCHEMA);
     this.#db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')`).run();

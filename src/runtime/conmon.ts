@@ -358,11 +358,16 @@ export class ConmonDriver {
       }
     }
     // conmon exits once the container is gone; do not leave it behind
-    for (let i = 0; i < 40; i++) {
+    // (polled often at first: it usually goes within a few ms of the runtime's delete)
+    const started = Date.now();
+    let killed = false;
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
       const pid = await this.conmonPid(id);
       if (pid === undefined) break;
-      if (i === 20) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-      await sleep(100);
+      const waited = Date.now() - started;
+      if (waited >= 4000) break;
+      if (waited >= 2000 && !killed) { killed = true; try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      await sleep(delay);
     }
     await rm(bundle, { recursive: true, force: true });
     await rm(this.exitFile(id), { force: true });
