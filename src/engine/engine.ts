@@ -508,25 +508,35 @@ export class Engine {
 
   /** Undoes everything a pod may have (containers, pause, network, dirs, cgroups); then the record. */
   async #destroyPod(p: PodRecord, signal: AbortSignal): Promise<void> {
-    for (const c of this.#store.listContainers(p.id)) {
-      await this.#locks.with(c.id, async () => {
+    // The containers go side by side (each `delete --force` kills what still runs); everything is
+    // settled before the first error is thrown, and the pod record goes only when all went.
+    const backend = this.#opts.backends.get(p.handler);
+    const pauseId = p.runtime.pauseId;
+    if (pauseId) {
+      this.#watchers.get(pauseId)?.abort();
+      this.#watchers.delete(pauseId);
+    }
+    // Only where app containers merely join the pause's namespaces (runc, crun); where the pause
+    // is the sandbox the containers live in (a VM), it goes after them.
+    const pauseAlongside = backend?.podModel.joinInfraNamespaces === true;
+    await settleAll([
+      ...this.#store.listContainers(p.id).map((c) => this.#locks.with(c.id, async () => {
         const cur = this.#store.getContainer(c.id);
         if (!cur) return;
         this.#store.setContainerPhase(cur.id, 'removing');
         await this.#destroyContainer(cur, p, signal);
         this.#emit('CONTAINER_DELETED_EVENT', cur);
-      });
-    }
-    const backend = this.#opts.backends.get(p.handler);
-    if (p.runtime.pauseId) {
-      this.#watchers.get(p.runtime.pauseId)?.abort();
-      this.#watchers.delete(p.runtime.pauseId);
-      if (backend) await backend.delete(p.runtime.pauseId, signal);
-    }
+      })),
+      pauseId && backend && pauseAlongside ? backend.delete(pauseId, signal) : Promise.resolve(),
+    ]);
+    if (pauseId && backend && !pauseAlongside) await backend.delete(pauseId, signal);
     const mode = (p.runtime.backendState.mode as NetworkMode | undefined) ?? 'none';
-    if (mode !== 'host') await this.#networkFor(mode).teardown(p.id, signal);
-    await rm(p.runtime.podDir, { recursive: true, force: true });
-    if (p.runtime.backendState.ownLogDir) await rm(p.runtime.logDirectory, { recursive: true, force: true });
+    await settleAll([
+      mode !== 'host' ? this.#networkFor(mode).teardown(p.id, signal) : Promise.resolve(),
+      rm(p.runtime.podDir, { recursive: true, force: true }),
+      p.runtime.backendState.ownLogDir ? rm(p.runtime.logDirectory, { recursive: true, force: true }) : Promise.resolve(),
+    ]);
+    // cgroups last: only empty ones can go, and the netns teardown may still have held a process
     if (p.runtime.backendState.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
     this.#store.deletePod(p.id);
   }
