@@ -13,7 +13,7 @@ import { createServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { FailedPreconditionError, InternalError, UnavailableError } from '../errors.ts';
-import { tailFile, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
+import { stopVmmProcess, tailFile, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
 
 export const AGENT_VSOCK_PORT = 1024;
 
@@ -96,16 +96,7 @@ export class FirecrackerVmm implements Vmm {
       accel: 'kvm',
       control,
       wait: () => exited,
-      async stop(graceMs = 3000): Promise<VmExit> {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-          const r = await exited;
-          clearTimeout(t);
-          return r;
-        }
-        return exited;
-      },
+      stop: (graceMs = 3000) => stopVmmProcess(child, exited, graceMs),
       consoleTail: (n = 20) => tailFile(consoleLog, n),
     };
   }

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { InternalError, UnavailableError } from '../errors.ts';
-import { tailFile, type Accel, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
+import { stopVmmProcess, tailFile, type Accel, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 
@@ -95,16 +95,7 @@ export class QemuVmm implements Vmm {
       accel: cfg.accel,
       control,
       wait: () => exited,
-      async stop(graceMs = 3000): Promise<VmExit> {
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
-          const r = await exited;
-          clearTimeout(t);
-          return r;
-        }
-        return exited;
-      },
+      stop: (graceMs = 3000) => stopVmmProcess(child, exited, graceMs),
       consoleTail: (n = 20) => tailFile(consoleLog, n),
     };
   }

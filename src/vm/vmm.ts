@@ -11,6 +11,7 @@
  * A VM is one pod: its containers share the kernel, each with its own read-only root image in a
  * drive slot (slots exist from boot: microvm has no hotplug) and a writable layer inside the guest.
  */
+import type { ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 
 export type Accel = 'kvm' | 'tcg';
@@ -76,4 +77,16 @@ export async function tailFile(path: string, n = 20): Promise<string[]> {
   let text: string;
   try { text = await readFile(path, 'utf8'); } catch { return []; }
   return text.replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').slice(-n);
+}
+
+/** VmHandle.stop for a VMM child process: SIGTERM, SIGKILL after `graceMs`, resolves with its exit. */
+export async function stopVmmProcess(child: ChildProcess, exited: Promise<VmExit>, graceMs: number): Promise<VmExit> {
+  if (child.exitCode !== null || child.signalCode !== null) return await exited;
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  try {
+    return await exited;
+  } finally {
+    clearTimeout(t);
+  }
 }
