@@ -99,6 +99,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
     const startup = AbortSignal.timeout(120_000);
     const network = await CniPodNetwork.create({ cni: config.cni, network: config.sections.network, logger }, startup);
+    // On shutdown the egress-guard tables and the managed bridge go, but only once no pod has a network.
+    cleanups.push(async () => { await network.close(AbortSignal.timeout(30_000)); });
 
     // The engine wants a missing image to be NotFound; the image service answers undefined.
     const engineImages: EngineImages = {
