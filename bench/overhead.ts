@@ -1,7 +1,9 @@
 // Measures the fixed per-pod overhead of each runtime handler (what RuntimeClass overhead.podFixed
-// should say): a real Bulkhead daemon on a temporary root starts N empty pod sandboxes per handler
-// over CRI; the processes each pod adds (conmon and everything under it: pause, runsc sandbox and
-// gofer, QEMU) are found in /proc, their memory summed as PSS and their CPU use sampled while idle.
+// should say): a real Bulkhead daemon on a temporary root starts N pods per handler over CRI, each
+// with one idle container (`sleep`), since a handler may start nothing for an empty pod (gVisor runs
+// one sandbox per container). The processes each pod adds (conmon and everything under it: pause,
+// runsc sandbox and gofer, QEMU) are found in /proc, the workload's own `sleep` process left out,
+// their memory summed as PSS and their CPU use sampled while idle.
 // Prints the figures side by side and writes the measurement file `bulkhead k8s manifests` reads.
 //
 //   node bench/overhead.ts [--handlers runc,gvisor] [--pods 3] [--idle-seconds 5] [--out FILE]
@@ -13,6 +15,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTestDaemon } from '../test/fixtures/daemon.ts';
 import type { HandlerOverhead, OverheadMeasurements } from '../src/k8s/overhead.ts';
+import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 
 const { values } = parseArgs({
   options: {
@@ -44,9 +47,9 @@ async function processes(): Promise<Map<number, Proc>> {
   return out;
 }
 
-/** conmon processes of the pod and all their descendants. */
-function podProcesses(all: Map<number, Proc>, podId: string): number[] {
-  const roots = [...all.values()].filter((p) => p.cmdline.includes('conmon') && p.cmdline.includes(podId.slice(0, 12))).map((p) => p.pid);
+/** conmon processes of the pod's sandbox and containers and all their descendants, less the workload itself. */
+function podProcesses(all: Map<number, Proc>, ids: string[]): number[] {
+  const roots = [...all.values()].filter((p) => p.cmdline.startsWith('conmon') && ids.some((id) => p.cmdline.includes(id.slice(0, 12)))).map((p) => p.pid);
   const children = new Map<number, number[]>();
   for (const p of all.values()) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid]);
   const seen = new Set<number>();
@@ -57,7 +60,7 @@ function podProcesses(all: Map<number, Proc>, podId: string): number[] {
     seen.add(pid);
     stack.push(...(children.get(pid) ?? []));
   }
-  return [...seen];
+  return [...seen].filter((pid) => !all.get(pid)?.cmdline.startsWith('sleep '));
 }
 
 async function pssBytes(pid: number): Promise<number> {
@@ -68,19 +71,36 @@ async function pssBytes(pid: number): Promise<number> {
   } catch { return 0; }
 }
 
-const d = await startTestDaemon({ name: 'bulkhead-bench-overhead-', logLevel: 'warn' });
+const IMAGE = 'bulkhead.local/overhead:latest';
+const d = await startTestDaemon({
+  name: 'bulkhead-bench-overhead-', logLevel: 'warn',
+  handlers: {
+    runc: { backend: 'runc' },
+    gvisor: { backend: 'gvisor', runtime_args: ['--platform=ptrace'] },
+    // The guest kernel and initramfs that scripts/setup.sh prepared.
+    microvm: { backend: 'microvm', runtime_args: ['--assets', process.env.BULKHEAD_ROOT ?? '/var/lib/bulkhead'] },
+  },
+});
+await writeBusyboxArchive(join(d.base, 'image.tar'), IMAGE);
+await d.client.loadImage(join(d.base, 'image.tar'));
 const results: Record<string, HandlerOverhead & { pods: number; processes: number }> = {};
 try {
   for (const handler of handlers) {
     const ids: string[] = [];
+    const members: string[][] = [];
     for (let i = 0; i < podsPer; i++) {
       const logDirectory = join(d.base, 'logs', `${handler}-${i}`);
       await mkdir(logDirectory, { recursive: true });
-      ids.push(await d.client.runPodSandbox({ metadata: { name: `overhead-${handler}-${i}`, namespace: 'bench', uid: randomUUID(), attempt: 0 }, logDirectory, linux: {} }, handler));
+      const config = { metadata: { name: `overhead-${handler}-${i}`, namespace: 'bench', uid: randomUUID(), attempt: 0 }, logDirectory, linux: {} };
+      const podId = await d.client.runPodSandbox(config, handler);
+      const cid = await d.client.createContainer(podId, { metadata: { name: 'idle', attempt: 0 }, image: { image: IMAGE }, command: ['sleep', '3600'], logPath: 'idle.log' }, config);
+      await d.client.startContainer(cid);
+      ids.push(podId);
+      members.push([podId, cid]);
     }
     await new Promise((r) => setTimeout(r, 2000)); // let start-up work settle
     const before = await processes();
-    const pids = ids.map((id) => podProcesses(before, id));
+    const pids = members.map((m) => podProcesses(before, m));
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
     const after = await processes();
     let mem = 0;
@@ -114,7 +134,7 @@ const out = values.out ?? join(process.env.BULKHEAD_ROOT ?? '/var/lib/bulkhead',
 await mkdir(join(out, '..'), { recursive: true });
 await writeFile(out, JSON.stringify(measured, null, 2) + '\n');
 
-console.log(`per-pod overhead, ${podsPer} empty pod(s) per handler, CPU sampled over ${idleSeconds} s idle`);
+console.log(`per-pod overhead, ${podsPer} pod(s) per handler, each with one idle container, CPU sampled over ${idleSeconds} s idle`);
 console.log(`${'handler'.padEnd(10)} ${'memory (PSS)'.padStart(14)} ${'cpu'.padStart(10)} ${'processes'.padStart(10)}`);
 for (const [h, r] of Object.entries(results)) {
   console.log(`${h.padEnd(10)} ${`${(r.memoryBytes / 1048576).toFixed(1)} MiB`.padStart(14)} ${`${r.cpuMillicores} m`.padStart(10)} ${r.processes.toFixed(1).padStart(10)}`);
