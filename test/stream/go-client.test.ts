@@ -5,11 +5,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { StreamServer } from '../../src/stream/stream-server.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { run } from '../../src/util/exec.ts';
-import { ProcessRuntime } from './process-runtime.ts';
+import { ProcessRuntime, startEchoServer } from './process-runtime.ts';
 
 const probe = process.env['BULKHEAD_STREAMPROBE'] ?? '/tmp/streamprobe';
 const skip = existsSync(probe) ? false : `Go stream probe not built at ${probe} (set BULKHEAD_STREAMPROBE)`;
@@ -17,18 +16,17 @@ const skip = existsSync(probe) ? false : `Go stream probe not built at ${probe} 
 describe('stream server with the Go client-go SPDY clients', { skip }, () => {
   const runtime = new ProcessRuntime();
   const server = new StreamServer({ runtime, logger: silentLogger });
-  let echo: Server;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
   let echoPort = 0;
 
   before(async () => {
     await server.start();
-    echo = createServer((c) => c.pipe(c));
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
-    echoPort = (echo.address() as { port: number }).port;
+    echo = await startEchoServer();
+    echoPort = echo.port;
   });
   after(async () => {
     await server.close();
-    await new Promise<void>((r) => echo.close(() => r()));
+    await echo.close();
   });
 
   it('exec: stdin, separate stdout/stderr and the exit code', async () => {

@@ -2,7 +2,7 @@
 // with pipes, attach spawns `cat` (so stdin comes back on stdout), and port forwarding connects to
 // 127.0.0.1:<port>. It records what the server handed it, for assertions.
 import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { NotFoundError } from '../../src/errors.ts';
 import type { StreamIO, StreamRuntime, TerminalSize } from '../../src/stream/stream-server.ts';
@@ -70,4 +70,14 @@ function pipeInto(src: NodeJS.ReadableStream, dst: NodeJS.WritableStream | undef
     src.once('end', () => resolve());
     (dst as unknown as { once: (e: string, f: () => void) => void }).once('close', () => resolve());
   });
+}
+
+/** A TCP echo server on 127.0.0.1 (a free port): the far end for port-forward tests. */
+export async function startEchoServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = createServer((c) => c.pipe(c));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }

@@ -2,11 +2,11 @@
 // echo server: exec, attach, resize, tokens, port-forward, backpressure, protocol errors.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamServer } from '../../src/stream/stream-server.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { ProcessRuntime } from './process-runtime.ts';
+import { ProcessRuntime, startEchoServer } from './process-runtime.ts';
 import { SpdyClient, httpUpgrade, type ClientStream } from './spdy-client.ts';
 
 const V4 = 'v4.channel.k8s.io';
@@ -31,18 +31,17 @@ describe('stream server over SPDY/3.1', () => {
   const runtime = new ProcessRuntime();
   let clock = 0;
   const server = new StreamServer({ runtime, logger: silentLogger, now: () => Date.now() + clock, streamCreationTimeoutMs: 2_000 });
-  let echo: Server;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
   let echoPort = 0;
 
   before(async () => {
     await server.start();
-    echo = createServer((c) => c.pipe(c));
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
-    echoPort = (echo.address() as { port: number }).port;
+    echo = await startEchoServer();
+    echoPort = echo.port;
   });
   after(async () => {
     await server.close();
-    await new Promise<void>((r) => echo.close(() => r()));
+    await echo.close();
   });
 
   it('answers URLs on loopback with a long random token', () => {

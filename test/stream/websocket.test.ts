@@ -2,12 +2,11 @@
 // independent RFC 6455 implementation) and by raw sockets for protocol errors.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StreamServer } from '../../src/stream/stream-server.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { ProcessRuntime } from './process-runtime.ts';
+import { ProcessRuntime, startEchoServer } from './process-runtime.ts';
 import { httpUpgrade } from './spdy-client.ts';
 
 interface Session {
@@ -82,18 +81,17 @@ async function readUntilClosed(up: Awaited<ReturnType<typeof httpUpgrade>>): Pro
 describe('stream server over WebSocket', () => {
   const runtime = new ProcessRuntime();
   const server = new StreamServer({ runtime, logger: silentLogger, maxMessageBytes: 64 * 1024 });
-  let echo: Server;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
   let echoPort = 0;
 
   before(async () => {
     await server.start();
-    echo = createServer((c) => c.pipe(c));
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
-    echoPort = (echo.address() as { port: number }).port;
+    echo = await startEchoServer();
+    echoPort = echo.port;
   });
   after(async () => {
     await server.close();
-    await new Promise<void>((r) => echo.close(() => r()));
+    await echo.close();
   });
 
   it('v5: separates stdout and stderr and reports the exit code as a Status on channel 3', async () => {
