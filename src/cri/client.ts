@@ -1,12 +1,16 @@
 /**
  * The typed CRI client the CLI, the tests and the benches use: promise-returning methods for every
  * RuntimeService and ImageService RPC and for Bulkhead's extension service; server streams are
- * async iterables. Errors come back as the classes of src/errors.ts (status → class in status.ts).
+ * async iterables. Errors come back as the classes of src/errors.ts (status → class in
+ * wire/status-codes.ts, the table the server's status.ts uses too).
+ *
+ * It speaks gRPC itself (wire/transport.ts over node:http2, wire/codec.ts from the committed
+ * descriptor) instead of loading @grpc/grpc-js and protobuf.js, which cost every CLI call ~300 ms
+ * of start-up; messages have exactly the shapes @grpc/proto-loader gives (see wire/codec.test.ts).
  *
  * Lifecycle: `connect(socket)` checks that a server answers (UnavailableError otherwise), then
- * every call goes over one shared channel until `close()`.
+ * every call goes over one shared HTTP/2 connection until `close()`.
  */
-import * as grpc from '@grpc/grpc-js';
 import { UnavailableError } from '../errors.ts';
 import type {
   Container, ContainerConfig, ContainerEventResponse, ContainerFilter, ContainerStats, ContainerStatsFilter,
@@ -18,9 +22,11 @@ import type {
   LoadImageResponse, MetricDescriptor, PodSandboxMetrics, PullProgressEvent, RuntimeConfigResponse, StatusResponse,
   VersionResponse,
 } from './messages.ts';
-import { loadProtos } from './proto.ts';
 import { socketAnswers } from './socket.ts';
-import { fromServiceError } from './status.ts';
+import { Codec } from './wire/codec.ts';
+import { criSchema, type Method, type Service } from './wire/schema.ts';
+import { errorFromStatus, GrpcStatus } from './wire/status-codes.ts';
+import { GrpcCallError, GrpcChannel, type CallOptions as WireCallOptions } from './wire/transport.ts';
 
 export interface CallOptions {
   /** Deadline for this call; default the client's callTimeoutMs (none for pulls, loads and streams). */
@@ -35,74 +41,98 @@ export interface ConnectOptions {
   callTimeoutMs?: number;
 }
 
-type RawClient = grpc.Client & Record<string, Function>;
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
 
 export class CriClient {
   readonly socket: string;
-  readonly #runtime: RawClient;
-  readonly #image: RawClient;
-  readonly #ext: RawClient;
+  readonly #channel: GrpcChannel;
+  readonly #codec: Codec;
+  readonly #runtime: Service;
+  readonly #image: Service;
+  readonly #ext: Service;
   readonly #callTimeoutMs: number;
 
-  private constructor(socket: string, runtime: RawClient, image: RawClient, ext: RawClient, callTimeoutMs: number) {
+  private constructor(socket: string, channel: GrpcChannel, codec: Codec, callTimeoutMs: number) {
     this.socket = socket;
-    this.#runtime = runtime;
-    this.#image = image;
-    this.#ext = ext;
+    this.#channel = channel;
+    this.#codec = codec;
+    this.#runtime = codec.schema.service('runtime.v1.RuntimeService');
+    this.#image = codec.schema.service('runtime.v1.ImageService');
+    this.#ext = codec.schema.service('bulkhead.v1.Bulkhead');
     this.#callTimeoutMs = callTimeoutMs;
   }
 
   /** @internal use connect(). */
   static create(socket: string, opts: ConnectOptions): CriClient {
-    const protos = loadProtos();
-    const target = `unix://${socket}`;
-    const creds = grpc.credentials.createInsecure();
-    const channelOpts = { 'grpc.max_receive_message_length': 32 * 1024 * 1024 };
-    const runtime = new protos.RuntimeServiceClient(target, creds, channelOpts) as unknown as RawClient;
-    const shared = { ...channelOpts, channelOverride: runtime.getChannel() as grpc.Channel };
-    const image = new protos.ImageServiceClient(target, creds, shared) as unknown as RawClient;
-    const ext = new protos.BulkheadClient(target, creds, shared) as unknown as RawClient;
-    return new CriClient(socket, runtime, image, ext, opts.callTimeoutMs ?? 300_000);
+    const channel = new GrpcChannel(socket, { maxReceiveMessageLength: 32 * 1024 * 1024 });
+    return new CriClient(socket, channel, new Codec(criSchema()), opts.callTimeoutMs ?? 300_000);
   }
 
   close(): void {
-    this.#runtime.close();
+    this.#channel.close();
   }
 
   /** Resolves when the channel is connected; rejects after `deadline` (ms since the epoch). */
   waitForReady(deadline: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      grpc.waitForClientReady(this.#runtime, deadline, (err) => { if (err) reject(err); else resolve(); });
-    });
+    return this.#channel.waitForReady(deadline);
   }
 
-  #unary<T>(client: RawClient, method: string, req: object, opts: CallOptions = {}, defaultTimeout: number | null = this.#callTimeoutMs): Promise<T> {
+  #method(svc: Service, method: string): Method {
+    const m = svc.methods.get(method);
+    if (!m) throw new GrpcCallError(GrpcStatus.UNIMPLEMENTED, `${svc.fullName.slice(1)} has no method ${method}`);
+    return m;
+  }
+
+  /** The request's bytes; a value the encoder refuses fails the call as grpc-js fails it (INTERNAL). */
+  #encode(m: Method, req: object): Buffer {
+    try {
+      return this.#codec.encode(m.request, req);
+    } catch (err) {
+      throw new GrpcCallError(GrpcStatus.INTERNAL, `Request message serialization failure: ${errorMessage(err)}`);
+    }
+  }
+
+  #decode<T>(m: Method, buf: Buffer): T {
+    try {
+      return this.#codec.decode(m.response, buf) as T;
+    } catch (err) {
+      throw new GrpcCallError(GrpcStatus.INTERNAL, `Response message parsing error: ${errorMessage(err)}`);
+    }
+  }
+
+  #unary<T>(svc: Service, method: string, req: object, opts: CallOptions = {}, defaultTimeout: number | null = this.#callTimeoutMs): Promise<T> {
     opts.signal?.throwIfAborted();
     const timeout = opts.timeoutMs ?? defaultTimeout;
-    const callOpts: grpc.CallOptions = timeout === null ? {} : { deadline: Date.now() + timeout };
-    return new Promise<T>((resolve, reject) => {
-      const call = client[method]!.call(client, req, callOpts, (err: grpc.ServiceError | null, res: T) => {
-        opts.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(fromServiceError(err)); else resolve(res);
-      }) as grpc.ClientUnaryCall;
-      const onAbort = (): void => call.cancel();
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    const callOpts: WireCallOptions = {};
+    if (timeout !== null) callOpts.deadline = Date.now() + timeout;
+    if (opts.signal) callOpts.signal = opts.signal;
+    let m: Method;
+    let body: Buffer;
+    try {
+      m = this.#method(svc, method);
+      body = this.#encode(m, req);
+    } catch (err) {
+      return Promise.reject(errorFromStatus(err));
+    }
+    return this.#channel.unary(m.path, body, callOpts).then(
+      (buf) => { try { return this.#decode<T>(m, buf); } catch (err) { throw errorFromStatus(err); } },
+      (err: unknown) => { throw errorFromStatus(err); },
+    );
   }
 
-  async *#stream<T>(client: RawClient, method: string, req: object, opts: CallOptions = {}): AsyncGenerator<T> {
+  async *#stream<T>(svc: Service, method: string, req: object, opts: CallOptions = {}): AsyncGenerator<T> {
     opts.signal?.throwIfAborted();
-    const callOpts: grpc.CallOptions = opts.timeoutMs === undefined ? {} : { deadline: Date.now() + opts.timeoutMs };
-    const call = client[method]!.call(client, req, callOpts) as grpc.ClientReadableStream<T>;
-    const onAbort = (): void => call.cancel();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const callOpts: WireCallOptions = {};
+    if (opts.timeoutMs !== undefined) callOpts.deadline = Date.now() + opts.timeoutMs;
+    if (opts.signal) callOpts.signal = opts.signal;
     try {
-      for await (const msg of call) yield msg as T;
+      const m = this.#method(svc, method);
+      const body = this.#encode(m, req);
+      for await (const buf of this.#channel.serverStream(m.path, body, callOpts)) yield this.#decode<T>(m, buf);
     } catch (err) {
-      throw fromServiceError(err);
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      call.cancel();
+      throw errorFromStatus(err);
     }
   }
 

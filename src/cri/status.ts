@@ -3,9 +3,11 @@
  * Every RPC handler runs inside `serveService`, which decodes the request (a request that does
  * not decode is INVALID_ARGUMENT, never a crash), gives the handler an AbortSignal that fires when
  * the caller goes away, maps thrown errors to a status and logs the call with its duration.
+ * The code ↔ class table itself lives in wire/status-codes.ts (no grpc-js there, for the CLI).
  */
 import * as grpc from '@grpc/grpc-js';
-import { BulkheadError, errorCode, InvalidArgumentError, UnimplementedError, type ErrorCode } from '../errors.ts';
+import { BulkheadError, InvalidArgumentError, UnimplementedError } from '../errors.ts';
+import { errorFromStatus, statusOf } from './wire/status-codes.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface RpcContext {
@@ -23,37 +25,14 @@ export type Impl = { kind: 'unary'; fn: UnaryImpl } | { kind: 'stream'; fn: Stre
 export function unary(fn: UnaryImpl): Impl { return { kind: 'unary', fn }; }
 export function stream(fn: StreamImpl): Impl { return { kind: 'stream', fn }; }
 
-const toGrpc: Record<ErrorCode, grpc.status> = {
-  NotFound: grpc.status.NOT_FOUND,
-  AlreadyExists: grpc.status.ALREADY_EXISTS,
-  InvalidArgument: grpc.status.INVALID_ARGUMENT,
-  FailedPrecondition: grpc.status.FAILED_PRECONDITION,
-  PermissionDenied: grpc.status.PERMISSION_DENIED,
-  ResourceExhausted: grpc.status.RESOURCE_EXHAUSTED,
-  DeadlineExceeded: grpc.status.DEADLINE_EXCEEDED,
-  Aborted: grpc.status.ABORTED,
-  Unavailable: grpc.status.UNAVAILABLE,
-  Unimplemented: grpc.status.UNIMPLEMENTED,
-  Internal: grpc.status.INTERNAL,
-};
-
 /** The gRPC status for any thrown value. */
 export function toStatus(err: unknown): { code: grpc.status; details: string } {
-  const code = toGrpc[errorCode(err)];
-  const details = err instanceof Error ? err.message : String(err);
-  return { code, details };
+  return statusOf(err) as { code: grpc.status; details: string };
 }
 
 /** The Bulkhead error for a failed call as the client sees it (status code → error class). */
 export function fromServiceError(err: unknown): BulkheadError {
-  const e = err as Partial<grpc.ServiceError>;
-  const code = typeof e.code === 'number' ? e.code : grpc.status.UNKNOWN;
-  const details = e.details || (err instanceof Error ? err.message : String(err));
-  const byStatus: Partial<Record<grpc.status, ErrorCode>> = {};
-  for (const [k, v] of Object.entries(toGrpc)) byStatus[v] = k as ErrorCode;
-  byStatus[grpc.status.CANCELLED] = 'Aborted';
-  const ec: ErrorCode = byStatus[code] ?? 'Internal';
-  return new BulkheadError(ec, details, { cause: err });
+  return errorFromStatus(err);
 }
 
 class MalformedRequest {
