@@ -145,7 +145,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
   const paths = pod.runtime.namespacePaths;
   const join = inp.podModel.joinInfraNamespaces;
   const hostNet = pod.runtime.networkMode === 'host';
-  let pid: NamespaceChoice = nsChoice(ns?.pid ?? 'CONTAINER', join ? paths.pid : undefined, 'private');
+  let pid: NamespaceChoice = nsChoice(ns?.pid ?? 'CONTAINER', join || inp.podModel.pidNamespaceByPath ? paths.pid : undefined, 'private');
   if (ns?.pid === 'TARGET') {
     if (!inp.targetPid) throw new InvalidArgumentError('pid namespace TARGET needs a running target container');
     pid = { path: `/proc/${inp.targetPid}/ns/pid` };

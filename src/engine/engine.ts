@@ -427,6 +427,8 @@ export class Engine {
           await backend.start(runtime.pauseId, signal);
           if (backend.podModel.joinInfraNamespaces && pid > 0) {
             runtime.namespacePaths = { ipc: `/proc/${pid}/ns/ipc`, uts: `/proc/${pid}/ns/uts`, pid: `/proc/${pid}/ns/pid` };
+          } else if (backend.podModel.pidNamespaceByPath && pid > 0) {
+            runtime.namespacePaths = { pid: `/proc/${pid}/ns/pid` };
           }
           backend.podModel.joinInfraNamespaces && (runtime.backendState.pausePid = pid);
           this.#watchPause(id, runtime.pauseId, backend);

@@ -43,7 +43,6 @@ export interface PodPlan {
 }
 
 /** The engine's plan for a pod on `backend` (see the file comment for gVisor). */
-export function podPlan(backend: Pick<Backend, 'isolation' | 'podModel'>): PodPlan {
-  if (backend.isolation === 'user-kernel') return { pause: false, appRole: 'sandbox', sharedPid: false };
+export function podPlan(backend: Pick<Backend, 'podModel'>): PodPlan {
   return { pause: backend.podModel.infraContainer, appRole: 'container', sharedPid: true };
 }

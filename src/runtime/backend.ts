@@ -70,6 +70,12 @@ export interface PodModel {
   network: 'netns-path' | 'sandbox';
   /** App containers join the infra container's IPC/UTS namespaces by /proc path (runc/crun). */
   joinInfraNamespaces: boolean;
+  /**
+   * App containers sharing the pod's PID namespace (PID POD) are given the infra container's
+   * (`/proc/<infraPid>/ns/pid`) in their spec although they join no other namespace by path; the
+   * backend maps it into its sandbox (gVisor: the sandbox's root PID namespace). Default false.
+   */
+  pidNamespaceByPath?: boolean;
 }
 
 /** Where a container sits in its pod. */

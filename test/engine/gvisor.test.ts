@@ -1,13 +1,17 @@
-// Engine lifecycle on gVisor (runsc --platform=ptrace under conmon): every container is its own
-// sandbox in the pod's network namespace (see src/engine/pod-plan.ts). Real registry, real runsc.
+// Engine lifecycle on gVisor (runsc --platform=ptrace under conmon): one sandbox per pod — the
+// pause container is the sandbox (runsc root container), app containers are runsc sub-containers
+// inside it, each monitored by its own conmon through the sub-container shim
+// (src/runtime/gvisor/subcontainer-shim.ts; see src/engine/pod-plan.ts). Real registry, real runsc.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, procsWith, activeSnapshots,
   crashChild, cgroupDirsUnder, type TestEnv,
 } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
+import { run } from '../../src/util/exec.ts';
 
 const handler = 'gvisor';
 
@@ -27,12 +31,66 @@ describe('engine on gVisor', () => {
     }, 60_000, `container ${id} to exit`);
   }
 
-  it('records real exit codes and CRI logs; no pause sandbox; removal leaves no sandbox behind', async () => {
+  /** runsc sandbox processes (the Sentry, `runsc-sandbox ...`) of this test's backend. */
+  async function sandboxes(): Promise<string[]> {
+    return (await procsWith(join(env.runDir, handler, 'state'))).filter((p) => p.cmd.startsWith('runsc-sandbox')).map((p) => p.cmd);
+  }
+
+  /** What `runsc state` says of a container, straight from runsc (not through the shim). */
+  async function runscState(id: string): Promise<{ status: string; pid: number }> {
+    const r = await run('/usr/bin/runsc', ['--root', join(env.runDir, handler, 'state'), '--platform=ptrace', 'state', id], { timeoutMs: 20_000 });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { status: string; pid: number };
+  }
+
+  it('one sandbox per pod: the containers are sub-containers of the pause sandbox and see each other\'s processes (PID POD)', async () => {
+    const pod = podConfig({ linux: { securityContext: { namespaceOptions: { pid: 'POD' } } } });
+    const podId = await engine.runPodSandbox(pod, handler);
+    const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string };
+    assert.ok(info.pauseId, 'a gVisor pod starts its sandbox as the pause container');
+    assert.equal((await sandboxes()).length, 1, 'the pod is one sandbox');
+
+    const shared = { linux: { securityContext: { namespaceOptions: { pid: 'POD' as const } } } };
+    const a = await engine.createContainer(podId, containerConfig(env.busybox, 'a', ['sleep', '4242'], shared), pod);
+    const b = await engine.createContainer(podId, containerConfig(env.busybox, 'b', ['sleep', '4343'], shared), pod);
+    await engine.startContainer(a);
+    await engine.startContainer(b);
+    // still one Sentry, and runsc reports both app containers running inside the pause's sandbox
+    assert.equal((await sandboxes()).length, 1, 'app containers add no sandbox');
+    const root = await runscState(info.pauseId);
+    for (const id of [a, b]) {
+      const st = await runscState(id);
+      assert.equal(st.status, 'running');
+      assert.equal(st.pid, root.pid, `${id} runs in the pause container's sandbox`);
+    }
+    // proof from inside: one container's ps lists the other's process (impossible across two
+    // sandboxes, each has its own kernel), and the pod's pause process (PID 1 of the pod)
+    const ps = (await engine.execSync(b, ['ps', '-o', 'pid,args'], 10)).stdout.toString();
+    assert.match(ps, /sleep 4242/, ps);
+    assert.match(ps, /^\s*1 .*(pause|sleep|busybox)/m, ps);
+    // a container with its own PID namespace (the default) sees only its own processes
+    const own = await engine.createContainer(podId, containerConfig(env.busybox, 'own', ['sleep', '4444']), pod);
+    await engine.startContainer(own);
+    const ownPs = (await engine.execSync(own, ['ps', '-o', 'pid,args'], 10)).stdout.toString();
+    assert.doesNotMatch(ownPs, /sleep 4242/, ownPs);
+    assert.match(ownPs, /^\s*1 sleep 4444$/m, ownPs);
+    assert.equal((await runscState(own)).pid, root.pid, 'also inside the one sandbox');
+
+    // TARGET cannot be honoured inside one sandbox: refused, never silently not shared
+    await assert.rejects(engine.createContainer(podId, containerConfig(env.busybox, 'target', ['true'], {
+      linux: { securityContext: { namespaceOptions: { pid: 'TARGET', targetId: own } } },
+    }), pod), { code: 'InvalidArgument' });
+
+    await engine.removePodSandbox(podId);
+    assert.deepEqual(await sandboxes(), []);
+    assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), [], 'no runsc, gofer, conmon or shim process is left');
+    assert.deepEqual(await netnsOf(podId), []);
+  });
+
+  it('records real exit codes (0, 3, 137) and CRI logs of sub-containers; removal leaves nothing behind', async () => {
     const pod = podConfig();
     const podId = await engine.runPodSandbox(pod, handler);
     assert.equal((await engine.podSandboxStatus(podId)).status.state, 'SANDBOX_READY');
-    const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string };
-    assert.equal(info.pauseId, '', 'gVisor pods run no pause sandbox');
 
     const id = await engine.createContainer(podId, containerConfig(env.busybox, 'once', ['sh', '-c', 'echo hello; echo oops >&2; exit 3']), pod);
     assert.equal((await engine.containerStatus(id)).status.state, 'CONTAINER_CREATED');
@@ -50,15 +108,26 @@ describe('engine on gVisor', () => {
     assert.equal(s0.exitCode, 0);
     assert.equal(s0.reason, 'Completed');
 
-    // sharing a PID namespace is refused, not silently ignored
-    await assert.rejects(engine.createContainer(podId, containerConfig(env.busybox, 'pidpod', ['true'], {
-      linux: { securityContext: { namespaceOptions: { pid: 'POD' } } },
-    }), pod), { code: 'InvalidArgument' });
+    // SIGKILL from outside (runsc kill): 128 + 9
+    const k = await engine.createContainer(podId, containerConfig(env.busybox, 'victim', ['sleep', '1000']), pod);
+    await engine.startContainer(k);
+    const kr = await run('/usr/bin/runsc', ['--root', join(env.runDir, handler, 'state'), '--platform=ptrace', 'kill', k, 'KILL'], { timeoutMs: 20_000 });
+    assert.equal(kr.code, 0, kr.stderr);
+    const sk = await exited(engine, k);
+    assert.equal(sk.exitCode, 137);
 
+    // a created container that is never started is removed cleanly (its shim waiter too)
+    const never = await engine.createContainer(podId, containerConfig(env.busybox, 'never', ['true']), pod);
+    assert.ok((await procsWith(never)).length > 0, 'conmon and the waiter exist for a created container');
+    await engine.removeContainer(never);
+    assert.deepEqual((await procsWith(never)).map((p) => p.cmd), []);
+
+    // the pod keeps running after its containers ended
+    assert.equal((await engine.podSandboxStatus(podId)).status.state, 'SANDBOX_READY');
     await engine.removePodSandbox(podId);
     assert.deepEqual(await netnsOf(podId), []);
     assert.deepEqual(await conmonsWith(id), []);
-    assert.deepEqual((await procsWith(id)).map((p) => p.cmd), [], 'no runsc processes of the container');
+    assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), [], 'no runsc, gofer, conmon or shim process is left');
     assert.deepEqual(await mountsUnder(env.runDir), []);
     assert.deepEqual(await activeSnapshots(env.imagesDir), []);
   });
@@ -67,7 +136,7 @@ describe('engine on gVisor', () => {
     const pod = podConfig({ hostname: 'gv-shared' });
     const podId = await engine.runPodSandbox(pod, handler);
     const a = await engine.createContainer(podId, containerConfig(env.busybox, 'server', ['httpd', '-f', '-p', '127.0.0.1:8080', '-h', '/etc']), pod);
-    const b = await engine.createContainer(podId, containerConfig(env.busybox, 'client', ['sleep', '1000']), pod);
+    const b = await engine.createContainer(podId, containerConfig(env.busybox, 'client', ['sh', '-c', 'while true; do echo tick >/dev/null; done']), pod);
     await engine.startContainer(a);
     await engine.startContainer(b);
     const got = await waitFor(async () => {
@@ -88,9 +157,15 @@ describe('engine on gVisor', () => {
     // the timed-out process is killed, not left running in the container
     await waitFor(async () => !(await engine.execSync(b, ['ps', '-o', 'args'], 10)).stdout.toString().includes('sleep 30'), 20_000, 'the timed-out exec to be killed');
 
-    const stats = await engine.containerStats(b);
-    assert.ok((stats.memory?.workingSetBytes?.value ?? 0) > 0, 'working set reported');
-    assert.ok((stats.cpu?.usageCoreNanoSeconds?.value ?? 0) > 0, 'cpu reported');
+    // per-container figures come from the Sentry: the busy container has used CPU, the idle
+    // server much less
+    const sb = await waitFor(async () => {
+      const s = await engine.containerStats(b);
+      return (s.cpu?.usageCoreNanoSeconds?.value ?? 0) > 200_000_000 ? s : undefined;
+    }, 30_000, 'the busy container to use CPU');
+    const sa = await engine.containerStats(a);
+    assert.ok((sa.cpu?.usageCoreNanoSeconds?.value ?? 0) < (sb.cpu?.usageCoreNanoSeconds?.value ?? 0), 'CPU time is per container');
+    assert.ok((sb.memory?.workingSetBytes?.value ?? 0) > 0, 'working set reported');
     const ps = await engine.podSandboxStats(podId);
     assert.equal(ps.linux?.containers.length, 2);
     assert.ok((ps.linux?.process?.processCount?.value ?? 0) >= 2);
@@ -121,35 +196,39 @@ describe('engine on gVisor', () => {
     assert.equal(st.exitCode, 137, 'killed by SIGKILL after the grace period');
     await engine.stopContainer(t, 1);
 
-    // stopping the pod stops a running container too
+    // stopping the pod stops a running container too, and the sandbox with it
     const s = await engine.createContainer(podId, containerConfig(env.busybox, 'sleeper', ['sleep', '1000']), pod);
     await engine.startContainer(s);
     await engine.stopPodSandbox(podId);
     assert.equal((await engine.containerStatus(s)).status.state, 'CONTAINER_EXITED');
+    assert.equal((await engine.podSandboxStatus(podId)).status.state, 'SANDBOX_NOTREADY');
     assert.deepEqual(await conmonsWith(s), []);
+    assert.deepEqual(await sandboxes(), []);
     await engine.removePodSandbox(podId);
+    assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), []);
   });
 
-  it('reattaches a running gVisor container after the daemon is SIGKILLed; cleans a half-created sandbox', async () => {
+  it('reattaches a running sub-container after the daemon is SIGKILLed; cleans a half-created one', async () => {
     const a = await crashChild(env, handler, 'run');
     const { podId, runner, quick } = a.out;
     assert.ok(podId && runner && quick, 'child reported its ids');
     await a.kill();
-    // a second daemon dies right after runsc created a container's sandbox (record still 'creating')
+    // a second daemon dies right after runsc created a sub-container (record still 'creating')
     const b = await crashChild(env, handler, 'mid-container', { podId });
     assert.equal(await b.exited, 'SIGKILL');
     const half = b.out.killedAt!;
-    assert.ok((await procsWith(half)).length > 0, 'the half-created sandbox has processes');
+    assert.ok((await procsWith(half)).length > 0, 'the half-created container has its conmon and shim waiter');
     await new Promise((r) => setTimeout(r, 2500)); // "quick" exits (5) while no daemon runs
 
     const e2 = await env.engine();
     await assert.rejects(e2.containerStatus(half), { code: 'NotFound' });
-    assert.deepEqual((await procsWith(half)).map((p) => p.cmd), [], 'the half-created sandbox is gone');
+    assert.deepEqual((await procsWith(half)).map((p) => p.cmd), [], 'the half-created container is gone');
     assert.deepEqual(await mountsUnder(`${env.runDir}/containers/${half}`), []);
     assert.equal((await e2.containerStatus(runner!)).status.state, 'CONTAINER_RUNNING');
     const q = await exited(e2, quick!);
     assert.equal(q.exitCode, 5);
     assert.equal((await e2.execSync(runner!, ['echo', 'alive'], 10)).stdout.toString(), 'alive\n');
+    assert.equal((await sandboxes()).length, 1, 'the pod is still one sandbox');
     // the reattached container's exit is watched again
     await e2.stopContainer(runner!, 1);
     const r = (await e2.containerStatus(runner!)).status;
@@ -159,7 +238,7 @@ describe('engine on gVisor', () => {
     await e2.removePodSandbox(podId!);
     assert.deepEqual(await netnsOf(podId!), []);
     assert.deepEqual(await conmonsWith(env.runDir), []);
-    assert.deepEqual((await procsWith(runner!)).map((p) => p.cmd), []);
+    assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), []);
     assert.deepEqual(await mountsUnder(env.runDir), []);
     assert.deepEqual(await cgroupDirsUnder(`bulkhead-test-${process.pid}/pod-${podId!.slice(0, 16)}`), []);
   });

@@ -12,18 +12,20 @@
  */
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
-import type { BackendOptions, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import { resolveBinary } from '../conmon.ts';
-import type { OciLinuxResources, OciSpec } from '../oci.ts';
+import type { OciLinuxResources, OciNamespace, OciSpec } from '../oci.ts';
 import { writeCgroupResources } from '../cgroup-write.ts';
 import { findStaticBusybox } from '../pause.ts';
 import { runtimeMessage } from '../errors.ts';
-import { FailedPreconditionError } from '../../errors.ts';
+import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.ts';
+import { readCgroupStats } from '../cgroup-stats.ts';
+import { shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
 /** Capabilities runsc 2022 does not know and rejects. */
@@ -42,7 +44,7 @@ interface Detected {
 export class GvisorBackend extends ConmonBackend {
   readonly name: string = 'gvisor';
   readonly isolation = 'user-kernel' as const;
-  readonly podModel: PodModel = { infraContainer: true, network: 'sandbox', joinInfraNamespaces: false };
+  readonly podModel: PodModel = { infraContainer: true, network: 'sandbox', joinInfraNamespaces: false, pidNamespaceByPath: true };
   private detected: Detected | undefined;
 
   private get bin(): string { return this.opts.binary ?? 'runsc'; }
@@ -55,13 +57,20 @@ export class GvisorBackend extends ConmonBackend {
     } catch { /* probe() detects */ }
   }
 
+  /**
+   * conmon and the driver run runsc through the sub-container shim (./subcontainer-shim.ts), which
+   * passes every call through except create/start/delete of an app container inside a sandbox.
+   */
   runtimeCommand(): RuntimeCommand {
     const d = this.detected;
+    mkdirSync(this.opts.runDir, { recursive: true, mode: 0o700 });
+    const shim = join(this.opts.runDir, 'runsc-shim');
+    writeSubcontainerShim(shim, { runsc: resolveBinary(this.bin), runDir: this.opts.runDir });
     const extra = this.opts.runtimeArgs ?? [];
     const hasPlatform = extra.some((a) => a.startsWith('--platform'));
     const hasNetwork = extra.some((a) => a.startsWith('--network'));
     return {
-      path: this.bin,
+      path: shim,
       globalArgs: [
         '--root', this.stateDir,
         ...(hasPlatform ? [] : [`--platform=${d?.platform ?? 'ptrace'}`]),
@@ -113,13 +122,36 @@ export class GvisorBackend extends ConmonBackend {
     const ns = spec.linux?.namespaces;
     if (ns && spec.linux) {
       if (opts.pod.role === 'container') {
-        // app containers live inside the pod's sandbox: its kernel provides the namespaces
-        spec.linux.namespaces = ns.filter((n) => n.type !== 'network').map((n) => ({ type: n.type }));
+        spec.linux.namespaces = this.subcontainerNamespaces(ns, sandboxId);
       } else if (opts.pod.netnsPath) {
         spec.linux.namespaces = [...ns.filter((n) => n.type !== 'network'), { type: 'network', path: opts.pod.netnsPath }];
       }
     }
     return spec;
+  }
+
+  /**
+   * App containers live inside the pod's sandbox: its kernel provides the namespaces, and a
+   * sub-container's spec only says which of them it gets fresh. The network is the sandbox's. For
+   * PID, runsc (2022) puts a sub-container whose spec has no pid namespace in the sandbox's root
+   * PID namespace — the pause container's, so every container with PID POD sees the others — and
+   * one with `{type: pid}` in a namespace of its own. The engine asks for PID POD by naming the
+   * infra container's namespace (`/proc/<sandbox pid>/ns/pid`); any other path (TARGET) cannot be
+   * honoured inside the sandbox and is refused rather than silently not shared.
+   */
+  private subcontainerNamespaces(ns: OciNamespace[], sandboxId: string): OciNamespace[] {
+    const out: OciNamespace[] = [];
+    for (const n of ns) {
+      if (n.type === 'network') continue;
+      if (n.type === 'pid' && n.path) {
+        let sandboxPid = '';
+        try { sandboxPid = readFileSync(join(this.opts.runDir, 'containers', sandboxId, 'pidfile'), 'utf8').trim(); } catch { /* no sandbox: refused below */ }
+        if (sandboxPid && n.path === `/proc/${sandboxPid}/ns/pid`) continue;
+        throw new InvalidArgumentError(`gvisor: a container can share only the pod's PID namespace (pid POD), not ${n.path}`);
+      }
+      out.push({ type: n.type });
+    }
+    return out;
   }
 
   /**
@@ -134,6 +166,32 @@ export class GvisorBackend extends ConmonBackend {
     if (!path) throw new FailedPreconditionError(`container ${id} has no cgroup to update`);
     await writeCgroupResources(path, resources);
     await this.driver.recordResources(id, resources);
+  }
+
+  /**
+   * An app container's processes run in the sandbox's Sentry, not in its own host cgroup (which
+   * holds at most its gofer), so its figures come from the Sentry (`runsc events --stats`): CPU
+   * time of the container's tasks and their count; memory is the whole sandbox's, as runsc 2022
+   * accounts memory per sandbox only. OOM kills are the sandbox cgroup's.
+   */
+  override async stats(id: string, signal?: AbortSignal): Promise<ContainerStats> {
+    const spec = await this.driver.spec(id);
+    if (spec.annotations?.[CONTAINER_TYPE_ANNOTATION] !== 'container') return await super.stats(id, signal);
+    const out = await this.driver.runtimeCmd(['events', '--stats', id], { timeoutMs: 20_000, ...(signal ? { signal } : {}) });
+    const ev = parseStatsEvent(out);
+    if (!ev) throw new UnavailableError(`runsc events --stats ${id} gave no stats`);
+    const sandboxId = spec.annotations[SANDBOX_ID_ANNOTATION];
+    const sandboxCgroup = sandboxId ? (await this.driver.spec(sandboxId).catch(() => undefined))?.linux?.cgroupsPath : undefined;
+    const oomKills = sandboxCgroup ? (await readCgroupStats(sandboxCgroup).catch(() => undefined))?.oomKills ?? 0 : 0;
+    const mem = ev.memory?.usage?.usage ?? 0;
+    return {
+      cpuUsageNs: ev.cpu?.usage?.total ?? 0,
+      memoryUsageBytes: mem,
+      memoryWorkingSetBytes: mem,
+      pids: ev.pids?.current ?? 0,
+      oomKills,
+      timestamp: new Date(),
+    };
   }
 
   protected override async killExecProcess(id: string, hostPid: number, pidFile: string): Promise<void> {
@@ -243,6 +301,20 @@ export class GvisorBackend extends ConmonBackend {
   }
 }
 
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
+interface StatsEventData {
+  cpu?: { usage?: { total?: number } };
+  memory?: { usage?: { usage?: number } };
+  pids?: { current?: number };
+}
+
+/** The data of `runsc events --stats` output (one JSON object `{"type":"stats","data":{...}}`). */
+export function parseStatsEvent(stdout: string): StatsEventData | undefined {
+  for (const line of stdout.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const ev = JSON.parse(line) as { type?: string; data?: StatsEventData };
+      if (ev.type === 'stats' && ev.data) return ev.data;
+    } catch { /* not JSON */ }
+  }
+  return undefined;
 }

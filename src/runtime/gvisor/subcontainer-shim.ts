@@ -1,0 +1,150 @@
+/**
+ * The runtime conmon and the driver run for gVisor: a small POSIX shell script between them and
+ * runsc, so that a runsc *sub-container* (an app container inside the pod's sandbox) can be
+ * monitored by its own conmon like any other container.
+ *
+ * Why it is needed (measured with runsc 0.0~20221219, see src/engine/pod-plan.ts):
+ *  - `runsc create --pid-file` writes the sandbox's pid for a sub-container; that process is not
+ *    conmon's child and does not end with the sub-container, so conmon cannot wait on it;
+ *  - a sub-container takes its stdio from the `runsc start` process, not from `runsc create`
+ *    (which conmon runs with the log pipes);
+ *  - `runsc wait ID` fails at once on a created, not yet started sub-container ("not started"),
+ *    and once started returns its status (`{"exitStatus":N}`, 128+N after signal N), also when
+ *    asked after the exit; it fails with an EOF from the sandbox when the whole sandbox died.
+ *
+ * What the script does for a sub-container (config.json annotation
+ * io.kubernetes.cri.container-type = container); every other call is `exec runsc "$@"`:
+ *  - `create`: runs `runsc create` unchanged, then forks a *waiter* that keeps conmon's stdio and
+ *    puts the waiter's pid in conmon's --pid-file (runsc wrote the sandbox's there). The shim
+ *    exits, so the waiter is reparented to conmon (a subreaper): conmon waits on it.
+ *  - the waiter blocks on the fifo `<bundle>/shim-go`; on the word from `start` it runs
+ *    `runsc start ID` with conmon's stdio (so output reaches the CRI log and attach), reports the
+ *    start's exit status through the fifo `<bundle>/shim-res` (runsc's error message in
+ *    `<bundle>/shim-start.log`), then runs `runsc wait ID` and exits with the container's exit
+ *    code; conmon records that as the container's exit. A dead sandbox counts as SIGKILL (137).
+ *  - `start`: wakes the waiter and returns its result; fails at once when the waiter is gone.
+ *  - `delete`: `runsc delete` as asked, then ends a waiter still waiting for a start (a started
+ *    one ends by itself when its container dies).
+ * Files live in the bundle dir, `<runDir>/containers/<id>/` (the layout of ConmonDriver), which
+ * the driver removes on delete.
+ *
+ * Global flags before the subcommand: the script skips the value after `--root`, `--log`,
+ * `--log-format`, `--debug-log` and `--panic-log`; other global flags must be written `--x=y`.
+ */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+
+/** Marker for a sub-container in a bundle's config.json as JSON.stringify writes it. */
+export const SUBCONTAINER_MARKER = '"io.kubernetes.cri.container-type":"container"';
+
+export interface ShimOptions {
+  /** Absolute path of runsc. */
+  runsc: string;
+  /** Directory holding `containers/<id>/` bundles (ConmonDriver's runDir). */
+  runDir: string;
+}
+
+/** The shell script (see the file comment). */
+export function subcontainerShimScript(o: ShimOptions): string {
+  return `#!/bin/sh
+# written by bulkhead (src/runtime/gvisor/subcontainer-shim.ts): runs runsc sub-containers under conmon
+RUNSC=${shellQuote(o.runsc)}
+RUNDIR=${shellQuote(o.runDir)}
+cmd=; skip=; n=0
+for a; do
+  n=$((n + 1))
+  if [ -n "$skip" ]; then skip=; continue; fi
+  case $a in
+    --root|--log|--log-format|--debug-log|--panic-log) skip=1 ;;
+    -*) ;;
+    *) cmd=$a; break ;;
+  esac
+done
+eval "id=\\\${$#}"
+# "\${1}" ... for the global flags, expanded later by eval (no quoting of their values needed)
+g=; i=1
+while [ $i -lt $n ]; do g="$g \\"\\\${$i}\\""; i=$((i + 1)); done
+
+case $cmd in
+create)
+  bundle=; pidf=; prev=
+  for a; do
+    case $prev in --bundle|-b) bundle=$a ;; --pid-file) pidf=$a ;; esac
+    case $a in --bundle=*) bundle=\${a#*=} ;; --pid-file=*) pidf=\${a#*=} ;; esac
+    prev=$a
+  done
+  if [ -z "$bundle" ] || [ -z "$pidf" ] || ! grep -qF '${SUBCONTAINER_MARKER}' "$bundle/config.json" 2>/dev/null; then
+    exec "$RUNSC" "$@"
+  fi
+  rm -f "$bundle/shim-go" "$bundle/shim-res" "$bundle/shim-start.log" "$bundle/shim.pid"
+  mkfifo -m 600 "$bundle/shim-go" "$bundle/shim-res" || exit 1
+  "$RUNSC" "$@" || exit $?
+  eval "set -- $g"
+  (
+    read -r _ < "$bundle/shim-go" || exit 255
+    "$RUNSC" --log="$bundle/shim-start.log" "$@" start "$id"
+    rc=$?
+    echo "$rc" 1<>"$bundle/shim-res"
+    [ "$rc" -eq 0 ] || exit 255
+    # the sandbox holds its own copies of the stdio now; conmon sees EOF when the container ends
+    exec </dev/null >/dev/null 2>&1
+    out=$("$RUNSC" "$@" wait "$id" 2>"$bundle/shim-wait.err")
+    case $out in
+      *'"exitStatus":'*) code=\${out##*'"exitStatus":'}; code=\${code%%[!0-9]*}; exit "\${code:-255}" ;;
+    esac
+    # the sandbox itself is gone (urpc EOF): the container died with it
+    exit 137
+  ) &
+  echo $! > "$bundle/shim.pid"
+  echo $! > "$pidf"
+  exit 0
+  ;;
+start)
+  b=$RUNDIR/containers/$id
+  [ -p "$b/shim-go" ] || exec "$RUNSC" "$@"
+  w=$(cat "$b/shim.pid" 2>/dev/null)
+  if [ -z "$w" ] || ! kill -0 "$w" 2>/dev/null; then
+    echo "bulkhead runsc shim: the waiter of sub-container $id is gone; it cannot be started" >&2
+    exit 1
+  fi
+  # both fifos opened read-write: neither open blocks, and the word stays buffered until read
+  exec 3<>"$b/shim-res" 4<>"$b/shim-go"
+  echo go >&4
+  read -r rc <&3
+  rm -f "$b/shim-go"
+  if [ "$rc" != 0 ]; then
+    cat "$b/shim-start.log" >&2 2>/dev/null
+    echo "runsc start $id failed (exit $rc)" >&2
+    exit 1
+  fi
+  exit 0
+  ;;
+delete)
+  b=$RUNDIR/containers/$id
+  "$RUNSC" "$@"
+  rc=$?
+  if [ -p "$b/shim-go" ]; then
+    w=$(cat "$b/shim.pid" 2>/dev/null)
+    if [ -n "$w" ] && grep -qF -- "$id" "/proc/$w/cmdline" 2>/dev/null; then kill -KILL "$w" 2>/dev/null; fi
+  fi
+  exit $rc
+  ;;
+esac
+exec "$RUNSC" "$@"
+`;
+}
+
+/** Writes the script to `path` (mode 0700) unless it already holds exactly this text. */
+export function writeSubcontainerShim(path: string, o: ShimOptions): void {
+  const text = subcontainerShimScript(o);
+  try {
+    if (readFileSync(path, 'utf8') === text) return;
+  } catch { /* write it */ }
+  // a conmon may be running the old file right now: replace it, never rewrite it in place
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode: 0o700 });
+  renameSync(tmp, path);
+}
+
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
