@@ -59,6 +59,7 @@ import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
 import { podPlan } from './pod-plan.ts';
+import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
 import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, HARDENED_DEFAULTS, type ContainerDefaults, type EngineImage } from './container-spec.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
@@ -95,6 +96,14 @@ export interface EngineOptions {
   pidsLimit?: number;
   /** Period of the safety-net sweep over running containers; default 2000 ms. */
   sweepIntervalMs?: number;
+  /**
+   * Hold a pod's IPC/UTS namespaces with bind-mounted files (bulkhead-pinns) instead of a pause
+   * container where the backend only joins namespaces (runc, crun) and the pod does not share one
+   * PID namespace; default true. Without gcc to build the helper the engine uses a pause container.
+   */
+  pinNamespaces?: boolean;
+  /** Where bulkhead-pinns is built and cached; default /var/cache/bulkhead/bin. */
+  helperDir?: string;
 }
 
 /** Extra, non-CRI inputs for runPodSandbox (decided by policy/, not by the request). */
@@ -161,13 +170,14 @@ export class Engine {
   readonly #closing = new AbortController();
   #sweepTimer: NodeJS.Timeout | undefined;
   #pauseRootfs: Promise<string> | undefined;
+  #pinnsWarned = false;
 
   constructor(opts: EngineOptions) {
     if (!opts.backends.has(opts.defaultHandler)) throw new InvalidArgumentError(`default handler ${opts.defaultHandler} has no backend`);
     this.#opts = opts;
     this.#log = opts.logger.child({ part: 'engine' });
     this.#store = new StateStore(join(opts.root, 'state.db'));
-    this.#fallbackNetwork = new LoopbackPodNetwork(this.#log);
+    this.#fallbackNetwork = new LoopbackPodNetwork(this.#log, opts.pinNamespaces === false ? undefined : () => ensurePinns(opts.helperDir));
     this.#network = opts.network ?? this.#fallbackNetwork;
     this.#events.setMaxListeners(0);
   }
@@ -386,9 +396,10 @@ export class Engine {
     const logDirectory = config.logDirectory || join(this.#opts.root, 'logs', id);
     const ownCgroup = !config.linux?.cgroupParent;
     const cgroupParent = config.linux?.cgroupParent || `${this.#opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
+    const pins = await this.#pinPlan(config, backend, mode, podDir);
     const runtime: PodRuntimeInfo = {
       netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
-      podDir, logDirectory, cgroupParent, pauseId: podPlan(backend).pause ? newId() : '',
+      podDir, logDirectory, cgroupParent, pauseId: podPlan(backend).pause && !pins ? newId() : '',
       namespacePaths: {}, backendState: { trust, mode, ownCgroup, ownLogDir: !config.logDirectory, defaults: opts.defaults ?? HARDENED_DEFAULTS },
     };
     const rec: PodRecord = {
@@ -416,6 +427,18 @@ export class Engine {
         runtime.ips = net.ips;
         this.#store.updatePod(rec);
         const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
+        if (pins) {
+          await mkdir(join(podDir, 'ns'), { mode: 0o700 });
+          const sysctls = config.linux?.sysctls ?? {};
+          await pinNamespaces(pins.bin, {
+            ...(pins.ipc ? { ipc: pins.ipc } : {}),
+            ...(pins.uts ? { uts: pins.uts } : {}),
+            ...(pins.uts && hostname ? { hostname } : {}),
+            ...(runtime.netnsPath && Object.keys(sysctls).some((k) => k.replaceAll('/', '.').startsWith('net.')) ? { joinNet: runtime.netnsPath } : {}),
+            sysctls, signal,
+          });
+          runtime.namespacePaths = { ...(pins.ipc ? { ipc: pins.ipc } : {}), ...(pins.uts ? { uts: pins.uts } : {}) };
+        }
         if (runtime.pauseId) {
           const pauseRootfs = pauseR;
           const spec = await buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseRootfs, files });
@@ -444,6 +467,33 @@ export class Engine {
         throw err;
       }
     });
+  }
+
+  /**
+   * Which namespaces of a new pod are pinned to files instead of held by a pause container, or
+   * undefined for a pause container (backends whose pods are sandboxes, a shared PID namespace,
+   * pinning turned off or the helper cannot be built).
+   */
+  async #pinPlan(config: cri.PodSandboxConfig, backend: Backend, mode: NetworkMode, podDir: string): Promise<{ bin: string; ipc?: string; uts?: string } | undefined> {
+    if (this.#opts.pinNamespaces === false || !podPlan(backend).pause || !backend.podModel.joinInfraNamespaces) return undefined;
+    const nsOpt = config.linux?.securityContext?.namespaceOptions;
+    if ((nsOpt?.pid ?? 'POD') === 'POD') return undefined; // the pod's PID namespace needs a process
+    let bin: string;
+    try {
+      bin = await ensurePinns(this.#opts.helperDir);
+    } catch (err) {
+      if (!this.#pinnsWarned) this.#log.warn('bulkhead-pinns unavailable; pods use a pause container', { err });
+      this.#pinnsWarned = true;
+      return undefined;
+    }
+    const ipc = nsOpt?.ipc !== 'NODE';
+    const uts = !(mode === 'host' && !config.hostname);
+    checkPinnableSysctls(config.linux?.sysctls ?? {}, { ipc, uts, net: mode !== 'host' });
+    return {
+      bin,
+      ...(ipc ? { ipc: join(podDir, 'ns', 'ipc') } : {}),
+      ...(uts ? { uts: join(podDir, 'ns', 'uts') } : {}),
+    };
   }
 
   #ensurePauseRootfs(): Promise<string> {
@@ -535,12 +585,20 @@ export class Engine {
     const mode = (p.runtime.backendState.mode as NetworkMode | undefined) ?? 'none';
     await settleAll([
       mode !== 'host' ? this.#networkFor(mode).teardown(p.id, signal) : Promise.resolve(),
-      rm(p.runtime.podDir, { recursive: true, force: true }),
+      this.#unpinPod(p.runtime.podDir, signal).then(() => rm(p.runtime.podDir, { recursive: true, force: true })),
       p.runtime.backendState.ownLogDir ? rm(p.runtime.logDirectory, { recursive: true, force: true }) : Promise.resolve(),
     ]);
     // cgroups last: only empty ones can go, and the netns teardown may still have held a process
     if (p.runtime.backendState.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
     this.#store.deletePod(p.id);
+  }
+
+  /** Releases the namespace files of a pod (whatever is under <podDir>/ns, record or not). */
+  async #unpinPod(podDir: string, signal: AbortSignal): Promise<void> {
+    let names: string[];
+    try { names = await readdir(join(podDir, 'ns')); } catch { return; }
+    if (names.length === 0) return;
+    await unpinNamespaces(await ensurePinns(this.#opts.helperDir), names.map((n) => join(podDir, 'ns', n)), signal);
   }
 
   #podStatusOf(p: PodRecord): cri.PodSandboxStatus {

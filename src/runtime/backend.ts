@@ -11,14 +11,17 @@
  *
  * ## Pods
  * `podModel.infraContainer` says whether the backend needs a pod infra ("pause") container:
- *  - runc/crun: yes — a tiny pause process (see `buildPauseSpec` in ./spec.ts) that holds the pod's
- *    IPC/UTS (and optionally PID) namespaces; app containers join them by path
- *    (`/proc/<infraPid>/ns/ipc` ...). The network namespace is the pod netns path from network/.
+ *  - runc/crun: only to hold namespaces — app containers join the pod's IPC/UTS (and optionally
+ *    PID) namespaces by path. The engine normally pins those namespaces to files with
+ *    bulkhead-pinns (./pinns/) and starts no infra container; it falls back to a tiny pause
+ *    process (`buildPauseSpec` in ./spec.ts, joined as `/proc/<infraPid>/ns/ipc` ...) when the
+ *    pod shares one PID namespace (that needs a process) or the helper cannot be built. The
+ *    network namespace is the pod netns path from network/.
  *  - gvisor/microvm: yes — the infra container *is* the sandbox (one gVisor sandbox / one VM per
  *    pod); app containers are created inside it (annotations `io.kubernetes.cri.container-type`
  *    and `io.kubernetes.cri.sandbox-id`, set by the backend from `CreateContainerOptions.pod`).
  * The engine always passes `pod` (role 'sandbox' for the infra container, 'container' for app
- * containers, with `sandboxContainerId` = the infra container's id). The backend applies its own
+ * containers, with `sandboxContainerId` = the infra container's id when there is one). The backend applies its own
  * spec adjustments (annotations, capability filtering, namespace handling) inside createContainer.
  *
  * ## Container lifecycle
@@ -82,7 +85,7 @@ export interface PodModel {
 export interface PodRef {
   podId: string;
   role: 'sandbox' | 'container';
-  /** Id of the pod's infra container; required for role 'container' when podModel.infraContainer. */
+  /** Id of the pod's infra container; required for role 'container' when the containers live in it (podModel.infraContainer && !joinInfraNamespaces). */
   sandboxContainerId?: string;
   /** Path of the pod's network namespace (e.g. /run/netns/NAME); absent = the host network. */
   netnsPath?: string;

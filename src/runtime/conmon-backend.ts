@@ -75,7 +75,9 @@ export abstract class ConmonBackend implements Backend {
 
   async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
     await this.requireAvailable(opts.signal);
-    if (opts.pod.role === 'container' && this.podModel.infraContainer && !opts.pod.sandboxContainerId) {
+    // where app containers live inside the pod's sandbox they must name it; where they only join
+    // namespaces (runc, crun) the engine may hold those with pinned files and no infra container
+    if (opts.pod.role === 'container' && this.podModel.infraContainer && !this.podModel.joinInfraNamespaces && !opts.pod.sandboxContainerId) {
       throw new InvalidArgumentError(`${this.name}: an app container needs pod.sandboxContainerId`);
     }
     const spec = this.adjustSpec(structuredClone(opts.spec), opts);

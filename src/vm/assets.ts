@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { FailedPreconditionError, InternalError, UnavailableError } from '../errors.ts';
 import { run, runChecked } from '../util/exec.ts';
 import { buildCpio, type CpioEntry } from './cpio.ts';
+import { compileC } from '../util/cc.ts';
 
 export const SETUP_COMMAND = 'bin/bulkhead-vm setup';
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
@@ -225,12 +226,6 @@ async function isStatic(path: string): Promise<boolean> {
   return !!l && /not a dynamic executable|statically linked/.test(l.stdout + l.stderr);
 }
 
-async function compile(src: string, out: string, args: string[], signal?: AbortSignal): Promise<void> {
-  await mkdir(dirname(out), { recursive: true });
-  const r = await run('gcc', ['-O2', '-Wall', ...args, '-o', out + '.tmp', src], { timeoutMs: 180_000, ...(signal ? { signal } : {}) });
-  if (r.code !== 0) throw new InternalError(`gcc ${src} failed: ${r.stderr.trim()}`);
-  await rename(out + '.tmp', out);
-}
 
 /**
  * Makes `<root>/vm` complete: downloads and unpacks the kernel when missing, (re)builds the agent,
@@ -258,13 +253,13 @@ export async function ensureGuestAssets(root: string, opts: AssetOptions = {}): 
   const agentHash = await sha256File(agentSrc);
   if (meta.agentSource !== agentHash || !existsSync(agent)) {
     say('building the guest agent (gcc -static guest/agent.c)');
-    await compile(agentSrc, agent, ['-static'], opts.signal);
+    await compileC(agentSrc, agent, ['-static'], opts.signal);
     meta.agentSource = agentHash;
   }
   const consoleHash = await sha256File(consoleSrc);
   if (meta.consoleSource !== consoleHash || !existsSync(consoleHelper)) {
     say('building the console helper (gcc guest/console-helper.c)');
-    await compile(consoleSrc, consoleHelper, [], opts.signal);
+    await compileC(consoleSrc, consoleHelper, [], opts.signal);
     meta.consoleSource = consoleHash;
   }
   const busybox = opts.busybox ?? ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));

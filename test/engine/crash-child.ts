@@ -5,6 +5,8 @@
 //   run            pod + 'runner' (sleeps) + 'quick' (exits 5 after 2 s); prints ids; waits
 //   mid-container  in podId: SIGKILL right after the runtime created the container (record still 'creating')
 //   mid-pod        new pod: SIGKILL right after the runtime created the pause container
+//   mid-pin        new pod without a pause (pid CONTAINER): SIGKILL by the pinns wrapper in
+//                  helperDir right after the namespaces were pinned (record still 'creating')
 import { silentLogger } from '../../src/util/log.ts';
 import type { Backend, CreateContainerOptions } from '../../src/runtime/backend.ts';
 import { Engine } from '../../src/engine/engine.ts';
@@ -12,7 +14,8 @@ import { openImages, makeBackends, podConfig, containerConfig } from './helpers.
 
 const args = JSON.parse(process.argv[2]!) as {
   root: string; runDir: string; imagesDir: string; busybox: string;
-  handler: string; mode: 'run' | 'mid-container' | 'mid-pod'; podId?: string; cgroupParent: string;
+  handler: string; mode: 'run' | 'mid-container' | 'mid-pod' | 'mid-pin'; podId?: string; cgroupParent: string;
+  helperDir?: string;
 };
 // the same image service root as the parent (its sqlite store and snapshots are shared on disk)
 const images = await openImages(args.imagesDir);
@@ -44,6 +47,7 @@ const backend: Backend = new Proxy(real, {
 const engine = new Engine({
   root: args.root, runDir: args.runDir, logger: silentLogger, images, backends: new Map([[args.handler, backend]]),
   defaultHandler: args.handler, cgroupParent: args.cgroupParent,
+  ...(args.helperDir ? { helperDir: args.helperDir } : {}),
 });
 // no recover(): the parent's new Engine must face everything this process leaves behind
 
@@ -59,6 +63,11 @@ if (args.mode === 'run') {
 } else if (args.mode === 'mid-container') {
   const pod = podConfig();
   await engine.createContainer(args.podId!, containerConfig(args.busybox, 'half', ['sleep', '1000']), pod);
+  say({ error: 'not killed' });
+} else if (args.mode === 'mid-pin') {
+  const pod = podConfig({ linux: { securityContext: { namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } } });
+  say({}); // the kill comes from the helper wrapper, which cannot write to this process's stdout
+  await engine.runPodSandbox(pod, args.handler);
   say({ error: 'not killed' });
 } else {
   await engine.runPodSandbox(podConfig(), args.handler);
