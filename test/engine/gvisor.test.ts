@@ -5,6 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, procsWith, activeSnapshots,
@@ -14,6 +15,22 @@ import type { Engine } from '../../src/engine/engine.ts';
 import { run } from '../../src/util/exec.ts';
 
 const handler = 'gvisor';
+
+/** A cgroup's memory limit (v1 memory hierarchy, else unified). */
+async function memoryLimit(cgroupPath: string): Promise<number> {
+  const v1 = `/sys/fs/cgroup/memory${cgroupPath}/memory.limit_in_bytes`;
+  if (existsSync(v1)) return Number((await readFile(v1, 'utf8')).trim());
+  const v = (await readFile(`/sys/fs/cgroup${cgroupPath}/memory.max`, 'utf8')).trim();
+  return v === 'max' ? Number.MAX_SAFE_INTEGER : Number(v);
+}
+
+/** A cgroup's CFS quota in µs per 100 ms period, -1 = none. */
+async function cpuQuota(cgroupPath: string): Promise<number> {
+  const v1 = `/sys/fs/cgroup/cpu${cgroupPath}/cpu.cfs_quota_us`;
+  if (existsSync(v1)) return Number((await readFile(v1, 'utf8')).trim());
+  const [q] = (await readFile(`/sys/fs/cgroup${cgroupPath}/cpu.max`, 'utf8')).trim().split(' ');
+  return q === 'max' ? -1 : Number(q);
+}
 
 describe('engine on gVisor', () => {
   let env: TestEnv;
@@ -174,6 +191,51 @@ describe('engine on gVisor', () => {
     await assert.rejects(engine.containerStatus(a), { code: 'NotFound' });
     assert.deepEqual((await procsWith(a)).concat(await procsWith(b)).map((p) => p.cmd), []);
     assert.deepEqual(await netnsOf(podId), []);
+  });
+
+  it('bounds the sandbox by the sum of its containers\' limits (pod-level, as the kubelet bounds a pod cgroup)', async () => {
+    const MiB = 1024 * 1024;
+    const headroom = 64 * MiB; // SANDBOX_MEMORY_HEADROOM
+    const pod = podConfig();
+    const podId = await engine.runPodSandbox(pod, handler);
+    const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string };
+    const sandboxCgroup = `/bulkhead-test-${process.pid}/pod-${podId.slice(0, 16)}/${info.pauseId}`;
+    const limits = async () => ({ mem: await memoryLimit(sandboxCgroup), cpu: await cpuQuota(sandboxCgroup) });
+    const unlimitedMem = (await limits()).mem;
+    assert.ok(unlimitedMem > 1024 * 1024 * MiB, 'an empty pod sandbox is not bounded');
+
+    const res = (mem: number, cpuQuotaUs: number) => ({ linux: { resources: { memoryLimitInBytes: mem, cpuQuota: cpuQuotaUs, cpuPeriod: 100_000 } } });
+    const a = await engine.createContainer(podId, containerConfig(env.busybox, 'a', ['sleep', '1000'], res(64 * MiB, 50_000)), pod);
+    assert.deepEqual(await limits(), { mem: 64 * MiB + headroom, cpu: 50_000 });
+    const b = await engine.createContainer(podId, containerConfig(env.busybox, 'b', ['sleep', '1000'], res(32 * MiB, 25_000)), pod);
+    await engine.startContainer(a);
+    await engine.startContainer(b);
+    assert.deepEqual(await limits(), { mem: 96 * MiB + headroom, cpu: 75_000 });
+    await engine.updateContainerResources(b, { memoryLimitInBytes: 128 * MiB, cpuQuota: 100_000, cpuPeriod: 100_000 });
+    assert.deepEqual(await limits(), { mem: 192 * MiB + headroom, cpu: 150_000 });
+    assert.equal((await engine.containerStatus(b)).status.resources?.linux?.memoryLimitInBytes, 128 * MiB);
+    // one container without limits: the pod is unbounded
+    const c = await engine.createContainer(podId, containerConfig(env.busybox, 'c', ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=300M count=1 && echo fits']), pod);
+    assert.deepEqual(await limits(), { mem: unlimitedMem, cpu: -1 });
+    await engine.startContainer(c);
+    const sc = await exited(engine, c);
+    assert.equal(sc.exitCode, 0);
+    assert.match(await readFile(sc.logPath, 'utf8'), /stdout F fits$/m);
+    await engine.removeContainer(c);
+    await engine.stopContainer(b, 0);
+    await engine.removeContainer(b);
+    assert.deepEqual(await limits(), { mem: 64 * MiB + headroom, cpu: 50_000 });
+    // the workload really runs under the bound (a 300 MB buffer fits when the pod is unbounded,
+    // see the unbounded container above); beyond it the host OOM-kills the sandbox: the whole pod
+    const hog = await engine.createContainer(podId, containerConfig(env.busybox, 'hog', ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=300M count=1 && echo survived'], res(64 * MiB, 100_000)), pod);
+    await engine.startContainer(hog);
+    const sh = await exited(engine, hog);
+    assert.equal(sh.exitCode, 137, 'the hog did not get 300 MB');
+    assert.doesNotMatch(await readFile(sh.logPath, 'utf8').catch(() => ''), /survived/);
+    assert.equal((await exited(engine, a)).exitCode, 137, 'its neighbour went with the sandbox');
+    await waitFor(async () => (await engine.podSandboxStatus(podId)).status.state === 'SANDBOX_NOTREADY', 20_000, 'the pod to be not ready');
+    await engine.removePodSandbox(podId);
+    assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), []);
   });
 
   it('stops with the image stop signal, and kills after the grace period when it is ignored', async () => {

@@ -46,6 +46,7 @@ export class GvisorBackend extends ConmonBackend {
   readonly isolation = 'user-kernel' as const;
   readonly podModel: PodModel = { infraContainer: true, network: 'sandbox', joinInfraNamespaces: false, pidNamespaceByPath: true };
   private detected: Detected | undefined;
+  private readonly podLimitQueue = new Map<string, Promise<void>>();
 
   private get bin(): string { return this.opts.binary ?? 'runsc'; }
 
@@ -154,19 +155,77 @@ export class GvisorBackend extends ConmonBackend {
     return out;
   }
 
+  override async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
+    const r = await super.createContainer(opts);
+    if (opts.pod.role === 'container' && opts.pod.sandboxContainerId) {
+      try {
+        await this.applyPodLimits(opts.pod.sandboxContainerId);
+      } catch (err) {
+        await this.delete(opts.id).catch(() => {});
+        throw err;
+      }
+    }
+    return r;
+  }
+
+  override async delete(id: string, signal?: AbortSignal): Promise<void> {
+    const spec = await this.driver.spec(id).catch(() => undefined);
+    await super.delete(id, signal);
+    const sandboxId = spec?.annotations?.[SANDBOX_ID_ANNOTATION];
+    if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'container' && sandboxId) {
+      await this.applyPodLimits(sandboxId).catch((err: unknown) => this.log.debug('pod limits not updated after delete', { id, err }));
+    }
+  }
+
   /**
-   * runsc 2022 has no `update` command. The whole sandbox (Sentry, gofer, their threads) runs in
-   * the cgroup of the sandbox container's spec, and app containers share it, so the limits are
-   * written to that cgroup directly. For an app container this changes the pod sandbox's limits.
+   * runsc 2022 has no `update` command, and limits are written to cgroups directly. The whole
+   * sandbox (Sentry, gofers, their threads) runs in the cgroup of the sandbox (pause) container's
+   * spec: a sandbox container's update goes there. An app container has no host cgroup of its own
+   * that holds anything (runsc makes the directory, but its gofer joins the sandbox's), so its
+   * limits are recorded in its spec and enforced for the pod as a whole (see applyPodLimits).
    */
   override async updateResources(id: string, resources: OciLinuxResources, _signal?: AbortSignal): Promise<void> {
     const spec = await this.driver.spec(id);
-    const sandboxId = spec.annotations?.[SANDBOX_ID_ANNOTATION] ?? id;
-    const path = sandboxId === id ? spec.linux?.cgroupsPath : (await this.driver.spec(sandboxId)).linux?.cgroupsPath;
+    const sandboxId = spec.annotations?.[SANDBOX_ID_ANNOTATION];
+    if (spec.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'container' && sandboxId) {
+      await this.driver.recordResources(id, resources);
+      await this.applyPodLimits(sandboxId);
+      return;
+    }
+    const path = spec.linux?.cgroupsPath;
     if (!path) throw new FailedPreconditionError(`container ${id} has no cgroup to update`);
     await writeCgroupResources(path, resources);
     await this.driver.recordResources(id, resources);
   }
+
+  /**
+   * Bounds the sandbox by its app containers' limits, the way the kubelet bounds a pod cgroup:
+   * memory = the sum of their memory limits plus SANDBOX_MEMORY_HEADROOM (for the Sentry and the
+   * gofers), CPU quota = the sum of their quotas; either is unlimited as soon as one container
+   * has none. With no app container left the sandbox's own spec limits apply again. Serialised
+   * per sandbox: the set of containers is read from their bundles at each call.
+   */
+  private applyPodLimits(sandboxId: string): Promise<void> {
+    const prev = this.podLimitQueue.get(sandboxId) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(() => this.writePodLimits(sandboxId));
+    this.podLimitQueue.set(sandboxId, next);
+    void next.finally(() => { if (this.podLimitQueue.get(sandboxId) === next) this.podLimitQueue.delete(sandboxId); }).catch(() => {});
+    return next;
+  }
+
+  private async writePodLimits(sandboxId: string): Promise<void> {
+    const sandbox = await this.driver.spec(sandboxId);
+    const path = sandbox.linux?.cgroupsPath;
+    if (!path) return;
+    const members: OciLinuxResources[] = [];
+    for (const rec of await this.driver.list()) {
+      if (rec.role !== 'container') continue;
+      const spec = await this.driver.spec(rec.id).catch(() => undefined);
+      if (spec?.annotations?.[SANDBOX_ID_ANNOTATION] === sandboxId) members.push(spec.linux?.resources ?? {});
+    }
+    await writeCgroupResources(path, podLimits(sandbox.linux?.resources ?? {}, members));
+  }
+
 
   /**
    * An app container's processes run in the sandbox's Sentry, not in its own host cgroup (which
@@ -317,4 +376,26 @@ export function parseStatsEvent(stdout: string): StatsEventData | undefined {
     } catch { /* not JSON */ }
   }
   return undefined;
+}
+
+/** Memory the Sentry and gofers of a sandbox may use beyond its app containers' limits. */
+export const SANDBOX_MEMORY_HEADROOM = 64 * 1024 * 1024;
+const CPU_PERIOD = 100_000;
+
+/**
+ * The limits of a sandbox cgroup for app containers with `members` resources (see
+ * GvisorBackend.applyPodLimits); `own` = the sandbox container's spec resources, used when
+ * there are no members. Memory swap is set equal to the limit (no swap beyond it).
+ */
+export function podLimits(own: OciLinuxResources, members: OciLinuxResources[]): OciLinuxResources {
+  if (members.length === 0) {
+    const limit = own.memory?.limit && own.memory.limit > 0 ? own.memory.limit : -1;
+    const quota = own.cpu?.quota && own.cpu.quota > 0 ? own.cpu.quota : -1;
+    return { memory: { limit, swap: limit }, cpu: { quota, period: own.cpu?.period && own.cpu.period > 0 ? own.cpu.period : CPU_PERIOD } };
+  }
+  const mems = members.map((m) => m.memory?.limit ?? 0);
+  const limit = mems.every((m) => m > 0) ? mems.reduce((a, b) => a + b, 0) + SANDBOX_MEMORY_HEADROOM : -1;
+  const cpus = members.map((m) => (m.cpu?.quota && m.cpu.quota > 0 ? m.cpu.quota / (m.cpu.period && m.cpu.period > 0 ? m.cpu.period : CPU_PERIOD) : 0));
+  const quota = cpus.every((c) => c > 0) ? Math.ceil(cpus.reduce((a, b) => a + b, 0) * CPU_PERIOD) : -1;
+  return { memory: { limit, swap: limit }, cpu: { quota, period: CPU_PERIOD } };
 }
