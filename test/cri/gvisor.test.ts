@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { release } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
@@ -72,4 +73,38 @@ test('a configured handler the host cannot run is FAILED_PRECONDITION naming it 
   assert.equal(broken?.available, false);
   assert.notEqual(broken?.reason, '');
   assert.ok(!st.runtimeHandlers.some((h) => h.name === 'broken'), 'unavailable handlers are not advertised');
+});
+
+test('a gvisor pod is one sandbox: its containers share the pause\'s PID namespace (PID POD), exit codes and logs are their own', async () => {
+  const c = d.client;
+  await c.pullImage(images.busybox);
+  const pc: PodSandboxConfig = { ...pod('gv-two'), linux: { securityContext: { namespaceOptions: { pid: 'POD' } } } };
+  const podId = await c.runPodSandbox(pc, 'gvisor');
+  const shared = { linux: { securityContext: { namespaceOptions: { pid: 'POD' as const } } } };
+  const a = await c.createContainer(podId, { metadata: { name: 'a' }, image: { image: images.busybox }, command: ['sleep', '5151'], ...shared }, pc);
+  const b = await c.createContainer(podId, {
+    metadata: { name: 'b' }, image: { image: images.busybox }, ...shared,
+    command: ['sh', '-c', 'echo to-out; echo to-err >&2; while ! ps -o args | grep -q "^sleep 5151"; do sleep 0.2; done; echo saw-a; exit 3'],
+  }, pc);
+  await c.startContainer(a, { timeoutMs: 120_000 });
+  await c.startContainer(b, { timeoutMs: 120_000 });
+  let st = (await c.containerStatus(b)).status;
+  for (let i = 0; i < 300 && st.state !== 'CONTAINER_EXITED'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    st = (await c.containerStatus(b)).status;
+  }
+  assert.equal(st.state, 'CONTAINER_EXITED');
+  assert.equal(st.exitCode, 3, 'b saw a\'s process and exited with its own code');
+  const log = await readFile(st.logPath, 'utf8');
+  assert.match(log, /^\S+ stdout F to-out$/m);
+  assert.match(log, /^\S+ stderr F to-err$/m);
+  assert.match(log, /^\S+ stdout F saw-a$/m);
+  assert.equal((await c.containerStatus(a)).status.state, 'CONTAINER_RUNNING');
+  await c.stopContainer(a, 0);
+  const sa = (await c.containerStatus(a)).status;
+  assert.equal(sa.state, 'CONTAINER_EXITED');
+  assert.equal(sa.exitCode, 137);
+  await c.stopPodSandbox(podId);
+  await c.removePodSandbox(podId);
+  assert.deepEqual(await c.listContainers({ podSandboxId: podId }), []);
 });
