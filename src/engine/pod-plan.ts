@@ -1,42 +1,45 @@
 /**
  * How the engine realises a pod on a backend: whether it starts an infra ("pause") container, and
- * as what each app container is created.
+ * as what each app container is created. Read from the backend's `podModel`; every backend today
+ * gets a pause container where it asks for one and app containers of role 'container'.
  *
- * ## gVisor: one sandbox per container, inside the pod's network namespace
- * runsc can run several containers in one sandbox (the pause as the root container, app containers
- * as sub-containers, chosen by the `io.kubernetes.cri.container-type` annotations). Under conmon
- * that model does not work with Debian's 2022 runsc, for three reasons found by running it:
+ * ## gVisor: one sandbox per pod, app containers as runsc sub-containers
+ * The pause container is the runsc root container — the sandbox, in the pod's network namespace —
+ * and every app container is a sub-container inside it (annotations
+ * `io.kubernetes.cri.container-type` / `sandbox-id`, set by the backend), each under its own
+ * conmon. Debian's 2022 runsc cannot be driven by conmon directly for sub-containers; found by
+ * running it (runsc 0.0~20221219, ptrace):
  *  - `runsc create --pid-file` writes the *sandbox* pid for a sub-container. conmon waits on that
- *    pid, which is not its child and does not exit when the sub-container does; conmon then
- *    leaves as soon as it has no children and writes exit code -1 to its exit file. So the engine
- *    saw exit code -1, and a stop waiting for the exit file of a still-running container hung.
+ *    pid, which is not its child and does not exit with the sub-container; conmon then leaves as
+ *    soon as it has no children and records exit code -1.
  *  - a sub-container's stdio is taken from the `runsc start` process, not from `runsc create`
- *    (which conmon runs with the log pipes), so conmon never sees the output: no CRI log.
- *  - `runsc wait ID` does return a sub-container's real status, but using it would need a shim
- *    between conmon and runsc (a waiter process whose pid goes in the pid file) in runtime/.
- * So the engine runs every gVisor container as its own sandbox (role 'sandbox' towards the
- * backend: a root container, the one model conmon monitors correctly), all of a pod's sandboxes in
- * the pod's network namespace, and starts no pause sandbox at all.
+ *    (which conmon runs with the log pipes): conmon would never see the output.
+ *  - `runsc wait ID` fails at once ("not started") before `runsc start`; after it, it returns the
+ *    sub-container's real status (128+N for signal N), even when asked after the exit, and fails
+ *    with an EOF from the sandbox when the whole sandbox died.
+ * So conmon runs runsc through a shim (src/runtime/gvisor/subcontainer-shim.ts): for a
+ * sub-container's `create` it leaves a waiter process in conmon's pid slot that keeps conmon's
+ * stdio; the backend's `start` wakes it, it runs `runsc start` with that stdio (CRI log and
+ * attach work) and exits with `runsc wait`'s status, which conmon records as the exit code. The
+ * waiter outlives the daemon like conmon does, so a restarted daemon finds running
+ * sub-containers as it finds any container. Everything else passes straight to runsc.
  *
- * What the pod keeps: the network namespace. The backend runs runsc with `--network=host` inside
- * the pod netns (Debian's runsc refuses its own netstack there), so containers of a pod share
- * 127.0.0.1, the pod IP and ports exactly as with runc, and port-forward enters the netns from the
- * host. Hostname, /etc/hosts and /etc/resolv.conf are the pod's (the same files are mounted into
- * every sandbox, and each sandbox gets the pod hostname).
- * What the pod loses: a shared IPC namespace (SysV IPC / POSIX message queues between containers)
- * and a shared PID namespace (`shareProcessNamespace`, TARGET) — the engine refuses PID POD/TARGET
- * on such a backend rather than silently not sharing. Each container also costs a sandbox
- * (sentry + gofer) instead of a sub-container: more memory per pod.
- * If a future runsc uses its own netstack in the pod netns (`--network=sandbox`), sandboxes no
- * longer share a network stack; then one sandbox per pod (with a conmon-compatible sub-container
- * shim) becomes necessary again.
+ * What the pod gets: one Sentry for all its containers. The network is the pod netns (runsc runs
+ * with `--network=host` inside it; Debian's runsc refuses its own netstack there), so 127.0.0.1,
+ * the pod IP and ports are shared; port-forward execs `nc` in the pause container. PID POD
+ * (`shareProcessNamespace`) puts a container in the sandbox's root PID namespace, the pause's:
+ * the engine names the pause's `/proc/<pid>/ns/pid` (`podModel.pidNamespaceByPath`) and the
+ * backend maps it; TARGET is refused by the backend (runsc matches PID namespaces by spec path
+ * only, so it cannot join another sub-container's). Resource limits are pod-level: the
+ * sub-containers' processes run in the Sentry, in the sandbox's cgroup, which the backend bounds
+ * by the sum of their limits (going over it ends the whole sandbox).
  */
 import type { Backend } from '../runtime/backend.ts';
 
 export interface PodPlan {
   /** Create and start an infra (pause) container for the pod. */
   pause: boolean;
-  /** The role app containers are created with: 'sandbox' = each container is its own sandbox. */
+  /** The role app containers are created with ('sandbox' = each container would be its own sandbox; no backend needs it now). */
   appRole: 'sandbox' | 'container';
   /** Containers of the pod can share a PID namespace (PID POD / TARGET). */
   sharedPid: boolean;
