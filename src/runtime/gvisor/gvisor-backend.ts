@@ -2,8 +2,9 @@
  * gVisor (runsc): a user-space kernel between the workload and the host ('user-kernel').
  * One sandbox per pod: the infra container is the sandbox (runsc root container), app containers
  * are sub-containers inside it (CRI annotations), each under its own conmon through the shim in
- * ./subcontainer-shim.ts, which conmon and the driver run in place of runsc. Platform detection tries systrap, kvm, ptrace by really running a tiny
- * sandbox with each and remembers the first that works in `<runDir>/platform.json`.
+ * ./subcontainer-shim.ts, which conmon and the driver run in place of runsc. Platform detection
+ * tries systrap, kvm, ptrace by really running a tiny sandbox with each and remembers the first
+ * that works in `<runDir>/platform.json`.
  *
  * Debian's 2022 runsc treats every network namespace as the host's and refuses
  * `--network=sandbox` ("cannot run with network enabled in root network namespace"); then the
