@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Command, GlobalOptions } from './command.ts';
 import { connect, type CriClient } from '../cri/client.ts';
 import { socketAnswers } from '../cri/socket.ts';
-import { runDaemonForeground, type ForegroundOptions } from '../daemon/run.ts';
+import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
 
 const command: Command = {
@@ -30,6 +30,8 @@ const command: Command = {
     };
     const level = f['log-level'] ?? (ctx.global.debug ? 'debug' : undefined);
     if (level !== undefined) opts.logLevel = level;
+    // loaded only here: the config loader and logger are not needed by the commands that merely connect
+    const { runDaemonForeground } = await import('../daemon/run.ts');
     await runDaemonForeground(opts, { signal: ctx.signal, write: (line) => { ctx.stderr.write(line + '\n'); } });
     return 0;
   },

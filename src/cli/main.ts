@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadCommand, loadCommands } from './commands.ts';
 import { UsageError, type Command, type GlobalOptions } from './command.ts';
 import { BulkheadError } from '../errors.ts';
-import { defaultPaths } from '../daemon/config.ts';
+import { defaultPaths } from '../daemon/paths.ts';
 
 const globalFlags = {
   root: { type: 'string' },

@@ -9,23 +9,9 @@ import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { InvalidArgumentError, isNotFound } from '../errors.ts';
 
-export interface Paths {
-  root: string;
-  runDir: string;
-  socket: string;
-  config: string;
-}
-
-export function defaultPaths(env: NodeJS.ProcessEnv): Paths {
-  const root = env.BULKHEAD_ROOT ?? '/var/lib/bulkhead';
-  const runDir = env.BULKHEAD_RUN_DIR ?? '/run/bulkhead';
-  return {
-    root,
-    runDir,
-    socket: env.BULKHEAD_SOCKET ?? join(runDir, 'cri.sock'),
-    config: env.BULKHEAD_CONFIG ?? '/etc/bulkhead/config.toml',
-  };
-}
+// the default locations live apart from the TOML loader: every CLI command needs them, few need the loader
+import type { Paths } from './paths.ts';
+export { defaultPaths, type Paths } from './paths.ts';
 
 export interface RegistryConfig {
   /** Registry host → endpoints tried in order before the host itself, e.g. {"docker.io": ["http://127.0.0.1:5000"]}. */
