@@ -1,6 +1,7 @@
 /**
- * gRPC over HTTP/2 on a unix socket with node:http2, for the client side only (the daemon serves
- * with grpc-js): unary and server-streaming calls carrying already-encoded messages.
+ * gRPC over HTTP/2 on a unix socket, for the client side only (the daemon serves with grpc-js):
+ * unary and server-streaming calls carrying already-encoded messages. HTTP/2 is wire/h2.ts, not
+ * node:http2, whose import alone costs the CLI ~30-50 ms (it loads tls, crypto, http, readline).
  *
  * Protocol (gRPC over HTTP/2): a call is one POST stream to `/<package>.<Service>/<Method>` with
  * `content-type: application/grpc`, `te: trailers` and, with a deadline, `grpc-timeout`; each
@@ -9,13 +10,16 @@
  * trailers-only response. A cancelled call resets its stream with CANCEL. `:authority` is
  * `localhost` (a socket path is not a valid authority; see src/cri/authority-fix.ts).
  *
- * Lifecycle: a `GrpcChannel` opens one HTTP/2 session on first use and reuses it for every call;
- * when that session goes away (daemon restarted) the next call opens a new one. The session keeps
+ * Lifecycle: a `GrpcChannel` opens one HTTP/2 connection on first use and reuses it for every call;
+ * when that connection goes away (daemon restarted) the next call opens a new one. It keeps
  * the process alive only while calls are in flight. `close()` lets calls in flight finish and
  * refuses new ones. Failures are `GrpcCallError`s with a gRPC status code, as grpc-js reports them.
  */
-import * as http2 from 'node:http2';
 import { connect as netConnect } from 'node:net';
+import {
+  H2_CANCEL, H2_ENHANCE_YOUR_CALM, H2_INADEQUATE_SECURITY, H2_INTERNAL_ERROR, H2_NO_ERROR, H2_REFUSED_STREAM,
+  H2Connection, type H2Stream, type Headers,
+} from './h2.ts';
 import { GrpcStatus, statusName } from './status-codes.ts';
 
 /** A failed call: a gRPC status other than OK (same fields as grpc-js's ServiceError). */
@@ -23,8 +27,8 @@ export class GrpcCallError extends Error {
   readonly code: number;
   readonly details: string;
   /** Trailers (or headers) the server sent with the status, if any. */
-  readonly metadata: Record<string, string | string[]>;
-  constructor(code: number, details: string, metadata: Record<string, string | string[]> = {}) {
+  readonly metadata: Record<string, string>;
+  constructor(code: number, details: string, metadata: Record<string, string> = {}) {
     super(`${code} ${statusName(code)}: ${details}`);
     this.name = 'GrpcCallError';
     this.code = code;
@@ -58,21 +62,13 @@ interface CallHandle {
 }
 
 const USER_AGENT = 'bulkhead-cri-client/1';
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_INADEQUATE_SECURITY, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 /** A server stream's queue pauses the HTTP/2 stream at this many unread messages. */
 const HIGH_WATER = 32;
-
-interface SessionState {
-  session: http2.ClientHttp2Session;
-  ready: boolean;
-  /** Set once the connection failed or closed; calls still on it end UNAVAILABLE. */
-  dropped: Error | null;
-}
 
 export class GrpcChannel {
   readonly socketPath: string;
   readonly #maxReceive: number;
-  #state: SessionState | null = null;
+  #conn: H2Connection | null = null;
   #active = 0;
   #closed = false;
 
@@ -81,26 +77,18 @@ export class GrpcChannel {
     this.#maxReceive = opts.maxReceiveMessageLength ?? 32 * 1024 * 1024;
   }
 
-  /** Resolves once an HTTP/2 session is up (the server's SETTINGS arrived); rejects after `deadline`. */
+  /** Resolves once an HTTP/2 connection is up (the server's SETTINGS arrived); rejects after `deadline`. */
   async waitForReady(deadline: number): Promise<void> {
     let backoff = 50;
     for (;;) {
-      const st = this.#session();
-      const err = await new Promise<Error | null>((resolve) => {
-        if (st.ready) { resolve(null); return; }
-        if (st.dropped) { resolve(st.dropped); return; }
-        const done = (e: Error | null): void => {
-          clearTimeout(timer);
-          st.session.off('remoteSettings', onReady);
-          st.session.off('close', onClose);
-          resolve(e);
-        };
-        const onReady = (): void => done(null);
-        const onClose = (): void => done(st.dropped ?? new Error('connection closed'));
-        const timer = setTimeout(() => done(new Error('Failed to connect before the deadline')), Math.max(0, deadline - Date.now()));
-        st.session.once('remoteSettings', onReady);
-        st.session.once('close', onClose);
-      });
+      const conn = this.#connection();
+      if (conn.isReady) return;
+      let timer: NodeJS.Timeout | undefined;
+      const err = await Promise.race([
+        conn.ready.then(() => null, (e: unknown) => (e instanceof Error ? e : new Error(String(e)))),
+        new Promise<Error>((resolve) => { timer = setTimeout(() => resolve(new Error('Failed to connect before the deadline')), Math.max(0, deadline - Date.now())); }),
+      ]);
+      clearTimeout(timer);
       if (err === null) return;
       const left = deadline - Date.now();
       if (left <= 0) throw err;
@@ -112,9 +100,9 @@ export class GrpcChannel {
   /** Stops new calls; calls in flight finish, then the connection closes. */
   close(): void {
     this.#closed = true;
-    const st = this.#state;
-    this.#state = null;
-    if (st && !st.session.closed && !st.session.destroyed) st.session.close();
+    const conn = this.#conn;
+    this.#conn = null;
+    conn?.close();
   }
 
   /** A unary call: one request, exactly one response message. */
@@ -174,33 +162,20 @@ export class GrpcChannel {
     }
   }
 
-  #session(): SessionState {
+  #connection(): H2Connection {
     if (this.#closed) throw new GrpcCallError(GrpcStatus.UNAVAILABLE, 'Channel has been shut down');
-    const cur = this.#state;
-    if (cur && !cur.dropped && !cur.session.closed && !cur.session.destroyed) return cur;
-    const session = http2.connect('http://localhost', {
-      createConnection: () => netConnect(this.socketPath),
-      settings: { enablePush: false },
-    });
-    const st: SessionState = { session, ready: false, dropped: null };
-    session.on('remoteSettings', () => { st.ready = true; });
-    // Errors reach the calls on this session through their streams; a listener keeps an idle
-    // session's error (daemon gone) from being thrown.
-    session.on('error', (err: Error) => { st.dropped ??= err; });
-    session.on('goaway', () => { if (this.#state === st) this.#state = null; });
-    session.on('close', () => {
-      st.dropped ??= new Error('Connection dropped');
-      if (this.#state === st) this.#state = null;
-    });
-    if (this.#active === 0) session.unref();
-    this.#state = st;
-    return st;
+    const cur = this.#conn;
+    if (cur && cur.acceptsStreams) return cur;
+    const conn = new H2Connection(netConnect(this.socketPath));
+    if (this.#active === 0) conn.unref();
+    this.#conn = conn;
+    return conn;
   }
 
   #start(path: string, request: Buffer, opts: CallOptions, sink: Sink): CallHandle {
     let finished = false;
-    let stream: http2.ClientHttp2Stream | null = null;
-    let st: SessionState | null = null;
+    let stream: H2Stream | null = null;
+    let conn: H2Connection | null = null;
     let timer: NodeJS.Timeout | undefined;
     const onAbort = (): void => { cancelWith(GrpcStatus.CANCELLED, 'Cancelled on client'); };
     const finish = (err: GrpcCallError | null): void => {
@@ -208,57 +183,43 @@ export class GrpcChannel {
       finished = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      if (st) {
+      if (conn) {
         this.#active--;
-        if (this.#active === 0 && !st.session.destroyed) st.session.unref();
+        if (this.#active === 0) conn.unref();
       }
       sink.end(err);
     };
     const cancelWith = (code: number, details: string): void => {
       finish(new GrpcCallError(code, details));
-      if (stream && !stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+      stream?.cancel(H2_CANCEL);
     };
     const handle: CallHandle = {
-      cancel: () => { if (!finished) cancelWith(GrpcStatus.CANCELLED, 'Cancelled on client'); else if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL); },
+      cancel: () => { if (!finished) cancelWith(GrpcStatus.CANCELLED, 'Cancelled on client'); else stream?.cancel(H2_CANCEL); },
       pause: () => { stream?.pause(); },
       resume: () => { stream?.resume(); },
     };
 
     if (opts.signal?.aborted) { finish(new GrpcCallError(GrpcStatus.CANCELLED, 'Cancelled on client')); return handle; }
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'POST',
-      ':path': path,
-      ':scheme': 'http',
-      ':authority': 'localhost',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'user-agent': USER_AGENT,
-      'grpc-accept-encoding': 'identity',
-    };
+    const headers: [string, string][] = [
+      [':method', 'POST'],
+      [':scheme', 'http'],
+      [':path', path],
+      [':authority', 'localhost'],
+      ['content-type', 'application/grpc'],
+      ['te', 'trailers'],
+      ['user-agent', USER_AGENT],
+      ['grpc-accept-encoding', 'identity'],
+    ];
     if (opts.deadline !== undefined) {
       const ms = opts.deadline - Date.now();
       if (ms <= 0) { finish(new GrpcCallError(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')); return handle; }
-      headers['grpc-timeout'] = timeoutHeader(ms);
+      headers.push(['grpc-timeout', timeoutHeader(ms)]);
       // setTimeout's limit is ~24.8 days; a later deadline is left to the server.
       if (ms < 2 ** 31) timer = setTimeout(() => cancelWith(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
     }
-    try {
-      st = this.#session();
-    } catch (err) {
-      finish(err instanceof GrpcCallError ? err : new GrpcCallError(GrpcStatus.UNAVAILABLE, String(err)));
-      return handle;
-    }
-    const state = st;
-    this.#active++;
-    state.session.ref();
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
 
     let status: GrpcCallError | null | undefined;
     let httpStatus = 0;
-    let streamError: Error | null = null;
-    const s = state.session.request(headers);
-    stream = s;
-
     // Frames: 1 byte flag, 4 bytes length, then the message; data chunks split them anywhere.
     let pending: Buffer[] = [];
     let pendingLen = 0;
@@ -289,27 +250,38 @@ export class GrpcChannel {
       }
     };
 
-    s.on('response', (h) => {
-      httpStatus = Number(h[':status']);
-      if (h['grpc-status'] !== undefined) { status = statusFrom(h); return; }
-      if (httpStatus !== 200) { status = httpError(httpStatus, h); return; }
-      const ct = String(h['content-type'] ?? '');
-      if (!ct.startsWith('application/grpc')) status = new GrpcCallError(GrpcStatus.UNKNOWN, `Received invalid content-type ${ct || '(none)'}`, metadataOf(h));
-    });
-    s.on('data', onData);
-    s.on('trailers', (t) => { status = statusFrom(t); });
-    s.on('error', (err: Error) => { streamError = err; });
-    s.on('close', () => {
-      if (finished) return;
-      if (status !== undefined) {
-        if (status === null && pendingLen > 0) { finish(new GrpcCallError(GrpcStatus.INTERNAL, 'Received a partial message before the status')); return; }
-        finish(status);
-        return;
-      }
-      if (httpStatus !== 0 && httpStatus !== 200) { finish(httpError(httpStatus, {})); return; }
-      finish(closedWithoutStatus(s.rstCode ?? NGHTTP2_NO_ERROR, state.dropped ?? streamError, state.dropped !== null || state.session.destroyed));
-    });
-    s.end(frame(request));
+    let c: H2Connection;
+    try {
+      c = this.#connection();
+      stream = c.request(headers, frame(request), {
+        headers: (h) => {
+          httpStatus = Number(h[':status']);
+          if (h['grpc-status'] !== undefined) { status = statusFrom(h); return; }
+          if (httpStatus !== 200) { status = httpError(httpStatus, h); return; }
+          const ct = h['content-type'] ?? '';
+          if (!ct.startsWith('application/grpc')) status = new GrpcCallError(GrpcStatus.UNKNOWN, `Received invalid content-type ${ct || '(none)'}`, metadataOf(h));
+        },
+        data: onData,
+        trailers: (t) => { status = statusFrom(t); },
+        close: (rstCode, err) => {
+          if (finished) return;
+          if (status !== undefined) {
+            if (status === null && pendingLen > 0) { finish(new GrpcCallError(GrpcStatus.INTERNAL, 'Received a partial message before the status')); return; }
+            finish(status);
+            return;
+          }
+          if (httpStatus !== 0 && httpStatus !== 200) { finish(httpError(httpStatus, {})); return; }
+          finish(closedWithoutStatus(rstCode, err));
+        },
+      });
+    } catch (err) {
+      finish(err instanceof GrpcCallError ? err : new GrpcCallError(GrpcStatus.UNAVAILABLE, `Connection dropped: ${err instanceof Error ? err.message : String(err)}`));
+      return handle;
+    }
+    conn = c;
+    this.#active++;
+    c.ref();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     return handle;
   }
 }
@@ -344,24 +316,24 @@ export function percentDecode(s: string): string {
   return Buffer.concat(parts).toString('utf8');
 }
 
-function metadataOf(h: http2.IncomingHttpHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) out[k] = v;
+function metadataOf(h: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) out[k] = v;
   return out;
 }
 
 /** null for OK, else the error the status names. */
-function statusFrom(h: http2.IncomingHttpHeaders): GrpcCallError | null {
+function statusFrom(h: Headers): GrpcCallError | null {
   const raw = h['grpc-status'];
-  const code = raw === undefined ? NaN : Number(Array.isArray(raw) ? raw[0] : raw);
+  const code = raw === undefined || raw === '' ? NaN : Number(raw);
   if (!Number.isInteger(code)) return new GrpcCallError(GrpcStatus.UNKNOWN, 'No status received', metadataOf(h));
   if (code === GrpcStatus.OK) return null;
   const msg = h['grpc-message'];
-  return new GrpcCallError(code, percentDecode(String(Array.isArray(msg) ? msg[0] : msg ?? '')), metadataOf(h));
+  return new GrpcCallError(code, percentDecode(msg ?? ''), metadataOf(h));
 }
 
 /** A non-200 HTTP status as a gRPC status (gRPC's HTTP-to-gRPC mapping). */
-function httpError(httpStatus: number, h: http2.IncomingHttpHeaders): GrpcCallError {
+function httpError(httpStatus: number, h: Headers): GrpcCallError {
   const byHttp: Record<number, number> = {
     400: GrpcStatus.INTERNAL, 401: GrpcStatus.UNAUTHENTICATED, 403: GrpcStatus.PERMISSION_DENIED, 404: GrpcStatus.UNIMPLEMENTED,
     429: GrpcStatus.UNAVAILABLE, 502: GrpcStatus.UNAVAILABLE, 503: GrpcStatus.UNAVAILABLE, 504: GrpcStatus.UNAVAILABLE,
@@ -369,16 +341,16 @@ function httpError(httpStatus: number, h: http2.IncomingHttpHeaders): GrpcCallEr
   return new GrpcCallError(byHttp[httpStatus] ?? GrpcStatus.UNKNOWN, `Received HTTP status code ${httpStatus}`, metadataOf(h));
 }
 
-/** The status of a stream that closed without one, as grpc-js reports it. */
-function closedWithoutStatus(rstCode: number, err: Error | null, connectionDropped: boolean): GrpcCallError {
-  if (connectionDropped) return new GrpcCallError(GrpcStatus.UNAVAILABLE, err && err.message !== 'Connection dropped' ? `Connection dropped: ${err.message}` : 'Connection dropped');
+/** The status of a stream that closed without one, as grpc-js reports it; `err`: the connection failed. */
+function closedWithoutStatus(rstCode: number, err: Error | null): GrpcCallError {
+  if (err) return new GrpcCallError(GrpcStatus.UNAVAILABLE, err.message === 'Connection dropped' ? err.message : `Connection dropped: ${err.message}`);
   switch (rstCode) {
-    case NGHTTP2_REFUSED_STREAM: return new GrpcCallError(GrpcStatus.UNAVAILABLE, 'Stream refused by server');
-    case NGHTTP2_CANCEL: return new GrpcCallError(GrpcStatus.CANCELLED, 'Call cancelled');
-    case NGHTTP2_ENHANCE_YOUR_CALM: return new GrpcCallError(GrpcStatus.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded');
-    case NGHTTP2_INADEQUATE_SECURITY: return new GrpcCallError(GrpcStatus.PERMISSION_DENIED, 'Protocol not secure enough');
-    case NGHTTP2_INTERNAL_ERROR: return new GrpcCallError(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode} (Internal server error)`);
-    case NGHTTP2_NO_ERROR: return new GrpcCallError(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode} (Call ended without gRPC status)${err ? `: ${err.message}` : ''}`);
-    default: return new GrpcCallError(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode}${err ? `: ${err.message}` : ''}`);
+    case H2_REFUSED_STREAM: return new GrpcCallError(GrpcStatus.UNAVAILABLE, 'Stream refused by server');
+    case H2_CANCEL: return new GrpcCallError(GrpcStatus.CANCELLED, 'Call cancelled');
+    case H2_ENHANCE_YOUR_CALM: return new GrpcCallError(GrpcStatus.RESOURCE_EXHAUSTED, 'Bandwidth exhausted or memory limit exceeded');
+    case H2_INADEQUATE_SECURITY: return new GrpcCallError(GrpcStatus.PERMISSION_DENIED, 'Protocol not secure enough');
+    case H2_INTERNAL_ERROR: return new GrpcCallError(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode} (Internal server error)`);
+    case H2_NO_ERROR: return new GrpcCallError(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode} (Call ended without gRPC status)`);
+    default: return new GrpcCallError(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode}`);
   }
 }
