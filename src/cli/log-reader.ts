@@ -36,6 +36,8 @@ export interface ReadLogsOptions {
   exited?: () => Promise<boolean>;
   signal?: AbortSignal;
   pollMs?: number;
+  /** While following: settles when the container is known to have exited; cuts the poll wait short. */
+  wake?: Promise<unknown>;
 }
 
 /** Yields joined log lines in file order. */
@@ -103,7 +105,9 @@ export async function* readLogs(path: string, opts: ReadLogsOptions = {}): Async
         continue;
       }
       if (done) return;
-      await new Promise((r) => setTimeout(r, pollMs));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((r) => { timer = setTimeout(r, pollMs); }), ...(opts.wake ? [opts.wake] : [])]);
+      clearTimeout(timer);
     }
   } finally {
     await fh?.close();

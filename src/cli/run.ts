@@ -271,9 +271,15 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
       });
       await Promise.race([open, streaming]);
     }
+    // the log file is where the CLI asked the kubelet-style config to put it (no status round trip)
+    const logPath = join(pod.logDirectory ?? '', container.logPath ?? '');
+    // the exit comes as an event the moment the daemon sees it (subscribed before the start)
+    const events = new AbortController();
+    const stopped = streaming ? undefined : stoppedEvent(client, id, events.signal);
     try {
       await client.startContainer(id);
     } catch (err) {
+      events.abort();
       const msg = err instanceof Error ? err.message : String(err);
       ctx.stderr.write(`bulkhead: cannot start container: ${msg}\n`);
       return /not found|no such file/i.test(msg) ? 127 : 126;
@@ -284,17 +290,19 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
       if (streaming) {
         await streaming;
       } else {
-        const { status } = await client.containerStatus(id);
         let exited = false;
-        const follow = readLogs(status.logPath, {
+        stopped?.then((yes) => { exited ||= yes; });
+        const follow = readLogs(logPath, {
           follow: true,
+          // the STOPPED event usually says it first; polling the status is the safety net
           exited: async () => {
             if (exited) return true;
             const s = (await client.containerStatus(id)).status.state;
             exited = s === 'CONTAINER_EXITED' || s === 'CONTAINER_UNKNOWN';
             return exited;
           },
-          pollMs: 20,
+          pollMs: stopped ? 100 : 20,
+          ...(stopped ? { wake: stopped } : {}),
         });
         for await (const line of follow) (line.stream === 'stderr' ? ctx.stderr : ctx.stdout).write(line.content);
       }
@@ -303,8 +311,19 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
       return final.exitCode;
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
+      events.abort();
     }
   } finally {
     await cleanup();
   }
+}
+
+/** Resolves true when the daemon reports container `id` stopped; false if the stream ends or fails first. */
+async function stoppedEvent(client: CriClient, id: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    for await (const ev of client.getContainerEvents({ signal })) {
+      if (ev.containerId === id && (ev.containerEventType === 'CONTAINER_STOPPED_EVENT' || ev.containerEventType === 'CONTAINER_DELETED_EVENT')) return true;
+    }
+  } catch { /* aborted, or a daemon without events: the status poll decides */ }
+  return false;
 }
