@@ -22,7 +22,6 @@ import type {
   LoadImageResponse, MetricDescriptor, PodSandboxMetrics, PullProgressEvent, RuntimeConfigResponse, StatusResponse,
   VersionResponse,
 } from './messages.ts';
-import { socketAnswers } from './socket.ts';
 import { Codec } from './wire/codec.ts';
 import { criSchema, type Method, type Service } from './wire/schema.ts';
 import { errorFromStatus, GrpcStatus } from './wire/status-codes.ts';
@@ -45,6 +44,9 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Each client's channel, for connect() (not part of the client's API). */
+const channels = new WeakMap<CriClient, GrpcChannel>();
+
 export class CriClient {
   readonly socket: string;
   readonly #channel: GrpcChannel;
@@ -62,6 +64,7 @@ export class CriClient {
     this.#image = codec.schema.service('runtime.v1.ImageService');
     this.#ext = codec.schema.service('bulkhead.v1.Bulkhead');
     this.#callTimeoutMs = callTimeoutMs;
+    channels.set(this, channel);
   }
 
   /** @internal use connect(). */
@@ -245,13 +248,14 @@ export class CriClient {
  */
 export async function connect(socketPath: string, opts: ConnectOptions = {}): Promise<CriClient> {
   const timeoutMs = opts.timeoutMs ?? 5000;
-  if (!(await socketAnswers(socketPath, timeoutMs))) throw new UnavailableError(`no Bulkhead daemon answers on ${socketPath}`);
   const client = CriClient.create(socketPath, opts);
   try {
-    await client.waitForReady(Date.now() + timeoutMs);
+    // One connection, no separate probe: a socket nothing listens on fails the first attempt.
+    await channels.get(client)!.waitForReady(Date.now() + timeoutMs, { failFast: true });
   } catch (err) {
     client.close();
-    throw new UnavailableError(`no Bulkhead daemon answers on ${socketPath}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    if (typeof (err as NodeJS.ErrnoException).code === 'string') throw new UnavailableError(`no Bulkhead daemon answers on ${socketPath}`, { cause: err });
+    throw new UnavailableError(`no Bulkhead daemon answers on ${socketPath}: ${errorMessage(err)}`, { cause: err });
   }
   return client;
 }

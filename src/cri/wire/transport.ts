@@ -77,8 +77,12 @@ export class GrpcChannel {
     this.#maxReceive = opts.maxReceiveMessageLength ?? 32 * 1024 * 1024;
   }
 
-  /** Resolves once an HTTP/2 connection is up (the server's SETTINGS arrived); rejects after `deadline`. */
-  async waitForReady(deadline: number): Promise<void> {
+  /**
+   * Resolves once an HTTP/2 connection is up (the server's SETTINGS arrived); rejects after
+   * `deadline`. Failed attempts are retried with backoff, unless `failFast`: then the first
+   * failure (e.g. ENOENT, ECONNREFUSED: nothing listens) rejects at once.
+   */
+  async waitForReady(deadline: number, opts: { failFast?: boolean } = {}): Promise<void> {
     let backoff = 50;
     for (;;) {
       const conn = this.#connection();
@@ -90,6 +94,7 @@ export class GrpcChannel {
       ]);
       clearTimeout(timer);
       if (err === null) return;
+      if (opts.failFast) throw err;
       const left = deadline - Date.now();
       if (left <= 0) throw err;
       await new Promise((r) => setTimeout(r, Math.min(backoff, left)));
