@@ -6,6 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import {
   testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, procsWith, activeSnapshots,
@@ -60,14 +61,14 @@ describe('engine on gVisor', () => {
     return JSON.parse(r.stdout) as { status: string; pid: number };
   }
 
-  it('one sandbox per pod: the containers are sub-containers of the pause sandbox and see each other\'s processes (PID POD)', async () => {
-    const pod = podConfig({ linux: { securityContext: { namespaceOptions: { pid: 'POD' } } } });
+  it('one sandbox per pod: the containers are sub-containers of the pause sandbox and see each other\'s processes (PID POD, TARGET)', async () => {
+    const shared = { linux: { securityContext: { namespaceOptions: { pid: 'POD' as const } } } };
+    const pod = podConfig(shared);
     const podId = await engine.runPodSandbox(pod, handler);
     const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string };
     assert.ok(info.pauseId, 'a gVisor pod starts its sandbox as the pause container');
     assert.equal((await sandboxes()).length, 1, 'the pod is one sandbox');
 
-    const shared = { linux: { securityContext: { namespaceOptions: { pid: 'POD' as const } } } };
     const a = await engine.createContainer(podId, containerConfig(env.busybox, 'a', ['sleep', '4242'], shared), pod);
     const b = await engine.createContainer(podId, containerConfig(env.busybox, 'b', ['sleep', '4343'], shared), pod);
     await engine.startContainer(a);
@@ -81,28 +82,48 @@ describe('engine on gVisor', () => {
       assert.equal(st.pid, root.pid, `${id} runs in the pause container's sandbox`);
     }
     // proof from inside: one container's ps lists the other's process (impossible across two
-    // sandboxes, each has its own kernel), and the pod's pause process (PID 1 of the pod)
+    // sandboxes, each has its own kernel), and the pod's pause process as PID 1
     const ps = (await engine.execSync(b, ['ps', '-o', 'pid,args'], 10)).stdout.toString();
     assert.match(ps, /sleep 4242/, ps);
-    assert.match(ps, /^\s*1 .*(pause|sleep|busybox)/m, ps);
-    // a container with its own PID namespace (the default) sees only its own processes
-    const own = await engine.createContainer(podId, containerConfig(env.busybox, 'own', ['sleep', '4444']), pod);
-    await engine.startContainer(own);
-    const ownPs = (await engine.execSync(own, ['ps', '-o', 'pid,args'], 10)).stdout.toString();
-    assert.doesNotMatch(ownPs, /sleep 4242/, ownPs);
-    assert.match(ownPs, /^\s*1 sleep 4444$/m, ownPs);
-    assert.equal((await runscState(own)).pid, root.pid, 'also inside the one sandbox');
-
-    // TARGET cannot be honoured inside one sandbox: refused, never silently not shared
-    await assert.rejects(engine.createContainer(podId, containerConfig(env.busybox, 'target', ['true'], {
-      linux: { securityContext: { namespaceOptions: { pid: 'TARGET', targetId: own } } },
-    }), pod), { code: 'InvalidArgument' });
-
+    assert.match(ps, /^\s*1 \/bin\/busybox sh -c trap/m, ps);
+    const ps2 = (await psOf(podId, pod, 'dbg', { pid: 'TARGET', targetId: a })).ps;
+    assert.match(ps2, /sleep 4242/, ps2);
+    assert.match(ps2, /sleep 4343/, ps2);
+    // the pod's namespace is the parent of every container's own in one sandbox: no mixing
+    await assert.rejects(engine.createContainer(podId, containerConfig(env.busybox, 'own', ['true']), pod), { code: 'InvalidArgument' });
     await engine.removePodSandbox(podId);
+
+    // without PID POD each container has its own namespace; TARGET joins the target's
+    const pod2 = podConfig();
+    const pod2Id = await engine.runPodSandbox(pod2, handler);
+    const c1 = await engine.createContainer(pod2Id, containerConfig(env.busybox, 'c1', ['sleep', '4444']), pod2);
+    const c2 = await engine.createContainer(pod2Id, containerConfig(env.busybox, 'c2', ['sleep', '4545']), pod2);
+    await engine.startContainer(c1);
+    await engine.startContainer(c2);
+    const own = (await engine.execSync(c2, ['ps', '-o', 'pid,args'], 10)).stdout.toString();
+    assert.match(own, /^\s*1 sleep 4545$/m, own);
+    assert.doesNotMatch(own, /sleep 4444/, own);
+    const dbg = await psOf(pod2Id, pod2, 'dbg', { pid: 'TARGET', targetId: c1 });
+    assert.match(dbg.ps, /^\s*1 sleep 4444$/m, dbg.ps);
+    assert.doesNotMatch(dbg.ps, /sleep 4545/, dbg.ps);
+    assert.equal((await runscState(dbg.id)).pid, (await runscState(c1)).pid, 'all in one sandbox');
+    await assert.rejects(engine.createContainer(pod2Id, containerConfig(env.busybox, 'pod', ['true'], shared), pod2), { code: 'InvalidArgument' });
+
+    await engine.removePodSandbox(pod2Id);
     assert.deepEqual(await sandboxes(), []);
     assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), [], 'no runsc, gofer, conmon or shim process is left');
     assert.deepEqual(await netnsOf(podId), []);
+    assert.deepEqual(await netnsOf(pod2Id), []);
   });
+
+  /** Starts a sleeping container with `ns` and returns its id and what ps shows inside it. */
+  async function psOf(podId: string, pod: ReturnType<typeof podConfig>, name: string, ns: { pid: 'TARGET'; targetId: string }): Promise<{ id: string; ps: string }> {
+    const id = await engine.createContainer(podId, containerConfig(env.busybox, name, ['sleep', '1000'], {
+      linux: { securityContext: { namespaceOptions: ns } },
+    }), pod);
+    await engine.startContainer(id);
+    return { id, ps: (await engine.execSync(id, ['ps', '-o', 'pid,args'], 10)).stdout.toString() };
+  }
 
   it('records real exit codes (0, 3, 137) and CRI logs of sub-containers; removal leaves nothing behind', async () => {
     const pod = podConfig();
@@ -147,6 +168,30 @@ describe('engine on gVisor', () => {
     assert.deepEqual((await procsWith(env.runDir)).map((p) => p.cmd), [], 'no runsc, gofer, conmon or shim process is left');
     assert.deepEqual(await mountsUnder(env.runDir), []);
     assert.deepEqual(await activeSnapshots(env.imagesDir), []);
+  });
+
+  it('attach: stdin reaches a sub-container through its conmon and the shim, its output comes back', async () => {
+    const pod = podConfig();
+    const podId = await engine.runPodSandbox(pod, handler);
+    const id = await engine.createContainer(podId, containerConfig(env.busybox, 'reader', ['sh', '-c', 'read l; echo "got:$l"; echo "err:$l" >&2; exit 6'], { stdin: true, stdinOnce: true }), pod);
+    await engine.startContainer(id);
+    const stdin = new PassThrough();
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const stdout = new PassThrough().on('data', (b: Buffer) => out.push(b));
+    const stderr = new PassThrough().on('data', (b: Buffer) => err.push(b));
+    const ac = new AbortController();
+    const done = engine.attach(id, { stdin, stdout, stderr, tty: false }, ac.signal);
+    stdin.write('hello\n');
+    const st = await exited(engine, id);
+    assert.equal(st.exitCode, 6);
+    await waitFor(() => Buffer.concat(out).toString().includes('got:hello') && Buffer.concat(err).toString().includes('err:hello'), 20_000, 'attach output');
+    ac.abort();
+    await done.catch(() => undefined);
+    const log = await readFile(st.logPath, 'utf8');
+    assert.match(log, /^\S+ stdout F got:hello$/m);
+    assert.match(log, /^\S+ stderr F err:hello$/m);
+    await engine.removePodSandbox(podId);
   });
 
   it('two containers of a pod share the network (localhost) and the hostname; exec sync; stats', async () => {

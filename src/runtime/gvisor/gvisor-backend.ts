@@ -14,7 +14,7 @@
  */
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
@@ -30,6 +30,11 @@ import { readCgroupStats } from '../cgroup-stats.ts';
 import { shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
+/**
+ * Names a sub-container's own PID namespace in its spec. runsc only compares these strings between
+ * containers of one sandbox (it opens nothing), so any unique absolute path would do.
+ */
+const PIDNS_TAG = '/bulkhead-gvisor-pidns';
 /** Capabilities runsc 2022 does not know and rejects. */
 const UNSUPPORTED_CAPS = new Set(['CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE']);
 
@@ -125,7 +130,7 @@ export class GvisorBackend extends ConmonBackend {
     const ns = spec.linux?.namespaces;
     if (ns && spec.linux) {
       if (opts.pod.role === 'container') {
-        spec.linux.namespaces = this.subcontainerNamespaces(ns, sandboxId);
+        spec.linux.namespaces = this.subcontainerNamespaces(ns, opts.id, sandboxId);
       } else if (opts.pod.netnsPath) {
         spec.linux.namespaces = [...ns.filter((n) => n.type !== 'network'), { type: 'network', path: opts.pod.netnsPath }];
       }
@@ -135,24 +140,62 @@ export class GvisorBackend extends ConmonBackend {
 
   /**
    * App containers live inside the pod's sandbox: its kernel provides the namespaces, and a
-   * sub-container's spec only says which of them it gets fresh. The network is the sandbox's. For
-   * PID, runsc (2022) puts a sub-container whose spec has no pid namespace in the sandbox's root
-   * PID namespace — the pause container's, so every container with PID POD sees the others — and
-   * one with `{type: pid}` in a namespace of its own. The engine asks for PID POD by naming the
-   * infra container's namespace (`/proc/<sandbox pid>/ns/pid`); any other path (TARGET) cannot be
-   * honoured inside the sandbox and is refused rather than silently not shared.
+   * sub-container's spec only says which of them it gets fresh. The network is the sandbox's.
+   * PID, as runsc (2022) does it: a sub-container whose spec has no pid namespace runs in the
+   * sandbox's root PID namespace (the pause container's); one with a pid namespace gets a new one,
+   * unless its `path` equals the path in the spec of a running sub-container, whose namespace it
+   * then joins — runsc compares the strings only and opens nothing. So:
+   *  - PID CONTAINER (`{type: pid}`): a new namespace, named `<PIDNS_TAG>/<id>` so that a later
+   *    TARGET container can name it;
+   *  - PID POD: the engine names the infra container's namespace (`/proc/<sandbox pid>/ns/pid`):
+   *    no pid entry, the root namespace;
+   *  - PID TARGET: the engine names the target's `/proc/<pid>/ns/pid`, with the pid conmon
+   *    reported for it (the shim's waiter): the target's own entry is copied (none, or its tag).
+   * Any other path is refused rather than silently not shared.
+   * Unlike runc's, the pod's namespace here is the *parent* of every container's own (they are all
+   * children of the sandbox's root namespace), so a container sharing the pod's would see and
+   * could signal the processes of a container that asked for its own. Kubernetes never mixes the
+   * two in a pod (shareProcessNamespace is per pod; ephemeral containers use TARGET); mixing is
+   * refused here.
    */
-  private subcontainerNamespaces(ns: OciNamespace[], sandboxId: string): OciNamespace[] {
+  private subcontainerNamespaces(ns: OciNamespace[], id: string, sandboxId: string): OciNamespace[] {
     const out: OciNamespace[] = [];
     for (const n of ns) {
       if (n.type === 'network') continue;
-      if (n.type === 'pid' && n.path) {
-        let sandboxPid = '';
-        try { sandboxPid = readFileSync(join(this.opts.runDir, 'containers', sandboxId, 'pidfile'), 'utf8').trim(); } catch { /* no sandbox: refused below */ }
-        if (sandboxPid && n.path === `/proc/${sandboxPid}/ns/pid`) continue;
-        throw new InvalidArgumentError(`gvisor: a container can share only the pod's PID namespace (pid POD), not ${n.path}`);
-      }
-      out.push({ type: n.type });
+      if (n.type !== 'pid') { out.push({ type: n.type }); continue; }
+      if (!n.path) { out.push({ type: 'pid', path: `${PIDNS_TAG}/${id}` }); continue; }
+      const pid = /^\/proc\/(\d+)\/ns\/pid$/.exec(n.path)?.[1];
+      if (pid !== undefined && pid === this.readBundleFile(sandboxId, 'pidfile')) continue;
+      const target = pid === undefined ? undefined : this.subcontainers(sandboxId).find((c) => c.pid === pid)?.spec;
+      if (!target) throw new InvalidArgumentError(`gvisor: a container can share the PID namespace of the pod or of a running container of the pod, not ${n.path}`);
+      const entry = target.linux?.namespaces?.find((t) => t.type === 'pid');
+      if (entry) out.push({ type: 'pid', ...(entry.path ? { path: entry.path } : {}) });
+    }
+    const inRoot = (list: OciNamespace[]): boolean => !list.some((n) => n.type === 'pid');
+    const mine = inRoot(out);
+    const other = this.subcontainers(sandboxId).find((c) => inRoot(c.spec.linux?.namespaces ?? []) !== mine);
+    if (other) {
+      throw new InvalidArgumentError(`gvisor: the containers of a pod either all share the pod's PID namespace or none does (container ${other.id} ${mine ? 'has its own' : 'shares the pod\'s'}); in one sandbox the pod's namespace would see into every container's own`);
+    }
+    return out;
+  }
+
+  private readBundleFile(id: string, name: string): string | undefined {
+    try { return readFileSync(join(this.opts.runDir, 'containers', id, name), 'utf8').trim(); } catch { return undefined; }
+  }
+
+  /** The app containers of `sandboxId` on disk: id, spec and the pid conmon reported (the shim's waiter). */
+  private subcontainers(sandboxId: string): { id: string; spec: OciSpec; pid: string | undefined }[] {
+    let names: string[];
+    try { names = readdirSync(join(this.opts.runDir, 'containers')); } catch { return []; }
+    const out: { id: string; spec: OciSpec; pid: string | undefined }[] = [];
+    for (const id of names) {
+      try {
+        const spec = JSON.parse(readFileSync(join(this.opts.runDir, 'containers', id, 'config.json'), 'utf8')) as OciSpec;
+        if (spec.annotations?.[SANDBOX_ID_ANNOTATION] === sandboxId && spec.annotations[CONTAINER_TYPE_ANNOTATION] === 'container') {
+          out.push({ id, spec, pid: this.readBundleFile(id, 'pidfile') });
+        }
+      } catch { /* no or half-written spec */ }
     }
     return out;
   }

@@ -33,7 +33,8 @@ case $cmd in
   start)
     rc=$(cat "$FAKE_DIR/start-rc" 2>/dev/null || echo 0)
     if [ "$rc" != 0 ]; then echo "fake start of $id failed" > "$log"; exit "$rc"; fi
-    echo "out of $id"; echo "err of $id" >&2
+    read -r line || line=none
+    echo "out of $id, in: $line"; echo "err of $id" >&2
     exit 0 ;;
   wait)
     while [ ! -f "$FAKE_DIR/exit-$id" ]; do sleep 0.05; done
@@ -48,12 +49,12 @@ exit 0
 // PR_SET_CHILD_SUBREAPER (36) through prctl (syscall 157 on x86-64), as conmon does
 const CONMON_STANDIN = String.raw`
 use strict;
-my ($out, $err, @cmd) = @ARGV;
+my ($in, $out, $err, @cmd) = @ARGV;
 syscall(157, 36, 1, 0, 0, 0) == 0 or die "prctl: $!\n";
 $| = 1;
 my $pid = fork();
 die "fork: $!\n" unless defined $pid;
-if ($pid == 0) { open(STDOUT, '>', $out) or die; open(STDERR, '>', $err) or die; exec(@cmd) or exit 127; }
+if ($pid == 0) { open(STDIN, '<', $in) or die; open(STDOUT, '>', $out) or die; open(STDERR, '>', $err) or die; exec(@cmd) or exit 127; }
 print "create $pid\n";
 while ((my $p = waitpid(-1, 0)) > 0) { my $s = $?; print "reaped $p " . (($s & 127) ? 128 + ($s & 127) : $s >> 8) . "\n"; }
 print "none\n";
@@ -91,7 +92,8 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
 
   /** Runs `shim create` under the conmon stand-in; resolves once the create process was reaped. */
   async function create(id: string, b: string): Promise<{ createPid: number; reaped: Promise<Map<number, number>>; pidFile: number }> {
-    const child = spawn('perl', ['-e', CONMON_STANDIN, join(b, 'out'), join(b, 'err'), shim, ...globals(), 'create', '--bundle', b, '--pid-file', join(b, 'pidfile'), id], {
+    await writeFile(join(b, 'in'), `stdin of ${id}\n`);
+    const child = spawn('perl', ['-e', CONMON_STANDIN, join(b, 'in'), join(b, 'out'), join(b, 'err'), shim, ...globals(), 'create', '--bundle', b, '--pid-file', join(b, 'pidfile'), id], {
       stdio: ['ignore', 'pipe', 'inherit'], env: env(),
     });
     const lines = createInterface({ input: child.stdout! });
@@ -130,7 +132,7 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     assert.ok((await calls()).includes(`${globals().join(' ')} start ${id}`), 'start passed through unchanged');
   });
 
-  it('a sub-container: the waiter takes the pid slot, starts with conmon\'s stdio and exits with the container\'s code', async () => {
+  it('a sub-container: the waiter takes the pid slot, starts with conmon\'s stdin, stdout and stderr and exits with the container\'s code', async () => {
     const { id, b } = await bundle(true);
     const c = await create(id, b);
     assert.notEqual(c.pidFile, 999, 'the sandbox pid runsc wrote is replaced');
@@ -140,7 +142,7 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     const r = await shimRun(['start', id]);
     assert.equal(r.code, 0, r.stderr);
     // runsc start ran with the waiter's (conmon's) stdio and the global flags, then runsc wait
-    assert.equal(await readFile(join(b, 'out'), 'utf8'), `out of ${id}\n`);
+    assert.equal(await readFile(join(b, 'out'), 'utf8'), `out of ${id}, in: stdin of ${id}\n`);
     assert.equal(await readFile(join(b, 'err'), 'utf8'), `err of ${id}\n`);
     const all = await calls();
     assert.ok(all.includes(`--log=${join(b, 'shim-start.log')} ${globals().join(' ')} start ${id}`), all.join('\n'));

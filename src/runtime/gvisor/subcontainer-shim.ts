@@ -79,7 +79,10 @@ create)
   mkfifo -m 600 "$bundle/shim-go" "$bundle/shim-res" || exit 1
   "$RUNSC" "$@" || exit $?
   eval "set -- $g"
+  # sh gives an asynchronous list /dev/null as stdin: hand conmon's stdin over on fd 3
+  exec 3<&0
   (
+    exec 0<&3 3<&-
     read -r _ < "$bundle/shim-go" || exit 255
     "$RUNSC" --log="$bundle/shim-start.log" "$@" start "$id"
     rc=$?
