@@ -29,8 +29,10 @@
  * the pod IP and ports are shared; port-forward execs `nc` in the pause container. PID POD
  * (`shareProcessNamespace`) puts a container in the sandbox's root PID namespace, the pause's:
  * the engine names the pause's `/proc/<pid>/ns/pid` (`podModel.pidNamespaceByPath`) and the
- * backend maps it; TARGET is refused by the backend (runsc matches PID namespaces by spec path
- * only, so it cannot join another sub-container's). Resource limits are pod-level: the
+ * backend maps it; TARGET joins the target's namespace (the backend maps the target's pid to its
+ * spec). In one sandbox the pod's PID namespace is the parent of each container's own, so the
+ * backend refuses to mix PID POD and private namespaces in a pod (Kubernetes never does; it sets
+ * shareProcessNamespace per pod). Resource limits are pod-level: the
  * sub-containers' processes run in the Sentry, in the sandbox's cgroup, which the backend bounds
  * by the sum of their limits (going over it ends the whole sandbox).
  */
