@@ -20,7 +20,7 @@ export interface Protos {
   runtimeService: grpc.ServiceDefinition;
   imageService: grpc.ServiceDefinition;
   bulkheadService: grpc.ServiceDefinition;
-  /** Client constructors, for client.ts. */
+  /** grpc-js client constructors (tests, tools); the CLI's CriClient (client.ts) speaks gRPC without grpc-js. */
   RuntimeServiceClient: grpc.ServiceClientConstructor;
   ImageServiceClient: grpc.ServiceClientConstructor;
   BulkheadClient: grpc.ServiceClientConstructor;
