@@ -38,10 +38,12 @@ export async function hostChecks(): Promise<Check[]> {
     ['ip', 'ip', 'apt-get install iproute2'],
     ['nft', 'nft', 'apt-get install nftables'],
     ['mkfs.ext4', 'mkfs.ext4', 'apt-get install e2fsprogs'],
+    // builds bulkhead-pinns (pod namespaces without a pause container) and the microVM guest agent
+    ['gcc', 'gcc', 'apt-get install gcc libc6-dev (without it runc pods each keep a pause container, and microVM guest assets cannot be built)'],
   ];
   for (const [name, bin, fix] of bins) {
     const p = await which(bin);
-    checks.push(p ? { name, ok: true, detail: `${p} ${await version(bin, bin === 'ip' || bin === 'nft' ? ['-V'] : ['--version'])}`.trim() } : { name, ok: false, detail: 'not found', fix });
+    checks.push(p ? { name, ok: true, detail: `${p} ${await version(bin, ['ip', 'nft', 'mkfs.ext4'].includes(bin) ? ['-V'] : ['--version'])}`.trim() } : { name, ok: false, detail: 'not found', fix });
   }
   try {
     await access('/usr/lib/cni/bridge', constants.X_OK);
