@@ -4,14 +4,17 @@
  * streaming server (stream/, through exec/attach/portForward) are its only callers.
  *
  * ## Lifecycle of a pod
- *   runPodSandbox   → record 'creating' → log dir, pod dir, network (netns), /etc files,
- *                     infra ("pause") container created + started where the pod plan wants one
- *                     (pod-plan.ts: runc yes; gVisor no — each container is its own sandbox in
- *                     the pod netns) → record 'ready' (CRI SANDBOX_READY)
+ *   runPodSandbox   → record 'creating' → log dir, pod dir, network (netns), /etc files, then
+ *                     where containers only join namespaces (runc, crun): IPC/UTS pinned to files
+ *                     under <podDir>/ns by bulkhead-pinns, or a pause container when the pod
+ *                     shares one PID namespace (or the helper cannot be built); where the pause is
+ *                     the sandbox (gVisor, microVM): the pause container (pod-plan.ts)
+ *                     → record 'ready' (CRI SANDBOX_READY)
  *   stopPodSandbox  → every container killed, pause killed, network torn down → 'notready'.
  *                     Idempotent; an unknown id succeeds.
  *   removePodSandbox→ record 'removing' → containers removed, pause deleted, network torn down,
- *                     pod dir, default log dir and engine-made cgroup parents removed → record gone.
+ *                     namespace files unpinned, pod dir, default log dir and engine-made cgroup
+ *                     parents removed → record gone.
  *                     Idempotent; an unknown id succeeds.
  *
  * ## Lifecycle of a container
