@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildConfigs, parseCpus, parseEnv, parsePublish, parseVolume, type RunRequest } from './run.ts';
+import { buildConfigs, generateName, parseCpus, parseEnv, parsePublish, parseVolume, uuid4, type RunRequest } from './run.ts';
 
 const base: RunRequest = {
   image: 'busybox', args: ['echo', 'hi'], name: 'web', isolation: 'gvisor', detach: false, remove: true,
@@ -57,4 +57,16 @@ test('buildConfigs maps docker-style flags onto CRI configs', () => {
   assert.throws(() => buildConfigs({ ...base, network: 'weird' }, '/r', {}, '/'), /--network/);
   assert.throws(() => buildConfigs({ ...base, memory: 'lots' }, '/r', {}, '/'), /--memory/);
   assert.throws(() => buildConfigs({ ...base, user: '1000:staff' }, '/r', {}, '/'), /numeric/);
+});
+
+test('uuid4 and generateName: well-formed and different every time', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const u = uuid4();
+    assert.match(u, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    seen.add(u);
+  }
+  assert.equal(seen.size, 200);
+  assert.match(generateName(), /^bh-[0-9a-f]{8}$/);
+  assert.notEqual(generateName(), generateName());
 });
