@@ -50,7 +50,12 @@ export interface EnsureDaemonResult {
  * The caller prints "started a Bulkhead daemon in the background (pid N, log ...)" when `started`.
  */
 export async function ensureDaemon(global: GlobalOptions, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<EnsureDaemonResult> {
-  if (await socketAnswers(global.socket, 2000)) return { client: await connect(global.socket), started: null };
+  // one connection attempt; it fails at once when nothing listens on the socket
+  try {
+    return { client: await connect(global.socket, { timeoutMs: 2000 }), started: null };
+  } catch (err) {
+    if (!(err instanceof UnavailableError)) throw err;
+  }
   await mkdir(global.root, { recursive: true, mode: 0o700 });
   const log = join(global.root, 'daemon.log');
   const fh = await open(log, 'a', 0o600);
