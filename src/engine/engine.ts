@@ -962,8 +962,12 @@ export class Engine {
     this.#watchers.delete(c.id);
     this.#lastCpu.delete(c.id);
     const backend = p ? this.#opts.backends.get(p.handler) : undefined;
-    if (backend) await backend.delete(c.id, signal);
-    else for (const b of this.#opts.backends.values()) await b.delete(c.id, signal).catch(() => undefined);
+    const deleting = backend ? backend.delete(c.id, signal)
+      : (async () => { for (const b of this.#opts.backends.values()) await b.delete(c.id, signal).catch(() => undefined); })();
+    // an exited container's rootfs is used by nothing: unmount it while the runtime deletes;
+    // otherwise only after the delete has killed what still runs
+    if (c.phase === 'exited') await settleAll([deleting, unmountTree(c.runtime.rootfsDir)]);
+    else await deleting;
     await unmountTree(c.runtime.rootfsDir);
     if (c.runtime.rootfsPrepared) await this.#opts.images.removeRootfs(c.id);
     await rm(c.runtime.bundleDir, { recursive: true, force: true });
