@@ -45,6 +45,20 @@ export function firstPositional(args: string[], options: Record<string, { type: 
   return args.length;
 }
 
+/** Locations and switches for a command: flags first, then BULKHEAD_* variables, then the defaults. */
+export function globalOptions(g: { root?: string; 'run-dir'?: string; socket?: string; config?: string; json?: boolean; debug?: boolean }, env: NodeJS.ProcessEnv): GlobalOptions {
+  // --run-dir moves the default socket with it (as BULKHEAD_RUN_DIR does); --socket / BULKHEAD_SOCKET win
+  const paths = defaultPaths(g['run-dir'] !== undefined ? { ...env, BULKHEAD_RUN_DIR: g['run-dir'] } : env);
+  return {
+    root: g.root ?? paths.root,
+    runDir: paths.runDir,
+    socket: g.socket ?? paths.socket,
+    config: g.config ?? paths.config,
+    json: Boolean(g.json),
+    debug: Boolean(g.debug),
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
   // Global flags come before the command name.
   let i = 0;
@@ -67,7 +81,6 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const rest = argv.slice(i + 1);
-  const paths = defaultPaths(process.env);
   const options = { ...cmd.flags, json: { type: 'boolean' as const } };
   // Commands that run a workload stop parsing at the first positional (IMAGE or CONTAINER), so the
   // workload's own flags (`run busybox ls -la`) pass through untouched.
@@ -80,14 +93,7 @@ export async function main(argv: string[]): Promise<number> {
   const parsed = parseArgs({ args: rest.slice(0, cut), options, allowPositionals: !cmd.stopAtFirstPositional, strict: true });
   const flags = parsed.values as Record<string, string | boolean | (string | boolean)[] | undefined>;
   const args = cmd.stopAtFirstPositional ? rest.slice(cut) : parsed.positionals;
-  const global: GlobalOptions = {
-    root: g.root ?? paths.root,
-    runDir: g['run-dir'] ?? paths.runDir,
-    socket: g.socket ?? paths.socket,
-    config: g.config ?? paths.config,
-    json: Boolean(g.json || flags.json),
-    debug: Boolean(g.debug),
-  };
+  const global = globalOptions({ ...g, json: Boolean(g.json || flags.json) }, process.env);
   const ac = new AbortController();
   const onSignal = (): void => ac.abort();
   process.once('SIGINT', onSignal);
