@@ -197,13 +197,14 @@ describe('engine on gVisor', () => {
   it('two containers of a pod share the network (localhost) and the hostname; exec sync; stats', async () => {
     const pod = podConfig({ hostname: 'gv-shared' });
     const podId = await engine.runPodSandbox(pod, handler);
-    const a = await engine.createContainer(podId, containerConfig(env.busybox, 'server', ['httpd', '-f', '-p', '127.0.0.1:8080', '-h', '/etc']), pod);
+    // port 80: the Sentry binds for the container with the pause's host capabilities
+    const a = await engine.createContainer(podId, containerConfig(env.busybox, 'server', ['httpd', '-f', '-p', '127.0.0.1:80', '-h', '/etc']), pod);
     const b = await engine.createContainer(podId, containerConfig(env.busybox, 'client', ['sh', '-c', 'while true; do echo tick >/dev/null; done']), pod);
     await engine.startContainer(a);
     await engine.startContainer(b);
     const got = await waitFor(async () => {
       // (busybox wget fails inside gVisor's host-network mode with EAGAIN on read; nc works)
-      const r = await engine.execSync(b, ['sh', '-c', 'printf "GET /hostname HTTP/1.0\\r\\n\\r\\n" | nc 127.0.0.1 8080'], 10);
+      const r = await engine.execSync(b, ['sh', '-c', 'printf "GET /hostname HTTP/1.0\\r\\n\\r\\n" | nc 127.0.0.1 80'], 10);
       return r.exitCode === 0 && r.stdout.length > 0 ? r.stdout.toString() : undefined;
     }, 30_000, 'the server container to answer on the pod loopback');
     assert.match(got, /^HTTP\/1\.[01] 200/);

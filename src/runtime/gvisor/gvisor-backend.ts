@@ -35,6 +35,8 @@ const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
  * containers of one sandbox (it opens nothing), so any unique absolute path would do.
  */
 const PIDNS_TAG = '/bulkhead-gvisor-pidns';
+/** The host capability a pod sandbox's Sentry needs for its containers' sockets (see adjustSpec). */
+const SANDBOX_HOST_CAP = 'CAP_NET_BIND_SERVICE';
 /** Capabilities runsc 2022 does not know and rejects. */
 const UNSUPPORTED_CAPS = new Set(['CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE']);
 
@@ -116,6 +118,12 @@ export class GvisorBackend extends ConmonBackend {
     return path;
   }
 
+  /** runsc runs with --network=host (the pod's sockets are the Sentry's host sockets). */
+  private hostNetwork(): boolean {
+    const flag = [...(this.opts.runtimeArgs ?? [])].reverse().find((x) => x.startsWith('--network'));
+    return flag ? flag === '--network=host' : (this.detected?.network ?? 'host') === 'host';
+  }
+
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
     spec.annotations = spec.annotations ?? {};
     const sandboxId = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
@@ -126,6 +134,17 @@ export class GvisorBackend extends ConmonBackend {
       for (const k of ['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const) {
         if (caps[k]) caps[k] = caps[k].filter((c) => !UNSUPPORTED_CAPS.has(c));
       }
+    }
+    if (opts.pod.role === 'sandbox' && this.hostNetwork() && spec.process) {
+      // With --network=host the Sentry makes every container's socket calls on the host, holding
+      // the root (pause) container's capabilities as its own host capabilities (measured: with
+      // none, a sub-container with CAP_NET_BIND_SERVICE gets EACCES binding port 80). The pod's
+      // containers need to bind low ports in the pod netns; nothing else is added.
+      const c = spec.process.capabilities ?? {};
+      for (const k of ['bounding', 'effective', 'permitted'] as const) {
+        if (!c[k]?.includes(SANDBOX_HOST_CAP)) c[k] = [...(c[k] ?? []), SANDBOX_HOST_CAP];
+      }
+      spec.process.capabilities = c;
     }
     const ns = spec.linux?.namespaces;
     if (ns && spec.linux) {
