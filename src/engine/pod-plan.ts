@@ -26,7 +26,9 @@
  *
  * What the pod gets: one Sentry for all its containers. The network is the pod netns (runsc runs
  * with `--network=host` inside it; Debian's runsc refuses its own netstack there), so 127.0.0.1,
- * the pod IP and ports are shared; port-forward execs `nc` in the pause container. PID POD
+ * the pod IP and ports are shared; port-forward execs `nc` in the pause container. The Sentry
+ * makes those socket calls with the pause spec's capabilities, which therefore hold
+ * CAP_NET_BIND_SERVICE (a container's own drop of it is not enforced by gVisor there). PID POD
  * (`shareProcessNamespace`) puts a container in the sandbox's root PID namespace, the pause's:
  * the engine names the pause's `/proc/<pid>/ns/pid` (`podModel.pidNamespaceByPath`) and the
  * backend maps it; TARGET joins the target's namespace (the backend maps the target's pid to its
