@@ -241,7 +241,7 @@ describe('engine on gVisor', () => {
 
   it('bounds the sandbox by the sum of its containers\' limits (pod-level, as the kubelet bounds a pod cgroup)', async () => {
     const MiB = 1024 * 1024;
-    const headroom = 64 * MiB; // SANDBOX_MEMORY_HEADROOM
+    const headroom = (n: number) => (32 + 16 * n) * MiB; // sandboxHeadroom(n)
     const pod = podConfig();
     const podId = await engine.runPodSandbox(pod, handler);
     const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string };
@@ -252,13 +252,13 @@ describe('engine on gVisor', () => {
 
     const res = (mem: number, cpuQuotaUs: number) => ({ linux: { resources: { memoryLimitInBytes: mem, cpuQuota: cpuQuotaUs, cpuPeriod: 100_000 } } });
     const a = await engine.createContainer(podId, containerConfig(env.busybox, 'a', ['sleep', '1000'], res(64 * MiB, 50_000)), pod);
-    assert.deepEqual(await limits(), { mem: 64 * MiB + headroom, cpu: 50_000 });
+    assert.deepEqual(await limits(), { mem: 64 * MiB + headroom(1), cpu: 50_000 });
     const b = await engine.createContainer(podId, containerConfig(env.busybox, 'b', ['sleep', '1000'], res(32 * MiB, 25_000)), pod);
     await engine.startContainer(a);
     await engine.startContainer(b);
-    assert.deepEqual(await limits(), { mem: 96 * MiB + headroom, cpu: 75_000 });
+    assert.deepEqual(await limits(), { mem: 96 * MiB + headroom(2), cpu: 75_000 });
     await engine.updateContainerResources(b, { memoryLimitInBytes: 128 * MiB, cpuQuota: 100_000, cpuPeriod: 100_000 });
-    assert.deepEqual(await limits(), { mem: 192 * MiB + headroom, cpu: 150_000 });
+    assert.deepEqual(await limits(), { mem: 192 * MiB + headroom(2), cpu: 150_000 });
     assert.equal((await engine.containerStatus(b)).status.resources?.linux?.memoryLimitInBytes, 128 * MiB);
     // one container without limits: the pod is unbounded
     const c = await engine.createContainer(podId, containerConfig(env.busybox, 'c', ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=300M count=1 && echo fits']), pod);
@@ -270,7 +270,7 @@ describe('engine on gVisor', () => {
     await engine.removeContainer(c);
     await engine.stopContainer(b, 0);
     await engine.removeContainer(b);
-    assert.deepEqual(await limits(), { mem: 64 * MiB + headroom, cpu: 50_000 });
+    assert.deepEqual(await limits(), { mem: 64 * MiB + headroom(1), cpu: 50_000 });
     // the workload really runs under the bound (a 300 MB buffer fits when the pod is unbounded,
     // see the unbounded container above); beyond it the host OOM-kills the sandbox: the whole pod
     const hog = await engine.createContainer(podId, containerConfig(env.busybox, 'hog', ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=300M count=1 && echo survived'], res(64 * MiB, 100_000)), pod);

@@ -264,10 +264,10 @@ export class GvisorBackend extends ConmonBackend {
 
   /**
    * Bounds the sandbox by its app containers' limits, the way the kubelet bounds a pod cgroup:
-   * memory = the sum of their memory limits plus SANDBOX_MEMORY_HEADROOM (for the Sentry and the
-   * gofers), CPU quota = the sum of their quotas; either is unlimited as soon as one container
-   * has none. With no app container left the sandbox's own spec limits apply again. Serialised
-   * per sandbox: the set of containers is read from their bundles at each call.
+   * memory = the sum of their memory limits plus sandboxHeadroom(n) for the Sentry and the gofers,
+   * CPU quota = the sum of their quotas; either is unlimited as soon as one container has none.
+   * With no app container left the sandbox's own spec limits apply again. Serialised per sandbox:
+   * the set of containers is read from their bundles at each call.
    */
   private applyPodLimits(sandboxId: string): Promise<void> {
     const prev = this.podLimitQueue.get(sandboxId) ?? Promise.resolve();
@@ -442,8 +442,14 @@ export function parseStatsEvent(stdout: string): StatsEventData | undefined {
   return undefined;
 }
 
-/** Memory the Sentry and gofers of a sandbox may use beyond its app containers' limits. */
-export const SANDBOX_MEMORY_HEADROOM = 64 * 1024 * 1024;
+/**
+ * Memory the Sentry and gofers of a sandbox with `n` app containers may use beyond their limits.
+ * Measured (runsc 2022, ptrace, idle busybox containers): the sandbox cgroup holds ~12 MiB with
+ * the pause alone and ~7.5 MiB more per sub-container (its gofer, its Sentry state); twice that.
+ */
+export function sandboxHeadroom(n: number): number {
+  return (32 + 16 * n) * 1024 * 1024;
+}
 const CPU_PERIOD = 100_000;
 
 /**
@@ -458,7 +464,7 @@ export function podLimits(own: OciLinuxResources, members: OciLinuxResources[]):
     return { memory: { limit, swap: limit }, cpu: { quota, period: own.cpu?.period && own.cpu.period > 0 ? own.cpu.period : CPU_PERIOD } };
   }
   const mems = members.map((m) => m.memory?.limit ?? 0);
-  const limit = mems.every((m) => m > 0) ? mems.reduce((a, b) => a + b, 0) + SANDBOX_MEMORY_HEADROOM : -1;
+  const limit = mems.every((m) => m > 0) ? mems.reduce((a, b) => a + b, 0) + sandboxHeadroom(members.length) : -1;
   const cpus = members.map((m) => (m.cpu?.quota && m.cpu.quota > 0 ? m.cpu.quota / (m.cpu.period && m.cpu.period > 0 ? m.cpu.period : CPU_PERIOD) : 0));
   const quota = cpus.every((c) => c > 0) ? Math.ceil(cpus.reduce((a, b) => a + b, 0) * CPU_PERIOD) : -1;
   return { memory: { limit, swap: limit }, cpu: { quota, period: CPU_PERIOD } };

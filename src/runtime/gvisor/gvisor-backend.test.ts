@@ -1,0 +1,49 @@
+// Pure parts of the gVisor backend, table by table: the pod sandbox's limits from its app
+// containers' limits, and the `runsc events --stats` parser. (The backend with real runsc is
+// tested in test/runtime/gvisor.test.ts and test/engine/gvisor.test.ts.)
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseStatsEvent, podLimits, sandboxHeadroom } from './gvisor-backend.ts';
+import type { OciLinuxResources } from '../oci.ts';
+
+const MiB = 1024 * 1024;
+const r = (mem?: number, quota?: number, period?: number): OciLinuxResources => ({
+  ...(mem !== undefined ? { memory: { limit: mem } } : {}),
+  ...(quota !== undefined ? { cpu: { quota, ...(period !== undefined ? { period } : {}) } } : {}),
+});
+
+describe('podLimits', () => {
+  const cases: { name: string; own: OciLinuxResources; members: OciLinuxResources[]; mem: number; quota: number }[] = [
+    { name: 'no app container: unbounded', own: {}, members: [], mem: -1, quota: -1 },
+    { name: 'no app container: the sandbox spec\'s own limits', own: r(100 * MiB, 20_000), members: [], mem: 100 * MiB, quota: 20_000 },
+    { name: 'one container', own: {}, members: [r(64 * MiB, 50_000)], mem: 64 * MiB + sandboxHeadroom(1), quota: 50_000 },
+    { name: 'two containers add up', own: r(1 * MiB), members: [r(64 * MiB, 50_000), r(32 * MiB, 25_000)], mem: 96 * MiB + sandboxHeadroom(2), quota: 75_000 },
+    { name: 'quotas over other periods are normalised to 100 ms', own: {}, members: [r(8 * MiB, 10_000, 50_000), r(8 * MiB, 100_000, 200_000)], mem: 16 * MiB + sandboxHeadroom(2), quota: 70_000 },
+    { name: 'one container without a memory limit: memory unbounded', own: {}, members: [r(64 * MiB, 50_000), r(undefined, 50_000)], mem: -1, quota: 100_000 },
+    { name: 'one container without a quota: CPU unbounded', own: {}, members: [r(64 * MiB, 50_000), r(64 * MiB)], mem: 128 * MiB + sandboxHeadroom(2), quota: -1 },
+    { name: 'a non-positive limit counts as none', own: {}, members: [r(0, -1)], mem: -1, quota: -1 },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const got = podLimits(c.own, c.members);
+      assert.deepEqual(got.memory, { limit: c.mem, swap: c.mem });
+      assert.equal(got.cpu?.quota, c.quota);
+      assert.equal(got.cpu?.period, 100_000);
+    });
+  }
+  it('headroom grows with the number of containers', () => {
+    assert.ok(sandboxHeadroom(3) > sandboxHeadroom(1));
+  });
+});
+
+describe('parseStatsEvent', () => {
+  it('reads runsc 2022 output', () => {
+    const out = '{"type":"stats","id":"s9","data":{"cpu":{"usage":{"total":3159700251}},"memory":{"usage":{"limit":0,"usage":14610432,"failcnt":0}},"pids":{"current":5}}}\n';
+    assert.deepEqual(parseStatsEvent(out), { cpu: { usage: { total: 3159700251 } }, memory: { usage: { limit: 0, usage: 14610432, failcnt: 0 } }, pids: { current: 5 } });
+  });
+  it('skips noise and other events; undefined without stats', () => {
+    assert.equal(parseStatsEvent(''), undefined);
+    assert.equal(parseStatsEvent('not json\n{"type":"oom","id":"x"}\n'), undefined);
+    assert.equal(parseStatsEvent('warning\n{"type":"stats","data":{"pids":{"current":2}}}')?.pids?.current, 2);
+  });
+});
