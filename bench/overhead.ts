@@ -1,8 +1,9 @@
 // Measures the fixed per-pod overhead of each runtime handler (what RuntimeClass overhead.podFixed
 // should say): a real Bulkhead daemon on a temporary root starts N pods per handler over CRI, each
-// with one idle container (`sleep`), since a handler may start nothing for an empty pod (gVisor runs
-// one sandbox per container). The processes each pod adds (conmon and everything under it: pause,
-// runsc sandbox and gofer, QEMU) are found in /proc, the workload's own `sleep` process left out,
+// with one idle container (`sleep`), since a pod may start no process of its own (a runc pod without
+// a shared PID namespace holds its namespaces in files). The processes each pod adds (conmon and
+// everything under it: pause, runsc sandbox, gofer and sub-container waiter, QEMU) are found in
+// /proc, the workload's own `sleep` process left out,
 // their memory summed as PSS and their CPU use sampled while idle.
 // Prints the figures side by side and writes the measurement file `bulkhead k8s manifests` reads.
 //

@@ -8,7 +8,7 @@
  *                     where containers only join namespaces (runc, crun): IPC/UTS pinned to files
  *                     under <podDir>/ns by bulkhead-pinns, or a pause container when the pod
  *                     shares one PID namespace (or the helper cannot be built); where the pause is
- *                     the sandbox (gVisor, microVM): the pause container (pod-plan.ts)
+ *                     the sandbox (gVisor, microVM): the pause container
  *                     → record 'ready' (CRI SANDBOX_READY)
  *   stopPodSandbox  → every container killed, pause killed, network torn down → 'notready'.
  *                     Idempotent; an unknown id succeeds.
@@ -61,7 +61,6 @@ import { KeyedMutex } from './mutex.ts';
 import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
-import { podPlan } from './pod-plan.ts';
 import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
 import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, HARDENED_DEFAULTS, type ContainerDefaults, type EngineImage } from './container-spec.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
@@ -402,7 +401,7 @@ export class Engine {
     const pins = await this.#pinPlan(config, backend, mode, podDir);
     const runtime: PodRuntimeInfo = {
       netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
-      podDir, logDirectory, cgroupParent, pauseId: podPlan(backend).pause && !pins ? newId() : '',
+      podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer && !pins ? newId() : '',
       namespacePaths: {}, backendState: { trust, mode, ownCgroup, ownLogDir: !config.logDirectory, defaults: opts.defaults ?? HARDENED_DEFAULTS },
     };
     const rec: PodRecord = {
@@ -478,7 +477,7 @@ export class Engine {
    * pinning turned off or the helper cannot be built).
    */
   async #pinPlan(config: cri.PodSandboxConfig, backend: Backend, mode: NetworkMode, podDir: string): Promise<{ bin: string; ipc?: string; uts?: string } | undefined> {
-    if (this.#opts.pinNamespaces === false || !podPlan(backend).pause || !backend.podModel.joinInfraNamespaces) return undefined;
+    if (this.#opts.pinNamespaces === false || !backend.podModel.infraContainer || !backend.podModel.joinInfraNamespaces) return undefined;
     const nsOpt = config.linux?.securityContext?.namespaceOptions;
     if ((nsOpt?.pid ?? 'POD') === 'POD') return undefined; // the pod's PID namespace needs a process
     let bin: string;
@@ -716,9 +715,6 @@ export class Engine {
       const attempt = config.metadata?.attempt ?? 0;
       let targetPid = 0;
       const target = config.linux?.securityContext?.namespaceOptions;
-      if ((target?.pid === 'POD' || target?.pid === 'TARGET') && !podPlan(backend).sharedPid) {
-        throw new InvalidArgumentError(`runtime handler ${p.handler} cannot share a PID namespace between containers (pid ${target.pid}); each container is its own sandbox`);
-      }
       if (target?.pid === 'TARGET') {
         const t = target.targetId ? this.#store.getContainer(resolveId('container', target.targetId, (x) => this.#store.containerIdsWithPrefix(x))) : undefined;
         if (!t || t.podId !== p.id || t.phase !== 'running') throw new FailedPreconditionError('pid namespace target must be a running container of the same pod');
@@ -756,11 +752,9 @@ export class Engine {
           cgroupParent: p.runtime.cgroupParent, pidsLimit: this.#opts.pidsLimit ?? 4096,
           ...(targetPid ? { targetPid } : {}),
         });
-        // gVisor: every container is a sandbox of its own in the pod netns (see pod-plan.ts)
-        const role = podPlan(backend).appRole;
         const podRef = {
-          podId: p.id, role,
-          ...(p.runtime.pauseId && role === 'container' ? { sandboxContainerId: p.runtime.pauseId } : {}),
+          podId: p.id, role: 'container' as const,
+          ...(p.runtime.pauseId ? { sandboxContainerId: p.runtime.pauseId } : {}),
           ...(p.runtime.netnsPath ? { netnsPath: p.runtime.netnsPath } : {}),
         };
         const t2 = performance.now();

@@ -29,7 +29,7 @@ const backend: Backend = new Proxy(real, {
     if (prop === 'createContainer') {
       return async (o: CreateContainerOptions) => {
         const r = await target.createContainer(o);
-        // mid-container creates nothing but the app container (whose role is 'sandbox' on gVisor)
+        // mid-container: killed right after the app container; mid-pod: after the pause (the sandbox on gVisor)
         const kill = args.mode === 'mid-container' || (args.mode === 'mid-pod' && o.pod.role === 'sandbox');
         if (kill) {
           say({ killedAt: o.id, podId: o.pod.podId });

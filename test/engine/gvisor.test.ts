@@ -1,7 +1,7 @@
 // Engine lifecycle on gVisor (runsc --platform=ptrace under conmon): one sandbox per pod — the
 // pause container is the sandbox (runsc root container), app containers are runsc sub-containers
 // inside it, each monitored by its own conmon through the sub-container shim
-// (src/runtime/gvisor/subcontainer-shim.ts; see src/engine/pod-plan.ts). Real registry, real runsc.
+// (src/runtime/gvisor/subcontainer-shim.ts has the why). Real registry, real runsc.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';

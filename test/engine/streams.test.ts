@@ -111,11 +111,14 @@ for (const handler of handlers) describe(`engine streams, resources, pod files (
     await engine.removeContainer(web);
   });
 
-  it('updateContainerResources changes the memory limit in the cgroup', async () => {
+  it('updateContainerResources changes the memory limit (in the container\'s cgroup on runc)', async () => {
+    // gVisor enforces limits on the pod's sandbox cgroup (the sum of its containers'), not on a
+    // container's own cgroup, which holds no process: test/engine/gvisor.test.ts checks that one
+    const ownCgroup = handler !== 'gvisor';
     const info = JSON.parse((await engine.containerStatus(sleeper, true)).info.info!) as { cgroupsPath: string };
-    assert.equal(await memoryLimit(info.cgroupsPath), 64 * 1024 * 1024);
+    if (ownCgroup) assert.equal(await memoryLimit(info.cgroupsPath), 64 * 1024 * 1024);
     await engine.updateContainerResources(sleeper, { memoryLimitInBytes: 96 * 1024 * 1024 });
-    assert.equal(await memoryLimit(info.cgroupsPath), 96 * 1024 * 1024);
+    if (ownCgroup) assert.equal(await memoryLimit(info.cgroupsPath), 96 * 1024 * 1024);
     assert.equal((await engine.containerStatus(sleeper)).status.resources?.linux?.memoryLimitInBytes, 96 * 1024 * 1024);
     const done = await engine.createContainer(podId, containerConfig(env.busybox, 'done', ['true']), pod);
     await engine.startContainer(done);

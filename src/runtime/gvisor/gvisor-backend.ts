@@ -11,6 +11,18 @@
  * sandbox is run with `--network=host` *inside the pod's network namespace* (gVisor's netstack
  * is bypassed for network syscalls, which are passed to the host kernel within that netns).
  * The probe reports which mode is in force (`details.network`).
+ *
+ * What a pod gets: one Sentry for all its containers. 127.0.0.1, the pod IP and ports are shared
+ * (the pod netns); port-forward execs `nc` in the pause container. The Sentry makes those socket
+ * calls with the pause spec's capabilities, which therefore hold CAP_NET_BIND_SERVICE (a
+ * container's own drop of it is not enforced there). PID POD (`shareProcessNamespace`) puts a
+ * container in the sandbox's root PID namespace, the pause's: the engine names the pause's
+ * `/proc/<pid>/ns/pid` (`podModel.pidNamespaceByPath`) and this backend maps it; TARGET joins the
+ * target's namespace. In one sandbox the pod's PID namespace is the parent of each container's
+ * own, so a pod mixing PID POD and private namespaces is refused (Kubernetes sets
+ * shareProcessNamespace per pod). Resource limits are pod-level: the sub-containers' processes
+ * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
+ * ends the whole sandbox).
  */
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

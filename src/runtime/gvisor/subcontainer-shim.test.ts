@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { arch } from 'node:os';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +46,16 @@ esac
 exit 0
 `;
 
+/**
+ * Tells the stand-in's `wait` how the container ended. Written whole and renamed into place: the
+ * stand-in polls for the file and would otherwise read it half-written (an empty status).
+ */
+let exitDir = '';
+async function exitWith(id: string, status: string): Promise<void> {
+  await writeFile(join(exitDir, `.exit-${id}`), status);
+  await rename(join(exitDir, `.exit-${id}`), join(exitDir, `exit-${id}`));
+}
+
 // PR_SET_CHILD_SUBREAPER (36) through prctl (syscall 157 on x86-64), as conmon does
 const CONMON_STANDIN = String.raw`
 use strict;
@@ -69,6 +79,7 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bulkhead-shim-'));
+    exitDir = dir;
     fake = join(dir, 'fake-runsc');
     await writeFile(fake, FAKE_RUNSC, { mode: 0o755 });
     shim = join(dir, 'runsc-shim');
@@ -150,7 +161,7 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     // a second start is runsc's to refuse (passed through)
     await shimRun(['start', id]);
     assert.equal((await calls()).filter((l) => l === `${globals().join(' ')} start ${id}`).length, 1);
-    await writeFile(join(dir, `exit-${id}`), '3');
+    await exitWith(id, '3');
     assert.equal((await c.reaped).get(c.pidFile), 3, 'conmon reaps the waiter with the container\'s exit code');
   });
 
@@ -159,7 +170,7 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
       const { id, b } = await bundle(true);
       const c = await create(id, b);
       assert.equal((await shimRun(['start', id])).code, 0);
-      await writeFile(join(dir, `exit-${id}`), status);
+      await exitWith(id, status);
       assert.equal((await c.reaped).get(c.pidFile), expected, `runsc wait said ${status}`);
     }
   });

@@ -3,7 +3,7 @@
  * runsc, so that a runsc *sub-container* (an app container inside the pod's sandbox) can be
  * monitored by its own conmon like any other container.
  *
- * Why it is needed (measured with runsc 0.0~20221219, see src/engine/pod-plan.ts):
+ * Why it is needed (measured with runsc 0.0~20221219):
  *  - `runsc create --pid-file` writes the sandbox's pid for a sub-container; that process is not
  *    conmon's child and does not end with the sub-container, so conmon cannot wait on it;
  *  - a sub-container takes its stdio from the `runsc start` process, not from `runsc create`
