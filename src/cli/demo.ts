@@ -105,7 +105,15 @@ const command: Command = {
     const g = demoGlobal(ctx.global);
     await mkdir(g.root, { recursive: true, mode: 0o700 });
     await writeFile(join(g.root, 'policy.toml'), DEMO_POLICY);
-    await writeFile(g.config, `# Written by 'bulkhead demo': a private daemon for the demo.\npolicy_file = "${join(g.root, 'policy.toml')}"\n`);
+    // the microVM guest assets are the node's (scripts/setup.sh builds them under the main root)
+    await writeFile(g.config, [
+      "# Written by 'bulkhead demo': a private daemon for the demo.",
+      `policy_file = ${JSON.stringify(join(g.root, 'policy.toml'))}`,
+      '[runtime.handlers.microvm]',
+      'backend = "microvm"',
+      `runtime_args = ["--assets", ${JSON.stringify(ctx.global.root)}]`,
+      '',
+    ].join('\n'));
     say(`Starting a private Bulkhead daemon for the demo (root ${g.root}, socket ${g.socket})`);
     const { client } = await ensureDaemon(g, { signal: ctx.signal });
     let daemonPid = 0;
