@@ -24,9 +24,9 @@
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
  * ends the whole sandbox).
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
@@ -265,20 +265,36 @@ export class GvisorBackend extends ConmonBackend {
 
   /**
    * Ends a running sandbox by asking its init (the pause, which exits on SIGTERM) before `runsc
-   * delete --force` would SIGKILL it. Measured here: killed, the sandbox leaves its gofer to be
-   * killed and reaped after conmon has gone (by whatever init the host has: 1.4-1.7 s on this
-   * one, as runsc polls for it); stopped this way, Sentry and gofer end by themselves in ~30 ms
-   * and conmon reaps both. Falls through to the forced delete after a short wait.
+   * delete --force` would SIGKILL it. `runsc delete` waits until the sandbox's gofer is gone, and
+   * a gofer that outlives the pause's conmon is reaped by whatever init the host has (1.4-1.7 s on
+   * this one, found with strace). So the gofer is ended first, while conmon (its subreaper
+   * parent) is there to reap it at once, then the pause gets SIGTERM: ~90 ms in all, and
+   * `runsc delete` finds nothing left to wait for. Falls through to the forced delete after a
+   * short wait.
    */
   private async stopSandboxGently(id: string, signal?: AbortSignal): Promise<void> {
     const st = await this.driver.state(id, signal).catch(() => undefined);
     if (st?.status !== 'running') return;
     try {
+      await this.endGofers(id);
       await this.driver.kill(id, 'SIGTERM', signal);
       await this.driver.wait(id, AbortSignal.any([AbortSignal.timeout(2000), ...(signal ? [signal] : [])]));
     } catch (err) {
       this.log.debug('sandbox did not stop on SIGTERM; deleting by force', { id, err });
     }
+  }
+
+  /** SIGKILLs the gofer of sandbox `id` (found by its bundle path) and waits briefly until it is reaped. */
+  private async endGofers(id: string): Promise<void> {
+    const bundle = this.driver.bundleDir(id);
+    const pids: number[] = [];
+    for (const name of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(name)) continue;
+      const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (argv[0] === 'runsc-gofer' && argv.includes(bundle)) pids.push(Number(name));
+    }
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (let i = 0; i < 100 && pids.some((pid) => existsSync(`/proc/${pid}`)); i++) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
