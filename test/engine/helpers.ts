@@ -3,6 +3,7 @@
  * pulled through image/'s real ImageService (which the Engine takes as it is), real runc/runsc
  * backends under conmon, and an Engine over temp dirs.
  */
+import assert from 'node:assert/strict';
 import { mkdtemp, rm, rmdir, readFile, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -239,4 +240,31 @@ export async function crashChild(env: TestEnv, handler: string, mode: string, ex
     c.once('exit', () => reject(new Error(`crash child (${mode}) exited without output`)));
   });
   return { out: JSON.parse(line) as CrashChildOut, exited, kill: async () => { c.kill('SIGKILL'); await exited; } };
+}
+
+/**
+ * A container stopped with its image's StopSignal (SIGUSR1, trapped: exit 7), and one that ignores
+ * SIGTERM killed after the grace period (137); the same case for every handler. `settleMs` lets
+ * the workload install its traps first.
+ */
+export async function stopSignalAndGrace(env: TestEnv, engine: Engine, handler: string, settleMs: number): Promise<void> {
+  const pod = podConfig();
+  const podId = await engine.runPodSandbox(pod, handler);
+  const u = await engine.createContainer(podId, containerConfig(env.usr1, 'usr1', ['sh', '-c', "trap 'exit 7' USR1; while true; do sleep 0.1; done"]), pod);
+  await engine.startContainer(u);
+  await new Promise((r) => setTimeout(r, settleMs));
+  await engine.stopContainer(u, 20);
+  const su = (await engine.containerStatus(u)).status;
+  assert.equal(su.state, 'CONTAINER_EXITED');
+  assert.equal(su.exitCode, 7);
+
+  const t = await engine.createContainer(podId, containerConfig(env.busybox, 'stubborn', ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"]), pod);
+  await engine.startContainer(t);
+  await new Promise((r) => setTimeout(r, settleMs));
+  await engine.stopContainer(t, 1);
+  const st = (await engine.containerStatus(t)).status;
+  assert.equal(st.state, 'CONTAINER_EXITED');
+  assert.equal(st.exitCode, 137, 'killed by SIGKILL after the grace period');
+  await engine.stopContainer(t, 1); // idempotent
+  await engine.removePodSandbox(podId);
 }

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.ts';
-import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, type TestEnv } from './helpers.ts';
+import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, stopSignalAndGrace, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ContainerEventResponse } from '../../src/engine/types.ts';
 
@@ -133,26 +133,7 @@ describe(`engine lifecycle (${handler})`, () => {
   });
 
   it('stops with the image stop signal, and kills after the grace period when it is ignored', async () => {
-    const pod = podConfig();
-    const podId = await engine.runPodSandbox(pod, handler);
-    // StopSignal SIGUSR1 from the image config: the trap exits 7
-    const u = await engine.createContainer(podId, containerConfig(env.usr1, 'usr1', ['sh', '-c', "trap 'exit 7' USR1; while true; do sleep 0.1; done"]), pod);
-    await engine.startContainer(u);
-    await new Promise((r) => setTimeout(r, 300));
-    await engine.stopContainer(u, 20);
-    const su = (await engine.containerStatus(u)).status;
-    assert.equal(su.state, 'CONTAINER_EXITED');
-    assert.equal(su.exitCode, 7);
-
-    const t = await engine.createContainer(podId, containerConfig(env.busybox, 'stubborn', ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"]), pod);
-    await engine.startContainer(t);
-    await new Promise((r) => setTimeout(r, 300));
-    await engine.stopContainer(t, 1);
-    const st = (await engine.containerStatus(t)).status;
-    assert.equal(st.state, 'CONTAINER_EXITED');
-    assert.equal(st.exitCode, 137, 'killed by SIGKILL after the grace period');
-    await engine.stopContainer(t, 1); // idempotent
-    await engine.removePodSandbox(podId);
+    await stopSignalAndGrace(env, engine, handler, 300);
   });
 
   it('reports OOMKilled and holds a fork bomb with the pids limit', async () => {
