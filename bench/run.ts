@@ -99,24 +99,32 @@ async function layerRun(b: Backend, label: string): Promise<void> {
   // does: the sandbox's start and stop are part of what a one-container pod costs
   // (runsc resolves ids by prefix: the pause id must not start with the container id)
   const pause = b.podModel.joinInfraNamespaces ? undefined : `pause-${id}`;
-  if (pause) {
-    const pspec = await buildPauseSpec({ rootfs, cgroupParent, cgroupName: pause });
-    await b.createContainer({ id: pause, spec: pspec, pod: { podId: id, role: 'sandbox' }, logPath: join(work, `${pause}.log`) });
-    await b.start(pause);
-    mark('pod sandbox (pause) create + start');
-  }
   const pod = pause ? { podId: id, role: 'container' as const, sandboxContainerId: pause } : { podId: id, role: 'sandbox' as const };
-  await b.createContainer({ id, spec, pod, logPath: join(work, `${id}.log`) });
-  mark('create (conmon + runtime create)');
-  await b.start(id);
-  mark('start');
-  const st = await b.wait(id);
-  mark('wait (exit file)');
-  await b.delete(id);
-  mark('delete');
-  if (pause) {
-    await b.delete(pause);
-    mark('pod sandbox delete');
+  let st;
+  try {
+    if (pause) {
+      const pspec = await buildPauseSpec({ rootfs, cgroupParent, cgroupName: pause });
+      await b.createContainer({ id: pause, spec: pspec, pod: { podId: id, role: 'sandbox' }, logPath: join(work, `${pause}.log`) });
+      await b.start(pause);
+      mark('pod sandbox (pause) create + start');
+    }
+    await b.createContainer({ id, spec, pod, logPath: join(work, `${id}.log`) });
+    mark('create (conmon + runtime create)');
+    await b.start(id);
+    mark('start');
+    st = await b.wait(id);
+    mark('wait (exit file)');
+    await b.delete(id);
+    mark('delete');
+    if (pause) {
+      await b.delete(pause);
+      mark('pod sandbox delete');
+    }
+  } catch (err) {
+    // leave no sandbox or conmon behind when a step fails (delete is idempotent)
+    await b.delete(id).catch(() => {});
+    if (pause) await b.delete(pause).catch(() => {});
+    throw err;
   }
   timings.get(label)!.push(performance.now() - t0);
   if (st.exitCode !== 0) throw new Error(`${label}: exit ${st.exitCode}`);
