@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream';
 import { join } from 'node:path';
 import {
   testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, procsWith, activeSnapshots,
-  crashChild, cgroupDirsUnder, stopSignalAndGrace, type TestEnv,
+  crashChild, cgroupDirsUnder, stopSignalAndGrace, execSyncBasics, type TestEnv,
 } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import { run } from '../../src/util/exec.ts';
@@ -212,13 +212,7 @@ describe('engine on gVisor', () => {
     assert.equal((await engine.execSync(a, ['hostname'], 10)).stdout.toString().trim(), 'gv-shared');
     assert.match((await engine.execSync(b, ['cat', '/etc/hosts'], 10)).stdout.toString(), /gv-shared/);
 
-    const r = await engine.execSync(b, ['sh', '-c', 'echo out; echo err >&2; exit 4'], 10);
-    assert.equal(r.stdout.toString(), 'out\n');
-    assert.equal(r.stderr.toString(), 'err\n');
-    assert.equal(r.exitCode, 4);
-    await assert.rejects(engine.execSync(b, ['sleep', '30'], 1), { code: 'DeadlineExceeded' });
-    // the timed-out process is killed, not left running in the container
-    await waitFor(async () => !(await engine.execSync(b, ['ps', '-o', 'args'], 10)).stdout.toString().includes('sleep 30'), 20_000, 'the timed-out exec to be killed');
+    await execSyncBasics(engine, b);
 
     // per-container figures come from the Sentry: the busy container has used CPU, the idle
     // server much less

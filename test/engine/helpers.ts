@@ -268,3 +268,14 @@ export async function stopSignalAndGrace(env: TestEnv, engine: Engine, handler: 
   await engine.stopContainer(t, 1); // idempotent
   await engine.removePodSandbox(podId);
 }
+
+/** ExecSync in a running container: output, exit code, and a timeout that kills the process. */
+export async function execSyncBasics(engine: Engine, id: string): Promise<void> {
+  const r = await engine.execSync(id, ['sh', '-c', 'echo out; echo err >&2; exit 4'], 10);
+  assert.equal(r.stdout.toString(), 'out\n');
+  assert.equal(r.stderr.toString(), 'err\n');
+  assert.equal(r.exitCode, 4);
+  await assert.rejects(engine.execSync(id, ['sleep', '30'], 1), { code: 'DeadlineExceeded' });
+  // the timed-out process is killed, not left running in the container
+  await waitFor(async () => !(await engine.execSync(id, ['ps', '-o', 'args'], 10)).stdout.toString().includes('sleep 30'), 20_000, 'the timed-out exec to be killed');
+}

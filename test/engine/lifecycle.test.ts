@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/util/exec.ts';
-import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, stopSignalAndGrace, type TestEnv } from './helpers.ts';
+import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, stopSignalAndGrace, execSyncBasics, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ContainerEventResponse } from '../../src/engine/types.ts';
 
@@ -110,13 +110,7 @@ describe(`engine lifecycle (${handler})`, () => {
     const hosts = await engine.execSync(a, ['cat', '/etc/hosts'], 10);
     assert.match(hosts.stdout.toString(), /shared-host/);
 
-    const r = await engine.execSync(a, ['sh', '-c', 'echo out; echo err >&2; exit 4'], 10);
-    assert.equal(r.stdout.toString(), 'out\n');
-    assert.equal(r.stderr.toString(), 'err\n');
-    assert.equal(r.exitCode, 4);
-    await assert.rejects(engine.execSync(a, ['sleep', '30'], 1), { code: 'DeadlineExceeded' });
-    // the timed-out process is killed, not left running in the container
-    await waitFor(async () => !(await engine.execSync(a, ['ps', '-o', 'args'], 10)).stdout.toString().includes('sleep 30'), 20_000, 'the timed-out exec to be killed');
+    await execSyncBasics(engine, a);
 
     const stats = await engine.containerStats(a);
     assert.ok((stats.memory?.workingSetBytes?.value ?? 0) > 0, 'working set reported');
