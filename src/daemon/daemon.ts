@@ -75,6 +75,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         logger: logger.child({ part: 'runtime', handler: name }),
         ...(h.binary !== undefined ? { binary: h.binary } : {}),
         ...(h.runtimeArgs !== undefined ? { runtimeArgs: h.runtimeArgs } : {}),
+        ...(config.sections.vm !== undefined ? { vm: config.sections.vm } : {}),
       };
       let backend: Backend | undefined;
       try {

@@ -245,7 +245,9 @@ export interface BackendOptions {
   binary?: string;
   /** Extra global runtime flags from config. */
   runtimeArgs?: string[];
-  /** Bulkhead's state root (config.root), for backends that keep assets there (microvm: `<root>/vm`). */
+  /** Bulkhead's state root (config.root). */
   root?: string;
+  /** The raw `[vm]` config section (validated by the microvm backend: `assets`). */
+  vm?: unknown;
   logger: import('../util/log.ts').Logger;
 }

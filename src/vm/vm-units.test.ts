@@ -126,10 +126,29 @@ describe('pod network for the VM', () => {
 describe('microvm backend options', () => {
   const logger = createLogger({ level: 'error' });
   const assets = (o: Record<string, unknown>): string[] => new MicrovmBackend({ runDir: '/tmp/none', logger, ...o }).runtimeCommand().globalArgs;
-  it('takes the assets root from the daemon root, --assets in runtimeArgs, or assetsRoot; never twice', () => {
-    assert.deepEqual(assets({ root: '/srv/bh' }).slice(2), ['--assets', '/srv/bh']);
-    assert.deepEqual(assets({ root: '/srv/bh', runtimeArgs: ['--assets', '/a'] }).slice(2), ['--assets', '/a']);
-    assert.deepEqual(assets({ root: '/srv/bh', assetsRoot: '/b', runtimeArgs: ['--accel=tcg'] }).slice(2), ['--assets', '/b', '--accel=tcg']);
-    assert.deepEqual(assets({}).slice(2), ['--assets', '/var/lib/bulkhead']);
+  it('takes the assets root from --assets in runtimeArgs, [vm] assets, or assetsRoot; never from the daemon root; never twice', () => {
+    const saved = process.env.BULKHEAD_VM_ASSETS;
+    delete process.env.BULKHEAD_VM_ASSETS;
+    try {
+      // a daemon with a private root still finds the node's installed assets (#18)
+      assert.deepEqual(assets({ root: '/srv/bh' }).slice(2), ['--assets', '/var/lib/bulkhead']);
+      assert.deepEqual(assets({ root: '/srv/bh', vm: { assets: '/opt/vm-assets' } }).slice(2), ['--assets', '/opt/vm-assets']);
+      assert.deepEqual(assets({ root: '/srv/bh', vm: { assets: '/x' }, runtimeArgs: ['--assets', '/a'] }).slice(2), ['--assets', '/a']);
+      assert.deepEqual(assets({ root: '/srv/bh', assetsRoot: '/b', runtimeArgs: ['--accel=tcg'] }).slice(2), ['--assets', '/b', '--accel=tcg']);
+      assert.deepEqual(assets({}).slice(2), ['--assets', '/var/lib/bulkhead']);
+      process.env.BULKHEAD_VM_ASSETS = '/env/assets';
+      assert.deepEqual(assets({ root: '/srv/bh' }).slice(2), ['--assets', '/env/assets']);
+    } finally {
+      if (saved === undefined) delete process.env.BULKHEAD_VM_ASSETS; else process.env.BULKHEAD_VM_ASSETS = saved;
+    }
+    assert.throws(() => assets({ vm: { assets: 'relative' } }), /vm\.assets must be an absolute/);
+    assert.throws(() => assets({ vm: { asets: '/x' } }), /unknown key vm\.asets/);
+  });
+
+  it('says where it looked for the guest kernel when the assets are missing', async () => {
+    const b = new MicrovmBackend({ runDir: '/tmp/none', logger, vm: { assets: '/nonexistent-bulkhead-assets' } });
+    const p = await b.probe();
+    assert.equal(p.available, false);
+    assert.match(p.reason ?? '', /looked in \/nonexistent-bulkhead-assets\/vm: setting \[vm\] assets/);
   });
 });

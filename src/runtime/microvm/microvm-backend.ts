@@ -17,16 +17,33 @@ import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versio
 import type { OciSpec } from '../oci.ts';
 import { loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
-import { InternalError } from '../../errors.ts';
+import { InternalError, InvalidArgumentError } from '../../errors.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
 export interface MicrovmBackendOptions extends BackendOptions {
   /**
    * Root holding `vm/` (kernel, initramfs, images). Default: `--assets DIR` among the handler's
-   * runtimeArgs, else BackendOptions.root (the daemon's state root), else /var/lib/bulkhead.
+   * runtimeArgs, else the config setting `[vm] assets`, else $BULKHEAD_VM_ASSETS, else the node's
+   * installed assets (/var/lib/bulkhead, where scripts/setup.sh builds them). Never the daemon's
+   * `root`: a second daemon with a private root still finds the node's guest kernel.
    */
   assetsRoot?: string;
+}
+
+/** The node's installed VM assets root (scripts/setup.sh: `bulkhead-vm --assets /var/lib/bulkhead setup`). */
+export const DEFAULT_VM_ASSETS = '/var/lib/bulkhead';
+
+/** `[vm] assets = "/abs/dir"` from the raw config section; InvalidArgument naming the setting. */
+export function vmAssetsSetting(section: unknown): string | undefined {
+  if (section === undefined) return undefined;
+  if (typeof section !== 'object' || section === null || Array.isArray(section)) throw new InvalidArgumentError('config: vm must be a table');
+  const t = section as Record<string, unknown>;
+  for (const k of Object.keys(t)) if (k !== 'assets') throw new InvalidArgumentError(`config: unknown key vm.${k} (allowed: assets)`);
+  const v = t.assets;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0')) throw new InvalidArgumentError('config: vm.assets must be an absolute directory path');
+  return v;
 }
 
 /** The value of `--assets DIR` / `--assets=DIR` in runtime flags (the last one wins, as in bulkhead-vm). */
@@ -48,7 +65,7 @@ export class MicrovmBackend extends ConmonBackend {
 
   constructor(opts: MicrovmBackendOptions) {
     super(opts);
-    this.#assetsRoot = opts.assetsRoot ?? assetsFlag(opts.runtimeArgs) ?? opts.root ?? '/var/lib/bulkhead';
+    this.#assetsRoot = opts.assetsRoot ?? assetsFlag(opts.runtimeArgs) ?? vmAssetsSetting(opts.vm) ?? (process.env.BULKHEAD_VM_ASSETS || undefined) ?? DEFAULT_VM_ASSETS;
   }
 
   runtimeCommand(): RuntimeCommand {
@@ -99,7 +116,11 @@ export class MicrovmBackend extends ConmonBackend {
     }
     let assets;
     try { assets = await loadGuestAssets(this.#assetsRoot); } catch (e) {
-      return { available: false, reason: (e as Error).message, details: { ...details, kernel: 'not set up' } };
+      return {
+        available: false,
+        reason: `${(e as Error).message} (looked in ${join(this.#assetsRoot, 'vm')}: setting [vm] assets, default ${DEFAULT_VM_ASSETS})`,
+        details: { ...details, kernel: 'not set up', assets: join(this.#assetsRoot, 'vm') },
+      };
     }
     details.kernel = assets.kernelRelease;
     details.assets = join(this.#assetsRoot, 'vm');
