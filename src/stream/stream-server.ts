@@ -4,8 +4,10 @@
  * Lifecycle of one stream:
  *   1. The CRI server calls `getExec` / `getAttach` / `getPortForward` with the validated request.
  *      The server stores it under a fresh single-use token (random, base64url) and answers a URL
- *      `http://<addr>/<exec|attach|portforward>/<token>`. Tokens expire (default 1 minute) and the
- *      cache is bounded; when full, get* throws ResourceExhausted until tokens are used or expire.
+ *      `http://<addr>/<exec|attach|portforward>/<token>`. Tokens expire (default 1 minute) and are
+ *      bounded per container (exec/attach) or pod (port-forward), default 16, and in all, default
+ *      1024; beyond either, get* throws ResourceExhausted (for that target only, in the first case)
+ *      until tokens are used or expire.
  *   2. The client (kubelet's proxy, kubectl, crictl) connects to that URL and upgrades the HTTP
  *      connection, either to SPDY/3.1 (`Upgrade: SPDY/3.1`, remotecommand v1–v4 or
  *      `portforward.k8s.io`) or to a WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`, ...).
@@ -104,8 +106,10 @@ export interface StreamServerOptions {
   logger: Logger;
   /** Lifetime of an unused token; default 60 000 ms. */
   tokenTtlMs?: number;
-  /** Bound on outstanding tokens; default 1000 (beyond it get* throws ResourceExhausted). */
+  /** Bound on outstanding (unused, unexpired) tokens in all; default 1024 (beyond it get* throws ResourceExhausted). */
   maxTokens?: number;
+  /** Bound on outstanding tokens per container (exec/attach) or pod (port-forward); default 16. */
+  maxTokensPerTarget?: number;
   /** Time a client has to finish the upgrade and open its streams; default 30 000 ms. */
   streamCreationTimeoutMs?: number;
   /** A connection with no frames in either direction for this long is closed; default 4 h. */
@@ -160,7 +164,9 @@ export class StreamServer {
   constructor(opts: StreamServerOptions) {
     this.#runtime = opts.runtime;
     this.#log = opts.logger.child({ component: 'stream' });
-    const tokenOpts: { ttlMs: number; max: number; now?: () => number } = { ttlMs: opts.tokenTtlMs ?? 60_000, max: opts.maxTokens ?? 1000 };
+    const tokenOpts: { ttlMs: number; max: number; maxPerKey: number; now?: () => number } = {
+      ttlMs: opts.tokenTtlMs ?? 60_000, max: opts.maxTokens ?? 1024, maxPerKey: opts.maxTokensPerTarget ?? 16,
+    };
     if (opts.now) tokenOpts.now = opts.now;
     this.#tokens = new TokenCache<Pending>(tokenOpts);
     this.#creationTimeoutMs = opts.streamCreationTimeoutMs ?? 30_000;
@@ -204,12 +210,13 @@ export class StreamServer {
   getExec(req: ExecRequest): { url: string } {
     validateStdio(req);
     if (req.cmd.length === 0) throw new InvalidArgumentError('cmd must not be empty');
-    return { url: this.#url('exec', this.#tokens.insert({ kind: 'exec', req: { ...req, cmd: [...req.cmd] } })) };
+    const token = this.#tokens.insert({ kind: 'exec', req: { ...req, cmd: [...req.cmd] } }, `c:${req.containerId}`, `container ${req.containerId}`);
+    return { url: this.#url('exec', token) };
   }
 
   getAttach(req: AttachRequest): { url: string } {
     validateStdio(req);
-    return { url: this.#url('attach', this.#tokens.insert({ kind: 'attach', req: { ...req } })) };
+    return { url: this.#url('attach', this.#tokens.insert({ kind: 'attach', req: { ...req } }, `c:${req.containerId}`, `container ${req.containerId}`)) };
   }
 
   getPortForward(req: PortForwardRequest): { url: string } {
@@ -219,7 +226,7 @@ export class StreamServer {
     }
     const copy: PortForwardRequest = { podSandboxId: req.podSandboxId };
     if (req.port) copy.port = [...req.port];
-    return { url: this.#url('portforward', this.#tokens.insert({ kind: 'portforward', req: copy })) };
+    return { url: this.#url('portforward', this.#tokens.insert({ kind: 'portforward', req: copy }, `p:${req.podSandboxId}`, `pod sandbox ${req.podSandboxId}`)) };
   }
 
   /** Stops listening, forgets all tokens and drops every connection. */
