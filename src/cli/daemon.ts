@@ -8,6 +8,7 @@ import { connect, type CriClient } from '../cri/client.ts';
 import { socketAnswers } from '../cri/socket.ts';
 import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
+import { writeStderrLine } from '../util/log.ts';
 
 const command: Command = {
   name: 'daemon',
@@ -32,7 +33,7 @@ const command: Command = {
     if (level !== undefined) opts.logLevel = level;
     // loaded only here: the config loader and logger are not needed by the commands that merely connect
     const { runDaemonForeground } = await import('../daemon/run.ts');
-    await runDaemonForeground(opts, { signal: ctx.signal, write: (line) => { ctx.stderr.write(line + '\n'); } });
+    await runDaemonForeground(opts, { signal: ctx.signal, write: ctx.stderr === process.stderr ? writeStderrLine : (line) => { ctx.stderr.write(line + '\n'); } });
     return 0;
   },
 };

@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { runDaemonForeground } from './run.ts';
+import { writeStderrLine } from '../util/log.ts';
 
 const { values } = parseArgs({
   options: {
@@ -25,10 +26,10 @@ runDaemonForeground({
   ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
   ...(values.socket !== undefined ? { socket: values.socket } : {}),
   ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
-}, { signal: ac.signal, write: (line) => { process.stderr.write(line + '\n'); } }).then(
+}, { signal: ac.signal, write: writeStderrLine }).then(
   () => { process.exitCode = 0; },
   (err: unknown) => {
-    process.stderr.write(`bulkhead daemon: ${err instanceof Error ? err.message : String(err)}\n`);
+    try { writeStderrLine(`bulkhead daemon: ${err instanceof Error ? err.message : String(err)}`); } catch { /* the log's disk is full */ }
     process.exitCode = 1;
   },
 );

@@ -5,7 +5,7 @@
  */
 import { defaultPaths, loadConfig, type Paths } from './config.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { createLogger, type LogLevel } from '../util/log.ts';
+import { createLogger, guardWrite, type LogLevel } from '../util/log.ts';
 
 export interface ForegroundOptions {
   config?: string;
@@ -30,10 +30,14 @@ export async function runDaemonForeground(opts: ForegroundOptions, io: { signal:
   if (opts.socket === undefined && opts.runDir !== undefined && config.socket === builtIn.socket) config.socket = defaultPaths({ BULKHEAD_RUN_DIR: config.runDir }).socket;
   const level = opts.logLevel ?? config.logLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new InvalidArgumentError('log level must be debug, info, warn or error');
-  const logger = createLogger({ level: level as LogLevel, write: io.write });
+  // a full disk must not end the daemon through its log (see util/log.ts): lines are dropped and
+  // counted, and a stray write to process.stderr/stdout that fails is ignored rather than fatal
+  for (const s of [process.stderr, process.stdout]) if (s.listenerCount('error') === 0) s.on('error', () => {});
+  const write = guardWrite(io.write);
+  const logger = createLogger({ level: level as LogLevel, write });
   const { startDaemon } = await import('./daemon.ts');
   const daemon = await startDaemon(config, logger);
-  io.write(`bulkhead daemon: serving CRI on ${daemon.socket} (pid ${process.pid})`);
+  write(`bulkhead daemon: serving CRI on ${daemon.socket} (pid ${process.pid})`);
   if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
   logger.info('shutting down (containers keep running under conmon)');
   await daemon.close();
