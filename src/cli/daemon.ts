@@ -9,10 +9,11 @@ import { socketAnswers } from '../cri/socket.ts';
 import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
 import { writeStderrLine } from '../util/log.ts';
+import { lockHolder } from '../daemon/lock.ts';
 
 const command: Command = {
   name: 'daemon',
-  synopsis: 'bulkhead daemon [--config FILE] [--root DIR] [--run-dir DIR] [--socket PATH] [--log-level LEVEL]',
+  synopsis: 'bulkhead daemon [--config FILE] [--root DIR] [--run-dir DIR] [--socket PATH] [--log-level LEVEL] [--log-file FILE]',
   summary: 'Run the Bulkhead CRI daemon in the foreground',
   flags: {
     config: { type: 'string' },
@@ -20,6 +21,7 @@ const command: Command = {
     'run-dir': { type: 'string' },
     socket: { type: 'string' },
     'log-level': { type: 'string' },
+    'log-file': { type: 'string' },
   },
   async run(ctx) {
     const f = ctx.flags as Record<string, string | undefined>;
@@ -31,6 +33,7 @@ const command: Command = {
     };
     const level = f['log-level'] ?? (ctx.global.debug ? 'debug' : undefined);
     if (level !== undefined) opts.logLevel = level;
+    if (f['log-file'] !== undefined) opts.logFile = f['log-file'];
     // loaded only here: the config loader and logger are not needed by the commands that merely connect
     const { runDaemonForeground } = await import('../daemon/run.ts');
     await runDaemonForeground(opts, { signal: ctx.signal, write: ctx.stderr === process.stderr ? writeStderrLine : (line) => { ctx.stderr.write(line + '\n'); } });
@@ -45,26 +48,73 @@ export interface EnsureDaemonResult {
   started: { pid: number; log: string } | null;
 }
 
+export interface EnsureDaemonOptions {
+  /** How long a daemon this call starts may take to answer (default 60 s). */
+  timeoutMs?: number;
+  /** How long to wait for a daemon that holds the run dir but does not answer yet (default 10 s). */
+  waitMs?: number;
+  signal?: AbortSignal;
+  /** One line for the user while waiting for another daemon (the CLI writes it to stderr). */
+  onWait?: (line: string) => void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The log a daemon started by the CLI writes to. */
+export function daemonLogPath(global: GlobalOptions): string {
+  return join(global.root, 'daemon.log');
+}
+
 /**
- * Connects to the daemon on `global.socket`; when nothing answers, starts `bulkhead daemon` detached
- * in the background (output to `<root>/daemon.log`), waits for its socket and connects.
- * The caller prints "started a Bulkhead daemon in the background (pid N, log ...)" when `started`.
+ * Waits up to `ms` for the daemon `pid` (which holds the run dir lock) to answer on the socket.
+ * Returns a client, or null when that daemon died meanwhile (the caller may start one).
  */
-export async function ensureDaemon(global: GlobalOptions, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<EnsureDaemonResult> {
+async function waitForHolder(global: GlobalOptions, pid: number, ms: number, opts: EnsureDaemonOptions): Promise<CriClient | null> {
+  const lockPath = join(global.runDir, 'bulkhead.pid');
+  opts.onWait?.(`bulkhead: waiting up to ${Math.round(ms / 1000)} s for the Bulkhead daemon (pid ${pid}) to finish starting on ${global.socket}`);
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    opts.signal?.throwIfAborted();
+    if (await socketAnswers(global.socket, 500)) return await connect(global.socket);
+    if ((await lockHolder(lockPath)) !== pid) return null;
+    await sleep(100);
+  }
+  throw new UnavailableError(`the Bulkhead daemon (pid ${pid}) holds ${global.runDir} but did not answer on ${global.socket} within ${Math.round(ms / 1000)} s: see its log (${daemonLogPath(global)} when the CLI started it); stop it (kill ${pid}) and run the command again`);
+}
+
+/**
+ * Connects to the daemon on `global.socket`. When nothing answers: a live daemon that holds the run
+ * dir (one starting or restarting, e.g. after a crash) is waited for, up to `waitMs`; otherwise
+ * `bulkhead daemon` is started detached in the background (output to `<root>/daemon.log`), and this
+ * waits for its socket and connects. The caller prints "started a Bulkhead daemon in the background
+ * (pid N, log ...)" when `started`.
+ */
+export async function ensureDaemon(global: GlobalOptions, opts: EnsureDaemonOptions = {}): Promise<EnsureDaemonResult> {
   // one connection attempt; it fails at once when nothing listens on the socket
   try {
     return { client: await connect(global.socket, { timeoutMs: 2000 }), started: null };
   } catch (err) {
     if (!(err instanceof UnavailableError)) throw err;
   }
+  const waitMs = opts.waitMs ?? 10_000;
+  const lockPath = join(global.runDir, 'bulkhead.pid');
+  // A daemon holds the run dir but does not listen (yet): it is starting or recovering. A zombie or
+  // a reused pid does not count (lock.ts), so a daemon that was SIGKILLed is replaced at once.
+  const holder = await lockHolder(lockPath);
+  if (holder !== undefined) {
+    const client = await waitForHolder(global, holder, waitMs, opts);
+    if (client) return { client, started: null };
+  }
   await mkdir(global.root, { recursive: true, mode: 0o700 });
-  const log = join(global.root, 'daemon.log');
+  const log = daemonLogPath(global);
   const fh = await open(log, 'a', 0o600);
+  // where this start's lines begin: a failure shows only them, not an older daemon's
+  const offset = (await fh.stat()).size;
   const main = join(import.meta.dirname, 'main.ts');
   const args = [
     '--disable-warning=ExperimentalWarning', main,
     '--root', global.root, '--run-dir', global.runDir, '--socket', global.socket, '--config', global.config,
-    ...(global.debug ? ['--debug'] : []), 'daemon',
+    ...(global.debug ? ['--debug'] : []), 'daemon', '--log-file', log,
   ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fh.fd, fh.fd], env: process.env });
   await fh.close();
@@ -76,9 +126,25 @@ export async function ensureDaemon(global: GlobalOptions, opts: { timeoutMs?: nu
   while (Date.now() < deadline) {
     opts.signal?.throwIfAborted();
     if (await socketAnswers(global.socket, 500)) return { client: await connect(global.socket), started: { pid, log } };
-    if (exited !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
+    if (exited !== null) {
+      // Another CLI (or a service manager) started a daemon at the same moment and took the lock:
+      // use that one.
+      const other = await lockHolder(lockPath);
+      if (other !== undefined && other !== pid) {
+        const client = await waitForHolder(global, other, waitMs, opts);
+        if (client) return { client, started: null };
+      }
+      break;
+    }
+    await sleep(100);
   }
-  const tail = (await readFile(log, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
-  throw new UnavailableError(`started a Bulkhead daemon (pid ${pid}) but it ${exited ?? 'did not answer in time'} on ${global.socket}; log ${log}:\n${tail}`);
+  const lines = (await readLogFrom(log, offset)).split('\n').filter((l) => l !== '');
+  const tail = lines.slice(-15).join('\n');
+  throw new UnavailableError(`started a Bulkhead daemon (pid ${pid}) but it ${exited ?? 'did not answer in time'} on ${global.socket}; log ${log}${tail ? ':\n' + tail : ' (nothing written)'}`);
+}
+
+/** The log's text from `offset` on (all of it when the file was rotated or truncated meanwhile). */
+async function readLogFrom(path: string, offset: number): Promise<string> {
+  const text = await readFile(path).catch(() => Buffer.alloc(0));
+  return (text.length >= offset ? text.subarray(offset) : text).toString('utf8');
 }

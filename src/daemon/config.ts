@@ -53,8 +53,18 @@ export interface StreamConfig {
   port: number;
 }
 
+export interface LogConfig {
+  /** File the daemon logs to ("" = stderr); `bulkhead daemon --log-file` and the CLI's auto-start set it. */
+  file: string;
+  /** A log file is rotated when it would grow past this many bytes. */
+  maxBytes: number;
+  /** Rotated files kept (daemon.log.1 … daemon.log.N). */
+  keep: number;
+}
+
 export interface Config extends Paths {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  log: LogConfig;
   registries: RegistryConfig;
   runtime: RuntimeConfig;
   cni: CniConfig;
@@ -69,6 +79,7 @@ export function defaultConfig(paths: Paths): Config {
   return {
     ...paths,
     logLevel: 'info',
+    log: { file: '', maxBytes: 10 * 1024 * 1024, keep: 3 },
     registries: { mirrors: {}, insecure: [] },
     runtime: {
       defaultHandler: 'runc',
@@ -124,7 +135,7 @@ export function parseConfig(text: string, paths: Paths): Config {
     throw new InvalidArgumentError(`config: not valid TOML: ${(err as Error).message}`, { cause: err });
   }
   const cfg = defaultConfig(paths);
-  const owned = ['root', 'run_dir', 'socket', 'log_level', 'registries', 'runtime', 'cni', 'stream', 'policy_file'];
+  const owned = ['root', 'run_dir', 'socket', 'log_level', 'log', 'registries', 'runtime', 'cni', 'stream', 'policy_file'];
   const sections = ['vm', 'policy', 'network', 'webhook'];
   onlyKeys(doc, [...owned, ...sections], '');
   cfg.root = str(doc, 'root', '') ?? cfg.root;
@@ -136,6 +147,19 @@ export function parseConfig(text: string, paths: Paths): Config {
     cfg.logLevel = level as Config['logLevel'];
   }
   cfg.policyFile = str(doc, 'policy_file', '') ?? cfg.policyFile;
+  const log = table(doc, 'log', '');
+  if (log) {
+    onlyKeys(log, ['file', 'max_bytes', 'keep'], 'log');
+    cfg.log.file = str(log, 'file', 'log') ?? cfg.log.file;
+    if (log.max_bytes !== undefined) {
+      if (typeof log.max_bytes !== 'number' || !Number.isSafeInteger(log.max_bytes) || log.max_bytes < 1024) throw new InvalidArgumentError('config: log.max_bytes must be an integer of at least 1024 (bytes)');
+      cfg.log.maxBytes = log.max_bytes;
+    }
+    if (log.keep !== undefined) {
+      if (typeof log.keep !== 'number' || !Number.isInteger(log.keep) || log.keep < 0 || log.keep > 100) throw new InvalidArgumentError('config: log.keep must be an integer 0..100 (rotated files kept)');
+      cfg.log.keep = log.keep;
+    }
+  }
   const reg = table(doc, 'registries', '');
   if (reg) {
     onlyKeys(reg, ['mirrors', 'insecure', 'auth_file'], 'registries');

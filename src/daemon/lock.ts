@@ -1,8 +1,14 @@
 /**
- * A pid lock file: created exclusively, holding the owner's pid. A file left by a dead process is
- * stale and taken over; a live owner makes `acquirePidLock` fail with FailedPrecondition naming it.
+ * A pid lock file: created exclusively, holding the owner's pid and its start time (field 22 of
+ * /proc/<pid>/stat, in clock ticks since boot). A file left by a dead process is stale and taken
+ * over; a live owner makes `acquirePidLock` fail with FailedPreconditionError naming it.
+ *
+ * "Dead" includes a zombie (killed, not yet reaped by its parent: `kill(pid, 0)` still succeeds)
+ * and a pid reused by another process (its start time differs from the recorded one), so a daemon
+ * restarted right after a SIGKILL is not refused for 0.4-2 s.
  */
 import { open, readFile, unlink, mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FailedPreconditionError } from '../errors.ts';
 
@@ -11,9 +17,58 @@ export interface PidLock {
   release(): Promise<void>;
 }
 
-function alive(pid: number): boolean {
+export interface ProcStat {
+  /** One letter: R, S, D, Z, T, X, ... */
+  state: string;
+  /** Start time in clock ticks since boot. */
+  startTime: string;
+}
+
+/** State and start time of `pid` from /proc, or undefined when there is no such process. */
+export function procStat(pid: number): ProcStat | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  let text: string;
+  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return undefined; }
+  // "pid (comm) state ..." where comm may hold spaces and parentheses: split after the last ')'
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = rest[0];
+  const startTime = rest[19];
+  if (!state || !startTime) return undefined;
+  return { state, startTime };
+}
+
+/** The content of a lock file for this process. */
+function record(): string {
+  return `${process.pid} ${procStat(process.pid)?.startTime ?? ''}`.trimEnd() + '\n';
+}
+
+/** Parses "PID [STARTTIME]"; the start time is absent in files written by older versions. */
+export function parseLockRecord(text: string): { pid: number; startTime?: string } {
+  const [pid, startTime] = text.trim().split(/\s+/);
+  const n = Number(pid);
+  return startTime && /^\d+$/.test(startTime) ? { pid: n, startTime } : { pid: n };
+}
+
+/**
+ * Whether the process a lock record names still holds it: it exists, is not a zombie (or dead),
+ * and, when the record has a start time, started at that time (not a reused pid).
+ */
+export function holderAlive(rec: { pid: number; startTime?: string }): boolean {
+  const { pid } = rec;
   if (!Number.isInteger(pid) || pid <= 0) return false;
+  const st = procStat(pid);
+  if (st) {
+    if (st.state === 'Z' || st.state === 'X') return false;
+    return rec.startTime === undefined || rec.startTime === st.startTime;
+  }
+  // no /proc entry we can read: fall back to a signal probe
   try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** The live holder of the lock at `path`, if any (for callers that wait for a starting daemon). */
+export async function lockHolder(path: string): Promise<number | undefined> {
+  const rec = parseLockRecord(await readFile(path, 'utf8').catch(() => ''));
+  return holderAlive(rec) ? rec.pid : undefined;
 }
 
 export async function acquirePidLock(path: string, what: string): Promise<PidLock> {
@@ -21,22 +76,22 @@ export async function acquirePidLock(path: string, what: string): Promise<PidLoc
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await open(path, 'wx', 0o600);
-      await fh.writeFile(`${process.pid}\n`);
+      await fh.writeFile(record());
       await fh.close();
       return {
         path,
         release: async () => {
-          const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+          const owner = parseLockRecord(await readFile(path, 'utf8').catch(() => '')).pid;
           if (owner === process.pid) await unlink(path).catch(() => {});
         },
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (pid === process.pid) throw new FailedPreconditionError(`${what} is already locked by this process (${path})`);
-      if (alive(pid)) throw new FailedPreconditionError(`another Bulkhead daemon (pid ${pid}) already uses ${what} (lock ${path})`);
+      const rec = parseLockRecord(await readFile(path, 'utf8').catch(() => ''));
+      if (rec.pid === process.pid) throw new FailedPreconditionError(`${what} is already locked by this process (${path})`);
+      if (holderAlive(rec)) throw new FailedPreconditionError(`another Bulkhead daemon (pid ${rec.pid}) already uses ${what} (lock ${path}); stop it first, or give this one its own --root and --run-dir`);
       await unlink(path).catch(() => {});
     }
   }
-  throw new FailedPreconditionError(`cannot take the lock ${path} for ${what}`);
+  throw new FailedPreconditionError(`cannot take the lock ${path} for ${what}: it changed hands three times while trying; retry`);
 }

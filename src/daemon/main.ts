@@ -1,6 +1,6 @@
 /**
  * Entry point that runs only the daemon: `node src/daemon/main.ts --config F --root D --run-dir D
- * --socket S [--log-level L]`. `bulkhead daemon` does the same through the CLI; this entry loads
+ * --socket S [--log-level L] [--log-file F]`. `bulkhead daemon` does the same through the CLI; this entry loads
  * nothing but the daemon (test fixtures and service managers use it).
  */
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ const { values } = parseArgs({
     'run-dir': { type: 'string' },
     socket: { type: 'string' },
     'log-level': { type: 'string' },
+    'log-file': { type: 'string' },
   },
   strict: true,
 });
@@ -26,6 +27,7 @@ runDaemonForeground({
   ...(values['run-dir'] !== undefined ? { runDir: values['run-dir'] } : {}),
   ...(values.socket !== undefined ? { socket: values.socket } : {}),
   ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
+  ...(values['log-file'] !== undefined ? { logFile: values['log-file'] } : {}),
 }, { signal: ac.signal, write: writeStderrLine }).then(
   () => { process.exitCode = 0; },
   (err: unknown) => {

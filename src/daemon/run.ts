@@ -6,6 +6,7 @@
 import { defaultPaths, loadConfig, type Paths } from './config.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { createLogger, guardWrite, type LogLevel } from '../util/log.ts';
+import { RotatingLogFile } from './log-file.ts';
 
 export interface ForegroundOptions {
   config?: string;
@@ -13,6 +14,8 @@ export interface ForegroundOptions {
   runDir?: string;
   socket?: string;
   logLevel?: string;
+  /** Log to this file (rotated at the config's log.max_bytes) instead of `io.write`. */
+  logFile?: string;
 }
 
 export async function runDaemonForeground(opts: ForegroundOptions, io: { signal: AbortSignal; write: (line: string) => void }): Promise<void> {
@@ -33,12 +36,19 @@ export async function runDaemonForeground(opts: ForegroundOptions, io: { signal:
   // a full disk must not end the daemon through its log (see util/log.ts): lines are dropped and
   // counted, and a stray write to process.stderr/stdout that fails is ignored rather than fatal
   for (const s of [process.stderr, process.stdout]) if (s.listenerCount('error') === 0) s.on('error', () => {});
-  const write = guardWrite(io.write);
-  const logger = createLogger({ level: level as LogLevel, write });
-  const { startDaemon } = await import('./daemon.ts');
-  const daemon = await startDaemon(config, logger);
-  write(`bulkhead daemon: serving CRI on ${daemon.socket} (pid ${process.pid})`);
-  if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
-  logger.info('shutting down (containers keep running under conmon)');
-  await daemon.close();
+  // with a log file (the CLI's auto-start), lines go there, rotated at [log] max_bytes
+  const logFile = opts.logFile ?? config.log.file;
+  const file = logFile ? RotatingLogFile.open({ path: logFile, maxBytes: config.log.maxBytes, keep: config.log.keep }) : undefined;
+  const write = guardWrite(file ? (line: string): void => file.write(line) : io.write);
+  try {
+    const logger = createLogger({ level: level as LogLevel, write });
+    const { startDaemon } = await import('./daemon.ts');
+    const daemon = await startDaemon(config, logger);
+    write(`bulkhead daemon: serving CRI on ${daemon.socket} (pid ${process.pid})`);
+    if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
+    logger.info('shutting down (containers keep running under conmon)');
+    await daemon.close();
+  } finally {
+    file?.close();
+  }
 }

@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { acquirePidLock, holderAlive, parseLockRecord, procStat } from './lock.ts';
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-lock-'));
+  try { await fn(dir); } finally { await rm(dir, { recursive: true, force: true }); }
+}
+
+test('lock record: pid and start time of the owner; released by its owner', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bulkhead.pid');
+    const lock = await acquirePidLock(path, 'run dir x');
+    const rec = parseLockRecord(await readFile(path, 'utf8'));
+    assert.equal(rec.pid, process.pid);
+    assert.equal(rec.startTime, procStat(process.pid)?.startTime);
+    await assert.rejects(acquirePidLock(path, 'run dir x'), /already locked by this process/);
+    await lock.release();
+    await assert.rejects(readFile(path), { code: 'ENOENT' });
+  });
+});
+
+test('a live owner keeps the lock; a lock naming the same pid with another start time (a reused pid) is stale', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bulkhead.pid');
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const pid = child.pid!;
+      const st = procStat(pid)!;
+      await writeFile(path, `${pid} ${st.startTime}\n`);
+      await assert.rejects(acquirePidLock(path, 'run dir y'), new RegExp(`another Bulkhead daemon \\(pid ${pid}\\) already uses run dir y`));
+      // files written before start times were recorded: the pid alone decides
+      await writeFile(path, `${pid}\n`);
+      await assert.rejects(acquirePidLock(path, 'run dir y'), /another Bulkhead daemon/);
+      await writeFile(path, `${pid} ${Number(st.startTime) + 1}\n`);
+      const lock = await acquirePidLock(path, 'run dir y');
+      assert.equal(parseLockRecord(await readFile(path, 'utf8')).pid, process.pid);
+      await lock.release();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+
+test('a zombie owner (killed, not yet reaped) does not hold the lock', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bulkhead.pid');
+    // sh starts a short sleep in the background and then becomes `sleep 30`, which never reaps it:
+    // the short sleep stays a zombie for 30 s.
+    const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (b: Buffer) => resolve(b.toString().trim()))));
+      let st = procStat(pid);
+      for (let i = 0; i < 100 && st?.state !== 'Z'; i++) { await new Promise((r) => setTimeout(r, 20)); st = procStat(pid); }
+      assert.equal(st?.state, 'Z', 'the child became a zombie');
+      // kill(pid, 0) succeeds on a zombie: the old check called it alive
+      assert.doesNotThrow(() => process.kill(pid, 0));
+      await writeFile(path, `${pid} ${st.startTime}\n`);
+      assert.equal(holderAlive({ pid, startTime: st.startTime }), false);
+      const lock = await acquirePidLock(path, 'run dir z');
+      await lock.release();
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+});
+
+test('a lock left by a process that is gone is taken over; garbage counts as gone', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bulkhead.pid');
+    for (const content of ['999999999\n', 'garbage', '']) {
+      await writeFile(path, content);
+      const lock = await acquirePidLock(path, 'root r');
+      await lock.release();
+    }
+  });
+});
