@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AuthorityRewriter, rewriteAuthority } from './authority-fix.ts';
+import { AuthorityRewriter, FrameBoundary, RelayLimitError, rewriteAuthority } from './authority-fix.ts';
 
 function str(s: string, huffman = false): Buffer {
   const b = Buffer.from(s, 'latin1');
@@ -80,4 +80,32 @@ test('AuthorityRewriter re-frames a padded, prioritised HEADERS+CONTINUATION blo
   const pieces: Buffer[] = [];
   for (let i = 0; i < input.length; i++) pieces.push(rw.push(input.subarray(i, i + 1)));
   assert.deepEqual(Buffer.concat(pieces), want);
+});
+
+test('AuthorityRewriter refuses a header block past 64 KiB and a frame past 16 KiB, and keeps nothing', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const rw = new AuthorityRewriter();
+  rw.push(Buffer.concat([preface, frame(0x4, 0, 0, Buffer.alloc(0)), frame(0x1, 0, 1, Buffer.concat([head, path]))]));
+  const cont = frame(0x9, 0, 1, Buffer.alloc(16384, 0x80));
+  let err: unknown;
+  try {
+    for (let i = 0; i < 5; i++) assert.equal(rw.push(cont).length, 0, 'a block in progress is held, not passed on');
+  } catch (e) { err = e; }
+  assert.ok(err instanceof RelayLimitError, `expected RelayLimitError, got ${String(err)}`);
+  assert.equal(err.h2Code, 0xb);
+  assert.match(err.message, /exceeds 65536 bytes/);
+  assert.throws(() => rw.push(Buffer.alloc(1)), RelayLimitError, 'a refused connection stays refused');
+
+  const big = new AuthorityRewriter();
+  const h = Buffer.alloc(9); h.writeUIntBE(16385, 0, 3); h[3] = 0x0; h.writeUInt32BE(1, 5);
+  assert.throws(() => big.push(Buffer.concat([preface, h])), (e: unknown) => e instanceof RelayLimitError && e.h2Code === 0x6);
+});
+
+test('FrameBoundary follows frames split anywhere', () => {
+  const f = new FrameBoundary();
+  const two = Buffer.concat([frame(0x4, 0, 0, Buffer.alloc(6)), frame(0x0, 0, 1, Buffer.from('abc'))]);
+  for (let i = 0; i < two.length; i++) {
+    f.feed(two.subarray(i, i + 1));
+    assert.equal(f.atBoundary, i === 14 || i === two.length - 1, `after byte ${i}`);
+  }
 });

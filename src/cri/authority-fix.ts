@@ -11,6 +11,13 @@
  * the block is copied as is (Huffman strings included; they are skipped by length, not decoded).
  * A header block is re-framed as one HEADERS frame (split with CONTINUATION when too big) without
  * padding. Anything it cannot parse is passed through untouched.
+ *
+ * Bounds (per connection, so one client cannot make the daemon hold memory for it): the relay keeps
+ * at most one frame of the client's (a frame longer than the HTTP/2 default SETTINGS_MAX_FRAME_SIZE,
+ * 16 KiB, which the gRPC server never raises, is refused) and one header block being collected (at
+ * most 64 KiB of HEADERS + CONTINUATION, far above the < 1 KiB a gRPC client sends). Past either,
+ * that connection gets a GOAWAY (FRAME_SIZE_ERROR / ENHANCE_YOUR_CALM) when the relay is between
+ * two server frames, and is closed with what it buffered dropped; other connections go on.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../util/log.ts';
@@ -22,7 +29,19 @@ const FLAG_END_STREAM = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
+const FRAME_GOAWAY = 0x7;
 const MAX_FRAME = 16384;
+/** Largest header block (HEADERS + CONTINUATION payloads) the relay collects for one request. */
+export const MAX_HEADER_BLOCK = 64 * 1024;
+/** HTTP/2 error codes used in the relay's GOAWAY. */
+const FRAME_SIZE_ERROR = 0x6;
+const ENHANCE_YOUR_CALM = 0xb;
+
+/** A client broke a bound of the relay; its connection is to be closed with `h2Code`. */
+export class RelayLimitError extends Error {
+  readonly h2Code: number;
+  constructor(h2Code: number, message: string) { super(message); this.h2Code = h2Code; }
+}
 
 /** Reads an HPACK prefixed integer at `pos` with an N-bit prefix; returns [value, next position] or null. */
 function readInt(buf: Buffer, pos: number, prefixBits: number): [number, number] | null {
@@ -124,10 +143,24 @@ export class AuthorityRewriter {
   #prefaceLeft = PREFACE_LEN;
   /** A header block being collected: HEADERS flags/stream/priority bytes and fragments. */
   #pending: { streamId: number; flags: number; priority: Buffer; fragments: Buffer[] } | null = null;
+  #pendingBytes = 0;
   #broken = false;
+  #failed = false;
+  readonly #maxBlock: number;
+  /** Highest stream id of a request header block passed on (for the GOAWAY's last-stream-id). */
+  lastStreamId = 0;
 
-  /** Feeds client bytes; returns the bytes to send to the server now. */
+  constructor(opts: { maxHeaderBlock?: number } = {}) {
+    this.#maxBlock = opts.maxHeaderBlock ?? MAX_HEADER_BLOCK;
+  }
+
+  /**
+   * Feeds client bytes; returns the bytes to send to the server now. Throws RelayLimitError (and
+   * drops everything it held) when the client sends a frame or header block past the bounds;
+   * after that every push throws.
+   */
   push(chunk: Buffer): Buffer {
+    if (this.#failed) throw new RelayLimitError(ENHANCE_YOUR_CALM, 'connection already refused');
     if (this.#broken) return chunk;
     this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
     const out: Buffer[] = [];
@@ -139,6 +172,7 @@ export class AuthorityRewriter {
     }
     while (this.#prefaceLeft === 0 && this.#buf.length >= 9) {
       const len = this.#buf.readUIntBE(0, 3);
+      if (len > MAX_FRAME) this.#fail(FRAME_SIZE_ERROR, `frame of ${len} bytes exceeds the maximum frame size ${MAX_FRAME}`);
       if (this.#buf.length < 9 + len) break;
       const type = this.#buf[3]!;
       const flags = this.#buf[4]!;
@@ -154,8 +188,11 @@ export class AuthorityRewriter {
         p = p.subarray(priority.length, p.length - padLen);
         if (p.length < 0 || padLen > payload.length) { this.#broken = true; out.push(whole, this.#buf); this.#buf = Buffer.alloc(0); break; }
         this.#pending = { streamId, flags, priority, fragments: [Buffer.from(p)] };
+        this.#pendingBytes = p.length;
         if (flags & FLAG_END_HEADERS) out.push(this.#flush());
       } else if (type === FRAME_CONTINUATION && this.#pending && this.#pending.streamId === streamId) {
+        this.#pendingBytes += payload.length;
+        if (this.#pendingBytes > this.#maxBlock) this.#fail(ENHANCE_YOUR_CALM, `header block of stream ${streamId} exceeds ${this.#maxBlock} bytes`);
         this.#pending.fragments.push(Buffer.from(payload));
         if (flags & FLAG_END_HEADERS) out.push(this.#flush());
       } else {
@@ -165,9 +202,19 @@ export class AuthorityRewriter {
     return out.length === 1 ? out[0]! : Buffer.concat(out);
   }
 
+  #fail(h2Code: number, message: string): never {
+    this.#failed = true;
+    this.#pending = null;
+    this.#pendingBytes = 0;
+    this.#buf = Buffer.alloc(0);
+    throw new RelayLimitError(h2Code, message);
+  }
+
   #flush(): Buffer {
     const p = this.#pending!;
     this.#pending = null;
+    this.#pendingBytes = 0;
+    if (p.streamId > this.lastStreamId) this.lastStreamId = p.streamId;
     const block = rewriteAuthority(Buffer.concat(p.fragments));
     const keep = (p.flags & (FLAG_END_STREAM | FLAG_PRIORITY));
     const first = Math.min(block.length, MAX_FRAME - p.priority.length);
@@ -180,6 +227,46 @@ export class AuthorityRewriter {
     }
     return Buffer.concat(frames);
   }
+}
+
+/** Follows the server's frame boundaries without buffering (to know when a GOAWAY may be put in). */
+export class FrameBoundary {
+  #header = Buffer.alloc(9);
+  #headerHave = 0;
+  #payloadLeft = 0;
+
+  feed(chunk: Buffer): void {
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (this.#payloadLeft > 0) {
+        const n = Math.min(this.#payloadLeft, chunk.length - pos);
+        this.#payloadLeft -= n;
+        pos += n;
+        continue;
+      }
+      const n = Math.min(9 - this.#headerHave, chunk.length - pos);
+      chunk.copy(this.#header, this.#headerHave, pos, pos + n);
+      this.#headerHave += n;
+      pos += n;
+      if (this.#headerHave === 9) {
+        this.#payloadLeft = this.#header.readUIntBE(0, 3);
+        this.#headerHave = 0;
+      }
+    }
+  }
+
+  /** True when the bytes so far end exactly after a whole frame. */
+  get atBoundary(): boolean {
+    return this.#headerHave === 0 && this.#payloadLeft === 0;
+  }
+}
+
+/** A GOAWAY frame (stream 0) with `lastStreamId`, `h2Code` and a short debug text. */
+export function goaway(lastStreamId: number, h2Code: number, debug: string): Buffer {
+  const p = Buffer.alloc(8);
+  p.writeUInt32BE(lastStreamId & 0x7fffffff, 0);
+  p.writeUInt32BE(h2Code, 4);
+  return frame(FRAME_GOAWAY, 0, 0, Buffer.concat([p, Buffer.from(debug.slice(0, 200), 'latin1')]));
 }
 
 export interface AuthorityRelay {
@@ -195,12 +282,32 @@ export async function listenAuthorityRelay(publicPath: string, innerPath: string
     open.add(client);
     open.add(upstream);
     const rw = new AuthorityRewriter();
+    const down = new FrameBoundary();
+    let refused = false;
     client.on('data', (chunk: Buffer) => {
-      const out = rw.push(chunk);
+      if (refused) return;
+      let out: Buffer;
+      try {
+        out = rw.push(chunk);
+      } catch (err) {
+        if (!(err instanceof RelayLimitError)) throw err;
+        // Nothing more from the server reaches this client; a GOAWAY goes in only between frames.
+        refused = true;
+        logger.warn('relay: connection refused for exceeding a bound', { error: err.message });
+        if (down.atBoundary) client.end(goaway(rw.lastStreamId, err.h2Code, err.message));
+        else client.destroy();
+        upstream.destroy();
+        setTimeout(() => client.destroy(), 1000).unref();
+        return;
+      }
       if (out.length > 0 && !upstream.write(out)) client.pause();
     });
     upstream.on('drain', () => client.resume());
-    upstream.on('data', (chunk: Buffer) => { if (!client.write(chunk)) upstream.pause(); });
+    upstream.on('data', (chunk: Buffer) => {
+      if (refused) return;
+      down.feed(chunk);
+      if (!client.write(chunk)) upstream.pause();
+    });
     client.on('drain', () => upstream.resume());
     client.on('end', () => upstream.end());
     upstream.on('end', () => client.end());
@@ -208,7 +315,8 @@ export async function listenAuthorityRelay(publicPath: string, innerPath: string
     client.on('error', close);
     upstream.on('error', (err) => { logger.debug('relay upstream error', { error: err.message }); close(); });
     client.on('close', close);
-    upstream.on('close', close);
+    // after a refusal the client's side ends on its own (GOAWAY written, or the timer above)
+    upstream.on('close', () => { if (refused) { upstream.destroy(); open.delete(upstream); } else close(); });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
@@ -68,4 +69,45 @@ test('streaming URLs: a container past its share gets RESOURCE_EXHAUSTED, other 
   assert.match(await d.client.portForward(a.pod, [80]), /\/portforward\//);
   await d.client.removePodSandbox(a.pod);
   await d.client.removePodSandbox(b.pod);
+});
+
+function h2frame(type: number, flags: number, id: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3); h[3] = type; h[4] = flags; h.writeUInt32BE(id, 5);
+  return Buffer.concat([h, payload]);
+}
+
+test('cri.sock relay: a HEADERS+CONTINUATION block past 64 KiB gets GOAWAY and a close; other clients go on', async () => {
+  const sock = netConnect(d.socket);
+  const got: Buffer[] = [];
+  sock.on('data', (b: Buffer) => got.push(b));
+  const closed = new Promise<void>((resolve) => sock.on('close', () => resolve()));
+  sock.on('error', () => {});
+  await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+  sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), h2frame(0x4, 0, 0, Buffer.alloc(0)),
+    h2frame(0x1, 0, 1, Buffer.from([0x83, 0x86]))]));
+  // 256 MiB of CONTINUATION was what main buffered; stop writing as soon as the relay hangs up
+  let sent = 0;
+  const cont = h2frame(0x9, 0, 1, Buffer.alloc(16384, 0x80));
+  let isClosed = false;
+  void closed.then(() => { isClosed = true; });
+  while (!isClosed && sent < 256 * 1024 * 1024) {
+    if (!sock.write(cont)) await Promise.race([new Promise((r) => sock.once('drain', r)), closed]);
+    sent += cont.length;
+    // meanwhile another client is served
+    if (sent % (1024 * 1024) < cont.length) await d.client.version();
+  }
+  await Promise.race([closed, new Promise((_r, reject) => setTimeout(() => reject(new Error(`relay kept the connection after ${sent} bytes`)), 10_000))]);
+  assert.ok(sent < 2 * 1024 * 1024, `closed only after ${sent} bytes`);
+  // the last frame the client got is the relay's GOAWAY with ENHANCE_YOUR_CALM
+  const all = Buffer.concat(got);
+  let pos = 0; let last: { type: number; payload: Buffer } | undefined;
+  while (pos + 9 <= all.length) {
+    const len = all.readUIntBE(pos, 3);
+    last = { type: all[pos + 3]!, payload: all.subarray(pos + 9, pos + 9 + len) };
+    pos += 9 + len;
+  }
+  assert.equal(last?.type, 0x7, 'GOAWAY');
+  assert.equal(last?.payload.readUInt32BE(4), 0xb, 'ENHANCE_YOUR_CALM');
+  assert.ok((await d.client.version()).runtimeName);
 });
