@@ -51,7 +51,7 @@ import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import {
-  AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, isNotFound,
+  AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, isNotFound,
 } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { Backend, ContainerState as RuntimeState, OciLinuxResources } from '../runtime/backend.ts';
@@ -818,7 +818,7 @@ export class Engine {
     // the exit file's time can be coarser than our clock: never report finishing before starting
     c.finishedAt = Math.max(st.exitedAt ? dateNs(st.exitedAt) : nowNs(), c.startedAt);
     c.reason = st.oomKilled ? 'OOMKilled' : c.exitCode === 0 ? 'Completed' : 'Error';
-    if (st.exitCode === undefined) c.message = 'exit code unknown';
+    if (st.exitCode === undefined) c.message = st.exitUnknownReason ? `${st.exitUnknownReason}; exit code unknown` : 'exit code unknown';
     this.#store.updateContainer(c);
     this.#lastCpu.delete(c.id);
     this.#log.info('container exited', { container: c.id, exitCode: c.exitCode, reason: c.reason });
@@ -834,6 +834,8 @@ export class Engine {
       try {
         const st = await backend.wait(id, ac.signal);
         if (ac.signal.aborted) return;
+        // only an exit is recorded: a backend that cannot tell (yet) leaves it to the sweep
+        if (st.status !== 'stopped') throw new InternalError(`wait returned while the container is ${st.status}`);
         await this.#locks.with(id, async () => {
           const c = this.#store.getContainer(id);
           if (c) this.#applyExit(c, st);

@@ -124,6 +124,11 @@ export interface ContainerState {
   oomKilled?: boolean;
   /** Present while conmon is alive. */
   conmonPid?: number;
+  /**
+   * Set when status is 'stopped' without an exit code: why the code is unknown (e.g. "monitor
+   * died": conmon was gone before the container ended, so nobody collected its status).
+   */
+  exitUnknownReason?: string;
 }
 
 export interface ExecOptions {

@@ -58,6 +58,31 @@ interface Meta {
   cgroupsPath: string;
 }
 
+/** A process named by pid and start time (field 22 of /proc/<pid>/stat), so a reused pid is not mistaken for it. */
+export interface ProcessIdentity { pid: number; startTime: string }
+
+/** Start time of `pid` in clock ticks since boot, or undefined when it is gone or a zombie. */
+export function processStartTime(pid: number): string | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is the state (field 3); the start time is field 22
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process still runs (not a zombie) and is the one recorded (same start time). */
+export function identityAlive(p: ProcessIdentity): boolean {
+  return processStartTime(p.pid) === p.startTime;
+}
+
+/** Why a container's exit code is unknown when conmon died before recording it. */
+export const MONITOR_DIED = 'monitor (conmon) died';
+
 export function validateId(id: string): void {
   if (!ID_RE.test(id)) throw new InvalidArgumentError(`invalid container id ${JSON.stringify(id)}`);
 }
@@ -205,11 +230,35 @@ export class ConmonDriver {
     if (tty) args.push('-t');
     try {
       const pid = await this.spawnConmon(args, bundle, opts.signal);
+      // the process conmon waits on, by pid and start time: watched directly should conmon die
+      const startTime = processStartTime(pid);
+      if (startTime !== undefined) await writeFile(join(bundle, 'workload.json'), JSON.stringify({ pid, startTime } satisfies ProcessIdentity), { mode: 0o600 });
       return { pid };
     } catch (err) {
+      await this.killConmon(opts.id);
       await this.runtimeCmd(['delete', '--force', opts.id], { timeoutMs: 20_000 }).catch(() => {});
       await rm(bundle, { recursive: true, force: true }).catch(() => {});
       throw err;
+    }
+  }
+
+  /** SIGKILLs a container's conmon (by its pid file) and the processes of its group (a runtime still creating). */
+  private async killConmon(id: string): Promise<void> {
+    const pid = await readInt(join(this.bundleDir(id), 'conmon.pid'));
+    if (pid === undefined || !pidAlive(pid)) return;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmd.includes(id)) return; // the pid was reused
+    try { process.kill(-pid, 'SIGKILL'); } catch { /* not a group leader */ }
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+
+  /** What the container's workload process was when created (see createContainer). */
+  private async workload(id: string): Promise<ProcessIdentity | undefined> {
+    try {
+      const w = JSON.parse(await readFile(join(this.bundleDir(id), 'workload.json'), 'utf8')) as Partial<ProcessIdentity>;
+      return typeof w.pid === 'number' && typeof w.startTime === 'string' ? { pid: w.pid, startTime: w.startTime } : undefined;
+    } catch {
+      return undefined;
     }
   }
 
@@ -233,6 +282,9 @@ export class ConmonDriver {
         signal?.removeEventListener('abort', onAbort);
         (child.stdio[3] as Readable | null)?.destroy();
         child.stderr?.destroy();
+        // a timeout or abort must not leave what was started running (the caller then kills the
+        // daemonized conmon by its pid file and deletes the runtime's container)
+        if (err && child.pid !== undefined) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }
         if (err) reject(err); else resolve(pid!);
       };
       const timer = setTimeout(() => finish(new DeadlineExceededError(`conmon did not report the container pid within ${timeoutMs} ms`)), timeoutMs);
@@ -293,9 +345,11 @@ export class ConmonDriver {
       case 'stopped':
         // exited; conmon is about to write the exit file
         if (conmonPid !== undefined) return { id, status: 'stopped', pid: 0, ...base, oomKilled: await exists(join(bundle, 'oom')) };
-        return { id, status: 'stopped', pid: 0, oomKilled: await exists(join(bundle, 'oom')) };
+        // conmon died before the container: nobody collected its exit status
+        return { id, status: 'stopped', pid: 0, oomKilled: await exists(join(bundle, 'oom')), exitUnknownReason: MONITOR_DIED };
       default:
-        return { id, status: conmonPid !== undefined ? 'unknown' : 'stopped', pid: 0, ...base };
+        if (conmonPid !== undefined) return { id, status: 'unknown', pid: 0, ...base };
+        return { id, status: 'stopped', pid: 0, exitUnknownReason: MONITOR_DIED };
     }
   }
 
@@ -317,8 +371,9 @@ export class ConmonDriver {
           return await this.state(id, signal);
         }
         if ((await this.conmonPid(id)) === undefined) {
-          // conmon gone without an exit file (killed): ask the runtime, give up after a few rounds
-          if (++missingConmon > 20) return await this.state(id, signal);
+          // conmon gone without an exit file: it may have written it just before exiting (look
+          // once more), else it died (killed) and the workload may well still run
+          if (++missingConmon > 1) return await this.waitUnmonitored(id, signal);
         }
         if (changed) continue;
         await new Promise<void>((resolve, reject) => {
@@ -331,6 +386,30 @@ export class ConmonDriver {
       }
     } finally {
       watcher?.close();
+    }
+  }
+
+  /**
+   * wait() for a container whose conmon died: a container is not declared exited while its runtime
+   * says it runs. Watches the workload process conmon waited on (pid + start time, so a reused pid
+   * is not mistaken for it) and asks the runtime once it is gone (every second while the runtime
+   * still says running). The exit code is unknown then, and said so (exitUnknownReason).
+   */
+  private async waitUnmonitored(id: string, signal?: AbortSignal): Promise<ContainerState> {
+    const w = await this.workload(id);
+    let warned = false;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (await exists(this.exitFile(id))) return await this.state(id, signal);
+      if (w && identityAlive(w)) {
+        if (!warned) { warned = true; this.log.warn('conmon of a running container died; watching its process directly', { id, pid: w.pid }); }
+        await sleep(250, signal);
+        continue;
+      }
+      const st = await this.state(id, signal);
+      if (st.status === 'stopped') return st;
+      if (!warned) { warned = true; this.log.warn('conmon of a running container died; asking the runtime until it ends', { id, status: st.status }); }
+      await sleep(1000, signal);
     }
   }
 
