@@ -46,7 +46,7 @@ async function iperfClient(prefix: string[], server: string): Promise<number> {
   throw new Error(`iperf3 client could not reach ${server}: ${last}`);
 }
 
-const pod = (id: string): PodNetworkRequest => ({ id, name: id, namespace: 'bench', uid: id, portMappings: [], trust: 'untrusted', mode: 'bridge' });
+const pod = (id: string): PodNetworkRequest => ({ id, name: id, namespace: 'bench', uid: id, portMappings: [], trust: 'untrusted', egressGuard: true, mode: 'bridge' });
 
 async function benchBulkhead(): Promise<{ setupMs: number; gbps: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'bh-netbench-'));

@@ -2,6 +2,7 @@
 // UpdateContainerResources, ReopenContainerLog, CheckpointContainer.
 import { InvalidArgumentError, UnimplementedError } from '../errors.ts';
 import type { ContainerFilter } from '../engine/types.ts';
+import { sandboxConfigMismatch } from '../policy/pod-identity.ts';
 import type { CriDeps } from './deps.ts';
 import type { CreateContainerRequest, UpdateContainerResourcesRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
@@ -18,11 +19,15 @@ export function containerHandlers(deps: CriDeps): Record<string, Impl> {
       if (/[\0/]/.test(config.metadata.name) || config.metadata.name.length > 253) throw new InvalidArgumentError(`container config: metadata.name "${config.metadata.name.slice(0, 80)}" is not valid`);
       if (!config.image?.image) throw new InvalidArgumentError('container config: image.image must not be empty');
       checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'container config');
-      if (deps.policy?.enforceContainer) {
-        const pod = (await engine.podSandboxStatus(podId, false)).status;
-        await deps.policy.enforceContainer(req.sandboxConfig ?? null, config, pod.runtimeHandler);
+      // Judged by the daemon's own record of the pod, never by the request's copy of it: a copy
+      // that disagrees in anything trust depends on is refused; an omitted one is not needed.
+      const pod = engine.storedPod(podId);
+      if (req.sandboxConfig) {
+        const field = sandboxConfigMismatch(pod.config, req.sandboxConfig);
+        if (field !== undefined) throw new InvalidArgumentError(`CreateContainer: sandbox_config.${field} differs from pod sandbox ${pod.id}'s own config; send the config the pod was created with, or none`);
       }
-      const containerId = await engine.createContainer(podId, config, req.sandboxConfig ?? null, ctx.signal);
+      if (deps.policy?.enforceContainer) await deps.policy.enforceContainer(pod, config);
+      const containerId = await engine.createContainer(pod.id, config, pod.config, ctx.signal);
       return { containerId };
     }),
 

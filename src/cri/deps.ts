@@ -8,12 +8,15 @@ import type {
   ContainerStatusResponse, ExecSyncResponse, LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
   PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse,
 } from '../engine/types.ts';
+import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { Logger } from '../util/log.ts';
 import type { RuntimeHandlers } from './runtime-handlers.ts';
 
 /** The engine's RuntimeService-shaped API (src/engine/engine.ts). */
 export interface CriEngine {
-  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: { trust?: 'trusted' | 'untrusted'; defaults?: PodDefaults; signal?: AbortSignal }): Promise<string>;
+  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: { decision?: PodDecisionRecord; networkMode?: 'none'; signal?: AbortSignal }): Promise<string>;
+  /** The daemon's own record of a ready pod: what CreateContainer is judged by. */
+  storedPod(idOrPrefix: string): CriStoredPod;
   stopPodSandbox(id: string, signal?: AbortSignal): Promise<void>;
   removePodSandbox(id: string, signal?: AbortSignal): Promise<void>;
   podSandboxStatus(id: string, verbose: boolean): Promise<PodSandboxStatusResponse>;
@@ -67,18 +70,18 @@ export interface CriStreaming {
   getPortForward(req: { podSandboxId: string; port?: number[] }): { url: string } | Promise<{ url: string }>;
 }
 
-/** Security defaults for what containers leave unset (engine's ContainerDefaults); absent = hardened. */
-export interface PodDefaults { seccomp: 'RuntimeDefault' | 'Unconfined'; honorNoNewPrivs: boolean }
+/** A pod as the engine stored it; `decision` undefined = none stored (judged as the default level). */
+export interface CriStoredPod { id: string; config: PodSandboxConfig; handler: string; decision: PodDecisionRecord | undefined }
 
-/** The trust policy's decision for a pod. */
-export interface PodDecision { handler: string; trust?: 'trusted' | 'untrusted'; defaults?: PodDefaults }
+/** The trust policy's decision for a pod: the handler, and the record stored with the pod. */
+export interface PodDecision { handler: string; record: PodDecisionRecord }
 
 /** The trust policy's node enforcement (src/policy/); absent = no extra rules beyond handlers. */
 export interface CriPolicy {
-  /** Chooses the handler (and trust, defaults) for a pod or throws PermissionDeniedError naming the rule. */
+  /** Chooses the handler and the decision record for a pod or throws PermissionDeniedError naming the rule. */
   enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<PodDecision> | PodDecision;
-  /** Throws PermissionDeniedError when the container is not allowed in its pod. */
-  enforceContainer?(podConfig: PodSandboxConfig | null, config: ContainerConfig, handler: string): Promise<void> | void;
+  /** Throws PermissionDeniedError when the container is not allowed in its (stored) pod. */
+  enforceContainer?(pod: CriStoredPod, config: ContainerConfig): Promise<void> | void;
 }
 
 export interface CriNetworkStatus { ready: boolean; reason?: string; message?: string }

@@ -2,7 +2,8 @@
 import { requestedNetwork } from './annotations.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
-import type { CriDeps, PodDecision, PodDefaults } from './deps.ts';
+import type { PodDecisionRecord } from '../policy/decision.ts';
+import type { CriDeps, PodDecision } from './deps.ts';
 import type { RunPodSandboxRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
 import { checkSeccompProfilePath, requireId } from './validate.ts';
@@ -26,8 +27,7 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
       let handler = req.runtimeHandler ?? '';
       // A name no handler has is a malformed request, whatever the policy would say.
       if (handler !== '') deps.handlers.known(handler);
-      let trust: 'trusted' | 'untrusted' = 'untrusted';
-      let defaults: PodDefaults | undefined;
+      let record: PodDecisionRecord | undefined;
       if (deps.policy) {
         let decision: PodDecision;
         try {
@@ -38,13 +38,14 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
           throw err;
         }
         handler = decision.handler;
-        trust = decision.trust ?? 'untrusted';
-        defaults = decision.defaults;
+        record = decision.record;
       }
       const entry = await deps.handlers.resolve(handler, ctx.signal);
+      // Without a policy nothing is recorded and the engine applies the fail-closed decision.
+      if (record) record = { ...record, handler: entry.name };
       const network = requestedNetwork(config.annotations, config.linux?.securityContext?.namespaceOptions?.network === 'NODE');
       const networkMode = network === 'none' ? { networkMode: 'none' as const } : {};
-      const podSandboxId = await engine.runPodSandbox(config, entry.name, { trust, ...(defaults ? { defaults } : {}), ...networkMode, signal: ctx.signal });
+      const podSandboxId = await engine.runPodSandbox(config, entry.name, { ...(record ? { decision: record } : {}), ...networkMode, signal: ctx.signal });
       return { podSandboxId };
     }),
 

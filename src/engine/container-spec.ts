@@ -7,7 +7,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { InvalidArgumentError } from '../errors.ts';
-import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
+import { readDecision } from '../policy/decision.ts';
+import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
 import type { OciSeccomp, OciSpec } from '../runtime/oci.ts';
 import type { PodModel } from '../runtime/backend.ts';
 import type { PodRecord } from './store.ts';
@@ -66,17 +67,23 @@ export interface ContainerDefaults {
   seccomp: 'RuntimeDefault' | 'Unconfined';
   /** true: no_new_privs as the request says; false: always on (except privileged containers). */
   honorNoNewPrivs: boolean;
+
+  /** true: a request's masked/readonly paths replace the defaults; false: they are added to them. */
+  unmaskedProc: boolean;
 }
 
-export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault', honorNoNewPrivs: false };
+export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault', honorNoNewPrivs: false, unmaskedProc: false };
 
-/** The pod's defaults for unset settings (hardened when the policy gave none, or for old records). */
+/** The pod's defaults for unset settings, from its stored decision (hardened when none was stored). */
 function podDefaults(pod: PodRecord): ContainerDefaults {
-  const d = pod.runtime.backendState.defaults as Partial<ContainerDefaults> | undefined;
-  return {
-    seccomp: d?.seccomp === 'Unconfined' ? 'Unconfined' : HARDENED_DEFAULTS.seccomp,
-    honorNoNewPrivs: d?.honorNoNewPrivs === true,
-  };
+  const d = readDecision(pod.runtime.backendState.decision);
+  if (!d) return HARDENED_DEFAULTS;
+  return { seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc };
+}
+
+/** The request's paths added to the defaults (never fewer than the defaults). */
+function union(dflt: readonly string[], asked: readonly string[] | undefined): string[] {
+  return [...new Set([...dflt, ...(asked ?? [])])];
 }
 
 async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined, dflt: ContainerDefaults['seccomp']): Promise<NonNullable<SpecRequest['seccomp']>> {
@@ -203,8 +210,14 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
   if (sc?.supplementalGroups && sc.supplementalGroups.length > 0) req.supplementalGroups = sc.supplementalGroups;
   if (ownUts && hostname) req.hostname = hostname;
   if (config.linux?.resources?.oomScoreAdj) req.oomScoreAdj = config.linux.resources.oomScoreAdj;
-  if (sc?.maskedPaths && sc.maskedPaths.length > 0) req.maskedPaths = sc.maskedPaths;
-  if (sc?.readonlyPaths && sc.readonlyPaths.length > 0) req.readonlyPaths = sc.readonlyPaths;
+  if (defaults.unmaskedProc) {
+    // The level allows procMount Unmasked: the request's lists stand as given.
+    if (sc?.maskedPaths && sc.maskedPaths.length > 0) req.maskedPaths = sc.maskedPaths;
+    if (sc?.readonlyPaths && sc.readonlyPaths.length > 0) req.readonlyPaths = sc.readonlyPaths;
+  } else {
+    req.maskedPaths = union(DEFAULT_MASKED_PATHS, sc?.maskedPaths);
+    req.readonlyPaths = union(DEFAULT_READONLY_PATHS, sc?.readonlyPaths);
+  }
   if (sc?.noNewPrivs) req.noNewPrivileges = true;
   else if (defaults.honorNoNewPrivs) req.noNewPrivileges = false;
   return await buildSpec(req);

@@ -55,14 +55,15 @@ import {
 } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import type { Backend, ContainerState as RuntimeState, OciLinuxResources } from '../runtime/backend.ts';
-import type { PodNetwork, PodNetworkRequest, PodTrust, NetworkMode, PortProtocol } from '../network/pod-network.ts';
+import type { PodNetwork, PodNetworkRequest, NetworkMode, PortProtocol } from '../network/pod-network.ts';
+import { FAIL_CLOSED, readDecision, type PodDecisionRecord } from '../policy/decision.ts';
 import { StateStore, NameConflict, type PodRecord, type ContainerRecord, type PodRuntimeInfo, type ContainerRuntimeInfo } from './store.ts';
 import { KeyedMutex } from './mutex.ts';
 import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
 import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
-import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, HARDENED_DEFAULTS, type ContainerDefaults, type EngineImage } from './container-spec.ts';
+import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, type EngineImage } from './container-spec.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
 
@@ -110,12 +111,14 @@ export interface EngineOptions {
 
 /** Extra, non-CRI inputs for runPodSandbox (decided by policy/, not by the request). */
 export interface RunPodOptions {
-  /** Trust level of the pod (policy decides); default 'untrusted' (fail closed). */
-  trust?: PodTrust;
+  /**
+   * The policy's decision for the pod (level, egress guard, host network, container defaults, ...),
+   * stored with the pod as `backendState.decision`; absent = none stored, and everything that reads
+   * it (network, container spec, CreateContainer's policy check) applies the fail-closed one.
+   */
+  decision?: PodDecisionRecord;
   /** Network mode override: 'none' gives a loopback-only netns even with CNI configured. */
   networkMode?: NetworkMode;
-  /** What the pod's containers get for settings they leave unset; default HARDENED_DEFAULTS. */
-  defaults?: ContainerDefaults;
   signal?: AbortSignal;
 }
 
@@ -360,13 +363,15 @@ export class Engine {
     return mode === 'bridge' ? this.#network : this.#fallbackNetwork;
   }
 
-  #netRequest(p: PodRecord, mode: NetworkMode, trust: PodTrust): PodNetworkRequest {
+  #netRequest(p: PodRecord, mode: NetworkMode): PodNetworkRequest {
+    const d = readDecision(p.runtime.backendState.decision) ?? FAIL_CLOSED;
     return {
       id: p.id,
       name: p.name,
       namespace: p.namespace,
       uid: p.uid,
-      trust,
+      trust: d.hostNetwork ? 'trusted' : 'untrusted',
+      egressGuard: d.egressGuard,
       mode,
       portMappings: (p.config.portMappings ?? []).map((m) => ({
         protocol: (m.protocol ?? 'TCP').toLowerCase() as PortProtocol,
@@ -390,7 +395,6 @@ export class Engine {
     const hostname = config.hostname ?? '';
     if (hostname) validateHostname(hostname);
     const mode = this.#podNetworkMode(config, opts);
-    const trust = opts.trust ?? 'untrusted';
     const signal = opts.signal ?? this.#closing.signal;
 
     const id = newId();
@@ -402,7 +406,7 @@ export class Engine {
     const runtime: PodRuntimeInfo = {
       netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
       podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer && !pins ? newId() : '',
-      namespacePaths: {}, backendState: { trust, mode, ownCgroup, ownLogDir: !config.logDirectory, defaults: opts.defaults ?? HARDENED_DEFAULTS },
+      namespacePaths: {}, backendState: { mode, ownCgroup, ownLogDir: !config.logDirectory, ...(opts.decision ? { decision: opts.decision } : {}) },
     };
     const rec: PodRecord = {
       id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,
@@ -421,7 +425,7 @@ export class Engine {
         const [, , netR, pauseR] = await settleAll([
           mkdir(podDir, { recursive: true, mode: 0o711 }),
           mkdir(logDirectory, { recursive: true, mode: 0o755 }),
-          this.#networkFor(mode).setup(this.#netRequest(rec, mode, trust), signal),
+          this.#networkFor(mode).setup(this.#netRequest(rec, mode), signal),
           runtime.pauseId ? this.#ensurePauseRootfs() : Promise.resolve(''),
         ] as const);
         const net = netR;
@@ -653,6 +657,16 @@ export class Engine {
       containersStatuses: this.#store.listContainers(p.id).filter((c) => this.#visible(c)).map((c) => this.#containerStatusOf(c)),
       timestamp: nowNs(),
     };
+  }
+
+  /**
+   * The stored record of a ready pod as the policy judges it: its config, handler and decision
+   * (undefined when none was stored or it does not parse: the caller applies the default level).
+   */
+  storedPod(idOrPrefix: string): { id: string; config: cri.PodSandboxConfig; handler: string; decision: PodDecisionRecord | undefined } {
+    const p = this.#resolvePod(idOrPrefix);
+    if (p.phase !== 'ready') throw new FailedPreconditionError(`pod sandbox ${p.id} is not ready`);
+    return { id: p.id, config: p.config, handler: p.handler, decision: readDecision(p.runtime.backendState.decision) };
   }
 
   /** CRI ListPodSandbox. */

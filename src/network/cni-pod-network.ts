@@ -1,6 +1,6 @@
 /**
  * CniPodNetwork: the PodNetwork of this node — named netns per pod, CNI plugins from Debian,
- * nftables egress guard for untrusted pods. See pod-network.ts for the contract.
+ * nftables egress guard for pods whose decision asks for it. See pod-network.ts for the contract.
  *
  * Crash safety: a record per pod (<cacheDir>/pods/<key>.json) is written before anything is
  * created and after every step, holding the netns name, the exact CNI config used and the
@@ -31,6 +31,8 @@ interface PodRecord {
   namespace: string;
   uid: string;
   trust: PodTrust;
+  /** Absent in records written before the guard had its own field (then: trust !== 'trusted'). */
+  egressGuard?: boolean;
   mode: NetworkMode;
   phase: 'creating' | 'ready';
   netnsName: string | null;
@@ -119,10 +121,10 @@ export class CniPodNetwork implements PodNetwork {
     const key = keyOf(pod.id);
     return await this.#locked(key, async () => {
       const old = await this.#read(key);
-      if (old?.phase === 'ready' && old.mode === pod.mode && old.trust === pod.trust) return resultOf(old);
+      if (old?.phase === 'ready' && old.mode === pod.mode && old.trust === pod.trust && (old.egressGuard ?? old.trust !== 'trusted') === pod.egressGuard) return resultOf(old);
       if (old) await this.#teardown(old, signal);
       const rec: PodRecord = {
-        version: 1, podId: pod.id, key, name: pod.name, namespace: pod.namespace, uid: pod.uid, trust: pod.trust, mode: pod.mode,
+        version: 1, podId: pod.id, key, name: pod.name, namespace: pod.namespace, uid: pod.uid, trust: pod.trust, egressGuard: pod.egressGuard, mode: pod.mode,
         phase: 'creating', netnsName: null, portMappings: pod.portMappings, ips: [],
       };
       if (pod.mode === 'host') {
@@ -163,7 +165,7 @@ export class CniPodNetwork implements PodNetwork {
     });
     rec.ips = (result.ips ?? []).map((i) => stripPrefix(i.address));
     if (rec.ips.length === 0) throw new FailedPreconditionError(`CNI network "${list.name}" gave the pod no IP address`);
-    if (pod.trust !== 'trusted') {
+    if (pod.egressGuard) {
       const g = await this.#describeForGuard(rec, signal);
       rec.guard = g;
       await this.#write(rec);
@@ -311,6 +313,7 @@ function resultOf(rec: PodRecord): PodNetworkResult {
 function validate(pod: PodNetworkRequest): void {
   if (!['bridge', 'none', 'host'].includes(pod.mode)) throw new InvalidArgumentError(`network mode must be bridge, none or host, not ${JSON.stringify(pod.mode)}`);
   if (pod.trust !== 'trusted' && pod.trust !== 'untrusted') throw new InvalidArgumentError(`trust must be trusted or untrusted`);
+  if (typeof pod.egressGuard !== 'boolean') throw new InvalidArgumentError('egressGuard must be true or false');
   for (const [k, v] of [['name', pod.name], ['namespace', pod.namespace], ['uid', pod.uid]] as const) {
     if (/[;=\0\n]/.test(v) || v.length > 253) throw new InvalidArgumentError(`pod ${k} ${JSON.stringify(v)} is not a valid name`);
   }

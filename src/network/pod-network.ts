@@ -8,7 +8,7 @@
  *                  the configured network (conflist chaining with prevResult). A record of what was
  *                  created (netns, CNI config used, results) is written to the CNI cache dir before
  *                  and after each step, so a daemon that dies half way can still undo it.
- *                  For untrusted pods the egress guard is installed before setup() returns.
+ *                  When the request says egressGuard, the guard is installed before setup() returns.
  *   status(id)   → what setup() produced, read back from the record (also after a restart).
  *   teardown(id) → CNI DEL with the cached config and result, removes guard rules and the netns.
  *                  Idempotent: tearing down an unknown or half-created pod succeeds.
@@ -17,7 +17,8 @@
  * (netnsPath null). The policy layer decides who may use host networking; as a last line of
  * defence setup() also refuses "host" for an untrusted pod (PermissionDeniedError).
  *
- * Egress guard (untrusted pods only): no connections to the node's own addresses (including the
+ * Egress guard (pods whose decision says egressGuard; every level by default, host-network
+ * permission does not switch it off): no connections to the node's own addresses (including the
  * bridge gateway), to 169.254.0.0/16 and to the configured blocked ranges; no IPv6; no spoofed
  * source IP/MAC/ARP and no frames addressed to other pods (so no sniffing of others' traffic).
  * Implemented as nftables tables (inet + bridge family) named per daemon instance; the rules of a
@@ -52,7 +53,10 @@ export interface PodNetworkRequest {
   namespace: string;
   uid: string;
   portMappings: PortMapping[];
+  /** 'trusted' = the pod's level allows the host network (mode "host"); nothing else. */
   trust: PodTrust;
+  /** Install the egress guard for the pod (the policy decision's egress_guard, not the trust bit). */
+  egressGuard: boolean;
   mode: NetworkMode;
 }
 

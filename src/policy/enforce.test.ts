@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
 import { createLogger } from '../util/log.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../engine/types.ts';
-import { createCounters, enforceContainer, enforcePod, NodePolicy } from './enforce.ts';
+import { decisionWith } from './decision.ts';
+import { createCounters, enforceContainer, enforcePod, KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS, NodePolicy, type StoredPod } from './enforce.ts';
 import { parsePolicyText } from './load.ts';
 import type { HandlerInfo } from './policy.ts';
 
@@ -33,6 +34,12 @@ function podConfig(over: Partial<PodSandboxConfig> = {}, ns = 'default'): PodSan
 }
 function containerConfig(over: Partial<ContainerConfig> = {}): ContainerConfig {
   return { metadata: { name: 'app', attempt: 0 }, image: { image: 'sha256:' + 'd'.repeat(64), userSpecifiedImage: 'busybox:latest' }, mounts: [], devices: [], linux: null, ...over };
+}
+
+/** The pod as the engine stores it, with the decision enforcePod gives it. */
+function stored(config: PodSandboxConfig, handler: string): StoredPod {
+  const { record } = enforcePod(policy, { config, runtimeHandler: handler }, HANDLERS);
+  return { config, handler, decision: { ...record, handler } };
 }
 
 function capture(): { lines: string[]; logger: ReturnType<typeof createLogger> } {
@@ -119,7 +126,7 @@ describe('enforceContainer (CreateContainer)', () => {
       { containerPath: '/etc/hosts', hostPath: `/var/lib/kubelet/pods/${UID}/etc-hosts` },
       { containerPath: '/cache', hostPath: `/var/lib/kubelet/pods/${UID}/volumes/kubernetes.io~empty-dir/cache` },
     ] });
-    const d = enforceContainer(policy, { config, sandboxConfig: podConfig() }, 'gvisor', HANDLERS);
+    const d = enforceContainer(policy, { config, pod: stored(podConfig(), 'gvisor') }, HANDLERS);
     assert.equal(d.allowed, true);
   });
 
@@ -140,7 +147,7 @@ describe('enforceContainer (CreateContainer)', () => {
   ];
   for (const c of denied) {
     it(`refuses ${c.name}`, () => {
-      assert.throws(() => enforceContainer(policy, { config: c.config(), sandboxConfig: podConfig({}, c.ns) }, c.handler ?? 'gvisor', HANDLERS), (err: unknown) => {
+      assert.throws(() => enforceContainer(policy, { config: c.config(), pod: stored(podConfig({}, c.ns), c.handler ?? 'gvisor') }, HANDLERS), (err: unknown) => {
         assert.ok(err instanceof PermissionDeniedError, String(err));
         assert.match(err.message, c.rule);
         return true;
@@ -149,12 +156,23 @@ describe('enforceContainer (CreateContainer)', () => {
   }
 
   it('trusted: a harmless host dir is allowed', () => {
-    const d = enforceContainer(policy, { config: containerConfig({ mounts: [{ containerPath: '/d', hostPath: join(dir, 'data') }] }), sandboxConfig: podConfig({}, 'kube-system') }, 'runc', HANDLERS);
+    const d = enforceContainer(policy, { config: containerConfig({ mounts: [{ containerPath: '/d', hostPath: join(dir, 'data') }] }), pod: stored(podConfig({}, 'kube-system'), 'runc') }, HANDLERS);
     assert.equal(d.allowed, true);
   });
 
-  it('no sandbox config: nothing is known of the pod, so it is untrusted', () => {
-    assert.throws(() => enforceContainer(policy, { config: containerConfig(), sandboxConfig: null }, 'runc', HANDLERS), /untrusted\/handler-not-allowed/);
+  it('a stored pod with no decision (older state.db) is judged as the default level, whatever its namespace', () => {
+    const pod = { config: podConfig({}, 'kube-system'), handler: 'runc', decision: undefined };
+    assert.throws(() => enforceContainer(policy, { config: containerConfig(), pod }, HANDLERS), /untrusted\/handler-not-allowed/);
+  });
+
+  it('masked/readonly paths that drop a default unmask /proc: refused unless the level allows it', () => {
+    const noSys = containerConfig({ linux: { securityContext: { readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger'] } } });
+    assert.throws(() => enforceContainer(policy, { config: noSys, pod: stored(podConfig({}, 'kube-system'), 'runc') }, HANDLERS), /trusted\/proc-mount/);
+    const fewMasked = containerConfig({ linux: { securityContext: { maskedPaths: ['/proc/kcore'] } } });
+    assert.throws(() => enforceContainer(policy, { config: fewMasked, pod: stored(podConfig(), 'gvisor') }, HANDLERS), /untrusted\/proc-mount/);
+    // The kubelet's own lists (procMount Default), with extra paths, are fine.
+    const kubelet = containerConfig({ linux: { securityContext: { maskedPaths: [...KUBELET_MASKED_PATHS, '/proc/extra'], readonlyPaths: [...KUBELET_READONLY_PATHS] } } });
+    assert.equal(enforceContainer(policy, { config: kubelet, pod: stored(podConfig(), 'gvisor') }, HANDLERS).allowed, true);
   });
 });
 
@@ -162,9 +180,14 @@ describe('NodePolicy (the CriPolicy the CRI server calls)', () => {
   it('asks for the handlers each time, counts decisions and rejects with PermissionDenied', async () => {
     let calls = 0;
     const np = new NodePolicy({ policy, logger: capture().logger, handlers: async () => { calls++; return HANDLERS; } });
-    assert.deepEqual(await np.enforcePod(podConfig(), 'runc'), { handler: 'gvisor' });
-    await np.enforceContainer(podConfig(), containerConfig(), 'gvisor');
-    await assert.rejects(np.enforceContainer(podConfig(), containerConfig({ linux: { securityContext: { privileged: true } } }), 'gvisor'), PermissionDeniedError);
+    const np2 = new NodePolicy({ policy, logger: capture().logger, handlers: async () => { calls++; return HANDLERS; }, hostPortInUse: () => false });
+    const r = await np2.enforcePod(podConfig(), 'runc');
+    assert.equal(r.handler, 'gvisor');
+    assert.deepEqual({ ...r.record }, decisionWith({ level: 'untrusted', trustRule: 'default', handler: 'gvisor', requestedHandler: 'runc' }));
+    calls = 0;
+    await np.enforcePod(podConfig(), 'runc');
+    await np.enforceContainer(stored(podConfig(), 'gvisor'), containerConfig());
+    await assert.rejects(np.enforceContainer(stored(podConfig(), 'gvisor'), containerConfig({ linux: { securityContext: { privileged: true } } })), PermissionDeniedError);
     assert.equal(calls, 3);
     assert.deepEqual(np.counters, { pods: { allowed: 1, denied: 0, moved: 1 }, containers: { allowed: 1, denied: 1 }, deniedByRule: { 'untrusted/privileged': 1 } });
   });

@@ -11,9 +11,11 @@ import { realpathSync } from 'node:fs';
 import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
 import type { ContainerConfig, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, PodSandboxConfig, SecurityProfile } from '../engine/types.ts';
 import type { Logger } from '../util/log.ts';
+import type { PodDecisionRecord } from './decision.ts';
+import { hostPortProbe, listeningPorts } from './host-ports.ts';
 import {
   decideContainer, decidePod, normalizeHostPath,
-  type ContainerInput, type Decision, type HandlerInfo, type PodInput, type Policy, type SecuritySummary,
+  type ContainerInput, type Decision, type HandlerInfo, type PodInput, type Policy, type SecuritySummary, type Violation,
 } from './policy.ts';
 
 export interface PolicyCounters {
@@ -54,6 +56,11 @@ function podSecurity(sc: LinuxSandboxSecurityContext | null | undefined, sysctls
   return s;
 }
 
+/** Host ports a pod's port mappings publish (0 = none). */
+function hostPortsOf(config: PodSandboxConfig): number[] {
+  return (config.portMappings ?? []).flatMap((m) => (m.hostPort ? [m.hostPort] : []));
+}
+
 /** The policy input for a RunPodSandbox request. */
 export function podInputFromCri(config: PodSandboxConfig, requestedHandler: string): PodInput {
   const md = config.metadata;
@@ -63,7 +70,7 @@ export function podInputFromCri(config: PodSandboxConfig, requestedHandler: stri
     labels: { ...(config.labels ?? {}) },
     annotations: { ...(config.annotations ?? {}) },
     runtimeHandler: requestedHandler,
-    security: podSecurity(config.linux?.securityContext, config.linux?.sysctls),
+    security: { ...podSecurity(config.linux?.securityContext, config.linux?.sysctls), hostPorts: hostPortsOf(config) },
   };
   if (md?.uid) input.uid = md.uid;
   return input;
@@ -136,45 +143,112 @@ function thrown(kind: string, who: string, d: Decision): Error {
   return new PermissionDeniedError(deniedMessage(kind, who, d));
 }
 
+/** The pod as the daemon stored it at RunPodSandbox: what CreateContainer is judged by. */
+export interface StoredPod {
+  config: PodSandboxConfig;
+  /** Handler the pod runs on. */
+  handler: string;
+  /** The stored decision; undefined (older record) = judged as the default level. */
+  decision?: PodDecisionRecord | undefined;
+}
+
+/** Which protocols have a socket bound to a host port ("tcp" LISTEN, "udp" bound); see host-ports.ts. */
+export type HostPortProbe = (port: number, protocol: 'tcp' | 'udp' | 'sctp') => boolean;
+
+function withViolations(d: Decision, level: string, extra: Violation[]): Decision {
+  if (extra.length === 0) return d;
+  const violations = [...d.violations, ...extra];
+  return { ...d, allowed: false, violations, rule: `${level}/${violations[0]!.rule}` };
+}
+
+/** The record the daemon stores with an allowed pod (see decision.ts). */
+export function decisionRecord(policy: Policy, d: Decision, handler: string): PodDecisionRecord {
+  const level = Object.hasOwn(policy.levels, d.trust) ? policy.levels[d.trust]! : policy.levels[policy.defaultTrust]!;
+  return {
+    version: 1, level: level.name, trustRule: d.trustRule, handler, requestedHandler: d.requestedHandler,
+    egressGuard: level.egressGuard, hostNetwork: level.allowHostNetwork, allowedHostPorts: [...level.allowedHostPorts],
+    // Kubernetes' defaults for unset seccomp / no_new_privs=false only where the level would
+    // allow the pod to ask for them explicitly (unconfined seccomp; privileged, which implies
+    // no_new_privs off); every other pod keeps the hardened defaults.
+    seccompDefault: level.allowUnconfinedSeccomp ? 'Unconfined' : 'RuntimeDefault',
+    honorNoNewPrivs: level.allowPrivileged,
+    unmaskedProc: level.allowUnmaskedProc,
+  };
+}
+
 /**
  * RunPodSandbox: decides the pod and returns the handler to run it with (possibly stronger than
- * requested). Throws PermissionDeniedError naming the rule, or FailedPreconditionError when the
- * only problem is that no allowed handler is available on this node.
+ * requested) and the decision record to store with it. Throws PermissionDeniedError naming the
+ * rule, or FailedPreconditionError when the only problem is that no allowed handler is available
+ * on this node. With `hostPortInUse`, a host port a host process already uses is refused for
+ * every level (rule <level>/host-port-in-use).
  */
 export function enforcePod(
   policy: Policy,
   request: { config: PodSandboxConfig; runtimeHandler?: string },
   available: readonly HandlerInfo[],
-  opts: EnforceOptions = {},
-): { handler: string; decision: Decision } {
+  opts: EnforceOptions & { hostPortInUse?: HostPortProbe } = {},
+): { handler: string; decision: Decision; record: PodDecisionRecord } {
   const input = podInputFromCri(request.config, request.runtimeHandler ?? '');
-  const d = decidePod(policy, input, available);
+  let d = decidePod(policy, input, available);
   const who = `${input.namespace}/${input.name}`;
+  if (opts.hostPortInUse && !input.security?.hostNetwork) {
+    const busy: Violation[] = [];
+    for (const m of request.config.portMappings ?? []) {
+      const port = m.hostPort ?? 0;
+      const proto = (m.protocol ?? 'TCP').toLowerCase() as 'tcp' | 'udp' | 'sctp';
+      if (port > 0 && port <= 65535 && opts.hostPortInUse(port, proto)) {
+        busy.push({ rule: 'host-port-in-use', message: `pod ${who}: host port ${port}/${proto} is already in use by a process on the node; publishing it would take over that service (choose another hostPort)` });
+      }
+    }
+    d = withViolations(d, d.trust, busy);
+  }
   record(opts, 'pod', who, d);
   if (!d.allowed || d.handler === undefined) throw thrown('pod', who, d);
-  return { handler: d.handler, decision: d };
+  return { handler: d.handler, decision: d, record: decisionRecord(policy, d, d.handler) };
+}
+
+/** Paths every kubelet sends for procMount Default; a list without one of them unmasks /proc. */
+export const KUBELET_MASKED_PATHS: readonly string[] = [
+  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
+];
+export const KUBELET_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+/**
+ * Whether a container's masked/readonly paths ask for an unmasked /proc: CRI has no procMount
+ * field; the kubelet sends the default lists for Default and empty ones for Unmasked (which
+ * decode as "not sent" and get the defaults). A list that is sent but lacks a default path is
+ * what a raw client would use to unmask /proc.
+ */
+export function asksUnmaskedProc(sc: LinuxContainerSecurityContext | null | undefined): boolean {
+  const drops = (given: readonly string[] | undefined, dflt: readonly string[]): boolean =>
+    given !== undefined && given.length > 0 && dflt.some((p) => !given.includes(p));
+  return drops(sc?.maskedPaths, KUBELET_MASKED_PATHS) || drops(sc?.readonlyPaths, KUBELET_READONLY_PATHS);
 }
 
 /**
- * CreateContainer: decides one container of a pod already running on `podHandler`. Throws
- * PermissionDeniedError naming the rule. `sandboxConfig` null (not sent) means nothing is known
- * of the pod, so it gets the default trust.
+ * CreateContainer: decides one container of a pod, judged by the daemon's stored record of the
+ * pod (config, handler, decision), never by the request's copy. Throws PermissionDeniedError
+ * naming the rule. A pod with no stored decision is judged as the default level (fail closed).
  */
 export function enforceContainer(
   policy: Policy,
-  request: { config: ContainerConfig; sandboxConfig?: PodSandboxConfig | null },
-  podHandler: string,
+  request: { config: ContainerConfig; pod: StoredPod },
   available: readonly HandlerInfo[],
   opts: EnforceOptions = {},
 ): Decision {
-  const pc = request.sandboxConfig ?? null;
-  const md = pc?.metadata;
+  const pc = request.pod.config;
+  const md = pc.metadata;
   const uid = md?.uid;
   const ownDir = uid && /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/.test(uid) ? `${policy.kubeletRoot}/pods/${uid}` : undefined;
   const container = containerInputFromCri(request.config, opts.resolvePath ?? defaultResolve, ownDir);
-  const pod: PodInput = { namespace: md?.namespace ?? '', name: md?.name ?? '', labels: { ...(pc?.labels ?? {}) }, annotations: { ...(pc?.annotations ?? {}) } };
+  if (asksUnmaskedProc(request.config.linux?.securityContext)) container.security = { ...container.security, unmaskedProc: true };
+  const pod: PodInput = { namespace: md?.namespace ?? '', name: md?.name ?? '', labels: { ...(pc.labels ?? {}) }, annotations: { ...(pc.annotations ?? {}) } };
   if (uid) pod.uid = uid;
-  const d = decideContainer(policy, { pod, podHandler, container }, available);
+  const stored = request.pod.decision;
+  if (stored) pod.runtimeHandler = stored.requestedHandler;
+  const d = decideContainer(policy, { pod, podHandler: request.pod.handler, container, ...(stored ? {} : { defaultLevel: true }) }, available);
   const who = `${container.name} in pod ${pod.namespace}/${pod.name}`;
   record(opts, 'container', who, d);
   if (!d.allowed) throw new PermissionDeniedError(deniedMessage('container', who, d));
@@ -188,9 +262,11 @@ export interface NodePolicyOptions {
   handlers: (signal?: AbortSignal) => Promise<HandlerInfo[]> | HandlerInfo[];
   counters?: PolicyCounters;
   resolvePath?: (p: string) => string;
+  /** Whether a host process uses a host port; default: the daemon's /proc/net tables (host-ports.ts). */
+  hostPortInUse?: HostPortProbe;
 }
 
-/** The policy as the CRI server uses it (shape of cri/deps.ts CriPolicy). Lives as long as the daemon. */
+/** The policy as the CRI server uses it (cri/deps.ts CriPolicy). Lives as long as the daemon. */
 export class NodePolicy {
   readonly policy: Policy;
   readonly counters: PolicyCounters;
@@ -208,14 +284,16 @@ export class NodePolicy {
     return o;
   }
 
-  async enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string }> {
+  async enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string; record: PodDecisionRecord }> {
     const available = await this.#opts.handlers();
-    return { handler: enforcePod(this.policy, { config, runtimeHandler: requestedHandler }, available, this.#enforceOpts()).handler };
+    const probe = this.#opts.hostPortInUse ?? hostPortProbe(await listeningPorts());
+    const r = enforcePod(this.policy, { config, runtimeHandler: requestedHandler }, available, { ...this.#enforceOpts(), hostPortInUse: probe });
+    return { handler: r.handler, record: r.record };
   }
 
-  async enforceContainer(podConfig: PodSandboxConfig | null, config: ContainerConfig, handler: string): Promise<void> {
+  async enforceContainer(pod: StoredPod, config: ContainerConfig): Promise<void> {
     const available = await this.#opts.handlers();
-    enforceContainer(this.policy, { config, sandboxConfig: podConfig }, handler, available, this.#enforceOpts());
+    enforceContainer(this.policy, { config, pod }, available, this.#enforceOpts());
   }
 }
 

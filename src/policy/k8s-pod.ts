@@ -73,6 +73,17 @@ function containerInput(c: unknown, path: string, annotations: Record<string, st
   return input;
 }
 
+/** containers[].ports[].hostPort values that publish a port (0/absent = none). */
+function hostPortsOf(ports: unknown, path: string): number[] {
+  return arr(ports, path).flatMap((p, i) => {
+    const po = obj(p, `${path}[${i}]`);
+    const hp = po?.hostPort;
+    if (hp === undefined || hp === null || hp === 0) return [];
+    if (typeof hp !== 'number' || !Number.isInteger(hp) || hp < 0 || hp > 65535) bad(`${path}[${i}].hostPort`, 'must be a port number');
+    return [hp];
+  });
+}
+
 /**
  * A Pod object → policy input. `namespace` overrides metadata.namespace (the admission request's
  * namespace is authoritative; a pod being created often has none in its metadata).
@@ -117,9 +128,14 @@ export function podInputFromK8s(pod: unknown, opts: { namespace?: string } = {})
   };
   if (Object.keys(sysctls).length > 0) security.sysctls = sysctls;
   const containers: ContainerInput[] = [];
+  const hostPorts: number[] = [];
   for (const key of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
-    arr(spec[key], `spec.${key}`).forEach((c, i) => containers.push(containerInput(c, `spec.${key}[${i}]`, annotations)));
+    arr(spec[key], `spec.${key}`).forEach((c, i) => {
+      containers.push(containerInput(c, `spec.${key}[${i}]`, annotations));
+      hostPorts.push(...hostPortsOf((c as Obj).ports, `spec.${key}[${i}].ports`));
+    });
   }
+  security.hostPorts = hostPorts;
   if (containers.length === 0) bad('spec.containers', 'must name at least one container');
   const input: PodInput = {
     namespace,

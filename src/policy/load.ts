@@ -19,6 +19,8 @@
  *   allowed_host_paths = ["/data"]
  *   allowed_capabilities = ["NET_ADMIN"]   # "ALL" = any; absent = the 9 default ones
  *   allowed_sysctls = ["net.core.somaxconn"]
+ *   allowed_host_ports = ["8000-9000"]     # hostPort ranges; absent = none (a port in use on the host is always refused)
+ *   egress_guard = true                    # the pod egress guard (default true, whatever allow_host_network says)
  *   registries = ["registry.example.com"]  # empty = any source
  *   [[rules]]
  *   name = "system pods"
@@ -35,6 +37,7 @@ import {
   DANGEROUS_HOST_PATHS, HOST_PATH_MODES, ISOLATIONS, ISOLATION_RANK, normalizeCapability, normalizeHostPath,
   type HostPathMode, type Isolation, type Policy, type TrustLevel, type TrustRule,
 } from './policy.ts';
+import { parsePortRange } from './decision.ts';
 import { SYSCTL_NAME } from './sysctl.ts';
 
 /** The capabilities a container gets by default anyway: adding them changes nothing. */
@@ -49,6 +52,8 @@ export function untrustedLevel(): TrustLevel {
     allowHostNetwork: false,
     allowHostPID: false,
     allowHostIPC: false,
+    egressGuard: true,
+    allowedHostPorts: [],
     hostPaths: 'none',
     allowedHostPaths: [],
     allowedCapabilities: [...DEFAULT_CAPABILITIES],
@@ -133,6 +138,7 @@ const LEVEL_KEYS = [
   'min_isolation', 'handlers', 'default_handler', 'on_weak_handler', 'allow_privileged', 'allow_host_network',
   'allow_host_pid', 'allow_host_ipc', 'host_paths', 'allowed_host_paths', 'allowed_capabilities',
   'allow_unconfined_seccomp', 'allow_unconfined_apparmor', 'allow_unmasked_proc', 'allowed_sysctls', 'registries',
+  'egress_guard', 'allowed_host_ports',
 ] as const;
 const RULE_KEYS = ['name', 'trust', 'namespaces', 'labels', 'annotations', 'images', 'handlers'] as const;
 const TOP_KEYS = ['default_trust', 'protected_paths', 'kubelet_root', 'levels', 'rules'] as const;
@@ -163,6 +169,9 @@ function parseLevel(r: Reader, name: string, t: Table): TrustLevel {
   const caps = (r.list(t, 'allowed_capabilities', w, (s) => (/^(CAP_)?[A-Z_]+$/i.test(s) ? undefined : 'is not a capability name')) ?? [...DEFAULT_CAPABILITIES]).map(normalizeCapability);
   const sysctls = r.list(t, 'allowed_sysctls', w, (s) => (SYSCTL_NAME.test(s) ? undefined : 'is not a plain dotted sysctl name')) ?? [];
   const registries = r.list(t, 'registries', w, (s) => (IMAGE_SOURCE.test(s) ? undefined : 'is not a registry host or repository path')) ?? [];
+  const hostPorts = r.list(t, 'allowed_host_ports', w, (s) => (parsePortRange(s) ? undefined : 'is not a port or a range "FROM-TO" within 1-65535')) ?? [];
+  const egress = t.egress_guard;
+  if (egress !== undefined && typeof egress !== 'boolean') r.fail(`${w}egress_guard`, 'must be true or false');
   const level: TrustLevel = {
     name,
     minIsolation: min as Isolation,
@@ -171,6 +180,8 @@ function parseLevel(r: Reader, name: string, t: Table): TrustLevel {
     allowHostNetwork: r.bool(t, 'allow_host_network', w),
     allowHostPID: r.bool(t, 'allow_host_pid', w),
     allowHostIPC: r.bool(t, 'allow_host_ipc', w),
+    egressGuard: egress !== false,
+    allowedHostPorts: hostPorts.map((s) => s.trim()),
     hostPaths: hp as HostPathMode,
     allowedHostPaths,
     allowedCapabilities: caps,
@@ -194,6 +205,9 @@ export function isNoWeakerThan(l: TrustLevel, d: TrustLevel): boolean {
   if (d.handlers && (!l.handlers || !l.handlers.every((h) => d.handlers!.includes(h)))) return false;
   const flags = ['allowPrivileged', 'allowHostNetwork', 'allowHostPID', 'allowHostIPC', 'allowUnconfinedSeccomp', 'allowUnconfinedApparmor', 'allowUnmaskedProc'] as const;
   if (flags.some((f) => l[f] && !d[f])) return false;
+  if (!l.egressGuard && d.egressGuard) return false;
+  const dr = d.allowedHostPorts.map(parsePortRange);
+  if (!l.allowedHostPorts.every((s) => { const r = parsePortRange(s); return r !== undefined && dr.some((x) => x !== undefined && x.from <= r.from && r.to <= x.to); })) return false;
   if (HP_ORDER[l.hostPaths] > HP_ORDER[d.hostPaths]) return false;
   if (l.hostPaths === 'listed' && d.hostPaths === 'listed' && !l.allowedHostPaths.every((p) => within(p, d.allowedHostPaths))) return false;
   if (!d.allowedCapabilities.includes('ALL') && !l.allowedCapabilities.every((c) => c !== 'ALL' && d.allowedCapabilities.includes(c))) return false;

@@ -18,6 +18,7 @@
  *   never swapped for a weaker one.
  */
 import { posix } from 'node:path';
+import { portAllowed } from './decision.ts';
 import { checkSysctls } from './sysctl.ts';
 
 export type Isolation = 'process' | 'user-kernel' | 'vm';
@@ -41,6 +42,14 @@ export interface TrustLevel {
   allowHostNetwork: boolean;
   allowHostPID: boolean;
   allowHostIPC: boolean;
+  /**
+   * The nftables egress guard (no traffic to the node, link-local/metadata and blocked ranges,
+   * no spoofing) applies to the level's pods; on by default for every level, and independent of
+   * allowHostNetwork (a host-network pod has no pod interface to guard).
+   */
+  egressGuard: boolean;
+  /** Host port ranges ("8000-9000", "443") a pod's port mappings may publish; [] = none. */
+  allowedHostPorts: string[];
   hostPaths: HostPathMode;
   /** Prefixes allowed in 'listed' mode (normalized absolute paths). */
   allowedHostPaths: string[];
@@ -101,6 +110,8 @@ export interface SecuritySummary {
   apparmorUnconfined?: boolean;
   /** /proc without the default masked/read-only paths (procMount: Unmasked). */
   unmaskedProc?: boolean;
+  /** Host ports published (port mappings / hostPort); not judged for a host-network pod. */
+  hostPorts?: number[];
   sysctls?: Record<string, string>;
 }
 
@@ -299,7 +310,17 @@ export function checkSecurity(policy: Policy, level: TrustLevel, sec: SecuritySu
   }
   if (sec.seccompUnconfined && !level.allowUnconfinedSeccomp) v.push({ rule: 'seccomp', message: `${who}: an unconfined seccomp profile is not allowed for ${lv}` });
   if (sec.apparmorUnconfined && !level.allowUnconfinedApparmor) v.push({ rule: 'apparmor', message: `${who}: an unconfined AppArmor profile is not allowed for ${lv}` });
-  if (sec.unmaskedProc && !level.allowUnmaskedProc) v.push({ rule: 'proc-mount', message: `${who}: an unmasked /proc (procMount Unmasked) is not allowed for ${lv}` });
+  if (sec.unmaskedProc && !level.allowUnmaskedProc) v.push({ rule: 'proc-mount', message: `${who}: an unmasked /proc (procMount Unmasked, or masked/readonly paths without the defaults) is not allowed for ${lv}` });
+  // A host-network pod binds host ports itself (its level allows the host network); anything
+  // else publishes them through the CNI portmap plugin's DNAT, which would take over a host service.
+  if (!sec.hostNetwork) {
+    for (const p of sec.hostPorts ?? []) {
+      if (!Number.isInteger(p) || p < 1 || p > 65535) { v.push({ rule: 'host-port', message: `${who}: host port ${String(p)} is not a port number` }); continue; }
+      if (!portAllowed(p, level.allowedHostPorts)) {
+        v.push({ rule: 'host-port', message: `${who}: host port ${p} is not allowed for ${lv} (allowed_host_ports: ${level.allowedHostPorts.join(', ') || 'none'})` });
+      }
+    }
+  }
   if (sec.sysctls) {
     for (const p of checkSysctls(sec.sysctls, level.allowedSysctls)) v.push({ rule: 'sysctl', message: `${who}: ${p.message}` });
   }
@@ -406,6 +427,8 @@ export interface ContainerRequest {
   /** The handler the pod sandbox runs on (decided at RunPodSandbox). */
   podHandler: string;
   container: ContainerInput;
+  /** Judge by the default level, matching no rule (the pod has no stored decision: fail closed). */
+  defaultLevel?: boolean;
 }
 
 /**
@@ -414,7 +437,9 @@ export interface ContainerRequest {
  */
 export function decideContainer(policy: Policy, input: ContainerRequest, available: readonly HandlerInfo[]): Decision {
   const images = input.container.image ? [input.container.image] : [];
-  const t = assignTrust(policy, { ...input.pod, images, runtimeHandler: input.pod.runtimeHandler ?? input.podHandler });
+  const t: TrustAssignment = input.defaultLevel
+    ? { trust: policy.defaultTrust, rule: 'default', reasons: [`trust "${policy.defaultTrust}" by default: the pod has no stored policy decision`] }
+    : assignTrust(policy, { ...input.pod, images, runtimeHandler: input.pod.runtimeHandler ?? input.podHandler });
   const level = levelOf(policy, t.trust);
   const reasons = [...t.reasons];
   const violations: Violation[] = [];

@@ -85,12 +85,17 @@ export function reviewAdmission(kind: 'mutate' | 'validate', body: unknown, opts
   const op = req.operation;
   if (op === 'DELETE' || op === 'CONNECT') return review({ uid, allowed: true });
   if (op !== 'CREATE' && op !== 'UPDATE') return deny(uid, 400, `bulkhead webhook: unknown operation ${JSON.stringify(op ?? null)}`);
+  // The API server always names the namespace of a namespaced object; the pod's own
+  // metadata.namespace is written by its author and never stands in for it.
   const namespace = typeof req.namespace === 'string' ? req.namespace : '';
+  if (namespace === '') return deny(uid, 400, 'bulkhead webhook: request.namespace is missing; a pod is judged by the namespace the API server names, never by its own metadata');
   let decision: Decision;
   let who: string;
   try {
     if (!isObj(req.object)) throw new InvalidArgumentError('pod: request.object is missing');
-    const input = podInputFromK8s(req.object, namespace ? { namespace } : {});
+    const input = podInputFromK8s(req.object, { namespace });
+    // metadata.uid is the author's text at admission: it must not open <kubelet_root>/pods/<uid>/.
+    delete input.uid;
     who = `${input.namespace}/${input.name || '(generated name)'}`;
     decision = decidePod(opts.policy, input, opts.handlers);
   } catch (err) {

@@ -8,6 +8,7 @@ import { run } from '../../src/util/exec.ts';
 import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, stopSignalAndGrace, execSyncBasics, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { ContainerEventResponse } from '../../src/engine/types.ts';
+import { decisionWith } from '../../src/policy/decision.ts';
 
 const handler = process.env.BULKHEAD_ENGINE_HANDLER ?? 'runc';
 
@@ -163,7 +164,7 @@ describe(`engine lifecycle (${handler})`, () => {
     const hard = await engine.runPodSandbox(hardPod, handler);
     assert.equal(await status(hard, hardPod, 'unset'), 'NoNewPrivs: 1 Seccomp: 2', 'nothing asked: RuntimeDefault, no_new_privs on');
     const k8sPod = podConfig();
-    const k8s = await engine.runPodSandbox(k8sPod, handler, { defaults: { seccomp: 'Unconfined', honorNoNewPrivs: true } });
+    const k8s = await engine.runPodSandbox(k8sPod, handler, { decision: decisionWith({ seccompDefault: 'Unconfined', honorNoNewPrivs: true }) });
     assert.equal(await status(k8s, k8sPod, 'unset'), 'NoNewPrivs: 0 Seccomp: 0', 'Kubernetes defaults: unconfined, escalation allowed');
     assert.equal(await status(k8s, k8sPod, 'asked', { linux: { securityContext: { noNewPrivs: true, seccomp: { profileType: 'RuntimeDefault' } } } }), 'NoNewPrivs: 1 Seccomp: 2');
     await engine.removePodSandbox(hard);

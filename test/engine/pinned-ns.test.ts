@@ -11,6 +11,7 @@ import { testEnv, podConfig, containerConfig, mountsUnder, netnsOf, crashChild, 
 import type { Engine } from '../../src/engine/engine.ts';
 import type * as cri from '../../src/engine/types.ts';
 import { ensurePinns } from '../../src/runtime/pinns/pinns.ts';
+import { decisionWith } from '../../src/policy/decision.ts';
 
 const OWN_PID = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } as const;
 
@@ -84,7 +85,7 @@ describe('pods without a pause container (runc, pinned namespaces)', () => {
     const slashed = podConfig({ linux: { sysctls: { 'vm/swappiness': '1' }, securityContext: { namespaceOptions: OWN_PID } } });
     await assert.rejects(engine.runPodSandbox(slashed, 'runc'), { code: 'InvalidArgument' });
     const hostNet = podConfig({ linux: { sysctls: { 'net.ipv4.ip_forward': '1' }, securityContext: { namespaceOptions: { ...OWN_PID, network: 'NODE' } } } });
-    await assert.rejects(engine.runPodSandbox(hostNet, 'runc', { trust: 'trusted' }), { code: 'InvalidArgument' });
+    await assert.rejects(engine.runPodSandbox(hostNet, 'runc', { decision: decisionWith({ hostNetwork: true }) }), { code: 'InvalidArgument' });
     assert.equal(await readFile('/proc/sys/vm/swappiness', 'utf8'), swappiness);
     assert.equal(engine.listPodSandbox().length, before);
     assert.deepEqual(await mountsUnder(env.runDir), []);

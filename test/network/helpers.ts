@@ -27,7 +27,9 @@ export async function openNetwork(root: NetRoot, network?: unknown): Promise<Cni
 }
 
 export function pod(id: string, over: Partial<PodNetworkRequest> = {}): PodNetworkRequest {
-  return { id, name: `p-${id}`, namespace: 'nettest', uid: `uid-${id}`, portMappings: [], trust: 'trusted', mode: 'bridge', ...over };
+  // As the engine sets it for the old two levels: the guard for pods not allowed the host network.
+  const trust = over.trust ?? 'trusted';
+  return { id, name: `p-${id}`, namespace: 'nettest', uid: `uid-${id}`, portMappings: [], trust, egressGuard: trust !== 'trusted', mode: 'bridge', ...over };
 }
 
 export const sig = (): AbortSignal => AbortSignal.timeout(120_000);

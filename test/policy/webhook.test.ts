@@ -17,6 +17,7 @@ const policy = parsePolicyText(`
 [levels.trusted]
 min_isolation = "process"
 default_handler = "runc"
+allowed_host_ports = ["8000-9000"]
 [[rules]]
 name = "system"
 trust = "trusted"
@@ -152,6 +153,8 @@ describe('admission webhook over TLS', () => {
     { name: 'CAP_SYS_ADMIN', pod: pod({ containers: [{ name: 'app', image: 'busybox', securityContext: { capabilities: { add: ['SYS_ADMIN'] } } }] }), rule: /untrusted\/capabilities.*CAP_SYS_ADMIN/ },
     { name: 'core_pattern smuggled in a sysctl', pod: pod({ securityContext: { sysctls: [{ name: 'kernel.shm_rmid_forced', value: '1\nkernel.core_pattern=|/x' }] } }), rule: /untrusted\/sysctl/ },
     { name: 'unmasked /proc in an init container', pod: pod({ initContainers: [{ name: 'init', image: 'busybox', securityContext: { procMount: 'Unmasked' } }] }), rule: /untrusted\/proc-mount.*container init/ },
+    { name: 'a hostPort (untrusted may publish none)', pod: pod({ containers: [{ name: 'app', image: 'busybox', ports: [{ containerPort: 443, hostPort: 18443 }] }] }), rule: /denied by rule untrusted\/host-port .*host port 18443 is not allowed/ },
+    { name: 'a hostPath into its own metadata.uid kubelet dir (the uid is the author\'s text)', pod: pod({ volumes: [{ name: 'k', hostPath: { path: '/var/lib/kubelet/pods/0f0f0f0f-aaaa-bbbb-cccc-000000000001/volumes' } }] }, { uid: '0f0f0f0f-aaaa-bbbb-cccc-000000000001' }), rule: /untrusted\/host-path/ },
     { name: 'legacy AppArmor unconfined annotation', pod: pod({}, { annotations: { 'container.apparmor.security.beta.kubernetes.io/app': 'unconfined' } }), rule: /untrusted\/apparmor/ },
   ];
   for (const endpoint of ['/validate', '/mutate']) {
@@ -174,6 +177,25 @@ describe('admission webhook over TLS', () => {
     assert.equal(r.body.response.allowed, true);
     assert.equal(r.body.response.patch, undefined);
     assert.match(r.body.response.warnings[0], /will run on runtime handler "microvm", not "runc"/);
+  });
+
+  it('hostPort: a trusted level publishes ports in its allowed_host_ports only', async () => {
+    const ports = (hostPort: number): object => pod({ runtimeClassName: 'runc', containers: [{ name: 'app', image: 'busybox', ports: [{ containerPort: 80, hostPort }] }] });
+    const ok = await post(server.url, '/validate', ca, admission(ports(8080), { namespace: 'infra' }));
+    assert.equal(ok.body.response.allowed, true);
+    const out = await post(server.url, '/validate', ca, admission(ports(18443), { namespace: 'infra' }));
+    assert.equal(out.body.response.allowed, false);
+    assert.match(out.body.response.status.message, /denied by rule trusted\/host-port .*host port 18443 .*allowed_host_ports: 8000-9000/);
+  });
+
+  it('refuses a review without request.namespace, whatever the pod\'s own metadata.namespace says', async () => {
+    for (const endpoint of ['/validate', '/mutate']) {
+      const r = await post(server.url, endpoint, ca, admission(pod({ runtimeClassName: 'runc' }, { namespace: 'infra' }), { namespace: undefined }));
+      assert.equal(r.body.response.allowed, false);
+      assert.equal(r.body.response.status.code, 400);
+      assert.match(r.body.response.status.message, /request\.namespace is missing/);
+      assert.equal(r.body.response.patch, undefined);
+    }
   });
 
   it('validate: allows DELETE without looking at the pod', async () => {

@@ -1,0 +1,169 @@
+// The trust boundary over the real CRI socket, as an attacker with a realistic policy would probe
+// it (issue #11): default untrusted; kube-system trusted on runc with host network, "safe" host
+// paths and a host port range. CreateContainer is judged by the daemon's stored pod (a lying
+// sandbox_config is INVALID_ARGUMENT, an omitted one changes nothing), host ports are judged per
+// level and never take over a port a host process serves, masked/readonly /proc paths are never
+// dropped, and a level that allows host networking keeps the egress guard.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
+import { BulkheadError } from '../../src/errors.ts';
+import { shortHash } from '../../src/network/config.ts';
+import { KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS } from '../../src/policy/enforce.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
+import { run } from '../../src/util/exec.ts';
+
+const IMAGE = 'bulkhead.local/trust-boundary:latest';
+const PORTS = { from: 18100, to: 18199 };
+const POLICY = `[policy]
+default_trust = "untrusted"
+[policy.levels.trusted]
+min_isolation = "process"
+default_handler = "runc"
+allow_host_network = true
+host_paths = "safe"
+allowed_host_ports = ["${PORTS.from}-${PORTS.to}"]
+[[policy.rules]]
+name = "system"
+trust = "trusted"
+namespaces = ["kube-system"]
+`;
+
+let d: TestDaemon;
+let dir: string;
+before(async () => {
+  d = await startTestDaemon({ name: 'bulkhead-cri-trust-', policy: { toml: POLICY } });
+  dir = await mkdtemp(join(tmpdir(), 'bulkhead-trust-'));
+  await mkdir(join(dir, 'data'));
+  await writeBusyboxArchive(join(dir, 'img.tar'), IMAGE);
+  await d.client.loadImage(join(dir, 'img.tar'));
+});
+after(async () => {
+  await d?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function pod(name: string, namespace: string, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
+  return { metadata: { name, namespace, uid: randomUUID(), attempt: 0 }, labels: { case: name }, ...extra };
+}
+function ctr(extra: Partial<ContainerConfig> = {}): ContainerConfig {
+  return { metadata: { name: 'c', attempt: 0 }, image: { image: IMAGE }, command: ['sleep', '60'], logPath: 'c.log', ...extra };
+}
+async function refused(p: Promise<unknown>, code: string, what: string, pattern: RegExp): Promise<void> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  assert.ok(err instanceof BulkheadError, `${what}: expected a refusal, got ${String(err)}`);
+  assert.equal(err.code, code, `${what}: ${err.message}`);
+  assert.match(err.message, pattern, what);
+}
+async function removePod(id: string): Promise<void> {
+  await d.client.stopPodSandbox(id).catch(() => {});
+  await d.client.removePodSandbox(id);
+}
+/** A run of ports, in the trusted range, that nothing on this host listens on right now. */
+async function freePort(): Promise<number> {
+  for (let p = PORTS.from; p <= PORTS.to; p++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(p, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (ok) return p;
+  }
+  throw new Error('no free port in the trusted range');
+}
+
+test('a CreateContainer whose sandbox_config lies about the pod is INVALID_ARGUMENT; nothing is created', async () => {
+  const cfg = pod('liar', 'default');
+  const id = await d.client.runPodSandbox(cfg, '');
+  try {
+    const lie = { ...cfg, metadata: { ...cfg.metadata!, namespace: 'kube-system' } };
+    const hostDir = ctr({ mounts: [{ containerPath: '/data', hostPath: join(dir, 'data') }, { containerPath: '/state', hostPath: d.root }] });
+    await refused(d.client.createContainer(id, hostDir, lie), 'InvalidArgument', 'namespace lie', /sandbox_config\.metadata\.namespace differs/);
+    await refused(d.client.createContainer(id, hostDir, { ...cfg, labels: { case: 'other' } }), 'InvalidArgument', 'label lie', /sandbox_config\.labels differs/);
+    const priv = { ...cfg, linux: { securityContext: { privileged: true } } };
+    await refused(d.client.createContainer(id, ctr(), priv), 'InvalidArgument', 'privileged lie', /sandbox_config\.linux\.security_context\.privileged differs/);
+    assert.deepEqual(await d.client.listContainers({ podSandboxId: id }), [], 'nothing was created');
+    // The truth is still judged: the pod is untrusted, so no host paths.
+    await refused(d.client.createContainer(id, hostDir, cfg), 'PermissionDenied', 'host dir in an untrusted pod', /denied by rule untrusted\/host-path/);
+  } finally {
+    await removePod(id);
+  }
+});
+
+test('an omitted sandbox_config is judged by the stored pod: trusted stays trusted, untrusted stays untrusted', async () => {
+  const sys = pod('sys', 'kube-system');
+  const sysId = await d.client.runPodSandbox(sys, 'runc');
+  const ten = pod('tenant', 'default');
+  const tenId = await d.client.runPodSandbox(ten, '');
+  try {
+    const hostDir = ctr({ mounts: [{ containerPath: '/data', hostPath: join(dir, 'data') }] });
+    const cid = await d.client.createContainer(sysId, hostDir, null);
+    assert.ok(cid, 'the kube-system pod on runc gets its container without resending its config');
+    await refused(d.client.createContainer(tenId, hostDir, null), 'PermissionDenied', 'untrusted pod, no config', /denied by rule untrusted\/host-path/);
+  } finally {
+    await removePod(sysId);
+    await removePod(tenId);
+  }
+});
+
+test('hostPort: untrusted refused, trusted refused for a port a host process serves (TCP and UDP), allowed in its range', async () => {
+  const mapping = (hostPort: number, protocol: 'TCP' | 'UDP' = 'TCP') => ({ portMappings: [{ protocol, containerPort: 80, hostPort, hostIp: '' }] });
+  await refused(d.client.runPodSandbox(pod('hp-untrusted', 'default', mapping(PORTS.from)), ''), 'PermissionDenied', 'untrusted hostPort', /denied by rule untrusted\/host-port .*host port 18100 is not allowed/);
+  await refused(d.client.runPodSandbox(pod('hp-outside', 'kube-system', mapping(18443)), 'runc'), 'PermissionDenied', 'trusted, outside its range', /denied by rule trusted\/host-port .*18443/);
+
+  const busy = await freePort();
+  const server: Server = createServer();
+  await new Promise<void>((resolve) => server.listen(busy, '127.0.0.1', resolve));
+  const udp: UdpSocket = createSocket('udp6');
+  await new Promise<void>((resolve) => udp.bind(busy + 1, '::1', resolve));
+  try {
+    await refused(d.client.runPodSandbox(pod('hp-busy', 'kube-system', mapping(busy)), 'runc'), 'PermissionDenied', 'TCP port in use', new RegExp(`denied by rule trusted/host-port-in-use .*host port ${busy}/tcp is already in use`));
+    await refused(d.client.runPodSandbox(pod('hp-busy-udp', 'kube-system', mapping(busy + 1, 'UDP')), 'runc'), 'PermissionDenied', 'UDP port in use', new RegExp(`host port ${busy + 1}/udp is already in use`));
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    udp.close();
+  }
+  assert.deepEqual((await d.client.listPodSandbox()).filter((p) => p.metadata.name.startsWith('hp-')), [], 'nothing was created');
+  const free = await freePort();
+  const id = await d.client.runPodSandbox(pod('hp-ok', 'kube-system', mapping(free)), 'runc');
+  await removePod(id);
+});
+
+test('masked/readonly /proc paths: a list dropping a default is refused; extra paths are added to the defaults, never replace them', async () => {
+  const cfg = pod('proc', 'kube-system');
+  const id = await d.client.runPodSandbox(cfg, 'runc');
+  try {
+    const noSys = ctr({ linux: { securityContext: { readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sysrq-trigger'] } } });
+    await refused(d.client.createContainer(id, noSys, cfg), 'PermissionDenied', 'readonly paths without /proc/sys', /denied by rule trusted\/proc-mount/);
+    await refused(d.client.createContainer(id, ctr({ linux: { securityContext: { maskedPaths: ['/proc/kcore'] } } }), cfg), 'PermissionDenied', 'masked paths without most defaults', /trusted\/proc-mount/);
+    // The kubelet's own lists (which lack /sys/dev/block) plus one extra path: all of ours stay.
+    const kubelet = ctr({ linux: { securityContext: { maskedPaths: [...KUBELET_MASKED_PATHS, '/proc/cmdline'], readonlyPaths: [...KUBELET_READONLY_PATHS] } } });
+    const cid = await d.client.createContainer(id, kubelet, cfg);
+    await d.client.startContainer(cid);
+    const r = await d.client.execSync(cid, ['sh', '-c', 'cat /proc/cmdline | wc -c; grep -c " /sys/dev/block " /proc/self/mountinfo; grep " /proc/sys " /proc/self/mountinfo | grep -c " ro,"'], 10);
+    assert.deepEqual(r.stdout.toString().trim().split(/\s+/), ['0', '1', '1'], `extra path masked, default /sys/dev/block masked, /proc/sys read-only: ${r.stdout.toString()}${r.stderr.toString()}`);
+  } finally {
+    await removePod(id);
+  }
+});
+
+test('the egress guard stays on for a level that allows host network', async () => {
+  const id = await d.client.runPodSandbox(pod('guarded', 'kube-system'), 'runc');
+  try {
+    const ip = (await d.client.podSandboxStatus(id)).status.network?.ip ?? '';
+    assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/, 'the pod has a bridge address');
+    const table = `bulkhead_${shortHash(join(d.root, 'cni', 'cache'), 10)}`;
+    const r = await run('nft', ['-j', 'list', 'set', 'inet', table, 'untrusted4'], { timeoutMs: 10_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.includes(`"${ip}"`), `pod ${ip} is in the guarded set`);
+  } finally {
+    await removePod(id);
+  }
+});
