@@ -36,7 +36,10 @@
 #include <sys/types.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/fs.h>
+#include <linux/seccomp.h>
 #include <linux/vm_sockets.h>
 #include <sys/socket.h>
 #include <termios.h>
@@ -70,6 +73,8 @@ struct sess {
 
 static struct sess sessions[MAX_SESS];
 static int port = -1;
+static unsigned long long read_ull(const char *path, const char *key);
+static int own_pidns = -1; /* the agent's PID namespace, to return to after forking into a container's */
 
 static void logmsg(const char *fmt, ...) {
   va_list ap;
@@ -346,19 +351,61 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
   while (ng < 64 && (v = kv_get(kv, len, "group", ng))) { groups[ng] = (gid_t)strtoul(v, NULL, 10); ng++; }
   if (!s->readonly) mkdir_p(cwd, 0755);
   if ((v = kv_get(kv, len, "umask", 0))) umask((mode_t)strtoul(v, NULL, 8)); else umask(022);
-  /* Capability bounding set: keep only the listed capabilities ("caps" = comma-separated numbers). */
-  if ((v = kv_get(kv, len, "caps", 0))) {
-    unsigned long long keep = 0;
-    for (const char *c = v; *c; ) { unsigned long n = strtoul(c, (char **)&c, 10); if (n < 64) keep |= 1ull << n; if (*c == ',') c++; else if (*c) break; }
-    for (int cap = 0; cap < 64; cap++) {
-      if (keep & (1ull << cap)) continue;
+  /* Security settings: an exec takes the container's (from its create request) unless it brings its
+   * own capabilities; the seccomp filter is always the container's. */
+  const char *pkv = parent ? parent->kv : kv; size_t plen = parent ? parent->kvlen : len;
+  const char *ckv = kv_get(kv, len, "cap_bnd", 0) ? kv : pkv; size_t clen = ckv == kv ? len : plen;
+  int has_caps = kv_get(ckv, clen, "cap_bnd", 0) != NULL;
+  unsigned long long bnd = 0, eff = 0, prm = 0, inh = 0, amb = 0;
+  if (has_caps) {
+    bnd = strtoull(kv_get(ckv, clen, "cap_bnd", 0), NULL, 10);
+    eff = (v = kv_get(ckv, clen, "cap_eff", 0)) ? strtoull(v, NULL, 10) : 0;
+    prm = (v = kv_get(ckv, clen, "cap_prm", 0)) ? strtoull(v, NULL, 10) : 0;
+    inh = (v = kv_get(ckv, clen, "cap_inh", 0)) ? strtoull(v, NULL, 10) : 0;
+    amb = (v = kv_get(ckv, clen, "cap_amb", 0)) ? strtoull(v, NULL, 10) : 0;
+  }
+  int nnp = (v = kv_get(kv, len, "nnp", 0)) ? strcmp(v, "1") == 0 : ((v = kv_get(pkv, plen, "nnp", 0)) && strcmp(v, "1") == 0);
+  struct sock_fprog filter = { 0, NULL };
+  if ((v = kv_get(pkv, plen, "seccomp", 0))) {
+    static struct sock_filter insns[4096];
+    size_t hl = strlen(v);
+    if (hl == 0 || hl % 16 != 0 || hl / 16 > 4096) child_fail(errpipe, "seccomp: bad filter length %zu", hl);
+    for (size_t i = 0; i < hl / 2; i++) {
+      unsigned int byte;
+      if (sscanf(v + 2 * i, "%2x", &byte) != 1) child_fail(errpipe, "seccomp: bad filter encoding");
+      ((unsigned char *)insns)[i] = (unsigned char)byte;
+    }
+    filter.len = (unsigned short)(hl / 16); filter.filter = insns;
+  }
+  /* Bounding set first (needs CAP_SETPCAP, which we still hold). */
+  if (has_caps) {
+    int last = (int)read_ull("/proc/sys/kernel/cap_last_cap", NULL);
+    if (last <= 0 || last > 63) last = 40;
+    for (int cap = 0; cap <= last; cap++) {
+      if (bnd & (1ull << cap)) continue;
       if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) child_fail(errpipe, "drop capability %d: %s", cap, strerror(errno));
     }
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) child_fail(errpipe, "keepcaps: %s", strerror(errno));
   }
-  if ((v = kv_get(kv, len, "nnp", 0)) && strcmp(v, "1") == 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errpipe, "no_new_privs: %s", strerror(errno));
+  /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while we are still root
+   * (the default profile allows what follows: setgroups/setgid/setuid/capset/prctl/chdir/execve). */
+  if (filter.len && !nnp && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0) child_fail(errpipe, "seccomp: %s", strerror(errno));
   if (setgroups((size_t)ng, groups) != 0) child_fail(errpipe, "setgroups: %s", strerror(errno));
   if (setgid(gid) != 0) child_fail(errpipe, "setgid %u: %s", gid, strerror(errno));
   if (setuid(uid) != 0) child_fail(errpipe, "setuid %u: %s", uid, strerror(errno));
+  if (has_caps) {
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = {
+      { (uint32_t)eff, (uint32_t)prm, (uint32_t)inh },
+      { (uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32) },
+    };
+    if (syscall(SYS_capset, &hdr, data) != 0) child_fail(errpipe, "capset: %s", strerror(errno));
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) child_fail(errpipe, "clear ambient capabilities: %s", strerror(errno));
+    for (int cap = 0; cap < 64; cap++) {
+      if ((amb & (1ull << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) child_fail(errpipe, "raise ambient capability %d: %s", cap, strerror(errno));
+    }
+  }
+  if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errpipe, "no_new_privs: %s", strerror(errno));
   if (chdir(cwd) != 0) child_fail(errpipe, "chdir %s: %s", cwd, strerror(errno));
   static char *argv[MAX_ARGS + 1], *envp[MAX_ARGS + 1];
   int n = 0;
@@ -371,6 +418,7 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
   if (!getenv("PATH")) setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
   signal(SIGPIPE, SIG_DFL);
   sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, NULL);
+  if (filter.len && nnp && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0) child_fail(errpipe, "seccomp: %s", strerror(errno));
   execvp(argv[0], argv);
   int e = errno;
   if (write(errpipe, "exec ", 5)) {}
@@ -409,7 +457,24 @@ static void do_start(struct sess *s) {
   }
   int ep[2];
   if (pipe2(ep, O_CLOEXEC) != 0) { reply_err(s->id, "pipe: %s", strerror(errno)); return; }
-  pid_t pid = fork();
+  /* A container's process is PID 1 of its own PID namespace; an exec'd process joins that namespace
+   * (the agent enters it for the fork only: setns(CLONE_NEWPID) changes where children go). */
+  pid_t pid;
+  if (s->is_exec) {
+    char f[64]; snprintf(f, sizeof f, "/proc/%d/ns/pid", parent->pid);
+    int nfd = open(f, O_RDONLY | O_CLOEXEC);
+    if (nfd < 0 || setns(nfd, CLONE_NEWPID) != 0) {
+      int e = errno; if (nfd >= 0) close(nfd);
+      close(ep[0]); close(ep[1]);
+      for (int i = 0; i < 3; i++) { if (stdio[i] >= 0 && (i == 0 || stdio[i] != stdio[0])) close(stdio[i]); if (host[i] >= 0 && (i == 0 || host[i] != host[0])) close(host[i]); }
+      reply_err(s->id, "enter the PID namespace of container %u: %s", s->parent, strerror(e)); return;
+    }
+    close(nfd);
+    pid = fork();
+    if (setns(own_pidns, CLONE_NEWPID) != 0) logmsg("return to the agent's PID namespace: %s", strerror(errno));
+  } else {
+    pid = (pid_t)syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), NULL, NULL, NULL, 0);
+  }
   if (pid < 0) { reply_err(s->id, "fork: %s", strerror(errno)); return; }
   if (pid == 0) { close(ep[0]); child_exec(s, parent, stdio, ep[1]); _exit(127); }
   close(ep[1]);
@@ -637,6 +702,7 @@ int main(void) {
   port = open_port();
   if (port < 0) { logmsg("virtio-serial port bulkhead.agent not found"); sync(); reboot(RB_POWER_OFF); return 1; }
   mkdir_p("/run/c", 0700);
+  own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
   char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 1 %s", u.release);
   send_frame('H', 0, hello, strlen(hello));

@@ -88,6 +88,17 @@ export async function loadGuestAssets(root: string): Promise<GuestAssets> {
   return a;
 }
 
+/**
+ * Whether `<root>/vm` holds an agent and console helper built from this tree's guest/ sources
+ * (assets.json records the sources' hashes). A stale agent lacks what the host side now sends.
+ */
+export async function guestAssetsCurrent(root: string): Promise<boolean> {
+  let meta: Record<string, string>;
+  try { meta = JSON.parse(await readFile(join(vmDir(root), 'assets.json'), 'utf8')) as Record<string, string>; } catch { return false; }
+  return meta.agentSource === await sha256File(join(GUEST_SOURCE_DIR, 'agent.c'))
+    && meta.consoleSource === await sha256File(join(GUEST_SOURCE_DIR, 'console-helper.c'));
+}
+
 async function downloadKernel(dir: string, opts: AssetOptions): Promise<void> {
   const say = opts.progress ?? (() => {});
   const kdir = join(dir, 'kernel');

@@ -7,6 +7,7 @@ import { isAbsolute, join } from 'node:path';
 import { constants } from 'node:os';
 import { InvalidArgumentError } from '../errors.ts';
 import type { OciProcess, OciSpec } from '../runtime/oci.ts';
+import { compileSeccomp } from './seccomp-bpf.ts';
 
 const TYPE_KEYS = ['io.kubernetes.cri.container-type', 'io.kubernetes.cri-o.ContainerType'];
 const SANDBOX_KEYS = ['io.kubernetes.cri.sandbox-id', 'io.kubernetes.cri-o.SandboxID'];
@@ -94,10 +95,26 @@ export function processKv(p: OciProcess, winsize?: { rows: number; cols: number 
   if (winsize) kv.push(['winsize', `${winsize.rows} ${winsize.cols}`]);
   else if (p.consoleSize) kv.push(['winsize', `${p.consoleSize.height} ${p.consoleSize.width}`]);
   if (p.noNewPrivileges) kv.push(['nnp', 1]);
-  if (p.capabilities?.bounding) {
-    kv.push(['caps', p.capabilities.bounding.map((c) => CAP_NUMBERS[c]).filter((n) => n !== undefined).join(',')]);
+  // Capability sets as 64-bit masks (decimal); the agent drops the bounding set, then capset()s
+  // effective/permitted/inheritable after the user switch and raises the ambient ones.
+  const caps = p.capabilities;
+  if (caps) {
+    for (const [key, set] of [['cap_bnd', caps.bounding], ['cap_eff', caps.effective], ['cap_prm', caps.permitted], ['cap_inh', caps.inheritable], ['cap_amb', caps.ambient]] as const) {
+      kv.push([key, capMask(set ?? []).toString()]);
+    }
   }
   return kv;
+}
+
+/** Capability names → bit mask; an unknown name is refused (a typo must not silently grant or drop). */
+export function capMask(names: readonly string[]): bigint {
+  let m = 0n;
+  for (const n of names) {
+    const bit = CAP_NUMBERS[n.toUpperCase().startsWith('CAP_') ? n.toUpperCase() : `CAP_${n.toUpperCase()}`];
+    if (bit === undefined) throw new InvalidArgumentError(`unknown capability ${JSON.stringify(n)} in process.capabilities`);
+    m |= 1n << BigInt(bit);
+  }
+  return m;
 }
 
 /** kv for a container: process + root + resources + hostname. `slot` is filled in by the VM supervisor. */
@@ -111,6 +128,9 @@ export function containerKv(spec: OciSpec): Kv {
   if (r?.pids?.limit && r.pids.limit > 0) kv.push(['pids', r.pids.limit]);
   for (const m of spec.linux?.maskedPaths ?? []) kv.push(['mask', m]);
   for (const m of spec.linux?.readonlyPaths ?? []) kv.push(['ropath', m]);
+  // the container's seccomp filter, compiled here (the guest has no libseccomp); the agent applies
+  // it to the container's process and to every process exec'd into the container
+  if (spec.linux?.seccomp) kv.push(['seccomp', compileSeccomp(spec.linux.seccomp).toString('hex')]);
   return kv;
 }
 

@@ -6,6 +6,9 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
+import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
+import { capMask } from '../../src/vm/spec.ts';
 import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
 
 const skip = skipReason();
@@ -34,7 +37,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     rootfs = makeRootfs(dir);
   });
   after(async () => {
-    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
+    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -102,7 +105,8 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
 
   it('delivers signals and reports the exit code', async () => {
     const id = `c3-${process.pid}`;
-    const b = makeBundle(dir, 'c3', { rootfs, annotations: member(sbId), args: ['sleep', '1000'] });
+    // PID 1 of its namespace: only signals it handles reach it (as under runc)
+    const b = makeBundle(dir, 'c3', { rootfs, annotations: member(sbId), args: ['sh', '-c', 'trap "exit 143" TERM; while :; do sleep 1; done'] });
     const c = await createWithPipes(root, id, b);
     assert.equal(c.code, 0, c.err());
     assert.equal((await vm(root, ['start', id])).code, 0);
@@ -115,6 +119,49 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     const again = await vm(root, ['kill', id, 'KILL']);
     assert.notEqual(again.code, 0, 'kill of a stopped container fails');
     assert.equal((await vm(root, ['delete', id])).code, 0);
+  });
+
+  it('isolates each container inside the guest: own PID namespace, its capabilities, no_new_privs and seccomp profile', async () => {
+    const id = `c5-${process.pid}`;
+    const caps = [...DEFAULT_CAPABILITIES, 'CAP_SYS_ADMIN'];
+    // With CAP_SYS_ADMIN only seccomp stands between the process and unshare(2)/mount(2).
+    // `echo /proc/[0-9]*` lists the visible processes without starting one.
+    const probe = 'echo procs: /proc/[0-9]*; echo pid=$$; grep -E "^(CapEff|CapBnd|CapPrm|NoNewPrivs|Seccomp):" /proc/self/status; '
+      + 'unshare -n true && echo unshare-ok || echo unshare-denied; mount -t tmpfs x /tmp && echo mount-ok || echo mount-denied; exec sleep 1000';
+    const b = makeBundle(dir, 'c5', {
+      rootfs, annotations: member(sbId), args: ['sh', '-c', probe],
+      process: { noNewPrivileges: true, capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] } },
+      seccomp: defaultSeccompProfile(),
+    });
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    assert.equal((await vm(root, ['start', id])).code, 0);
+    await waitFor(() => /mount-(ok|denied)/.test(c.out()), 'the probe output');
+    const out = c.out();
+    assert.match(out, /^procs: \/proc\/1$/m, `the container sees only its own process: ${out}`);
+    assert.match(out, /^pid=1$/m, 'its process is PID 1 of its namespace');
+    const mask = capMask(caps).toString(16).padStart(16, '0');
+    assert.match(out, new RegExp(`^CapEff:\\s*${mask}$`, 'm'), out);
+    assert.match(out, new RegExp(`^CapBnd:\\s*${mask}$`, 'm'), out);
+    assert.match(out, /^NoNewPrivs:\s*1$/m);
+    assert.match(out, /^Seccomp:\s*2$/m);
+    assert.match(out, /unshare-denied/);
+    assert.match(out, /mount-denied/);
+    assert.match(c.err(), /not permitted/i, c.err());
+    // an exec'd process joins the container's PID namespace and gets its filter and capabilities
+    const e = await vm(root, ['exec', id, 'sh', '-c', 'echo procs: /proc/[0-9]*; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status; unshare -n true && echo unshare-ok || echo unshare-denied']);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /^procs: \/proc\/1 \/proc\/\d+$/m, e.stdout);
+    assert.match(e.stdout, /^Seccomp:\s*2$/m);
+    assert.match(e.stdout, /^NoNewPrivs:\s*1$/m);
+    assert.match(e.stdout, /unshare-denied/);
+    // control: the sandbox container (no profile, all capabilities) may unshare, so the denial above is the filter's;
+    // and it sees its own tree only, not c5's
+    const free = await vm(root, ['exec', sbId, 'sh', '-c', 'grep "^Seccomp:" /proc/self/status; echo procs: /proc/[0-9]*; unshare -n true && echo unshare-ok']);
+    assert.match(free.stdout, /^Seccomp:\s*0$/m);
+    assert.match(free.stdout, /unshare-ok/);
+    assert.match(free.stdout, /^procs: \/proc\/1 \/proc\/\d+$/m, free.stdout);
+    assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
   });
 
   it('exits with the code of the process', async () => {

@@ -1,15 +1,43 @@
 // Shared by the microVM tests: a busybox-static rootfs, OCI bundles, and a runner for bin/bulkhead-vm
 // that gives the container pipes like conmon does.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, openSync, writeSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, cpSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureGuestAssets, GUEST_SOURCE_DIR, guestAssetsCurrent } from '../../src/vm/assets.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BULKHEAD_VM = join(REPO, 'bin/bulkhead-vm');
-/** Guest assets: BULKHEAD_VM_ASSETS, else BULKHEAD_ROOT, else /var/lib/bulkhead (setup puts them in <root>/vm). */
-export const ASSETS = process.env.BULKHEAD_VM_ASSETS ?? process.env.BULKHEAD_ROOT ?? '/var/lib/bulkhead';
+/** The node's installed guest assets (scripts/setup.sh); tests only read them. */
+export const NODE_ASSETS = '/var/lib/bulkhead';
+
+/**
+ * Guest assets for the tests: BULKHEAD_VM_ASSETS or BULKHEAD_ROOT when set; else the node's when
+ * their agent was built from this tree's guest/ sources; else a private copy in the temp dir
+ * (the node's kernel linked, agent and initramfs built from this tree), keyed by the sources, so
+ * a changed agent is tested without touching /var/lib/bulkhead.
+ */
+async function testAssets(): Promise<string> {
+  const explicit = process.env.BULKHEAD_VM_ASSETS || process.env.BULKHEAD_ROOT;
+  if (explicit) return explicit;
+  if (!existsSync(join(NODE_ASSETS, 'vm/kernel')) || await guestAssetsCurrent(NODE_ASSETS)) return NODE_ASSETS;
+  const key = createHash('sha256').update(readFileSync(join(GUEST_SOURCE_DIR, 'agent.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'console-helper.c'))).digest('hex').slice(0, 12);
+  const dir = join(tmpdir(), `bulkhead-vm-test-assets-${key}`);
+  if (existsSync(join(dir, 'vm/assets.json'))) return dir;
+  const tmp = mkdtempSync(`${dir}.tmp-`);
+  mkdirSync(join(tmp, 'vm'));
+  symlinkSync(join(NODE_ASSETS, 'vm/kernel'), join(tmp, 'vm/kernel'));
+  if (existsSync(join(NODE_ASSETS, 'vm/accel.json'))) cpSync(join(NODE_ASSETS, 'vm/accel.json'), join(tmp, 'vm/accel.json'));
+  await ensureGuestAssets(tmp);
+  try { renameSync(tmp, dir); } catch { rmSync(tmp, { recursive: true, force: true }); } // another test file built it first
+  return dir;
+}
+
+/** Guest assets root for VM tests (see testAssets); exported to child processes as $BULKHEAD_VM_ASSETS. */
+export const ASSETS = process.getuid?.() === 0 && spawnSync('gcc', ['--version']).status === 0 ? await testAssets() : (process.env.BULKHEAD_VM_ASSETS ?? NODE_ASSETS);
+process.env.BULKHEAD_VM_ASSETS = ASSETS;
 
 /** Why VM tests cannot run here, or undefined. */
 export function skipReason(): string | undefined {
@@ -23,7 +51,7 @@ export function makeRootfs(dir: string): string {
   const root = join(dir, 'rootfs');
   for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'root']) mkdirSync(join(root, d), { recursive: true });
   cpSync('/bin/busybox', join(root, 'bin/busybox'));
-  for (const c of ['sh', 'ls', 'cat', 'echo', 'uname', 'sleep', 'id', 'hostname', 'dd', 'env', 'tty', 'test', 'true', 'false', 'kill', 'grep', 'head', 'mount', 'touch', 'stty', 'wc']) {
+  for (const c of ['sh', 'ls', 'cat', 'echo', 'uname', 'sleep', 'id', 'hostname', 'dd', 'env', 'tty', 'test', 'true', 'false', 'kill', 'grep', 'head', 'mount', 'touch', 'stty', 'wc', 'unshare', 'ps']) {
     symlinkSync('busybox', join(root, 'bin', c));
   }
   writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n');
@@ -37,6 +65,10 @@ export interface BundleOpts {
   annotations?: Record<string, string>;
   hostname?: string;
   rootfs: string;
+  /** Merged into process (capabilities, noNewPrivileges, user, ...). */
+  process?: Record<string, unknown>;
+  /** linux.seccomp of the spec. */
+  seccomp?: unknown;
 }
 
 export function makeBundle(dir: string, name: string, o: BundleOpts): string {
@@ -44,11 +76,11 @@ export function makeBundle(dir: string, name: string, o: BundleOpts): string {
   mkdirSync(b, { recursive: true });
   const spec = {
     ociVersion: '1.0.2',
-    process: { terminal: o.terminal ?? false, user: { uid: 0, gid: 0 }, args: o.args, env: ['PATH=/bin', 'TERM=xterm'], cwd: '/' },
+    process: { terminal: o.terminal ?? false, user: { uid: 0, gid: 0 }, args: o.args, env: ['PATH=/bin', 'TERM=xterm'], cwd: '/', ...(o.process ?? {}) },
     root: { path: o.rootfs },
     hostname: o.hostname ?? name,
     annotations: o.annotations ?? {},
-    linux: { resources: o.memoryLimit ? { memory: { limit: o.memoryLimit } } : {} },
+    linux: { resources: o.memoryLimit ? { memory: { limit: o.memoryLimit } } : {}, ...(o.seccomp ? { seccomp: o.seccomp } : {}) },
   };
   writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
   return b;

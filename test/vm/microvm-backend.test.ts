@@ -11,8 +11,6 @@ process.env.BULKHEAD_VM_ASSETS = ASSETS;
 backendSuite('microvm', (o) => new MicrovmBackend({ ...o, assetsRoot: ASSETS }), {
   kind: 'microvm',
   skip: {
-    seccomp: 'microvm: the guest kernel is the boundary; no seccomp profile is applied inside the guest',
-    'seccomp-exec': 'microvm: no seccomp profile inside the guest',
     oom: 'microvm: the OOM kill happens in the guest; conmon reads oomKilled from the host cgroup (guest OOM is covered by test/vm/bulkhead-vm.test.ts)',
     update: 'microvm: resources of a running VM container cannot be changed (bulkhead-vm update is refused)',
   },
