@@ -106,13 +106,12 @@ export function processKv(p: OciProcess, winsize?: { rows: number; cols: number 
   return kv;
 }
 
-/** Capability names → bit mask; an unknown name is refused (a typo must not silently grant or drop). */
+/** Capability names → bit mask; unknown names are dropped (a set only ever narrows, never widens). */
 export function capMask(names: readonly string[]): bigint {
   let m = 0n;
   for (const n of names) {
     const bit = CAP_NUMBERS[n.toUpperCase().startsWith('CAP_') ? n.toUpperCase() : `CAP_${n.toUpperCase()}`];
-    if (bit === undefined) throw new InvalidArgumentError(`unknown capability ${JSON.stringify(n)} in process.capabilities`);
-    m |= 1n << BigInt(bit);
+    if (bit !== undefined) m |= 1n << BigInt(bit);
   }
   return m;
 }

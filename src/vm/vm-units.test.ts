@@ -81,7 +81,8 @@ describe('OCI spec → VM', () => {
     assert.deepEqual(get('arg'), ['sh']);
     assert.deepEqual(get('uid'), [1000]);
     assert.deepEqual(get('group'), [5]);
-    assert.deepEqual(get('caps'), ['0,5'], 'unknown capability names are dropped, never widened');
+    assert.deepEqual(get('cap_bnd'), [String((1 << 0) | (1 << 5))], 'unknown capability names are dropped, never widened');
+    for (const k of ['cap_eff', 'cap_prm', 'cap_inh', 'cap_amb']) assert.equal(get(k).length, 1, `${k} is always sent with the bounding set`);
     assert.deepEqual(get('tty'), [1]);
     assert.deepEqual(get('nnp'), [1]);
     assert.deepEqual(get('readonly'), [1]);
