@@ -20,6 +20,7 @@ import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { checkPolicyHandlers, policyFromConfig } from '../policy/load.ts';
 import { criPolicy } from '../cri/policy-adapter.ts';
 import { createImageService } from '../image/image-service.ts';
+import { parseImageConfig } from '../image/config.ts';
 import { createBackend } from '../runtime/backends.ts';
 import { StreamServer } from '../stream/stream-server.ts';
 import { CniPodNetwork } from '../network/cni-pod-network.ts';
@@ -62,7 +63,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     locks.push(await acquirePidLock(join(config.root, 'bulkhead.pid'), `root ${config.root}`));
     cleanups.push(async () => { await locks[1]!.release(); });
 
-    const images = await createImageService({ root: config.root, registries: config.registries, logger: logger.child({ part: 'image' }) });
+    const images = await createImageService({ root: config.root, registries: config.registries, logger: logger.child({ part: 'image' }), config: parseImageConfig(config.sections.images) });
     cleanups.push(async () => { await images.close(); });
 
     const backends = new Map<string, Backend>();

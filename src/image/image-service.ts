@@ -13,6 +13,8 @@ import type { RegistryConfig } from '../daemon/config.ts';
 import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, UnavailableError, BulkheadError, wrapError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { runChecked, run } from '../util/exec.ts';
+import { DEFAULT_IMAGE_CONFIG, SETTING, type ImageConfig } from './config.ts';
+import { diskFullError, ensureRoom, isDiskFull, fsSpace, mountpointOf, spaceAboveReserve } from './disk.ts';
 import { LocalContentStore } from './content/local-store.ts';
 import { chainIds, isDigest } from './digest.ts';
 import { SqliteImageStore, type ImageRecord, type LayerRecord, type OciImageConfig } from './image-store.ts';
@@ -67,13 +69,18 @@ export interface ImageServiceOptions {
   concurrency?: number;
   /** Timing hooks for benchmarks (see profile.ts). */
   profiler?: PullProfiler;
+  /** The `[images]` settings (reserve, layer cap, registry timeout); default DEFAULT_IMAGE_CONFIG. */
+  config?: ImageConfig;
 }
 
 export interface ImageService {
   pull(ref: string, opts?: PullOptions): Promise<ImageRecord>;
   get(refOrId: string): Promise<ImageRecord | undefined>;
   list(): Promise<ImageRecord[]>;
-  /** Untags a name (the image goes with its last name) or removes an image by ID. NotFound if unknown. */
+  /**
+   * Untags a name (the image goes with its last name) or removes an image by ID, then frees at once
+   * every blob and snapshot nothing else uses (GC). NotFound if unknown.
+   */
   remove(refOrId: string): Promise<void>;
   /** Imports an OCI image layout archive or a docker-save tar; returns the images it held. */
   load(path: string, opts?: { signal?: AbortSignal }): Promise<ImageRecord[]>;
@@ -82,8 +89,14 @@ export interface ImageService {
   removeRootfs(key: string): Promise<void>;
   /** Read-only lower dirs (topmost first) of an image, e.g. for building a microVM disk. */
   viewRootfs(imageId: string): Promise<string[]>;
-  /** Deletes blobs and snapshots no image or container uses; returns what went. */
-  gc(): Promise<{ blobs: number; snapshots: number }>;
+  /**
+   * Deletes blobs and snapshots that no image record, container snapshot or operation in progress
+   * uses (reference counting over the records); returns what went. One GC at a time; pulls and
+   * loads keep what they pinned.
+   */
+  gc(): Promise<GcResult>;
+  /** Removes container snapshots (active/) whose key is not in `keep` (containers that no longer exist). */
+  removeStaleRootfs(keep: ReadonlySet<string>): Promise<string[]>;
   fsUsage(): Promise<FsUsage>;
   close(): Promise<void>;
 }
@@ -134,35 +147,55 @@ export async function createImageService(opts: ImageServiceOptions): Promise<Ima
   const snapshots = await OverlaySnapshotter.open(join(opts.root, 'snapshots'), opts.profiler ? { profiler: opts.profiler } : {});
   const images = await SqliteImageStore.open(join(opts.root, 'images'));
   const authFile = await AuthFile.load(opts.registries.authFile);
-  const registry = new RegistryClient({ registries: opts.registries, logger: opts.logger, authFile });
+  const registry = new RegistryClient({ registries: opts.registries, logger: opts.logger, authFile, timeoutMs: (opts.config ?? DEFAULT_IMAGE_CONFIG).registryTimeoutMs });
   return new LocalImageService(opts, content, snapshots, images, registry);
 }
 
-/** A tiny in-process reader/writer gate: pulls and loads share, GC excludes them. */
-class Gate {
-  private readers = 0;
-  private writer: Promise<void> | undefined;
-  private waiters: (() => void)[] = [];
-  async shared<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.writer) await this.writer;
-    this.readers++;
-    try { return await fn(); } finally {
-      this.readers--;
-      if (this.readers === 0) for (const w of this.waiters.splice(0)) w();
-    }
+/**
+ * What pulls, loads and rootfs preparations in progress rely on (blob digests and chain IDs), so
+ * GC keeps them. A lease may only grow while no GC runs (`add` waits for the running one), so a GC
+ * never deletes a blob a pull has just found present and decided not to download.
+ */
+class Pins {
+  private readonly counts = new Map<string, number>();
+  /** The GC in progress, if any. */
+  running: Promise<unknown> | undefined;
+
+  has(key: string): boolean { return this.counts.has(key); }
+  get empty(): boolean { return this.counts.size === 0; }
+
+  lease(): Lease {
+    const held = new Set<string>();
+    return {
+      add: async (keys: Iterable<string>) => {
+        while (this.running) await this.running.catch(() => {});
+        for (const k of keys) {
+          if (held.has(k)) continue;
+          held.add(k);
+          this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+        }
+      },
+      release: () => {
+        for (const k of held) {
+          const n = (this.counts.get(k) ?? 1) - 1;
+          if (n <= 0) this.counts.delete(k); else this.counts.set(k, n);
+        }
+        held.clear();
+      },
+    };
   }
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.writer) await this.writer;
-    let done!: () => void;
-    this.writer = new Promise<void>((r) => { done = r; });
-    try {
-      while (this.readers > 0) await new Promise<void>((r) => this.waiters.push(r));
-      return await fn();
-    } finally {
-      this.writer = undefined;
-      done();
-    }
-  }
+}
+
+interface Lease {
+  add(keys: Iterable<string>): Promise<void>;
+  release(): void;
+}
+
+export interface GcResult {
+  blobs: number;
+  snapshots: number;
+  /** Bytes freed on disk (blocks of the deleted files). */
+  bytes: number;
 }
 
 class LocalImageService implements ImageService {
@@ -173,7 +206,8 @@ class LocalImageService implements ImageService {
   private readonly registry: RegistryClient;
   private readonly limits: UnpackLimits;
   private readonly unpacking = new Map<string, Promise<{ published: Promise<void> }>>();
-  private readonly gate = new Gate();
+  private readonly pins = new Pins();
+  private readonly cfg: ImageConfig;
   private readonly log: Logger;
   /** Threads that perform layer writes (one idle thread is kept between layers). */
   private readonly fsWorkers = new FsWorkers();
@@ -184,21 +218,34 @@ class LocalImageService implements ImageService {
     this.snapshots = snapshots;
     this.images = images;
     this.registry = registry;
-    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.cfg = opts.config ?? DEFAULT_IMAGE_CONFIG;
+    this.limits = { ...DEFAULT_LIMITS, maxBytes: this.cfg.maxLayerBytes, ...opts.limits };
     this.log = opts.logger.child({ part: 'image' });
   }
 
   async pull(refText: string, o: PullOptions = {}): Promise<ImageRecord> {
     const ref = parseReference(refText);
+    const what = `pull ${formatReference(ref)}`;
+    const lease = this.pins.lease();
     try {
-      return await this.gate.shared(() => this.doPull(ref, o));
+      await ensureRoom(this.opts.root, this.cfg, 0, what);
+      return await this.doPull(ref, o, lease);
     } catch (err) {
-      if (o.signal?.aborted && !(err instanceof AbortedError)) throw new AbortedError(`pull ${formatReference(ref)} aborted`, { cause: err });
-      throw wrapError(err, `pull ${formatReference(ref)}`);
+      lease.release();
+      await this.reclaimAfterFailure(what);
+      if (o.signal?.aborted && !(err instanceof AbortedError)) throw new AbortedError(`${what} aborted`, { cause: err });
+      throw wrapError(await diskFullError(err, this.opts.root, what), what);
+    } finally {
+      lease.release();
     }
   }
 
-  private async doPull(ref: ImageReference, o: PullOptions): Promise<ImageRecord> {
+  /** A refused or failed pull/load leaves nothing: its blobs and snapshots go unless something else uses them. */
+  private async reclaimAfterFailure(what: string): Promise<void> {
+    try { await this.gc(); } catch (err) { this.log.warn('GC after a failed pull/load failed', { what, err: (err as Error).message }); }
+  }
+
+  private async doPull(ref: ImageReference, o: PullOptions, lease: Lease): Promise<ImageRecord> {
     const ropts = { ...(o.signal ? { signal: o.signal } : {}), ...(o.auth ? { auth: o.auth } : {}) };
     const top = await this.registry.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', ropts);
     let manifestBytes = top.bytes;
@@ -212,17 +259,20 @@ class LocalImageService implements ImageService {
       if (!d) throw new NotFoundError(`no image for ${want.os}/${want.architecture}${want.variant ? '/' + want.variant : ''} in the index`);
       checkDescriptor(d, 'index entry');
       indexDigest = top.digest;
+      await lease.add([top.digest]);
       await this.content.writeBuffer(top.digest, top.bytes);
       const m = await this.registry.getManifest(ref, d.digest, ropts);
       manifestBytes = m.bytes; manifestDigest = m.digest; mediaType = m.mediaType;
     }
     if (!MANIFEST_TYPES.has(mediaType)) throw new InvalidArgumentError(`unsupported manifest media type "${mediaType}" (Docker schema 1 and others are not supported)`);
-    const fetchBlob = (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal): Promise<unknown> =>
-      this.downloadWithRetry(ref, digest, size, { ...ropts, signal }, onProgress);
+    const fetchBlob = async (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal): Promise<unknown> => {
+      await ensureRoom(this.opts.root, this.cfg, size, `pull ${formatReference(ref)}: blob ${digest} (${size} bytes)`);
+      return await this.downloadWithRetry(ref, digest, size, { ...ropts, signal }, onProgress);
+    };
     const names = { tags: [] as string[], digests: [`${repositoryName(ref)}@${indexDigest ?? manifestDigest}`] };
     const t = tagName(ref);
     if (t) names.tags.push(t);
-    return await this.importManifest(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o);
+    return await this.importManifest(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o, lease);
   }
 
   private async downloadWithRetry(ref: ImageReference, digest: string, size: number, ropts: { signal?: AbortSignal; auth?: PullAuth }, onProgress?: (n: number) => void): Promise<void> {
@@ -235,7 +285,7 @@ class LocalImageService implements ImageService {
         return;
       } catch (err) {
         const code = err instanceof BulkheadError ? err.code : 'Internal';
-        const transient = code === 'Unavailable' || code === 'Internal';
+        const transient = (code === 'Unavailable' || code === 'Internal') && !isDiskFull(err);
         if (!transient || attempt >= 4 || ropts.signal?.aborted) throw err;
         this.log.info('blob download interrupted; resuming', { digest, attempt, err: (err as Error).message });
       }
@@ -247,14 +297,14 @@ class LocalImageService implements ImageService {
     manifestBytes: Buffer, manifestDigest: string, indexDigest: string | undefined,
     names: { tags: string[]; digests: string[] },
     fetchBlob: (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal) => Promise<unknown>,
-    o: PullOptions,
+    o: PullOptions, lease: Lease,
   ): Promise<ImageRecord> {
     // One signal for this import: a failed layer stops the others, then partial state is cleaned.
     const ctl = new AbortController();
     const onAbort = (): void => ctl.abort(o.signal?.reason);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return await this.importManifestInner(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o, ctl);
+      return await this.importManifestInner(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o, ctl, lease);
     } catch (err) {
       ctl.abort();
       await this.content.cleanIngests().catch(() => {});
@@ -268,7 +318,7 @@ class LocalImageService implements ImageService {
     manifestBytes: Buffer, manifestDigest: string, indexDigest: string | undefined,
     names: { tags: string[]; digests: string[] },
     fetchBlob: (digest: string, size: number, onProgress: ((n: number) => void) | undefined, signal: AbortSignal) => Promise<unknown>,
-    o: PullOptions, ctl: AbortController,
+    o: PullOptions, ctl: AbortController, lease: Lease,
   ): Promise<ImageRecord> {
     const signal = ctl.signal;
     const manifest = parseJson<Manifest>(manifestBytes, 'image manifest');
@@ -279,6 +329,7 @@ class LocalImageService implements ImageService {
     if (layers.length === 0) throw new InvalidArgumentError('image manifest has no layers');
     if (layers.length > this.limits.maxLayers) throw new ResourceExhaustedError(`image has ${layers.length} layers, more than the ${this.limits.maxLayers} allowed`);
     for (const l of layers) if (l.mediaType !== '' && !LAYER_TYPES.has(l.mediaType)) throw new InvalidArgumentError(`layer ${l.digest}: unsupported media type "${l.mediaType}"`);
+    await lease.add([manifestDigest, configDesc.digest, ...layers.map((l) => l.digest)]);
     await this.content.writeBuffer(manifestDigest, manifestBytes);
     await fetchBlob(configDesc.digest, configDesc.size, undefined, signal);
     const config = parseJson<ConfigDoc>(await this.content.readBuffer(configDesc.digest, CONFIG_MAX), 'image config');
@@ -290,6 +341,7 @@ class LocalImageService implements ImageService {
       if (/\.tar$/.test(l.mediaType) && l.digest !== diffIds[i]) throw new InvalidArgumentError(`layer ${l.digest}: an uncompressed layer's digest must equal its diff_id ${diffIds[i]}`);
     });
     const chains = chainIds(diffIds);
+    await lease.add(chains);
     const progress = (i: number, status: PullStatus, current: number): void => {
       const l = layers[i]!;
       o.onProgress?.({ id: l.digest.slice(7, 19), digest: l.digest, status, current, total: l.size });
@@ -323,13 +375,19 @@ class LocalImageService implements ImageService {
       // Each layer is usable as the next one's parent as soon as it is in place; all of them are
       // durable and named (syncfs, shared by overlapping commits) before the image is recorded.
       const published: Promise<void>[] = [];
-      for (let i = 0; i < layers.length; i++) {
-        if (!need[i]) continue;
-        await Promise.race([slots[i]!, dl.then(() => slots[i])]);
-        progress(i, 'extracting', 0);
-        const r = await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, signal, (n) => progress(i, 'extracting', n));
-        published.push(r.published);
-        r.published.then(() => progress(i, 'done', layers[i]!.size), () => {});
+      try {
+        for (let i = 0; i < layers.length; i++) {
+          if (!need[i]) continue;
+          await Promise.race([slots[i]!, dl.then(() => slots[i])]);
+          progress(i, 'extracting', 0);
+          const r = await this.unpackLayer(layers[i]!, diffIds[i]!, chains[i]!, i > 0 ? chains[i - 1] : undefined, signal, (n) => progress(i, 'extracting', n));
+          published.push(r.published);
+          r.published.then(() => progress(i, 'done', layers[i]!.size), () => {});
+        }
+      } catch (err) {
+        // The layers placed so far get named first, so the GC after this failure sees and frees them.
+        await Promise.allSettled(published);
+        throw err;
       }
       await Promise.all(published);
       await Promise.all(chains.map((c) => this.snapshots.whenPublished(c))); // layers another pull of this process placed
@@ -358,8 +416,13 @@ class LocalImageService implements ImageService {
     let p = this.unpacking.get(chainId);
     if (!p) {
       p = this.snapshots.commitDeferred(chainId, parent, async (dir, lowers) => {
+        // The cap of one layer: the setting, and never more than the room above the disk reserve.
+        const room = spaceAboveReserve(await fsSpace(this.opts.root, this.cfg));
+        const byDisk = room < this.limits.maxBytes;
+        const limits = byDisk ? { ...this.limits, maxBytes: Math.max(0, room) } : this.limits;
+        const maxBytesReason = byDisk ? `the free space of the image filesystem above its reserve, setting ${SETTING.reserve}` : `setting ${SETTING.maxLayerBytes}`;
         await applyLayer(this.content.path(l.digest), {
-          dir, lowers, expectedDiffId: diffId, name: l.digest, limits: this.limits, logger: this.log, onBytes,
+          dir, lowers, expectedDiffId: diffId, name: l.digest, limits, maxBytesReason, logger: this.log, onBytes,
           ...(signal ? { signal } : {}), ...(this.opts.profiler ? { profiler: this.opts.profiler } : {}), workers: this.fsWorkers,
         });
       }).then((r) => ({ published: r.published })).finally(() => this.unpacking.delete(chainId));
@@ -379,21 +442,34 @@ class LocalImageService implements ImageService {
   async remove(refOrId: string): Promise<void> {
     const r = this.images.remove(refOrId);
     if (!r.removed) throw new NotFoundError(`image "${refOrId}" not found`);
+    // The disk is freed now, not at some later sweep: the kubelet's image GC expects RemoveImage to free space.
+    if (r.imageGone) await this.gc();
   }
 
   async load(path: string, o: { signal?: AbortSignal } = {}): Promise<ImageRecord[]> {
     const { readArchive } = await import('./load.ts');
-    return await this.gate.shared(async () => {
-      const archive = await readArchive(path, this.content, o.signal);
+    const what = `load ${path}`;
+    const lease = this.pins.lease();
+    try {
+      // The archive is copied out (ingest), then into the content store, then unpacked.
+      const size = (await stat(path).catch(() => undefined))?.size ?? 0;
+      await ensureRoom(this.opts.root, this.cfg, 2 * size, what);
+      const archive = await readArchive(path, this.content, o.signal, (digests) => lease.add(digests));
       const out: ImageRecord[] = [];
       for (const img of archive) {
         const fetchBlob = async (digest: string, _size: number, _p: unknown, _s: AbortSignal): Promise<void> => {
           if (!(await this.content.has(digest))) throw new InvalidArgumentError(`archive ${path}: blob ${digest} is missing`);
         };
-        out.push(await this.importManifest(img.manifest, img.manifestDigest, undefined, { tags: img.tags, digests: [] }, fetchBlob, o));
+        out.push(await this.importManifest(img.manifest, img.manifestDigest, undefined, { tags: img.tags, digests: [] }, fetchBlob, o, lease));
       }
       return out;
-    });
+    } catch (err) {
+      lease.release();
+      await this.reclaimAfterFailure(what);
+      throw wrapError(await diskFullError(err, this.opts.root, what), what);
+    } finally {
+      lease.release();
+    }
   }
 
   private async imageOrThrow(imageId: string): Promise<ImageRecord> {
@@ -403,12 +479,33 @@ class LocalImageService implements ImageService {
   }
 
   async prepareRootfs(key: string, imageId: string): Promise<Mount[]> {
-    const img = await this.imageOrThrow(imageId);
-    return await this.snapshots.prepare(key, img.layers[img.layers.length - 1]!.chainId);
+    // Pinned until the container's snapshot exists: a RemoveImage meanwhile must not take its layers.
+    const lease = this.pins.lease();
+    try {
+      const first = await this.imageOrThrow(imageId);
+      await lease.add(first.layers.map((l) => l.chainId));
+      const img = await this.imageOrThrow(imageId);
+      return await this.snapshots.prepare(key, img.layers[img.layers.length - 1]!.chainId);
+    } finally {
+      lease.release();
+    }
   }
 
   async removeRootfs(key: string): Promise<void> {
+    const parent = (await this.snapshots.active()).find((a) => a.key === key)?.parent;
     await this.snapshots.remove(key);
+    // The last container of an image already removed held its layers: they go now.
+    if (parent && !this.images.list().some((img) => img.layers.some((l) => l.chainId === parent))) await this.gc();
+  }
+
+  async removeStaleRootfs(keep: ReadonlySet<string>): Promise<string[]> {
+    const gone: string[] = [];
+    for (const a of await this.snapshots.active()) {
+      if (keep.has(a.key)) continue;
+      await this.snapshots.remove(a.key);
+      gone.push(a.key);
+    }
+    return gone;
   }
 
   async viewRootfs(imageId: string): Promise<string[]> {
@@ -416,54 +513,86 @@ class LocalImageService implements ImageService {
     return await this.snapshots.view(img.layers[img.layers.length - 1]!.chainId);
   }
 
-  async gc(): Promise<{ blobs: number; snapshots: number }> {
-    return await this.gate.exclusive(async () => {
-      const blobs = new Set<string>();
-      const chains = new Set<string>();
-      for (const img of this.images.list()) {
-        blobs.add(img.id); blobs.add(img.manifestDigest);
-        if (img.indexDigest) blobs.add(img.indexDigest);
-        for (const l of img.layers) { blobs.add(l.digest); chains.add(l.chainId); }
-      }
-      for (const a of await this.snapshots.active()) {
-        let cur: string | undefined = a.parent;
-        while (cur && !chains.has(cur)) {
-          chains.add(cur);
-          cur = (await this.snapshots.stat(cur))?.parent;
-        }
-      }
-      let nb = 0;
-      let ns = 0;
-      for (const b of await this.content.list()) if (!blobs.has(b.digest)) { await this.content.delete(b.digest); nb++; }
-      for (const s of await this.snapshots.walk()) if (!chains.has(s.chainId)) { await this.snapshots.remove(s.chainId); ns++; }
-      await this.snapshots.cleanOrphans();
-      this.log.info('image gc', { blobs: nb, snapshots: ns });
-      return { blobs: nb, snapshots: ns };
-    });
+  async gc(): Promise<GcResult> {
+    while (this.pins.running) await this.pins.running.catch(() => {});
+    const run = this.collect();
+    this.pins.running = run;
+    try { return await run; } finally { if (this.pins.running === run) this.pins.running = undefined; }
   }
 
-  async fsUsage(): Promise<FsUsage> {
+  /** One GC pass; runs while `pins.running` is set, so no lease grows meanwhile. */
+  private async collect(): Promise<GcResult> {
+    await Promise.resolve(); // `pins.running` is set before the first look at the pins
+    const blobs = new Set<string>();
+    const chains = new Set<string>();
+    for (const img of this.images.list()) {
+      blobs.add(img.id); blobs.add(img.manifestDigest);
+      if (img.indexDigest) blobs.add(img.indexDigest);
+      for (const l of img.layers) { blobs.add(l.digest); chains.add(l.chainId); }
+    }
+    // Every ancestor of a kept chain (a container's parent, a pinned chain) is kept too.
+    const keepAncestors = async (start: string | undefined): Promise<void> => {
+      let cur = start;
+      while (cur && !chains.has(cur)) {
+        chains.add(cur);
+        cur = (await this.snapshots.stat(cur))?.parent;
+      }
+    };
+    for (const a of await this.snapshots.active()) await keepAncestors(a.parent);
+    let nb = 0;
+    let ns = 0;
+    let bytes = 0;
+    for (const b of await this.content.list()) {
+      if (blobs.has(b.digest) || this.pins.has(b.digest)) continue;
+      bytes += await this.diskBytes(this.content.path(b.digest));
+      await this.content.delete(b.digest);
+      nb++;
+    }
+    const all = await this.snapshots.walk();
+    for (const s of all) if (this.pins.has(s.chainId)) await keepAncestors(s.chainId);
+    for (const s of all) {
+      if (chains.has(s.chainId)) continue;
+      bytes += await this.diskBytes(join(this.snapshots.root, s.id));
+      await this.snapshots.remove(s.chainId);
+      ns++;
+    }
+    // Half-placed snapshot dirs are only orphans when no pull or load is under way.
+    if (this.pins.empty && this.unpacking.size === 0) await this.snapshots.cleanOrphans();
+    this.log.info('image gc', { blobs: nb, snapshots: ns, bytes });
+    return { blobs: nb, snapshots: ns, bytes };
+  }
+
+  /** Bytes of blocks under `path` (files once, by inode), not crossing into other filesystems. */
+  private async diskBytes(path: string): Promise<number> {
+    return (await this.usageOf([path])).bytes;
+  }
+
+  private async usageOf(paths: string[]): Promise<{ bytes: number; inodes: number }> {
     let bytes = 0;
     let inodes = 0;
     const seen = new Set<string>();
-    const walk = async (dir: string): Promise<void> => {
+    const visit = async (p: string, dev: number | undefined): Promise<void> => {
+      const st = await lstat(p).catch(() => undefined);
+      if (!st || (dev !== undefined && st.dev !== dev)) return;
+      const k = `${st.dev}:${st.ino}`;
+      if (seen.has(k)) return;
+      seen.add(k);
+      inodes++;
+      bytes += st.blocks * 512;
+      if (!st.isDirectory()) return;
       let names: string[];
-      try { names = await readdir(dir); } catch { return; }
-      for (const n of names) {
-        const p = join(dir, n);
-        const st = await lstat(p).catch(() => undefined);
-        if (!st) continue;
-        const k = `${st.dev}:${st.ino}`;
-        if (seen.has(k)) continue;
-        seen.add(k);
-        inodes++;
-        bytes += st.blocks * 512;
-        if (st.isDirectory()) await walk(p);
-      }
+      try { names = await readdir(p); } catch { return; }
+      for (const n of names) await visit(join(p, n), st.dev);
     };
-    await walk(this.opts.root);
-    await stat(this.opts.root);
-    return { mountpoint: this.opts.root, bytes, inodes };
+    for (const p of paths) await visit(p, undefined);
+    return { bytes, inodes };
+  }
+
+  async fsUsage(): Promise<FsUsage> {
+    // What the image store holds (content, snapshots incl. container layers, metadata); the rest of
+    // the daemon's root (container state, logs, volumes) is not image data.
+    const u = await this.usageOf(['content', 'snapshots', 'images'].map((d) => join(this.opts.root, d)));
+    return { mountpoint: await mountpointOf(this.opts.root), bytes: u.bytes, inodes: u.inodes };
   }
 
   async close(): Promise<void> {

@@ -168,6 +168,13 @@ export class SqliteImageStore implements ImageStore {
   }
 
   remove(refOrId: string): { removed: boolean; imageGone?: string } {
+    const r = this.removeTx(refOrId);
+    // The write-ahead log only grows between checkpoints: a removal gives its space back too.
+    if (r.imageGone) this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    return r;
+  }
+
+  private removeTx(refOrId: string): { removed: boolean; imageGone?: string } {
     return this.tx(() => {
       const id = this.resolve(refOrId);
       if (!id) return { removed: false };

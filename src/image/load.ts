@@ -13,6 +13,7 @@ import tarStream from 'tar-stream';
 import { AbortedError, InvalidArgumentError } from '../errors.ts';
 import type { LocalContentStore } from './content/local-store.ts';
 import { digestHex, isDigest, sha256Of } from './digest.ts';
+import { isDiskFull } from './disk.ts';
 import { parseReference, tagName } from './reference.ts';
 import { MediaTypes } from './registry/client.ts';
 
@@ -43,8 +44,14 @@ function nameFromAnnotations(a: Record<string, string> | undefined): string[] {
   return [];
 }
 
-export async function readArchive(path: string, content: LocalContentStore, signal?: AbortSignal): Promise<ArchiveImage[]> {
-  const work = join(content.root, 'ingest', `load-${randomBytes(8).toString('hex')}`);
+/**
+ * `pin` is called with the digest of every file of the archive before any of them enters the
+ * content store, so the image service's GC keeps them until the import ends.
+ */
+export async function readArchive(path: string, content: LocalContentStore, signal?: AbortSignal, pin?: (digests: string[]) => Promise<void>): Promise<ArchiveImage[]> {
+  const workName = `load-${randomBytes(8).toString('hex')}`;
+  const work = join(content.root, 'ingest', workName);
+  content.busyDirs.add(workName);
   await mkdir(work, { recursive: true });
   try {
     const files = new Map<string, Extracted>();
@@ -74,8 +81,10 @@ export async function readArchive(path: string, content: LocalContentStore, sign
     } catch (err) {
       if (signal?.aborted) throw new AbortedError(`load ${path} aborted`, { cause: err });
       if (err instanceof InvalidArgumentError) throw err;
+      if (isDiskFull(err)) throw err; // the caller names the full filesystem; the archive is not at fault
       throw new InvalidArgumentError(`archive ${path}: cannot read it as a tar: ${(err as Error).message}`, { cause: err });
     }
+    await pin?.([...new Set([...files.values()].map((f) => f.digest))]);
     const readMeta = async (name: string): Promise<Buffer | undefined> => {
       const f = files.get(name);
       if (!f) return undefined;
@@ -160,6 +169,7 @@ export async function readArchive(path: string, content: LocalContentStore, sign
     for (const d of index.manifests ?? []) await visit(d, nameFromAnnotations(d.annotations), 0);
     return out;
   } finally {
+    content.busyDirs.delete(workName);
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -29,14 +29,16 @@ test('remove untags; the image goes with its last name; GC frees blobs and snaps
   assert.equal(await svc.get(images.multilayer), undefined);
   assert.equal(await svc.get(ml.id), undefined);
   await assert.rejects(svc.remove(images.multilayer), { code: 'NotFound' });
+  // remove freed at once what only multilayer used; its snapshots stay for ctr-1
+  assert.equal(await count('content/blobs/sha256'), blobsBefore - 4, 'manifest, config and 2 layers of multilayer freed by remove');
+  assert.equal(await count('snapshots/by-chain'), 4, 'in use by ctr-1');
   let r = await svc.gc();
-  assert.equal(r.blobs, 4, 'manifest, config and 2 layers of multilayer');
-  assert.equal(r.snapshots, 0, 'in use by ctr-1');
-  await svc.removeRootfs('ctr-1');
-  r = await svc.gc();
-  assert.equal(r.snapshots, 2);
+  assert.deepEqual([r.blobs, r.snapshots], [0, 0], 'nothing left for a later GC');
+  await svc.removeRootfs('ctr-1'); // the last user of multilayer's snapshots: they go now
   assert.equal(await count('snapshots/by-chain'), 2);
   assert.equal((await readdir(join(root, 'snapshots'))).filter((n) => /^\d+$/.test(n)).length, 2);
+  r = await svc.gc();
+  assert.equal(r.snapshots, 0);
   // busybox is intact
   const [top] = await svc.viewRootfs(bb.id);
   assert.equal(await readlink(join(top!, 'bin/sh')), 'busybox');

@@ -17,6 +17,8 @@ export class LocalContentStore implements ContentStore {
   private readonly blobs: string;
   private readonly ingest: string;
   private readonly inflight = new Map<string, Promise<BlobInfo>>();
+  /** Work directories under ingest/ that an operation of this process uses (e.g. a load's extraction); cleanIngests keeps them. */
+  readonly busyDirs = new Set<string>();
 
   private constructor(root: string) {
     this.root = root;
@@ -189,7 +191,7 @@ export class LocalContentStore implements ContentStore {
   async cleanIngests(): Promise<void> {
     for (const name of await readdir(this.ingest)) {
       const m = /^([a-f0-9]{64})\.(partial|lock)$/.exec(name);
-      if (!m) { await rm(join(this.ingest, name), { force: true, recursive: true }); continue; }
+      if (!m) { if (!this.busyDirs.has(name)) await rm(join(this.ingest, name), { force: true, recursive: true }); continue; }
       if (this.inflight.has(m[1]!)) continue;
       if (await lockHeld(join(this.ingest, `${m[1]}.lock`))) continue;
       await rm(join(this.ingest, name), { force: true });

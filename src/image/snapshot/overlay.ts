@@ -241,7 +241,7 @@ export class OverlaySnapshotter implements Snapshotter {
 
   /** Removes numbered dirs no chain points at (a crash between rename and by-chain write). */
   async cleanOrphans(): Promise<void> {
-    const live = new Set((await this.walk()).map((s) => s.id));
+    const live = new Set([...(await this.walk()), ...this.unpublished.values()].map((s) => s.id));
     for (const n of await readdir(this.root)) {
       if (/^\d+$/.test(n) && !live.has(n)) await rm(join(this.root, n), { recursive: true, force: true });
     }

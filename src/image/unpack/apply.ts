@@ -58,6 +58,8 @@ export interface ApplyOptions {
   signal?: AbortSignal;
   logger?: Logger;
   onBytes?: (compressedRead: number) => void;
+  /** What bounds maxBytes, for the message when a layer outgrows it (e.g. "setting [images] max_layer_bytes"). */
+  maxBytesReason?: string;
   /** Timing hooks (verify, decompress, unpack). */
   profiler?: PullProfiler;
   /** Worker threads that perform the writes; without it, one is started (and ended) for this layer. */
@@ -292,7 +294,7 @@ class LayerWriter {
       case 'contiguous-file': {
         if (existing !== undefined) this.clear(path, rel);
         const size = header.size ?? 0;
-        if (size > bytesLeft()) this.fail(name, `layer larger than ${this.limits.maxBytes} bytes uncompressed`);
+        if (size > bytesLeft()) throw tooLarge(this.o.name, this.limits.maxBytes, this.o.maxBytesReason);
         if (size <= SMALL_FILE) {
           // Small files: gathered into one owned buffer, created by one operation on the worker.
           const data = new Uint8Array(size);
@@ -429,6 +431,11 @@ class LayerWriter {
   }
 }
 
+/** A layer that unpacks to more than the cap (a gzip bomb, or not enough disk): ResourceExhausted naming what sets the cap. */
+function tooLarge(name: string, max: number, reason: string | undefined): ResourceExhaustedError {
+  return new ResourceExhaustedError(`layer ${name}: larger than ${max} bytes uncompressed, the cap of one layer (${reason ?? 'UnpackLimits.maxBytes'}); raise it only for images you trust`);
+}
+
 /** Hashes and counts the uncompressed stream; stops it when it grows past the cap. */
 class Hasher extends Transform {
   readonly hash = createHash('sha256');
@@ -437,14 +444,16 @@ class Hasher extends Transform {
   ms = 0;
   private readonly max: number;
   private readonly name: string;
-  constructor(max: number, name: string) {
+  private readonly reason: string | undefined;
+  constructor(max: number, name: string, reason: string | undefined) {
     super({ highWaterMark: 1024 * 1024 });
     this.max = max;
     this.name = name;
+    this.reason = reason;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    if (this.bytes > this.max + 1024 * 1024) { cb(new InvalidArgumentError(`layer ${this.name}: larger than ${this.max} bytes uncompressed`)); return; }
+    if (this.bytes > this.max + 1024 * 1024) { cb(tooLarge(this.name, this.max, this.reason)); return; }
     const t0 = performance.now();
     this.hash.update(chunk);
     this.ms += performance.now() - t0;
@@ -500,7 +509,7 @@ async function applyWith(blobPath: string, opts: ApplyOptions, q: FsQueue): Prom
   const source = createReadStream(blobPath, { highWaterMark: 1024 * 1024 });
   let read = 0;
   if (opts.onBytes) source.on('data', (c) => { read += c.length; opts.onBytes!(read); });
-  const hasher = new Hasher(limits.maxBytes, opts.name);
+  const hasher = new Hasher(limits.maxBytes, opts.name, opts.maxBytesReason);
   const extract = tarStream.extract();
   const decompress = kind === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : kind === 'zstd' ? createZstdDecompress() : new PassThrough();
   // Node streams up to the hasher; tar-stream (streamx) is fed by hand with backpressure.
