@@ -6,7 +6,7 @@ import { sandboxConfigMismatch } from '../policy/pod-identity.ts';
 import type { CriDeps } from './deps.ts';
 import type { CreateContainerRequest, UpdateContainerResourcesRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
-import { checkSeccompProfilePath, requireId, timeoutSeconds } from './validate.ts';
+import { checkContainerBounds, checkSeccompProfilePath, requireId, timeoutSeconds } from './validate.ts';
 
 export function containerHandlers(deps: CriDeps): Record<string, Impl> {
   const { engine } = deps;
@@ -19,6 +19,7 @@ export function containerHandlers(deps: CriDeps): Record<string, Impl> {
       if (/[\0/]/.test(config.metadata.name) || config.metadata.name.length > 253) throw new InvalidArgumentError(`container config: metadata.name "${config.metadata.name.slice(0, 80)}" is not valid`);
       if (!config.image?.image) throw new InvalidArgumentError('container config: image.image must not be empty');
       checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'container config');
+      checkContainerBounds(config);
       // Judged by the daemon's own record of the pod, never by the request's copy of it: a copy
       // that disagrees in anything trust depends on is refused; an omitted one is not needed.
       const pod = engine.storedPod(podId);

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { StateStore, NameConflict, type PodRecord, type ContainerRecord } from './store.ts';
+import { StateStore, NameConflict, LIST_BUDGET_BYTES, type PodRecord, type ContainerRecord } from './store.ts';
 
 let n = 0;
 function pod(over: Partial<PodRecord> = {}): PodRecord {
@@ -133,5 +133,37 @@ describe('StateStore', () => {
     assert.deepEqual(s.containerIdsWithPrefix('cdc'), [c.id]);
     assert.deepEqual(s.containerIdsWithPrefix("' OR 1=1 --"), []);
     s.close();
+  });
+});
+
+describe('StateStore list budget', () => {
+  it('refuses a pod whose labels/annotations would pass the list budget, counts deletes, and recounts after a reopen', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulkhead-store-budget-'));
+    try {
+      const path = join(dir, 'state.db');
+      let s = new StateStore(path);
+      const big = { a: 'x'.repeat(250 * 1024) };
+      const ids: string[] = [];
+      let refused: unknown;
+      for (let i = 0; i < 100 && !refused; i++) {
+        const p = pod();
+        p.config.annotations = big;
+        try { s.insertPod(p); ids.push(p.id); } catch (err) { refused = err; }
+      }
+      assert.equal((refused as { code?: string }).code, 'ResourceExhausted');
+      assert.match((refused as Error).message, /12 MiB list budget/);
+      assert.ok(s.budget().podBytes <= LIST_BUDGET_BYTES);
+      assert.ok(ids.length >= 45 && ids.length <= Math.floor(LIST_BUDGET_BYTES / (250 * 1024)), `${ids.length} pods held`);
+      s.deletePod(ids.pop()!);
+      const again = pod(); again.config.annotations = big;
+      s.insertPod(again);
+      const before = s.budget();
+      s.close();
+      s = new StateStore(path);
+      assert.deepEqual(s.budget(), before, 'totals rebuilt from the records on open');
+      s.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

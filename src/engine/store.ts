@@ -12,7 +12,7 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { InternalError } from '../errors.ts';
+import { InternalError, ResourceExhaustedError } from '../errors.ts';
 import type { ContainerConfig, PodSandboxConfig, ContainerReason } from './types.ts';
 
 /** Pod phases. 'creating' and 'removing' are transitional (work in flight or interrupted). */
@@ -158,6 +158,55 @@ function containerFromRow(r: ContainerRow): ContainerRecord {
   };
 }
 
+/**
+ * What all stored pods (and, separately, all containers) may add to one ListPodSandbox /
+ * ListContainers / List*Stats answer: 12 MiB, so an answer stays under 16 MiB, the receive limit
+ * of the kubelet and crictl (the daemon's own send limit is larger). Each record counts its
+ * labels, annotations and names with protobuf's per-entry overhead (`listedBytes`). A client on
+ * gRPC's plain 4 MiB default can still be exceeded by a node full of large pods; use 16 MiB.
+ */
+export const LIST_BUDGET_BYTES = 12 * 1024 * 1024;
+/** Pods and containers the store holds at most (each RunPodSandbox / CreateContainer past it is refused). */
+export const MAX_PODS = 4096;
+export const MAX_CONTAINERS = 8192;
+
+function mapListedBytes(m: Record<string, string> | undefined | null): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(m ?? {})) n += Buffer.byteLength(k) + Buffer.byteLength(String(v)) + 12;
+  return n;
+}
+
+/** Upper estimate of the bytes a pod or container adds to a List* answer. */
+export function listedBytes(r: PodRecord | ContainerRecord): number {
+  const fixed = 'podId' in r
+    ? 256 + Buffer.byteLength(r.podId) + Buffer.byteLength(r.name) + Buffer.byteLength(r.config.image?.image ?? '') + Buffer.byteLength(r.imageRef) + Buffer.byteLength(r.imageId)
+    : 256 + Buffer.byteLength(r.name) + Buffer.byteLength(r.namespace) + Buffer.byteLength(r.uid) + Buffer.byteLength(r.handler);
+  return fixed + Buffer.byteLength(r.id) + mapListedBytes(r.config.labels) + mapListedBytes(r.config.annotations);
+}
+
+/** Running totals of `listedBytes` per record, to refuse an insert past the budget in O(1). */
+class ListBudget {
+  readonly #bytes = new Map<string, number>();
+  #total = 0;
+  readonly #what: string;
+  readonly #max: number;
+  constructor(what: string, max: number) { this.#what = what; this.#max = max; }
+  get count(): number { return this.#bytes.size; }
+  get total(): number { return this.#total; }
+  check(n: number): void {
+    if (this.#bytes.size >= this.#max) {
+      throw new ResourceExhaustedError(`this node already holds ${this.#bytes.size} ${this.#what}s (limit ${this.#max}, bulkhead bound max ${this.#what}s); remove some first`);
+    }
+    if (this.#total + n > LIST_BUDGET_BYTES) {
+      throw new ResourceExhaustedError(`the ${this.#what}s on this node already carry ${this.#total} bytes of labels, annotations and names; ${n} more would pass the ${LIST_BUDGET_BYTES / (1024 * 1024)} MiB list budget (a List answer must stay under clients' 16 MiB limit); remove ${this.#what}s or shorten their labels/annotations`);
+    }
+  }
+  /** Re-counts a record still held (a config rewritten in place). */
+  update(id: string, n: number): void { if (this.#bytes.has(id)) this.set(id, n); }
+  set(id: string, n: number): void { this.#total += n - (this.#bytes.get(id) ?? 0); this.#bytes.set(id, n); }
+  delete(id: string): void { this.#total -= this.#bytes.get(id) ?? 0; this.#bytes.delete(id); }
+}
+
 /** Thrown (as a plain marker) when a unique name index rejects an insert. */
 export class NameConflict extends InternalError {
   constructor(message: string) { super(message); }
@@ -166,6 +215,8 @@ export class NameConflict extends InternalError {
 export class StateStore {
   readonly #db: DatabaseSync;
   readonly #stmts = new Map<string, StatementSync>();
+  readonly #podBudget = new ListBudget('pod', MAX_PODS);
+  readonly #containerBudget = new ListBudget('container', MAX_CONTAINERS);
 
   /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway store. */
   constructor(path: string) {
@@ -180,6 +231,13 @@ export class StateStore {
     this.#db.exec('PRAGMA busy_timeout = 5000');
     this.#db.exec(SCHEMA);
     this.#db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')`).run();
+    for (const p of this.listPods()) this.#podBudget.set(p.id, listedBytes(p));
+    for (const c of this.listContainers()) this.#containerBudget.set(c.id, listedBytes(c));
+  }
+
+  /** Pods/containers held and their share of the list budget (LIST_BUDGET_BYTES). */
+  budget(): { pods: number; podBytes: number; containers: number; containerBytes: number } {
+    return { pods: this.#podBudget.count, podBytes: this.#podBudget.total, containers: this.#containerBudget.count, containerBytes: this.#containerBudget.total };
   }
 
   #stmt(sql: string): StatementSync {
@@ -200,13 +258,19 @@ export class StateStore {
 
   // --- pods ------------------------------------------------------------------------------------
 
-  /** Inserts a new pod; throws NameConflict when (namespace, name, attempt) is taken. */
+  /**
+   * Inserts a new pod; throws NameConflict when (namespace, name, attempt) is taken, and
+   * ResourceExhausted past MAX_PODS or the list budget.
+   */
   insertPod(p: PodRecord): void {
+    const n = listedBytes(p);
+    this.#podBudget.check(n);
     try {
       this.#stmt(`INSERT INTO pods (id, name, namespace, uid, attempt, handler, phase, created_at, config, runtime)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
         p.id, p.name, p.namespace, p.uid, p.attempt, p.handler, p.phase, p.createdAt,
         JSON.stringify(p.config), JSON.stringify(p.runtime));
+      this.#podBudget.set(p.id, n);
     } catch (err) {
       if (/UNIQUE constraint failed: pods\.namespace/.test((err as Error).message)) {
         throw new NameConflict(`pod ${p.namespace}/${p.name} attempt ${p.attempt} already exists`);
@@ -240,12 +304,18 @@ export class StateStore {
 
   deletePod(id: string): void {
     this.#stmt(`DELETE FROM pods WHERE id = ?`).run(id);
+    this.#podBudget.delete(id);
   }
 
   // --- containers ------------------------------------------------------------------------------
 
-  /** Inserts a new container; throws NameConflict when (pod, name, attempt) is taken. */
+  /**
+   * Inserts a new container; throws NameConflict when (pod, name, attempt) is taken, and
+   * ResourceExhausted past MAX_CONTAINERS or the list budget.
+   */
   insertContainer(c: ContainerRecord): void {
+    const n = listedBytes(c);
+    this.#containerBudget.check(n);
     try {
       this.#stmt(`INSERT INTO containers (id, pod_id, name, attempt, phase, created_at, started_at, finished_at,
         exit_code, reason, message, image_ref, image_id, log_path, config, runtime)
@@ -253,6 +323,7 @@ export class StateStore {
         c.id, c.podId, c.name, c.attempt, c.phase, c.createdAt, c.startedAt, c.finishedAt,
         c.exitCode, c.reason, c.message, c.imageRef, c.imageId, c.logPath,
         JSON.stringify(c.config), JSON.stringify(c.runtime));
+      this.#containerBudget.set(c.id, n);
     } catch (err) {
       if (/UNIQUE constraint failed: containers\.pod_id/.test((err as Error).message)) {
         throw new NameConflict(`container ${c.name} attempt ${c.attempt} already exists in pod ${c.podId}`);
@@ -267,6 +338,7 @@ export class StateStore {
       message = ?, log_path = ?, config = ?, runtime = ? WHERE id = ?`).run(
       c.phase, c.startedAt, c.finishedAt, c.exitCode, c.reason, c.message, c.logPath,
       JSON.stringify(c.config), JSON.stringify(c.runtime), c.id);
+    this.#containerBudget.update(c.id, listedBytes(c));
   }
 
   setContainerPhase(id: string, phase: ContainerPhase): void {
@@ -292,5 +364,6 @@ export class StateStore {
 
   deleteContainer(id: string): void {
     this.#stmt(`DELETE FROM containers WHERE id = ?`).run(id);
+    this.#containerBudget.delete(id);
   }
 }

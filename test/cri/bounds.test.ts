@@ -10,7 +10,9 @@ import { connect as netConnect } from 'node:net';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import * as grpc from '@grpc/grpc-js';
 import { BulkheadError } from '../../src/errors.ts';
+import { loadProtos } from '../../src/cri/proto.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
 
 let d: TestDaemon;
@@ -110,4 +112,58 @@ test('cri.sock relay: a HEADERS+CONTINUATION block past 64 KiB gets GOAWAY and a
   assert.equal(last?.type, 0x7, 'GOAWAY');
   assert.equal(last?.payload.readUInt32BE(4), 0xb, 'ENHANCE_YOUR_CALM');
   assert.ok((await d.client.version()).runtimeName);
+});
+
+test('labels/annotations: 256 KiB per pod and container (INVALID_ARGUMENT naming the limit); counts of mounts/devices/envs/args bounded', async () => {
+  const c = d.client;
+  const huge = { blob: 'x'.repeat(256 * 1024) };
+  await assert.rejects(c.runPodSandbox(podConfig('too-big', { annotations: huge })), code('InvalidArgument', /over the limit of 262144 \(256 KiB/));
+  await assert.rejects(c.runPodSandbox(podConfig('too-big', { labels: { a: 'x'.repeat(200 * 1024) }, annotations: { b: 'x'.repeat(100 * 1024) } })), code('InvalidArgument', /labels and annotations/));
+  assert.equal((await c.listPodSandbox()).filter((p) => p.metadata?.name === 'too-big').length, 0, 'nothing was made');
+  const cfg = podConfig('ctr-bounds');
+  const pod = await c.runPodSandbox(cfg);
+  await c.pullImage(images.busybox);
+  const cases: [string, Partial<ContainerConfig>, RegExp][] = [
+    ['annotations', { annotations: huge }, /labels and annotations are \d+ bytes, over the limit of 262144/],
+    ['mounts', { mounts: Array.from({ length: 1025 }, (_, i) => ({ containerPath: `/m${i}`, hostPath: '/tmp' })) }, /mounts: 1025 entries, over the limit of 1024/],
+    ['devices', { devices: Array.from({ length: 257 }, () => ({ containerPath: '/dev/null', hostPath: '/dev/null', permissions: 'r' })) }, /devices: 257 entries/],
+    ['envs', { envs: Array.from({ length: 16385 }, (_, i) => ({ key: `K${i}`, value: '' })) }, /envs: 16385 entries/],
+    ['args', { args: Array.from({ length: 16385 }, () => 'a') }, /command \+ args: \d+ entries, over the limit of 16384/],
+    ['argv bytes', { args: ['x'.repeat(1024 * 1024)] }, /command, args and envs are \d+ bytes, over the limit of 1048576/],
+  ];
+  for (const [name, extra, msg] of cases) {
+    await assert.rejects(c.createContainer(pod, ctrConfig(`bad-${name.replace(' ', '-')}`, extra), cfg), code('InvalidArgument', msg), name);
+  }
+  assert.equal((await c.listContainers({ podSandboxId: pod })).length, 0);
+  await c.removePodSandbox(pod);
+});
+
+test('ListPodSandbox stays under a 16 MiB client limit however many large pods are stored: past the list budget RunPodSandbox is RESOURCE_EXHAUSTED', async () => {
+  const c = d.client;
+  const ann = { blob: 'y'.repeat(250 * 1024) };
+  const made: string[] = [];
+  let refused: unknown;
+  // fill the budget 6 at a time
+  while (!refused && made.length < 80) {
+    const batch = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => c.runPodSandbox(podConfig(`fill-${made.length}-${i}`, { annotations: ann }))));
+    for (const r of batch) {
+      if (r.status === 'fulfilled') made.push(r.value); else refused = r.reason;
+    }
+  }
+  code('ResourceExhausted', /list budget/)(refused);
+  const { RuntimeServiceClient } = loadProtos();
+  const kubeletLike = new RuntimeServiceClient(`unix://${d.socket}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  try {
+    const items = await new Promise<{ metadata?: { name?: string } }[]>((resolve, reject) => {
+      (kubeletLike as unknown as { listPodSandbox(req: object, cb: (err: Error | null, res: { items: { metadata?: { name?: string } }[] }) => void): void })
+        .listPodSandbox({}, (err, res) => { if (err) reject(err); else resolve(res.items); });
+    });
+    assert.equal(items.filter((p) => p.metadata?.name?.startsWith('fill-')).length, made.length);
+  } finally {
+    kubeletLike.close();
+  }
+  // removing pods gives the budget back
+  await c.removePodSandbox(made.pop()!);
+  made.push(await c.runPodSandbox(podConfig('fill-again', { annotations: ann })));
+  for (const id of made) await c.removePodSandbox(id);
 });
