@@ -1,6 +1,6 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
 import { requestedNetwork } from './annotations.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
 import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { CriDeps, PodDecision } from './deps.ts';
@@ -18,6 +18,28 @@ export function checkPodConfig(config: PodSandboxConfig | null | undefined): Pod
   checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'pod sandbox config');
   checkPodBounds(config);
   return config;
+}
+
+/**
+ * A host port another ready pod on this node already publishes is refused: the CNI portmap plugin
+ * would add a second DNAT rule for it and the first pod would keep (or lose) the traffic by rule
+ * order. Host-network pods publish nothing through portmap and are not checked.
+ */
+async function checkHostPortsFree(deps: CriDeps, config: PodSandboxConfig): Promise<void> {
+  if (config.linux?.securityContext?.namespaceOptions?.network === 'NODE') return;
+  const key = (m: { protocol?: string; hostPort?: number }): string => `${m.hostPort ?? 0}/${(m.protocol ?? 'TCP').toLowerCase()}`;
+  const wanted = new Set((config.portMappings ?? []).filter((m) => m.hostPort).map(key));
+  if (wanted.size === 0) return;
+  for (const p of await deps.engine.listPodSandbox({ state: { state: 'SANDBOX_READY' } })) {
+    let other: PodSandboxConfig;
+    try { other = deps.engine.storedPod(p.id).config; } catch { continue; } // gone or not ready meanwhile
+    if (other.linux?.securityContext?.namespaceOptions?.network === 'NODE') continue;
+    const taken = (other.portMappings ?? []).find((m) => m.hostPort && wanted.has(key(m)));
+    if (taken) {
+      const md = other.metadata;
+      throw new FailedPreconditionError(`policy: host port ${key(taken)} is already published by pod ${md?.namespace ?? ''}/${md?.name ?? ''} (${p.id.slice(0, 12)}) on this node (rule host-port-taken); choose another hostPort or remove that pod`);
+    }
+  }
 }
 
 export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
@@ -41,6 +63,7 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
         handler = decision.handler;
         record = decision.record;
       }
+      await checkHostPortsFree(deps, config);
       const entry = await deps.handlers.resolve(handler, ctx.signal);
       // Without a policy nothing is recorded and the engine applies the fail-closed decision.
       if (record) record = { ...record, handler: entry.name };

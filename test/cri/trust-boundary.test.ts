@@ -133,7 +133,15 @@ test('hostPort: untrusted refused, trusted refused for a port a host process ser
   assert.deepEqual((await d.client.listPodSandbox()).filter((p) => p.metadata.name.startsWith('hp-')), [], 'nothing was created');
   const free = await freePort();
   const id = await d.client.runPodSandbox(pod('hp-ok', 'kube-system', mapping(free)), 'runc');
-  await removePod(id);
+  try {
+    // The same port for a second pod would be a second DNAT rule for one port: refused.
+    await refused(d.client.runPodSandbox(pod('hp-twice', 'kube-system', mapping(free)), 'runc'), 'FailedPrecondition', 'a port another pod publishes', new RegExp(`host port ${free}/tcp is already published by pod kube-system/hp-ok`));
+    // Another protocol on the same number is a different port.
+    const udpId = await d.client.runPodSandbox(pod('hp-udp', 'kube-system', mapping(free, 'UDP')), 'runc');
+    await removePod(udpId);
+  } finally {
+    await removePod(id);
+  }
 });
 
 test('masked/readonly /proc paths: a list dropping a default is refused; extra paths are added to the defaults, never replace them', async () => {
