@@ -28,6 +28,7 @@ import { runShim } from './shim.ts';
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
 import { alive, checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, readRecord, rootFromIndex, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
 import { PodVmSupervisor } from './vmd.ts';
+import { killPodProcesses, procStart, recordProc } from './procs.ts';
 import type { Accel } from './vmm.ts';
 
 const CLI = fileURLToPath(import.meta.url);
@@ -116,8 +117,9 @@ async function chooseAccel(g: Global): Promise<Accel> {
 
 async function ensurePodVm(g: Global, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, netns: string | undefined): Promise<boolean> {
   if (existsSync(join(dir, 'vmd.sock'))) {
-    try { (await VmdClient.connect(join(dir, 'vmd.sock'))).close(); return false; } catch { /* stale: restart */ }
+    try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
   }
+  await killPodProcesses(dir, 500);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const accel = await chooseAccel(g);
@@ -125,9 +127,12 @@ async function ensurePodVm(g: Global, podId: string, dir: string, size: { memory
   const child = spawnDetached([...NODE_ARGS, CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
     '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
     '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
+  if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
   } catch (e) {
+    // whatever the start left running (supervisor, VMM) ends before its slot files go
+    await killPodProcesses(dir, 500);
     await rm(dir, { recursive: true, force: true });
     throw e;
   } finally {
@@ -179,6 +184,8 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
       child.unref();
     }
     rec.pid = child.pid!;
+    const start = procStart(rec.pid);
+    if (start !== undefined) rec.pidStart = start;
     await writeJsonAtomic(join(cdir, 'state.json'), rec);
     const pidFile = str(flags['pid-file']);
     if (pidFile) await writeFile(pidFile, String(rec.pid));
@@ -241,25 +248,35 @@ async function cmdDelete(g: Global, argv: string[]): Promise<number> {
   const force = flags.force === true || flags.f === true;
   let rec: ContainerRecord;
   try { rec = await readRecord(g.root, id); } catch (e) {
-    if (force && (e as BulkheadError).code === 'NotFound') return 0;
+    if (force && (e as BulkheadError).code === 'NotFound') {
+      // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
+      const pdir = podDir(g.root, id);
+      if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await rm(pdir, { recursive: true, force: true }); }
+      return 0;
+    }
     throw e;
   }
   const st = await status(g.root, rec);
   if ((st.status === 'running' || st.status === 'created') && !force && st.status === 'running') {
     throw new FailedPreconditionError(`container "${id}" is running; stop it first or use --force`);
   }
+  // Bounded throughout: a wedged supervisor costs at most the request timeout, then its processes
+  // are ended by pid (verified by start time), SIGKILL after a short grace.
   const sock = join(rec.podDir, 'vmd.sock');
   if (existsSync(sock)) {
-    try { await withPod(rec, (c) => c.request('delete', { name: id })); } catch (e) {
-      if ((e as BulkheadError).code !== 'Unavailable') throw e;
+    try {
+      const c = await VmdClient.connect(sock, undefined, force ? 2000 : 10_000);
+      try { await c.request('delete', { name: id }, force ? 2000 : 30_000); } finally { c.close(); }
+    } catch (e) {
+      const code = (e as BulkheadError).code;
+      if (!force && code !== 'Unavailable') throw e;
     }
   }
-  if (alive(rec.pid)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
+  if (alive(rec.pid) && (rec.pidStart === undefined || procStart(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
   if (rec.sandbox) {
-    // the VM stops with its sandbox: wait until the supervisor has removed the pod directory
-    for (let i = 0; i < 150 && existsSync(join(rec.podDir, 'vmd.sock')); i++) await new Promise((r) => setTimeout(r, 100));
-    const vmmPid = Number(readFileSafe(join(rec.podDir, 'vmm.pid')));
-    if (vmmPid && alive(vmmPid) && /qemu|firecracker/.test(readFileSafe(`/proc/${vmmPid}/cmdline`))) process.kill(vmmPid, 'SIGKILL');
+    // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
+    for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
+    await killPodProcesses(rec.podDir, force ? 500 : 2000);
     await rm(rec.podDir, { recursive: true, force: true });
   }
   await rm(containerDir(g.root, id), { recursive: true, force: true });
@@ -347,11 +364,22 @@ async function cmdVmd(g: Global, argv: string[]): Promise<number> {
   });
   process.on('SIGTERM', () => { void sup.shutdown('the VM supervisor was terminated', false); });
   process.on('SIGINT', () => { void sup.shutdown('the VM supervisor was interrupted', false); });
+  // Until the VM is ready, its creator (`create`, waiting on fd 3) owns the start: if the creator
+  // goes away (killed on its caller's timeout), nobody would ever delete this VM, so it ends here.
+  const creator = process.ppid;
+  const creatorStart = procStart(creator);
+  const watch = setInterval(() => {
+    if (process.ppid === creator && procStart(creator) === creatorStart) return;
+    clearInterval(watch);
+    void sup.abortStart('its creator (bulkhead-vm create) went away before the VM was ready').finally(() => process.exit(1));
+  }, 250);
   try {
     await sup.start();
   } catch (e) {
     try { (await import('node:fs')).writeSync(3, `error: ${(e as Error).message.replace(/\n/g, '\\n')}\n`); } catch { /* creator gone */ }
     return 1;
+  } finally {
+    clearInterval(watch);
   }
   await writeFile(join(str(flags['pod-dir'])!, 'vmd.pid'), String(process.pid));
   try { (await import('node:fs')).writeSync(3, `ok ${process.pid}\n`); (await import('node:fs')).closeSync(3); } catch { /* creator gone */ }

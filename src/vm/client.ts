@@ -4,7 +4,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { BulkheadError, type ErrorCode, UnavailableError } from '../errors.ts';
+import { BulkheadError, DeadlineExceededError, type ErrorCode, UnavailableError } from '../errors.ts';
 import { encodeFrame, FrameDecoder, type Frame } from './protocol.ts';
 
 export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> {
@@ -39,12 +39,15 @@ export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> 
     sock.on('close', () => this.#gone('the VM supervisor went away (its process is gone)'));
   }
 
-  static async connect(path: string, signal?: AbortSignal): Promise<VmdClient> {
+  /** Connects to a supervisor's socket; `timeoutMs` bounds the wait (a wedged supervisor may never accept). */
+  static async connect(path: string, signal?: AbortSignal, timeoutMs = 30_000): Promise<VmdClient> {
     const sock = await new Promise<Socket>((resolve, reject) => {
       const s = connect(path);
-      s.once('connect', () => { s.off('error', reject); resolve(s); });
-      s.once('error', (e: NodeJS.ErrnoException) => reject(new UnavailableError(`the pod VM is not running (${path}: ${e.code ?? e.message})`, { cause: e })));
-      signal?.addEventListener('abort', () => s.destroy(), { once: true });
+      const fail = (e: Error): void => { clearTimeout(t); s.destroy(); reject(e); };
+      const t = setTimeout(() => fail(new DeadlineExceededError(`the pod VM supervisor did not accept a connection within ${timeoutMs} ms (${path})`)), timeoutMs);
+      s.once('connect', () => { clearTimeout(t); s.removeAllListeners('error'); resolve(s); });
+      s.once('error', (e: NodeJS.ErrnoException) => fail(new UnavailableError(`the pod VM is not running (${path}: ${e.code ?? e.message})`, { cause: e })));
+      signal?.addEventListener('abort', () => fail(new UnavailableError(`connecting to ${path} was aborted`)), { once: true });
     });
     return new VmdClient(sock);
   }
@@ -59,11 +62,19 @@ export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> 
 
   get goneReason(): string | undefined { return this.#goneReason; }
 
-  request<T = Record<string, unknown>>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+  /** One request; `timeoutMs` (optional) bounds the wait for the answer (DeadlineExceeded). */
+  request<T = Record<string, unknown>>(op: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<T> {
     if (this.#goneReason !== undefined) return Promise.reject(new UnavailableError(`pod VM gone: ${this.#goneReason}`));
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
-      this.#waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const t = timeoutMs === undefined ? undefined : setTimeout(() => {
+        this.#waiting.delete(id);
+        reject(new DeadlineExceededError(`the pod VM supervisor did not answer "${op}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiting.set(id, {
+        resolve: (v) => { clearTimeout(t); (resolve as (v: unknown) => void)(v); },
+        reject: (e) => { clearTimeout(t); reject(e); },
+      });
       this.#sock.write(encodeFrame('Q', id, JSON.stringify({ op, ...args })));
     });
   }

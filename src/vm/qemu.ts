@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { InternalError, UnavailableError } from '../errors.ts';
+import { recordProc } from './procs.ts';
 import { stopVmmProcess, tailFile, type Accel, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -66,15 +67,19 @@ export class QemuVmm implements Vmm {
     signal?.throwIfAborted();
     const args = qemuArgs(cfg);
     if (cfg.netns !== undefined && (!cfg.netns.startsWith('/') || cfg.netns.includes('\0'))) throw new InternalError(`bad netns path ${cfg.netns}`);
-    // In the pod's netns (to open its tap): nsenter --net setns()es and execs QEMU, same pid, no fork.
-    const [cmd, argv] = cfg.netns ? ['nsenter', [`--net=${cfg.netns}`, '--', this.#binary, ...args]] : [this.#binary, args];
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    // setpriv --pdeathsig KILL: QEMU dies with its supervisor, whatever kills that (a VMM must never
+    // outlive the process that would clean up after it). In the pod's netns (to open its tap):
+    // nsenter --net setns()es. Both exec, so the pid is QEMU's.
+    const vmm = cfg.netns ? ['nsenter', `--net=${cfg.netns}`, '--', this.#binary, ...args] : [this.#binary, ...args];
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...vmm], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    // recorded before anything else can run: a restarted caller finds it by pid and start time
+    if (child.pid !== undefined) { try { recordProc(cfg.workDir, 'vmm', child.pid); } catch { /* pod dir gone: killed below by pdeathsig at worst */ } }
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 64 * 1024) stderr += b.toString('utf8'); });
     const spawned = await new Promise<boolean>((resolve, reject) => {
       child.once('spawn', () => resolve(true));
       child.once('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') reject(new UnavailableError(`${this.#binary} is not installed; apt-get install qemu-system-x86`));
+        if (e.code === 'ENOENT') reject(new UnavailableError('setpriv is not installed; apt-get install util-linux'));
         else reject(e);
       });
     });

@@ -41,6 +41,8 @@ export interface ContainerRecord {
   sandbox: boolean;
   /** Supervisor (shim) pid: the pid conmon waits on. */
   pid: number;
+  /** Its start time (/proc/PID/stat field 22): a reused pid is never signalled. */
+  pidStart?: string;
   annotations: Record<string, string>;
   created: string;
 }

@@ -226,6 +226,21 @@ export class PodVmSupervisor {
     });
   }
 
+  /**
+   * The start was abandoned (its creator went away, e.g. killed on a caller's timeout): ends what
+   * this start made — the VMM, the tap, the cgroups, the pod directory with its slot files.
+   */
+  async abortStart(reason: string): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#log.error('pod VM start abandoned', { reason });
+    const vm = this.#vm as VmHandle | undefined;
+    if (vm) { try { await vm.stop(0); } catch { /* gone */ } }
+    this.#cleanupCgroups();
+    await this.#detachNetwork();
+    await rm(this.#o.podDir, { recursive: true, force: true });
+  }
+
   /** Resolves with the process exit code once the VM is gone and everything is cleaned up. */
   finished(): Promise<number> { return this.#finished; }
 

@@ -2,13 +2,14 @@
 // rootfs. Boots are few (2 shared cores): one pod VM carries most cases, a second is killed on purpose.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
 import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
+import { pidsNaming } from '../../src/vm/procs.ts';
 import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
 
 const skip = skipReason();
@@ -179,21 +180,72 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     assert.equal((await vm(root, ['delete', id])).code, 0);
   });
 
-  it('refuses to delete a running sandbox without --force, then stops the VM with it', async () => {
+  it('refuses to delete a running sandbox without --force; --force ends a wedged supervisor and its VM within seconds', async () => {
     const r = await vm(root, ['delete', sbId]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /running/);
     const pods = join(root, 'pods');
-    const podDir = join(pods, (await import('node:fs')).readdirSync(pods)[0]!);
+    const podDir = join(pods, readdirSync(pods)[0]!);
     const vmmPid = Number(readFileSync(join(podDir, 'vmm.pid'), 'utf8'));
+    const vmdPid = (JSON.parse(readFileSync(join(podDir, 'vmd.proc'), 'utf8')) as { pid: number }).pid;
     assert.ok(alive(vmmPid));
+    assert.ok(alive(vmdPid));
+    // the supervisor still holds its socket (connections are accepted by the kernel) but never answers
+    process.kill(vmdPid, 'SIGSTOP');
+    const t0 = Date.now();
     const d = await vm(root, ['delete', '--force', sbId]);
+    const took = Date.now() - t0;
     assert.equal(d.code, 0, d.stderr);
-    await waitFor(() => !alive(vmmPid), 'VMM exit', 20_000);
-    assert.ok(!existsSync(podDir), 'pod directory removed');
+    assert.ok(took < 10_000, `delete --force took ${took} ms with a wedged supervisor`);
+    await waitFor(() => !alive(vmmPid) && !alive(vmdPid), 'VMM and supervisor exit', 5000);
+    assert.ok(!existsSync(podDir), 'pod directory (slot files) removed');
     assert.ok(!existsSync(join(root, sbId)));
+    assert.deepEqual(pidsNaming(podDir), [], 'no process names the pod directory');
     assert.ok(sandboxOut().includes('got:hello'));
     sandboxIn?.close();
+  });
+});
+
+describe('bulkhead-vm: an abandoned start', { skip, timeout: 300_000 }, () => {
+  it('ends the supervisor and the VMM and removes the slot files when create is killed mid-boot (a caller\'s timeout, a daemon killed mid-start)', async () => {
+    const dir = tempDir('bulkhead-vm-abandon-');
+    const root = join(dir, 'state');
+    const id = `ab-${process.pid}`;
+    try {
+      const b = makeBundle(dir, 'ab', { rootfs: makeRootfs(dir), annotations: SB, args: ['sleep', '1000'] });
+      const pods = join(root, 'pods');
+      const created = createWithPipes(root, id, b);
+      // wait until the VMM is started (recorded in the pod directory), then kill the creator
+      let podDir = '';
+      await waitFor(() => {
+        const names = existsSync(pods) ? readdirSync(pods) : [];
+        podDir = names[0] ? join(pods, names[0]) : '';
+        return podDir !== '' && existsSync(join(podDir, 'vmm.proc')) && existsSync(join(podDir, 'vmd.proc'));
+      }, 'the VMM to start', 60_000);
+      const vmm = JSON.parse(readFileSync(join(podDir, 'vmm.proc'), 'utf8')) as { pid: number; start: string };
+      const vmd = JSON.parse(readFileSync(join(podDir, 'vmd.proc'), 'utf8')) as { pid: number; start: string };
+      assert.ok(vmm.start !== '' && vmd.start !== '', 'pid and start time recorded');
+      assert.ok(existsSync(join(podDir, 'slot0.img')));
+      const pgrep = spawnSync('pgrep', ['-f', '--', `create --bundle ${b} `], { encoding: 'utf8' });
+      const creators = pgrep.stdout.trim().split('\n').filter(Boolean);
+      assert.equal(creators.length, 1, `the create process: ${pgrep.stdout}`);
+      process.kill(Number(creators[0]), 'SIGKILL');
+      const c = await created;
+      assert.notEqual(c.code, 0, 'create was killed');
+      await waitFor(() => !alive(vmm.pid) && !alive(vmd.pid), 'the VMM and supervisor to end', 15_000);
+      await waitFor(() => !existsSync(podDir), 'the pod directory with its 16 GiB sparse slot files to go', 10_000);
+      assert.deepEqual(pidsNaming(podDir), []);
+      // the daemon's orphan sweep then deletes the half-created container: quick, nothing left
+      const t0 = Date.now();
+      const d = await vm(root, ['delete', '--force', id]);
+      assert.equal(d.code, 0, d.stderr);
+      assert.ok(Date.now() - t0 < 10_000);
+      assert.ok(!existsSync(join(root, id)));
+      assert.equal(spawnSync('pgrep', ['-f', root], { encoding: 'utf8' }).stdout.trim(), '', 'no process names the state root');
+    } finally {
+      await vm(root, ['delete', '--force', id]).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -286,6 +338,7 @@ describe('bulkhead-vm: clear errors', { skip, timeout: 300_000 }, () => {
       assert.deepEqual(existsSync(pods) ? (await import('node:fs')).readdirSync(pods) : [], [], 'no pod VM left');
       const q = spawnSync('pgrep', ['-f', `bulkhead-vm-x2`], { encoding: 'utf8' });
       assert.equal(q.stdout.trim(), '', 'no VMM process left');
+      assert.equal(spawnSync('pgrep', ['-f', root], { encoding: 'utf8' }).stdout.trim(), '', 'no supervisor or VMM names the state root');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
