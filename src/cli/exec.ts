@@ -29,7 +29,7 @@ const command: Command = {
         return r.exitCode;
       }
       const timeout = ctx.flags.timeout === undefined ? 0 : Number(ctx.flags.timeout);
-      if (!Number.isFinite(timeout) || timeout < 0) throw new UsageError('--timeout must be a number of seconds');
+      if (!Number.isFinite(timeout) || timeout < 0) throw new UsageError(`invalid --timeout ${JSON.stringify(ctx.flags.timeout)}: give a number of seconds, 0 (none) or more (example: --timeout 30)`);
       const r = await client.execSync(c.id, cmd, timeout);
       ctx.stdout.write(r.stdout);
       ctx.stderr.write(r.stderr);

@@ -18,7 +18,7 @@ const command: Command = {
     const ref = ctx.args[0];
     if (!ref) throw new UsageError('logs needs a CONTAINER');
     const tail = ctx.flags.tail === undefined ? undefined : Number(ctx.flags.tail);
-    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new UsageError('--tail must be a whole number');
+    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new UsageError(`invalid --tail ${JSON.stringify(ctx.flags.tail)}: give a whole number of lines, 0 or more (example: --tail 20)`);
     let since: Date | undefined;
     if (typeof ctx.flags.since === 'string') {
       const rel = /^(\d+)(s|m|h)$/.exec(ctx.flags.since);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { globalOptions } from './main.ts';
+import { parseArgs } from 'node:util';
+import { globalOptions, joinDashValues, usageOfParseError } from './main.ts';
 
 test('global options: defaults, BULKHEAD_* variables, flags; --run-dir carries the default socket along', () => {
   assert.deepEqual(globalOptions({}, {}), {
@@ -15,4 +16,26 @@ test('global options: defaults, BULKHEAD_* variables, flags; --run-dir carries t
   assert.equal(globalOptions({}, { BULKHEAD_RUN_DIR: '/env/run' }).socket, '/env/run/cri.sock');
   assert.equal(globalOptions({ 'run-dir': '/flag/run' }, { BULKHEAD_RUN_DIR: '/env/run' }).runDir, '/flag/run');
   assert.equal(globalOptions({ json: true }, {}).json, true);
+});
+
+test('a string flag takes a value that starts with "-" (docker does), so the command can say what is wrong with it', () => {
+  const opts = { memory: { type: 'string' as const, short: 'm' }, rm: { type: 'boolean' as const }, name: { type: 'string' as const } };
+  assert.deepEqual(joinDashValues(['--memory', '-5', '--rm', 'img'], opts), ['--memory=-5', '--rm', 'img']);
+  assert.deepEqual(joinDashValues(['-m', '-5'], opts), ['--memory=-5']);
+  assert.deepEqual(joinDashValues(['--memory', '64m', '--name', 'x'], opts), ['--memory', '64m', '--name', 'x']);
+  // a boolean is never given the next word; "--" ends the flags
+  assert.deepEqual(joinDashValues(['--rm', '-5'], opts), ['--rm', '-5']);
+  assert.deepEqual(joinDashValues(['--', '--memory', '-5'], opts), ['--', '--memory', '-5']);
+});
+
+test('Node\'s argument-parser errors become one line in the CLI\'s words', () => {
+  const parse = (args: string[]): unknown => {
+    try { parseArgs({ args, options: { memory: { type: 'string', short: 'm' }, rm: { type: 'boolean' } }, strict: true, allowPositionals: false }); } catch (err) { return err; }
+    return undefined;
+  };
+  assert.equal(usageOfParseError(parse(['--bogus']), 'run')?.message, "unknown flag --bogus for 'bulkhead run' (see 'bulkhead run --help')");
+  assert.equal(usageOfParseError(parse(['--memory']), 'run')?.message, "--memory needs a value (see 'bulkhead run --help')");
+  assert.equal(usageOfParseError(parse(['--rm=yes']), 'run')?.message, "--rm takes no value (see 'bulkhead run --help')");
+  assert.equal(usageOfParseError(parse(['extra']), 'ps')?.message, "unexpected argument \"extra\" for 'bulkhead ps' (see 'bulkhead ps --help')");
+  assert.equal(usageOfParseError(new Error('other'), 'ps'), undefined);
 });

@@ -59,7 +59,59 @@ export function globalOptions(g: { root?: string; 'run-dir'?: string; socket?: s
   };
 }
 
+type FlagOptions = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
+
+/**
+ * Joins a string flag and a value that starts with '-' (`--memory -5`, `-t -1`) into `--memory=-5`,
+ * as docker reads them: Node's parser would refuse them as "ambiguous", in its own words, before
+ * the command could say what is wrong with the value.
+ */
+export function joinDashValues(args: string[], options: FlagOptions): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') { out.push(...args.slice(i)); break; }
+    const next = args[i + 1];
+    const long = a.startsWith('--') && !a.includes('=') ? a.slice(2) : undefined;
+    const name = long ?? (/^-[A-Za-z]$/.test(a) ? Object.entries(options).find(([, o]) => o.short === a[1])?.[0] : undefined);
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && next.startsWith('-') && next !== '--') {
+      out.push(`--${name}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/** Node's argument-parser errors in the CLI's words: what was wrong and where to look. */
+export function usageOfParseError(err: unknown, command: string | undefined): UsageError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (!(err instanceof TypeError) || !code?.startsWith('ERR_PARSE_ARGS')) return undefined;
+  const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
+  const words = quoted.split(' ').map((w) => w.replace(/,$/, ''));
+  const flag = words.find((w) => w.startsWith('--')) ?? words.find((w) => w.startsWith('-')) ?? quoted;
+  const help = command ? `see 'bulkhead ${command} --help'` : `see 'bulkhead --help'`;
+  const where = command ? ` for 'bulkhead ${command}'` : ' (global flags come before the command)';
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(`unknown flag ${quoted}${where} (${help})`);
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return new UsageError(`unexpected argument "${quoted}"${where} (${help})`);
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if (/does not take an argument/.test(err.message)) return new UsageError(`${flag} takes no value (${help})`);
+    return new UsageError(`${flag} needs a value (${help})`);
+  }
+  return new UsageError(`${err.message.split('\n')[0]} (${help})`);
+}
+
 export async function main(argv: string[]): Promise<number> {
+  try {
+    return await mainInner(argv);
+  } catch (err) {
+    const name = argv.find((a, i) => !a.startsWith('-') && (i === 0 || !/^--(root|run-dir|socket|config)$/.test(argv[i - 1]!)));
+    throw usageOfParseError(err, name) ?? err;
+  }
+}
+
+async function mainInner(argv: string[]): Promise<number> {
   // Global flags come before the command name.
   let i = 0;
   while (i < argv.length && argv[i]!.startsWith('-')) {
@@ -67,7 +119,7 @@ export async function main(argv: string[]): Promise<number> {
     const spec = globalFlags[a.replace(/^--?/, '').split('=')[0] as keyof typeof globalFlags];
     i += spec && spec.type === 'string' && !a.includes('=') ? 2 : 1;
   }
-  const { values: g } = parseArgs({ args: argv.slice(0, i), options: globalFlags, strict: true });
+  const { values: g } = parseArgs({ args: joinDashValues(argv.slice(0, i), globalFlags), options: globalFlags, strict: true });
   const name = argv[i];
   if (!name || name === 'help' || g.help) {
     const commands = await loadCommands();
@@ -90,7 +142,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`Usage: ${cmd.synopsis}\n${cmd.summary}\n`);
     return 0;
   }
-  const parsed = parseArgs({ args: rest.slice(0, cut), options, allowPositionals: !cmd.stopAtFirstPositional, strict: true });
+  const parsed = parseArgs({ args: joinDashValues(rest.slice(0, cut), options), allowPositionals: !cmd.stopAtFirstPositional, options, strict: true });
   const flags = parsed.values as Record<string, string | boolean | (string | boolean)[] | undefined>;
   const args = cmd.stopAtFirstPositional ? rest.slice(cut) : parsed.positionals;
   const global = globalOptions({ ...g, json: Boolean(g.json || flags.json) }, process.env);

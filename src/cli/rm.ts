@@ -1,8 +1,9 @@
 // `bulkhead rm`: remove containers; with the pod the CLI created for them when it is left empty.
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
-import { eachRef, findContainer, findPod, withClient } from './client.ts';
-import { CLI_LABEL } from './run.ts';
+import { eachRef, findContainer, findEmptyCliPod, findPod, withClient } from './client.ts';
+import { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
+import { isNotFound } from '../errors.ts';
 
 const command: Command = {
   name: 'rm',
@@ -18,20 +19,31 @@ const command: Command = {
         if (running && !ctx.flags.force) throw new UsageError(`pod ${ref} has running containers: stop them or use -f`);
         await client.stopPodSandbox(p.id);
         await client.removePodSandbox(p.id);
-      } else {
-        const c = await findContainer(client, ref);
-        if (c.state === 'CONTAINER_RUNNING') {
-          if (!ctx.flags.force) throw new UsageError(`container ${ref} is running: stop it first or use -f`);
-          await client.stopContainer(c.id, 0);
-        }
-        await client.removeContainer(c.id);
-        // A pod that `bulkhead run` made for this container goes with it.
-        const pods = await client.listPodSandbox({ id: c.podSandboxId });
-        const pod = pods[0];
-        if (pod && pod.labels[CLI_LABEL] === 'run' && (await client.listContainers({ podSandboxId: pod.id })).length === 0) {
-          await client.stopPodSandbox(pod.id);
-          await client.removePodSandbox(pod.id);
-        }
+        return;
+      }
+      let c;
+      try {
+        c = await findContainer(client, ref);
+      } catch (err) {
+        // no container by that name: the pod of a run that was cut short may still hold it
+        if (!isNotFound(err)) throw err;
+        const empty = await findEmptyCliPod(client, ref);
+        if (!empty) throw err;
+        await client.stopPodSandbox(empty.id);
+        await client.removePodSandbox(empty.id);
+        return;
+      }
+      if (c.state === 'CONTAINER_RUNNING') {
+        if (!ctx.flags.force) throw new UsageError(`container ${ref} is running: stop it first or use -f`);
+        await client.stopContainer(c.id, 0);
+      }
+      await client.removeContainer(c.id);
+      // A pod that `bulkhead run` made for this container goes with it.
+      const pods = await client.listPodSandbox({ id: c.podSandboxId });
+      const pod = pods[0];
+      if (pod && pod.labels[CLI_LABEL] === 'run' && (await client.listContainers({ podSandboxId: pod.id })).length === 0) {
+        await client.stopPodSandbox(pod.id);
+        await client.removePodSandbox(pod.id);
       }
     }));
   },

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildConfigs, generateName, parseCpus, parseEnv, parsePublish, parseVolume, uuid4, type RunRequest } from './run.ts';
+import { buildConfigs, checkRunName, generateName, parseCpus, parseMemory, parseEnv, parsePublish, parseVolume, uuid4, type RunRequest } from './run.ts';
 
 const base: RunRequest = {
   image: 'busybox', args: ['echo', 'hi'], name: 'web', isolation: 'gvisor', detach: false, remove: true,
@@ -31,7 +31,24 @@ test('parsePublish: ports, host ip, protocol and errors', () => {
 test('parseCpus', () => {
   assert.deepEqual(parseCpus('0.5'), { cpuPeriod: 100000, cpuQuota: 50000 });
   assert.deepEqual(parseCpus('2'), { cpuPeriod: 100000, cpuQuota: 200000 });
-  for (const bad of ['0', '-1', 'x']) assert.throws(() => parseCpus(bad), /invalid --cpus/);
+  for (const bad of ['0', '-1', 'x', '', '1e9']) assert.throws(() => parseCpus(bad), /^UsageError: invalid --cpus "[^"]*": give a number of CPUs above 0/);
+});
+
+test('parseMemory: sizes, and one line naming the flag and the value for bad ones', () => {
+  assert.equal(parseMemory('64m'), 64 * 1024 * 1024);
+  assert.equal(parseMemory('1048576'), 1048576);
+  for (const bad of ['-5', '0', 'lots', '', '1x', '99999999999t']) {
+    assert.throws(() => parseMemory(bad), (err: Error) => err.message === `invalid --memory ${JSON.stringify(bad)}: give a positive size in bytes or with a unit k, m, g, t (examples: 64m, 1g)`, bad);
+  }
+});
+
+test('checkRunName: too long says so with the numbers; "/" and NUL refused', () => {
+  assert.doesNotThrow(() => checkRunName('web-1', 'bulkhead'));
+  assert.doesNotThrow(() => checkRunName('a'.repeat(209), 'bulkhead'));
+  assert.throws(() => checkRunName('a'.repeat(300), 'bulkhead'), /^UsageError: invalid --name: too long \(300 > 209 characters/);
+  assert.throws(() => checkRunName('a'.repeat(210), 'bulkhead'), /too long \(210 > 209/);
+  assert.throws(() => checkRunName('a/b', 'bulkhead'), /may not contain '\/'/);
+  assert.throws(() => checkRunName('', 'bulkhead'), /must not be empty/);
 });
 
 test('buildConfigs maps docker-style flags onto CRI configs', () => {

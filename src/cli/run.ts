@@ -6,14 +6,16 @@ import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './command.ts';
 import type { CriClient } from '../cri/client.ts';
 import type { ContainerConfig, ContainerStatus, KeyValue, Mount, PodSandboxConfig, PortMapping, LinuxContainerResources } from '../engine/types.ts';
-import { withClient } from './client.ts';
+import { explainDaemonError, findEmptyCliPod, withClient } from './client.ts';
 import { parseSize } from './format.ts';
 import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
 import { runStream } from './stream-client.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
+import { AlreadyExistsError, BulkheadError } from '../errors.ts';
 
-export const CLI_LABEL = 'io.bulkhead.cli';
+export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
+import { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
 
 export interface RunRequest {
   image: string;
@@ -96,9 +98,17 @@ export function parsePublish(spec: string): PortMapping {
   return { protocol: proto.toUpperCase() as 'TCP' | 'UDP' | 'SCTP', hostPort, containerPort, hostIp };
 }
 
+/** --memory: a positive size (bytes, or with a unit k, m, g, t). */
+export function parseMemory(text: string): number {
+  let n: number;
+  try { n = parseSize(text); } catch { n = NaN; }
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`invalid --memory ${JSON.stringify(text)}: give a positive size in bytes or with a unit k, m, g, t (examples: 64m, 1g)`);
+  return n;
+}
+
 export function parseCpus(text: string): { cpuQuota: number; cpuPeriod: number } {
   const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`invalid --cpus "${text}" (example: 0.5)`);
+  if (!text.trim() || !Number.isFinite(n) || n <= 0 || n > 1024) throw new UsageError(`invalid --cpus ${JSON.stringify(text)}: give a number of CPUs above 0, at most 1024 (example: 0.5)`);
   return { cpuPeriod: 100_000, cpuQuota: Math.round(n * 100_000) };
 }
 
@@ -113,9 +123,22 @@ function userContext(user: string | undefined): Record<string, unknown> {
   return out;
 }
 
+/**
+ * A --name the daemon will take: the CRI's limit (253 characters), no '/' or NUL, and short enough
+ * that the pod's log directory `<namespace>_<name>_<uid>` fits in one 255-byte path component.
+ */
+export function checkRunName(name: string, namespace: string): void {
+  const max = Math.min(253, 255 - Buffer.byteLength(namespace) - 38);
+  const len = Buffer.byteLength(name);
+  if (name === '') throw new UsageError('invalid --name "": a name must not be empty');
+  if (len > max) throw new UsageError(`invalid --name: too long (${len} > ${max} characters, so that its log directory name fits the 255-byte limit): use a shorter name`);
+  if (/[\0/]/.test(name)) throw new UsageError(`invalid --name ${JSON.stringify(name)}: a name may not contain '/' or a NUL byte`);
+}
+
 /** The pod and container configs for a run request (pure, so it is tested on its own). */
 export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessEnv, cwd: string): { pod: PodSandboxConfig; container: ContainerConfig } {
   if (!['bridge', 'none', 'host'].includes(req.network)) throw new UsageError(`--network must be bridge, none or host`);
+  checkRunName(req.name, req.namespace ?? 'bulkhead');
   const labels: Record<string, string> = { [CLI_LABEL]: 'run' };
   for (const l of req.labels) {
     const eq = l.indexOf('=');
@@ -138,7 +161,7 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
   };
   const resources: LinuxContainerResources = {};
   if (req.memory !== undefined) {
-    try { resources.memoryLimitInBytes = parseSize(req.memory); } catch (e) { throw new UsageError(`--memory: ${(e as Error).message}`); }
+    resources.memoryLimitInBytes = parseMemory(req.memory);
   }
   if (req.cpus !== undefined) Object.assign(resources, parseCpus(req.cpus));
   const container: ContainerConfig = {
@@ -263,7 +286,17 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
   req.image = imageRef;
   const { pod, container } = buildConfigs(req, ctx.global.root, process.env, process.cwd());
   container.image = { image: imageRef, userSpecifiedImage: ctx.args[0] ?? imageRef };
-  const podId = await client.runPodSandbox(pod, req.isolation);
+  let podId: string;
+  try {
+    podId = await client.runPodSandbox(pod, req.isolation);
+  } catch (err) {
+    if (err instanceof BulkheadError && err.code === 'AlreadyExists') {
+      const left = await findEmptyCliPod(client, req.name).catch(() => undefined);
+      if (left) throw new AlreadyExistsError(`the name "${req.name}" is held by the pod of an earlier run that was interrupted before its container was made: remove it with 'bulkhead rm ${req.name}' and run again`, { cause: err });
+      throw new AlreadyExistsError(`the name "${req.name}" is in use (${err.message}): remove it with 'bulkhead rm -f ${req.name}' or choose another --name`, { cause: err });
+    }
+    throw err;
+  }
   let cleaned = false;
   const cleanup = async (): Promise<void> => {
     if (cleaned || !req.remove) return;
@@ -300,7 +333,7 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
       await client.startContainer(id);
     } catch (err) {
       events.abort();
-      const msg = err instanceof Error ? err.message : String(err);
+      const msg = (explainDaemonError(err, ctx.global) as Error).message;
       ctx.stderr.write(`bulkhead: cannot start container: ${msg}\n`);
       return /not found|no such file/i.test(msg) ? 127 : 126;
     }

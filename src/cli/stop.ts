@@ -11,7 +11,7 @@ const command: Command = {
   async run(ctx) {
     if (ctx.args.length === 0) throw new UsageError('stop needs at least one CONTAINER');
     const t = ctx.flags.time === undefined ? 10 : Number(ctx.flags.time);
-    if (!Number.isInteger(t) || t < 0) throw new UsageError('-t must be a whole number of seconds');
+    if (!Number.isInteger(t) || t < 0) throw new UsageError(`invalid -t ${JSON.stringify(ctx.flags.time)}: give a whole number of seconds, 0 or more (example: -t 10)`);
     return await withClient(ctx, (client) => eachRef(ctx, async (ref) => {
       const c = await findContainer(client, ref);
       await client.stopContainer(c.id, t, { timeoutMs: (t + 30) * 1000 });

@@ -6,7 +6,7 @@ import { sandboxConfigMismatch } from '../policy/pod-identity.ts';
 import type { CriDeps } from './deps.ts';
 import type { CreateContainerRequest, UpdateContainerResourcesRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
-import { checkContainerBounds, checkSeccompProfilePath, requireId, timeoutSeconds } from './validate.ts';
+import { checkContainerBounds, checkMetadataName, checkSeccompProfilePath, requireId, timeoutSeconds } from './validate.ts';
 
 export function containerHandlers(deps: CriDeps): Record<string, Impl> {
   const { engine } = deps;
@@ -16,7 +16,7 @@ export function containerHandlers(deps: CriDeps): Record<string, Impl> {
       const config = req.config;
       if (!config) throw new InvalidArgumentError('CreateContainer: config is required');
       if (!config.metadata?.name) throw new InvalidArgumentError('container config: metadata.name must not be empty');
-      if (/[\0/]/.test(config.metadata.name) || config.metadata.name.length > 253) throw new InvalidArgumentError(`container config: metadata.name "${config.metadata.name.slice(0, 80)}" is not valid`);
+      checkMetadataName(config.metadata.name, 'container config: metadata.name');
       if (!config.image?.image) throw new InvalidArgumentError('container config: image.image must not be empty');
       checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'container config');
       checkContainerBounds(config);

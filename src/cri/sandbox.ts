@@ -6,15 +6,15 @@ import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { CriDeps, PodDecision } from './deps.ts';
 import type { RunPodSandboxRequest } from './messages.ts';
 import { unary, type Impl } from './status.ts';
-import { checkPodBounds, checkSeccompProfilePath, requireId } from './validate.ts';
+import { checkMetadataName, checkPodBounds, checkSeccompProfilePath, requireId } from './validate.ts';
 
 export function checkPodConfig(config: PodSandboxConfig | null | undefined): PodSandboxConfig {
   if (!config) throw new InvalidArgumentError('RunPodSandbox: config is required');
   const md = config.metadata;
   if (!md) throw new InvalidArgumentError('pod sandbox config: metadata is required');
   if (!md.name) throw new InvalidArgumentError('pod sandbox config: metadata.name must not be empty');
-  if (md.name.length > 253 || /[\0/]/.test(md.name)) throw new InvalidArgumentError(`pod sandbox config: metadata.name "${md.name.slice(0, 80)}" is not valid`);
-  if (md.namespace && (md.namespace.length > 253 || /[\0/]/.test(md.namespace))) throw new InvalidArgumentError('pod sandbox config: metadata.namespace is not valid');
+  checkMetadataName(md.name, 'pod sandbox config: metadata.name');
+  if (md.namespace) checkMetadataName(md.namespace, 'pod sandbox config: metadata.namespace');
   checkSeccompProfilePath(config.linux?.securityContext?.seccompProfilePath, 'pod sandbox config');
   checkPodBounds(config);
   return config;

@@ -13,6 +13,15 @@ export function requireString(value: unknown, what: string): string {
   return value;
 }
 
+/** Longest pod/container name or namespace accepted (a DNS subdomain's limit, as Kubernetes). */
+export const MAX_METADATA_NAME = 253;
+
+/** A metadata name or namespace: at most 253 characters, no '/' or NUL (it becomes part of paths). */
+export function checkMetadataName(value: string, what: string): void {
+  if (value.length > MAX_METADATA_NAME) throw new InvalidArgumentError(`${what} is too long (${value.length} > ${MAX_METADATA_NAME} characters): use a shorter name`);
+  if (/[\0/]/.test(value)) throw new InvalidArgumentError(`${what} "${value.slice(0, 80).replace(/\0/g, '\\0')}" contains '/' or a NUL byte, which names may not hold`);
+}
+
 /** A non-negative timeout in seconds (int64 decoded as number). */
 export function timeoutSeconds(value: unknown, what: string): number {
   const n = typeof value === 'number' ? value : Number(value ?? 0);

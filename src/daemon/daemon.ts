@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.ts';
 import { acquirePidLock, type PidLock } from './lock.ts';
+import { removeEmptyCliPods } from './cli-pods.ts';
 import { CriServer } from '../cri/server.ts';
 import { RuntimeHandlers, type HandlerEntry } from '../cri/runtime-handlers.ts';
 import type { CriDeps } from '../cri/deps.ts';
@@ -125,6 +126,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     });
     cleanups.push(async () => { await engine.close(); });
     await engine.recover();
+    await removeEmptyCliPods(engine, logger, AbortSignal.timeout(60_000));
 
     const stream = new StreamServer({ runtime: engine, logger: logger.child({ part: 'stream' }) });
     const bound = await stream.start({ address: config.stream.address, port: config.stream.port });

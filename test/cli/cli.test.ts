@@ -163,7 +163,14 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.match(handler.stderr, /unknown runtime handler "nosuch"/);
     const mem = await bulkhead(d, ['run', '--memory', 'lots', IMAGE, 'true']);
     assert.equal(mem.code, 2);
-    assert.match(mem.stderr, /--memory: invalid size/);
+    assert.match(mem.stderr, /^bulkhead: invalid --memory "lots": give a positive size/m);
+    const neg = await bulkhead(d, ['run', '--memory', '-5', IMAGE, 'true']);
+    assert.equal(neg.code, 2);
+    assert.match(neg.stderr, /^bulkhead: invalid --memory "-5": give a positive size/m);
+    assert.doesNotMatch(neg.stderr, /ambiguous|Did you forget/);
+    const long = await bulkhead(d, ['run', '--rm', '--name', 'n'.repeat(300), IMAGE, 'true']);
+    assert.equal(long.code, 2);
+    assert.match(long.stderr, /invalid --name: too long \(300 > 209 characters/);
     assert.equal((await d.client.listPodSandbox()).length, 0, 'failed runs leave no pods');
   });
 
