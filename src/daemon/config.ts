@@ -39,6 +39,12 @@ export interface RuntimeConfig {
   cgroupDriver: 'cgroupfs';
   /** Image used for pause processes where a backend needs one ("" = built in). */
   pauseImage: string;
+  /** Pod log directories (log_directory) must lie under this (or under <root>/logs, where the CLI's pods log). */
+  podLogRoot: string;
+  /** A pod's cgroup_parent must lie under one of these cgroupfs paths. */
+  cgroupRoots: string[];
+  /** Localhost seccomp profiles must be regular files under this; "" = <policy kubelet_root>/seccomp. */
+  seccompProfileRoot: string;
 }
 
 export interface CniConfig {
@@ -92,6 +98,9 @@ export function defaultConfig(paths: Paths): Config {
       conmon: 'conmon',
       cgroupDriver: 'cgroupfs',
       pauseImage: '',
+      podLogRoot: '/var/log/pods',
+      cgroupRoots: ['/bulkhead', '/kubepods'],
+      seccompProfileRoot: '',
     },
     cni: { confDir: join(paths.root, 'cni', 'net.d'), binDirs: ['/usr/lib/cni', '/opt/cni/bin'], cacheDir: join(paths.root, 'cni', 'cache') },
     stream: { address: '127.0.0.1', port: 0 },
@@ -171,7 +180,18 @@ export function parseConfig(text: string, paths: Paths): Config {
   }
   const rt = table(doc, 'runtime', '');
   if (rt) {
-    onlyKeys(rt, ['default_handler', 'handlers', 'conmon', 'cgroup_driver', 'pause_image'], 'runtime');
+    onlyKeys(rt, ['default_handler', 'handlers', 'conmon', 'cgroup_driver', 'pause_image', 'pod_log_root', 'cgroup_roots', 'seccomp_profile_root'], 'runtime');
+    const abs = (v: string | undefined, key: string): string | undefined => {
+      if (v !== undefined && (!v.startsWith('/') || v.split('/').includes('..'))) throw new InvalidArgumentError(`config: runtime.${key} must be an absolute path without ".." (got ${JSON.stringify(v)})`);
+      return v;
+    };
+    cfg.runtime.podLogRoot = abs(str(rt, 'pod_log_root', 'runtime'), 'pod_log_root') ?? cfg.runtime.podLogRoot;
+    cfg.runtime.seccompProfileRoot = abs(str(rt, 'seccomp_profile_root', 'runtime'), 'seccomp_profile_root') ?? cfg.runtime.seccompProfileRoot;
+    const cr = strList(rt, 'cgroup_roots', 'runtime');
+    if (cr !== undefined) {
+      for (const r of cr) if (abs(r, 'cgroup_roots') === '/') throw new InvalidArgumentError('config: runtime.cgroup_roots must not contain / (every cgroup would be allowed)');
+      cfg.runtime.cgroupRoots = cr;
+    }
     cfg.runtime.defaultHandler = str(rt, 'default_handler', 'runtime') ?? cfg.runtime.defaultHandler;
     cfg.runtime.conmon = str(rt, 'conmon', 'runtime') ?? cfg.runtime.conmon;
     cfg.runtime.pauseImage = str(rt, 'pause_image', 'runtime') ?? cfg.runtime.pauseImage;

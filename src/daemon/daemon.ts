@@ -20,6 +20,7 @@ import { Engine, type EngineImages } from '../engine/engine.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { checkPolicyHandlers, policyFromConfig } from '../policy/load.ts';
 import { criPolicy } from '../cri/policy-adapter.ts';
+import { daemonProtectedPaths } from '../policy/protected-paths.ts';
 import { createImageService } from '../image/image-service.ts';
 import { parseImageConfig } from '../image/config.ts';
 import { createBackend } from '../runtime/backends.ts';
@@ -98,6 +99,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const policy = await policyFromConfig(config);
     const policyProblems = checkPolicyHandlers(policy, Object.keys(config.runtime.handlers));
     if (policyProblems.length > 0) throw new InvalidArgumentError(`policy (${policy.source}): ${policyProblems.join('; ')}`);
+    // the daemon's own directories, sockets and files are protected whatever the policy lists
+    for (const pp of daemonProtectedPaths({ root: config.root, runDir: config.runDir, socket: config.socket, config: config.config, policyFile: config.policyFile })) {
+      if (!policy.protectedPaths.includes(pp)) policy.protectedPaths.push(pp);
+    }
     logger.info('trust policy loaded', { source: policy.source, defaultTrust: policy.defaultTrust, rules: policy.rules.length });
 
     const startup = AbortSignal.timeout(120_000);
@@ -123,6 +128,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       backends,
       defaultHandler: config.runtime.defaultHandler,
       network,
+      podLogRoots: [config.runtime.podLogRoot],
+      cgroupRoots: config.runtime.cgroupRoots,
+      seccompProfileRoot: config.runtime.seccompProfileRoot || join(policy.kubeletRoot, 'seccomp'),
+      hostPathGuard: { kubeletRoot: policy.kubeletRoot, protect: policy.protectedPaths },
     });
     cleanups.push(async () => { await engine.close(); });
     await engine.recover();

@@ -4,10 +4,13 @@
  * network = the pod netns (or the host's for NODE), IPC/UTS (and PID for POD) = the pause
  * process's namespaces when the backend joins them, private otherwise.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
-import { InvalidArgumentError } from '../errors.ts';
+import { mkdir } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { readDecision } from '../policy/decision.ts';
+import { mountHostPath } from '../runtime/pinns/hostmount.ts';
+import { profileLooserThanDefault, readLocalhostProfile } from '../runtime/seccomp.ts';
+import { isUnder } from '../util/beneath.ts';
 import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
 import type { OciSeccomp, OciSpec } from '../runtime/oci.ts';
 import type { PodModel } from '../runtime/backend.ts';
@@ -70,6 +73,8 @@ export interface ContainerDefaults {
 
   /** true: a request's masked/readonly paths replace the defaults; false: they are added to them. */
   unmaskedProc: boolean;
+  /** The level allows every host path (host_paths = "any"): the protected paths are not checked at mount. */
+  hostPathsAny?: boolean;
 }
 
 export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault', honorNoNewPrivs: false, unmaskedProc: false };
@@ -78,7 +83,7 @@ export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault',
 function podDefaults(pod: PodRecord): ContainerDefaults {
   const d = readDecision(pod.runtime.backendState.decision);
   if (!d) return HARDENED_DEFAULTS;
-  return { seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc };
+  return { seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc, hostPathsAny: d.hostPathsAny === true };
 }
 
 /** The request's paths added to the defaults (never fewer than the defaults). */
@@ -86,7 +91,7 @@ function union(dflt: readonly string[], asked: readonly string[] | undefined): s
   return [...new Set([...dflt, ...(asked ?? [])])];
 }
 
-async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined, dflt: ContainerDefaults['seccomp']): Promise<NonNullable<SpecRequest['seccomp']>> {
+async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefined, dflt: ContainerDefaults['seccomp'], profileRoot: string): Promise<NonNullable<SpecRequest['seccomp']>> {
   // Nothing said (no profile message, no legacy path): the pod's default.
   if (!sc?.seccomp && !sc?.seccompProfilePath) return { type: dflt };
   let type: cri.ProfileType | undefined = sc?.seccomp?.profileType;
@@ -99,14 +104,12 @@ async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefine
   }
   if (type === 'Unconfined') return { type: 'Unconfined' };
   if (type === 'Localhost') {
-    if (!isAbsolute(ref)) throw new InvalidArgumentError(`seccomp localhost profile must be an absolute path: ${JSON.stringify(ref)}`);
-    let profile: OciSeccomp;
-    try {
-      profile = JSON.parse(await readFile(ref, 'utf8')) as OciSeccomp;
-    } catch (err) {
-      throw new InvalidArgumentError(`seccomp profile ${ref}: ${(err as Error).message}`, { cause: err });
+    const profile = await readLocalhostProfile(ref, profileRoot);
+    // a pod that may not run unconfined may not get the same through a permissive profile
+    if (dflt !== 'Unconfined') {
+      const why = profileLooserThanDefault(profile);
+      if (why) throw new PermissionDeniedError(`seccomp rule: localhost profile ${ref} is looser than the built-in profile (${why}); the pod's trust level does not allow unconfined seccomp`);
     }
-    if (typeof profile.defaultAction !== 'string') throw new InvalidArgumentError(`seccomp profile ${ref} has no defaultAction`);
     return { type: 'Localhost', profile };
   }
   return { type: 'RuntimeDefault' };
@@ -137,6 +140,55 @@ export interface ContainerSpecInput {
   pidsLimit: number;
   /** Pid of a container named by a TARGET pid namespace, resolved by the engine. */
   targetPid?: number;
+  /** Where localhost seccomp profiles may be (engine option seccompProfileRoot). */
+  seccompProfileRoot: string;
+  /** How host paths are mounted: through bulkhead-hostmount onto staging points under `stagingDir`. */
+  hostPaths: HostPathGuard & { helper: () => Promise<string>; stagingDir: string; signal?: AbortSignal };
+}
+
+/** What a container's host path is checked against at mount time (besides the policy's check of its name). */
+export interface HostPathGuard {
+  /** The kubelet's root: paths under <kubeletRoot>/pods/ must be under the pod's own <uid> (from the stored record). */
+  kubeletRoot: string;
+  /** Real paths no host path may be, lie under or contain (unless the pod's level allows any host path). */
+  protect: readonly string[];
+}
+
+const CLEAN_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/;
+
+/**
+ * Mounts every host path of the request onto its staging point (bulkhead-hostmount) and returns
+ * the spec mounts naming the staging points. Kubelet pod paths only under the pod's own uid, taken
+ * from the stored pod record, resolved beneath that directory; other paths clear of the protected
+ * ones by their real path (unless the level allows any host path).
+ */
+async function stageHostMounts(config: cri.ContainerConfig, pod: PodRecord, defaults: ContainerDefaults, g: ContainerSpecInput['hostPaths']): Promise<SpecMount[]> {
+  const out: SpecMount[] = [];
+  const list = config.mounts ?? [];
+  if (list.length === 0) return out;
+  const bin = await g.helper();
+  await mkdir(g.stagingDir, { recursive: true, mode: 0o700 });
+  const podsDir = posix.join(g.kubeletRoot, 'pods');
+  for (const [i, m] of list.entries()) {
+    if (!m.containerPath || !m.hostPath) throw new InvalidArgumentError('a mount needs containerPath and hostPath');
+    if (!m.hostPath.startsWith('/') || m.hostPath.includes('\0')) throw new InvalidArgumentError(`mount host path ${JSON.stringify(m.hostPath.slice(0, 200))} must be an absolute path`);
+    const n = posix.normalize(m.hostPath).replace(/(.)\/+$/, '$1');
+    let beneath: string | undefined;
+    if (isUnder(n, podsDir) && n !== podsDir) {
+      const own = CLEAN_UID.test(pod.uid) ? posix.join(podsDir, pod.uid) : undefined;
+      if (!own || !isUnder(n, own) || n === own) {
+        throw new PermissionDeniedError(`host-path rule: mount host path ${n} is under the kubelet's pod directories but not under this pod's own (${own ?? 'none: the pod has no valid uid'}/...)`);
+      }
+      beneath = own;
+    }
+    const target = join(g.stagingDir, String(i));
+    await mountHostPath(bin, {
+      source: n, target, readonly: !!m.readonly, protect: defaults.hostPathsAny ? [] : g.protect,
+      ...(beneath ? { beneath } : {}), ...(g.signal ? { signal: g.signal } : {}),
+    });
+    out.push({ containerPath: m.containerPath, hostPath: target, readonly: !!m.readonly, propagation: propagation(m.propagation) });
+  }
+  return out;
 }
 
 /** The OCI spec of an app container. */
@@ -165,12 +217,9 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     pid,
   };
   const files = pod.runtime.backendState.files as PodEtcFiles | undefined;
-  const mounts: SpecMount[] = [];
-  for (const m of config.mounts ?? []) {
-    if (!m.containerPath || !m.hostPath) throw new InvalidArgumentError('a mount needs containerPath and hostPath');
-    try { await stat(m.hostPath); } catch { throw new InvalidArgumentError(`mount host path ${m.hostPath} does not exist`); }
-    mounts.push({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: !!m.readonly, propagation: propagation(m.propagation) });
-  }
+  // the seccomp profile is judged before anything is mounted
+  const seccomp = await seccompOf(sc, defaults.seccomp, inp.seccompProfileRoot);
+  const mounts = await stageHostMounts(config, pod, defaults, inp.hostPaths);
   const ownUts = namespaces.uts === 'private';
   const hostname = pod.config.hostname ?? '';
   const env = (config.envs ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
@@ -195,7 +244,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     capabilities: { add: sc?.capabilities?.addCapabilities ?? [], drop: sc?.capabilities?.dropCapabilities ?? [] },
     privileged: !!sc?.privileged,
     readonlyRootfs: !!sc?.readonlyRootfs,
-    seccomp: await seccompOf(sc, defaults.seccomp),
+    seccomp,
     cgroupParent: inp.cgroupParent,
     cgroupName: inp.id,
     annotations: { 'io.kubernetes.cri.sandbox-id': pod.id },

@@ -44,7 +44,7 @@
  * IDs are 64 hex chars; every method taking an id also accepts a unique prefix (like crictl).
  */
 import { EventEmitter, on } from 'node:events';
-import { mkdir, rm, rmdir, readdir } from 'node:fs/promises';
+import { lstat, mkdir, rm, rmdir, readdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, isAbsolute, normalize, sep } from 'node:path';
 import { spawn } from 'node:child_process';
@@ -64,6 +64,10 @@ import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
 import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
 import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, type EngineImage } from './container-spec.ts';
+import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
+import type { HostPathGuard } from './container-spec.ts';
+import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
+import { isUnder, partsBeneath, relativeParts, walkDirsBeneath } from '../util/beneath.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
 
@@ -107,7 +111,19 @@ export interface EngineOptions {
   pinNamespaces?: boolean;
   /** Where bulkhead-pinns is built and cached; default /var/cache/bulkhead/bin. */
   helperDir?: string;
+  /** Pod log directories must lie under one of these (besides <root>/logs); default ["/var/log/pods"]. */
+  podLogRoots?: string[];
+  /** A pod's cgroup_parent must lie under one of these (cgroupfs paths); default DEFAULT_CGROUP_ROOTS. */
+  cgroupRoots?: string[];
+  /** Localhost seccomp profiles must be regular files under this; default /var/lib/kubelet/seccomp. */
+  seccompProfileRoot?: string;
+  /** Host paths are checked at mount time against this; default: kubelet root /var/lib/kubelet, the dangerous paths plus root and runDir. */
+  hostPathGuard?: HostPathGuard;
 }
+
+/** Cgroup parents a pod may name: Bulkhead's own and the kubelet's (cgroupfs driver). */
+export const DEFAULT_CGROUP_ROOTS: readonly string[] = ['/bulkhead', '/kubepods'];
+export const DEFAULT_POD_LOG_ROOT = '/var/log/pods';
 
 /** Extra, non-CRI inputs for runPodSandbox (decided by policy/, not by the request). */
 export interface RunPodOptions {
@@ -399,14 +415,17 @@ export class Engine {
 
     const id = newId();
     const podDir = join(this.#opts.runDir, 'pods', id);
-    const logDirectory = config.logDirectory || join(this.#opts.root, 'logs', id);
+    const logLoc = this.#logRootOf(config.logDirectory || join(this.#opts.root, 'logs', id));
+    const logDirectory = join(logLoc.root, ...logLoc.parts);
+    const logDirMade = await firstMissing(logLoc.root, logLoc.parts);
     const ownCgroup = !config.linux?.cgroupParent;
-    const cgroupParent = config.linux?.cgroupParent || `${this.#opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
+    const cgroupParent = config.linux?.cgroupParent ? this.#checkCgroupParent(config.linux.cgroupParent) : `${this.#opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
+    const cgroupMade = ownCgroup ? {} : await missingCgroupDirs(cgroupParent);
     const pins = await this.#pinPlan(config, backend, mode, podDir);
     const runtime: PodRuntimeInfo = {
       netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
       podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer && !pins ? newId() : '',
-      namespacePaths: {}, backendState: { mode, ownCgroup, ownLogDir: !config.logDirectory, ...(opts.decision ? { decision: opts.decision } : {}) },
+      namespacePaths: {}, backendState: { mode, ownCgroup, cgroupMade, ownLogDir: !config.logDirectory, logDirMade: logDirMade ?? '', ...(opts.decision ? { decision: opts.decision } : {}) },
     };
     const rec: PodRecord = {
       id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,
@@ -424,7 +443,7 @@ export class Engine {
         // the cleanup below never races a half-finished step (e.g. a netns still being made).
         const [, , netR, pauseR] = await settleAll([
           mkdir(podDir, { recursive: true, mode: 0o711 }),
-          mkdir(logDirectory, { recursive: true, mode: 0o755 }),
+          mkdir(logLoc.root, { recursive: true, mode: 0o755 }).then(() => walkDirsBeneath(logLoc.root, logLoc.parts, { create: true, mode: 0o755, what: 'log_directory', rule: 'no symlinks under the pod log root' })),
           this.#networkFor(mode).setup(this.#netRequest(rec, mode), signal),
           runtime.pauseId ? this.#ensurePauseRootfs() : Promise.resolve(''),
         ] as const);
@@ -601,10 +620,12 @@ export class Engine {
     await settleAll([
       pauseAlongside ? Promise.resolve() : podLevel(),
       // after the containers: conmon may still be writing their last log lines
-      p.runtime.backendState.ownLogDir ? rm(p.runtime.logDirectory, { recursive: true, force: true }) : Promise.resolve(),
+      // the pod's log directory, when Bulkhead created it (from the topmost directory it made)
+      removeLogDir(p),
     ]);
     // cgroups last: only empty ones can go, and the netns teardown may still have held a process
     if (p.runtime.backendState.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
+    else await removeMadeCgroupDirs(p.runtime.cgroupParent, p.runtime.backendState.cgroupMade);
     this.#store.deletePod(p.id);
   }
 
@@ -707,8 +728,51 @@ export class Engine {
   }
 
   #logPathFor(p: PodRecord, config: cri.ContainerConfig, name: string, attempt: number): string {
-    if (config.logPath) return joinInside(p.runtime.logDirectory, config.logPath, 'logPath');
+    if (config.logPath) {
+      relativeParts(config.logPath, 'log_path', 'a container log path is relative to the pod log directory, without ".."');
+      return joinInside(p.runtime.logDirectory, config.logPath, 'logPath');
+    }
     return join(p.runtime.logDirectory, `${name}_${attempt}.log`);
+  }
+
+  /** The directories a pod's log_directory may lie under: the configured pod-log roots and <root>/logs. */
+  #logRoots(): string[] {
+    return [...(this.#opts.podLogRoots ?? [DEFAULT_POD_LOG_ROOT]), join(this.#opts.root, 'logs')].map((r) => normalize(r).replace(/(.)\/+$/, '$1'));
+  }
+
+  /** The root a log directory lies under (with its components below it), or INVALID_ARGUMENT naming the rule. */
+  #logRootOf(dir: string): { root: string; parts: string[] } {
+    const roots = this.#logRoots();
+    const rule = `pod log directories must be under ${roots.join(' or ')} (engine pod_log_root)`;
+    const n = isAbsolute(dir) ? normalize(dir) : dir;
+    const root = roots.find((r) => isUnder(n, r) && n !== r);
+    if (!root) throw new InvalidArgumentError(`log_directory ${JSON.stringify(dir.slice(0, 200))} is not allowed: ${rule}`);
+    return { root, parts: partsBeneath(root, dir, 'log_directory', rule) };
+  }
+
+  /** Creates the directories between a pod's log directory and a container's log file, refusing symlinks. */
+  async #makeLogParents(logDirectory: string, logPath: string): Promise<void> {
+    const rel = logPath.slice(logDirectory.length + 1).split('/');
+    const rule = 'no symlinks under the pod log root';
+    await walkDirsBeneath(logDirectory, rel.slice(0, -1), { create: true, mode: 0o755, what: 'log_path', rule });
+    const st = await lstat(logPath).catch(() => undefined);
+    if (st && !st.isFile()) throw new InvalidArgumentError(`log_path ${logPath} exists and is not a regular file (${rule})`);
+  }
+
+  /** A requested cgroup_parent: a clean cgroupfs path strictly under one of the configured roots. */
+  #checkCgroupParent(cp: string): string {
+    const roots = (this.#opts.cgroupRoots ?? DEFAULT_CGROUP_ROOTS).map((r) => normalize(r).replace(/(.)\/+$/, '$1'));
+    const rule = `cgroup_parent must be a cgroupfs path under ${roots.join(' or ')} (engine cgroup_roots)`;
+    if (!/^\/[A-Za-z0-9_.:@=+\/-]*$/.test(cp) || cp.split('/').some((x) => x === '..' || x === '.')) {
+      throw new InvalidArgumentError(`cgroup_parent ${JSON.stringify(cp.slice(0, 200))} is not allowed: ${rule}, without "..")`);
+    }
+    const n = normalize(cp).replace(/(.)\/+$/, '$1');
+    if (!roots.some((r) => isUnder(n, r) && n !== r)) throw new InvalidArgumentError(`cgroup_parent ${n} is not allowed: ${rule}`);
+    return n;
+  }
+
+  #hostPathGuard(): HostPathGuard {
+    return this.#opts.hostPathGuard ?? { kubeletRoot: '/var/lib/kubelet', protect: [...DANGEROUS_HOST_PATHS, this.#opts.root, this.#opts.runDir] };
   }
 
   /** CRI CreateContainer: creates a container in a ready pod; returns its id. */
@@ -760,11 +824,13 @@ export class Engine {
         const mounts = await this.#opts.images.prepareRootfs(id, image.id);
         await mountAll(mounts, runtime.rootfsDir);
         const t1 = performance.now();
-        await mkdir(join(logPath, '..'), { recursive: true, mode: 0o755 });
+        await this.#makeLogParents(p.runtime.logDirectory, logPath);
         const spec = await buildContainerSpec({
           id, rootfs: runtime.rootfsDir, image, config, pod: p, podModel: backend.podModel,
           cgroupParent: p.runtime.cgroupParent, pidsLimit: this.#opts.pidsLimit ?? 4096,
           ...(targetPid ? { targetPid } : {}),
+          seccompProfileRoot: this.#opts.seccompProfileRoot ?? '/var/lib/kubelet/seccomp',
+          hostPaths: { ...this.#hostPathGuard(), helper: () => ensureHostMount(this.#opts.helperDir), stagingDir: join(containerDir, 'mounts'), signal: sig },
         });
         const podRef = {
           podId: p.id, role: 'container' as const,
@@ -979,6 +1045,8 @@ export class Engine {
     if (c.phase === 'exited') await settleAll([deleting, unmountTree(c.runtime.rootfsDir)]);
     else await deleting;
     await unmountTree(c.runtime.rootfsDir);
+    // host paths staged for the container: unmounted (or this throws) before the bundle is removed
+    await unmountTree(join(c.runtime.bundleDir, 'mounts'));
     if (c.runtime.rootfsPrepared) await this.#opts.images.removeRootfs(c.id);
     await rm(c.runtime.bundleDir, { recursive: true, force: true });
     this.#store.deleteContainer(c.id);
@@ -1284,6 +1352,71 @@ async function removeCgroupDirs(path: string): Promise<void> {
     const dir = join(CGROUP_ROOT, h, rel);
     if (!existsSync(dir)) continue;
     await rmdirDeep(dir);
+  }
+}
+
+/** The cgroupfs hierarchies: [''] on cgroup v2, every controller mount (not the alias symlinks) on v1/hybrid. */
+async function cgroupHierarchies(): Promise<string[]> {
+  if (existsSync(join(CGROUP_ROOT, 'cgroup.controllers'))) return [''];
+  const out: string[] = [];
+  try {
+    for (const e of await readdir(CGROUP_ROOT, { withFileTypes: true })) if (e.isDirectory()) out.push(e.name);
+  } catch { /* no cgroupfs */ }
+  return out;
+}
+
+/** Per hierarchy, the shallowest directory of `path` that does not exist yet (what creating the pod will make). */
+async function missingCgroupDirs(path: string): Promise<Record<string, string>> {
+  const parts = path.split('/').filter(Boolean);
+  const out: Record<string, string> = {};
+  for (const h of await cgroupHierarchies()) {
+    for (let i = 1; i <= parts.length; i++) {
+      const rel = '/' + parts.slice(0, i).join('/');
+      if (!existsSync(join(CGROUP_ROOT, h, rel))) { out[h] = rel; break; }
+    }
+  }
+  return out;
+}
+
+/** Removes what Bulkhead made of a requested cgroup parent: per hierarchy, from `path` up to the recorded top. */
+async function removeMadeCgroupDirs(path: string, made: unknown): Promise<void> {
+  if (typeof made !== 'object' || made === null) return;
+  for (const [h, top] of Object.entries(made as Record<string, unknown>)) {
+    if (typeof top !== 'string' || top.includes('..') || h.includes('/') || h.includes('..') || !(path === top || path.startsWith(top + '/'))) continue;
+    await rmdirDeep(join(CGROUP_ROOT, h, path));
+    for (let dir = path; dir !== top && dir.length > top.length;) {
+      dir = dir.slice(0, dir.lastIndexOf('/'));
+      await rmdir(join(CGROUP_ROOT, h, dir)).catch(() => undefined);
+    }
+  }
+}
+
+/** The first of `parts` below `root` that does not exist (the topmost directory creating them will make). */
+async function firstMissing(root: string, parts: readonly string[]): Promise<string | undefined> {
+  let cur = root;
+  for (const name of parts) {
+    cur = join(cur, name);
+    try { await lstat(cur); } catch { return cur; }
+  }
+  return undefined;
+}
+
+/**
+ * Removes a pod's log directory when Bulkhead created it, and the empty directories above it up to
+ * the topmost one it made (older records: only its own default directory).
+ */
+async function removeLogDir(p: PodRecord): Promise<void> {
+  const made = p.runtime.backendState.logDirMade;
+  const dir = p.runtime.logDirectory;
+  if (typeof made !== 'string') {
+    if (p.runtime.backendState.ownLogDir) await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  if (!made || !(dir === made || dir.startsWith(made + '/'))) return;
+  await rm(dir, { recursive: true, force: true });
+  for (let d = dir; d !== made && d.length > made.length;) {
+    d = d.slice(0, d.lastIndexOf('/'));
+    await rmdir(d).catch(() => undefined);
   }
 }
 

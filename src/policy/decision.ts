@@ -28,6 +28,8 @@ export interface PodDecisionRecord {
   honorNoNewPrivs: boolean;
   /** A request's masked/readonly paths may replace the defaults (procMount Unmasked). */
   unmaskedProc: boolean;
+  /** The level allows every host path (host_paths = "any"): mounts skip the protected-path check on the opened object. Absent = false. */
+  hostPathsAny?: boolean;
 }
 
 /** The decision a pod gets when none was stored: the most restrictive one. */
@@ -50,7 +52,9 @@ export function readDecision(v: unknown): PodDecisionRecord | undefined {
   if (typeof egressGuard !== 'boolean' || typeof hostNetwork !== 'boolean' || typeof honorNoNewPrivs !== 'boolean' || typeof unmaskedProc !== 'boolean') return undefined;
   if (seccompDefault !== 'RuntimeDefault' && seccompDefault !== 'Unconfined') return undefined;
   if (!Array.isArray(allowedHostPorts) || !allowedHostPorts.every((p) => typeof p === 'string')) return undefined;
-  return { version: 1, level, trustRule, handler, requestedHandler, egressGuard, hostNetwork, allowedHostPorts: [...allowedHostPorts as string[]], seccompDefault, honorNoNewPrivs, unmaskedProc };
+  const rec: PodDecisionRecord = { version: 1, level, trustRule, handler, requestedHandler, egressGuard, hostNetwork, allowedHostPorts: [...allowedHostPorts as string[]], seccompDefault, honorNoNewPrivs, unmaskedProc };
+  if (v.hostPathsAny === true) rec.hostPathsAny = true;
+  return rec;
 }
 
 // ---------------------------------------------------------------------------------------------

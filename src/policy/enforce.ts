@@ -76,12 +76,18 @@ export function podInputFromCri(config: PodSandboxConfig, requestedHandler: stri
   return input;
 }
 
-function withResolved(paths: string[], ownDir: string | undefined, resolve: (p: string) => string): string[] {
+/**
+ * Each host path as given and, when it differs, as it resolves now. Paths under the pod's own
+ * kubelet directory are resolved too: a symlink there to / resolves out of the directory and is
+ * judged as what it points at. (The mount itself is checked again on the opened object, see
+ * runtime/pinns/hostmount.c; this is the early, by-name answer.)
+ */
+function withResolved(paths: string[], _ownDir: string | undefined, resolve: (p: string) => string): string[] {
   const out: string[] = [];
   for (const p of paths) {
     out.push(p);
     const n = normalizeHostPath(p);
-    if (n === undefined || (ownDir && n.startsWith(ownDir + '/'))) continue;
+    if (n === undefined) continue;
     let r: string;
     try { r = resolve(n); } catch { continue; }
     if (r !== n) out.push(r);
@@ -173,6 +179,7 @@ export function decisionRecord(policy: Policy, d: Decision, handler: string): Po
     seccompDefault: level.allowUnconfinedSeccomp ? 'Unconfined' : 'RuntimeDefault',
     honorNoNewPrivs: level.allowPrivileged,
     unmaskedProc: level.allowUnmaskedProc,
+    ...(level.hostPaths === 'any' ? { hostPathsAny: true } : {}),
   };
 }
 

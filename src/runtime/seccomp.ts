@@ -8,6 +8,10 @@
  * with namespace flags. clone3 answers ENOSYS so libc falls back to clone, whose flags can be
  * checked (clone3 passes them in memory, out of seccomp's reach).
  */
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { InvalidArgumentError } from '../errors.ts';
+import { partsBeneath, walkDirsBeneath } from '../util/beneath.ts';
 import type { OciSeccomp, OciSeccompSyscall } from './oci.ts';
 
 const ALLOWED: readonly string[] = [
@@ -91,4 +95,98 @@ export function defaultSeccompProfile(): OciSeccomp {
     architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
     syscalls,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Localhost profiles (a file the pod names): where they may be, how they are read, what they may allow.
+
+/** Largest localhost profile read (real profiles are a few KiB). */
+export const MAX_PROFILE_BYTES = 1024 * 1024;
+const PROFILE_READ_TIMEOUT_MS = 2000;
+const RULE = 'seccomp localhost profiles are regular files under the seccomp profile root';
+
+/**
+ * Reads a localhost seccomp profile: `ref` must be an absolute path strictly under `root` with no
+ * symlink below the root (each component lstat'ed, the file opened O_NOFOLLOW|O_NONBLOCK), a
+ * regular file (fstat before any read: FIFOs, devices and sockets are refused without reading) of
+ * at most MAX_PROFILE_BYTES, read within a timeout. Errors name the rule, never the content.
+ */
+export async function readLocalhostProfile(ref: string, root: string, maxBytes = MAX_PROFILE_BYTES): Promise<OciSeccomp> {
+  const parts = partsBeneath(root, ref, `seccomp localhost profile ${JSON.stringify(ref.slice(0, 200))}`, `${RULE} (${root})`);
+  const what = `seccomp localhost profile ${ref}`;
+  await walkDirsBeneath(root, parts.slice(0, -1), { create: false, what, rule: RULE });
+  let fh: FileHandle;
+  try {
+    fh = await open(ref, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new InvalidArgumentError(`${what} is a symlink; symlinks are not followed (${RULE})`);
+    if (code === 'ENOENT') throw new InvalidArgumentError(`${what} does not exist (${RULE})`);
+    throw new InvalidArgumentError(`${what} cannot be opened: ${code ?? 'error'} (${RULE})`);
+  }
+  let text: string;
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new InvalidArgumentError(`${what} is not a regular file (${RULE})`);
+    if (st.size > maxBytes) throw new InvalidArgumentError(`${what} is larger than ${maxBytes} bytes (${RULE})`);
+    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
+    let n = 0;
+    const deadline = Date.now() + PROFILE_READ_TIMEOUT_MS;
+    while (n < buf.length) {
+      if (Date.now() > deadline) throw new InvalidArgumentError(`${what} could not be read within ${PROFILE_READ_TIMEOUT_MS} ms (${RULE})`);
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > maxBytes) throw new InvalidArgumentError(`${what} is larger than ${maxBytes} bytes (${RULE})`);
+    text = buf.subarray(0, n).toString('utf8');
+  } finally {
+    await fh.close();
+  }
+  let profile: unknown;
+  // JSON.parse's message quotes the text: never pass it on
+  try { profile = JSON.parse(text); } catch { throw new InvalidArgumentError(`${what} is not valid JSON`); }
+  if (typeof profile !== 'object' || profile === null || Array.isArray(profile)) throw new InvalidArgumentError(`${what} is not a seccomp profile (a JSON object)`);
+  const p = profile as Record<string, unknown>;
+  if (typeof p.defaultAction !== 'string') throw new InvalidArgumentError(`${what} has no defaultAction`);
+  if (p.syscalls !== undefined && p.syscalls !== null) {
+    if (!Array.isArray(p.syscalls)) throw new InvalidArgumentError(`${what}: syscalls must be a list`);
+    for (const s of p.syscalls as unknown[]) {
+      const r = s as Record<string, unknown> | null;
+      if (typeof r !== 'object' || r === null || typeof r.action !== 'string' || !Array.isArray(r.names) || !r.names.every((x) => typeof x === 'string')) {
+        throw new InvalidArgumentError(`${what}: every syscalls entry needs names (strings) and an action`);
+      }
+      if (r.args !== undefined && r.args !== null && !Array.isArray(r.args)) throw new InvalidArgumentError(`${what}: syscalls args must be a list`);
+    }
+  }
+  return profile as OciSeccomp;
+}
+
+const ALLOWING = new Set(['SCMP_ACT_ALLOW', 'SCMP_ACT_LOG']);
+
+function sameArgs(a: OciSeccompSyscall['args'], b: OciSeccompSyscall['args']): boolean {
+  const norm = (x: OciSeccompSyscall['args']): string => JSON.stringify((x ?? []).map((r) => [r.index, r.value, r.valueTwo ?? 0, r.op]));
+  return norm(a) === norm(b);
+}
+
+/**
+ * For a pod whose level does not allow unconfined seccomp: a localhost profile may not allow by
+ * default, nor allow a system call the built-in profile denies (or allow one the built-in
+ * profile only allows with argument checks — clone, personality — without the same checks).
+ * Returns the first problem, or undefined.
+ */
+export function profileLooserThanDefault(profile: OciSeccomp): string | undefined {
+  if (ALLOWING.has(profile.defaultAction)) return `its default action ${profile.defaultAction} allows every system call`;
+  const dflt = defaultSeccompProfile().syscalls ?? [];
+  const plain = new Set(dflt.filter((r) => ALLOWING.has(r.action) && !r.args?.length).flatMap((r) => r.names));
+  for (const r of profile.syscalls ?? []) {
+    if (!ALLOWING.has(r.action)) continue;
+    for (const name of r.names) {
+      if (plain.has(name)) continue;
+      const conditional = dflt.filter((d) => ALLOWING.has(d.action) && d.args?.length && d.names.includes(name));
+      if (conditional.length > 0 && r.args?.length && conditional.some((d) => sameArgs(d.args, r.args))) continue;
+      return `it allows ${name}, which the built-in profile ${conditional.length > 0 ? 'only allows with argument checks' : 'denies'}`;
+    }
+  }
+  return undefined;
 }

@@ -84,7 +84,8 @@ export async function testEnv(handlers: string[] = ['runc']): Promise<TestEnv> {
     async engine(extra = {}) {
       const e = new Engine({
         root, runDir, logger, images, backends: backends(), defaultHandler: handlers[0]!,
-        cgroupParent: `/bulkhead-test-${process.pid}`, sweepIntervalMs: 500, ...extra,
+        // leaks.test.ts plays the kubelet with its own cgroup parent outside /bulkhead and /kubepods
+        cgroupParent: `/bulkhead-test-${process.pid}`, cgroupRoots: ['/'], sweepIntervalMs: 500, ...extra,
       });
       await e.recover();
       engines.push(e);

@@ -23,23 +23,29 @@ export const DEFAULT_HELPER_DIR = '/var/cache/bulkhead/bin';
 
 const builds = new Map<string, Promise<string>>();
 
-/** Path of a built bulkhead-pinns (building it once if needed); UnavailableError without gcc. */
-export function ensurePinns(helperDir: string = DEFAULT_HELPER_DIR): Promise<string> {
-  let p = builds.get(helperDir);
+/** Path of a built helper from a C source next to this file (built once per source hash); UnavailableError without gcc. */
+export function ensureHelper(source: string, name: string, helperDir: string = DEFAULT_HELPER_DIR): Promise<string> {
+  const key = `${helperDir}\0${source}`;
+  let p = builds.get(key);
   if (!p) {
     p = (async () => {
-      const bin = join(helperDir, `bulkhead-pinns-${await sourceKey(SOURCE)}`);
+      const bin = join(helperDir, `${name}-${await sourceKey(source)}`);
       try {
         await access(bin, constants.X_OK);
       } catch {
-        await compileC(SOURCE, bin, []);
+        await compileC(source, bin, []);
       }
       return bin;
     })();
-    builds.set(helperDir, p);
-    p.catch(() => builds.delete(helperDir));
+    builds.set(key, p);
+    p.catch(() => builds.delete(key));
   }
   return p;
+}
+
+/** Path of a built bulkhead-pinns (building it once if needed); UnavailableError without gcc. */
+export function ensurePinns(helperDir: string = DEFAULT_HELPER_DIR): Promise<string> {
+  return ensureHelper(SOURCE, 'bulkhead-pinns', helperDir);
 }
 
 export interface PinRequest {
