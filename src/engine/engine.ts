@@ -670,6 +670,8 @@ export class Engine {
         handler: p.handler, netnsPath: p.runtime.netnsPath, networkMode: p.runtime.networkMode,
         pauseId: p.runtime.pauseId, cgroupParent: p.runtime.cgroupParent, podDir: p.runtime.podDir,
         logDirectory: p.runtime.logDirectory, config: p.config,
+        // The stored policy decision the pod's containers are judged by (null: none, fail closed).
+        decision: readDecision(p.runtime.backendState.decision) ?? null,
       });
     }
     return {

@@ -146,8 +146,9 @@ export function podInputFromK8s(pod: unknown, opts: { namespace?: string } = {})
     security,
     containers,
   };
-  const uid = str(md.uid, 'metadata.uid');
-  if (uid) input.uid = uid;
+  // metadata.uid is not taken: in a manifest or an admission review it is the author's text, and
+  // the allowance for <kubelet_root>/pods/<uid>/ is only given on the node, from the stored pod.
+  str(md.uid, 'metadata.uid');
   return input;
 }
 

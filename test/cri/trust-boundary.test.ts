@@ -175,3 +175,20 @@ test('the egress guard stays on for a level that allows host network', async () 
     await removePod(id);
   }
 });
+
+test('the stored decision is shown in verbose status and survives a daemon restart', async () => {
+  const cfg = pod('restart', 'kube-system');
+  const id = await d.client.runPodSandbox(cfg, 'runc');
+  try {
+    const info = JSON.parse((await d.client.podSandboxStatus(id, true)).info.info ?? '{}') as { decision?: Record<string, unknown> };
+    assert.equal(info.decision?.level, 'trusted');
+    assert.equal(info.decision?.trustRule, 'system');
+    assert.equal(info.decision?.egressGuard, true);
+    assert.deepEqual(info.decision?.allowedHostPorts, [`${PORTS.from}-${PORTS.to}`]);
+    await d.restart();
+    const cid = await d.client.createContainer(id, ctr({ mounts: [{ containerPath: '/data', hostPath: join(dir, 'data') }] }), null);
+    assert.ok(cid, 'judged by the decision read back from state.db');
+  } finally {
+    await removePod(id);
+  }
+});
