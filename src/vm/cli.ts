@@ -29,6 +29,7 @@ import { containerKv, fileMountsKv, podIdentity, podNetnsPath, processKv, readBu
 import { alive, checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, readRecord, rootFromIndex, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
 import { PodVmSupervisor } from './vmd.ts';
 import { killPodProcesses, procStart, recordProc } from './procs.ts';
+import { cleanCgroupPath, removeVmmCgroups } from './vm-cgroup.ts';
 import type { Accel } from './vmm.ts';
 
 const CLI = fileURLToPath(import.meta.url);
@@ -115,24 +116,26 @@ async function chooseAccel(g: Global): Promise<Accel> {
   return (await detectAccel(assets)).accel;
 }
 
-async function ensurePodVm(g: Global, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, netns: string | undefined): Promise<boolean> {
+async function ensurePodVm(g: Global, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined): Promise<boolean> {
   if (existsSync(join(dir, 'vmd.sock'))) {
     try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
   }
   await killPodProcesses(dir, 500);
+  await removeVmmCgroups(dir);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const accel = await chooseAccel(g);
   const logFd = openSync(join(dir, 'vmd.log'), 'a');
   const child = spawnDetached([...NODE_ARGS, CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
     '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
-    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
+    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
   if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
   } catch (e) {
     // whatever the start left running (supervisor, VMM) ends before its slot files go
     await killPodProcesses(dir, 500);
+    await removeVmmCgroups(dir);
     await rm(dir, { recursive: true, force: true });
     throw e;
   } finally {
@@ -161,8 +164,11 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
   let startedVm = false;
   try {
     if (pod.sandbox) {
-      const cg = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? spec.linux.cgroupsPath.replace(/^\/+/, '') : join(g.cgroupParent, id);
-      startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, podNetnsPath(spec));
+      const given = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? cleanCgroupPath(spec.linux.cgroupsPath) : undefined;
+      const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
+      const q = spec.linux?.resources?.cpu;
+      const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
+      startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec));
     } else if (!existsSync(join(pdir, 'vmd.sock'))) {
       throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
     }
@@ -251,7 +257,7 @@ async function cmdDelete(g: Global, argv: string[]): Promise<number> {
     if (force && (e as BulkheadError).code === 'NotFound') {
       // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
       const pdir = podDir(g.root, id);
-      if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await rm(pdir, { recursive: true, force: true }); }
+      if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await removeVmmCgroups(pdir); await rm(pdir, { recursive: true, force: true }); }
       return 0;
     }
     throw e;
@@ -277,6 +283,7 @@ async function cmdDelete(g: Global, argv: string[]): Promise<number> {
     // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
     for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
     await killPodProcesses(rec.podDir, force ? 500 : 2000);
+    await removeVmmCgroups(rec.podDir);
     await rm(rec.podDir, { recursive: true, force: true });
   }
   await rm(containerDir(g.root, id), { recursive: true, force: true });
@@ -352,7 +359,7 @@ async function cmdShim(g: Global, argv: string[]): Promise<number> {
 }
 
 async function cmdVmd(g: Global, argv: string[]): Promise<number> {
-  const { flags } = parse(argv, new Set(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'firecracker', 'netns']));
+  const { flags } = parse(argv, new Set(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns']));
   const fc = str(flags.firecracker);
   const netns = str(flags.netns);
   const log = createLogger({ fields: { component: 'vmd', pod: str(flags.pod) } });
@@ -360,6 +367,7 @@ async function cmdVmd(g: Global, argv: string[]): Promise<number> {
     podId: str(flags.pod)!, podDir: str(flags['pod-dir'])!, assets: await loadGuestAssets(g.assetsRoot), vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
     accel: (str(flags.accel) ?? 'tcg') as Accel, memoryMiB: Number(str(flags.memory)), vcpus: Number(str(flags.vcpus)),
     bootTimeoutMs: Number(str(flags['boot-timeout'])), cgroup: str(flags.cgroup) ?? '', logger: log,
+    ...(str(flags['cpu-quota']) ? { cpuQuota: Number(str(flags['cpu-quota'])), cpuPeriod: Number(str(flags['cpu-period']) ?? 100000) } : {}),
     ...(netns ? { netns } : {}),
   });
   process.on('SIGTERM', () => { void sup.shutdown('the VM supervisor was terminated', false); });

@@ -153,3 +153,37 @@ describe('microvm backend options', () => {
     assert.match(p.reason ?? '', /looked in \/nonexistent-bulkhead-assets\/vm: setting \[vm\] assets/);
   });
 });
+
+describe('VMM cgroups', () => {
+  it('finds the v1 hierarchies and v2 from mountinfo, wherever they are mounted', async () => {
+    const { parseCgroupMounts } = await import('../runtime/cgroup-mounts.ts');
+    const mi = [
+      '31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
+      '32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu',
+      '33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct',
+      '35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory',
+      '40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd',
+      '41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw',
+      '50 31 0:39 / /mnt/cg\\040x rw - cgroup cgroup rw,cpu,cpuacct',
+    ].join('\n');
+    assert.deepEqual(parseCgroupMounts(mi), [
+      { path: '/sys/fs/cgroup/cpu', version: 1, controllers: ['cpu'] },
+      { path: '/sys/fs/cgroup/cpuacct', version: 1, controllers: ['cpuacct'] },
+      { path: '/sys/fs/cgroup/memory', version: 1, controllers: ['memory'] },
+      { path: '/sys/fs/cgroup/systemd', version: 1, controllers: [] },
+      { path: '/sys/fs/cgroup/unified', version: 2, controllers: [] },
+      { path: '/mnt/cg x', version: 1, controllers: ['cpu', 'cpuacct'] },
+    ]);
+  });
+  it('keeps a cgroupsPath inside its hierarchy', async () => {
+    const { cleanCgroupPath } = await import('./vm-cgroup.ts');
+    assert.equal(cleanCgroupPath('/bulkhead/pod/sb'), 'bulkhead/pod/sb');
+    assert.equal(cleanCgroupPath('bulkhead-vm/x/'), 'bulkhead-vm/x');
+    for (const bad of ['', '/', '../x', 'a/../../b', '.', 'a/./..']) assert.equal(cleanCgroupPath(bad), undefined, bad);
+  });
+  it('never creates a directory outside a cgroup filesystem', async () => {
+    const { isCgroupFs } = await import('../runtime/cgroup-mounts.ts');
+    assert.equal(isCgroupFs('/tmp'), false);
+    assert.equal(isCgroupFs('/nonexistent'), false);
+  });
+});

@@ -14,8 +14,8 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
-import { existsSync, writeFileSync, rmdirSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
@@ -39,6 +39,9 @@ export interface VmdOptions {
   bootTimeoutMs: number;
   /** cgroup (relative to each hierarchy's root) for the VMM process; "" = none. */
   cgroup: string;
+  /** The pod's CPU limit for the VMM's cgroup (CFS quota/period, µs); absent = none. */
+  cpuQuota?: number;
+  cpuPeriod?: number;
   /** The pod's network namespace (path): the VM gets its interface through a tap there. Absent = no network. */
   netns?: string;
   logger: Logger;
@@ -113,25 +116,6 @@ export async function waitForHello(vm: VmHandle, timeoutMs: number): Promise<{ k
   });
 }
 
-function cgroupSetup(rel: string, pid: number, memoryMiB: number, log: Logger): string[] {
-  if (!rel) return [];
-  const made: string[] = [];
-  const unified = existsSync('/sys/fs/cgroup/cgroup.controllers');
-  const dirs = unified ? [join('/sys/fs/cgroup', rel)] : ['memory', 'cpu,cpuacct', 'pids'].map((c) => join('/sys/fs/cgroup', c, rel));
-  for (const d of dirs) {
-    try {
-      mkdirSync(d, { recursive: true });
-      if (d.includes('/memory/')) writeFileSync(join(d, 'memory.limit_in_bytes'), String((memoryMiB + 256) * 1048576));
-      if (unified) { try { writeFileSync(join(d, 'memory.max'), String((memoryMiB + 256) * 1048576)); } catch { /* controller not enabled */ } }
-      writeFileSync(join(d, 'cgroup.procs'), String(pid));
-      made.push(d);
-    } catch (e) {
-      log.warn('cannot place the VMM in its cgroup', { dir: d, err: (e as Error).message });
-    }
-  }
-  return made;
-}
-
 export class PodVmSupervisor {
   readonly #o: VmdOptions;
   readonly #log: Logger;
@@ -191,13 +175,18 @@ export class PodVmSupervisor {
       throw e;
     }
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
-    this.#cgroups = cgroupSetup(o.cgroup, this.#vm.pid, o.memoryMiB, this.#log);
+    if (o.cgroup) {
+      this.#cgroups = placeVmm(o.cgroup, this.#vm.pid, {
+        memoryBytes: (o.memoryMiB + 256) * 1048576,
+        ...(o.cpuQuota ? { cpuQuota: o.cpuQuota, cpuPeriod: o.cpuPeriod ?? 100000 } : {}),
+      }, o.podDir, this.#log);
+    }
     let hello: { kernel: string; rest: Buffer };
     try {
       hello = await waitForHello(this.#vm, o.bootTimeoutMs);
     } catch (e) {
       await this.#vm.stop(1000);
-      this.#cleanupCgroups();
+      await this.#cleanupCgroups();
       await this.#detachNetwork();
       throw e;
     }
@@ -236,7 +225,7 @@ export class PodVmSupervisor {
     this.#log.error('pod VM start abandoned', { reason });
     const vm = this.#vm as VmHandle | undefined;
     if (vm) { try { await vm.stop(0); } catch { /* gone */ } }
-    this.#cleanupCgroups();
+    await this.#cleanupCgroups();
     await this.#detachNetwork();
     await rm(this.#o.podDir, { recursive: true, force: true });
   }
@@ -463,12 +452,10 @@ export class PodVmSupervisor {
     }
   }
 
-  #cleanupCgroups(): void {
-    for (const d of this.#cgroups) {
-      try { rmdirSync(d); } catch { /* still busy or gone */ }
-      if (this.#o.cgroup.startsWith('bulkhead-vm/')) { try { rmdirSync(dirname(d)); } catch { /* other pods still there */ } }
-    }
+  async #cleanupCgroups(): Promise<void> {
     this.#cgroups = [];
+    const left = await removeVmmCgroups(this.#o.podDir);
+    if (left.length) this.#log.warn('VMM cgroups left (busy or shared)', { dirs: left });
   }
 
   /** Stops the VM, tells every client why, removes the pod directory. */
@@ -481,7 +468,7 @@ export class PodVmSupervisor {
     const why = unexpected ? reason : `${reason} (${exit.reason})`;
     for (const c of this.#conns) { if (!c.destroyed) c.end(encodeFrame('V', 0, JSON.stringify({ reason: why, unexpected }))); }
     this.#server?.close();
-    this.#cleanupCgroups();
+    await this.#cleanupCgroups();
     await this.#detachNetwork();
     if (unexpected) {
       await writeFile(join(this.#o.podDir, 'exit.json'), JSON.stringify({ reason: why, at: new Date().toISOString() })).catch(() => {});

@@ -10,6 +10,8 @@ import { DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
 import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
+import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
+import { isCgroupFs } from '../../src/runtime/cgroup-mounts.ts';
 import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
 
 const skip = skipReason();
@@ -43,7 +45,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
   });
 
   it('runs the sandbox container in its own kernel, with stdin', async () => {
-    const b = makeBundle(dir, 'sb', { rootfs, annotations: SB, args: ['sh', '-c', 'uname -r; read x; echo "got:$x"; hostname; exec sleep 1000'] });
+    const b = makeBundle(dir, 'sb', { rootfs, annotations: SB, resources: { cpu: { quota: 50000, period: 100000 } }, args: ['sh', '-c', 'uname -r; read x; echo "got:$x"; hostname; exec sleep 1000'] });
     const c = await createWithPipes(root, sbId, b);
     assert.equal(c.code, 0, c.err());
     sandboxOut = c.out;
@@ -61,6 +63,27 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     c.stdin.write('hello\n');
     await waitFor(() => c.out().includes('got:hello'), 'stdin echo');
     await waitFor(() => c.out().includes('sb\n'), 'hostname from the spec');
+  });
+
+  it('places the VMM in the real cgroup hierarchies with the pod\'s CPU limit (never in a plain directory)', () => {
+    const pods = join(root, 'pods');
+    const podDir = join(pods, readdirSync(pods)[0]!);
+    const vmmPid = Number(readFileSync(join(podDir, 'vmm.pid'), 'utf8'));
+    const rel = `bulkhead-vm/${sbId}`;
+    const lines = readFileSync(`/proc/${vmmPid}/cgroup`, 'utf8').trim().split('\n');
+    const hier = vmmHierarchies();
+    assert.ok(hier.some((h) => h.controllers.includes('cpu')), 'a cpu hierarchy is mounted');
+    for (const h of hier) {
+      const line = h.version === 2 ? lines.find((l) => l.startsWith('0::')) : lines.find((l) => l.split(':')[1]!.split(',').some((c) => h.controllers.includes(c)));
+      assert.ok(line?.endsWith(`/${rel}`), `${h.path}: ${line} in ${lines.join(' | ')}`);
+      assert.ok(isCgroupFs(join(h.path, rel)), `${join(h.path, rel)} is a cgroup`);
+    }
+    const cpu = hier.find((h) => h.controllers.includes('cpu'))!;
+    assert.equal(readFileSync(join(cpu.path, rel, 'cpu.cfs_quota_us'), 'utf8').trim(), '50000');
+    assert.equal(readFileSync(join(cpu.path, rel, 'cpu.cfs_period_us'), 'utf8').trim(), '100000');
+    if (!hier.some((h) => h.path === '/sys/fs/cgroup/cpu,cpuacct')) {
+      assert.ok(!existsSync(join('/sys/fs/cgroup/cpu,cpuacct', rel)), 'nothing made in the tmpfs directory that is not a cgroup');
+    }
   });
 
   it('execs into the running VM with exit codes, env and TTY', async () => {
@@ -201,6 +224,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     assert.ok(!existsSync(podDir), 'pod directory (slot files) removed');
     assert.ok(!existsSync(join(root, sbId)));
     assert.deepEqual(pidsNaming(podDir), [], 'no process names the pod directory');
+    for (const h of vmmHierarchies()) assert.ok(!existsSync(join(h.path, `bulkhead-vm/${sbId}`)), `cgroup removed in ${h.path}`);
     assert.ok(sandboxOut().includes('got:hello'));
     sandboxIn?.close();
   });

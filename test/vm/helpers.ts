@@ -69,6 +69,8 @@ export interface BundleOpts {
   process?: Record<string, unknown>;
   /** linux.seccomp of the spec. */
   seccomp?: unknown;
+  /** Merged into linux.resources. */
+  resources?: Record<string, unknown>;
 }
 
 export function makeBundle(dir: string, name: string, o: BundleOpts): string {
@@ -80,7 +82,7 @@ export function makeBundle(dir: string, name: string, o: BundleOpts): string {
     root: { path: o.rootfs },
     hostname: o.hostname ?? name,
     annotations: o.annotations ?? {},
-    linux: { resources: o.memoryLimit ? { memory: { limit: o.memoryLimit } } : {}, ...(o.seccomp ? { seccomp: o.seccomp } : {}) },
+    linux: { resources: { ...(o.memoryLimit ? { memory: { limit: o.memoryLimit } } : {}), ...(o.resources ?? {}) }, ...(o.seccomp ? { seccomp: o.seccomp } : {}) },
   };
   writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
   return b;
