@@ -28,6 +28,7 @@ import { StreamServer } from '../stream/stream-server.ts';
 import { CniPodNetwork } from '../network/cni-pod-network.ts';
 import type { Backend, ProbeResult } from '../runtime/backend.ts';
 import type { Logger } from '../util/log.ts';
+import { DiskReserve } from '../util/disk-reserve.ts';
 
 export interface Daemon {
   socket: string;
@@ -59,6 +60,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   try {
     await mkdir(config.runDir, { recursive: true, mode: 0o700 });
     await mkdir(config.root, { recursive: true, mode: 0o700 });
+    // on a full disk, the engine's disk reserve makes room to start (pid files, databases) and to remove
+    new DiskReserve(config.root, { logger }).releaseIfFull('daemon start');
     const locks: PidLock[] = [];
     locks.push(await acquirePidLock(join(config.runDir, 'bulkhead.pid'), `run dir ${config.runDir}`));
     cleanups.push(async () => { await locks[0]!.release(); });

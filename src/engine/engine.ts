@@ -54,6 +54,7 @@ import {
   AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, isNotFound,
 } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
+import { DiskReserve } from '../util/disk-reserve.ts';
 import type { Backend, ContainerState as RuntimeState, OciLinuxResources } from '../runtime/backend.ts';
 import type { PodNetwork, PodNetworkRequest, NetworkMode, PortProtocol } from '../network/pod-network.ts';
 import { FAIL_CLOSED, readDecision, type PodDecisionRecord } from '../policy/decision.ts';
@@ -103,6 +104,8 @@ export interface EngineOptions {
   pidsLimit?: number;
   /** Period of the safety-net sweep over running containers; default 2000 ms. */
   sweepIntervalMs?: number;
+  /** Size of the disk reserve kept in `root` for a full disk (util/disk-reserve.ts); default 8 MiB, 0 none. */
+  diskReserveBytes?: number;
   /**
    * Hold a pod's IPC/UTS namespaces with bind-mounted files (bulkhead-pinns) instead of a pause
    * container where the backend only joins namespaces (runc, crun) and the pod does not share one
@@ -190,6 +193,7 @@ export class Engine {
   readonly #lastCpu = new Map<string, { ns: number; at: number }>();
   readonly #closing = new AbortController();
   #sweepTimer: NodeJS.Timeout | undefined;
+  readonly #reserve: DiskReserve | undefined;
   #pauseRootfs: Promise<string> | undefined;
   #pinnsWarned = false;
 
@@ -197,7 +201,8 @@ export class Engine {
     if (!opts.backends.has(opts.defaultHandler)) throw new InvalidArgumentError(`default handler ${opts.defaultHandler} has no backend`);
     this.#opts = opts;
     this.#log = opts.logger.child({ part: 'engine' });
-    this.#store = new StateStore(join(opts.root, 'state.db'));
+    if (opts.diskReserveBytes !== 0) this.#reserve = new DiskReserve(opts.root, { logger: this.#log, ...(opts.diskReserveBytes ? { bytes: opts.diskReserveBytes } : {}) });
+    this.#store = new StateStore(join(opts.root, 'state.db'), this.#reserve ? { reserve: this.#reserve } : {});
     this.#fallbackNetwork = new LoopbackPodNetwork(this.#log, opts.pinNamespaces === false ? undefined : () => ensurePinns(opts.helperDir));
     this.#network = opts.network ?? this.#fallbackNetwork;
     this.#events.setMaxListeners(0);
@@ -240,6 +245,7 @@ export class Engine {
         await backend.delete(r.id, signal).catch((err: unknown) => this.#log.warn('orphan delete failed', { container: r.id, err }));
       }
     }
+    this.#reserve?.ensure();
     this.#startSweep();
   }
 
@@ -962,6 +968,8 @@ export class Engine {
 
   async #sweep(): Promise<void> {
     if (this.#closing.signal.aborted) return;
+    // the disk reserve, made again once a full disk has room (cheap when it is there)
+    this.#reserve?.ensure();
     try {
       for (const c of this.#store.listContainers()) {
         if (c.phase !== 'running' || this.#watchers.has(c.id)) continue;

@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { StateStore, NameConflict, LIST_BUDGET_BYTES, type PodRecord, type ContainerRecord } from './store.ts';
+import { DiskReserve } from '../util/disk-reserve.ts';
+import { spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
 
 let n = 0;
 function pod(over: Partial<PodRecord> = {}): PodRecord {
@@ -163,6 +166,51 @@ describe('StateStore list budget', () => {
       assert.deepEqual(s.budget(), before, 'totals rebuilt from the records on open');
       s.close();
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('StateStore on a full disk', () => {
+  it('on a full disk: inserts fail ResourceExhausted naming the filesystem; deletes and exits are recorded through the disk reserve', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulkhead-store-full-'));
+    const mnt = join(dir, 'fs');
+    mkdirSync(mnt);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt], { timeout: 10_000, encoding: 'utf8' });
+    assert.equal(m.status, 0, m.stderr);
+    try {
+      const reserve = new DiskReserve(mnt, { bytes: 1024 * 1024 });
+      reserve.ensure();
+      assert.ok(reserve.held());
+      const s = new StateStore(join(mnt, 'state.db'), { reserve });
+      const big = { metadata: { name: 'x', namespace: 'ns', uid: 'u', attempt: 0 }, annotations: { pad: 'x'.repeat(64 * 1024) } };
+      const pods = Array.from({ length: 8 }, () => pod({ config: big }));
+      for (const p of pods) s.insertPod(p);
+      const c = container(pods[0]!.id, 'c', { phase: 'running' });
+      s.insertContainer(c);
+      // fill what is left
+      const fd = openSync(join(mnt, 'fill'), 'w');
+      const chunk = Buffer.alloc(64 * 1024);
+      try { for (;;) writeSync(fd, chunk); } catch (err) { assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC'); }
+      closeSync(fd);
+      assert.throws(() => { for (let i = 0; i < 20; i++) s.insertPod(pod({ config: big })); }, (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ResourceExhausted');
+        assert.match(err.message, new RegExp(`the filesystem holding ${mnt} is full`));
+        return true;
+      });
+      assert.ok(reserve.held(), 'creating something new never takes the reserve');
+      s.updateContainer({ ...c, phase: 'exited', exitCode: 3 });
+      for (const p of pods) s.deletePod(p.id);
+      s.deleteContainer(c.id);
+      assert.equal(s.listPods().length + s.listContainers().length, 0);
+      s.close();
+      // a store opened again on the full disk works
+      const s2 = new StateStore(join(mnt, 'state.db'), { reserve });
+      assert.deepEqual(s2.listPods(), []);
+      s2.close();
+      assert.ok(existsSync(reserve.path) && !reserve.held(), 'part of the reserve was used, part is left for a restart');
+    } finally {
+      spawnSync('umount', ['-l', mnt], { timeout: 10_000 });
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -8,11 +8,17 @@
  *
  * Every method is synchronous (DatabaseSync) and each write is one statement or one transaction,
  * so a write is either fully on disk or not at all.
+ *
+ * A full disk (SQLITE_FULL, ENOSPC) is ResourceExhausted naming the filesystem. Writes that record
+ * or remove what exists (phase, exit, delete, and opening the database) may use the disk reserve
+ * (util/disk-reserve.ts): on a full disk they release part of it and retry. Inserts never do: a
+ * full disk refuses new pods and containers but never the removal that frees it.
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InternalError, ResourceExhaustedError } from '../errors.ts';
+import { isDiskFull, type DiskReserve } from '../util/disk-reserve.ts';
 import type { ContainerConfig, PodSandboxConfig, ContainerReason } from './types.ts';
 
 /** Pod phases. 'creating' and 'removing' are transitional (work in flight or interrupted). */
@@ -217,20 +223,32 @@ export class StateStore {
   readonly #stmts = new Map<string, StatementSync>();
   readonly #podBudget = new ListBudget('pod', MAX_PODS);
   readonly #containerBudget = new ListBudget('container', MAX_CONTAINERS);
+  readonly #path: string;
+  readonly #reserve: DiskReserve | undefined;
 
   /** Opens (creating if needed) the database at `path`; ':memory:' for a throwaway store. */
-  constructor(path: string) {
+  constructor(path: string, opts: { reserve?: DiskReserve } = {}) {
+    this.#path = path;
+    this.#reserve = opts.reserve;
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.#db = new DatabaseSync(path);
-    this.#db.exec('PRAGMA journal_mode = WAL');
-    // WAL + NORMAL: a commit is durable once it is in the WAL (no fsync per commit; the WAL is
-    // synced at checkpoints), so a killed daemon loses nothing and the file is never corrupt; only an
-    // OS crash / power loss may roll back the last few commits, and after one every container and
-    // pod is dead anyway (recovery reconciles records with what really exists).
-    this.#db.exec('PRAGMA synchronous = NORMAL');
-    this.#db.exec('PRAGMA busy_timeout = 5000');
-    this.#db.exec(SCHEMA);
-    this.#db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')`).run();
+    this.#db = this.#write('open the state database', true, () => {
+      const db = new DatabaseSync(path);
+      try {
+        db.exec('PRAGMA journal_mode = WAL');
+        // WAL + NORMAL: a commit is durable once it is in the WAL (no fsync per commit; the WAL is
+        // synced at checkpoints), so a killed daemon loses nothing and the file is never corrupt; only an
+        // OS crash / power loss may roll back the last few commits, and after one every container and
+        // pod is dead anyway (recovery reconciles records with what really exists).
+        db.exec('PRAGMA synchronous = NORMAL');
+        db.exec('PRAGMA busy_timeout = 5000');
+        db.exec(SCHEMA);
+        db.prepare(`INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '1')`).run();
+        return db;
+      } catch (err) {
+        db.close();
+        throw err;
+      }
+    });
     for (const p of this.listPods()) this.#podBudget.set(p.id, listedBytes(p));
     for (const c of this.listContainers()) this.#containerBudget.set(c.id, listedBytes(c));
   }
@@ -238,6 +256,25 @@ export class StateStore {
   /** Pods/containers held and their share of the list budget (LIST_BUDGET_BYTES). */
   budget(): { pods: number; podBytes: number; containers: number; containerBytes: number } {
     return { pods: this.#podBudget.count, podBytes: this.#podBudget.total, containers: this.#containerBudget.count, containerBytes: this.#containerBudget.total };
+  }
+
+  /**
+   * Runs one write. A full disk becomes ResourceExhausted naming the filesystem; with `keepsBooks`
+   * (the write records or removes what exists) part of the disk reserve is released and the write
+   * tried again, until it succeeds or the reserve is gone.
+   */
+  #write<T>(what: string, keepsBooks: boolean, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      let last: unknown = err;
+      // a quarter of the reserve at a time, while there is some
+      while (keepsBooks && this.#reserve?.release(what)) {
+        try { return fn(); } catch (again) { if (!isDiskFull(again)) throw again; last = again; }
+      }
+      throw new ResourceExhaustedError(`${what}: the filesystem holding ${dirname(this.#path)} is full (${(last as Error).message}); free space there (remove stopped containers, pods or unused images) and retry`, { cause: last });
+    }
   }
 
   #stmt(sql: string): StatementSync {
@@ -263,28 +300,34 @@ export class StateStore {
    * ResourceExhausted past MAX_PODS or the list budget.
    */
   insertPod(p: PodRecord): void {
-    const n = listedBytes(p);
-    this.#podBudget.check(n);
-    try {
-      this.#stmt(`INSERT INTO pods (id, name, namespace, uid, attempt, handler, phase, created_at, config, runtime)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
-        p.id, p.name, p.namespace, p.uid, p.attempt, p.handler, p.phase, p.createdAt,
-        JSON.stringify(p.config), JSON.stringify(p.runtime));
-      this.#podBudget.set(p.id, n);
-    } catch (err) {
-      if (/UNIQUE constraint failed: pods\.namespace/.test((err as Error).message)) {
-        throw new NameConflict(`pod ${p.namespace}/${p.name} attempt ${p.attempt} already exists`);
+    this.#write(`record pod ${p.namespace}/${p.name}`, false, () => {
+      const n = listedBytes(p);
+      this.#podBudget.check(n);
+      try {
+        this.#stmt(`INSERT INTO pods (id, name, namespace, uid, attempt, handler, phase, created_at, config, runtime)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+          p.id, p.name, p.namespace, p.uid, p.attempt, p.handler, p.phase, p.createdAt,
+          JSON.stringify(p.config), JSON.stringify(p.runtime));
+        this.#podBudget.set(p.id, n);
+      } catch (err) {
+        if (/UNIQUE constraint failed: pods\.namespace/.test((err as Error).message)) {
+          throw new NameConflict(`pod ${p.namespace}/${p.name} attempt ${p.attempt} already exists`);
+        }
+        throw err;
       }
-      throw err;
-    }
+    });
   }
 
   updatePod(p: PodRecord): void {
-    this.#stmt(`UPDATE pods SET phase = ?, runtime = ? WHERE id = ?`).run(p.phase, JSON.stringify(p.runtime), p.id);
+    this.#write(`record pod ${p.id}`, true, () => {
+      this.#stmt(`UPDATE pods SET phase = ?, runtime = ? WHERE id = ?`).run(p.phase, JSON.stringify(p.runtime), p.id);
+    });
   }
 
   setPodPhase(id: string, phase: PodPhase): void {
-    this.#stmt(`UPDATE pods SET phase = ? WHERE id = ?`).run(phase, id);
+    this.#write(`record pod ${id} ${phase}`, true, () => {
+      this.#stmt(`UPDATE pods SET phase = ? WHERE id = ?`).run(phase, id);
+    });
   }
 
   getPod(id: string): PodRecord | undefined {
@@ -303,8 +346,10 @@ export class StateStore {
   }
 
   deletePod(id: string): void {
-    this.#stmt(`DELETE FROM pods WHERE id = ?`).run(id);
-    this.#podBudget.delete(id);
+    this.#write(`remove the record of pod ${id}`, true, () => {
+      this.#stmt(`DELETE FROM pods WHERE id = ?`).run(id);
+      this.#podBudget.delete(id);
+    });
   }
 
   // --- containers ------------------------------------------------------------------------------
@@ -314,35 +359,41 @@ export class StateStore {
    * ResourceExhausted past MAX_CONTAINERS or the list budget.
    */
   insertContainer(c: ContainerRecord): void {
-    const n = listedBytes(c);
-    this.#containerBudget.check(n);
-    try {
-      this.#stmt(`INSERT INTO containers (id, pod_id, name, attempt, phase, created_at, started_at, finished_at,
-        exit_code, reason, message, image_ref, image_id, log_path, config, runtime)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
-        c.id, c.podId, c.name, c.attempt, c.phase, c.createdAt, c.startedAt, c.finishedAt,
-        c.exitCode, c.reason, c.message, c.imageRef, c.imageId, c.logPath,
-        JSON.stringify(c.config), JSON.stringify(c.runtime));
-      this.#containerBudget.set(c.id, n);
-    } catch (err) {
-      if (/UNIQUE constraint failed: containers\.pod_id/.test((err as Error).message)) {
-        throw new NameConflict(`container ${c.name} attempt ${c.attempt} already exists in pod ${c.podId}`);
+    this.#write(`record container ${c.name}`, false, () => {
+      const n = listedBytes(c);
+      this.#containerBudget.check(n);
+      try {
+        this.#stmt(`INSERT INTO containers (id, pod_id, name, attempt, phase, created_at, started_at, finished_at,
+          exit_code, reason, message, image_ref, image_id, log_path, config, runtime)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+          c.id, c.podId, c.name, c.attempt, c.phase, c.createdAt, c.startedAt, c.finishedAt,
+          c.exitCode, c.reason, c.message, c.imageRef, c.imageId, c.logPath,
+          JSON.stringify(c.config), JSON.stringify(c.runtime));
+        this.#containerBudget.set(c.id, n);
+      } catch (err) {
+        if (/UNIQUE constraint failed: containers\.pod_id/.test((err as Error).message)) {
+          throw new NameConflict(`container ${c.name} attempt ${c.attempt} already exists in pod ${c.podId}`);
+        }
+        throw err;
       }
-      throw err;
-    }
+    });
   }
 
   /** Writes every mutable field of a container. */
   updateContainer(c: ContainerRecord): void {
-    this.#stmt(`UPDATE containers SET phase = ?, started_at = ?, finished_at = ?, exit_code = ?, reason = ?,
-      message = ?, log_path = ?, config = ?, runtime = ? WHERE id = ?`).run(
-      c.phase, c.startedAt, c.finishedAt, c.exitCode, c.reason, c.message, c.logPath,
-      JSON.stringify(c.config), JSON.stringify(c.runtime), c.id);
-    this.#containerBudget.update(c.id, listedBytes(c));
+    this.#write(`record container ${c.id}`, true, () => {
+      this.#stmt(`UPDATE containers SET phase = ?, started_at = ?, finished_at = ?, exit_code = ?, reason = ?,
+        message = ?, log_path = ?, config = ?, runtime = ? WHERE id = ?`).run(
+        c.phase, c.startedAt, c.finishedAt, c.exitCode, c.reason, c.message, c.logPath,
+        JSON.stringify(c.config), JSON.stringify(c.runtime), c.id);
+      this.#containerBudget.update(c.id, listedBytes(c));
+    });
   }
 
   setContainerPhase(id: string, phase: ContainerPhase): void {
-    this.#stmt(`UPDATE containers SET phase = ? WHERE id = ?`).run(phase, id);
+    this.#write(`record container ${id} ${phase}`, true, () => {
+      this.#stmt(`UPDATE containers SET phase = ? WHERE id = ?`).run(phase, id);
+    });
   }
 
   getContainer(id: string): ContainerRecord | undefined {
@@ -363,7 +414,9 @@ export class StateStore {
   }
 
   deleteContainer(id: string): void {
-    this.#stmt(`DELETE FROM containers WHERE id = ?`).run(id);
-    this.#containerBudget.delete(id);
+    this.#write(`remove the record of container ${id}`, true, () => {
+      this.#stmt(`DELETE FROM containers WHERE id = ?`).run(id);
+      this.#containerBudget.delete(id);
+    });
   }
 }
