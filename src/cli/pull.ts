@@ -45,7 +45,8 @@ const command: Command = {
     return await withClient(ctx, async (client) => {
       const done = await pullWithProgress(client, image, ctx, Boolean(ctx.flags.quiet));
       if (ctx.global.json) ctx.stdout.write(JSON.stringify(done) + '\n');
-      else ctx.stdout.write(`${done.repoDigests[0] ?? done.imageRef}\nImage ID: ${done.imageId}\n`);
+      // The digest of the repository pulled: repoDigests lists every repository sharing the image ID.
+      else ctx.stdout.write(`${done.repoDigest || done.imageRef}\nImage ID: ${done.imageId}\n`);
       return 0;
     });
   },

@@ -18,7 +18,7 @@ import type {
   PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse, StringMap,
 } from '../engine/types.ts';
 import type {
-  AttachRequest, AuthConfig, ExecRequest, Image, ImageFsInfoResponse, ImageStatusResponse, InfoResponse,
+  AttachRequest, AuthConfig, DiskUsageResponse, ExecRequest, Image, ImageFsInfoResponse, ImageStatusResponse, InfoResponse, PruneImagesResponse,
   LoadImageResponse, MetricDescriptor, PodSandboxMetrics, PullProgressEvent, RuntimeConfigResponse, StatusResponse,
   VersionResponse,
 } from './messages.ts';
@@ -240,6 +240,8 @@ export class CriClient {
   /** Loads an image archive from a path on the daemon's host. No default deadline. */
   loadImage(path: string, opts?: CallOptions): Promise<LoadImageResponse> { return this.#unary(this.#ext, 'loadImage', { path }, opts, null); }
   info(opts?: CallOptions): Promise<InfoResponse> { return this.#unary(this.#ext, 'info', {}, opts); }
+  diskUsage(opts?: CallOptions): Promise<DiskUsageResponse> { return this.#unary(this.#ext, 'diskUsage', {}, opts, null); }
+  pruneImages(all: boolean, opts?: CallOptions): Promise<PruneImagesResponse> { return this.#unary(this.#ext, 'pruneImages', { all }, opts, null); }
 }
 
 /**

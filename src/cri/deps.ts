@@ -55,12 +55,24 @@ export interface CriRegistryAuth { username?: string; password?: string; auth?: 
 
 /** The image service's API (src/image/image-service.ts). */
 export interface CriImages {
-  pull(ref: string, opts: { signal?: AbortSignal; onProgress?: (ev: CriPullProgress) => void; auth?: CriRegistryAuth }): Promise<CriImageRecord>;
+  pull(ref: string, opts: { signal?: AbortSignal; onProgress?: (ev: CriPullProgress) => void; auth?: CriRegistryAuth }): Promise<CriImageRecord & { pulledDigest?: string }>;
   get(refOrId: string): Promise<CriImageRecord | undefined> | CriImageRecord | undefined;
   list(): Promise<CriImageRecord[]> | CriImageRecord[];
   remove(refOrId: string): Promise<unknown>;
   load(path: string, opts: { signal?: AbortSignal }): Promise<CriImageRecord[]>;
   fsUsage(): Promise<{ mountpoint?: string; usedBytes?: number; inodesUsed?: number; bytes?: number; inodes?: number }>;
+  /** `bulkhead df` and `bulkhead system prune` (src/image/image-service.ts); absent = Unimplemented. */
+  diskUsage?(): Promise<CriDiskUsage>;
+  prune?(opts: { all: boolean; containers: ReadonlySet<string> }): Promise<{ removedImages: string[]; removedSnapshots: string[]; removedBlobs: number; reclaimedBytes: number }>;
+}
+
+export interface CriDiskUsage {
+  images: { id: string; repoTags: string[]; size: number; uniqueSize: number; containers: number }[];
+  imagesSize: number;
+  imagesReclaimable: number;
+  containers: { key: string; size: number }[];
+  unused: { count: number; size: number };
+  space: { mountpoint: string; totalBytes: number; availBytes: number; reserveBytes: number };
 }
 
 /** URLs for the streaming server (src/stream/); absent until it is wired in. */

@@ -67,7 +67,18 @@ export interface ImageFsInfoResponse { imageFilesystems: FilesystemUsage[]; cont
 // Bulkhead extension service
 
 export interface LayerProgress { id: string; status: string; current: number; total: number }
-export interface PullDone { imageRef: string; imageId: string; repoTags: string[]; repoDigests: string[]; size: number }
+export interface PullDone { imageRef: string; imageId: string; repoTags: string[]; repoDigests: string[]; size: number; repoDigest?: string }
+export interface DiskUsageRow { type: string; total: number; active: number; size: number; reclaimable: number }
+export interface DiskUsageResponse {
+  rows: DiskUsageRow[];
+  images: { id: string; repoTags: string[]; size: number; uniqueSize: number; containers: number }[];
+  containers: { id: string; name: string; image: string; state: string; size: number }[];
+  mountpoint: string;
+  fsTotal: number;
+  fsAvailable: number;
+  fsReserve: number;
+}
+export interface PruneImagesResponse { removedImages: string[]; removedSnapshots: string[]; removedBlobs: number; reclaimedBytes: number }
 /** One event of PullImageWithProgress: a layer update, or the final `done`. */
 export interface PullProgressEvent { layer?: LayerProgress | null; done?: PullDone | null; event?: 'layer' | 'done' }
 export interface LoadImageResponse { images: { id: string; repoTags: string[] }[] }

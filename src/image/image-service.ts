@@ -14,7 +14,7 @@ import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedErr
 import type { Logger } from '../util/log.ts';
 import { runChecked, run } from '../util/exec.ts';
 import { DEFAULT_IMAGE_CONFIG, SETTING, type ImageConfig } from './config.ts';
-import { diskFullError, ensureRoom, isDiskFull, fsSpace, mountpointOf, spaceAboveReserve } from './disk.ts';
+import { diskFullError, ensureRoom, isDiskFull, fsSpace, mountpointOf, spaceAboveReserve, type FsSpace } from './disk.ts';
 import { LocalContentStore } from './content/local-store.ts';
 import { chainIds, isDigest } from './digest.ts';
 import { SqliteImageStore, type ImageRecord, type LayerRecord, type OciImageConfig } from './image-store.ts';
@@ -60,6 +60,40 @@ export interface FsUsage {
   inodes: number;
 }
 
+/** A pulled image: its record, and the `repository@digest` this pull fetched (the record's repoDigests may name other repositories sharing its ID). */
+export type PulledImage = ImageRecord & { pulledDigest: string };
+
+export interface ImageDiskUsage {
+  id: string;
+  repoTags: string[];
+  /** Bytes on disk of its blobs and unpacked layers. */
+  size: number;
+  /** Of `size`, what no other image uses (freed by removing this image alone). */
+  uniqueSize: number;
+  /** Container snapshots on top of this image. */
+  containers: number;
+}
+
+export interface DiskUsage {
+  images: ImageDiskUsage[];
+  /** Distinct bytes all images use, and the bytes only unused images (no container) use. */
+  imagesSize: number;
+  imagesReclaimable: number;
+  /** Container writable layers (snapshot key = container ID) and their bytes. */
+  containers: { key: string; size: number }[];
+  /** Blobs and snapshots nothing uses (what gc() frees). */
+  unused: { count: number; size: number };
+  space: FsSpace;
+}
+
+export interface PruneResult {
+  removedImages: string[];
+  removedSnapshots: string[];
+  removedBlobs: number;
+  /** Bytes the image store shrank by. */
+  reclaimedBytes: number;
+}
+
 export interface ImageServiceOptions {
   root: string;
   registries: RegistryConfig;
@@ -74,7 +108,7 @@ export interface ImageServiceOptions {
 }
 
 export interface ImageService {
-  pull(ref: string, opts?: PullOptions): Promise<ImageRecord>;
+  pull(ref: string, opts?: PullOptions): Promise<PulledImage>;
   get(refOrId: string): Promise<ImageRecord | undefined>;
   list(): Promise<ImageRecord[]>;
   /**
@@ -97,6 +131,13 @@ export interface ImageService {
   gc(): Promise<GcResult>;
   /** Removes container snapshots (active/) whose key is not in `keep` (containers that no longer exist). */
   removeStaleRootfs(keep: ReadonlySet<string>): Promise<string[]>;
+  /** What images, container layers and unused data hold on disk (`bulkhead df`). */
+  diskUsage(): Promise<DiskUsage>;
+  /**
+   * Removes container snapshots whose key is not in `containers`, images no container uses
+   * (only untagged ones unless `all`), then runs GC (`bulkhead system prune`).
+   */
+  prune(opts: { all: boolean; containers: ReadonlySet<string> }): Promise<PruneResult>;
   fsUsage(): Promise<FsUsage>;
   close(): Promise<void>;
 }
@@ -223,7 +264,7 @@ class LocalImageService implements ImageService {
     this.log = opts.logger.child({ part: 'image' });
   }
 
-  async pull(refText: string, o: PullOptions = {}): Promise<ImageRecord> {
+  async pull(refText: string, o: PullOptions = {}): Promise<PulledImage> {
     const ref = parseReference(refText);
     const what = `pull ${formatReference(ref)}`;
     const lease = this.pins.lease();
@@ -245,7 +286,7 @@ class LocalImageService implements ImageService {
     try { await this.gc(); } catch (err) { this.log.warn('GC after a failed pull/load failed', { what, err: (err as Error).message }); }
   }
 
-  private async doPull(ref: ImageReference, o: PullOptions, lease: Lease): Promise<ImageRecord> {
+  private async doPull(ref: ImageReference, o: PullOptions, lease: Lease): Promise<PulledImage> {
     const ropts = { ...(o.signal ? { signal: o.signal } : {}), ...(o.auth ? { auth: o.auth } : {}) };
     const top = await this.registry.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', ropts);
     let manifestBytes = top.bytes;
@@ -272,7 +313,8 @@ class LocalImageService implements ImageService {
     const names = { tags: [] as string[], digests: [`${repositoryName(ref)}@${indexDigest ?? manifestDigest}`] };
     const t = tagName(ref);
     if (t) names.tags.push(t);
-    return await this.importManifest(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o, lease);
+    const rec = await this.importManifest(manifestBytes, manifestDigest, indexDigest, names, fetchBlob, o, lease);
+    return { ...rec, pulledDigest: names.digests[0]! };
   }
 
   private async downloadWithRetry(ref: ImageReference, digest: string, size: number, ropts: { signal?: AbortSignal; auth?: PullAuth }, onProgress?: (n: number) => void): Promise<void> {
@@ -586,6 +628,72 @@ class LocalImageService implements ImageService {
     };
     for (const p of paths) await visit(p, undefined);
     return { bytes, inodes };
+  }
+
+  async diskUsage(): Promise<DiskUsage> {
+    const imgs = this.images.list();
+    const active = await this.snapshots.active();
+    // Each blob and snapshot once: its bytes, and which images use it.
+    const items = new Map<string, { bytes: number; users: Set<string> }>();
+    const bytesOfBlob = async (d: string): Promise<number> => this.diskBytes(this.content.path(d));
+    const snapDirs = new Map((await this.snapshots.walk()).map((x) => [x.chainId, join(this.snapshots.root, x.id)]));
+    for (const img of imgs) {
+      const keys = [`b:${img.id}`, `b:${img.manifestDigest}`, ...(img.indexDigest ? [`b:${img.indexDigest}`] : []),
+        ...img.layers.map((l) => `b:${l.digest}`), ...img.layers.map((l) => `s:${l.chainId}`)];
+      for (const k of keys) {
+        let it = items.get(k);
+        if (!it) {
+          const bytes = k.startsWith('b:') ? await bytesOfBlob(k.slice(2)) : snapDirs.has(k.slice(2)) ? await this.diskBytes(snapDirs.get(k.slice(2))!) : 0;
+          it = { bytes, users: new Set() };
+          items.set(k, it);
+        }
+        it.users.add(img.id);
+      }
+    }
+    const usedBy = new Map<string, number>();
+    for (const img of imgs) {
+      const top = img.layers[img.layers.length - 1]?.chainId;
+      usedBy.set(img.id, active.filter((a) => a.parent === top).length);
+    }
+    const images: ImageDiskUsage[] = imgs.map((img) => {
+      let size = 0;
+      let uniqueSize = 0;
+      for (const it of items.values()) if (it.users.has(img.id)) { size += it.bytes; if (it.users.size === 1) uniqueSize += it.bytes; }
+      return { id: img.id, repoTags: img.repoTags, size, uniqueSize, containers: usedBy.get(img.id) ?? 0 };
+    });
+    let imagesSize = 0;
+    let imagesReclaimable = 0;
+    for (const it of items.values()) {
+      imagesSize += it.bytes;
+      if ([...it.users].every((id) => (usedBy.get(id) ?? 0) === 0)) imagesReclaimable += it.bytes;
+    }
+    const containers = await Promise.all(active.map(async (a) => ({ key: a.key, size: await this.diskBytes(join(this.snapshots.root, 'active', a.key)) })));
+    // Unused: blobs and snapshots no image references and no container snapshot sits on.
+    const keptChains = new Set<string>();
+    for (const a of active) {
+      let cur: string | undefined = a.parent;
+      while (cur && !keptChains.has(cur)) { keptChains.add(cur); cur = (await this.snapshots.stat(cur))?.parent; }
+    }
+    let count = 0;
+    let size = 0;
+    for (const b of await this.content.list()) if (!items.has(`b:${b.digest}`)) { count++; size += await bytesOfBlob(b.digest); }
+    for (const [chain, dir] of snapDirs) if (!items.has(`s:${chain}`) && !keptChains.has(chain)) { count++; size += await this.diskBytes(dir); }
+    return { images, imagesSize, imagesReclaimable, containers, unused: { count, size }, space: await fsSpace(this.opts.root, this.cfg) };
+  }
+
+  async prune(o: { all: boolean; containers: ReadonlySet<string> }): Promise<PruneResult> {
+    const before = await this.fsUsage();
+    const removedSnapshots = await this.removeStaleRootfs(o.containers);
+    const inUse = new Set((await this.snapshots.active()).map((a) => a.parent));
+    const removedImages: string[] = [];
+    for (const img of this.images.list()) {
+      if (inUse.has(img.layers[img.layers.length - 1]?.chainId ?? '')) continue;
+      if (!o.all && img.repoTags.length > 0) continue;
+      if (this.images.remove(img.id).imageGone) removedImages.push(img.id);
+    }
+    const g = await this.gc();
+    const after = await this.fsUsage();
+    return { removedImages, removedSnapshots, removedBlobs: g.blobs, reclaimedBytes: Math.max(0, before.bytes - after.bytes) };
   }
 
   async fsUsage(): Promise<FsUsage> {

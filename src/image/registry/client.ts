@@ -4,15 +4,17 @@
  * hosts configured insecure, manual redirects (credentials stay with the registry's own origin),
  * a manifest size cap, timeouts, AbortSignal and retries for transient failures.
  */
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RegistryConfig } from '../../daemon/config.ts';
 import {
-  AbortedError, BulkheadError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError,
+  AbortedError, BulkheadError, DeadlineExceededError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError,
 } from '../../errors.ts';
 import type { Logger } from '../../util/log.ts';
 import type { ImageReference } from '../reference.ts';
+import { SETTING } from '../config.ts';
 import { AuthFile, credentialsFromPullAuth, isLoopbackHost, parseChallenge, realmMayReceiveCredentials, type Credentials, type PullAuth } from './auth.ts';
 
 export const MANIFEST_MAX = 4 * 1024 * 1024;
@@ -43,7 +45,10 @@ export interface RegistryClientOptions {
   registries: RegistryConfig;
   logger: Logger;
   authFile?: AuthFile;
-  /** Per-request timeout for headers/small bodies; default 30 s. */
+  /**
+   * The registry timeout ([images] registry_timeout_ms; default 30 s): one request to one endpoint,
+   * retries included, must answer within it (a manifest's body too), and a blob body may not stall longer.
+   */
   timeoutMs?: number;
   /** Attempts for transient failures; default 3. */
   attempts?: number;
@@ -53,6 +58,52 @@ interface Session {
   ref: ImageReference;
   auth: PullAuth | undefined;
   signal: AbortSignal | undefined;
+  /** Aborts when the registry timeout for the current endpoint is over (set by withEndpoints). */
+  deadline?: AbortSignal;
+}
+
+/** A failed connection (fetch's "fetch failed") → what happened at which host:port and what to check. */
+function connectError(host: string, err: unknown): UnavailableError {
+  let code: string | undefined;
+  for (let e: unknown = err, depth = 0; e && depth < 5 && !code; e = (e as { cause?: unknown }).cause, depth++) {
+    code = (e as NodeJS.ErrnoException).code;
+    if (code !== undefined && !/^E[A-Z]+$/.test(code)) code = undefined;
+  }
+  const hostPort = /:\d+$/.test(host) ? host : `${host} (port 443 or 80)`;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new UnavailableError(`registry refused the connection at ${hostPort}: nothing listens there; check the registry host and port in the image name (or the [registries] mirrors) and that the registry is running`, { cause: err });
+    case 'ENOTFOUND': case 'EAI_AGAIN':
+      return new UnavailableError(`registry host ${host} cannot be resolved (DNS); check the image name and the node's resolver`, { cause: err });
+    case 'ECONNRESET': case 'EPIPE':
+      return new UnavailableError(`registry at ${hostPort} closed the connection; check that it speaks ${'HTTP'} on that port (TLS vs plain HTTP: [registries] insecure)`, { cause: err });
+    case 'EHOSTUNREACH': case 'ENETUNREACH':
+      return new UnavailableError(`registry at ${hostPort} is unreachable (no route); check the node's network`, { cause: err });
+    default: {
+      const detail = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+      return new UnavailableError(`request to registry ${hostPort} failed: ${detail}`, { cause: err });
+    }
+  }
+}
+
+/**
+ * `src` with a stall bound: when the consumer is waiting for data and none has come for `ms`, the
+ * stream fails with `error()`. A slow consumer (a busy disk) is not a stall.
+ */
+function stallGuard(src: Readable, ms: number, error: () => Error): Readable {
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  let last = Date.now();
+  const tick = setInterval(() => {
+    if (out.readableLength >= out.readableHighWaterMark || out.writableNeedDrain) { last = Date.now(); return; }
+    if (Date.now() - last > ms) { const e = error(); src.destroy(e); out.destroy(e); }
+  }, Math.max(50, Math.min(1000, Math.floor(ms / 4))));
+  tick.unref();
+  src.on('data', () => { last = Date.now(); });
+  const stop = (): void => clearInterval(tick);
+  out.once('close', stop);
+  src.once('close', stop);
+  pipeline(src, out).catch(() => { /* errors reach the consumer through out */ });
+  return out;
 }
 
 /** Host part used on the wire for a reference's domain. */
@@ -117,7 +168,7 @@ export class RegistryClient {
     const cached = this.tokens.get(tokenKey);
     if (!authHeader && cached && cached.expires > Date.now()) authHeader = cached.value;
     for (let round = 0; round < 2; round++) {
-      const res = await this.followRedirects(new URL(`${ep.base}/v2/${path}`), origin, headers, authHeader, s.signal, streaming);
+      const res = await this.followRedirects(new URL(`${ep.base}/v2/${path}`), origin, headers, authHeader, s.signal, streaming, s.deadline);
       if (res.status !== 401 || round === 1) return res;
       const challenge = parseChallenge(res.headers.get('www-authenticate'));
       await res.body?.cancel().catch(() => {});
@@ -135,31 +186,35 @@ export class RegistryClient {
     throw new PermissionDeniedError(`registry ${origin.host} refused the credentials for ${s.ref.path}`);
   }
 
-  private async followRedirects(url: URL, origin: URL, headers: Record<string, string>, authHeader: string | undefined, signal: AbortSignal | undefined, streaming: boolean): Promise<Response> {
+  private async followRedirects(url: URL, origin: URL, headers: Record<string, string>, authHeader: string | undefined, signal: AbortSignal | undefined, streaming: boolean, deadline: AbortSignal | undefined): Promise<Response> {
     let current = url;
     for (let hop = 0; hop < 6; hop++) {
       const h: Record<string, string> = { ...headers, 'user-agent': 'bulkhead/0.1' };
       // Credentials only ever go to the registry's own origin (scheme, host and port).
       if (authHeader && current.origin === origin.origin) h.authorization = authHeader;
-      // Streams run as long as data flows; only the headers are under the timeout.
+      // The deadline covers the headers, and a small body (manifest) too; a stream's body has the stall guard instead.
       const ctl = new AbortController();
-      const headerTimer = setTimeout(() => ctl.abort(new UnavailableError(`no answer from ${current.host} within ${this.timeoutMs} ms`)), this.timeoutMs);
       const onAbort = (): void => ctl.abort(signal?.reason);
+      const onDeadline = (): void => ctl.abort(deadline?.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
+      deadline?.addEventListener('abort', onDeadline, { once: true });
+      if (deadline?.aborted) onDeadline();
       let res: Response;
       try {
         res = await fetch(current, { headers: h, redirect: 'manual', signal: ctl.signal });
       } catch (err) {
         signal?.removeEventListener('abort', onAbort);
+        deadline?.removeEventListener('abort', onDeadline);
         if (signal?.aborted) throw new AbortedError('registry request aborted', { cause: err });
-        throw new UnavailableError(`request to ${current.host} failed: ${(err as Error).message}`, { cause: err });
-      } finally {
-        clearTimeout(headerTimer);
+        if (deadline?.aborted) throw err; // withEndpoints says which timeout
+        throw connectError(current.host, err);
       }
+      if (streaming) deadline?.removeEventListener('abort', onDeadline);
       if (!streaming) signal?.removeEventListener('abort', onAbort);
       if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
         await res.body?.cancel().catch(() => {});
         signal?.removeEventListener('abort', onAbort);
+        deadline?.removeEventListener('abort', onDeadline);
         const next = new URL(res.headers.get('location')!, current);
         if (next.protocol === 'http:' && !this.plainHttpAllowed(next.host)) throw new PermissionDeniedError(`registry redirected to plain HTTP at ${next.host}, which is neither loopback nor configured insecure`);
         if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new PermissionDeniedError(`registry redirected to unsupported scheme ${next.protocol}`);
@@ -185,14 +240,15 @@ export class RegistryClient {
     } else if (creds) {
       this.log.warn('not sending registry credentials to a token realm on another host', { registry: origin.host, realm: realm.host });
     }
-    const signals = [AbortSignal.timeout(this.timeoutMs)];
+    const signals = [s.deadline ?? AbortSignal.timeout(this.timeoutMs)];
     if (s.signal) signals.push(s.signal);
     let res: Response;
     try {
       res = await fetch(realm, { headers, redirect: 'error', signal: AbortSignal.any(signals) });
     } catch (err) {
       if (s.signal?.aborted) throw new AbortedError('token request aborted', { cause: err });
-      throw new UnavailableError(`token request to ${realm.host} failed: ${(err as Error).message}`, { cause: err });
+      if (s.deadline?.aborted) throw err;
+      throw connectError(realm.host, err);
     }
     const text = await readCapped(res, 1024 * 1024, 'token response');
     if (res.status === 401 || res.status === 403) throw new PermissionDeniedError(`token service ${realm.host} refused ${creds ? 'the credentials' : 'anonymous access'} for ${s.ref.path} (HTTP ${res.status})`);
@@ -205,21 +261,33 @@ export class RegistryClient {
     return { value, expires: Date.now() + Math.max(ttl - 10, 5) * 1000 };
   }
 
-  /** Runs `fn` per endpoint with retries; the first success wins. */
-  private async withEndpoints<T>(s: Session, what: string, fn: (ep: Endpoint) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` per endpoint with retries; the first success wins. Each endpoint has the registry
+   * timeout for all its attempts, so the time a caller waits is what the message says.
+   */
+  private async withEndpoints<T>(s0: Session, what: string, fn: (ep: Endpoint, s: Session) => Promise<T>): Promise<T> {
     let lastErr: unknown;
-    for (const ep of this.endpoints(s.ref.domain)) {
+    for (const ep of this.endpoints(s0.ref.domain)) {
+      const deadline = AbortSignal.timeout(this.timeoutMs);
+      const s: Session = { ...s0, deadline };
+      const wait = s0.signal ? AbortSignal.any([s0.signal, deadline]) : deadline;
       for (let attempt = 0; attempt < this.attempts; attempt++) {
         if (s.signal?.aborted) throw new AbortedError(`${what} aborted`);
         try {
-          return await fn(ep);
+          if (deadline.aborted) throw new AbortedError('deadline');
+          return await fn(ep, s);
         } catch (err) {
           lastErr = err;
+          if (deadline.aborted && !s.signal?.aborted) {
+            const host = new URL(ep.base).host;
+            lastErr = new DeadlineExceededError(`registry ${host} did not answer within ${this.timeoutMs} ms (${what}; setting ${SETTING.registryTimeout}): check that the registry at ${host} is up and answering, or raise the setting`, { cause: err });
+            break;
+          }
           const code = err instanceof BulkheadError ? err.code : 'Internal';
           if (code === 'Aborted' || code === 'InvalidArgument' || code === 'ResourceExhausted') throw err;
           if (code !== 'Unavailable') break; // NotFound / PermissionDenied: try the next endpoint
           this.log.debug('registry request failed; retrying', { what, endpoint: new URL(ep.base).host, attempt, err: (err as Error).message });
-          await sleep(100 * 2 ** attempt, undefined, s.signal ? { signal: s.signal } : {}).catch(() => {});
+          await sleep(100 * 2 ** attempt, undefined, { signal: wait }).catch(() => {});
         }
       }
       if (!ep.isOrigin) this.log.info('mirror could not serve; trying next endpoint', { what, mirror: new URL(ep.base).host });
@@ -229,9 +297,9 @@ export class RegistryClient {
 
   /** Fetches a manifest or index by tag or digest (verifying the digest). */
   async getManifest(ref: ImageReference, reference: string, opts: { signal?: AbortSignal; auth?: PullAuth } = {}): Promise<FetchedManifest> {
-    const s: Session = { ref, auth: opts.auth, signal: opts.signal };
+    const s0: Session = { ref, auth: opts.auth, signal: opts.signal };
     const what = `manifest ${ref.domain}/${ref.path}:${reference}`;
-    return await this.withEndpoints(s, what, async (ep) => {
+    return await this.withEndpoints(s0, what, async (ep, s) => {
       const res = await this.exchange(s, ep, `${ref.path}/manifests/${reference}`, { accept: ACCEPT }, false);
       checkStatus(res, what, ep);
       const len = Number(res.headers.get('content-length') ?? '-1');
@@ -255,9 +323,9 @@ export class RegistryClient {
 
   /** Opens a blob from `offset` (Range); `offset` in the answer is where the stream really starts. */
   async openBlob(ref: ImageReference, digest: string, offset: number, opts: { signal?: AbortSignal; auth?: PullAuth } = {}): Promise<{ stream: Readable; offset: number; size: number }> {
-    const s: Session = { ref, auth: opts.auth, signal: opts.signal };
+    const s0: Session = { ref, auth: opts.auth, signal: opts.signal };
     const what = `blob ${digest} of ${ref.domain}/${ref.path}`;
-    return await this.withEndpoints(s, what, async (ep) => {
+    return await this.withEndpoints(s0, what, async (ep, s) => {
       const headers: Record<string, string> = {};
       if (offset > 0) headers.range = `bytes=${offset}-`;
       const res = await this.exchange(s, ep, `${ref.path}/blobs/${digest}`, headers, true);
@@ -265,7 +333,9 @@ export class RegistryClient {
       if (!res.body) throw new UnavailableError(`${what}: empty answer`);
       const start = res.status === 206 ? offset : 0;
       const size = Number(res.headers.get('content-length') ?? '-1');
-      const stream = Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>, { highWaterMark: 1024 * 1024 });
+      const host = new URL(ep.base).host;
+      const stream = stallGuard(Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>, { highWaterMark: 1024 * 1024 }), this.timeoutMs,
+        () => new DeadlineExceededError(`registry ${host} sent no data for ${this.timeoutMs} ms (${what}; setting ${SETTING.registryTimeout}): check the registry and the network, or raise the setting`));
       return { stream, offset: start, size: size >= 0 ? start + size : -1 };
     });
   }
