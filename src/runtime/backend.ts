@@ -252,6 +252,8 @@ export interface BackendOptions {
   runtimeArgs?: string[];
   /** Bulkhead's state root (config.root). */
   root?: string;
+  /** Node-wide cache shared by every daemon (probe results); default /var/cache/bulkhead. */
+  cacheDir?: string;
   /** The raw `[vm]` config section (validated by the microvm backend: `assets`). */
   vm?: unknown;
   logger: import('../util/log.ts').Logger;

@@ -4,7 +4,53 @@
  * classify a failed run into a typed error by its stderr in one place per tool.
  */
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { DeadlineExceededError, AbortedError, UnavailableError } from '../errors.ts';
+
+/** Parent pid of `pid` from /proc/<pid>/stat, or undefined when it is gone. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) may hold spaces and parentheses: fields restart after the last ')'
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isInteger(ppid) ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `pid` and every process below it, parents before children. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    const p = Number(name);
+    if (!Number.isInteger(p) || p <= 0) continue;
+    const pp = parentOf(p);
+    if (pp === undefined) continue;
+    const list = children.get(pp);
+    if (list) list.push(p); else children.set(pp, [p]);
+  }
+  const out: number[] = [];
+  const todo = [pid];
+  while (todo.length > 0) {
+    const p = todo.shift()!;
+    out.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/**
+ * SIGKILLs `pid` and everything it started that is still below it. A tool killed alone leaves its
+ * helpers behind (runsc's sandbox and gofer under a hung `runsc do` span a session of their own,
+ * so a process-group kill misses them); the tree is read first and children are killed before
+ * they can be reparented.
+ */
+export function killTree(pid: number): void {
+  for (const p of processTree(pid).reverse()) {
+    try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
+  }
+}
 
 export interface RunOptions {
   /** Milliseconds before the process is killed with SIGKILL; default 60 s. */
@@ -15,6 +61,11 @@ export interface RunOptions {
   cwd?: string;
   /** Cap on captured stdout/stderr bytes each (the rest is dropped); default 16 MiB. */
   maxOutput?: number;
+  /**
+   * The command is SIGKILLed by the kernel if this process dies first (util-linux `setpriv
+   * --pdeathsig`), for probes that may hang: a daemon killed mid-probe leaves nothing running.
+   */
+  dieWithParent?: boolean;
 }
 
 export interface RunResult {
@@ -30,7 +81,8 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   const maxOutput = opts.maxOutput ?? 16 * 1024 * 1024;
   opts.signal?.throwIfAborted();
   return await new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(cmd, args, {
+    const [file, argv] = opts.dieWithParent ? ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+    const child = spawn(file, argv, {
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       env: opts.env ?? process.env,
       cwd: opts.cwd,
@@ -42,8 +94,18 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     child.stdout!.on('data', (b: Buffer) => { if (outLen < maxOutput) { out.push(b); outLen += b.length; } });
     child.stderr!.on('data', (b: Buffer) => { if (errLen < maxOutput) { err.push(b); errLen += b.length; } });
     let timedOut = false;
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, timeoutMs);
-    const onAbort = (): void => { child.kill('SIGKILL'); };
+    // A killed run also ends what it started; its output pipes may still be held by a process
+    // that escaped the tree, so they are closed shortly after the child itself is gone.
+    let killed = false;
+    const kill = (): void => {
+      killed = true;
+      if (child.pid !== undefined) killTree(child.pid); else child.kill('SIGKILL');
+    };
+    child.on('exit', () => {
+      if (killed) setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, 1000).unref();
+    });
+    const timer = setTimeout(() => { timedOut = true; kill(); }, timeoutMs);
+    const onAbort = kill;
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.input !== undefined && child.stdin) {
       child.stdin.on('error', () => { /* the child may exit before reading its input */ });

@@ -4,7 +4,10 @@
  * are sub-containers inside it (CRI annotations), each under its own conmon through the shim in
  * ./subcontainer-shim.ts, which conmon and the driver run in place of runsc. Platform detection
  * tries systrap, kvm, ptrace by really running a tiny sandbox with each and remembers the first
- * that works in `<runDir>/platform.json`.
+ * that works in `<runDir>/platform.json` (the flags this daemon's sandboxes run with) and, for
+ * every later daemon on this boot of the node, in `<cacheDir>/runsc-probe.json`. On a host whose
+ * /dev/kvm exists but cannot run guests (a nested PVM host), `runsc do --platform=kvm` never
+ * returns; its probe has a short deadline of its own and is killed with its sandbox and gofer.
  *
  * Debian's 2022 runsc treats every network namespace as the host's and refuses
  * `--network=sandbox` ("cannot run with network enabled in root network namespace"); then the
@@ -24,10 +27,10 @@
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
  * ends the whole sandbox).
  */
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { release, tmpdir } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
@@ -42,6 +45,14 @@ import { readCgroupStats } from '../cgroup-stats.ts';
 import { shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
+/**
+ * How long a platform probe may take. A working platform answers `runsc do … exit 7` in ~0.5 s
+ * (ptrace here, on a quiet host); kvm on a host that cannot run guests spins until killed, and
+ * every fresh daemon paid the whole deadline before ptrace was tried.
+ */
+const PROBE_TIMEOUT_MS: Record<(typeof PLATFORMS)[number], number> = { systrap: 10_000, kvm: 8_000, ptrace: 20_000 };
+/** Where probe results are shared by every daemon of this node (overridden by BackendOptions.cacheDir). */
+const DEFAULT_CACHE_DIR = '/var/cache/bulkhead';
 /**
  * Names a sub-container's own PID namespace in its spec. runsc only compares these strings between
  * containers of one sandbox (it opens nothing), so any unique absolute path would do.
@@ -402,7 +413,16 @@ export class GvisorBackend extends ConmonBackend {
       if (cached.version === version && cached.ociSeccomp !== undefined) this.detected = cached;
     } catch { /* detect */ }
     if (!this.detected) {
-      const det = await this.detect(version, signal);
+      const nodeCache = join(this.opts.cacheDir ?? DEFAULT_CACHE_DIR, 'runsc-probe.json');
+      const key = await this.probeKey(version);
+      const shared = await readFile(nodeCache, 'utf8').then((t) => JSON.parse(t) as { key?: string; detected?: Detected }, () => undefined);
+      let det: Detected | { reason: string; tried: Record<string, string> };
+      if (shared?.key === key && shared.detected?.version === version && shared.detected.ociSeccomp !== undefined) {
+        det = shared.detected;
+      } else {
+        det = await this.detect(version, signal);
+        if (!('reason' in det)) await writeAtomic(nodeCache, JSON.stringify({ key, detected: det })).catch(() => { /* a cache only */ });
+      }
       if ('reason' in det) return { available: false, reason: det.reason, details: { runtimeVersion: version, ...det.tried } };
       this.detected = det;
       await mkdir(this.opts.runDir, { recursive: true, mode: 0o700 });
@@ -425,6 +445,17 @@ export class GvisorBackend extends ConmonBackend {
     };
   }
 
+  /**
+   * What a shared probe result depends on: the runsc binary, the kernel and this boot (a module
+   * loaded or /dev/kvm made usable after a reboot is probed again).
+   */
+  private async probeKey(version: string): Promise<string> {
+    const bin = resolveBinary(this.bin);
+    const st = await stat(bin).catch(() => undefined);
+    const boot = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '');
+    return JSON.stringify([bin, st?.size ?? 0, st?.mtimeMs ?? 0, version, release(), boot.trim()]);
+  }
+
   private async detect(version: string, signal?: AbortSignal): Promise<Detected | { reason: string; tried: Record<string, string> }> {
     const tried: Record<string, string> = {};
     const work = await mkdtemp(join(tmpdir(), 'bulkhead-runsc-probe-'));
@@ -432,7 +463,7 @@ export class GvisorBackend extends ConmonBackend {
       let platform: string | undefined;
       for (const p of PLATFORMS) {
         const r = await run(this.bin, ['--root', join(work, 'state-' + p), `--platform=${p}`, '--network=none', 'do', '/bin/sh', '-c', 'exit 7'], {
-          timeoutMs: 20_000, ...(signal ? { signal } : {}),
+          timeoutMs: PROBE_TIMEOUT_MS[p], dieWithParent: true, ...(signal ? { signal } : {}),
         }).catch((e: Error) => ({ code: null, stderr: e.message, stdout: '', signal: null }));
         if (r.code === 7) { platform = p; tried[`probe.${p}`] = 'works'; break; }
         tried[`probe.${p}`] = runtimeMessage(r.stderr) || `exit ${r.code}`;
@@ -467,7 +498,7 @@ export class GvisorBackend extends ConmonBackend {
       };
       await writeFile(join(work, 'config.json'), JSON.stringify(spec));
       const r = await run(this.bin, ['--root', state, `--platform=${platform}`, '--network=sandbox', 'run', '--bundle', work, id], {
-        timeoutMs: 30_000, ...(signal ? { signal } : {}),
+        timeoutMs: 30_000, dieWithParent: true, ...(signal ? { signal } : {}),
       });
       if (r.code === 0) return { network: 'sandbox' };
       return { network: 'host', networkNote: `--network=sandbox refused: ${runtimeMessage(r.stderr)}` };
@@ -478,6 +509,13 @@ export class GvisorBackend extends ConmonBackend {
       await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});
     }
   }
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode: 0o644 });
+  await rename(tmp, path);
 }
 
 interface StatsEventData {
