@@ -49,9 +49,10 @@ import { existsSync } from 'node:fs';
 import { join, isAbsolute, normalize, sep } from 'node:path';
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
+import { availableParallelism } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import {
-  AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, isNotFound,
+  AbortedError, AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, isNotFound,
 } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
@@ -60,6 +61,7 @@ import type { PodNetwork, PodNetworkRequest, NetworkMode, PortProtocol } from '.
 import { FAIL_CLOSED, readDecision, type PodDecisionRecord } from '../policy/decision.ts';
 import { StateStore, NameConflict, type PodRecord, type ContainerRecord, type PodRuntimeInfo, type ContainerRuntimeInfo } from './store.ts';
 import { KeyedMutex } from './mutex.ts';
+import { KeyReservations, Slots } from './pod-creation.ts';
 import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
@@ -122,6 +124,8 @@ export interface EngineOptions {
   seccompProfileRoot?: string;
   /** Host paths are checked at mount time against this; default: kubelet root /var/lib/kubelet, the dangerous paths plus root and runDir. */
   hostPathGuard?: HostPathGuard;
+  /** RunPodSandbox calls doing their expensive part at once; default 2 per CPU, 2..8. Others queue. */
+  podCreationParallelism?: number;
 }
 
 /** Cgroup parents a pod may name: Bulkhead's own and the kubelet's (cgroupfs driver). */
@@ -186,6 +190,11 @@ export class Engine {
   readonly #log: Logger;
   readonly #store: StateStore;
   readonly #locks = new KeyedMutex();
+  /** RunPodSandbox admission: bounded parallelism, one attempt per pod name in flight. */
+  readonly #podSlots: Slots;
+  readonly #podNames = new KeyReservations();
+  /** Pods being created: Stop/RemovePodSandbox cancel them and wait for the rollback. */
+  readonly #creating = new Map<string, { abort: AbortController; done: Promise<void> }>();
   readonly #network: PodNetwork;
   readonly #fallbackNetwork: LoopbackPodNetwork;
   readonly #events = new EventEmitter();
@@ -206,6 +215,7 @@ export class Engine {
     this.#fallbackNetwork = new LoopbackPodNetwork(this.#log, opts.pinNamespaces === false ? undefined : () => ensurePinns(opts.helperDir));
     this.#network = opts.network ?? this.#fallbackNetwork;
     this.#events.setMaxListeners(0);
+    this.#podSlots = new Slots(opts.podCreationParallelism ?? Math.min(8, Math.max(2, 2 * availableParallelism())), 4096, 'RunPodSandbox');
   }
 
   // =============================================================================================
@@ -367,11 +377,23 @@ export class Engine {
     return b;
   }
 
-  #resolvePod(idOrPrefix: string): PodRecord {
+  /** A settled pod (or, with `creating`, one being created too: status reads it as NOTREADY). */
+  #resolvePod(idOrPrefix: string, opts: { creating?: boolean } = {}): PodRecord {
     const id = resolveId('pod sandbox', idOrPrefix, (p) => this.#store.podIdsWithPrefix(p));
     const p = this.#store.getPod(id);
-    if (!p || p.phase === 'creating' || p.phase === 'removing') throw new NotFoundError(`pod sandbox ${idOrPrefix} not found`);
+    if (!p || (p.phase === 'creating' && !opts.creating) || p.phase === 'removing') throw new NotFoundError(`pod sandbox ${idOrPrefix} not found`);
     return p;
+  }
+
+  /** When `idOrPrefix` names a pod still being created, cancels that creation and waits for its rollback. */
+  async #cancelCreation(idOrPrefix: string): Promise<void> {
+    if (this.#creating.size === 0) return;
+    let id: string;
+    try { id = resolveId('pod sandbox', idOrPrefix, (p) => this.#store.podIdsWithPrefix(p)); } catch { return; }
+    const c = this.#creating.get(id);
+    if (!c) return;
+    c.abort.abort(new AbortedError(`pod sandbox ${id} was stopped or removed while being created`));
+    await c.done;
   }
 
   #podNetworkMode(config: cri.PodSandboxConfig, opts: RunPodOptions): NetworkMode {
@@ -417,9 +439,29 @@ export class Engine {
     const hostname = config.hostname ?? '';
     if (hostname) validateHostname(hostname);
     const mode = this.#podNetworkMode(config, opts);
-    const signal = opts.signal ?? this.#closing.signal;
+    const callerSignal = opts.signal ? AbortSignal.any([opts.signal, this.#closing.signal]) : this.#closing.signal;
+    // One attempt per pod name in flight: the kubelet's retry of a call it gave up on waits here
+    // until that call is done or rolled back. Then a bounded number of creations run at once; a
+    // call whose client goes away while it waits has made nothing.
+    const unreserve = await this.#podNames.reserve(`${md.namespace}\0${md.name}\0${md.attempt ?? 0}`, callerSignal);
+    let releaseSlot: (() => void) | undefined;
+    try {
+      releaseSlot = await this.#podSlots.acquire(callerSignal);
+      return await this.#createPod(config, { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0 }, handler, backend, hostname, mode, callerSignal, opts);
+    } finally {
+      releaseSlot?.();
+      unreserve();
+    }
+  }
 
+  async #createPod(
+    config: cri.PodSandboxConfig, md: { name: string; namespace: string; uid: string; attempt: number }, handler: string,
+    backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions,
+  ): Promise<string> {
     const id = newId();
+    // Aborted by the caller (deadline, cancel), the daemon closing, or Stop/RemovePodSandbox.
+    const cancel = new AbortController();
+    const signal = AbortSignal.any([callerSignal, cancel.signal]);
     const podDir = join(this.#opts.runDir, 'pods', id);
     const logLoc = this.#logRootOf(config.logDirectory || join(this.#opts.root, 'logs', id));
     const logDirectory = join(logLoc.root, ...logLoc.parts);
@@ -437,13 +479,17 @@ export class Engine {
       id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,
       phase: 'creating', createdAt: nowNs(), config, runtime,
     };
+    let settled!: () => void;
+    const done = new Promise<void>((r) => { settled = r; });
     return await this.#locks.with(id, async () => {
       try {
         this.#store.insertPod(rec);
       } catch (err) {
+        settled();
         if (err instanceof NameConflict) throw new AlreadyExistsError(err.message);
         throw err;
       }
+      this.#creating.set(id, { abort: cancel, done });
       try {
         // Independent steps run side by side; every one is settled before an error is thrown, so
         // the cleanup below never races a half-finished step (e.g. a netns still being made).
@@ -457,6 +503,7 @@ export class Engine {
         runtime.netnsPath = net.netnsPath ?? '';
         runtime.ips = net.ips;
         this.#store.updatePod(rec);
+        signal.throwIfAborted();
         const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
         if (pins) {
           await mkdir(join(podDir, 'ns'), { mode: 0o700 });
@@ -470,6 +517,7 @@ export class Engine {
           });
           runtime.namespacePaths = { ...(pins.ipc ? { ipc: pins.ipc } : {}), ...(pins.uts ? { uts: pins.uts } : {}) };
         }
+        signal.throwIfAborted();
         if (runtime.pauseId) {
           const pauseRootfs = pauseR;
           const spec = await buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseRootfs, files });
@@ -478,6 +526,7 @@ export class Engine {
             id: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, spec, pod: podRef,
             logPath: join(podDir, 'pause.log'), signal,
           });
+          signal.throwIfAborted();
           await backend.start(runtime.pauseId, signal);
           if (backend.podModel.joinInfraNamespaces && pid > 0) {
             runtime.namespacePaths = { ipc: `/proc/${pid}/ns/ipc`, uts: `/proc/${pid}/ns/uts`, pid: `/proc/${pid}/ns/pid` };
@@ -488,14 +537,26 @@ export class Engine {
           this.#watchPause(id, runtime.pauseId, backend);
         }
         runtime.backendState.files = files;
+        // a caller that went away during the last step gets nothing, so nothing may stay
+        signal.throwIfAborted();
         rec.phase = 'ready';
         this.#store.updatePod(rec);
         this.#log.info('pod sandbox ready', { pod: id, name: `${md.namespace}/${md.name}`, handler });
         return id;
       } catch (err) {
         this.#log.warn('pod sandbox creation failed; cleaning up', { pod: id, err });
-        await this.#destroyPod(rec, this.#closing.signal).catch((e: unknown) => this.#log.error('cleanup after failed pod creation failed', { pod: id, err: e }));
+        try {
+          await this.#destroyPod(rec, this.#closing.signal);
+        } catch (e) {
+          // Never a hidden half-made record that holds the name: what could not be undone is a
+          // NOTREADY pod, listed, that RemovePodSandbox (the kubelet's next step) retries.
+          this.#log.error('cleanup after failed pod creation failed; the pod stays NOTREADY for RemovePodSandbox', { pod: id, err: e });
+          if (this.#store.getPod(id)) { rec.phase = 'notready'; this.#store.updatePod(rec); }
+        }
         throw err;
+      } finally {
+        this.#creating.delete(id);
+        settled();
       }
     });
   }
@@ -534,6 +595,7 @@ export class Engine {
 
   /** CRI StopPodSandbox: kills every container and the pause process, frees the network. Idempotent. */
   async stopPodSandbox(idOrPrefix: string, signal?: AbortSignal): Promise<void> {
+    await this.#cancelCreation(idOrPrefix);
     let p: PodRecord;
     try { p = this.#resolvePod(idOrPrefix); } catch (err) { if (isNotFound(err)) return; throw err; }
     const sig = signal ?? this.#closing.signal;
@@ -576,6 +638,7 @@ export class Engine {
 
   /** CRI RemovePodSandbox: removes the pod and all its containers. Idempotent. */
   async removePodSandbox(idOrPrefix: string, signal?: AbortSignal): Promise<void> {
+    await this.#cancelCreation(idOrPrefix);
     let p: PodRecord;
     try { p = this.#resolvePod(idOrPrefix); } catch (err) { if (isNotFound(err)) return; throw err; }
     const sig = signal ?? this.#closing.signal;
@@ -669,7 +732,7 @@ export class Engine {
 
   /** CRI PodSandboxStatus. */
   async podSandboxStatus(idOrPrefix: string, verbose = false): Promise<cri.PodSandboxStatusResponse> {
-    const p = this.#resolvePod(idOrPrefix);
+    const p = this.#resolvePod(idOrPrefix, { creating: true });
     const info: cri.StringMap = {};
     if (verbose) {
       info.info = JSON.stringify({
@@ -702,7 +765,8 @@ export class Engine {
   listPodSandbox(filter?: cri.PodSandboxFilter | null): cri.PodSandbox[] {
     const out: cri.PodSandbox[] = [];
     for (const p of this.#store.listPods()) {
-      if (p.phase === 'creating' || p.phase === 'removing') continue;
+      // a pod being created is listed NOTREADY (never hidden); one being removed is gone
+      if (p.phase === 'removing') continue;
       if (filter?.id && !p.id.startsWith(filter.id)) continue;
       const st = this.#podStatusOf(p);
       if (filter?.state && (filter.state.state ?? 'SANDBOX_READY') !== st.state) continue;

@@ -167,3 +167,83 @@ test('ListPodSandbox stays under a 16 MiB client limit however many large pods a
   made.push(await c.runPodSandbox(podConfig('fill-again', { annotations: ann })));
   for (const id of made) await c.removePodSandbox(id);
 });
+
+/** Version latencies (ms) sampled every 50 ms until `stop` aborts. */
+async function sampleVersion(stop: AbortSignal): Promise<number[]> {
+  const out: number[] = [];
+  while (!stop.aborted) {
+    const t = performance.now();
+    await d.client.version({ timeoutMs: 30_000 });
+    out.push(performance.now() - t);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return out;
+}
+
+const FLOOD = Number(process.env.BULKHEAD_FLOOD ?? 200);
+
+test(`a flood of ${FLOOD} concurrent RunPodSandbox calls: Version answers within 1 s; afterwards each pod is READY or does not exist, and a retry of every failed one succeeds`, async () => {
+  const c = d.client;
+  const ns = `flood-${randomUUID().slice(0, 8)}`;
+  // warm up (the first pod of a fresh root builds the pause rootfs)
+  await c.removePodSandbox(await c.runPodSandbox(podConfig(`warm-${randomUUID().slice(0, 8)}`)));
+  const configs = Array.from({ length: FLOOD }, (_, i) => podConfig(`p${i}`, { metadata: { name: `p${i}`, namespace: ns, uid: randomUUID(), attempt: 0 } }));
+  const stop = new AbortController();
+  const sampling = sampleVersion(stop.signal);
+  const t0 = performance.now();
+  // a short client deadline, as the kubelet's, so that some calls are cancelled mid-creation
+  const results = await Promise.allSettled(configs.map((cfg) => c.runPodSandbox(cfg, '', { timeoutMs: 8_000 })));
+  const floodMs = performance.now() - t0;
+  stop.abort();
+  const lat = (await sampling).sort((a, b) => a - b);
+  const ok = results.filter((r) => r.status === 'fulfilled').length;
+  const failed = results.flatMap((r) => r.status === 'rejected' ? [r.reason as BulkheadError] : []);
+  const codes: Record<string, number> = {};
+  for (const e of failed) codes[e.code] = (codes[e.code] ?? 0) + 1;
+  console.log(`flood ${FLOOD}: ${ok} made in ${Math.round(floodMs)} ms, failed ${JSON.stringify(codes)}; Version p50 ${Math.round(lat[Math.floor(lat.length / 2)] ?? 0)} ms, max ${Math.round(lat.at(-1) ?? 0)} ms over ${lat.length} calls`);
+  assert.ok((lat.at(-1) ?? 0) < 1000, `Version took ${Math.round(lat.at(-1) ?? 0)} ms during the flood`);
+  // queued, the flood makes progress within the deadline (all at once, on main, none finished)
+  assert.ok(ok > 0, 'no RunPodSandbox of the flood finished within its deadline');
+  for (const e of failed) assert.ok(['DeadlineExceeded', 'Aborted', 'ResourceExhausted', 'Unavailable'].includes(e.code), `unexpected ${e.code}: ${e.message}`);
+
+  // settle: nothing of the flood is half-made (listed NOTREADY) once every call has answered
+  const pods = await waitSettled(ns);
+  const byName = new Map(pods.map((p) => [p.metadata?.name ?? '', p]));
+  for (const p of pods) assert.equal(p.state, 'SANDBOX_READY', `pod ${p.metadata?.name} is ${p.state}`);
+  assert.equal(pods.length, new Set(pods.map((p) => p.metadata?.name)).size, 'no name twice');
+  assert.ok(pods.length >= ok, `${ok} calls succeeded but ${pods.length} pods are listed`);
+  // the kubelet's retry of each pod it did not get: same metadata, succeeds
+  await Promise.all(configs.filter((cfg) => !byName.has(cfg.metadata!.name!)).map((cfg) => c.runPodSandbox(cfg)));
+  const all = await c.listPodSandbox();
+  const mine = all.filter((p) => p.metadata?.namespace === ns);
+  assert.equal(mine.length, FLOOD);
+  await Promise.all(mine.map((p) => c.removePodSandbox(p.id)));
+  assert.equal((await c.listPodSandbox()).filter((p) => p.metadata?.namespace === ns).length, 0);
+});
+
+async function waitSettled(ns: string): Promise<{ id: string; state?: string; metadata?: { name?: string } }[]> {
+  for (let i = 0; ; i++) {
+    const pods = (await d.client.listPodSandbox()).filter((p) => p.metadata?.namespace === ns);
+    if (pods.every((p) => p.state === 'SANDBOX_READY') || i >= 100) return pods;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('a cancelled RunPodSandbox is rolled back, and its retry with the same metadata succeeds (also while the first is still being undone)', async () => {
+  const c = d.client;
+  for (const delayMs of [0, 20, 60, 150]) {
+    const cfg = podConfig(`cancelled-${delayMs}`);
+    const ac = new AbortController();
+    const first = c.runPodSandbox(cfg, '', { signal: ac.signal });
+    setTimeout(() => ac.abort(), delayMs);
+    const firstId = await first.catch(() => undefined);
+    // the kubelet retries at once with the same metadata (when the first call made it after all,
+    // the retry is ALREADY_EXISTS and the pod is listed)
+    const id = firstId ?? await c.runPodSandbox(cfg);
+    if (firstId) await assert.rejects(c.runPodSandbox(cfg), code('AlreadyExists'));
+    const listed = (await c.listPodSandbox()).filter((p) => p.metadata?.name === cfg.metadata!.name);
+    assert.deepEqual(listed.map((p) => p.id), [id], `one pod after a cancel at ${delayMs} ms (first answered ${firstId ?? 'an error'})`);
+    assert.equal(listed[0]!.state, 'SANDBOX_READY');
+    await c.removePodSandbox(id);
+  }
+});
