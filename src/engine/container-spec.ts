@@ -115,6 +115,16 @@ async function seccompOf(sc: cri.LinuxContainerSecurityContext | null | undefine
   return { type: 'RuntimeDefault' };
 }
 
+/**
+ * The seccomp profile a container gets, judged against its pod's stored decision: a localhost
+ * profile is read (under `profileRoot`, bounded, see runtime/seccomp.ts) and, for a pod that may
+ * not run unconfined, refused when looser than the built-in one. The engine calls this before it
+ * prepares anything for the container.
+ */
+export async function containerSeccomp(config: cri.ContainerConfig, pod: PodRecord, profileRoot: string): Promise<NonNullable<SpecRequest['seccomp']>> {
+  return await seccompOf(config.linux?.securityContext, podDefaults(pod).seccomp, profileRoot);
+}
+
 export function criResources(r: cri.LinuxContainerResources | null | undefined, pidsLimit: number): SpecResources {
   const out: SpecResources = {};
   if (r?.memoryLimitInBytes) out.memoryLimitBytes = r.memoryLimitInBytes;
@@ -142,6 +152,8 @@ export interface ContainerSpecInput {
   targetPid?: number;
   /** Where localhost seccomp profiles may be (engine option seccompProfileRoot). */
   seccompProfileRoot: string;
+  /** The container's seccomp choice when already made (containerSeccomp); otherwise made here. */
+  seccomp?: NonNullable<SpecRequest['seccomp']>;
   /** How host paths are mounted: through bulkhead-hostmount onto staging points under `stagingDir`. */
   hostPaths: HostPathGuard & { helper: () => Promise<string>; stagingDir: string; signal?: AbortSignal };
 }
@@ -217,8 +229,8 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     pid,
   };
   const files = pod.runtime.backendState.files as PodEtcFiles | undefined;
-  // the seccomp profile is judged before anything is mounted
-  const seccomp = await seccompOf(sc, defaults.seccomp, inp.seccompProfileRoot);
+  // the seccomp profile is judged before anything is mounted (the engine does it even earlier)
+  const seccomp = inp.seccomp ?? await seccompOf(sc, defaults.seccomp, inp.seccompProfileRoot);
   const mounts = await stageHostMounts(config, pod, defaults, inp.hostPaths);
   const ownUts = namespaces.uts === 'private';
   const hostname = pod.config.hostname ?? '';

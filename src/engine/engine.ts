@@ -66,7 +66,7 @@ import { newId, resolveId } from './ids.ts';
 import { writePodFiles, validateHostname } from './pod-files.ts';
 import { LoopbackPodNetwork } from './pod-network.ts';
 import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
-import { buildContainerSpec, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, type EngineImage } from './container-spec.ts';
+import { buildContainerSpec, containerSeccomp, buildPodPauseSpec, ensurePauseRootfs, imageProcessConfig, type EngineImage } from './container-spec.ts';
 import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
 import type { HostPathGuard } from './container-spec.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
@@ -245,6 +245,9 @@ export class Engine {
         }
       });
     }
+    // Bundle dirs no record names (records lost): their staged host paths and rootfs are unmounted
+    // (or this stops, leaving them) before the dir goes, so a removal never reaches into the host.
+    await this.#sweepOrphanBundles();
     // Orphans: containers a backend holds that the store does not know (e.g. records lost).
     for (const [handler, backend] of this.#opts.backends) {
       let found: { id: string }[] = [];
@@ -257,6 +260,24 @@ export class Engine {
     }
     this.#reserve?.ensure();
     this.#startSweep();
+  }
+
+  async #sweepOrphanBundles(): Promise<void> {
+    const dir = join(this.#opts.runDir, 'containers');
+    let names: string[] = [];
+    try { names = await readdir(dir); } catch { return; }
+    for (const name of names) {
+      if (!/^[0-9a-f]{64}$/.test(name) || this.#store.getContainer(name) || this.#isPauseId(name)) continue;
+      const bundle = join(dir, name);
+      try {
+        await unmountTree(join(bundle, 'mounts'));
+        await unmountTree(join(bundle, 'rootfs'));
+        await rm(bundle, { recursive: true, force: true });
+        this.#log.info('removed an orphan container bundle', { bundle });
+      } catch (err) {
+        this.#log.warn('orphan container bundle left in place', { bundle, err });
+      }
+    }
   }
 
   #isPauseId(id: string): boolean {
@@ -871,6 +892,8 @@ export class Engine {
         targetPid = t.runtime.pid;
       }
       const logPath = this.#logPathFor(p, config, name, attempt);
+      const seccompProfileRoot = this.#opts.seccompProfileRoot ?? '/var/lib/kubelet/seccomp';
+      const seccomp = await containerSeccomp(config, p, seccompProfileRoot);
       const containerDir = join(this.#opts.runDir, 'containers', id);
       const runtime: ContainerRuntimeInfo = {
         bundleDir: containerDir, rootfsDir: join(containerDir, 'rootfs'), rootfsPrepared: false,
@@ -901,7 +924,7 @@ export class Engine {
           id, rootfs: runtime.rootfsDir, image, config, pod: p, podModel: backend.podModel,
           cgroupParent: p.runtime.cgroupParent, pidsLimit: this.#opts.pidsLimit ?? 4096,
           ...(targetPid ? { targetPid } : {}),
-          seccompProfileRoot: this.#opts.seccompProfileRoot ?? '/var/lib/kubelet/seccomp',
+          seccompProfileRoot, seccomp,
           hostPaths: { ...this.#hostPathGuard(), helper: () => ensureHostMount(this.#opts.helperDir), stagingDir: join(containerDir, 'mounts'), signal: sig },
         });
         const podRef = {

@@ -26,3 +26,13 @@ test('rootfs propagation follows the mounts: rshared for a bidirectional mount, 
   assert.equal(shared.linux?.rootfsPropagation, 'rshared');
   assert.ok(shared.mounts?.find((m) => m.destination === '/b')?.options?.includes('rshared'));
 });
+
+test('container paths of mounts and devices are absolute and normalized: ".." cannot climb above the container root; "/" itself is refused', async () => {
+  const base = { rootfs: root, command: ['true'], cgroupParent: '/bulkhead-test', cgroupName: 'x' };
+  const spec = await buildSpec({ ...base, mounts: [{ containerPath: '/../../../etc/x', hostPath: '/tmp', propagation: 'private' }], devices: [{ containerPath: '/dev/../../../dev/null2', hostPath: '/dev/null', permissions: 'rw' }] });
+  assert.ok(spec.mounts?.some((m) => m.destination === '/etc/x'));
+  assert.equal(spec.linux?.devices?.[0]?.path, '/dev/null2');
+  await assert.rejects(buildSpec({ ...base, mounts: [{ containerPath: '/..', hostPath: '/tmp', propagation: 'private' }] }), /container root/);
+  await assert.rejects(buildSpec({ ...base, mounts: [{ containerPath: 'etc/x', hostPath: '/tmp', propagation: 'private' }] }), /absolute/);
+  await assert.rejects(buildSpec({ ...base, devices: [{ containerPath: 'dev/x', hostPath: '/dev/null', permissions: 'rw' }] }), /absolute/);
+});

@@ -275,3 +275,36 @@ test('cgroup_parent outside the cgroup roots (or with ..) is refused; the dirs B
   assert.deepEqual(await cgroupDirs(top), [], 'and the level above it Bulkhead made');
   assert.deepEqual(await cgroupDirs('/kubepods'), existed, '/kubepods as it was before (kept where it existed)');
 });
+
+async function mountsUnder(prefix: string): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises');
+  return (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(prefix + '/'));
+}
+
+test('staged host-path mounts survive a daemon crash while their container exists, go with it, and an orphan bundle\'s are swept at start', async () => {
+  const a = await trustedPod('crash');
+  await mkdir(join(a.podDir, 'volumes', 'data'));
+  await writeFile(join(a.podDir, 'volumes', 'data', 'f'), 'x');
+  const cid = await d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/data', hostPath: join(a.podDir, 'volumes', 'data') }] }), a.cfg);
+  const staged = join(d.runDir, 'containers', cid, 'mounts');
+  assert.equal((await mountsUnder(staged)).length, 1, 'one staged mount for the one host path');
+  // an orphan: a bundle with a staged bind of a host dir and no record
+  const orphan = join(d.runDir, 'containers', 'f'.repeat(64));
+  const victim = join(dir, 'victim');
+  await mkdir(join(orphan, 'mounts', '0'), { recursive: true });
+  await mkdir(victim, { recursive: true });
+  await writeFile(join(victim, 'keep'), 'host data');
+  assert.equal((await run('mount', ['--bind', victim, join(orphan, 'mounts', '0')])).code, 0);
+  await d.stop('SIGKILL');
+  await d.restart();
+  try {
+    assert.equal((await mountsUnder(staged)).length, 1, 'the live container keeps its staged mount');
+    assert.deepEqual(await mountsUnder(orphan), [], 'the orphan bundle\'s mount is gone');
+    assert.equal(existsSync(orphan), false, 'and the orphan bundle');
+    assert.equal(existsSync(join(victim, 'keep')), true, 'without touching the host directory it had mounted');
+    await d.client.removeContainer(cid);
+    assert.deepEqual(await mountsUnder(staged), [], 'removed with the container');
+  } finally {
+    await removePod(a.id);
+  }
+});
