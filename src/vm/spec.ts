@@ -58,16 +58,29 @@ export function rootfsPath(bundle: string, spec: OciSpec): string {
   return isAbsolute(p) ? p : join(bundle, p);
 }
 
-/** Guest size for a pod's VM: its first container's limits (or annotations), plus overhead. */
+/** Most guest memory the annotation may ask for when the pod has no memory limit. */
+export const MAX_ANNOTATED_GUEST_MIB = 16384;
+
+/**
+ * Guest size for a pod's VM: its first container's limits, plus overhead. The annotations
+ * (`io.bulkhead.vm.memory-mib`, `io.bulkhead.vm.vcpus`) are pod-authored: memory-mib counts only
+ * when the pod has no memory limit (it must never raise the VMM's cgroup limit past the pod's) and
+ * is bounded; vCPUs are clamped to the host's (the CPU limit is enforced on the VMM's cgroup).
+ */
 export function vmSize(spec: OciSpec, hostCpus: number): { memoryMiB: number; vcpus: number } {
   const a = spec.annotations ?? {};
   const r = spec.linux?.resources;
-  let mib = Number(a['io.bulkhead.vm.memory-mib'] ?? 0);
-  if (!mib && r?.memory?.limit && r.memory.limit > 0) mib = Math.ceil(r.memory.limit / 1048576);
+  let mib = 0;
+  if (r?.memory?.limit && r.memory.limit > 0) mib = Math.ceil(r.memory.limit / 1048576);
+  else {
+    const asked = Number(a['io.bulkhead.vm.memory-mib'] ?? 0);
+    if (Number.isFinite(asked) && asked > 0) mib = Math.min(Math.floor(asked), MAX_ANNOTATED_GUEST_MIB);
+  }
   if (!mib) mib = DEFAULT_GUEST_MIB;
   let vcpus = Number(a['io.bulkhead.vm.vcpus'] ?? 0);
+  if (!Number.isFinite(vcpus) || vcpus < 0) vcpus = 0;
   if (!vcpus && r?.cpu?.quota && r.cpu.quota > 0) vcpus = Math.ceil(r.cpu.quota / (r.cpu.period || 100000));
-  vcpus = Math.max(1, Math.min(vcpus || 1, hostCpus));
+  vcpus = Math.max(1, Math.min(Math.floor(vcpus) || 1, hostCpus));
   return { memoryMiB: Math.max(mib, 64) + GUEST_OVERHEAD_MIB, vcpus };
 }
 

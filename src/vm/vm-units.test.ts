@@ -75,6 +75,13 @@ describe('OCI spec → VM', () => {
     const s = { ...base, linux: { resources: { memory: { limit: 256 * 1048576 }, cpu: { quota: 250000, period: 100000 } } } };
     assert.deepEqual(vmSize(s, 2), { memoryMiB: 256 + GUEST_OVERHEAD_MIB, vcpus: 2 }, 'vCPUs clamped to the host');
   });
+  it('never lets the pod-authored memory annotation raise the guest (and VMM cgroup) past the memory limit', () => {
+    const limited = { ...base, annotations: { 'io.bulkhead.vm.memory-mib': '65536' }, linux: { resources: { memory: { limit: 256 * 1048576 } } } };
+    assert.equal(vmSize(limited, 2).memoryMiB, 256 + GUEST_OVERHEAD_MIB);
+    const unlimited = { ...base, annotations: { 'io.bulkhead.vm.memory-mib': '1000000', 'io.bulkhead.vm.vcpus': '-3' } };
+    assert.deepEqual(vmSize(unlimited, 2), { memoryMiB: 16384 + GUEST_OVERHEAD_MIB, vcpus: 1 });
+    assert.equal(vmSize({ ...base, annotations: { 'io.bulkhead.vm.memory-mib': 'lots' } }, 2).memoryMiB, DEFAULT_GUEST_MIB + GUEST_OVERHEAD_MIB);
+  });
   it('maps process, user, capabilities and limits to agent fields', () => {
     const kv = containerKv({ ...base, hostname: 'h', root: { path: 'r', readonly: true }, linux: { resources: { memory: { limit: 1024 }, pids: { limit: 10 } } } });
     const get = (k: string): (string | number)[] => kv.filter(([key]) => key === k).map(([, v]) => v);
