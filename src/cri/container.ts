@@ -25,7 +25,7 @@ export function containerHandlers(deps: CriDeps): Record<string, Impl> {
       const pod = engine.storedPod(podId);
       if (req.sandboxConfig) {
         const field = sandboxConfigMismatch(pod.config, req.sandboxConfig);
-        if (field !== undefined) throw new InvalidArgumentError(`CreateContainer: sandbox_config.${field} differs from pod sandbox ${pod.id}'s own config; send the config the pod was created with, or none`);
+        if (field !== undefined) throw new InvalidArgumentError(`policy: CreateContainer sandbox_config.${field} differs from pod sandbox ${pod.id}'s stored config (rule stored-pod): containers are judged by the pod as it was created; send that config, or none`);
       }
       if (deps.policy?.enforceContainer) await deps.policy.enforceContainer(pod, config);
       const containerId = await engine.createContainer(pod.id, config, pod.config, ctx.signal);

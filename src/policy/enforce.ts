@@ -293,7 +293,9 @@ export class NodePolicy {
 
   async enforcePod(config: PodSandboxConfig, requestedHandler: string): Promise<{ handler: string; record: PodDecisionRecord }> {
     const available = await this.#opts.handlers();
-    const probe = this.#opts.hostPortInUse ?? hostPortProbe(await listeningPorts());
+    // The socket tables are read only for a pod that publishes a host port.
+    const publishes = (config.portMappings ?? []).some((m) => (m.hostPort ?? 0) > 0);
+    const probe = this.#opts.hostPortInUse ?? (publishes ? hostPortProbe(await listeningPorts()) : () => false);
     const r = enforcePod(this.policy, { config, runtimeHandler: requestedHandler }, available, { ...this.#enforceOpts(), hostPortInUse: probe });
     return { handler: r.handler, record: r.record };
   }

@@ -1,0 +1,33 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { hostPortProbe, listeningPorts, portsInTable } from './host-ports.ts';
+
+const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:4813 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+   1: 0100007F:A1B2 0100007F:4813 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+`;
+const TCP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0
+`;
+
+describe('host ports in use', () => {
+  it('reads LISTEN sockets (v4 and v6) and ignores connected ones', () => {
+    assert.deepEqual(portsInTable(TCP, '0A'), [0x4813]);
+    assert.deepEqual(portsInTable(TCP6, '0A'), [80]);
+    assert.deepEqual(portsInTable('garbage\nnot a table\n', '0A'), []);
+  });
+
+  it('sees a real listener on this host, by protocol', async () => {
+    const s = createServer();
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    const port = (s.address() as { port: number }).port;
+    try {
+      const probe = hostPortProbe(await listeningPorts());
+      assert.equal(probe(port, 'tcp'), true);
+      assert.equal(probe(port, 'sctp'), false);
+    } finally {
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+    }
+  });
+});
