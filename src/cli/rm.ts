@@ -2,7 +2,7 @@
 import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { eachRef, findContainer, findEmptyCliPod, findPod, withClient } from './client.ts';
-import { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
+import { CLI_POD_LABEL as CLI_LABEL, removeCliLogDirectory } from '../daemon/cli-pods.ts';
 import { isNotFound } from '../errors.ts';
 
 const command: Command = {
@@ -19,6 +19,7 @@ const command: Command = {
         if (running && !ctx.flags.force) throw new UsageError(`pod ${ref} has running containers: stop them or use -f`);
         await client.stopPodSandbox(p.id);
         await client.removePodSandbox(p.id);
+        if (p.labels[CLI_LABEL] === 'run') await removeCliLogDirectory(ctx.global.root, p.metadata);
         return;
       }
       let c;
@@ -31,6 +32,7 @@ const command: Command = {
         if (!empty) throw err;
         await client.stopPodSandbox(empty.id);
         await client.removePodSandbox(empty.id);
+        await removeCliLogDirectory(ctx.global.root, empty.metadata);
         return;
       }
       if (c.state === 'CONTAINER_RUNNING') {
@@ -44,6 +46,8 @@ const command: Command = {
       if (pod && pod.labels[CLI_LABEL] === 'run' && (await client.listContainers({ podSandboxId: pod.id })).length === 0) {
         await client.stopPodSandbox(pod.id);
         await client.removePodSandbox(pod.id);
+        // the log directory `bulkhead run` chose is the client's to remove (the CRI leaves it)
+        await removeCliLogDirectory(ctx.global.root, pod.metadata);
       }
     }));
   },

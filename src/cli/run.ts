@@ -15,7 +15,7 @@ import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 import { AlreadyExistsError, BulkheadError } from '../errors.ts';
 
 export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
-import { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
+import { CLI_POD_LABEL as CLI_LABEL, cliLogDirectory, removeCliLogDirectory } from '../daemon/cli-pods.ts';
 
 export interface RunRequest {
   image: string;
@@ -148,7 +148,7 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
   const pod: PodSandboxConfig = {
     metadata: { name: req.name, uid, namespace: req.namespace ?? 'bulkhead', attempt: 0 },
     hostname: req.hostname ?? req.name.slice(0, 63),
-    logDirectory: join(root, 'logs', `${req.namespace ?? 'bulkhead'}_${req.name}_${uid}`),
+    logDirectory: cliLogDirectory(root, { namespace: req.namespace ?? 'bulkhead', name: req.name, uid })!,
     portMappings: req.publish.map(parsePublish),
     labels,
     annotations: { [NETWORK_ANNOTATION]: req.network },
@@ -303,7 +303,7 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
     cleaned = true;
     // CRI RemovePodSandbox stops whatever still runs (containers, pause, network) before it
     // removes, so a separate StopPodSandbox round trip would only add time.
-    await client.removePodSandbox(podId).catch(() => {});
+    await client.removePodSandbox(podId).then(() => removeCliLogDirectory(ctx.global.root, pod.metadata), () => {});
   };
   try {
     await hooks.onPod?.(podId);

@@ -138,7 +138,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     });
     cleanups.push(async () => { await engine.close(); });
     await engine.recover();
-    await removeEmptyCliPods(engine, logger, AbortSignal.timeout(60_000));
+    await removeEmptyCliPods(engine, config.root, logger, AbortSignal.timeout(60_000));
 
     const stream = new StreamServer({ runtime: engine, logger: logger.child({ part: 'stream' }) });
     const bound = await stream.start({ address: config.stream.address, port: config.stream.port });

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
@@ -58,6 +58,7 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.match(r.stderr, /^err$/m);
     const pods = await d.client.listPodSandbox();
     assert.equal(pods.length, 0, '--rm leaves no pod behind');
+    assert.deepEqual(await readdir(join(d.root, 'logs')).catch(() => []), [], '--rm leaves no log directory behind');
     const flags = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'ls', '-d', '/etc']);
     assert.equal(flags.code, 0, flags.stderr);
     assert.equal(flags.stdout, '/etc\n');
@@ -112,6 +113,7 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.equal((await bulkhead(d, ['rm', 'web'])).code, 0);
     assert.equal((await d.client.listContainers()).length, 0);
     assert.equal((await d.client.listPodSandbox()).length, 0, 'the pod run made goes with its container');
+    assert.deepEqual(await readdir(join(d.root, 'logs')).catch(() => []), [], 'and so does the log directory run chose for it');
   });
 
   it('port-forward reaches a busybox httpd inside a pod from 127.0.0.1', async () => {

@@ -200,7 +200,11 @@ describe('a pod `bulkhead run` made without its container (test daemon)', () => 
   });
 
   it('a daemon restarted after a SIGKILL removes the CLI pods that have no container, and only those', async () => {
-    const empty = await d.client.runPodSandbox(cliPod('orphan'), 'runc');
+    const orphan = cliPod('orphan');
+    const logDir = join(d.root, 'logs', `bulkhead_orphan_${orphan.metadata!.uid}`);
+    orphan.logDirectory = logDir;
+    const empty = await d.client.runPodSandbox(orphan, 'runc');
+    assert.ok(await stat(logDir), 'the pod has its log directory');
     // a pod not made by the CLI stays, even without containers
     const other = await d.client.runPodSandbox({ metadata: { name: 'k8s-pod', uid: randomUUID(), namespace: 'other', attempt: 0 }, annotations: { 'io.bulkhead.network': 'none' }, linux: {} }, 'runc');
     await d.stop('SIGKILL');
@@ -208,6 +212,7 @@ describe('a pod `bulkhead run` made without its container (test daemon)', () => 
     const ids = (await d.client.listPodSandbox()).map((x) => x.id);
     assert.ok(!ids.includes(empty), 'the empty CLI pod is gone');
     assert.ok(ids.includes(other), 'the other pod stays');
+    await assert.rejects(stat(logDir), { code: 'ENOENT' }, 'its log directory went with it');
     assert.match(await d.log(), /removed a pod that bulkhead run made but never got its container/);
     await d.client.stopPodSandbox(other);
     await d.client.removePodSandbox(other);
