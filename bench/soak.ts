@@ -178,6 +178,9 @@ async function must(cmd: string, args: string[], timeoutMs = 300_000): Promise<s
 }
 
 const cleanups: (() => Promise<unknown>)[] = [];
+// SIGINT/SIGTERM end the cycles early: what was measured so far is still printed, and cleaned up
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { if (stopping) process.exit(130); stopping = true; console.error('soak: stopping after the current step (again to quit at once)'); });
 try {
   await mkdir(root, { recursive: true });
   // trust the soak's pods, so `--isolation runc` really runs runc
@@ -220,7 +223,14 @@ try {
   // -------------------------------------------------------------------------------------------
   // The cycles
 
-  const phases: { name: string; snap: Snapshot }[] = [{ name: 'start', snap: await snapshot() }];
+  const phases: { name: string; snap: Snapshot }[] = [];
+  const mark = async (name: string): Promise<void> => {
+    const snap = await snapshot();
+    phases.push({ name, snap });
+    // progress on stderr, so that a soak cut short still leaves its figures
+    console.error(`soak ${new Date().toISOString()} ${name}: ${Object.entries(snap).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+  };
+  await mark('start');
   const times = new Map<string, number[]>();
   const failures = new Map<string, string[]>();
   const timed = async (label: string, cmd: string, args: string[], timeoutMs = 300_000): Promise<boolean> => {
@@ -240,15 +250,16 @@ try {
 
   for (const p of plan) {
     const pmRuntime = p.podman === 'runsc' ? ['--runtime', wrapper] : p.podman === 'runc' ? ['--runtime', 'runc'] : [];
-    for (let i = 0; i < p.runs; i++) {
+    if (stopping) break;
+    for (let i = 0; i < p.runs && !stopping; i++) {
       // interleaved, so drift on a shared host hits both alike
       await timed(`bulkhead run --rm (${p.handler})`, BULKHEAD, bh(['run', '--rm', ...net, '--isolation', p.handler, IMAGE, 'true']));
       if (p.podman) await timed(`podman run --rm (${p.podman})`, 'podman', [...pm, 'run', '--rm', ...pmLimits, ...podmanNet, ...pmRuntime, IMAGE, 'true']);
-      if (i + 1 === Math.floor(p.runs / 2)) phases.push({ name: `${p.handler} ${i + 1} runs`, snap: await snapshot() });
+      if (i + 1 === Math.floor(p.runs / 2)) await mark(`${p.handler} ${i + 1} runs`);
       if ((failures.get(`bulkhead run --rm (${p.handler})`)?.length ?? 0) >= 10 && (times.get(`bulkhead run --rm (${p.handler})`)?.length ?? 0) === 0) break;
     }
-    phases.push({ name: `${p.handler} ${p.runs} runs`, snap: await snapshot() });
-    for (let i = 0; i < p.pods; i++) {
+    await mark(`${p.handler} ${times.get(`bulkhead run --rm (${p.handler})`)?.length ?? 0} runs`);
+    for (let i = 0; i < p.pods && !stopping; i++) {
       const name = `soak-${p.handler}-${i}`;
       const t0 = performance.now();
       let ok = await timed('-', BULKHEAD, bh(['run', '-d', '--name', name, ...net, '--isolation', p.handler, IMAGE, 'sleep', '300']));
@@ -269,7 +280,8 @@ try {
         else { failures.set(`podman pod cycle (${p.podman})`, [...(failures.get(`podman pod cycle (${p.podman})`) ?? []), ...(failures.get('-') ?? []).slice(-1)]); await run('podman', [...pm, 'rm', '-f', name], { timeoutMs: 120_000 }); }
       }
     }
-    if (p.pods > 0) phases.push({ name: `${p.handler} +${p.pods} pods`, snap: await snapshot() });
+    const podsDone = times.get(`bulkhead pod cycle (${p.handler})`)?.length ?? 0;
+    if (podsDone > 0) await mark(`${p.handler} +${podsDone} pods`);
   }
 
   // -------------------------------------------------------------------------------------------
