@@ -85,7 +85,7 @@ const plainPod: fc.Arbitrary<PodSandboxConfig> = fc.record({
 const containerConfig: fc.Arbitrary<ContainerConfig> = fc.record({
   metadata: fc.record({ name: fc.constantFrom('app', 'c'), attempt: fc.constant(0) }),
   image: fc.record({ image: fc.constantFrom('busybox', 'sha256:' + 'd'.repeat(64)) }),
-  mounts: fc.array(fc.record({ containerPath: fc.constant('/m'), hostPath }), { maxLength: 3 }),
+  mounts: fc.array(fc.record({ containerPath: fc.constant('/m'), hostPath, propagation: fc.constantFrom('PROPAGATION_PRIVATE', 'PROPAGATION_HOST_TO_CONTAINER', 'PROPAGATION_BIDIRECTIONAL', undefined) }, { requiredKeys: ['containerPath', 'hostPath'] }), { maxLength: 3 }),
   devices: fc.array(fc.record({ containerPath: fc.constant('/dev/x'), hostPath, permissions: fc.constant('rwm') }), { maxLength: 2 }),
   linux: fc.record({
     securityContext: fc.record({
@@ -186,6 +186,7 @@ describe('policy decision (property)', () => {
       assert.equal(sc?.seccomp?.profileType === 'Unconfined' || sc?.seccompProfilePath === 'unconfined', false);
       assert.equal(sc?.apparmor?.profileType === 'Unconfined' || sc?.apparmorProfile === 'unconfined', false);
       assert.equal(asksUnmaskedProc(sc), false, 'no level here allows an unmasked /proc');
+      assert.equal((cc.mounts ?? []).some((m) => m.propagation === 'PROPAGATION_BIDIRECTIONAL'), false, 'Bidirectional needs privileged, which no level here allows');
     }), { numRuns: 4000 });
     assert.ok(seen.untrusted > 5 && seen.trusted > 5 && seen.denied > 200, JSON.stringify(seen));
   });

@@ -251,6 +251,8 @@ export function enforceContainer(
   const ownDir = uid && /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/.test(uid) ? `${policy.kubeletRoot}/pods/${uid}` : undefined;
   const container = containerInputFromCri(request.config, opts.resolvePath ?? defaultResolve, ownDir);
   if (asksUnmaskedProc(request.config.linux?.securityContext)) container.security = { ...container.security, unmaskedProc: true };
+  const shared = (request.config.mounts ?? []).filter((m) => m.propagation === 'PROPAGATION_BIDIRECTIONAL').map((m) => m.containerPath ?? '');
+  if (shared.length > 0) container.security = { ...container.security, bidirectionalMounts: shared };
   const pod: PodInput = { namespace: md?.namespace ?? '', name: md?.name ?? '', labels: { ...(pc.labels ?? {}) }, annotations: { ...(pc.annotations ?? {}) } };
   if (uid) pod.uid = uid;
   const stored = request.pod.decision;

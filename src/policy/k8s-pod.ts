@@ -67,6 +67,11 @@ function containerInput(c: unknown, path: string, annotations: Record<string, st
     apparmorUnconfined: apparmor === 'Unconfined' || annotations[`container.apparmor.security.beta.kubernetes.io/${name}`] === 'unconfined',
     unmaskedProc: procMount === 'Unmasked',
   };
+  const shared = arr(o.volumeMounts, `${path}.volumeMounts`).flatMap((m, i) => {
+    const mo = obj(m, `${path}.volumeMounts[${i}]`);
+    return str(mo?.mountPropagation, `${path}.volumeMounts[${i}].mountPropagation`) === 'Bidirectional' ? [str(mo?.mountPath, `${path}.volumeMounts[${i}].mountPath`) ?? ''] : [];
+  });
+  if (shared.length > 0) security.bidirectionalMounts = shared;
   const input: ContainerInput = { name, security };
   const image = str(o.image, `${path}.image`);
   if (image) input.image = image;

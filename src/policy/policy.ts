@@ -110,6 +110,8 @@ export interface SecuritySummary {
   apparmorUnconfined?: boolean;
   /** /proc without the default masked/read-only paths (procMount: Unmasked). */
   unmaskedProc?: boolean;
+  /** Container paths of mounts with Bidirectional (rshared) propagation: they reach the host's mount table. */
+  bidirectionalMounts?: string[];
   /** Host ports published (port mappings / hostPort); not judged for a host-network pod. */
   hostPorts?: number[];
   sysctls?: Record<string, string>;
@@ -311,6 +313,11 @@ export function checkSecurity(policy: Policy, level: TrustLevel, sec: SecuritySu
   if (sec.seccompUnconfined && !level.allowUnconfinedSeccomp) v.push({ rule: 'seccomp', message: `${who}: an unconfined seccomp profile is not allowed for ${lv}` });
   if (sec.apparmorUnconfined && !level.allowUnconfinedApparmor) v.push({ rule: 'apparmor', message: `${who}: an unconfined AppArmor profile is not allowed for ${lv}` });
   if (sec.unmaskedProc && !level.allowUnmaskedProc) v.push({ rule: 'proc-mount', message: `${who}: an unmasked /proc (procMount Unmasked, or masked/readonly paths without the defaults) is not allowed for ${lv}` });
+  // As in Kubernetes, Bidirectional propagation (mounts made in the container appear on the host)
+  // is for privileged containers only (and privileged is judged by its own rule above).
+  for (const p of sec.bidirectionalMounts ?? []) {
+    if (!sec.privileged) v.push({ rule: 'mount-propagation', message: `${who}: Bidirectional mount propagation (${p.slice(0, 256)}) needs a privileged container` });
+  }
   // A host-network pod binds host ports itself (its level allows the host network); anything
   // else publishes them through the CNI portmap plugin's DNAT, which would take over a host service.
   if (!sec.hostNetwork) {

@@ -162,6 +162,19 @@ test('masked/readonly /proc paths: a list dropping a default is refused; extra p
   }
 });
 
+test('Bidirectional mount propagation needs a privileged container, even where host paths are allowed', async () => {
+  const cfg = pod('rshared', 'kube-system');
+  const id = await d.client.runPodSandbox(cfg, 'runc');
+  try {
+    const shared = ctr({ mounts: [{ containerPath: '/data', hostPath: join(dir, 'data'), propagation: 'PROPAGATION_BIDIRECTIONAL' }] });
+    await refused(d.client.createContainer(id, shared, cfg), 'PermissionDenied', 'rshared host dir', /denied by rule trusted\/mount-propagation .*\/data/);
+    const slave = ctr({ mounts: [{ containerPath: '/data', hostPath: join(dir, 'data'), propagation: 'PROPAGATION_HOST_TO_CONTAINER' }] });
+    assert.ok(await d.client.createContainer(id, slave, cfg), 'host-to-container propagation is fine');
+  } finally {
+    await removePod(id);
+  }
+});
+
 test('the egress guard stays on for a level that allows host network', async () => {
   const id = await d.client.runPodSandbox(pod('guarded', 'kube-system'), 'runc');
   try {

@@ -155,6 +155,7 @@ describe('admission webhook over TLS', () => {
     { name: 'unmasked /proc in an init container', pod: pod({ initContainers: [{ name: 'init', image: 'busybox', securityContext: { procMount: 'Unmasked' } }] }), rule: /untrusted\/proc-mount.*container init/ },
     { name: 'a hostPort (untrusted may publish none)', pod: pod({ containers: [{ name: 'app', image: 'busybox', ports: [{ containerPort: 443, hostPort: 18443 }] }] }), rule: /denied by rule untrusted\/host-port .*host port 18443 is not allowed/ },
     { name: 'a hostPath into its own metadata.uid kubelet dir (the uid is the author\'s text)', pod: pod({ volumes: [{ name: 'k', hostPath: { path: '/var/lib/kubelet/pods/0f0f0f0f-aaaa-bbbb-cccc-000000000001/volumes' } }] }, { uid: '0f0f0f0f-aaaa-bbbb-cccc-000000000001' }), rule: /untrusted\/host-path/ },
+    { name: 'Bidirectional mount propagation in an unprivileged container', pod: pod({ containers: [{ name: 'app', image: 'busybox', volumeMounts: [{ name: 'v', mountPath: '/shared', mountPropagation: 'Bidirectional' }] }], volumes: [{ name: 'v', emptyDir: {} }] }), rule: /untrusted\/mount-propagation .*\/shared/ },
     { name: 'legacy AppArmor unconfined annotation', pod: pod({}, { annotations: { 'container.apparmor.security.beta.kubernetes.io/app': 'unconfined' } }), rule: /untrusted\/apparmor/ },
   ];
   for (const endpoint of ['/validate', '/mutate']) {
