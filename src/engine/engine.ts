@@ -1441,11 +1441,8 @@ async function settleAll<T extends readonly unknown[]>(ps: { [K in keyof T]: Pro
 async function removeCgroupDirs(path: string): Promise<void> {
   const rel = path.replace(/^\/+/, '');
   if (!rel || rel.includes('..')) return;
-  let hierarchies: string[] = [];
-  try {
-    hierarchies = await readdir(CGROUP_ROOT);
-  } catch { return; }
-  for (const h of hierarchies) {
+  // v1: every controller hierarchy; v2: the one unified tree
+  for (const h of await cgroupHierarchies()) {
     const dir = join(CGROUP_ROOT, h, rel);
     if (!existsSync(dir)) continue;
     await rmdirDeep(dir);
