@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseArgs } from 'node:util';
-import { globalOptions, joinDashValues, usageOfParseError } from './main.ts';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { globalOptions, joinDashValues, main, usageOfParseError } from './main.ts';
 
 test('global options: defaults, BULKHEAD_* variables, flags; --run-dir carries the default socket along', () => {
   assert.deepEqual(globalOptions({}, {}), {
@@ -38,4 +41,18 @@ test('Node\'s argument-parser errors become one line in the CLI\'s words', () =>
   assert.equal(usageOfParseError(parse(['--rm=yes']), 'run')?.message, "--rm takes no value (see 'bulkhead run --help')");
   assert.equal(usageOfParseError(parse(['extra']), 'ps')?.message, "unexpected argument \"extra\" for 'bulkhead ps' (see 'bulkhead ps --help')");
   assert.equal(usageOfParseError(new Error('other'), 'ps'), undefined);
+});
+
+test('bad run flags are refused before any daemon is reached or started', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-main-'));
+  try {
+    const g = ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), '--config', join(dir, 'none.toml')];
+    await assert.rejects(main([...g, 'run', '--memory', '-5', 'img', 'true']), { name: 'UsageError', message: 'invalid --memory "-5": give a positive size in bytes or with a unit k, m, g, t (examples: 64m, 1g)' });
+    await assert.rejects(main([...g, 'run', '--name', 'n'.repeat(300), 'img']), /^UsageError: invalid --name: too long \(300 > 209 characters/);
+    await assert.rejects(main([...g, 'run', '--bogus', 'img']), { name: 'UsageError', message: "unknown flag --bogus for 'bulkhead run' (see 'bulkhead run --help')" });
+    await assert.rejects(main(['--bogus', 'ps']), { name: 'UsageError', message: "unknown flag --bogus (global flags come before the command) (see 'bulkhead --help')" });
+    assert.deepEqual(await readdir(dir), [], 'no daemon was started: nothing under the root or run dir');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

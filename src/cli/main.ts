@@ -119,7 +119,12 @@ async function mainInner(argv: string[]): Promise<number> {
     const spec = globalFlags[a.replace(/^--?/, '').split('=')[0] as keyof typeof globalFlags];
     i += spec && spec.type === 'string' && !a.includes('=') ? 2 : 1;
   }
-  const { values: g } = parseArgs({ args: joinDashValues(argv.slice(0, i), globalFlags), options: globalFlags, strict: true });
+  let g: ReturnType<typeof parseArgs<{ args: string[]; options: typeof globalFlags; strict: true }>>['values'];
+  try {
+    g = parseArgs({ args: joinDashValues(argv.slice(0, i), globalFlags), options: globalFlags, strict: true }).values;
+  } catch (err) {
+    throw usageOfParseError(err, undefined) ?? err;
+  }
   const name = argv[i];
   if (!name || name === 'help' || g.help) {
     const commands = await loadCommands();

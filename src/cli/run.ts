@@ -274,6 +274,8 @@ const command: Command = {
       if (typeof v === 'string') req[k] = v;
     }
     if (req.detach && req.remove) throw new UsageError('--rm and -d cannot be combined here (a detached container is removed with bulkhead rm)');
+    // bad flags are refused before any daemon is reached (or started) or any image pulled
+    buildConfigs(req, ctx.global.root, process.env, process.cwd());
     return await withClient(ctx, (client) => runWith(client, req, ctx));
   },
 };
