@@ -10,6 +10,7 @@ import { connect as netConnect } from 'node:net';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import { floodPodConfig, runFlood } from '../fixtures/flood.ts';
 import * as grpc from '@grpc/grpc-js';
 import { BulkheadError } from '../../src/errors.ts';
 import { loadProtos } from '../../src/cri/proto.ts';
@@ -187,35 +188,31 @@ test(`a flood of ${FLOOD} concurrent RunPodSandbox calls: Version answers within
   const ns = `flood-${randomUUID().slice(0, 8)}`;
   // warm up (the first pod of a fresh root builds the pause rootfs)
   await c.removePodSandbox(await c.runPodSandbox(podConfig(`warm-${randomUUID().slice(0, 8)}`)));
-  const configs = Array.from({ length: FLOOD }, (_, i) => podConfig(`p${i}`, { metadata: { name: `p${i}`, namespace: ns, uid: randomUUID(), attempt: 0 } }));
   const stop = new AbortController();
   const sampling = sampleVersion(stop.signal);
-  const t0 = performance.now();
-  // a short client deadline, as the kubelet's, so that some calls are cancelled mid-creation
-  const results = await Promise.allSettled(configs.map((cfg) => c.runPodSandbox(cfg, '', { timeoutMs: 8_000 })));
-  const floodMs = performance.now() - t0;
+  // from another process, as the kubelet's calls; a short client deadline so that many calls are
+  // cancelled while queued or mid-creation
+  const r = await runFlood(d.socket, FLOOD, 8_000, ns, join(d.base, 'logs'));
   stop.abort();
   const lat = (await sampling).sort((a, b) => a - b);
-  const ok = results.filter((r) => r.status === 'fulfilled').length;
-  const failed = results.flatMap((r) => r.status === 'rejected' ? [r.reason as BulkheadError] : []);
-  const codes: Record<string, number> = {};
-  for (const e of failed) codes[e.code] = (codes[e.code] ?? 0) + 1;
-  console.log(`flood ${FLOOD}: ${ok} made in ${Math.round(floodMs)} ms, failed ${JSON.stringify(codes)}; Version p50 ${Math.round(lat[Math.floor(lat.length / 2)] ?? 0)} ms, max ${Math.round(lat.at(-1) ?? 0)} ms over ${lat.length} calls`);
-  assert.ok((lat.at(-1) ?? 0) < 1000, `Version took ${Math.round(lat.at(-1) ?? 0)} ms during the flood`);
+  console.log(`flood ${FLOOD}: ${r.made} made in ${r.ms} ms, failed ${JSON.stringify(r.codes)}; Version p50 ${Math.round(lat[Math.floor(lat.length / 2)] ?? 0)} ms, p99 ${Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0)} ms, max ${Math.round(lat.at(-1) ?? 0)} ms over ${lat.length} calls`);
+  // p99 within 1 s; the max gets 2 s of slack for this host's other tenants (a loaded 2-core box)
+  assert.ok((lat[Math.floor(lat.length * 0.99)] ?? 0) < 1000, `Version p99 ${Math.round(lat[Math.floor(lat.length * 0.99)] ?? 0)} ms during the flood`);
+  assert.ok((lat.at(-1) ?? 0) < 2000, `Version took ${Math.round(lat.at(-1) ?? 0)} ms during the flood`);
   // queued, the flood makes progress within the deadline (all at once, on main, none finished)
-  assert.ok(ok > 0, 'no RunPodSandbox of the flood finished within its deadline');
-  for (const e of failed) assert.ok(['DeadlineExceeded', 'Aborted', 'ResourceExhausted', 'Unavailable'].includes(e.code), `unexpected ${e.code}: ${e.message}`);
+  assert.ok(r.made > 0, 'no RunPodSandbox of the flood finished within its deadline');
+  for (const code of Object.keys(r.codes)) assert.ok(['DeadlineExceeded', 'Aborted', 'ResourceExhausted'].includes(code), `unexpected ${code}`);
 
   // settle: nothing of the flood is half-made (listed NOTREADY) once every call has answered
   const pods = await waitSettled(ns);
-  const byName = new Map(pods.map((p) => [p.metadata?.name ?? '', p]));
   for (const p of pods) assert.equal(p.state, 'SANDBOX_READY', `pod ${p.metadata?.name} is ${p.state}`);
   assert.equal(pods.length, new Set(pods.map((p) => p.metadata?.name)).size, 'no name twice');
-  assert.ok(pods.length >= ok, `${ok} calls succeeded but ${pods.length} pods are listed`);
+  assert.ok(pods.length >= r.made, `${r.made} calls succeeded but ${pods.length} pods are listed`);
   // the kubelet's retry of each pod it did not get: same metadata, succeeds
-  await Promise.all(configs.filter((cfg) => !byName.has(cfg.metadata!.name!)).map((cfg) => c.runPodSandbox(cfg)));
-  const all = await c.listPodSandbox();
-  const mine = all.filter((p) => p.metadata?.namespace === ns);
+  const have = new Set(pods.map((p) => p.metadata?.name));
+  const logs = join(d.base, 'logs');
+  await Promise.all(Array.from({ length: FLOOD }, (_, i) => i).filter((i) => !have.has(`p${i}`)).map((i) => c.runPodSandbox(floodPodConfig(ns, i, logs))));
+  const mine = (await c.listPodSandbox()).filter((p) => p.metadata?.namespace === ns);
   assert.equal(mine.length, FLOOD);
   await Promise.all(mine.map((p) => c.removePodSandbox(p.id)));
   assert.equal((await c.listPodSandbox()).filter((p) => p.metadata?.namespace === ns).length, 0);
