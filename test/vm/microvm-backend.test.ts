@@ -1,8 +1,17 @@
 // The runtime layer's conformance suite against the microvm backend (conmon + bulkhead-vm + QEMU).
 // Every sandbox case boots its own VM (TCG here), so this file is slow; cases that do not apply say why.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
 import { MicrovmBackend } from '../../src/runtime/microvm/microvm-backend.ts';
+import { buildSpec } from '../../src/runtime/spec.ts';
+import { silentLogger } from '../../src/util/log.ts';
+import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
+import { makeBusyboxRootfs } from '../fixtures/rootfs.ts';
 import { backendSuite } from '../runtime/backend-suite.ts';
-import { ASSETS } from './helpers.ts';
+import { alive, ASSETS, skipReason, waitFor } from './helpers.ts';
 
 // The survives-creator case builds the backend in a separate process from the handler kind alone
 // (no options): it finds the assets through $BULKHEAD_VM_ASSETS, which that process inherits.
@@ -14,4 +23,54 @@ backendSuite('microvm', (o) => new MicrovmBackend({ ...o, assetsRoot: ASSETS }),
     oom: 'microvm: the OOM kill happens in the guest; conmon reads oomKilled from the host cgroup (guest OOM is covered by test/vm/bulkhead-vm.test.ts)',
     update: 'microvm: resources of a running VM container cannot be changed (bulkhead-vm update is refused)',
   },
+});
+
+// A daemon SIGKILLed while a microVM pod starts (its conmon and `bulkhead-vm create` run on), then
+// restarted: the engine's recovery lists the backend's containers and deletes the ones it does not
+// know. That delete must find the half-started pod VM and end all of it.
+describe('microvm: a daemon killed mid-start, then restarted', { skip: skipReason(), timeout: 300_000 }, () => {
+  it('the restarted backend finds the half-started pod VM and ends its VMM, supervisor, slot files and cgroups', async () => {
+    const fx = await makeBusyboxRootfs('bulkhead-vm-restart-');
+    const runDir = join(fx.dir, 'run');
+    const id = `rs-${process.pid}`;
+    const parent = `/bulkhead-test-restart-${process.pid}`;
+    const child = { pid: 0 };
+    try {
+      const spec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: id, command: ['sleep', '1000'], resources: { cpuQuota: 50000, cpuPeriod: 100000 } });
+      const script = `
+        import { createBackend } from ${JSON.stringify(new URL('../../src/runtime/backends.ts', import.meta.url).href)};
+        import { silentLogger } from ${JSON.stringify(new URL('../../src/util/log.ts', import.meta.url).href)};
+        const b = createBackend('microvm', { runDir: ${JSON.stringify(runDir)}, logger: silentLogger });
+        await b.createContainer({ id: ${JSON.stringify(id)}, spec: ${JSON.stringify(spec)}, pod: { podId: 'p', role: 'sandbox' }, logPath: ${JSON.stringify(join(fx.dir, 'c.log'))} });
+      `;
+      const daemon = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
+      child.pid = daemon.pid ?? 0;
+      const pods = join(runDir, 'state', 'pods');
+      let podDir = '';
+      await waitFor(() => {
+        const names = existsSync(pods) ? readdirSync(pods) : [];
+        podDir = names[0] ? join(pods, names[0]) : '';
+        return podDir !== '' && existsSync(join(podDir, 'vmm.proc'));
+      }, 'the VMM to start', 120_000);
+      process.kill(child.pid, 'SIGKILL'); // the "daemon" only: conmon and create run on
+      const vmm = JSON.parse(readFileSync(join(podDir, 'vmm.proc'), 'utf8')) as { pid: number };
+
+      const fresh = new MicrovmBackend({ runDir, logger: silentLogger, assetsRoot: ASSETS });
+      const found = await fresh.list();
+      assert.ok(found.some((c) => c.id === id), `the restarted backend lists ${id}`);
+      const t0 = Date.now();
+      for (const c of found) await fresh.delete(c.id);
+      assert.ok(Date.now() - t0 < 60_000, `orphan delete took ${Date.now() - t0} ms`);
+      await waitFor(() => !alive(vmm.pid), 'the VMM to end', 15_000);
+      await waitFor(() => !existsSync(podDir), 'the pod dir (slot files) to go', 15_000);
+      await waitFor(() => spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim() === '', 'no process naming the run dir', 30_000);
+      for (const h of vmmHierarchies()) assert.ok(!existsSync(join(h.path, parent, id)), `no cgroup left in ${h.path}`);
+      await fresh.close();
+    } finally {
+      if (child.pid) { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }
+      for (const p of spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean)) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
+      for (const h of vmmHierarchies()) { try { rmdirSync(join(h.path, parent, id)); } catch { /* none */ } try { rmdirSync(join(h.path, parent)); } catch { /* none */ } }
+      await fx.cleanup();
+    }
+  });
 });
