@@ -79,6 +79,9 @@ export async function readArchive(path: string, content: LocalContentStore, sign
       }
       await feed;
     } catch (err) {
+      // Stop reading the archive: a feed left waiting on the destroyed extractor would hold the file (or pipe) open.
+      src.destroy();
+      extract.destroy();
       if (signal?.aborted) throw new AbortedError(`load ${path} aborted`, { cause: err });
       if (err instanceof InvalidArgumentError) throw err;
       if (isDiskFull(err)) throw err; // the caller names the full filesystem; the archive is not at fault
