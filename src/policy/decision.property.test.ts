@@ -13,7 +13,8 @@ import { asksUnmaskedProc, enforceContainer, enforcePod, type StoredPod } from '
 import { parsePolicyText } from './load.ts';
 import { DEFAULT_CAPABILITIES } from './load.ts';
 import { sandboxConfigMismatch } from './pod-identity.ts';
-import { dangerousOverlap, normalizeCapability, normalizeHostPath, type HandlerInfo } from './policy.ts';
+import { podInputFromK8s } from './k8s-pod.ts';
+import { dangerousOverlap, decidePod, normalizeCapability, normalizeHostPath, type HandlerInfo } from './policy.ts';
 
 const policy = parsePolicyText(`
 default_trust = "untrusted"
@@ -206,5 +207,54 @@ describe('policy decision (property)', () => {
       assert.equal(sandboxConfigMismatch(pc, structuredClone(pc)), undefined);
       assert.notEqual(sandboxConfigMismatch(pc, mutations[i]!(pc)), undefined);
     }), { numRuns: 1000 });
+  });
+});
+
+describe('admission webhook decision (property)', () => {
+  const rarely = fc.constantFrom(false, false, false, false, true);
+  const container = fc.record({
+    name: fc.constantFrom('app', 'side'),
+    image: fc.constantFrom('busybox', 'registry.example.com/x'),
+    ports: fc.array(fc.record({ containerPort: fc.integer({ min: 1, max: 65535 }), hostPort: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: port }) }), { maxLength: 2 }),
+    volumeMounts: fc.array(fc.record({ name: fc.constant('v'), mountPath: fc.constant('/v'), mountPropagation: fc.constantFrom('None', 'HostToContainer', 'Bidirectional') }), { maxLength: 1 }),
+    securityContext: fc.record({
+      privileged: rarely,
+      procMount: fc.constantFrom('Default', 'Default', 'Default', 'Unmasked'),
+      capabilities: fc.record({ add: fc.array(cap, { maxLength: 1 }) }),
+      seccompProfile: fc.record({ type: fc.constantFrom('RuntimeDefault', 'RuntimeDefault', 'Unconfined') }),
+    }, { requiredKeys: [] }),
+  }, { requiredKeys: ['name', 'image'] });
+  const k8sPod = fc.record({
+    kind: fc.constant('Pod'),
+    metadata: fc.record({ name: fc.constant('p'), namespace: namespace, uid: fc.constantFrom(UID, 'x'), labels: strMap, annotations: strMap }, { requiredKeys: ['name'] }),
+    spec: fc.record({
+      runtimeClassName: fc.constantFrom('runc', 'gvisor', 'microvm'),
+      hostNetwork: rarely, hostPID: rarely, hostIPC: rarely,
+      volumes: fc.oneof({ weight: 2, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(fc.record({ name: fc.constant('v'), hostPath: fc.record({ path: hostPath }) }), { maxLength: 2 }) }),
+      containers: fc.array(container, { minLength: 1, maxLength: 2 }),
+    }, { requiredKeys: ['containers'] }),
+  });
+
+  it('a pod admitted in a namespace no rule trusts never asks for more than untrusted allows', () => {
+    const seen = { allowed: 0, denied: 0 };
+    fc.assert(fc.property(k8sPod, fc.constantFrom('default', 'tenant'), (p, ns) => {
+      const d = decidePod(policy, podInputFromK8s(p, { namespace: ns }), HANDLERS);
+      if (!d.allowed) { seen.denied++; return; }
+      seen.allowed++;
+      assert.equal(d.trust, 'untrusted', 'metadata.namespace never stands in for the request namespace');
+      assert.notEqual(isolationOf(d.handler!), 'process');
+      const s = p.spec;
+      assert.equal(Boolean(s.hostNetwork || s.hostPID || s.hostIPC), false);
+      assert.deepEqual(s.volumes ?? [], [], 'no host paths (metadata.uid grants nothing)');
+      for (const c of s.containers) {
+        assert.equal(Boolean(c.securityContext?.privileged), false);
+        assert.notEqual(c.securityContext?.procMount, 'Unmasked');
+        assert.notEqual(c.securityContext?.seccompProfile?.type, 'Unconfined');
+        for (const x of c.securityContext?.capabilities?.add ?? []) assert.ok(DEFAULT_CAPABILITIES.includes(normalizeCapability(x)), x);
+        for (const pt of c.ports ?? []) assert.equal(pt.hostPort, 0, 'no host ports');
+        for (const m of c.volumeMounts ?? []) assert.notEqual(m.mountPropagation, 'Bidirectional');
+      }
+    }), { numRuns: 2000 });
+    assert.ok(seen.allowed > 20 && seen.denied > 200, JSON.stringify(seen));
   });
 });
