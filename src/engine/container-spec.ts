@@ -75,6 +75,10 @@ export interface ContainerDefaults {
   unmaskedProc: boolean;
   /** The level allows every host path (host_paths = "any"): the protected paths are not checked at mount. */
   hostPathsAny?: boolean;
+  /** The level allows no host path (host_paths = "none"): only the pod's own kubelet volumes are mounted. */
+  hostPathsNone?: boolean;
+  /** host_paths = "listed": the real path of what is mounted must lie under one of these. */
+  allowedHostPaths?: string[];
 }
 
 export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault', honorNoNewPrivs: false, unmaskedProc: false };
@@ -83,7 +87,10 @@ export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault',
 function podDefaults(pod: PodRecord): ContainerDefaults {
   const d = readDecision(pod.runtime.backendState.decision);
   if (!d) return HARDENED_DEFAULTS;
-  return { seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc, hostPathsAny: d.hostPathsAny === true };
+  return {
+    seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc, hostPathsAny: d.hostPathsAny === true,
+    ...(d.hostPathsNone ? { hostPathsNone: true } : {}), ...(d.allowedHostPaths ? { allowedHostPaths: d.allowedHostPaths } : {}),
+  };
 }
 
 /** The request's paths added to the defaults (never fewer than the defaults). */
@@ -193,9 +200,11 @@ async function stageHostMounts(config: cri.ContainerConfig, pod: PodRecord, defa
       }
       beneath = own;
     }
+    if (!beneath && defaults.hostPathsNone) throw new PermissionDeniedError(`host-path rule: mount host path ${n} is not allowed: the pod's trust level allows no host paths but its own kubelet volumes`);
     const target = join(g.stagingDir, String(i));
     await mountHostPath(bin, {
       source: n, target, readonly: !!m.readonly, protect: defaults.hostPathsAny ? [] : g.protect,
+      ...(!defaults.hostPathsAny && defaults.allowedHostPaths ? { allow: defaults.allowedHostPaths } : {}),
       ...(beneath ? { beneath } : {}), ...(g.signal ? { signal: g.signal } : {}),
     });
     out.push({ containerPath: m.containerPath, hostPath: target, readonly: !!m.readonly, propagation: propagation(m.propagation) });

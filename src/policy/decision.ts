@@ -30,6 +30,10 @@ export interface PodDecisionRecord {
   unmaskedProc: boolean;
   /** The level allows every host path (host_paths = "any"): mounts skip the protected-path check on the opened object. Absent = false. */
   hostPathsAny?: boolean;
+  /** host_paths = "none": no host path but the pod's own kubelet volumes, checked again at mount. Absent = false. */
+  hostPathsNone?: boolean;
+  /** host_paths = "listed": the allowed prefixes, checked again on the opened object at mount. */
+  allowedHostPaths?: string[];
 }
 
 /** The decision a pod gets when none was stored: the most restrictive one. */
@@ -54,6 +58,10 @@ export function readDecision(v: unknown): PodDecisionRecord | undefined {
   if (!Array.isArray(allowedHostPorts) || !allowedHostPorts.every((p) => typeof p === 'string')) return undefined;
   const rec: PodDecisionRecord = { version: 1, level, trustRule, handler, requestedHandler, egressGuard, hostNetwork, allowedHostPorts: [...allowedHostPorts as string[]], seccompDefault, honorNoNewPrivs, unmaskedProc };
   if (v.hostPathsAny === true) rec.hostPathsAny = true;
+  if (v.hostPathsNone === true) rec.hostPathsNone = true;
+  if (Array.isArray(v.allowedHostPaths) && v.allowedHostPaths.every((x) => typeof x === 'string' && x.startsWith('/'))) rec.allowedHostPaths = [...v.allowedHostPaths as string[]];
+  // a malformed list must not widen anything: "listed" with nothing readable allows nothing
+  else if (v.allowedHostPaths !== undefined) rec.hostPathsNone = true;
   return rec;
 }
 

@@ -183,7 +183,7 @@ describe('NodePolicy (the CriPolicy the CRI server calls)', () => {
     const np2 = new NodePolicy({ policy, logger: capture().logger, handlers: async () => { calls++; return HANDLERS; }, hostPortInUse: () => false });
     const r = await np2.enforcePod(podConfig(), 'runc');
     assert.equal(r.handler, 'gvisor');
-    assert.deepEqual({ ...r.record }, decisionWith({ level: 'untrusted', trustRule: 'default', handler: 'gvisor', requestedHandler: 'runc' }));
+    assert.deepEqual({ ...r.record }, decisionWith({ level: 'untrusted', trustRule: 'default', handler: 'gvisor', requestedHandler: 'runc', hostPathsNone: true }));
     calls = 0;
     await np.enforcePod(podConfig(), 'runc');
     await np.enforceContainer(stored(podConfig(), 'gvisor'), containerConfig());

@@ -180,6 +180,8 @@ export function decisionRecord(policy: Policy, d: Decision, handler: string): Po
     honorNoNewPrivs: level.allowPrivileged,
     unmaskedProc: level.allowUnmaskedProc,
     ...(level.hostPaths === 'any' ? { hostPathsAny: true } : {}),
+    ...(level.hostPaths === 'none' ? { hostPathsNone: true } : {}),
+    ...(level.hostPaths === 'listed' ? { allowedHostPaths: [...level.allowedHostPaths] } : {}),
   };
 }
 

@@ -34,10 +34,18 @@ kubelet_root = ${JSON.stringify(kubelet)}
 min_isolation = "process"
 allow_host_network = true
 host_paths = "safe"
+[policy.levels.listed]
+min_isolation = "process"
+host_paths = "listed"
+allowed_host_paths = [${JSON.stringify(join(dir, 'allowed'))}]
 [[policy.rules]]
 name = "system namespace"
 trust = "trusted"
 namespaces = ["kube-system"]
+[[policy.rules]]
+name = "ops namespace"
+trust = "listed"
+namespaces = ["ops"]
 `;
   d = await startTestDaemon({ name: 'bulkhead-cri-paths-', policy: { toml: policy } });
   await writeBusyboxArchive(join(dir, 'img.tar'), IMAGE);
@@ -168,6 +176,56 @@ test('a host path swapped for a symlink to / between the check and the mount nev
   assert.ok(mounted + refusedCount === 24);
   // where the engine saw the symlink it refused; the other attempts mounted the real dir
   assert.ok(refusedCount > 0, `some attempts met the symlink to / (mounted ${mounted}, refused ${refusedCount})`);
+});
+
+test('a "listed" level: a listed path swapped for a symlink to an unlisted dir never mounts the unlisted dir', async () => {
+  const allowed = join(dir, 'allowed');
+  const elsewhere = join(dir, 'elsewhere');
+  await mkdir(join(allowed, 'real'), { recursive: true });
+  await mkdir(elsewhere, { recursive: true });
+  await writeFile(join(allowed, 'real', 'MARKER'), 'x');
+  await writeFile(join(elsewhere, 'OTHER'), 'x');
+  const target = join(allowed, 'v');
+  await symlink(join(allowed, 'real'), target);
+  const cfg = pod('listed', 'ops');
+  const id = await d.client.runPodSandbox(cfg, 'runc');
+  // by name and real path at check time: a path outside the list is refused
+  await refused(d.client.createContainer(id, ctr({ mounts: [{ containerPath: '/e', hostPath: elsewhere }] }), cfg), 'unlisted path', 'PermissionDenied', /host-path/);
+  let flip = false;
+  let swapping = true;
+  const swapper = (async () => {
+    while (swapping) {
+      flip = !flip;
+      const tmp = join(allowed, `t-${flip ? 1 : 0}`);
+      await rm(tmp, { force: true });
+      await symlink(flip ? elsewhere : join(allowed, 'real'), tmp);
+      await rename(tmp, target);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  })();
+  let mounted = 0;
+  let refusedCount = 0;
+  try {
+    for (let i = 0; i < 16; i++) {
+      let cid: string;
+      try {
+        cid = await d.client.createContainer(id, ctr({ metadata: { name: `l${i}`, attempt: 0 }, mounts: [{ containerPath: '/v', hostPath: target }] }), cfg);
+      } catch (err) {
+        assert.ok(err instanceof BulkheadError && err.code === 'PermissionDenied', `refused as a host-path violation: ${String(err)}`);
+        refusedCount++;
+        continue;
+      }
+      mounted++;
+      await d.client.startContainer(cid);
+      assert.equal((await d.client.execSync(cid, ['ls', '/v'], 10)).stdout.toString(), 'MARKER\n', 'only the listed directory is ever mounted');
+      await d.client.removeContainer(cid);
+    }
+  } finally {
+    swapping = false;
+    await swapper;
+    await removePod(id);
+  }
+  assert.ok(refusedCount > 0 && mounted + refusedCount === 16, `mounted ${mounted}, refused ${refusedCount}`);
 });
 
 test('log_directory outside the pod-log roots, log_path with .. and a symlinked log dir are INVALID_ARGUMENT; nothing is written', async () => {

@@ -2,7 +2,7 @@
  * bulkhead-hostmount: bind-mounts a container's host path onto a staging point the daemon owns,
  * so that what was checked is what gets mounted.
  *
- *   bulkhead-hostmount --source PATH --target STAGING [--beneath DIR] [--ro] [--protect P]...
+ *   bulkhead-hostmount --source PATH --target STAGING [--beneath DIR] [--ro] [--protect P]... [--allow A]...
  *
  * The source is opened once (O_PATH) and everything after works on that descriptor: its real
  * path (readlink of /proc/self/fd/N) is checked, and /proc/self/fd/N is what is bind-mounted, so
@@ -13,7 +13,8 @@
  *   refused. Without openat2 (ENOSYS) every component is opened O_PATH|O_NOFOLLOW and a symlink
  *   anywhere is refused.
  * Otherwise SOURCE is opened following ordinary symlinks (never /proc magic links) and its real
- * path checked against every --protect P: equal to, under, or above (a parent of) P is refused.
+ * path checked against every --protect P: equal to, under, or above (a parent of) P is refused;
+ * with --allow it must also lie under one of the A (a level's listed host paths).
  * STAGING is created (a directory or an empty file, like the source) and must not be a symlink.
  * Prints the source's real path on stdout. Exit 0 mounted; 2 refused by a rule; 1 other failure.
  * Nothing is left behind on failure. Runs in the caller's mount namespace.
@@ -94,8 +95,8 @@ static int fd_path(int fd, char *out, size_t len) {
 
 int main(int argc, char **argv) {
   const char *source = NULL, *target = NULL, *beneath = NULL;
-  const char *protect[MAX_PROTECT];
-  int nprotect = 0, ro = 0;
+  const char *protect[MAX_PROTECT], *allow[MAX_PROTECT];
+  int nprotect = 0, nallow = 0, ro = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--ro") == 0) { ro = 1; continue; }
@@ -105,6 +106,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--target") == 0) target = v;
     else if (strcmp(a, "--beneath") == 0) beneath = v;
     else if (strcmp(a, "--protect") == 0 && nprotect < MAX_PROTECT) protect[nprotect++] = v;
+    else if (strcmp(a, "--allow") == 0 && nallow < MAX_PROTECT) allow[nallow++] = v;
     else return refuse("unknown or repeated option %s%s", a, NULL);
   }
   if (!source || !target || source[0] != '/' || target[0] != '/') return refuse("--source and --target must be absolute paths%s%s", "", NULL);
@@ -149,6 +151,11 @@ int main(int argc, char **argv) {
     }
   }
 
+  if (!beneath && nallow > 0) {
+    int ok = 0;
+    for (int i = 0; i < nallow && !ok; i++) ok = under(real, allow[i]);
+    if (!ok) return refuse("host path %s resolves to %s, which is not under a path the pod's level allows", source, real);
+  }
   struct stat st;
   if (fstat(fd, &st) != 0) return fail("fstat", source);
   if (S_ISDIR(st.st_mode)) {

@@ -27,6 +27,8 @@ export interface HostMountRequest {
   readonly: boolean;
   /** Refused when the source's real path is, is under, or contains one of these. */
   protect: readonly string[];
+  /** When given (a "listed" level), the source's real path must lie under one of these. */
+  allow?: readonly string[];
   signal?: AbortSignal;
 }
 
@@ -36,6 +38,10 @@ export async function mountHostPath(bin: string, req: HostMountRequest): Promise
   if (req.beneath) args.push('--beneath', req.beneath);
   if (req.readonly) args.push('--ro');
   if (!req.beneath) for (const p of req.protect) args.push('--protect', p);
+  if (!req.beneath && req.allow) {
+    if (req.allow.length === 0) throw new PermissionDeniedError(`host-path rule: host path ${req.source} is not under an allowed path (none listed)`);
+    for (const p of req.allow) args.push('--allow', p);
+  }
   const r = await run(bin, args, { timeoutMs: 10_000, ...(req.signal ? { signal: req.signal } : {}) });
   const msg = r.stderr.trim().replace(/^bulkhead-hostmount: /, '').split('\n')[0] ?? '';
   if (r.code === 2) throw new PermissionDeniedError(`host-path rule: ${msg}`);
