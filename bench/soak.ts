@@ -113,10 +113,10 @@ function procStatus(pid: number, key: string): Promise<number> {
   return readFile(`/proc/${pid}/status`, 'utf8').then((t) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? NaN), () => NaN);
 }
 
-/** This daemon's pod ids, from its log ("pod sandbox ready" pod=ID). */
+/** This daemon's pod ids, from its log (`msg="pod sandbox ready" part=engine pod=ID ...`). */
 async function ourPods(): Promise<string[]> {
   const text = await readFile(daemonLog, 'utf8').catch(() => '');
-  return [...new Set([...text.matchAll(/msg="pod sandbox ready" pod=([0-9a-f]{64})/g)].map((m) => m[1]!))];
+  return [...new Set([...text.matchAll(/msg="pod sandbox ready" [^\n]*?\bpod=([0-9a-f]{64})/g)].map((m) => m[1]!))];
 }
 
 const hierarchies = (await readdir('/sys/fs/cgroup').catch(() => [] as string[])).map((h) => join('/sys/fs/cgroup', h));
@@ -151,6 +151,7 @@ async function snapshot(): Promise<Snapshot> {
     'netns /run/netns (all)': netns.length,
     'ip netns (all)': ipNetns.length,
     'netns (this daemon\'s pods)': netns.filter((n) => id12.some((p) => n.startsWith(p))).length,
+    'pods seen in the daemon log': pods.length,
     'netns (podman netns-*)': netns.filter((n) => n.startsWith('netns-')).length,
     'cgroups under /bulkhead (all daemons)': cgAll,
     'cgroups (this daemon\'s pods)': cgOurs,
