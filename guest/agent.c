@@ -6,7 +6,7 @@
  * Host -> guest:  C create container (kv payload)   S start    E exec (kv payload, parent=ID)
  *                 I stdin bytes (length 0 = EOF)    K signal ("SIG" or "SIG all")
  *                 W window size ("ROWS COLS")       D delete   T stats   P power off
- * Guest -> host:  H hello ("bulkhead-agent 1 KERNEL") A ok (payload)  F failure (message)
+ * Guest -> host:  H hello ("bulkhead-agent 2 KERNEL"; 2 = applies PID ns, caps, seccomp) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * Every request is answered with A or F carrying the request's id. Output of a process is
@@ -704,7 +704,7 @@ int main(void) {
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
-  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 1 %s", u.release);
+  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 2 %s", u.release);
   send_frame('H', 0, hello, strlen(hello));
 
   static char rbuf[MAX_PAYLOAD + 9 + 65536];

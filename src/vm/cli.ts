@@ -103,7 +103,7 @@ function readyLine(child: ReturnType<typeof spawn>, what: string, timeoutMs: num
         clearTimeout(timer);
         const line = buf.slice(0, nl);
         if (line.startsWith('ok')) resolvePromise(line);
-        else reject(new BulkheadError(/not found in \$PATH|bad|exceeds/.test(line) ? 'InvalidArgument' : /did not answer/.test(line) ? 'DeadlineExceeded' : 'Internal', `${what}: ${line.replace(/^error: /, '').replace(/\\n/g, '\n')}`));
+        else reject(new BulkheadError(/not found in \$PATH|bad|exceeds/.test(line) ? 'InvalidArgument' : /did not answer/.test(line) ? 'DeadlineExceeded' : /run `bin\/bulkhead-vm .*setup`/.test(line) ? 'FailedPrecondition' : 'Internal', `${what}: ${line.replace(/^error: /, '').replace(/\\n/g, '\n')}`));
       }
     });
     pipe.on('end', () => { clearTimeout(timer); if (!buf.includes('\n')) reject(new UnavailableError(`${what} exited before it was ready`)); });

@@ -14,7 +14,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
 import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
@@ -84,11 +84,23 @@ interface Pending { conn: Socket | null; reqId: number; op: string; name?: strin
 interface Session { gid: number; owner: Socket | null; name?: string; exec: boolean; exited?: number }
 interface Container { name: string; gid: number; slot: number; sandbox: boolean }
 
+/**
+ * Protocol version of the guest agent this host needs: 2 = the agent applies PID namespaces,
+ * capabilities, no_new_privs and seccomp (an older agent would ignore them: fail closed).
+ */
+export const AGENT_PROTOCOL = 2;
+
+/** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
+export function checkAgentProtocol(version: number, assetsDir: string): void {
+  if (version >= AGENT_PROTOCOL) return;
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (PID namespaces, capabilities and seccomp in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+}
+
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
-export async function waitForHello(vm: VmHandle, timeoutMs: number): Promise<{ kernel: string; rest: Buffer }> {
+export async function waitForHello(vm: VmHandle, timeoutMs: number): Promise<{ kernel: string; version: number; rest: Buffer }> {
   return await new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
-    const done = (err?: Error, v?: { kernel: string; rest: Buffer }): void => {
+    const done = (err?: Error, v?: { kernel: string; version: number; rest: Buffer }): void => {
       clearTimeout(timer);
       vm.control.off('data', onData);
       void vm.wait().then(() => {}); // keep the promise observed
@@ -107,9 +119,9 @@ export async function waitForHello(vm: VmHandle, timeoutMs: number): Promise<{ k
       if (len > 4096) { void fail('agent protocol violation: oversized hello', DeadlineExceededError); return; }
       if (buf.length < 9 + len) return;
       const hello = buf.subarray(9, 9 + len).toString('utf8');
-      const m = /^bulkhead-agent 1 (\S+)/.exec(hello);
+      const m = /^bulkhead-agent (\d{1,4}) (\S+)/.exec(hello);
       if (!m) { void fail(`agent protocol violation: bad hello ${JSON.stringify(hello)}`, DeadlineExceededError); return; }
-      done(undefined, { kernel: m[1]!, rest: buf.subarray(9 + len) });
+      done(undefined, { kernel: m[2]!, version: Number(m[1]), rest: buf.subarray(9 + len) });
     };
     vm.control.on('data', onData);
     void vm.wait().then((e) => { void fail(`the VM exited during boot: ${e.reason}`, DeadlineExceededError); });
@@ -181,9 +193,10 @@ export class PodVmSupervisor {
         ...(o.cpuQuota ? { cpuQuota: o.cpuQuota, cpuPeriod: o.cpuPeriod ?? 100000 } : {}),
       }, o.podDir, this.#log);
     }
-    let hello: { kernel: string; rest: Buffer };
+    let hello: { kernel: string; version: number; rest: Buffer };
     try {
       hello = await waitForHello(this.#vm, o.bootTimeoutMs);
+      checkAgentProtocol(hello.version, o.assets.dir);
     } catch (e) {
       await this.#vm.stop(1000);
       await this.#cleanupCgroups();
