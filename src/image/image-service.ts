@@ -235,7 +235,7 @@ interface Lease {
 export interface GcResult {
   blobs: number;
   snapshots: number;
-  /** Bytes freed on disk (blocks of the deleted files). */
+  /** Bytes of blob files freed (blocks); snapshot trees are not walked to count theirs (that would double the cost of removing them). */
   bytes: number;
 }
 
@@ -594,7 +594,6 @@ class LocalImageService implements ImageService {
     for (const s of all) if (this.pins.has(s.chainId)) await keepAncestors(s.chainId);
     for (const s of all) {
       if (chains.has(s.chainId)) continue;
-      bytes += await this.diskBytes(join(this.snapshots.root, s.id));
       await this.snapshots.remove(s.chainId);
       ns++;
     }
