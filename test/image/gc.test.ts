@@ -9,6 +9,8 @@ import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, buildLayer, busyboxLayers, pushImage, type TestImages } from '../fixtures/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
+import { randomUUID } from 'node:crypto';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
 
 let d: TestDaemon;
 let reg: TestRegistry;
@@ -82,4 +84,34 @@ test('a refused pull leaves no blobs and no snapshots (its good layers included)
   assert.deepEqual(await chains(), chainsBefore);
   assert.deepEqual(await readdir(join(d.root, 'content/ingest')), [], 'no partial download');
   assert.deepEqual((await readdir(join(d.root, 'snapshots'))).filter((n) => /^\d+$/.test(n)), [], 'no snapshot dir');
+});
+
+test('RemoveImage keeps the layers a created container sits on; the container starts; removing it frees them', async () => {
+  await d.client.pullImage(images.user);
+  const name = `gc-${process.pid}`;
+  const pod = await d.client.runPodSandbox({
+    metadata: { name, namespace: 'gc-test', uid: randomUUID(), attempt: 0 }, logDirectory: join(d.base, 'logs', name), labels: {}, linux: {},
+  } as PodSandboxConfig, 'runc');
+  try {
+    const ctr = await d.client.createContainer(pod, { metadata: { name, attempt: 0 }, image: { image: images.user }, command: ['sh', '-c', 'cat /bin/busybox > /dev/null && echo ok'], logPath: `${name}.log` } as ContainerConfig, null);
+    await d.client.removeImage(images.user);
+    assert.equal((await d.client.imageStatus(images.user)).image, null);
+    const u = images.pushed.user!;
+    const left = await blobs();
+    assert.ok(!left.includes(u.configDigest), 'the image record and its own blobs went');
+    assert.equal((await chains()).length, u.layers.length, 'the layers under the container stay');
+    await d.client.startContainer(ctr);
+    for (let i = 0; i < 200; i++) {
+      if ((await d.client.containerStatus(ctr)).status?.state === 'CONTAINER_EXITED') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const st = await d.client.containerStatus(ctr);
+    assert.equal(st.status?.exitCode, 0, JSON.stringify(st.status));
+    await d.client.removeContainer(ctr);
+    assert.deepEqual(await chains(), [], 'the last user of the layers went: they are freed');
+    assert.deepEqual(await blobs(), []);
+  } finally {
+    await d.client.stopPodSandbox(pod).catch(() => {});
+    await d.client.removePodSandbox(pod).catch(() => {});
+  }
 });
