@@ -160,6 +160,19 @@ describe('enforceContainer (CreateContainer)', () => {
     assert.equal(d.allowed, true);
   });
 
+  it('own kubelet volumes are resolved too: a symlink out (to /) is judged as its target; a symlinked kubelet root is still the pod\'s own', async () => {
+    const realRoot = join(dir, 'real-kubelet');
+    const own = join(realRoot, 'pods', UID, 'volumes');
+    await mkdir(join(own, 'data'), { recursive: true });
+    await symlink('/', join(own, 'root'));
+    await symlink(realRoot, join(dir, 'kubelet'));
+    const p = parsePolicyText(`kubelet_root = ${JSON.stringify(join(dir, 'kubelet'))}`, 'toml', 'test');
+    const pod = { config: podConfig(), handler: 'gvisor', decision: enforcePod(p, { config: podConfig(), runtimeHandler: 'gvisor' }, HANDLERS).record };
+    const vol = (name: string): ContainerConfig => containerConfig({ mounts: [{ containerPath: '/v', hostPath: join(dir, 'kubelet', 'pods', UID, 'volumes', name) }] });
+    assert.equal(enforceContainer(p, { config: vol('data'), pod }, HANDLERS).allowed, true, 'own volume through the symlinked kubelet root');
+    assert.throws(() => enforceContainer(p, { config: vol('root'), pod }, HANDLERS), /untrusted\/host-path.*host path \/ /);
+  });
+
   it('a stored pod with no decision (older state.db) is judged as the default level, whatever its namespace', () => {
     const pod = { config: podConfig({}, 'kube-system'), handler: 'runc', decision: undefined };
     assert.throws(() => enforceContainer(policy, { config: containerConfig(), pod }, HANDLERS), /untrusted\/handler-not-allowed/);

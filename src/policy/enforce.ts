@@ -79,18 +79,25 @@ export function podInputFromCri(config: PodSandboxConfig, requestedHandler: stri
 /**
  * Each host path as given and, when it differs, as it resolves now. Paths under the pod's own
  * kubelet directory are resolved too: a symlink there to / resolves out of the directory and is
- * judged as what it points at. (The mount itself is checked again on the opened object, see
- * runtime/pinns/hostmount.c; this is the early, by-name answer.)
+ * judged as what it points at; one that stays inside the directory (also where the kubelet root
+ * itself is a symlink, e.g. /var/lib/kubelet -> /data/kubelet) is the pod's own volume. (The
+ * mount itself is checked again on the opened object, see runtime/pinns/hostmount.c; this is the
+ * early, by-name answer.)
  */
-function withResolved(paths: string[], _ownDir: string | undefined, resolve: (p: string) => string): string[] {
+function withResolved(paths: string[], ownDir: string | undefined, resolve: (p: string) => string): string[] {
   const out: string[] = [];
+  let ownReal: string | undefined;
+  if (ownDir) { try { ownReal = resolve(ownDir); } catch { ownReal = ownDir; } }
+  const inside = (p: string, dir: string): boolean => p.startsWith(dir + '/');
   for (const p of paths) {
     out.push(p);
     const n = normalizeHostPath(p);
     if (n === undefined) continue;
     let r: string;
     try { r = resolve(n); } catch { continue; }
-    if (r !== n) out.push(r);
+    if (r === n) continue;
+    if (ownDir && ownReal && inside(n, ownDir) && inside(r, ownReal)) continue;
+    out.push(r);
   }
   return out;
 }
