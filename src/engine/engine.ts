@@ -124,7 +124,7 @@ export interface EngineOptions {
   seccompProfileRoot?: string;
   /** Host paths are checked at mount time against this; default: kubelet root /var/lib/kubelet, the dangerous paths plus root and runDir. */
   hostPathGuard?: HostPathGuard;
-  /** RunPodSandbox calls doing their expensive part at once; default 2 per CPU, 2..8. Others queue. */
+  /** RunPodSandbox calls doing their expensive part at once; default 4 per CPU, 4..16 (creation waits on runtime processes as much as it uses CPU). Others queue. */
   podCreationParallelism?: number;
 }
 
@@ -215,7 +215,7 @@ export class Engine {
     this.#fallbackNetwork = new LoopbackPodNetwork(this.#log, opts.pinNamespaces === false ? undefined : () => ensurePinns(opts.helperDir));
     this.#network = opts.network ?? this.#fallbackNetwork;
     this.#events.setMaxListeners(0);
-    this.#podSlots = new Slots(opts.podCreationParallelism ?? Math.min(8, Math.max(2, 2 * availableParallelism())), 4096, 'RunPodSandbox');
+    this.#podSlots = new Slots(opts.podCreationParallelism ?? Math.min(16, Math.max(4, 4 * availableParallelism())), 4096, 'RunPodSandbox');
   }
 
   // =============================================================================================
