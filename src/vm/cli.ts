@@ -23,7 +23,7 @@ import { ensureGuestAssets, loadGuestAssets, SETUP_COMMAND } from './assets.ts';
 import { VmdClient } from './client.ts';
 import { QemuVmm } from './qemu.ts';
 import { FirecrackerVmm } from './firecracker.ts';
-import { rootfsImage } from './rootfs-image.ts';
+import { releaseRootfsImage, rootfsImage } from './rootfs-image.ts';
 import { runShim } from './shim.ts';
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
 import { alive, checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, readRecord, rootFromIndex, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
@@ -154,7 +154,7 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
   const cdir = containerDir(g.root, id);
   if (existsSync(cdir)) throw new AlreadyExistsError(`container "${id}" already exists`);
   const assets = await loadGuestAssets(g.assetsRoot);
-  const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir);
+  const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
   const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
   const pdir = podDir(g.root, pod.podId);
   await mkdir(cdir, { recursive: true, mode: 0o700 });
@@ -202,6 +202,7 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
     }
     await rm(cdir, { recursive: true, force: true });
     await indexRemove(id, cdir);
+    await releaseRootfsImage(image.path, cdir).catch(() => {});
     throw e;
   }
 }
@@ -286,8 +287,11 @@ async function cmdDelete(g: Global, argv: string[]): Promise<number> {
     await removeVmmCgroups(rec.podDir);
     await rm(rec.podDir, { recursive: true, force: true });
   }
+  const created = JSON.parse(readFileSafe(join(containerDir(g.root, id), 'create.json')) || '{}') as { image?: unknown };
   await rm(containerDir(g.root, id), { recursive: true, force: true });
   await indexRemove(id, containerDir(g.root, id));
+  // The container's disk image goes once no other container uses it.
+  if (typeof created.image === 'string') await releaseRootfsImage(created.image, containerDir(g.root, id)).catch(() => {});
   return 0;
 }
 
