@@ -5,7 +5,7 @@ import { mkdtemp, rm, symlink, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from './config.ts';
-import { daemonProtectedPaths, INSTALL_DIR } from '../policy/protected-paths.ts';
+import { daemonProtectedPaths, INSTALL_DIR, withRealPaths } from '../policy/protected-paths.ts';
 
 const paths = { root: '/var/lib/bulkhead', runDir: '/run/bulkhead', socket: '/run/bulkhead/cri.sock', config: '/etc/bulkhead/config.toml' };
 
@@ -31,6 +31,8 @@ test('the daemon\'s protected paths: root, run dir, socket, config, policy file,
       assert.ok(p.includes(want), `${want} in ${p.join(', ')}`);
     }
     assert.ok(!p.includes('/') && !p.includes(''), 'never / itself (that would refuse every path)');
+    // what the mount-time check compares with real paths: a symlinked kubelet root by both names
+    assert.deepEqual(withRealPaths([join(dir, 'root'), join(dir, 'missing')]), [join(dir, 'root'), join(dir, 'real-root'), join(dir, 'missing')]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -20,7 +20,7 @@ import { Engine, type EngineImages } from '../engine/engine.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { checkPolicyHandlers, policyFromConfig } from '../policy/load.ts';
 import { criPolicy } from '../cri/policy-adapter.ts';
-import { daemonProtectedPaths } from '../policy/protected-paths.ts';
+import { daemonProtectedPaths, withRealPaths } from '../policy/protected-paths.ts';
 import { createImageService } from '../image/image-service.ts';
 import { parseImageConfig } from '../image/config.ts';
 import { createBackend } from '../runtime/backends.ts';
@@ -134,7 +134,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       podLogRoots: [config.runtime.podLogRoot],
       cgroupRoots: config.runtime.cgroupRoots,
       seccompProfileRoot: config.runtime.seccompProfileRoot || join(policy.kubeletRoot, 'seccomp'),
-      hostPathGuard: { kubeletRoot: policy.kubeletRoot, protect: policy.protectedPaths },
+      // the helper compares real paths: every protected path also by its real path (a symlinked /var/lib/kubelet)
+      hostPathGuard: { kubeletRoot: policy.kubeletRoot, protect: withRealPaths([...policy.protectedPaths, policy.kubeletRoot]) },
     });
     cleanups.push(async () => { await engine.close(); });
     await engine.recover();

@@ -37,3 +37,13 @@ export function daemonProtectedPaths(p: DaemonPaths): string[] {
   }
   return [...out];
 }
+
+/** The paths, each followed by its real path where that differs (missing ones as given). */
+export function withRealPaths(paths: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const p of paths) {
+    out.add(p);
+    try { out.add(realpathSync(p)); } catch { /* not there */ }
+  }
+  return [...out];
+}
