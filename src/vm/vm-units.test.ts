@@ -159,6 +159,26 @@ describe('microvm backend options', () => {
     assert.equal(p.available, false);
     assert.match(p.reason ?? '', /looked in \/nonexistent-bulkhead-assets\/vm: setting \[vm\] assets/);
   });
+
+  it('is unavailable, saying how to rebuild, when the guest agent was built from other sources', async () => {
+    const { mkdtemp, mkdir, writeFile, rm } = await import('node:fs/promises');
+    const root = await mkdtemp('/tmp/bulkhead-stale-assets-');
+    try {
+      const dir = `${root}/vm`;
+      await mkdir(`${dir}/kernel/boot`, { recursive: true });
+      await mkdir(`${dir}/kernel/lib/modules/6.1.0-test/`, { recursive: true });
+      await mkdir(`${dir}/bin`, { recursive: true });
+      await writeFile(`${dir}/kernel/boot/vmlinuz-6.1.0-test`, '');
+      await writeFile(`${dir}/kernel/lib/modules/6.1.0-test/modules.dep`, '');
+      for (const f of ['initramfs.cpio', 'bin/bulkhead-agent', 'bin/bulkhead-vm-console']) await writeFile(`${dir}/${f}`, '');
+      await writeFile(`${dir}/assets.json`, JSON.stringify({ agentSource: '0'.repeat(64), consoleSource: '0'.repeat(64), kernelRelease: '6.1.0-test' }));
+      const p = await new MicrovmBackend({ runDir: `${root}/run`, logger, vm: { assets: root } }).probe();
+      assert.equal(p.available, false);
+      assert.match(p.reason ?? '', new RegExp(`guest agent in ${root}/vm was built from other guest/ sources.*bin/bulkhead-vm --assets ${root} setup`));
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('VMM cgroups', () => {

@@ -15,7 +15,7 @@ import { run } from '../../util/exec.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import type { OciSpec } from '../oci.ts';
-import { loadGuestAssets } from '../../vm/assets.ts';
+import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
 import { InternalError, InvalidArgumentError } from '../../errors.ts';
 
@@ -124,6 +124,15 @@ export class MicrovmBackend extends ConmonBackend {
     }
     details.kernel = assets.kernelRelease;
     details.assets = join(this.#assetsRoot, 'vm');
+    // An agent built from older guest sources would be refused at every pod start (or, older
+    // still, run containers without the guest's namespaces, capabilities and seccomp).
+    if (!await guestAssetsCurrent(this.#assetsRoot)) {
+      return {
+        available: false,
+        reason: `the guest agent in ${details.assets} was built from other guest/ sources than this Bulkhead's; rebuild it: bin/bulkhead-vm --assets ${this.#assetsRoot} setup`,
+        details: { ...details, agent: 'stale' },
+      };
+    }
     const a = await detectAccel(assets, { ...opt });
     details.accel = a.accel;
     details.accelReason = a.reason;
