@@ -202,8 +202,9 @@ class Pins {
   /** The GC in progress, if any. */
   running: Promise<unknown> | undefined;
 
-  has(key: string): boolean { return this.counts.has(key); }
   get empty(): boolean { return this.counts.size === 0; }
+  /** What is pinned now (a GC takes this before it lists the records: an operation that records its image and releases meanwhile stays covered). */
+  snapshot(): Set<string> { return new Set(this.counts.keys()); }
 
   lease(): Lease {
     const held = new Set<string>();
@@ -565,11 +566,16 @@ class LocalImageService implements ImageService {
   /** One GC pass; runs while `pins.running` is set, so no lease grows meanwhile. */
   private async collect(): Promise<GcResult> {
     await Promise.resolve(); // `pins.running` is set before the first look at the pins
+    // Pins first, records second: no pin is added while this runs, and one released meanwhile
+    // belongs to an operation that recorded its image before releasing (or failed).
+    const pinned = this.pins.snapshot();
     const blobs = new Set<string>();
     const chains = new Set<string>();
     for (const img of this.images.list()) {
       blobs.add(img.id); blobs.add(img.manifestDigest);
       if (img.indexDigest) blobs.add(img.indexDigest);
+      // Another repository's manifest of the same image ID (the record keeps the last one pulled).
+      for (const name of img.repoDigests) { const d = name.slice(name.lastIndexOf('@') + 1); if (isDigest(d)) blobs.add(d); }
       for (const l of img.layers) { blobs.add(l.digest); chains.add(l.chainId); }
     }
     // Every ancestor of a kept chain (a container's parent, a pinned chain) is kept too.
@@ -585,20 +591,20 @@ class LocalImageService implements ImageService {
     let ns = 0;
     let bytes = 0;
     for (const b of await this.content.list()) {
-      if (blobs.has(b.digest) || this.pins.has(b.digest)) continue;
+      if (blobs.has(b.digest) || pinned.has(b.digest)) continue;
       bytes += await this.diskBytes(this.content.path(b.digest));
       await this.content.delete(b.digest);
       nb++;
     }
     const all = await this.snapshots.walk();
-    for (const s of all) if (this.pins.has(s.chainId)) await keepAncestors(s.chainId);
+    for (const s of all) if (pinned.has(s.chainId)) await keepAncestors(s.chainId);
     for (const s of all) {
       if (chains.has(s.chainId)) continue;
       await this.snapshots.remove(s.chainId);
       ns++;
     }
     // Half-placed snapshot dirs are only orphans when no pull or load is under way.
-    if (this.pins.empty && this.unpacking.size === 0) await this.snapshots.cleanOrphans();
+    if (pinned.size === 0 && this.pins.empty && this.unpacking.size === 0) await this.snapshots.cleanOrphans();
     this.log.info('image gc', { blobs: nb, snapshots: ns, bytes });
     return { blobs: nb, snapshots: ns, bytes };
   }

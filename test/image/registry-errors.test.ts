@@ -44,9 +44,8 @@ function bulkheadError(code: string, re: RegExp): (err: unknown) => boolean {
 }
 
 test('a closed port: "registry refused the connection at 127.0.0.1:PORT" and what to check', async () => {
-  const probe = createServer();
-  const port = await new Promise<number>((r) => probe.listen(0, '127.0.0.1', () => r((probe.address() as { port: number }).port)));
-  await new Promise<void>((r) => probe.close(() => r()));
+  // A privileged port nothing listens on (an ephemeral one could be taken by another test's server meanwhile).
+  const port = 1023; // not on fetch's list of blocked ports
   await assert.rejects(svc.pull(`127.0.0.1:${port}/test/nothing:latest`),
     bulkheadError('Unavailable', new RegExp(`registry refused the connection at 127\\.0\\.0\\.1:${port}: nothing listens there; check`)));
 });

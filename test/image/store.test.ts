@@ -117,3 +117,33 @@ test('load: OCI image layout archive and docker-save tar', async () => {
   }
 
 });
+
+test('GC running over and over during pulls (RemoveImage of other images) never takes a blob or layer a pull in progress relies on', async () => {
+  const blobsBefore = new Set(await readdir(join(root, 'content/blobs/sha256')));
+  const chainsBefore = new Set(await readdir(join(root, 'snapshots/by-chain')));
+  await svc.pull(images.busybox); // shared layers already present: the pulls below find them and must keep them
+  let pulling = true;
+  let passes = 0;
+  const gcLoop = (async () => { while (pulling) { await svc.gc(); passes++; await new Promise((r) => setImmediate(r)); } })();
+  try {
+    const [ml, zs, un] = await Promise.all([svc.pull(images.multilayer), svc.pull(images.zstd), svc.pull(images.uncompressed)]);
+    for (const img of [ml, zs, un]) {
+      const [top] = await svc.viewRootfs(img.id);
+      assert.ok(top, img.id);
+      const have = await readdir(join(root, 'content/blobs/sha256'));
+      for (const d of [img.id, img.manifestDigest]) assert.ok(have.includes(d.slice(7)), `${d} present`);
+      assert.equal((await svc.viewRootfs(img.id)).length, img.layers.length, 'every layer unpacked and present');
+    }
+    // the shared busybox layers a pull found present are still there and whole
+    const lowers = await svc.viewRootfs(ml.id);
+    const links = await Promise.all(lowers.map((d) => readlink(join(d, 'bin/sh')).catch(() => undefined)));
+    assert.ok(links.includes('busybox'), 'bin/sh of the busybox layer');
+  } finally {
+    pulling = false;
+    await gcLoop;
+  }
+  assert.ok(passes > 3, `GC ran ${passes} times during the pulls`);
+  for (const ref of [images.multilayer, images.zstd, images.uncompressed, images.busybox]) await svc.remove(ref).catch(() => {});
+  for (const b of await readdir(join(root, 'content/blobs/sha256'))) assert.ok(blobsBefore.has(b), `blob ${b} freed`);
+  for (const c of await readdir(join(root, 'snapshots/by-chain'))) assert.ok(chainsBefore.has(c), `snapshot ${c} freed`);
+});
