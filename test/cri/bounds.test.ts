@@ -244,3 +244,16 @@ test('a cancelled RunPodSandbox is rolled back, and its retry with the same meta
     await c.removePodSandbox(id);
   }
 });
+
+test('two RunPodSandbox calls with the same metadata at once leave one pod: the second waits for the first, then is ALREADY_EXISTS', async () => {
+  const c = d.client;
+  const cfg = podConfig('twice');
+  const rs = await Promise.allSettled([c.runPodSandbox(cfg), c.runPodSandbox(cfg)]);
+  const made = rs.flatMap((r) => r.status === 'fulfilled' ? [r.value] : []);
+  assert.equal(made.length, 1);
+  const refused = rs.find((r) => r.status === 'rejected');
+  code('AlreadyExists')(refused?.reason);
+  const listed = (await c.listPodSandbox()).filter((p) => p.metadata?.name === 'twice');
+  assert.deepEqual(listed.map((p) => [p.id, p.state]), [[made[0], 'SANDBOX_READY']]);
+  await c.removePodSandbox(made[0]!);
+});
