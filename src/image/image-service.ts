@@ -249,6 +249,8 @@ class LocalImageService implements ImageService {
   private readonly limits: UnpackLimits;
   private readonly unpacking = new Map<string, Promise<{ published: Promise<void> }>>();
   private readonly pins = new Pins();
+  /** Usage of committed snapshot dirs by path, valid while the dir's dev:ino|ctime is `id` (they never change once committed). */
+  private readonly frozenUsage = new Map<string, { id: string; u: { bytes: number; inodes: number } }>();
   private readonly cfg: ImageConfig;
   private readonly log: Logger;
   /** Threads that perform layer writes (one idle thread is kept between layers). */
@@ -614,7 +616,12 @@ class LocalImageService implements ImageService {
     return (await this.usageOf([path])).bytes;
   }
 
-  private async usageOf(paths: string[]): Promise<{ bytes: number; inodes: number }> {
+  /**
+   * Blocks and inodes under `paths` (each inode once, one filesystem). Directories in `frozen`
+   * (committed snapshots, which never change) are walked once and remembered, so the kubelet's
+   * frequent ImageFsInfo walks only what can change.
+   */
+  private async usageOf(paths: string[], frozen?: ReadonlySet<string>): Promise<{ bytes: number; inodes: number }> {
     let bytes = 0;
     let inodes = 0;
     const seen = new Set<string>();
@@ -623,6 +630,15 @@ class LocalImageService implements ImageService {
       if (!st || (dev !== undefined && st.dev !== dev)) return;
       const k = `${st.dev}:${st.ino}`;
       if (seen.has(k)) return;
+      if (frozen?.has(p) && st.isDirectory()) {
+        const id = `${k}|${st.ctimeMs}`;
+        let u = this.frozenUsage.get(p)?.id === id ? this.frozenUsage.get(p)!.u : undefined;
+        if (!u) { u = await this.usageOf([p]); this.frozenUsage.set(p, { id, u }); }
+        seen.add(k);
+        bytes += u.bytes;
+        inodes += u.inodes;
+        return;
+      }
       seen.add(k);
       inodes++;
       bytes += st.blocks * 512;
@@ -704,7 +720,10 @@ class LocalImageService implements ImageService {
   async fsUsage(): Promise<FsUsage> {
     // What the image store holds (content, snapshots incl. container layers, metadata); the rest of
     // the daemon's root (container state, logs, volumes) is not image data.
-    const u = await this.usageOf(['content', 'snapshots', 'images'].map((d) => join(this.opts.root, d)));
+    const committed = (await this.snapshots.walk()).map((x) => join(this.snapshots.root, x.id));
+    const frozen = new Set(committed);
+    for (const p of this.frozenUsage.keys()) if (!frozen.has(p)) this.frozenUsage.delete(p); // forget removed snapshots
+    const u = await this.usageOf(['content', 'snapshots', 'images'].map((d) => join(this.opts.root, d)), frozen);
     return { mountpoint: await mountpointOf(this.opts.root), bytes: u.bytes, inodes: u.inodes };
   }
 
