@@ -50,6 +50,10 @@ test('a closed port: "registry refused the connection at 127.0.0.1:PORT" and wha
     bulkheadError('Unavailable', new RegExp(`registry refused the connection at 127\\.0\\.0\\.1:${port}: nothing listens there; check`)));
 });
 
+test('a registry on a port fetch blocks says so (it said "bad port")', async () => {
+  await assert.rejects(svc.pull('127.0.0.1:1/test/nothing:latest'), bulkheadError('Unavailable', /registry port in 127\.0\.0\.1:1 is one the fetch standard blocks/));
+});
+
 test('a registry that accepts and never answers fails within the timeout, and the message states it', async () => {
   const port = await listen(createServer((sock) => { sockets.push(sock); sock.on('data', () => { /* never answer */ }); }));
   const t0 = performance.now();

@@ -81,6 +81,7 @@ function connectError(host: string, err: unknown): UnavailableError {
       return new UnavailableError(`registry at ${hostPort} is unreachable (no route); check the node's network`, { cause: err });
     default: {
       const detail = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+      if (/bad port/i.test(detail)) return new UnavailableError(`registry port in ${hostPort} is one the fetch standard blocks (like 1, 25, 6000): run the registry on another port`, { cause: err });
       return new UnavailableError(`request to registry ${hostPort} failed: ${detail}`, { cause: err });
     }
   }
