@@ -286,7 +286,7 @@ class LocalImageService implements ImageService {
 
   /** A refused or failed pull/load leaves nothing: its blobs and snapshots go unless something else uses them. */
   private async reclaimAfterFailure(what: string): Promise<void> {
-    try { await this.gc(); } catch (err) { this.log.warn('GC after a failed pull/load failed', { what, err: (err as Error).message }); }
+    await this.collectQuietly(what);
   }
 
   private async doPull(ref: ImageReference, o: PullOptions, lease: Lease): Promise<PulledImage> {
@@ -488,7 +488,12 @@ class LocalImageService implements ImageService {
     const r = this.images.remove(refOrId);
     if (!r.removed) throw new NotFoundError(`image "${refOrId}" not found`);
     // The disk is freed now, not at some later sweep: the kubelet's image GC expects RemoveImage to free space.
-    if (r.imageGone) await this.gc();
+    if (r.imageGone) await this.collectQuietly('remove');
+  }
+
+  /** GC after a removal: the removal itself succeeded, so a GC failure is logged (the next GC retries), not the caller's error. */
+  private async collectQuietly(after: string): Promise<void> {
+    try { await this.gc(); } catch (err) { this.log.warn('image GC failed; the next one retries', { after, err: (err as Error).message }); }
   }
 
   async load(path: string, o: { signal?: AbortSignal } = {}): Promise<ImageRecord[]> {
@@ -540,7 +545,7 @@ class LocalImageService implements ImageService {
     const parent = (await this.snapshots.active()).find((a) => a.key === key)?.parent;
     await this.snapshots.remove(key);
     // The last container of an image already removed held its layers: they go now.
-    if (parent && !this.images.list().some((img) => img.layers.some((l) => l.chainId === parent))) await this.gc();
+    if (parent && !this.images.list().some((img) => img.layers.some((l) => l.chainId === parent))) await this.collectQuietly('removeRootfs');
   }
 
   async removeStaleRootfs(keep: ReadonlySet<string>): Promise<string[]> {
