@@ -8,7 +8,7 @@
  * On disk under root: content/ (ContentStore), snapshots/ (Snapshotter), images/ (ImageStore).
  */
 import { readdir, lstat, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { RegistryConfig } from '../daemon/config.ts';
 import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, UnavailableError, BulkheadError, wrapError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
@@ -129,8 +129,8 @@ export interface ImageService {
    * loads keep what they pinned.
    */
   gc(): Promise<GcResult>;
-  /** Removes container snapshots (active/) whose key is not in `keep` (containers that no longer exist). */
-  removeStaleRootfs(keep: ReadonlySet<string>): Promise<string[]>;
+  /** Removes container snapshots (active/) whose key is not in `keep` (containers that no longer exist) and that are older than `graceMs` (default 10 min: a container being created is not listed yet). */
+  removeStaleRootfs(keep: ReadonlySet<string>, graceMs?: number): Promise<string[]>;
   /** What images, container layers and unused data hold on disk (`bulkhead df`). */
   diskUsage(): Promise<DiskUsage>;
   /**
@@ -548,10 +548,13 @@ class LocalImageService implements ImageService {
     if (parent && !this.images.list().some((img) => img.layers.some((l) => l.chainId === parent))) await this.collectQuietly('removeRootfs');
   }
 
-  async removeStaleRootfs(keep: ReadonlySet<string>): Promise<string[]> {
+  async removeStaleRootfs(keep: ReadonlySet<string>, graceMs = 10 * 60_000): Promise<string[]> {
     const gone: string[] = [];
     for (const a of await this.snapshots.active()) {
       if (keep.has(a.key)) continue;
+      // A container being created has its snapshot before the engine lists it: young ones stay.
+      const born = (await stat(dirname(a.upper)).catch(() => undefined))?.mtimeMs ?? 0;
+      if (Date.now() - born < graceMs) continue;
       await this.snapshots.remove(a.key);
       gone.push(a.key);
     }

@@ -147,3 +147,16 @@ test('GC running over and over during pulls (RemoveImage of other images) never 
   for (const b of await readdir(join(root, 'content/blobs/sha256'))) assert.ok(blobsBefore.has(b), `blob ${b} freed`);
   for (const c of await readdir(join(root, 'snapshots/by-chain'))) assert.ok(chainsBefore.has(c), `snapshot ${c} freed`);
 });
+
+test('prune: container snapshots no container owns go (young ones stay: a create in progress), images no container uses go', async () => {
+  const img = await svc.pull(images.user);
+  await svc.prepareRootfs('orphan-ctr', img.id);
+  assert.deepEqual(await svc.removeStaleRootfs(new Set()), [], 'a snapshot made a moment ago may be a create in progress');
+  const r = await svc.prune({ all: true, containers: new Set(['orphan-ctr']) });
+  assert.ok(!r.removedImages.includes(img.id), 'the image under a container stays');
+  assert.deepEqual(await svc.removeStaleRootfs(new Set(), 0), ['orphan-ctr']);
+  const r2 = await svc.prune({ all: true, containers: new Set() });
+  assert.ok(r2.removedImages.includes(img.id));
+  assert.ok(r2.reclaimedBytes > 0);
+  assert.equal(await svc.get(img.id), undefined);
+});
