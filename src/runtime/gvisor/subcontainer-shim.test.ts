@@ -10,7 +10,7 @@ import { mkdtemp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../../util/exec.ts';
+import { killTree, run } from '../../util/exec.ts';
 import { SUBCONTAINER_MARKER, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const FAKE_RUNSC = `#!/bin/sh
@@ -85,7 +85,13 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     shim = join(dir, 'runsc-shim');
     writeSubcontainerShim(shim, { runsc: fake, runDir: dir });
   });
-  after(async () => { await rm(dir, { recursive: true, force: true }); });
+  // a failed case leaves its conmon stand-in and waiter running (the stand-in waits for every
+  // child): end them, or the file never finishes
+  const standins: number[] = [];
+  after(async () => {
+    for (const pid of standins) killTree(pid);
+    await rm(dir, { recursive: true, force: true });
+  });
 
   const env = (): NodeJS.ProcessEnv => ({ ...process.env, FAKE_DIR: dir });
 
@@ -107,6 +113,7 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     const child = spawn('perl', ['-e', CONMON_STANDIN, join(b, 'in'), join(b, 'out'), join(b, 'err'), shim, ...globals(), 'create', '--bundle', b, '--pid-file', join(b, 'pidfile'), id], {
       stdio: ['ignore', 'pipe', 'inherit'], env: env(),
     });
+    if (child.pid !== undefined) standins.push(child.pid);
     const lines = createInterface({ input: child.stdout! });
     const reaps = new Map<number, number>();
     let createPid = 0;
@@ -155,9 +162,12 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     // runsc start ran with the waiter's (conmon's) stdio and the global flags, then runsc wait
     assert.equal(await readFile(join(b, 'out'), 'utf8'), `out of ${id}, in: stdin of ${id}\n`);
     assert.equal(await readFile(join(b, 'err'), 'utf8'), `err of ${id}\n`);
+    // the waiter calls runsc wait once runsc start has returned, which may be after the output
+    const waitLine = `${globals().join(' ')} wait ${id}`;
+    for (let i = 0; i < 100 && !(await calls()).includes(waitLine); i++) await new Promise((r) => setTimeout(r, 50));
     const all = await calls();
     assert.ok(all.includes(`--log=${join(b, 'shim-start.log')} ${globals().join(' ')} start ${id}`), all.join('\n'));
-    assert.ok(all.includes(`${globals().join(' ')} wait ${id}`), all.join('\n'));
+    assert.ok(all.includes(waitLine), all.join('\n'));
     // a second start is runsc's to refuse (passed through)
     await shimRun(['start', id]);
     assert.equal((await calls()).filter((l) => l === `${globals().join(' ')} start ${id}`).length, 1);
