@@ -52,7 +52,7 @@ before(async () => {
     PullImageWithProgress: stream(async (req, _ctx, send) => {
       received.set('PullImageWithProgress', req);
       await send({ layer: { id: 'sha256:a', status: 'downloading', current: 5, total: 10 } });
-      await send({ done: { imageRef: 'sha256:img', imageId: 'sha256:img', repoTags: ['t:1'], repoDigests: [], size: 2 ** 40 } });
+      await send({ done: { imageRef: 'sha256:img', imageId: 'sha256:img', repoTags: ['t:1'], repoDigests: [], repoDigest: 'r@sha256:d', size: 2 ** 40 } });
     }),
   };
   server = new grpc.Server();
@@ -166,7 +166,7 @@ test('server streams: container events until aborted, pull progress with its one
   assert.deepStrictEqual(received.get('PullImageWithProgress'), { image: 'busybox', auth: { username: 'u', password: 'p', auth: '', serverAddress: '', identityToken: '', registryToken: '' } });
   assert.equal(evs.length, 2);
   assert.deepStrictEqual(evs[0], { layer: { id: 'sha256:a', status: 'downloading', current: 5, total: 10 }, event: 'layer' });
-  assert.deepStrictEqual(evs[1], { done: { imageRef: 'sha256:img', imageId: 'sha256:img', repoTags: ['t:1'], repoDigests: [], size: 2 ** 40 }, event: 'done' });
+  assert.deepStrictEqual(evs[1], { done: { imageRef: 'sha256:img', imageId: 'sha256:img', repoTags: ['t:1'], repoDigests: [], repoDigest: 'r@sha256:d', size: 2 ** 40 }, event: 'done' });
 
   // Leaving the loop early ends the call on the server too.
   signals.delete('GetContainerEvents');
