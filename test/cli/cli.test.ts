@@ -8,29 +8,15 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { BIN, cliArgs, runCli, type CliResult } from '../fixtures/cli.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages } from '../fixtures/images.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'bulkhead');
 const IMAGE = 'bulkhead.local/cli-test:latest';
 
-interface Result { code: number | null; stdout: string; stderr: string }
-
-function bulkhead(d: TestDaemon, args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, '--config', d.configPath, ...args], {
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
-    child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-    if (input !== undefined) child.stdin!.end(input);
-  });
+function bulkhead(d: TestDaemon, args: string[], input?: string): Promise<CliResult> {
+  return runCli(d, args, { input });
 }
 
 describe('bulkhead CLI against a real daemon', () => {
@@ -119,7 +105,7 @@ describe('bulkhead CLI against a real daemon', () => {
   it('port-forward reaches a busybox httpd inside a pod from 127.0.0.1', async () => {
     const started = await bulkhead(d, ['run', '-d', '--name', 'www', IMAGE, 'sh', '-c', 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www']);
     assert.equal(started.code, 0, started.stderr);
-    const child = spawn(BIN, ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, '--config', d.configPath, 'port-forward', 'www', '0:8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, [...cliArgs(d), 'port-forward', 'www', '0:8080'], { stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       const port = await new Promise<number>((resolve, reject) => {
         let out = '';

@@ -12,34 +12,17 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configToml, startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { runCli, type CliPaths, type CliResult } from '../fixtures/cli.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 import { procStat } from '../../src/daemon/lock.ts';
 import { socketAnswers } from '../../src/cri/socket.ts';
 import { connect } from '../../src/cri/client.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'bulkhead');
 const MAIN = join(import.meta.dirname, '..', '..', 'src', 'daemon', 'main.ts');
 const IMAGE = 'bulkhead.local/cli-crash:latest';
 
-interface Paths { root: string; runDir: string; socket: string; configPath: string }
-interface Result { code: number | null; stdout: string; stderr: string }
-
-function cliArgs(p: Paths): string[] {
-  return ['--root', p.root, '--run-dir', p.runDir, '--socket', p.socket, '--config', p.configPath];
-}
-
-function bulkhead(p: Paths, args: string[]): Promise<Result> & { child: ChildProcess } {
-  const child = spawn(BIN, [...cliArgs(p), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const done = new Promise<Result>((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
-    child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
-    child.on('error', reject);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
-  return Object.assign(done, { child });
+function bulkhead(p: CliPaths, args: string[]): Promise<CliResult> & { child: ChildProcess } {
+  return runCli(p, args, { timeoutMs: 180_000 });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -66,7 +49,7 @@ async function stopPid(pid: number): Promise<void> {
 
 describe('the CLI across daemon crashes and restarts (private daemons)', () => {
   let base: string;
-  let p: Paths;
+  let p: CliPaths;
   const daemons: number[] = [];
   const others: ChildProcess[] = [];
   before(async () => {
@@ -159,7 +142,7 @@ describe('the CLI across daemon crashes and restarts (private daemons)', () => {
 describe('a pod `bulkhead run` made without its container (test daemon)', () => {
   let d: TestDaemon;
   let dir: string;
-  let p: Paths;
+  let p: CliPaths;
   before(async () => {
     d = await startTestDaemon({ name: 'cli-crash-', handlers: { runc: { backend: 'runc' } } });
     p = { root: d.root, runDir: d.runDir, socket: d.socket, configPath: d.configPath };

@@ -8,14 +8,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { open, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { runCli } from '../fixtures/cli.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
 
 const MiB = 1024 * 1024;
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'bulkhead');
 
 describe('a full disk under the daemon\'s root', () => {
   let d: TestDaemon;
@@ -90,17 +89,7 @@ describe('a full disk under the daemon\'s root', () => {
 
   it('bulkhead run --rm of a container filling its rootfs: its output up to the full disk, its exit code, no pod left', async () => {
     const before = await room();
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(BIN, ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, '--config', d.configPath,
-        'run', '--rm', '--network', 'none', images.busybox, 'sh', '-c', 'echo before-the-fill; head -c 200m /dev/zero > /fill; exit 3'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
-      child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-      child.on('error', reject);
-      child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-    });
+    const r = await runCli(d, ['run', '--rm', '--network', 'none', images.busybox, 'sh', '-c', 'echo before-the-fill; head -c 200m /dev/zero > /fill; exit 3']);
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stdout, /^before-the-fill$/m);
     assert.deepEqual(await d.client.listPodSandbox(), [], '--rm removed the pod on the full disk');

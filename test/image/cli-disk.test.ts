@@ -3,14 +3,12 @@
 // what it showed before the pull; prune removes what nothing uses and says how much it freed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { runCli, type CliResult } from '../fixtures/cli.ts';
 import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
 import type { DiskUsageResponse } from '../../src/cri/messages.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'bulkhead');
 let d: TestDaemon;
 let reg: TestRegistry;
 let images: TestImages;
@@ -22,17 +20,8 @@ before(async () => {
 });
 after(async () => { await d?.close(); });
 
-function bulkhead(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, '--config', d.configPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
+function bulkhead(args: string[]): Promise<CliResult> {
+  return runCli(d, args);
 }
 
 async function df(): Promise<DiskUsageResponse> {
