@@ -3,21 +3,18 @@
 // what it showed before the pull; prune removes what nothing uses and says how much it freed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import type { TestDaemon } from '../fixtures/daemon.ts';
 import { runCli, type CliResult } from '../fixtures/cli.ts';
-import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import type { TestRegistry } from '../fixtures/registry.ts';
+import type { TestImages } from '../fixtures/images.ts';
+import { startImageDaemon } from '../fixtures/image-daemon.ts';
 import type { DiskUsageResponse } from '../../src/cri/messages.ts';
 
 let d: TestDaemon;
 let reg: TestRegistry;
 let images: TestImages;
 
-before(async () => {
-  reg = await sharedRegistry();
-  images = await buildAndPushTestImages(reg);
-  d = await startTestDaemon({ name: 'bulkhead-clidisk-', handlers: { runc: { backend: 'runc' } } });
-});
+before(async () => { ({ d, reg, images } = await startImageDaemon('bulkhead-clidisk-')); });
 after(async () => { await d?.close(); });
 
 function bulkhead(args: string[]): Promise<CliResult> {

@@ -5,9 +5,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, buildLayer, busyboxLayers, pushImage, type TestImages } from '../fixtures/images.ts';
+import type { TestDaemon } from '../fixtures/daemon.ts';
+import type { TestRegistry } from '../fixtures/registry.ts';
+import { startImageDaemon } from '../fixtures/image-daemon.ts';
+import { buildLayer, busyboxLayers, pushImage, type TestImages } from '../fixtures/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { randomUUID } from 'node:crypto';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
@@ -16,11 +17,7 @@ let d: TestDaemon;
 let reg: TestRegistry;
 let images: TestImages;
 
-before(async () => {
-  reg = await sharedRegistry();
-  images = await buildAndPushTestImages(reg);
-  d = await startTestDaemon({ name: 'bulkhead-gc-', handlers: { runc: { backend: 'runc' } } });
-});
+before(async () => { ({ d, reg, images } = await startImageDaemon('bulkhead-gc-')); });
 after(async () => { await d?.close(); });
 
 async function used(): Promise<{ bytes: number; inodes: number; mountpoint: string }> {
