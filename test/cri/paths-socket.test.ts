@@ -8,28 +8,29 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
+import type { TestDaemon } from '../fixtures/daemon.ts';
+import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, type PolicyDaemon } from '../fixtures/policy-daemon.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { defaultSeccompProfile, MAX_PROFILE_BYTES } from '../../src/runtime/seccomp.ts';
 import { run } from '../../src/util/exec.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
+import type { PodSandboxConfig } from '../../src/engine/types.ts';
 
 const IMAGE = 'bulkhead.local/paths-test:latest';
 
+const { pod, ctr } = policyBuilders({ image: IMAGE, command: ['sleep', '30'] });
+let t: PolicyDaemon;
 let d: TestDaemon;
 let dir: string;
 let kubelet: string;
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'bulkhead-paths-'));
-  kubelet = join(dir, 'kubelet');
-  await mkdir(join(kubelet, 'seccomp'), { recursive: true });
-  const policy = `[policy]
+/** Untrusted by default; kube-system trusted on runc with "safe" host paths; ops "listed". */
+async function policyIn(testDir: string): Promise<string> {
+  const kubeletRoot = join(testDir, 'kubelet');
+  await mkdir(join(kubeletRoot, 'seccomp'), { recursive: true });
+  return `[policy]
 default_trust = "untrusted"
-kubelet_root = ${JSON.stringify(kubelet)}
+kubelet_root = ${JSON.stringify(kubeletRoot)}
 [policy.levels.trusted]
 min_isolation = "process"
 allow_host_network = true
@@ -37,7 +38,7 @@ host_paths = "safe"
 [policy.levels.listed]
 min_isolation = "process"
 host_paths = "listed"
-allowed_host_paths = [${JSON.stringify(join(dir, 'allowed'))}]
+allowed_host_paths = [${JSON.stringify(join(testDir, 'allowed'))}]
 [[policy.rules]]
 name = "system namespace"
 trust = "trusted"
@@ -47,32 +48,17 @@ name = "ops namespace"
 trust = "listed"
 namespaces = ["ops"]
 `;
-  d = await startTestDaemon({ name: 'bulkhead-cri-paths-', policy: { toml: policy } });
-  await writeBusyboxArchive(join(dir, 'img.tar'), IMAGE);
-  await d.client.loadImage(join(dir, 'img.tar'));
-});
-after(async () => {
-  await d?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+}
 
-function pod(name: string, namespace: string, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
-  return { metadata: { name, namespace, uid: randomUUID(), attempt: 0 }, ...extra };
-}
-function ctr(extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return { metadata: { name: 'c', attempt: 0 }, image: { image: IMAGE }, command: ['sleep', '30'], ...extra };
-}
-async function refused(p: Promise<unknown>, what: string, code: string, rule: RegExp): Promise<BulkheadError> {
-  const err = await p.then(() => null, (e: unknown) => e);
-  assert.ok(err instanceof BulkheadError, `${what}: expected a refusal, got ${String(err)}`);
-  assert.equal(err.code, code, `${what}: ${err.message}`);
-  assert.match(err.message, rule, what);
-  return err;
-}
-async function removePod(id: string): Promise<void> {
-  await d.client.stopPodSandbox(id);
-  await d.client.removePodSandbox(id);
-}
+before(async () => {
+  t = await startPolicyDaemon({ name: 'paths', image: IMAGE, policy: policyIn });
+  ({ d, dir } = t);
+  kubelet = join(dir, 'kubelet');
+});
+after(async () => { await t?.close(); });
+
+const removePod = (id: string): Promise<void> => removeAnyPod(d, id);
+
 /** A trusted (kube-system, runc) pod with its kubelet pod directory. */
 async function trustedPod(name: string, extra: Partial<PodSandboxConfig> = {}): Promise<{ id: string; cfg: PodSandboxConfig; podDir: string }> {
   const cfg = pod(name, 'kube-system', extra);
@@ -88,18 +74,18 @@ test('host paths under the pod\'s own kubelet dir: a symlink to / is refused; an
   try {
     await symlink('/', join(a.podDir, 'volumes', 'root'));
     await refused(d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/h', hostPath: join(a.podDir, 'volumes', 'root') }] }), a.cfg),
-      'symlink to / under the own pod dir', 'PermissionDenied', /host-path/);
+      'PermissionDenied', 'symlink to / under the own pod dir', /host-path/);
     // a relative symlink climbing out of the pod dir into a neighbour's
     await mkdir(join(b.podDir, 'volumes', 'secret'), { recursive: true });
     await writeFile(join(b.podDir, 'volumes', 'secret', 'token'), 'b-secret');
     await symlink('../../' + b.cfg.metadata!.uid + '/volumes/secret', join(a.podDir, 'volumes', 'up'));
     await refused(d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/s', hostPath: join(a.podDir, 'volumes', 'up') }] }), a.cfg),
-      'relative symlink into another pod', 'PermissionDenied', /host-path/);
+      'PermissionDenied', 'relative symlink into another pod', /host-path/);
     // B's volume by name, from pod A, with A's request claiming to be B
     await refused(d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/s', hostPath: join(b.podDir, 'volumes', 'secret') }] }), b.cfg),
-      'another pod\'s volume with a spoofed sandbox_config', 'InvalidArgument', /sandbox_config/);
+      'InvalidArgument', 'another pod\'s volume with a spoofed sandbox_config', /sandbox_config/);
     await refused(d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/s', hostPath: join(b.podDir, 'volumes', 'secret') }] }), a.cfg),
-      'another pod\'s volume', 'PermissionDenied', /host-path/);
+      'PermissionDenied', 'another pod\'s volume', /host-path/);
     assert.deepEqual(await d.client.listContainers({ podSandboxId: a.id }), [], 'nothing was created');
     // the pod's own plain volume still works, read-only where asked
     await mkdir(join(a.podDir, 'volumes', 'data'));
@@ -120,7 +106,7 @@ test('the daemon\'s own root, run dir and socket (and a parent, and a symlink to
     const link = join(dir, 'innocent');
     await symlink(d.runDir, link);
     for (const hostPath of [d.root, d.runDir, d.socket, join(d.root, 'state.db'), dirname(d.root), link]) {
-      await refused(d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/x', hostPath }] }), a.cfg), `hostPath ${hostPath}`, 'PermissionDenied', /host-path.*protected path/);
+      await refused(d.client.createContainer(a.id, ctr({ mounts: [{ containerPath: '/x', hostPath }] }), a.cfg), 'PermissionDenied', `hostPath ${hostPath}`, /host-path.*protected path/);
     }
     assert.deepEqual(await d.client.listContainers({ podSandboxId: a.id }), []);
   } finally {
@@ -190,7 +176,7 @@ test('a "listed" level: a listed path swapped for a symlink to an unlisted dir n
   const cfg = pod('listed', 'ops');
   const id = await d.client.runPodSandbox(cfg, 'runc');
   // by name and real path at check time: a path outside the list is refused
-  await refused(d.client.createContainer(id, ctr({ mounts: [{ containerPath: '/e', hostPath: elsewhere }] }), cfg), 'unlisted path', 'PermissionDenied', /host-path/);
+  await refused(d.client.createContainer(id, ctr({ mounts: [{ containerPath: '/e', hostPath: elsewhere }] }), cfg), 'PermissionDenied', 'unlisted path', /host-path/);
   let flip = false;
   let swapping = true;
   const swapper = (async () => {
@@ -230,18 +216,18 @@ test('a "listed" level: a listed path swapped for a symlink to an unlisted dir n
 
 test('log_directory outside the pod-log roots, log_path with .. and a symlinked log dir are INVALID_ARGUMENT; nothing is written', async () => {
   const marker = `bulkhead-paths-${process.pid}.log`;
-  await refused(d.client.runPodSandbox(pod('etc-logs', 'kube-system', { logDirectory: '/etc' }), 'runc'), 'log_directory=/etc', 'InvalidArgument', /log_directory.*pod_log_root/);
-  await refused(d.client.runPodSandbox(pod('dotdot-logs', 'kube-system', { logDirectory: join(d.base, 'logs', '..', '..', 'x') }), 'runc'), 'log_directory with ..', 'InvalidArgument', /log_directory/);
+  await refused(d.client.runPodSandbox(pod('etc-logs', 'kube-system', { logDirectory: '/etc' }), 'runc'), 'InvalidArgument', 'log_directory=/etc', /log_directory.*pod_log_root/);
+  await refused(d.client.runPodSandbox(pod('dotdot-logs', 'kube-system', { logDirectory: join(d.base, 'logs', '..', '..', 'x') }), 'runc'), 'InvalidArgument', 'log_directory with ..', /log_directory/);
   const away = join(dir, 'away');
   await mkdir(away);
   await mkdir(join(d.base, 'logs'), { recursive: true });
   await symlink(away, join(d.base, 'logs', 'evil'));
-  await refused(d.client.runPodSandbox(pod('link-logs', 'kube-system', { logDirectory: join(d.base, 'logs', 'evil', 'pod') }), 'runc'), 'symlink under the log root', 'InvalidArgument', /symlink/);
+  await refused(d.client.runPodSandbox(pod('link-logs', 'kube-system', { logDirectory: join(d.base, 'logs', 'evil', 'pod') }), 'runc'), 'InvalidArgument', 'symlink under the log root', /symlink/);
   assert.deepEqual(await readdir(away), [], 'nothing was created through the symlink');
   const a = await trustedPod('log-path', { logDirectory: join(d.base, 'logs', `kube-system_log-path_${randomUUID()}`) });
   try {
-    await refused(d.client.createContainer(a.id, ctr({ logPath: `../../../../../../../etc/${marker}` }), a.cfg), 'log_path with ..', 'InvalidArgument', /log_path|logPath/);
-    await refused(d.client.createContainer(a.id, ctr({ logPath: `/etc/${marker}` }), a.cfg), 'absolute log_path', 'InvalidArgument', /log_path|logPath/);
+    await refused(d.client.createContainer(a.id, ctr({ logPath: `../../../../../../../etc/${marker}` }), a.cfg), 'InvalidArgument', 'log_path with ..', /log_path|logPath/);
+    await refused(d.client.createContainer(a.id, ctr({ logPath: `/etc/${marker}` }), a.cfg), 'InvalidArgument', 'absolute log_path', /log_path|logPath/);
     assert.equal(existsSync(join('/etc', marker)), false);
   } finally {
     await removePod(a.id);
@@ -293,13 +279,13 @@ test('localhost seccomp profiles: outside the root, devices, a FIFO, oversized, 
     ];
     for (const [ref, rule, code] of cases) {
       const t0 = performance.now();
-      const err = await refused(d.client.createContainer(id, ctr({ linux: { securityContext: { seccomp: { profileType: 'Localhost', localhostRef: ref } } } }), cfg), `profile ${ref}`, code, rule);
+      const err = await refused(d.client.createContainer(id, ctr({ linux: { securityContext: { seccomp: { profileType: 'Localhost', localhostRef: ref } } } }), cfg), code, `profile ${ref}`, rule);
       const ms = performance.now() - t0;
       assert.ok(ms < 3000, `${ref} answered in ${Math.round(ms)} ms`);
       assert.doesNotMatch(err.message, /root:|secretsalt|\$6\$/, `${ref}: no file content in the message`);
     }
     // the deprecated field takes the same road
-    await refused(d.client.createContainer(id, ctr({ linux: { securityContext: { seccompProfilePath: `localhost/${fifo}` } } }), cfg), 'legacy field, FIFO', 'InvalidArgument', /not a regular file/);
+    await refused(d.client.createContainer(id, ctr({ linux: { securityContext: { seccompProfilePath: `localhost/${fifo}` } } }), cfg), 'InvalidArgument', 'legacy field, FIFO', /not a regular file/);
     assert.ok((await d.client.version()).runtimeName, 'the daemon still answers');
     assert.deepEqual(await d.client.listContainers({ podSandboxId: id }), []);
     // a profile no looser than the built-in one is fine for the untrusted pod, and so is its own
@@ -327,7 +313,7 @@ async function cgroupDirs(rel: string): Promise<string[]> {
 
 test('cgroup_parent outside the cgroup roots (or with ..) is refused; the dirs Bulkhead made under a kubelet-style parent go with the pod', async () => {
   for (const cp of ['/evil', '/', '/kubepods', '/kubepods/../evil', 'kubepods/x', '/bulkhead/../../x']) {
-    await refused(d.client.runPodSandbox(pod('cg', 'kube-system', { linux: { cgroupParent: cp } }), 'runc'), `cgroup_parent ${cp}`, 'InvalidArgument', /cgroup_parent/);
+    await refused(d.client.runPodSandbox(pod('cg', 'kube-system', { linux: { cgroupParent: cp } }), 'runc'), 'InvalidArgument', `cgroup_parent ${cp}`, /cgroup_parent/);
   }
   const top = `/kubepods/bulkhead-paths-${process.pid}`;
   const existed = await cgroupDirs('/kubepods');

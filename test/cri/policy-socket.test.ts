@@ -4,14 +4,8 @@
 // sandbox, while a trusted pod runs on runc as asked. Nothing is created for a refused request.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
-import { BulkheadError } from '../../src/errors.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
+import type { TestDaemon } from '../fixtures/daemon.ts';
+import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, type PolicyDaemon } from '../fixtures/policy-daemon.ts';
 
 const IMAGE = 'bulkhead.local/policy-test:latest';
 const POLICY = `[policy]
@@ -26,37 +20,20 @@ namespaces = ["ops"]
 annotations = { "bulkhead.io/trusted" = "yes" }
 `;
 
+const { pod, ctr } = policyBuilders({ image: IMAGE, command: ['sleep', '30'], logPath: 'c.log', caseLabel: true });
+let t: PolicyDaemon;
 let d: TestDaemon;
-let dir: string;
 before(async () => {
-  d = await startTestDaemon({ name: 'bulkhead-cri-policy-socket-', policy: { toml: POLICY } });
-  dir = await mkdtemp(join(tmpdir(), 'bulkhead-policy-'));
-  await writeBusyboxArchive(join(dir, 'img.tar'), IMAGE);
-  await d.client.loadImage(join(dir, 'img.tar'));
+  t = await startPolicyDaemon({ name: 'policy-socket', image: IMAGE, policy: POLICY });
+  d = t.d;
 });
-after(async () => {
-  await d?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+after(async () => { await t?.close(); });
 
-function pod(name: string, namespace: string, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
-  return { metadata: { name, namespace, uid: randomUUID(), attempt: 0 }, labels: { case: name }, ...extra };
-}
-function ctr(extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return { metadata: { name: 'c', attempt: 0 }, image: { image: IMAGE }, command: ['sleep', '30'], logPath: 'c.log', ...extra };
-}
-async function denied(p: Promise<unknown>, what: string, rule: RegExp): Promise<void> {
-  const err = await p.then(() => null, (e: unknown) => e);
-  assert.ok(err instanceof BulkheadError, `${what}: expected a refusal, got ${String(err)}`);
-  assert.equal(err.code, 'PermissionDenied', `${what}: ${err.message}`);
-  assert.match(err.message, rule, what);
-}
+const denied = (p: Promise<unknown>, what: string, rule: RegExp): Promise<unknown> => refused(p, 'PermissionDenied', what, rule);
+const removePod = (id: string): Promise<void> => removeAnyPod(d, id);
+
 async function handlerOf(id: string): Promise<string> {
   return (await d.client.podSandboxStatus(id)).status.runtimeHandler;
-}
-async function removePod(id: string): Promise<void> {
-  await d.client.stopPodSandbox(id);
-  await d.client.removePodSandbox(id);
 }
 
 test('untrusted containers: hostPath / and of the runtime socket, CAP_SYS_ADMIN are refused at CreateContainer', async () => {

@@ -6,18 +6,14 @@
 // dropped, and a level that allows host networking keeps the egress guard.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
-import { BulkheadError } from '../../src/errors.ts';
+import type { TestDaemon } from '../fixtures/daemon.ts';
+import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, type PolicyDaemon } from '../fixtures/policy-daemon.ts';
 import { shortHash } from '../../src/network/config.ts';
 import { KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS } from '../../src/policy/enforce.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
 import { run } from '../../src/util/exec.ts';
 
 const IMAGE = 'bulkhead.local/trust-boundary:latest';
@@ -41,36 +37,19 @@ trust = "trusted"
 namespaces = ["kube-system"]
 `;
 
+const { pod, ctr } = policyBuilders({ image: IMAGE, command: ['sleep', '60'], logPath: 'c.log', caseLabel: true });
+let t: PolicyDaemon;
 let d: TestDaemon;
 let dir: string;
 before(async () => {
-  d = await startTestDaemon({ name: 'bulkhead-cri-trust-', policy: { toml: POLICY } });
-  dir = await mkdtemp(join(tmpdir(), 'bulkhead-trust-'));
+  t = await startPolicyDaemon({ name: 'trust', image: IMAGE, policy: POLICY });
+  ({ d, dir } = t);
   await mkdir(join(dir, 'data'));
-  await writeBusyboxArchive(join(dir, 'img.tar'), IMAGE);
-  await d.client.loadImage(join(dir, 'img.tar'));
 });
-after(async () => {
-  await d?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+after(async () => { await t?.close(); });
 
-function pod(name: string, namespace: string, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
-  return { metadata: { name, namespace, uid: randomUUID(), attempt: 0 }, labels: { case: name }, ...extra };
-}
-function ctr(extra: Partial<ContainerConfig> = {}): ContainerConfig {
-  return { metadata: { name: 'c', attempt: 0 }, image: { image: IMAGE }, command: ['sleep', '60'], logPath: 'c.log', ...extra };
-}
-async function refused(p: Promise<unknown>, code: string, what: string, pattern: RegExp): Promise<void> {
-  const err = await p.then(() => null, (e: unknown) => e);
-  assert.ok(err instanceof BulkheadError, `${what}: expected a refusal, got ${String(err)}`);
-  assert.equal(err.code, code, `${what}: ${err.message}`);
-  assert.match(err.message, pattern, what);
-}
-async function removePod(id: string): Promise<void> {
-  await d.client.stopPodSandbox(id).catch(() => {});
-  await d.client.removePodSandbox(id);
-}
+const removePod = (id: string): Promise<void> => removeAnyPod(d, id, { stopMayFail: true });
+
 /** A run of ports, in the trusted range, that nothing on this host listens on right now. */
 async function freePort(): Promise<number> {
   for (let p = PORTS.from; p <= PORTS.to; p++) {
