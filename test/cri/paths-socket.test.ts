@@ -114,6 +114,53 @@ test('the daemon\'s own root, run dir and socket (and a parent, and a symlink to
   }
 });
 
+/**
+ * Creates `attempts` containers (named `<prefix><i>`) in the pod, each mounting `target` at /v,
+ * while `target` is swapped every millisecond between a symlink to `good` (a dir holding only
+ * MARKER) and one to `bad`. Each attempt must be refused as a host-path violation or mount the
+ * good dir (`onlyGood` says why). Returns how many mounted and how many were refused.
+ */
+async function createWhileSwapping(
+  pod: { id: string; cfg: PodSandboxConfig }, target: string, links: { good: string; bad: string },
+  attempts: number, prefix: string, onlyGood: string,
+): Promise<{ mounted: number; refusedCount: number }> {
+  let flip = false;
+  let swapping = true;
+  const swapper = (async () => {
+    while (swapping) {
+      flip = !flip;
+      const tmp = join(dirname(target), `t-${flip ? 1 : 0}`);
+      await rm(tmp, { force: true });
+      await symlink(flip ? links.bad : links.good, tmp);
+      await rename(tmp, target);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  })();
+  let mounted = 0;
+  let refusedCount = 0;
+  try {
+    for (let i = 0; i < attempts; i++) {
+      let cid: string;
+      try {
+        cid = await d.client.createContainer(pod.id, ctr({ metadata: { name: `${prefix}${i}`, attempt: 0 }, mounts: [{ containerPath: '/v', hostPath: target }] }), pod.cfg);
+      } catch (err) {
+        assert.ok(err instanceof BulkheadError && err.code === 'PermissionDenied', `refused as a host-path violation: ${String(err)}`);
+        refusedCount++;
+        continue;
+      }
+      mounted++;
+      await d.client.startContainer(cid);
+      const r = await d.client.execSync(cid, ['ls', '/v'], 10);
+      assert.equal(r.stdout.toString(), 'MARKER\n', onlyGood);
+      await d.client.removeContainer(cid);
+    }
+  } finally {
+    swapping = false;
+    await swapper;
+  }
+  return { mounted, refusedCount };
+}
+
 test('a host path swapped for a symlink to / between the check and the mount never exposes the host\'s /', async () => {
   const a = await trustedPod('swap');
   const vols = join(a.podDir, 'volumes');
@@ -124,41 +171,13 @@ test('a host path swapped for a symlink to / between the check and the mount nev
   const target = join(vols, 'v');
   await symlink('real', target); // start as a harmless (in-dir) symlink
   // swap v between "real" (inside) and "/" (out) every millisecond while containers are created
-  let flip = false;
-  let swapping = true;
-  const swapper = (async () => {
-    while (swapping) {
-      flip = !flip;
-      const tmp = join(vols, `t-${flip ? 1 : 0}`);
-      await rm(tmp, { force: true });
-      await symlink(flip ? '/' : 'real', tmp);
-      await rename(tmp, target);
-      await new Promise((r) => setTimeout(r, 1));
-    }
-  })();
-  let mounted = 0;
-  let refusedCount = 0;
+  let counts: { mounted: number; refusedCount: number };
   try {
-    for (let i = 0; i < 24; i++) {
-      let cid: string;
-      try {
-        cid = await d.client.createContainer(a.id, ctr({ metadata: { name: `c${i}`, attempt: 0 }, mounts: [{ containerPath: '/v', hostPath: target }] }), a.cfg);
-      } catch (err) {
-        assert.ok(err instanceof BulkheadError && err.code === 'PermissionDenied', `refused as a host-path violation: ${String(err)}`);
-        refusedCount++;
-        continue;
-      }
-      mounted++;
-      await d.client.startContainer(cid);
-      const r = await d.client.execSync(cid, ['ls', '/v'], 10);
-      assert.equal(r.stdout.toString(), 'MARKER\n', 'what got mounted is the pod\'s own directory, never the host /');
-      await d.client.removeContainer(cid);
-    }
+    counts = await createWhileSwapping(a, target, { good: 'real', bad: '/' }, 24, 'c', 'what got mounted is the pod\'s own directory, never the host /');
   } finally {
-    swapping = false;
-    await swapper;
     await removePod(a.id);
   }
+  const { mounted, refusedCount } = counts;
   assert.ok(mounted + refusedCount === 24);
   // where the engine saw the symlink it refused; the other attempts mounted the real dir
   assert.ok(refusedCount > 0, `some attempts met the symlink to / (mounted ${mounted}, refused ${refusedCount})`);
@@ -177,40 +196,13 @@ test('a "listed" level: a listed path swapped for a symlink to an unlisted dir n
   const id = await d.client.runPodSandbox(cfg, 'runc');
   // by name and real path at check time: a path outside the list is refused
   await refused(d.client.createContainer(id, ctr({ mounts: [{ containerPath: '/e', hostPath: elsewhere }] }), cfg), 'PermissionDenied', 'unlisted path', /host-path/);
-  let flip = false;
-  let swapping = true;
-  const swapper = (async () => {
-    while (swapping) {
-      flip = !flip;
-      const tmp = join(allowed, `t-${flip ? 1 : 0}`);
-      await rm(tmp, { force: true });
-      await symlink(flip ? elsewhere : join(allowed, 'real'), tmp);
-      await rename(tmp, target);
-      await new Promise((r) => setTimeout(r, 1));
-    }
-  })();
-  let mounted = 0;
-  let refusedCount = 0;
+  let counts: { mounted: number; refusedCount: number };
   try {
-    for (let i = 0; i < 16; i++) {
-      let cid: string;
-      try {
-        cid = await d.client.createContainer(id, ctr({ metadata: { name: `l${i}`, attempt: 0 }, mounts: [{ containerPath: '/v', hostPath: target }] }), cfg);
-      } catch (err) {
-        assert.ok(err instanceof BulkheadError && err.code === 'PermissionDenied', `refused as a host-path violation: ${String(err)}`);
-        refusedCount++;
-        continue;
-      }
-      mounted++;
-      await d.client.startContainer(cid);
-      assert.equal((await d.client.execSync(cid, ['ls', '/v'], 10)).stdout.toString(), 'MARKER\n', 'only the listed directory is ever mounted');
-      await d.client.removeContainer(cid);
-    }
+    counts = await createWhileSwapping({ id, cfg }, target, { good: join(allowed, 'real'), bad: elsewhere }, 16, 'l', 'only the listed directory is ever mounted');
   } finally {
-    swapping = false;
-    await swapper;
     await removePod(id);
   }
+  const { mounted, refusedCount } = counts;
   assert.ok(refusedCount > 0 && mounted + refusedCount === 16, `mounted ${mounted}, refused ${refusedCount}`);
 });
 
