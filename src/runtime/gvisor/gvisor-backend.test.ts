@@ -3,7 +3,9 @@
 // tested in test/runtime/gvisor.test.ts and test/engine/gvisor.test.ts.)
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseStatsEvent, podLimits, sandboxHeadroom } from './gvisor-backend.ts';
+import { parseStatsEvent, podLimits, removeStaleProbeNetns, sandboxHeadroom } from './gvisor-backend.ts';
+import { spawnSync } from 'node:child_process';
+import { run } from '../../util/exec.ts';
 import type { OciLinuxResources } from '../oci.ts';
 
 const MiB = 1024 * 1024;
@@ -46,4 +48,21 @@ describe('parseStatsEvent', () => {
     assert.equal(parseStatsEvent('not json\n{"type":"oom","id":"x"}\n'), undefined);
     assert.equal(parseStatsEvent('warning\n{"type":"stats","data":{"pids":{"current":2}}}')?.pids?.current, 2);
   });
+});
+
+it('removeStaleProbeNetns: deletes the probe netns of a dead daemon, keeps a live one\'s and every other name', async () => {
+  const dead = spawnSync('true').pid;
+  const tag = Math.floor(Math.random() * 0xffffffff).toString(16).padStart(8, '0');
+  const names = [`bh-gvprobe-${dead}-${tag}`, `bh-gvprobe-${process.pid}-${tag}`, `bh-gvprobe-x${tag}`];
+  for (const n of names) assert.equal((await run('ip', ['netns', 'add', n])).code, 0);
+  try {
+    const removed = await removeStaleProbeNetns();
+    assert.ok(removed.includes(names[0]!), `the dead daemon's netns was removed (${removed.join(', ')})`);
+    const left = (await run('ip', ['netns', 'list'])).stdout;
+    assert.ok(!left.includes(names[0]!));
+    assert.ok(left.includes(names[1]!), 'a live daemon\'s probe netns stays');
+    assert.ok(left.includes(names[2]!), 'a name of another form stays');
+  } finally {
+    for (const n of names) await run('ip', ['netns', 'delete', n]).catch(() => undefined);
+  }
 });

@@ -480,7 +480,8 @@ export class GvisorBackend extends ConmonBackend {
 
   /** Tries a real sandbox with --network=sandbox in a throwaway netns. */
   private async detectNetwork(work: string, platform: string, signal?: AbortSignal): Promise<{ network: 'sandbox' | 'host'; networkNote?: string }> {
-    const ns = `bh-gvprobe-${randomBytes(4).toString('hex')}`;
+    await removeStaleProbeNetns();
+    const ns = `${PROBE_NETNS_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
     const add = await run('ip', ['netns', 'add', ns], { timeoutMs: 10_000 }).catch(() => undefined);
     if (!add || add.code !== 0) return { network: 'host', networkNote: 'could not create a network namespace to test --network=sandbox' };
     const id = `bh-gvprobe-${randomBytes(4).toString('hex')}`;
@@ -509,6 +510,28 @@ export class GvisorBackend extends ConmonBackend {
       await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});
     }
   }
+}
+
+/** Probe netns are named for the daemon that made them: `bh-gvprobe-<pid>-<random>`. */
+const PROBE_NETNS_PREFIX = 'bh-gvprobe-';
+
+/**
+ * Deletes probe network namespaces whose daemon is gone (killed mid-probe, its `finally` never
+ * ran). Other tenants share /run/netns: only names of this form are touched, and only when the pid
+ * they carry is not a live process.
+ */
+export async function removeStaleProbeNetns(netnsDir = '/run/netns'): Promise<string[]> {
+  const names = await readdir(netnsDir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = new RegExp(`^${PROBE_NETNS_PREFIX}(\\d+)-[0-9a-f]{8}$`).exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (existsSync(`/proc/${pid}`)) continue;
+    const r = await run('ip', ['netns', 'delete', name], { timeoutMs: 10_000 }).catch(() => undefined);
+    if (r?.code === 0) removed.push(name);
+  }
+  return removed;
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {
