@@ -52,7 +52,7 @@ import { connect } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import {
-  AbortedError, AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError, isNotFound,
+  AbortedError, AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError, isNotFound,
 } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
@@ -70,6 +70,7 @@ import { buildContainerSpec, containerSeccomp, buildPodPauseSpec, ensurePauseRoo
 import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
 import type { HostPathGuard } from './container-spec.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
+import { unifiedProblems } from '../policy/cgroup-unified.ts';
 import { isUnder, partsBeneath, relativeParts, walkDirsBeneath } from '../util/beneath.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
@@ -1218,6 +1219,10 @@ export class Engine {
       if (!c) throw new NotFoundError(`container ${idOrPrefix} not found`);
       if (c.phase !== 'created' && c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is ${c.phase}`);
       const p = this.#podOfContainer(c);
+      // Judged by the pod's stored decision (none stored: fail closed), as CreateContainer is.
+      const d = readDecision(p.runtime.backendState.decision);
+      const bad = d?.unifiedAny ? [] : unifiedProblems(linux.unified);
+      if (bad.length > 0) throw new PermissionDeniedError(`policy: UpdateContainerResources for container ${c.id} denied by rule ${d?.level ?? 'default'}/cgroup-unified: linux.unified: ${bad.join('; ')} (only a level that allows privileged containers may set other cgroup files)`);
       await this.#backendOf(p).updateResources(c.id, criToOciResources(linux), signal ?? this.#closing.signal);
       c.config = { ...c.config, linux: { ...(c.config.linux ?? {}), resources: linux } };
       this.#store.updateContainer(c);

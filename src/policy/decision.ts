@@ -28,6 +28,8 @@ export interface PodDecisionRecord {
   honorNoNewPrivs: boolean;
   /** A request's masked/readonly paths may replace the defaults (procMount Unmasked). */
   unmaskedProc: boolean;
+  /** Any `linux.resources.unified` cgroup file may be set (a level that allows privileged); absent = only the self-limits of cgroup-unified.ts (UpdateContainerResources is judged by it). */
+  unifiedAny?: boolean;
   /** The level allows every host path (host_paths = "any"): mounts skip the protected-path check on the opened object. Absent = false. */
   hostPathsAny?: boolean;
   /** host_paths = "none": no host path but the pod's own kubelet volumes, checked again at mount. Absent = false. */
@@ -57,6 +59,7 @@ export function readDecision(v: unknown): PodDecisionRecord | undefined {
   if (seccompDefault !== 'RuntimeDefault' && seccompDefault !== 'Unconfined') return undefined;
   if (!Array.isArray(allowedHostPorts) || !allowedHostPorts.every((p) => typeof p === 'string')) return undefined;
   const rec: PodDecisionRecord = { version: 1, level, trustRule, handler, requestedHandler, egressGuard, hostNetwork, allowedHostPorts: [...allowedHostPorts as string[]], seccompDefault, honorNoNewPrivs, unmaskedProc };
+  if (v.unifiedAny === true) rec.unifiedAny = true;
   if (v.hostPathsAny === true) rec.hostPathsAny = true;
   if (v.hostPathsNone === true) rec.hostPathsNone = true;
   if (Array.isArray(v.allowedHostPaths) && v.allowedHostPaths.every((x) => typeof x === 'string' && x.startsWith('/'))) rec.allowedHostPaths = [...v.allowedHostPaths as string[]];

@@ -219,3 +219,39 @@ describe('handlerInfoFromStatuses', () => {
     ]);
   });
 });
+
+describe('linux.resources.unified (cgroup v2 files)', () => {
+  const priv = parsePolicyText(`
+[levels.admin]
+min_isolation = "process"
+allow_privileged = true
+[[rules]]
+name = "admin"
+trust = "admin"
+namespaces = ["admin"]
+`, 'toml', 'test');
+  const hostile: Record<string, string>[] = [
+    { 'cgroup.procs': '1' }, { 'cgroup.subtree_control': '+memory' }, { '../memory.max': '1' }, { 'x/memory.max': '1' },
+    { 'memory.min': '1000000000' }, { 'hugetlb.2MB.max': 'max' }, { 'rdma.max': 'mlx4_0 hca_handle=2' }, { 'io.max': '8:0 rbps=max' },
+    { 'devices.allow': 'a *:* rwm' }, { 'memory.max': '-1' }, { 'memory.max': '1\n2' }, { 'cpu.max': '10 100000' }, { 'pids.max': '0' },
+  ];
+
+  it('an untrusted container, pod resources or pod overhead may set only self-limits with valid values (rule cgroup-unified); a privileged level any', () => {
+    for (const u of hostile) {
+      assert.throws(() => enforceContainer(policy, { config: containerConfig({ linux: { resources: { unified: u } } }), pod: stored(podConfig(), 'gvisor') }, HANDLERS),
+        (e: unknown) => e instanceof PermissionDeniedError && /untrusted\/cgroup-unified/.test(e.message), JSON.stringify(u));
+      // the trusted level does not allow privileged: the same rule
+      assert.throws(() => enforceContainer(policy, { config: containerConfig({ linux: { resources: { unified: u } } }), pod: stored(podConfig({}, 'kube-system'), 'runc') }, HANDLERS), /trusted\/cgroup-unified/);
+      assert.throws(() => enforcePod(policy, { config: podConfig({ linux: { overhead: { unified: u } } }), runtimeHandler: '' }, HANDLERS), /linux\.overhead\.unified.*untrusted\/|untrusted\/cgroup-unified/);
+      assert.throws(() => enforcePod(policy, { config: podConfig({ linux: { resources: { unified: u } } }), runtimeHandler: '' }, HANDLERS), /untrusted\/cgroup-unified/);
+      const admin = podConfig({ linux: { resources: { unified: u } } }, 'admin');
+      const { record } = enforcePod(priv, { config: admin, runtimeHandler: 'runc' }, HANDLERS);
+      assert.equal(record.unifiedAny, true);
+      assert.equal(enforceContainer(priv, { config: containerConfig({ linux: { resources: { unified: u } } }), pod: { config: admin, handler: 'runc', decision: record } }, HANDLERS).allowed, true);
+    }
+    const own = { 'memory.max': '104857600', 'memory.high': 'max', 'cpu.max': 'max 100000', 'cpu.weight': '100', 'pids.max': '64', 'io.weight': 'default 100' };
+    assert.equal(enforceContainer(policy, { config: containerConfig({ linux: { resources: { unified: own } } }), pod: stored(podConfig(), 'gvisor') }, HANDLERS).allowed, true);
+    const { record } = enforcePod(policy, { config: podConfig({ linux: { resources: { unified: own }, overhead: { unified: { 'memory.max': '1000' } } } }), runtimeHandler: '' }, HANDLERS);
+    assert.equal(record.unifiedAny, undefined);
+  });
+});

@@ -61,6 +61,12 @@ function hostPortsOf(config: PodSandboxConfig): number[] {
   return (config.portMappings ?? []).flatMap((m) => (m.hostPort ? [m.hostPort] : []));
 }
 
+/** The non-empty unified maps of a request, by field, as SecuritySummary.unified. */
+function unifiedOf(maps: [string, Record<string, string> | null | undefined][]): Pick<SecuritySummary, 'unified'> {
+  const u = maps.flatMap(([field, values]) => (values && Object.keys(values).length > 0 ? [{ field, values: { ...values } }] : []));
+  return u.length > 0 ? { unified: u } : {};
+}
+
 /** The policy input for a RunPodSandbox request. */
 export function podInputFromCri(config: PodSandboxConfig, requestedHandler: string): PodInput {
   const md = config.metadata;
@@ -70,7 +76,7 @@ export function podInputFromCri(config: PodSandboxConfig, requestedHandler: stri
     labels: { ...(config.labels ?? {}) },
     annotations: { ...(config.annotations ?? {}) },
     runtimeHandler: requestedHandler,
-    security: { ...podSecurity(config.linux?.securityContext, config.linux?.sysctls), hostPorts: hostPortsOf(config) },
+    security: { ...podSecurity(config.linux?.securityContext, config.linux?.sysctls), hostPorts: hostPortsOf(config), ...unifiedOf([['linux.resources.unified', config.linux?.resources?.unified], ['linux.overhead.unified', config.linux?.overhead?.unified]]) },
   };
   if (md?.uid) input.uid = md.uid;
   return input;
@@ -119,6 +125,7 @@ export function containerInputFromCri(config: ContainerConfig, resolve?: (p: str
     addedCapabilities: [...(sc?.capabilities?.addCapabilities ?? []), ...(sc?.capabilities?.addAmbientCapabilities ?? [])],
     seccompUnconfined: unconfined(sc?.seccomp, sc?.seccompProfilePath),
     apparmorUnconfined: unconfined(sc?.apparmor, sc?.apparmorProfile),
+    ...unifiedOf([['linux.resources.unified', config.linux?.resources?.unified]]),
   };
   const input: ContainerInput = { name: config.metadata?.name ?? '', security };
   // The kubelet passes the resolved image (often an ID) in image, the name the user wrote in userSpecifiedImage.
@@ -186,6 +193,7 @@ export function decisionRecord(policy: Policy, d: Decision, handler: string): Po
     seccompDefault: level.allowUnconfinedSeccomp ? 'Unconfined' : 'RuntimeDefault',
     honorNoNewPrivs: level.allowPrivileged,
     unmaskedProc: level.allowUnmaskedProc,
+    ...(level.allowPrivileged ? { unifiedAny: true } : {}),
     ...(level.hostPaths === 'any' ? { hostPathsAny: true } : {}),
     ...(level.hostPaths === 'none' ? { hostPathsNone: true } : {}),
     ...(level.hostPaths === 'listed' ? { allowedHostPaths: [...level.allowedHostPaths] } : {}),

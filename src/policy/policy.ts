@@ -20,6 +20,7 @@
 import { posix } from 'node:path';
 import { portAllowed } from './decision.ts';
 import { checkSysctls } from './sysctl.ts';
+import { unifiedProblems } from './cgroup-unified.ts';
 
 export type Isolation = 'process' | 'user-kernel' | 'vm';
 export const ISOLATION_RANK: Readonly<Record<Isolation, number>> = { process: 0, 'user-kernel': 1, vm: 2 };
@@ -115,6 +116,8 @@ export interface SecuritySummary {
   /** Host ports published (port mappings / hostPort); not judged for a host-network pod. */
   hostPorts?: number[];
   sysctls?: Record<string, string>;
+  /** Raw cgroup v2 files asked for (`linux.resources.unified`, a pod's overhead), by the CRI field that carries them. */
+  unified?: { field: string; values: Record<string, string> }[];
 }
 
 export interface ContainerInput {
@@ -330,6 +333,12 @@ export function checkSecurity(policy: Policy, level: TrustLevel, sec: SecuritySu
   }
   if (sec.sysctls) {
     for (const p of checkSysctls(sec.sysctls, level.allowedSysctls)) v.push({ rule: 'sysctl', message: `${who}: ${p.message}` });
+  }
+  // Raw cgroup files: only a privileged level may write any; the others only limit themselves.
+  if (!level.allowPrivileged) {
+    for (const u of sec.unified ?? []) {
+      for (const p of unifiedProblems(u.values)) v.push({ rule: 'cgroup-unified', message: `${who}: ${u.field}: ${p} for ${lv}` });
+    }
   }
   return v;
 }

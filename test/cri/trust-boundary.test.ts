@@ -189,3 +189,19 @@ test('the stored decision is shown in verbose status and survives a daemon resta
     await removePod(id);
   }
 });
+
+test('linux.resources.unified: UpdateContainerResources and CreateContainer refuse cgroup files beyond the self-limits for a level without privileged', async () => {
+  const tenId = await d.client.runPodSandbox(pod('unified', 'default'), '');
+  try {
+    await refused(d.client.createContainer(tenId, ctr({ linux: { resources: { unified: { 'cgroup.subtree_control': '+memory' } } } }), null),
+      'PermissionDenied', 'create with cgroup.subtree_control', /denied by rule untrusted\/cgroup-unified/);
+    const cid = await d.client.createContainer(tenId, ctr(), null);
+    for (const unified of [{ 'cgroup.procs': '1' }, { '../../memory.max': 'max' }, { 'hugetlb.2MB.max': 'max' }, { 'memory.max': '1\nmax' }]) {
+      await refused(d.client.updateContainerResources(cid, { unified }), 'PermissionDenied', `update ${JSON.stringify(unified)}`, /untrusted\/cgroup-unified/);
+    }
+    const st = await d.client.containerStatus(cid);
+    assert.ok(st, 'the container is still there after the refused updates');
+  } finally {
+    await removePod(tenId);
+  }
+});
