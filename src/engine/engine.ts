@@ -52,7 +52,7 @@ import { connect } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import {
-  AbortedError, AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError, isNotFound,
+  AbortedError, AlreadyExistsError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError, UnimplementedError, isNotFound,
 } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
@@ -875,6 +875,8 @@ export class Engine {
     if (!name) throw new InvalidArgumentError('container metadata must have a name');
     const imageRef = config.image?.image;
     if (!imageRef) throw new InvalidArgumentError('container image must be given');
+    // Never silently dropped: a container that asked for a device must not start without it.
+    if ((config.CDIDevices ?? []).length > 0) throw new UnimplementedError('CDI_devices are not supported: Bulkhead has no CDI registry (no /etc/cdi specs are read); pass the device nodes in devices instead');
     const p0 = this.#resolvePod(podIdOrPrefix);
     const sig = signal ?? this.#closing.signal;
     const id = newId();

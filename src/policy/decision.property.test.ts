@@ -13,6 +13,7 @@ import { asksUnmaskedProc, enforceContainer, enforcePod, type StoredPod } from '
 import { parsePolicyText } from './load.ts';
 import { DEFAULT_CAPABILITIES } from './load.ts';
 import { sandboxConfigMismatch } from './pod-identity.ts';
+import { unifiedProblems } from './cgroup-unified.ts';
 import { podInputFromK8s } from './k8s-pod.ts';
 import { dangerousOverlap, decidePod, normalizeCapability, normalizeHostPath, type HandlerInfo } from './policy.ts';
 
@@ -87,8 +88,9 @@ const containerConfig: fc.Arbitrary<ContainerConfig> = fc.record({
   metadata: fc.record({ name: fc.constantFrom('app', 'c'), attempt: fc.constant(0) }),
   image: fc.record({ image: fc.constantFrom('busybox', 'sha256:' + 'd'.repeat(64)) }),
   mounts: fc.array(fc.record({ containerPath: fc.constant('/m'), hostPath, propagation: fc.constantFrom('PROPAGATION_PRIVATE', 'PROPAGATION_HOST_TO_CONTAINER', 'PROPAGATION_BIDIRECTIONAL', undefined) }, { requiredKeys: ['containerPath', 'hostPath'] }), { maxLength: 3 }),
-  devices: fc.array(fc.record({ containerPath: fc.constant('/dev/x'), hostPath, permissions: fc.constant('rwm') }), { maxLength: 2 }),
+  devices: fc.array(fc.record({ containerPath: fc.constant('/dev/x'), hostPath, permissions: fc.constantFrom('rwm', 'rw', 'r', '', 'm', 'rx') }), { maxLength: 2 }),
   linux: fc.record({
+    resources: fc.record({ unified: fc.dictionary(fc.constantFrom('memory.max', 'cpu.weight', 'cgroup.procs', 'memory.min', '../memory.max', 'hugetlb.2MB.max'), fc.constantFrom('100', 'max', '-1', '1\n2'), { maxKeys: 2 }) }),
     securityContext: fc.record({
       privileged: fc.boolean(),
       capabilities: fc.record({ addCapabilities: fc.array(cap, { maxLength: 2 }), addAmbientCapabilities: fc.array(cap, { maxLength: 1 }) }, { requiredKeys: [] }),
@@ -188,6 +190,8 @@ describe('policy decision (property)', () => {
       assert.equal(sc?.apparmor?.profileType === 'Unconfined' || sc?.apparmorProfile === 'unconfined', false);
       assert.equal(asksUnmaskedProc(sc), false, 'no level here allows an unmasked /proc');
       assert.equal((cc.mounts ?? []).some((m) => m.propagation === 'PROPAGATION_BIDIRECTIONAL'), false, 'Bidirectional needs privileged, which no level here allows');
+      for (const dv of cc.devices ?? []) assert.match(dv.permissions ?? '', /^[rw]{1,2}$/, 'device permissions: r/w only without privileged (empty means rwm)');
+      assert.deepEqual(unifiedProblems(cc.linux?.resources?.unified), [], 'only self-limit cgroup files without privileged');
     }), { numRuns: 4000 });
     assert.ok(seen.untrusted > 5 && seen.trusted > 5 && seen.denied > 200, JSON.stringify(seen));
   });

@@ -255,3 +255,48 @@ namespaces = ["admin"]
     assert.equal(record.unifiedAny, undefined);
   });
 });
+
+describe('devices: permissions and CDI_devices', () => {
+  const lv = parsePolicyText(`
+[levels.hw]
+min_isolation = "process"
+host_paths = "any"
+[levels.admin]
+min_isolation = "process"
+host_paths = "any"
+allow_privileged = true
+[[rules]]
+name = "hw"
+trust = "hw"
+namespaces = ["hw"]
+[[rules]]
+name = "admin"
+trust = "admin"
+namespaces = ["admin"]
+`, 'toml', 'test');
+  const run = (ns: string, c: ContainerConfig): unknown => {
+    const config = podConfig({}, ns);
+    const { record } = enforcePod(lv, { config, runtimeHandler: 'runc' }, HANDLERS);
+    return enforceContainer(lv, { config: c, pod: { config, handler: 'runc', decision: record } }, HANDLERS);
+  };
+  const dev = (permissions: string): ContainerConfig => containerConfig({ devices: [{ containerPath: '/dev/x', hostPath: '/dev/null', permissions }] });
+
+  it('permissions are a combination of r, w, m (every level); m, or empty (= rwm), only for a privileged level', () => {
+    for (const p of ['rx', 'rrw', 'RW', ' r', 'rwmm', 'a']) {
+      assert.throws(() => run('admin', dev(p)), /admin\/device-permissions.*not a combination/, p);
+      assert.throws(() => run('hw', dev(p)), /hw\/device-permissions/, p);
+    }
+    for (const p of ['rwm', 'm', 'mr', '']) {
+      assert.throws(() => run('hw', dev(p)), (e: unknown) => e instanceof PermissionDeniedError && /hw\/device-permissions.*mknod/.test(e.message), p);
+      assert.doesNotThrow(() => run('admin', dev(p)), p);
+    }
+    for (const p of ['r', 'w', 'rw', 'wr']) assert.doesNotThrow(() => run('hw', dev(p)), p);
+  });
+
+  it('CDI_devices are refused unless the level may mount any host path', () => {
+    const cdi = containerConfig({ CDIDevices: [{ name: 'vendor.com/gpu=0' }] });
+    assert.throws(() => enforceContainer(policy, { config: cdi, pod: stored(podConfig(), 'gvisor') }, HANDLERS), /untrusted\/cdi-devices/);
+    assert.throws(() => enforceContainer(policy, { config: cdi, pod: stored(podConfig({}, 'kube-system'), 'runc') }, HANDLERS), /trusted\/cdi-devices/);
+    assert.doesNotThrow(() => run('hw', cdi), 'the policy lets it through; the engine refuses it (Unimplemented: no CDI registry)');
+  });
+});

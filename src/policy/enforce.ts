@@ -127,6 +127,9 @@ export function containerInputFromCri(config: ContainerConfig, resolve?: (p: str
     apparmorUnconfined: unconfined(sc?.apparmor, sc?.apparmorProfile),
     ...unifiedOf([['linux.resources.unified', config.linux?.resources?.unified]]),
   };
+  if ((config.devices ?? []).length > 0) security.devicePermissions = (config.devices ?? []).map((d) => d.permissions ?? '');
+  const cdi = (config.CDIDevices ?? []).map((d) => d.name ?? '');
+  if (cdi.length > 0) security.cdiDevices = cdi;
   const input: ContainerInput = { name: config.metadata?.name ?? '', security };
   // The kubelet passes the resolved image (often an ID) in image, the name the user wrote in userSpecifiedImage.
   const image = config.image?.userSpecifiedImage || config.image?.image;

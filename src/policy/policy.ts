@@ -118,6 +118,10 @@ export interface SecuritySummary {
   sysctls?: Record<string, string>;
   /** Raw cgroup v2 files asked for (`linux.resources.unified`, a pod's overhead), by the CRI field that carries them. */
   unified?: { field: string; values: Record<string, string> }[];
+  /** Device cgroup permissions of each device asked for, as given ("" = the default "rwm"). */
+  devicePermissions?: string[];
+  /** CDI device names asked for (CDI_devices). */
+  cdiDevices?: string[];
 }
 
 export interface ContainerInput {
@@ -333,6 +337,19 @@ export function checkSecurity(policy: Policy, level: TrustLevel, sec: SecuritySu
   }
   if (sec.sysctls) {
     for (const p of checkSysctls(sec.sysctls, level.allowedSysctls)) v.push({ rule: 'sysctl', message: `${who}: ${p.message}` });
+  }
+  // Device permissions: a combination of r, w, m; m (mknod) only for a privileged level.
+  for (const raw of sec.devicePermissions ?? []) {
+    const p = raw === '' ? 'rwm' : raw;
+    if (!/^[rwm]{1,3}$/.test(p) || new Set(p).size !== p.length) {
+      v.push({ rule: 'device-permissions', message: `${who}: device permissions ${JSON.stringify(raw.slice(0, 16))} are not a combination of r, w and m` });
+    } else if (p.includes('m') && !level.allowPrivileged) {
+      v.push({ rule: 'device-permissions', message: `${who}: device permissions "${p}"${raw === '' ? ' (the default of empty permissions)' : ''} include m (mknod), which needs a level that allows privileged containers; ${lv} allows r and w (ask for "rw")` });
+    }
+  }
+  // CDI devices are host devices chosen by name; only a level that may mount any host path may ask.
+  if ((sec.cdiDevices ?? []).length > 0 && level.hostPaths !== 'any') {
+    v.push({ rule: 'cdi-devices', message: `${who}: CDI devices (${sec.cdiDevices!.slice(0, 4).map((n) => JSON.stringify(n.slice(0, 128))).join(', ')}) are host devices, not allowed for ${lv} (host_paths = "${level.hostPaths}")` });
   }
   // Raw cgroup files: only a privileged level may write any; the others only limit themselves.
   if (!level.allowPrivileged) {

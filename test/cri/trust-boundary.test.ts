@@ -31,10 +31,18 @@ default_handler = "runc"
 allow_host_network = true
 host_paths = "safe"
 allowed_host_ports = ["${PORTS.from}-${PORTS.to}"]
+[policy.levels.devices]
+min_isolation = "process"
+default_handler = "runc"
+host_paths = "any"
 [[policy.rules]]
 name = "system"
 trust = "trusted"
 namespaces = ["kube-system"]
+[[policy.rules]]
+name = "node devices"
+trust = "devices"
+namespaces = ["node-devices"]
 `;
 
 const { pod, ctr } = policyBuilders({ image: IMAGE, command: ['sleep', '60'], logPath: 'c.log', caseLabel: true });
@@ -202,6 +210,25 @@ test('linux.resources.unified: UpdateContainerResources and CreateContainer refu
     const st = await d.client.containerStatus(cid);
     assert.ok(st, 'the container is still there after the refused updates');
   } finally {
+    await removePod(tenId);
+  }
+});
+
+test('device permissions: only r/w/m, m (also the default of empty permissions) only for a privileged level; CDI_devices refused (policy, or Unimplemented: no CDI registry)', async () => {
+  const devId = await d.client.runPodSandbox(pod('devices', 'node-devices'), '');
+  const tenId = await d.client.runPodSandbox(pod('cdi', 'default'), '');
+  try {
+    const dev = (permissions: string): ReturnType<typeof ctr> => ctr({ devices: [{ containerPath: '/dev/xnull', hostPath: '/dev/null', permissions }] });
+    for (const p of ['rwm', 'm', '', 'rx', 'rrw', 'RW']) {
+      await refused(d.client.createContainer(devId, dev(p), null), 'PermissionDenied', `permissions ${JSON.stringify(p)}`, /denied by rule devices\/device-permissions/);
+    }
+    const cid = await d.client.createContainer(devId, dev('rw'), null);
+    assert.ok(cid, '"rw" on a level that may mount any host path is allowed');
+    const cdi = ctr({ CDIDevices: [{ name: 'vendor.com/gpu=0' }] });
+    await refused(d.client.createContainer(tenId, cdi, null), 'PermissionDenied', 'CDI for untrusted', /denied by rule untrusted\/cdi-devices/);
+    await refused(d.client.createContainer(devId, cdi, null), 'Unimplemented', 'CDI where the level allows host devices', /no CDI registry/);
+  } finally {
+    await removePod(devId);
     await removePod(tenId);
   }
 });
