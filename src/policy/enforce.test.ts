@@ -300,3 +300,16 @@ namespaces = ["admin"]
     assert.doesNotThrow(() => run('hw', cdi), 'the policy lets it through; the engine refuses it (Unimplemented: no CDI registry)');
   });
 });
+
+describe('port mapping host_ip (RunPodSandbox)', () => {
+  it('a host_ip that is not an address of this node is refused for every level (rule host-ip)', () => {
+    const addrs = new Set(['192.0.2.2']);
+    const pm = (hostIp: string, ns = 'default'): PodSandboxConfig => podConfig({ portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: 0, hostIp }] }, ns);
+    for (const ip of ['203.0.113.9', '127.0.0.1', '169.254.169.254', 'not-an-ip']) {
+      assert.throws(() => enforcePod(policy, { config: pm(ip), runtimeHandler: '' }, HANDLERS, { nodeAddresses: addrs }), /untrusted\/host-ip/, ip);
+      assert.throws(() => enforcePod(policy, { config: pm(ip, 'kube-system'), runtimeHandler: '' }, HANDLERS, { nodeAddresses: addrs }),
+        (e: unknown) => e instanceof PermissionDeniedError && /trusted\/host-ip/.test(e.message), ip);
+    }
+    for (const ip of ['', '0.0.0.0', '192.0.2.2']) assert.doesNotThrow(() => enforcePod(policy, { config: pm(ip), runtimeHandler: '' }, HANDLERS, { nodeAddresses: addrs }), ip);
+  });
+});

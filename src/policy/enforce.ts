@@ -12,7 +12,7 @@ import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
 import type { ContainerConfig, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, PodSandboxConfig, SecurityProfile } from '../engine/types.ts';
 import type { Logger } from '../util/log.ts';
 import type { PodDecisionRecord } from './decision.ts';
-import { hostPortProbe, listeningPorts } from './host-ports.ts';
+import { hostIpProblem, hostPortProbe, listeningPorts, nodeAddresses } from './host-ports.ts';
 import {
   decideContainer, decidePod, normalizeHostPath,
   type ContainerInput, type Decision, type HandlerInfo, type PodInput, type Policy, type SecuritySummary, type Violation,
@@ -214,11 +214,21 @@ export function enforcePod(
   policy: Policy,
   request: { config: PodSandboxConfig; runtimeHandler?: string },
   available: readonly HandlerInfo[],
-  opts: EnforceOptions & { hostPortInUse?: HostPortProbe } = {},
+  opts: EnforceOptions & { hostPortInUse?: HostPortProbe; nodeAddresses?: ReadonlySet<string> } = {},
 ): { handler: string; decision: Decision; record: PodDecisionRecord } {
   const input = podInputFromCri(request.config, request.runtimeHandler ?? '');
   let d = decidePod(policy, input, available);
   const who = `${input.namespace}/${input.name}`;
+  // host_ip, for every level and mapping: empty/wildcard or one of the node's own addresses.
+  let addrs = opts.nodeAddresses;
+  const badIp: Violation[] = [];
+  for (const m of request.config.portMappings ?? []) {
+    if (!m.hostIp) continue;
+    addrs ??= nodeAddresses();
+    const why = hostIpProblem(m.hostIp, addrs);
+    if (why) badIp.push({ rule: 'host-ip', message: `pod ${who}: port mapping ${m.hostPort ?? 0}/${(m.protocol ?? 'TCP').toLowerCase()}: ${why}` });
+  }
+  d = withViolations(d, d.trust, badIp);
   if (opts.hostPortInUse && !input.security?.hostNetwork) {
     const busy: Violation[] = [];
     for (const m of request.config.portMappings ?? []) {

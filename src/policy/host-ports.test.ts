@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { hostPortProbe, listeningPorts, portsInTable } from './host-ports.ts';
+import { canonicalIp, hostIpProblem, hostPortProbe, listeningPorts, nodeAddresses, portsInTable } from './host-ports.ts';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:4813 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
@@ -29,5 +29,21 @@ describe('host ports in use', () => {
     } finally {
       await new Promise<void>((resolve) => s.close(() => resolve()));
     }
+  });
+});
+
+describe('port mapping host_ip', () => {
+  it('empty, a wildcard or a node address only; never loopback, link-local, another host or a non-address', () => {
+    const node = new Set(['192.0.2.2', 'fd00::2']);
+    for (const ip of ['', '0.0.0.0', '::', '192.0.2.2', 'fd00::2', 'FD00:0::2']) assert.equal(hostIpProblem(ip, node), undefined, ip);
+    for (const ip of ['127.0.0.1', '::1', '169.254.169.254', '203.0.113.9', '10.96.0.1', 'fe80::1', 'fe80::1%eth0', 'localhost', '192.0.2.2 ', '0192.0.2.2', '1.2.3']) {
+      assert.match(hostIpProblem(ip, node) ?? '', /host_ip .* (is not an address of this node|is not an IP address)/, ip);
+    }
+    assert.equal(canonicalIp('FD00:0:0::2'), 'fd00::2');
+  });
+
+  it('the node addresses read from the interfaces leave loopback and link-local out', () => {
+    const a = nodeAddresses();
+    for (const ip of a) assert.doesNotMatch(ip, /^(127\.|::1$|169\.254\.|fe80:)/, ip);
   });
 });

@@ -7,6 +7,8 @@
  * tables is ever echoed.
  */
 import { readFile } from 'node:fs/promises';
+import { isIPv4, isIPv6 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 
 export interface ListeningPorts { tcp: Set<number>; udp: Set<number> }
 
@@ -43,4 +45,43 @@ export async function listeningPorts(procNet = '/proc/net'): Promise<ListeningPo
 /** A probe over one snapshot; SCTP is not read (no table without the module) and counts as free. */
 export function hostPortProbe(ports: ListeningPorts): (port: number, protocol: 'tcp' | 'udp' | 'sctp') => boolean {
   return (port, protocol) => (protocol === 'tcp' ? ports.tcp.has(port) : protocol === 'udp' ? ports.udp.has(port) : false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Port mappings' host_ip
+
+/** An IP in one spelling (IPv6 compressed, lower case); undefined when not an IP address. */
+export function canonicalIp(ip: string): string | undefined {
+  if (isIPv4(ip)) return ip;
+  if (!isIPv6(ip) || ip.includes('%')) return undefined;
+  try { return new URL(`http://[${ip}]/`).hostname.slice(1, -1); } catch { return undefined; }
+}
+
+/** The node's own addresses (every interface of the daemon's network namespace; loopback and link-local left out). */
+export function nodeAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal) continue;
+      const c = canonicalIp(a.address);
+      // link-local addresses are per link (and 169.254.169.254 is the metadata service's)
+      if (c !== undefined && !/^(169\.254\.|fe[89ab][0-9a-f]:)/.test(c)) out.add(c);
+    }
+  }
+  return out;
+}
+
+/**
+ * Why a port mapping's host_ip is refused (undefined = allowed): it must be empty, a wildcard
+ * (0.0.0.0, ::, what empty means) or one of the node's own non-loopback addresses. Anything else
+ * would have the portmap plugin DNAT traffic for an address that is not the node's (another
+ * host's, a service VIP, the metadata service) or for loopback (node-local services).
+ */
+export function hostIpProblem(hostIp: string, addrs: ReadonlySet<string>): string | undefined {
+  if (hostIp === '') return undefined;
+  const c = canonicalIp(hostIp);
+  if (c === undefined) return `host_ip ${JSON.stringify(hostIp.slice(0, 64))} is not an IP address`;
+  if (c === '0.0.0.0' || c === '::') return undefined;
+  if (!addrs.has(c)) return `host_ip ${c} is not an address of this node (leave it empty to publish on every node address)`;
+  return undefined;
 }

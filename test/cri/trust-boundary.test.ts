@@ -232,3 +232,10 @@ test('device permissions: only r/w/m, m (also the default of empty permissions) 
     await removePod(tenId);
   }
 });
+
+test('port mapping host_ip: an address that is not the node\'s (another host, loopback, metadata) is refused even where the host port is allowed', async () => {
+  for (const hostIp of ['203.0.113.9', '127.0.0.1', '169.254.169.254']) {
+    const p = pod('hostip', 'kube-system', { portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: PORTS.to, hostIp }] });
+    await refused(d.client.runPodSandbox(p, 'runc'), 'PermissionDenied', `host_ip ${hostIp}`, /denied by rule trusted\/host-ip.*is not an address of this node/);
+  }
+});
