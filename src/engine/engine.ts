@@ -71,6 +71,7 @@ import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
 import type { HostPathGuard } from './container-spec.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
 import { unifiedProblems } from '../policy/cgroup-unified.ts';
+import { refuseUserNamespace } from './user-namespace.ts';
 import { isUnder, partsBeneath, relativeParts, walkDirsBeneath } from '../util/beneath.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
@@ -455,6 +456,7 @@ export class Engine {
   async runPodSandbox(config: cri.PodSandboxConfig, runtimeHandler = '', opts: RunPodOptions = {}): Promise<string> {
     const md = config.metadata;
     if (!md?.name || !md.namespace || !md.uid) throw new InvalidArgumentError('pod sandbox metadata must have name, namespace and uid');
+    refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `pod ${md.namespace}/${md.name}`);
     const { name: handler, backend } = this.#backendFor(runtimeHandler);
     const probe = await backend.probe(opts.signal);
     if (!probe.available) throw new UnavailableError(`runtime handler ${handler} is not available here: ${probe.reason ?? 'unknown reason'}`);
@@ -876,6 +878,7 @@ export class Engine {
     const imageRef = config.image?.image;
     if (!imageRef) throw new InvalidArgumentError('container image must be given');
     // Never silently dropped: a container that asked for a device must not start without it.
+    refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `container ${name}`);
     if ((config.CDIDevices ?? []).length > 0) throw new UnimplementedError('CDI_devices are not supported: Bulkhead has no CDI registry (no /etc/cdi specs are read); pass the device nodes in devices instead');
     const p0 = this.#resolvePod(podIdOrPrefix);
     const sig = signal ?? this.#closing.signal;

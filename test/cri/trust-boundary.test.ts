@@ -239,3 +239,17 @@ test('port mapping host_ip: an address that is not the node\'s (another host, lo
     await refused(d.client.runPodSandbox(p, 'runc'), 'PermissionDenied', `host_ip ${hostIp}`, /denied by rule trusted\/host-ip.*is not an address of this node/);
   }
 });
+
+test('userns_options: a pod or container asking for its own user namespace is Unimplemented (never run as the host\'s root); mode NODE runs', async () => {
+  const maps = [{ hostId: 100000, containerId: 0, length: 65536 }];
+  const podUserns = pod('userns', 'default', { linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: 'POD', uids: maps, gids: maps } } } } });
+  await refused(d.client.runPodSandbox(podUserns, ''), 'Unimplemented', 'pod userns POD', /namespace_options\.userns_options \(mode POD, with uid\/gid mappings\) is not supported/);
+  const id = await d.client.runPodSandbox(pod('userns-node', 'default', { linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: 'NODE' } } } } }), '');
+  try {
+    const c = ctr({ linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: 'POD', uids: maps, gids: maps } } } } });
+    await refused(d.client.createContainer(id, c, null), 'Unimplemented', 'container userns POD', /container c: namespace_options\.userns_options/);
+    assert.ok(await d.client.createContainer(id, ctr({ linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: 'NODE' } } } } }), null));
+  } finally {
+    await removePod(id);
+  }
+});
