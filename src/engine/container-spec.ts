@@ -79,6 +79,8 @@ export interface ContainerDefaults {
   hostPathsNone?: boolean;
   /** host_paths = "listed": the real path of what is mounted must lie under one of these. */
   allowedHostPaths?: string[];
+  /** require_run_as_non_root: the resolved user must not be uid 0. */
+  runAsNonRoot?: boolean;
 }
 
 export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault', honorNoNewPrivs: false, unmaskedProc: false };
@@ -89,7 +91,7 @@ function podDefaults(pod: PodRecord): ContainerDefaults {
   if (!d) return HARDENED_DEFAULTS;
   return {
     seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc, hostPathsAny: d.hostPathsAny === true,
-    ...(d.hostPathsNone ? { hostPathsNone: true } : {}), ...(d.allowedHostPaths ? { allowedHostPaths: d.allowedHostPaths } : {}),
+    ...(d.hostPathsNone ? { hostPathsNone: true } : {}), ...(d.runAsNonRoot ? { runAsNonRoot: true } : {}), ...(d.allowedHostPaths ? { allowedHostPaths: d.allowedHostPaths } : {}),
   };
 }
 
@@ -277,6 +279,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
   if (sc?.runAsUser) req.runAsUser = sc.runAsUser.value;
   if (sc?.runAsUsername) req.runAsUsername = sc.runAsUsername;
   if (sc?.runAsGroup) req.runAsGroup = sc.runAsGroup.value;
+  if (defaults.runAsNonRoot) req.requireNonRoot = true;
   if (sc?.supplementalGroups && sc.supplementalGroups.length > 0) req.supplementalGroups = sc.supplementalGroups;
   if (ownUts && hostname) req.hostname = hostname;
   if (config.linux?.resources?.oomScoreAdj) req.oomScoreAdj = config.linux.resources.oomScoreAdj;

@@ -30,6 +30,8 @@ export interface PodDecisionRecord {
   unmaskedProc: boolean;
   /** Any `linux.resources.unified` cgroup file may be set (a level that allows privileged); absent = only the self-limits of cgroup-unified.ts (UpdateContainerResources is judged by it). */
   unifiedAny?: boolean;
+  /** require_run_as_non_root: a container whose resolved user is uid 0 is refused when its spec is built. Absent = false. */
+  runAsNonRoot?: boolean;
   /** The level allows every host path (host_paths = "any"): mounts skip the protected-path check on the opened object. Absent = false. */
   hostPathsAny?: boolean;
   /** host_paths = "none": no host path but the pod's own kubelet volumes, checked again at mount. Absent = false. */
@@ -60,6 +62,7 @@ export function readDecision(v: unknown): PodDecisionRecord | undefined {
   if (!Array.isArray(allowedHostPorts) || !allowedHostPorts.every((p) => typeof p === 'string')) return undefined;
   const rec: PodDecisionRecord = { version: 1, level, trustRule, handler, requestedHandler, egressGuard, hostNetwork, allowedHostPorts: [...allowedHostPorts as string[]], seccompDefault, honorNoNewPrivs, unmaskedProc };
   if (v.unifiedAny === true) rec.unifiedAny = true;
+  if (v.runAsNonRoot === true) rec.runAsNonRoot = true;
   if (v.hostPathsAny === true) rec.hostPathsAny = true;
   if (v.hostPathsNone === true) rec.hostPathsNone = true;
   if (Array.isArray(v.allowedHostPaths) && v.allowedHostPaths.every((x) => typeof x === 'string' && x.startsWith('/'))) rec.allowedHostPaths = [...v.allowedHostPaths as string[]];

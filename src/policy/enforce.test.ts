@@ -313,3 +313,30 @@ describe('port mapping host_ip (RunPodSandbox)', () => {
     for (const ip of ['', '0.0.0.0', '192.0.2.2']) assert.doesNotThrow(() => enforcePod(policy, { config: pm(ip), runtimeHandler: '' }, HANDLERS, { nodeAddresses: addrs }), ip);
   });
 });
+
+describe('require_run_as_non_root (RunPodSandbox, CreateContainer)', () => {
+  const lv = parsePolicyText(`
+[levels.restricted]
+min_isolation = "user-kernel"
+require_run_as_non_root = true
+[[rules]]
+name = "restricted"
+trust = "restricted"
+namespaces = ["secure"]
+`, 'toml', 'test');
+  it('uid 0 or user "root" asked for is refused (rule run-as-non-root); the record carries the flag for the image user', () => {
+    const config = podConfig({}, 'secure');
+    const { record } = enforcePod(lv, { config, runtimeHandler: '' }, HANDLERS);
+    assert.equal(record.runAsNonRoot, true);
+    const pod: StoredPod = { config, handler: 'gvisor', decision: record };
+    const sc = (s: object): ContainerConfig => containerConfig({ linux: { securityContext: s } });
+    for (const s of [{ runAsUser: { value: 0 } }, { runAsUsername: 'root' }, { runAsUsername: '0' }]) {
+      assert.throws(() => enforceContainer(lv, { config: sc(s), pod }, HANDLERS), (e: unknown) => e instanceof PermissionDeniedError && /restricted\/run-as-non-root/.test(e.message), JSON.stringify(s));
+    }
+    for (const s of [{ runAsUser: { value: 1000 } }, { runAsUsername: 'nobody' }, {}]) assert.doesNotThrow(() => enforceContainer(lv, { config: sc(s), pod }, HANDLERS), JSON.stringify(s));
+    assert.throws(() => enforcePod(lv, { config: podConfig({ linux: { securityContext: { runAsUser: { value: 0 } } } }, 'secure'), runtimeHandler: '' }, HANDLERS), /restricted\/run-as-non-root/);
+    // off by default: the built-in levels allow root
+    assert.equal(enforceContainer(policy, { config: sc({ runAsUser: { value: 0 } }), pod: stored(podConfig(), 'gvisor') }, HANDLERS).allowed, true);
+    assert.equal(enforcePod(policy, { config: podConfig(), runtimeHandler: '' }, HANDLERS).record.runAsNonRoot, undefined);
+  });
+});

@@ -53,6 +53,7 @@ function podSecurity(sc: LinuxSandboxSecurityContext | null | undefined, sysctls
     apparmorUnconfined: unconfined(sc?.apparmor, undefined),
   };
   if (sysctls && Object.keys(sysctls).length > 0) s.sysctls = { ...sysctls };
+  if (sc?.runAsUser) s.runAsUser = sc.runAsUser.value ?? 0;
   return s;
 }
 
@@ -127,6 +128,8 @@ export function containerInputFromCri(config: ContainerConfig, resolve?: (p: str
     apparmorUnconfined: unconfined(sc?.apparmor, sc?.apparmorProfile),
     ...unifiedOf([['linux.resources.unified', config.linux?.resources?.unified]]),
   };
+  if (sc?.runAsUser) security.runAsUser = sc.runAsUser.value ?? 0;
+  if (sc?.runAsUsername) security.runAsUsername = sc.runAsUsername;
   if ((config.devices ?? []).length > 0) security.devicePermissions = (config.devices ?? []).map((d) => d.permissions ?? '');
   const cdi = (config.CDIDevices ?? []).map((d) => d.name ?? '');
   if (cdi.length > 0) security.cdiDevices = cdi;
@@ -197,6 +200,7 @@ export function decisionRecord(policy: Policy, d: Decision, handler: string): Po
     honorNoNewPrivs: level.allowPrivileged,
     unmaskedProc: level.allowUnmaskedProc,
     ...(level.allowPrivileged ? { unifiedAny: true } : {}),
+    ...(level.requireRunAsNonRoot ? { runAsNonRoot: true } : {}),
     ...(level.hostPaths === 'any' ? { hostPathsAny: true } : {}),
     ...(level.hostPaths === 'none' ? { hostPathsNone: true } : {}),
     ...(level.hostPaths === 'listed' ? { allowedHostPaths: [...level.allowedHostPaths] } : {}),

@@ -44,12 +44,17 @@ function strMap(v: unknown, path: string): Record<string, string> {
   }
   return out;
 }
+function uid(v: unknown, path: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) bad(path, 'must be a non-negative integer');
+  return v;
+}
 function profileType(v: unknown, path: string): string | undefined {
   const o = obj(v, path);
   return o ? str(o.type, `${path}.type`) : undefined;
 }
 
-function containerInput(c: unknown, path: string, annotations: Record<string, string>): ContainerInput {
+function containerInput(c: unknown, path: string, annotations: Record<string, string>, podSc: Obj | undefined): ContainerInput {
   const o = obj(c, path);
   if (!o) bad(path, 'must be an object');
   const name = str(o.name, `${path}.name`);
@@ -67,6 +72,12 @@ function containerInput(c: unknown, path: string, annotations: Record<string, st
     apparmorUnconfined: apparmor === 'Unconfined' || annotations[`container.apparmor.security.beta.kubernetes.io/${name}`] === 'unconfined',
     unmaskedProc: procMount === 'Unmasked',
   };
+  // The container's runAsUser / runAsNonRoot win over the pod's, as in Kubernetes.
+  const runAsUser = uid(sc?.runAsUser, `${path}.securityContext.runAsUser`) ?? uid(podSc?.runAsUser, 'spec.securityContext.runAsUser');
+  const nonRoot = sc?.runAsNonRoot !== undefined && sc.runAsNonRoot !== null
+    ? bool(sc.runAsNonRoot, `${path}.securityContext.runAsNonRoot`) : bool(podSc?.runAsNonRoot, 'spec.securityContext.runAsNonRoot');
+  if (runAsUser !== undefined) security.runAsUser = runAsUser;
+  if (!nonRoot) security.userUnproven = true;
   const shared = arr(o.volumeMounts, `${path}.volumeMounts`).flatMap((m, i) => {
     const mo = obj(m, `${path}.volumeMounts[${i}]`);
     return str(mo?.mountPropagation, `${path}.volumeMounts[${i}].mountPropagation`) === 'Bidirectional' ? [str(mo?.mountPath, `${path}.volumeMounts[${i}].mountPath`) ?? ''] : [];
@@ -136,7 +147,7 @@ export function podInputFromK8s(pod: unknown, opts: { namespace?: string } = {})
   const hostPorts: number[] = [];
   for (const key of ['initContainers', 'containers', 'ephemeralContainers'] as const) {
     arr(spec[key], `spec.${key}`).forEach((c, i) => {
-      containers.push(containerInput(c, `spec.${key}[${i}]`, annotations));
+      containers.push(containerInput(c, `spec.${key}[${i}]`, annotations, psc));
       hostPorts.push(...hostPortsOf((c as Obj).ports, `spec.${key}[${i}].ports`));
     });
   }

@@ -15,6 +15,7 @@
  *   on_weak_handler = "upgrade"            # upgrade | deny
  *   allow_privileged = false               # also allow_host_network, allow_host_pid, allow_host_ipc,
  *                                          # allow_unconfined_seccomp, allow_unconfined_apparmor, allow_unmasked_proc
+ *   require_run_as_non_root = false        # Restricted: no container as uid 0 (image user included)
  *   host_paths = "safe"                    # none | listed | safe | any
  *   allowed_host_paths = ["/data"]
  *   allowed_capabilities = ["NET_ADMIN"]   # "ALL" = any; absent = the 9 default ones
@@ -60,6 +61,7 @@ export function untrustedLevel(): TrustLevel {
     allowUnconfinedSeccomp: false,
     allowUnconfinedApparmor: false,
     allowUnmaskedProc: false,
+    requireRunAsNonRoot: false,
     allowedSysctls: [],
     registries: [],
   };
@@ -137,7 +139,7 @@ class Reader {
 const LEVEL_KEYS = [
   'min_isolation', 'handlers', 'default_handler', 'on_weak_handler', 'allow_privileged', 'allow_host_network',
   'allow_host_pid', 'allow_host_ipc', 'host_paths', 'allowed_host_paths', 'allowed_capabilities',
-  'allow_unconfined_seccomp', 'allow_unconfined_apparmor', 'allow_unmasked_proc', 'allowed_sysctls', 'registries',
+  'allow_unconfined_seccomp', 'allow_unconfined_apparmor', 'allow_unmasked_proc', 'require_run_as_non_root', 'allowed_sysctls', 'registries',
   'egress_guard', 'allowed_host_ports',
 ] as const;
 const RULE_KEYS = ['name', 'trust', 'namespaces', 'labels', 'annotations', 'images', 'handlers'] as const;
@@ -188,6 +190,7 @@ function parseLevel(r: Reader, name: string, t: Table): TrustLevel {
     allowUnconfinedSeccomp: r.bool(t, 'allow_unconfined_seccomp', w),
     allowUnconfinedApparmor: r.bool(t, 'allow_unconfined_apparmor', w),
     allowUnmaskedProc: r.bool(t, 'allow_unmasked_proc', w),
+    requireRunAsNonRoot: r.bool(t, 'require_run_as_non_root', w),
     allowedSysctls: sysctls,
     registries: registries.map((s) => s.replace(/\/+$/, '')),
   };
@@ -206,6 +209,7 @@ export function isNoWeakerThan(l: TrustLevel, d: TrustLevel): boolean {
   const flags = ['allowPrivileged', 'allowHostNetwork', 'allowHostPID', 'allowHostIPC', 'allowUnconfinedSeccomp', 'allowUnconfinedApparmor', 'allowUnmaskedProc'] as const;
   if (flags.some((f) => l[f] && !d[f])) return false;
   if (!l.egressGuard && d.egressGuard) return false;
+  if (d.requireRunAsNonRoot && !l.requireRunAsNonRoot) return false;
   const dr = d.allowedHostPorts.map(parsePortRange);
   if (!l.allowedHostPorts.every((s) => { const r = parsePortRange(s); return r !== undefined && dr.some((x) => x !== undefined && x.from <= r.from && r.to <= x.to); })) return false;
   if (HP_ORDER[l.hostPaths] > HP_ORDER[d.hostPaths]) return false;

@@ -59,6 +59,12 @@ export interface TrustLevel {
   allowUnconfinedSeccomp: boolean;
   allowUnconfinedApparmor: boolean;
   allowUnmaskedProc: boolean;
+  /**
+   * The Pod Security Standards' Restricted rule "must run as non-root": a container may not run
+   * as uid 0 (run_as_user, run_as_username, or the image's user, checked on the node once the
+   * user is resolved; the webhook wants runAsNonRoot: true or a non-zero runAsUser). Default false.
+   */
+  requireRunAsNonRoot: boolean;
   /** Sysctls allowed beyond the safe set (plain dotted names). */
   allowedSysctls: string[];
   /** Image sources allowed ("registry.example.com", "docker.io/library"); empty = any. */
@@ -122,6 +128,12 @@ export interface SecuritySummary {
   devicePermissions?: string[];
   /** CDI device names asked for (CDI_devices). */
   cdiDevices?: string[];
+  /** The uid asked for (run_as_user / runAsUser), when given. */
+  runAsUser?: number;
+  /** The user name asked for (run_as_username), when given. */
+  runAsUsername?: string;
+  /** The Pod object does not show the container runs as non-root (no runAsNonRoot: true, no runAsUser); webhook only. */
+  userUnproven?: boolean;
 }
 
 export interface ContainerInput {
@@ -337,6 +349,12 @@ export function checkSecurity(policy: Policy, level: TrustLevel, sec: SecuritySu
   }
   if (sec.sysctls) {
     for (const p of checkSysctls(sec.sysctls, level.allowedSysctls)) v.push({ rule: 'sysctl', message: `${who}: ${p.message}` });
+  }
+  // Restricted: never uid 0 (the node checks the resolved user again when it builds the spec).
+  if (level.requireRunAsNonRoot) {
+    if (sec.runAsUser === 0) v.push({ rule: 'run-as-non-root', message: `${who}: run as uid 0 is not allowed for ${lv} (require_run_as_non_root); set a non-zero runAsUser` });
+    else if (sec.runAsUser === undefined && (sec.runAsUsername === 'root' || sec.runAsUsername === '0')) v.push({ rule: 'run-as-non-root', message: `${who}: run as user "${sec.runAsUsername}" is not allowed for ${lv} (require_run_as_non_root); set a non-zero runAsUser` });
+    else if (sec.runAsUser === undefined && sec.userUnproven) v.push({ rule: 'run-as-non-root', message: `${who}: ${lv} requires running as non-root (require_run_as_non_root): set runAsNonRoot: true or a non-zero runAsUser` });
   }
   // Device permissions: a combination of r, w, m; m (mknod) only for a privileged level.
   for (const raw of sec.devicePermissions ?? []) {

@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { resolveCapabilities, hostBoundingSet } from './capabilities.ts';
 import type { OciDeviceCgroup, OciLinuxResources, OciMount, OciNamespace, OciRlimit, OciSeccomp, OciSpec } from './oci.ts';
 import { resolveUser } from './rootfs-user.ts';
@@ -69,6 +69,8 @@ export interface SpecRequest {
   runAsUser?: number;
   runAsUsername?: string;
   runAsGroup?: number;
+  /** The pod's level requires a non-root user (require_run_as_non_root): uid 0 after resolution is refused. */
+  requireNonRoot?: boolean;
   supplementalGroups?: number[];
   mounts?: SpecMount[];
   devices?: SpecDevice[];
@@ -227,6 +229,9 @@ export async function buildSpec(req: SpecRequest): Promise<OciSpec> {
   if (req.runAsUser !== undefined) userSpec = String(req.runAsUser) + (userSpec.includes(':') && req.runAsUsername === undefined ? userSpec.slice(userSpec.indexOf(':')) : '');
   if (req.runAsGroup !== undefined) userSpec = `${userSpec.split(':')[0] ?? ''}:${req.runAsGroup}`;
   const user = await resolveUser(req.rootfs, userSpec, req.supplementalGroups ?? []);
+  if (req.requireNonRoot && user.uid === 0) {
+    throw new PermissionDeniedError(`run-as-non-root rule: the container would run as uid 0 (${userSpec === '' ? 'the image names no user' : `user ${JSON.stringify(userSpec.slice(0, 64))}`}), which the pod's trust level does not allow (require_run_as_non_root); set a non-zero runAsUser`);
+  }
 
   const envExtra: Record<string, string> = { HOME: user.home || '/' };
   if (req.hostname) envExtra.HOSTNAME = req.hostname;

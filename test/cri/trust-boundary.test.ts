@@ -35,6 +35,14 @@ allowed_host_ports = ["${PORTS.from}-${PORTS.to}"]
 min_isolation = "process"
 default_handler = "runc"
 host_paths = "any"
+[policy.levels.restricted]
+min_isolation = "user-kernel"
+default_handler = "gvisor"
+require_run_as_non_root = true
+[[policy.rules]]
+name = "restricted"
+trust = "restricted"
+namespaces = ["secure"]
 [[policy.rules]]
 name = "system"
 trust = "trusted"
@@ -249,6 +257,21 @@ test('userns_options: a pod or container asking for its own user namespace is Un
     const c = ctr({ linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: 'POD', uids: maps, gids: maps } } } } });
     await refused(d.client.createContainer(id, c, null), 'Unimplemented', 'container userns POD', /container c: namespace_options\.userns_options/);
     assert.ok(await d.client.createContainer(id, ctr({ linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: 'NODE' } } } } }), null));
+  } finally {
+    await removePod(id);
+  }
+});
+
+test('require_run_as_non_root: the image\'s own user (root) and uid 0 are refused; a non-zero runAsUser runs', async () => {
+  const id = await d.client.runPodSandbox(pod('restricted', 'secure'), '');
+  try {
+    const imageUser = d.client.createContainer(id, ctr(), null).then((cid) => d.client.startContainer(cid));
+    await refused(imageUser, 'PermissionDenied', 'image user root', /run-as-non-root rule: the container would run as uid 0 \(the image names no user\)/);
+    await refused(d.client.createContainer(id, ctr({ linux: { securityContext: { runAsUser: { value: 0 } } } }), null), 'PermissionDenied', 'runAsUser 0', /denied by rule restricted\/run-as-non-root/);
+    const cid = await d.client.createContainer(id, ctr({ metadata: { name: 'nonroot', attempt: 0 }, linux: { securityContext: { runAsUser: { value: 1000 } } } }), null);
+    await d.client.startContainer(cid);
+    const r = await d.client.execSync(cid, ['id', '-u'], 10);
+    assert.equal(r.stdout.toString().trim(), '1000');
   } finally {
     await removePod(id);
   }

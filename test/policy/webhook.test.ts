@@ -18,10 +18,17 @@ const policy = parsePolicyText(`
 min_isolation = "process"
 default_handler = "runc"
 allowed_host_ports = ["8000-9000"]
+[levels.restricted]
+min_isolation = "user-kernel"
+require_run_as_non_root = true
 [[rules]]
 name = "system"
 trust = "trusted"
 namespaces = ["infra"]
+[[rules]]
+name = "restricted"
+trust = "restricted"
+namespaces = ["secure"]
 `, 'toml', 'webhook-test');
 
 export async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
@@ -225,6 +232,27 @@ describe('admission webhook over TLS', () => {
       assert.match(r.body.response.status.message, c.message);
     });
   }
+
+  it('require_run_as_non_root (Restricted): runAsNonRoot: true or a non-zero runAsUser (container over pod); uid 0 or nothing is refused', async () => {
+    const c = (sc?: object): object => ({ name: 'app', image: 'busybox', ...(sc ? { securityContext: sc } : {}) });
+    const cases: [string, object, boolean][] = [
+      ['nothing said', pod({ containers: [c()] }), false],
+      ['runAsUser 0', pod({ containers: [c({ runAsUser: 0 })] }), false],
+      ['runAsNonRoot with runAsUser 0', pod({ containers: [c({ runAsNonRoot: true, runAsUser: 0 })] }), false],
+      ['pod runAsNonRoot, container runAsNonRoot false', pod({ securityContext: { runAsNonRoot: true }, containers: [c({ runAsNonRoot: false })] }), false],
+      ['pod runAsUser 1000, container runAsUser 0', pod({ securityContext: { runAsUser: 1000 }, containers: [c({ runAsUser: 0 })] }), false],
+      ['runAsNonRoot', pod({ containers: [c({ runAsNonRoot: true })] }), true],
+      ['runAsUser 1000', pod({ containers: [c({ runAsUser: 1000 })] }), true],
+      ['pod runAsNonRoot', pod({ securityContext: { runAsNonRoot: true }, containers: [c()] }), true],
+    ];
+    for (const [what, p, ok] of cases) {
+      const r = await post(server.url, '/validate', ca, admission(p, { namespace: 'secure' }));
+      assert.equal(r.body.response.allowed, ok, what);
+      if (!ok) assert.match(r.body.response.status.message, /denied by rule restricted\/run-as-non-root/, what);
+    }
+    // the flag is off for the other levels: nothing said is fine there
+    assert.equal((await post(server.url, '/validate', ca, admission(pod({ containers: [c({ runAsUser: 0 })] })))).body.response.allowed, true);
+  });
 
   it('refuses a body over the size cap and other methods or paths', async () => {
     const big = await post(server.url, '/validate', ca, 'x'.repeat(4 * 1024 * 1024));
