@@ -41,6 +41,12 @@ const invalid: { name: string; text: string; error: RegExp }[] = [
     text: '[levels.trusted]\nmin_isolation = "process"\n[[rules]]\nname = "h"\ntrust = "trusted"\nhandlers = ["runc"]',
     error: /namespaces is required: the rule matches handlers/,
   },
+  {
+    name: 'spoofable rule: a label escapes a default level that requires run as non-root',
+    text: 'default_trust = "strict"\n[levels.strict]\nmin_isolation = "user-kernel"\nrequire_run_as_non_root = true\n[levels.loose]\nmin_isolation = "user-kernel"\n[[rules]]\nname = "lbl"\ntrust = "loose"\nlabels = { root = "yes" }',
+    error: /namespaces is required: the rule matches labels/,
+  },
+  { name: 'require_run_as_non_root is a boolean', text: '[levels.t]\nmin_isolation = "process"\nrequire_run_as_non_root = "yes"', error: /levels\.t\.require_run_as_non_root/ },
   { name: 'rules is a table, not a list', text: '[rules]\nname = "x"', error: /rules must be a list/ },
   { name: 'bad registry pattern', text: '[levels.t]\nmin_isolation = "process"\nregistries = ["https://evil"]', error: /levels\.t\.registries\[0\].*not a registry host/ },
 ];
