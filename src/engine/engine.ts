@@ -72,6 +72,7 @@ import type { HostPathGuard } from './container-spec.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
 import { unifiedProblems } from '../policy/cgroup-unified.ts';
 import { refuseUserNamespace } from './user-namespace.ts';
+import { refuseSelinuxOnEnabledNode, selinuxEnabled } from './selinux.ts';
 import { isUnder, partsBeneath, relativeParts, walkDirsBeneath } from '../util/beneath.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
 import type * as cri from './types.ts';
@@ -203,6 +204,8 @@ export class Engine {
   readonly #watchers = new Map<string, AbortController>();
   readonly #lastCpu = new Map<string, { ns: number; at: number }>();
   readonly #closing = new AbortController();
+  /** SELinux on this node (read once): selinux_options are refused there, not silently dropped (selinux.ts). */
+  readonly #selinux = selinuxEnabled();
   #sweepTimer: NodeJS.Timeout | undefined;
   readonly #reserve: DiskReserve | undefined;
   #pauseRootfs: Promise<string> | undefined;
@@ -457,6 +460,7 @@ export class Engine {
     const md = config.metadata;
     if (!md?.name || !md.namespace || !md.uid) throw new InvalidArgumentError('pod sandbox metadata must have name, namespace and uid');
     refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `pod ${md.namespace}/${md.name}`);
+    refuseSelinuxOnEnabledNode({ options: [config.linux?.securityContext?.selinuxOptions] }, this.#selinux, `pod ${md.namespace}/${md.name}`);
     const { name: handler, backend } = this.#backendFor(runtimeHandler);
     const probe = await backend.probe(opts.signal);
     if (!probe.available) throw new UnavailableError(`runtime handler ${handler} is not available here: ${probe.reason ?? 'unknown reason'}`);
@@ -879,6 +883,7 @@ export class Engine {
     if (!imageRef) throw new InvalidArgumentError('container image must be given');
     // Never silently dropped: a container that asked for a device must not start without it.
     refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `container ${name}`);
+    refuseSelinuxOnEnabledNode({ options: [config.linux?.securityContext?.selinuxOptions], relabel: (config.mounts ?? []).some((m) => m.selinuxRelabel) }, this.#selinux, `container ${name}`);
     if ((config.CDIDevices ?? []).length > 0) throw new UnimplementedError('CDI_devices are not supported: Bulkhead has no CDI registry (no /etc/cdi specs are read); pass the device nodes in devices instead');
     const p0 = this.#resolvePod(podIdOrPrefix);
     const sig = signal ?? this.#closing.signal;

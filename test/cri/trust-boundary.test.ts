@@ -276,3 +276,15 @@ test('require_run_as_non_root: the image\'s own user (root) and uid 0 are refuse
     await removePod(id);
   }
 });
+
+test('selinux_options on a node without SELinux: accepted and give no label (as containerd and CRI-O); the level\'s other rules still apply', async () => {
+  const se = { user: 'system_u', role: 'system_r', type: 'spc_t', level: 's0' };
+  const id = await d.client.runPodSandbox(pod('selinux', 'default', { linux: { securityContext: { selinuxOptions: se } } }), '');
+  try {
+    const cid = await d.client.createContainer(id, ctr({ linux: { securityContext: { selinuxOptions: se } } }), null);
+    assert.ok(cid);
+    await refused(d.client.createContainer(id, ctr({ metadata: { name: 'p', attempt: 0 }, linux: { securityContext: { selinuxOptions: se, privileged: true } } }), null), 'PermissionDenied', 'spc_t does not stand for privileged', /untrusted\/privileged/);
+  } finally {
+    await removePod(id);
+  }
+});
