@@ -72,6 +72,7 @@ import type { HostPathGuard } from './container-spec.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
 import { unifiedProblems } from '../policy/cgroup-unified.ts';
 import { refuseUserNamespace } from './user-namespace.ts';
+import { cgroupMode } from '../runtime/cgroup-stats.ts';
 import { refuseSelinuxOnEnabledNode, selinuxEnabled } from './selinux.ts';
 import { isUnder, partsBeneath, relativeParts, walkDirsBeneath } from '../util/beneath.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
@@ -885,6 +886,7 @@ export class Engine {
     refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `container ${name}`);
     refuseSelinuxOnEnabledNode({ options: [config.linux?.securityContext?.selinuxOptions], relabel: (config.mounts ?? []).some((m) => m.selinuxRelabel) }, this.#selinux, `container ${name}`);
     if ((config.CDIDevices ?? []).length > 0) throw new UnimplementedError('CDI_devices are not supported: Bulkhead has no CDI registry (no /etc/cdi specs are read); pass the device nodes in devices instead');
+    await refuseUnifiedOnV1(config.linux?.resources?.unified, `container ${name}`);
     const p0 = this.#resolvePod(podIdOrPrefix);
     const sig = signal ?? this.#closing.signal;
     const id = newId();
@@ -1232,6 +1234,7 @@ export class Engine {
       // Judged by the pod's stored decision (none stored: fail closed), as CreateContainer is.
       const d = readDecision(p.runtime.backendState.decision);
       const bad = d?.unifiedAny ? [] : unifiedProblems(linux.unified);
+      await refuseUnifiedOnV1(bad.length > 0 ? undefined : linux.unified, `container ${c.id}`);
       if (bad.length > 0) throw new PermissionDeniedError(`policy: UpdateContainerResources for container ${c.id} denied by rule ${d?.level ?? 'default'}/cgroup-unified: linux.unified: ${bad.join('; ')} (only a level that allows privileged containers may set other cgroup files)`);
       await this.#backendOf(p).updateResources(c.id, criToOciResources(linux), signal ?? this.#closing.signal);
       c.config = { ...c.config, linux: { ...(c.config.linux ?? {}), resources: linux } };
@@ -1590,3 +1593,14 @@ async function pipeBoth(conn: Duplex, fromRemote: Readable, toRemote: Writable, 
   }
 }
 
+/**
+ * `linux.resources.unified` names cgroup v2 files: on a cgroup v1 node runc refuses the spec and
+ * gVisor's cgroup writes (runtime/cgroup-write.ts) have nowhere to put them, so the limit would be
+ * silently dropped. The kubelet sends unified only on v2 nodes; anyone else is told.
+ */
+async function refuseUnifiedOnV1(unified: Record<string, string> | null | undefined, what: string): Promise<void> {
+  if (!unified || Object.keys(unified).length === 0) return;
+  if ((await cgroupMode()) === 'v1') {
+    throw new FailedPreconditionError(`${what}: linux.resources.unified sets cgroup v2 files, but this node runs cgroup v1, where they would not be applied; set the limits through the v1 fields (memory_limit_in_bytes, cpu_quota, ...) or run on a cgroup v2 node`);
+  }
+}

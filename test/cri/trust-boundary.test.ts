@@ -15,6 +15,7 @@ import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, 
 import { shortHash } from '../../src/network/config.ts';
 import { KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS } from '../../src/policy/enforce.ts';
 import { run } from '../../src/util/exec.ts';
+import { cgroupMode } from '../../src/runtime/cgroup-stats.ts';
 
 const IMAGE = 'bulkhead.local/trust-boundary:latest';
 const PORTS = { from: 18100, to: 18199 };
@@ -284,6 +285,19 @@ test('selinux_options on a node without SELinux: accepted and give no label (as 
     const cid = await d.client.createContainer(id, ctr({ linux: { securityContext: { selinuxOptions: se } } }), null);
     assert.ok(cid);
     await refused(d.client.createContainer(id, ctr({ metadata: { name: 'p', attempt: 0 }, linux: { securityContext: { selinuxOptions: se, privileged: true } } }), null), 'PermissionDenied', 'spc_t does not stand for privileged', /untrusted\/privileged/);
+  } finally {
+    await removePod(id);
+  }
+});
+
+test('linux.resources.unified on a cgroup v1 node: even an allowed self-limit is FailedPrecondition at create and update, never silently dropped', async (t) => {
+  if ((await cgroupMode()) !== 'v1') { t.skip('this node runs cgroup v2: unified is applied there'); return; }
+  const id = await d.client.runPodSandbox(pod('unified-v1', 'default'), '');
+  try {
+    const limit = { 'memory.max': '104857600' };
+    await refused(d.client.createContainer(id, ctr({ linux: { resources: { unified: limit } } }), null), 'FailedPrecondition', 'create', /linux\.resources\.unified sets cgroup v2 files, but this node runs cgroup v1/);
+    const cid = await d.client.createContainer(id, ctr(), null);
+    await refused(d.client.updateContainerResources(cid, { unified: limit }), 'FailedPrecondition', 'update', /this node runs cgroup v1/);
   } finally {
     await removePod(id);
   }
