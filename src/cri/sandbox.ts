@@ -20,30 +20,55 @@ export function checkPodConfig(config: PodSandboxConfig | null | undefined): Pod
   return config;
 }
 
+type PortKey = string;
+const portKey = (m: { protocol?: string; hostPort?: number }): PortKey => `${m.hostPort ?? 0}/${(m.protocol ?? 'TCP').toLowerCase()}`;
+
+/** The host ports a pod publishes through portmap (none for a host-network pod). */
+function publishedPorts(config: PodSandboxConfig): Set<PortKey> {
+  if (config.linux?.securityContext?.namespaceOptions?.network === 'NODE') return new Set();
+  return new Set((config.portMappings ?? []).filter((m) => m.hostPort).map(portKey));
+}
+
 /**
- * A host port another ready pod on this node already publishes is refused: the CNI portmap plugin
+ * A host port another pod on this node already publishes is refused: the CNI portmap plugin
  * would add a second DNAT rule for it and the first pod would keep (or lose) the traffic by rule
  * order. Host-network pods publish nothing through portmap and are not checked.
+ *
+ * Pods still being created are not READY, so their ports are held in `inFlight` from before the
+ * READY pods are looked at until their RunPodSandbox has finished (by then a created pod is READY
+ * and found by the look-up): two concurrent calls for one port cannot both pass. Returns the
+ * release function.
  */
-async function checkHostPortsFree(deps: CriDeps, config: PodSandboxConfig): Promise<void> {
-  if (config.linux?.securityContext?.namespaceOptions?.network === 'NODE') return;
-  const key = (m: { protocol?: string; hostPort?: number }): string => `${m.hostPort ?? 0}/${(m.protocol ?? 'TCP').toLowerCase()}`;
-  const wanted = new Set((config.portMappings ?? []).filter((m) => m.hostPort).map(key));
-  if (wanted.size === 0) return;
-  for (const p of await deps.engine.listPodSandbox({ state: { state: 'SANDBOX_READY' } })) {
-    let other: PodSandboxConfig;
-    try { other = deps.engine.storedPod(p.id).config; } catch { continue; } // gone or not ready meanwhile
-    if (other.linux?.securityContext?.namespaceOptions?.network === 'NODE') continue;
-    const taken = (other.portMappings ?? []).find((m) => m.hostPort && wanted.has(key(m)));
-    if (taken) {
-      const md = other.metadata;
-      throw new FailedPreconditionError(`policy: host port ${key(taken)} is already published by pod ${md?.namespace ?? ''}/${md?.name ?? ''} (${p.id.slice(0, 12)}) on this node (rule host-port-taken); choose another hostPort or remove that pod`);
-    }
+async function reserveHostPorts(deps: CriDeps, config: PodSandboxConfig, inFlight: Map<PortKey, string>): Promise<() => void> {
+  const wanted = publishedPorts(config);
+  if (wanted.size === 0) return () => {};
+  const who = `${config.metadata?.namespace ?? ''}/${config.metadata?.name ?? ''}`;
+  for (const k of wanted) {
+    const holder = inFlight.get(k);
+    if (holder !== undefined) throw new FailedPreconditionError(`policy: host port ${k} is being published by pod ${holder}, which is being created on this node (rule host-port-taken); choose another hostPort or remove that pod`);
   }
+  for (const k of wanted) inFlight.set(k, who);
+  const release = (): void => { for (const k of wanted) if (inFlight.get(k) === who) inFlight.delete(k); };
+  try {
+    for (const p of await deps.engine.listPodSandbox({ state: { state: 'SANDBOX_READY' } })) {
+      let other: PodSandboxConfig;
+      try { other = deps.engine.storedPod(p.id).config; } catch { continue; } // gone or not ready meanwhile
+      const taken = [...publishedPorts(other)].find((k) => wanted.has(k));
+      if (taken) {
+        const md = other.metadata;
+        throw new FailedPreconditionError(`policy: host port ${taken} is already published by pod ${md?.namespace ?? ''}/${md?.name ?? ''} (${p.id.slice(0, 12)}) on this node (rule host-port-taken); choose another hostPort or remove that pod`);
+      }
+    }
+  } catch (err) {
+    release();
+    throw err;
+  }
+  return release;
 }
 
 export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
   const { engine } = deps;
+  const portsInFlight = new Map<PortKey, string>();
   return {
     RunPodSandbox: unary(async (req: RunPodSandboxRequest, ctx) => {
       const config = checkPodConfig(req.config);
@@ -63,14 +88,18 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
         handler = decision.handler;
         record = decision.record;
       }
-      await checkHostPortsFree(deps, config);
-      const entry = await deps.handlers.resolve(handler, ctx.signal);
-      // Without a policy nothing is recorded and the engine applies the fail-closed decision.
-      if (record) record = { ...record, handler: entry.name };
-      const network = requestedNetwork(config.annotations, config.linux?.securityContext?.namespaceOptions?.network === 'NODE');
-      const networkMode = network === 'none' ? { networkMode: 'none' as const } : {};
-      const podSandboxId = await engine.runPodSandbox(config, entry.name, { ...(record ? { decision: record } : {}), ...networkMode, signal: ctx.signal });
-      return { podSandboxId };
+      const releasePorts = await reserveHostPorts(deps, config, portsInFlight);
+      try {
+        const entry = await deps.handlers.resolve(handler, ctx.signal);
+        // Without a policy nothing is recorded and the engine applies the fail-closed decision.
+        if (record) record = { ...record, handler: entry.name };
+        const network = requestedNetwork(config.annotations, config.linux?.securityContext?.namespaceOptions?.network === 'NODE');
+        const networkMode = network === 'none' ? { networkMode: 'none' as const } : {};
+        const podSandboxId = await engine.runPodSandbox(config, entry.name, { ...(record ? { decision: record } : {}), ...networkMode, signal: ctx.signal });
+        return { podSandboxId };
+      } finally {
+        releasePorts();
+      }
     }),
 
     StopPodSandbox: unary(async (req: { podSandboxId?: string }, ctx) => {

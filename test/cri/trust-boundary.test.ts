@@ -145,6 +145,21 @@ test('hostPort: untrusted refused, trusted refused for a port a host process ser
   }
 });
 
+test('hostPort: two pods asking for one free host port at the same time: one is created, the other refused (rule host-port-taken)', async () => {
+  const free = await freePort();
+  const mapping = { portMappings: [{ protocol: 'TCP' as const, containerPort: 80, hostPort: free, hostIp: '' }] };
+  for (let round = 0; round < 3; round++) {
+    const results = await Promise.allSettled([0, 1, 2].map((i) => d.client.runPodSandbox(pod(`hp-race-${round}-${i}`, 'kube-system', mapping), 'runc')));
+    const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    try {
+      assert.equal(ok.length, 1, `exactly one pod publishes host port ${free} (round ${round}: ${results.map((r) => r.status === 'fulfilled' ? 'created' : String((r.reason as Error).message).slice(0, 120)).join(' | ')})`);
+      for (const r of results) if (r.status === 'rejected') assert.match(String((r.reason as Error).message), /rule host-port-taken/);
+    } finally {
+      for (const id of ok) await removePod(id);
+    }
+  }
+});
+
 test('masked/readonly /proc paths: a list dropping a default is refused; extra paths are added to the defaults, never replace them', async () => {
   const cfg = pod('proc', 'kube-system');
   const id = await d.client.runPodSandbox(cfg, 'runc');
