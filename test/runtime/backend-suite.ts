@@ -137,10 +137,10 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
 
     it('delivers SIGTERM to a trapping shell', async (t) => {
       if (skipped(t, 'kill-term')) return;
-      const { id } = await make({ command: ['sh', '-c', 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.1; done'] });
+      const { id, logPath } = await make({ command: ['sh', '-c', 'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.1; done'] });
       await backend.start(id);
-      await until(async () => (await backend.state(id)).status === 'running', 'running');
-      await new Promise((r) => setTimeout(r, 500));
+      // the shell is PID 1 of its namespace: a TERM before its trap is set is ignored, not fatal
+      await until(async () => /ready/.test(logText(await readFile(logPath, 'utf8').catch(() => ''), 'stdout')), 'the trap to be set');
       await backend.kill(id, 'SIGTERM');
       const st = await backend.wait(id, AbortSignal.timeout(60_000));
       assert.equal(st.exitCode, 7);
@@ -368,7 +368,7 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
       if (!options.kind) { t.skip('no handler kind given for a separate creating process'); return; }
       const id = newId();
       created.push(id);
-      const spec = await buildSpec({ rootfs: fx.path, cgroupParent, cgroupName: id, command: ['sh', '-c', 'trap "exit 9" TERM; while :; do sleep 0.2; done'] });
+      const spec = await buildSpec({ rootfs: fx.path, cgroupParent, cgroupName: id, command: ['sh', '-c', 'trap "exit 9" TERM; echo ready; while :; do sleep 0.2; done'] });
       const runDir = join(fx.dir, 'run');
       const script = `
         import { createBackend } from ${JSON.stringify(new URL('../../src/runtime/backends.ts', import.meta.url).href)};
@@ -385,6 +385,9 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
       const st = await fresh.state(id);
       assert.equal(st.status, 'running');
       assert.ok(st.conmonPid && st.conmonPid > 0);
+      // the shell is PID 1 of its namespace: a TERM before its trap is set would be ignored (seen under load)
+      const logPath = join(fx.dir, id + '.log');
+      await until(async () => /ready/.test(logText(await readFile(logPath, 'utf8').catch(() => ''), 'stdout')), 'the trap to be set');
       await fresh.kill(id, 'SIGTERM');
       const done = await fresh.wait(id, AbortSignal.timeout(60_000));
       assert.equal(done.exitCode, 9);
