@@ -63,10 +63,11 @@ function baseRequest(name: string, isolation: string, namespace: string, args: s
   };
 }
 
-async function demoRun(client: CriClient, ctx: CommandContext, req: RunRequest): Promise<DemoRun> {
+/** `global` is the demo daemon's: the pod's log directory is chosen under its root, which that daemon allows. */
+async function demoRun(client: CriClient, ctx: CommandContext, global: GlobalOptions, req: RunRequest): Promise<DemoRun> {
   const out = new Collect();
   const err = new Collect();
-  const sub: CommandContext = { ...ctx, stdout: out, stderr: err, flags: { quiet: true } };
+  const sub: CommandContext = { ...ctx, global, stdout: out, stderr: err, flags: { quiet: true } };
   let ranOn = '';
   const t0 = performance.now();
   let exitCode: number;
@@ -140,17 +141,17 @@ const command: Command = {
       const runs: DemoRun[] = [];
       for (const h of available) {
         say(`\n=== ${h.name} (${h.isolation}), trusted pod: sh -c '<probe>' ===`);
-        const r = await demoRun(client, ctx, baseRequest(`demo-${h.name}`, h.name, TRUSTED_NS, ['sh', '-c', PROBE]));
+        const r = await demoRun(client, ctx, g, baseRequest(`demo-${h.name}`, h.name, TRUSTED_NS, ['sh', '-c', PROBE]));
         runs.push(r);
         say(Object.entries(r.output).map(([k, v]) => `  ${k}: ${v}`).join('\n') + (r.error ? `\n  error: ${r.error}` : '') + `\n  exit ${r.exitCode} in ${r.seconds.toFixed(2)}s`);
       }
       say('\n=== the policy fails closed: untrusted pods ===');
-      const moved = await demoRun(client, ctx, baseRequest('demo-untrusted-runc', 'runc', UNTRUSTED_NS, ['sh', '-c', 'echo "kernel: $(uname -r)"']));
+      const moved = await demoRun(client, ctx, g, baseRequest('demo-untrusted-runc', 'runc', UNTRUSTED_NS, ['sh', '-c', 'echo "kernel: $(uname -r)"']));
       runs.push(moved);
       say(moved.exitCode === 0
         ? `  asked for runc, ran on ${moved.ranOn} (kernel ${moved.output.kernel ?? '?'}): moved into a sandbox by policy`
         : `  asked for runc: ${moved.error ?? `exit ${moved.exitCode}`}`);
-      const priv = await demoRun(client, ctx, { ...baseRequest('demo-untrusted-priv', '', UNTRUSTED_NS, ['true']), privileged: true });
+      const priv = await demoRun(client, ctx, g, { ...baseRequest('demo-untrusted-priv', '', UNTRUSTED_NS, ['true']), privileged: true });
       runs.push(priv);
       say(priv.exitCode === 0 ? '  a privileged untrusted pod ran: THIS SHOULD NOT HAPPEN' : `  asked for privileged mode: refused — ${priv.error ?? `exit ${priv.exitCode}`}`);
 

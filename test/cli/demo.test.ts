@@ -1,0 +1,32 @@
+// `bulkhead demo` (the README's main job) end to end with a private root: its own daemon, the
+// demo image built from busybox-static, a trusted pod per available sandbox and the untrusted
+// cases. Without the node's microVM assets under this root the microvm handler is left out, which
+// keeps the run to a few seconds.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BIN } from '../fixtures/cli.ts';
+
+test('bulkhead demo runs the probe in runc and gVisor as trusted pods, moves an untrusted runc pod into a sandbox and refuses a privileged one', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-demo-test-'));
+  try {
+    const child = spawn(BIN, ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
+    assert.equal(code, 0, out);
+    assert.match(out, /^trusted +runc +runc +ok /m, out);
+    assert.match(out, /^trusted +gvisor +gvisor +ok +4\.4\.0/m, out);
+    assert.match(out, /^untrusted +runc +(gvisor|microvm) +ok /m, out);
+    assert.match(out, /^untrusted +\(default\) +- +refused/m, out);
+    assert.doesNotMatch(out, /is not allowed: pod log directories/, 'the demo pods\' log directories are under the demo daemon\'s root');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
