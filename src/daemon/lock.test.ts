@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { acquirePidLock, holderAlive, parseLockRecord, procStat } from './lock.ts';
+import { acquirePidLock, holderAlive, parseLockRecord } from './lock.ts';
+import { procStat } from '../util/proc.ts';
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'bulkhead-lock-'));

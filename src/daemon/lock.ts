@@ -8,34 +8,16 @@
  * restarted right after a SIGKILL is not refused for 0.4-2 s.
  */
 import { open, readFile, unlink, mkdir } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FailedPreconditionError } from '../errors.ts';
+import { procStat } from '../util/proc.ts';
 
 export interface PidLock {
   path: string;
   release(): Promise<void>;
 }
 
-export interface ProcStat {
-  /** One letter: R, S, D, Z, T, X, ... */
-  state: string;
-  /** Start time in clock ticks since boot. */
-  startTime: string;
-}
 
-/** State and start time of `pid` from /proc, or undefined when there is no such process. */
-export function procStat(pid: number): ProcStat | undefined {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  let text: string;
-  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return undefined; }
-  // "pid (comm) state ..." where comm may hold spaces and parentheses: split after the last ')'
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const state = rest[0];
-  const startTime = rest[19];
-  if (!state || !startTime) return undefined;
-  return { state, startTime };
-}
 
 /** The content of a lock file for this process. */
 function record(): string {

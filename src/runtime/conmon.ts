@@ -6,9 +6,10 @@
  * oom marker) and `<runDir>/exits/<id>` (exit code, written by conmon).
  */
 import { spawn } from 'node:child_process';
-import { constants, createReadStream, readFileSync, statSync, watch } from 'node:fs';
+import { constants, createReadStream, statSync, watch } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { liveStartTime, procStat } from '../util/proc.ts';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import {
@@ -61,23 +62,10 @@ interface Meta {
 /** A process named by pid and start time (field 22 of /proc/<pid>/stat), so a reused pid is not mistaken for it. */
 export interface ProcessIdentity { pid: number; startTime: string }
 
-/** Start time of `pid` in clock ticks since boot, or undefined when it is gone or a zombie. */
-export function processStartTime(pid: number): string | undefined {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is the state (field 3); the start time is field 22
-    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
-    return fields[19];
-  } catch {
-    return undefined;
-  }
-}
 
 /** The process still runs (not a zombie) and is the one recorded (same start time). */
 export function identityAlive(p: ProcessIdentity): boolean {
-  return processStartTime(p.pid) === p.startTime;
+  return liveStartTime(p.pid) === p.startTime;
 }
 
 /** Why a container's exit code is unknown when conmon died before recording it. */
@@ -96,12 +84,8 @@ function pidAlive(pid: number): boolean {
   }
   // A zombie has exited. conmon is reparented to whatever reaps orphans (pid 1 or a subreaper),
   // which may take seconds to do so; waiting for the pid to vanish cost delete ~1.5 s here.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
+  const st = procStat(pid);
+  return st !== undefined && st.state !== 'Z';
 }
 
 async function readInt(path: string): Promise<number | undefined> {
@@ -231,7 +215,7 @@ export class ConmonDriver {
     try {
       const pid = await this.spawnConmon(args, bundle, opts.signal);
       // the process conmon waits on, by pid and start time: watched directly should conmon die
-      const startTime = processStartTime(pid);
+      const startTime = liveStartTime(pid);
       if (startTime !== undefined) await writeFile(join(bundle, 'workload.json'), JSON.stringify({ pid, startTime } satisfies ProcessIdentity), { mode: 0o600 });
       return { pid };
     } catch (err) {

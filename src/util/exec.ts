@@ -4,20 +4,10 @@
  * classify a failed run into a typed error by its stderr in one place per tool.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
+import { procStat } from './proc.ts';
 import { DeadlineExceededError, AbortedError, UnavailableError } from '../errors.ts';
 
-/** Parent pid of `pid` from /proc/<pid>/stat, or undefined when it is gone. */
-function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // the command name (field 2) may hold spaces and parentheses: fields restart after the last ')'
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    return Number.isInteger(ppid) ? ppid : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** `pid` and every process below it, parents before children. */
 export function processTree(pid: number): number[] {
@@ -25,7 +15,7 @@ export function processTree(pid: number): number[] {
   for (const name of readdirSync('/proc')) {
     const p = Number(name);
     if (!Number.isInteger(p) || p <= 0) continue;
-    const pp = parentOf(p);
+    const pp = procStat(p)?.ppid;
     if (pp === undefined) continue;
     const list = children.get(pp);
     if (list) list.push(p); else children.set(pp, [p]);

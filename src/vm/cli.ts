@@ -28,7 +28,8 @@ import { runShim } from './shim.ts';
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, processKv, readBundleSpec, rootfsPath, signalNumber, vmSize } from './spec.ts';
 import { alive, checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, readRecord, rootFromIndex, status, writeJsonAtomic, type ContainerRecord } from './state.ts';
 import { PodVmSupervisor } from './vmd.ts';
-import { killPodProcesses, procStart, recordProc } from './procs.ts';
+import { killPodProcesses, recordProc } from './procs.ts';
+import { liveStartTime } from '../util/proc.ts';
 import { cleanCgroupPath, removeVmmCgroups } from './vm-cgroup.ts';
 import type { Accel } from './vmm.ts';
 
@@ -190,7 +191,7 @@ async function cmdCreate(g: Global, argv: string[]): Promise<number> {
       child.unref();
     }
     rec.pid = child.pid!;
-    const start = procStart(rec.pid);
+    const start = liveStartTime(rec.pid);
     if (start !== undefined) rec.pidStart = start;
     await writeJsonAtomic(join(cdir, 'state.json'), rec);
     const pidFile = str(flags['pid-file']);
@@ -279,7 +280,7 @@ async function cmdDelete(g: Global, argv: string[]): Promise<number> {
       if (!force && code !== 'Unavailable') throw e;
     }
   }
-  if (alive(rec.pid) && (rec.pidStart === undefined || procStart(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
+  if (alive(rec.pid) && (rec.pidStart === undefined || liveStartTime(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
   if (rec.sandbox) {
     // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
     for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
@@ -379,9 +380,9 @@ async function cmdVmd(g: Global, argv: string[]): Promise<number> {
   // Until the VM is ready, its creator (`create`, waiting on fd 3) owns the start: if the creator
   // goes away (killed on its caller's timeout), nobody would ever delete this VM, so it ends here.
   const creator = process.ppid;
-  const creatorStart = procStart(creator);
+  const creatorStart = liveStartTime(creator);
   const watch = setInterval(() => {
-    if (process.ppid === creator && procStart(creator) === creatorStart) return;
+    if (process.ppid === creator && liveStartTime(creator) === creatorStart) return;
     clearInterval(watch);
     void sup.abortStart('its creator (bulkhead-vm create) went away before the VM was ready').finally(() => process.exit(1));
   }, 250);

@@ -6,24 +6,16 @@
  * command line (`--pod-dir DIR`, QEMU's slot and console paths).
  */
 import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { liveStartTime } from '../util/proc.ts';
 import { join } from 'node:path';
 
 export type ProcRole = 'vmd' | 'vmm';
 export interface ProcRecord { pid: number; start: string }
 
-/** Start time (clock ticks since boot) of `pid`, or undefined when it is gone or a zombie. */
-export function procStart(pid: number): string | undefined {
-  let stat: string;
-  try { stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return undefined; }
-  // comm may hold spaces and parens: fields start after the last ')'
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (f[0] === 'Z' || f[0] === 'X') return undefined;
-  return f[19];
-}
 
 /** Writes `<dir>/<role>.proc` (atomically, synchronously: right after the spawn, before any await). */
 export function recordProc(dir: string, role: ProcRole, pid: number): ProcRecord {
-  const rec: ProcRecord = { pid, start: procStart(pid) ?? '' };
+  const rec: ProcRecord = { pid, start: liveStartTime(pid) ?? '' };
   const path = join(dir, `${role}.proc`);
   writeFileSync(`${path}.tmp`, JSON.stringify(rec), { mode: 0o600 });
   renameSync(`${path}.tmp`, path);
@@ -39,7 +31,7 @@ export function readProc(dir: string, role: ProcRole): ProcRecord | undefined {
 
 /** Whether the recorded process still runs (same pid, same start time). */
 export function sameProc(r: ProcRecord | undefined): r is ProcRecord {
-  return !!r && r.start !== '' && procStart(r.pid) === r.start;
+  return !!r && r.start !== '' && liveStartTime(r.pid) === r.start;
 }
 
 /** Live pids whose command line names `podDir` (as an argument or a path under it), not this process. */
@@ -80,8 +72,8 @@ export function podProcesses(podDir: string): number[] {
 export async function killPodProcesses(podDir: string, graceMs = 1500): Promise<number[]> {
   let pids = podProcesses(podDir);
   if (pids.length === 0) return [];
-  const starts = new Map(pids.map((p) => [p, procStart(p)]));
-  const ours = (p: number): boolean => starts.get(p) !== undefined && procStart(p) === starts.get(p);
+  const starts = new Map(pids.map((p) => [p, liveStartTime(p)]));
+  const ours = (p: number): boolean => starts.get(p) !== undefined && liveStartTime(p) === starts.get(p);
   const signal = (sig: NodeJS.Signals): void => { for (const p of pids) { if (ours(p)) { try { process.kill(p, sig); } catch { /* gone */ } } } };
   if (graceMs > 0) {
     signal('SIGTERM');

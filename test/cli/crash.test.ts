@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { configToml, startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { runCli, type CliPaths, type CliResult } from '../fixtures/cli.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
-import { procStat } from '../../src/daemon/lock.ts';
+import { procStat } from '../../src/util/proc.ts';
 import { socketAnswers } from '../../src/cri/socket.ts';
 import { connect } from '../../src/cri/client.ts';
 
