@@ -2,7 +2,7 @@
 // none answers (and saying so), and resolving names and ID prefixes as docker and crictl do.
 import type { CommandContext, GlobalOptions } from './command.ts';
 import type { CriClient } from '../cri/client.ts';
-import type { Container, PodSandbox } from '../engine/types.ts';
+import type { Container, PodSandbox } from '../api/cri.ts';
 import { daemonLogPath, ensureDaemon } from './daemon.ts';
 import { CLI_POD_LABEL } from '../daemon/cli-pods.ts';
 import { BulkheadError, NotFoundError, InvalidArgumentError, UnavailableError } from '../errors.ts';

@@ -10,6 +10,7 @@ import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
 import { writeStderrLine } from '../util/log.ts';
 import { lockHolder } from '../daemon/lock.ts';
+import { runDaemonForeground } from '../daemon/run.ts';
 
 const command: Command = {
   name: 'daemon',
@@ -35,7 +36,6 @@ const command: Command = {
     if (level !== undefined) opts.logLevel = level;
     if (f['log-file'] !== undefined) opts.logFile = f['log-file'];
     // loaded only here: the config loader and logger are not needed by the commands that merely connect
-    const { runDaemonForeground } = await import('../daemon/run.ts');
     await runDaemonForeground(opts, { signal: ctx.signal, write: ctx.stderr === process.stderr ? writeStderrLine : (line) => { ctx.stderr.write(line + '\n'); } });
     return 0;
   },

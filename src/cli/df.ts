@@ -4,7 +4,7 @@ import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { withClient } from './client.ts';
 import { humanSize, shortId, stateWord, table, writeJson } from './format.ts';
-import type { DiskUsageResponse } from '../cri/messages.ts';
+import type { DiskUsageResponse } from '../api/cri-messages.ts';
 
 function pct(part: number, whole: number): string {
   return whole > 0 ? ` (${Math.round((100 * part) / whole)}%)` : '';

@@ -5,7 +5,7 @@ import type { Command } from './command.ts';
 import { ensureDaemon } from './daemon.ts';
 import { run } from '../util/exec.ts';
 import { table, writeJson } from './format.ts';
-import type { HandlerInfo } from '../cri/messages.ts';
+import type { HandlerInfo } from '../api/cri-messages.ts';
 
 export interface Check { name: string; ok: boolean; detail: string; fix?: string }
 

@@ -13,12 +13,12 @@ import { ISOLATIONS, type HandlerInfo, type Isolation } from '../policy/policy.t
 import { DEFAULT_IMAGE, DEFAULT_NAMESPACE, generateManifests } from '../k8s/manifests.ts';
 import { defaultOverheadPath, readOverhead } from '../k8s/overhead.ts';
 import { validateObject } from '../k8s/schema.ts';
+import { connect } from '../cri/client.ts';
 
 /** Handlers from --handlers, else the running daemon's probes, else the config (availability not probed). */
 async function nodeHandlers(ctx: CommandContext, notes: string[]): Promise<HandlerInfo[]> {
   if (typeof ctx.flags.handlers === 'string') return parseHandlerList(ctx.flags.handlers);
   try {
-    const { connect } = await import('../cri/client.ts');
     const client = await connect(ctx.global.socket, { timeoutMs: 2000 });
     try {
       const info = await client.info();

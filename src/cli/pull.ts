@@ -3,7 +3,7 @@
 import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './command.ts';
 import type { CriClient } from '../cri/client.ts';
-import type { PullDone } from '../cri/messages.ts';
+import type { PullDone } from '../api/cri-messages.ts';
 import type { PullProgress } from '../image/image-service.ts';
 import { withClient } from './client.ts';
 import { createProgressRenderer } from './progress.ts';

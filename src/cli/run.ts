@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Command, CommandContext } from './command.ts';
 import { UsageError } from './command.ts';
 import type { CriClient } from '../cri/client.ts';
-import type { ContainerConfig, ContainerStatus, KeyValue, Mount, PodSandboxConfig, PortMapping, LinuxContainerResources } from '../engine/types.ts';
+import type { ContainerConfig, ContainerStatus, KeyValue, Mount, PodSandboxConfig, PortMapping, LinuxContainerResources } from '../api/cri.ts';
 import { explainDaemonError, findEmptyCliPod, withClient } from './client.ts';
 import { parseSize } from './format.ts';
 import { ensureImage } from './pull.ts';

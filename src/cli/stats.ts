@@ -2,7 +2,7 @@
 import type { Command } from './command.ts';
 import { withClient, findContainer } from './client.ts';
 import { humanSize, shortId, table, writeJson } from './format.ts';
-import type { ContainerStats } from '../engine/types.ts';
+import type { ContainerStats } from '../api/cri.ts';
 
 const command: Command = {
   name: 'stats',

@@ -4,7 +4,7 @@ import { InvalidArgumentError, UnimplementedError } from '../errors.ts';
 import { isAbsolute } from 'node:path';
 import type { CriDeps, CriPullProgress } from './deps.ts';
 import { toRegistryAuth } from './image.ts';
-import type { AuthConfig, DiskUsageResponse, InfoResponse, LoadImageResponse, PruneImagesResponse, PullProgressEvent } from './messages.ts';
+import type { AuthConfig, DiskUsageResponse, InfoResponse, LoadImageResponse, PruneImagesResponse, PullProgressEvent } from '../api/cri-messages.ts';
 import { stream, unary, type Impl } from './status.ts';
 
 export function bulkheadHandlers(deps: CriDeps): Record<string, Impl> {

@@ -16,12 +16,12 @@ import type {
   Container, ContainerConfig, ContainerEventResponse, ContainerFilter, ContainerStats, ContainerStatsFilter,
   ContainerStatusResponse, ExecSyncResponse, LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
   PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse, StringMap,
-} from '../engine/types.ts';
+} from '../api/cri.ts';
 import type {
   AttachRequest, AuthConfig, DiskUsageResponse, ExecRequest, Image, ImageFsInfoResponse, ImageStatusResponse, InfoResponse, PruneImagesResponse,
   LoadImageResponse, MetricDescriptor, PodSandboxMetrics, PullProgressEvent, RuntimeConfigResponse, StatusResponse,
   VersionResponse,
-} from './messages.ts';
+} from '../api/cri-messages.ts';
 import { Codec } from './wire/codec.ts';
 import { criSchema, type Method, type Service } from './wire/schema.ts';
 import { errorFromStatus, GrpcStatus } from './wire/status-codes.ts';

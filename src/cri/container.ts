@@ -1,10 +1,10 @@
 // CreateContainer, StartContainer, StopContainer, RemoveContainer, ListContainers, ContainerStatus,
 // UpdateContainerResources, ReopenContainerLog, CheckpointContainer.
 import { InvalidArgumentError, UnimplementedError } from '../errors.ts';
-import type { ContainerFilter } from '../engine/types.ts';
+import type { ContainerFilter } from '../api/cri.ts';
 import { sandboxConfigMismatch } from '../policy/pod-identity.ts';
 import type { CriDeps } from './deps.ts';
-import type { CreateContainerRequest, UpdateContainerResourcesRequest } from './messages.ts';
+import type { CreateContainerRequest, UpdateContainerResourcesRequest } from '../api/cri-messages.ts';
 import { unary, type Impl } from './status.ts';
 import { checkContainerBounds, checkMetadataName, checkSeccompProfilePath, requireId, timeoutSeconds } from './validate.ts';
 

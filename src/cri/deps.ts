@@ -7,7 +7,7 @@ import type {
   Container, ContainerConfig, ContainerEventResponse, ContainerFilter, ContainerStats, ContainerStatsFilter,
   ContainerStatusResponse, ExecSyncResponse, LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
   PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse,
-} from '../engine/types.ts';
+} from '../api/cri.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { Logger } from '../util/log.ts';
 import type { RuntimeHandlers } from './runtime-handlers.ts';

@@ -2,7 +2,7 @@
 // server; the bytes flow there (src/stream/).
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../errors.ts';
 import type { CriDeps, CriStreaming } from './deps.ts';
-import type { AttachRequest, ExecRequest, PortForwardRequest } from './messages.ts';
+import type { AttachRequest, ExecRequest, PortForwardRequest } from '../api/cri-messages.ts';
 import { unary, type Impl } from './status.ts';
 import { requireId, timeoutSeconds } from './validate.ts';
 

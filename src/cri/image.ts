@@ -1,8 +1,8 @@
 // ImageService: ListImages, ImageStatus, PullImage, RemoveImage, ImageFsInfo.
 import { InvalidArgumentError, isNotFound } from '../errors.ts';
-import type { ImageSpec, Opt } from '../engine/types.ts';
+import type { ImageSpec, Opt } from '../api/cri.ts';
 import type { CriDeps, CriImageRecord, CriRegistryAuth } from './deps.ts';
-import type { AuthConfig, Image, ImageFsInfoResponse, ImageStatusResponse, PullImageRequest } from './messages.ts';
+import type { AuthConfig, Image, ImageFsInfoResponse, ImageStatusResponse, PullImageRequest } from '../api/cri-messages.ts';
 import { unary, type Impl } from './status.ts';
 
 /** CRI's view of an image: user from the config's User ("1000", "1000:1000" → uid; "app" → username). */

@@ -1,7 +1,7 @@
 /**
  * Loads the CRI v1 and Bulkhead protos once per process with @grpc/proto-loader. Decoded messages
  * use lowerCamelCase field names, enums as strings, int64 as number and default values filled in,
- * the same shapes src/engine/types.ts describes.
+ * the same shapes src/api/cri.ts describes.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';

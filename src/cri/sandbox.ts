@@ -1,10 +1,10 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
 import { requestedNetwork } from './annotations.ts';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
-import type { PodSandboxConfig, PodSandboxFilter } from '../engine/types.ts';
+import type { PodSandboxConfig, PodSandboxFilter } from '../api/cri.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { CriDeps, PodDecision } from './deps.ts';
-import type { RunPodSandboxRequest } from './messages.ts';
+import type { RunPodSandboxRequest } from '../api/cri-messages.ts';
 import { unary, type Impl } from './status.ts';
 import { checkMetadataName, checkPodBounds, checkSeccompProfilePath, requireId } from './validate.ts';
 

@@ -1,6 +1,6 @@
 // ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats, and the (empty)
 // metrics RPCs: Bulkhead does not export Prometheus-style pod metrics through CRI yet.
-import type { ContainerStatsFilter, PodSandboxStatsFilter } from '../engine/types.ts';
+import type { ContainerStatsFilter, PodSandboxStatsFilter } from '../api/cri.ts';
 import type { CriDeps } from './deps.ts';
 import { unary, type Impl } from './status.ts';
 import { requireId } from './validate.ts';

@@ -1,6 +1,6 @@
 // Request checks shared by the RPC handlers: what is malformed is INVALID_ARGUMENT before any work.
 import { InvalidArgumentError } from '../errors.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../api/cri.ts';
 
 export function requireId(value: unknown, what: string): string {
   if (typeof value !== 'string' || value.trim() === '') throw new InvalidArgumentError(`${what} must not be empty`);

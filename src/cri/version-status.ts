@@ -1,7 +1,7 @@
 // Version, Status, RuntimeConfig, UpdateRuntimeConfig.
 import { InvalidArgumentError } from '../errors.ts';
 import type { CriDeps } from './deps.ts';
-import type { RuntimeConfigResponse, StatusResponse, VersionResponse } from './messages.ts';
+import type { RuntimeConfigResponse, StatusResponse, VersionResponse } from '../api/cri-messages.ts';
 import { unary, type Impl } from './status.ts';
 
 /** The CRI API version this server speaks (VersionResponse.runtime_api_version). */

@@ -8,7 +8,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PodSandbox, Container } from '../engine/types.ts';
+import type { PodSandbox, Container } from '../api/cri.ts';
 import type { Logger } from '../util/log.ts';
 
 /** Label (key) and value on the pods and containers `bulkhead run` makes. */

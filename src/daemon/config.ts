@@ -11,16 +11,11 @@ import { InvalidArgumentError, isNotFound } from '../errors.ts';
 
 // the default locations live apart from the TOML loader: every CLI command needs them, few need the loader
 import type { Paths } from './paths.ts';
-export { defaultPaths, type Paths } from './paths.ts';
+import type { RegistryConfig } from '../image/registry/config.ts';
+import type { CniConfig } from '../network/cni-config.ts';
 
-export interface RegistryConfig {
-  /** Registry host → endpoints tried in order before the host itself, e.g. {"docker.io": ["http://127.0.0.1:5000"]}. */
-  mirrors: Record<string, string[]>;
-  /** Hosts reached over plain HTTP. Loopback hosts are always allowed plain HTTP. */
-  insecure: string[];
-  /** docker-style config.json with credentials ("auths"). */
-  authFile?: string;
-}
+export type { CniConfig, RegistryConfig };
+export { defaultPaths, type Paths } from './paths.ts';
 
 export interface HandlerConfig {
   /** Backend kind: runc | gvisor | crun | microvm | kata | strict. */
@@ -45,12 +40,6 @@ export interface RuntimeConfig {
   cgroupRoots: string[];
   /** Localhost seccomp profiles must be regular files under this; "" = <policy kubelet_root>/seccomp. */
   seccompProfileRoot: string;
-}
-
-export interface CniConfig {
-  confDir: string;
-  binDirs: string[];
-  cacheDir: string;
 }
 
 export interface StreamConfig {

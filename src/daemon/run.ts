@@ -7,6 +7,7 @@ import { defaultPaths, loadConfig, type Paths } from './config.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { createLogger, guardWrite, type LogLevel } from '../util/log.ts';
 import { RotatingLogFile } from './log-file.ts';
+import { startDaemon } from './daemon.ts';
 
 export interface ForegroundOptions {
   config?: string;
@@ -42,7 +43,6 @@ export async function runDaemonForeground(opts: ForegroundOptions, io: { signal:
   const write = guardWrite(file ? (line: string): void => file.write(line) : io.write);
   try {
     const logger = createLogger({ level: level as LogLevel, write });
-    const { startDaemon } = await import('./daemon.ts');
     const daemon = await startDaemon(config, logger);
     write(`bulkhead daemon: serving CRI on ${daemon.socket} (pid ${process.pid})`);
     if (!io.signal.aborted) await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));

@@ -12,10 +12,10 @@ import { mountHostPath } from '../runtime/pinns/hostmount.ts';
 import { profileLooserThanDefault, readLocalhostProfile } from '../runtime/seccomp.ts';
 import { isUnder } from '../util/beneath.ts';
 import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
-import type { OciSeccomp, OciSpec } from '../runtime/oci.ts';
+import type { OciSeccomp, OciSpec } from '../oci/spec.ts';
 import type { PodModel } from '../runtime/backend.ts';
 import type { PodRecord } from './store.ts';
-import type * as cri from './types.ts';
+import type * as cri from '../api/cri.ts';
 
 export { ensurePauseRootfs } from '../runtime/pause.ts';
 

@@ -76,7 +76,7 @@ import { cgroupMode } from '../runtime/cgroup-stats.ts';
 import { refuseSelinuxOnEnabledNode, selinuxEnabled } from './selinux.ts';
 import { isUnder, partsBeneath, relativeParts, walkDirsBeneath } from '../util/beneath.ts';
 import { mountAll, unmountTree, type RootfsMount } from './mounts.ts';
-import type * as cri from './types.ts';
+import type * as cri from '../api/cri.ts';
 
 /**
  * The part of the image service the engine uses. image/image-service.ts's `ImageService`

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { FailedPreconditionError } from '../errors.ts';
-import type { SELinuxOption } from './types.ts';
+import type { SELinuxOption } from '../api/cri.ts';
 
 /** Whether SELinux is enabled on this node (selinuxfs mounted with an enforce file). */
 export function selinuxEnabled(root = '/sys/fs/selinux'): boolean {

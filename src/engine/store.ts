@@ -19,7 +19,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { InternalError, ResourceExhaustedError } from '../errors.ts';
 import { isDiskFull, type DiskReserve } from '../util/disk-reserve.ts';
-import type { ContainerConfig, PodSandboxConfig, ContainerReason } from './types.ts';
+import type { ContainerConfig, PodSandboxConfig, ContainerReason } from '../api/cri.ts';
 
 /** Pod phases. 'creating' and 'removing' are transitional (work in flight or interrupted). */
 export type PodPhase = 'creating' | 'ready' | 'notready' | 'removing';

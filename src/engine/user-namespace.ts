@@ -5,7 +5,7 @@
  * Mode NODE (or no options) with no mappings is what every pod gets today.
  */
 import { UnimplementedError } from '../errors.ts';
-import type { NamespaceOption } from './types.ts';
+import type { NamespaceOption } from '../api/cri.ts';
 
 export function refuseUserNamespace(ns: NamespaceOption | null | undefined, what: string): void {
   const u = ns?.usernsOptions;

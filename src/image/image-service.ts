@@ -9,7 +9,7 @@
  */
 import { readdir, lstat, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { RegistryConfig } from '../daemon/config.ts';
+import type { RegistryConfig } from './registry/config.ts';
 import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, UnavailableError, BulkheadError, wrapError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { runChecked, run } from '../util/exec.ts';
@@ -26,6 +26,10 @@ import type { Mount } from './snapshot/snapshotter.ts';
 import { applyLayer, DEFAULT_LIMITS, type UnpackLimits } from './unpack/apply.ts';
 import type { PullProfiler } from './profile.ts';
 import { FsWorkers } from './unpack/fs-queue.ts';
+import { readArchive } from './load.ts';
+import { hostPlatform, MANIFEST_TYPES, selectPlatform, type Descriptor, type Manifest } from './platform.ts';
+
+export { hostPlatform, selectPlatform } from './platform.ts';
 
 export type { ImageRecord, LayerRecord, OciImageConfig } from './image-store.ts';
 export type { Mount } from './snapshot/snapshotter.ts';
@@ -142,32 +146,15 @@ export interface ImageService {
   close(): Promise<void>;
 }
 
-interface Descriptor { mediaType: string; digest: string; size: number; platform?: { os?: string; architecture?: string; variant?: string } }
-interface Manifest { schemaVersion?: number; mediaType?: string; config?: Descriptor; layers?: Descriptor[]; manifests?: Descriptor[] }
 interface ConfigDoc { architecture?: string; os?: string; config?: OciImageConfig; rootfs?: { type?: string; diff_ids?: string[] } }
 
 const INDEX_TYPES = new Set<string>([MediaTypes.ociIndex, MediaTypes.dockerList]);
-const MANIFEST_TYPES = new Set<string>([MediaTypes.ociManifest, MediaTypes.dockerManifest]);
 const LAYER_TYPES = new Set<string>([
   'application/vnd.oci.image.layer.v1.tar', 'application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+zstd',
   'application/vnd.docker.image.rootfs.diff.tar.gzip', 'application/vnd.docker.image.rootfs.diff.tar',
   'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
 ]);
 const CONFIG_MAX = 8 * 1024 * 1024;
-
-export function hostPlatform(): { os: string; architecture: string; variant?: string } {
-  const map: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
-  const architecture = map[process.arch] ?? process.arch;
-  return architecture === 'arm64' ? { os: 'linux', architecture, variant: 'v8' } : { os: 'linux', architecture };
-}
-
-/** Picks the manifest for `want` from an index: exact variant first, then one without variant, then any. */
-export function selectPlatform(index: Manifest, want: { os: string; architecture: string; variant?: string }): Descriptor | undefined {
-  const list = (index.manifests ?? []).filter((d) => d.platform?.os === want.os && d.platform?.architecture === want.architecture && MANIFEST_TYPES.has(d.mediaType));
-  return list.find((d) => want.variant !== undefined && d.platform?.variant === want.variant)
-    ?? list.find((d) => !d.platform?.variant)
-    ?? list[0];
-}
 
 function parseJson<T>(bytes: Buffer, what: string): T {
   try { return JSON.parse(bytes.toString('utf8')) as T; } catch { throw new InvalidArgumentError(`${what} is not valid JSON`); }
@@ -497,7 +484,6 @@ class LocalImageService implements ImageService {
   }
 
   async load(path: string, o: { signal?: AbortSignal } = {}): Promise<ImageRecord[]> {
-    const { readArchive } = await import('./load.ts');
     const what = `load ${path}`;
     const lease = this.pins.lease();
     try {

@@ -16,6 +16,7 @@ import { digestHex, isDigest, sha256Of } from './digest.ts';
 import { isDiskFull } from './disk.ts';
 import { parseReference, tagName } from './reference.ts';
 import { MediaTypes } from './registry/client.ts';
+import { hostPlatform, selectPlatform } from './platform.ts';
 
 export interface ArchiveImage {
   manifest: Buffer;
@@ -146,7 +147,6 @@ export async function readArchive(path: string, content: LocalContentStore, sign
 
     const indexBytes = await readMeta('index.json');
     if (!indexBytes || !files.has('oci-layout')) throw new InvalidArgumentError(`archive ${path}: neither an OCI image layout (oci-layout, index.json) nor a docker save tar (manifest.json)`);
-    const { hostPlatform, selectPlatform } = await import('./image-service.ts');
     const visit = async (desc: { mediaType?: string; digest?: string; annotations?: Record<string, string> }, names: string[], depth: number): Promise<void> => {
       if (depth > 4 || typeof desc.digest !== 'string' || !isDigest(desc.digest)) throw new InvalidArgumentError(`archive ${path}: bad descriptor in index`);
       const f = blobFile(desc.digest);

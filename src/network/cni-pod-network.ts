@@ -10,7 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CniConfig } from '../daemon/config.ts';
+import type { CniConfig } from './cni-config.ts';
 import { FailedPreconditionError, InvalidArgumentError, PermissionDeniedError, wrapError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { CniInvoker, loadFirstNetworkList, parseNetworkList, type CniNetworkList, type CniResult, type CniRuntimeConf } from './cni.ts';

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PermissionDeniedError, FailedPreconditionError } from '../errors.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../api/cri.ts';
 import { portAllowed } from './decision.ts';
 import { asksUnmaskedProc, enforceContainer, enforcePod, type StoredPod } from './enforce.ts';
 import { parsePolicyText } from './load.ts';

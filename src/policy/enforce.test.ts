@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
 import { createLogger } from '../util/log.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../api/cri.ts';
 import { decisionWith } from './decision.ts';
 import { createCounters, enforceContainer, enforcePod, KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS, NodePolicy, type StoredPod } from './enforce.ts';
 import { parsePolicyText } from './load.ts';

@@ -1,5 +1,5 @@
 /**
- * Node enforcement: turns CRI requests (PodSandboxConfig / ContainerConfig, as src/engine/types.ts
+ * Node enforcement: turns CRI requests (PodSandboxConfig / ContainerConfig, as src/api/cri.ts
  * shapes them) into policy inputs, decides, logs and counts every decision, and throws
  * PermissionDeniedError naming the rule when the answer is no. The CRI server calls these in
  * RunPodSandbox (before the handler is resolved) and CreateContainer.
@@ -9,7 +9,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { FailedPreconditionError, PermissionDeniedError } from '../errors.ts';
-import type { ContainerConfig, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, PodSandboxConfig, SecurityProfile } from '../engine/types.ts';
+import type { ContainerConfig, LinuxContainerSecurityContext, LinuxSandboxSecurityContext, PodSandboxConfig, SecurityProfile } from '../api/cri.ts';
 import type { Logger } from '../util/log.ts';
 import type { PodDecisionRecord } from './decision.ts';
 import { hostIpProblem, hostPortProbe, listeningPorts, nodeAddresses } from './host-ports.ts';

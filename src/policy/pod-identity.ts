@@ -5,7 +5,7 @@
  * and ports its trust was judged on) is a lie or a bug, and the request is refused rather than
  * half-believed. Pure.
  */
-import type { PodSandboxConfig, SecurityProfile } from '../engine/types.ts';
+import type { PodSandboxConfig, SecurityProfile } from '../api/cri.ts';
 
 function sortedMap(m: Record<string, string> | null | undefined): string {
   return JSON.stringify(Object.entries(m ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

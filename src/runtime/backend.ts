@@ -40,9 +40,9 @@
  * All methods accept an AbortSignal; every child process has a timeout.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { OciLinuxResources, OciSpec } from './oci.ts';
+import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
-export type { OciLinuxResources, OciSpec } from './oci.ts';
+export type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
 /** How strongly a backend separates a workload from the host kernel. */
 export type Isolation = 'process' | 'user-kernel' | 'vm';

@@ -8,7 +8,7 @@ import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { cgroupMode } from './cgroup-stats.ts';
-import type { OciLinuxResources } from './oci.ts';
+import type { OciLinuxResources } from '../oci/spec.ts';
 
 const ROOT = '/sys/fs/cgroup';
 

@@ -12,7 +12,7 @@ import type {
   ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, PodModel, ProbeResult, RuntimeCommand,
 } from './backend.ts';
 import { ConmonDriver } from './conmon.ts';
-import type { OciLinuxResources, OciSpec } from './oci.ts';
+import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
 export const CONTAINER_TYPE_ANNOTATION = 'io.kubernetes.cri.container-type';
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';

@@ -12,10 +12,7 @@ import { mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/pro
 import { liveStartTime, procStat } from '../util/proc.ts';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import {
-  AbortedError, DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError,
-  NotFoundError, UnavailableError,
-} from '../errors.ts';
+import { AbortedError, AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from '../errors.ts';
 import { run } from '../util/exec.ts';
 import type { Logger } from '../util/log.ts';
 import type {
@@ -24,7 +21,7 @@ import type {
 } from './backend.ts';
 import { readCgroupStats } from './cgroup-stats.ts';
 import { classifyRuntimeFailure } from './errors.ts';
-import type { OciLinuxResources, OciProcess, OciSpec } from './oci.ts';
+import type { OciLinuxResources, OciProcess, OciSpec } from '../oci/spec.ts';
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const MAX_OUTPUT = 16 * 1024 * 1024;
@@ -189,7 +186,7 @@ export class ConmonDriver {
   async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
     validateId(opts.id);
     const bundle = this.bundleDir(opts.id);
-    if (await exists(join(bundle, 'meta.json'))) throw new (await import('../errors.ts')).AlreadyExistsError(`container ${opts.id} already exists`);
+    if (await exists(join(bundle, 'meta.json'))) throw new AlreadyExistsError(`container ${opts.id} already exists`);
     if (!opts.spec.root?.path?.startsWith('/')) throw new InvalidArgumentError('spec.root.path must be an absolute path');
     const tty = opts.tty ?? opts.spec.process?.terminal ?? false;
     if (opts.spec.process) opts.spec.process.terminal = tty;

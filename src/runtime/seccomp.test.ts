@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultSeccompProfile, profileLooserThanDefault, readLocalhostProfile } from './seccomp.ts';
-import type { OciSeccomp } from './oci.ts';
+import type { OciSeccomp } from '../oci/spec.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'bulkhead-seccomp-'));
 after(async () => { await rm(dir, { recursive: true, force: true }); });

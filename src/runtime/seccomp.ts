@@ -12,7 +12,7 @@ import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { InvalidArgumentError } from '../errors.ts';
 import { partsBeneath, walkDirsBeneath } from '../util/beneath.ts';
-import type { OciSeccomp, OciSeccompSyscall } from './oci.ts';
+import type { OciSeccomp, OciSeccompSyscall } from '../oci/spec.ts';
 
 const ALLOWED: readonly string[] = [
   // files and descriptors

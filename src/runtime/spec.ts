@@ -8,11 +8,11 @@
  * following links out of it, rlimits are clamped to this process's hard limits and
  * oom_score_adj to at least this process's value (no CAP_SYS_RESOURCE needed).
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { isAbsolute, posix } from 'node:path';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { resolveCapabilities, hostBoundingSet } from './capabilities.ts';
-import type { OciDeviceCgroup, OciLinuxResources, OciMount, OciNamespace, OciRlimit, OciSeccomp, OciSpec } from './oci.ts';
+import type { OciDeviceCgroup, OciLinuxResources, OciMount, OciNamespace, OciRlimit, OciSeccomp, OciSpec } from '../oci/spec.ts';
 import { resolveUser } from './rootfs-user.ts';
 import { defaultSeccompProfile } from './seccomp.ts';
 
@@ -302,7 +302,6 @@ export async function buildSpec(req: SpecRequest): Promise<OciSpec> {
   const devices = [];
   for (const d of req.devices ?? []) {
     // the runtime reads type/major/minor from the host node when only a path is given; we state them
-    const { stat } = await import('node:fs/promises');
     const st = await stat(d.hostPath).catch(() => undefined);
     if (!st || !(st.isCharacterDevice() || st.isBlockDevice())) throw new InvalidArgumentError(`device ${JSON.stringify(d.hostPath)} is not a device node`);
     const major = Math.floor(st.rdev / 256) & 0xfff;

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { procStat } from './proc.ts';
-import { DeadlineExceededError, AbortedError, UnavailableError } from '../errors.ts';
+import { AbortedError, DeadlineExceededError, InternalError, UnavailableError } from '../errors.ts';
 
 
 /** `pid` and every process below it, parents before children. */
@@ -126,7 +126,6 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
 export async function runChecked(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const r = await run(cmd, args, opts);
   if (r.code !== 0) {
-    const { InternalError } = await import('../errors.ts');
     throw new InternalError(`${cmd} ${args.join(' ')} failed (${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`);
   }
   return r;

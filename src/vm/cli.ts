@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AlreadyExistsError, BulkheadError, FailedPreconditionError, InvalidArgumentError, UnavailableError, UnimplementedError } from '../errors.ts';
 import { createLogger } from '../util/log.ts';
-import type { OciProcess } from '../runtime/oci.ts';
+import type { OciProcess } from '../oci/spec.ts';
 import { detectAccel } from './accel.ts';
 import { ensureGuestAssets, loadGuestAssets, SETUP_COMMAND } from './assets.ts';
 import { VmdClient } from './client.ts';

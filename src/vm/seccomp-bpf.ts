@@ -11,7 +11,7 @@
  * runc does. Encoding: struct sock_filter, 8 bytes each, little-endian (code u16, jt u8, jf u8, k u32).
  */
 import { InvalidArgumentError } from '../errors.ts';
-import type { OciSeccomp, OciSeccompSyscall } from '../runtime/oci.ts';
+import type { OciSeccomp, OciSeccompSyscall } from '../oci/spec.ts';
 import { X86_64_SYSCALLS } from './syscalls-x86-64.ts';
 
 const LD_W_ABS = 0x20;

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { VmdClient } from './client.ts';
 import type { Frame } from './protocol.ts';
 import { type ContainerRecord, containerDir, writeJsonAtomic } from './state.ts';
+import { writeFile } from 'node:fs/promises';
 
 export const VM_GONE_EXIT = 255;
 
@@ -123,6 +124,5 @@ export async function runShim(s: ShimSession): Promise<number> {
 }
 
 async function writeJsonPid(path: string, pid: number): Promise<void> {
-  const { writeFile } = await import('node:fs/promises');
   await writeFile(path, String(pid));
 }

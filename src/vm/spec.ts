@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { constants } from 'node:os';
 import { InvalidArgumentError } from '../errors.ts';
-import type { OciProcess, OciSpec } from '../runtime/oci.ts';
+import type { OciProcess, OciSpec } from '../oci/spec.ts';
 import { compileSeccomp } from './seccomp-bpf.ts';
 
 const TYPE_KEYS = ['io.kubernetes.cri.container-type', 'io.kubernetes.cri-o.ContainerType'];

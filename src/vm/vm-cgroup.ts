@@ -7,7 +7,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join, normalize } from 'node:path';
-import { cgroupMounts, isCgroupFs } from '../runtime/cgroup-mounts.ts';
+import { cgroupMounts, isCgroupFs } from '../cgroup/mounts.ts';
 import type { Logger } from '../util/log.ts';
 
 const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids'];

@@ -9,7 +9,7 @@ import { guestNetArgs } from './vmd.ts';
 import { qemuArgs } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
-import type { OciSpec } from '../runtime/oci.ts';
+import type { OciSpec } from '../oci/spec.ts';
 
 describe('agent frames', () => {
   it('round-trips frames split at every byte boundary', () => {
@@ -183,7 +183,7 @@ describe('microvm backend options', () => {
 
 describe('VMM cgroups', () => {
   it('finds the v1 hierarchies and v2 from mountinfo, wherever they are mounted', async () => {
-    const { parseCgroupMounts } = await import('../runtime/cgroup-mounts.ts');
+    const { parseCgroupMounts } = await import('../cgroup/mounts.ts');
     const mi = [
       '31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755',
       '32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu',
@@ -209,7 +209,7 @@ describe('VMM cgroups', () => {
     for (const bad of ['', '/', '../x', 'a/../../b', '.', 'a/./..']) assert.equal(cleanCgroupPath(bad), undefined, bad);
   });
   it('never creates a directory outside a cgroup filesystem', async () => {
-    const { isCgroupFs } = await import('../runtime/cgroup-mounts.ts');
+    const { isCgroupFs } = await import('../cgroup/mounts.ts');
     assert.equal(isCgroupFs('/tmp'), false);
     assert.equal(isCgroupFs('/nonexistent'), false);
   });

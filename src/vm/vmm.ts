@@ -13,6 +13,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
+import { readFile } from 'node:fs/promises';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -73,7 +74,6 @@ export interface Vmm {
 
 /** Last `n` non-empty lines of a console log file ("" when it does not exist). */
 export async function tailFile(path: string, n = 20): Promise<string[]> {
-  const { readFile } = await import('node:fs/promises');
   let text: string;
   try { text = await readFile(path, 'utf8'); } catch { return []; }
   return text.replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').slice(-n);

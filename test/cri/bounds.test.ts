@@ -14,7 +14,7 @@ import { floodPodConfig, runFlood } from '../fixtures/flood.ts';
 import * as grpc from '@grpc/grpc-js';
 import { BulkheadError } from '../../src/errors.ts';
 import { loadProtos } from '../../src/cri/proto.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
 
 let d: TestDaemon;
 let images: TestImages;

@@ -12,7 +12,7 @@ import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { runCli } from '../fixtures/cli.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
 
 const MiB = 1024 * 1024;
 

@@ -10,7 +10,7 @@ import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
-import type { PodSandboxConfig } from '../../src/engine/types.ts';
+import type { PodSandboxConfig } from '../../src/api/cri.ts';
 
 let d: TestDaemon;
 let images: TestImages;

@@ -15,7 +15,7 @@ import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, 
 import { BulkheadError } from '../../src/errors.ts';
 import { defaultSeccompProfile, MAX_PROFILE_BYTES } from '../../src/runtime/seccomp.ts';
 import { run } from '../../src/util/exec.ts';
-import type { PodSandboxConfig } from '../../src/engine/types.ts';
+import type { PodSandboxConfig } from '../../src/api/cri.ts';
 
 const IMAGE = 'bulkhead.local/paths-test:latest';
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { BulkheadError } from '../../src/errors.ts';
-import type { PodSandboxConfig } from '../../src/engine/types.ts';
+import type { PodSandboxConfig } from '../../src/api/cri.ts';
 
 let d: TestDaemon;
 before(async () => { d = await startTestDaemon({ name: 'bulkhead-cri-policy-', policy: 'builtin' }); });

@@ -18,7 +18,7 @@ import { Engine, type EngineImages, type EngineOptions } from '../../src/engine/
 import { createImageService, type ImageService } from '../../src/image/image-service.ts';
 import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, busyboxLayers, pushImage, type ImageConfigInput } from '../fixtures/images.ts';
-import type * as cri from '../../src/engine/types.ts';
+import type * as cri from '../../src/api/cri.ts';
 
 /** Opens the image service over `dir` (also used by the crash child on the same dir). */
 export async function openImages(dir: string, logger: Logger = silentLogger): Promise<ImageService> {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { run } from '../../src/util/exec.ts';
 import { testEnv, podConfig, containerConfig, waitFor, mountsUnder, netnsOf, conmonsWith, activeSnapshots, stopSignalAndGrace, execSyncBasics, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
-import type { ContainerEventResponse } from '../../src/engine/types.ts';
+import type { ContainerEventResponse } from '../../src/api/cri.ts';
 import { decisionWith } from '../../src/policy/decision.ts';
 
 const handler = process.env.BULKHEAD_ENGINE_HANDLER ?? 'runc';

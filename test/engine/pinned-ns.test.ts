@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testEnv, podConfig, containerConfig, mountsUnder, netnsOf, crashChild, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
-import type * as cri from '../../src/engine/types.ts';
+import type * as cri from '../../src/api/cri.ts';
 import { ensurePinns } from '../../src/runtime/pinns/pinns.ts';
 import { decisionWith } from '../../src/policy/decision.ts';
 

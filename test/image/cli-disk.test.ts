@@ -8,7 +8,7 @@ import { runCli, type CliResult } from '../fixtures/cli.ts';
 import type { TestRegistry } from '../fixtures/registry.ts';
 import type { TestImages } from '../fixtures/images.ts';
 import { startImageDaemon } from '../fixtures/image-daemon.ts';
-import type { DiskUsageResponse } from '../../src/cri/messages.ts';
+import type { DiskUsageResponse } from '../../src/api/cri-messages.ts';
 
 let d: TestDaemon;
 let reg: TestRegistry;

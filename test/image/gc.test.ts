@@ -11,7 +11,7 @@ import { startImageDaemon } from '../fixtures/image-daemon.ts';
 import { buildLayer, busyboxLayers, pushImage, type TestImages } from '../fixtures/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { randomUUID } from 'node:crypto';
-import type { ContainerConfig, PodSandboxConfig } from '../../src/engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
 
 let d: TestDaemon;
 let reg: TestRegistry;

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { sharedRegistry, startProxy, forward, type TestProxy } from '../fixtures/registry.ts';
 import { buildAndPushTestImages } from '../fixtures/images.ts';
 import { createImageService, type ImageService } from '../../src/image/image-service.ts';
-import type { RegistryConfig } from '../../src/daemon/config.ts';
+import type { RegistryConfig } from '../../src/image/registry/config.ts';
 import { silentLogger } from '../../src/util/log.ts';
 
 const reg = await sharedRegistry();

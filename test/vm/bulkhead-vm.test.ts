@@ -11,7 +11,7 @@ import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
-import { isCgroupFs } from '../../src/runtime/cgroup-mounts.ts';
+import { isCgroupFs } from '../../src/cgroup/mounts.ts';
 import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
 
 const skip = skipReason();

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
 import { sharedRegistry } from '../fixtures/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
-import type { PodSandboxConfig } from '../../src/engine/types.ts';
+import type { PodSandboxConfig } from '../../src/api/cri.ts';
 import { ASSETS, skipReason } from './helpers.ts';
 
 const skip = skipReason();

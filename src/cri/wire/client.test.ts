@@ -13,7 +13,7 @@ import { loadProtos } from '../proto.ts';
 import { serveService, stream, unary, type Impl, type RpcContext } from '../status.ts';
 import { BulkheadError, NotFoundError } from '../../errors.ts';
 import { createLogger } from '../../util/log.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../engine/types.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../../api/cri.ts';
 
 let dir: string;
 let server: grpc.Server;

@@ -5,12 +5,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../errors.ts';
 import { digestHex } from '../digest.ts';
 import { lock, lockHeld } from '../lock.ts';
 import type { BlobInfo, BlobOpener, ContentStore, WriteOptions } from './content-store.ts';
+import { Readable } from 'node:stream';
 
 export class LocalContentStore implements ContentStore {
   readonly root: string;
@@ -64,7 +64,6 @@ export class LocalContentStore implements ContentStore {
   }
 
   async writeBuffer(digest: string, data: Buffer): Promise<BlobInfo> {
-    const { Readable } = await import('node:stream');
     return await this.write(digest, data.length, async () => ({ stream: Readable.from([data]), offset: 0 }));
   }
 

@@ -8,7 +8,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RegistryConfig } from '../../daemon/config.ts';
+import type { RegistryConfig } from './config.ts';
 import {
   AbortedError, BulkheadError, DeadlineExceededError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError,
 } from '../../errors.ts';
@@ -16,6 +16,7 @@ import type { Logger } from '../../util/log.ts';
 import type { ImageReference } from '../reference.ts';
 import { SETTING } from '../config.ts';
 import { AuthFile, credentialsFromPullAuth, isLoopbackHost, parseChallenge, realmMayReceiveCredentials, type Credentials, type PullAuth } from './auth.ts';
+import { sha256Of } from '../digest.ts';
 
 export const MANIFEST_MAX = 4 * 1024 * 1024;
 
@@ -306,7 +307,6 @@ export class RegistryClient {
       const len = Number(res.headers.get('content-length') ?? '-1');
       if (len > MANIFEST_MAX) { await res.body?.cancel().catch(() => {}); throw new ResourceExhaustedError(`${what} is ${len} bytes, more than the ${MANIFEST_MAX} allowed`); }
       const bytes = await readCapped(res, MANIFEST_MAX, what);
-      const { sha256Of } = await import('../digest.ts');
       const digest = sha256Of(bytes);
       if (reference.startsWith('sha256:') && digest !== reference) throw new InvalidArgumentError(`${what}: content digest mismatch (got ${digest})`);
       const header = res.headers.get('docker-content-digest');

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidArgumentError, NotFoundError, UnavailableError } from '../../errors.ts';
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, UnavailableError } from '../../errors.ts';
 import { run } from '../../util/exec.ts';
 import type { PullProfiler } from '../profile.ts';
 import { digestHex } from '../digest.ts';
@@ -182,7 +182,6 @@ export class OverlaySnapshotter implements Snapshotter {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
         const cur = (await readFile(join(dir, 'parent'), 'utf8').catch(() => '')).trim();
         if (cur === parent) return await this.mounts(key);
-        const { AlreadyExistsError } = await import('../../errors.ts');
         throw new AlreadyExistsError(`snapshot ${key} already exists on another image`);
       }
       throw err;

@@ -3,7 +3,7 @@
  * host (it wants either pure v1 or a v2 unified hierarchy), so the probe runs a real container
  * and reports crun's own words when it fails.
  */
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../util/exec.ts';
@@ -37,7 +37,6 @@ export class CrunBackend extends ConmonBackend {
     try {
       const rootfs = join(dir, 'rootfs');
       await mkdir(join(rootfs, 'bin'), { recursive: true });
-      const { copyFile } = await import('node:fs/promises');
       await copyFile(await findStaticBusybox(), join(rootfs, 'bin', 'busybox'));
       const spec = {
         ociVersion: '1.0.2',
@@ -61,7 +60,6 @@ export class CrunBackend extends ConmonBackend {
     } finally {
       await run(bin, ['--root', join(dir, 'state'), 'delete', '--force', id], { timeoutMs: 10_000 }).catch(() => {});
       await rm(dir, { recursive: true, force: true });
-      const { rmdir } = await import('node:fs/promises');
       for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'unified', '']) {
         await rmdir(join('/sys/fs/cgroup', c, 'bulkhead-probe', id)).catch(() => {});
         await rmdir(join('/sys/fs/cgroup', c, 'bulkhead-probe')).catch(() => {});
@@ -71,7 +69,6 @@ export class CrunBackend extends ConmonBackend {
 }
 
 async function cgroupLayout(): Promise<string> {
-  const { stat } = await import('node:fs/promises');
   const has = async (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
   if (await has('/sys/fs/cgroup/cgroup.controllers')) return 'v2 unified';
   if (await has('/sys/fs/cgroup/unified/cgroup.controllers')) return 'v1 hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { parseStatsEvent, podLimits, removeStaleProbeNetns, sandboxHeadroom } from './gvisor-backend.ts';
 import { spawnSync } from 'node:child_process';
 import { run } from '../../util/exec.ts';
-import type { OciLinuxResources } from '../oci.ts';
+import type { OciLinuxResources } from '../../oci/spec.ts';
 
 const MiB = 1024 * 1024;
 const r = (mem?: number, quota?: number, period?: number): OciLinuxResources => ({

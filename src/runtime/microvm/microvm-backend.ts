@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../util/exec.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
-import type { OciSpec } from '../oci.ts';
+import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
 import { InternalError, InvalidArgumentError } from '../../errors.ts';

@@ -1,7 +1,7 @@
 /**
  * Request and response envelopes of the CRI v1 RPCs and of Bulkhead's extension service, in the
  * shapes @grpc/proto-loader decodes (see src/cri/proto.ts). The inner messages live in
- * src/engine/types.ts; this file adds only what the engine does not take or return.
+ * src/api/cri.ts; this file adds only what the engine does not take or return.
  * Requests mark fields optional (the encoder fills proto3 defaults).
  */
 import type {
@@ -9,7 +9,7 @@ import type {
   ContainerStatusResponse, ExecSyncResponse, FilesystemUsage, ImageSpec, Int64Value, LinuxContainerResources,
   Opt, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStats, PodSandboxStatsFilter,
   PodSandboxStatusResponse, StringMap, WindowsContainerResources,
-} from '../engine/types.ts';
+} from './cri.ts';
 
 export type { ContainerEventResponse, ContainerStatusResponse, ExecSyncResponse, PodSandboxStatusResponse };
 
