@@ -20,11 +20,11 @@ import { connect, type CriClient } from '../src/cri/client.ts';
 import { socketAnswers } from '../src/cri/socket.ts';
 import { findStaticBusybox } from '../src/runtime/pause.ts';
 import { run } from '../src/util/exec.ts';
-import { startTestDaemon } from '../test/fixtures/daemon.ts';
-import { floodPodConfig, runFlood, type FloodResult } from '../test/fixtures/flood.ts';
-import { buildLayer } from '../test/fixtures/images.ts';
-import { pushImage } from '../test/fixtures/images.ts';
-import { startRegistry } from '../test/fixtures/registry.ts';
+import { startTestDaemon } from '../harness/daemon.ts';
+import { floodPodConfig, runFlood, type FloodResult } from '../harness/flood.ts';
+import { buildLayer } from '../harness/images.ts';
+import { pushImage } from '../harness/images.ts';
+import { startRegistry } from '../harness/registry.ts';
 
 const { values: args } = parseArgs({ options: { pods: { type: 'string', default: '200' }, skip: { type: 'string', default: '' }, 'limit-min': { type: 'string', default: '30' } } });
 const PODS = Number(args.pods);

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTestDaemon } from '../test/fixtures/daemon.ts';
+import { startTestDaemon } from '../harness/daemon.ts';
 import type { HandlerOverhead, OverheadMeasurements } from '../src/k8s/overhead.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 

@@ -26,7 +26,7 @@ import { run } from '../src/util/exec.ts';
 import { socketAnswers } from '../src/cri/socket.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
-import { writeBusyboxRootfs } from '../test/fixtures/rootfs.ts';
+import { writeBusyboxRootfs } from '../harness/rootfs.ts';
 
 const { values } = parseArgs({
   options: {

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BULKHEAD_VM, ASSETS, makeBundle, makeRootfs } from '../test/vm/helpers.ts';
+import { BULKHEAD_VM, ASSETS, makeBundle, makeRootfs } from '../harness/vm-assets.ts';
 import { DEFAULT_CAPABILITIES } from '../src/runtime/capabilities.ts';
 import { defaultSeccompProfile } from '../src/runtime/seccomp.ts';
 import { podProcesses } from '../src/vm/procs.ts';

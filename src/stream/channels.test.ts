@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ResizeQueue, decodeChannelMessage, encodeChannelMessage } from './channels.ts';
-import type { TerminalSize } from './stream-server.ts';
+import type { TerminalSize } from './types.ts';
 
 async function take(q: ResizeQueue, n: number): Promise<TerminalSize[]> {
   const out: TerminalSize[] = [];

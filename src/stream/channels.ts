@@ -5,7 +5,7 @@
  */
 import { Duplex, Readable, Writable } from 'node:stream';
 import type { WebSocketConnection } from './websocket.ts';
-import type { TerminalSize } from './stream-server.ts';
+import type { TerminalSize } from './types.ts';
 
 export type ChannelCodec = 'binary' | 'base64';
 

@@ -15,7 +15,7 @@ import type { Logger } from '../util/log.ts';
 import { SpdySession, type SpdyStream } from './spdy-session.ts';
 import { ChannelDuplex, ChannelWriter, decodeChannelMessage, encodeChannelMessage, type ChannelCodec } from './channels.ts';
 import type { WebSocketConnection } from './websocket.ts';
-import type { PortForwardRequest, StreamRuntime } from './stream-server.ts';
+import type { PortForwardRequest, StreamRuntime } from './types.ts';
 
 export const SPDY_PORTFORWARD_PROTOCOLS = ['portforward.k8s.io'] as const;
 export const WS_PORTFORWARD_PROTOCOLS: Record<string, ChannelCodec> = {

@@ -15,7 +15,7 @@ import { errorCode } from '../errors.ts';
 import { SpdySession, type SpdyStream } from './spdy-session.ts';
 import { ChannelReader, ChannelWriter, ResizeQueue, decodeChannelMessage, encodeChannelMessage, type ChannelCodec } from './channels.ts';
 import type { WebSocketConnection } from './websocket.ts';
-import type { AttachRequest, ExecRequest, StreamIO, StreamRuntime } from './stream-server.ts';
+import type { AttachRequest, ExecRequest, StreamIO, StreamRuntime } from './types.ts';
 
 /** SPDY remotecommand protocols, most preferred first. */
 export const SPDY_COMMAND_PROTOCOLS = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'] as const;

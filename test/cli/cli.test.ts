@@ -7,10 +7,10 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { BIN, cliArgs, runCli, type CliResult } from '../fixtures/cli.ts';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages } from '../fixtures/images.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages } from '../../harness/images.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 
 const IMAGE = 'bulkhead.local/cli-test:latest';

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { configToml, startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { configToml, startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { runCli, type CliPaths, type CliResult } from '../fixtures/cli.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 import { procStat } from '../../src/util/proc.ts';

@@ -8,7 +8,7 @@ import { stat, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as http2 from 'node:http2';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { connect } from '../../src/cri/client.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { spawn } from 'node:child_process';

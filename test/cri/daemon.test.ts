@@ -6,9 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestDaemon, configToml, type TestDaemon } from '../fixtures/daemon.ts';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages } from '../fixtures/images.ts';
+import { startTestDaemon, configToml, type TestDaemon } from '../../harness/daemon.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages } from '../../harness/images.ts';
 import { ensureDaemon } from '../../src/cli/daemon.ts';
 import type { GlobalOptions } from '../../src/cli/command.ts';
 

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { open, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { runCli } from '../fixtures/cli.ts';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
 
 const MiB = 1024 * 1024;

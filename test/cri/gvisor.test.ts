@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { release } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { PodSandboxConfig } from '../../src/api/cri.ts';
 

@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readFile, mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { ContainerEventResponse, ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
 

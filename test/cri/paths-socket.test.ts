@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { TestDaemon } from '../fixtures/daemon.ts';
+import type { TestDaemon } from '../../harness/daemon.ts';
 import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, type PolicyDaemon } from '../fixtures/policy-daemon.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { defaultSeccompProfile, MAX_PROFILE_BYTES } from '../../src/runtime/seccomp.ts';

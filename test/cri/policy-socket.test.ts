@@ -4,7 +4,7 @@
 // sandbox, while a trusted pod runs on runc as asked. Nothing is created for a refused request.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TestDaemon } from '../fixtures/daemon.ts';
+import type { TestDaemon } from '../../harness/daemon.ts';
 import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, type PolicyDaemon } from '../fixtures/policy-daemon.ts';
 
 const IMAGE = 'bulkhead.local/policy-test:latest';

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { PodSandboxConfig } from '../../src/api/cri.ts';
 

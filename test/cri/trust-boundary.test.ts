@@ -10,7 +10,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import type { TestDaemon } from '../fixtures/daemon.ts';
+import type { TestDaemon } from '../../harness/daemon.ts';
 import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, type PolicyDaemon } from '../fixtures/policy-daemon.ts';
 import { shortHash } from '../../src/network/config.ts';
 import { KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS } from '../../src/policy/enforce.ts';

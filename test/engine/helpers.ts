@@ -16,8 +16,8 @@ import { createBackend } from '../../src/runtime/backends.ts';
 import type { Backend } from '../../src/runtime/backend.ts';
 import { Engine, type EngineImages, type EngineOptions } from '../../src/engine/engine.ts';
 import { createImageService, type ImageService } from '../../src/image/image-service.ts';
-import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, busyboxLayers, pushImage, type ImageConfigInput } from '../fixtures/images.ts';
+import { sharedRegistry, type TestRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, busyboxLayers, pushImage, type ImageConfigInput } from '../../harness/images.ts';
 import type * as cri from '../../src/api/cri.ts';
 
 /** Opens the image service over `dir` (also used by the crash child on the same dir). */

@@ -3,10 +3,10 @@
 // what it showed before the pull; prune removes what nothing uses and says how much it freed.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TestDaemon } from '../fixtures/daemon.ts';
+import type { TestDaemon } from '../../harness/daemon.ts';
 import { runCli, type CliResult } from '../fixtures/cli.ts';
-import type { TestRegistry } from '../fixtures/registry.ts';
-import type { TestImages } from '../fixtures/images.ts';
+import type { TestRegistry } from '../../harness/registry.ts';
+import type { TestImages } from '../../harness/images.ts';
 import { startImageDaemon } from '../fixtures/image-daemon.ts';
 import type { DiskUsageResponse } from '../../src/api/cri-messages.ts';
 

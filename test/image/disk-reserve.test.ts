@@ -13,8 +13,8 @@ import { DEFAULT_IMAGE_CONFIG, type ImageConfig } from '../../src/image/config.t
 import { BulkheadError } from '../../src/errors.ts';
 import { runChecked, run } from '../../src/util/exec.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { sharedRegistry, type TestRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, buildLayer, buildTar, pushImage, type TestImages } from '../fixtures/images.ts';
+import { sharedRegistry, type TestRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, buildLayer, buildTar, pushImage, type TestImages } from '../../harness/images.ts';
 
 const MiB = 1024 * 1024;
 let base: string;

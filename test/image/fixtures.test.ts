@@ -5,8 +5,8 @@ import { mkdtemp, rm, readFile, lstat, readlink, access } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { startRegistry, startProxy } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, buildTar, sha256, MT } from '../fixtures/images.ts';
+import { startRegistry, startProxy } from '../../harness/registry.ts';
+import { buildAndPushTestImages, buildTar, sha256, MT } from '../../harness/images.ts';
 import { run } from '../../src/util/exec.ts';
 
 const reg = await startRegistry();

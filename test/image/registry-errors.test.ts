@@ -12,7 +12,7 @@ import { createImageService, type ImageService } from '../../src/image/image-ser
 import { DEFAULT_IMAGE_CONFIG } from '../../src/image/config.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { busyboxLayers, imageConfigBlob, MT, sha256 } from '../fixtures/images.ts';
+import { busyboxLayers, imageConfigBlob, MT, sha256 } from '../../harness/images.ts';
 
 const TIMEOUT = 400;
 const root = await mkdtemp(join(tmpdir(), 'bulkhead-regerr-'));

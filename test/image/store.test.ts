@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, readdir, readFile, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, buildTar, sha256, imageConfigBlob, MT, busyboxLayers } from '../fixtures/images.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, buildTar, sha256, imageConfigBlob, MT, busyboxLayers } from '../../harness/images.ts';
 import { createImageService } from '../../src/image/image-service.ts';
 import { silentLogger } from '../../src/util/log.ts';
 

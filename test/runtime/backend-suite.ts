@@ -15,7 +15,7 @@ import type { Backend, BackendOptions, ContainerState, CreateContainerOptions } 
 import { capabilityNames, DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
 import { buildSpec, type SpecRequest } from '../../src/runtime/spec.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { makeBusyboxRootfs, type RootfsFixture } from '../fixtures/rootfs.ts';
+import { makeBusyboxRootfs, type RootfsFixture } from '../../harness/rootfs.ts';
 
 export type SuiteCase =
   | 'lifecycle' | 'logs' | 'kill-term' | 'kill-kill' | 'stdin-attach' | 'exec' | 'exec-timeout' | 'exec-tty'

@@ -12,7 +12,7 @@ import { capMask } from '../../src/vm/spec.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
 import { isCgroupFs } from '../../src/cgroup/mounts.ts';
-import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from './helpers.ts';
+import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
 const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };

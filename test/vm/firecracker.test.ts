@@ -8,7 +8,7 @@ import { loadGuestAssets } from '../../src/vm/assets.ts';
 import { detectAccel } from '../../src/vm/accel.ts';
 import { FirecrackerVmm } from '../../src/vm/firecracker.ts';
 import { waitForHello } from '../../src/vm/vmd.ts';
-import { ASSETS, skipReason, tempDir } from './helpers.ts';
+import { ASSETS, skipReason, tempDir } from '../../harness/vm-assets.ts';
 
 const bin = process.env.BULKHEAD_FIRECRACKER;
 const skip = !bin ? 'no firecracker binary configured (set BULKHEAD_FIRECRACKER=/path/to/firecracker; none is installed on this host)'

@@ -9,9 +9,9 @@ import { MicrovmBackend } from '../../src/runtime/microvm/microvm-backend.ts';
 import { buildSpec } from '../../src/runtime/spec.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
-import { makeBusyboxRootfs } from '../fixtures/rootfs.ts';
+import { makeBusyboxRootfs } from '../../harness/rootfs.ts';
 import { backendSuite } from '../runtime/backend-suite.ts';
-import { alive, ASSETS, skipReason, waitFor } from './helpers.ts';
+import { alive, ASSETS, skipReason, waitFor } from '../../harness/vm-assets.ts';
 
 // The survives-creator case builds the backend in a separate process from the handler kind alone
 // (no options): it finds the assets through $BULKHEAD_VM_ASSETS, which that process inherits.

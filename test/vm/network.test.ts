@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { spawnSync } from 'node:child_process';
-import { startTestDaemon, type TestDaemon } from '../fixtures/daemon.ts';
-import { sharedRegistry } from '../fixtures/registry.ts';
-import { buildAndPushTestImages, type TestImages } from '../fixtures/images.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import type { PodSandboxConfig } from '../../src/api/cri.ts';
-import { ASSETS, skipReason } from './helpers.ts';
+import { ASSETS, skipReason } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readFile, readlink, lstat, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildLayer, type TarEntry } from '../../../test/fixtures/tar.ts';
+import { buildLayer, type TarEntry } from '../../../harness/tar.ts';
 import { applyLayer } from './apply.ts';
 
 const base = await mkdtemp(join(tmpdir(), 'bulkhead-apply-'));

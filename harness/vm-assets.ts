@@ -6,7 +6,7 @@ import { closeSync, cpSync, existsSync, openSync, readFileSync, renameSync, rmSy
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureGuestAssets, GUEST_SOURCE_DIR, guestAssetsCurrent } from '../../src/vm/assets.ts';
+import { ensureGuestAssets, GUEST_SOURCE_DIR, guestAssetsCurrent } from '../src/vm/assets.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BULKHEAD_VM = join(REPO, 'bin/bulkhead-vm');
