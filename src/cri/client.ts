@@ -2,11 +2,11 @@
  * The typed CRI client the CLI, the tests and the benches use: promise-returning methods for every
  * RuntimeService and ImageService RPC and for Bulkhead's extension service; server streams are
  * async iterables. Errors come back as the classes of src/errors.ts (status → class in
- * wire/status-codes.ts, the table the server's status.ts uses too).
+ * src/wire/grpc-status.ts, the table the server's status.ts uses too).
  *
- * It speaks gRPC itself (wire/transport.ts over node:http2, wire/codec.ts from the committed
+ * It speaks gRPC itself (src/wire/grpc-transport.ts over wire/h2.ts, wire/proto-codec.ts from the committed
  * descriptor) instead of loading @grpc/grpc-js and protobuf.js, which cost every CLI call ~300 ms
- * of start-up; messages have exactly the shapes @grpc/proto-loader gives (see wire/codec.test.ts).
+ * of start-up; messages have exactly the shapes @grpc/proto-loader gives (see codec.test.ts).
  *
  * Lifecycle: `connect(socket)` checks that a server answers (UnavailableError otherwise), then
  * every call goes over one shared HTTP/2 connection until `close()`.
@@ -22,10 +22,11 @@ import type {
   LoadImageResponse, MetricDescriptor, PodSandboxMetrics, PullProgressEvent, RuntimeConfigResponse, StatusResponse,
   VersionResponse,
 } from '../api/cri-messages.ts';
-import { Codec } from './wire/codec.ts';
-import { criSchema, type Method, type Service } from './wire/schema.ts';
-import { errorFromStatus, GrpcStatus } from './wire/status-codes.ts';
-import { GrpcCallError, GrpcChannel, type CallOptions as WireCallOptions } from './wire/transport.ts';
+import { Codec } from '../wire/proto-codec.ts';
+import { criSchema } from './schema.ts';
+import type { Method, Service } from '../wire/proto-schema.ts';
+import { errorFromStatus, GrpcStatus } from '../wire/grpc-status.ts';
+import { GrpcCallError, GrpcChannel, type CallOptions as WireCallOptions } from '../wire/grpc-transport.ts';
 
 export interface CallOptions {
   /** Deadline for this call; default the client's callTimeoutMs (none for pulls, loads and streams). */

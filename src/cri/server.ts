@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { listenAuthorityRelay, type AuthorityRelay } from './authority-fix.ts';
+import { listenAuthorityRelay, type AuthorityRelay } from '../wire/authority-relay.ts';
 import { FailedPreconditionError, InternalError } from '../errors.ts';
 import { bulkheadHandlers } from './bulkhead.ts';
 import { containerHandlers } from './container.ts';
@@ -58,7 +58,7 @@ export class CriServer {
       await unlink(socket);
     }
     // gRPC listens on an inner socket; the public one is a relay that fixes `:authority` for
-    // older Go clients (see authority-fix.ts). Bind both with a tight umask so neither socket is
+    // older Go clients (see src/wire/authority-relay.ts). Bind both with a tight umask so neither socket is
     // ever world-accessible, even briefly.
     const inner = `${socket}.grpc`;
     await unlink(inner).catch(() => {});

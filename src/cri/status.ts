@@ -3,11 +3,11 @@
  * Every RPC handler runs inside `serveService`, which decodes the request (a request that does
  * not decode is INVALID_ARGUMENT, never a crash), gives the handler an AbortSignal that fires when
  * the caller goes away, maps thrown errors to a status and logs the call with its duration.
- * The code ↔ class table itself lives in wire/status-codes.ts (no grpc-js there, for the CLI).
+ * The code ↔ class table itself lives in src/wire/grpc-status.ts (no grpc-js there, for the CLI).
  */
 import * as grpc from '@grpc/grpc-js';
 import { BulkheadError, InvalidArgumentError, UnimplementedError } from '../errors.ts';
-import { errorFromStatus, statusOf } from './wire/status-codes.ts';
+import { errorFromStatus, statusOf } from '../wire/grpc-status.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface RpcContext {

@@ -8,7 +8,7 @@
  * message is framed as 1 byte compression flag + 4 bytes big-endian length + bytes. The status
  * comes as `grpc-status`/`grpc-message` (percent-encoded) in the trailers, or in the headers of a
  * trailers-only response. A cancelled call resets its stream with CANCEL. `:authority` is
- * `localhost` (a socket path is not a valid authority; see src/cri/authority-fix.ts).
+ * `localhost` (a socket path is not a valid authority; see src/wire/authority-relay.ts).
  *
  * Lifecycle: a `GrpcChannel` opens one HTTP/2 connection on first use and reuses it for every call;
  * when that connection goes away (daemon restarted) the next call opens a new one. It keeps
@@ -20,7 +20,7 @@ import {
   H2_CANCEL, H2_ENHANCE_YOUR_CALM, H2_INADEQUATE_SECURITY, H2_INTERNAL_ERROR, H2_NO_ERROR, H2_REFUSED_STREAM,
   H2Connection, type H2Stream, type Headers,
 } from './h2.ts';
-import { GrpcStatus, statusName } from './status-codes.ts';
+import { GrpcStatus, statusName } from './grpc-status.ts';
 
 /** A failed call: a gRPC status other than OK (same fields as grpc-js's ServiceError). */
 export class GrpcCallError extends Error {

@@ -3,7 +3,7 @@
  * client (src/cri/client.ts) maps statuses through here so it never loads grpc-js; the server's
  * wrapper (src/cri/status.ts) uses the same table, so both directions stay one mapping.
  */
-import { BulkheadError, errorCode, type ErrorCode } from '../../errors.ts';
+import { BulkheadError, errorCode, type ErrorCode } from '../errors.ts';
 
 /** The gRPC status codes (same numbers as grpc-js's `status`). */
 export const GrpcStatus = {
@@ -67,7 +67,7 @@ export function errorCodeOfStatus(code: number): ErrorCode {
 
 /**
  * The Bulkhead error for a failed call (anything with a numeric `code` and `details`, as grpc-js's
- * ServiceError and wire/transport.ts's GrpcCallError have); a value without a code is UNKNOWN.
+ * ServiceError and grpc-transport.ts's GrpcCallError have); a value without a code is UNKNOWN.
  */
 export function errorFromStatus(err: unknown): BulkheadError {
   const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; details?: unknown };

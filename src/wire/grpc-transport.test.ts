@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
-import { GrpcCallError, GrpcChannel, percentDecode, timeoutHeader } from './transport.ts';
-import { GrpcStatus } from './status-codes.ts';
+import { GrpcCallError, GrpcChannel, percentDecode, timeoutHeader } from './grpc-transport.ts';
+import { GrpcStatus } from './grpc-status.ts';
 
 const raw = (b: Buffer): Buffer => b;
 function method(path: string, responseStream: boolean): grpc.MethodDefinition<Buffer, Buffer> {
@@ -199,7 +199,7 @@ test('the server restarts on the same socket: the next call reconnects', async (
 
 test('an idle connection does not keep the process alive (a CLI that forgets close() still exits)', async () => {
   const script = `
-    import { GrpcChannel } from ${JSON.stringify(join(import.meta.dirname, 'transport.ts'))};
+    import { GrpcChannel } from ${JSON.stringify(join(import.meta.dirname, 'grpc-transport.ts'))};
     const ch = new GrpcChannel(${JSON.stringify(socket)});
     const r = await ch.unary('/test.T/Echo', Buffer.from('bye'));
     process.stdout.write(r.toString());

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AuthorityRewriter, FrameBoundary, RelayLimitError, rewriteAuthority } from './authority-fix.ts';
+import { AuthorityRewriter, FrameBoundary, RelayLimitError, rewriteAuthority } from './authority-relay.ts';
 
 function str(s: string, huffman = false): Buffer {
   const b = Buffer.from(s, 'latin1');

@@ -8,12 +8,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { connect, type CriClient } from '../client.ts';
-import { loadProtos } from '../proto.ts';
-import { serveService, stream, unary, type Impl, type RpcContext } from '../status.ts';
-import { BulkheadError, NotFoundError } from '../../errors.ts';
-import { createLogger } from '../../util/log.ts';
-import type { ContainerConfig, PodSandboxConfig } from '../../api/cri.ts';
+import { connect, type CriClient } from './client.ts';
+import { loadProtos } from './proto.ts';
+import { serveService, stream, unary, type Impl, type RpcContext } from './status.ts';
+import { BulkheadError, NotFoundError } from '../errors.ts';
+import { createLogger } from '../util/log.ts';
+import type { ContainerConfig, PodSandboxConfig } from '../api/cri.ts';
 
 let dir: string;
 let server: grpc.Server;

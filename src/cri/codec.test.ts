@@ -8,11 +8,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
-import { loaderOptions } from '../proto.ts';
-import { Codec } from './codec.ts';
-import { criSchema, type EnumType, type Field, type MessageType } from './schema.ts';
+import { loaderOptions } from './proto.ts';
+import { Codec } from '../wire/proto-codec.ts';
+import { criSchema } from './schema.ts';
+import type { EnumType, Field, MessageType } from '../wire/proto-schema.ts';
 
-const descriptor = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'proto', 'descriptor.json'), 'utf8')) as Record<string, unknown>;
+const descriptor = JSON.parse(readFileSync(join(import.meta.dirname, 'proto', 'descriptor.json'), 'utf8')) as Record<string, unknown>;
 const pkg = protoLoader.fromJSON(descriptor, loaderOptions);
 const root = protobuf.Root.fromJSON(descriptor);
 root.resolveAll();

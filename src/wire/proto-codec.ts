@@ -15,7 +15,7 @@
  * for a message, repeated or map field throws TypeError with protobuf.js's message. Repeated
  * numbers are written packed (proto3); decoding accepts packed and unpacked.
  */
-import type { EnumType, Field, MessageType, ScalarType, Schema } from './schema.ts';
+import type { EnumType, Field, MessageType, ScalarType, Schema } from './proto-schema.ts';
 
 const MAX_DEPTH = 100;
 const TWO_32 = 4294967296;

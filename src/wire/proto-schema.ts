@@ -1,16 +1,15 @@
 /**
- * The message, enum and service types of a protobuf.js JSON descriptor (the committed
- * src/cri/proto/descriptor.json), resolved once into plain tables for codec.ts and the client.
+ * The message, enum and service types of a protobuf.js JSON descriptor (for CRI the committed
+ * src/cri/proto/descriptor.json, see src/cri/schema.ts), resolved once into plain tables for
+ * proto-codec.ts and its callers (the CRI client; a ttrpc client would be another).
  * Only what proto3 CRI needs: scalars, enums, nested messages, repeated, maps, oneofs; no groups,
  * no extensions, no proto2 defaults.
  *
- * Lifecycle: `loadSchema(json)` walks the descriptor (cheap); a message's fields are resolved the
- * first time codec.ts uses the type (`fieldsOf`), so a CLI call pays only for the types it sends
+ * Lifecycle: `new Schema(json)` walks the descriptor (cheap); a message's fields are resolved the
+ * first time proto-codec.ts uses the type (`fieldsOf`), so a CLI call pays only for the types it sends
  * and receives.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { InternalError } from '../../errors.ts';
+import { InternalError } from '../errors.ts';
 
 export type ScalarType =
   | 'double' | 'float' | 'int32' | 'uint32' | 'sint32' | 'fixed32' | 'sfixed32'
@@ -181,12 +180,4 @@ export class Schema {
     }
     throw new InternalError(`type ${name} (used in ${scope}) is not in the descriptor`);
   }
-}
-
-let cached: Schema | undefined;
-
-/** The CRI v1 + Bulkhead schema from the committed descriptor, parsed once per process. */
-export function criSchema(): Schema {
-  cached ??= new Schema(JSON.parse(readFileSync(join(import.meta.dirname, '..', 'proto', 'descriptor.json'), 'utf8')));
-  return cached;
 }
