@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureGuestAssets, GUEST_SOURCE_DIR, guestAssetsCurrent } from '../src/vm/assets.ts';
 
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const BULKHEAD_VM = join(REPO, 'bin/bulkhead-vm');
 /** The node's installed guest assets (scripts/setup.sh); tests only read them. */
 export const NODE_ASSETS = '/var/lib/bulkhead';

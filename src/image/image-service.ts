@@ -7,14 +7,14 @@
  *
  * On disk under root: content/ (ContentStore), snapshots/ (Snapshotter), images/ (ImageStore).
  */
-import { readdir, lstat, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { RegistryConfig } from './registry/config.ts';
 import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, UnavailableError, BulkheadError, wrapError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { runChecked, run } from '../util/exec.ts';
 import { DEFAULT_IMAGE_CONFIG, SETTING, type ImageConfig } from './config.ts';
-import { diskFullError, ensureRoom, isDiskFull, fsSpace, mountpointOf, spaceAboveReserve, type FsSpace } from './disk.ts';
+import { diskFullError, ensureRoom, isDiskFull, fsSpace, mountpointOf, spaceAboveReserve } from './disk.ts';
 import { LocalContentStore } from './content/local-store.ts';
 import { chainIds, isDigest } from './digest.ts';
 import { SqliteImageStore, type ImageRecord, type LayerRecord, type OciImageConfig } from './image-store.ts';
@@ -26,6 +26,11 @@ import type { Mount } from './snapshot/snapshotter.ts';
 import { applyLayer, DEFAULT_LIMITS, type UnpackLimits } from './unpack/apply.ts';
 import type { PullProfiler } from './profile.ts';
 import { FsWorkers } from './unpack/fs-queue.ts';
+import { Pins, type Lease } from './pins.ts';
+import { UsageMeter } from './usage.ts';
+import { collectGarbage, measureDiskUsage, type DiskUsage, type GcResult, type ImageParts } from './gc.ts';
+
+export type { DiskUsage, GcResult, ImageDiskUsage } from './gc.ts';
 import { readArchive } from './load.ts';
 import { hostPlatform, MANIFEST_TYPES, selectPlatform, type Descriptor, type Manifest } from './platform.ts';
 
@@ -66,29 +71,6 @@ export interface FsUsage {
 
 /** A pulled image: its record, and the `repository@digest` this pull fetched (the record's repoDigests may name other repositories sharing its ID). */
 export type PulledImage = ImageRecord & { pulledDigest: string };
-
-export interface ImageDiskUsage {
-  id: string;
-  repoTags: string[];
-  /** Bytes on disk of its blobs and unpacked layers. */
-  size: number;
-  /** Of `size`, what no other image uses (freed by removing this image alone). */
-  uniqueSize: number;
-  /** Container snapshots on top of this image. */
-  containers: number;
-}
-
-export interface DiskUsage {
-  images: ImageDiskUsage[];
-  /** Distinct bytes all images use, and the bytes only unused images (no container) use. */
-  imagesSize: number;
-  imagesReclaimable: number;
-  /** Container writable layers (snapshot key = container ID) and their bytes. */
-  containers: { key: string; size: number }[];
-  /** Blobs and snapshots nothing uses (what gc() frees). */
-  unused: { count: number; size: number };
-  space: FsSpace;
-}
 
 export interface PruneResult {
   removedImages: string[];
@@ -179,53 +161,6 @@ export async function createImageService(opts: ImageServiceOptions): Promise<Ima
   return new LocalImageService(opts, content, snapshots, images, registry);
 }
 
-/**
- * What pulls, loads and rootfs preparations in progress rely on (blob digests and chain IDs), so
- * GC keeps them. A lease may only grow while no GC runs (`add` waits for the running one), so a GC
- * never deletes a blob a pull has just found present and decided not to download.
- */
-class Pins {
-  private readonly counts = new Map<string, number>();
-  /** The GC in progress, if any. */
-  running: Promise<unknown> | undefined;
-
-  get empty(): boolean { return this.counts.size === 0; }
-  /** What is pinned now (a GC takes this before it lists the records: an operation that records its image and releases meanwhile stays covered). */
-  snapshot(): Set<string> { return new Set(this.counts.keys()); }
-
-  lease(): Lease {
-    const held = new Set<string>();
-    return {
-      add: async (keys: Iterable<string>) => {
-        while (this.running) await this.running.catch(() => {});
-        for (const k of keys) {
-          if (held.has(k)) continue;
-          held.add(k);
-          this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
-        }
-      },
-      release: () => {
-        for (const k of held) {
-          const n = (this.counts.get(k) ?? 1) - 1;
-          if (n <= 0) this.counts.delete(k); else this.counts.set(k, n);
-        }
-        held.clear();
-      },
-    };
-  }
-}
-
-interface Lease {
-  add(keys: Iterable<string>): Promise<void>;
-  release(): void;
-}
-
-export interface GcResult {
-  blobs: number;
-  snapshots: number;
-  /** Bytes of blob files freed (blocks); snapshot trees are not walked to count theirs (that would double the cost of removing them). */
-  bytes: number;
-}
 
 class LocalImageService implements ImageService {
   private readonly opts: ImageServiceOptions;
@@ -236,8 +171,7 @@ class LocalImageService implements ImageService {
   private readonly limits: UnpackLimits;
   private readonly unpacking = new Map<string, Promise<{ published: Promise<void> }>>();
   private readonly pins = new Pins();
-  /** Usage of committed snapshot dirs by path, valid while the dir's dev:ino|ctime is `id` (they never change once committed). */
-  private readonly frozenUsage = new Map<string, { id: string; u: { bytes: number; inodes: number } }>();
+  private readonly usage = new UsageMeter();
   private readonly cfg: ImageConfig;
   private readonly log: Logger;
   /** Threads that perform layer writes (one idle thread is kept between layers). */
@@ -565,135 +499,17 @@ class LocalImageService implements ImageService {
     // Pins first, records second: no pin is added while this runs, and one released meanwhile
     // belongs to an operation that recorded its image before releasing (or failed).
     const pinned = this.pins.snapshot();
-    const blobs = new Set<string>();
-    const chains = new Set<string>();
-    for (const img of this.images.list()) {
-      blobs.add(img.id); blobs.add(img.manifestDigest);
-      if (img.indexDigest) blobs.add(img.indexDigest);
-      // Another repository's manifest of the same image ID (the record keeps the last one pulled).
-      for (const name of img.repoDigests) { const d = name.slice(name.lastIndexOf('@') + 1); if (isDigest(d)) blobs.add(d); }
-      for (const l of img.layers) { blobs.add(l.digest); chains.add(l.chainId); }
-    }
-    // Every ancestor of a kept chain (a container's parent, a pinned chain) is kept too.
-    const keepAncestors = async (start: string | undefined): Promise<void> => {
-      let cur = start;
-      while (cur && !chains.has(cur)) {
-        chains.add(cur);
-        cur = (await this.snapshots.stat(cur))?.parent;
-      }
-    };
-    for (const a of await this.snapshots.active()) await keepAncestors(a.parent);
-    let nb = 0;
-    let ns = 0;
-    let bytes = 0;
-    for (const b of await this.content.list()) {
-      if (blobs.has(b.digest) || pinned.has(b.digest)) continue;
-      bytes += await this.diskBytes(this.content.path(b.digest));
-      await this.content.delete(b.digest);
-      nb++;
-    }
-    const all = await this.snapshots.walk();
-    for (const s of all) if (pinned.has(s.chainId)) await keepAncestors(s.chainId);
-    for (const s of all) {
-      if (chains.has(s.chainId)) continue;
-      await this.snapshots.remove(s.chainId);
-      ns++;
-    }
-    // Half-placed snapshot dirs are only orphans when no pull or load is under way.
-    if (pinned.size === 0 && this.pins.empty && this.unpacking.size === 0) await this.snapshots.cleanOrphans();
-    this.log.info('image gc', { blobs: nb, snapshots: ns, bytes });
-    return { blobs: nb, snapshots: ns, bytes };
+    const r = await collectGarbage(this.parts(), pinned, () => this.pins.empty && this.unpacking.size === 0);
+    this.log.info('image gc', { ...r });
+    return r;
   }
 
-  /** Bytes of blocks under `path` (files once, by inode), not crossing into other filesystems. */
-  private async diskBytes(path: string): Promise<number> {
-    return (await this.usageOf([path])).bytes;
-  }
-
-  /**
-   * Blocks and inodes under `paths` (each inode once, one filesystem). Directories in `frozen`
-   * (committed snapshots, which never change) are walked once and remembered, so the kubelet's
-   * frequent ImageFsInfo walks only what can change.
-   */
-  private async usageOf(paths: string[], frozen?: ReadonlySet<string>): Promise<{ bytes: number; inodes: number }> {
-    let bytes = 0;
-    let inodes = 0;
-    const seen = new Set<string>();
-    const visit = async (p: string, dev: number | undefined): Promise<void> => {
-      const st = await lstat(p).catch(() => undefined);
-      if (!st || (dev !== undefined && st.dev !== dev)) return;
-      const k = `${st.dev}:${st.ino}`;
-      if (seen.has(k)) return;
-      if (frozen?.has(p) && st.isDirectory()) {
-        const id = `${k}|${st.ctimeMs}`;
-        let u = this.frozenUsage.get(p)?.id === id ? this.frozenUsage.get(p)!.u : undefined;
-        if (!u) { u = await this.usageOf([p]); this.frozenUsage.set(p, { id, u }); }
-        seen.add(k);
-        bytes += u.bytes;
-        inodes += u.inodes;
-        return;
-      }
-      seen.add(k);
-      inodes++;
-      bytes += st.blocks * 512;
-      if (!st.isDirectory()) return;
-      let names: string[];
-      try { names = await readdir(p); } catch { return; }
-      for (const n of names) await visit(join(p, n), st.dev);
-    };
-    for (const p of paths) await visit(p, undefined);
-    return { bytes, inodes };
+  private parts(): ImageParts {
+    return { images: this.images, snapshots: this.snapshots, content: this.content, usage: this.usage };
   }
 
   async diskUsage(): Promise<DiskUsage> {
-    const imgs = this.images.list();
-    const active = await this.snapshots.active();
-    // Each blob and snapshot once: its bytes, and which images use it.
-    const items = new Map<string, { bytes: number; users: Set<string> }>();
-    const bytesOfBlob = async (d: string): Promise<number> => this.diskBytes(this.content.path(d));
-    const snapDirs = new Map((await this.snapshots.walk()).map((x) => [x.chainId, join(this.snapshots.root, x.id)]));
-    for (const img of imgs) {
-      const keys = [`b:${img.id}`, `b:${img.manifestDigest}`, ...(img.indexDigest ? [`b:${img.indexDigest}`] : []),
-        ...img.layers.map((l) => `b:${l.digest}`), ...img.layers.map((l) => `s:${l.chainId}`)];
-      for (const k of keys) {
-        let it = items.get(k);
-        if (!it) {
-          const bytes = k.startsWith('b:') ? await bytesOfBlob(k.slice(2)) : snapDirs.has(k.slice(2)) ? await this.diskBytes(snapDirs.get(k.slice(2))!) : 0;
-          it = { bytes, users: new Set() };
-          items.set(k, it);
-        }
-        it.users.add(img.id);
-      }
-    }
-    const usedBy = new Map<string, number>();
-    for (const img of imgs) {
-      const top = img.layers[img.layers.length - 1]?.chainId;
-      usedBy.set(img.id, active.filter((a) => a.parent === top).length);
-    }
-    const images: ImageDiskUsage[] = imgs.map((img) => {
-      let size = 0;
-      let uniqueSize = 0;
-      for (const it of items.values()) if (it.users.has(img.id)) { size += it.bytes; if (it.users.size === 1) uniqueSize += it.bytes; }
-      return { id: img.id, repoTags: img.repoTags, size, uniqueSize, containers: usedBy.get(img.id) ?? 0 };
-    });
-    let imagesSize = 0;
-    let imagesReclaimable = 0;
-    for (const it of items.values()) {
-      imagesSize += it.bytes;
-      if ([...it.users].every((id) => (usedBy.get(id) ?? 0) === 0)) imagesReclaimable += it.bytes;
-    }
-    const containers = await Promise.all(active.map(async (a) => ({ key: a.key, size: await this.diskBytes(join(this.snapshots.root, 'active', a.key)) })));
-    // Unused: blobs and snapshots no image references and no container snapshot sits on.
-    const keptChains = new Set<string>();
-    for (const a of active) {
-      let cur: string | undefined = a.parent;
-      while (cur && !keptChains.has(cur)) { keptChains.add(cur); cur = (await this.snapshots.stat(cur))?.parent; }
-    }
-    let count = 0;
-    let size = 0;
-    for (const b of await this.content.list()) if (!items.has(`b:${b.digest}`)) { count++; size += await bytesOfBlob(b.digest); }
-    for (const [chain, dir] of snapDirs) if (!items.has(`s:${chain}`) && !keptChains.has(chain)) { count++; size += await this.diskBytes(dir); }
-    return { images, imagesSize, imagesReclaimable, containers, unused: { count, size }, space: await fsSpace(this.opts.root, this.cfg) };
+    return { ...(await measureDiskUsage(this.parts())), space: await fsSpace(this.opts.root, this.cfg) };
   }
 
   async prune(o: { all: boolean; containers: ReadonlySet<string> }): Promise<PruneResult> {
@@ -716,8 +532,8 @@ class LocalImageService implements ImageService {
     // the daemon's root (container state, logs, volumes) is not image data.
     const committed = (await this.snapshots.walk()).map((x) => join(this.snapshots.root, x.id));
     const frozen = new Set(committed);
-    for (const p of this.frozenUsage.keys()) if (!frozen.has(p)) this.frozenUsage.delete(p); // forget removed snapshots
-    const u = await this.usageOf(['content', 'snapshots', 'images'].map((d) => join(this.opts.root, d)), frozen);
+    this.usage.forgetExcept(frozen); // removed snapshots
+    const u = await this.usage.usageOf(['content', 'snapshots', 'images'].map((d) => join(this.opts.root, d)), frozen);
     return { mountpoint: await mountpointOf(this.opts.root), bytes: u.bytes, inodes: u.inodes };
   }
 
