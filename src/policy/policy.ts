@@ -1,3 +1,4 @@
+// Over 500 lines on purpose: the policy file's whole vocabulary (levels, rules, matchers, decisions) is one pure module the node, the webhook and the CLI share.
 /**
  * The PolicyEngine seam: pure functions from pod metadata (and container requests) to a decision
  * — which trust level a pod gets, which runtime handler runs it, and what it is not allowed to do.

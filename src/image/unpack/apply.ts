@@ -1,3 +1,4 @@
+// Over 500 lines on purpose: the layer-apply state machine and every path check it makes read top to bottom in one file, for review.
 /**
  * Safe layer apply: reads one layer blob (gzip, zstd or plain tar) and writes it into a fresh
  * snapshot directory in overlayfs conventions (whiteouts as 0:0 character devices, opaque
