@@ -37,3 +37,9 @@ test('the daemon\'s protected paths: root, run dir, socket, config, policy file,
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('registries.mirror_fallback: unset by default (the client falls back, as docker does), a boolean when set, refused otherwise', () => {
+  assert.equal(parseConfig('', paths).registries.mirrorFallback, undefined);
+  assert.equal(parseConfig('[registries]\nmirror_fallback = false\n', paths).registries.mirrorFallback, false);
+  assert.throws(() => parseConfig('[registries]\nmirror_fallback = "no"\n', paths), /registries\.mirror_fallback must be true or false/);
+});

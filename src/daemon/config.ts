@@ -160,10 +160,15 @@ export function parseConfig(text: string, paths: Paths): Config {
   }
   const reg = table(doc, 'registries', '');
   if (reg) {
-    onlyKeys(reg, ['mirrors', 'insecure', 'auth_file'], 'registries');
+    onlyKeys(reg, ['mirrors', 'insecure', 'auth_file', 'mirror_fallback'], 'registries');
     const mirrors = table(reg, 'mirrors', 'registries');
     if (mirrors) for (const host of Object.keys(mirrors)) cfg.registries.mirrors[host] = strList(mirrors, host, 'registries.mirrors') ?? [];
     cfg.registries.insecure = strList(reg, 'insecure', 'registries') ?? [];
+    const fb = reg.mirror_fallback;
+    if (fb !== undefined) {
+      if (typeof fb !== 'boolean') throw new InvalidArgumentError('config: registries.mirror_fallback must be true or false');
+      cfg.registries.mirrorFallback = fb;
+    }
     const af = str(reg, 'auth_file', 'registries');
     if (af !== undefined) cfg.registries.authFile = af;
   }

@@ -114,6 +114,28 @@ test('mirrors are tried before the registry; the registry is used when the mirro
   assert.ok(origin.requests.length > 0);
 });
 
+test('mirror_fallback = false: a host with mirrors is reached only through them, and the error says which setting kept it away', async () => {
+  const origin = await proxy();
+  const broken = await proxy({ intercept: (_req, res) => { res.writeHead(404); res.end(); return true; } });
+  const { svc } = await service({ mirrors: { [origin.host]: [broken.url] }, mirrorFallback: false });
+  await assert.rejects(svc.pull(via(origin)), (e: Error) => /mirror_fallback = false/.test(e.message) && /NotFound/.test((e as { code?: string }).code ?? ''));
+  assert.ok(broken.requests.length > 0);
+  assert.equal(origin.requests.length, 0, 'the registry itself was contacted');
+  // a working mirror still serves; a host without mirrors is unaffected by the setting
+  const mirror = await proxy();
+  const { svc: svc2 } = await service({ mirrors: { [origin.host]: [mirror.url] }, mirrorFallback: false });
+  await svc2.pull(via(origin));
+  assert.ok(mirror.requests.length > 0);
+  const other = await proxy();
+  const { svc: svc3 } = await service({ mirrorFallback: false });
+  await svc3.pull(via(other));
+  assert.ok(other.requests.length > 0);
+  // mirrors configured but none usable: an error before any request, never the origin
+  const { svc: svc4 } = await service({ mirrors: { [origin.host]: ['ftp://nowhere'] }, mirrorFallback: false });
+  await assert.rejects(svc4.pull(via(origin)), /no usable mirror/);
+  assert.equal(origin.requests.length, 0);
+});
+
 test('a blob that does not match its digest is rejected and nothing is left behind', async () => {
   const layer = images.pushed.busybox!.layers[1]!;
   const p = await proxy({

@@ -10,7 +10,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RegistryConfig } from './config.ts';
 import {
-  AbortedError, BulkheadError, DeadlineExceededError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError,
+  AbortedError, BulkheadError, DeadlineExceededError, InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnavailableError, wrapError,
 } from '../../errors.ts';
 import type { Logger } from '../../util/log.ts';
 import type { ImageReference } from '../reference.ts';
@@ -150,6 +150,10 @@ export class RegistryClient {
       if (u.protocol !== 'http:' && u.protocol !== 'https:') continue;
       out.push({ base: (u.origin + u.pathname).replace(/\/+$/, '').replace(/\/v2$/, ''), isOrigin: false });
     }
+    if (this.cfg.mirrorFallback === false && (this.cfg.mirrors[domain] ?? []).length > 0) {
+      if (out.length === 0) throw new InvalidArgumentError(`no usable mirror for ${domain} (see the daemon log), and [registries] mirror_fallback = false keeps ${domain} itself from being tried: fix the mirror URLs or set mirror_fallback = true`);
+      return out;
+    }
     const host = registryHost(domain);
     out.push({ base: `${this.plainHttpAllowed(host) ? 'http' : 'https'}://${host}`, isOrigin: true });
     return out;
@@ -269,7 +273,8 @@ export class RegistryClient {
    */
   private async withEndpoints<T>(s0: Session, what: string, fn: (ep: Endpoint, s: Session) => Promise<T>): Promise<T> {
     let lastErr: unknown;
-    for (const ep of this.endpoints(s0.ref.domain)) {
+    const endpoints = this.endpoints(s0.ref.domain);
+    for (const ep of endpoints) {
       const deadline = AbortSignal.timeout(this.timeoutMs);
       const s: Session = { ...s0, deadline };
       const wait = s0.signal ? AbortSignal.any([s0.signal, deadline]) : deadline;
@@ -294,7 +299,9 @@ export class RegistryClient {
       }
       if (!ep.isOrigin) this.log.info('mirror could not serve; trying next endpoint', { what, mirror: new URL(ep.base).host });
     }
-    throw lastErr instanceof Error ? lastErr : new UnavailableError(`${what} failed`);
+    const err = lastErr instanceof Error ? lastErr : new UnavailableError(`${what} failed`);
+    if (!endpoints.some((ep) => ep.isOrigin)) throw wrapError(err, `every mirror of ${s0.ref.domain} failed and [registries] mirror_fallback = false keeps ${s0.ref.domain} itself from being tried`);
+    throw err;
   }
 
   /** Fetches a manifest or index by tag or digest (verifying the digest). */
