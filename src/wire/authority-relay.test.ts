@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AuthorityRewriter, FrameBoundary, RelayLimitError, rewriteAuthority } from './authority-relay.ts';
+import { AuthorityRewriter, rewriteAuthority } from './authority-relay.ts';
+import { FrameBoundary, H2ConnectionError as RelayLimitError } from './h2-frame.ts';
 
 function str(s: string, huffman = false): Buffer {
   const b = Buffer.from(s, 'latin1');

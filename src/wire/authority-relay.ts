@@ -21,65 +21,18 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../util/log.ts';
+import {
+  DEFAULT_MAX_FRAME, FrameBoundary, FrameReader, goawayFrame, H2_ENHANCE_YOUR_CALM, H2_PROTOCOL_ERROR, H2ConnectionError,
+  HeaderBlockCollector, headerBlockFrames, PREFACE, T_HEADERS, type HeaderBlock,
+} from './h2-frame.ts';
+import { encodeStringLiteral, HpackError, walkHeaderBlock } from './hpack.ts';
 
-const PREFACE_LEN = 24;
-const FRAME_HEADERS = 0x1;
-const FRAME_CONTINUATION = 0x9;
-const FLAG_END_STREAM = 0x1;
-const FLAG_END_HEADERS = 0x4;
-const FLAG_PADDED = 0x8;
-const FLAG_PRIORITY = 0x20;
-const FRAME_GOAWAY = 0x7;
-const MAX_FRAME = 16384;
 /** Largest header block (HEADERS + CONTINUATION payloads) the relay collects for one request. */
 export const MAX_HEADER_BLOCK = 64 * 1024;
-/** HTTP/2 error codes used in the relay's GOAWAY. */
-const FRAME_SIZE_ERROR = 0x6;
-const ENHANCE_YOUR_CALM = 0xb;
-
-/** A client broke a bound of the relay; its connection is to be closed with `h2Code`. */
-export class RelayLimitError extends Error {
-  readonly h2Code: number;
-  constructor(h2Code: number, message: string) { super(message); this.h2Code = h2Code; }
-}
-
-/** Reads an HPACK prefixed integer at `pos` with an N-bit prefix; returns [value, next position] or null. */
-function readInt(buf: Buffer, pos: number, prefixBits: number): [number, number] | null {
-  if (pos >= buf.length) return null;
-  const max = (1 << prefixBits) - 1;
-  let v = buf[pos]! & max;
-  pos++;
-  if (v < max) return [v, pos];
-  let shift = 0;
-  for (;;) {
-    if (pos >= buf.length || shift > 28) return null;
-    const b = buf[pos++]!;
-    v += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if ((b & 0x80) === 0) return [v, pos];
-  }
-}
-
-/** Reads an HPACK string at `pos`; returns {start, end, huffman, next} or null. */
-function readString(buf: Buffer, pos: number): { huffman: boolean; start: number; end: number } | null {
-  if (pos >= buf.length) return null;
-  const huffman = (buf[pos]! & 0x80) !== 0;
-  const r = readInt(buf, pos, 7);
-  if (!r) return null;
-  const [len, start] = r;
-  if (start + len > buf.length) return null;
-  return { huffman, start, end: start + len };
-}
 
 /** Shortest decoded length a Huffman string of `n` bytes can have (codes are 5..30 bits, padding < 8). */
 function minHuffmanDecoded(n: number): number {
   return n === 0 ? 0 : Math.ceil((8 * n - 7) / 30);
-}
-
-function encodeString(value: string): Buffer {
-  const bytes = Buffer.from(value, 'latin1');
-  if (bytes.length >= 127) throw new RangeError('replacement too long');
-  return Buffer.concat([Buffer.from([bytes.length]), bytes]);
 }
 
 /**
@@ -89,184 +42,96 @@ function encodeString(value: string): Buffer {
  */
 export function rewriteAuthority(block: Buffer): Buffer {
   const out: Buffer[] = [];
-  let pos = 0;
   let copied = 0;
-  while (pos < block.length) {
-    const b = block[pos]!;
-    if (b & 0x80) { // indexed field
-      const r = readInt(block, pos, 7); if (!r) return block; pos = r[1]; continue;
-    }
-    if ((b & 0xe0) === 0x20) { // dynamic table size update
-      const r = readInt(block, pos, 5); if (!r) return block; pos = r[1]; continue;
-    }
-    const prefix = (b & 0xc0) === 0x40 ? 6 : 4; // with incremental indexing : without / never indexed
-    const r = readInt(block, pos, prefix); if (!r) return block;
-    const [nameIndex, afterIndex] = r;
-    let isAuthority = nameIndex === 1;
-    let valuePos = afterIndex;
-    if (nameIndex === 0) {
-      const name = readString(block, afterIndex); if (!name) return block;
-      isAuthority = !name.huffman && block.toString('latin1', name.start, name.end) === ':authority';
-      valuePos = name.end;
-    }
-    const value = readString(block, valuePos); if (!value) return block;
-    if (isAuthority) {
+  try {
+    for (const f of walkHeaderBlock(block)) {
+      if (f.kind !== 'literal') continue;
+      const isAuthority = f.name
+        ? !f.name.huffman && block.toString('latin1', f.name.start, f.name.end) === ':authority'
+        : f.nameIndex === 1;
+      if (!isAuthority) continue;
+      const value = f.value;
       const len = value.end - value.start;
       const decodedAtLeast = value.huffman ? minHuffmanDecoded(len) : len;
       const original = value.huffman ? '' : block.toString('latin1', value.start, value.end);
       const needsFix = value.huffman || /[^A-Za-z0-9._~!$&'()*+,;=:%[\]-]/.test(original);
       if (needsFix && decodedAtLeast >= 1) {
-        const replacement = decodedAtLeast >= 9 ? 'localhost' : 'l';
-        out.push(block.subarray(copied, valuePos), encodeString(replacement));
+        out.push(block.subarray(copied, value.at), encodeStringLiteral(decodedAtLeast >= 9 ? 'localhost' : 'l'));
         copied = value.end;
       }
     }
-    pos = value.end;
+  } catch (err) {
+    if (err instanceof HpackError) return block;
+    throw err;
   }
   if (copied === 0) return block;
   out.push(block.subarray(copied));
   return Buffer.concat(out);
 }
 
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(streamId & 0x7fffffff, 5);
-  return Buffer.concat([h, payload]);
-}
-
 /** Client→server byte transformer: whole frames out, header blocks rewritten. */
 export class AuthorityRewriter {
-  #buf: Buffer = Buffer.alloc(0);
-  #prefaceLeft = PREFACE_LEN;
-  /** A header block being collected: HEADERS flags/stream/priority bytes and fragments. */
-  #pending: { streamId: number; flags: number; priority: Buffer; fragments: Buffer[] } | null = null;
-  #pendingBytes = 0;
+  #prefaceLeft = PREFACE.length;
+  readonly #frames = new FrameReader(DEFAULT_MAX_FRAME);
+  readonly #blocks: HeaderBlockCollector;
   #broken = false;
   #failed = false;
-  readonly #maxBlock: number;
   /** Highest stream id of a request header block passed on (for the GOAWAY's last-stream-id). */
   lastStreamId = 0;
 
   constructor(opts: { maxHeaderBlock?: number } = {}) {
-    this.#maxBlock = opts.maxHeaderBlock ?? MAX_HEADER_BLOCK;
+    this.#blocks = new HeaderBlockCollector(opts.maxHeaderBlock ?? MAX_HEADER_BLOCK);
   }
 
   /**
-   * Feeds client bytes; returns the bytes to send to the server now. Throws RelayLimitError (and
+   * Feeds client bytes; returns the bytes to send to the server now. Throws H2ConnectionError (and
    * drops everything it held) when the client sends a frame or header block past the bounds;
    * after that every push throws.
    */
   push(chunk: Buffer): Buffer {
-    if (this.#failed) throw new RelayLimitError(ENHANCE_YOUR_CALM, 'connection already refused');
+    if (this.#failed) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, 'connection already refused');
     if (this.#broken) return chunk;
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
     const out: Buffer[] = [];
     if (this.#prefaceLeft > 0) {
-      const n = Math.min(this.#prefaceLeft, this.#buf.length);
-      out.push(this.#buf.subarray(0, n));
-      this.#buf = this.#buf.subarray(n);
+      const n = Math.min(this.#prefaceLeft, chunk.length);
+      out.push(chunk.subarray(0, n));
+      chunk = chunk.subarray(n);
       this.#prefaceLeft -= n;
     }
-    while (this.#prefaceLeft === 0 && this.#buf.length >= 9) {
-      const len = this.#buf.readUIntBE(0, 3);
-      if (len > MAX_FRAME) this.#fail(FRAME_SIZE_ERROR, `frame of ${len} bytes exceeds the maximum frame size ${MAX_FRAME}`);
-      if (this.#buf.length < 9 + len) break;
-      const type = this.#buf[3]!;
-      const flags = this.#buf[4]!;
-      const streamId = this.#buf.readUInt32BE(5) & 0x7fffffff;
-      const payload = this.#buf.subarray(9, 9 + len);
-      const whole = this.#buf.subarray(0, 9 + len);
-      this.#buf = this.#buf.subarray(9 + len);
-      if (type === FRAME_HEADERS) {
-        let p = payload;
-        let padLen = 0;
-        if (flags & FLAG_PADDED) { padLen = p[0] ?? 0; p = p.subarray(1); }
-        const priority = flags & FLAG_PRIORITY ? Buffer.from(p.subarray(0, 5)) : Buffer.alloc(0);
-        p = p.subarray(priority.length, p.length - padLen);
-        if (p.length < 0 || padLen > payload.length) { this.#broken = true; out.push(whole, this.#buf); this.#buf = Buffer.alloc(0); break; }
-        this.#pending = { streamId, flags, priority, fragments: [Buffer.from(p)] };
-        this.#pendingBytes = p.length;
-        if (flags & FLAG_END_HEADERS) out.push(this.#flush());
-      } else if (type === FRAME_CONTINUATION && this.#pending && this.#pending.streamId === streamId) {
-        this.#pendingBytes += payload.length;
-        if (this.#pendingBytes > this.#maxBlock) this.#fail(ENHANCE_YOUR_CALM, `header block of stream ${streamId} exceeds ${this.#maxBlock} bytes`);
-        this.#pending.fragments.push(Buffer.from(payload));
-        if (flags & FLAG_END_HEADERS) out.push(this.#flush());
-      } else {
-        out.push(whole);
+    this.#frames.push(chunk);
+    try {
+      for (let f = this.#frames.next(); f; f = this.#frames.next()) {
+        let done: HeaderBlock | null = null;
+        if (f.type === T_HEADERS) {
+          try {
+            done = this.#blocks.headers(f);
+          } catch (err) {
+            // Malformed padding or priority: the server will refuse it; from here on bytes pass as they are.
+            if (!(err instanceof H2ConnectionError) || err.h2Code !== H2_PROTOCOL_ERROR) throw err;
+            this.#broken = true;
+            out.push(f.raw, this.#frames.drain());
+            break;
+          }
+        } else if (this.#blocks.continues(f)) {
+          done = this.#blocks.continuation(f);
+        } else {
+          out.push(f.raw);
+          continue;
+        }
+        if (done) {
+          if (done.stream > this.lastStreamId) this.lastStreamId = done.stream;
+          out.push(headerBlockFrames(done.stream, done.flags, done.priority, rewriteAuthority(done.block)));
+        }
       }
+    } catch (err) {
+      if (err instanceof H2ConnectionError) {
+        this.#failed = true;
+        this.#frames.drain();
+      }
+      throw err;
     }
     return out.length === 1 ? out[0]! : Buffer.concat(out);
   }
-
-  #fail(h2Code: number, message: string): never {
-    this.#failed = true;
-    this.#pending = null;
-    this.#pendingBytes = 0;
-    this.#buf = Buffer.alloc(0);
-    throw new RelayLimitError(h2Code, message);
-  }
-
-  #flush(): Buffer {
-    const p = this.#pending!;
-    this.#pending = null;
-    this.#pendingBytes = 0;
-    if (p.streamId > this.lastStreamId) this.lastStreamId = p.streamId;
-    const block = rewriteAuthority(Buffer.concat(p.fragments));
-    const keep = (p.flags & (FLAG_END_STREAM | FLAG_PRIORITY));
-    const first = Math.min(block.length, MAX_FRAME - p.priority.length);
-    const frames: Buffer[] = [];
-    const lastInFirst = first === block.length;
-    frames.push(frame(FRAME_HEADERS, keep | (lastInFirst ? FLAG_END_HEADERS : 0), p.streamId, Buffer.concat([p.priority, block.subarray(0, first)])));
-    for (let off = first; off < block.length; off += MAX_FRAME) {
-      const end = Math.min(off + MAX_FRAME, block.length);
-      frames.push(frame(FRAME_CONTINUATION, end === block.length ? FLAG_END_HEADERS : 0, p.streamId, block.subarray(off, end)));
-    }
-    return Buffer.concat(frames);
-  }
-}
-
-/** Follows the server's frame boundaries without buffering (to know when a GOAWAY may be put in). */
-export class FrameBoundary {
-  #header = Buffer.alloc(9);
-  #headerHave = 0;
-  #payloadLeft = 0;
-
-  feed(chunk: Buffer): void {
-    let pos = 0;
-    while (pos < chunk.length) {
-      if (this.#payloadLeft > 0) {
-        const n = Math.min(this.#payloadLeft, chunk.length - pos);
-        this.#payloadLeft -= n;
-        pos += n;
-        continue;
-      }
-      const n = Math.min(9 - this.#headerHave, chunk.length - pos);
-      chunk.copy(this.#header, this.#headerHave, pos, pos + n);
-      this.#headerHave += n;
-      pos += n;
-      if (this.#headerHave === 9) {
-        this.#payloadLeft = this.#header.readUIntBE(0, 3);
-        this.#headerHave = 0;
-      }
-    }
-  }
-
-  /** True when the bytes so far end exactly after a whole frame. */
-  get atBoundary(): boolean {
-    return this.#headerHave === 0 && this.#payloadLeft === 0;
-  }
-}
-
-/** A GOAWAY frame (stream 0) with `lastStreamId`, `h2Code` and a short debug text. */
-export function goaway(lastStreamId: number, h2Code: number, debug: string): Buffer {
-  const p = Buffer.alloc(8);
-  p.writeUInt32BE(lastStreamId & 0x7fffffff, 0);
-  p.writeUInt32BE(h2Code, 4);
-  return frame(FRAME_GOAWAY, 0, 0, Buffer.concat([p, Buffer.from(debug.slice(0, 200), 'latin1')]));
 }
 
 export interface AuthorityRelay {
@@ -290,11 +155,11 @@ export async function listenAuthorityRelay(publicPath: string, innerPath: string
       try {
         out = rw.push(chunk);
       } catch (err) {
-        if (!(err instanceof RelayLimitError)) throw err;
+        if (!(err instanceof H2ConnectionError)) throw err;
         // Nothing more from the server reaches this client; a GOAWAY goes in only between frames.
         refused = true;
         logger.warn('relay: connection refused for exceeding a bound', { error: err.message });
-        if (down.atBoundary) client.end(goaway(rw.lastStreamId, err.h2Code, err.message));
+        if (down.atBoundary) client.end(goawayFrame(rw.lastStreamId, err.h2Code, err.message));
         else client.destroy();
         upstream.destroy();
         setTimeout(() => client.destroy(), 1000).unref();

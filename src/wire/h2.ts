@@ -15,35 +15,19 @@
  * or closed socket ends every open stream with `close(CANCEL, err)`.
  */
 import type { Socket } from 'node:net';
+import {
+  encodeFrame as frame, F_ACK, F_END_STREAM, FrameReader, goawayFrame, H2_CANCEL, H2_COMPRESSION_ERROR, H2_INTERNAL_ERROR,
+  H2_NO_ERROR, H2_PROTOCOL_ERROR, H2_REFUSED_STREAM, H2ConnectionError, HeaderBlockCollector, headerBlockFrames, PREFACE,
+  T_CONTINUATION, T_DATA, T_GOAWAY, T_HEADERS, T_PING, T_PUSH_PROMISE, T_RST_STREAM, T_SETTINGS, T_WINDOW_UPDATE, unpad,
+  type Frame, type HeaderBlock,
+} from './h2-frame.ts';
 import { encodeHeaders, HpackDecoder } from './hpack.ts';
 
-const T_DATA = 0x0;
-const T_HEADERS = 0x1;
-const T_RST_STREAM = 0x3;
-const T_SETTINGS = 0x4;
-const T_PUSH_PROMISE = 0x5;
-const T_PING = 0x6;
-const T_GOAWAY = 0x7;
-const T_WINDOW_UPDATE = 0x8;
-const T_CONTINUATION = 0x9;
+export {
+  H2_CANCEL, H2_COMPRESSION_ERROR, H2_ENHANCE_YOUR_CALM, H2_INADEQUATE_SECURITY, H2_INTERNAL_ERROR, H2_NO_ERROR,
+  H2_PROTOCOL_ERROR, H2_REFUSED_STREAM,
+} from './h2-frame.ts';
 
-const F_END_STREAM = 0x1;
-const F_ACK = 0x1;
-const F_END_HEADERS = 0x4;
-const F_PADDED = 0x8;
-const F_PRIORITY = 0x20;
-
-/** HTTP/2 error codes used here. */
-export const H2_NO_ERROR = 0x0;
-export const H2_PROTOCOL_ERROR = 0x1;
-export const H2_INTERNAL_ERROR = 0x2;
-export const H2_REFUSED_STREAM = 0x7;
-export const H2_CANCEL = 0x8;
-export const H2_COMPRESSION_ERROR = 0x9;
-export const H2_ENHANCE_YOUR_CALM = 0xb;
-export const H2_INADEQUATE_SECURITY = 0xc;
-
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const DEFAULT_WINDOW = 65535;
 /** Receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE) and for the connection. */
 const STREAM_WINDOW = 16 * 1024 * 1024;
@@ -86,16 +70,6 @@ interface StreamState {
   closed: boolean;
 }
 
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.allocUnsafe(9 + payload.length);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream & 0x7fffffff, 5);
-  payload.copy(h, 9);
-  return h;
-}
-
 function u32(v: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(v >>> 0, 0);
@@ -117,9 +91,8 @@ export class H2Connection {
   #peerInitialWindow = DEFAULT_WINDOW;
   #peerMaxFrame = 16384;
   #connUnacked = 0;
-  #in: Buffer = Buffer.alloc(0);
-  /** A header block being continued in CONTINUATION frames. */
-  #block: { stream: number; endStream: boolean; parts: Buffer[] } | null = null;
+  readonly #in = new FrameReader(MAX_FRAME_IN);
+  readonly #blocks = new HeaderBlockCollector();
   #closing = false;
   #goaway = false;
   #dead: Error | null = null;
@@ -166,16 +139,7 @@ export class H2Connection {
     this.#nextId += 2;
     const s: StreamState = { id, handlers, gotHeaders: false, sendWindow: this.#peerInitialWindow, pending: body, unacked: 0, paused: false, closed: false };
     this.#streams.set(id, s);
-    const block = encodeHeaders(headers);
-    const out: Buffer[] = [];
-    const endStream = body.length === 0 ? F_END_STREAM : 0;
-    for (let off = 0, first = true; first || off < block.length; first = false) {
-      const part = block.subarray(off, off + this.#peerMaxFrame);
-      off += part.length;
-      const last = off >= block.length ? F_END_HEADERS : 0;
-      out.push(first ? frame(T_HEADERS, endStream | last, id, part) : frame(T_CONTINUATION, last, id, part));
-    }
-    this.#socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    this.#socket.write(headerBlockFrames(id, body.length === 0 ? F_END_STREAM : 0, Buffer.alloc(0), encodeHeaders(headers), this.#peerMaxFrame));
     this.#flush();
     return {
       id,
@@ -229,9 +193,7 @@ export class H2Connection {
 
   #shutdown(): void {
     if (this.#dead) return;
-    const payload = Buffer.alloc(8);
-    payload.writeUInt32BE(Math.max(0, this.#nextId - 2), 0);
-    this.#socket.end(frame(T_GOAWAY, 0, 0, payload));
+    this.#socket.end(goawayFrame(Math.max(0, this.#nextId - 2), H2_NO_ERROR));
     this.#dead = new Error('connection closed');
     this.#readyReject(this.#dead);
   }
@@ -246,48 +208,33 @@ export class H2Connection {
 
   /** A connection error: GOAWAY with `code`, then every stream fails. */
   #protocolError(code: number, why: string): void {
-    if (!this.#dead) {
-      const payload = Buffer.alloc(8);
-      payload.writeUInt32BE(0, 0);
-      payload.writeUInt32BE(code, 4);
-      this.#socket.write(frame(T_GOAWAY, 0, 0, payload));
-    }
+    if (!this.#dead) this.#socket.write(goawayFrame(0, code));
     this.#fail(new Error(`HTTP/2 protocol error: ${why}`));
   }
 
   #onData(chunk: Buffer): void {
-    this.#in = this.#in.length ? Buffer.concat([this.#in, chunk]) : chunk;
-    while (this.#in.length >= 9 && !this.#dead) {
-      const len = this.#in.readUIntBE(0, 3);
-      if (len > MAX_FRAME_IN) { this.#protocolError(H2_PROTOCOL_ERROR, `frame of ${len} bytes`); return; }
-      if (this.#in.length < 9 + len) return;
-      const type = this.#in[3]!;
-      const flags = this.#in[4]!;
-      const stream = this.#in.readUInt32BE(5) & 0x7fffffff;
-      const payload = this.#in.subarray(9, 9 + len);
-      this.#in = this.#in.subarray(9 + len);
+    this.#in.push(chunk);
+    while (!this.#dead) {
       try {
-        this.#onFrame(type, flags, stream, payload);
+        const f = this.#in.next();
+        if (!f) return;
+        this.#onFrame(f);
       } catch (err) {
-        // A handler threw: fail the connection rather than the process.
-        this.#protocolError(H2_INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
+        // A broken frame, or a handler threw: fail the connection rather than the process.
+        this.#protocolError(err instanceof H2ConnectionError ? err.h2Code : H2_INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
         return;
       }
     }
   }
 
-  #onFrame(type: number, flags: number, stream: number, payload: Buffer): void {
-    if (this.#block && type !== T_CONTINUATION) { this.#protocolError(H2_PROTOCOL_ERROR, 'header block not continued'); return; }
+  #onFrame(f: Frame): void {
+    const { type, flags, stream, payload } = f;
+    if (this.#blocks.pending && !this.#blocks.continues(f)) { this.#protocolError(H2_PROTOCOL_ERROR, 'header block not continued'); return; }
     switch (type) {
       case T_DATA: {
         this.#connUnacked += payload.length;
         const s = this.#streams.get(stream);
-        let data = payload;
-        if (flags & F_PADDED) {
-          const pad = payload[0] ?? 0;
-          if (pad >= payload.length) { this.#protocolError(H2_PROTOCOL_ERROR, 'bad padding'); return; }
-          data = payload.subarray(1, payload.length - pad);
-        }
+        const data = unpad(flags, payload);
         if (s) {
           s.unacked += payload.length;
           if (data.length) s.handlers.data(data);
@@ -297,22 +244,13 @@ export class H2Connection {
         return;
       }
       case T_HEADERS: {
-        let frag = payload;
-        if (flags & F_PADDED) {
-          const pad = frag[0] ?? 0;
-          if (pad >= frag.length) { this.#protocolError(H2_PROTOCOL_ERROR, 'bad padding'); return; }
-          frag = frag.subarray(1, frag.length - pad);
-        }
-        if (flags & F_PRIORITY) frag = frag.subarray(5);
-        const block = { stream, endStream: (flags & F_END_STREAM) !== 0, parts: [frag] };
-        if (flags & F_END_HEADERS) this.#onHeaderBlock(block); else this.#block = block;
+        const block = this.#blocks.headers(f);
+        if (block) this.#onHeaderBlock(block);
         return;
       }
       case T_CONTINUATION: {
-        const block = this.#block;
-        if (!block || block.stream !== stream) { this.#protocolError(H2_PROTOCOL_ERROR, 'unexpected CONTINUATION'); return; }
-        block.parts.push(payload);
-        if (flags & F_END_HEADERS) { this.#block = null; this.#onHeaderBlock(block); }
+        const block = this.#blocks.continuation(f);
+        if (block) this.#onHeaderBlock(block);
         return;
       }
       case T_RST_STREAM: {
@@ -362,11 +300,12 @@ export class H2Connection {
     }
   }
 
-  #onHeaderBlock(block: { stream: number; endStream: boolean; parts: Buffer[] }): void {
+  #onHeaderBlock(hb: HeaderBlock): void {
     // Every block goes through the decoder, even for streams already gone: HPACK state is shared.
+    const block = { stream: hb.stream, endStream: (hb.flags & F_END_STREAM) !== 0 };
     let list: [string, string][];
     try {
-      list = this.#decoder.decode(block.parts.length === 1 ? block.parts[0]! : Buffer.concat(block.parts));
+      list = this.#decoder.decode(hb.block);
     } catch (err) {
       this.#protocolError(H2_COMPRESSION_ERROR, err instanceof Error ? err.message : String(err));
       return;

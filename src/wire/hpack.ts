@@ -1,8 +1,9 @@
 /**
- * HPACK (RFC 7541) for the client side of wire/h2.ts: an encoder that never touches the dynamic
- * table (every request header is a literal "without indexing", or a static-table index), and a full
- * decoder (static and dynamic table, table size updates, Huffman-coded strings) for what the server
- * sends. Header names and values are byte strings; they are handled as latin1 JS strings.
+ * HPACK (RFC 7541) for wire/h2.ts and wire/authority-relay.ts: an encoder that never touches the
+ * dynamic table (every request header is a literal "without indexing", or a static-table index), a
+ * walker that locates a block's representations without decoding them (the relay rewrites one value
+ * in place with it), and a full decoder on top of the walker (static and dynamic table, table size
+ * updates, Huffman-coded strings) for what a server sends. Header names and values are byte strings; they are handled as latin1 JS strings.
  */
 
 /** The static table (RFC 7541 Appendix A); index 1 is the first entry. */
@@ -91,11 +92,11 @@ export function huffmanDecode(buf: Uint8Array): string {
       code = code * 2 + b;
       len++;
       allOnes &&= b === 1;
-      if (len > 30) throw new Error('HPACK: invalid Huffman code');
+      if (len > 30) throw new HpackError('invalid Huffman code');
       const idx = code - t.first[len]!;
       if (t.count[len]! > 0 && idx >= 0 && idx < t.count[len]!) {
         const sym = t.symbols[t.offset[len]! + idx]!;
-        if (sym === EOS) throw new Error('HPACK: EOS in a Huffman string');
+        if (sym === EOS) throw new HpackError('EOS in a Huffman string');
         out.push(sym);
         code = 0;
         len = 0;
@@ -103,7 +104,7 @@ export function huffmanDecode(buf: Uint8Array): string {
       }
     }
   }
-  if (len > 7 || !allOnes) throw new Error('HPACK: bad Huffman padding');
+  if (len > 7 || !allOnes) throw new HpackError('bad Huffman padding');
   return Buffer.from(out).toString('latin1');
 }
 
@@ -140,6 +141,96 @@ export function encodeHeaders(headers: readonly (readonly [string, string])[]): 
   return Buffer.from(out);
 }
 
+/** Where a string literal lies in a header block: its representation starts at `at` (H bit and length), its bytes are [start, end). */
+export interface HpackString {
+  at: number;
+  start: number;
+  end: number;
+  huffman: boolean;
+}
+
+/** One representation in a header block (RFC 7541 §6), strings located but not decoded. */
+export type HpackField =
+  | { kind: 'indexed'; index: number }
+  | { kind: 'size-update'; size: number }
+  | {
+    kind: 'literal';
+    /** With incremental indexing: the field goes into the dynamic table. */
+    indexed: boolean;
+    /** A table index for the name, or 0 when the name is the literal `name`. */
+    nameIndex: number;
+    name: HpackString | null;
+    value: HpackString;
+  };
+
+/** HPACK could not parse a header block (COMPRESSION_ERROR for the connection). */
+export class HpackError extends Error {
+  constructor(message: string) {
+    super(`HPACK: ${message}`);
+    this.name = 'HpackError';
+  }
+}
+
+/**
+ * The representations of one header block in order, without decoding a string or touching a table
+ * (the decoder below and the `:authority` relay both walk blocks with it). Throws HpackError on a
+ * truncated block or an integer past 2^31.
+ */
+export function* walkHeaderBlock(block: Uint8Array): Generator<HpackField> {
+  let pos = 0;
+  const int = (prefixBits: number): number => {
+    if (pos >= block.length) throw new HpackError('truncated integer');
+    const max = (1 << prefixBits) - 1;
+    let v = block[pos++]! & max;
+    if (v < max) return v;
+    let m = 1;
+    for (;;) {
+      if (pos >= block.length) throw new HpackError('truncated integer');
+      const b = block[pos++]!;
+      v += (b & 127) * m;
+      m *= 128;
+      if (v > 2 ** 31) throw new HpackError('integer too large');
+      if ((b & 128) === 0) return v;
+    }
+  };
+  const str = (): HpackString => {
+    if (pos >= block.length) throw new HpackError('truncated string');
+    const at = pos;
+    const huffman = (block[pos]! & 0x80) !== 0;
+    const len = int(7);
+    if (pos + len > block.length) throw new HpackError('truncated string');
+    const s = { at, start: pos, end: pos + len, huffman };
+    pos += len;
+    return s;
+  };
+  while (pos < block.length) {
+    const b = block[pos]!;
+    if (b & 0x80) {
+      yield { kind: 'indexed', index: int(7) };
+    } else if ((b & 0xe0) === 0x20) {
+      yield { kind: 'size-update', size: int(5) };
+    } else {
+      const indexed = (b & 0x40) !== 0; // else without indexing (0000) or never indexed (0001)
+      const nameIndex = int(indexed ? 6 : 4);
+      const name = nameIndex === 0 ? str() : null;
+      yield { kind: 'literal', indexed, nameIndex, name, value: str() };
+    }
+  }
+}
+
+/** The text of a located string (Huffman decoded), as latin1. */
+export function hpackString(block: Uint8Array, s: HpackString): string {
+  const bytes = block.subarray(s.start, s.end);
+  return s.huffman ? huffmanDecode(bytes) : Buffer.from(bytes).toString('latin1');
+}
+
+/** A string literal without Huffman coding (RFC 7541 §5.2). */
+export function encodeStringLiteral(s: string): Buffer {
+  const out: number[] = [];
+  encodeString(out, s);
+  return Buffer.from(out);
+}
+
 /** The decoder's state: the dynamic table, which must see every header block of the connection in order. */
 export class HpackDecoder {
   /** Newest first. */
@@ -157,57 +248,25 @@ export class HpackDecoder {
   /** The header list of one complete header block, in order. Throws on malformed input. */
   decode(block: Uint8Array): [string, string][] {
     const out: [string, string][] = [];
-    let pos = 0;
-    const int = (prefixBits: number): number => {
-      if (pos >= block.length) throw new Error('HPACK: truncated integer');
-      const max = (1 << prefixBits) - 1;
-      let v = block[pos++]! & max;
-      if (v < max) return v;
-      let m = 1;
-      for (;;) {
-        if (pos >= block.length) throw new Error('HPACK: truncated integer');
-        const b = block[pos++]!;
-        v += (b & 127) * m;
-        m *= 128;
-        if (v > 2 ** 31) throw new Error('HPACK: integer too large');
-        if ((b & 128) === 0) return v;
-      }
-    };
-    const str = (): string => {
-      if (pos >= block.length) throw new Error('HPACK: truncated string');
-      const huffman = (block[pos]! & 0x80) !== 0;
-      const len = int(7);
-      if (pos + len > block.length) throw new Error('HPACK: truncated string');
-      const bytes = block.subarray(pos, pos + len);
-      pos += len;
-      return huffman ? huffmanDecode(bytes) : Buffer.from(bytes).toString('latin1');
-    };
     const entry = (index: number): readonly [string, string] => {
       if (index >= 1 && index <= STATIC.length) return STATIC[index - 1]!;
       const e = this.#table[index - STATIC.length - 1];
-      if (index === 0 || !e) throw new Error(`HPACK: bad index ${index}`);
+      if (index === 0 || !e) throw new HpackError(`bad index ${index}`);
       return e;
     };
-    while (pos < block.length) {
-      const b = block[pos]!;
-      if (b & 0x80) {
-        const [n, v] = entry(int(7));
+    for (const f of walkHeaderBlock(block)) {
+      if (f.kind === 'indexed') {
+        const [n, v] = entry(f.index);
         out.push([n, v]);
-      } else if (b & 0x40) {
-        const idx = int(6);
-        const name = idx === 0 ? str() : entry(idx)[0];
-        const value = str();
-        out.push([name, value]);
-        this.#add(name, value);
-      } else if (b & 0x20) {
-        const size = int(5);
-        if (size > this.#limit) throw new Error(`HPACK: table size ${size} above ${this.#limit}`);
-        this.#maxSize = size;
+      } else if (f.kind === 'size-update') {
+        if (f.size > this.#limit) throw new HpackError(`table size ${f.size} above ${this.#limit}`);
+        this.#maxSize = f.size;
         this.#evict();
       } else {
-        const idx = int(4);
-        const name = idx === 0 ? str() : entry(idx)[0];
-        out.push([name, str()]);
+        const name = f.name ? hpackString(block, f.name) : entry(f.nameIndex)[0];
+        const value = hpackString(block, f.value);
+        out.push([name, value]);
+        if (f.indexed) this.#add(name, value);
       }
     }
     return out;
