@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { Backend } from '../src/runtime/backend.ts';
-import { resolveBinary } from '../src/runtime/conmon.ts';
+import { resolveBinary } from '../src/runtime/conmon/driver.ts';
 import { GvisorBackend } from '../src/runtime/gvisor/gvisor-backend.ts';
 import { RuncBackend } from '../src/runtime/runc/runc-backend.ts';
 import { buildPauseSpec, buildSpec } from '../src/runtime/spec.ts';

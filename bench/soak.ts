@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { run } from '../src/util/exec.ts';
 import { socketAnswers } from '../src/cri/socket.ts';
-import { resolveBinary } from '../src/runtime/conmon.ts';
+import { resolveBinary } from '../src/runtime/conmon/driver.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 
 const { values } = parseArgs({

@@ -11,7 +11,7 @@ import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
   ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, PodModel, ProbeResult, RuntimeCommand,
 } from './backend.ts';
-import { ConmonDriver } from './conmon.ts';
+import { ConmonDriver } from './conmon/driver.ts';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
 export const CONTAINER_TYPE_ANNOTATION = 'io.kubernetes.cri.container-type';

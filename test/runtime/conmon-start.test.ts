@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConmonDriver } from '../../src/runtime/conmon.ts';
+import { ConmonDriver } from '../../src/runtime/conmon/driver.ts';
 import { silentLogger } from '../../src/util/log.ts';
 
 async function procsWith(needle: string): Promise<string[]> {

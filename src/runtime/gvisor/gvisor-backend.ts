@@ -35,7 +35,7 @@ import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
-import { resolveBinary } from '../conmon.ts';
+import { resolveBinary } from '../conmon/driver.ts';
 import type { OciLinuxResources, OciNamespace, OciSpec } from '../../oci/spec.ts';
 import { writeCgroupResources } from '../cgroup-write.ts';
 import { findStaticBusybox } from '../pause.ts';
