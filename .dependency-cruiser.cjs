@@ -17,6 +17,7 @@ const LAYERS = [
   'image', // registry, content store, unpack, snapshots
   'cgroup', // the one owner of cgroupfs
   'oci', // OCI runtime-spec types
+  'metrics', // Prometheus registry and /metrics server (fed by cri/daemon through seams; imports no part)
   'api', // the CRI data model
   'wire', // HTTP/2, HPACK, gRPC transport, proto codec
   'util', // processes, logs, paths

@@ -11,6 +11,7 @@ import type {
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { Logger } from '../util/log.ts';
 import type { RuntimeHandlers } from './runtime-handlers.ts';
+import type { RpcObserver } from './status.ts';
 
 /** The engine's RuntimeService-shaped API (src/engine/engine.ts). */
 export interface CriEngine {
@@ -120,4 +121,6 @@ export interface CriDeps {
   /** Pod CIDR handed over by UpdateRuntimeConfig; also passed to `onPodCidr`. */
   state: { podCidr: string };
   onPodCidr?: (cidr: string) => void | Promise<void>;
+  /** Watches every unary call (src/metrics/ times them); absent = not watched. */
+  observeRpc?: RpcObserver;
 }

@@ -43,9 +43,9 @@ export class CriServer {
     const runtime = serveService(protos.runtimeService, {
       ...versionStatusHandlers(deps), ...sandboxHandlers(deps), ...containerHandlers(deps),
       ...execHandlers(deps), ...statsHandlers(deps), ...eventHandlers(deps),
-    }, log);
-    const image = serveService(protos.imageService, imageHandlers(deps), log);
-    const ext = serveService(protos.bulkheadService, bulkheadHandlers(deps), log);
+    }, log, deps.observeRpc);
+    const image = serveService(protos.imageService, imageHandlers(deps), log, deps.observeRpc);
+    const ext = serveService(protos.bulkheadService, bulkheadHandlers(deps), log, deps.observeRpc);
     server.addService(runtime.definition, runtime.implementation);
     server.addService(image.definition, image.implementation);
     server.addService(ext.definition, ext.implementation);

@@ -22,6 +22,12 @@ export type UnaryImpl = (req: any, ctx: RpcContext) => Promise<unknown>;
 export type StreamImpl = (req: any, ctx: RpcContext, send: (msg: unknown) => Promise<void>) => Promise<void>;
 export type Impl = { kind: 'unary'; fn: UnaryImpl } | { kind: 'stream'; fn: StreamImpl };
 
+/**
+ * Watches every unary call (the daemon's metrics): called as the call starts, its result once the
+ * call ends with the status code name ('OK', 'NOT_FOUND', ...) and the response (undefined on error).
+ */
+export type RpcObserver = (method: string, request: unknown) => (code: string, response: unknown) => void;
+
 export function unary(fn: UnaryImpl): Impl { return { kind: 'unary', fn }; }
 export function stream(fn: StreamImpl): Impl { return { kind: 'stream', fn }; }
 
@@ -79,6 +85,7 @@ export function serveService(
   def: grpc.ServiceDefinition,
   impls: Record<string, Impl>,
   logger: Logger,
+  observe?: RpcObserver,
 ): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
   const definition = tolerantDefinition(def);
   const implementation: grpc.UntypedServiceImplementation = {};
@@ -97,11 +104,13 @@ export function serveService(
         const ac = new AbortController();
         call.on('cancelled', () => ac.abort());
         const ctx: RpcContext = { method, signal: ac.signal, logger };
+        const observed = observe?.(method, call.request);
         (async () => { checkRequest(call.request, method); return await fn(call.request ?? {}, ctx); })().then(
-          (res) => { logCall(logger, method, started, undefined); callback(null, res ?? {}); },
+          (res) => { logCall(logger, method, started, undefined); observed?.('OK', res); callback(null, res ?? {}); },
           (err: unknown) => {
             logCall(logger, method, started, err);
             const st = toStatus(err);
+            observed?.(grpc.status[st.code] ?? 'UNKNOWN', undefined);
             callback({ code: st.code, details: st.details, metadata: new grpc.Metadata() });
           },
         );

@@ -29,6 +29,10 @@ import { CniPodNetwork } from '../network/cni-pod-network.ts';
 import type { Backend, ProbeResult } from '../runtime/backend.ts';
 import type { Logger } from '../util/log.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
+import { parseMetricsConfig } from '../metrics/config.ts';
+import { NodeMetrics } from '../metrics/node-metrics.ts';
+import { MetricsServer } from '../metrics/server.ts';
+import { createCounters, type PolicyCounters } from '../policy/enforce.ts';
 
 export interface Daemon {
   socket: string;
@@ -58,6 +62,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     cleanups.length = 0;
   };
   try {
+    // a bad [metrics] table stops the daemon before anything is built
+    const metricsConfig = parseMetricsConfig(config.sections.metrics);
     await mkdir(config.runDir, { recursive: true, mode: 0o700 });
     await mkdir(config.root, { recursive: true, mode: 0o700 });
     // on a full disk, the engine's disk reserve makes room to start (pid files, databases) and to remove
@@ -145,9 +151,20 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const bound = await stream.start({ address: config.stream.address, port: config.stream.port });
     cleanups.push(async () => { await stream.close(); });
 
+    // /metrics (off unless [metrics] address is set): the CRI server times each call, pulls and
+    // sandbox starts are counted, pods, containers and policy decisions are read at scrape time
+    const metrics = metricsConfig.host !== '' ? new NodeMetrics({ version: bulkheadVersion(), handlers: Object.keys(config.runtime.handlers) }) : undefined;
+    const policyCounters: PolicyCounters = { ...createCounters(), decisions: new Map() };
+    if (metrics) {
+      metrics.setViews(engine);
+      metrics.setDecisions(() => policyCounters.decisions!.values());
+      const server = await MetricsServer.listen(metricsConfig, metrics, logger.child({ part: 'metrics' }));
+      cleanups.push(async () => { await server.close(); });
+    }
+
     const deps: CriDeps = {
-      engine,
-      images,
+      engine: metrics ? metrics.instrumentEngine(engine) : engine,
+      images: metrics ? metrics.instrumentImages(images) : images,
       handlers,
       logger,
       info: {
@@ -159,12 +176,13 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         streamAddress: bound.baseUrl,
       },
       streaming: stream,
-      policy: criPolicy(policy, handlers, logger.child({ part: 'policy' })),
+      policy: criPolicy(policy, handlers, logger.child({ part: 'policy' }), policyCounters),
       networkStatus: async () => {
         const r = await network.ready();
         return r.ready ? { ready: true } : { ready: false, reason: 'NetworkPluginNotReady', message: r.reason ?? '' };
       },
       state: { podCidr: '' },
+      ...(metrics ? { observeRpc: metrics.observeRpc } : {}),
     };
     const server = await CriServer.listen(config.socket, deps);
     cleanups.push(async () => { await server.close(); });

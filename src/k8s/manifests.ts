@@ -4,7 +4,8 @@
  *   bench/overhead measurements (omitted, with a note, when not measured) and a nodeSelector
  *   `bulkhead.io/handler-<name>: "true"` so such pods land only on nodes that have the handler;
  * - the node DaemonSet (privileged, hostPID, host state directories) on nodes labelled
- *   `bulkhead.io/enabled=true`;
+ *   `bulkhead.io/enabled=true`, with its config.toml in a ConfigMap: /metrics on the pod's own
+ *   address (port METRICS_PORT) and the prometheus.io scrape annotations on the pod template;
  * - the admission webhook: Deployment, Service, Mutating- and ValidatingWebhookConfiguration
  *   (admissionReviewVersions [v1], sideEffects None, failurePolicy Fail, kube-system and
  *   Bulkhead's own namespace excluded), and a ConfigMap with the policy when one is given.
@@ -44,6 +45,22 @@ export const runtimeClassName = (h: string): string => h;
 const PART_OF = { 'app.kubernetes.io/part-of': 'bulkhead' };
 const WEBHOOK_NAME = 'bulkhead-webhook';
 const WEBHOOK_PORT = 8443;
+/** The daemon's /metrics port in the DaemonSet (the port Prometheus' exporters of node agents commonly use). */
+export const METRICS_PORT = 9464;
+
+/**
+ * The daemon's config.toml in the DaemonSet. /metrics listens on every address of the pod's own
+ * network namespace (the DaemonSet pod is not hostNetwork, so that is its pod IP and loopback):
+ * the operator who applies this manifest chooses to expose it, hence allow_non_loopback.
+ */
+export function daemonConfigToml(policyFile: string | undefined): string {
+  return [
+    ...(policyFile !== undefined ? [`policy_file = ${JSON.stringify(policyFile)}`, ''] : []),
+    '[metrics]',
+    `address = "0.0.0.0:${METRICS_PORT}"`,
+    'allow_non_loopback = true',
+  ].join('\n') + '\n';
+}
 
 export function generateManifests(opts: ManifestOptions): Manifests {
   const notes: string[] = [];
@@ -68,13 +85,15 @@ export function generateManifests(opts: ManifestOptions): Manifests {
     objects.push(rc);
   }
 
-  if (opts.policy) {
-    // The daemon reads config.toml (which points at the policy); the webhook reads the policy itself.
-    const data = { 'config.toml': `policy_file = ${JSON.stringify(`/etc/bulkhead/${opts.policy.fileName}`)}\n`, [opts.policy.fileName]: opts.policy.text };
-    objects.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'bulkhead-policy', namespace: ns, labels: { ...PART_OF } }, data });
-  }
+  // The daemon reads config.toml (which points at the policy, when one is given); the webhook reads the policy itself.
+  const configMap = opts.policy ? 'bulkhead-policy' : 'bulkhead-config';
+  const data: Record<string, string> = { 'config.toml': daemonConfigToml(opts.policy ? `/etc/bulkhead/${opts.policy.fileName}` : undefined) };
+  if (opts.policy) data[opts.policy.fileName] = opts.policy.text;
+  objects.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: configMap, namespace: ns, labels: { ...PART_OF } }, data });
   const policyArgs = opts.policy ? ['--policy', `/etc/bulkhead/${opts.policy.fileName}`] : [];
-  const configArgs = opts.policy ? ['--config', '/etc/bulkhead/config.toml'] : [];
+  const configArgs = ['--config', '/etc/bulkhead/config.toml'];
+  const configMount = [{ name: 'config', mountPath: '/etc/bulkhead', readOnly: true }];
+  const configVolume = [{ name: 'config', configMap: { name: configMap } }];
   const policyMount = opts.policy ? [{ name: 'policy', mountPath: '/etc/bulkhead', readOnly: true }] : [];
   const policyVolume = opts.policy ? [{ name: 'policy', configMap: { name: 'bulkhead-policy' } }] : [];
 
@@ -88,7 +107,10 @@ export function generateManifests(opts: ManifestOptions): Manifests {
       selector: { matchLabels: { 'app.kubernetes.io/name': 'bulkhead-node' } },
       updateStrategy: { type: 'OnDelete' },
       template: {
-        metadata: { labels: nodeLabels },
+        metadata: {
+          labels: nodeLabels,
+          annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(METRICS_PORT), 'prometheus.io/path': '/metrics' },
+        },
         spec: {
           nodeSelector: { [NODE_LABEL]: 'true' },
           hostPID: true,
@@ -100,13 +122,14 @@ export function generateManifests(opts: ManifestOptions): Manifests {
             image: opts.image,
             command: ['bulkhead', ...configArgs, 'daemon'],
             securityContext: { privileged: true },
+            ports: [{ name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }],
             volumeMounts: [
               { name: 'state', mountPath: '/var/lib/bulkhead', mountPropagation: 'Bidirectional' },
               { name: 'run', mountPath: '/run/bulkhead', mountPropagation: 'Bidirectional' },
               { name: 'cgroup', mountPath: '/sys/fs/cgroup' },
               { name: 'kubelet', mountPath: '/var/lib/kubelet', mountPropagation: 'HostToContainer', readOnly: true },
               { name: 'pod-logs', mountPath: '/var/log/pods' },
-              ...policyMount,
+              ...configMount,
             ],
           }],
           volumes: [
@@ -115,7 +138,7 @@ export function generateManifests(opts: ManifestOptions): Manifests {
             hostDir('cgroup', '/sys/fs/cgroup', 'Directory'),
             hostDir('kubelet', '/var/lib/kubelet', 'Directory'),
             hostDir('pod-logs', '/var/log/pods', 'DirectoryOrCreate'),
-            ...policyVolume,
+            ...configVolume,
           ],
         },
       },

@@ -23,6 +23,11 @@ export interface PolicyCounters {
   containers: { allowed: number; denied: number };
   /** Refusals by deciding rule ("untrusted/privileged": 3). */
   deniedByRule: Record<string, number>;
+  /**
+   * Every decision by kind, outcome and deciding rule, kept only when present (the daemon's
+   * metrics read it at scrape time). Keys are `${kind} ${outcome} ${rule}`.
+   */
+  decisions?: Map<string, { kind: 'pod' | 'container'; outcome: 'allowed' | 'moved' | 'denied'; rule: string; count: number }>;
 }
 
 export function createCounters(): PolicyCounters {
@@ -155,6 +160,12 @@ function record(opts: EnforceOptions, kind: 'pod' | 'container', who: string, d:
     const bucket = kind === 'pod' ? c.pods : c.containers;
     if (d.allowed) bucket.allowed++; else { bucket.denied++; c.deniedByRule[d.rule] = (c.deniedByRule[d.rule] ?? 0) + 1; }
     if (kind === 'pod' && d.allowed && d.moved) c.pods.moved++;
+    if (c.decisions) {
+      const outcome = !d.allowed ? 'denied' : kind === 'pod' && d.moved ? 'moved' : 'allowed';
+      const key = `${kind} ${outcome} ${d.rule}`;
+      const e = c.decisions.get(key);
+      if (e) e.count++; else c.decisions.set(key, { kind, outcome, rule: d.rule, count: 1 });
+    }
   }
   const fields = { kind, object: who, allowed: d.allowed, trust: d.trust, trustRule: d.trustRule, rule: d.rule, handler: d.handler ?? '', requested: d.requestedHandler };
   if (d.allowed) opts.logger?.info('policy decision', d.moved ? { ...fields, moved: true } : fields);

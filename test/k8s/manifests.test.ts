@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { parseAllDocuments } from 'yaml';
-import { generateManifests, handlerLabel } from '../../src/k8s/manifests.ts';
+import { generateManifests, handlerLabel, METRICS_PORT } from '../../src/k8s/manifests.ts';
+import { parseConfig } from '../../src/daemon/config.ts';
+import { parseMetricsConfig } from '../../src/metrics/config.ts';
 import { parseOverhead, readOverhead } from '../../src/k8s/overhead.ts';
 import { validate, validateObject, SCHEMAS } from '../../src/k8s/schema.ts';
 import type { HandlerInfo } from '../../src/policy/policy.ts';
@@ -63,6 +65,23 @@ describe('generateManifests', () => {
     assert.deepEqual(ds.spec.selector.matchLabels, { 'app.kubernetes.io/name': 'bulkhead-node' });
     assert.equal(ds.spec.template.metadata.labels['app.kubernetes.io/name'], 'bulkhead-node');
     assert.deepEqual(spec.containers[0].command, ['bulkhead', '--config', '/etc/bulkhead/config.toml', 'daemon']);
+  });
+
+  it('the DaemonSet serves /metrics on its pod address, with the scrape annotations and its config in a ConfigMap', () => {
+    for (const [what, objects] of [['with a policy', objs], ['without', generateManifests({ handlers: HANDLERS, image: 'i', namespace: 'bulkhead-system' }).objects as Obj[]]] as const) {
+      const ds = byKind(objects, 'DaemonSet')[0]!;
+      const tpl = ds.spec.template;
+      assert.deepEqual(tpl.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(METRICS_PORT), 'prometheus.io/path': '/metrics' }, what);
+      const c = tpl.spec.containers[0];
+      assert.deepEqual(c.ports, [{ name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }], what);
+      assert.deepEqual(c.command, ['bulkhead', '--config', '/etc/bulkhead/config.toml', 'daemon'], what);
+      const vol = tpl.spec.volumes.find((v: Obj) => v.name === c.volumeMounts.find((m: Obj) => m.mountPath === '/etc/bulkhead').name);
+      const cm = byKind(objects, 'ConfigMap').find((o) => o.metadata.name === vol.configMap.name)!;
+      // the daemon's own parsers accept it, and it is the operator's explicit choice of a non-loopback address
+      const cfg = parseConfig(cm.data['config.toml'], { root: '/r', runDir: '/run', socket: '/s', config: '/c' });
+      assert.deepEqual(parseMetricsConfig(cfg.sections.metrics), { host: '0.0.0.0', port: METRICS_PORT, allowNonLoopback: true }, what);
+      assert.equal(cfg.policyFile, what === 'with a policy' ? '/etc/bulkhead/policy.toml' : '', what);
+    }
   });
 
   it('the webhook configurations fail closed, speak v1 only, have no side effects and skip kube-system', () => {
