@@ -60,7 +60,7 @@ after(async () => {
 // The exposition format, strictly
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? (-?[0-9.e+-]+|[+-]Inf|NaN)$/;
+const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? (-?[0-9.e+-]+|[+-]Inf|NaN)$/i;
 
 type Samples = Map<string, number>;
 const key = (name: string, labels: Record<string, string>): string =>
@@ -94,8 +94,10 @@ function parseStrict(text: string): Samples {
     }
     const k = key(name, labels);
     assert.ok(!out.has(k), `one sample per series: ${k}`);
-    const v = Number(m[3]!.replace('+Inf', 'Infinity').replace('-Inf', '-Infinity'));
-    assert.ok(!Number.isNaN(v) || m[3] === 'NaN', line);
+    // Go's ParseFloat (what Prometheus reads values with) takes NaN and Inf in any case
+    const raw = m[3]!.toLowerCase();
+    const v = raw === 'nan' ? NaN : raw === '+inf' ? Infinity : raw === '-inf' ? -Infinity : Number(raw);
+    assert.ok(!Number.isNaN(v) || raw === 'nan', line);
     out.set(k, v);
   }
   // histograms: buckets non-decreasing in le, +Inf bucket == _count
@@ -157,8 +159,9 @@ test('a scrape after CRI calls shows each of them once, with the right labels', 
   await d.client.pullImage(images.busybox);
   assert.equal(await code(d.client.pullImage(`${reg.host}/test/no-such-image:latest`)), 'NotFound');
 
-  const id = await d.client.runPodSandbox(pod('ok'), 'runc');
-  const cid = await d.client.createContainer(id, ctr('sleeper', images.busybox), pod('ok'));
+  const okPod = pod('ok');
+  const id = await d.client.runPodSandbox(okPod, 'runc');
+  const cid = await d.client.createContainer(id, ctr('sleeper', images.busybox), okPod);
   await d.client.startContainer(cid);
   assert.equal(await code(d.client.runPodSandbox(pod('priv', { securityContext: { privileged: true } }), 'runc')), 'PermissionDenied');
   const flakyCode = await code(d.client.runPodSandbox(pod('flaky'), 'flaky'));
