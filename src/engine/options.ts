@@ -1,0 +1,91 @@
+/**
+ * What the engine is built from (EngineOptions) and the non-CRI inputs of its calls. engine.ts
+ * re-exports all of it; the engine's parts (context.ts and the lifecycle files) read it.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from '../util/log.ts';
+import type { Backend } from '../runtime/backend.ts';
+import type { PodNetwork, NetworkMode } from '../network/pod-network.ts';
+import type { PodDecisionRecord } from '../policy/decision.ts';
+import type { EngineImage, HostPathGuard } from './container-spec.ts';
+import type { RootfsMount } from './mounts.ts';
+
+/**
+ * The part of the image service the engine uses. image/image-service.ts's `ImageService`
+ * satisfies it as it is (pass the service itself; no adapter needed).
+ */
+export interface EngineImages {
+  /** Image by reference or id; undefined when it is not in the store (the engine answers NotFound). */
+  get(refOrId: string): Promise<EngineImage | undefined>;
+  /** Prepares a writable rootfs snapshot for `key` from the image; returns the mounts that make it. */
+  prepareRootfs(key: string, imageId: string): Promise<RootfsMount[]>;
+  /** Removes the snapshot of `key`; idempotent. */
+  removeRootfs(key: string): Promise<void>;
+}
+
+export interface EngineOptions {
+  /** Persistent state: state.db, default log dirs, the pause rootfs. */
+  root: string;
+  /** Volatile state: pod dirs, container rootfs mount points. */
+  runDir: string;
+  logger: Logger;
+  images: EngineImages;
+  /** Handler name (RuntimeClass) → backend. */
+  backends: Map<string, Backend>;
+  /** Handler used when a pod names none. */
+  defaultHandler: string;
+  /** CNI-backed pod network; without it every non-host pod gets a loopback-only netns. */
+  network?: PodNetwork;
+  /** Cgroup parent for pods that name none (cgroupfs path), default "/bulkhead". */
+  cgroupParent?: string;
+  /** pids.max of every container (fork-bomb guard); default 4096, 0 = no limit. */
+  pidsLimit?: number;
+  /** Period of the safety-net sweep over running containers; default 2000 ms. */
+  sweepIntervalMs?: number;
+  /** Size of the disk reserve kept in `root` for a full disk (util/disk-reserve.ts); default 8 MiB, 0 none. */
+  diskReserveBytes?: number;
+  /**
+   * Hold a pod's IPC/UTS namespaces with bind-mounted files (bulkhead-pinns) instead of a pause
+   * container where the backend only joins namespaces (runc, crun) and the pod does not share one
+   * PID namespace; default true. Without gcc to build the helper the engine uses a pause container.
+   */
+  pinNamespaces?: boolean;
+  /** Where bulkhead-pinns is built and cached; default /var/cache/bulkhead/bin. */
+  helperDir?: string;
+  /** Pod log directories must lie under one of these (besides <root>/logs); default ["/var/log/pods"]. */
+  podLogRoots?: string[];
+  /** A pod's cgroup_parent must lie under one of these (cgroupfs paths); default DEFAULT_CGROUP_ROOTS. */
+  cgroupRoots?: string[];
+  /** Localhost seccomp profiles must be regular files under this; default /var/lib/kubelet/seccomp. */
+  seccompProfileRoot?: string;
+  /** Host paths are checked at mount time against this; default: kubelet root /var/lib/kubelet, the dangerous paths plus root and runDir. */
+  hostPathGuard?: HostPathGuard;
+  /** RunPodSandbox calls doing their expensive part at once; default 4 per CPU, 4..16 (creation waits on runtime processes as much as it uses CPU). Others queue. */
+  podCreationParallelism?: number;
+}
+
+/** Cgroup parents a pod may name: Bulkhead's own and the kubelet's (cgroupfs driver). */
+export const DEFAULT_CGROUP_ROOTS: readonly string[] = ['/bulkhead', '/kubepods'];
+export const DEFAULT_POD_LOG_ROOT = '/var/log/pods';
+
+/** Extra, non-CRI inputs for runPodSandbox (decided by policy/, not by the request). */
+export interface RunPodOptions {
+  /**
+   * The policy's decision for the pod (level, egress guard, host network, container defaults, ...),
+   * stored with the pod as `backendState.decision`; absent = none stored, and everything that reads
+   * it (network, container spec, CreateContainer's policy check) applies the fail-closed one.
+   */
+  decision?: PodDecisionRecord;
+  /** Network mode override: 'none' gives a loopback-only netns even with CNI configured. */
+  networkMode?: NetworkMode;
+  signal?: AbortSignal;
+}
+
+/** Standard streams of an exec/attach session (same shape as stream/'s StreamIO). */
+export interface EngineStreamIO {
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+  tty: boolean;
+  resize?: AsyncIterable<{ width: number; height: number }>;
+}

@@ -1,0 +1,346 @@
+/**
+ * Pod lifecycle and topology: RunPodSandbox (record, dirs, network, /etc files, pinned namespaces
+ * or a pause container), StopPodSandbox, RemovePodSandbox, and destroyPod, the one undo of
+ * everything a pod may have, used by remove, by a failed creation and by recovery.
+ */
+import { mkdir, rm, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AbortedError, AlreadyExistsError, InvalidArgumentError, UnavailableError, isNotFound } from '../errors.ts';
+import type { Backend, ContainerState as RuntimeState } from '../runtime/backend.ts';
+import type { PodNetwork, PodNetworkRequest, NetworkMode, PortProtocol } from '../network/pod-network.ts';
+import { FAIL_CLOSED, readDecision } from '../policy/decision.ts';
+import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
+import { walkDirsBeneath } from '../util/beneath.ts';
+import type * as cri from '../api/cri.ts';
+import { NameConflict, type PodRecord, type PodRuntimeInfo } from './store.ts';
+import { newId, resolveId } from './ids.ts';
+import { writePodFiles, validateHostname } from './pod-files.ts';
+import { buildPodPauseSpec, ensurePauseRootfs } from './container-spec.ts';
+import { refuseUserNamespace } from './user-namespace.ts';
+import { refuseSelinuxOnEnabledNode } from './selinux.ts';
+import type { RunPodOptions } from './options.ts';
+import { type EngineContext, nowNs, settleAll } from './context.ts';
+import { firstMissing, logRootOf, removeLogDir } from './log-dirs.ts';
+import { checkCgroupParent, missingCgroupDirs, removeCgroupDirs, removeMadeCgroupDirs } from './cgroup-dirs.ts';
+import { emit } from './cri-view.ts';
+import { watchPause } from './exit-monitor.ts';
+import { destroyContainer, stopLocked } from './container-lifecycle.ts';
+
+/** When `idOrPrefix` names a pod still being created, cancels that creation and waits for its rollback. */
+async function cancelCreation(ctx: EngineContext, idOrPrefix: string): Promise<void> {
+  if (ctx.creating.size === 0) return;
+  let id: string;
+  try { id = resolveId('pod sandbox', idOrPrefix, (p) => ctx.store.podIdsWithPrefix(p)); } catch { return; }
+  const c = ctx.creating.get(id);
+  if (!c) return;
+  c.abort.abort(new AbortedError(`pod sandbox ${id} was stopped or removed while being created`));
+  await c.done;
+}
+
+function podNetworkMode(ctx: EngineContext, config: cri.PodSandboxConfig, opts: RunPodOptions): NetworkMode {
+  const ns = config.linux?.securityContext?.namespaceOptions;
+  if (ns?.network === 'NODE') return 'host';
+  if (opts.networkMode) return opts.networkMode;
+  return ctx.opts.network ? 'bridge' : 'none';
+}
+
+function networkFor(ctx: EngineContext, mode: NetworkMode): PodNetwork {
+  return mode === 'bridge' ? ctx.network : ctx.fallbackNetwork;
+}
+
+function netRequest(p: PodRecord, mode: NetworkMode): PodNetworkRequest {
+  const d = readDecision(p.runtime.backendState.decision) ?? FAIL_CLOSED;
+  return {
+    id: p.id,
+    name: p.name,
+    namespace: p.namespace,
+    uid: p.uid,
+    trust: d.hostNetwork ? 'trusted' : 'untrusted',
+    egressGuard: d.egressGuard,
+    mode,
+    portMappings: (p.config.portMappings ?? []).map((m) => ({
+      protocol: (m.protocol ?? 'TCP').toLowerCase() as PortProtocol,
+      containerPort: m.containerPort ?? 0,
+      hostPort: m.hostPort ?? 0,
+      hostIp: m.hostIp ?? '',
+    })),
+  };
+}
+
+/**
+ * CRI RunPodSandbox: creates and starts a pod sandbox; returns its id. On failure everything
+ * made so far is undone before the error is thrown.
+ */
+export async function runPodSandbox(ctx: EngineContext, config: cri.PodSandboxConfig, runtimeHandler: string, opts: RunPodOptions): Promise<string> {
+  const md = config.metadata;
+  if (!md?.name || !md.namespace || !md.uid) throw new InvalidArgumentError('pod sandbox metadata must have name, namespace and uid');
+  refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `pod ${md.namespace}/${md.name}`);
+  refuseSelinuxOnEnabledNode({ options: [config.linux?.securityContext?.selinuxOptions] }, ctx.selinux, `pod ${md.namespace}/${md.name}`);
+  const { name: handler, backend } = ctx.backendFor(runtimeHandler);
+  const probe = await backend.probe(opts.signal);
+  if (!probe.available) throw new UnavailableError(`runtime handler ${handler} is not available here: ${probe.reason ?? 'unknown reason'}`);
+  const hostname = config.hostname ?? '';
+  if (hostname) validateHostname(hostname);
+  const mode = podNetworkMode(ctx, config, opts);
+  const callerSignal = opts.signal ? AbortSignal.any([opts.signal, ctx.closing.signal]) : ctx.closing.signal;
+  // One attempt per pod name in flight: the kubelet's retry of a call it gave up on waits here
+  // until that call is done or rolled back. Then a bounded number of creations run at once; a
+  // call whose client goes away while it waits has made nothing.
+  const unreserve = await ctx.podNames.reserve(`${md.namespace}\0${md.name}\0${md.attempt ?? 0}`, callerSignal);
+  let releaseSlot: (() => void) | undefined;
+  try {
+    releaseSlot = await ctx.podSlots.acquire(callerSignal);
+    return await createPod(ctx, config, { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0 }, handler, backend, hostname, mode, callerSignal, opts);
+  } finally {
+    releaseSlot?.();
+    unreserve();
+  }
+}
+
+async function createPod(
+  ctx: EngineContext, config: cri.PodSandboxConfig, md: { name: string; namespace: string; uid: string; attempt: number }, handler: string,
+  backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions,
+): Promise<string> {
+  const id = newId();
+  // Aborted by the caller (deadline, cancel), the daemon closing, or Stop/RemovePodSandbox.
+  const cancel = new AbortController();
+  const signal = AbortSignal.any([callerSignal, cancel.signal]);
+  const podDir = join(ctx.opts.runDir, 'pods', id);
+  const logLoc = logRootOf(ctx.opts, config.logDirectory || join(ctx.opts.root, 'logs', id));
+  const logDirectory = join(logLoc.root, ...logLoc.parts);
+  const logDirMade = await firstMissing(logLoc.root, logLoc.parts);
+  const ownCgroup = !config.linux?.cgroupParent;
+  const cgroupParent = config.linux?.cgroupParent ? checkCgroupParent(ctx.opts, config.linux.cgroupParent) : `${ctx.opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
+  const cgroupMade = ownCgroup ? {} : await missingCgroupDirs(cgroupParent);
+  const pins = await pinPlan(ctx, config, backend, mode, podDir);
+  const runtime: PodRuntimeInfo = {
+    netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
+    podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer && !pins ? newId() : '',
+    namespacePaths: {}, backendState: { mode, ownCgroup, cgroupMade, ownLogDir: !config.logDirectory, logDirMade: logDirMade ?? '', ...(opts.decision ? { decision: opts.decision } : {}) },
+  };
+  const rec: PodRecord = {
+    id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,
+    phase: 'creating', createdAt: nowNs(), config, runtime,
+  };
+  let settled!: () => void;
+  const done = new Promise<void>((r) => { settled = r; });
+  return await ctx.locks.with(id, async () => {
+    try {
+      ctx.store.insertPod(rec);
+    } catch (err) {
+      settled();
+      if (err instanceof NameConflict) throw new AlreadyExistsError(err.message);
+      throw err;
+    }
+    ctx.creating.set(id, { abort: cancel, done });
+    try {
+      // Independent steps run side by side; every one is settled before an error is thrown, so
+      // the cleanup below never races a half-finished step (e.g. a netns still being made).
+      const [, , netR, pauseR] = await settleAll([
+        mkdir(podDir, { recursive: true, mode: 0o711 }),
+        mkdir(logLoc.root, { recursive: true, mode: 0o755 }).then(() => walkDirsBeneath(logLoc.root, logLoc.parts, { create: true, mode: 0o755, what: 'log_directory', rule: 'no symlinks under the pod log root' })),
+        networkFor(ctx, mode).setup(netRequest(rec, mode), signal),
+        runtime.pauseId ? pauseRootfsOf(ctx) : Promise.resolve(''),
+      ] as const);
+      const net = netR;
+      runtime.netnsPath = net.netnsPath ?? '';
+      runtime.ips = net.ips;
+      ctx.store.updatePod(rec);
+      signal.throwIfAborted();
+      const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
+      if (pins) {
+        await mkdir(join(podDir, 'ns'), { mode: 0o700 });
+        const sysctls = config.linux?.sysctls ?? {};
+        await pinNamespaces(pins.bin, {
+          ...(pins.ipc ? { ipc: pins.ipc } : {}),
+          ...(pins.uts ? { uts: pins.uts } : {}),
+          ...(pins.uts && hostname ? { hostname } : {}),
+          ...(runtime.netnsPath && Object.keys(sysctls).some((k) => k.replaceAll('/', '.').startsWith('net.')) ? { joinNet: runtime.netnsPath } : {}),
+          sysctls, signal,
+        });
+        runtime.namespacePaths = { ...(pins.ipc ? { ipc: pins.ipc } : {}), ...(pins.uts ? { uts: pins.uts } : {}) };
+      }
+      signal.throwIfAborted();
+      if (runtime.pauseId) {
+        const pauseRootfs = pauseR;
+        const spec = await buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseRootfs, files });
+        const podRef = runtime.netnsPath ? { podId: id, role: 'sandbox' as const, netnsPath: runtime.netnsPath } : { podId: id, role: 'sandbox' as const };
+        const { pid } = await backend.createContainer({
+          id: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, spec, pod: podRef,
+          logPath: join(podDir, 'pause.log'), signal,
+        });
+        signal.throwIfAborted();
+        await backend.start(runtime.pauseId, signal);
+        if (backend.podModel.joinInfraNamespaces && pid > 0) {
+          runtime.namespacePaths = { ipc: `/proc/${pid}/ns/ipc`, uts: `/proc/${pid}/ns/uts`, pid: `/proc/${pid}/ns/pid` };
+        } else if (backend.podModel.pidNamespaceByPath && pid > 0) {
+          runtime.namespacePaths = { pid: `/proc/${pid}/ns/pid` };
+        }
+        backend.podModel.joinInfraNamespaces && (runtime.backendState.pausePid = pid);
+        watchPause(ctx, id, runtime.pauseId, backend);
+      }
+      runtime.backendState.files = files;
+      // a caller that went away during the last step gets nothing, so nothing may stay
+      signal.throwIfAborted();
+      rec.phase = 'ready';
+      ctx.store.updatePod(rec);
+      ctx.log.info('pod sandbox ready', { pod: id, name: `${md.namespace}/${md.name}`, handler });
+      return id;
+    } catch (err) {
+      ctx.log.warn('pod sandbox creation failed; cleaning up', { pod: id, err });
+      try {
+        await destroyPod(ctx, rec, ctx.closing.signal);
+      } catch (e) {
+        // Never a hidden half-made record that holds the name: what could not be undone is a
+        // NOTREADY pod, listed, that RemovePodSandbox (the kubelet's next step) retries.
+        ctx.log.error('cleanup after failed pod creation failed; the pod stays NOTREADY for RemovePodSandbox', { pod: id, err: e });
+        if (ctx.store.getPod(id)) { rec.phase = 'notready'; ctx.store.updatePod(rec); }
+      }
+      throw err;
+    } finally {
+      ctx.creating.delete(id);
+      settled();
+    }
+  });
+}
+
+/**
+ * Which namespaces of a new pod are pinned to files instead of held by a pause container, or
+ * undefined for a pause container (backends whose pods are sandboxes, a shared PID namespace,
+ * pinning turned off or the helper cannot be built).
+ */
+async function pinPlan(ctx: EngineContext, config: cri.PodSandboxConfig, backend: Backend, mode: NetworkMode, podDir: string): Promise<{ bin: string; ipc?: string; uts?: string } | undefined> {
+  if (ctx.opts.pinNamespaces === false || !backend.podModel.infraContainer || !backend.podModel.joinInfraNamespaces) return undefined;
+  const nsOpt = config.linux?.securityContext?.namespaceOptions;
+  if ((nsOpt?.pid ?? 'POD') === 'POD') return undefined; // the pod's PID namespace needs a process
+  let bin: string;
+  try {
+    bin = await ensurePinns(ctx.opts.helperDir);
+  } catch (err) {
+    if (!ctx.pinnsWarned) ctx.log.warn('bulkhead-pinns unavailable; pods use a pause container', { err });
+    ctx.pinnsWarned = true;
+    return undefined;
+  }
+  const ipc = nsOpt?.ipc !== 'NODE';
+  const uts = !(mode === 'host' && !config.hostname);
+  checkPinnableSysctls(config.linux?.sysctls ?? {}, { ipc, uts, net: mode !== 'host' });
+  return {
+    bin,
+    ...(ipc ? { ipc: join(podDir, 'ns', 'ipc') } : {}),
+    ...(uts ? { uts: join(podDir, 'ns', 'uts') } : {}),
+  };
+}
+
+function pauseRootfsOf(ctx: EngineContext): Promise<string> {
+  ctx.pauseRootfs ??= ensurePauseRootfs(join(ctx.opts.root, 'pause'));
+  return ctx.pauseRootfs;
+}
+
+/** CRI StopPodSandbox: kills every container and the pause process, frees the network. Idempotent. */
+export async function stopPodSandbox(ctx: EngineContext, idOrPrefix: string, signal?: AbortSignal): Promise<void> {
+  await cancelCreation(ctx, idOrPrefix);
+  let p: PodRecord;
+  try { p = ctx.resolvePod(idOrPrefix); } catch (err) { if (isNotFound(err)) return; throw err; }
+  const sig = signal ?? ctx.closing.signal;
+  for (const c of ctx.store.listContainers(p.id)) {
+    await ctx.locks.with(c.id, async () => {
+      const cur = ctx.store.getContainer(c.id);
+      if (cur && cur.phase === 'running') await stopLocked(ctx, cur, p, 0, sig);
+    });
+  }
+  await ctx.locks.with(p.id, async () => {
+    const cur = ctx.store.getPod(p.id);
+    if (!cur || cur.phase !== 'ready' && cur.phase !== 'notready') return;
+    const backend = ctx.backendOf(cur);
+    if (cur.runtime.pauseId) {
+      ctx.unwatch(cur.runtime.pauseId);
+      await killAndWait(backend, cur.runtime.pauseId, sig);
+    }
+    const mode = (cur.runtime.backendState.mode as NetworkMode | undefined) ?? 'none';
+    if (mode !== 'host') await networkFor(ctx, mode).teardown(cur.id, sig);
+    if (cur.phase !== 'notready') {
+      cur.phase = 'notready';
+      ctx.store.updatePod(cur);
+      ctx.log.info('pod sandbox stopped', { pod: cur.id });
+    }
+  });
+}
+
+async function killAndWait(backend: Backend, id: string, signal: AbortSignal): Promise<RuntimeState | undefined> {
+  try {
+    const st = await backend.state(id, signal);
+    if (st.status !== 'running') return st;
+    await backend.kill(id, 'SIGKILL', signal);
+    return await backend.wait(id, AbortSignal.any([signal, AbortSignal.timeout(30_000)]));
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/** CRI RemovePodSandbox: removes the pod and all its containers. Idempotent. */
+export async function removePodSandbox(ctx: EngineContext, idOrPrefix: string, signal?: AbortSignal): Promise<void> {
+  await cancelCreation(ctx, idOrPrefix);
+  let p: PodRecord;
+  try { p = ctx.resolvePod(idOrPrefix); } catch (err) { if (isNotFound(err)) return; throw err; }
+  const sig = signal ?? ctx.closing.signal;
+  await ctx.locks.with(p.id, async () => {
+    const cur = ctx.store.getPod(p.id);
+    if (!cur) return;
+    cur.phase = 'removing';
+    ctx.store.setPodPhase(cur.id, 'removing');
+    await destroyPod(ctx, cur, sig);
+    ctx.log.info('pod sandbox removed', { pod: cur.id });
+  });
+}
+
+/** Undoes everything a pod may have (containers, pause, network, dirs, cgroups); then the record. */
+export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<void> {
+  // The containers go side by side (each `delete --force` kills what still runs); everything is
+  // settled before the first error is thrown, and the pod record goes only when all went.
+  const backend = ctx.opts.backends.get(p.handler);
+  const pauseId = p.runtime.pauseId;
+  if (pauseId) ctx.unwatch(pauseId);
+  // Only where app containers merely join the pause's namespaces (runc, crun); where the pause
+  // is the sandbox the containers live in (a VM), it goes after them.
+  const pauseAlongside = backend?.podModel.joinInfraNamespaces === true;
+  const mode = (p.runtime.backendState.mode as NetworkMode | undefined) ?? 'none';
+  // the pod's own namespaces and files; a process still inside keeps a namespace alive, so
+  // where containers only join them this runs alongside the containers' removal
+  const podLevel = (): Promise<unknown> => settleAll([
+    mode !== 'host' ? networkFor(ctx, mode).teardown(p.id, signal) : Promise.resolve(),
+    unpinPod(ctx, p.runtime.podDir, signal).then(() => rm(p.runtime.podDir, { recursive: true, force: true })),
+  ]);
+  await settleAll([
+    ...ctx.store.listContainers(p.id).map((c) => ctx.locks.with(c.id, async () => {
+      const cur = ctx.store.getContainer(c.id);
+      if (!cur) return;
+      ctx.store.setContainerPhase(cur.id, 'removing');
+      await destroyContainer(ctx, cur, p, signal);
+      emit(ctx, 'CONTAINER_DELETED_EVENT', cur);
+    })),
+    pauseId && backend && pauseAlongside ? backend.delete(pauseId, signal) : Promise.resolve(),
+    pauseAlongside ? podLevel() : Promise.resolve(),
+  ]);
+  // where the pause is the sandbox the containers live in (a VM, a gVisor sandbox), it goes
+  // after them, and the pod's network after it
+  if (pauseId && backend && !pauseAlongside) await backend.delete(pauseId, signal);
+  await settleAll([
+    pauseAlongside ? Promise.resolve() : podLevel(),
+    // after the containers: conmon may still be writing their last log lines
+    // the pod's log directory, when Bulkhead created it (from the topmost directory it made)
+    removeLogDir(p),
+  ]);
+  // cgroups last: only empty ones can go, and the netns teardown may still have held a process
+  if (p.runtime.backendState.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
+  else await removeMadeCgroupDirs(p.runtime.cgroupParent, p.runtime.backendState.cgroupMade);
+  ctx.store.deletePod(p.id);
+}
+
+/** Releases the namespace files of a pod (whatever is under <podDir>/ns, record or not). */
+async function unpinPod(ctx: EngineContext, podDir: string, signal: AbortSignal): Promise<void> {
+  let names: string[];
+  try { names = await readdir(join(podDir, 'ns')); } catch { return; }
+  if (names.length === 0) return;
+  await unpinNamespaces(await ensurePinns(ctx.opts.helperDir), names.map((n) => join(podDir, 'ns', n)), signal);
+}
