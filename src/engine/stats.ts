@@ -17,13 +17,18 @@ function cpuRate(ctx: EngineContext, id: string, ns: number, at: number): number
 }
 
 async function statsOf(ctx: EngineContext, c: ContainerRecord, backend: Backend, signal: AbortSignal): Promise<cri.ContainerStats> {
+  return (await sampleOf(ctx, c, backend, signal)).stats;
+}
+
+/** One backend.stats call for a container (a `runsc events` process on gVisor): its CRI figures and process count. */
+async function sampleOf(ctx: EngineContext, c: ContainerRecord, backend: Backend, signal: AbortSignal): Promise<{ stats: cri.ContainerStats; pids: number }> {
   const attributes = { id: c.id, metadata: { name: c.name, attempt: c.attempt }, labels: c.config.labels ?? {}, annotations: c.config.annotations ?? {} };
-  if (c.phase !== 'running') return { attributes, cpu: null, memory: null, writableLayer: null, swap: null };
+  if (c.phase !== 'running') return { stats: { attributes, cpu: null, memory: null, writableLayer: null, swap: null }, pids: 0 };
   const s = await backend.stats(c.id, signal);
   const ts = s.timestamp.getTime() * 1e6;
   const rate = cpuRate(ctx, c.id, s.cpuUsageNs, ts);
   const limit = c.config.linux?.resources?.memoryLimitInBytes ?? 0;
-  return {
+  const stats: cri.ContainerStats = {
     attributes,
     cpu: { timestamp: ts, usageCoreNanoSeconds: { value: s.cpuUsageNs }, usageNanoCores: rate === null ? null : { value: rate } },
     memory: {
@@ -34,6 +39,7 @@ async function statsOf(ctx: EngineContext, c: ContainerRecord, backend: Backend,
     writableLayer: null,
     swap: null,
   };
+  return { stats, pids: s.pids };
 }
 
 /** CRI ContainerStats. */
@@ -59,25 +65,26 @@ export async function listContainerStats(ctx: EngineContext, filter?: cri.Contai
 
 async function podStats(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<cri.PodSandboxStats> {
   const containers: cri.ContainerStats[] = [];
+  let procs = 0;
+  // one sample per container gives both its figures and its process count
   for (const c of ctx.store.listContainers(p.id)) {
     if (c.phase !== 'running') continue;
-    try { containers.push(await statsOf(ctx, c, ctx.backendOf(p), signal)); } catch { /* exited meanwhile */ }
+    try {
+      const s = await sampleOf(ctx, c, ctx.backendOf(p), signal);
+      containers.push(s.stats);
+      procs += s.pids;
+    } catch { /* exited meanwhile */ }
   }
   const ts = nowNs();
   let cpuNs = 0;
   let rate = 0;
   let ws = 0;
   let usage = 0;
-  let procs = 0;
   for (const s of containers) {
     cpuNs += s.cpu?.usageCoreNanoSeconds?.value ?? 0;
     rate += s.cpu?.usageNanoCores?.value ?? 0;
     ws += s.memory?.workingSetBytes?.value ?? 0;
     usage += s.memory?.usageBytes?.value ?? 0;
-  }
-  for (const c of ctx.store.listContainers(p.id)) {
-    if (c.phase !== 'running') continue;
-    try { procs += (await ctx.backendOf(p).stats(c.id, signal)).pids; } catch { /* gone */ }
   }
   return {
     attributes: { id: p.id, metadata: { name: p.name, uid: p.uid, namespace: p.namespace, attempt: p.attempt }, labels: p.config.labels ?? {}, annotations: p.config.annotations ?? {} },
