@@ -32,7 +32,7 @@ import type { AttachRequest, ExecRequest, PortForwardRequest, StreamRuntime } fr
 export type { AttachRequest, ExecRequest, PortForwardRequest, StreamIO, StreamRuntime, TerminalSize } from './types.ts';
 import { SPDY_COMMAND_PROTOCOLS, WS_COMMAND_PROTOCOLS, serveSpdyCommand, serveWebSocketCommand, type CommandTarget } from './remotecommand.ts';
 import { SPDY_PORTFORWARD_PROTOCOLS, WS_PORTFORWARD_PROTOCOLS, parsePort, serveSpdyPortForward, serveWebSocketPortForward } from './portforward.ts';
-import { WebSocketConnection, acceptKey, isValidKey } from './websocket.ts';
+import { WebSocketAcceptor, WebSocketConnection } from './websocket.ts';
 
 export interface StreamServerOptions {
   runtime: StreamRuntime;
@@ -89,7 +89,7 @@ export class StreamServer {
   readonly #tokens: TokenCache<Pending>;
   readonly #creationTimeoutMs: number;
   readonly #idleTimeoutMs: number;
-  readonly #maxMessage: number;
+  readonly #webSockets: WebSocketAcceptor;
   readonly #sockets = new Set<Socket>();
   #baseUrl: string | undefined;
   #server: Server | null = null;
@@ -104,7 +104,7 @@ export class StreamServer {
     this.#tokens = new TokenCache<Pending>(tokenOpts);
     this.#creationTimeoutMs = opts.streamCreationTimeoutMs ?? 30_000;
     this.#idleTimeoutMs = opts.idleTimeoutMs ?? 4 * 60 * 60 * 1000;
-    this.#maxMessage = opts.maxMessageBytes ?? 1024 * 1024;
+    this.#webSockets = new WebSocketAcceptor(opts.maxMessageBytes ?? 1024 * 1024);
     this.#baseUrl = opts.baseUrl?.replace(/\/+$/, '');
   }
 
@@ -222,11 +222,6 @@ export class StreamServer {
   }
 
   #acceptWebSocket(req: IncomingMessage, socket: Socket, head: Buffer, pending: Pending, query: URLSearchParams): void {
-    const key = req.headers['sec-websocket-key'];
-    if (req.headers['sec-websocket-version'] !== '13' || !isValidKey(key) || !/upgrade/i.test(String(req.headers.connection ?? ''))) {
-      rawResponse(socket, '400 Bad Request', 'bad websocket handshake\n', { 'Sec-WebSocket-Version': '13' });
-      return;
-    }
     const table: Record<string, unknown> = pending.kind === 'portforward' ? WS_PORTFORWARD_PROTOCOLS : WS_COMMAND_PROTOCOLS;
     const offered = headerList(req.headers['sec-websocket-protocol']);
     const protocol = offered.length === 0 ? '' : offered.find((p) => p !== '' && p in table);
@@ -248,16 +243,14 @@ export class StreamServer {
         ports = parsed as number[];
       }
     }
-    const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(key)}`];
-    if (protocol) lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
-    socket.write(lines.join('\r\n') + '\r\n\r\n');
-    const makeConn = (onMessage: (data: Buffer, binary: boolean) => boolean): WebSocketConnection => {
-      const conn = new WebSocketConnection(socket, { logger: this.#log, maxMessage: this.#maxMessage, onMessage });
-      setImmediate(() => conn.feed(head));
-      return conn;
-    };
-    const deps = { runtime: this.#runtime, logger: this.#log, streamCreationTimeoutMs: this.#creationTimeoutMs };
-    if (pending.kind === 'portforward') serveWebSocketPortForward(makeConn, protocol, ports, pending.req, deps);
-    else serveWebSocketCommand(makeConn, protocol, pending as CommandTarget, deps);
+    // The handshake itself (key, version, 101 answer) is ws's; a malformed one gets its 400.
+    this.#webSockets.accept(req, socket, head, protocol, (ws) => {
+      socket.setTimeout(this.#idleTimeoutMs); // ws clears the socket's timeout; the idle bound stays
+      const makeConn = (onMessage: (data: Buffer, binary: boolean) => boolean): WebSocketConnection =>
+        new WebSocketConnection(ws, socket, { logger: this.#log, onMessage });
+      const deps = { runtime: this.#runtime, logger: this.#log, streamCreationTimeoutMs: this.#creationTimeoutMs };
+      if (pending.kind === 'portforward') serveWebSocketPortForward(makeConn, protocol, ports, pending.req, deps);
+      else serveWebSocketCommand(makeConn, protocol, pending as CommandTarget, deps);
+    });
   }
 }

@@ -173,13 +173,20 @@ describe('stream server over WebSocket', () => {
       ['fragmented control frame', rawFrame(9, Buffer.alloc(0), { fin: false }), 1002],
       ['continuation without a message', rawFrame(0, Buffer.of(1)), 1002],
       ['oversized message', rawFrame(2, Buffer.alloc(0), { len: 10 * 1024 * 1024 }), 1009],
+      ['fragments that add up past the maximum message', Buffer.concat([rawFrame(2, Buffer.alloc(40 * 1024), { fin: false }), rawFrame(0, Buffer.alloc(40 * 1024))]), 1009],
+      ['reserved bit without an extension', rawFrame(0x40 | 2, Buffer.of(0)), 1002],
+      ['text message that is not UTF-8', rawFrame(1, Buffer.of(0x30, 0xc3, 0x28)), 1007],
+      ['close frame with a one-byte payload', rawFrame(8, Buffer.of(3)), 1002],
     ];
     for (const [name, frame, code] of cases) {
       const { url } = server.getExec({ containerId: 'w', cmd: ['sleep', '5'], tty: false, stdin: true, stdout: true, stderr: false });
       const up = await rawWebSocket(url, 'v5.channel.k8s.io');
       assert.equal(up.status, 101, name);
       up.socket.write(frame);
+      const started = Date.now();
       const got = await readUntilClosed(up);
+      // The server ends the connection itself, at once (it does not wait for our close frame).
+      assert.ok(Date.now() - started < 2_000, `${name}: closed in ${Date.now() - started} ms`);
       const i = got.indexOf(Buffer.of(0x88)); // the server's close frame
       assert.ok(i >= 0, `${name}: close frame sent`);
       assert.equal(got.readUInt16BE(i + 2), code, name);
@@ -188,5 +195,58 @@ describe('stream server over WebSocket', () => {
     const s = open(url, 'v5.channel.k8s.io');
     await s.closed;
     assert.equal(s.text(1), 'alive\n');
+  });
+
+  it('answers a ping with a pong carrying its payload, and a client close frame with its code', async () => {
+    const { url } = server.getExec({ containerId: 'w6', cmd: ['sleep', '5'], tty: false, stdin: true, stdout: true, stderr: false });
+    const up = await rawWebSocket(url, 'v5.channel.k8s.io');
+    assert.equal(up.status, 101);
+    const close = Buffer.alloc(2);
+    close.writeUInt16BE(1001);
+    up.socket.write(Buffer.concat([rawFrame(9, Buffer.from('hi')), rawFrame(8, close)]));
+    const got = await readUntilClosed(up);
+    assert.ok(got.includes(Buffer.from([0x8a, 0x02, 0x68, 0x69])), 'pong "hi"');
+    const i = got.indexOf(Buffer.of(0x88, 0x02));
+    assert.ok(i >= 0, 'close frame echoed');
+    assert.equal(got.readUInt16BE(i + 2), 1001);
+    await until(() => runtime.aborted.includes('w6'), 'exec aborted when the client closed');
+  });
+
+  it('refuses a malformed handshake (bad key) with 400 and serves nothing', async () => {
+    const { url } = server.getExec({ containerId: 'w7', cmd: ['echo', 'no'], tty: false, stdin: false, stdout: true, stderr: false });
+    const up = await httpUpgrade(url, {
+      Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'short', 'Sec-WebSocket-Protocol': 'v5.channel.k8s.io',
+    });
+    assert.equal(up.status, 400);
+    up.socket.destroy();
+    assert.ok(!runtime.calls.some((c) => c.id === 'w7'), 'the command never ran');
+  });
+
+  it('a client that does not answer our close frame is dropped after 5 s', async () => {
+    const { url } = server.getExec({ containerId: 'w8', cmd: ['true'], tty: false, stdin: false, stdout: true, stderr: false });
+    const up = await rawWebSocket(url, 'v5.channel.k8s.io');
+    assert.equal(up.status, 101);
+    const started = Date.now();
+    const got = await readUntilClosed(up); // never answers the server's close frame
+    const took = Date.now() - started;
+    assert.ok(got.includes(Buffer.of(0x88)), 'close frame sent');
+    assert.ok(took >= 4_000 && took < 10_000, `dropped after ${took} ms`);
+  });
+});
+
+describe('stream server over WebSocket: idle bound', () => {
+  const runtime = new ProcessRuntime();
+  const server = new StreamServer({ runtime, logger: silentLogger, idleTimeoutMs: 300 });
+  before(async () => { await server.start(); });
+  after(async () => { await server.close(); });
+
+  it('a WebSocket connection with no traffic is closed after idleTimeoutMs', async () => {
+    const { url } = server.getExec({ containerId: 'i1', cmd: ['sleep', '30'], tty: false, stdin: true, stdout: true, stderr: false });
+    const s = open(url, 'v5.channel.k8s.io');
+    await s.opened;
+    const started = Date.now();
+    await s.closed;
+    assert.ok(Date.now() - started < 5_000, `closed after ${Date.now() - started} ms`);
+    await until(() => runtime.aborted.includes('i1'), 'exec aborted when the connection went idle');
   });
 });
