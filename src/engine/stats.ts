@@ -3,11 +3,14 @@
  * backends' samples; usageNanoCores from the previous sample of the same container.
  */
 import { isNotFound } from '../errors.ts';
-import type { Backend } from '../runtime/backend.ts';
+import type { Backend, ContainerStats as ContainerSample } from '../runtime/backend.ts';
 import type * as cri from '../api/cri.ts';
 import type { PodRecord, ContainerRecord } from './store.ts';
 import { type EngineContext, nowNs } from './context.ts';
 import { listContainers, listPodSandbox } from './cri-view.ts';
+
+/** The previous-sample key of a pod's own figures (container ids never have this prefix). */
+const podRateKey = (podId: string): string => `pod/${podId}`;
 
 function cpuRate(ctx: EngineContext, id: string, ns: number, at: number): number | null {
   const prev = ctx.lastCpu.get(id);
@@ -63,6 +66,22 @@ export async function listContainerStats(ctx: EngineContext, filter?: cri.Contai
   return out;
 }
 
+/** The pod's own host figures (the VM, the gVisor sandbox) when its backend has them; undefined = none or not readable now. */
+async function podOwnStats(ctx: EngineContext, p: PodRecord, backend: Backend, signal: AbortSignal): Promise<ContainerSample | undefined> {
+  if (!backend.podStats || !p.runtime.pauseId) return undefined;
+  try {
+    return await backend.podStats(p.runtime.pauseId, signal);
+  } catch (err) {
+    ctx.log.debug('pod stats failed; summing its containers', { pod: p.id, err });
+    return undefined;
+  }
+}
+
+/**
+ * A pod's figures: its containers', and at pod level the pod's own host usage where the backend
+ * reports one (a microVM: QEMU's cgroup, guest RAM and emulation included; gVisor: the sandbox
+ * cgroup, the Sentry's), else the sum of its containers.
+ */
 async function podStats(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<cri.PodSandboxStats> {
   const containers: cri.ContainerStats[] = [];
   let procs = 0;
@@ -75,21 +94,30 @@ async function podStats(ctx: EngineContext, p: PodRecord, signal: AbortSignal): 
       procs += s.pids;
     } catch { /* exited meanwhile */ }
   }
-  const ts = nowNs();
+  const own = await podOwnStats(ctx, p, ctx.backendOf(p), signal);
+  let ts = nowNs();
   let cpuNs = 0;
-  let rate = 0;
+  let rate: number | null = 0;
   let ws = 0;
   let usage = 0;
-  for (const s of containers) {
-    cpuNs += s.cpu?.usageCoreNanoSeconds?.value ?? 0;
-    rate += s.cpu?.usageNanoCores?.value ?? 0;
-    ws += s.memory?.workingSetBytes?.value ?? 0;
-    usage += s.memory?.usageBytes?.value ?? 0;
+  if (own) {
+    ts = own.timestamp.getTime() * 1e6;
+    cpuNs = own.cpuUsageNs;
+    rate = cpuRate(ctx, podRateKey(p.id), own.cpuUsageNs, ts);
+    ws = own.memoryWorkingSetBytes;
+    usage = own.memoryUsageBytes;
+  } else {
+    for (const s of containers) {
+      cpuNs += s.cpu?.usageCoreNanoSeconds?.value ?? 0;
+      rate += s.cpu?.usageNanoCores?.value ?? 0;
+      ws += s.memory?.workingSetBytes?.value ?? 0;
+      usage += s.memory?.usageBytes?.value ?? 0;
+    }
   }
   return {
     attributes: { id: p.id, metadata: { name: p.name, uid: p.uid, namespace: p.namespace, attempt: p.attempt }, labels: p.config.labels ?? {}, annotations: p.config.annotations ?? {} },
     linux: {
-      cpu: { timestamp: ts, usageCoreNanoSeconds: { value: cpuNs }, usageNanoCores: { value: rate } },
+      cpu: { timestamp: ts, usageCoreNanoSeconds: { value: cpuNs }, usageNanoCores: rate === null ? null : { value: rate } },
       memory: { timestamp: ts, workingSetBytes: { value: ws }, availableBytes: null, usageBytes: { value: usage }, rssBytes: null, pageFaults: null, majorPageFaults: null },
       network: null,
       process: { timestamp: ts, processCount: { value: procs } },
@@ -111,5 +139,7 @@ export async function listPodSandboxStats(ctx: EngineContext, filter?: cri.PodSa
     const p = ctx.store.getPod(s.id);
     if (p) out.push(await podStats(ctx, p, signal ?? ctx.closing.signal));
   }
+  // the previous samples of pods that are gone (the kubelet lists pod stats every few seconds)
+  for (const k of ctx.lastCpu.keys()) if (k.startsWith('pod/') && !ctx.store.getPod(k.slice(4))) ctx.lastCpu.delete(k);
   return out;
 }

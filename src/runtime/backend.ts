@@ -221,6 +221,13 @@ export interface ContainerRuntime {
   resize(id: string, width: number, height: number): Promise<void>;
   updateResources(id: string, resources: OciLinuxResources, signal?: AbortSignal): Promise<void>;
   stats(id: string, signal?: AbortSignal): Promise<ContainerStats>;
+  /**
+   * The pod's own usage on the host, read through its sandbox container: the microVM's host cgroup
+   * (QEMU: guest memory, vCPU threads, device emulation), a gVisor sandbox's cgroup (the Sentry).
+   * What the pod costs the node, which its containers' figures (from the guest, from the Sentry)
+   * do not show. Absent = the pod's figures are the sum of its containers'.
+   */
+  podStats?(sandboxId: string, signal?: AbortSignal): Promise<ContainerStats>;
   /** Asks conmon to reopen the log file (after the kubelet rotated it). */
   reopenLog(id: string): Promise<void>;
   /** Containers of this backend found on disk under its run dir. */

@@ -384,6 +384,11 @@ export class GvisorBackend extends ConmonBackend {
     };
   }
 
+  /** The sandbox's host cgroup (the Sentry and its gofer): the pod's memory once, not once per container. */
+  async podStats(sandboxId: string, signal?: AbortSignal): Promise<ContainerStats> {
+    return await super.stats(sandboxId, signal);
+  }
+
   protected override async killExecProcess(id: string, hostPid: number, pidFile: string): Promise<void> {
     // the host pid is `runsc exec`'s own, which does not forward SIGKILL into the sandbox; the
     // exec wrapper asked runsc for the process's pid inside the sandbox (--internal-pid-file)

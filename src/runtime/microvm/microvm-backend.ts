@@ -18,6 +18,7 @@ import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
 import { InternalError, InvalidArgumentError } from '../../errors.ts';
+import { readCgroupStats } from '../cgroup-stats.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
@@ -97,6 +98,15 @@ export class MicrovmBackend extends ConmonBackend {
       cpuUsageNs: (s.cpu_usec ?? 0) * 1000, memoryWorkingSetBytes: s.memory_bytes ?? 0, memoryUsageBytes: s.memory_bytes ?? 0,
       pids: s.pids ?? 0, oomKills: s.oom_kills ?? 0, timestamp: new Date(),
     };
+  }
+
+  /**
+   * The VM's own usage: the host cgroup bulkhead-vm moved QEMU into (the sandbox container's
+   * cgroupsPath), so CPU is every vCPU and emulation thread and memory is what the guest's RAM
+   * and QEMU really take on the host.
+   */
+  async podStats(sandboxId: string, _signal?: AbortSignal): Promise<ContainerStats> {
+    return await readCgroupStats(await this.driver.cgroupsPath(sandboxId));
   }
 
   protected async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
