@@ -9,13 +9,19 @@ import type {
   PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse,
 } from '../api/cri.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
+import type { RunPodOptions } from '../engine/options.ts';
+
+export type { RunPodOptions };
 import type { Logger } from '../util/log.ts';
 import type { RuntimeHandlers } from './runtime-handlers.ts';
 import type { RpcObserver } from './status.ts';
 
-/** The engine's RuntimeService-shaped API (src/engine/engine.ts). */
+/**
+ * The engine's RuntimeService-shaped API (src/engine/engine.ts). RunPodSandbox's extra inputs are
+ * the engine's own RunPodOptions type (not a copy), so the two cannot drift apart.
+ */
 export interface CriEngine {
-  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: { decision?: PodDecisionRecord; networkMode?: 'none'; signal?: AbortSignal }): Promise<string>;
+  runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: RunPodOptions): Promise<string>;
   /** The daemon's own record of a ready pod: what CreateContainer is judged by. */
   storedPod(idOrPrefix: string): CriStoredPod;
   stopPodSandbox(id: string, signal?: AbortSignal): Promise<void>;

@@ -3,7 +3,7 @@ import { requestedNetwork } from './annotations.ts';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
 import type { PodSandboxConfig, PodSandboxFilter } from '../api/cri.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
-import type { CriDeps, PodDecision } from './deps.ts';
+import type { CriDeps, PodDecision, RunPodOptions } from './deps.ts';
 import type { RunPodSandboxRequest } from '../api/cri-messages.ts';
 import { unary, type Impl } from './status.ts';
 import { checkMetadataName, checkPodBounds, checkSeccompProfilePath, requireId } from './validate.ts';
@@ -94,8 +94,10 @@ export function sandboxHandlers(deps: CriDeps): Record<string, Impl> {
         // Without a policy nothing is recorded and the engine applies the fail-closed decision.
         if (record) record = { ...record, handler: entry.name };
         const network = requestedNetwork(config.annotations, config.linux?.securityContext?.namespaceOptions?.network === 'NODE');
-        const networkMode = network === 'none' ? { networkMode: 'none' as const } : {};
-        const podSandboxId = await engine.runPodSandbox(config, entry.name, { ...(record ? { decision: record } : {}), ...networkMode, signal: ctx.signal });
+        const opts: RunPodOptions = { signal: ctx.signal };
+        if (record) opts.decision = record;
+        if (network === 'none') opts.networkMode = 'none';
+        const podSandboxId = await engine.runPodSandbox(config, entry.name, opts);
         return { podSandboxId };
       } finally {
         releasePorts();

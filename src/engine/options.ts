@@ -5,7 +5,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../util/log.ts';
 import type { Backend } from '../runtime/backend.ts';
-import type { PodNetwork, NetworkMode } from '../network/pod-network.ts';
+import type { PodNetwork } from '../network/pod-network.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { EngineImage, HostPathGuard } from './container-spec.ts';
 import type { RootfsMount } from './mounts.ts';
@@ -76,8 +76,11 @@ export interface RunPodOptions {
    * it (network, container spec, CreateContainer's policy check) applies the fail-closed one.
    */
   decision?: PodDecisionRecord;
-  /** Network mode override: 'none' gives a loopback-only netns even with CNI configured. */
-  networkMode?: NetworkMode;
+  /**
+   * 'none' gives a loopback-only netns even with CNI configured (the pod asked for no network). The
+   * only override: the host network comes from the pod's NODE namespace option, judged by the policy.
+   */
+  networkMode?: 'none';
   signal?: AbortSignal;
 }
 

@@ -40,7 +40,7 @@ async function cancelCreation(ctx: EngineContext, idOrPrefix: string): Promise<v
 function podNetworkMode(ctx: EngineContext, config: cri.PodSandboxConfig, opts: RunPodOptions): NetworkMode {
   const ns = config.linux?.securityContext?.namespaceOptions;
   if (ns?.network === 'NODE') return 'host';
-  if (opts.networkMode) return opts.networkMode;
+  if (opts.networkMode === 'none') return 'none';
   return ctx.opts.network ? 'bridge' : 'none';
 }
 
