@@ -10,6 +10,7 @@ import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { readDecision } from '../policy/decision.ts';
 import { mountHostPath } from '../runtime/pinns/hostmount.ts';
 import { profileLooserThanDefault, readLocalhostProfile } from '../runtime/seccomp.ts';
+import { strictSpecAnnotations } from '../runtime/strict/annotations.ts';
 import { isUnder } from '../util/beneath.ts';
 import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
 import type { OciSeccomp, OciSpec } from '../oci/spec.ts';
@@ -28,6 +29,8 @@ export interface ImageConfigFields extends ImageProcessConfig {
 /** An image as the image service returns it (only what the engine needs). */
 export interface EngineImage {
   id: string;
+  /** The manifest's digest (the strict handler's profiles are keyed by it). */
+  manifestDigest?: string;
   repoDigests?: string[];
   repoTags?: string[];
   /** The OCI image config: either the full blob ({config: {...}}) or its inner `config` object. */
@@ -270,7 +273,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     seccomp,
     cgroupParent: inp.cgroupParent,
     cgroupName: inp.id,
-    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id },
+    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id, ...strictSpecAnnotations(inp.image, config.annotations) },
     ...(files ? { etcFiles: files } : {}),
   };
   if (config.command && config.command.length > 0) req.command = config.command;

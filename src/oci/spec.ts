@@ -103,6 +103,9 @@ export interface OciSeccomp {
   defaultErrnoRet?: number;
   architectures?: string[];
   flags?: string[];
+  /** Unix socket runc hands SCMP_ACT_NOTIFY listeners to (runtime-spec 1.0.2-dev+, runc ≥ 1.1). */
+  listenerPath?: string;
+  listenerMetadata?: string;
   syscalls?: OciSeccompSyscall[];
 }
 

@@ -360,7 +360,7 @@ export class NodePolicy {
  */
 export function handlerInfoFromStatuses(statuses: readonly { name: string; isolation: string; probe: { available: boolean; reason?: string | undefined } }[]): HandlerInfo[] {
   return statuses.flatMap((s) => {
-    if (s.isolation !== 'process' && s.isolation !== 'user-kernel' && s.isolation !== 'vm') return [];
+    if (s.isolation !== 'process' && s.isolation !== 'strict' && s.isolation !== 'user-kernel' && s.isolation !== 'vm') return [];
     const h: HandlerInfo = { handler: s.name, isolation: s.isolation, available: s.probe.available };
     if (s.probe.reason) h.reason = s.probe.reason;
     return [h];

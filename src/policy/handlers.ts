@@ -10,7 +10,10 @@ import { ISOLATIONS, type HandlerInfo, type Isolation } from './policy.ts';
 export const BACKEND_ISOLATION: Readonly<Record<string, Isolation>> = {
   runc: 'process',
   crun: 'process',
-  strict: 'process',
+  strict: 'strict',
+  'strict-kill': 'strict',
+  // a training run is runc with the default profile
+  'strict-learn': 'process',
   gvisor: 'user-kernel',
   microvm: 'vm',
   kata: 'vm',
@@ -31,8 +34,8 @@ export function parseHandlerList(spec: string): HandlerInfo[] {
     const [name, cls] = item.split('=', 2) as [string, string | undefined];
     if (!/^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$/.test(name)) throw new InvalidArgumentError(`handlers: "${name}" is not a valid handler name`);
     const isolation = cls ?? BACKEND_ISOLATION[name];
-    if (isolation === undefined) throw new InvalidArgumentError(`handlers: give the isolation class of "${name}" (${name}=process|user-kernel|vm)`);
-    if (!ISOLATIONS.includes(isolation as Isolation)) throw new InvalidArgumentError(`handlers: "${isolation}" is not an isolation class (process, user-kernel, vm)`);
+    if (isolation === undefined) throw new InvalidArgumentError(`handlers: give the isolation class of "${name}" (${name}=process|strict|user-kernel|vm)`);
+    if (!ISOLATIONS.includes(isolation as Isolation)) throw new InvalidArgumentError(`handlers: "${isolation}" is not an isolation class (${ISOLATIONS.join(', ')})`);
     if (out.some((h) => h.handler === name)) throw new InvalidArgumentError(`handlers: "${name}" is listed twice`);
     out.push({ handler: name, isolation: isolation as Isolation, available: true });
   }

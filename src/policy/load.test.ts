@@ -12,7 +12,7 @@ const invalid: { name: string; text: string; error: RegExp }[] = [
   { name: 'unknown top-level key', text: 'default_trusted = "x"', error: /default_trusted is not a known key/ },
   { name: 'unknown level key (typo)', text: '[levels.t]\nmin_isolation = "process"\nallow_privileged_mode = true', error: /levels\.t\.allow_privileged_mode is not a known key/ },
   { name: 'missing min_isolation', text: '[levels.t]\nallow_privileged = true', error: /levels\.t\.min_isolation is required/ },
-  { name: 'bad isolation class', text: '[levels.t]\nmin_isolation = "container"', error: /levels\.t\.min_isolation must be one of process, user-kernel, vm/ },
+  { name: 'bad isolation class', text: '[levels.t]\nmin_isolation = "container"', error: /levels\.t\.min_isolation must be one of process, strict, user-kernel, vm/ },
   { name: 'boolean given as string', text: '[levels.t]\nmin_isolation = "process"\nallow_privileged = "yes"', error: /levels\.t\.allow_privileged must be true or false/ },
   { name: 'bad host_paths mode', text: '[levels.t]\nmin_isolation = "process"\nhost_paths = "some"', error: /levels\.t\.host_paths must be one of none, listed, safe, any/ },
   { name: 'listed without paths', text: '[levels.t]\nmin_isolation = "process"\nhost_paths = "listed"', error: /levels\.t\.allowed_host_paths must list at least one path/ },

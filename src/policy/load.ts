@@ -9,7 +9,7 @@
  *   protected_paths = ["/srv/secrets"]     # added to the built-in dangerous host paths
  *   kubelet_root = "/var/lib/kubelet"
  *   [levels.trusted]
- *   min_isolation = "process"              # process | user-kernel | vm (required)
+ *   min_isolation = "process"              # process | strict | user-kernel | vm (required)
  *   handlers = ["runc", "gvisor"]          # optional allow-list
  *   default_handler = "runc"
  *   on_weak_handler = "upgrade"            # upgrade | deny

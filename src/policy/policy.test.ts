@@ -222,3 +222,37 @@ describe('imageSource', () => {
   ];
   for (const [ref, want] of table) it(`${ref} → ${String(want)}`, () => assert.equal(imageSource(ref), want));
 });
+
+describe('the strict isolation class (a per-image system call allow-list)', () => {
+  const p = parsePolicyText(`
+default_trust = "allowlisted"
+[levels.allowlisted]
+min_isolation = "strict"
+on_weak_handler = "deny"
+[levels.lax]
+min_isolation = "process"
+[[rules]]
+name = "lax namespace"
+trust = "lax"
+namespaces = ["lax-ns"]
+`, 'toml', 'test');
+  const handlers: HandlerInfo[] = [
+    { handler: 'runc', isolation: 'process', available: true },
+    { handler: 'strict-learn', isolation: 'process', available: true },
+    { handler: 'strict', isolation: 'strict', available: true },
+    { handler: 'gvisor', isolation: 'user-kernel', available: true },
+  ];
+  it('ranks between process and user-kernel: a level requiring it accepts strict and gvisor, refuses runc and training runs', () => {
+    assert.equal(decidePod(p, pod({ runtimeHandler: 'strict' }), handlers).handler, 'strict');
+    assert.equal(decidePod(p, pod({ runtimeHandler: 'gvisor' }), handlers).handler, 'gvisor');
+    for (const weak of ['runc', 'strict-learn']) {
+      const d = decidePod(p, pod({ runtimeHandler: weak }), handlers);
+      assert.equal(d.allowed, false, weak);
+      assert.match(d.violations[0]?.message ?? '', /needs at least the strict isolation class/);
+    }
+  });
+  it('a process-class level may train (strict-learn) and run strict', () => {
+    assert.equal(decidePod(p, pod({ namespace: 'lax-ns', runtimeHandler: 'strict-learn' }), handlers).handler, 'strict-learn');
+    assert.equal(decidePod(p, pod({ namespace: 'lax-ns', runtimeHandler: 'strict' }), handlers).handler, 'strict');
+  });
+});

@@ -23,9 +23,13 @@ import { portAllowed } from './decision.ts';
 import { checkSysctls } from './sysctl.ts';
 import { unifiedProblems } from './cgroup-unified.ts';
 
-export type Isolation = 'process' | 'user-kernel' | 'vm';
-export const ISOLATION_RANK: Readonly<Record<Isolation, number>> = { process: 0, 'user-kernel': 1, vm: 2 };
-export const ISOLATIONS: readonly Isolation[] = ['process', 'user-kernel', 'vm'];
+/**
+ * Isolation classes, weakest first: 'strict' is runc with a per-image system call allow-list
+ * (the strict handler), so a level can require it without requiring a user-space kernel.
+ */
+export type Isolation = 'process' | 'strict' | 'user-kernel' | 'vm';
+export const ISOLATION_RANK: Readonly<Record<Isolation, number>> = { process: 0, strict: 1, 'user-kernel': 2, vm: 3 };
+export const ISOLATIONS: readonly Isolation[] = ['process', 'strict', 'user-kernel', 'vm'];
 
 /** none: no host paths; listed: only under allowedHostPaths; safe: any but the dangerous ones; any: everything. */
 export type HostPathMode = 'none' | 'listed' | 'safe' | 'any';

@@ -44,8 +44,11 @@ import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
 export type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
-/** How strongly a backend separates a workload from the host kernel. */
-export type Isolation = 'process' | 'user-kernel' | 'vm';
+/**
+ * How strongly a backend separates a workload from the host kernel: 'strict' is the process class
+ * with a per-image system call allow-list (src/runtime/strict/), ranked between process and user-kernel.
+ */
+export type Isolation = 'process' | 'strict' | 'user-kernel' | 'vm';
 
 export interface ProbeResult {
   available: boolean;

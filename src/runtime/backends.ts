@@ -8,6 +8,7 @@ import { CrunBackend } from './crun/crun-backend.ts';
 import { GvisorBackend } from './gvisor/gvisor-backend.ts';
 import { RuncBackend } from './runc/runc-backend.ts';
 import { MicrovmBackend } from './microvm/microvm-backend.ts';
+import { StrictBackend } from './strict/strict-backend.ts';
 
 const FACTORIES: Record<string, (opts: BackendOptions) => Backend> = {
   runc: (o) => new RuncBackend(o),
@@ -15,6 +16,9 @@ const FACTORIES: Record<string, (opts: BackendOptions) => Backend> = {
   runsc: (o) => new GvisorBackend(o),
   crun: (o) => new CrunBackend(o),
   microvm: (o) => new MicrovmBackend(o),
+  strict: (o) => new StrictBackend(o, 'enforce', 'eperm'),
+  'strict-kill': (o) => new StrictBackend(o, 'enforce', 'kill'),
+  'strict-learn': (o) => new StrictBackend(o, 'learn'),
 };
 
 export function createBackend(kind: string, opts: BackendOptions): Backend | undefined {

@@ -3,12 +3,12 @@
  * Pods use an infra (pause) container whose IPC/UTS namespaces app containers join by path.
  */
 import { run } from '../../util/exec.ts';
-import type { PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { Isolation, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 
 export class RuncBackend extends ConmonBackend {
   readonly name: string = 'runc';
-  readonly isolation = 'process' as const;
+  readonly isolation: Isolation = 'process';
   readonly podModel: PodModel = { infraContainer: true, network: 'netns-path', joinInfraNamespaces: true };
 
   runtimeCommand(): RuntimeCommand {
