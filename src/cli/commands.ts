@@ -23,6 +23,7 @@ const registry: [name: string, load: Loader][] = [
   ['system', () => import('./system.ts')],
   ['doctor', () => import('./doctor.ts')],
   ['demo', () => import('./demo.ts')],
+  ['report', () => import('./report.ts')],
   ['daemon', () => import('./daemon.ts')],
   ['policy', () => import('./policy.ts')],
   ['webhook', () => import('./webhook.ts')],

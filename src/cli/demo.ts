@@ -54,6 +54,8 @@ export interface DemoRun {
   seconds: number;
   output: Record<string, string>;
   error?: string;
+  /** The workload's whole stdout (only when asked for: `bulkhead report` parses it itself). */
+  raw?: string;
 }
 
 function baseRequest(name: string, isolation: string, namespace: string, args: string[]): RunRequest {
@@ -65,7 +67,7 @@ function baseRequest(name: string, isolation: string, namespace: string, args: s
 }
 
 /** `global` is the demo daemon's: the pod's log directory is chosen under its root, which that daemon allows. */
-async function demoRun(client: CriClient, ctx: CommandContext, global: GlobalOptions, req: RunRequest): Promise<DemoRun> {
+export async function demoRun(client: CriClient, ctx: CommandContext, global: GlobalOptions, req: RunRequest, keepRaw = false): Promise<DemoRun> {
   const out = new Collect();
   const err = new Collect();
   const sub: CommandContext = { ...ctx, global, stdout: out, stderr: err, flags: { quiet: true } };
@@ -87,7 +89,7 @@ async function demoRun(client: CriClient, ctx: CommandContext, global: GlobalOpt
     if (i > 0) output[line.slice(0, i).trim()] = line.slice(i + 1).trim();
   }
   if (err.text.trim() && !error && exitCode !== 0) error = err.text.trim();
-  return { namespace: req.namespace ?? '', requested: req.isolation, ranOn, exitCode, seconds: (performance.now() - t0) / 1000, output, ...(error ? { error } : {}) };
+  return { namespace: req.namespace ?? '', requested: req.isolation, ranOn, exitCode, seconds: (performance.now() - t0) / 1000, output, ...(error ? { error } : {}), ...(keepRaw ? { raw: out.text } : {}) };
 }
 
 /** Where the demo's private daemon lives, beside the default one. */
