@@ -59,10 +59,9 @@ export async function missingCgroupDirs(path: string): Promise<Record<string, st
 }
 
 /** Removes what Bulkhead made of a requested cgroup parent: per hierarchy, from `path` up to the recorded top. */
-export async function removeMadeCgroupDirs(path: string, made: unknown): Promise<void> {
-  if (typeof made !== 'object' || made === null) return;
-  for (const [h, top] of Object.entries(made as Record<string, unknown>)) {
-    if (typeof top !== 'string' || top.includes('..') || h.includes('/') || h.includes('..') || !(path === top || path.startsWith(top + '/'))) continue;
+export async function removeMadeCgroupDirs(path: string, made: Readonly<Record<string, string>>): Promise<void> {
+  for (const [h, top] of Object.entries(made)) {
+    if (top.includes('..') || h.includes('/') || h.includes('..') || !(path === top || path.startsWith(top + '/'))) continue;
     await rmdirDeep(join(CGROUP_ROOT, h, path));
     for (let dir = path; dir !== top && dir.length > top.length;) {
       dir = dir.slice(0, dir.lastIndexOf('/'));

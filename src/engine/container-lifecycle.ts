@@ -10,7 +10,6 @@ import {
   AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnimplementedError, isNotFound,
 } from '../errors.ts';
 import type { ContainerState as RuntimeState, OciLinuxResources } from '../runtime/backend.ts';
-import { readDecision } from '../policy/decision.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
 import { unifiedProblems } from '../policy/cgroup-unified.ts';
 import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
@@ -65,8 +64,8 @@ export async function createContainer(ctx: EngineContext, podIdOrPrefix: string,
     const containerDir = join(ctx.opts.runDir, 'containers', id);
     const runtime: ContainerRuntimeInfo = {
       bundleDir: containerDir, rootfsDir: join(containerDir, 'rootfs'), rootfsPrepared: false,
-      conmonPidFile: '', exitDir: '', pid: 0, cgroupPath: `${p.runtime.cgroupParent}/${id}`,
-      stopSignal: imageProcessConfig(image).StopSignal || 'SIGTERM', backendState: {},
+      pid: 0, cgroupPath: `${p.runtime.cgroupParent}/${id}`,
+      stopSignal: imageProcessConfig(image).StopSignal || 'SIGTERM',
     };
     const rec: ContainerRecord = {
       id, podId: p.id, name, attempt, phase: 'creating', createdAt: nowNs(), startedAt: 0, finishedAt: 0,
@@ -236,7 +235,7 @@ export async function updateContainerResources(ctx: EngineContext, idOrPrefix: s
     if (c.phase !== 'created' && c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is ${c.phase}`);
     const p = ctx.podOfContainer(c);
     // Judged by the pod's stored decision (none stored: fail closed), as CreateContainer is.
-    const d = readDecision(p.runtime.backendState.decision);
+    const d = p.runtime.engine.decision;
     const bad = d?.unifiedAny ? [] : unifiedProblems(linux.unified);
     await refuseUnifiedOnV1(bad.length > 0 ? undefined : linux.unified, `container ${c.id}`);
     if (bad.length > 0) throw new PermissionDeniedError(`policy: UpdateContainerResources for container ${c.id} denied by rule ${d?.level ?? 'default'}/cgroup-unified: linux.unified: ${bad.join('; ')} (only a level that allows privileged containers may set other cgroup files)`);

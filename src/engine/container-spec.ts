@@ -7,7 +7,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
-import { readDecision } from '../policy/decision.ts';
 import { mountHostPath } from '../runtime/pinns/hostmount.ts';
 import { profileLooserThanDefault, readLocalhostProfile } from '../runtime/seccomp.ts';
 import { strictSpecAnnotations } from '../runtime/strict/annotations.ts';
@@ -90,7 +89,7 @@ export const HARDENED_DEFAULTS: ContainerDefaults = { seccomp: 'RuntimeDefault',
 
 /** The pod's defaults for unset settings, from its stored decision (hardened when none was stored). */
 function podDefaults(pod: PodRecord): ContainerDefaults {
-  const d = readDecision(pod.runtime.backendState.decision);
+  const d = pod.runtime.engine.decision;
   if (!d) return HARDENED_DEFAULTS;
   return {
     seccomp: d.seccompDefault, honorNoNewPrivs: d.honorNoNewPrivs, unmaskedProc: d.unmaskedProc, hostPathsAny: d.hostPathsAny === true,
@@ -242,7 +241,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     uts: hostNet && !pod.config.hostname ? 'host' : join && paths.uts ? { path: paths.uts } : 'private',
     pid,
   };
-  const files = pod.runtime.backendState.files as PodEtcFiles | undefined;
+  const files = pod.runtime.engine.files;
   // the seccomp profile is judged before anything is mounted (the engine does it even earlier)
   const seccomp = inp.seccomp ?? await seccompOf(sc, defaults.seccomp, inp.seccompProfileRoot);
   const mounts = await stageHostMounts(config, pod, defaults, inp.hostPaths);

@@ -4,7 +4,7 @@
  * record or the outside world.
  */
 import { FailedPreconditionError } from '../errors.ts';
-import { readDecision, type PodDecisionRecord } from '../policy/decision.ts';
+import type { PodDecisionRecord } from '../policy/decision.ts';
 import type * as cri from '../api/cri.ts';
 import type { PodRecord, ContainerRecord } from './store.ts';
 import { type EngineContext, nowNs, visible } from './context.ts';
@@ -92,7 +92,7 @@ export function podSandboxStatus(ctx: EngineContext, idOrPrefix: string, verbose
       pauseId: p.runtime.pauseId, cgroupParent: p.runtime.cgroupParent, podDir: p.runtime.podDir,
       logDirectory: p.runtime.logDirectory, config: p.config,
       // The stored policy decision the pod's containers are judged by (null: none, fail closed).
-      decision: readDecision(p.runtime.backendState.decision) ?? null,
+      decision: p.runtime.engine.decision ?? null,
     });
   }
   return {
@@ -110,7 +110,7 @@ export function podSandboxStatus(ctx: EngineContext, idOrPrefix: string, verbose
 export function storedPod(ctx: EngineContext, idOrPrefix: string): { id: string; config: cri.PodSandboxConfig; handler: string; decision: PodDecisionRecord | undefined } {
   const p = ctx.resolvePod(idOrPrefix);
   if (p.phase !== 'ready') throw new FailedPreconditionError(`pod sandbox ${p.id} is not ready`);
-  return { id: p.id, config: p.config, handler: p.handler, decision: readDecision(p.runtime.backendState.decision) };
+  return { id: p.id, config: p.config, handler: p.handler, decision: p.runtime.engine.decision };
 }
 
 /** CRI ListPodSandbox. */

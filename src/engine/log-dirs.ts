@@ -65,10 +65,10 @@ export async function firstMissing(root: string, parts: readonly string[]): Prom
  * the topmost one it made (older records: only its own default directory).
  */
 export async function removeLogDir(p: PodRecord): Promise<void> {
-  const made = p.runtime.backendState.logDirMade;
+  const made = p.runtime.engine.logDirMade;
   const dir = p.runtime.logDirectory;
   if (typeof made !== 'string') {
-    if (p.runtime.backendState.ownLogDir) await rm(dir, { recursive: true, force: true });
+    if (p.runtime.engine.ownLogDir) await rm(dir, { recursive: true, force: true });
     return;
   }
   if (!made || !(dir === made || dir.startsWith(made + '/'))) return;

@@ -72,7 +72,7 @@ export const DEFAULT_POD_LOG_ROOT = '/var/log/pods';
 export interface RunPodOptions {
   /**
    * The policy's decision for the pod (level, egress guard, host network, container defaults, ...),
-   * stored with the pod as `backendState.decision`; absent = none stored, and everything that reads
+   * stored with the pod (PodEngineState.decision in store.ts); absent = none stored, and everything that reads
    * it (network, container spec, CreateContainer's policy check) applies the fail-closed one.
    */
   decision?: PodDecisionRecord;

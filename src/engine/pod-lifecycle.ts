@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { AbortedError, AlreadyExistsError, InvalidArgumentError, UnavailableError, isNotFound } from '../errors.ts';
 import type { Backend, ContainerState as RuntimeState } from '../runtime/backend.ts';
 import type { PodNetwork, PodNetworkRequest, NetworkMode, PortProtocol } from '../network/pod-network.ts';
-import { FAIL_CLOSED, readDecision } from '../policy/decision.ts';
+import { FAIL_CLOSED } from '../policy/decision.ts';
 import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
 import { walkDirsBeneath } from '../util/beneath.ts';
 import type * as cri from '../api/cri.ts';
@@ -49,7 +49,7 @@ function networkFor(ctx: EngineContext, mode: NetworkMode): PodNetwork {
 }
 
 function netRequest(p: PodRecord, mode: NetworkMode): PodNetworkRequest {
-  const d = readDecision(p.runtime.backendState.decision) ?? FAIL_CLOSED;
+  const d = p.runtime.engine.decision ?? FAIL_CLOSED;
   return {
     id: p.id,
     name: p.name,
@@ -114,9 +114,9 @@ async function createPod(
   const cgroupMade = ownCgroup ? {} : await missingCgroupDirs(cgroupParent);
   const pins = await pinPlan(ctx, config, backend, mode, podDir);
   const runtime: PodRuntimeInfo = {
-    netnsPath: '', ownNetns: mode !== 'bridge', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
+    netnsPath: '', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
     podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer && !pins ? newId() : '',
-    namespacePaths: {}, backendState: { mode, ownCgroup, cgroupMade, ownLogDir: !config.logDirectory, logDirMade: logDirMade ?? '', ...(opts.decision ? { decision: opts.decision } : {}) },
+    namespacePaths: {}, engine: { mode, ownCgroup, cgroupMade, ownLogDir: !config.logDirectory, logDirMade: logDirMade ?? '', ...(opts.decision ? { decision: opts.decision } : {}) },
   };
   const rec: PodRecord = {
     id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,
@@ -176,10 +176,9 @@ async function createPod(
         } else if (backend.podModel.pidNamespaceByPath && pid > 0) {
           runtime.namespacePaths = { pid: `/proc/${pid}/ns/pid` };
         }
-        backend.podModel.joinInfraNamespaces && (runtime.backendState.pausePid = pid);
         watchPause(ctx, id, runtime.pauseId, backend);
       }
-      runtime.backendState.files = files;
+      runtime.engine.files = files;
       // a caller that went away during the last step gets nothing, so nothing may stay
       signal.throwIfAborted();
       rec.phase = 'ready';
@@ -256,7 +255,7 @@ export async function stopPodSandbox(ctx: EngineContext, idOrPrefix: string, sig
       ctx.unwatch(cur.runtime.pauseId);
       await killAndWait(backend, cur.runtime.pauseId, sig);
     }
-    const mode = (cur.runtime.backendState.mode as NetworkMode | undefined) ?? 'none';
+    const mode = cur.runtime.engine.mode;
     if (mode !== 'host') await networkFor(ctx, mode).teardown(cur.id, sig);
     if (cur.phase !== 'notready') {
       cur.phase = 'notready';
@@ -304,7 +303,7 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   // Only where app containers merely join the pause's namespaces (runc, crun); where the pause
   // is the sandbox the containers live in (a VM), it goes after them.
   const pauseAlongside = backend?.podModel.joinInfraNamespaces === true;
-  const mode = (p.runtime.backendState.mode as NetworkMode | undefined) ?? 'none';
+  const mode = p.runtime.engine.mode;
   // the pod's own namespaces and files; a process still inside keeps a namespace alive, so
   // where containers only join them this runs alongside the containers' removal
   const podLevel = (): Promise<unknown> => settleAll([
@@ -332,8 +331,8 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
     removeLogDir(p),
   ]);
   // cgroups last: only empty ones can go, and the netns teardown may still have held a process
-  if (p.runtime.backendState.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
-  else await removeMadeCgroupDirs(p.runtime.cgroupParent, p.runtime.backendState.cgroupMade);
+  if (p.runtime.engine.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
+  else await removeMadeCgroupDirs(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
   ctx.store.deletePod(p.id);
 }
 

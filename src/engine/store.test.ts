@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { StateStore, NameConflict, LIST_BUDGET_BYTES, type PodRecord, type ContainerRecord } from './store.ts';
+import { StateStore, NameConflict, LIST_BUDGET_BYTES, readContainerRuntime, readPodRuntime, type PodRecord, type ContainerRecord } from './store.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, writeSync } from 'node:fs';
@@ -18,8 +18,8 @@ function pod(over: Partial<PodRecord> = {}): PodRecord {
     id, name: `p${n}`, namespace: 'ns', uid: `u${n}`, attempt: 0, handler: 'runc', phase: 'creating',
     createdAt: Date.now() * 1e6, config: { metadata: { name: `p${n}`, namespace: 'ns', uid: `u${n}`, attempt: 0 } },
     runtime: {
-      netnsPath: '', ownNetns: true, networkMode: 'none', ips: [], podDir: `/run/x/${id}`, logDirectory: '/var/log/x',
-      cgroupParent: `/bulkhead/pod-${id.slice(0, 16)}`, pauseId: '', namespacePaths: {}, backendState: {},
+      netnsPath: '', networkMode: 'none', ips: [], podDir: `/run/x/${id}`, logDirectory: '/var/log/x',
+      cgroupParent: `/bulkhead/pod-${id.slice(0, 16)}`, pauseId: '', namespacePaths: {}, engine: { mode: 'none', ownCgroup: true, cgroupMade: {}, ownLogDir: true },
     },
     ...over,
   };
@@ -32,8 +32,8 @@ function container(podId: string, name: string, over: Partial<ContainerRecord> =
     exitCode: 0, reason: '', message: '', imageRef: 'img@sha256:1', imageId: 'sha256:1', logPath: '/var/log/x/c.log',
     config: { metadata: { name, attempt: 0 }, image: { image: 'img' } },
     runtime: {
-      bundleDir: `/run/x/c/${id}`, rootfsDir: `/run/x/c/${id}/rootfs`, rootfsPrepared: false, conmonPidFile: '', exitDir: '',
-      pid: 0, cgroupPath: `/bulkhead/${id}`, stopSignal: 'SIGTERM', backendState: {},
+      bundleDir: `/run/x/c/${id}`, rootfsDir: `/run/x/c/${id}/rootfs`, rootfsPrepared: false,
+      pid: 0, cgroupPath: `/bulkhead/${id}`, stopSignal: 'SIGTERM',
     },
     ...over,
   };
@@ -213,5 +213,25 @@ describe('StateStore on a full disk', () => {
       spawnSync('umount', ['-l', mnt], { timeout: 10_000 });
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('reading stored runtime info (records of any version)', () => {
+  it('takes the current engine state or an older backendState; wrong types read as empty, never as host network or a decision', () => {
+    const old = readPodRuntime({ networkMode: 'host', backendState: { mode: 'bridge', ownCgroup: true, cgroupMade: { memory: '/kubepods/x', cpu: 7 }, ownLogDir: true, pausePid: 9 }, ownNetns: true });
+    assert.deepEqual(old.engine, { mode: 'bridge', ownCgroup: true, cgroupMade: { memory: '/kubepods/x' }, ownLogDir: true });
+    assert.equal(old.networkMode, 'host');
+    assert.equal('ownNetns' in old, false);
+    const cur = readPodRuntime({ engine: { mode: 'none', ownCgroup: false, cgroupMade: {}, ownLogDir: false, logDirMade: '' }, backendState: { mode: 'host' } });
+    assert.equal(cur.engine.mode, 'none', 'the current key wins over a leftover old one');
+    assert.equal(cur.engine.logDirMade, '');
+    const bad = readPodRuntime({ networkMode: 'hostile', ips: ['10.0.0.1', 3], podDir: 5, backendState: { mode: 'host-ish', ownCgroup: 'yes', decision: { version: 1, level: 'privileged' }, files: { hostname: '/h' } } });
+    assert.equal(bad.networkMode, 'pod');
+    assert.deepEqual(bad.ips, ['10.0.0.1']);
+    assert.equal(bad.podDir, '');
+    assert.deepEqual(bad.engine, { mode: 'none', ownCgroup: false, cgroupMade: {}, ownLogDir: false });
+    assert.deepEqual(readPodRuntime('garbage').engine, { mode: 'none', ownCgroup: false, cgroupMade: {}, ownLogDir: false });
+    const c = readContainerRuntime({ bundleDir: '/b', rootfsDir: '/b/rootfs', rootfsPrepared: true, conmonPidFile: '/p', exitDir: '/e', pid: 12, cgroupPath: '/c', stopSignal: '', backendState: {} });
+    assert.deepEqual(c, { bundleDir: '/b', rootfsDir: '/b/rootfs', rootfsPrepared: true, pid: 12, cgroupPath: '/c', stopSignal: 'SIGTERM' });
   });
 });

@@ -20,18 +20,41 @@ import { dirname } from 'node:path';
 import { InternalError, ResourceExhaustedError } from '../errors.ts';
 import { isDiskFull, type DiskReserve } from '../util/disk-reserve.ts';
 import type { ContainerConfig, PodSandboxConfig, ContainerReason } from '../api/cri.ts';
+import type { NetworkMode } from '../network/pod-network.ts';
+import { readDecision, type PodDecisionRecord } from '../policy/decision.ts';
+import type { PodFiles } from './pod-files.ts';
 
 /** Pod phases. 'creating' and 'removing' are transitional (work in flight or interrupted). */
 export type PodPhase = 'creating' | 'ready' | 'notready' | 'removing';
 /** Container phases. 'creating' and 'removing' are transitional. */
 export type ContainerPhase = 'creating' | 'created' | 'running' | 'exited' | 'removing';
 
+/**
+ * The engine's own state for a pod: what it decided and what it made, so that removal undoes
+ * exactly that. Records of older versions stored it untyped as `backendState` (with a `pausePid`
+ * nothing read); `readPodRuntime` reads both.
+ */
+export interface PodEngineState {
+  /** Network mode the pod was set up with: which PodNetwork tears it down ('host': none). */
+  mode: NetworkMode;
+  /** The cgroup parent is the engine's own (<cgroupParent>/pod-<id>): removed whole with the pod. */
+  ownCgroup: boolean;
+  /** For a requested cgroup parent: per hierarchy, the topmost directory creating the pod made. */
+  cgroupMade: Record<string, string>;
+  /** The log directory is the engine's default one (what older records without logDirMade go by). */
+  ownLogDir: boolean;
+  /** The topmost log directory the engine made ('' none; absent in records older than it). */
+  logDirMade?: string;
+  /** The policy's decision for the pod; absent (none stored, or unreadable): fail closed. */
+  decision?: PodDecisionRecord;
+  /** The pod's /etc files containers mount; set once the pod is ready. */
+  files?: PodFiles;
+}
+
 /** What the engine set up for a pod outside the store; enough to tear it down again. */
 export interface PodRuntimeInfo {
   /** Network namespace path, '' for host network. */
   netnsPath: string;
-  /** True when the engine created the netns itself (not the PodNetwork). */
-  ownNetns: boolean;
   networkMode: 'pod' | 'host' | 'none';
   ips: string[];
   /** Directory with hostname, hosts, resolv.conf. */
@@ -43,8 +66,7 @@ export interface PodRuntimeInfo {
   pauseId: string;
   /** Namespace paths of the pause process (/proc/<pid>/ns/…) containers join; empty without pause. */
   namespacePaths: Record<string, string>;
-  /** Anything the backend wants kept (opaque to the engine). */
-  backendState: Record<string, unknown>;
+  engine: PodEngineState;
 }
 
 export interface PodRecord {
@@ -67,16 +89,12 @@ export interface ContainerRuntimeInfo {
   rootfsDir: string;
   /** Whether the rootfs was prepared by the image service (and must be removed). */
   rootfsPrepared: boolean;
-  /** conmon's pid file, exit-file directory and attach socket directory. */
-  conmonPidFile: string;
-  exitDir: string;
   /** Container pid as the runtime reported it (0 when unknown). */
   pid: number;
   /** Cgroup path of the container (cgroupfs, relative). */
   cgroupPath: string;
   /** Signal from the image's StopSignal, default SIGTERM. */
   stopSignal: string;
-  backendState: Record<string, unknown>;
 }
 
 export interface ContainerRecord {
@@ -146,11 +164,60 @@ CREATE UNIQUE INDEX IF NOT EXISTS containers_name ON containers (pod_id, name, a
 CREATE INDEX IF NOT EXISTS containers_pod ON containers (pod_id);
 `;
 
+// --- reading stored runtime info ------------------------------------------------------------------
+// Tolerant: a record written by an older version (other or missing fields, the untyped
+// `backendState`) still loads, and is written back in the current shape on its next update; a
+// field of the wrong type reads as its empty value (what removal then skips), never as a throw.
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const strOf = (v: unknown): string => (typeof v === 'string' ? v : '');
+const numOf = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+const strArray = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+function strMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (isObj(v)) for (const [k, x] of Object.entries(v)) if (typeof x === 'string') out[k] = x;
+  return out;
+}
+
+/** The engine state of a stored pod, from the current `engine` or an older record's `backendState`. */
+export function readPodEngineState(v: unknown): PodEngineState {
+  const o = isObj(v) ? v : {};
+  const mode = o.mode === 'bridge' || o.mode === 'host' || o.mode === 'none' ? o.mode : 'none';
+  const st: PodEngineState = { mode, ownCgroup: o.ownCgroup === true, cgroupMade: strMap(o.cgroupMade), ownLogDir: o.ownLogDir === true };
+  if (typeof o.logDirMade === 'string') st.logDirMade = o.logDirMade;
+  const decision = readDecision(o.decision);
+  if (decision) st.decision = decision;
+  const f = o.files;
+  if (isObj(f) && typeof f.hostname === 'string' && typeof f.hosts === 'string' && typeof f.resolvConf === 'string') {
+    st.files = { hostname: f.hostname, hosts: f.hosts, resolvConf: f.resolvConf };
+  }
+  return st;
+}
+
+export function readPodRuntime(v: unknown): PodRuntimeInfo {
+  const o = isObj(v) ? v : {};
+  const networkMode = o.networkMode === 'host' || o.networkMode === 'none' ? o.networkMode : 'pod';
+  return {
+    netnsPath: strOf(o.netnsPath), networkMode, ips: strArray(o.ips), podDir: strOf(o.podDir), logDirectory: strOf(o.logDirectory),
+    cgroupParent: strOf(o.cgroupParent), pauseId: strOf(o.pauseId), namespacePaths: strMap(o.namespacePaths),
+    engine: readPodEngineState(o.engine ?? o.backendState),
+  };
+}
+
+export function readContainerRuntime(v: unknown): ContainerRuntimeInfo {
+  const o = isObj(v) ? v : {};
+  return {
+    bundleDir: strOf(o.bundleDir), rootfsDir: strOf(o.rootfsDir), rootfsPrepared: o.rootfsPrepared === true,
+    pid: numOf(o.pid), cgroupPath: strOf(o.cgroupPath), stopSignal: strOf(o.stopSignal) || 'SIGTERM',
+  };
+}
+
 function podFromRow(r: PodRow): PodRecord {
   return {
     id: r.id, name: r.name, namespace: r.namespace, uid: r.uid, attempt: Number(r.attempt), handler: r.handler,
     phase: r.phase as PodPhase, createdAt: Number(r.created_at),
-    config: JSON.parse(r.config) as PodSandboxConfig, runtime: JSON.parse(r.runtime) as PodRuntimeInfo,
+    config: JSON.parse(r.config) as PodSandboxConfig, runtime: readPodRuntime(JSON.parse(r.runtime)),
   };
 }
 
@@ -160,7 +227,7 @@ function containerFromRow(r: ContainerRow): ContainerRecord {
     createdAt: Number(r.created_at), startedAt: Number(r.started_at), finishedAt: Number(r.finished_at),
     exitCode: Number(r.exit_code), reason: r.reason as ContainerReason, message: r.message,
     imageRef: r.image_ref, imageId: r.image_id, logPath: r.log_path,
-    config: JSON.parse(r.config) as ContainerConfig, runtime: JSON.parse(r.runtime) as ContainerRuntimeInfo,
+    config: JSON.parse(r.config) as ContainerConfig, runtime: readContainerRuntime(JSON.parse(r.runtime)),
   };
 }
 

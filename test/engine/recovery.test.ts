@@ -6,6 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../src/util/log.ts';
@@ -33,9 +34,9 @@ function podRecord(dir: string, phase: PodPhase, over: { pauseId?: string } = {}
     id, name: `p${seq}`, namespace: 'ns', uid: `u${seq}`, attempt: 0, handler: 'mem', phase, createdAt: Date.now() * 1e6,
     config: { metadata: { name: `p${seq}`, namespace: 'ns', uid: `u${seq}`, attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } },
     runtime: {
-      netnsPath: '', ownNetns: true, networkMode: 'host', ips: [], podDir: join(dir, 'run', 'pods', id), logDirectory: join(dir, 'logs', id),
+      netnsPath: '', networkMode: 'host', ips: [], podDir: join(dir, 'run', 'pods', id), logDirectory: join(dir, 'logs', id),
       cgroupParent: `/bulkhead-recovery-test/pod-${id.slice(0, 16)}`, pauseId: over.pauseId ?? '', namespacePaths: {},
-      backendState: { mode: 'host', ownCgroup: false, cgroupMade: {}, ownLogDir: true, logDirMade: join(dir, 'logs', id) },
+      engine: { mode: 'host', ownCgroup: false, cgroupMade: {}, ownLogDir: true, logDirMade: join(dir, 'logs', id) },
     },
   };
 }
@@ -48,8 +49,8 @@ function containerRecord(dir: string, podId: string, phase: ContainerPhase): Con
     finishedAt: 0, exitCode: 0, reason: '', message: '', imageRef: 'img@sha256:1', imageId: 'sha256:1', logPath: join(dir, 'logs', `${id}.log`),
     config: { metadata: { name: `c${seq}`, attempt: 0 }, image: { image: 'img' } },
     runtime: {
-      bundleDir, rootfsDir: join(bundleDir, 'rootfs'), rootfsPrepared: false, conmonPidFile: '', exitDir: '',
-      pid: 0, cgroupPath: `/bulkhead-recovery-test/${id}`, stopSignal: 'SIGTERM', backendState: {},
+      bundleDir, rootfsDir: join(bundleDir, 'rootfs'), rootfsPrepared: false,
+      pid: 0, cgroupPath: `/bulkhead-recovery-test/${id}`, stopSignal: 'SIGTERM',
     },
   };
 }
@@ -290,5 +291,115 @@ describe('PodSandboxStats (in-memory backend)', () => {
     const all = await engine.listPodSandboxStats();
     assert.equal(all.length, 1);
     assert.equal(be.calls.get('stats'), 2);
+  });
+});
+
+describe('records of the previous schema (untyped backendState, dead fields)', () => {
+  let dir: string;
+  let engine: Engine;
+  const be = new MemoryBackend();
+  const ids = { a: hexId(), a1: hexId(), b: hexId(), c: hexId() };
+  const decision = {
+    version: 1, level: 'trusted', trustRule: 'ns', handler: 'mem', requestedHandler: '', egressGuard: false, hostNetwork: true,
+    allowedHostPorts: [], seccompDefault: 'RuntimeDefault', honorNoNewPrivs: true, unmaskedProc: false,
+  };
+  const paths = (id: string): { podDir: string; logDirectory: string } => ({ podDir: join(dir, 'run', 'pods', id), logDirectory: join(dir, 'logs', id) });
+  /** A pod's runtime column as the previous version wrote it. */
+  const oldPodRuntime = (id: string, backendState: unknown): string => JSON.stringify({
+    netnsPath: '', ownNetns: true, networkMode: 'host', ips: [], ...paths(id), cgroupParent: `/bulkhead-recovery-test/pod-${id.slice(0, 16)}`,
+    pauseId: '', namespacePaths: {}, backendState,
+  });
+  const rawRuntime = (table: 'pods' | 'containers', id: string): Record<string, unknown> => {
+    const db = new DatabaseSync(join(dir, 'root', 'state.db'));
+    try {
+      const row = db.prepare(`SELECT runtime FROM ${table} WHERE id = ?`).get(id) as { runtime: string } | undefined;
+      return row ? JSON.parse(row.runtime) as Record<string, unknown> : {};
+    } finally { db.close(); }
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bulkhead-oldrecords-'));
+    new StateStore(join(dir, 'root', 'state.db')).close();
+    const db = new DatabaseSync(join(dir, 'root', 'state.db'));
+    const pod = db.prepare('INSERT INTO pods (id, name, namespace, uid, attempt, handler, phase, created_at, config, runtime) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)');
+    const cfg = (n: string): string => JSON.stringify({ metadata: { name: n, namespace: 'old', uid: n, attempt: 0 }, linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } });
+    const now = Date.now() * 1e6;
+    // ready, with everything the old bag held (pausePid and files included)
+    pod.run(ids.a, 'a', 'old', 'a', 'mem', 'ready', now, cfg('a'), oldPodRuntime(ids.a, {
+      mode: 'host', ownCgroup: false, cgroupMade: {}, ownLogDir: true, logDirMade: paths(ids.a).logDirectory, decision, pausePid: 4242,
+      files: { hostname: join(paths(ids.a).podDir, 'etc', 'hostname'), hosts: join(paths(ids.a).podDir, 'etc', 'hosts'), resolvConf: join(paths(ids.a).podDir, 'etc', 'resolv.conf') },
+    }));
+    // being removed, from before logDirMade existed: its own default log dir goes whole
+    pod.run(ids.b, 'b', 'old', 'b', 'mem', 'removing', now, cfg('b'), oldPodRuntime(ids.b, { mode: 'host', ownCgroup: false, ownLogDir: true }));
+    // a bag that is not even an object: loads with the empty state (no decision: fail closed)
+    pod.run(ids.c, 'c', 'old', 'c', 'mem', 'ready', now, cfg('c'), oldPodRuntime(ids.c, 'garbage'));
+    const bundleDir = join(dir, 'run', 'containers', ids.a1);
+    db.prepare(`INSERT INTO containers (id, pod_id, name, attempt, phase, created_at, started_at, image_ref, image_id, log_path, config, runtime)
+      VALUES (?, ?, 'a1', 0, 'running', ?, ?, 'img@sha256:1', 'sha256:1', ?, ?, ?)`).run(
+      ids.a1, ids.a, now, now, join(paths(ids.a).logDirectory, 'a1_0.log'), JSON.stringify({ metadata: { name: 'a1', attempt: 0 }, image: { image: 'img' } }),
+      JSON.stringify({ bundleDir, rootfsDir: join(bundleDir, 'rootfs'), rootfsPrepared: false, conmonPidFile: join(bundleDir, 'conmon.pid'), exitDir: join(dir, 'exits'), pid: 4243, cgroupPath: '/x', stopSignal: 'SIGTERM', backendState: {} }));
+    db.close();
+    for (const id of [ids.a, ids.b, ids.c]) {
+      await mkdir(join(paths(id).podDir, 'etc'), { recursive: true });
+      await mkdir(paths(id).logDirectory, { recursive: true });
+    }
+    await mkdir(join(bundleDir, 'rootfs'), { recursive: true });
+    be.put(ids.a1, 'stopped', { podId: ids.a, exitCode: 0 });
+    engine = new Engine({
+      root: join(dir, 'root'), runDir: join(dir, 'run'), logger: silentLogger, images: noImages,
+      backends: new Map([['mem', be]]), defaultHandler: 'mem', pinNamespaces: false, diskReserveBytes: 0,
+      sweepIntervalMs: 3_600_000, podLogRoots: [join(dir, 'logs')],
+    });
+    await engine.recover();
+  });
+
+  after(async () => {
+    await engine?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('an old container record loads, its exit is applied, and it is written back without the dead fields', async () => {
+    const { status } = await engine.containerStatus(ids.a1);
+    assert.equal(status.state, 'CONTAINER_EXITED');
+    assert.equal(status.exitCode, 0);
+    const raw = rawRuntime('containers', ids.a1);
+    assert.equal(raw.bundleDir, join(dir, 'run', 'containers', ids.a1));
+    for (const dead of ['conmonPidFile', 'exitDir', 'backendState']) assert.equal(dead in raw, false, `${dead} is still written`);
+  });
+
+  it('an old pod\'s decision is read from backendState; the pod is written back typed, without ownNetns and pausePid', async () => {
+    assert.deepEqual(engine.storedPod(ids.a).decision, decision);
+    const verbose = JSON.parse((await engine.podSandboxStatus(ids.a, true)).info.info ?? '{}') as { decision: unknown };
+    assert.deepEqual(verbose.decision, decision);
+    await engine.stopPodSandbox(ids.a);
+    const raw = rawRuntime('pods', ids.a);
+    for (const dead of ['backendState', 'ownNetns']) assert.equal(dead in raw, false, `${dead} is still written`);
+    const st = raw.engine as Record<string, unknown>;
+    assert.equal(st.mode, 'host');
+    assert.equal(st.logDirMade, paths(ids.a).logDirectory);
+    assert.equal('pausePid' in st, false, 'pausePid is still written');
+    assert.deepEqual(st.decision, decision);
+    assert.equal((st.files as Record<string, string>).hostname, join(paths(ids.a).podDir, 'etc', 'hostname'));
+  });
+
+  it('an old pod is removed with what it made: pod dir and the log dir named by logDirMade', async () => {
+    await engine.removePodSandbox(ids.a);
+    await assert.rejects(engine.podSandboxStatus(ids.a), /not found/);
+    assert.equal(existsSync(paths(ids.a).podDir), false);
+    assert.equal(existsSync(paths(ids.a).logDirectory), false);
+  });
+
+  it('an old pod interrupted while being removed (no logDirMade: its own default log dir) is finished by recovery', async () => {
+    await assert.rejects(engine.podSandboxStatus(ids.b), /not found/);
+    assert.equal(existsSync(paths(ids.b).podDir), false);
+    assert.equal(existsSync(paths(ids.b).logDirectory), false);
+  });
+
+  it('an old pod whose state is not an object loads with no decision (fail closed) and can be removed; its log dir, not known as made, stays', async () => {
+    assert.equal(engine.storedPod(ids.c).decision, undefined);
+    await engine.removePodSandbox(ids.c);
+    await assert.rejects(engine.podSandboxStatus(ids.c), /not found/);
+    assert.equal(existsSync(paths(ids.c).podDir), false);
+    assert.equal(existsSync(paths(ids.c).logDirectory), true);
   });
 });
