@@ -26,6 +26,7 @@ const registry: [name: string, load: Loader][] = [
   ['report', () => import('./report.ts')],
   ['daemon', () => import('./daemon.ts')],
   ['policy', () => import('./policy.ts')],
+  ['profile', () => import('./profile.ts')],
   ['webhook', () => import('./webhook.ts')],
   ['k8s', () => import('./k8s.ts')],
   ['version', () => import('./version.ts')],

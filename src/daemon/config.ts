@@ -83,6 +83,8 @@ export function defaultConfig(paths: Paths): Config {
         gvisor: { backend: 'gvisor' },
         crun: { backend: 'crun' },
         microvm: { backend: 'microvm' },
+        strict: { backend: 'strict' },
+        'strict-learn': { backend: 'strict-learn' },
       },
       conmon: 'conmon',
       cgroupDriver: 'cgroupfs',
