@@ -1,6 +1,7 @@
 // `bulkhead doctor`: what this host offers and lacks — host checks done here, then each runtime
 // handler's own probe as the daemon reports it — with exactly what to install or change.
 import { access, readFile, constants } from 'node:fs/promises';
+import { cgroupLayout, describeLayout } from '../cgroup/hierarchy.ts';
 import type { Command } from './command.ts';
 import { ensureDaemon } from './daemon.ts';
 import { run } from '../util/exec.ts';
@@ -51,14 +52,13 @@ export async function hostChecks(): Promise<Check[]> {
   } catch {
     checks.push({ name: 'cni plugins', ok: false, detail: 'no /usr/lib/cni/bridge', fix: 'apt-get install containernetworking-plugins' });
   }
-  let cg = 'unknown';
-  try {
-    await access('/sys/fs/cgroup/cgroup.controllers');
-    cg = 'v2 (unified)';
-  } catch {
-    try { await access('/sys/fs/cgroup/unified'); cg = 'v1 (hybrid: v1 controllers + empty v2 at /sys/fs/cgroup/unified)'; } catch { cg = 'v1'; }
-  }
-  checks.push({ name: 'cgroups', ok: cg !== 'unknown', detail: cg + (cg.startsWith('v1') ? ' — crun refuses this; runc and runsc work' : '') });
+  const layout = cgroupLayout();
+  const cg = describeLayout();
+  checks.push({
+    name: 'cgroups', ok: layout !== 'none',
+    detail: cg + (layout === 'v1-hybrid' ? ' — crun refuses this; runc and runsc work' : ''),
+    ...(layout === 'none' ? { fix: 'mount the cgroup filesystems (cgroup2 on /sys/fs/cgroup, or the v1 controller hierarchies under it)' } : {}),
+  });
   const fs = await readFile('/proc/filesystems', 'utf8').catch(() => '');
   checks.push({ name: 'overlayfs', ok: /\boverlay\b/.test(fs), detail: /\boverlay\b/.test(fs) ? 'available' : 'not in /proc/filesystems', ...(/\boverlay\b/.test(fs) ? {} : { fix: 'modprobe overlay' }) });
   try {

@@ -188,7 +188,7 @@ export class PodVmSupervisor {
     }
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
     if (o.cgroup) {
-      this.#cgroups = placeVmm(o.cgroup, this.#vm.pid, {
+      this.#cgroups = await placeVmm(o.cgroup, this.#vm.pid, {
         memoryBytes: (o.memoryMiB + 256) * 1048576,
         ...(o.cpuQuota ? { cpuQuota: o.cpuQuota, cpuPeriod: o.cpuPeriod ?? 100000 } : {}),
       }, o.podDir, this.#log);

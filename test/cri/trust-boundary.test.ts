@@ -15,7 +15,7 @@ import { policyBuilders, refused, removePod as removeAnyPod, startPolicyDaemon, 
 import { shortHash } from '../../src/network/config.ts';
 import { KUBELET_MASKED_PATHS, KUBELET_READONLY_PATHS } from '../../src/policy/enforce.ts';
 import { run } from '../../src/util/exec.ts';
-import { cgroupMode } from '../../src/runtime/cgroup-stats.ts';
+import { cgroupMode } from '../../src/cgroup/hierarchy.ts';
 
 const IMAGE = 'bulkhead.local/trust-boundary:latest';
 const PORTS = { from: 18100, to: 18199 };

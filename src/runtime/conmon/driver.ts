@@ -19,7 +19,7 @@ import type {
   AttachOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions, ExecOptions, ExecResult,
   InteractiveExecOptions, InteractiveProcess, RuntimeCommand,
 } from '../backend.ts';
-import { readCgroupStats } from '../cgroup-stats.ts';
+import { readCgroupStats } from '../../cgroup/stats.ts';
 import { classifyRuntimeFailure } from '../errors.ts';
 import type { OciLinuxResources, OciSpec } from '../../oci/spec.ts';
 import { attachContainer, resizeTerminal } from './attach.ts';

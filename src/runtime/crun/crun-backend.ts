@@ -3,9 +3,11 @@
  * host (it wants either pure v1 or a v2 unified hierarchy), so the probe runs a real container
  * and reports crun's own words when it fails.
  */
-import { copyFile, mkdir, mkdtemp, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describeLayout } from '../../cgroup/hierarchy.ts';
+import { removeTree } from '../../cgroup/tree.ts';
 import { run } from '../../util/exec.ts';
 import type { PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
@@ -49,28 +51,21 @@ export class CrunBackend extends ConmonBackend {
       const r = await run(bin, ['--root', join(dir, 'state'), 'run', '--bundle', dir, id], { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
       if (r.code !== 0) {
         const why = runtimeMessage(r.stderr) || `exit ${r.code}`;
-        const cg = await cgroupLayout();
+        const cg = describeLayout();
         return {
           available: false,
           reason: `crun cannot run containers on this host's cgroup layout (${cg}): "${why}". crun needs a pure cgroup v1 or a cgroup v2 unified hierarchy; boot with systemd.unified_cgroup_hierarchy=1 or use the runc handler`,
           details: { runtimeVersion: version, cgroups: cg },
         };
       }
-      return { available: true, details: { runtimeVersion: version, cgroups: await cgroupLayout() } };
+      return { available: true, details: { runtimeVersion: version, cgroups: describeLayout() } };
     } finally {
       await run(bin, ['--root', join(dir, 'state'), 'delete', '--force', id], { timeoutMs: 10_000 }).catch(() => {});
       await rm(dir, { recursive: true, force: true });
-      for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'unified', '']) {
-        await rmdir(join('/sys/fs/cgroup', c, 'bulkhead-probe', id)).catch(() => {});
-        await rmdir(join('/sys/fs/cgroup', c, 'bulkhead-probe')).catch(() => {});
-      }
+      // crun made the probe's cgroup in every hierarchy, and its parent (left while another probe uses it)
+      await removeTree(`/bulkhead-probe/${id}`);
+      await removeTree('/bulkhead-probe', { deep: false });
     }
   }
 }
 
-async function cgroupLayout(): Promise<string> {
-  const has = async (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
-  if (await has('/sys/fs/cgroup/cgroup.controllers')) return 'v2 unified';
-  if (await has('/sys/fs/cgroup/unified/cgroup.controllers')) return 'v1 hybrid (v1 controllers + v2 at /sys/fs/cgroup/unified)';
-  return 'v1';
-}

@@ -37,11 +37,11 @@ import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, 
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import { resolveBinary } from '../conmon/driver.ts';
 import type { OciLinuxResources, OciNamespace, OciSpec } from '../../oci/spec.ts';
-import { writeCgroupResources } from '../cgroup-write.ts';
+import { writeCgroupResources } from '../../cgroup/limits.ts';
 import { findStaticBusybox } from '../pause.ts';
 import { runtimeMessage } from '../errors.ts';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.ts';
-import { readCgroupStats } from '../cgroup-stats.ts';
+import { readCgroupStats } from '../../cgroup/stats.ts';
 import { shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;

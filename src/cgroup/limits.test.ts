@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { sharesToWeight, v1Writes, v2Writes } from './cgroup-write.ts';
+import { sharesToWeight, v1Writes, v2Writes } from './limits.ts';
 
 describe('cgroup resource writes', () => {
   it('maps cpu shares to v2 weight at the ends and the default', () => {

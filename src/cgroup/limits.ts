@@ -1,16 +1,15 @@
 /**
  * Applies OCI Linux resources to an existing cgroup by writing its files directly (cgroupfs
- * driver; v1, including the v1 controllers of a hybrid host, and v2). For runtimes without an
- * `update` command (runsc 2022): the sandbox's processes already sit in the cgroup named by the
- * spec's cgroupsPath, so writing its limits changes what is in force.
+ * driver; v1, including the v1 controllers of a hybrid host, and v2; each controller's directory
+ * found through the mount table). For runtimes without an `update` command (runsc 2022): the
+ * sandbox's processes already sit in the cgroup named by the spec's cgroupsPath, so writing its
+ * limits changes what is in force; and for the microVM's VMM cgroup.
  */
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { cgroupMode } from './cgroup-stats.ts';
 import type { OciLinuxResources } from '../oci/spec.ts';
-
-const ROOT = '/sys/fs/cgroup';
+import { cgroupMode, cleanCgroupPath, controllerDir } from './hierarchy.ts';
 
 /** One write: file (relative to the cgroup dir of `controller`), value. */
 interface Write { controller: string; file: string; value: string }
@@ -74,15 +73,20 @@ async function put(dir: string, file: string, value: string): Promise<void> {
  * /bulkhead/<id>). Throws NotFoundError when the cgroup does not exist.
  */
 export async function writeCgroupResources(cgroupsPath: string, resources: OciLinuxResources): Promise<void> {
-  const rel = cgroupsPath.replace(/^\/+/, '');
-  if (!rel || rel.split('/').includes('..')) throw new InvalidArgumentError(`invalid cgroups path ${JSON.stringify(cgroupsPath)}`);
-  if ((await cgroupMode()) === 'v2') {
-    const dir = join(ROOT, rel);
+  const rel = cleanCgroupPath(cgroupsPath);
+  if (rel === undefined) throw new InvalidArgumentError(`invalid cgroups path ${JSON.stringify(cgroupsPath.slice(0, 200))}: a cgroupfs path without ".." is needed`);
+  const dirOf = (controller: string): string => {
+    const d = controllerDir(controller || 'memory', rel);
+    if (d === undefined) throw new NotFoundError(`no ${controller || 'cgroup v2'} hierarchy is mounted on this host; cannot set ${controller || 'cgroup'} limits`);
+    return d;
+  };
+  if (cgroupMode() === 'v2') {
+    const dir = dirOf('');
     if (!(await present(join(dir, 'cgroup.procs')))) throw new NotFoundError(`cgroup ${cgroupsPath} not found`);
     for (const w of v2Writes(resources)) await put(dir, w.file, w.value);
     return;
   }
-  const memDir = join(ROOT, 'memory', rel);
+  const memDir = dirOf('memory');
   if (!(await present(join(memDir, 'cgroup.procs')))) throw new NotFoundError(`cgroup ${cgroupsPath} not found`);
   const m = resources.memory;
   if (m && ((m.limit ?? 0) !== 0 || (m.swap ?? 0) !== 0)) {
@@ -96,5 +100,5 @@ export async function writeCgroupResources(cgroupsPath: string, resources: OciLi
     if (limit !== undefined) await put(memDir, 'memory.limit_in_bytes', limit);
     if (!growing && swap !== undefined) await put(memDir, 'memory.memsw.limit_in_bytes', swap);
   }
-  for (const w of v1Writes(resources)) await put(join(ROOT, w.controller, rel), w.file, w.value);
+  for (const w of v1Writes(resources)) await put(dirOf(w.controller), w.file, w.value);
 }

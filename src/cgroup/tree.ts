@@ -1,0 +1,186 @@
+/**
+ * Making, placing into and removing cgroups (cgroupfs driver), so that whatever Bulkhead makes is
+ * found again after a crash:
+ *
+ * - `makeCgroup` creates a cgroup in each hierarchy, calling the caller's journal with each
+ *   directory *before* its mkdir (a crash in between leaves a journal entry for nothing, harmless)
+ *   and never makes a directory outside a cgroup filesystem; `placePid` moves a process in.
+ * - `JournalFile` is such a journal kept as a JSON list in a file the caller owns (the microVM's
+ *   pod directory); `removeJournaled` removes what one lists, deepest first.
+ * - For cgroups a runtime makes (runc mkdirs the spec's cgroupsPath itself), `topMissing` says,
+ *   before the runtime runs, which directory per hierarchy will be new — recorded by the caller
+ *   with its pod — and `removeMade` removes from the cgroup up to that directory; `removeTree`
+ *   removes a cgroup Bulkhead owns wholly (every hierarchy, children first).
+ *
+ * Removal only ever rmdirs (a cgroup directory with processes is EBUSY and stays), and only on a
+ * cgroup filesystem.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
+import { readdir, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CGROUP_ROOT, cleanCgroupPath, hierarchies, hierarchyKey, type Hierarchy } from './hierarchy.ts';
+import { isCgroupFs } from './mounts.ts';
+
+export interface MadeCgroup {
+  /** The cgroup's directory in each hierarchy it was made in. */
+  leaves: string[];
+  /** Hierarchies where it could not be made, and why (the caller decides whether that matters). */
+  failed: { hierarchy: string; reason: string }[];
+}
+
+/**
+ * Makes cgroup `rel` (a clean relative path, see cleanCgroupPath) in each of `hs`. `journal(dir)`
+ * is called before each directory is made. Throws nothing for one hierarchy's failure: see `failed`.
+ */
+export function makeCgroup(rel: string, hs: readonly Hierarchy[], journal: (dir: string) => void): MadeCgroup {
+  const out: MadeCgroup = { leaves: [], failed: [] };
+  const clean = cleanCgroupPath(rel);
+  if (clean === undefined) return { leaves: [], failed: hs.map((h) => ({ hierarchy: h.path, reason: `invalid cgroup path ${JSON.stringify(rel.slice(0, 200))}` })) };
+  for (const h of hs) {
+    try {
+      let cur = h.path;
+      for (const part of clean.split('/')) {
+        cur = join(cur, part);
+        if (!existsSync(cur)) {
+          if (!isCgroupFs(join(cur, '..'))) throw new Error(`${join(cur, '..')} is not a cgroup filesystem`);
+          journal(cur);
+          mkdirSync(cur);
+          if (h.version === 1 && h.controllers.includes('cpuset')) inheritCpuset(cur);
+        } else if (!isCgroupFs(cur)) throw new Error(`${cur} is not a cgroup filesystem`);
+      }
+      out.leaves.push(cur);
+    } catch (e) {
+      out.failed.push({ hierarchy: h.path, reason: (e as Error).message });
+    }
+  }
+  return out;
+}
+
+/** A new v1 cpuset cgroup starts with no CPUs and no memory nodes (a pid placed there is ENOSPC): take the parent's. */
+function inheritCpuset(dir: string): void {
+  for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+    if (readFileSync(join(dir, f), 'utf8').trim() === '') writeFileSync(join(dir, f), readFileSync(join(dir, '..', f), 'utf8').trim());
+  }
+}
+
+/** Moves process `pid` (all its threads) into the cgroup at `dir`. */
+export function placePid(dir: string, pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`invalid pid ${pid}`);
+  if (!isCgroupFs(dir)) throw new Error(`${dir} is not a cgroup`);
+  writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+}
+
+/** A journal of directories made, as a JSON list in `file` (rewritten whole, atomically, on each add). */
+export class JournalFile {
+  readonly file: string;
+  constructor(file: string) { this.file = file; }
+
+  dirs(): string[] {
+    try {
+      const v: unknown = JSON.parse(readFileSync(this.file, 'utf8'));
+      return Array.isArray(v) ? v.filter((d): d is string => typeof d === 'string') : [];
+    } catch { return []; }
+  }
+
+  add(dir: string): void {
+    const dirs = this.dirs();
+    if (dirs.includes(dir)) return;
+    dirs.push(dir);
+    writeFileSync(`${this.file}.tmp`, JSON.stringify(dirs), { mode: 0o600 });
+    renameSync(`${this.file}.tmp`, this.file);
+  }
+}
+
+function hasChildDirs(p: string): boolean {
+  try { return readdirSync(p, { withFileTypes: true }).some((e) => e.isDirectory()); } catch { return false; }
+}
+
+/**
+ * Removes the journaled directories, deepest first; their processes must be gone (a cgroup just
+ * emptied may stay EBUSY for a moment: retried for ~1 s). A directory with a child cgroup (a shared
+ * parent another user still has) and one that is not on a cgroup filesystem are left. Returns the
+ * directories left.
+ */
+export async function removeJournaled(dirs: readonly string[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
+    if (!isCgroupFs(d)) continue; // gone already, or never a cgroup: nothing of ours
+    if (hasChildDirs(d)) { left.push(d); continue; }
+    let ok = false;
+    for (let i = 0; i < 20 && !ok; i++) {
+      try { rmdirSync(d); ok = true; } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') ok = true;
+        else if (code === 'EBUSY') await new Promise((r) => setTimeout(r, 50));
+        else break; // ENOTEMPTY: another cgroup still below a shared parent
+      }
+    }
+    if (!ok) left.push(d);
+  }
+  return left;
+}
+
+/** rmdir of a cgroup directory and every cgroup below it, children first; busy ones stay. */
+async function rmdirDeep(dir: string): Promise<void> {
+  let entries: import('node:fs').Dirent[] = [];
+  try { entries = await readdir(dir, { withFileTypes: true }); } catch { return; }
+  for (const e of entries) if (e.isDirectory()) await rmdirDeep(join(dir, e.name));
+  await rmdir(dir).catch(() => undefined);
+}
+
+/**
+ * Removes cgroup `path` (and the cgroups below it unless `deep` is false; nothing above) in every
+ * hierarchy; busy or missing directories are left.
+ */
+export async function removeTree(path: string, opts: { deep?: boolean } = {}): Promise<void> {
+  const rel = cleanCgroupPath(path);
+  if (rel === undefined) return;
+  for (const h of hierarchies()) {
+    const dir = join(h.path, rel);
+    if (!isCgroupFs(dir)) continue;
+    if (opts.deep === false) await rmdir(dir).catch(() => undefined);
+    else await rmdirDeep(dir);
+  }
+}
+
+/**
+ * Per hierarchy (keyed as hierarchyKey names it), the topmost directory of cgroup `path` that does
+ * not exist yet: what a runtime creating the cgroup will make, for the caller to record first.
+ */
+export function topMissing(path: string): Record<string, string> {
+  const rel = cleanCgroupPath(path);
+  if (rel === undefined) return {};
+  const parts = rel.split('/');
+  const out: Record<string, string> = {};
+  for (const h of hierarchies()) {
+    const key = hierarchyKey(h);
+    if (key === undefined) continue;
+    for (let i = 1; i <= parts.length; i++) {
+      const sub = '/' + parts.slice(0, i).join('/');
+      if (!existsSync(join(h.path, sub))) { out[key] = sub; break; }
+    }
+  }
+  return out;
+}
+
+/**
+ * Removes what was made of cgroup `path` per `made` (from topMissing, read back from a record, so
+ * checked again): the cgroup and those below it, then each parent up to the recorded top.
+ */
+export async function removeMade(path: string, made: unknown): Promise<void> {
+  if (typeof made !== 'object' || made === null) return;
+  const rel = cleanCgroupPath(path);
+  if (rel === undefined) return;
+  const abs = '/' + rel;
+  for (const [key, top] of Object.entries(made as Record<string, unknown>)) {
+    if (typeof top !== 'string' || key.includes('/') || key.includes('..') || cleanCgroupPath(top) !== top.replace(/^\/+/, '')) continue;
+    if (!(abs === top || abs.startsWith(top + '/'))) continue;
+    const base = join(CGROUP_ROOT, key);
+    if (!isCgroupFs(base)) continue; // not a hierarchy (any more): nothing of ours there
+    await rmdirDeep(join(base, abs));
+    for (let dir = abs; dir !== top && dir.length > top.length;) {
+      dir = dir.slice(0, dir.lastIndexOf('/'));
+      await rmdir(join(base, dir)).catch(() => undefined);
+    }
+  }
+}
