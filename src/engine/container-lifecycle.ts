@@ -13,7 +13,7 @@ import type { ContainerState as RuntimeState, OciLinuxResources } from '../runti
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
 import { unifiedProblems } from '../policy/cgroup-unified.ts';
 import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
-import { cgroupMode } from '../runtime/cgroup-stats.ts';
+import { cgroupMode } from '../cgroup/hierarchy.ts';
 import type * as cri from '../api/cri.ts';
 import { NameConflict, type PodRecord, type ContainerRecord, type ContainerRuntimeInfo } from './store.ts';
 import { newId, resolveId } from './ids.ts';
@@ -274,12 +274,12 @@ export function criToOciResources(r: cri.LinuxContainerResources): OciLinuxResou
 
 /**
  * `linux.resources.unified` names cgroup v2 files: on a cgroup v1 node runc refuses the spec and
- * gVisor's cgroup writes (runtime/cgroup-write.ts) have nowhere to put them, so the limit would be
+ * gVisor's cgroup writes (cgroup/limits.ts) have nowhere to put them, so the limit would be
  * silently dropped. The kubelet sends unified only on v2 nodes; anyone else is told.
  */
 async function refuseUnifiedOnV1(unified: Record<string, string> | null | undefined, what: string): Promise<void> {
   if (!unified || Object.keys(unified).length === 0) return;
-  if ((await cgroupMode()) === 'v1') {
+  if (cgroupMode() === 'v1') {
     throw new FailedPreconditionError(`${what}: linux.resources.unified sets cgroup v2 files, but this node runs cgroup v1, where they would not be applied; set the limits through the v1 fields (memory_limit_in_bytes, cpu_quota, ...) or run on a cgroup v2 node`);
   }
 }

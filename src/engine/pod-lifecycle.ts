@@ -21,7 +21,8 @@ import { refuseSelinuxOnEnabledNode } from './selinux.ts';
 import type { RunPodOptions } from './options.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { firstMissing, logRootOf, removeLogDir } from './log-dirs.ts';
-import { checkCgroupParent, missingCgroupDirs, removeCgroupDirs, removeMadeCgroupDirs } from './cgroup-dirs.ts';
+import { removeMade, removeTree, topMissing } from '../cgroup/tree.ts';
+import { checkCgroupParent } from './cgroup-dirs.ts';
 import { emit } from './cri-view.ts';
 import { watchPause } from './exit-monitor.ts';
 import { destroyContainer, stopLocked } from './container-lifecycle.ts';
@@ -111,7 +112,7 @@ async function createPod(
   const logDirMade = await firstMissing(logLoc.root, logLoc.parts);
   const ownCgroup = !config.linux?.cgroupParent;
   const cgroupParent = config.linux?.cgroupParent ? checkCgroupParent(ctx.opts, config.linux.cgroupParent) : `${ctx.opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
-  const cgroupMade = ownCgroup ? {} : await missingCgroupDirs(cgroupParent);
+  const cgroupMade = ownCgroup ? {} : topMissing(cgroupParent);
   const pins = await pinPlan(ctx, config, backend, mode, podDir);
   const runtime: PodRuntimeInfo = {
     netnsPath: '', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
@@ -331,8 +332,8 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
     removeLogDir(p),
   ]);
   // cgroups last: only empty ones can go, and the netns teardown may still have held a process
-  if (p.runtime.engine.ownCgroup) await removeCgroupDirs(p.runtime.cgroupParent);
-  else await removeMadeCgroupDirs(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
+  if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
+  else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
   ctx.store.deletePod(p.id);
 }
 
