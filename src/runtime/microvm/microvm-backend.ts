@@ -18,7 +18,7 @@ import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
 import { InternalError, InvalidArgumentError } from '../../errors.ts';
-import { readCgroupStats } from '../cgroup-stats.ts';
+import { readCgroupStats } from '../../cgroup/stats.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
