@@ -6,7 +6,8 @@
 // egress guard (only this machine's addresses are contacted, on ports already listening here) —
 // and a start-latency bench (`true` N times: p50/p99 of a whole `bulkhead run --rm`). It writes
 // report.json and a self-contained report.html (no network needed to open it); one progress line
-// per step on stderr. Charts as PNG and the PSS/density/syscall benches are not written yet.
+// per step on stderr; and an idle pod's memory as PodSandboxStats reports it. Charts as PNG and
+// the PSS/density/syscall benches are not written yet.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -16,7 +17,9 @@ import { ensureDaemon } from './daemon.ts';
 import { DEMO_IMAGE, DEMO_POLICY, demoRun, type DemoRun } from './demo.ts';
 import { writeBusyboxArchive } from './demo-image.ts';
 import { writeJson } from './format.ts';
-import type { RunRequest } from './run.ts';
+import { runWith, type RunRequest } from './run.ts';
+import type { CriClient } from '../cri/client.ts';
+import { Writable } from 'node:stream';
 import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, type ProbeReport } from './report-probe.ts';
 
@@ -33,6 +36,13 @@ export interface HandlerReport {
   startSeconds: number[];
   startP50?: number;
   startP99?: number;
+  /**
+   * An idle pod (`sleep`) after a few seconds, as CRI PodSandboxStats reports it: the pod's own
+   * host usage where the handler has one (a microVM's QEMU cgroup, a gVisor sandbox's cgroup),
+   * else its containers'. Working set bytes, not PSS.
+   */
+  idlePodBytes?: number;
+  idlePodError?: string;
 }
 
 export interface Report {
@@ -76,6 +86,26 @@ export function percentile(sorted: readonly number[], p: number): number | undef
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
+class Discard extends Writable {
+  override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); }
+}
+
+/** Starts an idle pod on `handler`, lets it settle, reads its PodSandboxStats memory, removes it. */
+async function idlePodBytes(client: CriClient, ctx: CommandContext, global: GlobalOptions, handler: string, settleMs = 3000): Promise<number> {
+  let podId = '';
+  const req = { ...request(`report-idle-${handler}`, handler, ['sleep', '3600'], [], 'none'), detach: true, remove: false };
+  const sub: CommandContext = { ...ctx, global, stdout: new Discard(), stderr: new Discard(), flags: { quiet: true } };
+  try {
+    const code = await runWith(client, req, sub, { onPod: async (id) => { podId = id; } });
+    if (code !== 0) throw new Error(`the idle pod did not start (exit ${code})`);
+    await new Promise((r) => setTimeout(r, settleMs));
+    const s = await client.podSandboxStats(podId);
+    return s.linux?.memory?.workingSetBytes?.value ?? 0;
+  } finally {
+    if (podId) await client.removePodSandbox(podId).catch(() => {});
+  }
+}
+
 function request(name: string, handler: string, args: string[], env: string[], network: string): RunRequest {
   return {
     image: DEMO_IMAGE, args, name, isolation: handler, namespace: NAMESPACE,
@@ -117,6 +147,7 @@ export function renderHtml(r: Report): string {
     const cells = hs.map((h) => h.probe!.reach[t] ?? 'not tried');
     return row(t, cells, (i) => (cells[i] === 'open' || cells[i] === 'refused' ? 'open' : 'shut'));
   }).join('\n');
+  const idle = row('idle pod memory (MiB, PodSandboxStats)', hs.map((h) => (h.idlePodBytes === undefined ? h.idlePodError ?? '-' : (h.idlePodBytes / 1048576).toFixed(1))));
   const start = row('start p50 / p99 (s)', hs.map((h) => (h.startP50 === undefined ? '-' : `${h.startP50.toFixed(2)} / ${h.startP99!.toFixed(2)} (n=${h.startSeconds.length})`)));
   const missing = r.handlers.filter((h) => !h.probe).map((h) => `<li>${esc(h.handler)}: ${esc(h.reason ?? h.probeError ?? 'not run')}</li>`).join('');
   return `<!doctype html>
@@ -139,7 +170,8 @@ ${ops}</table>
 ${reach || row('no target', hs.map(() => 'no port listens on all addresses here'))}</table>
 <h2>Cost</h2>
 <table id="cost">${th(names)}
-${start}</table>
+${start}
+${idle}</table>
 ${missing ? `<h2>Not measured</h2><ul>${missing}</ul>` : ''}
 <p>${r.notes.map(esc).join('<br>')}</p>
 </body></html>
@@ -190,7 +222,8 @@ const command: Command = {
       const report: Report = {
         version: 1, generatedAt: new Date().toISOString(), hostKernel: release(), targets, handlers: [],
         notes: ['Start latency is a whole `bulkhead run --rm IMAGE true` (pod, container, removal) through the CLI.',
-          'Not measured yet: PSS per idle pod, density, syscall-heavy throughput, podman/containerd peers; no PNG charts.'],
+          'Idle pod memory is the working set CRI PodSandboxStats reports for a pod running `sleep` after 3 s: the VM\'s QEMU cgroup on microvm, the sandbox cgroup on gVisor, the container on runc.',
+          'Not measured yet: PSS, density, syscall-heavy throughput, podman/containerd peers; no PNG charts.'],
       };
       for (const h of info.handlers.filter((x) => !only || only.includes(x.name))) {
         const hr: HandlerReport = { handler: h.name, isolation: h.isolation, available: h.available, startSeconds: [] };
@@ -205,6 +238,8 @@ const command: Command = {
           const t = await demoRun(client, ctx, g, request(`report-${h.name}-${i}`, h.name, ['true'], [], 'none'));
           if (t.exitCode === 0) hr.startSeconds.push(t.seconds);
         }
+        progress(`${h.name}: idle pod memory`);
+        try { hr.idlePodBytes = await idlePodBytes(client, ctx, g, h.name); } catch (e) { hr.idlePodError = (e as Error).message; }
         const sorted = [...hr.startSeconds].sort((a, b) => a - b);
         const p50 = percentile(sorted, 50);
         const p99 = percentile(sorted, 99);

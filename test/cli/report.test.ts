@@ -26,7 +26,7 @@ test('bulkhead report probes runc and gVisor, times their starts and writes repo
     assert.equal(code, 0, stderr);
     assert.equal(stdout.trim(), join(out, 'report.html'));
     // a progress line per step
-    for (const step of ['runc: probe', 'runc: start 2/2', 'gvisor: probe', 'gvisor: start 2/2', 'wrote']) assert.match(stderr, new RegExp(`^report: ${step}`, 'm'), stderr);
+    for (const step of ['runc: probe', 'runc: start 2/2', 'runc: idle pod memory', 'gvisor: probe', 'gvisor: start 2/2', 'wrote']) assert.match(stderr, new RegExp(`^report: ${step}`, 'm'), stderr);
 
     const r = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
     assert.deepEqual(r.handlers.map((h) => h.handler), ['runc', 'gvisor']);
@@ -36,6 +36,7 @@ test('bulkhead report probes runc and gVisor, times their starts and writes repo
       assert.equal(h.startSeconds.length, 2, `${h.handler}: two timed starts`);
       assert.ok(h.startP50! > 0 && h.startP99! >= h.startP50!);
       assert.equal(h.probe!.runtimeSockets.length, 0, `${h.handler}: no runtime socket visible`);
+      assert.ok((h.idlePodBytes ?? 0) > 0, `${h.handler}: idle pod memory (${h.idlePodError ?? ''})`);
       assert.equal(h.probe!.ops.find((o) => o.name === 'mount')!.allowed, false, `${h.handler}: mount is blocked`);
       assert.equal(h.probe!.capabilities.includes('SYS_ADMIN'), false);
       // the node's own addresses are not reachable through the egress guard
@@ -46,6 +47,7 @@ test('bulkhead report probes runc and gVisor, times their starts and writes repo
     assert.ok(runc.probe!.noNewPrivs);
     assert.ok(runc.probe!.ops.every((o) => o.allowed || o.errno !== '' || /not found/.test(o.message)), 'every blocked op has its errno');
     assert.notEqual(gvisor.probe!.kernel, release(), 'gVisor shows its own kernel');
+    assert.ok(gvisor.idlePodBytes! > runc.idlePodBytes!, `a gVisor pod (its Sentry) costs more than a runc one: ${gvisor.idlePodBytes} vs ${runc.idlePodBytes}`);
 
     const html = await readFile(join(out, 'report.html'), 'utf8');
     assert.doesNotMatch(html, /<script|<link|src=|https?:\/\//, 'self-contained: nothing fetched, no scripts');
