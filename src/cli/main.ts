@@ -142,7 +142,8 @@ async function mainInner(argv: string[]): Promise<number> {
   // Commands that run a workload stop parsing at the first positional (IMAGE or CONTAINER), so the
   // workload's own flags (`run busybox ls -la`) pass through untouched.
   const cut = cmd.stopAtFirstPositional ? firstPositional(rest, options) : rest.length;
-  const own = rest.slice(0, cut);
+  // flags of bulkhead's own end at `--` (`profile learn IMAGE -- httpd -h /www` asks no help)
+  const own = rest.slice(0, cut).slice(0, rest.includes('--') ? rest.indexOf('--') : undefined);
   if (own.includes('--help') || (own.includes('-h') && !('h' in Object.fromEntries(Object.values(cmd.flags).map((o) => [o.short, 1]))))) {
     process.stdout.write(`Usage: ${cmd.synopsis}\n${cmd.summary}\n`);
     return 0;

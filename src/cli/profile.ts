@@ -20,7 +20,7 @@ import { FailedPreconditionError, NotFoundError } from '../errors.ts';
 import { ROLE_ANNOTATION } from '../runtime/strict/annotations.ts';
 import { ProfileStore, profileDirOf } from '../runtime/strict/profile-store.ts';
 import { defaultSeccompProfile } from '../runtime/seccomp.ts';
-import { namedCounts, parseAgentOutput, type StrictProfile } from '../runtime/strict/profile.ts';
+import { ALL_SYSCALLS, namedCounts, parseAgentOutput, type StrictProfile } from '../runtime/strict/profile.ts';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const PROGRESS_MS = 2000;
@@ -33,9 +33,9 @@ export function parseDuration(text: string): number {
   return ms;
 }
 
-/** How many system calls the runtime's default profile allows without argument checks (the bench's baseline). */
+/** The x86_64 system calls the runtime's default profile allows (with or without argument checks): the baseline. */
 export function defaultProfileCount(): number {
-  return new Set((defaultSeccompProfile().syscalls ?? []).filter((r) => r.action === 'SCMP_ACT_ALLOW').flatMap((r) => r.names)).size;
+  return new Set((defaultSeccompProfile().syscalls ?? []).filter((r) => r.action === 'SCMP_ACT_ALLOW').flatMap((r) => r.names).filter((n) => ALL_SYSCALLS.includes(n))).size;
 }
 
 interface Resolved { digest: string; imageId?: string; name: string }
