@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { capabilityNames, errnoOf, parseProbe, PRIVILEGED_OPS } from './report-probe.ts';
+import { capabilityNames, errnoOf, loopSeconds, parseProbe, PRIVILEGED_OPS } from './report-probe.ts';
 import { percentile, renderHtml, type Report } from './report.ts';
 
 test('the probe output parses into a bounded, typed record; hostile values are dropped', () => {
@@ -36,6 +36,9 @@ test('capability masks, errno names and percentiles', () => {
   assert.equal(percentile([1, 2, 3, 4], 50), 2);
   assert.equal(percentile([1, 2, 3, 4], 99), 4);
   assert.equal(percentile([], 50), undefined);
+  assert.equal(loopSeconds('\t0m 0.18s'), 0.18);
+  assert.equal(loopSeconds('1m 2.50s'), 62.5);
+  assert.equal(loopSeconds('soon'), -1);
 });
 
 test('the HTML escapes what the sandbox wrote', () => {

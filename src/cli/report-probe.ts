@@ -58,6 +58,8 @@ export const PROBE_SCRIPT = [
   ...PRIVILEGED_OPS.map((op) => `o=$( { ${op.cmd} ; } 2>&1 >/dev/null; echo "#rc=$?" ); m=$(printf "%s\\n" "$o" | grep -v "^#rc=" | tail -1); echo "op.${op.name}=\${o##*#rc=}|$m"`),
   // open = connected; refused = the node answered (reachable, nothing there); unreachable = an ICMP error; timeout = dropped
   'for t in $PROBE_TARGETS; do m=$(nc -w 2 "${t%:*}" "${t##*:}" </dev/null 2>&1 >/dev/null); if [ $? = 0 ]; then r=open; else case "$m" in *efused*) r=refused;; *nreachable*|*rohibited*) r=unreachable;; *) r=timeout;; esac; fi; echo "reach.$t=$r"; done',
+  // syscall-heavy work: dd with 1-byte blocks makes a read and a write per byte (SYSCALL_LOOP_BYTES × 2 syscalls)
+  `o=$(time sh -c "dd if=/dev/zero of=/dev/null bs=1 count=${'$'}{SYSCALL_LOOP_BYTES:-200000} 2>/dev/null" 2>&1 | grep real); echo "syscall_loop=${'$'}{o#real}"`,
   'echo "end=ok"',
 ].join('\n');
 
@@ -87,6 +89,8 @@ export interface ProbeReport {
   ops: OpResult[];
   /** TCP reachability of the targets given: open (connected), refused (the node answered), unreachable (ICMP error), timeout (dropped). */
   reach: Record<string, Reach>;
+  /** Seconds the syscall loop took (busybox `time`, 10 ms resolution); -1 = not measured. */
+  syscallLoopSeconds: number;
   /** The script ran to its end. */
   complete: boolean;
 }
@@ -120,6 +124,15 @@ const ERRNO: [RegExp, string][] = [
 export function errnoOf(message: string): string {
   for (const [re, name] of ERRNO) if (re.test(message)) return name;
   return '';
+}
+
+/** The bytes the probe's dd copies one at a time (a read and a write each). */
+export const SYSCALL_LOOP_BYTES = 200_000;
+
+/** busybox `time`'s "0m 0.18s" / "1m 2.50s" → seconds; -1 when it is not that. */
+export function loopSeconds(v: string): number {
+  const m = /^\s*(\d{1,4})m\s*(\d{1,3}(?:\.\d{1,3})?)s\s*$/.exec(v);
+  return m ? Number(m[1]) * 60 + Number(m[2]) : -1;
 }
 
 const MAX_VALUE = 4096;
@@ -169,6 +182,7 @@ export function parseProbe(text: string): ProbeReport {
     runtimeSockets: list('runtime_sockets'),
     ops,
     reach,
+    syscallLoopSeconds: loopSeconds(str('syscall_loop')),
     complete: str('end') === 'ok',
   };
 }

@@ -6,8 +6,8 @@
 // egress guard (only this machine's addresses are contacted, on ports already listening here) —
 // and a start-latency bench (`true` N times: p50/p99 of a whole `bulkhead run --rm`). It writes
 // report.json and a self-contained report.html (no network needed to open it); one progress line
-// per step on stderr; and an idle pod's memory as PodSandboxStats reports it. Charts as PNG and
-// the PSS/density/syscall benches are not written yet.
+// per step on stderr; an idle pod's memory as PodSandboxStats reports it; a syscall-heavy loop
+// timed inside each sandbox. Charts as PNG and the PSS/density benches are not written yet.
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,7 +21,7 @@ import { runWith, type RunRequest } from './run.ts';
 import type { CriClient } from '../cri/client.ts';
 import { Writable } from 'node:stream';
 import { nodeAddresses } from '../policy/host-ports.ts';
-import { parseProbe, PROBE_SCRIPT, type ProbeReport } from './report-probe.ts';
+import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
 
 const NAMESPACE = 'bulkhead-demo-trusted';
 
@@ -147,6 +147,10 @@ export function renderHtml(r: Report): string {
     const cells = hs.map((h) => h.probe!.reach[t] ?? 'not tried');
     return row(t, cells, (i) => (cells[i] === 'open' || cells[i] === 'refused' ? 'open' : 'shut'));
   }).join('\n');
+  const sys = row(`syscall-heavy loop (${SYSCALL_LOOP_BYTES * 2} read/write calls)`, hs.map((h) => {
+    const t = h.probe!.syscallLoopSeconds;
+    return t <= 0 ? (t === 0 ? '< 10 ms' : '-') : `${t.toFixed(2)} s (${Math.round((SYSCALL_LOOP_BYTES * 2) / t / 1000)}k calls/s)`;
+  }));
   const idle = row('idle pod memory (MiB, PodSandboxStats)', hs.map((h) => (h.idlePodBytes === undefined ? h.idlePodError ?? '-' : (h.idlePodBytes / 1048576).toFixed(1))));
   const start = row('start p50 / p99 (s)', hs.map((h) => (h.startP50 === undefined ? '-' : `${h.startP50.toFixed(2)} / ${h.startP99!.toFixed(2)} (n=${h.startSeconds.length})`)));
   const missing = r.handlers.filter((h) => !h.probe).map((h) => `<li>${esc(h.handler)}: ${esc(h.reason ?? h.probeError ?? 'not run')}</li>`).join('');
@@ -171,7 +175,8 @@ ${reach || row('no target', hs.map(() => 'no port listens on all addresses here'
 <h2>Cost</h2>
 <table id="cost">${th(names)}
 ${start}
-${idle}</table>
+${idle}
+${sys}</table>
 ${missing ? `<h2>Not measured</h2><ul>${missing}</ul>` : ''}
 <p>${r.notes.map(esc).join('<br>')}</p>
 </body></html>
@@ -223,14 +228,14 @@ const command: Command = {
         version: 1, generatedAt: new Date().toISOString(), hostKernel: release(), targets, handlers: [],
         notes: ['Start latency is a whole `bulkhead run --rm IMAGE true` (pod, container, removal) through the CLI.',
           'Idle pod memory is the working set CRI PodSandboxStats reports for a pod running `sleep` after 3 s: the VM\'s QEMU cgroup on microvm, the sandbox cgroup on gVisor, the container on runc.',
-          'Not measured yet: PSS, density, syscall-heavy throughput, podman/containerd peers; no PNG charts.'],
+          'Not measured yet: PSS, density, podman/containerd peers; no PNG charts.'],
       };
       for (const h of info.handlers.filter((x) => !only || only.includes(x.name))) {
         const hr: HandlerReport = { handler: h.name, isolation: h.isolation, available: h.available, startSeconds: [] };
         report.handlers.push(hr);
         if (!h.available) { hr.reason = h.reason; progress(`${h.name}: not available (${h.reason})`); continue; }
         progress(`${h.name}: probe`);
-        const pr: DemoRun = await demoRun(client, ctx, g, request(`report-${h.name}`, h.name, ['sh', '-c', PROBE_SCRIPT], [`PROBE_TARGETS=${targets.join(' ')}`], 'bridge'), true);
+        const pr: DemoRun = await demoRun(client, ctx, g, request(`report-${h.name}`, h.name, ['sh', '-c', PROBE_SCRIPT], [`PROBE_TARGETS=${targets.join(' ')}`, `SYSCALL_LOOP_BYTES=${SYSCALL_LOOP_BYTES}`], 'bridge'), true);
         if (pr.exitCode !== 0 && !pr.raw) hr.probeError = pr.error ?? `exit ${pr.exitCode}`;
         else hr.probe = parseProbe(pr.raw ?? '');
         for (let i = 0; i < runs; i++) {

@@ -47,6 +47,8 @@ test('bulkhead report probes runc and gVisor, times their starts and writes repo
     assert.ok(runc.probe!.noNewPrivs);
     assert.ok(runc.probe!.ops.every((o) => o.allowed || o.errno !== '' || /not found/.test(o.message)), 'every blocked op has its errno');
     assert.notEqual(gvisor.probe!.kernel, release(), 'gVisor shows its own kernel');
+    // the syscall loop ran in both; gVisor (ptrace platform) intercepts every call: much slower
+    assert.ok(runc.probe!.syscallLoopSeconds >= 0 && gvisor.probe!.syscallLoopSeconds > runc.probe!.syscallLoopSeconds, `${gvisor.probe!.syscallLoopSeconds} s vs ${runc.probe!.syscallLoopSeconds} s`);
     assert.ok(gvisor.idlePodBytes! > runc.idlePodBytes!, `a gVisor pod (its Sentry) costs more than a runc one: ${gvisor.idlePodBytes} vs ${runc.idlePodBytes}`);
 
     const html = await readFile(join(out, 'report.html'), 'utf8');
