@@ -56,3 +56,14 @@ test('bad run flags are refused before any daemon is reached or started', async 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('-h after -- belongs to the workload, not to bulkhead (profile learn IMAGE -- httpd -h /www)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-main-'));
+  try {
+    const g = ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), '--config', join(dir, 'none.toml')];
+    // reaches the command (which refuses the duration before any daemon) instead of printing the usage
+    await assert.rejects(main([...g, 'profile', 'learn', '--duration', 'x', 'img', '--', 'httpd', '-h', '/www']), { name: 'UsageError', message: /invalid --duration "x"/ });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
