@@ -272,7 +272,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     seccomp,
     cgroupParent: inp.cgroupParent,
     cgroupName: inp.id,
-    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id, ...strictSpecAnnotations(inp.image, config.annotations) },
+    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id, ...strictSpecAnnotations(inp.image, config.annotations, pod.runtime.engine.decision?.strictFallback) },
     ...(files ? { etcFiles: files } : {}),
   };
   if (config.command && config.command.length > 0) req.command = config.command;

@@ -38,6 +38,8 @@ export interface PodDecisionRecord {
   hostPathsNone?: boolean;
   /** host_paths = "listed": the allowed prefixes, checked again on the opened object at mount. */
   allowedHostPaths?: string[];
+  /** strict_fallback: a strict container whose image has no profile runs under runc's default profile. Absent = refused. */
+  strictFallback?: 'runc';
 }
 
 /** The decision a pod gets when none was stored: the most restrictive one. */
@@ -68,6 +70,7 @@ export function readDecision(v: unknown): PodDecisionRecord | undefined {
   if (Array.isArray(v.allowedHostPaths) && v.allowedHostPaths.every((x) => typeof x === 'string' && x.startsWith('/'))) rec.allowedHostPaths = [...v.allowedHostPaths as string[]];
   // a malformed list must not widen anything: "listed" with nothing readable allows nothing
   else if (v.allowedHostPaths !== undefined) rec.hostPathsNone = true;
+  if (v.strictFallback === 'runc') rec.strictFallback = 'runc';
   return rec;
 }
 

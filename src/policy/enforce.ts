@@ -215,6 +215,7 @@ export function decisionRecord(policy: Policy, d: Decision, handler: string): Po
     ...(level.hostPaths === 'any' ? { hostPathsAny: true } : {}),
     ...(level.hostPaths === 'none' ? { hostPathsNone: true } : {}),
     ...(level.hostPaths === 'listed' ? { allowedHostPaths: [...level.allowedHostPaths] } : {}),
+    ...(level.strictFallback ? { strictFallback: level.strictFallback } : {}),
   };
 }
 

@@ -13,6 +13,8 @@ const invalid: { name: string; text: string; error: RegExp }[] = [
   { name: 'unknown level key (typo)', text: '[levels.t]\nmin_isolation = "process"\nallow_privileged_mode = true', error: /levels\.t\.allow_privileged_mode is not a known key/ },
   { name: 'missing min_isolation', text: '[levels.t]\nallow_privileged = true', error: /levels\.t\.min_isolation is required/ },
   { name: 'bad isolation class', text: '[levels.t]\nmin_isolation = "container"', error: /levels\.t\.min_isolation must be one of process, strict, user-kernel, vm/ },
+  { name: 'strict_fallback below the strict class only', text: '[levels.t]\nmin_isolation = "strict"\nstrict_fallback = "runc"', error: /levels\.t\.strict_fallback needs min_isolation = "process"/ },
+  { name: 'strict_fallback names runc', text: '[levels.t]\nmin_isolation = "process"\nstrict_fallback = "gvisor"', error: /levels\.t\.strict_fallback must be "runc"/ },
   { name: 'boolean given as string', text: '[levels.t]\nmin_isolation = "process"\nallow_privileged = "yes"', error: /levels\.t\.allow_privileged must be true or false/ },
   { name: 'bad host_paths mode', text: '[levels.t]\nmin_isolation = "process"\nhost_paths = "some"', error: /levels\.t\.host_paths must be one of none, listed, safe, any/ },
   { name: 'listed without paths', text: '[levels.t]\nmin_isolation = "process"\nhost_paths = "listed"', error: /levels\.t\.allowed_host_paths must list at least one path/ },

@@ -140,7 +140,7 @@ const LEVEL_KEYS = [
   'min_isolation', 'handlers', 'default_handler', 'on_weak_handler', 'allow_privileged', 'allow_host_network',
   'allow_host_pid', 'allow_host_ipc', 'host_paths', 'allowed_host_paths', 'allowed_capabilities',
   'allow_unconfined_seccomp', 'allow_unconfined_apparmor', 'allow_unmasked_proc', 'require_run_as_non_root', 'allowed_sysctls', 'registries',
-  'egress_guard', 'allowed_host_ports',
+  'egress_guard', 'allowed_host_ports', 'strict_fallback',
 ] as const;
 const RULE_KEYS = ['name', 'trust', 'namespaces', 'labels', 'annotations', 'images', 'handlers'] as const;
 const TOP_KEYS = ['default_trust', 'protected_paths', 'kubelet_root', 'levels', 'rules'] as const;
@@ -196,6 +196,12 @@ function parseLevel(r: Reader, name: string, t: Table): TrustLevel {
   };
   if (handlers) level.handlers = handlers;
   if (defaultHandler !== undefined) level.defaultHandler = defaultHandler;
+  const fallback = r.str(t, 'strict_fallback', w);
+  if (fallback !== undefined) {
+    if (fallback !== 'runc') r.fail(`${w}strict_fallback`, `must be "runc" (a strict container without a profile runs under runc's default profile; got ${JSON.stringify(fallback)})`);
+    if (min !== 'process') r.fail(`${w}strict_fallback`, `needs min_isolation = "process": the fallback runs below the strict class (the level says ${JSON.stringify(min)})`);
+    level.strictFallback = 'runc';
+  }
   return level;
 }
 
@@ -210,6 +216,7 @@ export function isNoWeakerThan(l: TrustLevel, d: TrustLevel): boolean {
   if (flags.some((f) => l[f] && !d[f])) return false;
   if (!l.egressGuard && d.egressGuard) return false;
   if (d.requireRunAsNonRoot && !l.requireRunAsNonRoot) return false;
+  if (l.strictFallback && !d.strictFallback) return false;
   const dr = d.allowedHostPorts.map(parsePortRange);
   if (!l.allowedHostPorts.every((s) => { const r = parsePortRange(s); return r !== undefined && dr.some((x) => x !== undefined && x.from <= r.from && r.to <= x.to); })) return false;
   if (HP_ORDER[l.hostPaths] > HP_ORDER[d.hostPaths]) return false;

@@ -74,6 +74,12 @@ export interface TrustLevel {
   allowedSysctls: string[];
   /** Image sources allowed ("registry.example.com", "docker.io/library"); empty = any. */
   registries: string[];
+  /**
+   * `strict_fallback = "runc"`: a container of a `strict` pod whose image has no profile runs as the
+   * runc handler would (its default profile) instead of being refused. Only for levels whose
+   * min_isolation is "process" (the fallback is the process class); absent = refused (fail closed).
+   */
+  strictFallback?: 'runc';
 }
 
 export interface TrustRule {

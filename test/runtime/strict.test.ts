@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { permissivePolicy, startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { sharedRegistry } from '../../harness/registry.ts';
 import { buildLayer, busyboxLayers, pushImage } from '../../harness/images.ts';
 import { run } from '../../src/util/exec.ts';
@@ -33,22 +33,25 @@ before(async () => {
     name: 'bulkhead-strict-',
     handlers: { runc: { backend: 'runc' }, strict: { backend: 'strict' }, 'strict-learn': { backend: 'strict-learn' } },
     registries: { insecure: [reg.host] },
+    // namespace strict-fallback: a level that lets strict containers without a profile run as runc would
+    policy: { toml: [permissivePolicy('runc'), '[policy.levels.lenient]', 'min_isolation = "process"', 'strict_fallback = "runc"',
+      '[[policy.rules]]', 'name = "fallback namespace"', 'trust = "lenient"', 'namespaces = ["strict-fallback"]'].join('\n') },
   });
   await d.client.pullImage(image);
   await d.client.pullImage(other);
 });
 after(async () => { await d?.close(); });
 
-function pod(name: string): PodSandboxConfig {
-  return { metadata: { name, namespace: 'strict', uid: randomUUID(), attempt: 0 }, logDirectory: join(d.base, 'logs', name), labels: { t: name }, linux: {} };
+function pod(name: string, namespace = 'strict'): PodSandboxConfig {
+  return { metadata: { name, namespace, uid: randomUUID(), attempt: 0 }, logDirectory: join(d.base, 'logs', name), labels: { t: name }, linux: {} };
 }
 function ctr(name: string, img: string, cmd: string[], annotations: Record<string, string> = {}): ContainerConfig {
   return { metadata: { name, attempt: 0 }, image: { image: img }, command: cmd, logPath: `${name}.log`, annotations };
 }
 
 /** Runs one container to its end in a new pod on `handler`; returns exit code and log. */
-async function runOnce(handler: string, name: string, img: string, cmd: string[], annotations: Record<string, string> = {}, extra: Partial<ContainerConfig> = {}): Promise<{ exitCode: number; log: string }> {
-  const cfg = pod(name);
+async function runOnce(handler: string, name: string, img: string, cmd: string[], annotations: Record<string, string> = {}, extra: Partial<ContainerConfig> = {}, namespace = 'strict'): Promise<{ exitCode: number; log: string }> {
+  const cfg = pod(name, namespace);
   const podId = await d.client.runPodSandbox(cfg, handler);
   try {
     const id = await d.client.createContainer(podId, { ...ctr(name, img, cmd, annotations), ...extra }, cfg);
@@ -143,4 +146,22 @@ test('a profile annotation is resolved beneath the profile root: a symlink out i
   await writeFile(join(root, 'cluster', 'untrained.json'), JSON.stringify({ ...learned, manifestDigest: await manifestDigest(other) }));
   const r = await runOnce('strict', 'annotated-ok', other, ['sh', '-c', 'echo hi'], { 'io.bulkhead.strict.profile': join(root, 'cluster', 'untrained.json') });
   assert.equal(r.exitCode, 0, r.log);
+});
+
+test('a level with strict_fallback = "runc" runs an image without a profile as runc would, and says so in the log', async () => {
+  const r = await runOnce('strict', 'fallback', other, ['sh', '-c', 'echo fell back'], {}, {}, 'strict-fallback');
+  assert.equal(r.exitCode, 0, r.log);
+  assert.match(r.log, /^fell back$/m);
+  assert.match(await d.log(), /no profile for the image; running under the runc default profile/);
+  // the annotation a request could set is not the engine's: without the level it is still refused
+  const cfg = pod('fallback-forged');
+  const podId = await d.client.runPodSandbox(cfg, 'strict');
+  try {
+    const err = await d.client.createContainer(podId, ctr('forged', other, ['true'], { 'io.bulkhead.strict.fallback': 'runc' }), cfg).then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof BulkheadError, String(err));
+    assert.equal(err.code, 'FailedPrecondition', err.message);
+  } finally {
+    await d.client.stopPodSandbox(podId).catch(() => {});
+    await d.client.removePodSandbox(podId).catch(() => {});
+  }
 });

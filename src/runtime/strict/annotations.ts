@@ -12,10 +12,13 @@ export const IMAGE_ID_ANNOTATION = 'io.bulkhead.image.id';
 export const PROFILE_ANNOTATION = 'io.bulkhead.strict.profile';
 /** `probe`: a training pod's probe container (run under the default profile, nothing learned). */
 export const ROLE_ANNOTATION = 'io.bulkhead.strict.role';
+/** `runc`: the pod's level allows running without a profile (strict_fallback); set by the engine from the stored decision only. */
+export const FALLBACK_ANNOTATION = 'io.bulkhead.strict.fallback';
 
 /** The spec annotations the engine adds to an app container's spec for the strict backends. */
-export function strictSpecAnnotations(image: { id: string; manifestDigest?: string }, requested: Readonly<Record<string, string>> | undefined): Record<string, string> {
+export function strictSpecAnnotations(image: { id: string; manifestDigest?: string }, requested: Readonly<Record<string, string>> | undefined, fallback?: 'runc'): Record<string, string> {
   const out: Record<string, string> = { [IMAGE_ID_ANNOTATION]: image.id };
+  if (fallback) out[FALLBACK_ANNOTATION] = fallback;
   if (image.manifestDigest) out[IMAGE_DIGEST_ANNOTATION] = image.manifestDigest;
   for (const k of [PROFILE_ANNOTATION, ROLE_ANNOTATION]) {
     const v = requested?.[k];

@@ -27,7 +27,7 @@ import type { BackendOptions, ContainerRecord, CreateContainerOptions, Isolation
 import type { OciSpec } from '../../oci/spec.ts';
 import { RuncBackend } from '../runc/runc-backend.ts';
 import { agentAlive, agentFiles, ensureAgent, readAgentOutput, startAgent, stopAgent, type AgentFiles } from './agent.ts';
-import { IMAGE_DIGEST_ANNOTATION, IMAGE_ID_ANNOTATION, PROFILE_ANNOTATION, ROLE_ANNOTATION } from './annotations.ts';
+import { FALLBACK_ANNOTATION, IMAGE_DIGEST_ANNOTATION, IMAGE_ID_ANNOTATION, PROFILE_ANNOTATION, ROLE_ANNOTATION } from './annotations.ts';
 import { allowList, enforcingSeccomp, namedCounts, trainingSeccomp, usedCapabilities, type DenyAction, type StrictProfile } from './profile.ts';
 import { ProfileStore, profileDirOf, readProfileBeneath } from './profile-store.ts';
 import { listTree, treeChanged, upperDirOf } from './rootfs-writes.ts';
@@ -88,6 +88,11 @@ export class StrictBackend extends RuncBackend {
       agent = 'learn';
     } else {
       const profile = await this.#profileFor(ann, digest, imageId);
+      if (!profile) {
+        // the level allows it (strict_fallback): what the runc handler would run, said in the log
+        this.log.warn('strict: no profile for the image; running under the runc default profile as the pod\'s level allows (strict_fallback)', { container: opts.id, image: imageId || digest });
+        return await super.createContainer(opts);
+      }
       this.#apply(spec, profile, files.socket);
       if (this.deny === 'eperm') agent = 'deny';
     }
@@ -117,7 +122,8 @@ export class StrictBackend extends RuncBackend {
     }
   }
 
-  async #profileFor(ann: Record<string, string>, digest: string, imageId: string): Promise<StrictProfile> {
+  /** The profile to enforce; undefined only when there is none and the level allows the runc fallback. */
+  async #profileFor(ann: Record<string, string>, digest: string, imageId: string): Promise<StrictProfile | undefined> {
     const ref = ann[PROFILE_ANNOTATION];
     if (ref !== undefined) {
       const p = await readProfileBeneath(this.profileRoot, ref);
@@ -125,6 +131,7 @@ export class StrictBackend extends RuncBackend {
       return p;
     }
     const p = await this.store.get(digest);
+    if (!p && ann[FALLBACK_ANNOTATION] === 'runc') return undefined;
     if (!p) throw new FailedPreconditionError(howToLearn(imageId || digest, digest));
     return p;
   }
