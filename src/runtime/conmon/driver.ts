@@ -195,6 +195,7 @@ export class ConmonDriver {
       signal?.addEventListener('abort', onAbort, { once: true });
       child.on('error', (e: NodeJS.ErrnoException) => finish(e.code === 'ENOENT' ? new UnavailableError(`${this.conmon} is not installed; install the conmon package`) : e));
       child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 65536) stderr += b.toString(); });
+      child.stderr!.on('error', () => {});
       // the first message decides: the container's pid, or the runtime's failure
       readSyncPipe(child.stdio[3] as Readable, (f) => {
         if (f.kind === 'malformed') { finish(new InternalError(`conmon's sync pipe sent a malformed message (${f.reason}): ${JSON.stringify(f.excerpt)}`)); return; }

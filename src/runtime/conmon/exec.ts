@@ -168,6 +168,9 @@ function startExecSession(ctx: ConmonContext, id: string, dir: string, args: str
     const attachPipe = (child.stdio as unknown as Readable[])[5]!;
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 65536) stderr += b.toString(); });
+    // a conmon that dies resets its ends of these socket pairs: an unhandled 'error' would take the
+    // daemon down (the sync pipe's end says what happened)
+    for (const s of [child.stderr!, attachPipe, startPipe as unknown as Readable]) s.on('error', () => {});
     // conmon reads the start pipe once before forking (cgroup placement), and with --exec-attach
     // once more before it lets the runtime exec the process
     startPipe.write('0');
