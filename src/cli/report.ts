@@ -4,7 +4,7 @@
 // no_new_privs, processes, devices, host paths, runtime sockets, /proc and /sys exposure,
 // privileged operations with their errno, reachability of the node's own addresses through the
 // egress guard (only this machine's addresses are contacted, on ports already listening here) —
-// and a start-latency bench (`true` N times: p50/p99 of a whole `bulkhead run --rm`). It writes
+// (with --peers the same under podman runc/runsc, report-peers.ts) and a start-latency bench (`true` N times: p50/p99 of a whole `bulkhead run --rm`). It writes
 // report.json and a self-contained report.html (no network needed to open it); one progress line
 // per step on stderr; an idle pod's memory as PodSandboxStats reports it; a syscall-heavy loop
 // timed inside each sandbox. Charts as PNG and the PSS/density benches are not written yet.
@@ -22,6 +22,7 @@ import type { CriClient } from '../cri/client.ts';
 import { Writable } from 'node:stream';
 import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
+import { runPeers } from './report-peers.ts';
 
 const NAMESPACE = 'bulkhead-demo-trusted';
 
@@ -185,9 +186,9 @@ ${missing ? `<h2>Not measured</h2><ul>${missing}</ul>` : ''}
 
 const command: Command = {
   name: 'report',
-  synopsis: 'bulkhead report [--out DIR] [--handlers a,b] [--runs N] [--json]',
+  synopsis: 'bulkhead report [--out DIR] [--handlers a,b] [--runs N] [--peers] [--json]',
   summary: 'Probe and time every sandbox on this node; write report.json and report.html',
-  flags: { out: { type: 'string' }, handlers: { type: 'string' }, runs: { type: 'string' }, 'keep-daemon': { type: 'boolean' } },
+  flags: { out: { type: 'string' }, handlers: { type: 'string' }, runs: { type: 'string' }, peers: { type: 'boolean' }, 'keep-daemon': { type: 'boolean' } },
   async run(ctx: CommandContext) {
     const progress = (s: string): void => { ctx.stderr.write(`report: ${s}\n`); };
     const out = resolve(typeof ctx.flags.out === 'string' ? ctx.flags.out : 'bulkhead-report');
@@ -250,6 +251,14 @@ const command: Command = {
         const p99 = percentile(sorted, 99);
         if (p50 !== undefined) hr.startP50 = p50;
         if (p99 !== undefined) hr.startP99 = p99;
+      }
+      if (ctx.flags.peers) {
+        for (const p of await runPeers({ script: PROBE_SCRIPT, env: [`SYSCALL_LOOP_BYTES=${SYSCALL_LOOP_BYTES}`], runs, progress })) {
+          const sorted = [...p.startSeconds].sort((a, b) => a - b);
+          const p50 = percentile(sorted, 50);
+          const p99 = percentile(sorted, 99);
+          report.handlers.push({ ...p, ...(p50 !== undefined ? { startP50: p50 } : {}), ...(p99 !== undefined ? { startP99: p99 } : {}) });
+        }
       }
       await writeFile(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
       await writeFile(join(out, 'report.html'), renderHtml(report));

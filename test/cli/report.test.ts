@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { BIN } from '../fixtures/cli.ts';
 import type { Report } from '../../src/cli/report.ts';
 
-test('bulkhead report probes runc and gVisor, times their starts and writes report.json and a self-contained report.html', async () => {
+test('bulkhead report probes runc and gVisor (and podman runc/runsc with --peers), times their starts and writes report.json and a self-contained report.html', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'bulkhead-report-test-'));
   try {
     const out = join(dir, 'out');
-    const child = spawn(BIN, ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), 'report', '--out', out, '--handlers', 'runc,gvisor', '--runs', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), 'report', '--out', out, '--handlers', 'runc,gvisor', '--runs', '2', '--peers'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
@@ -26,10 +26,20 @@ test('bulkhead report probes runc and gVisor, times their starts and writes repo
     assert.equal(code, 0, stderr);
     assert.equal(stdout.trim(), join(out, 'report.html'));
     // a progress line per step
-    for (const step of ['runc: probe', 'runc: start 2/2', 'runc: idle pod memory', 'gvisor: probe', 'gvisor: start 2/2', 'wrote']) assert.match(stderr, new RegExp(`^report: ${step}`, 'm'), stderr);
+    for (const step of ['runc: probe', 'runc: start 2/2', 'runc: idle pod memory', 'gvisor: probe', 'gvisor: start 2/2', 'podman/runc: probe', 'podman/runsc: start 2/2', 'wrote']) assert.match(stderr, new RegExp(`^report: ${step}`, 'm'), stderr);
 
     const r = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
-    assert.deepEqual(r.handlers.map((h) => h.handler), ['runc', 'gvisor']);
+    const htmlText = await readFile(join(out, 'report.html'), 'utf8');
+    const html0 = (): string => htmlText;
+    assert.deepEqual(r.handlers.map((h) => h.handler), ['runc', 'gvisor', 'podman/runc', 'podman/runsc']);
+    // the peers: the same probe under podman (no network: podman's bridge would change the host)
+    const podmanRunc = r.handlers[2]!;
+    assert.ok(podmanRunc.probe?.complete, podmanRunc.probeError ?? '');
+    assert.equal(podmanRunc.probe!.kernel, release());
+    assert.equal(podmanRunc.startSeconds.length, 2);
+    assert.ok(r.handlers[3]!.probe?.complete, r.handlers[3]!.probeError ?? '');
+    assert.equal((await readFile('/proc/self/mountinfo', 'utf8')).includes('bulkhead-report-peers-'), false, 'podman left nothing mounted');
+    assert.match(html0(), /podman\/runc \(process\)/);
     const [runc, gvisor] = [r.handlers[0]!, r.handlers[1]!];
     for (const h of [runc, gvisor]) {
       assert.ok(h.probe?.complete, `${h.handler}: the probe ran to its end (${h.probeError ?? ''})`);
