@@ -19,6 +19,7 @@ import { cliLogDirectory, removeCliLogDirectory } from '../daemon/cli-pods.ts';
 import { FailedPreconditionError, NotFoundError } from '../errors.ts';
 import { ROLE_ANNOTATION } from '../runtime/strict/annotations.ts';
 import { ProfileStore, profileDirOf } from '../runtime/strict/profile-store.ts';
+import { agentDirOf, agentFiles } from '../runtime/strict/agent.ts';
 import { defaultSeccompProfile } from '../runtime/seccomp.ts';
 import { ALL_SYSCALLS, namedCounts, parseAgentOutput, type StrictProfile } from '../runtime/strict/profile.ts';
 
@@ -36,6 +37,11 @@ export function parseDuration(text: string): number {
 /** The x86_64 system calls the runtime's default profile allows (with or without argument checks): the baseline. */
 export function defaultProfileCount(): number {
   return new Set((defaultSeccompProfile().syscalls ?? []).filter((r) => r.action === 'SCMP_ACT_ALLOW').flatMap((r) => r.names).filter((n) => ALL_SYSCALLS.includes(n))).size;
+}
+
+/** A handler's backend run dir as the daemon lays it out (src/daemon/daemon.ts). */
+function backendRunDir(runDir: string, handler: string): string {
+  return join(runDir, 'runtime', handler);
 }
 
 interface Resolved { digest: string; imageId?: string; name: string }
@@ -125,7 +131,7 @@ async function learn(ctx: CommandContext): Promise<number> {
         await client.startContainer(pid, { signal: ctx.signal });
         say(`probe started: ${probe}`);
       }
-      const agentOut = join(info.runDir, 'runtime', handler, 's', createHash('sha256').update(wid).digest('hex').slice(0, 20), 'syscalls');
+      const agentOut = agentFiles(agentDirOf(backendRunDir(info.runDir, handler), wid)).out;
       let lastSay = Date.now();
       while (Date.now() - started < durationMs && !ctx.signal.aborted) {
         await new Promise((r) => setTimeout(r, 200));
@@ -167,7 +173,7 @@ async function learn(ctx: CommandContext): Promise<number> {
 
 const command: Command = {
   name: 'profile',
-  synopsis: 'bulkhead profile learn IMAGE [--duration 10s] [--probe CMD] [--handler strict-learn] [-- CMD...] | show IMAGE|DIGEST | ls | diff A [B] | rm IMAGE|DIGEST [--json]',
+  synopsis: 'bulkhead profile learn IMAGE [--duration 10s] [--probe CMD] [--handler strict-learn] [-- CMD...] | show IMAGE|DIGEST | ls | diff A [B] | rm IMAGE|DIGEST | denials [CONTAINER...] [--json]',
   summary: 'Learn, show, compare and remove the strict handler\'s per-image system call profiles',
   flags: { duration: { type: 'string' }, probe: { type: 'string' }, handler: { type: 'string' } },
   async run(ctx) {
@@ -179,6 +185,25 @@ const command: Command = {
         if (ctx.global.json) writeJson(ctx.stdout, all);
         else ctx.stdout.write(table(['MANIFEST', 'IMAGE', 'SYSCALLS', 'CAPABILITIES', 'ROOTFS', 'LEARNED'],
           all.map((p) => [shortId(p.manifestDigest), p.imageNames?.join(',') || shortId(p.imageId ?? ''), String(p.syscalls.length), String(p.capabilities.length), p.wroteRootfs ? 'rw' : 'ro', p.learnedAt])));
+        return 0;
+      });
+    }
+    if (sub === 'denials') {
+      // what the deny agents of strict containers on this node have refused so far
+      return await withClient(ctx, async (client) => {
+        const info = await client.info();
+        const strictHandlers = new Set(info.handlers.filter((h) => h.backend === 'strict').map((h) => h.name));
+        const want = ctx.args.slice(1);
+        const rows: { container: string; name: string; handler: string; denied: Record<string, number> }[] = [];
+        for (const c of await client.listContainers()) {
+          if (want.length > 0 && !want.some((w) => c.id.startsWith(w) || c.metadata.name === w)) continue;
+          const handler = (await client.podSandboxStatus(c.podSandboxId)).status.runtimeHandler;
+          if (!strictHandlers.has(handler)) continue;
+          const text = await readFile(agentFiles(agentDirOf(backendRunDir(info.runDir, handler), c.id)).out, 'utf8').catch(() => '');
+          rows.push({ container: c.id, name: c.metadata.name, handler, denied: namedCounts(parseAgentOutput(text)).counts });
+        }
+        if (ctx.global.json) writeJson(ctx.stdout, rows);
+        else ctx.stdout.write(table(['CONTAINER', 'NAME', 'DENIED SYSTEM CALLS'], rows.map((r) => [shortId(r.container), r.name, Object.entries(r.denied).map(([k, v]) => `${k}×${v}`).join(' ') || '-'])));
         return 0;
       });
     }
@@ -239,7 +264,7 @@ const command: Command = {
         return 0;
       });
     }
-    throw new UsageError(`profile: unknown subcommand ${JSON.stringify(sub ?? '')} (learn, show, ls, diff, rm)`);
+    throw new UsageError(`profile: unknown subcommand ${JSON.stringify(sub ?? '')} (learn, show, ls, diff, rm, denials)`);
   },
 };
 export default command;

@@ -1,6 +1,6 @@
 // `bulkhead profile` end to end: the real CLI against a real daemon (runc, strict, strict-learn),
 // images from the test registry. learn (progress lines, --probe in a second container of the pod,
-// --json), show, ls, diff, rm, and `run --isolation strict` before and after rm (fail closed).
+// --json), show, ls, diff, rm, denials, and `run --isolation strict` before and after rm (fail closed).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
@@ -49,6 +49,19 @@ describe('bulkhead profile', () => {
     const denied = await runCli(d, ['run', '--rm', '--network', 'none', '--isolation', 'strict', echo, 'sh', '-c', 'unshare -m true && echo escaped || echo refused']);
     // sh cannot even fork here: the profile of `echo hi` has no clone
     assert.doesNotMatch(denied.stdout, /escaped/);
+
+    // a detached one keeps its record: `profile denials` shows what its profile refused
+    const det = await runCli(d, ['run', '-d', '--name', 'denied', '--network', 'none', '--isolation', 'strict', echo, 'sh', '-c', 'unshare -m true']);
+    assert.equal(det.code, 0, det.stderr);
+    let rows: { name: string; denied: Record<string, number> }[] = [];
+    for (let i = 0; i < 50 && !(rows[0]?.denied.unshare); i++) {
+      rows = JSON.parse((await runCli(d, ['profile', 'denials', '--json', 'denied'])).stdout) as typeof rows;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(rows[0]?.name, 'denied');
+    assert.ok((rows[0]?.denied.unshare ?? 0) >= 1, JSON.stringify(rows));
+    assert.match((await runCli(d, ['profile', 'denials'])).stdout, /denied +.*unshare×\d+/);
+    assert.equal((await runCli(d, ['rm', '-f', 'denied'])).code, 0);
 
     const rm = await runCli(d, ['profile', 'rm', echo]);
     assert.equal(rm.code, 0, rm.stderr);

@@ -11,6 +11,7 @@
  * layer as it was before the workload started).
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DeadlineExceededError, UnavailableError } from '../../errors.ts';
@@ -28,6 +29,14 @@ export function ensureAgent(helperDir: string = DEFAULT_HELPER_DIR): Promise<str
 }
 
 export interface AgentFiles { dir: string; socket: string; out: string; pidFile: string }
+
+/**
+ * The agent directory of container `id` under a strict backend's run dir (`<runDir>/s/<20 hex of
+ * sha256(id)>`: short, as the socket path must fit sockaddr_un).
+ */
+export function agentDirOf(backendRunDir: string, id: string): string {
+  return join(backendRunDir, 's', createHash('sha256').update(id).digest('hex').slice(0, 20));
+}
 
 export function agentFiles(dir: string): AgentFiles {
   return { dir, socket: join(dir, 'agent.sock'), out: join(dir, 'syscalls'), pidFile: join(dir, 'agent.json') };

@@ -19,14 +19,13 @@
  * Pod topology is runc's (the class extends RuncBackend): pinned namespaces, pod netns by path.
  * Infra (pause) containers are Bulkhead's own and run under the default profile.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
 import type { BackendOptions, ContainerRecord, CreateContainerOptions, Isolation } from '../backend.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { RuncBackend } from '../runc/runc-backend.ts';
-import { agentAlive, agentFiles, ensureAgent, readAgentOutput, startAgent, stopAgent, type AgentFiles } from './agent.ts';
+import { agentAlive, agentDirOf, agentFiles, ensureAgent, readAgentOutput, startAgent, stopAgent, type AgentFiles } from './agent.ts';
 import { FALLBACK_ANNOTATION, IMAGE_DIGEST_ANNOTATION, IMAGE_ID_ANNOTATION, PROFILE_ANNOTATION, ROLE_ANNOTATION } from './annotations.ts';
 import { allowList, enforcingSeccomp, namedCounts, trainingSeccomp, usedCapabilities, type DenyAction, type StrictProfile } from './profile.ts';
 import { ProfileStore, profileDirOf, readProfileBeneath } from './profile-store.ts';
@@ -67,8 +66,7 @@ export class StrictBackend extends RuncBackend {
     this.store = new ProfileStore(this.profileRoot);
   }
 
-  /** A short name (the socket path must fit sockaddr_un): 20 hex digits of the id's sha256. */
-  #files(id: string): AgentFiles { return agentFiles(join(this.opts.runDir, 's', createHash('sha256').update(id).digest('hex').slice(0, 20))); }
+  #files(id: string): AgentFiles { return agentFiles(agentDirOf(this.opts.runDir, id)); }
 
   override async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
     await this.requireAvailable(opts.signal);
@@ -182,6 +180,15 @@ export class StrictBackend extends RuncBackend {
     // after a daemon restart: watch the agents of the containers still running
     if (this.mode === 'enforce' && this.deny === 'eperm') {
       for (const c of out) if (c.role === 'container' && await agentAlive(this.#files(c.id))) this.#watch(c.id);
+    }
+    // agent directories of containers that are gone (a daemon that died between starting an agent
+    // and creating the container): the agent ends by itself 120 s after no listener came; the
+    // directory goes here once it has
+    const known = new Set(out.map((c) => this.#files(c.id).dir));
+    const base = join(this.opts.runDir, 's');
+    for (const name of await readdir(base).catch(() => [] as string[])) {
+      const files = agentFiles(join(base, name));
+      if (!known.has(files.dir) && !(await agentAlive(files))) await rm(files.dir, { recursive: true, force: true });
     }
     return out;
   }
