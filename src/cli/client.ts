@@ -5,7 +5,7 @@ import type { CriClient } from '../cri/client.ts';
 import type { Container, PodSandbox } from '../api/cri.ts';
 import { daemonLogPath, ensureDaemon } from './daemon.ts';
 import { CLI_POD_LABEL } from '../daemon/cli-pods.ts';
-import { BulkheadError, NotFoundError, InvalidArgumentError, UnavailableError } from '../errors.ts';
+import { errorReason, NotFoundError, InvalidArgumentError, UnavailableError } from '../errors.ts';
 
 export async function withClient<T>(ctx: CommandContext, fn: (client: CriClient) => Promise<T>): Promise<T> {
   const { client, started } = await ensureDaemon(ctx.global, { signal: ctx.signal, onWait: (line) => { ctx.stderr.write(line + '\n'); } });
@@ -20,11 +20,11 @@ export async function withClient<T>(ctx: CommandContext, fn: (client: CriClient)
 }
 
 /**
- * A call the daemon's going away cut short ("Connection dropped") says so, with where the daemon's
+ * A call the daemon's going away cut short (reason BH_CONNECTION_DROPPED) says so, with where the daemon's
  * log is and how to get one back; other errors are returned unchanged.
  */
 export function explainDaemonError(err: unknown, global: GlobalOptions): unknown {
-  if (!(err instanceof BulkheadError) || err.code !== 'Unavailable' || !/^Connection dropped/.test(err.message)) return err;
+  if (errorReason(err) !== 'BH_CONNECTION_DROPPED') return err;
   return new UnavailableError(`the Bulkhead daemon closed the connection during the call (it died or was stopped; the call may have been partly done): see its log ${daemonLogPath(global)} (when the CLI started it), then run the command again, which starts a new daemon when none answers, or run 'bulkhead daemon' in the foreground`, { cause: err });
 }
 
@@ -34,7 +34,7 @@ function pick<T>(kind: string, ref: string, items: T[], id: (t: T) => string, na
   const byPrefix = items.filter((t) => id(t).startsWith(ref));
   if (byPrefix.length === 1) return byPrefix[0]!;
   if (byPrefix.length > 1 || exact.length > 1) throw new InvalidArgumentError(`${kind} "${ref}" is ambiguous: ${[...exact, ...byPrefix].map((t) => id(t).slice(0, 13)).join(', ')}`);
-  throw new NotFoundError(`no such ${kind}: ${ref} (see 'bulkhead ${kind === 'pod' ? 'pods' : 'ps -a'}')`);
+  throw new NotFoundError(`no such ${kind}: ${ref} (see 'bulkhead ${kind === 'pod' ? 'pods' : 'ps -a'}')`, { reason: kind === 'pod' ? 'BH_POD_NOT_FOUND' : 'BH_CONTAINER_NOT_FOUND' });
 }
 
 /** A container by full ID, unique ID prefix or name. */

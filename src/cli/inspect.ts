@@ -3,7 +3,9 @@ import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { findContainer, findPod, withClient } from './client.ts';
 import { writeJson } from './format.ts';
-import { NotFoundError, isNotFound } from '../errors.ts';
+import { errorReason, NotFoundError } from '../errors.ts';
+
+const NO_SUCH: ReadonlySet<string> = new Set(['BH_CONTAINER_NOT_FOUND', 'BH_POD_NOT_FOUND', 'BH_IMAGE_NOT_PRESENT']);
 
 function parseInfo(info: Record<string, string>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -38,12 +40,13 @@ const command: Command = {
         });
         if (!type || type === 'image') attempts.push(async () => {
           const r = await client.imageStatus(ref, true);
-          if (!r.image) throw new NotFoundError(`no such image: ${ref}`);
+          if (!r.image) throw new NotFoundError(`no such image: ${ref}`, { reason: 'BH_IMAGE_NOT_PRESENT' });
           return { type: 'image', image: r.image, info: parseInfo(r.info) };
         });
         let found: unknown;
         for (const a of attempts) {
-          try { found = await a(); break; } catch (err) { if (!isNotFound(err)) throw err; }
+          // only "no such object" moves on to the next kind; any other failure (NotFound too) is reported
+          try { found = await a(); break; } catch (err) { if (!NO_SUCH.has(errorReason(err) ?? '')) throw err; }
         }
         if (found === undefined) throw new NotFoundError(`no such ${type ?? 'container, pod or image'}: ${ref}`);
         out.push(found);

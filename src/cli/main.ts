@@ -173,7 +173,8 @@ if (import.meta.main) {
         process.exitCode = 2;
       } else if (err instanceof BulkheadError) {
         process.stderr.write(`bulkhead: ${err.message}\n`);
-        process.exitCode = 125;
+        // docker's codes: 127 the command is not in the image, 126 it cannot run, 125 anything else
+        process.exitCode = err.reason === 'BH_COMMAND_NOT_FOUND' ? 127 : err.reason === 'BH_COMMAND_NOT_EXECUTABLE' ? 126 : 125;
       } else if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
         process.stderr.write(`bulkhead: ${err.message}\n`);
         process.exitCode = 2;

@@ -3,7 +3,7 @@ import type { Command } from './command.ts';
 import { UsageError } from './command.ts';
 import { eachRef, findContainer, findEmptyCliPod, findPod, withClient } from './client.ts';
 import { CLI_POD_LABEL as CLI_LABEL, removeCliLogDirectory } from '../daemon/cli-pods.ts';
-import { isNotFound } from '../errors.ts';
+import { errorReason } from '../errors.ts';
 
 const command: Command = {
   name: 'rm',
@@ -27,7 +27,7 @@ const command: Command = {
         c = await findContainer(client, ref);
       } catch (err) {
         // no container by that name: the pod of a run that was cut short may still hold it
-        if (!isNotFound(err)) throw err;
+        if (errorReason(err) !== 'BH_CONTAINER_NOT_FOUND') throw err;
         const empty = await findEmptyCliPod(client, ref);
         if (!empty) throw err;
         await client.stopPodSandbox(empty.id);

@@ -13,7 +13,7 @@ const command: Command = {
     if (ctx.args.length === 0) throw new UsageError('rmi needs at least one IMAGE');
     return await withClient(ctx, (client) => eachRef(ctx, async (ref) => {
       const st = await client.imageStatus(ref);
-      if (!st.image) throw new NotFoundError(`no such image: ${ref}`);
+      if (!st.image) throw new NotFoundError(`no such image: ${ref}`, { reason: 'BH_IMAGE_NOT_PRESENT' });
       await client.removeImage(ref);
       return `Deleted: ${st.image.id}`;
     }));

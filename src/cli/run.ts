@@ -12,7 +12,7 @@ import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
 import { runStream } from './stream-client.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
-import { AlreadyExistsError, BulkheadError } from '../errors.ts';
+import { AlreadyExistsError, BulkheadError, errorReason } from '../errors.ts';
 
 export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
 import { CLI_POD_LABEL as CLI_LABEL, cliLogDirectory, removeCliLogDirectory } from '../daemon/cli-pods.ts';
@@ -337,7 +337,8 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
       events.abort();
       const msg = (explainDaemonError(err, ctx.global) as Error).message;
       ctx.stderr.write(`bulkhead: cannot start container: ${msg}\n`);
-      return /not found|no such file/i.test(msg) ? 127 : 126;
+      // as a shell and docker do: 127 when the command is not there, 126 when it cannot run
+      return errorReason(err) === 'BH_COMMAND_NOT_FOUND' ? 127 : 126;
     }
     const onAbort = (): void => { void client.stopContainer(id, 10).catch(() => {}); };
     ctx.signal.addEventListener('abort', onAbort, { once: true });

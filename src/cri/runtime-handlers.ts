@@ -69,7 +69,7 @@ export class RuntimeHandlers {
     const entry = this.#entries.get(name);
     if (!entry) {
       const known = this.names().join(', ') || 'none';
-      throw new InvalidArgumentError(`unknown runtime handler "${name}" (configured handlers: ${known})`);
+      throw new InvalidArgumentError(`unknown runtime handler "${name}" (configured handlers: ${known})`, { reason: 'BH_HANDLER_UNKNOWN' });
     }
     return entry;
   }
@@ -81,7 +81,7 @@ export class RuntimeHandlers {
     signal?.throwIfAborted();
     const probe = await this.#probe(entry).promise;
     if (!probe.available) {
-      throw new FailedPreconditionError(`runtime handler "${name}" (backend ${entry.backend}) cannot run on this host: ${probe.reason ?? 'its probe says unavailable'}`);
+      throw new FailedPreconditionError(`runtime handler "${name}" (backend ${entry.backend}) cannot run on this host: ${probe.reason ?? 'its probe says unavailable'}`, { reason: 'BH_HANDLER_UNAVAILABLE' });
     }
     return entry;
   }

@@ -6,7 +6,7 @@
  * The code ↔ class table itself lives in src/wire/grpc-status.ts (no grpc-js there, for the CLI).
  */
 import * as grpc from '@grpc/grpc-js';
-import { BulkheadError, InvalidArgumentError, UnimplementedError } from '../errors.ts';
+import { BulkheadError, InvalidArgumentError, REASON_METADATA_KEY, UnimplementedError } from '../errors.ts';
 import { errorFromStatus, statusOf } from '../wire/grpc-status.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -31,9 +31,12 @@ export type RpcObserver = (method: string, request: unknown) => (code: string, r
 export function unary(fn: UnaryImpl): Impl { return { kind: 'unary', fn }; }
 export function stream(fn: StreamImpl): Impl { return { kind: 'stream', fn }; }
 
-/** The gRPC status for any thrown value. */
-export function toStatus(err: unknown): { code: grpc.status; details: string } {
-  return statusOf(err) as { code: grpc.status; details: string };
+/** The gRPC status for any thrown value; the error's reason (if any) rides in the trailing metadata. */
+export function toStatus(err: unknown): { code: grpc.status; details: string; metadata: grpc.Metadata } {
+  const st = statusOf(err);
+  const metadata = new grpc.Metadata();
+  if (st.reason) metadata.set(REASON_METADATA_KEY, st.reason);
+  return { code: st.code as grpc.status, details: st.details, metadata };
 }
 
 /** The Bulkhead error for a failed call as the client sees it (status code → error class). */
@@ -111,7 +114,7 @@ export function serveService(
             logCall(logger, method, started, err);
             const st = toStatus(err);
             observed?.(grpc.status[st.code] ?? 'UNKNOWN', undefined);
-            callback({ code: st.code, details: st.details, metadata: new grpc.Metadata() });
+            callback({ code: st.code, details: st.details, metadata: st.metadata });
           },
         );
       }) as grpc.handleUnaryCall<unknown, unknown>;
@@ -141,7 +144,7 @@ export function serveService(
             if (ac.signal.aborted) { logger.debug('rpc', { method, code: 'CANCELLED' }); return; }
             logCall(logger, method, started, err);
             const st = toStatus(err);
-            call.emit('error', { code: st.code, details: st.details, metadata: new grpc.Metadata() });
+            call.emit('error', { code: st.code, details: st.details, metadata: st.metadata });
           },
         );
       }) as grpc.handleServerStreamingCall<unknown, unknown>;

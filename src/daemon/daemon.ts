@@ -123,7 +123,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const engineImages: EngineImages = {
       get: async (ref) => {
         const rec = await images.get(ref);
-        if (!rec) throw new NotFoundError(`image "${ref}" is not present on this node; pull it first`);
+        if (!rec) throw new NotFoundError(`image "${ref}" is not present on this node; pull it first`, { reason: 'BH_IMAGE_NOT_PRESENT' });
         return rec;
       },
       prepareRootfs: (key, imageId) => images.prepareRootfs(key, imageId),

@@ -3,7 +3,7 @@
  * Pulls and loads ask `room()` before writing and name the filesystem when the kernel says ENOSPC.
  */
 import { readFile, realpath, statfs } from 'node:fs/promises';
-import { BulkheadError, ResourceExhaustedError } from '../errors.ts';
+import { errorReason, ResourceExhaustedError } from '../errors.ts';
 import { reserveFor, SETTING, type ImageConfig } from './config.ts';
 
 export interface FsSpace {
@@ -61,7 +61,7 @@ export function spaceAboveReserve(s: FsSpace): number {
 export async function ensureRoom(root: string, cfg: ImageConfig, need: number, what: string): Promise<FsSpace> {
   const s = await fsSpace(root, cfg);
   if (need > spaceAboveReserve(s) || spaceAboveReserve(s) <= 0) {
-    throw new ResourceExhaustedError(`${what}: the image filesystem ${s.mountpoint} has ${humanBytes(s.availBytes)} free and must keep ${humanBytes(s.reserveBytes)} (setting ${SETTING.reserve}); ${need > 0 ? `${humanBytes(need)} more does not fit; ` : ''}free space with \`bulkhead system prune\` or lower the reserve`);
+    throw new ResourceExhaustedError(`${what}: the image filesystem ${s.mountpoint} has ${humanBytes(s.availBytes)} free and must keep ${humanBytes(s.reserveBytes)} (setting ${SETTING.reserve}); ${need > 0 ? `${humanBytes(need)} more does not fit; ` : ''}free space with \`bulkhead system prune\` or lower the reserve`, { reason: 'BH_IMAGE_FS_FULL' });
   }
   return s;
 }
@@ -78,7 +78,7 @@ export function isDiskFull(err: unknown): boolean {
 /** ENOSPC/EDQUOT while `what` → ResourceExhausted naming the filesystem; anything else unchanged. */
 export async function diskFullError(err: unknown, root: string, what: string): Promise<unknown> {
   if (!isDiskFull(err)) return err;
-  if (err instanceof BulkheadError && err.code === 'ResourceExhausted' && err.message.includes('image filesystem')) return err;
+  if (errorReason(err) === 'BH_IMAGE_FS_FULL') return err;
   const mp = await mountpointOf(root);
-  return new ResourceExhaustedError(`${what}: the image filesystem ${mp} is full (no space left on device); free space with \`bulkhead system prune\` or \`bulkhead rmi\`, or move the daemon root to a larger filesystem`, { cause: err });
+  return new ResourceExhaustedError(`${what}: the image filesystem ${mp} is full (no space left on device); free space with \`bulkhead system prune\` or \`bulkhead rmi\`, or move the daemon root to a larger filesystem`, { cause: err, reason: 'BH_IMAGE_FS_FULL' });
 }

@@ -407,7 +407,7 @@ class LocalImageService implements ImageService {
 
   async remove(refOrId: string): Promise<void> {
     const r = this.images.remove(refOrId);
-    if (!r.removed) throw new NotFoundError(`image "${refOrId}" not found`);
+    if (!r.removed) throw new NotFoundError(`image "${refOrId}" not found`, { reason: 'BH_IMAGE_NOT_PRESENT' });
     // The disk is freed now, not at some later sweep: the kubelet's image GC expects RemoveImage to free space.
     if (r.imageGone) await this.collectQuietly('remove');
   }
@@ -444,7 +444,7 @@ class LocalImageService implements ImageService {
 
   private async imageOrThrow(imageId: string): Promise<ImageRecord> {
     const img = this.images.get(imageId);
-    if (!img) throw new NotFoundError(`image "${imageId}" not found`);
+    if (!img) throw new NotFoundError(`image "${imageId}" not found`, { reason: 'BH_IMAGE_NOT_PRESENT' });
     return img;
   }
 

@@ -175,9 +175,9 @@ function record(opts: EnforceOptions, kind: 'pod' | 'container', who: string, d:
 function thrown(kind: string, who: string, d: Decision): Error {
   // A handler that would be allowed but cannot run here is a node problem, not a refusal.
   if (d.violations.every((v) => v.rule === 'handler-unavailable' || v.rule === 'no-handler')) {
-    return new FailedPreconditionError(deniedMessage(kind, who, d));
+    return new FailedPreconditionError(deniedMessage(kind, who, d), { reason: 'BH_HANDLER_UNAVAILABLE' });
   }
-  return new PermissionDeniedError(deniedMessage(kind, who, d));
+  return new PermissionDeniedError(deniedMessage(kind, who, d), { reason: 'BH_POLICY_REFUSED' });
 }
 
 /** The pod as the daemon stored it at RunPodSandbox: what CreateContainer is judged by. */
@@ -306,7 +306,7 @@ export function enforceContainer(
   const d = decideContainer(policy, { pod, podHandler: request.pod.handler, container, ...(stored ? {} : { defaultLevel: true }) }, available);
   const who = `${container.name} in pod ${pod.namespace}/${pod.name}`;
   record(opts, 'container', who, d);
-  if (!d.allowed) throw new PermissionDeniedError(deniedMessage('container', who, d));
+  if (!d.allowed) throw new PermissionDeniedError(deniedMessage('container', who, d), { reason: 'BH_POLICY_REFUSED' });
   return d;
 }
 

@@ -72,7 +72,7 @@ async function findKernel(kdir: string): Promise<{ release: string; vmlinuz: str
 export async function loadGuestAssets(root: string): Promise<GuestAssets> {
   const dir = vmDir(root);
   const k = await findKernel(join(dir, 'kernel'));
-  if (!k) throw new FailedPreconditionError(`no guest kernel under ${join(dir, 'kernel')}; run \`bin/bulkhead-vm --assets ${root} setup\` (or scripts/setup.sh)`);
+  if (!k) throw new FailedPreconditionError(`no guest kernel under ${join(dir, 'kernel')}; run \`bin/bulkhead-vm --assets ${root} setup\` (or scripts/setup.sh)`, { reason: 'BH_VM_NOT_SET_UP' });
   const a: GuestAssets = {
     dir,
     kernelRelease: k.release,
@@ -83,7 +83,7 @@ export async function loadGuestAssets(root: string): Promise<GuestAssets> {
     imagesDir: join(dir, 'images'),
   };
   for (const f of [a.initramfs, a.agent, a.consoleHelper]) {
-    if (!existsSync(f)) throw new FailedPreconditionError(`guest asset ${f} is missing; run \`bin/bulkhead-vm --assets ${root} setup\``);
+    if (!existsSync(f)) throw new FailedPreconditionError(`guest asset ${f} is missing; run \`bin/bulkhead-vm --assets ${root} setup\``, { reason: 'BH_VM_NOT_SET_UP' });
   }
   return a;
 }

@@ -10,17 +10,18 @@
  * --detach exits with the process's exit code.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AlreadyExistsError, BulkheadError, FailedPreconditionError, InvalidArgumentError, UnavailableError, UnimplementedError } from '../errors.ts';
+import { AlreadyExistsError, BulkheadError, FailedPreconditionError, InvalidArgumentError, toWire, UnavailableError, UnimplementedError } from '../errors.ts';
 import { createLogger } from '../util/log.ts';
 import type { OciProcess } from '../oci/spec.ts';
 import { detectAccel } from './accel.ts';
 import { ensureGuestAssets, loadGuestAssets, SETUP_COMMAND } from './assets.ts';
 import { VmdClient } from './client.ts';
+import { parseReadyLine, readyErrorLine, readyOkLine } from './ready.ts';
 import { QemuVmm } from './qemu.ts';
 import { FirecrackerVmm } from './firecracker.ts';
 import { releaseRootfsImage, rootfsImage } from './rootfs-image.ts';
@@ -76,14 +77,17 @@ function parse(argv: string[], valueFlags: Set<string>, stopAfterPositionals = I
 const str = (v: Flags[string] | undefined): string | undefined => (v === undefined || v === true || v === false ? undefined : Array.isArray(v) ? v[v.length - 1] : v);
 const list = (v: Flags[string] | undefined): string[] => (v === undefined || typeof v === 'boolean' ? [] : Array.isArray(v) ? v : [v]);
 
-function logError(g: Global, msg: string): void {
-  process.stderr.write(`bulkhead-vm: ${msg}\n`);
+/**
+ * The failure of a command: on stderr (plain, or with --log-format json a JSON line carrying
+ * `error: {code, reason, message}` that runtime/errors.ts takes as it is) and in --log.
+ */
+function logError(g: Global, err: unknown): void {
+  const msg = err instanceof BulkheadError ? err.message : `unexpected error: ${err instanceof Error ? err.stack : String(err)}`;
+  const json = JSON.stringify({ level: 'error', msg, time: new Date().toISOString(), error: { ...toWire(err), message: msg } });
+  process.stderr.write(g.logFormat === 'json' ? `${json}\n` : `bulkhead-vm: ${msg}\n`);
   if (!g.log) return;
   try {
-    const line = g.logFormat === 'json'
-      ? JSON.stringify({ level: 'error', msg, time: new Date().toISOString() })
-      : `time=${new Date().toISOString()} level=error msg=${JSON.stringify(msg)}`;
-    appendFileSync(g.log, line + '\n');
+    appendFileSync(g.log, (g.logFormat === 'json' ? json : `time=${new Date().toISOString()} level=error msg=${JSON.stringify(msg)}`) + '\n');
   } catch { /* log dir gone */ }
 }
 
@@ -91,8 +95,8 @@ function spawnDetached(args: string[], stdio: ('inherit' | 'ignore' | 'pipe' | n
   return spawn(cmd, args, { detached: true, stdio });
 }
 
-/** Reads one line from a child's fd 3 ("ok PID" / "error: MSG"); rejects if it exits first. */
-function readyLine(child: ReturnType<typeof spawn>, what: string, timeoutMs: number): Promise<string> {
+/** Reads the ready line (ready.ts) from a child's fd 3; rejects with the error it carries, or if it exits first. */
+function readyLine(child: ReturnType<typeof spawn>, what: string, timeoutMs: number): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
     let buf = '';
@@ -102,9 +106,8 @@ function readyLine(child: ReturnType<typeof spawn>, what: string, timeoutMs: num
       const nl = buf.indexOf('\n');
       if (nl >= 0) {
         clearTimeout(timer);
-        const line = buf.slice(0, nl);
-        if (line.startsWith('ok')) resolvePromise(line);
-        else reject(new BulkheadError(/not found in \$PATH|bad|exceeds/.test(line) ? 'InvalidArgument' : /did not answer/.test(line) ? 'DeadlineExceeded' : /run `bin\/bulkhead-vm .*setup`/.test(line) ? 'FailedPrecondition' : 'Internal', `${what}: ${line.replace(/^error: /, '').replace(/\\n/g, '\n')}`));
+        const r = parseReadyLine(buf.slice(0, nl), what);
+        if ('pid' in r) resolvePromise(r.pid); else reject(r.error);
       }
     });
     pipe.on('end', () => { clearTimeout(timer); if (!buf.includes('\n')) reject(new UnavailableError(`${what} exited before it was ready`)); });
@@ -389,13 +392,13 @@ async function cmdVmd(g: Global, argv: string[]): Promise<number> {
   try {
     await sup.start();
   } catch (e) {
-    try { (await import('node:fs')).writeSync(3, `error: ${(e as Error).message.replace(/\n/g, '\\n')}\n`); } catch { /* creator gone */ }
+    try { writeSync(3, readyErrorLine(e)); } catch { /* creator gone */ }
     return 1;
   } finally {
     clearInterval(watch);
   }
   await writeFile(join(str(flags['pod-dir'])!, 'vmd.pid'), String(process.pid));
-  try { (await import('node:fs')).writeSync(3, `ok ${process.pid}\n`); (await import('node:fs')).closeSync(3); } catch { /* creator gone */ }
+  try { writeSync(3, readyOkLine(process.pid)); closeSync(3); } catch { /* creator gone */ }
   return await sup.finished();
 }
 
@@ -473,8 +476,7 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    logError(g, e instanceof BulkheadError ? msg : `unexpected error: ${e instanceof Error ? e.stack : msg}`);
+    logError(g, e);
     return 1;
   }
 }

@@ -4,7 +4,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { BulkheadError, DeadlineExceededError, type ErrorCode, UnavailableError } from '../errors.ts';
+import { DeadlineExceededError, fromWire, UnavailableError } from '../errors.ts';
 import { encodeFrame, FrameDecoder, type Frame } from './protocol.ts';
 
 export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> {
@@ -26,7 +26,7 @@ export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> 
           this.#waiting.delete(f.id);
           if (!w) continue;
           if (f.type === 'A') w.resolve(JSON.parse(f.payload.toString('utf8') || '{}'));
-          else w.reject(classify(f.payload.toString('utf8')));
+          else w.reject(failure(f.payload));
         } else if (f.type === 'V') {
           const v = JSON.parse(f.payload.toString('utf8')) as { reason: string };
           this.#gone(v.reason);
@@ -55,7 +55,7 @@ export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> 
   #gone(reason: string): void {
     if (this.#goneReason !== undefined) return;
     this.#goneReason = reason;
-    for (const w of this.#waiting.values()) w.reject(new UnavailableError(`pod VM gone: ${reason}`));
+    for (const w of this.#waiting.values()) w.reject(new UnavailableError(`pod VM gone: ${reason}`, { reason: 'BH_VM_GONE' }));
     this.#waiting.clear();
     this.emit('gone', reason);
   }
@@ -64,7 +64,7 @@ export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> 
 
   /** One request; `timeoutMs` (optional) bounds the wait for the answer (DeadlineExceeded). */
   request<T = Record<string, unknown>>(op: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<T> {
-    if (this.#goneReason !== undefined) return Promise.reject(new UnavailableError(`pod VM gone: ${this.#goneReason}`));
+    if (this.#goneReason !== undefined) return Promise.reject(new UnavailableError(`pod VM gone: ${this.#goneReason}`, { reason: 'BH_VM_GONE' }));
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       const t = timeoutMs === undefined ? undefined : setTimeout(() => {
@@ -86,11 +86,10 @@ export class VmdClient extends EventEmitter<{ frame: [Frame]; gone: [string] }> 
   close(): void { this.#sock.end(); }
 }
 
-/** Errors from the supervisor or agent keep a class where the message says which. */
-function classify(msg: string): BulkheadError {
-  const code: ErrorCode = /not in this VM|unknown container|unknown session/.test(msg) ? 'NotFound'
-    : /not running|already started|exists/.test(msg) ? 'FailedPrecondition'
-    : /executable file not found|no such file|bad or missing|unknown op|exceeds/i.test(msg) ? 'InvalidArgument'
-    : 'Internal';
-  return new BulkheadError(code, msg);
+/** An `F` frame: the supervisor sends {code, reason, message} (vmd.ts); anything else is Internal. */
+function failure(payload: Buffer): Error {
+  const text = payload.toString('utf8');
+  let v: unknown;
+  try { v = JSON.parse(text); } catch { v = undefined; }
+  return fromWire(v, `the VM supervisor failed the request: ${text.slice(0, 500) || 'no reason given'}`);
 }

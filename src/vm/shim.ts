@@ -8,6 +8,7 @@
 import { closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { VmdClient } from './client.ts';
+import { readyErrorLine, readyOkLine } from './ready.ts';
 import type { Frame } from './protocol.ts';
 import { type ContainerRecord, containerDir, writeJsonAtomic } from './state.ts';
 import { writeFile } from 'node:fs/promises';
@@ -21,15 +22,16 @@ export interface ShimSession {
   /** create: {image, kv}; exec: {kv}. */
   kv: [string, string][];
   image?: string;
-  /** fd to report "ok PID" / "error: MSG" on once the session exists (-1: none). */
+  /** fd to report the ready line on (ready.ts) once the session exists (-1: none). */
   readyFd: number;
   /** exec: write our pid here once the process started. */
   pidFile?: string;
 }
 
-function ready(fd: number, line: string): void {
-  if (fd < 0) { if (line.startsWith('error')) process.stderr.write(`bulkhead-vm: ${line.slice(7)}\n`); return; }
-  try { writeSync(fd, line + '\n'); closeSync(fd); } catch { /* creator gone */ }
+/** Reports readiness (no error) or the error on fd (ready.ts); without an fd the error goes to stderr. */
+function ready(fd: number, err?: unknown): void {
+  if (fd < 0) { if (err !== undefined) process.stderr.write(`bulkhead-vm: ${err instanceof Error ? err.message : String(err)}\n`); return; }
+  try { writeSync(fd, err === undefined ? readyOkLine(process.pid) : readyErrorLine(err)); closeSync(fd); } catch { /* creator gone */ }
 }
 
 /** Runs the session to its end; resolves with the exit code for this process. */
@@ -38,7 +40,7 @@ export async function runShim(s: ShimSession): Promise<number> {
   try {
     client = await VmdClient.connect(join(s.rec.podDir, 'vmd.sock'));
   } catch (e) {
-    ready(s.readyFd, `error: ${(e as Error).message}`);
+    ready(s.readyFd, e);
     return 125;
   }
   const tty = s.kv.some(([k, v]) => k === 'tty' && v === '1');
@@ -90,7 +92,7 @@ export async function runShim(s: ShimSession): Promise<number> {
       const r = await client.request<{ id: number }>('create', { name: s.rec.id, image: s.image, kv: s.kv, sandbox: s.rec.sandbox });
       gid = r.id;
       for (const f of early.splice(0)) handle(f);
-      ready(s.readyFd, `ok ${process.pid}`);
+      ready(s.readyFd);
     } else {
       // exec: the reply and the started event arrive together; set gid before frames are read
       const r = await client.request<{ id: number; pid: number }>('exec', { name: s.rec.id, kv: s.kv });
@@ -100,10 +102,10 @@ export async function runShim(s: ShimSession): Promise<number> {
       flushStdin();
       for (const f of early.splice(0)) handle(f);
       if (s.pidFile) await writeJsonPid(s.pidFile, process.pid);
-      ready(s.readyFd, `ok ${process.pid}`);
+      ready(s.readyFd);
     }
   } catch (e) {
-    ready(s.readyFd, `error: ${(e as Error).message}`);
+    ready(s.readyFd, e);
     client.close();
     return s.mode === 'exec' ? 126 : 125;
   }

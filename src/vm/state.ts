@@ -73,7 +73,7 @@ export async function readRecord(root: string, id: string): Promise<ContainerRec
   try {
     return JSON.parse(await readFile(join(containerDir(root, id), 'state.json'), 'utf8')) as ContainerRecord;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`container "${id}" does not exist`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`container "${id}" does not exist`, { reason: 'BH_CONTAINER_NOT_FOUND' });
     throw e;
   }
 }

@@ -133,7 +133,12 @@ describe('pod network for the VM', () => {
 
 describe('microvm backend options', () => {
   const logger = createLogger({ level: 'error' });
-  const assets = (o: Record<string, unknown>): string[] => new MicrovmBackend({ runDir: '/tmp/none', logger, ...o }).runtimeCommand().globalArgs;
+  const globalArgs = (o: Record<string, unknown>): string[] => new MicrovmBackend({ runDir: '/tmp/none', logger, ...o }).runtimeCommand().globalArgs;
+  // every command ends with --log-format json (its failures carry their class and reason)
+  const assets = (o: Record<string, unknown>): string[] => globalArgs(o).slice(0, -2);
+  it('runs bulkhead-vm with --log-format json, after any runtimeArgs', () => {
+    assert.deepEqual(globalArgs({ runtimeArgs: ['--log-format', 'text'] }).slice(-4), ['--log-format', 'text', '--log-format', 'json']);
+  });
   it('takes the assets root from --assets in runtimeArgs, [vm] assets, or assetsRoot; never from the daemon root; never twice', () => {
     const saved = process.env.BULKHEAD_VM_ASSETS;
     delete process.env.BULKHEAD_VM_ASSETS;

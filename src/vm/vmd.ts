@@ -16,7 +16,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
-import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, toWire, UnavailableError } from '../errors.ts';
+import { agentError } from './agent-errors.ts';
 import type { Logger } from '../util/log.ts';
 import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
 import { run } from '../util/exec.ts';
@@ -257,9 +258,15 @@ export class PodVmSupervisor {
     this.#toGuest(type, gid, payload);
   }
 
+  /** `A` with a JSON body, or `F` with the error as {code, reason, message} (errors.ts WireError). */
   #reply(conn: Socket | null, reqId: number, ok: boolean, body: unknown): void {
     if (!conn || conn.destroyed) return;
-    conn.write(encodeFrame(ok ? 'A' : 'F', reqId, ok ? JSON.stringify(body ?? {}) : String(body)));
+    conn.write(encodeFrame(ok ? 'A' : 'F', reqId, JSON.stringify(ok ? body ?? {} : body)));
+  }
+
+  /** A failed agent request: its text becomes {code, reason, message} here, once (agent-errors.ts). */
+  #fail(p: Pending, text: string): void {
+    this.#reply(p.conn, p.reqId, false, agentError(p.op, text));
   }
 
   #fromGuest(f: Frame): void {
@@ -293,34 +300,35 @@ export class PodVmSupervisor {
   #settle(p: Pending, gid: number, ok: boolean, text: string): void {
     switch (p.op) {
       case 'create':
-        if (!ok) { this.#dropContainer(p.name!); this.#reply(p.conn, p.reqId, false, text); return; }
+        if (!ok) { this.#dropContainer(p.name!); this.#fail(p, text); return; }
         this.#reply(p.conn, p.reqId, true, { id: gid });
         return;
       case 'exec':
-        if (!ok) { this.#sessions.delete(gid); this.#reply(p.conn, p.reqId, false, text); return; }
+        if (!ok) { this.#sessions.delete(gid); this.#fail(p, text); return; }
         this.#startedEvent(gid, text);
         this.#reply(p.conn, p.reqId, true, { id: gid, pid: Number(text) });
         return;
       case 'start':
-        if (ok) this.#startedEvent(gid, text);
-        this.#reply(p.conn, p.reqId, ok, ok ? { pid: Number(text) } : text);
+        if (!ok) { this.#fail(p, text); return; }
+        this.#startedEvent(gid, text);
+        this.#reply(p.conn, p.reqId, true, { pid: Number(text) });
         return;
       case 'delete': {
         const c = p.name ? this.#containers.get(p.name) : undefined;
         if (ok && c) this.#dropContainer(c.name);
-        this.#reply(p.conn, p.reqId, ok, ok ? {} : text);
+        if (ok) this.#reply(p.conn, p.reqId, true, {}); else this.#fail(p, text);
         if (ok && c?.sandbox) void this.shutdown('pod stopped: sandbox container deleted', false);
         return;
       }
       case 'stats': {
-        if (!ok) { this.#reply(p.conn, p.reqId, false, text); return; }
+        if (!ok) { this.#fail(p, text); return; }
         const o: Record<string, number> = {};
         for (const kv of text.split(' ')) { const [k, v] = kv.split('='); if (k && v) o[k] = Number(v); }
         this.#reply(p.conn, p.reqId, true, o);
         return;
       }
       default:
-        this.#reply(p.conn, p.reqId, ok, ok ? { message: text } : text);
+        if (ok) this.#reply(p.conn, p.reqId, true, { message: text }); else this.#fail(p, text);
     }
   }
 
@@ -345,7 +353,7 @@ export class PodVmSupervisor {
       try { frames = dec.push(b); } catch { conn.destroy(); return; }
       for (const f of frames) {
         if (f.type === 'Q') {
-          void this.#op(conn, f.id, f.payload).catch((e: unknown) => this.#reply(conn, f.id, false, (e as Error).message));
+          void this.#op(conn, f.id, f.payload).catch((e: unknown) => this.#reply(conn, f.id, false, toWire(e)));
         } else if (f.type === 'I' || f.type === 'W') {
           const s = this.#sessions.get(f.id);
           if (s && s.owner === conn && s.exited === undefined) this.#toGuest(f.type, f.id, f.payload);
@@ -368,19 +376,19 @@ export class PodVmSupervisor {
 
   #container(name: unknown): Container {
     const c = typeof name === 'string' ? this.#containers.get(name) : undefined;
-    if (!c) throw new NotFoundError(`container ${String(name)} is not in this VM`);
+    if (!c) throw new NotFoundError(`container ${String(name)} is not in this VM`, { reason: 'BH_CONTAINER_NOT_FOUND' });
     return c;
   }
 
   async #op(conn: Socket, reqId: number, payload: Buffer): Promise<void> {
     const m = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
-    if (this.#stopping) throw new InvalidArgumentError('the VM is stopping');
+    if (this.#stopping) throw new UnavailableError('the pod VM is stopping', { reason: 'BH_VM_GONE' });
     switch (m.op) {
       case 'create': {
         const name = String(m.name);
-        if (this.#containers.has(name)) throw new InvalidArgumentError(`container ${name} exists in this VM`);
+        if (this.#containers.has(name)) throw new AlreadyExistsError(`container ${name} exists in this VM`);
         const slot = this.#slots.findIndex((s) => s === undefined);
-        if (slot < 0) throw new InvalidArgumentError(`all ${SLOT_COUNT} drive slots of this VM are in use`);
+        if (slot < 0) throw new ResourceExhaustedError(`all ${SLOT_COUNT} drive slots of this VM are in use (a microVM pod holds at most ${SLOT_COUNT} containers, its sandbox included)`);
         this.#slots[slot] = name;
         try { await this.#fillSlot(slot, String(m.image)); } catch (e) { this.#slots[slot] = undefined; throw e; }
         const gid = this.#nextGid++;

@@ -3,7 +3,7 @@
  * client (src/cri/client.ts) maps statuses through here so it never loads grpc-js; the server's
  * wrapper (src/cri/status.ts) uses the same table, so both directions stay one mapping.
  */
-import { BulkheadError, errorCode, type ErrorCode } from '../errors.ts';
+import { BulkheadError, errorCode, errorReason, isErrorReason, REASON_METADATA_KEY, type ErrorCode, type ErrorReason } from '../errors.ts';
 
 /** The gRPC status codes (same numbers as grpc-js's `status`). */
 export const GrpcStatus = {
@@ -55,9 +55,10 @@ for (const [k, v] of Object.entries(errorCodeToStatus)) statusToErrorCode.set(v,
 // A call the client cancelled surfaces as Aborted; every code without a class is Internal.
 statusToErrorCode.set(GrpcStatus.CANCELLED, 'Aborted');
 
-/** The gRPC status for any thrown value. */
-export function statusOf(err: unknown): { code: GrpcStatusCode; details: string } {
-  return { code: errorCodeToStatus[errorCode(err)], details: err instanceof Error ? err.message : String(err) };
+/** The gRPC status for any thrown value; `reason` goes to the trailing metadata key REASON_METADATA_KEY. */
+export function statusOf(err: unknown): { code: GrpcStatusCode; details: string; reason?: ErrorReason } {
+  const reason = errorReason(err);
+  return { code: errorCodeToStatus[errorCode(err)], details: err instanceof Error ? err.message : String(err), ...(reason ? { reason } : {}) };
 }
 
 /** The error class for a status code as the client sees it. */
@@ -66,12 +67,27 @@ export function errorCodeOfStatus(code: number): ErrorCode {
 }
 
 /**
+ * The reason in a failed call's trailing metadata: a plain record (wire/transport.ts) or grpc-js's
+ * Metadata (`get(key)` → values). An unknown value is dropped.
+ */
+function reasonOfMetadata(md: unknown): ErrorReason | undefined {
+  if (typeof md !== 'object' || md === null) return undefined;
+  const get = (md as { get?: unknown }).get;
+  const v: unknown = typeof get === 'function'
+    ? (get.call(md, REASON_METADATA_KEY) as unknown[])[0]
+    : (md as Record<string, unknown>)[REASON_METADATA_KEY];
+  return isErrorReason(v) ? v : undefined;
+}
+
+/**
  * The Bulkhead error for a failed call (anything with a numeric `code` and `details`, as grpc-js's
  * ServiceError and grpc-transport.ts's GrpcCallError have); a value without a code is UNKNOWN.
+ * The reason comes from the trailing metadata, and only when it belongs to the status's class.
  */
 export function errorFromStatus(err: unknown): BulkheadError {
-  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; details?: unknown };
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; details?: unknown; metadata?: unknown };
   const code = typeof e.code === 'number' ? e.code : GrpcStatus.UNKNOWN;
   const details = (typeof e.details === 'string' && e.details) || (err instanceof Error ? err.message : String(err));
-  return new BulkheadError(errorCodeOfStatus(code), details, { cause: err });
+  const reason = reasonOfMetadata(e.metadata);
+  return new BulkheadError(errorCodeOfStatus(code), details, { cause: err, ...(reason ? { reason } : {}) });
 }

@@ -21,6 +21,10 @@ import {
   H2Connection, type H2Stream, type Headers,
 } from './h2.ts';
 import { GrpcStatus, statusName } from './grpc-status.ts';
+import { REASON_METADATA_KEY } from '../errors.ts';
+
+/** A call cut short by the connection's end carries a reason, so the CLI need not match the text. */
+const DROPPED: Record<string, string> = { [REASON_METADATA_KEY]: 'BH_CONNECTION_DROPPED' };
 
 /** A failed call: a gRPC status other than OK (same fields as grpc-js's ServiceError). */
 export class GrpcCallError extends Error {
@@ -280,7 +284,7 @@ export class GrpcChannel {
         },
       });
     } catch (err) {
-      finish(err instanceof GrpcCallError ? err : new GrpcCallError(GrpcStatus.UNAVAILABLE, `Connection dropped: ${err instanceof Error ? err.message : String(err)}`));
+      finish(err instanceof GrpcCallError ? err : new GrpcCallError(GrpcStatus.UNAVAILABLE, `Connection dropped: ${err instanceof Error ? err.message : String(err)}`, DROPPED));
       return handle;
     }
     conn = c;
@@ -348,7 +352,7 @@ function httpError(httpStatus: number, h: Headers): GrpcCallError {
 
 /** The status of a stream that closed without one, as grpc-js reports it; `err`: the connection failed. */
 function closedWithoutStatus(rstCode: number, err: Error | null): GrpcCallError {
-  if (err) return new GrpcCallError(GrpcStatus.UNAVAILABLE, err.message === 'Connection dropped' ? err.message : `Connection dropped: ${err.message}`);
+  if (err) return new GrpcCallError(GrpcStatus.UNAVAILABLE, err.message === 'Connection dropped' ? err.message : `Connection dropped: ${err.message}`, DROPPED);
   switch (rstCode) {
     case H2_REFUSED_STREAM: return new GrpcCallError(GrpcStatus.UNAVAILABLE, 'Stream refused by server');
     case H2_CANCEL: return new GrpcCallError(GrpcStatus.CANCELLED, 'Call cancelled');

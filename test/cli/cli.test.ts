@@ -146,6 +146,13 @@ describe('bulkhead CLI against a real daemon', () => {
     const noImage = await bulkhead(d, ['run', '--rm', '127.0.0.1:1/none/such:tag', 'true']);
     assert.notEqual(noImage.code, 0);
     assert.match(noImage.stderr, /bulkhead: /);
+    // the command's reason (BH_COMMAND_NOT_FOUND / _NOT_EXECUTABLE over gRPC), not its text, gives docker's 127 / 126
+    const typo = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'nosuchcmd-bh']);
+    assert.equal(typo.code, 127, typo.stderr);
+    assert.match(typo.stderr, /nosuchcmd-bh.*fix the command\/args of the pod spec/);
+    const notExec = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, '/etc/passwd']);
+    assert.equal(notExec.code, 126, notExec.stderr);
+    assert.equal((await d.client.listPodSandbox()).length, 0, '--rm leaves no pod behind when the command is wrong');
     const handler = await bulkhead(d, ['run', '--rm', '--isolation', 'nosuch', IMAGE, 'true']);
     assert.equal(handler.code, 125);
     assert.match(handler.stderr, /unknown runtime handler "nosuch"/);

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
 import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
+import { classifyRuntimeFailure } from '../../src/runtime/errors.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
 import { isCgroupFs } from '../../src/cgroup/mounts.ts';
@@ -40,7 +41,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     rootfs = makeRootfs(dir);
   });
   after(async () => {
-    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
+    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, `c6-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -125,6 +126,21 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     assert.equal(look.stdout.trim(), 'isolated');
     assert.equal((await vm(root, ['delete', id])).code, 0);
     assert.ok(!existsSync(join(root, id)));
+  });
+
+  it('a command that is not in the image: start fails with InvalidArgument BH_COMMAND_NOT_FOUND, carried from the agent to the daemon', async () => {
+    const id = `c6-${process.pid}`;
+    const b = makeBundle(dir, 'c6', { rootfs, annotations: member(sbId), args: ['nosuchcmd-bh'] });
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    // --log-format json, as the microvm backend runs it: the error line carries {code, reason, message}
+    const s = await vm(root, ['--log-format', 'json', 'start', id]);
+    assert.equal(s.code, 1, s.stderr);
+    const e = classifyRuntimeFailure({ what: 'bulkhead-vm start', stderr: s.stderr, code: s.code });
+    assert.deepEqual([e.code, e.reason], ['InvalidArgument', 'BH_COMMAND_NOT_FOUND'], s.stderr);
+    assert.match(e.message, /nosuchcmd-bh: executable file not found in \$PATH — .*fix the command\/args of the pod spec/);
+    assert.equal((await vm(root, ['exec', sbId, 'true'])).code, 0, 'the pod VM still serves');
+    assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
   });
 
   it('delivers signals and reports the exit code', async () => {

@@ -11,7 +11,7 @@ import { createReadStream, watch } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AbortedError, AlreadyExistsError, DeadlineExceededError, InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from '../../errors.ts';
+import { AbortedError, AlreadyExistsError, DeadlineExceededError, errorReason, InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from '../../errors.ts';
 import { run } from '../../util/exec.ts';
 import type { Logger } from '../../util/log.ts';
 import { liveStartTime } from '../../util/proc.ts';
@@ -97,7 +97,7 @@ export class ConmonDriver {
     try {
       return JSON.parse(await readFile(join(this.bundleDir(id), 'meta.json'), 'utf8')) as Meta;
     } catch {
-      throw new NotFoundError(`container ${id} not found`);
+      throw new NotFoundError(`container ${id} not found`, { reason: 'BH_CONTAINER_NOT_FOUND' });
     }
   }
 
@@ -330,10 +330,8 @@ export class ConmonDriver {
     try {
       await this.runtimeCmd(['delete', '--force', id], { ...(signal ? { signal } : {}), timeoutMs: 30_000 });
     } catch (err) {
-      if (!(err instanceof NotFoundError)) {
-        const msg = (err as Error).message.toLowerCase();
-        if (!/does not exist|not exist|no such/.test(msg)) this.log.warn('runtime delete failed', { id, err });
-      }
+      // already gone is what delete wants (runtime/errors.ts classifies each runtime's words for it)
+      if (errorReason(err) !== 'BH_CONTAINER_NOT_FOUND') this.log.warn('runtime delete failed', { id, err });
     }
     // conmon exits once the container is gone; do not leave it behind
     // (polled often at first: it usually goes within a few ms of the runtime's delete)

@@ -72,7 +72,8 @@ export class MicrovmBackend extends ConmonBackend {
   runtimeCommand(): RuntimeCommand {
     const extra = this.opts.runtimeArgs ?? [];
     const assets = assetsFlag(extra) !== undefined ? [] : ['--assets', this.#assetsRoot];
-    return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...extra] };
+    // --log-format json: a failure's class and reason reach runtime/errors.ts as bulkhead-vm threw them
+    return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...extra, '--log-format', 'json'] };
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
