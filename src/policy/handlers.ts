@@ -23,6 +23,7 @@ export const BACKEND_ISOLATION: Readonly<Record<string, Isolation>> = {
 /** The handlers Bulkhead ships with, all assumed available. */
 export const DEFAULT_HANDLERS: readonly HandlerInfo[] = [
   { handler: 'runc', isolation: 'process', available: true },
+  { handler: 'strict', isolation: 'strict', available: true },
   { handler: 'gvisor', isolation: 'user-kernel', available: true },
   { handler: 'microvm', isolation: 'vm', available: true },
 ];

@@ -22,7 +22,7 @@
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
-import type { BackendOptions, ContainerRecord, CreateContainerOptions, Isolation } from '../backend.ts';
+import type { BackendOptions, ContainerRecord, CreateContainerOptions, Isolation, ProbeResult } from '../backend.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { RuncBackend } from '../runc/runc-backend.ts';
 import { agentAlive, agentDirOf, agentFiles, ensureAgent, readAgentOutput, startAgent, stopAgent, type AgentFiles } from './agent.ts';
@@ -67,6 +67,23 @@ export class StrictBackend extends RuncBackend {
   }
 
   #files(id: string): AgentFiles { return agentFiles(agentDirOf(this.opts.runDir, id)); }
+
+  /** runc and conmon, and (except strict-kill) the seccomp agent built with gcc. */
+  protected override async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
+    const base = await super.probeHost(signal);
+    if (!base.available || (this.mode === 'enforce' && this.deny === 'kill')) return base;
+    // SCMP_ACT_NOTIFY and linux.seccomp.listenerPath arrived in runc 1.1
+    const v = /(\d+)\.(\d+)/.exec(base.details.runtimeVersion ?? '');
+    if (v && (Number(v[1]) < 1 || (Number(v[1]) === 1 && Number(v[2]) < 1))) {
+      return { available: false, reason: `${base.details.runtimeVersion} cannot hand seccomp listeners to an agent (runc 1.1 or later is needed); use the strict-kill handler or upgrade runc`, details: base.details };
+    }
+    try {
+      const bin = await ensureAgent();
+      return { ...base, details: { ...base.details, seccompAgent: bin, denyAction: this.mode === 'learn' ? 'learn (continue)' : this.deny } };
+    } catch (err) {
+      return { available: false, reason: `the seccomp agent cannot be built (${err instanceof Error ? err.message.slice(0, 200) : String(err)}); install gcc, or use the strict-kill handler`, details: base.details };
+    }
+  }
 
   override async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
     await this.requireAvailable(opts.signal);
