@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { permissivePolicy, startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { sharedRegistry } from '../../harness/registry.ts';
@@ -14,11 +14,13 @@ import { buildLayer, busyboxLayers, pushImage } from '../../harness/images.ts';
 import { run } from '../../src/util/exec.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import { ProfileStore, profileDirOf } from '../../src/runtime/strict/profile-store.ts';
+import { agentAlive, agentDirOf, agentFiles } from '../../src/runtime/strict/agent.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
 
 let d: TestDaemon;
 let image: string;
 let other: string;
+let sleeper: string;
 
 before(async () => {
   const reg = await sharedRegistry();
@@ -29,6 +31,7 @@ before(async () => {
   image = (await pushImage(reg, 'test/strict', 'latest', { layers: [...busyboxLayers(), probe] })).ref;
   // the same files, another manifest: an image nobody trained
   other = (await pushImage(reg, 'test/strict-untrained', 'latest', { layers: [...busyboxLayers(), probe], config: { Labels: { untrained: 'yes' } } })).ref;
+  sleeper = (await pushImage(reg, 'test/strict-sleeper', 'latest', { layers: [...busyboxLayers(), probe], config: { Labels: { sleeper: 'yes' } } })).ref;
   d = await startTestDaemon({
     name: 'bulkhead-strict-',
     handlers: { runc: { backend: 'runc' }, strict: { backend: 'strict' }, 'strict-learn': { backend: 'strict-learn' } },
@@ -39,6 +42,7 @@ before(async () => {
   });
   await d.client.pullImage(image);
   await d.client.pullImage(other);
+  await d.client.pullImage(sleeper);
 });
 after(async () => { await d?.close(); });
 
@@ -164,4 +168,29 @@ test('a level with strict_fallback = "runc" runs an image without a profile as r
     await d.client.stopPodSandbox(podId).catch(() => {});
     await d.client.removePodSandbox(podId).catch(() => {});
   }
+});
+
+test('a strict container\'s deny agent outlives a daemon killed with SIGKILL and is ended when the container is removed; a stale agent directory is swept at restart', async () => {
+  assert.equal((await runOnce('strict-learn', 'learn-sleep', sleeper, ['sleep', '0.2'])).exitCode, 0);
+  const cfg = pod('sleeper');
+  const podId = await d.client.runPodSandbox(cfg, 'strict');
+  const id = await d.client.createContainer(podId, ctr('sleeper', sleeper, ['sleep', '60']), cfg);
+  await d.client.startContainer(id);
+  const strictRun = join(d.runDir, 'runtime', 'strict');
+  const files = agentFiles(agentDirOf(strictRun, id));
+  assert.ok(await agentAlive(files), 'the deny agent runs beside the container');
+  const stale = agentFiles(agentDirOf(strictRun, 'gone-container'));
+  await mkdir(stale.dir, { recursive: true });
+  await writeFile(stale.pidFile, JSON.stringify({ pid: 999999, startTime: '1' }));
+  await d.stop('SIGKILL');
+  assert.ok(await agentAlive(files), 'the agent does not die with the daemon');
+  await d.restart();
+  assert.equal((await d.client.containerStatus(id)).status.state, 'CONTAINER_RUNNING');
+  await assert.rejects(stat(stale.dir), /ENOENT/, 'the stale agent directory was swept at recovery');
+  await d.client.stopContainer(id, 1);
+  await d.client.removeContainer(id);
+  assert.equal(await agentAlive(files), false, 'the agent ended with its container');
+  await assert.rejects(stat(files.dir), /ENOENT/);
+  await d.client.stopPodSandbox(podId);
+  await d.client.removePodSandbox(podId);
 });
