@@ -43,3 +43,7 @@ test('registries.mirror_fallback: unset by default (the client falls back, as do
   assert.equal(parseConfig('[registries]\nmirror_fallback = false\n', paths).registries.mirrorFallback, false);
   assert.throws(() => parseConfig('[registries]\nmirror_fallback = "no"\n', paths), /registries\.mirror_fallback must be true or false/);
 });
+
+test('a section no part reads is an unknown key, not silently ignored ([webhook] was accepted and never read: the webhook takes flags)', () => {
+  assert.throws(() => parseConfig('[webhook]\nlisten = "0.0.0.0:443"\n', paths), /unknown key webhook/);
+});
