@@ -34,7 +34,7 @@ before(async () => {
   sleeper = (await pushImage(reg, 'test/strict-sleeper', 'latest', { layers: [...busyboxLayers(), probe], config: { Labels: { sleeper: 'yes' } } })).ref;
   d = await startTestDaemon({
     name: 'bulkhead-strict-',
-    handlers: { runc: { backend: 'runc' }, strict: { backend: 'strict' }, 'strict-learn': { backend: 'strict-learn' } },
+    handlers: { runc: { backend: 'runc' }, strict: { backend: 'strict' }, 'strict-kill': { backend: 'strict-kill' }, 'strict-learn': { backend: 'strict-learn' } },
     registries: { insecure: [reg.host] },
     // namespace strict-fallback: a level that lets strict containers without a profile run as runc would
     policy: { toml: [permissivePolicy('runc'), '[policy.levels.lenient]', 'min_isolation = "process"', 'strict_fallback = "runc"',
@@ -103,6 +103,10 @@ test('a learned `sh -c "echo hi"` runs under strict; the probe gets EPERM and th
   for (const name of ['unshare', 'mount', 'keyctl', 'bpf', 'ptrace', 'io_uring_setup']) {
     assert.match(probe.log, new RegExp(`^${name} EPERM$`, 'm'), `${name} under strict:\n${probe.log}`);
   }
+  // strict-kill: the first call outside the list kills the process (SIGSYS: 128 + 31)
+  const killed = await runOnce('strict-kill', 'kill-probe', image, ['/probe']);
+  assert.equal(killed.exitCode, 159, killed.log);
+  assert.doesNotMatch(killed.log, /unshare OK/);
   const dflt = await runOnce('runc', 'runc-probe', image, ['/probe'], {}, { linux: { securityContext: { seccomp: { profileType: 'RuntimeDefault' } } } });
   console.log(`# the same probe under runc's default profile: ${dflt.log.trim().split('\n').join(', ')}`);
   let log = '';
