@@ -140,7 +140,8 @@ const command: Command = {
         h.name, h.isolation, h.available ? 'yes' : 'no',
         h.available ? Object.entries(h.details).map(([k, v]) => `${k}=${v}`).join(' ').slice(0, 100) : h.reason.slice(0, 140),
       ])));
-      const available = info.handlers.filter((h) => h.available);
+      // a strict handler enforces what a training run (strict-learn) of the same command learned: train first
+      const available = info.handlers.filter((h) => h.available).sort((a, b) => Number(b.backend === 'strict-learn') - Number(a.backend === 'strict-learn'));
       const runs: DemoRun[] = [];
       for (const h of available) {
         say(`\n=== ${h.name} (${h.isolation}), trusted pod: sh -c '<probe>' ===`);

@@ -23,6 +23,8 @@ test('bulkhead demo runs the probe in runc and gVisor as trusted pods, moves an 
     assert.equal(code, 0, out);
     assert.match(out, /^trusted +runc +runc +ok /m, out);
     assert.match(out, /^trusted +gvisor +gvisor +ok +4\.4\.0/m, out);
+    // strict enforces what the strict-learn run of the same command learned just before
+    assert.match(out, /^trusted +strict +strict +ok /m, out);
     assert.match(out, /^untrusted +runc +(gvisor|microvm) +ok /m, out);
     assert.match(out, /^untrusted +\(default\) +- +refused/m, out);
     assert.doesNotMatch(out, /is not allowed: pod log directories/, 'the demo pods\' log directories are under the demo daemon\'s root');

@@ -26,7 +26,7 @@ import type { BackendOptions, ContainerRecord, CreateContainerOptions, Isolation
 import type { OciSpec } from '../../oci/spec.ts';
 import { RuncBackend } from '../runc/runc-backend.ts';
 import { agentAlive, agentDirOf, agentFiles, ensureAgent, readAgentOutput, startAgent, stopAgent, type AgentFiles } from './agent.ts';
-import { FALLBACK_ANNOTATION, IMAGE_DIGEST_ANNOTATION, IMAGE_ID_ANNOTATION, PROFILE_ANNOTATION, ROLE_ANNOTATION } from './annotations.ts';
+import { FALLBACK_ANNOTATION, IMAGE_DIGEST_ANNOTATION, IMAGE_ID_ANNOTATION, IMAGE_NAME_ANNOTATION, PROFILE_ANNOTATION, ROLE_ANNOTATION } from './annotations.ts';
 import { allowList, enforcingSeccomp, namedCounts, trainingSeccomp, usedCapabilities, type DenyAction, type StrictProfile } from './profile.ts';
 import { ProfileStore, profileDirOf, readProfileBeneath } from './profile-store.ts';
 import { listTree, treeChanged, upperDirOf } from './rootfs-writes.ts';
@@ -147,7 +147,7 @@ export class StrictBackend extends RuncBackend {
     }
     const p = await this.store.get(digest);
     if (!p && ann[FALLBACK_ANNOTATION] === 'runc') return undefined;
-    if (!p) throw new FailedPreconditionError(howToLearn(imageId || digest, digest));
+    if (!p) throw new FailedPreconditionError(howToLearn(ann[IMAGE_NAME_ANNOTATION] || imageId || digest, digest));
     return p;
   }
 
