@@ -7,7 +7,8 @@
 // (with --peers the same under podman runc/runsc, report-peers.ts) and a start-latency bench (`true` N times: p50/p99 of a whole `bulkhead run --rm`). It writes
 // report.json and a self-contained report.html (no network needed to open it); one progress line
 // per step on stderr; an idle pod's memory as PodSandboxStats reports it; a syscall-heavy loop
-// timed inside each sandbox. Charts as PNG and the PSS/density benches are not written yet.
+// timed inside each sandbox; charts (report-charts.ts) inline in the HTML as SVG and as PNG files
+// (DIR/report.png, all side by side, for a README; DIR/charts/NAME.png one each).
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -23,6 +24,10 @@ import { Writable } from 'node:stream';
 import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
 import { runPeers } from './report-peers.ts';
+import { chartSpecs, inlineSvg, summarySpec, toPng, toSvg } from './report-charts.ts';
+
+/** A chart as the HTML embeds it. */
+export interface RenderedChart { name: string; title: string; svg: string }
 
 const NAMESPACE = 'bulkhead-demo-trusted';
 
@@ -118,7 +123,7 @@ function request(name: string, handler: string, args: string[], env: string[], n
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** The report as one self-contained HTML page (inline CSS, no scripts, nothing fetched). */
-export function renderHtml(r: Report): string {
+export function renderHtml(r: Report, charts: readonly RenderedChart[] = []): string {
   const hs = r.handlers.filter((h) => h.probe);
   const th = (cells: string[]): string => `<tr><th></th>${cells.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>`;
   const row = (label: string, cells: string[], cls: (i: number) => string = () => ''): string =>
@@ -161,6 +166,7 @@ export function renderHtml(r: Report): string {
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top;max-width:32em;word-break:break-word}
 th[scope=row]{background:#f6f6f6;font-weight:normal}td.open{background:#fde2e2}td.shut{background:#e3f6e3}
+figure.chart{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}figcaption{font-size:12px;color:#555}
 </style></head><body>
 <h1>What each sandbox blocks and costs on this node</h1>
 <p>Generated ${esc(r.generatedAt)} · host kernel ${esc(r.hostKernel)} · the same probe in a trusted pod on each handler.</p>
@@ -178,10 +184,27 @@ ${reach || row('no target', hs.map(() => 'no port listens on all addresses here'
 ${start}
 ${idle}
 ${sys}</table>
+${charts.length ? `<h2>Charts</h2>\n${charts.map((c) => `<figure class="chart" id="chart-${esc(c.name)}" data-chart="${esc(c.name)}">${inlineSvg(c.svg)}<figcaption>${esc(c.title)}</figcaption></figure>`).join('\n')}` : ''}
 ${missing ? `<h2>Not measured</h2><ul>${missing}</ul>` : ''}
 <p>${r.notes.map(esc).join('<br>')}</p>
 </body></html>
 `;
+}
+
+/** Renders each chart to SVG (for the HTML) and PNG (DIR/charts/NAME.png), and all of them side by side as DIR/report.png. */
+export async function writeCharts(r: Report, out: string): Promise<RenderedChart[]> {
+  const charts = chartSpecs(r);
+  const rendered: RenderedChart[] = [];
+  if (!charts.length) return rendered;
+  await mkdir(join(out, 'charts'), { recursive: true });
+  for (const c of charts) {
+    const svg = await toSvg(c.spec);
+    await writeFile(join(out, 'charts', `${c.name}.png`), toPng(svg));
+    rendered.push({ name: c.name, title: c.title, svg });
+  }
+  const summary = summarySpec(charts);
+  if (summary) await writeFile(join(out, 'report.png'), toPng(await toSvg(summary)));
+  return rendered;
 }
 
 const command: Command = {
@@ -229,7 +252,7 @@ const command: Command = {
         version: 1, generatedAt: new Date().toISOString(), hostKernel: release(), targets, handlers: [],
         notes: ['Start latency is a whole `bulkhead run --rm IMAGE true` (pod, container, removal) through the CLI.',
           'Idle pod memory is the working set CRI PodSandboxStats reports for a pod running `sleep` after 3 s: the VM\'s QEMU cgroup on microvm, the sandbox cgroup on gVisor, the container on runc.',
-          'Not measured yet: PSS, density, podman/containerd peers; no PNG charts.'],
+          'Not measured yet: PSS, density; containerd as a peer.'],
       };
       for (const h of info.handlers.filter((x) => !only || only.includes(x.name))) {
         const hr: HandlerReport = { handler: h.name, isolation: h.isolation, available: h.available, startSeconds: [] };
@@ -260,9 +283,11 @@ const command: Command = {
           report.handlers.push({ ...p, ...(p50 !== undefined ? { startP50: p50 } : {}), ...(p99 !== undefined ? { startP99: p99 } : {}) });
         }
       }
+      progress('charts');
+      const charts = await writeCharts(report, out);
       await writeFile(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-      await writeFile(join(out, 'report.html'), renderHtml(report));
-      progress(`wrote ${join(out, 'report.html')} and report.json`);
+      await writeFile(join(out, 'report.html'), renderHtml(report, charts));
+      progress(`wrote ${join(out, 'report.html')}, report.json and ${charts.length ? `report.png and ${charts.length} chart PNGs` : 'no charts (nothing measured)'}`);
       if (ctx.global.json) writeJson(ctx.stdout, report);
       else ctx.stdout.write(`${join(out, 'report.html')}\n`);
       return report.handlers.some((h) => h.probe) ? 0 : 1;
