@@ -82,3 +82,25 @@ describe('bulkhead profile', () => {
     assert.equal(p.training.probe, 'wget -qO- http://127.0.0.1:8080/');
   });
 });
+
+describe('bulkhead profile learn under the built-in policy (every pod untrusted)', () => {
+  let d: TestDaemon;
+  let echo: string;
+  before(async () => {
+    const reg = await sharedRegistry();
+    echo = (await pushImage(reg, 'test/profile-echo', 'latest', { layers: busyboxLayers(), config: { Cmd: ['sh', '-c', 'echo hi'] } })).ref;
+    d = await startTestDaemon({
+      name: 'bulkhead-profile-builtin-', policy: 'builtin',
+      handlers: { runc: { backend: 'runc' }, gvisor: { backend: 'gvisor', runtime_args: ['--platform=ptrace'] }, strict: { backend: 'strict' }, 'strict-learn': { backend: 'strict-learn' } },
+      registries: { insecure: [reg.host] },
+    });
+  });
+  after(async () => { await d?.close(); });
+
+  it('is refused (a training run is the process class) and leaves no pod behind', async () => {
+    const r = await runCli(d, ['profile', 'learn', '--duration', '2s', echo]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /the trust policy moved the training pod from "strict-learn" to "(gvisor|microvm)"/);
+    assert.deepEqual(await d.client.listPodSandbox(), []);
+  });
+});
