@@ -6,20 +6,24 @@
  * after a crash.
  *
  * Profiles named by an annotation (`io.bulkhead.strict.profile`) are files under the profile root
- * (`[runtime] strict_profile_root`, default `<root>/profiles`), resolved without following a
- * symlink below it (src/util/beneath.ts), opened O_NOFOLLOW, bounded in size.
+ * `<root>/profiles` (a cluster that learns elsewhere mounts its ConfigMap there). The annotation's
+ * path is checked lexically (absolute, no `..`, under the root: src/util/beneath.ts), then resolved
+ * with realpath and must still be under the root's real path — so the symlinks a ConfigMap volume
+ * is made of (`key -> ..data/key`) work and a symlink that leads out is refused — and the resolved
+ * file is opened O_NOFOLLOW, regular, bounded in size. Only the daemon's administrator writes under
+ * the root; the annotation only names a path.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../../errors.ts';
-import { partsBeneath, walkDirsBeneath } from '../../util/beneath.ts';
+import { isUnder, partsBeneath } from '../../util/beneath.ts';
 import { parseProfile, type StrictProfile } from './profile.ts';
 
 const DIGEST = /^sha256:([a-f0-9]{64})$/;
 const MAX_PROFILE_BYTES = 256 * 1024;
-const RULE = 'strict profiles named by annotation are regular files under the strict profile root';
+const RULE = 'strict profiles named by annotation are regular files under the strict profile root, symlinks only within it';
 
 export function profileDirOf(root: string): string { return join(root, 'profiles'); }
 
@@ -132,11 +136,14 @@ async function readProfileFile(path: string, what: string): Promise<StrictProfil
 export async function readProfileBeneath(root: string, ref: string): Promise<StrictProfile> {
   const what = `strict profile ${JSON.stringify(ref.slice(0, 200))}`;
   const parts = partsBeneath(root, ref, what, `${RULE} (${root})`);
-  await walkDirsBeneath(root, parts.slice(0, -1), { create: false, what, rule: RULE });
+  let realRoot: string;
+  let real: string;
   try {
-    return await readProfileFile(join(root, ...parts), what);
-  } catch (err) {
-    if (err instanceof NotFoundError) throw new InvalidArgumentError(`${what} does not exist (${RULE})`);
-    throw err;
+    realRoot = await realpath(root);
+    real = await realpath(join(root, ...parts));
+  } catch {
+    throw new InvalidArgumentError(`${what} does not exist (${RULE})`);
   }
+  if (!isUnder(real, realRoot) || real === realRoot) throw new InvalidArgumentError(`${what} resolves through a symlink to a place outside ${root} (${RULE})`);
+  return await readProfileFile(real, what);
 }

@@ -91,9 +91,17 @@ test('the profile store writes atomically and reads beneath its root only', asyn
     await mkdir(join(dir, 'elsewhere'));
     await writeFile(join(dir, 'elsewhere', 'p.json'), JSON.stringify(profile()));
     await symlink(join(dir, 'elsewhere'), join(root, 'link'));
-    await assert.rejects(readProfileBeneath(root, join(root, 'link', 'p.json')), /is a symlink/);
+    await assert.rejects(readProfileBeneath(root, join(root, 'link', 'p.json')), /resolves through a symlink to a place outside/);
     await symlink(join(dir, 'elsewhere', 'p.json'), join(root, 'file-link.json'));
-    await assert.rejects(readProfileBeneath(root, join(root, 'file-link.json')), /is a symlink/);
+    await assert.rejects(readProfileBeneath(root, join(root, 'file-link.json')), /resolves through a symlink to a place outside/);
+    await symlink('/etc', join(root, 'etc'));
+    await assert.rejects(readProfileBeneath(root, join(root, 'etc', 'passwd')), (e: Error) => /outside/.test(e.message) && !e.message.includes('root:'));
+    // a ConfigMap volume: key -> ..data/key, ..data -> ..2026_01_01; symlinks that stay inside are fine
+    await mkdir(join(root, 'cm', '..2026_01_01'), { recursive: true });
+    await writeFile(join(root, 'cm', '..2026_01_01', 'app.json'), JSON.stringify(profile()));
+    await symlink('..2026_01_01', join(root, 'cm', '..data'));
+    await symlink('..data/app.json', join(root, 'cm', 'app.json'));
+    assert.equal((await readProfileBeneath(root, join(root, 'cm', 'app.json'))).manifestDigest, DIGEST);
     await assert.rejects(readProfileBeneath(root, join(root, 'missing.json')), /does not exist/);
     assert.equal(await store.remove(DIGEST), true);
     assert.equal(await store.remove(DIGEST), false);
