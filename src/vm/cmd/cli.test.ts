@@ -1,0 +1,105 @@
+// bulkhead-vm's command line without booting a VM: runc's flag grammar, help and usage, the
+// commands in one file each, `update` refused up front, and failures as {code, reason, message}.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseRuntimeFlags, list, str, bool } from './flags.ts';
+import { loadVmCommands } from './commands.ts';
+import { classifyRuntimeFailure } from '../../runtime/errors.ts';
+import { UsageError } from '../../util/command.ts';
+
+const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'bulkhead-vm');
+
+function vm(args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'bulkhead-vmcli-'));
+  try {
+    const r = spawnSync(BIN, ['--root', join(dir, 'state'), '--assets', join(dir, 'assets'), ...args], { encoding: 'utf8', timeout: 30_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('runc\'s flag grammar: -flag and --flag, =value or the next word, shorts, repeats, unknown flags tolerated', () => {
+  const spec = { bundle: { type: 'string', short: 'b' }, env: { type: 'string', short: 'e', multiple: true }, force: { type: 'boolean', short: 'f' }, 'pid-file': { type: 'string' } } as const;
+  const table: [string[], Record<string, unknown>, string[], number?][] = [
+    [['--bundle', '/b', 'id1'], { bundle: '/b' }, ['id1']],
+    [['-bundle=/b', 'id1'], { bundle: '/b' }, ['id1']],
+    [['-b', '/b', '--pid-file=/p', 'id1'], { bundle: '/b', 'pid-file': '/p' }, ['id1']],
+    [['-e', 'A=1', '--env', 'B=2', '-e=C=3', 'id1'], { env: ['A=1', 'B=2', 'C=3'] }, ['id1']],
+    [['--bundle', '/x', '--bundle', '/y', 'id1'], { bundle: '/y' }, ['id1']],
+    [['-f', 'id1'], { force: true }, ['id1']],
+    [['--force=false', 'id1'], { force: false }, ['id1']],
+    [['--systemd-cgroup', '--no-new-keyring', 'id1'], { 'systemd-cgroup': true, 'no-new-keyring': true }, ['id1']],
+    [['--unknown=v', 'id1'], { unknown: 'v' }, ['id1']],
+    [['--', '-f', 'id1'], {}, ['-f', 'id1']],
+    [['-f', 'id1', 'sh', '-c', '--force'], { force: true }, ['id1', 'sh', '-c', '--force'], 1],
+  ];
+  for (const [argv, flags, args, stop] of table) {
+    const r = parseRuntimeFlags(argv, spec, stop);
+    assert.deepEqual(r, { flags, args }, argv.join(' '));
+  }
+  assert.throws(() => parseRuntimeFlags(['--bundle'], spec), (e: unknown) => e instanceof UsageError && /--bundle needs a value/.test(e.message));
+  const f = parseRuntimeFlags(['-e', 'A=1', '-e', 'B=2', '--bundle', '/b', '-f'], spec).flags;
+  assert.deepEqual([str(f, 'bundle'), list(f, 'env'), bool(f, 'force'), str(f, 'nothing'), list(f, 'nothing')], ['/b', ['A=1', 'B=2'], true, undefined, []]);
+});
+
+test('every command is one file with a name, synopsis and summary; internal ones are hidden', async () => {
+  const commands = await loadVmCommands();
+  const names = commands.map((c) => c.name);
+  for (const n of ['create', 'start', 'state', 'kill', 'delete', 'exec', 'stats', 'update', 'features', 'setup', 'version', '_shim', '_vmd']) assert.ok(names.includes(n), n);
+  for (const c of commands) {
+    assert.match(c.synopsis, new RegExp(`^bulkhead-vm (\\[--assets ROOT\\] )?${c.name}\\b`), c.name);
+    assert.ok(c.summary.length > 10, c.name);
+    assert.equal(c.internal === true, c.name.startsWith('_'), c.name);
+  }
+  const help = vm(['help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^ {2}create /m);
+  assert.doesNotMatch(help.stdout, /_vmd|_shim/);
+  const bare = vm([]);
+  assert.equal(bare.code, 2, 'no command: usage on stderr');
+  assert.match(bare.stderr, /^Usage: bulkhead-vm /);
+  assert.equal(vm(['frobnicate']).code, 2);
+  assert.match(vm(['frobnicate']).stderr, /unknown command "frobnicate"; see 'bulkhead-vm help'/);
+  assert.equal(vm(['--version']).stdout, 'bulkhead-vm version 0.1.0\nspec: 1.0.2\n');
+  assert.equal(vm(['version']).stdout, 'bulkhead-vm version 0.1.0\nspec: 1.0.2\n');
+  const kill = vm(['kill', '--help']);
+  assert.deepEqual([kill.code, kill.stdout.split('\n')[0]], [0, 'Usage: bulkhead-vm kill [--all] ID [SIGNAL]']);
+  assert.equal(vm(['create', '--bundle']).code, 2, 'a value flag without its value is a usage error');
+  assert.equal(JSON.parse(vm(['features']).stdout).annotations['io.bulkhead.vm.isolation'], 'vm');
+});
+
+test('update says it is not supported up front: in help, in its usage, and in its error with what to do', () => {
+  const help = vm(['help']);
+  assert.match(help.stdout, /^ {2}update +Change a container's resources — not supported: a microVM's memory and vCPUs are fixed when its pod VM boots/m);
+  const usage = vm(['update', '--help']);
+  assert.equal(usage.code, 0);
+  assert.match(usage.stdout, /^Usage: bulkhead-vm update \[--resources FILE\] ID +\(not supported\)\n/);
+  const r = vm(['update', '--resources', '/dev/null', 'c1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^bulkhead-vm: update: not supported: .*; to change them, recreate the pod with the new limits/);
+  // as the daemon runs it (conmon → runtime/errors.ts): UNIMPLEMENTED, not a guess from the text
+  const j = vm(['--log-format', 'json', 'update', '-r', '/dev/null', 'c1']);
+  assert.equal(j.code, 1);
+  const e = classifyRuntimeFailure({ what: 'bulkhead-vm update c1', stderr: j.stderr, code: j.code });
+  assert.equal(e.code, 'Unimplemented', j.stderr);
+  assert.match(e.message, /recreate the pod with the new limits/);
+});
+
+test('a failure carries its class and reason to the caller (--log-format json), and reads as one line without it', () => {
+  const plain = vm(['state', 'no-such-ctr']);
+  assert.equal(plain.code, 1);
+  assert.equal(plain.stderr, 'bulkhead-vm: container "no-such-ctr" does not exist\n');
+  const j = vm(['--log-format', 'json', 'delete', 'no-such-ctr']);
+  assert.equal(j.code, 1);
+  const line = JSON.parse(j.stderr) as { level: string; msg: string; error: { code: string; reason: string } };
+  assert.deepEqual([line.level, line.error.code, line.error.reason], ['error', 'NotFound', 'BH_CONTAINER_NOT_FOUND']);
+  const e = classifyRuntimeFailure({ what: 'bulkhead-vm delete', stderr: j.stderr, code: j.code });
+  assert.deepEqual([e.code, e.reason], ['NotFound', 'BH_CONTAINER_NOT_FOUND']);
+  assert.equal(vm(['delete', '--force', 'no-such-ctr']).code, 0, 'delete --force of nothing succeeds');
+  assert.match(vm(['--accel', 'warp', 'state', 'x']).stderr, /--accel must be auto, kvm or tcg/);
+});

@@ -1,0 +1,62 @@
+/** What several bulkhead-vm commands share: how supervisors are spawned and waited for, the pod's supervisor client. */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UnavailableError } from '../../errors.ts';
+import type { Command } from '../../util/command.ts';
+import { VmdClient } from '../client.ts';
+import { parseReadyLine } from '../ready.ts';
+import type { ContainerRecord } from '../state.ts';
+import type { VmGlobal } from './global.ts';
+
+export interface VmCommand extends Command<VmGlobal> {
+  /**
+   * Takes a container ID as its first argument, and finds a container created under another
+   * --root through the default root's by-id index (podman's cleanup through conmon runs `delete`
+   * without the runtime flags).
+   */
+  byId?: boolean;
+  /** Stop parsing flags after this many positionals (exec: the ID, then the command and its flags). */
+  positionalsBeforeArgs?: number;
+}
+
+/** The program's entry point: supervisors are started as `node <cli.ts> _vmd|_shim ...`. */
+export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli.ts');
+export const NODE_ARGS = ['--disable-warning=ExperimentalWarning'];
+
+export function spawnDetached(args: string[], stdio: ('inherit' | 'ignore' | 'pipe' | number)[], cmd: string = process.execPath): ReturnType<typeof spawn> {
+  return spawn(cmd, args, { detached: true, stdio });
+}
+
+/** Reads the ready line (ready.ts) from a child's fd 3: its pid, or the error it carries; rejects if it exits first. */
+export function readyLine(child: ReturnType<typeof spawn>, what: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    let buf = '';
+    const timer = setTimeout(() => reject(new UnavailableError(`${what} did not become ready within ${timeoutMs} ms`)), timeoutMs);
+    pipe.on('data', (b: Buffer) => {
+      buf += b.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        const r = parseReadyLine(buf.slice(0, nl), what);
+        if ('pid' in r) resolvePromise(r.pid); else reject(r.error);
+      }
+    });
+    pipe.on('end', () => { clearTimeout(timer); if (!buf.includes('\n')) reject(new UnavailableError(`${what} exited before it was ready`)); });
+  });
+}
+
+/** Closes the child's end of the ready pipe (the child keeps running). */
+export function closeReadyPipe(child: ReturnType<typeof spawn>): void {
+  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+}
+
+/** One connection to the pod's VM supervisor for `f`. */
+export async function withPod<T>(rec: ContainerRecord, f: (c: VmdClient) => Promise<T>): Promise<T> {
+  const c = await VmdClient.connect(join(rec.podDir, 'vmd.sock'));
+  try { return await f(c); } finally { c.close(); }
+}
+
+export function readFileSafe(p: string): string { try { return readFileSync(p, 'utf8'); } catch { return ''; } }

@@ -1,0 +1,129 @@
+// `bulkhead-vm create`: a container from an OCI bundle; a sandbox container boots its pod's VM first.
+import type { spawn } from 'node:child_process';
+import { existsSync, openSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
+import { liveStartTime } from '../../util/proc.ts';
+import { detectAccel } from '../accel.ts';
+import { loadGuestAssets } from '../assets.ts';
+import { VmdClient } from '../client.ts';
+import { killPodProcesses, recordProc } from '../procs.ts';
+import { releaseRootfsImage, rootfsImage } from '../rootfs-image.ts';
+import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, rootfsPath, vmSize } from '../spec.ts';
+import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
+import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
+import type { Accel } from '../vmm.ts';
+import { CLI, closeReadyPipe, NODE_ARGS, readyLine, spawnDetached, type VmCommand } from './common.ts';
+import { str } from './flags.ts';
+import type { VmGlobal } from './global.ts';
+
+async function chooseAccel(g: VmGlobal): Promise<Accel> {
+  if (g.accel !== 'auto') return g.accel;
+  const assets = await loadGuestAssets(g.assetsRoot);
+  return (await detectAccel(assets)).accel;
+}
+
+/** Starts the pod's VM supervisor unless one answers; true when this call started it. */
+async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined): Promise<boolean> {
+  if (existsSync(join(dir, 'vmd.sock'))) {
+    try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
+  }
+  await killPodProcesses(dir, 500);
+  await removeVmmCgroups(dir);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const accel = await chooseAccel(g);
+  const logFd = openSync(join(dir, 'vmd.log'), 'a');
+  const child = spawnDetached([...NODE_ARGS, CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
+    '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
+    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
+  if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
+  try {
+    await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
+  } catch (e) {
+    // whatever the start left running (supervisor, VMM) ends before its slot files go
+    await killPodProcesses(dir, 500);
+    await removeVmmCgroups(dir);
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  } finally {
+    closeReadyPipe(child);
+    child.unref();
+  }
+  return true;
+}
+
+const command: VmCommand = {
+  name: 'create',
+  synopsis: 'bulkhead-vm create [--bundle DIR] [--pid-file FILE] [--console-socket SOCKET] ID',
+  summary: 'Create a container from an OCI bundle (a sandbox container boots its pod\'s microVM)',
+  flags: {
+    bundle: { type: 'string', short: 'b' },
+    'pid-file': { type: 'string' },
+    'console-socket': { type: 'string' },
+    'preserve-fds': { type: 'string' },
+  },
+  async run({ global: g, flags, args }) {
+    const id = checkId(args[0]);
+    const bundle = resolve(str(flags, 'bundle') ?? process.cwd());
+    const spec = await readBundleSpec(bundle);
+    const pod = podIdentity(id, spec);
+    const cdir = containerDir(g.root, id);
+    if (existsSync(cdir)) throw new AlreadyExistsError(`container "${id}" already exists`);
+    const assets = await loadGuestAssets(g.assetsRoot);
+    const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
+    const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
+    const pdir = podDir(g.root, pod.podId);
+    await mkdir(cdir, { recursive: true, mode: 0o700 });
+    const rec: ContainerRecord = { id, bundle, podId: pod.podId, podDir: pdir, sandbox: pod.sandbox, pid: 0, annotations: spec.annotations ?? {}, created: new Date().toISOString() };
+    await writeJsonAtomic(join(cdir, 'state.json'), rec);
+    if (g.root !== DEFAULT_ROOT) await indexAdd(id, cdir);
+    let startedVm = false;
+    try {
+      if (pod.sandbox) {
+        const given = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? cleanCgroupPath(spec.linux.cgroupsPath) : undefined;
+        const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
+        const q = spec.linux?.resources?.cpu;
+        const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
+        startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec));
+      } else if (!existsSync(join(pdir, 'vmd.sock'))) {
+        throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
+      }
+      await writeFile(join(cdir, 'create.json'), JSON.stringify({ kv, image: image.path }), { mode: 0o600 });
+      const consoleSocket = str(flags, 'console-socket');
+      const shimArgs = [...NODE_ARGS, CLI, '--root', g.root, '_shim', '--id', id];
+      let child: ReturnType<typeof spawn>;
+      if (spec.process?.terminal) {
+        if (!consoleSocket) throw new InvalidArgumentError('process.terminal is set: --console-socket is required');
+        const cs = spec.process.consoleSize;
+        child = spawnDetached([consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', process.execPath, ...shimArgs], ['ignore', 'ignore', 'inherit', 'pipe'], assets.consoleHelper);
+      } else {
+        child = spawnDetached(shimArgs, ['inherit', 'inherit', 'inherit', 'pipe']);
+      }
+      try {
+        await readyLine(child, 'container supervisor', 120_000);
+      } finally {
+        closeReadyPipe(child);
+        child.unref();
+      }
+      rec.pid = child.pid!;
+      const start = liveStartTime(rec.pid);
+      if (start !== undefined) rec.pidStart = start;
+      await writeJsonAtomic(join(cdir, 'state.json'), rec);
+      const pidFile = str(flags, 'pid-file');
+      if (pidFile) await writeFile(pidFile, String(rec.pid));
+      return 0;
+    } catch (e) {
+      if (startedVm) {
+        try { const c = await VmdClient.connect(join(pdir, 'vmd.sock')); await c.request('shutdown', { reason: 'sandbox create failed' }); c.close(); } catch { /* gone */ }
+      }
+      await rm(cdir, { recursive: true, force: true });
+      await indexRemove(id, cdir);
+      await releaseRootfsImage(image.path, cdir).catch(() => {});
+      throw e;
+    }
+  },
+};
+export default command;

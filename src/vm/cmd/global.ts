@@ -1,0 +1,61 @@
+/** bulkhead-vm's global options: its flags before the command name, then BULKHEAD_* variables, then defaults. */
+import { resolve } from 'node:path';
+import { InvalidArgumentError } from '../../errors.ts';
+import type { FlagSpec, FlagValues } from '../../util/command.ts';
+import { DEFAULT_ROOT } from '../state.ts';
+import type { Accel } from '../vmm.ts';
+import { str } from './flags.ts';
+
+export interface VmGlobal {
+  /** State directory of containers and pod VMs; --root or BULKHEAD_VM_STATE. */
+  root: string;
+  /** Where failures are logged besides stderr; --log. */
+  log?: string;
+  logFormat: 'text' | 'json';
+  /** Bulkhead's state root holding vm/ (the guest assets); --assets or BULKHEAD_ROOT. */
+  assetsRoot: string;
+  accel: 'auto' | Accel;
+  bootTimeoutMs: number;
+  cgroupParent: string;
+  /** Firecracker binary: use the Firecracker driver instead of QEMU. */
+  firecracker?: string;
+}
+
+/** runc's global flags that callers pass; the ones without a use here are accepted and ignored. */
+export const GLOBAL_FLAGS: FlagSpec = {
+  root: { type: 'string' },
+  log: { type: 'string' },
+  'log-format': { type: 'string' },
+  assets: { type: 'string' },
+  accel: { type: 'string' },
+  'boot-timeout': { type: 'string' },
+  'cgroup-parent': { type: 'string' },
+  firecracker: { type: 'string' },
+  criu: { type: 'string' },
+  rootless: { type: 'string' },
+  'systemd-cgroup': { type: 'boolean' },
+  debug: { type: 'boolean' },
+  version: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlobal {
+  const g: VmGlobal = {
+    root: resolve(str(flags, 'root') ?? env.BULKHEAD_VM_STATE ?? DEFAULT_ROOT),
+    logFormat: str(flags, 'log-format') === 'json' ? 'json' : 'text',
+    assetsRoot: resolve(str(flags, 'assets') ?? env.BULKHEAD_ROOT ?? '/var/lib/bulkhead'),
+    accel: (str(flags, 'accel') ?? env.BULKHEAD_VM_ACCEL ?? 'auto') as VmGlobal['accel'],
+    bootTimeoutMs: Number(str(flags, 'boot-timeout') ?? env.BULKHEAD_VM_BOOT_TIMEOUT_MS ?? 120_000),
+    cgroupParent: str(flags, 'cgroup-parent') ?? 'bulkhead-vm',
+  };
+  const log = str(flags, 'log');
+  if (log) g.log = log;
+  const fc = str(flags, 'firecracker') ?? env.BULKHEAD_VM_FIRECRACKER;
+  if (fc) g.firecracker = fc;
+  return g;
+}
+
+/** The global options every command relies on, checked. */
+export function checkGlobal(g: VmGlobal): void {
+  if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError('--accel must be auto, kvm or tcg');
+}

@@ -1,0 +1,59 @@
+// `bulkhead-vm _vmd` (internal): the pod's VM supervisor (see ../vmd.ts), started by create of a sandbox container.
+import { closeSync, writeSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createLogger } from '../../util/log.ts';
+import { liveStartTime } from '../../util/proc.ts';
+import { loadGuestAssets } from '../assets.ts';
+import { FirecrackerVmm } from '../firecracker.ts';
+import { QemuVmm } from '../qemu.ts';
+import { readyErrorLine, readyOkLine } from '../ready.ts';
+import { PodVmSupervisor } from '../vmd.ts';
+import type { Accel } from '../vmm.ts';
+import type { VmCommand } from './common.ts';
+import { str } from './flags.ts';
+
+const command: VmCommand = {
+  name: '_vmd',
+  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN]',
+  summary: 'The pod VM supervisor; reports readiness on fd 3',
+  internal: true,
+  flags: Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns'].map((k) => [k, { type: 'string' as const }])),
+  async run({ global: g, flags }) {
+    const fc = str(flags, 'firecracker');
+    const netns = str(flags, 'netns');
+    const podDir = str(flags, 'pod-dir')!;
+    const log = createLogger({ fields: { component: 'vmd', pod: str(flags, 'pod') } });
+    const cpuQuota = str(flags, 'cpu-quota');
+    const sup = new PodVmSupervisor({
+      podId: str(flags, 'pod')!, podDir, assets: await loadGuestAssets(g.assetsRoot), vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
+      accel: (str(flags, 'accel') ?? 'tcg') as Accel, memoryMiB: Number(str(flags, 'memory')), vcpus: Number(str(flags, 'vcpus')),
+      bootTimeoutMs: Number(str(flags, 'boot-timeout')), cgroup: str(flags, 'cgroup') ?? '', logger: log,
+      ...(cpuQuota ? { cpuQuota: Number(cpuQuota), cpuPeriod: Number(str(flags, 'cpu-period') ?? 100000) } : {}),
+      ...(netns ? { netns } : {}),
+    });
+    process.on('SIGTERM', () => { void sup.shutdown('the VM supervisor was terminated', false); });
+    process.on('SIGINT', () => { void sup.shutdown('the VM supervisor was interrupted', false); });
+    // Until the VM is ready, its creator (`create`, waiting on fd 3) owns the start: if the creator
+    // goes away (killed on its caller's timeout), nobody would ever delete this VM, so it ends here.
+    const creator = process.ppid;
+    const creatorStart = liveStartTime(creator);
+    const watch = setInterval(() => {
+      if (process.ppid === creator && liveStartTime(creator) === creatorStart) return;
+      clearInterval(watch);
+      void sup.abortStart('its creator (bulkhead-vm create) went away before the VM was ready').finally(() => process.exit(1));
+    }, 250);
+    try {
+      await sup.start();
+    } catch (e) {
+      try { writeSync(3, readyErrorLine(e)); } catch { /* creator gone */ }
+      return 1;
+    } finally {
+      clearInterval(watch);
+    }
+    await writeFile(join(podDir, 'vmd.pid'), String(process.pid));
+    try { writeSync(3, readyOkLine(process.pid)); closeSync(3); } catch { /* creator gone */ }
+    return await sup.finished();
+  },
+};
+export default command;
