@@ -63,6 +63,19 @@ test('runc: a command path that is not executable is BH_COMMAND_NOT_EXECUTABLE',
   assert.deepEqual([err.code, err.reason], ['InvalidArgument', 'BH_COMMAND_NOT_EXECUTABLE'], err.message);
 });
 
+test('an image that is not on the node is NOT_FOUND BH_IMAGE_NOT_PRESENT (not a missing pod or container)', async () => {
+  const pc = podConfig(`noimage-${randomUUID().slice(0, 8)}`);
+  const podId = await d.client.runPodSandbox(pc, 'runc');
+  try {
+    await assert.rejects(
+      d.client.createContainer(podId, { metadata: { name: 'x', attempt: 0 }, image: { image: 'bulkhead.local/never-pulled:1' }, command: ['true'], logPath: 'x.log' }, pc),
+      (e: unknown) => e instanceof BulkheadError && e.code === 'NotFound' && e.reason === 'BH_IMAGE_NOT_PRESENT' && /pull it first/.test(e.message),
+    );
+  } finally {
+    await d.client.removePodSandbox(podId).catch(() => {});
+  }
+});
+
 test('the reason is in the trailing metadata for any gRPC client (grpc-js, as the kubelet uses)', async () => {
   const { RuntimeServiceClient } = loadProtos();
   const kubeletLike = new RuntimeServiceClient(`unix://${d.socket}`, grpc.credentials.createInsecure());
