@@ -35,7 +35,7 @@ export function execHandlers(deps: CriDeps): Record<string, Impl> {
       checkStreams(req, 'Exec');
       // Fail early on a missing or stopped container instead of at connect time.
       const st = (await engine.containerStatus(containerId, false)).status;
-      if (st.state !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${containerId} is not running (state ${st.state})`);
+      if (st.state !== 'CONTAINER_RUNNING') throw new FailedPreconditionError(`container ${containerId} is not running (state ${st.state})`, { reason: 'BH_CONTAINER_NOT_RUNNING' });
       return await streaming().getExec({ containerId: st.id, cmd, tty: Boolean(req.tty), stdin: Boolean(req.stdin), stdout: Boolean(req.stdout), stderr: Boolean(req.stderr) });
     }),
 
@@ -44,7 +44,7 @@ export function execHandlers(deps: CriDeps): Record<string, Impl> {
       checkStreams(req, 'Attach');
       const st = (await engine.containerStatus(containerId, false)).status;
       // Created containers too: attaching before start is how a client sees all of the output.
-      if (st.state !== 'CONTAINER_RUNNING' && st.state !== 'CONTAINER_CREATED') throw new FailedPreconditionError(`container ${containerId} is not running (state ${st.state})`);
+      if (st.state !== 'CONTAINER_RUNNING' && st.state !== 'CONTAINER_CREATED') throw new FailedPreconditionError(`container ${containerId} is not running (state ${st.state})`, { reason: 'BH_CONTAINER_NOT_RUNNING' });
       return await streaming().getAttach({ containerId: st.id, tty: Boolean(req.tty), stdin: Boolean(req.stdin), stdout: Boolean(req.stdout), stderr: Boolean(req.stderr) });
     }),
 

@@ -49,7 +49,7 @@ export async function createContainer(ctx: EngineContext, podIdOrPrefix: string,
     if (!p || p.phase !== 'ready') throw new FailedPreconditionError(`pod sandbox ${p0.id} is not ready`);
     const backend = ctx.backendOf(p);
     const image = await ctx.opts.images.get(imageRef);
-    if (!image) throw new NotFoundError(`image ${JSON.stringify(imageRef)} is not present on this node; pull it first`);
+    if (!image) throw new NotFoundError(`image ${JSON.stringify(imageRef)} is not present on this node; pull it first`, { reason: 'BH_IMAGE_NOT_PRESENT' });
     const attempt = config.metadata?.attempt ?? 0;
     let targetPid = 0;
     const target = config.linux?.securityContext?.namespaceOptions;
@@ -75,7 +75,7 @@ export async function createContainer(ctx: EngineContext, podIdOrPrefix: string,
     try {
       ctx.store.insertContainer(rec);
     } catch (err) {
-      if (err instanceof NameConflict) throw new AlreadyExistsError(err.message);
+      if (err instanceof NameConflict) throw new AlreadyExistsError(err.message, { reason: 'BH_NAME_IN_USE' });
       throw err;
     }
     const t0 = performance.now();
@@ -126,7 +126,7 @@ export async function startContainer(ctx: EngineContext, idOrPrefix: string, sig
   const c0 = ctx.resolveContainer(idOrPrefix);
   await ctx.locks.with(c0.id, async () => {
     const c = ctx.store.getContainer(c0.id);
-    if (!c || !visible(c)) throw new NotFoundError(`container ${idOrPrefix} not found`);
+    if (!c || !visible(c)) throw new NotFoundError(`container ${idOrPrefix} not found`, { reason: 'BH_CONTAINER_NOT_FOUND' });
     if (c.phase !== 'created') throw new FailedPreconditionError(`container ${c.id} is ${c.phase}, not created`);
     const p = ctx.podOfContainer(c);
     const backend = ctx.backendOf(p);
@@ -231,14 +231,14 @@ export async function updateContainerResources(ctx: EngineContext, idOrPrefix: s
   if (!linux) return;
   await ctx.locks.with(c0.id, async () => {
     const c = ctx.store.getContainer(c0.id);
-    if (!c) throw new NotFoundError(`container ${idOrPrefix} not found`);
+    if (!c) throw new NotFoundError(`container ${idOrPrefix} not found`, { reason: 'BH_CONTAINER_NOT_FOUND' });
     if (c.phase !== 'created' && c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is ${c.phase}`);
     const p = ctx.podOfContainer(c);
     // Judged by the pod's stored decision (none stored: fail closed), as CreateContainer is.
     const d = p.runtime.engine.decision;
     const bad = d?.unifiedAny ? [] : unifiedProblems(linux.unified);
     await refuseUnifiedOnV1(bad.length > 0 ? undefined : linux.unified, `container ${c.id}`);
-    if (bad.length > 0) throw new PermissionDeniedError(`policy: UpdateContainerResources for container ${c.id} denied by rule ${d?.level ?? 'default'}/cgroup-unified: linux.unified: ${bad.join('; ')} (only a level that allows privileged containers may set other cgroup files)`);
+    if (bad.length > 0) throw new PermissionDeniedError(`policy: UpdateContainerResources for container ${c.id} denied by rule ${d?.level ?? 'default'}/cgroup-unified: linux.unified: ${bad.join('; ')} (only a level that allows privileged containers may set other cgroup files)`, { reason: 'BH_POLICY_REFUSED' });
     await ctx.backendOf(p).updateResources(c.id, criToOciResources(linux), signal ?? ctx.closing.signal);
     c.config = { ...c.config, linux: { ...(c.config.linux ?? {}), resources: linux } };
     ctx.store.updateContainer(c);
@@ -248,7 +248,7 @@ export async function updateContainerResources(ctx: EngineContext, idOrPrefix: s
 /** CRI ReopenContainerLog: conmon reopens the log file (after rotation). Running containers only. */
 export async function reopenContainerLog(ctx: EngineContext, idOrPrefix: string): Promise<void> {
   const c = ctx.resolveContainer(idOrPrefix);
-  if (c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`);
+  if (c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`, { reason: 'BH_CONTAINER_NOT_RUNNING' });
   await ctx.backendOf(ctx.podOfContainer(c)).reopenLog(c.id);
 }
 

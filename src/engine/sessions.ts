@@ -17,7 +17,7 @@ const MAX_EXEC_TIMEOUT_MS = 2 ** 31 - 1;
 
 function runningContainer(ctx: EngineContext, idOrPrefix: string): { c: ContainerRecord; backend: Backend; p: PodRecord } {
   const c = ctx.resolveContainer(idOrPrefix);
-  if (c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`);
+  if (c.phase !== 'running') throw new FailedPreconditionError(`container ${c.id} is not running`, { reason: 'BH_CONTAINER_NOT_RUNNING' });
   const p = ctx.podOfContainer(c);
   return { c, p, backend: ctx.backendOf(p) };
 }
@@ -51,7 +51,7 @@ export async function attach(ctx: EngineContext, containerId: string, io: Engine
   // A created container can be attached too (conmon's attach socket exists from create on), so a
   // client can attach before StartContainer and miss no output, as `docker run -i` does.
   const c = ctx.resolveContainer(containerId);
-  if (c.phase !== 'running' && c.phase !== 'created') throw new FailedPreconditionError(`container ${c.id} is not running`);
+  if (c.phase !== 'running' && c.phase !== 'created') throw new FailedPreconditionError(`container ${c.id} is not running`, { reason: 'BH_CONTAINER_NOT_RUNNING' });
   const backend = ctx.backendOf(ctx.podOfContainer(c));
   const proc = await backend.attach(c.id, { stdin: !!io.stdin, stdout: !!io.stdout, stderr: !!io.stderr, signal });
   if (io.tty && io.resize) void (async () => { for await (const s of io.resize!) await backend.resize(c.id, s.width, s.height).catch(() => undefined); })();

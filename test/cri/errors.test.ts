@@ -94,3 +94,24 @@ test('the reason is in the trailing metadata for any gRPC client (grpc-js, as th
   // the CLI's own client (no grpc-js) decodes the same
   await assert.rejects(d.client.runPodSandbox(podConfig('unknown-handler-2'), 'no-such-handler'), { code: 'InvalidArgument', reason: 'BH_HANDLER_UNKNOWN' });
 });
+
+test('the engine\'s own refusals carry their reasons: unknown pod, unknown container, exec into a stopped container, a name in use', async () => {
+  const reasonOf = async (p: Promise<unknown>): Promise<string | undefined> => {
+    try { await p; } catch (err) { assert.ok(err instanceof BulkheadError, String(err)); return `${err.code}/${err.reason}`; }
+    return 'resolved';
+  };
+  assert.equal(await reasonOf(d.client.podSandboxStatus('0123456789ab')), 'NotFound/BH_POD_NOT_FOUND');
+  assert.equal(await reasonOf(d.client.containerStatus('0123456789ab')), 'NotFound/BH_CONTAINER_NOT_FOUND');
+  assert.equal(await reasonOf(d.client.containerStatus('not-hex!')), 'NotFound/BH_CONTAINER_NOT_FOUND');
+  const pc = podConfig(`reasons-${randomUUID().slice(0, 8)}`);
+  const podId = await d.client.runPodSandbox(pc, 'runc');
+  try {
+    const cc = { metadata: { name: 'c', attempt: 0 }, image: { image: images.busybox }, command: ['true'], logPath: 'c.log' };
+    const id = await d.client.createContainer(podId, cc, pc);
+    assert.equal(await reasonOf(d.client.createContainer(podId, cc, pc)), 'AlreadyExists/BH_NAME_IN_USE');
+    assert.equal(await reasonOf(d.client.execSync(id, ['true'], 5)), 'FailedPrecondition/BH_CONTAINER_NOT_RUNNING');
+  } finally {
+    await d.client.stopPodSandbox(podId).catch(() => {});
+    await d.client.removePodSandbox(podId).catch(() => {});
+  }
+});
