@@ -8,7 +8,8 @@
 // report.json and a self-contained report.html (no network needed to open it); one progress line
 // per step on stderr; an idle pod's memory as PodSandboxStats reports it; a syscall-heavy loop
 // timed inside each sandbox; charts (report-charts.ts) inline in the HTML as SVG and as PNG files
-// (DIR/report.png, all side by side, for a README; DIR/charts/NAME.png one each).
+// (DIR/report.png, all side by side, for a README; DIR/charts/NAME.png one each); N idle pods at
+// once per handler with the PSS of all they add and the Nth pod's start (report-density.ts).
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,6 +25,7 @@ import { Writable } from 'node:stream';
 import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
 import { runPeers } from './report-peers.ts';
+import { measureDensity, type DensityReport } from './report-density.ts';
 import { chartSpecs, inlineSvg, summarySpec, toPng, toSvg } from './report-charts.ts';
 
 /** A chart as the HTML embeds it. */
@@ -49,6 +51,13 @@ export interface HandlerReport {
    */
   idlePodBytes?: number;
   idlePodError?: string;
+  /** N idle pods at once: the PSS of all they add to the node and the Nth pod's start (report-density.ts). */
+  density?: DensityReport;
+}
+
+/** Idle pods the density bench starts at once: fewer microVMs (each is a QEMU under TCG here). */
+export function densityPods(isolation: string, flag: number | undefined): number {
+  return flag ?? (isolation === 'vm' ? 2 : 5);
 }
 
 export interface Report {
@@ -157,6 +166,16 @@ export function renderHtml(r: Report, charts: readonly RenderedChart[] = []): st
     const t = h.probe!.syscallLoopSeconds;
     return t <= 0 ? (t === 0 ? '< 10 ms' : '-') : `${t.toFixed(2)} s (${Math.round((SYSCALL_LOOP_BYTES * 2) / t / 1000)}k calls/s)`;
   }));
+  const mib = (b: number | undefined): string => (b === undefined ? '-' : (b / 1048576).toFixed(1));
+  const dens = (f: (d: DensityReport) => string): string[] => hs.map((h) => (h.density ? (h.density.error ? `failed: ${h.density.error}` : f(h.density)) : '-'));
+  const density = [
+    row('density: idle pods at once', dens((d) => String(d.pods))),
+    row('PSS of all the pods (MiB)', dens((d) => mib(d.pssTotalBytes))),
+    row('PSS per pod (MiB)', dens((d) => mib(d.pssPerPodBytes))),
+    row('start of the Nth pod (s)', dens((d) => (d.nthStartSeconds === undefined ? '-' : d.nthStartSeconds.toFixed(2)))),
+    row('processes of one pod', dens((d) => d.perPod[0]?.processes.join(' ') ?? '-')),
+    row('left after removal', dens((d) => (d.leftovers.length ? d.leftovers.join(' ') : 'nothing'))),
+  ].join('\n');
   const idle = row('idle pod memory (MiB, PodSandboxStats)', hs.map((h) => (h.idlePodBytes === undefined ? h.idlePodError ?? '-' : (h.idlePodBytes / 1048576).toFixed(1))));
   const start = row('start p50 / p99 (s)', hs.map((h) => (h.startP50 === undefined ? '-' : `${h.startP50.toFixed(2)} / ${h.startP99!.toFixed(2)} (n=${h.startSeconds.length})`)));
   const missing = r.handlers.filter((h) => !h.probe).map((h) => `<li>${esc(h.handler)}: ${esc(h.reason ?? h.probeError ?? 'not run')}</li>`).join('');
@@ -183,6 +202,7 @@ ${reach || row('no target', hs.map(() => 'no port listens on all addresses here'
 <table id="cost">${th(names)}
 ${start}
 ${idle}
+${density}
 ${sys}</table>
 ${charts.length ? `<h2>Charts</h2>\n${charts.map((c) => `<figure class="chart" id="chart-${esc(c.name)}" data-chart="${esc(c.name)}">${inlineSvg(c.svg)}<figcaption>${esc(c.title)}</figcaption></figure>`).join('\n')}` : ''}
 ${missing ? `<h2>Not measured</h2><ul>${missing}</ul>` : ''}
@@ -207,16 +227,31 @@ export async function writeCharts(r: Report, out: string): Promise<RenderedChart
   return rendered;
 }
 
+const alive = (pid: number): boolean => {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+};
+
+/** Stops the report's private daemon and waits for it to be gone (nothing of the report outlives it); SIGKILL after 20 s. */
+async function stopDaemon(pid: number): Promise<void> {
+  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  if (alive(pid)) {
+    try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+}
+
 const command: Command = {
   name: 'report',
-  synopsis: 'bulkhead report [--out DIR] [--handlers a,b] [--runs N] [--peers] [--json]',
+  synopsis: 'bulkhead report [--out DIR] [--handlers a,b] [--runs N] [--density N] [--vm-assets DIR] [--peers] [--json]',
   summary: 'Probe and time every sandbox on this node; write report.json and report.html',
-  flags: { out: { type: 'string' }, handlers: { type: 'string' }, runs: { type: 'string' }, peers: { type: 'boolean' }, 'keep-daemon': { type: 'boolean' } },
+  flags: { out: { type: 'string' }, handlers: { type: 'string' }, runs: { type: 'string' }, density: { type: 'string' }, 'vm-assets': { type: 'string' }, peers: { type: 'boolean' }, 'keep-daemon': { type: 'boolean' } },
   async run(ctx: CommandContext) {
     const progress = (s: string): void => { ctx.stderr.write(`report: ${s}\n`); };
     const out = resolve(typeof ctx.flags.out === 'string' ? ctx.flags.out : 'bulkhead-report');
     const runs = typeof ctx.flags.runs === 'string' ? Number(ctx.flags.runs) : 5;
     if (!Number.isInteger(runs) || runs < 1 || runs > 100) throw new UsageError('--runs must be an integer 1..100');
+    const densityFlag = typeof ctx.flags.density === 'string' ? Number(ctx.flags.density) : undefined;
+    if (densityFlag !== undefined && (!Number.isInteger(densityFlag) || densityFlag < 0 || densityFlag > 50)) throw new UsageError('--density must be an integer 0..50 (0: no density bench)');
     const only = typeof ctx.flags.handlers === 'string' ? ctx.flags.handlers.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
     const g = reportGlobal(ctx.global);
     await mkdir(g.root, { recursive: true, mode: 0o700 });
@@ -227,7 +262,8 @@ const command: Command = {
       `policy_file = ${JSON.stringify(join(g.root, 'policy.toml'))}`,
       '[runtime.handlers.microvm]',
       'backend = "microvm"',
-      `runtime_args = ["--assets", ${JSON.stringify(ctx.global.root)}]`,
+      // the microVM guest assets are the node's (scripts/setup.sh builds them under the main root), or --vm-assets'
+      `runtime_args = ["--assets", ${JSON.stringify(typeof ctx.flags['vm-assets'] === 'string' ? resolve(ctx.flags['vm-assets']) : ctx.global.root)}]`,
       '',
     ].join('\n'));
     progress(`starting a private daemon (root ${g.root})`);
@@ -252,7 +288,8 @@ const command: Command = {
         version: 1, generatedAt: new Date().toISOString(), hostKernel: release(), targets, handlers: [],
         notes: ['Start latency is a whole `bulkhead run --rm IMAGE true` (pod, container, removal) through the CLI.',
           'Idle pod memory is the working set CRI PodSandboxStats reports for a pod running `sleep` after 3 s: the VM\'s QEMU cgroup on microvm, the sandbox cgroup on gVisor, the container on runc.',
-          'Not measured yet: PSS, density; containerd as a peer.'],
+          'Density: N idle pods (sleep) at once per handler; PSS is summed from /proc/PID/smaps_rollup over every process of each pod (found by the pod\'s and its containers\' cgroups and by command lines naming them: conmon, runtime, sandbox, QEMU, helpers, and their children), so pages the pods share are split among them. Then all are removed and checked gone (processes, mounts, cgroups).',
+          'Not measured: containerd as a peer; PSS of the peers.'],
       };
       for (const h of info.handlers.filter((x) => !only || only.includes(x.name))) {
         const hr: HandlerReport = { handler: h.name, isolation: h.isolation, available: h.available, startSeconds: [] };
@@ -269,6 +306,17 @@ const command: Command = {
         }
         progress(`${h.name}: idle pod memory`);
         try { hr.idlePodBytes = await idlePodBytes(client, ctx, g, h.name); } catch (e) { hr.idlePodError = (e as Error).message; }
+        const pods = densityPods(h.isolation, densityFlag);
+        if (pods > 0) {
+          hr.density = await measureDensity({
+            client, ctx, global: g, pods, daemonPid, progress, label: h.name,
+            request: (i) => ({ ...request(`report-density-${h.name}-${i}`, h.name, ['sleep', '3600'], [], 'none'), detach: true, remove: false }),
+          });
+          const d = hr.density;
+          const mb = (b: number | undefined): string => (b === undefined ? '?' : `${(b / 1048576).toFixed(1)} MiB`);
+          progress(d.error ? `${h.name}: density failed: ${d.error}` : `${h.name}: ${d.pods} idle pods: PSS ${mb(d.pssTotalBytes)} in all, ${mb(d.pssPerPodBytes)} per pod (${d.perPod.map((p) => mb(p.pssBytes)).join(', ')}); pod ${d.pods} started in ${d.nthStartSeconds?.toFixed(2)} s`);
+          if (d.leftovers.length) progress(`${h.name}: left after removal: ${d.leftovers.join(', ')}`);
+        }
         const sorted = [...hr.startSeconds].sort((a, b) => a - b);
         const p50 = percentile(sorted, 50);
         const p99 = percentile(sorted, 99);
@@ -293,9 +341,7 @@ const command: Command = {
       return report.handlers.some((h) => h.probe) ? 0 : 1;
     } finally {
       client.close();
-      if (!ctx.flags['keep-daemon'] && daemonPid > 0) {
-        try { process.kill(daemonPid, 'SIGTERM'); } catch { /* already gone */ }
-      }
+      if (!ctx.flags['keep-daemon'] && daemonPid > 0) await stopDaemon(daemonPid);
     }
   },
 };

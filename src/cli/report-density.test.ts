@@ -1,0 +1,59 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { leftovers, podPids, processName, pssBytes, readProcs, type ProcInfo } from './report-density.ts';
+
+const proc = (pid: number, ppid: number, cmdline: string, cgroups: string[] = ['/']): ProcInfo => ({ pid, ppid, comm: cmdline.split(' ')[0] ?? '', cmdline, cgroups });
+
+test('a pod\'s processes: by cgroup or by a command line naming it, with their descendants, never the excluded ones', () => {
+  const pod = 'a'.repeat(64);
+  const ctr = 'b'.repeat(64);
+  const procs = [
+    proc(1, 0, 'init'),
+    proc(10, 1, `/usr/bin/conmon --cid ${ctr} -c ${ctr}`),
+    proc(11, 10, 'sleep 3600', ['/bulkhead/other']),
+    proc(20, 1, 'runsc-sandbox --root x', [`/bulkhead/pod-${pod}`]),
+    proc(21, 20, 'exe gofer', [`/bulkhead/pod-${pod}/sub`]),
+    proc(30, 1, 'unrelated', ['/bulkhead/podx']),
+    proc(40, 1, `bulkhead daemon ${pod}`),
+    proc(41, 40, 'child of the daemon'),
+    proc(50, 1, 'short id abc', ['/abc']),
+  ];
+  assert.deepEqual(podPids(procs, [pod, ctr], ['/bulkhead/pod-' + pod], new Set([40])), [10, 11, 20, 21]);
+  assert.deepEqual(podPids(procs, ['abc'], ['/']), [], 'short keys and the root cgroup match nothing');
+  assert.equal(processName(proc(5, 1, '/proc/self/exe --root x')), 'exe');
+  assert.equal(processName({ ...proc(5, 1, ''), comm: 'kthread' }), 'kthread');
+  assert.equal(processName(proc(5, 1, '/opt/node/bin/node /srv/bin/bulkhead-vm --root r')), 'bulkhead-vm');
+});
+
+test('readProcs, PSS and leftovers see a real process and a real cgroup that name an id', async () => {
+  const id = randomBytes(16).toString('hex');
+  const child = spawn('sh', ['-c', 'sleep 60; :', id], { stdio: 'ignore' });
+  let cg = '';
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const procs = await readProcs();
+    const pids = podPids(procs, [id], []);
+    assert.ok(pids.includes(child.pid!), 'the shell names the id');
+    assert.equal(pids.length, 2, 'and its sleep child comes with it');
+    assert.ok((await pssBytes(child.pid!)) > 0);
+    assert.equal(await pssBytes(999_999_999), 0);
+    // a cgroup directory named for the id, in the first cgroup hierarchy mounted here
+    const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => / - cgroup2? /.test(l));
+    if (line) {
+      cg = join(line.split(' ')[4]!, `bulkhead-report-test-${id}`);
+      await mkdir(cg);
+    }
+    const left = await leftovers([id], new Set([process.pid]));
+    assert.ok(left.includes(`process ${child.pid}`), left.join(', '));
+    if (cg) assert.ok(left.includes(`cgroup ${cg}`), left.join(', '));
+  } finally {
+    child.kill('SIGKILL');
+    if (cg) await rmdir(cg).catch(() => {});
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(await leftovers([id], new Set([process.pid])), []);
+});

@@ -1,0 +1,204 @@
+// `bulkhead report`'s density bench: N idle pods at once on one handler, the proportional memory
+// (PSS) of everything each pod adds to the node, and the start latency of the Nth pod. A pod's
+// processes are found from /proc, not from what the daemon says about itself: every process whose
+// cgroup (any hierarchy) is the pod's or one of its containers', or whose command line names the
+// pod or one of its containers (conmon, runsc's sandbox and gofer, bulkhead-vm and QEMU, helpers),
+// and all their descendants. PSS shares each page among the processes that map it, so N pods'
+// PSS added up is what the N pods cost together (a shared runtime binary is counted once).
+// Afterwards everything is removed and checked gone: processes, mounts and cgroup directories that
+// name a pod or container.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { CriClient } from '../cri/client.ts';
+import type { CommandContext, GlobalOptions } from './command.ts';
+import { runWith, type RunRequest } from './run.ts';
+
+export interface ProcInfo { pid: number; ppid: number; comm: string; cmdline: string; cgroups: string[] }
+
+/** What N idle pods on one handler cost, as report.json records it. */
+export interface DensityReport {
+  pods: number;
+  /** Seconds each `run -d IMAGE sleep` took, in order; the last is the Nth pod's. */
+  startSeconds: number[];
+  nthStartSeconds?: number;
+  /** PSS of all the pods' processes together, and per pod (total / pods). */
+  pssTotalBytes?: number;
+  pssPerPodBytes?: number;
+  /** Each pod's PSS and the names of the processes it was summed over. */
+  perPod: { pssBytes: number; processes: string[] }[];
+  /** What was still there after removal (processes, mounts, cgroups naming a pod); [] = nothing. */
+  leftovers: string[];
+  error?: string;
+}
+
+async function text(path: string): Promise<string> {
+  return await readFile(path, 'utf8').catch(() => '');
+}
+
+/** Every process of the node as /proc shows it (the ones that end while it is read are skipped). */
+export async function readProcs(proc = '/proc'): Promise<ProcInfo[]> {
+  const out: ProcInfo[] = [];
+  for (const d of await readdir(proc).catch(() => [] as string[])) {
+    if (!/^\d+$/.test(d)) continue;
+    const stat = await text(join(proc, d, 'stat'));
+    // comm is in parentheses and may hold spaces or parentheses: the fields after the last ')' are fixed
+    const close = stat.lastIndexOf(')');
+    if (close < 0) continue;
+    const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const cmdline = (await text(join(proc, d, 'cmdline'))).split('\0').join(' ').trim().slice(0, 4096);
+    const cgroups = (await text(join(proc, d, 'cgroup'))).split('\n').map((l) => l.split(':').slice(2).join(':')).filter(Boolean);
+    out.push({ pid: Number(d), ppid, comm, cmdline, cgroups });
+  }
+  return out;
+}
+
+/**
+ * The pids that belong to a pod: a cgroup path holding one of `cgroupKeys` or a command line
+ * holding one of `idKeys` (ids are long hex strings, so they match nothing else), plus descendants.
+ * `exclude` (the daemon, this process) is never counted, nor anything below it that matched nothing.
+ */
+export function podPids(procs: readonly ProcInfo[], idKeys: readonly string[], cgroupKeys: readonly string[], exclude: ReadonlySet<number> = new Set()): number[] {
+  const ids = idKeys.filter((k) => k.length >= 12);
+  const cgs = cgroupKeys.filter((k) => k.length > 1);
+  const seeds = new Set<number>();
+  for (const p of procs) {
+    if (exclude.has(p.pid)) continue;
+    if (ids.some((k) => p.cmdline.includes(k)) || p.cgroups.some((c) => cgs.some((k) => c === k || c.startsWith(`${k}/`) || ids.some((i) => c.includes(i))))) seeds.add(p.pid);
+  }
+  const children = new Map<number, number[]>();
+  for (const p of procs) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid]);
+  const all = new Set<number>();
+  const walk = (pid: number): void => {
+    if (all.has(pid) || exclude.has(pid)) return;
+    all.add(pid);
+    for (const c of children.get(pid) ?? []) walk(c);
+  };
+  for (const s of seeds) walk(s);
+  return [...all].sort((a, b) => a - b);
+}
+
+/** A process's name for the report: argv[0]'s last part (runsc re-executes itself as "exe"), else comm; bounded. */
+export function processName(p: ProcInfo | undefined): string | undefined {
+  if (!p) return undefined;
+  const argv = p.cmdline.split(' ');
+  const base = (s: string | undefined): string => s?.split('/').at(-1) ?? '';
+  // a Node.js program (bulkhead-vm's supervisor) by its script's name
+  const name = base(argv[0]) === 'node' && argv[1] && !argv[1].startsWith('-') ? base(argv[1]) : base(argv[0]);
+  return (name || p.comm).slice(0, 64);
+}
+
+/** A process's PSS in bytes (smaps_rollup); 0 when it is gone or not readable. */
+export async function pssBytes(pid: number, proc = '/proc'): Promise<number> {
+  const m = /^Pss:\s+(\d+) kB$/m.exec(await text(join(proc, String(pid), 'smaps_rollup')));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** What names one of `keys` after removal: processes, mounts (this process's view), cgroup directories. */
+export async function leftovers(keys: readonly string[], exclude: ReadonlySet<number>, proc = '/proc'): Promise<string[]> {
+  const ids = keys.filter((k) => k.length >= 12);
+  if (!ids.length) return [];
+  const out: string[] = [];
+  for (const pid of podPids(await readProcs(proc), ids, [], exclude)) out.push(`process ${pid}`);
+  for (const line of (await text(join(proc, 'self', 'mountinfo'))).split('\n')) {
+    const mp = line.split(' ')[4] ?? '';
+    if (ids.some((k) => mp.includes(k))) out.push(`mount ${mp}`);
+  }
+  for (const line of (await text(join(proc, 'self', 'mountinfo'))).split('\n')) {
+    const f = line.split(' ');
+    if (f[f.indexOf('-') + 1] !== 'cgroup' && f[f.indexOf('-') + 1] !== 'cgroup2') continue;
+    const root = f[4] ?? '';
+    const stack = [root];
+    // cgroup trees are shallow; walk at most a few thousand directories per hierarchy
+    for (let seen = 0; stack.length && seen < 5000; seen++) {
+      const dir = stack.pop()!;
+      const ents = await readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const e of ents) {
+        if (!e.isDirectory()) continue;
+        const p = join(dir, e.name);
+        if (ids.some((k) => e.name.includes(k))) out.push(`cgroup ${p}`);
+        else stack.push(p);
+      }
+    }
+  }
+  return [...new Set(out)];
+}
+
+class Discard extends Writable {
+  override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); }
+}
+
+export interface DensityOptions {
+  client: CriClient;
+  ctx: CommandContext;
+  global: GlobalOptions;
+  /** The run request of one idle pod (`sleep`, detached, not removed); each gets its own name. */
+  request: (i: number) => RunRequest;
+  pods: number;
+  daemonPid: number;
+  settleMs?: number;
+  progress: (s: string) => void;
+  label: string;
+}
+
+/** Starts `pods` idle pods, measures them, removes them all and reports what was left. */
+export async function measureDensity(o: DensityOptions): Promise<DensityReport> {
+  const r: DensityReport = { pods: o.pods, startSeconds: [], perPod: [], leftovers: [] };
+  const podIds: string[] = [];
+  const keys: string[] = [];
+  const exclude = new Set([process.pid, o.daemonPid]);
+  const sub: CommandContext = { ...o.ctx, global: o.global, stdout: new Discard(), stderr: new Discard(), flags: { quiet: true } };
+  try {
+    for (let i = 0; i < o.pods; i++) {
+      o.progress(`${o.label}: density pod ${i + 1}/${o.pods}`);
+      const t0 = performance.now();
+      const code = await runWith(o.client, o.request(i), sub, { onPod: async (id) => { podIds.push(id); keys.push(id); } });
+      if (code !== 0) throw new Error(`idle pod ${i + 1} did not start (exit ${code})`);
+      r.startSeconds.push((performance.now() - t0) / 1000);
+    }
+    r.nthStartSeconds = r.startSeconds.at(-1)!;
+    await new Promise((res) => setTimeout(res, o.settleMs ?? 3000));
+    const per: { ids: string[]; cgroups: string[] }[] = [];
+    for (const id of podIds) {
+      const ids = [id];
+      const cgroups: string[] = [];
+      const st = await o.client.podSandboxStatus(id, true);
+      const info = JSON.parse(st.info.info ?? '{}') as { cgroupParent?: string };
+      if (info.cgroupParent && info.cgroupParent.includes(id)) cgroups.push(info.cgroupParent);
+      for (const c of await o.client.listContainers({ podSandboxId: id })) {
+        ids.push(c.id);
+        keys.push(c.id);
+        const cs = await o.client.containerStatus(c.id, true);
+        const ci = JSON.parse(cs.info.info ?? '{}') as { cgroupsPath?: string };
+        if (ci.cgroupsPath) cgroups.push(ci.cgroupsPath.includes(':') ? ci.cgroupsPath.split(':').at(-1)! : ci.cgroupsPath);
+      }
+      per.push({ ids, cgroups });
+    }
+    const procs = await readProcs();
+    const byPid = new Map(procs.map((p) => [p.pid, p]));
+    const counted = new Set<number>();
+    for (const p of per) {
+      // a process is counted once, for the first pod that claims it
+      const pids = podPids(procs, p.ids, p.cgroups, exclude).filter((x) => !counted.has(x));
+      for (const x of pids) counted.add(x);
+      let sum = 0;
+      for (const x of pids) sum += await pssBytes(x);
+      r.perPod.push({ pssBytes: sum, processes: pids.map((x) => processName(byPid.get(x)) ?? String(x)) });
+    }
+    r.pssTotalBytes = r.perPod.reduce((a, p) => a + p.pssBytes, 0);
+    r.pssPerPodBytes = Math.round(r.pssTotalBytes / Math.max(1, r.perPod.length));
+  } catch (e) {
+    r.error = (e as Error).message;
+  } finally {
+    o.progress(`${o.label}: removing ${podIds.length} density pods`);
+    for (const id of podIds) await o.client.removePodSandbox(id).catch(() => {});
+    // a pod's processes may take a moment to go after RemovePodSandbox returns (a VM's QEMU, a daemonized conmon)
+    for (let i = 0; i < 20; i++) {
+      r.leftovers = await leftovers(keys, exclude);
+      if (!r.leftovers.length) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  }
+  return r;
+}
