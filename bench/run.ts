@@ -98,7 +98,7 @@ async function layerRun(b: Backend, label: string): Promise<void> {
   // gVisor runs a pod as one sandbox (the pause) with app containers inside it, as the engine
   // does: the sandbox's start and stop are part of what a one-container pod costs
   // (runsc resolves ids by prefix: the pause id must not start with the container id)
-  const pause = b.podModel.joinInfraNamespaces ? undefined : `pause-${id}`;
+  const pause = b.podSandbox.kind === 'sandbox-hosted' ? `pause-${id}` : undefined;
   const pod = pause ? { podId: id, role: 'container' as const, sandboxContainerId: pause } : { podId: id, role: 'sandbox' as const };
   let st;
   try {

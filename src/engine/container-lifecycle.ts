@@ -12,7 +12,7 @@ import {
 import type { ContainerState as RuntimeState, OciLinuxResources } from '../runtime/backend.ts';
 import { DANGEROUS_HOST_PATHS } from '../policy/policy.ts';
 import { unifiedProblems } from '../policy/cgroup-unified.ts';
-import { ensureHostMount } from '../runtime/pinns/hostmount.ts';
+import { ensureHostMount } from '../runtime/helpers/hostmount.ts';
 import { cgroupMode } from '../cgroup/hierarchy.ts';
 import type * as cri from '../api/cri.ts';
 import { NameConflict, type PodRecord, type ContainerRecord, type ContainerRuntimeInfo } from './store.ts';
@@ -25,6 +25,7 @@ import { type EngineContext, nowNs, settleAll, visible } from './context.ts';
 import { logPathFor, makeLogParents } from './log-dirs.ts';
 import { emit } from './cri-view.ts';
 import { applyExit, watch } from './exit-monitor.ts';
+import { sandboxSpecOf, sandboxStateOf } from './sandbox-spec.ts';
 
 function hostPathGuard(ctx: EngineContext): HostPathGuard {
   return ctx.opts.hostPathGuard ?? { kubeletRoot: '/var/lib/kubelet', protect: [...DANGEROUS_HOST_PATHS, ctx.opts.root, ctx.opts.runDir] };
@@ -51,13 +52,18 @@ export async function createContainer(ctx: EngineContext, podIdOrPrefix: string,
     const image = await ctx.opts.images.get(imageRef);
     if (!image) throw new NotFoundError(`image ${JSON.stringify(imageRef)} is not present on this node; pull it first`, { reason: 'BH_IMAGE_NOT_PRESENT' });
     const attempt = config.metadata?.attempt ?? 0;
-    let targetPid = 0;
-    const target = config.linux?.securityContext?.namespaceOptions;
-    if (target?.pid === 'TARGET') {
-      const t = target.targetId ? ctx.store.getContainer(resolveId('container', target.targetId, (x) => ctx.store.containerIdsWithPrefix(x))) : undefined;
+    const nsOpt = config.linux?.securityContext?.namespaceOptions;
+    let target: { id: string; pid: number } | undefined;
+    if (nsOpt?.pid === 'TARGET') {
+      const t = nsOpt.targetId ? ctx.store.getContainer(resolveId('container', nsOpt.targetId, (x) => ctx.store.containerIdsWithPrefix(x))) : undefined;
       if (!t || t.podId !== p.id || t.phase !== 'running') throw new FailedPreconditionError('pid namespace target must be a running container of the same pod');
-      targetPid = t.runtime.pid;
+      target = { id: t.id, pid: t.runtime.pid };
     }
+    // which namespaces the container's spec names is the backend's pod strategy's to say; it may
+    // refuse (before anything is made) a combination its sandbox cannot hold
+    const namespaces = backend.podSandbox.containerNamespaces({
+      pod: sandboxSpecOf(ctx.opts, p), state: sandboxStateOf(p), id, pid: nsOpt?.pid ?? 'CONTAINER', ...(target ? { target } : {}),
+    });
     const logPath = logPathFor(p, config, name, attempt);
     const seccompProfileRoot = ctx.opts.seccompProfileRoot ?? '/var/lib/kubelet/seccomp';
     const seccomp = await containerSeccomp(config, p, seccompProfileRoot);
@@ -88,9 +94,8 @@ export async function createContainer(ctx: EngineContext, podIdOrPrefix: string,
       const t1 = performance.now();
       await makeLogParents(p.runtime.logDirectory, logPath);
       const spec = await buildContainerSpec({
-        id, rootfs: runtime.rootfsDir, image, config, pod: p, podModel: backend.podModel,
+        id, rootfs: runtime.rootfsDir, image, config, pod: p, namespaces,
         cgroupParent: p.runtime.cgroupParent, pidsLimit: ctx.opts.pidsLimit ?? 4096,
-        ...(targetPid ? { targetPid } : {}),
         seccompProfileRoot, seccomp,
         hostPaths: { ...hostPathGuard(ctx), helper: () => ensureHostMount(ctx.opts.helperDir), stagingDir: join(containerDir, 'mounts'), signal: sig },
       });
@@ -273,9 +278,9 @@ export function criToOciResources(r: cri.LinuxContainerResources): OciLinuxResou
 }
 
 /**
- * `linux.resources.unified` names cgroup v2 files: on a cgroup v1 node runc refuses the spec and
- * gVisor's cgroup writes (cgroup/limits.ts) have nowhere to put them, so the limit would be
- * silently dropped. The kubelet sends unified only on v2 nodes; anyone else is told.
+ * `linux.resources.unified` names cgroup v2 files: on a cgroup v1 node an OCI runtime refuses the
+ * spec or a backend writing cgroups itself (cgroup/limits.ts) has nowhere to put them, so the
+ * limit would be silently dropped. The kubelet sends unified only on v2 nodes; anyone else is told.
  */
 async function refuseUnifiedOnV1(unified: Record<string, string> | null | undefined, what: string): Promise<void> {
   if (!unified || Object.keys(unified).length === 0) return;

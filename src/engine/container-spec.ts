@@ -1,19 +1,17 @@
 /**
  * Turns a CRI container request (plus its pod and image) into the runtime layer's SpecRequest and
- * lets runtime/spec.ts build the hardened OCI spec. The namespace wiring of a pod lives here:
- * network = the pod netns (or the host's for NODE), IPC/UTS (and PID for POD) = the pause
- * process's namespaces when the backend joins them, private otherwise.
+ * lets runtime/spec.ts build the hardened OCI spec. Which namespaces a container names is the
+ * backend's pod strategy's (runtime/sandbox/pod-sandbox.ts), passed in as `namespaces`.
  */
 import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
-import { mountHostPath } from '../runtime/pinns/hostmount.ts';
+import { mountHostPath } from '../runtime/helpers/hostmount.ts';
 import { profileLooserThanDefault, readLocalhostProfile } from '../runtime/seccomp.ts';
 import { strictSpecAnnotations } from '../runtime/strict/annotations.ts';
 import { isUnder } from '../util/beneath.ts';
-import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type NamespaceChoice, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
+import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
 import type { OciSeccomp, OciSpec } from '../oci/spec.ts';
-import type { PodModel } from '../runtime/backend.ts';
 import type { PodRecord } from './store.ts';
 import type * as cri from '../api/cri.ts';
 
@@ -46,13 +44,6 @@ export function imageProcessConfig(image: EngineImage): ImageConfigFields {
 
 /** Pod-level files (paths on the host) bind-mounted into every container. */
 export interface PodEtcFiles { hostname: string; hosts: string; resolvConf: string }
-
-function nsChoice(mode: cri.NamespaceMode | undefined, podPath: string | undefined, dflt: 'pod' | 'private'): NamespaceChoice {
-  if (mode === 'NODE') return 'host';
-  if (mode === 'CONTAINER') return 'private';
-  if ((mode === 'POD' || (mode === undefined && dflt === 'pod')) && podPath) return { path: podPath };
-  return 'private';
-}
 
 function propagation(p: cri.MountPropagation | undefined): 'private' | 'rslave' | 'rshared' {
   if (p === 'PROPAGATION_BIDIRECTIONAL') return 'rshared';
@@ -155,12 +146,11 @@ export interface ContainerSpecInput {
   image: EngineImage;
   config: cri.ContainerConfig;
   pod: PodRecord;
-  podModel: PodModel;
+  /** The namespaces the spec names (the backend's pod strategy: PodSandbox.containerNamespaces). */
+  namespaces: NonNullable<SpecRequest['namespaces']>;
   cgroupParent: string;
   /** pids.max for every container (0 = none). */
   pidsLimit: number;
-  /** Pid of a container named by a TARGET pid namespace, resolved by the engine. */
-  targetPid?: number;
   /** Where localhost seccomp profiles may be (engine option seccompProfileRoot). */
   seccompProfileRoot: string;
   /** The container's seccomp choice when already made (containerSeccomp); otherwise made here. */
@@ -225,22 +215,7 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
   if (sc?.privileged && !podSc?.privileged) throw new InvalidArgumentError('a privileged container needs a privileged pod sandbox');
   if (sc?.runAsUser && sc.runAsUsername) throw new InvalidArgumentError('runAsUser and runAsUsername are mutually exclusive');
   if (sc?.runAsGroup && !sc.runAsUser && !sc.runAsUsername) throw new InvalidArgumentError('runAsGroup needs runAsUser or runAsUsername');
-  const ns = sc?.namespaceOptions;
-  const paths = pod.runtime.namespacePaths;
-  const join = inp.podModel.joinInfraNamespaces;
-  const hostNet = pod.runtime.networkMode === 'host';
-  let pid: NamespaceChoice = nsChoice(ns?.pid ?? 'CONTAINER', join || inp.podModel.pidNamespaceByPath ? paths.pid : undefined, 'private');
-  if (ns?.pid === 'TARGET') {
-    if (!inp.targetPid) throw new InvalidArgumentError('pid namespace TARGET needs a running target container');
-    pid = { path: `/proc/${inp.targetPid}/ns/pid` };
-  }
-  const podIpc = podSc?.namespaceOptions?.ipc;
-  const namespaces: NonNullable<SpecRequest['namespaces']> = {
-    network: hostNet ? 'host' : pod.runtime.netnsPath ? { path: pod.runtime.netnsPath } : 'private',
-    ipc: podIpc === 'NODE' ? 'host' : join && paths.ipc ? { path: paths.ipc } : 'private',
-    uts: hostNet && !pod.config.hostname ? 'host' : join && paths.uts ? { path: paths.uts } : 'private',
-    pid,
-  };
+  const namespaces = inp.namespaces;
   const files = pod.runtime.engine.files;
   // the seccomp profile is judged before anything is mounted (the engine does it even earlier)
   const seccomp = inp.seccomp ?? await seccompOf(sc, defaults.seccomp, inp.seccompProfileRoot);

@@ -11,12 +11,12 @@ import type { Logger } from '../util/log.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
 import type { Backend } from '../runtime/backend.ts';
 import type { PodNetwork } from '../network/pod-network.ts';
-import { ensurePinns } from '../runtime/pinns/pinns.ts';
+import { netnsMaker } from '../runtime/helpers/netns.ts';
 import { StateStore, type PodRecord, type ContainerRecord } from './store.ts';
 import { KeyedMutex } from './mutex.ts';
 import { KeyReservations, Slots } from './pod-creation.ts';
 import { resolveId } from './ids.ts';
-import { LoopbackPodNetwork } from './pod-network.ts';
+import { LoopbackPodNetwork } from '../network/loopback-pod-network.ts';
 import { selinuxEnabled } from './selinux.ts';
 import type { EngineOptions } from './options.ts';
 
@@ -44,7 +44,6 @@ export class EngineContext {
   readonly reserve: DiskReserve | undefined;
   sweepTimer: NodeJS.Timeout | undefined;
   pauseRootfs: Promise<string> | undefined;
-  pinnsWarned = false;
 
   constructor(opts: EngineOptions) {
     if (!opts.backends.has(opts.defaultHandler)) throw new InvalidArgumentError(`default handler ${opts.defaultHandler} has no backend`);
@@ -52,7 +51,7 @@ export class EngineContext {
     this.log = opts.logger.child({ part: 'engine' });
     if (opts.diskReserveBytes !== 0) this.reserve = new DiskReserve(opts.root, { logger: this.log, ...(opts.diskReserveBytes ? { bytes: opts.diskReserveBytes } : {}) });
     this.store = new StateStore(join(opts.root, 'state.db'), this.reserve ? { reserve: this.reserve } : {});
-    this.fallbackNetwork = new LoopbackPodNetwork(this.log, opts.pinNamespaces === false ? undefined : () => ensurePinns(opts.helperDir));
+    this.fallbackNetwork = new LoopbackPodNetwork(this.log, opts.pinNamespaces === false ? undefined : () => netnsMaker(opts.helperDir));
     this.network = opts.network ?? this.fallbackNetwork;
     this.events.setMaxListeners(0);
     this.podSlots = new Slots(opts.podCreationParallelism ?? Math.min(16, Math.max(4, 4 * availableParallelism())), 4096, 'RunPodSandbox');

@@ -4,17 +4,16 @@
  * streaming server (stream/, through exec/attach/portForward) are its only callers.
  *
  * ## Lifecycle of a pod
- *   runPodSandbox   → record 'creating' → log dir, pod dir, network (netns), /etc files, then
- *                     where containers only join namespaces (runc, crun): IPC/UTS pinned to files
- *                     under <podDir>/ns by bulkhead-pinns, or a pause container when the pod
- *                     shares one PID namespace (or the helper cannot be built); where the pause is
- *                     the sandbox (gVisor, microVM): the pause container
- *                     → record 'ready' (CRI SANDBOX_READY)
- *   stopPodSandbox  → every container killed, pause killed, network torn down → 'notready'.
+ *   runPodSandbox   → record 'creating' (with the sandbox container's id when the backend's pod
+ *                     strategy plans one) → log dir, pod dir, network (netns), /etc files, then
+ *                     the backend's pod sandbox (runtime/sandbox/: pinned namespace files or a
+ *                     pause container whose namespaces containers join; or the sandbox the
+ *                     containers run in) → record 'ready' (CRI SANDBOX_READY)
+ *   stopPodSandbox  → every container killed, the sandbox stopped, network torn down → 'notready'.
  *                     Idempotent; an unknown id succeeds.
- *   removePodSandbox→ record 'removing' → containers removed, pause deleted, network torn down,
- *                     namespace files unpinned, pod dir, default log dir and engine-made cgroup
- *                     parents removed → record gone.
+ *   removePodSandbox→ record 'removing' → the strategy removes the containers, then its sandbox,
+ *                     then what held the namespaces; network torn down, pod dir, default log dir
+ *                     and engine-made cgroup parents removed → record gone.
  *                     Idempotent; an unknown id succeeds.
  *
  * ## Lifecycle of a container

@@ -45,12 +45,12 @@ export interface EngineOptions {
   /** Size of the disk reserve kept in `root` for a full disk (util/disk-reserve.ts); default 8 MiB, 0 none. */
   diskReserveBytes?: number;
   /**
-   * Hold a pod's IPC/UTS namespaces with bind-mounted files (bulkhead-pinns) instead of a pause
-   * container where the backend only joins namespaces (runc, crun) and the pod does not share one
-   * PID namespace; default true. Without gcc to build the helper the engine uses a pause container.
+   * Let a backend hold a pod's namespaces with bind-mounted files instead of a pause container
+   * where it can (its pod strategy decides; runtime/sandbox/), and the loopback network make its
+   * netns the same way; default true. Without gcc to build the helper a pause container is used.
    */
   pinNamespaces?: boolean;
-  /** Where bulkhead-pinns is built and cached; default /var/cache/bulkhead/bin. */
+  /** Where Bulkhead's small C helpers are built and cached; default /var/cache/bulkhead/bin. */
   helperDir?: string;
   /** Pod log directories must lie under one of these (besides <root>/logs); default ["/var/log/pods"]. */
   podLogRoots?: string[];

@@ -1,15 +1,15 @@
 /**
- * Pod lifecycle and topology: RunPodSandbox (record, dirs, network, /etc files, pinned namespaces
- * or a pause container), StopPodSandbox, RemovePodSandbox, and destroyPod, the one undo of
- * everything a pod may have, used by remove, by a failed creation and by recovery.
+ * Pod lifecycle: RunPodSandbox (record, dirs, network, /etc files, then the backend's pod sandbox:
+ * runtime/sandbox/pod-sandbox.ts decides what holds the pod and makes it), StopPodSandbox,
+ * RemovePodSandbox, and destroyPod, the one undo of everything a pod may have, used by remove, by
+ * a failed creation and by recovery. The topology is the strategy's; this file never asks which.
  */
-import { mkdir, rm, readdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AbortedError, AlreadyExistsError, InvalidArgumentError, UnavailableError, isNotFound } from '../errors.ts';
-import type { Backend, ContainerState as RuntimeState } from '../runtime/backend.ts';
+import type { Backend } from '../runtime/backend.ts';
 import type { PodNetwork, PodNetworkRequest, NetworkMode, PortProtocol } from '../network/pod-network.ts';
 import { FAIL_CLOSED } from '../policy/decision.ts';
-import { ensurePinns, pinNamespaces, unpinNamespaces, checkPinnableSysctls } from '../runtime/pinns/pinns.ts';
 import { walkDirsBeneath } from '../util/beneath.ts';
 import type * as cri from '../api/cri.ts';
 import { NameConflict, type PodRecord, type PodRuntimeInfo } from './store.ts';
@@ -26,6 +26,7 @@ import { checkCgroupParent } from './cgroup-dirs.ts';
 import { emit } from './cri-view.ts';
 import { watchPause } from './exit-monitor.ts';
 import { destroyContainer, stopLocked } from './container-lifecycle.ts';
+import { sandboxSpecOf, sandboxStateOf } from './sandbox-spec.ts';
 
 /** When `idOrPrefix` names a pod still being created, cancels that creation and waits for its rollback. */
 async function cancelCreation(ctx: EngineContext, idOrPrefix: string): Promise<void> {
@@ -113,16 +114,19 @@ async function createPod(
   const ownCgroup = !config.linux?.cgroupParent;
   const cgroupParent = config.linux?.cgroupParent ? checkCgroupParent(ctx.opts, config.linux.cgroupParent) : `${ctx.opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`;
   const cgroupMade = ownCgroup ? {} : topMissing(cgroupParent);
-  const pins = await pinPlan(ctx, config, backend, mode, podDir);
   const runtime: PodRuntimeInfo = {
     netnsPath: '', networkMode: mode === 'host' ? 'host' : mode === 'none' ? 'none' : 'pod', ips: [],
-    podDir, logDirectory, cgroupParent, pauseId: backend.podModel.infraContainer && !pins ? newId() : '',
+    podDir, logDirectory, cgroupParent, pauseId: '',
     namespacePaths: {}, engine: { mode, ownCgroup, cgroupMade, ownLogDir: !config.logDirectory, logDirMade: logDirMade ?? '', ...(opts.decision ? { decision: opts.decision } : {}) },
   };
   const rec: PodRecord = {
     id, name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt ?? 0, handler,
     phase: 'creating', createdAt: nowNs(), config, runtime,
   };
+  // the backend decides how the pod is held before anything is made; a sandbox container's id is
+  // recorded with the pod from the first write, so a crash at any later point leaves it findable
+  const plan = await backend.podSandbox.plan(sandboxSpecOf(ctx.opts, rec));
+  if (plan.sandboxContainer) runtime.pauseId = newId();
   let settled!: () => void;
   const done = new Promise<void>((r) => { settled = r; });
   return await ctx.locks.with(id, async () => {
@@ -149,36 +153,13 @@ async function createPod(
       ctx.store.updatePod(rec);
       signal.throwIfAborted();
       const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
-      if (pins) {
-        await mkdir(join(podDir, 'ns'), { mode: 0o700 });
-        const sysctls = config.linux?.sysctls ?? {};
-        await pinNamespaces(pins.bin, {
-          ...(pins.ipc ? { ipc: pins.ipc } : {}),
-          ...(pins.uts ? { uts: pins.uts } : {}),
-          ...(pins.uts && hostname ? { hostname } : {}),
-          ...(runtime.netnsPath && Object.keys(sysctls).some((k) => k.replaceAll('/', '.').startsWith('net.')) ? { joinNet: runtime.netnsPath } : {}),
-          sysctls, signal,
-        });
-        runtime.namespacePaths = { ...(pins.ipc ? { ipc: pins.ipc } : {}), ...(pins.uts ? { uts: pins.uts } : {}) };
-      }
       signal.throwIfAborted();
-      if (runtime.pauseId) {
-        const pauseRootfs = pauseR;
-        const spec = await buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseRootfs, files });
-        const podRef = runtime.netnsPath ? { podId: id, role: 'sandbox' as const, netnsPath: runtime.netnsPath } : { podId: id, role: 'sandbox' as const };
-        const { pid } = await backend.createContainer({
-          id: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, spec, pod: podRef,
-          logPath: join(podDir, 'pause.log'), signal,
-        });
-        signal.throwIfAborted();
-        await backend.start(runtime.pauseId, signal);
-        if (backend.podModel.joinInfraNamespaces && pid > 0) {
-          runtime.namespacePaths = { ipc: `/proc/${pid}/ns/ipc`, uts: `/proc/${pid}/ns/uts`, pid: `/proc/${pid}/ns/pid` };
-        } else if (backend.podModel.pidNamespaceByPath && pid > 0) {
-          runtime.namespacePaths = { pid: `/proc/${pid}/ns/pid` };
-        }
-        watchPause(ctx, id, runtime.pauseId, backend);
-      }
+      const state = await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), plan, {
+        sandboxId: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, logPath: join(podDir, 'pause.log'), signal,
+        sandboxSpec: () => buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseR, files }),
+      });
+      runtime.namespacePaths = state.namespacePaths;
+      if (runtime.pauseId) watchPause(ctx, id, runtime.pauseId, backend);
       runtime.engine.files = files;
       // a caller that went away during the last step gets nothing, so nothing may stay
       signal.throwIfAborted();
@@ -204,33 +185,6 @@ async function createPod(
   });
 }
 
-/**
- * Which namespaces of a new pod are pinned to files instead of held by a pause container, or
- * undefined for a pause container (backends whose pods are sandboxes, a shared PID namespace,
- * pinning turned off or the helper cannot be built).
- */
-async function pinPlan(ctx: EngineContext, config: cri.PodSandboxConfig, backend: Backend, mode: NetworkMode, podDir: string): Promise<{ bin: string; ipc?: string; uts?: string } | undefined> {
-  if (ctx.opts.pinNamespaces === false || !backend.podModel.infraContainer || !backend.podModel.joinInfraNamespaces) return undefined;
-  const nsOpt = config.linux?.securityContext?.namespaceOptions;
-  if ((nsOpt?.pid ?? 'POD') === 'POD') return undefined; // the pod's PID namespace needs a process
-  let bin: string;
-  try {
-    bin = await ensurePinns(ctx.opts.helperDir);
-  } catch (err) {
-    if (!ctx.pinnsWarned) ctx.log.warn('bulkhead-pinns unavailable; pods use a pause container', { err });
-    ctx.pinnsWarned = true;
-    return undefined;
-  }
-  const ipc = nsOpt?.ipc !== 'NODE';
-  const uts = !(mode === 'host' && !config.hostname);
-  checkPinnableSysctls(config.linux?.sysctls ?? {}, { ipc, uts, net: mode !== 'host' });
-  return {
-    bin,
-    ...(ipc ? { ipc: join(podDir, 'ns', 'ipc') } : {}),
-    ...(uts ? { uts: join(podDir, 'ns', 'uts') } : {}),
-  };
-}
-
 function pauseRootfsOf(ctx: EngineContext): Promise<string> {
   ctx.pauseRootfs ??= ensurePauseRootfs(join(ctx.opts.root, 'pause'));
   return ctx.pauseRootfs;
@@ -252,10 +206,8 @@ export async function stopPodSandbox(ctx: EngineContext, idOrPrefix: string, sig
     const cur = ctx.store.getPod(p.id);
     if (!cur || cur.phase !== 'ready' && cur.phase !== 'notready') return;
     const backend = ctx.backendOf(cur);
-    if (cur.runtime.pauseId) {
-      ctx.unwatch(cur.runtime.pauseId);
-      await killAndWait(backend, cur.runtime.pauseId, sig);
-    }
+    if (cur.runtime.pauseId) ctx.unwatch(cur.runtime.pauseId);
+    await backend.podSandbox.stop(sandboxStateOf(cur), sig);
     const mode = cur.runtime.engine.mode;
     if (mode !== 'host') await networkFor(ctx, mode).teardown(cur.id, sig);
     if (cur.phase !== 'notready') {
@@ -264,18 +216,6 @@ export async function stopPodSandbox(ctx: EngineContext, idOrPrefix: string, sig
       ctx.log.info('pod sandbox stopped', { pod: cur.id });
     }
   });
-}
-
-async function killAndWait(backend: Backend, id: string, signal: AbortSignal): Promise<RuntimeState | undefined> {
-  try {
-    const st = await backend.state(id, signal);
-    if (st.status !== 'running') return st;
-    await backend.kill(id, 'SIGKILL', signal);
-    return await backend.wait(id, AbortSignal.any([signal, AbortSignal.timeout(30_000)]));
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
 }
 
 /** CRI RemovePodSandbox: removes the pod and all its containers. Idempotent. */
@@ -294,39 +234,36 @@ export async function removePodSandbox(ctx: EngineContext, idOrPrefix: string, s
   });
 }
 
-/** Undoes everything a pod may have (containers, pause, network, dirs, cgroups); then the record. */
+/**
+ * Undoes everything a pod may have; then the record. The backend's strategy removes the
+ * containers (through the engine's destroyContainer), then its sandbox, then what held the pod's
+ * namespaces; then the pod's network, directories and cgroups go. A pod whose handler is no
+ * longer configured still loses its containers' records, network, dirs and cgroups.
+ */
 export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<void> {
-  // The containers go side by side (each `delete --force` kills what still runs); everything is
-  // settled before the first error is thrown, and the pod record goes only when all went.
   const backend = ctx.opts.backends.get(p.handler);
-  const pauseId = p.runtime.pauseId;
-  if (pauseId) ctx.unwatch(pauseId);
-  // Only where app containers merely join the pause's namespaces (runc, crun); where the pause
-  // is the sandbox the containers live in (a VM), it goes after them.
-  const pauseAlongside = backend?.podModel.joinInfraNamespaces === true;
-  const mode = p.runtime.engine.mode;
-  // the pod's own namespaces and files; a process still inside keeps a namespace alive, so
-  // where containers only join them this runs alongside the containers' removal
-  const podLevel = (): Promise<unknown> => settleAll([
-    mode !== 'host' ? networkFor(ctx, mode).teardown(p.id, signal) : Promise.resolve(),
-    unpinPod(ctx, p.runtime.podDir, signal).then(() => rm(p.runtime.podDir, { recursive: true, force: true })),
-  ]);
-  await settleAll([
-    ...ctx.store.listContainers(p.id).map((c) => ctx.locks.with(c.id, async () => {
+  if (p.runtime.pauseId) ctx.unwatch(p.runtime.pauseId);
+  // the containers go side by side (each `delete --force` kills what still runs); every one is
+  // settled before the first error is thrown
+  const removeContainers = async (): Promise<void> => {
+    await settleAll(ctx.store.listContainers(p.id).map((c) => ctx.locks.with(c.id, async () => {
       const cur = ctx.store.getContainer(c.id);
       if (!cur) return;
       ctx.store.setContainerPhase(cur.id, 'removing');
       await destroyContainer(ctx, cur, p, signal);
       emit(ctx, 'CONTAINER_DELETED_EVENT', cur);
-    })),
-    pauseId && backend && pauseAlongside ? backend.delete(pauseId, signal) : Promise.resolve(),
-    pauseAlongside ? podLevel() : Promise.resolve(),
-  ]);
-  // where the pause is the sandbox the containers live in (a VM, a gVisor sandbox), it goes
-  // after them, and the pod's network after it
-  if (pauseId && backend && !pauseAlongside) await backend.delete(pauseId, signal);
+    })));
+  };
+  if (backend) {
+    await backend.podSandbox.destroy({ podDir: p.runtime.podDir, ...(ctx.opts.helperDir !== undefined ? { helperDir: ctx.opts.helperDir } : {}) }, sandboxStateOf(p), removeContainers, signal);
+  } else {
+    await removeContainers();
+  }
+  const mode = p.runtime.engine.mode;
   await settleAll([
-    pauseAlongside ? Promise.resolve() : podLevel(),
+    // the pod's network after its sandbox (a VM's tap, a Sentry's sockets live in it)
+    mode !== 'host' ? networkFor(ctx, mode).teardown(p.id, signal) : Promise.resolve(),
+    rm(p.runtime.podDir, { recursive: true, force: true }),
     // after the containers: conmon may still be writing their last log lines
     // the pod's log directory, when Bulkhead created it (from the topmost directory it made)
     removeLogDir(p),
@@ -335,12 +272,4 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
   else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
   ctx.store.deletePod(p.id);
-}
-
-/** Releases the namespace files of a pod (whatever is under <podDir>/ns, record or not). */
-async function unpinPod(ctx: EngineContext, podDir: string, signal: AbortSignal): Promise<void> {
-  let names: string[];
-  try { names = await readdir(join(podDir, 'ns')); } catch { return; }
-  if (names.length === 0) return;
-  await unpinNamespaces(await ensurePinns(ctx.opts.helperDir), names.map((n) => join(podDir, 'ns', n)), signal);
 }

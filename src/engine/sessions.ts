@@ -2,8 +2,6 @@
  * Streaming sessions for stream/ and ExecSync for cri/: exec (captured or interactive), attach,
  * and port-forward into a pod's network namespace or sandbox.
  */
-import { spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
 import type { Backend, InteractiveProcess } from '../runtime/backend.ts';
@@ -11,6 +9,7 @@ import type * as cri from '../api/cri.ts';
 import type { PodRecord, ContainerRecord } from './store.ts';
 import type { EngineStreamIO } from './options.ts';
 import type { EngineContext } from './context.ts';
+import { sandboxSpecOf, sandboxStateOf } from './sandbox-spec.ts';
 
 const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
 const MAX_EXEC_TIMEOUT_MS = 2 ** 31 - 1;
@@ -66,24 +65,11 @@ export async function portForward(ctx: EngineContext, podIdOrPrefix: string, por
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`invalid port ${port}`);
   const p = ctx.resolvePod(podIdOrPrefix);
   if (p.phase !== 'ready') throw new FailedPreconditionError(`pod sandbox ${p.id} is not ready`);
-  const backend = ctx.backendOf(p);
-  if (p.runtime.networkMode === 'host') {
-    const sock = connect({ host: '127.0.0.1', port });
-    await pipeBoth(conn, sock, sock, () => sock.destroy(), signal);
-    return;
-  }
-  if (backend.podModel.network === 'sandbox' && p.runtime.pauseId) {
-    // The sandbox has its own network stack (gVisor netstack, VM): connect from inside it.
-    const proc = await backend.execInteractive(p.runtime.pauseId, { args: ['/bin/busybox', 'nc', '127.0.0.1', String(port)], stdin: true, signal });
-    await pipeBoth(conn, proc.stdout, proc.stdin!, () => proc.close(), signal);
-    await proc.wait().catch(() => undefined);
-    return;
-  }
-  const child = spawn('nsenter', [`--net=${p.runtime.netnsPath}`, '/bin/busybox', 'nc', '127.0.0.1', String(port)], { stdio: ['pipe', 'pipe', 'ignore'], signal });
-  child.on('error', () => undefined);
-  const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  await pipeBoth(conn, child.stdout, child.stdin, () => child.kill('SIGKILL'), signal);
-  await done;
+  // how the pod is reached (its netns, the host's loopback, or from inside its sandbox) is the
+  // backend's pod strategy's
+  const c = await ctx.backendOf(p).podSandbox.dial(sandboxSpecOf(ctx.opts, p), sandboxStateOf(p), port, signal);
+  await pipeBoth(conn, c.readable, c.writable, () => c.close(), signal);
+  await c.done;
 }
 
 /** Copies a session's streams both ways; resolves with its exit code (exec) once output is drained. */

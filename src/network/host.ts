@@ -2,7 +2,7 @@
  * Host-side helpers around iproute2: network namespaces under /run/netns, links, routes,
  * sysctls of one interface. Every call goes through util/exec.run with a timeout and a signal.
  */
-import { access, writeFile } from 'node:fs/promises';
+import { access, rm, writeFile } from 'node:fs/promises';
 import { FailedPreconditionError, InternalError } from '../errors.ts';
 import { run } from '../util/exec.ts';
 
@@ -28,18 +28,36 @@ export function netnsPathOf(name: string): string {
   return `${NETNS_DIR}/${name}`;
 }
 
-/** Creates a named netns (a bind mount under /run/netns that outlives this process). */
-export async function createNetns(name: string, signal: AbortSignal): Promise<string> {
+/**
+ * Creates a named netns (a bind mount under /run/netns that outlives this process); with
+ * `loopbackUp` its lo is brought up, and a netns whose lo cannot be is removed again.
+ */
+export async function createNetns(name: string, signal: AbortSignal, opts: { loopbackUp?: boolean } = {}): Promise<string> {
   if (await exists(netnsPathOf(name))) throw new FailedPreconditionError(`network namespace ${name} already exists`);
   await ip(['netns', 'add', name], signal);
+  if (opts.loopbackUp) {
+    try {
+      await ip(['-n', name, 'link', 'set', 'lo', 'up'], signal);
+    } catch (err) {
+      await deleteNetns(name, AbortSignal.timeout(TIMEOUT)).catch(() => undefined);
+      throw err;
+    }
+  }
   return netnsPathOf(name);
 }
 
-/** Removes a named netns; a missing one is fine. */
+/**
+ * Removes a named netns; a missing one is fine. A half-made one (`ip netns delete` refuses: the
+ * file without its mount, or a mount `ip` does not know) is unmounted and removed by hand.
+ */
 export async function deleteNetns(name: string, signal: AbortSignal): Promise<void> {
-  if (!(await exists(netnsPathOf(name)))) return;
+  const path = netnsPathOf(name);
+  if (!(await exists(path))) return;
   const r = await run('ip', ['netns', 'delete', name], { timeoutMs: TIMEOUT, signal });
-  if (r.code !== 0 && (await exists(netnsPathOf(name)))) throw new InternalError(`ip netns delete ${name}: ${r.stderr.trim()}`);
+  if (r.code === 0 || !(await exists(path))) return;
+  await run('umount', ['-l', path], { timeoutMs: TIMEOUT, signal });
+  await rm(path, { force: true });
+  if (await exists(path)) throw new InternalError(`ip netns delete ${name}: ${r.stderr.trim()}`);
 }
 
 export interface LinkInfo {

@@ -93,7 +93,7 @@ export function podInputFromCri(config: PodSandboxConfig, requestedHandler: stri
  * kubelet directory are resolved too: a symlink there to / resolves out of the directory and is
  * judged as what it points at; one that stays inside the directory (also where the kubelet root
  * itself is a symlink, e.g. /var/lib/kubelet -> /data/kubelet) is the pod's own volume. (The
- * mount itself is checked again on the opened object, see runtime/pinns/hostmount.c; this is the
+ * mount itself is checked again on the opened object, see runtime/helpers/hostmount.c; this is the
  * early, by-name answer.)
  */
 function withResolved(paths: string[], ownDir: string | undefined, resolve: (p: string) => string): string[] {

@@ -10,19 +10,15 @@
  * instance built over the same run dir finds them again (`list()`, `state()`).
  *
  * ## Pods
- * `podModel.infraContainer` says whether the backend needs a pod infra ("pause") container:
- *  - runc/crun: only to hold namespaces — app containers join the pod's IPC/UTS (and optionally
- *    PID) namespaces by path. The engine normally pins those namespaces to files with
- *    bulkhead-pinns (./pinns/) and starts no infra container; it falls back to a tiny pause
- *    process (`buildPauseSpec` in ./spec.ts, joined as `/proc/<infraPid>/ns/ipc` ...) when the
- *    pod shares one PID namespace (that needs a process) or the helper cannot be built. The
- *    network namespace is the pod netns path from network/.
- *  - gvisor/microvm: yes — the infra container *is* the sandbox (one gVisor sandbox / one VM per
- *    pod); app containers are created inside it (annotations `io.kubernetes.cri.container-type`
- *    and `io.kubernetes.cri.sandbox-id`, set by the backend from `CreateContainerOptions.pod`).
- * The engine always passes `pod` (role 'sandbox' for the infra container, 'container' for app
- * containers, with `sandboxContainerId` = the infra container's id when there is one). The backend applies its own
- * spec adjustments (annotations, capability filtering, namespace handling) inside createContainer.
+ * `podSandbox` is the backend's pod-sandbox strategy (./sandbox/pod-sandbox.ts): how the pod is
+ * held (pinned namespace files or a pause container for runc/crun, whose containers join
+ * namespaces by path — ./sandbox/namespaces-joined.ts; one sandbox per pod that the containers
+ * run in for gVisor and microvm — ./sandbox/sandbox-hosted.ts), which namespaces a container's
+ * spec names, how port-forward reaches the pod, and the order of removal. The engine passes
+ * `pod` with every createContainer (role 'sandbox' for the sandbox container, 'container' for
+ * app containers, with `sandboxContainerId` = the sandbox container's id when there is one).
+ * The backend applies its own spec adjustments (annotations, capability filtering) inside
+ * createContainer.
  *
  * ## Container lifecycle
  *   createContainer → (status 'created', pid known) → start → 'running' → process exits →
@@ -41,6 +37,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
+import type { PodSandbox } from './sandbox/pod-sandbox.ts';
 
 export type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 
@@ -58,37 +55,18 @@ export interface ProbeResult {
   details: Record<string, string>;
 }
 
-/** The OCI runtime binary and global flags conmon is told to use (`-r PATH --runtime-arg ...`). */
+/** The OCI runtime binary and global flags conmon is told to use (`-r PATH --runtime-arg ...`); conmon-based backends only, not part of Backend. */
 export interface RuntimeCommand {
   path: string;
   /** Global flags placed before the subcommand, e.g. ['--root', dir, '--platform=ptrace']. */
   globalArgs: string[];
 }
 
-export interface PodModel {
-  /** The pod needs an infra (pause) container created and started before app containers. */
-  infraContainer: boolean;
-  /**
-   * How the pod network namespace reaches the containers:
-   *  - 'netns-path': every container's spec names the pod netns path (runc/crun, gvisor sandbox);
-   *  - 'sandbox': only the infra container names it, app containers live inside the sandbox.
-   */
-  network: 'netns-path' | 'sandbox';
-  /** App containers join the infra container's IPC/UTS namespaces by /proc path (runc/crun). */
-  joinInfraNamespaces: boolean;
-  /**
-   * App containers sharing the pod's PID namespace (PID POD) are given the infra container's
-   * (`/proc/<infraPid>/ns/pid`) in their spec although they join no other namespace by path; the
-   * backend maps it into its sandbox (gVisor: the sandbox's root PID namespace). Default false.
-   */
-  pidNamespaceByPath?: boolean;
-}
-
 /** Where a container sits in its pod. */
 export interface PodRef {
   podId: string;
   role: 'sandbox' | 'container';
-  /** Id of the pod's infra container; required for role 'container' when the containers live in it (podModel.infraContainer && !joinInfraNamespaces). */
+  /** Id of the pod's sandbox container; required for role 'container' where the containers live in it (sandbox-hosted pods). */
   sandboxContainerId?: string;
   /** Path of the pod's network namespace (e.g. /run/netns/NAME); absent = the host network. */
   netnsPath?: string;
@@ -241,11 +219,10 @@ export interface Backend extends ContainerRuntime {
   /** Handler kind: 'runc' | 'gvisor' | 'crun' | 'microvm' | ... */
   readonly name: string;
   readonly isolation: Isolation;
-  readonly podModel: PodModel;
+  /** How this backend holds a pod (./sandbox/pod-sandbox.ts). */
+  readonly podSandbox: PodSandbox;
   /** Is this backend usable here, and if not, why. Cached after the first success. */
   probe(signal?: AbortSignal): Promise<ProbeResult>;
-  /** The runtime binary and flags used under conmon (for diagnostics and the bench). */
-  runtimeCommand(): RuntimeCommand;
   /** Releases in-process resources; running containers are left running. */
   close(): Promise<void>;
 }

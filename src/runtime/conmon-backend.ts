@@ -5,14 +5,15 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, UnavailableError } from '../errors.ts';
+import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
-  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, PodModel, ProbeResult, RuntimeCommand,
+  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeResult, RuntimeCommand,
 } from './backend.ts';
 import { ConmonDriver } from './conmon/driver.ts';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
+import type { PodSandbox } from './sandbox/pod-sandbox.ts';
 
 export const CONTAINER_TYPE_ANNOTATION = 'io.kubernetes.cri.container-type';
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -20,7 +21,7 @@ export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
 export abstract class ConmonBackend implements Backend {
   abstract readonly name: string;
   abstract readonly isolation: Isolation;
-  abstract readonly podModel: PodModel;
+  abstract readonly podSandbox: PodSandbox;
   protected readonly opts: BackendOptions;
   protected readonly log: Logger;
   private driverInstance: ConmonDriver | undefined;
@@ -34,6 +35,7 @@ export abstract class ConmonBackend implements Backend {
   /** Directory for the runtime's own state (`--root`). */
   protected get stateDir(): string { return join(this.opts.runDir, 'state'); }
 
+  /** The runtime binary and flags conmon drives (diagnostics and tests read it; not part of Backend). */
   abstract runtimeCommand(): RuntimeCommand;
   protected abstract probeHost(signal?: AbortSignal): Promise<ProbeResult>;
   /** Runtime-specific spec changes; default none. Must not weaken the spec. */
@@ -75,11 +77,6 @@ export abstract class ConmonBackend implements Backend {
 
   async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
     await this.requireAvailable(opts.signal);
-    // where app containers live inside the pod's sandbox they must name it; where they only join
-    // namespaces (runc, crun) the engine may hold those with pinned files and no infra container
-    if (opts.pod.role === 'container' && this.podModel.infraContainer && !this.podModel.joinInfraNamespaces && !opts.pod.sandboxContainerId) {
-      throw new InvalidArgumentError(`${this.name}: an app container needs pod.sandboxContainerId`);
-    }
     const spec = this.adjustSpec(structuredClone(opts.spec), opts);
     return await this.driver.createContainer({ ...opts, spec });
   }

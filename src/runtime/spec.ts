@@ -40,8 +40,11 @@ export interface SpecDevice {
   permissions?: string;
 }
 
-/** A namespace choice: a path to join, a new one ('private'), or the host's ('host'). */
-export type NamespaceChoice = { path: string } | 'private' | 'host';
+/**
+ * A namespace choice: a path to join, a new one ('private'), the host's ('host'), or the one of
+ * the sandbox the container runs in ('sandbox': no entry in the spec; sandbox-hosted pods).
+ */
+export type NamespaceChoice = { path: string } | 'private' | 'host' | 'sandbox';
 
 export interface SpecResources {
   memoryLimitBytes?: number;
@@ -196,7 +199,7 @@ export async function clampRlimits(requested: readonly OciRlimit[]): Promise<Oci
 
 function nsEntry(type: OciNamespace['type'], choice: NamespaceChoice | undefined, dflt: 'private' | 'host'): OciNamespace | undefined {
   const c = choice ?? dflt;
-  if (c === 'host') return undefined;
+  if (c === 'host' || c === 'sandbox') return undefined;
   if (c === 'private') return { type };
   if (!isAbsolute(c.path)) throw new InvalidArgumentError(`namespace path for ${type} must be absolute`);
   return { type, path: c.path };

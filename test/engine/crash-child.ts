@@ -23,26 +23,22 @@ const real = makeBackends([args.handler], args.runDir, silentLogger).get(args.ha
 
 function say(o: unknown): void { process.stdout.write(JSON.stringify(o) + '\n'); }
 
-// The same backend, except createContainer may end this process the moment it returns.
-const backend: Backend = new Proxy(real, {
-  get(target, prop, receiver) {
-    if (prop === 'createContainer') {
-      return async (o: CreateContainerOptions) => {
-        const r = await target.createContainer(o);
-        // mid-container: killed right after the app container; mid-pod: after the pause (the sandbox on gVisor)
-        const kill = args.mode === 'mid-container' || (args.mode === 'mid-pod' && o.pod.role === 'sandbox');
-        if (kill) {
-          say({ killedAt: o.id, podId: o.pod.podId });
-          process.kill(process.pid, 'SIGKILL');
-          await new Promise(() => {});
-        }
-        return r;
-      };
-    }
-    const v = Reflect.get(target, prop, receiver) as unknown;
-    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-  },
-});
+// The same backend, except createContainer may end this process the moment it returns. The
+// instance's own method shadows the class's, so the backend's pod strategy (which creates the
+// sandbox container) goes through it too.
+const backend: Backend = real;
+const createReal = real.createContainer.bind(real);
+real.createContainer = async (o: CreateContainerOptions): Promise<{ pid: number }> => {
+  const r = await createReal(o);
+  // mid-container: killed right after the app container; mid-pod: after the pause (the sandbox on gVisor)
+  const kill = args.mode === 'mid-container' || (args.mode === 'mid-pod' && o.pod.role === 'sandbox');
+  if (kill) {
+    say({ killedAt: o.id, podId: o.pod.podId });
+    process.kill(process.pid, 'SIGKILL');
+    await new Promise(() => {});
+  }
+  return r;
+};
 
 const engine = new Engine({
   root: args.root, runDir: args.runDir, logger: silentLogger, images, backends: new Map([[args.handler, backend]]),

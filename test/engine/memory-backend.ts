@@ -8,8 +8,9 @@
 import { NotFoundError, UnimplementedError } from '../../src/errors.ts';
 import type {
   Backend, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions, ExecResult, InteractiveProcess,
-  PodModel, ProbeResult, RuntimeCommand,
+  ProbeResult, RuntimeCommand,
 } from '../../src/runtime/backend.ts';
+import type { PodSandbox } from '../../src/runtime/sandbox/pod-sandbox.ts';
 import { constants } from 'node:os';
 
 interface MemoryContainer {
@@ -24,16 +25,24 @@ interface MemoryContainer {
 export class MemoryBackend implements Backend {
   readonly name: string;
   readonly isolation = 'process' as const;
-  readonly podModel: PodModel;
+  /** Pods hold nothing of their own here: no sandbox container, no namespace files. */
+  readonly podSandbox: PodSandbox = {
+    kind: 'namespaces-joined',
+    plan: async () => ({ sandboxContainer: false }),
+    create: async () => ({ sandboxId: '', namespacePaths: {} }),
+    containerNamespaces: (req) => ({ network: req.pod.netnsPath ? { path: req.pod.netnsPath } : 'private', ipc: 'private', uts: 'private', pid: 'private' }),
+    dial: async () => { throw new UnimplementedError('memory backend: no port-forward'); },
+    stop: async () => undefined,
+    destroy: async (_pod, _state, removeContainers) => { await removeContainers(); },
+  };
   readonly #containers = new Map<string, MemoryContainer>();
   readonly #waiters = new Map<string, Set<(st: ContainerState) => void>>();
   /** Calls per method name. */
   readonly calls = new Map<string, number>();
   #nextPid = 100_000;
 
-  constructor(opts: { name?: string; podModel?: PodModel } = {}) {
+  constructor(opts: { name?: string } = {}) {
     this.name = opts.name ?? 'memory';
-    this.podModel = opts.podModel ?? { infraContainer: false, network: 'netns-path', joinInfraNamespaces: false };
   }
 
   #count(method: string): void {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { testEnv, podConfig, containerConfig, mountsUnder, netnsOf, crashChild, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 import type * as cri from '../../src/api/cri.ts';
-import { ensurePinns } from '../../src/runtime/pinns/pinns.ts';
+import { ensurePinns } from '../../src/runtime/helpers/pinns.ts';
 import { decisionWith } from '../../src/policy/decision.ts';
 
 const OWN_PID = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } as const;

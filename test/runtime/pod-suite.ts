@@ -43,24 +43,19 @@ export interface PodSuiteOptions {
 interface DeleteCall { id: string; start: number; end: number }
 
 /**
- * The backend with every `delete` recorded (start and end, in order), so the suite sees the order
- * the engine removes a pod's parts in. Methods run on the backend itself (its private fields).
+ * Records every `delete` of the backend (start and end, in order), whoever calls it: the engine
+ * for a container, the backend's pod strategy for the sandbox. The instance's own method shadows
+ * the class's.
  */
-function recording(b: Backend, calls: DeleteCall[]): Backend {
+function recordDeletes(b: Backend, calls: DeleteCall[]): Backend {
   let clock = 0;
-  return new Proxy(b, {
-    get(target, prop) {
-      const v: unknown = Reflect.get(target, prop, target);
-      if (prop === 'delete') {
-        return async (id: string, signal?: AbortSignal): Promise<void> => {
-          const call: DeleteCall = { id, start: ++clock, end: 0 };
-          calls.push(call);
-          try { await target.delete(id, signal); } finally { call.end = ++clock; }
-        };
-      }
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
+  const real = b.delete.bind(b);
+  b.delete = async (id: string, signal?: AbortSignal): Promise<void> => {
+    const call: DeleteCall = { id, start: ++clock, end: 0 };
+    calls.push(call);
+    try { await real(id, signal); } finally { call.end = ++clock; }
+  };
+  return b;
 }
 
 export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
@@ -81,7 +76,7 @@ export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
       const b = backends.get(handler)!;
       const p = await b.probe();
       if (!p.available) { unavailable = p.reason ?? 'its probe says unavailable'; return; }
-      engine = await env.engine({ backends: new Map([[handler, recording(b, deletes)]]) });
+      engine = await env.engine({ backends: new Map([[handler, recordDeletes(b, deletes)]]) });
       hostProbe = join(env.dir, 'ipc-probe');
       await compileC(join(import.meta.dirname, 'ipc-probe.c'), hostProbe, ['-static']);
       const probeLayer = buildLayer([{ type: 'file', path: 'bin/ipc-probe', mode: 0o755, content: await readFile(hostProbe) }]);

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { describeLayout } from '../../cgroup/hierarchy.ts';
 import { removeTree } from '../../cgroup/tree.ts';
 import { run } from '../../util/exec.ts';
-import type { PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { ProbeResult, RuntimeCommand } from '../backend.ts';
+import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 import { runtimeMessage } from '../errors.ts';
 import { findStaticBusybox } from '../pause.ts';
@@ -17,7 +18,8 @@ import { findStaticBusybox } from '../pause.ts';
 export class CrunBackend extends ConmonBackend {
   readonly name: string = 'crun';
   readonly isolation = 'process' as const;
-  readonly podModel: PodModel = { infraContainer: true, network: 'netns-path', joinInfraNamespaces: true };
+  /** Containers join the pod's namespaces by path (pinned files or a pause process). */
+  readonly podSandbox = new NamespacesJoined(this, this.log);
 
   runtimeCommand(): RuntimeCommand {
     return { path: this.opts.binary ?? 'crun', globalArgs: ['--root', this.stateDir, ...(this.opts.runtimeArgs ?? [])] };

@@ -16,12 +16,12 @@
  * The probe reports which mode is in force (`details.network`).
  *
  * What a pod gets: one Sentry for all its containers. 127.0.0.1, the pod IP and ports are shared
- * (the pod netns); port-forward execs `nc` in the pause container. The Sentry makes those socket
+ * (the pod netns); port-forward enters that netns (with --network=sandbox, the sandbox's own
+ * netstack, it execs `nc` in the sandbox container). The Sentry makes those socket
  * calls with the pause spec's capabilities, which therefore hold CAP_NET_BIND_SERVICE (a
  * container's own drop of it is not enforced there). PID POD (`shareProcessNamespace`) puts a
- * container in the sandbox's root PID namespace, the pause's: the engine names the pause's
- * `/proc/<pid>/ns/pid` (`podModel.pidNamespaceByPath`) and this backend maps it; TARGET joins the
- * target's namespace. In one sandbox the pod's PID namespace is the parent of each container's
+ * container in the sandbox's root PID namespace, the pause's; TARGET joins the target's
+ * namespace (`podNamespaces`, this backend's part of ../sandbox/sandbox-hosted.ts). In one sandbox the pod's PID namespace is the parent of each container's
  * own, so a pod mixing PID POD and private namespaces is refused (Kubernetes sets
  * shareProcessNamespace per pod). Resource limits are pod-level: the sub-containers' processes
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
@@ -33,7 +33,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../../util/exec.ts';
-import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { BackendOptions, ContainerStats, CreateContainerOptions, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
+import type { ContainerNamespaceRequest } from '../sandbox/pod-sandbox.ts';
+import type { NamespaceChoice } from '../spec.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import { resolveBinary } from '../conmon/driver.ts';
 import type { OciLinuxResources, OciNamespace, OciSpec } from '../../oci/spec.ts';
@@ -76,7 +79,12 @@ interface Detected {
 export class GvisorBackend extends ConmonBackend {
   readonly name: string = 'gvisor';
   readonly isolation = 'user-kernel' as const;
-  readonly podModel: PodModel = { infraContainer: true, network: 'sandbox', joinInfraNamespaces: false, pidNamespaceByPath: true };
+  /** One sandbox per pod; its containers are runsc sub-containers. */
+  readonly podSandbox = new SandboxHosted(this, {
+    namespaces: (req) => this.podNamespaces(req),
+    // with --network=host the pod's sockets are host sockets in the pod netns
+    dialVia: () => (this.hostNetwork() ? 'netns' : 'sandbox'),
+  });
   private detected: Detected | undefined;
   private readonly podLimitQueue = new Map<string, Promise<void>>();
 
@@ -148,6 +156,7 @@ export class GvisorBackend extends ConmonBackend {
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
+    if (opts.pod.role === 'container' && !opts.pod.sandboxContainerId) throw new InvalidArgumentError('gvisor: an app container needs pod.sandboxContainerId (it runs inside the pod\'s sandbox)');
     spec.annotations = spec.annotations ?? {};
     const sandboxId = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
     spec.annotations[CONTAINER_TYPE_ANNOTATION] = opts.pod.role;
@@ -169,57 +178,48 @@ export class GvisorBackend extends ConmonBackend {
       }
       spec.process.capabilities = c;
     }
-    const ns = spec.linux?.namespaces;
-    if (ns && spec.linux) {
-      if (opts.pod.role === 'container') {
-        spec.linux.namespaces = this.subcontainerNamespaces(ns, opts.id, sandboxId);
-      } else if (opts.pod.netnsPath) {
-        spec.linux.namespaces = [...ns.filter((n) => n.type !== 'network'), { type: 'network', path: opts.pod.netnsPath }];
-      }
-    }
     return spec;
   }
 
   /**
-   * App containers live inside the pod's sandbox: its kernel provides the namespaces, and a
-   * sub-container's spec only says which of them it gets fresh. The network is the sandbox's.
-   * PID, as runsc (2022) does it: a sub-container whose spec has no pid namespace runs in the
-   * sandbox's root PID namespace (the pause container's); one with a pid namespace gets a new one,
-   * unless its `path` equals the path in the spec of a running sub-container, whose namespace it
-   * then joins — runsc compares the strings only and opens nothing. So:
-   *  - PID CONTAINER (`{type: pid}`): a new namespace, named `<PIDNS_TAG>/<id>` so that a later
-   *    TARGET container can name it;
-   *  - PID POD: the engine names the infra container's namespace (`/proc/<sandbox pid>/ns/pid`):
-   *    no pid entry, the root namespace;
-   *  - PID TARGET: the engine names the target's `/proc/<pid>/ns/pid`, with the pid conmon
-   *    reported for it (the shim's waiter): the target's own entry is copied (none, or its tag).
-   * Any other path is refused rather than silently not shared.
+   * The namespaces of a sub-container. Its kernel is the sandbox's: the network is the sandbox's
+   * (no entry). PID, as runsc (2022) does it: a sub-container whose spec has no pid namespace runs
+   * in the sandbox's root PID namespace (the pause container's); one with a pid namespace gets a
+   * new one, unless its `path` equals the path in the spec of a running sub-container, whose
+   * namespace it then joins — runsc compares the strings only and opens nothing. So:
+   *  - PID CONTAINER: a new namespace, named `<PIDNS_TAG>/<id>` so that a later TARGET container
+   *    can name it;
+   *  - PID POD: no entry, the root namespace;
+   *  - PID TARGET: the target's own entry is copied (none, or its tag).
    * Unlike runc's, the pod's namespace here is the *parent* of every container's own (they are all
    * children of the sandbox's root namespace), so a container sharing the pod's would see and
    * could signal the processes of a container that asked for its own. Kubernetes never mixes the
    * two in a pod (shareProcessNamespace is per pod; ephemeral containers use TARGET); mixing is
-   * refused here.
+   * refused here. IPC and UTS entries are passed as the pod asks (runsc keeps one of each per
+   * sandbox).
    */
-  private subcontainerNamespaces(ns: OciNamespace[], id: string, sandboxId: string): OciNamespace[] {
-    const out: OciNamespace[] = [];
-    for (const n of ns) {
-      if (n.type === 'network') continue;
-      if (n.type !== 'pid') { out.push({ type: n.type }); continue; }
-      if (!n.path) { out.push({ type: 'pid', path: `${PIDNS_TAG}/${id}` }); continue; }
-      const pid = /^\/proc\/(\d+)\/ns\/pid$/.exec(n.path)?.[1];
-      if (pid !== undefined && pid === this.readBundleFile(sandboxId, 'pidfile')) continue;
-      const target = pid === undefined ? undefined : this.subcontainers(sandboxId).find((c) => c.pid === pid)?.spec;
-      if (!target) throw new InvalidArgumentError(`gvisor: a container can share the PID namespace of the pod or of a running container of the pod, not ${n.path}`);
+  private podNamespaces(req: ContainerNamespaceRequest): { network: NamespaceChoice; ipc: NamespaceChoice; uts: NamespaceChoice; pid: NamespaceChoice } {
+    const sandboxId = req.state.sandboxId;
+    let pid: NamespaceChoice;
+    if (req.pid === 'CONTAINER') pid = { path: `${PIDNS_TAG}/${req.id}` };
+    else if (req.pid === 'TARGET') {
+      const target = req.target ? this.subcontainers(sandboxId).find((c) => c.id === req.target!.id)?.spec : undefined;
+      if (!target) throw new InvalidArgumentError(`gvisor: a container can share the PID namespace of the pod or of a running container of the pod, not of ${req.target?.id ?? 'none'}`);
       const entry = target.linux?.namespaces?.find((t) => t.type === 'pid');
-      if (entry) out.push({ type: 'pid', ...(entry.path ? { path: entry.path } : {}) });
-    }
+      pid = entry?.path ? { path: entry.path } : 'sandbox';
+    } else pid = 'sandbox'; // POD, and NODE: the sandbox's root namespace is the nearest there is
     const inRoot = (list: OciNamespace[]): boolean => !list.some((n) => n.type === 'pid');
-    const mine = inRoot(out);
+    const mine = typeof pid === 'string';
     const other = this.subcontainers(sandboxId).find((c) => inRoot(c.spec.linux?.namespaces ?? []) !== mine);
     if (other) {
       throw new InvalidArgumentError(`gvisor: the containers of a pod either all share the pod's PID namespace or none does (container ${other.id} ${mine ? 'has its own' : 'shares the pod\'s'}); in one sandbox the pod's namespace would see into every container's own`);
     }
-    return out;
+    return {
+      network: 'sandbox',
+      ipc: req.pod.ipc === 'NODE' ? 'host' : 'private',
+      uts: req.pod.hostNetwork && !req.pod.hostname ? 'host' : 'private',
+      pid,
+    };
   }
 
   private readBundleFile(id: string, name: string): string | undefined {

@@ -5,14 +5,15 @@
  * that VM through the CRI annotations. The probe reports the accelerator (kvm, or tcg when KVM
  * cannot run a guest here) and whether the guest kernel is set up.
  *
- * Network: the sandbox container's spec keeps the pod netns path (linux.namespaces, type network);
+ * Network: the sandbox container's spec names the pod netns path (linux.namespaces, type network);
  * bulkhead-vm joins the VM to it through a tap (network/tap.ts). App containers' specs carry no
- * netns: they share the VM's. No path = no NIC in the guest (`--network none`).
+ * netns (podSandbox below): they share the VM's. No path = no NIC in the guest (`--network none`).
  */
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../util/exec.ts';
-import type { BackendOptions, ContainerStats, CreateContainerOptions, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { BackendOptions, ContainerStats, CreateContainerOptions, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
@@ -61,7 +62,16 @@ function assetsFlag(args: readonly string[] | undefined): string | undefined {
 export class MicrovmBackend extends ConmonBackend {
   readonly name: string = 'microvm';
   readonly isolation = 'vm' as const;
-  readonly podModel: PodModel = { infraContainer: true, network: 'sandbox', joinInfraNamespaces: false };
+  /**
+   * One VM per pod. An app container names no network (the VM's); its PID, IPC and UTS
+   * namespaces are made by the guest agent, one of each per container whatever the pod asks
+   * (issue #18: PID POD, TARGET and a shared IPC namespace are not done in the guest yet).
+   * Port-forward connects from inside the VM.
+   */
+  readonly podSandbox = new SandboxHosted(this, {
+    namespaces: () => ({ network: 'sandbox', ipc: 'private', uts: 'private', pid: 'private' }),
+    dialVia: () => 'sandbox',
+  });
   readonly #assetsRoot: string;
 
   constructor(opts: MicrovmBackendOptions) {
@@ -77,15 +87,12 @@ export class MicrovmBackend extends ConmonBackend {
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
+    if (opts.pod.role === 'container' && !opts.pod.sandboxContainerId) throw new InvalidArgumentError('microvm: an app container needs pod.sandboxContainerId (it runs inside the pod\'s VM)');
     spec.annotations = spec.annotations ?? {};
     spec.annotations[CONTAINER_TYPE_ANNOTATION] = opts.pod.role;
     spec.annotations[SANDBOX_ID_ANNOTATION] = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
-    // Host namespace paths mean nothing to a guest; the sandbox's pod netns path tells bulkhead-vm where the tap goes.
-    if (spec.linux?.namespaces) {
-      spec.linux.namespaces = spec.linux.namespaces
-        .filter((n) => n.type !== 'network' || (opts.pod.role === 'sandbox' && n.path))
-        .map((n) => (n.type === 'network' ? { type: n.type, path: n.path! } : { type: n.type }));
-    }
+    // the namespaces are the pod strategy's (podSandbox): the sandbox's spec names the pod netns
+    // (bulkhead-vm puts the VM's tap there), an app container's names none
     return spec;
   }
 

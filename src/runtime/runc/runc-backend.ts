@@ -1,15 +1,17 @@
 /**
  * runc: Linux namespaces + cgroups + seccomp, the host kernel shared ('process' isolation).
- * Pods use an infra (pause) container whose IPC/UTS namespaces app containers join by path.
+ * Pods: containers join the pod's namespaces by path (../sandbox/namespaces-joined.ts).
  */
 import { run } from '../../util/exec.ts';
-import type { Isolation, PodModel, ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { Isolation, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 
 export class RuncBackend extends ConmonBackend {
   readonly name: string = 'runc';
   readonly isolation: Isolation = 'process';
-  readonly podModel: PodModel = { infraContainer: true, network: 'netns-path', joinInfraNamespaces: true };
+  /** Containers join the pod's namespaces by path (pinned files or a pause process). */
+  readonly podSandbox = new NamespacesJoined(this, this.log);
 
   runtimeCommand(): RuntimeCommand {
     return { path: this.opts.binary ?? 'runc', globalArgs: ['--root', this.stateDir, ...(this.opts.runtimeArgs ?? [])] };

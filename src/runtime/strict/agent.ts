@@ -16,7 +16,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DeadlineExceededError, UnavailableError } from '../../errors.ts';
 import { liveStartTime } from '../../util/proc.ts';
-import { ensureHelper, DEFAULT_HELPER_DIR } from '../pinns/pinns.ts';
+import { ensureHelper, DEFAULT_HELPER_DIR } from '../helpers/pinns.ts';
 import { parseAgentOutput, type AgentRecord } from './profile.ts';
 
 const SOURCE = join(import.meta.dirname, 'seccomp-agent.c');

@@ -1,0 +1,69 @@
+/**
+ * Pods whose containers run inside one sandbox (gVisor: one Sentry per pod; microvm: one VM per
+ * pod; later Kata): the sandbox container is created and started first, with the pod's network
+ * namespace, and every app container is created inside it (the backend sets the CRI container-type
+ * and sandbox-id annotations from its PodRef). The sandbox's kernel provides the namespaces; how
+ * a container's spec names them is the backend's business (`namespaces` below), as is how a port
+ * inside the pod is reached (`dialVia`). Removal: containers, then the sandbox.
+ */
+import type { ContainerRuntime } from '../backend.ts';
+import type { NamespaceChoice } from '../spec.ts';
+import { destroyInOrder, dialHost, dialInside, dialNetns, stopSandbox } from './common.ts';
+import type {
+  ContainerNamespaceRequest, PodConnection, PodSandbox, PodSandboxPlan, PodSandboxSpec, PodSandboxState, SandboxCreateOptions,
+} from './pod-sandbox.ts';
+
+export interface SandboxHostedHooks {
+  /** The namespaces an app container's spec names, in the backend's own terms. */
+  namespaces(req: ContainerNamespaceRequest): { network: NamespaceChoice; ipc: NamespaceChoice; uts: NamespaceChoice; pid: NamespaceChoice };
+  /**
+   * How to reach a port inside the pod: 'netns' where the pod's sockets are host sockets in the
+   * pod's network namespace (gVisor with --network=host), 'sandbox' where only the sandbox can
+   * (its own network stack: a VM, gVisor's netstack).
+   */
+  dialVia(): 'netns' | 'sandbox';
+}
+
+export class SandboxHosted implements PodSandbox {
+  readonly kind = 'sandbox-hosted' as const;
+  readonly #rt: ContainerRuntime;
+  readonly #hooks: SandboxHostedHooks;
+
+  constructor(rt: ContainerRuntime, hooks: SandboxHostedHooks) {
+    this.#rt = rt;
+    this.#hooks = hooks;
+  }
+
+  async plan(_pod: PodSandboxSpec): Promise<PodSandboxPlan> {
+    return { sandboxContainer: true };
+  }
+
+  async create(pod: PodSandboxSpec, _plan: PodSandboxPlan, opts: SandboxCreateOptions): Promise<PodSandboxState> {
+    const spec = await opts.sandboxSpec();
+    await this.#rt.createContainer({
+      id: opts.sandboxId, name: opts.name, spec, logPath: opts.logPath, signal: opts.signal,
+      pod: { podId: pod.podId, role: 'sandbox', ...(pod.netnsPath ? { netnsPath: pod.netnsPath } : {}) },
+    });
+    opts.signal.throwIfAborted();
+    await this.#rt.start(opts.sandboxId, opts.signal);
+    // containers name the sandbox by id (PodRef.sandboxContainerId), not namespaces by path
+    return { sandboxId: opts.sandboxId, namespacePaths: {} };
+  }
+
+  containerNamespaces(req: ContainerNamespaceRequest): { network: NamespaceChoice; ipc: NamespaceChoice; uts: NamespaceChoice; pid: NamespaceChoice } {
+    return this.#hooks.namespaces(req);
+  }
+
+  async dial(pod: PodSandboxSpec, state: PodSandboxState, port: number, signal: AbortSignal): Promise<PodConnection> {
+    if (this.#hooks.dialVia() === 'netns') return pod.hostNetwork || !pod.netnsPath ? dialHost(port) : dialNetns(pod.netnsPath, port, signal);
+    return await dialInside(this.#rt, state.sandboxId, port, signal);
+  }
+
+  async stop(state: PodSandboxState, signal: AbortSignal): Promise<void> {
+    await stopSandbox(this.#rt, state, signal);
+  }
+
+  async destroy(_pod: { podDir: string }, state: PodSandboxState, removeContainers: () => Promise<void>, signal: AbortSignal): Promise<void> {
+    await destroyInOrder(this.#rt, state, removeContainers, async () => undefined, signal);
+  }
+}
