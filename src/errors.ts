@@ -61,6 +61,8 @@ export const ERROR_REASONS = {
   BH_VM_NOT_SET_UP: 'FailedPrecondition',
   /** The daemon closed the connection during a call (it died or was stopped). */
   BH_CONNECTION_DROPPED: 'Unavailable',
+  /** A strict handler has no system call profile for the container's image: learn one (`bulkhead profile learn IMAGE`). */
+  BH_STRICT_PROFILE_MISSING: 'FailedPrecondition',
 } as const satisfies Record<string, ErrorCode>;
 export type ErrorReason = keyof typeof ERROR_REASONS;
 

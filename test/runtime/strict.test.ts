@@ -122,6 +122,7 @@ test('an image without a profile is refused with how to learn one', async () => 
     const err = await d.client.createContainer(podId, ctr('unlearned', other, ['true']), cfg).then(() => null, (e: unknown) => e);
     assert.ok(err instanceof BulkheadError, String(err));
     assert.equal(err.code, 'FailedPrecondition', err.message);
+    assert.equal(err.reason, 'BH_STRICT_PROFILE_MISSING');
     assert.match(err.message, /bulkhead profile learn/);
   } finally {
     await d.client.stopPodSandbox(podId).catch(() => {});

@@ -21,7 +21,7 @@
  */
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
+import { FailedPreconditionError, InvalidArgumentError, reasonError } from '../../errors.ts';
 import type { BackendOptions, ContainerRecord, CreateContainerOptions, Isolation, ProbeResult } from '../backend.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { RuncBackend } from '../runc/runc-backend.ts';
@@ -147,7 +147,7 @@ export class StrictBackend extends RuncBackend {
     }
     const p = await this.store.get(digest);
     if (!p && ann[FALLBACK_ANNOTATION] === 'runc') return undefined;
-    if (!p) throw new FailedPreconditionError(howToLearn(ann[IMAGE_NAME_ANNOTATION] || imageId || digest, digest));
+    if (!p) throw reasonError('BH_STRICT_PROFILE_MISSING', howToLearn(ann[IMAGE_NAME_ANNOTATION] || imageId || digest, digest));
     return p;
   }
 
