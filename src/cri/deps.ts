@@ -13,7 +13,7 @@ import type { RunPodOptions } from '../engine/options.ts';
 
 export type { RunPodOptions };
 import type { Logger } from '../util/log.ts';
-import type { RuntimeHandlers } from './runtime-handlers.ts';
+import type { RuntimeHandlers } from '../runtime/handlers.ts';
 import type { RpcObserver } from './status.ts';
 
 /**

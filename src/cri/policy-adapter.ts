@@ -9,7 +9,7 @@ import { handlerInfoFromStatuses, NodePolicy, type PolicyCounters } from '../pol
 import type { Policy } from '../policy/policy.ts';
 import type { Logger } from '../util/log.ts';
 import type { CriPolicy } from './deps.ts';
-import type { RuntimeHandlers } from './runtime-handlers.ts';
+import type { RuntimeHandlers } from '../runtime/handlers.ts';
 
 export function criPolicy(policy: Policy, handlers: RuntimeHandlers, logger: Logger, counters?: PolicyCounters): CriPolicy {
   const node = new NodePolicy({

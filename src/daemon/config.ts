@@ -11,6 +11,7 @@ import { InvalidArgumentError, isNotFound } from '../errors.ts';
 
 // the default locations live apart from the TOML loader: every CLI command needs them, few need the loader
 import type { Paths } from './paths.ts';
+import { configuredKinds } from '../runtime/backends.ts';
 import type { RegistryConfig } from '../image/registry/config.ts';
 import type { CniConfig } from '../network/cni-config.ts';
 
@@ -18,7 +19,7 @@ export type { CniConfig, RegistryConfig };
 export { defaultPaths, type Paths } from './paths.ts';
 
 export interface HandlerConfig {
-  /** Backend kind: runc | gvisor | crun | microvm | kata | strict. */
+  /** Backend kind: one of runtime/backends.ts's kinds. */
   backend: string;
   /** Path of the runtime binary, when not the default. */
   binary?: string;
@@ -78,14 +79,8 @@ export function defaultConfig(paths: Paths): Config {
     registries: { mirrors: {}, insecure: [] },
     runtime: {
       defaultHandler: 'runc',
-      handlers: {
-        runc: { backend: 'runc' },
-        gvisor: { backend: 'gvisor' },
-        crun: { backend: 'crun' },
-        microvm: { backend: 'microvm' },
-        strict: { backend: 'strict' },
-        'strict-learn': { backend: 'strict-learn' },
-      },
+      // one handler per kind the registry (runtime/backends.ts) marks as configured
+      handlers: Object.fromEntries(configuredKinds().map((k) => [k, { backend: k }])),
       conmon: 'conmon',
       cgroupDriver: 'cgroupfs',
       pauseImage: '',

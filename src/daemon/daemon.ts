@@ -14,7 +14,7 @@ import type { Config } from './config.ts';
 import { acquirePidLock, type PidLock } from './lock.ts';
 import { removeEmptyCliPods } from './cli-pods.ts';
 import { CriServer } from '../cri/server.ts';
-import { RuntimeHandlers, type HandlerEntry } from '../cri/runtime-handlers.ts';
+import { RuntimeHandlers, type HandlerEntry } from '../runtime/handlers.ts';
 import type { CriDeps } from '../cri/deps.ts';
 import { Engine, type EngineImages } from '../engine/engine.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
@@ -23,7 +23,7 @@ import { criPolicy } from '../cri/policy-adapter.ts';
 import { daemonProtectedPaths, withRealPaths } from '../policy/protected-paths.ts';
 import { createImageService } from '../image/image-service.ts';
 import { parseImageConfig } from '../image/config.ts';
-import { createBackend } from '../runtime/backends.ts';
+import { backendKinds, createBackend } from '../runtime/backends.ts';
 import { StreamServer } from '../stream/stream-server.ts';
 import { CniPodNetwork } from '../network/cni-pod-network.ts';
 import type { Backend, ProbeResult } from '../runtime/backend.ts';
@@ -49,7 +49,7 @@ export function bulkheadVersion(): string {
 
 /** A handler whose backend kind this build does not know: listed, never usable. */
 function unknownBackendEntry(name: string, kind: string): HandlerEntry {
-  const probe: ProbeResult = { available: false, reason: `backend "${kind}" is not a known backend kind (runc, gvisor, crun, microvm, kata, strict)`, details: {} };
+  const probe: ProbeResult = { available: false, reason: `backend "${kind}" is not a known backend kind (${backendKinds().join(', ')})`, details: {} };
   return { name, backend: kind, isolation: 'process', probe: async () => probe };
 }
 
@@ -135,6 +135,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       logger,
       images: engineImages,
       backends,
+      // the CRI layer's registry: one probe cache, one answer for an unknown or unusable handler
+      handlers,
       defaultHandler: config.runtime.defaultHandler,
       network,
       podLogRoots: [config.runtime.podLogRoot],

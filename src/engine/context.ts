@@ -10,6 +10,7 @@ import { InvalidArgumentError, NotFoundError, UnavailableError } from '../errors
 import type { Logger } from '../util/log.ts';
 import { DiskReserve } from '../util/disk-reserve.ts';
 import type { Backend } from '../runtime/backend.ts';
+import { handlersOf, type RuntimeHandlers } from '../runtime/handlers.ts';
 import type { PodNetwork } from '../network/pod-network.ts';
 import { netnsMaker } from '../runtime/helpers/netns.ts';
 import { StateStore, type PodRecord, type ContainerRecord } from './store.ts';
@@ -42,12 +43,15 @@ export class EngineContext {
   /** SELinux on this node (read once): selinux_options are refused there, not silently dropped (selinux.ts). */
   readonly selinux = selinuxEnabled();
   readonly reserve: DiskReserve | undefined;
+  /** The handler registry (shared with the CRI layer when the daemon passes one). */
+  readonly handlers: RuntimeHandlers;
   sweepTimer: NodeJS.Timeout | undefined;
   pauseRootfs: Promise<string> | undefined;
 
   constructor(opts: EngineOptions) {
     if (!opts.backends.has(opts.defaultHandler)) throw new InvalidArgumentError(`default handler ${opts.defaultHandler} has no backend`);
     this.opts = opts;
+    this.handlers = opts.handlers ?? handlersOf(opts.defaultHandler, opts.backends);
     this.log = opts.logger.child({ part: 'engine' });
     if (opts.diskReserveBytes !== 0) this.reserve = new DiskReserve(opts.root, { logger: this.log, ...(opts.diskReserveBytes ? { bytes: opts.diskReserveBytes } : {}) });
     this.store = new StateStore(join(opts.root, 'state.db'), this.reserve ? { reserve: this.reserve } : {});
@@ -57,11 +61,16 @@ export class EngineContext {
     this.podSlots = new Slots(opts.podCreationParallelism ?? Math.min(16, Math.max(4, 4 * availableParallelism())), 4096, 'RunPodSandbox');
   }
 
-  backendFor(handler: string): { name: string; backend: Backend } {
-    const name = handler || this.opts.defaultHandler;
-    const backend = this.opts.backends.get(name);
-    if (!backend) throw new InvalidArgumentError(`unknown runtime handler ${JSON.stringify(name)} (configured: ${[...this.opts.backends.keys()].join(', ')})`);
-    return { name, backend };
+  /**
+   * The handler a request names ("" = default), known and usable here: the registry's answer
+   * (InvalidArgument unknown, FailedPrecondition when its backend cannot run on this host), the
+   * same the CRI layer gives.
+   */
+  async backendFor(handler: string, signal?: AbortSignal): Promise<{ name: string; backend: Backend }> {
+    const entry = await this.handlers.resolve(handler, signal);
+    const backend = this.opts.backends.get(entry.name);
+    if (!backend) throw new UnavailableError(`runtime handler ${entry.name} has no backend in this engine`);
+    return { name: entry.name, backend };
   }
 
   backendOf(p: PodRecord): Backend {

@@ -5,6 +5,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../util/log.ts';
 import type { Backend } from '../runtime/backend.ts';
+import type { RuntimeHandlers } from '../runtime/handlers.ts';
 import type { PodNetwork } from '../network/pod-network.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { EngineImage, HostPathGuard } from './container-spec.ts';
@@ -32,6 +33,8 @@ export interface EngineOptions {
   images: EngineImages;
   /** Handler name (RuntimeClass) → backend. */
   backends: Map<string, Backend>;
+  /** The handler registry over `backends` (the daemon shares its own with the CRI layer); default one built from `backends`. */
+  handlers?: RuntimeHandlers;
   /** Handler used when a pod names none. */
   defaultHandler: string;
   /** CNI-backed pod network; without it every non-host pod gets a loopback-only netns. */

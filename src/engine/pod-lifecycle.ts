@@ -78,9 +78,7 @@ export async function runPodSandbox(ctx: EngineContext, config: cri.PodSandboxCo
   if (!md?.name || !md.namespace || !md.uid) throw new InvalidArgumentError('pod sandbox metadata must have name, namespace and uid');
   refuseUserNamespace(config.linux?.securityContext?.namespaceOptions, `pod ${md.namespace}/${md.name}`);
   refuseSelinuxOnEnabledNode({ options: [config.linux?.securityContext?.selinuxOptions] }, ctx.selinux, `pod ${md.namespace}/${md.name}`);
-  const { name: handler, backend } = ctx.backendFor(runtimeHandler);
-  const probe = await backend.probe(opts.signal);
-  if (!probe.available) throw new UnavailableError(`runtime handler ${handler} is not available here: ${probe.reason ?? 'unknown reason'}`);
+  const { name: handler, backend } = await ctx.backendFor(runtimeHandler, opts.signal);
   const hostname = config.hostname ?? '';
   if (hostname) validateHostname(hostname);
   const mode = podNetworkMode(ctx, config, opts);

@@ -355,7 +355,7 @@ export class NodePolicy {
 }
 
 /**
- * Handler statuses as the CRI layer reports them (cri/runtime-handlers.ts HandlerStatus:
+ * Handler statuses as the CRI layer reports them (runtime/handlers.ts HandlerStatus:
  * name, isolation, probe {available, reason}) → policy HandlerInfo. A handler whose isolation
  * class is not one the policy knows is left out (never treated as stronger than it is).
  */

@@ -5,28 +5,13 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { ISOLATIONS, type HandlerInfo, type Isolation } from './policy.ts';
+import { backendKinds, catalogKinds, kindIsolation } from '../runtime/backends.ts';
 
-/** Isolation class of each backend kind (src/runtime/ backends). */
-export const BACKEND_ISOLATION: Readonly<Record<string, Isolation>> = {
-  runc: 'process',
-  crun: 'process',
-  strict: 'strict',
-  'strict-kill': 'strict',
-  // a training run is runc with the default profile
-  'strict-learn': 'process',
-  gvisor: 'user-kernel',
-  microvm: 'vm',
-  kata: 'vm',
-  firecracker: 'vm',
-};
+/** Isolation class of each backend kind (the registry, src/runtime/backends.ts). */
+export const BACKEND_ISOLATION: Readonly<Record<string, Isolation>> = Object.fromEntries(backendKinds().map((k) => [k, kindIsolation(k)!]));
 
 /** The handlers Bulkhead ships with, all assumed available. */
-export const DEFAULT_HANDLERS: readonly HandlerInfo[] = [
-  { handler: 'runc', isolation: 'process', available: true },
-  { handler: 'strict', isolation: 'strict', available: true },
-  { handler: 'gvisor', isolation: 'user-kernel', available: true },
-  { handler: 'microvm', isolation: 'vm', available: true },
-];
+export const DEFAULT_HANDLERS: readonly HandlerInfo[] = catalogKinds().map((k) => ({ handler: k.kind, isolation: k.isolation, available: true }));
 
 /** "runc=process,gvisor=user-kernel,microvm=vm" (or bare names of known backends) → handler list. */
 export function parseHandlerList(spec: string): HandlerInfo[] {

@@ -1,30 +1,59 @@
 /**
- * Backend factory: handler kind (config `backend = "..."`) → Backend. Kinds without an
- * implementation here return undefined (the daemon reports the handler as unknown).
- * The microVM backend (src/runtime/microvm/) registers itself with one line in FACTORIES.
+ * The registry of backend kinds: the one list of the kinds Bulkhead has (config
+ * `backend = "..."`), each with its factory and its isolation class. Everything else that needs
+ * the kinds (the daemon's default handlers, the policy's cluster-side catalog, diagnostics)
+ * derives them from here; adding a backend is one entry here plus its folder and its tests.
+ * src/runtime/backends.test.ts checks that every kind's instances report the isolation listed.
  */
-import type { Backend, BackendOptions } from './backend.ts';
+import type { Backend, BackendOptions, Isolation } from './backend.ts';
 import { CrunBackend } from './crun/crun-backend.ts';
 import { GvisorBackend } from './gvisor/gvisor-backend.ts';
 import { RuncBackend } from './runc/runc-backend.ts';
 import { MicrovmBackend } from './microvm/microvm-backend.ts';
 import { StrictBackend } from './strict/strict-backend.ts';
 
-const FACTORIES: Record<string, (opts: BackendOptions) => Backend> = {
-  runc: (o) => new RuncBackend(o),
-  gvisor: (o) => new GvisorBackend(o),
-  runsc: (o) => new GvisorBackend(o),
-  crun: (o) => new CrunBackend(o),
-  microvm: (o) => new MicrovmBackend(o),
-  strict: (o) => new StrictBackend(o, 'enforce', 'eperm'),
-  'strict-kill': (o) => new StrictBackend(o, 'enforce', 'kill'),
-  'strict-learn': (o) => new StrictBackend(o, 'learn'),
+interface BackendKind {
+  /** The isolation class of the kind's backends (what the policy reasons about without a node). */
+  isolation: Isolation;
+  create(opts: BackendOptions): Backend;
+  /** A handler of this name is in the default config. */
+  configured?: boolean;
+  /** In the catalog of shipped handlers the cluster-side parts assume (webhook, manifests). */
+  catalog?: boolean;
+}
+
+const KINDS: Readonly<Record<string, BackendKind>> = {
+  runc: { isolation: 'process', create: (o) => new RuncBackend(o), configured: true, catalog: true },
+  crun: { isolation: 'process', create: (o) => new CrunBackend(o), configured: true },
+  strict: { isolation: 'strict', create: (o) => new StrictBackend(o, 'enforce', 'eperm'), configured: true, catalog: true },
+  'strict-kill': { isolation: 'strict', create: (o) => new StrictBackend(o, 'enforce', 'kill') },
+  // a training run is runc with the default profile
+  'strict-learn': { isolation: 'process', create: (o) => new StrictBackend(o, 'learn'), configured: true },
+  gvisor: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o), configured: true, catalog: true },
+  runsc: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o) },
+  microvm: { isolation: 'vm', create: (o) => new MicrovmBackend(o), configured: true, catalog: true },
 };
 
+/** A backend of `kind`, or undefined for a kind Bulkhead does not have (the daemon reports the handler as unknown). */
 export function createBackend(kind: string, opts: BackendOptions): Backend | undefined {
-  return FACTORIES[kind]?.(opts);
+  return Object.hasOwn(KINDS, kind) ? KINDS[kind]!.create(opts) : undefined;
 }
 
 export function backendKinds(): string[] {
-  return Object.keys(FACTORIES);
+  return Object.keys(KINDS);
+}
+
+/** The isolation class of a kind's backends; undefined for an unknown kind. */
+export function kindIsolation(kind: string): Isolation | undefined {
+  return Object.hasOwn(KINDS, kind) ? KINDS[kind]!.isolation : undefined;
+}
+
+/** The kinds the default config has a handler for (of the same name). */
+export function configuredKinds(): string[] {
+  return Object.entries(KINDS).filter(([, k]) => k.configured).map(([name]) => name);
+}
+
+/** The shipped handlers the cluster-side parts assume, weakest first. */
+export function catalogKinds(): { kind: string; isolation: Isolation }[] {
+  return Object.entries(KINDS).filter(([, k]) => k.catalog).map(([kind, k]) => ({ kind, isolation: k.isolation }));
 }

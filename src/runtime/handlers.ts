@@ -1,15 +1,18 @@
 /**
- * RuntimeClass handler names → backends. "" means the configured default handler. An unknown
- * handler is InvalidArgument, a handler whose backend cannot run on this host is
+ * The one handler registry: RuntimeClass handler names → backends, used by the CRI layer and by
+ * the engine (so one condition is one error class wherever it is met; the daemon builds one and
+ * passes it to both). "" means the configured default handler. An unknown handler is
+ * InvalidArgument, a handler whose backend cannot run on this host is
  * FailedPrecondition naming the handler and the probe's reason: never a silent fallback.
  */
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
-import type { Isolation, ProbeResult } from '../runtime/backend.ts';
+import type { Backend, Isolation, ProbeResult } from './backend.ts';
 
 export interface HandlerEntry {
   name: string;
   /** Backend kind from config (runc, gvisor, ...). */
   backend: string;
+  /** Taken from the backend (its `isolation`). */
   isolation: Isolation;
   probe(signal?: AbortSignal): Promise<ProbeResult>;
 }
@@ -99,4 +102,9 @@ export class RuntimeHandlers {
       return { name: e.name, backend: e.backend, isolation: e.isolation, isDefault: e.name === this.defaultHandler, probe };
     }));
   }
+}
+
+/** A registry over handler name → Backend (the engine's own when it is given none; tests). */
+export function handlersOf(defaultHandler: string, backends: ReadonlyMap<string, Backend>): RuntimeHandlers {
+  return new RuntimeHandlers(defaultHandler, [...backends].map(([name, b]) => ({ name, backend: b.name, isolation: b.isolation, probe: (signal) => b.probe(signal) })));
 }
