@@ -6,7 +6,7 @@
  * Host -> guest:  C create container (kv payload)   S start    E exec (kv payload, parent=ID)
  *                 I stdin bytes (length 0 = EOF)    K signal ("SIG" or "SIG all")
  *                 W window size ("ROWS COLS")       D delete   T stats   P power off
- * Guest -> host:  H hello ("bulkhead-agent 2 KERNEL"; 2 = applies PID ns, caps, seccomp) A ok (payload)  F failure (message)
+ * Guest -> host:  H hello ("bulkhead-agent 3 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * Every request is answered with A or F carrying the request's id. Output of a process is
@@ -291,6 +291,70 @@ static void child_fail(int errfd, const char *fmt, ...) {
   _exit(127);
 }
 
+/*
+ * One volume from the pod's virtio-fs share (mounted by /init at /run/share), in the container's
+ * mount namespace before pivot_root. v = "REL\x1fDEST\x1fro|rw\x1fd|f\x1fPROPAGATION" (the host's
+ * share.ts). The destination is walked component by component from the container root without
+ * following symlinks (a symlink in the image cannot point the mount at the agent's own tree);
+ * missing directories (and a missing file for a file volume) are created on the writable layer.
+ */
+static void bind_volume(const char *root, const char *v, int errpipe) {
+  char buf[4600];
+  if (strlen(v) >= sizeof buf) child_fail(errpipe, "volume: entry too long");
+  strcpy(buf, v);
+  char *f[5]; int nf = 0; char *p = buf;
+  while (nf < 5) { f[nf++] = p; char *q = strchr(p, 0x1f); if (!q) break; *q = 0; p = q + 1; }
+  if (nf != 5) child_fail(errpipe, "volume: malformed entry");
+  const char *rel = f[0], *dest = f[1];
+  int ro = strcmp(f[2], "ro") == 0, isdir = strcmp(f[3], "d") == 0;
+  if (rel[0] == '/' || strstr(rel, "..") || dest[0] != '/' || strstr(dest, "/../") || strcmp(dest, "/") == 0)
+    child_fail(errpipe, "volume %s: bad path", dest);
+  char src[600];
+  snprintf(src, sizeof src, "/run/share/%s", rel);
+  int sfd = open(src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (sfd < 0) child_fail(errpipe, "volume %s: not in the pod's share (%s): %s", dest, src, strerror(errno));
+  int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) child_fail(errpipe, "volume %s: open root: %s", dest, strerror(errno));
+  char path[4600]; strcpy(path, dest);
+  char *save = NULL, *comp = strtok_r(path + 1, "/", &save);
+  while (comp) {
+    char *next = strtok_r(NULL, "/", &save);
+    int last = next == NULL;
+    int fd;
+    if (!last || isdir) {
+      fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0 && errno == ENOENT) {
+        if (mkdirat(dfd, comp, 0755) != 0 && errno != EEXIST) child_fail(errpipe, "volume %s: mkdir %s: %s", dest, comp, strerror(errno));
+        fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
+      }
+    } else {
+      fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0 && errno == ENOENT) {
+        int c = openat(dfd, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (c < 0) child_fail(errpipe, "volume %s: create %s: %s", dest, comp, strerror(errno));
+        close(c);
+        fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      }
+    }
+    if (fd < 0) child_fail(errpipe, "volume %s: %s: %s", dest, comp, errno == ELOOP || errno == ENOTDIR ? "the path crosses a symlink or a non-directory in the image" : strerror(errno));
+    close(dfd); dfd = fd;
+    comp = next;
+  }
+  struct stat st;
+  if (fstat(dfd, &st) != 0 || (isdir ? !S_ISDIR(st.st_mode) : S_ISDIR(st.st_mode)))
+    child_fail(errpipe, "volume %s: the destination is a %s, the volume a %s", dest, isdir ? "file" : "directory", isdir ? "directory" : "file");
+  char s1[64], s2[64];
+  snprintf(s1, sizeof s1, "/proc/self/fd/%d", sfd);
+  snprintf(s2, sizeof s2, "/proc/self/fd/%d", dfd);
+  if (mount(s1, s2, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(errpipe, "volume %s: bind: %s", dest, strerror(errno));
+  if (ro) {
+    char full[5000];
+    snprintf(full, sizeof full, "%s%s", root, dest);
+    if (mount(NULL, full, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0) child_fail(errpipe, "volume %s: read-only: %s", dest, strerror(errno));
+  }
+  close(sfd); close(dfd);
+}
+
 /* In the forked child: enter (or create) the container's namespaces, become the user, exec. */
 static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int errpipe) {
   const char *kv = s->kv; size_t len = s->kvlen;
@@ -322,6 +386,8 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
     snprintf(p, sizeof p, "%s/sys", root);
     if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) != 0) child_fail(errpipe, "mount /sys: %s", strerror(errno));
     if (mount_dev(root) != 0) child_fail(errpipe, "mount /dev: %s", strerror(errno));
+    /* Volumes (host paths, kubelet volumes) from the pod's virtio-fs share. */
+    for (int i = 0; (v = kv_get(kv, len, "vol", i)); i++) bind_volume(root, v, errpipe);
     /* OCI maskedPaths: hidden behind an empty read-only tmpfs (dirs) or /dev/null (files). */
     for (int i = 0; (v = kv_get(kv, len, "mask", i)); i++) {
       struct stat st;
@@ -704,7 +770,7 @@ int main(void) {
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
-  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 2 %s", u.release);
+  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 3 %s", u.release);
   send_frame('H', 0, hello, strlen(hello));
 
   static char rbuf[MAX_PAYLOAD + 9 + 65536];

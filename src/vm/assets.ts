@@ -26,7 +26,7 @@ import { compileC } from '../util/cc.ts';
 export const SETUP_COMMAND = 'bin/bulkhead-vm setup';
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 /** Modules the guest needs, loaded in this order after their dependencies (from modules.dep). */
-const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'overlay', 'vmw_vsock_virtio_transport'];
+const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'overlay', 'vmw_vsock_virtio_transport', 'virtiofs'];
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const GUEST_SOURCE_DIR = resolve(here, '../../guest');
@@ -191,6 +191,9 @@ for m in ${modules.map((m) => m.split('/').pop()).join(' ')}; do
   $B insmod /lib/modules/$m || echo "bulkhead-init: insmod $m failed" >/dev/console
 done
 $B mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# The pod's volumes (virtio-fs tag bhshare, when the VMM has the device); the agent binds them into containers.
+$B mkdir -p /run/share
+$B mount -t virtiofs bhshare /run/share 2>/dev/null || $B rmdir /run/share
 echo "+memory +cpu +pids" > /sys/fs/cgroup/cgroup.subtree_control
 $B mkdir -p /sys/fs/cgroup/bulkhead
 echo "+memory +cpu +pids" > /sys/fs/cgroup/bulkhead/cgroup.subtree_control

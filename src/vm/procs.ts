@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { liveStartTime } from '../util/proc.ts';
 import { join } from 'node:path';
 
-export type ProcRole = 'vmd' | 'vmm';
+export type ProcRole = 'vmd' | 'vmm' | 'fsd';
 export interface ProcRecord { pid: number; start: string }
 
 
@@ -57,7 +57,7 @@ export function pidsNaming(podDir: string): number[] {
 /** All live host processes of the pod VM in `podDir`: the recorded ones (verified) and any naming the dir. */
 export function podProcesses(podDir: string): number[] {
   const pids = new Set(pidsNaming(podDir));
-  for (const role of ['vmd', 'vmm'] as const) {
+  for (const role of ['vmd', 'vmm', 'fsd'] as const) {
     const r = readProc(podDir, role);
     if (sameProc(r)) pids.add(r.pid);
   }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { InternalError, UnavailableError } from '../errors.ts';
 import { recordProc } from './procs.ts';
+import { SHARE_TAG } from './share.ts';
 import { stopVmmProcess, tailFile, type Accel, type VmConfig, type VmExit, type VmHandle, type Vmm } from './vmm.ts';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -31,7 +32,9 @@ export function qemuArgs(cfg: VmConfig): string[] {
   ].join(' ');
   const args = [
     '-name', `bulkhead-${cfg.name},process=bulkhead-vm-${cfg.name}`,
-    '-M', 'microvm,x-option-roms=off,rtc=on',
+    // vhost-user-fs needs the guest RAM in shared memory the file server can map
+    '-M', `microvm,x-option-roms=off,rtc=on${cfg.fsSocket ? ',memory-backend=mem' : ''}`,
+    ...(cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`] : []),
     '-accel', cfg.accel,
     '-cpu', cfg.accel === 'kvm' ? 'host' : 'max',
     '-m', `${cfg.memoryMiB}M`,
@@ -48,6 +51,11 @@ export function qemuArgs(cfg: VmConfig): string[] {
     if (/[,=]/.test(d.path) || !/^[A-Za-z0-9_-]{1,20}$/.test(d.serial)) throw new InternalError(`bad drive ${d.serial} ${d.path}`);
     args.push('-drive', `id=${d.serial},file=${d.path},format=raw,if=none,readonly=on,cache=none,aio=threads`,
       '-device', `virtio-blk-device,drive=${d.serial},serial=${d.serial}`);
+  }
+  if (cfg.fsSocket) {
+    if (/[,=]/.test(cfg.fsSocket)) throw new InternalError(`bad virtio-fs socket path ${cfg.fsSocket}`);
+    // vhost-user (libvhost-user) serves only modern virtio: microvm's virtio-mmio defaults to legacy
+    args.push('-global', 'virtio-mmio.force-legacy=false', '-chardev', `socket,id=fs,path=${cfg.fsSocket}`, '-device', `vhost-user-fs-device,chardev=fs,tag=${SHARE_TAG}`);
   }
   if (cfg.tap) {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.tap)) throw new InternalError(`bad tap name ${cfg.tap}`);

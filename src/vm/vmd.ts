@@ -12,12 +12,16 @@
  * Drive slots: SLOT_COUNT sparse files exist from boot (microvm cannot hotplug); a container's
  * read-only image is copied into a free slot before the guest mounts it.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
 import { AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, toWire, UnavailableError } from '../errors.ts';
 import { agentError } from './agent-errors.ts';
+import { recordProc } from './procs.ts';
+import { prepareShare, releaseShare, SHARE_SOCKET, shareDir, VIRTIOFSD } from './share.ts';
 import type { Logger } from '../util/log.ts';
 import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
 import { run } from '../util/exec.ts';
@@ -87,14 +91,15 @@ interface Container { name: string; gid: number; slot: number; sandbox: boolean 
 
 /**
  * Protocol version of the guest agent this host needs: 2 = the agent applies PID namespaces,
- * capabilities, no_new_privs and seccomp (an older agent would ignore them: fail closed).
+ * capabilities, no_new_privs and seccomp; 3 = it binds the pod's volumes from the virtio-fs share
+ * (an older agent would ignore them: fail closed).
  */
-export const AGENT_PROTOCOL = 2;
+export const AGENT_PROTOCOL = 3;
 
 /** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
 export function checkAgentProtocol(version: number, assetsDir: string): void {
   if (version >= AGENT_PROTOCOL) return;
-  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (PID namespaces, capabilities and seccomp in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (PID namespaces, capabilities, seccomp and volumes in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
 }
 
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
@@ -143,6 +148,7 @@ export class PodVmSupervisor {
   readonly #conns = new Set<Socket>();
   #cgroups: string[] = [];
   #tap: TapAttachment | undefined;
+  #fsd: ChildProcess | undefined;
   #stopping = false;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
@@ -176,14 +182,16 @@ export class PodVmSupervisor {
       }
     }
     try {
+      const fsSocket = o.vmm.name === 'qemu' ? await this.#startFileServer() : undefined;
       const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
       this.#vm = await o.vmm.boot({
         name: o.podId.slice(0, 12), kernel: o.assets.kernel, initramfs: o.assets.initramfs,
         memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, consoleLog, workDir: o.podDir,
         drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: this.slotPath(i) })),
-        ...(net ?? {}),
+        ...(net ?? {}), ...(fsSocket ? { fsSocket } : {}),
       });
     } catch (e) {
+      await this.#stopFileServer();
       await this.#detachNetwork();
       throw e;
     }
@@ -200,6 +208,7 @@ export class PodVmSupervisor {
       checkAgentProtocol(hello.version, o.assets.dir);
     } catch (e) {
       await this.#vm.stop(1000);
+      await this.#stopFileServer();
       await this.#cleanupCgroups();
       await this.#detachNetwork();
       throw e;
@@ -239,6 +248,7 @@ export class PodVmSupervisor {
     this.#log.error('pod VM start abandoned', { reason });
     const vm = this.#vm as VmHandle | undefined;
     if (vm) { try { await vm.stop(0); } catch { /* gone */ } }
+    await this.#stopFileServer();
     await this.#cleanupCgroups();
     await this.#detachNetwork();
     await rm(this.#o.podDir, { recursive: true, force: true });
@@ -463,6 +473,63 @@ export class PodVmSupervisor {
     }
   }
 
+  /**
+   * Starts the pod's virtio-fs server on its share (share.ts) and returns its socket; undefined
+   * when virtiofsd is not installed (the VM boots without a share; a volume is then refused at
+   * create). virtiofsd sandboxes itself (sandbox=namespace: new mount, PID and network namespaces,
+   * pivot_root into the share, its own seccomp filter, capabilities cut to the file-serving ones);
+   * it runs under `setpriv --pdeathsig KILL` (it dies with this supervisor) and is recorded in the
+   * pod dir as `fsd.proc`.
+   */
+  async #startFileServer(): Promise<string | undefined> {
+    const o = this.#o;
+    if (!existsSync(VIRTIOFSD)) {
+      this.#log.warn('virtiofsd is not installed: this VM gets no volume share (host paths and kubelet volumes will be refused)', { binary: VIRTIOFSD });
+      return undefined;
+    }
+    const share = shareDir(o.podDir);
+    await prepareShare(share);
+    const sock = join(o.podDir, SHARE_SOCKET);
+    await rm(sock, { force: true });
+    const logPath = join(o.podDir, 'virtiofsd.log');
+    const logFd = openSync(logPath, 'a');
+    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', VIRTIOFSD, `--socket-path=${sock}`,
+      '-o', `source=${share}`, '-o', 'sandbox=namespace', '-o', 'cache=auto', '-o', 'no_posix_lock', '-o', 'no_xattr',
+      '-o', 'announce_submounts', '-o', 'log_level=warn', '--rlimit-nofile=0'], { stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    child.on('error', () => {});
+    if (child.pid !== undefined) recordProc(o.podDir, 'fsd', child.pid);
+    this.#fsd = child;
+    let exited = false;
+    child.once('exit', (code, sig) => {
+      exited = true;
+      // the guest's volume requests would hang on a dead file server: the VM stops, saying why
+      if (this.#fsd === child && this.#vm && !this.#stopping) void this.shutdown(`virtiofsd (the pod's volume share) exited (${sig ?? `code ${code}`}); see ${logPath}`, true);
+    });
+    for (const until = Date.now() + 10_000; Date.now() < until && !exited && !existsSync(sock);) await new Promise((r) => setTimeout(r, 20));
+    if (!existsSync(sock)) {
+      const tail = (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ');
+      throw new UnavailableError(`virtiofsd (the pod's volume share) did not start${tail ? `: ${tail}` : ''}`);
+    }
+    this.#log.info('volume share up', { share, fsdPid: child.pid });
+    return sock;
+  }
+
+  /** Ends the virtio-fs server and undoes the share's mounts (never recursing through one). */
+  async #stopFileServer(): Promise<void> {
+    const c = this.#fsd;
+    this.#fsd = undefined;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      const gone = new Promise<void>((r) => { c.once('exit', () => r()); });
+      c.kill('SIGTERM');
+      const t = setTimeout(() => c.kill('SIGKILL'), 1000);
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
+      clearTimeout(t);
+    }
+    const left = await releaseShare(shareDir(this.#o.podDir)).catch((e: unknown) => [(e as Error).message]);
+    if (left.length) this.#log.warn('pod share left in place (a mount could not be undone)', { left });
+  }
+
   /** Removes the tap (the pod veth's redirect with it); the netns itself belongs to the network layer. */
   async #detachNetwork(): Promise<void> {
     if (!this.#tap || !this.#o.netns) return;
@@ -489,6 +556,7 @@ export class PodVmSupervisor {
     const why = unexpected ? reason : `${reason} (${exit.reason})`;
     for (const c of this.#conns) { if (!c.destroyed) c.end(encodeFrame('V', 0, JSON.stringify({ reason: why, unexpected }))); }
     this.#server?.close();
+    await this.#stopFileServer();
     await this.#cleanupCgroups();
     await this.#detachNetwork();
     if (unexpected) {

@@ -45,6 +45,8 @@ export interface VmConfig {
   netns?: string;
   /** Directory for the VMM's own sockets and files. */
   workDir: string;
+  /** vhost-user socket of the pod's virtio-fs server (share.ts); the guest sees it as tag `bhshare`. QEMU only. */
+  fsSocket?: string;
 }
 
 export interface VmExit {

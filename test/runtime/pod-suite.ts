@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { duplexPair } from 'node:stream';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -28,7 +28,7 @@ import {
   cgroupDirsUnder, containerConfig, mountsUnder, netnsOf, podConfig, procsWith, testEnv, waitFor, type TestEnv,
 } from '../engine/helpers.ts';
 
-export type PodCase = 'shared-ipc' | 'shared-uts-net' | 'pid-container' | 'pid-pod' | 'pid-target' | 'delete-order' | 'port-forward';
+export type PodCase = 'shared-ipc' | 'shared-uts-net' | 'pid-container' | 'pid-pod' | 'pid-target' | 'delete-order' | 'port-forward' | 'volumes';
 
 export interface PodSuiteOptions {
   /** Cases not run, with the reason shown as the skip message. */
@@ -155,6 +155,39 @@ export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
         }, 30_000, 'a\'s httpd to answer b on 127.0.0.1');
         assert.match(got, /^HTTP\/1\.[01] 200/);
         assert.match(got, new RegExp(`\\r\\n\\r\\nfrom-a-${tag}\\n$`));
+      } finally {
+        await engine.removePodSandbox(podId);
+      }
+    });
+
+    it('volumes: a read-only ConfigMap-like directory and an emptyDir shared by two containers, written and read from both', { timeout: caseTimeout }, async (t) => {
+      if (skipped(t, 'volumes')) return;
+      const cfg = join(env.dir, `cfg-${tag}`);
+      const data = join(env.dir, `empty-${tag}`);
+      await mkdir(cfg, { recursive: true });
+      await mkdir(data, { recursive: true });
+      await writeFile(join(cfg, 'app.conf'), `color=${tag}\n`);
+      const { podId, pod } = await runPod('CONTAINER');
+      try {
+        const mounts = (withCfg: boolean): cri.Mount[] => [
+          ...(withCfg ? [{ containerPath: '/etc/cfg', hostPath: cfg, readonly: true }] : []),
+          { containerPath: '/data', hostPath: data, readonly: false },
+        ];
+        const make = async (name: string, withCfg: boolean): Promise<string> => {
+          const id = await engine.createContainer(podId, containerConfig(env.busybox, name, ['sleep', '1000'], { mounts: mounts(withCfg) }), pod);
+          await engine.startContainer(id);
+          return id;
+        };
+        const a = await make('a', true);
+        const b = await make('b', false);
+        assert.equal(await sh(a, 'cat /etc/cfg/app.conf'), `color=${tag}\n`);
+        assert.notEqual((await engine.execSync(a, ['sh', '-c', 'echo x > /etc/cfg/new'], 30)).exitCode, 0, 'the read-only volume refuses a write');
+        await sh(a, 'echo from-a > /data/f');
+        assert.equal(await sh(b, 'cat /data/f'), 'from-a\n', 'b reads what a wrote');
+        await sh(b, 'echo from-b >> /data/f');
+        assert.equal(await sh(a, 'cat /data/f'), 'from-a\nfrom-b\n', 'a reads what b wrote');
+        assert.equal(await readFile(join(data, 'f'), 'utf8'), 'from-a\nfrom-b\n', 'the writes are on the host emptyDir');
+        assert.ok(!existsSync(join(cfg, 'new')));
       } finally {
         await engine.removePodSandbox(podId);
       }

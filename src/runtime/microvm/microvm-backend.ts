@@ -18,6 +18,8 @@ import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versio
 import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
+import { VIRTIOFSD } from '../../vm/share.ts';
+import { existsSync } from 'node:fs';
 import { InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
 
@@ -142,6 +144,8 @@ export class MicrovmBackend extends ConmonBackend {
     }
     details.kernel = assets.kernelRelease;
     details.assets = join(this.#assetsRoot, 'vm');
+    // host paths and kubelet volumes reach the guest over virtio-fs; without the server they are refused at CreateContainer
+    details.volumes = existsSync(VIRTIOFSD) ? `virtio-fs (${VIRTIOFSD})` : `none: ${VIRTIOFSD} missing (apt-get install qemu-system-common); containers with volumes are refused`;
     // An agent built from older guest sources would be refused at every pod start (or, older
     // still, run containers without the guest's namespaces, capabilities and seccomp).
     if (!await guestAssetsCurrent(this.#assetsRoot)) {

@@ -11,6 +11,7 @@ import { loadGuestAssets } from '../assets.ts';
 import { VmdClient } from '../client.ts';
 import { killPodProcesses, recordProc } from '../procs.ts';
 import { releaseRootfsImage, rootfsImage } from '../rootfs-image.ts';
+import { attachVolumes, detachVolumes, guestVolumes, releaseShare, shareDir } from '../share.ts';
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, rootfsPath, vmSize } from '../spec.ts';
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
@@ -32,6 +33,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   }
   await killPodProcesses(dir, 500);
   await removeVmmCgroups(dir);
+  await releaseShare(shareDir(dir));
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const accel = await chooseAccel(g);
@@ -46,6 +48,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     // whatever the start left running (supervisor, VMM) ends before its slot files go
     await killPodProcesses(dir, 500);
     await removeVmmCgroups(dir);
+    await releaseShare(shareDir(dir));
     await rm(dir, { recursive: true, force: true });
     throw e;
   } finally {
@@ -75,6 +78,7 @@ const command: VmCommand = {
     const assets = await loadGuestAssets(g.assetsRoot);
     const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
     const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
+    const vols = guestVolumes(spec);
     const pdir = podDir(g.root, pod.podId);
     await mkdir(cdir, { recursive: true, mode: 0o700 });
     const rec: ContainerRecord = { id, bundle, podId: pod.podId, podDir: pdir, sandbox: pod.sandbox, pid: 0, annotations: spec.annotations ?? {}, created: new Date().toISOString() };
@@ -91,6 +95,8 @@ const command: VmCommand = {
       } else if (!existsSync(join(pdir, 'vmd.sock'))) {
         throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
       }
+      // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
+      kv.push(...await attachVolumes(shareDir(pdir), id, vols));
       await writeFile(join(cdir, 'create.json'), JSON.stringify({ kv, image: image.path }), { mode: 0o600 });
       const consoleSocket = str(flags, 'console-socket');
       const shimArgs = [...NODE_ARGS, CLI, '--root', g.root, '_shim', '--id', id];
@@ -119,6 +125,7 @@ const command: VmCommand = {
       if (startedVm) {
         try { const c = await VmdClient.connect(join(pdir, 'vmd.sock')); await c.request('shutdown', { reason: 'sandbox create failed' }); c.close(); } catch { /* gone */ }
       }
+      await detachVolumes(shareDir(pdir), id).catch(() => {});
       await rm(cdir, { recursive: true, force: true });
       await indexRemove(id, cdir);
       await releaseRootfsImage(image.path, cdir).catch(() => {});

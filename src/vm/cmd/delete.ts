@@ -7,6 +7,7 @@ import { liveStartTime } from '../../util/proc.ts';
 import { VmdClient } from '../client.ts';
 import { killPodProcesses } from '../procs.ts';
 import { releaseRootfsImage } from '../rootfs-image.ts';
+import { detachVolumes, releaseShare, shareDir } from '../share.ts';
 import { alive, checkId, containerDir, indexRemove, podDir, readRecord, status, type ContainerRecord } from '../state.ts';
 import { removeVmmCgroups } from '../vm-cgroup.ts';
 import { readFileSafe, type VmCommand } from './common.ts';
@@ -26,7 +27,7 @@ const command: VmCommand = {
       if (force && errorReason(e) === 'BH_CONTAINER_NOT_FOUND') {
         // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
         const pdir = podDir(g.root, id);
-        if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await removeVmmCgroups(pdir); await rm(pdir, { recursive: true, force: true }); }
+        if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await removeVmmCgroups(pdir); await releaseShare(shareDir(pdir)); await rm(pdir, { recursive: true, force: true }); }
         return 0;
       }
       throw e;
@@ -52,8 +53,9 @@ const command: VmCommand = {
       for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
       await killPodProcesses(rec.podDir, force ? 500 : 2000);
       await removeVmmCgroups(rec.podDir);
+      await releaseShare(shareDir(rec.podDir));
       await rm(rec.podDir, { recursive: true, force: true });
-    }
+    } else await detachVolumes(shareDir(rec.podDir), id);
     const created = JSON.parse(readFileSafe(join(containerDir(g.root, id), 'create.json')) || '{}') as { image?: unknown };
     await rm(containerDir(g.root, id), { recursive: true, force: true });
     await indexRemove(id, containerDir(g.root, id));
