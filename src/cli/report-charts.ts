@@ -36,10 +36,21 @@ const MIB = 1048576;
 /** A handler's label: its name and isolation, e.g. "gvisor (user-kernel)". */
 export const handlerLabel = (h: { handler: string; isolation: string }): string => `${h.handler} (${h.isolation})`;
 
+/** Bars with their value written above each (a small bar stays readable beside a tall one). */
+function bars(encoding: Record<string, unknown>, field: string, format: string): { layer: NonNullable<Extract<TopLevelSpec, { layer: unknown }>['layer']> } {
+  const { color: _c, ...rest } = encoding;
+  return {
+    layer: [
+      { mark: 'bar', encoding },
+      { mark: { type: 'text', dy: -5, fontSize: 9, color: '#333' }, encoding: { ...rest, text: { field, type: 'quantitative', format } } },
+    ],
+  } as { layer: NonNullable<Extract<TopLevelSpec, { layer: unknown }>['layer']> };
+}
+
 /** The charts this report has data for, in the HTML's order; a chart with no data is left out. */
 export function chartSpecs(r: ChartInput): Chart[] {
   const order = r.handlers.map(handlerLabel);
-  const x = { field: 'handler', type: 'nominal' as const, sort: order, title: null, axis: { labelAngle: -30 } };
+  const x = { field: 'handler', type: 'nominal' as const, sort: order, title: null, axis: { labelAngle: -30, labelLimit: 320 } };
   const charts: Chart[] = [];
 
   const start = r.handlers.flatMap((h) => [
@@ -50,22 +61,22 @@ export function chartSpecs(r: ChartInput): Chart[] {
     charts.push({
       name: 'start-latency', title: 'Start latency: run --rm IMAGE true (s)',
       spec: {
-        title: 'Start latency, p50 and p99 (s)', width: { step: 28 }, height: 180, config: CONFIG, data: { values: start }, mark: 'bar',
-        encoding: { x, xOffset: { field: 'stat' }, y: { field: 'seconds', type: 'quantitative', title: 'seconds' }, color: { field: 'stat', title: null, scale: { range: ['#4c78a8', '#f58518'] } } },
+        title: 'Start latency, p50 and p99 (s)', width: { step: 36 }, height: 180, config: CONFIG, data: { values: start },
+        ...bars({ x, xOffset: { field: 'stat' }, y: { field: 'seconds', type: 'quantitative', title: 'seconds' }, color: { field: 'stat', title: null, scale: { range: ['#4c78a8', '#f58518'] } } }, 'seconds', '.2f'),
       },
     });
   }
 
   const mem = r.handlers.flatMap((h) => [
-    ...(h.density?.pssPerPodBytes !== undefined ? [{ handler: handlerLabel(h), what: `PSS per pod (${h.density.pods} idle pods)`, mib: h.density.pssPerPodBytes / MIB }] : []),
+    ...(h.density?.pssPerPodBytes !== undefined ? [{ handler: handlerLabel(h), what: 'PSS per pod (N idle pods at once)', mib: h.density.pssPerPodBytes / MIB }] : []),
     ...(h.idlePodBytes !== undefined ? [{ handler: handlerLabel(h), what: 'working set (PodSandboxStats)', mib: h.idlePodBytes / MIB }] : []),
   ]);
   if (mem.length) {
     charts.push({
       name: 'memory', title: 'Memory per idle pod (MiB)',
       spec: {
-        title: 'Memory per idle pod (MiB)', width: { step: 28 }, height: 180, config: CONFIG, data: { values: mem }, mark: 'bar',
-        encoding: { x, xOffset: { field: 'what' }, y: { field: 'mib', type: 'quantitative', title: 'MiB' }, color: { field: 'what', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 320 } } },
+        title: 'Memory per idle pod (MiB)', width: { step: 36 }, height: 180, config: CONFIG, data: { values: mem },
+        ...bars({ x, xOffset: { field: 'what' }, y: { field: 'mib', type: 'quantitative', title: 'MiB' }, color: { field: 'what', title: null, legend: { orient: 'bottom', direction: 'vertical', labelLimit: 320 } } }, 'mib', '.1f'),
       },
     });
   }
@@ -78,8 +89,8 @@ export function chartSpecs(r: ChartInput): Chart[] {
     charts.push({
       name: 'syscalls', title: 'Syscall-heavy throughput (thousand read/write calls per second)',
       spec: {
-        title: 'Syscall-heavy loop (k calls/s)', width: { step: 40 }, height: 180, config: CONFIG, data: { values: sys }, mark: 'bar',
-        encoding: { x, y: { field: 'kcalls', type: 'quantitative', title: 'thousand calls/s' }, color: { value: '#54a24b' } },
+        title: 'Syscall-heavy loop (k calls/s)', width: { step: 40 }, height: 180, config: CONFIG, data: { values: sys },
+        ...bars({ x, y: { field: 'kcalls', type: 'quantitative', title: 'thousand calls/s' }, color: { value: '#54a24b' } }, 'kcalls', ',.0f'),
       },
     });
   }
@@ -88,7 +99,7 @@ export function chartSpecs(r: ChartInput): Chart[] {
   const ops = probed.flatMap((h) => h.probe!.ops.map((o) => ({ handler: handlerLabel(h), op: o.name, outcome: o.allowed ? 'allowed' : 'blocked', label: o.allowed ? 'allowed' : o.errno || 'blocked' })));
   if (ops.length) {
     const opOrder = probed[0]!.probe!.ops.map((o) => o.name);
-    const enc = { x: { ...x, axis: { labelAngle: -30, orient: 'top' as const } }, y: { field: 'op', type: 'nominal' as const, sort: opOrder, title: null } };
+    const enc = { x: { ...x, axis: { labelAngle: -30, labelLimit: 320, orient: 'top' as const } }, y: { field: 'op', type: 'nominal' as const, sort: opOrder, title: null } };
     charts.push({
       name: 'blocks', title: 'What each sandbox blocks: privileged operations tried inside it',
       spec: {
@@ -113,9 +124,9 @@ export async function toSvg(spec: TopLevelSpec): Promise<string> {
   }
 }
 
-/** An SVG document as PNG (resvg, system fonts, twice the SVG's size for sharp text). */
-export function toPng(svg: string): Buffer {
-  return new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, background: 'white' }).render().asPng();
+/** An SVG document as PNG (resvg, system fonts; by default twice the SVG's size for sharp text). */
+export function toPng(svg: string, zoom = 2): Buffer {
+  return new Resvg(svg, { fitTo: { mode: 'zoom', value: zoom }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, background: 'white' }).render().asPng();
 }
 
 /** All the charts in one picture, two a row: the README's. */

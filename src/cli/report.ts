@@ -223,7 +223,8 @@ export async function writeCharts(r: Report, out: string): Promise<RenderedChart
     rendered.push({ name: c.name, title: c.title, svg });
   }
   const summary = summarySpec(charts);
-  if (summary) await writeFile(join(out, 'report.png'), toPng(await toSvg(summary)));
+  // the README's picture: a little smaller, it holds all four
+  if (summary) await writeFile(join(out, 'report.png'), toPng(await toSvg(summary), 1.5));
   return rendered;
 }
 

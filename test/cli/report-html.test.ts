@@ -68,15 +68,17 @@ test('report.html in headless Chromium: the table cells and the charts match rep
   const dir = await mkdtemp(join(tmpdir(), 'bulkhead-report-html-'));
   try {
     const out = join(dir, 'out');
-    const child = spawn(BIN, ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), 'report', '--out', out, '--handlers', 'runc,gvisor', '--runs', '2', '--density', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(BIN, ['--json', '--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), 'report', '--out', out, '--handlers', 'runc,gvisor', '--runs', '2', '--density', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let stdout = '';
     child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
-    child.stdout.resume();
+    child.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     clearTimeout(timer);
     assert.equal(code, 0, stderr);
     const r = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report;
+    assert.deepEqual(JSON.parse(stdout), r, '--json prints report.json');
     const shot = join(out, 'screenshot.png');
     const dom = await readPage(join(out, 'report.html'), shot);
     if (process.env.BULKHEAD_REPORT_SCREENSHOT) await copyFile(shot, process.env.BULKHEAD_REPORT_SCREENSHOT);

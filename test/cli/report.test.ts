@@ -1,7 +1,7 @@
 // `bulkhead report` end to end with a private root: its own daemon, the probe in a trusted pod on
-// runc and on gVisor (on the pod network, the egress guard in force), a few timed starts, and the
-// files it writes. Chromium is not installed here, so the HTML is checked as text (its tables and
-// cells; test/cli/report-html.test.ts reads it in headless Chromium); the charts as inline SVG.
+// runc, gVisor and the microVM (on the pod network, the egress guard in force), a few timed starts,
+// density and PSS, the podman peers, and the files it writes. The HTML is checked here as text
+// (test/cli/report-html.test.ts reads it in headless Chromium); the charts as PNG and inline SVG.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
