@@ -6,7 +6,7 @@
  * Host -> guest:  C create container (kv payload)   S start    E exec (kv payload, parent=ID)
  *                 I stdin bytes (length 0 = EOF)    K signal ("SIG" or "SIG all")
  *                 W window size ("ROWS COLS")       D delete   T stats   P power off
- * Guest -> host:  H hello ("bulkhead-agent 3 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes) A ok (payload)  F failure (message)
+ * Guest -> host:  H hello ("bulkhead-agent 3 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * Every request is answered with A or F carrying the request's id. Output of a process is
@@ -405,6 +405,22 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
     }
     if (!s->readonly) { snprintf(p, sizeof p, "%s/tmp", root); chmod(p, 01777); }
     if ((v = kv_get(kv, len, "hostname", 0)) && sethostname(v, strlen(v)) != 0) child_fail(errpipe, "sethostname: %s", strerror(errno));
+    /* Pod sysctls ("name=value"), written after unshare: IPC ones land in this container's own
+     * IPC namespace, net.* in the VM's one network namespace the pod's containers share. */
+    for (int i = 0; (v = kv_get(kv, len, "sysctl", i)); i++) {
+      const char *eq = strchr(v, '=');
+      char name[256], path[300];
+      size_t nl = eq ? (size_t)(eq - v) : 0;
+      if (!eq || nl == 0 || nl >= sizeof name) child_fail(errpipe, "sysctl %s: malformed", v);
+      memcpy(name, v, nl); name[nl] = 0;
+      for (char *c = name; *c; c++) {
+        if (*c == '.') *c = '/';
+        else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '/')) child_fail(errpipe, "sysctl %.*s: bad name", (int)nl, v);
+      }
+      if (strstr(name, "//") || name[0] == '/' || strstr(name, "..")) child_fail(errpipe, "sysctl %.*s: bad name", (int)nl, v);
+      snprintf(path, sizeof path, "/proc/sys/%s", name);
+      if (write_file(path, eq + 1) != 0) child_fail(errpipe, "sysctl %.*s=%s in the guest: %s", (int)nl, v, eq + 1, strerror(errno));
+    }
     if (chdir(root) != 0) child_fail(errpipe, "chdir root: %s", strerror(errno));
     if (syscall(SYS_pivot_root, ".", ".") != 0) child_fail(errpipe, "pivot_root: %s", strerror(errno));
     if (umount2(".", MNT_DETACH) != 0) child_fail(errpipe, "detach old root: %s", strerror(errno));
@@ -770,7 +786,7 @@ int main(void) {
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
-  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 3 %s", u.release);
+  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 4 %s", u.release);
   send_frame('H', 0, hello, strlen(hello));
 
   static char rbuf[MAX_PAYLOAD + 9 + 65536];

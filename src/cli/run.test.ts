@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildConfigs, checkRunName, generateName, parseCpus, parseMemory, parseEnv, parsePublish, parseVolume, uuid4, type RunRequest } from './run.ts';
+import { buildConfigs, checkRunName, generateName, parseCpus, parseMemory, parseEnv, parsePublish, parseSysctls, parseVolume, uuid4, type RunRequest } from './run.ts';
 
 const base: RunRequest = {
   image: 'busybox', args: ['echo', 'hi'], name: 'web', isolation: 'gvisor', detach: false, remove: true,
@@ -74,6 +74,14 @@ test('buildConfigs maps docker-style flags onto CRI configs', () => {
   assert.throws(() => buildConfigs({ ...base, network: 'weird' }, '/r', {}, '/'), /--network/);
   assert.throws(() => buildConfigs({ ...base, memory: 'lots' }, '/r', {}, '/'), /--memory/);
   assert.throws(() => buildConfigs({ ...base, user: '1000:staff' }, '/r', {}, '/'), /numeric/);
+});
+
+test('parseSysctls: NAME=VALUE into the pod config, the last of a name wins, malformed ones refused', () => {
+  assert.deepEqual(parseSysctls(['kernel.shm_rmid_forced=1', 'net.ipv4.ping_group_range=0 1', 'kernel.shm_rmid_forced=0']), { 'kernel.shm_rmid_forced': '0', 'net.ipv4.ping_group_range': '0 1' });
+  for (const bad of ['kernel', 'kernel.x', '=1', 'Kernel.X=1', '../x.y=1']) assert.throws(() => parseSysctls([bad]), /invalid --sysctl .*expected NAME=VALUE/);
+  const { pod } = buildConfigs({ ...base, sysctls: ['kernel.msgmax=100'] }, '/var/lib/bh', {}, '/');
+  assert.deepEqual(pod.linux?.sysctls, { 'kernel.msgmax': '100' });
+  assert.equal(buildConfigs(base, '/var/lib/bh', {}, '/').pod.linux?.sysctls, undefined);
 });
 
 test('uuid4 and generateName: well-formed and different every time', () => {

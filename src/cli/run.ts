@@ -41,6 +41,8 @@ export interface RunRequest {
   capAdd: string[];
   capDrop: string[];
   labels: string[];
+  /** `--sysctl K=V` (as docker has): the pod's sysctls, judged by the policy like a CRI pod's. */
+  sysctls?: string[];
   /** Pod namespace; the trust policy may match on it. Default "bulkhead". */
   namespace?: string;
 }
@@ -135,6 +137,18 @@ export function checkRunName(name: string, namespace: string): void {
   if (/[\0/]/.test(name)) throw new UsageError(`invalid --name ${JSON.stringify(name)}: a name may not contain '/' or a NUL byte`);
 }
 
+/** `--sysctl K=V` items → the pod's sysctls (the last of a name wins); malformed ones are a usage error. */
+export function parseSysctls(items: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    const k = eq < 0 ? '' : item.slice(0, eq);
+    if (!/^[a-z0-9_-]+([./][a-z0-9_-]+)+$/.test(k)) throw new UsageError(`invalid --sysctl ${JSON.stringify(item.slice(0, 100))}: expected NAME=VALUE with a dotted name (example: --sysctl net.ipv4.ip_unprivileged_port_start=80)`);
+    out[k] = item.slice(eq + 1);
+  }
+  return out;
+}
+
 /** The pod and container configs for a run request (pure, so it is tested on its own). */
 export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessEnv, cwd: string): { pod: PodSandboxConfig; container: ContainerConfig } {
   if (!['bridge', 'none', 'host'].includes(req.network)) throw new UsageError(`--network must be bridge, none or host`);
@@ -157,6 +171,7 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
         namespaceOptions: { network: req.network === 'host' ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },
         privileged: req.privileged,
       },
+      ...(req.sysctls?.length ? { sysctls: parseSysctls(req.sysctls) } : {}),
     },
   };
   const resources: LinuxContainerResources = {};
@@ -227,7 +242,7 @@ export function generateName(): string {
 
 const command: Command = {
   name: 'run',
-  synopsis: 'bulkhead run [--isolation HANDLER] [--rm] [-d] [-i] [-t] [-e K=V] [-v SRC:DST[:ro]] [-p HOST:CTR] [--memory SIZE] [--cpus N] [--name NAME] [--network bridge|none|host] IMAGE [CMD...]',
+  synopsis: 'bulkhead run [--isolation HANDLER] [--rm] [-d] [-i] [-t] [-e K=V] [-v SRC:DST[:ro]] [-p HOST:CTR] [--memory SIZE] [--cpus N] [--sysctl K=V] [--name NAME] [--network bridge|none|host] IMAGE [CMD...]',
   summary: 'Run a command in a new sandboxed container (pulls the image if needed)',
   stopAtFirstPositional: true,
   flags: {
@@ -252,6 +267,7 @@ const command: Command = {
     privileged: { type: 'boolean' },
     'cap-add': { type: 'string', multiple: true },
     'cap-drop': { type: 'string', multiple: true },
+    sysctl: { type: 'string', multiple: true },
     label: { type: 'string', short: 'l', multiple: true },
     quiet: { type: 'boolean', short: 'q' },
   },
@@ -268,6 +284,7 @@ const command: Command = {
       network: (f.network as string | undefined) ?? 'bridge',
       readOnly: Boolean(f['read-only']), privileged: Boolean(f.privileged),
       capAdd: list(f['cap-add']), capDrop: list(f['cap-drop']), labels: list(f.label),
+      sysctls: list(f.sysctl),
     };
     for (const k of ['memory', 'cpus', 'workdir', 'user', 'entrypoint', 'hostname'] as const) {
       const v = f[k];

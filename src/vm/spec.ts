@@ -158,6 +158,26 @@ export async function fileMountsKv(spec: OciSpec): Promise<Kv> {
   return kv;
 }
 
+/** Most sysctls one container may carry into the guest. */
+export const MAX_SYSCTLS = 256;
+
+/**
+ * kv for sysctls applied in the guest (the agent writes /proc/sys after the container's unshare):
+ * the pod's (from its sandbox's spec, kept in the pod dir) overridden by the container's own
+ * `linux.sysctl`. Names are dotted lower-case words; a value is one line of at most 4096 bytes.
+ */
+export function sysctlKv(pod: Record<string, string>, spec: OciSpec): Kv {
+  const all = { ...pod, ...(spec.linux?.sysctl ?? {}) };
+  const kv: Kv = [];
+  if (Object.keys(all).length > MAX_SYSCTLS) throw new InvalidArgumentError(`${Object.keys(all).length} sysctls exceed ${MAX_SYSCTLS}`);
+  for (const [k, v] of Object.entries(all)) {
+    if (!/^[a-z0-9_-]+([./][a-z0-9_-]+)+$/.test(k) || k.length > 200) throw new InvalidArgumentError(`sysctl name ${JSON.stringify(k.slice(0, 64))} is not a plain dotted name`);
+    if (typeof v !== 'string' || v.length > 4096 || /[\0\n]/.test(v)) throw new InvalidArgumentError(`sysctl ${k}: the value must be one line of at most 4096 bytes`);
+    kv.push(['sysctl', `${k}=${v}`]);
+  }
+  return kv;
+}
+
 /** Signal name or number (runc style: "TERM", "SIGTERM", "15") → number. */
 export function signalNumber(s: string): number {
   if (/^\d+$/.test(s)) return Number(s);

@@ -91,15 +91,16 @@ interface Container { name: string; gid: number; slot: number; sandbox: boolean 
 
 /**
  * Protocol version of the guest agent this host needs: 2 = the agent applies PID namespaces,
- * capabilities, no_new_privs and seccomp; 3 = it binds the pod's volumes from the virtio-fs share
- * (an older agent would ignore them: fail closed).
+ * capabilities, no_new_privs and seccomp; 3 = it binds the pod's volumes from the virtio-fs share;
+ * 4 = it applies the pod's sysctls in each container's namespaces (an older agent would ignore
+ * them: fail closed).
  */
-export const AGENT_PROTOCOL = 3;
+export const AGENT_PROTOCOL = 4;
 
 /** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
 export function checkAgentProtocol(version: number, assetsDir: string): void {
   if (version >= AGENT_PROTOCOL) return;
-  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (PID namespaces, capabilities, seccomp and volumes in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (PID namespaces, capabilities, seccomp, volumes and sysctls in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
 }
 
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */

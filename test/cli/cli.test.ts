@@ -60,6 +60,16 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.equal(Number(line3), 32 * 1024 * 1024);
   });
 
+  it('run --sysctl sets the pod\'s sysctls (the policy judges them as a CRI pod\'s); a malformed one is a usage error before the daemon', async () => {
+    const r = await bulkhead(d, ['run', '--rm', '--network', 'none', '--sysctl', 'kernel.shm_rmid_forced=1', '--sysctl', 'fs.mqueue.msg_max=100',
+      IMAGE, 'cat', '/proc/sys/kernel/shm_rmid_forced', '/proc/sys/fs/mqueue/msg_max']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '1\n100\n');
+    const bad = await bulkhead(d, ['run', '--rm', '--sysctl', 'kernel.shm_rmid_forced', IMAGE, 'true']);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /invalid --sysctl "kernel\.shm_rmid_forced": expected NAME=VALUE/);
+  });
+
   it('run -i feeds stdin to the workload', async () => {
     const r = await bulkhead(d, ['run', '--rm', '-i', '--network', 'none', IMAGE, 'sh', '-c', 'tr a-z A-Z'], 'hello stdin\n');
     assert.equal(r.code, 0, r.stderr);

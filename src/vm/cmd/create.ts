@@ -1,7 +1,7 @@
 // `bulkhead-vm create`: a container from an OCI bundle; a sandbox container boots its pod's VM first.
 import type { spawn } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
@@ -12,7 +12,7 @@ import { VmdClient } from '../client.ts';
 import { killPodProcesses, recordProc } from '../procs.ts';
 import { releaseRootfsImage, rootfsImage } from '../rootfs-image.ts';
 import { attachVolumes, detachVolumes, guestVolumes, releaseShare, shareDir } from '../share.ts';
-import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, rootfsPath, vmSize } from '../spec.ts';
+import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, rootfsPath, sysctlKv, vmSize } from '../spec.ts';
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
@@ -95,6 +95,11 @@ const command: VmCommand = {
       } else if (!existsSync(join(pdir, 'vmd.sock'))) {
         throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
       }
+      // the pod's sysctls come with its sandbox's spec; every container of the pod applies them in the guest
+      const sysctlFile = join(pdir, 'sysctls.json');
+      if (pod.sandbox) await writeFile(sysctlFile, JSON.stringify(spec.linux?.sysctl ?? {}), { mode: 0o600 });
+      const podSysctls = JSON.parse(await readFile(sysctlFile, 'utf8').catch(() => '{}')) as Record<string, string>;
+      kv.push(...sysctlKv(pod.sandbox ? {} : podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
       // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
       kv.push(...await attachVolumes(shareDir(pdir), id, vols));
       await writeFile(join(cdir, 'create.json'), JSON.stringify({ kv, image: image.path }), { mode: 0o600 });
