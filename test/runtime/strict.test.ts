@@ -199,3 +199,23 @@ test('a strict container\'s deny agent outlives a daemon killed with SIGKILL and
   await d.client.stopPodSandbox(podId);
   await d.client.removePodSandbox(podId);
 });
+
+test('training survives many execs: runc never waits on the agent before it has handed over the listener', async () => {
+  // a call notified between runc installing an exec's filter and handing the listener to the
+  // agent (a Go preemption signal's rt_sigreturn) waited forever: the floor is allowed in training
+  const cfg = pod('learn-execs');
+  const podId = await d.client.runPodSandbox(cfg, 'strict-learn');
+  try {
+    const id = await d.client.createContainer(podId, ctr('learn-execs', sleeper, ['sleep', '120']), cfg);
+    await d.client.startContainer(id);
+    for (let i = 0; i < 40; i++) {
+      const r = await d.client.execSync(id, ['true'], 20);
+      assert.equal(r.exitCode, 0, `exec ${i}`);
+    }
+    await d.client.stopContainer(id, 1);
+    await d.client.removeContainer(id);
+  } finally {
+    await d.client.stopPodSandbox(podId).catch(() => {});
+    await d.client.removePodSandbox(podId).catch(() => {});
+  }
+});

@@ -33,14 +33,15 @@ test('parseProfile refuses what a hostile profile file could carry, naming the f
   assert.equal(ok.training.handler, '');
 });
 
-test('the training profile notifies every call the default profile allows (write excepted) and allows nothing else', () => {
+test('the training profile notifies every call the default profile allows but the floor, which it allows (never notified before runc hands over the listener)', () => {
   const t = trainingSeccomp('/run/x.sock');
   assert.equal(t.listenerPath, '/run/x.sock');
   const allow = (t.syscalls ?? []).filter((r) => r.action === 'SCMP_ACT_ALLOW').flatMap((r) => r.names);
-  assert.deepEqual(allow, ['write']);
+  assert.deepEqual([...allow].sort(), [...RUNC_INIT_FLOOR].sort());
+  assert.ok(allow.includes('rt_sigreturn') && allow.includes('write'));
   const notified = new Set((t.syscalls ?? []).filter((r) => r.action === 'SCMP_ACT_NOTIFY').flatMap((r) => r.names));
   const dflt = (defaultSeccompProfile().syscalls ?? []).filter((r) => r.action === 'SCMP_ACT_ALLOW').flatMap((r) => r.names);
-  assert.deepEqual([...notified].sort(), dflt.filter((n) => n !== 'write').filter((n, i, a) => a.indexOf(n) === i).sort());
+  assert.deepEqual([...notified].sort(), dflt.filter((n) => !RUNC_INIT_FLOOR.includes(n)).filter((n, i, a) => a.indexOf(n) === i).sort());
   assert.ok(!notified.has('mount') && !notified.has('bpf'));
   // clone keeps its namespace-flag check
   assert.ok((t.syscalls ?? []).some((r) => r.names.includes('clone') && r.action === 'SCMP_ACT_NOTIFY' && r.args?.length));
@@ -71,6 +72,8 @@ test('agent output, allow-list and capabilities', () => {
   assert.deepEqual(foreign, ['i386:11']);
   assert.ok(allowList(counts).includes('futex'), 'the runc init floor is always there');
   assert.deepEqual(usedCapabilities(['CAP_CHOWN', 'CAP_NET_BIND_SERVICE', 'CAP_KILL', 'CAP_SYS_PTRACE'], ['bind', 'read']), ['CAP_NET_BIND_SERVICE', 'CAP_SYS_PTRACE']);
+  // write is never observed (the floor is allowed in training): FSETID, which write may use, stays
+  assert.deepEqual(usedCapabilities(['CAP_FSETID'], []), ['CAP_FSETID']);
 });
 
 test('the profile store writes atomically and reads beneath its root only', async () => {

@@ -47,8 +47,11 @@ export interface StrictProfile {
  * System calls runc's init (Go) may make on its filter-carrying thread between installing the
  * filter and execve, depending on timing (preemption signals, the scheduler, the netpoller):
  * seen in some training runs and not in others (docs/design-notes.md, "strict"). Always allowed,
- * so a profile does not fail to start the container by chance. `write` cannot be notified at all
- * (runc refuses SCMP_ACT_NOTIFY for it: it reports the listener over a pipe).
+ * so a profile does not fail to start the container by chance. They are allowed outright in
+ * training too, never notified: runc hands the listener to the agent only after the init has
+ * reported it over its sync pipe, so a notified call before that (a Go preemption signal's
+ * rt_sigreturn) would wait for an agent that has no listener yet — a hung `runc create`/`exec`.
+ * `write` cannot be notified at all (runc refuses SCMP_ACT_NOTIFY for it).
  */
 export const RUNC_INIT_FLOOR: readonly string[] = [
   'write', 'read', 'close', 'futex', 'nanosleep', 'sched_yield', 'tgkill', 'getpid', 'gettid', 'rt_sigreturn',
@@ -106,10 +109,11 @@ const CAPABILITY_SYSCALLS: Readonly<Record<string, readonly string[]>> = {
 
 /**
  * The capabilities of `granted` that the system calls made may have used. A capability without an
- * entry above is kept (unknown: conservative). Floor-only calls do not count.
+ * entry above is kept (unknown: conservative). The floor is never observed in training (it is not
+ * notified), so it counts as made.
  */
 export function usedCapabilities(granted: readonly string[], made: Iterable<string>): string[] {
-  const seen = new Set(made);
+  const seen = new Set([...made, ...RUNC_INIT_FLOOR]);
   return granted.filter((c) => {
     const calls = CAPABILITY_SYSCALLS[c];
     return calls === undefined || calls.some((s) => seen.has(s));
@@ -123,19 +127,22 @@ export function allowList(counts: Record<string, number>): string[] {
 
 /**
  * The training profile: Bulkhead's default profile with every allowing rule turned into
- * SCMP_ACT_NOTIFY to the agent at `listenerPath` (argument checks kept), `write` left allowed.
- * So training never allows more than the runc handler does, and the learned list is a subset of
- * the default profile.
+ * SCMP_ACT_NOTIFY to the agent at `listenerPath` (argument checks kept), the floor
+ * (RUNC_INIT_FLOOR, every strict profile allows it anyway) left allowed. So training never allows
+ * more than the runc handler does, and the learned list is a subset of the default profile.
  */
 export function trainingSeccomp(listenerPath: string): OciSeccomp {
   const p = defaultSeccompProfile();
+  const floor = new Set(RUNC_INIT_FLOOR);
   const syscalls: OciSeccompSyscall[] = [];
+  const allowed: string[] = [];
   for (const r of p.syscalls ?? []) {
     if (r.action !== 'SCMP_ACT_ALLOW') { syscalls.push(r); continue; }
-    const names = r.names.filter((n) => n !== 'write');
+    if (!r.args?.length) allowed.push(...r.names.filter((n) => floor.has(n)));
+    const names = r.args?.length ? r.names : r.names.filter((n) => !floor.has(n));
     if (names.length > 0) syscalls.push({ ...r, names, action: 'SCMP_ACT_NOTIFY' });
   }
-  syscalls.push({ names: ['write'], action: 'SCMP_ACT_ALLOW' });
+  syscalls.push({ names: allowed, action: 'SCMP_ACT_ALLOW' });
   return { ...p, listenerPath, syscalls };
 }
 
