@@ -23,7 +23,7 @@ async function statsOf(ctx: EngineContext, c: ContainerRecord, backend: Backend,
   return (await sampleOf(ctx, c, backend, signal)).stats;
 }
 
-/** One backend.stats call for a container (a `runsc events` process on gVisor): its CRI figures and process count. */
+/** One backend.stats call for a container (some backends start a runtime process for it): its CRI figures and process count. */
 async function sampleOf(ctx: EngineContext, c: ContainerRecord, backend: Backend, signal: AbortSignal): Promise<{ stats: cri.ContainerStats; pids: number }> {
   const attributes = { id: c.id, metadata: { name: c.name, attempt: c.attempt }, labels: c.config.labels ?? {}, annotations: c.config.annotations ?? {} };
   if (c.phase !== 'running') return { stats: { attributes, cpu: null, memory: null, writableLayer: null, swap: null }, pids: 0 };

@@ -6,14 +6,7 @@ import type { Engine } from '../../src/engine/engine.ts';
 import { containerConfig, podConfig, procsWith, testEnv, waitFor, type TestEnv } from '../engine/helpers.ts';
 import { podSuite } from './pod-suite.ts';
 
-podSuite('gvisor', {
-  todo: {
-    // measured (30 forwards each, httpd in the pod): through the pod netns 26-27 answered, through
-    // `runsc exec … nc` in the sandbox (before the pod strategy) 14-19; wget inside the sandbox
-    // fails the same way ("error getting response: Resource temporarily unavailable")
-    'port-forward': 'busybox httpd under runsc 2022 --network=host leaves about one connection in ten unanswered (EAGAIN from the Sentry\'s host sockets), whatever the forward goes through',
-  },
-});
+podSuite('gvisor');
 
 describe('gvisor port-forward with runsc --network=host', () => {
   let env: TestEnv;
