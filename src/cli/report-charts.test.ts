@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chartSpecs, inlineSvg } from './report-charts.ts';
+import { chartSpecs } from './report-charts.ts';
 import { parseProbe } from './report-probe.ts';
-import { renderHtml, writeCharts, type Report } from './report.ts';
+import { inlineSvg, renderHtml, writeCharts, type Report } from './report.ts';
 
 const probe = (ops: string, loop: string): ReturnType<typeof parseProbe> =>
   parseProbe(`kernel=k\n${ops}\nsyscall_loop=${loop}\nend=ok`);
@@ -56,4 +57,13 @@ test('writeCharts renders SVG and PNG files; a hostile handler name stays text i
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the charting libraries load only when a report draws charts, not with the CLI\'s commands (bulkhead --help loads them all)', () => {
+  const code = `const m = require('node:module');
+m.registerHooks({ resolve(s, c, n) { if (/^(vega|@resvg)/.test(s)) process.stdout.write('LOADED ' + s + '\\n'); return n(s, c); } });
+import(${JSON.stringify(new URL('./commands.ts', import.meta.url).href)}).then(async (c) => { await c.loadCommands(); process.stdout.write('done\\n'); });`;
+  const r = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', '-e', code], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'done', r.stdout);
 });

@@ -138,8 +138,3 @@ export function summarySpec(charts: readonly Chart[]): TopLevelSpec | undefined 
   });
   return { config: CONFIG, concat: parts, columns: 2, spacing: 40, resolve: { scale: { color: 'independent', x: 'independent' } } } as TopLevelSpec;
 }
-
-/** An SVG for inline use in HTML: no XML namespace attributes (the HTML parser places <svg> itself). */
-export function inlineSvg(svg: string): string {
-  return svg.replace(/^<svg\b([^>]*)>/, (_m, attrs: string) => `<svg${attrs.replace(/\s+xmlns(:xlink)?="[^"]*"/g, '')}>`);
-}

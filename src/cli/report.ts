@@ -26,7 +26,11 @@ import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
 import { runPeers } from './report-peers.ts';
 import { measureDensity, type DensityReport } from './report-density.ts';
-import { chartSpecs, inlineSvg, summarySpec, toPng, toSvg } from './report-charts.ts';
+
+/** An SVG for inline use in HTML: no XML namespace attributes (the HTML parser places <svg> itself). */
+export function inlineSvg(svg: string): string {
+  return svg.replace(/^<svg\b([^>]*)>/, (_m, attrs: string) => `<svg${attrs.replace(/\s+xmlns(:xlink)?="[^"]*"/g, '')}>`);
+}
 
 /** A chart as the HTML embeds it. */
 export interface RenderedChart { name: string; title: string; svg: string }
@@ -213,6 +217,8 @@ ${missing ? `<h2>Not measured</h2><ul>${missing}</ul>` : ''}
 
 /** Renders each chart to SVG (for the HTML) and PNG (DIR/charts/NAME.png), and all of them side by side as DIR/report.png. */
 export async function writeCharts(r: Report, out: string): Promise<RenderedChart[]> {
+  // the charting libraries load here, not with the module: `bulkhead --help` loads every command's module
+  const { chartSpecs, summarySpec, toPng, toSvg } = await import('./report-charts.ts');
   const charts = chartSpecs(r);
   const rendered: RenderedChart[] = [];
   if (!charts.length) return rendered;
