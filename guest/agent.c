@@ -6,7 +6,7 @@
  * Host -> guest:  C create container (kv payload)   S start    E exec (kv payload, parent=ID)
  *                 I stdin bytes (length 0 = EOF)    K signal ("SIG" or "SIG all")
  *                 W window size ("ROWS COLS")       D delete   T stats   P power off
- * Guest -> host:  H hello ("bulkhead-agent 3 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls) A ok (payload)  F failure (message)
+ * Guest -> host:  H hello ("bulkhead-agent 3 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * Every request is answered with A or F carrying the request's id. Output of a process is
@@ -378,7 +378,21 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
   } else {
     char root[300], p[400];
     snprintf(root, sizeof root, "/run/c/%u/root", s->id);
-    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) != 0) child_fail(errpipe, "unshare: %s", strerror(errno));
+    /* IPC and UTS: the container's own, or the pod's ("join_ipc"/"join_uts" = the session whose
+     * namespace it shares: the sandbox's, as Kubernetes pods share IPC and the hostname). */
+    int fl = CLONE_NEWNS;
+    const char *nsn[] = { "ipc", "uts" }; int nsf[] = { CLONE_NEWIPC, CLONE_NEWUTS };
+    for (int i = 0; i < 2; i++) {
+      char key[16]; snprintf(key, sizeof key, "join_%s", nsn[i]);
+      if (!(v = kv_get(kv, len, key, 0))) { fl |= nsf[i]; continue; }
+      struct sess *t = find((uint32_t)strtoul(v, NULL, 10));
+      if (!t || t->is_exec || !t->started || t->exited) child_fail(errpipe, "join the %s namespace of container %s: it is not running", nsn[i], v);
+      snprintf(f, sizeof f, "/proc/%d/ns/%s", t->pid, nsn[i]);
+      int nfd = open(f, O_RDONLY | O_CLOEXEC);
+      if (nfd < 0 || setns(nfd, nsf[i]) != 0) child_fail(errpipe, "join the %s namespace of container %s: %s", nsn[i], v, strerror(errno));
+      close(nfd);
+    }
+    if (unshare(fl) != 0) child_fail(errpipe, "unshare: %s", strerror(errno));
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(errpipe, "make / private: %s", strerror(errno));
     if (mount(root, root, NULL, MS_BIND | MS_REC, NULL) != 0) child_fail(errpipe, "bind root: %s", strerror(errno));
     snprintf(p, sizeof p, "%s/proc", root);
@@ -541,15 +555,30 @@ static void do_start(struct sess *s) {
   if (pipe2(ep, O_CLOEXEC) != 0) { reply_err(s->id, "pipe: %s", strerror(errno)); return; }
   /* A container's process is PID 1 of its own PID namespace; an exec'd process joins that namespace
    * (the agent enters it for the fork only: setns(CLONE_NEWPID) changes where children go). */
+  /* A container that shares a PID namespace (PID POD: the sandbox's; TARGET: another container's,
+   * "join_pid" = that container's session) is forked into it like an exec'd process. */
   pid_t pid;
-  if (s->is_exec) {
-    char f[64]; snprintf(f, sizeof f, "/proc/%d/ns/pid", parent->pid);
+  pid_t into = s->is_exec ? parent->pid : 0;
+  uint32_t into_id = s->parent;
+  const char *jp = s->is_exec ? NULL : kv_get(s->kv, s->kvlen, "join_pid", 0);
+  if (jp) {
+    struct sess *t = find((uint32_t)strtoul(jp, NULL, 10));
+    into_id = (uint32_t)strtoul(jp, NULL, 10);
+    if (!t || t->is_exec || !t->started || t->exited) {
+      close(ep[0]); close(ep[1]);
+      for (int i = 0; i < 3; i++) { if (stdio[i] >= 0 && (i == 0 || stdio[i] != stdio[0])) close(stdio[i]); if (host[i] >= 0 && (i == 0 || host[i] != host[0])) close(host[i]); }
+      reply_err(s->id, "join the PID namespace of container %u: it is not running", into_id); return;
+    }
+    into = t->pid;
+  }
+  if (into) {
+    char f[64]; snprintf(f, sizeof f, "/proc/%d/ns/pid", into);
     int nfd = open(f, O_RDONLY | O_CLOEXEC);
     if (nfd < 0 || setns(nfd, CLONE_NEWPID) != 0) {
       int e = errno; if (nfd >= 0) close(nfd);
       close(ep[0]); close(ep[1]);
       for (int i = 0; i < 3; i++) { if (stdio[i] >= 0 && (i == 0 || stdio[i] != stdio[0])) close(stdio[i]); if (host[i] >= 0 && (i == 0 || host[i] != host[0])) close(host[i]); }
-      reply_err(s->id, "enter the PID namespace of container %u: %s", s->parent, strerror(e)); return;
+      reply_err(s->id, "enter the PID namespace of container %u: %s", into_id, strerror(e)); return;
     }
     close(nfd);
     pid = fork();
@@ -786,7 +815,7 @@ int main(void) {
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
-  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 4 %s", u.release);
+  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 5 %s", u.release);
   send_frame('H', 0, hello, strlen(hello));
 
   static char rbuf[MAX_PAYLOAD + 9 + 65536];

@@ -158,6 +158,30 @@ export async function fileMountsKv(spec: OciSpec): Promise<Kv> {
   return kv;
 }
 
+/**
+ * Which namespaces an app container shares in the guest (kv `join_ipc` / `join_uts` / `join_pid`,
+ * naming a container of the pod VM). A spec with a `linux.namespaces` list follows OCI: a type
+ * left out is the pod's (its sandbox's: Kubernetes' shared IPC and hostname, PID POD); an entry
+ * without a path is the container's own; an entry with a path `/proc/PID/ns/TYPE` joins the
+ * container whose pid (as `state` reports it) is PID (`pidOwner`: PID TARGET). A spec without the
+ * list (a bare OCI bundle) gets its own of each. A sandbox never joins.
+ */
+export function namespaceKv(spec: OciSpec, sandboxId: string, pidOwner: (pid: number) => string | undefined): Kv {
+  const list = spec.linux?.namespaces;
+  if (!Array.isArray(list)) return [];
+  const kv: Kv = [];
+  for (const type of ['ipc', 'uts', 'pid'] as const) {
+    const e = list.find((n) => n.type === type);
+    if (!e) { kv.push([`join_${type}`, sandboxId]); continue; }
+    if (!e.path) continue;
+    const m = /^\/proc\/(\d{1,10})\/ns\/(ipc|uts|pid)$/.exec(e.path);
+    const owner = m && m[2] === type ? pidOwner(Number(m[1])) : undefined;
+    if (!owner) throw new InvalidArgumentError(`${type} namespace path ${JSON.stringify(e.path.slice(0, 100))} does not name a container of this pod VM (/proc/PID/ns/${type} with the pid its state reports)`);
+    kv.push([`join_${type}`, owner]);
+  }
+  return kv;
+}
+
 /** Most sysctls one container may carry into the guest. */
 export const MAX_SYSCTLS = 256;
 

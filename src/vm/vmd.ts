@@ -92,15 +92,16 @@ interface Container { name: string; gid: number; slot: number; sandbox: boolean 
 /**
  * Protocol version of the guest agent this host needs: 2 = the agent applies PID namespaces,
  * capabilities, no_new_privs and seccomp; 3 = it binds the pod's volumes from the virtio-fs share;
- * 4 = it applies the pod's sysctls in each container's namespaces (an older agent would ignore
- * them: fail closed).
+ * 4 = it applies the pod's sysctls in each container's namespaces; 5 = a container may share the
+ * pod's IPC/UTS namespaces and the sandbox's or a target's PID namespace (an older agent would
+ * ignore all these: fail closed).
  */
-export const AGENT_PROTOCOL = 4;
+export const AGENT_PROTOCOL = 5;
 
 /** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
 export function checkAgentProtocol(version: number, assetsDir: string): void {
   if (version >= AGENT_PROTOCOL) return;
-  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (PID namespaces, capabilities, seccomp, volumes and sysctls in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes and sysctls in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
 }
 
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
@@ -405,7 +406,9 @@ export class PodVmSupervisor {
         const gid = this.#nextGid++;
         this.#containers.set(name, { name, gid, slot, sandbox: m.sandbox === true });
         this.#sessions.set(gid, { gid, owner: conn, name, exec: false });
-        const kv = [...(m.kv as [string, string][]), ['slot', `slot${slot}`] as [string, string]];
+        // join_ipc / join_uts / join_pid name a container of this VM: the agent knows it by session id
+        const kv = (m.kv as [string, string][]).map(([k, v]): [string, string] => (k.startsWith('join_') ? [k, String(this.#container(v).gid)] : [k, v]));
+        kv.push(['slot', `slot${slot}`]);
         this.#request(conn, reqId, 'create', gid, 'C', encodeKv(kv), name);
         return;
       }

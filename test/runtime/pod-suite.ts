@@ -237,6 +237,9 @@ export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
         assert.match(await seen(a), /sleep 1007/, 'the target sees the debug container');
         assert.doesNotMatch(await seen(b), /sleep 100[57]/, 'the other container sees neither');
         // a target that is not running is refused, an unknown one is not found
+        // (b is done: removed first, so a microVM pod stays within its 4 container slots)
+        await engine.stopContainer(b, 0);
+        await engine.removeContainer(b);
         const idle = await engine.createContainer(podId, containerConfig(env.busybox, 'idle', ['true'], { linux: { securityContext: { namespaceOptions: nsOpts('CONTAINER') } } }), pod);
         await assert.rejects(start(podId, pod, 'd', ['true'], { ...nsOpts('TARGET'), targetId: idle }), { code: 'FailedPrecondition' });
         await assert.rejects(start(podId, pod, 'e', ['true'], { ...nsOpts('TARGET'), targetId: 'f'.repeat(64) }), { code: 'NotFound' });

@@ -65,13 +65,18 @@ export class MicrovmBackend extends ConmonBackend {
   readonly name: string = 'microvm';
   readonly isolation = 'vm' as const;
   /**
-   * One VM per pod. An app container names no network (the VM's); its PID, IPC and UTS
-   * namespaces are made by the guest agent, one of each per container whatever the pod asks
-   * (issue #18: PID POD, TARGET and a shared IPC namespace are not done in the guest yet).
-   * Port-forward connects from inside the VM.
+   * One VM per pod. An app container names no network (the VM's); it shares the pod's IPC and
+   * UTS namespaces in the guest (the sandbox's), and its own PID namespace unless the pod shares
+   * one (PID POD: the sandbox's) or it names a target (TARGET); the guest agent makes and joins
+   * them. Port-forward connects from inside the VM.
    */
   readonly podSandbox = new SandboxHosted(this, {
-    namespaces: () => ({ network: 'sandbox', ipc: 'private', uts: 'private', pid: 'private' }),
+    // 'sandbox' = no entry in the spec = the pod's namespace in the guest (bulkhead-vm: spec.ts
+    // namespaceKv); TARGET names the target's pid as bulkhead-vm reports it
+    namespaces: (req) => ({
+      network: 'sandbox', ipc: 'sandbox', uts: 'sandbox',
+      pid: req.pid === 'POD' ? 'sandbox' : req.pid === 'TARGET' && req.target ? { path: `/proc/${req.target.pid}/ns/pid` } : 'private',
+    }),
     dialVia: () => 'sandbox',
   });
   readonly #assetsRoot: string;

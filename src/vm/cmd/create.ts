@@ -1,6 +1,6 @@
 // `bulkhead-vm create`: a container from an OCI bundle; a sandbox container boots its pod's VM first.
 import type { spawn } from 'node:child_process';
-import { existsSync, openSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +12,7 @@ import { VmdClient } from '../client.ts';
 import { killPodProcesses, recordProc } from '../procs.ts';
 import { releaseRootfsImage, rootfsImage } from '../rootfs-image.ts';
 import { attachVolumes, detachVolumes, guestVolumes, releaseShare, shareDir } from '../share.ts';
-import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, rootfsPath, sysctlKv, vmSize } from '../spec.ts';
+import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, namespaceKv, rootfsPath, sysctlKv, vmSize } from '../spec.ts';
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
@@ -24,6 +24,19 @@ async function chooseAccel(g: VmGlobal): Promise<Accel> {
   if (g.accel !== 'auto') return g.accel;
   const assets = await loadGuestAssets(g.assetsRoot);
   return (await detectAccel(assets)).accel;
+}
+
+/** The id of the container of pod `podId` whose supervisor pid (what `state` reports) is `pid`. */
+function podMemberWithPid(root: string, podId: string, pid: number): string | undefined {
+  let names: string[];
+  try { names = readdirSync(root); } catch { return undefined; }
+  for (const n of names) {
+    try {
+      const r = JSON.parse(readFileSync(join(root, n, 'state.json'), 'utf8')) as Partial<ContainerRecord>;
+      if (r.podId === podId && r.pid === pid && typeof r.id === 'string') return r.id;
+    } catch { /* not a container dir */ }
+  }
+  return undefined;
 }
 
 /** Starts the pod's VM supervisor unless one answers; true when this call started it. */
@@ -100,6 +113,7 @@ const command: VmCommand = {
       if (pod.sandbox) await writeFile(sysctlFile, JSON.stringify(spec.linux?.sysctl ?? {}), { mode: 0o600 });
       const podSysctls = JSON.parse(await readFile(sysctlFile, 'utf8').catch(() => '{}')) as Record<string, string>;
       kv.push(...sysctlKv(pod.sandbox ? {} : podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
+      if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
       // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
       kv.push(...await attachVolumes(shareDir(pdir), id, vols));
       await writeFile(join(cdir, 'create.json'), JSON.stringify({ kv, image: image.path }), { mode: 0o600 });
