@@ -5,6 +5,7 @@ import { cgroupLayout, describeLayout } from '../cgroup/hierarchy.ts';
 import type { Command } from './command.ts';
 import { ensureDaemon } from './daemon.ts';
 import { run } from '../util/exec.ts';
+import { kindTools } from '../runtime/backends.ts';
 import { table, writeJson } from './format.ts';
 import type { HandlerInfo } from '../api/cri-messages.ts';
 
@@ -32,10 +33,8 @@ export async function hostChecks(): Promise<Check[]> {
   checks.push({ name: 'root', ok: process.getuid?.() === 0, detail: `uid ${process.getuid?.()}`, ...(process.getuid?.() !== 0 ? { fix: 'run Bulkhead as root: it creates namespaces, cgroups and mounts' } : {}) });
   const bins: [string, string, string][] = [
     ['conmon', 'conmon', 'apt-get install conmon'],
-    ['runc', 'runc', 'apt-get install runc'],
-    ['runsc', 'runsc', 'apt-get install runsc (gVisor)'],
-    ['crun', 'crun', 'apt-get install crun'],
-    ['qemu', 'qemu-system-x86_64', 'apt-get install qemu-system-x86'],
+    // each backend kind's own program (the registry, runtime/backends.ts)
+    ...kindTools().map((t): [string, string, string] => [t.name, t.bin, t.install]),
     ['ip', 'ip', 'apt-get install iproute2'],
     ['nft', 'nft', 'apt-get install nftables'],
     ['mkfs.ext4', 'mkfs.ext4', 'apt-get install e2fsprogs'],

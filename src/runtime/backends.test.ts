@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { backendKinds, catalogKinds, configuredKinds, createBackend, kindIsolation } from './backends.ts';
+import { backendKinds, catalogKinds, configuredKinds, createBackend, kindIsolation, kindTools } from './backends.ts';
 import { silentLogger } from '../util/log.ts';
 import { defaultConfig } from '../daemon/config.ts';
 import { BACKEND_ISOLATION, DEFAULT_HANDLERS } from '../policy/handlers.ts';
@@ -31,4 +31,10 @@ test('the default config, the policy catalog and the isolation table come from t
   for (const [name, h] of Object.entries(cfg.runtime.handlers)) assert.equal(h.backend, name);
   assert.deepEqual(DEFAULT_HANDLERS.map((h) => h.handler), catalogKinds().map((k) => k.kind));
   assert.deepEqual(Object.keys(BACKEND_ISOLATION).sort(), backendKinds().sort());
+});
+
+test('bulkhead doctor checks each kind\'s program once', () => {
+  const bins = kindTools().map((t) => t.bin);
+  assert.deepEqual(bins, [...new Set(bins)]);
+  for (const b of ['runc', 'runsc', 'crun', 'qemu-system-x86_64']) assert.ok(bins.includes(b), b);
 });

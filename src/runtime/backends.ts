@@ -20,18 +20,20 @@ interface BackendKind {
   configured?: boolean;
   /** In the catalog of shipped handlers the cluster-side parts assume (webhook, manifests). */
   catalog?: boolean;
+  /** The host program the kind runs (`bulkhead doctor` checks it) and how to install it. */
+  tool?: { name: string; bin: string; install: string };
 }
 
 const KINDS: Readonly<Record<string, BackendKind>> = {
-  runc: { isolation: 'process', create: (o) => new RuncBackend(o), configured: true, catalog: true },
-  crun: { isolation: 'process', create: (o) => new CrunBackend(o), configured: true },
+  runc: { isolation: 'process', create: (o) => new RuncBackend(o), configured: true, catalog: true, tool: { name: 'runc', bin: 'runc', install: 'apt-get install runc' } },
+  crun: { isolation: 'process', create: (o) => new CrunBackend(o), configured: true, tool: { name: 'crun', bin: 'crun', install: 'apt-get install crun' } },
   strict: { isolation: 'strict', create: (o) => new StrictBackend(o, 'enforce', 'eperm'), configured: true, catalog: true },
   'strict-kill': { isolation: 'strict', create: (o) => new StrictBackend(o, 'enforce', 'kill') },
   // a training run is runc with the default profile
   'strict-learn': { isolation: 'process', create: (o) => new StrictBackend(o, 'learn'), configured: true },
-  gvisor: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o), configured: true, catalog: true },
+  gvisor: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o), configured: true, catalog: true, tool: { name: 'runsc', bin: 'runsc', install: 'apt-get install runsc (gVisor)' } },
   runsc: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o) },
-  microvm: { isolation: 'vm', create: (o) => new MicrovmBackend(o), configured: true, catalog: true },
+  microvm: { isolation: 'vm', create: (o) => new MicrovmBackend(o), configured: true, catalog: true, tool: { name: 'qemu', bin: 'qemu-system-x86_64', install: 'apt-get install qemu-system-x86' } },
 };
 
 /** A backend of `kind`, or undefined for a kind Bulkhead does not have (the daemon reports the handler as unknown). */
@@ -56,4 +58,11 @@ export function configuredKinds(): string[] {
 /** The shipped handlers the cluster-side parts assume, weakest first. */
 export function catalogKinds(): { kind: string; isolation: Isolation }[] {
   return Object.entries(KINDS).filter(([, k]) => k.catalog).map(([kind, k]) => ({ kind, isolation: k.isolation }));
+}
+
+/** The host programs the kinds run, once each (for `bulkhead doctor`). */
+export function kindTools(): { name: string; bin: string; install: string }[] {
+  const out: { name: string; bin: string; install: string }[] = [];
+  for (const k of Object.values(KINDS)) if (k.tool && !out.some((t) => t.bin === k.tool!.bin)) out.push(k.tool);
+  return out;
 }
