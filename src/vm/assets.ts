@@ -26,7 +26,7 @@ import { compileC } from '../util/cc.ts';
 export const SETUP_COMMAND = 'bin/bulkhead-vm setup';
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 /** Modules the guest needs, loaded in this order after their dependencies (from modules.dep). */
-const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'overlay', 'vmw_vsock_virtio_transport', 'virtiofs'];
+const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'overlay', 'vmw_vsock_virtio_transport', 'virtiofs', 'bridge'];
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const GUEST_SOURCE_DIR = resolve(here, '../../guest');

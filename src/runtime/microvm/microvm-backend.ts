@@ -14,13 +14,14 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../util/exec.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
+import type { PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
 import { VIRTIOFSD } from '../../vm/share.ts';
 import { existsSync } from 'node:fs';
-import { InternalError, InvalidArgumentError } from '../../errors.ts';
+import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
@@ -61,6 +62,17 @@ function assetsFlag(args: readonly string[] | undefined): string | undefined {
   return v;
 }
 
+/**
+ * A pod VM has its own kernel: it cannot share the node's network, IPC or PID namespace (as Kata
+ * refuses them). Refused at RunPodSandbox, before a VM boots, naming the field and what to do;
+ * never run with a private namespace in place of the host's.
+ */
+export function refuseHostNamespaces(pod: Pick<PodSandboxSpec, 'hostNetwork' | 'ipc' | 'pid'>): void {
+  const asked = [pod.hostNetwork ? 'network (hostNetwork)' : '', pod.ipc === 'NODE' ? 'IPC (hostIPC)' : '', pod.pid === 'NODE' ? 'PID (hostPID)' : ''].filter(Boolean);
+  if (!asked.length) return;
+  throw new FailedPreconditionError(`microvm: the pod asks for the node's ${asked.join(', ')} namespace, which a microVM cannot share (the guest has its own kernel); run it with a runc RuntimeClass or drop the host namespace`);
+}
+
 export class MicrovmBackend extends ConmonBackend {
   readonly name: string = 'microvm';
   readonly isolation = 'vm' as const;
@@ -78,6 +90,7 @@ export class MicrovmBackend extends ConmonBackend {
       pid: req.pid === 'POD' ? 'sandbox' : req.pid === 'TARGET' && req.target ? { path: `/proc/${req.target.pid}/ns/pid` } : 'private',
     }),
     dialVia: () => 'sandbox',
+    check: refuseHostNamespaces,
   });
   readonly #assetsRoot: string;
 

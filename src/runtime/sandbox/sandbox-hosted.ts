@@ -22,6 +22,8 @@ export interface SandboxHostedHooks {
    * (its own network stack: a VM, gVisor's netstack).
    */
   dialVia(): 'netns' | 'sandbox';
+  /** Refuses (throws) a pod this sandbox cannot run, before anything is made (RunPodSandbox). */
+  check?(pod: PodSandboxSpec): void;
 }
 
 export class SandboxHosted implements PodSandbox {
@@ -34,7 +36,8 @@ export class SandboxHosted implements PodSandbox {
     this.#hooks = hooks;
   }
 
-  async plan(_pod: PodSandboxSpec): Promise<PodSandboxPlan> {
+  async plan(pod: PodSandboxSpec): Promise<PodSandboxPlan> {
+    this.#hooks.check?.(pod);
     return { sandboxContainer: true };
   }
 
