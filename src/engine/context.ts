@@ -83,20 +83,20 @@ export class EngineContext {
   resolvePod(idOrPrefix: string, opts: { creating?: boolean } = {}): PodRecord {
     const id = resolveId('pod sandbox', idOrPrefix, (p) => this.store.podIdsWithPrefix(p));
     const p = this.store.getPod(id);
-    if (!p || (p.phase === 'creating' && !opts.creating) || p.phase === 'removing') throw new NotFoundError(`pod sandbox ${idOrPrefix} not found`);
+    if (!p || (p.phase === 'creating' && !opts.creating) || p.phase === 'removing') throw new NotFoundError(`pod sandbox ${idOrPrefix} not found`, { reason: 'BH_POD_NOT_FOUND' });
     return p;
   }
 
   resolveContainer(idOrPrefix: string): ContainerRecord {
     const id = resolveId('container', idOrPrefix, (p) => this.store.containerIdsWithPrefix(p));
     const c = this.store.getContainer(id);
-    if (!c || !visible(c)) throw new NotFoundError(`container ${idOrPrefix} not found`);
+    if (!c || !visible(c)) throw new NotFoundError(`container ${idOrPrefix} not found`, { reason: 'BH_CONTAINER_NOT_FOUND' });
     return c;
   }
 
   podOfContainer(c: ContainerRecord): PodRecord {
     const p = this.store.getPod(c.podId);
-    if (!p) throw new NotFoundError(`pod sandbox ${c.podId} of container ${c.id} not found`);
+    if (!p) throw new NotFoundError(`pod sandbox ${c.podId} of container ${c.id} not found`, { reason: 'BH_POD_NOT_FOUND' });
     return p;
   }
 

@@ -132,7 +132,7 @@ async function createPod(
       ctx.store.insertPod(rec);
     } catch (err) {
       settled();
-      if (err instanceof NameConflict) throw new AlreadyExistsError(err.message);
+      if (err instanceof NameConflict) throw new AlreadyExistsError(err.message, { reason: 'BH_NAME_IN_USE' });
       throw err;
     }
     ctx.creating.set(id, { abort: cancel, done });
