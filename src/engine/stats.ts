@@ -66,7 +66,7 @@ export async function listContainerStats(ctx: EngineContext, filter?: cri.Contai
   return out;
 }
 
-/** The pod's own host figures (the VM, the gVisor sandbox) when its backend has them; undefined = none or not readable now. */
+/** The pod's own host figures (a sandbox that hosts the pod) when its backend has them; undefined = none or not readable now. */
 async function podOwnStats(ctx: EngineContext, p: PodRecord, backend: Backend, signal: AbortSignal): Promise<ContainerSample | undefined> {
   if (!backend.podStats || !p.runtime.pauseId) return undefined;
   try {
@@ -79,8 +79,8 @@ async function podOwnStats(ctx: EngineContext, p: PodRecord, backend: Backend, s
 
 /**
  * A pod's figures: its containers', and at pod level the pod's own host usage where the backend
- * reports one (a microVM: QEMU's cgroup, guest RAM and emulation included; gVisor: the sandbox
- * cgroup, the Sentry's), else the sum of its containers.
+ * reports one (`Backend.podStats`: e.g. a VM's host cgroup, guest RAM and emulation included), else
+ * the sum of its containers.
  */
 async function podStats(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<cri.PodSandboxStats> {
   const containers: cri.ContainerStats[] = [];

@@ -1,3 +1,4 @@
+// Over 500 lines on purpose: the pull pipeline (resolve, fetch, verify, unpack, publish) and the pins it takes read in one place; GC, disk usage and platform choice live beside it.
 /**
  * The image service: the one API the engine, the CRI server and the CLI use for images.
  *

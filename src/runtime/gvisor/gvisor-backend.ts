@@ -1,3 +1,4 @@
+// Over 500 lines on purpose: runsc's many host-specific workarounds (platform probe, network mode, cgroups, the subcontainer shim) sit beside the one conmon driver they adjust.
 /**
  * gVisor (runsc): a user-space kernel between the workload and the host ('user-kernel').
  * One sandbox per pod: the infra container is the sandbox (runsc root container), app containers
