@@ -44,6 +44,7 @@ test('registries.mirror_fallback: unset by default (the client falls back, as do
   assert.throws(() => parseConfig('[registries]\nmirror_fallback = "no"\n', paths), /registries\.mirror_fallback must be true or false/);
 });
 
-test('a section no part reads is an unknown key, not silently ignored ([webhook] was accepted and never read: the webhook takes flags)', () => {
+test('a key no part reads is an unknown key, not silently ignored ([webhook] and runtime.pause_image were accepted and never read)', () => {
   assert.throws(() => parseConfig('[webhook]\nlisten = "0.0.0.0:443"\n', paths), /unknown key webhook/);
+  assert.throws(() => parseConfig('[runtime]\npause_image = "registry.k8s.io/pause:3.9"\n', paths), /unknown key runtime\.pause_image/);
 });

@@ -33,8 +33,6 @@ export interface RuntimeConfig {
   handlers: Record<string, HandlerConfig>;
   conmon: string;
   cgroupDriver: 'cgroupfs';
-  /** Image used for pause processes where a backend needs one ("" = built in). */
-  pauseImage: string;
   /** Pod log directories (log_directory) must lie under this (or under <root>/logs, where the CLI's pods log). */
   podLogRoot: string;
   /** A pod's cgroup_parent must lie under one of these cgroupfs paths. */
@@ -83,7 +81,6 @@ export function defaultConfig(paths: Paths): Config {
       handlers: Object.fromEntries(configuredKinds().map((k) => [k, { backend: k }])),
       conmon: 'conmon',
       cgroupDriver: 'cgroupfs',
-      pauseImage: '',
       podLogRoot: '/var/log/pods',
       cgroupRoots: ['/bulkhead', '/kubepods'],
       seccompProfileRoot: '',
@@ -171,7 +168,7 @@ export function parseConfig(text: string, paths: Paths): Config {
   }
   const rt = table(doc, 'runtime', '');
   if (rt) {
-    onlyKeys(rt, ['default_handler', 'handlers', 'conmon', 'cgroup_driver', 'pause_image', 'pod_log_root', 'cgroup_roots', 'seccomp_profile_root'], 'runtime');
+    onlyKeys(rt, ['default_handler', 'handlers', 'conmon', 'cgroup_driver', 'pod_log_root', 'cgroup_roots', 'seccomp_profile_root'], 'runtime');
     const abs = (v: string | undefined, key: string): string | undefined => {
       if (v !== undefined && (!v.startsWith('/') || v.split('/').includes('..'))) throw new InvalidArgumentError(`config: runtime.${key} must be an absolute path without ".." (got ${JSON.stringify(v)})`);
       return v;
@@ -185,7 +182,6 @@ export function parseConfig(text: string, paths: Paths): Config {
     }
     cfg.runtime.defaultHandler = str(rt, 'default_handler', 'runtime') ?? cfg.runtime.defaultHandler;
     cfg.runtime.conmon = str(rt, 'conmon', 'runtime') ?? cfg.runtime.conmon;
-    cfg.runtime.pauseImage = str(rt, 'pause_image', 'runtime') ?? cfg.runtime.pauseImage;
     const drv = str(rt, 'cgroup_driver', 'runtime');
     if (drv !== undefined && drv !== 'cgroupfs') throw new InvalidArgumentError(`config: runtime.cgroup_driver: only "cgroupfs" is supported (no systemd here)`);
     const hs = table(rt, 'handlers', 'runtime');
