@@ -139,6 +139,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       handlers,
       defaultHandler: config.runtime.defaultHandler,
       network,
+      defaultNetworkMode: network.config.defaultMode === 'none' ? 'none' : 'bridge',
       podLogRoots: [config.runtime.podLogRoot],
       cgroupRoots: config.runtime.cgroupRoots,
       seccompProfileRoot: config.runtime.seccompProfileRoot || join(policy.kubeletRoot, 'seccomp'),

@@ -39,6 +39,8 @@ export interface EngineOptions {
   defaultHandler: string;
   /** CNI-backed pod network; without it every non-host pod gets a loopback-only netns. */
   network?: PodNetwork;
+  /** `[network] default_mode`: 'none' gives pods that do not ask for the host network a loopback-only netns even with `network` set. Default 'bridge'. */
+  defaultNetworkMode?: 'bridge' | 'none';
   /** Cgroup parent for pods that name none (cgroupfs path), default "/bulkhead". */
   cgroupParent?: string;
   /** pids.max of every container (fork-bomb guard); default 4096, 0 = no limit. */

@@ -43,7 +43,7 @@ function podNetworkMode(ctx: EngineContext, config: cri.PodSandboxConfig, opts: 
   const ns = config.linux?.securityContext?.namespaceOptions;
   if (ns?.network === 'NODE') return 'host';
   if (opts.networkMode === 'none') return 'none';
-  return ctx.opts.network ? 'bridge' : 'none';
+  return ctx.opts.network && ctx.opts.defaultNetworkMode !== 'none' ? 'bridge' : 'none';
 }
 
 function networkFor(ctx: EngineContext, mode: NetworkMode): PodNetwork {

@@ -35,6 +35,7 @@ instance = "node_a"
   const bad: [string, RegExp][] = [
     ['typo = 1', /unknown key network\.typo/],
     ['default_mode = "bridged"', /default_mode/],
+    ['default_mode = "host"', /default_mode = "host" is refused: a pod gets the host network only by asking for it/],
     ['subnet = "10.0.0.1/24"', /network\.subnet: .*host bits/],
     ['subnet = "10.0.0.0/30"', /between/],
     ['bridge = "a-name-that-is-too-long"', /network\.bridge/],

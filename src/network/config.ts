@@ -2,7 +2,7 @@
  * The [network] section of the daemon config (kept raw by daemon/config.ts, validated here):
  *
  *   [network]
- *   default_mode = "bridge"             # bridge | none | host — for pods that do not say
+ *   default_mode = "bridge"             # bridge | none — for pods that do not ask for the host network
  *   subnet = "10.123.4.0/24"            # subnet of the default bridge network ("" = choose a free one)
  *   bridge = "bh0"                      # bridge of the default network ("" = bh-<hash>)
  *   blocked = ["10.0.0.0/8"]            # extra ranges untrusted pods may not reach (169.254.0.0/16 always)
@@ -63,7 +63,8 @@ export function parseNetworkConfig(raw: unknown): NetworkConfig {
   };
   const mode = str('default_mode');
   if (mode !== undefined) {
-    if (mode !== 'bridge' && mode !== 'none' && mode !== 'host') throw new InvalidArgumentError('config: network.default_mode must be bridge, none or host');
+    if (mode === 'host') throw new InvalidArgumentError('config: network.default_mode = "host" is refused: a pod gets the host network only by asking for it (namespace_options.network = NODE), which the trust policy judges; use bridge or none');
+    if (mode !== 'bridge' && mode !== 'none') throw new InvalidArgumentError('config: network.default_mode must be bridge or none');
     cfg.defaultMode = mode;
   }
   const subnet = str('subnet');
