@@ -10,7 +10,6 @@ import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
 import { writeStderrLine } from '../util/log.ts';
 import { lockHolder } from '../daemon/lock.ts';
-import { runDaemonForeground } from '../daemon/run.ts';
 
 const command: Command = {
   name: 'daemon',
@@ -35,7 +34,10 @@ const command: Command = {
     const level = f['log-level'] ?? (ctx.global.debug ? 'debug' : undefined);
     if (level !== undefined) opts.logLevel = level;
     if (f['log-file'] !== undefined) opts.logFile = f['log-file'];
-    // loaded only here: the config loader and logger are not needed by the commands that merely connect
+    // loaded only here, dynamically: daemon/run.ts brings the whole daemon (engine, grpc-js,
+    // protobuf.js, yaml, prom-client, ~470 modules, ~150 ms) that the commands which merely
+    // connect (every `bulkhead run`) must not pay for; src/cli/startup.test.ts holds this
+    const { runDaemonForeground } = await import('../daemon/run.ts');
     await runDaemonForeground(opts, { signal: ctx.signal, write: ctx.stderr === process.stderr ? writeStderrLine : (line) => { ctx.stderr.write(line + '\n'); } });
     return 0;
   },
