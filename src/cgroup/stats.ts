@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { cgroupMode, cleanCgroupPath, controllerDir } from './hierarchy.ts';
 
-/** What a cgroup says about its processes (runtime's ContainerStats has this shape). */
+/** What a cgroup says about its processes (runtime/backend.ts's ContainerStats is this type). */
 export interface CgroupStats {
   /** Cumulative CPU time in ns. */
   cpuUsageNs: number;

@@ -18,6 +18,7 @@ export interface PeerReport {
   reason?: string;
   probe?: ProbeReport;
   probeError?: string;
+  /** Seconds of each `run --rm IMAGE true`. */
   startSeconds: number[];
 }
 

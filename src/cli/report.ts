@@ -24,7 +24,7 @@ import type { CriClient } from '../cri/client.ts';
 import { Writable } from 'node:stream';
 import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
-import { runPeers } from './report-peers.ts';
+import { runPeers, type PeerReport } from './report-peers.ts';
 import { measureDensity, type DensityReport } from './report-density.ts';
 
 /** An SVG for inline use in HTML: no XML namespace attributes (the HTML parser places <svg> itself). */
@@ -37,15 +37,8 @@ export interface RenderedChart { name: string; title: string; svg: string }
 
 const NAMESPACE = 'bulkhead-demo-trusted';
 
-export interface HandlerReport {
-  handler: string;
-  isolation: string;
-  available: boolean;
-  reason?: string;
-  probe?: ProbeReport;
-  probeError?: string;
-  /** Seconds of each `bulkhead run --rm IMAGE true`, and their p50/p99. */
-  startSeconds: number[];
+/** A handler's row: what a peer's row has (handler, probe, start seconds of each run), and more. */
+export interface HandlerReport extends PeerReport {
   startP50?: number;
   startP99?: number;
   /**

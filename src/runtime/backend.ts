@@ -36,6 +36,7 @@
  * All methods accept an AbortSignal; every child process has a timeout.
  */
 import type { Readable, Writable } from 'node:stream';
+import type { CgroupStats } from '../cgroup/stats.ts';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 import type { PodSandbox } from './sandbox/pod-sandbox.ts';
 
@@ -160,18 +161,8 @@ export interface AttachOptions {
   signal?: AbortSignal;
 }
 
-export interface ContainerStats {
-  /** Cumulative CPU time in ns. */
-  cpuUsageNs: number;
-  /** Usage minus inactive file pages (what the kubelet evicts on). */
-  memoryWorkingSetBytes: number;
-  memoryUsageBytes: number;
-  pids: number;
-  /** Number of OOM kills in the container's cgroup. */
-  oomKills: number;
-  /** When the figures were read. */
-  timestamp: Date;
-}
+/** A container's resource figures: what its cgroup says (a VM or sandbox backend reports its guest's view in the same shape). */
+export type ContainerStats = CgroupStats;
 
 /** What a fresh Backend finds on disk for a container (after a daemon restart). */
 export interface ContainerRecord {

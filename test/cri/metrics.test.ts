@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:http';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
-import { sharedRegistry, type TestRegistry } from '../../harness/registry.ts';
+import { freePort, sharedRegistry, type TestRegistry } from '../../harness/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
@@ -25,13 +24,6 @@ let images: TestImages;
 let url = '';
 let scriptDir = '';
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 before(async () => {
   reg = await sharedRegistry();
