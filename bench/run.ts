@@ -262,15 +262,17 @@ try {
       const total = median(timings.get(label)!);
       console.log(`  ${'all unary RPCs'.padEnd(28)}${median(inRpc).toFixed(1).padStart(8)}   of ${total.toFixed(0)} ms total`);
     }
-    // inside CreateContainer: the engine logs its steps on 'container created'
-    const steps = new Map<string, number[]>();
-    for (const l of (await readFile(daemonLog, 'utf8')).split('\n')) {
-      if (!l.includes('msg="container created"')) continue;
-      for (const m of l.matchAll(/ (\w+)Ms=([\d.]+)/g)) steps.set(m[1]!, [...(steps.get(m[1]!) ?? []), Number(m[2])]);
-    }
-    if (steps.size > 0) {
-      console.log('\nCreateContainer steps in the engine (median ms, all handlers)');
-      for (const [k, v] of steps) console.log(`  ${k.padEnd(28)}${median(v).toFixed(1).padStart(8)}`);
+    // inside RunPodSandbox, CreateContainer and RemovePodSandbox: the engine logs its steps
+    for (const [what, msg] of [['RunPodSandbox', 'pod sandbox ready'], ['CreateContainer', 'container created'], ['RemovePodSandbox', 'pod sandbox removed']] as const) {
+      const steps = new Map<string, number[]>();
+      for (const l of (await readFile(daemonLog, 'utf8')).split('\n')) {
+        if (!l.includes(`msg="${msg}"`)) continue;
+        const handler = / handler=(\w+)/.exec(l)?.[1] ?? 'all handlers';
+        for (const m of l.matchAll(/ (\w+)Ms=([\d.]+)/g)) steps.set(`${handler}: ${m[1]!}`, [...(steps.get(`${handler}: ${m[1]!}`) ?? []), Number(m[2])]);
+      }
+      if (steps.size === 0) continue;
+      console.log(`\n${what} steps in the engine (median ms)`);
+      for (const [k, v] of [...steps].sort(([a], [b]) => a.localeCompare(b))) console.log(`  ${k.padEnd(36)}${median(v).toFixed(1).padStart(8)}`);
     }
     console.log('\nbulkhead CLI start-up (median of 5, ms)');
     const probe = async (args: string[]): Promise<number> => {

@@ -137,6 +137,7 @@ async function createPod(
     }
     ctx.creating.set(id, { abort: cancel, done });
     try {
+      const t0 = performance.now();
       // Independent steps run side by side; every one is settled before an error is thrown, so
       // the cleanup below never races a half-finished step (e.g. a netns still being made).
       const [, , netR, pauseR] = await settleAll([
@@ -150,8 +151,10 @@ async function createPod(
       runtime.ips = net.ips;
       ctx.store.updatePod(rec);
       signal.throwIfAborted();
+      const t1 = performance.now();
       const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
       signal.throwIfAborted();
+      const t2 = performance.now();
       const state = await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), plan, {
         sandboxId: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, logPath: join(podDir, 'pause.log'), signal,
         sandboxSpec: () => buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseR, files }),
@@ -163,7 +166,8 @@ async function createPod(
       signal.throwIfAborted();
       rec.phase = 'ready';
       ctx.store.updatePod(rec);
-      ctx.log.info('pod sandbox ready', { pod: id, name: `${md.namespace}/${md.name}`, handler });
+      // the steps' times (bench/run.ts --profile reads them)
+      ctx.log.info('pod sandbox ready', { pod: id, name: `${md.namespace}/${md.name}`, handler, prepareMs: ms(t0, t1), filesMs: ms(t1, t2), sandboxMs: ms(t2, performance.now()) });
       return id;
     } catch (err) {
       ctx.log.warn('pod sandbox creation failed; cleaning up', { pod: id, err });
@@ -227,8 +231,8 @@ export async function removePodSandbox(ctx: EngineContext, idOrPrefix: string, s
     if (!cur) return;
     cur.phase = 'removing';
     ctx.store.setPodPhase(cur.id, 'removing');
-    await destroyPod(ctx, cur, sig);
-    ctx.log.info('pod sandbox removed', { pod: cur.id });
+    const steps = await destroyPod(ctx, cur, sig);
+    ctx.log.info('pod sandbox removed', { pod: cur.id, handler: cur.handler, ...steps });
   });
 }
 
@@ -238,7 +242,9 @@ export async function removePodSandbox(ctx: EngineContext, idOrPrefix: string, s
  * namespaces; then the pod's network, directories and cgroups go. A pod whose handler is no
  * longer configured still loses its containers' records, network, dirs and cgroups.
  */
-export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<void> {
+export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: AbortSignal): Promise<DestroySteps> {
+  const t0 = performance.now();
+  let tContainers = t0;
   const backend = ctx.opts.backends.get(p.handler);
   if (p.runtime.pauseId) ctx.unwatch(p.runtime.pauseId);
   // the containers go side by side (each `delete --force` kills what still runs); every one is
@@ -251,12 +257,14 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
       await destroyContainer(ctx, cur, p, signal);
       emit(ctx, 'CONTAINER_DELETED_EVENT', cur);
     })));
+    tContainers = performance.now();
   };
   if (backend) {
     await backend.podSandbox.destroy({ podDir: p.runtime.podDir, ...(ctx.opts.helperDir !== undefined ? { helperDir: ctx.opts.helperDir } : {}) }, sandboxStateOf(p), removeContainers, signal);
   } else {
     await removeContainers();
   }
+  const t1 = performance.now();
   const mode = p.runtime.engine.mode;
   await settleAll([
     // the pod's network after its sandbox (a VM's tap, a Sentry's sockets live in it)
@@ -267,7 +275,14 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
     removeLogDir(p),
   ]);
   // cgroups last: only empty ones can go, and the netns teardown may still have held a process
+  const t2 = performance.now();
   if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
   else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
   ctx.store.deletePod(p.id);
+  return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs: ms(t2, performance.now()) };
 }
+
+/** How long each step of destroyPod took (ms; for the log and bench/run.ts --profile). */
+export interface DestroySteps { containersMs: number; sandboxMs: number; networkAndDirsMs: number; cgroupsMs: number }
+
+const ms = (a: number, b: number): number => Math.round((b - a) * 10) / 10;
