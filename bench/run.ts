@@ -228,7 +228,7 @@ try {
     const f = floorOf(v.runtime);
     console.log(`${v.name.padEnd(24)}${median(t).toFixed(0).padStart(9)}${Math.min(...t).toFixed(0).padStart(9)}${(f ? (median(t) / f).toFixed(2) + 'x' : '-').padStart(10)}`);
   }
-  console.log('\nratios (goals: bulkhead/podman <= 0.5x, bulkhead/floor <= 1.5x)');
+  console.log('\nratios (goal, issue #13: bulkhead/podman <= 1.0x for runc and gVisor)');
   for (const [rt, handler] of [['runc', 'runc'], ['runsc', 'gvisor']] as const) {
     const b = timings.get(`bulkhead run ${handler}`);
     const p = timings.get(`podman run ${rt}`);
