@@ -5,6 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 
 const exec = promisify(execFile);
 
@@ -33,4 +36,25 @@ test('the run command and the client it connects with load no daemon and no npm 
   const daemonSide = ours.filter((m) => /^(engine|runtime|image|network|cri\/server|daemon\/run)/.test(m) || m === 'daemon/run.ts');
   assert.deepEqual(daemonSide, [], 'daemon modules on the run path');
   assert.ok(ours.length < 60, `${ours.length} of our modules on the run path: ${ours.join(' ')}`);
+});
+
+test('bin/bulkhead starts node with no other process (unless called through a symlink), and works through one', async (t) => {
+  const bin = new URL('../../bin/bulkhead', import.meta.url).pathname;
+  const strace = await exec('sh', ['-c', 'command -v strace']).then((r) => r.stdout.trim(), () => '');
+  if (!strace) { t.skip('strace is not installed'); return; }
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-startup-'));
+  try {
+    const log = join(dir, 'trace');
+    await exec(strace, ['-f', '-qq', '-e', 'trace=execve', '-e', 'signal=none', '-o', log, bin, 'version'], { timeout: 60_000 });
+    const execs = (await readFile(log, 'utf8')).split('\n').filter((l) => /execve\("/.test(l) && !/ = -1 /.test(l)).map((l) => /execve\("([^"]+)"/.exec(l)![1]!);
+    // the script itself (through env to bash), then node: nothing else
+    assert.deepEqual(execs.map((p) => basename(p)).filter((n) => !['bulkhead', 'env', 'bash'].includes(n)), ['node'], `processes the wrapper ran: ${execs.join(' ')}`);
+    // through a symlink to a symlink, and as a relative path: the sources are still found
+    await symlink(bin, join(dir, 'one'));
+    await symlink(join(dir, 'one'), join(dir, 'two'));
+    assert.match((await exec(join(dir, 'two'), ['version'], { timeout: 60_000 })).stdout, /^bulkhead /);
+    assert.match((await exec('./bulkhead', ['version'], { cwd: dirname(bin), timeout: 60_000 })).stdout, /^bulkhead /);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
