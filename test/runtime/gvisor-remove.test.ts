@@ -1,0 +1,76 @@
+// Removing a gVisor pod sandbox with real runsc (through a wrapper that records each call): a
+// running sandbox is stopped and deleted without a `runsc state` round (a Go binary's start,
+// ~25 ms of every RemovePodSandbox), and a sandbox that was only created, never started, is still
+// deleted with nothing of it left.
+import assert from 'node:assert/strict';
+import { chmod, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { GvisorBackend } from '../../src/runtime/gvisor/gvisor-backend.ts';
+import { resolveBinary } from '../../src/runtime/conmon/driver.ts';
+import { buildPauseSpec } from '../../src/runtime/spec.ts';
+import { silentLogger } from '../../src/util/log.ts';
+import { makeBusyboxRootfs, type RootfsFixture } from '../../harness/rootfs.ts';
+import { procsWith } from '../engine/helpers.ts';
+
+describe('gvisor: removing a pod sandbox', () => {
+  let fx: RootfsFixture;
+  let backend: GvisorBackend;
+  let calls: string;
+  let unavailable: string | undefined;
+  const suffix = randomBytes(3).toString('hex');
+  const cgroupParent = `/bulkhead-test-gvrm-${suffix}`;
+  const made: string[] = [];
+
+  before(async () => {
+    fx = await makeBusyboxRootfs('bulkhead-gvrm-');
+    calls = join(fx.dir, 'runsc-calls');
+    const wrapper = join(fx.dir, 'runsc');
+    await writeFile(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${resolveBinary('runsc')}' "$@"\n`);
+    await chmod(wrapper, 0o755);
+    backend = new GvisorBackend({ runDir: join(fx.dir, 'run'), logger: silentLogger, binary: wrapper });
+    const p = await backend.probe();
+    if (!p.available) unavailable = p.reason ?? 'unavailable';
+  });
+  after(async () => {
+    for (const id of made) await backend?.delete(id).catch(() => {});
+    await backend?.close();
+    for (const c of ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'unified', '']) {
+      await rmdir(join('/sys/fs/cgroup', c, cgroupParent)).catch(() => {});
+    }
+    await fx?.cleanup();
+  });
+
+  const sandbox = async (id: string): Promise<void> => {
+    made.push(id);
+    const spec = await buildPauseSpec({ rootfs: fx.path, cgroupParent, cgroupName: id });
+    await backend.createContainer({ id, spec, pod: { podId: `pod-${id}`, role: 'sandbox' }, logPath: join(fx.dir, `${id}.log`) });
+  };
+  const subcommands = async (): Promise<string[]> =>
+    (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => l.split(' ').find((w) => /^(create|start|state|kill|delete|wait|events|ps|exec)$/.test(w)) ?? l);
+
+  it('a running sandbox: stopped and deleted without runsc state, nothing left', { timeout: 120_000 }, async (t) => {
+    if (unavailable) { t.skip(`gvisor unavailable: ${unavailable}`); return; }
+    const id = `gvrm-run-${suffix}`;
+    await sandbox(id);
+    await backend.start(id);
+    assert.equal((await backend.state(id)).status, 'running');
+    await writeFile(calls, '');
+    await backend.delete(id);
+    const used = await subcommands();
+    assert.ok(!used.includes('state'), `runsc calls on removal: ${used.join(', ')}`);
+    assert.deepEqual(used, ['kill', 'delete'], 'the pause asked to end, then the forced delete');
+    assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
+  });
+
+  it('a sandbox created and never started: deleted, nothing left', { timeout: 120_000 }, async (t) => {
+    if (unavailable) { t.skip(`gvisor unavailable: ${unavailable}`); return; }
+    const id = `gvrm-created-${suffix}`;
+    await sandbox(id);
+    assert.equal((await backend.state(id)).status, 'created');
+    await backend.delete(id);
+    assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
+    await assert.rejects(backend.state(id), 'the sandbox is gone');
+  });
+});
