@@ -1,6 +1,6 @@
 // Removing a gVisor pod sandbox with real runsc (through a wrapper that records each call): a
 // running sandbox is stopped and deleted without a `runsc state` round (a Go binary's start,
-// ~25 ms of every RemovePodSandbox), and a sandbox that was only created, never started, is still
+// ~25 ms of every RemovePodSandbox) and its gofer found among conmon's children, and a sandbox that was only created, never started, is still
 // deleted with nothing of it left.
 import assert from 'node:assert/strict';
 import { chmod, readFile, rmdir, writeFile } from 'node:fs/promises';
@@ -56,6 +56,11 @@ describe('gvisor: removing a pod sandbox', () => {
     await sandbox(id);
     await backend.start(id);
     assert.equal((await backend.state(id)).status, 'running');
+    // what removal relies on to find the gofer fast: it is a child of the pause's conmon
+    const conmon = (await readFile(join(fx.dir, 'run', 'containers', id, 'conmon.pid'), 'utf8')).trim();
+    const children = (await readFile(`/proc/${conmon}/task/${conmon}/children`, 'utf8')).split(' ').filter(Boolean);
+    const argvs = await Promise.all(children.map((c) => readFile(`/proc/${c}/cmdline`, 'utf8').catch(() => '')));
+    assert.ok(argvs.some((a) => a.startsWith('runsc-gofer\0') && a.includes(join(fx.dir, 'run', 'containers', id))), 'the sandbox\'s gofer is a child of its conmon');
     await writeFile(calls, '');
     await backend.delete(id);
     const used = await subcommands();
