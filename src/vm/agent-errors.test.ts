@@ -19,6 +19,14 @@ test('the guest agent\'s failure texts → class and reason', () => {
     ['too many sessions', 'ResourceExhausted', undefined],
     ['setuid 1000: Operation not permitted', 'PermissionDenied', undefined],
     ['mount overlay: Invalid argument', 'Internal', undefined],
+    ['join the pid namespace of container 3: it is not running', 'FailedPrecondition', 'BH_CONTAINER_NOT_RUNNING'],
+    ['join the ipc namespace of container 3: Invalid argument', 'Internal', undefined],
+    ['volume /data: the destination is a file, the volume a directory', 'InvalidArgument', undefined],
+    ['volume /data: etc: the path crosses a symlink or a non-directory in the image', 'InvalidArgument', undefined],
+    ["volume /data: not in the pod's share (3/0): No such file or directory", 'Internal', undefined],
+    ['volume: entry too long', 'Internal', undefined],
+    ['sysctl kernel.nope=1 in the guest: No such file or directory', 'InvalidArgument', undefined],
+    ['sysctl a..b: bad name', 'InvalidArgument', undefined],
     ['something new', 'Internal', undefined],
   ];
   for (const [text, code, reason] of table) {

@@ -27,8 +27,15 @@ export const AGENT_RULES: readonly AgentRule[] = [
   { match: /^start: already started$/, code: 'FailedPrecondition' },
   { match: /^too many sessions$/, code: 'ResourceExhausted' },
   { match: /^(setuid|setgid|setgroups|capset|drop capability|raise ambient capability|clear ambient capabilities|keepcaps|no_new_privs)(?=[\s:]|$)/, code: 'PermissionDenied' },
+  // PID TARGET / shared namespaces: the container to join has ended
+  { match: /^join the \w+ namespace of container \S+: it is not running$/, code: 'FailedPrecondition', reason: 'BH_CONTAINER_NOT_RUNNING', hint: 'the namespace target container must be running' },
+  // volumes: what the pod spec can fix (its mount destination in the image), then the host's own
+  { match: /^volume .*: the destination is a (file|directory), the volume a (file|directory)$|^volume .*: the path crosses a symlink or a non-directory in the image$/, code: 'InvalidArgument', hint: 'fix the mount\'s containerPath in the pod spec (or the image)' },
+  { match: /^volume(:| \S+:) /, code: 'Internal' },
+  // pod sysctls in the guest: a bad name, or one the guest kernel does not have
+  { match: /^sysctl \S+: (bad name|malformed)$|^sysctl \S+ in the guest: /, code: 'InvalidArgument', hint: 'fix or remove the sysctl in the pod spec (the microVM guest kernel must have it)' },
   // The host's own mistakes or the guest's trouble: nothing a request can fix.
-  { match: /^session \d+ exists$|^create: bad or missing slot$|^create: no block device with serial |^(mount|bind root|mount tmpfs|mount overlay|unshare|make \/ private|mount \/proc|mount \/sys|mount \/dev|mask|read-only|sethostname|chdir root|pivot_root|detach old root|chdir \/|join cgroup|enter .* namespace|dup2|seccomp|open pty|open pty slave|pipe|fork|kill|protocol violation)(?=[\s:]|$)/, code: 'Internal' },
+  { match: /^session \d+ exists$|^create: bad or missing slot$|^create: no block device with serial |^(mount|bind root|mount tmpfs|mount overlay|unshare|make \/ private|mount \/proc|mount \/sys|mount \/dev|mask|read-only|sethostname|chdir root|pivot_root|detach old root|chdir \/|join cgroup|enter .* namespace|join the \w+ namespace of container|dup2|seccomp|open pty|open pty slave|pipe|fork|kill|protocol violation)(?=[\s:]|$)/, code: 'Internal' },
 ];
 
 /** The agent's failure text for request `op` as an error to send on. */
