@@ -5,7 +5,7 @@ import { cgroupLayout, describeLayout } from '../cgroup/hierarchy.ts';
 import type { Command } from './command.ts';
 import { ensureDaemon } from './daemon.ts';
 import { run } from '../util/exec.ts';
-import { kindTools } from '../runtime/backends.ts';
+import { kataReadiness, kindTools } from '../runtime/backends.ts';
 import { table, writeJson } from './format.ts';
 import type { HandlerInfo } from '../api/cri-messages.ts';
 
@@ -45,6 +45,10 @@ export async function hostChecks(): Promise<Check[]> {
     const p = await which(bin);
     checks.push(p ? { name, ok: true, detail: `${p} ${await version(bin, ['ip', 'nft', 'mkfs.ext4'].includes(bin) ? ['-V'] : ['--version'])}`.trim() } : { name, ok: false, detail: 'not found', fix });
   }
+  const kata = kataReadiness();
+  checks.push(kata.length === 0
+    ? { name: 'kata', ok: true, detail: 'containerd-shim-kata-v2, a usable /dev/kvm and a Kata configuration are present (handler backend = "kata")' }
+    : { name: 'kata', ok: false, detail: `the optional kata handler cannot run: missing ${kata.join('; ')}`, fix: 'install Kata Containers on a host with KVM, see docs/kata.md' });
   try {
     await access('/usr/lib/cni/bridge', constants.X_OK);
     checks.push({ name: 'cni plugins', ok: true, detail: '/usr/lib/cni (bridge, host-local, portmap, ...)' });

@@ -11,6 +11,7 @@ import { GvisorBackend } from './gvisor/gvisor-backend.ts';
 import { RuncBackend } from './runc/runc-backend.ts';
 import { MicrovmBackend } from './microvm/microvm-backend.ts';
 import { StrictBackend } from './strict/strict-backend.ts';
+import { kataHostChecks, kataMissing, ShimV2Backend } from './shimv2/shimv2-backend.ts';
 
 interface BackendKind {
   /** The isolation class of the kind's backends (what the policy reasons about without a node). */
@@ -33,6 +34,17 @@ const KINDS: Readonly<Record<string, BackendKind>> = {
   'strict-learn': { isolation: 'process', create: (o) => new StrictBackend(o, 'learn'), configured: true },
   gvisor: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o), configured: true, catalog: true, tool: { name: 'runsc', bin: 'runsc', install: 'apt-get install runsc (gVisor)' } },
   runsc: { isolation: 'user-kernel', create: (o) => new GvisorBackend(o) },
+  // containerd shim v2 (./shimv2/): any shim a handler names (`binary = "io.containerd.x.v2"` or a
+  // path) is ranked 'process', the weakest class, whatever it claims; the shims Bulkhead knows have
+  // their own kinds with their isolation
+  shimv2: { isolation: 'process', create: (o) => new ShimV2Backend(o, { name: 'shimv2', isolation: 'process', defaultShim: 'io.containerd.runc.v2', hosted: false }) },
+  'runc-shim': {
+    isolation: 'process', create: (o) => new ShimV2Backend(o, { name: 'runc-shim', isolation: 'process', defaultShim: 'io.containerd.runc.v2', hosted: false }),
+    configured: true, tool: { name: 'containerd-shim-runc-v2', bin: 'containerd-shim-runc-v2', install: 'apt-get install containerd' },
+  },
+  kata: {
+    isolation: 'vm', create: (o) => new ShimV2Backend(o, { name: 'kata', isolation: 'vm', defaultShim: 'io.containerd.kata.v2', hosted: true, hostChecks: kataHostChecks }),
+  },
   microvm: { isolation: 'vm', create: (o) => new MicrovmBackend(o), configured: true, catalog: true, tool: { name: 'qemu', bin: 'qemu-system-x86_64', install: 'apt-get install qemu-system-x86' } },
 };
 
@@ -65,4 +77,9 @@ export function kindTools(): { name: string; bin: string; install: string }[] {
   const out: { name: string; bin: string; install: string }[] = [];
   for (const k of Object.values(KINDS)) if (k.tool && !out.some((t) => t.bin === k.tool!.bin)) out.push(k.tool);
   return out;
+}
+
+/** What the `kata` kind lacks here (empty = ready), for `bulkhead doctor`. */
+export function kataReadiness(): string[] {
+  return kataMissing();
 }

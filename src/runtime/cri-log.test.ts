@@ -104,6 +104,16 @@ describe('CRI log writer', () => {
     assert.deepEqual((await readAll(p)).map((l) => [l.stream, l.content]), [['stdout', 'abcdef\n'], ['stderr', 'err-line\n'], ['stdout', 'ghi\n']]);
   });
 
+  it('endStream with partial: the unterminated last line is a P record (as conmon writes it)', async () => {
+    const p = file();
+    const w = await CriLogWriter.open(p);
+    await w.write('stdout', 'one\ntail');
+    await w.endStream('stdout', { partial: true });
+    await w.endStream('stderr', { partial: true });
+    await w.close();
+    assert.deepEqual((await records(p)).map(([s, t, c]) => [s, t, c.toString()]), [['stdout', 'F', 'one'], ['stdout', 'P', 'tail']]);
+  });
+
   it('pipeFrom copies Node streams; a character split between two chunks stays whole', async () => {
     const p = file();
     const w = await CriLogWriter.open(p);

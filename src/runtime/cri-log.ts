@@ -114,13 +114,17 @@ export class CriLogWriter {
     return records.length ? this.#enqueue(() => this.#writeRecords(records)) : this.#queue;
   }
 
-  /** The stream ended: what it left without a newline is written as a full line. */
-  endStream(stream: CriLogStream): Promise<void> {
+  /**
+   * The stream ended: what it left without a newline is written as a full line, or with
+   * `partial` as a P record (as conmon marks a container's unterminated last line).
+   */
+  endStream(stream: CriLogStream, opts: { partial?: boolean } = {}): Promise<void> {
     const rest = this.#pending[stream];
     this.#pending[stream] = Buffer.alloc(0);
     if (rest.length === 0 || this.#closed) return this.#queue;
     const records: Buffer[] = [];
-    this.#line(records, stream, rest);
+    if (opts.partial) records.push(this.#record(stream, 'P', rest));
+    else this.#line(records, stream, rest);
     return this.#enqueue(() => this.#writeRecords(records));
   }
 

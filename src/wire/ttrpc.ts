@@ -100,12 +100,14 @@ export class TtrpcFrameReader {
   }
 }
 
-interface Pending { resolve: (b: Buffer) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+interface Pending { resolve: (b: Buffer) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; background: boolean }
 
 export interface TtrpcCallOptions {
   /** Deadline in ms (sent to the peer as timeout_nano as well). Default 30 000. */
   timeoutMs?: number;
   metadata?: Record<string, string>;
+  /** The call does not keep the process alive (a long Wait a daemon keeps open in the background). */
+  background?: boolean;
 }
 
 export class TtrpcClient {
@@ -138,8 +140,9 @@ export class TtrpcClient {
         this.#unrefIfIdle();
         reject(new TtrpcCallError(GrpcStatus.DEADLINE_EXCEEDED, `${service}/${method} on ${this.path} did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
-      sock.ref();
+      if (opts.background) timer.unref();
+      this.#pending.set(id, { resolve, reject, timer, background: opts.background === true });
+      this.#unrefIfIdle();
       sock.write(frame);
     });
   }
@@ -212,8 +215,10 @@ export class TtrpcClient {
     else p.resolve(res.payload as Buffer);
   }
 
+  /** The socket keeps the process alive while a foreground call is in flight. */
   #unrefIfIdle(): void {
-    if (this.#pending.size === 0) this.#sock?.unref();
+    if ([...this.#pending.values()].some((p) => !p.background)) this.#sock?.ref();
+    else this.#sock?.unref();
   }
 
   #drop(err: Error): void {

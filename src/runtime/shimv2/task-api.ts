@@ -144,7 +144,7 @@ export interface ConnectResponse { shimPid: number; taskPid: number; version: st
 export const OCI_PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
 
 /** Options of a call: its deadline. */
-export interface TaskCallOptions { timeoutMs?: number }
+export interface TaskCallOptions { timeoutMs?: number; background?: boolean }
 
 /** The Task service of one shim, over its ttrpc socket. Method errors are TtrpcCallErrors. */
 export class TaskClient {
