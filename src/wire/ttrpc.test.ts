@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  TTRPC_MAX_MESSAGE, TTRPC_TYPE_REQUEST, TTRPC_TYPE_RESPONSE, TtrpcCallError, TtrpcClient, TtrpcFrameReader,
+  TTRPC_MAX_MESSAGE, TTRPC_TYPE_REQUEST, TTRPC_TYPE_RESPONSE, TtrpcCallError, TtrpcClient, TtrpcFrameReader, TtrpcServer,
   ttrpcEnvelope, ttrpcFrame,
 } from './ttrpc.ts';
 import { GrpcStatus } from './grpc-status.ts';
@@ -134,4 +134,19 @@ test('a request over 4 MiB is refused locally', async () => {
   const c = new TtrpcClient(socket);
   await assert.rejects(c.call('s', 'Echo', Buffer.alloc(TTRPC_MAX_MESSAGE + 1)), (e: unknown) => e instanceof TtrpcCallError && e.code === GrpcStatus.RESOURCE_EXHAUSTED);
   c.close();
+});
+
+test('TtrpcServer answers registered methods, UNIMPLEMENTED for others, a handler\'s TtrpcCallError as its status', async () => {
+  const srv = new TtrpcServer({
+    'ev.Events/Forward': (p) => Buffer.concat([Buffer.from('got:'), p]),
+    'ev.Events/Refuse': () => { throw new TtrpcCallError(GrpcStatus.PERMISSION_DENIED, 'no'); },
+  });
+  const path = join(dir, 'srv.sock');
+  await srv.listen(path);
+  const c = new TtrpcClient(path);
+  assert.equal((await c.call('ev.Events', 'Forward', Buffer.from('x'))).toString(), 'got:x');
+  await assert.rejects(c.call('ev.Events', 'Other', Buffer.alloc(0)), (e: unknown) => e instanceof TtrpcCallError && e.code === GrpcStatus.UNIMPLEMENTED);
+  await assert.rejects(c.call('ev.Events', 'Refuse', Buffer.alloc(0)), (e: unknown) => e instanceof TtrpcCallError && e.code === GrpcStatus.PERMISSION_DENIED && e.details === 'no');
+  c.close();
+  await srv.close();
 });

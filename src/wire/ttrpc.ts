@@ -17,7 +17,8 @@
  * ends the connection now (calls in flight fail). Every call has a deadline (default 30 s): past it
  * the call fails with DEADLINE_EXCEEDED and its late response is dropped.
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { rm } from 'node:fs/promises';
+import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { Codec } from './proto-codec.ts';
 import { Schema, type MessageType } from './proto-schema.ts';
 import { GrpcStatus, statusName } from './grpc-status.ts';
@@ -228,5 +229,69 @@ export class TtrpcClient {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) { clearTimeout(p.timer); p.reject(err); }
+  }
+}
+
+/** A unary handler: the request payload in, the response payload out; a TtrpcCallError sets the status. */
+export type TtrpcHandler = (payload: Buffer) => Promise<Uint8Array> | Uint8Array;
+
+/**
+ * A ttrpc server on a unix socket for unary calls (what a shim calls back: the events service).
+ * `handlers` is keyed `<service>/<method>`; anything else is answered UNIMPLEMENTED. A connection
+ * sending a frame over the limit, or something that is not a request, is closed.
+ */
+export class TtrpcServer {
+  readonly #handlers: Map<string, TtrpcHandler>;
+  readonly #server: import('node:net').Server;
+  readonly #conns = new Set<Socket>();
+
+  constructor(handlers: Record<string, TtrpcHandler>) {
+    this.#handlers = new Map(Object.entries(handlers));
+    this.#server = createServer((sock) => this.#serve(sock));
+  }
+
+  /** Listens on `path` (a stale socket file there is replaced). The server does not keep the process alive. */
+  async listen(path: string): Promise<void> {
+    await rm(path, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(path, () => { this.#server.off('error', reject); resolve(); });
+    });
+    this.#server.unref();
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#conns) c.destroy();
+    await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+
+  #serve(sock: Socket): void {
+    this.#conns.add(sock);
+    sock.unref();
+    sock.on('close', () => this.#conns.delete(sock));
+    sock.on('error', () => {});
+    const reader = new TtrpcFrameReader();
+    sock.on('data', (chunk: Buffer) => {
+      let frames: TtrpcFrame[];
+      try { frames = reader.push(chunk); } catch { sock.destroy(); return; }
+      for (const f of frames) {
+        if (f.type !== TTRPC_TYPE_REQUEST) { sock.destroy(); return; }
+        void this.#answer(sock, f);
+      }
+    });
+  }
+
+  async #answer(sock: Socket, f: TtrpcFrame): Promise<void> {
+    let status: { code: number; message: string } | null = null;
+    let payload: Uint8Array = Buffer.alloc(0);
+    try {
+      const req = CODEC.decode(REQUEST, f.payload);
+      const h = this.#handlers.get(`${String(req.service)}/${String(req.method)}`);
+      if (!h) status = { code: GrpcStatus.UNIMPLEMENTED, message: `${String(req.service)}/${String(req.method)} is not served here` };
+      else payload = await h(req.payload as Buffer);
+    } catch (err) {
+      status = err instanceof TtrpcCallError ? { code: err.code, message: err.details } : { code: GrpcStatus.INTERNAL, message: (err as Error).message };
+    }
+    if (!sock.destroyed) sock.write(ttrpcFrame(f.streamId, TTRPC_TYPE_RESPONSE, CODEC.encode(RESPONSE, { status, payload: Buffer.from(payload) })));
   }
 }

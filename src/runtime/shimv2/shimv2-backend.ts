@@ -40,10 +40,10 @@ import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
 import type { PodSandbox } from '../sandbox/pod-sandbox.ts';
 import { CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION } from '../conmon-backend.ts';
-import { TtrpcCallError } from '../../wire/ttrpc.ts';
+import { TtrpcCallError, TtrpcServer } from '../../wire/ttrpc.ts';
 import { GrpcStatus } from '../../wire/grpc-status.ts';
 import { openFifo, shimDelete, startShim, type ShimStartOptions } from './shim-process.ts';
-import { OCI_PROCESS_TYPE_URL, TaskClient, type StateResponse } from './task-api.ts';
+import { decodeForward, EVENTS_FORWARD, OCI_PROCESS_TYPE_URL, TaskClient, type StateResponse } from './task-api.ts';
 
 /** The containerd namespace Bulkhead's shims run in (their runtime state is keyed by it). */
 export const SHIM_NAMESPACE = 'bulkhead';
@@ -121,6 +121,7 @@ export class ShimV2Backend implements Backend {
   readonly #log: Logger;
   readonly #live = new Map<string, Live>();
   #probed: ProbeResult | undefined;
+  #events: Promise<TtrpcServer | null> | null = null;
 
   constructor(opts: BackendOptions, flavor: ShimV2Flavor) {
     this.#opts = opts;
@@ -161,6 +162,35 @@ export class ShimV2Backend implements Backend {
     return join(this.#opts.runDir, id);
   }
 
+  /**
+   * Serves the events address the shims are given (runDir/bulkhead.sock.ttrpc): a shim whose
+   * events nobody takes retries each for ~15 s before it can exit after Shutdown. Exits are
+   * still read from Wait; events are logged. A second instance on the same runDir takes over the
+   * socket (the shims keep the path they were started with).
+   */
+  #serveEvents(): Promise<TtrpcServer | null> {
+    this.#events ??= (async () => {
+      mkdirSync(this.#opts.runDir, { recursive: true, mode: 0o700 });
+      const srv = new TtrpcServer({
+        [EVENTS_FORWARD]: (payload) => {
+          try {
+            const ev = decodeForward(payload);
+            this.#log.debug?.('shim event', { topic: ev.topic, ...(ev.taskExit ? { container: ev.taskExit.containerId, exitStatus: ev.taskExit.exitStatus } : {}) });
+          } catch { /* an event we cannot read is still taken */ }
+          return Buffer.alloc(0);
+        },
+      });
+      try {
+        await srv.listen(join(this.#opts.runDir, 'bulkhead.sock.ttrpc'));
+        return srv;
+      } catch (err) {
+        this.#log.warn?.('shim events socket not served; shims linger ~15 s after Shutdown', { error: (err as Error).message });
+        return null;
+      }
+    })();
+    return this.#events;
+  }
+
   #startOpts(id: string, bundle: string): ShimStartOptions {
     const bin = resolveShim(this.#shimSpec);
     if (!bin) throw new UnavailableError(`${this.name}: shim ${shimBinaryName(this.#shimSpec)} is not installed; run bulkhead doctor`);
@@ -191,6 +221,7 @@ export class ShimV2Backend implements Backend {
     }
     if (spec.process) spec.process.terminal = false;
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+    await this.#serveEvents();
     const so = this.#startOpts(opts.id, bundle);
     let address: string;
     try {
@@ -255,6 +286,7 @@ export class ShimV2Backend implements Backend {
     if (rec.id !== id || typeof rec.address !== 'string' || !isAbsolute(rec.address)) throw new NotFoundError(`container ${id}: its record in ${this.name} is damaged; remove it`);
     const live: Live = { rec, task: new TaskClient(rec.address), log: null, fifos: [], exited: null };
     this.#live.set(id, live);
+    await this.#serveEvents();
     // reconnect after a restart: if the task still runs, read its output again
     const st = await live.task.state(id, '', { timeoutMs: 10_000 }).catch(() => null);
     if (st && (st.status === 'RUNNING' || st.status === 'CREATED')) await this.#attachLog(live, dir);
@@ -479,6 +511,9 @@ export class ShimV2Backend implements Backend {
   }
 
   async close(): Promise<void> {
+    const ev = await this.#events;
+    this.#events = null;
+    await ev?.close();
     for (const l of this.#live.values()) {
       for (const f of l.fifos) f.destroy();
       await l.log?.close().catch(() => {});

@@ -44,6 +44,24 @@ const DESCRIPTOR = {
             },
           },
         },
+        services: {
+          nested: {
+            events: {
+              nested: {
+                ttrpc: {
+                  nested: {
+                    v1: {
+                      nested: {
+                        Envelope: { fields: { timestamp: m('.google.protobuf.Timestamp', 1), namespace: s(2), topic: s(3), event: m('.google.protobuf.Any', 4) } },
+                        ForwardRequest: { fields: { envelope: m('Envelope', 1) } },
+                      },
+                    },
+                  },
+                },
+              },
+            },
+          },
+        },
         events: {
           nested: {
             TaskExit: { fields: { containerId: s(1), id: s(2), pid: u32(3), exitStatus: u32(4), exitedAt: m('.google.protobuf.Timestamp', 5) } },
@@ -120,6 +138,21 @@ const DESCRIPTOR = {
 export const TASK_SCHEMA = new Schema(DESCRIPTOR);
 export const TASK_CODEC = new Codec(TASK_SCHEMA);
 export const TASK_SERVICE = 'containerd.task.v2.Task';
+/** The events service a shim forwards its events to (at TTRPC_ADDRESS). */
+export const EVENTS_FORWARD = 'containerd.services.events.ttrpc.v1.Events/Forward';
+
+export interface ShimEvent { topic: string; namespace: string; typeUrl: string; taskExit: { containerId: string; id: string; pid: number; exitStatus: number } | null }
+
+/** Decodes a Forward request's envelope; a TaskExit event is decoded too. */
+export function decodeForward(payload: Buffer): ShimEvent {
+  const req = TASK_CODEC.decode(TASK_SCHEMA.message('containerd.services.events.ttrpc.v1.ForwardRequest'), payload);
+  const env = req.envelope as { topic: string; namespace: string; event: Any | null } | null;
+  const typeUrl = env?.event?.typeUrl ?? '';
+  const taskExit = typeUrl.endsWith('containerd.events.TaskExit') && env?.event
+    ? TASK_CODEC.decode(TASK_SCHEMA.message('containerd.events.TaskExit'), env.event.value) as unknown as ShimEvent['taskExit']
+    : null;
+  return { topic: env?.topic ?? '', namespace: env?.namespace ?? '', typeUrl, taskExit };
+}
 const SERVICE = TASK_SCHEMA.service(TASK_SERVICE);
 
 export type TaskStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING';
