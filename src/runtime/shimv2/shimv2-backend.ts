@@ -316,8 +316,21 @@ export class ShimV2Backend implements Backend {
     return out;
   }
 
-  #unknown(id: string, err: unknown): ContainerState {
-    return { id, status: 'unknown', pid: 0, exitUnknownReason: `the shim of ${id} is gone (${(err as Error).message}); the container's state is unknown` };
+  /**
+   * The state of a container whose shim does not answer. A shim process still alive is 'unknown'
+   * (it may be busy); a dead one is 'stopped' with the reason and no exit code, as a container
+   * whose conmon died: the engine records the exit, and delete cleans up with the shim's own
+   * `delete` command.
+   */
+  #unknown(live: Live, err: unknown): ContainerState {
+    const id = live.rec.id;
+    const pid = live.rec.shimPid;
+    let alive = false;
+    if (pid) { try { process.kill(pid, 0); alive = true; } catch { /* gone */ } }
+    const why = `the shim of ${id} is gone (${(err as Error).message})`;
+    return alive
+      ? { id, status: 'unknown', pid: 0, exitUnknownReason: `the shim of ${id} (pid ${pid}) does not answer` }
+      : { id, status: 'stopped', pid: 0, exitUnknownReason: why };
   }
 
   async start(id: string): Promise<void> {
@@ -337,7 +350,7 @@ export class ShimV2Backend implements Backend {
         return st;
       } catch (err) {
         await this.#detachLog(live);
-        if (gone(err)) return this.#unknown(id, err);
+        if (gone(err)) return this.#unknown(live, err);
         throw err;
       }
     })();
@@ -350,7 +363,7 @@ export class ShimV2Backend implements Backend {
       const st = await live.task.state(id, '', { timeoutMs: 10_000 });
       return st.status === 'STOPPED' ? await this.#stopped(live, st) : this.#toState(id, st, live.rec);
     } catch (err) {
-      if (gone(err)) return this.#unknown(id, err);
+      if (gone(err)) return this.#unknown(live, err);
       if (notFound(err)) throw new NotFoundError(`container ${id} not found in its shim`);
       throw err;
     }
@@ -389,7 +402,7 @@ export class ShimV2Backend implements Backend {
     }
     const dir = this.#dir(id);
     const st = await this.state(id).catch(() => null);
-    if (st && st.status === 'unknown') {
+    if (st && st.exitUnknownReason !== undefined) {
       // the shim is gone: its own cleanup command removes the task (runc delete --force)
       await shimDelete(this.#startOpts(id, dir));
     } else if (st) {
