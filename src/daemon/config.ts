@@ -188,12 +188,18 @@ export function parseConfig(text: string, paths: Paths): Config {
     if (hs) {
       for (const name of Object.keys(hs)) {
         const h = table(hs, name, 'runtime.handlers')!;
-        onlyKeys(h, ['backend', 'binary', 'runtime_args'], `runtime.handlers.${name}`);
+        onlyKeys(h, ['backend', 'binary', 'runtime_type', 'runtime_args'], `runtime.handlers.${name}`);
         const backend = str(h, 'backend', `runtime.handlers.${name}`);
         if (!backend) throw new InvalidArgumentError(`config: runtime.handlers.${name}.backend is required`);
         const hc: HandlerConfig = { backend };
         const bin = str(h, 'binary', `runtime.handlers.${name}`);
         if (bin !== undefined) hc.binary = bin;
+        // a containerd shim v2 handler may name its shim as containerd does (`io.containerd.kata.v2`)
+        const rtType = str(h, 'runtime_type', `runtime.handlers.${name}`);
+        if (rtType !== undefined) {
+          if (bin !== undefined) throw new InvalidArgumentError(`config: runtime.handlers.${name} has both binary and runtime_type; keep one`);
+          hc.binary = rtType;
+        }
         const ra = strList(h, 'runtime_args', `runtime.handlers.${name}`);
         if (ra !== undefined) hc.runtimeArgs = ra;
         cfg.runtime.handlers[name] = hc;

@@ -19,7 +19,7 @@
  * Not yet: attach, interactive exec (terminal), terminal resize (the conformance suite lists
  * them as skipped for this kind).
  */
-import { accessSync, constants, existsSync, mkdirSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import type { Socket } from 'node:net';
@@ -109,7 +109,7 @@ export interface ShimV2Flavor {
   /** The pod is hosted by the sandbox's shim (a VM), not joined by namespaces. */
   hosted: boolean;
   /** What else the host needs (Kata: /dev/kvm, its configuration). Returns what is missing. */
-  hostChecks?: () => string[];
+  hostChecks?: (root?: string) => string[];
 }
 
 export class ShimV2Backend implements Backend {
@@ -150,7 +150,7 @@ export class ShimV2Backend implements Backend {
     } catch (err) {
       missing.push((err as Error).message);
     }
-    missing.push(...(this.#flavor.hostChecks?.() ?? []));
+    missing.push(...(this.#flavor.hostChecks?.(this.#opts.root) ?? []));
     this.#probed = missing.length > 0
       ? { available: false, reason: `${this.name} needs: ${missing.join('; ')}`, details: { shim: this.#shimSpec } }
       : { available: true, details: { shim: bin! } };
@@ -537,12 +537,17 @@ export class ShimV2Backend implements Backend {
 }
 
 /** Kata's host needs, named exactly (the probe and `bulkhead doctor` print them). */
-export function kataHostChecks(): string[] {
+export function kataHostChecks(root = '/var/lib/bulkhead'): string[] {
   const missing: string[] = [];
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-  } catch {
-    missing.push('/dev/kvm (readable and writable: KVM, so guests run; this host may be a VM without nested virtualisation)');
+    // /dev/kvm may exist and still not run guests: the microvm handler's boot probe knows
+    const accel = JSON.parse(readFileSync(join(root, 'vm', 'accel.json'), 'utf8')) as { accel?: unknown; reason?: unknown };
+    if (accel.accel === 'tcg') missing.push(`a /dev/kvm that runs guests (the microvm probe found: ${String(accel.reason).slice(0, 200)})`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !existsSync('/dev/kvm')) {
+      missing.push('/dev/kvm (readable and writable: KVM, so guests run; this host may be a VM without nested virtualisation)');
+    }
   }
   const configs = ['/etc/kata-containers/configuration.toml', '/usr/share/defaults/kata-containers/configuration.toml', '/opt/kata/share/defaults/kata-containers/configuration.toml'];
   if (!configs.some((c) => existsSync(c))) missing.push(`a Kata configuration file (one of ${configs.join(', ')})`);

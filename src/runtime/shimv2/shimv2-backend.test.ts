@@ -1,0 +1,46 @@
+// Naming a shim (runtime_type → binary), and what the kata handler's probe says on a host without
+// Kata (this one: no containerd-shim-kata-v2, no usable /dev/kvm, no Kata configuration).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveShim, shimBinaryName } from './shimv2-backend.ts';
+import { createBackend } from '../backends.ts';
+import { parseConfig } from '../../daemon/config.ts';
+import { defaultPaths } from '../../daemon/paths.ts';
+import { silentLogger } from '../../util/log.ts';
+
+test('a runtime type names its shim as containerd does; paths and shim names stay; anything else is refused', () => {
+  assert.equal(shimBinaryName('io.containerd.runc.v2'), 'containerd-shim-runc-v2');
+  assert.equal(shimBinaryName('io.containerd.kata.v2'), 'containerd-shim-kata-v2');
+  assert.equal(shimBinaryName('io.containerd.runsc.v1'), 'containerd-shim-runsc-v1');
+  assert.equal(shimBinaryName('/opt/kata/bin/containerd-shim-kata-v2'), '/opt/kata/bin/containerd-shim-kata-v2');
+  assert.equal(shimBinaryName('containerd-shim-runc-v2'), 'containerd-shim-runc-v2');
+  for (const bad of ['../../bin/sh', 'io.containerd.runc', 'sh', 'io.containerd.a/b.v2', '']) assert.throws(() => shimBinaryName(bad), { code: 'InvalidArgument' }, bad);
+  assert.equal(resolveShim('io.containerd.runc.v2'), '/usr/bin/containerd-shim-runc-v2');
+});
+
+test('config: a handler names its shim with runtime_type (or binary), not both', () => {
+  const cfg = parseConfig('[runtime.handlers.kata]\nbackend = "kata"\nruntime_type = "io.containerd.kata.v2"\n', defaultPaths({}));
+  assert.deepEqual(cfg.runtime.handlers.kata, { backend: 'kata', binary: 'io.containerd.kata.v2' });
+  assert.throws(() => parseConfig('[runtime.handlers.k]\nbackend = "shimv2"\nbinary = "/x"\nruntime_type = "io.containerd.kata.v2"\n', defaultPaths({})), /both binary and runtime_type/);
+});
+
+test('the kata probe names exactly what is missing here', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bh-kata-'));
+  try {
+    const b = createBackend('kata', { runDir: join(dir, 'run'), logger: silentLogger })!;
+    assert.equal(b.isolation, 'vm');
+    assert.equal(b.podSandbox.kind, 'sandbox-hosted');
+    const p = await b.probe();
+    assert.equal(p.available, false);
+    assert.match(p.reason!, /containerd-shim-kata-v2 \(not found/);
+    assert.match(p.reason!, /Kata configuration file/);
+    // this host has no KVM a guest can use (TCG only); where it has, the probe does not name it
+    assert.match(p.reason!, /\/dev\/kvm/);
+    await assert.rejects(b.createContainer({ id: 'x', spec: {} as never, pod: { podId: 'p', role: 'sandbox' }, logPath: join(dir, 'x.log') }), { code: 'Unavailable' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
