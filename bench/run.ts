@@ -7,7 +7,7 @@
 //             types, the same image loaded into podman's own storage (offline, `podman load`)
 // Variants run interleaved (one of each per round) so drift on a shared machine hits all alike.
 //
-//   node bench/run.ts [--reps 10] [--skip podman,bulkhead,gvisor] [--profile]
+//   node bench/run.ts [--reps 10] [--skip podman,bulkhead,gvisor,runc-shim] [--profile]
 //
 // --profile adds a timestamped breakdown of one `bulkhead run` (CLI start-up, daemon-side spans
 // from the daemon log when it has them) and of the runtime layer's steps.
@@ -171,8 +171,10 @@ if (!skip.has('bulkhead')) {
   const archive = join(work, 'demo.tar');
   await writeBusyboxArchive(archive, IMAGE);
   await must(BULKHEAD, bh(['load', '-i', archive]));
-  for (const [handler, runtime] of [['runc', 'runc'], ['gvisor', 'runsc']] as const) {
+  // runc-shim: runc under containerd-shim-runc-v2 (src/runtime/shimv2/) next to runc under conmon
+  for (const [handler, runtime] of [['runc', 'runc'], ['runc-shim', 'runc'], ['gvisor', 'runsc']] as const) {
     if (runtime === 'runsc' && skip.has('gvisor')) continue;
+    if (handler === 'runc-shim' && skip.has('runc-shim')) continue;
     const label = `bulkhead run ${handler}`;
     variants.push({
       name: label, group: 'bulkhead', runtime, once: async () => {
@@ -237,6 +239,9 @@ try {
     const r = (a: number[] | undefined, d: number | undefined): string => (a?.length && d ? `${(median(a) / d).toFixed(2)}x` : '-');
     console.log(`${rt.padEnd(6)} bulkhead/podman ${r(b, p?.length ? median(p) : undefined)}   bulkhead/floor ${r(b, f)}   layer/floor ${r(l, f)}   layer/podman ${r(l, p?.length ? median(p) : undefined)}`);
   }
+  const shim = timings.get('bulkhead run runc-shim');
+  const conmonRunc = timings.get('bulkhead run runc');
+  if (shim?.length && conmonRunc?.length) console.log(`runc under the containerd shim / under conmon: ${(median(shim) / median(conmonRunc)).toFixed(2)}x`);
   console.log('\nruntime layer steps (median ms)');
   for (const [k, t] of layerSteps) console.log(`  ${k.padEnd(52)}${median(t).toFixed(1).padStart(8)}`);
 
