@@ -3,8 +3,4 @@
 import { createBackend } from '../../src/runtime/backends.ts';
 import { backendSuite } from './backend-suite.ts';
 
-const NOT_YET = 'attach/terminals through a shim are not wired yet (#15)';
-backendSuite('runc-shim', (o) => createBackend('runc-shim', o)!, {
-  kind: 'runc-shim',
-  skip: { 'stdin-attach': NOT_YET, 'exec-tty': NOT_YET, 'attach-output': NOT_YET },
-});
+backendSuite('runc-shim', (o) => createBackend('runc-shim', o)!, { kind: 'runc-shim' });

@@ -71,12 +71,12 @@ export function parseShimAddress(out: string): string {
  * socket-like stream (libuv polls it; no thread-pool thread waits on it). `unref` it to let the
  * process exit while it is open.
  */
-export async function openFifo(path: string): Promise<Socket> {
+export async function openFifo(path: string, side: 'read' | 'write' = 'read'): Promise<Socket> {
   const st = await stat(path).catch(() => null);
   if (!st) await runChecked('mkfifo', ['-m', '0600', path], { timeoutMs: 10_000 });
   else if (!st.isFIFO()) throw new FailedPreconditionError(`${path} exists and is not a FIFO: remove it`);
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOFOLLOW);
-  return new Socket({ fd, readable: true, writable: false });
+  return new Socket({ fd, readable: side === 'read', writable: side === 'write' });
 }
 
 /** Drains the bundle's `log` FIFO into `shim.log`, keeping at most SHIM_LOG_LIMIT bytes. */

@@ -23,6 +23,7 @@ import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import type { Socket } from 'node:net';
+import { PassThrough, Writable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import {
   DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, UnimplementedError,
@@ -70,7 +71,7 @@ export function resolveShim(runtimeType: string): string | null {
 
 interface Record_ {
   id: string; podId: string; role: 'sandbox' | 'container'; sandboxId: string;
-  address: string; logPath: string; createdAt: string; shimPid?: number;
+  address: string; logPath: string; createdAt: string; shimPid?: number; stdin?: boolean; stdinOnce?: boolean;
 }
 
 interface Live {
@@ -80,6 +81,13 @@ interface Live {
   fifos: Socket[];
   /** The Wait call in flight, resolved with the final state. */
   exited: Promise<ContainerState> | null;
+  /** Attached clients: each gets the container's output as it is logged. */
+  listeners: Set<(s: 'stdout' | 'stderr', c: Buffer) => void>;
+}
+
+interface ExecSession {
+  live: Live; execId: string; paths: { stdin: string; stdout: string; stderr: string };
+  out: Socket; err: Socket | null; stdin: Socket | null; waiting: Promise<number>; cleanup: () => Promise<void>;
 }
 
 function signalNumber(s: NodeJS.Signals | number): number {
@@ -215,10 +223,8 @@ export class ShimV2Backend implements Backend {
       [CONTAINER_TYPE_ANNOTATION]: opts.pod.role === 'sandbox' ? 'sandbox' : 'container',
       [SANDBOX_ID_ANNOTATION]: sandboxId,
     };
-    if (opts.tty || opts.stdin) {
-      // attach and terminals are not wired through shims yet: refuse rather than half-work
-      if (opts.tty) throw new UnimplementedError(`${this.name}: containers with a terminal are not supported yet (#15)`);
-    }
+    // a container's own terminal is not wired through shims yet: refuse rather than half-work
+    if (opts.tty) throw new UnimplementedError(`${this.name}: containers with a terminal are not supported yet (#15)`);
     if (spec.process) spec.process.terminal = false;
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
     await this.#serveEvents();
@@ -230,17 +236,28 @@ export class ShimV2Backend implements Backend {
       await rm(bundle, { recursive: true, force: true });
       throw err;
     }
-    const rec: Record_ = { id: opts.id, podId: opts.pod.podId, role: opts.pod.role, sandboxId, address, logPath: opts.logPath, createdAt: new Date().toISOString() };
+    const rec: Record_ = {
+      id: opts.id, podId: opts.pod.podId, role: opts.pod.role, sandboxId, address, logPath: opts.logPath, createdAt: new Date().toISOString(),
+      ...(opts.stdin ? { stdin: true, stdinOnce: opts.stdinOnce === true } : {}),
+    };
     const probeClient = new TaskClient(address);
     try {
       rec.shimPid = (await probeClient.connect(opts.id, { timeoutMs: 10_000 })).shimPid;
     } catch { /* reported as unknown below if it is really gone */ } finally { probeClient.close(); }
     await writeFile(join(bundle, 'record.json'), JSON.stringify(rec), { mode: 0o600 });
-    const live: Live = { rec, task: new TaskClient(address), log: null, fifos: [], exited: null };
+    const live: Live = { rec, task: new TaskClient(address), log: null, fifos: [], exited: null, listeners: new Set() };
     this.#live.set(opts.id, live);
     await this.#attachLog(live, bundle);
     try {
-      const r = await live.task.create({ id: opts.id, bundle, stdout: join(bundle, 'stdout'), stderr: join(bundle, 'stderr') }, { timeoutMs: 60_000 });
+      let stdinPath: string | undefined;
+      if (opts.stdin) {
+        // held open by us so the shim's open does not block; attach writes through its own handle
+        stdinPath = join(bundle, 'stdin');
+        const keep = await openFifo(stdinPath);
+        keep.unref();
+        live.fifos.push(keep);
+      }
+      const r = await live.task.create({ id: opts.id, bundle, stdout: join(bundle, 'stdout'), stderr: join(bundle, 'stderr'), ...(stdinPath ? { stdin: stdinPath } : {}) }, { timeoutMs: 60_000 });
       return { pid: r.pid };
     } catch (err) {
       await this.delete(opts.id).catch(() => {});
@@ -255,7 +272,12 @@ export class ShimV2Backend implements Backend {
       const f = await openFifo(join(bundle, s));
       f.unref();
       live.fifos.push(f);
-      void live.log.pipeFrom(f, s).catch(() => {});
+      const log = live.log;
+      f.on('data', (c: Buffer) => {
+        void log.write(s, c);
+        for (const l of live.listeners) l(s, c);
+      });
+      f.on('error', () => {});
     }
   }
 
@@ -284,7 +306,7 @@ export class ShimV2Backend implements Backend {
       throw new NotFoundError(`container ${id} not found in ${this.name}`);
     }
     if (rec.id !== id || typeof rec.address !== 'string' || !isAbsolute(rec.address)) throw new NotFoundError(`container ${id}: its record in ${this.name} is damaged; remove it`);
-    const live: Live = { rec, task: new TaskClient(rec.address), log: null, fifos: [], exited: null };
+    const live: Live = { rec, task: new TaskClient(rec.address), log: null, fifos: [], exited: null, listeners: new Set() };
     this.#live.set(id, live);
     await this.#serveEvents();
     // reconnect after a restart: if the task still runs, read its output again
@@ -421,68 +443,152 @@ export class ShimV2Backend implements Backend {
     await rm(dir, { recursive: true, force: true });
   }
 
-  async exec(id: string, opts: ExecOptions): Promise<ExecResult> {
+  /** Starts a process in a running container with FIFOs for its stdio; the caller reads them. */
+  async #startExec(id: string, opts: InteractiveExecOptions): Promise<ExecSession> {
     const live = await this.#get(id);
     const dir = this.#dir(id);
     const cur = await this.state(id);
     if (cur.status !== 'running') throw new FailedPreconditionError(`container ${id} is ${cur.status}, not running: exec needs a running container`);
     const spec = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as OciSpec;
-    const proc = { ...(spec.process ?? {}), terminal: false, args: opts.args } as NonNullable<OciSpec['process']>;
+    const proc = { ...(spec.process ?? {}), terminal: opts.tty === true, args: opts.args } as NonNullable<OciSpec['process']>;
     if (opts.env) proc.env = [...(proc.env ?? []), ...opts.env];
     if (opts.cwd) proc.cwd = opts.cwd;
     if (opts.user) proc.user = { uid: opts.user.uid, gid: opts.user.gid, ...(opts.user.additionalGids ? { additionalGids: opts.user.additionalGids } : {}) };
     const execId = `exec-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const paths = { stdin: join(dir, `${execId}.stdin`), stdout: join(dir, `${execId}.stdout`), stderr: join(dir, `${execId}.stderr`) };
     const out = await openFifo(paths.stdout);
-    const err = await openFifo(paths.stderr);
-    const stdin = opts.stdin !== undefined ? await openFifo(paths.stdin) : null;
-    const bufs: { stdout: Buffer[]; stderr: Buffer[] } = { stdout: [], stderr: [] };
-    out.on('data', (c: Buffer) => bufs.stdout.push(c));
-    err.on('data', (c: Buffer) => bufs.stderr.push(c));
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await live.task.exec({
-        id, execId, stdout: paths.stdout, stderr: paths.stderr, ...(stdin ? { stdin: paths.stdin } : {}),
-        spec: { typeUrl: OCI_PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(proc)) },
-      }, { timeoutMs: 30_000 });
-      const waiting = live.task.wait(id, execId, { timeoutMs: 0x7fffffff });
-      waiting.catch(() => {});
-      await live.task.start(id, execId, { timeoutMs: 30_000 });
-      if (stdin) {
-        // the shim holds the read side now: write through a second handle, close ours, and CloseIO
-        await writeFile(paths.stdin, opts.stdin!, { flag: constants.O_WRONLY | constants.O_NONBLOCK }).catch(() => {});
-        stdin.destroy();
-        await live.task.closeIO(id, execId, { timeoutMs: 10_000 }).catch(() => {});
-      }
-      let timedOut = false;
-      if (opts.timeoutMs) timer = setTimeout(() => { timedOut = true; void live.task.kill(id, 9, { execId }).catch(() => {}); }, opts.timeoutMs);
-      const onAbort = (): void => { void live.task.kill(id, 9, { execId }).catch(() => {}); };
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const w = await waiting.finally(() => opts.signal?.removeEventListener('abort', onAbort));
-      await new Promise((r) => setTimeout(r, 50));
-      if (timedOut) throw new DeadlineExceededError(`exec in ${id} ran past its ${opts.timeoutMs} ms timeout and was killed`);
-      return { exitCode: w.exitStatus, stdout: Buffer.concat(bufs.stdout), stderr: Buffer.concat(bufs.stderr) };
-    } catch (e) {
-      if (gone(e)) throw new UnavailableError(`${this.name}: the shim of ${id} is gone; the exec did not run`);
-      throw e;
-    } finally {
-      clearTimeout(timer);
-      out.destroy(); err.destroy(); stdin?.destroy();
+    const err = opts.tty ? null : await openFifo(paths.stderr);
+    const stdin = opts.stdin ? await openFifo(paths.stdin, 'write') : null;
+    const cleanup = async (): Promise<void> => {
+      out.destroy(); err?.destroy(); stdin?.destroy();
       await live.task.delete(id, execId, { timeoutMs: 10_000 }).catch(() => {});
       for (const p of Object.values(paths)) await rm(p, { force: true });
+    };
+    try {
+      await live.task.exec({
+        id, execId, terminal: opts.tty === true, stdout: paths.stdout, ...(err ? { stderr: paths.stderr } : {}), ...(stdin ? { stdin: paths.stdin } : {}),
+        spec: { typeUrl: OCI_PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(proc)) },
+      }, { timeoutMs: 30_000 });
+      const waiting = live.task.wait(id, execId, { timeoutMs: 0x7fffffff }).then((w) => w.exitStatus);
+      waiting.catch(() => {});
+      await live.task.start(id, execId, { timeoutMs: 30_000 });
+      return { live, execId, paths, out, err, stdin, waiting, cleanup };
+    } catch (e) {
+      await cleanup();
+      if (gone(e)) throw new UnavailableError(`${this.name}: the shim of ${id} is gone; the exec did not run`);
+      throw e;
     }
   }
 
-  async execInteractive(_id: string, _opts: InteractiveExecOptions): Promise<InteractiveProcess> {
-    throw new UnimplementedError(`${this.name}: interactive exec through a shim is not supported yet (#15)`);
+  async exec(id: string, opts: ExecOptions): Promise<ExecResult> {
+    const x = await this.#startExec(id, { args: opts.args, ...(opts.env ? { env: opts.env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}), ...(opts.user ? { user: opts.user } : {}), tty: opts.tty === true, stdin: opts.stdin !== undefined });
+    const bufs: { stdout: Buffer[]; stderr: Buffer[] } = { stdout: [], stderr: [] };
+    x.out.on('data', (c: Buffer) => bufs.stdout.push(c));
+    x.err?.on('data', (c: Buffer) => bufs.stderr.push(c));
+    let timer: NodeJS.Timeout | undefined;
+    const killIt = (): void => { void x.live.task.kill(id, 9, { execId: x.execId }).catch(() => {}); };
+    try {
+      if (x.stdin) {
+        // the shim holds the read side now: write through a second handle, close ours, and CloseIO
+        await writeFile(x.paths.stdin, opts.stdin!, { flag: constants.O_WRONLY | constants.O_NONBLOCK }).catch(() => {});
+        x.stdin.destroy();
+        await x.live.task.closeIO(id, x.execId, { timeoutMs: 10_000 }).catch(() => {});
+      }
+      let timedOut = false;
+      if (opts.timeoutMs) timer = setTimeout(() => { timedOut = true; killIt(); }, opts.timeoutMs);
+      opts.signal?.addEventListener('abort', killIt, { once: true });
+      const code = await x.waiting.finally(() => opts.signal?.removeEventListener('abort', killIt));
+      await new Promise((r) => setTimeout(r, 50));
+      if (timedOut) throw new DeadlineExceededError(`exec in ${id} ran past its ${opts.timeoutMs} ms timeout and was killed`);
+      return { exitCode: code, stdout: Buffer.concat(bufs.stdout), stderr: Buffer.concat(bufs.stderr) };
+    } catch (e) {
+      if (gone(e)) throw new UnavailableError(`${this.name}: the shim of ${id} is gone; the exec did not finish`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      await x.cleanup();
+    }
   }
 
-  async attach(_id: string, _opts?: AttachOptions): Promise<InteractiveProcess> {
-    throw new UnimplementedError(`${this.name}: attach through a shim is not supported yet (#15)`);
+  async execInteractive(id: string, opts: InteractiveExecOptions): Promise<InteractiveProcess> {
+    const x = await this.#startExec(id, opts);
+    const stdout = new PassThrough();
+    const stderr = x.err ? new PassThrough() : null;
+    x.out.on('data', (c: Buffer) => stdout.write(c));
+    x.err?.on('data', (c: Buffer) => stderr!.write(c));
+    let stdinW: Writable | null = null;
+    if (x.stdin) {
+      const fifo = x.stdin;
+      stdinW = new Writable({
+        write: (chunk: Buffer, _enc, cb) => { fifo.write(chunk, (e) => cb(e ?? null)); },
+        final: (cb) => { fifo.destroy(); void x.live.task.closeIO(id, x.execId, { timeoutMs: 10_000 }).catch(() => {}).finally(() => cb()); },
+      });
+      stdinW.on('error', () => {});
+    }
+    let finished = false;
+    const done = x.waiting.then(async (code) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return code;
+    }).finally(async () => {
+      finished = true;
+      stdout.end(); stderr?.end();
+      await x.cleanup();
+    });
+    done.catch(() => {});
+    if (opts.signal) opts.signal.addEventListener('abort', () => { if (!finished) void x.live.task.kill(id, 9, { execId: x.execId }).catch(() => {}); }, { once: true });
+    return {
+      stdin: stdinW, stdout, stderr,
+      resize: async (w: number, h: number) => { await x.live.task.resizePty(id, x.execId, w, h, { timeoutMs: 10_000 }); },
+      wait: async () => await done,
+      close: () => { if (!finished) void x.live.task.kill(id, 9, { execId: x.execId }).catch(() => {}); },
+    };
+  }
+
+  async attach(id: string, opts: AttachOptions = {}): Promise<InteractiveProcess> {
+    const live = await this.#get(id);
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const listener = (s: 'stdout' | 'stderr', c: Buffer): void => {
+      if (s === 'stdout' && opts.stdout !== false) stdout.write(c);
+      if (s === 'stderr' && opts.stderr !== false) stderr.write(c);
+    };
+    live.listeners.add(listener);
+    let stdinW: Writable | null = null;
+    if (opts.stdin) {
+      if (!live.rec.stdin) throw new FailedPreconditionError(`container ${id} was created without stdin: attach cannot write to it`);
+      const fifo = await openFifo(join(this.#dir(id), 'stdin'), 'write');
+      fifo.unref();
+      stdinW = new Writable({
+        write: (chunk: Buffer, _enc, cb) => { fifo.write(chunk, (e) => cb(e ?? null)); },
+        final: (cb) => {
+          fifo.destroy();
+          if (live.rec.stdinOnce) void live.task.closeIO(id, '', { timeoutMs: 10_000 }).catch(() => {}).finally(() => cb());
+          else cb();
+        },
+      });
+      stdinW.on('error', () => {});
+    }
+    let closed = false;
+    const detach = (): void => {
+      if (closed) return;
+      closed = true;
+      live.listeners.delete(listener);
+      stdout.end(); stderr.end();
+    };
+    const exited = this.#watch(live).then((st) => { detach(); return st.exitCode ?? 255; });
+    exited.catch(() => {});
+    let detached: () => void = () => {};
+    const detachedP = new Promise<number>((r) => { detached = () => r(0); });
+    return {
+      stdin: stdinW, stdout, stderr,
+      resize: async () => { throw new UnimplementedError(`${this.name}: terminals through a shim are not supported yet (#15)`); },
+      wait: async () => await Promise.race([exited, detachedP]),
+      close: () => { detach(); detached(); },
+    };
   }
 
   async resize(_id: string, _w: number, _h: number): Promise<void> {
-    throw new UnimplementedError(`${this.name}: terminal resize through a shim is not supported yet (#15)`);
+    throw new UnimplementedError(`${this.name}: a container's own terminal through a shim is not supported yet (#15)`);
   }
 
   async #cgroupsPath(id: string): Promise<string> {
