@@ -146,10 +146,12 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
   it('delivers signals and reports the exit code', async () => {
     const id = `c3-${process.pid}`;
     // PID 1 of its namespace: only signals it handles reach it (as under runc)
-    const b = makeBundle(dir, 'c3', { rootfs, annotations: member(sbId), args: ['sh', '-c', 'trap "exit 143" TERM; while :; do sleep 1; done'] });
+    const b = makeBundle(dir, 'c3', { rootfs, annotations: member(sbId), args: ['sh', '-c', 'trap "exit 143" TERM; echo trapped; while :; do sleep 1; done'] });
     const c = await createWithPipes(root, id, b);
     assert.equal(c.code, 0, c.err());
     assert.equal((await vm(root, ['start', id])).code, 0);
+    // a TERM sent before the shell has its trap is dropped (PID 1 without a handler): wait for it
+    await waitFor(() => c.out().includes('trapped'), 'the shell\'s trap');
     const k = await vm(root, ['kill', id, 'TERM']);
     assert.equal(k.code, 0, k.stderr);
     await c.done;
