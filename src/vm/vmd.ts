@@ -1,3 +1,4 @@
+// Over 500 lines on purpose: the supervisor's one event loop (boot, agent channel, client routing, slots, shutdown) reads best as one file; the VMM drivers, protocol and cgroup placement live beside it.
 /**
  * The pod VM supervisor: one detached process per pod (`bulkhead-vm _vmd`), started by the
  * pod's first `create`. It boots the VM, holds the agent channel and routes between the agent and
