@@ -11,13 +11,13 @@
  * shim (Kata) hosts the pod (sandbox-hosted).
  *
  * Output: the shim writes a task's stdout/stderr into FIFOs Bulkhead made and reads into the CRI
- * log writer (cri-log.ts), as containerd's CRI plugin does. Exits: a Wait call per container
- * (a long-lived ttrpc call) — the shim's TaskExit events are not consumed yet (the shim is told
- * an events address nobody serves; it drops them). Shutdown is sent when a shim's last task is
- * deleted. A shim that is gone: the container is 'unknown' with the reason, calls fail at once.
+ * log writer (cri-log.ts), as containerd's CRI plugin does, and fans it out to attached clients.
+ * Exits: a background Wait call per container (a long-lived ttrpc call); the shim's events
+ * (TaskExit) are taken on an events socket so it can exit at once after Shutdown, which is sent
+ * when a shim's last task is deleted. A shim that is gone: calls fail at once; its containers are
+ * 'stopped' with the reason and no exit code (a live but silent shim: 'unknown').
  *
- * Not yet: attach, interactive exec (terminal), terminal resize (the conformance suite lists
- * them as skipped for this kind).
+ * Not yet: a container's own terminal (tty containers are refused with Unimplemented).
  */
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -553,21 +553,6 @@ export class ShimV2Backend implements Backend {
       if (s === 'stderr' && opts.stderr !== false) stderr.write(c);
     };
     live.listeners.add(listener);
-    let stdinW: Writable | null = null;
-    if (opts.stdin) {
-      if (!live.rec.stdin) throw new FailedPreconditionError(`container ${id} was created without stdin: attach cannot write to it`);
-      const fifo = await openFifo(join(this.#dir(id), 'stdin'), 'write');
-      fifo.unref();
-      stdinW = new Writable({
-        write: (chunk: Buffer, _enc, cb) => { fifo.write(chunk, (e) => cb(e ?? null)); },
-        final: (cb) => {
-          fifo.destroy();
-          if (live.rec.stdinOnce) void live.task.closeIO(id, '', { timeoutMs: 10_000 }).catch(() => {}).finally(() => cb());
-          else cb();
-        },
-      });
-      stdinW.on('error', () => {});
-    }
     let closed = false;
     const detach = (): void => {
       if (closed) return;
@@ -575,10 +560,28 @@ export class ShimV2Backend implements Backend {
       live.listeners.delete(listener);
       stdout.end(); stderr.end();
     };
-    const exited = this.#watch(live).then((st) => { detach(); return st.exitCode ?? 255; });
-    exited.catch(() => {});
     let detached: () => void = () => {};
     const detachedP = new Promise<number>((r) => { detached = () => r(0); });
+    let stdinW: Writable | null = null;
+    if (opts.stdin) {
+      if (!live.rec.stdin) throw new FailedPreconditionError(`container ${id} was created without stdin: attach cannot write to it`);
+      const fifo = await openFifo(join(this.#dir(id), 'stdin'), 'write');
+      fifo.unref();
+      stdinW = new Writable({
+        write: (chunk: Buffer, _enc, cb) => { fifo.write(chunk, (e) => cb(e ?? null)); },
+        // the client ending its stdin ends the attach session (as conmon's attach does), after a
+        // moment for the output it caused; stdinOnce also closes the container's stdin
+        final: (cb) => {
+          fifo.destroy();
+          const end = (): void => { setTimeout(() => { detach(); detached(); }, 200); cb(); };
+          if (live.rec.stdinOnce) void live.task.closeIO(id, '', { timeoutMs: 10_000 }).catch(() => {}).finally(end);
+          else end();
+        },
+      });
+      stdinW.on('error', () => {});
+    }
+    const exited = this.#watch(live).then((st) => { detach(); return st.exitCode ?? 255; });
+    exited.catch(() => {});
     return {
       stdin: stdinW, stdout, stderr,
       resize: async () => { throw new UnimplementedError(`${this.name}: terminals through a shim are not supported yet (#15)`); },
