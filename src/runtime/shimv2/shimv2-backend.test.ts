@@ -44,3 +44,17 @@ test('the kata probe names exactly what is missing here', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('bulkhead k8s manifests: a RuntimeClass per available shim handler, with its measured overhead; kata is labelled vm', async () => {
+  const { generateManifests } = await import('../../k8s/manifests.ts');
+  const { parseHandlerList } = await import('../../policy/handlers.ts');
+  const m = generateManifests({
+    handlers: parseHandlerList('runc-shim,kata'), image: 'bulkhead/bulkhead:test', namespace: 'bulkhead-system',
+    overhead: { version: 1, measuredAt: '2026-12-06T08:07:00Z', handlers: { 'runc-shim': { memoryBytes: 6_800_000, cpuMillicores: 0 } } },
+  });
+  const rc = (name: string) => m.objects.find((o) => o.kind === 'RuntimeClass' && (o.metadata as { name: string }).name === name) as { handler: string; overhead?: { podFixed: { memory: string } }; metadata: { labels: Record<string, string> } } | undefined;
+  assert.equal(rc('runc-shim')?.handler, 'runc-shim');
+  assert.equal(rc('runc-shim')?.overhead?.podFixed.memory, '7Mi');
+  assert.equal(rc('kata')?.metadata.labels['bulkhead.io/isolation'], 'vm');
+  assert.equal(rc('kata')?.overhead, undefined, 'no measurement, no guessed overhead');
+});
