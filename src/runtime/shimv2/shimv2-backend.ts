@@ -1,3 +1,4 @@
+// Over 500 lines: the whole shim v2 backend (lifecycle, exec, attach, stats, reconnect) in one file, as written first; exec and attach could move out as conmon's did — not done yet.
 /**
  * A containerd shim v2 as a backend (issue #15): Bulkhead plays containerd's part. A handler names
  * the shim (`binary = "io.containerd.runc.v2"` style, mapped to `containerd-shim-runc-v2` on PATH,
