@@ -6,6 +6,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { sharedRegistry } from '../../harness/registry.ts';
 import { buildAndPushTestImages } from '../../harness/images.ts';
@@ -22,6 +24,17 @@ async function until(check: () => Promise<boolean>, what: string, limit = 100): 
 }
 
 /** Pids of the containerd-shim-runc-v2 processes started by this daemon (their -address is under its run dir). */
+/** The socket paths the backend recorded for its shims (record.json under the run dir). */
+async function shimSockets(runDir: string): Promise<string[]> {
+  const out = new Set<string>();
+  for (const f of await readdir(runDir, { recursive: true })) {
+    if (!String(f).endsWith('record.json')) continue;
+    const rec = JSON.parse(await readFile(join(runDir, String(f)), 'utf8')) as { address?: string };
+    if (rec.address) out.add(rec.address.replace(/^unix:\/\//, ''));
+  }
+  return [...out];
+}
+
 async function shimPids(runDir: string): Promise<number[]> {
   const out: number[] = [];
   for (const p of await readdir('/proc')) {
@@ -69,6 +82,8 @@ test('runc-shim over CRI: logs, exec, a daemon restart with the shim running, th
   await until(async () => /stdout F after-restart/.test(await readFile(logPath, 'utf8').catch(() => '')), 'output written after the restart in the CRI log');
 
   // the shim is killed: the container is not reported running, calls answer promptly
+  const sockets = await shimSockets(d.runDir);
+  assert.ok(sockets.length > 0 && sockets.every((s) => existsSync(s)), `the shim's socket is recorded: ${sockets.join(', ')}`);
   process.kill(shims[0]!, 'SIGKILL');
   const t0 = Date.now();
   await until(async () => (await d.client.containerStatus(ctr)).status.state !== 'CONTAINER_RUNNING', 'the container not to be reported running', 100);
@@ -79,4 +94,5 @@ test('runc-shim over CRI: logs, exec, a daemon restart with the shim running, th
   await d.client.stopPodSandbox(podId);
   await d.client.removePodSandbox(podId);
   assert.deepEqual(await shimPids(d.runDir), []);
+  assert.deepEqual(sockets.filter((s) => existsSync(s)), [], 'the killed shim\'s socket file is removed with its containers');
 });

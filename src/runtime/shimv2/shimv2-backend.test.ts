@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveShim, shimBinaryName } from './shimv2-backend.ts';
+import { removeStaleSocket, resolveShim, shimBinaryName } from './shimv2-backend.ts';
 import { createBackend } from '../backends.ts';
 import { parseConfig } from '../../daemon/config.ts';
 import { defaultPaths } from '../../daemon/paths.ts';
@@ -57,4 +57,35 @@ test('bulkhead k8s manifests: a RuntimeClass per available shim handler, with it
   assert.equal(rc('runc-shim')?.overhead?.podFixed.memory, '7Mi');
   assert.equal(rc('kata')?.metadata.labels['bulkhead.io/isolation'], 'vm');
   assert.equal(rc('kata')?.overhead, undefined, 'no measurement, no guessed overhead');
+});
+
+test('a dead shim\'s socket file is removed; a live socket, a regular file and a relative path are left alone', async () => {
+  const { createServer } = await import('node:net');
+  const { existsSync, writeFileSync } = await import('node:fs');
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-shimsock-'));
+  try {
+    const live = join(dir, 'live.sock');
+    const srv = createServer((c) => c.end());
+    await new Promise<void>((resolve) => srv.listen(live, resolve));
+    // a SIGKILLed server leaves its socket file behind, with nothing answering on it
+    const dead = join(dir, 'dead.sock');
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(dead)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+    child.kill('SIGKILL');
+    await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    assert.equal(existsSync(dead), true, 'the killed server left its socket');
+    const file = join(dir, 'file');
+    writeFileSync(file, 'x');
+    assert.equal(await removeStaleSocket(`unix://${dead}`), true);
+    assert.equal(existsSync(dead), false, 'the dead socket is gone');
+    assert.equal(await removeStaleSocket(live), false);
+    assert.equal(existsSync(live), true, 'a socket someone answers on stays');
+    assert.equal(await removeStaleSocket(file), false);
+    assert.equal(existsSync(file), true, 'a regular file stays');
+    assert.equal(await removeStaleSocket('relative.sock'), false);
+    await new Promise<void>((resolve) => srv.close(() => resolve()));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });

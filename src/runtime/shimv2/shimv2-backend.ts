@@ -21,9 +21,9 @@
  * Not yet: a container's own terminal (tty containers are refused with Unimplemented).
  */
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
-import type { Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import {
@@ -107,6 +107,27 @@ function gone(err: unknown): boolean {
 }
 function notFound(err: unknown): boolean {
   return err instanceof TtrpcCallError && err.code === GrpcStatus.NOT_FOUND;
+}
+
+/**
+ * Unlinks a dead shim's socket file: only a unix socket at an absolute path that nothing answers on
+ * (connection refused), so a live shim's socket, or any other file, is never touched.
+ */
+export async function removeStaleSocket(address: string): Promise<boolean> {
+  const path = address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+  if (!isAbsolute(path)) return false;
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isSocket()) return false;
+  const refused = await new Promise<boolean>((resolve) => {
+    const sock = createConnection(path);
+    const done = (v: boolean): void => { sock.destroy(); resolve(v); };
+    sock.setTimeout(1000, () => done(false));
+    sock.once('connect', () => done(false));
+    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
+  });
+  if (!refused) return false;
+  await unlink(path).catch(() => {});
+  return true;
 }
 
 export interface ShimV2Flavor {
@@ -426,8 +447,11 @@ export class ShimV2Backend implements Backend {
     const dir = this.#dir(id);
     const st = await this.state(id).catch(() => null);
     if (st && st.exitUnknownReason !== undefined) {
-      // the shim is gone: its own cleanup command removes the task (runc delete --force)
+      // the shim is gone: its own cleanup command removes the task (runc delete --force), and its
+      // socket file, which a killed shim leaves behind, goes as containerd removes it
       await shimDelete(this.#startOpts(id, dir));
+      const shared = [...this.#live.values()].some((l) => l !== live && l.rec.address === live.rec.address);
+      if (!shared) await removeStaleSocket(live.rec.address);
     } else if (st) {
       if (st.status === 'running') {
         await live.task.kill(id, 9, { all: true, timeoutMs: 10_000 }).catch(() => {});
