@@ -14,6 +14,7 @@ import { writeBusyboxRootfs } from '../../harness/rootfs.ts';
 import { CriLogWriter } from '../../src/runtime/cri-log.ts';
 import { openFifo, startShim, type ShimStartOptions } from '../../src/runtime/shimv2/shim-process.ts';
 import { decodeForward, EVENTS_FORWARD, OCI_PROCESS_TYPE_URL, TaskClient, type ShimEvent } from '../../src/runtime/shimv2/task-api.ts';
+import { removeStaleSocket } from '../../src/runtime/shimv2/shimv2-backend.ts';
 import { TtrpcCallError, TtrpcServer } from '../../src/wire/ttrpc.ts';
 import { GrpcStatus } from '../../src/wire/grpc-status.ts';
 
@@ -58,6 +59,8 @@ async function bundle(id: string, args: string[]): Promise<ShimStartOptions> {
   };
 }
 
+const killedSockets: string[] = [];
+
 before(async () => {
   if (skip) return;
   dir = await mkdtemp(join(tmpdir(), 'bh-shimv2-'));
@@ -70,6 +73,8 @@ after(async () => {
   if (skip) return;
   for (const c of shims) c.close();
   await eventServer?.close();
+  // a killed shim leaves its socket file (the backend removes it on delete; this test drives the shim itself)
+  for (const a of killedSockets) await removeStaleSocket(a);
   // whatever a failed test left: the runc state of this namespace
   const root = `/run/containerd/runc/${ns}`;
   if (existsSync(root)) {
@@ -172,8 +177,10 @@ test('Exec into a running task, Pids, Kill, and the exit of both', { skip }, asy
 
 test('a shim killed under a call in flight: the call fails UNAVAILABLE at once, the next one too (no hang)', { skip }, async () => {
   const o = await bundle('c3', ['sleep', '1000']);
-  const task = new TaskClient(await startShim(o));
+  const address = await startShim(o);
+  const task = new TaskClient(address);
   shims.push(task);
+  killedSockets.push(address);
   const { shimPid } = await task.connect('c3');
   await task.create({ id: 'c3', bundle: o.bundle });
   await task.start('c3');
