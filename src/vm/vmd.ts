@@ -508,8 +508,15 @@ export class PodVmSupervisor {
     let exited = false;
     child.once('exit', (code, sig) => {
       exited = true;
-      // the guest's volume requests would hang on a dead file server: the VM stops, saying why
-      if (this.#fsd === child && this.#vm && !this.#stopping) void this.shutdown(`virtiofsd (the pod's volume share) exited (${sig ?? `code ${code}`}); see ${logPath}`, true);
+      // the guest's volume requests would hang on a dead file server: the VM stops, saying why —
+      // unless the VMM died first and took virtiofsd with it (its vhost-user peer hung up): then the
+      // VMM's own exit is the reason, reported by its wait handler
+      const vm = this.#vm;
+      if (this.#fsd !== child || !vm || this.#stopping) return;
+      const vmGone = vm.wait().then(() => true);
+      void Promise.race([vmGone, new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]).then((gone) => {
+        if (!gone && this.#fsd === child && this.#vm === vm && !this.#stopping) void this.shutdown(`virtiofsd (the pod's volume share) exited (${sig ?? `code ${code}`}); see ${logPath}`, true);
+      });
     });
     for (const until = Date.now() + 10_000; Date.now() < until && !exited && !existsSync(sock);) await new Promise((r) => setTimeout(r, 20));
     if (!existsSync(sock)) {
