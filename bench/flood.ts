@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type CriClient } from '../src/cri/client.ts';
-import { socketAnswers } from '../src/cri/socket.ts';
+import { socketAnswers } from '../src/util/socket.ts';
 import { findStaticBusybox } from '../src/runtime/pause.ts';
 import { run } from '../src/util/exec.ts';
 import { startTestDaemon } from '../harness/daemon.ts';

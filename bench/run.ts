@@ -24,7 +24,7 @@ import { GvisorBackend } from '../src/runtime/gvisor/gvisor-backend.ts';
 import { RuncBackend } from '../src/runtime/runc/runc-backend.ts';
 import { buildPauseSpec, buildSpec } from '../src/runtime/spec.ts';
 import { run } from '../src/util/exec.ts';
-import { socketAnswers } from '../src/cri/socket.ts';
+import { socketAnswers } from '../src/util/socket.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 import { writeBusyboxRootfs } from '../harness/rootfs.ts';

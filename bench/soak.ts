@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { run } from '../src/util/exec.ts';
-import { socketAnswers } from '../src/cri/socket.ts';
+import { socketAnswers } from '../src/util/socket.ts';
 import { resolveBinary } from '../src/runtime/conmon/driver.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 

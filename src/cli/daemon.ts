@@ -5,7 +5,7 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command, GlobalOptions } from './command.ts';
 import { connect, type CriClient } from '../cri/client.ts';
-import { socketAnswers } from '../cri/socket.ts';
+import { socketAnswers } from '../util/socket.ts';
 import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
 import { writeStderrLine } from '../util/log.ts';

@@ -19,7 +19,7 @@ import { imageHandlers } from './image.ts';
 import { loadProtos } from './proto.ts';
 import { sandboxHandlers } from './sandbox.ts';
 import { statsHandlers } from './stats.ts';
-import { socketAnswers } from './socket.ts';
+import { socketAnswers } from '../util/socket.ts';
 import { serveService } from './status.ts';
 import { versionStatusHandlers } from './version-status.ts';
 

@@ -15,7 +15,7 @@ import { configToml, startTestDaemon, type TestDaemon } from '../../harness/daem
 import { runCli, type CliPaths, type CliResult } from '../fixtures/cli.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 import { procStat } from '../../src/util/proc.ts';
-import { socketAnswers } from '../../src/cri/socket.ts';
+import { socketAnswers } from '../../src/util/socket.ts';
 import { connect } from '../../src/cri/client.ts';
 
 const MAIN = join(import.meta.dirname, '..', '..', 'src', 'daemon', 'main.ts');

@@ -23,7 +23,8 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
-import { createConnection, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { probeSocket } from '../../util/socket.ts';
 import { PassThrough, Writable } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import {
@@ -118,14 +119,7 @@ export async function removeStaleSocket(address: string): Promise<boolean> {
   if (!isAbsolute(path)) return false;
   const st = await lstat(path).catch(() => undefined);
   if (!st?.isSocket()) return false;
-  const refused = await new Promise<boolean>((resolve) => {
-    const sock = createConnection(path);
-    const done = (v: boolean): void => { sock.destroy(); resolve(v); };
-    sock.setTimeout(1000, () => done(false));
-    sock.once('connect', () => done(false));
-    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
-  });
-  if (!refused) return false;
+  if ((await probeSocket(path)) !== 'refused') return false;
   await unlink(path).catch(() => {});
   return true;
 }
