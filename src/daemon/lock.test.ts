@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquirePidLock, holderAlive, parseLockRecord } from './lock.ts';
@@ -77,6 +78,29 @@ test('a lock left by a process that is gone is taken over; garbage counts as gon
       await writeFile(path, content);
       const lock = await acquirePidLock(path, 'root r');
       await lock.release();
+    }
+  });
+});
+
+test('a lock on a full filesystem: a clear ResourceExhausted error, and no empty lock file left behind', async () => {
+  await withDir(async (dir) => {
+    const mnt = join(dir, 'fs');
+    await mkdir(mnt);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { timeout: 10_000, encoding: 'utf8' });
+    assert.equal(m.status, 0, m.stderr);
+    try {
+      const fd = openSync(join(mnt, 'fill'), 'w');
+      try { for (;;) writeSync(fd, Buffer.alloc(4096)); } catch (err) { assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC'); }
+      closeSync(fd);
+      const path = join(mnt, 'bulkhead.pid');
+      await assert.rejects(acquirePidLock(path, 'root R'), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ResourceExhausted');
+        assert.match(err.message, /lock .*bulkhead\.pid for root R: its filesystem is full .* free space there/);
+        return true;
+      });
+      assert.equal(existsSync(path), false, 'an empty lock would name no holder');
+    } finally {
+      spawnSync('umount', ['-l', mnt], { timeout: 10_000 });
     }
   });
 });

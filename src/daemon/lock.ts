@@ -9,7 +9,7 @@
  */
 import { open, readFile, unlink, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { FailedPreconditionError } from '../errors.ts';
+import { FailedPreconditionError, ResourceExhaustedError } from '../errors.ts';
 import { procStat } from '../util/proc.ts';
 
 export interface PidLock {
@@ -58,7 +58,16 @@ export async function acquirePidLock(path: string, what: string): Promise<PidLoc
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await open(path, 'wx', 0o600);
-      await fh.writeFile(record());
+      try {
+        await fh.writeFile(record());
+      } catch (err) {
+        // an empty lock names no holder: it must not stay behind
+        await fh.close().catch(() => {});
+        await unlink(path).catch(() => {});
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT') throw new ResourceExhaustedError(`cannot write the lock ${path} for ${what}: its filesystem is full and the daemon's disk reserve is used up; free space there (remove exited containers' layers, unused images) and start again`, { cause: err });
+        throw err;
+      }
       await fh.close();
       return {
         path,

@@ -5,9 +5,10 @@
  * the daemon cannot restart. Writes that record or remove what exists (never ones creating
  * something new) release part of the reserve when they meet ENOSPC/SQLITE_FULL and retry; the
  * daemon releases a part at start when the disk is full (pid files, the database's shared memory
- * file need a few pages). It is released a quarter at a time (truncated), so that room remains for
- * a restart after an exit was recorded on a full disk; it is made again once there is room for it
- * thrice.
+ * file need a few pages). It is released a quarter at a time (truncated). The last quarter is never
+ * given to a running daemon's writes, only to a start (`forStart`), so that however many writes met
+ * the full disk a restart still finds room for its lock file and databases; it is made again once
+ * there is room for it thrice.
  *
  * The file is written with real blocks (zeros, not a sparse file), under a temporary name renamed
  * into place, so a half-written reserve never counts.
@@ -46,12 +47,20 @@ export class DiskReserve {
     try { return statSync(this.path).size >= this.bytes; } catch { return false; }
   }
 
-  /** Frees a quarter of the reserve (the rest when less is left); true when that freed space. Never throws. */
-  release(why: string): boolean {
+  /**
+   * Frees a quarter of the reserve; true when that freed space. The last quarter is kept for a
+   * daemon start: only `forStart` releases it. Never throws.
+   */
+  release(why: string, opts: { forStart?: boolean } = {}): boolean {
     try {
       const size = statSync(this.path).size;
       const step = Math.ceil(this.bytes / 4);
-      if (size <= step) unlinkSync(this.path); else truncateSync(this.path, size - step);
+      if (size <= step) {
+        if (!opts.forStart) return false;
+        unlinkSync(this.path);
+      } else {
+        truncateSync(this.path, size - step);
+      }
       this.#log?.warn('disk full: released part of the disk reserve so that records can be kept and removals proceed', { path: this.path, freed: Math.min(size, step), left: Math.max(0, size - step), why });
       return size > 0;
     } catch {
@@ -59,10 +68,10 @@ export class DiskReserve {
     }
   }
 
-  /** Releases the reserve when less than its own size is free (e.g. at daemon start on a full disk). */
+  /** At daemon start: releases a quarter (the last one too) when less than the reserve's size is free. */
   releaseIfFull(why: string): boolean {
     const f = this.free();
-    return f !== undefined && f < this.bytes && this.release(why);
+    return f !== undefined && f < this.bytes && this.release(why, { forStart: true });
   }
 
   /** Makes the reserve when it is missing and there is room for it twice over. Never throws. */
