@@ -3,32 +3,17 @@
  * again. Mount points are found in /proc/self/mountinfo (not guessed), so unmounting after a
  * crash works whatever state the mount was left in.
  */
-import { readFile } from 'node:fs/promises';
 import { InternalError } from '../errors.ts';
 import { run } from '../util/exec.ts';
+import { mountsUnder } from '../util/mountinfo.ts';
+
+export { mountsUnder };
 
 /** A mount as containerd describes one: `mount -t type -o options source target`. */
 export interface RootfsMount {
   type: string;
   source: string;
   options: string[];
-}
-
-function unescapeMountinfo(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** Mount points at or under `dir`, deepest first. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const mp = line.split(' ')[4];
-    if (mp === undefined) continue;
-    const p = unescapeMountinfo(mp);
-    if (p === dir || p.startsWith(dir + '/')) out.push(p);
-  }
-  return out.sort((a, b) => b.length - a.length);
 }
 
 export async function isMountPoint(dir: string): Promise<boolean> {

@@ -3,8 +3,8 @@
  * host (it wants either pure v1 or a v2 unified hierarchy), so the probe runs a real container
  * and reports crun's own words when it fails.
  */
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { ownedTempDir } from '../../util/temp-dir.ts';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeLayout } from '../../cgroup/hierarchy.ts';
 import { removeTree } from '../../cgroup/tree.ts';
@@ -36,7 +36,7 @@ export class CrunBackend extends ConmonBackend {
       return { available: false, reason: 'crun is not installed; install the crun package', details: {} };
     }
     // a real run of `true` in a minimal bundle tells whether crun accepts this host's cgroups
-    const dir = await mkdtemp(join(tmpdir(), 'bulkhead-crun-probe-'));
+    const dir = await ownedTempDir('bulkhead-crun-probe-');
     const id = `bulkhead-probe-${process.pid}-${Date.now()}`;
     try {
       const rootfs = join(dir, 'rootfs');

@@ -28,8 +28,9 @@
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
  * ends the whole sandbox).
  */
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { release, tmpdir } from 'node:os';
+import { ownedTempDir } from '../../util/temp-dir.ts';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -475,7 +476,7 @@ export class GvisorBackend extends ConmonBackend {
 
   private async detect(version: string, signal?: AbortSignal): Promise<Detected | { reason: string; tried: Record<string, string> }> {
     const tried: Record<string, string> = {};
-    const work = await mkdtemp(join(tmpdir(), 'bulkhead-runsc-probe-'));
+    const work = await ownedTempDir('bulkhead-runsc-probe-');
     try {
       let platform: string | undefined;
       for (const p of PLATFORMS) {
