@@ -28,7 +28,7 @@
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
  * ends the whole sandbox).
  */
-import { ownedTempDir } from '../../util/temp-dir.ts';
+import { ownedTempDir, sweepTempDirs } from '../../util/temp-dir.ts';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -48,6 +48,9 @@ import { runtimeMessage } from '../errors.ts';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
 import { shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
+
+/** Scratch dirs of platform detection: `<tmp>/<this><pid>-XXXXXX`. */
+const RUNSC_PROBE_DIR = 'bulkhead-runsc-probe-';
 
 const PLATFORMS = ['systrap', 'kvm', 'ptrace'] as const;
 /**
@@ -431,6 +434,8 @@ export class GvisorBackend extends ConmonBackend {
       if (cached.version === version && cached.ociSeccomp !== undefined) this.detected = cached;
     } catch { /* detect */ }
     if (!this.detected) {
+      // a probe killed mid-run left its scratch dir; the next detection may come only after a reboot
+      await sweepTempDirs(RUNSC_PROBE_DIR);
       const nodeCache = join(this.opts.cacheDir ?? DEFAULT_CACHE_DIR, 'runsc-probe.json');
       const key = await this.probeKey(version);
       const shared = await readFile(nodeCache, 'utf8').then((t) => JSON.parse(t) as { key?: string; detected?: Detected }, () => undefined);
@@ -476,7 +481,7 @@ export class GvisorBackend extends ConmonBackend {
 
   private async detect(version: string, signal?: AbortSignal): Promise<Detected | { reason: string; tried: Record<string, string> }> {
     const tried: Record<string, string> = {};
-    const work = await ownedTempDir('bulkhead-runsc-probe-');
+    const work = await ownedTempDir(RUNSC_PROBE_DIR);
     try {
       let platform: string | undefined;
       for (const p of PLATFORMS) {
