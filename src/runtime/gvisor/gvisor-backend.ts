@@ -428,14 +428,14 @@ export class GvisorBackend extends ConmonBackend {
     } catch {
       return { available: false, reason: 'runsc is not installed; install gVisor (Debian package runsc)', details: {} };
     }
+    // a detection killed mid-run left its scratch dir; the next detection may come only after a reboot
+    await sweepTempDirs(RUNSC_PROBE_DIR);
     const cacheFile = join(this.opts.runDir, 'platform.json');
     try {
       const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as Detected;
       if (cached.version === version && cached.ociSeccomp !== undefined) this.detected = cached;
     } catch { /* detect */ }
     if (!this.detected) {
-      // a probe killed mid-run left its scratch dir; the next detection may come only after a reboot
-      await sweepTempDirs(RUNSC_PROBE_DIR);
       const nodeCache = join(this.opts.cacheDir ?? DEFAULT_CACHE_DIR, 'runsc-probe.json');
       const key = await this.probeKey(version);
       const shared = await readFile(nodeCache, 'utf8').then((t) => JSON.parse(t) as { key?: string; detected?: Detected }, () => undefined);
