@@ -69,6 +69,7 @@ struct sess {
   unsigned long long mem_limit;
   unsigned long long cpu_quota, cpu_period, pids_max;
   char *kv; size_t kvlen; /* the create / exec request, kept until start */
+  int pending_sig; /* a stop signal its PID 1 would have dropped (no handler yet): sent again once it has one */
 };
 
 static struct sess sessions[MAX_SESS];
@@ -607,6 +608,29 @@ static void do_start(struct sess *s) {
   reply_ok(s->id, msg);
 }
 
+/* Whether `sig` sent to `pid` would be dropped: the process is PID 1 of its PID namespace (NSpid's
+ * last field is 1) and neither catches nor ignores it, so the kernel discards it (only SIGKILL and
+ * SIGSTOP reach a namespace's init from outside). A container's PID 1 that has not yet installed its
+ * handler (a slow start under TCG) would otherwise miss the stop signal and wait out the grace period. */
+static int init_drops(pid_t pid, int sig) {
+  if (sig <= 0 || sig > 64 || sig == SIGKILL || sig == SIGSTOP) return 0;
+  char p[64], b[4096]; snprintf(p, sizeof p, "/proc/%d/status", pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, b, sizeof b - 1); close(fd);
+  if (n <= 0) return 0;
+  b[n] = 0;
+  char *ns = strstr(b, "\nNSpid:"), *ign = strstr(b, "\nSigIgn:"), *cgt = strstr(b, "\nSigCgt:");
+  if (!ns || !ign || !cgt) return 0;
+  char *eol = strchr(ns + 1, '\n'); if (eol) *eol = 0;
+  char *last = strrchr(ns, '\t'); if (!last) last = strrchr(ns, ' ');
+  int init = last && strtol(last + 1, NULL, 10) == 1;
+  if (eol) *eol = '\n';
+  if (!init) return 0;
+  unsigned long long bit = 1ULL << (sig - 1);
+  return !(strtoull(ign + 8, NULL, 16) & bit) && !(strtoull(cgt + 8, NULL, 16) & bit);
+}
+
 static void do_exec(uint32_t id, char *kv, size_t len) {
   if (find(id)) { reply_err(id, "session %u exists", id); free(kv); return; }
   const char *v = kv_get(kv, len, "parent", 0);
@@ -749,6 +773,8 @@ static void handle(char type, uint32_t id, char *payload, size_t len) {
     if (!(s = find(id))) { reply_err(id, "kill: unknown session"); return; }
     if (!s->started || s->exited) { reply_err(id, "kill: process is not running"); return; }
     if ((all ? kill(-s->pid, sig) : kill(s->pid, sig)) != 0 && errno != ESRCH) { reply_err(id, "kill: %s", strerror(errno)); return; }
+    if (sig == SIGKILL) s->pending_sig = 0;
+    else if (!all && !s->is_exec && init_drops(s->pid, sig)) s->pending_sig = sig;
     reply_ok(id, "signalled");
     return;
   }
@@ -833,7 +859,16 @@ int main(void) {
       if (s->err_fd >= 0) { pf[n].fd = s->err_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 2; n++; }
       if (s->in_fd >= 0 && (s->inq.len || (s->in_eof && !s->tty))) { pf[n].fd = s->in_fd; pf[n].events = POLLOUT; map[n].s = s; map[n].which = 0; n++; }
     }
-    if (poll(pf, (nfds_t)n, -1) < 0 && errno != EINTR) { logmsg("poll: %s", strerror(errno)); continue; }
+    int pending = 0;
+    for (int i = 0; i < MAX_SESS; i++) {
+      struct sess *s = &sessions[i];
+      if (!s->pending_sig) continue;
+      if (!s->used || !s->started || s->exited) { s->pending_sig = 0; continue; }
+      if (init_drops(s->pid, s->pending_sig)) { pending = 1; continue; }
+      kill(s->pid, s->pending_sig); /* it has a handler (or ignores it) now */
+      s->pending_sig = 0;
+    }
+    if (poll(pf, (nfds_t)n, pending ? 20 : -1) < 0 && errno != EINTR) { logmsg("poll: %s", strerror(errno)); continue; }
     for (int i = 2; i < n; i++) {
       if (!pf[i].revents) continue;
       struct sess *s = map[i].s;
