@@ -17,6 +17,11 @@ import type { ContainerConfig, PodSandboxConfig } from '../api/cri.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 import { cliLogDirectory, removeCliLogDirectory } from '../daemon/cli-pods.ts';
 import { FailedPreconditionError, NotFoundError } from '../errors.ts';
+import { loadConfig } from '../daemon/config.ts';
+import { policyFromConfig } from '../policy/load.ts';
+import { decidePod, type HandlerInfo as PolicyHandler, type Isolation } from '../policy/policy.ts';
+import { podInputFromCri } from '../policy/enforce.ts';
+import type { InfoResponse } from '../api/cri-messages.ts';
 import { ROLE_ANNOTATION } from '../runtime/strict/annotations.ts';
 import { ProfileStore, profileDirOf } from '../runtime/strict/profile-store.ts';
 import { agentDirOf, agentFiles } from '../runtime/strict/agent.ts';
@@ -89,6 +94,28 @@ function podFor(image: string, root: string): PodSandboxConfig {
   };
 }
 
+function movedError(handler: string, got: string): FailedPreconditionError {
+  return new FailedPreconditionError(`the trust policy moved the training pod from "${handler}" to "${got}": a training run is runc with the default profile (the process class), which the level of namespace "bulkhead" does not allow; learn on a node or namespace whose level allows process isolation, or name a profile file with the io.bulkhead.strict.profile annotation`);
+}
+
+/**
+ * What the daemon's trust policy (read from its config file, as the daemon reads it) would run
+ * the training pod on when that is not `handler` ("refused" when it refuses it); undefined when it
+ * keeps it, or when the policy cannot be read here (the daemon's answer decides then).
+ */
+async function policyMoves(info: InfoResponse, cfg: PodSandboxConfig, handler: string): Promise<string | undefined> {
+  try {
+    const conf = await loadConfig({ root: info.root, runDir: info.runDir, socket: info.socket, config: info.config });
+    const policy = await policyFromConfig(conf);
+    const handlers: PolicyHandler[] = info.handlers.map((h) => ({ handler: h.name, isolation: h.isolation as Isolation, available: h.available }));
+    const d = decidePod(policy, podInputFromCri(cfg, handler), handlers);
+    if (d.allowed && d.handler === handler) return undefined;
+    return d.handler ?? 'refused';
+  } catch {
+    return undefined;
+  }
+}
+
 async function learn(ctx: CommandContext): Promise<number> {
   const [image, ...cmd] = ctx.args.slice(1);
   if (!image) throw new UsageError('profile learn needs an IMAGE (example: bulkhead profile learn busybox -- sh -c "echo hi")');
@@ -106,6 +133,9 @@ async function learn(ctx: CommandContext): Promise<number> {
     const store = new ProfileStore(profileDirOf(info.root));
     const before = await store.get(img.digest);
     const cfg = podFor(image, info.root);
+    // refused before a sandbox boots for nothing; the daemon's own decision is checked again below
+    const moved = await policyMoves(info, cfg, handler);
+    if (moved !== undefined) throw movedError(handler, moved);
     say(`learning ${image} (manifest ${shortId(img.digest)}) for ${durationMs / 1000} s on handler ${handler}`);
     const podId = await client.runPodSandbox(cfg, handler, { signal: ctx.signal });
     const ids: string[] = [];
@@ -114,7 +144,7 @@ async function learn(ctx: CommandContext): Promise<number> {
     const started = Date.now();
     try {
       const got = (await client.podSandboxStatus(podId)).status.runtimeHandler;
-      if (got !== handler) throw new FailedPreconditionError(`the trust policy moved the training pod from "${handler}" to "${got}": a training run is runc with the default profile (the process class), which the level of namespace "bulkhead" does not allow; learn on a node or namespace whose level allows process isolation, or name a profile file with the io.bulkhead.strict.profile annotation`);
+      if (got !== handler) throw movedError(handler, got);
       const work: ContainerConfig = { metadata: { name: 'workload', attempt: 0 }, image: { image }, logPath: 'workload.log' };
       if (cmd.length > 0) work.command = cmd;
       const wid = await client.createContainer(podId, work, cfg, { signal: ctx.signal });

@@ -97,10 +97,11 @@ describe('bulkhead profile learn under the built-in policy (every pod untrusted)
   });
   after(async () => { await d?.close(); });
 
-  it('is refused (a training run is the process class) and leaves no pod behind', async () => {
+  it('is refused (a training run is the process class) before any sandbox starts, and leaves no pod behind', async () => {
     const r = await runCli(d, ['profile', 'learn', '--duration', '2s', echo]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /the trust policy moved the training pod from "strict-learn" to "(gvisor|microvm)"/);
     assert.deepEqual(await d.client.listPodSandbox(), []);
+    assert.doesNotMatch(await d.log(), /pod sandbox ready|kind=pod object=bulkhead\/learn-/, 'no training sandbox was asked for');
   });
 });
