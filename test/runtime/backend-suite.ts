@@ -18,7 +18,7 @@ import { silentLogger } from '../../src/util/log.ts';
 import { makeBusyboxRootfs, type RootfsFixture } from '../../harness/rootfs.ts';
 
 export type SuiteCase =
-  | 'lifecycle' | 'logs' | 'kill-term' | 'kill-kill' | 'stdin-attach' | 'exec' | 'exec-timeout' | 'exec-tty'
+  | 'lifecycle' | 'logs' | 'kill-term' | 'kill-kill' | 'stdin-attach' | 'tty' | 'exec' | 'exec-timeout' | 'exec-tty'
   | 'attach-output' | 'oom' | 'pids-limit' | 'capabilities' | 'seccomp' | 'seccomp-exec' | 'masked-paths' | 'image-user'
   | 'readonly-rootfs' | 'kernel' | 'survives-creator' | 'stats' | 'update';
 
@@ -169,6 +169,27 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
       assert.equal(st.exitCode, 0);
       assert.match(logText(await readFile(logPath, 'utf8'), 'stdout'), /got:hello/);
       await until(async () => Buffer.concat(chunks).toString().includes('got:hello'), 'attach output', 50);
+    });
+
+    it('a container with its own terminal: attached, resized, its output one stream in the log', async (t) => {
+      if (skipped(t, 'tty')) return;
+      const { id, logPath } = await make({ tty: true, command: ['sh', '-c', 'test -t 0 && test -t 1 && echo is-a-tty; read x; stty size; exit 4'] }, { tty: true, stdin: true, stdinOnce: true });
+      await backend.start(id);
+      const a = await backend.attach(id, { stdin: true });
+      assert.equal(a.stderr, null, 'a terminal merges stderr into stdout');
+      const chunks: Buffer[] = [];
+      a.stdout.on('data', (b: Buffer) => chunks.push(b));
+      // a terminal ends lines with \r\n
+      const ttyLog = async (): Promise<string> => logText((await readFile(logPath, 'utf8').catch(() => '')).replaceAll('\r', ''), 'stdout');
+      await until(async () => /is-a-tty/.test(await ttyLog()), 'the terminal test', 100);
+      await a.resize(77, 33);
+      a.stdin!.write('go\n');
+      const st = await backend.wait(id, AbortSignal.timeout(60_000));
+      a.close();
+      assert.equal(st.exitCode, 4);
+      assert.match(await ttyLog(), /33 77/, 'stty sees the size set through the resize');
+      assert.equal(logText(await readFile(logPath, 'utf8'), 'stderr'), '');
+      await until(async () => /33 77/.test(Buffer.concat(chunks).toString()), 'attach output', 50);
     });
 
     it('execs synchronously with exit code, stdout and stderr', async (t) => {

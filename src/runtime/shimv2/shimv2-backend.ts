@@ -18,7 +18,8 @@
  * when a shim's last task is deleted. A shim that is gone: calls fail at once; its containers are
  * 'stopped' with the reason and no exit code (a live but silent shim: 'unknown').
  *
- * Not yet: a container's own terminal (tty containers are refused with Unimplemented).
+ * A container's own terminal: the shim makes the pty (runc's console socket) and copies it to the
+ * stdout FIFO; resize is the task's ResizePty.
  */
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
@@ -74,6 +75,8 @@ export function resolveShim(runtimeType: string): string | null {
 interface Record_ {
   id: string; podId: string; role: 'sandbox' | 'container'; sandboxId: string;
   address: string; logPath: string; createdAt: string; shimPid?: number; stdin?: boolean; stdinOnce?: boolean;
+  /** The container has its own terminal: all output arrives on stdout. */
+  tty?: boolean;
 }
 
 interface Live {
@@ -239,9 +242,7 @@ export class ShimV2Backend implements Backend {
       [CONTAINER_TYPE_ANNOTATION]: opts.pod.role === 'sandbox' ? 'sandbox' : 'container',
       [SANDBOX_ID_ANNOTATION]: sandboxId,
     };
-    // a container's own terminal is not wired through shims yet: refuse rather than half-work
-    if (opts.tty) throw new UnimplementedError(`${this.name}: containers with a terminal are not supported yet (#15)`);
-    if (spec.process) spec.process.terminal = false;
+    if (spec.process) spec.process.terminal = opts.tty === true;
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec), { mode: 0o600 });
     await this.#serveEvents();
     const so = this.#startOpts(opts.id, bundle);
@@ -255,6 +256,7 @@ export class ShimV2Backend implements Backend {
     const rec: Record_ = {
       id: opts.id, podId: opts.pod.podId, role: opts.pod.role, sandboxId, address, logPath: opts.logPath, createdAt: new Date().toISOString(),
       ...(opts.stdin ? { stdin: true, stdinOnce: opts.stdinOnce === true } : {}),
+      ...(opts.tty ? { tty: true } : {}),
     };
     const probeClient = new TaskClient(address);
     try {
@@ -273,7 +275,11 @@ export class ShimV2Backend implements Backend {
         keep.unref();
         live.fifos.push(keep);
       }
-      const r = await live.task.create({ id: opts.id, bundle, stdout: join(bundle, 'stdout'), stderr: join(bundle, 'stderr'), ...(stdinPath ? { stdin: stdinPath } : {}) }, { timeoutMs: 60_000 });
+      // with a terminal the shim copies the pty to stdout alone
+      const r = await live.task.create({
+        id: opts.id, bundle, terminal: opts.tty === true, stdout: join(bundle, 'stdout'),
+        ...(opts.tty ? {} : { stderr: join(bundle, 'stderr') }), ...(stdinPath ? { stdin: stdinPath } : {}),
+      }, { timeoutMs: 60_000 });
       return { pid: r.pid };
     } catch (err) {
       await this.delete(opts.id).catch(() => {});
@@ -566,10 +572,10 @@ export class ShimV2Backend implements Backend {
   async attach(id: string, opts: AttachOptions = {}): Promise<InteractiveProcess> {
     const live = await this.#get(id);
     const stdout = new PassThrough();
-    const stderr = new PassThrough();
+    const stderr = live.rec.tty ? null : new PassThrough();
     const listener = (s: 'stdout' | 'stderr', c: Buffer): void => {
       if (s === 'stdout' && opts.stdout !== false) stdout.write(c);
-      if (s === 'stderr' && opts.stderr !== false) stderr.write(c);
+      if (s === 'stderr' && opts.stderr !== false) stderr?.write(c);
     };
     live.listeners.add(listener);
     let closed = false;
@@ -577,7 +583,7 @@ export class ShimV2Backend implements Backend {
       if (closed) return;
       closed = true;
       live.listeners.delete(listener);
-      stdout.end(); stderr.end();
+      stdout.end(); stderr?.end();
     };
     let detached: () => void = () => {};
     const detachedP = new Promise<number>((r) => { detached = () => r(0); });
@@ -603,14 +609,16 @@ export class ShimV2Backend implements Backend {
     exited.catch(() => {});
     return {
       stdin: stdinW, stdout, stderr,
-      resize: async () => { throw new UnimplementedError(`${this.name}: terminals through a shim are not supported yet (#15)`); },
+      resize: async (w: number, h: number) => { if (live.rec.tty) await live.task.resizePty(id, '', w, h, { timeoutMs: 10_000 }); },
       wait: async () => await Promise.race([exited, detachedP]),
       close: () => { detach(); detached(); },
     };
   }
 
-  async resize(_id: string, _w: number, _h: number): Promise<void> {
-    throw new UnimplementedError(`${this.name}: a container's own terminal through a shim is not supported yet (#15)`);
+  async resize(id: string, width: number, height: number): Promise<void> {
+    const live = await this.#get(id);
+    if (!live.rec.tty) throw new FailedPreconditionError(`container ${id} has no terminal to resize`);
+    await live.task.resizePty(id, '', width, height, { timeoutMs: 10_000 });
   }
 
   async #cgroupsPath(id: string): Promise<string> {
