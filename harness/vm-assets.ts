@@ -23,7 +23,7 @@ async function testAssets(): Promise<string> {
   const explicit = process.env.BULKHEAD_VM_ASSETS || process.env.BULKHEAD_ROOT;
   if (explicit) return explicit;
   if (!existsSync(join(NODE_ASSETS, 'vm/kernel')) || await guestAssetsCurrent(NODE_ASSETS)) return NODE_ASSETS;
-  const key = createHash('sha256').update(readFileSync(join(GUEST_SOURCE_DIR, 'agent.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'console-helper.c'))).digest('hex').slice(0, 12);
+  const key = createHash('sha256').update(readFileSync(join(GUEST_SOURCE_DIR, 'agent.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'console-helper.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'vm-shim.c'))).digest('hex').slice(0, 12);
   const dir = join(tmpdir(), `bulkhead-vm-test-assets-${key}`);
   if (existsSync(join(dir, 'vm/assets.json'))) return dir;
   const tmp = mkdtempSync(`${dir}.tmp-`);

@@ -66,10 +66,12 @@ fi
 # Guest kernel and initramfs for the microvm handler: Debian's cloud kernel unpacked under
 # /var/lib/bulkhead/vm (never onto the host's /boot), the guest agent built with gcc. Idempotent.
 VM_ASSETS=${BULKHEAD_ROOT:-/var/lib/bulkhead}
-if [ -f "$VM_ASSETS/vm/assets.json" ] && [ -f "$VM_ASSETS/vm/initramfs.cpio" ] && [ guest/agent.c -ot "$VM_ASSETS/vm/initramfs.cpio" ]; then
+if [ -f "$VM_ASSETS/vm/assets.json" ] && [ -f "$VM_ASSETS/vm/initramfs.cpio" ] && [ guest/agent.c -ot "$VM_ASSETS/vm/initramfs.cpio" ] \
+  && [ -x "$VM_ASSETS/vm/bin/bulkhead-vm-shim" ] && [ guest/vm-shim.c -ot "$VM_ASSETS/vm/bin/bulkhead-vm-shim" ] \
+  && [ guest/console-helper.c -ot "$VM_ASSETS/vm/bin/bulkhead-vm-console" ]; then
   say "microVM guest assets: present in $VM_ASSETS/vm"
 else
-  say "preparing microVM guest assets in $VM_ASSETS/vm (kernel package, initramfs, agent)"
+  say "preparing microVM guest assets in $VM_ASSETS/vm (kernel package, initramfs, agent, container shim)"
   bin/bulkhead-vm --assets "$VM_ASSETS" setup || say "microVM guest assets could not be prepared; the microvm handler will say why ('bin/bulkhead doctor')"
 fi
 say "done; Node.js at $NODE"

@@ -5,6 +5,7 @@
  *   kernel/            Debian's cloud kernel package unpacked (boot/vmlinuz-*, lib/modules/*), never the host's /boot
  *   bin/bulkhead-agent the guest agent (guest/agent.c, linked statically with the host's gcc)
  *   bin/bulkhead-vm-console  host helper that hands a pty master to a --console-socket
+ *   bin/bulkhead-vm-shim     host: each container's (and exec's) supervisor (guest/vm-shim.c, static)
  *   initramfs.cpio     /init (busybox sh) + busybox-static + agent + the virtio/overlay modules
  *   assets.json        what was built, from which inputs
  *   accel.json         whether KVM really runs a guest here (written by the accel probe)
@@ -38,6 +39,8 @@ export interface GuestAssets {
   initramfs: string;
   agent: string;
   consoleHelper: string;
+  /** The per-container supervisor conmon waits on (guest/vm-shim.c). */
+  shim: string;
   imagesDir: string;
 }
 
@@ -80,23 +83,26 @@ export async function loadGuestAssets(root: string): Promise<GuestAssets> {
     initramfs: join(dir, 'initramfs.cpio'),
     agent: join(dir, 'bin/bulkhead-agent'),
     consoleHelper: join(dir, 'bin/bulkhead-vm-console'),
+    shim: join(dir, 'bin/bulkhead-vm-shim'),
     imagesDir: join(dir, 'images'),
   };
-  for (const f of [a.initramfs, a.agent, a.consoleHelper]) {
+  for (const f of [a.initramfs, a.agent, a.consoleHelper, a.shim]) {
     if (!existsSync(f)) throw new FailedPreconditionError(`guest asset ${f} is missing; run \`bin/bulkhead-vm --assets ${root} setup\``, { reason: 'BH_VM_NOT_SET_UP' });
   }
   return a;
 }
 
 /**
- * Whether `<root>/vm` holds an agent and console helper built from this tree's guest/ sources
- * (assets.json records the sources' hashes). A stale agent lacks what the host side now sends.
+ * Whether `<root>/vm` holds an agent, console helper and container shim built from this tree's
+ * guest/ sources (assets.json records the sources' hashes). A stale agent lacks what the host side
+ * now sends; a stale shim speaks an older session protocol.
  */
 export async function guestAssetsCurrent(root: string): Promise<boolean> {
   let meta: Record<string, string>;
   try { meta = JSON.parse(await readFile(join(vmDir(root), 'assets.json'), 'utf8')) as Record<string, string>; } catch { return false; }
   return meta.agentSource === await sha256File(join(GUEST_SOURCE_DIR, 'agent.c'))
-    && meta.consoleSource === await sha256File(join(GUEST_SOURCE_DIR, 'console-helper.c'));
+    && meta.consoleSource === await sha256File(join(GUEST_SOURCE_DIR, 'console-helper.c'))
+    && meta.shimSource === await sha256File(join(GUEST_SOURCE_DIR, 'vm-shim.c'));
 }
 
 async function downloadKernel(dir: string, opts: AssetOptions): Promise<void> {
@@ -243,7 +249,7 @@ async function isStatic(path: string): Promise<boolean> {
 
 /**
  * Makes `<root>/vm` complete: downloads and unpacks the kernel when missing, (re)builds the agent,
- * the console helper and the initramfs when their sources changed. Idempotent.
+ * the console helper, the container shim and the initramfs when their sources changed. Idempotent.
  */
 export async function ensureGuestAssets(root: string, opts: AssetOptions = {}): Promise<GuestAssets> {
   const say = opts.progress ?? (() => {});
@@ -275,6 +281,14 @@ export async function ensureGuestAssets(root: string, opts: AssetOptions = {}): 
     say('building the console helper (gcc guest/console-helper.c)');
     await compileC(consoleSrc, consoleHelper, [], opts.signal);
     meta.consoleSource = consoleHash;
+  }
+  const shimSrc = join(GUEST_SOURCE_DIR, 'vm-shim.c');
+  const shim = join(dir, 'bin/bulkhead-vm-shim');
+  const shimHash = await sha256File(shimSrc);
+  if (meta.shimSource !== shimHash || !existsSync(shim)) {
+    say('building the container shim (gcc -static guest/vm-shim.c)');
+    await compileC(shimSrc, shim, ['-static'], opts.signal);
+    meta.shimSource = shimHash;
   }
   const busybox = opts.busybox ?? ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
   if (!busybox) throw new UnavailableError('busybox is not installed; apt-get install busybox-static');

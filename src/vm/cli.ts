@@ -4,7 +4,7 @@
  *   bulkhead-vm [--root DIR] [--log FILE] [--log-format text|json] [--assets DIR] [--accel auto|kvm|tcg] COMMAND ...
  * Each command is one file in cmd/ (the shape of src/util/command.ts, registered in
  * cmd/commands.ts); flags follow runc's grammar (cmd/flags.ts). `bulkhead-vm help` lists them.
- * Internal: `_vmd` (the pod VM supervisor) and `_shim` (a container's supervisor).
+ * Internal: `_vmd` (the pod VM supervisor); a container's supervisor is the C shim (shim.ts).
  * Exit codes: 0 ok, 1 failure (message on stderr and in --log; with --log-format json a JSON line
  * carrying {code, reason, message}), 2 usage. `exec` without --detach exits with the process's
  * exit code.
@@ -100,7 +100,7 @@ if (import.meta.main) {
   const argv = process.argv.slice(2);
   main(argv).then((code) => {
     process.exitCode = code;
-    // a supervisor may still hold stdin open (conmon's pipe): its work is done, leave now
-    if (argv.includes('_shim') || argv.includes('exec')) process.exit(code);
+    // a foreground exec's shim may leave stdin open (conmon's pipe): its work is done, leave now
+    if (argv.includes('exec')) process.exit(code);
   }, (e: unknown) => { process.stderr.write(String(e) + '\n'); process.exitCode = 1; });
 }

@@ -1,5 +1,5 @@
 /**
- * The ready line: how a supervisor bulkhead-vm starts (`_vmd`, `_shim`) tells its creator, on
+ * The ready line: how a supervisor bulkhead-vm starts (`_vmd`, the C shim guest/vm-shim.c) tells its creator, on
  * fd 3, that it is ready or why it is not — one line, `ok <pid>` or `error <json>` where the JSON is
  * the error as {code, reason, message} (errors.ts WireError), so the class and reason cross the
  * process boundary as they were thrown.

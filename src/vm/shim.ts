@@ -1,130 +1,56 @@
 /**
- * The supervisor of one container (or one exec'd process): the host process whose pid stands
- * for the process in the guest, so conmon (or a shell) waits on it like on runc's container init.
- * It holds the stdio it was given (pipes, or a terminal from bulkhead-vm-console), forwards them
- * to the guest session, and exits with the guest process's exit code; when the VM dies instead,
- * it records the reason and exits 255.
+ * The supervisor of one container (or one exec'd process) is `bulkhead-vm-shim`, a small static C
+ * program (guest/vm-shim.c, built by setup into `<assets>/vm/bin/`): the host process whose pid
+ * stands for the process in the guest, so conmon (or a shell) waits on it like on runc's container
+ * init. It holds the stdio it was given (pipes, or a terminal from bulkhead-vm-console), relays them
+ * to the guest session through the pod's supervisor (vmd.ts), relays window sizes, and exits with
+ * the guest process's exit code; when the VM dies instead it records the reason and exits 255.
+ * (It was a Node.js process: ~20 MiB PSS per container; the C one costs well under 1 MiB.)
+ *
+ * This module says how to start it: the session request goes in a file (sent as-is as the `Q`
+ * frame), and the shim starts in the pod dir with the socket given relative to it, so the pod dir
+ * is not on its command line (procs.ts finds a pod's VM processes by command line; a container's
+ * shim is not one of them: it exits by itself when the VM goes, after recording why).
  */
-import { closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { VmdClient } from './client.ts';
-import { readyErrorLine, readyOkLine } from './ready.ts';
-import type { Frame } from './protocol.ts';
-import { type ContainerRecord, containerDir, writeJsonAtomic } from './state.ts';
-import { writeFile } from 'node:fs/promises';
 
+/** The exit code of a session whose VM went away. */
 export const VM_GONE_EXIT = 255;
 
-export interface ShimSession {
+export interface ShimLaunch {
   mode: 'container' | 'exec';
-  root: string;
-  rec: ContainerRecord;
-  /** create: {image, kv}; exec: {kv}. */
-  kv: [string, string][];
-  image?: string;
-  /** fd to report the ready line on (ready.ts) once the session exists (-1: none). */
-  readyFd: number;
-  /** exec: write our pid here once the process started. */
+  /** The shim binary (GuestAssets.shim). */
+  shim: string;
+  /** The pod's directory (holds vmd.sock): the shim's cwd. */
+  podDir: string;
+  /** JSON request file ({op: 'create'|'exec', ...}). */
+  request: string;
+  /** Remove the request file once read (exec requests are one-shot). */
+  removeRequest?: boolean;
+  tty: boolean;
+  /** container: where the exit record goes (<container dir>/exit.json). */
+  exitFile?: string;
+  /** exec: where our pid goes once the process started. */
   pidFile?: string;
+  /** fd the ready line (ready.ts) is written on; absent = errors go to stderr. */
+  readyFd?: number;
+  /** The shim dies with this pid (a foreground exec's caller). */
+  parent?: number;
 }
 
-/** Reports readiness (no error) or the error on fd (ready.ts); without an fd the error goes to stderr. */
-function ready(fd: number, err?: unknown): void {
-  if (fd < 0) { if (err !== undefined) process.stderr.write(`bulkhead-vm: ${err instanceof Error ? err.message : String(err)}\n`); return; }
-  try { writeSync(fd, err === undefined ? readyOkLine(process.pid) : readyErrorLine(err)); closeSync(fd); } catch { /* creator gone */ }
+/** argv (without the program) and cwd of a shim for `l`. */
+export function shimArgv(l: ShimLaunch): { args: string[]; cwd: string } {
+  const args: string[] = [];
+  if (l.mode === 'exec') args.push('--exec');
+  if (l.tty) args.push('--tty');
+  if (l.removeRequest) args.push('--rm-request');
+  if (l.exitFile) args.push('--exit-file', l.exitFile);
+  if (l.pidFile) args.push('--pid-file', l.pidFile);
+  if (l.readyFd !== undefined) args.push('--ready-fd', String(l.readyFd));
+  if (l.parent !== undefined) args.push('--parent', String(l.parent));
+  args.push('vmd.sock', l.request);
+  return { args, cwd: l.podDir };
 }
 
-/** Runs the session to its end; resolves with the exit code for this process. */
-export async function runShim(s: ShimSession): Promise<number> {
-  let client: VmdClient;
-  try {
-    client = await VmdClient.connect(join(s.rec.podDir, 'vmd.sock'));
-  } catch (e) {
-    ready(s.readyFd, e);
-    return 125;
-  }
-  const tty = s.kv.some(([k, v]) => k === 'tty' && v === '1');
-  let gid = 0;
-  let started = false;
-  const pendingIn: Buffer[] = [];
-  let stdinEnded = false;
-  let exitCode: number | undefined;
-
-  const stdin = process.stdin;
-  const flushStdin = (): void => {
-    for (const b of pendingIn.splice(0)) client.send('I', gid, b);
-    if (stdinEnded && !tty) client.send('I', gid);
-  };
-  try {
-    if (tty && stdin.isTTY) stdin.setRawMode(true);
-    stdin.on('data', (b: Buffer) => { if (started) client.send('I', gid, b); else pendingIn.push(b); });
-    stdin.on('end', () => { stdinEnded = true; if (started && !tty) client.send('I', gid); });
-    stdin.on('error', () => { stdinEnded = true; });
-  } catch { stdinEnded = true; }
-  // The terminal may be resized before the guest session exists: send the size once it does, and on every change.
-  const sendSize = (): void => {
-    if (gid && tty && process.stdout.isTTY && process.stdout.rows > 0) client.send('W', gid, `${process.stdout.rows} ${process.stdout.columns}`);
-  };
-  if (tty && process.stdout.isTTY) process.stdout.on('resize', sendSize);
-
-  const early: Frame[] = [];
-  let handle: (f: Frame) => void = (f) => { early.push(f); };
-  const done = new Promise<number>((resolve) => {
-    handle = (f) => {
-      if (!gid) { early.push(f); return; }
-      if (f.id !== gid) return;
-      if (f.type === 'O') { if (f.payload.length) process.stdout.write(f.payload); }
-      else if (f.type === 'R') { if (f.payload.length) process.stderr.write(f.payload); }
-      else if (f.type === 'B') { started = true; sendSize(); flushStdin(); }
-      else if (f.type === 'X') { exitCode = Number(f.payload.toString()); resolve(exitCode); }
-    };
-    client.on('frame', (f) => handle(f));
-    client.on('gone', (reason) => {
-      if (exitCode !== undefined) return;
-      process.stderr.write(`bulkhead-vm: ${reason}\n`);
-      resolve(-1);
-      void reason;
-    });
-  });
-
-  try {
-    if (s.mode === 'container') {
-      const r = await client.request<{ id: number }>('create', { name: s.rec.id, image: s.image, kv: s.kv, sandbox: s.rec.sandbox });
-      gid = r.id;
-      for (const f of early.splice(0)) handle(f);
-      ready(s.readyFd);
-    } else {
-      // exec: the reply and the started event arrive together; set gid before frames are read
-      const r = await client.request<{ id: number; pid: number }>('exec', { name: s.rec.id, kv: s.kv });
-      gid = r.id;
-      started = true;
-      sendSize();
-      flushStdin();
-      for (const f of early.splice(0)) handle(f);
-      if (s.pidFile) await writeJsonPid(s.pidFile, process.pid);
-      ready(s.readyFd);
-    }
-  } catch (e) {
-    ready(s.readyFd, e);
-    client.close();
-    return s.mode === 'exec' ? 126 : 125;
-  }
-
-  let code = await done;
-  const dir = containerDir(s.root, s.rec.id);
-  if (code < 0) {
-    code = VM_GONE_EXIT;
-    if (s.mode === 'container') await writeJsonAtomic(join(dir, 'exit.json'), { code, reason: client.goneReason ?? 'VM gone', at: new Date().toISOString() }).catch(() => {});
-  } else if (s.mode === 'container') {
-    await writeJsonAtomic(join(dir, 'exit.json'), { code, at: new Date().toISOString() }).catch(() => {});
-  }
-  try { if (tty && stdin.isTTY) stdin.setRawMode(false); } catch { /* gone */ }
-  client.close();
-  await new Promise<void>((r) => process.stdout.write('', () => r()));
-  await new Promise<void>((r) => process.stderr.write('', () => r()));
-  return code;
-}
-
-async function writeJsonPid(path: string, pid: number): Promise<void> {
-  await writeFile(path, String(pid));
-}
+/** The container's exit record path for its shim. */
+export function exitFile(containerDir: string): string { return join(containerDir, 'exit.json'); }

@@ -1,9 +1,13 @@
 /**
- * The VMM's host cgroup: which hierarchies (v1 memory, cpu, cpuacct, pids, and the v2 one), which
- * limits (the pod's memory and CPU), and where the journal of what was made lives
+ * The pod VM's host cgroup (the VMM's): which hierarchies (v1 memory, cpu, cpuacct, pids, and the
+ * v2 one), which limits (the pod's memory and CPU), which processes (QEMU and the pod's virtiofsd
+ * with the child it forks into its namespaces: whatever the VM adds on the host; the supervisor
+ * stays out, as conmon stays out of a runc container's cgroup, so an OOM kill in the pod never takes
+ * the process that cleans up after it), and where the journal of what was made lives
  * (`<podDir>/cgroups.json`), so whoever removes the pod (the supervisor, `delete --force`, an
  * abandoned start) removes them too. The cgroupfs work itself is src/cgroup/'s.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanCgroupPath, hierarchies, type Hierarchy } from '../cgroup/hierarchy.ts';
 import { writeCgroupResources } from '../cgroup/limits.ts';
@@ -27,8 +31,31 @@ export function vmmHierarchies(): Hierarchy[] {
   return hierarchies({ controllers: V1_CONTROLLERS });
 }
 
-/** Makes the VMM's cgroups (relative path `rel` in every hierarchy), sets `limits`, moves `pid` in. Returns the leaf dirs. */
-export async function placeVmm(rel: string, pid: number, limits: VmmLimits, podDir: string, log: Logger): Promise<string[]> {
+/** `pid` and every live descendant of it (from /proc/PID/task/TID/children), parents first. */
+export function processTree(pid: number, proc = '/proc'): number[] {
+  const out: number[] = [];
+  const seen = new Set<number>();
+  const walk = (p: number): void => {
+    if (seen.has(p) || seen.size > 4096) return;
+    seen.add(p);
+    out.push(p);
+    let tids: string[];
+    try { tids = readdirSync(join(proc, String(p), 'task')); } catch { return; }
+    for (const t of tids) {
+      let kids = '';
+      try { kids = readFileSync(join(proc, String(p), 'task', t, 'children'), 'utf8'); } catch { continue; }
+      for (const k of kids.split(' ')) if (/^\d+$/.test(k)) walk(Number(k));
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/**
+ * Makes the pod VM's cgroups (relative path `rel` in every hierarchy), sets `limits`, moves each of
+ * `pids` in (the VMM and the file server's processes). Returns the leaf dirs.
+ */
+export async function placeVmm(rel: string, pids: readonly number[], limits: VmmLimits, podDir: string, log: Logger): Promise<string[]> {
   const clean = cleanCgroupPath(rel);
   if (!clean) { log.warn('refusing an odd cgroup path for the VMM', { cgroup: rel }); return []; }
   const journal = new JournalFile(join(podDir, RECORD));
@@ -42,13 +69,20 @@ export async function placeVmm(rel: string, pid: number, limits: VmmLimits, podD
   } catch (e) {
     log.warn('cannot set a VMM cgroup limit', { cgroup: clean, err: (e as Error).message });
   }
-  const leaves: string[] = [];
-  for (const leaf of made.leaves) {
-    try { placePid(leaf, pid); leaves.push(leaf); } catch (e) {
-      log.warn('cannot place the VMM in its cgroup', { dir: leaf, err: (e as Error).message });
+  return made.leaves.filter((leaf) => joinVmmCgroups([leaf], pids, log) > 0);
+}
+
+/** Moves `pids` into the pod VM's cgroup leaves (placeVmm's result); returns how many placements held. */
+export function joinVmmCgroups(leaves: readonly string[], pids: readonly number[], log: Logger): number {
+  let placed = 0;
+  for (const leaf of leaves) {
+    for (const pid of pids) {
+      try { placePid(leaf, pid); placed++; } catch (e) {
+        log.warn('cannot place a process of the pod VM in its cgroup', { dir: leaf, pid, err: (e as Error).message });
+      }
     }
   }
-  return leaves;
+  return placed;
 }
 
 /** Removes the cgroup directories recorded for the pod (deepest first); the VMM must be gone. */

@@ -165,7 +165,7 @@ describe('microvm backend options', () => {
     assert.match(p.reason ?? '', /looked in \/nonexistent-bulkhead-assets\/vm: setting \[vm\] assets/);
   });
 
-  it('is unavailable, saying how to rebuild, when the guest agent was built from other sources', async () => {
+  it('is unavailable, saying how to rebuild, when the container shim is missing or the guest agent was built from other sources', async () => {
     const { mkdtemp, mkdir, writeFile, rm } = await import('node:fs/promises');
     const root = await mkdtemp('/tmp/bulkhead-stale-assets-');
     try {
@@ -177,6 +177,11 @@ describe('microvm backend options', () => {
       await writeFile(`${dir}/kernel/lib/modules/6.1.0-test/modules.dep`, '');
       for (const f of ['initramfs.cpio', 'bin/bulkhead-agent', 'bin/bulkhead-vm-console']) await writeFile(`${dir}/${f}`, '');
       await writeFile(`${dir}/assets.json`, JSON.stringify({ agentSource: '0'.repeat(64), consoleSource: '0'.repeat(64), kernelRelease: '6.1.0-test' }));
+      // an install from before the C container shim: the probe names the missing shim and setup
+      const noShim = await new MicrovmBackend({ runDir: `${root}/run`, logger, vm: { assets: root } }).probe();
+      assert.equal(noShim.available, false);
+      assert.match(noShim.reason ?? '', new RegExp(`${root}/vm/bin/bulkhead-vm-shim is missing; run \`bin/bulkhead-vm --assets ${root} setup\``));
+      await writeFile(`${dir}/bin/bulkhead-vm-shim`, '');
       const p = await new MicrovmBackend({ runDir: `${root}/run`, logger, vm: { assets: root } }).probe();
       assert.equal(p.available, false);
       assert.match(p.reason ?? '', new RegExp(`guest agent in ${root}/vm was built from other guest/ sources.*bin/bulkhead-vm --assets ${root} setup`));

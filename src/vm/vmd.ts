@@ -18,7 +18,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
+import { joinVmmCgroups, placeVmm, processTree, removeVmmCgroups } from './vm-cgroup.ts';
 import { AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, toWire, UnavailableError } from '../errors.ts';
 import { agentError } from './agent-errors.ts';
 import { recordProc } from './procs.ts';
@@ -200,7 +200,7 @@ export class PodVmSupervisor {
     }
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
     if (o.cgroup) {
-      this.#cgroups = await placeVmm(o.cgroup, this.#vm.pid, {
+      this.#cgroups = await placeVmm(o.cgroup, [this.#vm.pid], {
         memoryBytes: (o.memoryMiB + 256) * 1048576,
         ...(o.cpuQuota ? { cpuQuota: o.cpuQuota, cpuPeriod: o.cpuPeriod ?? 100000 } : {}),
       }, o.podDir, this.#log);
@@ -216,6 +216,9 @@ export class PodVmSupervisor {
       await this.#detachNetwork();
       throw e;
     }
+    // the whole pod VM in its cgroup: virtiofsd too, with the child it serves from (forked into its
+    // namespaces after its socket appears; the guest mounted the share before the agent said hello)
+    if (this.#cgroups.length && this.#fsd?.pid !== undefined) joinVmmCgroups(this.#cgroups, processTree(this.#fsd.pid), this.#log);
     this.#kernel = hello.kernel;
     this.#log.info('guest up', { kernel: hello.kernel, accel: o.accel, vmmPid: this.#vm.pid });
     const dec = new FrameDecoder('guest agent');

@@ -2,7 +2,7 @@
 // rootfs. Boots are few (2 shared cores): one pod VM carries most cases, a second is killed on purpose.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
 import { classifyRuntimeFailure } from '../../src/runtime/errors.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
-import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
+import { processTree, vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
 import { isCgroupFs } from '../../src/cgroup/mounts.ts';
 import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
 
@@ -53,6 +53,11 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     sandboxIn = c.stdin;
     const pid = Number(readFileSync(c.pidFile, 'utf8'));
     assert.ok(alive(pid), 'the supervisor pid in --pid-file is alive');
+    // the container's supervisor is the small C shim, not a Node.js process: well under a MiB of its own
+    assert.equal(readlinkSync(`/proc/${pid}/exe`), join(ASSETS, 'vm/bin/bulkhead-vm-shim'));
+    const pss = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
+    assert.ok(pss > 0 && pss < 1024, `shim PSS ${pss} KiB`);
+    assert.ok(!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(join(root, 'pods')), 'the pod dir is not on the shim\'s command line (pod-process sweeps leave it alone)');
     assert.equal((await state(root, sbId)).status, 'created');
     const s = await vm(root, ['start', sbId]);
     assert.equal(s.code, 0, s.stderr);
@@ -66,19 +71,27 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     await waitFor(() => c.out().includes('sb\n'), 'hostname from the spec');
   });
 
-  it('places the VMM in the real cgroup hierarchies with the pod\'s CPU limit (never in a plain directory)', () => {
+  it('places the whole pod VM (QEMU, virtiofsd and its namespaced child) in the real cgroup hierarchies with the pod\'s CPU limit (never in a plain directory)', () => {
     const pods = join(root, 'pods');
     const podDir = join(pods, readdirSync(pods)[0]!);
     const vmmPid = Number(readFileSync(join(podDir, 'vmm.pid'), 'utf8'));
+    const fsdPid = (JSON.parse(readFileSync(join(podDir, 'fsd.proc'), 'utf8')) as { pid: number }).pid;
+    const fsd = processTree(fsdPid);
+    assert.ok(fsd.length >= 2, `virtiofsd runs with its sandboxed child: ${fsd.join(' ')}`);
     const rel = `bulkhead-vm/${sbId}`;
-    const lines = readFileSync(`/proc/${vmmPid}/cgroup`, 'utf8').trim().split('\n');
     const hier = vmmHierarchies();
     assert.ok(hier.some((h) => h.controllers.includes('cpu')), 'a cpu hierarchy is mounted');
-    for (const h of hier) {
-      const line = h.version === 2 ? lines.find((l) => l.startsWith('0::')) : lines.find((l) => l.split(':')[1]!.split(',').some((c) => h.controllers.includes(c)));
-      assert.ok(line?.endsWith(`/${rel}`), `${h.path}: ${line} in ${lines.join(' | ')}`);
-      assert.ok(isCgroupFs(join(h.path, rel)), `${join(h.path, rel)} is a cgroup`);
+    for (const pid of [vmmPid, ...fsd]) {
+      const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').trim().split('\n');
+      for (const h of hier) {
+        const line = h.version === 2 ? lines.find((l) => l.startsWith('0::')) : lines.find((l) => l.split(':')[1]!.split(',').some((c) => h.controllers.includes(c)));
+        assert.ok(line?.endsWith(`/${rel}`), `pid ${pid} ${h.path}: ${line} in ${lines.join(' | ')}`);
+        assert.ok(isCgroupFs(join(h.path, rel)), `${join(h.path, rel)} is a cgroup`);
+      }
     }
+    // the supervisor and the containers' shims are not the VM: they stay out (an OOM kill in the pod never takes its cleaner)
+    const vmdPid = (JSON.parse(readFileSync(join(podDir, 'vmd.proc'), 'utf8')) as { pid: number }).pid;
+    assert.ok(!readFileSync(`/proc/${vmdPid}/cgroup`, 'utf8').includes(`/${rel}\n`), 'the supervisor is not in the pod VM\'s cgroup');
     const cpu = hier.find((h) => h.controllers.includes('cpu'))!;
     assert.equal(readFileSync(join(cpu.path, rel, 'cpu.cfs_quota_us'), 'utf8').trim(), '50000');
     assert.equal(readFileSync(join(cpu.path, rel, 'cpu.cfs_period_us'), 'utf8').trim(), '100000');
@@ -360,6 +373,23 @@ describe('bulkhead-vm: clear errors', { skip, timeout: 300_000 }, () => {
       });
       assert.equal(r.code, 1);
       assert.match(r.stderr, /no guest kernel .* run `bin\/bulkhead-vm --assets .* setup`/);
+      assert.ok(!existsSync(join(dir, 'state', 'x1')), 'nothing left behind');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the setup command when the container shim is missing (an install from before the C shim)', async () => {
+    const dir = tempDir('bulkhead-vm-noshim-');
+    try {
+      // the assets as setup leaves them, without bin/bulkhead-vm-shim
+      mkdirSync(join(dir, 'a/vm/bin'), { recursive: true });
+      symlinkSync(join(ASSETS, 'vm/kernel'), join(dir, 'a/vm/kernel'));
+      for (const f of ['initramfs.cpio', 'bin/bulkhead-agent', 'bin/bulkhead-vm-console']) symlinkSync(join(ASSETS, 'vm', f), join(dir, 'a/vm', f));
+      const b = makeBundle(dir, 'x', { rootfs: makeRootfs(dir), args: ['true'] });
+      const p = spawnSync(BULKHEAD_VM, ['--root', join(dir, 'state'), '--assets', join(dir, 'a'), 'create', '--bundle', b, 'x1'], { encoding: 'utf8' });
+      assert.equal(p.status, 1);
+      assert.match(p.stderr, /bulkhead-vm-shim is missing; run `bin\/bulkhead-vm --assets .* setup`/);
       assert.ok(!existsSync(join(dir, 'state', 'x1')), 'nothing left behind');
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -16,8 +16,7 @@ const registry: [name: string, load: Loader][] = [
   ['features', () => import('./features.ts')],
   ['setup', () => import('./setup.ts')],
   ['version', () => import('./version.ts')],
-  // internal: the supervisors bulkhead-vm starts itself
-  ['_shim', () => import('./shim.ts')],
+  // internal: the pod supervisor bulkhead-vm starts itself (a container's is the C shim, ../shim.ts)
   ['_vmd', () => import('./vmd.ts')],
 ];
 

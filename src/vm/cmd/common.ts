@@ -21,12 +21,24 @@ export interface VmCommand extends Command<VmGlobal> {
   positionalsBeforeArgs?: number;
 }
 
-/** The program's entry point: supervisors are started as `node <cli.ts> _vmd|_shim ...`. */
+/** The program's entry point: the pod supervisor is started as `node <cli.ts> _vmd ...`. */
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli.ts');
 export const NODE_ARGS = ['--disable-warning=ExperimentalWarning'];
+/**
+ * Node.js flags of the pod supervisor (`_vmd`, one long-lived process per pod), measured with
+ * bench/vm-lean.ts (idle pod, TCG): V8's size-over-speed mode and 1 MiB semi-spaces take its private
+ * memory from ~21 to ~17 MiB; --jitless and --lite-mode cannot run it (type stripping needs
+ * WebAssembly the first time a module is not in the compile cache); --single-threaded,
+ * --v8-pool-size=1, --max-old-space-size and a forced GC after boot changed nothing measurable.
+ * Extra flags for measuring come from $BULKHEAD_VMD_V8_FLAGS (space-separated, each `--...`).
+ */
+export function vmdNodeArgs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const extra = (env.BULKHEAD_VMD_V8_FLAGS ?? '').split(' ').filter((f) => /^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/.test(f));
+  return [...NODE_ARGS, '--optimize-for-size', '--max-semi-space-size=1', ...extra];
+}
 
-export function spawnDetached(args: string[], stdio: ('inherit' | 'ignore' | 'pipe' | number)[], cmd: string = process.execPath): ReturnType<typeof spawn> {
-  return spawn(cmd, args, { detached: true, stdio });
+export function spawnDetached(args: string[], stdio: ('inherit' | 'ignore' | 'pipe' | number)[], cmd: string = process.execPath, cwd?: string): ReturnType<typeof spawn> {
+  return spawn(cmd, args, { detached: true, stdio, ...(cwd ? { cwd } : {}) });
 }
 
 /** Reads the ready line (ready.ts) from a child's fd 3: its pid, or the error it carries; rejects if it exits first. */

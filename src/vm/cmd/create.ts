@@ -11,12 +11,13 @@ import { loadGuestAssets } from '../assets.ts';
 import { VmdClient } from '../client.ts';
 import { killPodProcesses, recordProc } from '../procs.ts';
 import { releaseRootfsImage, rootfsImage } from '../rootfs-image.ts';
+import { exitFile, shimArgv } from '../shim.ts';
 import { attachVolumes, detachVolumes, guestVolumes, releaseShare, shareDir } from '../share.ts';
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, namespaceKv, rootfsPath, sysctlKv, vmSize } from '../spec.ts';
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
-import { CLI, closeReadyPipe, NODE_ARGS, readyLine, spawnDetached, type VmCommand } from './common.ts';
+import { CLI, closeReadyPipe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
 import type { VmGlobal } from './global.ts';
 
@@ -51,7 +52,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const accel = await chooseAccel(g);
   const logFd = openSync(join(dir, 'vmd.log'), 'a');
-  const child = spawnDetached([...NODE_ARGS, CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
+  const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
     '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
     '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
   if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
@@ -116,17 +117,21 @@ const command: VmCommand = {
       if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
       // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
       kv.push(...await attachVolumes(shareDir(pdir), id, vols));
-      await writeFile(join(cdir, 'create.json'), JSON.stringify({ kv, image: image.path }), { mode: 0o600 });
+      // the session request the container's shim sends to the pod supervisor (delete reads its image)
+      const request = join(cdir, 'create.json');
+      await writeFile(request, JSON.stringify({ op: 'create', name: id, image: image.path, kv, sandbox: pod.sandbox }), { mode: 0o600 });
       const consoleSocket = str(flags, 'console-socket');
-      const shimArgs = [...NODE_ARGS, CLI, '--root', g.root, '_shim', '--id', id];
+      const tty = spec.process?.terminal === true;
+      const shim = shimArgv({ mode: 'container', shim: assets.shim, podDir: pdir, request, tty, exitFile: exitFile(cdir), readyFd: 3 });
       let child: ReturnType<typeof spawn>;
-      if (spec.process?.terminal) {
+      if (tty) {
         if (!consoleSocket) throw new InvalidArgumentError('process.terminal is set: --console-socket is required');
-        const cs = spec.process.consoleSize;
-        child = spawnDetached([consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', process.execPath, ...shimArgs], ['ignore', 'ignore', 'inherit', 'pipe'], assets.consoleHelper);
+        const cs = spec.process!.consoleSize;
+        child = spawnDetached([consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', assets.shim, ...shim.args], ['ignore', 'ignore', 'inherit', 'pipe'], assets.consoleHelper, shim.cwd);
       } else {
-        child = spawnDetached(shimArgs, ['inherit', 'inherit', 'inherit', 'pipe']);
+        child = spawnDetached(shim.args, ['inherit', 'inherit', 'inherit', 'pipe'], assets.shim, shim.cwd);
       }
+      child.on('error', () => {});
       try {
         await readyLine(child, 'container supervisor', 120_000);
       } finally {

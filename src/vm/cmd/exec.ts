@@ -1,14 +1,14 @@
 // `bulkhead-vm exec`: runs a process in a running container, from --process FILE or the arguments after ID.
-import type { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
 import type { OciProcess } from '../../oci/spec.ts';
 import { loadGuestAssets } from '../assets.ts';
-import { runShim } from '../shim.ts';
+import { shimArgv, VM_GONE_EXIT } from '../shim.ts';
 import { processKv, readBundleSpec } from '../spec.ts';
 import { checkId, containerDir, readRecord, status } from '../state.ts';
-import { CLI, closeReadyPipe, NODE_ARGS, readyLine, spawnDetached, type VmCommand } from './common.ts';
+import { closeReadyPipe, readyLine, spawnDetached, type VmCommand } from './common.ts';
 import { bool, list, str } from './flags.ts';
 
 const command: VmCommand = {
@@ -56,22 +56,31 @@ const command: VmCommand = {
     const kv = processKv(proc).map(([k, v]) => [k, String(v)] as [string, string]);
     const detach = bool(flags, 'detach');
     const pidFile = str(flags, 'pid-file');
-    if (!detach && !proc.terminal) {
-      return await runShim({ mode: 'exec', root: g.root, rec, kv, readyFd: -1, ...(pidFile ? { pidFile } : {}) });
+    const assets = await loadGuestAssets(g.assetsRoot);
+    const tty = proc.terminal === true;
+    // the session request, read (and removed) by the exec's shim
+    const request = join(containerDir(g.root, id), `exec-${process.pid}-${Date.now()}.json`);
+    await writeFile(request, JSON.stringify({ op: 'exec', name: id, kv }), { mode: 0o600 });
+    const launch = { mode: 'exec', shim: assets.shim, podDir: rec.podDir, request, removeRequest: true, tty, ...(pidFile ? { pidFile } : {}) } as const;
+    if (!detach && !tty) {
+      // in the foreground: the shim has our stdio, says its own errors on stderr, and dies with us
+      const shim = shimArgv({ ...launch, parent: process.pid });
+      const child = spawn(assets.shim, shim.args, { cwd: shim.cwd, stdio: 'inherit' });
+      return await new Promise<number>((r) => {
+        child.once('error', (e) => { process.stderr.write(`bulkhead-vm: cannot start ${assets.shim}: ${e.message}\n`); void rm(request, { force: true }); r(126); });
+        child.once('exit', (code) => r(code ?? VM_GONE_EXIT));
+      });
     }
-    const tag = `exec-${process.pid}-${Date.now()}.json`;
-    const file = join(containerDir(g.root, id), tag);
-    await writeFile(file, JSON.stringify({ kv }), { mode: 0o600 });
-    const shimArgs = [...NODE_ARGS, CLI, '--root', g.root, '_shim', '--id', id, '--exec', file, ...(pidFile ? ['--pid-file', pidFile] : [])];
+    const shim = shimArgv({ ...launch, readyFd: 3 });
     let child: ReturnType<typeof spawn>;
     const consoleSocket = str(flags, 'console-socket');
-    if (proc.terminal && consoleSocket) {
-      const assets = await loadGuestAssets(g.assetsRoot);
+    if (tty && consoleSocket) {
       const cs = proc.consoleSize;
-      child = spawnDetached([consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', process.execPath, ...shimArgs], ['ignore', 'ignore', 'inherit', 'pipe'], assets.consoleHelper);
+      child = spawnDetached([consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', assets.shim, ...shim.args], ['ignore', 'ignore', 'inherit', 'pipe'], assets.consoleHelper, shim.cwd);
     } else {
-      child = spawnDetached(shimArgs, ['inherit', 'inherit', 'inherit', 'pipe']);
+      child = spawnDetached(shim.args, ['inherit', 'inherit', 'inherit', 'pipe'], assets.shim, shim.cwd);
     }
+    child.on('error', () => { void rm(request, { force: true }); });
     try {
       await readyLine(child, 'exec supervisor', 60_000);
     } finally {
@@ -79,7 +88,7 @@ const command: VmCommand = {
       if (detach) child.unref();
     }
     if (detach) return 0;
-    return await new Promise<number>((r) => child.once('exit', (code) => r(code ?? 255)));
+    return await new Promise<number>((r) => child.once('exit', (code) => r(code ?? VM_GONE_EXIT)));
   },
 };
 export default command;
