@@ -269,9 +269,11 @@ export class ShimV2Backend implements Backend {
     try {
       let stdinPath: string | undefined;
       if (opts.stdin) {
-        // held open by us so the shim's open does not block; attach writes through its own handle
+        // held open by us so the shim's open does not block; attach writes through its own handle.
+        // Never a read side: a readable handle here would take the container's input before the shim
+        // (attach lost stdin under load: "passes stdin through attach" hung in 2 runs of 5)
         stdinPath = join(bundle, 'stdin');
-        const keep = await openFifo(stdinPath);
+        const keep = await openFifo(stdinPath, 'write');
         keep.unref();
         live.fifos.push(keep);
       }
