@@ -102,6 +102,20 @@ export interface InfoResponse {
   handlers: HandlerInfo[];
   versions: StringMap;
   streamAddress: string;
+  /** Warm pools (empty: none configured). */
+  warmPools?: WarmPoolInfo[];
+}
+export interface WarmPoolInfo {
+  handler: string;
+  level: string;
+  target: number;
+  ready: number;
+  filling: number;
+  hits: number;
+  misses: number;
+  failures: number;
+  lastMiss: string;
+  lastError: string;
 }
 
 export type {

@@ -21,6 +21,7 @@ const registry: [name: string, load: Loader][] = [
   ['load', () => import('./load.ts')],
   ['df', () => import('./df.ts')],
   ['system', () => import('./system.ts')],
+  ['info', () => import('./info.ts')],
   ['doctor', () => import('./doctor.ts')],
   ['demo', () => import('./demo.ts')],
   ['report', () => import('./report.ts')],

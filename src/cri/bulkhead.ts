@@ -77,6 +77,7 @@ export function bulkheadHandlers(deps: CriDeps): Record<string, Impl> {
         })),
         versions: { node: process.version, bulkhead: deps.info.version, criApi: 'v1' },
         streamAddress: deps.info.streamAddress,
+        warmPools: deps.engine.warmPools?.() ?? [],
       };
     }),
   };

@@ -9,6 +9,7 @@ import type {
   PodSandboxStats, PodSandboxStatsFilter, PodSandboxStatusResponse,
 } from '../api/cri.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
+import type { WarmPoolInfo } from '../api/cri-messages.ts';
 import type { RunPodOptions } from '../engine/options.ts';
 
 export type { RunPodOptions };
@@ -22,6 +23,8 @@ import type { RpcObserver } from './status.ts';
  */
 export interface CriEngine {
   runPodSandbox(config: PodSandboxConfig, runtimeHandler: string, opts?: RunPodOptions): Promise<string>;
+  /** Warm pools' levels and counts (bulkhead info); absent or [] = none. */
+  warmPools?(): WarmPoolInfo[];
   /** The daemon's own record of a ready pod: what CreateContainer is judged by. */
   storedPod(idOrPrefix: string): CriStoredPod;
   stopPodSandbox(id: string, signal?: AbortSignal): Promise<void>;

@@ -128,7 +128,7 @@ export function parseConfig(text: string, paths: Paths): Config {
   }
   const cfg = defaultConfig(paths);
   const owned = ['root', 'run_dir', 'socket', 'log_level', 'log', 'registries', 'runtime', 'cni', 'stream', 'policy_file'];
-  const sections = ['vm', 'policy', 'network', 'images', 'metrics'];
+  const sections = ['vm', 'policy', 'network', 'images', 'metrics', 'pools'];
   onlyKeys(doc, [...owned, ...sections], '');
   cfg.root = str(doc, 'root', '') ?? cfg.root;
   cfg.runDir = str(doc, 'run_dir', '') ?? cfg.runDir;

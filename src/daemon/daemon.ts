@@ -33,6 +33,7 @@ import { parseMetricsConfig } from '../metrics/config.ts';
 import { NodeMetrics } from '../metrics/node-metrics.ts';
 import { MetricsServer } from '../metrics/server.ts';
 import { createCounters, type PolicyCounters } from '../policy/enforce.ts';
+import { parsePoolsConfig } from './pools-config.ts';
 
 export interface Daemon {
   socket: string;
@@ -113,6 +114,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       if (!policy.protectedPaths.includes(pp)) policy.protectedPaths.push(pp);
     }
     logger.info('trust policy loaded', { source: policy.source, defaultTrust: policy.defaultTrust, rules: policy.rules.length });
+    const pools = parsePoolsConfig(config.sections.pools, Object.keys(config.runtime.handlers), policy);
 
     const startup = AbortSignal.timeout(120_000);
     const network = await CniPodNetwork.create({ cni: config.cni, network: config.sections.network, logger }, startup);
@@ -145,6 +147,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       seccompProfileRoot: config.runtime.seccompProfileRoot || join(policy.kubeletRoot, 'seccomp'),
       // the helper compares real paths: every protected path also by its real path (a symlinked /var/lib/kubelet)
       hostPathGuard: { kubeletRoot: policy.kubeletRoot, protect: withRealPaths([...policy.protectedPaths, policy.kubeletRoot]) },
+      ...(pools.pools.length > 0 ? { warmPools: pools.pools, warmPoolParallelism: pools.fillParallelism } : {}),
     });
     cleanups.push(async () => { await engine.close(); });
     await engine.recover();
@@ -161,6 +164,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     if (metrics) {
       metrics.setViews(engine);
       metrics.setDecisions(() => policyCounters.decisions!.values());
+      if (pools.pools.length > 0) metrics.addWarmPools(() => engine.warmPools());
       const server = await MetricsServer.listen(metricsConfig, metrics, logger.child({ part: 'metrics' }));
       cleanups.push(async () => { await server.close(); });
     }

@@ -20,6 +20,7 @@ import { resolveId } from './ids.ts';
 import { LoopbackPodNetwork } from '../network/loopback-pod-network.ts';
 import { selinuxEnabled } from './selinux.ts';
 import type { EngineOptions } from './options.ts';
+import type { SandboxPool } from './warm-pool-member.ts';
 
 export class EngineContext {
   readonly opts: EngineOptions;
@@ -47,6 +48,8 @@ export class EngineContext {
   readonly handlers: RuntimeHandlers;
   sweepTimer: NodeJS.Timeout | undefined;
   pauseRootfs: Promise<string> | undefined;
+  /** The warm pools RunPodSandbox adopts from (engine/warm-pool.ts); undefined = none configured. */
+  pool: SandboxPool | undefined;
 
   constructor(opts: EngineOptions) {
     if (!opts.backends.has(opts.defaultHandler)) throw new InvalidArgumentError(`default handler ${opts.defaultHandler} has no backend`);

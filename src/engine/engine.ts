@@ -61,16 +61,28 @@ import * as sessions from './sessions.ts';
 import * as stats from './stats.ts';
 import { recover } from './recovery.ts';
 import { stopMonitor } from './exit-monitor.ts';
+import { WarmPools, type WarmPoolStatus } from './warm-pool.ts';
 
 export { DEFAULT_CGROUP_ROOTS, DEFAULT_POD_LOG_ROOT } from './options.ts';
 export type { EngineImages, EngineOptions, EngineStreamIO, RunPodOptions } from './options.ts';
 export { criToOciResources } from './container-lifecycle.ts';
+export type { WarmPoolSpec, WarmPoolStatus } from './warm-pool.ts';
 
 export class Engine {
   readonly #ctx: EngineContext;
+  readonly #pools: WarmPools | undefined;
 
   constructor(opts: EngineOptions) {
     this.#ctx = new EngineContext(opts);
+    if (opts.warmPools && opts.warmPools.length > 0) {
+      try {
+        this.#pools = new WarmPools(this.#ctx, opts.warmPools, opts.warmPoolParallelism);
+      } catch (err) {
+        this.#ctx.store.close();
+        throw err;
+      }
+      this.#ctx.pool = this.#pools;
+    }
   }
 
   // Startup, shutdown, events
@@ -81,13 +93,24 @@ export class Engine {
    */
   async recover(): Promise<void> {
     await recover(this.#ctx);
+    // warm pools fill once what an earlier daemon left is gone (recovery removed its members)
+    this.#pools?.start();
   }
 
-  /** Stops watching, closes the store. Containers keep running (conmon owns them). */
+  /** The warm pools' levels and counts (empty: none configured). */
+  warmPools(): WarmPoolStatus[] {
+    return this.#pools?.status() ?? [];
+  }
+
+  /**
+   * Stops watching, removes the warm pools' members (they are no pods), closes the store.
+   * Containers of pods keep running (conmon owns them).
+   */
   async close(): Promise<void> {
     const ctx = this.#ctx;
     ctx.closing.abort();
     stopMonitor(ctx);
+    await this.#pools?.close();
     ctx.events.emit('close');
     ctx.store.close();
   }

@@ -10,6 +10,7 @@ import type { PodNetwork } from '../network/pod-network.ts';
 import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { EngineImage, HostPathGuard } from './container-spec.ts';
 import type { RootfsMount } from './mounts.ts';
+import type { WarmPoolSpec } from './warm-pool-member.ts';
 
 /**
  * The part of the image service the engine uses. image/image-service.ts's `ImageService`
@@ -67,6 +68,10 @@ export interface EngineOptions {
   hostPathGuard?: HostPathGuard;
   /** RunPodSandbox calls doing their expensive part at once; default 4 per CPU, 4..16 (creation waits on runtime processes as much as it uses CPU). Others queue. */
   podCreationParallelism?: number;
+  /** Warm pools per (handler, trust level) (engine/warm-pool.ts); default none. */
+  warmPools?: WarmPoolSpec[];
+  /** Warm pool members made at once across all pools; default 1. */
+  warmPoolParallelism?: number;
 }
 
 /** Cgroup parents a pod may name: Bulkhead's own and the kubelet's (cgroupfs driver). */

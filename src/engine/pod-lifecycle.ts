@@ -27,6 +27,7 @@ import { emit } from './cri-view.ts';
 import { watchPause } from './exit-monitor.ts';
 import { destroyContainer, stopLocked } from './container-lifecycle.ts';
 import { sandboxSpecOf, sandboxStateOf } from './sandbox-spec.ts';
+import { adoptionMismatch, comparablePauseSpec, firstDifference, type PoolMember } from './warm-pool-member.ts';
 
 /** When `idOrPrefix` names a pod still being created, cancels that creation and waits for its rollback. */
 async function cancelCreation(ctx: EngineContext, idOrPrefix: string): Promise<void> {
@@ -46,7 +47,7 @@ function podNetworkMode(ctx: EngineContext, config: cri.PodSandboxConfig, opts: 
   return ctx.opts.network && ctx.opts.defaultNetworkMode !== 'none' ? 'bridge' : 'none';
 }
 
-function networkFor(ctx: EngineContext, mode: NetworkMode): PodNetwork {
+export function networkFor(ctx: EngineContext, mode: NetworkMode): PodNetwork {
   return mode === 'bridge' ? ctx.network : ctx.fallbackNetwork;
 }
 
@@ -97,11 +98,29 @@ export async function runPodSandbox(ctx: EngineContext, config: cri.PodSandboxCo
   }
 }
 
+/**
+ * A ready member of the pod's warm pool (engine/warm-pool.ts) when the pod can take one; a pod that
+ * cannot, or finds its pool empty, is a miss with the reason logged and starts cold.
+ */
+function takeMember(ctx: EngineContext, config: cri.PodSandboxConfig, handler: string, mode: NetworkMode, opts: RunPodOptions): PoolMember | undefined {
+  const pool = ctx.pool;
+  const level = opts.decision?.level ?? '';
+  if (!pool?.has(handler, level)) return undefined;
+  const d = opts.decision ?? FAIL_CLOSED;
+  const m = pool.take(handler, level);
+  if (!m) { pool.miss(handler, level, 'pool empty'); return undefined; }
+  const why = adoptionMismatch(config, mode, d.egressGuard, d.hostNetwork, m);
+  if (why) { pool.giveBack(m); pool.miss(handler, level, why); return undefined; }
+  return m;
+}
+
 async function createPod(
   ctx: EngineContext, config: cri.PodSandboxConfig, md: { name: string; namespace: string; uid: string; attempt: number }, handler: string,
-  backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions,
+  backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions, pooled = true,
 ): Promise<string> {
-  const id = newId();
+  const tStart = performance.now();
+  const member = pooled ? takeMember(ctx, config, handler, mode, opts) : undefined;
+  const id = member?.id ?? newId();
   // Aborted by the caller (deadline, cancel), the daemon closing, or Stop/RemovePodSandbox.
   const cancel = new AbortController();
   const signal = AbortSignal.any([callerSignal, cancel.signal]);
@@ -124,10 +143,22 @@ async function createPod(
   // the backend decides how the pod is held before anything is made; a sandbox container's id is
   // recorded with the pod from the first write, so a crash at any later point leaves it findable
   const plan = await backend.podSandbox.plan(sandboxSpecOf(ctx.opts, rec));
-  if (plan.sandboxContainer) runtime.pauseId = newId();
+  if (member) {
+    // the pause spec this pod would get, against the member's: anything but the hostname differing
+    // (a field set at start that the checks above do not know) sends the pod the cold way
+    Object.assign(runtime, { netnsPath: member.netnsPath, ips: member.ips, pauseId: member.sandboxId });
+    const mine = comparablePauseSpec(await buildPodPauseSpec({ id: member.sandboxId, pod: rec, rootfs: await pauseRootfsOf(ctx), files: { hostname: '', hosts: '', resolvConf: '' } }));
+    if (!plan.sandboxContainer || mine !== member.pauseSpec || runtime.cgroupParent !== member.cgroupParent || podDir !== member.podDir) {
+      ctx.pool!.giveBack(member);
+      const where = mine !== member.pauseSpec ? `sandbox spec field ${firstDifference(mine, member.pauseSpec)}` : 'pod dir or cgroup';
+      ctx.pool!.miss(handler, member.level, `the pod's sandbox differs from the pool's (${where}; fixed at sandbox start)`);
+      return await createPod(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, false);
+    }
+  } else if (plan.sandboxContainer) runtime.pauseId = newId();
   let settled!: () => void;
   const done = new Promise<void>((r) => { settled = r; });
-  return await ctx.locks.with(id, async () => {
+  // undefined: a member failed adoption and was undone; the pod starts cold
+  const made = await ctx.locks.with(id, async (): Promise<string | undefined> => {
     try {
       ctx.store.insertPod(rec);
     } catch (err) {
@@ -140,25 +171,35 @@ async function createPod(
       const t0 = performance.now();
       // Independent steps run side by side; every one is settled before an error is thrown, so
       // the cleanup below never races a half-finished step (e.g. a netns still being made).
-      const [, , netR, pauseR] = await settleAll([
-        mkdir(podDir, { recursive: true, mode: 0o711 }),
-        mkdir(logLoc.root, { recursive: true, mode: 0o755 }).then(() => walkDirsBeneath(logLoc.root, logLoc.parts, { create: true, mode: 0o755, what: 'log_directory', rule: 'no symlinks under the pod log root' })),
-        networkFor(ctx, mode).setup(netRequest(rec, mode), signal),
-        runtime.pauseId ? pauseRootfsOf(ctx) : Promise.resolve(''),
-      ] as const);
-      const net = netR;
-      runtime.netnsPath = net.netnsPath ?? '';
-      runtime.ips = net.ips;
-      ctx.store.updatePod(rec);
+      const logDirs = mkdir(logLoc.root, { recursive: true, mode: 0o755 }).then(() => walkDirsBeneath(logLoc.root, logLoc.parts, { create: true, mode: 0o755, what: 'log_directory', rule: 'no symlinks under the pod log root' }));
+      let pauseR = '';
+      if (member) {
+        // the pod's record now holds the member's id (and recovery undoes it as this pod): its
+        // member record goes; the member's dir, netns, IP, cgroup and sandbox are the pod's
+        await settleAll([logDirs, ctx.pool!.adopted(member)] as const);
+      } else {
+        const [, , netR, rootfs] = await settleAll([
+          mkdir(podDir, { recursive: true, mode: 0o711 }),
+          logDirs,
+          networkFor(ctx, mode).setup(netRequest(rec, mode), signal),
+          runtime.pauseId ? pauseRootfsOf(ctx) : Promise.resolve(''),
+        ] as const);
+        pauseR = rootfs;
+        runtime.netnsPath = netR.netnsPath ?? '';
+        runtime.ips = netR.ips;
+        ctx.store.updatePod(rec);
+      }
       signal.throwIfAborted();
       const t1 = performance.now();
-      const files = await writePodFiles(join(podDir, 'etc'), hostname, net.ips, config.dnsConfig);
+      const files = await writePodFiles(join(podDir, 'etc'), hostname, runtime.ips, config.dnsConfig);
       signal.throwIfAborted();
       const t2 = performance.now();
-      const state = await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), plan, {
-        sandboxId: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, logPath: join(podDir, 'pause.log'), signal,
-        sandboxSpec: () => buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseR, files }),
-      });
+      const state = member
+        ? await adoptSandbox(ctx, backend, rec, member, signal)
+        : await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), plan, {
+          sandboxId: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, logPath: join(podDir, 'pause.log'), signal,
+          sandboxSpec: () => buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseR, files }),
+        });
       runtime.namespacePaths = state.namespacePaths;
       if (runtime.pauseId) watchPause(ctx, id, runtime.pauseId, backend);
       runtime.engine.files = files;
@@ -167,10 +208,11 @@ async function createPod(
       rec.phase = 'ready';
       ctx.store.updatePod(rec);
       // the steps' times (bench/run.ts --profile reads them)
-      ctx.log.info('pod sandbox ready', { pod: id, name: `${md.namespace}/${md.name}`, handler, prepareMs: ms(t0, t1), filesMs: ms(t1, t2), sandboxMs: ms(t2, performance.now()) });
+      ctx.log.info('pod sandbox ready', { pod: id, name: `${md.namespace}/${md.name}`, handler, prepareMs: ms(t0, t1), filesMs: ms(t1, t2), sandboxMs: ms(t2, performance.now()), ...(member ? { warmPool: true } : {}) });
+      if (member) ctx.pool!.hit(handler, member.level, id, ms(tStart, performance.now()));
       return id;
     } catch (err) {
-      ctx.log.warn('pod sandbox creation failed; cleaning up', { pod: id, err });
+      ctx.log.warn('pod sandbox creation failed; cleaning up', { pod: id, err, ...(member ? { warmPool: true } : {}) });
       try {
         await destroyPod(ctx, rec, ctx.closing.signal);
       } catch (e) {
@@ -178,16 +220,28 @@ async function createPod(
         // NOTREADY pod, listed, that RemovePodSandbox (the kubelet's next step) retries.
         ctx.log.error('cleanup after failed pod creation failed; the pod stays NOTREADY for RemovePodSandbox', { pod: id, err: e });
         if (ctx.store.getPod(id)) { rec.phase = 'notready'; ctx.store.updatePod(rec); }
+        throw err;
       }
-      throw err;
+      // a member that failed adoption (its sandbox died just now) is gone: the pod starts cold
+      if (!member || signal.aborted) throw err;
+      ctx.pool!.miss(handler, member.level, `adoption failed: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
     } finally {
       ctx.creating.delete(id);
       settled();
     }
   });
+  return made ?? await createPod(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, false);
 }
 
-function pauseRootfsOf(ctx: EngineContext): Promise<string> {
+/** A member's sandbox becomes the pod's: the strategy applies what the pod sets on top (hostname). */
+async function adoptSandbox(ctx: EngineContext, backend: Backend, rec: PodRecord, m: PoolMember, signal: AbortSignal): Promise<{ sandboxId: string; namespacePaths: Record<string, string> }> {
+  const state = { sandboxId: m.sandboxId, namespacePaths: {} };
+  await backend.podSandbox.adopt!(sandboxSpecOf(ctx.opts, rec), state, signal);
+  return state;
+}
+
+export function pauseRootfsOf(ctx: EngineContext): Promise<string> {
   ctx.pauseRootfs ??= ensurePauseRootfs(join(ctx.opts.root, 'pause'));
   return ctx.pauseRootfs;
 }

@@ -14,6 +14,7 @@ import { type EngineContext, nowNs } from './context.ts';
 import { applyExit, startSweep, watch, watchPause } from './exit-monitor.ts';
 import { destroyContainer } from './container-lifecycle.ts';
 import { destroyPod } from './pod-lifecycle.ts';
+import { removeStalePoolMembers } from './warm-pool.ts';
 
 /**
  * Reconciles the store with what conmon and the runtimes report, then starts the exit monitor.
@@ -39,6 +40,8 @@ export async function recover(ctx: EngineContext): Promise<void> {
       }
     });
   }
+  // Warm pool members an earlier daemon left (pods it was adopting were undone above)
+  await removeStalePoolMembers(ctx, signal);
   // Bundle dirs no record names (records lost): their staged host paths and rootfs are unmounted
   // (or this stops, leaving them) before the dir goes, so a removal never reaches into the host.
   await sweepOrphanBundles(ctx);

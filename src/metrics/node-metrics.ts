@@ -25,8 +25,8 @@ export interface ViewContainer { id: string; podSandboxId: string; state?: strin
 /** One kind of policy decision and how often it was made (the policy keeps these; see policy/enforce.ts). */
 export interface DecisionCount { kind: string; outcome: string; rule: string; count: number }
 
-/** A warm pool's levels, as its owner reports them at scrape time. */
-export interface WarmPoolLevel { handler: string; ready: number; target: number }
+/** A warm pool's levels and counts, as its owner reports them at scrape time (level: a trust level name from the config). */
+export interface WarmPoolLevel { handler: string; level?: string; ready: number; target: number; hits?: number; misses?: number }
 
 /** Watches a unary call: called as it starts, the result once it ends with the gRPC code name ("OK", "NOT_FOUND", ...). */
 export type RpcObserver = (method: string, request: unknown) => (code: string, response: unknown) => void;
@@ -142,21 +142,34 @@ export class NodeMetrics {
   setDecisions(read: () => Iterable<DecisionCount>): void { this.#decisions = read; }
 
   /**
-   * Hook for warm pools (none exist yet): a pool owner registers how to read its levels. The
-   * gauges `bulkhead_warm_pool_ready` / `bulkhead_warm_pool_target` exist only from the first call.
+   * Hook for warm pools: a pool owner registers how to read its levels. The gauges
+   * `bulkhead_warm_pool_ready` / `bulkhead_warm_pool_target` and the counters
+   * `bulkhead_warm_pool_hits_total` / `bulkhead_warm_pool_misses_total` (by handler and trust level;
+   * levels come from the daemon config, a bounded set) exist only from the first call.
    */
   addWarmPools(read: () => Iterable<WarmPoolLevel>): void {
     this.#pools.push(read);
     if (this.registry.getSingleMetric('bulkhead_warm_pool_ready')) return;
     const self = this;
     const levels = (): WarmPoolLevel[] => self.#pools.flatMap((r) => [...r()]);
+    const labels = (l: WarmPoolLevel): { handler: string; level: string } => ({ handler: self.#handler(l.handler), level: l.level ?? '' });
+    const labelNames = ['handler', 'level'] as const;
     new Gauge({
-      name: 'bulkhead_warm_pool_ready', help: 'Warm sandboxes ready to take a pod, by handler.', labelNames: ['handler'], registers: [this.registry],
-      collect() { this.reset(); for (const l of levels()) this.inc({ handler: self.#handler(l.handler) }, l.ready); },
+      name: 'bulkhead_warm_pool_ready', help: 'Warm sandboxes ready to take a pod, by handler and trust level.', labelNames, registers: [this.registry],
+      collect() { this.reset(); for (const l of levels()) this.inc(labels(l), l.ready); },
     });
     new Gauge({
-      name: 'bulkhead_warm_pool_target', help: 'Warm sandboxes each pool aims to keep ready, by handler.', labelNames: ['handler'], registers: [this.registry],
-      collect() { this.reset(); for (const l of levels()) this.inc({ handler: self.#handler(l.handler) }, l.target); },
+      name: 'bulkhead_warm_pool_target', help: 'Warm sandboxes each pool aims to keep ready, by handler and trust level.', labelNames, registers: [this.registry],
+      collect() { this.reset(); for (const l of levels()) this.inc(labels(l), l.target); },
+    });
+    new Counter({
+      name: 'bulkhead_warm_pool_hits_total', help: 'Pod sandboxes that took a warm pool member, by handler and trust level.', labelNames, registers: [this.registry],
+      collect() { this.reset(); for (const l of levels()) this.inc(labels(l), l.hits ?? 0); },
+    });
+    new Counter({
+      name: 'bulkhead_warm_pool_misses_total', help: 'Pod sandboxes of a pooled handler and level that started cold (pool empty, or the pod asked for what members lack), by handler and trust level.',
+      labelNames, registers: [this.registry],
+      collect() { this.reset(); for (const l of levels()) this.inc(labels(l), l.misses ?? 0); },
     });
   }
 

@@ -10,7 +10,10 @@
  *  - containerNamespaces: the namespaces a container's spec names, from the stored state;
  *  - dial:    a byte stream to a port on the pod's loopback (port-forward);
  *  - stop / destroy: the sandbox process ends; the pod's containers go, then the sandbox, then
- *             what holds its namespaces (destroy orders the removal).
+ *             what holds its namespaces (destroy orders the removal);
+ *  - adopt:   (optional) warm pools (engine/warm-pool.ts): a sandbox the engine created ahead of
+ *             time, for no pod, with the pod id, netns and cgroup it will have, is handed to a pod;
+ *             adopt applies what the pod sets that can still change after the sandbox started.
  *
  * Two implementations: ./namespaces-joined.ts (runc, crun: containers join namespaces by path,
  * held by pinned files or a pause process) and ./sandbox-hosted.ts (gVisor, microvm: containers
@@ -114,4 +117,11 @@ export interface PodSandbox {
    * every step is tried before the first error is thrown.
    */
   destroy(pod: { podDir: string; helperDir?: string }, state: PodSandboxState, removeContainers: () => Promise<void>, signal: AbortSignal): Promise<void>;
+  /**
+   * Warm pools: gives `pod` a sandbox that create() made earlier for a pod with the same id, netns,
+   * cgroup and namespace options but no hostname; applies what the pod sets on top of that (its
+   * hostname, '' = none: nothing to do). After it, the pod has what create() would have given it.
+   * Absent = this strategy's sandboxes cannot be pooled (the engine keeps no pool for it).
+   */
+  adopt?(pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal): Promise<void>;
 }

@@ -24,6 +24,11 @@ export interface SandboxHostedHooks {
   dialVia(): 'netns' | 'sandbox';
   /** Refuses (throws) a pod this sandbox cannot run, before anything is made (RunPodSandbox). */
   check?(pod: PodSandboxSpec): void;
+  /**
+   * Sets the hostname of a running sandbox (its kernel's UTS namespace, which every container of
+   * the pod shares). Present = the backend's sandboxes can be pooled (PodSandbox.adopt).
+   */
+  setHostname?(sandboxId: string, hostname: string, signal: AbortSignal): Promise<void>;
 }
 
 export class SandboxHosted implements PodSandbox {
@@ -31,9 +36,18 @@ export class SandboxHosted implements PodSandbox {
   readonly #rt: ContainerRuntime;
   readonly #hooks: SandboxHostedHooks;
 
+  /** Present only where the backend can set a running sandbox's hostname (see SandboxHostedHooks.setHostname). */
+  readonly adopt?: (pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal) => Promise<void>;
+
   constructor(rt: ContainerRuntime, hooks: SandboxHostedHooks) {
     this.#rt = rt;
     this.#hooks = hooks;
+    const setHostname = hooks.setHostname;
+    if (setHostname) {
+      this.adopt = async (pod, state, signal) => {
+        if (pod.hostname) await setHostname(state.sandboxId, pod.hostname, signal);
+      };
+    }
   }
 
   async plan(pod: PodSandboxSpec): Promise<PodSandboxPlan> {

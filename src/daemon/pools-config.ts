@@ -1,0 +1,47 @@
+/**
+ * The `[pools]` table of the daemon config: warm pools per (handler, trust level), off by default.
+ *
+ *   [pools]
+ *   fill_parallelism = 1     # members made at once across all pools (1..8)
+ *   [pools.gvisor]           # a configured handler whose sandboxes can be pooled
+ *   untrusted = 2            # trust level = ready sandboxes kept for its pods (0..64)
+ *
+ * A pool's members are set up with the level's network settings (egress guard, host-network
+ * permission: what the decision of each of its pods carries), so they are read from the policy.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import type { Policy } from '../policy/policy.ts';
+import type { WarmPoolSpec } from '../engine/engine.ts';
+
+export interface PoolsConfig { pools: WarmPoolSpec[]; fillParallelism: number }
+
+const MAX_SIZE = 64;
+const MAX_TOTAL = 256;
+
+const isTable = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The `[pools]` table (undefined = no pools); unknown handlers or levels and bad sizes are errors naming the key. */
+export function parsePoolsConfig(raw: unknown, handlers: readonly string[], policy: Policy): PoolsConfig {
+  const out: PoolsConfig = { pools: [], fillParallelism: 1 };
+  if (raw === undefined) return out;
+  if (!isTable(raw)) throw new InvalidArgumentError('config: pools must be a table ([pools.HANDLER] with LEVEL = N)');
+  let total = 0;
+  for (const [key, v] of Object.entries(raw)) {
+    if (key === 'fill_parallelism') {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 8) throw new InvalidArgumentError('config: pools.fill_parallelism must be an integer 1..8');
+      out.fillParallelism = v;
+      continue;
+    }
+    if (!handlers.includes(key)) throw new InvalidArgumentError(`config: pools.${key}: no runtime handler ${JSON.stringify(key.slice(0, 64))} is configured (handlers: ${handlers.join(', ')})`);
+    if (!isTable(v)) throw new InvalidArgumentError(`config: pools.${key} must be a table of trust level = size`);
+    for (const [level, n] of Object.entries(v)) {
+      const l = Object.hasOwn(policy.levels, level) ? policy.levels[level] : undefined;
+      if (!l) throw new InvalidArgumentError(`config: pools.${key}.${level.slice(0, 64)}: the policy (${policy.source}) has no trust level of that name (levels: ${Object.keys(policy.levels).join(', ')})`);
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_SIZE) throw new InvalidArgumentError(`config: pools.${key}.${level} must be an integer 0..${MAX_SIZE}`);
+      total += n;
+      if (n > 0) out.pools.push({ handler: key, level, size: n, egressGuard: l.egressGuard, hostNetwork: l.allowHostNetwork });
+    }
+  }
+  if (total > MAX_TOTAL) throw new InvalidArgumentError(`config: pools keep ${total} sandboxes in all; at most ${MAX_TOTAL}`);
+  return out;
+}

@@ -1,0 +1,240 @@
+// Warm pools over the real CRI socket, real runsc: pools per (handler, trust level) fill; a pod
+// adopted from one is what a cold pod is (hostname, /etc files, its own IP, its cgroup) and runs a
+// container; the pool refills; a member never goes to a pod of another trust level or handler; a
+// pod asking for what members lack starts cold with the reason logged; a daemon killed with
+// members, restarted, removes them, and a daemon shut down removes its own.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
+import type { PodSandboxConfig } from '../../src/api/cri.ts';
+import type { WarmPoolInfo } from '../../src/api/cri-messages.ts';
+import { netnsOf, procsWith, waitFor } from '../engine/helpers.ts';
+
+const POLICY = `[policy]
+default_trust = "untrusted"
+[policy.levels.untrusted]
+min_isolation = "user-kernel"
+allowed_sysctls = ["kernel.shm_rmid_forced"]
+[policy.levels.trusted]
+min_isolation = "process"
+[policy.levels.plain]
+min_isolation = "user-kernel"
+[[policy.rules]]
+name = "trusted namespace"
+trust = "trusted"
+namespaces = ["pool-trusted"]
+[[policy.rules]]
+name = "a level without a pool (cold pods to compare with)"
+trust = "plain"
+namespaces = ["pool-cold"]
+`;
+const POOLS = `[pools]
+[pools.gvisor]
+untrusted = 2
+trusted = 1
+`;
+
+let d: TestDaemon;
+let images: TestImages;
+
+before(async () => {
+  images = await buildAndPushTestImages(await sharedRegistry());
+  d = await startTestDaemon({ name: 'bulkhead-warm-pool-', policy: { toml: POLICY }, extraToml: POOLS, logLevel: 'info' });
+  await d.client.pullImage(images.busybox);
+});
+after(async () => { await d?.close(); });
+
+interface Member { id: string; sandbox: string; level: string }
+
+/** Every member the daemon made so far (from its log: `warm pool member ready`), by id. */
+async function members(): Promise<Map<string, Member>> {
+  const out = new Map<string, Member>();
+  for (const line of (await d.log()).split('\n')) {
+    if (!line.includes('msg="warm pool member ready"')) continue;
+    const f = (k: string): string => new RegExp(` ${k}=(\\S+)`).exec(line.slice(line.indexOf(' part=')))?.[1] ?? '';
+    out.set(f('member'), { id: f('member'), sandbox: f('sandbox'), level: f('level') });
+  }
+  return out;
+}
+
+async function pools(): Promise<WarmPoolInfo[]> {
+  return (await d.client.info()).warmPools ?? [];
+}
+const poolOf = async (level: string): Promise<WarmPoolInfo> => (await pools()).find((p) => p.handler === 'gvisor' && p.level === level)!;
+
+async function full(): Promise<void> {
+  await waitFor(async () => (await pools()).every((p) => p.ready === p.target), 180_000, 'warm pools full');
+}
+
+function pod(name: string, namespace: string, extra: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
+  return { metadata: { name, namespace, uid: randomUUID(), attempt: 0 }, labels: { t: 'warm-pool' }, linux: {}, ...extra };
+}
+
+/** What a pod gives its container, as the container and the host see it. */
+async function facts(podId: string, cfg: PodSandboxConfig): Promise<Record<string, unknown>> {
+  const c = d.client;
+  const ctr = await c.createContainer(podId, { metadata: { name: 'probe' }, image: { image: images.busybox }, command: ['sleep', '600'] }, cfg);
+  await c.startContainer(ctr, { timeoutMs: 120_000 });
+  const sh = async (cmd: string): Promise<string> => {
+    const r = await c.execSync(ctr, ['sh', '-c', cmd], 30);
+    assert.equal(r.exitCode, 0, `${cmd}: ${r.stderr.toString()}`);
+    return r.stdout.toString().trim();
+  };
+  const st = (await c.podSandboxStatus(podId)).status;
+  const ip = st.network?.ip ?? '';
+  const hosts = await sh('cat /etc/hosts');
+  // the pod's cgroup, under the daemon's own parent: the sandbox's processes are in it
+  const cg = join('/sys/fs/cgroup/pids/bulkhead', `pod-${podId.slice(0, 16)}`);
+  const cgProcs = existsSync(cg) ? (await readdir(cg, { withFileTypes: true })).filter((e) => e.isDirectory()).length : -1;
+  const out = {
+    state: st.state,
+    hostname: await sh('hostname'),
+    etcHostname: await sh('cat /etc/hostname'),
+    hostsNamesPod: hosts.includes(`${ip}\t${cfg.hostname}`) || new RegExp(`${ip.replace(/\./g, '\\.')}\\s+${cfg.hostname}`).test(hosts),
+    resolv: (await sh('cat /etc/resolv.conf')).split('\n').filter((l) => l.startsWith('nameserver') || l.startsWith('search')),
+    hasIp: /^\d+\.\d+\.\d+\.\d+$/.test(ip),
+    netns: (await netnsOf(podId)).length,
+    ownCgroup: cgProcs > 0,
+  };
+  await c.removeContainer(ctr);
+  return out;
+}
+
+test('pools fill to their targets; bulkhead info and /metrics-facing figures show them', async () => {
+  await full();
+  const ps = await pools();
+  assert.deepEqual(ps.map((p) => [p.handler, p.level, p.target]).sort(), [['gvisor', 'trusted', 1], ['gvisor', 'untrusted', 2]]);
+  const m = [...(await members()).values()];
+  assert.equal(m.filter((x) => x.level === 'untrusted').length, 2);
+  assert.equal(m.filter((x) => x.level === 'trusted').length, 1);
+});
+
+test('a pod adopted from the pool is what a cold pod is: hostname, /etc files, its own IP and netns, its cgroup; the pool refills', async () => {
+  await full();
+  const dns = { servers: ['10.9.8.7'], searches: ['pool.example'], options: [] };
+  const warmCfg = pod('warm', 'pool-tenant', { hostname: 'warm-host', dnsConfig: dns });
+  const before = await poolOf('untrusted');
+  const warmId = await d.client.runPodSandbox(warmCfg, 'gvisor');
+  const m = await members();
+  assert.equal(m.get(warmId)?.level, 'untrusted', 'the pod took a member of its level\'s pool');
+  const after1 = await poolOf('untrusted');
+  assert.equal(after1.hits, before.hits + 1);
+
+  const coldCfg = pod('cold', 'pool-cold', { hostname: 'cold-host', dnsConfig: dns });
+  const coldId = await d.client.runPodSandbox(coldCfg, 'gvisor');
+  assert.ok(!(await members()).has(coldId), 'a level without a pool starts cold');
+
+  const warm = await facts(warmId, warmCfg);
+  const cold = await facts(coldId, coldCfg);
+  assert.equal(warm.hostname, 'warm-host');
+  assert.equal(warm.etcHostname, 'warm-host');
+  assert.deepEqual({ ...warm, hostname: '', etcHostname: '' }, { ...cold, hostname: '', etcHostname: '' }, 'the pooled pod has what the cold one has');
+  assert.equal(warm.hasIp, true);
+  const ips = await Promise.all([warmId, coldId].map(async (id) => (await d.client.podSandboxStatus(id)).status.network?.ip));
+  assert.notEqual(ips[0], ips[1]);
+
+  // the pool makes a new member for the one taken
+  await waitFor(async () => (await poolOf('untrusted')).ready === 2, 180_000, 'refill');
+  const refilled = [...(await members()).values()].filter((x) => x.level === 'untrusted');
+  assert.ok(refilled.length >= 3, 'a new member was made');
+  for (const id of [warmId, coldId]) { await d.client.stopPodSandbox(id); await d.client.removePodSandbox(id); }
+});
+
+test('a pooled sandbox is never handed to another trust level or handler', async () => {
+  await full();
+  const made: { id: string; level: string; handler: string }[] = [];
+  // more pods than members, interleaved: some take members, the rest start cold
+  for (let i = 0; i < 3; i++) {
+    for (const [ns, level] of [['pool-tenant', 'untrusted'], ['pool-trusted', 'trusted']] as const) {
+      const id = await d.client.runPodSandbox(pod(`x-${level}-${i}`, ns, { hostname: `x-${i}` }), 'gvisor');
+      made.push({ id, level, handler: 'gvisor' });
+    }
+  }
+  // a trusted pod on runc: its level has a gvisor pool, never a runc one
+  made.push({ id: await d.client.runPodSandbox(pod('x-runc', 'pool-trusted'), 'runc'), level: 'trusted', handler: 'runc' });
+  const m = await members();
+  let hits = 0;
+  for (const p of made) {
+    const member = m.get(p.id);
+    if (!member) continue;
+    hits++;
+    assert.equal(p.handler, 'gvisor', 'only gvisor pods take gvisor members');
+    assert.equal(member.level, p.level, `pod ${p.id.slice(0, 12)} of level ${p.level} took a member of level ${member.level}`);
+  }
+  assert.ok(made.some((p) => p.level === 'untrusted' && m.has(p.id)), 'an untrusted pod took an untrusted member');
+  assert.ok(made.some((p) => p.level === 'trusted' && m.has(p.id)), 'a trusted pod took a trusted member');
+  assert.ok(hits < made.length, 'some started cold');
+  for (const p of made) { await d.client.stopPodSandbox(p.id); await d.client.removePodSandbox(p.id); }
+});
+
+test('a pod asking for what pool members lack (a sysctl set at sandbox start) takes the cold path, with the reason logged', async () => {
+  await full();
+  const before = await poolOf('untrusted');
+  const cfg = pod('sysctl', 'pool-tenant', { linux: { sysctls: { 'kernel.shm_rmid_forced': '1' } } });
+  const id = await d.client.runPodSandbox(cfg, 'gvisor');
+  assert.ok(!(await members()).has(id), 'no member was taken');
+  const after1 = await poolOf('untrusted');
+  assert.equal(after1.misses, before.misses + 1);
+  assert.equal(after1.hits, before.hits);
+  assert.match(after1.lastMiss, /sysctls/);
+  assert.equal(after1.ready, 2, 'the members stay in the pool');
+  assert.match(await d.log(), /msg="warm pool miss: cold start" part=engine handler=gvisor level=untrusted reason="sysctls/);
+  const st = await facts(id, { ...cfg, hostname: '' });
+  assert.equal(st.state, 'SANDBOX_READY');
+  await d.client.stopPodSandbox(id);
+  await d.client.removePodSandbox(id);
+});
+
+/** What is left on the host of these members: processes, netns, cgroups, pod dirs, member records. */
+async function leftOf(ms: Member[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const m of ms) {
+    if ((await procsWith(m.sandbox)).length > 0) left.push(`processes of ${m.sandbox}`);
+    if ((await netnsOf(m.id)).length > 0) left.push(`netns of ${m.id}`);
+    for (const h of ['pids', 'memory', 'cpu,cpuacct']) if (existsSync(`/sys/fs/cgroup/${h}/bulkhead/pod-${m.id.slice(0, 16)}`)) left.push(`${h} cgroup of ${m.id}`);
+    if (existsSync(join(d.runDir, 'pods', m.id))) left.push(`pod dir of ${m.id}`);
+    if (existsSync(join(d.runDir, 'pool', `${m.id}.json`))) left.push(`record of ${m.id}`);
+    if (existsSync(join(d.runDir, 'runtime', 'gvisor', 'containers', m.sandbox))) left.push(`bundle of ${m.sandbox}`);
+  }
+  return left;
+}
+
+/** IP leases the host-local IPAM holds (files named by an address) under the daemon's root. */
+async function leases(): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      if (e.isDirectory()) await walk(join(dir, e.name));
+      else if (/^\d+\.\d+\.\d+\.\d+$/.test(e.name)) out.push(`${e.name}: ${(await readFile(join(dir, e.name), 'utf8').catch(() => '')).split('\n')[0]}`);
+    }
+  };
+  await walk(join(d.root, 'cni'));
+  return out.sort();
+}
+
+test('a daemon killed with members ready, restarted, removes them; one shut down removes its own; no IP lease stays', async () => {
+  await full();
+  const leasesBefore = await leases();
+  const first = [...(await members()).values()].filter((m) => existsSync(join(d.runDir, 'pool', `${m.id}.json`)));
+  assert.equal(first.length, 3, 'three members wait');
+  assert.equal(leasesBefore.length, 3, `one lease per member: ${leasesBefore.join('; ')}`);
+  assert.ok((await procsWith(first[0]!.sandbox)).length > 0, 'a member\'s sandbox runs');
+  await d.stop('SIGKILL');
+  assert.ok((await procsWith(first[0]!.sandbox)).length > 0, 'members outlive a killed daemon');
+  await d.restart();
+  assert.deepEqual(await leftOf(first), [], 'recovery removed every member the killed daemon left');
+  assert.match(await d.log(), /removed a warm pool member left by an earlier daemon/);
+  await full();
+  const second = [...(await members()).values()].filter((m) => !first.some((f) => f.id === m.id) && existsSync(join(d.runDir, 'pool', `${m.id}.json`)));
+  assert.equal(second.length, 3);
+  await d.stop('SIGTERM');
+  assert.deepEqual(await leftOf(second), [], 'shutdown removed the members');
+  assert.deepEqual(await leases(), [], 'no IP lease is left');
+  await d.restart();
+});
