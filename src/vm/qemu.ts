@@ -22,6 +22,20 @@ function hostTscKhz(): number {
   return 2_000_000;
 }
 
+/**
+ * TCG's translation cache, MiB (`-accel tcg,tb-size=N`; nothing changes under KVM). QEMU 7.2's
+ * default is 1 GiB, filled as the guest runs new code: most of an idle pod VM's memory after boot.
+ * Measured with bench/vm-lean.ts (see src/vm/README.md "Sizing"). $BULKHEAD_VM_TB_SIZE_MIB overrides
+ * it (for measuring; 1..1024).
+ */
+export const TCG_TB_SIZE_MIB = 32;
+
+function accelArg(accel: Accel, env: NodeJS.ProcessEnv = process.env): string {
+  if (accel !== 'tcg') return accel;
+  const n = Number(env.BULKHEAD_VM_TB_SIZE_MIB ?? TCG_TB_SIZE_MIB);
+  return `tcg,tb-size=${Number.isInteger(n) && n >= 1 && n <= 1024 ? n : TCG_TB_SIZE_MIB}`;
+}
+
 export function qemuArgs(cfg: VmConfig): string[] {
   const khz = hostTscKhz();
   const cmdline = [
@@ -35,7 +49,7 @@ export function qemuArgs(cfg: VmConfig): string[] {
     // vhost-user-fs needs the guest RAM in shared memory the file server can map
     '-M', `microvm,x-option-roms=off,rtc=on${cfg.fsSocket ? ',memory-backend=mem' : ''}`,
     ...(cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`] : []),
-    '-accel', cfg.accel,
+    '-accel', accelArg(cfg.accel),
     '-cpu', cfg.accel === 'kvm' ? 'host' : 'max',
     '-m', `${cfg.memoryMiB}M`,
     '-smp', String(cfg.vcpus),

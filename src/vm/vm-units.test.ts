@@ -6,7 +6,7 @@ import { moduleLoadOrder } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
 import { containerKv, podIdentity, podNetnsPath, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
 import { guestNetArgs } from './vmd.ts';
-import { qemuArgs } from './qemu.ts';
+import { qemuArgs, TCG_TB_SIZE_MIB } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../oci/spec.ts';
@@ -128,6 +128,22 @@ describe('pod network for the VM', () => {
     assert.match(withNet[withNet.indexOf('-append') + 1]!, / bulkhead\.mtu=1500$/);
     assert.ok(!qemuArgs(base).includes('-netdev'));
     assert.throws(() => qemuArgs({ ...base, tap: 'bhvm0', mac: 'ee:b2:de:82:5f:af,x=1' }), /bad MAC/);
+  });
+  it('sizes TCG\'s translation cache (tb-size, not QEMU 7.2\'s 1 GiB default) and leaves KVM alone', () => {
+    const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, drives: [], consoleLog: '/c', workDir: '/w' };
+    const accel = (a: string[]): string => a[a.indexOf('-accel') + 1]!;
+    const saved = process.env.BULKHEAD_VM_TB_SIZE_MIB;
+    try {
+      delete process.env.BULKHEAD_VM_TB_SIZE_MIB;
+      assert.equal(accel(qemuArgs({ ...base, accel: 'tcg' })), `tcg,tb-size=${TCG_TB_SIZE_MIB}`);
+      assert.equal(accel(qemuArgs({ ...base, accel: 'kvm' })), 'kvm');
+      process.env.BULKHEAD_VM_TB_SIZE_MIB = '64';
+      assert.equal(accel(qemuArgs({ ...base, accel: 'tcg' })), 'tcg,tb-size=64');
+      process.env.BULKHEAD_VM_TB_SIZE_MIB = '64,thread=multi';
+      assert.equal(accel(qemuArgs({ ...base, accel: 'tcg' })), `tcg,tb-size=${TCG_TB_SIZE_MIB}`, 'only a number in range is taken');
+    } finally {
+      if (saved === undefined) delete process.env.BULKHEAD_VM_TB_SIZE_MIB; else process.env.BULKHEAD_VM_TB_SIZE_MIB = saved;
+    }
   });
 });
 
