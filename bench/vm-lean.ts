@@ -56,11 +56,6 @@ async function variant(label: string, vmdFlags: string): Promise<void> {
       ids.push(id);
       await vm(root, ['start', id]);
     }
-    // a CPU-bound guest loop: what a small translation cache costs when code is retranslated
-    const t1 = Date.now();
-    const loop = await vm(root, ['exec', sb, 'sh', '-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; ls -R / >/dev/null 2>&1; echo done']);
-    const loopMs = Date.now() - t1;
-    if (!loop.stdout.includes('done')) throw new Error(`exec loop failed: ${loop.stderr}`);
     await new Promise((r) => setTimeout(r, Number(values['settle-ms'])));
     const pods = join(root, 'pods');
     const podDir = join(pods, readdirSync(pods)[0]!);
@@ -72,7 +67,7 @@ async function variant(label: string, vmdFlags: string): Promise<void> {
     rows.push(['virtiofsd (2)', [fsd, ...children(fsd)]]);
     rows.push([`shims (${ids.length})`, ids.map((id) => (JSON.parse(readFileSync(join(root, id, 'state.json'), 'utf8')) as { pid: number }).pid)]);
     let total = 0;
-    console.log(`\n${label} (tb-size ${process.env.BULKHEAD_VM_TB_SIZE_MIB ?? 'as configured'}): create of the sandbox (boot) ${boot} ms, exec of a shell loop + ls -R / ${loopMs} ms`);
+    console.log(`\n${label}: create of the sandbox (boot) ${boot} ms`);
     console.log(`  ${'process'.padEnd(16)}${'PSS MiB'.padStart(9)}${'private'.padStart(9)}${'RSS'.padStart(8)}`);
     for (const [name, pids] of rows) {
       const m = pids.map(mem).reduce((a, b) => ({ pss: a.pss + b.pss, priv: a.priv + b.priv, rss: a.rss + b.rss }));

@@ -6,7 +6,10 @@
  * Host -> guest:  C create container (kv payload)   S start    E exec (kv payload, parent=ID)
  *                 I stdin bytes (length 0 = EOF)    K signal ("SIG" or "SIG all")
  *                 W window size ("ROWS COLS")       D delete   T stats   P power off
- * Guest -> host:  H hello ("bulkhead-agent 3 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces) A ok (payload)  F failure (message)
+ *                 U identity (kv: entropy=HEX time=SEC.NSEC hostname= mac= addr=IP/LEN gw= mtu=): a VM
+ *                   restored from a template makes itself unique; answered A with the hello text and
+ *                   " random=HEX" (the first 32 bytes of its reseeded pool)
+ * Guest -> host:  H hello ("bulkhead-agent 6 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * Every request is answered with A or F carrying the request's id. Output of a process is
@@ -39,6 +42,14 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/fs.h>
+#include <linux/random.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <net/route.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
 #include <linux/seccomp.h>
 #include <linux/vm_sockets.h>
 #include <sys/socket.h>
@@ -48,6 +59,7 @@
 #define MAX_PAYLOAD (1u << 20)
 #define MAX_SESS 256
 #define MAX_ARGS 1024
+#define AGENT_PROTOCOL 6
 
 extern char **environ;
 
@@ -76,6 +88,7 @@ static struct sess sessions[MAX_SESS];
 static int port = -1;
 static unsigned long long read_ull(const char *path, const char *key);
 static int own_pidns = -1; /* the agent's PID namespace, to return to after forking into a container's */
+static char hello[256];
 
 static void logmsg(const char *fmt, ...) {
   va_list ap;
@@ -746,6 +759,130 @@ static void do_stats(uint32_t id) {
   reply_ok(id, out);
 }
 
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* An IPv4 interface request on eth0 (or an alias "eth0:N"). */
+static int if_ioctl(int sock, unsigned long req, const char *ifname, struct ifreq *ifr) {
+  snprintf(ifr->ifr_name, IFNAMSIZ, "%s", ifname);
+  return ioctl(sock, req, ifr);
+}
+
+static void set_in(struct sockaddr *sa, in_addr_t a) {
+  struct sockaddr_in *in = (struct sockaddr_in *)sa;
+  memset(in, 0, sizeof *in);
+  in->sin_family = AF_INET;
+  in->sin_addr.s_addr = a;
+}
+
+/* The pod's network identity on eth0 (a restored VM has the template's: no address, down). */
+static int identity_net(uint32_t id, const char *kv, size_t len) {
+  const char *mac = kv_get(kv, len, "mac", 0), *mtu = kv_get(kv, len, "mtu", 0), *gw = kv_get(kv, len, "gw", 0);
+  if (!mac && !kv_get(kv, len, "addr", 0)) return 0;
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) { reply_err(id, "identity: socket: %s", strerror(errno)); return -1; }
+  struct ifreq ifr;
+  if (mac) {
+    unsigned int b[6];
+    memset(&ifr, 0, sizeof ifr);
+    if (sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]) != 6 || strlen(mac) != 17) { close(sock); reply_err(id, "identity: bad mac"); return -1; }
+    ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    for (int i = 0; i < 6; i++) ifr.ifr_hwaddr.sa_data[i] = (char)b[i];
+    if (if_ioctl(sock, SIOCSIFHWADDR, "eth0", &ifr) != 0) { reply_err(id, "identity: eth0 mac: %s", strerror(errno)); close(sock); return -1; }
+  }
+  if (mtu) {
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_mtu = atoi(mtu);
+    if (if_ioctl(sock, SIOCSIFMTU, "eth0", &ifr) != 0) { reply_err(id, "identity: eth0 mtu: %s", strerror(errno)); close(sock); return -1; }
+  }
+  const char *a;
+  for (int n = 0; (a = kv_get(kv, len, "addr", n)) != NULL; n++) {
+    char ip[32], ifname[IFNAMSIZ];
+    unsigned plen = 0;
+    if (strlen(a) >= sizeof ip || sscanf(a, "%31[0-9.]/%u", ip, &plen) != 2 || plen > 32) { close(sock); reply_err(id, "identity: bad address"); return -1; }
+    struct in_addr in;
+    if (inet_pton(AF_INET, ip, &in) != 1) { close(sock); reply_err(id, "identity: bad address"); return -1; }
+    /* the first address is eth0's own; more become aliases eth0:1.. (as `ip addr add` would add them) */
+    if (n == 0) snprintf(ifname, sizeof ifname, "eth0"); else snprintf(ifname, sizeof ifname, "eth0:%d", n);
+    memset(&ifr, 0, sizeof ifr);
+    set_in(&ifr.ifr_addr, in.s_addr);
+    if (if_ioctl(sock, SIOCSIFADDR, ifname, &ifr) != 0) { reply_err(id, "identity: eth0 address: %s", strerror(errno)); close(sock); return -1; }
+    memset(&ifr, 0, sizeof ifr);
+    set_in(&ifr.ifr_netmask, plen ? htonl(0xffffffffu << (32 - plen)) : 0);
+    if (if_ioctl(sock, SIOCSIFNETMASK, ifname, &ifr) != 0) { reply_err(id, "identity: eth0 netmask: %s", strerror(errno)); close(sock); return -1; }
+  }
+  memset(&ifr, 0, sizeof ifr);
+  if (if_ioctl(sock, SIOCGIFFLAGS, "eth0", &ifr) != 0) { reply_err(id, "identity: eth0 flags: %s", strerror(errno)); close(sock); return -1; }
+  ifr.ifr_flags |= IFF_UP;
+  if (if_ioctl(sock, SIOCSIFFLAGS, "eth0", &ifr) != 0) { reply_err(id, "identity: eth0 up: %s", strerror(errno)); close(sock); return -1; }
+  if (gw) {
+    struct in_addr g;
+    if (inet_pton(AF_INET, gw, &g) != 1) { close(sock); reply_err(id, "identity: bad gateway"); return -1; }
+    struct rtentry rt;
+    memset(&rt, 0, sizeof rt);
+    set_in(&rt.rt_dst, INADDR_ANY);
+    set_in(&rt.rt_genmask, INADDR_ANY);
+    set_in(&rt.rt_gateway, g.s_addr);
+    rt.rt_flags = RTF_UP | RTF_GATEWAY;
+    rt.rt_dev = (char *)"eth0";
+    if (ioctl(sock, SIOCADDRT, &rt) != 0 && errno != EEXIST) { reply_err(id, "identity: default route: %s", strerror(errno)); close(sock); return -1; }
+  }
+  close(sock);
+  return 0;
+}
+
+/*
+ * A VM restored from a template is a copy of one that booted once: its random pool, clock, MAC and
+ * addresses are the template's. The host sends fresh entropy (mixed in and credited, then the CRNG
+ * reseeded, so /dev/urandom of two clones differs from the first read), the time, and the pod's
+ * network identity and hostname.
+ */
+static void do_identity(uint32_t id, char *kv, size_t len) {
+  const char *e = kv_get(kv, len, "entropy", 0), *t = kv_get(kv, len, "time", 0), *h = kv_get(kv, len, "hostname", 0);
+  if (e) {
+    size_t n = strlen(e);
+    struct { int entropy_count; int buf_size; unsigned char buf[256]; } ent;
+    if (n % 2 || n < 64 || n / 2 > sizeof ent.buf) { free(kv); reply_err(id, "identity: bad entropy"); return; }
+    for (size_t i = 0; i < n / 2; i++) {
+      int hi = hexval(e[2 * i]), lo = hexval(e[2 * i + 1]);
+      if (hi < 0 || lo < 0) { free(kv); reply_err(id, "identity: bad entropy"); return; }
+      ent.buf[i] = (unsigned char)(hi << 4 | lo);
+    }
+    ent.buf_size = (int)(n / 2);
+    ent.entropy_count = (int)(n / 2 * 8);
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ioctl(fd, RNDADDENTROPY, &ent) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0) {
+      int err = errno;
+      if (fd >= 0) close(fd);
+      free(kv); reply_err(id, "identity: entropy: %s", strerror(err)); return;
+    }
+    close(fd);
+    memset(&ent, 0, sizeof ent);
+  }
+  if (t) {
+    long long sec = 0; long nsec = 0;
+    if (sscanf(t, "%lld.%ld", &sec, &nsec) < 1 || sec <= 0 || nsec < 0 || nsec >= 1000000000L) { free(kv); reply_err(id, "identity: bad time"); return; }
+    struct timespec ts = { (time_t)sec, nsec };
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0) { int err = errno; free(kv); reply_err(id, "identity: set clock: %s", strerror(err)); return; }
+  }
+  if (h && sethostname(h, strlen(h)) != 0) { int err = errno; free(kv); reply_err(id, "identity: sethostname: %s", strerror(err)); return; }
+  if (identity_net(id, kv, len) != 0) { free(kv); return; }
+  free(kv);
+  /* the first 32 bytes the clone's pool gives after the reseed: the host records them (two clones must differ) */
+  unsigned char r[32];
+  char out[sizeof hello + 80];
+  int n = snprintf(out, sizeof out, "%s random=", hello);
+  if (syscall(SYS_getrandom, r, sizeof r, 0x0001 /* GRND_NONBLOCK */) == (long)sizeof r) {
+    for (size_t i = 0; i < sizeof r && n + 3 < (int)sizeof out; i++) n += snprintf(out + n, sizeof out - (size_t)n, "%02x", r[i]);
+  }
+  reply_ok(id, out);
+}
+
 static void handle(char type, uint32_t id, char *payload, size_t len) {
   struct sess *s;
   switch (type) {
@@ -788,6 +925,7 @@ static void handle(char type, uint32_t id, char *payload, size_t len) {
   }
   case 'D': free(payload); do_delete(id); return;
   case 'T': free(payload); do_stats(id); return;
+  case 'U': do_identity(id, payload, len); return;
   case 'P':
     free(payload);
     reply_ok(id, "powering off");
@@ -841,7 +979,7 @@ int main(void) {
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
-  char hello[256]; snprintf(hello, sizeof hello, "bulkhead-agent 5 %s", u.release);
+  snprintf(hello, sizeof hello, "bulkhead-agent %d %s", AGENT_PROTOCOL, u.release);
   send_frame('H', 0, hello, strlen(hello));
 
   static char rbuf[MAX_PAYLOAD + 9 + 65536];

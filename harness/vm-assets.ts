@@ -115,7 +115,7 @@ export function vm(state: string, args: string[], input?: string, timeoutMs = 24
  */
 export interface Created { stdin: { write(s: string): void; close(): void }; out: () => string; err: () => string; create: ChildProcess; pidFile: string; done: Promise<void> }
 
-export function createWithPipes(state: string, id: string, bundle: string): Promise<Created & { code: number | null }> {
+export function createWithPipes(state: string, id: string, bundle: string, assets = ASSETS): Promise<Created & { code: number | null }> {
   return new Promise((resolvePromise) => {
     const pidFile = join(bundle, 'pid');
     // Node destroys a child's stdin pipe when the child exits; the supervisor outlives create, so
@@ -124,7 +124,7 @@ export function createWithPipes(state: string, id: string, bundle: string): Prom
     spawnSync('mkfifo', [fifo]);
     const inFd = openSync(fifo, 'r+');
     const stdin = { write: (s: string): void => { writeSync(inFd, s); }, close: (): void => { closeSync(inFd); } };
-    const p = spawn(BULKHEAD_VM, ['--root', state, '--assets', ASSETS, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: [inFd, 'pipe', 'pipe'], env: { ...process.env, BULKHEAD_VM_ACCEL: process.env.BULKHEAD_VM_ACCEL ?? 'auto' } });
+    const p = spawn(BULKHEAD_VM, ['--root', state, '--assets', assets, 'create', '--bundle', bundle, '--pid-file', pidFile, id], { stdio: [inFd, 'pipe', 'pipe'], env: { ...process.env, BULKHEAD_VM_ACCEL: process.env.BULKHEAD_VM_ACCEL ?? 'auto' } });
     let stdout = '';
     let stderr = '';
     let ended = 0;

@@ -12,6 +12,7 @@ import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
 import { runStream } from './stream-client.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
+import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
 import { AlreadyExistsError, BulkheadError, errorReason } from '../errors.ts';
 
 export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
@@ -165,7 +166,8 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
     logDirectory: cliLogDirectory(root, { namespace: req.namespace ?? 'bulkhead', name: req.name, uid })!,
     portMappings: req.publish.map(parsePublish),
     labels,
-    annotations: { [NETWORK_ANNOTATION]: req.network },
+    // no -v: the pod binds no volumes, so a microVM pod may start as a template's clone (src/vm/template.ts)
+    annotations: { [NETWORK_ANNOTATION]: req.network, ...(req.volumes.length ? {} : { [VOLUMES_ANNOTATION]: 'none' }) },
     linux: {
       securityContext: {
         namespaceOptions: { network: req.network === 'host' ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },

@@ -20,6 +20,8 @@ export function sandboxSpecOf(opts: EngineOptions, p: PodRecord): PodSandboxSpec
     sysctls: p.config.linux?.sysctls ?? {},
     pinNamespaces: opts.pinNamespaces !== false,
     ...(opts.helperDir !== undefined ? { helperDir: opts.helperDir } : {}),
+    ...(p.runtime.engine.decision ? { trustLevel: p.runtime.engine.decision.level } : {}),
+    ...(p.config.annotations ? { annotations: p.config.annotations } : {}),
   };
 }
 

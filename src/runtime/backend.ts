@@ -71,6 +71,10 @@ export interface PodRef {
   sandboxContainerId?: string;
   /** Path of the pod's network namespace (e.g. /run/netns/NAME); absent = the host network. */
   netnsPath?: string;
+  /** Role 'sandbox': the pod's trust level (its stored policy decision), for backends that group pods by it (microvm templates). */
+  trustLevel?: string;
+  /** Role 'sandbox': the pod's own annotations (hostile input: a backend reads only the keys it documents). */
+  podAnnotations?: Record<string, string>;
 }
 
 export interface CreateContainerOptions {

@@ -27,6 +27,7 @@ test('the guest agent\'s failure texts → class and reason', () => {
     ['volume: entry too long', 'Internal', undefined],
     ['sysctl kernel.nope=1 in the guest: No such file or directory', 'InvalidArgument', undefined],
     ['sysctl a..b: bad name', 'InvalidArgument', undefined],
+    ['identity: eth0 address: File exists', 'Internal', undefined],
     ['something new', 'Internal', undefined],
   ];
   for (const [text, code, reason] of table) {

@@ -35,7 +35,7 @@ export const AGENT_RULES: readonly AgentRule[] = [
   // pod sysctls in the guest: a bad name, or one the guest kernel does not have
   { match: /^sysctl \S+: (bad name|malformed)$|^sysctl \S+ in the guest: /, code: 'InvalidArgument', hint: 'fix or remove the sysctl in the pod spec (the microVM guest kernel must have it)' },
   // The host's own mistakes or the guest's trouble: nothing a request can fix.
-  { match: /^session \d+ exists$|^create: bad or missing slot$|^create: no block device with serial |^(mount|bind root|mount tmpfs|mount overlay|unshare|make \/ private|mount \/proc|mount \/sys|mount \/dev|mask|read-only|sethostname|chdir root|pivot_root|detach old root|chdir \/|join cgroup|enter .* namespace|join the \w+ namespace of container|dup2|seccomp|open pty|open pty slave|pipe|fork|kill|protocol violation)(?=[\s:]|$)/, code: 'Internal' },
+  { match: /^session \d+ exists$|^create: bad or missing slot$|^create: no block device with serial |^(mount|bind root|mount tmpfs|mount overlay|unshare|make \/ private|mount \/proc|mount \/sys|mount \/dev|mask|read-only|sethostname|chdir root|pivot_root|detach old root|identity|chdir \/|join cgroup|enter .* namespace|join the \w+ namespace of container|dup2|seccomp|open pty|open pty slave|pipe|fork|kill|protocol violation)(?=[\s:]|$)/, code: 'Internal' },
 ];
 
 /** The agent's failure text for request `op` as an error to send on. */

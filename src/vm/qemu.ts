@@ -4,7 +4,7 @@
  * one end of a socketpair handed to QEMU as fd 3 (no socket path, nothing to race for).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { InternalError, UnavailableError } from '../errors.ts';
 import { recordProc } from './procs.ts';
@@ -22,18 +22,10 @@ function hostTscKhz(): number {
   return 2_000_000;
 }
 
-/**
- * TCG's translation cache, MiB (`-accel tcg,tb-size=N`; nothing changes under KVM). QEMU 7.2's
- * default is 1 GiB, filled as the guest runs new code: most of an idle pod VM's memory after boot.
- * Measured with bench/vm-lean.ts (see src/vm/README.md "Sizing"). $BULKHEAD_VM_TB_SIZE_MIB overrides
- * it (for measuring; 1..1024).
- */
-export const TCG_TB_SIZE_MIB = 32;
-
-function accelArg(accel: Accel, env: NodeJS.ProcessEnv = process.env): string {
-  if (accel !== 'tcg') return accel;
-  const n = Number(env.BULKHEAD_VM_TB_SIZE_MIB ?? TCG_TB_SIZE_MIB);
-  return `tcg,tb-size=${Number.isInteger(n) && n >= 1 && n <= 1024 ? n : TCG_TB_SIZE_MIB}`;
+/** A path for a QEMU option value: absolute, no option separators. */
+function safePath(p: string, what: string): string {
+  if (!p.startsWith('/') || /[,=\0]/.test(p)) throw new InternalError(`bad ${what} path ${p}`);
+  return p;
 }
 
 export function qemuArgs(cfg: VmConfig): string[] {
@@ -46,10 +38,11 @@ export function qemuArgs(cfg: VmConfig): string[] {
   ].join(' ');
   const args = [
     '-name', `bulkhead-${cfg.name},process=bulkhead-vm-${cfg.name}`,
-    // vhost-user-fs needs the guest RAM in shared memory the file server can map
-    '-M', `microvm,x-option-roms=off,rtc=on${cfg.fsSocket ? ',memory-backend=mem' : ''}`,
-    ...(cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`] : []),
-    '-accel', accelArg(cfg.accel),
+    // vhost-user-fs needs the guest RAM in shared memory the file server can map; a template's RAM is a file its clones map
+    '-M', `microvm,x-option-roms=off,rtc=on${cfg.fsSocket || cfg.memFile ? ',memory-backend=mem' : ''}`,
+    ...(cfg.memFile ? ['-object', `memory-backend-file,id=mem,size=${cfg.memoryMiB}M,mem-path=${safePath(cfg.memFile.path, 'template memory file')},share=${cfg.memFile.share ? 'on' : 'off'}`]
+      : cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`] : []),
+    '-accel', cfg.accel,
     '-cpu', cfg.accel === 'kvm' ? 'host' : 'max',
     '-m', `${cfg.memoryMiB}M`,
     '-smp', String(cfg.vcpus),
@@ -71,12 +64,14 @@ export function qemuArgs(cfg: VmConfig): string[] {
     // vhost-user (libvhost-user) serves only modern virtio: microvm's virtio-mmio defaults to legacy
     args.push('-global', 'virtio-mmio.force-legacy=false', '-chardev', `socket,id=fs,path=${cfg.fsSocket}`, '-device', `vhost-user-fs-device,chardev=fs,tag=${SHARE_TAG}`);
   }
-  if (cfg.tap) {
-    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.tap)) throw new InternalError(`bad tap name ${cfg.tap}`);
+  if (cfg.tap || cfg.unpluggedNic) {
+    if (cfg.tap !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(cfg.tap)) throw new InternalError(`bad tap name ${cfg.tap}`);
     if (cfg.mac !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(cfg.mac)) throw new InternalError(`bad MAC ${cfg.mac}`);
-    args.push('-netdev', `tap,id=net0,ifname=${cfg.tap},script=no,downscript=no,vhost=off`,
+    args.push('-netdev', cfg.tap ? `tap,id=net0,ifname=${cfg.tap},script=no,downscript=no,vhost=off` : 'hubport,id=net0,hubid=0',
       '-device', `virtio-net-device,netdev=net0${cfg.mac ? `,mac=${cfg.mac}` : ''}`);
   }
+  if (cfg.qmp) args.push('-qmp', `unix:${safePath(cfg.qmp, 'QMP socket')},server=on,wait=off`);
+  if (cfg.incoming) args.push('-incoming', 'defer');
   return args;
 }
 
@@ -93,7 +88,14 @@ export class QemuVmm implements Vmm {
     // outlive the process that would clean up after it). In the pod's netns (to open its tap):
     // nsenter --net setns()es. Both exec, so the pid is QEMU's.
     const vmm = cfg.netns ? ['nsenter', `--net=${cfg.netns}`, '--', this.#binary, ...args] : [this.#binary, ...args];
-    const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...vmm], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
+    // a clone's saved device state is fd 4 (QMP `migrate-incoming fd:4`, template.ts)
+    const stateFd = cfg.incoming ? openSync(cfg.incoming, 'r') : undefined;
+    let child;
+    try {
+      child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...vmm], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', ...(stateFd !== undefined ? [stateFd] : [])], ...(signal ? { signal } : {}) });
+    } finally {
+      if (stateFd !== undefined) closeSync(stateFd);
+    }
     // recorded before anything else can run: a restarted caller finds it by pid and start time
     if (child.pid !== undefined) { try { recordProc(cfg.workDir, 'vmm', child.pid); } catch { /* pod dir gone: killed below by pdeathsig at worst */ } }
     let stderr = '';
@@ -120,6 +122,7 @@ export class QemuVmm implements Vmm {
     return {
       pid: child.pid,
       accel: cfg.accel,
+      ...(cfg.qmp ? { qmp: cfg.qmp } : {}),
       control,
       wait: () => exited,
       stop: (graceMs = 3000) => stopVmmProcess(child, exited, graceMs),

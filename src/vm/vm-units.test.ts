@@ -6,7 +6,7 @@ import { moduleLoadOrder } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
 import { containerKv, podIdentity, podNetnsPath, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
 import { guestNetArgs } from './vmd.ts';
-import { qemuArgs, TCG_TB_SIZE_MIB } from './qemu.ts';
+import { qemuArgs } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../oci/spec.ts';
@@ -129,22 +129,6 @@ describe('pod network for the VM', () => {
     assert.ok(!qemuArgs(base).includes('-netdev'));
     assert.throws(() => qemuArgs({ ...base, tap: 'bhvm0', mac: 'ee:b2:de:82:5f:af,x=1' }), /bad MAC/);
   });
-  it('sizes TCG\'s translation cache (tb-size, not QEMU 7.2\'s 1 GiB default) and leaves KVM alone', () => {
-    const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, drives: [], consoleLog: '/c', workDir: '/w' };
-    const accel = (a: string[]): string => a[a.indexOf('-accel') + 1]!;
-    const saved = process.env.BULKHEAD_VM_TB_SIZE_MIB;
-    try {
-      delete process.env.BULKHEAD_VM_TB_SIZE_MIB;
-      assert.equal(accel(qemuArgs({ ...base, accel: 'tcg' })), `tcg,tb-size=${TCG_TB_SIZE_MIB}`);
-      assert.equal(accel(qemuArgs({ ...base, accel: 'kvm' })), 'kvm');
-      process.env.BULKHEAD_VM_TB_SIZE_MIB = '64';
-      assert.equal(accel(qemuArgs({ ...base, accel: 'tcg' })), 'tcg,tb-size=64');
-      process.env.BULKHEAD_VM_TB_SIZE_MIB = '64,thread=multi';
-      assert.equal(accel(qemuArgs({ ...base, accel: 'tcg' })), `tcg,tb-size=${TCG_TB_SIZE_MIB}`, 'only a number in range is taken');
-    } finally {
-      if (saved === undefined) delete process.env.BULKHEAD_VM_TB_SIZE_MIB; else process.env.BULKHEAD_VM_TB_SIZE_MIB = saved;
-    }
-  });
 });
 
 describe('microvm backend options', () => {
@@ -172,6 +156,19 @@ describe('microvm backend options', () => {
     }
     assert.throws(() => assets({ vm: { assets: 'relative' } }), /vm\.assets must be an absolute/);
     assert.throws(() => assets({ vm: { asets: '/x' } }), /unknown key vm\.asets/);
+  });
+
+  it('passes [vm] template_sharing, and marks a sandbox with its trust level and a volume-less pod from the pod record only', () => {
+    assert.deepEqual(globalArgs({ vm: { template_sharing: 'node' } }).slice(-4, -2), ['--template-sharing', 'node']);
+    assert.throws(() => globalArgs({ vm: { template_sharing: 'everyone' } }), /vm.template_sharing must be one of level, node, none/);
+    const b = new MicrovmBackend({ runDir: '/tmp/none', logger }) as unknown as { adjustSpec(s: unknown, o: unknown): { annotations: Record<string, string> } };
+    const forged = { 'io.bulkhead.vm.trust-level': 'trusted', 'io.bulkhead.vm.volumes': 'none' };
+    const sb = b.adjustSpec({ annotations: { ...forged } }, { id: 's1', pod: { podId: 'p', role: 'sandbox', trustLevel: 'untrusted', podAnnotations: { 'io.bulkhead.vm.volumes': 'none' } } }).annotations;
+    assert.equal(sb['io.bulkhead.vm.trust-level'], 'untrusted');
+    assert.equal(sb['io.bulkhead.vm.volumes'], 'none');
+    const plain = b.adjustSpec({ annotations: { ...forged } }, { id: 's2', pod: { podId: 'p', role: 'sandbox' } }).annotations;
+    assert.equal(plain['io.bulkhead.vm.trust-level'], undefined, 'a spec cannot bring its own trust level');
+    assert.equal(plain['io.bulkhead.vm.volumes'], undefined);
   });
 
   it('says where it looked for the guest kernel when the assets are missing', async () => {
@@ -244,7 +241,51 @@ describe('VMM cgroups', () => {
 describe('guest agent protocol', () => {
   it('refuses an agent older than the host needs (it would ignore PID namespaces, capabilities and seccomp), naming setup', async () => {
     const { checkAgentProtocol, AGENT_PROTOCOL } = await import('./vmd.ts');
-    assert.throws(() => checkAgentProtocol(AGENT_PROTOCOL - 1, '/var/lib/bulkhead/vm'), /speaks protocol 4, this host needs 5 .*run `bin\/bulkhead-vm --assets \/var\/lib\/bulkhead setup`/);
+    assert.throws(() => checkAgentProtocol(AGENT_PROTOCOL - 1, '/var/lib/bulkhead/vm'), /speaks protocol 5, this host needs 6 .*run `bin\/bulkhead-vm --assets \/var\/lib\/bulkhead setup`/);
     assert.doesNotThrow(() => checkAgentProtocol(AGENT_PROTOCOL, '/x/vm'));
+  });
+});
+
+describe('VM templates (units)', () => {
+  it('keys a template by every input and its sharing scope; the family ignores file identities', async () => {
+    const { templateKeys, templateScope, parseTemplateSharing } = await import('./template.ts');
+    const { mkdtempSync, writeFileSync, utimesSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const d = mkdtempSync(join(tmpdir(), 'bh-tplkey-'));
+    const a = { kernel: join(d, 'k'), initramfs: join(d, 'i') };
+    writeFileSync(a.kernel, 'k');
+    writeFileSync(a.initramfs, 'i');
+    const req = { memoryMiB: 640, vcpus: 1, accel: 'tcg' as const, nic: true };
+    const k1 = templateKeys(a, req, 'level:untrusted', '/bin/sh');
+    assert.equal(templateKeys(a, req, 'level:untrusted', '/bin/sh').key, k1.key, 'stable');
+    assert.notEqual(templateKeys(a, req, 'level:trusted', '/bin/sh').key, k1.key, 'the trust level is part of the key');
+    assert.notEqual(templateKeys(a, { ...req, nic: false }, 'level:untrusted', '/bin/sh').key, k1.key, 'so is the NIC');
+    assert.notEqual(templateKeys(a, { ...req, memoryMiB: 768 }, 'level:untrusted', '/bin/sh').key, k1.key, 'and the memory');
+    assert.notEqual(templateKeys(a, req, 'level:untrusted', '/bin/bash').key, k1.key, 'and the QEMU binary');
+    utimesSync(a.initramfs, new Date(), new Date(Date.now() + 10_000));
+    const k2 = templateKeys(a, req, 'level:untrusted', '/bin/sh');
+    assert.notEqual(k2.key, k1.key, 'a rewritten initramfs is another template');
+    assert.equal(k2.family, k1.family, 'of the same family (the old one is removed when it is built)');
+    assert.equal(templateScope('level', 'untrusted'), 'level:untrusted');
+    assert.equal(templateScope('level', undefined), 'level:(unknown)');
+    assert.equal(templateScope('level', '../x'), 'level:(unknown)');
+    assert.equal(templateScope('node', 'untrusted'), 'node');
+    assert.equal(templateScope('none', 'untrusted'), undefined);
+    assert.throws(() => parseTemplateSharing('all', 'config: vm.template_sharing'), /must be one of level, node, none/);
+  });
+
+  it('gives a clone its identity: entropy, clock, the pod MAC and validated addresses', async () => {
+    const { identityKv } = await import('./vmd.ts');
+    const kv = identityKv({ mac: '0A:58:0A:00:00:05', addresses: ['10.0.0.5/24'], gateway: '10.0.0.1', mtu: 1450 }, 1_700_000_000_123);
+    const m = new Map(kv);
+    assert.match(m.get('entropy')!, /^[0-9a-f]{128}$/);
+    assert.notEqual(identityKv(undefined).find(([k]) => k === 'entropy')![1], m.get('entropy'), 'fresh entropy every time');
+    assert.equal(m.get('time'), '1700000000.123000000');
+    assert.equal(m.get('mac'), '0a:58:0a:00:00:05');
+    assert.deepEqual([m.get('addr'), m.get('gw'), m.get('mtu')], ['10.0.0.5/24', '10.0.0.1', '1450']);
+    assert.throws(() => identityKv({ mac: '0a:58:0a:00:00:05', addresses: ['10.0.0.5/24 x'], mtu: 1500 }), /bad pod address/);
+    assert.throws(() => identityKv({ mac: 'nope', addresses: [], mtu: 1500 }), /bad pod MAC/);
+    assert.deepEqual(identityKv(undefined).map(([k]) => k), ['entropy', 'time'], 'no network: no network identity');
   });
 });

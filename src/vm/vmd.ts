@@ -28,7 +28,8 @@ import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
 import { run } from '../util/exec.ts';
 import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
-import type { Accel, VmHandle, Vmm } from './vmm.ts';
+import type { Accel, TemplateImage, TemplateProvider, VmConfig, VmHandle, Vmm } from './vmm.ts';
+import { randomBytes } from 'node:crypto';
 
 export const SLOT_COUNT = 4;
 /** Apparent size of each slot file (sparse); the largest root image a container can have. */
@@ -50,6 +51,13 @@ export interface VmdOptions {
   cpuPeriod?: number;
   /** The pod's network namespace (path): the VM gets its interface through a tap there. Absent = no network. */
   netns?: string;
+  /**
+   * Where to get a template to clone this VM from (template.ts); absent = always boot. Used only
+   * for a QEMU VM without a volume share (`volumes` false), else the VM boots, saying why.
+   */
+  templates?: TemplateProvider;
+  /** The pod may bind volumes (virtio-fs): the VM gets a share, which a clone cannot have. Default true. */
+  volumes?: boolean;
   logger: Logger;
 }
 
@@ -95,14 +103,15 @@ interface Container { name: string; gid: number; slot: number; sandbox: boolean 
  * capabilities, no_new_privs and seccomp; 3 = it binds the pod's volumes from the virtio-fs share;
  * 4 = it applies the pod's sysctls in each container's namespaces; 5 = a container may share the
  * pod's IPC/UTS namespaces and the sandbox's or a target's PID namespace (an older agent would
- * ignore all these: fail closed).
+ * ignore all these: fail closed); 6 = it takes its identity (entropy, clock, network) after a
+ * restore from a template (`U`).
  */
-export const AGENT_PROTOCOL = 5;
+export const AGENT_PROTOCOL = 6;
 
 /** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
 export function checkAgentProtocol(version: number, assetsDir: string): void {
   if (version >= AGENT_PROTOCOL) return;
-  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes and sysctls in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes, sysctls and template identity in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
 }
 
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
@@ -137,6 +146,57 @@ export async function waitForHello(vm: VmHandle, timeoutMs: number): Promise<{ k
   });
 }
 
+/**
+ * The `U` request of a clone (a VM restored from a template): fresh host entropy, the host's clock
+ * and the pod's network identity; the agent answers with its hello text. Errors carry the console.
+ */
+export function identityKv(net: { mac: string; addresses: string[]; gateway?: string; mtu: number } | undefined, now = Date.now()): [string, string][] {
+  const kv: [string, string][] = [['entropy', randomBytes(64).toString('hex')], ['time', `${Math.floor(now / 1000)}.${String((now % 1000) * 1_000_000).padStart(9, '0')}`]];
+  if (net) {
+    if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(net.mac)) throw new InvalidArgumentError(`bad pod MAC ${net.mac}`);
+    kv.push(['mac', net.mac.toLowerCase()]);
+    // validated as on the kernel command line of a booted VM
+    for (const w of guestNetArgs({ addresses: net.addresses, mtu: net.mtu, gateway: net.gateway ?? null })) {
+      const [k, v] = w.slice('bulkhead.'.length).split('=') as [string, string];
+      kv.push([k, v]);
+    }
+  }
+  return kv;
+}
+
+export async function sendIdentity(vm: VmHandle, kv: [string, string][], timeoutMs: number): Promise<{ kernel: string; version: number; rest: Buffer; random: string }> {
+  return await new Promise((resolve, reject) => {
+    const dec = new FrameDecoder('guest agent');
+    let settled = false;
+    const done = (err?: Error, v?: { kernel: string; version: number; rest: Buffer; random: string }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      vm.control.off('data', onData);
+      if (err) reject(err); else resolve(v!);
+    };
+    const fail = async (msg: string): Promise<void> => {
+      const tail = await vm.consoleTail(15);
+      done(new DeadlineExceededError(`${msg}${tail.length ? `; last console lines:\n  ${tail.join('\n  ')}` : ''}`));
+    };
+    const timer = setTimeout(() => { void fail(`the cloned guest's agent did not answer within ${timeoutMs} ms (accel ${vm.accel})`); }, timeoutMs);
+    const onData = (b: Buffer): void => {
+      let frames: Frame[];
+      try { frames = dec.push(b); } catch (e) { void fail((e as Error).message); return; }
+      const f = frames[0];
+      if (!f) return;
+      const text = f.payload.toString('utf8');
+      if (f.type === 'F') { void fail(`the cloned guest refused its identity: ${text.slice(0, 300)}`); return; }
+      const m = /^bulkhead-agent (\d{1,4}) (\S+)/.exec(text);
+      if (f.type !== 'A' || f.id !== 0 || !m || frames.length > 1 || dec.pending) { void fail(`agent protocol violation: unexpected ${f.type} frame after a restore`); return; }
+      done(undefined, { kernel: m[2]!, version: Number(m[1]), rest: Buffer.alloc(0), random: / random=([0-9a-f]{64})$/.exec(text)?.[1] ?? '' });
+    };
+    vm.control.on('data', onData);
+    void vm.wait().then((e) => { void fail(`the cloned VM exited: ${e.reason}`); });
+    vm.control.write(encodeFrame('U', 0, encodeKv(kv)));
+  });
+}
+
 export class PodVmSupervisor {
   readonly #o: VmdOptions;
   readonly #log: Logger;
@@ -153,6 +213,9 @@ export class PodVmSupervisor {
   #tap: TapAttachment | undefined;
   #fsd: ChildProcess | undefined;
   #stopping = false;
+  /** Key of the template this VM was cloned from ('' = booted). */
+  #template_ = '';
+  #startMs = 0;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
 
@@ -184,43 +247,56 @@ export class PodVmSupervisor {
         this.#log.info('pod netns has no pod interface: the VM gets no network', { netns: o.netns, podIf: POD_IF });
       }
     }
-    try {
-      const fsSocket = o.vmm.name === 'qemu' ? await this.#startFileServer() : undefined;
-      const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
-      this.#vm = await o.vmm.boot({
-        name: o.podId.slice(0, 12), kernel: o.assets.kernel, initramfs: o.assets.initramfs,
-        memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, consoleLog, workDir: o.podDir,
-        drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: this.slotPath(i) })),
-        ...(net ?? {}), ...(fsSocket ? { fsSocket } : {}),
-      });
-    } catch (e) {
-      await this.#stopFileServer();
-      await this.#detachNetwork();
-      throw e;
+    const slots = Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: this.slotPath(i) }));
+    const base: VmConfig = {
+      name: o.podId.slice(0, 12), kernel: o.assets.kernel, initramfs: o.assets.initramfs,
+      memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, consoleLog, workDir: o.podDir, drives: slots,
+    };
+    let hello: { kernel: string; version: number; rest: Buffer } | undefined;
+    const t0 = performance.now();
+    // A clone of the template for this sizing when the pod can have one (template.ts); else, or when
+    // the clone fails, the VM boots.
+    const template = await this.#template();
+    if (template) {
+      try {
+        hello = await this.#startClone(base, template);
+        this.#template_ = template.key;
+      } catch (e) {
+        this.#log.warn('VM template not used: booting instead', { template: template.key.slice(0, 12), reason: (e as Error).message.split('\n')[0] });
+        await this.#vm?.stop(0).catch(() => undefined);
+        this.#vm = undefined as unknown as VmHandle;
+        await this.#cleanupCgroups();
+      }
     }
+    if (!hello) {
+      try {
+        const fsSocket = o.vmm.name === 'qemu' && o.volumes !== false ? await this.#startFileServer() : undefined;
+        const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
+        this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), ...(fsSocket ? { fsSocket } : {}) });
+      } catch (e) {
+        await this.#stopFileServer();
+        await this.#detachNetwork();
+        throw e;
+      }
+      await this.#placeVmm();
+      try {
+        hello = await waitForHello(this.#vm, o.bootTimeoutMs);
+        checkAgentProtocol(hello.version, o.assets.dir);
+      } catch (e) {
+        await this.#vm.stop(1000);
+        await this.#stopFileServer();
+        await this.#cleanupCgroups();
+        await this.#detachNetwork();
+        throw e;
+      }
+      // the whole pod VM in its cgroup: virtiofsd too, with the child it serves from (forked into its
+      // namespaces after its socket appears; the guest mounted the share before the agent said hello)
+      if (this.#cgroups.length && this.#fsd?.pid !== undefined) joinVmmCgroups(this.#cgroups, processTree(this.#fsd.pid), this.#log);
+    }
+    this.#startMs = Math.round(performance.now() - t0);
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
-    if (o.cgroup) {
-      this.#cgroups = await placeVmm(o.cgroup, [this.#vm.pid], {
-        memoryBytes: (o.memoryMiB + 256) * 1048576,
-        ...(o.cpuQuota ? { cpuQuota: o.cpuQuota, cpuPeriod: o.cpuPeriod ?? 100000 } : {}),
-      }, o.podDir, this.#log);
-    }
-    let hello: { kernel: string; version: number; rest: Buffer };
-    try {
-      hello = await waitForHello(this.#vm, o.bootTimeoutMs);
-      checkAgentProtocol(hello.version, o.assets.dir);
-    } catch (e) {
-      await this.#vm.stop(1000);
-      await this.#stopFileServer();
-      await this.#cleanupCgroups();
-      await this.#detachNetwork();
-      throw e;
-    }
-    // the whole pod VM in its cgroup: virtiofsd too, with the child it serves from (forked into its
-    // namespaces after its socket appears; the guest mounted the share before the agent said hello)
-    if (this.#cgroups.length && this.#fsd?.pid !== undefined) joinVmmCgroups(this.#cgroups, processTree(this.#fsd.pid), this.#log);
     this.#kernel = hello.kernel;
-    this.#log.info('guest up', { kernel: hello.kernel, accel: o.accel, vmmPid: this.#vm.pid });
+    this.#log.info('guest up', { kernel: hello.kernel, accel: o.accel, vmmPid: this.#vm.pid, from: this.#template_ ? `template ${this.#template_.slice(0, 12)}` : 'boot', ms: this.#startMs });
     const dec = new FrameDecoder('guest agent');
     const onGuest = (b: Buffer): void => {
       let frames: Frame[];
@@ -242,6 +318,57 @@ export class PodVmSupervisor {
       this.#server.once('error', reject);
       this.#server.listen(this.socketPath, () => resolve());
     });
+  }
+
+  /** Moves the VMM into the pod's cgroups (memory: guest + 256 MiB; the pod's CPU limit). */
+  async #placeVmm(): Promise<void> {
+    const o = this.#o;
+    if (!o.cgroup) return;
+    this.#cgroups = await placeVmm(o.cgroup, [this.#vm.pid], {
+      memoryBytes: (o.memoryMiB + 256) * 1048576,
+      ...(o.cpuQuota ? { cpuQuota: o.cpuQuota, cpuPeriod: o.cpuPeriod ?? 100000 } : {}),
+    }, o.podDir, this.#log);
+  }
+
+  /**
+   * The template to clone this VM from, built now if missing; undefined (with the reason logged)
+   * when the VM must boot: no templates configured, not QEMU, or a pod that may bind volumes (its
+   * virtio-fs device cannot be migrated in QEMU 7.2, and vhost-user needs the guest RAM shared,
+   * where a clone's is a private copy).
+   */
+  async #template(): Promise<TemplateImage | undefined> {
+    const o = this.#o;
+    if (!o.templates) return undefined;
+    if (o.vmm.name !== 'qemu') { this.#log.info('cold boot: VM templates are QEMU only', { vmm: o.vmm.name }); return undefined; }
+    if (o.volumes !== false && existsSync(VIRTIOFSD)) {
+      this.#log.info('cold boot: the pod may bind volumes, which need a virtio-fs share a clone cannot have (annotate the pod io.bulkhead.vm.volumes=none to take the template path)');
+      return undefined;
+    }
+    try {
+      return await o.templates.get({ memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#tap !== undefined }, (line) => this.#log.info(line));
+    } catch (e) {
+      this.#log.warn('cold boot: no VM template', { reason: (e as Error).message.split('\n')[0] });
+      return undefined;
+    }
+  }
+
+  /** Starts QEMU as a clone of `t`, restores it and gives the guest its identity; the agent's hello. */
+  async #startClone(base: VmConfig, t: TemplateImage): Promise<{ kernel: string; version: number; rest: Buffer }> {
+    const o = this.#o;
+    checkAgentProtocol(t.agentVersion, o.assets.dir);
+    const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns } : undefined;
+    await rm(join(o.podDir, 'qmp.sock'), { force: true });
+    this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile });
+    this.#vm.control.on('error', () => {});
+    await this.#placeVmm();
+    const timeout = Math.min(o.bootTimeoutMs, 30_000);
+    await o.templates!.restore(this.#vm, timeout);
+    const tap = this.#tap;
+    const hello = await sendIdentity(this.#vm, identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined), timeout);
+    checkAgentProtocol(hello.version, o.assets.dir);
+    // firstRandom: what the clone's pool gave first after its reseed (two clones of a template must differ)
+    await writeFile(join(o.podDir, 'template.json'), JSON.stringify({ key: t.key, firstRandom: hello.random }), { mode: 0o600 });
+    return hello;
   }
 
   /**
@@ -449,6 +576,7 @@ export class PodVmSupervisor {
       case 'info':
         this.#reply(conn, reqId, true, {
           vmmPid: this.#vm.pid, accel: this.#o.accel, kernel: this.#kernel, memoryMiB: this.#o.memoryMiB, vcpus: this.#o.vcpus,
+          template: this.#template_ || null, startMs: this.#startMs,
           containers: [...this.#containers.values()].map((c) => ({ name: c.name, slot: c.slot, sandbox: c.sandbox, exited: this.#sessions.get(c.gid)?.exited ?? null })),
         });
         return;

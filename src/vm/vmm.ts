@@ -47,6 +47,17 @@ export interface VmConfig {
   workDir: string;
   /** vhost-user socket of the pod's virtio-fs server (share.ts); the guest sees it as tag `bhshare`. QEMU only. */
   fsSocket?: string;
+  /**
+   * Guest RAM in a file (VM templates, template.ts; QEMU only): `share` while a template boots (the
+   * guest's pages land in the file), not in a clone (a private copy-on-write mapping of it).
+   */
+  memFile?: { path: string; share: boolean };
+  /** A NIC with no host side (a template's: its clones have the pod's tap there). */
+  unpluggedNic?: boolean;
+  /** QMP control socket (server) the VMM listens on. QEMU only. */
+  qmp?: string;
+  /** Start waiting for a migration stream read from this file (a template's saved state), delivered over QMP. QEMU only. */
+  incoming?: string;
 }
 
 export interface VmExit {
@@ -60,6 +71,8 @@ export interface VmHandle {
   /** Host pid of the VMM process. */
   readonly pid: number;
   readonly accel: Accel;
+  /** The VMM's QMP socket, when it was asked for one (VmConfig.qmp). */
+  readonly qmp?: string;
   /** The agent channel, connected. */
   readonly control: Duplex;
   wait(): Promise<VmExit>;
@@ -91,4 +104,34 @@ export async function stopVmmProcess(child: ChildProcess, exited: Promise<VmExit
   } finally {
     clearTimeout(t);
   }
+}
+
+/** A saved template VM (template.ts): its RAM file and device state, and what its agent said. */
+export interface TemplateImage {
+  /** Hash of every input the template was built from (its directory name). */
+  key: string;
+  /** The guest RAM (mapped copy-on-write, private, by each clone). */
+  memFile: string;
+  /** QEMU's saved device state (without RAM: x-ignore-shared). */
+  stateFile: string;
+  /** The agent's hello at build time: kernel release and protocol version. */
+  kernel: string;
+  agentVersion: number;
+}
+
+/** The sizing and layout a template must match to be cloned. */
+export interface TemplateRequest {
+  memoryMiB: number;
+  vcpus: number;
+  accel: Accel;
+  /** The VM has a NIC (the pod has a network interface). */
+  nic: boolean;
+}
+
+/** Where a pod supervisor gets templates and restores clones (template.ts; QEMU only). */
+export interface TemplateProvider {
+  /** The template for `req`, built now (once, under a lock) when missing; throws when none can be had. */
+  get(req: TemplateRequest, progress: (line: string) => void): Promise<TemplateImage>;
+  /** Feeds a clone (booted with memFile share=false, incoming = stateFile, qmp) its state; resolves once it runs. */
+  restore(vm: VmHandle, timeoutMs: number): Promise<void>;
 }

@@ -20,6 +20,7 @@ import type { OciSpec } from '../../oci/spec.ts';
 import { guestAssetsCurrent, loadGuestAssets } from '../../vm/assets.ts';
 import { detectAccel } from '../../vm/accel.ts';
 import { VIRTIOFSD } from '../../vm/share.ts';
+import { parseTemplateSharing, TEMPLATE_SHARING, TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION, type TemplateSharing } from '../../vm/template.ts';
 import { existsSync } from 'node:fs';
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
@@ -39,12 +40,31 @@ export interface MicrovmBackendOptions extends BackendOptions {
 /** The node's installed VM assets root (scripts/setup.sh: `bulkhead-vm --assets /var/lib/bulkhead setup`). */
 export const DEFAULT_VM_ASSETS = '/var/lib/bulkhead';
 
-/** `[vm] assets = "/abs/dir"` from the raw config section; InvalidArgument naming the setting. */
-export function vmAssetsSetting(section: unknown): string | undefined {
+/** The `[vm]` table, its keys checked; InvalidArgument naming the setting. */
+function vmSection(section: unknown): Record<string, unknown> | undefined {
   if (section === undefined) return undefined;
   if (typeof section !== 'object' || section === null || Array.isArray(section)) throw new InvalidArgumentError('config: vm must be a table');
   const t = section as Record<string, unknown>;
-  for (const k of Object.keys(t)) if (k !== 'assets') throw new InvalidArgumentError(`config: unknown key vm.${k} (allowed: assets)`);
+  for (const k of Object.keys(t)) if (k !== 'assets' && k !== 'template_sharing') throw new InvalidArgumentError(`config: unknown key vm.${k} (allowed: assets, template_sharing)`);
+  return t;
+}
+
+/**
+ * `[vm] template_sharing = "level" | "node" | "none"`: which pods' VMs may be clones of one template
+ * (and so share its memory pages): pods of one trust level (default), every pod of the node, or
+ * none (every pod VM boots). See src/vm/template.ts.
+ */
+export function vmTemplateSharingSetting(section: unknown): TemplateSharing | undefined {
+  const v = vmSection(section)?.template_sharing;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw new InvalidArgumentError(`config: vm.template_sharing must be one of ${TEMPLATE_SHARING.join(', ')}`);
+  return parseTemplateSharing(v, 'config: vm.template_sharing');
+}
+
+/** `[vm] assets = "/abs/dir"` from the raw config section; InvalidArgument naming the setting. */
+export function vmAssetsSetting(section: unknown): string | undefined {
+  const t = vmSection(section);
+  if (t === undefined) return undefined;
   const v = t.assets;
   if (v === undefined) return undefined;
   if (typeof v !== 'string' || !v.startsWith('/') || v.includes('\0')) throw new InvalidArgumentError('config: vm.assets must be an absolute directory path');
@@ -93,17 +113,20 @@ export class MicrovmBackend extends ConmonBackend {
     check: refuseHostNamespaces,
   });
   readonly #assetsRoot: string;
+  readonly #templateSharing: TemplateSharing | undefined;
 
   constructor(opts: MicrovmBackendOptions) {
     super(opts);
     this.#assetsRoot = opts.assetsRoot ?? assetsFlag(opts.runtimeArgs) ?? vmAssetsSetting(opts.vm) ?? (process.env.BULKHEAD_VM_ASSETS || undefined) ?? DEFAULT_VM_ASSETS;
+    this.#templateSharing = vmTemplateSharingSetting(opts.vm);
   }
 
   runtimeCommand(): RuntimeCommand {
     const extra = this.opts.runtimeArgs ?? [];
     const assets = assetsFlag(extra) !== undefined ? [] : ['--assets', this.#assetsRoot];
     // --log-format json: a failure's class and reason reach runtime/errors.ts as bulkhead-vm threw them
-    return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...extra, '--log-format', 'json'] };
+    const sharing = this.#templateSharing && !extra.some((a) => a === '--template-sharing' || a.startsWith('--template-sharing=')) ? ['--template-sharing', this.#templateSharing] : [];
+    return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...sharing, ...extra, '--log-format', 'json'] };
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
@@ -111,6 +134,15 @@ export class MicrovmBackend extends ConmonBackend {
     spec.annotations = spec.annotations ?? {};
     spec.annotations[CONTAINER_TYPE_ANNOTATION] = opts.pod.role;
     spec.annotations[SANDBOX_ID_ANNOTATION] = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
+    // VM templates (src/vm/template.ts): the pod's trust level groups the clones that may share a
+    // template's memory; a pod that says it binds no volumes may be a clone. Set here only, from the
+    // pod's record: whatever a spec brought under these keys is dropped first.
+    delete spec.annotations[TRUST_LEVEL_ANNOTATION];
+    delete spec.annotations[VOLUMES_ANNOTATION];
+    if (opts.pod.role === 'sandbox') {
+      if (opts.pod.trustLevel !== undefined) spec.annotations[TRUST_LEVEL_ANNOTATION] = opts.pod.trustLevel;
+      if (opts.pod.podAnnotations?.[VOLUMES_ANNOTATION] === 'none') spec.annotations[VOLUMES_ANNOTATION] = 'none';
+    }
     // the namespaces are the pod strategy's (podSandbox): the sandbox's spec names the pod netns
     // (bulkhead-vm puts the VM's tap there), an app container's names none
     return spec;

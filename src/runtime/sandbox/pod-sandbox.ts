@@ -45,6 +45,10 @@ export interface PodSandboxSpec {
   pinNamespaces: boolean;
   /** Where Bulkhead's helpers are built (engine option helperDir). */
   helperDir?: string;
+  /** The trust level the policy gave the pod (its stored decision); absent = none stored. */
+  trustLevel?: string;
+  /** The pod's own annotations (hostile input: a backend reads only the keys it documents). */
+  annotations?: Record<string, string>;
 }
 
 /** Decided before anything is made. */

@@ -59,7 +59,10 @@ export class SandboxHosted implements PodSandbox {
     const spec = await opts.sandboxSpec();
     await this.#rt.createContainer({
       id: opts.sandboxId, name: opts.name, spec, logPath: opts.logPath, signal: opts.signal,
-      pod: { podId: pod.podId, role: 'sandbox', ...(pod.netnsPath ? { netnsPath: pod.netnsPath } : {}) },
+      pod: {
+        podId: pod.podId, role: 'sandbox', ...(pod.netnsPath ? { netnsPath: pod.netnsPath } : {}),
+        ...(pod.trustLevel !== undefined ? { trustLevel: pod.trustLevel } : {}), ...(pod.annotations ? { podAnnotations: pod.annotations } : {}),
+      },
     });
     opts.signal.throwIfAborted();
     await this.#rt.start(opts.sandboxId, opts.signal);

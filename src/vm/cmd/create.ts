@@ -19,6 +19,7 @@ import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
 import { CLI, closeReadyPipe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
+import { refuseVolumesInClone, templateFlags } from './template-flags.ts';
 import type { VmGlobal } from './global.ts';
 
 async function chooseAccel(g: VmGlobal): Promise<Accel> {
@@ -41,7 +42,7 @@ function podMemberWithPid(root: string, podId: string, pid: number): string | un
 }
 
 /** Starts the pod's VM supervisor unless one answers; true when this call started it. */
-async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined): Promise<boolean> {
+async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined, tpl: string[] = []): Promise<boolean> {
   if (existsSync(join(dir, 'vmd.sock'))) {
     try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
   }
@@ -54,7 +55,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   const logFd = openSync(join(dir, 'vmd.log'), 'a');
   const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
     '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
-    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : [])], ['ignore', logFd, logFd, 'pipe']);
+    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : []), ...tpl], ['ignore', logFd, logFd, 'pipe']);
   if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
@@ -105,7 +106,7 @@ const command: VmCommand = {
         const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
         const q = spec.linux?.resources?.cpu;
         const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
-        startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec));
+        startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), templateFlags(g, spec));
       } else if (!existsSync(join(pdir, 'vmd.sock'))) {
         throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
       }
@@ -116,6 +117,7 @@ const command: VmCommand = {
       kv.push(...sysctlKv(pod.sandbox ? {} : podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
       if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
       // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
+      if (vols.length && existsSync(join(pdir, 'template.json'))) refuseVolumesInClone(pod.podId);
       kv.push(...await attachVolumes(shareDir(pdir), id, vols));
       // the session request the container's shim sends to the pod supervisor (delete reads its image)
       const request = join(cdir, 'create.json');

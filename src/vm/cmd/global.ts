@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { InvalidArgumentError } from '../../errors.ts';
 import type { FlagSpec, FlagValues } from '../../util/command.ts';
 import { DEFAULT_ROOT } from '../state.ts';
+import { parseTemplateSharing, type TemplateSharing } from '../template.ts';
 import type { Accel } from '../vmm.ts';
 import { str } from './flags.ts';
 
@@ -19,6 +20,8 @@ export interface VmGlobal {
   cgroupParent: string;
   /** Firecracker binary: use the Firecracker driver instead of QEMU. */
   firecracker?: string;
+  /** Who may share a VM template's memory (template.ts); --template-sharing or BULKHEAD_VM_TEMPLATE_SHARING, default 'level'. */
+  templateSharing: TemplateSharing;
 }
 
 /** runc's global flags that callers pass; the ones without a use here are accepted and ignored. */
@@ -31,6 +34,7 @@ export const GLOBAL_FLAGS: FlagSpec = {
   'boot-timeout': { type: 'string' },
   'cgroup-parent': { type: 'string' },
   firecracker: { type: 'string' },
+  'template-sharing': { type: 'string' },
   criu: { type: 'string' },
   rootless: { type: 'string' },
   'systemd-cgroup': { type: 'boolean' },
@@ -47,6 +51,7 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
     accel: (str(flags, 'accel') ?? env.BULKHEAD_VM_ACCEL ?? 'auto') as VmGlobal['accel'],
     bootTimeoutMs: Number(str(flags, 'boot-timeout') ?? env.BULKHEAD_VM_BOOT_TIMEOUT_MS ?? 120_000),
     cgroupParent: str(flags, 'cgroup-parent') ?? 'bulkhead-vm',
+    templateSharing: parseTemplateSharing(str(flags, 'template-sharing') ?? env.BULKHEAD_VM_TEMPLATE_SHARING, '--template-sharing') ?? 'level',
   };
   const log = str(flags, 'log');
   if (log) g.log = log;

@@ -9,6 +9,7 @@ import { loadGuestAssets } from '../assets.ts';
 import { FirecrackerVmm } from '../firecracker.ts';
 import { QemuVmm } from '../qemu.ts';
 import { readyErrorLine, readyOkLine } from '../ready.ts';
+import { TemplateStore } from '../template.ts';
 import { PodVmSupervisor } from '../vmd.ts';
 import type { Accel } from '../vmm.ts';
 import type { VmCommand } from './common.ts';
@@ -16,22 +17,27 @@ import { str } from './flags.ts';
 
 const command: VmCommand = {
   name: '_vmd',
-  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN]',
+  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none]',
   summary: 'The pod VM supervisor; reports readiness on fd 3',
   internal: true,
-  flags: Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns'].map((k) => [k, { type: 'string' as const }])),
+  flags: Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes'].map((k) => [k, { type: 'string' as const }])),
   async run({ global: g, flags }) {
     const fc = str(flags, 'firecracker');
     const netns = str(flags, 'netns');
     const podDir = str(flags, 'pod-dir')!;
     const log = createLogger({ fields: { component: 'vmd', pod: str(flags, 'pod') } });
     const cpuQuota = str(flags, 'cpu-quota');
+    const assets = await loadGuestAssets(g.assetsRoot);
+    const scope = str(flags, 'template-scope');
+    const bootTimeoutMs = Number(str(flags, 'boot-timeout'));
     const sup = new PodVmSupervisor({
-      podId: str(flags, 'pod')!, podDir, assets: await loadGuestAssets(g.assetsRoot), vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
+      podId: str(flags, 'pod')!, podDir, assets, vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
       accel: (str(flags, 'accel') ?? 'tcg') as Accel, memoryMiB: Number(str(flags, 'memory')), vcpus: Number(str(flags, 'vcpus')),
-      bootTimeoutMs: Number(str(flags, 'boot-timeout')), cgroup: str(flags, 'cgroup') ?? '', logger: log,
+      bootTimeoutMs, cgroup: str(flags, 'cgroup') ?? '', logger: log,
       ...(cpuQuota ? { cpuQuota: Number(cpuQuota), cpuPeriod: Number(str(flags, 'cpu-period') ?? 100000) } : {}),
       ...(netns ? { netns } : {}),
+      ...(scope && !fc ? { templates: new TemplateStore({ root: g.root, assets, scope, bootTimeoutMs }) } : {}),
+      volumes: str(flags, 'volumes') !== 'none',
     });
     process.on('SIGTERM', () => { void sup.shutdown('the VM supervisor was terminated', false); });
     process.on('SIGINT', () => { void sup.shutdown('the VM supervisor was interrupted', false); });

@@ -1,0 +1,91 @@
+// microVM templates (src/vm/template.ts): `bulkhead run --rm --network none IMAGE true` on a microvm
+// handler whose pod VMs are clones of a template, against one whose VMs boot (`--template-sharing
+// none`), interleaved per round on one daemon; then the proportional memory (PSS) of N idle pods of
+// each (bench/density.ts's measuring, src/cli/report-density.ts). The first templated run builds
+// the template and is reported on its own. Prints figures, asserts nothing.
+//
+//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold]
+//
+// Needs root, QEMU and guest assets built from this tree (BULKHEAD_VM_ASSETS, else the tests' own
+// copy, harness/vm-assets.ts). Under TCG a boot is ~4-6 s: 10 reps take a few minutes.
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { startTestDaemon } from '../harness/daemon.ts';
+import { ASSETS } from '../harness/vm-assets.ts';
+import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
+import { measureDensity, type DensityReport } from '../src/cli/report-density.ts';
+import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
+import type { RunRequest } from '../src/cli/run.ts';
+import { run } from '../src/util/exec.ts';
+
+const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' } } });
+const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
+const pods = Math.max(1, Math.min(30, Number(values.pods) || 10));
+const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
+const IMAGE = 'bulkhead.local/demo:latest';
+const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
+const HANDLERS = { template: 'microvm', cold: 'microvm-cold' } as const;
+
+const d = await startTestDaemon({
+  name: 'bulkhead-bench-vmtpl-', logLevel: 'info', defaultHandler: HANDLERS.template,
+  handlers: {
+    [HANDLERS.template]: { backend: 'microvm', runtime_args: ['--assets', ASSETS] },
+    [HANDLERS.cold]: { backend: 'microvm', runtime_args: ['--assets', ASSETS, '--template-sharing', 'none'] },
+  },
+});
+const cli = (args: string[]): string[] => ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, ...args];
+const times: Record<'template' | 'cold', number[]> = { template: [], cold: [] };
+let firstMs = 0;
+const density: { label: string; r: DensityReport }[] = [];
+class Discard extends Writable { override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); } }
+try {
+  const archive = join(d.base, 'demo.tar');
+  await writeBusyboxArchive(archive, IMAGE);
+  const load = await run(BULKHEAD, cli(['load', '-i', archive]), { timeoutMs: 120_000 });
+  if (load.code !== 0) throw new Error(`bulkhead load failed: ${load.stderr.trim()}`);
+  const once = async (handler: string): Promise<number> => {
+    const t0 = performance.now();
+    const r = await run(BULKHEAD, cli(['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']), { timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`bulkhead run --isolation ${handler} failed: ${r.stderr.trim().slice(-500)}`);
+    return performance.now() - t0;
+  };
+  firstMs = await once(HANDLERS.template);
+  process.stderr.write(`first templated run (builds the template): ${firstMs.toFixed(0)} ms\n`);
+  for (let i = 0; i < reps; i++) {
+    times.template.push(await once(HANDLERS.template));
+    times.cold.push(await once(HANDLERS.cold));
+    process.stderr.write(`round ${i + 1}/${reps}: template ${times.template.at(-1)!.toFixed(0)} ms, cold ${times.cold.at(-1)!.toFixed(0)} ms\n`);
+  }
+  const global: GlobalOptions = { root: d.root, runDir: d.runDir, socket: d.socket, config: d.configPath, json: false, debug: false };
+  const ctx: CommandContext = { global, flags: { quiet: true }, args: [], stdout: new Discard(), stderr: new Discard(), signal: new AbortController().signal };
+  for (const [label, handler] of Object.entries(HANDLERS)) {
+    if (skip.has(`density-${label}`)) continue;
+    const request = (i: number): RunRequest => ({
+      image: IMAGE, args: ['sleep', '3600'], name: `density-${label}-${i}`, isolation: handler,
+      detach: true, remove: false, interactive: false, tty: false, env: [], volumes: [], publish: [],
+      network: 'none', readOnly: false, privileged: false, capAdd: [], capDrop: [], labels: [],
+    });
+    const r = await measureDensity({ client: d.client, ctx, global, pods, daemonPid: d.pid, label, settleMs: 3000, progress: (s) => process.stderr.write(s + '\n'), request });
+    density.push({ label, r });
+  }
+} finally {
+  await d.close();
+}
+
+const med = (v: number[]): string => (v.length ? [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!.toFixed(0) : '-');
+const mib = (b: number | undefined): string => (b === undefined ? '-' : (b / 1048576).toFixed(1));
+console.log(`\nbulkhead run --rm --network none ${IMAGE} true on microvm (TCG unless KVM runs guests); ms`);
+console.log(`variant     median   min   max  n`);
+for (const k of ['template', 'cold'] as const) {
+  const v = times[k];
+  console.log(`${k.padEnd(10)}${med(v).padStart(8)}${(v.length ? Math.min(...v).toFixed(0) : '-').padStart(6)}${(v.length ? Math.max(...v).toFixed(0) : '-').padStart(6)}  ${v.length}`);
+}
+console.log(`first templated run (template built): ${firstMs.toFixed(0)} ms`);
+if (times.template.length && times.cold.length) console.log(`cold / template (medians): ${(Number(med(times.cold)) / Number(med(times.template))).toFixed(1)}x`);
+console.log(`\nidle microvm pods (run -d IMAGE sleep, --network none); PSS in MiB, start in ms`);
+for (const { label, r } of density) {
+  const ms = r.startSeconds.map((s) => s * 1000);
+  console.log(`${label.padEnd(10)} pods ${r.perPod.length}  PSS total ${mib(r.pssTotalBytes)}  PSS/pod ${mib(r.pssPerPodBytes)}  start median ${med(ms)}  left after removal: ${r.leftovers.length ? r.leftovers.join(', ') : 'nothing'}${r.error ? `  error: ${r.error}` : ''}`);
+}

@@ -1,0 +1,295 @@
+/**
+ * VM templates: a pod VM started as a copy of one that booted once, instead of booting.
+ *
+ * A template is a QEMU `microvm` guest booted with its RAM in a file (`memory-backend-file`,
+ * share=on), its agent brought to its hello, then paused and its device state saved with the
+ * `x-ignore-shared` migration capability (the RAM stays in the file, not in the stream). A clone
+ * is QEMU started with the same machine and devices, the RAM file mapped share=off (private,
+ * copy-on-write: clones share the template's untouched pages through the page cache) and
+ * `-incoming defer`; the state is fed over QMP from fd 4. Then the pod supervisor sends the agent
+ * its identity (fresh entropy, the clock, MAC/addresses/hostname: the `U` frame).
+ *
+ * Kept in `<root>/templates/<key>/` (root = bulkhead-vm's state root): `memory`, `state`,
+ * `meta.json`. The key hashes every input: kernel, initramfs (agent inside), QEMU binary (by
+ * real path, size, mtime, inode: a QEMU upgrade is another key, a template never crosses QEMU
+ * versions), accelerator, memory, vCPUs, NIC, the device layout (qemuArgs of a canonical VM), the
+ * format version below and the sharing scope (a trust level, or "node"). Built into a temporary
+ * directory and renamed into place (a reader sees a whole template or none), one builder per key
+ * (a lock file). A template replaced by a build of the same family (same scope and sizing,
+ * another key) is removed; clones still running keep their mapping of the unlinked file.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors.ts';
+import { lock, lockHeld } from '../image/lock.ts';
+import type { GuestAssets } from './assets.ts';
+import { QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
+import { Qmp } from './qmp.ts';
+import { checkAgentProtocol, SLOT_BYTES, SLOT_COUNT, waitForHello } from './vmd.ts';
+import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle } from './vmm.ts';
+
+export { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from './annotations.ts';
+
+/** Bumped when a template's make-up changes in a way its inputs below do not show. */
+const TEMPLATE_FORMAT = 1;
+/** The MAC of a template's NIC; the agent gives each clone its pod's (identity, `U`). */
+export const TEMPLATE_MAC = '02:42:42:00:00:01';
+
+/**
+ * Who may share a template's memory (setting `[vm] template_sharing`, bulkhead-vm
+ * `--template-sharing`): 'level' = pods of one trust level (the default), 'node' = every pod on the
+ * node, 'none' = no templates (every pod VM boots).
+ */
+export type TemplateSharing = 'level' | 'node' | 'none';
+export const TEMPLATE_SHARING: readonly TemplateSharing[] = ['level', 'node', 'none'];
+
+export function parseTemplateSharing(v: string | undefined, what: string): TemplateSharing | undefined {
+  if (v === undefined) return undefined;
+  if (!(TEMPLATE_SHARING as readonly string[]).includes(v)) throw new InvalidArgumentError(`${what} must be one of ${TEMPLATE_SHARING.join(', ')}`);
+  return v as TemplateSharing;
+}
+
+/** The sharing scope of a pod's template: its trust level (setting 'level') or "node"; undefined = no template. */
+export function templateScope(sharing: TemplateSharing, trustLevel: string | undefined): string | undefined {
+  if (sharing === 'none') return undefined;
+  if (sharing === 'node') return 'node';
+  // a pod whose level the runtime was not told shares only with other such pods
+  const level = trustLevel && /^[A-Za-z0-9_.-]{1,64}$/.test(trustLevel) ? trustLevel : '';
+  return `level:${level || '(unknown)'}`;
+}
+
+export function templatesDir(root: string): string { return join(root, 'templates'); }
+
+/** A file's identity for a key: path, size, mtime, inode (cheap; a rewrite changes it). */
+function fileId(path: string): string {
+  const st = statSync(path);
+  return `${path}|${st.size}|${st.mtimeMs}|${st.ino}`;
+}
+
+/** The QEMU binary's real path, found on PATH as spawn would. */
+export function qemuBinaryPath(binary = QEMU_BINARY): string {
+  if (binary.includes('/')) return realpathSync(binary);
+  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const p = join(d, binary);
+    if (existsSync(p)) return realpathSync(p);
+  }
+  throw new FailedPreconditionError(`${binary} is not installed; apt-get install qemu-system-x86`);
+}
+
+/** The template VM's config (paths under `dir`); a clone's differs only in its paths, NIC backend and share flag. */
+function templateConfig(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: TemplateRequest, dir: string): VmConfig {
+  return {
+    name: 'template', kernel: assets.kernel, initramfs: assets.initramfs, memoryMiB: req.memoryMiB, vcpus: req.vcpus, accel: req.accel,
+    consoleLog: join(dir, 'console.log'), workDir: dir,
+    drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: join(dir, `slot${i}.img`) })),
+    memFile: { path: join(dir, 'memory'), share: true }, qmp: join(dir, 'qmp'),
+    ...(req.nic ? { unpluggedNic: true, mac: TEMPLATE_MAC } : {}),
+  };
+}
+
+/** The device layout, as QEMU is told it, of a canonical template VM (paths and the kernel command line left out). */
+function layoutDigest(req: TemplateRequest): string {
+  const args = qemuArgs(templateConfig({ kernel: '/k', initramfs: '/i' }, req, '/t'));
+  const i = args.indexOf('-append');
+  if (i >= 0) args.splice(i, 2);
+  return createHash('sha256').update(args.join('\0')).digest('hex');
+}
+
+export interface TemplateKeys { key: string; family: string; inputs: Record<string, string | number | boolean> }
+
+export function templateKeys(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: TemplateRequest, scope: string, binary: string): TemplateKeys {
+  const family = { format: TEMPLATE_FORMAT, scope, memoryMiB: req.memoryMiB, vcpus: req.vcpus, accel: req.accel, nic: req.nic };
+  const inputs = { ...family, kernel: fileId(assets.kernel), initramfs: fileId(assets.initramfs), qemu: fileId(binary), layout: layoutDigest(req) };
+  const h = (o: object): string => createHash('sha256').update(JSON.stringify(o)).digest('hex').slice(0, 32);
+  return { key: h(inputs), family: h(family), inputs };
+}
+
+interface TemplateMeta extends TemplateKeys { kernelRelease: string; agentVersion: number; qemuVersion: string; built: string; buildMs: number }
+
+function imageOf(dir: string, meta: TemplateMeta): TemplateImage {
+  return { key: meta.key, memFile: join(dir, 'memory'), stateFile: join(dir, 'state'), kernel: meta.kernelRelease, agentVersion: meta.agentVersion };
+}
+
+async function readMeta(dir: string): Promise<TemplateMeta | undefined> {
+  try { return JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as TemplateMeta; } catch { return undefined; }
+}
+
+const ignoreShared = { capabilities: [{ capability: 'x-ignore-shared', state: true }] };
+
+/** Polls query-migrate until the migration is done; throws with QEMU's reason when it failed. */
+async function migrationDone(qmp: Qmp, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await qmp.cmd('query-migrate') as { status?: string; 'error-desc'?: string };
+    if (r.status === 'completed') return;
+    if (r.status === 'failed' || r.status === 'cancelled') throw new InternalError(`saving the template VM failed: ${r['error-desc'] ?? r.status}`);
+    if (Date.now() > until) throw new DeadlineExceededError(`saving the template VM took over ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+export interface TemplateStoreOptions {
+  root: string;
+  assets: GuestAssets;
+  /** Sharing scope (templateScope): part of the key. */
+  scope: string;
+  bootTimeoutMs: number;
+  binary?: string;
+}
+
+/** Templates under `<root>/templates` for one sharing scope; the pod supervisor's TemplateProvider. */
+export class TemplateStore implements TemplateProvider {
+  readonly #o: TemplateStoreOptions;
+  readonly #dir: string;
+  constructor(o: TemplateStoreOptions) {
+    this.#o = o;
+    this.#dir = templatesDir(o.root);
+  }
+
+  /** The template for `req` if one is built (no build). */
+  async find(req: TemplateRequest): Promise<TemplateImage | undefined> {
+    const k = templateKeys(this.#o.assets, req, this.#o.scope, qemuBinaryPath(this.#o.binary));
+    const dir = join(this.#dir, k.key);
+    const meta = await readMeta(dir);
+    return meta?.key === k.key ? imageOf(dir, meta) : undefined;
+  }
+
+  async get(req: TemplateRequest, progress: (line: string) => void): Promise<TemplateImage> {
+    const binary = qemuBinaryPath(this.#o.binary);
+    const k = templateKeys(this.#o.assets, req, this.#o.scope, binary);
+    const dir = join(this.#dir, k.key);
+    const have = await readMeta(dir);
+    if (have?.key === k.key) return imageOf(dir, have);
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    const release = await lock(join(this.#dir, `${k.key}.lock`), AbortSignal.timeout(this.#o.bootTimeoutMs + 60_000));
+    try {
+      const again = await readMeta(dir); // another builder finished while this one waited
+      if (again?.key === k.key) return imageOf(dir, again);
+      const meta = await this.#build(k, req, binary, progress);
+      await this.#prune(k, progress);
+      return imageOf(dir, meta);
+    } finally {
+      await release();
+    }
+  }
+
+  async #build(k: TemplateKeys, req: TemplateRequest, binary: string, say: (line: string) => void): Promise<TemplateMeta> {
+    const a = this.#o.assets;
+    // leftovers of a builder that died (this key's lock is ours now)
+    for (const n of await readdir(this.#dir)) if (n.startsWith(`.build-${k.key}-`)) await rm(join(this.#dir, n), { recursive: true, force: true });
+    const tmp = await mkdtemp(join(this.#dir, `.build-${k.key}-`));
+    const t0 = performance.now();
+    let sockDir: string | undefined;
+    try {
+      say(`building VM template ${k.key.slice(0, 12)} (${req.memoryMiB} MiB, ${req.vcpus} vCPU, ${req.accel}${req.nic ? ', NIC' : ''}, scope ${this.#o.scope}): booting`);
+      for (let i = 0; i < SLOT_COUNT; i++) {
+        const fh = await open(join(tmp, `slot${i}.img`), 'w');
+        await fh.truncate(SLOT_BYTES);
+        await fh.close();
+      }
+      // its sockets in a short private directory (a unix socket path must stay under 108 bytes)
+      sockDir = await mkdtemp(join(tmpdir(), 'bh-tpl-'));
+      const cfg = { ...templateConfig(a, req, tmp), qmp: join(sockDir, 'qmp') };
+      const vm = await new QemuVmm(binary).boot(cfg);
+      let hello: { kernel: string; version: number };
+      try {
+        hello = await waitForHello(vm, this.#o.bootTimeoutMs);
+        checkAgentProtocol(hello.version, a.dir);
+        say(`VM template ${k.key.slice(0, 12)}: agent up after ${Math.round(performance.now() - t0)} ms; saving`);
+        await this.#save(vm, tmp, sockDir);
+      } finally {
+        await vm.stop(1000);
+      }
+      const version = await readFile(join(tmp, 'qemu-version'), 'utf8').catch(() => '');
+      const meta: TemplateMeta = { ...k, kernelRelease: hello.kernel, agentVersion: hello.version, qemuVersion: version || binary, built: new Date().toISOString(), buildMs: Math.round(performance.now() - t0) };
+      for (const f of ['memory', 'state']) { const fh = await open(join(tmp, f), 'r+'); await fh.datasync(); await fh.close(); }
+      for (let i = 0; i < SLOT_COUNT; i++) await rm(join(tmp, `slot${i}.img`), { force: true });
+      await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+      await rename(tmp, join(this.#dir, k.key));
+      say(`VM template ${k.key.slice(0, 12)} saved in ${meta.buildMs} ms`);
+      return meta;
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    } finally {
+      if (sockDir) await rm(sockDir, { recursive: true, force: true });
+    }
+  }
+
+  /** Pauses the template VM and saves its device state (RAM stays in its file) to `<tmp>/state`. */
+  async #save(vm: VmHandle, tmp: string, sockDir: string): Promise<void> {
+    const qmp = await Qmp.connect(vm.qmp!, 10_000);
+    const sock = join(sockDir, 'migrate');
+    const server = createServer();
+    try {
+      const v = await qmp.cmd('query-version') as { qemu?: { major: number; minor: number; micro: number }; package?: string };
+      if (v.qemu) await writeFile(join(tmp, 'qemu-version'), `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}${v.package ? ` ${v.package.trim()}` : ''}`);
+      await qmp.cmd('stop');
+      await qmp.cmd('migrate-set-capabilities', ignoreShared);
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(sock, () => resolve()); });
+      const received = new Promise<void>((resolve, reject) => {
+        server.once('connection', (c) => { pipeline(c, createWriteStream(join(tmp, 'state'), { mode: 0o600 })).then(resolve, reject); });
+      });
+      await qmp.cmd('migrate', { uri: `unix:${sock}` });
+      await migrationDone(qmp, 60_000);
+      await Promise.race([received, sleep(10_000).then(() => { throw new DeadlineExceededError('the template VM\'s state stream did not end'); })]);
+    } finally {
+      server.close();
+      qmp.close();
+      await rm(sock, { force: true });
+    }
+  }
+
+  /** Removes this family's other templates (an input changed) and builds left by dead builders. */
+  async #prune(k: TemplateKeys, say: (line: string) => void): Promise<void> {
+    for (const n of await readdir(this.#dir)) {
+      const p = join(this.#dir, n);
+      if (n.startsWith('.build-')) {
+        // another key's build: removed only when nobody builds it (its lock is not held)
+        const key = n.slice('.build-'.length).split('-')[0]!;
+        if (key !== k.key && !(await lockHeld(join(this.#dir, `${key}.lock`)))) await rm(p, { recursive: true, force: true });
+        continue;
+      }
+      if (n === k.key || n.endsWith('.lock')) continue;
+      const m = await readMeta(p);
+      if (m && m.family === k.family && m.key !== k.key) {
+        await rm(p, { recursive: true, force: true });
+        say(`VM template ${n.slice(0, 12)} removed: its inputs changed (replaced by ${k.key.slice(0, 12)})`);
+      }
+    }
+  }
+
+  async restore(vm: VmHandle, timeoutMs: number): Promise<void> {
+    if (!vm.qmp) throw new InternalError('a clone needs a QMP socket');
+    const qmp = await Qmp.connect(vm.qmp, timeoutMs);
+    try {
+      await qmp.cmd('migrate-set-capabilities', ignoreShared);
+      // no self-announce frames with the template's MAC: the agent sets the pod's first
+      await qmp.cmd('migrate-set-parameters', { 'announce-rounds': 0 }).catch(() => {});
+      await qmp.cmd('migrate-incoming', { uri: 'fd:4' });
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const m = await qmp.cmd('query-migrate') as { status?: string; 'error-desc'?: string };
+        if (m.status === 'completed') break;
+        if (m.status === 'failed' || m.status === 'cancelled') throw new InternalError(`the clone did not load its template's state: ${m['error-desc'] ?? m.status}`);
+        if (Date.now() > until) throw new DeadlineExceededError(`the clone did not load its template's state within ${timeoutMs} ms`);
+        await sleep(2);
+      }
+      // the template was saved paused: the clone starts paused and runs from here
+      await qmp.cmd('cont');
+      const s = await qmp.cmd('query-status') as { status?: string };
+      if (s.status !== 'running') throw new InternalError(`the clone did not run after its restore (QEMU status ${s.status ?? '?'})`);
+    } finally {
+      qmp.close();
+    }
+  }
+}
+
+/** Fresh host entropy for a clone's agent (hex, 64 bytes). */
+export function cloneEntropy(): string { return randomBytes(64).toString('hex'); }

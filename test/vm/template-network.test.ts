@@ -1,0 +1,77 @@
+// VM templates through the CRI daemon: two microvm pods that bind no volumes (annotation
+// io.bulkhead.vm.volumes=none) start as clones of one template keyed by their trust level, and each
+// guest's eth0 has its own pod's MAC and IP (given by the agent after the restore, not the template's).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
+import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
+import type { PodSandboxConfig } from '../../src/api/cri.ts';
+import { ASSETS, skipReason } from '../../harness/vm-assets.ts';
+
+const skip = skipReason();
+
+function pod(name: string): PodSandboxConfig {
+  return { metadata: { name, namespace: 'vm-tpl', uid: randomUUID(), attempt: 0 }, labels: { t: name }, annotations: { 'io.bulkhead.vm.volumes': 'none' }, linux: {} };
+}
+
+describe('microvm pods from a template on the pod network (CRI daemon)', { skip, timeout: 600_000 }, () => {
+  let d: TestDaemon;
+  let images: TestImages;
+
+  before(async () => {
+    images = await buildAndPushTestImages(await sharedRegistry());
+    d = await startTestDaemon({
+      name: 'bulkhead-vm-tpl-',
+      handlers: { microvm: { backend: 'microvm', runtime_args: ['--assets', ASSETS] } },
+    });
+  });
+  after(async () => {
+    await d?.close();
+    if (d) assert.equal(spawnSync('pgrep', ['-f', d.base], { encoding: 'utf8' }).stdout.trim(), '', 'no VMM or supervisor left behind');
+  });
+
+  it('two clones have their own pods\' MAC and IP, and share one template of their trust level', async () => {
+    const c = d.client;
+    await c.pullImage(images.busybox);
+    const seen: { ip: string; mac: string }[] = [];
+    const pods: string[] = [];
+    for (const name of ['one', 'two']) {
+      const cfg = pod(name);
+      const p = await c.runPodSandbox(cfg, 'microvm', { timeoutMs: 240_000 });
+      pods.push(p);
+      const ip = (await c.podSandboxStatus(p)).status.network?.ip;
+      assert.ok(ip, 'the pod has an IP');
+      const ctr = await c.createContainer(p, { metadata: { name: 'sleeper' }, image: { image: images.busybox }, logPath: `${name}.log`, command: ['sleep', '3600'] }, cfg, { timeoutMs: 120_000 });
+      await c.startContainer(ctr, { timeoutMs: 120_000 });
+      const addr = await c.execSync(ctr, ['ip', 'addr', 'show', 'dev', 'eth0'], 60);
+      assert.equal(addr.exitCode, 0, addr.stderr.toString());
+      assert.match(addr.stdout.toString(), new RegExp(`inet ${ip.replace(/\./g, '\\.')}/\\d+`), 'the clone\'s eth0 has its pod\'s IP');
+      assert.match(addr.stdout.toString(), /state UP|,UP/, 'eth0 is up');
+      const route = await c.execSync(ctr, ['ip', 'route'], 60);
+      assert.match(route.stdout.toString(), /^default via \S+ dev eth0/m, 'the clone has the pod default route');
+      const mac = (await c.execSync(ctr, ['cat', '/sys/class/net/eth0/address'], 60)).stdout.toString().trim();
+      // the pod veth's MAC, read in the netns the pod's VMM runs in
+      const vmms = spawnSync('pgrep', ['-f', `qemu-system-x86_64.*${d.base}.*incoming`], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+      const macs = vmms.map((pid) => (JSON.parse(spawnSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' }).stdout || '[]') as { address: string }[])[0]?.address);
+      assert.ok(macs.includes(mac), `the clone's MAC ${mac} is its pod interface's (${macs.join(', ')}; VMMs ${vmms.join(', ')}); vmd: ${spawnSync('sh', ['-c', `cat ${d.base}/run/runtime/microvm/state/pods/*/vmd.log`], { encoding: 'utf8' }).stdout.slice(0, 3000)}`);
+      assert.notEqual(mac, '02:42:42:00:00:01', 'not the template\'s MAC');
+      seen.push({ ip, mac });
+    }
+    assert.notEqual(seen[0]!.ip, seen[1]!.ip);
+    assert.notEqual(seen[0]!.mac, seen[1]!.mac);
+    // one template, keyed by the pods' trust level (the engine's decision, told to the backend)
+    const metas = spawnSync('find', [d.base, '-path', '*/templates/*/meta.json'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    assert.equal(metas.length, 1, `one template (${metas.join(', ')})`);
+    const scope = (JSON.parse(readFileSync(metas[0]!, 'utf8')) as { inputs: { scope: string } }).inputs.scope;
+    assert.match(scope, /^level:[A-Za-z0-9_.-]+$/);
+    assert.notEqual(scope, 'level:(unknown)', 'the backend was told the pod\'s trust level');
+    for (const p of pods) {
+      await c.stopPodSandbox(p, { timeoutMs: 120_000 });
+      await c.removePodSandbox(p, { timeoutMs: 120_000 });
+    }
+  });
+});

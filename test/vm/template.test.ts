@@ -1,0 +1,142 @@
+// VM templates (src/vm/template.ts): bulkhead-vm driven like conmon drives it, real QEMU (TCG here).
+// A pod that says it binds no volumes starts as a clone of a template built once; clones are unique
+// (entropy), run containers and execs; a changed input rebuilds the template and removes the old
+// one; a pod that may bind volumes boots (with its virtio-fs share), and a clone refuses a volume.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm } from '../../harness/vm-assets.ts';
+import { pidsNaming } from '../../src/vm/procs.ts';
+import { podDir } from '../../src/vm/state.ts';
+
+const skip = skipReason();
+const NO_VOLUMES = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.bulkhead.vm.volumes': 'none', 'io.bulkhead.vm.trust-level': 'untrusted' };
+const member = (sandbox: string): Record<string, string> => ({ 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': sandbox });
+
+describe('microVM templates', { skip, timeout: 900_000 }, () => {
+  let dir: string;
+  let root: string;
+  let assets: string;
+  let rootfs: string;
+  const started: string[] = [];
+
+  /** bulkhead-vm with this file's private assets (a copy whose initramfs the test may touch). */
+  const bvm = (args: string[]): ReturnType<typeof vm> => vm(root, ['--assets', assets, ...args]);
+  const templates = (): string[] => (existsSync(join(root, 'templates')) ? readdirSync(join(root, 'templates')).filter((n) => /^[0-9a-f]{32}$/.test(n)) : []);
+  const vmdLog = (id: string): string => readFileSync(join(podDir(root, id), 'vmd.log'), 'utf8');
+
+  async function sandbox(id: string, annotations: Record<string, string> = NO_VOLUMES): Promise<number> {
+    const b = makeBundle(dir, id, { rootfs, annotations, args: ['sleep', '1000'] });
+    const t0 = Date.now();
+    const c = await createWithPipes(root, id, b, assets);
+    assert.equal(c.code, 0, c.err());
+    const ms = Date.now() - t0;
+    started.push(id);
+    assert.equal((await bvm(['start', id])).code, 0);
+    return ms;
+  }
+
+  before(() => {
+    dir = tempDir('bulkhead-vm-tpl-');
+    root = join(dir, 'state');
+    rootfs = makeRootfs(dir);
+    // private assets: the kernel linked, the rest copied (the rebuild test changes the initramfs)
+    assets = join(dir, 'assets');
+    mkdirSync(join(assets, 'vm'), { recursive: true });
+    symlinkSync(join(ASSETS, 'vm/kernel'), join(assets, 'vm/kernel'));
+    for (const f of ['initramfs.cpio', 'assets.json', 'accel.json', 'bin']) if (existsSync(join(ASSETS, 'vm', f))) cpSync(join(ASSETS, 'vm', f), join(assets, 'vm', f), { recursive: true });
+    mkdirSync(join(assets, 'vm/images'));
+  });
+  after(async () => {
+    for (const id of started.reverse()) await bvm(['delete', '--force', id]).catch(() => {});
+    assert.equal(pidsNaming(join(root, 'pods')).length, 0, 'no VMM or supervisor left');
+  });
+
+  it('two clones of one template are unique: their first random bytes differ; a clone runs a container and exec works', async () => {
+    const a = `tpa-${process.pid}`;
+    const b = `tpb-${process.pid}`;
+    await sandbox(a);
+    assert.match(vmdLog(a), /building VM template \w+ \(\d+ MiB, 1 vCPU/, 'the first pod built the template (progress logged)');
+    const cloneMs = await sandbox(b);
+    assert.equal(templates().length, 1, 'one template for both');
+    const meta = JSON.parse(readFileSync(join(root, 'templates', templates()[0]!, 'meta.json'), 'utf8')) as { inputs: { scope: string } };
+    assert.equal(meta.inputs.scope, 'level:untrusted', 'the template is keyed by the pod\'s trust level');
+    for (const id of [a, b]) {
+      assert.ok(existsSync(join(podDir(root, id), 'template.json')), `${id} is a clone`);
+      assert.match(vmdLog(id), /guest up.*from="template /);
+    }
+    // the first read from each clone's random pool, right after the restore (the agent reseeded it with host entropy)
+    const first = (id: string): string => (JSON.parse(readFileSync(join(podDir(root, id), 'template.json'), 'utf8')) as { firstRandom: string }).firstRandom;
+    assert.match(first(a), /^[0-9a-f]{64}$/);
+    assert.notEqual(first(a), first(b), 'two clones of one template read different random bytes right after the restore');
+    // and later reads
+    const rnd = async (id: string): Promise<string> => {
+      const r = await bvm(['exec', id, 'sh', '-c', 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^[0-9a-f]{64}$/);
+      return r.stdout;
+    };
+    assert.notEqual(await rnd(a), await rnd(b), 'two clones of one template read different random bytes');
+    // the clock is the host's, not the template's
+    const date = await bvm(['exec', b, 'busybox', 'date', '+%s']);
+    assert.ok(Math.abs(Number(date.stdout.trim()) - Date.now() / 1000) < 10, `the clone's clock is set (${date.stdout.trim()})`);
+    // a container in a clone, and an exec in it
+    const cb = makeBundle(dir, 'c1', { rootfs, annotations: member(a), args: ['sh', '-c', 'echo hello-from-clone; sleep 1000'] });
+    const c = await createWithPipes(root, `c1-${process.pid}`, cb, assets);
+    assert.equal(c.code, 0, c.err());
+    started.push(`c1-${process.pid}`);
+    assert.equal((await bvm(['start', `c1-${process.pid}`])).code, 0);
+    const e = await bvm(['exec', `c1-${process.pid}`, 'sh', '-c', 'echo exec-ok; hostname']);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /^exec-ok\n/);
+    for (let i = 0; i < 50 && !c.out().includes('hello-from-clone'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(c.out(), /hello-from-clone/);
+    console.log(`# clone start (create of the sandbox, TCG): ${cloneMs} ms`);
+  });
+
+  it('a template whose input changed is rebuilt, and the old one removed', async () => {
+    const [old] = templates();
+    assert.ok(old);
+    // a new initramfs (same bytes, new identity: setup rewrote it)
+    const f = join(assets, 'vm/initramfs.cpio');
+    writeFileSync(f, readFileSync(f));
+    utimesSync(f, new Date(), new Date(Date.now() + 5000));
+    const id = `tpc-${process.pid}`;
+    await sandbox(id);
+    assert.match(vmdLog(id), /building VM template/);
+    assert.match(vmdLog(id), new RegExp(`VM template ${old.slice(0, 12)} removed: its inputs changed`));
+    assert.deepEqual(templates().length, 1);
+    assert.notEqual(templates()[0], old);
+    assert.ok(existsSync(join(podDir(root, id), 'template.json')), 'the new pod is a clone of the new template');
+    // the clone of the old template (its file unlinked) still runs
+    const r = await bvm(['exec', `tpa-${process.pid}`, 'true']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  it('a pod that may bind volumes boots with its share and a volume works; a clone refuses a volume', async () => {
+    const id = `tpv-${process.pid}`;
+    await sandbox(id, { 'io.kubernetes.cri.container-type': 'sandbox' });
+    assert.ok(!existsSync(join(podDir(root, id), 'template.json')), 'not a clone');
+    assert.match(vmdLog(id), /cold boot: the pod may bind volumes/);
+    const data = join(dir, 'data');
+    mkdirSync(data);
+    writeFileSync(join(data, 'f'), 'vol-ok\n');
+    const mountSpec = (name: string, sb: string): string => {
+      const b = makeBundle(dir, name, { rootfs, annotations: member(sb), args: ['cat', '/data/f'] });
+      const spec = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as Record<string, unknown>;
+      spec.mounts = [{ destination: '/data', type: 'bind', source: data, options: ['rbind', 'ro'] }];
+      writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
+      return b;
+    };
+    const c = await createWithPipes(root, `cv-${process.pid}`, mountSpec('cv', id), assets);
+    assert.equal(c.code, 0, c.err());
+    started.push(`cv-${process.pid}`);
+    assert.equal((await bvm(['start', `cv-${process.pid}`])).code, 0);
+    await c.done;
+    assert.equal(c.out(), 'vol-ok\n');
+    const refused = await createWithPipes(root, `cr-${process.pid}`, mountSpec('cr', `tpb-${process.pid}`), assets);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.err(), /started from a VM template without a volume share/);
+  });
+});
