@@ -213,6 +213,8 @@ async function createPod(
       return id;
     } catch (err) {
       ctx.log.warn('pod sandbox creation failed; cleaning up', { pod: id, err, ...(member ? { warmPool: true } : {}) });
+      // the member is used up either way (the pool makes another)
+      if (member) ctx.pool!.miss(handler, member.level, signal.aborted ? 'the call was cancelled during adoption' : `adoption failed: ${err instanceof Error ? err.message : String(err)}`);
       try {
         await destroyPod(ctx, rec, ctx.closing.signal);
       } catch (e) {
@@ -224,7 +226,6 @@ async function createPod(
       }
       // a member that failed adoption (its sandbox died just now) is gone: the pod starts cold
       if (!member || signal.aborted) throw err;
-      ctx.pool!.miss(handler, member.level, `adoption failed: ${err instanceof Error ? err.message : String(err)}`);
       return undefined;
     } finally {
       ctx.creating.delete(id);

@@ -99,11 +99,11 @@ export function adoptionMismatch(config: cri.PodSandboxConfig, mode: NetworkMode
 export interface SandboxPool {
   /** A pool serves pods of this handler and level. */
   has(handler: string, level: string): boolean;
-  /** The oldest ready member of the pool (undefined = none ready); it is replaced once adopted. */
+  /** The oldest ready member of the pool (undefined = none ready); it is replaced after the pod's hit or miss. */
   take(handler: string, level: string): PoolMember | undefined;
   /** A member taken but not adopted waits again. */
   giveBack(m: PoolMember): void;
-  /** After the adopting pod's record holds the member's id: the member's own record goes, the pool refills. */
+  /** After the adopting pod's record holds the member's id: the member's own record goes. */
   adopted(m: PoolMember): Promise<void>;
   hit(handler: string, level: string, pod: string, ms: number): void;
   miss(handler: string, level: string, reason: string): void;

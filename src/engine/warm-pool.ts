@@ -111,7 +111,7 @@ export class WarmPools implements SandboxPool {
     const e = p?.ready.shift();
     if (!e) return undefined;
     e.watch.abort();
-    // the pool refills once the member is adopted (adopted()); one given back waits again
+    // the pool refills once the pod is ready (hit) or went cold (miss); one given back waits again
     return e.member;
   }
 
@@ -127,6 +127,8 @@ export class WarmPools implements SandboxPool {
     if (!p) return;
     p.hits++;
     this.#ctx.log.info('warm pool hit', { pod, handler, level, adoptMs: ms, ready: p.ready.length });
+    // the refill starts once the pod is ready: on a small node it would slow the adoption down
+    this.#kick();
   }
 
   miss(handler: string, level: string, reason: string): void {
@@ -135,12 +137,12 @@ export class WarmPools implements SandboxPool {
     p.misses++;
     p.lastMiss = reason;
     this.#ctx.log.info('warm pool miss: cold start', { handler, level, reason });
+    this.#kick();
   }
 
   /** After adoption: the pod's record holds the member's id; its member record goes. */
   async adopted(m: PoolMember): Promise<void> {
     await rm(join(poolDir(this.#ctx), `${m.id}.json`), { force: true });
-    this.#kick();
   }
 
   status(): WarmPoolStatus[] {
@@ -252,10 +254,11 @@ export class WarmPools implements SandboxPool {
       rec.runtime.ips = net.ips;
       signal.throwIfAborted();
       const spec = await buildPodPauseSpec({ id: file.sandboxId, pod: rec, rootfs, files: { hostname: '', hosts: '', resolvConf: '' } });
-      await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), { sandboxContainer: true }, {
+      const state = await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), { sandboxContainer: true }, {
         sandboxId: file.sandboxId, name: `warm-pool_${s.handler}_${id.slice(0, 12)}`, logPath: join(file.podDir, 'pause.log'), signal,
         sandboxSpec: async () => spec,
       });
+      backend.podSandbox.prepareAdoption?.(state);
       signal.throwIfAborted();
       return {
         id, sandboxId: file.sandboxId, handler: s.handler, level: s.level, mode, netnsPath: rec.runtime.netnsPath, ips: net.ips,

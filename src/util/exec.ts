@@ -46,7 +46,8 @@ export interface RunOptions {
   /** Milliseconds before the process is killed with SIGKILL; default 60 s. */
   timeoutMs?: number;
   signal?: AbortSignal;
-  input?: string | Buffer;
+  /** Written to the process's stdin, which is then closed; a promise: once it resolves (the process waits for it meanwhile). */
+  input?: string | Buffer | Promise<string | Buffer>;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   /** Cap on captured stdout/stderr bytes each (the rest is dropped); default 16 MiB. */
@@ -98,8 +99,9 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     const onAbort = kill;
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.input !== undefined && child.stdin) {
-      child.stdin.on('error', () => { /* the child may exit before reading its input */ });
-      child.stdin.end(opts.input);
+      const stdin = child.stdin;
+      stdin.on('error', () => { /* the child may exit before reading its input */ });
+      void Promise.resolve(opts.input).then((data) => { if (!stdin.destroyed) stdin.end(data); }, () => stdin.destroy());
     }
     child.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);

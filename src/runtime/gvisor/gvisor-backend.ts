@@ -34,7 +34,7 @@ import { release } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { run } from '../../util/exec.ts';
+import { run, type RunResult } from '../../util/exec.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
 import type { ContainerNamespaceRequest } from '../sandbox/pod-sandbox.ts';
@@ -90,7 +90,11 @@ export class GvisorBackend extends ConmonBackend {
     // with --network=host the pod's sockets are host sockets in the pod netns
     dialVia: () => (this.hostNetwork() ? 'netns' : 'sandbox'),
     setHostname: (id, hostname, signal) => this.setSandboxHostname(id, hostname, signal),
+    armHostname: (id) => { this.armHostname(id); },
   });
+  /** Pooled sandboxes' waiting `sethostname` processes (armHostname), by sandbox id. */
+  private readonly hostnameWaiters = new Map<string, { give: (line: string) => void; done: Promise<RunResult | Error> }>();
+  private readonly closing = new AbortController();
   private detected: Detected | undefined;
   private readonly podLimitQueue = new Map<string, Promise<void>>();
 
@@ -231,13 +235,46 @@ export class GvisorBackend extends ConmonBackend {
   /**
    * runsc (2022) gives every container of a sandbox the root container's UTS namespace (a
    * sub-container's spec hostname is ignored: measured), so a pod's hostname is its sandbox's. A
-   * pooled sandbox, started with none, gets the pod's here: `hostname` exec'd in the sandbox with
-   * CAP_SYS_ADMIN for that one process (the pause keeps none). ~40 ms on ptrace.
+   * pooled sandbox, started with none, gets the pod's here: `hostname` in the sandbox with
+   * CAP_SYS_ADMIN for that one process (the pause keeps none). A one-shot `runsc exec` costs ~40 ms
+   * on ptrace; an armed sandbox (armHostname) has the process already waiting for the name on its
+   * stdin, which costs one pipe round trip. '' = no hostname: an armed waiter is just ended.
    */
   private async setSandboxHostname(id: string, hostname: string, signal: AbortSignal): Promise<void> {
+    const w = this.hostnameWaiters.get(id);
+    this.hostnameWaiters.delete(id);
+    if (w) {
+      w.give(`${hostname}\n`);
+      const r = await Promise.race([w.done, new Promise<Error>((resolve) => setTimeout(() => resolve(new Error('timed out')), 10_000).unref())]);
+      if (!(r instanceof Error) && r.code === 0) return;
+      this.log.warn('armed hostname process failed; setting it with runsc exec', { id, err: r instanceof Error ? r.message : runtimeMessage(r.stderr) });
+    }
+    if (!hostname) return;
     const args = [...this.runtimeCommand().globalArgs, 'exec', '--cap', 'CAP_SYS_ADMIN', id, '/bin/busybox', 'hostname', hostname];
     const r = await run(resolveBinary(this.bin), args, { timeoutMs: 20_000, signal });
     if (r.code !== 0) throw classifyRuntimeFailure({ what: `runsc exec hostname in sandbox ${id}`, code: r.code, stderr: r.stderr, stdout: r.stdout });
+  }
+
+  /**
+   * A pooled sandbox: a shell in it (CAP_SYS_ADMIN for it alone) waits on its stdin for the
+   * hostname of the pod that adopts the sandbox, sets it and exits. It ends with the sandbox, with
+   * this backend's close(), with the daemon (pdeathsig) or after a day (then adoption falls back
+   * to a one-shot exec).
+   */
+  private armHostname(id: string): void {
+    if (this.closing.signal.aborted || this.hostnameWaiters.has(id)) return;
+    let give!: (line: string) => void;
+    const input = new Promise<string>((resolve) => { give = resolve; });
+    const args = [...this.runtimeCommand().globalArgs, 'exec', '--cap', 'CAP_SYS_ADMIN', id, '/bin/busybox', 'sh', '-c', 'read -r h || exit 3; [ -z "$h" ] || hostname "$h"'];
+    const done = run(resolveBinary(this.bin), args, { input, timeoutMs: 24 * 3600_000, dieWithParent: true, signal: this.closing.signal }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+    const entry = { give, done };
+    this.hostnameWaiters.set(id, entry);
+    void done.then(() => { if (this.hostnameWaiters.get(id) === entry) this.hostnameWaiters.delete(id); });
+  }
+
+  override async close(): Promise<void> {
+    this.closing.abort();
+    await super.close();
   }
 
   private readBundleFile(id: string, name: string): string | undefined {

@@ -128,4 +128,10 @@ export interface PodSandbox {
    * Absent = this strategy's sandboxes cannot be pooled (the engine keeps no pool for it).
    */
   adopt?(pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal): Promise<void>;
+  /**
+   * Warm pools: called once a sandbox made for a pool runs, so that adopt() has less to do later
+   * (gVisor: a process waiting in the sandbox to set the hostname). Whatever it starts ends with
+   * the sandbox or with adopt(). Optional even where adopt() is present.
+   */
+  prepareAdoption?(state: PodSandboxState): void;
 }

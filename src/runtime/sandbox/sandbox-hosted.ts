@@ -26,9 +26,12 @@ export interface SandboxHostedHooks {
   check?(pod: PodSandboxSpec): void;
   /**
    * Sets the hostname of a running sandbox (its kernel's UTS namespace, which every container of
-   * the pod shares). Present = the backend's sandboxes can be pooled (PodSandbox.adopt).
+   * the pod shares); '' = none (nothing to set). Present = the backend's sandboxes can be pooled
+   * (PodSandbox.adopt).
    */
   setHostname?(sandboxId: string, hostname: string, signal: AbortSignal): Promise<void>;
+  /** A pooled sandbox runs: get ready for setHostname (which is then called, with '' for no hostname). */
+  armHostname?(sandboxId: string): void;
 }
 
 export class SandboxHosted implements PodSandbox {
@@ -38,15 +41,17 @@ export class SandboxHosted implements PodSandbox {
 
   /** Present only where the backend can set a running sandbox's hostname (see SandboxHostedHooks.setHostname). */
   readonly adopt?: (pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal) => Promise<void>;
+  readonly prepareAdoption?: (state: PodSandboxState) => void;
 
   constructor(rt: ContainerRuntime, hooks: SandboxHostedHooks) {
     this.#rt = rt;
     this.#hooks = hooks;
     const setHostname = hooks.setHostname;
     if (setHostname) {
-      this.adopt = async (pod, state, signal) => {
-        if (pod.hostname) await setHostname(state.sandboxId, pod.hostname, signal);
-      };
+      // called with '' too: an armed sandbox's waiting process ends either way
+      this.adopt = async (pod, state, signal) => { await setHostname(state.sandboxId, pod.hostname, signal); };
+      const arm = hooks.armHostname;
+      if (arm) this.prepareAdoption = (state) => { arm(state.sandboxId); };
     }
   }
 
