@@ -21,8 +21,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FailedPreconditionError, InternalError, UnavailableError } from '../errors.ts';
 import { run, runChecked } from '../util/exec.ts';
-import { buildCpio, type CpioEntry } from './cpio.ts';
-import { compileC } from '../util/cc.ts';
+import type { CpioEntry } from './cpio.ts';
 
 export const SETUP_COMMAND = 'bin/bulkhead-vm setup';
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
@@ -236,6 +235,8 @@ async function buildInitramfs(dir: string, release: string, agent: string, busyb
     { path: 'sbin/bulkhead-agent', type: 'file', mode: 0o755, data: await readFile(agent) },
   ];
   for (const m of order) entries.push({ path: `lib/modules/${m.split('/').pop()}`, type: 'file', mode: 0o644, data: await readFile(join(modRoot, m)) });
+  // setup-only modules load on demand: the pod supervisor (a long-lived process) reads assets without them
+  const { buildCpio } = await import('./cpio.ts');
   return buildCpio(entries);
 }
 
@@ -270,6 +271,7 @@ export async function ensureGuestAssets(root: string, opts: AssetOptions = {}): 
   const consoleSrc = join(GUEST_SOURCE_DIR, 'console-helper.c');
   const agent = join(dir, 'bin/bulkhead-agent');
   const consoleHelper = join(dir, 'bin/bulkhead-vm-console');
+  const { compileC } = await import('../util/cc.ts');
   const agentHash = await sha256File(agentSrc);
   if (meta.agentSource !== agentHash || !existsSync(agent)) {
     say('building the guest agent (gcc -static guest/agent.c)');

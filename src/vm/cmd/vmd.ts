@@ -6,7 +6,6 @@ import { join } from 'node:path';
 import { createLogger } from '../../util/log.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { loadGuestAssets } from '../assets.ts';
-import { FirecrackerVmm } from '../firecracker.ts';
 import { QemuVmm } from '../qemu.ts';
 import { readyErrorLine, readyOkLine } from '../ready.ts';
 import { TemplateStore } from '../template.ts';
@@ -31,7 +30,7 @@ const command: VmCommand = {
     const scope = str(flags, 'template-scope');
     const bootTimeoutMs = Number(str(flags, 'boot-timeout'));
     const sup = new PodVmSupervisor({
-      podId: str(flags, 'pod')!, podDir, assets, vmm: fc ? new FirecrackerVmm(fc) : new QemuVmm(),
+      podId: str(flags, 'pod')!, podDir, assets, vmm: fc ? new (await import('../firecracker.ts')).FirecrackerVmm(fc) : new QemuVmm(),
       accel: (str(flags, 'accel') ?? 'tcg') as Accel, memoryMiB: Number(str(flags, 'memory')), vcpus: Number(str(flags, 'vcpus')),
       bootTimeoutMs, cgroup: str(flags, 'cgroup') ?? '', logger: log,
       ...(cpuQuota ? { cpuQuota: Number(cpuQuota), cpuPeriod: Number(str(flags, 'cpu-period') ?? 100000) } : {}),
