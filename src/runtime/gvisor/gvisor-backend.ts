@@ -68,6 +68,8 @@ const DEFAULT_CACHE_DIR = '/var/cache/bulkhead';
 const PIDNS_TAG = '/bulkhead-gvisor-pidns';
 /** The host capability a pod sandbox's Sentry needs for its containers' sockets (see adjustSpec). */
 const SANDBOX_HOST_CAP = 'CAP_NET_BIND_SERVICE';
+/** How long a sandbox whose gofer was ended is given to end by itself before it is sent SIGTERM. */
+const SANDBOX_END_MS = 150;
 /** Capabilities runsc 2022 does not know and rejects. */
 const UNSUPPORTED_CAPS = new Set(['CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE']);
 
@@ -346,6 +348,11 @@ export class GvisorBackend extends ConmonBackend {
     if (existsSync(this.driver.exitFile(id)) || !existsSync(this.driver.bundleDir(id))) return;
     try {
       await this.endGofers(id);
+      // The Sentry ends with its gofer (runsc 2022: a `runsc kill` sent now answers "sandbox is not
+      // running", a Go binary's start, ~25 ms, for nothing): when conmon records the pause's exit
+      // within a short while, no kill is sent.
+      const ended = await this.driver.wait(id, AbortSignal.any([AbortSignal.timeout(SANDBOX_END_MS), ...(signal ? [signal] : [])])).then(() => true, () => false);
+      if (ended) return;
       await this.driver.kill(id, 'SIGTERM', signal);
       await this.driver.wait(id, AbortSignal.any([AbortSignal.timeout(2000), ...(signal ? [signal] : [])]));
     } catch (err) {
