@@ -6,17 +6,29 @@
 // checked against the daemon's own counts. With and without a pod hostname (Kubernetes always
 // sets one; setting it in a running gVisor sandbox is one `runsc exec`).
 //
-//   node bench/pool.ts [--handler gvisor] [--runs 20] [--size 2]
+// --cli: then `bulkhead run --rm --network none --isolation HANDLER IMAGE true` (the CLI through
+// the daemon) against a daemon whose default level has a pool of --network none members, against
+// one without a pool, and against `podman run --rm --network none --runtime runsc` (ptrace, as
+// bench/run.ts wraps it), interleaved round by round.
+//
+//   node bench/pool.ts [--handler gvisor] [--runs 20] [--size 2] [--cli] [--cli-runs 10]
 import { randomUUID } from 'node:crypto';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startTestDaemon } from '../harness/daemon.ts';
+import { startTestDaemon, type TestDaemon } from '../harness/daemon.ts';
 import type { PodSandboxConfig } from '../src/api/cri.ts';
+import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
+import { resolveBinary } from '../src/runtime/conmon/driver.ts';
+import { run } from '../src/util/exec.ts';
 
 const { values } = parseArgs({
   options: {
     handler: { type: 'string', default: 'gvisor' },
     runs: { type: 'string', default: '20' },
     size: { type: 'string', default: '2' },
+    cli: { type: 'boolean', default: false },
+    'cli-runs': { type: 'string', default: '10' },
   },
 });
 const handler = values.handler;
@@ -101,3 +113,65 @@ try {
 } finally {
   await d.close();
 }
+
+if (values.cli) await cliBench();
+
+async function cliBench(): Promise<void> {
+  const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
+  const IMAGE = 'bulkhead.local/demo:latest';
+  const reps = Math.max(1, Math.min(100, Number(values['cli-runs']) || 10));
+  const policy = `[policy]\ndefault_trust = "cli"\n[policy.levels.cli]\nmin_isolation = "process"\n`;
+  const daemons: TestDaemon[] = [];
+  const must = async (cmd: string, args: string[]): Promise<void> => {
+    const r = await run(cmd, args, { timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`${cmd} ${args.slice(-4).join(' ')}: ${r.stderr.trim().slice(0, 300)}`);
+  };
+  try {
+    const pooled = await startTestDaemon({
+      name: 'bulkhead-bench-pool-cli-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info',
+      policy: { toml: policy }, extraToml: `[pools]\n[pools.${handler}]\ncli = { size = ${size}, network = "none" }\n`,
+    });
+    daemons.push(pooled);
+    const plain = await startTestDaemon({ name: 'bulkhead-bench-nopool-cli-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info', policy: { toml: policy } });
+    daemons.push(plain);
+    const bh = (t: TestDaemon, args: string[]): string[] => ['--root', t.root, '--run-dir', t.runDir, '--socket', t.socket, ...args];
+    for (const t of daemons) {
+      const archive = join(t.base, 'demo.tar');
+      await writeBusyboxArchive(archive, IMAGE);
+      await must(BULKHEAD, bh(t, ['load', '-i', archive]));
+    }
+    const pm = ['--root', join(plain.base, 'pm-root'), '--runroot', join(plain.base, 'pm-runroot'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+    const havePodman = handler === 'gvisor' && (await run('podman', ['--version'], { timeoutMs: 10_000 }).catch(() => undefined))?.code === 0;
+    const wrapper = join(plain.base, 'runsc-podman');
+    if (havePodman) {
+      const archive = join(plain.base, 'demo-podman.tar');
+      await writeBusyboxArchive(archive, IMAGE);
+      await must('podman', [...pm, 'load', '-i', archive]);
+      await writeFile(wrapper, `#!/bin/sh\nexec ${resolveBinary('runsc')} --platform=ptrace --network=host "$@"\n`);
+      await chmod(wrapper, 0o755);
+    }
+    const cliPool = async (): Promise<WarmPoolLike> => ((await pooled.client.info()).warmPools ?? [])[0]!;
+    const t = { pooled: [] as number[], cold: [] as number[], podman: [] as number[] };
+    const before = await cliPool();
+    const time = async (f: () => Promise<void>): Promise<number> => { const t0 = performance.now(); await f(); return performance.now() - t0; };
+    for (let i = 0; i < reps; i++) {
+      for (let w = 0; w < 3000 && (await cliPool()).ready < size; w++) await new Promise((r) => setTimeout(r, 50));
+      t.pooled.push(await time(() => must(BULKHEAD, bh(pooled, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
+      t.cold.push(await time(() => must(BULKHEAD, bh(plain, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
+      if (havePodman) {
+        t.podman.push(await time(() => must('podman', [...pm, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--runtime', wrapper, IMAGE, 'true'])));
+      }
+    }
+    const after = await cliPool();
+    const med = (xs: number[]): number => pct(xs, 50);
+    process.stdout.write(`\nbulkhead run --rm --network none --isolation ${handler} IMAGE true, ${reps} rounds (hits ${after.hits - before.hits}, misses ${after.misses - before.misses}${after.lastMiss ? `: ${after.lastMiss}` : ''})\n`);
+    process.stdout.write(`${'what'.padEnd(36)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
+    const rows: [string, number[]][] = [['bulkhead run, warm pool', t.pooled], ['bulkhead run, no pool', t.cold], ...(havePodman ? [['podman run --runtime runsc (ptrace)', t.podman] as [string, number[]]] : [])];
+    for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(36)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
+    if (havePodman) process.stdout.write(`ratios (median): warm pool/podman ${(med(t.pooled) / med(t.podman)).toFixed(2)}x, no pool/podman ${(med(t.cold) / med(t.podman)).toFixed(2)}x\n`);
+  } finally {
+    for (const t of daemons) await t.close();
+  }
+}
+
+interface WarmPoolLike { ready: number; hits: number; misses: number; lastMiss: string }

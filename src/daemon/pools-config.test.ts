@@ -16,6 +16,9 @@ test('[pools]: handler tables of level = size; the level\'s network settings are
     ],
   });
   assert.deepEqual(parsePoolsConfig({ gvisor: { untrusted: 0 } }, ['gvisor'], policy).pools, [], 'size 0 = no pool');
+  assert.deepEqual(parsePoolsConfig({ gvisor: { untrusted: { size: 3, network: 'none' } } }, ['gvisor'], policy).pools, [
+    { handler: 'gvisor', level: 'untrusted', size: 3, egressGuard: true, hostNetwork: false, network: 'none' },
+  ]);
 });
 
 test('[pools]: unknown handlers and levels, bad sizes and totals are errors naming the key', () => {
@@ -28,6 +31,9 @@ test('[pools]: unknown handlers and levels, bad sizes and totals are errors nami
     [{ gvisor: { untrusted: 65 } }, /0\.\.64/],
     [{ gvisor: { untrusted: 1.5 } }, /0\.\.64/],
     [{ fill_parallelism: 0 }, /fill_parallelism must be an integer 1\.\.8/],
+    [{ gvisor: { untrusted: { size: 1, network: 'host' } } }, /network must be "bridge" or "none"/],
+    [{ gvisor: { untrusted: { size: 1, nic: 'x' } } }, /unknown key pools\.gvisor\.untrusted\.nic/],
+    [{ gvisor: { untrusted: { network: 'none' } } }, /must be an integer/],
   ];
   for (const [raw, re] of bad) assert.throws(() => parsePoolsConfig(raw, ['gvisor', 'g2'], policy), (e: Error) => re.test(e.message), JSON.stringify(raw));
   assert.throws(() => parsePoolsConfig({ gvisor: { untrusted: 64, open: 64 }, g2: { untrusted: 64, open: 64 }, g3: { untrusted: 1 } }, ['gvisor', 'g2', 'g3'], policy), /at most 256/);

@@ -16,6 +16,8 @@ export interface WarmPoolSpec {
   egressGuard: boolean;
   /** The level allows the host network (the decision's hostNetwork: the network's trust bit). */
   hostNetwork: boolean;
+  /** The members' network: 'bridge' (CNI, the default when the daemon has a pod network) or 'none' (loopback only; pods run with --network none). */
+  network?: 'bridge' | 'none';
 }
 
 /** A pool's figures (bulkhead info, metrics, the log). */

@@ -233,7 +233,7 @@ export class WarmPools implements SandboxPool {
     const ctx = this.#ctx;
     const { backend } = await ctx.backendFor(s.handler, this.#stop.signal);
     const id = newId();
-    const mode: NetworkMode = ctx.opts.network && ctx.opts.defaultNetworkMode !== 'none' ? 'bridge' : 'none';
+    const mode: NetworkMode = s.network === 'none' || !ctx.opts.network || ctx.opts.defaultNetworkMode === 'none' ? 'none' : 'bridge';
     const file: MemberFile = {
       version: 1, id, sandboxId: newId(), handler: s.handler, level: s.level, mode,
       podDir: join(ctx.opts.runDir, 'pods', id), cgroupParent: `${ctx.opts.cgroupParent ?? '/bulkhead'}/pod-${id.slice(0, 16)}`,
