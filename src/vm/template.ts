@@ -172,7 +172,7 @@ export class TemplateStore implements TemplateProvider {
       const again = await readMeta(dir); // another builder finished while this one waited
       if (again?.key === k.key) return imageOf(dir, again);
       const meta = await this.#build(k, req, binary, progress);
-      await this.#prune(k, progress);
+      await this.#prune(k, binary, progress);
       return imageOf(dir, meta);
     } finally {
       await release();
@@ -246,8 +246,11 @@ export class TemplateStore implements TemplateProvider {
     }
   }
 
-  /** Removes this family's other templates (an input changed) and builds left by dead builders. */
-  async #prune(k: TemplateKeys, say: (line: string) => void): Promise<void> {
+  /**
+   * After a build: removes this family's other templates (an input changed), any template whose
+   * inputs no longer give its key (stale: a new kernel, agent or QEMU), and builds left by dead builders.
+   */
+  async #prune(k: TemplateKeys, binary: string, say: (line: string) => void): Promise<void> {
     for (const n of await readdir(this.#dir)) {
       const p = join(this.#dir, n);
       if (n.startsWith('.build-')) {
@@ -258,9 +261,22 @@ export class TemplateStore implements TemplateProvider {
       }
       if (n === k.key || n.endsWith('.lock')) continue;
       const m = await readMeta(p);
-      if (m && m.family === k.family && m.key !== k.key) {
+      if (!m) continue;
+      if (m.family === k.family && m.key !== k.key) {
         await rm(p, { recursive: true, force: true });
         say(`VM template ${n.slice(0, 12)} removed: its inputs changed (replaced by ${k.key.slice(0, 12)})`);
+        continue;
+      }
+      // another size or scope: stale when its own inputs no longer give its key (new kernel, agent, QEMU)
+      if (await lockHeld(join(this.#dir, `${n}.lock`))) continue;
+      let now: string | undefined;
+      try {
+        const i = m.inputs as { memoryMiB: number; vcpus: number; accel: 'kvm' | 'tcg'; nic: boolean; scope: string };
+        now = templateKeys(this.#o.assets, { memoryMiB: i.memoryMiB, vcpus: i.vcpus, accel: i.accel, nic: i.nic }, i.scope, binary).key;
+      } catch { now = undefined; }
+      if (now !== m.key) {
+        await rm(p, { recursive: true, force: true });
+        say(`VM template ${n.slice(0, 12)} removed: stale (its kernel, initramfs, QEMU or layout changed)`);
       }
     }
   }
