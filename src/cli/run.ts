@@ -303,14 +303,14 @@ export default command;
 /** The whole run, on an open client. Returns the workload's exit code. */
 export async function runWith(client: CriClient, req: RunRequest, ctx: CommandContext, hooks: RunHooks = {}): Promise<number> {
   const quiet = Boolean(ctx.flags.quiet);
-  const imageRef = await ensureImage(client, req.image, ctx, quiet);
-  req.image = imageRef;
+  // the pod does not depend on the image: it is made while the image is looked up (or pulled), one
+  // round trip less on every run; a pod left without its container is removed whatever --rm says
   const { pod, container } = buildConfigs(req, ctx.global.root, process.env, process.cwd());
-  container.image = { image: imageRef, userSpecifiedImage: ctx.args[0] ?? imageRef };
-  let podId: string;
-  try {
-    podId = await client.runPodSandbox(pod, req.isolation);
-  } catch (err) {
+  const podMade = client.runPodSandbox(pod, req.isolation);
+  const image = ensureImage(client, req.image, ctx, quiet);
+  const [podResult, imageResult] = await Promise.allSettled([podMade, image]);
+  if (podResult.status === 'rejected') {
+    const err: unknown = podResult.reason;
     if (err instanceof BulkheadError && err.code === 'AlreadyExists') {
       const left = await findEmptyCliPod(client, req.name).catch(() => undefined);
       if (left) throw new AlreadyExistsError(`the name "${req.name}" is held by the pod of an earlier run that was interrupted before its container was made: remove it with 'bulkhead rm ${req.name}' and run again`, { cause: err });
@@ -318,6 +318,14 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
     }
     throw err;
   }
+  const podId = podResult.value;
+  if (imageResult.status === 'rejected') {
+    await client.removePodSandbox(podId).then(() => removeCliLogDirectory(ctx.global.root, pod.metadata), () => {});
+    throw imageResult.reason;
+  }
+  const imageRef = imageResult.value;
+  req.image = imageRef;
+  container.image = { image: imageRef, userSpecifiedImage: ctx.args[0] ?? imageRef };
   let cleaned = false;
   const cleanup = async (): Promise<void> => {
     if (cleaned || !req.remove) return;
@@ -366,7 +374,7 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
         await streaming;
       } else {
         let exited = false;
-        stopped?.then((yes) => { exited ||= yes; });
+        stopped?.then((ended) => { exited ||= ended !== false; });
         const follow = readLogs(logPath, {
           follow: true,
           // the STOPPED event usually says it first; polling the status is the safety net
@@ -377,11 +385,13 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
             return exited;
           },
           pollMs: stopped ? 100 : 20,
-          ...(stopped ? { wake: stopped } : {}),
+          ...(stopped ? { wake: stopped.then((ended) => ended !== false) } : {}),
         });
         for await (const line of follow) (line.stream === 'stderr' ? ctx.stderr : ctx.stdout).write(line.content);
       }
-      const final = await waitExit(client, id, ctx.signal);
+      // the STOPPED event carries the exit (no status round trip); without it, asked for
+      const ended = stopped ? await Promise.race([stopped, Promise.resolve(false as const)]) : false;
+      const final = (ended !== false ? ended.status : undefined) ?? await waitExit(client, id, ctx.signal);
       if (final.reason === 'OOMKilled') ctx.stderr.write(`bulkhead: container was killed: out of memory (limit ${req.memory ?? 'unset'})\n`);
       return final.exitCode;
     } finally {
@@ -393,11 +403,19 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
   }
 }
 
-/** Resolves true when the daemon reports container `id` stopped; false if the stream ends or fails first. */
-async function stoppedEvent(client: CriClient, id: string, signal: AbortSignal): Promise<boolean> {
+/**
+ * Resolves when the daemon reports container `id` stopped (with its status, which the STOPPED event
+ * carries) or deleted; false if the stream ends or fails first.
+ */
+async function stoppedEvent(client: CriClient, id: string, signal: AbortSignal): Promise<{ status: ContainerStatus | undefined } | false> {
   try {
     for await (const ev of client.getContainerEvents({ signal })) {
-      if (ev.containerId === id && (ev.containerEventType === 'CONTAINER_STOPPED_EVENT' || ev.containerEventType === 'CONTAINER_DELETED_EVENT')) return true;
+      if (ev.containerId !== id) continue;
+      if (ev.containerEventType === 'CONTAINER_STOPPED_EVENT') {
+        const st = ev.containersStatuses.find((c) => c.id === id);
+        return { status: st?.state === 'CONTAINER_EXITED' ? st : undefined };
+      }
+      if (ev.containerEventType === 'CONTAINER_DELETED_EVENT') return { status: undefined };
     }
   } catch { /* aborted, or a daemon without events: the status poll decides */ }
   return false;

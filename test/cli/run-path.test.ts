@@ -1,0 +1,99 @@
+// The round trips of `bulkhead run` (src/cli/run.ts runWith) against a real daemon, real runc and
+// conmon, through a client that records each call: the pod is made while the image is looked up,
+// the exit code comes with the STOPPED event (no status round trip after it), and a run whose image
+// cannot be had leaves no pod, with or without --rm.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
+import { runCli } from '../fixtures/cli.ts';
+import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
+import { connect, type CriClient } from '../../src/cri/client.ts';
+import { runWith, type RunRequest } from '../../src/cli/run.ts';
+import type { CommandContext } from '../../src/cli/command.ts';
+
+const IMAGE = 'bulkhead.local/run-path:latest';
+
+class Collect extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void { this.text += chunk.toString(); cb(); }
+}
+
+/** `client` with every call, its end and every event it streams written to `log`, in order. */
+function recording(client: CriClient, log: string[]): CriClient {
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      return (...args: unknown[]) => {
+        log.push(`call ${prop}`);
+        const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+        if (prop === 'getContainerEvents') {
+          const it = r as AsyncIterable<{ containerEventType: string }>;
+          return (async function* () {
+            for await (const ev of it) { log.push(`event ${ev.containerEventType}`); yield ev; }
+          })();
+        }
+        if (r instanceof Promise) r.then(() => log.push(`done ${prop}`), () => log.push(`fail ${prop}`));
+        return r;
+      };
+    },
+  });
+}
+
+describe('bulkhead run: its round trips', () => {
+  let d: TestDaemon;
+  let dir: string;
+  let client: CriClient;
+  before(async () => {
+    d = await startTestDaemon({ name: 'run-path' });
+    dir = await mkdtemp(join(tmpdir(), 'bulkhead-run-path-'));
+    const archive = join(dir, 'img.tar');
+    await writeBusyboxArchive(archive, IMAGE);
+    const r = await runCli(d, ['load', '-i', archive]);
+    assert.equal(r.code, 0, r.stderr);
+    client = await connect(d.socket);
+  });
+  after(async () => {
+    client?.close();
+    await d?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const request = (image: string, args: string[], remove: boolean): RunRequest => ({
+    image, args, name: `rp-${Math.random().toString(16).slice(2, 10)}`, isolation: 'runc', detach: false, remove,
+    interactive: false, tty: false, env: [], volumes: [], publish: [], network: 'none', readOnly: false, privileged: false,
+    capAdd: [], capDrop: [], labels: [],
+  });
+  const context = (image: string): CommandContext & { stdout: Collect; stderr: Collect } => ({
+    global: { root: d.root, runDir: d.runDir, socket: d.socket, config: d.configPath, json: false, debug: false },
+    flags: { quiet: true }, args: [image], stdout: new Collect(), stderr: new Collect(), signal: new AbortController().signal,
+  });
+
+  it('run --rm: the pod is asked for before the image answer, and nothing after the STOPPED event but the removal', { timeout: 120_000 }, async () => {
+    const log: string[] = [];
+    const ctx = context(IMAGE);
+    const code = await runWith(recording(client, log), request(IMAGE, ['sh', '-c', 'echo hi; sleep 0.3; exit 3'], true), ctx);
+    assert.equal(code, 3, ctx.stderr.text);
+    assert.equal(ctx.stdout.text, 'hi\n');
+    assert.ok(log.indexOf('call runPodSandbox') < log.indexOf('done imageStatus'), `the pod and the image in parallel: ${log.join(', ')}`);
+    const stopped = log.indexOf('event CONTAINER_STOPPED_EVENT');
+    assert.ok(stopped > 0, `the exit came as an event: ${log.join(', ')}`);
+    const after = log.slice(stopped + 1).filter((l) => l.startsWith('call '));
+    assert.deepEqual(after, ['call removePodSandbox'], `calls after the exit event: ${log.join(', ')}`);
+    assert.equal((await client.listPodSandbox()).length, 0, '--rm leaves no pod');
+  });
+
+  it('an image that cannot be had: the pod made meanwhile is removed, with and without --rm', { timeout: 120_000 }, async () => {
+    for (const remove of [true, false]) {
+      const image = '127.0.0.1:1/none/such:tag';
+      const log: string[] = [];
+      await assert.rejects(runWith(recording(client, log), request(image, ['true'], remove), context(image)));
+      assert.ok(log.includes('done runPodSandbox'), `the pod was made while the pull failed: ${log.join(', ')}`);
+      assert.deepEqual(await client.listPodSandbox(), [], `no pod left (--rm ${remove})`);
+    }
+  });
+});
