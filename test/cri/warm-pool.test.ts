@@ -10,7 +10,8 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
-import { sharedRegistry } from '../../harness/registry.ts';
+import { freePort, sharedRegistry } from '../../harness/registry.ts';
+import { run } from '../../src/util/exec.ts';
 import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import type { PodSandboxConfig } from '../../src/api/cri.ts';
 import type { WarmPoolInfo } from '../../src/api/cri-messages.ts';
@@ -42,10 +43,14 @@ trusted = 1
 
 let d: TestDaemon;
 let images: TestImages;
+let metricsUrl = '';
+const BULKHEAD = new URL('../../bin/bulkhead', import.meta.url).pathname;
 
 before(async () => {
   images = await buildAndPushTestImages(await sharedRegistry());
-  d = await startTestDaemon({ name: 'bulkhead-warm-pool-', policy: { toml: POLICY }, extraToml: POOLS, logLevel: 'info' });
+  const port = await freePort();
+  metricsUrl = `http://127.0.0.1:${port}/metrics`;
+  d = await startTestDaemon({ name: 'bulkhead-warm-pool-', policy: { toml: POLICY }, extraToml: `${POOLS}\n[metrics]\naddress = "127.0.0.1:${port}"\n`, logLevel: 'info' });
   await d.client.pullImage(images.busybox);
 });
 after(async () => { await d?.close(); });
@@ -106,13 +111,23 @@ async function facts(podId: string, cfg: PodSandboxConfig): Promise<Record<strin
   return out;
 }
 
-test('pools fill to their targets; bulkhead info and /metrics-facing figures show them', async () => {
+test('pools fill to their targets; bulkhead info (table and --json) and /metrics show them', async () => {
   await full();
   const ps = await pools();
   assert.deepEqual(ps.map((p) => [p.handler, p.level, p.target]).sort(), [['gvisor', 'trusted', 1], ['gvisor', 'untrusted', 2]]);
   const m = [...(await members()).values()];
   assert.equal(m.filter((x) => x.level === 'untrusted').length, 2);
   assert.equal(m.filter((x) => x.level === 'trusted').length, 1);
+  const text = await (await fetch(metricsUrl)).text();
+  assert.match(text, /^bulkhead_warm_pool_ready\{handler="gvisor",level="untrusted"\} 2$/m);
+  assert.match(text, /^bulkhead_warm_pool_target\{handler="gvisor",level="trusted"\} 1$/m);
+  assert.match(text, /^bulkhead_warm_pool_hits_total\{handler="gvisor",level="untrusted"\} 0$/m);
+  const cli = await run(BULKHEAD, ['--socket', d.socket, '--root', d.root, '--run-dir', d.runDir, 'info'], { timeoutMs: 30_000 });
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /^gvisor\s+untrusted\s+2\s+2\s+0\s+0\s+0\s+0/m, cli.stdout);
+  const json = await run(BULKHEAD, ['--socket', d.socket, '--root', d.root, '--run-dir', d.runDir, '--json', 'info'], { timeoutMs: 30_000 });
+  const listed = (JSON.parse(json.stdout) as { warmPools: WarmPoolInfo[] }).warmPools;
+  assert.deepEqual(listed.map((p) => [p.level, p.ready, p.target]).sort(), [['trusted', 1, 1], ['untrusted', 2, 2]]);
 });
 
 test('a pod adopted from the pool is what a cold pod is: hostname, /etc files, its own IP and netns, its cgroup; the pool refills', async () => {
@@ -125,6 +140,7 @@ test('a pod adopted from the pool is what a cold pod is: hostname, /etc files, i
   assert.equal(m.get(warmId)?.level, 'untrusted', 'the pod took a member of its level\'s pool');
   const after1 = await poolOf('untrusted');
   assert.equal(after1.hits, before.hits + 1);
+  assert.match(await (await fetch(metricsUrl)).text(), new RegExp(`^bulkhead_warm_pool_hits_total\\{handler="gvisor",level="untrusted"\\} ${after1.hits}$`, 'm'));
 
   const coldCfg = pod('cold', 'pool-cold', { hostname: 'cold-host', dnsConfig: dns });
   const coldId = await d.client.runPodSandbox(coldCfg, 'gvisor');
