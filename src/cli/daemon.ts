@@ -1,6 +1,5 @@
 // `bulkhead daemon`: runs the Bulkhead daemon in the foreground. Also `ensureDaemon`, which the
 // other commands use to reach a daemon, starting one in the background when none answers.
-import { spawn } from 'node:child_process';
 import { mkdir, open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command, GlobalOptions } from './command.ts';
@@ -8,8 +7,13 @@ import { connect, type CriClient } from '../cri/client.ts';
 import { socketAnswers } from '../util/socket.ts';
 import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
-import { writeStderrLine } from '../util/log.ts';
-import { lockHolder } from '../daemon/lock.ts';
+
+// Loaded when first needed, not at every call (src/cli/startup.test.ts): what starts or waits for a
+// daemon (child_process, the run dir lock) and the daemon's own log writer are off the path of a
+// command that finds its daemon answering.
+async function lockHolder(path: string): Promise<number | undefined> {
+  return (await import('../daemon/lock.ts')).lockHolder(path);
+}
 
 const command: Command = {
   name: 'daemon',
@@ -38,6 +42,7 @@ const command: Command = {
     // protobuf.js, yaml, prom-client, ~470 modules, ~150 ms) that the commands which merely
     // connect (every `bulkhead run`) must not pay for; src/cli/startup.test.ts holds this
     const { runDaemonForeground } = await import('../daemon/run.ts');
+    const { writeStderrLine } = await import('../util/log.ts');
     await runDaemonForeground(opts, { signal: ctx.signal, write: ctx.stderr === process.stderr ? writeStderrLine : (line) => { ctx.stderr.write(line + '\n'); } });
     return 0;
   },
@@ -118,6 +123,7 @@ export async function ensureDaemon(global: GlobalOptions, opts: EnsureDaemonOpti
     '--root', global.root, '--run-dir', global.runDir, '--socket', global.socket, '--config', global.config,
     ...(global.debug ? ['--debug'] : []), 'daemon', '--log-file', log,
   ];
+  const { spawn } = await import('node:child_process');
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fh.fd, fh.fd], env: process.env });
   await fh.close();
   const pid = child.pid ?? 0;

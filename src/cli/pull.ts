@@ -6,12 +6,12 @@ import type { CriClient } from '../cri/client.ts';
 import type { PullDone } from '../api/cri-messages.ts';
 import type { PullProgress } from '../image/image-service.ts';
 import { withClient } from './client.ts';
-import { createProgressRenderer } from './progress.ts';
 import { InternalError } from '../errors.ts';
 
 /** Pulls `image` with progress on stderr (unless quiet). Returns the final event. */
 export async function pullWithProgress(client: CriClient, image: string, ctx: CommandContext, quiet: boolean): Promise<PullDone> {
-  const render = quiet || ctx.global.json ? undefined : createProgressRenderer(ctx.stderr);
+  // the renderer is loaded only when a pull happens (not on every `run` of a present image)
+  const render = quiet || ctx.global.json ? undefined : (await import('./progress.ts')).createProgressRenderer(ctx.stderr);
   let done: PullDone | undefined;
   try {
     for await (const ev of client.pullImageWithProgress(image, undefined, { signal: ctx.signal })) {

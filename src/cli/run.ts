@@ -10,7 +10,6 @@ import { explainDaemonError, findEmptyCliPod, withClient } from './client.ts';
 import { parseSize } from './format.ts';
 import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
-import { runStream } from './stream-client.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
 import { AlreadyExistsError, BulkheadError, errorReason } from '../errors.ts';
@@ -347,6 +346,8 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
       const url = await client.attach({ containerId: id, stdin: req.interactive, tty: req.tty, stdout: true, stderr: !req.tty });
       let opened!: () => void;
       const open = new Promise<void>((r) => { opened = r; });
+      // the stream client (WebSocket, terminal) is loaded only for -i/-t runs
+      const { runStream } = await import('./stream-client.ts');
       streaming = runStream(url, {
         ...(req.interactive ? { stdin: process.stdin } : {}),
         stdout: ctx.stdout, stderr: ctx.stderr, tty: req.tty, signal: ctx.signal, onOpen: () => opened(),

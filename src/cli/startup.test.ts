@@ -36,6 +36,9 @@ test('the run command and the client it connects with load no daemon and no npm 
   const daemonSide = ours.filter((m) => /^(engine|runtime|image|network|cri\/server|daemon\/run)/.test(m) || m === 'daemon/run.ts');
   assert.deepEqual(daemonSide, [], 'daemon modules on the run path');
   assert.ok(ours.length < 60, `${ours.length} of our modules on the run path: ${ours.join(' ')}`);
+  // what only starting a daemon, an interactive run or a pull needs is loaded then, not every time
+  const lazy = ['node:child_process', 'daemon/lock.ts', 'util/log.ts', 'cli/stream-client.ts', 'cli/progress.ts'];
+  assert.deepEqual([...urls.filter((u) => u.startsWith('node:')), ...ours].filter((m) => lazy.includes(m)), [], 'loaded on the run path though only needed off it');
 });
 
 test('bin/bulkhead starts node with no other process (unless called through a symlink), and works through one', async (t) => {
