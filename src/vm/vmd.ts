@@ -366,14 +366,18 @@ export class PodVmSupervisor {
     checkAgentProtocol(t.agentVersion, o.assets.dir);
     const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns } : undefined;
     await rm(join(o.podDir, 'qmp.sock'), { force: true });
+    const t0 = performance.now();
     this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile });
     this.#vm.control.on('error', () => {});
     await this.#placeVmm();
     const timeout = Math.min(o.bootTimeoutMs, 30_000);
+    const t1 = performance.now();
     await o.templates!.restore(this.#vm, timeout);
+    const t2 = performance.now();
     const tap = this.#tap;
     const hello = await sendIdentity(this.#vm, identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined), timeout);
     checkAgentProtocol(hello.version, o.assets.dir);
+    this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), identityMs: Math.round(performance.now() - t2) });
     // firstRandom: what the clone's pool gave first after its reseed (two clones of a template must differ)
     await writeFile(join(o.podDir, 'template.json'), JSON.stringify({ key: t.key, firstRandom: hello.random }), { mode: 0o600 });
     return hello;
