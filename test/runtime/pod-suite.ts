@@ -37,6 +37,10 @@ export interface PodSuiteOptions {
   todo?: Partial<Record<PodCase, string>>;
   /** Per-case timeout (a microVM boots one VM per pod); default 120 s. */
   timeoutMs?: number;
+  /** Annotations every pod of the suite carries (e.g. microvm's io.bulkhead.vm.volumes=none: template clones). */
+  podAnnotations?: Record<string, string>;
+  /** Shown after the handler in the suite's name. */
+  variant?: string;
 }
 
 /** One call to Backend.delete as the engine made it. */
@@ -59,7 +63,7 @@ function recordDeletes(b: Backend, calls: DeleteCall[]): Backend {
 }
 
 export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
-  describe(`pod conformance: ${handler}`, { timeout: 30 * 60_000 }, () => {
+  describe(`pod conformance: ${handler}${options.variant ? ` (${options.variant})` : ''}`, { timeout: 30 * 60_000 }, () => {
     let env: TestEnv;
     let engine: Engine;
     let unavailable: string | undefined;
@@ -99,6 +103,7 @@ export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
 
     async function runPod(pid: cri.NamespaceMode, over: Partial<cri.PodSandboxConfig> = {}): Promise<{ podId: string; pod: cri.PodSandboxConfig }> {
       const pod = podConfig({ linux: { securityContext: { namespaceOptions: nsOpts(pid) } }, ...over });
+      if (options.podAnnotations) pod.annotations = { ...(pod.annotations ?? {}), ...options.podAnnotations };
       const podId = await engine.runPodSandbox(pod, handler);
       return { podId, pod };
     }
