@@ -18,7 +18,7 @@
  * (a lock file). A template replaced by a build of the same family (same scope and sizing,
  * another key) is removed; clones still running keep their mapping of the unlinked file.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -281,31 +281,46 @@ export class TemplateStore implements TemplateProvider {
     }
   }
 
-  async restore(vm: VmHandle, timeoutMs: number): Promise<void> {
+  async restore(vm: VmHandle, t: TemplateImage, timeoutMs: number): Promise<void> {
     if (!vm.qmp) throw new InternalError('a clone needs a QMP socket');
-    const qmp = await Qmp.connect(vm.qmp, timeoutMs);
     try {
-      await qmp.cmd('migrate-set-capabilities', ignoreShared);
-      // no self-announce frames with the template's MAC: the agent sets the pod's first
-      await qmp.cmd('migrate-set-parameters', { 'announce-rounds': 0 }).catch(() => {});
-      await qmp.cmd('migrate-incoming', { uri: 'fd:4' });
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const m = await qmp.cmd('query-migrate') as { status?: string; 'error-desc'?: string };
-        if (m.status === 'completed') break;
-        if (m.status === 'failed' || m.status === 'cancelled') throw new InternalError(`the clone did not load its template's state: ${m['error-desc'] ?? m.status}`);
-        if (Date.now() > until) throw new DeadlineExceededError(`the clone did not load its template's state within ${timeoutMs} ms`);
-        await sleep(2);
-      }
-      // the template was saved paused: the clone starts paused and runs from here
-      await qmp.cmd('cont');
-      const s = await qmp.cmd('query-status') as { status?: string };
-      if (s.status !== 'running') throw new InternalError(`the clone did not run after its restore (QEMU status ${s.status ?? '?'})`);
-    } finally {
-      qmp.close();
+      await restoreClone(vm.qmp, timeoutMs);
+    } catch (e) {
+      // QEMU refused the state (it exits on a failed load) or said the load failed: this template
+      // will fail every clone, so it goes and the next pod builds it again. A slow restore stays.
+      const exited = await Promise.race([vm.wait().then(() => true), sleep(300).then(() => false)]);
+      if (!exited && !(e instanceof TemplateLoadFailed)) throw e;
+      const dir = join(this.#dir, t.key);
+      if ((await readMeta(dir))?.key === t.key) await rm(dir, { recursive: true, force: true });
+      throw new InternalError(`${(e as Error).message}${exited ? ' (QEMU exited)' : ''}; template ${t.key.slice(0, 12)} removed, the next pod builds it again`);
     }
   }
 }
 
-/** Fresh host entropy for a clone's agent (hex, 64 bytes). */
-export function cloneEntropy(): string { return randomBytes(64).toString('hex'); }
+/** The clone's QEMU said its load failed. */
+class TemplateLoadFailed extends InternalError {}
+
+/** Feeds a clone waiting on `-incoming defer` its state (fd 4) over QMP and runs it. */
+async function restoreClone(qmpPath: string, timeoutMs: number): Promise<void> {
+  const qmp = await Qmp.connect(qmpPath, timeoutMs);
+  try {
+    await qmp.cmd('migrate-set-capabilities', ignoreShared);
+    // no self-announce frames with the template's MAC: the agent sets the pod's first
+    await qmp.cmd('migrate-set-parameters', { 'announce-rounds': 0 }).catch(() => {});
+    await qmp.cmd('migrate-incoming', { uri: 'fd:4' });
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const m = await qmp.cmd('query-migrate') as { status?: string; 'error-desc'?: string };
+      if (m.status === 'completed') break;
+      if (m.status === 'failed' || m.status === 'cancelled') throw new TemplateLoadFailed(`the clone did not load its template's state: ${m['error-desc'] ?? m.status}`);
+      if (Date.now() > until) throw new DeadlineExceededError(`the clone did not load its template's state within ${timeoutMs} ms`);
+      await sleep(2);
+    }
+    // the template was saved paused: the clone starts paused and runs from here
+    await qmp.cmd('cont');
+    const s = await qmp.cmd('query-status') as { status?: string };
+    if (s.status !== 'running') throw new InternalError(`the clone did not run after its restore (QEMU status ${s.status ?? '?'})`);
+  } finally {
+    qmp.close();
+  }
+}

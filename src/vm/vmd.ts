@@ -372,7 +372,7 @@ export class PodVmSupervisor {
     await this.#placeVmm();
     const timeout = Math.min(o.bootTimeoutMs, 30_000);
     const t1 = performance.now();
-    await o.templates!.restore(this.#vm, timeout);
+    await o.templates!.restore(this.#vm, t, timeout);
     const t2 = performance.now();
     const tap = this.#tap;
     const hello = await sendIdentity(this.#vm, identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined), timeout);

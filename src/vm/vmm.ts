@@ -132,6 +132,9 @@ export interface TemplateRequest {
 export interface TemplateProvider {
   /** The template for `req`, built now (once, under a lock) when missing; throws when none can be had. */
   get(req: TemplateRequest, progress: (line: string) => void): Promise<TemplateImage>;
-  /** Feeds a clone (booted with memFile share=false, incoming = stateFile, qmp) its state; resolves once it runs. */
-  restore(vm: VmHandle, timeoutMs: number): Promise<void>;
+  /**
+   * Feeds a clone of `t` (booted with memFile share=false, incoming = stateFile, qmp) its state;
+   * resolves once it runs. A template QEMU refuses is removed (the next pod builds it again).
+   */
+  restore(vm: VmHandle, t: TemplateImage, timeoutMs: number): Promise<void>;
 }

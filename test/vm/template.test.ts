@@ -120,6 +120,22 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.equal(r.code, 0, r.stderr);
   });
 
+  it('a template QEMU refuses is removed and the pod boots instead (logged with the reason); the next pod builds it again', async () => {
+    const [t] = templates();
+    assert.ok(t);
+    writeFileSync(join(root, 'templates', t, 'state'), 'QEVM\0\0\0\x03 not a saved state');
+    const id = `tpx-${process.pid}`;
+    await sandbox(id);
+    assert.match(vmdLog(id), new RegExp(`VM template not used: booting instead.*template ${t.slice(0, 12)} removed, the next pod builds it again`));
+    assert.ok(!existsSync(join(podDir(root, id), 'template.json')), 'booted, not a clone');
+    assert.equal((await bvm(['exec', id, 'true'])).code, 0, 'the booted pod works');
+    assert.deepEqual(templates(), [], 'the bad template is gone');
+    const next = `tpy-${process.pid}`;
+    await sandbox(next);
+    assert.match(vmdLog(next), /building VM template/);
+    assert.ok(existsSync(join(podDir(root, next), 'template.json')), 'the next pod is a clone of the rebuilt template');
+  });
+
   it('a pod that may bind volumes boots with its share and a volume works; a clone refuses a volume', async () => {
     const id = `tpv-${process.pid}`;
     await sandbox(id, { 'io.kubernetes.cri.container-type': 'sandbox' });
