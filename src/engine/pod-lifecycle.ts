@@ -22,6 +22,7 @@ import type { RunPodOptions } from './options.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { firstMissing, logRootOf, removeLogDir } from './log-dirs.ts';
 import { removeMade, removeTree, topMissing } from '../cgroup/tree.ts';
+import { moveCgroup } from '../cgroup/move.ts';
 import { checkCgroupParent } from './cgroup-dirs.ts';
 import { emit } from './cri-view.ts';
 import { watchPause } from './exit-monitor.ts';
@@ -147,13 +148,17 @@ async function createPod(
     // the pause spec this pod would get, against the member's: anything but the hostname differing
     // (a field set at start that the checks above do not know) sends the pod the cold way
     Object.assign(runtime, { netnsPath: member.netnsPath, ips: member.ips, pauseId: member.sandboxId });
-    const mine = comparablePauseSpec(await buildPodPauseSpec({ id: member.sandboxId, pod: rec, rootfs: await pauseRootfsOf(ctx), files: { hostname: '', hosts: '', resolvConf: '' } }));
-    if (!plan.sandboxContainer || mine !== member.pauseSpec || runtime.cgroupParent !== member.cgroupParent || podDir !== member.podDir) {
+    // a cgroup_parent of the pod's own is applied by moving the sandbox (adoptSandbox): compared as the member's
+    const asMember = { ...rec, runtime: { ...runtime, cgroupParent: member.cgroupParent } };
+    const mine = comparablePauseSpec(await buildPodPauseSpec({ id: member.sandboxId, pod: asMember, rootfs: await pauseRootfsOf(ctx), files: { hostname: '', hosts: '', resolvConf: '' } }));
+    if (!plan.sandboxContainer || mine !== member.pauseSpec || (ownCgroup && runtime.cgroupParent !== member.cgroupParent) || podDir !== member.podDir) {
       ctx.pool!.giveBack(member);
       const where = mine !== member.pauseSpec ? `sandbox spec field ${firstDifference(mine, member.pauseSpec)}` : 'pod dir or cgroup';
       ctx.pool!.miss(handler, member.level, `the pod's sandbox differs from the pool's (${where}; fixed at sandbox start)`);
       return await createPod(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, false);
     }
+    // recorded before anything moves: the cgroup the sandbox will have, and the member's own
+    if (!ownCgroup) runtime.engine.extraCgroups = [`${cgroupParent}/${member.sandboxId}`, member.cgroupParent];
   } else if (plan.sandboxContainer) runtime.pauseId = newId();
   let settled!: () => void;
   const done = new Promise<void>((r) => { settled = r; });
@@ -235,10 +240,20 @@ async function createPod(
   return made ?? await createPod(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, false);
 }
 
-/** A member's sandbox becomes the pod's: the strategy applies what the pod sets on top (hostname). */
+/**
+ * A member's sandbox becomes the pod's: under the pod's cgroup_parent when it names one (the
+ * sandbox's processes are moved, with the settings its runtime gave its cgroup), then the strategy
+ * applies what the pod sets on top (hostname).
+ */
 async function adoptSandbox(ctx: EngineContext, backend: Backend, rec: PodRecord, m: PoolMember, signal: AbortSignal): Promise<{ sandboxId: string; namespacePaths: Record<string, string> }> {
   const state = { sandboxId: m.sandboxId, namespacePaths: {} };
-  await backend.podSandbox.adopt!(sandboxSpecOf(ctx.opts, rec), state, signal);
+  let moved: { cgroupsPath: string } | undefined;
+  if (!rec.runtime.engine.ownCgroup) {
+    moved = { cgroupsPath: `${rec.runtime.cgroupParent}/${m.sandboxId}` };
+    moveCgroup(`${m.cgroupParent}/${m.sandboxId}`, moved.cgroupsPath, () => undefined);
+  }
+  await backend.podSandbox.adopt!(sandboxSpecOf(ctx.opts, rec), state, signal, moved);
+  if (moved) await removeTree(m.cgroupParent);
   return state;
 }
 
@@ -333,6 +348,7 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   const t2 = performance.now();
   if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
   else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
+  for (const cg of p.runtime.engine.extraCgroups ?? []) await removeTree(cg);
   ctx.store.deletePod(p.id);
   return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs: ms(t2, performance.now()) };
 }

@@ -49,6 +49,11 @@ export interface PodEngineState {
   decision?: PodDecisionRecord;
   /** The pod's /etc files containers mount; set once the pod is ready. */
   files?: PodFiles;
+  /**
+   * Cgroups the engine removes (whole, every hierarchy) with the pod, besides the above: a warm
+   * pool member's own cgroup and the one its sandbox was moved to under the pod's cgroup_parent.
+   */
+  extraCgroups?: string[];
 }
 
 /** What the engine set up for a pod outside the store; enough to tear it down again. */
@@ -186,6 +191,8 @@ export function readPodEngineState(v: unknown): PodEngineState {
   const mode = o.mode === 'bridge' || o.mode === 'host' || o.mode === 'none' ? o.mode : 'none';
   const st: PodEngineState = { mode, ownCgroup: o.ownCgroup === true, cgroupMade: strMap(o.cgroupMade), ownLogDir: o.ownLogDir === true };
   if (typeof o.logDirMade === 'string') st.logDirMade = o.logDirMade;
+  const extra = strArray(o.extraCgroups);
+  if (extra.length > 0) st.extraCgroups = extra;
   const decision = readDecision(o.decision);
   if (decision) st.decision = decision;
   const f = o.files;

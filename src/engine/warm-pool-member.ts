@@ -90,7 +90,6 @@ export function adoptionMismatch(config: cri.PodSandboxConfig, mode: NetworkMode
   if (mode !== m.mode) return `network mode ${mode} (pool members have ${m.mode})`;
   if (ns?.ipc === 'NODE' || ns?.pid === 'NODE') return 'host IPC or PID namespace (fixed at sandbox start)';
   if (Object.keys(config.linux?.sysctls ?? {}).length > 0) return 'sysctls (set at sandbox start)';
-  if (config.linux?.cgroupParent) return 'cgroup_parent (the sandbox\'s cgroup is fixed at start)';
   if ((config.portMappings ?? []).some((pm) => (pm.hostPort ?? 0) > 0)) return 'port mappings (published by CNI when the netns is set up)';
   if (egressGuard !== m.egressGuard || hostNetwork !== m.hostNetwork) return 'the pod\'s decision differs from its level\'s network settings (egress guard, host network)';
   return undefined;

@@ -7,10 +7,11 @@
  * no hostname would have. Adoption (pod-lifecycle.ts) gives the new pod the member's id, so every
  * per-id thing (netns and IP lease, cgroup /bulkhead/pod-<id>, pod dir, the sandbox's records) is
  * the pod's as if made for it; then the pod's /etc files are written and the backend's strategy
- * applies the hostname (PodSandbox.adopt). What is fixed once the sandbox started takes the cold
- * path, with the reason logged (`adoptionMismatch`, and the pause spec the pod would get compared
- * with the member's): host namespaces, sysctls, a cgroup_parent, port mappings (CNI portmap runs
- * at ADD), another network mode, egress guard or trust bit than the level's.
+ * applies the hostname (PodSandbox.adopt); a pod's cgroup_parent gets the sandbox moved under it
+ * (cgroup/move.ts; the backend records the new path). What is fixed once the sandbox started takes
+ * the cold path, with the reason logged (`adoptionMismatch`, and the pause spec the pod would get
+ * compared with the member's): host namespaces, sysctls, host ports (CNI portmap runs at ADD),
+ * another network mode, egress guard or trust bit than the level's.
  *
  * A member never crosses handlers or trust levels: a pool is keyed by both, the key of a pod is
  * its handler and the level of its stored policy decision.

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { freePort, sharedRegistry } from '../../harness/registry.ts';
@@ -187,6 +187,52 @@ test('a pooled sandbox is never handed to another trust level or handler', async
   assert.ok(made.some((p) => p.level === 'trusted' && m.has(p.id)), 'a trusted pod took a trusted member');
   assert.ok(hits < made.length, 'some started cold');
   for (const p of made) { await d.client.stopPodSandbox(p.id); await d.client.removePodSandbox(p.id); }
+});
+
+/** Per hierarchy, the cgroups directly under `parent` that hold processes, with their device list (devices) or process count. */
+async function cgroupsUnder(parent: string): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const h of (await readdir('/sys/fs/cgroup', { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name)) {
+    const dir = join('/sys/fs/cgroup', h, parent);
+    const rows: string[] = [];
+    for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+      if (!e.isDirectory()) continue;
+      const procs = (await readFile(join(dir, e.name, 'cgroup.procs'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+      if (procs.length === 0) continue;
+      rows.push(h === 'devices' ? (await readFile(join(dir, e.name, 'devices.list'), 'utf8')).trim() : 'procs');
+    }
+    if (rows.length > 0) out[h] = rows.sort();
+  }
+  return out;
+}
+
+test('a pod with a cgroup_parent (as the kubelet gives) takes a member: its sandbox is moved under it, with its device list, as a cold pod\'s is', async () => {
+  await full();
+  const kube = `/kubepods/bulkhead-pool-test-${process.pid}`;
+  for (const h of ['memory', 'cpu', 'cpuacct', 'pids', 'devices', 'cpuset', 'blkio', 'freezer', 'systemd']) await mkdir(join('/sys/fs/cgroup', h, kube), { recursive: true }).catch(() => undefined);
+  try {
+    const warmCfg = pod('cg-warm', 'pool-tenant', { hostname: 'cg-warm', linux: { cgroupParent: `${kube}/pod-warm` } });
+    const coldCfg = pod('cg-cold', 'pool-cold', { hostname: 'cg-cold', linux: { cgroupParent: `${kube}/pod-cold` } });
+    const warmId = await d.client.runPodSandbox(warmCfg, 'gvisor');
+    const member = (await members()).get(warmId);
+    assert.equal(member?.level, 'untrusted', `the pod took a member (last miss: ${(await poolOf('untrusted')).lastMiss})`);
+    const coldId = await d.client.runPodSandbox(coldCfg, 'gvisor');
+    const warmCg = await cgroupsUnder(`${kube}/pod-warm`);
+    const coldCg = await cgroupsUnder(`${kube}/pod-cold`);
+    assert.ok(Object.keys(warmCg).length >= 4, JSON.stringify(warmCg));
+    assert.deepEqual(warmCg, coldCg, 'the pooled sandbox sits under its cgroup_parent as a cold one does, with the same device list');
+    assert.ok((await leftOf([member!])).every((x) => !x.includes('cgroup')), 'the member\'s own cgroup is gone');
+    assert.equal((await facts(warmId, warmCfg)).hostname, 'cg-warm');
+    assert.equal((await facts(coldId, coldCfg)).hostname, 'cg-cold');
+    for (const id of [warmId, coldId]) { await d.client.stopPodSandbox(id); await d.client.removePodSandbox(id); }
+    assert.deepEqual(await cgroupsUnder(kube), {}, 'nothing is left under the kubelet-style parent');
+    for (const h of ['memory', 'pids', 'devices']) {
+      const dirs = (await readdir(join('/sys/fs/cgroup', h, kube), { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+      assert.deepEqual(dirs, [], `${h}: no cgroup dir left`);
+    }
+  } finally {
+    for (const h of await readdir('/sys/fs/cgroup')) await rmdir(join('/sys/fs/cgroup', h, kube)).catch(() => undefined);
+  }
 });
 
 test('a pod asking for what pool members lack (a sysctl set at sandbox start) takes the cold path, with the reason logged', async () => {

@@ -395,6 +395,15 @@ export class ConmonDriver {
     await writeFile(join(this.bundleDir(id), 'config.json'), JSON.stringify(spec), { mode: 0o600 });
   }
 
+  /** The container's processes were moved to cgroup `path` (warm pools): its bundle says so from now on. */
+  async setCgroupsPath(id: string, path: string): Promise<void> {
+    const meta = await this.meta(id);
+    const spec = await this.spec(id);
+    spec.linux = { ...spec.linux, cgroupsPath: path };
+    await writeFile(join(this.bundleDir(id), 'config.json'), JSON.stringify(spec), { mode: 0o600 });
+    await writeFile(join(this.bundleDir(id), 'meta.json'), JSON.stringify({ ...meta, cgroupsPath: path }), { mode: 0o600 });
+  }
+
   async stats(id: string): Promise<ContainerStats> {
     const meta = await this.meta(id);
     return await readCgroupStats(meta.cgroupsPath);

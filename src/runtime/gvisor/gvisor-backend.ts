@@ -93,6 +93,7 @@ export class GvisorBackend extends ConmonBackend {
     dialVia: () => (this.hostNetwork() ? 'netns' : 'sandbox'),
     setHostname: (id, hostname, signal) => this.setSandboxHostname(id, hostname, signal),
     armHostname: (id) => { this.armHostname(id); },
+    setCgroupsPath: (id, path) => this.setSandboxCgroup(id, path),
   });
   /** Pooled sandboxes' waiting `sethostname` processes (armHostname), by sandbox id. */
   private readonly hostnameWaiters = new Map<string, { give: (line: string) => void; done: Promise<RunResult | Error> }>();
@@ -272,6 +273,30 @@ export class GvisorBackend extends ConmonBackend {
     const entry = { give, done };
     this.hostnameWaiters.set(id, entry);
     void done.then(() => { if (this.hostnameWaiters.get(id) === entry) this.hostnameWaiters.delete(id); });
+  }
+
+  /**
+   * A pooled sandbox moved to the adopting pod's cgroup (by the engine): the bundle and runsc's own
+   * state say so from now on. runsc (2022) keeps the sandbox's cgroup path in its state file and
+   * joins it when it starts a sub-container (and removes it at delete), so the path there is
+   * replaced too, written whole and renamed into place.
+   */
+  private async setSandboxCgroup(id: string, path: string): Promise<void> {
+    const old = (await this.driver.spec(id)).linux?.cgroupsPath ?? '';
+    if (!old) throw new FailedPreconditionError(`gvisor: sandbox ${id} has no cgroup to move from`);
+    const file = join(this.stateDir, `${id}_sandbox:${id}.state`);
+    const state = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    let replaced = 0;
+    const swap = (v: unknown): unknown => {
+      if (typeof v === 'string') { if (v === old) { replaced++; return path; } return v; }
+      if (Array.isArray(v)) return v.map(swap);
+      if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, swap(x)]));
+      return v;
+    };
+    const next = swap(state);
+    if (replaced === 0) throw new FailedPreconditionError(`gvisor: runsc's state of sandbox ${id} does not name its cgroup; it cannot be moved`);
+    await writeAtomic(file, JSON.stringify(next));
+    await this.driver.setCgroupsPath(id, path);
   }
 
   override async close(): Promise<void> {

@@ -124,10 +124,12 @@ export interface PodSandbox {
   /**
    * Warm pools: gives `pod` a sandbox that create() made earlier for a pod with the same id, netns,
    * cgroup and namespace options but no hostname; applies what the pod sets on top of that (its
-   * hostname, '' = none: nothing to do). After it, the pod has what create() would have given it.
+   * hostname, '' = none: nothing to do). `moved.cgroupsPath`: the engine moved the sandbox's
+   * processes to this cgroup (the pod's cgroup_parent); the backend reads its sandbox's cgroup
+   * from there on. After it, the pod has what create() would have given it.
    * Absent = this strategy's sandboxes cannot be pooled (the engine keeps no pool for it).
    */
-  adopt?(pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal): Promise<void>;
+  adopt?(pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal, moved?: { cgroupsPath: string }): Promise<void>;
   /**
    * Warm pools: called once a sandbox made for a pool runs, so that adopt() has less to do later
    * (gVisor: a process waiting in the sandbox to set the hostname). Whatever it starts ends with

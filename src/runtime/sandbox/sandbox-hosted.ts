@@ -6,6 +6,7 @@
  * a container's spec names them is the backend's business (`namespaces` below), as is how a port
  * inside the pod is reached (`dialVia`). Removal: containers, then the sandbox.
  */
+import { UnimplementedError } from '../../errors.ts';
 import type { ContainerRuntime } from '../backend.ts';
 import type { NamespaceChoice } from '../spec.ts';
 import { destroyInOrder, dialHost, dialInside, dialNetns, stopSandbox } from './common.ts';
@@ -32,6 +33,8 @@ export interface SandboxHostedHooks {
   setHostname?(sandboxId: string, hostname: string, signal: AbortSignal): Promise<void>;
   /** A pooled sandbox runs: get ready for setHostname (which is then called, with '' for no hostname). */
   armHostname?(sandboxId: string): void;
+  /** The engine moved a running sandbox's processes to cgroup `path`: record it where the backend reads the sandbox's cgroup. */
+  setCgroupsPath?(sandboxId: string, path: string): Promise<void>;
 }
 
 export class SandboxHosted implements PodSandbox {
@@ -40,7 +43,7 @@ export class SandboxHosted implements PodSandbox {
   readonly #hooks: SandboxHostedHooks;
 
   /** Present only where the backend can set a running sandbox's hostname (see SandboxHostedHooks.setHostname). */
-  readonly adopt?: (pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal) => Promise<void>;
+  readonly adopt?: (pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal, moved?: { cgroupsPath: string }) => Promise<void>;
   readonly prepareAdoption?: (state: PodSandboxState) => void;
 
   constructor(rt: ContainerRuntime, hooks: SandboxHostedHooks) {
@@ -49,7 +52,13 @@ export class SandboxHosted implements PodSandbox {
     const setHostname = hooks.setHostname;
     if (setHostname) {
       // called with '' too: an armed sandbox's waiting process ends either way
-      this.adopt = async (pod, state, signal) => { await setHostname(state.sandboxId, pod.hostname, signal); };
+      this.adopt = async (pod, state, signal, moved) => {
+        if (moved) {
+          if (!hooks.setCgroupsPath) throw new UnimplementedError('this backend cannot take a pooled sandbox into another cgroup');
+          await hooks.setCgroupsPath(state.sandboxId, moved.cgroupsPath);
+        }
+        await setHostname(state.sandboxId, pod.hostname, signal);
+      };
       const arm = hooks.armHostname;
       if (arm) this.prepareAdoption = (state) => { arm(state.sandboxId); };
     }
