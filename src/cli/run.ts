@@ -299,6 +299,9 @@ const command: Command = {
 };
 export default command;
 
+/** How often a run following its container's log asks for its status while the event stream is open. */
+const STATUS_SAFETY_NET_MS = 2000;
+
 /** The whole run, on an open client. Returns the workload's exit code. */
 export async function runWith(client: CriClient, req: RunRequest, ctx: CommandContext, hooks: RunHooks = {}): Promise<number> {
   const quiet = Boolean(ctx.flags.quiet);
@@ -375,12 +378,18 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
         await streaming;
       } else {
         let exited = false;
-        stopped?.then((ended) => { exited ||= ended !== false; });
+        // while the event stream is open the STOPPED event says it: the status is asked for only
+        // every STATUS_SAFETY_NET_MS (not at each end of the log file, a round trip every 100 ms)
+        let streamOpen = stopped !== undefined;
+        let asked = Date.now();
+        stopped?.then((ended) => { exited ||= ended !== false; streamOpen = false; });
         const follow = readLogs(logPath, {
           follow: true,
           // the STOPPED event usually says it first; polling the status is the safety net
           exited: async () => {
             if (exited) return true;
+            if (streamOpen && Date.now() - asked < STATUS_SAFETY_NET_MS) return false;
+            asked = Date.now();
             const s = (await client.containerStatus(id)).status.state;
             exited = s === 'CONTAINER_EXITED' || s === 'CONTAINER_UNKNOWN';
             return exited;

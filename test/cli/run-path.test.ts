@@ -1,7 +1,7 @@
 // The round trips of `bulkhead run` (src/cli/run.ts runWith) against a real daemon, real runc and
 // conmon, through a client that records each call: the pod is made while the image is looked up,
-// the exit code comes with the STOPPED event (no status round trip after it), and a run whose image
-// cannot be had leaves no pod, with or without --rm.
+// the exit code comes with the STOPPED event (no status round trip after it, none polled while the
+// event stream is open), and a run whose image cannot be had leaves no pod, with or without --rm.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -76,7 +76,7 @@ describe('bulkhead run: its round trips', () => {
   it('run --rm: the pod is asked for before the image answer, and nothing after the STOPPED event but the removal', { timeout: 120_000 }, async () => {
     const log: string[] = [];
     const ctx = context(IMAGE);
-    const code = await runWith(recording(client, log), request(IMAGE, ['sh', '-c', 'echo hi; sleep 0.3; exit 3'], true), ctx);
+    const code = await runWith(recording(client, log), request(IMAGE, ['sh', '-c', 'echo hi; sleep 0.2; exit 3'], true), ctx);
     assert.equal(code, 3, ctx.stderr.text);
     assert.equal(ctx.stdout.text, 'hi\n');
     assert.ok(log.indexOf('call runPodSandbox') < log.indexOf('done imageStatus'), `the pod and the image in parallel: ${log.join(', ')}`);
@@ -84,6 +84,7 @@ describe('bulkhead run: its round trips', () => {
     assert.ok(stopped > 0, `the exit came as an event: ${log.join(', ')}`);
     const after = log.slice(stopped + 1).filter((l) => l.startsWith('call '));
     assert.deepEqual(after, ['call removePodSandbox'], `calls after the exit event: ${log.join(', ')}`);
+    assert.ok(!log.includes('call containerStatus'), `no status polled while the event stream was open: ${log.join(', ')}`);
     assert.equal((await client.listPodSandbox()).length, 0, '--rm leaves no pod');
   });
 
