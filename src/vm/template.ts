@@ -59,9 +59,10 @@ export function parseTemplateSharing(v: string | undefined, what: string): Templ
 export function templateScope(sharing: TemplateSharing, trustLevel: string | undefined): string | undefined {
   if (sharing === 'none') return undefined;
   if (sharing === 'node') return 'node';
-  // a pod whose level the runtime was not told shares only with other such pods
-  const level = trustLevel && /^[A-Za-z0-9_.-]{1,64}$/.test(trustLevel) ? trustLevel : '';
-  return `level:${level || '(unknown)'}`;
+  // a pod whose level the runtime was not told shares only with other such pods; a level name
+  // with other characters is hashed (never merged with another level)
+  if (!trustLevel) return 'level:(unknown)';
+  return /^[A-Za-z0-9_.-]{1,64}$/.test(trustLevel) ? `level:${trustLevel}` : `level:#${createHash('sha256').update(trustLevel).digest('hex').slice(0, 16)}`;
 }
 
 export function templatesDir(root: string): string { return join(root, 'templates'); }

@@ -71,16 +71,17 @@ export function vmAssetsSetting(section: unknown): string | undefined {
   return v;
 }
 
-/** The value of `--assets DIR` / `--assets=DIR` in runtime flags (the last one wins, as in bulkhead-vm). */
-function assetsFlag(args: readonly string[] | undefined): string | undefined {
+/** The value of `--NAME VALUE` / `--NAME=VALUE` in runtime flags (the last one wins, as in bulkhead-vm). */
+function runtimeFlag(args: readonly string[] | undefined, name: string): string | undefined {
   let v: string | undefined;
   for (let i = 0; i < (args?.length ?? 0); i++) {
     const a = args![i]!;
-    if (a === '--assets' && i + 1 < args!.length) v = args![++i];
-    else if (a.startsWith('--assets=')) v = a.slice('--assets='.length);
+    if (a === `--${name}` && i + 1 < args!.length) v = args![++i];
+    else if (a.startsWith(`--${name}=`)) v = a.slice(`--${name}=`.length);
   }
   return v;
 }
+const assetsFlag = (args: readonly string[] | undefined): string | undefined => runtimeFlag(args, 'assets');
 
 /**
  * A pod VM has its own kernel: it cannot share the node's network, IPC or PID namespace (as Kata
@@ -125,7 +126,7 @@ export class MicrovmBackend extends ConmonBackend {
     const extra = this.opts.runtimeArgs ?? [];
     const assets = assetsFlag(extra) !== undefined ? [] : ['--assets', this.#assetsRoot];
     // --log-format json: a failure's class and reason reach runtime/errors.ts as bulkhead-vm threw them
-    const sharing = this.#templateSharing && !extra.some((a) => a === '--template-sharing' || a.startsWith('--template-sharing=')) ? ['--template-sharing', this.#templateSharing] : [];
+    const sharing = this.#templateSharing && runtimeFlag(extra, 'template-sharing') === undefined ? ['--template-sharing', this.#templateSharing] : [];
     return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...sharing, ...extra, '--log-format', 'json'] };
   }
 
@@ -193,6 +194,8 @@ export class MicrovmBackend extends ConmonBackend {
       };
     }
     details.kernel = assets.kernelRelease;
+    // pod VMs that bind no volumes start as clones of a template shared as this says (src/vm/template.ts)
+    details.templates = runtimeFlag(this.opts.runtimeArgs, 'template-sharing') ?? this.#templateSharing ?? process.env.BULKHEAD_VM_TEMPLATE_SHARING ?? 'level';
     details.assets = join(this.#assetsRoot, 'vm');
     // host paths and kubelet volumes reach the guest over virtio-fs; without the server they are refused at CreateContainer
     details.volumes = existsSync(VIRTIOFSD) ? `virtio-fs (${VIRTIOFSD})` : `none: ${VIRTIOFSD} missing (apt-get install qemu-system-common); containers with volumes are refused`;
