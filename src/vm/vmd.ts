@@ -397,6 +397,9 @@ export class PodVmSupervisor {
     await this.#cleanupCgroups();
     await this.#detachNetwork();
     await rm(this.#o.podDir, { recursive: true, force: true });
+    // a node-wide host (cmd/vmhost.ts) lives on: nothing of this pod may stay open in it
+    this.#server?.close();
+    this.#finish(1);
   }
 
   /** Resolves with the process exit code once the VM is gone and everything is cleaned up. */

@@ -18,6 +18,7 @@ const registry: [name: string, load: Loader][] = [
   ['version', () => import('./version.ts')],
   // internal: the pod supervisor bulkhead-vm starts itself (a container's is the C shim, ../shim.ts)
   ['_vmd', () => import('./vmd.ts')],
+  ['_vmhost', () => import('./vmhost.ts')],
 ];
 
 /** The command registered under `name`, loading only its module; undefined when there is none. */

@@ -24,6 +24,8 @@ export interface VmCommand extends Command<VmGlobal> {
 /** The program's entry point: the pod supervisor is started as `node <cli.ts> _vmd ...`. */
 export const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'cli.ts');
 export const NODE_ARGS = ['--disable-warning=ExperimentalWarning'];
+/** The node-wide VM supervisor's socket (`--supervisor node`, vmhost.ts). */
+export function hostSocket(root: string): string { return join(root, 'vmhost.sock'); }
 /**
  * Node.js flags of the pod supervisor (`_vmd`, one long-lived process per pod), measured with
  * bench/vm-lean.ts (idle pod, TCG): V8's size-over-speed mode and 1 MiB semi-spaces take its private

@@ -4,7 +4,7 @@ import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
+import { AlreadyExistsError, FailedPreconditionError, fromWire, InvalidArgumentError, toWire } from '../../errors.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { detectAccel } from '../accel.ts';
 import { loadGuestAssets } from '../assets.ts';
@@ -17,7 +17,7 @@ import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, n
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
-import { CLI, closeReadyPipe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
+import { CLI, closeReadyPipe, hostSocket, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
 import { refuseVolumesInClone, templateFlags } from './template-flags.ts';
 import type { VmGlobal } from './global.ts';
@@ -52,10 +52,22 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const accel = await chooseAccel(g);
+  const vmdFlags = ['--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
+    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : []), ...tpl];
+  if (g.supervisor === 'node') {
+    try {
+      await startInHost(g, vmdFlags);
+    } catch (e) {
+      await killPodProcesses(dir, 500);
+      await removeVmmCgroups(dir);
+      await releaseShare(shareDir(dir));
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+    return true;
+  }
   const logFd = openSync(join(dir, 'vmd.log'), 'a');
-  const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd',
-    '--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
-    '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : []), ...tpl], ['ignore', logFd, logFd, 'pipe']);
+  const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', ...vmdFlags], ['ignore', logFd, logFd, 'pipe']);
   if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   try {
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
@@ -71,6 +83,33 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     child.unref();
   }
   return true;
+}
+
+/**
+ * `--supervisor node`: the node-wide host (vmhost.ts) starts the pod's supervisor; this waits for
+ * its answer (the VM ready) on a connection it holds open, so going away abandons the start.
+ */
+async function startInHost(g: VmGlobal, vmdFlags: string[]): Promise<void> {
+  const sock = hostSocket(g.root);
+  let c: VmdClient;
+  try {
+    c = await VmdClient.connect(sock, undefined, 5000);
+  } catch {
+    const logFd = openSync(join(g.root, 'vmhost.log'), 'a');
+    const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmhost'], ['ignore', logFd, logFd, 'pipe']);
+    child.on('error', () => {});
+    try { await readyLine(child, 'node-wide VM supervisor', 30_000); } finally { closeReadyPipe(child); child.unref(); }
+    c = await VmdClient.connect(sock, undefined, 5000);
+  }
+  try {
+    await c.request('start', { argv: vmdFlags }, g.bootTimeoutMs + 30_000);
+  } catch (e) {
+    // as the ready line's errors read (ready.ts): the class and reason kept, "pod VM: " in front
+    const w = toWire(e);
+    throw fromWire({ ...w, message: `pod VM: ${w.message}` });
+  } finally {
+    c.close();
+  }
 }
 
 const command: VmCommand = {

@@ -22,6 +22,12 @@ export interface VmGlobal {
   firecracker?: string;
   /** Who may share a VM template's memory (template.ts); --template-sharing or BULKHEAD_VM_TEMPLATE_SHARING, default 'level'. */
   templateSharing: TemplateSharing;
+  /**
+   * Who supervises pod VMs: 'pod' = one `_vmd` process per pod (default); 'node' = one `_vmhost`
+   * process for every pod of this --root (vmhost.ts: less memory per pod, a larger blast radius).
+   * --supervisor or BULKHEAD_VM_SUPERVISOR.
+   */
+  supervisor: 'pod' | 'node';
 }
 
 /** runc's global flags that callers pass; the ones without a use here are accepted and ignored. */
@@ -35,6 +41,7 @@ export const GLOBAL_FLAGS: FlagSpec = {
   'cgroup-parent': { type: 'string' },
   firecracker: { type: 'string' },
   'template-sharing': { type: 'string' },
+  supervisor: { type: 'string' },
   criu: { type: 'string' },
   rootless: { type: 'string' },
   'systemd-cgroup': { type: 'boolean' },
@@ -51,6 +58,7 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
     accel: (str(flags, 'accel') ?? env.BULKHEAD_VM_ACCEL ?? 'auto') as VmGlobal['accel'],
     bootTimeoutMs: Number(str(flags, 'boot-timeout') ?? env.BULKHEAD_VM_BOOT_TIMEOUT_MS ?? 120_000),
     cgroupParent: str(flags, 'cgroup-parent') ?? 'bulkhead-vm',
+    supervisor: (str(flags, 'supervisor') ?? env.BULKHEAD_VM_SUPERVISOR ?? 'pod') as VmGlobal['supervisor'],
     templateSharing: parseTemplateSharing(str(flags, 'template-sharing') ?? env.BULKHEAD_VM_TEMPLATE_SHARING, '--template-sharing') ?? 'level',
   };
   const log = str(flags, 'log');
@@ -63,4 +71,5 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
 /** The global options every command relies on, checked. */
 export function checkGlobal(g: VmGlobal): void {
   if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError('--accel must be auto, kvm or tcg');
+  if (!['pod', 'node'].includes(g.supervisor)) throw new InvalidArgumentError('--supervisor (BULKHEAD_VM_SUPERVISOR) must be pod or node');
 }

@@ -3,7 +3,8 @@ import { closeSync, writeSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { flushCompileCache } from 'node:module';
 import { join } from 'node:path';
-import { createLogger } from '../../util/log.ts';
+import type { FlagSpec, FlagValues } from '../../util/command.ts';
+import { createLogger, type Logger } from '../../util/log.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { loadGuestAssets } from '../assets.ts';
 import { QemuVmm } from '../qemu.ts';
@@ -13,31 +14,39 @@ import { PodVmSupervisor } from '../vmd.ts';
 import type { Accel } from '../vmm.ts';
 import type { VmCommand } from './common.ts';
 import { str } from './flags.ts';
+import type { VmGlobal } from './global.ts';
+
+/** The pod's supervisor from `_vmd`'s flags (also what the node-wide host, vmhost.ts, runs per pod). */
+export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger): Promise<PodVmSupervisor> {
+  const fc = str(flags, 'firecracker');
+  const netns = str(flags, 'netns');
+  const podDir = str(flags, 'pod-dir')!;
+  const cpuQuota = str(flags, 'cpu-quota');
+  const assets = await loadGuestAssets(g.assetsRoot);
+  const scope = str(flags, 'template-scope');
+  const bootTimeoutMs = Number(str(flags, 'boot-timeout'));
+  return new PodVmSupervisor({
+    podId: str(flags, 'pod')!, podDir, assets, vmm: fc ? new (await import('../firecracker.ts')).FirecrackerVmm(fc) : new QemuVmm(),
+    accel: (str(flags, 'accel') ?? 'tcg') as Accel, memoryMiB: Number(str(flags, 'memory')), vcpus: Number(str(flags, 'vcpus')),
+    bootTimeoutMs, cgroup: str(flags, 'cgroup') ?? '', logger: log,
+    ...(cpuQuota ? { cpuQuota: Number(cpuQuota), cpuPeriod: Number(str(flags, 'cpu-period') ?? 100000) } : {}),
+    ...(netns ? { netns } : {}),
+    ...(scope && !fc ? { templates: new TemplateStore({ root: g.root, assets, scope, bootTimeoutMs }) } : {}),
+    volumes: str(flags, 'volumes') !== 'none',
+  });
+}
+
+export const VMD_FLAGS: FlagSpec = Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes'].map((k) => [k, { type: 'string' as const }]));
 
 const command: VmCommand = {
   name: '_vmd',
   synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none]',
   summary: 'The pod VM supervisor; reports readiness on fd 3',
   internal: true,
-  flags: Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes'].map((k) => [k, { type: 'string' as const }])),
+  flags: VMD_FLAGS,
   async run({ global: g, flags }) {
-    const fc = str(flags, 'firecracker');
-    const netns = str(flags, 'netns');
     const podDir = str(flags, 'pod-dir')!;
-    const log = createLogger({ fields: { component: 'vmd', pod: str(flags, 'pod') } });
-    const cpuQuota = str(flags, 'cpu-quota');
-    const assets = await loadGuestAssets(g.assetsRoot);
-    const scope = str(flags, 'template-scope');
-    const bootTimeoutMs = Number(str(flags, 'boot-timeout'));
-    const sup = new PodVmSupervisor({
-      podId: str(flags, 'pod')!, podDir, assets, vmm: fc ? new (await import('../firecracker.ts')).FirecrackerVmm(fc) : new QemuVmm(),
-      accel: (str(flags, 'accel') ?? 'tcg') as Accel, memoryMiB: Number(str(flags, 'memory')), vcpus: Number(str(flags, 'vcpus')),
-      bootTimeoutMs, cgroup: str(flags, 'cgroup') ?? '', logger: log,
-      ...(cpuQuota ? { cpuQuota: Number(cpuQuota), cpuPeriod: Number(str(flags, 'cpu-period') ?? 100000) } : {}),
-      ...(netns ? { netns } : {}),
-      ...(scope && !fc ? { templates: new TemplateStore({ root: g.root, assets, scope, bootTimeoutMs }) } : {}),
-      volumes: str(flags, 'volumes') !== 'none',
-    });
+    const sup = await podSupervisor(g, flags, createLogger({ fields: { component: 'vmd', pod: str(flags, 'pod') } }));
     process.on('SIGTERM', () => { void sup.shutdown('the VM supervisor was terminated', false); });
     process.on('SIGINT', () => { void sup.shutdown('the VM supervisor was interrupted', false); });
     // Until the VM is ready, its creator (`create`, waiting on fd 3) owns the start: if the creator

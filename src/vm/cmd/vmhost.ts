@@ -1,0 +1,143 @@
+// `bulkhead-vm _vmhost` (internal): the node-wide pod VM supervisor (`--supervisor node`). One
+// Node.js process per --root hosts every pod VM's supervisor (../vmd.ts, one PodVmSupervisor each,
+// each still serving its own <podDir>/vmd.sock, so clients and shims do not change), instead of one
+// `_vmd` process per pod: an idle pod then costs the host process's share, not a Node.js runtime.
+// The price is the blast radius: the VMMs die with their supervisor (setpriv --pdeathsig), so if
+// this process dies every pod VM of the node goes, each container reporting why.
+//
+// `create` of a sandbox connects to <root>/vmhost.sock (starting this process when nothing answers)
+// and sends `Q {op: "start", argv: [the _vmd flags]}`; the answer `A {pid}` comes once the VM is
+// ready, `F {code, reason, message}` when it is not. The creator owns the start until then: its
+// connection closing first (killed on its caller's timeout) abandons the start, as `_vmd` does when
+// its creator goes. Idle (no pod, no connection) for IDLE_EXIT_MS, the host leaves.
+import { appendFileSync, chmodSync, closeSync, statSync, writeSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { flushCompileCache } from 'node:module';
+import { createServer, type Socket } from 'node:net';
+import { join, resolve, sep } from 'node:path';
+import { InvalidArgumentError, toWire, UnavailableError } from '../../errors.ts';
+import { createLogger } from '../../util/log.ts';
+import { probeSocket } from '../../util/socket.ts';
+import { encodeFrame, FrameDecoder, type Frame } from '../protocol.ts';
+import { readyErrorLine, readyOkLine } from '../ready.ts';
+import type { PodVmSupervisor } from '../vmd.ts';
+import { hostSocket, type VmCommand } from './common.ts';
+import { parseRuntimeFlags, str } from './flags.ts';
+import { podSupervisor, VMD_FLAGS } from './vmd.ts';
+
+export const IDLE_EXIT_MS = 10_000;
+
+const command: VmCommand = {
+  name: '_vmhost',
+  synopsis: 'bulkhead-vm _vmhost',
+  summary: 'The node-wide pod VM supervisor (--supervisor node); reports readiness on fd 3',
+  internal: true,
+  flags: {},
+  async run({ global: g }) {
+    const sockPath = hostSocket(g.root);
+    const ready = (line: string): void => { try { writeSync(3, line); closeSync(3); } catch { /* no creator */ } };
+    const log = createLogger({ fields: { component: 'vmhost', pid: process.pid } });
+    // another host answers: it serves this root (this one was started in a race)
+    if (await probeSocket(sockPath) === 'answers') { ready(readyOkLine(process.pid)); return 0; }
+    await rm(sockPath, { force: true });
+    const pods = new Map<string, PodVmSupervisor>();
+    const conns = new Set<Socket>();
+    let idle: NodeJS.Timeout | undefined;
+    let finish: (code: number) => void = () => {};
+    const done = new Promise<number>((r) => { finish = r; });
+    const server = createServer((c) => accept(c));
+    const ours = (): boolean => { try { return statSync(sockPath).ino === ino; } catch { return false; } };
+    let ino = 0;
+    const leave = (code: number): void => {
+      server.close();
+      if (ours()) void rm(sockPath, { force: true });
+      finish(code);
+    };
+    const checkIdle = (): void => {
+      if (idle) { clearTimeout(idle); idle = undefined; }
+      if (pods.size || conns.size) return;
+      idle = setTimeout(() => { if (!pods.size && !conns.size) { log.info('no pod VM left: leaving'); leave(0); } }, IDLE_EXIT_MS);
+    };
+    const podsRoot = resolve(g.root, 'pods') + sep;
+
+    async function startPod(conn: Socket, reqId: number, argv: unknown): Promise<void> {
+      if (!Array.isArray(argv) || !argv.every((a) => typeof a === 'string')) throw new InvalidArgumentError('start: argv must be a list of strings');
+      const flags = parseRuntimeFlags(argv, VMD_FLAGS, Infinity).flags;
+      const podDir = resolve(str(flags, 'pod-dir') ?? '');
+      if (!podDir.startsWith(podsRoot) || podDir.slice(podsRoot.length).includes(sep)) throw new InvalidArgumentError(`start: the pod dir must be a directory of ${podsRoot}`);
+      if (pods.has(podDir)) throw new InvalidArgumentError(`start: the pod VM of ${podDir} is already hosted here`);
+      const vmdLog = join(podDir, 'vmd.log');
+      const plog = createLogger({ write: (l) => appendFileSync(vmdLog, l + '\n'), fields: { component: 'vmd', pod: str(flags, 'pod') } });
+      const sup = await podSupervisor(g, flags, plog);
+      pods.set(podDir, sup);
+      checkIdle();
+      let settled = false;
+      const abandon = (): void => {
+        if (settled) return;
+        settled = true;
+        void sup.abortStart('its creator (bulkhead-vm create) went away before the VM was ready');
+      };
+      conn.once('close', abandon);
+      void sup.finished().then((code) => {
+        pods.delete(podDir);
+        log.info('pod VM ended', { podDir, code });
+        checkIdle();
+      });
+      try {
+        await sup.start();
+      } catch (e) {
+        if (!settled) { settled = true; pods.delete(podDir); checkIdle(); }
+        throw e;
+      }
+      if (settled) return; // abandoned meanwhile: abortStart ends it
+      settled = true;
+      conn.off('close', abandon);
+      await writeFile(join(podDir, 'vmd.pid'), String(process.pid));
+      if (!conn.destroyed) conn.write(encodeFrame('A', reqId, JSON.stringify({ pid: process.pid })));
+      flushCompileCache();
+    }
+
+    function accept(conn: Socket): void {
+      conns.add(conn);
+      checkIdle();
+      const dec = new FrameDecoder('vmhost client');
+      conn.on('data', (b: Buffer) => {
+        let frames: Frame[];
+        try { frames = dec.push(b); } catch { conn.destroy(); return; }
+        for (const f of frames) {
+          if (f.type !== 'Q') { conn.destroy(); return; }
+          let m: { op?: unknown; argv?: unknown };
+          try { m = JSON.parse(f.payload.toString('utf8')) as typeof m; } catch { conn.destroy(); return; }
+          const fail = (e: unknown): void => { if (!conn.destroyed) conn.write(encodeFrame('F', f.id, JSON.stringify(toWire(e)))); };
+          if (m.op === 'start') void startPod(conn, f.id, m.argv).catch(fail);
+          else if (m.op === 'ping') conn.write(encodeFrame('A', f.id, JSON.stringify({ pid: process.pid, pods: pods.size })));
+          else fail(new InvalidArgumentError(`unknown op ${String(m.op)}`));
+        }
+      });
+      conn.on('error', () => {});
+      conn.on('close', () => { conns.delete(conn); checkIdle(); });
+    }
+
+    const stopAll = (why: string): void => {
+      void Promise.all([...pods.values()].map((p) => p.shutdown(why, false))).finally(() => leave(0));
+    };
+    process.on('SIGTERM', () => stopAll('the node-wide VM supervisor was terminated'));
+    process.on('SIGINT', () => stopAll('the node-wide VM supervisor was interrupted'));
+    // one pod's bug must not take every pod VM of the node with this process: logged, not fatal
+    process.on('uncaughtException', (e) => { log.error('uncaught exception in the node-wide VM supervisor', { err: e instanceof Error ? e.stack ?? e.message : String(e) }); });
+    process.on('unhandledRejection', (e) => { log.error('unhandled rejection in the node-wide VM supervisor', { err: e instanceof Error ? e.stack ?? e.message : String(e) }); });
+    try {
+      await new Promise<void>((res, rej) => { server.once('error', rej); server.listen(sockPath, () => res()); });
+      chmodSync(sockPath, 0o600);
+      ino = statSync(sockPath).ino;
+    } catch (e) {
+      ready(readyErrorLine(new UnavailableError(`the node-wide VM supervisor cannot listen on ${sockPath}: ${(e as Error).message}`)));
+      return 1;
+    }
+    log.info('node-wide VM supervisor up', { socket: sockPath });
+    ready(readyOkLine(process.pid));
+    checkIdle();
+    return await done;
+  },
+};
+export default command;
