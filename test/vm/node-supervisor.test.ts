@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { IDLE_EXIT_MS } from '../../src/vm/cmd/vmhost.ts';
+import { alive as running } from '../../src/vm/state.ts';
 import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
@@ -58,7 +59,8 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     }
     // a forced delete of one pod ends its VM, not the host or the other pod
     assert.equal((await vm(root, ['delete', '--force', ids[0]!])).code, 0);
-    await waitFor(() => !alive(vmms[0]!), 'the first VMM to end', 10_000);
+    // gone or a zombie not yet reaped by its parent, the host (state.ts alive() tells them apart)
+    await waitFor(() => !running(vmms[0]!), 'the first VMM to end', 20_000);
     assert.ok(alive(host), 'the host lives on');
     assert.equal((await vm(root, ['exec', ids[1]!, 'true'])).code, 0, 'the other pod still serves');
     // a start whose creator is killed mid-boot is abandoned: its VM and pod dir go, the host stays
@@ -76,7 +78,7 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     assert.equal(creators.length, 1);
     process.kill(Number(creators[0]), 'SIGKILL');
     assert.notEqual((await created).code, 0);
-    await waitFor(() => !alive(abVmm) && !existsSync(abDir), 'the abandoned VM and its pod dir to go', 15_000);
+    await waitFor(() => !running(abVmm) && !existsSync(abDir), 'the abandoned VM and its pod dir to go', 20_000);
     assert.ok(alive(host), 'the host lives on');
     assert.equal((await vm(root, ['delete', '--force', ab])).code, 0);
     assert.equal((await vm(root, ['delete', ids[1]!])).code, 1, 'a running sandbox needs --force');
