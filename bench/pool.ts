@@ -3,8 +3,8 @@
 // (namespace bench-pooled) take members of a pool of --size; pods of level "cold" (namespace
 // bench-cold, same settings, no pool) start cold. Each pooled start waits until its pool is full
 // again, so every one is a claim (a hit), never a cold start in disguise; hits and misses are
-// checked against the daemon's own counts. With and without a pod hostname (Kubernetes always
-// sets one; setting it in a running gVisor sandbox is one `runsc exec`).
+// checked against the daemon's own counts. With and without a pod hostname, and as the kubelet sends
+// a pod (a hostname and a cgroup_parent of its own, which the sandbox is moved under).
 //
 // --cli: then `bulkhead run --rm --network none --isolation HANDLER IMAGE true` (the CLI through
 // the daemon) against a daemon whose default level has a pool of --network none members, against
@@ -74,8 +74,16 @@ async function full(): Promise<void> {
   throw new Error('the pool did not fill in 5 minutes');
 }
 
-async function start(ns: string, hostname: boolean, i: number): Promise<number> {
-  const cfg: PodSandboxConfig = { metadata: { name: `p${i}`, namespace: ns, uid: randomUUID(), attempt: 0 }, linux: {}, ...(hostname ? { hostname: `bench-${i}` } : {}) };
+type Variant = 'hostname' | 'no hostname' | 'hostname + cgroup_parent';
+
+async function start(ns: string, v: Variant, i: number): Promise<number> {
+  const uid = randomUUID();
+  const cfg: PodSandboxConfig = {
+    metadata: { name: `p${i}`, namespace: ns, uid, attempt: 0 },
+    // as the kubelet sends it: a hostname, and a cgroup parent of the pod's own
+    linux: v === 'hostname + cgroup_parent' ? { cgroupParent: `/bulkhead/bench-pool-${process.pid}/pod${uid}` } : {},
+    ...(v !== 'no hostname' ? { hostname: `bench-${i}` } : {}),
+  };
   const t0 = performance.now();
   const id = await d.client.runPodSandbox(cfg, handler);
   const ms = performance.now() - t0;
@@ -89,22 +97,22 @@ async function start(ns: string, hostname: boolean, i: number): Promise<number> 
 try {
   await full();
   const rows: [string, number[]][] = [];
-  for (const hostname of [true, false]) {
+  for (const v of ['hostname', 'no hostname', 'hostname + cgroup_parent'] as const) {
     const warm: number[] = [];
     const cold: number[] = [];
     const before = await pool();
     for (let i = 0; i < runs; i++) {
       await full();
-      warm.push(await start('bench-pooled', hostname, i));
-      cold.push(await start('bench-cold', hostname, i));
+      warm.push(await start('bench-pooled', v, i));
+      cold.push(await start('bench-cold', v, i));
     }
     const after = await pool();
     if (after.hits - before.hits !== runs || after.misses !== before.misses) throw new Error(`expected ${runs} hits and no miss, got ${after.hits - before.hits} hits, ${after.misses - before.misses} misses`);
-    rows.push([`${handler} warm pool${hostname ? ', hostname' : ', no hostname'}`, warm], [`${handler} cold start${hostname ? ', hostname' : ', no hostname'}`, cold]);
+    rows.push([`${handler} warm pool, ${v}`, warm], [`${handler} cold start, ${v}`, cold]);
   }
   process.stdout.write(`RunPodSandbox → READY, ${runs} runs each, pool size ${size} (claims waited for a full pool)\n`);
-  process.stdout.write(`${'what'.padEnd(36)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
-  for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(36)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
+  process.stdout.write(`${'what'.padEnd(48)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
+  for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(48)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
   for (let i = 0; i < rows.length; i += 2) {
     const w = rows[i]![1];
     const c = rows[i + 1]![1];

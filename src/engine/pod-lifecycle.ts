@@ -250,10 +250,15 @@ async function adoptSandbox(ctx: EngineContext, backend: Backend, rec: PodRecord
   let moved: { cgroupsPath: string } | undefined;
   if (!rec.runtime.engine.ownCgroup) {
     moved = { cgroupsPath: `${rec.runtime.cgroupParent}/${m.sandboxId}` };
+    const t0 = performance.now();
     moveCgroup(`${m.cgroupParent}/${m.sandboxId}`, moved.cgroupsPath, () => undefined);
+    ctx.log.debug('warm pool member moved to the pod\'s cgroup', { pod: rec.id, ms: ms(t0, performance.now()) });
   }
+  const t1 = performance.now();
   await backend.podSandbox.adopt!(sandboxSpecOf(ctx.opts, rec), state, signal, moved);
+  const t2 = performance.now();
   if (moved) await removeTree(m.cgroupParent);
+  ctx.log.debug('warm pool member adopted', { pod: rec.id, adoptMs: ms(t1, t2), removeMs: ms(t2, performance.now()) });
   return state;
 }
 

@@ -39,6 +39,8 @@ const POOLS = `[pools]
 [pools.gvisor]
 untrusted = 2
 trusted = 1
+[pools.broken]
+untrusted = 1
 `;
 
 let d: TestDaemon;
@@ -50,7 +52,15 @@ before(async () => {
   images = await buildAndPushTestImages(await sharedRegistry());
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
-  d = await startTestDaemon({ name: 'bulkhead-warm-pool-', policy: { toml: POLICY }, extraToml: `${POOLS}\n[metrics]\naddress = "127.0.0.1:${port}"\n`, logLevel: 'info' });
+  d = await startTestDaemon({
+    name: 'bulkhead-warm-pool-', policy: { toml: POLICY },
+    handlers: {
+      runc: { backend: 'runc' },
+      gvisor: { backend: 'gvisor', runtime_args: ['--platform=ptrace'] },
+      // a gVisor handler whose runsc does not exist: its pool can never fill
+      broken: { backend: 'gvisor', binary: '/nonexistent/bin/runsc' },
+    },
+    extraToml: `${POOLS}\n[metrics]\naddress = "127.0.0.1:${port}"\n`, logLevel: 'info' });
   await d.client.pullImage(images.busybox);
 });
 after(async () => { await d?.close(); });
@@ -68,8 +78,9 @@ async function members(): Promise<Map<string, Member>> {
   return out;
 }
 
+/** The gvisor handler's pools (the broken handler's never fills). */
 async function pools(): Promise<WarmPoolInfo[]> {
-  return (await d.client.info()).warmPools ?? [];
+  return ((await d.client.info()).warmPools ?? []).filter((p) => p.handler === 'gvisor');
 }
 const poolOf = async (level: string): Promise<WarmPoolInfo> => (await pools()).find((p) => p.handler === 'gvisor' && p.level === level)!;
 
@@ -127,7 +138,7 @@ test('pools fill to their targets; bulkhead info (table and --json) and /metrics
   assert.match(cli.stdout, /^gvisor\s+untrusted\s+2\s+2\s+0\s+0\s+0\s+0/m, cli.stdout);
   const json = await run(BULKHEAD, ['--socket', d.socket, '--root', d.root, '--run-dir', d.runDir, '--json', 'info'], { timeoutMs: 30_000 });
   const listed = (JSON.parse(json.stdout) as { warmPools: WarmPoolInfo[] }).warmPools;
-  assert.deepEqual(listed.map((p) => [p.level, p.ready, p.target]).sort(), [['trusted', 1, 1], ['untrusted', 2, 2]]);
+  assert.deepEqual(listed.filter((p) => p.handler === 'gvisor').map((p) => [p.level, p.ready, p.target]).sort(), [['trusted', 1, 1], ['untrusted', 2, 2]]);
 });
 
 test('a pod adopted from the pool is what a cold pod is: hostname, /etc files, its own IP and netns, its cgroup; the pool refills', async () => {
@@ -187,6 +198,20 @@ test('a pooled sandbox is never handed to another trust level or handler', async
   assert.ok(made.some((p) => p.level === 'trusted' && m.has(p.id)), 'a trusted pod took a trusted member');
   assert.ok(hits < made.length, 'some started cold');
   for (const p of made) { await d.client.stopPodSandbox(p.id); await d.client.removePodSandbox(p.id); }
+});
+
+test('a pool whose members cannot be made backs off (a handler whose runsc is missing): failures counted, never more than its target', async () => {
+  const broken = async (): Promise<WarmPoolInfo> => ((await d.client.info()).warmPools ?? []).find((p) => p.handler === 'broken')!;
+  await waitFor(async () => (await broken()).failures >= 2, 30_000, 'two failed fills');
+  const a = await broken();
+  assert.equal(a.ready, 0);
+  assert.ok(a.filling <= 1);
+  assert.match(a.lastError, /broken/);
+  // backoff doubles from 1 s: over the next 3 s at most two more attempts (without it: hundreds)
+  await new Promise((r) => setTimeout(r, 3000));
+  const b = await broken();
+  assert.ok(b.failures - a.failures <= 2, `${b.failures - a.failures} attempts in 3 s`);
+  assert.match(await d.log(), /msg="warm pool member could not be made; backing off" part=engine handler=broken/);
 });
 
 /** Per hierarchy, the cgroups directly under `parent` that hold processes, with their device list (devices) or process count. */
