@@ -4,7 +4,7 @@
 // removed and the node checked for what is left (processes, mounts, cgroups naming a pod).
 // The measuring is src/cli/report-density.ts's (the same numbers `bulkhead report` records).
 //
-//   node bench/density.ts [--handlers runc,gvisor] [--pods N] [--settle-ms 3000]
+//   node bench/density.ts [--handlers runc,gvisor] [--pods N] [--settle-ms 3000] [--vm-supervisor pod|node]
 //
 // N defaults to 20 for runc and gVisor and 10 for microvm (issue #13); on a loaded host pass a
 // smaller --pods and say so with the figures.
@@ -24,8 +24,13 @@ const { values } = parseArgs({
     handlers: { type: 'string', default: 'runc,gvisor' },
     pods: { type: 'string' },
     'settle-ms': { type: 'string', default: '3000' },
+    // microvm: one supervisor per pod (pod, the default) or one for the node (node: bulkhead-vm --supervisor node)
+    'vm-supervisor': { type: 'string', default: 'pod' },
   },
 });
+if (!['pod', 'node'].includes(values['vm-supervisor'])) throw new Error('--vm-supervisor must be pod or node');
+// the daemon's runtime calls inherit it (conmon passes its environment to bulkhead-vm)
+process.env.BULKHEAD_VM_SUPERVISOR = values['vm-supervisor'];
 const handlers = values.handlers.split(',').map((s) => s.trim()).filter(Boolean);
 const podsFor = (h: string): number => {
   const n = values.pods !== undefined ? Number(values.pods) : h === 'microvm' ? 10 : 20;
@@ -66,7 +71,7 @@ try {
 
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!; };
 const mib = (b: number | undefined): string => (b === undefined ? '-' : (b / 1048576).toFixed(1));
-console.log(`\nidle pods per handler (run -d IMAGE sleep, --network none); PSS in MiB, start in ms`);
+console.log(`\nidle pods per handler (run -d IMAGE sleep, --network none; microvm supervisor: ${values['vm-supervisor']}); PSS in MiB, start in ms`);
 console.log(`${'handler'.padEnd(10)}${'pods'.padStart(6)}${'PSS total'.padStart(11)}${'PSS/pod'.padStart(9)}${'start p50'.padStart(11)}${'p99'.padStart(8)}${'Nth pod'.padStart(9)}  left after removal`);
 for (const { handler, r } of results) {
   const ms = r.startSeconds.map((s) => s * 1000);
