@@ -4,7 +4,7 @@
 // one; a pod that may bind volumes boots (with its virtio-fs share), and a clone refuses a volume.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm } from '../../harness/vm-assets.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
@@ -51,6 +51,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
   after(async () => {
     for (const id of started.reverse()) await bvm(['delete', '--force', id]).catch(() => {});
     assert.equal(pidsNaming(join(root, 'pods')).length, 0, 'no VMM or supervisor left');
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('two clones of one template (built once by two concurrent pods) are unique: their first random bytes differ; a clone runs a container and exec works', async () => {
