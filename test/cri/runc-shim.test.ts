@@ -60,8 +60,9 @@ test('runc-shim over CRI: logs, exec, a daemon restart with the shim running, th
   const st0 = (await d.client.containerStatus(ctr)).status;
   assert.equal(st0.state, 'CONTAINER_RUNNING');
   const logPath = st0.logPath;
+  // two FIFOs: neither stream waits for the other
   await until(async () => /stdout F hello-out/.test(await readFile(logPath, 'utf8').catch(() => '')), 'the container output in its CRI log');
-  assert.match(await readFile(logPath, 'utf8'), /stderr F hello-err/);
+  await until(async () => /stderr F hello-err/.test(await readFile(logPath, 'utf8').catch(() => '')), 'the container\'s stderr in its CRI log');
   const ex = await d.client.execSync(ctr, ['sh', '-c', 'echo exec-out; echo exec-err >&2; exit 4'], 10);
   assert.equal(ex.exitCode, 4);
   assert.equal(ex.stdout.toString(), 'exec-out\n');
