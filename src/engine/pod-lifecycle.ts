@@ -115,12 +115,31 @@ function takeMember(ctx: EngineContext, config: cri.PodSandboxConfig, handler: s
   return m;
 }
 
+type PodMeta = { name: string; namespace: string; uid: string; attempt: number };
+
+/**
+ * A member taken for the pod goes back to its pool when the pod fails before its record holds the
+ * member's id (a refused log_directory or cgroup_parent, a name in use): nothing of it was used.
+ */
 async function createPod(
-  ctx: EngineContext, config: cri.PodSandboxConfig, md: { name: string; namespace: string; uid: string; attempt: number }, handler: string,
+  ctx: EngineContext, config: cri.PodSandboxConfig, md: PodMeta, handler: string,
   backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions, pooled = true,
 ): Promise<string> {
+  const held: { member: PoolMember | undefined } = { member: pooled ? takeMember(ctx, config, handler, mode, opts) : undefined };
+  try {
+    return await createPodWith(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, held);
+  } catch (err) {
+    if (held.member) ctx.pool!.giveBack(held.member);
+    throw err;
+  }
+}
+
+async function createPodWith(
+  ctx: EngineContext, config: cri.PodSandboxConfig, md: PodMeta, handler: string,
+  backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions, held: { member: PoolMember | undefined },
+): Promise<string> {
   const tStart = performance.now();
-  const member = pooled ? takeMember(ctx, config, handler, mode, opts) : undefined;
+  const member = held.member;
   const id = member?.id ?? newId();
   // Aborted by the caller (deadline, cancel), the daemon closing, or Stop/RemovePodSandbox.
   const cancel = new AbortController();
@@ -153,6 +172,7 @@ async function createPod(
     const mine = comparablePauseSpec(await buildPodPauseSpec({ id: member.sandboxId, pod: asMember, rootfs: await pauseRootfsOf(ctx), files: { hostname: '', hosts: '', resolvConf: '' } }));
     if (!plan.sandboxContainer || mine !== member.pauseSpec || (ownCgroup && runtime.cgroupParent !== member.cgroupParent) || podDir !== member.podDir) {
       ctx.pool!.giveBack(member);
+      held.member = undefined;
       const where = mine !== member.pauseSpec ? `sandbox spec field ${firstDifference(mine, member.pauseSpec)}` : 'pod dir or cgroup';
       ctx.pool!.miss(handler, member.level, `the pod's sandbox differs from the pool's (${where}; fixed at sandbox start)`);
       return await createPod(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, false);
@@ -171,6 +191,8 @@ async function createPod(
       if (err instanceof NameConflict) throw new AlreadyExistsError(err.message, { reason: 'BH_NAME_IN_USE' });
       throw err;
     }
+    // from here the pod's record holds the member (destroyPod undoes it with the pod)
+    held.member = undefined;
     ctx.creating.set(id, { abort: cancel, done });
     try {
       const t0 = performance.now();

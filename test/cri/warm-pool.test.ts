@@ -278,6 +278,18 @@ test('a pod asking for what pool members lack (a sysctl set at sandbox start) ta
   await d.client.removePodSandbox(id);
 });
 
+test('a pod refused after it took a member (a log_directory outside the roots) gives the member back to its pool', async () => {
+  await full();
+  const before = [...(await members()).keys()];
+  const bad = pod('bad-logdir', 'pool-tenant', { hostname: 'bad', logDirectory: '/etc/bulkhead-pool-test' });
+  await assert.rejects(d.client.runPodSandbox(bad, 'gvisor'), { code: 'InvalidArgument' });
+  await new Promise((r) => setTimeout(r, 1500));
+  const p = await poolOf('untrusted');
+  assert.equal(p.ready, 2, 'the member is ready again');
+  assert.equal(p.filling, 0);
+  assert.deepEqual([...(await members()).keys()], before, 'no member was made to replace it');
+});
+
 /** What is left on the host of these members: processes, netns, cgroups, pod dirs, member records. */
 async function leftOf(ms: Member[]): Promise<string[]> {
   const left: string[] = [];
