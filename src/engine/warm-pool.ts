@@ -120,6 +120,8 @@ export class WarmPools implements SandboxPool {
   giveBack(m: PoolMember): void {
     const p = this.#pools.get(keyOf(m.handler, m.level));
     if (!p || this.#stop.signal.aborted) { void this.#destroy(m.handler, this.#fileOf(m), 'pool closed'); return; }
+    // a refill started meanwhile may already stand in for it: never more than the target
+    if (p.ready.length + p.filling >= p.spec.size) { void this.#destroy(m.handler, this.#fileOf(m), 'pool full'); return; }
     this.#ready(p, m);
   }
 
