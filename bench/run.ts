@@ -2,12 +2,14 @@
 //   floor     plain `runc run` / `runsc run` of a prepared bundle (busybox-static rootfs)
 //   layer     the runtime layer: createContainer+start+wait+delete through conmon (runc; gvisor as
 //             the engine runs a pod: pause sandbox + the container inside it)
-//   bulkhead  the real CLI against a running daemon: `bulkhead run --rm --network none IMAGE true`
+//   bulkhead  the real CLI against a running daemon: `bulkhead run --rm --network none IMAGE true`;
+//             gVisor also against a second daemon with a warm pool of sandboxes (`[pools.gvisor]`,
+//             one member, network none), each run timed once the pool is refilled
 //   podman    `podman run --rm --network none IMAGE true` (runc, and runsc via a wrapper): what a user
 //             types, the same image loaded into podman's own storage (offline, `podman load`)
 // Variants run interleaved (one of each per round) so drift on a shared machine hits all alike.
 //
-//   node bench/run.ts [--reps 10] [--skip podman,bulkhead,gvisor,runc-shim] [--profile]
+//   node bench/run.ts [--reps 10] [--skip podman,bulkhead,gvisor,runc-shim,pool] [--profile]
 //
 // --profile adds a timestamped breakdown of one `bulkhead run` (CLI start-up, daemon-side spans
 // from the daemon log when it has them) and of the runtime layer's steps.
@@ -25,6 +27,7 @@ import { RuncBackend } from '../src/runtime/runc/runc-backend.ts';
 import { buildPauseSpec, buildSpec } from '../src/runtime/spec.ts';
 import { run } from '../src/util/exec.ts';
 import { socketAnswers } from '../src/util/socket.ts';
+import { connect } from '../src/cri/client.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 import { writeBusyboxRootfs } from '../harness/rootfs.ts';
@@ -140,34 +143,39 @@ if (!skip.has('gvisor')) {
 
 // (iii) the real CLI against a running daemon on a temp root
 let daemonPid: number | undefined;
+let poolHits: (() => number) | undefined;
 const bhRoot = join(work, 'bh-root');
 const bhRun = join(work, 'bh-run');
 const bh = (args: string[]): string[] => ['--root', bhRoot, '--run-dir', bhRun, ...args];
 const daemonLog = join(work, 'daemon.log');
 const cliRuns: { label: string; from: number; to: number }[] = [];
-if (!skip.has('bulkhead')) {
-  await mkdir(bhRoot, { recursive: true });
+/** Starts a daemon on its own root and run dir under the work dir; resolves once its socket answers. */
+async function startDaemon(root: string, runDir: string, log: string, extraToml = ''): Promise<number | undefined> {
+  await mkdir(root, { recursive: true });
   // the built-in policy trusts nothing and moves every pod to gvisor: trust the bench's pods, so
   // `--isolation runc` really runs runc
-  const config = join(work, 'config.toml');
-  await writeFile(config, '[policy]\ndefault_trust = "trusted"\n[policy.levels.trusted]\nmin_isolation = "process"\n');
-  const logFh = await open(daemonLog, 'w');
-  const daemon = spawn(BULKHEAD, bh(['--config', config, 'daemon', '--log-level', 'debug']), { stdio: ['ignore', 'ignore', logFh.fd], detached: true });
+  const config = `${root}.toml`;
+  await writeFile(config, '[policy]\ndefault_trust = "trusted"\n[policy.levels.trusted]\nmin_isolation = "process"\n' + extraToml);
+  const logFh = await open(log, 'w');
+  const daemon = spawn(BULKHEAD, ['--root', root, '--run-dir', runDir, '--config', config, 'daemon', '--log-level', 'debug'], { stdio: ['ignore', 'ignore', logFh.fd], detached: true });
   await logFh.close();
-  daemonPid = daemon.pid;
+  const pid = daemon.pid;
   daemon.unref();
   cleanups.push(async () => {
-    if (daemonPid) try { process.kill(daemonPid, 'SIGTERM'); } catch { /* gone */ }
+    if (pid) try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
     await new Promise((r) => setTimeout(r, 1500));
   });
-  let up = false;
-  for (let i = 0; i < 120 && !up; i++) {
+  for (let i = 0; i < 120; i++) {
     // ask the socket itself: a CLI command here would start a daemon of its own (default config)
     // when it came before this one's socket, and the bench would measure that daemon
-    up = await socketAnswers(join(bhRun, 'cri.sock'), 1000);
-    if (!up) await new Promise((r) => setTimeout(r, 500));
+    if (await socketAnswers(join(runDir, 'cri.sock'), 1000)) return pid;
+    await new Promise((r) => setTimeout(r, 500));
   }
-  if (!up) throw new Error('the bulkhead daemon did not come up');
+  throw new Error(`the bulkhead daemon (${root}) did not come up; see ${log}`);
+}
+
+if (!skip.has('bulkhead')) {
+  daemonPid = await startDaemon(bhRoot, bhRun, daemonLog);
   const archive = join(work, 'demo.tar');
   await writeBusyboxArchive(archive, IMAGE);
   await must(BULKHEAD, bh(['load', '-i', archive]));
@@ -185,6 +193,33 @@ if (!skip.has('bulkhead')) {
         cliRuns.push({ label, from, to: Date.now() });
       },
     });
+  }
+  // gVisor with a warm pool (a second daemon: a pool serves every pod of its handler and level)
+  if (!skip.has('gvisor') && !skip.has('pool')) {
+    const root = join(work, 'bh-pool-root');
+    const runDir = join(work, 'bh-pool-run');
+    await startDaemon(root, runDir, join(work, 'daemon-pool.log'), '[pools]\n[pools.gvisor]\ntrusted = { size = 1, network = "none" }\n');
+    const pooled = (args: string[]): string[] => ['--root', root, '--run-dir', runDir, ...args];
+    const poolArchive = join(work, 'demo-pool.tar');
+    await writeBusyboxArchive(poolArchive, IMAGE);
+    await must(BULKHEAD, pooled(['load', '-i', poolArchive]));
+    const client = await connect(join(runDir, 'cri.sock'));
+    cleanups.unshift(async () => client.close());
+    const label = 'bulkhead run gvisor pool';
+    let hits = 0;
+    variants.push({
+      name: label, group: 'bulkhead', runtime: 'runsc', once: async () => {
+        // untimed: the pool refills after each adoption (a sandbox start in the background)
+        const pool = async () => (await client.info()).warmPools?.find((p) => p.handler === 'gvisor');
+        for (let i = 0; i < 600 && ((await pool())?.ready ?? 0) < 1; i++) await new Promise((r) => setTimeout(r, 50));
+        const before = (await pool())?.hits ?? 0;
+        const t0 = performance.now();
+        await must(BULKHEAD, pooled(['run', '--rm', '--network', 'none', '--isolation', 'gvisor', IMAGE, 'true']));
+        timings.get(label)!.push(performance.now() - t0);
+        if (((await pool())?.hits ?? 0) > before) hits++;
+      },
+    });
+    poolHits = () => hits;
   }
 }
 
@@ -239,6 +274,9 @@ try {
     const r = (a: number[] | undefined, d: number | undefined): string => (a?.length && d ? `${(median(a) / d).toFixed(2)}x` : '-');
     console.log(`${rt.padEnd(6)} bulkhead/podman ${r(b, p?.length ? median(p) : undefined)}   bulkhead/floor ${r(b, f)}   layer/floor ${r(l, f)}   layer/podman ${r(l, p?.length ? median(p) : undefined)}`);
   }
+  const pooledRuns = timings.get('bulkhead run gvisor pool');
+  const podmanRunsc = timings.get('podman run runsc');
+  if (pooledRuns?.length && podmanRunsc?.length) console.log(`runsc  bulkhead (warm pool)/podman ${(median(pooledRuns) / median(podmanRunsc)).toFixed(2)}x   (${poolHits?.() ?? 0} of the ${pooledRuns.length + 1} pooled runs adopted a pool member)`);
   const shim = timings.get('bulkhead run runc-shim');
   const conmonRunc = timings.get('bulkhead run runc');
   if (shim?.length && conmonRunc?.length) console.log(`runc under the containerd shim / under conmon: ${(median(shim) / median(conmonRunc)).toFixed(2)}x`);
