@@ -2,7 +2,8 @@
 // running sandbox is stopped and deleted with one runsc call, `delete` (no `runsc state`, no
 // `runsc kill` to a Sentry that ended with its gofer: each a Go binary's start, ~25 ms of every
 // RemovePodSandbox), its gofer found among conmon's children; and a sandbox that was only
-// created, never started, is still deleted with nothing of it left.
+// created, never started, is still deleted with nothing of it left. Stopping one (SIGKILL, as
+// StopPodSandbox does) makes no runsc call at all.
 import assert from 'node:assert/strict';
 import { chmod, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -68,6 +69,19 @@ describe('gvisor: removing a pod sandbox', () => {
     assert.ok(!used.includes('state'), `runsc calls on removal: ${used.join(', ')}`);
     // the Sentry ends with its gofer: a `runsc kill` would only answer "sandbox is not running"
     assert.deepEqual(used, ['delete'], 'the gofer ended (the sandbox with it), then the forced delete');
+    assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
+  });
+
+  it('a running sandbox stopped with SIGKILL (StopPodSandbox): ended through its gofer, no runsc kill', { timeout: 120_000 }, async (t) => {
+    if (unavailable) { t.skip(`gvisor unavailable: ${unavailable}`); return; }
+    const id = `gvrm-stop-${suffix}`;
+    await sandbox(id);
+    await backend.start(id);
+    await writeFile(calls, '');
+    await backend.kill(id, 'SIGKILL');
+    assert.deepEqual(await subcommands(), [], 'no runsc call to stop it (a kill would answer "sandbox is not running")');
+    assert.equal((await backend.state(id)).status, 'stopped');
+    await backend.delete(id);
     assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
   });
 

@@ -337,11 +337,17 @@ export class GvisorBackend extends ConmonBackend {
     return r;
   }
 
-  /** SIGKILL to a sandbox (the engine stopping a pod) goes through stopSandboxGently first. */
+  /**
+   * SIGKILL to a sandbox (the engine stopping a pod) goes through stopSandboxGently first; a sandbox
+   * that ended there (its exit file written) is not sent a `runsc kill` it would refuse as not running.
+   */
   override async kill(id: string, sig: NodeJS.Signals | number, abort?: AbortSignal): Promise<void> {
     if (sig === 'SIGKILL' || sig === 9) {
       const spec = await this.driver.spec(id).catch(() => undefined);
-      if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'sandbox') await this.stopSandboxGently(id, abort);
+      if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'sandbox') {
+        await this.stopSandboxGently(id, abort);
+        if (existsSync(this.driver.exitFile(id))) return;
+      }
     }
     await super.kill(id, sig, abort);
   }
