@@ -4,7 +4,10 @@
 // each (bench/density.ts's measuring, src/cli/report-density.ts). The first templated run builds
 // the template and is reported on its own. Prints figures, asserts nothing.
 //
-//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold]
+//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold] [--trace]
+//
+// --trace: the templated handler runs bulkhead-vm through a wrapper that logs each call (subcommand,
+// wall ms); prints the calls of the last templated run and the per-subcommand counts over all rounds.
 //
 // Needs root, QEMU and guest assets built from this tree (BULKHEAD_VM_ASSETS, else the tests' own
 // copy, harness/vm-assets.ts). Under TCG a boot is ~4-6 s: 10 reps take a few minutes.
@@ -12,6 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { startTestDaemon } from '../harness/daemon.ts';
 import { ASSETS } from '../harness/vm-assets.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
@@ -20,7 +24,7 @@ import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
 import type { RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
 
-const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' } } });
+const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
 const pods = Math.max(1, Math.min(30, Number(values.pods) || 10));
 const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
@@ -28,10 +32,27 @@ const IMAGE = 'bulkhead.local/demo:latest';
 const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
 const HANDLERS = { template: 'microvm', cold: 'microvm-cold' } as const;
 
+const VM_BIN = new URL('../bin/bulkhead-vm', import.meta.url).pathname;
+// the wrapper the daemon and conmon run as the templated handler's runtime (--trace); its log
+const traceDir = values.trace ? (await import('node:fs')).mkdtempSync('/tmp/bh-vmtrace-') : '';
+const traceLog = join(traceDir, 'calls.log');
+if (values.trace) {
+  // the wrapper is the handler's binary: keep start/state/kill/delete in the daemon as without it (=0 to compare)
+  process.env.BULKHEAD_VM_IN_PROCESS ??= '1';
+  const wrapper = join(traceDir, 'bulkhead-vm');
+  writeFileSync(wrapper, `#!/bin/bash\nt0=$(date +%s%N)\n${VM_BIN} "$@"\nrc=$?\nt1=$(date +%s%N)\nsub=; for a in "$@"; do case "$a" in create|start|state|kill|delete|exec|stats|update) sub=$a; break;; esac; done\necho "$(( t0/1000000 )) $(( (t1-t0)/1000000 )) $rc $sub" >> ${traceLog}\nexit $rc\n`);
+  chmodSync(wrapper, 0o755);
+}
+const traced = (): { at: number; ms: number; rc: number; sub: string }[] => {
+  if (!values.trace) return [];
+  try {
+    return readFileSync(traceLog, 'utf8').trim().split('\n').filter(Boolean).map((l) => { const [at, ms, rc, sub] = l.split(' '); return { at: Number(at), ms: Number(ms), rc: Number(rc), sub: sub ?? '?' }; });
+  } catch { return []; }
+};
 const d = await startTestDaemon({
   name: 'bulkhead-bench-vmtpl-', logLevel: 'info', defaultHandler: HANDLERS.template,
   handlers: {
-    [HANDLERS.template]: { backend: 'microvm', runtime_args: ['--assets', ASSETS] },
+    [HANDLERS.template]: { backend: 'microvm', runtime_args: ['--assets', ASSETS], ...(values.trace ? { binary: join(traceDir, 'bulkhead-vm') } : {}) },
     [HANDLERS.cold]: { backend: 'microvm', runtime_args: ['--assets', ASSETS, '--template-sharing', 'none'] },
   },
 });
@@ -53,10 +74,24 @@ try {
   };
   firstMs = await once(HANDLERS.template);
   process.stderr.write(`first templated run (builds the template): ${firstMs.toFixed(0)} ms\n`);
+  let lastCalls: ReturnType<typeof traced> = [];
+  const allCalls: ReturnType<typeof traced> = [];
   for (let i = 0; i < reps; i++) {
+    const before = traced().length;
     times.template.push(await once(HANDLERS.template));
+    lastCalls = traced().slice(before);
+    allCalls.push(...lastCalls);
     times.cold.push(await once(HANDLERS.cold));
     process.stderr.write(`round ${i + 1}/${reps}: template ${times.template.at(-1)!.toFixed(0)} ms, cold ${times.cold.at(-1)!.toFixed(0)} ms\n`);
+  }
+  if (values.trace) {
+    const t0 = lastCalls[0]?.at ?? 0;
+    console.log(`\nbulkhead-vm calls of the last templated run (${lastCalls.length}; start offset ms, wall ms, exit code):`);
+    for (const c of lastCalls) console.log(`  +${String(c.at - t0).padStart(5)}  ${String(c.ms).padStart(5)} ms  rc ${c.rc}  ${c.sub}`);
+    const all = allCalls;
+    const by = new Map<string, number[]>();
+    for (const c of all) by.set(c.sub, [...(by.get(c.sub) ?? []), c.ms]);
+    console.log(`per templated run (${reps} runs): ${(all.length / reps).toFixed(1)} calls; by subcommand: ${[...by].map(([k, v]) => `${k} ${(v.length / reps).toFixed(1)}x median ${[...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]} ms`).join(', ')}`);
   }
   const global: GlobalOptions = { root: d.root, runDir: d.runDir, socket: d.socket, config: d.configPath, json: false, debug: false };
   const ctx: CommandContext = { global, flags: { quiet: true }, args: [], stdout: new Discard(), stderr: new Discard(), signal: new AbortController().signal };
@@ -72,6 +107,7 @@ try {
   }
 } finally {
   await d.close();
+  if (traceDir) (await import('node:fs')).rmSync(traceDir, { recursive: true, force: true });
 }
 
 const med = (v: number[]): string => (v.length ? [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!.toFixed(0) : '-');

@@ -11,7 +11,7 @@ import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
   ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeResult, RuntimeCommand,
 } from './backend.ts';
-import { ConmonDriver } from './conmon/driver.ts';
+import { ConmonDriver, type InProcessRuntime } from './conmon/driver.ts';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 import type { PodSandbox } from './sandbox/pod-sandbox.ts';
 
@@ -42,6 +42,8 @@ export abstract class ConmonBackend implements Backend {
   protected adjustSpec(spec: OciSpec, _opts: CreateContainerOptions): OciSpec { return spec; }
   /** Runtime path conmon runs for exec sessions, when it must differ from runtimeCommand().path. */
   protected execRuntimePath(): string | undefined { return undefined; }
+  /** Runtime subcommands the backend runs in the daemon's process (ConmonDriverOptions.inProcess); default none. */
+  protected inProcessRuntime(): InProcessRuntime | undefined { return undefined; }
   /** Kill a timed-out exec'd process by the pid its runtime reported (written to pidFile). */
   protected async killExecProcess(_id: string, pid: number, _pidFile: string): Promise<void> {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -52,6 +54,7 @@ export abstract class ConmonBackend implements Backend {
       mkdirSync(this.opts.runDir, { recursive: true, mode: 0o700 });
       mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
       const execPath = this.execRuntimePath();
+      const inProcess = this.inProcessRuntime();
       this.driverInstance = new ConmonDriver({
         runDir: this.opts.runDir,
         conmon: this.opts.conmon ?? 'conmon',
@@ -59,6 +62,7 @@ export abstract class ConmonBackend implements Backend {
         logger: this.log,
         killExecProcess: (id, pid, pidFile) => this.killExecProcess(id, pid, pidFile),
         ...(execPath !== undefined ? { execRuntimePath: execPath } : {}),
+        ...(inProcess !== undefined ? { inProcess } : {}),
       });
     }
     return this.driverInstance;

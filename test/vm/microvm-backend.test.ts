@@ -2,10 +2,10 @@
 // Every sandbox case boots its own VM (TCG here), so this file is slow; cases that do not apply say why.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { MicrovmBackend } from '../../src/runtime/microvm/microvm-backend.ts';
+import { BULKHEAD_VM_BIN, MicrovmBackend } from '../../src/runtime/microvm/microvm-backend.ts';
 import { buildSpec } from '../../src/runtime/spec.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
@@ -70,6 +70,52 @@ describe('microvm: a daemon killed mid-start, then restarted', { skip: skipReaso
       if (child.pid) { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }
       for (const p of spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean)) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
       for (const h of vmmHierarchies()) { try { rmdirSync(join(h.path, parent, id)); } catch { /* none */ } try { rmdirSync(join(h.path, parent)); } catch { /* none */ } }
+      await fx.cleanup();
+    }
+  });
+});
+
+// start, state, kill and delete run in the daemon's process (MicrovmBackend.inProcessRuntime): a pod's
+// whole life spawns `bulkhead-vm` only for conmon's create of each container. The runtime is a
+// wrapper that logs each call; BULKHEAD_VM_IN_PROCESS=1 keeps the in-process path on for it.
+describe('microvm: the runtime process is spawned only for create', { skip: skipReason(), timeout: 300_000 }, () => {
+  it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create)', async () => {
+    const fx = await makeBusyboxRootfs('bulkhead-vm-inproc-');
+    const runDir = join(fx.dir, 'run');
+    const calls = join(fx.dir, 'calls.log');
+    const wrapper = join(fx.dir, 'bulkhead-vm');
+    writeFileSync(wrapper, `#!/bin/bash\nfor a in "$@"; do case "$a" in create|start|state|kill|delete|exec|stats|update) echo "$a" >> ${calls}; break;; esac; done\nexec ${BULKHEAD_VM_BIN} "$@"\n`, { mode: 0o755 });
+    const saved = process.env.BULKHEAD_VM_IN_PROCESS;
+    process.env.BULKHEAD_VM_IN_PROCESS = '1';
+    const b = new MicrovmBackend({ runDir, logger: silentLogger, assetsRoot: ASSETS, binary: wrapper });
+    const sb = `ip-sb-${process.pid}`;
+    const app = `ip-app-${process.pid}`;
+    const parent = `/bulkhead-test-inproc-${process.pid}`;
+    try {
+      const sbSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: sb, command: ['sleep', '1000'] });
+      await b.createContainer({ id: sb, spec: sbSpec, pod: { podId: sb, role: 'sandbox' }, logPath: join(fx.dir, 'sb.log') });
+      await b.start(sb);
+      assert.equal((await b.state(sb)).status, 'running');
+      const appSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: app, command: ['sh', '-c', 'exit 3'] });
+      await b.createContainer({ id: app, spec: appSpec, pod: { podId: sb, role: 'container', sandboxContainerId: sb }, logPath: join(fx.dir, 'app.log') });
+      assert.equal((await b.state(app)).status, 'created');
+      await b.start(app);
+      const exited = await b.wait(app);
+      assert.equal(exited.exitCode, 3);
+      await b.delete(app);
+      await b.kill(sb, 'SIGKILL');
+      await b.wait(sb);
+      await b.delete(sb);
+      assert.deepEqual(await b.list(), []);
+      await waitFor(() => spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim() === '', 'no process naming the run dir', 30_000);
+      assert.ok(!existsSync(join(runDir, 'state', 'pods')) || readdirSync(join(runDir, 'state', 'pods')).length === 0, 'no pod dir left');
+      assert.deepEqual(readFileSync(calls, 'utf8').trim().split('\n'), ['create', 'create']);
+    } finally {
+      if (saved === undefined) delete process.env.BULKHEAD_VM_IN_PROCESS; else process.env.BULKHEAD_VM_IN_PROCESS = saved;
+      await b.delete(app).catch(() => {});
+      await b.delete(sb).catch(() => {});
+      for (const p of spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean)) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
+      for (const h of vmmHierarchies()) { try { rmdirSync(join(h.path, parent, sb)); } catch { /* none */ } try { rmdirSync(join(h.path, parent)); } catch { /* none */ } }
       await fx.cleanup();
     }
   });

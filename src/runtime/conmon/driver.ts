@@ -48,7 +48,16 @@ export interface ConmonDriverOptions {
    * For runtimes whose `exec` differs from runc's in a flag conmon passes (runsc: no `--tty`).
    */
   execRuntimePath?: string;
+  /**
+   * Runs a runtime subcommand in this process instead of spawning the runtime (its stdout, or
+   * undefined when it is not one it runs): the microvm backend's runtime is Bulkhead's own code,
+   * and each `bulkhead-vm` process costs a Node.js start.
+   */
+  inProcess?: InProcessRuntime;
 }
+
+/** See ConmonDriverOptions.inProcess; `timeoutMs` bounds the call as the spawned runtime's would be. */
+export type InProcessRuntime = (args: string[], opts: { signal?: AbortSignal; timeoutMs: number }) => Promise<string> | undefined;
 
 export class ConmonDriver {
   readonly runDir: string;
@@ -57,6 +66,7 @@ export class ConmonDriver {
   private readonly log: Logger;
   private readonly killExecProcess: (id: string, pid: number, pidFile: string) => Promise<void>;
   private readonly execRuntimePath: string;
+  readonly #inProcess: InProcessRuntime | undefined;
   readonly #ctx: ConmonContext;
 
   constructor(opts: ConmonDriverOptions) {
@@ -66,6 +76,7 @@ export class ConmonDriver {
     this.runtime = { ...opts.runtime, path: resolveBinary(opts.runtime.path) };
     this.log = opts.logger;
     this.execRuntimePath = opts.execRuntimePath ?? this.runtime.path;
+    this.#inProcess = opts.inProcess;
     this.killExecProcess = opts.killExecProcess ?? (async (_id, pid) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });
     this.#ctx = {
       runDir: this.runDir, runtime: this.runtime, conmon: this.conmon, execRuntimePath: this.execRuntimePath, log: this.log,
@@ -83,6 +94,8 @@ export class ConmonDriver {
 
   /** Runs `<runtime> <globalArgs> ...args`, classifying a failure. */
   async runtimeCmd(args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
+    const direct = opts.input === undefined ? this.#inProcess?.(args, { timeoutMs: opts.timeoutMs ?? RUNTIME_TIMEOUT, ...(opts.signal ? { signal: opts.signal } : {}) }) : undefined;
+    if (direct !== undefined) return await direct;
     const r = await run(this.runtime.path, [...this.runtime.globalArgs, ...args], {
       timeoutMs: opts.timeoutMs ?? RUNTIME_TIMEOUT,
       ...(opts.signal ? { signal: opts.signal } : {}),

@@ -24,6 +24,8 @@ import { parseTemplateSharing, TEMPLATE_SHARING, TRUST_LEVEL_ANNOTATION, VOLUMES
 import { existsSync } from 'node:fs';
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
+import type { InProcessRuntime } from '../conmon/driver.ts';
+import { AbortedError, DeadlineExceededError } from '../../errors.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
@@ -130,6 +132,28 @@ export class MicrovmBackend extends ConmonBackend {
     return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...sharing, ...extra, '--log-format', 'json'] };
   }
 
+  /**
+   * start, state, kill and delete run in the daemon's process, the same code `bulkhead-vm` runs
+   * (src/vm/cmd/): each spawned `bulkhead-vm` is a Node.js start (~100-250 ms under load) and a
+   * templated `run --rm` made four of them. create stays a process (conmon runs it and waits on
+   * the container supervisor it starts). Off when the handler names another runtime binary, or
+   * with BULKHEAD_VM_IN_PROCESS=0 (=1 forces it on, for measuring with a wrapper binary).
+   */
+  protected override inProcessRuntime(): InProcessRuntime | undefined {
+    const env = process.env.BULKHEAD_VM_IN_PROCESS;
+    if (env === '0' || (this.opts.binary !== undefined && env !== '1')) return undefined;
+    const root = this.stateDir;
+    return (args, { signal, timeoutMs }) => {
+      const [sub, ...rest] = args;
+      let op: (() => Promise<string>) | undefined;
+      if (sub === 'start' && rest.length === 1) op = async () => { await (await import('../../vm/cmd/start.ts')).startContainer(root, rest[0]!, timeoutMs); return ''; };
+      else if (sub === 'state' && rest.length === 1) op = async () => (await import('../../vm/cmd/state.ts')).containerState(root, rest[0]!);
+      else if (sub === 'kill' && (rest.length === 1 || rest.length === 2)) op = async () => { await (await import('../../vm/cmd/kill.ts')).killContainer(root, rest[0]!, rest[1] ?? 'SIGTERM', false, timeoutMs); return ''; };
+      else if (sub === 'delete' && rest.length === 2 && rest[0] === '--force') op = async () => { await (await import('../../vm/cmd/delete.ts')).deleteContainer(root, rest[1]!, true); return ''; };
+      return op ? bounded(op(), `bulkhead-vm ${sub}`, timeoutMs, signal) : undefined;
+    };
+  }
+
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
     if (opts.pod.role === 'container' && !opts.pod.sandboxContainerId) throw new InvalidArgumentError('microvm: an app container needs pod.sandboxContainerId (it runs inside the pod\'s VM)');
     spec.annotations = spec.annotations ?? {};
@@ -213,4 +237,19 @@ export class MicrovmBackend extends ConmonBackend {
     details.accelReason = a.reason;
     return { available: true, details };
   }
+}
+
+/**
+ * `p` within `timeoutMs` and until `signal` aborts, as a spawned runtime call would be (each
+ * in-process operation bounds its own socket waits too, so nothing is left waiting for ever).
+ */
+function bounded<T>(p: Promise<T>, what: string, timeoutMs: number, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const done = (): void => { clearTimeout(t); signal?.removeEventListener('abort', onAbort); };
+    const onAbort = (): void => { done(); reject(new AbortedError(`${what} aborted`)); };
+    const t = setTimeout(() => { done(); reject(new DeadlineExceededError(`${what} did not finish within ${timeoutMs} ms`)); }, timeoutMs);
+    if (signal?.aborted) { onAbort(); return; }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { done(); resolve(v); }, (e: unknown) => { done(); reject(e instanceof Error ? e : new Error(String(e))); });
+  });
 }

@@ -67,9 +67,9 @@ export function closeReadyPipe(child: ReturnType<typeof spawn>): void {
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
 }
 
-/** One connection to the pod's VM supervisor for `f`. */
-export async function withPod<T>(rec: ContainerRecord, f: (c: VmdClient) => Promise<T>): Promise<T> {
-  const c = await VmdClient.connect(join(rec.podDir, 'vmd.sock'));
+/** One connection to the pod's VM supervisor for `f` (`connectTimeoutMs` bounds the connect). */
+export async function withPod<T>(rec: ContainerRecord, f: (c: VmdClient) => Promise<T>, connectTimeoutMs?: number): Promise<T> {
+  const c = await VmdClient.connect(join(rec.podDir, 'vmd.sock'), undefined, connectTimeoutMs);
   try { return await f(c); } finally { c.close(); }
 }
 

@@ -20,48 +20,55 @@ const command: VmCommand = {
   flags: { force: { type: 'boolean', short: 'f' } },
   byId: true,
   async run({ global: g, flags, args }) {
-    const id = checkId(args[0]);
-    const force = bool(flags, 'force');
-    let rec: ContainerRecord;
-    try { rec = await readRecord(g.root, id); } catch (e) {
-      if (force && errorReason(e) === 'BH_CONTAINER_NOT_FOUND') {
-        // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
-        const pdir = podDir(g.root, id);
-        if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await removeVmmCgroups(pdir); await releaseShare(shareDir(pdir)); await rm(pdir, { recursive: true, force: true }); }
-        return 0;
-      }
-      throw e;
-    }
-    const st = await status(g.root, rec);
-    if (st.status === 'running' && !force) {
-      throw new FailedPreconditionError(`container "${id}" is running; stop it first or use --force`);
-    }
-    // Bounded throughout: a wedged supervisor costs at most the request timeout, then its processes
-    // are ended by pid (verified by start time), SIGKILL after a short grace.
-    const sock = join(rec.podDir, 'vmd.sock');
-    if (existsSync(sock)) {
-      try {
-        const c = await VmdClient.connect(sock, undefined, force ? 2000 : 10_000);
-        try { await c.request('delete', { name: id }, force ? 2000 : 30_000); } finally { c.close(); }
-      } catch (e) {
-        if (!force && errorCode(e) !== 'Unavailable') throw e;
-      }
-    }
-    if (alive(rec.pid) && (rec.pidStart === undefined || liveStartTime(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
-    if (rec.sandbox) {
-      // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
-      for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
-      await killPodProcesses(rec.podDir, force ? 500 : 2000);
-      await removeVmmCgroups(rec.podDir);
-      await releaseShare(shareDir(rec.podDir));
-      await rm(rec.podDir, { recursive: true, force: true });
-    } else await detachVolumes(shareDir(rec.podDir), id);
-    const created = JSON.parse(readFileSafe(join(containerDir(g.root, id), 'create.json')) || '{}') as { image?: unknown };
-    await rm(containerDir(g.root, id), { recursive: true, force: true });
-    await indexRemove(id, containerDir(g.root, id));
-    // The container's disk image goes once no other container uses it.
-    if (typeof created.image === 'string') await releaseRootfsImage(created.image, containerDir(g.root, id)).catch(() => {});
+    await deleteContainer(g.root, checkId(args[0]), bool(flags, 'force'));
     return 0;
   },
 };
 export default command;
+
+/**
+ * Deletes container `id` under `root` (`force`: a running one too; a sandbox container takes its pod
+ * VM along). Bounded throughout (see below). The microvm backend calls it in-process.
+ */
+export async function deleteContainer(root: string, id: string, force: boolean): Promise<void> {
+  checkId(id);
+  let rec: ContainerRecord;
+  try { rec = await readRecord(root, id); } catch (e) {
+    if (force && errorReason(e) === 'BH_CONTAINER_NOT_FOUND') {
+      // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
+      const pdir = podDir(root, id);
+      if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await removeVmmCgroups(pdir); await releaseShare(shareDir(pdir)); await rm(pdir, { recursive: true, force: true }); }
+      return;
+    }
+    throw e;
+  }
+  const st = await status(root, rec);
+  if (st.status === 'running' && !force) {
+    throw new FailedPreconditionError(`container "${id}" is running; stop it first or use --force`);
+  }
+  // Bounded throughout: a wedged supervisor costs at most the request timeout, then its processes
+  // are ended by pid (verified by start time), SIGKILL after a short grace.
+  const sock = join(rec.podDir, 'vmd.sock');
+  if (existsSync(sock)) {
+    try {
+      const c = await VmdClient.connect(sock, undefined, force ? 2000 : 10_000);
+      try { await c.request('delete', { name: id }, force ? 2000 : 30_000); } finally { c.close(); }
+    } catch (e) {
+      if (!force && errorCode(e) !== 'Unavailable') throw e;
+    }
+  }
+  if (alive(rec.pid) && (rec.pidStart === undefined || liveStartTime(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
+  if (rec.sandbox) {
+    // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
+    for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
+    await killPodProcesses(rec.podDir, force ? 500 : 2000);
+    await removeVmmCgroups(rec.podDir);
+    await releaseShare(shareDir(rec.podDir));
+    await rm(rec.podDir, { recursive: true, force: true });
+  } else await detachVolumes(shareDir(rec.podDir), id);
+  const created = JSON.parse(readFileSafe(join(containerDir(root, id), 'create.json')) || '{}') as { image?: unknown };
+  await rm(containerDir(root, id), { recursive: true, force: true });
+  await indexRemove(id, containerDir(root, id));
+  // The container's disk image goes once no other container uses it.
+  if (typeof created.image === 'string') await releaseRootfsImage(created.image, containerDir(root, id)).catch(() => {});
+}

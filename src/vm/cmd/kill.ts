@@ -5,6 +5,15 @@ import { checkId, readRecord, status } from '../state.ts';
 import { withPod, type VmCommand } from './common.ts';
 import { bool } from './flags.ts';
 
+/** Signals container `id` under `root` (`signal`: a name or number); the microvm backend calls it in-process. */
+export async function killContainer(root: string, id: string, signal: string, all: boolean, timeoutMs?: number): Promise<void> {
+  const sig = signalNumber(signal);
+  const rec = await readRecord(root, checkId(id));
+  const st = await status(root, rec);
+  if (st.status === 'stopped') throw new FailedPreconditionError(`container "${id}" is not running`);
+  await withPod(rec, (c) => c.request('kill', { name: id, signal: sig, all }, timeoutMs), timeoutMs);
+}
+
 const command: VmCommand = {
   name: 'kill',
   synopsis: 'bulkhead-vm kill [--all] ID [SIGNAL]',
@@ -12,12 +21,7 @@ const command: VmCommand = {
   flags: { all: { type: 'boolean', short: 'a' } },
   byId: true,
   async run({ global: g, flags, args }) {
-    const id = checkId(args[0]);
-    const sig = signalNumber(args[1] ?? 'SIGTERM');
-    const rec = await readRecord(g.root, id);
-    const st = await status(g.root, rec);
-    if (st.status === 'stopped') throw new FailedPreconditionError(`container "${id}" is not running`);
-    await withPod(rec, (c) => c.request('kill', { name: id, signal: sig, all: bool(flags, 'all') }));
+    await killContainer(g.root, checkId(args[0]), args[1] ?? 'SIGTERM', bool(flags, 'all'));
     return 0;
   },
 };

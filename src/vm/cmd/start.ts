@@ -5,6 +5,15 @@ import { FailedPreconditionError } from '../../errors.ts';
 import { checkId, containerDir, readRecord, status } from '../state.ts';
 import { withPod, type VmCommand } from './common.ts';
 
+/** Starts container `id` under `root`; the microvm backend calls it in-process (no bulkhead-vm process). */
+export async function startContainer(root: string, id: string, timeoutMs?: number): Promise<void> {
+  const rec = await readRecord(root, checkId(id));
+  const st = await status(root, rec);
+  if (st.status !== 'created') throw new FailedPreconditionError(`container "${id}" is ${st.status}, not created`);
+  await withPod(rec, (c) => c.request('start', { name: id }, timeoutMs), timeoutMs);
+  await writeFile(join(containerDir(root, id), 'started'), new Date().toISOString());
+}
+
 const command: VmCommand = {
   name: 'start',
   synopsis: 'bulkhead-vm start ID',
@@ -12,12 +21,7 @@ const command: VmCommand = {
   flags: {},
   byId: true,
   async run({ global: g, args }) {
-    const id = checkId(args[0]);
-    const rec = await readRecord(g.root, id);
-    const st = await status(g.root, rec);
-    if (st.status !== 'created') throw new FailedPreconditionError(`container "${id}" is ${st.status}, not created`);
-    await withPod(rec, (c) => c.request('start', { name: id }));
-    await writeFile(join(containerDir(g.root, id), 'started'), new Date().toISOString());
+    await startContainer(g.root, checkId(args[0]));
     return 0;
   },
 };
