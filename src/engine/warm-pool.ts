@@ -87,7 +87,7 @@ export class WarmPools implements SandboxPool {
       if (!Number.isInteger(s.size) || s.size < 0 || s.size > MAX_POOL_SIZE) throw new InvalidArgumentError(`warm pool ${s.handler}/${s.level}: size must be 0..${MAX_POOL_SIZE}`);
       const backend = ctx.opts.backends.get(s.handler);
       if (!backend) throw new InvalidArgumentError(`warm pool ${s.handler}/${s.level}: handler ${s.handler} is not configured`);
-      if (!backend.podSandbox.adopt) throw new InvalidArgumentError(`warm pool ${s.handler}/${s.level}: the ${backend.name} backend's sandboxes cannot be pooled (pools: gvisor)`);
+      if (!backend.podSandbox.adopt) throw new InvalidArgumentError(`warm pool ${s.handler}/${s.level}: the ${backend.name} backend's sandboxes cannot be pooled (pools: gvisor, microvm)`);
       if (s.size === 0) continue;
       const k = keyOf(s.handler, s.level);
       if (this.#pools.has(k)) throw new InvalidArgumentError(`warm pool ${s.handler}/${s.level} is configured twice`);
@@ -257,7 +257,8 @@ export class WarmPools implements SandboxPool {
       rec.runtime.ips = net.ips;
       signal.throwIfAborted();
       const spec = await buildPodPauseSpec({ id: file.sandboxId, pod: rec, rootfs, files: { hostname: '', hosts: '', resolvConf: '' } });
-      const state = await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), { sandboxContainer: true }, {
+      // the member's sandbox is its level's (a VM template's sharing scope is keyed by it)
+      const state = await backend.podSandbox.create({ ...sandboxSpecOf(ctx.opts, rec), ...(s.level ? { trustLevel: s.level } : {}) }, { sandboxContainer: true }, {
         sandboxId: file.sandboxId, name: `warm-pool_${s.handler}_${id.slice(0, 12)}`, logPath: join(file.podDir, 'pause.log'), signal,
         sandboxSpec: async () => spec,
       });

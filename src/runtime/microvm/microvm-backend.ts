@@ -26,6 +26,7 @@ import { FailedPreconditionError, InternalError, InvalidArgumentError } from '..
 import { readCgroupStats } from '../../cgroup/stats.ts';
 import type { InProcessRuntime } from '../conmon/driver.ts';
 import { AbortedError, DeadlineExceededError } from '../../errors.ts';
+import { VmPoolAdoption } from './pool-adoption.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
@@ -114,7 +115,15 @@ export class MicrovmBackend extends ConmonBackend {
     }),
     dialVia: () => 'sandbox',
     check: refuseHostNamespaces,
+    // warm pools (./pool-adoption.ts)
+    setHostname: (id, hostname, signal) => this.#pool.setHostname(id, hostname, signal),
+    armHostname: (id) => { this.#pool.arm(id); },
+    setCgroupsPath: async (id, path) => {
+      await this.#pool.movedTo(id, await this.driver.cgroupsPath(id), path);
+      await this.driver.setCgroupsPath(id, path);
+    },
   });
+  readonly #pool = new VmPoolAdoption(() => this.stateDir, this.log);
   readonly #assetsRoot: string;
   readonly #templateSharing: TemplateSharing | undefined;
 
@@ -171,6 +180,12 @@ export class MicrovmBackend extends ConmonBackend {
     // the namespaces are the pod strategy's (podSandbox): the sandbox's spec names the pod netns
     // (bulkhead-vm puts the VM's tap there), an app container's names none
     return spec;
+  }
+
+  /** Armed pooled VMs' hostname sessions end (their shells are killed in the guests); the VMs keep running. */
+  override async close(): Promise<void> {
+    this.#pool.close();
+    await super.close();
   }
 
   /** From the guest (the host cgroup of a container's supervisor says nothing about the guest). */

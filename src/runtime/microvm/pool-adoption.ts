@@ -1,0 +1,145 @@
+/**
+ * Warm pools for microvm pods (engine/warm-pool.ts): what a pooled pod VM needs when a pod adopts it.
+ *
+ * Fixed when the VM starts: its network (a member's netns has its IP already, and its VM was started
+ * with it: the kernel command line, or a clone's `U` identity), size, devices (the virtio-fs share:
+ * members boot with one unless their pool says `volumes = "none"`, see the engine's match), and its
+ * template scope (the member's trust level). Applied at adoption:
+ *
+ *  - the hostname: the sandbox container in the guest has its own UTS namespace, which every app
+ *    container of the pod joins (the agent's `join_uts`; app specs carry no hostname), set from the
+ *    sandbox spec at start — a member's has none. A pooled VM is armed (`arm`): an exec session in the
+ *    sandbox container, a shell with CAP_SYS_ADMIN waiting on its stdin, held by this daemon over the
+ *    VM supervisor's socket (no host process); adoption writes the name and waits for the exit (one
+ *    round trip through the supervisor and the agent). The session ends with the connection: a daemon
+ *    that dies takes it with it. Not armed (or the armed shell failed): a one-shot exec of the same shell.
+ *  - /etc/hosts and resolv.conf: nothing to do, their contents travel in each container's request.
+ *  - the cgroup: the engine moves every process of the VM's cgroup (QEMU, virtiofsd and its child)
+ *    to the pod's cgroup_parent (cgroup/move.ts); `movedTo` then rewrites the pod VM's record of its
+ *    cgroups (`<podDir>/cgroups.json`, which the supervisor and `delete` remove) to name the new
+ *    place, and the bundle's cgroupsPath (stats).
+ */
+import { join } from 'node:path';
+import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
+import { VmdClient } from '../../vm/client.ts';
+import { readRecord } from '../../vm/state.ts';
+import type { Frame } from '../../vm/protocol.ts';
+import { processKv } from '../../vm/spec.ts';
+import { cleanCgroupPath } from '../../cgroup/hierarchy.ts';
+import { JournalFile } from '../../cgroup/tree.ts';
+import type { Logger } from '../../util/log.ts';
+
+/** Reads one line (the hostname; empty = none) and sets it in the sandbox's UTS namespace. */
+const SHELL = 'read -r h || exit 3; [ -z "$h" ] || /bin/busybox hostname "$h"';
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/;
+const EXIT_TIMEOUT_MS = 10_000;
+
+interface Armed { client: VmdClient; gid: number; exit: Promise<number> }
+
+/** One exec session of the shell in the sandbox container; resolves once the guest started it. */
+async function startShell(stateDir: string, sandboxId: string, signal?: AbortSignal): Promise<Armed> {
+  const rec = await readRecord(stateDir, sandboxId);
+  const client = await VmdClient.connect(join(rec.podDir, 'vmd.sock'), signal, 10_000);
+  try {
+    const caps = ['CAP_SYS_ADMIN'];
+    const kv = processKv({
+      args: ['/bin/busybox', 'sh', '-c', SHELL], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, noNewPrivileges: true,
+      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
+    }).map(([k, v]) => [k, String(v)] as [string, string]);
+    // the session's frames may come right after the answer: listen first
+    let gid = -1;
+    const early: Frame[] = [];
+    let settle!: (code: number) => void;
+    const exit = new Promise<number>((resolve) => { settle = resolve; });
+    client.on('frame', (f) => {
+      if (gid < 0) { early.push(f); return; }
+      if (f.id === gid && f.type === 'X') settle(Number(f.payload.toString()));
+    });
+    client.on('gone', () => settle(-1));
+    const r = await client.request<{ id: number }>('exec', { name: sandboxId, kv }, 20_000);
+    gid = r.id;
+    for (const f of early) if (f.id === gid && f.type === 'X') settle(Number(f.payload.toString()));
+    return { client, gid, exit };
+  } catch (e) {
+    client.close();
+    throw e;
+  }
+}
+
+export class VmPoolAdoption {
+  readonly #stateDir: () => string;
+  readonly #log: Logger;
+  readonly #armed = new Map<string, Promise<Armed | undefined>>();
+  #closed = false;
+
+  constructor(stateDir: () => string, log: Logger) {
+    this.#stateDir = stateDir;
+    this.#log = log;
+  }
+
+  /** A pooled VM runs: its hostname shell waits in the sandbox container from now on. */
+  arm(sandboxId: string): void {
+    if (this.#closed || this.#armed.has(sandboxId)) return;
+    const p = startShell(this.#stateDir(), sandboxId).then((a) => {
+      // a VM that goes away (removed from the pool) ends the session; the entry goes with it
+      void a.exit.then(() => { if (this.#armed.get(sandboxId) === p) this.#armed.delete(sandboxId); a.client.close(); });
+      return a;
+    }, (e: unknown) => {
+      this.#log.warn('cannot arm a pooled pod VM for its hostname; adoption will run a one-shot exec', { sandbox: sandboxId, err: e });
+      if (this.#armed.get(sandboxId) === p) this.#armed.delete(sandboxId);
+      return undefined;
+    });
+    this.#armed.set(sandboxId, p);
+  }
+
+  /** Sets the pod's hostname ('' = none) in a pooled VM's sandbox UTS namespace. */
+  async setHostname(sandboxId: string, hostname: string, signal: AbortSignal): Promise<void> {
+    if (hostname && !HOSTNAME.test(hostname)) throw new InvalidArgumentError('microvm: the pod hostname is not a valid host name (letters, digits, dots and dashes, 1-253 characters)');
+    const pending = this.#armed.get(sandboxId);
+    this.#armed.delete(sandboxId);
+    const armed = pending ? await pending : undefined;
+    if (armed) {
+      const code = await this.#give(armed, hostname, signal);
+      if (code === 0) return;
+      this.#log.warn('armed hostname shell of a pooled pod VM failed; running a one-shot exec', { sandbox: sandboxId, exit: code });
+    }
+    if (!hostname) return;
+    const once = await startShell(this.#stateDir(), sandboxId, signal);
+    const code = await this.#give(once, hostname, signal);
+    if (code !== 0) throw new InternalError(`microvm: setting the pod hostname in VM ${sandboxId.slice(0, 12)} failed (exit ${code}); the pod starts cold`);
+  }
+
+  async #give(a: Armed, hostname: string, signal: AbortSignal): Promise<number> {
+    try {
+      if (a.client.goneReason !== undefined) return -1;
+      a.client.send('I', a.gid, `${hostname}\n`);
+      a.client.send('I', a.gid);
+      let t: NodeJS.Timeout | undefined;
+      const timeout = new Promise<number>((resolve) => { t = setTimeout(() => resolve(-2), EXIT_TIMEOUT_MS); });
+      const aborted = new Promise<number>((resolve) => signal.addEventListener('abort', () => resolve(-3), { once: true }));
+      try { return await Promise.race([a.exit, timeout, aborted]); } finally { clearTimeout(t); }
+    } finally {
+      a.client.close();
+    }
+  }
+
+  /**
+   * The engine moved the VM's processes from cgroup `from` to `to`: the pod VM's record of its
+   * cgroups names the new directories, so whoever removes the pod removes them.
+   */
+  async movedTo(sandboxId: string, from: string, to: string): Promise<void> {
+    const src = cleanCgroupPath(from);
+    const dst = cleanCgroupPath(to);
+    if (!src || !dst) throw new FailedPreconditionError(`microvm: VM ${sandboxId.slice(0, 12)} has no cgroup to move from`);
+    const rec = await readRecord(this.#stateDir(), sandboxId);
+    const journal = new JournalFile(join(rec.podDir, 'cgroups.json'));
+    for (const d of journal.dirs()) if (d.endsWith(`/${src}`)) journal.add(`${d.slice(0, -src.length)}${dst}`);
+  }
+
+  /** The daemon closes: armed sessions end (their shells are killed in the guests). */
+  close(): void {
+    this.#closed = true;
+    for (const p of this.#armed.values()) void p.then((a) => a?.client.close());
+    this.#armed.clear();
+  }
+}
