@@ -11,7 +11,11 @@
 // one without a pool, and against `podman run --rm --network none --runtime runsc` (ptrace, as
 // bench/run.ts wraps it), interleaved round by round.
 //
-//   node bench/pool.ts [--handler gvisor] [--runs 20] [--size 2] [--cli] [--cli-runs 10]
+// --handler microvm: pod VMs (QEMU; TCG here, so a cold start is a boot of seconds): members boot
+// with their virtio-fs share; cold pods boot too, and with --clones also as template clones (pods
+// annotated io.bulkhead.vm.volumes=none, the fastest cold path). Fewer runs suit it (--runs 5).
+//
+//   node bench/pool.ts [--handler gvisor|microvm] [--runs 20] [--size 2] [--clones] [--cli] [--cli-runs 10]
 import { randomUUID } from 'node:crypto';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +25,7 @@ import type { PodSandboxConfig } from '../src/api/cri.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 import { resolveBinary } from '../src/runtime/conmon/driver.ts';
 import { run } from '../src/util/exec.ts';
+import { ASSETS } from '../harness/vm-assets.ts';
 
 const { values } = parseArgs({
   options: {
@@ -28,6 +33,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '20' },
     size: { type: 'string', default: '2' },
     cli: { type: 'boolean', default: false },
+    clones: { type: 'boolean', default: false },
     'cli-runs': { type: 'string', default: '10' },
   },
 });
@@ -48,8 +54,9 @@ name = "pooled"
 trust = "pooled"
 namespaces = ["bench-pooled"]
 `;
+const handlerConfig = handler === 'microvm' ? { backend: handler, runtime_args: ['--assets', ASSETS] } : { backend: handler };
 const d = await startTestDaemon({
-  name: 'bulkhead-bench-pool-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info',
+  name: 'bulkhead-bench-pool-', handlers: { [handler]: handlerConfig }, defaultHandler: handler, logLevel: 'info',
   policy: { toml: POLICY }, extraToml: `[pools]\n[pools.${handler}]\npooled = ${size}\n`,
 });
 
@@ -76,16 +83,17 @@ async function full(): Promise<void> {
 
 type Variant = 'hostname' | 'no hostname' | 'hostname + cgroup_parent';
 
-async function start(ns: string, v: Variant, i: number): Promise<number> {
+async function start(ns: string, v: Variant, i: number, clone = false): Promise<number> {
   const uid = randomUUID();
   const cfg: PodSandboxConfig = {
     metadata: { name: `p${i}`, namespace: ns, uid, attempt: 0 },
+    ...(clone ? { annotations: { 'io.bulkhead.vm.volumes': 'none' } } : {}),
     // as the kubelet sends it: a hostname, and a cgroup parent of the pod's own
     linux: v === 'hostname + cgroup_parent' ? { cgroupParent: `/bulkhead/bench-pool-${process.pid}/pod${uid}` } : {},
     ...(v !== 'no hostname' ? { hostname: `bench-${i}` } : {}),
   };
   const t0 = performance.now();
-  const id = await d.client.runPodSandbox(cfg, handler);
+  const id = await d.client.runPodSandbox(cfg, handler, { timeoutMs: 300_000 });
   const ms = performance.now() - t0;
   const st = (await d.client.podSandboxStatus(id)).status.state;
   if (st !== 'SANDBOX_READY') throw new Error(`pod ${id} is ${st}`);
@@ -100,23 +108,26 @@ try {
   for (const v of ['hostname', 'no hostname', 'hostname + cgroup_parent'] as const) {
     const warm: number[] = [];
     const cold: number[] = [];
+    const clones: number[] = [];
     const before = await pool();
     for (let i = 0; i < runs; i++) {
       await full();
       warm.push(await start('bench-pooled', v, i));
       cold.push(await start('bench-cold', v, i));
+      if (values.clones && handler === 'microvm') clones.push(await start('bench-cold', v, i, true));
     }
     const after = await pool();
     if (after.hits - before.hits !== runs || after.misses !== before.misses) throw new Error(`expected ${runs} hits and no miss, got ${after.hits - before.hits} hits, ${after.misses - before.misses} misses`);
     rows.push([`${handler} warm pool, ${v}`, warm], [`${handler} cold start, ${v}`, cold]);
+    if (clones.length > 0) rows.push([`${handler} warm pool, ${v}`, warm], [`${handler} cold clone (volumes=none), ${v}`, clones]);
   }
   process.stdout.write(`RunPodSandbox → READY, ${runs} runs each, pool size ${size} (claims waited for a full pool)\n`);
-  process.stdout.write(`${'what'.padEnd(48)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
-  for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(48)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
+  process.stdout.write(`${'what'.padEnd(56)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
+  for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(56)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
   for (let i = 0; i < rows.length; i += 2) {
     const w = rows[i]![1];
     const c = rows[i + 1]![1];
-    process.stdout.write(`${rows[i]![0]}: p50 ${(pct(c, 50) / pct(w, 50)).toFixed(1)}x faster than cold\n`);
+    process.stdout.write(`${rows[i]![0]}: p50 ${(pct(c, 50) / pct(w, 50)).toFixed(1)}x faster than ${rows[i + 1]![0]}\n`);
   }
 } finally {
   await d.close();
