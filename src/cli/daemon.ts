@@ -67,6 +67,11 @@ export interface EnsureDaemonOptions {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Where the daemon's gRPC server listens behind its public socket `socket` (src/cri/server.ts names it). */
+export function directSocket(socket: string): string {
+  return `${socket}.grpc`;
+}
+
 /** The log a daemon started by the CLI writes to. */
 export function daemonLogPath(global: GlobalOptions): string {
   return join(global.root, 'daemon.log');
@@ -97,6 +102,13 @@ async function waitForHolder(global: GlobalOptions, pid: number, ms: number, opt
  * (pid N, log ...)" when `started`.
  */
 export async function ensureDaemon(global: GlobalOptions, opts: EnsureDaemonOptions = {}): Promise<EnsureDaemonResult> {
+  // The gRPC server's own socket first: the public one is a relay that fixes `:authority` for older
+  // Go clients (src/cri/server.ts, src/wire/authority-relay.ts), a hop this client does not need on
+  // each call. Same directory, same mode (0600): nothing is reachable there that is not through the
+  // public socket. Not there or not answering (an older daemon, no access): the public socket.
+  try {
+    return { client: await connect(directSocket(global.socket), { timeoutMs: 2000 }), started: null };
+  } catch { /* the public socket */ }
   // one connection attempt; it fails at once when nothing listens on the socket
   try {
     return { client: await connect(global.socket, { timeoutMs: 2000 }), started: null };

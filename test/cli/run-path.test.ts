@@ -2,10 +2,11 @@
 // conmon, through a client that records each call: the pod is made while the image is looked up,
 // the exit code comes with the STOPPED event (no status round trip after it, none polled while the
 // event stream is open), and a run whose image cannot be had leaves no pod, with or without --rm.
+// The CLI talks to the gRPC server's own socket, not through the public socket's relay.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
@@ -86,6 +87,20 @@ describe('bulkhead run: its round trips', () => {
     assert.deepEqual(after, ['call removePodSandbox'], `calls after the exit event: ${log.join(', ')}`);
     assert.ok(!log.includes('call containerStatus'), `no status polled while the event stream was open: ${log.join(', ')}`);
     assert.equal((await client.listPodSandbox()).length, 0, '--rm leaves no pod');
+  });
+
+  it('the CLI calls the gRPC server on its own socket (no relay hop): it works with the public socket moved away', { timeout: 120_000 }, async () => {
+    const direct = `${d.socket}.grpc`;
+    await rename(d.socket, `${d.socket}.away`);
+    try {
+      const r = await runCli(d, ['images', '--json']);
+      assert.equal(r.code, 0, `with only the server's own socket there: ${r.stderr}`);
+      assert.match(r.stdout, /run-path/);
+    } finally {
+      await rename(`${d.socket}.away`, d.socket);
+    }
+    // (the other way round cannot be made: the public socket's relay connects to the server's own)
+    assert.ok((await lstat(direct)).isSocket());
   });
 
   it('an image that cannot be had: the pod made meanwhile is removed, with and without --rm', { timeout: 120_000 }, async () => {
