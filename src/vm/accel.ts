@@ -9,8 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import type { GuestAssets } from './assets.ts';
-import { kvmDevicePresent, QemuVmm } from './qemu.ts';
-import { waitForHello } from './vmd.ts';
 import type { Accel } from './vmm.ts';
 
 export interface AccelResult { accel: Accel; reason: string; key: string }
@@ -25,6 +23,8 @@ export async function detectAccel(assets: GuestAssets, opts: { timeoutMs?: numbe
     } catch { /* probe */ }
   }
   let result: AccelResult;
+  // the QEMU driver and the supervisor's hello wait only for a probe: every sandbox `create` reads the cache above
+  const { kvmDevicePresent, QemuVmm } = await import('./qemu.ts');
   if (!kvmDevicePresent()) {
     result = { accel: 'tcg', reason: '/dev/kvm does not exist', key };
   } else {
@@ -35,7 +35,7 @@ export async function detectAccel(assets: GuestAssets, opts: { timeoutMs?: numbe
         drives: [], consoleLog: join(dir, 'console.log'), workDir: dir,
       }, opts.signal);
       try {
-        await waitForHello(vm, opts.timeoutMs ?? 20_000);
+        await (await import('./vmd.ts')).waitForHello(vm, opts.timeoutMs ?? 20_000);
         result = { accel: 'kvm', reason: 'a guest booted under KVM and its agent answered', key };
       } catch (e) {
         result = { accel: 'tcg', reason: `KVM did not run a guest: ${(e as Error).message.split('\n')[0]}`, key };

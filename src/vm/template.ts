@@ -35,35 +35,12 @@ import { checkAgentProtocol, SLOT_BYTES, SLOT_COUNT, waitForHello } from './vmd.
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle } from './vmm.ts';
 
 export { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from './annotations.ts';
+export { parseTemplateSharing, TEMPLATE_SHARING, templateScope, type TemplateSharing } from './template-sharing.ts';
 
 /** Bumped when a template's make-up changes in a way its inputs below do not show. */
 const TEMPLATE_FORMAT = 1;
 /** The MAC of a template's NIC; the agent gives each clone its pod's (identity, `U`). */
 export const TEMPLATE_MAC = '02:42:42:00:00:01';
-
-/**
- * Who may share a template's memory (setting `[vm] template_sharing`, bulkhead-vm
- * `--template-sharing`): 'level' = pods of one trust level (the default), 'node' = every pod on the
- * node, 'none' = no templates (every pod VM boots).
- */
-export type TemplateSharing = 'level' | 'node' | 'none';
-export const TEMPLATE_SHARING: readonly TemplateSharing[] = ['level', 'node', 'none'];
-
-export function parseTemplateSharing(v: string | undefined, what: string): TemplateSharing | undefined {
-  if (v === undefined) return undefined;
-  if (!(TEMPLATE_SHARING as readonly string[]).includes(v)) throw new InvalidArgumentError(`${what} must be one of ${TEMPLATE_SHARING.join(', ')}`);
-  return v as TemplateSharing;
-}
-
-/** The sharing scope of a pod's template: its trust level (setting 'level') or "node"; undefined = no template. */
-export function templateScope(sharing: TemplateSharing, trustLevel: string | undefined): string | undefined {
-  if (sharing === 'none') return undefined;
-  if (sharing === 'node') return 'node';
-  // a pod whose level the runtime was not told shares only with other such pods; a level name
-  // with other characters is hashed (never merged with another level)
-  if (!trustLevel) return 'level:(unknown)';
-  return /^[A-Za-z0-9_.-]{1,64}$/.test(trustLevel) ? `level:${trustLevel}` : `level:#${createHash('sha256').update(trustLevel).digest('hex').slice(0, 16)}`;
-}
 
 export function templatesDir(root: string): string { return join(root, 'templates'); }
 

@@ -60,7 +60,8 @@ export async function deleteContainer(root: string, id: string, force: boolean):
   if (alive(rec.pid) && (rec.pidStart === undefined || liveStartTime(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
   if (rec.sandbox) {
     // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
-    for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 100));
+    // (it takes ~20-30 ms after its answer: polled often, not every 100 ms — the poll was most of a pod's removal)
+    for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 10));
     await killPodProcesses(rec.podDir, force ? 500 : 2000);
     await removeVmmCgroups(rec.podDir);
     await releaseShare(shareDir(rec.podDir));

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { InvalidArgumentError } from '../../errors.ts';
 import type { FlagSpec, FlagValues } from '../../util/command.ts';
 import { DEFAULT_ROOT } from '../state.ts';
-import { parseTemplateSharing, type TemplateSharing } from '../template.ts';
+import { parseTemplateSharing, type TemplateSharing } from '../template-sharing.ts';
 import type { Accel } from '../vmm.ts';
 import { str } from './flags.ts';
 

@@ -2,7 +2,7 @@
 import { FailedPreconditionError } from '../../errors.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from '../annotations.ts';
-import { templateScope } from '../template.ts';
+import { templateScope } from '../template-sharing.ts';
 import type { VmGlobal } from './global.ts';
 
 
