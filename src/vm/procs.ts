@@ -77,10 +77,11 @@ export async function killPodProcesses(podDir: string, graceMs = 1500): Promise<
   const signal = (sig: NodeJS.Signals): void => { for (const p of pids) { if (ours(p)) { try { process.kill(p, sig); } catch { /* gone */ } } } };
   if (graceMs > 0) {
     signal('SIGTERM');
-    for (const until = Date.now() + graceMs; Date.now() < until && pids.some(ours);) await new Promise((r) => setTimeout(r, 50));
+    // polled often: a supervisor finishing its own cleanup exits within a few ms (a pod removal waits on this)
+    for (const until = Date.now() + graceMs; Date.now() < until && pids.some(ours);) await new Promise((r) => setTimeout(r, 10));
   }
   pids = pids.filter(ours);
   signal('SIGKILL');
-  for (const until = Date.now() + 3000; Date.now() < until && pids.some(ours);) await new Promise((r) => setTimeout(r, 50));
+  for (const until = Date.now() + 3000; Date.now() < until && pids.some(ours);) await new Promise((r) => setTimeout(r, 10));
   return pids.filter(ours);
 }
