@@ -6,6 +6,8 @@
  *   [pools.gvisor]           # a configured handler whose sandboxes can be pooled
  *   untrusted = 2            # trust level = ready sandboxes kept for its pods (0..64)
  *   trusted = { size = 1, network = "none" }   # members with a loopback-only netns (pods run with no network)
+ *   [pools.microvm]
+ *   untrusted = { size = 1, volumes = "none" }  # VMs without a virtio-fs share (template clones), for pods annotated io.bulkhead.vm.volumes=none
  *
  * A pool's members are set up with the level's network settings (egress guard, host-network
  * permission: what the decision of each of its pods carries), so they are read from the policy.
@@ -40,15 +42,18 @@ export function parsePoolsConfig(raw: unknown, handlers: readonly string[], poli
       if (!l) throw new InvalidArgumentError(`config: pools.${key}.${level.slice(0, 64)}: the policy (${policy.source}) has no trust level of that name (levels: ${Object.keys(policy.levels).join(', ')})`);
       let size: unknown = n;
       let network: 'bridge' | 'none' | undefined;
+      let volumes: 'none' | undefined;
       if (isTable(n)) {
-        for (const k of Object.keys(n)) if (k !== 'size' && k !== 'network') throw new InvalidArgumentError(`config: unknown key pools.${key}.${level}.${k.slice(0, 64)} (allowed: size, network)`);
+        for (const k of Object.keys(n)) if (k !== 'size' && k !== 'network' && k !== 'volumes') throw new InvalidArgumentError(`config: unknown key pools.${key}.${level}.${k.slice(0, 64)} (allowed: size, network, volumes)`);
+        if (n.volumes !== undefined && n.volumes !== 'none' && n.volumes !== 'any') throw new InvalidArgumentError(`config: pools.${key}.${level}.volumes must be "none" or "any"`);
+        if (n.volumes === 'none') volumes = 'none';
         size = n.size;
         if (n.network !== undefined && n.network !== 'bridge' && n.network !== 'none') throw new InvalidArgumentError(`config: pools.${key}.${level}.network must be "bridge" or "none"`);
         network = n.network;
       }
       if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || size > MAX_SIZE) throw new InvalidArgumentError(`config: pools.${key}.${level} must be an integer 0..${MAX_SIZE} (or { size = N, network = "none" })`);
       total += size;
-      if (size > 0) out.pools.push({ handler: key, level, size, egressGuard: l.egressGuard, hostNetwork: l.allowHostNetwork, ...(network ? { network } : {}) });
+      if (size > 0) out.pools.push({ handler: key, level, size, egressGuard: l.egressGuard, hostNetwork: l.allowHostNetwork, ...(network ? { network } : {}), ...(volumes ? { volumes } : {}) });
     }
   }
   if (total > MAX_TOTAL) throw new InvalidArgumentError(`config: pools keep ${total} sandboxes in all; at most ${MAX_TOTAL}`);

@@ -5,6 +5,7 @@
 import type * as cri from '../api/cri.ts';
 import type { NetworkMode } from '../network/pod-network.ts';
 import type { OciSpec } from '../oci/spec.ts';
+import { VOLUMES_ANNOTATION } from '../vm/template.ts';
 
 /** One pool: how many members of `handler` for pods of trust `level`. */
 export interface WarmPoolSpec {
@@ -18,6 +19,12 @@ export interface WarmPoolSpec {
   hostNetwork: boolean;
   /** The members' network: 'bridge' (CNI, the default when the daemon has a pod network) or 'none' (loopback only; pods run with --network none). */
   network?: 'bridge' | 'none';
+  /**
+   * microvm: 'none' = members are VMs without a virtio-fs share (template clones), for pods that say
+   * they bind no volumes (annotation io.bulkhead.vm.volumes=none); absent = members boot with one
+   * and serve any pod.
+   */
+  volumes?: 'none';
 }
 
 /** A pool's figures (bulkhead info, metrics, the log). */
@@ -50,6 +57,8 @@ export interface PoolMember {
   podDir: string;
   egressGuard: boolean;
   hostNetwork: boolean;
+  /** 'none': the member's sandbox was started for pods that bind no volumes (WarmPoolSpec.volumes). */
+  volumes?: 'none';
   /** The member's pause spec without its hostname, as JSON (what an adopting pod's must equal). */
   pauseSpec: string;
 }
@@ -91,6 +100,7 @@ export function adoptionMismatch(config: cri.PodSandboxConfig, mode: NetworkMode
   if (ns?.ipc === 'NODE' || ns?.pid === 'NODE') return 'host IPC or PID namespace (fixed at sandbox start)';
   if (Object.keys(config.linux?.sysctls ?? {}).length > 0) return 'sysctls (set at sandbox start)';
   if ((config.portMappings ?? []).some((pm) => (pm.hostPort ?? 0) > 0)) return 'port mappings (published by CNI when the netns is set up)';
+  if (m.volumes === 'none' && config.annotations?.[VOLUMES_ANNOTATION] !== 'none') return `the pod may bind volumes and pool members have no virtio-fs share (pool volumes = "none"; a pod that binds none says so with the annotation ${VOLUMES_ANNOTATION}=none)`;
   if (egressGuard !== m.egressGuard || hostNetwork !== m.hostNetwork) return 'the pod\'s decision differs from its level\'s network settings (egress guard, host network)';
   return undefined;
 }

@@ -30,6 +30,7 @@ import { newId } from './ids.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { buildPodPauseSpec } from './container-spec.ts';
 import { sandboxSpecOf } from './sandbox-spec.ts';
+import { VOLUMES_ANNOTATION } from '../vm/template.ts';
 import { destroyPod, networkFor, pauseRootfsOf } from './pod-lifecycle.ts';
 import { comparablePauseSpec, type PoolMember, type SandboxPool, type WarmPoolSpec, type WarmPoolStatus } from './warm-pool-member.ts';
 
@@ -258,15 +259,19 @@ export class WarmPools implements SandboxPool {
       signal.throwIfAborted();
       const spec = await buildPodPauseSpec({ id: file.sandboxId, pod: rec, rootfs, files: { hostname: '', hosts: '', resolvConf: '' } });
       // the member's sandbox is its level's (a VM template's sharing scope is keyed by it)
-      const state = await backend.podSandbox.create({ ...sandboxSpecOf(ctx.opts, rec), ...(s.level ? { trustLevel: s.level } : {}) }, { sandboxContainer: true }, {
+      // and, with pool volumes = "none", for pods that bind no volumes (microvm: a template clone, no share)
+      const state = await backend.podSandbox.create({
+        ...sandboxSpecOf(ctx.opts, rec), ...(s.level ? { trustLevel: s.level } : {}), ...(s.volumes === 'none' ? { annotations: { [VOLUMES_ANNOTATION]: 'none' } } : {}),
+      }, { sandboxContainer: true }, {
         sandboxId: file.sandboxId, name: `warm-pool_${s.handler}_${id.slice(0, 12)}`, logPath: join(file.podDir, 'pause.log'), signal,
         sandboxSpec: async () => spec,
       });
-      backend.podSandbox.prepareAdoption?.(state);
+      await backend.podSandbox.prepareAdoption?.(state);
       signal.throwIfAborted();
       return {
         id, sandboxId: file.sandboxId, handler: s.handler, level: s.level, mode, netnsPath: rec.runtime.netnsPath, ips: net.ips,
         cgroupParent: file.cgroupParent, podDir: file.podDir, egressGuard: s.egressGuard, hostNetwork: s.hostNetwork, pauseSpec: comparablePauseSpec(spec),
+        ...(s.volumes === 'none' ? { volumes: 'none' as const } : {}),
       };
     } catch (err) {
       await this.#destroy(s.handler, file, 'fill failed');

@@ -26,6 +26,12 @@ min_isolation = "vm"
 allowed_sysctls = ["kernel.shm_rmid_forced"]
 [policy.levels.plain]
 min_isolation = "vm"
+[policy.levels.clone]
+min_isolation = "vm"
+[[policy.rules]]
+name = "pods whose members are template clones (no virtio-fs share)"
+trust = "clone"
+namespaces = ["vmpool-clone"]
 [[policy.rules]]
 name = "a level without a pool (cold pods to compare with)"
 trust = "plain"
@@ -45,7 +51,7 @@ describe('warm pools of microvm pods (CRI daemon, QEMU)', { skip, timeout: 900_0
     d = await startTestDaemon({
       name: 'bulkhead-vmpool-', policy: { toml: POLICY },
       handlers: { microvm: { backend: 'microvm', runtime_args: ['--assets', ASSETS] } },
-      extraToml: '[pools]\n[pools.microvm]\nuntrusted = 1\n', logLevel: 'debug',
+      extraToml: '[pools]\n[pools.microvm]\nuntrusted = 1\nclone = { size = 1, volumes = "none" }\n', logLevel: 'debug',
     });
     await d.client.pullImage(images.busybox);
   });
@@ -63,8 +69,8 @@ describe('warm pools of microvm pods (CRI daemon, QEMU)', { skip, timeout: 900_0
     }
     return out;
   }
-  const pool = async (): Promise<WarmPoolInfo> => ((await d.client.info()).warmPools ?? []).find((p) => p.handler === 'microvm' && p.level === 'untrusted')!;
-  const full = async (): Promise<void> => { await waitFor(async () => (await pool()).ready === 1, 300_000, 'the microvm pool full'); };
+  const pool = async (level = 'untrusted'): Promise<WarmPoolInfo> => ((await d.client.info()).warmPools ?? []).find((p) => p.handler === 'microvm' && p.level === level)!;
+  const full = async (): Promise<void> => { await waitFor(async () => (await pool()).ready === 1 && (await pool('clone')).ready === 1, 300_000, 'the microvm pools full'); };
 
   /** The pod VMs bulkhead-vm knows (sandbox containers): id, VM pod dir, QEMU's pid. */
   async function vms(): Promise<Vm[]> {
@@ -184,9 +190,35 @@ describe('warm pools of microvm pods (CRI daemon, QEMU)', { skip, timeout: 900_0
     await d.client.removePodSandbox(id);
   });
 
+  it('a pool of VMs without a virtio-fs share (volumes = "none", template clones of their level) serves only pods that bind no volumes; others start cold', async () => {
+    await full();
+    const before = await pool('clone');
+    const may = pod('may-bind', 'vmpool-clone', { hostname: 'may-bind' });
+    const coldId = await d.client.runPodSandbox(may, 'microvm', { timeoutMs: 240_000 });
+    assert.ok(!(await members()).has(coldId), 'a pod that may bind volumes took no clone member');
+    const mid = await pool('clone');
+    assert.equal(mid.misses, before.misses + 1);
+    assert.match(mid.lastMiss, /virtio-fs share/);
+    assert.equal(mid.ready, 1, 'the member stays in its pool');
+
+    const none = pod('no-volumes', 'vmpool-clone', { hostname: 'no-volumes', annotations: { 'io.bulkhead.vm.volumes': 'none' } });
+    const warmId = await d.client.runPodSandbox(none, 'microvm', { timeoutMs: 240_000 });
+    const member = (await members()).get(warmId);
+    assert.equal(member?.level, 'clone', `the pod took a clone member (last miss: ${(await pool('clone')).lastMiss})`);
+    const vm = (await vms()).find((v) => v.id === member!.sandbox)!;
+    const tpl = JSON.parse(await readFile(join(vm.podDir, 'template.json'), 'utf8')) as { key: string };
+    const meta = JSON.parse(await readFile(join(stateDir(), 'templates', tpl.key, 'meta.json'), 'utf8')) as { inputs: { scope: string } };
+    assert.equal(meta.inputs.scope, 'level:clone', 'the member VM is a clone of its own level\'s template');
+    assert.equal((await procsWith('virtiofsd')).filter((p) => p.cmd.includes(vm.podDir)).length, 0, 'no file server for a clone');
+    const f = await facts(warmId, none);
+    assert.equal(f.hostname, 'no-volumes');
+    assert.equal(f.guestIp, true, 'the clone has the pod\'s IP (its identity frame at the start)');
+    for (const id of [coldId, warmId]) { await d.client.stopPodSandbox(id); await d.client.removePodSandbox(id); }
+  });
+
   it('a daemon killed with a member ready, restarted, leaves nothing of it: VMM, supervisor, netns, cgroups, pod dirs, slot files', async () => {
     await full();
-    const ready = [...(await members()).values()].filter((m) => existsSync(join(d.runDir, 'pool', `${m.id}.json`)));
+    const ready = [...(await members()).values()].filter((m) => existsSync(join(d.runDir, 'pool', `${m.id}.json`)) && m.level === 'untrusted');
     assert.equal(ready.length, 1);
     const m = ready[0]!;
     const vm = (await vms()).find((v) => v.id === m.sandbox)!;

@@ -118,7 +118,7 @@ export class MicrovmBackend extends ConmonBackend {
     check: refuseHostNamespaces,
     // warm pools (./pool-adoption.ts)
     setHostname: (id, hostname, signal) => this.#pool.setHostname(id, hostname, signal),
-    armHostname: (id) => { this.#pool.arm(id); },
+    armHostname: (id) => this.#pool.arm(id),
     setCgroupsPath: async (id, path) => {
       await this.#pool.movedTo(id, await this.driver.cgroupsPath(id), path);
       await this.driver.setCgroupsPath(id, path);

@@ -29,21 +29,26 @@ import { cleanCgroupPath } from '../../cgroup/hierarchy.ts';
 import { JournalFile } from '../../cgroup/tree.ts';
 import type { Logger } from '../../util/log.ts';
 
-/** Reads one line (the hostname; empty = none) and sets it in the sandbox's UTS namespace. */
-const SHELL = 'read -r h || exit 3; [ -z "$h" ] || /bin/busybox hostname "$h"';
+/**
+ * Armed: busybox `hostname -F` already running, blocked reading its stdin, sets the first line it
+ * gets (no exec in the guest at adoption: under TCG a fresh VM's exec of it costs ~100 ms). One-shot:
+ * the name as an argument.
+ */
+const ARMED = ['/bin/busybox', 'hostname', '-F', '/dev/stdin'];
+const ONE_SHOT = ['/bin/busybox', 'sh', '-c', 'read -r h || exit 3; exec /bin/busybox hostname "$h"'];
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/;
 const EXIT_TIMEOUT_MS = 10_000;
 
 interface Armed { client: VmdClient; gid: number; exit: Promise<number> }
 
 /** One exec session of the shell in the sandbox container; resolves once the guest started it. */
-async function startShell(stateDir: string, sandboxId: string, signal?: AbortSignal): Promise<Armed> {
+async function startShell(stateDir: string, sandboxId: string, args: string[], signal?: AbortSignal): Promise<Armed> {
   const rec = await readRecord(stateDir, sandboxId);
   const client = await VmdClient.connect(join(rec.podDir, 'vmd.sock'), signal, 10_000);
   try {
     const caps = ['CAP_SYS_ADMIN'];
     const kv = processKv({
-      args: ['/bin/busybox', 'sh', '-c', SHELL], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, noNewPrivileges: true,
+      args, env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, noNewPrivileges: true,
       capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
     }).map(([k, v]) => [k, String(v)] as [string, string]);
     // the session's frames may come right after the answer: listen first
@@ -66,6 +71,20 @@ async function startShell(stateDir: string, sandboxId: string, signal?: AbortSig
   }
 }
 
+/** Runs `busybox cat` in the sandbox container, fed one line: the path adoption takes, once. */
+async function warmUp(stateDir: string, sandboxId: string): Promise<void> {
+  const a = await startShell(stateDir, sandboxId, ['/bin/busybox', 'cat']);
+  try {
+    a.client.send('I', a.gid, 'warm-up\n');
+    a.client.send('I', a.gid);
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([a.exit, new Promise((resolve) => { t = setTimeout(resolve, EXIT_TIMEOUT_MS); })]);
+    clearTimeout(t);
+  } finally {
+    a.client.close();
+  }
+}
+
 export class VmPoolAdoption {
   readonly #stateDir: () => string;
   readonly #log: Logger;
@@ -77,10 +96,15 @@ export class VmPoolAdoption {
     this.#log = log;
   }
 
-  /** A pooled VM runs: its hostname shell waits in the sandbox container from now on. */
-  arm(sandboxId: string): void {
+  /**
+   * A pooled VM runs: its hostname shell waits in the sandbox container from now on. Settles once the
+   * guest started it (a member is ready only then: under TCG a fresh VM's first exec takes 100+ ms).
+   */
+  async arm(sandboxId: string): Promise<void> {
     if (this.#closed || this.#armed.has(sandboxId)) return;
-    const p = startShell(this.#stateDir(), sandboxId).then((a) => {
+    // one full round first (exec, stdin, exit), so the guest's first pass through those paths (TCG
+    // translates code on first use) is not the adopting pod's
+    const p = warmUp(this.#stateDir(), sandboxId).then(() => startShell(this.#stateDir(), sandboxId, ARMED)).then((a) => {
       // a VM that goes away (removed from the pool) ends the session; the entry goes with it
       void a.exit.then(() => { if (this.#armed.get(sandboxId) === p) this.#armed.delete(sandboxId); a.client.close(); });
       return a;
@@ -90,6 +114,7 @@ export class VmPoolAdoption {
       return undefined;
     });
     this.#armed.set(sandboxId, p);
+    await p;
   }
 
   /** Sets the pod's hostname ('' = none) in a pooled VM's sandbox UTS namespace. */
@@ -98,13 +123,15 @@ export class VmPoolAdoption {
     const pending = this.#armed.get(sandboxId);
     this.#armed.delete(sandboxId);
     const armed = pending ? await pending : undefined;
+    // no hostname: the armed shell just goes (the supervisor kills a session whose connection closes)
+    if (armed && !hostname) { armed.client.close(); return; }
     if (armed) {
       const code = await this.#give(armed, hostname, signal);
       if (code === 0) return;
       this.#log.warn('armed hostname shell of a pooled pod VM failed; running a one-shot exec', { sandbox: sandboxId, exit: code });
     }
     if (!hostname) return;
-    const once = await startShell(this.#stateDir(), sandboxId, signal);
+    const once = await startShell(this.#stateDir(), sandboxId, ONE_SHOT, signal);
     const code = await this.#give(once, hostname, signal);
     if (code !== 0) throw new InternalError(`microvm: setting the pod hostname in VM ${sandboxId.slice(0, 12)} failed (exit ${code}); the pod starts cold`);
   }

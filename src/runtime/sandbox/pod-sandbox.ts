@@ -133,7 +133,8 @@ export interface PodSandbox {
   /**
    * Warm pools: called once a sandbox made for a pool runs, so that adopt() has less to do later
    * (gVisor: a process waiting in the sandbox to set the hostname). Whatever it starts ends with
-   * the sandbox or with adopt(). Optional even where adopt() is present.
+   * the sandbox or with adopt(). Optional even where adopt() is present. A promise: the member is
+   * ready once it settles (microvm: its exec session has started in the guest).
    */
-  prepareAdoption?(state: PodSandboxState): void;
+  prepareAdoption?(state: PodSandboxState): void | Promise<void>;
 }

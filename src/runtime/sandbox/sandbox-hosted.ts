@@ -32,7 +32,7 @@ export interface SandboxHostedHooks {
    */
   setHostname?(sandboxId: string, hostname: string, signal: AbortSignal): Promise<void>;
   /** A pooled sandbox runs: get ready for setHostname (which is then called, with '' for no hostname). */
-  armHostname?(sandboxId: string): void;
+  armHostname?(sandboxId: string): void | Promise<void>;
   /** The engine moved a running sandbox's processes to cgroup `path`: record it where the backend reads the sandbox's cgroup. */
   setCgroupsPath?(sandboxId: string, path: string): Promise<void>;
 }
@@ -44,7 +44,7 @@ export class SandboxHosted implements PodSandbox {
 
   /** Present only where the backend can set a running sandbox's hostname (see SandboxHostedHooks.setHostname). */
   readonly adopt?: (pod: PodSandboxSpec, state: PodSandboxState, signal: AbortSignal, moved?: { cgroupsPath: string }) => Promise<void>;
-  readonly prepareAdoption?: (state: PodSandboxState) => void;
+  readonly prepareAdoption?: (state: PodSandboxState) => void | Promise<void>;
 
   constructor(rt: ContainerRuntime, hooks: SandboxHostedHooks) {
     this.#rt = rt;
@@ -60,7 +60,7 @@ export class SandboxHosted implements PodSandbox {
         await setHostname(state.sandboxId, pod.hostname, signal);
       };
       const arm = hooks.armHostname;
-      if (arm) this.prepareAdoption = (state) => { arm(state.sandboxId); };
+      if (arm) this.prepareAdoption = (state) => arm(state.sandboxId);
     }
   }
 
