@@ -5,7 +5,7 @@
 import type * as cri from '../api/cri.ts';
 import type { NetworkMode } from '../network/pod-network.ts';
 import type { OciSpec } from '../oci/spec.ts';
-import { VOLUMES_ANNOTATION } from '../vm/template.ts';
+import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
 
 /** One pool: how many members of `handler` for pods of trust `level`. */
 export interface WarmPoolSpec {

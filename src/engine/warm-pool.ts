@@ -30,7 +30,7 @@ import { newId } from './ids.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { buildPodPauseSpec } from './container-spec.ts';
 import { sandboxSpecOf } from './sandbox-spec.ts';
-import { VOLUMES_ANNOTATION } from '../vm/template.ts';
+import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
 import { destroyPod, networkFor, pauseRootfsOf } from './pod-lifecycle.ts';
 import { comparablePauseSpec, type PoolMember, type SandboxPool, type WarmPoolSpec, type WarmPoolStatus } from './warm-pool-member.ts';
 
