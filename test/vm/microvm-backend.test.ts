@@ -2,7 +2,7 @@
 // Every sandbox case boots its own VM (TCG here), so this file is slow; cases that do not apply say why.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BULKHEAD_VM_BIN, MicrovmBackend } from '../../src/runtime/microvm/microvm-backend.ts';
@@ -96,6 +96,12 @@ describe('microvm: the runtime process is spawned only for create', { skip: skip
       await b.createContainer({ id: sb, spec: sbSpec, pod: { podId: sb, role: 'sandbox' }, logPath: join(fx.dir, 'sb.log') });
       await b.start(sb);
       assert.equal((await b.state(sb)).status, 'running');
+      // the sandbox's slot was fresh: only the image's non-zero blocks were written (it stays sparse)
+      const image = (JSON.parse(readFileSync(join(runDir, 'state', sb, 'create.json'), 'utf8')) as { image: string }).image;
+      const pods = join(runDir, 'state', 'pods');
+      const slot = statSync(join(pods, readdirSync(pods)[0]!, 'slot0.img'));
+      const imageSize = statSync(image).size;
+      assert.ok(slot.blocks * 512 < imageSize / 2, `slot0 holds ${slot.blocks * 512} bytes of a ${imageSize}-byte image`);
       const appSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: app, command: ['sh', '-c', 'exit 3'] });
       await b.createContainer({ id: app, spec: appSpec, pod: { podId: sb, role: 'container', sandboxContainerId: sb }, logPath: join(fx.dir, 'app.log') });
       assert.equal((await b.state(app)).status, 'created');
