@@ -242,12 +242,12 @@ export class PodVmSupervisor {
   async start(): Promise<void> {
     const o = this.#o;
     await mkdir(o.podDir, { recursive: true, mode: 0o700 });
-    for (let i = 0; i < SLOT_COUNT; i++) {
+    // the slot files at once, not one after another (8 x 3 thread-pool round trips: ~10 ms of a clone's start)
+    await Promise.all(Array.from({ length: SLOT_COUNT }, async (_, i) => {
       const fh = await open(this.slotPath(i), 'w');
-      await fh.truncate(SLOT_BYTES);
-      await fh.close();
+      try { await fh.truncate(SLOT_BYTES); } finally { await fh.close(); }
       this.#slotFresh[i] = true;
-    }
+    }));
     const consoleLog = join(o.podDir, 'console.log');
     if (o.netns) {
       // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
