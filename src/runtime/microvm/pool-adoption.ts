@@ -8,11 +8,15 @@
  *
  *  - the hostname: the sandbox container in the guest has its own UTS namespace, which every app
  *    container of the pod joins (the agent's `join_uts`; app specs carry no hostname), set from the
- *    sandbox spec at start — a member's has none. A pooled VM is armed (`arm`): an exec session in the
- *    sandbox container, a shell with CAP_SYS_ADMIN waiting on its stdin, held by this daemon over the
- *    VM supervisor's socket (no host process); adoption writes the name and waits for the exit (one
- *    round trip through the supervisor and the agent). The session ends with the connection: a daemon
- *    that dies takes it with it. Not armed (or the armed shell failed): a one-shot exec of the same shell.
+ *    sandbox spec at start — a member's has none. A pooled VM is armed (`arm`, before the member
+ *    counts as ready): after one warm-up round of the same path (`cat` fed a line), an exec session
+ *    in the sandbox container, `busybox hostname -F /dev/stdin` with CAP_SYS_ADMIN only (no_new_privs,
+ *    the container's seccomp filter) blocked on its stdin, held by this daemon over the VM
+ *    supervisor's socket (no host process). Adoption writes the name and end-of-input and waits for
+ *    the exit (one round trip through the supervisor and the agent: ~16 ms under TCG here); no
+ *    hostname = the connection just closes. The session ends with the connection (the supervisor
+ *    kills it): a daemon that dies takes it with it. Not armed (or the armed process failed): a
+ *    one-shot exec of a shell that reads the name.
  *  - /etc/hosts and resolv.conf: nothing to do, their contents travel in each container's request.
  *  - the cgroup: the engine moves every process of the VM's cgroup (QEMU, virtiofsd and its child)
  *    to the pod's cgroup_parent (cgroup/move.ts); `movedTo` then rewrites the pod VM's record of its
