@@ -19,6 +19,11 @@ export interface TapAttachment {
   addresses: string[];
   /** Default gateway of the pod, if any. */
   gateway: string | null;
+  /**
+   * With `deferRedirect`: settles once the tc redirect is in place (the tap exists and is up when
+   * attachTap returns, so the VMM can open it meanwhile); on failure the tap is already undone.
+   */
+  redirected?: Promise<void>;
 }
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -30,36 +35,57 @@ async function inNetns(netnsPath: string, cmd: string, args: string[], signal: A
 }
 
 /** Creates tapName in the pod netns and redirects traffic between it and podIf both ways. */
-export async function attachTap(netnsPath: string, tapName: string, opts: { podIf?: string; signal?: AbortSignal } = {}): Promise<TapAttachment> {
+export async function attachTap(netnsPath: string, tapName: string, opts: { podIf?: string; signal?: AbortSignal; deferRedirect?: boolean } = {}): Promise<TapAttachment> {
   const podIf = opts.podIf ?? 'eth0';
   const signal = opts.signal ?? AbortSignal.timeout(60_000);
   if (!IFNAME.test(tapName) || !IFNAME.test(podIf)) throw new InvalidArgumentError(`bad interface name ${tapName} / ${podIf}`);
   if (!netnsPath.startsWith('/')) throw new InvalidArgumentError(`netns path must be absolute: ${netnsPath}`);
-  const links = JSON.parse(await inNetns(netnsPath, 'ip', ['-j', 'addr', 'show', 'dev', podIf], signal)) as
-    { address?: string; mtu?: number; addr_info?: { family?: string; local?: string; prefixlen?: number }[] }[];
+  // the two reads at once (each is an nsenter + ip process pair)
+  const [linksOut, routesOut] = await Promise.all([
+    inNetns(netnsPath, 'ip', ['-j', 'addr', 'show', 'dev', podIf], signal),
+    inNetns(netnsPath, 'ip', ['-j', '-4', 'route', 'show', 'default'], signal),
+  ]);
+  const links = JSON.parse(linksOut) as { address?: string; mtu?: number; addr_info?: { family?: string; local?: string; prefixlen?: number }[] }[];
   const link = links[0];
   if (!link?.address || !link.mtu) throw new FailedPreconditionError(`pod netns ${netnsPath} has no interface ${podIf}`);
-  const routes = JSON.parse(await inNetns(netnsPath, 'ip', ['-j', '-4', 'route', 'show', 'default'], signal)) as { gateway?: string }[];
+  const routes = JSON.parse(routesOut) as { gateway?: string }[];
+  const undo = (): Promise<void> => detachTap(netnsPath, tapName, { podIf, signal: AbortSignal.timeout(30_000) }).catch(() => {});
   try {
     await inNetns(netnsPath, 'ip', ['tuntap', 'add', 'dev', tapName, 'mode', 'tap'], signal);
     await inNetns(netnsPath, 'ip', ['link', 'set', 'dev', tapName, 'mtu', String(link.mtu), 'up'], signal);
-    for (const [from, to] of [[podIf, tapName], [tapName, podIf]] as const) {
-      await inNetns(netnsPath, 'tc', ['qdisc', 'add', 'dev', from, 'ingress'], signal);
-      const base = ['filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'prio', '1'];
-      const action = ['action', 'mirred', 'egress', 'redirect', 'dev', to];
-      try {
-        await inNetns(netnsPath, 'tc', [...base, 'matchall', ...action], signal);
-      } catch (err) {
-        // Kernels without cls_matchall: a u32 filter that matches every packet does the same.
-        if (!/classifier not found/i.test((err as Error).message)) throw err;
-        await inNetns(netnsPath, 'tc', [...base, 'u32', 'match', 'u32', '0', '0', ...action], signal);
-      }
-    }
   } catch (err) {
-    await detachTap(netnsPath, tapName, { podIf, signal: AbortSignal.timeout(30_000) }).catch(() => {});
+    await undo();
     throw err;
   }
+  // each direction's qdisc and filter; the two directions are independent devices, so at once
+  const redirect = async (): Promise<void> => {
+    try {
+      await Promise.all(([[podIf, tapName], [tapName, podIf]] as const).map(async ([from, to]) => {
+        await inNetns(netnsPath, 'tc', ['qdisc', 'add', 'dev', from, 'ingress'], signal);
+        const base = ['filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'prio', '1'];
+        const action = ['action', 'mirred', 'egress', 'redirect', 'dev', to];
+        try {
+          await inNetns(netnsPath, 'tc', [...base, 'matchall', ...action], signal);
+        } catch (err) {
+          // Kernels without cls_matchall: a u32 filter that matches every packet does the same.
+          if (!/classifier not found/i.test((err as Error).message)) throw err;
+          await inNetns(netnsPath, 'tc', [...base, 'u32', 'match', 'u32', '0', '0', ...action], signal);
+        }
+      }));
+    } catch (err) {
+      await undo();
+      throw err;
+    }
+  };
+  let redirected: Promise<void> | undefined;
+  if (opts.deferRedirect) {
+    redirected = redirect();
+    redirected.catch(() => {}); // the caller awaits it; no unhandled rejection meanwhile
+  } else {
+    await redirect();
+  }
   return {
+    ...(redirected ? { redirected } : {}),
     tap: tapName,
     podIf,
     mac: link.address,

@@ -252,7 +252,8 @@ export class PodVmSupervisor {
     if (o.netns) {
       // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
       if (await hasPodInterface(o.netns)) {
-        this.#tap = await attachTap(o.netns, POD_TAP, { podIf: POD_IF });
+        // the tc redirect is set up while QEMU starts and restores; awaited before the VM is ready
+        this.#tap = await attachTap(o.netns, POD_TAP, { podIf: POD_IF, deferRedirect: true });
         this.#log.info('pod network attached', { netns: o.netns, tap: POD_TAP, mac: this.#tap.mac, addresses: this.#tap.addresses });
       } else {
         this.#log.info('pod netns has no pod interface: the VM gets no network', { netns: o.netns, podIf: POD_IF });
@@ -303,6 +304,16 @@ export class PodVmSupervisor {
       // the whole pod VM in its cgroup: virtiofsd too, with the child it serves from (forked into its
       // namespaces after its socket appears; the guest mounted the share before the agent said hello)
       if (this.#cgroups.length && this.#fsd?.pid !== undefined) joinVmmCgroups(this.#cgroups, processTree(this.#fsd.pid), this.#log);
+    }
+    if (this.#tap?.redirected) {
+      try { await this.#tap.redirected; } catch (e) {
+        // the tap is already undone; nothing else of the VM outlives a failed start
+        this.#tap = undefined;
+        await this.#vm.stop(0).catch(() => undefined);
+        await this.#stopFileServer();
+        await this.#cleanupCgroups();
+        throw e;
+      }
     }
     this.#startMs = Math.round(performance.now() - t0);
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
@@ -715,6 +726,8 @@ export class PodVmSupervisor {
     if (!this.#tap || !this.#o.netns) return;
     const t = this.#tap;
     this.#tap = undefined;
+    // a redirect still being set up finishes first, so nothing it adds comes after the undo
+    await t.redirected?.catch(() => undefined);
     try { await detachTap(this.#o.netns, t.tap, { podIf: t.podIf }); } catch (e) {
       this.#log.warn('cannot remove the pod tap', { netns: this.#o.netns, err: (e as Error).message });
     }

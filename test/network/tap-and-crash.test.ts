@@ -46,6 +46,29 @@ describe('attachTap', () => {
     const stats = (await inNs(vm.netnsPath!, ['tc', '-s', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout;
     assert.match(stats, /Sent [1-9]\d* bytes [1-9]\d* pkt/, 'frames hit the redirect');
   });
+
+  // deferRedirect (the pod VM supervisor: the tc rules go in while QEMU starts): the tap is up when
+  // attachTap returns, `redirected` settles once the rules are in; when they cannot go in, it
+  // rejects with the tap already undone.
+  it('with deferRedirect returns the tap up at once and redirects when `redirected` settles; a redirect that fails undoes the tap', async () => {
+    const ok = await net.setup(pod(`td${tag}`), sig());
+    const t = await attachTap(ok.netnsPath!, 'tap1', { signal: sig(), deferRedirect: true });
+    const up = JSON.parse((await inNs(ok.netnsPath!, ['ip', '-j', 'link', 'show', 'tap1'])).stdout) as { flags: string[] }[];
+    assert.ok(up[0]!.flags.includes('UP'), 'the tap is up before the redirect');
+    assert.ok(t.redirected, 'a deferred redirect is returned');
+    await t.redirected;
+    for (const [dev, to] of [['eth0', 'tap1'], ['tap1', 'eth0']]) {
+      assert.match((await inNs(ok.netnsPath!, ['tc', 'filter', 'show', 'dev', dev!, 'ingress'])).stdout, new RegExp(`Redirect to device ${to}`));
+    }
+
+    // eth0 already has an ingress qdisc: the redirect's `qdisc add` fails
+    const bad = await net.setup(pod(`tf${tag}`), sig());
+    await inNs(bad.netnsPath!, ['tc', 'qdisc', 'add', 'dev', 'eth0', 'ingress']);
+    const f = await attachTap(bad.netnsPath!, 'tap2', { signal: sig(), deferRedirect: true });
+    await assert.rejects(f.redirected!, /qdisc/);
+    const links = JSON.parse((await inNs(bad.netnsPath!, ['ip', '-j', 'link', 'show'])).stdout) as { ifname: string }[];
+    assert.ok(!links.some((l) => l.ifname === 'tap2'), 'the tap is undone');
+  });
 });
 
 describe('recovery after a daemon killed during setup()', () => {
