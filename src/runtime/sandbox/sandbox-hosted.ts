@@ -53,11 +53,13 @@ export class SandboxHosted implements PodSandbox {
     if (setHostname) {
       // called with '' too: an armed sandbox's waiting process ends either way
       this.adopt = async (pod, state, signal, moved) => {
-        if (moved) {
-          if (!hooks.setCgroupsPath) throw new UnimplementedError('this backend cannot take a pooled sandbox into another cgroup');
-          await hooks.setCgroupsPath(state.sandboxId, moved.cgroupsPath);
-        }
-        await setHostname(state.sandboxId, pod.hostname, signal);
+        if (moved && !hooks.setCgroupsPath) throw new UnimplementedError('this backend cannot take a pooled sandbox into another cgroup');
+        // independent: the records of the moved cgroup are written while the hostname travels to the sandbox
+        const done = await Promise.allSettled([
+          setHostname(state.sandboxId, pod.hostname, signal),
+          moved && hooks.setCgroupsPath ? hooks.setCgroupsPath(state.sandboxId, moved.cgroupsPath) : Promise.resolve(),
+        ]);
+        for (const r of done) if (r.status === 'rejected') throw r.reason;
       };
       const arm = hooks.armHostname;
       if (arm) this.prepareAdoption = (state) => arm(state.sandboxId);
