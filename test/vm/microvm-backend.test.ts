@@ -78,7 +78,7 @@ describe('microvm: a daemon killed mid-start, then restarted', { skip: skipReaso
 // start, state, kill and delete run in the daemon's process (MicrovmBackend.inProcessRuntime): a pod's
 // whole life spawns `bulkhead-vm` only for conmon's create of each container. The runtime is a
 // wrapper that logs each call; BULKHEAD_VM_IN_PROCESS=1 keeps the in-process path on for it.
-describe('microvm: the runtime process is spawned only for create', { skip: skipReason(), timeout: 300_000 }, () => {
+describe('microvm: the runtime process is spawned only for create (start, state, stats, kill, delete in the daemon)', { skip: skipReason(), timeout: 300_000 }, () => {
   it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create)', async () => {
     const fx = await makeBusyboxRootfs('bulkhead-vm-inproc-');
     const runDir = join(fx.dir, 'run');
@@ -102,6 +102,8 @@ describe('microvm: the runtime process is spawned only for create', { skip: skip
       const slot = statSync(join(pods, readdirSync(pods)[0]!, 'slot0.img'));
       const imageSize = statSync(image).size;
       assert.ok(slot.blocks * 512 < imageSize / 2, `slot0 holds ${slot.blocks * 512} bytes of a ${imageSize}-byte image`);
+      const usage = await b.stats(sb);
+      assert.ok(usage.memoryWorkingSetBytes > 0, 'stats from the guest');
       const appSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: app, command: ['sh', '-c', 'exit 3'] });
       await b.createContainer({ id: app, spec: appSpec, pod: { podId: sb, role: 'container', sandboxContainerId: sb }, logPath: join(fx.dir, 'app.log') });
       assert.equal((await b.state(app)).status, 'created');

@@ -189,12 +189,21 @@ export class MicrovmBackend extends ConmonBackend {
     await super.close();
   }
 
-  /** From the guest (the host cgroup of a container's supervisor says nothing about the guest). */
+  /**
+   * From the guest (the host cgroup of a container's supervisor says nothing about the guest). In
+   * the daemon's process as start/state/kill/delete are (inProcessRuntime): the kubelet polls it.
+   */
   override async stats(id: string, signal?: AbortSignal): Promise<ContainerStats> {
-    const c = this.runtimeCommand();
-    const r = await run(c.path, [...c.globalArgs, 'stats', id], { timeoutMs: 20_000, ...(signal ? { signal } : {}) });
-    if (r.code !== 0) throw new InternalError(`bulkhead-vm stats ${id}: ${r.stderr.trim()}`);
-    const s = JSON.parse(r.stdout) as Record<string, number>;
+    let s: Record<string, number>;
+    if (this.inProcessRuntime()) {
+      const root = this.stateDir;
+      s = await bounded((async () => (await import('../../vm/cmd/stats.ts')).containerStats(root, id, 20_000))(), 'bulkhead-vm stats', 20_000, signal);
+    } else {
+      const c = this.runtimeCommand();
+      const r = await run(c.path, [...c.globalArgs, 'stats', id], { timeoutMs: 20_000, ...(signal ? { signal } : {}) });
+      if (r.code !== 0) throw new InternalError(`bulkhead-vm stats ${id}: ${r.stderr.trim()}`);
+      s = JSON.parse(r.stdout) as Record<string, number>;
+    }
     return {
       cpuUsageNs: (s.cpu_usec ?? 0) * 1000, memoryWorkingSetBytes: s.memory_bytes ?? 0, memoryUsageBytes: s.memory_bytes ?? 0,
       pids: s.pids ?? 0, oomKills: s.oom_kills ?? 0, timestamp: new Date(),

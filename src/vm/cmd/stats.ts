@@ -2,6 +2,12 @@
 import { checkId, readRecord } from '../state.ts';
 import { withPod, type VmCommand } from './common.ts';
 
+/** Container `id`'s usage in the guest as `bulkhead-vm stats` prints it; the microvm backend calls it in-process. */
+export async function containerStats(root: string, id: string, timeoutMs?: number): Promise<Record<string, number>> {
+  const rec = await readRecord(root, checkId(id));
+  return await withPod(rec, (c) => c.request<Record<string, number>>('stats', { name: id }, timeoutMs), timeoutMs);
+}
+
 const command: VmCommand = {
   name: 'stats',
   synopsis: 'bulkhead-vm stats ID',
@@ -9,10 +15,7 @@ const command: VmCommand = {
   flags: {},
   byId: true,
   async run({ global: g, args, stdout }) {
-    const id = checkId(args[0]);
-    const rec = await readRecord(g.root, id);
-    const s = await withPod(rec, (c) => c.request('stats', { name: id }));
-    stdout.write(JSON.stringify(s) + '\n');
+    stdout.write(JSON.stringify(await containerStats(g.root, checkId(args[0]))) + '\n');
     return 0;
   },
 };
