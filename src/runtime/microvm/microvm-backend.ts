@@ -120,8 +120,9 @@ export class MicrovmBackend extends ConmonBackend {
     setHostname: (id, hostname, signal) => this.#pool.setHostname(id, hostname, signal),
     armHostname: (id) => this.#pool.arm(id),
     setCgroupsPath: async (id, path) => {
-      await this.#pool.movedTo(id, await this.driver.cgroupsPath(id), path);
-      await this.driver.setCgroupsPath(id, path);
+      const old = await this.driver.cgroupsPath(id);
+      const done = await Promise.allSettled([this.#pool.movedTo(id, old, path), this.driver.setCgroupsPath(id, path)]);
+      for (const r of done) if (r.status === 'rejected') throw r.reason;
     },
   });
   readonly #pool = new VmPoolAdoption(() => this.stateDir, this.log);

@@ -23,6 +23,7 @@
  *    cgroups (`<podDir>/cgroups.json`, which the supervisor and `delete` remove) to name the new
  *    place, and the bundle's cgroupsPath (stats).
  */
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { VmdClient } from '../../vm/client.ts';
@@ -163,8 +164,13 @@ export class VmPoolAdoption {
     const dst = cleanCgroupPath(to);
     if (!src || !dst) throw new FailedPreconditionError(`microvm: VM ${sandboxId.slice(0, 12)} has no cgroup to move from`);
     const rec = await readRecord(this.#stateDir(), sandboxId);
-    const journal = new JournalFile(join(rec.podDir, 'cgroups.json'));
-    for (const d of journal.dirs()) if (d.endsWith(`/${src}`)) journal.add(`${d.slice(0, -src.length)}${dst}`);
+    const file = join(rec.podDir, 'cgroups.json');
+    // the journal's format (cgroup/tree.ts JournalFile), written once: the old dirs (gone) and the new
+    const dirs = new JournalFile(file).dirs();
+    const next = [...dirs, ...dirs.filter((d) => d.endsWith(`/${src}`)).map((d) => `${d.slice(0, -src.length)}${dst}`).filter((d) => !dirs.includes(d))];
+    if (next.length === dirs.length) return;
+    await writeFile(`${file}.tmp`, JSON.stringify(next), { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
   }
 
   /** The daemon closes: armed sessions end (their shells are killed in the guests). */
