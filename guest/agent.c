@@ -245,16 +245,18 @@ static void do_create(uint32_t id, char *kv, size_t len) {
       reply_err(id, "mount overlay: %s", strerror(errno));
       umount2(rw, MNT_DETACH); umount2(lower, MNT_DETACH); free(kv); return;
     }
-    /* Files the runtime provides: resolv.conf, hosts, hostname (on the writable layer only). */
-    const char *names[] = { "resolv", "/etc/resolv.conf", "hosts", "/etc/hosts", "hostname", "/etc/hostname" };
-    for (int i = 0; i < 6; i += 2) {
+    /* Files the runtime provides: resolv.conf, hosts, hostname (on the writable layer only). The
+     * pod's /etc/hostname file ("hostname_file") wins over the container's own UTS name: an app
+     * container joining the pod's UTS namespace has no name of its own but gets the pod's file. */
+    const char *names[] = { "resolv", "/etc/resolv.conf", "hosts", "/etc/hosts", "hostname", "/etc/hostname", "hostname_file", "/etc/hostname" };
+    for (int i = 0; i < 8; i += 2) {
       if (!(v = kv_get(kv, len, names[i], 0))) continue;
       char p[400];
       snprintf(p, sizeof p, "%s/etc", root); mkdir(p, 0755);
       snprintf(p, sizeof p, "%s%s", root, names[i + 1]);
       unlink(p);
       if (write_file(p, v) != 0) logmsg("write %s: %s", p, strerror(errno));
-      if (i == 4 && v[0] && v[strlen(v) - 1] != '\n') { int fd = open(p, O_WRONLY | O_APPEND); if (fd >= 0) { if (write(fd, "\n", 1)) {} close(fd); } }
+      if (i >= 4 && v[0] && v[strlen(v) - 1] != '\n') { int fd = open(p, O_WRONLY | O_APPEND); if (fd >= 0) { if (write(fd, "\n", 1)) {} close(fd); } }
     }
     const char *mk[] = { "proc", "sys", "dev", "tmp" };
     for (int i = 0; i < 4; i++) { char p[400]; snprintf(p, sizeof p, "%s/%s", root, mk[i]); mkdir(p, 0755); }

@@ -152,7 +152,7 @@ export async function fileMountsKv(spec: OciSpec): Promise<Kv> {
   const want: Record<string, string> = { '/etc/resolv.conf': 'resolv', '/etc/hosts': 'hosts', '/etc/hostname': 'hostname_file' };
   for (const m of spec.mounts ?? []) {
     const key = want[m.destination];
-    if (!key || !m.source || key === 'hostname_file') continue;
+    if (!key || !m.source) continue;
     try { kv.push([key, (await readFile(m.source, 'utf8')).slice(0, 64 * 1024).replace(/\0/g, '')]); } catch { /* missing source: skip */ }
   }
   return kv;

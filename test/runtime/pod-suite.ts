@@ -152,6 +152,9 @@ export function podSuite(handler: string, options: PodSuiteOptions = {}): void {
         // UTS: both have the pod's hostname
         assert.equal((await sh(a, 'hostname')).trim(), `pod-${tag}`);
         assert.equal((await sh(b, 'hostname')).trim(), `pod-${tag}`);
+        // and /etc/hostname says so in each (Kubernetes gives every container the pod's file)
+        assert.equal(await sh(a, 'cat /etc/hostname'), `pod-${tag}\n`);
+        assert.equal(await sh(b, 'cat /etc/hostname'), `pod-${tag}\n`);
         // net: b reaches a's listener on the pod's loopback
         // (nc, not wget: busybox wget reads EAGAIN from runsc 2022's host-network sockets)
         const got = await waitFor(async () => {
