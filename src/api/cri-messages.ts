@@ -105,14 +105,18 @@ export interface InfoResponse {
   /** Warm pools (empty: none configured). */
   warmPools?: WarmPoolInfo[];
 }
+/** A warm pool's figures (bulkhead info, metrics, the log). */
 export interface WarmPoolInfo {
   handler: string;
   level: string;
   target: number;
   ready: number;
+  /** Members being made now. */
   filling: number;
+  /** Pods that adopted a member / pods of this key that started cold, since the daemon started. */
   hits: number;
   misses: number;
+  /** Members that failed to be made (the pool backs off) or died while waiting. */
   failures: number;
   lastMiss: string;
   lastError: string;

@@ -6,6 +6,7 @@ import type * as cri from '../api/cri.ts';
 import type { NetworkMode } from '../network/pod-network.ts';
 import type { OciSpec } from '../oci/spec.ts';
 import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
+import type { WarmPoolInfo } from '../api/cri-messages.ts';
 
 /** One pool: how many members of `handler` for pods of trust `level`. */
 export interface WarmPoolSpec {
@@ -27,22 +28,8 @@ export interface WarmPoolSpec {
   volumes?: 'none';
 }
 
-/** A pool's figures (bulkhead info, metrics, the log). */
-export interface WarmPoolStatus {
-  handler: string;
-  level: string;
-  target: number;
-  ready: number;
-  /** Members being made now. */
-  filling: number;
-  /** Pods that adopted a member / pods of this key that started cold, since the daemon started. */
-  hits: number;
-  misses: number;
-  /** Members that failed to be made (the pool backs off) or died while waiting. */
-  failures: number;
-  lastMiss: string;
-  lastError: string;
-}
+/** A pool's figures: the Info RPC's shape. */
+export type WarmPoolStatus = WarmPoolInfo;
 
 /** What the pod lifecycle takes from a pool. */
 export interface PoolMember {
