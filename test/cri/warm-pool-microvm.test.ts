@@ -137,8 +137,9 @@ describe('warm pools of microvm pods (CRI daemon, QEMU)', { skip, timeout: 900_0
       const warm = await facts(warmId, warmCfg);
       const cold = await facts(coldId, coldCfg);
       assert.equal(warm.hostname, 'warm-vm', `the adopting pod's hostname is set in the pooled VM: ${(await d.log()).split('\n').filter((l) => /hostname|adopt|warn|error/i.test(l)).join('\n').slice(-3000)}`);
-      // /etc/hostname of an app container in a pod VM is the image's, warm or cold (src/vm/spec.ts sends no hostname file for a container that joins the pod's UTS namespace)
-      assert.equal(warm.etcHostname, cold.etcHostname);
+      // an app container's /etc/hostname is its pod's, warm or cold
+      assert.equal(warm.etcHostname, 'warm-vm');
+      assert.equal(cold.etcHostname, 'cold-vm');
       assert.equal(cold.hostname, 'cold-vm');
       assert.deepEqual({ ...warm, hostname: '', etcHostname: '' }, { ...cold, hostname: '', etcHostname: '' }, 'the pooled pod has what the cold one has');
       assert.equal(warm.guestIp, true, 'the guest has the pod\'s IP');
