@@ -208,6 +208,8 @@ export async function removeContainer(ctx: EngineContext, idOrPrefix: string, si
     await destroyContainer(ctx, c, ctx.store.getPod(c.podId), signal ?? ctx.closing.signal);
     ctx.log.info('container removed', { container: c.id });
     emit(ctx, 'CONTAINER_DELETED_EVENT', c);
+    // a removal is what frees a full disk: the reserve is made again now, not at the next sweep
+    ctx.reserve?.ensure();
   });
 }
 

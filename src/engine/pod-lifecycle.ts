@@ -330,6 +330,8 @@ export async function removePodSandbox(ctx: EngineContext, idOrPrefix: string, s
     ctx.store.setPodPhase(cur.id, 'removing');
     const steps = await destroyPod(ctx, cur, sig);
     ctx.log.info('pod sandbox removed', { pod: cur.id, handler: cur.handler, ...steps });
+    // a removal is what frees a full disk: the reserve is made again now, not at the next sweep
+    ctx.reserve?.ensure();
   });
 }
 

@@ -27,12 +27,13 @@ describe('a full disk under the daemon\'s root', () => {
     await d.client.pullImage(images.busybox);
   });
   after(async () => { await d?.close(); });
-  /** Pods a failed test left behind go, so that the next one starts with room. */
+  /** Pods a failed test left behind go, so that the next one starts with room and a whole reserve. */
   afterEach(async () => {
     for (const p of await d.client.listPodSandbox().catch(() => [])) {
       await d.client.stopPodSandbox(p.id).catch(() => {});
       await d.client.removePodSandbox(p.id).catch(() => {});
     }
+    await waitFor('the disk reserve to be made again', async () => (await stat(join(d.root, 'disk-reserve')).catch(() => undefined))?.size === 8 * MiB || undefined, 30_000).catch(() => {});
   });
 
   const free = async (): Promise<number> => { const s = await statfs(d.root); return s.bavail * s.bsize; };
