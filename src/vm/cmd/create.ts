@@ -9,13 +9,14 @@ import { liveStartTime } from '../../util/proc.ts';
 import { detectAccel } from '../accel.ts';
 import { loadGuestAssets } from '../assets.ts';
 import { VmdClient } from '../client.ts';
-import { killPodProcesses, recordProc } from '../procs.ts';
+import { endPodDir } from '../pod-dir.ts';
+import { recordProc } from '../procs.ts';
 import { releaseRootfsImage, rootfsImage } from '../rootfs-image.ts';
 import { exitFile, shimArgv } from '../shim.ts';
-import { attachVolumes, detachVolumes, guestVolumes, releaseShare, shareDir } from '../share.ts';
+import { attachVolumes, detachVolumes, guestVolumes, shareDir } from '../share.ts';
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, namespaceKv, rootfsPath, sysctlKv, vmSize } from '../spec.ts';
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
-import { cleanCgroupPath, removeVmmCgroups } from '../vm-cgroup.ts';
+import { cleanCgroupPath } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
 import { CLI, closeReadyPipe, hostSocket, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
@@ -46,10 +47,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   if (existsSync(join(dir, 'vmd.sock'))) {
     try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
   }
-  await killPodProcesses(dir, 500);
-  await removeVmmCgroups(dir);
-  await releaseShare(shareDir(dir));
-  await rm(dir, { recursive: true, force: true });
+  await endPodDir(dir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const accel = await chooseAccel(g);
   const vmdFlags = ['--pod', podId, '--pod-dir', dir, '--memory', String(size.memoryMiB), '--vcpus', String(size.vcpus),
@@ -58,10 +56,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     try {
       await startInHost(g, vmdFlags);
     } catch (e) {
-      await killPodProcesses(dir, 500);
-      await removeVmmCgroups(dir);
-      await releaseShare(shareDir(dir));
-      await rm(dir, { recursive: true, force: true });
+      await endPodDir(dir);
       throw e;
     }
     return true;
@@ -73,10 +68,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
   } catch (e) {
     // whatever the start left running (supervisor, VMM) ends before its slot files go
-    await killPodProcesses(dir, 500);
-    await removeVmmCgroups(dir);
-    await releaseShare(shareDir(dir));
-    await rm(dir, { recursive: true, force: true });
+    await endPodDir(dir);
     throw e;
   } finally {
     closeReadyPipe(child);

@@ -5,11 +5,10 @@ import { join } from 'node:path';
 import { errorCode, errorReason, FailedPreconditionError } from '../../errors.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { VmdClient } from '../client.ts';
-import { killPodProcesses } from '../procs.ts';
+import { endPodDir } from '../pod-dir.ts';
 import { releaseRootfsImage } from '../rootfs-image.ts';
-import { detachVolumes, releaseShare, shareDir } from '../share.ts';
+import { detachVolumes, shareDir } from '../share.ts';
 import { alive, checkId, containerDir, indexRemove, podDir, readRecord, status, type ContainerRecord } from '../state.ts';
-import { removeVmmCgroups } from '../vm-cgroup.ts';
 import { readFileSafe, type VmCommand } from './common.ts';
 import { bool } from './flags.ts';
 
@@ -37,7 +36,7 @@ export async function deleteContainer(root: string, id: string, force: boolean):
     if (force && errorReason(e) === 'BH_CONTAINER_NOT_FOUND') {
       // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
       const pdir = podDir(root, id);
-      if (existsSync(pdir)) { await killPodProcesses(pdir, 500); await removeVmmCgroups(pdir); await releaseShare(shareDir(pdir)); await rm(pdir, { recursive: true, force: true }); }
+      if (existsSync(pdir)) await endPodDir(pdir);
       return;
     }
     throw e;
@@ -65,10 +64,7 @@ export async function deleteContainer(root: string, id: string, force: boolean):
     // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
     // (it takes ~20-30 ms after its answer: polled often, not every 100 ms — the poll was most of a pod's removal)
     for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 10));
-    await killPodProcesses(rec.podDir, force ? 500 : 2000);
-    await removeVmmCgroups(rec.podDir);
-    await releaseShare(shareDir(rec.podDir));
-    await rm(rec.podDir, { recursive: true, force: true });
+    await endPodDir(rec.podDir, force ? 500 : 2000);
   } else await detachVolumes(shareDir(rec.podDir), id);
   const created = JSON.parse(readFileSafe(join(containerDir(root, id), 'create.json')) || '{}') as { image?: unknown };
   await rm(containerDir(root, id), { recursive: true, force: true });
