@@ -57,3 +57,20 @@ test('readProcs, PSS and leftovers see a real process and a real cgroup that nam
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(await leftovers([id], new Set([process.pid])), []);
 });
+
+test('leftovers name a network namespace made for a pod: its name holds only the start of the pod id', async () => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-density-netns-'));
+  try {
+    const id = randomBytes(32).toString('hex');
+    // as src/network names them: loopback (16 of the id) and CNI (12 of the id), and another tenant's
+    await writeFile(join(dir, `bulkhead-${id.slice(0, 16)}-a1b2c3`), '');
+    await writeFile(join(dir, `bulkhead-${id.slice(0, 12)}-d4e5f6`), '');
+    await writeFile(join(dir, `bulkhead-${'f'.repeat(16)}-000000`), '');
+    const left = await leftovers([id], new Set([process.pid]), '/proc', dir);
+    assert.deepEqual(left.filter((l) => l.startsWith('netns ')).sort(), [`netns ${join(dir, `bulkhead-${id.slice(0, 12)}-d4e5f6`)}`, `netns ${join(dir, `bulkhead-${id.slice(0, 16)}-a1b2c3`)}`]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -29,6 +29,8 @@ export interface DensityReport {
   perPod: { pssBytes: number; processes: string[] }[];
   /** What was still there after removal (processes, mounts, cgroups naming a pod); [] = nothing. */
   leftovers: string[];
+  /** The pods' ids, in start order. */
+  podIds: string[];
   error?: string;
 }
 
@@ -95,16 +97,30 @@ export async function pssBytes(pid: number, proc = '/proc'): Promise<number> {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-/** What names one of `keys` after removal: processes, mounts (this process's view), cgroup directories. */
-export async function leftovers(keys: readonly string[], exclude: ReadonlySet<number>, proc = '/proc'): Promise<string[]> {
+/**
+ * The /run/netns name prefix of a pod's network namespace: `bulkhead-` and the id's first 12
+ * characters (src/network names them `bulkhead-<12 (CNI) or 16 (loopback) of the id>-<random>`).
+ */
+export function netnsPrefix(podId: string): string {
+  return `bulkhead-${podId.replace(/[^0-9a-zA-Z]/g, '').slice(0, 12)}`;
+}
+
+/**
+ * What names one of `keys` after removal: processes, mounts (this process's view), cgroup
+ * directories, and network namespaces in `netnsDir` named for one of them (a netns is named by the
+ * start of its pod's id, not the whole id).
+ */
+export async function leftovers(keys: readonly string[], exclude: ReadonlySet<number>, proc = '/proc', netnsDir = '/run/netns'): Promise<string[]> {
   const ids = keys.filter((k) => k.length >= 12);
   if (!ids.length) return [];
   const out: string[] = [];
+  const netns = ids.map(netnsPrefix);
   for (const pid of podPids(await readProcs(proc), ids, [], exclude)) out.push(`process ${pid}`);
   for (const line of (await text(join(proc, 'self', 'mountinfo'))).split('\n')) {
     const mp = line.split(' ')[4] ?? '';
-    if (ids.some((k) => mp.includes(k))) out.push(`mount ${mp}`);
+    if (ids.some((k) => mp.includes(k)) || netns.some((n) => mp.includes(`/${n}`))) out.push(`mount ${mp}`);
   }
+  for (const n of await readdir(netnsDir).catch(() => [] as string[])) if (netns.some((p) => n.startsWith(p))) out.push(`netns ${join(netnsDir, n)}`);
   for (const line of (await text(join(proc, 'self', 'mountinfo'))).split('\n')) {
     const f = line.split(' ');
     if (f[f.indexOf('-') + 1] !== 'cgroup' && f[f.indexOf('-') + 1] !== 'cgroup2') continue;
@@ -140,12 +156,14 @@ export interface DensityOptions {
   settleMs?: number;
   progress: (s: string) => void;
   label: string;
+  /** Called with each pod's counted processes while the pods run (benches look closer: smaps). */
+  inspect?: (pods: { pids: number[] }[], procs: readonly ProcInfo[]) => Promise<void> | void;
 }
 
 /** Starts `pods` idle pods, measures them, removes them all and reports what was left. */
 export async function measureDensity(o: DensityOptions): Promise<DensityReport> {
-  const r: DensityReport = { pods: o.pods, startSeconds: [], perPod: [], leftovers: [] };
   const podIds: string[] = [];
+  const r: DensityReport = { pods: o.pods, startSeconds: [], perPod: [], leftovers: [], podIds };
   const keys: string[] = [];
   const exclude = new Set([process.pid, o.daemonPid]);
   const sub: CommandContext = { ...o.ctx, global: o.global, stdout: new Discard(), stderr: new Discard(), flags: { quiet: true } };
@@ -178,16 +196,19 @@ export async function measureDensity(o: DensityOptions): Promise<DensityReport> 
     const procs = await readProcs();
     const byPid = new Map(procs.map((p) => [p.pid, p]));
     const counted = new Set<number>();
+    const seen: { pids: number[] }[] = [];
     for (const p of per) {
       // a process is counted once, for the first pod that claims it
       const pids = podPids(procs, p.ids, p.cgroups, exclude).filter((x) => !counted.has(x));
       for (const x of pids) counted.add(x);
+      seen.push({ pids });
       let sum = 0;
       for (const x of pids) sum += await pssBytes(x);
       r.perPod.push({ pssBytes: sum, processes: pids.map((x) => processName(byPid.get(x)) ?? String(x)) });
     }
     r.pssTotalBytes = r.perPod.reduce((a, p) => a + p.pssBytes, 0);
     r.pssPerPodBytes = Math.round(r.pssTotalBytes / Math.max(1, r.perPod.length));
+    await o.inspect?.(seen, procs);
   } catch (e) {
     r.error = (e as Error).message;
   } finally {
