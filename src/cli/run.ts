@@ -12,6 +12,7 @@ import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
+import { SINGLE_CONTAINER_ANNOTATION } from '../runtime/sandbox/pod-sandbox.ts';
 import { AlreadyExistsError, BulkheadError, errorReason } from '../errors.ts';
 
 export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
@@ -166,7 +167,12 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
     portMappings: req.publish.map(parsePublish),
     labels,
     // no -v: the pod binds no volumes, so a microVM pod may start as a template's clone (src/vm/template.ts)
-    annotations: { [NETWORK_ANNOTATION]: req.network, ...(req.volumes.length ? {} : { [VOLUMES_ANNOTATION]: 'none' }) },
+    annotations: {
+      [NETWORK_ANNOTATION]: req.network, ...(req.volumes.length ? {} : { [VOLUMES_ANNOTATION]: 'none' }),
+      // a --rm run's pod holds its one container and goes with it: a gVisor pod on the loopback-only
+      // network may then run it as the sandbox itself, one runsc sandbox as podman makes it
+      ...(req.remove && !req.detach ? { [SINGLE_CONTAINER_ANNOTATION]: 'true' } : {}),
+    },
     linux: {
       securityContext: {
         namespaceOptions: { network: req.network === 'host' ? 'NODE' : 'POD', pid: 'CONTAINER', ipc: 'POD' },

@@ -163,6 +163,13 @@ async function createPodWith(
   // the backend decides how the pod is held before anything is made; a sandbox container's id is
   // recorded with the pod from the first write, so a crash at any later point leaves it findable
   const plan = await backend.podSandbox.plan(sandboxSpecOf(ctx.opts, rec));
+  if (member && !plan.sandboxContainer) {
+    // the pod runs without a sandbox container (gVisor: a one-shot pod's container is its
+    // sandbox): it has no use for a pooled one, which goes back unused (not a miss)
+    ctx.pool!.giveBack(member);
+    held.member = undefined;
+    return await createPod(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, false);
+  }
   if (member) {
     // the pause spec this pod would get, against the member's: anything but the hostname differing
     // (a field set at start that the checks above do not know) sends the pod the cold way

@@ -22,6 +22,7 @@ export function sandboxSpecOf(opts: EngineOptions, p: PodRecord): PodSandboxSpec
     ...(opts.helperDir !== undefined ? { helperDir: opts.helperDir } : {}),
     ...(p.runtime.engine.decision ? { trustLevel: p.runtime.engine.decision.level } : {}),
     ...(p.config.annotations ? { annotations: p.config.annotations } : {}),
+    networkMode: p.runtime.networkMode,
   };
 }
 

@@ -3,7 +3,8 @@
 // tested in test/runtime/gvisor.test.ts and test/engine/gvisor.test.ts.)
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseStatsEvent, podLimits, removeStaleProbeNetns, sandboxHeadroom } from './gvisor-backend.ts';
+import { parseStatsEvent, podLimits, removeStaleProbeNetns, rootAppFits, sandboxHeadroom } from './gvisor-backend.ts';
+import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
 import { spawnSync } from 'node:child_process';
 import { run } from '../../util/exec.ts';
 import type { OciLinuxResources } from '../../oci/spec.ts';
@@ -65,4 +66,23 @@ it('removeStaleProbeNetns: deletes the probe netns of a dead daemon, keeps a liv
   } finally {
     for (const n of names) await run('ip', ['netns', 'delete', n]).catch(() => undefined);
   }
+});
+
+describe('rootAppFits: a one-shot pod\'s container is its sandbox only on the loopback-only network', () => {
+  const base: PodSandboxSpec = {
+    podId: 'p', podDir: '/x', netnsPath: '/run/netns/x', hostNetwork: false, hostname: 'h', ipc: 'POD', pid: 'CONTAINER',
+    sysctls: {}, pinNamespaces: true, annotations: { [SINGLE_CONTAINER_ANNOTATION]: 'true' }, networkMode: 'none',
+  };
+  const cases: { name: string; pod: Partial<Record<keyof PodSandboxSpec, unknown>>; fits: boolean }[] = [
+    { name: 'asked, network none', pod: {}, fits: true },
+    { name: 'not asked', pod: { annotations: {} }, fits: false },
+    { name: 'asked with another value', pod: { annotations: { [SINGLE_CONTAINER_ANNOTATION]: 'yes' } }, fits: false },
+    { name: 'the pod network (the Sentry would hold the app\'s capabilities on the host)', pod: { networkMode: 'pod' }, fits: false },
+    { name: 'the host network', pod: { networkMode: 'host', hostNetwork: true }, fits: false },
+    { name: 'no network mode stored', pod: { networkMode: undefined }, fits: false },
+    { name: 'sysctls (a pause carries them)', pod: { sysctls: { 'kernel.shm_rmid_forced': '1' } }, fits: false },
+    { name: 'host IPC', pod: { ipc: 'NODE' }, fits: false },
+    { name: 'host PID', pod: { pid: 'NODE' }, fits: false },
+  ];
+  for (const c of cases) it(c.name, () => { assert.equal(rootAppFits({ ...base, ...c.pod } as PodSandboxSpec), c.fits); });
 });

@@ -27,6 +27,17 @@
  * shareProcessNamespace per pod). Resource limits are pod-level: the sub-containers' processes
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
  * ends the whole sandbox).
+ *
+ * A one-shot pod (SINGLE_CONTAINER_ANNOTATION, `bulkhead run --rm`) with the loopback-only network
+ * ('none'), no sysctls and no host namespaces has no pause: its one container is the runsc root
+ * container, one sandbox as podman makes it (the pause's create, start and removal and a
+ * sub-container's gofer and waiter are not paid). That sandbox runs with `--network=none` (the
+ * shim rewrites the flag for it: ROOT_APP_ANNOTATION): gVisor's own loopback, and the Sentry in a
+ * user namespace of its own. With --network=host the Sentry would hold the root container's
+ * capabilities as host capabilities (measured: CapEff = the app's set + SYS_PTRACE), which for a
+ * pause are CAP_NET_BIND_SERVICE alone; that is why pods with a network take the pause way. The
+ * sandbox cgroup gets the limits a pod of that one container would (podLimits). The pod holds one
+ * container at a time (`<podDir>/gvisor-root-app` names it).
  */
 import { ownedTempDir, sweepTempDirs } from '../../util/temp-dir.ts';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -47,7 +58,8 @@ import { findStaticBusybox } from '../pause.ts';
 import { classifyRuntimeFailure, runtimeMessage } from '../errors.ts';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
-import { shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
+import { ROOT_APP_ANNOTATION, shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
+import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
 
 /** Scratch dirs of platform detection: `<tmp>/<this><pid>-XXXXXX`. */
 const RUNSC_PROBE_DIR = 'bulkhead-runsc-probe-';
@@ -94,7 +106,11 @@ export class GvisorBackend extends ConmonBackend {
     setHostname: (id, hostname, signal) => this.setSandboxHostname(id, hostname, signal),
     armHostname: (id) => { this.armHostname(id); },
     setCgroupsPath: (id, path) => this.setSandboxCgroup(id, path),
+    rootApp: (pod) => rootAppFits(pod),
+    rootNamespaces: (req) => this.rootNamespaces(req),
   });
+  /** Containers that rootNamespaces placed as their pod's sandbox, until adjustSpec makes them one. */
+  private readonly rootApps = new Set<string>();
   /** Pooled sandboxes' waiting `sethostname` processes (armHostname), by sandbox id. */
   private readonly hostnameWaiters = new Map<string, { give: (line: string) => void; done: Promise<RunResult | Error> }>();
   private readonly closing = new AbortController();
@@ -169,10 +185,14 @@ export class GvisorBackend extends ConmonBackend {
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
-    if (opts.pod.role === 'container' && !opts.pod.sandboxContainerId) throw new InvalidArgumentError('gvisor: an app container needs pod.sandboxContainerId (it runs inside the pod\'s sandbox)');
+    const rootApp = opts.pod.role === 'container' && !opts.pod.sandboxContainerId && this.rootApps.delete(opts.id);
+    if (opts.pod.role === 'container' && !opts.pod.sandboxContainerId && !rootApp) throw new InvalidArgumentError('gvisor: an app container needs pod.sandboxContainerId (it runs inside the pod\'s sandbox)');
     spec.annotations = spec.annotations ?? {};
-    const sandboxId = opts.pod.role === 'sandbox' ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
-    spec.annotations[CONTAINER_TYPE_ANNOTATION] = opts.pod.role;
+    // only this backend says which sandbox runs with --network=none (the shim reads it)
+    delete spec.annotations[ROOT_APP_ANNOTATION];
+    if (rootApp) spec.annotations[ROOT_APP_ANNOTATION] = 'true';
+    const sandboxId = opts.pod.role === 'sandbox' || rootApp ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
+    spec.annotations[CONTAINER_TYPE_ANNOTATION] = rootApp ? 'sandbox' : opts.pod.role;
     spec.annotations[SANDBOX_ID_ANNOTATION] = sandboxId;
     const caps = spec.process?.capabilities;
     if (caps) {
@@ -233,6 +253,23 @@ export class GvisorBackend extends ConmonBackend {
       uts: req.pod.hostNetwork && !req.pod.hostname ? 'host' : 'private',
       pid,
     };
+  }
+
+  /**
+   * The namespaces of a one-shot pod's container that is its sandbox (see the file comment): all
+   * its own, as a pod's are. The pod holds one at a time: `<podDir>/gvisor-root-app` names the
+   * container; another is refused while that one's bundle exists.
+   */
+  private rootNamespaces(req: ContainerNamespaceRequest): { network: NamespaceChoice; ipc: NamespaceChoice; uts: NamespaceChoice; pid: NamespaceChoice } {
+    const marker = join(req.pod.podDir, ROOT_APP_FILE);
+    let held = '';
+    try { held = readFileSync(marker, 'utf8').trim(); } catch { /* none yet */ }
+    if (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(held) && held !== req.id && existsSync(this.driver.bundleDir(held))) {
+      throw new FailedPreconditionError(`gvisor: pod ${req.pod.podId} runs its one container ${held} as its sandbox (${SINGLE_CONTAINER_ANNOTATION}); remove it before creating another, or make the pod without that annotation`);
+    }
+    writeFileSync(marker, req.id, { mode: 0o600 });
+    this.rootApps.add(req.id);
+    return { network: 'private', ipc: 'private', uts: 'private', pid: 'private' };
   }
 
   /**
@@ -325,14 +362,15 @@ export class GvisorBackend extends ConmonBackend {
   }
 
   override async createContainer(opts: CreateContainerOptions): Promise<{ pid: number }> {
+    const rootApp = opts.pod.role === 'container' && !opts.pod.sandboxContainerId;
     const r = await super.createContainer(opts);
-    if (opts.pod.role === 'container' && opts.pod.sandboxContainerId) {
-      try {
-        await this.applyPodLimits(opts.pod.sandboxContainerId);
-      } catch (err) {
-        await this.delete(opts.id).catch(() => {});
-        throw err;
-      }
+    try {
+      if (opts.pod.role === 'container' && opts.pod.sandboxContainerId) await this.applyPodLimits(opts.pod.sandboxContainerId);
+      // a pod's one container as its sandbox: the limits a pod sandbox holding it would have
+      else if (rootApp && opts.spec.linux?.cgroupsPath) await writeCgroupResources(opts.spec.linux.cgroupsPath, podLimits({}, [opts.spec.linux.resources ?? {}]));
+    } catch (err) {
+      await this.delete(opts.id).catch(() => {});
+      throw err;
     }
     return r;
   }
@@ -355,6 +393,7 @@ export class GvisorBackend extends ConmonBackend {
   override async delete(id: string, signal?: AbortSignal): Promise<void> {
     const spec = await this.driver.spec(id).catch(() => undefined);
     if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'sandbox') await this.stopSandboxGently(id, signal);
+    if (spec?.annotations?.[ROOT_APP_ANNOTATION] === 'true') await this.forgetOrphanGofer(id);
     await super.delete(id, signal);
     const sandboxId = spec?.annotations?.[SANDBOX_ID_ANNOTATION];
     if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'container' && sandboxId) {
@@ -389,6 +428,34 @@ export class GvisorBackend extends ConmonBackend {
     } catch (err) {
       this.log.debug('sandbox did not stop on SIGTERM; deleting by force', { id, err });
     }
+  }
+
+  /**
+   * A sandbox that ended by itself (a one-shot pod's container exited) may leave its gofer behind
+   * conmon, which exits with the sandbox: the gofer, ending a moment later, is then the host init's
+   * to reap, and `runsc delete` polls (kill 0) until it is reaped, 1.1-1.7 s on this host, found
+   * in the pod removal's figures. The gofer serves that sandbox only: one still running is ended;
+   * one that stays a zombie is dropped from runsc's state (`goferPid`), so that the delete does
+   * not wait for a reaping that is not runsc's. Only after the sandbox's exit was recorded.
+   */
+  private async forgetOrphanGofer(id: string): Promise<void> {
+    if (!existsSync(this.driver.exitFile(id))) return;
+    const file = join(this.stateDir, `${id}_sandbox:${id}.state`);
+    const state = await readFile(file, 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => undefined);
+    const pid = state?.goferPid;
+    if (!state || typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return;
+    const procState = async (): Promise<string | undefined> => (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
+    let st = await procState();
+    if (st === undefined) return;
+    if (st !== 'Z') {
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+      if (argv[0] !== 'runsc-gofer' || !argv.includes(this.driver.bundleDir(id))) return;
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      for (let i = 0; i < 40 && (st = await procState()) !== undefined && st !== 'Z'; i++) await new Promise((r) => setTimeout(r, 5));
+      if (st === undefined) return;
+    }
+    state.goferPid = 0;
+    await writeAtomic(file, JSON.stringify(state));
   }
 
   /** SIGKILLs the gofer of sandbox `id` (found by its bundle path) and waits briefly until it is reaped. */
@@ -429,7 +496,7 @@ export class GvisorBackend extends ConmonBackend {
     }
     const path = spec.linux?.cgroupsPath;
     if (!path) throw new FailedPreconditionError(`container ${id} has no cgroup to update`);
-    await writeCgroupResources(path, resources);
+    await writeCgroupResources(path, spec.annotations?.[ROOT_APP_ANNOTATION] === 'true' ? podLimits({}, [resources]) : resources);
     await this.driver.recordResources(id, resources);
   }
 
@@ -621,6 +688,20 @@ export class GvisorBackend extends ConmonBackend {
       await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});
     }
   }
+}
+
+/** In a one-shot pod's dir: the id of its container that is its sandbox. */
+const ROOT_APP_FILE = 'gvisor-root-app';
+
+/**
+ * Whether a pod's one container may be its sandbox (see the file comment): it asked
+ * (SINGLE_CONTAINER_ANNOTATION), its network is loopback only (the sandbox then runs with
+ * --network=none, its Sentry holding no host capabilities), and it sets nothing a pause carries
+ * for it (sysctls, host IPC/PID namespaces).
+ */
+export function rootAppFits(pod: PodSandboxSpec): boolean {
+  return pod.annotations?.[SINGLE_CONTAINER_ANNOTATION] === 'true' && pod.networkMode === 'none' && !pod.hostNetwork
+    && Object.keys(pod.sysctls).length === 0 && pod.ipc !== 'NODE' && pod.pid !== 'NODE';
 }
 
 /** Probe netns are named for the daemon that made them: `bh-gvprobe-<pid>-<random>`. */

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killTree, run } from '../../util/exec.ts';
-import { SUBCONTAINER_MARKER, writeSubcontainerShim } from './subcontainer-shim.ts';
+import { ROOT_APP_ANNOTATION, SUBCONTAINER_MARKER, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const FAKE_RUNSC = `#!/bin/sh
 echo "$*" >> "$FAKE_DIR/calls"
@@ -210,5 +210,25 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     const s = await shimRun(['start', id]);
     assert.equal(s.code, 1);
     assert.match(s.stderr, /waiter of sub-container .* is gone/);
+  });
+
+  it('a one-shot pod\'s container that is its sandbox is created with --network=none; any other create keeps the global flag', async () => {
+    const g = [...globals(), '--network=host'];
+    const marked = join(dir, 'containers', 'root1');
+    await mkdir(marked, { recursive: true });
+    await writeFile(join(marked, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', annotations: { [ROOT_APP_ANNOTATION]: 'true', 'io.kubernetes.cri.container-type': 'sandbox' } }));
+    const plain = (await bundle(false)).b;
+    for (const [b, id] of [[marked, 'root1'], [plain, 'plain1']] as const) {
+      const r = await run(shim, [...g, 'create', '--bundle', b, '--pid-file', join(b, 'pidfile'), id], { timeoutMs: 20_000, env: env() });
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const all = await calls();
+    const root = join(dir, 'state');
+    assert.ok(all.includes(`--root ${root} --platform=ptrace --network=none create --bundle ${marked} --pid-file ${join(marked, 'pidfile')} root1`), all.join('\n'));
+    assert.ok(all.includes(`--root ${root} --platform=ptrace --network=host create --bundle ${plain} --pid-file ${join(plain, 'pidfile')} plain1`), all.join('\n'));
+    // no global --network flag at all: one is added
+    const r = await run(shim, [...globals(), 'create', '--bundle', marked, '--pid-file', join(marked, 'pidfile'), 'root1'], { timeoutMs: 20_000, env: env() });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await calls()).at(-1), `--network=none --root ${root} --platform=ptrace create --bundle ${marked} --pid-file ${join(marked, 'pidfile')} root1`);
   });
 });

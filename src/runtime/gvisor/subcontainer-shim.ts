@@ -25,6 +25,8 @@
  *  - `start`: wakes the waiter and returns its result; fails at once when the waiter is gone.
  *  - `delete`: `runsc delete` as asked, then ends a waiter still waiting for a start (a started
  *    one ends by itself when its container dies).
+ *  - `create` of a sandbox whose config.json holds ROOT_APP_ANNOTATION: runsc with the global
+ *    `--network=...` flag replaced by `--network=none` (added when there was none).
  * Files live in the bundle dir, `<runDir>/containers/<id>/` (the layout of ConmonDriver), which
  * the driver removes on delete.
  *
@@ -35,6 +37,12 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 /** Marker for a sub-container in a bundle's config.json as JSON.stringify writes it. */
 export const SUBCONTAINER_MARKER = '"io.kubernetes.cri.container-type":"container"';
+/**
+ * A one-shot pod's container that is its sandbox (gvisor-backend.ts): its `create` runs with
+ * `--network=none` whatever the global flags say. Set (and removed from any other spec) by the backend only.
+ */
+export const ROOT_APP_ANNOTATION = 'dev.bulkhead.gvisor.root-app';
+const ROOT_APP_MARKER = `"${ROOT_APP_ANNOTATION}":"true"`;
 
 export interface ShimOptions {
   /** Absolute path of runsc. */
@@ -72,6 +80,17 @@ create)
     case $a in --bundle=*) bundle=\${a#*=} ;; --pid-file=*) pidf=\${a#*=} ;; esac
     prev=$a
   done
+  if [ -n "$bundle" ] && grep -qF '${ROOT_APP_MARKER}' "$bundle/config.json" 2>/dev/null; then
+    # a pod's one container as its sandbox: gVisor's own loopback (see gvisor-backend.ts)
+    i=0; seen=
+    for a; do
+      shift; i=$((i + 1))
+      if [ $i -lt $n ]; then case $a in --network=*) a=--network=none; seen=1 ;; esac; fi
+      set -- "$@" "$a"
+    done
+    [ -n "$seen" ] || set -- --network=none "$@"
+    exec "$RUNSC" "$@"
+  fi
   if [ -z "$bundle" ] || [ -z "$pidf" ] || ! grep -qF '${SUBCONTAINER_MARKER}' "$bundle/config.json" 2>/dev/null; then
     exec "$RUNSC" "$@"
   fi

@@ -49,7 +49,18 @@ export interface PodSandboxSpec {
   trustLevel?: string;
   /** The pod's own annotations (hostile input: a backend reads only the keys it documents). */
   annotations?: Record<string, string>;
+  /** The pod's network as the engine set it up: its own netns with the CNI network ('pod'), loopback only ('none'), the host's. */
+  networkMode?: 'pod' | 'none' | 'host';
 }
+
+/**
+ * `io.bulkhead.single-container: "true"` (set by `bulkhead run --rm`): the pod will hold one
+ * container at a time, so a sandbox-hosted backend may run that container *as* the sandbox (its
+ * root container) instead of a sandbox container with the app inside it (gVisor: one runsc
+ * sandbox per run, as podman does). Hostile input like every annotation: what it can do is make
+ * the pod refuse a second container while one exists; the backend decides whether it applies.
+ */
+export const SINGLE_CONTAINER_ANNOTATION = 'io.bulkhead.single-container';
 
 /** Decided before anything is made. */
 export interface PodSandboxPlan {

@@ -5,11 +5,16 @@
  * and sandbox-id annotations from its PodRef). The sandbox's kernel provides the namespaces; how
  * a container's spec names them is the backend's business (`namespaces` below), as is how a port
  * inside the pod is reached (`dialVia`). Removal: containers, then the sandbox.
+ *
+ * A backend may run a pod's one container as the sandbox itself (`rootApp`): the plan then has no
+ * sandbox container, create() makes nothing, and the pod's container is created with the
+ * namespaces of `rootNamespaces` and no sandboxContainerId (the backend makes it a sandbox).
  */
-import { UnimplementedError } from '../../errors.ts';
+import { FailedPreconditionError, UnimplementedError } from '../../errors.ts';
 import type { ContainerRuntime } from '../backend.ts';
 import type { NamespaceChoice } from '../spec.ts';
 import { destroyInOrder, dialHost, dialInside, dialNetns, stopSandbox } from './common.ts';
+import { SINGLE_CONTAINER_ANNOTATION } from './pod-sandbox.ts';
 import type {
   ContainerNamespaceRequest, PodConnection, PodSandbox, PodSandboxPlan, PodSandboxSpec, PodSandboxState, SandboxCreateOptions,
 } from './pod-sandbox.ts';
@@ -35,7 +40,17 @@ export interface SandboxHostedHooks {
   armHostname?(sandboxId: string): void | Promise<void>;
   /** The engine moved a running sandbox's processes to cgroup `path`: record it where the backend reads the sandbox's cgroup. */
   setCgroupsPath?(sandboxId: string, path: string): Promise<void>;
+  /**
+   * The pod's container will be the sandbox itself (no sandbox container is made for the pod);
+   * decided once, at plan time, from the stored pod. Needs rootNamespaces.
+   */
+  rootApp?(pod: PodSandboxSpec): boolean;
+  /** The namespaces of a pod's container that is its sandbox (rootApp); refuses a second one while one exists. */
+  rootNamespaces?(req: ContainerNamespaceRequest): { network: NamespaceChoice; ipc: NamespaceChoice; uts: NamespaceChoice; pid: NamespaceChoice };
 }
+
+/** PodSandboxPlan.detail of a pod whose container is its sandbox (SandboxHostedHooks.rootApp). */
+const ROOT_APP = 'root-app';
 
 export class SandboxHosted implements PodSandbox {
   readonly kind = 'sandbox-hosted' as const;
@@ -68,10 +83,13 @@ export class SandboxHosted implements PodSandbox {
 
   async plan(pod: PodSandboxSpec): Promise<PodSandboxPlan> {
     this.#hooks.check?.(pod);
+    if (this.#hooks.rootNamespaces && this.#hooks.rootApp?.(pod)) return { sandboxContainer: false, detail: ROOT_APP };
     return { sandboxContainer: true };
   }
 
-  async create(pod: PodSandboxSpec, _plan: PodSandboxPlan, opts: SandboxCreateOptions): Promise<PodSandboxState> {
+  async create(pod: PodSandboxSpec, plan: PodSandboxPlan, opts: SandboxCreateOptions): Promise<PodSandboxState> {
+    // the pod's container will be the sandbox: nothing to make now
+    if (!plan.sandboxContainer) return { sandboxId: '', namespacePaths: {} };
     const spec = await opts.sandboxSpec();
     await this.#rt.createContainer({
       id: opts.sandboxId, name: opts.name, spec, logPath: opts.logPath, signal: opts.signal,
@@ -87,10 +105,15 @@ export class SandboxHosted implements PodSandbox {
   }
 
   containerNamespaces(req: ContainerNamespaceRequest): { network: NamespaceChoice; ipc: NamespaceChoice; uts: NamespaceChoice; pid: NamespaceChoice } {
+    if (!req.state.sandboxId) {
+      if (!this.#hooks.rootNamespaces) throw new FailedPreconditionError(`pod ${req.pod.podId} has no sandbox container to create a container in`);
+      return this.#hooks.rootNamespaces(req);
+    }
     return this.#hooks.namespaces(req);
   }
 
   async dial(pod: PodSandboxSpec, state: PodSandboxState, port: number, signal: AbortSignal): Promise<PodConnection> {
+    if (!state.sandboxId) throw new UnimplementedError(`pod ${pod.podId} runs its one container as its sandbox (${SINGLE_CONTAINER_ANNOTATION}), with a network of its own: port-forward does not reach it; run it without --rm`);
     if (this.#hooks.dialVia() === 'netns') return pod.hostNetwork || !pod.netnsPath ? dialHost(port) : dialNetns(pod.netnsPath, port, signal);
     return await dialInside(this.#rt, state.sandboxId, port, signal);
   }
