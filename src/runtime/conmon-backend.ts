@@ -11,7 +11,7 @@ import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
   ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeResult, RuntimeCommand,
 } from './backend.ts';
-import { ConmonDriver, type InProcessRuntime } from './conmon/driver.ts';
+import { ConmonDriver, type ConmonDriverOptions, type InProcessRuntime } from './conmon/driver.ts';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 import type { PodSandbox } from './sandbox/pod-sandbox.ts';
 
@@ -44,6 +44,8 @@ export abstract class ConmonBackend implements Backend {
   protected execRuntimePath(): string | undefined { return undefined; }
   /** Runtime subcommands the backend runs in the daemon's process (ConmonDriverOptions.inProcess); default none. */
   protected inProcessRuntime(): InProcessRuntime | undefined { return undefined; }
+  /** A create's work the backend does in the daemon's process before conmon runs (ConmonDriverOptions.prepareCreate); default none. */
+  protected prepareCreate(): ConmonDriverOptions['prepareCreate'] { return undefined; }
   /** Kill a timed-out exec'd process by the pid its runtime reported (written to pidFile). */
   protected async killExecProcess(_id: string, pid: number, _pidFile: string): Promise<void> {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -55,6 +57,7 @@ export abstract class ConmonBackend implements Backend {
       mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
       const execPath = this.execRuntimePath();
       const inProcess = this.inProcessRuntime();
+      const prepareCreate = this.prepareCreate();
       this.driverInstance = new ConmonDriver({
         runDir: this.opts.runDir,
         conmon: this.opts.conmon ?? 'conmon',
@@ -63,6 +66,7 @@ export abstract class ConmonBackend implements Backend {
         killExecProcess: (id, pid, pidFile) => this.killExecProcess(id, pid, pidFile),
         ...(execPath !== undefined ? { execRuntimePath: execPath } : {}),
         ...(inProcess !== undefined ? { inProcess } : {}),
+        ...(prepareCreate !== undefined ? { prepareCreate } : {}),
       });
     }
     return this.driverInstance;

@@ -76,15 +76,17 @@ describe('microvm: a daemon killed mid-start, then restarted', { skip: skipReaso
 });
 
 // start, state, kill and delete run in the daemon's process (MicrovmBackend.inProcessRuntime): a pod's
-// whole life spawns `bulkhead-vm` only for conmon's create of each container. The runtime is a
-// wrapper that logs each call; BULKHEAD_VM_IN_PROCESS=1 keeps the in-process path on for it.
+// whole life spawns `bulkhead-vm` only for conmon's create of each container, and that create's work
+// is done in the daemon too (prepareCreate): bin/bulkhead-vm only starts the prepared shim, in sh.
+// The runtime is a wrapper that logs each call and makes any Node.js start it leads to fail
+// (NODE_OPTIONS requiring a missing module); BULKHEAD_VM_IN_PROCESS=1 keeps the in-process path on for it.
 describe('microvm: the runtime process is spawned only for create (start, state, stats, kill, delete in the daemon)', { skip: skipReason(), timeout: 300_000 }, () => {
-  it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create)', async () => {
+  it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create), neither a Node.js start', async () => {
     const fx = await makeBusyboxRootfs('bulkhead-vm-inproc-');
     const runDir = join(fx.dir, 'run');
     const calls = join(fx.dir, 'calls.log');
     const wrapper = join(fx.dir, 'bulkhead-vm');
-    writeFileSync(wrapper, `#!/bin/bash\nfor a in "$@"; do case "$a" in create|start|state|kill|delete|exec|stats|update) echo "$a" >> ${calls}; break;; esac; done\nexec ${BULKHEAD_VM_BIN} "$@"\n`, { mode: 0o755 });
+    writeFileSync(wrapper, `#!/bin/bash\nfor a in "$@"; do case "$a" in create|start|state|kill|delete|exec|stats|update) echo "$a" >> ${calls}; break;; esac; done\nexport NODE_OPTIONS=--require=/nonexistent/bulkhead-test-no-node.cjs\nexec ${BULKHEAD_VM_BIN} "$@"\n`, { mode: 0o755 });
     const saved = process.env.BULKHEAD_VM_IN_PROCESS;
     process.env.BULKHEAD_VM_IN_PROCESS = '1';
     const b = new MicrovmBackend({ runDir, logger: silentLogger, assetsRoot: ASSETS, binary: wrapper });
@@ -94,6 +96,8 @@ describe('microvm: the runtime process is spawned only for create (start, state,
     try {
       const sbSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: sb, command: ['sleep', '1000'] });
       await b.createContainer({ id: sb, spec: sbSpec, pod: { podId: sb, role: 'sandbox' }, logPath: join(fx.dir, 'sb.log') });
+      const frontSeen = new Set<string>();
+      if (existsSync(join(runDir, 'state', sb, 'front'))) frontSeen.add(sb);
       await b.start(sb);
       assert.equal((await b.state(sb)).status, 'running');
       // the sandbox's slot was fresh: only the image's non-zero blocks were written (it stays sparse)
@@ -106,6 +110,7 @@ describe('microvm: the runtime process is spawned only for create (start, state,
       assert.ok(usage.memoryWorkingSetBytes > 0, 'stats from the guest');
       const appSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: app, command: ['sh', '-c', 'exit 3'] });
       await b.createContainer({ id: app, spec: appSpec, pod: { podId: sb, role: 'container', sandboxContainerId: sb }, logPath: join(fx.dir, 'app.log') });
+      if (existsSync(join(runDir, 'state', app, 'front'))) frontSeen.add(app);
       assert.equal((await b.state(app)).status, 'created');
       await b.start(app);
       const exited = await b.wait(app);
@@ -118,6 +123,7 @@ describe('microvm: the runtime process is spawned only for create (start, state,
       await waitFor(() => spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim() === '', 'no process naming the run dir', 30_000);
       assert.ok(!existsSync(join(runDir, 'state', 'pods')) || readdirSync(join(runDir, 'state', 'pods')).length === 0, 'no pod dir left');
       assert.deepEqual(readFileSync(calls, 'utf8').trim().split('\n'), ['create', 'create']);
+      assert.ok(frontSeen.size === 2, 'both creates were prepared in the daemon (a front file each)');
     } finally {
       if (saved === undefined) delete process.env.BULKHEAD_VM_IN_PROCESS; else process.env.BULKHEAD_VM_IN_PROCESS = saved;
       await b.delete(app).catch(() => {});

@@ -54,6 +54,18 @@ export interface ConmonDriverOptions {
    * and each `bulkhead-vm` process costs a Node.js start.
    */
   inProcess?: InProcessRuntime;
+  /**
+   * Does a container's create in this process up to starting its process, before conmon runs the
+   * runtime's `create` (which then only starts that process); undefined = the runtime does it all.
+   * `created` gets the pid conmon reported; `abandon` undoes it when the create fails.
+   */
+  prepareCreate?: (id: string, bundle: string, spec: OciSpec, signal?: AbortSignal) => Promise<PreparedCreate | undefined>;
+}
+
+/** See ConmonDriverOptions.prepareCreate. */
+export interface PreparedCreate {
+  created(pid: number): Promise<void>;
+  abandon(): Promise<void>;
 }
 
 /** See ConmonDriverOptions.inProcess; `timeoutMs` bounds the call as the spawned runtime's would be. */
@@ -67,6 +79,7 @@ export class ConmonDriver {
   private readonly killExecProcess: (id: string, pid: number, pidFile: string) => Promise<void>;
   private readonly execRuntimePath: string;
   readonly #inProcess: InProcessRuntime | undefined;
+  readonly #prepareCreate: ConmonDriverOptions['prepareCreate'];
   readonly #ctx: ConmonContext;
 
   constructor(opts: ConmonDriverOptions) {
@@ -77,6 +90,7 @@ export class ConmonDriver {
     this.log = opts.logger;
     this.execRuntimePath = opts.execRuntimePath ?? this.runtime.path;
     this.#inProcess = opts.inProcess;
+    this.#prepareCreate = opts.prepareCreate;
     this.killExecProcess = opts.killExecProcess ?? (async (_id, pid) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });
     this.#ctx = {
       runDir: this.runDir, runtime: this.runtime, conmon: this.conmon, execRuntimePath: this.execRuntimePath, log: this.log,
@@ -145,14 +159,18 @@ export class ConmonDriver {
     if (opts.stdin) args.push('-i');
     if (opts.stdin && !opts.stdinOnce) args.push('--leave-stdin-open');
     if (tty) args.push('-t');
+    let prepared: PreparedCreate | undefined;
     try {
+      prepared = await this.#prepareCreate?.(opts.id, bundle, opts.spec, opts.signal);
       const pid = await this.spawnConmon(args, bundle, opts.signal);
+      await prepared?.created(pid);
       // the process conmon waits on, by pid and start time: watched directly should conmon die
       const startTime = liveStartTime(pid);
       if (startTime !== undefined) await writeFile(join(bundle, 'workload.json'), JSON.stringify({ pid, startTime } satisfies ProcessIdentity), { mode: 0o600 });
       return { pid };
     } catch (err) {
       await this.killConmon(opts.id);
+      await prepared?.abandon().catch(() => {});
       await this.runtimeCmd(['delete', '--force', opts.id], { timeoutMs: 20_000 }).catch(() => {});
       await rm(bundle, { recursive: true, force: true }).catch(() => {});
       throw err;

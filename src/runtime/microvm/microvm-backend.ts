@@ -23,9 +23,10 @@ import { VIRTIOFSD } from '../../vm/share.ts';
 import { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from '../../vm/annotations.ts';
 import { parseTemplateSharing, TEMPLATE_SHARING, type TemplateSharing } from '../../vm/template-sharing.ts';
 import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
-import type { InProcessRuntime } from '../conmon/driver.ts';
+import type { ConmonDriverOptions, InProcessRuntime } from '../conmon/driver.ts';
 import { AbortedError, DeadlineExceededError } from '../../errors.ts';
 import { VmPoolAdoption } from './pool-adoption.ts';
 
@@ -147,7 +148,7 @@ export class MicrovmBackend extends ConmonBackend {
    * start, state, kill and delete run in the daemon's process, the same code `bulkhead-vm` runs
    * (src/vm/cmd/): each spawned `bulkhead-vm` is a Node.js start (~100-250 ms under load) and a
    * templated `run --rm` made four of them. create stays a process (conmon runs it and waits on
-   * the container supervisor it starts). Off when the handler names another runtime binary, or
+   * the container supervisor it starts), done in the daemon up to that start (prepareCreate). Off when the handler names another runtime binary, or
    * with BULKHEAD_VM_IN_PROCESS=0 (=1 forces it on, for measuring with a wrapper binary).
    */
   protected override inProcessRuntime(): InProcessRuntime | undefined {
@@ -162,6 +163,30 @@ export class MicrovmBackend extends ConmonBackend {
       else if (sub === 'kill' && (rest.length === 1 || rest.length === 2)) op = async () => { await (await import('../../vm/cmd/kill.ts')).killContainer(root, rest[0]!, rest[1] ?? 'SIGTERM', false, timeoutMs); return ''; };
       else if (sub === 'delete' && rest.length === 2 && rest[0] === '--force') op = async () => { await (await import('../../vm/cmd/delete.ts')).deleteContainer(root, rest[1]!, true); return ''; };
       return op ? bounded(op(), `bulkhead-vm ${sub}`, timeoutMs, signal) : undefined;
+    };
+  }
+
+  /**
+   * A container's create up to starting its supervisor (the C shim) runs in the daemon's process
+   * too (src/vm/cmd/create.ts prepareCreate: the record, the rootfs image, a sandbox's pod VM): the
+   * `bulkhead-vm create` conmon runs then finds the `front` file and only starts the shim, in POSIX
+   * sh (bin/bulkhead-vm), without a Node.js start (~60-100 ms each, two per `run`). Where
+   * start/state/kill/delete run in process; not for a terminal container (conmon makes its console socket).
+   */
+  protected override prepareCreate(): ConmonDriverOptions['prepareCreate'] {
+    if (!this.inProcessRuntime()) return undefined;
+    const globalArgs = this.runtimeCommand().globalArgs;
+    return async (id, bundle, spec, signal) => {
+      if (spec.process?.terminal) return undefined;
+      const [{ prepareCreate, recordCreated, undoCreate, writeFront }, { GLOBAL_FLAGS, checkGlobal, globalOptions }, { parseRuntimeFlags }] = await Promise.all([
+        import('../../vm/cmd/create.ts'), import('../../vm/cmd/global.ts'), import('../../vm/cmd/flags.ts'),
+      ]);
+      const g = globalOptions(parseRuntimeFlags(globalArgs, GLOBAL_FLAGS).flags, process.env);
+      checkGlobal(g);
+      await mkdir(g.root, { recursive: true, mode: 0o700 });
+      const p = await prepareCreate(g, id, bundle, undefined, signal);
+      try { await writeFront(g, p); } catch (e) { await undoCreate(g, p); throw e; }
+      return { created: (pid) => recordCreated(g, p, pid), abandon: () => undoCreate(g, p) };
     };
   }
 

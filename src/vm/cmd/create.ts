@@ -1,10 +1,9 @@
 // `bulkhead-vm create`: a container from an OCI bundle; a sandbox container boots its pod's VM first.
-import type { spawn } from 'node:child_process';
 import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError, fromWire, InvalidArgumentError, toWire } from '../../errors.ts';
+import { AbortedError, AlreadyExistsError, FailedPreconditionError, fromWire, InvalidArgumentError, toWire } from '../../errors.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { detectAccel } from '../accel.ts';
 import { loadGuestAssets } from '../assets.ts';
@@ -18,7 +17,7 @@ import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, n
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath } from '../vm-cgroup.ts';
 import type { Accel } from '../vmm.ts';
-import { CLI, closeReadyPipe, hostSocket, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
+import { CLI, closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
 import { refuseVolumesInClone, templateFlags } from './template-flags.ts';
 import type { VmGlobal } from './global.ts';
@@ -42,8 +41,22 @@ function podMemberWithPid(root: string, podId: string, pid: number): string | un
   return undefined;
 }
 
-/** Starts the pod's VM supervisor unless one answers; true when this call started it. */
-async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined, tpl: string[] = []): Promise<boolean> {
+/** `p`, or AbortedError as soon as `signal` aborts (what `p` started is the caller's to end). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolvePromise, reject) => {
+    const onAbort = (): void => reject(new AbortedError('create aborted'));
+    if (signal.aborted) { onAbort(); return; }
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolvePromise(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
+}
+
+/**
+ * Starts the pod's VM supervisor unless one answers; true when this call started it. `signal`
+ * (a create in the daemon's process, whose caller gave up) abandons the start as its creator's exit does.
+ */
+async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined, tpl: string[] = [], signal?: AbortSignal): Promise<boolean> {
   if (existsSync(join(dir, 'vmd.sock'))) {
     try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
   }
@@ -54,7 +67,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     '--accel', accel, '--boot-timeout', String(g.bootTimeoutMs), '--cgroup', cgroup, ...(cpu ? ['--cpu-quota', String(cpu.quota), '--cpu-period', String(cpu.period)] : []), ...(netns ? ['--netns', netns] : []), ...(g.firecracker ? ['--firecracker', g.firecracker] : []), ...tpl];
   if (g.supervisor === 'node') {
     try {
-      await startInHost(g, vmdFlags);
+      await abortable(startInHost(g, vmdFlags, signal), signal);
     } catch (e) {
       await endPodDir(dir);
       throw e;
@@ -65,7 +78,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', ...vmdFlags], ['ignore', logFd, logFd, 'pipe']);
   if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   try {
-    await readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000);
+    await abortable(readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000), signal);
   } catch (e) {
     // whatever the start left running (supervisor, VMM) ends before its slot files go
     await endPodDir(dir);
@@ -81,7 +94,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
  * `--supervisor node`: the node-wide host (vmhost.ts) starts the pod's supervisor; this waits for
  * its answer (the VM ready) on a connection it holds open, so going away abandons the start.
  */
-async function startInHost(g: VmGlobal, vmdFlags: string[]): Promise<void> {
+async function startInHost(g: VmGlobal, vmdFlags: string[], signal?: AbortSignal): Promise<void> {
   const sock = hostSocket(g.root);
   let c: VmdClient;
   try {
@@ -93,6 +106,9 @@ async function startInHost(g: VmGlobal, vmdFlags: string[]): Promise<void> {
     try { await readyLine(child, 'node-wide VM supervisor', 30_000); } finally { closeReadyPipe(child); child.unref(); }
     c = await VmdClient.connect(sock, undefined, 5000);
   }
+  // the host abandons the start when this connection closes
+  const onAbort = (): void => c.close();
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await c.request('start', { argv: vmdFlags }, g.bootTimeoutMs + 30_000);
   } catch (e) {
@@ -100,8 +116,113 @@ async function startInHost(g: VmGlobal, vmdFlags: string[]): Promise<void> {
     const w = toWire(e);
     throw fromWire({ ...w, message: `pod VM: ${w.message}` });
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     c.close();
   }
+}
+
+/** A container whose create is done up to starting its supervisor (the C shim): prepareCreate. */
+export interface PreparedCreate {
+  rec: ContainerRecord;
+  /** The shim's program, argv (without the program) and working directory (the pod dir). */
+  shim: { bin: string; args: string[]; cwd: string };
+  /** Started only with a console socket (process.terminal): bulkhead-vm-console in front of the shim. */
+  consoleHelper?: { bin: string; args: string[] };
+  /** This create started the pod's VM (a sandbox container): a failed create stops it. */
+  startedVm: boolean;
+  image: string;
+}
+
+/**
+ * Everything `create` does before it starts the container's supervisor: the record, the rootfs
+ * image, the pod VM for a sandbox container (`signal`: abandons its start), the session request.
+ * Undone (undoCreate) when it fails.
+ */
+export async function prepareCreate(g: VmGlobal, id: string, bundle: string, consoleSocket: string | undefined, signal?: AbortSignal): Promise<PreparedCreate> {
+  checkId(id);
+  const spec = await readBundleSpec(bundle);
+  const pod = podIdentity(id, spec);
+  const cdir = containerDir(g.root, id);
+  if (existsSync(cdir)) throw new AlreadyExistsError(`container "${id}" already exists`);
+  const assets = await loadGuestAssets(g.assetsRoot);
+  const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
+  const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
+  const vols = guestVolumes(spec);
+  const pdir = podDir(g.root, pod.podId);
+  await mkdir(cdir, { recursive: true, mode: 0o700 });
+  const rec: ContainerRecord = { id, bundle, podId: pod.podId, podDir: pdir, sandbox: pod.sandbox, pid: 0, annotations: spec.annotations ?? {}, created: new Date().toISOString() };
+  const p: PreparedCreate = { rec, shim: { bin: assets.shim, args: [], cwd: pdir }, startedVm: false, image: image.path };
+  await writeJsonAtomic(join(cdir, 'state.json'), rec);
+  if (g.root !== DEFAULT_ROOT) await indexAdd(id, cdir);
+  try {
+    if (pod.sandbox) {
+      const given = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? cleanCgroupPath(spec.linux.cgroupsPath) : undefined;
+      const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
+      const q = spec.linux?.resources?.cpu;
+      const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
+      p.startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), templateFlags(g, spec), signal);
+    } else if (!existsSync(join(pdir, 'vmd.sock'))) {
+      throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
+    }
+    // the pod's sysctls come with its sandbox's spec; every container of the pod applies them in the guest
+    const sysctlFile = join(pdir, 'sysctls.json');
+    if (pod.sandbox) await writeFile(sysctlFile, JSON.stringify(spec.linux?.sysctl ?? {}), { mode: 0o600 });
+    const podSysctls = JSON.parse(await readFile(sysctlFile, 'utf8').catch(() => '{}')) as Record<string, string>;
+    kv.push(...sysctlKv(pod.sandbox ? {} : podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
+    if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
+    // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
+    if (vols.length && existsSync(join(pdir, 'template.json'))) refuseVolumesInClone(pod.podId);
+    kv.push(...await attachVolumes(shareDir(pdir), id, vols));
+    // the session request the container's shim sends to the pod supervisor (delete reads its image)
+    const request = join(cdir, 'create.json');
+    await writeFile(request, JSON.stringify({ op: 'create', name: id, image: image.path, kv, sandbox: pod.sandbox }), { mode: 0o600 });
+    const tty = spec.process?.terminal === true;
+    const shim = shimArgv({ mode: 'container', shim: assets.shim, podDir: pdir, request, tty, exitFile: exitFile(cdir), readyFd: 3 });
+    p.shim = { bin: assets.shim, args: shim.args, cwd: shim.cwd };
+    if (tty) {
+      if (!consoleSocket) throw new InvalidArgumentError('process.terminal is set: --console-socket is required');
+      const cs = spec.process!.consoleSize;
+      p.consoleHelper = { bin: assets.consoleHelper, args: [consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', assets.shim, ...shim.args] };
+    }
+    return p;
+  } catch (e) {
+    await undoCreate(g, p);
+    throw e;
+  }
+}
+
+/**
+ * For a create prepared in the daemon's process (the microvm backend): `<container dir>/front`, what
+ * bin/bulkhead-vm's `create` then starts without Node.js — the shim's working directory, program
+ * and arguments, one a line. Not for a terminal container (its console socket is conmon's).
+ */
+export async function writeFront(g: VmGlobal, p: PreparedCreate): Promise<void> {
+  if (p.consoleHelper) throw new InvalidArgumentError('a terminal container is created by bulkhead-vm create itself');
+  const lines = [p.shim.cwd, p.shim.bin, ...p.shim.args];
+  if (lines.some((l) => l.includes('\n') || l === '')) throw new InvalidArgumentError('a path of the container\'s supervisor has a newline: bulkhead-vm create cannot start it (choose another --root or assets directory)');
+  await writeFile(join(containerDir(g.root, p.rec.id), 'front'), lines.join('\n') + '\n', { mode: 0o600 });
+}
+
+/** Records the started supervisor's pid in the container's record (and `pidFile`). */
+export async function recordCreated(g: VmGlobal, p: PreparedCreate, pid: number, pidFile?: string): Promise<void> {
+  p.rec.pid = pid;
+  const start = liveStartTime(pid);
+  if (start !== undefined) p.rec.pidStart = start;
+  await writeJsonAtomic(join(containerDir(g.root, p.rec.id), 'state.json'), p.rec);
+  if (pidFile) await writeFile(pidFile, String(pid));
+}
+
+/** Undoes a prepared create whose supervisor did not start: the pod VM it started, volumes, the record, the image's use. */
+export async function undoCreate(g: VmGlobal, p: PreparedCreate): Promise<void> {
+  const { id, podDir: pdir } = p.rec;
+  const cdir = containerDir(g.root, id);
+  if (p.startedVm) {
+    try { const c = await VmdClient.connect(join(pdir, 'vmd.sock')); await c.request('shutdown', { reason: 'sandbox create failed' }); c.close(); } catch { /* gone */ }
+  }
+  await detachVolumes(shareDir(pdir), id).catch(() => {});
+  await rm(cdir, { recursive: true, force: true });
+  await indexRemove(id, cdir);
+  await releaseRootfsImage(p.image, cdir).catch(() => {});
 }
 
 const command: VmCommand = {
@@ -117,53 +238,22 @@ const command: VmCommand = {
   async run({ global: g, flags, args }) {
     const id = checkId(args[0]);
     const bundle = resolve(str(flags, 'bundle') ?? process.cwd());
-    const spec = await readBundleSpec(bundle);
-    const pod = podIdentity(id, spec);
-    const cdir = containerDir(g.root, id);
-    if (existsSync(cdir)) throw new AlreadyExistsError(`container "${id}" already exists`);
-    const assets = await loadGuestAssets(g.assetsRoot);
-    const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
-    const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
-    const vols = guestVolumes(spec);
-    const pdir = podDir(g.root, pod.podId);
-    await mkdir(cdir, { recursive: true, mode: 0o700 });
-    const rec: ContainerRecord = { id, bundle, podId: pod.podId, podDir: pdir, sandbox: pod.sandbox, pid: 0, annotations: spec.annotations ?? {}, created: new Date().toISOString() };
-    await writeJsonAtomic(join(cdir, 'state.json'), rec);
-    if (g.root !== DEFAULT_ROOT) await indexAdd(id, cdir);
-    let startedVm = false;
+    // prepared by the daemon (writeFront) but not started by bin/bulkhead-vm's sh (a flag it does not
+    // know): only the supervisor is started here; the daemon records it and undoes a failure
+    const front = readFileSafe(join(containerDir(g.root, id), 'front')).split('\n').filter(Boolean);
+    if (front.length >= 3) {
+      const child = spawnDetached(front.slice(2), ['inherit', 'inherit', 'inherit', 'pipe'], front[1], front[0]);
+      child.on('error', () => {});
+      try { await readyLine(child, 'container supervisor', 120_000); } finally { closeReadyPipe(child); child.unref(); }
+      const pidFile = str(flags, 'pid-file');
+      if (pidFile) await writeFile(pidFile, String(child.pid));
+      return 0;
+    }
+    const p = await prepareCreate(g, id, bundle, str(flags, 'console-socket'));
     try {
-      if (pod.sandbox) {
-        const given = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? cleanCgroupPath(spec.linux.cgroupsPath) : undefined;
-        const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
-        const q = spec.linux?.resources?.cpu;
-        const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
-        startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), templateFlags(g, spec));
-      } else if (!existsSync(join(pdir, 'vmd.sock'))) {
-        throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
-      }
-      // the pod's sysctls come with its sandbox's spec; every container of the pod applies them in the guest
-      const sysctlFile = join(pdir, 'sysctls.json');
-      if (pod.sandbox) await writeFile(sysctlFile, JSON.stringify(spec.linux?.sysctl ?? {}), { mode: 0o600 });
-      const podSysctls = JSON.parse(await readFile(sysctlFile, 'utf8').catch(() => '{}')) as Record<string, string>;
-      kv.push(...sysctlKv(pod.sandbox ? {} : podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
-      if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
-      // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
-      if (vols.length && existsSync(join(pdir, 'template.json'))) refuseVolumesInClone(pod.podId);
-      kv.push(...await attachVolumes(shareDir(pdir), id, vols));
-      // the session request the container's shim sends to the pod supervisor (delete reads its image)
-      const request = join(cdir, 'create.json');
-      await writeFile(request, JSON.stringify({ op: 'create', name: id, image: image.path, kv, sandbox: pod.sandbox }), { mode: 0o600 });
-      const consoleSocket = str(flags, 'console-socket');
-      const tty = spec.process?.terminal === true;
-      const shim = shimArgv({ mode: 'container', shim: assets.shim, podDir: pdir, request, tty, exitFile: exitFile(cdir), readyFd: 3 });
-      let child: ReturnType<typeof spawn>;
-      if (tty) {
-        if (!consoleSocket) throw new InvalidArgumentError('process.terminal is set: --console-socket is required');
-        const cs = spec.process!.consoleSize;
-        child = spawnDetached([consoleSocket, String(cs?.height ?? 24), String(cs?.width ?? 80), '--', assets.shim, ...shim.args], ['ignore', 'ignore', 'inherit', 'pipe'], assets.consoleHelper, shim.cwd);
-      } else {
-        child = spawnDetached(shim.args, ['inherit', 'inherit', 'inherit', 'pipe'], assets.shim, shim.cwd);
-      }
+      const child = p.consoleHelper
+        ? spawnDetached(p.consoleHelper.args, ['ignore', 'ignore', 'inherit', 'pipe'], p.consoleHelper.bin, p.shim.cwd)
+        : spawnDetached(p.shim.args, ['inherit', 'inherit', 'inherit', 'pipe'], p.shim.bin, p.shim.cwd);
       child.on('error', () => {});
       try {
         await readyLine(child, 'container supervisor', 120_000);
@@ -171,21 +261,10 @@ const command: VmCommand = {
         closeReadyPipe(child);
         child.unref();
       }
-      rec.pid = child.pid!;
-      const start = liveStartTime(rec.pid);
-      if (start !== undefined) rec.pidStart = start;
-      await writeJsonAtomic(join(cdir, 'state.json'), rec);
-      const pidFile = str(flags, 'pid-file');
-      if (pidFile) await writeFile(pidFile, String(rec.pid));
+      await recordCreated(g, p, child.pid!, str(flags, 'pid-file'));
       return 0;
     } catch (e) {
-      if (startedVm) {
-        try { const c = await VmdClient.connect(join(pdir, 'vmd.sock')); await c.request('shutdown', { reason: 'sandbox create failed' }); c.close(); } catch { /* gone */ }
-      }
-      await detachVolumes(shareDir(pdir), id).catch(() => {});
-      await rm(cdir, { recursive: true, force: true });
-      await indexRemove(id, cdir);
-      await releaseRootfsImage(image.path, cdir).catch(() => {});
+      await undoCreate(g, p);
       throw e;
     }
   },
