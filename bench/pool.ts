@@ -15,7 +15,9 @@
 // with their virtio-fs share; cold pods boot too, and with --clones also as template clones (pods
 // annotated io.bulkhead.vm.volumes=none, the fastest cold path). Fewer runs suit it (--runs 5).
 //
-//   node bench/pool.ts [--handler gvisor|microvm] [--runs 20] [--size 2] [--clones] [--cli] [--cli-runs 10]
+// --variants picks some of the three ("hostname + cgroup_parent" alone: --variants cgroup_parent).
+//
+//   node bench/pool.ts [--handler gvisor|microvm] [--runs 20] [--size 2] [--clones] [--cli] [--cli-runs 10] [--variants a,b]
 import { randomUUID } from 'node:crypto';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     cli: { type: 'boolean', default: false },
     clones: { type: 'boolean', default: false },
     'cli-runs': { type: 'string', default: '10' },
+    variants: { type: 'string', default: 'hostname,no hostname,hostname + cgroup_parent' },
   },
 });
 const handler = values.handler;
@@ -81,7 +84,10 @@ async function full(): Promise<void> {
   throw new Error('the pool did not fill in 5 minutes');
 }
 
-type Variant = 'hostname' | 'no hostname' | 'hostname + cgroup_parent';
+const VARIANTS = ['hostname', 'no hostname', 'hostname + cgroup_parent'] as const;
+type Variant = typeof VARIANTS[number];
+const variants = values.variants.split(',').map((w) => w.trim()).filter(Boolean)
+  .map((w) => VARIANTS.find((v) => v === w) ?? VARIANTS.find((v) => v.includes(w)) ?? (() => { throw new Error(`--variants: no variant ${JSON.stringify(w)} (${VARIANTS.join(', ')})`); })());
 
 async function start(ns: string, v: Variant, i: number, clone = false): Promise<number> {
   const uid = randomUUID();
@@ -105,7 +111,7 @@ async function start(ns: string, v: Variant, i: number, clone = false): Promise<
 try {
   await full();
   const rows: [string, number[]][] = [];
-  for (const v of ['hostname', 'no hostname', 'hostname + cgroup_parent'] as const) {
+  for (const v of variants) {
     const warm: number[] = [];
     const cold: number[] = [];
     const clones: number[] = [];

@@ -22,7 +22,7 @@ import type { RunPodOptions } from './options.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { firstMissing, logRootOf, removeLogDir } from './log-dirs.ts';
 import { removeMade, removeTree, topMissing } from '../cgroup/tree.ts';
-import { moveCgroup } from '../cgroup/move.ts';
+import { moveCgroup, primeMove } from '../cgroup/move.ts';
 import { checkCgroupParent } from './cgroup-dirs.ts';
 import { emit } from './cri-view.ts';
 import { watchPause } from './exit-monitor.ts';
@@ -140,6 +140,9 @@ async function createPodWith(
 ): Promise<string> {
   const tStart = performance.now();
   const member = held.member;
+  // a member that will move (the pod names a cgroup_parent) has the kernel's wait for it paid from
+  // here, side by side with the checks and records below (cgroup/move.ts)
+  const primed = member && config.linux?.cgroupParent ? primeMove(`${member.cgroupParent}/${member.sandboxId}`) : undefined;
   const id = member?.id ?? newId();
   // Aborted by the caller (deadline, cancel), the daemon closing, or Stop/RemovePodSandbox.
   const cancel = new AbortController();
@@ -201,6 +204,9 @@ async function createPodWith(
     // from here the pod's record holds the member (destroyPod undoes it with the pod)
     held.member = undefined;
     ctx.creating.set(id, { abort: cancel, done });
+    // a member goes under the pod's cgroup_parent from here (its record names both cgroups), side
+    // by side with the steps below: the move's kernel wait (cgroup/move.ts) hides behind them
+    const moving = member && !ownCgroup ? startMove(ctx, rec, member, primed) : undefined;
     try {
       const t0 = performance.now();
       // Independent steps run side by side; every one is settled before an error is thrown, so
@@ -229,7 +235,7 @@ async function createPodWith(
       signal.throwIfAborted();
       const t2 = performance.now();
       const state = member
-        ? await adoptSandbox(ctx, backend, rec, member, signal)
+        ? await adoptSandbox(ctx, backend, rec, member, moving, signal)
         : await backend.podSandbox.create(sandboxSpecOf(ctx.opts, rec), plan, {
           sandboxId: runtime.pauseId, name: `${md.namespace}_${md.name}_pause`, logPath: join(podDir, 'pause.log'), signal,
           sandboxSpec: () => buildPodPauseSpec({ id: runtime.pauseId, pod: rec, rootfs: pauseR, files }),
@@ -249,6 +255,8 @@ async function createPodWith(
       ctx.log.warn('pod sandbox creation failed; cleaning up', { pod: id, err, ...(member ? { warmPool: true } : {}) });
       // the member is used up either way (the pool makes another)
       if (member) ctx.pool!.miss(handler, member.level, signal.aborted ? 'the call was cancelled during adoption' : `adoption failed: ${err instanceof Error ? err.message : String(err)}`);
+      // a move still under way ends before the cleanup removes what it moves
+      await moving?.catch(() => undefined);
       try {
         await destroyPod(ctx, rec, ctx.closing.signal);
       } catch (e) {
@@ -270,21 +278,28 @@ async function createPodWith(
 }
 
 /**
- * A member's sandbox becomes the pod's: under the pod's cgroup_parent when it names one (the
- * sandbox's processes are moved, with the settings its runtime gave its cgroup), then the strategy
- * applies what the pod sets on top (hostname).
+ * The member's sandbox goes under the pod's cgroup_parent (its processes moved, with the settings
+ * its runtime gave its cgroup); the promise never rejects unobserved (adoptSandbox awaits it, the
+ * cleanup of a failed creation waits for it).
  */
-async function adoptSandbox(ctx: EngineContext, backend: Backend, rec: PodRecord, m: PoolMember, signal: AbortSignal): Promise<{ sandboxId: string; namespacePaths: Record<string, string> }> {
+function startMove(ctx: EngineContext, rec: PodRecord, m: PoolMember, primed: Promise<void> | undefined): Promise<void> {
+  const t0 = performance.now();
+  const p = moveCgroup(`${m.cgroupParent}/${m.sandboxId}`, `${rec.runtime.cgroupParent}/${m.sandboxId}`, () => undefined, { removeUpTo: m.cgroupParent, ...(primed ? { after: primed } : {}) })
+    .then(() => ctx.log.debug('warm pool member moved to the pod\'s cgroup', { pod: rec.id, ms: ms(t0, performance.now()) }));
+  p.catch(() => undefined);
+  return p;
+}
+
+/**
+ * A member's sandbox becomes the pod's: `moving` (startMove) has it under the pod's cgroup_parent
+ * when the pod names one, and the strategy applies what the pod sets on top (hostname) meanwhile;
+ * both are done before the pod is ready.
+ */
+async function adoptSandbox(ctx: EngineContext, backend: Backend, rec: PodRecord, m: PoolMember, moving: Promise<void> | undefined, signal: AbortSignal): Promise<{ sandboxId: string; namespacePaths: Record<string, string> }> {
   const state = { sandboxId: m.sandboxId, namespacePaths: {} };
-  let moved: { cgroupsPath: string } | undefined;
-  if (!rec.runtime.engine.ownCgroup) {
-    moved = { cgroupsPath: `${rec.runtime.cgroupParent}/${m.sandboxId}` };
-    const t0 = performance.now();
-    moveCgroup(`${m.cgroupParent}/${m.sandboxId}`, moved.cgroupsPath, () => undefined);
-    ctx.log.debug('warm pool member moved to the pod\'s cgroup', { pod: rec.id, ms: ms(t0, performance.now()) });
-  }
+  const moved = moving ? { cgroupsPath: `${rec.runtime.cgroupParent}/${m.sandboxId}` } : undefined;
   const t1 = performance.now();
-  await backend.podSandbox.adopt!(sandboxSpecOf(ctx.opts, rec), state, signal, moved);
+  await settleAll([moving ?? Promise.resolve(), backend.podSandbox.adopt!(sandboxSpecOf(ctx.opts, rec), state, signal, moved)] as const);
   const t2 = performance.now();
   if (moved) await removeTree(m.cgroupParent);
   ctx.log.debug('warm pool member adopted', { pod: rec.id, adoptMs: ms(t1, t2), removeMs: ms(t2, performance.now()) });

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
@@ -257,6 +257,67 @@ test('a pod with a cgroup_parent (as the kubelet gives) takes a member: its sand
     }
   } finally {
     for (const h of await readdir('/sys/fs/cgroup')) await rmdir(join('/sys/fs/cgroup', h, kube)).catch(() => undefined);
+  }
+});
+
+/** `pids` and every process under them (by the parent pid in /proc/<pid>/stat). */
+async function withDescendants(pids: number[]): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const st = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+    if (st) parent.set(Number(p), ppid);
+  }
+  const out = new Set(pids);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, pp] of parent) if (out.has(pp) && !out.has(pid)) { out.add(pid); grew = true; }
+  }
+  return [...out];
+}
+
+test('when RunPodSandbox returns a pod adopted under a cgroup_parent, every process of its sandbox is in the pod\'s cgroup in every v1 hierarchy and the member\'s cgroup is gone', async () => {
+  await full();
+  const kube = `/kubepods/bulkhead-pool-procs-${process.pid}`;
+  const v1 = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => / - cgroup cgroup /.test(l)).map((l) => l.split(' ')[4]!);
+  for (const m of v1) await mkdir(join(m, kube), { recursive: true });
+  try {
+    for (let i = 0; i < 2; i++) {
+      await full();
+      // the waiting members' processes, as their cgroups hold them (pids hierarchy) before the pod comes
+      const waiting = new Map<string, number[]>();
+      for (const m of (await members()).values()) {
+        const procs = await readFile(join('/sys/fs/cgroup/pids/bulkhead', `pod-${m.id.slice(0, 16)}`, m.sandbox, 'cgroup.procs'), 'utf8').catch(() => '');
+        if (procs) waiting.set(m.id, procs.split('\n').filter(Boolean).map(Number));
+      }
+      const id = await d.client.runPodSandbox(pod(`procs-${i}`, 'pool-tenant', { hostname: `procs-${i}`, linux: { cgroupParent: `${kube}/pod-${i}` } }), 'gvisor');
+      // at once: READY means the pod is in its cgroup (its limits are part of the answer)
+      const member = (await members()).get(id);
+      assert.ok(member, `the pod took a member (last miss: ${(await poolOf('untrusted')).lastMiss})`);
+      const before = waiting.get(member.id) ?? [];
+      assert.ok(before.length >= 3, `the member's sandbox, gofer and ptrace stubs: ${before.length}`);
+      const target = `${kube}/pod-${i}/${member.sandbox}`;
+      const inTarget = v1.flatMap((m) => readFileSync(join(m, target, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number));
+      // what the member's cgroup held, what the pod's holds anywhere, and whatever these started since
+      const procs = await withDescendants([...new Set([...before, ...inTarget])]);
+      const wrong: string[] = [];
+      for (const pid of procs) {
+        const lines = (await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '')).split('\n').filter((l) => l && !l.startsWith('0::'));
+        for (const l of lines) if (l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1) !== target) wrong.push(`${pid} ${l}`);
+      }
+      const left = v1.filter((m) => existsSync(join(m, 'bulkhead', `pod-${member.id.slice(0, 16)}`)));
+      await d.client.stopPodSandbox(id);
+      await d.client.removePodSandbox(id);
+      assert.deepEqual(wrong, [], 'no process of the pod is anywhere but its cgroup');
+      assert.deepEqual(left, [], 'the member\'s cgroup is gone in every hierarchy');
+    }
+  } finally {
+    const rmAll = async (dir: string): Promise<void> => {
+      for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) if (e.isDirectory()) await rmAll(join(dir, e.name));
+      await rmdir(dir).catch(() => undefined);
+    };
+    for (const m of v1) await rmAll(join(m, kube));
   }
 });
 
