@@ -73,6 +73,9 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
     assert.equal(one.stdout.replace('gv-same\n', 'NAME\n'), logs.stdout.replace('gv-same-pod\n', 'NAME\n'), 'capabilities, seccomp, no_new_privs, user and hostname as in a pod');
     assert.match(one.stdout, /^out\nCapInh/);
     assert.equal((await runCli(d, ['rm', '-f', id])).code, 0);
+    // stdin through conmon's attach, as a sandbox's own container takes it
+    const piped = await runCli(d, ['run', '--rm', '-i', '--network', 'none', '--isolation', 'gvisor', IMAGE, 'sh', '-c', 'cat; exit 4'], { input: 'hello stdin\n' });
+    assert.deepEqual([piped.code, piped.stdout], [4, 'hello stdin\n'], piped.stderr);
     const killed = await run(['sh', '-c', 'kill -9 $$']);
     assert.equal(killed.code, 137, 'death by SIGKILL is 128+9, as a pod\'s container');
   });
