@@ -9,7 +9,11 @@ import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { liveStartTime } from '../util/proc.ts';
 import { join } from 'node:path';
 
-export type ProcRole = 'vmd' | 'vmm' | 'fsd';
+/**
+ * `vmd`: the pod's own supervisor; `host`: the node-wide host serving it (never ended by a pod's
+ * delete: podProcesses leaves it out); `vmm`, `fsd`: what the supervisor spawned.
+ */
+export type ProcRole = 'vmd' | 'host' | 'vmm' | 'fsd';
 export interface ProcRecord { pid: number; start: string }
 
 
@@ -66,11 +70,12 @@ export function podProcesses(podDir: string): number[] {
 }
 
 /**
- * Ends every host process of the pod VM: SIGTERM, SIGKILL after `graceMs`, then waits (bounded)
- * until they are gone. Never waits on a socket. Returns the pids still alive (none, normally).
+ * Ends every host process of the pod VM (and the `extra` pids: those in its cgroups): SIGTERM,
+ * SIGKILL after `graceMs`, then waits (bounded) until they are gone. Never waits on a socket.
+ * Returns the pids still alive (none, normally).
  */
-export async function killPodProcesses(podDir: string, graceMs = 1500): Promise<number[]> {
-  let pids = podProcesses(podDir);
+export async function killPodProcesses(podDir: string, graceMs = 1500, extra: readonly number[] = []): Promise<number[]> {
+  let pids = [...new Set([...podProcesses(podDir), ...extra.filter((p) => p !== process.pid)])];
   if (pids.length === 0) return [];
   const starts = new Map(pids.map((p) => [p, liveStartTime(p)]));
   const ours = (p: number): boolean => starts.get(p) !== undefined && liveStartTime(p) === starts.get(p);

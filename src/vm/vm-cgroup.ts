@@ -11,6 +11,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanCgroupPath, hierarchies, type Hierarchy } from '../cgroup/hierarchy.ts';
 import { writeCgroupResources } from '../cgroup/limits.ts';
+import { isCgroupFs } from '../cgroup/mounts.ts';
 import { JournalFile, makeCgroup, placePid, removeJournaled } from '../cgroup/tree.ts';
 import type { Logger } from '../util/log.ts';
 
@@ -83,6 +84,22 @@ export function joinVmmCgroups(leaves: readonly string[], pids: readonly number[
     }
   }
   return placed;
+}
+
+/**
+ * The processes in the pod VM's own cgroups (the journaled leaves: a parent made for several pods
+ * holds none of its own), however they got there: whatever runs there is the VM's, recorded or not.
+ */
+export function vmmCgroupPids(podDir: string): number[] {
+  const dirs = new JournalFile(join(podDir, RECORD)).dirs();
+  const out = new Set<number>();
+  for (const d of dirs.filter((d) => !dirs.some((o) => o.startsWith(`${d}/`)))) {
+    if (!isCgroupFs(d)) continue;
+    let procs = '';
+    try { procs = readFileSync(join(d, 'cgroup.procs'), 'utf8'); } catch { continue; }
+    for (const l of procs.split('\n')) if (/^\d+$/.test(l)) out.add(Number(l));
+  }
+  return [...out];
 }
 
 /** Removes the cgroup directories recorded for the pod (deepest first); the VMM must be gone. */

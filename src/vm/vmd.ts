@@ -238,8 +238,30 @@ export class PodVmSupervisor {
   slotPath(i: number): string { return join(this.#o.podDir, `slot${i}.img`); }
   get socketPath(): string { return join(this.#o.podDir, 'vmd.sock'); }
 
-  /** Boots the VM and starts serving; resolves when ready for clients. */
+  /**
+   * Boots the VM and starts serving; resolves when ready for clients. A start that fails at any step,
+   * or finds itself abandoned (abortStart), leaves nothing running: under the node-wide host
+   * (cmd/vmhost.ts) no process exit would end a VMM it left (its pdeathsig names the host).
+   */
   async start(): Promise<void> {
+    try {
+      await this.#start();
+    } catch (e) {
+      await (this.#vm as VmHandle | undefined)?.stop(0).catch(() => undefined);
+      try { (this.#server as Server | undefined)?.close(); } catch { /* not listening */ }
+      await this.#stopFileServer();
+      await this.#cleanupCgroups();
+      await this.#detachNetwork();
+      throw e;
+    }
+  }
+
+  /** Throws once the start was abandoned: nothing may be spawned after abortStart has ended what it found. */
+  #live(): void {
+    if (this.#stopping) throw new UnavailableError('the pod VM start was abandoned (its creator went away or its sandbox was deleted)', { reason: 'BH_VM_GONE' });
+  }
+
+  async #start(): Promise<void> {
     const o = this.#o;
     await mkdir(o.podDir, { recursive: true, mode: 0o700 });
     // the slot files at once, not one after another (8 x 3 thread-pool round trips: ~10 ms of a clone's start)
@@ -271,9 +293,11 @@ export class PodVmSupervisor {
     const template = await this.#template();
     if (template) {
       try {
+        this.#live();
         hello = await this.#startClone(base, template);
         this.#template_ = template.key;
       } catch (e) {
+        if (this.#stopping) throw e; // abandoned (abortStart stopped the clone): no boot in its place
         this.#log.warn('VM template not used: booting instead', { template: template.key.slice(0, 12), reason: (e as Error).message.split('\n')[0] });
         await this.#vm?.stop(0).catch(() => undefined);
         this.#vm = undefined as unknown as VmHandle;
@@ -281,10 +305,13 @@ export class PodVmSupervisor {
       }
     }
     if (!hello) {
+      this.#live();
       try {
         const fsSocket = o.vmm.name === 'qemu' && o.volumes !== false ? await this.#startFileServer() : undefined;
         const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
+        this.#live();
         this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), ...(fsSocket ? { fsSocket } : {}) });
+        this.#live();
       } catch (e) {
         await this.#stopFileServer();
         await this.#detachNetwork();
@@ -315,6 +342,7 @@ export class PodVmSupervisor {
         throw e;
       }
     }
+    this.#live();
     this.#startMs = Math.round(performance.now() - t0);
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
     this.#kernel = hello.kernel;
@@ -383,6 +411,7 @@ export class PodVmSupervisor {
     const t0 = performance.now();
     this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile });
     this.#vm.control.on('error', () => {});
+    this.#live();
     await this.#placeVmm();
     const timeout = Math.min(o.bootTimeoutMs, 30_000);
     const t1 = performance.now();
@@ -414,6 +443,15 @@ export class PodVmSupervisor {
     // a node-wide host (cmd/vmhost.ts) lives on: nothing of this pod may stay open in it
     this.#server?.close();
     this.#finish(1);
+  }
+
+  /**
+   * Ends the pod VM now, whatever its state (a forced delete through the node-wide host): a start
+   * under way is abandoned (nothing is spawned after it), a running VM stops at once, its clients told.
+   */
+  async end(reason: string): Promise<void> {
+    if ((this.#server as Server | undefined)?.listening) await this.shutdown(reason, true);
+    else await this.abortStart(reason);
   }
 
   /** Resolves with the process exit code once the VM is gone and everything is cleaned up. */

@@ -2,11 +2,14 @@
 // every pod VM of a --root instead of one `_vmd` per pod. Real QEMU microVMs (TCG here), bin/bulkhead-vm.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { IDLE_EXIT_MS } from '../../src/vm/cmd/vmhost.ts';
 import { alive as running, podDir } from '../../src/vm/state.ts';
+import { pidsNaming, recordProc } from '../../src/vm/procs.ts';
+import { placeVmm } from '../../src/vm/vm-cgroup.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
@@ -19,12 +22,20 @@ function ppid(pid: number): number {
 describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM', { skip, timeout: 600_000 }, () => {
   let dir: string;
   let root: string;
+  let rootfs: string;
   const ids = [`ns-a-${process.pid}`, `ns-b-${process.pid}`];
+  /** Kills the `bulkhead-vm create` of bundle `b` (as a caller's timeout would). */
+  const killCreator = (b: string): void => {
+    const creators = spawnSync('pgrep', ['-f', '--', `create --bundle ${b} `], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    assert.equal(creators.length, 1);
+    process.kill(Number(creators[0]), 'SIGKILL');
+  };
   const saved = process.env.BULKHEAD_VM_SUPERVISOR;
 
   before(() => {
     dir = tempDir('bulkhead-vm-nodesup-');
     root = join(dir, 'state');
+    rootfs = makeRootfs(dir);
     process.env.BULKHEAD_VM_SUPERVISOR = 'node';
   });
   after(async () => {
@@ -34,7 +45,6 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
   });
 
   it('boots two pod VMs under one host process, serves each, ends one without the other, abandons a start whose creator died, and leaves when idle', async () => {
-    const rootfs = makeRootfs(dir);
     for (const id of ids) {
       const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: SB, args: ['sh', '-c', 'echo up; exec sleep 1000'] }));
       assert.equal(c.code, 0, c.err());
@@ -74,9 +84,7 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     const abDir = podDir(root, ab);
     await waitFor(() => existsSync(join(abDir, 'vmm.proc')), 'the third VMM to start', 60_000);
     const abVmm = (JSON.parse(readFileSync(join(abDir, 'vmm.proc'), 'utf8')) as { pid: number }).pid;
-    const creators = spawnSync('pgrep', ['-f', '--', `create --bundle ${b} `], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
-    assert.equal(creators.length, 1);
-    process.kill(Number(creators[0]), 'SIGKILL');
+    killCreator(b);
     assert.notEqual((await created).code, 0);
     await waitFor(() => !running(abVmm) && !existsSync(abDir), 'the abandoned VM and its pod dir to go', 20_000);
     assert.ok(alive(host), 'the host lives on');
@@ -85,5 +93,90 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     assert.equal((await vm(root, ['delete', '--force', ids[1]!])).code, 0);
     await waitFor(() => !alive(host), 'the idle host to leave', IDLE_EXIT_MS + 15_000);
     assert.ok(!existsSync(join(root, 'vmhost.sock')), 'its socket goes with it');
+  });
+
+  it('a new host ends a pod VM that outlived its supervisor: its processes (recorded or only in its cgroup), cgroups and slots; the dir stays for delete', async () => {
+    // A VMM outlives its host only when setpriv's pdeathsig missed (the host died between the fork
+    // and the prctl): a fault we cannot cause, so stand-ins play the orphan — one process recorded as
+    // the pod's VMM and naming the pod dir (as QEMU does), one only in the pod VM's cgroup — under a
+    // recorded host that is dead.
+    const orphan = `ns-orphan-${process.pid}`;
+    ids.push(orphan);
+    const od = podDir(root, orphan);
+    mkdirSync(od, { recursive: true });
+    writeFileSync(join(od, 'slot0.img'), '');
+    const deadHost = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    recordProc(od, 'host', deadHost.pid!);
+    deadHost.kill('SIGKILL');
+    await waitFor(() => !running(deadHost.pid!), 'the stand-in host to die');
+    const vmmStandIn = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)', join(od, 'console.log')], { stdio: 'ignore' });
+    const inCgroup = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    try {
+      recordProc(od, 'vmm', vmmStandIn.pid!);
+      const leaves = await placeVmm(`bulkhead-vm-test/${orphan}`, [vmmStandIn.pid!, inCgroup.pid!], { memoryBytes: 512 << 20 }, od, silentLogger);
+      assert.ok(leaves.length > 0, 'the stand-ins are in a cgroup of the pod VM');
+      // the next pod starts a host, which ends the orphan (and not the new pod)
+      const id = `ns-c-${process.pid}`;
+      ids.push(id);
+      const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
+      assert.equal(c.code, 0, c.err());
+      assert.equal((await vm(root, ['start', id])).code, 0);
+      await waitFor(() => !running(vmmStandIn.pid!) && !running(inCgroup.pid!), 'the orphaned pod VM\'s processes to end', 20_000);
+      for (const l of leaves) assert.ok(!existsSync(l), `its cgroup ${l} is removed`);
+      assert.ok(!existsSync(join(od, 'slot0.img')), 'its slot files are removed');
+      assert.match(readFileSync(join(od, 'exit.json'), 'utf8'), /outlived its supervisor/);
+      assert.equal((await vm(root, ['exec', id, 'true'])).code, 0, 'the new pod serves');
+      assert.equal((await vm(root, ['delete', '--force', orphan])).code, 0);
+      assert.ok(!existsSync(od), 'delete --force of its id removes the rest');
+      assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
+    } finally {
+      vmmStandIn.kill('SIGKILL');
+      inCgroup.kill('SIGKILL');
+    }
+  });
+
+  /**
+   * Starts a template-path pod (no volumes) of a size no template of this root has, so its start
+   * waits seconds for the build (TCG); `interrupt` ends the start meanwhile. The build goes on (other
+   * pods may wait for it), but neither a clone nor a boot in the clone's place may start for the
+   * pod: watched (often: such a VMM, its pod dir gone, may live a few ms) until 5 s after the build.
+   */
+  async function interruptDuringBuild(id: string, memoryLimit: number, interrupt: (bundle: string) => Promise<void>): Promise<void> {
+    ids.push(id);
+    const pd = podDir(root, id);
+    const b = makeBundle(dir, id, { rootfs, annotations: { ...SB, 'io.bulkhead.vm.volumes': 'none' }, args: ['sleep', '1000'], memoryLimit });
+    const created = createWithPipes(root, id, b);
+    const tdir = join(root, 'templates');
+    const names = (): string[] => (existsSync(tdir) ? readdirSync(tdir) : []);
+    const before = new Set(names());
+    const built = (): boolean => names().some((n) => /^[0-9a-f]{32}$/.test(n) && !before.has(n));
+    await waitFor(() => existsSync(pd) && names().some((n) => n.startsWith('.build-')), 'the template build to start', 60_000);
+    assert.ok(!built(), 'no template of this size yet');
+    await interrupt(b);
+    assert.notEqual((await created).code, 0, 'the create fails');
+    const seen = new Map<number, string>();
+    let builtAt = 0;
+    for (const until = Date.now() + 240_000; (builtAt === 0 || Date.now() < builtAt + 5000) && Date.now() < until;) {
+      for (const p of pidsNaming(pd)) if (!seen.has(p)) seen.set(p, (() => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').slice(0, 4).join(' '); } catch { return '(gone)'; } })());
+      if (builtAt === 0 && !names().some((n) => n.startsWith('.build-'))) builtAt = Date.now();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(builtAt > 0, 'the template build ended');
+    assert.deepEqual([...seen.values()], [], 'no process was started for the pod after its start was ended');
+    assert.ok(!existsSync(pd), 'its pod dir is gone');
+    // a clone of the new template spawned for the gone pod dir failed, and its failure removed the template
+    assert.ok(built(), 'the template stays');
+  }
+
+  it('a start abandoned while its VM template is built spawns no VMM after it', async () => {
+    await interruptDuringBuild(`ns-tb-${process.pid}`, 256 << 20, async (b) => { killCreator(b); });
+  });
+
+  it('a forced delete during a start (the template being built) ends it in the host: no VMM after the delete', async () => {
+    const id = `ns-td-${process.pid}`;
+    await interruptDuringBuild(id, 320 << 20, async () => {
+      const r = await vm(root, ['delete', '--force', id]);
+      assert.equal(r.code, 0, r.stderr);
+    });
   });
 });

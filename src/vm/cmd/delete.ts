@@ -1,15 +1,16 @@
 // `bulkhead-vm delete`: removes a container; deleting a sandbox container stops its pod's VM.
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { errorCode, errorReason, FailedPreconditionError } from '../../errors.ts';
+import { join, resolve } from 'node:path';
+import { errorCode, errorReason, FailedPreconditionError, UnavailableError } from '../../errors.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { VmdClient } from '../client.ts';
 import { endPodDir } from '../pod-dir.ts';
+import { readProc } from '../procs.ts';
 import { releaseRootfsImage } from '../rootfs-image.ts';
 import { detachVolumes, shareDir } from '../share.ts';
 import { alive, checkId, containerDir, indexRemove, podDir, readRecord, status, type ContainerRecord } from '../state.ts';
-import { readFileSafe, type VmCommand } from './common.ts';
+import { hostSocket, readFileSafe, type VmCommand } from './common.ts';
 import { bool } from './flags.ts';
 
 const command: VmCommand = {
@@ -26,6 +27,19 @@ const command: VmCommand = {
 export default command;
 
 /**
+ * A pod served by the node-wide host (cmd/vmhost.ts, recorded as `host.proc`): the host's supervisor
+ * of the pod ends it first, a start under way included — unlike a pod's own `_vmd`, the host is not
+ * ended by the sweep below, and a start it kept going could spawn a VMM after that sweep. Bounded.
+ */
+async function endInHost(podDir: string): Promise<void> {
+  if (!readProc(podDir, 'host')) return;
+  try {
+    const c = await VmdClient.connect(hostSocket(resolve(podDir, '..', '..')), undefined, 2000);
+    try { await c.request('end', { podDir, reason: 'the pod was deleted' }, 4000); } finally { c.close(); }
+  } catch { /* no host (it died, and its VMMs with it): the sweep ends whatever is left */ }
+}
+
+/**
  * Deletes container `id` under `root` (`force`: a running one too; a sandbox container takes its pod
  * VM along). Bounded throughout (see below). The microvm backend calls it in-process.
  */
@@ -36,7 +50,7 @@ export async function deleteContainer(root: string, id: string, force: boolean):
     if (force && errorReason(e) === 'BH_CONTAINER_NOT_FOUND') {
       // a create killed before it wrote its record may still have started the pod VM (a sandbox's pod is its id)
       const pdir = podDir(root, id);
-      if (existsSync(pdir)) await endPodDir(pdir);
+      if (existsSync(pdir)) { await endInHost(pdir); await endPodDir(pdir); }
       return;
     }
     throw e;
@@ -64,7 +78,10 @@ export async function deleteContainer(root: string, id: string, force: boolean):
     // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
     // (it takes ~20-30 ms after its answer: polled often, not every 100 ms — the poll was most of a pod's removal)
     for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 10));
-    await endPodDir(rec.podDir, force ? 500 : 2000);
+    await endInHost(rec.podDir);
+    const left = await endPodDir(rec.podDir, force ? 500 : 2000);
+    // the record goes only once nothing of the VM runs: a delete that could not end it can be retried
+    if (left.length) throw new UnavailableError(`the pod VM of container "${id}" did not end (pids ${left.join(', ')} survived SIGKILL); its record is kept: retry the delete`);
   } else await detachVolumes(shareDir(rec.podDir), id);
   const created = JSON.parse(readFileSafe(join(containerDir(root, id), 'create.json')) || '{}') as { image?: unknown };
   await rm(containerDir(root, id), { recursive: true, force: true });

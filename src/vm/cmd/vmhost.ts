@@ -15,9 +15,11 @@ import { rm, writeFile } from 'node:fs/promises';
 import { flushCompileCache } from 'node:module';
 import { createServer, type Socket } from 'node:net';
 import { join, resolve, sep } from 'node:path';
-import { InvalidArgumentError, toWire, UnavailableError } from '../../errors.ts';
+import { FailedPreconditionError, InvalidArgumentError, toWire, UnavailableError } from '../../errors.ts';
 import { createLogger } from '../../util/log.ts';
 import { probeSocket } from '../../util/socket.ts';
+import { sweepOrphanPods } from '../orphans.ts';
+import { recordProc } from '../procs.ts';
 import { encodeFrame, FrameDecoder, type Frame } from '../protocol.ts';
 import { readyErrorLine, readyOkLine } from '../ready.ts';
 import type { PodVmSupervisor } from '../vmd.ts';
@@ -26,6 +28,8 @@ import { parseRuntimeFlags, str } from './flags.ts';
 import { podSupervisor, VMD_FLAGS } from './vmd.ts';
 
 export const IDLE_EXIT_MS = 10_000;
+/** How long an `end` (a pod's forced delete) waits for the pod's supervisor to finish. */
+const END_WAIT_MS = 3000;
 
 const command: VmCommand = {
   name: '_vmhost',
@@ -60,12 +64,22 @@ const command: VmCommand = {
     };
     const podsRoot = resolve(g.root, 'pods') + sep;
 
+    const podDirOf = (op: string, p: unknown): string => {
+      const podDir = resolve(typeof p === 'string' ? p : '');
+      if (!podDir.startsWith(podsRoot) || podDir.slice(podsRoot.length).includes(sep)) throw new InvalidArgumentError(`${op}: the pod dir must be a directory of ${podsRoot}`);
+      return podDir;
+    };
+
     async function startPod(conn: Socket, reqId: number, argv: unknown): Promise<void> {
       if (!Array.isArray(argv) || !argv.every((a) => typeof a === 'string')) throw new InvalidArgumentError('start: argv must be a list of strings');
       const flags = parseRuntimeFlags(argv, VMD_FLAGS, Infinity).flags;
-      const podDir = resolve(str(flags, 'pod-dir') ?? '');
-      if (!podDir.startsWith(podsRoot) || podDir.slice(podsRoot.length).includes(sep)) throw new InvalidArgumentError(`start: the pod dir must be a directory of ${podsRoot}`);
+      const podDir = podDirOf('start', str(flags, 'pod-dir'));
       if (pods.has(podDir)) throw new InvalidArgumentError(`start: the pod VM of ${podDir} is already hosted here`);
+      // the pod's supervisor, recorded before it spawns anything: a VMM of this pod with no live
+      // supervisor is an orphan (orphans.ts); `host`, unlike `vmd`, is never ended by a pod's delete
+      try { recordProc(podDir, 'host', process.pid); } catch (e) {
+        throw new FailedPreconditionError(`start: cannot record the node-wide VM supervisor in ${podDir} (${(e as NodeJS.ErrnoException).code ?? 'error'}); create makes the pod dir first`);
+      }
       const vmdLog = join(podDir, 'vmd.log');
       const plog = createLogger({ write: (l) => appendFileSync(vmdLog, l + '\n'), fields: { component: 'vmd', pod: str(flags, 'pod') } });
       const sup = await podSupervisor(g, flags, plog);
@@ -82,11 +96,19 @@ const command: VmCommand = {
         pods.delete(podDir);
         log.info('pod VM ended', { podDir, code });
         checkIdle();
+        // ended before it was ready (a forced delete's `end`): its creator hears it now, not when the start unwinds
+        if (settled) return;
+        settled = true;
+        conn.off('close', abandon);
+        if (!conn.destroyed) conn.write(encodeFrame('F', reqId, JSON.stringify(toWire(new UnavailableError('the pod VM was ended before it was ready (its sandbox was deleted)', { reason: 'BH_VM_GONE' })))));
       });
       try {
         await sup.start();
       } catch (e) {
-        if (!settled) { settled = true; pods.delete(podDir); checkIdle(); }
+        if (settled) return; // abandoned or ended meanwhile: the creator is gone or was told
+        settled = true;
+        pods.delete(podDir);
+        checkIdle();
         throw e;
       }
       if (settled) return; // abandoned meanwhile: abortStart ends it
@@ -95,6 +117,18 @@ const command: VmCommand = {
       await writeFile(join(podDir, 'vmd.pid'), String(process.pid));
       if (!conn.destroyed) conn.write(encodeFrame('A', reqId, JSON.stringify({ pid: process.pid })));
       flushCompileCache();
+    }
+
+    /**
+     * A pod's forced delete (cmd/delete.ts): its supervisor ends the VM now, a start under way
+     * included (no VMM may be spawned for it after this answers), bounded by END_WAIT_MS.
+     */
+    async function endPod(dir: unknown, reason: unknown): Promise<{ hosted: boolean; ended: boolean }> {
+      const sup = pods.get(podDirOf('end', dir));
+      if (!sup) return { hosted: false, ended: true };
+      const why = typeof reason === 'string' ? reason.slice(0, 200) : 'the pod was deleted';
+      const ended = await Promise.race([sup.end(why).then(() => sup.finished()).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), END_WAIT_MS))]);
+      return { hosted: true, ended };
     }
 
     function accept(conn: Socket): void {
@@ -106,10 +140,11 @@ const command: VmCommand = {
         try { frames = dec.push(b); } catch { conn.destroy(); return; }
         for (const f of frames) {
           if (f.type !== 'Q') { conn.destroy(); return; }
-          let m: { op?: unknown; argv?: unknown };
+          let m: { op?: unknown; argv?: unknown; podDir?: unknown; reason?: unknown };
           try { m = JSON.parse(f.payload.toString('utf8')) as typeof m; } catch { conn.destroy(); return; }
           const fail = (e: unknown): void => { if (!conn.destroyed) conn.write(encodeFrame('F', f.id, JSON.stringify(toWire(e)))); };
           if (m.op === 'start') void startPod(conn, f.id, m.argv).catch(fail);
+          else if (m.op === 'end') void endPod(m.podDir, m.reason).then((r) => { if (!conn.destroyed) conn.write(encodeFrame('A', f.id, JSON.stringify(r))); }, fail);
           else if (m.op === 'ping') conn.write(encodeFrame('A', f.id, JSON.stringify({ pid: process.pid, pods: pods.size })));
           else fail(new InvalidArgumentError(`unknown op ${String(m.op)}`));
         }
@@ -137,6 +172,8 @@ const command: VmCommand = {
     log.info('node-wide VM supervisor up', { socket: sockPath });
     ready(readyOkLine(process.pid));
     checkIdle();
+    // a host that died (and its pods' VMMs with it, normally): whatever of its pods still runs unowned goes now
+    void sweepOrphanPods(resolve(g.root, 'pods'), new Set(pods.keys()), log).catch((e: unknown) => log.warn('orphan sweep failed', { err: (e as Error).message }));
     return await done;
   },
 };
