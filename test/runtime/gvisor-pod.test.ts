@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
-import { readlink, stat } from 'node:fs/promises';
+import { readFile, readlink, stat } from 'node:fs/promises';
 import { duplexPair } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Engine } from '../../src/engine/engine.ts';
 import { containerConfig, podConfig, procsWith, testEnv, waitFor, type TestEnv } from '../engine/helpers.ts';
 import { podSuite } from './pod-suite.ts';
+import { run } from '../../src/util/exec.ts';
 
 podSuite('gvisor');
 
-describe('gvisor port-forward with runsc --network=host', () => {
+describe('gvisor pod network: gVisor\'s netstack (runsc --network=sandbox)', () => {
   let env: TestEnv;
   let engine: Engine;
   before(async () => {
@@ -17,40 +18,45 @@ describe('gvisor port-forward with runsc --network=host', () => {
   });
   after(async () => { await env?.cleanup(); });
 
-  it('enters the pod netns (the pod\'s sockets are host sockets there), not a runsc exec in the sandbox', { timeout: 120_000 }, async () => {
+  it('a pod\'s listening socket is netstack\'s, not a host socket in the pod netns; port-forward reaches it through nc exec\'d in the sandbox', { timeout: 120_000 }, async () => {
     const pod = podConfig();
     const podId = await engine.runPodSandbox(pod, 'gvisor');
     try {
       const info = JSON.parse((await engine.podSandboxStatus(podId, true)).info.info!) as { pauseId: string; netnsPath: string };
-      const srv = await engine.createContainer(podId, containerConfig(env.busybox, 'srv', ['sh', '-c', 'while :; do (echo pong; sleep 30) | nc -l -p 8083; done']), pod);
+      const srv = await engine.createContainer(podId, containerConfig(env.busybox, 'srv', ['sh', '-c', "printf '#!/bin/sh\\necho pong\\nread x\\n' > /tmp/serve && chmod +x /tmp/serve && exec nc -ll -p 8083 -e /tmp/serve"]), pod);
       await engine.startContainer(srv);
-      const ac = new AbortController();
-      const got = await waitFor(async () => {
-        const [mine, theirs] = duplexPair();
-        const inner = new AbortController();
-        const done = engine.portForward(podId, 8083, theirs, inner.signal).catch(() => undefined);
-        const first = await new Promise<string>((resolve) => {
-          mine.once('data', (b: Buffer) => resolve(b.toString()));
-          mine.once('end', () => resolve(''));
-          setTimeout(() => resolve(''), 5000).unref();
-          mine.resume();
-        });
-        if (!first.includes('pong')) { inner.abort(); await done; return undefined; }
-        return { inner, done };
-      }, 30_000, 'the listener to answer through port-forward');
+      // the workload's own kernel lists its listener (0x1F93 = 8083) ...
+      await waitFor(async () => (/:1F93 /.test((await engine.execSync(srv, ['cat', '/proc/net/tcp', '/proc/net/tcp6'], 10)).stdout.toString()) ? true : undefined), 30_000, 'the listener in the sandbox');
+      // ... the host kernel's tables of the pod netns do not: with --network=host it was a host socket there
+      const host = await run('nsenter', [`--net=${info.netnsPath}`, '/bin/busybox', 'cat', '/proc/net/tcp', '/proc/net/tcp6'], { timeoutMs: 10_000 });
+      assert.equal(host.code, 0, host.stderr);
+      assert.doesNotMatch(host.stdout, /:1F93 /, 'no host socket on port 8083 in the pod netns');
+      // the server answers, then holds the connection until the client ends its side
+      const [mine, theirs] = duplexPair();
+      const done = engine.portForward(podId, 8083, theirs, AbortSignal.timeout(60_000)).catch(() => undefined);
+      const first = await new Promise<string>((resolve) => {
+        mine.once('data', (b: Buffer) => resolve(b.toString()));
+        mine.once('end', () => resolve(''));
+        setTimeout(() => resolve(''), 15_000).unref();
+        mine.resume();
+      });
       // while the connection is open: what carries it
-      // (nsenter has exec'd busybox nc: found by its command line and its network namespace)
       const podNet = `net:[${(await stat(info.netnsPath)).ino}]`;
-      const carriers: number[] = [];
+      const inNetns: number[] = [];
       for (const p of await procsWith('nc 127.0.0.1 8083')) {
-        if (await readlink(`/proc/${p.pid}/ns/net`).catch(() => '') === podNet) carriers.push(p.pid);
+        if (await readlink(`/proc/${p.pid}/ns/net`).catch(() => '') === podNet) inNetns.push(p.pid);
       }
-      const execs = (await procsWith(info.pauseId)).filter((p) => / exec /.test(p.cmd) && / nc /.test(p.cmd));
-      got.inner.abort();
-      await got.done;
-      ac.abort();
-      assert.equal(carriers.length, 1, 'one nc in the pod netns, started by nsenter, carries the forward');
-      assert.deepEqual(execs, [], 'no runsc exec of nc in the sandbox');
+      // runsc exec sessions in the sandbox, by the argv of their process.json
+      const execs: string[][] = [];
+      for (const p of (await procsWith(info.pauseId)).filter((x) => / exec /.test(x.cmd))) {
+        const file = / --process (\S+)/.exec(p.cmd)?.[1];
+        if (file) execs.push((JSON.parse(await readFile(file, 'utf8')) as { args: string[] }).args);
+      }
+      mine.end();
+      await done;
+      assert.match(first, /pong/, 'port-forward reaches the listener');
+      assert.deepEqual(inNetns, [], 'no nc entered the pod netns (no host socket could reach netstack\'s listener)');
+      assert.deepEqual(execs, [['/bin/busybox', 'nc', '127.0.0.1', '8083']], 'one runsc exec of nc in the sandbox carries the forward');
     } finally {
       await engine.removePodSandbox(podId);
     }

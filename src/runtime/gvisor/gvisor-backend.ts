@@ -6,21 +6,25 @@
  * ./subcontainer-shim.ts, which conmon and the driver run in place of runsc. Platform detection
  * tries systrap, kvm, ptrace by really running a tiny sandbox with each and remembers the first
  * that works in `<runDir>/platform.json` (the flags this daemon's sandboxes run with) and, for
- * every later daemon on this boot of the node, in `<cacheDir>/runsc-probe.json`. On a host whose
+ * every later daemon on this boot of the node, in `<cacheDir>/runsc-probe.v2.json`. On a host whose
  * /dev/kvm exists but cannot run guests (a nested PVM host), `runsc do --platform=kvm` never
  * returns; its probe has a short deadline of its own and is killed with its sandbox and gofer.
  *
- * Debian's 2022 runsc treats every network namespace as the host's and refuses
- * `--network=sandbox` ("cannot run with network enabled in root network namespace"); then the
- * sandbox is run with `--network=host` *inside the pod's network namespace* (gVisor's netstack
- * is bypassed for network syscalls, which are passed to the host kernel within that netns).
- * The probe reports which mode is in force (`details.network`).
+ * Network: `--network=sandbox`, gVisor's own netstack, which takes over the pod netns's
+ * interfaces and addresses when the sandbox starts; the workload's network syscalls never reach
+ * the host kernel. Debian's 2022 runsc refuses it in every netns of a recent kernel ("cannot run
+ * with network enabled in root network namespace"): the probe tries it plain, then with the
+ * workaround of ./runsc-launch.ts (the runsc that starts a sandbox sees no /proc/sys/net), and
+ * records which (`launch`). A host-network pod runs `--network=host` (never netstack over the
+ * node's interfaces). Only when neither works does every sandbox run `--network=host` *inside the
+ * pod's network namespace* (network syscalls passed to the host kernel within that netns). The
+ * probe reports which mode is in force and why (`details.network`, `details.networkNote`).
  *
  * What a pod gets: one Sentry for all its containers. 127.0.0.1, the pod IP and ports are shared
- * (the pod netns); port-forward enters that netns (with --network=sandbox, the sandbox's own
- * netstack, it execs `nc` in the sandbox container). The Sentry makes those socket
- * calls with the pause spec's capabilities, which therefore hold CAP_NET_BIND_SERVICE (a
- * container's own drop of it is not enforced there). PID POD (`shareProcessNamespace`) puts a
+ * (netstack's, or the pod netns's with --network=host); port-forward execs `nc` in the sandbox
+ * container (with --network=host it enters the pod netns). With --network=host the Sentry makes
+ * the socket calls with the pause spec's capabilities, which therefore hold CAP_NET_BIND_SERVICE
+ * (a container's own drop of it is not enforced there). PID POD (`shareProcessNamespace`) puts a
  * container in the sandbox's root PID namespace, the pause's; TARGET joins the target's
  * namespace (`podNamespaces`, this backend's part of ../sandbox/sandbox-hosted.ts). In one sandbox the pod's PID namespace is the parent of each container's
  * own, so a pod mixing PID POD and private namespaces is refused (Kubernetes sets
@@ -60,6 +64,7 @@ import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from 
 import { readCgroupStats } from '../../cgroup/stats.ts';
 import { ROOT_APP_ANNOTATION, shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
 import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
+import { launchArgv, SANDBOX_NETWORK_ANNOTATION, sandboxNetworkOf, type SandboxLaunch } from './runsc-launch.ts';
 
 /** Scratch dirs of platform detection: `<tmp>/<this><pid>-XXXXXX`. */
 const RUNSC_PROBE_DIR = 'bulkhead-runsc-probe-';
@@ -88,6 +93,8 @@ const UNSUPPORTED_CAPS = new Set(['CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_REST
 interface Detected {
   platform: string;
   network: 'sandbox' | 'host';
+  /** How the runsc that creates a sandbox is started for --network=sandbox (./runsc-launch.ts). */
+  launch?: SandboxLaunch;
   networkNote?: string;
   version: string;
   /** runsc applies the spec's seccomp profile inside the sandbox (--oci-seccomp). */
@@ -135,7 +142,8 @@ export class GvisorBackend extends ConmonBackend {
     const d = this.detected;
     mkdirSync(this.opts.runDir, { recursive: true, mode: 0o700 });
     const shim = join(this.opts.runDir, 'runsc-shim');
-    writeSubcontainerShim(shim, { runsc: resolveBinary(this.bin), runDir: this.opts.runDir });
+    const launch = this.sandboxLaunch();
+    writeSubcontainerShim(shim, { runsc: resolveBinary(this.bin), runDir: this.opts.runDir, ...(launch ? { sandboxLaunch: launch } : {}) });
     const extra = this.opts.runtimeArgs ?? [];
     const hasPlatform = extra.some((a) => a.startsWith('--platform'));
     const hasNetwork = extra.some((a) => a.startsWith('--network'));
@@ -144,7 +152,7 @@ export class GvisorBackend extends ConmonBackend {
       globalArgs: [
         '--root', this.stateDir,
         ...(hasPlatform ? [] : [`--platform=${d?.platform ?? 'ptrace'}`]),
-        ...(hasNetwork ? [] : [`--network=${d?.network ?? 'host'}`]),
+        ...(hasNetwork ? [] : [this.networkFlag()]),
         ...(d?.ociSeccomp ? ['--oci-seccomp'] : []),
         ...extra,
       ],
@@ -178,10 +186,32 @@ export class GvisorBackend extends ConmonBackend {
     return path;
   }
 
+  /**
+   * The driver takes runtimeCommand() once, when first used; a daemon's recovery (a first `list`)
+   * may come before the probe, and its runsc calls would then keep the defaults (--network=host,
+   * no --oci-seccomp) for the daemon's life. The detected flags are put in place here (the same
+   * array conmon's exec sessions read).
+   */
+  private followDetection(): void {
+    const args = this.driver.runtime.globalArgs;
+    const fresh = this.runtimeCommand().globalArgs;
+    if (args.join('\0') !== fresh.join('\0')) args.splice(0, args.length, ...fresh);
+  }
+
+  /** The --network flag runsc runs with: the configured one, else the detected mode. */
+  private networkFlag(): string {
+    const flag = [...(this.opts.runtimeArgs ?? [])].reverse().find((x) => x.startsWith('--network'));
+    return flag ?? `--network=${this.detected?.network ?? 'host'}`;
+  }
+
   /** runsc runs with --network=host (the pod's sockets are the Sentry's host sockets). */
   private hostNetwork(): boolean {
-    const flag = [...(this.opts.runtimeArgs ?? [])].reverse().find((x) => x.startsWith('--network'));
-    return flag ? flag === '--network=host' : (this.detected?.network ?? 'host') === 'host';
+    return this.networkFlag() === '--network=host';
+  }
+
+  /** With --network=sandbox: how a sandbox's runsc create is started (the probe found out); else undefined. */
+  private sandboxLaunch(): SandboxLaunch | undefined {
+    return this.networkFlag() === '--network=sandbox' ? this.detected?.launch ?? 'plain' : undefined;
   }
 
   protected override adjustSpec(spec: OciSpec, opts: CreateContainerOptions): OciSpec {
@@ -200,7 +230,17 @@ export class GvisorBackend extends ConmonBackend {
         if (caps[k]) caps[k] = caps[k].filter((c) => !UNSUPPORTED_CAPS.has(c));
       }
     }
-    if (opts.pod.role === 'sandbox' && this.hostNetwork() && spec.process) {
+    // the shim reads this mark (only the backend sets it; a pod's own value is dropped)
+    delete spec.annotations[SANDBOX_NETWORK_ANNOTATION];
+    let hostNetwork = this.hostNetwork();
+    if (opts.pod.role === 'sandbox' && this.sandboxLaunch()) {
+      // netstack in the pod netns; a pod on the node's network gets --network=host (never netstack
+      // over the node's own interfaces, see ./runsc-launch.ts)
+      const mode = sandboxNetworkOf(spec);
+      spec.annotations[SANDBOX_NETWORK_ANNOTATION] = mode;
+      hostNetwork = mode === 'host';
+    }
+    if (opts.pod.role === 'sandbox' && hostNetwork && spec.process) {
       // With --network=host the Sentry makes every container's socket calls on the host, holding
       // the root (pause) container's capabilities as its own host capabilities (measured: with
       // none, a sub-container with CAP_NET_BIND_SERVICE gets EACCES binding port 80). The pod's
@@ -588,14 +628,15 @@ export class GvisorBackend extends ConmonBackend {
     const cacheFile = join(this.opts.runDir, 'platform.json');
     try {
       const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as Detected;
-      if (cached.version === version && cached.ociSeccomp !== undefined) this.detected = cached;
+      if (cached.version === version && cached.ociSeccomp !== undefined && cached.launch !== undefined) this.detected = cached;
     } catch { /* detect */ }
     if (!this.detected) {
-      const nodeCache = join(this.opts.cacheDir ?? DEFAULT_CACHE_DIR, 'runsc-probe.json');
+      // .v2: results with `launch` (daemons of older versions share the node and rewrite runsc-probe.json)
+      const nodeCache = join(this.opts.cacheDir ?? DEFAULT_CACHE_DIR, 'runsc-probe.v2.json');
       const key = await this.probeKey(version);
       const shared = await readFile(nodeCache, 'utf8').then((t) => JSON.parse(t) as { key?: string; detected?: Detected }, () => undefined);
       let det: Detected | { reason: string; tried: Record<string, string> };
-      if (shared?.key === key && shared.detected?.version === version && shared.detected.ociSeccomp !== undefined) {
+      if (shared?.key === key && shared.detected?.version === version && shared.detected.ociSeccomp !== undefined && shared.detected.launch !== undefined) {
         det = shared.detected;
       } else {
         det = await this.detect(version, signal);
@@ -606,13 +647,16 @@ export class GvisorBackend extends ConmonBackend {
       await mkdir(this.opts.runDir, { recursive: true, mode: 0o700 });
       await writeFile(cacheFile, JSON.stringify(det));
     }
+    this.followDetection();
     const d = this.detected;
     return {
       available: true,
       details: {
         runtimeVersion: version,
         platform: d.platform,
-        network: d.network === 'sandbox' ? 'sandbox (gVisor netstack in the pod netns)' : 'host inside the pod netns (weaker: network syscalls reach the host kernel)',
+        network: d.network === 'sandbox'
+          ? `sandbox (gVisor netstack in the pod netns${d.launch === 'hide-proc-sys-net' ? '; runsc started with /proc/sys/net hidden, see networkNote' : ''}; host-network pods: --network=host)`
+          : 'host inside the pod netns (weaker: network syscalls reach the host kernel)',
         ...(d.networkNote ? { networkNote: d.networkNote } : {}),
         // measured with runsc 0.0~20221219 on ptrace: ~26 host tasks at rest; 200 guest `sleep`s hit a
         // 120 limit after ~27 and the sandbox ended with exit 2 (the Sentry could not create threads)
@@ -657,11 +701,11 @@ export class GvisorBackend extends ConmonBackend {
   }
 
   /** Tries a real sandbox with --network=sandbox in a throwaway netns. */
-  private async detectNetwork(work: string, platform: string, signal?: AbortSignal): Promise<{ network: 'sandbox' | 'host'; networkNote?: string }> {
+  private async detectNetwork(work: string, platform: string, signal?: AbortSignal): Promise<{ network: 'sandbox' | 'host'; launch: SandboxLaunch; networkNote?: string }> {
     await removeStaleProbeNetns();
     const ns = `${PROBE_NETNS_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}`;
     const add = await run('ip', ['netns', 'add', ns], { timeoutMs: 10_000 }).catch(() => undefined);
-    if (!add || add.code !== 0) return { network: 'host', networkNote: 'could not create a network namespace to test --network=sandbox' };
+    if (!add || add.code !== 0) return { network: 'host', launch: 'plain', networkNote: 'could not create a network namespace to test --network=sandbox' };
     const id = `bh-gvprobe-${randomBytes(4).toString('hex')}`;
     const state = join(work, 'state-net');
     try {
@@ -676,13 +720,27 @@ export class GvisorBackend extends ConmonBackend {
         linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network', path: `/var/run/netns/${ns}` }] },
       };
       await writeFile(join(work, 'config.json'), JSON.stringify(spec));
-      const r = await run(this.bin, ['--root', state, `--platform=${platform}`, '--network=sandbox', 'run', '--bundle', work, id], {
-        timeoutMs: 30_000, dieWithParent: true, ...(signal ? { signal } : {}),
-      });
-      if (r.code === 0) return { network: 'sandbox' };
-      return { network: 'host', networkNote: `--network=sandbox refused: ${runtimeMessage(r.stderr)}` };
+      // plain first; a runsc that takes every netns for the root one (see ./runsc-launch.ts) is
+      // tried again with /proc/sys/net hidden from it
+      let refused = '';
+      for (const launch of ['plain', 'hide-proc-sys-net'] as const) {
+        const { cmd, args } = launchArgv(launch, resolveBinary(this.bin), ['--root', state, `--platform=${platform}`, '--network=sandbox', 'run', '--bundle', work, id]);
+        const r = await run(cmd, args, { timeoutMs: 30_000, dieWithParent: true, ...(signal ? { signal } : {}) });
+        if (r.code === 0) {
+          return launch === 'plain'
+            ? { network: 'sandbox', launch }
+            : { network: 'sandbox', launch, networkNote: `runsc refused --network=sandbox as started (${refused}); it runs with /proc/sys/net hidden from the runsc that creates a sandbox, as its root-netns test misreads this kernel's per-netns sysctls` };
+        }
+        await run(this.bin, ['--root', state, 'delete', '--force', id], { timeoutMs: 10_000 }).catch(() => {});
+        const msg = runtimeMessage(r.stderr) || `exit ${r.code}`;
+        if (launch === 'plain') {
+          refused = msg;
+          if (!/root network namespace/.test(msg)) break;
+        } else refused += `; with /proc/sys/net hidden: ${msg}`;
+      }
+      return { network: 'host', launch: 'plain', networkNote: `--network=sandbox refused: ${refused}` };
     } catch (err) {
-      return { network: 'host', networkNote: `--network=sandbox test failed: ${(err as Error).message}` };
+      return { network: 'host', launch: 'plain', networkNote: `--network=sandbox test failed: ${(err as Error).message}` };
     } finally {
       await run(this.bin, ['--root', state, 'delete', '--force', id], { timeoutMs: 10_000 }).catch(() => {});
       await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});

@@ -25,8 +25,11 @@
  *  - `start`: wakes the waiter and returns its result; fails at once when the waiter is gone.
  *  - `delete`: `runsc delete` as asked, then ends a waiter still waiting for a start (a started
  *    one ends by itself when its container dies).
- *  - `create` of a sandbox whose config.json holds ROOT_APP_ANNOTATION: runsc with the global
- *    `--network=...` flag replaced by `--network=none` (added when there was none).
+ *  - `create`/`start`/`run` of a sandbox (root container): its network flag as the backend marked
+ *    its config.json: ROOT_APP_ANNOTATION: the global `--network=...` flag replaced by
+ *    `--network=none` (added when there was none); with `--network=sandbox` (ShimOptions.sandboxLaunch)
+ *    SANDBOX_NETWORK_ANNOTATION 'host': `--network=host`, 'sandbox': start and run launched as
+ *    ./runsc-launch.ts says (runsc sets a sandbox's network up at its start).
  * Files live in the bundle dir, `<runDir>/containers/<id>/` (the layout of ConmonDriver), which
  * the driver removes on delete.
  *
@@ -34,6 +37,7 @@
  * `--log-format`, `--debug-log` and `--panic-log`; other global flags must be written `--x=y`.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { HIDE_PREFIX, SANDBOX_NETWORK_ANNOTATION, type SandboxLaunch } from './runsc-launch.ts';
 
 /** Marker for a sub-container in a bundle's config.json as JSON.stringify writes it. */
 export const SUBCONTAINER_MARKER = '"io.kubernetes.cri.container-type":"container"';
@@ -49,6 +53,12 @@ export interface ShimOptions {
   runsc: string;
   /** Directory holding `containers/<id>/` bundles (ConmonDriver's runDir). */
   runDir: string;
+  /**
+   * Present when runsc runs `--network=sandbox`: how a sandbox's own `start`/`run` is started
+   * (./runsc-launch.ts). A sandbox whose spec says network 'host' (SANDBOX_NETWORK_ANNOTATION) runs
+   * with `--network=host` instead, never with the workaround.
+   */
+  sandboxLaunch?: SandboxLaunch;
 }
 
 /** The shell script (see the file comment). */
@@ -57,6 +67,7 @@ export function subcontainerShimScript(o: ShimOptions): string {
 # written by bulkhead (src/runtime/gvisor/subcontainer-shim.ts): runs runsc sub-containers under conmon
 RUNSC=${shellQuote(o.runsc)}
 RUNDIR=${shellQuote(o.runDir)}
+LAUNCH=${shellQuote(o.sandboxLaunch ?? '')}
 cmd=; skip=; n=0
 for a; do
   n=$((n + 1))
@@ -72,27 +83,42 @@ eval "id=\\\${$#}"
 g=; i=1
 while [ $i -lt $n ]; do g="$g \\"\\\${$i}\\""; i=$((i + 1)); done
 
+# the global flags (before argument $n) with --network=* replaced by --network=$1 (added when absent)
+set_network() {
+  mode=$1; shift
+  i=0; seen=
+  for a; do
+    shift; i=$((i + 1))
+    if [ $i -lt $n ]; then case $a in --network=*) a=--network=$mode; seen=1 ;; esac; fi
+    set -- "$@" "$a"
+  done
+  [ -n "$seen" ] || set -- --network=$mode "$@"
+  exec "$RUNSC" "$@"
+}
+
+# a sandbox's own create/start/run: its network as the backend marked its config.json (see above)
+sandbox_exec() {
+  case $(grep -oF -e '${ROOT_APP_MARKER}' -e '"${SANDBOX_NETWORK_ANNOTATION}":"sandbox"' -e '"${SANDBOX_NETWORK_ANNOTATION}":"host"' "\${bundle:-.}/config.json" 2>/dev/null) in
+  *'${ROOT_APP_MARKER}'*) set_network none "$@" ;;
+  *'"sandbox"')
+    [ -n "$LAUNCH" ] && [ "$cmd" != create ] && [ "$LAUNCH" = hide-proc-sys-net ] && exec ${HIDE_PREFIX.map(shellQuote).join(' ')} "$RUNSC" "$@"
+    ;;
+  *'"host"') [ -n "$LAUNCH" ] && set_network host "$@" ;;
+  esac
+  exec "$RUNSC" "$@"
+}
+
 case $cmd in
-create)
+create|run)
   bundle=; pidf=; prev=
   for a; do
     case $prev in --bundle|-b) bundle=$a ;; --pid-file) pidf=$a ;; esac
     case $a in --bundle=*) bundle=\${a#*=} ;; --pid-file=*) pidf=\${a#*=} ;; esac
     prev=$a
   done
-  if [ -n "$bundle" ] && grep -qF '${ROOT_APP_MARKER}' "$bundle/config.json" 2>/dev/null; then
-    # a pod's one container as its sandbox: gVisor's own loopback (see gvisor-backend.ts)
-    i=0; seen=
-    for a; do
-      shift; i=$((i + 1))
-      if [ $i -lt $n ]; then case $a in --network=*) a=--network=none; seen=1 ;; esac; fi
-      set -- "$@" "$a"
-    done
-    [ -n "$seen" ] || set -- --network=none "$@"
-    exec "$RUNSC" "$@"
-  fi
-  if [ -z "$bundle" ] || [ -z "$pidf" ] || ! grep -qF '${SUBCONTAINER_MARKER}' "$bundle/config.json" 2>/dev/null; then
-    exec "$RUNSC" "$@"
+  # a pod's one container as its sandbox (ROOT_APP_ANNOTATION) is a sandbox here too
+  if [ "$cmd" = run ] || [ -z "$bundle" ] || [ -z "$pidf" ] || ! grep -qF '${SUBCONTAINER_MARKER}' "$bundle/config.json" 2>/dev/null; then
+    sandbox_exec "$@"
   fi
   rm -f "$bundle/shim-go" "$bundle/shim-res" "$bundle/shim-start.log" "$bundle/shim.pid"
   mkfifo -m 600 "$bundle/shim-go" "$bundle/shim-res" || exit 1
@@ -122,7 +148,8 @@ create)
   ;;
 start)
   b=$RUNDIR/containers/$id
-  [ -p "$b/shim-go" ] || exec "$RUNSC" "$@"
+  # a sandbox's start is where runsc sets up its network
+  if [ ! -p "$b/shim-go" ]; then bundle=$b; sandbox_exec "$@"; fi
   w=$(cat "$b/shim.pid" 2>/dev/null)
   if [ -z "$w" ] || ! kill -0 "$w" 2>/dev/null; then
     echo "bulkhead runsc shim: the waiter of sub-container $id is gone; it cannot be started" >&2
