@@ -7,10 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { release } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
-import { sharedRegistry } from '../../harness/registry.ts';
+import { freePort, sharedRegistry } from '../../harness/registry.ts';
+import { connect } from 'node:net';
 import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { PodSandboxConfig } from '../../src/api/cri.ts';
+import { run } from '../../src/util/exec.ts';
 
 let d: TestDaemon;
 let images: TestImages;
@@ -107,4 +109,74 @@ test('a gvisor pod is one sandbox: its containers share the pause\'s PID namespa
   await c.stopPodSandbox(podId);
   await c.removePodSandbox(podId);
   assert.deepEqual(await c.listContainers({ podSandboxId: podId }), []);
+});
+
+test('gvisor pods on the bridge run on gVisor\'s netstack: the pod IP is the sandbox\'s (its veth keeps no host address), reported, reached from another pod; resolv.conf is the pod\'s; the probe says which mode', async () => {
+  const c = d.client;
+  const gv = (await c.info()).handlers.find((h) => h.name === 'gvisor');
+  assert.match(gv?.details.network ?? '', /^sandbox \(gVisor netstack/, JSON.stringify(gv?.details));
+  await c.pullImage(images.busybox);
+  const serve = "printf '#!/bin/sh\\necho hello-from-a\\n' > /tmp/serve && chmod +x /tmp/serve && exec nc -ll -p 8080 -e /tmp/serve";
+  const pa = pod('gv-net-a');
+  const a = await c.runPodSandbox(pa, 'gvisor');
+  const pb = pod('gv-net-b');
+  const b = await c.runPodSandbox(pb, 'gvisor');
+  try {
+    const srv = await c.createContainer(a, { metadata: { name: 'srv' }, image: { image: images.busybox }, command: ['sh', '-c', serve] }, pa);
+    await c.startContainer(srv, { timeoutMs: 120_000 });
+    const cli = await c.createContainer(b, { metadata: { name: 'cli' }, image: { image: images.busybox }, command: ['sleep', '600'] }, pb);
+    await c.startContainer(cli, { timeoutMs: 120_000 });
+    const ip = (await c.podSandboxStatus(a)).status.network?.ip ?? '';
+    assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/, 'PodSandboxStatus reports the pod IP');
+    // netstack owns the address: the sandbox's interface has it, the host kernel's veth has none
+    const inner = await c.execSync(srv, ['ip', '-4', 'addr'], 30);
+    assert.match(inner.stdout.toString(), new RegExp(`inet ${ip.replace(/\./g, '\\.')}/`), inner.stdout.toString());
+    const { netnsPath } = JSON.parse((await c.podSandboxStatus(a, true)).info.info ?? '{}') as { netnsPath?: string };
+    assert.ok(netnsPath, 'the pod has a netns');
+    const host = await run('nsenter', [`--net=${netnsPath}`, 'ip', '-4', 'addr', 'show', 'dev', 'eth0'], { timeoutMs: 10_000 });
+    assert.equal(host.code, 0, host.stderr);
+    assert.doesNotMatch(host.stdout, /inet /, `the host kernel holds no address of the pod: ${host.stdout}`);
+    // pod to pod over the bridge, netstack to netstack
+    let got = '';
+    for (let i = 0; i < 50 && !got.includes('hello-from-a'); i++) {
+      got = (await c.execSync(cli, ['sh', '-c', `nc -w 3 ${ip} 8080 </dev/null`], 30)).stdout.toString();
+      if (!got.includes('hello-from-a')) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.match(got, /hello-from-a/, 'pod b reaches pod a at its IP');
+    const resolv = (await c.execSync(cli, ['cat', '/etc/resolv.conf'], 30)).stdout.toString();
+    assert.match(resolv, /^nameserver \S+$/m, resolv);
+  } finally {
+    for (const p of [a, b]) { await c.stopPodSandbox(p); await c.removePodSandbox(p); }
+  }
+});
+
+test('a host-network gvisor pod runs with runsc --network=host (never netstack over the node\'s interfaces): its listener on 127.0.0.1 is the node\'s', async () => {
+  const c = d.client;
+  await c.pullImage(images.busybox);
+  const port = await freePort();
+  const pc: PodSandboxConfig = { ...pod('gv-hostnet'), linux: { securityContext: { namespaceOptions: { network: 'NODE' } } } };
+  const p = await c.runPodSandbox(pc, 'gvisor');
+  try {
+    const ctr = await c.createContainer(p, {
+      metadata: { name: 'srv' }, image: { image: images.busybox },
+      command: ['sh', '-c', `mkdir -p /tmp/www && echo hello-host > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:${port} -h /tmp/www`],
+    }, pc);
+    await c.startContainer(ctr, { timeoutMs: 120_000 });
+    let got = '';
+    for (let i = 0; i < 50 && !got.includes('hello-host'); i++) {
+      got = await new Promise<string>((resolve) => {
+        const s = connect({ host: '127.0.0.1', port }, () => s.write('GET / HTTP/1.0\r\n\r\n'));
+        let buf = '';
+        s.on('data', (b) => { buf += b.toString(); });
+        s.on('close', () => resolve(buf));
+        s.on('error', () => resolve(''));
+        s.setTimeout(3000, () => s.destroy());
+      });
+      if (!got.includes('hello-host')) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.match(got, /hello-host/, 'the node reaches the pod\'s listener on its own loopback');
+  } finally {
+    await c.stopPodSandbox(p);
+    await c.removePodSandbox(p);
+  }
 });
