@@ -81,7 +81,7 @@ describe('microvm: a daemon killed mid-start, then restarted', { skip: skipReaso
 // The runtime is a wrapper that logs each call and makes any Node.js start it leads to fail
 // (NODE_OPTIONS requiring a missing module); BULKHEAD_VM_IN_PROCESS=1 keeps the in-process path on for it.
 describe('microvm: the runtime process is spawned only for create (start, state, stats, kill, delete in the daemon)', { skip: skipReason(), timeout: 300_000 }, () => {
-  it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create), neither a Node.js start', async () => {
+  it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create), neither a Node.js start; a second pod\'s supervisor was started ahead', async () => {
     const fx = await makeBusyboxRootfs('bulkhead-vm-inproc-');
     const runDir = join(fx.dir, 'run');
     const calls = join(fx.dir, 'calls.log');
@@ -108,6 +108,15 @@ describe('microvm: the runtime process is spawned only for create (start, state,
       assert.ok(slot.blocks * 512 < imageSize / 2, `slot0 holds ${slot.blocks * 512} bytes of a ${imageSize}-byte image`);
       const usage = await b.stats(sb);
       assert.ok(usage.memoryWorkingSetBytes > 0, 'stats from the guest');
+      // the next pod's supervisor was started ahead (`_vmd --standby`) and is handed this pod's flags
+      const sb2 = `ip-sb2-${process.pid}`;
+      await b.createContainer({ id: sb2, spec: await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: sb2, command: ['sleep', '1000'] }), pod: { podId: sb2, role: 'sandbox' }, logPath: join(fx.dir, 'sb2.log') });
+      const pod2 = (JSON.parse(readFileSync(join(runDir, 'state', sb2, 'state.json'), 'utf8')) as { podDir: string }).podDir;
+      const vmd2 = JSON.parse(readFileSync(join(pod2, 'vmd.proc'), 'utf8')) as { pid: number };
+      assert.match(readFileSync(`/proc/${vmd2.pid}/cmdline`, 'utf8').split('\0').join(' ').trim(), / _vmd --standby$/, 'the second pod\'s supervisor is the standby');
+      assert.match(readFileSync(join(pod2, 'vmd.log'), 'utf8'), /guest up/, 'its lines go to its pod\'s vmd.log');
+      await b.delete(sb2);
+      assert.ok(!existsSync(pod2), 'its pod dir is gone');
       const appSpec = await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: app, command: ['sh', '-c', 'exit 3'] });
       await b.createContainer({ id: app, spec: appSpec, pod: { podId: sb, role: 'container', sandboxContainerId: sb }, logPath: join(fx.dir, 'app.log') });
       if (existsSync(join(runDir, 'state', app, 'front'))) frontSeen.add(app);
@@ -120,16 +129,20 @@ describe('microvm: the runtime process is spawned only for create (start, state,
       await b.wait(sb);
       await b.delete(sb);
       assert.deepEqual(await b.list(), []);
+      // the standby supervisor for a next pod names the run dir (--root) until the backend closes
+      await b.close();
       await waitFor(() => spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim() === '', 'no process naming the run dir', 30_000);
       assert.ok(!existsSync(join(runDir, 'state', 'pods')) || readdirSync(join(runDir, 'state', 'pods')).length === 0, 'no pod dir left');
-      assert.deepEqual(readFileSync(calls, 'utf8').trim().split('\n'), ['create', 'create']);
+      assert.deepEqual(readFileSync(calls, 'utf8').trim().split('\n'), ['create', 'create', 'create']);
       assert.ok(frontSeen.size === 2, 'both creates were prepared in the daemon (a front file each)');
     } finally {
       if (saved === undefined) delete process.env.BULKHEAD_VM_IN_PROCESS; else process.env.BULKHEAD_VM_IN_PROCESS = saved;
       await b.delete(app).catch(() => {});
       await b.delete(sb).catch(() => {});
+      await b.delete(`ip-sb2-${process.pid}`).catch(() => {});
+      await b.close().catch(() => {});
       for (const p of spawnSync('pgrep', ['-f', runDir], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean)) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
-      for (const h of vmmHierarchies()) { try { rmdirSync(join(h.path, parent, sb)); } catch { /* none */ } try { rmdirSync(join(h.path, parent)); } catch { /* none */ } }
+      for (const h of vmmHierarchies()) { for (const c of [sb, `ip-sb2-${process.pid}`]) { try { rmdirSync(join(h.path, parent, c)); } catch { /* none */ } } try { rmdirSync(join(h.path, parent)); } catch { /* none */ } }
       await fx.cleanup();
     }
   });

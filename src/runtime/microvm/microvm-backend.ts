@@ -129,6 +129,8 @@ export class MicrovmBackend extends ConmonBackend {
   readonly #pool = new VmPoolAdoption(() => this.stateDir, this.log);
   readonly #assetsRoot: string;
   readonly #templateSharing: TemplateSharing | undefined;
+  /** prepareCreate ran: pod supervisors may be waiting in standby (src/vm/cmd/create.ts). */
+  #standbys = false;
 
   constructor(opts: MicrovmBackendOptions) {
     super(opts);
@@ -172,9 +174,11 @@ export class MicrovmBackend extends ConmonBackend {
    * `bulkhead-vm create` conmon runs then finds the `front` file and only starts the shim, in POSIX
    * sh (bin/bulkhead-vm), without a Node.js start (~60-100 ms each, two per `run`). Where
    * start/state/kill/delete run in process; not for a terminal container (conmon makes its console socket).
+   * A sandbox's supervisor comes from a standby started ahead (create.ts standbys). Off with
+   * BULKHEAD_VM_PREPARE=0 (for measuring against the Node.js create).
    */
   protected override prepareCreate(): ConmonDriverOptions['prepareCreate'] {
-    if (!this.inProcessRuntime()) return undefined;
+    if (!this.inProcessRuntime() || process.env.BULKHEAD_VM_PREPARE === '0') return undefined;
     const globalArgs = this.runtimeCommand().globalArgs;
     return async (id, bundle, spec, signal) => {
       if (spec.process?.terminal) return undefined;
@@ -184,7 +188,8 @@ export class MicrovmBackend extends ConmonBackend {
       const g = globalOptions(parseRuntimeFlags(globalArgs, GLOBAL_FLAGS).flags, process.env);
       checkGlobal(g);
       await mkdir(g.root, { recursive: true, mode: 0o700 });
-      const p = await prepareCreate(g, id, bundle, undefined, signal);
+      this.#standbys = true;
+      const p = await prepareCreate(g, id, bundle, undefined, { ...(signal ? { signal } : {}), standby: true });
       try { await writeFront(g, p); } catch (e) { await undoCreate(g, p); throw e; }
       return { created: (pid) => recordCreated(g, p, pid), abandon: () => undoCreate(g, p) };
     };
@@ -212,6 +217,7 @@ export class MicrovmBackend extends ConmonBackend {
   /** Armed pooled VMs' hostname sessions end (their shells are killed in the guests); the VMs keep running. */
   override async close(): Promise<void> {
     this.#pool.close();
+    if (this.#standbys) await (await import('../../vm/cmd/create.ts')).endStandbys();
     await super.close();
   }
 

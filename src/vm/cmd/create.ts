@@ -1,5 +1,7 @@
 // `bulkhead-vm create`: a container from an OCI bundle; a sandbox container boots its pod's VM first.
-import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -53,10 +55,68 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T
 }
 
 /**
- * Starts the pod's VM supervisor unless one answers; true when this call started it. `signal`
- * (a create in the daemon's process, whose caller gave up) abandons the start as its creator's exit does.
+ * Supervisors started ahead of their pod (`_vmd --standby`, cmd/vmd.ts) by a daemon that creates
+ * sandboxes in its own process (prepareCreate with `standby`): a pod's start then waits for neither
+ * a Node.js start nor the supervisor's modules (~70 ms quiet, 200+ ms under load). One per root,
+ * assets and Node.js flags, started again once taken (after the pod's VM is up). Its stdin is the
+ * daemon's pipe: the pod's flags come as one line; EOF (the daemon gone, endStandbys) ends it, and
+ * so does its creator going away. Its stdout and stderr go to `<root>/vmd-standby.log` (a pod's own
+ * lines go to its vmd.log).
  */
-async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined, tpl: string[] = [], signal?: AbortSignal): Promise<boolean> {
+const standbys = new Map<string, ChildProcess>();
+const standbyKey = (g: VmGlobal): string => JSON.stringify([g.root, g.assetsRoot, vmdNodeArgs()]);
+
+function startStandby(g: VmGlobal): void {
+  const key = standbyKey(g);
+  if (standbys.has(key)) return;
+  let logFd: number;
+  try { logFd = openSync(join(g.root, 'vmd-standby.log'), 'a', 0o600); } catch { return; }
+  let child: ChildProcess;
+  try {
+    child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', '--standby'], ['pipe', logFd, logFd, 'pipe']);
+  } finally {
+    closeSync(logFd);
+  }
+  const forget = (): void => { if (standbys.get(key) === child) standbys.delete(key); };
+  child.on('error', forget);
+  child.on('exit', forget);
+  child.stdin?.on('error', () => {});
+  // it must not keep the daemon's event loop alive
+  (child.stdin as Socket | null)?.unref();
+  (child.stdio[3] as Socket | null)?.unref();
+  child.unref();
+  standbys.set(key, child);
+}
+
+function takeStandby(g: VmGlobal): ChildProcess | undefined {
+  const key = standbyKey(g);
+  const c = standbys.get(key);
+  standbys.delete(key);
+  if (!c || c.pid === undefined || c.exitCode !== null || c.signalCode !== null || !c.stdin?.writable) return undefined;
+  return c;
+}
+
+/** Ends the standby supervisors this process keeps (the daemon's microvm backend closing): EOF, SIGKILL after 2 s. */
+export async function endStandbys(): Promise<void> {
+  const all = [...standbys.values()];
+  standbys.clear();
+  await Promise.all(all.map(async (c) => {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise<void>((r) => c.once('exit', () => r()));
+    c.stdin?.end();
+    const t = setTimeout(() => { try { c.kill('SIGKILL'); } catch { /* gone */ } }, 2000);
+    await gone;
+    clearTimeout(t);
+  }));
+}
+
+/**
+ * Starts the pod's VM supervisor unless one answers; true when this call started it. `signal`
+ * (a create in the daemon's process, whose caller gave up) abandons the start as its creator's exit
+ * does; `standby`: a supervisor started ahead is taken when there is one (see standbys).
+ */
+async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memoryMiB: number; vcpus: number }, cgroup: string, cpu: { quota: number; period: number } | undefined, netns: string | undefined, tpl: string[], opts: CreateOptions): Promise<boolean> {
+  const { signal } = opts;
   if (existsSync(join(dir, 'vmd.sock'))) {
     try { (await VmdClient.connect(join(dir, 'vmd.sock'), undefined, 5000)).close(); return false; } catch { /* stale: restart */ }
   }
@@ -74,9 +134,19 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     }
     return true;
   }
-  const logFd = openSync(join(dir, 'vmd.log'), 'a');
-  const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', ...vmdFlags], ['ignore', logFd, logFd, 'pipe']);
-  if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
+  let child = opts.standby ? takeStandby(g) : undefined;
+  if (child) {
+    recordProc(dir, 'vmd', child.pid!);
+    child.stdin!.end(JSON.stringify(vmdFlags) + '\n');
+  } else {
+    const logFd = openSync(join(dir, 'vmd.log'), 'a');
+    try {
+      child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', ...vmdFlags], ['ignore', logFd, logFd, 'pipe']);
+    } finally {
+      closeSync(logFd);
+    }
+    if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
+  }
   try {
     await abortable(readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000), signal);
   } catch (e) {
@@ -87,6 +157,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     closeReadyPipe(child);
     child.unref();
   }
+  if (opts.standby) startStandby(g);
   return true;
 }
 
@@ -138,7 +209,14 @@ export interface PreparedCreate {
  * image, the pod VM for a sandbox container (`signal`: abandons its start), the session request.
  * Undone (undoCreate) when it fails.
  */
-export async function prepareCreate(g: VmGlobal, id: string, bundle: string, consoleSocket: string | undefined, signal?: AbortSignal): Promise<PreparedCreate> {
+export interface CreateOptions {
+  /** The caller gave up: a pod VM this create is starting is abandoned. */
+  signal?: AbortSignal;
+  /** Keep a supervisor started ahead for the next pod (a long-lived caller: the daemon). */
+  standby?: boolean;
+}
+
+export async function prepareCreate(g: VmGlobal, id: string, bundle: string, consoleSocket: string | undefined, opts: CreateOptions = {}): Promise<PreparedCreate> {
   checkId(id);
   const spec = await readBundleSpec(bundle);
   const pod = podIdentity(id, spec);
@@ -160,7 +238,7 @@ export async function prepareCreate(g: VmGlobal, id: string, bundle: string, con
       const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
       const q = spec.linux?.resources?.cpu;
       const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
-      p.startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), templateFlags(g, spec), signal);
+      p.startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), templateFlags(g, spec), opts);
     } else if (!existsSync(join(pdir, 'vmd.sock'))) {
       throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
     }
