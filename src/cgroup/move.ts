@@ -19,7 +19,7 @@
  * (which mkdir needs) for the whole grace period. Only the `favordynmods` mount option (a host
  * setting: it makes every fork and exit take the slow path) removes the wait.
  */
-import { existsSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { cleanCgroupPath, hierarchies, type Hierarchy } from './hierarchy.ts';
@@ -88,10 +88,7 @@ export async function moveCgroup(from: string, to: string, journal: (dir: string
   for (const h of hierarchies()) {
     const old = join(h.path, src);
     if (!existsSync(old) || !isCgroupFs(old)) continue;
-    const made = makeCgroup(dst, [h], journal);
-    const failed = made.failed[0];
-    if (failed || !made.leaves[0]) throw new Error(`cgroup ${to} could not be made in ${h.path}: ${failed?.reason ?? 'unknown'}`);
-    legs.push({ h, old, dir: made.leaves[0] });
+    legs.push({ h, old, dir: makeTarget(h, dst, to, journal) });
   }
   // the first process into its new place pays the grace period, off the event loop, as early as
   // can be: in a hierarchy with nothing to set when there is one; the others get their settings
@@ -110,6 +107,29 @@ export async function moveCgroup(from: string, to: string, journal: (dir: string
     await paying;
   }
   for (const leg of legs) drain(leg, from, up);
+}
+
+/**
+ * The target's directory in `h`: where its parent exists (the kubelet made the pod's cgroup) one
+ * mkdir on a cgroup filesystem; else makeCgroup, which checks and makes each level.
+ */
+function makeTarget(h: Hierarchy, dst: string, to: string, journal: (dir: string) => void): string {
+  const dir = join(h.path, dst);
+  if (isCgroupFs(dirname(dir))) {
+    if (existsSync(dir)) {
+      if (!isCgroupFs(dir)) throw new Error(`cgroup ${to} could not be made in ${h.path}: ${dir} is not a cgroup filesystem`);
+      return dir;
+    }
+    journal(dir);
+    try { mkdirSync(dir); return dir; } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cgroup ${to} could not be made in ${h.path}: ${(e as Error).message}`);
+      return dir;
+    }
+  }
+  const made = makeCgroup(dst, [h], journal);
+  const failed = made.failed[0];
+  if (failed || !made.leaves[0]) throw new Error(`cgroup ${to} could not be made in ${h.path}: ${failed?.reason ?? 'unknown'}`);
+  return made.leaves[0];
 }
 
 /** The target gets the source's settings, as a runtime would have set them at start. */
