@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFile, readlink, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GvisorBackend } from '../../src/runtime/gvisor/gvisor-backend.ts';
+import { silentLogger } from '../../src/util/log.ts';
 import { duplexPair } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Engine } from '../../src/engine/engine.ts';
@@ -59,6 +63,24 @@ describe('gvisor pod network: gVisor\'s netstack (runsc --network=sandbox)', () 
       assert.deepEqual(execs, [['/bin/busybox', 'nc', '127.0.0.1', '8083']], 'one runsc exec of nc in the sandbox carries the forward');
     } finally {
       await engine.removePodSandbox(podId);
+    }
+  });
+
+  it('the probe (no cached result) finds netstack usable, plain or with /proc/sys/net hidden from runsc, and says which', { timeout: 120_000 }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bulkhead-gvnet-probe-'));
+    try {
+      const b = new GvisorBackend({ runDir: join(dir, 'run'), cacheDir: join(dir, 'cache'), logger: silentLogger, binary: '/usr/bin/runsc' });
+      const p = await b.probe();
+      assert.ok(p.available, p.reason);
+      assert.match(p.details.network ?? '', /^sandbox \(gVisor netstack in the pod netns/, JSON.stringify(p.details));
+      const saved = JSON.parse(await readFile(join(dir, 'run', 'platform.json'), 'utf8')) as { network: string; launch: string };
+      assert.equal(saved.network, 'sandbox');
+      // this host's runsc (2022) on a 6.x kernel needs the workaround; a newer runsc would not
+      if (saved.launch === 'hide-proc-sys-net') assert.match(p.details.networkNote ?? '', /root network namespace.*\/proc\/sys\/net hidden/);
+      else assert.equal(saved.launch, 'plain');
+      await b.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
