@@ -111,13 +111,14 @@ test('a gvisor pod is one sandbox: its containers share the pause\'s PID namespa
   assert.deepEqual(await c.listContainers({ podSandboxId: podId }), []);
 });
 
-test('gvisor pods on the bridge run on gVisor\'s netstack: the pod IP is the sandbox\'s (its veth keeps no host address), reported, reached from another pod; resolv.conf is the pod\'s; the probe says which mode', async () => {
+test('gvisor pods on the bridge run on gVisor\'s netstack: the pod IP is the sandbox\'s (its veth keeps no host address), reported, reached from another pod and through a hostPort; resolv.conf is the pod\'s; the probe says which mode', async () => {
   const c = d.client;
   const gv = (await c.info()).handlers.find((h) => h.name === 'gvisor');
   assert.match(gv?.details.network ?? '', /^sandbox \(gVisor netstack/, JSON.stringify(gv?.details));
   await c.pullImage(images.busybox);
   const serve = "printf '#!/bin/sh\\necho hello-from-a\\n' > /tmp/serve && chmod +x /tmp/serve && exec nc -ll -p 8080 -e /tmp/serve";
-  const pa = pod('gv-net-a');
+  const hostPort = await freePort();
+  const pa: PodSandboxConfig = { ...pod('gv-net-a'), portMappings: [{ protocol: 'TCP', containerPort: 8080, hostPort, hostIp: '' }] };
   const a = await c.runPodSandbox(pa, 'gvisor');
   const pb = pod('gv-net-b');
   const b = await c.runPodSandbox(pb, 'gvisor');
@@ -143,6 +144,16 @@ test('gvisor pods on the bridge run on gVisor\'s netstack: the pod IP is the san
       if (!got.includes('hello-from-a')) await new Promise((r) => setTimeout(r, 200));
     }
     assert.match(got, /hello-from-a/, 'pod b reaches pod a at its IP');
+    // the node reaches it through its hostPort (CNI portmap's DNAT to the pod IP, answered by netstack)
+    const viaHostPort = await new Promise<string>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: hostPort });
+      let buf = '';
+      s.on('data', (x) => { buf += x.toString(); });
+      s.on('close', () => resolve(buf));
+      s.on('error', () => resolve(''));
+      s.setTimeout(5000, () => s.destroy());
+    });
+    assert.match(viaHostPort, /hello-from-a/, 'the hostPort reaches pod a');
     const resolv = (await c.execSync(cli, ['cat', '/etc/resolv.conf'], 30)).stdout.toString();
     assert.match(resolv, /^nameserver \S+$/m, resolv);
   } finally {
