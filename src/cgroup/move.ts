@@ -13,11 +13,16 @@
  * was there less than a grace period ago; so the first write pays it and the 50-odd that follow
  * (9 hierarchies x 6 processes for a gVisor sandbox) cost ~0.02 ms each. Writing concurrently
  * gains nothing (the writers share that one grace period anyway, then queue on cgroup_mutex).
- * Hence the shape: the first write goes to the thread pool, so the caller's other adoption steps
+ * Hence the shape: `primeMove` lets a caller start that wait before it may move anything (a
+ * no-op write); the first write of the move goes to the thread pool, so the caller's other steps
  * run during the grace period; the rest follow at once, synchronously, before rcu_sync falls idle
  * again. Directories are made before that first write: a cgroup.procs writer holds cgroup_mutex
- * (which mkdir needs) for the whole grace period. Only the `favordynmods` mount option (a host
- * setting: it makes every fork and exit take the slow path) removes the wait.
+ * (which mkdir needs) for the whole grace period. Host settings, not the daemon's to make: the
+ * `favordynmods` cgroup mount option removes the wait (every fork and exit then takes the slow
+ * path); /sys/kernel/rcu_expedited=1 shortens it (rcu_sync_enter waits with synchronize_rcu, which
+ * that makes expedited, for every caller on the host). A rename cannot stand in for the move: v1
+ * renames only within a parent (EIO here), v2 not at all (EPERM), and the kubelet's pod cgroup is
+ * new with each pod.
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
