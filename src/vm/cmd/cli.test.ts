@@ -3,12 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRuntimeFlags, list, str, bool } from './flags.ts';
 import { loadVmCommands } from './commands.ts';
 import { classifyRuntimeFailure } from '../../runtime/errors.ts';
+import { errorReason } from '../../errors.ts';
 import { UsageError } from '../../util/command.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'bulkhead-vm');
@@ -102,4 +103,47 @@ test('a failure carries its class and reason to the caller (--log-format json), 
   assert.deepEqual([e.code, e.reason], ['NotFound', 'BH_CONTAINER_NOT_FOUND']);
   assert.equal(vm(['delete', '--force', 'no-such-ctr']).code, 0, 'delete --force of nothing succeeds');
   assert.match(vm(['--accel', 'warp', 'state', 'x']).stderr, /--accel must be auto, kvm or tcg/);
+});
+
+// bin/bulkhead-vm's sh front (cmd/create.ts writeFront): a create the daemon prepared starts the
+// supervisor named in <root>/<id>/front without Node.js (NODE_OPTIONS requiring a missing module
+// makes any Node.js start fail here), in its own session, with the ready line's pid in --pid-file;
+// a supervisor's error line becomes the JSON error classifyRuntimeFailure reads; anything it does
+// not know goes to Node.js.
+test('create of a prepared container: the sh front starts its supervisor, writes the pid file, carries its error', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulkhead-vmfront-'));
+  try {
+    const root = join(dir, 'state');
+    const id = 'front-test';
+    mkdirSync(join(root, id), { recursive: true });
+    const sup = join(dir, 'sup.sh');
+    // a stand-in supervisor: its ready line on fd 3 (from its arguments), then it lives on in its own session
+    writeFileSync(sup, '#!/bin/sh\ncase $1 in ok) echo "ok $$" >&3 ;; *) echo "error $2" >&3 ;; esac\nexec 3>&-\n[ "$(cat /proc/self/stat | cut -d" " -f6)" = "$$" ] && touch "$PWD/own-session"\nsleep 0.2\n', { mode: 0o755 });
+    const pidFile = join(dir, 'pid');
+    const create = (extra: string[] = []): ReturnType<typeof spawnSync> => spawnSync(BIN, ['--root', root, '--log-format', 'json', 'create', '--bundle', dir, '--pid-file', pidFile, ...extra, id], {
+      encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '--require=/nonexistent/bulkhead-test-no-node.cjs' },
+    });
+    writeFileSync(join(root, id, 'front'), `${dir}\n${sup}\nok\n`);
+    let r = create();
+    assert.equal(r.status, 0, String(r.stderr));
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    assert.ok(pid > 1, 'the pid file holds the supervisor\'s pid');
+    for (let i = 0; i < 50 && !existsSync(join(dir, 'own-session')); i++) await new Promise((res) => setTimeout(res, 20));
+    assert.ok(existsSync(join(dir, 'own-session')), 'the supervisor leads its own session, started in the front\'s working directory');
+    rmSync(pidFile);
+    writeFileSync(join(root, id, 'front'), `${dir}\n${sup}\nerror\n{"code":"Unavailable","reason":"BH_VM_GONE","message":"the pod VM went away"}\n`);
+    r = create();
+    assert.equal(r.status, 1);
+    assert.ok(!existsSync(pidFile), 'no pid file for a failed create');
+    const e = classifyRuntimeFailure({ what: 'bulkhead-vm create', stderr: String(r.stderr), code: r.status });
+    assert.equal(e.code, 'Unavailable');
+    assert.equal(errorReason(e), 'BH_VM_GONE');
+    assert.match(e.message, /the pod VM went away/);
+    // a create flag the front does not know: Node.js (here: refused by NODE_OPTIONS)
+    r = create(['--console-socket', join(dir, 'cs')]);
+    assert.notEqual(r.status, 0);
+    assert.match(String(r.stderr), /bulkhead-test-no-node/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
