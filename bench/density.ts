@@ -62,7 +62,7 @@ const table: Record<string, { backend: string }> = {};
 for (const h of handlers) table[h] = { backend: h };
 const d = await startTestDaemon({ name: 'bulkhead-bench-density-', handlers: table, defaultHandler: handlers[0]!, logLevel: 'info' });
 class Discard extends Writable { override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); } }
-const results: { handler: string; r: DensityReport; parts?: string[]; warmupMs?: number; memAvail: [number, number]; left: string[] }[] = [];
+const results: { handler: string; r: DensityReport; parts?: string[]; warmupMs?: number; memAvail: [number, number, number]; left: string[] }[] = [];
 
 /** MemAvailable of the host, bytes. */
 const memAvailable = (): number => Number(/^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) * 1024;
@@ -149,8 +149,13 @@ try {
     await new Promise((res) => setTimeout(res, 2000));
     const before = paths();
     const memBefore = memAvailable();
+    let memRunning = 0;
     const r = await measureDensity({
-      ...(values.breakdown ? { inspect: async (p: { pids: number[] }[], procs: readonly ProcInfo[]) => { parts = podBreakdown(p, procs); await new Promise((res) => setTimeout(res, Number(values['hold-ms']))); } } : {}),
+      inspect: async (p: { pids: number[] }[], procs: readonly ProcInfo[]) => {
+        memRunning = memAvailable();
+        if (values.breakdown) parts = podBreakdown(p, procs);
+        await new Promise((res) => setTimeout(res, Number(values['hold-ms'])));
+      },
       client: d.client, ctx, global, pods, daemonPid: d.pid, label: handler, settleMs: Number(values['settle-ms']) || 3000,
       progress: (s) => process.stderr.write(s + '\n'), request: (i) => request(handler, i),
     });
@@ -164,7 +169,7 @@ try {
       if (!left.length) break;
       await new Promise((res) => setTimeout(res, 1000));
     }
-    results.push({ handler, r, warmupMs, memAvail: [memBefore, memAfter], left, ...(parts ? { parts } : {}) });
+    results.push({ handler, r, warmupMs, memAvail: [memBefore, memRunning, memAfter], left, ...(parts ? { parts } : {}) });
   }
 } finally {
   await d.close();
@@ -181,7 +186,7 @@ for (const { handler, r, parts, warmupMs, memAvail, left } of results) {
     `  ${r.leftovers.length ? r.leftovers.join(', ') : 'nothing'}`;
   console.log(line);
   if (r.error) console.log(`  ${handler}: ${r.error}`);
-  console.log(`  ${handler}: warm-up pod ${warmupMs?.toFixed(0)} ms; host MemAvailable before ${mib(memAvail[0])} MiB, after removal ${mib(memAvail[1])} MiB; ` +
+  console.log(`  ${handler}: warm-up pod ${warmupMs?.toFixed(0)} ms; host MemAvailable before ${mib(memAvail[0])} MiB, with the pods ${mib(memAvail[1])}, after removal ${mib(memAvail[2])}; ` +
     `new paths under the daemon's root/run dir, /dev/shm, /run/netns after removal: ${left.length ? `${left.length}: ${left.slice(0, 10).join(', ')}` : 'none'}`);
   const first = r.perPod[0];
   if (first) console.log(`  ${handler}: pod 1's processes: ${first.processes.join(' ')}`);

@@ -5,7 +5,7 @@ import { buildCpio } from './cpio.ts';
 import { moduleLoadOrder } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
 import { containerKv, podIdentity, podNetnsPath, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
-import { guestNetArgs } from './vmd.ts';
+import { cloneTbMiB, CLONE_TB_MIB, guestNetArgs } from './vmd.ts';
 import { qemuArgs } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
@@ -128,6 +128,20 @@ describe('pod network for the VM', () => {
     assert.match(withNet[withNet.indexOf('-append') + 1]!, / bulkhead\.mtu=1500$/);
     assert.ok(!qemuArgs(base).includes('-netdev'));
     assert.throws(() => qemuArgs({ ...base, tap: 'bhvm0', mac: 'ee:b2:de:82:5f:af,x=1' }), /bad MAC/);
+  });
+  it('starts a clone without the kernel (its RAM has it; QEMU would hold the image for fw_cfg) and with its TCG buffer size', () => {
+    const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, accel: 'tcg' as const, drives: [], consoleLog: '/c', workDir: '/w' };
+    const boot = qemuArgs(base);
+    assert.ok(boot.includes('-kernel') && boot.includes('-initrd') && boot.includes('-append'));
+    assert.equal(boot[boot.indexOf('-accel') + 1], 'tcg', 'QEMU\'s own buffer size unless one is given');
+    const clone = qemuArgs({ ...base, incoming: '/t/state', memFile: { path: '/t/memory', share: false }, tbSizeMiB: CLONE_TB_MIB });
+    assert.ok(!clone.includes('-kernel') && !clone.includes('-initrd') && !clone.includes('-append'));
+    assert.equal(clone[clone.indexOf('-accel') + 1], `tcg,tb-size=${CLONE_TB_MIB}`);
+    assert.equal(qemuArgs({ ...base, accel: 'kvm', tbSizeMiB: 32 })[boot.indexOf('-accel') + 1], 'kvm', 'no TCG option under KVM');
+    assert.equal(cloneTbMiB({}), CLONE_TB_MIB);
+    assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8' }), 8);
+    assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '0' }), undefined, '0: QEMU\'s default');
+    assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8,x=1' }), CLONE_TB_MIB, 'anything else: the default');
   });
 });
 

@@ -40,6 +40,21 @@ import { randomBytes } from 'node:crypto';
  * the noise (±10 MiB). 8 covers a pod with its sidecars and init containers.
  */
 export const SLOT_COUNT = 8;
+/**
+ * TCG's translation buffer of a clone, in MiB (`-accel tcg,tb-size=`): what the guest ran since its
+ * restore stays resident up to this size (QEMU's default is 1 GiB here). An idle clone whose sandbox
+ * container started holds ~22 MiB of it whatever the size above that; a smaller buffer is flushed
+ * and refilled during a container's start: measured (bench/vm-tb.ts, TCG, busy host, medians of 6
+ * interleaved rounds) `run -d` 3.7 s with QEMU's default, 4.3 s at 32, 6.4 s at 16, 8.2 s at 8.
+ * So 32: no latency given away, a busy clone's buffer capped at 32 MiB instead of 1 GiB.
+ * $BULKHEAD_VM_CLONE_TB_MIB sets another (0 = QEMU's default). A booted VM keeps QEMU's default.
+ */
+export const CLONE_TB_MIB = 32;
+export function cloneTbMiB(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const v = env.BULKHEAD_VM_CLONE_TB_MIB;
+  const n = v !== undefined && /^\d{1,4}$/.test(v) ? Number(v) : CLONE_TB_MIB;
+  return n > 0 ? n : undefined;
+}
 /** Apparent size of each slot file (sparse); the largest root image a container can have. */
 export const SLOT_BYTES = 16 * 1024 * 1024 * 1024;
 
@@ -409,7 +424,8 @@ export class PodVmSupervisor {
     const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns } : undefined;
     await rm(join(o.podDir, 'qmp.sock'), { force: true });
     const t0 = performance.now();
-    this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile });
+    const tb = cloneTbMiB();
+    this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}) });
     this.#vm.control.on('error', () => {});
     this.#live();
     await this.#placeVmm();

@@ -58,6 +58,8 @@ export interface VmConfig {
   qmp?: string;
   /** Start waiting for a migration stream read from this file (a template's saved state), delivered over QMP. QEMU only. */
   incoming?: string;
+  /** TCG's translation buffer in MiB (`-accel tcg,tb-size=`); absent = QEMU's default. QEMU under TCG only. */
+  tbSizeMiB?: number;
 }
 
 export interface VmExit {

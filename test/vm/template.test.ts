@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm } from '../../harness/vm-assets.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
+import { CLONE_TB_MIB } from '../../src/vm/vmd.ts';
 
 const skip = skipReason();
 const NO_VOLUMES = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.bulkhead.vm.volumes': 'none', 'io.bulkhead.vm.trust-level': 'untrusted' };
@@ -94,6 +95,26 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.match(e.stdout, /^exec-ok\n/);
     for (let i = 0; i < 50 && !c.out().includes('hello-from-clone'); i++) await new Promise((r) => setTimeout(r, 100));
     assert.match(c.out(), /hello-from-clone/);
+  });
+
+  it('a clone\'s QEMU holds no kernel image (no -kernel: its RAM has the booted kernel) and its translation buffer stays within CLONE_TB_MIB', async () => {
+    // clone a ran a sandbox container, an app container and execs (the test above)
+    const pid = (JSON.parse(readFileSync(join(podDir(root, `tpa-${process.pid}`), 'vmm.proc'), 'utf8')) as { pid: number }).pid;
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    // anonymous memory by mapping: the guest RAM (the template file), TCG's buffer (the one rwx mapping), the rest
+    let guest = 0, tb = 0, rest = 0, kind = '';
+    for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+      const h = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ \d+\s*(.*)$/.exec(line);
+      if (h) { kind = h[2]!.endsWith('/memory') ? 'guest' : h[1]!.includes('x') && !h[2] ? 'tb' : 'rest'; continue; }
+      const a = /^Anonymous:\s+(\d+) kB$/.exec(line);
+      if (a) { const kb = Number(a[1]); if (kind === 'guest') guest += kb; else if (kind === 'tb') tb += kb; else rest += kb; }
+    }
+    assert.ok(guest > 0, 'the guest wrote some pages of its own (copy-on-write)');
+    assert.ok(tb <= CLONE_TB_MIB * 1024 + 2048, `TCG buffer resident ${tb} KiB, at most ${CLONE_TB_MIB} MiB (+ its prologue)`);
+    // measured ~19 MiB (heap, arenas, relocated binary and libraries); with the kernel image held ~33 MiB
+    assert.ok(rest < 26 * 1024, `QEMU's own anonymous memory outside guest RAM and the TCG buffer is ${Math.round(rest / 1024)} MiB (< 26)`);
+    assert.ok(!argv.includes('-kernel') && !argv.includes('-initrd'), 'a clone is started without the kernel and initramfs');
+    assert.ok(argv.includes(`tcg,tb-size=${CLONE_TB_MIB}`) || !argv.includes('tcg'), `the clone's TCG buffer is ${CLONE_TB_MIB} MiB`);
   });
 
   it('a template whose input changed is rebuilt, and the old one removed (and a stale one of another size)', async () => {
