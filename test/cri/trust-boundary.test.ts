@@ -205,6 +205,32 @@ test('the egress guard stays on for a level that allows host network', async () 
   }
 });
 
+test('untrusted gVisor pods on netstack, under the egress guard: one reaches another at its IP (netstack\'s ARP and frames carry the pinned MAC and IP)', async () => {
+  const a = await d.client.runPodSandbox(pod('gv-guard-a', 'default'), '');
+  const b = await d.client.runPodSandbox(pod('gv-guard-b', 'default'), '');
+  try {
+    assert.equal((await d.client.podSandboxStatus(a)).status.runtimeHandler, 'gvisor');
+    const serve = "printf '#!/bin/sh\\necho guarded-hello\\n' > /tmp/serve && chmod +x /tmp/serve && exec nc -ll -p 8080 -e /tmp/serve";
+    const srv = await d.client.createContainer(a, ctr({ command: ['sh', '-c', serve] }), null);
+    await d.client.startContainer(srv, { timeoutMs: 120_000 });
+    const cli = await d.client.createContainer(b, ctr({ command: ['sleep', '600'] }), null);
+    await d.client.startContainer(cli, { timeoutMs: 120_000 });
+    const ip = (await d.client.podSandboxStatus(a)).status.network?.ip ?? '';
+    assert.match(ip, /^\d+\.\d+\.\d+\.\d+$/);
+    const info = JSON.parse((await d.client.podSandboxStatus(a, true)).info.info ?? '{}') as { decision?: { egressGuard?: boolean } };
+    assert.equal(info.decision?.egressGuard, true, 'the pods are guarded');
+    let got = '';
+    for (let i = 0; i < 50 && !got.includes('guarded-hello'); i++) {
+      got = (await d.client.execSync(cli, ['sh', '-c', `nc -w 3 ${ip} 8080 </dev/null`], 30)).stdout.toString();
+      if (!got.includes('guarded-hello')) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.match(got, /guarded-hello/);
+  } finally {
+    await removePod(a);
+    await removePod(b);
+  }
+});
+
 test('the stored decision is shown in verbose status and survives a daemon restart', async () => {
   const cfg = pod('restart', 'kube-system');
   const id = await d.client.runPodSandbox(cfg, 'runc');
