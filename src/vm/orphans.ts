@@ -34,14 +34,19 @@ export async function sweepOrphanPods(podsRoot: string, hosted: ReadonlySet<stri
   for (const n of names) {
     const dir = join(podsRoot, n);
     if (hosted.has(dir) || !orphaned(dir)) continue;
-    const left = await killPodProcesses(dir, 0, vmmCgroupPids(dir));
-    const cgroups = await removeVmmCgroups(dir);
-    const share = await releaseShare(shareDir(dir)).catch((e: unknown) => [(e as Error).message]);
-    for (const f of readdirSync(dir)) if (/^slot\d+\.img$/.test(f) || f === 'vmd.sock') await rm(join(dir, f), { force: true });
-    const reason = 'the VMM outlived its supervisor (ended by the node-wide VM supervisor at its start)';
-    if (existsSync(dir)) await writeFile(join(dir, 'exit.json'), JSON.stringify({ reason, at: new Date().toISOString() })).catch(() => {});
-    log.warn('orphaned pod VM ended', { podDir: dir, left, cgroupsLeft: cgroups, shareLeft: share });
-    ended.push(dir);
+    try {
+      const left = await killPodProcesses(dir, 0, vmmCgroupPids(dir));
+      const cgroups = await removeVmmCgroups(dir);
+      const share = await releaseShare(shareDir(dir)).catch((e: unknown) => [(e as Error).message]);
+      for (const f of readdirSync(dir)) if (/^slot\d+\.img$/.test(f) || f === 'vmd.sock') await rm(join(dir, f), { force: true });
+      const reason = 'the VMM outlived its supervisor (ended by the node-wide VM supervisor at its start)';
+      if (existsSync(dir)) await writeFile(join(dir, 'exit.json'), JSON.stringify({ reason, at: new Date().toISOString() })).catch(() => {});
+      log.warn('orphaned pod VM ended', { podDir: dir, left, cgroupsLeft: cgroups, shareLeft: share });
+      ended.push(dir);
+    } catch (e) {
+      // removed meanwhile (its delete): the next pod dir is still looked at
+      log.warn('cannot end an orphaned pod VM', { podDir: dir, err: (e as Error).message });
+    }
   }
   return ended;
 }
