@@ -91,6 +91,7 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
       await new Promise((r) => setTimeout(r, 500));
       const all = (await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox');
       assert.equal(all.length, 1, `one sandbox: ${all.map((x) => x.argv.join(' ')).join('\n')}`);
+      assert.deepEqual((await readdir(join(d.runDir, 'runtime', 'gvisor', 'containers'))).length, 1, 'one runsc container: no pause');
       const s = sandboxes[0]!;
       assert.ok(s.argv.includes('--network=none'), s.argv.join(' '));
       assert.notEqual(await readlink(`/proc/${s.pid}/ns/user`), await readlink('/proc/self/ns/user'), 'the Sentry runs in a user namespace of its own');
@@ -107,6 +108,25 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
     assert.deepEqual(await d.client.listPodSandbox(), []);
     assert.deepEqual(await readdir(join(d.runDir, 'runtime', 'gvisor', 'containers')).catch(() => []), [], 'no bundle left');
     assert.deepEqual((await readdir(join(d.runDir, 'runtime', 'gvisor', 'state')).catch(() => [])).filter((f) => !f.startsWith('.')), [], 'no runsc state left');
+  });
+
+  it('on the pod network (bridge) with gVisor\'s netstack in force: one runsc container, the pod\'s IP in the sandbox, the Sentry in a user namespace of its own', async (t) => {
+    const gv = (await d.client.info()).handlers.find((h) => h.name === 'gvisor');
+    if (!String(gv?.details?.network ?? '').startsWith('sandbox')) { t.skip(`netstack not in force here: ${String(gv?.details?.network)}`); return; }
+    const p = runCli(d, ['run', '--rm', '--name', 'gv-bridge', '--isolation', 'gvisor', IMAGE, 'sh', '-c', 'ip -4 addr | grep -c "inet 10\\."; sleep 30']);
+    try {
+      const s = await until('the sandbox', async () => (await runscOf(d)).find((x) => x.argv[0] === 'runsc-sandbox'));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal((await readdir(join(d.runDir, 'runtime', 'gvisor', 'containers'))).length, 1, 'one runsc container: no pause');
+      assert.equal((await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox').length, 1);
+      assert.notEqual(await readlink(`/proc/${s.pid}/ns/user`), await readlink('/proc/self/ns/user'), 'the Sentry runs in a user namespace of its own');
+      assert.equal((await runCli(d, ['stop', '-t', '1', 'gv-bridge'])).code, 0);
+    } finally {
+      const r = await p;
+      assert.equal(r.stdout, '1\n', `one address of the pod network in the sandbox: ${r.stdout}${r.stderr}`);
+    }
+    assert.deepEqual(await runscOf(d), [], 'no runsc process left');
+    assert.deepEqual(await d.client.listPodSandbox(), []);
   });
 
   it('a one-shot pod holds one container at a time; a second is refused while the first exists', async () => {

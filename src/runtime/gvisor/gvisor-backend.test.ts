@@ -68,21 +68,23 @@ it('removeStaleProbeNetns: deletes the probe netns of a dead daemon, keeps a liv
   }
 });
 
-describe('rootAppFits: a one-shot pod\'s container is its sandbox only on the loopback-only network', () => {
+describe('rootAppFits: a one-shot pod\'s container is its sandbox only where the Sentry holds no host capabilities', () => {
   const base: PodSandboxSpec = {
     podId: 'p', podDir: '/x', netnsPath: '/run/netns/x', hostNetwork: false, hostname: 'h', ipc: 'POD', pid: 'CONTAINER',
     sysctls: {}, pinNamespaces: true, annotations: { [SINGLE_CONTAINER_ANNOTATION]: 'true' }, networkMode: 'none',
   };
-  const cases: { name: string; pod: Partial<Record<keyof PodSandboxSpec, unknown>>; fits: boolean }[] = [
-    { name: 'asked, network none', pod: {}, fits: true },
-    { name: 'not asked', pod: { annotations: {} }, fits: false },
-    { name: 'asked with another value', pod: { annotations: { [SINGLE_CONTAINER_ANNOTATION]: 'yes' } }, fits: false },
-    { name: 'the pod network (the Sentry would hold the app\'s capabilities on the host)', pod: { networkMode: 'pod' }, fits: false },
-    { name: 'the host network', pod: { networkMode: 'host', hostNetwork: true }, fits: false },
-    { name: 'no network mode stored', pod: { networkMode: undefined }, fits: false },
-    { name: 'sysctls (a pause carries them)', pod: { sysctls: { 'kernel.shm_rmid_forced': '1' } }, fits: false },
-    { name: 'host IPC', pod: { ipc: 'NODE' }, fits: false },
-    { name: 'host PID', pod: { pid: 'NODE' }, fits: false },
+  const cases: { name: string; pod: Partial<Record<keyof PodSandboxSpec, unknown>>; netstack: boolean; fits: boolean }[] = [
+    { name: 'asked, network none', pod: {}, netstack: false, fits: true },
+    { name: 'asked, network none, netstack in force', pod: {}, netstack: true, fits: true },
+    { name: 'not asked', pod: { annotations: {} }, netstack: true, fits: false },
+    { name: 'asked with another value', pod: { annotations: { [SINGLE_CONTAINER_ANNOTATION]: 'yes' } }, netstack: true, fits: false },
+    { name: 'the pod network on netstack', pod: { networkMode: 'pod' }, netstack: true, fits: true },
+    { name: 'the pod network without netstack (--network=host: the Sentry would hold the app\'s capabilities on the host)', pod: { networkMode: 'pod' }, netstack: false, fits: false },
+    { name: 'the host network', pod: { networkMode: 'host', hostNetwork: true, netnsPath: '' }, netstack: true, fits: false },
+    { name: 'no network mode stored', pod: { networkMode: undefined }, netstack: true, fits: false },
+    { name: 'sysctls (a pause carries them)', pod: { sysctls: { 'kernel.shm_rmid_forced': '1' } }, netstack: true, fits: false },
+    { name: 'host IPC', pod: { ipc: 'NODE' }, netstack: true, fits: false },
+    { name: 'host PID', pod: { pid: 'NODE' }, netstack: true, fits: false },
   ];
-  for (const c of cases) it(c.name, () => { assert.equal(rootAppFits({ ...base, ...c.pod } as PodSandboxSpec), c.fits); });
+  for (const c of cases) it(c.name, () => { assert.equal(rootAppFits({ ...base, ...c.pod } as PodSandboxSpec, c.netstack), c.fits); });
 });

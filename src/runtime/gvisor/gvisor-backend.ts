@@ -32,16 +32,18 @@
  * run in the Sentry, in the sandbox's cgroup, bounded by the sum of their limits (going over it
  * ends the whole sandbox).
  *
- * A one-shot pod (SINGLE_CONTAINER_ANNOTATION, `bulkhead run --rm`) with the loopback-only network
- * ('none'), no sysctls and no host namespaces has no pause: its one container is the runsc root
- * container, one sandbox as podman makes it (the pause's create, start and removal and a
- * sub-container's gofer and waiter are not paid). That sandbox runs with `--network=none` (the
- * shim rewrites the flag for it: ROOT_APP_ANNOTATION): gVisor's own loopback, and the Sentry in a
- * user namespace of its own. With --network=host the Sentry would hold the root container's
- * capabilities as host capabilities (measured: CapEff = the app's set + SYS_PTRACE), which for a
- * pause are CAP_NET_BIND_SERVICE alone; that is why pods with a network take the pause way. The
- * sandbox cgroup gets the limits a pod of that one container would (podLimits). The pod holds one
- * container at a time (`<podDir>/gvisor-root-app` names it).
+ * A one-shot pod (SINGLE_CONTAINER_ANNOTATION, `bulkhead run --rm`) with no sysctls and no host
+ * namespaces, on the loopback-only network ('none') or on the pod network while netstack is in
+ * force, has no pause: its one container is the runsc root container, one sandbox as podman makes
+ * it (the pause's create, start and removal and a sub-container's gofer and waiter are not paid).
+ * On 'none' that sandbox runs `--network=none` (gVisor's own loopback; the shim rewrites the flag
+ * for it: ROOT_APP_ANNOTATION 'true'), on the pod network `--network=sandbox` in the pod netns
+ * ('netstack'). Either way the Sentry is in a user namespace of its own; with --network=host it
+ * would hold the root container's capabilities as host capabilities (measured: CapEff = the app's
+ * set + SYS_PTRACE), which for a pause are CAP_NET_BIND_SERVICE alone: such pods take the pause
+ * way. The sandbox cgroup gets the limits a pod of that one container would (podLimits). The pod
+ * holds one container at a time (`<podDir>/gvisor-root-app` names it); port-forward does not reach
+ * it (published ports do).
  */
 import { ownedTempDir, sweepTempDirs } from '../../util/temp-dir.ts';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -113,7 +115,7 @@ export class GvisorBackend extends ConmonBackend {
     setHostname: (id, hostname, signal) => this.setSandboxHostname(id, hostname, signal),
     armHostname: (id) => { this.armHostname(id); },
     setCgroupsPath: (id, path) => this.setSandboxCgroup(id, path),
-    rootApp: (pod) => rootAppFits(pod),
+    rootApp: (pod) => rootAppFits(pod, this.sandboxLaunch() !== undefined),
     rootNamespaces: (req) => this.rootNamespaces(req),
   });
   /** Containers that rootNamespaces placed as their pod's sandbox, until adjustSpec makes them one. */
@@ -218,9 +220,15 @@ export class GvisorBackend extends ConmonBackend {
     const rootApp = opts.pod.role === 'container' && !opts.pod.sandboxContainerId && this.rootApps.delete(opts.id);
     if (opts.pod.role === 'container' && !opts.pod.sandboxContainerId && !rootApp) throw new InvalidArgumentError('gvisor: an app container needs pod.sandboxContainerId (it runs inside the pod\'s sandbox)');
     spec.annotations = spec.annotations ?? {};
-    // only this backend says which sandbox runs with --network=none (the shim reads it)
+    // only this backend says which sandbox is a pod's one container (the shim reads it): 'true' runs
+    // --network=none, 'netstack' gVisor's netstack in the pod netns (never --network=host: the
+    // Sentry would hold the app's capabilities on the host)
     delete spec.annotations[ROOT_APP_ANNOTATION];
-    if (rootApp) spec.annotations[ROOT_APP_ANNOTATION] = 'true';
+    const rootNetstack = rootApp && !!spec.linux?.namespaces?.some((n) => n.type === 'network' && n.path);
+    if (rootNetstack && (!this.sandboxLaunch() || sandboxNetworkOf(spec) !== 'sandbox')) {
+      throw new FailedPreconditionError('gvisor: a one-shot pod\'s container on the pod network runs only on gVisor\'s netstack (--network=sandbox), which is not in force for it; run it without --rm');
+    }
+    if (rootApp) spec.annotations[ROOT_APP_ANNOTATION] = rootNetstack ? 'netstack' : 'true';
     const sandboxId = opts.pod.role === 'sandbox' || rootApp ? opts.id : opts.pod.sandboxContainerId ?? opts.id;
     spec.annotations[CONTAINER_TYPE_ANNOTATION] = rootApp ? 'sandbox' : opts.pod.role;
     spec.annotations[SANDBOX_ID_ANNOTATION] = sandboxId;
@@ -233,7 +241,8 @@ export class GvisorBackend extends ConmonBackend {
     // the shim reads this mark (only the backend sets it; a pod's own value is dropped)
     delete spec.annotations[SANDBOX_NETWORK_ANNOTATION];
     let hostNetwork = this.hostNetwork();
-    if (opts.pod.role === 'sandbox' && this.sandboxLaunch()) {
+    if (rootNetstack) spec.annotations[SANDBOX_NETWORK_ANNOTATION] = 'sandbox';
+    else if (opts.pod.role === 'sandbox' && this.sandboxLaunch()) {
       // netstack in the pod netns; a pod on the node's network gets --network=host (never netstack
       // over the node's own interfaces, see ./runsc-launch.ts)
       const mode = sandboxNetworkOf(spec);
@@ -309,7 +318,10 @@ export class GvisorBackend extends ConmonBackend {
     }
     writeFileSync(marker, req.id, { mode: 0o600 });
     this.rootApps.add(req.id);
-    return { network: 'private', ipc: 'private', uts: 'private', pid: 'private' };
+    // the pod network: netstack takes the pod netns's interfaces over (rootAppFits); none: its own loopback
+    if (req.pod.networkMode === 'pod' && !req.pod.netnsPath) throw new FailedPreconditionError(`gvisor: pod ${req.pod.podId} has no network namespace for its one container to run in`);
+    const network: NamespaceChoice = req.pod.networkMode === 'pod' ? { path: req.pod.netnsPath } : 'private';
+    return { network, ipc: 'private', uts: 'private', pid: 'private' };
   }
 
   /**
@@ -433,7 +445,7 @@ export class GvisorBackend extends ConmonBackend {
   override async delete(id: string, signal?: AbortSignal): Promise<void> {
     const spec = await this.driver.spec(id).catch(() => undefined);
     if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'sandbox') await this.stopSandboxGently(id, signal);
-    if (spec?.annotations?.[ROOT_APP_ANNOTATION] === 'true') await this.forgetOrphanGofer(id);
+    if (spec?.annotations?.[ROOT_APP_ANNOTATION]) await this.forgetOrphanGofer(id);
     await super.delete(id, signal);
     const sandboxId = spec?.annotations?.[SANDBOX_ID_ANNOTATION];
     if (spec?.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'container' && sandboxId) {
@@ -536,7 +548,7 @@ export class GvisorBackend extends ConmonBackend {
     }
     const path = spec.linux?.cgroupsPath;
     if (!path) throw new FailedPreconditionError(`container ${id} has no cgroup to update`);
-    await writeCgroupResources(path, spec.annotations?.[ROOT_APP_ANNOTATION] === 'true' ? podLimits({}, [resources]) : resources);
+    await writeCgroupResources(path, spec.annotations?.[ROOT_APP_ANNOTATION] ? podLimits({}, [resources]) : resources);
     await this.driver.recordResources(id, resources);
   }
 
@@ -753,12 +765,16 @@ const ROOT_APP_FILE = 'gvisor-root-app';
 
 /**
  * Whether a pod's one container may be its sandbox (see the file comment): it asked
- * (SINGLE_CONTAINER_ANNOTATION), its network is loopback only (the sandbox then runs with
- * --network=none, its Sentry holding no host capabilities), and it sets nothing a pause carries
- * for it (sysctls, host IPC/PID namespaces).
+ * (SINGLE_CONTAINER_ANNOTATION); its network is loopback only (the sandbox then runs with
+ * --network=none) or the pod network with gVisor's netstack in force (`netstack`: runsc runs
+ * --network=sandbox) — either way the Sentry is in a user namespace of its own and holds no host
+ * capabilities, which with --network=host it would (the app's); and it sets nothing a pause
+ * carries for it (sysctls, host IPC/PID namespaces).
  */
-export function rootAppFits(pod: PodSandboxSpec): boolean {
-  return pod.annotations?.[SINGLE_CONTAINER_ANNOTATION] === 'true' && pod.networkMode === 'none' && !pod.hostNetwork
+export function rootAppFits(pod: PodSandboxSpec, netstack: boolean): boolean {
+  // (decided before the pod's network exists: its netns path is checked at container creation)
+  const network = pod.networkMode === 'none' || (netstack && pod.networkMode === 'pod');
+  return pod.annotations?.[SINGLE_CONTAINER_ANNOTATION] === 'true' && network && !pod.hostNetwork
     && Object.keys(pod.sysctls).length === 0 && pod.ipc !== 'NODE' && pod.pid !== 'NODE';
 }
 
