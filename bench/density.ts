@@ -49,6 +49,9 @@ if (!['pod', 'node'].includes(values['vm-supervisor'])) throw new Error('--vm-su
 if (!['none', 'bridge'].includes(values.network)) throw new Error('--network must be none or bridge');
 // the daemon's runtime calls inherit it (conmon passes its environment to bulkhead-vm)
 process.env.BULKHEAD_VM_SUPERVISOR = values['vm-supervisor'];
+// as bin/bulkhead starts a daemon: the Node.js processes it starts (a microVM pod's supervisor) load
+// their modules from the compile cache; without it each strips types with WebAssembly (~+20 MiB each)
+process.env.NODE_COMPILE_CACHE ??= '/var/cache/bulkhead/node';
 const handlers = values.handlers.split(',').map((s) => s.trim()).filter(Boolean);
 const podsFor = (h: string): number => {
   const n = values.pods !== undefined ? Number(values.pods) : h === 'microvm' ? 10 : 20;
@@ -188,6 +191,7 @@ for (const { handler, r, parts, warmupMs, memAvail, left } of results) {
   if (r.error) console.log(`  ${handler}: ${r.error}`);
   console.log(`  ${handler}: warm-up pod ${warmupMs?.toFixed(0)} ms; host MemAvailable before ${mib(memAvail[0])} MiB, with the pods ${mib(memAvail[1])}, after removal ${mib(memAvail[2])}; ` +
     `new paths under the daemon's root/run dir, /dev/shm, /run/netns after removal: ${left.length ? `${left.length}: ${left.slice(0, 10).join(', ')}` : 'none'}`);
+  if (r.sharedProcesses?.length) console.log(`  ${handler}: kept for all pods (in the total): ${r.sharedProcesses.join(' ')} ${mib(r.sharedPssBytes)} MiB`);
   const first = r.perPod[0];
   if (first) console.log(`  ${handler}: pod 1's processes: ${first.processes.join(' ')}`);
   if (parts) console.log(`  ${handler}: per pod, by process and mapping (MiB):\n${parts.join('\n')}`);

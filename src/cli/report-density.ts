@@ -25,6 +25,9 @@ export interface DensityReport {
   /** PSS of all the pods' processes together, and per pod (total / pods). */
   pssTotalBytes?: number;
   pssPerPodBytes?: number;
+  /** Processes the handler keeps for all its pods (a standby VM supervisor): in the total, in no pod. */
+  sharedPssBytes?: number;
+  sharedProcesses?: string[];
   /** Each pod's PSS and the names of the processes it was summed over. */
   perPod: { pssBytes: number; processes: string[] }[];
   /** What was still there after removal (processes, mounts, cgroups naming a pod); [] = nothing. */
@@ -141,6 +144,39 @@ export async function leftovers(keys: readonly string[], exclude: ReadonlySet<nu
   return [...new Set(out)];
 }
 
+/**
+ * A microVM pod's host processes that neither name the pod nor sit in its cgroups nor descend from
+ * its conmon: the supervisor (`_vmd`, started ahead of the pod by the daemon, or the node-wide
+ * `_vmhost`), QEMU and virtiofsd, recorded as `<podDir>/<role>.proc` (src/vm/procs.ts). Found from
+ * each container's bulkhead-vm state (`<state root>/<container id>/state.json` names the pod dir)
+ * under the conmon runtimes' state roots `<runDir>/runtime/<handler>/state`.
+ */
+export async function vmPodPids(runDir: string, containerIds: readonly string[]): Promise<{ pid: number; role: string }[]> {
+  const out = new Map<number, string>();
+  const roots = (await readdir(join(runDir, 'runtime')).catch(() => [] as string[])).map((h) => join(runDir, 'runtime', h, 'state'));
+  for (const root of roots) {
+    for (const id of containerIds) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$/.test(id)) continue;
+      let podDir: unknown;
+      try { podDir = (JSON.parse(await readFile(join(root, id, 'state.json'), 'utf8')) as { podDir?: unknown }).podDir; } catch { continue; }
+      if (typeof podDir !== 'string' || !podDir.startsWith(`${root}/`)) continue;
+      for (const f of await readdir(podDir).catch(() => [] as string[])) {
+        if (!f.endsWith('.proc')) continue;
+        try {
+          const pid = (JSON.parse(await readFile(join(podDir, f), 'utf8')) as { pid?: unknown }).pid;
+          if (typeof pid === 'number' && Number.isInteger(pid) && pid > 1) out.set(pid, f.slice(0, -'.proc'.length));
+        } catch { /* written as we read */ }
+      }
+    }
+  }
+  return [...out].map(([pid, role]) => ({ pid, role }));
+}
+
+/** Processes a handler keeps for all its pods (a microVM supervisor started ahead: `_vmd --standby`) under `runDir`. */
+export function handlerPids(procs: readonly ProcInfo[], runDir: string): number[] {
+  return procs.filter((p) => p.cmdline.includes(' _vmd --standby') && p.cmdline.includes(`--root ${runDir}/`)).map((p) => p.pid);
+}
+
 class Discard extends Writable {
   override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); }
 }
@@ -197,16 +233,33 @@ export async function measureDensity(o: DensityOptions): Promise<DensityReport> 
     const byPid = new Map(procs.map((p) => [p.pid, p]));
     const counted = new Set<number>();
     const seen: { pids: number[] }[] = [];
+    // a microVM pod's supervisor and VMM are found by their pid records; with their descendants
+    const children = new Map<number, number[]>();
+    for (const p of procs) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p.pid]);
+    const withChildren = (pids: number[]): number[] => {
+      const all = new Set<number>();
+      const walk = (x: number): void => { if (all.has(x) || exclude.has(x) || !byPid.has(x)) return; all.add(x); for (const c of children.get(x) ?? []) walk(c); };
+      for (const x of pids) walk(x);
+      return [...all];
+    };
     for (const p of per) {
-      // a process is counted once, for the first pod that claims it
-      const pids = podPids(procs, p.ids, p.cgroups, exclude).filter((x) => !counted.has(x));
+      // a process is counted once, for the first pod that claims it (a node-wide VM supervisor: the first pod)
+      // (the node-wide one's children are every pod's VMMs: itself only)
+      const vm = await vmPodPids(o.global.runDir, p.ids);
+      const found = new Set([...podPids(procs, p.ids, p.cgroups, exclude), ...withChildren(vm.filter((v) => v.role !== 'host').map((v) => v.pid)), ...vm.filter((v) => v.role === 'host' && byPid.has(v.pid)).map((v) => v.pid)]);
+      const pids = [...found].sort((a, b) => a - b).filter((x) => !counted.has(x));
       for (const x of pids) counted.add(x);
       seen.push({ pids });
       let sum = 0;
       for (const x of pids) sum += await pssBytes(x);
       r.perPod.push({ pssBytes: sum, processes: pids.map((x) => processName(byPid.get(x)) ?? String(x)) });
     }
-    r.pssTotalBytes = r.perPod.reduce((a, p) => a + p.pssBytes, 0);
+    // what the handler keeps for all its pods (a standby supervisor) is part of what they cost
+    const shared = withChildren(handlerPids(procs, o.global.runDir)).filter((x) => !counted.has(x));
+    r.sharedPssBytes = 0;
+    for (const x of shared) r.sharedPssBytes += await pssBytes(x);
+    r.sharedProcesses = shared.map((x) => processName(byPid.get(x)) ?? String(x));
+    r.pssTotalBytes = r.perPod.reduce((a, p) => a + p.pssBytes, 0) + r.sharedPssBytes;
     r.pssPerPodBytes = Math.round(r.pssTotalBytes / Math.max(1, r.perPod.length));
     await o.inspect?.(seen, procs);
   } catch (e) {
