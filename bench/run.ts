@@ -4,7 +4,10 @@
 //             the engine runs a pod: pause sandbox + the container inside it)
 //   bulkhead  the real CLI against a running daemon: `bulkhead run --rm --network none IMAGE true`;
 //             gVisor also against a second daemon with a warm pool of sandboxes (`[pools.gvisor]`,
-//             one member, network none), each run timed once the pool is refilled
+//             one member, network none), each run timed once the pool is refilled. A gVisor
+//             `run --rm` runs its container as the runsc sandbox itself (no pause, so no pool
+//             member is taken: the pooled line shows how many were); a pod made otherwise (CRI,
+//             `run -d`) is what the layer line measures
 //   podman    `podman run --rm --network none IMAGE true` (runc, and runsc via a wrapper): what a user
 //             types, the same image loaded into podman's own storage (offline, `podman load`)
 // Variants run interleaved (one of each per round) so drift on a shared machine hits all alike.
