@@ -7,18 +7,21 @@
  * run with network enabled in root network namespace"): after joining the target netns it takes
  * "/proc/sys/net/core/rmem_default exists" for "this is the root netns", and Linux has made that
  * sysctl per-netns, so it exists in every netns. The workaround, 'hide-proc-sys-net': the runsc
- * that creates the sandbox runs in a mount namespace of its own (unshare, propagation slave: host
- * mounts still reach it, none of its own reach the host, and it ends with the processes in it)
- * where an empty read-only tmpfs covers /proc/sys/net. A tmpfs over /proc/sys/net/core does not
- * work (the per-netns sysctl dentries are looked up past it).
+ * that starts the sandbox (where runsc 2022 sets its network up) runs in a mount namespace of its
+ * own (unshare; propagation slave: host mounts still reach it, none of its own reach the host, and
+ * it ends with that short-lived process) where /proc/sys/net is covered by a fresh procfs
+ * (`unshare --mount-proc=/proc/sys/net`: unshare's own mount, so no shell and no mount(8); a
+ * procfs root has no `core/`). A cover over /proc/sys/net/core does not work (the per-netns sysctl
+ * dentries are looked up past it); an empty tmpfs over /proc/sys/net works as well but needs
+ * sh and mount(8), three execs instead of one.
  *
  * That test was runsc's only guard against taking the *host's* interfaces over (it removes their
  * addresses from the kernel). With it hidden, the caller must never start a sandbox this way in
  * the node's own network namespace: the backend runs host-network pods with `--network=host`
  * (see GvisorBackend.adjustSpec, `sandboxNetworkOf`).
  *
- * Cost, measured on this 2-core host under load: ~3 ms per wrapped call (unshare + sh + mount),
- * paid once per sandbox (its create); every other runsc call goes straight to runsc.
+ * Cost, measured on this 2-core host: one extra exec (unshare), ~1-3 ms per wrapped call by the
+ * load, paid once per sandbox (its start); every other runsc call goes straight to runsc.
  */
 import { statSync } from 'node:fs';
 import type { OciSpec } from '../../oci/spec.ts';
@@ -27,13 +30,11 @@ import type { OciSpec } from '../../oci/spec.ts';
 export type SandboxLaunch = 'plain' | 'hide-proc-sys-net';
 
 /**
- * Constant shell text run by `sh -c` with runsc's argv as "$@": no value of a pod, path or id is
- * ever part of it. The mount is inside the fresh mount namespace of `unshare`.
+ * The prefix that starts `cmd args...` with /proc/sys/net hidden (each element one argv entry;
+ * runsc's own argv follows `--` as given, never through a shell). The mount is made inside the
+ * fresh mount namespace of `unshare` and goes with it.
  */
-export const HIDE_PROC_SYS_NET = 'mount -t tmpfs -o size=4k,mode=0555,nosuid,nodev,noexec bulkhead-hide-net /proc/sys/net && exec "$@"';
-
-/** The prefix that starts `cmd args...` with /proc/sys/net hidden (each element one argv entry). */
-export const HIDE_PREFIX: readonly string[] = ['unshare', '--mount', '--propagation', 'slave', '--', 'sh', '-c', HIDE_PROC_SYS_NET, 'sh'];
+export const HIDE_PREFIX: readonly string[] = ['unshare', '--mount', '--propagation', 'slave', '--mount-proc=/proc/sys/net', '--'];
 
 /** The command and argv that run `bin args...` as `launch` says. */
 export function launchArgv(launch: SandboxLaunch, bin: string, args: readonly string[]): { cmd: string; args: string[] } {

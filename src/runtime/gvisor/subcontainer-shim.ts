@@ -98,10 +98,12 @@ set_network() {
 
 # a sandbox's own create/start/run: its network as the backend marked its config.json (see above)
 sandbox_exec() {
+  # without netstack a start needs no mark (a root app's --network=none matters at its create)
+  [ -z "$LAUNCH" ] && [ "$cmd" = start ] && exec "$RUNSC" "$@"
   case $(grep -oF -e '${ROOT_APP_MARKER}' -e '"${SANDBOX_NETWORK_ANNOTATION}":"sandbox"' -e '"${SANDBOX_NETWORK_ANNOTATION}":"host"' "\${bundle:-.}/config.json" 2>/dev/null) in
   *'${ROOT_APP_MARKER}'*) set_network none "$@" ;;
   *'"sandbox"')
-    [ -n "$LAUNCH" ] && [ "$cmd" != create ] && [ "$LAUNCH" = hide-proc-sys-net ] && exec ${HIDE_PREFIX.map(shellQuote).join(' ')} "$RUNSC" "$@"
+    [ "$cmd" != create ] && [ "$LAUNCH" = hide-proc-sys-net ] && exec ${HIDE_PREFIX.map(shellQuote).join(' ')} "$RUNSC" "$@"
     ;;
   *'"host"') [ -n "$LAUNCH" ] && set_network host "$@" ;;
   esac
