@@ -12,7 +12,7 @@ import { ensureImage } from './pull.ts';
 import { readLogs } from './log-reader.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
-import { SINGLE_CONTAINER_ANNOTATION } from '../runtime/sandbox/pod-sandbox.ts';
+import { SINGLE_CONTAINER_ANNOTATION } from '../api/annotations.ts';
 import { AlreadyExistsError, BulkheadError, errorReason } from '../errors.ts';
 
 export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';

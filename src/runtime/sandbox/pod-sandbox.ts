@@ -53,14 +53,8 @@ export interface PodSandboxSpec {
   networkMode?: 'pod' | 'none' | 'host';
 }
 
-/**
- * `io.bulkhead.single-container: "true"` (set by `bulkhead run --rm`): the pod will hold one
- * container at a time, so a sandbox-hosted backend may run that container *as* the sandbox (its
- * root container) instead of a sandbox container with the app inside it (gVisor: one runsc
- * sandbox per run, as podman does). Hostile input like every annotation: what it can do is make
- * the pod refuse a second container while one exists; the backend decides whether it applies.
- */
-export const SINGLE_CONTAINER_ANNOTATION = 'io.bulkhead.single-container';
+/** See ../../api/annotations.ts (where the CLI, which loads no runtime code, takes it from). */
+export { SINGLE_CONTAINER_ANNOTATION } from '../../api/annotations.ts';
 
 /** Decided before anything is made. */
 export interface PodSandboxPlan {
