@@ -108,7 +108,9 @@ describe('microvm: the runtime process is spawned only for create (start, state,
       assert.ok(slot.blocks * 512 < imageSize / 2, `slot0 holds ${slot.blocks * 512} bytes of a ${imageSize}-byte image`);
       const usage = await b.stats(sb);
       assert.ok(usage.memoryWorkingSetBytes > 0, 'stats from the guest');
-      // the next pod's supervisor was started ahead (`_vmd --standby`) and is handed this pod's flags
+      // the next pod's supervisor was started ahead (`_vmd --standby`, a moment after this pod's VM
+      // was up) and is handed the next pod's flags
+      await waitFor(() => spawnSync('pgrep', ['-f', `${runDir}/state --assets .* _vmd --standby`], { encoding: 'utf8' }).stdout.trim() !== '', 'a standby supervisor', 30_000);
       const sb2 = `ip-sb2-${process.pid}`;
       await b.createContainer({ id: sb2, spec: await buildSpec({ rootfs: fx.path, cgroupParent: parent, cgroupName: sb2, command: ['sleep', '1000'] }), pod: { podId: sb2, role: 'sandbox' }, logPath: join(fx.dir, 'sb2.log') });
       const pod2 = (JSON.parse(readFileSync(join(runDir, 'state', sb2, 'state.json'), 'utf8')) as { podDir: string }).podDir;

@@ -58,12 +58,19 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T
  * Supervisors started ahead of their pod (`_vmd --standby`, cmd/vmd.ts) by a daemon that creates
  * sandboxes in its own process (prepareCreate with `standby`): a pod's start then waits for neither
  * a Node.js start nor the supervisor's modules (~70 ms quiet, 200+ ms under load). One per root,
- * assets and Node.js flags, started again once taken (after the pod's VM is up). Its stdin is the
+ * assets and Node.js flags, started again once taken (STANDBY_DELAY_MS after the pod's VM is up). Its stdin is the
  * daemon's pipe: the pod's flags come as one line; EOF (the daemon gone, endStandbys) ends it, and
  * so does its creator going away. Its stdout and stderr go to `<root>/vmd-standby.log` (a pod's own
  * lines go to its vmd.log).
  */
 const standbys = new Map<string, ChildProcess>();
+const standbyTimers = new Map<string, NodeJS.Timeout>();
+/**
+ * How long after a pod's VM is up the next standby is started: its Node.js start (~100 ms of CPU,
+ * several times that on a loaded 2-core host) then runs after this pod's own start, not during it
+ * (measured: started at once, it cost the pod's later steps as much as it saved the next pod).
+ */
+const STANDBY_DELAY_MS = 1000;
 const standbyKey = (g: VmGlobal): string => JSON.stringify([g.root, g.assetsRoot, vmdNodeArgs()]);
 
 function startStandby(g: VmGlobal): void {
@@ -88,6 +95,14 @@ function startStandby(g: VmGlobal): void {
   standbys.set(key, child);
 }
 
+function scheduleStandby(g: VmGlobal): void {
+  const key = standbyKey(g);
+  if (standbys.has(key) || standbyTimers.has(key)) return;
+  const t = setTimeout(() => { standbyTimers.delete(key); startStandby(g); }, STANDBY_DELAY_MS);
+  t.unref();
+  standbyTimers.set(key, t);
+}
+
 function takeStandby(g: VmGlobal): ChildProcess | undefined {
   const key = standbyKey(g);
   const c = standbys.get(key);
@@ -98,6 +113,8 @@ function takeStandby(g: VmGlobal): ChildProcess | undefined {
 
 /** Ends the standby supervisors this process keeps (the daemon's microvm backend closing): EOF, SIGKILL after 2 s. */
 export async function endStandbys(): Promise<void> {
+  for (const t of standbyTimers.values()) clearTimeout(t);
+  standbyTimers.clear();
   const all = [...standbys.values()];
   standbys.clear();
   await Promise.all(all.map(async (c) => {
@@ -157,7 +174,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     closeReadyPipe(child);
     child.unref();
   }
-  if (opts.standby) startStandby(g);
+  if (opts.standby) scheduleStandby(g);
   return true;
 }
 
