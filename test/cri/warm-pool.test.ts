@@ -115,6 +115,8 @@ async function facts(podId: string, cfg: PodSandboxConfig): Promise<Record<strin
     hostsNamesPod: hosts.includes(`${ip}\t${cfg.hostname}`) || new RegExp(`${ip.replace(/\./g, '\\.')}\\s+${cfg.hostname}`).test(hosts),
     resolv: (await sh('cat /etc/resolv.conf')).split('\n').filter((l) => l.startsWith('nameserver') || l.startsWith('search')),
     hasIp: /^\d+\.\d+\.\d+\.\d+$/.test(ip),
+    // the sandbox's own network stack holds the pod IP (gVisor's netstack took it from the member's netns)
+    ipInside: ip !== '' && (await sh('ip -4 addr')).includes(`inet ${ip}/`),
     netns: (await netnsOf(podId)).length,
     ownCgroup: cgProcs > 0,
   };
@@ -163,6 +165,7 @@ test('a pod adopted from the pool is what a cold pod is: hostname, /etc files, i
   assert.equal(warm.etcHostname, 'warm-host');
   assert.deepEqual({ ...warm, hostname: '', etcHostname: '' }, { ...cold, hostname: '', etcHostname: '' }, 'the pooled pod has what the cold one has');
   assert.equal(warm.hasIp, true);
+  assert.equal(warm.ipInside, true, 'the adopted sandbox answers for its pod IP');
   const ips = await Promise.all([warmId, coldId].map(async (id) => (await d.client.podSandboxStatus(id)).status.network?.ip));
   assert.notEqual(ips[0], ips[1]);
 
