@@ -74,3 +74,27 @@ test('leftovers name a network namespace made for a pod: its name holds only the
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a microVM pod\'s processes are found by the pid records in its pod dir (the supervisor is started ahead and names no pod)', async () => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const runDir = await mkdtemp(join(tmpdir(), 'bulkhead-density-vm-'));
+  try {
+    const root = join(runDir, 'runtime', 'microvm', 'state');
+    const podDir = join(root, 'pods', 'k1');
+    await mkdir(podDir, { recursive: true });
+    await mkdir(join(root, 'ctr-1'));
+    await writeFile(join(root, 'ctr-1', 'state.json'), JSON.stringify({ id: 'ctr-1', podDir }));
+    await writeFile(join(podDir, 'vmd.proc'), JSON.stringify({ pid: 4242, start: '1' }));
+    await writeFile(join(podDir, 'vmm.proc'), JSON.stringify({ pid: 4243, start: '2' }));
+    await writeFile(join(podDir, 'host.proc'), JSON.stringify({ pid: 4244, start: '3' }));
+    // a state that points outside its root is not followed
+    await mkdir(join(root, 'ctr-2'));
+    await writeFile(join(root, 'ctr-2', 'state.json'), JSON.stringify({ id: 'ctr-2', podDir: '/etc' }));
+    const { vmPodPids, handlerPids } = await import('./report-density.ts');
+    assert.deepEqual((await vmPodPids(runDir, ['ctr-1', 'ctr-2', '../x'])).sort((a, b) => a.pid - b.pid), [{ pid: 4242, role: 'vmd' }, { pid: 4243, role: 'vmm' }, { pid: 4244, role: 'host' }]);
+    assert.deepEqual(handlerPids([proc(7, 1, `/opt/node --x /srv/src/vm/cli.ts --root ${runDir}/runtime/microvm/state --assets /a _vmd --standby`), proc(8, 1, `node cli.ts --root /other/runtime/microvm/state _vmd --standby`)], runDir), [7]);
+  } finally {
+    await rm(runDir, { recursive: true, force: true });
+  }
+});
