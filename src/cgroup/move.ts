@@ -56,23 +56,31 @@ const pidsOf = (dir: string): string[] => (read(join(dir, 'cgroup.procs')) ?? ''
  * cgroup.procs (the kernel takes the same lock and finds nothing to migrate). A move started less
  * than a grace period after this resolves does not wait again; one started while it runs waits for
  * it (pass it as `moveCgroup`'s `after`, so that the move's mkdirs, which need the cgroup_mutex
- * this write holds meanwhile, do not block the event loop). Never rejects.
+ * this write holds meanwhile, do not block the event loop). Resolves to the time it was done
+ * (performance.now()), undefined when it wrote nothing; never rejects.
  */
-export function primeMove(cgroup: string): Promise<void> {
+export function primeMove(cgroup: string): Promise<number | undefined> {
   const rel = cleanCgroupPath(cgroup);
   const hs = rel === undefined ? [] : hierarchies().filter((h) => existsSync(join(h.path, rel)));
   const h = hs.find(bare) ?? hs[0];
-  if (!h || rel === undefined) return Promise.resolve();
+  if (!h || rel === undefined) return Promise.resolve(undefined);
   const dir = join(h.path, rel);
   const pid = pidsOf(dir)[0];
-  return pid === undefined ? Promise.resolve() : writeFile(join(dir, 'cgroup.procs'), pid).then(() => undefined, () => undefined);
+  return pid === undefined ? Promise.resolve(undefined) : writeFile(join(dir, 'cgroup.procs'), pid).then(() => performance.now(), () => undefined);
 }
+
+/**
+ * How recent a prime must be for the move to write at once on the event loop: rcu_sync stays
+ * passed for one grace period (milliseconds) after its last writer; later, the move's first write
+ * goes to the thread pool as without a prime (a write that waits would block the loop).
+ */
+const WARM_MS = 2;
 
 export interface MoveOptions {
   /** Also remove the source's parents up to this cgroup (an ancestor of `from`) where they are empty. */
   removeUpTo?: string;
-  /** Start once this settles (a primeMove of the source). */
-  after?: Promise<void>;
+  /** Start once this settles (a primeMove of the source: when it resolved, if it did its write). */
+  after?: Promise<number | undefined>;
 }
 
 /**
@@ -88,7 +96,9 @@ export async function moveCgroup(from: string, to: string, journal: (dir: string
   const top = opts.removeUpTo === undefined ? src : cleanCgroupPath(opts.removeUpTo);
   if (top === undefined || !(src === top || src.startsWith(`${top}/`))) throw new Error(`cgroup ${JSON.stringify(from.slice(0, 200))} is not under ${JSON.stringify(String(opts.removeUpTo).slice(0, 200))}`);
   const up = src.split('/').length - top.split('/').length;
-  await opts.after;
+  const primedAt = await opts.after;
+  // a grace period just passed (the prime resolved this very moment): writes now do not wait
+  const warm = primedAt !== undefined && performance.now() - primedAt < WARM_MS;
   const legs: Leg[] = [];
   for (const h of hierarchies()) {
     const old = join(h.path, src);
@@ -100,6 +110,11 @@ export async function moveCgroup(from: string, to: string, journal: (dir: string
   // meanwhile (writes that need no cgroup_mutex)
   const first = legs.find((l) => bare(l.h)) ?? legs[0];
   if (!first) return;
+  if (warm) {
+    for (const leg of legs) applySettings(leg, dst);
+    await drainAll(legs, from, up);
+    return;
+  }
   const rest = legs.filter((l) => l !== first);
   applySettings(first, dst);
   const pid = pidsOf(first.old)[0];
@@ -111,7 +126,7 @@ export async function moveCgroup(from: string, to: string, journal: (dir: string
   } finally {
     await paying;
   }
-  for (const leg of legs) drain(leg, from, up);
+  await drainAll(legs, from, up);
 }
 
 /**
@@ -168,13 +183,22 @@ function applySettings({ h, old, dir }: Leg, dst: string): void {
   }
 }
 
+/** Whether process `pid` is exiting (PF_EXITING), a zombie or gone: nothing of it is left to move. */
+function exiting(pid: string): boolean {
+  const st = read(`/proc/${pid}/stat`);
+  if (st === undefined) return true;
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return f[0] === 'Z' || f[0] === 'X' || (Number(f[6]) & 0x4) !== 0;
+}
+
 /**
  * Moves what is left in the source (processes forked while moving land there: round until empty),
- * then removes it and its `up` parents that are empty.
+ * then removes it and its `up` parents that are empty; false when the source is still busy.
  */
-function drain({ h, old, dir }: Leg, from: string, up: number): void {
+function drain({ h, old, dir }: Leg, from: string, up: number): boolean {
   for (let round = 0; ; round++) {
-    const pids = pidsOf(old);
+    // a process on its way out stays listed and is not moved (the kernel skips an exiting task)
+    const pids = round === 0 ? pidsOf(old) : pidsOf(old).filter((pid) => !exiting(pid));
     if (pids.length === 0) break;
     if (round >= 20) throw new Error(`cgroup ${from} in ${h.path} does not empty (${pids.length} processes left)`);
     for (const pid of pids) {
@@ -185,6 +209,22 @@ function drain({ h, old, dir }: Leg, from: string, up: number): void {
   }
   let gone = old;
   for (let i = 0; i <= up; i++, gone = dirname(gone)) {
-    try { rmdirSync(gone); } catch { break; /* a child cgroup (none expected) keeps it; removed with the pool member */ }
+    try { rmdirSync(gone); } catch (e) {
+      // EBUSY: a process still exiting holds the source a moment longer (drainAll looks again)
+      return i > 0 || (e as NodeJS.ErrnoException).code !== 'EBUSY';
+    }
+  }
+  return true;
+}
+
+/**
+ * drain() for every leg; a source held by an exiting process is looked at again for up to ~50 ms
+ * (its exit takes it out), then left to the caller's record of it (removed with the pod).
+ */
+async function drainAll(legs: readonly Leg[], from: string, up: number): Promise<void> {
+  let busy = legs.filter((leg) => !drain(leg, from, up));
+  for (let i = 0; busy.length > 0 && i < 25; i++) {
+    await new Promise((r) => setTimeout(r, 2));
+    busy = busy.filter((leg) => !drain(leg, from, up));
   }
 }

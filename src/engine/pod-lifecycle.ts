@@ -282,7 +282,7 @@ async function createPodWith(
  * its runtime gave its cgroup); the promise never rejects unobserved (adoptSandbox awaits it, the
  * cleanup of a failed creation waits for it).
  */
-function startMove(ctx: EngineContext, rec: PodRecord, m: PoolMember, primed: Promise<void> | undefined): Promise<void> {
+function startMove(ctx: EngineContext, rec: PodRecord, m: PoolMember, primed: Promise<number | undefined> | undefined): Promise<void> {
   const t0 = performance.now();
   const p = moveCgroup(`${m.cgroupParent}/${m.sandboxId}`, `${rec.runtime.cgroupParent}/${m.sandboxId}`, () => undefined, { removeUpTo: m.cgroupParent, ...(primed ? { after: primed } : {}) })
     .then(() => ctx.log.debug('warm pool member moved to the pod\'s cgroup', { pod: rec.id, ms: ms(t0, performance.now()) }));
