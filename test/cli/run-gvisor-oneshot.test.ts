@@ -87,7 +87,9 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
         const s = (await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox');
         return s.length > 0 ? s : undefined;
       });
-      // let a pause + sub-container start, if the pod went that way, show up too
+      // the container started (its limits are written between runsc create and start), and a
+      // pause + sub-container, had the pod gone that way, would show up by now
+      await until('the container to run', async () => ((await d.client.listContainers()).some((c) => c.metadata?.name === 'gv-one' && c.state === 'CONTAINER_RUNNING') ? true : undefined));
       await new Promise((r) => setTimeout(r, 500));
       const all = (await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox');
       assert.equal(all.length, 1, `one sandbox: ${all.map((x) => x.argv.join(' ')).join('\n')}`);
