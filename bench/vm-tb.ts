@@ -1,6 +1,6 @@
 // The TCG translation buffer of a template clone (`-accel tcg,tb-size=MiB`, $BULKHEAD_VM_CLONE_TB_MIB):
 // what each size costs in latency and saves in memory, in one run. One microvm handler per size (a
-// wrapper binary exports the size; start/state/kill/delete run in the daemon for every handler), one
+// wrapper binary exports the size and runs every create, BULKHEAD_VM_PREPARE=0; start/state/kill/delete run in the daemon), one
 // template for all (the size is not part of it). Per round and size, interleaved: `bulkhead run --rm
 // --network none IMAGE true` (wall ms) and `run -d IMAGE sleep` (wall ms); then the idle pods' QEMU
 // translation buffer (resident) and PSS. Prints figures, asserts nothing.
@@ -26,6 +26,8 @@ const IMAGE = 'bulkhead.local/demo:latest';
 const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
 const VM_BIN = new URL('../bin/bulkhead-vm', import.meta.url).pathname;
 process.env.BULKHEAD_VM_IN_PROCESS = '1';
+// creates through the wrapper (its environment reaches the pod's supervisor), not in the daemon's process with its standby supervisor
+process.env.BULKHEAD_VM_PREPARE = '0';
 const wrappers = mkdtempSync('/tmp/bh-vmtb-');
 const handler = (s: number): string => `microvm-tb${s}`;
 const handlers: Record<string, { backend: string; binary: string; runtime_args: string[] }> = {};

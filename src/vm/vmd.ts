@@ -44,9 +44,10 @@ export const SLOT_COUNT = 8;
  * TCG's translation buffer of a clone, in MiB (`-accel tcg,tb-size=`): what the guest ran since its
  * restore stays resident up to this size (QEMU's default is 1 GiB here). An idle clone whose sandbox
  * container started holds ~22 MiB of it whatever the size above that; a smaller buffer is flushed
- * and refilled during a container's start: measured (bench/vm-tb.ts, TCG, busy host, medians of 6
- * interleaved rounds) `run -d` 3.7 s with QEMU's default, 4.3 s at 32, 6.4 s at 16, 8.2 s at 8.
- * So 32: no latency given away, a busy clone's buffer capped at 32 MiB instead of 1 GiB.
+ * and refilled during a container's start: measured (bench/vm-tb.ts, TCG, load ~4, medians of 6-8
+ * interleaved rounds) `run --rm … true` 1162 ms with QEMU's default vs 1152 at 32; 1241 vs 1681 at
+ * 16 (6 MiB less) and 2460 at 8 (14 MiB less). So 32: no latency given away, a busy clone's buffer
+ * capped at 32 MiB instead of 1 GiB.
  * $BULKHEAD_VM_CLONE_TB_MIB sets another (0 = QEMU's default). A booted VM keeps QEMU's default.
  */
 export const CLONE_TB_MIB = 32;
