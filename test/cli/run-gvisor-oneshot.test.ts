@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { runCli } from '../fixtures/cli.ts';
+import { waitFor } from '../engine/helpers.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 import { NETWORK_ANNOTATION } from '../../src/cri/annotations.ts';
 import { SINGLE_CONTAINER_ANNOTATION } from '../../src/runtime/sandbox/pod-sandbox.ts';
@@ -29,16 +30,6 @@ async function runscOf(d: TestDaemon): Promise<{ pid: number; argv: string[] }[]
     if (argv[0]?.startsWith('runsc') && argv.some((a) => a.includes(d.runDir))) out.push({ pid: Number(name), argv });
   }
   return out;
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
@@ -67,7 +58,7 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
     const det = await run(['sh', '-c', `echo out; ${PROBE}`], ['-d', '--name', 'gv-same-pod']);
     assert.equal(det.code, 0, det.stderr);
     const id = det.stdout.trim();
-    await until('the detached run to exit', async () => ((await d.client.containerStatus(id)).status.state === 'CONTAINER_EXITED' ? true : undefined));
+    await waitFor(async () => ((await d.client.containerStatus(id)).status.state === 'CONTAINER_EXITED' ? true : undefined), 60_000, 'the detached run to exit');
     const logs = await runCli(d, ['logs', id]);
     assert.equal(logs.code, 0, logs.stderr);
     assert.equal(one.stdout.replace('gv-same\n', 'NAME\n'), logs.stdout.replace('gv-same-pod\n', 'NAME\n'), 'capabilities, seccomp, no_new_privs, user and hostname as in a pod');
@@ -83,13 +74,13 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
   it('one runsc sandbox, on --network=none, its Sentry without host capabilities; the pod\'s limits on its cgroup; nothing left after', async () => {
     const p = run(['sh', '-c', 'sleep 30'], ['--rm', '--memory', '64m', '--name', 'gv-one']);
     try {
-      const sandboxes = await until('the sandbox', async () => {
+      const sandboxes = await waitFor(async () => {
         const s = (await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox');
         return s.length > 0 ? s : undefined;
-      });
+      }, 60_000, 'the sandbox');
       // the container started (its limits are written between runsc create and start), and a
       // pause + sub-container, had the pod gone that way, would show up by now
-      await until('the container to run', async () => ((await d.client.listContainers()).some((c) => c.metadata?.name === 'gv-one' && c.state === 'CONTAINER_RUNNING') ? true : undefined));
+      await waitFor(async () => ((await d.client.listContainers()).some((c) => c.metadata?.name === 'gv-one' && c.state === 'CONTAINER_RUNNING') ? true : undefined), 60_000, 'the container to run');
       await new Promise((r) => setTimeout(r, 500));
       const all = (await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox');
       assert.equal(all.length, 1, `one sandbox: ${all.map((x) => x.argv.join(' ')).join('\n')}`);
@@ -117,7 +108,7 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
     if (!String(gv?.details?.network ?? '').startsWith('sandbox')) { t.skip(`netstack not in force here: ${String(gv?.details?.network)}`); return; }
     const p = runCli(d, ['run', '--rm', '--name', 'gv-bridge', '--isolation', 'gvisor', IMAGE, 'sh', '-c', 'ip -4 addr | grep -c "inet 10\\."; sleep 30']);
     try {
-      const s = await until('the sandbox', async () => (await runscOf(d)).find((x) => x.argv[0] === 'runsc-sandbox'));
+      const s = await waitFor(async () => (await runscOf(d)).find((x) => x.argv[0] === 'runsc-sandbox'), 60_000, 'the sandbox');
       await new Promise((r) => setTimeout(r, 500));
       assert.equal((await readdir(join(d.runDir, 'runtime', 'gvisor', 'containers'))).length, 1, 'one runsc container: no pause');
       assert.equal((await runscOf(d)).filter((x) => x.argv[0] === 'runsc-sandbox').length, 1);
