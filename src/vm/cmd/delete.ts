@@ -65,10 +65,12 @@ export async function deleteContainer(root: string, id: string, force: boolean):
   if (existsSync(sock)) {
     try {
       const c = await VmdClient.connect(sock, undefined, force ? 2000 : 10_000);
-      // A sandbox's delete stops its VM (the supervisor shuts it down once the guest has deleted the
-      // container). Asking for the shutdown directly saved ~70 ms but left the VM running under the
-      // node-wide supervisor (test/vm/node-supervisor.test.ts): not done until that is understood.
-      try { await c.request('delete', { name: id }, force ? 2000 : 30_000); } finally { c.close(); }
+      // A sandbox's VM goes with it: the supervisor is told to stop the VM at once (the guest's own
+      // delete of the sandbox container would only be thrown away with the VM: ~70 ms of a templated
+      // pod's removal under TCG). A container still running in the VM dies with it; the sweep below
+      // (supervisor's cleanup, host's `end`, pids, cgroups, share, dir) is the same either way.
+      const [op, args] = rec.sandbox ? ['shutdown', { reason: 'pod stopped: sandbox container deleted' }] : ['delete', { name: id }];
+      try { await c.request(op, args, force ? 2000 : 30_000); } finally { c.close(); }
     } catch (e) {
       if (!force && errorCode(e) !== 'Unavailable') throw e;
     }
