@@ -29,7 +29,7 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { cleanCgroupPath, hierarchies, type Hierarchy } from './hierarchy.ts';
 import { isCgroupFs } from './mounts.ts';
-import { makeCgroup } from './tree.ts';
+import { cgroupPids, makeCgroup } from './tree.ts';
 
 /** Limits copied as they are (the files a runtime writes from an OCI spec's resources), per cgroup version. */
 const COPIED = {
@@ -49,8 +49,6 @@ const write = (f: string, v: string): void => {
 /** One hierarchy's part of a move: the source and the target directory. */
 interface Leg { h: Hierarchy; old: string; dir: string }
 
-const pidsOf = (dir: string): string[] => (read(join(dir, 'cgroup.procs')) ?? '').split('\n').filter(Boolean);
-
 /**
  * Pays the grace period of a move ahead, moving nothing: a process of `cgroup` written to its own
  * cgroup.procs (the kernel takes the same lock and finds nothing to migrate). A move started less
@@ -65,8 +63,8 @@ export function primeMove(cgroup: string): Promise<number | undefined> {
   const h = hs.find(bare) ?? hs[0];
   if (!h || rel === undefined) return Promise.resolve(undefined);
   const dir = join(h.path, rel);
-  const pid = pidsOf(dir)[0];
-  return pid === undefined ? Promise.resolve(undefined) : writeFile(join(dir, 'cgroup.procs'), pid).then(() => performance.now(), () => undefined);
+  const pid = cgroupPids(dir)[0];
+  return pid === undefined ? Promise.resolve(undefined) : writeFile(join(dir, 'cgroup.procs'), String(pid)).then(() => performance.now(), () => undefined);
 }
 
 /**
@@ -117,8 +115,8 @@ export async function moveCgroup(from: string, to: string, journal: (dir: string
   }
   const rest = legs.filter((l) => l !== first);
   applySettings(first, dst);
-  const pid = pidsOf(first.old)[0];
-  const paying = pid === undefined ? Promise.resolve() : writeFile(join(first.dir, 'cgroup.procs'), pid).catch((e: unknown) => {
+  const pid = cgroupPids(first.old)[0];
+  const paying = pid === undefined ? Promise.resolve() : writeFile(join(first.dir, 'cgroup.procs'), String(pid)).catch((e: unknown) => {
     if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw new Error(`moving pid ${pid} to ${first.dir}: ${(e as Error).message}`);
   });
   try {
@@ -184,7 +182,7 @@ function applySettings({ h, old, dir }: Leg, dst: string): void {
 }
 
 /** Whether process `pid` is exiting (PF_EXITING), a zombie or gone: nothing of it is left to move. */
-function exiting(pid: string): boolean {
+function exiting(pid: number): boolean {
   const st = read(`/proc/${pid}/stat`);
   if (st === undefined) return true;
   const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
@@ -198,11 +196,11 @@ function exiting(pid: string): boolean {
 function drain({ h, old, dir }: Leg, from: string, up: number): boolean {
   for (let round = 0; ; round++) {
     // a process on its way out stays listed and is not moved (the kernel skips an exiting task)
-    const pids = round === 0 ? pidsOf(old) : pidsOf(old).filter((pid) => !exiting(pid));
+    const pids = round === 0 ? cgroupPids(old) : cgroupPids(old).filter((pid) => !exiting(pid));
     if (pids.length === 0) break;
     if (round >= 20) throw new Error(`cgroup ${from} in ${h.path} does not empty (${pids.length} processes left)`);
     for (const pid of pids) {
-      try { writeFileSync(join(dir, 'cgroup.procs'), pid); } catch (e) {
+      try { writeFileSync(join(dir, 'cgroup.procs'), String(pid)); } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw new Error(`moving pid ${pid} to ${dir}: ${(e as Error).message}`);
       }
     }

@@ -63,6 +63,13 @@ function inheritCpuset(dir: string): void {
   }
 }
 
+/** The processes in the cgroup at `dir` (its cgroup.procs); none when it cannot be read. */
+export function cgroupPids(dir: string): number[] {
+  let text: string;
+  try { text = readFileSync(join(dir, 'cgroup.procs'), 'utf8'); } catch { return []; }
+  return text.split('\n').filter((l) => /^\d+$/.test(l)).map(Number);
+}
+
 /** Moves process `pid` (all its threads) into the cgroup at `dir`. */
 export function placePid(dir: string, pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`invalid pid ${pid}`);

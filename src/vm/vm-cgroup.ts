@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { cleanCgroupPath, hierarchies, type Hierarchy } from '../cgroup/hierarchy.ts';
 import { writeCgroupResources } from '../cgroup/limits.ts';
 import { isCgroupFs } from '../cgroup/mounts.ts';
-import { JournalFile, makeCgroup, placePid, removeJournaled } from '../cgroup/tree.ts';
+import { cgroupPids, JournalFile, makeCgroup, placePid, removeJournaled } from '../cgroup/tree.ts';
 import type { Logger } from '../util/log.ts';
 
 export { cleanCgroupPath } from '../cgroup/hierarchy.ts';
@@ -92,14 +92,8 @@ export function joinVmmCgroups(leaves: readonly string[], pids: readonly number[
  */
 export function vmmCgroupPids(podDir: string): number[] {
   const dirs = new JournalFile(join(podDir, RECORD)).dirs();
-  const out = new Set<number>();
-  for (const d of dirs.filter((d) => !dirs.some((o) => o.startsWith(`${d}/`)))) {
-    if (!isCgroupFs(d)) continue;
-    let procs = '';
-    try { procs = readFileSync(join(d, 'cgroup.procs'), 'utf8'); } catch { continue; }
-    for (const l of procs.split('\n')) if (/^\d+$/.test(l)) out.add(Number(l));
-  }
-  return [...out];
+  const leaves = dirs.filter((d) => !dirs.some((o) => o.startsWith(`${d}/`)) && isCgroupFs(d));
+  return [...new Set(leaves.flatMap(cgroupPids))];
 }
 
 /** Removes the cgroup directories recorded for the pod (deepest first); the VMM must be gone. */
