@@ -30,6 +30,7 @@ import { dirname, join } from 'node:path';
 import { cleanCgroupPath, hierarchies, type Hierarchy } from './hierarchy.ts';
 import { isCgroupFs } from './mounts.ts';
 import { cgroupPids, makeCgroup } from './tree.ts';
+import { procStat } from '../util/proc.ts';
 
 /** Limits copied as they are (the files a runtime writes from an OCI spec's resources), per cgroup version. */
 const COPIED = {
@@ -183,10 +184,8 @@ function applySettings({ h, old, dir }: Leg, dst: string): void {
 
 /** Whether process `pid` is exiting (PF_EXITING), a zombie or gone: nothing of it is left to move. */
 function exiting(pid: number): boolean {
-  const st = read(`/proc/${pid}/stat`);
-  if (st === undefined) return true;
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return f[0] === 'Z' || f[0] === 'X' || (Number(f[6]) & 0x4) !== 0;
+  const st = procStat(pid);
+  return st === undefined || st.state === 'Z' || st.state === 'X' || (st.flags & 0x4) !== 0;
 }
 
 /**

@@ -9,6 +9,8 @@ export interface ProcStat {
   /** One letter: R, S, D, Z, T, X, ... */
   state: string;
   ppid: number;
+  /** The kernel's per-process flags (PF_*: 0x4 is PF_EXITING). */
+  flags: number;
   /** Start time in clock ticks since boot. */
   startTime: string;
 }
@@ -22,9 +24,10 @@ export function procStat(pid: number): ProcStat | undefined {
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const state = rest[0];
   const ppid = Number(rest[1]);
+  const flags = Number(rest[6]);
   const startTime = rest[19];
-  if (!state || !startTime || !Number.isInteger(ppid)) return undefined;
-  return { state, ppid, startTime };
+  if (!state || !startTime || !Number.isInteger(ppid) || !Number.isInteger(flags)) return undefined;
+  return { state, ppid, flags, startTime };
 }
 
 /** Start time of `pid`, or undefined when it is gone or has exited (a zombie). */

@@ -52,6 +52,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run, type RunResult } from '../../util/exec.ts';
+import { procStat } from '../../util/proc.ts';
 import type { BackendOptions, ContainerStats, CreateContainerOptions, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
 import type { ContainerNamespaceRequest } from '../sandbox/pod-sandbox.ts';
@@ -496,14 +497,14 @@ export class GvisorBackend extends ConmonBackend {
     const state = await readFile(file, 'utf8').then((t) => JSON.parse(t) as Record<string, unknown>, () => undefined);
     const pid = state?.goferPid;
     if (!state || typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0) return;
-    const procState = async (): Promise<string | undefined> => (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).replace(/^.*\) /s, '')[0];
-    let st = await procState();
+    const procState = (): string | undefined => procStat(pid)?.state;
+    let st = procState();
     if (st === undefined) return;
     if (st !== 'Z') {
       const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
       if (argv[0] !== 'runsc-gofer' || !argv.includes(this.driver.bundleDir(id))) return;
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-      for (let i = 0; i < 40 && (st = await procState()) !== undefined && st !== 'Z'; i++) await new Promise((r) => setTimeout(r, 5));
+      for (let i = 0; i < 40 && (st = procState()) !== undefined && st !== 'Z'; i++) await new Promise((r) => setTimeout(r, 5));
       if (st === undefined) return;
     }
     state.goferPid = 0;
