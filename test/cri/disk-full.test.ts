@@ -57,10 +57,15 @@ describe('a full disk under the daemon\'s root', () => {
     }
   }
 
-  /** Starts a pod with one container that writes a line, fills its rootfs, then runs `then`. */
-  async function filler(handler: string, then: string): Promise<{ podId: string; id: string; pod: PodSandboxConfig }> {
+  /**
+   * Starts a pod with one container that writes a line, fills its rootfs, then runs `then`.
+   * `first` runs in the pod before the filler is created: once it starts, the disk may be full
+   * at any moment, and a create then fails with RESOURCE_EXHAUSTED as it should.
+   */
+  async function filler(handler: string, then: string, first?: (podId: string, pod: PodSandboxConfig) => Promise<void>): Promise<{ podId: string; id: string; pod: PodSandboxConfig }> {
     const pod = podConfig(`fill-${handler}-${Date.now()}`);
     const podId = await d.client.runPodSandbox(pod, handler);
+    await first?.(podId, pod);
     const id = await d.client.createContainer(podId, ctrConfig('fill', ['sh', '-c', `echo before-the-fill; head -c 200m /dev/zero > /fill; ${then}`]), pod);
     await d.client.startContainer(id);
     return { podId, id, pod };
@@ -100,9 +105,11 @@ describe('a full disk under the daemon\'s root', () => {
 
   it('the daemon restarts on a full disk after an exit used part of the reserve; ps and rm work, the space comes back', async () => {
     const before = await room();
-    const { podId, id, pod } = await filler('runc', 'exit 3');
-    const runner = await d.client.createContainer(podId, ctrConfig('runner', ['sleep', '1000']), pod);
-    await d.client.startContainer(runner);
+    let runner = '';
+    const { podId, id } = await filler('runc', 'exit 3', async (p, pod) => {
+      runner = await d.client.createContainer(p, ctrConfig('runner', ['sleep', '1000']), pod);
+      await d.client.startContainer(runner);
+    });
     await waitFor('the filler to exit', async () => (await d.client.containerStatus(id)).status?.state === 'CONTAINER_EXITED' || undefined);
     // part of it, however many writes met the full disk: the last quarter stays for the restart
     const left = (await stat(join(d.root, 'disk-reserve')).catch(() => ({ size: 0 }))).size;
