@@ -5,6 +5,7 @@
  * container at a time, so a sandbox-hosted backend may run that container *as* the sandbox (its
  * root container) instead of a sandbox container with the app inside it (gVisor: one runsc
  * sandbox per run, as podman makes it). Hostile input like every annotation: what it can do is
- * make the pod refuse a second container while one exists; the backend decides whether it applies.
+ * make the pod refuse a second container while one exists (the backend decides whether it applies),
+ * and have its containers' writable layers mounted unsynced (engine: nothing reads them again).
  */
 export const SINGLE_CONTAINER_ANNOTATION = 'io.bulkhead.single-container';

@@ -20,12 +20,18 @@ import { newId, resolveId } from './ids.ts';
 import { buildContainerSpec, containerSeccomp, imageProcessConfig, type HostPathGuard } from './container-spec.ts';
 import { refuseUserNamespace } from './user-namespace.ts';
 import { refuseSelinuxOnEnabledNode } from './selinux.ts';
-import { mountAll, unmountTree } from './mounts.ts';
+import { mountAll, unmountTree, volatileUpper } from './mounts.ts';
+import { SINGLE_CONTAINER_ANNOTATION } from '../api/annotations.ts';
 import { type EngineContext, nowNs, settleAll, visible } from './context.ts';
 import { logPathFor, makeLogParents } from './log-dirs.ts';
 import { emit } from './cri-view.ts';
 import { applyExit, watch } from './exit-monitor.ts';
 import { sandboxSpecOf, sandboxStateOf } from './sandbox-spec.ts';
+
+/** A pod `bulkhead run --rm` made (the one-shot annotation in the daemon's own record of it). */
+function oneShot(p: PodRecord): boolean {
+  return p.config.annotations?.[SINGLE_CONTAINER_ANNOTATION] === 'true';
+}
 
 function hostPathGuard(ctx: EngineContext): HostPathGuard {
   return ctx.opts.hostPathGuard ?? { kubeletRoot: '/var/lib/kubelet', protect: [...DANGEROUS_HOST_PATHS, ctx.opts.root, ctx.opts.runDir] };
@@ -90,7 +96,9 @@ export async function createContainer(ctx: EngineContext, podIdOrPrefix: string,
       runtime.rootfsPrepared = true;
       ctx.store.updateContainer(rec);
       const mounts = await ctx.opts.images.prepareRootfs(id, image.id);
-      await mountAll(mounts, runtime.rootfsDir);
+      // a one-shot pod's container (`run --rm`) is removed with its pod: nothing reads its
+      // writable layer again, which need not be synced (mounts.ts volatileUpper)
+      await mountAll(oneShot(p) ? volatileUpper(mounts) : mounts, runtime.rootfsDir);
       const t1 = performance.now();
       await makeLogParents(p.runtime.logDirectory, logPath);
       const spec = await buildContainerSpec({

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { BIN, cliArgs, runCli, type CliResult } from '../fixtures/cli.ts';
@@ -48,6 +48,26 @@ describe('bulkhead CLI against a real daemon', () => {
     const flags = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'ls', '-d', '/etc']);
     assert.equal(flags.code, 0, flags.stderr);
     assert.equal(flags.stdout, '/etc\n');
+  });
+
+  it('run --rm mounts the container\'s writable layer volatile (never synced, as podman\'s run --rm); a run kept after its exit does not', async (t) => {
+    const [major = 0, minor = 0] = release().split('.').map(Number);
+    if (major < 5 || (major === 5 && minor < 10)) { t.skip('overlayfs has no volatile option before Linux 5.10'); return; }
+    const rootLine = 'grep " / / " /proc/self/mountinfo';
+    const once = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', `echo written > /f && cat /f && ${rootLine}`]);
+    assert.equal(once.code, 0, once.stderr);
+    const [written, root = ''] = once.stdout.split('\n');
+    assert.equal(written, 'written', 'the writable layer works as before');
+    // newer kernels show it as fsync=volatile
+    assert.match(root, / - overlay overlay .*[,=]volatile(,|$)/, `the one-shot container's root: ${root}`);
+    const kept = await bulkhead(d, ['run', '--name', 'kept-layer', '--network', 'none', IMAGE, 'sh', '-c', rootLine]);
+    try {
+      assert.equal(kept.code, 0, kept.stderr);
+      assert.match(kept.stdout, / - overlay overlay /);
+      assert.doesNotMatch(kept.stdout, /volatile/, 'a container that stays after its exit keeps a synced layer');
+    } finally {
+      assert.equal((await bulkhead(d, ['rm', '-f', 'kept-layer'])).code, 0);
+    }
   });
 
   it('run -e, -w, -u, --memory and --read-only reach the container', async () => {
