@@ -25,7 +25,7 @@ export interface HandlerStatus {
   probe: ProbeResult;
 }
 
-/** An unavailable result is probed again after this long. */
+/** An unavailable result is probed again after this long (default). */
 const REPROBE_MS = 30_000;
 
 interface ProbeSlot { promise: Promise<ProbeResult>; result?: ProbeResult; at: number; inflight: boolean }
@@ -35,9 +35,12 @@ export class RuntimeHandlers {
   readonly #entries: Map<string, HandlerEntry>;
   readonly #probes = new Map<string, ProbeSlot>();
 
-  constructor(defaultHandler: string, entries: HandlerEntry[]) {
+  readonly #reprobeMs: number;
+
+  constructor(defaultHandler: string, entries: HandlerEntry[], opts: { reprobeMs?: number } = {}) {
     this.defaultHandler = defaultHandler;
     this.#entries = new Map(entries.map((e) => [e.name, e]));
+    this.#reprobeMs = opts.reprobeMs ?? REPROBE_MS;
   }
 
   /**
@@ -47,7 +50,7 @@ export class RuntimeHandlers {
    */
   #probe(e: HandlerEntry): ProbeSlot {
     const cur = this.#probes.get(e.name);
-    if (cur && (cur.inflight || cur.result?.available || Date.now() - cur.at < REPROBE_MS)) return cur;
+    if (cur && (cur.inflight || cur.result?.available || Date.now() - cur.at < this.#reprobeMs)) return cur;
     const slot: ProbeSlot = { at: Date.now(), inflight: true, promise: Promise.resolve({ available: false, details: {} }) };
     if (cur?.result) slot.result = cur.result;
     slot.promise = e.probe().catch((err: unknown): ProbeResult => ({
@@ -90,15 +93,18 @@ export class RuntimeHandlers {
   }
 
   /**
-   * Every handler with its probe result. With `wait: false` (Status, which the kubelet polls with
-   * a short deadline) a probe still running reports the handler as not yet available.
+   * Every handler with its probe result. A handler probed again (its last result said unavailable,
+   * REPROBE_MS ago) reports that last result while the new probe runs: the policy asks at every
+   * RunPodSandbox, which would otherwise wait for the probes of every handler this host cannot run
+   * (crun's three runs on cgroup v1: ~50 ms) once per REPROBE_MS, i.e. at nearly every `bulkhead
+   * run` of a user who runs one now and then. With `wait: false` (Status, which the kubelet polls
+   * with a short deadline) a first probe still running reports the handler as not yet available.
    */
   async statuses(opts: { wait?: boolean } = {}): Promise<HandlerStatus[]> {
     return await Promise.all([...this.#entries.values()].map(async (e) => {
       const slot = this.#probe(e);
-      const probe: ProbeResult = opts.wait === false
-        ? slot.result ?? { available: false, reason: 'probe still running', details: {} }
-        : slot.inflight ? await slot.promise : slot.result!;
+      const probe: ProbeResult = slot.result
+        ?? (opts.wait === false ? { available: false, reason: 'probe still running', details: {} } : await slot.promise);
       return { name: e.name, backend: e.backend, isolation: e.isolation, isDefault: e.name === this.defaultHandler, probe };
     }));
   }
