@@ -58,14 +58,14 @@ import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
 import type { ContainerNamespaceRequest } from '../sandbox/pod-sandbox.ts';
 import type { NamespaceChoice } from '../spec.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
-import { resolveBinary } from '../conmon/driver.ts';
+import { resolveBinary, type ConmonDriverOptions } from '../conmon/driver.ts';
 import type { OciLinuxResources, OciNamespace, OciSpec } from '../../oci/spec.ts';
 import { writeCgroupResources } from '../../cgroup/limits.ts';
 import { findStaticBusybox } from '../pause.ts';
 import { classifyRuntimeFailure, runtimeMessage } from '../errors.ts';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
-import { ROOT_APP_ANNOTATION, shellQuote, writeSubcontainerShim } from './subcontainer-shim.ts';
+import { KIND_FILE, ROOT_APP_ANNOTATION, shellQuote, shimKindOf, writeSubcontainerShim } from './subcontainer-shim.ts';
 import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
 import { launchArgv, SANDBOX_NETWORK_ANNOTATION, sandboxNetworkOf, type SandboxLaunch } from './runsc-launch.ts';
 
@@ -187,6 +187,14 @@ export class GvisorBackend extends ConmonBackend {
     ].join('\n');
     writeFileSync(path, script, { mode: 0o700 });
     return path;
+  }
+
+  /** The shim's word for the container (./subcontainer-shim.ts KIND_FILE), next to the config.json it comes from. */
+  protected override prepareCreate(): ConmonDriverOptions['prepareCreate'] {
+    return async (_id, bundle, spec) => {
+      await writeFile(join(bundle, KIND_FILE), `${shimKindOf(spec)}\n`, { mode: 0o600 });
+      return undefined;
+    };
   }
 
   /**

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../util/exec.ts';
 import { launchArgv, SANDBOX_NETWORK_ANNOTATION, sandboxNetworkOf } from './runsc-launch.ts';
-import { writeSubcontainerShim } from './subcontainer-shim.ts';
+import { KIND_FILE, shimKindOf, writeSubcontainerShim } from './subcontainer-shim.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 
 const SYSCTL = '/proc/sys/net/core/rmem_default';
@@ -31,12 +31,16 @@ describe('runsc launch for --network=sandbox', () => {
   });
   after(async () => { await rm(dir, { recursive: true, force: true }); });
 
-  /** A bundle `<dir>/containers/<id>` whose spec carries `network` as the backend's mark ('' = none). */
-  async function bundle(id: string, network: string): Promise<string> {
+  /**
+   * A bundle `<dir>/containers/<id>` whose spec carries `network` as the backend's mark ('' = none),
+   * with the shim's kind file as the backend writes it, or (`kindFile` false) as an older daemon left it.
+   */
+  async function bundle(id: string, network: string, kindFile = true): Promise<string> {
     const b = join(dir, 'containers', id);
     await mkdir(b, { recursive: true });
-    const spec = { annotations: { 'io.kubernetes.cri.container-type': 'sandbox', ...(network ? { [SANDBOX_NETWORK_ANNOTATION]: network } : {}) } };
+    const spec = { ociVersion: '1.0.2', annotations: { 'io.kubernetes.cri.container-type': 'sandbox', ...(network ? { [SANDBOX_NETWORK_ANNOTATION]: network } : {}) } };
     await writeFile(join(b, 'config.json'), JSON.stringify(spec));
+    if (kindFile) await writeFile(join(b, KIND_FILE), `${shimKindOf(spec)}\n`);
     return b;
   }
 
@@ -74,6 +78,22 @@ describe('runsc launch for --network=sandbox', () => {
     assert.deepEqual(await call([...g, 'start', 'sbx2']), { argv: ['--root', join(dir, 'state'), '--network=host', 'start', 'sbx2'], sysctl: 'VISIBLE' });
     await bundle('sbx3', '');
     assert.deepEqual(await call([...g, 'start', 'sbx3']), { argv: [...g, 'start', 'sbx3'], sysctl: 'VISIBLE' });
+  });
+
+  it('a bundle without the kind file (made by an older daemon) is launched as one with it', async () => {
+    const g = ['--root', join(dir, 'state'), '--platform=ptrace', '--network=sandbox'];
+    for (const network of ['sandbox', 'host', '']) {
+      const seen: { argv: string[]; sysctl: string }[][] = [];
+      for (const [id, kindFile] of [[`new-${network}`, true], [`old-${network}`, false]] as const) {
+        const b = await bundle(id, network, kindFile);
+        const calls = [
+          await call([...g, 'create', '--bundle', b, '--pid-file', join(b, 'pidfile'), id]),
+          await call([...g, 'start', id]),
+        ];
+        seen.push(calls.map((c) => ({ ...c, argv: c.argv.map((a) => a.replaceAll(id, 'ID')) })));
+      }
+      assert.deepEqual(seen[0], seen[1], `network mark '${network}'`);
+    }
   });
 
   it('launchArgv: the hidden launch passes argv through as is', async () => {

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killTree, run } from '../../util/exec.ts';
-import { ROOT_APP_ANNOTATION, SUBCONTAINER_MARKER, writeSubcontainerShim } from './subcontainer-shim.ts';
+import { KIND_FILE, ROOT_APP_ANNOTATION, shimKindOf, SUBCONTAINER_MARKER, writeSubcontainerShim } from './subcontainer-shim.ts';
 
 const FAKE_RUNSC = `#!/bin/sh
 echo "$*" >> "$FAKE_DIR/calls"
@@ -104,6 +104,8 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
     const text = JSON.stringify({ ociVersion: '1.0.2', annotations });
     if (sub) assert.ok(text.includes(SUBCONTAINER_MARKER), 'the marker matches what JSON.stringify writes');
     await writeFile(join(b, 'config.json'), text);
+    // as the backend writes it (GvisorBackend.prepareCreate)
+    await writeFile(join(b, KIND_FILE), `${shimKindOf({ ociVersion: '1.0.2', annotations })}\n`);
     return { id, b };
   }
 
@@ -214,18 +216,30 @@ describe('runsc sub-container shim', { skip: arch() !== 'x64' ? 'the conmon stan
 
   it('a one-shot pod\'s container that is its sandbox is created with --network=none; any other create keeps the global flag', async () => {
     const g = [...globals(), '--network=host'];
+    const spec = { ociVersion: '1.0.2', annotations: { [ROOT_APP_ANNOTATION]: 'true', 'io.kubernetes.cri.container-type': 'sandbox' } };
+    assert.equal(shimKindOf(spec), 'root-app');
     const marked = join(dir, 'containers', 'root1');
     await mkdir(marked, { recursive: true });
-    await writeFile(join(marked, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', annotations: { [ROOT_APP_ANNOTATION]: 'true', 'io.kubernetes.cri.container-type': 'sandbox' } }));
+    await writeFile(join(marked, 'config.json'), JSON.stringify(spec));
+    await writeFile(join(marked, KIND_FILE), 'root-app\n');
+    // a bundle of an older daemon: the mark in config.json alone
+    const old = join(dir, 'containers', 'rootold');
+    await mkdir(old, { recursive: true });
+    await writeFile(join(old, 'config.json'), JSON.stringify(spec));
     const plain = (await bundle(false)).b;
-    for (const [b, id] of [[marked, 'root1'], [plain, 'plain1']] as const) {
+    for (const [b, id] of [[marked, 'root1'], [old, 'rootold'], [plain, 'plain1']] as const) {
       const r = await run(shim, [...g, 'create', '--bundle', b, '--pid-file', join(b, 'pidfile'), id], { timeoutMs: 20_000, env: env() });
       assert.equal(r.code, 0, r.stderr);
     }
     const all = await calls();
     const root = join(dir, 'state');
     assert.ok(all.includes(`--root ${root} --platform=ptrace --network=none create --bundle ${marked} --pid-file ${join(marked, 'pidfile')} root1`), all.join('\n'));
+    assert.ok(all.includes(`--root ${root} --platform=ptrace --network=none create --bundle ${old} --pid-file ${join(old, 'pidfile')} rootold`), all.join('\n'));
     assert.ok(all.includes(`--root ${root} --platform=ptrace --network=host create --bundle ${plain} --pid-file ${join(plain, 'pidfile')} plain1`), all.join('\n'));
+    // the kind file is read by the shell itself: no grep (nor any other program found on PATH) runs
+    const noPath = await run(shim, [...g, 'create', '--bundle', marked, '--pid-file', join(marked, 'pidfile'), 'root1'], { timeoutMs: 20_000, env: { FAKE_DIR: dir, PATH: join(dir, 'no-such-dir') } });
+    assert.equal(noPath.code, 0, noPath.stderr);
+    assert.equal((await calls()).at(-1), `--root ${root} --platform=ptrace --network=none create --bundle ${marked} --pid-file ${join(marked, 'pidfile')} root1`);
     // no global --network flag at all: one is added
     const r = await run(shim, [...globals(), 'create', '--bundle', marked, '--pid-file', join(marked, 'pidfile'), 'root1'], { timeoutMs: 20_000, env: env() });
     assert.equal(r.code, 0, r.stderr);

@@ -12,7 +12,11 @@
  *    and once started returns its status (`{"exitStatus":N}`, 128+N after signal N), also when
  *    asked after the exit; it fails with an EOF from the sandbox when the whole sandbox died.
  *
- * What the script does for a sub-container (config.json annotation
+ * The script tells containers apart by the one word the backend writes to `<bundle>/shim-kind`
+ * (KIND_FILE, shimKindOf: from the spec's annotations), read with a shell builtin; a bundle without
+ * it (made by an older daemon) by grepping its config.json for the same marks.
+ *
+ * What the script does for a sub-container (kind 'sub': config.json annotation
  * io.kubernetes.cri.container-type = container); every other call is `exec runsc "$@"`:
  *  - `create`: runs `runsc create` unchanged, then forks a *waiter* that keeps conmon's stdio and
  *    puts the waiter's pid in conmon's --pid-file (runsc wrote the sandbox's there). The shim
@@ -26,7 +30,7 @@
  *  - `delete`: `runsc delete` as asked, then ends a waiter still waiting for a start (a started
  *    one ends by itself when its container dies).
  *  - `create`/`start`/`run` of a sandbox (root container): its network flag as the backend marked
- *    its config.json: ROOT_APP_ANNOTATION: the global `--network=...` flag replaced by
+ *    it: ROOT_APP_ANNOTATION (kind 'root-app'): the global `--network=...` flag replaced by
  *    `--network=none` (added when there was none); with `--network=sandbox` (ShimOptions.sandboxLaunch)
  *    SANDBOX_NETWORK_ANNOTATION 'host': `--network=host`, 'sandbox': start and run launched as
  *    ./runsc-launch.ts says (runsc sets a sandbox's network up at its start).
@@ -37,6 +41,8 @@
  * `--log-format`, `--debug-log` and `--panic-log`; other global flags must be written `--x=y`.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { OciSpec } from '../../oci/spec.ts';
+import { CONTAINER_TYPE_ANNOTATION } from '../conmon-backend.ts';
 import { HIDE_PREFIX, SANDBOX_NETWORK_ANNOTATION, type SandboxLaunch } from './runsc-launch.ts';
 
 /** Marker for a sub-container in a bundle's config.json as JSON.stringify writes it. */
@@ -47,6 +53,29 @@ export const SUBCONTAINER_MARKER = '"io.kubernetes.cri.container-type":"containe
  */
 export const ROOT_APP_ANNOTATION = 'dev.bulkhead.gvisor.root-app';
 const ROOT_APP_MARKER = `"${ROOT_APP_ANNOTATION}":"true"`;
+
+/**
+ * In a bundle dir: what the script does with the container (shimKindOf), one word, written by the
+ * backend before conmon runs. The script reads it with a shell builtin: no grep of config.json
+ * (a process each, ~1-3 ms by the load) at a create or a sandbox's start.
+ */
+export const KIND_FILE = 'shim-kind';
+export type ShimKind = 'sub' | 'root-app' | 'netstack' | 'host' | 'sandbox';
+
+/**
+ * The kind of a container from the marks the backend put in its spec (the script reads the same
+ * marks from config.json when a bundle has no KIND_FILE, one made by an older daemon):
+ * 'root-app' runs --network=none; 'netstack' a sandbox on gVisor's netstack (started as
+ * ShimOptions.sandboxLaunch says); 'host' a sandbox with --network=host; 'sub' a sub-container;
+ * 'sandbox' one with no mark (the global flags as given).
+ */
+export function shimKindOf(spec: OciSpec): ShimKind {
+  const a = spec.annotations ?? {};
+  if (a[ROOT_APP_ANNOTATION] === 'true') return 'root-app';
+  if (a[SANDBOX_NETWORK_ANNOTATION] === 'sandbox') return 'netstack';
+  if (a[SANDBOX_NETWORK_ANNOTATION] === 'host') return 'host';
+  return a[CONTAINER_TYPE_ANNOTATION] === 'container' ? 'sub' : 'sandbox';
+}
 
 export interface ShimOptions {
   /** Absolute path of runsc. */
@@ -68,7 +97,7 @@ export function subcontainerShimScript(o: ShimOptions): string {
 RUNSC=${shellQuote(o.runsc)}
 RUNDIR=${shellQuote(o.runDir)}
 LAUNCH=${shellQuote(o.sandboxLaunch ?? '')}
-cmd=; skip=; n=0
+cmd=; skip=; n=0; kind=
 for a; do
   n=$((n + 1))
   if [ -n "$skip" ]; then skip=; continue; fi
@@ -96,16 +125,28 @@ set_network() {
   exec "$RUNSC" "$@"
 }
 
-# a sandbox's own create/start/run: its network as the backend marked its config.json (see above)
+# the container's kind as the backend wrote it in <bundle>/${KIND_FILE} (read without starting a
+# process); a bundle made by an older daemon has only the marks in its config.json
+kind_of() {
+  kind=
+  if [ -f "$1/${KIND_FILE}" ]; then read -r kind < "$1/${KIND_FILE}" || :; return; fi
+  case $(grep -oF -e '${SUBCONTAINER_MARKER}' -e '${ROOT_APP_MARKER}' -e '"${SANDBOX_NETWORK_ANNOTATION}":"sandbox"' -e '"${SANDBOX_NETWORK_ANNOTATION}":"host"' "$1/config.json" 2>/dev/null) in
+  *'${ROOT_APP_MARKER}'*) kind=root-app ;;
+  *'"${SANDBOX_NETWORK_ANNOTATION}":"sandbox"'*) kind=netstack ;;
+  *'"${SANDBOX_NETWORK_ANNOTATION}":"host"'*) kind=host ;;
+  *'${SUBCONTAINER_MARKER}'*) kind=sub ;;
+  esac
+}
+
+# a sandbox's own create/start/run: its network as the backend marked it (see above)
 sandbox_exec() {
   # without netstack a start needs no mark (a root app's --network=none matters at its create)
   [ -z "$LAUNCH" ] && [ "$cmd" = start ] && exec "$RUNSC" "$@"
-  case $(grep -oF -e '${ROOT_APP_MARKER}' -e '"${SANDBOX_NETWORK_ANNOTATION}":"sandbox"' -e '"${SANDBOX_NETWORK_ANNOTATION}":"host"' "\${bundle:-.}/config.json" 2>/dev/null) in
-  *'${ROOT_APP_MARKER}'*) set_network none "$@" ;;
-  *'"sandbox"')
-    [ "$cmd" != create ] && [ "$LAUNCH" = hide-proc-sys-net ] && exec ${HIDE_PREFIX.map(shellQuote).join(' ')} "$RUNSC" "$@"
-    ;;
-  *'"host"') [ -n "$LAUNCH" ] && set_network host "$@" ;;
+  [ -n "$kind" ] || kind_of "\${bundle:-.}"
+  case $kind in
+  root-app) set_network none "$@" ;;
+  netstack) [ "$cmd" != create ] && [ "$LAUNCH" = hide-proc-sys-net ] && exec ${HIDE_PREFIX.map(shellQuote).join(' ')} "$RUNSC" "$@" ;;
+  host) [ -n "$LAUNCH" ] && set_network host "$@" ;;
   esac
   exec "$RUNSC" "$@"
 }
@@ -119,7 +160,8 @@ create|run)
     prev=$a
   done
   # a pod's one container as its sandbox (ROOT_APP_ANNOTATION) is a sandbox here too
-  if [ "$cmd" = run ] || [ -z "$bundle" ] || [ -z "$pidf" ] || ! grep -qF '${SUBCONTAINER_MARKER}' "$bundle/config.json" 2>/dev/null; then
+  [ -n "$bundle" ] && kind_of "$bundle"
+  if [ "$cmd" = run ] || [ -z "$bundle" ] || [ -z "$pidf" ] || [ "$kind" != sub ]; then
     sandbox_exec "$@"
   fi
   rm -f "$bundle/shim-go" "$bundle/shim-res" "$bundle/shim-start.log" "$bundle/shim.pid"
