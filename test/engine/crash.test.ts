@@ -29,8 +29,9 @@ describe(`engine crash safety (${handler})`, () => {
     assert.ok((await netnsOf(halfPod)).length > 0, 'the half-created pod left a netns behind');
     assert.ok((await conmonsWith(half)).length > 0, 'the half-created container has a conmon');
 
-    // let "quick" exit while no daemon runs
-    await new Promise((r) => setTimeout(r, 2500));
+    // "quick" exits while no daemon runs: its conmon writes the exit code and ends (a fixed wait
+    // of 2.5 s could end before the exit on a loaded host)
+    await waitFor(async () => (await conmonsWith(quick!)).length === 0, 60_000, 'quick to exit while no daemon runs');
 
     const engine = await env.engine();
     const r = (await engine.containerStatus(runner!)).status;

@@ -279,8 +279,7 @@ describe('engine on gVisor', () => {
   });
 
   it('stops with the image stop signal, and kills after the grace period when it is ignored', async () => {
-    // a sub-container's traps are installed a little later than runc's: a longer settle
-    await stopSignalAndGrace(env, engine, handler, 1000);
+    await stopSignalAndGrace(env, engine, handler);
   });
 
   it('reattaches a running sub-container after the daemon is SIGKILLed; cleans a half-created one', async () => {

@@ -245,23 +245,28 @@ export async function crashChild(env: TestEnv, handler: string, mode: string, ex
 
 /**
  * A container stopped with its image's StopSignal (SIGUSR1, trapped: exit 7), and one that ignores
- * SIGTERM killed after the grace period (137); the same case for every handler. `settleMs` lets
- * the workload install its traps first.
+ * SIGTERM killed after the grace period (137); the same case for every handler. Each signal is
+ * sent once the workload's shell has set its trap (it touches a file after the `trap`): the shell
+ * is PID 1 of its namespace, which drops a signal it has no handler for yet (a fixed settle time
+ * lost that race on a loaded host).
  */
-export async function stopSignalAndGrace(env: TestEnv, engine: Engine, handler: string, settleMs: number): Promise<void> {
+export async function stopSignalAndGrace(env: TestEnv, engine: Engine, handler: string): Promise<void> {
+  const trapped = async (id: string): Promise<void> => {
+    await waitFor(async () => (await engine.execSync(id, ['test', '-e', '/tmp/trapped'], 10)).exitCode === 0, 60_000, `the trap of ${id}`);
+  };
   const pod = podConfig();
   const podId = await engine.runPodSandbox(pod, handler);
-  const u = await engine.createContainer(podId, containerConfig(env.usr1, 'usr1', ['sh', '-c', "trap 'exit 7' USR1; while true; do sleep 0.1; done"]), pod);
+  const u = await engine.createContainer(podId, containerConfig(env.usr1, 'usr1', ['sh', '-c', "trap 'exit 7' USR1; touch /tmp/trapped; while true; do sleep 0.1; done"]), pod);
   await engine.startContainer(u);
-  await new Promise((r) => setTimeout(r, settleMs));
+  await trapped(u);
   await engine.stopContainer(u, 20);
   const su = (await engine.containerStatus(u)).status;
   assert.equal(su.state, 'CONTAINER_EXITED');
   assert.equal(su.exitCode, 7);
 
-  const t = await engine.createContainer(podId, containerConfig(env.busybox, 'stubborn', ['sh', '-c', "trap '' TERM; while true; do sleep 0.1; done"]), pod);
+  const t = await engine.createContainer(podId, containerConfig(env.busybox, 'stubborn', ['sh', '-c', "trap '' TERM; touch /tmp/trapped; while true; do sleep 0.1; done"]), pod);
   await engine.startContainer(t);
-  await new Promise((r) => setTimeout(r, settleMs));
+  await trapped(t);
   await engine.stopContainer(t, 1);
   const st = (await engine.containerStatus(t)).status;
   assert.equal(st.state, 'CONTAINER_EXITED');

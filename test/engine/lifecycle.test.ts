@@ -128,7 +128,7 @@ describe(`engine lifecycle (${handler})`, () => {
   });
 
   it('stops with the image stop signal, and kills after the grace period when it is ignored', async () => {
-    await stopSignalAndGrace(env, engine, handler, 300);
+    await stopSignalAndGrace(env, engine, handler);
   });
 
   it('reports OOMKilled and holds a fork bomb with the pids limit', async () => {
