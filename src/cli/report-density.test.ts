@@ -32,11 +32,16 @@ test('a pod\'s processes: by cgroup or by a command line naming it, with their d
 test('readProcs, PSS and leftovers see a real process and a real cgroup that name an id', async () => {
   const id = randomBytes(16).toString('hex');
   const child = spawn('sh', ['-c', 'sleep 60; :', id], { stdio: 'ignore' });
+  const exited = new Promise((r) => child.once('exit', r));
   let cg = '';
+  let pids: number[] = [];
   try {
-    await new Promise((r) => setTimeout(r, 200));
-    const procs = await readProcs();
-    const pids = podPids(procs, [id], []);
+    // the shell names the id once it has exec'd, and has its sleep once it forked: waited for (a
+    // fixed 200 ms was not always enough on a loaded host)
+    for (let i = 0; i < 300 && pids.length < 2; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      pids = podPids(await readProcs(), [id], []);
+    }
     assert.ok(pids.includes(child.pid!), 'the shell names the id');
     assert.equal(pids.length, 2, 'and its sleep child comes with it');
     assert.ok((await pssBytes(child.pid!)) > 0);
@@ -51,10 +56,11 @@ test('readProcs, PSS and leftovers see a real process and a real cgroup that nam
     assert.ok(left.includes(`process ${child.pid}`), left.join(', '));
     if (cg) assert.ok(left.includes(`cgroup ${cg}`), left.join(', '));
   } finally {
+    for (const pid of pids) if (pid !== child.pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     child.kill('SIGKILL');
+    await exited;
     if (cg) await rmdir(cg).catch(() => {});
   }
-  await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(await leftovers([id], new Set([process.pid])), []);
 });
 
