@@ -6,6 +6,7 @@
  * root container) instead of a sandbox container with the app inside it (gVisor: one runsc
  * sandbox per run, as podman makes it). Hostile input like every annotation: what it can do is
  * make the pod refuse a second container while one exists (the backend decides whether it applies),
- * and have its containers' writable layers mounted unsynced (engine: nothing reads them again).
+ * have its containers' writable layers mounted unsynced (engine: nothing reads them again), and on
+ * runc/crun have its containers make IPC and UTS namespaces of their own (nothing pinned).
  */
 export const SINGLE_CONTAINER_ANNOTATION = 'io.bulkhead.single-container';

@@ -3,7 +3,7 @@
 // sysctl guard, and a daemon killed right after pinning.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import type { Engine } from '../../src/engine/engine.ts';
 import type * as cri from '../../src/api/cri.ts';
 import { ensurePinns } from '../../src/runtime/helpers/pinns.ts';
 import { decisionWith } from '../../src/policy/decision.ts';
+import { SINGLE_CONTAINER_ANNOTATION } from '../../src/api/annotations.ts';
 
 const OWN_PID = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } as const;
 
@@ -74,6 +75,37 @@ describe('pods without a pause container (runc, pinned namespaces)', () => {
     assert.equal(await nsOf(a, 'pid'), await nsOf(b, 'pid'));
     await engine.removePodSandbox(podId);
     assert.deepEqual(await sandboxRecords(podId), []);
+    assert.deepEqual(await mountsUnder(env.runDir), []);
+  });
+
+  it('a one-shot pod (run --rm) pins nothing: its container makes its own IPC and UTS (with the pod\'s hostname) in the pod netns; with sysctls it pins as any pod', async () => {
+    const oneShot = { [SINGLE_CONTAINER_ANNOTATION]: 'true' };
+    const pod = podConfig({ hostname: 'one-shot-host', annotations: oneShot, linux: { securityContext: { namespaceOptions: OWN_PID } } });
+    const podId = await engine.runPodSandbox(pod, 'runc');
+    const podDir = join(env.runDir, 'pods', podId);
+    try {
+      assert.deepEqual(await sandboxRecords(podId), [], 'no pause container');
+      assert.equal(existsSync(join(podDir, 'ns')), false, 'no namespace pinned');
+      const a = await sleeper(podId, pod, 'a');
+      for (const kind of ['ipc', 'uts']) assert.notEqual(await nsOf(a, kind), await readlink(`/proc/self/ns/${kind}`), `a ${kind} namespace of its own, not the host's`);
+      assert.equal((await engine.execSync(a, ['hostname'], 10)).stdout.toString().trim(), 'one-shot-host');
+      const [netns] = await netnsOf(podId);
+      assert.ok(netns, 'the pod netns is there');
+      assert.equal(await nsOf(a, 'net'), `net:[${(await stat(join('/run/netns', netns))).ino}]`, 'in the pod netns');
+    } finally {
+      await engine.removePodSandbox(podId);
+    }
+    assert.deepEqual(await mountsUnder(env.runDir), []);
+    assert.deepEqual(await netnsOf(podId), []);
+    assert.equal(existsSync(podDir), false);
+
+    const withSysctls = podConfig({ annotations: oneShot, linux: { sysctls: { 'kernel.shmmax': '123456789' }, securityContext: { namespaceOptions: OWN_PID } } });
+    const pinnedId = await engine.runPodSandbox(withSysctls, 'runc');
+    try {
+      assert.ok(existsSync(join(env.runDir, 'pods', pinnedId, 'ns', 'ipc')), 'the helper sets sysctls in a pinned namespace');
+    } finally {
+      await engine.removePodSandbox(pinnedId);
+    }
     assert.deepEqual(await mountsUnder(env.runDir), []);
   });
 

@@ -9,6 +9,7 @@
  *  - A pause container (`buildPauseSpec`): when the pod shares one PID namespace (that needs a
  *    process to own it), when pinning is off, or when the helper cannot be built. Containers join
  *    /proc/<pause pid>/ns/{ipc,uts,pid}.
+ *  - Nothing, for a one-shot pod (`ownNamespaces`): its one container makes its own IPC and UTS.
  *
  * The network namespace is the pod's (network/), named by path in every container's spec.
  * Port-forward enters it with nsenter. Removal: containers, then the pause, then the pins.
@@ -20,11 +21,26 @@ import type { Logger } from '../../util/log.ts';
 import type { NamespaceChoice } from '../spec.ts';
 import { checkPinnableSysctls, ensurePinns, pinNamespaces, unpinNamespaces } from '../helpers/pinns.ts';
 import { destroyInOrder, dialHost, dialNetns, stopSandbox } from './common.ts';
-import type {
-  ContainerNamespaceRequest, PodConnection, PodSandbox, PodSandboxPlan, PodSandboxSpec, PodSandboxState, SandboxCreateOptions,
+import {
+  SINGLE_CONTAINER_ANNOTATION,
+  type ContainerNamespaceRequest, type PodConnection, type PodSandbox, type PodSandboxPlan, type PodSandboxSpec, type PodSandboxState, type SandboxCreateOptions,
 } from './pod-sandbox.ts';
 
 interface PinPlan { bin: string; ipc?: string; uts?: string }
+
+/** The plan of a one-shot pod whose one container makes its own IPC and UTS namespaces: nothing is held. */
+const OWN_NAMESPACES = 'own-namespaces';
+
+/**
+ * A one-shot pod (SINGLE_CONTAINER_ANNOTATION, `bulkhead run --rm`) has no second container to
+ * share IPC and UTS with: its container makes them itself (runc sets the pod's hostname in its
+ * new UTS namespace), as podman's container does, and nothing is pinned at creation or unpinned at
+ * removal (two helper processes less on every run). Not with sysctls (the pinning helper sets those)
+ * nor with a pod-wide PID namespace (a pause process holds that).
+ */
+function ownNamespaces(pod: PodSandboxSpec): boolean {
+  return pod.annotations?.[SINGLE_CONTAINER_ANNOTATION] === 'true' && pod.pid !== 'POD' && Object.keys(pod.sysctls).length === 0;
+}
 
 export class NamespacesJoined implements PodSandbox {
   readonly kind = 'namespaces-joined' as const;
@@ -38,6 +54,7 @@ export class NamespacesJoined implements PodSandbox {
   }
 
   async plan(pod: PodSandboxSpec): Promise<PodSandboxPlan> {
+    if (ownNamespaces(pod)) return { sandboxContainer: false, detail: OWN_NAMESPACES };
     const pins = await this.#pinPlan(pod);
     return pins ? { sandboxContainer: false, detail: pins } : { sandboxContainer: true };
   }
@@ -65,6 +82,7 @@ export class NamespacesJoined implements PodSandbox {
   }
 
   async create(pod: PodSandboxSpec, plan: PodSandboxPlan, opts: SandboxCreateOptions): Promise<PodSandboxState> {
+    if (plan.detail === OWN_NAMESPACES) return { sandboxId: '', namespacePaths: {} };
     const pins = plan.detail as PinPlan | undefined;
     if (pins && !plan.sandboxContainer) {
       await mkdir(join(pod.podDir, 'ns'), { mode: 0o700 });
