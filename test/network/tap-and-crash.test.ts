@@ -87,7 +87,9 @@ describe('recovery after a daemon killed during setup()', () => {
       process.stdout.write('done');`;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(root)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let killed = false;
-    for (let i = 0; i < 400 && child.exitCode === null; i++) {
+    // polled until the child ends by itself, however long its start takes (a cap of 400 polls, ~2 s,
+    // could run out before a slow Node.js start under load reached setup())
+    while (child.exitCode === null && child.signalCode === null) {
       if ((await readdir('/run/netns').catch(() => [] as string[])).some((n) => n.startsWith(`bulkhead-kc${tag}`))) {
         child.kill('SIGKILL');
         killed = true;

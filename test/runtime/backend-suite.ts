@@ -235,7 +235,9 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
       assert.match(r.stdout.toString(), /is-a-tty/);
       // gVisor imports the host pty into the sandbox (fd -> "host:[N]"): isatty holds, ttyname does not
       if (backend.isolation !== 'user-kernel') assert.match(r.stdout.toString(), /\/dev\/pts\/\d+/);
-      const p = await backend.execInteractive(id, { args: ['sh', '-c', 'sleep 0.5; stty size'], tty: true });
+      // the size is read once the resize took effect (bounded, 30 s), not after a fixed 0.5 s that
+      // a loaded host could spend before the resize reached the terminal
+      const p = await backend.execInteractive(id, { args: ['sh', '-c', 'i=0; while [ "$(stty size)" != "33 91" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; stty size'], tty: true });
       await p.resize(91, 33);
       const out: Buffer[] = [];
       p.stdout.on('data', (b: Buffer) => out.push(b));

@@ -12,14 +12,17 @@ import { exists, writeCtl, type ConmonContext } from './shared.ts';
 
 /**
  * Perl (perl-base is Essential on Debian) bridges conmon's SOCK_SEQPACKET attach socket, which
- * Node cannot open, to stdio: packets out as [type:1][len:4 BE][data], stdin bytes in raw.
+ * Node cannot open, to stdio: packets out as [type:1][len:4 BE][data], stdin bytes in raw. Once
+ * connected it says so with an empty packet of type CONNECTED (conmon's own types are 1 to 3).
  */
+const CONNECTED = 0xff;
 const ATTACH_HELPER = String.raw`
 use strict; use Socket; use IO::Select;
 my ($dir, $name) = @ARGV; chdir($dir) or die "chdir: $!\n";
 socket(my $s, AF_UNIX, SOCK_SEQPACKET, 0) or die "socket: $!\n";
 connect($s, pack_sockaddr_un($name)) or die "connect: $!\n";
 binmode(STDOUT); binmode(STDIN); $| = 1;
+syswrite(STDOUT, chr(${CONNECTED}) . pack('N', 0));
 my $sel = IO::Select->new($s, \*STDIN); my $in_open = 1;
 while (1) {
   for my $fh ($sel->can_read()) {
@@ -43,7 +46,8 @@ export interface AttachSession {
   stderr: PassThrough | null;
   ended: Promise<void>;
   close: () => void;
-  connected: () => boolean;
+  /** Settles true once the helper is connected to the attach socket, false if it ended before. */
+  connected: Promise<boolean>;
 }
 
 /** Connects to the attach socket in `dir` and turns conmon's packets into stdout/stderr streams. */
@@ -52,7 +56,9 @@ export function connectAttach(dir: string, o: { stdin: boolean; tty: boolean }, 
   const stdout = new PassThrough();
   const stderr = o.tty ? null : new PassThrough();
   let buf: Buffer = Buffer.alloc(0);
-  let connected = false;
+  let setConnected: (ok: boolean) => void = () => {};
+  const connected = new Promise<boolean>((resolve) => { setConnected = resolve; });
+  helper.on('error', () => setConnected(false));
   let helperErr = '';
   helper.stderr!.on('data', (b: Buffer) => { if (helperErr.length < 65536) helperErr += b.toString(); });
   helper.stdout!.on('data', (b: Buffer) => {
@@ -63,13 +69,13 @@ export function connectAttach(dir: string, o: { stdin: boolean; tty: boolean }, 
       const type = buf[0]!;
       const data = buf.subarray(5, 5 + len);
       buf = buf.subarray(5 + len);
-      if (type === 3 && stderr) stderr.write(data); else stdout.write(data);
+      if (type === CONNECTED) setConnected(true);
+      else if (type === 3 && stderr) stderr.write(data); else stdout.write(data);
     }
   });
-  // perl connects synchronously at start; treat "alive for a moment without error" as connected
-  setTimeout(() => { if (helper.exitCode === null) connected = true; }, 30);
   const ended = new Promise<void>((resolve) => {
     helper.on('close', () => {
+      setConnected(false);
       if (helperErr.trim()) log.debug('attach helper', { err: helperErr.trim() });
       stdout.end();
       stderr?.end();
@@ -84,7 +90,7 @@ export function connectAttach(dir: string, o: { stdin: boolean; tty: boolean }, 
     helper.stdin!.on('error', () => {});
   }
   return {
-    helper, stdin, stdout, stderr, ended, connected: () => connected,
+    helper, stdin, stdout, stderr, ended, connected,
     close: () => { helper.kill('SIGTERM'); },
   };
 }
@@ -95,11 +101,7 @@ export async function attachContainer(ctx: ConmonContext, id: string, opts: Atta
   const dir = ctx.bundleDir(id);
   if (!(await exists(join(dir, 'attach')))) throw new FailedPreconditionError(`container ${id} has no attach socket (not running under conmon)`);
   const session = connectAttach(dir, { stdin: opts.stdin === true && meta.stdin, tty: meta.tty }, ctx.log);
-  await new Promise<void>((resolve, reject) => {
-    session.helper.once('error', reject);
-    setTimeout(resolve, 50);
-  });
-  if (session.helper.exitCode !== null) throw new FailedPreconditionError(`cannot attach to ${id}: conmon is not serving it`);
+  if (!(await session.connected)) throw new FailedPreconditionError(`cannot attach to ${id}: conmon is not serving it`);
   return {
     stdin: session.stdin,
     stdout: session.stdout,

@@ -12,7 +12,7 @@ import type { ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProces
 import { classifyRuntimeFailure } from '../errors.ts';
 import type { OciProcess } from '../../oci/spec.ts';
 import { connectAttach } from './attach.ts';
-import { existsSyncCheck, MAX_OUTPUT, readInt, RUNTIME_TIMEOUT, signalsNumber, sleep, writeCtl, type ConmonContext } from './shared.ts';
+import { existsSyncCheck, MAX_OUTPUT, readInt, RUNTIME_TIMEOUT, signalsNumber, writeCtl, type ConmonContext } from './shared.ts';
 import { readSyncPipe } from './sync-pipe.ts';
 
 /** The process spec of an exec: the container's process with the request's args, env, cwd, user and terminal. */
@@ -215,9 +215,11 @@ function startExecSession(ctx: ConmonContext, id: string, dir: string, args: str
       // the attach socket exists: connect, then let conmon start the process
       const session = connectAttach(dir, { stdin: opts.stdin === true, tty: opts.tty === true }, ctx.log);
       session.helper.on('error', (e) => fail(e));
-      // give the helper time to connect before conmon starts the process, or early output is lost
+      // conmon starts the process once the helper is connected, or early output is lost (a fixed
+      // 1 s wait for it lost the output of a short exec when perl started slowly on a loaded host)
       void (async () => {
-        for (let i = 0; i < 100 && !session.connected(); i++) await sleep(10);
+        await session.connected;
+        if (settled) return;
         startPipe.write('0');
         startPipe.destroy();
         settled = true;
