@@ -95,6 +95,48 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     assert.ok(!existsSync(join(root, 'vmhost.sock')), 'its socket goes with it');
   });
 
+  it('a host that dies takes every pod VM with it, each container reporting why; the next pod starts a new host', async () => {
+    // the blast radius of `--supervisor node`, as README says: no VMM outlives the host (pdeathsig),
+    // no container is left "running" (each shim exits 255 with the reason), and the node recovers
+    const crash = [`ns-k1-${process.pid}`, `ns-k2-${process.pid}`];
+    ids.push(...crash);
+    const cs = [];
+    for (const id of crash) {
+      const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
+      assert.equal(c.code, 0, c.err());
+      assert.equal((await vm(root, ['start', id])).code, 0);
+      cs.push(c);
+    }
+    const vmms = crash.map((id) => Number(readFileSync(join(podDir(root, id), 'vmm.pid'), 'utf8')));
+    const host = ppid(vmms[0]!);
+    assert.equal(ppid(vmms[1]!), host);
+    process.kill(host, 'SIGKILL');
+    for (const c of cs) await c.done;
+    await waitFor(() => vmms.every((p) => !running(p)), 'every VMM of the dead host to end', 20_000);
+    for (const [i, id] of crash.entries()) {
+      const st = JSON.parse((await vm(root, ['state', id])).stdout) as { status: string; annotations: Record<string, string> };
+      assert.equal(st.status, 'stopped', `${id} is stopped`);
+      assert.equal(st.annotations['io.bulkhead.vm.exit-code'], '255');
+      assert.match(st.annotations['io.bulkhead.vm.exit-reason'] ?? '', /supervisor went away/);
+      assert.match(cs[i]!.err(), /supervisor went away/);
+    }
+    // the next sandbox's create finds no host answering and starts one
+    const next = `ns-k3-${process.pid}`;
+    ids.push(next);
+    const c = await createWithPipes(root, next, makeBundle(dir, next, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
+    assert.equal(c.code, 0, c.err());
+    assert.equal((await vm(root, ['start', next])).code, 0);
+    const host2 = ppid(Number(readFileSync(join(podDir(root, next), 'vmm.pid'), 'utf8')));
+    assert.notEqual(host2, host);
+    assert.match(readFileSync(`/proc/${host2}/cmdline`, 'utf8'), /\0_vmhost(\0|$)/);
+    assert.equal((await vm(root, ['exec', next, 'true'])).code, 0, 'the new host serves');
+    for (const id of crash) assert.equal((await vm(root, ['delete', id])).code, 0, `${id}: a stopped sandbox is deleted without --force`);
+    for (const id of crash) assert.ok(!existsSync(podDir(root, id)));
+    assert.equal((await vm(root, ['delete', '--force', next])).code, 0);
+    // the next test needs a fresh host (its start sweeps orphans): this one leaves once idle
+    await waitFor(() => !alive(host2), 'the idle host to leave', IDLE_EXIT_MS + 15_000);
+  });
+
   it('a new host ends a pod VM that outlived its supervisor: its processes (recorded or only in its cgroup), cgroups and slots; the dir stays for delete', async () => {
     // A VMM outlives its host only when setpriv's pdeathsig missed (the host died between the fork
     // and the prctl): a fault we cannot cause, so stand-ins play the orphan — one process recorded as
