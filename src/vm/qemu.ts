@@ -36,12 +36,16 @@ export function qemuArgs(cfg: VmConfig): string[] {
     `tsc_early_khz=${khz}`, 'tsc=reliable', `lpj=${Math.round((khz * 1000) / 250)}`,
     ...(cfg.kernelArgs ?? []),
   ].join(' ');
+  const merge = cfg.memMerge ? 'on' : 'off';
   const args = [
     '-name', `bulkhead-${cfg.name},process=bulkhead-vm-${cfg.name}`,
     // vhost-user-fs needs the guest RAM in shared memory the file server can map; a template's RAM is a file its clones map
-    '-M', `microvm,x-option-roms=off,rtc=on${cfg.fsSocket || cfg.memFile ? ',memory-backend=mem' : ''}`,
-    ...(cfg.memFile ? ['-object', `memory-backend-file,id=mem,size=${cfg.memoryMiB}M,mem-path=${safePath(cfg.memFile.path, 'template memory file')},share=${cfg.memFile.share ? 'on' : 'off'}`]
-      : cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on`] : []),
+    // mem-merge/merge: whether the host's KSM may merge this guest's RAM with other processes' (QEMU's
+    // default: yes). Off unless asked (VmConfig.memMerge): KSM merges across every VM of the host,
+    // whatever their trust level, and a merged page's copy-on-write timing tells one guest what another holds
+    '-M', `microvm,x-option-roms=off,rtc=on,mem-merge=${merge}${cfg.fsSocket || cfg.memFile ? ',memory-backend=mem' : ''}`,
+    ...(cfg.memFile ? ['-object', `memory-backend-file,id=mem,size=${cfg.memoryMiB}M,mem-path=${safePath(cfg.memFile.path, 'template memory file')},share=${cfg.memFile.share ? 'on' : 'off'},merge=${merge}`]
+      : cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on,merge=${merge}`] : []),
     // tb-size: TCG's translation buffer (QEMU's default is 1 GiB here); what a guest ran stays resident up to it
     '-accel', cfg.accel === 'tcg' && cfg.tbSizeMiB ? `tcg,tb-size=${cfg.tbSizeMiB}` : cfg.accel,
     '-cpu', cfg.accel === 'kvm' ? 'host' : 'max',

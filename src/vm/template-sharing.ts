@@ -4,6 +4,7 @@
  * microvm backend read them without loading QEMU's driver and the pod supervisor.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 
 /**
@@ -28,4 +29,15 @@ export function templateScope(sharing: TemplateSharing, trustLevel: string | und
   // with other characters is hashed (never merged with another level)
   if (!trustLevel) return 'level:(unknown)';
   return /^[A-Za-z0-9_.-]{1,64}$/.test(trustLevel) ? `level:${trustLevel}` : `level:#${createHash('sha256').update(trustLevel).digest('hex').slice(0, 16)}`;
+}
+
+/**
+ * Whether the host's KSM runs (`/sys/kernel/mm/ksm/run`; undefined: no KSM in this kernel). It merges
+ * only the RAM of clones of a node-wide template (template_sharing `node`, qemu.ts mem-merge): a
+ * merged page's copy-on-write timing tells one guest what another holds, so never across levels.
+ */
+export function hostKsm(runFile = '/sys/kernel/mm/ksm/run'): 'on' | 'off' | undefined {
+  let v: string;
+  try { v = readFileSync(runFile, 'utf8').trim(); } catch { return undefined; }
+  return v === '1' ? 'on' : 'off';
 }

@@ -91,7 +91,7 @@ export function templateKeys(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, 
 interface TemplateMeta extends TemplateKeys { kernelRelease: string; agentVersion: number; qemuVersion: string; built: string; buildMs: number }
 
 function imageOf(dir: string, meta: TemplateMeta): TemplateImage {
-  return { key: meta.key, memFile: join(dir, 'memory'), stateFile: join(dir, 'state'), kernel: meta.kernelRelease, agentVersion: meta.agentVersion };
+  return { key: meta.key, memFile: join(dir, 'memory'), stateFile: join(dir, 'state'), kernel: meta.kernelRelease, agentVersion: meta.agentVersion, nodeWide: meta.inputs.scope === 'node' };
 }
 
 async function readMeta(dir: string): Promise<TemplateMeta | undefined> {

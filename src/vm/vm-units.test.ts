@@ -143,6 +143,18 @@ describe('pod network for the VM', () => {
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '0' }), undefined, '0: QEMU\'s default');
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8,x=1' }), CLONE_TB_MIB, 'anything else: the default');
   });
+  it('keeps the guest RAM out of the host\'s KSM unless asked (a clone of a node-wide template): merged pages leak across trust levels', () => {
+    const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, accel: 'tcg' as const, drives: [], consoleLog: '/c', workDir: '/w' };
+    const machine = (a: string[]): string => a[a.indexOf('-M') + 1]!;
+    const backend = (a: string[]): string => a[a.indexOf('-object') + 1]!;
+    assert.match(machine(qemuArgs(base)), /,mem-merge=off(,|$)/, 'a booted VM\'s RAM');
+    assert.match(backend(qemuArgs({ ...base, fsSocket: '/w/fs.sock' })), /^memory-backend-memfd,.*,merge=off$/);
+    const clone = { ...base, incoming: '/t/state', memFile: { path: '/t/memory', share: false } };
+    assert.match(machine(qemuArgs(clone)), /,mem-merge=off,/);
+    assert.match(backend(qemuArgs(clone)), /^memory-backend-file,.*,share=off,merge=off$/);
+    assert.match(machine(qemuArgs({ ...clone, memMerge: true })), /,mem-merge=on,/);
+    assert.match(backend(qemuArgs({ ...clone, memMerge: true })), /,merge=on$/);
+  });
 });
 
 describe('microvm backend options', () => {
@@ -261,6 +273,24 @@ describe('guest agent protocol', () => {
 });
 
 describe('VM templates (units)', () => {
+  it('reads whether the host runs KSM (doctor says so: it merges only clones of a node-wide template)', async () => {
+    const { hostKsm } = await import('./template-sharing.ts');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const d = mkdtempSync(join(tmpdir(), 'bh-ksm-'));
+    try {
+      writeFileSync(join(d, 'run'), '0\n');
+      assert.equal(hostKsm(join(d, 'run')), 'off');
+      writeFileSync(join(d, 'run'), '1\n');
+      assert.equal(hostKsm(join(d, 'run')), 'on');
+      writeFileSync(join(d, 'run'), '2\n');
+      assert.equal(hostKsm(join(d, 'run')), 'off', '2: unmerging, not merging');
+      assert.equal(hostKsm(join(d, 'missing')), undefined, 'no KSM in the kernel: nothing to say');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
   it('keys a template by every input and its sharing scope; the family ignores file identities', async () => {
     const { templateKeys, templateScope, parseTemplateSharing } = await import('./template.ts');
     const { mkdtempSync, writeFileSync, utimesSync } = await import('node:fs');

@@ -426,7 +426,7 @@ export class PodVmSupervisor {
     await rm(join(o.podDir, 'qmp.sock'), { force: true });
     const t0 = performance.now();
     const tb = cloneTbMiB();
-    this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}) });
+    this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
     this.#vm.control.on('error', () => {});
     this.#live();
     await this.#placeVmm();

@@ -58,6 +58,11 @@ export interface VmConfig {
   qmp?: string;
   /** Start waiting for a migration stream read from this file (a template's saved state), delivered over QMP. QEMU only. */
   incoming?: string;
+  /**
+   * Let the host's KSM merge the guest RAM with identical pages of other processes (QEMU's
+   * mem-merge; absent = not). Only for a clone of a node-wide template (template_sharing node).
+   */
+  memMerge?: boolean;
   /** TCG's translation buffer in MiB (`-accel tcg,tb-size=`); absent = QEMU's default. QEMU under TCG only. */
   tbSizeMiB?: number;
 }
@@ -119,6 +124,8 @@ export interface TemplateImage {
   /** The agent's hello at build time: kernel release and protocol version. */
   kernel: string;
   agentVersion: number;
+  /** Its scope is the whole node (template_sharing node): its clones may share pages with every pod (VmConfig.memMerge). */
+  nodeWide: boolean;
 }
 
 /** The sizing and layout a template must match to be cloned. */

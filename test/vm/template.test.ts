@@ -103,13 +103,17 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     // anonymous memory by mapping: the guest RAM (the template file), TCG's buffer (the one rwx mapping), the rest
     let guest = 0, tb = 0, rest = 0, kind = '';
+    const guestFlags: string[] = [];
     for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
       const h = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ \d+\s*(.*)$/.exec(line);
       if (h) { kind = h[2]!.endsWith('/memory') ? 'guest' : h[1]!.includes('x') && !h[2] ? 'tb' : 'rest'; continue; }
+      if (kind === 'guest' && line.startsWith('VmFlags:')) guestFlags.push(...line.slice(8).trim().split(' '));
       const a = /^Anonymous:\s+(\d+) kB$/.exec(line);
       if (a) { const kb = Number(a[1]); if (kind === 'guest') guest += kb; else if (kind === 'tb') tb += kb; else rest += kb; }
     }
     assert.ok(guest > 0, 'the guest wrote some pages of its own (copy-on-write)');
+    // a clone of a trust level's template: the host's KSM (where it runs) never merges its pages with another VM's (`mg`: MADV_MERGEABLE)
+    assert.ok(guestFlags.length > 0 && !guestFlags.includes('mg'), `the guest RAM is not mergeable (VmFlags ${guestFlags.join(' ')})`);
     assert.ok(tb <= CLONE_TB_MIB * 1024 + 2048, `TCG buffer resident ${tb} KiB, at most ${CLONE_TB_MIB} MiB (+ its prologue)`);
     // measured ~19 MiB (heap, arenas, relocated binary and libraries); with the kernel image held ~33 MiB
     assert.ok(rest < 26 * 1024, `QEMU's own anonymous memory outside guest RAM and the TCG buffer is ${Math.round(rest / 1024)} MiB (< 26)`);
@@ -182,5 +186,26 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const refused = await createWithPipes(root, `cr-${process.pid}`, mountSpec('cr', `tpb-${process.pid}`), assets);
     assert.notEqual(refused.code, 0);
     assert.match(refused.err(), /started from a VM template without a volume share/);
+  });
+
+  it('a clone of a node-wide template (template_sharing node) lets the host\'s KSM merge its RAM; a trust level\'s does not', async () => {
+    const guestFlags = (id: string): string[] => {
+      const pid = (JSON.parse(readFileSync(join(podDir(root, id), 'vmm.proc'), 'utf8')) as { pid: number }).pid;
+      const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+      const at = smaps.search(/ \S+\/templates\/[0-9a-f]{32}\/memory\n/);
+      assert.ok(at > 0, `${id}'s guest RAM is its template's file`);
+      return /\nVmFlags:([^\n]*)/.exec(smaps.slice(at))![1]!.trim().split(' ');
+    };
+    assert.ok(!guestFlags(`tpy-${process.pid}`).includes('mg'), 'a clone of a level\'s template: not mergeable');
+    const saved = process.env.BULKHEAD_VM_TEMPLATE_SHARING;
+    process.env.BULKHEAD_VM_TEMPLATE_SHARING = 'node';
+    try {
+      const id = `tpn-${process.pid}`;
+      await sandbox(id);
+      assert.ok(existsSync(join(podDir(root, id), 'template.json')), 'a clone');
+      assert.ok(guestFlags(id).includes('mg'), 'a clone of the node\'s template: mergeable');
+    } finally {
+      if (saved === undefined) delete process.env.BULKHEAD_VM_TEMPLATE_SHARING; else process.env.BULKHEAD_VM_TEMPLATE_SHARING = saved;
+    }
   });
 });
