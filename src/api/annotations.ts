@@ -7,6 +7,7 @@
  * sandbox per run, as podman makes it). Hostile input like every annotation: what it can do is
  * make the pod refuse a second container while one exists (the backend decides whether it applies),
  * have its containers' writable layers mounted unsynced (engine: nothing reads them again), and on
- * runc/crun have its containers make IPC and UTS namespaces of their own (nothing pinned).
+ * runc/crun have its containers make IPC and UTS namespaces of their own, and on the loopback-only
+ * network their netns too (nothing pinned; port-forward refused).
  */
 export const SINGLE_CONTAINER_ANNOTATION = 'io.bulkhead.single-container';

@@ -221,7 +221,8 @@ async function createPodWith(
         const [, , netR, rootfs] = await settleAll([
           mkdir(podDir, { recursive: true, mode: 0o711 }),
           logDirs,
-          networkFor(ctx, mode).setup(netRequest(rec, mode), signal),
+          // a container that makes its own loopback-only netns needs none of the pod's (plan.ownNetwork)
+          mode === 'none' && plan.ownNetwork ? Promise.resolve({ netnsPath: null, ips: [] }) : networkFor(ctx, mode).setup(netRequest(rec, mode), signal),
           runtime.pauseId ? pauseRootfsOf(ctx) : Promise.resolve(''),
         ] as const);
         pauseR = rootfs;

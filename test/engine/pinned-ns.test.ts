@@ -5,6 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testEnv, podConfig, containerConfig, mountsUnder, netnsOf, crashChild, type TestEnv } from './helpers.ts';
@@ -78,7 +79,7 @@ describe('pods without a pause container (runc, pinned namespaces)', () => {
     assert.deepEqual(await mountsUnder(env.runDir), []);
   });
 
-  it('a one-shot pod (run --rm) pins nothing: its container makes its own IPC and UTS (with the pod\'s hostname) in the pod netns; with sysctls it pins as any pod', async () => {
+  it('a one-shot pod (run --rm) pins nothing: its container makes its own IPC, UTS (with the pod\'s hostname) and loopback-only netns (lo up); no port-forward; with sysctls it pins as any pod', async () => {
     const oneShot = { [SINGLE_CONTAINER_ANNOTATION]: 'true' };
     const pod = podConfig({ hostname: 'one-shot-host', annotations: oneShot, linux: { securityContext: { namespaceOptions: OWN_PID } } });
     const podId = await engine.runPodSandbox(pod, 'runc');
@@ -89,9 +90,14 @@ describe('pods without a pause container (runc, pinned namespaces)', () => {
       const a = await sleeper(podId, pod, 'a');
       for (const kind of ['ipc', 'uts']) assert.notEqual(await nsOf(a, kind), await readlink(`/proc/self/ns/${kind}`), `a ${kind} namespace of its own, not the host's`);
       assert.equal((await engine.execSync(a, ['hostname'], 10)).stdout.toString().trim(), 'one-shot-host');
-      const [netns] = await netnsOf(podId);
-      assert.ok(netns, 'the pod netns is there');
-      assert.equal(await nsOf(a, 'net'), `net:[${(await stat(join('/run/netns', netns))).ino}]`, 'in the pod netns');
+      // the loopback-only network of the test engine ('none'): the container's own netns, lo up, nothing else
+      assert.deepEqual(await netnsOf(podId), [], 'no pod netns made');
+      assert.notEqual(await nsOf(a, 'net'), await readlink('/proc/self/ns/net'), 'a netns of its own, not the host\'s');
+      const links = (await engine.execSync(a, ['sh', '-c', 'ls /sys/class/net; cat /sys/class/net/lo/flags'], 10)).stdout.toString().trim().split('\n');
+      assert.deepEqual(links.slice(0, -1), ['lo'], 'loopback only');
+      assert.equal(Number(links.at(-1)) & 1, 1, 'lo is up (IFF_UP)');
+      // port-forward is refused (the host's loopback is not the pod's)
+      await assert.rejects(engine.portForward(podId, 80, new PassThrough(), AbortSignal.timeout(10_000)), { code: 'Unimplemented' });
     } finally {
       await engine.removePodSandbox(podId);
     }

@@ -16,6 +16,7 @@
  */
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { UnimplementedError } from '../../errors.ts';
 import type { ContainerRuntime } from '../backend.ts';
 import type { Logger } from '../../util/log.ts';
 import type { NamespaceChoice } from '../spec.ts';
@@ -35,8 +36,9 @@ const OWN_NAMESPACES = 'own-namespaces';
  * A one-shot pod (SINGLE_CONTAINER_ANNOTATION, `bulkhead run --rm`) has no second container to
  * share IPC and UTS with: its container makes them itself (runc sets the pod's hostname in its
  * new UTS namespace), as podman's container does, and nothing is pinned at creation or unpinned at
- * removal (two helper processes less on every run). Not with sysctls (the pinning helper sets those)
- * nor with a pod-wide PID namespace (a pause process holds that).
+ * removal (two helper processes less on every run). On the loopback-only network it makes its
+ * network namespace too (runc brings lo up in a namespace it creates): two more. Not with sysctls
+ * (the pinning helper sets those) nor with a pod-wide PID namespace (a pause process holds that).
  */
 function ownNamespaces(pod: PodSandboxSpec): boolean {
   return pod.annotations?.[SINGLE_CONTAINER_ANNOTATION] === 'true' && pod.pid !== 'POD' && Object.keys(pod.sysctls).length === 0;
@@ -54,7 +56,7 @@ export class NamespacesJoined implements PodSandbox {
   }
 
   async plan(pod: PodSandboxSpec): Promise<PodSandboxPlan> {
-    if (ownNamespaces(pod)) return { sandboxContainer: false, detail: OWN_NAMESPACES };
+    if (ownNamespaces(pod)) return { sandboxContainer: false, detail: OWN_NAMESPACES, ownNetwork: true };
     const pins = await this.#pinPlan(pod);
     return pins ? { sandboxContainer: false, detail: pins } : { sandboxContainer: true };
   }
@@ -128,6 +130,9 @@ export class NamespacesJoined implements PodSandbox {
   }
 
   async dial(pod: PodSandboxSpec, _state: PodSandboxState, port: number, signal: AbortSignal): Promise<PodConnection> {
+    // a one-shot pod's container made its own netns (ownNetwork): nothing of the pod's reaches it,
+    // and the host's loopback is not the pod's
+    if (!pod.hostNetwork && !pod.netnsPath) throw new UnimplementedError(`pod ${pod.podId} is a one-shot pod (${SINGLE_CONTAINER_ANNOTATION}) whose container has a network of its own: port-forward does not reach it; run it without --rm`);
     return pod.hostNetwork || !pod.netnsPath ? dialHost(port) : dialNetns(pod.netnsPath, port, signal);
   }
 

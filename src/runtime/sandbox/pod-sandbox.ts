@@ -62,6 +62,12 @@ export interface PodSandboxPlan {
   sandboxContainer: boolean;
   /** Opaque to the engine: what create() will do. */
   readonly detail?: unknown;
+  /**
+   * The pod's container makes its own loopback-only network namespace (its runtime brings lo up):
+   * for a pod on the loopback-only network ('none') the engine then makes none (its netnsPath
+   * stays ''), and port-forward cannot reach the pod.
+   */
+  readonly ownNetwork?: boolean;
 }
 
 /** What the engine stores of a pod's sandbox (PodRuntimeInfo.pauseId / namespacePaths). */
