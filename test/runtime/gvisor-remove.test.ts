@@ -5,8 +5,11 @@
 // created, never started, is still deleted with nothing of it left. Stopping one (SIGKILL, as
 // StopPodSandbox does) makes no runsc call at all. A one-shot pod's container that is its sandbox
 // and ended by itself, its gofer outliving conmon: deleted without waiting for the host's init.
+// An ended sandbox's delete makes no runsc call at all (../../src/runtime/gvisor/runsc-delete.ts),
+// and leaves nothing runsc's own would not: no state or lock file, no cgroup, runsc lists nothing.
 import assert from 'node:assert/strict';
-import { chmod, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +20,7 @@ import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../../src/runt
 import { silentLogger } from '../../src/util/log.ts';
 import { makeBusyboxRootfs, type RootfsFixture } from '../../harness/rootfs.ts';
 import { procsWith } from '../engine/helpers.ts';
+import { run } from '../../src/util/exec.ts';
 
 describe('gvisor: removing a pod sandbox', () => {
   let fx: RootfsFixture;
@@ -51,10 +55,18 @@ describe('gvisor: removing a pod sandbox', () => {
     const spec = await buildPauseSpec({ rootfs: fx.path, cgroupParent, cgroupName: id });
     await backend.createContainer({ id, spec, pod: { podId: `pod-${id}`, role: 'sandbox' }, logPath: join(fx.dir, `${id}.log`) });
   };
+  /** What of container `id` is left: runsc's files, its cgroup per controller, its entry in `runsc list`. */
+  const leftovers = async (id: string): Promise<string[]> => {
+    const state = join(fx.dir, 'run', 'state');
+    const files = (await readdir(state).catch(() => [] as string[])).filter((n) => n.includes(id));
+    const cgroups = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'systemd', 'unified'].filter((c) => existsSync(join('/sys/fs/cgroup', c, cgroupParent, id))).map((c) => `cgroup ${c}`);
+    const list = await run(resolveBinary('runsc'), ['--root', state, 'list', '--quiet'], { timeoutMs: 20_000 });
+    return [...files, ...cgroups, ...list.stdout.split('\n').filter((l) => l.trim() === id).map((l) => `runsc list: ${l}`)];
+  };
   const subcommands = async (): Promise<string[]> =>
     (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => l.split(' ').find((w) => /^(create|start|state|kill|delete|wait|events|ps|exec)$/.test(w)) ?? l);
 
-  it('a running sandbox: stopped and deleted with runsc delete alone, nothing left', { timeout: 120_000 }, async (t) => {
+  it('a running sandbox: stopped, then deleted with no runsc call, nothing left', { timeout: 120_000 }, async (t) => {
     if (unavailable) { t.skip(`gvisor unavailable: ${unavailable}`); return; }
     const id = `gvrm-run-${suffix}`;
     await sandbox(id);
@@ -66,12 +78,13 @@ describe('gvisor: removing a pod sandbox', () => {
     const argvs = await Promise.all(children.map((c) => readFile(`/proc/${c}/cmdline`, 'utf8').catch(() => '')));
     assert.ok(argvs.some((a) => a.startsWith('runsc-gofer\0') && a.includes(join(fx.dir, 'run', 'containers', id))), 'the sandbox\'s gofer is a child of its conmon');
     await writeFile(calls, '');
+    assert.notDeepEqual(await leftovers(id), [], 'runsc\'s state and the cgroup are there to remove');
     await backend.delete(id);
-    const used = await subcommands();
-    assert.ok(!used.includes('state'), `runsc calls on removal: ${used.join(', ')}`);
-    // the Sentry ends with its gofer: a `runsc kill` would only answer "sandbox is not running"
-    assert.deepEqual(used, ['delete'], 'the gofer ended (the sandbox with it), then the forced delete');
+    // the Sentry ends with its gofer: a `runsc kill` would only answer "sandbox is not running";
+    // the ended sandbox's delete is done in the daemon (no `runsc delete`, a Go binary's start)
+    assert.deepEqual(await subcommands(), [], 'the gofer ended (the sandbox with it), then the delete without runsc');
     assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
+    assert.deepEqual(await leftovers(id), [], 'nothing of the sandbox left');
   });
 
   it('a running sandbox stopped with SIGKILL (StopPodSandbox): ended through its gofer, no runsc kill', { timeout: 120_000 }, async (t) => {
@@ -84,7 +97,9 @@ describe('gvisor: removing a pod sandbox', () => {
     assert.deepEqual(await subcommands(), [], 'no runsc call to stop it (a kill would answer "sandbox is not running")');
     assert.equal((await backend.state(id)).status, 'stopped');
     await backend.delete(id);
+    assert.deepEqual(await subcommands(), [], 'no runsc call to delete the ended sandbox either');
     assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
+    assert.deepEqual(await leftovers(id), [], 'nothing of the sandbox left');
   });
 
   it('a sandbox created and never started: deleted, nothing left', { timeout: 120_000 }, async (t) => {
@@ -92,8 +107,11 @@ describe('gvisor: removing a pod sandbox', () => {
     const id = `gvrm-created-${suffix}`;
     await sandbox(id);
     assert.equal((await backend.state(id)).status, 'created');
+    await writeFile(calls, '');
     await backend.delete(id);
+    assert.ok((await subcommands()).includes('delete'), 'a sandbox that never ran is runsc\'s to delete');
     assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of the sandbox left');
+    assert.deepEqual(await leftovers(id), [], 'nothing of the sandbox left');
     await assert.rejects(backend.state(id), 'the sandbox is gone');
   });
 
@@ -123,12 +141,15 @@ describe('gvisor: removing a pod sandbox', () => {
     assert.equal(st.exitCode, 0);
     for (let i = 0; i < 200 && (await readFile(`/proc/${conmon}/stat`, 'utf8').catch(() => '')) !== ''; i++) await new Promise((r) => setTimeout(r, 20));
     assert.match(await readFile(`/proc/${gofers[0]!}/stat`, 'utf8'), /^\d+ \(\S+\) T /, 'the gofer outlived conmon');
+    await writeFile(calls, '');
     const t0 = performance.now();
     await backend.delete(id);
     const ms = performance.now() - t0;
     // measured: 2.06 s when runsc delete polls for the init's reaping, 0.15 s without
     assert.ok(ms < 1000, `delete took ${Math.round(ms)} ms`);
+    assert.deepEqual(await subcommands(), [], 'deleted without runsc');
     assert.deepEqual(await procsWith(id), [], 'no runsc, gofer or conmon of it left');
+    assert.deepEqual(await leftovers(id), [], 'nothing of it left');
     await assert.rejects(backend.state(id), 'it is gone');
   });
 });

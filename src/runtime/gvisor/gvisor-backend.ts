@@ -58,7 +58,7 @@ import { SandboxHosted } from '../sandbox/sandbox-hosted.ts';
 import type { ContainerNamespaceRequest } from '../sandbox/pod-sandbox.ts';
 import type { NamespaceChoice } from '../spec.ts';
 import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versionLine } from '../conmon-backend.ts';
-import { resolveBinary, type ConmonDriverOptions } from '../conmon/driver.ts';
+import { resolveBinary, type ConmonDriverOptions, type InProcessRuntime } from '../conmon/driver.ts';
 import type { OciLinuxResources, OciNamespace, OciSpec } from '../../oci/spec.ts';
 import { writeCgroupResources } from '../../cgroup/limits.ts';
 import { findStaticBusybox } from '../pause.ts';
@@ -68,6 +68,7 @@ import { readCgroupStats } from '../../cgroup/stats.ts';
 import { KIND_FILE, ROOT_APP_ANNOTATION, shellQuote, shimKindOf, writeSubcontainerShim } from './subcontainer-shim.ts';
 import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
 import { launchArgv, SANDBOX_NETWORK_ANNOTATION, sandboxNetworkOf, type SandboxLaunch } from './runsc-launch.ts';
+import { endedSandbox, removeEndedSandbox } from './runsc-delete.ts';
 
 /** Scratch dirs of platform detection: `<tmp>/<this><pid>-XXXXXX`. */
 const RUNSC_PROBE_DIR = 'bulkhead-runsc-probe-';
@@ -194,6 +195,33 @@ export class GvisorBackend extends ConmonBackend {
     return async (_id, bundle, spec) => {
       await writeFile(join(bundle, KIND_FILE), `${shimKindOf(spec)}\n`, { mode: 0o600 });
       return undefined;
+    };
+  }
+
+  /**
+   * `delete --force` of a sandbox (a pod's, or a one-shot pod's container) whose exit conmon
+   * recorded runs in the daemon's process (./runsc-delete.ts: what runsc would do there, without a
+   * Go binary's start); every other case, and every other command, spawns runsc. Off with
+   * BULKHEAD_GVISOR_IN_PROCESS=0 (for measuring against runsc's own delete).
+   */
+  protected override inProcessRuntime(): InProcessRuntime | undefined {
+    if (process.env.BULKHEAD_GVISOR_IN_PROCESS === '0') return undefined;
+    return (args, { signal, timeoutMs }) => {
+      if (args.length !== 3 || args[0] !== 'delete' || args[1] !== '--force') return undefined;
+      const id = args[2]!;
+      if (!existsSync(this.driver.exitFile(id))) return undefined;
+      let spec: OciSpec;
+      try { spec = JSON.parse(readFileSync(join(this.driver.bundleDir(id), 'config.json'), 'utf8')) as OciSpec; } catch { return undefined; }
+      if (spec.annotations?.[CONTAINER_TYPE_ANNOTATION] !== 'sandbox') return undefined;
+      const ended = endedSandbox(this.stateDir, id, spec.linux?.cgroupsPath);
+      if (!ended) return undefined;
+      return removeEndedSandbox(ended).then(async (done) => {
+        if (done) return '';
+        this.log.debug('a cgroup of the ended sandbox stays; runsc deletes it', { id });
+        const r = await run(this.driver.runtime.path, [...this.driver.runtime.globalArgs, ...args], { timeoutMs, ...(signal ? { signal } : {}) });
+        if (r.code !== 0) throw classifyRuntimeFailure({ what: `${this.driver.runtime.path} delete ${id}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
+        return r.stdout;
+      });
     };
   }
 
