@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { runCli } from '../fixtures/cli.ts';
-import { waitFor } from '../engine/helpers.ts';
+import { netnsOf, waitFor } from '../engine/helpers.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 import { NETWORK_ANNOTATION } from '../../src/cri/annotations.ts';
 import { SINGLE_CONTAINER_ANNOTATION } from '../../src/runtime/sandbox/pod-sandbox.ts';
@@ -135,6 +135,10 @@ describe('bulkhead run --rm on gVisor: the container is the sandbox', () => {
       await c.startContainer(a);
       const r = await c.execSync(a, ['sh', '-c', 'echo $((6*7))'], 30);
       assert.equal(r.stdout.toString(), '42\n');
+      // on the loopback-only network the sandbox's own loopback (--network=none): no pod netns is made
+      assert.deepEqual(await netnsOf(podId), [], 'no pod netns');
+      const links = (await c.execSync(a, ['sh', '-c', 'tail -n +3 /proc/net/dev'], 30)).stdout.toString().trim().split('\n').map((l) => l.trim().split(':')[0]);
+      assert.deepEqual(links, ['lo'], 'loopback only');
       const err = await c.createContainer(podId, cfg('b'), pc).then(() => null, (e: unknown) => e);
       assert.ok(err instanceof BulkheadError, String(err));
       assert.equal(err.code, 'FailedPrecondition', err.message);

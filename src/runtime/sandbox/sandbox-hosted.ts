@@ -8,7 +8,9 @@
  *
  * A backend may run a pod's one container as the sandbox itself (`rootApp`): the plan then has no
  * sandbox container, create() makes nothing, and the pod's container is created with the
- * namespaces of `rootNamespaces` and no sandboxContainerId (the backend makes it a sandbox).
+ * namespaces of `rootNamespaces` and no sandboxContainerId (the backend makes it a sandbox). On
+ * the loopback-only network that container's network is its own (`rootNamespaces` says
+ * 'private'): the plan says ownNetwork, and the engine makes no pod netns for it.
  */
 import { FailedPreconditionError, UnimplementedError } from '../../errors.ts';
 import type { ContainerRuntime } from '../backend.ts';
@@ -83,7 +85,9 @@ export class SandboxHosted implements PodSandbox {
 
   async plan(pod: PodSandboxSpec): Promise<PodSandboxPlan> {
     this.#hooks.check?.(pod);
-    if (this.#hooks.rootNamespaces && this.#hooks.rootApp?.(pod)) return { sandboxContainer: false, detail: ROOT_APP };
+    // on the loopback-only network its sandbox has its own loopback (gVisor's --network=none):
+    // the engine makes no pod netns (ownNetwork)
+    if (this.#hooks.rootNamespaces && this.#hooks.rootApp?.(pod)) return { sandboxContainer: false, detail: ROOT_APP, ownNetwork: pod.networkMode === 'none' };
     return { sandboxContainer: true };
   }
 
