@@ -4,7 +4,11 @@
 // each (bench/density.ts's measuring, src/cli/report-density.ts). The first templated run builds
 // the template and is reported on its own. Prints figures, asserts nothing.
 //
-//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold] [--trace]
+//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold,cold] [--trace]
+//
+// Three handlers per round: `template` (clones; the template holds the sandbox container already
+// started, template-sandbox.ts), `nosandbox` (clones of a template without it: --template-sandbox
+// off) and `cold` (booted; --skip cold leaves it out).
 //
 // --trace: the templated handler runs bulkhead-vm through a wrapper that logs each call (subcommand,
 // wall ms); prints the calls of the last templated run and the per-subcommand counts over all rounds.
@@ -30,7 +34,8 @@ const pods = Math.max(1, Math.min(30, Number(values.pods) || 10));
 const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
 const IMAGE = 'bulkhead.local/demo:latest';
 const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
-const HANDLERS = { template: 'microvm', cold: 'microvm-cold' } as const;
+// nosandbox: clones of a template without the sandbox container (--template-sandbox off): the A/B of template-sandbox.ts
+const HANDLERS = { template: 'microvm', nosandbox: 'microvm-nosb', cold: 'microvm-cold' } as const;
 
 const VM_BIN = new URL('../bin/bulkhead-vm', import.meta.url).pathname;
 // the wrapper the daemon and conmon run as the templated handler's runtime (--trace); its log
@@ -53,11 +58,12 @@ const d = await startTestDaemon({
   name: 'bulkhead-bench-vmtpl-', logLevel: 'info', defaultHandler: HANDLERS.template,
   handlers: {
     [HANDLERS.template]: { backend: 'microvm', runtime_args: ['--assets', ASSETS], ...(values.trace ? { binary: join(traceDir, 'bulkhead-vm') } : {}) },
+    [HANDLERS.nosandbox]: { backend: 'microvm', runtime_args: ['--assets', ASSETS, '--template-sandbox', 'off'] },
     [HANDLERS.cold]: { backend: 'microvm', runtime_args: ['--assets', ASSETS, '--template-sharing', 'none'] },
   },
 });
 const cli = (args: string[]): string[] => ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, ...args];
-const times: Record<'template' | 'cold', number[]> = { template: [], cold: [] };
+const times: Record<'template' | 'nosandbox' | 'cold', number[]> = { template: [], nosandbox: [], cold: [] };
 let firstMs = 0;
 const density: { label: string; r: DensityReport }[] = [];
 class Discard extends Writable { override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); } }
@@ -74,6 +80,8 @@ try {
   };
   firstMs = await once(HANDLERS.template);
   process.stderr.write(`first templated run (builds the template): ${firstMs.toFixed(0)} ms\n`);
+  // the template without the sandbox container (its first run builds it)
+  process.stderr.write(`first run without the sandbox container in the template: ${(await once(HANDLERS.nosandbox)).toFixed(0)} ms\n`);
   let lastCalls: ReturnType<typeof traced> = [];
   const allCalls: ReturnType<typeof traced> = [];
   for (let i = 0; i < reps; i++) {
@@ -81,8 +89,9 @@ try {
     times.template.push(await once(HANDLERS.template));
     lastCalls = traced().slice(before);
     allCalls.push(...lastCalls);
-    times.cold.push(await once(HANDLERS.cold));
-    process.stderr.write(`round ${i + 1}/${reps}: template ${times.template.at(-1)!.toFixed(0)} ms, cold ${times.cold.at(-1)!.toFixed(0)} ms\n`);
+    times.nosandbox.push(await once(HANDLERS.nosandbox));
+    if (!skip.has('cold')) times.cold.push(await once(HANDLERS.cold));
+    process.stderr.write(`round ${i + 1}/${reps}: template ${times.template.at(-1)!.toFixed(0)} ms, without sandbox ${times.nosandbox.at(-1)!.toFixed(0)} ms, cold ${times.cold.at(-1)?.toFixed(0) ?? '-'} ms\n`);
   }
   if (values.trace) {
     const t0 = lastCalls[0]?.at ?? 0;
@@ -96,7 +105,7 @@ try {
   const global: GlobalOptions = { root: d.root, runDir: d.runDir, socket: d.socket, config: d.configPath, json: false, debug: false };
   const ctx: CommandContext = { global, flags: { quiet: true }, args: [], stdout: new Discard(), stderr: new Discard(), signal: new AbortController().signal };
   for (const [label, handler] of Object.entries(HANDLERS)) {
-    if (skip.has(`density-${label}`)) continue;
+    if (skip.has(`density-${label}`) || label === 'nosandbox') continue;
     const request = (i: number): RunRequest => ({
       image: IMAGE, args: ['sleep', '3600'], name: `density-${label}-${i}`, isolation: handler,
       detach: true, remove: false, interactive: false, tty: false, env: [], volumes: [], publish: [],
@@ -114,12 +123,13 @@ const med = (v: number[]): string => (v.length ? [...v].sort((a, b) => a - b)[Ma
 const mib = (b: number | undefined): string => (b === undefined ? '-' : (b / 1048576).toFixed(1));
 console.log(`\nbulkhead run --rm --network none ${IMAGE} true on microvm (TCG unless KVM runs guests); ms`);
 console.log(`variant     median   min   max  n`);
-for (const k of ['template', 'cold'] as const) {
+for (const k of ['template', 'nosandbox', 'cold'] as const) {
   const v = times[k];
   console.log(`${k.padEnd(10)}${med(v).padStart(8)}${(v.length ? Math.min(...v).toFixed(0) : '-').padStart(6)}${(v.length ? Math.max(...v).toFixed(0) : '-').padStart(6)}  ${v.length}`);
 }
 console.log(`first templated run (template built): ${firstMs.toFixed(0)} ms`);
 if (times.template.length && times.cold.length) console.log(`cold / template (medians): ${(Number(med(times.cold)) / Number(med(times.template))).toFixed(1)}x`);
+if (times.template.length && times.nosandbox.length) console.log(`without / with the sandbox container in the template (medians): ${(Number(med(times.nosandbox)) / Number(med(times.template))).toFixed(2)}x`);
 console.log(`\nidle microvm pods (run -d IMAGE sleep, --network none); PSS in MiB, start in ms`);
 for (const { label, r } of density) {
   const ms = r.startSeconds.map((s) => s * 1000);

@@ -8,8 +8,10 @@
  *                 W window size ("ROWS COLS")       D delete   T stats   P power off
  *                 U identity (kv: entropy=HEX time=SEC.NSEC hostname= mac= addr=IP/LEN gw= mtu=): a VM
  *                   restored from a template makes itself unique; answered A with the hello text and
- *                   " random=HEX" (the first 32 bytes of its reseeded pool)
- * Guest -> host:  H hello ("bulkhead-agent 6 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore) A ok (payload)  F failure (message)
+ *                   " random=HEX" (the first 32 bytes of its reseeded pool). sb=ID names the template's
+ *                   sandbox container (running): sb_hostname= is set in its UTS namespace, sb_hostname=,
+ *                   sb_hostname_file=, sb_resolv=, sb_hosts= written on its root as create writes them
+ * Guest -> host:  H hello ("bulkhead-agent 7 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore; 7 = a template's sandbox container in it) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * Every request is answered with A or F carrying the request's id. Output of a process is
@@ -59,7 +61,7 @@
 #define MAX_PAYLOAD (1u << 20)
 #define MAX_SESS 256
 #define MAX_ARGS 1024
-#define AGENT_PROTOCOL 6
+#define AGENT_PROTOCOL 7
 
 extern char **environ;
 
@@ -88,6 +90,7 @@ static struct sess sessions[MAX_SESS];
 static int port = -1;
 static unsigned long long read_ull(const char *path, const char *key);
 static int own_pidns = -1; /* the agent's PID namespace, to return to after forking into a container's */
+static int own_utsns = -1; /* the agent's UTS namespace, to return to after naming a container's */
 static char hello[256];
 
 static void logmsg(const char *fmt, ...) {
@@ -196,6 +199,26 @@ static int find_slot_dev(const char *serial, char *out, size_t n) {
   return -1;
 }
 
+/* Files the runtime provides: resolv.conf, hosts, hostname (on the writable layer only), from kv
+ * keys `prefix`resolv etc. The pod's /etc/hostname file ("hostname_file") wins over the container's
+ * own UTS name: an app container joining the pod's UTS namespace has no name of its own but gets
+ * the pod's file. */
+static void write_etc(const char *root, const char *kv, size_t len, const char *prefix) {
+  const char *names[] = { "resolv", "/etc/resolv.conf", "hosts", "/etc/hosts", "hostname", "/etc/hostname", "hostname_file", "/etc/hostname" };
+  const char *v;
+  for (int i = 0; i < 8; i += 2) {
+    char key[64];
+    snprintf(key, sizeof key, "%s%s", prefix, names[i]);
+    if (!(v = kv_get(kv, len, key, 0))) continue;
+    char p[400];
+    snprintf(p, sizeof p, "%s/etc", root); mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s%s", root, names[i + 1]);
+    unlink(p);
+    if (write_file(p, v) != 0) logmsg("write %s: %s", p, strerror(errno));
+    if (i >= 4 && v[0] && v[strlen(v) - 1] != '\n') { int fd = open(p, O_WRONLY | O_APPEND); if (fd >= 0) { if (write(fd, "\n", 1)) {} close(fd); } }
+  }
+}
+
 /* C: mount the container's root (read-only block device + tmpfs upper in an overlay) and its cgroup. */
 static void do_create(uint32_t id, char *kv, size_t len) {
   if (find(id)) { reply_err(id, "session %u exists", id); free(kv); return; }
@@ -245,19 +268,7 @@ static void do_create(uint32_t id, char *kv, size_t len) {
       reply_err(id, "mount overlay: %s", strerror(errno));
       umount2(rw, MNT_DETACH); umount2(lower, MNT_DETACH); free(kv); return;
     }
-    /* Files the runtime provides: resolv.conf, hosts, hostname (on the writable layer only). The
-     * pod's /etc/hostname file ("hostname_file") wins over the container's own UTS name: an app
-     * container joining the pod's UTS namespace has no name of its own but gets the pod's file. */
-    const char *names[] = { "resolv", "/etc/resolv.conf", "hosts", "/etc/hosts", "hostname", "/etc/hostname", "hostname_file", "/etc/hostname" };
-    for (int i = 0; i < 8; i += 2) {
-      if (!(v = kv_get(kv, len, names[i], 0))) continue;
-      char p[400];
-      snprintf(p, sizeof p, "%s/etc", root); mkdir(p, 0755);
-      snprintf(p, sizeof p, "%s%s", root, names[i + 1]);
-      unlink(p);
-      if (write_file(p, v) != 0) logmsg("write %s: %s", p, strerror(errno));
-      if (i >= 4 && v[0] && v[strlen(v) - 1] != '\n') { int fd = open(p, O_WRONLY | O_APPEND); if (fd >= 0) { if (write(fd, "\n", 1)) {} close(fd); } }
-    }
+    write_etc(root, kv, len, "");
     const char *mk[] = { "proc", "sys", "dev", "tmp" };
     for (int i = 0; i < 4; i++) { char p[400]; snprintf(p, sizeof p, "%s/%s", root, mk[i]); mkdir(p, 0755); }
   }
@@ -839,6 +850,33 @@ static int identity_net(uint32_t id, const char *kv, size_t len) {
 }
 
 /*
+ * The template's sandbox container (sb=ID, created and started before the template was saved) gets
+ * the pod's hostname in its UTS namespace (its app containers join it) and the pod's files on its
+ * root, as its create would have written them.
+ */
+static int identity_sandbox(uint32_t id, const char *kv, size_t len) {
+  struct sess *s = find((uint32_t)strtoul(kv_get(kv, len, "sb", 0), NULL, 10));
+  if (!s || s->is_exec || !s->started || s->exited) { reply_err(id, "identity: the template's sandbox container is not running"); return -1; }
+  const char *h = kv_get(kv, len, "sb_hostname", 0);
+  if (h) {
+    char f[64];
+    snprintf(f, sizeof f, "/proc/%d/ns/uts", s->pid);
+    int nfd = open(f, O_RDONLY | O_CLOEXEC);
+    if (nfd < 0 || setns(nfd, CLONE_NEWUTS) != 0) { int e = errno; if (nfd >= 0) close(nfd); reply_err(id, "identity: enter the sandbox's UTS namespace: %s", strerror(e)); return -1; }
+    close(nfd);
+    int rc = sethostname(h, strlen(h)), e = errno;
+    if (setns(own_utsns, CLONE_NEWUTS) != 0) logmsg("return to the agent's UTS namespace: %s", strerror(errno));
+    if (rc != 0) { reply_err(id, "identity: sandbox sethostname: %s", strerror(e)); return -1; }
+  }
+  if (!s->readonly) {
+    char root[300];
+    snprintf(root, sizeof root, "/run/c/%u/root", s->id);
+    write_etc(root, kv, len, "sb_");
+  }
+  return 0;
+}
+
+/*
  * A VM restored from a template is a copy of one that booted once: its random pool, clock, MAC and
  * addresses are the template's. The host sends fresh entropy (mixed in and credited, then the CRNG
  * reseeded, so /dev/urandom of two clones differs from the first read), the time, and the pod's
@@ -874,6 +912,7 @@ static void do_identity(uint32_t id, char *kv, size_t len) {
   }
   if (h && sethostname(h, strlen(h)) != 0) { int err = errno; free(kv); reply_err(id, "identity: sethostname: %s", strerror(err)); return; }
   if (identity_net(id, kv, len) != 0) { free(kv); return; }
+  if (kv_get(kv, len, "sb", 0) && identity_sandbox(id, kv, len) != 0) { free(kv); return; }
   free(kv);
   /* the first 32 bytes the clone's pool gives after the reseed: the host records them (two clones must differ) */
   unsigned char r[32];
@@ -980,6 +1019,7 @@ int main(void) {
   if (port < 0) { logmsg("virtio-serial port bulkhead.agent not found"); sync(); reboot(RB_POWER_OFF); return 1; }
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+  own_utsns = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
   struct utsname u; uname(&u);
   snprintf(hello, sizeof hello, "bulkhead-agent %d %s", AGENT_PROTOCOL, u.release);
   send_frame('H', 0, hello, strlen(hello));

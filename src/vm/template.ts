@@ -32,6 +32,9 @@ import type { GuestAssets } from './assets.ts';
 import { QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
 import { Qmp } from './qmp.ts';
 import { checkAgentProtocol, SLOT_BYTES, SLOT_COUNT, waitForHello } from './vmd.ts';
+import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
+import { fillSlotFile } from './slots.ts';
+import { sameImage, sandboxImageId, TEMPLATE_SANDBOX_GID } from './template-sandbox.ts';
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle } from './vmm.ts';
 
 export { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from './annotations.ts';
@@ -61,7 +64,7 @@ export function qemuBinaryPath(binary = QEMU_BINARY): string {
 }
 
 /** The template VM's config (paths under `dir`); a clone's differs only in its paths, NIC backend and share flag. */
-function templateConfig(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: TemplateRequest, dir: string): VmConfig {
+function templateConfig(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: Pick<TemplateRequest, 'memoryMiB' | 'vcpus' | 'accel' | 'nic'>, dir: string): VmConfig {
   return {
     name: 'template', kernel: assets.kernel, initramfs: assets.initramfs, memoryMiB: req.memoryMiB, vcpus: req.vcpus, accel: req.accel,
     consoleLog: join(dir, 'console.log'), workDir: dir,
@@ -72,26 +75,43 @@ function templateConfig(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: 
 }
 
 /** The device layout, as QEMU is told it, of a canonical template VM (paths and the kernel command line left out). */
-function layoutDigest(req: TemplateRequest): string {
+function layoutDigest(req: Pick<TemplateRequest, 'memoryMiB' | 'vcpus' | 'accel' | 'nic'>): string {
   const args = qemuArgs(templateConfig({ kernel: '/k', initramfs: '/i' }, req, '/t'));
   const i = args.indexOf('-append');
   if (i >= 0) args.splice(i, 2);
   return createHash('sha256').update(args.join('\0')).digest('hex');
 }
 
-export interface TemplateKeys { key: string; family: string; inputs: Record<string, string | number | boolean> }
+/**
+ * `family`: the key without the files' identities (a newer build of a family replaces the older);
+ * `base`: the family without the sandbox request (the templates of one sizing and scope).
+ */
+export interface TemplateKeys { key: string; family: string; base: string; inputs: Record<string, string | number | boolean> }
 
-export function templateKeys(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: TemplateRequest, scope: string, binary: string): TemplateKeys {
-  const family = { format: TEMPLATE_FORMAT, scope, memoryMiB: req.memoryMiB, vcpus: req.vcpus, accel: req.accel, nic: req.nic };
+export function templateKeys(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, req: Pick<TemplateRequest, 'memoryMiB' | 'vcpus' | 'accel' | 'nic'> & { sandbox?: { hash: string } }, scope: string, binary: string): TemplateKeys {
+  const base = { format: TEMPLATE_FORMAT, scope, memoryMiB: req.memoryMiB, vcpus: req.vcpus, accel: req.accel, nic: req.nic };
+  // a template with a sandbox container: its request (generic part and root image) is part of the key
+  const family = req.sandbox ? { ...base, sandbox: req.sandbox.hash } : base;
   const inputs = { ...family, kernel: fileId(assets.kernel), initramfs: fileId(assets.initramfs), qemu: fileId(binary), layout: layoutDigest(req) };
   const h = (o: object): string => createHash('sha256').update(JSON.stringify(o)).digest('hex').slice(0, 32);
-  return { key: h(inputs), family: h(family), inputs };
+  return { key: h(inputs), family: h(family), base: h(base), inputs };
 }
 
-interface TemplateMeta extends TemplateKeys { kernelRelease: string; agentVersion: number; qemuVersion: string; built: string; buildMs: number }
+/**
+ * Most templates with a sandbox container per sizing and scope (one per distinct sandbox request);
+ * a pod whose request has none when this many exist clones the template without one.
+ */
+export const MAX_SANDBOX_TEMPLATES = 3;
+
+interface TemplateMeta extends TemplateKeys {
+  kernelRelease: string; agentVersion: number; qemuVersion: string; built: string; buildMs: number;
+  sandbox?: { hash: string; gid: number; pid: number };
+  /** The root image the sandbox container was made from (its identity: a rebuilt image makes the template stale). */
+  sandboxImage?: { path: string; id: string };
+}
 
 function imageOf(dir: string, meta: TemplateMeta): TemplateImage {
-  return { key: meta.key, memFile: join(dir, 'memory'), stateFile: join(dir, 'state'), kernel: meta.kernelRelease, agentVersion: meta.agentVersion, nodeWide: meta.inputs.scope === 'node' };
+  return { key: meta.key, memFile: join(dir, 'memory'), stateFile: join(dir, 'state'), kernel: meta.kernelRelease, agentVersion: meta.agentVersion, nodeWide: meta.inputs.scope === 'node', ...(meta.sandbox ? { sandbox: meta.sandbox } : {}) };
 }
 
 async function readMeta(dir: string): Promise<TemplateMeta | undefined> {
@@ -138,13 +158,44 @@ export class TemplateStore implements TemplateProvider {
     return meta?.key === k.key ? imageOf(dir, meta) : undefined;
   }
 
+  /**
+   * The template for `req`, built if missing. With a sandbox request: the template with that
+   * sandbox container (built when fewer than MAX_SANDBOX_TEMPLATES of this sizing and scope exist),
+   * else — none and no room, or its build failed — the template without one.
+   */
   async get(req: TemplateRequest, progress: (line: string) => void): Promise<TemplateImage> {
     const binary = qemuBinaryPath(this.#o.binary);
+    if (req.sandbox) {
+      try {
+        const t = await this.#obtain(req, binary, progress, (k) => this.#roomForSandbox(k));
+        if (t) return t;
+      } catch (e) {
+        progress(`VM template with the sandbox container not used (${(e as Error).message.split('\n')[0]}): the template without it instead`);
+      }
+    }
+    const { sandbox: _s, ...plain } = req;
+    return (await this.#obtain(plain, binary, progress, () => Promise.resolve(true)))!;
+  }
+
+  /** Whether another template with a sandbox container of this sizing and scope may be built. */
+  async #roomForSandbox(k: TemplateKeys): Promise<boolean> {
+    let n = 0;
+    for (const name of await readdir(this.#dir).catch(() => [] as string[])) {
+      if (name.startsWith('.') || name.endsWith('.lock') || name === k.key) continue;
+      const m = await readMeta(join(this.#dir, name));
+      if (m?.base === k.base && m.sandbox) n++;
+    }
+    return n < MAX_SANDBOX_TEMPLATES;
+  }
+
+  /** The template for `req` (built under its lock when `mayBuild` says so), or undefined. */
+  async #obtain(req: TemplateRequest, binary: string, progress: (line: string) => void, mayBuild: (k: TemplateKeys) => Promise<boolean>): Promise<TemplateImage | undefined> {
     const k = templateKeys(this.#o.assets, req, this.#o.scope, binary);
     const dir = join(this.#dir, k.key);
     const have = await readMeta(dir);
     if (have?.key === k.key) return imageOf(dir, have);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    if (!(await mayBuild(k))) return undefined;
     const release = await lock(join(this.#dir, `${k.key}.lock`), AbortSignal.timeout(this.#o.bootTimeoutMs + 60_000));
     try {
       const again = await readMeta(dir); // another builder finished while this one waited
@@ -165,7 +216,7 @@ export class TemplateStore implements TemplateProvider {
     const t0 = performance.now();
     let sockDir: string | undefined;
     try {
-      say(`building VM template ${k.key.slice(0, 12)} (${req.memoryMiB} MiB, ${req.vcpus} vCPU, ${req.accel}${req.nic ? ', NIC' : ''}, scope ${this.#o.scope}): booting`);
+      say(`building VM template ${k.key.slice(0, 12)} (${req.memoryMiB} MiB, ${req.vcpus} vCPU, ${req.accel}${req.nic ? ', NIC' : ''}, scope ${this.#o.scope}${req.sandbox ? ', with its sandbox container' : ''}): booting`);
       for (let i = 0; i < SLOT_COUNT; i++) {
         const fh = await open(join(tmp, `slot${i}.img`), 'w');
         await fh.truncate(SLOT_BYTES);
@@ -175,17 +226,24 @@ export class TemplateStore implements TemplateProvider {
       sockDir = await mkdtemp(join(tmpdir(), 'bh-tpl-'));
       const cfg = { ...templateConfig(a, req, tmp), qmp: join(sockDir, 'qmp') };
       const vm = await new QemuVmm(binary).boot(cfg);
-      let hello: { kernel: string; version: number };
+      let hello: { kernel: string; version: number; rest: Buffer };
+      let sandbox: TemplateMeta['sandbox'];
       try {
         hello = await waitForHello(vm, this.#o.bootTimeoutMs);
         checkAgentProtocol(hello.version, a.dir);
-        say(`VM template ${k.key.slice(0, 12)}: agent up after ${Math.round(performance.now() - t0)} ms; saving`);
+        if (req.sandbox) {
+          sandbox = { hash: req.sandbox.hash, gid: TEMPLATE_SANDBOX_GID, pid: await startTemplateSandbox(vm, join(tmp, 'slot0.img'), req.sandbox, hello.rest, this.#o.bootTimeoutMs) };
+        }
+        say(`VM template ${k.key.slice(0, 12)}: agent up after ${Math.round(performance.now() - t0)} ms${sandbox ? ', sandbox container started' : ''}; saving`);
         await this.#save(vm, tmp, sockDir);
       } finally {
         await vm.stop(1000);
       }
       const version = await readFile(join(tmp, 'qemu-version'), 'utf8').catch(() => '');
-      const meta: TemplateMeta = { ...k, kernelRelease: hello.kernel, agentVersion: hello.version, qemuVersion: version || binary, built: new Date().toISOString(), buildMs: Math.round(performance.now() - t0) };
+      const meta: TemplateMeta = {
+        ...k, kernelRelease: hello.kernel, agentVersion: hello.version, qemuVersion: version || binary, built: new Date().toISOString(), buildMs: Math.round(performance.now() - t0),
+        ...(sandbox && req.sandbox ? { sandbox, sandboxImage: { path: req.sandbox.image, id: sandboxImageId(req.sandbox.image) } } : {}),
+      };
       for (const f of ['memory', 'state']) { const fh = await open(join(tmp, f), 'r+'); await fh.datasync(); await fh.close(); }
       for (let i = 0; i < SLOT_COUNT; i++) await rm(join(tmp, `slot${i}.img`), { force: true });
       await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
@@ -249,12 +307,14 @@ export class TemplateStore implements TemplateProvider {
       if (await lockHeld(join(this.#dir, `${n}.lock`))) continue;
       let now: string | undefined;
       try {
-        const i = m.inputs as { memoryMiB: number; vcpus: number; accel: 'kvm' | 'tcg'; nic: boolean; scope: string };
-        now = templateKeys(this.#o.assets, { memoryMiB: i.memoryMiB, vcpus: i.vcpus, accel: i.accel, nic: i.nic }, i.scope, binary).key;
+        const i = m.inputs as { memoryMiB: number; vcpus: number; accel: 'kvm' | 'tcg'; nic: boolean; scope: string; sandbox?: string };
+        now = templateKeys(this.#o.assets, { memoryMiB: i.memoryMiB, vcpus: i.vcpus, accel: i.accel, nic: i.nic, ...(i.sandbox ? { sandbox: { hash: i.sandbox } } : {}) }, i.scope, binary).key;
       } catch { now = undefined; }
+      // a sandbox container's root image rebuilt (or gone): no pod's request names that file any more
+      if (now === m.key && m.sandboxImage && !sameImage(m.sandboxImage.path, m.sandboxImage.id)) now = undefined;
       if (now !== m.key) {
         await rm(p, { recursive: true, force: true });
-        say(`VM template ${n.slice(0, 12)} removed: stale (its kernel, initramfs, QEMU or layout changed)`);
+        say(`VM template ${n.slice(0, 12)} removed: stale (its kernel, initramfs, QEMU, layout or sandbox image changed)`);
       }
     }
   }
@@ -272,6 +332,47 @@ export class TemplateStore implements TemplateProvider {
       if ((await readMeta(dir))?.key === t.key) await rm(dir, { recursive: true, force: true });
       throw new InternalError(`${(e as Error).message}${exited ? ' (QEMU exited)' : ''}; template ${t.key.slice(0, 12)} removed, the next pod builds it again`);
     }
+  }
+}
+
+/**
+ * Creates and starts the template's sandbox container (template-sandbox.ts): its root image in slot
+ * 0, the generic part of its request to the agent as session TEMPLATE_SANDBOX_GID; the guest pid.
+ */
+async function startTemplateSandbox(vm: VmHandle, slot0: string, s: NonNullable<TemplateRequest['sandbox']>, rest: Buffer, timeoutMs: number): Promise<number> {
+  await fillSlotFile(slot0, s.image, true, SLOT_BYTES);
+  const gid = TEMPLATE_SANDBOX_GID;
+  const dec = new FrameDecoder('guest agent');
+  const answers: Frame[] = [];
+  let violation: Error | undefined;
+  const onData = (b: Buffer): void => {
+    try { for (const f of dec.push(b)) if ((f.type === 'A' || f.type === 'F') && f.id === gid) answers.push(f); } catch (e) { violation = e as Error; }
+  };
+  vm.control.on('data', onData);
+  let exited = false;
+  void vm.wait().then(() => { exited = true; });
+  try {
+    if (rest.length) onData(rest);
+    const until = Date.now() + timeoutMs;
+    const answer = async (what: string): Promise<string> => {
+      for (;;) {
+        if (violation) throw violation;
+        const f = answers.shift();
+        if (f?.type === 'A') return f.payload.toString('utf8');
+        if (f) throw new FailedPreconditionError(`the sandbox container's ${what} in the VM template failed: ${f.payload.toString('utf8').slice(0, 300)}`);
+        if (exited) throw new InternalError(`the template VM exited during its sandbox container's ${what}`);
+        if (Date.now() > until) throw new DeadlineExceededError(`the sandbox container's ${what} in the VM template took over ${timeoutMs} ms`);
+        await sleep(5);
+      }
+    };
+    vm.control.write(encodeFrame('C', gid, encodeKv([...s.kv, ['slot', 'slot0']])));
+    await answer('create');
+    vm.control.write(encodeFrame('S', gid));
+    const pid = Number(await answer('start'));
+    if (!Number.isInteger(pid) || pid <= 0) throw new InternalError('the template\'s agent answered the sandbox container\'s start without a pid');
+    return pid;
+  } finally {
+    vm.control.off('data', onData);
   }
 }
 

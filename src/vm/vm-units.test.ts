@@ -267,7 +267,7 @@ describe('VMM cgroups', () => {
 describe('guest agent protocol', () => {
   it('refuses an agent older than the host needs (it would ignore PID namespaces, capabilities and seccomp), naming setup', async () => {
     const { checkAgentProtocol, AGENT_PROTOCOL } = await import('./vmd.ts');
-    assert.throws(() => checkAgentProtocol(AGENT_PROTOCOL - 1, '/var/lib/bulkhead/vm'), /speaks protocol 5, this host needs 6 .*run `bin\/bulkhead-vm --assets \/var\/lib\/bulkhead setup`/);
+    assert.throws(() => checkAgentProtocol(AGENT_PROTOCOL - 1, '/var/lib/bulkhead/vm'), /speaks protocol 6, this host needs 7 .*run `bin\/bulkhead-vm --assets \/var\/lib\/bulkhead setup`/);
     assert.doesNotThrow(() => checkAgentProtocol(AGENT_PROTOCOL, '/x/vm'));
   });
 });

@@ -28,8 +28,10 @@ import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
 import { run } from '../util/exec.ts';
 import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
-import type { Accel, TemplateImage, TemplateProvider, VmConfig, VmHandle, Vmm } from './vmm.ts';
+import type { Accel, TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle, Vmm } from './vmm.ts';
 import { randomBytes } from 'node:crypto';
+import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from './template-sandbox.ts';
+import { fillSlotFile } from './slots.ts';
 
 /**
  * Drive slots per pod VM (microvm has no hotplug): the most containers a pod VM holds at once, its
@@ -82,6 +84,11 @@ export interface VmdOptions {
   templates?: TemplateProvider;
   /** The pod may bind volumes (virtio-fs): the VM gets a share, which a clone cannot have. Default true. */
   volumes?: boolean;
+  /**
+   * The sandbox container's create request (template-sandbox.ts): a clone of a template that has
+   * this sandbox container created and started adopts it when the request comes.
+   */
+  sandbox?: SandboxRequest;
   logger: Logger;
 }
 
@@ -122,20 +129,24 @@ interface Pending { conn: Socket | null; reqId: number; op: string; name?: strin
 interface Session { gid: number; owner: Socket | null; name?: string; exec: boolean; exited?: number }
 interface Container { name: string; gid: number; slot: number; sandbox: boolean }
 
+/** What the containers map knows a template's sandbox container by until a create adopts it (never a container id: checkId). */
+const PRESTARTED = '(template sandbox)';
+
 /**
  * Protocol version of the guest agent this host needs: 2 = the agent applies PID namespaces,
  * capabilities, no_new_privs and seccomp; 3 = it binds the pod's volumes from the virtio-fs share;
  * 4 = it applies the pod's sysctls in each container's namespaces; 5 = a container may share the
  * pod's IPC/UTS namespaces and the sandbox's or a target's PID namespace (an older agent would
  * ignore all these: fail closed); 6 = it takes its identity (entropy, clock, network) after a
- * restore from a template (`U`).
+ * restore from a template (`U`); 7 = the identity also names the template's sandbox container and
+ * sets the pod's hostname in its UTS namespace and the pod's files on its root (`sb=`, `sb_*`).
  */
-export const AGENT_PROTOCOL = 6;
+export const AGENT_PROTOCOL = 7;
 
 /** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
 export function checkAgentProtocol(version: number, assetsDir: string): void {
   if (version >= AGENT_PROTOCOL) return;
-  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes, sysctls and template identity in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes, sysctls, template identity and a template's sandbox container in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
 }
 
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
@@ -241,6 +252,8 @@ export class PodVmSupervisor {
   #stopping = false;
   /** Key of the template this VM was cloned from ('' = booted). */
   #template_ = '';
+  /** The template's sandbox container, created and started, until a create adopts it (template-sandbox.ts). */
+  #prestarted: { pid: number; request: string; started: boolean } | undefined;
   #startMs = 0;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
@@ -410,8 +423,14 @@ export class PodVmSupervisor {
       this.#log.info('cold boot: the pod may bind volumes, which need a virtio-fs share a clone cannot have (annotate the pod io.bulkhead.vm.volumes=none to take the template path)');
       return undefined;
     }
+    let sandbox: TemplateRequest['sandbox'];
     try {
-      return await o.templates.get({ memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#tap !== undefined }, (line) => this.#log.info(line));
+      if (o.sandbox) sandbox = { hash: sandboxHash(o.sandbox), image: o.sandbox.image, kv: genericSandboxKv(o.sandbox.kv) };
+    } catch (e) {
+      this.#log.warn('the sandbox container is not taken from a template', { reason: (e as Error).message });
+    }
+    try {
+      return await o.templates.get({ memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#tap !== undefined, ...(sandbox ? { sandbox } : {}) }, (line) => this.#log.info(line));
     } catch (e) {
       this.#log.warn('cold boot: no VM template', { reason: (e as Error).message.split('\n')[0] });
       return undefined;
@@ -426,18 +445,34 @@ export class PodVmSupervisor {
     await rm(join(o.podDir, 'qmp.sock'), { force: true });
     const t0 = performance.now();
     const tb = cloneTbMiB();
+    // a template with the sandbox container: its root image in slot 0 (the same bytes the template's
+    // guest mounted there) before the guest runs, written while QEMU starts
+    const sb = t.sandbox && o.sandbox ? { ...t.sandbox, request: o.sandbox } : undefined;
+    const fill = sb ? this.#fillSlot(0, sb.request.image) : undefined;
+    fill?.catch(() => {});
     this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
     this.#vm.control.on('error', () => {});
     this.#live();
     await this.#placeVmm();
     const timeout = Math.min(o.bootTimeoutMs, 30_000);
+    await fill;
     const t1 = performance.now();
     await o.templates!.restore(this.#vm, t, timeout);
     const t2 = performance.now();
     const tap = this.#tap;
-    const hello = await sendIdentity(this.#vm, identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined), timeout);
+    const kv = identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined);
+    // the pod's hostname in the sandbox container's UTS namespace, its files on the sandbox's root (protocol 7)
+    if (sb) kv.push(['sb', String(sb.gid)], ...podSandboxKv(sb.request.kv));
+    const hello = await sendIdentity(this.#vm, kv, timeout);
     checkAgentProtocol(hello.version, o.assets.dir);
-    this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), identityMs: Math.round(performance.now() - t2) });
+    if (sb) {
+      this.#slots[0] = PRESTARTED;
+      this.#containers.set(PRESTARTED, { name: PRESTARTED, gid: sb.gid, slot: 0, sandbox: false });
+      this.#sessions.set(sb.gid, { gid: sb.gid, owner: null, name: PRESTARTED, exec: false });
+      this.#nextGid = Math.max(this.#nextGid, sb.gid + 1);
+      this.#prestarted = { pid: sb.pid, request: JSON.stringify(sb.request), started: false };
+    }
+    this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), identityMs: Math.round(performance.now() - t2), sandbox: sb ? 'started in the template' : 'none' });
     // firstRandom: what the clone's pool gave first after its reseed (two clones of a template must differ)
     await writeFile(join(o.podDir, 'template.json'), JSON.stringify({ key: t.key, firstRandom: hello.random }), { mode: 0o600 });
     return hello;
@@ -614,6 +649,7 @@ export class PodVmSupervisor {
       case 'create': {
         const name = String(m.name);
         if (this.#containers.has(name)) throw new AlreadyExistsError(`container ${name} exists in this VM`);
+        if (this.#adopt(conn, reqId, name, m)) return;
         const slot = this.#slots.findIndex((s) => s === undefined);
         if (slot < 0) throw new ResourceExhaustedError(`all ${SLOT_COUNT} drive slots of this VM are in use (a microVM pod holds at most ${SLOT_COUNT} containers, its sandbox included)`);
         this.#slots[slot] = name;
@@ -629,6 +665,14 @@ export class PodVmSupervisor {
       }
       case 'start': {
         const c = this.#container(m.name);
+        // the template's sandbox container runs already: its first start is answered here
+        const p = this.#prestarted;
+        if (p && c.sandbox && !p.started && this.#slots[c.slot] === c.name && this.#sessions.get(c.gid)?.exited === undefined) {
+          p.started = true;
+          this.#startedEvent(c.gid, String(p.pid));
+          this.#reply(conn, reqId, true, { pid: p.pid });
+          return;
+        }
         this.#request(conn, reqId, 'start', c.gid, 'S');
         return;
       }
@@ -661,7 +705,7 @@ export class PodVmSupervisor {
         this.#reply(conn, reqId, true, {
           vmmPid: this.#vm.pid, accel: this.#o.accel, kernel: this.#kernel, memoryMiB: this.#o.memoryMiB, vcpus: this.#o.vcpus,
           template: this.#template_ || null, startMs: this.#startMs,
-          containers: [...this.#containers.values()].map((c) => ({ name: c.name, slot: c.slot, sandbox: c.sandbox, exited: this.#sessions.get(c.gid)?.exited ?? null })),
+          containers: [...this.#containers.values()].filter((c) => c.name !== PRESTARTED).map((c) => ({ name: c.name, slot: c.slot, sandbox: c.sandbox, exited: this.#sessions.get(c.gid)?.exited ?? null })),
         });
         return;
       case 'shutdown':
@@ -673,43 +717,40 @@ export class PodVmSupervisor {
     }
   }
 
-  async #fillSlot(slot: number, image: string): Promise<void> {
-    const src = await open(image, 'r');
-    const dst = await open(this.slotPath(slot), 'r+');
-    try {
-      const size = (await src.stat()).size;
-      if (size > SLOT_BYTES) throw new InvalidArgumentError(`root image of ${size} bytes exceeds the slot size ${SLOT_BYTES}`);
-      // A fresh slot reads as zeros already: the image's zero blocks (most of a small rootfs's image,
-      // whose floor is 16 MiB) are not written, so the copy is faster and the slot stays sparse. A
-      // reused slot (a deleted container's) is written whole.
-      const fresh = this.#slotFresh[slot] === true;
-      this.#slotFresh[slot] = false;
-      const buf = Buffer.allocUnsafe(1 << 20);
-      const BLOCK = 1 << 16;
-      const zero = Buffer.alloc(BLOCK);
-      for (let pos = 0; pos < size;) {
-        const { bytesRead } = await src.read(buf, 0, buf.length, pos);
-        if (bytesRead === 0) break;
-        if (!fresh) await dst.write(buf, 0, bytesRead, pos);
-        else {
-          // runs of 64 KiB blocks that are not all zeros, each written at once
-          for (let off = 0; off < bytesRead;) {
-            const isZero = (o: number): boolean => buf.subarray(o, Math.min(o + BLOCK, bytesRead)).equals(zero.subarray(0, Math.min(BLOCK, bytesRead - o)));
-            if (isZero(off)) { off += BLOCK; continue; }
-            let end = off + BLOCK;
-            while (end < bytesRead && !isZero(end)) end += BLOCK;
-            end = Math.min(end, bytesRead);
-            await dst.write(buf, off, end - off, pos + off);
-            off = end;
-          }
-        }
-        pos += bytesRead;
-      }
-      await dst.datasync();
-    } finally {
-      await src.close();
-      await dst.close();
+  /**
+   * A sandbox's create in a clone whose template started this request's sandbox container: that
+   * container becomes the request's (its session, slot 0), answered at once. A request that differs
+   * (the supervisor was told another) deletes the template's container and is created as usual.
+   */
+  #adopt(conn: Socket, reqId: number, name: string, m: Record<string, unknown>): boolean {
+    const p = this.#prestarted;
+    const c = this.#containers.get(PRESTARTED);
+    if (!p || !c || m.sandbox !== true) return false;
+    const s = this.#sessions.get(c.gid);
+    const same = JSON.stringify({ image: m.image, kv: m.kv }) === p.request && s !== undefined && s.exited === undefined;
+    this.#containers.delete(PRESTARTED);
+    if (!same) {
+      this.#prestarted = undefined;
+      this.#log.warn('the sandbox container started in the template does not match the pod\'s: deleted, the pod\'s created');
+      // its slot is free once the guest has deleted it (its answer drops the entry)
+      this.#containers.set(PRESTARTED, c);
+      this.#request(null, 0, 'delete', c.gid, 'D', undefined, PRESTARTED);
+      return false;
     }
+    this.#containers.set(name, { ...c, name, sandbox: true });
+    this.#slots[c.slot] = name;
+    s.owner = conn;
+    s.name = name;
+    this.#reply(conn, reqId, true, { id: c.gid });
+    this.#log.info('sandbox container adopted from the template', { name, gid: c.gid, pid: p.pid });
+    return true;
+  }
+
+  async #fillSlot(slot: number, image: string): Promise<void> {
+    // a fresh slot (as start() made it) reads as zeros: only the image's non-zero runs are written
+    const fresh = this.#slotFresh[slot] === true;
+    this.#slotFresh[slot] = false;
+    await fillSlotFile(this.slotPath(slot), image, fresh, SLOT_BYTES);
   }
 
   /**

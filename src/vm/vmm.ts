@@ -126,6 +126,8 @@ export interface TemplateImage {
   agentVersion: number;
   /** Its scope is the whole node (template_sharing node): its clones may share pages with every pod (VmConfig.memMerge). */
   nodeWide: boolean;
+  /** The sandbox container created and started in the template (template-sandbox.ts): its request's hash, session id and guest pid. */
+  sandbox?: { hash: string; gid: number; pid: number };
 }
 
 /** The sizing and layout a template must match to be cloned. */
@@ -135,6 +137,12 @@ export interface TemplateRequest {
   accel: Accel;
   /** The VM has a NIC (the pod has a network interface). */
   nic: boolean;
+  /**
+   * The pod's sandbox container, to be created and started in the template (template-sandbox.ts):
+   * `hash` (sandboxHash) is part of the key, `kv` the generic part of its request. A template with
+   * it is preferred; without one (none built and no room for another) the template without.
+   */
+  sandbox?: { hash: string; image: string; kv: [string, string][] };
 }
 
 /** Where a pod supervisor gets templates and restores clones (template.ts; QEMU only). */

@@ -97,6 +97,35 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.match(c.out(), /hello-from-clone/);
   });
 
+  it('a clone\'s sandbox container is the one its template created and started (adopted, not created); the pod\'s hostname is set in its UTS namespace, which an app container shares, and its /etc/hostname is the pod\'s', async () => {
+    const a = `tpa-${process.pid}`;
+    const b = `tpb-${process.pid}`;
+    const [t] = templates();
+    const meta = JSON.parse(readFileSync(join(root, 'templates', t!, 'meta.json'), 'utf8')) as { sandbox?: { pid: number }; inputs: { sandbox?: string } };
+    assert.match(meta.inputs.sandbox ?? '', /^[0-9a-f]{32}$/, 'the template key includes the sandbox request\'s hash');
+    assert.ok(meta.sandbox && meta.sandbox.pid > 0, 'the template holds its sandbox container\'s process');
+    for (const id of [a, b]) {
+      assert.match(vmdLog(id), /sandbox container adopted from the template/, `${id}'s sandbox was adopted`);
+      // the pod's own hostname (the bundle's: its id), though the template's sandbox was started without one
+      const h = await bvm(['exec', id, 'sh', '-c', 'hostname; cat /etc/hostname']);
+      assert.equal(h.code, 0, h.stderr);
+      assert.equal(h.stdout, `${id}\n${id}\n`);
+    }
+    // an app container that shares the pod's UTS namespace (left out of its namespace list) has the pod's hostname
+    const bundle = makeBundle(dir, 'uts', { rootfs, annotations: member(a), args: ['hostname'] });
+    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { linux: Record<string, unknown>; hostname?: string };
+    spec.linux.namespaces = [{ type: 'pid' }, { type: 'ipc' }, { type: 'mount' }];
+    delete spec.hostname; // a container that shares the pod's UTS namespace has no name of its own
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
+    const id = `uts-${process.pid}`;
+    const c = await createWithPipes(root, id, bundle, assets);
+    assert.equal(c.code, 0, c.err());
+    started.push(id);
+    assert.equal((await bvm(['start', id])).code, 0);
+    for (let i = 0; i < 100 && !c.out().includes('\n'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(c.out(), `${a}\n`);
+  });
+
   it('a clone\'s QEMU holds no kernel image (no -kernel: its RAM has the booted kernel) and its translation buffer stays within CLONE_TB_MIB', async () => {
     // clone a ran a sandbox container, an app container and execs (the test above)
     const pid = (JSON.parse(readFileSync(join(podDir(root, `tpa-${process.pid}`), 'vmm.proc'), 'utf8')) as { pid: number }).pid;
@@ -207,5 +236,21 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     } finally {
       if (saved === undefined) delete process.env.BULKHEAD_VM_TEMPLATE_SHARING; else process.env.BULKHEAD_VM_TEMPLATE_SHARING = saved;
     }
+  });
+
+  it('a sandbox request that differs in more than the pod\'s names and files gets a template of its own; one that differs only in them shares it', async () => {
+    const before = templates();
+    const id = `tpe-${process.pid}`;
+    const b = makeBundle(dir, id, { rootfs, annotations: NO_VOLUMES, args: ['sleep', '1000'], process: { env: ['PATH=/bin', 'OTHER=1'] } });
+    const c = await createWithPipes(root, id, b, assets);
+    assert.equal(c.code, 0, c.err());
+    started.push(id);
+    assert.equal((await bvm(['start', id])).code, 0);
+    assert.match(vmdLog(id), /building VM template \w+ .*with its sandbox container/);
+    assert.match(vmdLog(id), /sandbox container adopted from the template/);
+    assert.equal(templates().length, before.length + 1, 'another template for another sandbox request');
+    const env = await bvm(['exec', id, 'sh', '-c', 'cat /proc/1/environ | tr "\\0" " "']);
+    assert.equal(env.code, 0, env.stderr);
+    assert.match(env.stdout, /OTHER=1/, 'the sandbox runs with its own request\'s environment');
   });
 });

@@ -250,12 +250,24 @@ export async function prepareCreate(g: VmGlobal, id: string, bundle: string, con
   await writeJsonAtomic(join(cdir, 'state.json'), rec);
   if (g.root !== DEFAULT_ROOT) await indexAdd(id, cdir);
   try {
+    // a sandbox's create request as the agent will get it (the slot aside), named to its supervisor
+    // before the VM starts: a template with this sandbox container already started is cloned, and
+    // the request adopts that container (template-sandbox.ts). Not for a sandbox with volumes or a terminal.
+    let sandboxRequest: string | undefined;
+    if (pod.sandbox) {
+      kv.push(...sysctlKv({}, spec).map(([k, v]) => [k, String(v)] as [string, string]));
+      const tpl = templateFlags(g, spec);
+      if (g.templateSandbox === 'on' && tpl.includes('--template-scope') && !vols.length && spec.process?.terminal !== true && !g.firecracker) {
+        sandboxRequest = join(cdir, 'sandbox-request.json');
+        await writeFile(sandboxRequest, JSON.stringify({ image: image.path, kv }), { mode: 0o600 });
+      }
+    }
     if (pod.sandbox) {
       const given = spec.linux?.cgroupsPath && !spec.linux.cgroupsPath.includes(':') ? cleanCgroupPath(spec.linux.cgroupsPath) : undefined;
       const cg = given ?? cleanCgroupPath(join(g.cgroupParent, id)) ?? '';
       const q = spec.linux?.resources?.cpu;
       const cpu = q?.quota && q.quota > 0 ? { quota: Math.max(1000, Math.floor(q.quota)), period: Math.min(1_000_000, Math.max(1000, Math.floor(q.period || 100000))) } : undefined;
-      p.startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), templateFlags(g, spec), opts);
+      p.startedVm = await ensurePodVm(g, pod.podId, pdir, vmSize(spec, availableParallelism()), cg, cpu, podNetnsPath(spec), [...templateFlags(g, spec), ...(sandboxRequest ? ['--sandbox-request', sandboxRequest] : [])], opts);
     } else if (!existsSync(join(pdir, 'vmd.sock'))) {
       throw new FailedPreconditionError(`the VM of pod ${pod.podId} is not running (create its sandbox container first)`);
     }
@@ -263,7 +275,7 @@ export async function prepareCreate(g: VmGlobal, id: string, bundle: string, con
     const sysctlFile = join(pdir, 'sysctls.json');
     if (pod.sandbox) await writeFile(sysctlFile, JSON.stringify(spec.linux?.sysctl ?? {}), { mode: 0o600 });
     const podSysctls = JSON.parse(await readFile(sysctlFile, 'utf8').catch(() => '{}')) as Record<string, string>;
-    kv.push(...sysctlKv(pod.sandbox ? {} : podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
+    if (!pod.sandbox) kv.push(...sysctlKv(podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
     if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
     // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
     if (vols.length && existsSync(join(pdir, 'template.json'))) refuseVolumesInClone(pod.podId);

@@ -23,6 +23,12 @@ export interface VmGlobal {
   /** Who may share a VM template's memory (template.ts); --template-sharing or BULKHEAD_VM_TEMPLATE_SHARING, default 'level'. */
   templateSharing: TemplateSharing;
   /**
+   * A template may hold the pod's sandbox container already started (template-sandbox.ts): 'on'
+   * (default) or 'off' (its clones create and start it as a booted VM does); --template-sandbox or
+   * BULKHEAD_VM_TEMPLATE_SANDBOX.
+   */
+  templateSandbox: 'on' | 'off';
+  /**
    * Who supervises pod VMs: 'pod' = one `_vmd` process per pod (default); 'node' = one `_vmhost`
    * process for every pod of this --root (vmhost.ts: less memory per pod, a larger blast radius).
    * --supervisor or BULKHEAD_VM_SUPERVISOR.
@@ -41,6 +47,7 @@ export const GLOBAL_FLAGS: FlagSpec = {
   'cgroup-parent': { type: 'string' },
   firecracker: { type: 'string' },
   'template-sharing': { type: 'string' },
+  'template-sandbox': { type: 'string' },
   supervisor: { type: 'string' },
   criu: { type: 'string' },
   rootless: { type: 'string' },
@@ -60,6 +67,7 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
     cgroupParent: str(flags, 'cgroup-parent') ?? 'bulkhead-vm',
     supervisor: (str(flags, 'supervisor') ?? env.BULKHEAD_VM_SUPERVISOR ?? 'pod') as VmGlobal['supervisor'],
     templateSharing: parseTemplateSharing(str(flags, 'template-sharing') ?? env.BULKHEAD_VM_TEMPLATE_SHARING, '--template-sharing') ?? 'level',
+    templateSandbox: (str(flags, 'template-sandbox') ?? env.BULKHEAD_VM_TEMPLATE_SANDBOX ?? 'on') as VmGlobal['templateSandbox'],
   };
   const log = str(flags, 'log');
   if (log) g.log = log;
@@ -71,5 +79,6 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
 /** The global options every command relies on, checked. */
 export function checkGlobal(g: VmGlobal): void {
   if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError('--accel must be auto, kvm or tcg');
+  if (!['on', 'off'].includes(g.templateSandbox)) throw new InvalidArgumentError('--template-sandbox (BULKHEAD_VM_TEMPLATE_SANDBOX) must be on or off');
   if (!['pod', 'node'].includes(g.supervisor)) throw new InvalidArgumentError('--supervisor (BULKHEAD_VM_SUPERVISOR) must be pod or node');
 }

@@ -11,6 +11,7 @@ import { loadGuestAssets } from '../assets.ts';
 import { QemuVmm } from '../qemu.ts';
 import { readyErrorLine, readyOkLine } from '../ready.ts';
 import { TemplateStore } from '../template.ts';
+import { readSandboxRequest } from '../template-sandbox.ts';
 import { PodVmSupervisor } from '../vmd.ts';
 import type { Accel } from '../vmm.ts';
 import type { VmCommand } from './common.ts';
@@ -26,6 +27,9 @@ export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger)
   const assets = await loadGuestAssets(g.assetsRoot);
   const scope = str(flags, 'template-scope');
   const bootTimeoutMs = Number(str(flags, 'boot-timeout'));
+  // the sandbox's create request (template-sandbox.ts); unreadable = no sandbox container from a template
+  const reqFile = str(flags, 'sandbox-request');
+  const sandboxRequest = reqFile && scope && !fc ? await readSandboxRequest(reqFile).catch((e: unknown) => { log.warn('sandbox request not read', { reason: (e as Error).message }); return undefined; }) : undefined;
   return new PodVmSupervisor({
     podId: str(flags, 'pod')!, podDir, assets, vmm: fc ? new (await import('../firecracker.ts')).FirecrackerVmm(fc) : new QemuVmm(),
     accel: (str(flags, 'accel') ?? 'tcg') as Accel, memoryMiB: Number(str(flags, 'memory')), vcpus: Number(str(flags, 'vcpus')),
@@ -34,10 +38,11 @@ export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger)
     ...(netns ? { netns } : {}),
     ...(scope && !fc ? { templates: new TemplateStore({ root: g.root, assets, scope, bootTimeoutMs }) } : {}),
     volumes: str(flags, 'volumes') !== 'none',
+    ...(sandboxRequest ? { sandbox: sandboxRequest } : {}),
   });
 }
 
-export const VMD_FLAGS: FlagSpec = Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes'].map((k) => [k, { type: 'string' as const }]));
+export const VMD_FLAGS: FlagSpec = Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes', 'sandbox-request'].map((k) => [k, { type: 'string' as const }]));
 
 /**
  * `--standby`: the flags come later, as one line on stdin (a JSON list of strings), from the daemon
@@ -72,7 +77,7 @@ function standbyArgv(): Promise<string[] | undefined> {
 
 const command: VmCommand = {
   name: '_vmd',
-  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none] | _vmd --standby',
+  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none] [--sandbox-request FILE] | _vmd --standby',
   summary: 'The pod VM supervisor; reports readiness on fd 3',
   internal: true,
   flags: { ...VMD_FLAGS, standby: { type: 'boolean' } },
