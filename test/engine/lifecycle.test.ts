@@ -142,7 +142,9 @@ describe(`engine lifecycle (${handler})`, () => {
     assert.equal(st.reason, 'OOMKilled');
     assert.equal(st.exitCode, 137);
 
-    const bomb = await engine.createContainer(podId, containerConfig(env.busybox, 'bomb', ['sh', '-c', 'f() { f | f & }; f; sleep 1000'], {
+    // the shell execs its sleep: a fork for it could come after the bomb took every pid, and the
+    // shell (the container) would exit with "can't fork" (seen under load: no stats, not running)
+    const bomb = await engine.createContainer(podId, containerConfig(env.busybox, 'bomb', ['sh', '-c', 'f() { f | f & }; f; exec sleep 1000'], {
       linux: { resources: { memoryLimitInBytes: 256 * 1024 * 1024 } },
     }), pod);
     await engine.startContainer(bomb);
