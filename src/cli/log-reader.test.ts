@@ -67,3 +67,24 @@ test('readLogs follows appended lines and a rotated file until exited', async ()
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('readLogs gives a line the workload never ended (P with no F after it) at the end, as it is, followed or not', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bh-logs-'));
+  try {
+    const p = join(dir, 'c.log');
+    await writeFile(p, [
+      '2024-01-01T00:00:01Z stdout F one',
+      '2024-01-01T00:00:02Z stdout P ab',
+      '2024-01-01T00:00:02Z stdout P c',
+      '2024-01-01T00:00:03Z stderr P def',
+      '',
+    ].join('\n'));
+    const want = [['stdout', 'one\n'], ['stdout', 'abc'], ['stderr', 'def']];
+    assert.deepEqual((await collect(readLogs(p))).map((l) => [l.stream, l.content]), want);
+    assert.deepEqual((await collect(readLogs(p, { tail: 1 }))).map((l) => l.content), ['def']);
+    const followed = await collect(readLogs(p, { follow: true, pollMs: 5, exited: async () => true }));
+    assert.deepEqual(followed.map((l) => [l.stream, l.content]), want);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

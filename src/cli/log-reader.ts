@@ -54,6 +54,17 @@ export async function* readLogs(path: string, opts: ReadLogsOptions = {}): Async
     return { time: acc.time, stream: p.stream, content: acc.parts.join('') + '\n' };
   };
   const keep = (l: LogLine): boolean => sinceMs === undefined || Date.parse(l.time) >= sinceMs;
+  // what is left of a line the workload never ended (its last output without a newline: conmon
+  // wrote it P, and no F follows) is part of the output, as docker prints it: given as it is, at the end
+  const unfinished = (): LogLine[] => {
+    const out: LogLine[] = [];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const acc = pending[stream];
+      pending[stream] = undefined;
+      if (acc) out.push({ time: acc.time, stream, content: acc.parts.join('') });
+    }
+    return out.filter(keep);
+  };
 
   let fh: FileHandle | undefined;
   let ino = 0;
@@ -90,6 +101,7 @@ export async function* readLogs(path: string, opts: ReadLogsOptions = {}): Async
     // First pass: everything present now, honouring tail.
     const initial: LogLine[] = [];
     for (const raw of await readMore()) { const l = join(raw); if (l && keep(l)) initial.push(l); }
+    if (!opts.follow) initial.push(...unfinished());
     const start = opts.tail !== undefined && opts.tail >= 0 ? Math.max(0, initial.length - opts.tail) : 0;
     for (const l of initial.slice(start)) yield l;
     if (!opts.follow) return;
@@ -104,7 +116,10 @@ export async function* readLogs(path: string, opts: ReadLogsOptions = {}): Async
         await reopen();
         continue;
       }
-      if (done) return;
+      if (done) {
+        yield* unfinished();
+        return;
+      }
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([new Promise((r) => { timer = setTimeout(r, pollMs); }), ...(opts.wake ? [opts.wake] : [])]);
       clearTimeout(timer);

@@ -102,16 +102,22 @@ export function usageOfParseError(err: unknown, command: string | undefined): Us
   return new UsageError(`${err.message.split('\n')[0]} (${help})`);
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** What main() may ask of the process it runs in (the entry point below; tests call main() without it). */
+export interface MainHooks {
+  /** Ends the process with `code` at once: a command with `exitWhenDone` has returned. */
+  exitNow?: (code: number) => void;
+}
+
+export async function main(argv: string[], hooks: MainHooks = {}): Promise<number> {
   try {
-    return await mainInner(argv);
+    return await mainInner(argv, hooks);
   } catch (err) {
     const name = argv.find((a, i) => !a.startsWith('-') && (i === 0 || !/^--(root|run-dir|socket|config)$/.test(argv[i - 1]!)));
     throw usageOfParseError(err, name) ?? err;
   }
 }
 
-async function mainInner(argv: string[]): Promise<number> {
+async function mainInner(argv: string[], hooks: MainHooks): Promise<number> {
   // Global flags come before the command name.
   let i = 0;
   while (i < argv.length && argv[i]!.startsWith('-')) {
@@ -156,16 +162,21 @@ async function mainInner(argv: string[]): Promise<number> {
   const onSignal = (): void => ac.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  let code: number;
   try {
-    return await cmd.run({ global, flags, args, stdout: process.stdout, stderr: process.stderr, signal: ac.signal });
+    code = await cmd.run({ global, flags, args, stdout: process.stdout, stderr: process.stderr, signal: ac.signal });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+  if (cmd.exitWhenDone) hooks.exitNow?.(code);
+  return code;
 }
 
 if (import.meta.main) {
-  main(process.argv.slice(2)).then(
+  // stdout and stderr are synchronous on Linux (files, pipes and TTYs): what a command wrote is
+  // written when it returns, so exiting at once loses nothing
+  main(process.argv.slice(2), { exitNow: (code) => { process.exitCode = code; process.exit(); } }).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
       if (err instanceof UsageError) {

@@ -252,6 +252,9 @@ const command: Command = {
   synopsis: 'bulkhead run [--isolation HANDLER] [--rm] [-d] [-i] [-t] [-e K=V] [-v SRC:DST[:ro]] [-p HOST:CTR] [--memory SIZE] [--cpus N] [--sysctl K=V] [--name NAME] [--network bridge|none|host] IMAGE [CMD...]',
   summary: 'Run a command in a new sandboxed container (pulls the image if needed)',
   stopAtFirstPositional: true,
+  // everything run starts is awaited (the pod removed, the log read to its end): the process ends
+  // with it (the workload's exit code), not after Node has wound down the connection
+  exitWhenDone: true,
   flags: {
     isolation: { type: 'string' },
     runtime: { type: 'string' },

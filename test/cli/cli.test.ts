@@ -50,6 +50,16 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.equal(flags.stdout, '/etc\n');
   });
 
+  it('run --rm ends its process as soon as the run is done: a large output still arrives whole through a pipe (its unended last line too), with the exit code', async () => {
+    // 1 MiB: 61680 lines and the start of one more, never ended (given as it is, as docker does)
+    const r = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'yes 0123456789abcdef | head -c 1048576; echo tail >&2; exit 5']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.equal(r.stdout.length, 1048576);
+    assert.equal(r.stdout, '0123456789abcdef\n'.repeat(61680) + '0123456789abcdef');
+    assert.match(r.stderr, /^tail$/m);
+    assert.equal((await d.client.listPodSandbox()).length, 0, 'and the pod is gone when it ends');
+  });
+
   it('run --rm mounts the container\'s writable layer volatile (never synced, as podman\'s run --rm); a run kept after its exit does not', async (t) => {
     const [major = 0, minor = 0] = release().split('.').map(Number);
     if (major < 5 || (major === 5 && minor < 10)) { t.skip('overlayfs has no volatile option before Linux 5.10'); return; }
