@@ -1,0 +1,171 @@
+// The pod VM supervisor (src/vm/vmd.ts) against a scripted guest agent on a socketpair: what only
+// the supervisor decides and a real guest cannot be made to show on demand — a guest delete that
+// has not answered yet, and a sandbox create request that differs from the one a template's sandbox
+// container was started with (prepareCreate writes both from one spec: a real run never differs).
+// The real paths: test/vm/template.test.ts.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Duplex } from 'node:stream';
+import { VmdClient } from '../../src/vm/client.ts';
+import { encodeFrame, FrameDecoder, type Frame } from '../../src/vm/protocol.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { AGENT_PROTOCOL, PodVmSupervisor } from '../../src/vm/vmd.ts';
+import type { GuestAssets } from '../../src/vm/assets.ts';
+import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmExit, VmHandle, Vmm } from '../../src/vm/vmm.ts';
+
+/** The guest side: every frame the supervisor sent, and a way to answer. */
+class FakeAgent {
+  readonly frames: Frame[] = [];
+  readonly #dec = new FrameDecoder('test');
+  readonly control: Duplex;
+  #toHost!: (b: Buffer) => void;
+  /** Answers the agent gives by frame type (undefined: no answer). */
+  answer: Partial<Record<Frame['type'], (f: Frame) => [Frame['type'], string] | undefined>> = {};
+  constructor() {
+    // host side of the channel: what it writes reaches the agent; the agent pushes into it
+    const self = this;
+    this.control = new Duplex({
+      read() { /* pushed below */ },
+      write(chunk: Buffer, _enc, cb) {
+        for (const f of self.#dec.push(chunk)) {
+          self.frames.push(f);
+          const a = self.answer[f.type]?.(f);
+          if (a) setImmediate(() => self.send(a[0], f.id, a[1]));
+        }
+        cb();
+      },
+    });
+    this.#toHost = (b) => { this.control.push(b); };
+  }
+  send(type: Frame['type'], id: number, payload: string): void { this.#toHost(encodeFrame(type, id, payload)); }
+  types(): string { return this.frames.map((f) => f.type).join(''); }
+}
+
+function fakeVmm(agent: FakeAgent, onBoot: (cfg: VmConfig) => void): Vmm {
+  return {
+    name: 'qemu',
+    async boot(cfg: VmConfig): Promise<VmHandle> {
+      onBoot(cfg);
+      let exit!: (e: VmExit) => void;
+      const exited = new Promise<VmExit>((r) => { exit = r; });
+      return {
+        pid: process.pid, accel: 'tcg', control: agent.control,
+        wait: () => exited,
+        stop: async () => { const e = { code: 0, signal: null, reason: 'stopped' }; exit(e); return e; },
+        consoleTail: async () => [],
+      };
+    },
+  };
+}
+
+describe('pod VM supervisor with a scripted agent', () => {
+  let dir: string;
+  let image: string;
+  const sups: PodVmSupervisor[] = [];
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'bh-vmd-fake-'));
+    image = join(dir, 'image.ext4');
+    writeFileSync(image, Buffer.alloc(4096, 1));
+  });
+  after(async () => {
+    for (const s of sups) await s.shutdown('test over', false).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const assets = (): GuestAssets => ({ dir: join(dir, 'vm'), kernelRelease: 'k', kernel: '/k', initramfs: '/i', agent: '/a', consoleHelper: '/c', shim: '/s', imagesDir: dir });
+  const logger = createLogger({ write: () => {} });
+
+  async function supervisor(name: string, agent: FakeAgent, templates?: TemplateProvider, sandbox?: { image: string; kv: [string, string][] }): Promise<{ sup: PodVmSupervisor; client: VmdClient }> {
+    const podDir = join(dir, name);
+    const sup = new PodVmSupervisor({
+      podId: name, podDir, assets: assets(), vmm: fakeVmm(agent, () => {}), accel: 'tcg', memoryMiB: 256, vcpus: 1, bootTimeoutMs: 5000,
+      cgroup: '', logger, volumes: false, ...(templates ? { templates } : {}), ...(sandbox ? { sandbox } : {}),
+    });
+    sups.push(sup);
+    await sup.start();
+    return { sup, client: await VmdClient.connect(sup.socketPath) };
+  }
+
+  it('answers the delete of an exited app container before the guest has: its name is free at once, its slot once the guest answers', async () => {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`); // a booted VM: its hello first
+    agent.answer = { C: () => ['A', 'created'], S: () => ['A', '42'] };
+    const { client } = await supervisor('del', agent);
+    await client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false });
+    await client.request('start', { name: 'app' });
+    const gid = agent.frames.find((f) => f.type === 'S')!.id;
+    agent.send('X', gid, '0');
+    // the supervisor has seen the exit (info says so) before the delete
+    for (;;) {
+      const i = await client.request<{ containers: { name: string; exited: number | null }[] }>('info');
+      if (i.containers[0]?.exited === 0) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    // the guest never answers this delete: the client is answered anyway
+    await client.request('delete', { name: 'app' }, 5000);
+    assert.equal(agent.frames.at(-1)?.type, 'D', 'the guest was asked to delete it');
+    // the name is free: a new container of that name goes into another slot while the old one is taken
+    await client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false });
+    const info = await client.request<{ containers: { name: string; slot: number }[] }>('info');
+    assert.deepEqual(info.containers.map((c) => [c.name, c.slot]), [['app', 1]]);
+    // the guest's answer frees slot 0
+    // (the channel's data is handled before the next request's socket read: no wait needed beyond a turn)
+    agent.send('A', gid, 'deleted');
+    await new Promise((r) => setImmediate(r));
+    await client.request('create', { name: 'other', image, kv: [['arg', 'true']], sandbox: false });
+    const info2 = await client.request<{ containers: { name: string; slot: number }[] }>('info');
+    assert.deepEqual(info2.containers.map((c) => [c.name, c.slot]).sort(), [['app', 1], ['other', 0]]);
+    client.close();
+  });
+
+  const request = { image: '', kv: [['arg', '/pause'], ['env', 'PATH=/bin'], ['env', 'HOSTNAME=pod-a'], ['hostname', 'pod-a'], ['hosts', '127.0.0.1 pod-a\n']] as [string, string][] };
+  const provider = (got: TemplateRequest[]): TemplateProvider => ({
+    async get(req) { got.push(req); return { key: 'k'.repeat(32), memFile: '/m', stateFile: '/s', kernel: 'k', agentVersion: AGENT_PROTOCOL, nodeWide: false, sandbox: { hash: req.sandbox!.hash, gid: 1, pid: 7 } } satisfies TemplateImage; },
+    async restore() { /* the fake VM runs as it is */ },
+  });
+  const cloneAgent = (): FakeAgent => {
+    const agent = new FakeAgent();
+    agent.answer = { U: () => ['A', `bulkhead-agent ${AGENT_PROTOCOL} k random=${'ab'.repeat(32)}`], C: () => ['A', 'created'], S: () => ['A', '99'], D: () => ['A', 'deleted'] };
+    return agent;
+  };
+
+  it('a clone adopts its template\'s sandbox container for the request it was started with: no create or start reaches the guest; the pod\'s hostname and files go with the identity', async () => {
+    const agent = cloneAgent();
+    const got: TemplateRequest[] = [];
+    const { client } = await supervisor('adopt', agent, provider(got), { ...request, image });
+    // the template is asked for with the request's generic part only
+    assert.deepEqual(got[0]?.sandbox?.kv, [['arg', '/pause'], ['env', 'PATH=/bin']]);
+    const u = agent.frames.find((f) => f.type === 'U')!.payload.toString('utf8').split('\0');
+    for (const kv of ['sb=1', 'sb_hostname=pod-a', 'sb_hosts=127.0.0.1 pod-a\n']) assert.ok(u.includes(kv), `identity carries ${JSON.stringify(kv)}`);
+    assert.ok(!u.some((kv) => kv.startsWith('sb_env') || kv.startsWith('hostname=')), 'only the pod\'s names and files, for the sandbox');
+    const created = await client.request<{ id: number }>('create', { name: 'pod-a', image, kv: request.kv, sandbox: true });
+    assert.equal(created.id, 1);
+    const started = await client.request<{ pid: number }>('start', { name: 'pod-a' });
+    assert.equal(started.pid, 7, 'the template\'s sandbox process');
+    assert.equal(agent.types(), 'U', 'nothing but the identity reached the guest');
+    // an app container is created as usual, in the next slot and session
+    await client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false });
+    const c = agent.frames.at(-1)!;
+    assert.equal(c.type, 'C');
+    assert.equal(c.id, 2);
+    assert.ok(c.payload.toString('utf8').split('\0').includes('slot=slot1'));
+    client.close();
+  });
+
+  it('a sandbox request that differs from the one the template\'s container was started with deletes that container and creates its own', async () => {
+    const agent = cloneAgent();
+    const { client } = await supervisor('mismatch', agent, provider([]), { ...request, image });
+    const other = [...request.kv, ['env', 'EXTRA=1']] as [string, string][];
+    const created = await client.request<{ id: number }>('create', { name: 'pod-b', image, kv: other, sandbox: true });
+    assert.notEqual(created.id, 1);
+    assert.equal(agent.types(), 'UDC', 'the template\'s container deleted, the pod\'s created');
+    assert.equal(agent.frames[1]!.id, 1);
+    assert.ok(agent.frames[2]!.payload.toString('utf8').split('\0').includes('env=EXTRA=1'));
+    await client.request('start', { name: 'pod-b' });
+    assert.equal(agent.types(), 'UDCS', 'and started in the guest');
+    client.close();
+  });
+});
