@@ -129,12 +129,14 @@ describe('gvisor: removing a pod sandbox', () => {
     const spec = await buildSpec({ rootfs: fx.path, command: ['sh', '-c', 'sleep 0.5'], cgroupParent, cgroupName: id, namespaces });
     made.push(id);
     await backend.createContainer({ id, spec, pod: { podId: pod.podId, role: 'container' }, logPath: join(fx.dir, `${id}.log`) });
-    await backend.start(id);
+    // the gofer is found before the start (runsc create made it): after the start, looking for it
+    // raced the workload's 0.5 s on a loaded host
     const conmon = (await readFile(join(fx.dir, 'run', 'containers', id, 'conmon.pid'), 'utf8')).trim();
     const children = (await readFile(`/proc/${conmon}/task/${conmon}/children`, 'utf8')).split(' ').filter(Boolean);
     const gofers: number[] = [];
     for (const c of children) if ((await readFile(`/proc/${c}/cmdline`, 'utf8').catch(() => '')).startsWith('runsc-gofer\0')) gofers.push(Number(c));
     assert.equal(gofers.length, 1, 'the sandbox\'s gofer is a child of its conmon');
+    await backend.start(id);
     // a gofer slower to end than conmon, made certain: stopped, it outlives the sandbox and conmon
     process.kill(gofers[0]!, 'SIGSTOP');
     const st = await backend.wait(id, AbortSignal.timeout(60_000));
