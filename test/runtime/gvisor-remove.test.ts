@@ -136,9 +136,15 @@ describe('gvisor: removing a pod sandbox', () => {
     const gofers: number[] = [];
     for (const c of children) if ((await readFile(`/proc/${c}/cmdline`, 'utf8').catch(() => '')).startsWith('runsc-gofer\0')) gofers.push(Number(c));
     assert.equal(gofers.length, 1, 'the sandbox\'s gofer is a child of its conmon');
+    await writeFile(calls, '');
     await backend.start(id);
     // a gofer slower to end than conmon, made certain: stopped, it outlives the sandbox and conmon
     process.kill(gofers[0]!, 'SIGSTOP');
+    // started without the shim before runsc, with the network flag the shim would give it
+    const starts = (await readFile(calls, 'utf8')).split('\n').filter((l) => l.endsWith(` start ${id}`));
+    assert.equal(starts.length, 1, starts.join('\n'));
+    const netstack = String((await backend.probe()).details.network ?? '').startsWith('sandbox');
+    assert.ok(starts[0]!.split(' ').includes(netstack ? '--network=none' : backend.runtimeCommand().globalArgs.find((a) => a.startsWith('--network='))!), starts[0]);
     const st = await backend.wait(id, AbortSignal.timeout(60_000));
     assert.equal(st.exitCode, 0);
     for (let i = 0; i < 200 && (await readFile(`/proc/${conmon}/stat`, 'utf8').catch(() => '')) !== ''; i++) await new Promise((r) => setTimeout(r, 20));

@@ -3,7 +3,7 @@
 // tested in test/runtime/gvisor.test.ts and test/engine/gvisor.test.ts.)
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseStatsEvent, podLimits, removeStaleProbeNetns, rootAppFits, sandboxHeadroom } from './gvisor-backend.ts';
+import { parseStatsEvent, podLimits, removeStaleProbeNetns, rootAppFits, sandboxHeadroom, withNetworkFlag } from './gvisor-backend.ts';
 import { SINGLE_CONTAINER_ANNOTATION, type PodSandboxSpec } from '../sandbox/pod-sandbox.ts';
 import { spawnSync } from 'node:child_process';
 import { run } from '../../util/exec.ts';
@@ -36,6 +36,13 @@ describe('podLimits', () => {
   }
   it('headroom grows with the number of containers', () => {
     assert.ok(sandboxHeadroom(3) > sandboxHeadroom(1));
+  });
+});
+
+describe('withNetworkFlag', () => {
+  it('replaces the network flag as the shim\'s set_network does, adding one in front when there is none', () => {
+    assert.deepEqual(withNetworkFlag(['--root', '/s', '--platform=ptrace', '--network=sandbox', '--oci-seccomp'], 'none'), ['--root', '/s', '--platform=ptrace', '--network=none', '--oci-seccomp']);
+    assert.deepEqual(withNetworkFlag(['--root', '/s'], 'none'), ['--network=none', '--root', '/s']);
   });
 });
 

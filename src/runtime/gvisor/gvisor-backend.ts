@@ -199,14 +199,20 @@ export class GvisorBackend extends ConmonBackend {
   }
 
   /**
-   * `delete --force` of a sandbox (a pod's, or a one-shot pod's container) whose exit conmon
-   * recorded runs in the daemon's process (./runsc-delete.ts: what runsc would do there, without a
-   * Go binary's start); every other case, and every other command, spawns runsc. Off with
-   * BULKHEAD_GVISOR_IN_PROCESS=0 (for measuring against runsc's own delete).
+   * Two runtime calls skip a process (ConmonDriverOptions.inProcess); every other case, and every
+   * other command, goes through the shim as before. Off with BULKHEAD_GVISOR_IN_PROCESS=0 (for
+   * measuring against the shim and runsc's own delete).
+   *  - `delete --force` of a sandbox (a pod's, or a one-shot pod's container) whose exit conmon
+   *    recorded runs in the daemon's process (./runsc-delete.ts: what runsc would do there, without
+   *    a Go binary's start);
+   *  - `start` of a one-shot pod's container that is its sandbox (shim kind 'root-app') runs runsc
+   *    directly with the network flag the shim would give it (`--network=none` where netstack is
+   *    in force, else the global flags), without the shim's shell before it.
    */
   protected override inProcessRuntime(): InProcessRuntime | undefined {
     if (process.env.BULKHEAD_GVISOR_IN_PROCESS === '0') return undefined;
     return (args, { signal, timeoutMs }) => {
+      if (args.length === 2 && args[0] === 'start') return this.startRootApp(args[1]!, timeoutMs, signal);
       if (args.length !== 3 || args[0] !== 'delete' || args[1] !== '--force') return undefined;
       const id = args[2]!;
       if (!existsSync(this.driver.exitFile(id))) return undefined;
@@ -218,11 +224,25 @@ export class GvisorBackend extends ConmonBackend {
       return removeEndedSandbox(ended).then(async (done) => {
         if (done) return '';
         this.log.debug('a cgroup of the ended sandbox stays; runsc deletes it', { id });
-        const r = await run(this.driver.runtime.path, [...this.driver.runtime.globalArgs, ...args], { timeoutMs, ...(signal ? { signal } : {}) });
-        if (r.code !== 0) throw classifyRuntimeFailure({ what: `${this.driver.runtime.path} delete ${id}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
-        return r.stdout;
+        return await this.runtimeRun(this.driver.runtime.path, [...this.driver.runtime.globalArgs, ...args], timeoutMs, signal);
       });
     };
+  }
+
+  /** `runsc start` of a root app without the shim (see inProcessRuntime); undefined for any other container. */
+  private startRootApp(id: string, timeoutMs: number, signal?: AbortSignal): Promise<string> | undefined {
+    let kind: string;
+    try { kind = readFileSync(join(this.driver.bundleDir(id), KIND_FILE), 'utf8').trim(); } catch { return undefined; }
+    if (kind !== 'root-app') return undefined;
+    const globals = this.sandboxLaunch() ? withNetworkFlag(this.driver.runtime.globalArgs, 'none') : [...this.driver.runtime.globalArgs];
+    return this.runtimeRun(resolveBinary(this.bin), [...globals, 'start', id], timeoutMs, signal);
+  }
+
+  /** Runs a runtime command as the driver would (its stdout; a failure classified). */
+  private async runtimeRun(cmd: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<string> {
+    const r = await run(cmd, args, { timeoutMs, ...(signal ? { signal } : {}) });
+    if (r.code !== 0) throw classifyRuntimeFailure({ what: `${cmd} ${args.at(-2) ?? ''} ${args.at(-1) ?? ''}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
+    return r.stdout;
   }
 
   /**
@@ -795,6 +815,15 @@ export class GvisorBackend extends ConmonBackend {
       await run('ip', ['netns', 'delete', ns], { timeoutMs: 10_000 }).catch(() => {});
     }
   }
+}
+
+/**
+ * Global runsc flags with every `--network=...` replaced by `--network=<mode>` (added in front when
+ * there is none), as the shim's set_network does.
+ */
+export function withNetworkFlag(globals: readonly string[], mode: string): string[] {
+  const out = globals.map((a) => (a.startsWith('--network=') ? `--network=${mode}` : a));
+  return out.some((a) => a.startsWith('--network=')) ? out : [`--network=${mode}`, ...out];
 }
 
 /** In a one-shot pod's dir: the id of its container that is its sandbox. */
