@@ -90,10 +90,13 @@ describe('engine: a container whose conmon died', () => {
     it(`${handler}: a workload that ends by itself after its conmon died is reported exited, exit code unknown`, async () => {
       const pod = podConfig();
       const podId = await engine.runPodSandbox(pod, handler);
-      const id = await engine.createContainer(podId, containerConfig(env.busybox, 'short', ['sh', '-c', 'sleep 4; exit 3']), pod);
+      // it ends once told to (a file an exec makes), after its conmon is gone: a fixed 'sleep 4'
+      // could run out while a loaded host was still finding and killing the conmon
+      const id = await engine.createContainer(podId, containerConfig(env.busybox, 'short', ['sh', '-c', 'while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 3']), pod);
       await engine.startContainer(id);
       await killConmonOf(id);
       assert.equal((await engine.containerStatus(id)).status.state, 'CONTAINER_RUNNING');
+      assert.equal((await engine.execSync(id, ['touch', '/tmp/go'], 30)).exitCode, 0);
       const st = await exited(engine, id);
       assert.equal(st.exitCode, 255);
       assert.match(st.message, /monitor \(conmon\) died; exit code unknown/);

@@ -119,12 +119,15 @@ export function backendSuite(name: string, factory: BackendFactory, options: Sui
 
     it('creates, starts, reports state and the exit code', async (t) => {
       if (skipped(t, 'lifecycle')) return;
-      const { id } = await make({ command: ['sh', '-c', 'read x < /dev/null; sleep 1; exit 42'] });
+      // it exits by itself once told to (a file an exec makes): a fixed 'sleep 1' could end before
+      // the state below was read on a loaded host
+      const { id } = await make({ command: ['sh', '-c', 'read x < /dev/null; while [ ! -e /tmp/go ]; do sleep 0.1; done; exit 42'] });
       const st0 = await backend.state(id);
       assert.equal(st0.status, 'created');
       assert.ok(st0.pid > 0);
       await backend.start(id);
       assert.equal((await backend.state(id)).status, 'running');
+      assert.equal((await backend.exec(id, { args: ['touch', '/tmp/go'], timeoutMs: 60_000 })).exitCode, 0);
       const st = await backend.wait(id, AbortSignal.timeout(60_000));
       assert.equal(st.status, 'stopped');
       assert.equal(st.exitCode, 42);
