@@ -153,7 +153,8 @@ describe('bulkhead CLI against a real daemon', () => {
         child.on('close', (code) => reject(new Error(`port-forward exited ${code}`)));
       });
       let body = '';
-      for (let i = 0; i < 30 && body !== 'hello-from-pod\n'; i++) {
+      // httpd starts after run -d returns: polled for up to 60 s (30 tries were ~6 s on a quiet host)
+      for (const until = Date.now() + 60_000; body !== 'hello-from-pod\n' && Date.now() < until;) {
         body = await fetch(`http://127.0.0.1:${port}/index.html`).then((r) => r.text()).catch(() => '');
         if (body !== 'hello-from-pod\n') await new Promise((r) => setTimeout(r, 200));
       }

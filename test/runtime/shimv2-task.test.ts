@@ -112,8 +112,13 @@ test('start, Create with FIFOs into a CRI log, Start, Wait, Delete, Shutdown', {
   assert.equal(st.status, 'STOPPED');
   assert.equal(st.exitStatus, 3);
 
-  // the FIFOs were opened read-write by us, so they never see EOF: give the output a moment, then end
-  await new Promise((r) => setTimeout(r, 200));
+  // the FIFOs were opened read-write by us, so they never see EOF: wait (bounded) for the output
+  // in the log, then end them (a fixed 200 ms could end them first on a loaded host)
+  for (let i = 0; i < 300; i++) {
+    const text = await readFile(join(dir, 'c1.log'), 'utf8').catch(() => '');
+    if (/ stdout F hello$/m.test(text) && / stderr F oops$/m.test(text)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   out.destroy(); err.destroy();
   await piped.catch(() => {});
   await log.close();
@@ -163,7 +168,7 @@ test('Exec into a running task, Pids, Kill, and the exit of both', { skip }, asy
   const ew = task.wait('c2', 'e1', { timeoutMs: 30_000 });
   await task.start('c2', 'e1');
   assert.equal((await ew).exitStatus, 0);
-  await new Promise((r) => setTimeout(r, 200));
+  for (let i = 0; i < 300 && !Buffer.concat(chunks).toString().endsWith('\n'); i++) await new Promise((r) => setTimeout(r, 100));
   out.destroy(); errFifo.destroy();
   assert.match(Buffer.concat(chunks).toString(), /^from-exec \d+\n$/);
   await task.delete('c2', 'e1');
