@@ -26,7 +26,7 @@ export type Command = BaseCommand<GlobalOptions> & {
    * The process exits as soon as run() has returned, instead of waiting for Node to wind down what
    * is still open (the daemon connection's close, file handles, the event stream): measured 3-65 ms
    * (median ~20) after the last write of a `bulkhead run` on a loaded host, ~4 with it. Only for a
-   * command that awaits everything it starts (its output is written synchronously: see main.ts).
+   * command that awaits everything it starts; its output is flushed first (see main.ts).
    */
   exitWhenDone?: boolean;
 };

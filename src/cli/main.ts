@@ -174,9 +174,13 @@ async function mainInner(argv: string[], hooks: MainHooks): Promise<number> {
 }
 
 if (import.meta.main) {
-  // stdout and stderr are synchronous on Linux (files, pipes and TTYs): what a command wrote is
-  // written when it returns, so exiting at once loses nothing
-  main(process.argv.slice(2), { exitNow: (code) => { process.exitCode = code; process.exit(); } }).then(
+  // what the command wrote is handed to the OS first: a write to a pipe whose reader is slower
+  // than the command is still queued when it returns (process.exit() then cut a 1 MiB output)
+  const exitNow = (code: number): void => {
+    process.exitCode = code;
+    process.stdout.write('', () => process.stderr.write('', () => process.exit()));
+  };
+  main(process.argv.slice(2), { exitNow }).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
       if (err instanceof UsageError) {

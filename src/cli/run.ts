@@ -337,13 +337,14 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
   const imageRef = imageResult.value;
   req.image = imageRef;
   container.image = { image: imageRef, userSpecifiedImage: ctx.args[0] ?? imageRef };
-  let cleaned = false;
-  const cleanup = async (): Promise<void> => {
-    if (cleaned || !req.remove) return;
-    cleaned = true;
+  let cleaning: Promise<void> | undefined;
+  // once: started early when the exit is known (see below), awaited before the run returns
+  const cleanup = (): Promise<void> => {
+    if (!req.remove) return Promise.resolve();
     // CRI RemovePodSandbox stops whatever still runs (containers, pause, network) before it
     // removes, so a separate StopPodSandbox round trip would only add time.
-    await client.removePodSandbox(podId).then(() => removeCliLogDirectory(ctx.global.root, pod.metadata), () => {});
+    cleaning ??= client.removePodSandbox(podId).then(() => removeCliLogDirectory(ctx.global.root, pod.metadata), () => {});
+    return cleaning;
   };
   try {
     await hooks.onPod?.(podId);
@@ -391,7 +392,13 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
         // every STATUS_SAFETY_NET_MS (not at each end of the log file, a round trip every 100 ms)
         let streamOpen = stopped !== undefined;
         let asked = Date.now();
-        stopped?.then((ended) => { exited ||= ended !== false; streamOpen = false; });
+        stopped?.then((ended) => {
+          exited ||= ended !== false;
+          streamOpen = false;
+          // the STOPPED event carried the exit: a --rm pod's removal starts now, beside the last
+          // read of the log (the file stays open; conmon wrote all of it before the exit file)
+          if (ended !== false && ended.status !== undefined) void cleanup();
+        });
         const follow = readLogs(logPath, {
           follow: true,
           // the STOPPED event usually says it first; polling the status is the safety net

@@ -51,8 +51,22 @@ describe('bulkhead CLI against a real daemon', () => {
   });
 
   it('run --rm ends its process as soon as the run is done: a large output still arrives whole through a pipe (its unended last line too), with the exit code', async () => {
-    // 1 MiB: 61680 lines and the start of one more, never ended (given as it is, as docker does)
-    const r = await bulkhead(d, ['run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'yes 0123456789abcdef | head -c 1048576; echo tail >&2; exit 5']);
+    // 1 MiB: 61680 lines and the start of one more, never ended (given as it is, as docker does),
+    // read by a reader slower than the CLI (the output is still queued when the run returns)
+    const child = spawn(BIN, [...cliArgs(d), 'run', '--rm', '--network', 'none', IMAGE, 'sh', '-c', 'yes 0123456789abcdef | head -c 1048576; echo tail >&2; exit 5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const r = await new Promise<CliResult>((resolve, reject) => {
+      const out: Buffer[] = [];
+      let stderr = '';
+      child.stdout!.on('data', (b: Buffer) => {
+        out.push(b);
+        // a slow reader: a pause after each chunk
+        child.stdout!.pause();
+        setTimeout(() => child.stdout!.resume(), 2);
+      });
+      child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr }));
+    });
     assert.equal(r.code, 5, r.stderr);
     assert.equal(r.stdout.length, 1048576);
     assert.equal(r.stdout, '0123456789abcdef\n'.repeat(61680) + '0123456789abcdef');
