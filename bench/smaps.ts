@@ -60,10 +60,13 @@ export function breakdown(pid: number, guestMiB?: number): Breakdown {
     const parts = partOf(m, guest);
     const pss = m.f.Pss ?? 0, rss = m.f.Rss ?? 0, anon = m.f.Anonymous ?? 0, pd = m.f.Private_Dirty ?? 0;
     if (parts.length === 2) {
-      // Pss_Anon (5.x+) is the copies' share; the rest is the file's pages divided among their mappers
-      const pssAnon = m.f.Pss_Anon ?? anon;
-      add(parts[0]!, pss - pssAnon, rss - anon, 0, 0);
-      add(parts[1]!, pssAnon, anon, anon, pd);
+      // Pss_Anon (5.x+) is the copies' share; the rest is the file's pages divided among their mappers.
+      // Pages the host's KSM merged are anonymous but shared: then only the private ones are the
+      // clone's own, and the merged ones' share goes with the file's pages
+      const ksm = m.f.KSM ?? 0;
+      const pssAnon = m.f.Pss_Anon ?? (ksm > 0 ? pd : anon);
+      add(ksm > 0 ? `${parts[0]!} + KSM-merged copies` : parts[0]!, pss - pssAnon, rss - (ksm > 0 ? pd : anon), ksm > 0 ? anon - pd : 0, 0);
+      add(parts[1]!, pssAnon, ksm > 0 ? pd : anon, ksm > 0 ? pd : anon, pd);
     } else {
       add(parts[0]!, pss, rss, anon, pd);
     }
