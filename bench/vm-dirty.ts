@@ -4,7 +4,8 @@
 // container; after --settle-ms the host's /proc/PID/pagemap of QEMU's guest RAM mapping gives the
 // guest-physical pages the clone copied, and the guest's /proc/kpageflags (read by an exec with
 // CAP_SYS_ADMIN) says what each is: free (buddy), slab, page tables, anonymous (process memory),
-// page cache, or none of these (kernel data: struct pages, per-CPU areas, vmalloc, reserved).
+// page cache, or none of these (kernel data: struct pages, per-CPU areas, vmalloc, reserved). Also
+// TCG's translation buffer (QEMU's one anonymous rwx mapping, resident) after each step.
 //
 //   node bench/vm-dirty.ts [--app] [--settle-ms 3000]
 //
@@ -25,19 +26,37 @@ const started: string[] = [];
 try {
   const rootfs = makeRootfs(dir);
   const sb = makeBundle(dir, 'sb', { rootfs, annotations: { 'io.kubernetes.cri.container-type': 'sandbox', 'io.bulkhead.vm.volumes': 'none' }, args: ['sleep', '100000'], process: { capabilities: caps } });
+  /** Resident KiB of QEMU's translation buffer (TCG), or 0 under KVM. */
+  const tb = (): number => {
+    const pid = (JSON.parse(readFileSync(join(podDir(root, id), 'vmm.proc'), 'utf8')) as { pid: number }).pid;
+    let kb = 0, inTb = false;
+    for (const l of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+      const h = /^[0-9a-f]+-[0-9a-f]+ (\S{4}) \S+ \S+ \d+\s*(.*)$/.exec(l);
+      if (h) { inTb = h[1]!.includes('x') && h[2]!.trim() === ''; continue; }
+      const r = /^Rss:\s+(\d+) kB$/.exec(l);
+      if (r && inTb) kb += Number(r[1]);
+    }
+    return kb;
+  };
+  const steps: string[] = [];
   const c = await createWithPipes(root, id, sb);
   if (c.code !== 0) throw new Error(c.err());
   started.push(id);
+  steps.push(`sandbox created (restore, identity, the guest's create) ${(tb() / 1024).toFixed(1)}`);
   if ((await vm(root, ['start', id])).code !== 0) throw new Error('start failed');
+  steps.push(`sandbox started ${(tb() / 1024).toFixed(1)}`);
   if (values.app) {
     const app = `${id}-app`;
     const ab = makeBundle(dir, 'app', { rootfs, annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': id }, args: ['sleep', '100000'] });
     const a = await createWithPipes(root, app, ab);
     if (a.code !== 0) throw new Error(a.err());
     started.unshift(app);
+    steps.push(`app created ${(tb() / 1024).toFixed(1)}`);
     if ((await vm(root, ['start', app])).code !== 0) throw new Error('app start failed');
+    steps.push(`app started ${(tb() / 1024).toFixed(1)}`);
   }
   await new Promise((r) => setTimeout(r, Number(values['settle-ms'])));
+  steps.push(`after ${values['settle-ms']} ms ${(tb() / 1024).toFixed(1)}`);
   const pd = podDir(root, id);
   const pid = (JSON.parse(readFileSync(join(pd, 'vmm.proc'), 'utf8')) as { pid: number }).pid;
   const map = readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').find((l) => /\/templates\/[0-9a-f]{32}\/memory$/.test(l));
@@ -73,6 +92,7 @@ try {
   for (const i of copied) { const k = kind(flags[i]); by.set(k, (by.get(k) ?? 0) + 1); }
   console.log(`clone ${values.app ? 'sandbox + app container' : 'sandbox only'}, ${values['settle-ms']} ms after start: ${copied.length} pages copied (${(copied.length / 256).toFixed(1)} MiB), ${filePages} template file pages mapped`);
   for (const [k, n] of [...by].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(66)} ${String(n).padStart(5)} pages  ${(n / 256).toFixed(2)} MiB`);
+  console.log(`TCG translation buffer resident (MiB) after each step: ${steps.join('; ')}`);
 } finally {
   for (const s of started) await vm(root, ['delete', '--force', s]).catch(() => {});
   rmSync(dir, { recursive: true, force: true });

@@ -22,6 +22,26 @@ function hostTscKhz(): number {
   return 2_000_000;
 }
 
+/** prctl(2)'s system call number per host architecture (Node's names), for noThpPrefix. */
+const PRCTL_NR: Partial<Record<string, number>> = { x64: 157, arm64: 167 };
+const PR_SET_THP_DISABLE = 41;
+
+/**
+ * A command that turns transparent huge pages off for QEMU and execs it: prctl(PR_SET_THP_DISABLE),
+ * which execve keeps. QEMU asks for huge pages for TCG's translation buffer and every RAM block
+ * (MADV_HUGEPAGE), so a clone's 64 KiB firmware ROM takes a whole 2 MiB page: measured 2.0-2.2 MiB
+ * less QEMU per idle clone with it off (bench/density.ts, README "Memory of an idle pod"); the
+ * buffer holds ~20 MiB of generated code either way. TCG only: a KVM guest's RAM gains from huge
+ * pages. Perl (Debian's essential perl-base) makes the call, ignoring a failure (huge pages are
+ * then as before), and execs the rest of its arguments; none without perl or on an unknown arch.
+ * $BULKHEAD_VM_QEMU_THP=1 keeps QEMU's huge pages (bench/vm-thp.ts compares).
+ */
+export function noThpPrefix(accel: Accel, arch: string = process.arch, perl = '/usr/bin/perl', env: NodeJS.ProcessEnv = process.env): string[] {
+  const nr = PRCTL_NR[arch];
+  if (accel !== 'tcg' || nr === undefined || env.BULKHEAD_VM_QEMU_THP === '1' || !existsSync(perl)) return [];
+  return [perl, '-e', `syscall(${nr}, ${PR_SET_THP_DISABLE}, 1, 0, 0, 0); exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!\\n"`, '--'];
+}
+
 /** A path for a QEMU option value: absolute, no option separators. */
 function safePath(p: string, what: string): string {
   if (!p.startsWith('/') || /[,=\0]/.test(p)) throw new InternalError(`bad ${what} path ${p}`);
@@ -93,8 +113,9 @@ export class QemuVmm implements Vmm {
     if (cfg.netns !== undefined && (!cfg.netns.startsWith('/') || cfg.netns.includes('\0'))) throw new InternalError(`bad netns path ${cfg.netns}`);
     // setpriv --pdeathsig KILL: QEMU dies with its supervisor, whatever kills that (a VMM must never
     // outlive the process that would clean up after it). In the pod's netns (to open its tap):
-    // nsenter --net setns()es. Both exec, so the pid is QEMU's.
-    const vmm = cfg.netns ? ['nsenter', `--net=${cfg.netns}`, '--', this.#binary, ...args] : [this.#binary, ...args];
+    // nsenter --net setns()es; under TCG without huge pages (noThpPrefix). All exec, so the pid is QEMU's.
+    const qemu = [...noThpPrefix(cfg.accel), this.#binary, ...args];
+    const vmm = cfg.netns ? ['nsenter', `--net=${cfg.netns}`, '--', ...qemu] : qemu;
     // a clone's saved device state is fd 4 (QMP `migrate-incoming fd:4`, template.ts)
     const stateFd = cfg.incoming ? openSync(cfg.incoming, 'r') : undefined;
     let child;

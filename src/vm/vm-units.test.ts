@@ -6,7 +6,7 @@ import { moduleLoadOrder } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
 import { containerKv, podIdentity, podNetnsPath, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
 import { cloneTbMiB, CLONE_TB_MIB, guestNetArgs } from './vmd.ts';
-import { qemuArgs } from './qemu.ts';
+import { noThpPrefix, qemuArgs } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../oci/spec.ts';
@@ -142,6 +142,16 @@ describe('pod network for the VM', () => {
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8' }), 8);
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '0' }), undefined, '0: QEMU\'s default');
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8,x=1' }), CLONE_TB_MIB, 'anything else: the default');
+  });
+  it('starts QEMU under TCG without transparent huge pages (a 64 KiB ROM took a 2 MiB page); KVM keeps them', () => {
+    const p = noThpPrefix('tcg', 'x64', '/usr/bin/perl', {});
+    assert.deepEqual([p[0], p[1], p.at(-1)], ['/usr/bin/perl', '-e', '--']);
+    assert.match(p[2]!, /^syscall\(157, 41, 1, 0, 0, 0\); exec \{ \$ARGV\[0\] \} @ARGV/, 'prctl(PR_SET_THP_DISABLE), its failure ignored, then exec without a shell');
+    assert.match(noThpPrefix('tcg', 'arm64')[2]!, /^syscall\(167, 41,/);
+    assert.deepEqual(noThpPrefix('kvm', 'x64'), []);
+    assert.deepEqual(noThpPrefix('tcg', 'ppc64'), [], 'an arch whose prctl number is not known: as before');
+    assert.deepEqual(noThpPrefix('tcg', 'x64', '/nonexistent/perl'), [], 'no perl: as before');
+    assert.deepEqual(noThpPrefix('tcg', 'x64', '/usr/bin/perl', { BULKHEAD_VM_QEMU_THP: '1' }), [], 'kept when asked');
   });
   it('keeps the guest RAM out of the host\'s KSM unless asked (a clone of a node-wide template): merged pages leak across trust levels', () => {
     const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, accel: 'tcg' as const, drives: [], consoleLog: '/c', workDir: '/w' };
