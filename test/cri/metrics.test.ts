@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
-import { freePort, sharedRegistry, type TestRegistry } from '../../harness/registry.ts';
+import { sharedRegistry, type TestRegistry } from '../../harness/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { ContainerConfig, PodSandboxConfig } from '../../src/api/cri.ts';
@@ -28,8 +28,6 @@ let scriptDir = '';
 before(async () => {
   reg = await sharedRegistry();
   images = await buildAndPushTestImages(reg);
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}/metrics`;
   // the flaky handler's runtime is runc that refuses `create`: a real start failure of the pod's pause container
   scriptDir = await mkdtemp(join(tmpdir(), 'bulkhead-metrics-runc-'));
   const runc = execFileSync('sh', ['-c', 'command -v runc'], { encoding: 'utf8' }).trim();
@@ -40,9 +38,22 @@ before(async () => {
     name: 'bulkhead-cri-metrics-',
     handlers: { runc: { backend: 'runc' }, flaky: { backend: 'runc', binary: flaky } },
     policy: { toml: ['[policy]', 'default_trust = "trusted"', '[policy.levels.trusted]', 'min_isolation = "process"', 'default_handler = "runc"'].join('\n') },
-    extraToml: ['[metrics]', `address = "127.0.0.1:${port}"`].join('\n'),
+    // port 0: the kernel picks a free one at the daemon's bind (a port probed free beforehand can be
+    // taken by any connection's ephemeral port meanwhile); the daemon logs the URL
+    extraToml: ['[metrics]', 'address = "127.0.0.1:0"'].join('\n'),
   });
+  url = await metricsUrlOf(d);
 });
+/** The /metrics URL the daemon logged (it listens before the CRI socket that startTestDaemon waits for). */
+async function metricsUrlOf(t: TestDaemon): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const m = /msg="metrics listening".* url="?(http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(await t.log());
+    if (m) return m[1]!;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the daemon did not log where /metrics is');
+}
+
 after(async () => {
   await d?.close();
   if (scriptDir) await rm(scriptDir, { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
-import { freePort, sharedRegistry } from '../../harness/registry.ts';
+import { sharedRegistry } from '../../harness/registry.ts';
 import { run } from '../../src/util/exec.ts';
 import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import type { PodSandboxConfig } from '../../src/api/cri.ts';
@@ -50,8 +50,6 @@ const BULKHEAD = new URL('../../bin/bulkhead', import.meta.url).pathname;
 
 before(async () => {
   images = await buildAndPushTestImages(await sharedRegistry());
-  const port = await freePort();
-  metricsUrl = `http://127.0.0.1:${port}/metrics`;
   d = await startTestDaemon({
     name: 'bulkhead-warm-pool-', policy: { toml: POLICY },
     handlers: {
@@ -60,7 +58,13 @@ before(async () => {
       // a gVisor handler whose runsc does not exist: its pool can never fill
       broken: { backend: 'gvisor', binary: '/nonexistent/bin/runsc' },
     },
-    extraToml: `${POOLS}\n[metrics]\naddress = "127.0.0.1:${port}"\n`, logLevel: 'info' });
+    // port 0: the kernel picks a free one at the daemon's bind; the daemon logs the URL
+    extraToml: `${POOLS}\n[metrics]\naddress = "127.0.0.1:0"\n`, logLevel: 'info' });
+  for (let i = 0; i < 100 && !metricsUrl; i++) {
+    metricsUrl = /msg="metrics listening".* url="?(http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(await d.log())?.[1] ?? '';
+    if (!metricsUrl) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(metricsUrl, 'the daemon logged where /metrics is');
   await d.client.pullImage(images.busybox);
 });
 after(async () => { await d?.close(); });
