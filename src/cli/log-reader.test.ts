@@ -88,3 +88,20 @@ test('readLogs gives a line the workload never ended (P with no F after it) at t
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('readLogs reads a backlog larger than one read (4 MiB at a time), every line whole and in order', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bh-logs-'));
+  try {
+    const p = join(dir, 'c.log');
+    const n = 200_000;
+    // ~9 MiB: lines cross the 4 MiB read boundaries
+    await writeFile(p, Array.from({ length: n }, (_, i) => `2024-01-01T00:00:01Z stdout F line ${i}`).join('\n') + '\n');
+    const got = await collect(readLogs(p));
+    assert.equal(got.length, n);
+    assert.ok(got.every((l, i) => l.content === `line ${i}\n`));
+    const followed = await collect(readLogs(p, { follow: true, pollMs: 5, tail: 0, exited: async () => true }));
+    assert.equal(followed.length, 0, 'tail 0: nothing of what was there');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -40,6 +40,8 @@ export interface ReadLogsOptions {
   wake?: Promise<unknown>;
 }
 
+const READ_MAX_BYTES = 4 * 1024 * 1024;
+
 /** Yields joined log lines in file order. */
 export async function* readLogs(path: string, opts: ReadLogsOptions = {}): AsyncGenerator<LogLine> {
   const pending: Record<'stdout' | 'stderr', { time: string; parts: string[] } | undefined> = { stdout: undefined, stderr: undefined };
@@ -79,28 +81,42 @@ export async function* readLogs(path: string, opts: ReadLogsOptions = {}): Async
       return true;
     } catch { return false; }
   };
-  const readMore = async (): Promise<string[]> => {
-    if (!fh) return [];
+  // at most READ_MAX_BYTES per read: a backlog of hundreds of MiB (a chatty workload's log, read
+  // at once) made one string longer than V8 allows
+  const readMore = async (): Promise<{ lines: string[]; more: boolean }> => {
+    if (!fh) return { lines: [], more: false };
     const chunks: Buffer[] = [];
+    let got = 0;
+    let more = false;
     for (;;) {
+      if (got >= READ_MAX_BYTES) { more = true; break; }
       const buf = Buffer.alloc(64 * 1024);
       const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) break;
       pos += bytesRead;
+      got += bytesRead;
       chunks.push(buf.subarray(0, bytesRead));
     }
-    if (chunks.length === 0) return [];
+    if (chunks.length === 0) return { lines: [], more: false };
     const text = carry + Buffer.concat(chunks).toString('utf8');
     const lines = text.split('\n');
     carry = lines.pop() ?? '';
-    return lines;
+    return { lines, more };
+  };
+  /** Every complete line written so far, READ_MAX_BYTES at a time. */
+  const readAll = async function* (): AsyncGenerator<string> {
+    for (;;) {
+      const { lines, more } = await readMore();
+      yield* lines;
+      if (!more) return;
+    }
   };
 
   try {
     if (!(await reopen()) && !opts.follow) return;
     // First pass: everything present now, honouring tail.
     const initial: LogLine[] = [];
-    for (const raw of await readMore()) { const l = join(raw); if (l && keep(l)) initial.push(l); }
+    for await (const raw of readAll()) { const l = join(raw); if (l && keep(l)) initial.push(l); }
     if (!opts.follow) initial.push(...unfinished());
     const start = opts.tail !== undefined && opts.tail >= 0 ? Math.max(0, initial.length - opts.tail) : 0;
     for (const l of initial.slice(start)) yield l;
@@ -109,7 +125,7 @@ export async function* readLogs(path: string, opts: ReadLogsOptions = {}): Async
     for (;;) {
       if (opts.signal?.aborted) return;
       const done = opts.exited ? await opts.exited() : false;
-      for (const raw of await readMore()) { const l = join(raw); if (l && keep(l)) yield l; }
+      for await (const raw of readAll()) { const l = join(raw); if (l && keep(l)) yield l; }
       // Rotation: a new file at the path (ReopenContainerLog) — finish the old one, then switch.
       const st = await stat(path).catch(() => undefined);
       if (st && st.ino !== ino) {

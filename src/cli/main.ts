@@ -160,14 +160,23 @@ async function mainInner(argv: string[], hooks: MainHooks): Promise<number> {
   const global = globalOptions({ ...g, json: Boolean(g.json || flags.json) }, process.env);
   const ac = new AbortController();
   const onSignal = (): void => ac.abort();
+  // a reader that went away (`bulkhead run ... | head`): the command is cut short as by a signal,
+  // so that it still undoes what it made (a --rm run's pod), instead of dying of an unhandled EPIPE
+  const onOutputError = (err: NodeJS.ErrnoException): void => {
+    if (err.code === 'EPIPE') ac.abort();
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
   let code: number;
   try {
     code = await cmd.run({ global, flags, args, stdout: process.stdout, stderr: process.stderr, signal: ac.signal });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.stdout.off('error', onOutputError);
+    process.stderr.off('error', onOutputError);
   }
   if (cmd.exitWhenDone) hooks.exitNow?.(code);
   return code;

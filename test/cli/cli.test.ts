@@ -74,6 +74,24 @@ describe('bulkhead CLI against a real daemon', () => {
     assert.equal((await d.client.listPodSandbox()).length, 0, 'and the pod is gone when it ends');
   });
 
+  it('run --rm whose output reader goes away (| head): the run is stopped as by a signal and leaves no pod', async () => {
+    const child = spawn(BIN, [...cliArgs(d), 'run', '--rm', '--network', 'none', '--name', 'epipe', IMAGE, 'sh', '-c', 'trap "exit 3" TERM; while :; do echo y; done'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    // a CLI that does not end by itself is stopped as Ctrl-C would (it removes its pod), and fails the test
+    let stuck = false;
+    const guard = setTimeout(() => { stuck = true; child.kill('SIGTERM'); }, 60_000);
+    // the first output read, then the reader closes its end
+    await new Promise<void>((resolve) => child.stdout!.once('data', () => { child.stdout!.destroy(); resolve(); }));
+    const code = await closed;
+    clearTimeout(guard);
+    assert.equal(stuck, false, 'the CLI went on after its reader was gone');
+    assert.doesNotMatch(stderr, /Unhandled 'error' event|EPIPE|unexpected error/, stderr);
+    assert.equal(code, 3, `the workload's exit code (it ended on the stop signal): ${stderr}`);
+    assert.deepEqual((await d.client.listPodSandbox()).map((p) => p.metadata.name), [], 'no pod left');
+  });
+
   it('run --rm mounts the container\'s writable layer volatile (never synced, as podman\'s run --rm); a run kept after its exit does not', async (t) => {
     const [major = 0, minor = 0] = release().split('.').map(Number);
     if (major < 5 || (major === 5 && minor < 10)) { t.skip('overlayfs has no volatile option before Linux 5.10'); return; }
