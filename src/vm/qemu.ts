@@ -34,7 +34,7 @@ const PR_SET_THP_DISABLE = 41;
  * buffer holds ~20 MiB of generated code either way. TCG only: a KVM guest's RAM gains from huge
  * pages. Perl (Debian's essential perl-base) makes the call, ignoring a failure (huge pages are
  * then as before), and execs the rest of its arguments; none without perl or on an unknown arch.
- * $BULKHEAD_VM_QEMU_THP=1 keeps QEMU's huge pages (bench/vm-thp.ts compares).
+ * $BULKHEAD_VM_QEMU_THP=1 keeps QEMU's huge pages (bench/vm-tb.ts --thp compares).
  */
 export function noThpPrefix(accel: Accel, arch: string = process.arch, perl = '/usr/bin/perl', env: NodeJS.ProcessEnv = process.env): string[] {
   const nr = PRCTL_NR[arch];
