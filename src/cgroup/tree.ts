@@ -113,18 +113,25 @@ export async function removeJournaled(dirs: readonly string[]): Promise<string[]
   for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
     if (!isCgroupFs(d)) continue; // gone already, or never a cgroup: nothing of ours
     if (hasChildDirs(d)) { left.push(d); continue; }
-    let ok = false;
-    for (let i = 0; i < 20 && !ok; i++) {
-      try { rmdirSync(d); ok = true; } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') ok = true;
-        else if (code === 'EBUSY') await new Promise((r) => setTimeout(r, 50));
-        else break; // ENOTEMPTY: another cgroup still below a shared parent
-      }
-    }
-    if (!ok) left.push(d);
+    if (!(await rmdirCgroup(d))) left.push(d);
   }
   return left;
+}
+
+/**
+ * rmdir of one cgroup directory whose processes are gone: true once it is gone (or was). One just
+ * emptied may stay EBUSY while its last tasks finish exiting: retried, 5 ms doubling to 50, for
+ * ~1 s. false when it stays: busy after that, or another cgroup below it (ENOTEMPTY, EBUSY).
+ */
+export async function rmdirCgroup(dir: string): Promise<boolean> {
+  for (let waited = 0, delay = 5; ; waited += delay, delay = Math.min(delay * 2, 50)) {
+    try { rmdirSync(dir); return true; } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return true;
+      if (code !== 'EBUSY' || waited >= 1000) return false;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /** rmdir of a cgroup directory and every cgroup below it, children first; busy ones stay. */

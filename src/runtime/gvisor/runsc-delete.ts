@@ -17,9 +17,10 @@
  * sandbox's state is read from conmon's exit file, not from runsc).
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { rm, rmdir } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CGROUP_ROOT, cleanCgroupPath } from '../../cgroup/hierarchy.ts';
+import { rmdirCgroup } from '../../cgroup/tree.ts';
 import { ID_RE, pidAlive } from '../conmon/shared.ts';
 
 /** What deleting ended sandbox `id` removes (endedSandbox). */
@@ -75,18 +76,9 @@ export function endedSandbox(stateDir: string, id: string, cgroupsPath: string |
  * stays: the caller runs `runsc delete` then.
  */
 export async function removeEndedSandbox(s: EndedSandbox): Promise<boolean> {
-  for (const dir of s.cgroupDirs) {
-    // busy while the sandbox's last tasks (ptrace stubs) finish exiting: retried for up to ~1 s,
-    // as runsc's own delete retries
-    for (let waited = 0, delay = 5; ; waited += delay, delay = Math.min(delay * 2, 50)) {
-      try { await rmdir(dir); break; } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') break; // gone, or the same hierarchy under another controller's name
-        if (code !== 'EBUSY' || waited >= 1000) return false;
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
+  // busy while the sandbox's last tasks (ptrace stubs) finish exiting: retried for ~1 s, as runsc's
+  // own delete retries; one gone is fine (the same hierarchy under another controller's name)
+  for (const dir of s.cgroupDirs) if (!(await rmdirCgroup(dir))) return false;
   await rm(s.stateFile, { force: true });
   await rm(s.lockFile, { force: true });
   return true;

@@ -15,9 +15,10 @@
  * (busy, or with a child), leaves the work to runc itself with the state still in place.
  */
 import { readFileSync } from 'node:fs';
-import { rm, rmdir } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CGROUP_ROOT, cleanCgroupPath } from '../../cgroup/hierarchy.ts';
+import { rmdirCgroup } from '../../cgroup/tree.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { ID_RE } from '../conmon/shared.ts';
@@ -66,18 +67,8 @@ export function endedContainer(root: string, id: string, spec: OciSpec, cgroupRo
  * stays: the caller runs `runc delete` then.
  */
 export async function removeEndedContainer(c: EndedContainer): Promise<boolean> {
-  for (const dir of c.cgroupDirs) {
-    // busy while the container's last tasks finish exiting: retried for up to ~1 s, as runc's own
-    // cgroup removal retries
-    for (let waited = 0, delay = 5; ; waited += delay, delay = Math.min(delay * 2, 50)) {
-      try { await rmdir(dir); break; } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') break;
-        if (code !== 'EBUSY' || waited >= 1000) return false;
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
-  }
+  // busy while the container's last tasks finish exiting: retried for ~1 s, as runc's own removal retries
+  for (const dir of c.cgroupDirs) if (!(await rmdirCgroup(dir))) return false;
   await rm(c.stateDir, { recursive: true, force: true });
   return true;
 }
