@@ -3,7 +3,7 @@
  * container operation to it; subclasses say what their runtime is (`runtimeCommand`), probe the
  * host, and adjust the spec for their runtime (`adjustSpec`). The microVM backend extends it too.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
@@ -44,6 +44,17 @@ export abstract class ConmonBackend implements Backend {
   protected execRuntimePath(): string | undefined { return undefined; }
   /** Runtime subcommands the backend runs in the daemon's process (ConmonDriverOptions.inProcess); default none. */
   protected inProcessRuntime(): InProcessRuntime | undefined { return undefined; }
+  /**
+   * For an inProcessRuntime: the container of a runtime call `delete --force ID` and its spec when
+   * conmon recorded its exit (what an in-process delete of an ended container starts from); else
+   * undefined, and the runtime deletes it.
+   */
+  protected endedDeleteOf(args: string[]): { id: string; spec: OciSpec } | undefined {
+    if (args.length !== 3 || args[0] !== 'delete' || args[1] !== '--force') return undefined;
+    const id = args[2]!;
+    if (!existsSync(this.driver.exitFile(id))) return undefined;
+    try { return { id, spec: JSON.parse(readFileSync(join(this.driver.bundleDir(id), 'config.json'), 'utf8')) as OciSpec }; } catch { return undefined; }
+  }
   /** A create's work the backend does in the daemon's process before conmon runs (ConmonDriverOptions.prepareCreate); default none. */
   protected prepareCreate(): ConmonDriverOptions['prepareCreate'] { return undefined; }
   /** Kill a timed-out exec'd process by the pid its runtime reported (written to pidFile). */

@@ -50,8 +50,9 @@ export interface ConmonDriverOptions {
   execRuntimePath?: string;
   /**
    * Runs a runtime subcommand in this process instead of spawning the runtime (its stdout, or
-   * undefined when it is not one it runs): the microvm backend's runtime is Bulkhead's own code,
-   * and each `bulkhead-vm` process costs a Node.js start.
+   * undefined when it is not one it runs; see InProcessRuntime): the microvm backend's runtime is
+   * Bulkhead's own code, and each `bulkhead-vm` process costs a Node.js start; runc's and runsc's
+   * delete of an ended container is a few rmdirs.
    */
   inProcess?: InProcessRuntime;
   /**
@@ -68,8 +69,12 @@ export interface PreparedCreate {
   abandon(): Promise<void>;
 }
 
-/** See ConmonDriverOptions.inProcess; `timeoutMs` bounds the call as the spawned runtime's would be. */
-export type InProcessRuntime = (args: string[], opts: { signal?: AbortSignal; timeoutMs: number }) => Promise<string> | undefined;
+/**
+ * See ConmonDriverOptions.inProcess; `timeoutMs` bounds the call as the spawned runtime's would be.
+ * undefined: not done here, the runtime runs; a promise of undefined: tried here and left to the
+ * runtime after all (its state still in place), which then runs.
+ */
+export type InProcessRuntime = (args: string[], opts: { signal?: AbortSignal; timeoutMs: number }) => Promise<string | undefined> | undefined;
 
 export class ConmonDriver {
   readonly runDir: string;
@@ -106,16 +111,21 @@ export class ConmonDriver {
   exitFile(id: string): string { return join(this.runDir, 'exits', id); }
   private get exitDir(): string { return join(this.runDir, 'exits'); }
 
-  /** Runs `<runtime> <globalArgs> ...args`, classifying a failure. */
+  /** Runs `<runtime> <globalArgs> ...args` (in the daemon's process where ConmonDriverOptions.inProcess does it), classifying a failure. */
   async runtimeCmd(args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
     const direct = opts.input === undefined ? this.#inProcess?.(args, { timeoutMs: opts.timeoutMs ?? RUNTIME_TIMEOUT, ...(opts.signal ? { signal: opts.signal } : {}) }) : undefined;
-    if (direct !== undefined) return await direct;
-    const r = await run(this.runtime.path, [...this.runtime.globalArgs, ...args], {
+    const done = direct === undefined ? undefined : await direct;
+    return done ?? await this.spawnRuntime(this.runtime, args, opts);
+  }
+
+  /** Spawns `<runtime.path> <runtime.globalArgs> ...args` (never in-process), classifying a failure. */
+  async spawnRuntime(runtime: RuntimeCommand, args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
+    const r = await run(runtime.path, [...runtime.globalArgs, ...args], {
       timeoutMs: opts.timeoutMs ?? RUNTIME_TIMEOUT,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
     });
-    if (r.code !== 0) throw classifyRuntimeFailure({ what: `${this.runtime.path} ${args[0] ?? ''} ${args[args.length - 1] ?? ''}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
+    if (r.code !== 0) throw classifyRuntimeFailure({ what: `${runtime.path} ${args[0] ?? ''} ${args[args.length - 1] ?? ''}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
     return r.stdout;
   }
 

@@ -213,18 +213,13 @@ export class GvisorBackend extends ConmonBackend {
     if (process.env.BULKHEAD_GVISOR_IN_PROCESS === '0') return undefined;
     return (args, { signal, timeoutMs }) => {
       if (args.length === 2 && args[0] === 'start') return this.startRootApp(args[1]!, timeoutMs, signal);
-      if (args.length !== 3 || args[0] !== 'delete' || args[1] !== '--force') return undefined;
-      const id = args[2]!;
-      if (!existsSync(this.driver.exitFile(id))) return undefined;
-      let spec: OciSpec;
-      try { spec = JSON.parse(readFileSync(join(this.driver.bundleDir(id), 'config.json'), 'utf8')) as OciSpec; } catch { return undefined; }
-      if (spec.annotations?.[CONTAINER_TYPE_ANNOTATION] !== 'sandbox') return undefined;
-      const ended = endedSandbox(this.stateDir, id, spec.linux?.cgroupsPath);
+      const c = this.endedDeleteOf(args);
+      const ended = c?.spec.annotations?.[CONTAINER_TYPE_ANNOTATION] === 'sandbox' ? endedSandbox(this.stateDir, c.id, c.spec.linux?.cgroupsPath) : undefined;
       if (!ended) return undefined;
-      return removeEndedSandbox(ended).then(async (done) => {
+      return removeEndedSandbox(ended).then((done) => {
         if (done) return '';
-        this.log.debug('a cgroup of the ended sandbox stays; runsc deletes it', { id });
-        return await this.runtimeRun(this.driver.runtime.path, [...this.driver.runtime.globalArgs, ...args], timeoutMs, signal);
+        this.log.debug('a cgroup of the ended sandbox stays; runsc deletes it', { id: ended.id });
+        return undefined;
       });
     };
   }
@@ -235,14 +230,7 @@ export class GvisorBackend extends ConmonBackend {
     try { kind = readFileSync(join(this.driver.bundleDir(id), KIND_FILE), 'utf8').trim(); } catch { return undefined; }
     if (kind !== 'root-app') return undefined;
     const globals = this.sandboxLaunch() ? withNetworkFlag(this.driver.runtime.globalArgs, 'none') : [...this.driver.runtime.globalArgs];
-    return this.runtimeRun(resolveBinary(this.bin), [...globals, 'start', id], timeoutMs, signal);
-  }
-
-  /** Runs a runtime command as the driver would (its stdout; a failure classified). */
-  private async runtimeRun(cmd: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<string> {
-    const r = await run(cmd, args, { timeoutMs, ...(signal ? { signal } : {}) });
-    if (r.code !== 0) throw classifyRuntimeFailure({ what: `${cmd} ${args.at(-2) ?? ''} ${args.at(-1) ?? ''}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
-    return r.stdout;
+    return this.driver.spawnRuntime({ path: resolveBinary(this.bin), globalArgs: globals }, ['start', id], { timeoutMs, ...(signal ? { signal } : {}) });
   }
 
   /**

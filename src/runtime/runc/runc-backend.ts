@@ -2,15 +2,11 @@
  * runc: Linux namespaces + cgroups + seccomp, the host kernel shared ('process' isolation).
  * Pods: containers join the pod's namespaces by path (../sandbox/namespaces-joined.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { run } from '../../util/exec.ts';
-import type { OciSpec } from '../../oci/spec.ts';
 import type { Isolation, ProbeResult, RuntimeCommand } from '../backend.ts';
 import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 import type { InProcessRuntime } from '../conmon/driver.ts';
-import { classifyRuntimeFailure } from '../errors.ts';
 import { endedContainer, removeEndedContainer } from './runc-delete.ts';
 
 export class RuncBackend extends ConmonBackend {
@@ -31,20 +27,14 @@ export class RuncBackend extends ConmonBackend {
    */
   protected override inProcessRuntime(): InProcessRuntime | undefined {
     if (process.env.BULKHEAD_RUNC_IN_PROCESS === '0') return undefined;
-    return (args, { signal, timeoutMs }) => {
-      if (args.length !== 3 || args[0] !== 'delete' || args[1] !== '--force') return undefined;
-      const id = args[2]!;
-      if (!existsSync(this.driver.exitFile(id))) return undefined;
-      let spec: OciSpec;
-      try { spec = JSON.parse(readFileSync(join(this.driver.bundleDir(id), 'config.json'), 'utf8')) as OciSpec; } catch { return undefined; }
-      const ended = endedContainer(this.stateDir, id, spec);
+    return (args) => {
+      const c = this.endedDeleteOf(args);
+      const ended = c && endedContainer(this.stateDir, c.id, c.spec);
       if (!ended) return undefined;
-      return removeEndedContainer(ended).then(async (done) => {
+      return removeEndedContainer(ended).then((done) => {
         if (done) return '';
-        this.log.debug('a cgroup of the ended container stays; runc deletes it', { id });
-        const r = await run(this.driver.runtime.path, [...this.driver.runtime.globalArgs, ...args], { timeoutMs, ...(signal ? { signal } : {}) });
-        if (r.code !== 0) throw classifyRuntimeFailure({ what: `${this.driver.runtime.path} delete ${id}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
-        return r.stdout;
+        this.log.debug('a cgroup of the ended container stays; runc deletes it', { id: ended.id });
+        return undefined;
       });
     };
   }
