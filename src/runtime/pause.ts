@@ -2,7 +2,7 @@
  * The built-in pod infra ("pause") root filesystem: a directory holding only a static busybox
  * (Debian's busybox-static), shared read-only by every pause container of the node.
  */
-import { copyFile, mkdir, rename, stat, chmod } from 'node:fs/promises';
+import { copyFile, mkdir, rename, stat, chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UnavailableError } from '../errors.ts';
 
@@ -32,4 +32,23 @@ export async function ensurePauseRootfs(dir: string): Promise<string> {
   await chmod(tmp, 0o755);
   await rename(tmp, target);
   return dir;
+}
+
+/**
+ * A throwaway OCI bundle in `dir` whose one process runs busybox `true` from a read-only rootfs
+ * with /proc: what a runtime's host probe runs to learn whether it works here. `linux` is the
+ * spec's linux section (the namespaces to make or join, a cgroup path).
+ */
+export async function writeProbeBundle(dir: string, linux: { namespaces: { type: string; path?: string }[]; cgroupsPath?: string }): Promise<void> {
+  const rootfs = join(dir, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await copyFile(await findStaticBusybox(), join(rootfs, 'bin', 'busybox'));
+  const spec = {
+    ociVersion: '1.0.2',
+    process: { user: { uid: 0, gid: 0 }, args: ['/bin/busybox', 'true'], cwd: '/', env: ['PATH=/bin'] },
+    root: { path: rootfs, readonly: true },
+    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+    linux,
+  };
+  await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
 }

@@ -4,7 +4,7 @@
  * and reports crun's own words when it fails.
  */
 import { ownedTempDir } from '../../util/temp-dir.ts';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeLayout } from '../../cgroup/hierarchy.ts';
 import { removeTree } from '../../cgroup/tree.ts';
@@ -13,7 +13,7 @@ import type { ProbeResult, RuntimeCommand } from '../backend.ts';
 import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 import { runtimeMessage } from '../errors.ts';
-import { findStaticBusybox } from '../pause.ts';
+import { writeProbeBundle } from '../pause.ts';
 
 export class CrunBackend extends ConmonBackend {
   readonly name: string = 'crun';
@@ -39,17 +39,7 @@ export class CrunBackend extends ConmonBackend {
     const dir = await ownedTempDir('bulkhead-crun-probe-');
     const id = `bulkhead-probe-${process.pid}-${Date.now()}`;
     try {
-      const rootfs = join(dir, 'rootfs');
-      await mkdir(join(rootfs, 'bin'), { recursive: true });
-      await copyFile(await findStaticBusybox(), join(rootfs, 'bin', 'busybox'));
-      const spec = {
-        ociVersion: '1.0.2',
-        process: { user: { uid: 0, gid: 0 }, args: ['/bin/busybox', 'true'], cwd: '/', env: ['PATH=/bin'] },
-        root: { path: rootfs, readonly: true },
-        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }], cgroupsPath: `/bulkhead-probe/${id}` },
-      };
-      await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+      await writeProbeBundle(dir, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }], cgroupsPath: `/bulkhead-probe/${id}` });
       const r = await run(bin, ['--root', join(dir, 'state'), 'run', '--bundle', dir, id], { timeoutMs: 30_000, ...(signal ? { signal } : {}) });
       if (r.code !== 0) {
         const why = runtimeMessage(r.stderr) || `exit ${r.code}`;

@@ -46,7 +46,7 @@
  * it (published ports do).
  */
 import { ownedTempDir, sweepTempDirs } from '../../util/temp-dir.ts';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -61,7 +61,7 @@ import { CONTAINER_TYPE_ANNOTATION, ConmonBackend, SANDBOX_ID_ANNOTATION, versio
 import { resolveBinary, type ConmonDriverOptions, type InProcessRuntime } from '../conmon/driver.ts';
 import type { OciLinuxResources, OciNamespace, OciSpec } from '../../oci/spec.ts';
 import { writeCgroupResources } from '../../cgroup/limits.ts';
-import { findStaticBusybox } from '../pause.ts';
+import { writeProbeBundle } from '../pause.ts';
 import { classifyRuntimeFailure, runtimeMessage } from '../errors.ts';
 import { FailedPreconditionError, InvalidArgumentError, UnavailableError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
@@ -766,17 +766,7 @@ export class GvisorBackend extends ConmonBackend {
     const id = `bh-gvprobe-${randomBytes(4).toString('hex')}`;
     const state = join(work, 'state-net');
     try {
-      const rootfs = join(work, 'rootfs');
-      await mkdir(join(rootfs, 'bin'), { recursive: true });
-      await copyFile(await findStaticBusybox(), join(rootfs, 'bin', 'busybox'));
-      const spec = {
-        ociVersion: '1.0.2',
-        process: { user: { uid: 0, gid: 0 }, args: ['/bin/busybox', 'true'], cwd: '/', env: ['PATH=/bin'] },
-        root: { path: rootfs, readonly: true },
-        mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
-        linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network', path: `/var/run/netns/${ns}` }] },
-      };
-      await writeFile(join(work, 'config.json'), JSON.stringify(spec));
+      await writeProbeBundle(work, { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network', path: `/var/run/netns/${ns}` }] });
       // plain first; a runsc that takes every netns for the root one (see ./runsc-launch.ts) is
       // tried again with /proc/sys/net hidden from it
       let refused = '';
