@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GvisorBackend } from '../../src/runtime/gvisor/gvisor-backend.ts';
@@ -73,12 +73,27 @@ describe('gvisor pod network: gVisor\'s netstack (runsc --network=sandbox)', () 
       const p = await b.probe();
       assert.ok(p.available, p.reason);
       assert.match(p.details.network ?? '', /^sandbox \(gVisor netstack in the pod netns/, JSON.stringify(p.details));
-      const saved = JSON.parse(await readFile(join(dir, 'run', 'platform.json'), 'utf8')) as { network: string; launch: string };
+      const saved = JSON.parse(await readFile(join(dir, 'run', 'platform.json'), 'utf8')) as { network: string; launch: string; version: string };
       assert.equal(saved.network, 'sandbox');
       // this host's runsc (2022) on a 6.x kernel needs the workaround; a newer runsc would not
       if (saved.launch === 'hide-proc-sys-net') assert.match(p.details.networkNote ?? '', /root network namespace.*\/proc\/sys\/net hidden/);
       else assert.equal(saved.launch, 'plain');
       await b.close();
+      // a daemon restarted after an upgrade finds an older Bulkhead's weaker result for this boot in
+      // its run dir (no key, no launch, --network=host): it detects again (here from the node-wide
+      // cache the first probe wrote) instead of keeping it until the node reboots
+      const run2 = join(dir, 'run2');
+      await mkdir(run2, { recursive: true });
+      const stale = { platform: 'ptrace', version: saved.version, tried: {}, ociSeccomp: true, network: 'host', networkNote: 'an older detection' };
+      await writeFile(join(run2, 'platform.json'), JSON.stringify(stale));
+      const b2 = new GvisorBackend({ runDir: run2, cacheDir: join(dir, 'cache'), logger: silentLogger, binary: '/usr/bin/runsc' });
+      const p2 = await b2.probe();
+      assert.ok(p2.available, p2.reason);
+      assert.match(p2.details.network ?? '', /^sandbox /, JSON.stringify(p2.details));
+      const saved2 = JSON.parse(await readFile(join(run2, 'platform.json'), 'utf8')) as { network: string; key?: string };
+      assert.equal(saved2.network, 'sandbox');
+      assert.ok(saved2.key, 'the run dir\'s result carries the key it is valid for');
+      await b2.close();
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -104,7 +104,15 @@ interface Detected {
   /** runsc applies the spec's seccomp profile inside the sandbox (--oci-seccomp). */
   ociSeccomp?: boolean;
   tried: Record<string, string>;
+  /** probeKey() of the detection (runsc binary, version, kernel, boot, DETECT_REVISION). */
+  key?: string;
 }
+/**
+ * The revision of detect()'s logic, part of every cached result's key: a Bulkhead that detects
+ * differently (a new workaround, a new flag) does not keep an older Bulkhead's weaker result for
+ * the rest of the boot. Raise it whenever detect() changes what it can find.
+ */
+const DETECT_REVISION = 3;
 
 export class GvisorBackend extends ConmonBackend {
   readonly name: string = 'gvisor';
@@ -683,14 +691,18 @@ export class GvisorBackend extends ConmonBackend {
     // a detection killed mid-run left its scratch dir; the next detection may come only after a reboot
     await sweepTempDirs(RUNSC_PROBE_DIR);
     const cacheFile = join(this.opts.runDir, 'platform.json');
-    try {
-      const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as Detected;
-      if (cached.version === version && cached.ociSeccomp !== undefined && cached.launch !== undefined) this.detected = cached;
-    } catch { /* detect */ }
+    const key = await this.probeKey(version);
+    // what this daemon (or its predecessor on this boot) detected counts only with this key: the
+    // constructor's copy may come from another runsc or an older Bulkhead's detection
+    const usable = (d: Detected | undefined): d is Detected => d?.key === key && d.version === version && d.ociSeccomp !== undefined && d.launch !== undefined;
+    if (!usable(this.detected)) this.detected = undefined;
+    if (!this.detected) {
+      const cached = await readFile(cacheFile, 'utf8').then((t) => JSON.parse(t) as Detected, () => undefined);
+      if (usable(cached)) this.detected = cached;
+    }
     if (!this.detected) {
       // .v2: results with `launch` (daemons of older versions share the node and rewrite runsc-probe.json)
       const nodeCache = join(this.opts.cacheDir ?? DEFAULT_CACHE_DIR, 'runsc-probe.v2.json');
-      const key = await this.probeKey(version);
       const shared = await readFile(nodeCache, 'utf8').then((t) => JSON.parse(t) as { key?: string; detected?: Detected }, () => undefined);
       let det: Detected | { reason: string; tried: Record<string, string> };
       if (shared?.key === key && shared.detected?.version === version && shared.detected.ociSeccomp !== undefined && shared.detected.launch !== undefined) {
@@ -700,6 +712,7 @@ export class GvisorBackend extends ConmonBackend {
         if (!('reason' in det)) await writeAtomic(nodeCache, JSON.stringify({ key, detected: det })).catch(() => { /* a cache only */ });
       }
       if ('reason' in det) return { available: false, reason: det.reason, details: { runtimeVersion: version, ...det.tried } };
+      det = { ...det, key };
       this.detected = det;
       await mkdir(this.opts.runDir, { recursive: true, mode: 0o700 });
       await writeFile(cacheFile, JSON.stringify(det));
@@ -732,7 +745,7 @@ export class GvisorBackend extends ConmonBackend {
     const bin = resolveBinary(this.bin);
     const st = await stat(bin).catch(() => undefined);
     const boot = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '');
-    return JSON.stringify([bin, st?.size ?? 0, st?.mtimeMs ?? 0, version, release(), boot.trim()]);
+    return JSON.stringify([DETECT_REVISION, bin, st?.size ?? 0, st?.mtimeMs ?? 0, version, release(), boot.trim()]);
   }
 
   private async detect(version: string, signal?: AbortSignal): Promise<Detected | { reason: string; tried: Record<string, string> }> {
