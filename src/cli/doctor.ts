@@ -8,15 +8,12 @@ import { run } from '../util/exec.ts';
 import { kataReadiness, kindTools } from '../runtime/backends.ts';
 import { table, writeJson } from './format.ts';
 import type { HandlerInfo } from '../api/cri-messages.ts';
+import { findOnPath } from '../util/which.ts';
 
 export interface Check { name: string; ok: boolean; detail: string; fix?: string }
 
 async function which(bin: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    const p = `${dir}/${bin}`;
-    try { await access(p, constants.X_OK); return p; } catch { /* next */ }
-  }
-  return undefined;
+  return findOnPath(bin);
 }
 
 async function version(bin: string, args: string[] = ['--version']): Promise<string> {

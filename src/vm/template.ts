@@ -19,11 +19,11 @@
  * another key) is removed; clones still running keep their mapping of the unlinked file.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { createWriteStream, realpathSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors.ts';
@@ -36,6 +36,7 @@ import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
 import { fillSlotFile } from './slots.ts';
 import { sameImage, sandboxImageId, TEMPLATE_SANDBOX_GID } from './template-sandbox.ts';
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle } from './vmm.ts';
+import { findOnPath } from '../util/which.ts';
 
 export { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from './annotations.ts';
 export { parseTemplateSharing, TEMPLATE_SHARING, templateScope, type TemplateSharing } from './template-sharing.ts';
@@ -55,11 +56,8 @@ function fileId(path: string): string {
 
 /** The QEMU binary's real path, found on PATH as spawn would. */
 export function qemuBinaryPath(binary = QEMU_BINARY): string {
-  if (binary.includes('/')) return realpathSync(binary);
-  for (const d of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
-    const p = join(d, binary);
-    if (existsSync(p)) return realpathSync(p);
-  }
+  const p = findOnPath(binary);
+  if (p) return realpathSync(p);
   throw new FailedPreconditionError(`${binary} is not installed; apt-get install qemu-system-x86`);
 }
 

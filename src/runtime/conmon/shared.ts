@@ -12,6 +12,7 @@ import type { Logger } from '../../util/log.ts';
 import { liveStartTime, procStat } from '../../util/proc.ts';
 import type { ContainerState, RuntimeCommand } from '../backend.ts';
 import type { OciSpec } from '../../oci/spec.ts';
+import { findOnPath } from '../../util/which.ts';
 
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const MAX_OUTPUT = 16 * 1024 * 1024;
@@ -112,14 +113,7 @@ export function signalsNumber(sig: NodeJS.Signals): number {
 /** Absolute path of a binary named without a slash, looked up on PATH (as the shell would). */
 export function resolveBinary(bin: string): string {
   if (bin.includes('/')) return bin;
-  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    if (!dir) continue;
-    const p = join(dir, bin);
-    try {
-      if (statSync(p).isFile()) return p;
-    } catch { /* next */ }
-  }
-  return bin;
+  return findOnPath(bin) ?? bin;
 }
 
 /** Writes one control line to conmon's ctl fifo (non-blocking: no reader means conmon is gone). */

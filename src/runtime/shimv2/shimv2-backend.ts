@@ -23,7 +23,7 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { Socket } from 'node:net';
 import { probeSocket } from '../../util/socket.ts';
 import { PassThrough, Writable } from 'node:stream';
@@ -48,6 +48,7 @@ import { TtrpcCallError, TtrpcServer } from '../../wire/ttrpc.ts';
 import { GrpcStatus } from '../../wire/grpc-status.ts';
 import { openFifo, shimDelete, startShim, type ShimStartOptions } from './shim-process.ts';
 import { decodeForward, EVENTS_FORWARD, OCI_PROCESS_TYPE_URL, TaskClient, type StateResponse } from './task-api.ts';
+import { findOnPath } from '../../util/which.ts';
 
 /** The containerd namespace Bulkhead's shims run in (their runtime state is keyed by it). */
 export const SHIM_NAMESPACE = 'bulkhead';
@@ -64,12 +65,7 @@ export function shimBinaryName(runtimeType: string): string {
 /** The shim's absolute path: a path as is, a name found on PATH (and /usr/local/bin, /usr/bin); null if none. */
 export function resolveShim(runtimeType: string): string | null {
   const name = shimBinaryName(runtimeType);
-  const dirs = isAbsolute(name) ? [''] : [...(process.env.PATH ?? '').split(delimiter), '/usr/local/bin', '/usr/bin', '/opt/kata/bin'];
-  for (const d of dirs) {
-    const p = d ? join(d, name) : name;
-    try { accessSync(p, constants.X_OK); return p; } catch { /* next */ }
-  }
-  return null;
+  return findOnPath(name, ['/usr/local/bin', '/usr/bin', '/opt/kata/bin']) ?? null;
 }
 
 interface Record_ {
