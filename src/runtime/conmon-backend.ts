@@ -11,7 +11,8 @@ import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
   ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeResult, RuntimeCommand,
 } from './backend.ts';
-import { ConmonDriver, type ConmonDriverOptions, type InProcessRuntime } from './conmon/driver.ts';
+import { ConmonDriver, type ConmonDriverOptions, type InProcessRuntime, type RuntimeLimits } from './conmon/driver.ts';
+import { DEFAULT_RUNTIME_LIMITS } from './conmon/shared.ts';
 import type { OciLinuxResources, OciSpec } from '../oci/spec.ts';
 import type { PodSandbox } from './sandbox/pod-sandbox.ts';
 
@@ -55,6 +56,11 @@ export abstract class ConmonBackend implements Backend {
     if (!existsSync(this.driver.exitFile(id))) return undefined;
     try { return { id, spec: JSON.parse(readFileSync(join(this.driver.bundleDir(id), 'config.json'), 'utf8')) as OciSpec }; } catch { return undefined; }
   }
+  /**
+   * How long one runtime call may take (the conmon driver's limits); default Bulkhead's own. A
+   * backend whose runtime has limits of its own derives these from them (not part of Backend).
+   */
+  runtimeLimits(): RuntimeLimits { return DEFAULT_RUNTIME_LIMITS; }
   /** A create's work the backend does in the daemon's process before conmon runs (ConmonDriverOptions.prepareCreate); default none. */
   protected prepareCreate(): ConmonDriverOptions['prepareCreate'] { return undefined; }
   /** Kill a timed-out exec'd process by the pid its runtime reported (written to pidFile). */
@@ -74,6 +80,7 @@ export abstract class ConmonBackend implements Backend {
         conmon: this.opts.conmon ?? 'conmon',
         runtime: this.runtimeCommand(),
         logger: this.log,
+        limits: this.runtimeLimits(),
         killExecProcess: (id, pid, pidFile) => this.killExecProcess(id, pid, pidFile),
         ...(execPath !== undefined ? { execRuntimePath: execPath } : {}),
         ...(inProcess !== undefined ? { inProcess } : {}),

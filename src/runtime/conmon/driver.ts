@@ -25,13 +25,14 @@ import type { OciLinuxResources, OciSpec } from '../../oci/spec.ts';
 import { attachContainer, resizeTerminal } from './attach.ts';
 import { execInteractive, execSync } from './exec.ts';
 import {
-  exists, ID_RE, identityAlive, MONITOR_DIED, pidAlive, readInt, resolveBinary, RUNTIME_TIMEOUT, sleep, validateId, writeCtl,
-  type ConmonContext, type Meta, type ProcessIdentity,
+  DEFAULT_RUNTIME_LIMITS, exists, ID_RE, identityAlive, MONITOR_DIED, namingLimit, pidAlive, readInt, resolveBinary, sleep, validateId, writeCtl,
+  type ConmonContext, type Meta, type ProcessIdentity, type RuntimeLimits,
 } from './shared.ts';
 import { readSyncPipe } from './sync-pipe.ts';
 
 /** For callers that resolve a runtime binary the way the driver does (gVisor's backend, the benches). */
 export { resolveBinary } from './shared.ts';
+export type { RuntimeLimits } from './shared.ts';
 
 export interface ConmonDriverOptions {
   runDir: string;
@@ -61,6 +62,8 @@ export interface ConmonDriverOptions {
    * `created` gets the pid conmon reported; `abandon` undoes it when the create fails.
    */
   prepareCreate?: (id: string, bundle: string, spec: OciSpec, signal?: AbortSignal) => Promise<PreparedCreate | undefined>;
+  /** How long a runtime call may take (see RuntimeLimits); default DEFAULT_RUNTIME_LIMITS. */
+  limits?: RuntimeLimits;
 }
 
 /** See ConmonDriverOptions.prepareCreate. */
@@ -86,6 +89,7 @@ export class ConmonDriver {
   readonly #inProcess: InProcessRuntime | undefined;
   readonly #prepareCreate: ConmonDriverOptions['prepareCreate'];
   readonly #ctx: ConmonContext;
+  readonly limits: RuntimeLimits;
 
   constructor(opts: ConmonDriverOptions) {
     this.runDir = opts.runDir;
@@ -96,9 +100,10 @@ export class ConmonDriver {
     this.execRuntimePath = opts.execRuntimePath ?? this.runtime.path;
     this.#inProcess = opts.inProcess;
     this.#prepareCreate = opts.prepareCreate;
+    this.limits = opts.limits ?? DEFAULT_RUNTIME_LIMITS;
     this.killExecProcess = opts.killExecProcess ?? (async (_id, pid) => { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } });
     this.#ctx = {
-      runDir: this.runDir, runtime: this.runtime, conmon: this.conmon, execRuntimePath: this.execRuntimePath, log: this.log,
+      runDir: this.runDir, runtime: this.runtime, conmon: this.conmon, execRuntimePath: this.execRuntimePath, log: this.log, limits: this.limits,
       killExecProcess: (id, pid, pidFile) => this.killExecProcess(id, pid, pidFile),
       bundleDir: (id) => this.bundleDir(id),
       meta: (id) => this.meta(id),
@@ -113,18 +118,22 @@ export class ConmonDriver {
 
   /** Runs `<runtime> <globalArgs> ...args` (in the daemon's process where ConmonDriverOptions.inProcess does it), classifying a failure. */
   async runtimeCmd(args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
-    const direct = opts.input === undefined ? this.#inProcess?.(args, { timeoutMs: opts.timeoutMs ?? RUNTIME_TIMEOUT, ...(opts.signal ? { signal: opts.signal } : {}) }) : undefined;
-    const done = direct === undefined ? undefined : await direct;
-    return done ?? await this.spawnRuntime(this.runtime, args, opts);
+    try {
+      const direct = opts.input === undefined ? this.#inProcess?.(args, { timeoutMs: opts.timeoutMs ?? this.limits.callMs, ...(opts.signal ? { signal: opts.signal } : {}) }) : undefined;
+      const done = direct === undefined ? undefined : await direct;
+      return done ?? await this.spawnRuntime(this.runtime, args, opts);
+    } catch (err) {
+      throw namingLimit(err, this.limits);
+    }
   }
 
   /** Spawns `<runtime.path> <runtime.globalArgs> ...args` (never in-process), classifying a failure. */
   async spawnRuntime(runtime: RuntimeCommand, args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
     const r = await run(runtime.path, [...runtime.globalArgs, ...args], {
-      timeoutMs: opts.timeoutMs ?? RUNTIME_TIMEOUT,
+      timeoutMs: opts.timeoutMs ?? this.limits.callMs,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
-    });
+    }).catch((err: unknown) => { throw namingLimit(err, this.limits); });
     if (r.code !== 0) throw classifyRuntimeFailure({ what: `${runtime.path} ${args[0] ?? ''} ${args[args.length - 1] ?? ''}`, stderr: r.stderr, stdout: r.stdout, code: r.code });
     return r.stdout;
   }
@@ -208,7 +217,7 @@ export class ConmonDriver {
   }
 
   /** Spawns conmon with a sync pipe on fd 3 and returns the pid it reports. */
-  private spawnConmon(args: string[], cwd: string, signal?: AbortSignal, timeoutMs = RUNTIME_TIMEOUT): Promise<number> {
+  private spawnConmon(args: string[], cwd: string, signal?: AbortSignal, timeoutMs = this.limits.createMs): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       const child = spawn(this.conmon, args, {
         stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
@@ -231,7 +240,7 @@ export class ConmonDriver {
         if (err && child.pid !== undefined) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }
         if (err) reject(err); else resolve(pid!);
       };
-      const timer = setTimeout(() => finish(new DeadlineExceededError(`conmon did not report the container pid within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => finish(new DeadlineExceededError(`${this.runtime.path} create (under conmon) did not report the container pid within ${timeoutMs} ms (${this.limits.setting})`)), timeoutMs);
       const onAbort = (): void => finish(new AbortedError('create aborted'));
       signal?.addEventListener('abort', onAbort, { once: true });
       child.on('error', (e: NodeJS.ErrnoException) => finish(e.code === 'ENOENT' ? new UnavailableError(`${this.conmon} is not installed; install the conmon package`) : e));

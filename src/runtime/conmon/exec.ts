@@ -12,7 +12,7 @@ import type { ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProces
 import { classifyRuntimeFailure } from '../errors.ts';
 import type { OciProcess } from '../../oci/spec.ts';
 import { connectAttach } from './attach.ts';
-import { existsSyncCheck, MAX_OUTPUT, readInt, RUNTIME_TIMEOUT, signalsNumber, writeCtl, type ConmonContext } from './shared.ts';
+import { existsSyncCheck, MAX_OUTPUT, readInt, signalsNumber, writeCtl, type ConmonContext } from './shared.ts';
 import { readSyncPipe } from './sync-pipe.ts';
 
 /** The process spec of an exec: the container's process with the request's args, env, cwd, user and terminal. */
@@ -184,7 +184,7 @@ function startExecSession(ctx: ConmonContext, id: string, dir: string, args: str
       void rm(dir, { recursive: true, force: true }).catch(() => {});
       reject(e);
     };
-    const timer = setTimeout(() => fail(new DeadlineExceededError('conmon exec session did not start within 60 s')), RUNTIME_TIMEOUT);
+    const timer = setTimeout(() => fail(new DeadlineExceededError(`conmon exec session did not start within ${ctx.limits.callMs} ms (${ctx.limits.setting})`)), ctx.limits.callMs);
     child.on('error', (e) => fail(e));
     let exitResolve: (n: number) => void = () => {};
     const exited = new Promise<number>((r) => { exitResolve = r; });

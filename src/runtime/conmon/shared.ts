@@ -7,7 +7,7 @@ import { constants, statSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { AbortedError, FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
+import { AbortedError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError } from '../../errors.ts';
 import type { Logger } from '../../util/log.ts';
 import { liveStartTime, procStat } from '../../util/proc.ts';
 import type { ContainerState, RuntimeCommand } from '../backend.ts';
@@ -17,6 +17,31 @@ import { findOnPath } from '../../util/which.ts';
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 export const MAX_OUTPUT = 16 * 1024 * 1024;
 export const RUNTIME_TIMEOUT = 60_000;
+
+/**
+ * How long the driver lets one runtime call take, and what sets that. A runtime with limits of its
+ * own (bulkhead-vm's boot timeout) gets limits derived from them plus a margin, so its own error,
+ * which names the real cause, comes first; a limit that is hit names `setting` (what to change).
+ */
+export interface RuntimeLimits {
+  /** A create: conmon spawned until it reports the container's pid (the runtime's whole create). */
+  createMs: number;
+  /** A call given no limit of its own (start, kill, update). */
+  callMs: number;
+  /** What sets the limits, said with a DeadlineExceeded error. */
+  setting: string;
+}
+
+export const DEFAULT_RUNTIME_LIMITS: RuntimeLimits = {
+  createMs: RUNTIME_TIMEOUT, callMs: RUNTIME_TIMEOUT,
+  setting: `Bulkhead's limit of one runtime call, ${RUNTIME_TIMEOUT} ms: a runtime that slow is stuck or the node overloaded`,
+};
+
+/** `err` with the limit's setting said, when it is a timeout that does not say it yet. */
+export function namingLimit(err: unknown, limits: RuntimeLimits): unknown {
+  if (!(err instanceof DeadlineExceededError) || err.message.includes(limits.setting)) return err;
+  return new DeadlineExceededError(`${err.message} (${limits.setting})`, { cause: err, ...(err.reason ? { reason: err.reason } : {}) });
+}
 
 /** What meta.json records about a container, enough to find it again after a restart. */
 export interface Meta {
@@ -37,6 +62,7 @@ export interface ConmonContext {
   readonly conmon: string;
   readonly execRuntimePath: string;
   readonly log: Logger;
+  readonly limits: RuntimeLimits;
   killExecProcess(id: string, pid: number, pidFile: string): Promise<void>;
   bundleDir(id: string): string;
   meta(id: string): Promise<Meta>;

@@ -26,7 +26,9 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
-import type { ConmonDriverOptions, InProcessRuntime } from '../conmon/driver.ts';
+import type { ConmonDriverOptions, InProcessRuntime, RuntimeLimits } from '../conmon/driver.ts';
+import { badBootTimeout, bootTimeout, GLOBAL_FLAGS, POD_VM_READY_EXTRA_MS, SUPERVISOR_READY_MS } from '../../vm/cmd/global.ts';
+import { parseRuntimeFlags } from '../../vm/cmd/flags.ts';
 import { AbortedError, DeadlineExceededError } from '../../errors.ts';
 import { VmPoolAdoption } from './pool-adoption.ts';
 
@@ -131,12 +133,17 @@ export class MicrovmBackend extends ConmonBackend {
   readonly #templateSharing: TemplateSharing | undefined;
   /** prepareCreate ran: pod supervisors may be waiting in standby (src/vm/cmd/create.ts). */
   #standbys = false;
+  readonly #limits: RuntimeLimits;
 
   constructor(opts: MicrovmBackendOptions) {
     super(opts);
     this.#assetsRoot = opts.assetsRoot ?? assetsFlag(opts.runtimeArgs) ?? vmAssetsSetting(opts.vm) ?? (process.env.BULKHEAD_VM_ASSETS || undefined) ?? DEFAULT_VM_ASSETS;
     this.#templateSharing = vmTemplateSharingSetting(opts.vm);
+    this.#limits = vmRuntimeLimits(this.runtimeCommand().globalArgs);
   }
+
+  /** Derived from bulkhead-vm's boot timeout (vmRuntimeLimits), as bulkhead-vm itself reads it. */
+  override runtimeLimits(): RuntimeLimits { return this.#limits; }
 
   runtimeCommand(): RuntimeCommand {
     const extra = this.opts.runtimeArgs ?? [];
@@ -164,7 +171,8 @@ export class MicrovmBackend extends ConmonBackend {
       else if (sub === 'state' && rest.length === 1) op = async () => (await import('../../vm/cmd/state.ts')).containerState(root, rest[0]!);
       else if (sub === 'kill' && (rest.length === 1 || rest.length === 2)) op = async () => { await (await import('../../vm/cmd/kill.ts')).killContainer(root, rest[0]!, rest[1] ?? 'SIGTERM', false, timeoutMs); return ''; };
       else if (sub === 'delete' && rest.length === 2 && rest[0] === '--force') op = async () => { await (await import('../../vm/cmd/delete.ts')).deleteContainer(root, rest[1]!, true); return ''; };
-      return op ? bounded(op(), `bulkhead-vm ${sub}`, timeoutMs, signal) : undefined;
+      // the operation's own limits (the socket waits it is given) end it first, with their cause
+      return op ? bounded(op(), `bulkhead-vm ${sub}`, timeoutMs + IN_PROCESS_GRACE_MS, signal) : undefined;
     };
   }
 
@@ -297,6 +305,29 @@ export class MicrovmBackend extends ConmonBackend {
     details.accelReason = a.reason;
     return { available: true, details };
   }
+}
+
+/** What an in-process runtime call is given beyond the limit its operation was told (see inProcessRuntime). */
+const IN_PROCESS_GRACE_MS = 2000;
+
+/**
+ * The conmon driver's limits for bulkhead-vm, from its boot timeout as bulkhead-vm reads it (its
+ * global flags, then BULKHEAD_VM_BOOT_TIMEOUT_MS, then its default): a call (start, kill) may take a
+ * boot's time (the guest runs under the same emulation), a create a pod VM's start
+ * (create.ts: boot + POD_VM_READY_EXTRA_MS) and then its container supervisor's
+ * (SUPERVISOR_READY_MS), each with a margin of a quarter of the boot timeout (1-30 s), so
+ * bulkhead-vm's own error, which names its cause, comes first.
+ */
+export function vmRuntimeLimits(globalArgs: readonly string[], env: NodeJS.ProcessEnv = process.env): RuntimeLimits {
+  const boot = bootTimeout(parseRuntimeFlags(globalArgs, GLOBAL_FLAGS).flags, env);
+  const bad = badBootTimeout(boot);
+  if (bad) throw new InvalidArgumentError(`microvm handler: ${bad} (the handler's runtime_args or the environment)`);
+  const margin = Math.min(30_000, Math.max(1000, Math.round(boot / 4)));
+  return {
+    callMs: boot + margin,
+    createMs: boot + POD_VM_READY_EXTRA_MS + SUPERVISOR_READY_MS + margin,
+    setting: `the microvm handler's runtime-call limits follow its VM boot timeout, now ${boot} ms: raise it with --boot-timeout MS in the handler's runtime_args or BULKHEAD_VM_BOOT_TIMEOUT_MS`,
+  };
 }
 
 /**

@@ -22,7 +22,7 @@ import type { Accel } from '../vmm.ts';
 import { CLI, closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
 import { refuseVolumesInClone, templateFlags } from './template-flags.ts';
-import type { VmGlobal } from './global.ts';
+import { POD_VM_READY_EXTRA_MS, SUPERVISOR_READY_MS, type VmGlobal } from './global.ts';
 
 async function chooseAccel(g: VmGlobal): Promise<Accel> {
   if (g.accel !== 'auto') return g.accel;
@@ -165,7 +165,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   }
   try {
-    await abortable(readyLine(child, 'pod VM', g.bootTimeoutMs + 30_000), signal);
+    await abortable(readyLine(child, 'pod VM', g.bootTimeoutMs + POD_VM_READY_EXTRA_MS), signal);
   } catch (e) {
     // whatever the start left running (supervisor, VMM) ends before its slot files go
     await endPodDir(dir);
@@ -198,7 +198,7 @@ async function startInHost(g: VmGlobal, vmdFlags: string[], signal?: AbortSignal
   const onAbort = (): void => c.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await c.request('start', { argv: vmdFlags }, g.bootTimeoutMs + 30_000);
+    await c.request('start', { argv: vmdFlags }, g.bootTimeoutMs + POD_VM_READY_EXTRA_MS);
   } catch (e) {
     // as the ready line's errors read (ready.ts): the class and reason kept, "pod VM: " in front
     const w = toWire(e);
@@ -351,7 +351,7 @@ const command: VmCommand = {
     if (front.length >= 3) {
       const child = spawnDetached(front.slice(2), ['inherit', 'inherit', 'inherit', 'pipe'], front[1], front[0]);
       child.on('error', () => {});
-      try { await readyLine(child, 'container supervisor', 120_000); } finally { closeReadyPipe(child); child.unref(); }
+      try { await readyLine(child, 'container supervisor', SUPERVISOR_READY_MS); } finally { closeReadyPipe(child); child.unref(); }
       const pidFile = str(flags, 'pid-file');
       if (pidFile) await writeFile(pidFile, String(child.pid));
       return 0;
@@ -363,7 +363,7 @@ const command: VmCommand = {
         : spawnDetached(p.shim.args, ['inherit', 'inherit', 'inherit', 'pipe'], p.shim.bin, p.shim.cwd);
       child.on('error', () => {});
       try {
-        await readyLine(child, 'container supervisor', 120_000);
+        await readyLine(child, 'container supervisor', SUPERVISOR_READY_MS);
       } finally {
         closeReadyPipe(child);
         child.unref();

@@ -36,6 +36,13 @@ export interface VmGlobal {
   supervisor: 'pod' | 'node';
 }
 
+/** The default of --boot-timeout (BULKHEAD_VM_BOOT_TIMEOUT_MS): a booting guest's agent must say hello within it. */
+export const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
+/** What a create waits for the pod VM beyond the boot timeout (its supervisor's start and the clone/boot steps around the boot). */
+export const POD_VM_READY_EXTRA_MS = 30_000;
+/** What a create waits for a container's supervisor (the C shim) to say it is ready. */
+export const SUPERVISOR_READY_MS = 120_000;
+
 /** runc's global flags that callers pass; the ones without a use here are accepted and ignored. */
 export const GLOBAL_FLAGS: FlagSpec = {
   root: { type: 'string' },
@@ -57,13 +64,23 @@ export const GLOBAL_FLAGS: FlagSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** --boot-timeout, else BULKHEAD_VM_BOOT_TIMEOUT_MS, else DEFAULT_BOOT_TIMEOUT_MS (checkGlobal checks it). */
+export function bootTimeout(flags: FlagValues, env: NodeJS.ProcessEnv): number {
+  return Number(str(flags, 'boot-timeout') ?? env.BULKHEAD_VM_BOOT_TIMEOUT_MS ?? DEFAULT_BOOT_TIMEOUT_MS);
+}
+
+/** The message of a --boot-timeout out of its range (undefined: it is fine). */
+export function badBootTimeout(ms: number): string | undefined {
+  return Number.isInteger(ms) && ms >= 100 && ms <= 3_600_000 ? undefined : '--boot-timeout (BULKHEAD_VM_BOOT_TIMEOUT_MS) must be an integer of milliseconds, 100..3600000';
+}
+
 export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlobal {
   const g: VmGlobal = {
     root: resolve(str(flags, 'root') ?? env.BULKHEAD_VM_STATE ?? DEFAULT_ROOT),
     logFormat: str(flags, 'log-format') === 'json' ? 'json' : 'text',
     assetsRoot: resolve(str(flags, 'assets') ?? env.BULKHEAD_ROOT ?? '/var/lib/bulkhead'),
     accel: (str(flags, 'accel') ?? env.BULKHEAD_VM_ACCEL ?? 'auto') as VmGlobal['accel'],
-    bootTimeoutMs: Number(str(flags, 'boot-timeout') ?? env.BULKHEAD_VM_BOOT_TIMEOUT_MS ?? 120_000),
+    bootTimeoutMs: bootTimeout(flags, env),
     cgroupParent: str(flags, 'cgroup-parent') ?? 'bulkhead-vm',
     supervisor: (str(flags, 'supervisor') ?? env.BULKHEAD_VM_SUPERVISOR ?? 'pod') as VmGlobal['supervisor'],
     templateSharing: parseTemplateSharing(str(flags, 'template-sharing') ?? env.BULKHEAD_VM_TEMPLATE_SHARING, '--template-sharing') ?? 'level',
@@ -81,4 +98,6 @@ export function checkGlobal(g: VmGlobal): void {
   if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError('--accel must be auto, kvm or tcg');
   if (!['on', 'off'].includes(g.templateSandbox)) throw new InvalidArgumentError('--template-sandbox (BULKHEAD_VM_TEMPLATE_SANDBOX) must be on or off');
   if (!['pod', 'node'].includes(g.supervisor)) throw new InvalidArgumentError('--supervisor (BULKHEAD_VM_SUPERVISOR) must be pod or node');
+  const bad = badBootTimeout(g.bootTimeoutMs);
+  if (bad) throw new InvalidArgumentError(bad);
 }
