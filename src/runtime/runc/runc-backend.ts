@@ -8,6 +8,7 @@ import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 import type { InProcessRuntime } from '../conmon/driver.ts';
 import { endedContainer, removeEndedContainer } from './runc-delete.ts';
+import { createdContainer, startCreatedContainer } from './runc-start.ts';
 
 export class RuncBackend extends ConmonBackend {
   readonly name: string = 'runc';
@@ -20,14 +21,23 @@ export class RuncBackend extends ConmonBackend {
   }
 
   /**
-   * `delete --force` of a container whose exit conmon recorded runs in the daemon's process
-   * (./runc-delete.ts: what runc would do there, without a Go binary's start); every other case,
-   * and every other command, spawns runc. Off with BULKHEAD_RUNC_IN_PROCESS=0 (for measuring
-   * against runc's own delete).
+   * `start` of a created container (./runc-start.ts) and `delete --force` of a container whose exit
+   * conmon recorded (./runc-delete.ts) run in the daemon's process: what runc would do there,
+   * without a Go binary's start; every other case, and every other command, spawns runc. Off with
+   * BULKHEAD_RUNC_IN_PROCESS=0 (for measuring against runc's own).
    */
   protected override inProcessRuntime(): InProcessRuntime | undefined {
     if (process.env.BULKHEAD_RUNC_IN_PROCESS === '0') return undefined;
-    return (args) => {
+    return (args, opts) => {
+      if (args.length === 2 && args[0] === 'start') {
+        const created = createdContainer(this.stateDir, args[1]!);
+        if (!created) return undefined;
+        return startCreatedContainer(created, opts.timeoutMs, opts.signal).then((done) => {
+          if (done) return '';
+          this.log.debug('the created container gave no start signal; runc starts it', { id: created.id });
+          return undefined;
+        });
+      }
       const c = this.endedDeleteOf(args);
       const ended = c && endedContainer(this.stateDir, c.id, c.spec);
       if (!ended) return undefined;
