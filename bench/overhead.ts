@@ -1,13 +1,16 @@
 // Measures the fixed per-pod overhead of each runtime handler (what RuntimeClass overhead.podFixed
 // should say): a real Bulkhead daemon on a temporary root starts N pods per handler over CRI, each
 // with one idle container (`sleep`), since a pod may start no process of its own (a runc pod without
-// a shared PID namespace holds its namespaces in files). The processes each pod adds (conmon and
-// everything under it: pause, runsc sandbox, gofer and sub-container waiter, QEMU) are found in
-// /proc, the workload's own `sleep` process left out,
-// their memory summed as PSS and their CPU use sampled while idle.
+// a shared PID namespace holds its namespaces in files). The processes each pod adds are found in
+// /proc: conmon and everything under it (pause, runsc sandbox, gofer and sub-container waiter), a
+// containerd shim, a microVM pod's supervisor, QEMU and virtiofsd (from their pid records, as
+// src/cli/report-density.ts finds them), and a share of what the handler runs for all its pods
+// (a node-wide VM supervisor); the workload's own `sleep` process left out. Their memory is summed
+// as PSS and their CPU use sampled while idle. A first pod per handler is started and removed
+// before measuring (a microVM template is built then), so the figures are a node's steady state.
 // Prints the figures side by side and writes the measurement file `bulkhead k8s manifests` reads.
 //
-//   node bench/overhead.ts [--handlers runc,gvisor] [--pods 3] [--idle-seconds 5] [--out FILE]
+//   node bench/overhead.ts [--handlers runc,gvisor,microvm] [--pods 3] [--idle-seconds 5] [--out FILE]
 //
 // Numbers are per pod, averaged over the pods; run it on an otherwise quiet node.
 import { parseArgs } from 'node:util';
@@ -17,10 +20,11 @@ import { join } from 'node:path';
 import { startTestDaemon } from '../harness/daemon.ts';
 import type { HandlerOverhead, OverheadMeasurements } from '../src/k8s/overhead.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
+import { handlerPids, vmPodPids } from '../src/cli/report-density.ts';
 
 const { values } = parseArgs({
   options: {
-    handlers: { type: 'string', default: 'runc,gvisor' },
+    handlers: { type: 'string', default: 'runc,gvisor,microvm' },
     pods: { type: 'string', default: '3' },
     'idle-seconds': { type: 'string', default: '5' },
     out: { type: 'string' },
@@ -30,6 +34,8 @@ const handlers = values.handlers.split(',').map((s) => s.trim()).filter(Boolean)
 const podsPer = Math.max(1, Math.min(10, Number(values.pods) || 3));
 const idleSeconds = Math.max(1, Math.min(60, Number(values['idle-seconds']) || 5));
 const CLK_TCK = 100; // Linux USER_HZ on x86_64
+// the Node.js processes the daemon starts (a microVM pod's supervisor) load from the compile cache, as under bin/bulkhead
+process.env.NODE_COMPILE_CACHE ??= '/var/cache/bulkhead/node';
 
 interface Proc { pid: number; ppid: number; cmdline: string; ticks: number }
 
@@ -51,7 +57,8 @@ async function processes(): Promise<Map<number, Proc>> {
 /** conmon processes of the pod's sandbox and containers and all their descendants, less the workload itself. */
 function podProcesses(all: Map<number, Proc>, ids: string[], shimPids: number[] = []): number[] {
   // a pod's processes hang under its conmon(s), or under its containerd shim (runc-shim, kata:
-  // named by the sandbox id the shim groups the pod under, found in the container's record)
+  // named by the sandbox id the shim groups the pod under, found in the container's record), or
+  // (a microVM pod) under the supervisor and VMM its pid records name
   const roots = [...all.values()].filter((p) => p.cmdline.startsWith('conmon') && ids.some((id) => p.cmdline.includes(id.slice(0, 12)))).map((p) => p.pid);
   roots.push(...shimPids.filter((pid) => all.has(pid)));
   const children = new Map<number, number[]>();
@@ -90,19 +97,32 @@ const d = await startTestDaemon({
 await writeBusyboxArchive(join(d.base, 'image.tar'), IMAGE);
 await d.client.loadImage(join(d.base, 'image.tar'));
 const results: Record<string, HandlerOverhead & { pods: number; processes: number }> = {};
+const skipped: Record<string, string> = {};
 try {
+  const available = new Map((await d.client.info()).handlers.map((h) => [h.name, h]));
   for (const handler of handlers) {
-    const ids: string[] = [];
-    const members: string[][] = [];
-    for (let i = 0; i < podsPer; i++) {
+    const h = available.get(handler);
+    if (!h?.available) { skipped[handler] = h ? h.reason || 'unavailable' : 'not a handler of this bench\'s daemon'; continue; }
+    const startPod = async (i: number | 'warmup'): Promise<string[]> => {
       const logDirectory = join(d.base, 'logs', `${handler}-${i}`);
       await mkdir(logDirectory, { recursive: true });
       const config = { metadata: { name: `overhead-${handler}-${i}`, namespace: 'bench', uid: randomUUID(), attempt: 0 }, logDirectory, linux: {} };
       const podId = await d.client.runPodSandbox(config, handler);
       const cid = await d.client.createContainer(podId, { metadata: { name: 'idle', attempt: 0 }, image: { image: IMAGE }, command: ['sleep', '3600'], logPath: 'idle.log' }, config);
       await d.client.startContainer(cid);
-      ids.push(podId);
-      members.push([podId, cid]);
+      return [podId, cid];
+    };
+    process.stderr.write(`${handler}: warm-up pod\n`);
+    const [warm] = await startPod('warmup');
+    await d.client.stopPodSandbox(warm!);
+    await d.client.removePodSandbox(warm!);
+    const ids: string[] = [];
+    const members: string[][] = [];
+    for (let i = 0; i < podsPer; i++) {
+      process.stderr.write(`${handler}: pod ${i + 1}/${podsPer}\n`);
+      const m = await startPod(i);
+      ids.push(m[0]!);
+      members.push(m);
     }
     await new Promise((r) => setTimeout(r, 2000)); // let start-up work settle
     const before = await processes();
@@ -116,7 +136,18 @@ try {
       return out;
     };
     const pids: number[][] = [];
-    for (const m of members) pids.push(podProcesses(before, m, await shimPidsOf(m)));
+    const counted = new Set<number>();
+    for (const m of members) {
+      // a microVM pod's supervisor and VMM (their descendants with them); a node-wide supervisor ('host') once, in the first pod
+      const vm = await vmPodPids(d.runDir, m);
+      const roots = [...await shimPidsOf(m), ...vm.filter((v) => v.role !== 'host').map((v) => v.pid)];
+      const mine = [...podProcesses(before, m, roots), ...vm.filter((v) => v.role === 'host' && before.has(v.pid)).map((v) => v.pid)];
+      pids.push(mine.filter((pid) => !counted.has(pid)));
+      for (const pid of mine) counted.add(pid);
+    }
+    // what the handler keeps for all its pods (a standby supervisor) is shared among them
+    const procInfos = [...before.values()].map((p) => ({ ...p, comm: '', cgroups: [] }));
+    pids[0]?.push(...handlerPids(procInfos, d.runDir).filter((pid) => !counted.has(pid)));
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
     const after = await processes();
     let mem = 0;
@@ -155,4 +186,5 @@ console.log(`${'handler'.padEnd(10)} ${'memory (PSS)'.padStart(14)} ${'cpu'.padS
 for (const [h, r] of Object.entries(results)) {
   console.log(`${h.padEnd(10)} ${`${(r.memoryBytes / 1048576).toFixed(1)} MiB`.padStart(14)} ${`${r.cpuMillicores} m`.padStart(10)} ${r.processes.toFixed(1).padStart(10)}`);
 }
+for (const [h, why] of Object.entries(skipped)) console.log(`${h.padEnd(10)} skipped: ${why}`);
 console.log(`written to ${out}`);
