@@ -4,7 +4,7 @@
 // each (bench/density.ts's measuring, src/cli/report-density.ts). The first templated run builds
 // the template and is reported on its own. Prints figures, asserts nothing.
 //
-//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold,cold] [--trace]
+//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold,cold] [--trace] [--phases]
 //
 // Three handlers per round: `template` (clones; the template holds the sandbox container already
 // started, template-sandbox.ts), `nosandbox` (clones of a template without it: --template-sandbox
@@ -12,6 +12,11 @@
 //
 // --trace: the templated handler runs bulkhead-vm through a wrapper that logs each call (subcommand,
 // wall ms); prints the calls of the last templated run and the per-subcommand counts over all rounds.
+//
+// --phases: where a templated run's time goes: each process of the pod VM writes its steps with
+// timestamps ($BULKHEAD_VM_TRACE, src/vm/trace.ts), merged with the daemon's RPC spans (debug log)
+// and the CLI's exec and exit; prints the steps of the last templated run and each step's median
+// offset from the CLI's exec over all templated rounds.
 //
 // Needs root, QEMU and guest assets built from this tree (BULKHEAD_VM_ASSETS, else the tests' own
 // copy, harness/vm-assets.ts). Under TCG a boot is ~4-6 s: 10 reps take a few minutes.
@@ -28,7 +33,7 @@ import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
 import type { RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
 
-const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
 const pods = Math.max(1, Math.min(30, Number(values.pods) || 10));
 const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
@@ -54,8 +59,11 @@ const traced = (): { at: number; ms: number; rc: number; sub: string }[] => {
     return readFileSync(traceLog, 'utf8').trim().split('\n').filter(Boolean).map((l) => { const [at, ms, rc, sub] = l.split(' '); return { at: Number(at), ms: Number(ms), rc: Number(rc), sub: sub ?? '?' }; });
   } catch { return []; }
 };
+// --phases: every process of the daemon's pod VMs appends its steps here (inherited through the environment)
+const phaseFile = values.phases ? join((await import('node:fs')).mkdtempSync('/tmp/bh-vmphases-'), 'steps.log') : '';
+if (phaseFile) process.env.BULKHEAD_VM_TRACE = phaseFile;
 const d = await startTestDaemon({
-  name: 'bulkhead-bench-vmtpl-', logLevel: 'info', defaultHandler: HANDLERS.template,
+  name: 'bulkhead-bench-vmtpl-', logLevel: values.phases ? 'debug' : 'info', defaultHandler: HANDLERS.template,
   handlers: {
     [HANDLERS.template]: { backend: 'microvm', runtime_args: ['--assets', ASSETS], ...(values.trace ? { binary: join(traceDir, 'bulkhead-vm') } : {}) },
     [HANDLERS.nosandbox]: { backend: 'microvm', runtime_args: ['--assets', ASSETS, '--template-sandbox', 'off'] },
@@ -72,11 +80,16 @@ try {
   await writeBusyboxArchive(archive, IMAGE);
   const load = await run(BULKHEAD, cli(['load', '-i', archive]), { timeoutMs: 120_000 });
   if (load.code !== 0) throw new Error(`bulkhead load failed: ${load.stderr.trim()}`);
+  const windows: { handler: string; from: number; to: number }[] = [];
   const once = async (handler: string): Promise<number> => {
     const t0 = performance.now();
     const r = await run(BULKHEAD, cli(['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']), { timeoutMs: 300_000 });
     if (r.code !== 0) throw new Error(`bulkhead run --isolation ${handler} failed: ${r.stderr.trim().slice(-500)}`);
-    return performance.now() - t0;
+    const t1 = performance.now();
+    windows.push({ handler, from: performance.timeOrigin + t0, to: performance.timeOrigin + t1 });
+    // what a run leaves going after the CLI returned (the pod's cleanup) lands before the next one starts
+    if (values.phases) await new Promise((r) => setTimeout(r, 300));
+    return t1 - t0;
   };
   firstMs = await once(HANDLERS.template);
   process.stderr.write(`first templated run (builds the template): ${firstMs.toFixed(0)} ms\n`);
@@ -102,6 +115,7 @@ try {
     for (const c of all) by.set(c.sub, [...(by.get(c.sub) ?? []), c.ms]);
     console.log(`per templated run (${reps} runs): ${(all.length / reps).toFixed(1)} calls; by subcommand: ${[...by].map(([k, v]) => `${k} ${(v.length / reps).toFixed(1)}x median ${[...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]} ms`).join(', ')}`);
   }
+  if (phaseFile) await printPhases(windows.filter((w) => w.handler === HANDLERS.template).slice(1), phaseFile, await d.log());
   const global: GlobalOptions = { root: d.root, runDir: d.runDir, socket: d.socket, config: d.configPath, json: false, debug: false };
   const ctx: CommandContext = { global, flags: { quiet: true }, args: [], stdout: new Discard(), stderr: new Discard(), signal: new AbortController().signal };
   for (const [label, handler] of Object.entries(HANDLERS)) {
@@ -116,6 +130,7 @@ try {
   }
 } finally {
   await d.close();
+  if (phaseFile) (await import('node:fs')).rmSync(join(phaseFile, '..'), { recursive: true, force: true });
   if (traceDir) (await import('node:fs')).rmSync(traceDir, { recursive: true, force: true });
 }
 
@@ -134,4 +149,39 @@ console.log(`\nidle microvm pods (run -d IMAGE sleep, --network none); PSS in Mi
 for (const { label, r } of density) {
   const ms = r.startSeconds.map((s) => s * 1000);
   console.log(`${label.padEnd(10)} pods ${r.perPod.length}  PSS total ${mib(r.pssTotalBytes)}  PSS/pod ${mib(r.pssPerPodBytes)}  start median ${med(ms)}  left after removal: ${r.leftovers.length ? r.leftovers.join(', ') : 'nothing'}${r.error ? `  error: ${r.error}` : ''}`);
+}
+
+/**
+ * The steps of templated runs (--phases): the pod VM's processes' trace lines, the daemon's RPC
+ * spans (start = logged end - duration) and the CLI's exec/exit, as offsets from the CLI's exec.
+ */
+async function printPhases(runs: { from: number; to: number }[], file: string, daemonLog: string): Promise<void> {
+  const steps = readFileSync(file, 'utf8').split('\n').map((l) => /^([\d.]+) (\d+) (.+)$/.exec(l)).filter((m) => m !== null)
+    .map((m) => ({ at: Number(m[1]), who: `pid ${m[2]}`, what: m[3]!.replace(/\b[0-9a-f]{8}\b/g, 'ID') }));
+  const rpcs = daemonLog.split('\n').map((l) => /^time=(\S+) .*msg=rpc .*method=\/[\w.]+\/(\w+) durationMs=([\d.]+)/.exec(l)).filter((m) => m !== null)
+    .flatMap((m) => { const end = Date.parse(m[1]!); const ms = Number(m[3]); return [{ at: end - ms, who: 'daemon', what: `${m[2]} begins` }, { at: end, who: 'daemon', what: `${m[2]} ends (${ms.toFixed(0)} ms)` }]; });
+  const all = [...steps, ...rpcs].sort((a, b) => a.at - b.at);
+  const offsets = new Map<string, number[]>();
+  let last: string[] = [];
+  for (const r of runs) {
+    const mine = all.filter((s) => s.at >= r.from - 5 && s.at <= r.to + 250);
+    const seen = new Map<string, number>();
+    const lines: string[] = [`  +${'0'.padStart(5)} ms  cli      exec`];
+    for (const s of mine) {
+      const label = s.what.replace(/ \(\d+ ms\)$/, '');
+      const n = (seen.get(label) ?? 0) + 1;
+      seen.set(label, n);
+      const key = n > 1 ? `${label} #${n}` : label;
+      offsets.set(key, [...(offsets.get(key) ?? []), s.at - r.from]);
+      lines.push(`  +${(s.at - r.from).toFixed(0).padStart(5)} ms  ${s.who.padEnd(8)} ${s.what}`);
+    }
+    lines.push(`  +${(r.to - r.from).toFixed(0).padStart(5)} ms  cli      exit`);
+    offsets.set('cli exit', [...(offsets.get('cli exit') ?? []), r.to - r.from]);
+    last = lines;
+  }
+  console.log(`\nsteps of the last templated run (offset from the CLI's exec; pids: daemon's in-process calls, supervisor):`);
+  for (const l of last) console.log(l);
+  console.log(`\nmedian offset of each step over ${runs.length} templated runs (ms):`);
+  const medOf = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  for (const [k, v] of [...offsets].sort((a, b) => medOf(a[1]) - medOf(b[1]))) if (v.length * 2 >= runs.length) console.log(`  ${medOf(v).toFixed(0).padStart(6)}  ${k}`);
 }

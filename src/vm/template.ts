@@ -34,6 +34,7 @@ import { Qmp } from './qmp.ts';
 import { checkAgentProtocol, SLOT_BYTES, SLOT_COUNT, waitForHello } from './vmd.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
 import { fillSlotFile } from './slots.ts';
+import { trace } from './trace.ts';
 import { sameImage, sandboxImageId, TEMPLATE_SANDBOX_GID } from './template-sandbox.ts';
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle } from './vmm.ts';
 import { findOnPath } from '../util/which.ts';
@@ -317,10 +318,15 @@ export class TemplateStore implements TemplateProvider {
     }
   }
 
-  async restore(vm: VmHandle, t: TemplateImage, timeoutMs: number): Promise<void> {
+  async discard(t: TemplateImage, _reason: string): Promise<void> {
+    const dir = join(this.#dir, t.key);
+    if ((await readMeta(dir))?.key === t.key) await rm(dir, { recursive: true, force: true });
+  }
+
+  async restore(vm: VmHandle, t: TemplateImage, timeoutMs: number, beforeRun?: () => Promise<void>): Promise<void> {
     if (!vm.qmp) throw new InternalError('a clone needs a QMP socket');
     try {
-      await restoreClone(vm.qmp, timeoutMs);
+      await restoreClone(vm.qmp, timeoutMs, beforeRun);
     } catch (e) {
       // QEMU refused the state (it exits on a failed load) or said the load failed: this template
       // will fail every clone, so it goes and the next pod builds it again. A slow restore stays.
@@ -377,14 +383,16 @@ async function startTemplateSandbox(vm: VmHandle, slot0: string, s: NonNullable<
 /** The clone's QEMU said its load failed. */
 class TemplateLoadFailed extends InternalError {}
 
-/** Feeds a clone waiting on `-incoming defer` its state (fd 4) over QMP and runs it. */
-async function restoreClone(qmpPath: string, timeoutMs: number): Promise<void> {
+/** Feeds a clone waiting on `-incoming defer` its state (fd 4) over QMP and runs it once `beforeRun` is done. */
+async function restoreClone(qmpPath: string, timeoutMs: number, beforeRun?: () => Promise<void>): Promise<void> {
   const qmp = await Qmp.connect(qmpPath, timeoutMs);
+  trace('qmp connected');
   try {
     await qmp.cmd('migrate-set-capabilities', ignoreShared);
     // no self-announce frames with the template's MAC: the agent sets the pod's first
     await qmp.cmd('migrate-set-parameters', { 'announce-rounds': 0 }).catch(() => {});
     await qmp.cmd('migrate-incoming', { uri: 'fd:4' });
+    trace('qmp migrate-incoming sent');
     const until = Date.now() + timeoutMs;
     for (;;) {
       const m = await qmp.cmd('query-migrate') as { status?: string; 'error-desc'?: string };
@@ -393,6 +401,8 @@ async function restoreClone(qmpPath: string, timeoutMs: number): Promise<void> {
       if (Date.now() > until) throw new DeadlineExceededError(`the clone did not load its template's state within ${timeoutMs} ms`);
       await sleep(2);
     }
+    trace('qmp migration completed');
+    await beforeRun?.();
     // the template was saved paused: the clone starts paused and runs from here
     await qmp.cmd('cont');
     const s = await qmp.cmd('query-status') as { status?: string };

@@ -16,7 +16,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { joinVmmCgroups, placeVmm, processTree, removeVmmCgroups } from './vm-cgroup.ts';
 import { AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, NotFoundError, ResourceExhaustedError, toWire, UnavailableError } from '../errors.ts';
@@ -32,6 +32,7 @@ import type { Accel, TemplateImage, TemplateProvider, TemplateRequest, VmConfig,
 import { randomBytes } from 'node:crypto';
 import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
+import { trace } from './trace.ts';
 
 /**
  * Drive slots per pod VM (microvm has no hotplug): the most containers a pod VM holds at once, its
@@ -90,6 +91,12 @@ export interface VmdOptions {
    */
   sandbox?: SandboxRequest;
   logger: Logger;
+}
+
+/** Writes `v` as JSON to `path` atomically (a reader sees the old file or the new one). */
+async function writeJsonFile(path: string, v: unknown): Promise<void> {
+  await writeFile(`${path}.tmp`, JSON.stringify(v), { mode: 0o600 });
+  await rename(`${path}.tmp`, path);
 }
 
 /** Name of the tap the pod VM's NIC uses inside the pod netns. */
@@ -199,39 +206,6 @@ export function identityKv(net: { mac: string; addresses: string[]; gateway?: st
   return kv;
 }
 
-export async function sendIdentity(vm: VmHandle, kv: [string, string][], timeoutMs: number): Promise<{ kernel: string; version: number; rest: Buffer; random: string }> {
-  return await new Promise((resolve, reject) => {
-    const dec = new FrameDecoder('guest agent');
-    let settled = false;
-    const done = (err?: Error, v?: { kernel: string; version: number; rest: Buffer; random: string }): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      vm.control.off('data', onData);
-      if (err) reject(err); else resolve(v!);
-    };
-    const fail = async (msg: string): Promise<void> => {
-      const tail = await vm.consoleTail(15);
-      done(new DeadlineExceededError(`${msg}${tail.length ? `; last console lines:\n  ${tail.join('\n  ')}` : ''}`));
-    };
-    const timer = setTimeout(() => { void fail(`the cloned guest's agent did not answer within ${timeoutMs} ms (accel ${vm.accel})`); }, timeoutMs);
-    const onData = (b: Buffer): void => {
-      let frames: Frame[];
-      try { frames = dec.push(b); } catch (e) { void fail((e as Error).message); return; }
-      const f = frames[0];
-      if (!f) return;
-      const text = f.payload.toString('utf8');
-      if (f.type === 'F') { void fail(`the cloned guest refused its identity: ${text.slice(0, 300)}`); return; }
-      const m = /^bulkhead-agent (\d{1,4}) (\S+)/.exec(text);
-      if (f.type !== 'A' || f.id !== 0 || !m || frames.length > 1 || dec.pending) { void fail(`agent protocol violation: unexpected ${f.type} frame after a restore`); return; }
-      done(undefined, { kernel: m[2]!, version: Number(m[1]), rest: Buffer.alloc(0), random: / random=([0-9a-f]{64})$/.exec(text)?.[1] ?? '' });
-    };
-    vm.control.on('data', onData);
-    void vm.wait().then((e) => { void fail(`the cloned VM exited: ${e.reason}`); });
-    vm.control.write(encodeFrame('U', 0, encodeKv(kv)));
-  });
-}
-
 export class PodVmSupervisor {
   readonly #o: VmdOptions;
   readonly #log: Logger;
@@ -255,6 +229,18 @@ export class PodVmSupervisor {
   /** The template's sandbox container, created and started, until a create adopts it (template-sandbox.ts). */
   #prestarted: { pid: number; request: string; started: boolean } | undefined;
   #startMs = 0;
+  /**
+   * A clone's identity (`U`): sent right after its restore and not waited for by the start; the
+   * agent answers requests in order, and until the identity is answered no other frame is sent to
+   * the guest (they wait in `#held`), so nothing the pod asks of the guest runs with the template's
+   * entropy, clock or names. A failed identity before the VM is reported ready fails the start; after,
+   * it stops the VM as a crash would (every client told why).
+   */
+  #identity: 'none' | 'pending' | 'done' | 'failed' = 'none';
+  #held: Buffer[] | undefined;
+  #identityError: Error | undefined;
+  #ready = false;
+  #listening = false;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
 
@@ -292,17 +278,23 @@ export class PodVmSupervisor {
 
   async #start(): Promise<void> {
     const o = this.#o;
+    trace('vmd start');
     await mkdir(o.podDir, { recursive: true, mode: 0o700 });
-    // the slot files at once, not one after another (8 x 3 thread-pool round trips: ~10 ms of a clone's start)
-    await Promise.all(Array.from({ length: SLOT_COUNT }, async (_, i) => {
-      const fh = await open(this.slotPath(i), 'w');
-      try { await fh.truncate(SLOT_BYTES); } finally { await fh.close(); }
-      this.#slotFresh[i] = true;
-    }));
+    // the slot files at once, not one after another (8 x 3 thread-pool round trips: ~10 ms of a clone's
+    // start), while the pod netns is looked at (a process: nsenter + ip)
+    const [, podIf] = await Promise.all([
+      Promise.all(Array.from({ length: SLOT_COUNT }, async (_, i) => {
+        const fh = await open(this.slotPath(i), 'w');
+        try { await fh.truncate(SLOT_BYTES); } finally { await fh.close(); }
+        this.#slotFresh[i] = true;
+      })),
+      o.netns ? hasPodInterface(o.netns) : Promise.resolve(false),
+    ]);
+    trace('vmd slot files made, netns looked at');
     const consoleLog = join(o.podDir, 'console.log');
     if (o.netns) {
       // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
-      if (await hasPodInterface(o.netns)) {
+      if (podIf) {
         // the tc redirect is set up while QEMU starts and restores; awaited before the VM is ready
         this.#tap = await attachTap(o.netns, POD_TAP, { podIf: POD_IF, deferRedirect: true });
         this.#log.info('pod network attached', { netns: o.netns, tap: POD_TAP, mac: this.#tap.mac, addresses: this.#tap.addresses });
@@ -320,6 +312,7 @@ export class PodVmSupervisor {
     // A clone of the template for this sizing when the pod can have one (template.ts); else, or when
     // the clone fails, the VM boots.
     const template = await this.#template();
+    trace('vmd template found');
     if (template) {
       try {
         this.#live();
@@ -372,22 +365,12 @@ export class PodVmSupervisor {
       }
     }
     this.#live();
+    trace('vmd vm ready');
     this.#startMs = Math.round(performance.now() - t0);
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
     this.#kernel = hello.kernel;
     this.#log.info('guest up', { kernel: hello.kernel, accel: o.accel, vmmPid: this.#vm.pid, from: this.#template_ ? `template ${this.#template_.slice(0, 12)}` : 'boot', ms: this.#startMs });
-    const dec = new FrameDecoder('guest agent');
-    const onGuest = (b: Buffer): void => {
-      let frames: Frame[];
-      try { frames = dec.push(b); } catch (e) {
-        void this.shutdown(`agent protocol violation: ${(e as Error).message}`, true);
-        return;
-      }
-      for (const f of frames) this.#fromGuest(f);
-    };
-    this.#vm.control.on('data', onGuest);
-    if (hello.rest.length) onGuest(hello.rest);
-    this.#vm.control.on('error', () => {});
+    this.#listenToGuest(hello.rest);
     void this.#vm.wait().then((exit) => {
       if (!this.#stopping) void this.shutdown(exit.reason, true);
     });
@@ -397,6 +380,29 @@ export class PodVmSupervisor {
       this.#server.once('error', reject);
       this.#server.listen(this.socketPath, () => resolve());
     });
+    // a clone whose identity failed before this point fails its start
+    if (this.#identityError) throw this.#identityError;
+    this.#ready = true;
+    trace('vmd listening');
+  }
+
+  /** Routes the agent's frames (`rest`: what came after its hello) from here on; once per VM. */
+  #listenToGuest(rest: Buffer): void {
+    if (this.#listening) return;
+    this.#listening = true;
+    const dec = new FrameDecoder('guest agent');
+    const onGuest = (b: Buffer): void => {
+      let frames: Frame[];
+      try { frames = dec.push(b); } catch (e) {
+        if (this.#identity === 'pending') this.#identityFailed(`agent protocol violation: ${(e as Error).message}`, true);
+        else void this.shutdown(`agent protocol violation: ${(e as Error).message}`, true);
+        return;
+      }
+      for (const f of frames) this.#fromGuest(f);
+    };
+    this.#vm.control.on('data', onGuest);
+    if (rest.length) onGuest(rest);
+    this.#vm.control.on('error', () => {});
   }
 
   /** Moves the VMM into the pod's cgroups (memory: guest + 256 MiB; the pod's CPU limit). */
@@ -451,20 +457,22 @@ export class PodVmSupervisor {
     const fill = sb ? this.#fillSlot(0, sb.request.image) : undefined;
     fill?.catch(() => {});
     this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
+    trace('clone qemu spawned');
     this.#vm.control.on('error', () => {});
     this.#live();
-    await this.#placeVmm();
     const timeout = Math.min(o.bootTimeoutMs, 30_000);
-    await fill;
+    // QEMU into the pod's cgroups and slot 0 filled while it loads its state: both before the guest runs (`cont`)
+    const placed = this.#placeVmm();
+    placed.catch(() => {});
     const t1 = performance.now();
-    await o.templates!.restore(this.#vm, t, timeout);
+    await o.templates!.restore(this.#vm, t, timeout, async () => { await placed; trace('clone placed in cgroups'); await fill; trace('clone slot0 filled'); });
+    trace('clone restored (cont)');
     const t2 = performance.now();
     const tap = this.#tap;
     const kv = identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined);
     // the pod's hostname in the sandbox container's UTS namespace, its files on the sandbox's root (protocol 7)
     if (sb) kv.push(['sb', String(sb.gid)], ...podSandboxKv(sb.request.kv));
-    const hello = await sendIdentity(this.#vm, kv, timeout);
-    checkAgentProtocol(hello.version, o.assets.dir);
+    this.#sendIdentity(t, kv, timeout);
     if (sb) {
       this.#slots[0] = PRESTARTED;
       this.#containers.set(PRESTARTED, { name: PRESTARTED, gid: sb.gid, slot: 0, sandbox: false });
@@ -472,10 +480,70 @@ export class PodVmSupervisor {
       this.#nextGid = Math.max(this.#nextGid, sb.gid + 1);
       this.#prestarted = { pid: sb.pid, request: JSON.stringify(sb.request), started: false };
     }
-    this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), identityMs: Math.round(performance.now() - t2), sandbox: sb ? 'started in the template' : 'none' });
-    // firstRandom: what the clone's pool gave first after its reseed (two clones of a template must differ)
-    await writeFile(join(o.podDir, 'template.json'), JSON.stringify({ key: t.key, firstRandom: hello.random }), { mode: 0o600 });
-    return hello;
+    this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), sandbox: sb ? 'started in the template' : 'none' });
+    // the pod dir says it is a clone from here on (a container with volumes is refused); firstRandom comes with the identity's answer
+    await writeJsonFile(join(o.podDir, 'template.json'), { key: t.key, firstRandom: null });
+    return { kernel: t.kernel, version: t.agentVersion, rest: Buffer.alloc(0) };
+  }
+
+  /**
+   * Sends a clone its identity (fresh entropy, the host clock, the pod's network and, with a
+   * template's sandbox container, its hostname and files) without waiting: see `#identity`.
+   */
+  #sendIdentity(t: TemplateImage, kv: [string, string][], timeoutMs: number): void {
+    const vm = this.#vm;
+    this.#listenToGuest(Buffer.alloc(0));
+    this.#cloneOf = t;
+    this.#identity = 'pending';
+    this.#held = [];
+    const t0 = performance.now();
+    const timer = setTimeout(() => this.#identityFailed(`the cloned guest's agent did not answer its identity within ${timeoutMs} ms (accel ${vm.accel})`, true), timeoutMs);
+    void vm.wait().then((e) => this.#identityFailed(`the cloned VM exited: ${e.reason}`, false));
+    const q = this.#pending.get(0) ?? [];
+    q.push({ conn: null, reqId: 0, op: 'identity' });
+    this.#pending.set(0, q);
+    this.#identityDone = (ok, text) => {
+      clearTimeout(timer);
+      if (this.#identity !== 'pending') return;
+      if (!ok) { this.#identityFailed(`the cloned guest refused its identity: ${text.slice(0, 300)}`, /sandbox container is not running|sandbox's UTS namespace/.test(text)); return; }
+      const m = /^bulkhead-agent (\d{1,4}) (\S+)/.exec(text);
+      if (!m) { this.#identityFailed('agent protocol violation: a bad answer to the identity', true); return; }
+      try { checkAgentProtocol(Number(m[1]), this.#o.assets.dir); } catch (e) { this.#identityFailed((e as Error).message, true); return; }
+      this.#identity = 'done';
+      this.#kernel = m[2]!;
+      const held = this.#held ?? [];
+      this.#held = undefined;
+      for (const b of held) vm.control.write(b);
+      trace('clone identity answered');
+      this.#log.info('clone identity set', { identityMs: Math.round(performance.now() - t0), held: held.length });
+      // firstRandom: what the clone's pool gave first after its reseed (two clones of a template must differ)
+      const firstRandom = / random=([0-9a-f]{64})$/.exec(text)?.[1] ?? '';
+      void writeJsonFile(join(this.#o.podDir, 'template.json'), { key: t.key, firstRandom }).catch((e: unknown) => this.#log.warn('template.json not written', { err: (e as Error).message }));
+    };
+    vm.control.write(encodeFrame('U', 0, encodeKv(kv)));
+  }
+
+  #identityDone: ((ok: boolean, text: string) => void) | undefined;
+  #cloneOf: TemplateImage | undefined;
+
+  /**
+   * The clone's identity failed: nothing more reaches its guest. Before the VM is ready the start
+   * fails with it; after, the VM stops as if it crashed. A template whose sandbox container is gone
+   * or whose clone does not answer is removed (every clone of it would fail): the next pod builds it.
+   */
+  #identityFailed(reason: string, discard: boolean): void {
+    const t = this.#cloneOf;
+    if (this.#identity !== 'pending' || !t) return;
+    this.#identity = 'failed';
+    this.#held = [];
+    if (this.#stopping) return; // the VM was stopped (its pod deleted) before the guest answered
+    trace('clone identity failed');
+    this.#log.error('the clone\'s identity failed: the pod VM stops', { template: t.key.slice(0, 12), reason });
+    void this.#vm.consoleTail(15).then((tail) => { if (tail.length) this.#log.error('console of the clone', { tail: tail.join(' | ') }); }, () => {});
+    if (discard) void this.#o.templates?.discard?.(t, reason).catch(() => {});
+    const err = new UnavailableError(`the cloned VM refused or did not take its identity (${reason.split('\n')[0]}); retry: the next pod VM boots or clones a rebuilt template`, { reason: 'BH_VM_GONE' });
+    if (this.#ready) void this.shutdown(err.message, true);
+    else this.#identityError ??= err;
   }
 
   /**
@@ -510,7 +578,9 @@ export class PodVmSupervisor {
   finished(): Promise<number> { return this.#finished; }
 
   #toGuest(type: Frame['type'], gid: number, payload?: Buffer | string): void {
-    this.#vm.control.write(encodeFrame(type, gid, payload));
+    const f = encodeFrame(type, gid, payload);
+    if (this.#held) this.#held.push(f); // a clone's identity is not answered yet
+    else this.#vm.control.write(f);
   }
 
   #request(conn: Socket | null, reqId: number, op: string, gid: number, type: Frame['type'], payload?: Buffer | string, name?: string): void {
@@ -539,6 +609,7 @@ export class PodVmSupervisor {
         return;
       case 'X': {
         const code = Number(f.payload.toString());
+        trace(`vmd exit gid ${f.id} code ${code}`);
         if (s) {
           s.exited = code;
           if (s.owner && !s.owner.destroyed) s.owner.write(encodeFrame('X', f.id, f.payload));
@@ -560,7 +631,11 @@ export class PodVmSupervisor {
   }
 
   #settle(p: Pending, gid: number, ok: boolean, text: string): void {
+    trace(`vmd agent answered ${p.op} gid ${gid} ${ok ? 'A' : 'F'}`);
     switch (p.op) {
+      case 'identity':
+        this.#identityDone?.(ok, text);
+        return;
       case 'create':
         if (!ok) { this.#dropContainer(p.name!); this.#fail(p, text); return; }
         this.#reply(p.conn, p.reqId, true, { id: gid });
@@ -645,6 +720,7 @@ export class PodVmSupervisor {
 
   async #op(conn: Socket, reqId: number, payload: Buffer): Promise<void> {
     const m = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+    trace(`vmd op ${String(m.op)} ${typeof m.name === 'string' ? m.name.slice(0, 8) : ''}`);
     if (this.#stopping) throw new UnavailableError('the pod VM is stopping', { reason: 'BH_VM_GONE' });
     switch (m.op) {
       case 'create': {
@@ -661,6 +737,7 @@ export class PodVmSupervisor {
         // join_ipc / join_uts / join_pid name a container of this VM: the agent knows it by session id
         const kv = (m.kv as [string, string][]).map(([k, v]): [string, string] => (k.startsWith('join_') ? [k, String(this.#container(v).gid)] : [k, v]));
         kv.push(['slot', `slot${slot}`]);
+        trace(`vmd slot filled, C sent gid ${gid}`);
         this.#request(conn, reqId, 'create', gid, 'C', encodeKv(kv), name);
         return;
       }
@@ -857,8 +934,11 @@ export class PodVmSupervisor {
     if (this.#stopping) return;
     this.#stopping = true;
     this.#log[unexpected ? 'error' : 'info']('pod VM stopping', { reason });
-    if (!unexpected) { try { this.#toGuest('P', 0); } catch { /* channel gone */ } }
+    trace('vmd shutdown');
+    // the power-off goes straight to the guest (after a pending identity: the agent answers in order)
+    if (!unexpected && this.#identity !== 'failed') { try { this.#vm.control.write(encodeFrame('P', 0)); } catch { /* channel gone */ } }
     const exit = await this.#vm.stop(unexpected ? 100 : 5000);
+    trace('vmd vm stopped');
     const why = unexpected ? reason : `${reason} (${exit.reason})`;
     for (const c of this.#conns) { if (!c.destroyed) c.end(encodeFrame('V', 0, JSON.stringify({ reason: why, unexpected }))); }
     this.#server?.close();
@@ -872,6 +952,7 @@ export class PodVmSupervisor {
     } else {
       await rm(this.#o.podDir, { recursive: true, force: true });
     }
+    trace('vmd cleaned up');
     this.#finish(unexpected ? 1 : 0);
   }
 }

@@ -151,7 +151,11 @@ export interface TemplateProvider {
   get(req: TemplateRequest, progress: (line: string) => void): Promise<TemplateImage>;
   /**
    * Feeds a clone of `t` (booted with memFile share=false, incoming = stateFile, qmp) its state;
-   * resolves once it runs. A template QEMU refuses is removed (the next pod builds it again).
+   * resolves once it runs. `beforeRun` (the VMM's cgroup placement, slot 0's fill) is awaited after
+   * the state is loaded and before the guest runs; its failure fails the restore. A template QEMU
+   * refuses is removed (the next pod builds it again).
    */
-  restore(vm: VmHandle, t: TemplateImage, timeoutMs: number): Promise<void>;
+  restore(vm: VmHandle, t: TemplateImage, timeoutMs: number, beforeRun?: () => Promise<void>): Promise<void>;
+  /** Removes template `t` (its clones fail their identity: every clone would); the next pod builds it again. */
+  discard?(t: TemplateImage, reason: string): Promise<void>;
 }

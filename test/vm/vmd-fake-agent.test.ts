@@ -5,7 +5,7 @@
 // The real paths: test/vm/template.test.ts.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -152,6 +152,49 @@ describe('pod VM supervisor with a scripted agent', () => {
     assert.equal(c.type, 'C');
     assert.equal(c.id, 2);
     assert.ok(c.payload.toString('utf8').split('\0').includes('slot=slot1'));
+    client.close();
+  });
+
+  it('a clone is ready before its identity is answered, and nothing else reaches its guest until then: held requests follow the answer in order', async () => {
+    const agent = cloneAgent();
+    const { U: _u, ...rest } = agent.answer;
+    agent.answer = rest; // the identity is answered below, by hand
+    const { client } = await supervisor('pipelined', agent, provider([]), { ...request, image });
+    assert.equal(agent.types(), 'U', 'the start sent the identity and did not wait for its answer');
+    // the sandbox is adopted without the guest; an app container's create waits for the identity
+    await client.request('create', { name: 'pod-p', image, kv: request.kv, sandbox: true });
+    await client.request('start', { name: 'pod-p' });
+    const created = client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false });
+    // the supervisor has taken the create (its slot filled, its request made) before the assertion below
+    for (;;) {
+      const info = await client.request<{ containers: { name: string }[] }>('info');
+      if (info.containers.some((c) => c.name === 'app')) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(agent.types(), 'U', 'the create is held while the identity is unanswered');
+    agent.send('A', 0, `bulkhead-agent ${AGENT_PROTOCOL} k random=${'cd'.repeat(32)}`);
+    await created;
+    assert.equal(agent.types(), 'UC', 'then sent');
+    client.close();
+  });
+
+  it('a clone whose identity fails after it was ready stops as a crashed VM does: its clients are told why, held requests never reach the guest, and a template whose sandbox container is gone is removed', async () => {
+    const agent = cloneAgent();
+    const { U: _u, ...rest } = agent.answer;
+    agent.answer = rest;
+    const discarded: string[] = [];
+    const templates: TemplateProvider = { ...provider([]), async discard(t) { discarded.push(t.key); } };
+    const { sup, client } = await supervisor('identity-fails', agent, templates, { ...request, image });
+    await client.request('create', { name: 'pod-f', image, kv: request.kv, sandbox: true });
+    const gone = new Promise<string>((r) => client.once('gone', r));
+    const created = client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false });
+    agent.send('F', 0, 'identity: the template\'s sandbox container is not running');
+    await assert.rejects(created, (e: Error & { code?: string }) => /pod VM gone: .*identity/.test(e.message));
+    assert.match(await gone, /refused or did not take its identity.*sandbox container is not running/);
+    assert.equal(await sup.finished(), 1, 'the supervisor ends as after a crash');
+    assert.ok(!agent.types().includes('C'), `nothing after the identity reached the guest (${agent.types()})`);
+    assert.deepEqual(discarded, ['k'.repeat(32)], 'the template is removed');
+    assert.ok(existsSync(join(dir, 'identity-fails', 'exit.json')), 'the pod dir keeps the reason for its containers\' delete');
     client.close();
   });
 

@@ -18,6 +18,7 @@ import { attachVolumes, detachVolumes, guestVolumes, shareDir } from '../share.t
 import { containerKv, fileMountsKv, podIdentity, podNetnsPath, readBundleSpec, namespaceKv, rootfsPath, sysctlKv, vmSize } from '../spec.ts';
 import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, writeJsonAtomic, type ContainerRecord } from '../state.ts';
 import { cleanCgroupPath } from '../vm-cgroup.ts';
+import { trace } from '../trace.ts';
 import type { Accel } from '../vmm.ts';
 import { CLI, closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
@@ -155,6 +156,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   if (child) {
     recordProc(dir, 'vmd', child.pid!);
     child.stdin!.end(JSON.stringify(vmdFlags) + '\n');
+    trace('standby handed the pod');
   } else {
     const logFd = openSync(join(dir, 'vmd.log'), 'a');
     try {
@@ -166,6 +168,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   }
   try {
     await abortable(readyLine(child, 'pod VM', g.bootTimeoutMs + POD_VM_READY_EXTRA_MS), signal);
+    trace('pod VM ready line');
   } catch (e) {
     // whatever the start left running (supervisor, VMM) ends before its slot files go
     await endPodDir(dir);
@@ -235,12 +238,14 @@ export interface CreateOptions {
 
 export async function prepareCreate(g: VmGlobal, id: string, bundle: string, consoleSocket: string | undefined, opts: CreateOptions = {}): Promise<PreparedCreate> {
   checkId(id);
+  trace(`prepareCreate ${id.slice(0, 8)}`);
   const spec = await readBundleSpec(bundle);
   const pod = podIdentity(id, spec);
   const cdir = containerDir(g.root, id);
   if (existsSync(cdir)) throw new AlreadyExistsError(`container "${id}" already exists`);
   const assets = await loadGuestAssets(g.assetsRoot);
   const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
+  trace(`rootfs image ${id.slice(0, 8)}`);
   const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
   const vols = guestVolumes(spec);
   const pdir = podDir(g.root, pod.podId);
@@ -286,6 +291,7 @@ export async function prepareCreate(g: VmGlobal, id: string, bundle: string, con
     const tty = spec.process?.terminal === true;
     const shim = shimArgv({ mode: 'container', shim: assets.shim, podDir: pdir, request, tty, exitFile: exitFile(cdir), readyFd: 3 });
     p.shim = { bin: assets.shim, args: shim.args, cwd: shim.cwd };
+    trace(`prepared ${id.slice(0, 8)}`);
     if (tty) {
       if (!consoleSocket) throw new InvalidArgumentError('process.terminal is set: --console-socket is required');
       const cs = spec.process!.consoleSize;

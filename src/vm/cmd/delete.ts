@@ -12,6 +12,7 @@ import { detachVolumes, shareDir } from '../share.ts';
 import { alive, checkId, containerDir, indexRemove, podDir, readRecord, status, type ContainerRecord } from '../state.ts';
 import { hostSocket, readFileSafe, type VmCommand } from './common.ts';
 import { bool } from './flags.ts';
+import { trace } from '../trace.ts';
 
 const command: VmCommand = {
   name: 'delete',
@@ -45,6 +46,7 @@ async function endInHost(podDir: string): Promise<void> {
  */
 export async function deleteContainer(root: string, id: string, force: boolean): Promise<void> {
   checkId(id);
+  trace(`delete ${id.slice(0, 8)}`);
   let rec: ContainerRecord;
   try { rec = await readRecord(root, id); } catch (e) {
     if (force && errorReason(e) === 'BH_CONTAINER_NOT_FOUND') {
@@ -75,13 +77,16 @@ export async function deleteContainer(root: string, id: string, force: boolean):
       if (!force && errorCode(e) !== 'Unavailable') throw e;
     }
   }
+  trace(`delete answered ${id.slice(0, 8)}`);
   if (alive(rec.pid) && (rec.pidStart === undefined || liveStartTime(rec.pid) === rec.pidStart)) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
   if (rec.sandbox) {
     // the VM stops with its sandbox: give the supervisor a moment to power it off and clean up
     // (it takes ~20-30 ms after its answer: polled often, not every 100 ms — the poll was most of a pod's removal)
     for (const until = Date.now() + (force ? 1500 : 15_000); Date.now() < until && existsSync(join(rec.podDir, 'vmd.sock'));) await new Promise((r) => setTimeout(r, 10));
     await endInHost(rec.podDir);
+    trace(`delete vmd.sock gone ${id.slice(0, 8)}`);
     const left = await endPodDir(rec.podDir, force ? 500 : 2000);
+    trace(`delete pod dir ended ${id.slice(0, 8)}`);
     // the record goes only once nothing of the VM runs: a delete that could not end it can be retried
     if (left.length) throw new UnavailableError(`the pod VM of container "${id}" did not end (pids ${left.join(', ')} survived SIGKILL); its record is kept: retry the delete`);
   } else await detachVolumes(shareDir(rec.podDir), id);
@@ -90,4 +95,5 @@ export async function deleteContainer(root: string, id: string, force: boolean):
   await indexRemove(id, containerDir(root, id));
   // The container's disk image goes once no other container uses it.
   if (typeof created.image === 'string') await releaseRootfsImage(created.image, containerDir(root, id)).catch(() => {});
+  trace(`deleted ${id.slice(0, 8)}`);
 }

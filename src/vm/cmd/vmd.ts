@@ -16,6 +16,7 @@ import { PodVmSupervisor } from '../vmd.ts';
 import type { Accel } from '../vmm.ts';
 import type { VmCommand } from './common.ts';
 import { bool, parseRuntimeFlags, str } from './flags.ts';
+import { trace } from '../trace.ts';
 import type { VmGlobal } from './global.ts';
 
 /** The pod's supervisor from `_vmd`'s flags (also what the node-wide host, vmhost.ts, runs per pod). */
@@ -87,6 +88,7 @@ const command: VmCommand = {
     if (bool(given, 'standby')) {
       const argv = await standbyArgv();
       if (!argv) return 0;
+      trace('standby got the pod');
       flags = parseRuntimeFlags(argv, VMD_FLAGS, Infinity).flags;
       // stdout and stderr are the daemon's standby log: this pod's lines go to its vmd.log
       const podsRoot = resolve(g.root, 'pods') + sep;
