@@ -10,41 +10,13 @@
 import { open, readFile, unlink, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FailedPreconditionError, ResourceExhaustedError } from '../errors.ts';
-import { procStat } from '../util/proc.ts';
+import { holderAlive, lockRecord as record, parseLockRecord } from '../util/lock-record.ts';
+
+export { holderAlive, parseLockRecord } from '../util/lock-record.ts';
 
 export interface PidLock {
   path: string;
   release(): Promise<void>;
-}
-
-
-
-/** The content of a lock file for this process. */
-function record(): string {
-  return `${process.pid} ${procStat(process.pid)?.startTime ?? ''}`.trimEnd() + '\n';
-}
-
-/** Parses "PID [STARTTIME]"; the start time is absent in files written by older versions. */
-export function parseLockRecord(text: string): { pid: number; startTime?: string } {
-  const [pid, startTime] = text.trim().split(/\s+/);
-  const n = Number(pid);
-  return startTime && /^\d+$/.test(startTime) ? { pid: n, startTime } : { pid: n };
-}
-
-/**
- * Whether the process a lock record names still holds it: it exists, is not a zombie (or dead),
- * and, when the record has a start time, started at that time (not a reused pid).
- */
-export function holderAlive(rec: { pid: number; startTime?: string }): boolean {
-  const { pid } = rec;
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  const st = procStat(pid);
-  if (st) {
-    if (st.state === 'Z' || st.state === 'X') return false;
-    return rec.startTime === undefined || rec.startTime === st.startTime;
-  }
-  // no /proc entry we can read: fall back to a signal probe
-  try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
 /** The live holder of the lock at `path`, if any (for callers that wait for a starting daemon). */

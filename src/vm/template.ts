@@ -28,6 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors.ts';
 import { lock, lockHeld } from '../image/lock.ts';
+import { templateBuildMs } from './limits.ts';
 import type { GuestAssets } from './assets.ts';
 import { QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
 import { Qmp } from './qmp.ts';
@@ -195,7 +196,7 @@ export class TemplateStore implements TemplateProvider {
     if (have?.key === k.key) return imageOf(dir, have);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     if (!(await mayBuild(k))) return undefined;
-    const release = await lock(join(this.#dir, `${k.key}.lock`), AbortSignal.timeout(this.#o.bootTimeoutMs + 60_000));
+    const release = await lock(join(this.#dir, `${k.key}.lock`), AbortSignal.timeout(templateBuildMs(this.#o.bootTimeoutMs)));
     try {
       const again = await readMeta(dir); // another builder finished while this one waited
       if (again?.key === k.key) return imageOf(dir, again);

@@ -33,6 +33,7 @@ import { randomBytes } from 'node:crypto';
 import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
 import { trace } from './trace.ts';
+import { cloneStepMs } from './limits.ts';
 
 /**
  * Drive slots per pod VM (microvm has no hotplug): the most containers a pod VM holds at once, its
@@ -460,7 +461,7 @@ export class PodVmSupervisor {
     trace('clone qemu spawned');
     this.#vm.control.on('error', () => {});
     this.#live();
-    const timeout = Math.min(o.bootTimeoutMs, 30_000);
+    const timeout = cloneStepMs(o.bootTimeoutMs);
     // QEMU into the pod's cgroups and slot 0 filled while it loads its state: both before the guest runs (`cont`)
     const placed = this.#placeVmm();
     placed.catch(() => {});

@@ -12,6 +12,7 @@ import { DeadlineExceededError } from '../../src/errors.ts';
 import { MicrovmBackend, vmRuntimeLimits } from '../../src/runtime/microvm/microvm-backend.ts';
 import { DEFAULT_RUNTIME_LIMITS } from '../../src/runtime/conmon/shared.ts';
 import { silentLogger } from '../../src/util/log.ts';
+import { podVmReadyMs, templateBuildMs } from '../../src/vm/limits.ts';
 
 describe('runtime-call limits follow the runtime\'s own', () => {
   let dir: string;
@@ -43,6 +44,11 @@ describe('runtime-call limits follow the runtime\'s own', () => {
     const def = vmRuntimeLimits([], {});
     assert.ok(def.callMs > 120_000, `a start may take the default boot timeout (120 s) and more: ${def.callMs}`);
     assert.ok(def.createMs > 120_000 + 30_000 + 120_000, `a create waits for the pod VM (boot + 30 s) and its container supervisor (120 s): ${def.createMs}`);
+    // a pod VM that may be a clone may first build its template (or wait for another's build):
+    // boot, the sandbox container's start, the save; then the clone's restore and identity
+    assert.ok(templateBuildMs(120_000) >= 2 * 120_000 + 80_000, 'a template build is allowed its steps\' limits');
+    assert.ok(podVmReadyMs(120_000, true) > templateBuildMs(120_000) + 2 * 30_000, 'a templated pod VM\'s start is allowed a build and a clone\'s start');
+    assert.ok(def.createMs > podVmReadyMs(120_000, true) + 120_000, 'and a create that much and its supervisor\'s start');
     const long = vmRuntimeLimits(['--root', '/x', '--boot-timeout', '600000'], {});
     assert.ok(long.callMs > 600_000 && long.createMs > 600_000 + 150_000, 'a longer boot timeout raises them');
     assert.ok(vmRuntimeLimits([], { BULKHEAD_VM_BOOT_TIMEOUT_MS: '300000' }).callMs > 300_000, 'read from the environment as bulkhead-vm reads it');

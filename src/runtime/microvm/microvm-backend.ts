@@ -27,7 +27,8 @@ import { mkdir } from 'node:fs/promises';
 import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../errors.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
 import type { ConmonDriverOptions, InProcessRuntime, RuntimeLimits } from '../conmon/driver.ts';
-import { badBootTimeout, bootTimeout, GLOBAL_FLAGS, POD_VM_READY_EXTRA_MS, SUPERVISOR_READY_MS } from '../../vm/cmd/global.ts';
+import { badBootTimeout, bootTimeout, GLOBAL_FLAGS } from '../../vm/cmd/global.ts';
+import { podVmReadyMs, SUPERVISOR_READY_MS } from '../../vm/limits.ts';
 import { parseRuntimeFlags } from '../../vm/cmd/flags.ts';
 import { AbortedError, DeadlineExceededError } from '../../errors.ts';
 import { VmPoolAdoption } from './pool-adoption.ts';
@@ -313,9 +314,9 @@ const IN_PROCESS_GRACE_MS = 2000;
 /**
  * The conmon driver's limits for bulkhead-vm, from its boot timeout as bulkhead-vm reads it (its
  * global flags, then BULKHEAD_VM_BOOT_TIMEOUT_MS, then its default): a call (start, kill) may take a
- * boot's time (the guest runs under the same emulation), a create a pod VM's start
- * (create.ts: boot + POD_VM_READY_EXTRA_MS) and then its container supervisor's
- * (SUPERVISOR_READY_MS), each with a margin of a quarter of the boot timeout (1-30 s), so
+ * boot's time (the guest runs under the same emulation), a create a pod VM's start (vm/limits.ts
+ * podVmReadyMs: a boot, or a template build and a clone's start) and then its container
+ * supervisor's (SUPERVISOR_READY_MS), each with a margin of a quarter of the boot timeout (1-30 s), so
  * bulkhead-vm's own error, which names its cause, comes first.
  */
 export function vmRuntimeLimits(globalArgs: readonly string[], env: NodeJS.ProcessEnv = process.env): RuntimeLimits {
@@ -325,7 +326,7 @@ export function vmRuntimeLimits(globalArgs: readonly string[], env: NodeJS.Proce
   const margin = Math.min(30_000, Math.max(1000, Math.round(boot / 4)));
   return {
     callMs: boot + margin,
-    createMs: boot + POD_VM_READY_EXTRA_MS + SUPERVISOR_READY_MS + margin,
+    createMs: podVmReadyMs(boot, true) + SUPERVISOR_READY_MS + margin,
     setting: `the microvm handler's runtime-call limits follow its VM boot timeout, now ${boot} ms: raise it with --boot-timeout MS in the handler's runtime_args or BULKHEAD_VM_BOOT_TIMEOUT_MS`,
   };
 }

@@ -23,7 +23,8 @@ import type { Accel } from '../vmm.ts';
 import { CLI, closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
 import { refuseVolumesInClone, templateFlags } from './template-flags.ts';
-import { POD_VM_READY_EXTRA_MS, SUPERVISOR_READY_MS, type VmGlobal } from './global.ts';
+import type { VmGlobal } from './global.ts';
+import { podVmReadyMs, SUPERVISOR_READY_MS } from '../limits.ts';
 
 async function chooseAccel(g: VmGlobal): Promise<Accel> {
   if (g.accel !== 'auto') return g.accel;
@@ -167,7 +168,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
     if (child.pid !== undefined) recordProc(dir, 'vmd', child.pid);
   }
   try {
-    await abortable(readyLine(child, 'pod VM', g.bootTimeoutMs + POD_VM_READY_EXTRA_MS), signal);
+    await abortable(readyLine(child, 'pod VM', podVmReadyMs(g.bootTimeoutMs, tpl.includes('--template-scope'))), signal);
     trace('pod VM ready line');
   } catch (e) {
     // whatever the start left running (supervisor, VMM) ends before its slot files go
@@ -201,7 +202,7 @@ async function startInHost(g: VmGlobal, vmdFlags: string[], signal?: AbortSignal
   const onAbort = (): void => c.close();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await c.request('start', { argv: vmdFlags }, g.bootTimeoutMs + POD_VM_READY_EXTRA_MS);
+    await c.request('start', { argv: vmdFlags }, podVmReadyMs(g.bootTimeoutMs, vmdFlags.includes('--template-scope')));
   } catch (e) {
     // as the ready line's errors read (ready.ts): the class and reason kept, "pod VM: " in front
     const w = toWire(e);

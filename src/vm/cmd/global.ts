@@ -6,6 +6,7 @@ import { DEFAULT_ROOT } from '../state.ts';
 import { parseTemplateSharing, type TemplateSharing } from '../template-sharing.ts';
 import type { Accel } from '../vmm.ts';
 import { str } from './flags.ts';
+import { DEFAULT_BOOT_TIMEOUT_MS } from '../limits.ts';
 
 export interface VmGlobal {
   /** State directory of containers and pod VMs; --root or BULKHEAD_VM_STATE. */
@@ -35,13 +36,6 @@ export interface VmGlobal {
    */
   supervisor: 'pod' | 'node';
 }
-
-/** The default of --boot-timeout (BULKHEAD_VM_BOOT_TIMEOUT_MS): a booting guest's agent must say hello within it. */
-export const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
-/** What a create waits for the pod VM beyond the boot timeout (its supervisor's start and the clone/boot steps around the boot). */
-export const POD_VM_READY_EXTRA_MS = 30_000;
-/** What a create waits for a container's supervisor (the C shim) to say it is ready. */
-export const SUPERVISOR_READY_MS = 120_000;
 
 /** runc's global flags that callers pass; the ones without a use here are accepted and ignored. */
 export const GLOBAL_FLAGS: FlagSpec = {
