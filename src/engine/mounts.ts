@@ -4,7 +4,7 @@
  * crash works whatever state the mount was left in.
  */
 import { InternalError } from '../errors.ts';
-import { run } from '../util/exec.ts';
+import { runShort } from '../util/shell-runner.ts';
 import { mountsUnder } from '../util/mountinfo.ts';
 
 export { mountsUnder };
@@ -41,7 +41,7 @@ export async function mountAll(mounts: readonly RootfsMount[], target: string): 
       const args = ['-t', m.type];
       if (options.length > 0) args.push('-o', options.join(','));
       args.push(m.source, target);
-      return run('mount', args, { timeoutMs: 30_000 });
+      return runShort('mount', args, { timeoutMs: 30_000 });
     };
     let r = await mount(m.options);
     // a kernel older than 5.10 refuses `volatile`: the layer is then mounted as any other
@@ -59,8 +59,8 @@ export async function unmountTree(dir: string): Promise<void> {
     const mps = await mountsUnder(dir);
     if (mps.length === 0) return;
     for (const mp of mps) {
-      const r = await run('umount', [mp], { timeoutMs: 30_000 });
-      if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 30_000 });
+      const r = await runShort('umount', [mp], { timeoutMs: 30_000 });
+      if (r.code !== 0) await runShort('umount', ['-l', mp], { timeoutMs: 30_000 });
     }
   }
   const left = await mountsUnder(dir);

@@ -1,0 +1,44 @@
+// The shell runner (shell-runner.ts): one long-lived shell runs many commands with run()'s contract
+// (exit code, output, arguments passed verbatim), a command past its timeout or aborted has the
+// shell killed and fails as run() fails, and the next command gets a new shell.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ShellRunner } from './shell-runner.ts';
+
+test('many commands, one shell: exit codes, output, arguments verbatim (quotes, spaces, $, globs)', async () => {
+  const r = new ShellRunner();
+  try {
+    const odd = [`it's`, 'a b', '$HOME', '*', '`id`', '"q"', '\\', ''];
+    const echoed = await r.run('printf', ['%s|', ...odd]);
+    assert.deepEqual(echoed, { stdout: '', stderr: odd.map((a) => `${a}|`).join(''), code: 0, signal: null });
+    assert.equal((await r.run('sh', ['-c', 'echo oops >&2; exit 3'])).code, 3);
+    assert.equal((await r.run('sh', ['-c', 'echo oops >&2; exit 3'])).stderr, 'oops\n');
+    // side by side: they queue on the one shell and each gets its own result
+    const many = await Promise.all(Array.from({ length: 8 }, (_, i) => r.run('sh', ['-c', `printf ${i}; exit ${i}`])));
+    assert.deepEqual(many.map((x) => [x.stderr, x.code]), Array.from({ length: 8 }, (_, i) => [String(i), i]));
+    assert.equal(r.started, 1, 'one shell for every command');
+    // an argument with a newline cannot go on the shell's line: spawned directly, same result
+    assert.equal((await r.run('printf', ['%s', 'a\nb'])).stdout, 'a\nb');
+    assert.equal(r.started, 1);
+  } finally {
+    r.close();
+  }
+});
+
+test('a command past its timeout, or aborted, fails as run() fails; the next one runs on a new shell', async () => {
+  const r = new ShellRunner();
+  try {
+    const t0 = Date.now();
+    await assert.rejects(r.run('sleep', ['30'], { timeoutMs: 300 }), { name: 'DeadlineExceededError', message: 'sleep 30 did not finish within 300 ms' });
+    assert.ok(Date.now() - t0 < 5000);
+    assert.equal((await r.run('true', [])).code, 0);
+    const ac = new AbortController();
+    const p = r.run('sleep', ['30'], { signal: ac.signal });
+    setTimeout(() => ac.abort(), 100);
+    await assert.rejects(p, { name: 'AbortedError' });
+    assert.equal((await r.run('sh', ['-c', 'exit 4'])).code, 4);
+    assert.equal(r.started, 3, 'a new shell after each kill');
+  } finally {
+    r.close();
+  }
+});
