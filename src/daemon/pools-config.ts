@@ -15,19 +15,18 @@
 import { InvalidArgumentError } from '../errors.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { WarmPoolSpec } from '../engine/engine.ts';
+import { isObject } from '../util/guards.ts';
 
 export interface PoolsConfig { pools: WarmPoolSpec[]; fillParallelism: number }
 
 const MAX_SIZE = 64;
 const MAX_TOTAL = 256;
 
-const isTable = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** The `[pools]` table (undefined = no pools); unknown handlers or levels and bad sizes are errors naming the key. */
 export function parsePoolsConfig(raw: unknown, handlers: readonly string[], policy: Policy): PoolsConfig {
   const out: PoolsConfig = { pools: [], fillParallelism: 1 };
   if (raw === undefined) return out;
-  if (!isTable(raw)) throw new InvalidArgumentError('config: pools must be a table ([pools.HANDLER] with LEVEL = N)');
+  if (!isObject(raw)) throw new InvalidArgumentError('config: pools must be a table ([pools.HANDLER] with LEVEL = N)');
   let total = 0;
   for (const [key, v] of Object.entries(raw)) {
     if (key === 'fill_parallelism') {
@@ -36,14 +35,14 @@ export function parsePoolsConfig(raw: unknown, handlers: readonly string[], poli
       continue;
     }
     if (!handlers.includes(key)) throw new InvalidArgumentError(`config: pools.${key}: no runtime handler ${JSON.stringify(key.slice(0, 64))} is configured (handlers: ${handlers.join(', ')})`);
-    if (!isTable(v)) throw new InvalidArgumentError(`config: pools.${key} must be a table of trust level = size`);
+    if (!isObject(v)) throw new InvalidArgumentError(`config: pools.${key} must be a table of trust level = size`);
     for (const [level, n] of Object.entries(v)) {
       const l = Object.hasOwn(policy.levels, level) ? policy.levels[level] : undefined;
       if (!l) throw new InvalidArgumentError(`config: pools.${key}.${level.slice(0, 64)}: the policy (${policy.source}) has no trust level of that name (levels: ${Object.keys(policy.levels).join(', ')})`);
       let size: unknown = n;
       let network: 'bridge' | 'none' | undefined;
       let volumes: 'none' | undefined;
-      if (isTable(n)) {
+      if (isObject(n)) {
         for (const k of Object.keys(n)) if (k !== 'size' && k !== 'network' && k !== 'volumes') throw new InvalidArgumentError(`config: unknown key pools.${key}.${level}.${k.slice(0, 64)} (allowed: size, network, volumes)`);
         if (n.volumes !== undefined && n.volumes !== 'none' && n.volumes !== 'any') throw new InvalidArgumentError(`config: pools.${key}.${level}.volumes must be "none" or "any"`);
         if (n.volumes === 'none') volumes = 'none';

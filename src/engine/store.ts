@@ -23,6 +23,7 @@ import type { ContainerConfig, PodSandboxConfig, ContainerReason } from '../api/
 import type { NetworkMode } from '../network/pod-network.ts';
 import { readDecision, type PodDecisionRecord } from '../policy/decision.ts';
 import type { PodFiles } from './pod-files.ts';
+import { isObject } from '../util/guards.ts';
 
 /** Pod phases. 'creating' and 'removing' are transitional (work in flight or interrupted). */
 export type PodPhase = 'creating' | 'ready' | 'notready' | 'removing';
@@ -175,19 +176,18 @@ CREATE INDEX IF NOT EXISTS containers_pod ON containers (pod_id);
 // field of the wrong type reads as its empty value (what removal then skips), never as a throw.
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const strOf = (v: unknown): string => (typeof v === 'string' ? v : '');
 const numOf = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 const strArray = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 function strMap(v: unknown): Record<string, string> {
   const out: Record<string, string> = {};
-  if (isObj(v)) for (const [k, x] of Object.entries(v)) if (typeof x === 'string') out[k] = x;
+  if (isObject(v)) for (const [k, x] of Object.entries(v)) if (typeof x === 'string') out[k] = x;
   return out;
 }
 
 /** The engine state of a stored pod, from the current `engine` or an older record's `backendState`. */
 export function readPodEngineState(v: unknown): PodEngineState {
-  const o = isObj(v) ? v : {};
+  const o = isObject(v) ? v : {};
   const mode = o.mode === 'bridge' || o.mode === 'host' || o.mode === 'none' ? o.mode : 'none';
   const st: PodEngineState = { mode, ownCgroup: o.ownCgroup === true, cgroupMade: strMap(o.cgroupMade), ownLogDir: o.ownLogDir === true };
   if (typeof o.logDirMade === 'string') st.logDirMade = o.logDirMade;
@@ -196,14 +196,14 @@ export function readPodEngineState(v: unknown): PodEngineState {
   const decision = readDecision(o.decision);
   if (decision) st.decision = decision;
   const f = o.files;
-  if (isObj(f) && typeof f.hostname === 'string' && typeof f.hosts === 'string' && typeof f.resolvConf === 'string') {
+  if (isObject(f) && typeof f.hostname === 'string' && typeof f.hosts === 'string' && typeof f.resolvConf === 'string') {
     st.files = { hostname: f.hostname, hosts: f.hosts, resolvConf: f.resolvConf };
   }
   return st;
 }
 
 export function readPodRuntime(v: unknown): PodRuntimeInfo {
-  const o = isObj(v) ? v : {};
+  const o = isObject(v) ? v : {};
   const networkMode = o.networkMode === 'host' || o.networkMode === 'none' ? o.networkMode : 'pod';
   return {
     netnsPath: strOf(o.netnsPath), networkMode, ips: strArray(o.ips), podDir: strOf(o.podDir), logDirectory: strOf(o.logDirectory),
@@ -213,7 +213,7 @@ export function readPodRuntime(v: unknown): PodRuntimeInfo {
 }
 
 export function readContainerRuntime(v: unknown): ContainerRuntimeInfo {
-  const o = isObj(v) ? v : {};
+  const o = isObject(v) ? v : {};
   return {
     bundleDir: strOf(o.bundleDir), rootfsDir: strOf(o.rootfsDir), rootfsPrepared: o.rootfsPrepared === true,
     pid: numOf(o.pid), cgroupPath: strOf(o.cgroupPath), stopSignal: strOf(o.stopSignal) || 'SIGTERM',

@@ -1,7 +1,7 @@
 // The lock file of blob writers and VM template builders (lock.ts), race by race: made whole before
 // it is visible (a waiter never reads an ownerless lock and takes it for stale), a stale one taken
 // over only when it is the file judged stale, and a release that removes only its own file.
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -12,10 +12,11 @@ import { lockHeld, tryLock } from './lock.ts';
 import { parseLockRecord } from '../util/lock-record.ts';
 import { procStat } from '../util/proc.ts';
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-flock-'));
-  try { await fn(dir); } finally { await rm(dir, { recursive: true, force: true }); }
-}
+let base: string;
+before(async () => { base = await mkdtemp(join(tmpdir(), 'bulkhead-flock-')); });
+after(async () => { await rm(base, { recursive: true, force: true }); });
+/** A fresh directory of its own for each test. */
+const withDir = async (fn: (dir: string) => Promise<void>): Promise<void> => fn(await mkdtemp(join(base, 't-')));
 
 test('many tryLock calls at once: exactly one holds the lock (none reads another\'s lock before its owner is written)', async () => {
   await withDir(async (dir) => {

@@ -5,8 +5,9 @@
  *
  * A pod record without one (an older state.db, a pod made without a policy) is judged as the
  * hardened default (`FAIL_CLOSED`): egress guard on, no host network or ports, RuntimeDefault
- * seccomp, no_new_privs, masked /proc. Pure data, no imports: the engine stores it as is.
+ * seccomp, no_new_privs, masked /proc. Pure data (the one import a type guard): the engine stores it as is.
  */
+import { isObject } from '../util/guards.ts';
 
 export interface PodDecisionRecord {
   version: 1;
@@ -48,15 +49,13 @@ export const FAIL_CLOSED: Omit<PodDecisionRecord, 'level' | 'trustRule' | 'handl
   seccompDefault: 'RuntimeDefault', honorNoNewPrivs: false, unmaskedProc: false,
 };
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /**
  * A stored value → a decision record, or undefined when it is missing or malformed (the caller
  * then judges the pod as the default level). Every field is checked: state.db is ours, but a
  * half-written or older record must not widen anything.
  */
 export function readDecision(v: unknown): PodDecisionRecord | undefined {
-  if (!isObj(v) || v.version !== 1) return undefined;
+  if (!isObject(v) || v.version !== 1) return undefined;
   const { level, trustRule, handler, requestedHandler, egressGuard, hostNetwork, allowedHostPorts, seccompDefault, honorNoNewPrivs, unmaskedProc } = v;
   if (typeof level !== 'string' || typeof trustRule !== 'string' || typeof handler !== 'string' || typeof requestedHandler !== 'string') return undefined;
   if (typeof egressGuard !== 'boolean' || typeof hostNetwork !== 'boolean' || typeof honorNoNewPrivs !== 'boolean' || typeof unmaskedProc !== 'boolean') return undefined;

@@ -6,18 +6,16 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import type { ContainerInput, PodInput, SecuritySummary } from './policy.ts';
+import { isObject } from '../util/guards.ts';
 
 type Obj = Record<string, unknown>;
 
 function bad(path: string, msg: string): never {
   throw new InvalidArgumentError(`pod: ${path} ${msg}`);
 }
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 function obj(v: unknown, path: string): Obj | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!isObj(v)) bad(path, 'must be an object');
+  if (!isObject(v)) bad(path, 'must be an object');
   return v;
 }
 function arr(v: unknown, path: string): unknown[] {

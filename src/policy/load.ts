@@ -40,6 +40,7 @@ import {
 } from './policy.ts';
 import { parsePortRange } from './decision.ts';
 import { SYSCTL_NAME } from './sysctl.ts';
+import { isObject } from '../util/guards.ts';
 
 /** The capabilities a container gets by default anyway: adding them changes nothing. */
 export const DEFAULT_CAPABILITIES: readonly string[] = ['CHOWN', 'DAC_OVERRIDE', 'FSETID', 'FOWNER', 'SETGID', 'SETUID', 'SETPCAP', 'NET_BIND_SERVICE', 'KILL'];
@@ -88,7 +89,7 @@ class Reader {
     throw new InvalidArgumentError(`policy (${this.source}): ${key} ${msg}`);
   }
   isTable(v: unknown): v is Table {
-    return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+    return isObject(v) && !(v instanceof Date);
   }
   table(v: unknown, key: string): Table {
     if (!this.isTable(v)) this.fail(key, 'must be a table');

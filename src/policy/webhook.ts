@@ -19,6 +19,7 @@ import type { Logger } from '../util/log.ts';
 import { decidePod, type Decision, type HandlerInfo, type Policy } from './policy.ts';
 import { podInputFromK8s } from './k8s-pod.ts';
 import type { PolicyCounters } from './enforce.ts';
+import { isObject } from '../util/guards.ts';
 
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
 /** The API server sends at most ~3 MiB objects; anything bigger is refused unread. */
@@ -51,7 +52,6 @@ export interface WebhookPolicyOptions {
 }
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function review(response: AdmissionResponse): AdmissionReviewOut {
   return { apiVersion: ADMISSION_API_VERSION, kind: 'AdmissionReview', response };
@@ -71,14 +71,14 @@ export function denialMessage(who: string, d: Decision): string {
  * JSON (or undefined when it could not be parsed).
  */
 export function reviewAdmission(kind: 'mutate' | 'validate', body: unknown, opts: WebhookPolicyOptions): AdmissionReviewOut {
-  if (!isObj(body) || body.apiVersion !== ADMISSION_API_VERSION || body.kind !== 'AdmissionReview' || !isObj(body.request)) {
+  if (!isObject(body) || body.apiVersion !== ADMISSION_API_VERSION || body.kind !== 'AdmissionReview' || !isObject(body.request)) {
     return deny('', 400, `bulkhead webhook: the body is not an ${ADMISSION_API_VERSION} AdmissionReview with a request`);
   }
   const req = body.request;
   const uid = typeof req.uid === 'string' ? req.uid : '';
   if (uid === '') return deny('', 400, 'bulkhead webhook: request.uid is missing');
-  const k = isObj(req.kind) ? req.kind : {};
-  const res = isObj(req.resource) ? req.resource : {};
+  const k = isObject(req.kind) ? req.kind : {};
+  const res = isObject(req.resource) ? req.resource : {};
   if (k.kind !== 'Pod' || (k.group ?? '') !== '' || (res.resource !== undefined && res.resource !== 'pods')) {
     return deny(uid, 400, `bulkhead webhook: only core/v1 Pods are reviewed (got ${JSON.stringify(k.kind ?? null)})`);
   }
@@ -92,7 +92,7 @@ export function reviewAdmission(kind: 'mutate' | 'validate', body: unknown, opts
   let decision: Decision;
   let who: string;
   try {
-    if (!isObj(req.object)) throw new InvalidArgumentError('pod: request.object is missing');
+    if (!isObject(req.object)) throw new InvalidArgumentError('pod: request.object is missing');
     const input = podInputFromK8s(req.object, { namespace });
     // metadata.uid is the author's text at admission: it must not open <kubelet_root>/pods/<uid>/.
     delete input.uid;
@@ -118,7 +118,7 @@ export function reviewAdmission(kind: 'mutate' | 'validate', body: unknown, opts
     return out;
   }
   const response: AdmissionResponse = { uid, allowed: true, auditAnnotations: audit };
-  const spec = isObj(req.object) && isObj(req.object.spec) ? req.object.spec : {};
+  const spec = isObject(req.object) && isObject(req.object.spec) ? req.object.spec : {};
   const current = typeof spec.runtimeClassName === 'string' ? spec.runtimeClassName : undefined;
   if (decision.handler !== undefined && decision.handler !== current) {
     if (kind === 'mutate' && op === 'CREATE') {

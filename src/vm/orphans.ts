@@ -13,9 +13,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
-import { killPodProcesses, readProc, sameProc } from './procs.ts';
-import { releaseShare, shareDir } from './share.ts';
-import { removeVmmCgroups, vmmCgroupPids } from './vm-cgroup.ts';
+import { endPodHost } from './pod-dir.ts';
+import { readProc, sameProc } from './procs.ts';
 
 /** Whether the pod dir has a live recorded VMM or file server and no live supervisor (its own or a host). */
 export function orphaned(podDir: string): boolean {
@@ -35,13 +34,11 @@ export async function sweepOrphanPods(podsRoot: string, hosted: ReadonlySet<stri
     const dir = join(podsRoot, n);
     if (hosted.has(dir) || !orphaned(dir)) continue;
     try {
-      const left = await killPodProcesses(dir, 0, vmmCgroupPids(dir));
-      const cgroups = await removeVmmCgroups(dir);
-      const share = await releaseShare(shareDir(dir)).catch((e: unknown) => [(e as Error).message]);
+      const { left, cgroupsLeft, shareLeft } = await endPodHost(dir, 0);
       for (const f of readdirSync(dir)) if (/^slot\d+\.img$/.test(f) || f === 'vmd.sock') await rm(join(dir, f), { force: true });
       const reason = 'the VMM outlived its supervisor (ended by the node-wide VM supervisor at its start)';
       if (existsSync(dir)) await writeFile(join(dir, 'exit.json'), JSON.stringify({ reason, at: new Date().toISOString() })).catch(() => {});
-      log.warn('orphaned pod VM ended', { podDir: dir, left, cgroupsLeft: cgroups, shareLeft: share });
+      log.warn('orphaned pod VM ended', { podDir: dir, left, cgroupsLeft, shareLeft });
       ended.push(dir);
     } catch (e) {
       // removed meanwhile (its delete): the next pod dir is still looked at

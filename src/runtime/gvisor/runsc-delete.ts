@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { CGROUP_ROOT, cleanCgroupPath } from '../../cgroup/hierarchy.ts';
 import { rmdirCgroup } from '../../cgroup/tree.ts';
 import { ID_RE, pidAlive } from '../conmon/shared.ts';
+import { isObject } from '../../util/guards.ts';
 
 /** What deleting ended sandbox `id` removes (endedSandbox). */
 export interface EndedSandbox {
@@ -90,8 +91,4 @@ function sandboxRuns(pid: number, id: string): boolean {
   let argv: string[];
   try { argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'); } catch { return false; }
   return argv[0] === 'runsc-sandbox' && argv.some((a) => a.includes(id));
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

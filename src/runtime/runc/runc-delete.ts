@@ -22,6 +22,7 @@ import { rmdirCgroup } from '../../cgroup/tree.ts';
 import type { OciSpec } from '../../oci/spec.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import { ID_RE } from '../conmon/shared.ts';
+import { isObject } from '../../util/guards.ts';
 
 /** What deleting ended container `id` removes (endedContainer). */
 export interface EndedContainer {
@@ -71,8 +72,4 @@ export async function removeEndedContainer(c: EndedContainer): Promise<boolean> 
   for (const dir of c.cgroupDirs) if (!(await rmdirCgroup(dir))) return false;
   await rm(c.stateDir, { recursive: true, force: true });
   return true;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
