@@ -34,6 +34,7 @@ import { NodeMetrics } from '../metrics/node-metrics.ts';
 import { MetricsServer } from '../metrics/server.ts';
 import { createCounters, type PolicyCounters } from '../policy/enforce.ts';
 import { parsePoolsConfig } from './pools-config.ts';
+import { sweepOrphanNetns } from '../network/netns-owner.ts';
 
 export interface Daemon {
   socket: string;
@@ -120,6 +121,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const network = await CniPodNetwork.create({ cni: config.cni, network: config.sections.network, logger }, startup);
     // On shutdown the egress-guard tables and the managed bridge go, but only once no pod has a network.
     cleanups.push(async () => { await network.close(AbortSignal.timeout(30_000)); });
+    // pod netns of daemons that died with their state deleted (a temporary root): nobody else finds them
+    await sweepOrphanNetns(logger, startup).catch((err: unknown) => logger.warn('sweeping orphaned pod netns failed', { err }));
 
     // The engine wants a missing image to be NotFound; the image service answers undefined.
     const engineImages: EngineImages = {

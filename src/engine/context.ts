@@ -58,7 +58,7 @@ export class EngineContext {
     this.log = opts.logger.child({ part: 'engine' });
     if (opts.diskReserveBytes !== 0) this.reserve = new DiskReserve(opts.root, { logger: this.log, ...(opts.diskReserveBytes ? { bytes: opts.diskReserveBytes } : {}) });
     this.store = new StateStore(join(opts.root, 'state.db'), this.reserve ? { reserve: this.reserve } : {});
-    this.fallbackNetwork = new LoopbackPodNetwork(this.log, opts.pinNamespaces === false ? undefined : () => netnsMaker(opts.helperDir));
+    this.fallbackNetwork = new LoopbackPodNetwork(this.log, opts.pinNamespaces === false ? undefined : () => netnsMaker(opts.helperDir), { anchor: opts.root });
     this.network = opts.network ?? this.fallbackNetwork;
     this.events.setMaxListeners(0);
     this.podSlots = new Slots(opts.podCreationParallelism ?? Math.min(16, Math.max(4, 4 * availableParallelism())), 4096, 'RunPodSandbox');

@@ -18,6 +18,7 @@ import { parseNetworkConfig, shortHash, type NetworkConfig } from './config.ts';
 import { ensureManagedBridge, managedBridgeOf, removeManagedBridge, writeDefaultNetwork } from './default-network.ts';
 import { EgressGuard, type GuardedPod } from './guard.ts';
 import { createNetns, deleteNetns, listLinks, netnsPathOf } from './host.ts';
+import { dropNetnsOwner, NETNS_OWNERS_DIR, recordNetnsOwner } from './netns-owner.ts';
 import type { NetworkMode, PodNetwork, PodNetworkRequest, PodNetworkResult, PodNetworkStatus, PodTrust } from './pod-network.ts';
 
 export const POD_IFNAME = 'eth0';
@@ -51,6 +52,8 @@ export interface CniPodNetworkOptions {
   /** Raw [network] section (config.sections.network), validated here. */
   network?: unknown;
   logger: Logger;
+  /** Where the netns owner files go (netns-owner.ts); default NETNS_OWNERS_DIR (node-wide). */
+  ownersDir?: string;
 }
 
 /** Safe key for files and CNI_CONTAINERID: the id itself when tame, else its hash. */
@@ -71,6 +74,7 @@ export class CniPodNetwork implements PodNetwork {
   readonly #log: Logger;
   readonly #podsDir: string;
   readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #ownersDir: string;
 
   private constructor(opts: CniPodNetworkOptions, config: NetworkConfig) {
     this.config = config;
@@ -78,6 +82,7 @@ export class CniPodNetwork implements PodNetwork {
     this.#log = opts.logger.child({ part: 'network' });
     this.#invoker = new CniInvoker({ binDirs: opts.cni.binDirs, timeoutMs: config.pluginTimeoutMs });
     this.#podsDir = join(opts.cni.cacheDir, 'pods');
+    this.#ownersDir = opts.ownersDir ?? NETNS_OWNERS_DIR;
     this.guard = new EgressGuard({ instance: config.instance || shortHash(opts.cni.cacheDir, 10), blocked: config.blocked, routed: config.routed });
   }
 
@@ -134,6 +139,8 @@ export class CniPodNetwork implements PodNetwork {
       }
       rec.netnsName = `bulkhead-${key.slice(0, 12)}-${randomBytes(3).toString('hex')}`;
       await this.#write(rec); // before creating anything: a crash from here on is undone by teardown
+      // and should this record go with its daemon (a deleted root), any daemon's start removes the netns
+      await recordNetnsOwner(rec.netnsName, this.#file(key), this.#ownersDir);
       try {
         await this.#build(rec, pod, signal);
         rec.phase = 'ready';
@@ -227,7 +234,10 @@ export class CniPodNetwork implements PodNetwork {
       delete rec.conflist;
       await this.#write(rec);
     }
-    if (rec.netnsName) await deleteNetns(rec.netnsName, signal);
+    if (rec.netnsName) {
+      await deleteNetns(rec.netnsName, signal);
+      await dropNetnsOwner(rec.netnsName, this.#ownersDir);
+    }
     await unlink(this.#file(rec.key)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err; });
     this.#log.info('pod network removed', { pod: rec.podId });
   }

@@ -13,6 +13,7 @@ import { PermissionDeniedError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import { createNetns, deleteNetns, NETNS_DIR, netnsPathOf } from './host.ts';
 import type { PodNetwork, PodNetworkRequest, PodNetworkResult, PodNetworkStatus } from './pod-network.ts';
+import { dropNetnsOwner, recordNetnsOwner } from './netns-owner.ts';
 
 /**
  * A faster maker of netns files than two `ip` runs (the runtime layer's namespace helper: one
@@ -39,10 +40,17 @@ export class LoopbackPodNetwork implements PodNetwork {
   readonly #log: Logger;
   readonly #maker: (() => Promise<NetnsMaker>) | undefined;
 
-  /** `maker` yields the fast netns maker; when it is absent or rejects, `ip netns` is used. */
-  constructor(logger: Logger, maker?: () => Promise<NetnsMaker>) {
+  readonly #owner: { anchor: string; dir?: string } | undefined;
+
+  /**
+   * `maker` yields the fast netns maker; when it is absent or rejects, `ip netns` is used.
+   * `owner.anchor`: a path that exists while the state that finds these netns again does (the
+   * daemon's root): recorded with each netns (netns-owner.ts), so one left when it is gone is removed.
+   */
+  constructor(logger: Logger, maker?: () => Promise<NetnsMaker>, owner?: { anchor: string; dir?: string }) {
     this.#log = logger;
     this.#maker = maker;
+    this.#owner = owner;
   }
 
   async #fast(): Promise<NetnsMaker | undefined> {
@@ -55,14 +63,20 @@ export class LoopbackPodNetwork implements PodNetwork {
       return { netnsPath: null, ips: [], mode: 'host' };
     }
     const name = prefixFor(pod.id) + randomBytes(3).toString('hex');
+    if (this.#owner) await recordNetnsOwner(name, this.#owner.anchor, this.#owner.dir);
     const fast = await this.#fast();
     let path: string;
-    if (fast) {
-      path = netnsPathOf(name);
-      await mkdir(NETNS_DIR, { recursive: true });
-      await fast.create(path, signal);
-    } else {
-      path = await createNetns(name, signal, { loopbackUp: true });
+    try {
+      if (fast) {
+        path = netnsPathOf(name);
+        await mkdir(NETNS_DIR, { recursive: true });
+        await fast.create(path, signal);
+      } else {
+        path = await createNetns(name, signal, { loopbackUp: true });
+      }
+    } catch (err) {
+      if (this.#owner) await dropNetnsOwner(name, this.#owner.dir);
+      throw err;
     }
     this.#log.debug('pod netns created', { pod: pod.id, netns: path });
     return { netnsPath: path, ips: [], mode: 'none' };
@@ -74,6 +88,7 @@ export class LoopbackPodNetwork implements PodNetwork {
     const fast = await this.#fast();
     if (fast) await fast.remove(names.map((n) => netnsPathOf(n)), signal);
     else for (const name of names) await deleteNetns(name, signal);
+    if (this.#owner) for (const name of names) await dropNetnsOwner(name, this.#owner.dir);
   }
 
   async status(podId: string): Promise<PodNetworkStatus | undefined> {

@@ -1,0 +1,70 @@
+/**
+ * Who made a pod's network namespace, so that one nobody can find again is removed. A netns under
+ * /run/netns outlives its daemon, and the daemon finds it again only through its own state (the CNI
+ * record under its cache dir, the pod's record): a daemon killed and its root deleted (a test's
+ * temporary root, a node re-provisioned) left namespaces no daemon would ever look at, with their
+ * veth pairs on the bridge. So before it makes one, a daemon writes
+ * `<NETNS_OWNERS_DIR>/<netns name>` = {pid, start, anchor}: itself (pid and start time, as lock
+ * files say it: util/lock-record.ts) and a path that exists as long as the state that finds the
+ * netns again does (the CNI record file, or the daemon's root). The file goes once the netns is gone.
+ *
+ * A netns is an orphan, and any daemon's start (sweepOrphanNetns) removes it, only when all of these
+ * hold: its name is one Bulkhead gives (`bulkhead-<id>-<6 hex>`), it has an owner file (Bulkhead
+ * made it: another tenant's netns never has one), its owner is dead, and its anchor is gone. A
+ * netns whose owner's state still exists is left to that owner's restart.
+ */
+import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../util/log.ts';
+import { holderAlive, lockRecord, parseLockRecord } from '../util/lock-record.ts';
+import { deleteNetns } from './host.ts';
+
+/** Node-wide, beside /run/netns (not in it: `ip netns list` shows every entry there). */
+export const NETNS_OWNERS_DIR = '/run/bulkhead-netns';
+
+/** The names Bulkhead gives pod namespaces (cni-pod-network.ts, loopback-pod-network.ts). */
+export const BULKHEAD_NETNS_NAME = /^bulkhead-[A-Za-z0-9]{1,16}-[0-9a-f]{6}$/;
+
+interface OwnerFile { pid: number; start?: string; anchor: string }
+
+/** Records this process as the maker of netns `name`, found again through `anchor`; before the netns is made. */
+export async function recordNetnsOwner(name: string, anchor: string, dir = NETNS_OWNERS_DIR): Promise<void> {
+  const me = parseLockRecord(lockRecord());
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const rec: OwnerFile = { pid: me.pid, ...(me.startTime ? { start: me.startTime } : {}), anchor };
+  await writeFile(join(dir, name), JSON.stringify(rec) + '\n', { mode: 0o600 });
+}
+
+/** Forgets netns `name`'s owner; after the netns is gone. */
+export async function dropNetnsOwner(name: string, dir = NETNS_OWNERS_DIR): Promise<void> {
+  await rm(join(dir, name), { force: true });
+}
+
+async function gone(path: string): Promise<boolean> {
+  try { await lstat(path); return false; } catch (err) { return (err as NodeJS.ErrnoException).code === 'ENOENT'; }
+}
+
+/**
+ * Removes the netns no daemon can find again (see the file's comment) and their owner files;
+ * returns their names. Owner files whose netns is already gone and whose owner is dead go too.
+ */
+export async function sweepOrphanNetns(log: Logger, signal: AbortSignal, dir = NETNS_OWNERS_DIR): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!BULKHEAD_NETNS_NAME.test(name)) continue;
+    let rec: Partial<OwnerFile>;
+    try { rec = JSON.parse(await readFile(join(dir, name), 'utf8')) as Partial<OwnerFile>; } catch { continue; }
+    if (typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) continue;
+    if (holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
+    if (!(await gone(rec.anchor))) continue;
+    try {
+      await deleteNetns(name, signal);
+      await dropNetnsOwner(name, dir);
+      removed.push(name);
+      log.warn('orphaned pod netns removed: its daemon is gone and so is the state that would find it', { netns: name, anchor: rec.anchor, ownerPid: rec.pid });
+    } catch (err) {
+      log.warn('cannot remove an orphaned pod netns', { netns: name, err });
+    }
+  }
+  return removed;
+}

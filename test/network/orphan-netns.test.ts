@@ -1,0 +1,93 @@
+// Pod netns nobody can find again (src/network/netns-owner.ts): a daemon that made one and died
+// with its state deleted (a test's temporary root) left it under /run/netns for good, veth on the
+// bridge and all. Its owner record names the daemon and the path that found it; once both are
+// gone, any daemon's start (and the test harness's teardown) removes it — and nothing else: not a
+// netns without an owner record (another tenant's), not one whose owner lives or whose state remains.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NETNS_OWNERS_DIR, recordNetnsOwner, sweepOrphanNetns } from '../../src/network/netns-owner.ts';
+import { deleteNetns, netnsPathOf } from '../../src/network/host.ts';
+import { run } from '../../src/util/exec.ts';
+import { silentLogger } from '../../src/util/log.ts';
+import { makeRoot, rand, removeRoot, sig, type NetRoot } from './helpers.ts';
+
+describe('orphaned pod netns', () => {
+  let root: NetRoot;
+  const tag = rand();
+  const extra: string[] = [];
+
+  before(async () => { root = await makeRoot(); });
+  after(async () => {
+    for (const n of extra) { await deleteNetns(n, sig()).catch(() => {}); await rm(join(NETNS_OWNERS_DIR, n), { force: true }); }
+    if (root) await removeRoot(root);
+  });
+
+  /** A dead process's pid and start time (it ran `sleep 0`). */
+  async function deadOwner(): Promise<{ pid: number }> {
+    const c = spawn('sleep', ['0'], { stdio: 'ignore' });
+    await new Promise((r) => c.once('exit', r));
+    return { pid: c.pid! };
+  }
+
+  it('a daemon gone with its state: its pod netns (and veth) are removed by the next sweep, with their owner records', async () => {
+    // the "daemon": a child process that sets the pod's network up and exits (nothing tears it down)
+    const script = `
+      import { openNetwork, pod } from ${JSON.stringify(new URL('./helpers.ts', import.meta.url).href)};
+      const root = JSON.parse(process.argv[1]);
+      const net = await openNetwork(root);
+      const r = await net.setup(pod('or${tag}'), AbortSignal.timeout(60000));
+      process.stdout.write(r.netnsPath);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(root)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    const code = await new Promise((r) => child.once('exit', r));
+    assert.equal(code, 0);
+    const name = out.trim().split('/').pop()!;
+    extra.push(name);
+    assert.match(name, new RegExp(`^bulkhead-or${tag}`));
+    assert.ok(existsSync(netnsPathOf(name)), 'the netns is there');
+    assert.ok(existsSync(join(NETNS_OWNERS_DIR, name)), 'with its owner record');
+    const veth = JSON.parse((await run('ip', ['-n', name, '-j', 'link', 'show', 'eth0'])).stdout) as { link_index: number }[];
+    const hostIndex = veth[0]!.link_index;
+
+    // its state still there: a restart of that daemon would find it, so it stays
+    assert.deepEqual((await sweepOrphanNetns(silentLogger, sig())).filter((n) => n === name), []);
+    assert.ok(existsSync(netnsPathOf(name)));
+
+    // its state deleted (the test's temporary root): nobody else would ever find it
+    await rm(root.cni.cacheDir, { recursive: true, force: true });
+    assert.ok((await sweepOrphanNetns(silentLogger, sig())).includes(name), 'swept');
+    assert.equal(existsSync(netnsPathOf(name)), false, 'the netns is gone');
+    assert.equal(existsSync(join(NETNS_OWNERS_DIR, name)), false, 'and its owner record');
+    // the kernel ends a netns (and its veth pair) once its last reference goes, in the background
+    const vethLeft = async (): Promise<boolean> => (JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout) as { ifindex: number }[]).some((l) => l.ifindex === hostIndex);
+    for (let i = 0; i < 300 && await vethLeft(); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await vethLeft(), false, 'its veth went with it');
+  });
+
+  it('left alone: a bulkhead-named netns without an owner record, one whose owner lives, one whose state remains', async () => {
+    const gone = join(root.dir, 'no-such-state');
+    const kept = root.dir;
+    const names = { noRecord: `bulkhead-nr${tag}-${rand()}`, ownerAlive: `bulkhead-oa${tag}-${rand()}`, stateLeft: `bulkhead-sl${tag}-${rand()}` };
+    for (const n of Object.values(names)) {
+      extra.push(n);
+      assert.equal((await run('ip', ['netns', 'add', n])).code, 0);
+    }
+    await recordNetnsOwner(names.ownerAlive, gone); // this process: alive
+    const dead = await deadOwner();
+    await writeFile(join(NETNS_OWNERS_DIR, names.stateLeft), JSON.stringify({ pid: dead.pid, anchor: kept }));
+    const swept = await sweepOrphanNetns(silentLogger, sig());
+    for (const n of Object.values(names)) {
+      assert.ok(!swept.includes(n), `${n} not swept`);
+      assert.ok(existsSync(netnsPathOf(n)), `${n} still there`);
+    }
+    // the same netns once its owner is dead and its anchor gone: swept
+    await writeFile(join(NETNS_OWNERS_DIR, names.ownerAlive), JSON.stringify({ pid: dead.pid, anchor: gone }));
+    assert.ok((await sweepOrphanNetns(silentLogger, sig())).includes(names.ownerAlive));
+    assert.equal(existsSync(netnsPathOf(names.ownerAlive)), false);
+  });
+});
