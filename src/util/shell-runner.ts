@@ -8,13 +8,14 @@
  * Protocol: the shell reads one line per command (each argument single-quoted), runs it with
  * stdin from /dev/null and stderr joined to stdout, and ends its output with a line holding a
  * random marker (fixed when the shell starts, never in a command line) and the exit status. One
- * command at a time; a command that outlives its timeout or is aborted gets the shell's whole
- * process tree killed (the next command starts a new shell). When the shell is busy for more than
- * BUSY_MS (a slow mount), or an argument holds a newline or NUL, the command is spawned directly
- * as before. Off with BULKHEAD_SHELL_RUNNER=0.
+ * command at a time per shell, up to a few shells (commands side by side never wait for each
+ * other: past that, or with an argument holding a newline or NUL, a command is spawned directly as
+ * before); a command that outlives its timeout or is aborted gets its shell's whole process tree
+ * killed. Off with BULKHEAD_SHELL_RUNNER=0.
  *
- * Lifecycle: the shell starts on first use and holds nothing open in this process (its pipes are
- * unref'd); it ends when this process does (its stdin closes: `read` fails, the loop ends).
+ * Lifecycle: a shell starts when a command finds none idle and stays for the next ones; it holds
+ * nothing open in this process (its pipes are unref'd) and ends when this process does (its stdin
+ * closes: `read` fails, the loop ends).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,8 +28,6 @@ export interface ShellRunOptions {
   signal?: AbortSignal;
 }
 
-/** A shell that has been busy this long with one command no longer takes new ones (they are spawned). */
-const BUSY_MS = 1000;
 /** Output kept per command (the rest is dropped): mount and umount print a line or two. */
 const MAX_OUTPUT = 64 * 1024;
 
@@ -46,68 +45,52 @@ function quote(a: string): string {
   return `'${a.replace(/'/g, `'\\''`)}'`;
 }
 
-export class ShellRunner {
-  #child: ChildProcess | undefined;
-  #marker = '';
+/** One shell and the command it runs (at most one at a time). */
+class Shell {
+  readonly child: ChildProcess;
+  readonly #marker = `@bulkhead-${randomBytes(12).toString('hex')}`;
   #out = '';
-  #queue: Job[] = [];
-  #current: { job: Job; timer: NodeJS.Timeout; since: number; onAbort: () => void } | undefined;
-  /** Shells started so far (for tests: one for many commands). */
-  started = 0;
+  #current: { job: Job; timer: NodeJS.Timeout; onAbort: () => void } | undefined;
+  #dead = false;
 
-  /** Runs `cmd args...` (see the file comment); never throws for a non-zero exit. */
-  run(cmd: string, args: readonly string[], opts: ShellRunOptions = {}): Promise<RunResult> {
-    opts.signal?.throwIfAborted();
-    const all = [cmd, ...args];
-    const busy = this.#current !== undefined && Date.now() - this.#current.since > BUSY_MS;
-    if (busy || all.some((a) => /[\n\0]/.test(a))) return run(cmd, args, opts);
-    return new Promise<RunResult>((resolve, reject) => {
-      this.#queue.push({ line: all.map(quote).join(' ') + '\n', what: all.join(' '), opts, resolve, reject });
-      this.#next();
-    });
-  }
-
-  /** Ends the shell (a command in flight fails). */
-  close(): void {
-    if (this.#child?.pid !== undefined) killTree(this.#child.pid);
-    this.#child = undefined;
-  }
-
-  #shell(): ChildProcess {
-    if (this.#child && this.#child.exitCode === null && this.#child.signalCode === null) return this.#child;
-    this.#marker = `@bulkhead-${randomBytes(12).toString('hex')}`;
-    this.#out = '';
+  constructor() {
     const child = spawn('/bin/sh', ['-c', SCRIPT, 'bulkhead-shell-runner', this.#marker], { stdio: ['pipe', 'pipe', 'ignore'] });
-    this.started++;
     child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (s: string) => this.#onData(child, s));
+    child.stdout!.on('data', (s: string) => this.#onData(s));
     child.stdin!.on('error', () => { /* the shell died: 'close' reports it */ });
     child.on('error', () => { /* spawn failure: 'close' follows */ });
-    child.on('close', () => this.#onClose(child));
+    child.on('close', () => {
+      this.#dead = true;
+      // the shell died under a command (killed from outside): whether it ran is unknown
+      if (this.#current) this.#fail(new InternalError(`${this.#current.job.what}: the shell running it ended before it did; run it again`), false);
+    });
     // nothing here keeps the daemon alive: a command in flight does (its timer)
     child.unref();
     (child.stdin as unknown as { unref?: () => void }).unref?.();
     (child.stdout as unknown as { unref?: () => void }).unref?.();
-    this.#child = child;
-    return child;
+    this.child = child;
   }
 
-  #next(): void {
-    if (this.#current || this.#queue.length === 0) return;
-    const job = this.#queue.shift()!;
-    const child = this.#shell();
+  get idle(): boolean { return !this.#dead && this.#current === undefined; }
+  get dead(): boolean { return this.#dead; }
+
+  start(job: Job): void {
     const timeoutMs = job.opts.timeoutMs ?? 60_000;
-    const timer = setTimeout(() => this.#fail(child, new DeadlineExceededError(`${job.what} did not finish within ${timeoutMs} ms`)), timeoutMs);
-    const onAbort = (): void => this.#fail(child, new AbortedError(`${job.what.split(' ')[0]} aborted`));
+    const timer = setTimeout(() => this.#fail(new DeadlineExceededError(`${job.what} did not finish within ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = (): void => this.#fail(new AbortedError(`${job.what.split(' ')[0]} aborted`));
     job.opts.signal?.addEventListener('abort', onAbort, { once: true });
-    this.#current = { job, timer, since: Date.now(), onAbort };
-    child.stdin!.write(job.line);
+    this.#current = { job, timer, onAbort };
+    this.child.stdin!.write(job.line);
   }
 
-  #onData(child: ChildProcess, s: string): void {
-    if (child !== this.#child) return;
-    this.#out += s;
+  kill(): void {
+    this.#dead = true;
+    if (this.child.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null) killTree(this.child.pid);
+  }
+
+  #onData(s: string): void {
     const cur = this.#current;
+    this.#out += s;
     const at = this.#out.indexOf(`\n${this.#marker} `);
     if (at < 0 || !cur) {
       if (this.#out.length > 2 * MAX_OUTPUT) this.#out = this.#out.slice(0, MAX_OUTPUT) + this.#out.slice(-MAX_OUTPUT);
@@ -120,7 +103,6 @@ export class ShellRunner {
     this.#out = this.#out.slice(eol + 1);
     this.#done();
     cur.job.resolve({ stdout: '', stderr: output, code: Number.isInteger(code) ? code : null, signal: null });
-    this.#next();
   }
 
   #done(): void {
@@ -131,21 +113,49 @@ export class ShellRunner {
     this.#current = undefined;
   }
 
-  /** The command in flight fails with `err`; the shell and what it runs are killed (unless it is gone already). */
-  #fail(child: ChildProcess, err: Error, kill = true): void {
+  /** The command in flight fails with `err`; the shell and what it runs are killed (unless gone already). */
+  #fail(err: Error, kill = true): void {
     const cur = this.#current;
-    if (kill && child.pid !== undefined) killTree(child.pid);
-    if (this.#child === child) this.#child = undefined;
+    if (kill) this.kill();
+    this.#dead = true;
     this.#done();
     cur?.job.reject(err);
-    this.#next();
+  }
+}
+
+export class ShellRunner {
+  #shells: Shell[] = [];
+  readonly #max: number;
+  /** Shells started so far (for tests: one for many commands run one after another). */
+  started = 0;
+
+  /** `maxShells`: commands at once through shells; more are spawned directly. */
+  constructor(maxShells = 4) {
+    this.#max = maxShells;
   }
 
-  #onClose(child: ChildProcess): void {
-    if (this.#child !== child) return;
-    this.#child = undefined;
-    // the shell died under a command (killed from outside): whether it ran is unknown
-    if (this.#current) this.#fail(child, new InternalError(`${this.#current.job.what}: the shell running it ended before it did; run it again`), false);
+  /** Runs `cmd args...` (see the file comment); never throws for a non-zero exit. */
+  run(cmd: string, args: readonly string[], opts: ShellRunOptions = {}): Promise<RunResult> {
+    opts.signal?.throwIfAborted();
+    const all = [cmd, ...args];
+    this.#shells = this.#shells.filter((s) => !s.dead);
+    let shell = this.#shells.find((s) => s.idle);
+    if (!shell && this.#shells.length < this.#max && !all.some((a) => /[\n\0]/.test(a))) {
+      shell = new Shell();
+      this.#shells.push(shell);
+      this.started++;
+    }
+    if (!shell || all.some((a) => /[\n\0]/.test(a))) return run(cmd, args, opts);
+    const chosen = shell;
+    return new Promise<RunResult>((resolve, reject) => {
+      chosen.start({ line: all.map(quote).join(' ') + '\n', what: all.join(' '), opts, resolve, reject });
+    });
+  }
+
+  /** Ends the shells (commands in flight fail). */
+  close(): void {
+    for (const s of this.#shells) s.kill();
+    this.#shells = [];
   }
 }
 

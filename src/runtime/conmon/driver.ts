@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AbortedError, AlreadyExistsError, DeadlineExceededError, errorReason, InternalError, InvalidArgumentError, NotFoundError, UnavailableError } from '../../errors.ts';
 import { run } from '../../util/exec.ts';
+import { runShort } from '../../util/shell-runner.ts';
 import type { Logger } from '../../util/log.ts';
 import { liveStartTime } from '../../util/proc.ts';
 import type {
@@ -127,9 +128,14 @@ export class ConmonDriver {
     }
   }
 
-  /** Spawns `<runtime.path> <runtime.globalArgs> ...args` (never in-process), classifying a failure. */
-  async spawnRuntime(runtime: RuntimeCommand, args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
-    const r = await run(runtime.path, [...runtime.globalArgs, ...args], {
+  /**
+   * Spawns `<runtime.path> <runtime.globalArgs> ...args` (never in-process), classifying a failure.
+   * `viaShell`: through the shell runner (util/shell-runner.ts: no fork of the daemon; stdout and
+   * stderr come joined, so only for a command whose stdout nobody reads, e.g. `start`).
+   */
+  async spawnRuntime(runtime: RuntimeCommand, args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number; viaShell?: boolean } = {}): Promise<string> {
+    const how = opts.viaShell && opts.input === undefined ? runShort : run;
+    const r = await how(runtime.path, [...runtime.globalArgs, ...args], {
       timeoutMs: opts.timeoutMs ?? this.limits.callMs,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.input !== undefined ? { input: opts.input } : {}),
