@@ -104,3 +104,17 @@ test('a lock on a full filesystem: a clear ResourceExhausted error, and no empty
     }
   });
 });
+
+test('many acquirePidLock calls at once (daemons started together): exactly one takes the lock', async () => {
+  await withDir(async (dir) => {
+    const path = join(dir, 'bulkhead.pid');
+    for (let round = 0; round < 5; round++) {
+      const all = await Promise.allSettled(Array.from({ length: 20 }, () => acquirePidLock(path, 'run dir c')));
+      const got = all.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+      assert.equal(got.length, 1, `round ${round}: ${got.length} holders`);
+      for (const r of all) if (r.status === 'rejected') assert.match(String(r.reason), /already locked by this process|changed hands/);
+      await got[0]!.release();
+      assert.equal(existsSync(path), false);
+    }
+  });
+});

@@ -1,16 +1,17 @@
 /**
- * A pid lock file: created exclusively, holding the owner's pid and its start time (field 22 of
- * /proc/<pid>/stat, in clock ticks since boot). A file left by a dead process is stale and taken
+ * A pid lock file holding the owner's pid and its start time (field 22 of /proc/<pid>/stat, in
+ * clock ticks since boot), made as util/lock-record.ts makes lock files (whole, then linked into
+ * place: two daemons started at once never both take it). A file left by a dead process is stale and taken
  * over; a live owner makes `acquirePidLock` fail with FailedPreconditionError naming it.
  *
  * "Dead" includes a zombie (killed, not yet reaped by its parent: `kill(pid, 0)` still succeeds)
  * and a pid reused by another process (its start time differs from the recorded one), so a daemon
  * restarted right after a SIGKILL is not refused for 0.4-2 s.
  */
-import { open, readFile, unlink, mkdir } from 'node:fs/promises';
+import { readFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { FailedPreconditionError, ResourceExhaustedError } from '../errors.ts';
-import { holderAlive, lockRecord as record, parseLockRecord } from '../util/lock-record.ts';
+import { createLockFile, holderAlive, parseLockRecord, readLockFile, removeStaleLockFile } from '../util/lock-record.ts';
 
 export { holderAlive, parseLockRecord } from '../util/lock-record.ts';
 
@@ -28,33 +29,21 @@ export async function lockHolder(path: string): Promise<number | undefined> {
 export async function acquirePidLock(path: string, what: string): Promise<PidLock> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   for (let attempt = 0; attempt < 3; attempt++) {
+    let release: (() => Promise<void>) | undefined;
     try {
-      const fh = await open(path, 'wx', 0o600);
-      try {
-        await fh.writeFile(record());
-      } catch (err) {
-        // an empty lock names no holder: it must not stay behind
-        await fh.close().catch(() => {});
-        await unlink(path).catch(() => {});
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOSPC' || code === 'EDQUOT') throw new ResourceExhaustedError(`cannot write the lock ${path} for ${what}: its filesystem is full and the daemon's disk reserve is used up; free space there (remove exited containers' layers, unused images) and start again`, { cause: err });
-        throw err;
-      }
-      await fh.close();
-      return {
-        path,
-        release: async () => {
-          const owner = parseLockRecord(await readFile(path, 'utf8').catch(() => '')).pid;
-          if (owner === process.pid) await unlink(path).catch(() => {});
-        },
-      };
+      release = await createLockFile(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const rec = parseLockRecord(await readFile(path, 'utf8').catch(() => ''));
-      if (rec.pid === process.pid) throw new FailedPreconditionError(`${what} is already locked by this process (${path})`);
-      if (holderAlive(rec)) throw new FailedPreconditionError(`another Bulkhead daemon (pid ${rec.pid}) already uses ${what} (lock ${path}); stop it first, or give this one its own --root and --run-dir`);
-      await unlink(path).catch(() => {});
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw new ResourceExhaustedError(`cannot write the lock ${path} for ${what}: its filesystem is full and the daemon's disk reserve is used up; free space there (remove exited containers' layers, unused images) and start again`, { cause: err });
+      throw err;
     }
+    if (release) return { path, release };
+    const seen = await readLockFile(path);
+    if (!seen) continue; // released meanwhile
+    if (seen.rec.pid === process.pid) throw new FailedPreconditionError(`${what} is already locked by this process (${path})`);
+    if (holderAlive(seen.rec)) throw new FailedPreconditionError(`another Bulkhead daemon (pid ${seen.rec.pid}) already uses ${what} (lock ${path}); stop it first, or give this one its own --root and --run-dir`);
+    // a dead owner's, or garbage (a lock file is never seen half-written: util/lock-record.ts)
+    await removeStaleLockFile(path, seen);
   }
   throw new FailedPreconditionError(`cannot take the lock ${path} for ${what}: it changed hands three times while trying; retry`);
 }
