@@ -60,6 +60,20 @@ export function cloneTbMiB(env: NodeJS.ProcessEnv = process.env): number | undef
   const n = v !== undefined && /^\d{1,4}$/.test(v) ? Number(v) : CLONE_TB_MIB;
   return n > 0 ? n : undefined;
 }
+/**
+ * Output flow control: the most one client connection may have queued in the supervisor (frames
+ * written for it that its socket has not taken yet) before the pod's guest channel is paused. A
+ * client that stops reading (a foreground exec whose caller stops reading: the C shim blocks on its
+ * stdout and stops reading vmd.sock) then stops its own pod's guest — QEMU's virtio-serial port is
+ * throttled and the agent's writes wait, as a process's writes wait on a full pipe — never another
+ * pod's, and the supervisor holds at most this (plus one read of the channel) for it; the channel
+ * reads on once that client has taken everything queued (or is gone). The same bound holds input:
+ * a client whose `I`/`W` frames the guest channel has not taken (over this much queued) is not read
+ * until the channel drains. Under `--supervisor node` this is what keeps one tenant from growing
+ * the process that serves every tenant's VMs (test/vm/vmd-fake-agent.test.ts "a client that stops
+ * reading …").
+ */
+export const CLIENT_BUFFER_BYTES = 1 << 20;
 /** Apparent size of each slot file (sparse); the largest root image a container can have. */
 export const SLOT_BYTES = 16 * 1024 * 1024 * 1024;
 
@@ -221,6 +235,13 @@ export class PodVmSupervisor {
   readonly #sessions = new Map<number, Session>();
   readonly #pending = new Map<number, Pending[]>();
   readonly #conns = new Set<Socket>();
+  /** Clients over CLIENT_BUFFER_BYTES of queued output: while any, the guest channel is paused. */
+  readonly #slow = new Set<Socket>();
+  /** Clients not read while the guest channel's queued input is over CLIENT_BUFFER_BYTES. */
+  readonly #inputHeld = new Set<Socket>();
+  /** How many times the guest channel was paused for a slow client (`info`). */
+  #pauses = 0;
+  #toGuestFrames = 0;
   #cgroups: string[] = [];
   #tap: TapAttachment | undefined;
   #fsd: ChildProcess | undefined;
@@ -579,6 +600,7 @@ export class PodVmSupervisor {
   finished(): Promise<number> { return this.#finished; }
 
   #toGuest(type: Frame['type'], gid: number, payload?: Buffer | string): void {
+    this.#toGuestFrames++;
     const f = encodeFrame(type, gid, payload);
     if (this.#held) this.#held.push(f); // a clone's identity is not answered yet
     else this.#vm.control.write(f);
@@ -593,8 +615,7 @@ export class PodVmSupervisor {
 
   /** `A` with a JSON body, or `F` with the error as {code, reason, message} (errors.ts WireError). */
   #reply(conn: Socket | null, reqId: number, ok: boolean, body: unknown): void {
-    if (!conn || conn.destroyed) return;
-    conn.write(encodeFrame(ok ? 'A' : 'F', reqId, JSON.stringify(ok ? body ?? {} : body)));
+    this.#send(conn, encodeFrame(ok ? 'A' : 'F', reqId, JSON.stringify(ok ? body ?? {} : body)));
   }
 
   /** A failed agent request: its text becomes {code, reason, message} here, once (agent-errors.ts). */
@@ -606,14 +627,14 @@ export class PodVmSupervisor {
     const s = this.#sessions.get(f.id);
     switch (f.type) {
       case 'O': case 'R':
-        if (s?.owner && !s.owner.destroyed) s.owner.write(encodeFrame(f.type, f.id, f.payload));
+        this.#send(s?.owner ?? null, encodeFrame(f.type, f.id, f.payload));
         return;
       case 'X': {
         const code = Number(f.payload.toString());
         trace(`vmd exit gid ${f.id} code ${code}`);
         if (s) {
           s.exited = code;
-          if (s.owner && !s.owner.destroyed) s.owner.write(encodeFrame('X', f.id, f.payload));
+          this.#send(s.owner, encodeFrame('X', f.id, f.payload));
           if (s.exec) this.#sessions.delete(f.id);
         }
         return;
@@ -672,8 +693,38 @@ export class PodVmSupervisor {
   }
 
   #startedEvent(gid: number, pid: string): void {
-    const s = this.#sessions.get(gid);
-    if (s?.owner && !s.owner.destroyed) s.owner.write(encodeFrame('B', gid, pid));
+    this.#send(this.#sessions.get(gid)?.owner ?? null, encodeFrame('B', gid, pid));
+  }
+
+  /** Every frame to a client goes here: over CLIENT_BUFFER_BYTES queued for it, the guest channel pauses until it drains. */
+  #send(conn: Socket | null, frame: Buffer): void {
+    if (!conn || conn.destroyed) return;
+    conn.write(frame);
+    if (conn.writableLength <= CLIENT_BUFFER_BYTES || this.#slow.has(conn)) return;
+    this.#slow.add(conn);
+    // write() returned false once the queue passed its high-water mark: 'drain' comes when it is empty
+    conn.once('drain', () => this.#unslow(conn));
+    if (this.#slow.size > 1) return;
+    this.#pauses++;
+    this.#vm.control.pause();
+  }
+
+  #unslow(conn: Socket): void {
+    if (!this.#slow.delete(conn) || this.#slow.size) return;
+    this.#vm.control.resume();
+  }
+
+  /** Input for the guest: over CLIENT_BUFFER_BYTES queued on the channel, the client is not read until it drains. */
+  #holdInput(conn: Socket): void {
+    const ch = this.#vm.control;
+    if (ch.writableLength <= CLIENT_BUFFER_BYTES || this.#inputHeld.has(conn)) return;
+    this.#inputHeld.add(conn);
+    conn.pause();
+    if (this.#inputHeld.size > 1) return;
+    ch.once('drain', () => {
+      for (const c of this.#inputHeld) if (!c.destroyed) c.resume();
+      this.#inputHeld.clear();
+    });
   }
 
   #dropContainer(name: string): void {
@@ -690,6 +741,7 @@ export class PodVmSupervisor {
     conn.on('data', (b: Buffer) => {
       let frames: Frame[];
       try { frames = dec.push(b); } catch { conn.destroy(); return; }
+      const sent = this.#toGuestFrames;
       for (const f of frames) {
         if (f.type === 'Q') {
           void this.#op(conn, f.id, f.payload).catch((e: unknown) => this.#reply(conn, f.id, false, toWire(e)));
@@ -700,10 +752,14 @@ export class PodVmSupervisor {
           conn.destroy();
         }
       }
+      // a client whose frames went to the guest (its input, a request the guest answers)
+      if (this.#toGuestFrames !== sent) this.#holdInput(conn);
     });
     conn.on('error', () => {});
     conn.on('close', () => {
       this.#conns.delete(conn);
+      this.#inputHeld.delete(conn);
+      this.#unslow(conn);
       // A supervisor that goes away takes its process with it.
       for (const s of this.#sessions.values()) {
         if (s.owner !== conn) continue;
@@ -800,6 +856,8 @@ export class PodVmSupervisor {
         this.#reply(conn, reqId, true, {
           vmmPid: this.#vm.pid, accel: this.#o.accel, kernel: this.#kernel, memoryMiB: this.#o.memoryMiB, vcpus: this.#o.vcpus,
           template: this.#template_ || null, startMs: this.#startMs,
+          // output flow control: bytes queued in this supervisor for its clients, for the guest; the channel paused now, how often
+          flow: { queued: [...this.#conns].reduce((n, c) => n + c.writableLength, 0), toGuest: this.#vm.control.writableLength, paused: this.#slow.size > 0, pauses: this.#pauses, held: this.#inputHeld.size },
           containers: [...this.#containers.values()].filter((c) => c.name !== PRESTARTED && !c.name.startsWith('(deleting ')).map((c) => ({ name: c.name, slot: c.slot, sandbox: c.sandbox, exited: this.#sessions.get(c.gid)?.exited ?? null })),
         });
         return;

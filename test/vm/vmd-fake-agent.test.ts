@@ -2,17 +2,19 @@
 // the supervisor decides and a real guest cannot be made to show on demand — a guest delete that
 // has not answered yet, and a sandbox create request that differs from the one a template's sandbox
 // container was started with (prepareCreate writes both from one spec: a real run never differs).
-// The real paths: test/vm/template.test.ts.
+// The real paths: test/vm/template.test.ts. And output flow control: a guest that writes faster than
+// one client reads, with a second pod in the same process (as under `--supervisor node`).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { VmdClient } from '../../src/vm/client.ts';
 import { encodeFrame, FrameDecoder, type Frame } from '../../src/vm/protocol.ts';
 import { createLogger } from '../../src/util/log.ts';
-import { AGENT_PROTOCOL, PodVmSupervisor } from '../../src/vm/vmd.ts';
+import { AGENT_PROTOCOL, CLIENT_BUFFER_BYTES, PodVmSupervisor } from '../../src/vm/vmd.ts';
 import type { GuestAssets } from '../../src/vm/assets.ts';
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmExit, VmHandle, Vmm } from '../../src/vm/vmm.ts';
 
@@ -24,23 +26,47 @@ class FakeAgent {
   #toHost!: (b: Buffer) => void;
   /** Answers the agent gives by frame type (undefined: no answer). */
   answer: Partial<Record<Frame['type'], (f: Frame) => [Frame['type'], string] | undefined>> = {};
+  /** Output the guest writes as fast as the host reads it (as the agent's port writes wait on a throttled port). */
+  readonly #streams: { id: number; left: number; frame: number }[] = [];
+  /** Bytes of stream output the host has taken from the channel so far. */
+  produced = 0;
+  /** While true the guest reads no input: the host's writes queue on its side of the channel. */
+  inputBlocked = false;
+  readonly #blocked: (() => void)[] = [];
+  inputBytes = 0;
   constructor() {
     // host side of the channel: what it writes reaches the agent; the agent pushes into it
     const self = this;
     this.control = new Duplex({
-      read() { /* pushed below */ },
+      read() { self.#pump(); },
       write(chunk: Buffer, _enc, cb) {
         for (const f of self.#dec.push(chunk)) {
           self.frames.push(f);
+          if (f.type === 'I') self.inputBytes += f.payload.length;
           const a = self.answer[f.type]?.(f);
           if (a) setImmediate(() => self.send(a[0], f.id, a[1]));
         }
-        cb();
+        if (self.inputBlocked) self.#blocked.push(cb); else cb();
       },
     });
     this.#toHost = (b) => { this.control.push(b); };
   }
   send(type: Frame['type'], id: number, payload: string): void { this.#toHost(encodeFrame(type, id, payload)); }
+  /** `total` bytes of stdout for session `id` in 32 KiB frames (frame k filled with k mod 256), then its exit. */
+  stream(id: number, total: number): void { this.#streams.push({ id, left: total, frame: 0 }); this.#pump(); }
+  unblockInput(): void { this.inputBlocked = false; for (const cb of this.#blocked.splice(0)) cb(); }
+  #pump(): void {
+    for (;;) {
+      const s = this.#streams[0];
+      if (!s) return;
+      const n = Math.min(32768, s.left);
+      s.left -= n;
+      this.produced += n;
+      const more = this.control.push(encodeFrame('O', s.id, Buffer.alloc(n, s.frame++ % 256)));
+      if (!s.left) { this.#streams.shift(); this.control.push(encodeFrame('X', s.id, '0')); }
+      if (!more) return;
+    }
+  }
   types(): string { return this.frames.map((f) => f.type).join(''); }
 }
 
@@ -210,5 +236,141 @@ describe('pod VM supervisor with a scripted agent', () => {
     await client.request('start', { name: 'pod-b' });
     assert.equal(agent.types(), 'UDCS', 'and started in the guest');
     client.close();
+  });
+});
+
+/** A client on a raw socket, to stop reading it: requests, and every frame of its sessions. */
+class RawClient {
+  readonly sock: Socket;
+  readonly #dec = new FrameDecoder('test client');
+  #next = 1;
+  readonly #waiting = new Map<number, (f: Frame) => void>();
+  /** Output bytes per session, checked in order (frame k of a stream is filled with k mod 256). */
+  readonly out = new Map<number, { bytes: number; frames: number; bad: number }>();
+  readonly exits = new Map<number, (code: string) => void>();
+  private constructor(sock: Socket) {
+    this.sock = sock;
+    sock.on('data', (b: Buffer) => {
+      for (const f of this.#dec.push(b)) {
+        if (f.type === 'A' || f.type === 'F') { this.#waiting.get(f.id)?.(f); this.#waiting.delete(f.id); continue; }
+        if (f.type === 'O') {
+          const o = this.out.get(f.id) ?? { bytes: 0, frames: 0, bad: 0 };
+          if (f.payload.some((x) => x !== o.frames % 256)) o.bad++;
+          o.frames++;
+          o.bytes += f.payload.length;
+          this.out.set(f.id, o);
+        }
+        if (f.type === 'X') this.exits.get(f.id)?.(f.payload.toString());
+      }
+    });
+  }
+  static async connect(path: string): Promise<RawClient> {
+    const sock = connect(path);
+    await new Promise((r, j) => { sock.once('connect', r); sock.once('error', j); });
+    return new RawClient(sock);
+  }
+  request(op: string, args: Record<string, unknown> = {}): Promise<Frame> {
+    const id = this.#next++;
+    const p = new Promise<Frame>((r) => this.#waiting.set(id, r));
+    this.sock.write(encodeFrame('Q', id, JSON.stringify({ op, ...args })));
+    return p;
+  }
+  exited(gid: number): Promise<string> { return new Promise((r) => this.exits.set(gid, r)); }
+}
+
+describe('output flow control in the pod VM supervisor (two pods in one process, as under --supervisor node)', () => {
+  let dir: string;
+  let image: string;
+  const sups: PodVmSupervisor[] = [];
+  const socks: Socket[] = [];
+  const closers: (() => void)[] = [];
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'bh-vmd-flow-'));
+    image = join(dir, 'image.ext4');
+    writeFileSync(image, Buffer.alloc(4096, 1));
+  });
+  after(async () => {
+    for (const s of socks) s.destroy();
+    for (const c of closers) c();
+    for (const s of sups) await s.shutdown('test over', false).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const logger = createLogger({ write: () => {} });
+  interface Flow { queued: number; toGuest: number; paused: boolean; pauses: number; held: number }
+
+  async function pod(name: string): Promise<{ agent: FakeAgent; sup: PodVmSupervisor; client: RawClient; gid: number; info: () => Promise<Flow> }> {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
+    agent.answer = { C: () => ['A', 'created'], S: () => ['A', '42'] };
+    const sup = new PodVmSupervisor({
+      podId: name, podDir: join(dir, name), vmm: fakeVmm(agent, () => {}), accel: 'tcg', memoryMiB: 256, vcpus: 1, bootTimeoutMs: 5000, cgroup: '', logger, volumes: false,
+      assets: { dir: join(dir, 'vm'), kernelRelease: 'k', kernel: '/k', initramfs: '/i', agent: '/a', consoleHelper: '/c', shim: '/s', imagesDir: dir },
+    });
+    sups.push(sup);
+    await sup.start();
+    const client = await RawClient.connect(sup.socketPath);
+    socks.push(client.sock);
+    const created = await client.request('create', { name: 'app', image, kv: [['arg', 'yes']], sandbox: false });
+    assert.equal(created.type, 'A');
+    const gid = (JSON.parse(created.payload.toString()) as { id: number }).id;
+    assert.equal((await client.request('start', { name: 'app' })).type, 'A');
+    const other = await VmdClient.connect(sup.socketPath);
+    closers.push(() => other.close());
+    const info = async (): Promise<Flow> => (await other.request<{ flow: Flow }>('info')).flow;
+    return { agent, sup, client, gid, info };
+  }
+
+  it('a client that stops reading stops its own pod\'s guest channel at a bound, not the other pod\'s output, and gets everything once it reads', async () => {
+    const total = 32 << 20;
+    const a = await pod('slow');
+    const b = await pod('fast');
+    a.client.sock.pause(); // pod a's reader stops reading
+    const aExit = a.client.exited(a.gid);
+    a.agent.stream(a.gid, total);
+    // until the supervisor pauses pod a's channel (or, without flow control, takes all of it)
+    let fa = await a.info();
+    while (!fa.paused && a.agent.produced < total) fa = await a.info();
+    assert.ok(fa.paused, 'pod a\'s guest channel is paused');
+    // what pod a made the supervisor take: the bound, one read of the channel, the sockets' kernel buffers
+    assert.ok(fa.queued <= CLIENT_BUFFER_BYTES + (1 << 20), `supervisor queue for the slow client ${fa.queued} bytes`);
+    const producedA = a.agent.produced;
+    assert.ok(producedA < 4 << 20, `pod a's guest wrote ${producedA} of ${total} bytes while its reader read nothing`);
+    // pod b's output flows meanwhile, all of it, more than the bound
+    const bExit = b.client.exited(b.gid);
+    b.agent.stream(b.gid, 8 << 20);
+    assert.equal(await bExit, '0');
+    assert.deepEqual(b.client.out.get(b.gid), { bytes: 8 << 20, frames: 256, bad: 0 });
+    // pod a did not move while b ran: still paused, nothing more taken from its guest
+    fa = await a.info();
+    assert.ok(fa.paused);
+    assert.equal(a.agent.produced, producedA);
+    // pod a's reader reads again: everything arrives, in order, and the channel reads on
+    a.client.sock.resume();
+    assert.equal(await aExit, '0');
+    assert.deepEqual(a.client.out.get(a.gid), { bytes: total, frames: total / 32768, bad: 0 });
+    fa = await a.info();
+    assert.equal(fa.paused, false);
+    assert.ok(fa.pauses >= 1);
+    a.client.sock.end();
+    b.client.sock.end();
+  });
+
+  it('a client\'s input the guest does not take is held at the bound: its socket is not read until the channel drains', async () => {
+    const c = await pod('input');
+    c.agent.inputBlocked = true;
+    const chunk = Buffer.alloc(65536, 7);
+    const total = 8 << 20;
+    for (let n = 0; n < total; n += chunk.length) c.client.sock.write(encodeFrame('I', c.gid, chunk));
+    let f = await c.info();
+    while (f.held === 0 && c.agent.inputBytes < total) f = await c.info();
+    assert.equal(f.held, 1, 'the client is not read');
+    // a few more turns of the supervisor's loop: a held client's socket stays unread
+    for (let i = 0; i < 20; i++) f = await c.info();
+    assert.ok(f.toGuest <= CLIENT_BUFFER_BYTES + (1 << 20), `queued for the guest ${f.toGuest} bytes`);
+    c.agent.unblockInput();
+    while (c.agent.inputBytes < total) await c.info();
+    assert.equal(c.agent.inputBytes, total);
+    assert.equal((await c.info()).held, 0);
+    c.client.sock.end();
   });
 });
