@@ -14,6 +14,7 @@ import { deleteNetns, netnsPathOf } from '../../src/network/host.ts';
 import { run } from '../../src/util/exec.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { makeRoot, rand, removeRoot, sig, type NetRoot } from './helpers.ts';
+import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 
 describe('orphaned pod netns', () => {
   let root: NetRoot;
@@ -89,5 +90,27 @@ describe('orphaned pod netns', () => {
     await writeFile(join(NETNS_OWNERS_DIR, names.ownerAlive), JSON.stringify({ pid: dead.pid, anchor: gone }));
     assert.ok((await sweepOrphanNetns(silentLogger, sig())).includes(names.ownerAlive));
     assert.equal(existsSync(netnsPathOf(names.ownerAlive)), false);
+  });
+});
+
+describe('orphaned pod netns: a daemon\'s start', () => {
+  let a: TestDaemon | undefined;
+  let b: TestDaemon | undefined;
+  after(async () => { await a?.close(); await b?.close(); });
+
+  it('a daemon SIGKILLed with a pod and its root deleted: the next daemon to start (another root) removes the pod\'s netns', async () => {
+    a = await startTestDaemon({ name: 'bulkhead-orphan-a-' });
+    const uid = rand(4);
+    const id = await a.client.runPodSandbox({ metadata: { name: `orphan-${uid}`, namespace: 'orphan', uid, attempt: 0 }, logDirectory: join(a.root, 'logs', uid), linux: {} }, 'runc');
+    const netns = (await a.client.podSandboxStatus(id, true)).info?.['netnsPath'] ?? '';
+    const name = (await import('node:fs')).readdirSync('/run/netns').find((n) => n.startsWith(`bulkhead-${id.slice(0, 12)}-`));
+    assert.ok(name, `the pod has a netns (${netns})`);
+    await a.stop('SIGKILL');
+    // its state goes as a test's temporary root does (the pause process is left to the harness)
+    await rm(join(a.root, 'cni'), { recursive: true, force: true });
+    assert.ok(existsSync(netnsPathOf(name)), 'still there: nobody removed it');
+    b = await startTestDaemon({ name: 'bulkhead-orphan-b-' });
+    assert.equal(existsSync(netnsPathOf(name)), false, 'the new daemon removed it at its start');
+    assert.match(await b.log(), /orphaned pod netns removed/);
   });
 });
