@@ -11,7 +11,7 @@
  * Lifecycle: `connect(socket)` checks that a server answers (UnavailableError otherwise), then
  * every call goes over one shared HTTP/2 connection until `close()`.
  */
-import { UnavailableError } from '../errors.ts';
+import { DeadlineExceededError, UnavailableError } from '../errors.ts';
 import type {
   Container, ContainerConfig, ContainerEventResponse, ContainerFilter, ContainerStats, ContainerStatsFilter,
   ContainerStatusResponse, ExecSyncResponse, LinuxContainerResources, PodSandbox, PodSandboxConfig, PodSandboxFilter,
@@ -26,7 +26,7 @@ import { Codec } from '../wire/proto-codec.ts';
 import { criSchema } from './schema.ts';
 import type { Method, Service } from '../wire/proto-schema.ts';
 import { errorFromStatus, GrpcStatus } from '../wire/grpc-status.ts';
-import { GrpcCallError, GrpcChannel, type CallOptions as WireCallOptions } from '../wire/grpc-transport.ts';
+import { GrpcCallError, GrpcChannel, LOCAL_DEADLINE, type CallOptions as WireCallOptions } from '../wire/grpc-transport.ts';
 
 export interface CallOptions {
   /** Deadline for this call; default the client's callTimeoutMs (none for pulls, loads and streams). */
@@ -122,7 +122,13 @@ export class CriClient {
     }
     return this.#channel.unary(m.path, body, callOpts).then(
       (buf) => { try { return this.#decode<T>(m, buf); } catch (err) { throw errorFromStatus(err); } },
-      (err: unknown) => { throw errorFromStatus(err); },
+      (err: unknown) => {
+        // this client's own deadline (not a limit the daemon hit, whose error names its setting): said so
+        if (err instanceof GrpcCallError && err.code === GrpcStatus.DEADLINE_EXCEEDED && err.details === LOCAL_DEADLINE && timeout !== null) {
+          throw new DeadlineExceededError(`${m.path.split('/').pop() ?? method} got no answer within ${timeout} ms, this client's deadline for the call (the daemon stops its work on it once it sees the call gone)`, { cause: err });
+        }
+        throw errorFromStatus(err);
+      },
     );
   }
 

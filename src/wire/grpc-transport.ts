@@ -66,6 +66,8 @@ interface CallHandle {
 }
 
 const USER_AGENT = 'bulkhead-cri-client/1';
+/** The details of a call this side ended at its deadline (grpc-js says the same). */
+export const LOCAL_DEADLINE = 'Deadline exceeded';
 /** A server stream's queue pauses the HTTP/2 stream at this many unread messages. */
 const HIGH_WATER = 32;
 
@@ -224,7 +226,7 @@ export class GrpcChannel {
       if (ms <= 0) { finish(new GrpcCallError(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')); return handle; }
       headers.push(['grpc-timeout', timeoutHeader(ms)]);
       // setTimeout's limit is ~24.8 days; a later deadline is left to the server.
-      if (ms < 2 ** 31) timer = setTimeout(() => cancelWith(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
+      if (ms < 2 ** 31) timer = setTimeout(() => cancelWith(GrpcStatus.DEADLINE_EXCEEDED, LOCAL_DEADLINE), ms);
     }
 
     let status: GrpcCallError | null | undefined;
