@@ -196,7 +196,10 @@ export class TemplateStore implements TemplateProvider {
     if (have?.key === k.key) return imageOf(dir, have);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     if (!(await mayBuild(k))) return undefined;
-    const release = await lock(join(this.#dir, `${k.key}.lock`), AbortSignal.timeout(templateBuildMs(this.#o.bootTimeoutMs)));
+    const waitMs = templateBuildMs(this.#o.bootTimeoutMs);
+    const release = await lock(join(this.#dir, `${k.key}.lock`), AbortSignal.timeout(waitMs)).catch((e: unknown) => {
+      throw new DeadlineExceededError(`another build of VM template ${k.key.slice(0, 12)} did not end within ${waitMs} ms (a build's limits follow the boot timeout: --boot-timeout or BULKHEAD_VM_BOOT_TIMEOUT_MS)`, { cause: e });
+    });
     try {
       const again = await readMeta(dir); // another builder finished while this one waited
       if (again?.key === k.key) return imageOf(dir, again);
