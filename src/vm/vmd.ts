@@ -262,7 +262,9 @@ export class PodVmSupervisor {
   #held: Buffer[] | undefined;
   #identityError: Error | undefined;
   #ready = false;
-  #listening = false;
+  /** The VM whose agent frames #fromGuest routes (a clone that failed is not the booted VM after it). */
+  #listeningTo: VmHandle | undefined;
+  #identityTimer: NodeJS.Timeout | undefined;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
 
@@ -343,6 +345,7 @@ export class PodVmSupervisor {
       } catch (e) {
         if (this.#stopping) throw e; // abandoned (abortStart stopped the clone): no boot in its place
         this.#log.warn('VM template not used: booting instead', { template: template.key.slice(0, 12), reason: (e as Error).message.split('\n')[0] });
+        this.#forgetIdentity();
         await this.#vm?.stop(0).catch(() => undefined);
         this.#vm = undefined as unknown as VmHandle;
         await this.#cleanupCgroups();
@@ -410,10 +413,12 @@ export class PodVmSupervisor {
 
   /** Routes the agent's frames (`rest`: what came after its hello) from here on; once per VM. */
   #listenToGuest(rest: Buffer): void {
-    if (this.#listening) return;
-    this.#listening = true;
+    if (this.#listeningTo === this.#vm) return;
+    const vm = this.#vm;
+    this.#listeningTo = vm;
     const dec = new FrameDecoder('guest agent');
     const onGuest = (b: Buffer): void => {
+      if (this.#vm !== vm) return; // a clone given up for a boot
       let frames: Frame[];
       try { frames = dec.push(b); } catch (e) {
         if (this.#identity === 'pending') this.#identityFailed(`agent protocol violation: ${(e as Error).message}`, true);
@@ -486,15 +491,19 @@ export class PodVmSupervisor {
     // QEMU into the pod's cgroups and slot 0 filled while it loads its state: both before the guest runs (`cont`)
     const placed = this.#placeVmm();
     placed.catch(() => {});
-    const t1 = performance.now();
-    await o.templates!.restore(this.#vm, t, timeout, async () => { await placed; trace('clone placed in cgroups'); await fill; trace('clone slot0 filled'); });
-    trace('clone restored (cont)');
-    const t2 = performance.now();
     const tap = this.#tap;
     const kv = identityKv(tap ? { mac: tap.mac, addresses: tap.addresses, mtu: tap.mtu, ...(tap.gateway ? { gateway: tap.gateway } : {}) } : undefined);
     // the pod's hostname in the sandbox container's UTS namespace, its files on the sandbox's root (protocol 7)
     if (sb) kv.push(['sb', String(sb.gid)], ...podSandboxKv(sb.request.kv));
-    this.#sendIdentity(t, kv, timeout);
+    const t1 = performance.now();
+    // the identity goes once the state is loaded, before `cont`: the guest finds it waiting when it runs
+    await o.templates!.restore(this.#vm, t, timeout, async () => {
+      await placed; trace('clone placed in cgroups');
+      await fill; trace('clone slot0 filled');
+      this.#sendIdentity(t, kv, timeout);
+    });
+    trace('clone restored (cont)');
+    const t2 = performance.now();
     if (sb) {
       this.#slots[0] = PRESTARTED;
       this.#containers.set(PRESTARTED, { name: PRESTARTED, gid: sb.gid, slot: 0, sandbox: false });
@@ -504,7 +513,7 @@ export class PodVmSupervisor {
     }
     this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), sandbox: sb ? 'started in the template' : 'none' });
     // the pod dir says it is a clone from here on (a container with volumes is refused); firstRandom comes with the identity's answer
-    await writeJsonFile(join(o.podDir, 'template.json'), { key: t.key, firstRandom: null });
+    await this.#writeTemplateJson({ key: t.key, firstRandom: null });
     return { kernel: t.kernel, version: t.agentVersion, rest: Buffer.alloc(0) };
   }
 
@@ -519,14 +528,15 @@ export class PodVmSupervisor {
     this.#identity = 'pending';
     this.#held = [];
     const t0 = performance.now();
-    const timer = setTimeout(() => this.#identityFailed(`the cloned guest's agent did not answer its identity within ${timeoutMs} ms (accel ${vm.accel})`, true), timeoutMs);
-    void vm.wait().then((e) => this.#identityFailed(`the cloned VM exited: ${e.reason}`, false));
+    const timer = setTimeout(() => { if (this.#vm === vm) this.#identityFailed(`the cloned guest's agent did not answer its identity within ${timeoutMs} ms (accel ${vm.accel})`, true); }, timeoutMs);
+    this.#identityTimer = timer;
+    void vm.wait().then((e) => { if (this.#vm === vm) this.#identityFailed(`the cloned VM exited: ${e.reason}`, false); });
     const q = this.#pending.get(0) ?? [];
     q.push({ conn: null, reqId: 0, op: 'identity' });
     this.#pending.set(0, q);
     this.#identityDone = (ok, text) => {
       clearTimeout(timer);
-      if (this.#identity !== 'pending') return;
+      if (this.#identity !== 'pending' || this.#vm !== vm) return;
       if (!ok) { this.#identityFailed(`the cloned guest refused its identity: ${text.slice(0, 300)}`, /sandbox container is not running|sandbox's UTS namespace/.test(text)); return; }
       const m = /^bulkhead-agent (\d{1,4}) (\S+)/.exec(text);
       if (!m) { this.#identityFailed('agent protocol violation: a bad answer to the identity', true); return; }
@@ -540,13 +550,32 @@ export class PodVmSupervisor {
       this.#log.info('clone identity set', { identityMs: Math.round(performance.now() - t0), held: held.length });
       // firstRandom: what the clone's pool gave first after its reseed (two clones of a template must differ)
       const firstRandom = / random=([0-9a-f]{64})$/.exec(text)?.[1] ?? '';
-      void writeJsonFile(join(this.#o.podDir, 'template.json'), { key: t.key, firstRandom }).catch((e: unknown) => this.#log.warn('template.json not written', { err: (e as Error).message }));
+      void this.#writeTemplateJson({ key: t.key, firstRandom }).catch((e: unknown) => this.#log.warn('template.json not written', { err: (e as Error).message }));
     };
     vm.control.write(encodeFrame('U', 0, encodeKv(kv)));
   }
 
   #identityDone: ((ok: boolean, text: string) => void) | undefined;
+  #templateJson: Promise<void> = Promise.resolve();
+
+  /** `<podDir>/template.json`, written in call order (the identity's answer can come before the start's own write is done). */
+  #writeTemplateJson(v: { key: string; firstRandom: string | null }): Promise<void> {
+    const next = this.#templateJson.catch(() => {}).then(() => writeJsonFile(join(this.#o.podDir, 'template.json'), v));
+    this.#templateJson = next;
+    return next;
+  }
   #cloneOf: TemplateImage | undefined;
+
+  /** A clone given up for a boot (its restore failed after the identity was sent): nothing of its identity applies to the booted VM. */
+  #forgetIdentity(): void {
+    clearTimeout(this.#identityTimer);
+    this.#identity = 'none';
+    this.#held = undefined;
+    this.#identityDone = undefined;
+    this.#identityError = undefined;
+    this.#cloneOf = undefined;
+    this.#pending.delete(0);
+  }
 
   /**
    * The clone's identity failed: nothing more reaches its guest. Before the VM is ready the start

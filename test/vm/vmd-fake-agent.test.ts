@@ -150,7 +150,7 @@ describe('pod VM supervisor with a scripted agent', () => {
   const request = { image: '', kv: [['arg', '/pause'], ['env', 'PATH=/bin'], ['env', 'HOSTNAME=pod-a'], ['hostname', 'pod-a'], ['hosts', '127.0.0.1 pod-a\n']] as [string, string][] };
   const provider = (got: TemplateRequest[]): TemplateProvider => ({
     async get(req) { got.push(req); return { key: 'k'.repeat(32), memFile: '/m', stateFile: '/s', kernel: 'k', agentVersion: AGENT_PROTOCOL, nodeWide: false, sandbox: { hash: req.sandbox!.hash, gid: 1, pid: 7 } } satisfies TemplateImage; },
-    async restore() { /* the fake VM runs as it is */ },
+    async restore(_vm, _t, _ms, beforeRun) { await beforeRun?.(); /* the fake VM runs as it is */ },
   });
   const cloneAgent = (): FakeAgent => {
     const agent = new FakeAgent();
@@ -221,6 +221,30 @@ describe('pod VM supervisor with a scripted agent', () => {
     assert.ok(!agent.types().includes('C'), `nothing after the identity reached the guest (${agent.types()})`);
     assert.deepEqual(discarded, ['k'.repeat(32)], 'the template is removed');
     assert.ok(existsSync(join(dir, 'identity-fails', 'exit.json')), 'the pod dir keeps the reason for its containers\' delete');
+    client.close();
+  });
+
+  it('a clone given up after its identity was sent (its restore failed) boots instead, and nothing of that identity holds the booted VM\'s requests', async () => {
+    const agent = new FakeAgent();
+    agent.answer = { C: () => ['A', 'created'] };
+    const templates: TemplateProvider = {
+      ...provider([]),
+      async restore(_vm, _t, _ms, beforeRun) { await beforeRun?.(); throw new Error('QEMU refused cont'); },
+    };
+    const podDir = join(dir, 'fallback');
+    const sup = new PodVmSupervisor({
+      podId: 'fallback', podDir, assets: assets(), accel: 'tcg', memoryMiB: 256, vcpus: 1, bootTimeoutMs: 5000, cgroup: '', logger, volumes: false, templates, sandbox: { ...request, image },
+      // the boot after the clone: its agent says hello
+      vmm: fakeVmm(agent, (cfg) => { if (!cfg.incoming) setImmediate(() => agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`)); }),
+    });
+    sups.push(sup);
+    await sup.start();
+    const client = await VmdClient.connect(sup.socketPath);
+    const info = await client.request<{ template: string | null }>('info');
+    assert.equal(info.template, null, 'booted, not a clone');
+    assert.equal(agent.types(), 'U', 'the clone had been sent its identity');
+    await client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false }, 5000);
+    assert.equal(agent.types(), 'UC', 'the booted VM\'s create is not held behind the clone\'s identity');
     client.close();
   });
 
