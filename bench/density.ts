@@ -34,8 +34,8 @@ const { values } = parseArgs({
     handlers: { type: 'string', default: 'runc,gvisor' },
     pods: { type: 'string' },
     'settle-ms': { type: 'string', default: '3000' },
-    // microvm: one supervisor per pod (pod, the default) or one for the node (node: bulkhead-vm --supervisor node)
-    'vm-supervisor': { type: 'string', default: 'pod' },
+    // microvm: one supervisor for the node (node, bulkhead-vm's default) or one per pod (pod: bulkhead-vm --supervisor pod)
+    'vm-supervisor': { type: 'string', default: 'node' },
     // where each pod's PSS goes: per process kind, and within QEMU and Node.js by mapping (bench/smaps.ts)
     breakdown: { type: 'boolean', default: false },
     // copies the first pod's processes' /proc/PID/smaps (and cmdline) into DIR

@@ -15,6 +15,10 @@ import { processTree, vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
 import { isCgroupFs } from '../../src/cgroup/mounts.ts';
 import { alive, ASSETS, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
 
+// The per-pod supervisor (`--supervisor pod`: a `_vmd` per pod, recorded as vmd.proc), whose own
+// process these cases follow; the node-wide one (the default) is test/vm/node-supervisor.test.ts's.
+process.env.BULKHEAD_VM_SUPERVISOR = 'pod';
+
 const skip = skipReason();
 const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };
 const member = (sandbox: string): Record<string, string> => ({ 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': sandbox });

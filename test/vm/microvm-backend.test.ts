@@ -80,7 +80,7 @@ describe('microvm: a daemon killed mid-start, then restarted', { skip: skipReaso
 // is done in the daemon too (prepareCreate): bin/bulkhead-vm only starts the prepared shim, in sh.
 // The runtime is a wrapper that logs each call and makes any Node.js start it leads to fail
 // (NODE_OPTIONS requiring a missing module); BULKHEAD_VM_IN_PROCESS=1 keeps the in-process path on for it.
-describe('microvm: the runtime process is spawned only for create (start, state, stats, kill, delete in the daemon)', { skip: skipReason(), timeout: 300_000 }, () => {
+describe('microvm: the runtime process is spawned only for create (start, state, stats, kill, delete in the daemon; --supervisor pod)', { skip: skipReason(), timeout: 300_000 }, () => {
   it('a sandbox and an app container are created, started, stopped and deleted with two bulkhead-vm processes (both create), neither a Node.js start; a second pod\'s supervisor was started ahead', async () => {
     const fx = await makeBusyboxRootfs('bulkhead-vm-inproc-');
     const runDir = join(fx.dir, 'run');
@@ -89,6 +89,9 @@ describe('microvm: the runtime process is spawned only for create (start, state,
     writeFileSync(wrapper, `#!/bin/bash\nfor a in "$@"; do case "$a" in create|start|state|kill|delete|exec|stats|update) echo "$a" >> ${calls}; break;; esac; done\nexport NODE_OPTIONS=--require=/nonexistent/bulkhead-test-no-node.cjs\nexec ${BULKHEAD_VM_BIN} "$@"\n`, { mode: 0o755 });
     const saved = process.env.BULKHEAD_VM_IN_PROCESS;
     process.env.BULKHEAD_VM_IN_PROCESS = '1';
+    // standby supervisors are the per-pod supervisor's (the node-wide one, the default, needs none)
+    const savedSup = process.env.BULKHEAD_VM_SUPERVISOR;
+    process.env.BULKHEAD_VM_SUPERVISOR = 'pod';
     const b = new MicrovmBackend({ runDir, logger: silentLogger, assetsRoot: ASSETS, binary: wrapper });
     const sb = `ip-sb-${process.pid}`;
     const app = `ip-app-${process.pid}`;
@@ -139,6 +142,7 @@ describe('microvm: the runtime process is spawned only for create (start, state,
       assert.ok(frontSeen.size === 2, 'both creates were prepared in the daemon (a front file each)');
     } finally {
       if (saved === undefined) delete process.env.BULKHEAD_VM_IN_PROCESS; else process.env.BULKHEAD_VM_IN_PROCESS = saved;
+      if (savedSup === undefined) delete process.env.BULKHEAD_VM_SUPERVISOR; else process.env.BULKHEAD_VM_SUPERVISOR = savedSup;
       await b.delete(app).catch(() => {});
       await b.delete(sb).catch(() => {});
       await b.delete(`ip-sb2-${process.pid}`).catch(() => {});

@@ -4,13 +4,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { IDLE_EXIT_MS } from '../../src/vm/cmd/vmhost.ts';
 import { alive as running, podDir } from '../../src/vm/state.ts';
 import { pidsNaming, recordProc } from '../../src/vm/procs.ts';
 import { placeVmm } from '../../src/vm/vm-cgroup.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { alive, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { VmdClient } from '../../src/vm/client.ts';
+import { hostSocket } from '../../src/vm/cmd/common.ts';
+import { leaveIdleHost } from '../../src/vm/cmd/vmhost-client.ts';
 
 const skip = skipReason();
 const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };
@@ -220,5 +223,42 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
       const r = await vm(root, ['delete', '--force', id]);
       assert.equal(r.code, 0, r.stderr);
     });
+  });
+});
+
+// The daemon closing asks its node-wide host to leave (MicrovmBackend.close → vmhost-client.ts):
+// no VM needed, the host alone.
+describe('bulkhead-vm --supervisor node: a host asked to leave', { timeout: 60_000 }, () => {
+  it('leaves at once when it serves no pod and no other client is connected, gone when the call returns; stays while another client is', async () => {
+    const dir = tempDir('bulkhead-vm-leave-');
+    const root = join(dir, 'state');
+    mkdirSync(root, { recursive: true });
+    const readyOf = (h: ChildProcess): Promise<string> => new Promise<string>((res, rej) => {
+      let line = '';
+      (h.stdio[3] as NodeJS.ReadableStream).on('data', (b: Buffer) => { line += b.toString(); if (line.includes('\n')) res(line); });
+      h.once('exit', () => rej(new Error(`the host exited before it was ready: ${line}`)));
+    });
+    const host = spawn(BULKHEAD_VM, ['--root', root, '_vmhost'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    const hosts = [host];
+    try {
+      assert.match(await readyOf(host), /^ok \d+/);
+      const other = await VmdClient.connect(hostSocket(root));
+      await other.request('ping'); // accepted by the host (a connection still in its backlog is not yet counted)
+      assert.equal(await leaveIdleHost(root), 'idle', 'another client is connected (a create before its pod is known): it stays for now');
+      assert.ok(alive(host.pid!));
+      const exited = new Promise((r) => host.once('exit', r));
+      other.close();
+      await exited; // as soon as that client hung up, not IDLE_EXIT_MS later
+      assert.ok(!existsSync(hostSocket(root)), 'its socket removed');
+      // with nobody else connected: gone when the call returns
+      const again = spawn(BULKHEAD_VM, ['--root', root, '_vmhost'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+      hosts.push(again);
+      assert.match(await readyOf(again), /^ok \d+/);
+      assert.equal(await leaveIdleHost(root), 'now');
+      assert.equal(running(again.pid!), false, 'gone when leaveIdleHost returns');
+    } finally {
+      for (const h of hosts) { try { h.kill('SIGKILL'); } catch { /* gone */ } }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

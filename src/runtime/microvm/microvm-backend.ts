@@ -227,6 +227,8 @@ export class MicrovmBackend extends ConmonBackend {
   override async close(): Promise<void> {
     this.#pool.close();
     if (this.#standbys) await (await import('../../vm/cmd/create.ts')).endStandbys();
+    // the node-wide VM supervisor this daemon's pods used leaves now rather than idle for a next pod
+    if (existsSync(join(this.stateDir, 'vmhost.sock'))) await (await import('../../vm/cmd/vmhost-client.ts')).leaveIdleHost(this.stateDir);
     await super.close();
   }
 
@@ -285,6 +287,8 @@ export class MicrovmBackend extends ConmonBackend {
     }
     details.kernel = assets.kernelRelease;
     // pod VMs that bind no volumes start as clones of a template shared as this says (src/vm/template.ts)
+    // who supervises the pod VMs: one process per node (default) or per pod (--supervisor, BULKHEAD_VM_SUPERVISOR)
+    details.supervisor = runtimeFlag(this.opts.runtimeArgs, 'supervisor') ?? (process.env.BULKHEAD_VM_SUPERVISOR || 'node');
     details.templates = runtimeFlag(this.opts.runtimeArgs, 'template-sharing') ?? this.#templateSharing ?? process.env.BULKHEAD_VM_TEMPLATE_SHARING ?? 'level';
     // the host's page merging: it takes only clones of a node-wide template (template_sharing node; ~5 MiB per idle pod measured)
     const ksm = hostKsm();

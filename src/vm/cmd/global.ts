@@ -30,12 +30,15 @@ export interface VmGlobal {
    */
   templateSandbox: 'on' | 'off';
   /**
-   * Who supervises pod VMs: 'pod' = one `_vmd` process per pod (default); 'node' = one `_vmhost`
-   * process for every pod of this --root (vmhost.ts: less memory per pod, a larger blast radius).
+   * Who supervises pod VMs: 'node' (default) = one `_vmhost` process for every pod of this --root
+   * (vmhost.ts: ~16 MiB less per idle pod, a larger blast radius); 'pod' = one `_vmd` process per pod.
    * --supervisor or BULKHEAD_VM_SUPERVISOR.
    */
   supervisor: 'pod' | 'node';
 }
+
+/** Pod VMs are supervised node-wide unless told otherwise (output is flow-controlled per client: vmd.ts CLIENT_BUFFER_BYTES). */
+export const DEFAULT_SUPERVISOR: VmGlobal['supervisor'] = 'node';
 
 /** runc's global flags that callers pass; the ones without a use here are accepted and ignored. */
 export const GLOBAL_FLAGS: FlagSpec = {
@@ -76,7 +79,7 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
     accel: (str(flags, 'accel') ?? env.BULKHEAD_VM_ACCEL ?? 'auto') as VmGlobal['accel'],
     bootTimeoutMs: bootTimeout(flags, env),
     cgroupParent: str(flags, 'cgroup-parent') ?? 'bulkhead-vm',
-    supervisor: (str(flags, 'supervisor') ?? env.BULKHEAD_VM_SUPERVISOR ?? 'pod') as VmGlobal['supervisor'],
+    supervisor: (str(flags, 'supervisor') ?? env.BULKHEAD_VM_SUPERVISOR ?? DEFAULT_SUPERVISOR) as VmGlobal['supervisor'],
     templateSharing: parseTemplateSharing(str(flags, 'template-sharing') ?? env.BULKHEAD_VM_TEMPLATE_SHARING, '--template-sharing') ?? 'level',
     templateSandbox: (str(flags, 'template-sandbox') ?? env.BULKHEAD_VM_TEMPLATE_SANDBOX ?? 'on') as VmGlobal['templateSandbox'],
   };

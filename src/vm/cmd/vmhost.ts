@@ -52,14 +52,21 @@ const command: VmCommand = {
     const server = createServer((c) => accept(c));
     const ours = (): boolean => { try { return statSync(sockPath).ino === ino; } catch { return false; } };
     let ino = 0;
+    let gone = false;
+    /** Asked to leave (`leave`): goes once idle, without IDLE_EXIT_MS. */
+    let leaveWhenIdle = false;
     const leave = (code: number): void => {
+      gone = true;
+      if (idle) { clearTimeout(idle); idle = undefined; }
       server.close();
       if (ours()) void rm(sockPath, { force: true });
+      // no forced exit: what still runs (a template build another pod may wait for) finishes first
       finish(code);
     };
     const checkIdle = (): void => {
       if (idle) { clearTimeout(idle); idle = undefined; }
-      if (pods.size || conns.size) return;
+      if (pods.size || conns.size || gone) return;
+      if (leaveWhenIdle) { log.info('asked to leave, no pod VM and no client left: leaving'); leave(0); return; }
       idle = setTimeout(() => { if (!pods.size && !conns.size) { log.info('no pod VM left: leaving'); leave(0); } }, IDLE_EXIT_MS);
     };
     const podsRoot = resolve(g.root, 'pods') + sep;
@@ -75,6 +82,7 @@ const command: VmCommand = {
       const flags = parseRuntimeFlags(argv, VMD_FLAGS, Infinity).flags;
       const podDir = podDirOf('start', str(flags, 'pod-dir'));
       if (pods.has(podDir)) throw new InvalidArgumentError(`start: the pod VM of ${podDir} is already hosted here`);
+      leaveWhenIdle = false;
       // the pod's supervisor, recorded before it spawns anything: a VMM of this pod with no live
       // supervisor is an orphan (orphans.ts); `host`, unlike `vmd`, is never ended by a pod's delete
       try { recordProc(podDir, 'host', process.pid); } catch (e) {
@@ -145,7 +153,15 @@ const command: VmCommand = {
           const fail = (e: unknown): void => { if (!conn.destroyed) conn.write(encodeFrame('F', f.id, JSON.stringify(toWire(e)))); };
           if (m.op === 'start') void startPod(conn, f.id, m.argv).catch(fail);
           else if (m.op === 'end') void endPod(m.podDir, m.reason).then((r) => { if (!conn.destroyed) conn.write(encodeFrame('A', f.id, JSON.stringify(r))); }, fail);
-          else if (m.op === 'ping') conn.write(encodeFrame('A', f.id, JSON.stringify({ pid: process.pid, pods: pods.size })));
+          else if (m.op === 'ping') conn.write(encodeFrame('A', f.id, JSON.stringify({ pid: process.pid, pods: pods.size, clients: conns.size })));
+          else if (m.op === 'leave') {
+            // its daemon closing (vmhost-client.ts): with no pod, it leaves as soon as no client is
+            // connected (this one hangs up after the answer; a create's connection before its pod is
+            // known here keeps it, and that create's start cancels the leave)
+            const left = pods.size ? 'busy' : conns.size === 1 ? 'now' : 'idle';
+            if (!pods.size) leaveWhenIdle = true;
+            conn.end(encodeFrame('A', f.id, JSON.stringify({ left, pid: process.pid })));
+          }
           else fail(new InvalidArgumentError(`unknown op ${String(m.op)}`));
         }
       });
