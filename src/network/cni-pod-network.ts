@@ -18,7 +18,7 @@ import { parseNetworkConfig, shortHash, type NetworkConfig } from './config.ts';
 import { ensureManagedBridge, managedBridgeOf, removeManagedBridge, writeDefaultNetwork } from './default-network.ts';
 import { EgressGuard, type GuardedPod } from './guard.ts';
 import { createNetns, deleteNetns, listLinks, netnsPathOf } from './host.ts';
-import { dropNetnsOwner, NETNS_OWNERS_DIR, recordNetnsOwner } from './netns-owner.ts';
+import { dropNetnsOwner, dropOwner, NETNS_OWNERS_DIR, recordNetnsOwner, recordOwner } from './netns-owner.ts';
 import type { NetworkMode, PodNetwork, PodNetworkRequest, PodNetworkResult, PodNetworkStatus, PodTrust } from './pod-network.ts';
 
 export const POD_IFNAME = 'eth0';
@@ -165,7 +165,11 @@ export class CniPodNetwork implements PodNetwork {
     rec.conflist = list.raw;
     await this.#write(rec);
     const managed = managedBridgeOf(list);
-    if (managed) await ensureManagedBridge(managed, this.config.routed.length > 0, signal);
+    if (managed) {
+      // found again through the config that names it; should that go with its daemon, any daemon's start removes it
+      await recordOwner('bridge', managed.bridge, this.#cni.confDir, this.#ownersDir);
+      await ensureManagedBridge(managed, this.config.routed.length > 0, signal);
+    }
     const result = await this.#invoker.addList(list, this.#rt(rec, netnsPath), signal, async (_i, r) => {
       rec.result = r;
       await this.#write(rec);
@@ -176,6 +180,7 @@ export class CniPodNetwork implements PodNetwork {
       const g = await this.#describeForGuard(rec, signal);
       rec.guard = g;
       await this.#write(rec);
+      await recordOwner('guard', this.guard.table.slice('bulkhead_'.length), this.#cni.cacheDir, this.#ownersDir);
       await this.guard.addPod(g, signal);
     }
   }
@@ -275,9 +280,13 @@ export class CniPodNetwork implements PodNetwork {
   async close(signal: AbortSignal): Promise<void> {
     if ((await this.list()).length > 0) return;
     await this.guard.removeAll(signal);
+    await dropOwner('guard', this.guard.table.slice('bulkhead_'.length), this.#ownersDir);
     const list = await loadFirstNetworkList(this.#cni.confDir).catch(() => undefined);
     const managed = list ? managedBridgeOf(list) : undefined;
-    if (managed) await removeManagedBridge(managed, signal);
+    if (managed) {
+      await removeManagedBridge(managed, signal);
+      await dropOwner('bridge', managed.bridge, this.#ownersDir);
+    }
   }
 
   #file(key: string): string {

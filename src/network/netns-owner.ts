@@ -17,7 +17,8 @@ import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
 import { holderAlive, lockRecord, parseLockRecord } from '../util/lock-record.ts';
-import { deleteNetns } from './host.ts';
+import { deleteNetns, ip, ipJson, linkExists } from './host.ts';
+import { EgressGuard } from './guard.ts';
 
 /** Node-wide, beside /run/netns (not in it: `ip netns list` shows every entry there). */
 export const NETNS_OWNERS_DIR = '/run/bulkhead-netns';
@@ -45,25 +46,70 @@ async function gone(path: string): Promise<boolean> {
 }
 
 /**
- * Removes the netns no daemon can find again (see the file's comment) and their owner files;
- * returns their names. Owner files whose netns is already gone and whose owner is dead go too.
+ * A daemon's host-level network parts outlive it too: the managed bridge (`bh-<hash>`, found again
+ * through the CNI config naming it) and the egress guard's nftables tables (`bulkhead_<instance>`,
+ * named after the CNI cache dir). They are recorded the same way, under `bridge/` and `guard/`, and
+ * swept with the netns: a bridge only when no interface is on it any more.
+ */
+export type OwnedKind = 'netns' | 'bridge' | 'guard';
+
+interface KindRule { sub: string; name: RegExp; remove(name: string, signal: AbortSignal): Promise<boolean> }
+
+const KINDS: Record<OwnedKind, KindRule> = {
+  netns: { sub: '', name: BULKHEAD_NETNS_NAME, remove: async (name, signal) => { await deleteNetns(name, signal); return true; } },
+  bridge: {
+    sub: 'bridge', name: /^[A-Za-z0-9_.-]{1,15}$/,
+    remove: async (name, signal) => {
+      if (!(await linkExists(name, signal))) return true;
+      // a port on it: some pod's (another daemon may manage a bridge of that name): it stays
+      if ((await ipJson<unknown[]>(['link', 'show', 'master', name], signal)).length > 0) return false;
+      await ip(['link', 'delete', name], signal);
+      return true;
+    },
+  },
+  guard: {
+    sub: 'guard', name: /^[a-z0-9_]{1,24}$/,
+    remove: async (name, signal) => { await new EgressGuard({ instance: name, blocked: [], routed: [] }).removeAll(signal); return true; },
+  },
+};
+
+function kindDir(kind: OwnedKind, dir: string): string { return join(dir, KINDS[kind].sub); }
+
+/** Records this process as the maker of a bridge or guard `name`, found again through `anchor`; before it is made. */
+export async function recordOwner(kind: OwnedKind, name: string, anchor: string, dir = NETNS_OWNERS_DIR): Promise<void> {
+  await recordNetnsOwner(name, anchor, kindDir(kind, dir));
+}
+
+/** Forgets a bridge's or guard's owner; after it is gone. */
+export async function dropOwner(kind: OwnedKind, name: string, dir = NETNS_OWNERS_DIR): Promise<void> {
+  await dropNetnsOwner(name, kindDir(kind, dir));
+}
+
+/**
+ * Removes the netns no daemon can find again (see the file's comment), then such daemons' bridges
+ * and guard tables, and their owner files; returns their names. Owner files whose part is already
+ * gone and whose owner is dead go too.
  */
 export async function sweepOrphanNetns(log: Logger, signal: AbortSignal, dir = NETNS_OWNERS_DIR): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!BULKHEAD_NETNS_NAME.test(name)) continue;
-    let rec: Partial<OwnerFile>;
-    try { rec = JSON.parse(await readFile(join(dir, name), 'utf8')) as Partial<OwnerFile>; } catch { continue; }
-    if (typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) continue;
-    if (holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
-    if (!(await gone(rec.anchor))) continue;
-    try {
-      await deleteNetns(name, signal);
-      await dropNetnsOwner(name, dir);
-      removed.push(name);
-      log.warn('orphaned pod netns removed: its daemon is gone and so is the state that would find it', { netns: name, anchor: rec.anchor, ownerPid: rec.pid });
-    } catch (err) {
-      log.warn('cannot remove an orphaned pod netns', { netns: name, err });
+  for (const kind of ['netns', 'bridge', 'guard'] as const) {
+    const rule = KINDS[kind];
+    const kdir = kindDir(kind, dir);
+    for (const name of await readdir(kdir).catch(() => [] as string[])) {
+      if (!rule.name.test(name)) continue;
+      let rec: Partial<OwnerFile>;
+      try { rec = JSON.parse(await readFile(join(kdir, name), 'utf8')) as Partial<OwnerFile>; } catch { continue; }
+      if (typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) continue;
+      if (holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
+      if (!(await gone(rec.anchor))) continue;
+      try {
+        if (!(await rule.remove(name, signal))) continue;
+        await dropNetnsOwner(name, kdir);
+        removed.push(name);
+        log.warn(`orphaned pod ${kind === 'netns' ? 'netns' : kind === 'bridge' ? 'network bridge' : 'egress guard tables'} removed: its daemon is gone and so is the state that would find it`, { [kind]: name, anchor: rec.anchor, ownerPid: rec.pid });
+      } catch (err) {
+        log.warn(`cannot remove an orphaned pod ${kind}`, { [kind]: name, err });
+      }
     }
   }
   return removed;

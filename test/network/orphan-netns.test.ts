@@ -1,12 +1,12 @@
 // Pod netns nobody can find again (src/network/netns-owner.ts): a daemon that made one and died
 // with its state deleted (a test's temporary root) left it under /run/netns for good, veth on the
-// bridge and all. Its owner record names the daemon and the path that found it; once both are
+// bridge and all (and its bridge and egress guard tables). Its owner record names the daemon and the path that found it; once both are
 // gone, any daemon's start (and the test harness's teardown) removes it — and nothing else: not a
 // netns without an owner record (another tenant's), not one whose owner lives or whose state remains.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NETNS_OWNERS_DIR, recordNetnsOwner, sweepOrphanNetns } from '../../src/network/netns-owner.ts';
@@ -14,6 +14,8 @@ import { deleteNetns, netnsPathOf } from '../../src/network/host.ts';
 import { run } from '../../src/util/exec.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { makeRoot, rand, removeRoot, sig, type NetRoot } from './helpers.ts';
+
+const NETS_OWNERS = NETNS_OWNERS_DIR;
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 
 describe('orphaned pod netns', () => {
@@ -34,13 +36,13 @@ describe('orphaned pod netns', () => {
     return { pid: c.pid! };
   }
 
-  it('a daemon gone with its state: its pod netns (and veth) are removed by the next sweep, with their owner records', async () => {
+  it('a daemon gone with its state: its pod netns (and veth) and egress guard tables are removed by the next sweep, and its bridge once its config is gone, with their owner records', async () => {
     // the "daemon": a child process that sets the pod's network up and exits (nothing tears it down)
     const script = `
       import { openNetwork, pod } from ${JSON.stringify(new URL('./helpers.ts', import.meta.url).href)};
       const root = JSON.parse(process.argv[1]);
       const net = await openNetwork(root);
-      const r = await net.setup(pod('or${tag}'), AbortSignal.timeout(60000));
+      const r = await net.setup(pod('or${tag}', { trust: 'untrusted' }), AbortSignal.timeout(60000));
       process.stdout.write(r.netnsPath);`;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(root)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -52,6 +54,11 @@ describe('orphaned pod netns', () => {
     assert.match(name, new RegExp(`^bulkhead-or${tag}`));
     assert.ok(existsSync(netnsPathOf(name)), 'the netns is there');
     assert.ok(existsSync(join(NETNS_OWNERS_DIR, name)), 'with its owner record');
+    const bridge = (JSON.parse(readFileSync(join(root.cni.confDir, '10-bulkhead.conflist'), 'utf8')) as { bulkhead: { bridge: string } }).bulkhead.bridge;
+    assert.ok(existsSync(join(NETS_OWNERS, 'bridge', bridge)), 'the bridge has its owner record');
+    const guardInstance = readdirSync(join(NETS_OWNERS, 'guard')).find((g) => (JSON.parse(readFileSync(join(NETS_OWNERS, 'guard', g), 'utf8')) as { anchor: string }).anchor === root.cni.cacheDir);
+    assert.ok(guardInstance, 'the egress guard has its owner record');
+    assert.match((await run('nft', ['list', 'tables'])).stdout, new RegExp(`bulkhead_${guardInstance}\\b`));
     const veth = JSON.parse((await run('ip', ['-n', name, '-j', 'link', 'show', 'eth0'])).stdout) as { link_index: number }[];
     const hostIndex = veth[0]!.link_index;
 
@@ -61,13 +68,29 @@ describe('orphaned pod netns', () => {
 
     // its state deleted (the test's temporary root): nobody else would ever find it
     await rm(root.cni.cacheDir, { recursive: true, force: true });
-    assert.ok((await sweepOrphanNetns(silentLogger, sig())).includes(name), 'swept');
+    await sweepOrphanNetns(silentLogger, sig()); // (another daemon's start on this node may sweep it first)
     assert.equal(existsSync(netnsPathOf(name)), false, 'the netns is gone');
     assert.equal(existsSync(join(NETNS_OWNERS_DIR, name)), false, 'and its owner record');
     // the kernel ends a netns (and its veth pair) once its last reference goes, in the background
     const vethLeft = async (): Promise<boolean> => (JSON.parse((await run('ip', ['-j', 'link', 'show'])).stdout) as { ifindex: number }[]).some((l) => l.ifindex === hostIndex);
     for (let i = 0; i < 300 && await vethLeft(); i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(await vethLeft(), false, 'its veth went with it');
+    // the daemon's egress guard tables (named after that cache dir) went with them
+    const tables = (await run('nft', ['list', 'tables'])).stdout;
+    const guards = readdirSync(join(NETS_OWNERS, 'guard')).filter((g) => (JSON.parse(readFileSync(join(NETS_OWNERS, 'guard', g), 'utf8')) as { anchor: string }).anchor === root.cni.cacheDir);
+    assert.deepEqual(guards, [], 'no guard owner record left for that cache dir');
+    assert.doesNotMatch(tables, new RegExp(`bulkhead_${guardInstance}\\b`), 'its guard tables are gone');
+
+    // and once its CNI config is gone too, its bridge (no port left on it)
+    await rm(root.cni.confDir, { recursive: true, force: true });
+    let bridgeLeft = true;
+    for (let i = 0; i < 100 && bridgeLeft; i++) {
+      await sweepOrphanNetns(silentLogger, sig());
+      bridgeLeft = (await run('ip', ['link', 'show', bridge])).code === 0;
+      if (bridgeLeft) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(bridgeLeft, false, `its bridge ${bridge} is gone`);
+    assert.equal(existsSync(join(NETS_OWNERS, 'bridge', bridge)), false);
   });
 
   it('left alone: a bulkhead-named netns without an owner record, one whose owner lives, one whose state remains', async () => {
@@ -88,8 +111,8 @@ describe('orphaned pod netns', () => {
     }
     // the same netns once its owner is dead and its anchor gone: swept
     await writeFile(join(NETNS_OWNERS_DIR, names.ownerAlive), JSON.stringify({ pid: dead.pid, anchor: gone }));
-    assert.ok((await sweepOrphanNetns(silentLogger, sig())).includes(names.ownerAlive));
-    assert.equal(existsSync(netnsPathOf(names.ownerAlive)), false);
+    await sweepOrphanNetns(silentLogger, sig());
+    assert.equal(existsSync(netnsPathOf(names.ownerAlive)), false, 'swept once its owner is dead and its anchor gone');
   });
 });
 
@@ -108,9 +131,9 @@ describe('orphaned pod netns: a daemon\'s start', () => {
     await a.stop('SIGKILL');
     // its state goes as a test's temporary root does (the pause process is left to the harness)
     await rm(join(a.root, 'cni'), { recursive: true, force: true });
-    assert.ok(existsSync(netnsPathOf(name)), 'still there: nobody removed it');
+    // from here any daemon starting on this node may remove it (another test's too): by the time
+    // this one has started, it is gone
     b = await startTestDaemon({ name: 'bulkhead-orphan-b-' });
-    assert.equal(existsSync(netnsPathOf(name)), false, 'the new daemon removed it at its start');
-    assert.match(await b.log(), /orphaned pod netns removed/);
+    assert.equal(existsSync(netnsPathOf(name)), false, 'a daemon\'s start removed it');
   });
 });
