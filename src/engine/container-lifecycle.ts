@@ -232,11 +232,13 @@ export async function destroyContainer(ctx: EngineContext, c: ContainerRecord, p
   // otherwise only after the delete has killed what still runs
   if (c.phase === 'exited') await settleAll([deleting, unmountTree(c.runtime.rootfsDir)]);
   else await deleting;
-  await unmountTree(c.runtime.rootfsDir);
   // host paths staged for the container: unmounted (or this throws) before the bundle is removed
-  await unmountTree(join(c.runtime.bundleDir, 'mounts'));
-  if (c.runtime.rootfsPrepared) await ctx.opts.images.removeRootfs(c.id);
-  await rm(c.runtime.bundleDir, { recursive: true, force: true });
+  await settleAll([unmountTree(c.runtime.rootfsDir), unmountTree(join(c.runtime.bundleDir, 'mounts'))]);
+  // the writable layer (the image store's) and the bundle are apart once nothing is mounted: side by side
+  await settleAll([
+    c.runtime.rootfsPrepared ? ctx.opts.images.removeRootfs(c.id) : Promise.resolve(),
+    rm(c.runtime.bundleDir, { recursive: true, force: true }),
+  ]);
   ctx.store.deleteContainer(c.id);
 }
 
