@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
 import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
@@ -337,32 +337,94 @@ describe('bulkhead-vm: a killed VMM', { skip, timeout: 600_000 }, () => {
   });
 });
 
-describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('podman', ['--version']).status !== 0 ? 'podman is not installed' : undefined), timeout: 300_000 }, () => {
+/** Mount points at or under `dir` (mountinfo's field 5, octal escapes undone), deepest first. */
+function mountsUnder(dir: string): string[] {
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => unescape(l.split(' ')[4] ?? ''))
+    .filter((mp) => mp === dir || mp.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
+}
+
+/** The last `n` lines of a file, or '' (a diagnostic never fails the report). */
+function tail(path: string, n: number): string {
+  try { return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-n).join('\n'); } catch { return ''; }
+}
+
+/**
+ * What a failed podman run leaves to look at: the processes still naming the test dir (podman, conmon,
+ * the shim, a supervisor, QEMU), each pod VM's supervisor log, console and exit record.
+ */
+function podmanDiagnostics(dir: string): string {
+  const out: string[] = [];
+  const procs = pidsNaming(dir).map((p) => { try { return `${p} ${readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ').slice(0, 300)}`; } catch { return ''; } }).filter(Boolean);
+  out.push(`processes naming the test dir:\n  ${procs.join('\n  ') || '(none)'}`);
+  const pods = join(dir, 'vmstate', 'pods');
+  for (const pod of existsSync(pods) ? readdirSync(pods) : []) {
+    for (const f of ['vmd.log', 'console.log', 'exit.json']) {
+      const t = tail(join(pods, pod, f), 25);
+      if (t) out.push(`${pod.slice(0, 12)}/${f}:\n  ${t.split('\n').join('\n  ')}`);
+    }
+  }
+  return out.join('\n');
+}
+
+/**
+ * Ends what a killed podman run left (conmon, the container's shim, the pod VM's supervisor and QEMU:
+ * every process naming the test dir) and unmounts what is left under it (podman's shm, lazily when
+ * busy), so the dir can go; what could not be undone is returned, never thrown.
+ */
+async function endPodmanLeftovers(dir: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const pids = pidsNaming(dir);
+    if (!pids.length) break;
+    for (const p of pids) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  for (const mp of mountsUnder(dir)) {
+    if (spawnSync('umount', [mp]).status !== 0 && spawnSync('umount', ['-l', mp]).status !== 0) problems.push(`cannot unmount ${mp}`);
+  }
+  try { rmSync(dir, { recursive: true, force: true }); } catch (e) { problems.push(`cannot remove ${dir}: ${(e as Error).message}`); }
+  return problems;
+}
+
+/** How long one `podman run` of the case below may take (a cold pod VM boot under TCG, on a loaded host). */
+const PODMAN_RUN_MS = 240_000;
+
+describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('podman', ['--version']).status !== 0 ? 'podman is not installed' : undefined), timeout: 600_000 }, () => {
   it('runs `uname -r` in a microVM', async () => {
     const dir = tempDir('bulkhead-vm-podman-');
-    try {
-      const rootfs = makeRootfs(dir);
+    // A failed run reports itself (which run, podman's exit or signal, its output, what the VM side
+    // logged); the cleanup after it (processes, podman's mounts, the dir) never replaces that failure.
+    const podman = (which: string, opts: string[], cmd: string[], status: number): SpawnSyncReturns<string> => {
       const r = spawnSync('podman', [
         '--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file',
         '--runtime', BULKHEAD_VM, '--runtime-flag', `assets=${ASSETS}`, '--runtime-flag', `root=${join(dir, 'vmstate')}`,
-        'run', '--rm', '--network', 'none', '--rootfs', rootfs, 'uname', '-r',
-      ], { encoding: 'utf8', timeout: 240_000 });
-      assert.equal(r.status, 0, r.stderr);
+        'run', '--rm', '--network', 'none', ...opts, '--rootfs', rootfs, ...cmd,
+      ], { encoding: 'utf8', timeout: PODMAN_RUN_MS, killSignal: 'SIGKILL' });
+      if (r.status !== status) {
+        const how = r.error ? `${r.error.message} (podman killed after ${PODMAN_RUN_MS} ms)` : r.signal ? `podman killed by ${r.signal}` : `podman exited ${r.status}`;
+        assert.fail(`${which}: ${how}, expected exit ${status}\nstderr: ${r.stderr?.slice(-3000) ?? ''}\nstdout: ${r.stdout?.slice(-1000) ?? ''}\n${podmanDiagnostics(dir)}`);
+      }
+      return r;
+    };
+    let rootfs = '';
+    let failure: unknown;
+    try {
+      rootfs = makeRootfs(dir);
+      const r = podman('podman run uname -r', [], ['uname', '-r'], 0);
       assert.match(r.stdout.trim(), /cloud-amd64$/);
       assert.notEqual(r.stdout.trim(), release());
       // with -t podman hands conmon a console socket; bulkhead-vm passes it a pty (SCM_RIGHTS)
-      const t = spawnSync('podman', [
-        '--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--cgroup-manager', 'cgroupfs', '--events-backend', 'file',
-        '--runtime', BULKHEAD_VM, '--runtime-flag', `assets=${ASSETS}`, '--runtime-flag', `root=${join(dir, 'vmstate')}`,
-        'run', '--rm', '-t', '--network', 'none', '--rootfs', rootfs, 'sh', '-c', 'test -t 0 && tty; exit 4',
-      ], { encoding: 'utf8', timeout: 240_000 });
-      assert.equal(t.status, 4, t.stderr);
+      const t = podman('podman run -t', ['-t'], ['sh', '-c', 'test -t 0 && tty; exit 4'], 4);
       assert.match(t.stdout, /\/dev\/pts\/\d+/);
       // podman's cleanup deletes without the runtime flags: the VMs must still be stopped
       await waitFor(() => spawnSync('pgrep', ['-f', join(dir, 'vmstate')], { encoding: 'utf8' }).stdout.trim() === '', 'the pod VMs to stop', 30_000);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    } catch (e) {
+      failure = e;
     }
+    const problems = await endPodmanLeftovers(dir);
+    if (failure) throw failure;
+    assert.deepEqual(problems, [], 'the test dir is cleaned up');
   });
 });
 
