@@ -2,19 +2,39 @@
  * Which accelerator really runs a guest here. /dev/kvm may exist and still not run guests (a
  * nested PVM host, for one): the probe boots the guest with accel=kvm and a short timeout and
  * takes KVM only if the agent answers; otherwise TCG. The answer is cached in <root>/vm/accel.json
- * per host kernel, guest kernel and QEMU binary.
+ * under accelKey(): host kernel, guest kernel, the QEMU binary (path, size, mtime), and whether
+ * /dev/kvm exists; where it exists, also the boot, so a host whose KVM starts working (a module
+ * loaded, nested virtualization turned on, a reboot) is not kept on TCG by an old answer.
  */
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
+import { findOnPath } from '../util/which.ts';
 import type { GuestAssets } from './assets.ts';
 import type { Accel } from './vmm.ts';
 
 export interface AccelResult { accel: Accel; reason: string; key: string }
 
+/** qemu.ts's QEMU_BINARY (not imported: every sandbox create reads the cache, and qemu.ts loads only for a probe). */
+const QEMU = 'qemu-system-x86_64';
+
+/** What the probe's answer depends on (see the file's comment). */
+export function accelKey(kernelRelease: string, kvm = existsSync('/dev/kvm')): string {
+  const qemu = findOnPath(QEMU);
+  const st = qemu ? statSync(qemu, { throwIfNoEntry: false }) : undefined;
+  const parts = [release(), kernelRelease, `${qemu ?? 'no-qemu'}:${st?.size ?? 0}:${Math.round(st?.mtimeMs ?? 0)}`, `kvm=${kvm ? 'yes' : 'no'}`];
+  if (kvm) {
+    let boot = '';
+    try { boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(); } catch { /* none */ }
+    parts.push(`boot=${boot}`);
+  }
+  return parts.join('|');
+}
+
 export async function detectAccel(assets: GuestAssets, opts: { timeoutMs?: number; force?: boolean; signal?: AbortSignal } = {}): Promise<AccelResult> {
-  const key = `${release()}|${assets.kernelRelease}|qemu`;
+  const key = accelKey(assets.kernelRelease);
   const cache = join(assets.dir, 'accel.json');
   if (!opts.force) {
     try {
