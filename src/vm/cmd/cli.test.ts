@@ -2,7 +2,8 @@
 // commands in one file each, `update` refused up front, and failures as {code, reason, message}.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,31 @@ test('create of a prepared container: the sh front starts its supervisor, writes
     assert.notEqual(r.status, 0);
     assert.match(String(r.stderr), /bulkhead-test-no-node/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('start and kill end when the pod VM supervisor never answers (a guest that hangs): bounded by the boot timeout, which the error names', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bulkhead-vmcli-'));
+  const root = join(dir, 'state');
+  const pod = join(dir, 'pod');
+  mkdirSync(join(root, 'c1'), { recursive: true });
+  mkdirSync(pod);
+  // a supervisor that takes every request and answers none (as one whose guest agent is stuck)
+  const server = createServer((c) => { c.on('data', () => {}); c.on('error', () => {}); });
+  await new Promise<void>((r) => server.listen(join(pod, 'vmd.sock'), r));
+  try {
+    // a created container (its supervisor "alive": this process) of that pod
+    writeFileSync(join(root, 'c1', 'state.json'), JSON.stringify({ id: 'c1', bundle: dir, podId: 'p1', podDir: pod, sandbox: false, pid: process.pid, annotations: {}, created: new Date().toISOString() }));
+    for (const cmd of [['start', 'c1'], ['kill', 'c1', 'KILL']]) {
+      const r = await new Promise<{ code: number | null; stderr: string }>((res) => {
+        execFile(BIN, ['--root', root, '--assets', join(dir, 'assets'), '--boot-timeout', '300', ...cmd], { encoding: 'utf8', timeout: 60_000 }, (e, _out, stderr) => res({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stderr }));
+      });
+      assert.equal(r.code, 1, `${cmd[0]}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^bulkhead-vm: ${cmd[0]} of container "c1": the pod VM supervisor did not answer "${cmd[0]}" within 300 ms \\(a guest step is bounded by the boot timeout: --boot-timeout or BULKHEAD_VM_BOOT_TIMEOUT_MS\\)\\n$`));
+    }
+  } finally {
+    server.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UnavailableError } from '../../errors.ts';
+import { DeadlineExceededError, UnavailableError } from '../../errors.ts';
 import type { Command } from '../../util/command.ts';
 import { VmdClient } from '../client.ts';
 import { parseReadyLine } from '../ready.ts';
@@ -72,6 +72,20 @@ export function readyLine(child: ReturnType<typeof spawn>, what: string, timeout
 /** Closes the child's end of the ready pipe (the child keeps running). */
 export function closeReadyPipe(child: ReturnType<typeof spawn>): void {
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+}
+
+/**
+ * A guest step run by a `bulkhead-vm` command (start, kill): bounded by the boot timeout — its caller
+ * (conmon under podman) may set none, and a guest that never answers must not hold it for ever —
+ * with the setting named when it runs out.
+ */
+export async function guestStep<T>(g: VmGlobal, what: string, f: (timeoutMs: number) => Promise<T>): Promise<T> {
+  try {
+    return await f(g.bootTimeoutMs);
+  } catch (e) {
+    if (!(e instanceof DeadlineExceededError)) throw e;
+    throw new DeadlineExceededError(`${what}: ${e.message} (a guest step is bounded by the boot timeout: --boot-timeout or BULKHEAD_VM_BOOT_TIMEOUT_MS)`, { cause: e });
+  }
 }
 
 /** One connection to the pod's VM supervisor for `f` (`connectTimeoutMs` bounds the connect). */

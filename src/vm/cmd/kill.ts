@@ -2,7 +2,7 @@
 import { FailedPreconditionError } from '../../errors.ts';
 import { signalNumber } from '../spec.ts';
 import { checkId, readRecord, status } from '../state.ts';
-import { withPod, type VmCommand } from './common.ts';
+import { guestStep, withPod, type VmCommand } from './common.ts';
 import { bool } from './flags.ts';
 
 /** Signals container `id` under `root` (`signal`: a name or number); the microvm backend calls it in-process. */
@@ -21,7 +21,8 @@ const command: VmCommand = {
   flags: { all: { type: 'boolean', short: 'a' } },
   byId: true,
   async run({ global: g, flags, args }) {
-    await killContainer(g.root, checkId(args[0]), args[1] ?? 'SIGTERM', bool(flags, 'all'));
+    const id = checkId(args[0]);
+    await guestStep(g, `kill of container "${id}"`, (ms) => killContainer(g.root, id, args[1] ?? 'SIGTERM', bool(flags, 'all'), ms));
     return 0;
   },
 };

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { FailedPreconditionError } from '../../errors.ts';
 import { checkId, containerDir, readRecord, status } from '../state.ts';
 import { trace } from '../trace.ts';
-import { withPod, type VmCommand } from './common.ts';
+import { guestStep, withPod, type VmCommand } from './common.ts';
 
 /** Starts container `id` under `root`; the microvm backend calls it in-process (no bulkhead-vm process). */
 export async function startContainer(root: string, id: string, timeoutMs?: number): Promise<void> {
@@ -24,7 +24,8 @@ const command: VmCommand = {
   flags: {},
   byId: true,
   async run({ global: g, args }) {
-    await startContainer(g.root, checkId(args[0]));
+    const id = checkId(args[0]);
+    await guestStep(g, `start of container "${id}"`, (ms) => startContainer(g.root, id, ms));
     return 0;
   },
 };
