@@ -142,13 +142,19 @@ describe(`engine lifecycle (${handler})`, () => {
     assert.equal(st.reason, 'OOMKilled');
     assert.equal(st.exitCode, 137);
 
-    // the shell execs its sleep: a fork for it could come after the bomb took every pid, and the
-    // shell (the container) would exit with "can't fork" (seen under load: no stats, not running)
-    const bomb = await engine.createContainer(podId, containerConfig(env.busybox, 'bomb', ['sh', '-c', 'f() { f | f & }; f; exec sleep 1000'], {
+    // The container's shell forks once, before any bomb exists (the subshell), then execs its sleep:
+    // a fork of its own after the bomb took every pid fails, and the shell (the container) exits with
+    // "can't fork" (seen under load: no stats, not running). The bomb's own pipeline is two forks
+    // (`f | f &`), so it runs in the subshell: with the bomb started by the shell itself, a first `f`
+    // that filled the limit before the shell's second fork killed the container (shown with
+    // pids.max 2: `f() { f | f & }; f; exec sleep 1000` exits 2, this form stays as its sleep).
+    const bomb = await engine.createContainer(podId, containerConfig(env.busybox, 'bomb', ['sh', '-c', '(f() { f | f & }; f); exec sleep 1000'], {
       linux: { resources: { memoryLimitInBytes: 256 * 1024 * 1024 } },
     }), pod);
     await engine.startContainer(bomb);
     await new Promise((r) => setTimeout(r, 2000));
+    const bs = (await engine.containerStatus(bomb)).status;
+    assert.equal(bs.state, 'CONTAINER_RUNNING', `the bomb's container runs on, its pids held (exit ${bs.exitCode}, ${bs.reason})`);
     const s = await engine.containerStats(bomb);
     assert.ok(s.memory !== null);
     const pids = (await engine.podSandboxStats(podId)).linux?.process?.processCount?.value ?? 0;
