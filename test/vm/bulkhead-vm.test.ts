@@ -417,8 +417,10 @@ describe('podman with bulkhead-vm as its runtime', { skip: skip ?? (spawnSync('p
       // with -t podman hands conmon a console socket; bulkhead-vm passes it a pty (SCM_RIGHTS)
       const t = podman('podman run -t', ['-t'], ['sh', '-c', 'test -t 0 && tty; exit 4'], 4);
       assert.match(t.stdout, /\/dev\/pts\/\d+/);
-      // podman's cleanup deletes without the runtime flags: the VMs must still be stopped
-      await waitFor(() => spawnSync('pgrep', ['-f', join(dir, 'vmstate')], { encoding: 'utf8' }).stdout.trim() === '', 'the pod VMs to stop', 30_000);
+      // podman's cleanup deletes without the runtime flags: the VMs must still be stopped (QEMU and a
+      // pod's supervisor name its pod dir; the node-wide supervisor, naming only the root, leaves
+      // on its own once idle, and the cleanup below ends it if it has not yet)
+      await waitFor(() => spawnSync('pgrep', ['-f', join(dir, 'vmstate', 'pods')], { encoding: 'utf8' }).stdout.trim() === '', 'the pod VMs to stop', 60_000);
     } catch (e) {
       failure = e;
     }
