@@ -88,3 +88,14 @@ export async function readCgroupStats(cgroupsPath: string): Promise<CgroupStats>
     timestamp,
   };
 }
+
+/**
+ * OOM kills counted in the cgroup at `cgroupsPath` (cgroup v1 memory.oom_control's oom_kill, v2
+ * memory.events'); 0 when it cannot be read (gone, not a valid path). One file: cheap on an exit.
+ */
+export async function readOomKills(cgroupsPath: string): Promise<number> {
+  const rel = cleanCgroupPath(cgroupsPath);
+  if (rel === undefined) return 0;
+  const m = cgroupMode() === 'v2' ? await keyed(file('memory', rel, 'memory.events')) : await keyed(file('memory', rel, 'memory.oom_control'));
+  return m.get('oom_kill') ?? 0;
+}

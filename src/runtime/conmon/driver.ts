@@ -20,7 +20,7 @@ import type {
   AttachOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions, ExecOptions, ExecResult,
   InteractiveExecOptions, InteractiveProcess, RuntimeCommand,
 } from '../backend.ts';
-import { readCgroupStats } from '../../cgroup/stats.ts';
+import { readCgroupStats, readOomKills } from '../../cgroup/stats.ts';
 import { classifyRuntimeFailure } from '../errors.ts';
 import type { OciLinuxResources, OciSpec } from '../../oci/spec.ts';
 import { attachContainer, resizeTerminal } from './attach.ts';
@@ -284,7 +284,7 @@ export class ConmonDriver {
       const st = await stat(this.exitFile(id));
       return {
         id, status: 'stopped', pid: 0, exitCode, exitedAt: st.mtime,
-        oomKilled: await exists(join(bundle, 'oom')),
+        oomKilled: await this.oomKilled(id, bundle),
       };
     }
     let rs: { status?: string; pid?: number } | undefined;
@@ -299,13 +299,25 @@ export class ConmonDriver {
       case 'running': case 'paused': case 'pausing': return { id, status: 'running', pid: rs.pid ?? 0, ...base };
       case 'stopped':
         // exited; conmon is about to write the exit file
-        if (conmonPid !== undefined) return { id, status: 'stopped', pid: 0, ...base, oomKilled: await exists(join(bundle, 'oom')) };
+        if (conmonPid !== undefined) return { id, status: 'stopped', pid: 0, ...base, oomKilled: await this.oomKilled(id, bundle) };
         // conmon died before the container: nobody collected its exit status
-        return { id, status: 'stopped', pid: 0, oomKilled: await exists(join(bundle, 'oom')), exitUnknownReason: MONITOR_DIED };
+        return { id, status: 'stopped', pid: 0, oomKilled: await this.oomKilled(id, bundle), exitUnknownReason: MONITOR_DIED };
       default:
         if (conmonPid !== undefined) return { id, status: 'unknown', pid: 0, ...base };
         return { id, status: 'stopped', pid: 0, exitUnknownReason: MONITOR_DIED };
     }
+  }
+
+  /**
+   * Whether the container was OOM-killed: conmon's `oom` marker, else the kills its memory cgroup
+   * counted (still there until delete). conmon sends the container's pid (the create returns, the
+   * start may follow at once) before it watches the cgroup v1 OOM event: a container that hits
+   * its limit within that window (a loaded host) leaves no marker.
+   */
+  private async oomKilled(id: string, bundle: string): Promise<boolean> {
+    if (await exists(join(bundle, 'oom'))) return true;
+    const meta = await this.meta(id).catch(() => undefined);
+    return meta?.cgroupsPath ? (await readOomKills(meta.cgroupsPath)) > 0 : false;
   }
 
   async wait(id: string, signal?: AbortSignal): Promise<ContainerState> {
