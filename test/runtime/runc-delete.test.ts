@@ -5,47 +5,34 @@
 // not its own, are still deleted by runc itself, with nothing of them left either.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { RuncBackend } from '../../src/runtime/runc/runc-backend.ts';
 import { resolveBinary } from '../../src/runtime/conmon/driver.ts';
 import { buildSpec } from '../../src/runtime/spec.ts';
-import { silentLogger } from '../../src/util/log.ts';
-import { removeTree } from '../../src/cgroup/tree.ts';
 import { run } from '../../src/util/exec.ts';
-import { makeBusyboxRootfs, type RootfsFixture } from '../../harness/rootfs.ts';
+import type { RootfsFixture } from '../../harness/rootfs.ts';
+import { recordedRunc, type RecordedRunc } from './recorded-runc.ts';
 
 describe('runc: deleting containers', () => {
-  let fx: RootfsFixture;
-  let backend: RuncBackend;
-  let calls: string;
-  let stateDir: string;
   const suffix = randomBytes(3).toString('hex');
   const cgroupParent = `/bulkhead-test-rcdel-${suffix}`;
-  const made: string[] = [];
+  let r: RecordedRunc;
+  let fx: RootfsFixture;
+  let backend: RuncBackend;
+  let stateDir: string;
+  let made: string[];
   let n = 0;
 
   before(async () => {
-    fx = await makeBusyboxRootfs('bulkhead-rcdel-');
-    calls = join(fx.dir, 'runc-calls');
-    const wrapper = join(fx.dir, 'runc');
-    await writeFile(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${resolveBinary('runc')}' "$@"\n`);
-    await chmod(wrapper, 0o755);
-    const runDir = join(fx.dir, 'run');
-    backend = new RuncBackend({ runDir, logger: silentLogger, binary: wrapper });
-    stateDir = join(runDir, 'state');
+    r = await recordedRunc('bulkhead-rcdel-', cgroupParent);
+    ({ fx, backend, stateDir, made } = r);
   });
-  after(async () => {
-    for (const id of made) await backend.delete(id).catch(() => {});
-    await backend.close();
-    await removeTree(cgroupParent);
-    await fx.cleanup();
-  });
+  after(async () => { await r.close(); });
 
   const cgroupLeft = (id: string): string[] => readdirSync('/sys/fs/cgroup').filter((h) => existsSync(join('/sys/fs/cgroup', h, cgroupParent, id)));
-  const runcCalls = async (): Promise<string[]> => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const runcCalls = (): Promise<string[]> => r.runcCalls();
 
   async function make(command: string[], pidPath?: string): Promise<string> {
     const id = `rcdel-${suffix}-${++n}`;

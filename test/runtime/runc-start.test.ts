@@ -5,7 +5,7 @@
 // refuses it, and a created container whose init was killed is left to runc, which says so.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -13,39 +13,27 @@ import { RuncBackend } from '../../src/runtime/runc/runc-backend.ts';
 import { createdContainer } from '../../src/runtime/runc/runc-start.ts';
 import { resolveBinary } from '../../src/runtime/conmon/driver.ts';
 import { buildSpec } from '../../src/runtime/spec.ts';
-import { silentLogger } from '../../src/util/log.ts';
-import { removeTree } from '../../src/cgroup/tree.ts';
 import { run } from '../../src/util/exec.ts';
-import { makeBusyboxRootfs, type RootfsFixture } from '../../harness/rootfs.ts';
+import type { RootfsFixture } from '../../harness/rootfs.ts';
+import { recordedRunc, type RecordedRunc } from './recorded-runc.ts';
 
 describe('runc: starting containers', () => {
-  let fx: RootfsFixture;
-  let backend: RuncBackend;
-  let calls: string;
-  let stateDir: string;
   const suffix = randomBytes(3).toString('hex');
   const cgroupParent = `/bulkhead-test-rcstart-${suffix}`;
-  const made: string[] = [];
+  let r: RecordedRunc;
+  let fx: RootfsFixture;
+  let backend: RuncBackend;
+  let stateDir: string;
+  let made: string[];
   let n = 0;
 
   before(async () => {
-    fx = await makeBusyboxRootfs('bulkhead-rcstart-');
-    calls = join(fx.dir, 'runc-calls');
-    const wrapper = join(fx.dir, 'runc');
-    await writeFile(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${resolveBinary('runc')}' "$@"\n`);
-    await chmod(wrapper, 0o755);
-    const runDir = join(fx.dir, 'run');
-    backend = new RuncBackend({ runDir, logger: silentLogger, binary: wrapper });
-    stateDir = join(runDir, 'state');
+    r = await recordedRunc('bulkhead-rcstart-', cgroupParent);
+    ({ fx, backend, stateDir, made } = r);
   });
-  after(async () => {
-    for (const id of made) await backend.delete(id).catch(() => {});
-    await backend.close();
-    await removeTree(cgroupParent);
-    await fx.cleanup();
-  });
+  after(async () => { await r.close(); });
 
-  const runcCalls = async (): Promise<string[]> => (await readFile(calls, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const runcCalls = (): Promise<string[]> => r.runcCalls();
   const runcStatus = async (id: string): Promise<string> => {
     const r = await run(resolveBinary('runc'), ['--root', stateDir, 'state', id], { timeoutMs: 30_000 });
     return (JSON.parse(r.stdout) as { status: string }).status;
