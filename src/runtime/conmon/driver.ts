@@ -119,13 +119,10 @@ export class ConmonDriver {
 
   /** Runs `<runtime> <globalArgs> ...args` (in the daemon's process where ConmonDriverOptions.inProcess does it), classifying a failure. */
   async runtimeCmd(args: string[], opts: { signal?: AbortSignal; input?: string; timeoutMs?: number } = {}): Promise<string> {
-    try {
-      const direct = opts.input === undefined ? this.#inProcess?.(args, { timeoutMs: opts.timeoutMs ?? this.limits.callMs, ...(opts.signal ? { signal: opts.signal } : {}) }) : undefined;
-      const done = direct === undefined ? undefined : await direct;
-      return done ?? await this.spawnRuntime(this.runtime, args, opts);
-    } catch (err) {
-      throw namingLimit(err, this.limits);
-    }
+    const direct = opts.input === undefined ? this.#inProcess?.(args, { timeoutMs: opts.timeoutMs ?? this.limits.callMs, ...(opts.signal ? { signal: opts.signal } : {}) }) : undefined;
+    // a spawned runtime's limit is named by spawnRuntime; an in-process call's here
+    const done = direct === undefined ? undefined : await direct.catch((err: unknown) => { throw namingLimit(err, this.limits); });
+    return done ?? await this.spawnRuntime(this.runtime, args, opts);
   }
 
   /**
