@@ -35,6 +35,7 @@ import { MetricsServer } from '../metrics/server.ts';
 import { createCounters, type PolicyCounters } from '../policy/enforce.ts';
 import { parsePoolsConfig } from './pools-config.ts';
 import { sweepOrphanNetns } from '../network/netns-owner.ts';
+import { sweepOrphanCgroups } from '../cgroup/owner.ts';
 
 export interface Daemon {
   socket: string;
@@ -122,6 +123,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     // On shutdown the egress-guard tables and the managed bridge go, but only once no pod has a network.
     cleanups.push(async () => { await network.close(AbortSignal.timeout(30_000)); });
     // pod netns of daemons that died with their state deleted (a temporary root): nobody else finds them
+    // and pod cgroups of such daemons (cgroup/owner.ts), their processes first: they may hold a netns
+    await sweepOrphanCgroups(logger).catch((err: unknown) => logger.warn('sweeping orphaned pod cgroups failed', { err }));
     await sweepOrphanNetns(logger, startup).catch((err: unknown) => logger.warn('sweeping orphaned pod netns failed', { err }));
 
     // The engine wants a missing image to be NotFound; the image service answers undefined.

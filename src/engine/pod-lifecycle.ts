@@ -22,6 +22,7 @@ import type { RunPodOptions } from './options.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { firstMissing, logRootOf, removeLogDir } from './log-dirs.ts';
 import { removeMade, removeTree, topMissing } from '../cgroup/tree.ts';
+import { dropCgroupOwner, recordCgroupOwner } from '../cgroup/owner.ts';
 import { moveCgroup, primeMove } from '../cgroup/move.ts';
 import { checkCgroupParent } from './cgroup-dirs.ts';
 import { emit } from './cri-view.ts';
@@ -216,11 +217,13 @@ async function createPodWith(
       if (member) {
         // the pod's record now holds the member's id (and recovery undoes it as this pod): its
         // member record goes; the member's dir, netns, IP, cgroup and sandbox are the pod's
-        await settleAll([logDirs, ctx.pool!.adopted(member)] as const);
+        await settleAll([logDirs, ctx.pool!.adopted(member), recordPodCgroup(ctx, runtime)] as const);
       } else {
-        const [, , netR, rootfs] = await settleAll([
+        const [, , , netR, rootfs] = await settleAll([
           mkdir(podDir, { recursive: true, mode: 0o711 }),
           logDirs,
+          // before anything makes the pod's cgroup: found again should this daemon die with its root deleted
+          recordPodCgroup(ctx, runtime),
           // a container that makes its own loopback-only netns needs none of the pod's (plan.ownNetwork)
           mode === 'none' && plan.ownNetwork ? Promise.resolve({ netnsPath: null, ips: [] }) : networkFor(ctx, mode).setup(netRequest(rec, mode), signal),
           runtime.pauseId ? pauseRootfsOf(ctx) : Promise.resolve(''),
@@ -401,8 +404,21 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
   else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
   for (const cg of p.runtime.engine.extraCgroups ?? []) await removeTree(cg);
+  await dropCgroupOwner(p.runtime.cgroupParent);
   ctx.store.deletePod(p.id);
   return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs: ms(t2, performance.now()) };
+}
+
+/**
+ * The owner record of the pod's cgroup (cgroup/owner.ts), anchored at the daemon's root: its own
+ * (`<parent>/pod-<id>`), or what it makes of a cgroup_parent it was given. A pod that names a
+ * parent which exists already makes nothing there but its containers' cgroups, which its kubelet
+ * removes with the pod's.
+ */
+export async function recordPodCgroup(ctx: EngineContext, runtime: PodRuntimeInfo): Promise<void> {
+  const made = runtime.engine.cgroupMade;
+  if (!runtime.engine.ownCgroup && Object.keys(made).length === 0) return;
+  await recordCgroupOwner(runtime.cgroupParent, ctx.opts.root, { own: runtime.engine.ownCgroup, ...(runtime.engine.ownCgroup ? {} : { made }) });
 }
 
 /** How long each step of destroyPod took (ms; for the log and bench/run.ts --profile). */

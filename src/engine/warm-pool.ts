@@ -31,7 +31,7 @@ import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { buildPodPauseSpec } from './container-spec.ts';
 import { sandboxSpecOf } from './sandbox-spec.ts';
 import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
-import { destroyPod, networkFor, pauseRootfsOf } from './pod-lifecycle.ts';
+import { destroyPod, networkFor, pauseRootfsOf, recordPodCgroup } from './pod-lifecycle.ts';
 import { comparablePauseSpec, type PoolMember, type SandboxPool, type WarmPoolSpec, type WarmPoolStatus } from './warm-pool-member.ts';
 
 export type { PoolMember, WarmPoolSpec, WarmPoolStatus } from './warm-pool-member.ts';
@@ -246,8 +246,9 @@ export class WarmPools implements SandboxPool {
     const rec = memberRecord(file);
     const signal = this.#stop.signal;
     try {
-      const [, net, rootfs] = await settleAll([
+      const [, , net, rootfs] = await settleAll([
         mkdir(file.podDir, { recursive: true, mode: 0o711 }),
+        recordPodCgroup(ctx, rec.runtime),
         networkFor(ctx, mode).setup({
           id, name: `warm-${id.slice(0, 12)}`, namespace: 'bulkhead-warm-pool', uid: id, portMappings: [],
           trust: s.hostNetwork ? 'trusted' : 'untrusted', egressGuard: s.egressGuard, mode,

@@ -13,10 +13,9 @@
  * made it: another tenant's netns never has one), its owner is dead, and its anchor is gone. A
  * netns whose owner's state still exists is left to that owner's restart.
  */
-import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
-import { holderAlive, lockRecord, parseLockRecord } from '../util/lock-record.ts';
+import { dropOwnerRecord, orphanRecords, writeOwnerRecord } from '../util/owner-record.ts';
 import { deleteNetns, ip, ipJson, linkExists } from './host.ts';
 import { EgressGuard } from './guard.ts';
 
@@ -26,23 +25,14 @@ export const NETNS_OWNERS_DIR = '/run/bulkhead-netns';
 /** The names Bulkhead gives pod namespaces (cni-pod-network.ts, loopback-pod-network.ts). */
 export const BULKHEAD_NETNS_NAME = /^bulkhead-[A-Za-z0-9]{1,16}-[0-9a-f]{6}$/;
 
-interface OwnerFile { pid: number; start?: string; anchor: string }
-
 /** Records this process as the maker of netns `name`, found again through `anchor`; before the netns is made. */
 export async function recordNetnsOwner(name: string, anchor: string, dir = NETNS_OWNERS_DIR): Promise<void> {
-  const me = parseLockRecord(lockRecord());
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const rec: OwnerFile = { pid: me.pid, ...(me.startTime ? { start: me.startTime } : {}), anchor };
-  await writeFile(join(dir, name), JSON.stringify(rec) + '\n', { mode: 0o600 });
+  await writeOwnerRecord(dir, name, anchor);
 }
 
 /** Forgets netns `name`'s owner; after the netns is gone. */
 export async function dropNetnsOwner(name: string, dir = NETNS_OWNERS_DIR): Promise<void> {
-  await rm(join(dir, name), { force: true });
-}
-
-async function gone(path: string): Promise<boolean> {
-  try { await lstat(path); return false; } catch (err) { return (err as NodeJS.ErrnoException).code === 'ENOENT'; }
+  await dropOwnerRecord(dir, name);
 }
 
 /**
@@ -95,13 +85,7 @@ export async function sweepOrphanNetns(log: Logger, signal: AbortSignal, dir = N
   for (const kind of ['netns', 'bridge', 'guard'] as const) {
     const rule = KINDS[kind];
     const kdir = kindDir(kind, dir);
-    for (const name of await readdir(kdir).catch(() => [] as string[])) {
-      if (!rule.name.test(name)) continue;
-      let rec: Partial<OwnerFile>;
-      try { rec = JSON.parse(await readFile(join(kdir, name), 'utf8')) as Partial<OwnerFile>; } catch { continue; }
-      if (typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) continue;
-      if (holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
-      if (!(await gone(rec.anchor))) continue;
+    for (const { name, rec } of await orphanRecords(kdir, rule.name)) {
       try {
         if (!(await rule.remove(name, signal))) continue;
         await dropNetnsOwner(name, kdir);

@@ -13,6 +13,7 @@ import { cleanCgroupPath, hierarchies, type Hierarchy } from '../cgroup/hierarch
 import { writeCgroupResources } from '../cgroup/limits.ts';
 import { isCgroupFs } from '../cgroup/mounts.ts';
 import { cgroupPids, JournalFile, makeCgroup, placePid, removeJournaled } from '../cgroup/tree.ts';
+import { dropCgroupOwner, recordCgroupOwner } from '../cgroup/owner.ts';
 import type { Logger } from '../util/log.ts';
 
 export { cleanCgroupPath } from '../cgroup/hierarchy.ts';
@@ -60,6 +61,8 @@ export async function placeVmm(rel: string, pids: readonly number[], limits: Vmm
   const clean = cleanCgroupPath(rel);
   if (!clean) { log.warn('refusing an odd cgroup path for the VMM', { cgroup: rel }); return []; }
   const journal = new JournalFile(join(podDir, RECORD));
+  // node-wide too (cgroup/owner.ts): a supervisor gone with the pod dir leaves it to any daemon's sweep
+  await recordCgroupOwner(clean, podDir, { own: true });
   const made = makeCgroup(clean, vmmHierarchies(), (dir) => journal.add(dir));
   for (const f of made.failed) log.warn('cannot place the VMM in its cgroup', { dir: join(f.hierarchy, clean), err: f.reason });
   try {
@@ -98,5 +101,17 @@ export function vmmCgroupPids(podDir: string): number[] {
 
 /** Removes the cgroup directories recorded for the pod (deepest first); the VMM must be gone. */
 export async function removeVmmCgroups(podDir: string): Promise<string[]> {
-  return await removeJournaled(new JournalFile(join(podDir, RECORD)).dirs());
+  const dirs = new JournalFile(join(podDir, RECORD)).dirs();
+  const left = await removeJournaled(dirs);
+  if (left.length === 0) for (const rel of journaledCgroups(dirs)) await dropCgroupOwner(rel);
+  return left;
+}
+
+/** The cgroup paths (relative to their hierarchy) of journaled leaf directories. */
+function journaledCgroups(dirs: readonly string[]): string[] {
+  const rels = new Set<string>();
+  for (const h of vmmHierarchies()) {
+    for (const d of dirs) if (d.startsWith(`${h.path}/`) && !dirs.some((o) => o.startsWith(`${d}/`))) rels.add(d.slice(h.path.length + 1));
+  }
+  return [...rels];
 }

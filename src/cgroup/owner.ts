@@ -1,0 +1,127 @@
+/**
+ * Who made a cgroup, so that one nobody can find again is removed. A pod's own cgroup
+ * (`/bulkhead/pod-<id>`, shared parent of every daemon on the node that keeps the default) and a
+ * pod VM's (`/bulkhead-vm/<pod>`) are found again only through their daemon's state: a daemon
+ * killed and its root deleted left them for good, with whatever still ran in them and the memory
+ * they still charged. So before one is made, its maker writes an owner record
+ * (util/owner-record.ts) under CGROUP_OWNERS_DIR naming the cgroup, and drops it once the cgroup is
+ * gone.
+ *
+ * sweepOrphanCgroups (any daemon's start, the test harness's teardown) takes a record whose owner
+ * is dead and whose anchor is gone: it kills what still runs in that cgroup (nothing can manage it
+ * any more: its conmon or supervisor answers to a daemon that is gone) when the cgroup is the
+ * maker's own, removes the cgroup in every hierarchy (for one under a parent the maker was given,
+ * only what it made: `made`, as topMissing recorded it), then the record. A record whose owner is
+ * dead and whose cgroup is gone everywhere goes too (a crash between the removal and the drop).
+ */
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../util/log.ts';
+import { holderAlive } from '../util/lock-record.ts';
+import { dropOwnerRecord, orphanRecords, writeOwnerRecord } from '../util/owner-record.ts';
+import { cleanCgroupPath, hierarchies } from './hierarchy.ts';
+import { isCgroupFs } from './mounts.ts';
+import { cgroupPids, removeMade, removeTree } from './tree.ts';
+
+/** Node-wide, beside the netns owners (/run/bulkhead-netns). */
+export const CGROUP_OWNERS_DIR = '/run/bulkhead-cgroups';
+
+const RECORD_NAME = /^[0-9a-f]{24}$/;
+
+function recordName(rel: string): string {
+  return createHash('sha256').update(rel).digest('hex').slice(0, 24);
+}
+
+export interface CgroupOwnerOptions {
+  /** The cgroup is the maker's own (it and everything in it go); else it sits under a parent it was given and only `made` goes. */
+  own: boolean;
+  /** Per hierarchy key, the topmost directory the maker made (topMissing), for a cgroup that is not its own. */
+  made?: Record<string, string>;
+  dir?: string;
+}
+
+/** Records this process as the maker of cgroup `path`, found again through `anchor`; before the cgroup is made. */
+export async function recordCgroupOwner(path: string, anchor: string, opts: CgroupOwnerOptions): Promise<void> {
+  const rel = cleanCgroupPath(path);
+  if (rel === undefined) return;
+  await writeOwnerRecord(opts.dir ?? CGROUP_OWNERS_DIR, recordName(rel), anchor, { cgroup: rel, own: opts.own, ...(opts.made ? { made: opts.made } : {}) });
+}
+
+/** Forgets cgroup `path`'s owner; after the cgroup is gone. */
+export async function dropCgroupOwner(path: string, dir = CGROUP_OWNERS_DIR): Promise<void> {
+  const rel = cleanCgroupPath(path);
+  if (rel !== undefined) await dropOwnerRecord(dir, recordName(rel));
+}
+
+/** The directories of cgroup `rel` and every cgroup below it, in every hierarchy, deepest last. */
+async function subtree(rel: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    if (depth > 16 || out.length > 4096) return;
+    out.push(dir);
+    let entries: import('node:fs').Dirent[] = [];
+    try { entries = await readdir(dir, { withFileTypes: true }); } catch { return; }
+    for (const e of entries) if (e.isDirectory()) await walk(join(dir, e.name), depth + 1);
+  };
+  for (const h of hierarchies()) {
+    const dir = join(h.path, rel);
+    if (isCgroupFs(dir)) await walk(dir, 0);
+  }
+  return out;
+}
+
+/** SIGKILLs every process in the cgroup subtree until none is left (bounded); true when it emptied. */
+async function killAll(dirs: readonly string[]): Promise<boolean> {
+  for (let round = 0; round < 50; round++) {
+    const pids = [...new Set(dirs.flatMap(cgroupPids))].filter((p) => p !== process.pid);
+    if (pids.length === 0) return true;
+    for (const p of pids) { try { process.kill(p, 'SIGKILL'); } catch { /* gone already */ } }
+    await new Promise((r) => setTimeout(r, 20 + round * 5));
+  }
+  return false;
+}
+
+/**
+ * Removes the cgroups no daemon can find again (see the file's comment) and their owner records;
+ * returns the cgroup paths removed.
+ */
+export async function sweepOrphanCgroups(log: Logger, dir = CGROUP_OWNERS_DIR): Promise<string[]> {
+  const removed: string[] = [];
+  // records of dead owners whose cgroup is gone everywhere: whatever the anchor, nothing to keep
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!RECORD_NAME.test(name)) continue;
+    const rec = await readRecord(join(dir, name));
+    if (!rec || holderAlive({ pid: rec.pid, ...(rec.start ? { startTime: rec.start } : {}) })) continue;
+    if ((await subtree(rec.cgroup)).length === 0) await dropOwnerRecord(dir, name);
+  }
+  for (const { name, rec } of await orphanRecords(dir, RECORD_NAME)) {
+    const rel = typeof rec.cgroup === 'string' ? cleanCgroupPath(rec.cgroup) : undefined;
+    if (rel === undefined || name !== recordName(rel)) continue; // not a record this module wrote
+    const own = rec.own === true;
+    const dirs = await subtree(rel);
+    if (own && !(await killAll(dirs))) {
+      log.warn('an orphaned cgroup keeps processes that survive SIGKILL: left for the next sweep', { cgroup: rel });
+      continue;
+    }
+    if (own) await removeTree(rel);
+    else await removeMade(rel, rec.made);
+    if (own && (await subtree(rel)).length > 0) {
+      log.warn('cannot remove an orphaned cgroup yet: left for the next sweep', { cgroup: rel });
+      continue;
+    }
+    await dropOwnerRecord(dir, name);
+    removed.push(rel);
+    log.warn('orphaned cgroup removed: its daemon is gone and so is the state that would find it', { cgroup: rel, anchor: rec.anchor, ownerPid: rec.pid });
+  }
+  return removed;
+}
+
+async function readRecord(file: string): Promise<{ pid: number; start?: string; cgroup: string } | undefined> {
+  try {
+    const v = JSON.parse(await readFile(file, 'utf8')) as { pid?: unknown; start?: unknown; cgroup?: unknown };
+    const rel = typeof v.cgroup === 'string' ? cleanCgroupPath(v.cgroup) : undefined;
+    if (typeof v.pid !== 'number' || rel === undefined) return undefined;
+    return { pid: v.pid, ...(typeof v.start === 'string' ? { start: v.start } : {}), cgroup: rel };
+  } catch { return undefined; }
+}

@@ -1,0 +1,119 @@
+// Pod cgroups nobody can find again (src/cgroup/owner.ts): a daemon that made a pod's cgroup and
+// died with its root deleted (a test's temporary root) left the cgroup under the node's shared
+// parent for good, its processes running and its memory charged. Its owner record names the daemon
+// and its root; once both are gone, any daemon's start removes what runs there and the cgroup — and
+// nothing else: not one whose owner lives, not one whose root remains, not one a record forged
+// for another cgroup names.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CGROUP_OWNERS_DIR, recordCgroupOwner, sweepOrphanCgroups } from '../../src/cgroup/owner.ts';
+import { hierarchies } from '../../src/cgroup/hierarchy.ts';
+import { cgroupPids, makeCgroup, placePid, removeTree } from '../../src/cgroup/tree.ts';
+import { silentLogger } from '../../src/util/log.ts';
+import { crashChild, testEnv, type TestEnv } from './helpers.ts';
+
+/** The directories of cgroup `rel` in every hierarchy that has it. */
+const dirsOf = (rel: string): string[] => hierarchies().map((h) => join(h.path, rel)).filter((d) => existsSync(d));
+
+/** Every process in cgroup `rel` and below, in any hierarchy. */
+function pidsUnder(rel: string): number[] {
+  const out = new Set<number>();
+  const walk = (d: string): void => {
+    for (const p of cgroupPids(d)) out.add(p);
+    for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name));
+  };
+  for (const d of dirsOf(rel)) walk(d);
+  return [...out];
+}
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+/** The owner record naming cgroup `rel`, if any. */
+function recordOf(rel: string): string | undefined {
+  for (const n of readdirSync(CGROUP_OWNERS_DIR)) {
+    try { if ((JSON.parse(readFileSync(join(CGROUP_OWNERS_DIR, n), 'utf8')) as { cgroup?: string }).cgroup === rel) return n; } catch { /* another's, mid-write */ }
+  }
+  return undefined;
+}
+
+describe('orphaned pod cgroups', () => {
+  let env: TestEnv;
+  const sleepers: number[] = [];
+  const extra: string[] = [];
+  before(async () => { env = await testEnv(['runc']); });
+  after(async () => {
+    for (const p of sleepers) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+    for (const rel of extra) await removeTree(rel).catch(() => undefined);
+    await env?.cleanup();
+  });
+
+  it('a daemon killed with its root deleted: the next sweep kills what runs in its pod cgroup and removes it, with its record; not while the root remains', async () => {
+    const a = await crashChild(env, 'runc', 'run');
+    const { podId } = a.out;
+    assert.ok(podId);
+    await a.kill(); // the daemon dies; conmon keeps the pod's containers running
+    const rel = `bulkhead-test-${process.pid}/pod-${podId.slice(0, 16)}`;
+    const pids = pidsUnder(rel);
+    assert.ok(pids.length > 0, 'the pod\'s containers run on in its cgroup');
+    assert.ok(recordOf(rel), 'the pod cgroup has an owner record');
+
+    // its root still there: a restart of that daemon would find the pod, so nothing is touched
+    assert.deepEqual((await sweepOrphanCgroups(silentLogger)).filter((r) => r === rel), []);
+    assert.ok(dirsOf(rel).length > 0);
+    assert.ok(pids.every(alive), 'its processes still run');
+
+    // its root gone: nobody would ever find this cgroup again
+    await rename(env.root, `${env.root}.gone`);
+    try {
+      await sweepOrphanCgroups(silentLogger); // (another test's daemon start may sweep it first)
+    } finally {
+      await rename(`${env.root}.gone`, env.root);
+    }
+    assert.deepEqual(dirsOf(rel), [], 'the cgroup is gone in every hierarchy');
+    for (let i = 0; i < 100 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(pids.filter(alive), [], 'what ran in it was killed');
+    assert.equal(recordOf(rel), undefined, 'and its record went');
+
+    // the daemon coming back after all (its root restored) copes: the pod's exits are seen and it is removed
+    const engine = await env.engine();
+    await engine.removePodSandbox(podId);
+    assert.equal(engine.listPodSandbox().length, 0);
+  });
+
+  it('a record whose owner lives is left even with its anchor gone, and a record forged for another cgroup than its name is ignored', async () => {
+    const base = `bulkhead-test-${process.pid}`;
+    // a cgroup with a live process, recorded by this (living) process with an anchor that does not exist
+    const liveRel = `${base}/live-${process.pid}`;
+    extra.push(liveRel);
+    const made = makeCgroup(liveRel, hierarchies(), () => undefined);
+    const s = spawn('sleep', ['600'], { stdio: 'ignore' });
+    sleepers.push(s.pid!);
+    for (const leaf of made.leaves) placePid(leaf, s.pid!);
+    await recordCgroupOwner(liveRel, '/nonexistent/bulkhead-anchor', { own: true });
+    // a record under another cgroup's name, of a dead owner with a gone anchor
+    const victimRel = `${base}/victim-${process.pid}`;
+    extra.push(victimRel);
+    const victim = makeCgroup(victimRel, hierarchies(), () => undefined);
+    const v = spawn('sleep', ['600'], { stdio: 'ignore' });
+    sleepers.push(v.pid!);
+    for (const leaf of victim.leaves) placePid(leaf, v.pid!);
+    const dead = spawn('sleep', ['0'], { stdio: 'ignore' });
+    await new Promise((r) => dead.once('exit', r));
+    const forged = liveRel.length.toString(16).padStart(24, '0');
+    mkdirSync(CGROUP_OWNERS_DIR, { recursive: true });
+    writeFileSync(join(CGROUP_OWNERS_DIR, forged), JSON.stringify({ pid: dead.pid, anchor: '/nonexistent/bulkhead-anchor', cgroup: victimRel, own: true }));
+    try {
+      await sweepOrphanCgroups(silentLogger);
+      assert.ok(dirsOf(liveRel).length > 0 && alive(s.pid!), 'the living owner\'s cgroup and process stay');
+      assert.ok(dirsOf(victimRel).length > 0 && alive(v.pid!), 'the forged record\'s cgroup and process stay');
+    } finally {
+      await rm(join(CGROUP_OWNERS_DIR, forged), { force: true });
+      const name = recordOf(liveRel);
+      if (name) await rm(join(CGROUP_OWNERS_DIR, name), { force: true });
+    }
+  });
+});
