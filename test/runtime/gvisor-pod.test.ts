@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GvisorBackend } from '../../src/runtime/gvisor/gvisor-backend.ts';
@@ -70,7 +70,16 @@ describe('gvisor pod network: gVisor\'s netstack (runsc --network=sandbox)', () 
     const dir = await mkdtemp(join(tmpdir(), 'bulkhead-gvnet-probe-'));
     try {
       const b = new GvisorBackend({ runDir: join(dir, 'run'), cacheDir: join(dir, 'cache'), logger: silentLogger, binary: '/usr/bin/runsc' });
-      const p = await b.probe();
+      // `runsc do` leaves its bundle (runsc-do<n>) in $TMPDIR: a probe per daemon start filled /tmp
+      // (traversable as /tmp is: the sandbox's unprivileged side reaches the bundle through it)
+      const tmp = await mkdtemp('/tmp/bhT');
+      await chmod(tmp, 0o711);
+      const savedTmp = process.env.TMPDIR;
+      process.env.TMPDIR = tmp;
+      const p = await b.probe().finally(() => { if (savedTmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = savedTmp; });
+      const left = await readdir(tmp);
+      await rm(tmp, { recursive: true, force: true });
+      assert.deepEqual(left.filter((n) => n.startsWith('runsc')), [], 'the probe left nothing of runsc\'s in $TMPDIR');
       assert.ok(p.available, p.reason);
       assert.match(p.details.network ?? '', /^sandbox \(gVisor netstack in the pod netns/, JSON.stringify(p.details));
       const saved = JSON.parse(await readFile(join(dir, 'run', 'platform.json'), 'utf8')) as { network: string; launch: string; version: string };

@@ -755,8 +755,11 @@ export class GvisorBackend extends ConmonBackend {
     try {
       let platform: string | undefined;
       for (const p of PLATFORMS) {
+        // `runsc do` makes its bundle in $TMPDIR (runsc-do<n>) and leaves it when the platform fails
+        // (kvm, systrap here; one per probe and daemon start): inside `work`, which goes. (Its sandbox
+        // cannot start when a directory above `work`'s parent is closed to others: /tmp is not.)
         const r = await run(this.bin, ['--root', join(work, 'state-' + p), `--platform=${p}`, '--network=none', 'do', '/bin/sh', '-c', 'exit 7'], {
-          timeoutMs: PROBE_TIMEOUT_MS[p], dieWithParent: true, ...(signal ? { signal } : {}),
+          timeoutMs: PROBE_TIMEOUT_MS[p], dieWithParent: true, env: { ...process.env, TMPDIR: work }, ...(signal ? { signal } : {}),
         }).catch((e: Error) => ({ code: null, stderr: e.message, stdout: '', signal: null }));
         if (r.code === 7) { platform = p; tried[`probe.${p}`] = 'works'; break; }
         tried[`probe.${p}`] = runtimeMessage(r.stderr) || `exit ${r.code}`;
