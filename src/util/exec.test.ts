@@ -34,6 +34,18 @@ test('run: a timed-out command is killed with everything it started, a new sessi
   assert.ok(await gone(['sleep', b]), `sleep ${b} (in a session of its own) outlived the killed shell`);
 });
 
+test('run: a command that exits leaving a process on its output pipes still ends at its timeout', async () => {
+  // the shell exits at once; its background sleep (out of the tree once reparented) holds stdout
+  const a = String(500 + Math.floor(Math.random() * 90));
+  const started = Date.now();
+  try {
+    await assert.rejects(run('sh', ['-c', `sleep ${a} & exit 0`], { timeoutMs: 400 }), DeadlineExceededError);
+    assert.ok(Date.now() - started < 5000, `run() waited ${Date.now() - started} ms for the process holding its pipes`);
+  } finally {
+    for (const p of pidsRunning(['sleep', a])) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }
+  }
+});
+
 test('run: an aborted command is killed with its children', async () => {
   const a = String(700 + Math.floor(Math.random() * 90));
   const ac = new AbortController();

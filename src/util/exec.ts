@@ -86,14 +86,18 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     child.stderr!.on('data', (b: Buffer) => { if (errLen < maxOutput) { err.push(b); errLen += b.length; } });
     let timedOut = false;
     // A killed run also ends what it started; its output pipes may still be held by a process
-    // that escaped the tree, so they are closed shortly after the child itself is gone.
+    // that escaped the tree, so they are closed shortly after the child itself is gone — also when
+    // the child had exited before the kill (a process it left holds the pipes: without this, 'close'
+    // waited for that process however long it lived, and the timeout bounded nothing).
     let killed = false;
+    const endPipes = (): void => { setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, 1000).unref(); };
     const kill = (): void => {
       killed = true;
       if (child.pid !== undefined) killTree(child.pid); else child.kill('SIGKILL');
+      if (child.exitCode !== null || child.signalCode !== null) endPipes();
     };
     child.on('exit', () => {
-      if (killed) setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, 1000).unref();
+      if (killed) endPipes();
     });
     const timer = setTimeout(() => { timedOut = true; kill(); }, timeoutMs);
     const onAbort = kill;
