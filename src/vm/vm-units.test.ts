@@ -301,12 +301,13 @@ describe('VM templates (units)', () => {
       rmSync(d, { recursive: true, force: true });
     }
   });
-  it('keys a template by every input and its sharing scope; the family ignores file identities', async () => {
+  it('keys a template by every input and its sharing scope; the family ignores file identities', async (t) => {
     const { templateKeys, templateScope, parseTemplateSharing } = await import('./template.ts');
-    const { mkdtempSync, writeFileSync, utimesSync } = await import('node:fs');
+    const { mkdtempSync, writeFileSync, utimesSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const d = mkdtempSync(join(tmpdir(), 'bh-tplkey-'));
+    t.after(() => rmSync(d, { recursive: true, force: true }));
     const a = { kernel: join(d, 'k'), initramfs: join(d, 'i') };
     writeFileSync(a.kernel, 'k');
     writeFileSync(a.initramfs, 'i');
