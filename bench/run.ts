@@ -10,6 +10,7 @@
 //             `run -d`) is what the layer line measures
 //   podman    `podman run --rm --network none IMAGE true` (runc, and runsc via a wrapper): what a user
 //             types, the same image loaded into podman's own storage (offline, `podman load`)
+// The CLI's run path is bundled first (`npm run build:cli`), as `npm ci` leaves it.
 // Variants run interleaved (one of each per round) so drift on a shared machine hits all alike.
 //
 //   node bench/run.ts [--reps 10] [--skip podman,bulkhead,gvisor,runc-shim,pool] [--profile]
@@ -34,6 +35,7 @@ import { connect } from '../src/cri/client.ts';
 import { silentLogger } from '../src/util/log.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 import { writeBusyboxRootfs } from '../harness/rootfs.ts';
+import { buildBundle } from '../src/cli/bundle-build.ts';
 
 const { values } = parseArgs({
   options: {
@@ -48,6 +50,11 @@ const IMAGE = 'bulkhead.local/demo:latest';
 const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
 const suffix = randomBytes(3).toString('hex');
 const cgroupParent = `/bulkhead-bench-${suffix}`;
+
+// the CLI as `npm ci` leaves it: the run path's bundle (src/cli/bundle.ts), made again from the
+// sources as they are now (a stale one would not be used: the bench would time the sources)
+const cliBundle = await buildBundle(new URL('..', import.meta.url).pathname);
+console.log(cliBundle.built ? `bulkhead CLI: the run path bundled (${cliBundle.inputs} sources)` : `bulkhead CLI: run from the sources (${cliBundle.reason})`);
 
 const work = await mkdtemp(join(tmpdir(), 'bulkhead-bench-run-'));
 const rootfs = join(work, 'rootfs');

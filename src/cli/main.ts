@@ -4,16 +4,7 @@ import { loadCommand, loadCommands } from './commands.ts';
 import { UsageError, type Command, type GlobalOptions } from './command.ts';
 import { BulkheadError } from '../errors.ts';
 import { defaultPaths } from '../daemon/paths.ts';
-
-const globalFlags = {
-  root: { type: 'string' },
-  'run-dir': { type: 'string' },
-  socket: { type: 'string' },
-  config: { type: 'string' },
-  json: { type: 'boolean' },
-  debug: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+import { commandIndex, globalFlags } from './global-flags.ts';
 
 function usage(commands: Command[]): string {
   const lines = commands.filter((c) => !c.internal).map((c) => `  ${c.name.padEnd(14)} ${c.summary}`);
@@ -119,12 +110,7 @@ export async function main(argv: string[], hooks: MainHooks = {}): Promise<numbe
 
 async function mainInner(argv: string[], hooks: MainHooks): Promise<number> {
   // Global flags come before the command name.
-  let i = 0;
-  while (i < argv.length && argv[i]!.startsWith('-')) {
-    const a = argv[i]!;
-    const spec = globalFlags[a.replace(/^--?/, '').split('=')[0] as keyof typeof globalFlags];
-    i += spec && spec.type === 'string' && !a.includes('=') ? 2 : 1;
-  }
+  const i = commandIndex(argv);
   let g: ReturnType<typeof parseArgs<{ args: string[]; options: typeof globalFlags; strict: true }>>['values'];
   try {
     g = parseArgs({ args: joinDashValues(argv.slice(0, i), globalFlags), options: globalFlags, strict: true }).values;
@@ -182,14 +168,18 @@ async function mainInner(argv: string[], hooks: MainHooks): Promise<number> {
   return code;
 }
 
-if (import.meta.main) {
+/**
+ * The process's run of main(): exit code and error reports as docker's (entry.ts calls it, from the
+ * sources or from the bundle; `node main.ts ...` still works).
+ */
+export function runMain(argv: string[]): void {
   // what the command wrote is handed to the OS first: a write to a pipe whose reader is slower
   // than the command is still queued when it returns (process.exit() then cut a 1 MiB output)
   const exitNow = (code: number): void => {
     process.exitCode = code;
     process.stdout.write('', () => process.stderr.write('', () => process.exit()));
   };
-  main(process.argv.slice(2), { exitNow }).then(
+  main(argv, { exitNow }).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
       if (err instanceof UsageError) {
@@ -209,3 +199,5 @@ if (import.meta.main) {
     },
   );
 }
+
+if (import.meta.main) runMain(process.argv.slice(2));

@@ -2,7 +2,8 @@
 // conmon, through a client that records each call: the pod is made while the image is looked up,
 // the exit code comes with the STOPPED event (no status round trip after it, none polled while the
 // event stream is open), and a run whose image cannot be had leaves no pod, with or without --rm.
-// The CLI talks to the gRPC server's own socket, not through the public socket's relay.
+// The CLI talks to the gRPC server's own socket, not through the public socket's relay. A real run
+// through the bundle of the run path (src/cli/bundle.ts) behaves as one from the sources.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
@@ -10,7 +11,10 @@ import { lstat, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
-import { runCli } from '../fixtures/cli.ts';
+import { cliArgs, runCli } from '../fixtures/cli.ts';
+import { execFile } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { buildBundle } from '../../src/cli/bundle-build.ts';
 import { writeBusyboxArchive } from '../../src/cli/demo-image.ts';
 import { connect, type CriClient } from '../../src/cri/client.ts';
 import { runWith, type RunRequest } from '../../src/cli/run.ts';
@@ -101,6 +105,25 @@ describe('bulkhead run: its round trips', () => {
     }
     // (the other way round cannot be made: the public socket's relay connects to the server's own)
     assert.ok((await lstat(direct)).isSocket());
+  });
+
+  it('bulkhead run from the bundle of its path: exit code, output, a usage error, a command not in the image, and --rm as from the sources', { timeout: 120_000 }, async () => {
+    const out = join(dir, 'bundle');
+    const b = await buildBundle(join(import.meta.dirname, '..', '..'), out);
+    assert.ok(b.built, `no bundle: ${b.built ? '' : b.reason}`);
+    const url = pathToFileURL(join(out, 'run.mjs')).href;
+    const bundled = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((res) => {
+      execFile(process.execPath, ['--input-type=module', '-e', `(await import(${JSON.stringify(url)})).runMain(process.argv.slice(1))`, '--', ...cliArgs(d), 'run', ...args],
+        { timeout: 60_000 }, (err, stdout, stderr) => res({ code: err ? Number(err.code) : 0, stdout, stderr }));
+    });
+    const ran = await bundled(['--rm', '--network', 'none', '--isolation', 'runc', IMAGE, 'sh', '-c', 'echo hi; exit 3']);
+    assert.deepEqual([ran.code, ran.stdout], [3, 'hi\n'], ran.stderr);
+    const missing = await bundled(['--rm', '--network', 'none', '--isolation', 'runc', IMAGE, 'no-such-command']);
+    assert.equal(missing.code, 127, missing.stderr);
+    const usage = await bundled(['--no-such-flag', IMAGE]);
+    assert.equal(usage.code, 2, usage.stderr);
+    assert.match(usage.stderr, /^bulkhead: unknown flag --no-such-flag/);
+    assert.deepEqual(await client.listPodSandbox(), [], '--rm leaves no pod');
   });
 
   it('an image that cannot be had: the pod made meanwhile is removed, with and without --rm', { timeout: 120_000 }, async () => {
