@@ -14,6 +14,11 @@
  * Guest -> host:  H hello ("bulkhead-agent 7 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore; 7 = a template's sandbox container in it) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
+ * S and E are answered once the process has exec'd (A "PID") or failed before it (F), from the main
+ * loop: a process that blocks or is stopped before its exec never stops the agent. start_wait_ms=MS
+ * in the create / exec request bounds that wait (else 60 s); past it the process is killed and the
+ * start fails. Frames to the host are queued and written as the port takes them (never blocking),
+ * and the port is looked at again at least every PORT_RECHECK_MS.
  * Every request is answered with A or F carrying the request's id. Output of a process is
  * always sent before its X frame. Anything malformed is answered with F and dropped.
  */
@@ -84,11 +89,40 @@ struct sess {
   unsigned long long cpu_quota, cpu_period, pids_max;
   char *kv; size_t kvlen; /* the create / exec request, kept until start */
   int pending_sig; /* a stop signal its PID 1 would have dropped (no handler yet): sent again once it has one */
+  /* A start whose answer waits for the process's exec (its exec-error pipe closing, or a failure on
+   * it), in the main loop: `starting` until then, bounded by start_until (CLOCK_MONOTONIC ms). */
+  int starting;
+  int ep_fd;
+  size_t ep_got;
+  long long start_until;
+  char ep_err[1024];
 };
 
 static struct sess sessions[MAX_SESS];
 static int port = -1;
+/*
+ * Frames for the host wait here and leave as the port takes them (it is non-blocking): a host that
+ * does not read (its supervisor pauses the channel while one client is slow) never stops the agent,
+ * which goes on reaping, signalling and starting. Process output is read only while less than
+ * OUTQ_PUMP_MAX waits (the rest stays in its pipe or pty, as a full pipe holds its writer), and host
+ * requests only while less than OUTQ_READ_MAX waits (their answers are what grows the queue then).
+ */
+static struct buf outq;
+#define OUTQ_PUMP_MAX (256u << 10)
+#define OUTQ_READ_MAX (4u << 20)
+/* How long a start may wait for its process's exec unless the request says (start_wait_ms=MS). */
+#define START_WAIT_MS 60000u
+/*
+ * The longest the agent sleeps without looking at the port again. poll() on a virtio-serial port
+ * sleeps until the driver's interrupt handler wakes it, and each poll() looks at the virtqueues
+ * itself; a wakeup that never comes (a lost notification, as seen with virtio-console under a
+ * starved VMM) would leave a request — or room to write — unseen for ever while the guest idles,
+ * the answer never sent. Looking again every PORT_RECHECK_MS turns that into a delay.
+ */
+#define PORT_RECHECK_MS 1000
+static unsigned missed_wakeups;
 static unsigned long long read_ull(const char *path, const char *key);
+static long long start_wait_ms(const struct sess *s);
 static int own_pidns = -1; /* the agent's PID namespace, to return to after forking into a container's */
 static int own_utsns = -1; /* the agent's UTS namespace, to return to after naming a container's */
 static char hello[256];
@@ -106,18 +140,37 @@ static void logmsg(const char *fmt, ...) {
   if (fd >= 0) { if (write(fd, "bulkhead-agent: ", 16) < 0 || write(fd, line, n) < 0) {} close(fd); }
 }
 
-static void write_all(int fd, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) { struct pollfd pf = { fd, POLLOUT, 0 }; poll(&pf, 1, 1000); continue; }
-      logmsg("write to host failed: %s", strerror(errno));
-      return;
-    }
-    c += w; n -= (size_t)w;
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Writes what the port takes now; the rest waits for POLLOUT in the main loop. */
+static void flush_host(void) {
+  size_t off = 0;
+  while (off < outq.len) {
+    ssize_t w = write(port, outq.p + off, outq.len - off);
+    if (w > 0) { off += (size_t)w; continue; }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno != EAGAIN) { logmsg("write to host failed: %s (%zu bytes dropped)", strerror(errno), outq.len - off); off = outq.len; }
+    break;
   }
+  if (off) { memmove(outq.p, outq.p + off, outq.len - off); outq.len -= off; }
+  if (!outq.len && outq.cap > (1u << 20)) { free(outq.p); outq.p = NULL; outq.cap = 0; }
+}
+
+static int outq_add(const void *p, size_t n) {
+  if (outq.len + n > outq.cap) {
+    size_t c = outq.cap ? outq.cap : 65536;
+    while (c < outq.len + n) c *= 2;
+    char *q = realloc(outq.p, c);
+    if (!q) return -1;
+    outq.p = q; outq.cap = c;
+  }
+  memcpy(outq.p + outq.len, p, n);
+  outq.len += n;
+  return 0;
 }
 
 static void send_frame(char type, uint32_t id, const void *payload, size_t len) {
@@ -125,8 +178,9 @@ static void send_frame(char type, uint32_t id, const void *payload, size_t len) 
   h[0] = (unsigned char)type;
   h[1] = id >> 24; h[2] = id >> 16; h[3] = id >> 8; h[4] = id;
   h[5] = len >> 24; h[6] = len >> 16; h[7] = len >> 8; h[8] = len;
-  write_all(port, h, 9);
-  if (len) write_all(port, payload, len);
+  size_t had = outq.len;
+  if (outq_add(h, 9) != 0 || (len && outq_add(payload, len) != 0)) { outq.len = had; logmsg("no memory to queue a %zu-byte frame for the host: dropped", len); return; }
+  flush_host();
 }
 
 static void reply_ok(uint32_t id, const char *msg) { send_frame('A', id, msg, strlen(msg)); }
@@ -144,6 +198,9 @@ static struct sess *find(uint32_t id) {
   return NULL;
 }
 
+/* A container's process runs: started, its start answered (it exec'd), not exited. */
+static int running(const struct sess *t) { return t && t->started && !t->starting && !t->exited; }
+
 /* kv lookup: the n-th value of key (n from 0), or NULL. */
 static const char *kv_get(const char *kv, size_t len, const char *key, int n) {
   size_t kl = strlen(key);
@@ -156,8 +213,10 @@ static const char *kv_get(const char *kv, size_t len, const char *key, int n) {
   return NULL;
 }
 
+/* O_NONBLOCK and O_NOFOLLOW: a FIFO or symlink a running container put at the path (write_etc on a
+ * template's sandbox root) must neither stop the agent nor lead it elsewhere. */
 static int write_file(const char *path, const char *data) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0644);
   if (fd < 0) return -1;
   size_t n = strlen(data);
   int rc = write(fd, data, n) == (ssize_t)n ? 0 : -1;
@@ -435,7 +494,7 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
       char key[16]; snprintf(key, sizeof key, "join_%s", nsn[i]);
       if (!(v = kv_get(kv, len, key, 0))) { fl |= nsf[i]; continue; }
       struct sess *t = find((uint32_t)strtoul(v, NULL, 10));
-      if (!t || t->is_exec || !t->started || t->exited) child_fail(errpipe, "join the %s namespace of container %s: it is not running", nsn[i], v);
+      if (!t || t->is_exec || !running(t)) child_fail(errpipe, "join the %s namespace of container %s: it is not running", nsn[i], v);
       snprintf(f, sizeof f, "/proc/%d/ns/%s", t->pid, nsn[i]);
       int nfd = open(f, O_RDONLY | O_CLOEXEC);
       if (nfd < 0 || setns(nfd, nsf[i]) != 0) child_fail(errpipe, "join the %s namespace of container %s: %s", nsn[i], v, strerror(errno));
@@ -577,7 +636,7 @@ static void do_start(struct sess *s) {
   struct sess *parent = NULL;
   if (s->is_exec) {
     parent = find(s->parent);
-    if (!parent || !parent->started || parent->exited) { reply_err(s->id, "exec: container %u is not running", s->parent); return; }
+    if (!running(parent)) { reply_err(s->id, "exec: container %u is not running", s->parent); return; }
   }
   int stdio[3], host[3] = { -1, -1, -1 };
   if (s->tty) {
@@ -613,7 +672,7 @@ static void do_start(struct sess *s) {
   if (jp) {
     struct sess *t = find((uint32_t)strtoul(jp, NULL, 10));
     into_id = (uint32_t)strtoul(jp, NULL, 10);
-    if (!t || t->is_exec || !t->started || t->exited) {
+    if (!t || t->is_exec || !running(t)) {
       close(ep[0]); close(ep[1]);
       for (int i = 0; i < 3; i++) { if (stdio[i] >= 0 && (i == 0 || stdio[i] != stdio[0])) close(stdio[i]); if (host[i] >= 0 && (i == 0 || host[i] != host[0])) close(host[i]); }
       reply_err(s->id, "join the PID namespace of container %u: it is not running", into_id); return;
@@ -631,29 +690,92 @@ static void do_start(struct sess *s) {
     }
     close(nfd);
     pid = fork();
-    if (setns(own_pidns, CLONE_NEWPID) != 0) logmsg("return to the agent's PID namespace: %s", strerror(errno));
+    /* the agent only (the child is in the container's namespace now, and cannot go back) */
+    if (pid != 0 && setns(own_pidns, CLONE_NEWPID) != 0) logmsg("return to the agent's PID namespace: %s", strerror(errno));
   } else {
     pid = (pid_t)syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), NULL, NULL, NULL, 0);
   }
-  if (pid < 0) { reply_err(s->id, "fork: %s", strerror(errno)); return; }
+  if (pid < 0) {
+    int e = errno;
+    close(ep[0]); close(ep[1]);
+    for (int i = 0; i < 3; i++) { if (stdio[i] >= 0 && (i == 0 || stdio[i] != stdio[0])) close(stdio[i]); if (host[i] >= 0 && (i == 0 || host[i] != host[0])) close(host[i]); }
+    reply_err(s->id, "fork: %s", strerror(e)); return;
+  }
   if (pid == 0) { close(ep[0]); child_exec(s, parent, stdio, ep[1]); _exit(127); }
   close(ep[1]);
   if (s->tty) close(stdio[0]); else for (int i = 0; i < 3; i++) close(stdio[i]);
-  char err[1024]; ssize_t n; size_t got = 0;
-  while ((n = read(ep[0], err + got, sizeof err - 1 - got)) > 0 || (n < 0 && errno == EINTR)) if (n > 0) got += (size_t)n;
-  close(ep[0]);
-  err[got] = 0;
   s->pid = pid;
   s->started = 1;
   s->in_fd = host[0]; s->out_fd = host[1]; s->err_fd = host[2];
   set_nonblock(s->in_fd); set_nonblock(s->out_fd); if (s->err_fd >= 0) set_nonblock(s->err_fd);
-  if (got > 0) {
-    /* The child exits 127 after reporting; its exit is collected by the SIGCHLD handler. */
-    reply_err(s->id, "%s", err);
+  /* The answer waits for the exec in the main loop (start_progress), never here: a child that
+   * blocks or is stopped before its execve must not stop the agent. */
+  s->starting = 1;
+  s->ep_fd = ep[0]; s->ep_got = 0;
+  set_nonblock(ep[0]);
+  s->start_until = now_ms() + start_wait_ms(s);
+}
+
+/* The start's bound: the request's start_wait_ms (the host derives it from its own limit, so the
+ * agent's answer comes first), else START_WAIT_MS. */
+static long long start_wait_ms(const struct sess *s) {
+  const char *v = kv_get(s->kv, s->kvlen, "start_wait_ms", 0);
+  unsigned long long ms = v ? strtoull(v, NULL, 10) : START_WAIT_MS;
+  if (ms < 100) ms = 100;
+  if (ms > 3600000) ms = 3600000;
+  return (long long)ms;
+}
+
+/* Answers a start: its process exec'd (exec-error pipe closed empty), or the child's report. */
+static void start_answer(struct sess *s) {
+  if (!s->starting) return;
+  s->starting = 0;
+  close(s->ep_fd); s->ep_fd = -1;
+  if (s->ep_got > 0) {
+    /* The child exits 127 after reporting; its exit is collected by reap. */
+    s->ep_err[s->ep_got] = 0;
+    reply_err(s->id, "%s", s->ep_err);
     return;
   }
-  char msg[32]; snprintf(msg, sizeof msg, "%d", pid);
+  char msg[32]; snprintf(msg, sizeof msg, "%d", s->pid);
   reply_ok(s->id, msg);
+}
+
+/* Reads what the child wrote on its exec-error pipe; answers the start at its end. */
+static void start_progress(struct sess *s) {
+  for (;;) {
+    char b[512];
+    ssize_t n = read(s->ep_fd, b, sizeof b);
+    if (n > 0) {
+      size_t room = sizeof s->ep_err - 1 - s->ep_got, k = (size_t)n < room ? (size_t)n : room;
+      memcpy(s->ep_err + s->ep_got, b, k); s->ep_got += k;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    start_answer(s); /* EOF (or an error: nothing more will come) */
+    return;
+  }
+}
+
+/* A start not answered within its bound (timed_out), or its container deleted meanwhile: the child is killed. */
+static void start_abandon(struct sess *s, int timed_out) {
+  if (!s->starting) return;
+  char st[64] = "", wchan[64] = "", p[64];
+  snprintf(p, sizeof p, "/proc/%d/stat", s->pid);
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) { ssize_t n = read(fd, st, sizeof st - 1); close(fd); st[n > 0 ? n : 0] = 0; }
+  char *rp = strrchr(st, ')');
+  char state = rp && rp[1] == ' ' ? rp[2] : '?';
+  snprintf(p, sizeof p, "/proc/%d/wchan", s->pid);
+  fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) { ssize_t n = read(fd, wchan, sizeof wchan - 1); close(fd); wchan[n > 0 ? n : 0] = 0; }
+  logmsg("session %u: %s before its process %d exec'd (state %c, wchan %s): killed", s->id, timed_out ? "start timed out" : "deleted", s->pid, state, wchan[0] ? wchan : "-");
+  kill(s->pid, SIGKILL);
+  s->starting = 0;
+  close(s->ep_fd); s->ep_fd = -1;
+  if (timed_out) reply_err(s->id, "start: the process did not reach its exec within %u ms (a step before it blocked or was stopped): killed", (unsigned)start_wait_ms(s));
+  else reply_err(s->id, "start: the container was deleted before its process reached its exec");
 }
 
 /* Whether `sig` sent to `pid` would be dropped: the process is PID 1 of its PID namespace (NSpid's
@@ -723,6 +845,8 @@ static void reap(void) {
     for (int i = 0; i < MAX_SESS; i++) {
       struct sess *s = &sessions[i];
       if (!s->used || s->pid != pid || s->exited) continue;
+      /* a child that ended before its start was answered: the start's answer first (its report, if any) */
+      if (s->starting) { start_progress(s); start_answer(s); }
       s->exited = 1;
       s->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       /* Send what is left in the pipes before the exit. */
@@ -739,15 +863,19 @@ static void reap(void) {
 static void do_delete(uint32_t id) {
   struct sess *s = find(id);
   if (!s || s->is_exec) { reply_err(id, "delete: unknown container"); return; }
+  if (s->starting) start_abandon(s, 0);
   if (s->started && !s->exited) {
     kill(-s->pid, SIGKILL); kill(s->pid, SIGKILL);
-    int st; waitpid(s->pid, &st, 0);
+    /* Waited for a second at most: a process stuck in the kernel must not stop the agent (reap
+     * collects it whenever it goes). */
+    int st;
+    for (int i = 0; i < 100 && waitpid(s->pid, &st, WNOHANG) == 0; i++) usleep(10000);
     s->exited = 1;
   }
   /* Exec sessions of this container die with it. */
   for (int i = 0; i < MAX_SESS; i++) {
     struct sess *e = &sessions[i];
-    if (e->used && e->is_exec && e->parent == id && !e->exited) { kill(e->pid, SIGKILL); }
+    if (e->used && e->is_exec && e->parent == id && !e->exited) { if (e->starting) start_abandon(e, 0); kill(e->pid, SIGKILL); }
   }
   close_io(s);
   char p[300];
@@ -878,7 +1006,7 @@ static int identity_net(uint32_t id, const char *kv, size_t len) {
  */
 static int identity_sandbox(uint32_t id, const char *kv, size_t len) {
   struct sess *s = find((uint32_t)strtoul(kv_get(kv, len, "sb", 0), NULL, 10));
-  if (!s || s->is_exec || !s->started || s->exited) { reply_err(id, "identity: the template's sandbox container is not running"); return -1; }
+  if (!s || s->is_exec || !running(s)) { reply_err(id, "identity: the template's sandbox container is not running"); return -1; }
   const char *h = kv_get(kv, len, "sb_hostname", 0);
   if (h) {
     char f[64];
@@ -1039,6 +1167,7 @@ int main(void) {
   int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   port = open_port();
   if (port < 0) { logmsg("virtio-serial port bulkhead.agent not found"); sync(); reboot(RB_POWER_OFF); return 1; }
+  fcntl(port, F_SETFL, fcntl(port, F_GETFL) | O_NONBLOCK);
   mkdir_p("/run/c", 0700);
   own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
   own_utsns = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
@@ -1049,16 +1178,24 @@ int main(void) {
   static char rbuf[MAX_PAYLOAD + 9 + 65536];
   size_t rlen = 0;
   for (;;) {
-    struct pollfd pf[2 + 3 * MAX_SESS];
-    struct { struct sess *s; int which; } map[2 + 3 * MAX_SESS];
+    struct pollfd pf[2 + 4 * MAX_SESS];
+    struct { struct sess *s; int which; } map[2 + 4 * MAX_SESS];
     int n = 0;
-    pf[n].fd = port; pf[n].events = POLLIN; n++;
+    pf[n].fd = port; pf[n].events = (short)((rlen < sizeof rbuf && outq.len < OUTQ_READ_MAX ? POLLIN : 0) | (outq.len ? POLLOUT : 0)); n++;
     pf[n].fd = sfd; pf[n].events = POLLIN; n++;
+    long long now = now_ms(), until = -1;
     for (int i = 0; i < MAX_SESS; i++) {
       struct sess *s = &sessions[i];
       if (!s->used || !s->started) continue;
-      if (s->out_fd >= 0) { pf[n].fd = s->out_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 1; n++; }
-      if (s->err_fd >= 0) { pf[n].fd = s->err_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 2; n++; }
+      if (s->starting) {
+        if (s->start_until <= now) { start_abandon(s, 1); continue; }
+        if (until < 0 || s->start_until < until) until = s->start_until;
+        pf[n].fd = s->ep_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 3; n++;
+        continue; /* its output is forwarded once its start is answered */
+      }
+      int pump_ok = outq.len < OUTQ_PUMP_MAX; /* else the host is behind: output stays in its pipes until it catches up */
+      if (s->out_fd >= 0 && pump_ok) { pf[n].fd = s->out_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 1; n++; }
+      if (s->err_fd >= 0 && pump_ok) { pf[n].fd = s->err_fd; pf[n].events = POLLIN; map[n].s = s; map[n].which = 2; n++; }
       if (s->in_fd >= 0 && (s->inq.len || (s->in_eof && !s->tty))) { pf[n].fd = s->in_fd; pf[n].events = POLLOUT; map[n].s = s; map[n].which = 0; n++; }
     }
     int pending = 0;
@@ -1070,11 +1207,19 @@ int main(void) {
       kill(s->pid, s->pending_sig); /* it has a handler (or ignores it) now */
       s->pending_sig = 0;
     }
-    if (poll(pf, (nfds_t)n, pending ? 20 : -1) < 0 && errno != EINTR) { logmsg("poll: %s", strerror(errno)); continue; }
+    int wait = pending ? 20 : PORT_RECHECK_MS;
+    if (until >= 0 && until - now < wait) wait = (int)(until - now) + 1;
+    int pr = poll(pf, (nfds_t)n, wait);
+    if (pr < 0 && errno != EINTR) { logmsg("poll: %s", strerror(errno)); continue; }
+    /* the port ready only when the timeout looked again, with nothing else waking the agent: its wakeup was lost */
+    if (pr == 1 && wait == PORT_RECHECK_MS && (pf[0].revents & pf[0].events) && now_ms() - now >= PORT_RECHECK_MS && missed_wakeups++ < 20)
+      logmsg("the port was %s only when looked at again after %d ms (a lost wakeup)", pf[0].revents & POLLIN ? "readable" : "writable", PORT_RECHECK_MS);
+    if (pf[0].revents & POLLOUT) flush_host();
     for (int i = 2; i < n; i++) {
       if (!pf[i].revents) continue;
       struct sess *s = map[i].s;
-      if (map[i].which == 1 && s->out_fd == pf[i].fd) pump(s, &s->out_fd, 'O');
+      if (map[i].which == 3) { if (s->starting && s->ep_fd == pf[i].fd) start_progress(s); }
+      else if (map[i].which == 1 && s->out_fd == pf[i].fd) pump(s, &s->out_fd, 'O');
       else if (map[i].which == 2 && s->err_fd == pf[i].fd) pump(s, &s->err_fd, 'R');
       else if (map[i].which == 0 && s->in_fd == pf[i].fd) {
         if (s->inq.len) {

@@ -16,6 +16,8 @@ test('the guest agent\'s failure texts → class and reason', () => {
     ['exec: container 3 is not running', 'FailedPrecondition', 'BH_CONTAINER_NOT_RUNNING'],
     ['kill: process is not running', 'FailedPrecondition', 'BH_CONTAINER_NOT_RUNNING'],
     ['start: already started', 'FailedPrecondition', undefined],
+    ['start: the process did not reach its exec within 45000 ms (a step before it blocked or was stopped): killed', 'DeadlineExceeded', undefined],
+    ['start: the container was deleted before its process reached its exec', 'Aborted', undefined],
     ['too many sessions', 'ResourceExhausted', undefined],
     ['setuid 1000: Operation not permitted', 'PermissionDenied', undefined],
     ['mount overlay: Invalid argument', 'Internal', undefined],

@@ -25,6 +25,9 @@ export const AGENT_RULES: readonly AgentRule[] = [
   { match: /^(exec|start|delete): unknown container$|^kill: unknown session$/, code: 'NotFound', reason: 'BH_CONTAINER_NOT_FOUND' },
   { match: /^exec: container \d+ is not running$|^kill: process is not running$/, code: 'FailedPrecondition', reason: 'BH_CONTAINER_NOT_RUNNING' },
   { match: /^start: already started$/, code: 'FailedPrecondition' },
+  // a step of the process's start before its exec blocked or was stopped (another process of the container can stop it)
+  { match: /^start: the process did not reach its exec within \d+ ms /, code: 'DeadlineExceeded', hint: 'the guest agent killed it; its wait is 3/4 of the VM boot timeout (--boot-timeout / BULKHEAD_VM_BOOT_TIMEOUT_MS)' },
+  { match: /^start: the container was deleted before its process reached its exec$/, code: 'Aborted' },
   { match: /^too many sessions$/, code: 'ResourceExhausted' },
   { match: /^(setuid|setgid|setgroups|capset|drop capability|raise ambient capability|clear ambient capabilities|keepcaps|no_new_privs)(?=[\s:]|$)/, code: 'PermissionDenied' },
   // PID TARGET / shared namespaces: the container to join has ended

@@ -15,6 +15,16 @@ export const SUPERVISOR_READY_MS = 120_000;
 /** Saving a template VM (template.ts #save): QMP connect 10 s + migration 60 s + the state stream's end 10 s. */
 export const TEMPLATE_SAVE_MS = 80_000;
 
+/**
+ * How long the guest agent waits for a started process to reach its exec before it fails the start
+ * and kills the process (sent in each create and exec request as start_wait_ms): inside the host's
+ * own wait for a start (the boot timeout, bulkhead-vm start), so the agent's answer, naming the
+ * cause, comes first.
+ */
+export function agentStartWaitMs(bootTimeoutMs: number): number {
+  return Math.max(100, Math.floor(bootTimeoutMs * 3 / 4));
+}
+
 /** One step of a clone's start: the restore of the template's state, then the agent's answer to its identity. */
 export function cloneStepMs(bootTimeoutMs: number): number {
   return Math.min(bootTimeoutMs, 30_000);

@@ -33,7 +33,7 @@ import { randomBytes } from 'node:crypto';
 import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
 import { trace } from './trace.ts';
-import { cloneStepMs } from './limits.ts';
+import { agentStartWaitMs, cloneStepMs } from './limits.ts';
 
 /**
  * Drive slots per pod VM (microvm has no hotplug): the most containers a pod VM holds at once, its
@@ -822,7 +822,7 @@ export class PodVmSupervisor {
         this.#sessions.set(gid, { gid, owner: conn, name, exec: false });
         // join_ipc / join_uts / join_pid name a container of this VM: the agent knows it by session id
         const kv = (m.kv as [string, string][]).map(([k, v]): [string, string] => (k.startsWith('join_') ? [k, String(this.#container(v).gid)] : [k, v]));
-        kv.push(['slot', `slot${slot}`]);
+        kv.push(['slot', `slot${slot}`], ['start_wait_ms', String(agentStartWaitMs(this.#o.bootTimeoutMs))]);
         trace(`vmd slot filled, C sent gid ${gid}`);
         this.#request(conn, reqId, 'create', gid, 'C', encodeKv(kv), name);
         return;
@@ -844,7 +844,7 @@ export class PodVmSupervisor {
         const c = this.#container(m.name);
         const gid = this.#nextGid++;
         this.#sessions.set(gid, { gid, owner: conn, exec: true });
-        const kv = [...(m.kv as [string, string][]), ['parent', String(c.gid)] as [string, string]];
+        const kv: [string, string][] = [...(m.kv as [string, string][]), ['parent', String(c.gid)], ['start_wait_ms', String(agentStartWaitMs(this.#o.bootTimeoutMs))]];
         this.#request(conn, reqId, 'exec', gid, 'E', encodeKv(kv));
         return;
       }
