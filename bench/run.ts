@@ -54,7 +54,8 @@ const cgroupParent = `/bulkhead-bench-${suffix}`;
 // the CLI as `npm ci` leaves it: the run path's bundle (src/cli/bundle.ts), made again from the
 // sources as they are now (a stale one would not be used: the bench would time the sources)
 const cliBundle = await buildBundle(new URL('..', import.meta.url).pathname);
-console.log(cliBundle.built ? `bulkhead CLI: the run path bundled (${cliBundle.inputs} sources)` : `bulkhead CLI: run from the sources (${cliBundle.reason})`);
+if (process.env.BULKHEAD_CLI_BUNDLE === '0') console.log('bulkhead CLI: run from the sources (BULKHEAD_CLI_BUNDLE=0)');
+else console.log(cliBundle.built ? `bulkhead CLI: the run path bundled (${cliBundle.inputs} sources)` : `bulkhead CLI: run from the sources (${cliBundle.reason})`);
 
 const work = await mkdtemp(join(tmpdir(), 'bulkhead-bench-run-'));
 const rootfs = join(work, 'rootfs');
