@@ -14,7 +14,7 @@ import { walkDirsBeneath } from '../util/beneath.ts';
 import type * as cri from '../api/cri.ts';
 import { NameConflict, type PodRecord, type PodRuntimeInfo } from './store.ts';
 import { newId, resolveId } from './ids.ts';
-import { writePodFiles, validateHostname } from './pod-files.ts';
+import { writePodFiles, validateHostname, type PodFiles } from './pod-files.ts';
 import { buildPodPauseSpec, ensurePauseRootfs } from './container-spec.ts';
 import { refuseUserNamespace } from './user-namespace.ts';
 import { refuseSelinuxOnEnabledNode } from './selinux.ts';
@@ -214,13 +214,20 @@ async function createPodWith(
       // the cleanup below never races a half-finished step (e.g. a netns still being made).
       const logDirs = mkdir(logLoc.root, { recursive: true, mode: 0o755 }).then(() => walkDirsBeneath(logLoc.root, logLoc.parts, { create: true, mode: 0o755, what: 'log_directory', rule: 'no symlinks under the pod log root' }));
       let pauseR = '';
+      // a pod with no network to wait for (its one container makes its own loopback-only netns,
+      // plan.ownNetwork) has its addresses now, none: its /etc files are written beside the steps
+      // below, in its dir once that is made (with the dir's own mode)
+      let early: Promise<PodFiles | undefined> = Promise.resolve(undefined);
       if (member) {
         // the pod's record now holds the member's id (and recovery undoes it as this pod): its
         // member record goes; the member's dir, netns, IP, cgroup and sandbox are the pod's
         await settleAll([logDirs, ctx.pool!.adopted(member), recordPodCgroup(ctx, runtime)] as const);
       } else {
-        const [, , , netR, rootfs] = await settleAll([
-          mkdir(podDir, { recursive: true, mode: 0o711 }),
+        const podDirMade = mkdir(podDir, { recursive: true, mode: 0o711 });
+        if (mode === 'none' && plan.ownNetwork) early = podDirMade.then(() => writePodFiles(join(podDir, 'etc'), hostname, [], config.dnsConfig));
+        const [, , , , netR, rootfs] = await settleAll([
+          podDirMade,
+          early,
           logDirs,
           // before anything makes the pod's cgroup: found again should this daemon die with its root deleted
           recordPodCgroup(ctx, runtime),
@@ -235,7 +242,7 @@ async function createPodWith(
       }
       signal.throwIfAborted();
       const t1 = performance.now();
-      const files = await writePodFiles(join(podDir, 'etc'), hostname, runtime.ips, config.dnsConfig);
+      const files = await early ?? await writePodFiles(join(podDir, 'etc'), hostname, runtime.ips, config.dnsConfig);
       signal.throwIfAborted();
       const t2 = performance.now();
       const state = member
@@ -391,6 +398,20 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   }
   const t1 = performance.now();
   const mode = p.runtime.engine.mode;
+  let t2 = t1;
+  let t3 = t1;
+  const cgroups = async (): Promise<void> => {
+    const t = performance.now();
+    if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
+    else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
+    for (const cg of p.runtime.engine.extraCgroups ?? []) await removeTree(cg);
+    await dropCgroupOwner(p.runtime.cgroupParent);
+    t3 = t1 + (performance.now() - t);
+  };
+  // cgroups after the network: only empty ones can go, and the netns teardown may still have held
+  // a process; a pod without a netns (host, or a one-shot container's own loopback-only one) has
+  // nothing there that could: its cgroups go beside its network and dirs
+  const alongside = p.runtime.netnsPath === '' && mode !== 'bridge';
   await settleAll([
     // the pod's network after its sandbox (a VM's tap, a Sentry's sockets live in it)
     mode !== 'host' ? networkFor(ctx, mode).teardown(p.id, signal) : Promise.resolve(),
@@ -398,15 +419,11 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
     // after the containers: conmon may still be writing their last log lines
     // the pod's log directory, when Bulkhead created it (from the topmost directory it made)
     removeLogDir(p),
-  ]);
-  // cgroups last: only empty ones can go, and the netns teardown may still have held a process
-  const t2 = performance.now();
-  if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
-  else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
-  for (const cg of p.runtime.engine.extraCgroups ?? []) await removeTree(cg);
-  await dropCgroupOwner(p.runtime.cgroupParent);
+    alongside ? cgroups() : Promise.resolve(),
+  ]).finally(() => { t2 = performance.now(); });
+  if (!alongside) await cgroups();
   ctx.store.deletePod(p.id);
-  return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs: ms(t2, performance.now()) };
+  return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs: ms(t1, t3) };
 }
 
 /**
