@@ -30,7 +30,7 @@ import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidA
 import { lock, lockHeld } from '../image/lock.ts';
 import { templateBuildMs } from './limits.ts';
 import type { GuestAssets } from './assets.ts';
-import { QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
+import { GUEST_KERNEL_ARGS, QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
 import { Qmp } from './qmp.ts';
 import { checkAgentProtocol, SLOT_BYTES, SLOT_COUNT, waitForHello } from './vmd.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
@@ -92,7 +92,8 @@ export function templateKeys(assets: Pick<GuestAssets, 'kernel' | 'initramfs'>, 
   const base = { format: TEMPLATE_FORMAT, scope, memoryMiB: req.memoryMiB, vcpus: req.vcpus, accel: req.accel, nic: req.nic };
   // a template with a sandbox container: its request (generic part and root image) is part of the key
   const family = req.sandbox ? { ...base, sandbox: req.sandbox.hash } : base;
-  const inputs = { ...family, kernel: fileId(assets.kernel), initramfs: fileId(assets.initramfs), qemu: fileId(binary), layout: layoutDigest(req) };
+  // the kernel command line: the layout leaves -append out (its TSC figures are the host's, read each time)
+  const inputs = { ...family, kernel: fileId(assets.kernel), initramfs: fileId(assets.initramfs), qemu: fileId(binary), layout: layoutDigest(req), cmdline: GUEST_KERNEL_ARGS.join(' ') };
   const h = (o: object): string => createHash('sha256').update(JSON.stringify(o)).digest('hex').slice(0, 32);
   return { key: h(inputs), family: h(family), base: h(base), inputs };
 }

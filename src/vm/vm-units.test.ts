@@ -6,7 +6,7 @@ import { moduleLoadOrder } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, MAX_PAYLOAD, ProtocolViolation } from './protocol.ts';
 import { containerKv, podIdentity, podNetnsPath, signalNumber, vmSize, GUEST_OVERHEAD_MIB, DEFAULT_GUEST_MIB } from './spec.ts';
 import { cloneTbMiB, CLONE_TB_MIB, guestNetArgs } from './vmd.ts';
-import { noThpPrefix, qemuArgs } from './qemu.ts';
+import { GUEST_KERNEL_ARGS, noThpPrefix, qemuArgs } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../oci/spec.ts';
@@ -142,6 +142,13 @@ describe('pod network for the VM', () => {
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8' }), 8);
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '0' }), undefined, '0: QEMU\'s default');
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8,x=1' }), CLONE_TB_MIB, 'anything else: the default');
+  });
+  it('boots the guest without the LSMs it never gives a policy and without PSI (hooks a TCG clone translates), Landlock, Yama and lockdown kept', () => {
+    const base = { name: 'p', kernel: '/k', initramfs: '/i', memoryMiB: 256, vcpus: 1, accel: 'tcg' as const, drives: [], consoleLog: '/c', workDir: '/w' };
+    const words = qemuArgs(base)[qemuArgs(base).indexOf('-append') + 1]!.split(' ');
+    assert.ok(words.includes('lsm=landlock,lockdown,yama'), words.join(' '));
+    assert.ok(words.includes('psi=0'));
+    assert.deepEqual(words.slice(0, GUEST_KERNEL_ARGS.length), [...GUEST_KERNEL_ARGS]);
   });
   it('starts QEMU under TCG without transparent huge pages (a 64 KiB ROM took a 2 MiB page); KVM keeps them', () => {
     const p = noThpPrefix('tcg', 'x64', '/usr/bin/perl', {});
@@ -318,6 +325,7 @@ describe('VM templates (units)', () => {
     assert.notEqual(templateKeys(a, { ...req, nic: false }, 'level:untrusted', '/bin/sh').key, k1.key, 'so is the NIC');
     assert.notEqual(templateKeys(a, { ...req, memoryMiB: 768 }, 'level:untrusted', '/bin/sh').key, k1.key, 'and the memory');
     assert.notEqual(templateKeys(a, req, 'level:untrusted', '/bin/bash').key, k1.key, 'and the QEMU binary');
+    assert.equal(k1.inputs.cmdline, GUEST_KERNEL_ARGS.join(' '), 'and the guest kernel command line (the layout leaves -append out)');
     utimesSync(a.initramfs, new Date(), new Date(Date.now() + 10_000));
     const k2 = templateKeys(a, req, 'level:untrusted', '/bin/sh');
     assert.notEqual(k2.key, k1.key, 'a rewritten initramfs is another template');
