@@ -9,9 +9,9 @@
  * restarted right after a SIGKILL is not refused for 0.4-2 s.
  */
 import { readFile, mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { FailedPreconditionError, ResourceExhaustedError } from '../errors.ts';
-import { createLockFile, holderAlive, parseLockRecord, readLockFile, removeStaleLockFile } from '../util/lock-record.ts';
+import { createLockFile, holderAlive, parseLockRecord, readLockFile, removeStaleLockFile, sweepLockLeftovers } from '../util/lock-record.ts';
 
 export { holderAlive, parseLockRecord } from '../util/lock-record.ts';
 
@@ -37,7 +37,11 @@ export async function acquirePidLock(path: string, what: string): Promise<PidLoc
       if (code === 'ENOSPC' || code === 'EDQUOT') throw new ResourceExhaustedError(`cannot write the lock ${path} for ${what}: its filesystem is full and the daemon's disk reserve is used up; free space there (remove exited containers' layers, unused images) and start again`, { cause: err });
       throw err;
     }
-    if (release) return { path, release };
+    if (release) {
+      // what a daemon killed inside a lock step left beside this lock (its dir is the root or run dir)
+      await sweepLockLeftovers(dirname(path), basename(path));
+      return { path, release };
+    }
     const seen = await readLockFile(path);
     if (!seen) continue; // released meanwhile
     if (seen.rec.pid === process.pid) throw new FailedPreconditionError(`${what} is already locked by this process (${path})`);

@@ -6,7 +6,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortedError } from '../errors.ts';
-import { createLockFile, holderAlive, parseLockRecord, readLockFile, removeStaleLockFile } from '../util/lock-record.ts';
+import { basename, dirname } from 'node:path';
+import { createLockFile, holderAlive, parseLockRecord, readLockFile, removeStaleLockFile, sweepLockLeftovers } from '../util/lock-record.ts';
 import { readFile } from 'node:fs/promises';
 
 /** A lock file without an owner (written by an older version, or cut short by a full disk) is stale after this. */
@@ -16,7 +17,11 @@ const OWNERLESS_STALE_MS = 10_000;
 export async function tryLock(path: string): Promise<(() => Promise<void>) | undefined> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const mine = await createLockFile(path);
-    if (mine) return mine;
+    if (mine) {
+      // what lock steps of killed processes left beside it (its dir holds few files: in-flight ingests, templates)
+      await sweepLockLeftovers(dirname(path), basename(path));
+      return mine;
+    }
     const seen = await readLockFile(path);
     if (!seen) continue; // released meanwhile
     if (seen.text.trim() === '' ? Date.now() - seen.mtimeMs < OWNERLESS_STALE_MS : holderAlive(seen.rec)) return undefined;

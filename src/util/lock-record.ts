@@ -7,11 +7,24 @@
  * A lock file is written whole beside its place and then linked there (link(2) fails with EEXIST
  * atomically), so nobody ever reads a lock without its owner: an empty file, read between another's
  * create and its write, was once judged stale and removed, and two holders went on at once. A
- * stale one is moved aside and removed only when what was moved is the file judged stale (same
- * inode and text), else put back; a release removes the file only while it is still its own.
+ * release removes the file only while it is still its own.
+ *
+ * A stale one is removed under a claim on its inode: a second link to it, `.<name>.stale.<inode>`
+ * (link(2) again: one remover per stale file), made while the lock's place still holds it. The
+ * claim is checked to be the file judged stale (same inode and text; else it is dropped and the
+ * lock left alone), and only then is the place unlinked: no creator can link a lock there while
+ * the stale file is in place, no other remover holds the claim, and a dead holder releases nothing,
+ * so what is unlinked is the stale file. The place is never empty while a live holder's file is
+ * moved elsewhere: moving the stale file aside and linking it back when it turned out to be
+ * another's lost that holder's lock when a third process had made one in the gap (the link back
+ * failed and the moved file was dropped; two holders went on at once, the first unaware).
+ *
+ * What a process killed inside these steps leaves (`.<name>.new.<pid>.<rand>`, a claim, or a
+ * `.<name>.stale.<pid>.<rand>` moved aside by an older version) is hidden beside the lock; the lock
+ * users sweep them (sweepLockLeftovers) where their locks live.
  */
 import { randomBytes } from 'node:crypto';
-import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { procStat } from './proc.ts';
 
@@ -90,21 +103,88 @@ export async function readLockFile(path: string): Promise<{ ino: number; mtimeMs
   return { ino: st.ino, mtimeMs: st.mtimeMs, text, rec: parseLockRecord(text) };
 }
 
-/** Removes the stale lock file read as `seen` at `path`; false when the file there is another's by now (left in place). */
+/** A claim on a stale lock file older than this is its remover's that died (a removal takes a few ms). */
+export const CLAIM_STALE_MS = 30_000;
+/** A `.new.` file of a live pid older than this is a leftover all the same (the pid was reused). */
+const LEFTOVER_STALE_MS = 10 * 60_000;
+
+/** The claim on the stale lock file at `path` whose inode is `ino`. */
+function claimPath(path: string, ino: number): string {
+  return join(dirname(path), `.${basename(path)}.stale.${ino}`);
+}
+
+/**
+ * Removes the stale lock file read as `seen` at `path`; false when the file there is another's by
+ * now (left in place), or another remover is on it (retry). See the header for why it is safe.
+ */
 export async function removeStaleLockFile(path: string, seen: { ino: number; text: string }): Promise<boolean> {
-  const aside = beside(path, 'stale');
+  const claim = claimPath(path, seen.ino);
   try {
-    await rename(path, aside);
+    await link(path, claim);
   } catch (err) {
     if (errno(err) === 'ENOENT') return true; // gone already
-    throw err;
+    if (errno(err) !== 'EEXIST') throw err;
+    // another remover is on it; one that died on it left its claim: dropped once old (a link to the
+    // stale file, or to nothing in place any more), and the caller tries again
+    const st = await stat(claim).catch(() => undefined);
+    if (st && Date.now() - st.ctimeMs > CLAIM_STALE_MS) await unlink(claim).catch(() => {});
+    return false;
   }
-  if (await sameFile(aside, seen.ino, seen.text)) {
-    await unlink(aside).catch(() => {});
+  try {
+    if (!(await sameFile(claim, seen.ino, seen.text))) return false; // another's lock by now: not ours to remove
+    await unlink(path);
     return true;
+  } finally {
+    await unlink(claim).catch(() => {});
   }
-  // another took the stale lock over in between: its file goes back
-  await link(aside, path).catch(() => {});
-  await unlink(aside).catch(() => {});
-  return false;
+}
+
+/** A leftover of a killed lock maker or remover beside lock `name`: what it is, whose, of which inode. */
+const LEFTOVER = /^\.(.+)\.(new|stale)\.(\d+)(?:\.([0-9a-f]{8}))?$/;
+
+/** Whether `name` is a lock step's hidden file (a leftover once its process is gone): sweepLockLeftovers judges it, nothing else. */
+export function isLockStepFile(name: string): boolean {
+  return LEFTOVER.test(name);
+}
+
+/**
+ * Removes what lock makers and removers killed mid-step left in `dir` (only for locks named `only`,
+ * when given): a `.new.` file of a dead pid (or older than LEFTOVER_STALE_MS), a claim older than
+ * CLAIM_STALE_MS or whose lock is no longer in place, and a lock moved aside by an older version —
+ * put back when its holder lives and the place is free (it lost its lock in that crash), else
+ * removed once its holder is dead. Never a lock itself, nor a step of a live process under way.
+ * Returns the names removed. `now`: the clock the ages are judged by (a test ages a claim with it).
+ */
+export async function sweepLockLeftovers(dir: string, only?: string, now = Date.now()): Promise<string[]> {
+  const removed: string[] = [];
+  let names: string[];
+  try { names = await readdir(dir); } catch { return removed; }
+  for (const n of names) {
+    const m = LEFTOVER.exec(n);
+    if (!m || (only !== undefined && m[1] !== only)) continue;
+    const [, lockName, kind, num, rand] = m as unknown as [string, string, 'new' | 'stale', string, string | undefined];
+    const p = join(dir, n);
+    const st = await stat(p).catch(() => undefined);
+    if (!st) continue;
+    const age = now - st.ctimeMs;
+    let gone = false;
+    if (kind === 'new' && rand !== undefined) {
+      gone = !holderAlive({ pid: Number(num) }) || age > LEFTOVER_STALE_MS;
+    } else if (kind === 'stale' && rand === undefined) {
+      // a claim: a second link to a stale lock; it guards nothing once the lock is no longer in place
+      const placed = await stat(join(dir, lockName)).catch(() => undefined);
+      gone = placed?.ino !== Number(num) || age > CLAIM_STALE_MS;
+    } else if (kind === 'stale') {
+      // moved aside by an older version's removal: the holder it names may live on, unaware
+      const text = await readFile(p, 'utf8').catch(() => '');
+      if (holderAlive(parseLockRecord(text))) {
+        try { await link(p, join(dir, lockName)); } catch { continue; } // the place is taken: kept while its holder lives
+      } else if (holderAlive({ pid: Number(num) }) && age < LEFTOVER_STALE_MS) continue; // its mover may still be at it
+      gone = true;
+    }
+    if (!gone) continue;
+    await unlink(p).catch(() => {});
+    removed.push(n);
+  }
+  return removed;
 }

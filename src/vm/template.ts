@@ -28,6 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors.ts';
 import { lock, lockHeld } from '../image/lock.ts';
+import { sweepLockLeftovers } from '../util/lock-record.ts';
 import { templateBuildMs } from './limits.ts';
 import type { GuestAssets } from './assets.ts';
 import { GUEST_KERNEL_ARGS, QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
@@ -291,6 +292,7 @@ export class TemplateStore implements TemplateProvider {
    * inputs no longer give its key (stale: a new kernel, agent or QEMU), and builds left by dead builders.
    */
   async #prune(k: TemplateKeys, binary: string, say: (line: string) => void): Promise<void> {
+    await sweepLockLeftovers(this.#dir); // hidden files of lock steps whose process was killed
     for (const n of await readdir(this.#dir)) {
       const p = join(this.#dir, n);
       if (n.startsWith('.build-')) {

@@ -9,6 +9,7 @@ import { finished } from 'node:stream/promises';
 import { AbortedError, InvalidArgumentError, NotFoundError, ResourceExhaustedError } from '../../errors.ts';
 import { digestHex } from '../digest.ts';
 import { lock, lockHeld } from '../lock.ts';
+import { isLockStepFile, sweepLockLeftovers } from '../../util/lock-record.ts';
 import type { BlobInfo, BlobOpener, ContentStore, WriteOptions } from './content-store.ts';
 import { Readable } from 'node:stream';
 
@@ -188,9 +189,11 @@ export class LocalContentStore implements ContentStore {
   }
 
   async cleanIngests(): Promise<void> {
+    // a lock step's hidden file is another process's under way until its owner is gone: judged there
+    await sweepLockLeftovers(this.ingest);
     for (const name of await readdir(this.ingest)) {
       const m = /^([a-f0-9]{64})\.(partial|lock)$/.exec(name);
-      if (!m) { if (!this.busyDirs.has(name)) await rm(join(this.ingest, name), { force: true, recursive: true }); continue; }
+      if (!m) { if (!this.busyDirs.has(name) && !isLockStepFile(name)) await rm(join(this.ingest, name), { force: true, recursive: true }); continue; }
       if (this.inflight.has(m[1]!)) continue;
       if (await lockHeld(join(this.ingest, `${m[1]}.lock`))) continue;
       await rm(join(this.ingest, name), { force: true });
