@@ -4,7 +4,8 @@
 // each (bench/density.ts's measuring, src/cli/report-density.ts). The first templated run builds
 // the template and is reported on its own. Prints figures, asserts nothing.
 //
-//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold,cold] [--trace] [--phases]
+//   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold,cold,nosandbox] [--trace] [--phases]
+//                             [--baseline TREE [--baseline-assets ROOT]] [--keep-phases FILE]
 //
 // Three handlers per round: `template` (clones; the template holds the sandbox container already
 // started, template-sandbox.ts), `nosandbox` (clones of a template without it: --template-sandbox
@@ -18,13 +19,18 @@
 // and the CLI's exec and exit; prints the steps of the last templated run and each step's median
 // offset from the CLI's exec over all templated rounds.
 //
+// --baseline TREE: a second daemon from another checkout (e.g. `git archive main | tar -x -C DIR`,
+// node_modules linked), whose templated handler runs interleaved with this tree's in every round
+// (`baseline`): before/after in one run. Its guest assets: --baseline-assets (default the node's,
+// /var/lib/bulkhead). --keep-phases FILE keeps the merged step log (the agent's lines included).
+//
 // Needs root, QEMU and guest assets built from this tree (BULKHEAD_VM_ASSETS, else the tests' own
 // copy, harness/vm-assets.ts). Under TCG a boot is ~4-6 s: 10 reps take a few minutes.
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { startTestDaemon } from '../harness/daemon.ts';
 import { ASSETS } from '../harness/vm-assets.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
@@ -33,7 +39,7 @@ import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
 import type { RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
 
-const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false }, baseline: { type: 'string' }, 'baseline-assets': { type: 'string', default: '/var/lib/bulkhead' }, 'keep-phases': { type: 'string' } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
 const pods = Math.max(1, Math.min(30, Number(values.pods) || 10));
 const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
@@ -59,9 +65,14 @@ const traced = (): { at: number; ms: number; rc: number; sub: string }[] => {
     return readFileSync(traceLog, 'utf8').trim().split('\n').filter(Boolean).map((l) => { const [at, ms, rc, sub] = l.split(' '); return { at: Number(at), ms: Number(ms), rc: Number(rc), sub: sub ?? '?' }; });
   } catch { return []; }
 };
-// --phases: every process of the daemon's pod VMs appends its steps here (inherited through the environment)
+// --phases: every process of the daemons' pod VMs appends its steps here (inherited through the environment);
+// the baseline's runs too (runs never overlap: each run's steps are told apart by their time)
 const phaseFile = values.phases ? join((await import('node:fs')).mkdtempSync('/tmp/bh-vmphases-'), 'steps.log') : '';
 if (phaseFile) process.env.BULKHEAD_VM_TRACE = phaseFile;
+const base = values.baseline ? await (await import(join(values.baseline, 'harness/daemon.ts')) as typeof import('../harness/daemon.ts')).startTestDaemon({
+  name: 'bulkhead-bench-vmtpl-base-', defaultHandler: HANDLERS.template,
+  handlers: { [HANDLERS.template]: { backend: 'microvm', runtime_args: ['--assets', values['baseline-assets']] } },
+}) : undefined;
 const d = await startTestDaemon({
   name: 'bulkhead-bench-vmtpl-', logLevel: values.phases ? 'debug' : 'info', defaultHandler: HANDLERS.template,
   handlers: {
@@ -71,7 +82,35 @@ const d = await startTestDaemon({
   },
 });
 const cli = (args: string[]): string[] => ['--root', d.root, '--run-dir', d.runDir, '--socket', d.socket, ...args];
-const times: Record<'template' | 'nosandbox' | 'cold', number[]> = { template: [], nosandbox: [], cold: [] };
+let lastCpu = 0;
+const cpu: Record<'template' | 'baseline', number[]> = { template: [], baseline: [] };
+/**
+ * CPU time (ms) of the clone QEMU a run starts under `dir` (its command line names the daemon's
+ * base dir and `-incoming`), sampled from /proc every 20 ms until stop(): the guest's own cost,
+ * which a loaded host's wall times hide. The last ≤ 20 ms before QEMU exits are not seen.
+ */
+function cloneCpu(dir: string): { stop(): number } {
+  const last = new Map<string, number>();
+  const skip = new Set<string>();
+  const sample = (): void => {
+    for (const n of readdirSync('/proc')) {
+      if (!/^\d+$/.test(n) || skip.has(n)) continue;
+      try {
+        if (!last.has(n)) {
+          const cmd = readFileSync(`/proc/${n}/cmdline`, 'utf8');
+          // QEMU is exec'd through setpriv and perl (qemu.ts): looked at again until it is QEMU
+          if (!cmd.startsWith('qemu-system') || !cmd.includes(dir) || !cmd.includes('-incoming')) { if (!cmd.includes('qemu-system')) skip.add(n); continue; }
+        }
+        const f = readFileSync(`/proc/${n}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        last.set(n, (Number(f[11]) + Number(f[12])) * 10);
+      } catch { skip.add(n); }
+    }
+  };
+  sample();
+  const t = setInterval(sample, 20);
+  return { stop: () => { clearInterval(t); sample(); return [...last.values()].reduce((a, b) => a + b, 0); } };
+}
+const times: Record<'template' | 'baseline' | 'nosandbox' | 'cold', number[]> = { template: [], baseline: [], nosandbox: [], cold: [] };
 let firstMs = 0;
 const density: { label: string; r: DensityReport }[] = [];
 class Discard extends Writable { override _write(_c: Buffer, _e: string, cb: () => void): void { cb(); } }
@@ -81,30 +120,42 @@ try {
   const load = await run(BULKHEAD, cli(['load', '-i', archive]), { timeoutMs: 120_000 });
   if (load.code !== 0) throw new Error(`bulkhead load failed: ${load.stderr.trim()}`);
   const windows: { handler: string; from: number; to: number }[] = [];
-  const once = async (handler: string): Promise<number> => {
+  if (base) {
+    const l = await run(join(values.baseline!, 'bin/bulkhead'), ['--root', base.root, '--run-dir', base.runDir, '--socket', base.socket, 'load', '-i', archive], { timeoutMs: 120_000 });
+    if (l.code !== 0) throw new Error(`bulkhead load (baseline) failed: ${l.stderr.trim()}`);
+  }
+  const once = async (handler: string, on = d, bin = BULKHEAD): Promise<number> => {
     const t0 = performance.now();
-    const r = await run(BULKHEAD, cli(['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']), { timeoutMs: 300_000 });
+    const sampler = cloneCpu(on.base);
+    const r = await run(bin, ['--root', on.root, '--run-dir', on.runDir, '--socket', on.socket, 'run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true'], { timeoutMs: 300_000 });
     if (r.code !== 0) throw new Error(`bulkhead run --isolation ${handler} failed: ${r.stderr.trim().slice(-500)}`);
     const t1 = performance.now();
-    windows.push({ handler, from: performance.timeOrigin + t0, to: performance.timeOrigin + t1 });
+    lastCpu = sampler.stop();
+    windows.push({ handler: on === d ? handler : 'baseline', from: performance.timeOrigin + t0, to: performance.timeOrigin + t1 });
     // what a run leaves going after the CLI returned (the pod's cleanup) lands before the next one starts
     if (values.phases) await new Promise((r) => setTimeout(r, 300));
     return t1 - t0;
   };
   firstMs = await once(HANDLERS.template);
   process.stderr.write(`first templated run (builds the template): ${firstMs.toFixed(0)} ms\n`);
+  const onBase = (): Promise<number> => once(HANDLERS.template, base!, join(values.baseline!, 'bin/bulkhead'));
+  if (base) process.stderr.write(`first templated run of the baseline: ${(await onBase()).toFixed(0)} ms\n`);
   // the template without the sandbox container (its first run builds it)
-  process.stderr.write(`first run without the sandbox container in the template: ${(await once(HANDLERS.nosandbox)).toFixed(0)} ms\n`);
+  if (!skip.has('nosandbox')) process.stderr.write(`first run without the sandbox container in the template: ${(await once(HANDLERS.nosandbox)).toFixed(0)} ms\n`);
   let lastCalls: ReturnType<typeof traced> = [];
   const allCalls: ReturnType<typeof traced> = [];
   for (let i = 0; i < reps; i++) {
     const before = traced().length;
+    // with a baseline, which of the two goes first alternates per round
+    if (base && i % 2 === 1) { times.baseline.push(await onBase()); cpu.baseline.push(lastCpu); }
     times.template.push(await once(HANDLERS.template));
+    cpu.template.push(lastCpu);
     lastCalls = traced().slice(before);
     allCalls.push(...lastCalls);
-    times.nosandbox.push(await once(HANDLERS.nosandbox));
+    if (base && i % 2 === 0) { times.baseline.push(await onBase()); cpu.baseline.push(lastCpu); }
+    if (!skip.has('nosandbox')) times.nosandbox.push(await once(HANDLERS.nosandbox));
     if (!skip.has('cold')) times.cold.push(await once(HANDLERS.cold));
-    process.stderr.write(`round ${i + 1}/${reps}: template ${times.template.at(-1)!.toFixed(0)} ms, without sandbox ${times.nosandbox.at(-1)!.toFixed(0)} ms, cold ${times.cold.at(-1)?.toFixed(0) ?? '-'} ms\n`);
+    process.stderr.write(`round ${i + 1}/${reps}: template ${times.template.at(-1)!.toFixed(0)} ms, baseline ${times.baseline.at(-1)?.toFixed(0) ?? '-'} ms, without sandbox ${times.nosandbox.at(-1)?.toFixed(0) ?? '-'} ms, cold ${times.cold.at(-1)?.toFixed(0) ?? '-'} ms (load ${(await import('node:os')).loadavg()[0]!.toFixed(1)})\n`);
   }
   if (values.trace) {
     const t0 = lastCalls[0]?.at ?? 0;
@@ -130,6 +181,8 @@ try {
   }
 } finally {
   await d.close();
+  await base?.close();
+  if (phaseFile && values['keep-phases']) (await import('node:fs')).copyFileSync(phaseFile, values['keep-phases']);
   if (phaseFile) (await import('node:fs')).rmSync(join(phaseFile, '..'), { recursive: true, force: true });
   if (traceDir) (await import('node:fs')).rmSync(traceDir, { recursive: true, force: true });
 }
@@ -138,11 +191,13 @@ const med = (v: number[]): string => (v.length ? [...v].sort((a, b) => a - b)[Ma
 const mib = (b: number | undefined): string => (b === undefined ? '-' : (b / 1048576).toFixed(1));
 console.log(`\nbulkhead run --rm --network none ${IMAGE} true on microvm (TCG unless KVM runs guests); ms`);
 console.log(`variant     median   min   max  n`);
-for (const k of ['template', 'nosandbox', 'cold'] as const) {
+for (const k of ['template', 'baseline', 'nosandbox', 'cold'] as const) {
   const v = times[k];
   console.log(`${k.padEnd(10)}${med(v).padStart(8)}${(v.length ? Math.min(...v).toFixed(0) : '-').padStart(6)}${(v.length ? Math.max(...v).toFixed(0) : '-').padStart(6)}  ${v.length}`);
 }
 console.log(`first templated run (template built): ${firstMs.toFixed(0)} ms`);
+if (cpu.template.length) console.log(`clone QEMU CPU per run (ms, median): template ${med(cpu.template)}${cpu.baseline.length ? `, baseline ${med(cpu.baseline)}` : ''}`);
+if (times.template.length && times.baseline.length) console.log(`template / baseline (medians): ${(Number(med(times.template)) / Number(med(times.baseline))).toFixed(2)}x; rounds where template was faster: ${times.template.filter((t, i) => t < (times.baseline[i] ?? Infinity)).length} of ${times.baseline.length}`);
 if (times.template.length && times.cold.length) console.log(`cold / template (medians): ${(Number(med(times.cold)) / Number(med(times.template))).toFixed(1)}x`);
 if (times.template.length && times.nosandbox.length) console.log(`without / with the sandbox container in the template (medians): ${(Number(med(times.nosandbox)) / Number(med(times.template))).toFixed(2)}x`);
 console.log(`\nidle microvm pods (run -d IMAGE sleep, --network none); PSS in MiB, start in ms`);
