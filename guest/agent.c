@@ -300,6 +300,29 @@ static void write_etc(const char *root, const char *kv, size_t len, const char *
   }
 }
 
+/*
+ * The upper layer's copy of the image's directory `name` (etc, tmp), made before the overlay is
+ * mounted, as a copy-up would make it (the image's mode and owner; 0755 root when the image has
+ * none): the runtime's /etc files are then written on the tmpfs, and start's chmod of /tmp finds it
+ * there. Through the mounted overlay the same writes copy the directory up and white out the
+ * image's files, overlay paths a fresh clone runs with a cold translation cache under TCG. 0 when
+ * made; -1 when the image's entry is not a plain directory (a symlink: the caller writes through
+ * the overlay, as before) or the upper's could not be made.
+ */
+static int upper_dir(const char *lower, const char *upper, const char *name, mode_t add) {
+  char p[400];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", lower, name);
+  if (lstat(p, &st) != 0) {
+    if (errno != ENOENT) return -1;
+    st.st_mode = S_IFDIR | 0755; st.st_uid = 0; st.st_gid = 0;
+  } else if (!S_ISDIR(st.st_mode)) return -1;
+  snprintf(p, sizeof p, "%s/%s", upper, name);
+  if (mkdir(p, 0700) != 0) return -1;
+  if (chown(p, st.st_uid, st.st_gid) != 0 || chmod(p, (st.st_mode & 07777) | add) != 0) { rmdir(p); return -1; }
+  return 0;
+}
+
 /* C: mount the container's root (read-only block device + tmpfs upper in an overlay) and its cgroup. */
 static void do_create(uint32_t id, char *kv, size_t len) {
   if (find(id)) { reply_err(id, "session %u exists", id); free(kv); return; }
@@ -344,12 +367,16 @@ static void do_create(uint32_t id, char *kv, size_t len) {
     snprintf(upper, sizeof upper, "%s/upper", rw);
     snprintf(work, sizeof work, "%s/work", rw);
     mkdir(upper, 0755); mkdir(work, 0755);
+    /* the runtime's /etc files and the container's /tmp in the upper layer before the mount (upper_dir) */
+    int etc_up = upper_dir(lower, upper, "etc", 0) == 0;
+    if (etc_up) write_etc(upper, kv, len, "");
+    upper_dir(lower, upper, "tmp", 01777);
     snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
     if (mount("overlay", root, "overlay", 0, opts) != 0) {
       reply_err(id, "mount overlay: %s", strerror(errno));
       umount2(rw, MNT_DETACH); umount2(lower, MNT_DETACH); free(kv); return;
     }
-    write_etc(root, kv, len, "");
+    if (!etc_up) write_etc(root, kv, len, "");
     const char *mk[] = { "proc", "sys", "dev", "tmp" };
     for (int i = 0; i < 4; i++) { char p[400]; snprintf(p, sizeof p, "%s/%s", root, mk[i]); mkdir(p, 0755); }
   }

@@ -2,7 +2,7 @@
 // rootfs. Boots are few (2 shared cores): one pod VM carries most cases, a second is killed on purpose.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
@@ -45,7 +45,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     rootfs = makeRootfs(dir);
   });
   after(async () => {
-    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, `c6-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
+    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, `c6-${process.pid}`, `c7-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -143,6 +143,32 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     assert.equal(look.stdout.trim(), 'isolated');
     assert.equal((await vm(root, ['delete', id])).code, 0);
     assert.ok(!existsSync(join(root, id)));
+  });
+
+  it('an app container gets the runtime\'s /etc files over the image\'s /etc, which keeps its other files, mode and owner; /tmp is 1777 with the image\'s owner', async () => {
+    // the agent writes them in the overlay's upper layer before mounting it (upper_dir in agent.c): what a copy-up through the overlay gave
+    const id = `c7-${process.pid}`;
+    const own = join(dir, 'c7-rootfs');
+    cpSync(rootfs, own, { recursive: true, verbatimSymlinks: true });
+    writeFileSync(join(own, 'etc/hosts'), 'image-hosts\n');
+    writeFileSync(join(own, 'etc/image-only'), 'kept\n');
+    chownSync(join(own, 'etc'), 7, 8); chmodSync(join(own, 'etc'), 0o750);
+    chownSync(join(own, 'tmp'), 5, 6); chmodSync(join(own, 'tmp'), 0o700);
+    const b = makeBundle(dir, 'c7', { rootfs: own, annotations: member(sbId), args: ['sh', '-c', 'cat /etc/hosts /etc/resolv.conf /etc/hostname /etc/image-only; /bin/busybox stat -c "%a %u:%g" /etc /tmp'] });
+    const files = join(dir, 'c7-files');
+    mkdirSync(files);
+    writeFileSync(join(files, 'hosts'), '10.9.8.7 c7-pod\n');
+    writeFileSync(join(files, 'resolv.conf'), 'nameserver 10.9.8.1\n');
+    writeFileSync(join(files, 'hostname'), 'c7-pod');
+    const spec = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as Record<string, unknown>;
+    spec.mounts = ['hosts', 'resolv.conf', 'hostname'].map((f) => ({ destination: `/etc/${f}`, type: 'bind', source: join(files, f), options: ['rbind', 'ro'] }));
+    writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    assert.equal((await vm(root, ['start', id])).code, 0);
+    await c.done;
+    assert.equal(c.out(), '10.9.8.7 c7-pod\nnameserver 10.9.8.1\nc7-pod\nkept\n750 7:8\n1777 5:6\n', c.err());
+    assert.equal((await vm(root, ['delete', id])).code, 0);
   });
 
   it('a command that is not in the image: start fails with InvalidArgument BH_COMMAND_NOT_FOUND, carried from the agent to the daemon', async () => {
