@@ -16,14 +16,16 @@ export const NODE_ASSETS = '/var/lib/bulkhead';
 /**
  * Guest assets for the tests: BULKHEAD_VM_ASSETS or BULKHEAD_ROOT when set; else the node's when
  * their agent was built from this tree's guest/ sources; else a private copy in the temp dir
- * (the node's kernel linked, agent and initramfs built from this tree), keyed by the sources, so
- * a changed agent is tested without touching /var/lib/bulkhead.
+ * (the node's kernel linked, agent and initramfs built from this tree), keyed by the sources (and
+ * assets.ts, which makes the initramfs), so a changed agent is tested without touching /var/lib/bulkhead.
  */
 async function testAssets(): Promise<string> {
   const explicit = process.env.BULKHEAD_VM_ASSETS || process.env.BULKHEAD_ROOT;
   if (explicit) return explicit;
   if (!existsSync(join(NODE_ASSETS, 'vm/kernel')) || await guestAssetsCurrent(NODE_ASSETS)) return NODE_ASSETS;
-  const key = createHash('sha256').update(readFileSync(join(GUEST_SOURCE_DIR, 'agent.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'console-helper.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'vm-shim.c'))).digest('hex').slice(0, 12);
+  // assets.ts: the initramfs's /init and modules (a copy built before a module was added would lack it)
+  const key = createHash('sha256').update(readFileSync(join(GUEST_SOURCE_DIR, 'agent.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'console-helper.c'))).update(readFileSync(join(GUEST_SOURCE_DIR, 'vm-shim.c')))
+    .update(readFileSync(join(REPO, 'src/vm/assets.ts'))).digest('hex').slice(0, 12);
   const dir = join(tmpdir(), `bulkhead-vm-test-assets-${key}`);
   if (existsSync(join(dir, 'vm/assets.json'))) return dir;
   const tmp = mkdtempSync(`${dir}.tmp-`);

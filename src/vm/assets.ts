@@ -6,10 +6,10 @@
  *   bin/bulkhead-agent the guest agent (guest/agent.c, linked statically with the host's gcc)
  *   bin/bulkhead-vm-console  host helper that hands a pty master to a --console-socket
  *   bin/bulkhead-vm-shim     host: each container's (and exec's) supervisor (guest/vm-shim.c, static)
- *   initramfs.cpio     /init (busybox sh) + busybox-static + agent + the virtio/overlay modules
+ *   initramfs.cpio     /init (busybox sh) + busybox-static + agent + the virtio/overlay/erofs modules
  *   assets.json        what was built, from which inputs
  *   accel.json         whether KVM really runs a guest here (written by the accel probe)
- *   images/            read-only ext4 images of container root filesystems, by content key
+ *   images/            read-only erofs (or ext4) images of container root filesystems, by content key
  *
  * `ensureGuestAssets` builds what is missing or stale and reports each step through `progress`.
  * `loadGuestAssets` only reads, and says which setup command to run when something is missing.
@@ -21,12 +21,14 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FailedPreconditionError, InternalError, UnavailableError } from '../errors.ts';
 import { run, runChecked } from '../util/exec.ts';
+import { findOnPath } from '../util/which.ts';
 import type { CpioEntry } from './cpio.ts';
+import type { RootImageFormat } from './rootfs-image.ts';
 
 export const SETUP_COMMAND = 'bin/bulkhead-vm setup';
 const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 /** Modules the guest needs, loaded in this order after their dependencies (from modules.dep). */
-const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'overlay', 'vmw_vsock_virtio_transport', 'virtiofs', 'bridge'];
+const GUEST_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_console', 'virtio_net', 'overlay', 'vmw_vsock_virtio_transport', 'virtiofs', 'bridge', 'erofs'];
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const GUEST_SOURCE_DIR = resolve(here, '../../guest');
@@ -41,6 +43,13 @@ export interface GuestAssets {
   /** The per-container supervisor conmon waits on (guest/vm-shim.c). */
   shim: string;
   imagesDir: string;
+  /**
+   * The format of container root images (rootfs-image.ts): erofs when the initramfs loads its module
+   * (assets.json `rootFormat`, from a setup of this tree) and mkfs.erofs is installed; else ext4, which
+   * every guest kernel of ours mounts (assets from before erofs keep working until setup runs again).
+   * Unset: ext4.
+   */
+  rootFormat?: RootImageFormat;
 }
 
 export interface AssetOptions {
@@ -88,6 +97,8 @@ export async function loadGuestAssets(root: string): Promise<GuestAssets> {
   for (const f of [a.initramfs, a.agent, a.consoleHelper, a.shim]) {
     if (!existsSync(f)) throw new FailedPreconditionError(`guest asset ${f} is missing; run \`bin/bulkhead-vm --assets ${root} setup\``, { reason: 'BH_VM_NOT_SET_UP' });
   }
+  const meta = JSON.parse(await readFile(join(dir, 'assets.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
+  if (meta.rootFormat === 'erofs' && findOnPath('mkfs.erofs')) a.rootFormat = 'erofs';
   return a;
 }
 
@@ -305,6 +316,8 @@ export async function ensureGuestAssets(root: string, opts: AssetOptions = {}): 
     meta.initramfs = initKey;
     say(`initramfs: ${(data.length / 1024 / 1024).toFixed(1)} MiB`);
   }
+  // this initramfs loads erofs: container roots may be erofs images (GuestAssets.rootFormat)
+  meta.rootFormat = 'erofs';
   meta.kernelRelease = k.release;
   await writeFile(metaPath, JSON.stringify(meta, null, 2) + '\n');
   const st = await stat(initramfs);

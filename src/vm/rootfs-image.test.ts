@@ -1,9 +1,11 @@
 // The microVM disk-image cache is reference counted: an image goes when no container directory
 // claims it (after a grace), stale claims of removed containers do not keep it, and a concurrent
-// claim keeps it. Real files in a temp dir; mkfs.ext4 builds the image.
+// claim keeps it. Real files in a temp dir; mkfs.ext4 / mkfs.erofs build the images.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { findOnPath } from '../util/which.ts';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,4 +51,37 @@ test('disk images of removed containers are pruned; images a container uses stay
   assert.equal((await pruneRootfsImages(images, { graceMs: 1000 })).removed, 0);
   await releaseRootfsImage(again.path, c3, { graceMs: 1000 });
   assert.deepEqual(await readdir(images), [], 'the last user released it: pruned at once (its mtime is past the grace)');
+});
+
+test('an erofs root image keeps owners, modes, mtimes, xattrs, symlinks and hard links, and is pruned like an ext4 one', { skip: findOnPath('mkfs.erofs') && findOnPath('dump.erofs') ? false : 'erofs-utils is not installed' }, async () => {
+  const rootfs = join(base, 'erofs-rootfs');
+  await mkdir(join(rootfs, 'etc'), { recursive: true });
+  await writeFile(join(rootfs, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
+  await chown(join(rootfs, 'etc/passwd'), 7, 8);
+  await chmod(join(rootfs, 'etc'), 0o750);
+  const when = new Date('2001-02-03T04:05:06Z');
+  await utimes(join(rootfs, 'etc/passwd'), when, when);
+  await symlink('passwd', join(rootfs, 'etc/link'));
+  await link(join(rootfs, 'etc/passwd'), join(rootfs, 'etc/hard'));
+  spawnSync('setfattr', ['-n', 'user.bh', '-v', 'kept', join(rootfs, 'etc/passwd')]);
+  const images = join(base, 'erofs-images');
+  await mkdir(images);
+  const user = join(base, 'erofs-user');
+  await mkdir(user);
+  const img = await rootfsImage(rootfs, images, undefined, user, 'erofs');
+  assert.match(img.path, /\/[a-f0-9]{32}\.erofs$/);
+  assert.notEqual(img.path, (await rootfsImage(rootfs, images, undefined, user, 'ext4')).path, 'one image per format');
+  const dump = (p: string): string => { const r = spawnSync('dump.erofs', [`--path=${p}`, img.path], { encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); return r.stdout; };
+  const passwd = dump('/etc/passwd');
+  assert.match(passwd, /Uid: 7\s+Gid: 8\s+Access: 0644/);
+  assert.match(passwd, /Links: 2/);
+  assert.match(passwd, /Timestamp: 2001-02-03 04:05:06/);
+  if (spawnSync('getfattr', ['-n', 'user.bh', join(rootfs, 'etc/passwd')]).status === 0) assert.doesNotMatch(passwd, /Xattr size: 0\b/, 'the xattr is in the image');
+  assert.match(dump('/etc'), /Access: 0750/);
+  assert.match(dump('/etc/link'), /symlink/);
+  const old = new Date(Date.now() - 3600_000);
+  await rm(user, { recursive: true });
+  for (const n of await readdir(images)) if (!n.endsWith('.users')) await utimes(join(images, n), old, old);
+  for (const u of (await readdir(images)).filter((n) => n.endsWith('.users'))) for (const m of await readdir(join(images, u))) await utimes(join(images, u, m), old, old);
+  assert.equal((await pruneRootfsImages(images, { graceMs: 1000 })).removed, 2, 'the erofs and the ext4 image');
 });

@@ -9,6 +9,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { DEFAULT_CAPABILITIES } from '../../src/runtime/capabilities.ts';
 import { defaultSeccompProfile } from '../../src/runtime/seccomp.ts';
 import { capMask } from '../../src/vm/spec.ts';
+import { loadGuestAssets } from '../../src/vm/assets.ts';
 import { classifyRuntimeFailure } from '../../src/runtime/errors.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { processTree, vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
@@ -168,6 +169,9 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     assert.equal((await vm(root, ['start', id])).code, 0);
     await c.done;
     assert.equal(c.out(), '10.9.8.7 c7-pod\nnameserver 10.9.8.1\nc7-pod\nkept\n750 7:8\n1777 5:6\n', c.err());
+    // the image's owners and modes came through its root image: erofs with assets whose initramfs loads it (rootfs-image.ts)
+    const image = (JSON.parse(readFileSync(join(root, id, 'create.json'), 'utf8')) as { image: string }).image;
+    assert.match(image, (await loadGuestAssets(ASSETS)).rootFormat === 'erofs' ? /\.erofs$/ : /\.ext4$/);
     assert.equal((await vm(root, ['delete', id])).code, 0);
   });
 

@@ -245,9 +245,10 @@ export async function prepareCreate(g: VmGlobal, id: string, bundle: string, con
   const cdir = containerDir(g.root, id);
   if (existsSync(cdir)) throw new AlreadyExistsError(`container "${id}" already exists`);
   const assets = await loadGuestAssets(g.assetsRoot);
-  const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir);
+  const image = await rootfsImage(rootfsPath(bundle, spec), assets.imagesDir, undefined, cdir, assets.rootFormat ?? 'ext4');
   trace(`rootfs image ${id.slice(0, 8)}`);
   const kv = [...containerKv(spec), ...(await fileMountsKv(spec))].map(([k, v]) => [k, String(v)] as [string, string]);
+  if (assets.rootFormat === 'erofs') kv.push(['fstype', 'erofs']);
   const vols = guestVolumes(spec);
   const pdir = podDir(g.root, pod.podId);
   await mkdir(cdir, { recursive: true, mode: 0o700 });
