@@ -409,9 +409,10 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
     t3 = t1 + (performance.now() - t);
   };
   // cgroups after the network: only empty ones can go, and the netns teardown may still have held
-  // a process; a pod without a netns (host, or a one-shot container's own loopback-only one) has
-  // nothing there that could: its cgroups go beside its network and dirs
-  const alongside = p.runtime.netnsPath === '' && mode !== 'bridge';
+  // a process; a made pod without a netns (host, or a one-shot container's own loopback-only one)
+  // has nothing there that could: its cgroups go beside its network and dirs (a pod whose creation
+  // failed may have a netns its record does not name yet: the old order)
+  const alongside = p.runtime.netnsPath === '' && mode !== 'bridge' && p.phase !== 'creating';
   await settleAll([
     // the pod's network after its sandbox (a VM's tap, a Sentry's sockets live in it)
     mode !== 'host' ? networkFor(ctx, mode).teardown(p.id, signal) : Promise.resolve(),
