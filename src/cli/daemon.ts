@@ -7,6 +7,7 @@ import { connect, type CriClient } from '../cri/client.ts';
 import { socketAnswers } from '../util/socket.ts';
 import type { ForegroundOptions } from '../daemon/run.ts';
 import { UnavailableError } from '../errors.ts';
+import { DAEMON_START_WAIT_MS } from '../daemon/limits.ts';
 
 // Loaded when first needed, not at every call (src/cli/startup.test.ts): what starts or waits for a
 // daemon (child_process, the run dir lock) and the daemon's own log writer are off the path of a
@@ -56,9 +57,9 @@ export interface EnsureDaemonResult {
 }
 
 export interface EnsureDaemonOptions {
-  /** How long a daemon this call starts may take to answer (default 60 s). */
+  /** How long a daemon this call starts may take to answer (default DAEMON_START_WAIT_MS: the daemon's own start-up limit and its process start). */
   timeoutMs?: number;
-  /** How long to wait for a daemon that holds the run dir but does not answer yet (default 10 s). */
+  /** How long to wait for a daemon that holds the run dir but does not answer yet (default DAEMON_START_WAIT_MS: it may be starting). */
   waitMs?: number;
   signal?: AbortSignal;
   /** One line for the user while waiting for another daemon (the CLI writes it to stderr). */
@@ -115,7 +116,9 @@ export async function ensureDaemon(global: GlobalOptions, opts: EnsureDaemonOpti
   } catch (err) {
     if (!(err instanceof UnavailableError)) throw err;
   }
-  const waitMs = opts.waitMs ?? 10_000;
+  // a daemon's start may take its whole start-up limit: giving up sooner (60 s, 10 s for one found
+  // starting) left it coming up after the CLI had said it did not
+  const waitMs = opts.waitMs ?? DAEMON_START_WAIT_MS;
   const lockPath = join(global.runDir, 'bulkhead.pid');
   // A daemon holds the run dir but does not listen (yet): it is starting or recovering. A zombie or
   // a reused pid does not count (lock.ts), so a daemon that was SIGKILLed is replaced at once.
@@ -142,7 +145,7 @@ export async function ensureDaemon(global: GlobalOptions, opts: EnsureDaemonOpti
   let exited: string | null = null;
   child.once('exit', (code, sig) => { exited = `exited with ${code ?? sig}`; });
   child.unref();
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  const deadline = Date.now() + (opts.timeoutMs ?? DAEMON_START_WAIT_MS);
   while (Date.now() < deadline) {
     opts.signal?.throwIfAborted();
     if (await socketAnswers(global.socket, 500)) return { client: await connect(global.socket), started: { pid, log } };

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Config } from './config.ts';
 import { acquirePidLock, type PidLock } from './lock.ts';
+import { DAEMON_STARTUP_MS } from './limits.ts';
 import { removeEmptyCliPods } from './cli-pods.ts';
 import { CriServer } from '../cri/server.ts';
 import { RuntimeHandlers, type HandlerEntry } from '../runtime/handlers.ts';
@@ -118,7 +119,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger.info('trust policy loaded', { source: policy.source, defaultTrust: policy.defaultTrust, rules: policy.rules.length });
     const pools = parsePoolsConfig(config.sections.pools, Object.keys(config.runtime.handlers), policy);
 
-    const startup = AbortSignal.timeout(120_000);
+    const startup = AbortSignal.timeout(DAEMON_STARTUP_MS);
     const network = await CniPodNetwork.create({ cni: config.cni, network: config.sections.network, logger }, startup);
     // On shutdown the egress-guard tables and the managed bridge go, but only once no pod has a network.
     cleanups.push(async () => { await network.close(AbortSignal.timeout(30_000)); });
