@@ -19,11 +19,11 @@
  * another key) is removed; clones still running keep their mapping of the unlinked file.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream, realpathSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors.ts';
@@ -336,9 +336,14 @@ export class TemplateStore implements TemplateProvider {
       await restoreClone(vm.qmp, timeoutMs, beforeRun);
     } catch (e) {
       // QEMU refused the state (it exits on a failed load) or said the load failed: this template
-      // will fail every clone, so it goes and the next pod builds it again. A slow restore stays.
-      const exited = await Promise.race([vm.wait().then(() => true), sleep(300).then(() => false)]);
+      // will fail every clone, so it goes and the next pod builds it again. A slow restore stays, and
+      // so does a clone ended from outside (a signal, or a clean exit: its pod deleted under the
+      // restore) or one whose pod dir is gone (nothing of the pod to open: a forced delete that did
+      // not reach its supervisor) — a good template was thrown away for those.
+      const exit = await Promise.race([vm.wait(), sleep(300).then(() => undefined)]);
+      const exited = exit !== undefined;
       if (!exited && !(e instanceof TemplateLoadFailed)) throw e;
+      if (exit && !(e instanceof TemplateLoadFailed) && (exit.signal !== null || exit.code === 0 || !existsSync(dirname(vm.qmp)))) throw e;
       const dir = join(this.#dir, t.key);
       if ((await readMeta(dir))?.key === t.key) await rm(dir, { recursive: true, force: true });
       throw new InternalError(`${(e as Error).message}${exited ? ' (QEMU exited)' : ''}; template ${t.key.slice(0, 12)} removed, the next pod builds it again`);

@@ -297,7 +297,8 @@ export class PodVmSupervisor {
 
   /** Throws once the start was abandoned: nothing may be spawned after abortStart has ended what it found. */
   #live(): void {
-    if (this.#stopping) throw new UnavailableError('the pod VM start was abandoned (its creator went away or its sandbox was deleted)', { reason: 'BH_VM_GONE' });
+    // its pod dir removed (a forced delete that could not reach this supervisor): as abandoned
+    if (this.#stopping || !existsSync(this.#o.podDir)) throw new UnavailableError('the pod VM start was abandoned (its creator went away or its sandbox was deleted)', { reason: 'BH_VM_GONE' });
   }
 
   async #start(): Promise<void> {
@@ -528,7 +529,9 @@ export class PodVmSupervisor {
     this.#identity = 'pending';
     this.#held = [];
     const t0 = performance.now();
-    const timer = setTimeout(() => { if (this.#vm === vm) this.#identityFailed(`the cloned guest's agent did not answer its identity within ${timeoutMs} ms (accel ${vm.accel})`, true); }, timeoutMs);
+    // a slow answer is the host's load, not the template's fault: the template stays (a refusal or a
+    // protocol violation removes it); under load 12-18 a good template was thrown away for it
+    const timer = setTimeout(() => { if (this.#vm === vm) this.#identityFailed(`the cloned guest's agent did not answer its identity within ${timeoutMs} ms (accel ${vm.accel})`, false); }, timeoutMs);
     this.#identityTimer = timer;
     void vm.wait().then((e) => { if (this.#vm === vm) this.#identityFailed(`the cloned VM exited: ${e.reason}`, false); });
     const q = this.#pending.get(0) ?? [];
@@ -580,7 +583,8 @@ export class PodVmSupervisor {
   /**
    * The clone's identity failed: nothing more reaches its guest. Before the VM is ready the start
    * fails with it; after, the VM stops as if it crashed. A template whose sandbox container is gone
-   * or whose clone does not answer is removed (every clone of it would fail): the next pod builds it.
+   * or whose clone refuses (or breaks the protocol) is removed (every clone of it would fail): the
+   * next pod builds it. One whose clone is only slow to answer stays.
    */
   #identityFailed(reason: string, discard: boolean): void {
     const t = this.#cloneOf;

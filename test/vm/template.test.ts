@@ -199,6 +199,31 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.ok(existsSync(join(podDir(root, next), 'template.json')), 'the next pod is a clone of the rebuilt template');
   });
 
+  it('a clone ended from outside (its QEMU killed while it restores) leaves its template in place: not the template\'s fault', async () => {
+    // the template this sizing's pods clone (built here when this test runs alone)
+    if (templates().length === 0) await sandbox(`tpw-${process.pid}`);
+    const have = templates();
+    assert.ok(have.length > 0);
+    const id = `tpk-${process.pid}`;
+    const pd = podDir(root, id);
+    const created = createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: NO_VOLUMES, args: ['sleep', '1000'] }), assets);
+    started.push(id);
+    // the clone's QEMU (started with -incoming), killed as soon as it is seen: as a forced delete of
+    // the pod under the restore does (a good template was removed for it: "QEMU exited")
+    let killed = 0;
+    for (const until = Date.now() + 120_000; killed === 0 && Date.now() < until;) {
+      for (const p of pidsNaming(pd)) {
+        let cmd = '';
+        try { cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; }
+        if (cmd.includes('qemu-system') && cmd.includes('\0-incoming\0')) { try { process.kill(p, 'SIGKILL'); killed = p; } catch { /* gone */ } }
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.ok(killed > 0, 'the clone\'s QEMU was seen');
+    await created; // the pod boots instead, or fails: either way its own business
+    assert.deepEqual(templates(), have, `the template stays; vmd: ${existsSync(pd) ? vmdLog(id).slice(-1500) : '(pod dir gone)'}`);
+  });
+
   it('a pod that may bind volumes boots with its share and a volume works; a clone refuses a volume', async () => {
     const id = `tpv-${process.pid}`;
     await sandbox(id, { 'io.kubernetes.cri.container-type': 'sandbox' });
