@@ -381,7 +381,8 @@ async function startTemplateSandbox(vm: VmHandle, slot0: string, s: NonNullable<
         await sleep(5);
       }
     };
-    vm.control.write(encodeFrame('C', gid, encodeKv([...s.kv, ['slot', 'slot0']])));
+    // ahead: the agent makes the directories and guest cgroup of the session a clone's first app container gets (vmd: the sandbox's + 1)
+    vm.control.write(encodeFrame('C', gid, encodeKv([...s.kv, ['slot', 'slot0'], ['ahead', String(gid + 1)]])));
     await answer('create');
     vm.control.write(encodeFrame('S', gid));
     const pid = Number(await answer('start'));
