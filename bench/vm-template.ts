@@ -167,6 +167,7 @@ try {
     console.log(`per templated run (${reps} runs): ${(all.length / reps).toFixed(1)} calls; by subcommand: ${[...by].map(([k, v]) => `${k} ${(v.length / reps).toFixed(1)}x median ${[...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]} ms`).join(', ')}`);
   }
   if (phaseFile) await printPhases(windows.filter((w) => w.handler === HANDLERS.template).slice(1), phaseFile, await d.log());
+  if (phaseFile && base) { console.log('\nthe baseline\'s runs:'); await printPhases(windows.filter((w) => w.handler === 'baseline').slice(1), phaseFile, await base.log()); }
   const global: GlobalOptions = { root: d.root, runDir: d.runDir, socket: d.socket, config: d.configPath, json: false, debug: false };
   const ctx: CommandContext = { global, flags: { quiet: true }, args: [], stdout: new Discard(), stderr: new Discard(), signal: new AbortController().signal };
   for (const [label, handler] of Object.entries(HANDLERS)) {
