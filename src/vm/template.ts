@@ -23,12 +23,14 @@ import { createWriteStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError } from '../errors.ts';
 import { lock, lockHeld } from '../image/lock.ts';
 import { sweepLockLeftovers } from '../util/lock-record.ts';
+import { silentLogger } from '../util/log.ts';
+import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
 import { templateBuildMs } from './limits.ts';
 import type { GuestAssets } from './assets.ts';
 import { GUEST_KERNEL_ARGS, QEMU_BINARY, qemuArgs, QemuVmm } from './qemu.ts';
@@ -134,6 +136,17 @@ async function migrationDone(qmp: Qmp, timeoutMs: number): Promise<void> {
   }
 }
 
+/** The cgroup (relative, in every hierarchy) a template VM is built in: one per build dir. */
+export function templateCgroup(buildDir: string): string {
+  return `bulkhead-vm-templates/${basename(buildDir).replace(/^\.build-/, '')}`;
+}
+
+/** A build dir and the cgroups journaled in it (its QEMU gone: it dies with its builder). */
+async function removeBuildDir(dir: string): Promise<void> {
+  await removeVmmCgroups(dir).catch(() => []);
+  await rm(dir, { recursive: true, force: true });
+}
+
 export interface TemplateStoreOptions {
   root: string;
   assets: GuestAssets;
@@ -216,7 +229,7 @@ export class TemplateStore implements TemplateProvider {
   async #build(k: TemplateKeys, req: TemplateRequest, binary: string, say: (line: string) => void): Promise<TemplateMeta> {
     const a = this.#o.assets;
     // leftovers of a builder that died (this key's lock is ours now)
-    for (const n of await readdir(this.#dir)) if (n.startsWith(`.build-${k.key}-`)) await rm(join(this.#dir, n), { recursive: true, force: true });
+    for (const n of await readdir(this.#dir)) if (n.startsWith(`.build-${k.key}-`)) await removeBuildDir(join(this.#dir, n));
     const tmp = await mkdtemp(join(this.#dir, `.build-${k.key}-`));
     const t0 = performance.now();
     let sockDir: string | undefined;
@@ -231,6 +244,11 @@ export class TemplateStore implements TemplateProvider {
       sockDir = await mkdtemp(join(tmpdir(), 'bh-tpl-'));
       const cfg = { ...templateConfig(a, req, tmp), qmp: join(sockDir, 'qmp') };
       const vm = await new QemuVmm(binary).boot(cfg);
+      // in a cgroup of its own (v1 memory/cpu/pids and v2, journaled in the build dir, owner-recorded
+      // for the daemons' orphan sweep): its RAM — the memory file's pages, which every clone maps —
+      // was charged to whichever pod's supervisor started the build, so a small memory limit on that
+      // pod could OOM the build, and the charge stayed with that pod's cgroup after the pod was gone
+      await placeVmm(templateCgroup(tmp), [vm.pid], { memoryBytes: (req.memoryMiB + 256) * 1048576 }, tmp, silentLogger).catch(() => []);
       let hello: { kernel: string; version: number; rest: Buffer };
       let sandbox: TemplateMeta['sandbox'];
       try {
@@ -243,6 +261,7 @@ export class TemplateStore implements TemplateProvider {
         await this.#save(vm, tmp, sockDir);
       } finally {
         await vm.stop(1000);
+        await removeVmmCgroups(tmp).catch(() => []);
       }
       const version = await readFile(join(tmp, 'qemu-version'), 'utf8').catch(() => '');
       const meta: TemplateMeta = {
@@ -256,7 +275,7 @@ export class TemplateStore implements TemplateProvider {
       say(`VM template ${k.key.slice(0, 12)} saved in ${meta.buildMs} ms`);
       return meta;
     } catch (e) {
-      await rm(tmp, { recursive: true, force: true });
+      await removeBuildDir(tmp);
       throw e;
     } finally {
       if (sockDir) await rm(sockDir, { recursive: true, force: true });
@@ -298,7 +317,7 @@ export class TemplateStore implements TemplateProvider {
       if (n.startsWith('.build-')) {
         // another key's build: removed only when nobody builds it (its lock is not held)
         const key = n.slice('.build-'.length).split('-')[0]!;
-        if (key !== k.key && !(await lockHeld(join(this.#dir, `${key}.lock`)))) await rm(p, { recursive: true, force: true });
+        if (key !== k.key && !(await lockHeld(join(this.#dir, `${key}.lock`)))) await removeBuildDir(p);
         continue;
       }
       if (n === k.key || n.endsWith('.lock')) continue;

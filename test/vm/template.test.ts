@@ -224,6 +224,62 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.deepEqual(templates(), have, `the template stays; vmd: ${existsSync(pd) ? vmdLog(id).slice(-1500) : '(pod dir gone)'}`);
   });
 
+  it('a template VM is built in a cgroup of its own (not its builder\'s, whose memory limit it was charged to), removed after the build', async () => {
+    const id = `tpc-${process.pid}`;
+    const up = sandbox(id, NO_VOLUMES, 352 << 20); // a size no template has: built now
+    let seen: { pid: number; cgroups: string } | undefined;
+    for (const until = Date.now() + 240_000; !seen && Date.now() < until;) {
+      for (const p of pidsNaming(join(root, 'templates'))) {
+        try {
+          if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/.build-')) seen = { pid: p, cgroups: readFileSync(`/proc/${p}/cgroup`, 'utf8') };
+        } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await up;
+    assert.ok(seen, 'the template build\'s QEMU was seen');
+    const mem = /^\d+:memory:(\S+)$/m.exec(seen.cgroups)?.[1] ?? /^0::(\S+)$/m.exec(seen.cgroups)?.[1];
+    assert.match(mem ?? '', /^\/bulkhead-vm-templates\/[0-9a-f]{32}-\w+$/, `its memory cgroup (${seen.cgroups.trim().split('\n').join('; ')})`);
+    const v1 = join('/sys/fs/cgroup/memory', mem!);
+    assert.ok(!existsSync(v1) && !existsSync(join('/sys/fs/cgroup/unified', mem!)), `${mem} is removed once the template is built`);
+  });
+
+  it('a template build whose builder was killed leaves its cgroup; the next build of that template removes it with the build dir', async () => {
+    const id = `tpd-${process.pid}`;
+    const saved = process.env.BULKHEAD_VM_SUPERVISOR;
+    process.env.BULKHEAD_VM_SUPERVISOR = 'pod'; // the builder is the pod's own supervisor, killed alone here
+    let created: ReturnType<typeof createWithPipes>;
+    try {
+      created = createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: NO_VOLUMES, args: ['sleep', '1000'], memoryLimit: 384 << 20 }), assets);
+    } finally {
+      if (saved === undefined) delete process.env.BULKHEAD_VM_SUPERVISOR; else process.env.BULKHEAD_VM_SUPERVISOR = saved;
+    }
+    started.push(id);
+    let qemu = 0;
+    let mem = '';
+    for (const until = Date.now() + 240_000; !qemu && Date.now() < until;) {
+      for (const p of pidsNaming(join(root, 'templates'))) {
+        try {
+          if (!readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/.build-')) continue;
+          const m = /^\d+:memory:(\/bulkhead-vm-templates\/\S+)$/m.exec(readFileSync(`/proc/${p}/cgroup`, 'utf8'));
+          if (m) { qemu = p; mem = m[1]!; }
+        } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(qemu > 0, 'the build\'s QEMU was seen in its cgroup');
+    const builder = Number(readFileSync(`/proc/${qemu}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]);
+    process.kill(builder, 'SIGKILL');
+    await waitFor(() => !existsSync(`/proc/${qemu}`) || /\) Z /.test(readFileSync(`/proc/${qemu}/stat`, 'utf8')), 'the build\'s QEMU to die with its builder', 20_000);
+    assert.notEqual((await created).code, 0);
+    assert.ok(existsSync(join('/sys/fs/cgroup/memory', mem)), 'the killed build left its cgroup');
+    await bvm(['delete', '--force', id]);
+    const next = `tpe-${process.pid}`;
+    await sandbox(next, NO_VOLUMES, 384 << 20);
+    assert.ok(!existsSync(join('/sys/fs/cgroup/memory', mem)), `the next build removed ${mem}`);
+    assert.deepEqual(readdirSync(join(root, 'templates')).filter((n) => n.startsWith('.build-')), [], 'and the build dir');
+  });
+
   it('a pod that may bind volumes boots with its share and a volume works; a clone refuses a volume', async () => {
     const id = `tpv-${process.pid}`;
     await sandbox(id, { 'io.kubernetes.cri.container-type': 'sandbox' });
