@@ -225,7 +225,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
   });
 
   it('a template VM is built in a cgroup of its own (not its builder\'s, whose memory limit it was charged to), removed after the build', async () => {
-    const id = `tpc-${process.pid}`;
+    const id = `tcg-${process.pid}`;
     const up = sandbox(id, NO_VOLUMES, 352 << 20); // a size no template has: built now
     let seen: { pid: number; cgroups: string } | undefined;
     for (const until = Date.now() + 240_000; !seen && Date.now() < until;) {
@@ -245,7 +245,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
   });
 
   it('a template build whose builder was killed leaves its cgroup; the next build of that template removes it with the build dir', async () => {
-    const id = `tpd-${process.pid}`;
+    const id = `tkb-${process.pid}`;
     const saved = process.env.BULKHEAD_VM_SUPERVISOR;
     process.env.BULKHEAD_VM_SUPERVISOR = 'pod'; // the builder is the pod's own supervisor, killed alone here
     let created: ReturnType<typeof createWithPipes>;
@@ -274,7 +274,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.notEqual((await created).code, 0);
     assert.ok(existsSync(join('/sys/fs/cgroup/memory', mem)), 'the killed build left its cgroup');
     await bvm(['delete', '--force', id]);
-    const next = `tpe-${process.pid}`;
+    const next = `tkc-${process.pid}`;
     await sandbox(next, NO_VOLUMES, 384 << 20);
     assert.ok(!existsSync(join('/sys/fs/cgroup/memory', mem)), `the next build removed ${mem}`);
     assert.deepEqual(readdirSync(join(root, 'templates')).filter((n) => n.startsWith('.build-')), [], 'and the build dir');
