@@ -227,8 +227,12 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
   it('a template VM is built in a cgroup of its own (not its builder\'s, whose memory limit it was charged to), removed after the build', async () => {
     const id = `tcg-${process.pid}`;
     const up = sandbox(id, NO_VOLUMES, 352 << 20); // a size no template has: built now
+    // the build's QEMU, looked at until it is in the template's cgroup (it is placed just after its
+    // spawn) or the pod is up (then it never was)
     let seen: { pid: number; cgroups: string } | undefined;
-    for (const until = Date.now() + 240_000; !seen && Date.now() < until;) {
+    let done = false;
+    void up.then(() => { done = true; }, () => { done = true; });
+    for (const until = Date.now() + 240_000; !done && !/bulkhead-vm-templates/.test(seen?.cgroups ?? '') && Date.now() < until;) {
       for (const p of pidsNaming(join(root, 'templates'))) {
         try {
           if (readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('/.build-')) seen = { pid: p, cgroups: readFileSync(`/proc/${p}/cgroup`, 'utf8') };
