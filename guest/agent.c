@@ -49,6 +49,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/fs.h>
+#include <linux/openat2.h>
 #include <linux/random.h>
 #include <linux/sockios.h>
 #include <net/if.h>
@@ -283,24 +284,53 @@ static int find_slot_dev(const char *serial, char *out, size_t n) {
   return -1;
 }
 
+/*
+ * `name` under the container root `root` as the container will see it: symlinks in the image are
+ * resolved inside `root` (RESOLVE_IN_ROOT: `/etc -> /run` is root/run, never the guest's /run, and
+ * no `..` climbs out), magic links refused. Opened with `flags` (O_PATH, O_RDONLY; O_DIRECTORY to
+ * want a directory); -1 with errno when it cannot be.
+ */
+static int in_root(const char *root, const char *name, int flags) {
+  int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0) return -1;
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = (uint64_t)(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  int fd = (int)syscall(SYS_openat2, rfd, name, &how, sizeof how);
+  int e = errno;
+  close(rfd);
+  errno = e;
+  return fd;
+}
+
 /* Files the runtime provides: resolv.conf, hosts, hostname (on the writable layer only), from kv
  * keys `prefix`resolv etc. The pod's /etc/hostname file ("hostname_file") wins over the container's
  * own UTS name: an app container joining the pod's UTS namespace has no name of its own but gets
  * the pod's file. */
 static void write_etc(const char *root, const char *kv, size_t len, const char *prefix) {
-  const char *names[] = { "resolv", "/etc/resolv.conf", "hosts", "/etc/hosts", "hostname", "/etc/hostname", "hostname_file", "/etc/hostname" };
+  const char *names[] = { "resolv", "resolv.conf", "hosts", "hosts", "hostname", "hostname", "hostname_file", "hostname" };
   const char *v;
+  int efd = -1;
   for (int i = 0; i < 8; i += 2) {
     char key[64];
     snprintf(key, sizeof key, "%s%s", prefix, names[i]);
     if (!(v = kv_get(kv, len, key, 0))) continue;
-    char p[400];
-    snprintf(p, sizeof p, "%s/etc", root); mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s%s", root, names[i + 1]);
-    unlink(p);
-    if (write_file(p, v) != 0) logmsg("write %s: %s", p, strerror(errno));
-    if (i >= 4 && v[0] && v[strlen(v) - 1] != '\n') { int fd = open(p, O_WRONLY | O_APPEND); if (fd >= 0) { if (write(fd, "\n", 1)) {} close(fd); } }
+    if (efd < 0) {
+      char p[400];
+      snprintf(p, sizeof p, "%s/etc", root); mkdir(p, 0755); /* never follows an image's symlink there */
+      if ((efd = in_root(root, "etc", O_PATH | O_DIRECTORY)) < 0) { logmsg("write %s/etc: %s", root, strerror(errno)); return; }
+    }
+    /* relative to the container's /etc as the container resolves it: an image whose /etc is a
+     * symlink (to /run, say) gets the files in its own tree, never in the guest's */
+    unlinkat(efd, names[i + 1], 0);
+    int fd = openat(efd, names[i + 1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 0644);
+    size_t n = strlen(v);
+    int nl = i >= 4 && n > 0 && v[n - 1] != '\n';
+    if (fd < 0 || write(fd, v, n) != (ssize_t)n || (nl && write(fd, "\n", 1) != 1)) logmsg("write %s/etc/%s: %s", root, names[i + 1], strerror(errno));
+    if (fd >= 0) close(fd);
   }
+  if (efd >= 0) close(efd);
 }
 
 /*
@@ -567,7 +597,8 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
       if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) != 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, NULL) != 0)
         child_fail(errpipe, "read-only %s: %s", v, strerror(errno));
     }
-    if (!s->readonly) { snprintf(p, sizeof p, "%s/tmp", root); chmod(p, 01777); }
+    /* the container's /tmp as it resolves it (an image's /tmp -> /x is root/x, not the guest's) */
+    if (!s->readonly) { int tfd = in_root(root, "tmp", O_RDONLY | O_DIRECTORY); if (tfd >= 0) { if (fchmod(tfd, 01777)) {} close(tfd); } }
     if ((v = kv_get(kv, len, "hostname", 0)) && sethostname(v, strlen(v)) != 0) child_fail(errpipe, "sethostname: %s", strerror(errno));
     /* Pod sysctls ("name=value"), written after unshare: IPC ones land in this container's own
      * IPC namespace, net.* in the VM's one network namespace the pod's containers share. */

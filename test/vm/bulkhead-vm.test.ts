@@ -46,7 +46,7 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     rootfs = makeRootfs(dir);
   });
   after(async () => {
-    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, `c6-${process.pid}`, `c7-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
+    for (const id of [`c2-${process.pid}`, `c3-${process.pid}`, `c4-${process.pid}`, `c5-${process.pid}`, `c6-${process.pid}`, `c7-${process.pid}`, `c8-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -172,6 +172,33 @@ describe('bulkhead-vm: one pod VM', { skip, timeout: 900_000 }, () => {
     // the image's owners and modes came through its root image: erofs with assets whose initramfs loads it (rootfs-image.ts)
     const image = (JSON.parse(readFileSync(join(root, id, 'create.json'), 'utf8')) as { image: string }).image;
     assert.match(image, (await loadGuestAssets(ASSETS)).rootFormat === 'erofs' ? /\.erofs$/ : /\.ext4$/);
+    assert.equal((await vm(root, ['delete', id])).code, 0);
+  });
+
+  it('an image whose /etc and /tmp are absolute symlinks (to /run, which the guest has too) gets the runtime\'s files and the 1777 /tmp in its own tree, not in the guest\'s', async () => {
+    const id = `c8-${process.pid}`;
+    const own = join(dir, 'c8-rootfs');
+    cpSync(rootfs, own, { recursive: true, verbatimSymlinks: true });
+    rmSync(join(own, 'etc'), { recursive: true, force: true });
+    rmSync(join(own, 'tmp'), { recursive: true, force: true });
+    mkdirSync(join(own, 'run/t'), { recursive: true });
+    chmodSync(join(own, 'run/t'), 0o700);
+    symlinkSync('/run', join(own, 'etc'));
+    symlinkSync('/run/t', join(own, 'tmp'));
+    const b = makeBundle(dir, 'c8', { rootfs: own, annotations: member(sbId), args: ['sh', '-c', 'cat /run/hosts /run/hostname; /bin/busybox stat -c "%a" /run/t'] });
+    const files = join(dir, 'c8-files');
+    mkdirSync(files);
+    writeFileSync(join(files, 'hosts'), '10.9.8.6 c8-pod\n');
+    writeFileSync(join(files, 'hostname'), 'c8-pod');
+    const spec = JSON.parse(readFileSync(join(b, 'config.json'), 'utf8')) as Record<string, unknown>;
+    spec.mounts = ['hosts', 'hostname'].map((f) => ({ destination: `/etc/${f}`, type: 'bind', source: join(files, f), options: ['rbind', 'ro'] }));
+    writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
+    const c = await createWithPipes(root, id, b);
+    assert.equal(c.code, 0, c.err());
+    assert.equal((await vm(root, ['start', id])).code, 0);
+    await c.done;
+    // followed from the guest's root, the files went to the guest's /run and /tmp's mode to the guest's /run/t (absent)
+    assert.equal(c.out(), '10.9.8.6 c8-pod\nc8-pod\n1777\n', c.err());
     assert.equal((await vm(root, ['delete', id])).code, 0);
   });
 
