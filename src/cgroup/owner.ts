@@ -15,11 +15,10 @@
  * dead and whose cgroup is gone everywhere goes too (a crash between the removal and the drop).
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
-import { holderAlive } from '../util/lock-record.ts';
-import { dropOwnerRecord, orphanRecords, writeOwnerRecord } from '../util/owner-record.ts';
+import { deadOwnerRecords, dropOwnerRecord, writeOwnerRecord } from '../util/owner-record.ts';
 import { cleanCgroupPath, hierarchies } from './hierarchy.ts';
 import { isCgroupFs } from './mounts.ts';
 import { cgroupPids, removeMade, removeTree } from './tree.ts';
@@ -88,18 +87,14 @@ async function killAll(dirs: readonly string[]): Promise<boolean> {
  */
 export async function sweepOrphanCgroups(log: Logger, dir = CGROUP_OWNERS_DIR): Promise<string[]> {
   const removed: string[] = [];
-  // records of dead owners whose cgroup is gone everywhere: whatever the anchor, nothing to keep
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    if (!RECORD_NAME.test(name)) continue;
-    const rec = await readRecord(join(dir, name));
-    if (!rec || holderAlive({ pid: rec.pid, ...(rec.start ? { startTime: rec.start } : {}) })) continue;
-    if ((await subtree(rec.cgroup)).length === 0) await dropOwnerRecord(dir, name);
-  }
-  for (const { name, rec } of await orphanRecords(dir, RECORD_NAME)) {
+  for (const { name, rec, anchorGone } of await deadOwnerRecords(dir, RECORD_NAME)) {
     const rel = typeof rec.cgroup === 'string' ? cleanCgroupPath(rec.cgroup) : undefined;
     if (rel === undefined || name !== recordName(rel)) continue; // not a record this module wrote
-    const own = rec.own === true;
     const dirs = await subtree(rel);
+    // its cgroup gone everywhere: whatever the anchor, nothing to keep
+    if (dirs.length === 0) { await dropOwnerRecord(dir, name); continue; }
+    if (!anchorGone) continue;
+    const own = rec.own === true;
     if (own && !(await killAll(dirs))) {
       log.warn('an orphaned cgroup keeps processes that survive SIGKILL: left for the next sweep', { cgroup: rel });
       continue;
@@ -117,11 +112,3 @@ export async function sweepOrphanCgroups(log: Logger, dir = CGROUP_OWNERS_DIR): 
   return removed;
 }
 
-async function readRecord(file: string): Promise<{ pid: number; start?: string; cgroup: string } | undefined> {
-  try {
-    const v = JSON.parse(await readFile(file, 'utf8')) as { pid?: unknown; start?: unknown; cgroup?: unknown };
-    const rel = typeof v.cgroup === 'string' ? cleanCgroupPath(v.cgroup) : undefined;
-    if (typeof v.pid !== 'number' || rel === undefined) return undefined;
-    return { pid: v.pid, ...(typeof v.start === 'string' ? { start: v.start } : {}), cgroup: rel };
-  } catch { return undefined; }
-}

@@ -35,19 +35,24 @@ async function gone(path: string): Promise<boolean> {
 }
 
 /**
- * The records in `dir` (files named as `name` allows) whose owner is dead and whose anchor is gone.
- * A record that does not parse, or has no absolute anchor, is nobody's to judge: skipped.
+ * The records in `dir` (files named as `name` allows) whose owner is dead, each with whether its
+ * anchor is gone too. A record that does not parse, or has no absolute anchor, is nobody's to
+ * judge: skipped.
  */
-export async function orphanRecords(dir: string, name: RegExp): Promise<{ name: string; rec: OwnerRecord }[]> {
-  const out: { name: string; rec: OwnerRecord }[] = [];
+export async function deadOwnerRecords(dir: string, name: RegExp): Promise<{ name: string; rec: OwnerRecord; anchorGone: boolean }[]> {
+  const out: { name: string; rec: OwnerRecord; anchorGone: boolean }[] = [];
   for (const n of await readdir(dir).catch(() => [] as string[])) {
     if (!name.test(n)) continue;
     let rec: Partial<OwnerRecord>;
     try { rec = JSON.parse(await readFile(join(dir, n), 'utf8')) as Partial<OwnerRecord>; } catch { continue; }
     if (typeof rec !== 'object' || rec === null || typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) continue;
     if (holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
-    if (!(await gone(rec.anchor))) continue;
-    out.push({ name: n, rec: rec as OwnerRecord });
+    out.push({ name: n, rec: rec as OwnerRecord, anchorGone: await gone(rec.anchor) });
   }
   return out;
+}
+
+/** The records in `dir` whose owner is dead and whose anchor is gone: an orphan's. */
+export async function orphanRecords(dir: string, name: RegExp): Promise<{ name: string; rec: OwnerRecord }[]> {
+  return (await deadOwnerRecords(dir, name)).filter((r) => r.anchorGone);
 }
