@@ -399,14 +399,14 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   const t1 = performance.now();
   const mode = p.runtime.engine.mode;
   let t2 = t1;
-  let t3 = t1;
+  let cgroupsMs = 0;
   const cgroups = async (): Promise<void> => {
     const t = performance.now();
     if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
     else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
     for (const cg of p.runtime.engine.extraCgroups ?? []) await removeTree(cg);
     await dropCgroupOwner(p.runtime.cgroupParent);
-    t3 = t1 + (performance.now() - t);
+    cgroupsMs = ms(t, performance.now());
   };
   // cgroups after the network: only empty ones can go, and the netns teardown may still have held
   // a process; a made pod without a netns (host, or a one-shot container's own loopback-only one)
@@ -424,7 +424,7 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   ]).finally(() => { t2 = performance.now(); });
   if (!alongside) await cgroups();
   ctx.store.deletePod(p.id);
-  return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs: ms(t1, t3) };
+  return { containersMs: ms(t0, tContainers), sandboxMs: ms(tContainers, t1), networkAndDirsMs: ms(t1, t2), cgroupsMs };
 }
 
 /**
