@@ -7,18 +7,22 @@
  * (util/owner-record.ts) under CGROUP_OWNERS_DIR naming the cgroup, and drops it once the cgroup is
  * gone.
  *
+ * A removal that leaves busy directories keeps the record, marked released (settleCgroupOwner).
+ *
  * sweepOrphanCgroups (any daemon's start, the test harness's teardown) takes a record whose owner
- * is dead and whose anchor is gone: it kills what still runs in that cgroup (nothing can manage it
- * any more: its conmon or supervisor answers to a daemon that is gone) when the cgroup is the
+ * is dead and whose anchor is gone, or which is released: it kills what still runs in that cgroup
+ * (nothing can manage it any more: its conmon or supervisor answers to a daemon that is gone, or
+ * its pod was removed) when the cgroup is the
  * maker's own, removes the cgroup in every hierarchy (for one under a parent the maker was given,
- * only what it made: `made`, as topMissing recorded it), then the record. A record whose owner is
- * dead and whose cgroup is gone everywhere goes too (a crash between the removal and the drop).
+ * only what it made: `made`, as topMissing recorded it), then the record once nothing of it is
+ * left. A record whose owner is dead and whose cgroup is gone everywhere goes too (a crash between
+ * the removal and the drop).
  */
 import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
-import { deadOwnerRecords, dropOwnerRecord, writeOwnerRecord } from '../util/owner-record.ts';
+import { deadOwnerRecords, dropOwnerRecord, readOwnerRecord, writeOwnerRecord } from '../util/owner-record.ts';
 import { cleanCgroupPath, hierarchies } from './hierarchy.ts';
 import { isCgroupFs } from './mounts.ts';
 import { cgroupPids, removeMade, removeTree } from './tree.ts';
@@ -51,6 +55,22 @@ export async function recordCgroupOwner(path: string, anchor: string, opts: Cgro
 export async function dropCgroupOwner(path: string, dir = CGROUP_OWNERS_DIR): Promise<void> {
   const rel = cleanCgroupPath(path);
   if (rel !== undefined) await dropOwnerRecord(dir, recordName(rel));
+}
+
+/**
+ * After a removal of cgroup `path` by its maker: its record goes when `left` (the directories the
+ * removal left, busy) is empty; else it stays, marked released (the maker's state no longer names
+ * the cgroup, so the next sweep, once this process is gone, removes it without waiting for the
+ * anchor to go) and owned by this process. No record: nothing to do.
+ */
+export async function settleCgroupOwner(path: string, left: readonly string[], dir = CGROUP_OWNERS_DIR): Promise<void> {
+  const rel = cleanCgroupPath(path);
+  if (rel === undefined) return;
+  if (left.length === 0) { await dropOwnerRecord(dir, recordName(rel)); return; }
+  const rec = await readOwnerRecord(dir, recordName(rel));
+  if (rec === undefined || rec.cgroup !== rel) return;
+  const { pid: _pid, start: _start, anchor, ...fields } = rec;
+  await writeOwnerRecord(dir, recordName(rel), anchor, { ...fields, released: true });
 }
 
 /** The directories of cgroup `rel` and every cgroup below it, in every hierarchy, deepest last. */
@@ -93,21 +113,22 @@ export async function sweepOrphanCgroups(log: Logger, dir = CGROUP_OWNERS_DIR): 
     const dirs = await subtree(rel);
     // its cgroup gone everywhere: whatever the anchor, nothing to keep
     if (dirs.length === 0) { await dropOwnerRecord(dir, name); continue; }
-    if (!anchorGone) continue;
+    // released: its maker removed what named it (the pod) but the cgroup stayed busy
+    const released = rec.released === true;
+    if (!anchorGone && !released) continue;
     const own = rec.own === true;
     if (own && !(await killAll(dirs))) {
       log.warn('an orphaned cgroup keeps processes that survive SIGKILL: left for the next sweep', { cgroup: rel });
       continue;
     }
-    if (own) await removeTree(rel);
-    else await removeMade(rel, rec.made);
-    if (own && (await subtree(rel)).length > 0) {
-      log.warn('cannot remove an orphaned cgroup yet: left for the next sweep', { cgroup: rel });
+    const left = own ? await removeTree(rel) : await removeMade(rel, rec.made);
+    if (left.length > 0) {
+      log.warn('cannot remove an orphaned cgroup yet: left for the next sweep', { cgroup: rel, left: left.slice(0, 8) });
       continue;
     }
     await dropOwnerRecord(dir, name);
     removed.push(rel);
-    log.warn('orphaned cgroup removed: its daemon is gone and so is the state that would find it', { cgroup: rel, anchor: rec.anchor, ownerPid: rec.pid });
+    log.warn(released ? 'cgroup of a removed pod, left busy by its daemon, removed' : 'orphaned cgroup removed: its daemon is gone and so is the state that would find it', { cgroup: rel, anchor: rec.anchor, ownerPid: rec.pid });
   }
   return removed;
 }

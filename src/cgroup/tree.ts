@@ -144,17 +144,20 @@ async function rmdirDeep(dir: string): Promise<void> {
 
 /**
  * Removes cgroup `path` (and the cgroups below it unless `deep` is false; nothing above) in every
- * hierarchy; busy or missing directories are left.
+ * hierarchy; busy directories are left, and returned (the cgroup's, per hierarchy where it stays).
  */
-export async function removeTree(path: string, opts: { deep?: boolean } = {}): Promise<void> {
+export async function removeTree(path: string, opts: { deep?: boolean } = {}): Promise<string[]> {
   const rel = cleanCgroupPath(path);
-  if (rel === undefined) return;
+  if (rel === undefined) return [];
+  const left: string[] = [];
   for (const h of hierarchies()) {
     const dir = join(h.path, rel);
     if (!isCgroupFs(dir)) continue;
     if (opts.deep === false) await rmdir(dir).catch(() => undefined);
     else await rmdirDeep(dir);
+    if (existsSync(dir)) left.push(dir);
   }
+  return left;
 }
 
 /**
@@ -179,13 +182,15 @@ export function topMissing(path: string): Record<string, string> {
 
 /**
  * Removes what was made of cgroup `path` per `made` (from topMissing, read back from a record, so
- * checked again): the cgroup and those below it, then each parent up to the recorded top.
+ * checked again): the cgroup and those below it, then each parent up to the recorded top. Returns
+ * the recorded tops still there (a directory made below one was left: busy, or another cgroup in it).
  */
-export async function removeMade(path: string, made: unknown): Promise<void> {
-  if (typeof made !== 'object' || made === null) return;
+export async function removeMade(path: string, made: unknown): Promise<string[]> {
+  if (typeof made !== 'object' || made === null) return [];
   const rel = cleanCgroupPath(path);
-  if (rel === undefined) return;
+  if (rel === undefined) return [];
   const abs = '/' + rel;
+  const left: string[] = [];
   for (const [key, top] of Object.entries(made as Record<string, unknown>)) {
     if (typeof top !== 'string' || key.includes('/') || key.includes('..') || cleanCgroupPath(top) !== top.replace(/^\/+/, '')) continue;
     if (!(abs === top || abs.startsWith(top + '/'))) continue;
@@ -196,5 +201,8 @@ export async function removeMade(path: string, made: unknown): Promise<void> {
       dir = dir.slice(0, dir.lastIndexOf('/'));
       await rmdir(join(base, dir)).catch(() => undefined);
     }
+    // any made directory left keeps the recorded top (a child needs its parent)
+    if (existsSync(join(base, top))) left.push(join(base, top));
   }
+  return left;
 }

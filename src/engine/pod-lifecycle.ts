@@ -22,7 +22,7 @@ import type { RunPodOptions } from './options.ts';
 import { type EngineContext, nowNs, settleAll } from './context.ts';
 import { firstMissing, logRootOf, removeLogDir } from './log-dirs.ts';
 import { removeMade, removeTree, topMissing } from '../cgroup/tree.ts';
-import { dropCgroupOwner, recordCgroupOwner } from '../cgroup/owner.ts';
+import { recordCgroupOwner, settleCgroupOwner } from '../cgroup/owner.ts';
 import { moveCgroup, primeMove } from '../cgroup/move.ts';
 import { checkCgroupParent } from './cgroup-dirs.ts';
 import { emit } from './cri-view.ts';
@@ -402,10 +402,12 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   let cgroupsMs = 0;
   const cgroups = async (): Promise<void> => {
     const t = performance.now();
-    if (p.runtime.engine.ownCgroup) await removeTree(p.runtime.cgroupParent);
-    else await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
-    for (const cg of p.runtime.engine.extraCgroups ?? []) await removeTree(cg);
-    await dropCgroupOwner(p.runtime.cgroupParent);
+    // the extras first: the sandbox's moved cgroup sits under the pod's
+    for (const cg of p.runtime.engine.extraCgroups ?? []) await settleCgroupOwner(cg, await removeTree(cg));
+    const left = p.runtime.engine.ownCgroup ? await removeTree(p.runtime.cgroupParent) : await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
+    // busy directories keep the owner record, for the next sweep to remove them
+    if (left.length > 0) ctx.log.warn('pod cgroup left busy after its removal; the next orphan sweep (daemon start) retries', { pod: p.id, left: left.slice(0, 8) });
+    await settleCgroupOwner(p.runtime.cgroupParent, left);
     cgroupsMs = ms(t, performance.now());
   };
   // cgroups after the network: only empty ones can go, and the netns teardown may still have held

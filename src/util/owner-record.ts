@@ -30,6 +30,14 @@ export async function dropOwnerRecord(dir: string, name: string): Promise<void> 
   await rm(join(dir, name), { force: true });
 }
 
+/** The record `name` in `dir`; undefined when there is none, or it does not parse or has no absolute anchor. */
+export async function readOwnerRecord(dir: string, name: string): Promise<OwnerRecord | undefined> {
+  let rec: Partial<OwnerRecord>;
+  try { rec = JSON.parse(await readFile(join(dir, name), 'utf8')) as Partial<OwnerRecord>; } catch { return undefined; }
+  if (typeof rec !== 'object' || rec === null || typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) return undefined;
+  return rec as OwnerRecord;
+}
+
 async function gone(path: string): Promise<boolean> {
   try { await lstat(path); return false; } catch (err) { return (err as NodeJS.ErrnoException).code === 'ENOENT'; }
 }
@@ -43,11 +51,9 @@ export async function deadOwnerRecords(dir: string, name: RegExp): Promise<{ nam
   const out: { name: string; rec: OwnerRecord; anchorGone: boolean }[] = [];
   for (const n of await readdir(dir).catch(() => [] as string[])) {
     if (!name.test(n)) continue;
-    let rec: Partial<OwnerRecord>;
-    try { rec = JSON.parse(await readFile(join(dir, n), 'utf8')) as Partial<OwnerRecord>; } catch { continue; }
-    if (typeof rec !== 'object' || rec === null || typeof rec.pid !== 'number' || typeof rec.anchor !== 'string' || !rec.anchor.startsWith('/')) continue;
-    if (holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
-    out.push({ name: n, rec: rec as OwnerRecord, anchorGone: await gone(rec.anchor) });
+    const rec = await readOwnerRecord(dir, n);
+    if (rec === undefined || holderAlive({ pid: rec.pid, ...(typeof rec.start === 'string' ? { startTime: rec.start } : {}) })) continue;
+    out.push({ name: n, rec, anchorGone: await gone(rec.anchor) });
   }
   return out;
 }

@@ -8,13 +8,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CGROUP_OWNERS_DIR, recordCgroupOwner, sweepOrphanCgroups } from '../../src/cgroup/owner.ts';
 import { hierarchies } from '../../src/cgroup/hierarchy.ts';
 import { cgroupPids, makeCgroup, placePid, removeTree } from '../../src/cgroup/tree.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { crashChild, testEnv, type TestEnv } from './helpers.ts';
+import { crashChild, podConfig, testEnv, type TestEnv } from './helpers.ts';
+import type { Engine } from '../../src/engine/engine.ts';
 
 /** The directories of cgroup `rel` in every hierarchy that has it. */
 const dirsOf = (rel: string): string[] => hierarchies().map((h) => join(h.path, rel)).filter((d) => existsSync(d));
@@ -42,6 +43,7 @@ function recordOf(rel: string): string | undefined {
 
 describe('orphaned pod cgroups', () => {
   let env: TestEnv;
+  let engine: Engine | undefined;
   const sleepers: number[] = [];
   const extra: string[] = [];
   before(async () => { env = await testEnv(['runc']); });
@@ -79,9 +81,56 @@ describe('orphaned pod cgroups', () => {
     assert.equal(recordOf(rel), undefined, 'and its record went');
 
     // the daemon coming back after all (its root restored) copes: the pod's exits are seen and it is removed
-    const engine = await env.engine();
+    engine ??= await env.engine();
     await engine.removePodSandbox(podId);
     assert.equal(engine.listPodSandbox().length, 0);
+  });
+
+  it('a pod removed while its cgroup is busy keeps its owner record (released); once its daemon is gone the next sweep removes the cgroup, root or no root — for its own cgroup and for what it made of a given parent, never a parent it was given', async () => {
+    const base = `bulkhead-test-${process.pid}`;
+    engine ??= await env.engine();
+    const kube = `${base}/kubepods-${process.pid}`;
+    extra.push(kube);
+    // a kubelet's parent that exists: the pod makes its pod-level cgroup below it
+    makeCgroup(kube, hierarchies(), () => undefined);
+    const given = `/${kube}/pod-given`;
+    const ownId = await engine.runPodSandbox(podConfig(), 'runc');
+    const givenId = await engine.runPodSandbox(podConfig({ linux: { cgroupParent: given } }), 'runc');
+    const cases = [{ id: ownId, rel: `${base}/pod-${ownId.slice(0, 16)}` }, { id: givenId, rel: given.slice(1) }];
+    // something the pod's removal does not know runs in a cgroup below each (one hierarchy)
+    const h = hierarchies()[0]!;
+    const intruders: number[] = [];
+    for (const c of cases) {
+      assert.ok(recordOf(c.rel), `the pod cgroup ${c.rel} has an owner record`);
+      const made = makeCgroup(`${c.rel}/intruder`, [h], () => undefined);
+      const s = spawn('sleep', ['600'], { stdio: 'ignore' });
+      sleepers.push(s.pid!);
+      intruders.push(s.pid!);
+      placePid(made.leaves[0]!, s.pid!);
+    }
+    for (const c of cases) await engine.removePodSandbox(c.id);
+    for (const c of cases) {
+      assert.ok(existsSync(join(h.path, c.rel)), `${c.rel} stays: busy`);
+      const name = recordOf(c.rel);
+      assert.ok(name, `${c.rel}: its owner record stays, for the next sweep`);
+      const rec = JSON.parse(await readFile(join(CGROUP_OWNERS_DIR, name), 'utf8')) as { released?: boolean; pid: number };
+      assert.equal(rec.released, true);
+      // the daemon that removed the pod is gone (a dead pid), its root stays: the next start's sweep
+      const dead = spawn('sleep', ['0'], { stdio: 'ignore' });
+      await new Promise((r) => dead.once('exit', r));
+      await writeFile(join(CGROUP_OWNERS_DIR, name), JSON.stringify({ ...rec, pid: dead.pid, start: undefined }));
+    }
+    // the intruder of the given parent's pod cgroup is not the sweep's to kill (not its own cgroup)
+    process.kill(intruders[1]!, 'SIGKILL');
+    for (let i = 0; i < 100 && alive(intruders[1]!); i++) await new Promise((r) => setTimeout(r, 50));
+    await sweepOrphanCgroups(silentLogger);
+    for (const c of cases) {
+      assert.deepEqual(dirsOf(c.rel), [], `${c.rel} is gone in every hierarchy`);
+      assert.equal(recordOf(c.rel), undefined, `${c.rel}: and its record`);
+    }
+    for (let i = 0; i < 100 && alive(intruders[0]!); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!alive(intruders[0]!), 'what ran in the pod\'s own cgroup was killed');
+    assert.equal(dirsOf(kube).length, hierarchies().length, 'the parent the pod was given stays');
   });
 
   it('a record whose owner lives is left even with its anchor gone, and a record forged for another cgroup than its name is ignored', async () => {
