@@ -118,6 +118,22 @@ describe('src/cgroup on this host', { skip: process.getuid?.() !== 0 ? 'needs ro
     }
   });
 
+  it('a shared parent removed while empty, between makeCgroup\'s check and its mkdir below it (another user\'s removal of an empty parent), is made again', () => {
+    const parent = `${TOP}/shared`;
+    const rel = `${parent}/leaf`;
+    const journaled: string[] = [];
+    // the parent exists (another build made it) and is removed just as this one's leaf is about to be made
+    makeCgroup(parent, hierarchies(), () => undefined);
+    const made = makeCgroup(rel, hierarchies(), (d) => {
+      journaled.push(d);
+      if (d.endsWith('/shared/leaf') && journaled.filter((j) => j === d).length === 1) rmdirSync(join(d, '..'));
+    });
+    assert.deepEqual(made.failed, [], 'no hierarchy failed');
+    assert.equal(made.leaves.length, hierarchies().length);
+    for (const leaf of made.leaves) assert.ok(existsSync(leaf), `${leaf} made`);
+    assert.ok(journaled.some((d) => d.endsWith('/shared')), 'the parent made again is journaled (this maker removes it)');
+  });
+
   it('refuses paths that climb out, and an empty path reads no stats (it would be the whole host)', async () => {
     await assert.rejects(writeCgroupResources('/../x', { pids: { limit: 1 } }), (e: Error & { code?: string }) => e.code === 'InvalidArgument');
     await assert.rejects(readCgroupStats('/a/../../x'), (e: Error & { code?: string }) => e.code === 'InvalidArgument');

@@ -31,29 +31,42 @@ export interface MadeCgroup {
 /**
  * Makes cgroup `rel` (a clean relative path, see cleanCgroupPath) in each of `hs`. `journal(dir)`
  * is called before each directory is made. Throws nothing for one hierarchy's failure: see `failed`.
+ * A shared parent removed while it was empty, between its check and the mkdir below it (another
+ * user's removal of an empty parent, e.g. bulkhead-vm-templates after the last build), is made again.
  */
 export function makeCgroup(rel: string, hs: readonly Hierarchy[], journal: (dir: string) => void): MadeCgroup {
   const out: MadeCgroup = { leaves: [], failed: [] };
   const clean = cleanCgroupPath(rel);
   if (clean === undefined) return { leaves: [], failed: hs.map((h) => ({ hierarchy: h.path, reason: `invalid cgroup path ${JSON.stringify(rel.slice(0, 200))}` })) };
   for (const h of hs) {
-    try {
-      let cur = h.path;
-      for (const part of clean.split('/')) {
-        cur = join(cur, part);
-        if (!existsSync(cur)) {
-          if (!isCgroupFs(join(cur, '..'))) throw new Error(`${join(cur, '..')} is not a cgroup filesystem`);
-          journal(cur);
-          mkdirSync(cur);
-          if (h.version === 1 && h.controllers.includes('cpuset')) inheritCpuset(cur);
-        } else if (!isCgroupFs(cur)) throw new Error(`${cur} is not a cgroup filesystem`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        out.leaves.push(makeIn(h, clean, journal));
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && attempt < 4) continue; // a parent went: walk again
+        out.failed.push({ hierarchy: h.path, reason: (e as Error).message });
+        break;
       }
-      out.leaves.push(cur);
-    } catch (e) {
-      out.failed.push({ hierarchy: h.path, reason: (e as Error).message });
     }
   }
   return out;
+}
+
+/** makeCgroup in one hierarchy: the leaf's directory. */
+function makeIn(h: Hierarchy, clean: string, journal: (dir: string) => void): string {
+  let cur = h.path;
+  for (const part of clean.split('/')) {
+    cur = join(cur, part);
+    if (!existsSync(cur)) {
+      const parent = join(cur, '..');
+      if (!isCgroupFs(parent)) throw Object.assign(new Error(`${parent} is not a cgroup filesystem`), existsSync(parent) ? {} : { code: 'ENOENT' });
+      journal(cur);
+      mkdirSync(cur);
+      if (h.version === 1 && h.controllers.includes('cpuset')) inheritCpuset(cur);
+    } else if (!isCgroupFs(cur)) throw new Error(`${cur} is not a cgroup filesystem`);
+  }
+  return cur;
 }
 
 /** A new v1 cpuset cgroup starts with no CPUs and no memory nodes (a pid placed there is ENOSPC): take the parent's. */

@@ -30,6 +30,7 @@ import { DeadlineExceededError, FailedPreconditionError, InternalError, InvalidA
 import { lock, lockHeld } from '../image/lock.ts';
 import { sweepLockLeftovers } from '../util/lock-record.ts';
 import { silentLogger } from '../util/log.ts';
+import { removeTree } from '../cgroup/tree.ts';
 import { placeVmm, removeVmmCgroups } from './vm-cgroup.ts';
 import { templateBuildMs } from './limits.ts';
 import type { GuestAssets } from './assets.ts';
@@ -136,14 +137,28 @@ async function migrationDone(qmp: Qmp, timeoutMs: number): Promise<void> {
   }
 }
 
+/** The parent of the template builds' cgroups (in every hierarchy the VMM is placed in). */
+export const TEMPLATE_CGROUPS = 'bulkhead-vm-templates';
+
 /** The cgroup (relative, in every hierarchy) a template VM is built in: one per build dir. */
 export function templateCgroup(buildDir: string): string {
-  return `bulkhead-vm-templates/${basename(buildDir).replace(/^\.build-/, '')}`;
+  return `${TEMPLATE_CGROUPS}/${basename(buildDir).replace(/^\.build-/, '')}`;
 }
 
-/** A build dir and the cgroups journaled in it (its QEMU gone: it dies with its builder). */
-async function removeBuildDir(dir: string): Promise<void> {
+/**
+ * The cgroups journaled in build dir `dir` (its QEMU gone: it dies with its builder), then their
+ * parent when no other build has a cgroup there: the build that made the parent may have ended
+ * while this one ran, and left it. A build making its cgroup at that moment has its rmdir fail
+ * (EBUSY: not empty), or makes the parent again (makeCgroup): nothing to wait for.
+ */
+async function removeBuildCgroups(dir: string): Promise<void> {
   await removeVmmCgroups(dir).catch(() => []);
+  await removeTree(TEMPLATE_CGROUPS, { deep: false });
+}
+
+/** A build dir and its cgroups. */
+async function removeBuildDir(dir: string): Promise<void> {
+  await removeBuildCgroups(dir);
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -261,7 +276,7 @@ export class TemplateStore implements TemplateProvider {
         await this.#save(vm, tmp, sockDir);
       } finally {
         await vm.stop(1000);
-        await removeVmmCgroups(tmp).catch(() => []);
+        await removeBuildCgroups(tmp);
       }
       const version = await readFile(join(tmp, 'qemu-version'), 'utf8').catch(() => '');
       const meta: TemplateMeta = {

@@ -99,19 +99,27 @@ export function vmmCgroupPids(podDir: string): number[] {
   return [...new Set(leaves.flatMap(cgroupPids))];
 }
 
-/** Removes the cgroup directories recorded for the pod (deepest first); the VMM must be gone. */
+/**
+ * Removes the cgroup directories recorded for the pod (deepest first); the VMM must be gone. A
+ * journaled leaf's owner record goes once it is gone in every hierarchy (a shared parent left
+ * with another's child in it keeps no record: it has none).
+ */
 export async function removeVmmCgroups(podDir: string): Promise<string[]> {
   const dirs = new JournalFile(join(podDir, RECORD)).dirs();
   const left = await removeJournaled(dirs);
-  if (left.length === 0) for (const rel of journaledCgroups(dirs)) await dropCgroupOwner(rel);
+  for (const [rel, leaves] of journaledCgroups(dirs)) if (!leaves.some((d) => left.includes(d))) await dropCgroupOwner(rel);
   return left;
 }
 
-/** The cgroup paths (relative to their hierarchy) of journaled leaf directories. */
-function journaledCgroups(dirs: readonly string[]): string[] {
-  const rels = new Set<string>();
+/** The cgroup paths (relative to their hierarchy) of journaled leaf directories, each with its directories. */
+function journaledCgroups(dirs: readonly string[]): Map<string, string[]> {
+  const rels = new Map<string, string[]>();
   for (const h of vmmHierarchies()) {
-    for (const d of dirs) if (d.startsWith(`${h.path}/`) && !dirs.some((o) => o.startsWith(`${d}/`))) rels.add(d.slice(h.path.length + 1));
+    for (const d of dirs) {
+      if (!d.startsWith(`${h.path}/`) || dirs.some((o) => o.startsWith(`${d}/`))) continue;
+      const rel = d.slice(h.path.length + 1);
+      rels.set(rel, [...(rels.get(rel) ?? []), d]);
+    }
   }
-  return [...rels];
+  return rels;
 }

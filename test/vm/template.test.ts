@@ -10,6 +10,9 @@ import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, v
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
 import { CLONE_TB_MIB } from '../../src/vm/vmd.ts';
+import { TEMPLATE_CGROUPS } from '../../src/vm/template.ts';
+import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
+import { makeCgroup } from '../../src/cgroup/tree.ts';
 
 const skip = skipReason();
 const NO_VOLUMES = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.bulkhead.vm.volumes': 'none', 'io.bulkhead.vm.trust-level': 'untrusted' };
@@ -224,8 +227,10 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.deepEqual(templates(), have, `the template stays; vmd: ${existsSync(pd) ? vmdLog(id).slice(-1500) : '(pod dir gone)'}`);
   });
 
-  it('a template VM is built in a cgroup of its own (not its builder\'s, whose memory limit it was charged to), removed after the build', async () => {
+  it('a template VM is built in a cgroup of its own (not its builder\'s, whose memory limit it was charged to), removed after the build with their parent once empty', async () => {
     const id = `tcg-${process.pid}`;
+    // the builds' parent made by another build, which ended first (its journal had it; this one's has not)
+    makeCgroup(TEMPLATE_CGROUPS, vmmHierarchies(), () => undefined);
     const up = sandbox(id, NO_VOLUMES, 352 << 20); // a size no template has: built now
     // the build's QEMU, looked at until it is in the template's cgroup (it is placed just after its
     // spawn) or the pod is up (then it never was)
@@ -246,6 +251,12 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.match(mem ?? '', /^\/bulkhead-vm-templates\/[0-9a-f]{32}-\w+$/, `its memory cgroup (${seen.cgroups.trim().split('\n').join('; ')})`);
     const v1 = join('/sys/fs/cgroup/memory', mem!);
     assert.ok(!existsSync(v1) && !existsSync(join('/sys/fs/cgroup/unified', mem!)), `${mem} is removed once the template is built`);
+    for (const h of vmmHierarchies()) {
+      const parent = join(h.path, TEMPLATE_CGROUPS);
+      const others = existsSync(parent) ? readdirSync(parent, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name) : [];
+      // (a build elsewhere on the node may have its cgroup there right now: then the parent stays)
+      assert.ok(!existsSync(parent) || others.length > 0, `${parent} is removed once empty`);
+    }
   });
 
   it('a template build whose builder was killed leaves its cgroup; the next build of that template removes it with the build dir', async () => {
