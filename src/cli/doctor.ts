@@ -85,7 +85,8 @@ const command: Command = {
     try {
       const { client, started } = await ensureDaemon(ctx.global, { signal: ctx.signal });
       if (started && !ctx.global.json) ctx.stderr.write(`bulkhead: started a Bulkhead daemon in the background (pid ${started.pid}, log ${started.log})\n`);
-      try { handlers = (await client.info()).handlers; } finally { client.close(); }
+      // each handler probed now (not the daemon's cached answer: the host may just have been fixed)
+      try { handlers = (await client.info(undefined, { reprobe: true })).handlers; } finally { client.close(); }
     } catch (err) {
       daemonError = err instanceof Error ? err.message : String(err);
     }

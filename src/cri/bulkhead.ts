@@ -61,8 +61,8 @@ export function bulkheadHandlers(deps: CriDeps): Record<string, Impl> {
       return await deps.images.prune({ all: Boolean(req.all), containers });
     }),
 
-    Info: unary(async (): Promise<InfoResponse> => {
-      const hs = await deps.handlers.statuses();
+    Info: unary(async (req: { reprobe?: boolean }): Promise<InfoResponse> => {
+      const hs = await deps.handlers.statuses(req.reprobe ? { fresh: true } : {});
       return {
         version: deps.info.version,
         pid: process.pid,

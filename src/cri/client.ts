@@ -246,7 +246,8 @@ export class CriClient {
   }
   /** Loads an image archive from a path on the daemon's host. No default deadline. */
   loadImage(path: string, opts?: CallOptions): Promise<LoadImageResponse> { return this.#unary(this.#ext, 'loadImage', { path }, opts, null); }
-  info(opts?: CallOptions): Promise<InfoResponse> { return this.#unary(this.#ext, 'info', {}, opts); }
+  /** `reprobe`: every handler probed again now, past cached answers (`bulkhead doctor`). */
+  info(opts?: CallOptions, req: { reprobe?: boolean } = {}): Promise<InfoResponse> { return this.#unary(this.#ext, 'info', req.reprobe ? { reprobe: true } : {}, opts); }
   diskUsage(opts?: CallOptions): Promise<DiskUsageResponse> { return this.#unary(this.#ext, 'diskUsage', {}, opts, null); }
   pruneImages(all: boolean, opts?: CallOptions): Promise<PruneImagesResponse> { return this.#unary(this.#ext, 'pruneImages', { all }, opts, null); }
 }

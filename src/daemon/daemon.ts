@@ -102,7 +102,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       if (!backend) { entries.push(unknownBackendEntry(name, h.backend)); continue; }
       backends.set(name, backend);
       const b = backend;
-      entries.push({ name, backend: h.backend, isolation: b.isolation, probe: (signal) => b.probe(signal) });
+      entries.push({ name, backend: h.backend, isolation: b.isolation, probe: (signal, o) => b.probe(signal, o) });
       cleanups.push(async () => { await b.close(); });
     }
     const handlers = new RuntimeHandlers(config.runtime.defaultHandler, entries);

@@ -216,11 +216,17 @@ export interface Backend extends ContainerRuntime {
   readonly isolation: Isolation;
   /** How this backend holds a pod (./sandbox/pod-sandbox.ts). */
   readonly podSandbox: PodSandbox;
-  /** Is this backend usable here, and if not, why. Cached after the first success. */
-  probe(signal?: AbortSignal): Promise<ProbeResult>;
+  /**
+   * Is this backend usable here, and if not, why. Cached after the first success (and, where a
+   * backend knows its refusal cannot change until the host does, that refusal); `fresh` probes
+   * again whatever was cached (`bulkhead doctor`).
+   */
+  probe(signal?: AbortSignal, opts?: ProbeOptions): Promise<ProbeResult>;
   /** Releases in-process resources; running containers are left running. */
   close(): Promise<void>;
 }
+
+export interface ProbeOptions { fresh?: boolean }
 
 /** Options shared by the backend constructors (factories in ./backends.ts). */
 export interface BackendOptions {

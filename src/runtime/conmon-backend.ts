@@ -9,7 +9,7 @@ import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../util/log.ts';
 import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
-  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeResult, RuntimeCommand,
+  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeOptions, ProbeResult, RuntimeCommand,
 } from './backend.ts';
 import { ConmonDriver, type ConmonDriverOptions, type InProcessRuntime, type RuntimeLimits } from './conmon/driver.ts';
 import { DEFAULT_RUNTIME_LIMITS } from './conmon/shared.ts';
@@ -38,7 +38,7 @@ export abstract class ConmonBackend implements Backend {
 
   /** The runtime binary and flags conmon drives (diagnostics and tests read it; not part of Backend). */
   abstract runtimeCommand(): RuntimeCommand;
-  protected abstract probeHost(signal?: AbortSignal): Promise<ProbeResult>;
+  protected abstract probeHost(signal?: AbortSignal, opts?: ProbeOptions): Promise<ProbeResult>;
   /** Runtime-specific spec changes; default none. Must not weaken the spec. */
   protected adjustSpec(spec: OciSpec, _opts: CreateContainerOptions): OciSpec { return spec; }
   /** Runtime path conmon runs for exec sessions, when it must differ from runtimeCommand().path. */
@@ -90,9 +90,9 @@ export abstract class ConmonBackend implements Backend {
     return this.driverInstance;
   }
 
-  async probe(signal?: AbortSignal): Promise<ProbeResult> {
-    if (this.probed?.available) return this.probed;
-    this.probed = await this.probeHost(signal);
+  async probe(signal?: AbortSignal, opts: ProbeOptions = {}): Promise<ProbeResult> {
+    if (this.probed?.available && !opts.fresh) return this.probed;
+    this.probed = await this.probeHost(signal, opts);
     return this.probed;
   }
 

@@ -56,3 +56,19 @@ test('resolve: a handler a request names is probed afresh when its last result s
   crun.answer({ available: true, details: {} });
   assert.equal((await second).name, 'crun');
 });
+
+test('statuses fresh (bulkhead doctor): every handler is probed again with `fresh`, an available one too, and its new answer is waited for', async () => {
+  const seen: (boolean | undefined)[] = [];
+  let answer: ProbeResult = unavailable;
+  const h = new RuntimeHandlers('crun', [
+    { name: 'crun', backend: 'crun', isolation: 'process', probe: async (_s, o) => { seen.push(o?.fresh); return answer; } },
+  ]);
+  assert.equal((await h.statuses())[0]!.probe.available, false);
+  assert.equal((await h.statuses())[0]!.probe.available, false, 'within the reprobe period: the cached answer');
+  assert.deepEqual(seen, [undefined]);
+  answer = { available: true, details: {} };
+  assert.equal((await h.statuses({ fresh: true }))[0]!.probe.available, true, 'the new answer, not the cached one');
+  assert.deepEqual(seen, [undefined, true]);
+  await h.statuses({ fresh: true });
+  assert.deepEqual(seen, [undefined, true, true], 'an available handler is probed again too');
+});

@@ -6,7 +6,7 @@
  * FailedPrecondition naming the handler and the probe's reason: never a silent fallback.
  */
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
-import type { Backend, Isolation, ProbeResult } from './backend.ts';
+import type { Backend, Isolation, ProbeOptions, ProbeResult } from './backend.ts';
 
 export interface HandlerEntry {
   name: string;
@@ -14,7 +14,7 @@ export interface HandlerEntry {
   backend: string;
   /** Taken from the backend (its `isolation`). */
   isolation: Isolation;
-  probe(signal?: AbortSignal): Promise<ProbeResult>;
+  probe(signal?: AbortSignal, opts?: ProbeOptions): Promise<ProbeResult>;
 }
 
 export interface HandlerStatus {
@@ -46,14 +46,14 @@ export class RuntimeHandlers {
   /**
    * Starts (or reuses) the probe of one handler, shared by all callers (so no caller's signal can
    * abort it); a probe that throws counts as unavailable. The last result stays visible while a
-   * new probe runs.
+   * new probe runs. `fresh`: a new probe, past every cache (one already running is fresh enough).
    */
-  #probe(e: HandlerEntry): ProbeSlot {
+  #probe(e: HandlerEntry, fresh = false): ProbeSlot {
     const cur = this.#probes.get(e.name);
-    if (cur && (cur.inflight || cur.result?.available || Date.now() - cur.at < this.#reprobeMs)) return cur;
+    if (cur && (cur.inflight || (!fresh && (cur.result?.available || Date.now() - cur.at < this.#reprobeMs)))) return cur;
     const slot: ProbeSlot = { at: Date.now(), inflight: true, promise: Promise.resolve({ available: false, details: {} }) };
-    if (cur?.result) slot.result = cur.result;
-    slot.promise = e.probe().catch((err: unknown): ProbeResult => ({
+    if (cur?.result && !fresh) slot.result = cur.result;
+    slot.promise = e.probe(undefined, fresh ? { fresh } : {}).catch((err: unknown): ProbeResult => ({
       available: false, reason: `probe failed: ${err instanceof Error ? err.message : String(err)}`, details: {},
     })).then((r) => { slot.result = r; slot.at = Date.now(); slot.inflight = false; return r; });
     this.#probes.set(e.name, slot);
@@ -99,11 +99,12 @@ export class RuntimeHandlers {
    * (crun's three runs on cgroup v1: ~50 ms) once per REPROBE_MS, i.e. at nearly every `bulkhead
    * run` of a user who runs one now and then. With `wait: false` (Status, which the kubelet polls
    * with a short deadline) a first probe still running reports the handler as not yet available.
+   * `fresh` (`bulkhead doctor`) probes every handler again and waits for the answers.
    */
-  async statuses(opts: { wait?: boolean } = {}): Promise<HandlerStatus[]> {
+  async statuses(opts: { wait?: boolean; fresh?: boolean } = {}): Promise<HandlerStatus[]> {
     return await Promise.all([...this.#entries.values()].map(async (e) => {
-      const slot = this.#probe(e);
-      const probe: ProbeResult = slot.result
+      const slot = this.#probe(e, opts.fresh);
+      const probe: ProbeResult = (opts.fresh ? undefined : slot.result)
         ?? (opts.wait === false ? { available: false, reason: 'probe still running', details: {} } : await slot.promise);
       return { name: e.name, backend: e.backend, isolation: e.isolation, isDefault: e.name === this.defaultHandler, probe };
     }));
@@ -112,5 +113,5 @@ export class RuntimeHandlers {
 
 /** A registry over handler name → Backend (the engine's own when it is given none; tests). */
 export function handlersOf(defaultHandler: string, backends: ReadonlyMap<string, Backend>): RuntimeHandlers {
-  return new RuntimeHandlers(defaultHandler, [...backends].map(([name, b]) => ({ name, backend: b.name, isolation: b.isolation, probe: (signal) => b.probe(signal) })));
+  return new RuntimeHandlers(defaultHandler, [...backends].map(([name, b]) => ({ name, backend: b.name, isolation: b.isolation, probe: (signal, o) => b.probe(signal, o) })));
 }

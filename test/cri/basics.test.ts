@@ -75,6 +75,9 @@ test('Info (extension service) lists handlers, paths and versions', async () => 
   assert.equal(info.pid, d.pid);
   assert.ok(info.handlers.some((h) => h.name === 'runc' && h.available && h.isDefault));
   assert.equal(info.versions.criApi, 'v1');
+  // bulkhead doctor's: every handler probed again now, the same answers here
+  const fresh = await d.client.info(undefined, { reprobe: true });
+  assert.deepEqual(fresh.handlers.map((h) => [h.name, h.available]), info.handlers.map((h) => [h.name, h.available]));
 });
 
 test('the socket is mode 0600 and a second daemon on the same root is refused', async () => {

@@ -1,15 +1,19 @@
 /**
  * crun: the C OCI runtime, same model as runc. Debian's crun 1.8 refuses a cgroup v1 hybrid
  * host (it wants either pure v1 or a v2 unified hierarchy), so the probe runs a real container
- * and reports crun's own words when it fails.
+ * and reports crun's own words when it fails. That refusal on a hybrid host is kept until the
+ * crun binary or the cgroup layout changes (the handler registry asks again every 30 s: three
+ * process runs each time otherwise); a fresh probe (`bulkhead doctor`) runs crun again.
  */
 import { ownedTempDir } from '../../util/temp-dir.ts';
+import { realpathSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeLayout } from '../../cgroup/hierarchy.ts';
+import { cgroupLayout, describeLayout } from '../../cgroup/hierarchy.ts';
 import { removeTree } from '../../cgroup/tree.ts';
 import { run } from '../../util/exec.ts';
-import type { ProbeResult, RuntimeCommand } from '../backend.ts';
+import type { ProbeOptions, ProbeResult, RuntimeCommand } from '../backend.ts';
+import { resolveBinary } from '../conmon/shared.ts';
 import { NamespacesJoined } from '../sandbox/namespaces-joined.ts';
 import { ConmonBackend, versionLine } from '../conmon-backend.ts';
 import { runtimeMessage } from '../errors.ts';
@@ -25,7 +29,22 @@ export class CrunBackend extends ConmonBackend {
     return { path: this.opts.binary ?? 'crun', globalArgs: ['--root', this.stateDir, ...(this.opts.runtimeArgs ?? [])] };
   }
 
-  protected async probeHost(signal?: AbortSignal): Promise<ProbeResult> {
+  /** crun's refusal of this host's cgroup layout, with what it depends on (refusalKey). */
+  #refused: { key: string; result: ProbeResult } | undefined;
+
+  /** What a refusal depends on: the crun binary (real path, inode, size, times) and the cgroup layout. */
+  #refusalKey(): string | undefined {
+    try {
+      const bin = realpathSync(resolveBinary(this.runtimeCommand().path));
+      const st = statSync(bin);
+      return JSON.stringify([bin, st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs, cgroupLayout()]);
+    } catch { return undefined; }
+  }
+
+  protected async probeHost(signal?: AbortSignal, opts: ProbeOptions = {}): Promise<ProbeResult> {
+    const key = this.#refusalKey();
+    if (!opts.fresh && key !== undefined && this.#refused?.key === key) return this.#refused.result;
+    this.#refused = undefined;
     const bin = this.runtimeCommand().path;
     let version: string;
     try {
@@ -44,11 +63,14 @@ export class CrunBackend extends ConmonBackend {
       if (r.code !== 0) {
         const why = runtimeMessage(r.stderr) || `exit ${r.code}`;
         const cg = describeLayout();
-        return {
+        const refused: ProbeResult = {
           available: false,
           reason: `crun cannot run containers on this host's cgroup layout (${cg}): "${why}". crun needs a pure cgroup v1 or a cgroup v2 unified hierarchy; boot with systemd.unified_cgroup_hierarchy=1 or use the runc handler`,
           details: { runtimeVersion: version, cgroups: cg },
         };
+        // crun's own exit on a hybrid host (a timeout throws above): the same until crun or the layout changes
+        if (cgroupLayout() === 'v1-hybrid' && r.code !== null && key !== undefined) this.#refused = { key, result: refused };
+        return refused;
       }
       return { available: true, details: { runtimeVersion: version, cgroups: describeLayout() } };
     } finally {

@@ -34,7 +34,7 @@ import {
 import type { Logger } from '../../util/log.ts';
 import type {
   AttachOptions, Backend, BackendOptions, ContainerRecord, ContainerState, ContainerStats, CreateContainerOptions,
-  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeResult,
+  ExecOptions, ExecResult, InteractiveExecOptions, InteractiveProcess, Isolation, ProbeOptions, ProbeResult,
 } from '../backend.ts';
 import type { OciLinuxResources, OciSpec } from '../../oci/spec.ts';
 import { readCgroupStats } from '../../cgroup/stats.ts';
@@ -163,8 +163,8 @@ export class ShimV2Backend implements Backend {
 
   get #shimSpec(): string { return this.#opts.binary ?? this.#flavor.defaultShim; }
 
-  async probe(): Promise<ProbeResult> {
-    if (this.#probed?.available) return this.#probed;
+  async probe(_signal?: AbortSignal, opts: ProbeOptions = {}): Promise<ProbeResult> {
+    if (this.#probed?.available && !opts.fresh) return this.#probed;
     const missing: string[] = [];
     let bin: string | null = null;
     try {
