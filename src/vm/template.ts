@@ -156,9 +156,20 @@ async function removeBuildCgroups(dir: string): Promise<void> {
   await removeTree(TEMPLATE_CGROUPS, { deep: false });
 }
 
-/** A build dir and its cgroups. */
+/**
+ * A build's socket directory: short (a unix socket path must stay under 108 bytes), so in the temp
+ * dir, and named after its build dir, so that a build whose builder was killed has it found again
+ * with its build dir (removeBuildDir); its name is not guessable (the build dir's is random, in a
+ * directory only root reads).
+ */
+function buildSockDir(buildDir: string): string {
+  return join(tmpdir(), `bh-tpl-${createHash('sha256').update(buildDir).digest('hex').slice(0, 16)}`);
+}
+
+/** A build dir, its cgroups and its socket directory. */
 async function removeBuildDir(dir: string): Promise<void> {
   await removeBuildCgroups(dir);
+  await rm(buildSockDir(dir), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -255,8 +266,9 @@ export class TemplateStore implements TemplateProvider {
         await fh.truncate(SLOT_BYTES);
         await fh.close();
       }
-      // its sockets in a short private directory (a unix socket path must stay under 108 bytes)
-      sockDir = await mkdtemp(join(tmpdir(), 'bh-tpl-'));
+      // its sockets in a short private directory (buildSockDir); a name taken already fails the build
+      await mkdir(buildSockDir(tmp), { mode: 0o700 });
+      sockDir = buildSockDir(tmp);
       const cfg = { ...templateConfig(a, req, tmp), qmp: join(sockDir, 'qmp') };
       const vm = await new QemuVmm(binary).boot(cfg);
       // in a cgroup of its own (v1 memory/cpu/pids and v2, journaled in the build dir, owner-recorded

@@ -283,6 +283,9 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     assert.ok(qemu > 0, 'the build\'s QEMU was seen in its cgroup');
+    // its QMP socket's directory, short, in the temp dir
+    const sockDir = /unix:(\/\S+?)\/qmp,/.exec(readFileSync(`/proc/${qemu}/cmdline`, 'utf8').split('\0').join(' '))?.[1] ?? '';
+    assert.ok(existsSync(sockDir), `the build's socket dir (${sockDir})`);
     const builder = Number(readFileSync(`/proc/${qemu}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]);
     process.kill(builder, 'SIGKILL');
     await waitFor(() => !existsSync(`/proc/${qemu}`) || /\) Z /.test(readFileSync(`/proc/${qemu}/stat`, 'utf8')), 'the build\'s QEMU to die with its builder', 20_000);
@@ -292,6 +295,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const next = `tkc-${process.pid}`;
     await sandbox(next, NO_VOLUMES, 384 << 20);
     assert.ok(!existsSync(join('/sys/fs/cgroup/memory', mem)), `the next build removed ${mem}`);
+    assert.ok(existsSync(sockDir) === false, `and the killed build's socket dir ${sockDir}`);
     assert.deepEqual(readdirSync(join(root, 'templates')).filter((n) => n.startsWith('.build-')), [], 'and the build dir');
   });
 
