@@ -11,7 +11,15 @@
  *                   " random=HEX" (the first 32 bytes of its reseeded pool). sb=ID names the template's
  *                   sandbox container (running): sb_hostname= is set in its UTS namespace, sb_hostname=,
  *                   sb_hostname_file=, sb_resolv=, sb_hosts= written on its root as create writes them
- * Guest -> host:  H hello ("bulkhead-agent 7 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore; 7 = a template's sandbox container in it) A ok (payload)  F failure (message)
+ *                 Y copied volume (protocol 8): payload = u32 BE header length | kv header | data; op=init
+ *                   dir=GID size=BYTES mounts a tmpfs at /run/cv/GID; op=put dir=GID/N path=REL type=d|f|l
+ *                   (a single-file volume is REL "f")
+ *                   mode=OCTAL [off= end=1 | target=] writes one entry of volume N (a file in chunks into a
+ *                   temporary, renamed into place at end=1; a symlink renamed over the old one: each
+ *                   replacement atomic); op=del removes one entry; op=get answers A with the last 4096
+ *                   bytes of a file (the termination log). Create's cvol=REL\x1fDEST\x1fro|rw\x1fd|f\x1fP binds
+ *                   /run/cv/REL (REL ed/KEY: a pod-wide guest directory, made on first use: an emptyDir)
+ * Guest -> host:  H hello ("bulkhead-agent 7 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore; 7 = a template's sandbox container in it; 8 = copied volumes) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * S and E are answered once the process has exec'd (A "PID") or failed before it (F), from the main
@@ -67,7 +75,10 @@
 #define MAX_PAYLOAD (1u << 20)
 #define MAX_SESS 256
 #define MAX_ARGS 1024
-#define AGENT_PROTOCOL 7
+#define AGENT_PROTOCOL 8
+/* Copied volumes (Y): /run/cv/GID/N per container volume (a tmpfs per container), /run/cv/ed/KEY per emptyDir. */
+#define CV_DIR "/run/cv"
+#define CV_GET_MAX 4096
 
 extern char **environ;
 
@@ -478,7 +489,7 @@ static void child_fail(int errfd, const char *fmt, ...) {
  * following symlinks (a symlink in the image cannot point the mount at the agent's own tree);
  * missing directories (and a missing file for a file volume) are created on the writable layer.
  */
-static void bind_volume(const char *root, const char *v, int errpipe) {
+static void bind_volume(const char *root, const char *v, int errpipe, const char *base) {
   char buf[4600];
   if (strlen(v) >= sizeof buf) child_fail(errpipe, "volume: entry too long");
   strcpy(buf, v);
@@ -490,9 +501,11 @@ static void bind_volume(const char *root, const char *v, int errpipe) {
   if (rel[0] == '/' || strstr(rel, "..") || dest[0] != '/' || strstr(dest, "/../") || strcmp(dest, "/") == 0)
     child_fail(errpipe, "volume %s: bad path", dest);
   char src[600];
-  snprintf(src, sizeof src, "/run/share/%s", rel);
+  snprintf(src, sizeof src, "%s/%s", base, rel);
+  /* a copied emptyDir (ed/KEY): one guest directory per source, for every container of the pod */
+  if (strncmp(rel, "ed/", 3) == 0 && strcmp(base, CV_DIR) == 0) { mkdir_p(CV_DIR "/ed", 0755); if (mkdir(src, 0777) == 0) chmod(src, 0777); }
   int sfd = open(src, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (sfd < 0) child_fail(errpipe, "volume %s: not in the pod's share (%s): %s", dest, src, strerror(errno));
+  if (sfd < 0) child_fail(errpipe, "volume %s: not in the pod's %s (%s): %s", dest, strcmp(base, CV_DIR) == 0 ? "copied volumes" : "share", src, strerror(errno));
   int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) child_fail(errpipe, "volume %s: open root: %s", dest, strerror(errno));
   char path[4600]; strcpy(path, dest);
@@ -581,7 +594,9 @@ static void child_exec(struct sess *s, struct sess *parent, int stdio[3], int er
     if (mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) != 0) child_fail(errpipe, "mount /sys: %s", strerror(errno));
     if (mount_dev(root) != 0) child_fail(errpipe, "mount /dev: %s", strerror(errno));
     /* Volumes (host paths, kubelet volumes) from the pod's virtio-fs share. */
-    for (int i = 0; (v = kv_get(kv, len, "vol", i)); i++) bind_volume(root, v, errpipe);
+    for (int i = 0; (v = kv_get(kv, len, "vol", i)); i++) bind_volume(root, v, errpipe, "/run/share");
+    /* Copied volumes (protocol 8): files the host sent with Y before the create, and emptyDirs. */
+    for (int i = 0; (v = kv_get(kv, len, "cvol", i)); i++) bind_volume(root, v, errpipe, CV_DIR);
     /* OCI maskedPaths: hidden behind an empty read-only tmpfs (dirs) or /dev/null (files). */
     for (int i = 0; (v = kv_get(kv, len, "mask", i)); i++) {
       struct stat st;
@@ -956,6 +971,9 @@ static void do_delete(uint32_t id) {
   snprintf(p, sizeof p, "/run/c/%u/rw", id); umount2(p, MNT_DETACH);
   snprintf(p, sizeof p, "/run/c/%u/lower", id);
   if (umount2(p, 0) != 0) umount2(p, MNT_DETACH);
+  /* its copied volumes (Y init): their tmpfs goes with it */
+  snprintf(p, sizeof p, CV_DIR "/%u", id);
+  if (umount2(p, MNT_DETACH) == 0) rmdir(p);
   char dev[64] = "";
   find_slot_dev(s->slot, dev, sizeof dev);
   int fd = dev[0] ? open(dev, O_RDONLY | O_CLOEXEC) : -1;
@@ -1147,6 +1165,138 @@ static void do_identity(uint32_t id, char *kv, size_t len) {
   reply_ok(id, out);
 }
 
+
+/*
+ * A clean relative path of a copied volume's entry: no leading '/', no empty, '.' or '..'
+ * component, at most 4095 bytes (the host's walk sends nothing else; anything else is refused).
+ */
+static int clean_rel(const char *r) {
+  size_t n = strlen(r);
+  if (n == 0 || n >= 4096 || r[0] == '/' || r[n - 1] == '/') return 0;
+  for (const char *c = r; *c; ) {
+    const char *e = strchr(c, '/');
+    size_t l = e ? (size_t)(e - c) : strlen(c);
+    if (l == 0 || (l == 1 && c[0] == '.') || (l == 2 && c[0] == '.' && c[1] == '.')) return 0;
+    c += l; if (*c == '/') c++;
+  }
+  return 1;
+}
+
+/* `dir` of a Y request: GID (init) or GID/N, digits only. */
+static int clean_cv_dir(const char *d, int want_n) {
+  int slash = 0;
+  if (!d || !*d || strlen(d) > 24) return 0;
+  for (const char *c = d; *c; c++) {
+    if (*c == '/') { if (slash++ || c == d || !c[1]) return 0; }
+    else if (*c < '0' || *c > '9') return 0;
+  }
+  return slash == want_n;
+}
+
+/* The parent directory of `rel` under `vfd`, opened without following any symlink and never
+ * leaving it (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): the entry's own name goes to `*name`. */
+static int cv_parent(int vfd, char *rel, const char **name) {
+  char *sl = strrchr(rel, '/');
+  if (!sl) { *name = rel; return dup(vfd); }
+  *sl = 0; *name = sl + 1;
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  int fd = (int)syscall(SYS_openat2, vfd, rel, &how, sizeof how);
+  *sl = '/';
+  return fd;
+}
+
+/* Y: one step of a copied volume (see the header). The host is the only writer of /run/cv/GID:
+ * containers see it through read-only binds (read-write for a copied single file). */
+static void do_copy(uint32_t id, char *payload, size_t len) {
+  if (len < 4) { reply_err(id, "copy: short request"); free(payload); return; }
+  uint32_t hl = ((uint32_t)(unsigned char)payload[0] << 24) | ((uint32_t)(unsigned char)payload[1] << 16) | ((uint32_t)(unsigned char)payload[2] << 8) | (unsigned char)payload[3];
+  if (hl > len - 4 || hl > 16384) { reply_err(id, "copy: bad header length"); free(payload); return; }
+  char hdr[16385];
+  memcpy(hdr, payload + 4, hl); hdr[hl] = 0;
+  const char *data = payload + 4 + hl; size_t dlen = len - 4 - hl;
+  const char *op = kv_get(hdr, hl, "op", 0), *dir = kv_get(hdr, hl, "dir", 0), *v;
+  char p[600];
+  if (!op) { reply_err(id, "copy: no op"); free(payload); return; }
+  if (strcmp(op, "init") == 0) {
+    if (!clean_cv_dir(dir, 0)) { reply_err(id, "copy: bad dir"); free(payload); return; }
+    unsigned long long size = (v = kv_get(hdr, hl, "size", 0)) ? strtoull(v, NULL, 10) : 0;
+    char opts[64];
+    snprintf(opts, sizeof opts, "size=%llu,mode=0755,nr_inodes=%llu", size ? size : 4096, 8192ull);
+    snprintf(p, sizeof p, CV_DIR "/%s", dir);
+    mkdir_p(p, 0755);
+    umount2(p, MNT_DETACH); /* a session id is never reused in a VM: nothing of another container is there */
+    if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) { reply_err(id, "copy: mount tmpfs for copied volumes: %s", strerror(errno)); free(payload); return; }
+    reply_ok(id, "ok"); free(payload); return;
+  }
+  const char *path = kv_get(hdr, hl, "path", 0);
+  if (!clean_cv_dir(dir, 1) || !path || !clean_rel(path)) { reply_err(id, "copy: bad dir or path"); free(payload); return; }
+  snprintf(p, sizeof p, CV_DIR "/%s", dir);
+  char rel[4096]; snprintf(rel, sizeof rel, "%s", path);
+  const char *type = (v = kv_get(hdr, hl, "type", 0)) ? v : "";
+  mode_t mode = (v = kv_get(hdr, hl, "mode", 0)) ? (mode_t)(strtoul(v, NULL, 8) & 07777) : 0644;
+  /* volume N's own directory, made by its first put (a single-file volume is the entry "f" in it) */
+  if (strcmp(op, "put") == 0) mkdir(p, 0755);
+  int vfd = open(p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (vfd < 0) { reply_err(id, "copy: %s: %s", p, strerror(errno)); free(payload); return; }
+  const char *name;
+  int pfd = cv_parent(vfd, rel, &name);
+  if (pfd < 0) { reply_err(id, "copy: parent of %s: %s", path, strerror(errno)); close(vfd); free(payload); return; }
+  /* temporaries live in /run/cv/GID beside the volumes, never inside one: invisible to the container */
+  char tmp[64];
+  snprintf(tmp, sizeof tmp, ".bh-copy-%u", id);
+  int tfd = openat(vfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int rc = 0; const char *what = "";
+  if (strcmp(op, "put") == 0 && strcmp(type, "d") == 0) {
+    what = "mkdir";
+    if (mkdirat(pfd, name, mode) != 0 && errno != EEXIST) rc = -1;
+    else { int d = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); if (d < 0 || fchmod(d, mode) != 0) rc = -1; if (d >= 0) close(d); }
+  } else if (strcmp(op, "put") == 0 && strcmp(type, "f") == 0) {
+    /* the file is written into a temporary and renamed into place once whole: a reader sees the
+     * old or the new content */
+    unsigned long long off = (v = kv_get(hdr, hl, "off", 0)) ? strtoull(v, NULL, 10) : 0;
+    int end = (v = kv_get(hdr, hl, "end", 0)) && strcmp(v, "1") == 0;
+    what = "write";
+    int fd = tfd < 0 ? -1 : openat(tfd, tmp, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (off == 0 ? O_TRUNC : 0), 0600);
+    if (fd < 0 || pwrite(fd, data, dlen, (off_t)off) != (ssize_t)dlen) rc = -1;
+    if (rc == 0 && end) {
+      what = "rename";
+      if (fchmod(fd, mode) != 0 || renameat(tfd, tmp, pfd, name) != 0) rc = -1;
+    }
+    if (fd >= 0) close(fd);
+    if (rc != 0 && tfd >= 0) unlinkat(tfd, tmp, 0);
+  } else if (strcmp(op, "put") == 0 && strcmp(type, "l") == 0) {
+    const char *target = kv_get(hdr, hl, "target", 0);
+    what = "symlink";
+    if (tfd >= 0) unlinkat(tfd, tmp, 0);
+    if (tfd < 0 || !target || !*target || symlinkat(target, tfd, tmp) != 0 || renameat(tfd, tmp, pfd, name) != 0) { rc = -1; if (tfd >= 0) unlinkat(tfd, tmp, 0); }
+  } else if (strcmp(op, "del") == 0) {
+    what = "remove";
+    struct stat st;
+    if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && unlinkat(pfd, name, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) != 0) rc = -1;
+  } else if (strcmp(op, "get") == 0) {
+    int fd = openat(pfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    char out[CV_GET_MAX];
+    ssize_t n = 0;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { what = "read"; rc = -1; }
+    else {
+      off_t from = st.st_size > CV_GET_MAX ? st.st_size - CV_GET_MAX : 0;
+      n = pread(fd, out, sizeof out, from);
+      if (n < 0) { what = "read"; rc = -1; }
+    }
+    if (fd >= 0) close(fd);
+    if (rc == 0) { send_frame('A', id, out, (size_t)n); if (tfd >= 0) close(tfd); close(pfd); close(vfd); free(payload); return; }
+  } else { reply_err(id, "copy: bad op %s", op); if (tfd >= 0) close(tfd); close(pfd); close(vfd); free(payload); return; }
+  int e = errno;
+  if (tfd >= 0) close(tfd);
+  close(pfd); close(vfd);
+  if (rc != 0) reply_err(id, "copy: %s %s: %s", what, path, strerror(e)); else reply_ok(id, "ok");
+  free(payload);
+}
+
 static void handle(char type, uint32_t id, char *payload, size_t len) {
   struct sess *s;
   switch (type) {
@@ -1190,6 +1340,7 @@ static void handle(char type, uint32_t id, char *payload, size_t len) {
   case 'D': free(payload); do_delete(id); return;
   case 'T': free(payload); do_stats(id); return;
   case 'U': do_identity(id, payload, len); return;
+  case 'Y': do_copy(id, payload, len); return;
   case 'P':
     free(payload);
     reply_ok(id, "powering off");

@@ -23,6 +23,9 @@ test('[pools]: handler tables of level = size; the level\'s network settings are
     { handler: 'microvm', level: 'untrusted', size: 1, egressGuard: true, hostNetwork: false, volumes: 'none' },
     { handler: 'microvm', level: 'open', size: 1, egressGuard: false, hostNetwork: true },
   ]);
+  assert.deepEqual(parsePoolsConfig({ microvm: { untrusted: { size: 2, volumes: 'copy' } } }, ['microvm'], policy).pools, [
+    { handler: 'microvm', level: 'untrusted', size: 2, egressGuard: true, hostNetwork: false, volumes: 'copy' },
+  ]);
 });
 
 test('[pools]: unknown handlers and levels, bad sizes and totals are errors naming the key', () => {
@@ -38,7 +41,7 @@ test('[pools]: unknown handlers and levels, bad sizes and totals are errors nami
     [{ gvisor: { untrusted: { size: 1, network: 'host' } } }, /network must be "bridge" or "none"/],
     [{ gvisor: { untrusted: { size: 1, nic: 'x' } } }, /unknown key pools\.gvisor\.untrusted\.nic/],
     [{ gvisor: { untrusted: { network: 'none' } } }, /must be an integer/],
-    [{ gvisor: { untrusted: { size: 1, volumes: 'some' } } }, /volumes must be "none" or "any"/],
+    [{ gvisor: { untrusted: { size: 1, volumes: 'some' } } }, /volumes must be "none", "copy" or "any"/],
   ];
   for (const [raw, re] of bad) assert.throws(() => parsePoolsConfig(raw, ['gvisor', 'g2'], policy), (e: Error) => re.test(e.message), JSON.stringify(raw));
   assert.throws(() => parsePoolsConfig({ gvisor: { untrusted: 64, open: 64 }, g2: { untrusted: 64, open: 64 }, g3: { untrusted: 1 } }, ['gvisor', 'g2', 'g3'], policy), /at most 256/);

@@ -41,11 +41,11 @@ export function parsePoolsConfig(raw: unknown, handlers: readonly string[], poli
       if (!l) throw new InvalidArgumentError(`config: pools.${key}.${level.slice(0, 64)}: the policy (${policy.source}) has no trust level of that name (levels: ${Object.keys(policy.levels).join(', ')})`);
       let size: unknown = n;
       let network: 'bridge' | 'none' | undefined;
-      let volumes: 'none' | undefined;
+      let volumes: 'none' | 'copy' | undefined;
       if (isObject(n)) {
         for (const k of Object.keys(n)) if (k !== 'size' && k !== 'network' && k !== 'volumes') throw new InvalidArgumentError(`config: unknown key pools.${key}.${level}.${k.slice(0, 64)} (allowed: size, network, volumes)`);
-        if (n.volumes !== undefined && n.volumes !== 'none' && n.volumes !== 'any') throw new InvalidArgumentError(`config: pools.${key}.${level}.volumes must be "none" or "any"`);
-        if (n.volumes === 'none') volumes = 'none';
+        if (n.volumes !== undefined && n.volumes !== 'none' && n.volumes !== 'copy' && n.volumes !== 'any') throw new InvalidArgumentError(`config: pools.${key}.${level}.volumes must be "none", "copy" or "any"`);
+        if (n.volumes === 'none' || n.volumes === 'copy') volumes = n.volumes;
         size = n.size;
         if (n.network !== undefined && n.network !== 'bridge' && n.network !== 'none') throw new InvalidArgumentError(`config: pools.${key}.${level}.network must be "bridge" or "none"`);
         network = n.network;

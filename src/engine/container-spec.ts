@@ -9,6 +9,7 @@ import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { mountHostPath } from '../runtime/helpers/hostmount.ts';
 import { profileLooserThanDefault, readLocalhostProfile } from '../runtime/seccomp.ts';
 import { strictSpecAnnotations } from '../runtime/strict/annotations.ts';
+import { MOUNT_ORIGINS_ANNOTATION } from '../vm/annotations.ts';
 import { isUnder } from '../util/beneath.ts';
 import { buildSpec, buildPauseSpec as runtimeBuildPauseSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, type ImageProcessConfig, type SpecMount, type SpecRequest, type SpecResources } from '../runtime/spec.ts';
 import type { OciSeccomp, OciSpec } from '../oci/spec.ts';
@@ -175,7 +176,7 @@ const CLEAN_UID = /^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/;
  * from the stored pod record, resolved beneath that directory; other paths clear of the protected
  * ones by their real path (unless the level allows any host path).
  */
-async function stageHostMounts(config: cri.ContainerConfig, pod: PodRecord, defaults: ContainerDefaults, g: ContainerSpecInput['hostPaths']): Promise<SpecMount[]> {
+async function stageHostMounts(config: cri.ContainerConfig, pod: PodRecord, defaults: ContainerDefaults, g: ContainerSpecInput['hostPaths'], origins: Record<string, string>): Promise<SpecMount[]> {
   const out: SpecMount[] = [];
   const list = config.mounts ?? [];
   if (list.length === 0) return out;
@@ -196,7 +197,7 @@ async function stageHostMounts(config: cri.ContainerConfig, pod: PodRecord, defa
     }
     if (!beneath && defaults.hostPathsNone) throw new PermissionDeniedError(`host-path rule: mount host path ${n} is not allowed: the pod's trust level allows no host paths but its own kubelet volumes`);
     const target = join(g.stagingDir, String(i));
-    await mountHostPath(bin, {
+    origins[target] = await mountHostPath(bin, {
       source: n, target, readonly: !!m.readonly, protect: defaults.hostPathsAny ? [] : g.protect,
       ...(!defaults.hostPathsAny && defaults.allowedHostPaths ? { allow: defaults.allowedHostPaths } : {}),
       ...(beneath ? { beneath } : {}), ...(g.signal ? { signal: g.signal } : {}),
@@ -219,7 +220,9 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
   const files = pod.runtime.engine.files;
   // the seccomp profile is judged before anything is mounted (the engine does it even earlier)
   const seccomp = inp.seccomp ?? await seccompOf(sc, defaults.seccomp, inp.seccompProfileRoot);
-  const mounts = await stageHostMounts(config, pod, defaults, inp.hostPaths);
+  // each staging point's real host path, for a runtime that needs to know what it is (microvm's copied volumes)
+  const origins: Record<string, string> = {};
+  const mounts = await stageHostMounts(config, pod, defaults, inp.hostPaths, origins);
   const ownUts = namespaces.uts === 'private';
   const hostname = pod.config.hostname ?? '';
   const env = (config.envs ?? []).map((e) => ({ key: e.key ?? '', value: e.value ?? '' }));
@@ -247,7 +250,10 @@ export async function buildContainerSpec(inp: ContainerSpecInput): Promise<OciSp
     seccomp,
     cgroupParent: inp.cgroupParent,
     cgroupName: inp.id,
-    annotations: { 'io.kubernetes.cri.sandbox-id': pod.id, ...strictSpecAnnotations(inp.image, config.annotations, pod.runtime.engine.decision?.strictFallback) },
+    annotations: {
+      'io.kubernetes.cri.sandbox-id': pod.id, ...strictSpecAnnotations(inp.image, config.annotations, pod.runtime.engine.decision?.strictFallback),
+      ...(Object.keys(origins).length ? { [MOUNT_ORIGINS_ANNOTATION]: JSON.stringify(origins) } : {}),
+    },
     ...(files ? { etcFiles: files } : {}),
   };
   if (config.command && config.command.length > 0) req.command = config.command;

@@ -104,14 +104,14 @@ export async function runPodSandbox(ctx: EngineContext, config: cri.PodSandboxCo
  * A ready member of the pod's warm pool (engine/warm-pool.ts) when the pod can take one; a pod that
  * cannot, or finds its pool empty, is a miss with the reason logged and starts cold.
  */
-function takeMember(ctx: EngineContext, config: cri.PodSandboxConfig, handler: string, mode: NetworkMode, opts: RunPodOptions): PoolMember | undefined {
+function takeMember(ctx: EngineContext, config: cri.PodSandboxConfig, handler: string, backend: Backend, mode: NetworkMode, opts: RunPodOptions): PoolMember | undefined {
   const pool = ctx.pool;
   const level = opts.decision?.level ?? '';
   if (!pool?.has(handler, level)) return undefined;
   const d = opts.decision ?? FAIL_CLOSED;
   const m = pool.take(handler, level);
   if (!m) { pool.miss(handler, level, 'pool empty'); return undefined; }
-  const why = adoptionMismatch(config, mode, d.egressGuard, d.hostNetwork, m);
+  const why = adoptionMismatch(config, mode, d.egressGuard, d.hostNetwork, m, backend.podVolumes?.(config.annotations ?? undefined));
   if (why) { pool.giveBack(m); pool.miss(handler, level, why); return undefined; }
   return m;
 }
@@ -126,7 +126,7 @@ async function createPod(
   ctx: EngineContext, config: cri.PodSandboxConfig, md: PodMeta, handler: string,
   backend: Backend, hostname: string, mode: NetworkMode, callerSignal: AbortSignal, opts: RunPodOptions, pooled = true,
 ): Promise<string> {
-  const held: { member: PoolMember | undefined } = { member: pooled ? takeMember(ctx, config, handler, mode, opts) : undefined };
+  const held: { member: PoolMember | undefined } = { member: pooled ? takeMember(ctx, config, handler, backend, mode, opts) : undefined };
   try {
     return await createPodWith(ctx, config, md, handler, backend, hostname, mode, callerSignal, opts, held);
   } catch (err) {

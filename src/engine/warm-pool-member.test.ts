@@ -29,6 +29,29 @@ test('adoptionMismatch: what is fixed at sandbox start sends the pod the cold wa
   }
 });
 
+test('adoptionMismatch: a pool of VMs without a share serves only pods whose volume mode fits (none: none; copy: copy or none)', () => {
+  const none: PoolMember = { ...member, handler: 'microvm', volumes: 'none' };
+  const copy: PoolMember = { ...member, handler: 'microvm', volumes: 'copy' };
+  const ann = (v?: string): PodSandboxConfig => pod(v ? { annotations: { 'io.bulkhead.vm.volumes': v } } : {});
+  const cases: [string, PodSandboxConfig, PoolMember, string | undefined, RegExp | undefined][] = [
+    ['none member, none pod', ann('none'), none, undefined, undefined],
+    ['none member, copy pod', ann('copy'), none, undefined, /pool volumes = "none"/],
+    ['none member, pod without a mode', ann(), none, undefined, /pool volumes = "none"/],
+    ['copy member, copy pod', ann('copy'), copy, undefined, undefined],
+    ['copy member, none pod', ann('none'), copy, undefined, undefined],
+    ['copy member, pod without a mode', ann(), copy, undefined, /pool volumes = "copy"/],
+    ['copy member, an unknown annotation value', ann('all'), copy, undefined, /pool volumes = "copy"/],
+    ['copy member, the handler copies by default', ann(), copy, 'copy', undefined],
+    ['copy member, the pod says share under a copying handler', ann('share'), copy, undefined, /pool volumes = "copy"/],
+    ['share member serves any pod', ann('copy'), member, undefined, undefined],
+  ];
+  for (const [what, cfg, m, handlerMode, want] of cases) {
+    const got = adoptionMismatch(cfg, 'bridge', true, false, m, handlerMode);
+    if (want) assert.match(got ?? '', want, what);
+    else assert.equal(got, undefined, what);
+  }
+});
+
 test('comparablePauseSpec leaves out only the hostname and its HOSTNAME variable; firstDifference names the field', () => {
   const base = { ociVersion: '1.0.2', process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: '/', env: ['PATH=/bin', 'HOSTNAME=a'] }, hostname: 'a', linux: { cgroupsPath: '/a' } };
   const other = { ...base, hostname: 'b', process: { ...base.process, env: ['PATH=/bin', 'HOSTNAME=b'] } };

@@ -22,10 +22,11 @@ export interface WarmPoolSpec {
   network?: 'bridge' | 'none';
   /**
    * microvm: 'none' = members are VMs without a virtio-fs share (template clones), for pods that say
-   * they bind no volumes (annotation io.bulkhead.vm.volumes=none); absent = members boot with one
-   * and serve any pod.
+   * they bind no volumes (annotation io.bulkhead.vm.volumes=none); 'copy' = the same VMs, whose
+   * containers' volumes are copied in, for pods whose mode is copy (or none); absent = members boot
+   * with a share and serve any pod.
    */
-  volumes?: 'none';
+  volumes?: 'none' | 'copy';
 }
 
 /** A pool's figures: the Info RPC's shape. */
@@ -44,8 +45,8 @@ export interface PoolMember {
   podDir: string;
   egressGuard: boolean;
   hostNetwork: boolean;
-  /** 'none': the member's sandbox was started for pods that bind no volumes (WarmPoolSpec.volumes). */
-  volumes?: 'none';
+  /** The member's sandbox was started for pods that bind no volumes ('none') or have them copied in ('copy'): WarmPoolSpec.volumes. */
+  volumes?: 'none' | 'copy';
   /** The member's pause spec without its hostname, as JSON (what an adopting pod's must equal). */
   pauseSpec: string;
 }
@@ -81,13 +82,16 @@ export function firstDifference(a: string, b: string): string {
  * Why a pod cannot take a member of its pool (a reason for the log), or undefined when it can as
  * far as the request says; the pause spec comparison at adoption catches the rest.
  */
-export function adoptionMismatch(config: cri.PodSandboxConfig, mode: NetworkMode, egressGuard: boolean, hostNetwork: boolean, m: PoolMember): string | undefined {
+export function adoptionMismatch(config: cri.PodSandboxConfig, mode: NetworkMode, egressGuard: boolean, hostNetwork: boolean, m: PoolMember, podVolumes?: string): string | undefined {
   const ns = config.linux?.securityContext?.namespaceOptions;
   if (mode !== m.mode) return `network mode ${mode} (pool members have ${m.mode})`;
   if (ns?.ipc === 'NODE' || ns?.pid === 'NODE') return 'host IPC or PID namespace (fixed at sandbox start)';
   if (Object.keys(config.linux?.sysctls ?? {}).length > 0) return 'sysctls (set at sandbox start)';
   if ((config.portMappings ?? []).some((pm) => (pm.hostPort ?? 0) > 0)) return 'port mappings (published by CNI when the netns is set up)';
-  if (m.volumes === 'none' && config.annotations?.[VOLUMES_ANNOTATION] !== 'none') return `the pod may bind volumes and pool members have no virtio-fs share (pool volumes = "none"; a pod that binds none says so with the annotation ${VOLUMES_ANNOTATION}=none)`;
+  // the pod's volume mode: its annotation, else its handler's default (Backend.podVolumes)
+  const vols = podVolumes ?? config.annotations?.[VOLUMES_ANNOTATION];
+  if (m.volumes === 'none' && vols !== 'none') return `the pod may bind volumes and pool members have no virtio-fs share (pool volumes = "none"; a pod that binds none says so with the annotation ${VOLUMES_ANNOTATION}=none)`;
+  if (m.volumes === 'copy' && vols !== 'copy' && vols !== 'none') return `the pod's volumes are not copied and pool members have no virtio-fs share (pool volumes = "copy"; a pod says ${VOLUMES_ANNOTATION}=copy, or its handler copies by default)`;
   if (egressGuard !== m.egressGuard || hostNetwork !== m.hostNetwork) return 'the pod\'s decision differs from its level\'s network settings (egress guard, host network)';
   return undefined;
 }

@@ -260,9 +260,10 @@ export class WarmPools implements SandboxPool {
       signal.throwIfAborted();
       const spec = await buildPodPauseSpec({ id: file.sandboxId, pod: rec, rootfs, files: { hostname: '', hosts: '', resolvConf: '' } });
       // the member's sandbox is its level's (a VM template's sharing scope is keyed by it)
-      // and, with pool volumes = "none", for pods that bind no volumes (microvm: a template clone, no share)
+      // and, with pool volumes = "none" or "copy", for pods that bind no volumes or have them copied in
+      // (microvm: a template clone, no share)
       const state = await backend.podSandbox.create({
-        ...sandboxSpecOf(ctx.opts, rec), ...(s.level ? { trustLevel: s.level } : {}), ...(s.volumes === 'none' ? { annotations: { [VOLUMES_ANNOTATION]: 'none' } } : {}),
+        ...sandboxSpecOf(ctx.opts, rec), ...(s.level ? { trustLevel: s.level } : {}), ...(s.volumes ? { annotations: { [VOLUMES_ANNOTATION]: s.volumes } } : {}),
       }, { sandboxContainer: true }, {
         sandboxId: file.sandboxId, name: `warm-pool_${s.handler}_${id.slice(0, 12)}`, logPath: join(file.podDir, 'pause.log'), signal,
         sandboxSpec: async () => spec,
@@ -272,7 +273,7 @@ export class WarmPools implements SandboxPool {
       return {
         id, sandboxId: file.sandboxId, handler: s.handler, level: s.level, mode, netnsPath: rec.runtime.netnsPath, ips: net.ips,
         cgroupParent: file.cgroupParent, podDir: file.podDir, egressGuard: s.egressGuard, hostNetwork: s.hostNetwork, pauseSpec: comparablePauseSpec(spec),
-        ...(s.volumes === 'none' ? { volumes: 'none' as const } : {}),
+        ...(s.volumes ? { volumes: s.volumes } : {}),
       };
     } catch (err) {
       await this.#destroy(s.handler, file, 'fill failed');

@@ -204,6 +204,11 @@ export interface ContainerRuntime {
    * do not show. Absent = the pod's figures are the sum of its containers'.
    */
   podStats?(sandboxId: string, signal?: AbortSignal): Promise<ContainerStats>;
+  /**
+   * microvm: the volume mode a pod with these annotations gets ('none', 'copy', or undefined: a
+   * virtio-fs share), its annotation else the handler's default. Warm pools match members by it.
+   */
+  podVolumes?(podAnnotations: Record<string, string> | undefined): string | undefined;
   /** Asks conmon to reopen the log file (after the kubelet rotated it). */
   reopenLog(id: string): Promise<void>;
   /** Containers of this backend found on disk under its run dir. */

@@ -30,6 +30,8 @@ test('the guest agent\'s failure texts → class and reason', () => {
     ['sysctl kernel.nope=1 in the guest: No such file or directory', 'InvalidArgument', undefined],
     ['sysctl a..b: bad name', 'InvalidArgument', undefined],
     ['identity: eth0 address: File exists', 'Internal', undefined],
+    ['copy: write ..2026/app.conf: No space left on device', 'ResourceExhausted', undefined],
+    ['copy: bad dir or path', 'Internal', undefined],
     ['something new', 'Internal', undefined],
   ];
   for (const [text, code, reason] of table) {

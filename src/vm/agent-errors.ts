@@ -35,6 +35,9 @@ export const AGENT_RULES: readonly AgentRule[] = [
   // volumes: what the pod spec can fix (its mount destination in the image), then the host's own
   { match: /^volume .*: the destination is a (file|directory), the volume a (file|directory)$|^volume .*: the path crosses a symlink or a non-directory in the image$/, code: 'InvalidArgument', hint: 'fix the mount\'s containerPath in the pod spec (or the image)' },
   { match: /^volume(:| \S+:) /, code: 'Internal' },
+  // copied volumes (Y): the guest's tmpfs for them full, or the host's own mistake
+  { match: /^copy: (write|rename|mkdir|symlink) .*: No space left on device$/, code: 'ResourceExhausted', hint: 'the copied volumes outgrew their guest tmpfs' },
+  { match: /^copy: /, code: 'Internal' },
   // pod sysctls in the guest: a bad name, or one the guest kernel does not have
   { match: /^sysctl \S+: (bad name|malformed)$|^sysctl \S+ in the guest: /, code: 'InvalidArgument', hint: 'fix or remove the sysctl in the pod spec (the microVM guest kernel must have it)' },
   // The host's own mistakes or the guest's trouble: nothing a request can fix.

@@ -12,7 +12,7 @@ import { InternalError } from '../errors.ts';
 
 export type FrameType =
   | 'H' | 'A' | 'F' | 'O' | 'R' | 'X' // guest -> host
-  | 'C' | 'S' | 'E' | 'I' | 'K' | 'W' | 'D' | 'T' | 'P' | 'U' // host -> guest
+  | 'C' | 'S' | 'E' | 'I' | 'K' | 'W' | 'D' | 'T' | 'P' | 'U' | 'Y' // host -> guest
   | 'V' | 'Q' | 'B' | 'Z' | 'N'; // host-only (supervisor <-> clients)
 
 export interface Frame {
@@ -23,7 +23,7 @@ export interface Frame {
 
 export const HEADER_SIZE = 9;
 export const MAX_PAYLOAD = 1 << 20;
-const KNOWN = new Set('HAFORXCSEIKWDTPUVQBZN'.split(''));
+const KNOWN = new Set('HAFORXCSEIKWDTPUYVQBZN'.split(''));
 
 export function encodeFrame(type: FrameType, id: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
   const p = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;

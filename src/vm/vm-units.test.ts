@@ -214,6 +214,30 @@ describe('microvm backend options', () => {
     assert.equal(plain['io.bulkhead.vm.volumes'], undefined);
   });
 
+  it('a pod\'s volume mode: its annotation (none, copy, share), else the handler\'s default ([vm] volumes, --volumes); a bad value is refused', () => {
+    type B = { adjustSpec(s: unknown, o: unknown): { annotations: Record<string, string> } };
+    const mode = (b: B, ann?: string, role = 'sandbox'): string | undefined => b.adjustSpec({ annotations: {} }, { id: 's', pod: { podId: 'p', role, sandboxContainerId: 's', ...(ann ? { podAnnotations: { 'io.bulkhead.vm.volumes': ann } } : {}) } }).annotations['io.bulkhead.vm.volumes'];
+    const share = new MicrovmBackend({ runDir: '/tmp/none', logger }) as unknown as B;
+    const copyCfg = new MicrovmBackend({ runDir: '/tmp/none', logger, vm: { volumes: 'copy' } }) as unknown as B;
+    const copyArg = new MicrovmBackend({ runDir: '/tmp/none', logger, runtimeArgs: ['--volumes', 'copy'] }) as unknown as B;
+    const argWins = new MicrovmBackend({ runDir: '/tmp/none', logger, runtimeArgs: ['--volumes=share'], vm: { volumes: 'copy' } }) as unknown as B;
+    const cases: [string, B, string | undefined, string | undefined][] = [
+      ['share handler, no annotation', share, undefined, undefined],
+      ['share handler, copy pod', share, 'copy', 'copy'],
+      ['share handler, a value it does not know', share, 'everything', undefined],
+      ['share handler, share pod (nothing to say)', share, 'share', undefined],
+      ['[vm] volumes = copy, no annotation', copyCfg, undefined, 'copy'],
+      ['--volumes copy, no annotation', copyArg, undefined, 'copy'],
+      ['copy handler, none pod', copyArg, 'none', 'none'],
+      ['copy handler, share pod', copyArg, 'share', 'share'],
+      ['runtime_args win over [vm]', argWins, undefined, undefined],
+    ];
+    for (const [what, b, ann, want] of cases) assert.equal(mode(b, ann), want, what);
+    assert.equal(mode(copyArg, 'copy', 'container'), undefined, 'only the sandbox spec carries the mode');
+    assert.throws(() => new MicrovmBackend({ runDir: '/tmp/none', logger, vm: { volumes: 'all' } }), /vm.volumes must be "copy" or "share"/);
+    assert.throws(() => new MicrovmBackend({ runDir: '/tmp/none', logger, runtimeArgs: ['--volumes', 'all'] }), /--volumes must be copy or share/);
+  });
+
   it('says where it looked for the guest kernel when the assets are missing', async () => {
     const b = new MicrovmBackend({ runDir: '/tmp/none', logger, vm: { assets: '/nonexistent-bulkhead-assets' } });
     const p = await b.probe();
@@ -284,7 +308,7 @@ describe('VMM cgroups', () => {
 describe('guest agent protocol', () => {
   it('refuses an agent older than the host needs (it would ignore PID namespaces, capabilities and seccomp), naming setup', async () => {
     const { checkAgentProtocol, AGENT_PROTOCOL } = await import('./vmd.ts');
-    assert.throws(() => checkAgentProtocol(AGENT_PROTOCOL - 1, '/var/lib/bulkhead/vm'), /speaks protocol 6, this host needs 7 .*run `bin\/bulkhead-vm --assets \/var\/lib\/bulkhead setup`/);
+    assert.throws(() => checkAgentProtocol(AGENT_PROTOCOL - 1, '/var/lib/bulkhead/vm'), /speaks protocol 7, this host needs 8 .*run `bin\/bulkhead-vm --assets \/var\/lib\/bulkhead setup`/);
     assert.doesNotThrow(() => checkAgentProtocol(AGENT_PROTOCOL, '/x/vm'));
   });
 });

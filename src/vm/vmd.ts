@@ -34,6 +34,7 @@ import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from
 import { fillSlotFile } from './slots.ts';
 import { trace } from './trace.ts';
 import { agentStartWaitMs, cloneStepMs } from './limits.ts';
+import { parseCopies, PodCopies, type CopyVolume } from './copy-volumes.ts';
 
 /**
  * Drive slots per pod VM (microvm has no hotplug): the most containers a pod VM holds at once, its
@@ -161,14 +162,15 @@ const PRESTARTED = '(template sandbox)';
  * pod's IPC/UTS namespaces and the sandbox's or a target's PID namespace (an older agent would
  * ignore all these: fail closed); 6 = it takes its identity (entropy, clock, network) after a
  * restore from a template (`U`); 7 = the identity also names the template's sandbox container and
- * sets the pod's hostname in its UTS namespace and the pod's files on its root (`sb=`, `sb_*`).
+ * sets the pod's hostname in its UTS namespace and the pod's files on its root (`sb=`, `sb_*`);
+ * 8 = copied volumes (`Y`, `cvol`: copy-volumes.ts).
  */
-export const AGENT_PROTOCOL = 7;
+export const AGENT_PROTOCOL = 8;
 
 /** Refuses an agent older than AGENT_PROTOCOL, naming the setup command for `assetsDir` (<root>/vm). */
 export function checkAgentProtocol(version: number, assetsDir: string): void {
   if (version >= AGENT_PROTOCOL) return;
-  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes, sysctls, template identity and a template's sandbox container in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
+  throw new FailedPreconditionError(`the guest agent in ${assetsDir} speaks protocol ${version}, this host needs ${AGENT_PROTOCOL} (namespaces, capabilities, seccomp, volumes, sysctls, template identity, a template's sandbox container and copied volumes in the guest); run \`bin/bulkhead-vm --assets ${dirname(assetsDir)} setup\` (or scripts/setup.sh)`);
 }
 
 /** Waits for the agent's hello on a fresh VM; errors carry the last console lines. */
@@ -234,6 +236,11 @@ export class PodVmSupervisor {
   readonly #containers = new Map<string, Container>();
   readonly #sessions = new Map<number, Session>();
   readonly #pending = new Map<number, Pending[]>();
+  /** Copied volumes (pod annotation io.bulkhead.vm.volumes=copy): sent before each create, refreshed, the termination log written back. */
+  readonly #copies = new PodCopies((gid, payload, op) => this.#sendCopy(gid, payload, op), (msg, fields) => this.#log.warn(msg, fields));
+  /** A session whose copies the guest refused (its create then fails); an exit held until its termination log is back. */
+  readonly #copyFailed = new Map<number, string>();
+  readonly #heldExit = new Map<number, { payload: Buffer; left: number; vols: CopyVolume[] }>();
   readonly #conns = new Set<Socket>();
   /** Clients over CLIENT_BUFFER_BYTES of queued output: while any, the guest channel is paused. */
   readonly #slow = new Set<Socket>();
@@ -454,7 +461,7 @@ export class PodVmSupervisor {
     if (!o.templates) return undefined;
     if (o.vmm.name !== 'qemu') { this.#log.info('cold boot: VM templates are QEMU only', { vmm: o.vmm.name }); return undefined; }
     if (o.volumes !== false && existsSync(VIRTIOFSD)) {
-      this.#log.info('cold boot: the pod may bind volumes, which need a virtio-fs share a clone cannot have (annotate the pod io.bulkhead.vm.volumes=none to take the template path)');
+      this.#log.info('cold boot: the pod may bind volumes, which need a virtio-fs share a clone cannot have (annotate the pod io.bulkhead.vm.volumes=none, or =copy to have its volumes copied in, to take the template path)');
       return undefined;
     }
     let sandbox: TemplateRequest['sandbox'];
@@ -608,6 +615,7 @@ export class PodVmSupervisor {
   async abortStart(reason: string): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#copies.close();
     this.#log.error('pod VM start abandoned', { reason });
     const vm = this.#vm as VmHandle | undefined;
     if (vm) { try { await vm.stop(0); } catch { /* gone */ } }
@@ -666,6 +674,13 @@ export class PodVmSupervisor {
         const code = Number(f.payload.toString());
         trace(`vmd exit gid ${f.id} code ${code}`);
         if (s) {
+          // a termination log copied into the guest comes back to the host before the exit is told
+          const back = s.exec ? [] : this.#copies.writeBacks(f.id);
+          if (back.length && !this.#heldExit.has(f.id)) {
+            this.#heldExit.set(f.id, { payload: f.payload, left: back.length, vols: back.map((b) => b.v) });
+            for (const b of back) this.#request(null, 0, 'copyback', f.id, 'Y', b.payload, b.v.destination);
+            return;
+          }
           s.exited = code;
           this.#send(s.owner, encodeFrame('X', f.id, f.payload));
           if (s.exec) this.#sessions.delete(f.id);
@@ -677,7 +692,7 @@ export class PodVmSupervisor {
         const p = q?.shift();
         if (q && q.length === 0) this.#pending.delete(f.id);
         if (!p) { this.#log.warn('agent answered a request nobody asked', { id: f.id }); return; }
-        this.#settle(p, f.id, f.type === 'A', f.payload.toString('utf8'));
+        this.#settle(p, f.id, f.type === 'A', f.payload.toString('utf8'), f.payload);
         return;
       }
       default:
@@ -685,16 +700,34 @@ export class PodVmSupervisor {
     }
   }
 
-  #settle(p: Pending, gid: number, ok: boolean, text: string): void {
+  #settle(p: Pending, gid: number, ok: boolean, text: string, raw?: Buffer): void {
     trace(`vmd agent answered ${p.op} gid ${gid} ${ok ? 'A' : 'F'}`);
     switch (p.op) {
+      case 'copy':
+        if (!ok) this.#copyFailed.set(gid, text);
+        return;
+      case 'refresh':
+        if (!ok) this.#log.warn('the guest refused a copied volume\'s refresh', { gid, reason: text.slice(0, 300) });
+        return;
+      case 'copyback':
+        void this.#copyBack(gid, p.name ?? '', ok, raw ?? Buffer.alloc(0), text);
+        return;
       case 'identity':
         this.#identityDone?.(ok, text);
         return;
-      case 'create':
+      case 'create': {
+        const copyErr = this.#copyFailed.get(gid);
+        this.#copyFailed.delete(gid);
+        if (ok && copyErr !== undefined) {
+          // created, but its volumes are not whole in the guest: deleted again, the create fails naming why
+          this.#request(null, 0, 'delete', gid, 'D', undefined, p.name);
+          this.#fail(p, `copied volumes: ${copyErr}`);
+          return;
+        }
         if (!ok) { this.#dropContainer(p.name!); this.#fail(p, text); return; }
         this.#reply(p.conn, p.reqId, true, { id: gid });
         return;
+      }
       case 'exec':
         if (!ok) { this.#sessions.delete(gid); this.#fail(p, text); return; }
         this.#startedEvent(gid, text);
@@ -765,6 +798,7 @@ export class PodVmSupervisor {
     if (!c) return;
     this.#containers.delete(name);
     this.#sessions.delete(c.gid);
+    this.#copies.forget(c.gid);
     if (this.#slots[c.slot] === name) this.#slots[c.slot] = undefined;
   }
 
@@ -827,6 +861,12 @@ export class PodVmSupervisor {
         // join_ipc / join_uts / join_pid name a container of this VM: the agent knows it by session id
         const kv = (m.kv as [string, string][]).map(([k, v]): [string, string] => (k.startsWith('join_') ? [k, String(this.#container(v).gid)] : [k, v]));
         kv.push(['slot', `slot${slot}`], ['start_wait_ms', String(agentStartWaitMs(this.#o.bootTimeoutMs))]);
+        // copied volumes: read on the host and sent before the create (the agent binds them at start)
+        const copies = parseCopies(m.copies);
+        if (copies.length) {
+          try { kv.push(...await this.#copies.add(gid, copies)); } catch (e) { this.#dropContainer(name); throw e; }
+          if (this.#stopping) throw new UnavailableError('the pod VM is stopping', { reason: 'BH_VM_GONE' });
+        }
         trace(`vmd slot filled, C sent gid ${gid}`);
         this.#request(conn, reqId, 'create', gid, 'C', encodeKv(kv), name);
         return;
@@ -866,6 +906,8 @@ export class PodVmSupervisor {
         const name = String(m.name);
         const c = this.#containers.get(name);
         if (!c) { this.#reply(conn, reqId, true, {}); return; }
+        // its copied volumes are refreshed no more (a termination log held for its exit still comes back)
+        this.#copies.forget(c.gid);
         // An app container whose process has exited (and its session with it): answered at once, the
         // guest's delete (unmounts, its exec sessions killed, its cgroup: 30-70 ms under TCG, most of a
         // templated pod's container removal) goes on behind the answer. Its name is free now; its slot
@@ -1021,10 +1063,33 @@ export class PodVmSupervisor {
     if (left.length) this.#log.warn('VMM cgroups left (busy or shared)', { dirs: left });
   }
 
+  /** One copied volume's step for the guest (PodCopies), waiting while the channel holds over CLIENT_BUFFER_BYTES. */
+  async #sendCopy(gid: number, payload: Buffer, op: 'copy' | 'refresh'): Promise<void> {
+    if (this.#stopping) throw new UnavailableError('the pod VM is stopping', { reason: 'BH_VM_GONE' });
+    this.#request(null, 0, op, gid, 'Y', payload);
+    const ch = this.#vm.control;
+    if (ch.writableLength > CLIENT_BUFFER_BYTES && !ch.destroyed) await new Promise<void>((resolve) => { ch.once('drain', resolve); ch.once('close', resolve); });
+  }
+
+  /** A termination log's content from the guest to its host file; the held exit goes to the client after the last one. */
+  async #copyBack(gid: number, dest: string, ok: boolean, content: Buffer, text: string): Promise<void> {
+    const h = this.#heldExit.get(gid);
+    const v = h?.vols.find((x) => x.destination === dest);
+    if (!ok) this.#log.warn('termination log not copied back', { destination: dest, reason: text.slice(0, 200) });
+    else if (v) await this.#copies.writeBack(v, content).catch((e: unknown) => this.#log.warn('termination log not written on the host', { destination: dest, reason: (e as Error).message }));
+    if (!h || --h.left > 0) return;
+    this.#heldExit.delete(gid);
+    const s = this.#sessions.get(gid);
+    if (!s) return;
+    s.exited = Number(h.payload.toString());
+    this.#send(s.owner, encodeFrame('X', gid, h.payload));
+  }
+
   /** Stops the VM, tells every client why, removes the pod directory. */
   async shutdown(reason: string, unexpected: boolean): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    this.#copies.close();
     this.#log[unexpected ? 'error' : 'info']('pod VM stopping', { reason });
     trace('vmd shutdown');
     // the power-off goes straight to the guest (after a pending identity: the agent answers in order)

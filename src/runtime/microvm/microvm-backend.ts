@@ -53,7 +53,7 @@ function vmSection(section: unknown): Record<string, unknown> | undefined {
   if (section === undefined) return undefined;
   if (typeof section !== 'object' || section === null || Array.isArray(section)) throw new InvalidArgumentError('config: vm must be a table');
   const t = section as Record<string, unknown>;
-  for (const k of Object.keys(t)) if (k !== 'assets' && k !== 'template_sharing') throw new InvalidArgumentError(`config: unknown key vm.${k} (allowed: assets, template_sharing)`);
+  for (const k of Object.keys(t)) if (k !== 'assets' && k !== 'template_sharing' && k !== 'volumes') throw new InvalidArgumentError(`config: unknown key vm.${k} (allowed: assets, template_sharing, volumes)`);
   return t;
 }
 
@@ -67,6 +67,18 @@ export function vmTemplateSharingSetting(section: unknown): TemplateSharing | un
   if (v === undefined) return undefined;
   if (typeof v !== 'string') throw new InvalidArgumentError(`config: vm.template_sharing must be one of ${TEMPLATE_SHARING.join(', ')}`);
   return parseTemplateSharing(v, 'config: vm.template_sharing');
+}
+
+/**
+ * `[vm] volumes = "copy" | "share"`: the volume mode of a microVM pod that names none (annotation
+ * io.bulkhead.vm.volumes): `copy` = its volumes are copied into a VM without a virtio-fs share
+ * (src/vm/copy-volumes.ts; such a VM may be a template clone), `share` (default) = virtio-fs.
+ */
+export function vmVolumesSetting(section: unknown): 'copy' | undefined {
+  const v = vmSection(section)?.volumes;
+  if (v === undefined || v === 'share') return undefined;
+  if (v !== 'copy') throw new InvalidArgumentError('config: vm.volumes must be "copy" or "share"');
+  return 'copy';
 }
 
 /** `[vm] assets = "/abs/dir"` from the raw config section; InvalidArgument naming the setting. */
@@ -132,6 +144,8 @@ export class MicrovmBackend extends ConmonBackend {
   readonly #pool = new VmPoolAdoption(() => this.stateDir, this.log);
   readonly #assetsRoot: string;
   readonly #templateSharing: TemplateSharing | undefined;
+  /** The volume mode of a pod that names none: `--volumes` in runtime_args, else `[vm] volumes`. */
+  readonly #volumesDefault: 'copy' | undefined;
   /** prepareCreate ran: pod supervisors may be waiting in standby (src/vm/cmd/create.ts). */
   #standbys = false;
   readonly #limits: RuntimeLimits;
@@ -140,6 +154,9 @@ export class MicrovmBackend extends ConmonBackend {
     super(opts);
     this.#assetsRoot = opts.assetsRoot ?? assetsFlag(opts.runtimeArgs) ?? vmAssetsSetting(opts.vm) ?? (process.env.BULKHEAD_VM_ASSETS || undefined) ?? DEFAULT_VM_ASSETS;
     this.#templateSharing = vmTemplateSharingSetting(opts.vm);
+    const flag = runtimeFlag(opts.runtimeArgs, 'volumes');
+    if (flag !== undefined && flag !== 'copy' && flag !== 'share') throw new InvalidArgumentError('microvm handler: --volumes must be copy or share (the handler\'s runtime_args)');
+    this.#volumesDefault = flag !== undefined ? (flag === 'copy' ? 'copy' : undefined) : vmVolumesSetting(opts.vm);
     this.#limits = vmRuntimeLimits(this.runtimeCommand().globalArgs);
   }
 
@@ -151,6 +168,7 @@ export class MicrovmBackend extends ConmonBackend {
     const assets = assetsFlag(extra) !== undefined ? [] : ['--assets', this.#assetsRoot];
     // --log-format json: a failure's class and reason reach runtime/errors.ts as bulkhead-vm threw them
     const sharing = this.#templateSharing && runtimeFlag(extra, 'template-sharing') === undefined ? ['--template-sharing', this.#templateSharing] : [];
+    // the sandbox spec carries the pod's mode (adjustSpec); --volumes in runtime_args reaches bulkhead-vm as it is
     return { path: this.opts.binary ?? BULKHEAD_VM_BIN, globalArgs: ['--root', this.stateDir, ...assets, ...sharing, ...extra, '--log-format', 'json'] };
   }
 
@@ -216,11 +234,24 @@ export class MicrovmBackend extends ConmonBackend {
     delete spec.annotations[VOLUMES_ANNOTATION];
     if (opts.pod.role === 'sandbox') {
       if (opts.pod.trustLevel !== undefined) spec.annotations[TRUST_LEVEL_ANNOTATION] = opts.pod.trustLevel;
-      if (opts.pod.podAnnotations?.[VOLUMES_ANNOTATION] === 'none') spec.annotations[VOLUMES_ANNOTATION] = 'none';
+      const mode = this.podVolumes(opts.pod.podAnnotations);
+      if (mode) spec.annotations[VOLUMES_ANNOTATION] = mode;
     }
     // the namespaces are the pod strategy's (podSandbox): the sandbox's spec names the pod netns
     // (bulkhead-vm puts the VM's tap there), an app container's names none
     return spec;
+  }
+
+  /**
+   * A pod's volume mode: `none`, `copy` or `share` as its annotation says, else the handler's default
+   * (`copy`, or undefined: a virtio-fs share). Both named modes only narrow what the pod's VM has
+   * (no share): a pod's annotation never widens anything.
+   */
+  podVolumes(podAnnotations: Record<string, string> | undefined): 'none' | 'copy' | 'share' | undefined {
+    const v = podAnnotations?.[VOLUMES_ANNOTATION];
+    if (v === 'none' || v === 'copy') return v;
+    // `share` opts a pod out of a copying handler's default (its VM boots with virtio-fs)
+    return v === 'share' && this.#volumesDefault ? 'share' : this.#volumesDefault;
   }
 
   /** Armed pooled VMs' hostname sessions end (their shells are killed in the guests); the VMs keep running. */
@@ -295,7 +326,9 @@ export class MicrovmBackend extends ConmonBackend {
     if (ksm) details.ksm = ksm;
     details.assets = join(this.#assetsRoot, 'vm');
     // host paths and kubelet volumes reach the guest over virtio-fs; without the server they are refused at CreateContainer
-    details.volumes = existsSync(VIRTIOFSD) ? `virtio-fs (${VIRTIOFSD})` : `none: ${VIRTIOFSD} missing (apt-get install qemu-system-common); containers with volumes are refused`;
+    details.volumes = existsSync(VIRTIOFSD) ? `virtio-fs (${VIRTIOFSD})` : `none: ${VIRTIOFSD} missing (apt-get install qemu-system-common); containers with volumes are refused unless copied`;
+    // a pod that names no mode (annotation io.bulkhead.vm.volumes) gets this one
+    details.volumesDefault = this.#volumesDefault ?? 'share';
     // An agent built from older guest sources would be refused at every pod start (or, older
     // still, run containers without the guest's namespaces, capabilities and seccomp).
     if (!await guestAssetsCurrent(this.#assetsRoot)) {

@@ -22,7 +22,8 @@ import { trace } from '../trace.ts';
 import type { Accel } from '../vmm.ts';
 import { CLI, closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
-import { refuseVolumesInClone, templateFlags } from './template-flags.ts';
+import { refuseVolumesInClone, templateFlags, volumeMode } from './template-flags.ts';
+import { classifyCopies, mountOrigins, type CopyVolume } from '../copy-volumes.ts';
 import type { VmGlobal } from './global.ts';
 import { podVmReadyMs, SUPERVISOR_READY_MS } from '../limits.ts';
 
@@ -282,14 +283,23 @@ export async function prepareCreate(g: VmGlobal, id: string, bundle: string, con
     const sysctlFile = join(pdir, 'sysctls.json');
     if (pod.sandbox) await writeFile(sysctlFile, JSON.stringify(spec.linux?.sysctl ?? {}), { mode: 0o600 });
     const podSysctls = JSON.parse(await readFile(sysctlFile, 'utf8').catch(() => '{}')) as Record<string, string>;
+    // the pod's volume mode comes with its sandbox's spec too (a pool member's: the pool's)
+    const modeFile = join(pdir, 'volume-mode');
+    if (pod.sandbox) await writeFile(modeFile, volumeMode(g, spec), { mode: 0o600 });
+    const mode = (await readFile(modeFile, 'utf8').catch(() => 'share')).trim();
     if (!pod.sandbox) kv.push(...sysctlKv(podSysctls, spec).map(([k, v]) => [k, String(v)] as [string, string]));
     if (!pod.sandbox) kv.push(...namespaceKv(spec, pod.podId, (pid) => podMemberWithPid(g.root, pod.podId, pid)).map(([k, v]) => [k, String(v)] as [string, string]));
-    // host paths and kubelet volumes: bind-mounted into the pod's virtio-fs share (refused, never dropped)
-    if (vols.length && existsSync(join(pdir, 'template.json'))) refuseVolumesInClone(pod.podId);
-    kv.push(...await attachVolumes(shareDir(pdir), id, vols));
+    // host paths and kubelet volumes: copied into the guest by its supervisor (copy-volumes.ts), or
+    // bind-mounted into the pod's virtio-fs share (refused, never dropped)
+    let copies: CopyVolume[] = [];
+    if (vols.length && mode === 'copy') copies = await classifyCopies(vols, mountOrigins(spec));
+    else {
+      if (vols.length && existsSync(join(pdir, 'template.json'))) refuseVolumesInClone(pod.podId);
+      kv.push(...await attachVolumes(shareDir(pdir), id, vols));
+    }
     // the session request the container's shim sends to the pod supervisor (delete reads its image)
     const request = join(cdir, 'create.json');
-    await writeFile(request, JSON.stringify({ op: 'create', name: id, image: image.path, kv, sandbox: pod.sandbox }), { mode: 0o600 });
+    await writeFile(request, JSON.stringify({ op: 'create', name: id, image: image.path, kv, sandbox: pod.sandbox, ...(copies.length ? { copies } : {}) }), { mode: 0o600 });
     const tty = spec.process?.terminal === true;
     const shim = shimArgv({ mode: 'container', shim: assets.shim, podDir: pdir, request, tty, exitFile: exitFile(cdir), readyFd: 3 });
     p.shim = { bin: assets.shim, args: shim.args, cwd: shim.cwd };

@@ -30,6 +30,12 @@ export interface VmGlobal {
    */
   templateSandbox: 'on' | 'off';
   /**
+   * The volume mode of a pod whose sandbox spec names none (annotation io.bulkhead.vm.volumes):
+   * 'copy' = its VM has no virtio-fs share and its containers' volumes are copied in
+   * (copy-volumes.ts); unset = a share. --volumes copy (a handler's runtime_args) or BULKHEAD_VM_VOLUMES.
+   */
+  volumes?: 'copy';
+  /**
    * Who supervises pod VMs: 'node' (default) = one `_vmhost` process for every pod of this --root
    * (vmhost.ts: ~16 MiB less per idle pod, a larger blast radius); 'pod' = one `_vmd` process per pod.
    * --supervisor or BULKHEAD_VM_SUPERVISOR.
@@ -52,6 +58,7 @@ export const GLOBAL_FLAGS: FlagSpec = {
   firecracker: { type: 'string' },
   'template-sharing': { type: 'string' },
   'template-sandbox': { type: 'string' },
+  volumes: { type: 'string' },
   supervisor: { type: 'string' },
   criu: { type: 'string' },
   rootless: { type: 'string' },
@@ -85,6 +92,11 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
   };
   const log = str(flags, 'log');
   if (log) g.log = log;
+  const volumes = str(flags, 'volumes') ?? env.BULKHEAD_VM_VOLUMES;
+  if (volumes !== undefined && volumes !== 'share') {
+    if (volumes !== 'copy') throw new InvalidArgumentError('--volumes (BULKHEAD_VM_VOLUMES) must be copy or share');
+    g.volumes = 'copy';
+  }
   const fc = str(flags, 'firecracker') ?? env.BULKHEAD_VM_FIRECRACKER;
   if (fc) g.firecracker = fc;
   return g;

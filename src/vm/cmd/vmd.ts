@@ -38,7 +38,8 @@ export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger)
     ...(cpuQuota ? { cpuQuota: Number(cpuQuota), cpuPeriod: Number(str(flags, 'cpu-period') ?? 100000) } : {}),
     ...(netns ? { netns } : {}),
     ...(scope && !fc ? { templates: new TemplateStore({ root: g.root, assets, scope, bootTimeoutMs }) } : {}),
-    volumes: str(flags, 'volumes') !== 'none',
+    // none: the pod binds no volumes; copy: they are copied in (copy-volumes.ts); either way no share
+    volumes: str(flags, 'volumes') !== 'none' && str(flags, 'volumes') !== 'copy',
     ...(sandboxRequest ? { sandbox: sandboxRequest } : {}),
   });
 }
@@ -78,7 +79,7 @@ function standbyArgv(): Promise<string[] | undefined> {
 
 const command: VmCommand = {
   name: '_vmd',
-  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none] [--sandbox-request FILE] | _vmd --standby',
+  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none|copy] [--sandbox-request FILE] | _vmd --standby',
   summary: 'The pod VM supervisor; reports readiness on fd 3',
   internal: true,
   flags: { ...VMD_FLAGS, standby: { type: 'boolean' } },
