@@ -8,6 +8,7 @@
  *   trusted = { size = 1, network = "none" }   # members with a loopback-only netns (pods run with no network)
  *   [pools.microvm]
  *   untrusted = { size = 1, volumes = "none" }  # VMs without a virtio-fs share (template clones), for pods annotated io.bulkhead.vm.volumes=none
+ *   web = { size = 1, volumes = "copy" }        # the same VMs, for pods whose volumes are copied in (annotation =copy, or [vm] volumes = "copy")
  *
  * A pool's members are set up with the level's network settings (egress guard, host-network
  * permission: what the decision of each of its pods carries), so they are read from the policy.

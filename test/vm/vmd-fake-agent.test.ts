@@ -6,7 +6,7 @@
 // one client reads, with a second pod in the same process (as under `--supervisor node`).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
@@ -246,6 +246,64 @@ describe('pod VM supervisor with a scripted agent', () => {
     await client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false }, 5000);
     assert.equal(agent.types(), 'UC', 'the booted VM\'s create is not held behind the clone\'s identity');
     client.close();
+  });
+
+  /** A `Y` frame's header (u32 length, then key=value\0 pairs). */
+  const copyHeader = (f: Frame): Record<string, string> => {
+    const n = f.payload.readUInt32BE(0);
+    return Object.fromEntries(f.payload.subarray(4, 4 + n).toString().split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  };
+
+  it('copied volumes: sent before the create; a copy the guest refuses fails the create and deletes the container again', async () => {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
+    const cfg = join(dir, 'cfg-refused');
+    mkdirSync(cfg);
+    writeFileSync(join(cfg, 'a'), 'x'.repeat(1000));
+    agent.answer = {
+      Y: (f) => (copyHeader(f).path === 'a' ? ['F', 'copy: write a: No space left on device'] : ['A', 'ok']),
+      C: () => ['A', 'created'], D: () => ['A', 'deleted'],
+    };
+    const { client } = await supervisor('copy-refused', agent);
+    const copies = [{ n: 0, kind: 'ro-dir', source: cfg, destination: '/etc/cfg', readonly: true }];
+    await assert.rejects(client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false, copies }), /copied volumes: copy: write a: No space left on device/);
+    assert.equal(agent.types().replace(/^H?/, ''), 'YYCD', 'init and the file before the create, a delete after it');
+    assert.deepEqual(copyHeader(agent.frames.find((f) => f.type === 'Y')!), { op: 'init', dir: String(agent.frames.find((f) => f.type === 'C')!.id), size: String(2 * 1000 + (256 << 10)) });
+    const c = agent.frames.find((f) => f.type === 'C')!;
+    assert.match(c.payload.toString(), /cvol=\d+\/0\x1f\/etc\/cfg\x1fro\x1fd\x1fprivate/);
+    // the name is free again
+    for (;;) {
+      const i = await client.request<{ containers: unknown[] }>('info');
+      if (i.containers.length === 0) break;
+      await new Promise((r) => setImmediate(r));
+    }
+  });
+
+  it('copied volumes: a termination log comes back to the host file before the exit is told; a refused get still tells the exit', async () => {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
+    const term = join(dir, 'termination-log');
+    writeFileSync(term, '');
+    agent.answer = { Y: (f) => (copyHeader(f).op === 'get' ? undefined : ['A', 'ok']), C: () => ['A', 'created'], S: () => ['A', '42'] };
+    const { client } = await supervisor('copy-back', agent);
+    const copies = [{ n: 0, kind: 'rw-file', source: term, destination: '/dev/termination-log', readonly: false, writeBack: true }];
+    const exitedOf = async (): Promise<number | null | undefined> => (await client.request<{ containers: { exited: number | null }[] }>('info')).containers[0]?.exited;
+    for (const [round, answer] of [[0, 'A'], [1, 'F']] as const) {
+      const name = `app${round}`;
+      await client.request('create', { name, image, kv: [['arg', 'true']], sandbox: false, copies });
+      await client.request('start', { name });
+      const gid = agent.frames.filter((f) => f.type === 'S').at(-1)!.id;
+      agent.send('X', gid, '3');
+      let get: Frame | undefined;
+      while (!(get = agent.frames.find((f) => f.type === 'Y' && f.id === gid && copyHeader(f).op === 'get'))) await new Promise((r) => setImmediate(r));
+      assert.deepEqual(copyHeader(get), { op: 'get', dir: `${gid}/0`, path: 'f' });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(await exitedOf(), null, 'the exit waits for the termination log');
+      agent.send(answer, gid, answer === 'A' ? 'the message\n' : 'copy: read f: No such file or directory');
+      while ((await exitedOf()) !== 3) await new Promise((r) => setImmediate(r));
+      assert.equal(readFileSync(term, 'utf8'), 'the message\n', round ? 'a refused get leaves the host file as it was' : 'written before the exit was told');
+      await client.request('delete', { name }, 5000);
+    }
   });
 
   it('a sandbox request that differs from the one the template\'s container was started with deletes that container and creates its own', async () => {

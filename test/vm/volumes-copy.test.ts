@@ -80,6 +80,9 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     assert.equal(c.code, 0, c.err());
     assert.equal((await vm(root, ['start', sbId])).code, 0);
     assert.ok(existsSync(join(podDir(root, sbId), 'template.json')), 'a clone');
+    // of its own trust level's template: `copy` widens nothing (the same template as a `none` pod of that level)
+    const key = (JSON.parse(readFileSync(join(podDir(root, sbId), 'template.json'), 'utf8')) as { key: string }).key;
+    assert.equal((JSON.parse(readFileSync(join(root, 'templates', key, 'meta.json'), 'utf8')) as { inputs: { scope: string } }).inputs.scope, 'level:untrusted');
     assert.match(readFileSync(join(podDir(root, sbId), 'vmd.log'), 'utf8'), /guest up.*from="template /);
     assert.ok(!existsSync(join(root, 'shares')), 'no share made');
     assert.equal(pidsNaming(podDir(root, sbId)).filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('virtiofsd')).length, 0, 'no virtiofsd');
