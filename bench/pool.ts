@@ -9,7 +9,8 @@
 // --cli: then `bulkhead run --rm --network none --isolation HANDLER IMAGE true` (the CLI through
 // the daemon) against a daemon whose default level has a pool of --network none members, against
 // one without a pool, and against `podman run --rm --network none --runtime runsc` (ptrace, as
-// bench/run.ts wraps it), interleaved round by round.
+// bench/run.ts wraps it), interleaved round by round. microvm: also a pool whose members skip the
+// container warm-up (BULKHEAD_VM_POOL_WARMUP=0, runtime/microvm/pool-adoption.ts), same rounds.
 //
 // --handler microvm: pod VMs (QEMU; TCG here, so a cold start is a boot of seconds): members boot
 // with their virtio-fs share; cold pods boot too, and with --clones also as template clones (pods
@@ -157,6 +158,12 @@ async function cliBench(): Promise<void> {
       policy: { toml: policy }, extraToml: `[pools]\n[pools.${handler}]\ncli = { size = ${size}, network = "none" }\n`,
     });
     daemons.push(pooled);
+    // microvm: a second pool whose members skip the container warm-up (pool-adoption.ts), interleaved
+    const cold = handler === 'microvm' ? await startTestDaemon({
+      name: 'bulkhead-bench-pool-nowarm-cli-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info',
+      policy: { toml: policy }, extraToml: `[pools]\n[pools.${handler}]\ncli = { size = ${size}, network = "none" }\n`, env: { BULKHEAD_VM_POOL_WARMUP: '0' },
+    }) : undefined;
+    if (cold) daemons.push(cold);
     const plain = await startTestDaemon({ name: 'bulkhead-bench-nopool-cli-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info', policy: { toml: policy } });
     daemons.push(plain);
     const bh = (t: TestDaemon, args: string[]): string[] => ['--root', t.root, '--run-dir', t.runDir, '--socket', t.socket, ...args];
@@ -175,13 +182,17 @@ async function cliBench(): Promise<void> {
       await writeFile(wrapper, `#!/bin/sh\nexec ${resolveBinary('runsc')} --platform=ptrace --network=host "$@"\n`);
       await chmod(wrapper, 0o755);
     }
-    const cliPool = async (): Promise<WarmPoolLike> => ((await pooled.client.info()).warmPools ?? [])[0]!;
-    const t = { pooled: [] as number[], cold: [] as number[], podman: [] as number[] };
+    const cliPool = async (d = pooled): Promise<WarmPoolLike> => ((await d.client.info()).warmPools ?? [])[0]!;
+    const t = { pooled: [] as number[], nowarm: [] as number[], cold: [] as number[], podman: [] as number[] };
     const before = await cliPool();
     const time = async (f: () => Promise<void>): Promise<number> => { const t0 = performance.now(); await f(); return performance.now() - t0; };
     for (let i = 0; i < reps; i++) {
       for (let w = 0; w < 3000 && (await cliPool()).ready < size; w++) await new Promise((r) => setTimeout(r, 50));
       t.pooled.push(await time(() => must(BULKHEAD, bh(pooled, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
+      if (cold) {
+        for (let w = 0; w < 3000 && (await cliPool(cold)).ready < size; w++) await new Promise((r) => setTimeout(r, 50));
+        t.nowarm.push(await time(() => must(BULKHEAD, bh(cold, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
+      }
       t.cold.push(await time(() => must(BULKHEAD, bh(plain, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
       if (havePodman) {
         t.podman.push(await time(() => must('podman', [...pm, 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--runtime', wrapper, IMAGE, 'true'])));
@@ -191,8 +202,9 @@ async function cliBench(): Promise<void> {
     const med = (xs: number[]): number => pct(xs, 50);
     process.stdout.write(`\nbulkhead run --rm --network none --isolation ${handler} IMAGE true, ${reps} rounds (hits ${after.hits - before.hits}, misses ${after.misses - before.misses}${after.lastMiss ? `: ${after.lastMiss}` : ''})\n`);
     process.stdout.write(`${'what'.padEnd(36)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
-    const rows: [string, number[]][] = [['bulkhead run, warm pool', t.pooled], ['bulkhead run, no pool', t.cold], ...(havePodman ? [['podman run --runtime runsc (ptrace)', t.podman] as [string, number[]]] : [])];
+    const rows: [string, number[]][] = [['bulkhead run, warm pool', t.pooled], ...(cold ? [['bulkhead run, pool without warm-up', t.nowarm] as [string, number[]]] : []), ['bulkhead run, no pool', t.cold], ...(havePodman ? [['podman run --runtime runsc (ptrace)', t.podman] as [string, number[]]] : [])];
     for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(36)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
+    if (cold) process.stdout.write(`ratio (median): warm pool with the container warm-up / without ${(med(t.pooled) / med(t.nowarm)).toFixed(2)}x\n`);
     if (havePodman) process.stdout.write(`ratios (median): warm pool/podman ${(med(t.pooled) / med(t.podman)).toFixed(2)}x, no pool/podman ${(med(t.cold) / med(t.podman)).toFixed(2)}x\n`);
   } finally {
     for (const t of daemons) await t.close();

@@ -59,11 +59,19 @@ interface Pool {
   lastError: string;
   backoffMs: number;
   notBefore: number;
+  /** No refill before this (ms since the epoch): the pod a hit served starts its containers first. */
+  refillAfter: number;
 }
 
 const MAX_POOL_SIZE = 64;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 60_000;
+/**
+ * How long a hit's refill waits: the pod that took the member goes on to create and start its
+ * containers right away, and a member's making (a microVM clone, its warm-up: ~1 s of CPU under TCG
+ * here) would take CPU from exactly that start on a small node.
+ */
+const HIT_REFILL_DELAY_MS = 1000;
 
 const keyOf = (handler: string, level: string): string => `${handler}\0${level}`;
 
@@ -92,7 +100,7 @@ export class WarmPools implements SandboxPool {
       if (s.size === 0) continue;
       const k = keyOf(s.handler, s.level);
       if (this.#pools.has(k)) throw new InvalidArgumentError(`warm pool ${s.handler}/${s.level} is configured twice`);
-      this.#pools.set(k, { spec: { ...s }, ready: [], filling: 0, hits: 0, misses: 0, failures: 0, lastMiss: '', lastError: '', backoffMs: 0, notBefore: 0 });
+      this.#pools.set(k, { spec: { ...s }, ready: [], filling: 0, hits: 0, misses: 0, failures: 0, lastMiss: '', lastError: '', backoffMs: 0, notBefore: 0, refillAfter: 0 });
     }
   }
 
@@ -131,7 +139,8 @@ export class WarmPools implements SandboxPool {
     if (!p) return;
     p.hits++;
     this.#ctx.log.info('warm pool hit', { pod, handler, level, adoptMs: ms, ready: p.ready.length });
-    // the refill starts once the pod is ready: on a small node it would slow the adoption down
+    // the refill starts a little after the pod is ready (HIT_REFILL_DELAY_MS), not during its adoption or its containers' start
+    p.refillAfter = Date.now() + HIT_REFILL_DELAY_MS;
     this.#kick();
   }
 
@@ -173,7 +182,8 @@ export class WarmPools implements SandboxPool {
     let wakeAt = Infinity;
     for (const p of this.#pools.values()) {
       while (this.#running < this.#parallelism && p.ready.length + p.filling < p.spec.size) {
-        if (p.notBefore > now) { wakeAt = Math.min(wakeAt, p.notBefore); break; }
+        const after = Math.max(p.notBefore, p.refillAfter);
+        if (after > now) { wakeAt = Math.min(wakeAt, after); break; }
         this.#fill(p);
       }
     }

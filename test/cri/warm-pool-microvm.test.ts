@@ -206,6 +206,9 @@ describe('warm pools of microvm pods (CRI daemon, QEMU)', { skip, timeout: 900_0
     const warmId = await d.client.runPodSandbox(none, 'microvm', { timeoutMs: 240_000 });
     const member = (await members()).get(warmId);
     assert.equal(member?.level, 'clone', `the pod took a clone member (last miss: ${(await pool('clone')).lastMiss})`);
+    const log = (await d.log()).split('\n');
+    assert.ok(log.some((l) => l.includes('msg="pooled pod VM warmed up"') && l.includes(member!.sandbox)), 'the member ran its throwaway container (create, start, delete) before it was ready');
+    assert.ok(!log.some((l) => l.includes('container warm-up failed')), log.filter((l) => l.includes('warm-up')).join('\n'));
     const vm = (await vms()).find((v) => v.id === member!.sandbox)!;
     const tpl = JSON.parse(await readFile(join(vm.podDir, 'template.json'), 'utf8')) as { key: string };
     const meta = JSON.parse(await readFile(join(stateDir(), 'templates', tpl.key, 'meta.json'), 'utf8')) as { inputs: { scope: string } };

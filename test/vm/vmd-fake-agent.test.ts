@@ -319,6 +319,52 @@ describe('pod VM supervisor with a scripted agent', () => {
     assert.equal(agent.types(), 'UDCS', 'and started in the guest');
     client.close();
   });
+
+  it('a warm-up runs one throwaway container of the sandbox\'s image through create, start and delete in a free slot, and leaves the pod as it was', async () => {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
+    agent.answer.C = () => ['A', 'created'];
+    agent.answer.S = () => ['A', '42'];
+    agent.answer.D = () => ['A', 'deleted'];
+    const { client } = await supervisor('warm', agent);
+    const sbKv: [string, string][] = [['arg', '/pause'], ['hostname', 'pod-a'], ['sysctl', 'kernel.shm_rmid_forced=1'], ['cap', 'CAP_KILL'], ['seccomp', 'x']];
+    await client.request('create', { name: 'pod-w', image, kv: sbKv, sandbox: true });
+    await client.request('start', { name: 'pod-w' });
+    const before = await client.request<{ containers: unknown[] }>('info');
+    agent.frames.length = 0;
+    const r = await client.request<{ ms: number }>('warmup', {}, 5000);
+    assert.equal(typeof r.ms, 'number');
+    assert.equal(agent.types(), 'CSD', 'create, start, delete of one session');
+    const [c, st, d] = agent.frames;
+    assert.ok(c!.id !== 1 && st!.id === c!.id && d!.id === c!.id, 'its own session, not the sandbox\'s');
+    const kv = c!.payload.toString().split('\0').filter(Boolean);
+    assert.ok(kv.includes('slot=slot7'), `the last free slot: ${kv.join(' ')}`);
+    assert.ok(kv.includes('arg=/pause') && kv.includes('cap=CAP_KILL') && kv.includes('seccomp=x'), 'the sandbox\'s process and settings');
+    assert.ok(kv.includes('join_ipc=1') && kv.includes('join_uts=1'), 'in the sandbox\'s IPC and UTS namespaces, as an app container');
+    assert.ok(!kv.some((e) => e.startsWith('hostname=') || e.startsWith('sysctl=')), `never the pod's hostname or sysctls: ${kv.join(' ')}`);
+    assert.deepEqual((await client.request<{ containers: unknown[] }>('info')).containers, before.containers, 'nothing of it is left');
+    // an app container takes the first free slot as before; a start that fails still deletes
+    agent.answer.S = () => ['F', 'start: exec /pause: no such file'];
+    agent.frames.length = 0;
+    await assert.rejects(client.request('warmup', {}, 5000), /no such file/);
+    assert.equal(agent.types(), 'CSD');
+    agent.frames.length = 0;
+    agent.answer.C = () => ['F', 'create: mount: bad'];
+    await assert.rejects(client.request('warmup', {}, 5000));
+    assert.equal(agent.types(), 'C', 'a create that failed: nothing to delete');
+    agent.answer.C = () => ['A', 'created'];
+    agent.frames.length = 0;
+    await client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false });
+    assert.ok(agent.frames[0]!.payload.toString().includes('slot=slot1\0'), 'the warm-up\'s slot is free again and the app takes the first');
+  });
+
+  it('a warm-up needs a sandbox container', async () => {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
+    const { client } = await supervisor('warm-none', agent);
+    await assert.rejects(client.request('warmup', {}, 5000), /no sandbox container/);
+    assert.equal(agent.types(), '');
+  });
 });
 
 /** A client on a raw socket, to stop reading it: requests, and every frame of its sessions. */

@@ -43,6 +43,8 @@ const ARMED = ['/bin/busybox', 'hostname', '-F', '/dev/stdin'];
 const ONE_SHOT = ['/bin/busybox', 'sh', '-c', 'read -r h || exit 3; exec /bin/busybox hostname "$h"'];
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/;
 const EXIT_TIMEOUT_MS = 10_000;
+/** A warm-up's bound: three guest requests on a cold translation cache (~0.4 s here under TCG), under load. */
+const WARMUP_TIMEOUT_MS = 60_000;
 
 interface Armed { client: VmdClient; gid: number; exit: Promise<number> }
 
@@ -76,8 +78,25 @@ async function startShell(stateDir: string, sandboxId: string, args: string[], s
   }
 }
 
-/** Runs `busybox cat` in the sandbox container, fed one line: the path adoption takes, once. */
-async function warmUp(stateDir: string, sandboxId: string): Promise<void> {
+/**
+ * One throwaway container through the VM (the supervisor's `warmup`: create, start, delete, so the
+ * pod's first app container runs on code TCG has translated), then `busybox cat` in the sandbox
+ * container fed one line: the path adoption takes, once. $BULKHEAD_VM_POOL_WARMUP=0 skips the first
+ * (to measure it, bench/pool.ts).
+ */
+async function warmUp(stateDir: string, sandboxId: string, log: Logger): Promise<void> {
+  if (process.env.BULKHEAD_VM_POOL_WARMUP !== '0') {
+    const rec = await readRecord(stateDir, sandboxId);
+    const client = await VmdClient.connect(join(rec.podDir, 'vmd.sock'), undefined, 10_000);
+    try {
+      const r = await client.request<{ ms: number }>('warmup', {}, WARMUP_TIMEOUT_MS);
+      log.debug('pooled pod VM warmed up', { sandbox: sandboxId, ms: r.ms });
+    } catch (e) {
+      log.warn('a pooled pod VM\'s container warm-up failed (its first container starts on a cold translation cache)', { sandbox: sandboxId, err: e });
+    } finally {
+      client.close();
+    }
+  }
   const a = await startShell(stateDir, sandboxId, ['/bin/busybox', 'cat']);
   try {
     a.client.send('I', a.gid, 'warm-up\n');
@@ -109,7 +128,7 @@ export class VmPoolAdoption {
     if (this.#closed || this.#armed.has(sandboxId)) return;
     // one full round first (exec, stdin, exit), so the guest's first pass through those paths (TCG
     // translates code on first use) is not the adopting pod's
-    const p = warmUp(this.#stateDir(), sandboxId).then(() => startShell(this.#stateDir(), sandboxId, ARMED)).then((a) => {
+    const p = warmUp(this.#stateDir(), sandboxId, this.#log).then(() => startShell(this.#stateDir(), sandboxId, ARMED)).then((a) => {
       // a VM that goes away (removed from the pool) ends the session; the entry goes with it
       void a.exit.then(() => { if (this.#armed.get(sandboxId) === p) this.#armed.delete(sandboxId); a.client.close(); });
       return a;
