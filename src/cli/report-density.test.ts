@@ -100,6 +100,9 @@ test('a microVM pod\'s processes are found by the pid records in its pod dir (th
     const { vmPodPids, handlerPids } = await import('./report-density.ts');
     assert.deepEqual((await vmPodPids(runDir, ['ctr-1', 'ctr-2', '../x'])).sort((a, b) => a.pid - b.pid), [{ pid: 4242, role: 'vmd' }, { pid: 4243, role: 'vmm' }, { pid: 4244, role: 'host' }]);
     assert.deepEqual(handlerPids([proc(7, 1, `/opt/node --x /srv/src/vm/cli.ts --root ${runDir}/runtime/microvm/state --assets /a _vmd --standby`), proc(8, 1, `node cli.ts --root /other/runtime/microvm/state _vmd --standby`)], runDir), [7]);
+    // the node-wide host's standby clone VMM (src/vm/standby-vmm.ts) is the handler's too; a pod's QEMU is not
+    const qemu = (dir: string): string => `qemu-system-x86_64 -name bulkhead-standby -drive id=slot0,file=${dir}/slot0.img,format=raw`;
+    assert.deepEqual(handlerPids([proc(9, 1, qemu(`${runDir}/runtime/microvm/state/standby/0123456789ab-Xy12Zq`)), proc(10, 1, qemu(`${runDir}/runtime/microvm/state/pods/p1`)), proc(11, 1, qemu('/other/runtime/microvm/state/standby/0123456789ab-Xy12Zq'))], runDir), [9]);
   } finally {
     await rm(runDir, { recursive: true, force: true });
   }

@@ -172,9 +172,14 @@ export async function vmPodPids(runDir: string, containerIds: readonly string[])
   return [...out].map(([pid, role]) => ({ pid, role }));
 }
 
-/** Processes a handler keeps for all its pods (a microVM supervisor started ahead: `_vmd --standby`) under `runDir`. */
+/**
+ * Processes a handler keeps for all its pods under `runDir`: a microVM supervisor started ahead
+ * (`_vmd --standby`), and the node-wide host's standby clone VMMs (QEMU spawned ahead in
+ * `<state root>/standby/`, src/vm/standby-vmm.ts; its slot files are named on its command line).
+ */
 export function handlerPids(procs: readonly ProcInfo[], runDir: string): number[] {
-  return procs.filter((p) => p.cmdline.includes(' _vmd --standby') && p.cmdline.includes(`--root ${runDir}/`)).map((p) => p.pid);
+  return procs.filter((p) => (p.cmdline.includes(' _vmd --standby') && p.cmdline.includes(`--root ${runDir}/`))
+    || (p.cmdline.includes(`file=${runDir}/runtime/`) && /\/state\/standby\/[^/ ]+\/slot0\.img/.test(p.cmdline))).map((p) => p.pid);
 }
 
 class Discard extends Writable {

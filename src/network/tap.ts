@@ -34,8 +34,11 @@ async function inNetns(netnsPath: string, cmd: string, args: string[], signal: A
   return r.stdout;
 }
 
-/** Creates tapName in the pod netns and redirects traffic between it and podIf both ways. */
-export async function attachTap(netnsPath: string, tapName: string, opts: { podIf?: string; signal?: AbortSignal; deferRedirect?: boolean } = {}): Promise<TapAttachment> {
+/**
+ * Creates tapName in the pod netns and redirects traffic between it and podIf both ways. `existing`:
+ * the tap is already there (moved in by its VMM's owner, src/vm/standby-vmm.ts): only brought up and redirected.
+ */
+export async function attachTap(netnsPath: string, tapName: string, opts: { podIf?: string; signal?: AbortSignal; deferRedirect?: boolean; existing?: boolean } = {}): Promise<TapAttachment> {
   const podIf = opts.podIf ?? 'eth0';
   const signal = opts.signal ?? AbortSignal.timeout(60_000);
   if (!IFNAME.test(tapName) || !IFNAME.test(podIf)) throw new InvalidArgumentError(`bad interface name ${tapName} / ${podIf}`);
@@ -51,7 +54,7 @@ export async function attachTap(netnsPath: string, tapName: string, opts: { podI
   const routes = JSON.parse(routesOut) as { gateway?: string }[];
   const undo = (): Promise<void> => detachTap(netnsPath, tapName, { podIf, signal: AbortSignal.timeout(30_000) }).catch(() => {});
   try {
-    await inNetns(netnsPath, 'ip', ['tuntap', 'add', 'dev', tapName, 'mode', 'tap'], signal);
+    if (!opts.existing) await inNetns(netnsPath, 'ip', ['tuntap', 'add', 'dev', tapName, 'mode', 'tap'], signal);
     await inNetns(netnsPath, 'ip', ['link', 'set', 'dev', tapName, 'mtu', String(link.mtu), 'up'], signal);
   } catch (err) {
     await undo();

@@ -55,7 +55,7 @@ export const TEMPLATE_MAC = '02:42:42:00:00:01';
 export function templatesDir(root: string): string { return join(root, 'templates'); }
 
 /** A file's identity for a key: path, size, mtime, inode (cheap; a rewrite changes it). */
-function fileId(path: string): string {
+export function fileId(path: string): string {
   const st = statSync(path);
   return `${path}|${st.size}|${st.mtimeMs}|${st.ino}`;
 }
@@ -376,10 +376,10 @@ export class TemplateStore implements TemplateProvider {
     if ((await readMeta(dir))?.key === t.key) await rm(dir, { recursive: true, force: true });
   }
 
-  async restore(vm: VmHandle, t: TemplateImage, timeoutMs: number, beforeRun?: () => Promise<void>): Promise<void> {
+  async restore(vm: VmHandle, t: TemplateImage, timeoutMs: number, beforeRun?: () => Promise<void>, qmp?: Qmp): Promise<void> {
     if (!vm.qmp) throw new InternalError('a clone needs a QMP socket');
     try {
-      await restoreClone(vm.qmp, timeoutMs, beforeRun);
+      await restoreClone(vm.qmp, timeoutMs, beforeRun, qmp);
     } catch (e) {
       // QEMU refused the state (it exits on a failed load) or said the load failed: this template
       // will fail every clone, so it goes and the next pod builds it again. A slow restore stays, and
@@ -439,17 +439,25 @@ async function startTemplateSandbox(vm: VmHandle, slot0: string, s: NonNullable<
   }
 }
 
+/**
+ * The migration settings of a clone waiting on `-incoming defer`, before its `migrate-incoming`: the
+ * same for every clone (a standby VMM's are set before it has a pod, standby-vmm.ts).
+ */
+export async function prepareIncoming(qmp: Qmp): Promise<void> {
+  await qmp.cmd('migrate-set-capabilities', ignoreShared);
+  // no self-announce frames with the template's MAC: the agent sets the pod's first
+  await qmp.cmd('migrate-set-parameters', { 'announce-rounds': 0 }).catch(() => {});
+}
+
 /** The clone's QEMU said its load failed. */
 class TemplateLoadFailed extends InternalError {}
 
 /** Feeds a clone waiting on `-incoming defer` its state (fd 4) over QMP and runs it once `beforeRun` is done. */
-async function restoreClone(qmpPath: string, timeoutMs: number, beforeRun?: () => Promise<void>): Promise<void> {
-  const qmp = await Qmp.connect(qmpPath, timeoutMs);
+async function restoreClone(qmpPath: string, timeoutMs: number, beforeRun?: () => Promise<void>, prepared?: Qmp): Promise<void> {
+  const qmp = prepared ?? await Qmp.connect(qmpPath, timeoutMs);
   trace('qmp connected');
   try {
-    await qmp.cmd('migrate-set-capabilities', ignoreShared);
-    // no self-announce frames with the template's MAC: the agent sets the pod's first
-    await qmp.cmd('migrate-set-parameters', { 'announce-rounds': 0 }).catch(() => {});
+    if (!prepared) await prepareIncoming(qmp);
     await qmp.cmd('migrate-incoming', { uri: 'fd:4' });
     trace('qmp migrate-incoming sent');
     const until = Date.now() + timeoutMs;

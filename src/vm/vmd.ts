@@ -28,7 +28,7 @@ import { attachTap, detachTap, type TapAttachment } from '../network/tap.ts';
 import { run } from '../util/exec.ts';
 import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
-import type { Accel, TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle, Vmm } from './vmm.ts';
+import type { Accel, AdoptedVmm, StandbyProvider, StandbySpec, TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle, Vmm } from './vmm.ts';
 import { randomBytes } from 'node:crypto';
 import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
@@ -106,6 +106,11 @@ export interface VmdOptions {
    * this sandbox container created and started adopts it when the request comes.
    */
   sandbox?: SandboxRequest;
+  /**
+   * Clone VMMs spawned ahead (standby-vmm.ts; the node-wide host): a clone adopts the one spawned
+   * for its template instead of spawning QEMU. Absent = always spawn.
+   */
+  standbys?: StandbyProvider;
   logger: Logger;
 }
 
@@ -260,6 +265,8 @@ export class PodVmSupervisor {
   #pauses = 0;
   #toGuestFrames = 0;
   #cgroups: string[] = [];
+  /** The pod netns has its pod interface: the VM gets a NIC, joined to it through `#tap`. */
+  #nic = false;
   #tap: TapAttachment | undefined;
   #fsd: ChildProcess | undefined;
   #stopping = false;
@@ -337,9 +344,9 @@ export class PodVmSupervisor {
     if (o.netns) {
       // A netns with no pod interface (a `--network none` pod: only lo) gives a VM with no NIC.
       if (podIf) {
-        // the tc redirect is set up while QEMU starts and restores; awaited before the VM is ready
-        this.#tap = await attachTap(o.netns, POD_TAP, { podIf: POD_IF, deferRedirect: true });
-        this.#log.info('pod network attached', { netns: o.netns, tap: POD_TAP, mac: this.#tap.mac, addresses: this.#tap.addresses });
+        this.#nic = true;
+        // a clone may adopt a standby VMM that brings its own tap (standby-vmm.ts): then the tap is attached once that is known
+        if (!o.standbys) await this.#attachNetwork(false);
       } else {
         this.#log.info('pod netns has no pod interface: the VM gets no network', { netns: o.netns, podIf: POD_IF });
       }
@@ -372,6 +379,7 @@ export class PodVmSupervisor {
     if (!hello) {
       this.#live();
       try {
+        if (this.#nic && !this.#tap) await this.#attachNetwork(false);
         const fsSocket = o.vmm.name === 'qemu' && o.volumes !== false ? await this.#startFileServer() : undefined;
         const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
         this.#live();
@@ -427,6 +435,8 @@ export class PodVmSupervisor {
     if (this.#identityError) throw this.#identityError;
     this.#ready = true;
     trace('vmd listening');
+    // the next clone of this template adopts a VMM spawned after this start, not during it
+    if (this.#template_ && this.#standby) this.#o.standbys?.cloned(this.#standby);
   }
 
   /** Routes the agent's frames (`rest`: what came after its hello) from here on; once per VM. */
@@ -448,6 +458,16 @@ export class PodVmSupervisor {
     this.#vm.control.on('data', onGuest);
     if (rest.length) onGuest(rest);
     this.#vm.control.on('error', () => {});
+  }
+
+  /**
+   * The pod's tap in its netns, joined to its interface (the tc redirect set up while QEMU starts and
+   * restores; awaited before the VM is ready). `existing`: a standby VMM's tap, already moved in.
+   */
+  async #attachNetwork(existing: boolean): Promise<void> {
+    const o = this.#o;
+    this.#tap = await attachTap(o.netns!, POD_TAP, { podIf: POD_IF, deferRedirect: true, existing });
+    this.#log.info('pod network attached', { netns: o.netns, tap: POD_TAP, mac: this.#tap.mac, addresses: this.#tap.addresses, ...(existing ? { tapFrom: 'standby VMM' } : {}) });
   }
 
   /** Moves the VMM into the pod's cgroups (memory: guest + 256 MiB; the pod's CPU limit). */
@@ -481,19 +501,68 @@ export class PodVmSupervisor {
       this.#log.warn('the sandbox container is not taken from a template', { reason: (e as Error).message });
     }
     try {
-      return await o.templates.get({ memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#tap !== undefined, ...(sandbox ? { sandbox } : {}) }, (line) => this.#log.info(line));
+      return await o.templates.get({ memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#nic, ...(sandbox ? { sandbox } : {}) }, (line) => this.#log.info(line));
     } catch (e) {
       this.#log.warn('cold boot: no VM template', { reason: (e as Error).message.split('\n')[0] });
       return undefined;
     }
   }
 
-  /** Starts QEMU as a clone of `t`, restores it and gives the guest its identity; the agent's hello. */
+  /** The standby VMM spec of a clone of `t` (standby-vmm.ts): undefined when this VM takes none (no provider). */
+  #standbySpec(t: TemplateImage): StandbySpec | undefined {
+    const o = this.#o;
+    if (!o.standbys) return undefined;
+    const tb = cloneTbMiB();
+    return { key: t.key, memFile: t.memFile, stateFile: t.stateFile, kernel: o.assets.kernel, initramfs: o.assets.initramfs, memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#nic, memMerge: t.nodeWide, ...(tb ? { tbSizeMiB: tb } : {}) };
+  }
+  /** Set once this VM is a clone whose template may keep a standby VMM (told when the VM is ready). */
+  #standby: StandbySpec | undefined;
+
+  /**
+   * Starts a clone of `t` — adopting its template's standby VMM when there is one, else spawning
+   * QEMU —, restores it and gives the guest its identity; the agent's hello. A standby that fails
+   * (its QEMU gone, the state refused) is given up for a spawned clone, logged.
+   */
   async #startClone(base: VmConfig, t: TemplateImage): Promise<{ kernel: string; version: number; rest: Buffer }> {
     const o = this.#o;
     checkAgentProtocol(t.agentVersion, o.assets.dir);
+    const spec = this.#standbySpec(t);
+    this.#standby = spec;
+    const podNet = this.#nic && o.netns ? { netns: o.netns, tap: POD_TAP } : undefined;
+    let adopted = spec ? await o.standbys!.take(spec, o.podDir, podNet).catch((e: unknown) => { this.#log.warn('standby VMM not taken', { reason: (e as Error).message }); return undefined; }) : undefined;
+    if (this.#nic && !this.#tap) {
+      try {
+        await this.#attachNetwork(adopted?.tap !== undefined);
+      } catch (e) {
+        if (!adopted?.tap) throw e;
+        // the moved tap is undone (attachTap's undo): the pod gets a tap of its own and a spawned clone
+        this.#log.warn('standby VMM not used (its tap did not join the pod network): spawning the clone', { pid: adopted.vm.pid, reason: (e as Error).message.split('\n')[0] });
+        adopted.qmp.close();
+        await adopted.vm.stop(0).catch(() => undefined);
+        adopted = undefined;
+        await this.#attachNetwork(false);
+      }
+    }
+    if (adopted) {
+      try {
+        return await this.#restoreClone(base, t, adopted);
+      } catch (e) {
+        if (this.#stopping) throw e;
+        this.#log.warn('standby VMM not used: spawning the clone', { pid: adopted.vm.pid, reason: (e as Error).message.split('\n')[0] });
+        this.#forgetIdentity();
+        await adopted.vm.stop(0).catch(() => undefined);
+        this.#vm = undefined as unknown as VmHandle;
+        await this.#cleanupCgroups();
+        this.#live();
+      }
+    }
+    return await this.#restoreClone(base, t, undefined);
+  }
+
+  async #restoreClone(base: VmConfig, t: TemplateImage, adopted: AdoptedVmm | undefined): Promise<{ kernel: string; version: number; rest: Buffer }> {
+    const o = this.#o;
     const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns } : undefined;
-    await rm(join(o.podDir, 'qmp.sock'), { force: true });
+    if (!adopted) await rm(join(o.podDir, 'qmp.sock'), { force: true });
     const t0 = performance.now();
     const tb = cloneTbMiB();
     // a template with the sandbox container: its root image in slot 0 (the same bytes the template's
@@ -501,8 +570,13 @@ export class PodVmSupervisor {
     const sb = t.sandbox && o.sandbox ? { ...t.sandbox, request: o.sandbox } : undefined;
     const fill = sb ? this.#fillSlot(0, sb.request.image) : undefined;
     fill?.catch(() => {});
-    this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
-    trace('clone qemu spawned');
+    if (adopted) {
+      this.#vm = adopted.vm;
+      trace('clone standby adopted');
+    } else {
+      this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
+      trace('clone qemu spawned');
+    }
     this.#vm.control.on('error', () => {});
     this.#live();
     const timeout = cloneStepMs(o.bootTimeoutMs);
@@ -519,7 +593,7 @@ export class PodVmSupervisor {
       await placed; trace('clone placed in cgroups');
       await fill; trace('clone slot0 filled');
       this.#sendIdentity(t, kv, timeout);
-    });
+    }, adopted?.qmp);
     trace('clone restored (cont)');
     const t2 = performance.now();
     if (sb) {
@@ -529,7 +603,7 @@ export class PodVmSupervisor {
       this.#nextGid = Math.max(this.#nextGid, sb.gid + 1);
       this.#prestarted = { pid: sb.pid, request: JSON.stringify(sb.request), started: false };
     }
-    this.#log.info('clone restored', { template: t.key.slice(0, 12), spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), sandbox: sb ? 'started in the template' : 'none' });
+    this.#log.info('clone restored', { template: t.key.slice(0, 12), vmm: adopted ? 'standby' : 'spawned', spawnMs: Math.round(t1 - t0), restoreMs: Math.round(t2 - t1), sandbox: sb ? 'started in the template' : 'none' });
     // the pod dir says it is a clone from here on (a container with volumes is refused); firstRandom comes with the identity's answer
     await this.#writeTemplateJson({ key: t.key, firstRandom: null });
     return { kernel: t.kernel, version: t.agentVersion, rest: Buffer.alloc(0) };

@@ -14,6 +14,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { readFile } from 'node:fs/promises';
+import type { Qmp } from './qmp.ts';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -153,9 +154,53 @@ export interface TemplateProvider {
    * Feeds a clone of `t` (booted with memFile share=false, incoming = stateFile, qmp) its state;
    * resolves once it runs. `beforeRun` (the VMM's cgroup placement, slot 0's fill) is awaited after
    * the state is loaded and before the guest runs; its failure fails the restore. A template QEMU
-   * refuses is removed (the next pod builds it again).
+   * refuses is removed (the next pod builds it again). `qmp`: the VMM's QMP connection already open
+   * with the incoming capabilities set (a standby VMM's, standby-vmm.ts); absent = connect to vm.qmp.
    */
-  restore(vm: VmHandle, t: TemplateImage, timeoutMs: number, beforeRun?: () => Promise<void>): Promise<void>;
+  restore(vm: VmHandle, t: TemplateImage, timeoutMs: number, beforeRun?: () => Promise<void>, qmp?: Qmp): Promise<void>;
   /** Removes template `t` (its clones fail their identity: every clone would); the next pod builds it again. */
   discard?(t: TemplateImage, reason: string): Promise<void>;
+}
+
+/**
+ * What a clone's QEMU is spawned from when no pod is known yet (standby-vmm.ts): only the template's
+ * inputs (its key, files, sizing, NIC or not, and the clone's TCG buffer), nothing of a pod.
+ */
+export interface StandbySpec {
+  key: string;
+  memFile: string;
+  stateFile: string;
+  kernel: string;
+  initramfs: string;
+  memoryMiB: number;
+  vcpus: number;
+  accel: Accel;
+  /** The template has a NIC: the standby's tap waits in a holding netns until a pod takes it. */
+  nic: boolean;
+  /** VmConfig.memMerge: a clone of a node-wide template. */
+  memMerge: boolean;
+  tbSizeMiB?: number;
+}
+
+/**
+ * A standby VMM handed to a pod: its files are the pod dir's now, its QMP connection open and
+ * prepared for `migrate-incoming`; `tap`: its NIC's tap, moved into the pod netns under this name
+ * (down, not yet joined to the pod interface).
+ */
+export interface AdoptedVmm { vm: VmHandle; qmp: Qmp; tap?: string }
+
+/**
+ * Clone VMMs spawned ahead, one per template recently cloned (standby-vmm.ts; the node-wide host
+ * only). A pod's start takes the one spawned for exactly its spec instead of spawning QEMU.
+ */
+export interface StandbyProvider {
+  /**
+   * The standby VMM spawned for exactly `spec`, now the pod's: recorded as `<podDir>/vmm.proc`, its
+   * slot files, console log and QMP socket moved into `podDir` (same names as a spawned clone's);
+   * with `net` (a spec with a NIC), its tap moved into the pod netns `net.netns` (a path) named `net.tap`.
+   * Undefined when there is none ready (the caller spawns as before); never another spec's.
+   */
+  take(spec: StandbySpec, podDir: string, net?: { netns: string; tap: string }): Promise<AdoptedVmm | undefined>;
+  /** A clone of `spec` is up: keep a standby VMM for the next one (spawned a moment later, not during this pod's start). */
+  cloned(spec: StandbySpec): void;
 }

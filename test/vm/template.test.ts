@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
-import { pidsNaming } from '../../src/vm/procs.ts';
+import { pidsNaming, readProc } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
 import { CLONE_TB_MIB } from '../../src/vm/vmd.ts';
 import { TEMPLATE_CGROUPS } from '../../src/vm/template.ts';
@@ -212,10 +212,12 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const created = createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: NO_VOLUMES, args: ['sleep', '1000'] }), assets);
     started.push(id);
     // the clone's QEMU (started with -incoming), killed as soon as it is seen: as a forced delete of
-    // the pod under the restore does (a good template was removed for it: "QEMU exited")
+    // the pod under the restore does (a good template was removed for it: "QEMU exited"). Found by
+    // its command line, or by its record: a standby VMM the pod adopted (standby-vmm.ts) names its own dir
     let killed = 0;
     for (const until = Date.now() + 120_000; killed === 0 && Date.now() < until;) {
-      for (const p of pidsNaming(pd)) {
+      const rec = readProc(pd, 'vmm');
+      for (const p of new Set([...pidsNaming(pd), ...(rec && !existsSync(join(pd, 'template.json')) ? [rec.pid] : [])])) {
         let cmd = '';
         try { cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8'); } catch { continue; }
         if (cmd.includes('qemu-system') && cmd.includes('\0-incoming\0')) { try { process.kill(p, 'SIGKILL'); killed = p; } catch { /* gone */ } }

@@ -36,6 +36,12 @@ export interface VmGlobal {
    */
   volumes?: 'copy';
   /**
+   * The node-wide host keeps a clone's QEMU spawned ahead per template recently cloned
+   * (standby-vmm.ts): 'on' (default) or 'off' (this handler's clones spawn QEMU in their start);
+   * --standby-vmm or BULKHEAD_VM_STANDBY_VMM (also 1/0).
+   */
+  standbyVmm: 'on' | 'off';
+  /**
    * Who supervises pod VMs: 'node' (default) = one `_vmhost` process for every pod of this --root
    * (vmhost.ts: ~16 MiB less per idle pod, a larger blast radius); 'pod' = one `_vmd` process per pod.
    * --supervisor or BULKHEAD_VM_SUPERVISOR.
@@ -59,6 +65,7 @@ export const GLOBAL_FLAGS: FlagSpec = {
   'template-sharing': { type: 'string' },
   'template-sandbox': { type: 'string' },
   volumes: { type: 'string' },
+  'standby-vmm': { type: 'string' },
   supervisor: { type: 'string' },
   criu: { type: 'string' },
   rootless: { type: 'string' },
@@ -79,6 +86,7 @@ export function badBootTimeout(ms: number): string | undefined {
 }
 
 export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlobal {
+  const standby = str(flags, 'standby-vmm') ?? env.BULKHEAD_VM_STANDBY_VMM ?? 'on';
   const g: VmGlobal = {
     root: resolve(str(flags, 'root') ?? env.BULKHEAD_VM_STATE ?? DEFAULT_ROOT),
     logFormat: str(flags, 'log-format') === 'json' ? 'json' : 'text',
@@ -89,6 +97,7 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
     supervisor: (str(flags, 'supervisor') ?? env.BULKHEAD_VM_SUPERVISOR ?? DEFAULT_SUPERVISOR) as VmGlobal['supervisor'],
     templateSharing: parseTemplateSharing(str(flags, 'template-sharing') ?? env.BULKHEAD_VM_TEMPLATE_SHARING, '--template-sharing') ?? 'level',
     templateSandbox: (str(flags, 'template-sandbox') ?? env.BULKHEAD_VM_TEMPLATE_SANDBOX ?? 'on') as VmGlobal['templateSandbox'],
+    standbyVmm: (standby === '1' ? 'on' : standby === '0' ? 'off' : standby) as VmGlobal['standbyVmm'],
   };
   const log = str(flags, 'log');
   if (log) g.log = log;
@@ -106,6 +115,7 @@ export function globalOptions(flags: FlagValues, env: NodeJS.ProcessEnv): VmGlob
 export function checkGlobal(g: VmGlobal): void {
   if (!['auto', 'kvm', 'tcg'].includes(g.accel)) throw new InvalidArgumentError('--accel must be auto, kvm or tcg');
   if (!['on', 'off'].includes(g.templateSandbox)) throw new InvalidArgumentError('--template-sandbox (BULKHEAD_VM_TEMPLATE_SANDBOX) must be on or off');
+  if (!['on', 'off'].includes(g.standbyVmm)) throw new InvalidArgumentError('--standby-vmm (BULKHEAD_VM_STANDBY_VMM) must be on or off (or 1/0)');
   if (!['pod', 'node'].includes(g.supervisor)) throw new InvalidArgumentError('--supervisor (BULKHEAD_VM_SUPERVISOR) must be pod or node');
   const bad = badBootTimeout(g.bootTimeoutMs);
   if (bad) throw new InvalidArgumentError(bad);

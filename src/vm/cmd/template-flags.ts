@@ -16,12 +16,15 @@ export function volumeMode(g: VmGlobal, spec: OciSpec): 'none' | 'copy' | 'share
   return v === 'none' || v === 'copy' || v === 'share' ? v : g.volumes ?? 'share';
 }
 
-/** `_vmd` flags: `--template-scope S` when templates are on (setting --template-sharing), `--volumes none|copy` for a VM without a share. */
+/**
+ * `_vmd` flags: `--template-scope S` when templates are on (setting --template-sharing), `--volumes none|copy` for a VM without a share,
+ * `--standby-vmm off` when the host's standby clone VMMs are off for this handler (--standby-vmm, standby-vmm.ts).
+ */
 export function templateFlags(g: VmGlobal, spec: OciSpec): string[] {
   const a = spec.annotations ?? {};
   const scope = templateScope(g.templateSharing, a[TRUST_LEVEL_ANNOTATION]);
   const mode = volumeMode(g, spec);
-  return [...(scope ? ['--template-scope', scope] : []), ...(mode !== 'share' ? ['--volumes', mode] : [])];
+  return [...(scope ? ['--template-scope', scope] : []), ...(mode !== 'share' ? ['--volumes', mode] : []), ...(scope && g.standbyVmm === 'off' ? ['--standby-vmm', 'off'] : [])];
 }
 
 /** A container with volumes in a pod whose VM is a template's clone (it has no share): refused, never dropped. */

@@ -13,14 +13,14 @@ import { readyErrorLine, readyOkLine } from '../ready.ts';
 import { TemplateStore } from '../template.ts';
 import { readSandboxRequest } from '../template-sandbox.ts';
 import { PodVmSupervisor } from '../vmd.ts';
-import type { Accel } from '../vmm.ts';
+import type { Accel, StandbyProvider } from '../vmm.ts';
 import type { VmCommand } from './common.ts';
 import { bool, parseRuntimeFlags, str } from './flags.ts';
 import { trace } from '../trace.ts';
 import type { VmGlobal } from './global.ts';
 
 /** The pod's supervisor from `_vmd`'s flags (also what the node-wide host, vmhost.ts, runs per pod). */
-export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger): Promise<PodVmSupervisor> {
+export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger, standbys?: StandbyProvider): Promise<PodVmSupervisor> {
   const fc = str(flags, 'firecracker');
   const netns = str(flags, 'netns');
   const podDir = str(flags, 'pod-dir')!;
@@ -41,10 +41,12 @@ export async function podSupervisor(g: VmGlobal, flags: FlagValues, log: Logger)
     // none: the pod binds no volumes; copy: they are copied in (copy-volumes.ts); either way no share
     volumes: str(flags, 'volumes') !== 'none' && str(flags, 'volumes') !== 'copy',
     ...(sandboxRequest ? { sandbox: sandboxRequest } : {}),
+    // a host's standby clone VMMs (standby-vmm.ts), unless the pod's handler turned them off
+    ...(standbys && scope && !fc && str(flags, 'standby-vmm') !== 'off' ? { standbys } : {}),
   });
 }
 
-export const VMD_FLAGS: FlagSpec = Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes', 'sandbox-request'].map((k) => [k, { type: 'string' as const }]));
+export const VMD_FLAGS: FlagSpec = Object.fromEntries(['pod', 'pod-dir', 'memory', 'vcpus', 'accel', 'boot-timeout', 'cgroup', 'cpu-quota', 'cpu-period', 'firecracker', 'netns', 'template-scope', 'volumes', 'sandbox-request', 'standby-vmm'].map((k) => [k, { type: 'string' as const }]));
 
 /**
  * `--standby`: the flags come later, as one line on stdin (a JSON list of strings), from the daemon
@@ -79,7 +81,7 @@ function standbyArgv(): Promise<string[] | undefined> {
 
 const command: VmCommand = {
   name: '_vmd',
-  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none|copy] [--sandbox-request FILE] | _vmd --standby',
+  synopsis: 'bulkhead-vm _vmd --pod ID --pod-dir DIR --memory MIB --vcpus N --accel kvm|tcg --boot-timeout MS --cgroup PATH [--cpu-quota Q --cpu-period P] [--netns PATH] [--firecracker BIN] [--template-scope SCOPE] [--volumes none|copy] [--sandbox-request FILE] [--standby-vmm off] | _vmd --standby',
   summary: 'The pod VM supervisor; reports readiness on fd 3',
   internal: true,
   flags: { ...VMD_FLAGS, standby: { type: 'boolean' } },

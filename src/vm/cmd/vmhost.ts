@@ -20,6 +20,7 @@ import { createLogger } from '../../util/log.ts';
 import { probeSocket } from '../../util/socket.ts';
 import { sweepOrphanPods } from '../orphans.ts';
 import { recordProc } from '../procs.ts';
+import { StandbyVmms } from '../standby-vmm.ts';
 import { encodeFrame, FrameDecoder, type Frame } from '../protocol.ts';
 import { readyErrorLine, readyOkLine } from '../ready.ts';
 import type { PodVmSupervisor } from '../vmd.ts';
@@ -45,6 +46,8 @@ const command: VmCommand = {
     if (await probeSocket(sockPath) === 'answers') { ready(readyOkLine(process.pid)); return 0; }
     await rm(sockPath, { force: true });
     const pods = new Map<string, PodVmSupervisor>();
+    // a clone's QEMU spawned ahead per template recently cloned (standby-vmm.ts); they do not keep the host
+    const standbys = new StandbyVmms({ root: g.root, log });
     const conns = new Set<Socket>();
     let idle: NodeJS.Timeout | undefined;
     let finish: (code: number) => void = () => {};
@@ -60,8 +63,9 @@ const command: VmCommand = {
       if (idle) { clearTimeout(idle); idle = undefined; }
       server.close();
       if (ours()) void rm(sockPath, { force: true });
-      // no forced exit: what still runs (a template build another pod may wait for) finishes first
-      finish(code);
+      // no forced exit: what still runs (a template build another pod may wait for) finishes first;
+      // the standby VMMs end and their directories go before the host does
+      void standbys.close().finally(() => finish(code));
     };
     const checkIdle = (): void => {
       if (idle) { clearTimeout(idle); idle = undefined; }
@@ -90,7 +94,7 @@ const command: VmCommand = {
       }
       const vmdLog = join(podDir, 'vmd.log');
       const plog = createLogger({ write: (l) => appendFileSync(vmdLog, l + '\n'), fields: { component: 'vmd', pod: str(flags, 'pod') } });
-      const sup = await podSupervisor(g, flags, plog);
+      const sup = await podSupervisor(g, flags, plog, standbys);
       pods.set(podDir, sup);
       checkIdle();
       let settled = false;
@@ -153,7 +157,7 @@ const command: VmCommand = {
           const fail = (e: unknown): void => { if (!conn.destroyed) conn.write(encodeFrame('F', f.id, JSON.stringify(toWire(e)))); };
           if (m.op === 'start') void startPod(conn, f.id, m.argv).catch(fail);
           else if (m.op === 'end') void endPod(m.podDir, m.reason).then((r) => { if (!conn.destroyed) conn.write(encodeFrame('A', f.id, JSON.stringify(r))); }, fail);
-          else if (m.op === 'ping') conn.write(encodeFrame('A', f.id, JSON.stringify({ pid: process.pid, pods: pods.size, clients: conns.size })));
+          else if (m.op === 'ping') conn.write(encodeFrame('A', f.id, JSON.stringify({ pid: process.pid, pods: pods.size, clients: conns.size, standbys: standbys.counts() })));
           else if (m.op === 'leave') {
             // its daemon closing (vmhost-client.ts): with no pod, it leaves as soon as no client is
             // connected (this one hangs up after the answer; a create's connection before its pod is
@@ -190,6 +194,7 @@ const command: VmCommand = {
     checkIdle();
     // a host that died (and its pods' VMMs with it, normally): whatever of its pods still runs unowned goes now
     void sweepOrphanPods(resolve(g.root, 'pods'), new Set(pods.keys()), log).catch((e: unknown) => log.warn('orphan sweep failed', { err: (e as Error).message }));
+    void standbys.sweep().catch((e: unknown) => log.warn('standby VMM sweep failed', { err: (e as Error).message }));
     return await done;
   },
 };
