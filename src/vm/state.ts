@@ -10,18 +10,25 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 
 export const DEFAULT_ROOT = '/run/bulkhead-vm';
 const INDEX = join(DEFAULT_ROOT, 'by-id');
 
-/** Records `id` → its state dir in the default root's index (for callers that omit --root). */
-export async function indexAdd(id: string, dir: string): Promise<void> {
-  await mkdir(INDEX, { recursive: true, mode: 0o700 });
-  await rm(join(INDEX, checkId(id)), { force: true });
-  await symlink(dir, join(INDEX, id));
+/**
+ * Records `id` → its state dir in the default root's index (for callers that omit --root), once
+ * the dir exists. Entries whose state dir is gone go first: a root deleted with containers in it
+ * (a daemon killed, its temporary root removed) left them, and only the index names them.
+ */
+export async function indexAdd(id: string, dir: string, index = INDEX): Promise<void> {
+  await mkdir(index, { recursive: true, mode: 0o700 });
+  for (const n of await readdir(index).catch(() => [] as string[])) {
+    if (!existsSync(join(index, n))) await rm(join(index, n), { force: true }); // (followed: a link to nothing)
+  }
+  await rm(join(index, checkId(id)), { force: true });
+  await symlink(dir, join(index, id));
 }
 
 /** Removes the index entry if it still points at `dir`. */

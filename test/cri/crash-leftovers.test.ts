@@ -48,6 +48,10 @@ async function leftovers(d: TestDaemon, ids: Iterable<string>, opts: { daemonRun
       if (t.includes(d.base)) out.records!.push(`${dir}/${n}: ${t.trim().slice(0, 200)}`);
     }
   }
+  // bulkhead-vm's by-id index of the default root: its entries name state dirs under this run dir
+  for (const n of await readdir('/run/bulkhead-vm/by-id').catch(() => [] as string[])) {
+    if ((await readlink(join('/run/bulkhead-vm/by-id', n)).catch(() => '')).startsWith(d.base + '/') && opts.daemonRuns) out.index = [...(out.index ?? []), n];
+  }
   // what a pod or container has under the run dir: its dir, bundle, runtime state, VM dir
   for (const sub of ['pods', 'containers', 'runtime/runc/state', 'runtime/runc/containers', 'runtime/microvm/state/pods', 'runtime/microvm/containers', 'runtime/microvm/state/shares']) {
     for (const n of await readdir(join(d.runDir, sub)).catch(() => [] as string[])) out.runDir!.push(`${sub}/${n}`);
