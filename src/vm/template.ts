@@ -22,7 +22,6 @@ import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -43,6 +42,7 @@ import { trace } from './trace.ts';
 import { sameImage, sandboxImageId, TEMPLATE_SANDBOX_GID } from './template-sandbox.ts';
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle } from './vmm.ts';
 import { findOnPath } from '../util/which.ts';
+import { ownedTempDir } from '../util/temp-dir.ts';
 
 export { TRUST_LEVEL_ANNOTATION, VOLUMES_ANNOTATION } from './annotations.ts';
 export { parseTemplateSharing, TEMPLATE_SHARING, templateScope, type TemplateSharing } from './template-sharing.ts';
@@ -156,20 +156,9 @@ async function removeBuildCgroups(dir: string): Promise<void> {
   await removeTree(TEMPLATE_CGROUPS, { deep: false });
 }
 
-/**
- * A build's socket directory: short (a unix socket path must stay under 108 bytes), so in the temp
- * dir, and named after its build dir, so that a build whose builder was killed has it found again
- * with its build dir (removeBuildDir); its name is not guessable (the build dir's is random, in a
- * directory only root reads).
- */
-function buildSockDir(buildDir: string): string {
-  return join(tmpdir(), `bh-tpl-${createHash('sha256').update(buildDir).digest('hex').slice(0, 16)}`);
-}
-
-/** A build dir, its cgroups and its socket directory. */
+/** A build dir and its cgroups. */
 async function removeBuildDir(dir: string): Promise<void> {
   await removeBuildCgroups(dir);
-  await rm(buildSockDir(dir), { recursive: true, force: true });
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -266,9 +255,9 @@ export class TemplateStore implements TemplateProvider {
         await fh.truncate(SLOT_BYTES);
         await fh.close();
       }
-      // its sockets in a short private directory (buildSockDir); a name taken already fails the build
-      await mkdir(buildSockDir(tmp), { mode: 0o700 });
-      sockDir = buildSockDir(tmp);
+      // its sockets in a short private directory (a unix socket path must stay under 108 bytes),
+      // named after this process: one left by a builder killed mid-build goes at the next build
+      sockDir = await ownedTempDir('bh-tpl-');
       const cfg = { ...templateConfig(a, req, tmp), qmp: join(sockDir, 'qmp') };
       const vm = await new QemuVmm(binary).boot(cfg);
       // in a cgroup of its own (v1 memory/cpu/pids and v2, journaled in the build dir, owner-recorded
