@@ -213,6 +213,8 @@ export class CniPodNetwork implements PodNetwork {
     await this.#locked(key, async () => {
       const rec = await this.#read(key);
       if (rec) await this.#teardown(rec, signal);
+      // a write of the record cut short (the daemon killed in it) left its temporary file
+      await unlink(`${this.#file(key)}.tmp`).catch(() => undefined);
     });
   }
 

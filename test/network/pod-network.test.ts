@@ -3,7 +3,7 @@
 // run beside others; all traffic stays on this machine.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CniPodNetwork } from '../../src/network/cni-pod-network.ts';
 import type { PodNetworkResult } from '../../src/network/pod-network.ts';
@@ -147,9 +147,13 @@ describe('CniPodNetwork: bridge pods, hostPort, egress guard, restart', () => {
 
     const again = await openNetwork(root, { routed: ['169.254.169.254/32'] });
     assert.deepEqual((await again.list()).sort(), [ids.a, ids.b].sort());
+    // the first write of a pod's record cut short (the daemon killed in it) left only its temporary file: it goes with the pod's teardown
+    await writeFile(join(root.cni.cacheDir, 'pods', `ntx${tag}.json.tmp`), '{"podId":');
+    await again.teardown(`ntx${tag}`, sig());
     await again.teardown(ids.a, sig());
     await again.teardown(ids.b, sig());
     await again.teardown(ids.b, sig()); // idempotent
+    assert.deepEqual(await readdir(join(root.cni.cacheDir, 'pods')), [], 'no pod record (nor a half-written one) left');
     assert.deepEqual(await again.list(), []);
     assert.equal(await again.status(ids.a), undefined);
 
