@@ -57,6 +57,10 @@ async function leftovers(d: TestDaemon, ids: Iterable<string>, opts: { daemonRun
     for (const n of await readdir(join(d.runDir, sub)).catch(() => [] as string[])) out.runDir!.push(`${sub}/${n}`);
   }
   for (const n of await readdir(join(d.runDir, 'runtime/microvm/state')).catch(() => [] as string[])) if (/^[0-9a-f]{64}$/.test(n)) out.runDir!.push(`runtime/microvm/state/${n}`);
+  // pod log directories (the harness's pod log root) and the pods' CNI records
+  for (const sub of [join(d.base, 'logs'), join(d.root, 'logs'), join(d.root, 'cni', 'cache', 'pods')]) {
+    for (const n of await readdir(sub).catch(() => [] as string[])) out.runDir!.push(join(sub, n).slice(d.base.length + 1));
+  }
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v.length > 0));
 }
 
