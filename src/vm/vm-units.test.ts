@@ -10,6 +10,8 @@ import { GUEST_KERNEL_ARGS, noThpPrefix, qemuArgs } from './qemu.ts';
 import { MicrovmBackend } from '../runtime/microvm/microvm-backend.ts';
 import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../oci/spec.ts';
+import { checkGlobal, globalOptions, type VmGlobal } from './cmd/global.ts';
+import { templateFlags } from './cmd/template-flags.ts';
 
 describe('agent frames', () => {
   it('round-trips frames split at every byte boundary', () => {
@@ -199,6 +201,19 @@ describe('microvm backend options', () => {
     }
     assert.throws(() => assets({ vm: { assets: 'relative' } }), /vm\.assets must be an absolute/);
     assert.throws(() => assets({ vm: { asets: '/x' } }), /unknown key vm\.asets/);
+  });
+
+  it('turns the host\'s standby clone VMMs off per handler (--standby-vmm off, BULKHEAD_VM_STANDBY_VMM=0): the pod\'s start is told so; a bad value is refused', () => {
+    const g = (flags: Record<string, string>, env: Record<string, string> = {}): VmGlobal => globalOptions(flags, env);
+    assert.equal(g({}).standbyVmm, 'on');
+    assert.equal(g({}, { BULKHEAD_VM_STANDBY_VMM: '0' }).standbyVmm, 'off');
+    assert.equal(g({}, { BULKHEAD_VM_STANDBY_VMM: '1' }).standbyVmm, 'on');
+    assert.equal(g({ 'standby-vmm': 'on' }, { BULKHEAD_VM_STANDBY_VMM: 'off' }).standbyVmm, 'on', 'the flag (a handler\'s runtime_args) wins');
+    assert.throws(() => checkGlobal(g({ 'standby-vmm': 'maybe' })), /--standby-vmm \(BULKHEAD_VM_STANDBY_VMM\) must be on or off/);
+    const spec: OciSpec = { ociVersion: '1.0.2', annotations: { 'io.bulkhead.vm.trust-level': 'untrusted', 'io.bulkhead.vm.volumes': 'none' } };
+    assert.deepEqual(templateFlags(g({}, { BULKHEAD_VM_STANDBY_VMM: 'off' }), spec).slice(-2), ['--standby-vmm', 'off']);
+    assert.ok(!templateFlags(g({}), spec).includes('--standby-vmm'));
+    assert.ok(!templateFlags(g({ 'standby-vmm': 'off', 'template-sharing': 'none' }), spec).includes('--standby-vmm'), 'no templates, nothing to say');
   });
 
   it('passes [vm] template_sharing, and marks a sandbox with its trust level and a volume-less pod from the pod record only', () => {
