@@ -4,15 +4,15 @@
 // beside the same pod booting with its virtio-fs share (no annotation), interleaved in one run.
 // Start = the sandbox's create+start and the app container's create+start (bulkhead-vm as conmon
 // drives it), until the container's process runs; PSS = the pod's own host processes after a settle
-// (QEMU, virtiofsd, found by the pod dir; the node-wide supervisor is shared by every pod and left
-// out). Prints medians per mode and the ratios; asserts nothing.
+// (QEMU, virtiofsd: recorded in the pod dir or naming it; the node-wide supervisor is shared by every
+// pod and left out). Prints medians per mode and the ratios; asserts nothing.
 // Usage: node bench/vm-copy-volumes.ts [rounds=3]   (needs root, virtiofsd and `bulkhead-vm setup`)
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BULKHEAD_VM, ASSETS, makeBundle, makeRootfs } from '../harness/vm-assets.ts';
-import { pidsNaming } from '../src/vm/procs.ts';
+import { pidsNaming, readProc, sameProc } from '../src/vm/procs.ts';
 import { podDir } from '../src/vm/state.ts';
 
 const rounds = Number(process.argv[2] ?? 3);
@@ -56,10 +56,16 @@ function bundle(name: string, annotations: Record<string, string>, args: string[
   return b;
 }
 
-/** PSS (KiB) of the pod's own host processes: every one naming its pod dir (QEMU, virtiofsd). */
+/**
+ * PSS (KiB) of the pod's own host processes: its recorded QEMU and virtiofsd (a clone's QEMU may have
+ * been started ahead, its command line naming no pod) and every process naming its pod dir.
+ */
 function podPss(id: string): number {
   let kib = 0;
-  for (const pid of pidsNaming(podDir(state, id))) {
+  const dir = podDir(state, id);
+  const pids = new Set(pidsNaming(dir));
+  for (const role of ['vmm', 'fsd'] as const) { const r = readProc(dir, role); if (sameProc(r)) pids.add(r.pid); }
+  for (const pid of pids) {
     try { kib += Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0); } catch { /* gone */ }
   }
   return kib;
