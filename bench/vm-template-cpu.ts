@@ -13,6 +13,7 @@ import { ASSETS } from '../harness/vm-assets.ts';
 import { writeBusyboxArchive } from '../src/cli/demo-image.ts';
 import { parseArgs } from 'node:util';
 import { run } from '../src/util/exec.ts';
+import { waitingStandby } from '../src/vm/standby-vmm.ts';
 const { values } = parseArgs({ options: { reps: { type: 'string', default: '8' } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 8));
 const IMAGE = 'bulkhead.local/demo:latest';
@@ -26,7 +27,8 @@ const qemuCpu = (): number[] => {
     if (!/^\d+$/.test(n) || seen.has(Number(n))) continue;
     let cmd = '';
     try { cmd = readFileSync(`/proc/${n}/cmdline`, 'utf8'); } catch { continue; }
-    if (!cmd.startsWith('qemu-system') || !cmd.includes(d.base) || !cmd.includes('-incoming')) continue;
+    // a standby clone VMM not adopted yet is no pod's (looked at again once it is)
+    if (!cmd.startsWith('qemu-system') || !cmd.includes(d.base) || !cmd.includes('-incoming') || waitingStandby(cmd)) continue;
     const f = readFileSync(`/proc/${n}/stat`, 'utf8').split(') ')[1]!.split(' ');
     seen.add(Number(n));
     out.push((Number(f[11]) + Number(f[12])) * 10);

@@ -38,6 +38,7 @@ import { measureDensity, type DensityReport } from '../src/cli/report-density.ts
 import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
 import type { RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
+import { waitingStandby } from '../src/vm/standby-vmm.ts';
 
 const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false }, baseline: { type: 'string' }, 'baseline-assets': { type: 'string', default: '/var/lib/bulkhead' }, 'keep-phases': { type: 'string' } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
@@ -99,7 +100,8 @@ function cloneCpu(dir: string): { stop(): number } {
         if (!last.has(n)) {
           const cmd = readFileSync(`/proc/${n}/cmdline`, 'utf8');
           // QEMU is exec'd through setpriv and perl (qemu.ts): looked at again until it is QEMU
-          if (!cmd.startsWith('qemu-system') || !cmd.includes(dir) || !cmd.includes('-incoming')) { if (!cmd.includes('qemu-system')) skip.add(n); continue; }
+          // a standby clone VMM not adopted yet is no run's (looked at again: once adopted, its CPU since its spawn is the clone's)
+          if (!cmd.startsWith('qemu-system') || !cmd.includes(dir) || !cmd.includes('-incoming') || waitingStandby(cmd)) { if (!cmd.includes('qemu-system')) skip.add(n); continue; }
         }
         const f = readFileSync(`/proc/${n}/stat`, 'utf8').split(') ')[1]!.split(' ');
         last.set(n, (Number(f[11]) + Number(f[12])) * 10);

@@ -21,6 +21,7 @@
  * and QEMU (`vmm.proc`), and the next host's sweep ends what a dead host left there.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNetns, deleteNetns, ip, netnsPathOf } from '../network/host.ts';
@@ -41,6 +42,16 @@ export const STANDBY_DELAY_MS = 1000;
 const CHECK_MS = 5000;
 
 export function standbyDir(root: string): string { return join(root, 'standby'); }
+
+/**
+ * Whether a QEMU command line (NUL- or space-separated) is a standby's not adopted yet: it names its
+ * standby dir's slot files and that dir still exists (adoption moves the files and removes it). For
+ * benches that measure clones' QEMU processes.
+ */
+export function waitingStandby(cmdline: string): boolean {
+  const m = /file=([^,\0 ]*\/standby\/[^/,\0 ]+)\/slot0\.img/.exec(cmdline);
+  return m !== null && existsSync(m[1]!);
+}
 
 /** The files a clone's QEMU opens by path in its dir, renamed into the pod dir at adoption. */
 const FILES = [...Array.from({ length: SLOT_COUNT }, (_, i) => `slot${i}.img`), 'console.log', 'qmp.sock'];

@@ -12,6 +12,10 @@ import { createLogger } from '../util/log.ts';
 import type { OciSpec } from '../oci/spec.ts';
 import { checkGlobal, globalOptions, type VmGlobal } from './cmd/global.ts';
 import { templateFlags } from './cmd/template-flags.ts';
+import { waitingStandby } from './standby-vmm.ts';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 describe('agent frames', () => {
   it('round-trips frames split at every byte boundary', () => {
@@ -214,6 +218,20 @@ describe('microvm backend options', () => {
     assert.deepEqual(templateFlags(g({}, { BULKHEAD_VM_STANDBY_VMM: 'off' }), spec).slice(-2), ['--standby-vmm', 'off']);
     assert.ok(!templateFlags(g({}), spec).includes('--standby-vmm'));
     assert.ok(!templateFlags(g({ 'standby-vmm': 'off', 'template-sharing': 'none' }), spec).includes('--standby-vmm'), 'no templates, nothing to say');
+  });
+
+  it('tells a standby clone VMM not adopted yet by its command line (its dir still there), for benches that measure clones', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bh-standby-'));
+    try {
+      const dir = join(root, 'state/standby/0123456789ab-AbCdEf');
+      const cmd = ['qemu-system-x86_64', '-drive', `id=slot0,file=${dir}/slot0.img,format=raw`, '-incoming', 'defer'].join('\0');
+      assert.equal(waitingStandby(cmd), false, 'adopted: its dir is gone');
+      mkdirSync(dir, { recursive: true });
+      assert.equal(waitingStandby(cmd), true);
+      assert.equal(waitingStandby(cmd.replace('/standby/', '/pods/')), false, 'a pod\'s QEMU');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('passes [vm] template_sharing, and marks a sandbox with its trust level and a volume-less pod from the pod record only', () => {
