@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
-import { pidsNaming } from '../../src/vm/procs.ts';
+import { pidsNaming, readProc, sameProc } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
 
 const skip = skipReason();
@@ -142,7 +142,11 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
   });
 
   it('deleting the pod leaves nothing: no VM process, no pod dir, the host files as they were', async () => {
+    // its QEMU by its record too (a clone VMM started ahead names no pod on its command line)
+    const vmm = readProc(podDir(root, sbId), 'vmm');
+    assert.ok(sameProc(vmm), 'the pod\'s QEMU is recorded and runs');
     assert.equal((await vm(root, ['delete', '--force', sbId])).code, 0);
+    await waitFor(() => !sameProc(vmm), 'the pod\'s QEMU gone', 20_000);
     await waitFor(() => !existsSync(podDir(root, sbId)), 'the pod dir gone', 20_000);
     assert.equal(pidsNaming(join(root, 'pods')).length, 0);
     assert.equal(readFileSync(token, 'utf8'), 'tok-123\n');
