@@ -143,4 +143,14 @@ describe('standby clone VMMs of the node-wide host', { skip, timeout: 900_000 },
       standIn.kill('SIGKILL');
     }
   });
+
+  it('a standby ends when its template is removed (as a rebuild or a refused state removes it)', async () => {
+    const pid = await readyStandby();
+    const [sdir] = standbyDirs();
+    const key = readdirSync(join(root, 'templates')).find((n) => n.startsWith(sdir!.slice(0, 12)) && !n.endsWith('.lock'));
+    assert.ok(key, `the standby's template (${sdir})`);
+    rmSync(join(root, 'templates', key), { recursive: true, force: true });
+    await waitFor(async () => !running(pid) && (await ping()).standbys.ready === 0, 'the standby to end', 30_000);
+    assert.ok(!existsSync(join(standbyDir(root), sdir!)), 'its directory is gone');
+  });
 });
