@@ -1205,7 +1205,13 @@ export class PodVmSupervisor {
     if (this.#stopping) throw new UnavailableError('the pod VM is stopping', { reason: 'BH_VM_GONE' });
     this.#request(null, 0, op, gid, 'Y', payload);
     const ch = this.#vm.control;
-    if (ch.writableLength > CLIENT_BUFFER_BYTES && !ch.destroyed) await new Promise<void>((resolve) => { ch.once('drain', resolve); ch.once('close', resolve); });
+    if (ch.writableLength > CLIENT_BUFFER_BYTES && !ch.destroyed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => { ch.off('drain', done); ch.off('close', done); resolve(); };
+        ch.on('drain', done);
+        ch.on('close', done);
+      });
+    }
   }
 
   /** A termination log's content from the guest to its host file; the held exit goes to the client after the last one. */

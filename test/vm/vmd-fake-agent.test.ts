@@ -279,6 +279,36 @@ describe('pod VM supervisor with a scripted agent', () => {
     }
   });
 
+  it('copied volumes: the supervisor sends a volume no faster than the guest takes it (at most ~1 MiB queued on the channel)', async () => {
+    const agent = new FakeAgent();
+    agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
+    const cfg = join(dir, 'cfg-big');
+    mkdirSync(cfg);
+    for (let i = 0; i < 6; i++) writeFileSync(join(cfg, `f${i}`), Buffer.alloc(1 << 20, i));
+    agent.answer = { Y: () => ['A', 'ok'], C: () => ['A', 'created'] };
+    const { client } = await supervisor('copy-flow', agent);
+    agent.inputBlocked = true;
+    const warned: string[] = [];
+    const onWarn = (w: Error): void => { warned.push(w.name); };
+    process.on('warning', onWarn);
+    try {
+      const created = client.request('create', { name: 'app', image, kv: [['arg', 'true']], sandbox: false, copies: [{ n: 0, kind: 'ro-dir', source: cfg, destination: '/cfg', readonly: true }] }, 20_000);
+      await new Promise((r) => setTimeout(r, 300));
+      // what waits on the host side of the channel: the bound plus the one chunk that crossed it, not the 6 MiB
+      const queued = agent.control.writableLength;
+      assert.ok(queued > 0 && queued <= CLIENT_BUFFER_BYTES + (600 << 10), `${queued} bytes queued for a guest that reads nothing`);
+      assert.ok(!agent.frames.some((f) => f.type === 'C'), 'the create waits for its volumes');
+      agent.unblockInput();
+      await created;
+      const puts = agent.frames.filter((f) => f.type === 'Y').map(copyHeader);
+      assert.equal(puts.filter((h) => h.op === 'put' && h.end === '1').length, 6, 'every file whole, in 512 KiB chunks');
+      assert.equal(puts.filter((h) => h.op === 'put').length, 12);
+      assert.deepEqual(warned, [], 'no listener piles up while it waits');
+    } finally {
+      process.off('warning', onWarn);
+    }
+  });
+
   it('copied volumes: a termination log comes back to the host file before the exit is told; a refused get still tells the exit', async () => {
     const agent = new FakeAgent();
     agent.send('H', 0, `bulkhead-agent ${AGENT_PROTOCOL} k`);
