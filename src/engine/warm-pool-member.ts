@@ -91,7 +91,7 @@ export function adoptionMismatch(config: cri.PodSandboxConfig, mode: NetworkMode
   // the pod's volume mode: its annotation, else its handler's default (Backend.podVolumes)
   const vols = podVolumes ?? config.annotations?.[VOLUMES_ANNOTATION];
   if (m.volumes === 'none' && vols !== 'none') return `the pod may bind volumes and pool members have no virtio-fs share (pool volumes = "none"; a pod that binds none says so with the annotation ${VOLUMES_ANNOTATION}=none)`;
-  if (m.volumes === 'copy' && vols !== 'copy' && vols !== 'none') return `the pod's volumes are not copied and pool members have no virtio-fs share (pool volumes = "copy"; a pod says ${VOLUMES_ANNOTATION}=copy, or its handler copies by default)`;
+  if (m.volumes === 'copy' && vols !== 'copy' && vols !== 'none') return `the pod's volumes are not copied and pool members have no virtio-fs share (pool volumes = "copy", or a handler that copies by default; a pod's ${VOLUMES_ANNOTATION}=share opts out of copying)`;
   if (egressGuard !== m.egressGuard || hostNetwork !== m.hostNetwork) return 'the pod\'s decision differs from its level\'s network settings (egress guard, host network)';
   return undefined;
 }

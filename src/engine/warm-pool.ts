@@ -279,11 +279,13 @@ export class WarmPools implements SandboxPool {
         sandboxSpec: async () => spec,
       });
       await backend.podSandbox.prepareAdoption?.(state);
+      const vols = s.volumes ?? backend.podVolumes?.(undefined);
       signal.throwIfAborted();
       return {
         id, sandboxId: file.sandboxId, handler: s.handler, level: s.level, mode, netnsPath: rec.runtime.netnsPath, ips: net.ips,
         cgroupParent: file.cgroupParent, podDir: file.podDir, egressGuard: s.egressGuard, hostNetwork: s.hostNetwork, pauseSpec: comparablePauseSpec(spec),
-        ...(s.volumes ? { volumes: s.volumes } : {}),
+        // a pool that names no mode takes its handler's default (a copying handler's members have no share)
+        ...(vols === 'none' || vols === 'copy' ? { volumes: vols } : {}),
       };
     } catch (err) {
       await this.#destroy(s.handler, file, 'fill failed');

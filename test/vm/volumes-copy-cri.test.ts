@@ -1,8 +1,8 @@
 // Copied volumes through the daemon (CRI over its socket), the way the kubelet drives a pod: the
 // microvm handler copies by default (`--volumes copy` in its runtime_args), RunPodSandbox names no
 // volumes, CreateContainer brings kubelet's mounts (a ConfigMap in its atomic-writer layout, an
-// emptyDir, the termination log). The pod takes a member of the level's `volumes = "copy"` warm pool
-// (a template clone); the containers read the ConfigMap, share the emptyDir, and the termination
+// emptyDir, the termination log). The pod takes a member of the level's warm pool, whose members
+// follow the handler's mode (template clones without a share); the containers read the ConfigMap, share the emptyDir, and the termination
 // message reaches the host file; a read-write host directory is FAILED_PRECONDITION naming its
 // destination; a pod that opts out (`share`) takes no member and boots with its share.
 import { after, before, test } from 'node:test';
@@ -29,8 +29,8 @@ before(async () => {
   d = await startTestDaemon({
     name: 'bulkhead-cri-copyvol-',
     handlers: { microvm: { backend: 'microvm', runtime_args: ['--assets', ASSETS, '--volumes', 'copy'] } },
-    // the permissive policy's one level
-    extraToml: '[pools]\n[pools.microvm]\ntrusted = { size = 1, volumes = "copy" }\n',
+    // the permissive policy's one level; a pool that names no volume mode takes the handler's (copy)
+    extraToml: '[pools]\n[pools.microvm]\ntrusted = 1\n',
   });
   await d.client.pullImage(images.busybox);
 });
