@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  classifyCopies, copyBindKv, diffOps, encodeCopyOp, MAX_COPY_FILE_BYTES, MAX_COPY_MOUNT_ENTRIES, mountOrigins, parseCopies, readCopy, resolvesInside,
+  classifyCopies, copyBindKv, diffOps, encodeCopyOp, kept, MAX_COPY_FILE_BYTES, MAX_COPY_MOUNT_ENTRIES, mountOrigins, parseCopies, readCopy, resolvesInside,
   type CopyEntry, type CopyTree,
 } from './copy-volumes.ts';
 import type { GuestVolume } from './share.ts';
@@ -38,6 +38,10 @@ test('diffOps: new directories, files, then links (the ..data swap after its tar
   assert.deepEqual(ops.map((o) => `${o.op} ${o.path}${o.type ? ` ${o.type}` : ''}`), ['put ..v2 d', 'put ..v2/a f', 'put ..data l', 'del ..v1/a', 'del ..v1']);
   assert.ok(ops.every((o) => o.dir === '7/0'));
   assert.deepEqual(diffOps('7/0', next, next), [], 'nothing changed, nothing sent');
+  // against what the supervisor keeps (digests, no data): the same steps
+  assert.ok([...kept(old).values()].every((e) => e.data === undefined));
+  assert.deepEqual(diffOps('7/0', kept(old), next), diffOps('7/0', old, next));
+  assert.deepEqual(diffOps('7/0', kept(next), next), []);
   // a type change is removed first
   const retyped = diffOps('1/0', tree({ x: f('a') }), tree({ x: d() })).map((o) => Object.fromEntries(o.header));
   assert.deepEqual(retyped.map((o) => o.op), ['del', 'put']);

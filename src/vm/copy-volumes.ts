@@ -69,7 +69,14 @@ export interface CopyVolume {
 }
 
 /** One entry of a copied tree, by its path relative to the volume ("f" for a single file). */
-export interface CopyEntry { type: 'd' | 'f' | 'l'; mode: number; data?: Buffer; target?: string }
+export interface CopyEntry {
+  type: 'd' | 'f' | 'l';
+  mode: number;
+  data?: Buffer;
+  target?: string;
+  /** sha256 of a file's data, in what the supervisor keeps of a sent tree (kept), instead of the data. */
+  digest?: string;
+}
 export type CopyTree = Map<string, CopyEntry>;
 
 function refuse(dest: string, why: string): never {
@@ -279,7 +286,18 @@ function putOps(dir: string, rel: string, e: CopyEntry): CopyOp[] {
   return ops;
 }
 
-const same = (a: CopyEntry, b: CopyEntry): boolean => a.type === b.type && a.mode === b.mode && a.target === b.target && (a.data === b.data || (!!a.data && !!b.data && a.data.equals(b.data)));
+const sha = (b: Buffer | undefined): string | undefined => (b ? createHash('sha256').update(b).digest('hex') : undefined);
+const same = (a: CopyEntry, b: CopyEntry): boolean => a.type === b.type && a.mode === b.mode && a.target === b.target
+  && (a.data && b.data ? a.data.equals(b.data) : (a.digest ?? sha(a.data)) === (b.digest ?? sha(b.data)));
+
+/**
+ * What the supervisor keeps of a tree it sent, to diff the next read against: the files' digests,
+ * not their data (a pod's copies would otherwise sit in the node-wide supervisor's heap, up to
+ * MAX_COPY_CONTAINER_BYTES per container).
+ */
+export function kept(t: CopyTree): CopyTree {
+  return new Map([...t].map(([rel, e]) => [rel, e.type === 'f' ? { type: e.type, mode: e.mode, digest: e.digest ?? sha(e.data)! } : e]));
+}
 
 /**
  * The agent's steps from `old` (undefined: nothing in the guest yet) to `next` for volume `dir`
@@ -372,6 +390,11 @@ export class PodCopies {
       await this.#send(gid, encodeCopyOp({ header: [['op', 'init'], ['dir', String(gid)], ['size', String(size)]] }), 'copy');
       for (const [n, t] of h.trees) for (const op of diffOps(`${gid}/${n}`, undefined, t)) await this.#send(gid, encodeCopyOp(op), 'copy');
     }
+    // only a copied directory is refreshed: what it was, as digests
+    for (const v of copies) {
+      const t = h.trees.get(v.n);
+      if (t && v.kind === 'ro-dir') h.trees.set(v.n, kept(t)); else h.trees.delete(v.n);
+    }
     this.#held.set(gid, h);
     if (copies.some((v) => v.kind === 'ro-dir')) this.#timer ??= setInterval(() => void this.refresh(), REFRESH_MS).unref();
     return copies.map((v) => copyBindKv(gid, v));
@@ -415,7 +438,7 @@ export class PodCopies {
             const next = await readCopy(v);
             if (this.#held.get(gid) !== h) break;
             for (const op of diffOps(key, h.trees.get(v.n), next)) await this.#send(gid, encodeCopyOp(op), 'refresh');
-            h.trees.set(v.n, next);
+            h.trees.set(v.n, kept(next));
             h.stamps.set(v.n, stamp);
             this.#failing.delete(key);
           } catch (e) {
