@@ -5,7 +5,7 @@
 // the template and is reported on its own. Prints figures, asserts nothing.
 //
 //   node bench/vm-template.ts [--reps 10] [--pods 10] [--skip density-cold,cold,nosandbox] [--trace] [--phases]
-//                             [--baseline TREE [--baseline-assets ROOT]] [--keep-phases FILE]
+//                             [--baseline TREE [--baseline-assets ROOT]] [--keep-phases FILE] [--gap MS]
 //
 // Three handlers per round: `template` (clones; the template holds the sandbox container already
 // started, template-sandbox.ts), `nosandbox` (clones of a template without it: --template-sandbox
@@ -40,7 +40,7 @@ import type { RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
 import { waitingStandby } from '../src/vm/standby-vmm.ts';
 
-const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false }, baseline: { type: 'string' }, 'baseline-assets': { type: 'string', default: '/var/lib/bulkhead' }, 'keep-phases': { type: 'string' } } });
+const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false }, baseline: { type: 'string' }, 'baseline-assets': { type: 'string', default: '/var/lib/bulkhead' }, 'keep-phases': { type: 'string' }, gap: { type: 'string', default: '0' } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
 const pods = Math.max(1, Math.min(30, Number(values.pods) || 10));
 const skip = new Set(values.skip.split(',').map((s) => s.trim()).filter(Boolean));
@@ -146,7 +146,11 @@ try {
   if (!skip.has('nosandbox')) process.stderr.write(`first run without the sandbox container in the template: ${(await once(HANDLERS.nosandbox)).toFixed(0)} ms\n`);
   let lastCalls: ReturnType<typeof traced> = [];
   const allCalls: ReturnType<typeof traced> = [];
+  const gapMs = Math.max(0, Math.min(60_000, Number(values.gap) || 0));
   for (let i = 0; i < reps; i++) {
+    // --gap: a pause before each round (runs as a user or a kubelet starts them, not back to back: the
+    // node-wide host's warm standby VMM is ready ~1.5 s after the previous clone, standby-vmm.ts)
+    if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
     const before = traced().length;
     // with a baseline, which of the two goes first alternates per round
     if (base && i % 2 === 1) { times.baseline.push(await onBase()); cpu.baseline.push(lastCpu); }

@@ -22,7 +22,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNetns, deleteNetns, ip, netnsPathOf } from '../network/host.ts';
 import { dropNetnsOwner, recordNetnsOwner } from '../network/netns-owner.ts';
@@ -30,14 +30,21 @@ import type { Logger } from '../util/log.ts';
 import { killPodProcesses, readProc, recordProc, sameProc } from './procs.ts';
 import { QemuVmm } from './qemu.ts';
 import { Qmp } from './qmp.ts';
-import { fileId, prepareIncoming, TEMPLATE_MAC } from './template.ts';
+import { AgentTalk, fileId, prepareIncoming, restoreClone, TEMPLATE_MAC } from './template.ts';
+import { warmUpKv } from './template-sandbox.ts';
+import { encodeKv } from './protocol.ts';
+import { fillSlotFile } from './slots.ts';
 import { tailFile, type AdoptedVmm, type StandbyProvider, type StandbySpec, type VmHandle } from './vmm.ts';
-import { SLOT_BYTES, SLOT_COUNT } from './vmd.ts';
+import { identityKv, SLOT_BYTES, SLOT_COUNT } from './vmd.ts';
 
 /** A standby nobody took for this long ends (the next clone of its template spawns as before). */
 export const STANDBY_IDLE_MS = 60_000;
 /** How long after a clone is up its template's next standby is spawned (QEMU's init then runs after that pod's start). */
 export const STANDBY_DELAY_MS = 1000;
+/** A warm standby's restore and warm-up, at most (then it is not kept). */
+const WARM_TIMEOUT_MS = 60_000;
+/** The session id of a warm-up's throwaway container: one a pod's supervisor never gives (they count up from the sandbox's). */
+const WARM_GID = 4_000_000_000;
 /** How often standbys are looked at (idle, template changed). */
 const CHECK_MS = 5000;
 
@@ -88,6 +95,8 @@ interface Standby {
   qmp: Qmp;
   /** The template's files as they were at the spawn (QEMU holds the state file open, maps the memory file). */
   files: string;
+  /** Restored and warmed up (`#warm`): the guest runs. */
+  restored: boolean;
   since: number;
 }
 
@@ -165,7 +174,7 @@ export class StandbyVmms implements StandbyProvider {
       pid: s.vm.pid, accel: s.vm.accel, qmp: join(podDir, 'qmp.sock'), control: s.vm.control,
       wait: () => s.vm.wait(), stop: (graceMs) => s.vm.stop(graceMs), consoleTail: (n = 20) => tailFile(consoleLog, n),
     };
-    return { vm, qmp: s.qmp, ...(podNet && s.net ? { tap: podNet.tap } : {}) };
+    return { vm, qmp: s.qmp, ...(podNet && s.net ? { tap: podNet.tap } : {}), ...(s.restored ? { restored: true } : {}) };
   }
 
   async #spawn(spec: StandbySpec, specKey: string): Promise<void> {
@@ -205,11 +214,14 @@ export class StandbyVmms implements StandbyProvider {
       qmp = await Qmp.connect(vm.qmp!, 30_000);
       await prepareIncoming(qmp);
       if (this.#closed || this.#ready.has(spec.key)) throw new Error('not needed any more');
-      const s: Standby = { spec: specKey, key: spec.key, dir, vm, qmp, files, since: performance.now(), ...(net ? { net } : {}) };
+      const t0 = performance.now();
+      if (spec.warm) await this.#warm(spec.warm, vm, qmp, dir);
+      if (this.#closed || this.#ready.has(spec.key)) throw new Error('not needed any more');
+      const s: Standby = { spec: specKey, key: spec.key, dir, vm, qmp, files, since: performance.now(), restored: spec.warm !== undefined, ...(net ? { net } : {}) };
       this.#ready.set(spec.key, s);
       void vm.wait().then((exit) => { if (this.#ready.get(spec.key) === s) { this.#ready.delete(spec.key); void this.#end(s, `its QEMU exited (${exit.reason})`); } });
       this.#watch();
-      this.#log.info('standby VMM ready', { template: spec.key.slice(0, 12), pid: vm.pid, dir });
+      this.#log.info('standby VMM ready', { template: spec.key.slice(0, 12), pid: vm.pid, dir, ...(spec.warm ? { warmedUpMs: Math.round(performance.now() - t0) } : {}) });
     } catch (e) {
       if (!this.#closed) this.#log.warn('standby VMM not kept', { template: spec.key.slice(0, 12), reason: (e as Error).message.split('\n')[0] });
       qmp?.close();
@@ -218,6 +230,41 @@ export class StandbyVmms implements StandbyProvider {
       if (dir) { this.#mine.delete(dir); await rm(dir, { recursive: true, force: true }).catch(() => {}); }
     } finally {
       this.#spawning.delete(specKey);
+    }
+  }
+
+  /**
+   * Restores a standby whose template holds the sandbox container and warms it up, so that a pod's start
+   * on it runs on kernel code TCG has translated (a clone's translation cache starts empty; without this
+   * the pod's identity, its first app container's create and start are the guest's first pass through
+   * ~20,000 blocks): slot 0 gets the sandbox's image, the state is loaded and the guest runs; a first
+   * identity (fresh host entropy and the time, the sandbox named: no names, files or network, which are
+   * the pod's and come with its own identity at adoption), then one throwaway container of the
+   * sandbox's image through create, start and delete (the supervisor's warm-up, vmd.ts `#warmUp`), in
+   * the last slot, which is then made sparse zeros again. Nothing of a pod is in it: everything here comes
+   * from the template's inputs.
+   */
+  async #warm(w: NonNullable<StandbySpec['warm']>, vm: VmHandle, qmp: Qmp, dir: string): Promise<void> {
+    const until = Date.now() + WARM_TIMEOUT_MS;
+    await fillSlotFile(join(dir, 'slot0.img'), w.image, true, SLOT_BYTES);
+    await restoreClone(vm.qmp!, WARM_TIMEOUT_MS, undefined, qmp);
+    const talk = new AgentTalk(vm);
+    try {
+      await talk.ask('U', 0, encodeKv([...identityKv(undefined), ['sb', String(w.gid)]]), 'a standby VM\'s first identity', until);
+      const slot = SLOT_COUNT - 1;
+      const path = join(dir, `slot${slot}.img`);
+      await fillSlotFile(path, w.image, true, SLOT_BYTES);
+      await talk.ask('C', WARM_GID, encodeKv(warmUpKv(w.kv, w.gid, slot, Math.round(WARM_TIMEOUT_MS * 3 / 4))), 'a standby VM\'s warm-up create', until);
+      try {
+        await talk.ask('S', WARM_GID, undefined, 'a standby VM\'s warm-up start', until);
+      } finally {
+        await talk.ask('D', WARM_GID, undefined, 'a standby VM\'s warm-up delete', until);
+      }
+      // the slot as the pod's supervisor makes one: sparse zeros (its first fill writes only an image's non-zero runs)
+      await truncate(path, 0);
+      await truncate(path, SLOT_BYTES);
+    } finally {
+      talk.close(true);
     }
   }
 

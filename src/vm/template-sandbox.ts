@@ -38,6 +38,25 @@ export function genericSandboxKv(kv: readonly [string, string][]): [string, stri
   return kv.filter(([k, v]) => !POD_KEYS.has(k) && !(k === 'env' && v.startsWith('HOSTNAME=')));
 }
 
+/**
+ * The sandbox's kv a warm-up's throwaway container leaves out: the pod's names and files (its own root
+ * would get them, but the hostname would be set in the sandbox's UTS namespace, which it joins), the
+ * sandbox's sysctls (applied once, by the sandbox) and a template's `ahead` directories (the first app
+ * container's).
+ */
+const WARMUP_DROP = new Set(['hostname', 'hostname_file', 'ahead', 'sysctl']);
+
+/**
+ * The create request of a warm-up's throwaway container (vmd.ts `#warmUp`, standby-vmm.ts): the
+ * sandbox's own process and settings, in the sandbox's IPC and UTS namespaces as an app container, in
+ * `slot`; it can do nothing the sandbox could not.
+ */
+export function warmUpKv(sandboxKv: readonly [string, string][], sandboxGid: number, slot: number, startWaitMs: number): [string, string][] {
+  const kv = sandboxKv.filter(([k]) => !WARMUP_DROP.has(k));
+  kv.push(['join_ipc', String(sandboxGid)], ['join_uts', String(sandboxGid)], ['slot', `slot${slot}`], ['start_wait_ms', String(startWaitMs)]);
+  return kv;
+}
+
 /** The pod's part of the request, as the identity request `U` carries it (`sb_<key>`). */
 export function podSandboxKv(kv: readonly [string, string][]): [string, string][] {
   return kv.filter(([k]) => POD_KEYS.has(k)).map(([k, v]) => [`sb_${k}`, v]);

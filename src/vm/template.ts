@@ -387,44 +387,68 @@ export class TemplateStore implements TemplateProvider {
 }
 
 /**
+ * A conversation with a guest's agent before any pod supervisor routes its frames (a template's build,
+ * a standby VMM's warm-up): one request at a time, answered `A` (its text) or `F` (thrown, with `what`
+ * and the agent's reason), within `until` (ms since the epoch); other frames are not this talk's.
+ */
+export class AgentTalk {
+  readonly #vm: VmHandle;
+  readonly #dec = new FrameDecoder('guest agent');
+  readonly #answers: Frame[] = [];
+  #violation: Error | undefined;
+  #exited = false;
+  readonly #onData = (b: Buffer): void => {
+    try { for (const f of this.#dec.push(b)) if (f.type === 'A' || f.type === 'F') this.#answers.push(f); } catch (e) { this.#violation = e as Error; }
+  };
+
+  constructor(vm: VmHandle, rest: Buffer = Buffer.alloc(0)) {
+    this.#vm = vm;
+    vm.control.on('data', this.#onData);
+    void vm.wait().then(() => { this.#exited = true; });
+    if (rest.length) this.#onData(rest);
+  }
+
+  async ask(type: Frame['type'], gid: number, payload: Buffer | string | undefined, what: string, until: number): Promise<string> {
+    this.#vm.control.write(encodeFrame(type, gid, payload));
+    for (;;) {
+      if (this.#violation) throw this.#violation;
+      const i = this.#answers.findIndex((f) => f.id === gid);
+      const f = i >= 0 ? this.#answers.splice(i, 1)[0] : undefined;
+      if (f?.type === 'A') return f.payload.toString('utf8');
+      if (f) throw new FailedPreconditionError(`${what} failed: ${f.payload.toString('utf8').slice(0, 300)}`);
+      if (this.#exited) throw new InternalError(`the VM exited during ${what}`);
+      if (Date.now() > until) throw new DeadlineExceededError(`${what} did not finish within its time (the guest is slow or stuck)`);
+      await sleep(5);
+    }
+  }
+
+  /**
+   * Stops listening. `hold`: the channel is paused too, so that what the guest sends next waits for the
+   * next listener (which resumes it) rather than being lost to a flowing stream nobody reads.
+   */
+  close(hold = false): void {
+    this.#vm.control.off('data', this.#onData);
+    if (hold) this.#vm.control.pause();
+  }
+}
+
+/**
  * Creates and starts the template's sandbox container (template-sandbox.ts): its root image in slot
  * 0, the generic part of its request to the agent as session TEMPLATE_SANDBOX_GID; the guest pid.
  */
 async function startTemplateSandbox(vm: VmHandle, slot0: string, s: NonNullable<TemplateRequest['sandbox']>, rest: Buffer, timeoutMs: number): Promise<number> {
   await fillSlotFile(slot0, s.image, true, SLOT_BYTES);
   const gid = TEMPLATE_SANDBOX_GID;
-  const dec = new FrameDecoder('guest agent');
-  const answers: Frame[] = [];
-  let violation: Error | undefined;
-  const onData = (b: Buffer): void => {
-    try { for (const f of dec.push(b)) if ((f.type === 'A' || f.type === 'F') && f.id === gid) answers.push(f); } catch (e) { violation = e as Error; }
-  };
-  vm.control.on('data', onData);
-  let exited = false;
-  void vm.wait().then(() => { exited = true; });
+  const talk = new AgentTalk(vm, rest);
   try {
-    if (rest.length) onData(rest);
     const until = Date.now() + timeoutMs;
-    const answer = async (what: string): Promise<string> => {
-      for (;;) {
-        if (violation) throw violation;
-        const f = answers.shift();
-        if (f?.type === 'A') return f.payload.toString('utf8');
-        if (f) throw new FailedPreconditionError(`the sandbox container's ${what} in the VM template failed: ${f.payload.toString('utf8').slice(0, 300)}`);
-        if (exited) throw new InternalError(`the template VM exited during its sandbox container's ${what}`);
-        if (Date.now() > until) throw new DeadlineExceededError(`the sandbox container's ${what} in the VM template took over ${timeoutMs} ms`);
-        await sleep(5);
-      }
-    };
     // ahead: the agent makes the directories and guest cgroup of the session a clone's first app container gets (vmd: the sandbox's + 1)
-    vm.control.write(encodeFrame('C', gid, encodeKv([...s.kv, ['slot', 'slot0'], ['ahead', String(gid + 1)]])));
-    await answer('create');
-    vm.control.write(encodeFrame('S', gid));
-    const pid = Number(await answer('start'));
+    await talk.ask('C', gid, encodeKv([...s.kv, ['slot', 'slot0'], ['ahead', String(gid + 1)]]), 'the sandbox container\'s create in the VM template', until);
+    const pid = Number(await talk.ask('S', gid, undefined, 'the sandbox container\'s start in the VM template', until));
     if (!Number.isInteger(pid) || pid <= 0) throw new InternalError('the template\'s agent answered the sandbox container\'s start without a pid');
     return pid;
   } finally {
-    vm.control.off('data', onData);
+    talk.close();
   }
 }
 
@@ -442,7 +466,7 @@ export async function prepareIncoming(qmp: Qmp): Promise<void> {
 class TemplateLoadFailed extends InternalError {}
 
 /** Feeds a clone waiting on `-incoming defer` its state (fd 4) over QMP and runs it once `beforeRun` is done. */
-async function restoreClone(qmpPath: string, timeoutMs: number, beforeRun?: () => Promise<void>, prepared?: Qmp): Promise<void> {
+export async function restoreClone(qmpPath: string, timeoutMs: number, beforeRun?: () => Promise<void>, prepared?: Qmp): Promise<void> {
   const qmp = prepared ?? await Qmp.connect(qmpPath, timeoutMs);
   trace('qmp connected');
   try {

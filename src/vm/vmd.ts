@@ -30,7 +30,7 @@ import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
 import type { Accel, AdoptedVmm, StandbyProvider, StandbySpec, TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle, Vmm } from './vmm.ts';
 import { randomBytes } from 'node:crypto';
-import { genericSandboxKv, podSandboxKv, sandboxHash, type SandboxRequest } from './template-sandbox.ts';
+import { genericSandboxKv, podSandboxKv, sandboxHash, warmUpKv, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
 import { trace } from './trace.ts';
 import { agentStartWaitMs, cloneStepMs } from './limits.ts';
@@ -163,12 +163,6 @@ interface Container { name: string; gid: number; slot: number; sandbox: boolean;
 const PRESTARTED = '(template sandbox)';
 /** What the containers map knows a warm-up's throwaway container by (never a container id). */
 const WARMUP = '(warm-up)';
-/**
- * The sandbox's kv a warm-up's container leaves out: the pod's names and files (its own root would get
- * them, but the hostname would be set in the sandbox's UTS namespace, which it joins), the sandbox's
- * sysctls (applied once, by the sandbox) and the template's `ahead` directories (the first app container's).
- */
-const WARMUP_DROP = new Set(['hostname', 'hostname_file', 'ahead', 'sysctl']);
 
 /**
  * Protocol version of the guest agent this host needs: 2 = the agent applies PID namespaces,
@@ -456,6 +450,8 @@ export class PodVmSupervisor {
       for (const f of frames) this.#fromGuest(f);
     };
     this.#vm.control.on('data', onGuest);
+    // a restored standby's channel was held paused since its warm-up (AgentTalk.close)
+    this.#vm.control.resume();
     if (rest.length) onGuest(rest);
     this.#vm.control.on('error', () => {});
   }
@@ -513,7 +509,9 @@ export class PodVmSupervisor {
     const o = this.#o;
     if (!o.standbys) return undefined;
     const tb = cloneTbMiB();
-    return { key: t.key, memFile: t.memFile, stateFile: t.stateFile, kernel: o.assets.kernel, initramfs: o.assets.initramfs, memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#nic, memMerge: t.nodeWide, ...(tb ? { tbSizeMiB: tb } : {}) };
+    // a template with the sandbox container: the standby is restored and warmed up ahead (its generic request, as the template's)
+    const warm = t.sandbox && o.sandbox && process.env.BULKHEAD_VM_STANDBY_WARM !== '0' ? { image: o.sandbox.image, kv: genericSandboxKv(o.sandbox.kv), gid: t.sandbox.gid } : undefined;
+    return { key: t.key, memFile: t.memFile, stateFile: t.stateFile, kernel: o.assets.kernel, initramfs: o.assets.initramfs, memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#nic, memMerge: t.nodeWide, ...(tb ? { tbSizeMiB: tb } : {}), ...(warm ? { warm } : {}) };
   }
   /** Set once this VM is a clone whose template may keep a standby VMM (told when the VM is ready). */
   #standby: StandbySpec | undefined;
@@ -568,8 +566,11 @@ export class PodVmSupervisor {
     // a template with the sandbox container: its root image in slot 0 (the same bytes the template's
     // guest mounted there) before the guest runs, written while QEMU starts
     const sb = t.sandbox && o.sandbox ? { ...t.sandbox, request: o.sandbox } : undefined;
-    const fill = sb ? this.#fillSlot(0, sb.request.image) : undefined;
+    // (a restored standby's slot 0 holds it already: its guest has it mounted)
+    const restored = adopted?.restored === true;
+    const fill = sb && !restored ? this.#fillSlot(0, sb.request.image) : undefined;
     fill?.catch(() => {});
+    if (restored) this.#slotFresh[0] = false;
     if (adopted) {
       this.#vm = adopted.vm;
       trace('clone standby adopted');
@@ -588,12 +589,18 @@ export class PodVmSupervisor {
     // the pod's hostname in the sandbox container's UTS namespace, its files on the sandbox's root (protocol 7)
     if (sb) kv.push(['sb', String(sb.gid)], ...podSandboxKv(sb.request.kv));
     const t1 = performance.now();
-    // the identity goes once the state is loaded, before `cont`: the guest finds it waiting when it runs
-    await o.templates!.restore(this.#vm, t, timeout, async () => {
+    if (restored) {
+      // a standby restored and warmed up ahead (standby-vmm.ts): its guest runs; the pod's identity now
       await placed; trace('clone placed in cgroups');
-      await fill; trace('clone slot0 filled');
       this.#sendIdentity(t, kv, timeout);
-    }, adopted?.qmp);
+    } else {
+      // the identity goes once the state is loaded, before `cont`: the guest finds it waiting when it runs
+      await o.templates!.restore(this.#vm, t, timeout, async () => {
+        await placed; trace('clone placed in cgroups');
+        await fill; trace('clone slot0 filled');
+        this.#sendIdentity(t, kv, timeout);
+      }, adopted?.qmp);
+    }
     trace('clone restored (cont)');
     const t2 = performance.now();
     if (sb) {
@@ -1098,9 +1105,7 @@ export class PodVmSupervisor {
       await this.#fillSlot(slot, sb.request.image);
       gid = this.#nextGid++;
       this.#containers.set(WARMUP, { name: WARMUP, gid, slot, sandbox: false });
-      const kv = sb.request.kv.filter(([k]) => !WARMUP_DROP.has(k));
-      kv.push(['join_ipc', String(sb.gid)], ['join_uts', String(sb.gid)], ['slot', `slot${slot}`], ['start_wait_ms', String(agentStartWaitMs(this.#o.bootTimeoutMs))]);
-      await this.#ask('create', gid, 'C', encodeKv(kv));
+      await this.#ask('create', gid, 'C', encodeKv(warmUpKv(sb.request.kv, sb.gid, slot, agentStartWaitMs(this.#o.bootTimeoutMs))));
       try { await this.#ask('start', gid, 'S'); } finally { await this.#ask('delete', gid, 'D'); }
     } finally {
       this.#containers.delete(WARMUP);

@@ -180,14 +180,23 @@ export interface StandbySpec {
   /** VmConfig.memMerge: a clone of a node-wide template. */
   memMerge: boolean;
   tbSizeMiB?: number;
+  /**
+   * A template with its sandbox container: the standby is restored and warmed up ahead (standby-vmm.ts
+   * `#warm`). `image`: the sandbox's root image (slot 0 holds it when the guest runs); `kv`: the generic
+   * part of the sandbox's request (template-sandbox.ts, the same for every pod of this template); `gid`:
+   * the sandbox's session in the agent.
+   */
+  warm?: { image: string; kv: [string, string][]; gid: number };
 }
 
 /**
  * A standby VMM handed to a pod: its files are the pod dir's now, its QMP connection open and
  * prepared for `migrate-incoming`; `tap`: its NIC's tap, moved into the pod netns under this name
  * (down, not yet joined to the pod interface).
+ * `restored`: its guest already runs the template's state (restored and warmed up ahead, slot 0 holding
+ * the sandbox's image): the pod sends its identity, no `migrate-incoming`; its QMP connection is closed.
  */
-export interface AdoptedVmm { vm: VmHandle; qmp: Qmp; tap?: string }
+export interface AdoptedVmm { vm: VmHandle; qmp: Qmp; tap?: string; restored?: boolean }
 
 /**
  * Clone VMMs spawned ahead, one per template recently cloned (standby-vmm.ts; the node-wide host

@@ -3,7 +3,7 @@
 // Real QEMU microVMs (TCG here), bin/bulkhead-vm under --supervisor node (the default).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
@@ -74,7 +74,12 @@ describe('standby clone VMMs of the node-wide host', { skip, timeout: 900_000 },
     assert.notEqual(standby, vmmPid(a));
     const [sdir] = standbyDirs();
     assert.ok(sdir, 'the standby has a directory of its own');
-    assert.equal(readFileSync(join(standbyDir(root), sdir, 'console.log'), 'utf8'), '', 'it has run no guest code (waiting for its state)');
+    // restored and warmed up ahead (the template holds the sandbox container): its guest ran a first
+    // identity and one throwaway container, whose slot is sparse zeros again; slot 0 holds the sandbox's image
+    await waitFor(() => /msg="standby VMM ready".*warmedUpMs=\d+/.test(readFileSync(join(root, 'vmhost.log'), 'utf8')), 'the standby warmed up');
+    const st = (f: string): { size: number; blocks: number } => { const x = statSync(join(standbyDir(root), sdir, f)); return { size: x.size, blocks: x.blocks }; };
+    assert.equal(st('slot7.img').blocks, 0, 'the warm-up\'s slot holds nothing');
+    assert.ok(st('slot0.img').blocks > 0, 'slot 0 holds the sandbox\'s image');
 
     // a pod whose handler turned standbys off spawns its own, and leaves the standby alone
     const off = `sboff-${process.pid}`;
@@ -99,6 +104,13 @@ describe('standby clone VMMs of the node-wide host', { skip, timeout: 900_000 },
     const h = await vm(root, ['exec', b, 'sh', '-c', 'hostname; head -c 16 /dev/urandom | od -An -tx1 | tr -d " \\n"']);
     assert.equal(h.code, 0, h.stderr);
     assert.match(h.stdout, new RegExp(`^${b}\n[0-9a-f]{32}$`));
+    // its first app container: the first free slot, on a guest whose translation cache the warm-up filled
+    const app = `sbapp-${process.pid}`;
+    const ac = await createWithPipes(root, app, makeBundle(dir, app, { rootfs, annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': b }, args: ['sh', '-c', 'echo app-ran'] }));
+    started.push(app);
+    assert.equal(ac.code, 0, ac.err());
+    assert.equal((await vm(root, ['start', app])).code, 0);
+    await waitFor(() => ac.out().includes('app-ran'), 'the app container ran');
 
     // a new standby for the template (after b's start), which a pod of another template (another size) never gets
     const next = await readyStandby();
