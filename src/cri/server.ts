@@ -58,25 +58,23 @@ export class CriServer {
       await unlink(socket);
     }
     // gRPC listens on an inner socket; the public one is a relay that fixes `:authority` for
-    // older Go clients (see src/wire/authority-relay.ts). Bind both with a tight umask so neither socket is
-    // ever world-accessible, even briefly.
+    // older Go clients (see src/wire/authority-relay.ts). Both are made 0600 once bound. Until then
+    // neither is connectable by another user: the daemon's umask keeps group and others' write bits
+    // off (startDaemon), and connect() needs write permission on the socket. (The process-wide umask
+    // was once tightened around these binds: the binds are asynchronous, so whatever the daemon made
+    // meanwhile — a warm pool's first pause rootfs — got mode 0600 too, and every pod after failed
+    // to enter it.)
     const inner = `${socket}.grpc`;
     await unlink(inner).catch(() => {});
-    const oldMask = process.umask(0o177);
-    let relay: AuthorityRelay;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.bindAsync(`unix://${inner}`, grpc.ServerCredentials.createInsecure(), (err) => {
-          if (err) reject(new InternalError(`cannot listen on ${inner}: ${err.message}`, { cause: err })); else resolve();
-        });
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`unix://${inner}`, grpc.ServerCredentials.createInsecure(), (err) => {
+        if (err) reject(new InternalError(`cannot listen on ${inner}: ${err.message}`, { cause: err })); else resolve();
       });
-      relay = await listenAuthorityRelay(socket, inner, log).catch((err: unknown) => {
-        server.forceShutdown();
-        throw new InternalError(`cannot listen on ${socket}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      });
-    } finally {
-      process.umask(oldMask);
-    }
+    });
+    const relay = await listenAuthorityRelay(socket, inner, log).catch((err: unknown) => {
+      server.forceShutdown();
+      throw new InternalError(`cannot listen on ${socket}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    });
     await chmod(inner, 0o600);
     await chmod(socket, 0o600);
     log.info('CRI server listening', { socket });

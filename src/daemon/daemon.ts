@@ -58,6 +58,10 @@ function unknownBackendEntry(name: string, kind: string): HandlerEntry {
 }
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  // what the daemon makes is never group- or world-writable, whatever umask it was started with (its
+  // sockets are not connectable by others before they are made 0600: cri/server.ts). Set once, here,
+  // before anything asynchronous: the umask is the process's, so no code may change it around an await.
+  process.umask(process.umask() | 0o022);
   const cleanups: (() => Promise<void>)[] = [];
   const closeAll = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) {

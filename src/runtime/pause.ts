@@ -20,13 +20,22 @@ export async function findStaticBusybox(): Promise<string> {
 }
 
 /** Creates (once) `<dir>/bin/busybox` and the few dirs a pause container needs; returns dir. */
+/** The pause rootfs's directories (each 0755). */
+const PAUSE_DIRS = ['bin', 'proc', 'dev', 'sys', 'etc', 'tmp'];
+
 export async function ensurePauseRootfs(dir: string): Promise<string> {
   const target = join(dir, 'bin', 'busybox');
+  const dirs = [dir, ...PAUSE_DIRS.map((d) => join(dir, d))];
   try {
     await stat(target);
+    // a rootfs made with another mode (a daemon whose umask was tightened meanwhile: 0600 dirs no
+    // container could enter, kept across restarts) is mended, not reused as it is
+    for (const d of dirs) if (((await stat(d)).mode & 0o7777) !== 0o755) await chmod(d, 0o755);
     return dir;
   } catch { /* create */ }
-  for (const d of ['bin', 'proc', 'dev', 'sys', 'etc', 'tmp']) await mkdir(join(dir, d), { recursive: true });
+  for (const d of PAUSE_DIRS) await mkdir(join(dir, d), { recursive: true });
+  // its modes whatever the umask: every container's root is this tree
+  for (const d of dirs) await chmod(d, 0o755);
   const tmp = `${target}.tmp-${process.pid}`;
   await copyFile(await findStaticBusybox(), tmp);
   await chmod(tmp, 0o755);
