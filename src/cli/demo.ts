@@ -119,10 +119,22 @@ const command: Command = {
       '',
     ].join('\n'));
     say(`Starting a private Bulkhead daemon for the demo (root ${g.root}, socket ${g.socket})`);
-    const { client } = await ensureDaemon(g, { signal: ctx.signal });
+    let { client } = await ensureDaemon(g, { signal: ctx.signal });
+    let info = await client.info();
+    // a daemon already on the demo's socket that was not started with the demo's config (a CLI call
+    // with this root started one with the node's config) would judge every pod by another policy:
+    // the demo's own daemon replaces it (the root and socket are the demo's private ones)
+    if (info.config !== g.config) {
+      say(`A daemon (pid ${info.pid}) already serves the demo's socket with another config (${info.config || 'none'}): stopping it and starting the demo's`);
+      client.close();
+      try { process.kill(info.pid, 'SIGTERM'); } catch { /* already gone */ }
+      for (const until = Date.now() + 30_000; Date.now() < until && alive(info.pid);) await new Promise((r) => setTimeout(r, 100));
+      if (alive(info.pid)) throw new Error(`the daemon (pid ${info.pid}) on ${g.socket} did not stop; stop it and run the demo again`);
+      ({ client } = await ensureDaemon(g, { signal: ctx.signal }));
+      info = await client.info();
+    }
     let daemonPid = 0;
     try {
-      const info = await client.info();
       daemonPid = info.pid;
       if (!(await client.imageStatus(DEMO_IMAGE)).image) {
         say(`Building ${DEMO_IMAGE} from busybox-static and loading it`);
@@ -170,7 +182,8 @@ const command: Command = {
         ])));
         say(`Host kernel: ${release()}`);
       }
-      const sandboxOk = runs.slice(0, available.length).every((r) => r.exitCode === 0);
+      // each trusted pod ran, and on the handler it asked for (the demo's policy trusts its namespace)
+      const sandboxOk = runs.slice(0, available.length).every((r) => r.exitCode === 0 && r.ranOn === r.requested);
       const policyOk = moved.exitCode === 0 && moved.ranOn !== 'runc' && priv.exitCode !== 0;
       return available.length > 0 && sandboxOk && policyOk ? 0 : 1;
     } finally {
@@ -182,3 +195,7 @@ const command: Command = {
   },
 };
 export default command;
+
+function alive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}

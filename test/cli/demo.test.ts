@@ -4,8 +4,8 @@
 // keeps the run to a few seconds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN } from '../fixtures/cli.ts';
@@ -29,6 +29,32 @@ test('bulkhead demo runs the probe in runc and gVisor as trusted pods, moves an 
     assert.match(out, /^untrusted +\(default\) +- +refused/m, out);
     assert.doesNotMatch(out, /is not allowed: pod log directories/, 'the demo pods\' log directories are under the demo daemon\'s root');
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('bulkhead demo replaces a daemon already on its socket that runs another config (its trusted pods would be judged by another policy)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bulkhead-demo-test-'));
+  const root = join(dir, 'root');
+  const runDir = join(dir, 'run');
+  // what a CLI call with the demo's root and socket does: starts a daemon with the node's default config
+  const g = ['--root', join(root, 'demo'), '--run-dir', join(runDir, 'demo'), '--socket', join(runDir, 'demo', 'cri.sock'), '--config', join(dir, 'other.toml')];
+  try {
+    await writeFile(join(dir, 'other.toml'), '# another config: the default policy\n');
+    const first = spawnSync(BIN, [...g, 'ps'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(first.status, 0, first.stderr);
+    const child = spawn(BIN, ['--root', root, '--run-dir', runDir, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
+    assert.match(out, /already serves the demo's socket with another config .*other\.toml.*: stopping it and starting the demo's/, out);
+    assert.equal(code, 0, out);
+    assert.match(out, /^trusted +runc +runc +ok /m, 'a trusted pod runs where it asked, under the demo\'s policy');
+  } finally {
+    spawnSync('pkill', ['-f', dir]);
     await rm(dir, { recursive: true, force: true });
   }
 });
