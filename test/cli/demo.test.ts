@@ -10,16 +10,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BIN } from '../fixtures/cli.ts';
 
+/** `bulkhead --root ROOT --run-dir RUN demo`: its exit code and output (stdout and stderr). */
+async function demo(root: string, runDir: string): Promise<{ code: number | null; out: string }> {
+  const child = spawn(BIN, ['--root', root, '--run-dir', runDir, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearTimeout(timer);
+  return { code, out };
+}
+
 test('bulkhead demo runs the probe in runc and gVisor as trusted pods, moves an untrusted runc pod into a sandbox and refuses a privileged one', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'bulkhead-demo-test-'));
   try {
-    const child = spawn(BIN, ['--root', join(dir, 'root'), '--run-dir', join(dir, 'run'), 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    clearTimeout(timer);
+    const { code, out } = await demo(join(dir, 'root'), join(dir, 'run'));
     assert.equal(code, 0, out);
     assert.match(out, /^trusted +runc +runc +ok /m, out);
     assert.match(out, /^trusted +gvisor +gvisor +ok +4\.4\.0/m, out);
@@ -43,13 +49,7 @@ test('bulkhead demo replaces a daemon already on its socket that runs another co
     await writeFile(join(dir, 'other.toml'), '# another config: the default policy\n');
     const first = spawnSync(BIN, [...g, 'ps'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(first.status, 0, first.stderr);
-    const child = spawn(BIN, ['--root', root, '--run-dir', runDir, 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    child.stderr.on('data', (b: Buffer) => { out += b.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    clearTimeout(timer);
+    const { code, out } = await demo(root, runDir);
     assert.match(out, /already serves the demo's socket with another config .*other\.toml.*: stopping it and starting the demo's/, out);
     assert.equal(code, 0, out);
     assert.match(out, /^trusted +runc +runc +ok /m, 'a trusted pod runs where it asked, under the demo\'s policy');
