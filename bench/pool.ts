@@ -159,11 +159,11 @@ async function cliBench(): Promise<void> {
     });
     daemons.push(pooled);
     // microvm: a second pool whose members skip the container warm-up (pool-adoption.ts), interleaved
-    const cold = handler === 'microvm' ? await startTestDaemon({
+    const noWarmUp = handler === 'microvm' ? await startTestDaemon({
       name: 'bulkhead-bench-pool-nowarm-cli-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info',
       policy: { toml: policy }, extraToml: `[pools]\n[pools.${handler}]\ncli = { size = ${size}, network = "none" }\n`, env: { BULKHEAD_VM_POOL_WARMUP: '0' },
     }) : undefined;
-    if (cold) daemons.push(cold);
+    if (noWarmUp) daemons.push(noWarmUp);
     const plain = await startTestDaemon({ name: 'bulkhead-bench-nopool-cli-', handlers: { [handler]: { backend: handler } }, defaultHandler: handler, logLevel: 'info', policy: { toml: policy } });
     daemons.push(plain);
     const bh = (t: TestDaemon, args: string[]): string[] => ['--root', t.root, '--run-dir', t.runDir, '--socket', t.socket, ...args];
@@ -189,9 +189,9 @@ async function cliBench(): Promise<void> {
     for (let i = 0; i < reps; i++) {
       for (let w = 0; w < 3000 && (await cliPool()).ready < size; w++) await new Promise((r) => setTimeout(r, 50));
       t.pooled.push(await time(() => must(BULKHEAD, bh(pooled, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
-      if (cold) {
-        for (let w = 0; w < 3000 && (await cliPool(cold)).ready < size; w++) await new Promise((r) => setTimeout(r, 50));
-        t.nowarm.push(await time(() => must(BULKHEAD, bh(cold, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
+      if (noWarmUp) {
+        for (let w = 0; w < 3000 && (await cliPool(noWarmUp)).ready < size; w++) await new Promise((r) => setTimeout(r, 50));
+        t.nowarm.push(await time(() => must(BULKHEAD, bh(noWarmUp, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
       }
       t.cold.push(await time(() => must(BULKHEAD, bh(plain, ['run', '--rm', '--network', 'none', '--isolation', handler, IMAGE, 'true']))));
       if (havePodman) {
@@ -202,9 +202,9 @@ async function cliBench(): Promise<void> {
     const med = (xs: number[]): number => pct(xs, 50);
     process.stdout.write(`\nbulkhead run --rm --network none --isolation ${handler} IMAGE true, ${reps} rounds (hits ${after.hits - before.hits}, misses ${after.misses - before.misses}${after.lastMiss ? `: ${after.lastMiss}` : ''})\n`);
     process.stdout.write(`${'what'.padEnd(36)} ${'p50'.padStart(10)} ${'p99'.padStart(10)}\n`);
-    const rows: [string, number[]][] = [['bulkhead run, warm pool', t.pooled], ...(cold ? [['bulkhead run, pool without warm-up', t.nowarm] as [string, number[]]] : []), ['bulkhead run, no pool', t.cold], ...(havePodman ? [['podman run --runtime runsc (ptrace)', t.podman] as [string, number[]]] : [])];
+    const rows: [string, number[]][] = [['bulkhead run, warm pool', t.pooled], ...(noWarmUp ? [['bulkhead run, pool without warm-up', t.nowarm] as [string, number[]]] : []), ['bulkhead run, no pool', t.cold], ...(havePodman ? [['podman run --runtime runsc (ptrace)', t.podman] as [string, number[]]] : [])];
     for (const [what, xs] of rows) process.stdout.write(`${what.padEnd(36)} ${fmt(pct(xs, 50)).padStart(10)} ${fmt(pct(xs, 99)).padStart(10)}\n`);
-    if (cold) process.stdout.write(`ratio (median): warm pool with the container warm-up / without ${(med(t.pooled) / med(t.nowarm)).toFixed(2)}x\n`);
+    if (noWarmUp) process.stdout.write(`ratio (median): warm pool with the container warm-up / without ${(med(t.pooled) / med(t.nowarm)).toFixed(2)}x\n`);
     if (havePodman) process.stdout.write(`ratios (median): warm pool/podman ${(med(t.pooled) / med(t.podman)).toFixed(2)}x, no pool/podman ${(med(t.cold) / med(t.podman)).toFixed(2)}x\n`);
   } finally {
     for (const t of daemons) await t.close();
