@@ -7,7 +7,9 @@
  * (util/owner-record.ts) under CGROUP_OWNERS_DIR naming the cgroup, and drops it once the cgroup is
  * gone.
  *
- * A removal that leaves busy directories keeps the record, marked released (settleCgroupOwner).
+ * A removal that leaves busy directories keeps the record, marked released (settleCgroupOwner);
+ * its maker retries the removal while it runs (retryReleasedCgroup: the engine's
+ * engine/released-cgroups.ts, with backoff and at later pod removals).
  *
  * sweepOrphanCgroups (any daemon's start, the test harness's teardown) takes a record whose owner
  * is dead and whose anchor is gone, or which is released: it kills what still runs in that cgroup
@@ -22,7 +24,7 @@ import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../util/log.ts';
-import { deadOwnerRecords, dropOwnerRecord, readOwnerRecord, writeOwnerRecord } from '../util/owner-record.ts';
+import { deadOwnerRecords, dropOwnerRecord, ownedByMe, readOwnerRecord, writeOwnerRecord, type OwnerRecord } from '../util/owner-record.ts';
 import { cleanCgroupPath, hierarchies } from './hierarchy.ts';
 import { isCgroupFs } from './mounts.ts';
 import { cgroupPids, removeMade, removeTree } from './tree.ts';
@@ -61,16 +63,18 @@ export async function dropCgroupOwner(path: string, dir = CGROUP_OWNERS_DIR): Pr
  * After a removal of cgroup `path` by its maker: its record goes when `left` (the directories the
  * removal left, busy) is empty; else it stays, marked released (the maker's state no longer names
  * the cgroup, so the next sweep, once this process is gone, removes it without waiting for the
- * anchor to go) and owned by this process. No record: nothing to do.
+ * anchor to go) and owned by this process, for retryReleasedCgroup while it runs: true then.
+ * No record: nothing to do.
  */
-export async function settleCgroupOwner(path: string, left: readonly string[], dir = CGROUP_OWNERS_DIR): Promise<void> {
+export async function settleCgroupOwner(path: string, left: readonly string[], dir = CGROUP_OWNERS_DIR): Promise<boolean> {
   const rel = cleanCgroupPath(path);
-  if (rel === undefined) return;
-  if (left.length === 0) { await dropOwnerRecord(dir, recordName(rel)); return; }
+  if (rel === undefined) return false;
+  if (left.length === 0) { await dropOwnerRecord(dir, recordName(rel)); return false; }
   const rec = await readOwnerRecord(dir, recordName(rel));
-  if (rec === undefined || rec.cgroup !== rel) return;
+  if (rec === undefined || rec.cgroup !== rel) return false;
   const { pid: _pid, start: _start, anchor, ...fields } = rec;
   await writeOwnerRecord(dir, recordName(rel), anchor, { ...fields, released: true });
+  return true;
 }
 
 /** The directories of cgroup `rel` and every cgroup below it, in every hierarchy, deepest last. */
@@ -101,6 +105,31 @@ async function killAll(dirs: readonly string[]): Promise<boolean> {
   return false;
 }
 
+/** Why a reaped cgroup is gone, for the log. */
+type ReapWhy = 'orphan' | 'released' | 'released-live';
+
+const REAPED: Record<ReapWhy, string> = {
+  orphan: 'orphaned cgroup removed: its daemon is gone and so is the state that would find it',
+  released: 'cgroup of a removed pod, left busy by its daemon, removed',
+  'released-live': 'cgroup of a removed pod, left busy at its removal, removed on a later retry',
+};
+
+/**
+ * Kills what runs in cgroup `rel` when it is the maker's own, removes it (own: all of it; else what
+ * `made` names), then its record `name`. Returns the directories left (busy: the record stays).
+ */
+async function reap(log: Logger, dir: string, name: string, rel: string, rec: OwnerRecord, why: ReapWhy): Promise<string[]> {
+  const dirs = await subtree(rel);
+  if (dirs.length === 0) { await dropOwnerRecord(dir, name); return []; }
+  const own = rec.own === true;
+  if (own && !(await killAll(dirs))) return dirs.filter((d) => cgroupPids(d).length > 0);
+  const left = own ? await removeTree(rel) : await removeMade(rel, rec.made);
+  if (left.length > 0) return left;
+  await dropOwnerRecord(dir, name);
+  log.warn(REAPED[why], { cgroup: rel, anchor: rec.anchor, ownerPid: rec.pid });
+  return [];
+}
+
 /**
  * Removes the cgroups no daemon can find again (see the file's comment) and their owner records;
  * returns the cgroup paths removed.
@@ -110,26 +139,36 @@ export async function sweepOrphanCgroups(log: Logger, dir = CGROUP_OWNERS_DIR): 
   for (const { name, rec, anchorGone } of await deadOwnerRecords(dir, RECORD_NAME)) {
     const rel = typeof rec.cgroup === 'string' ? cleanCgroupPath(rec.cgroup) : undefined;
     if (rel === undefined || name !== recordName(rel)) continue; // not a record this module wrote
-    const dirs = await subtree(rel);
     // its cgroup gone everywhere: whatever the anchor, nothing to keep
-    if (dirs.length === 0) { await dropOwnerRecord(dir, name); continue; }
+    if ((await subtree(rel)).length === 0) { await dropOwnerRecord(dir, name); continue; }
     // released: its maker removed what named it (the pod) but the cgroup stayed busy
     const released = rec.released === true;
     if (!anchorGone && !released) continue;
-    const own = rec.own === true;
-    if (own && !(await killAll(dirs))) {
-      log.warn('an orphaned cgroup keeps processes that survive SIGKILL: left for the next sweep', { cgroup: rel });
-      continue;
-    }
-    const left = own ? await removeTree(rel) : await removeMade(rel, rec.made);
-    if (left.length > 0) {
-      log.warn('cannot remove an orphaned cgroup yet: left for the next sweep', { cgroup: rel, left: left.slice(0, 8) });
-      continue;
-    }
-    await dropOwnerRecord(dir, name);
+    const left = await reap(log, dir, name, rel, rec, released ? 'released' : 'orphan');
+    if (left.length > 0) { log.warn('cannot remove an orphaned cgroup yet: left for the next sweep', { cgroup: rel, left: left.slice(0, 8) }); continue; }
     removed.push(rel);
-    log.warn(released ? 'cgroup of a removed pod, left busy by its daemon, removed' : 'orphaned cgroup removed: its daemon is gone and so is the state that would find it', { cgroup: rel, anchor: rec.anchor, ownerPid: rec.pid });
   }
   return removed;
 }
 
+/**
+ * Retries the removal of cgroup `path` that this process released (settleCgroupOwner) with
+ * anchor `anchor`, as the sweep would once this process is gone: 'gone' when it and its record
+ * are (or the record is no longer a released one of this process and anchor: a new maker's, or
+ * removed already), else the directories still left.
+ */
+export async function retryReleasedCgroup(log: Logger, path: string, anchor: string, dir = CGROUP_OWNERS_DIR): Promise<'gone' | string[]> {
+  const rel = cleanCgroupPath(path);
+  if (rel === undefined) return 'gone';
+  const name = recordName(rel);
+  const rec = await readOwnerRecord(dir, name);
+  if (rec === undefined || rec.cgroup !== rel || rec.released !== true || rec.anchor !== anchor || !ownedByMe(rec)) return 'gone';
+  const left = await reap(log, dir, name, rel, rec, 'released-live');
+  return left.length === 0 ? 'gone' : left;
+}
+
+/** The processes still in cgroup `path` and below it, in any hierarchy (at most `max`), for a log line. */
+export async function pidsUnder(path: string, max = 8): Promise<number[]> {
+  const rel = cleanCgroupPath(path);
+  return rel === undefined ? [] : [...new Set((await subtree(rel)).flatMap(cgroupPids))].slice(0, max);
+}

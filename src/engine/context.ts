@@ -21,6 +21,7 @@ import { LoopbackPodNetwork } from '../network/loopback-pod-network.ts';
 import { selinuxEnabled } from './selinux.ts';
 import type { EngineOptions } from './options.ts';
 import type { SandboxPool } from './warm-pool-member.ts';
+import { ReleasedCgroups } from './released-cgroups.ts';
 
 export class EngineContext {
   readonly opts: EngineOptions;
@@ -50,6 +51,8 @@ export class EngineContext {
   pauseRootfs: Promise<string> | undefined;
   /** The warm pools RunPodSandbox adopts from (engine/warm-pool.ts); undefined = none configured. */
   pool: SandboxPool | undefined;
+  /** Pod cgroups left busy at their removal, retried while the engine runs (released-cgroups.ts). */
+  readonly released: ReleasedCgroups;
 
   constructor(opts: EngineOptions) {
     if (!opts.backends.has(opts.defaultHandler)) throw new InvalidArgumentError(`default handler ${opts.defaultHandler} has no backend`);
@@ -61,6 +64,10 @@ export class EngineContext {
     this.fallbackNetwork = new LoopbackPodNetwork(this.log, opts.pinNamespaces === false ? undefined : () => netnsMaker(opts.helperDir), { anchor: opts.root });
     this.network = opts.network ?? this.fallbackNetwork;
     this.events.setMaxListeners(0);
+    this.released = new ReleasedCgroups({
+      log: this.log, anchor: opts.root, ...(opts.releasedCgroupRetry ? { retry: opts.releasedCgroupRetry } : {}),
+      inUse: (path, shared) => (shared && this.podSlots.used > 0) || this.store.listPods().some((p) => namesCgroup(p, path)),
+    });
     this.podSlots = new Slots(opts.podCreationParallelism ?? Math.min(16, Math.max(4, 4 * availableParallelism())), 4096, 'RunPodSandbox');
   }
 
@@ -108,6 +115,12 @@ export class EngineContext {
     this.watchers.get(id)?.abort();
     this.watchers.delete(id);
   }
+}
+
+/** Whether pod `p` names cgroup `path`, or one above or below it. */
+function namesCgroup(p: PodRecord, path: string): boolean {
+  const nested = (a: string, b: string): boolean => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+  return [p.runtime.cgroupParent, ...(p.runtime.engine.extraCgroups ?? [])].some((c) => nested(c, path));
 }
 
 /** A container the CRI sees (not being created or removed). */

@@ -111,6 +111,7 @@ export class Engine {
     ctx.closing.abort();
     stopMonitor(ctx);
     await this.#pools?.close();
+    await ctx.released.close();
     ctx.events.emit('close');
     ctx.store.close();
   }

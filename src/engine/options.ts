@@ -11,6 +11,7 @@ import type { PodDecisionRecord } from '../policy/decision.ts';
 import type { EngineImage, HostPathGuard } from './container-spec.ts';
 import type { RootfsMount } from './mounts.ts';
 import type { WarmPoolSpec } from './warm-pool-member.ts';
+import type { ReleasedRetry } from './released-cgroups.ts';
 
 /**
  * The part of the image service the engine uses. image/image-service.ts's `ImageService`
@@ -48,6 +49,8 @@ export interface EngineOptions {
   pidsLimit?: number;
   /** Period of the safety-net sweep over running containers; default 2000 ms. */
   sweepIntervalMs?: number;
+  /** Retries of pod cgroups left busy at their removal (released-cgroups.ts): first delay, tries. */
+  releasedCgroupRetry?: ReleasedRetry;
   /** Size of the disk reserve kept in `root` for a full disk (util/disk-reserve.ts); default 8 MiB, 0 none. */
   diskReserveBytes?: number;
   /**

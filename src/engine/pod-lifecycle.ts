@@ -361,6 +361,8 @@ export async function removePodSandbox(ctx: EngineContext, idOrPrefix: string, s
     if (!cur) return;
     cur.phase = 'removing';
     ctx.store.setPodPhase(cur.id, 'removing');
+    // what earlier removals left busy may be free by now (in the background)
+    ctx.released.kick();
     const steps = await destroyPod(ctx, cur, sig);
     ctx.log.info('pod sandbox removed', { pod: cur.id, handler: cur.handler, ...steps });
     // a removal is what frees a full disk: the reserve is made again now, not at the next sweep
@@ -403,11 +405,13 @@ export async function destroyPod(ctx: EngineContext, p: PodRecord, signal: Abort
   const cgroups = async (): Promise<void> => {
     const t = performance.now();
     // the extras first: the sandbox's moved cgroup sits under the pod's
-    for (const cg of p.runtime.engine.extraCgroups ?? []) await settleCgroupOwner(cg, await removeTree(cg));
+    for (const cg of p.runtime.engine.extraCgroups ?? []) {
+      if (await settleCgroupOwner(cg, await removeTree(cg))) ctx.released.add(cg, false);
+    }
     const left = p.runtime.engine.ownCgroup ? await removeTree(p.runtime.cgroupParent) : await removeMade(p.runtime.cgroupParent, p.runtime.engine.cgroupMade);
-    // busy directories keep the owner record, for the next sweep to remove them
-    if (left.length > 0) ctx.log.warn('pod cgroup left busy after its removal; the next orphan sweep (daemon start) retries', { pod: p.id, left: left.slice(0, 8) });
-    await settleCgroupOwner(p.runtime.cgroupParent, left);
+    // busy directories keep the owner record (released): retried while the daemon runs, else by the next start's sweep
+    if (left.length > 0) ctx.log.warn('pod cgroup left busy after its removal; retried later (released-cgroups.ts)', { pod: p.id, left: left.slice(0, 8) });
+    if (await settleCgroupOwner(p.runtime.cgroupParent, left)) ctx.released.add(p.runtime.cgroupParent, !p.runtime.engine.ownCgroup);
     cgroupsMs = ms(t, performance.now());
   };
   // cgroups after the network: only empty ones can go, and the netns teardown may still have held

@@ -38,6 +38,12 @@ export async function readOwnerRecord(dir: string, name: string): Promise<OwnerR
   return rec as OwnerRecord;
 }
 
+/** Whether record `rec` names this process as its owner (pid and start time). */
+export function ownedByMe(rec: OwnerRecord): boolean {
+  const me = parseLockRecord(lockRecord());
+  return rec.pid === me.pid && (rec.start === undefined || rec.start === me.startTime);
+}
+
 async function gone(path: string): Promise<boolean> {
   try { await lstat(path); return false; } catch (err) { return (err as NodeJS.ErrnoException).code === 'ENOENT'; }
 }

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { CGROUP_OWNERS_DIR, recordCgroupOwner, sweepOrphanCgroups } from '../../src/cgroup/owner.ts';
 import { hierarchies } from '../../src/cgroup/hierarchy.ts';
 import { cgroupPids, makeCgroup, placePid, removeTree } from '../../src/cgroup/tree.ts';
-import { silentLogger } from '../../src/util/log.ts';
-import { crashChild, podConfig, testEnv, type TestEnv } from './helpers.ts';
+import { silentLogger, type Logger } from '../../src/util/log.ts';
+import { crashChild, podConfig, testEnv, waitFor, type TestEnv } from './helpers.ts';
 import type { Engine } from '../../src/engine/engine.ts';
 
 /** The directories of cgroup `rel` in every hierarchy that has it. */
@@ -39,6 +39,13 @@ function recordOf(rel: string): string | undefined {
     try { if ((JSON.parse(readFileSync(join(CGROUP_OWNERS_DIR, n), 'utf8')) as { cgroup?: string }).cgroup === rel) return n; } catch { /* another's, mid-write */ }
   }
   return undefined;
+}
+
+/** A logger that keeps its warnings. */
+function keepingLogger(): Logger & { warns: { msg: string; fields: Record<string, unknown> }[] } {
+  const warns: { msg: string; fields: Record<string, unknown> }[] = [];
+  const log = { warns, debug() {}, info() {}, error() {}, warn(msg: string, fields: Record<string, unknown> = {}) { warns.push({ msg, fields }); }, child: () => log };
+  return log;
 }
 
 describe('orphaned pod cgroups', () => {
@@ -108,8 +115,9 @@ describe('orphaned pod cgroups', () => {
       intruders.push(s.pid!);
       placePid(made.leaves[0]!, s.pid!);
     }
-    for (const c of cases) await engine.removePodSandbox(c.id);
     for (const c of cases) {
+      // (each checked before the next removal, which retries what the earlier one left: see the last test)
+      await engine.removePodSandbox(c.id);
       assert.ok(existsSync(join(h.path, c.rel)), `${c.rel} stays: busy`);
       const name = recordOf(c.rel);
       assert.ok(name, `${c.rel}: its owner record stays, for the next sweep`);
@@ -164,5 +172,73 @@ describe('orphaned pod cgroups', () => {
       const name = recordOf(liveRel);
       if (name) await rm(join(CGROUP_OWNERS_DIR, name), { force: true });
     }
+  });
+  it('the running daemon retries a released pod cgroup: at a later pod removal and on its timer (what runs in its own cgroup is killed, a given parent\'s is not), and logs what stays after its last try', async () => {
+    const base = `bulkhead-test-${process.pid}`;
+    const kube = `${base}/kubepods-rt-${process.pid}`;
+    extra.push(kube);
+    makeCgroup(kube, hierarchies(), () => undefined);
+    const h = hierarchies()[0]!;
+    /** A sleep placed in a cgroup below pod cgroup `rel` (one hierarchy): the removal does not know it. */
+    const intrude = (rel: string): number => {
+      const made = makeCgroup(`${rel}/intruder`, [h], () => undefined);
+      const s = spawn('sleep', ['600'], { stdio: 'ignore' });
+      sleepers.push(s.pid!);
+      placePid(made.leaves[0]!, s.pid!);
+      return s.pid!;
+    };
+    const gone = (rel: string): boolean => dirsOf(rel).length === 0 && recordOf(rel) === undefined;
+    const killed = async (pid: number): Promise<void> => { process.kill(pid, 'SIGKILL'); await waitFor(() => !alive(pid), 5000, `pid ${pid} to exit`); };
+    // a restart with no timed retry for the coming hour: only later removals retry
+    await engine?.close();
+    engine = undefined;
+    const e1 = await env.engine({ releasedCgroupRetry: { firstMs: 3_600_000 } });
+    const ownId = await e1.runPodSandbox(podConfig(), 'runc');
+    const ownRel = `${base}/pod-${ownId.slice(0, 16)}`;
+    const ownIntruder = intrude(ownRel);
+    await e1.removePodSandbox(ownId);
+    assert.ok(existsSync(join(h.path, ownRel)) && alive(ownIntruder), 'busy at its removal: it stays');
+    const given = `/${kube}/pod-given-rt`;
+    const givenId = await e1.runPodSandbox(podConfig({ linux: { cgroupParent: given } }), 'runc');
+    const givenIntruder = intrude(given.slice(1));
+    // this removal retries the first pod's cgroup: its own, so what runs there is killed
+    await e1.removePodSandbox(givenId);
+    await waitFor(() => gone(ownRel), 20_000, `${ownRel} and its record to go at the next removal`);
+    assert.ok(!alive(ownIntruder), 'what ran in the pod\'s own cgroup was killed');
+    assert.ok(existsSync(join(h.path, given.slice(1))), 'the given parent\'s pod cgroup stays busy: its intruder is not the daemon\'s to kill');
+    await killed(givenIntruder);
+    const thirdId = await e1.runPodSandbox(podConfig(), 'runc');
+    await e1.removePodSandbox(thirdId);
+    await waitFor(() => gone(given.slice(1)), 20_000, `${given} and its record to go at the next removal once idle`);
+    assert.equal(dirsOf(kube).length, hierarchies().length, 'the parent the pod was given stays');
+    await e1.close();
+
+    // a restart whose timer retries every 20 ms, twice
+    const log = keepingLogger();
+    const e2 = await env.engine({ logger: log, releasedCgroupRetry: { firstMs: 20, attempts: 2 } });
+    const timedId = await e2.runPodSandbox(podConfig(), 'runc');
+    const timedRel = `${base}/pod-${timedId.slice(0, 16)}`;
+    const timedIntruder = intrude(timedRel);
+    const stuck = `/${kube}/pod-given-stuck`;
+    const stuckId = await e2.runPodSandbox(podConfig({ linux: { cgroupParent: stuck } }), 'runc');
+    const stuckIntruder = intrude(stuck.slice(1));
+    await e2.removePodSandbox(timedId);
+    await waitFor(() => gone(timedRel), 20_000, `${timedRel} and its record to go on the timer`);
+    assert.ok(!alive(timedIntruder), 'what ran in the pod\'s own cgroup was killed');
+    await e2.removePodSandbox(stuckId);
+    const warned = await waitFor(() => log.warns.find((w) => w.msg.includes('still busy') && w.fields.cgroup === stuck), 20_000, 'the log of what stays');
+    assert.deepEqual(warned.fields.pids, [stuckIntruder], 'the log names what still runs there');
+    const name = recordOf(stuck.slice(1));
+    assert.ok(name && existsSync(join(h.path, stuck.slice(1))), 'left, with its record, for the next start\'s sweep');
+    assert.equal((JSON.parse(await readFile(join(CGROUP_OWNERS_DIR, name), 'utf8')) as { released?: boolean }).released, true);
+    await e2.close();
+    // that next start: its daemon gone (a dead pid), its intruder too
+    await killed(stuckIntruder);
+    const dead = spawn('sleep', ['0'], { stdio: 'ignore' });
+    await new Promise((r) => dead.once('exit', r));
+    const rec = JSON.parse(await readFile(join(CGROUP_OWNERS_DIR, name), 'utf8')) as Record<string, unknown>;
+    await writeFile(join(CGROUP_OWNERS_DIR, name), JSON.stringify({ ...rec, pid: dead.pid, start: undefined }));
+    await sweepOrphanCgroups(silentLogger);
+    assert.ok(gone(stuck.slice(1)));
   });
 });
