@@ -1,5 +1,6 @@
 // Shared by the microVM tests: a busybox-static rootfs, OCI bundles, and a runner for bin/bulkhead-vm
 // that gives the container pipes like conmon does.
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, cpSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -95,6 +96,17 @@ export function tempDir(prefix: string): string {
 }
 
 export interface RunResult { code: number | null; stdout: string; stderr: string }
+
+/**
+ * Asserts that a bulkhead-vm run (`vm`, `createWithPipes`) exited with `code` (0 unless given; 'failed':
+ * any other than 0); the failure's message says what (`what`) and shows its stderr.
+ */
+export function assertExit(r: { code: number | null; stderr?: string; err?: () => string }, code: number | 'failed' = 0, what = ''): void {
+  const stderr = (r.stderr ?? r.err?.() ?? '').trim();
+  const msg = `${what ? `${what}: ` : ''}bulkhead-vm exited ${r.code}; stderr: ${stderr ? stderr.slice(-4000) : '(empty)'}`;
+  if (code === 'failed') assert.notEqual(r.code, 0, msg);
+  else assert.equal(r.code, code, msg);
+}
 
 /** Runs bulkhead-vm to completion (with optional stdin), capturing output. */
 export function vm(state: string, args: string[], input?: string, timeoutMs = 240_000): Promise<RunResult> {

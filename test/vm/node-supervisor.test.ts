@@ -10,7 +10,7 @@ import { alive as running, podDir } from '../../src/vm/state.ts';
 import { pidsNaming, recordProc } from '../../src/vm/procs.ts';
 import { placeVmm } from '../../src/vm/vm-cgroup.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { alive, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { alive, BULKHEAD_VM, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 import { VmdClient } from '../../src/vm/client.ts';
 import { hostSocket } from '../../src/vm/cmd/common.ts';
 import { leaveIdleHost } from '../../src/vm/cmd/vmhost-client.ts';
@@ -51,7 +51,7 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     for (const id of ids) {
       const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: SB, args: ['sh', '-c', 'echo up; exec sleep 1000'] }));
       assert.equal(c.code, 0, c.err());
-      assert.equal((await vm(root, ['start', id])).code, 0);
+      assertExit(await vm(root, ['start', id]));
       await waitFor(() => c.out().includes('up'), `${id} output`);
     }
     // each pod's dir by its id: readdir's order is the filesystem's (ext4: by name hash), not the
@@ -74,11 +74,11 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
       assert.equal(r.stdout, 'hi\n');
     }
     // a forced delete of one pod ends its VM, not the host or the other pod
-    assert.equal((await vm(root, ['delete', '--force', ids[0]!])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', ids[0]!]));
     // gone or a zombie not yet reaped by its parent, the host (state.ts alive() tells them apart)
     await waitFor(() => !running(vmms[0]!), 'the first VMM to end', 20_000);
     assert.ok(alive(host), 'the host lives on');
-    assert.equal((await vm(root, ['exec', ids[1]!, 'true'])).code, 0, 'the other pod still serves');
+    assertExit(await vm(root, ['exec', ids[1]!, 'true']), 0, 'the other pod still serves');
     // a start whose creator is killed mid-boot is abandoned: its VM and pod dir go, the host stays
     const ab = `ns-ab-${process.pid}`;
     ids.push(ab);
@@ -91,9 +91,9 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     assert.notEqual((await created).code, 0);
     await waitFor(() => !running(abVmm) && !existsSync(abDir), 'the abandoned VM and its pod dir to go', 20_000);
     assert.ok(alive(host), 'the host lives on');
-    assert.equal((await vm(root, ['delete', '--force', ab])).code, 0);
-    assert.equal((await vm(root, ['delete', ids[1]!])).code, 1, 'a running sandbox needs --force');
-    assert.equal((await vm(root, ['delete', '--force', ids[1]!])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', ab]));
+    assertExit(await vm(root, ['delete', ids[1]!]), 1, 'a running sandbox needs --force');
+    assertExit(await vm(root, ['delete', '--force', ids[1]!]));
     await waitFor(() => !alive(host), 'the idle host to leave', IDLE_EXIT_MS + 15_000);
     assert.ok(!existsSync(join(root, 'vmhost.sock')), 'its socket goes with it');
   });
@@ -107,7 +107,7 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     for (const id of crash) {
       const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
       assert.equal(c.code, 0, c.err());
-      assert.equal((await vm(root, ['start', id])).code, 0);
+      assertExit(await vm(root, ['start', id]));
       cs.push(c);
     }
     const vmms = crash.map((id) => Number(readFileSync(join(podDir(root, id), 'vmm.pid'), 'utf8')));
@@ -128,14 +128,14 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
     ids.push(next);
     const c = await createWithPipes(root, next, makeBundle(dir, next, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
     assert.equal(c.code, 0, c.err());
-    assert.equal((await vm(root, ['start', next])).code, 0);
+    assertExit(await vm(root, ['start', next]));
     const host2 = ppid(Number(readFileSync(join(podDir(root, next), 'vmm.pid'), 'utf8')));
     assert.notEqual(host2, host);
     assert.match(readFileSync(`/proc/${host2}/cmdline`, 'utf8'), /\0_vmhost(\0|$)/);
-    assert.equal((await vm(root, ['exec', next, 'true'])).code, 0, 'the new host serves');
-    for (const id of crash) assert.equal((await vm(root, ['delete', id])).code, 0, `${id}: a stopped sandbox is deleted without --force`);
+    assertExit(await vm(root, ['exec', next, 'true']), 0, 'the new host serves');
+    for (const id of crash) assertExit(await vm(root, ['delete', id]), 0, `${id}: a stopped sandbox is deleted without --force`);
     for (const id of crash) assert.ok(!existsSync(podDir(root, id)));
-    assert.equal((await vm(root, ['delete', '--force', next])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', next]));
     // the next test needs a fresh host (its start sweeps orphans): this one leaves once idle
     await waitFor(() => !alive(host2), 'the idle host to leave', IDLE_EXIT_MS + 15_000);
   });
@@ -165,15 +165,15 @@ describe('bulkhead-vm --supervisor node: one supervisor process for every pod VM
       ids.push(id);
       const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
       assert.equal(c.code, 0, c.err());
-      assert.equal((await vm(root, ['start', id])).code, 0);
+      assertExit(await vm(root, ['start', id]));
       await waitFor(() => !running(vmmStandIn.pid!) && !running(inCgroup.pid!), 'the orphaned pod VM\'s processes to end', 20_000);
       for (const l of leaves) assert.ok(!existsSync(l), `its cgroup ${l} is removed`);
       assert.ok(!existsSync(join(od, 'slot0.img')), 'its slot files are removed');
       assert.match(readFileSync(join(od, 'exit.json'), 'utf8'), /outlived its supervisor/);
-      assert.equal((await vm(root, ['exec', id, 'true'])).code, 0, 'the new pod serves');
-      assert.equal((await vm(root, ['delete', '--force', orphan])).code, 0);
+      assertExit(await vm(root, ['exec', id, 'true']), 0, 'the new pod serves');
+      assertExit(await vm(root, ['delete', '--force', orphan]));
       assert.ok(!existsSync(od), 'delete --force of its id removes the rest');
-      assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
+      assertExit(await vm(root, ['delete', '--force', id]));
     } finally {
       vmmStandIn.kill('SIGKILL');
       inCgroup.kill('SIGKILL');

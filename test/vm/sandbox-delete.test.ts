@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { podDir } from '../../src/vm/state.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 import { vmmHierarchies } from '../../src/vm/vm-cgroup.ts';
-import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
 const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };
@@ -46,17 +46,17 @@ for (const mode of ['pod', 'node'] as const) {
     it('stops the VM: an app container still running dies with it, its exit recorded; no process, cgroup, slot file or pod dir left', async () => {
       const s = await createWithPipes(root, sb, makeBundle(dir, sb, { rootfs, annotations: SB, args: ['sleep', '1000'] }));
       assert.equal(s.code, 0, s.err());
-      assert.equal((await vm(root, ['start', sb])).code, 0);
+      assertExit(await vm(root, ['start', sb]));
       const a = await createWithPipes(root, app, makeBundle(dir, app, { rootfs, annotations: member(sb), args: ['sh', '-c', 'echo up; exec sleep 1000'] }));
       assert.equal(a.code, 0, a.err());
-      assert.equal((await vm(root, ['start', app])).code, 0);
+      assertExit(await vm(root, ['start', app]));
       await waitFor(() => a.out().includes('up'), 'the app container to run');
       const pdir = podDir(root, sb);
       const vmm = Number(readFileSync(join(pdir, 'vmm.pid'), 'utf8'));
       assert.ok(alive(vmm));
       // the CRI order: the sandbox stopped (StopPodSandbox), then deleted (RemovePodSandbox); the app
       // container is left running on purpose
-      assert.equal((await vm(root, ['kill', sb, 'KILL'])).code, 0);
+      assertExit(await vm(root, ['kill', sb, 'KILL']));
       await waitFor(async () => (await state(root, sb)).status === 'stopped', 'the sandbox to stop');
       assert.equal((await state(root, app)).status, 'running', 'the app container runs on after its sandbox stopped');
       const d = await vm(root, ['delete', sb]);
@@ -71,7 +71,7 @@ for (const mode of ['pod', 'node'] as const) {
       const st = await state(root, app);
       assert.equal(st.status, 'stopped');
       assert.ok(st.annotations['io.bulkhead.vm.exit-code'] !== undefined, JSON.stringify(st));
-      assert.equal((await vm(root, ['delete', app])).code, 0);
+      assertExit(await vm(root, ['delete', app]));
     });
   });
 }

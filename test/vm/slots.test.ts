@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SLOT_COUNT } from '../../src/vm/vmd.ts';
-import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, type Created } from '../../harness/vm-assets.ts';
+import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, type Created, assertExit } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
 const SB = { 'io.kubernetes.cri.container-type': 'sandbox' };
@@ -47,15 +47,15 @@ describe('bulkhead-vm: more than 4 containers in one pod VM', { skip, timeout: 6
     assert.equal(look.stdout.trim(), `ready-${SLOT_COUNT - 1}`);
     const extra = `slots-x-${process.pid}`;
     const over = await createWithPipes(root, extra, makeBundle(dir, 'bx', { rootfs, annotations: member, args: ['true'] }));
-    assert.equal(over.code, 1);
+    assertExit(over, 1);
     assert.match(over.err(), new RegExp(`all ${SLOT_COUNT} drive slots of this VM are in use`));
     // a deleted container frees its slot
     const last = ids.pop()!;
-    assert.equal((await vm(root, ['delete', '--force', last])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', last]));
     const again = await createWithPipes(root, extra, makeBundle(dir, 'by', { rootfs, annotations: member, args: ['sh', '-c', 'echo again'] }));
     assert.equal(again.code, 0, again.err());
     ids.push(extra);
-    assert.equal((await vm(root, ['start', extra])).code, 0);
+    assertExit(await vm(root, ['start', extra]));
     await again.done;
     assert.equal(again.out(), 'again\n');
   });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { alive, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 import { VmdClient } from '../../src/vm/client.ts';
 import { hostSocket } from '../../src/vm/cmd/common.ts';
 import { leaveIdleHost } from '../../src/vm/cmd/vmhost-client.ts';
@@ -44,7 +44,7 @@ describe('standby clone VMMs of the node-wide host', { skip, timeout: 900_000 },
     const c = await createWithPipes(root, id, makeBundle(dir, id, { rootfs, annotations: NO_VOLUMES, args: ['sleep', '1000'], ...(memoryLimit ? { memoryLimit } : {}) }));
     started.push(id);
     assert.equal(c.code, 0, c.err());
-    assert.equal((await vm(root, ['start', id])).code, 0);
+    assertExit(await vm(root, ['start', id]));
   }
 
   before(() => {
@@ -109,7 +109,7 @@ describe('standby clone VMMs of the node-wide host', { skip, timeout: 900_000 },
     const ac = await createWithPipes(root, app, makeBundle(dir, app, { rootfs, annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': b }, args: ['sh', '-c', 'echo app-ran'] }));
     started.push(app);
     assert.equal(ac.code, 0, ac.err());
-    assert.equal((await vm(root, ['start', app])).code, 0);
+    assertExit(await vm(root, ['start', app]));
     await waitFor(() => ac.out().includes('app-ran'), 'the app container ran');
 
     // a new standby for the template (after b's start), which a pod of another template (another size) never gets
@@ -120,7 +120,7 @@ describe('standby clone VMMs of the node-wide host', { skip, timeout: 900_000 },
     assert.notEqual(vmmPid(other), next);
     assert.match(vmdLog(other), /guest up.*from="template /);
     assert.ok((await ping()).standbys.pids.includes(next), 'the first template\'s standby is still there');
-    assert.equal((await vm(root, ['exec', other, 'true'])).code, 0);
+    assertExit(await vm(root, ['exec', other, 'true']));
   });
 
   it('a killed host leaves no standby QEMU or directory after the next host\'s sweep', async () => {

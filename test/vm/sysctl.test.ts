@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm } from '../../harness/vm-assets.ts';
+import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, assertExit } from '../../harness/vm-assets.ts';
 
 const skip = skipReason();
 
@@ -32,7 +32,7 @@ describe('microVM: pod sysctls applied in the guest', { skip, timeout: 600_000 }
       { 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '100', 'net.ipv4.ip_unprivileged_port_start': '80' });
     const c = await createWithPipes(root, sbId, b);
     assert.equal(c.code, 0, c.err());
-    assert.equal((await vm(root, ['start', sbId])).code, 0);
+    assertExit(await vm(root, ['start', sbId]));
   });
   after(async () => {
     for (const id of [`s1-${process.pid}`, `s2-${process.pid}`, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { ASSETS, createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 import { pidsNaming, readProc } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
 import { CLONE_TB_MIB } from '../../src/vm/vmd.ts';
@@ -37,7 +37,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     assert.equal(c.code, 0, c.err());
     const ms = Date.now() - t0;
     started.push(id);
-    assert.equal((await bvm(['start', id])).code, 0);
+    assertExit(await bvm(['start', id]));
     return ms;
   }
 
@@ -99,7 +99,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const c = await createWithPipes(root, `c1-${process.pid}`, cb, assets);
     assert.equal(c.code, 0, c.err());
     started.push(`c1-${process.pid}`);
-    assert.equal((await bvm(['start', `c1-${process.pid}`])).code, 0);
+    assertExit(await bvm(['start', `c1-${process.pid}`]));
     const e = await bvm(['exec', `c1-${process.pid}`, 'sh', '-c', 'echo exec-ok; hostname']);
     assert.equal(e.code, 0, e.stderr);
     assert.match(e.stdout, /^exec-ok\n/);
@@ -130,7 +130,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const c = await createWithPipes(root, id, bundle, assets);
     assert.equal(c.code, 0, c.err());
     started.push(id);
-    assert.equal((await bvm(['start', id])).code, 0);
+    assertExit(await bvm(['start', id]));
     for (let i = 0; i < 100 && !c.out().includes('\n'); i++) await new Promise((r) => setTimeout(r, 100));
     assert.equal(c.out(), `${a}\n`);
   });
@@ -194,7 +194,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     await sandbox(id);
     assert.match(vmdLog(id), new RegExp(`VM template not used: booting instead.*template ${t.slice(0, 12)} removed, the next pod builds it again`));
     assert.ok(!existsSync(join(podDir(root, id), 'template.json')), 'booted, not a clone');
-    assert.equal((await bvm(['exec', id, 'true'])).code, 0, 'the booted pod works');
+    assertExit(await bvm(['exec', id, 'true']), 0, 'the booted pod works');
     assert.deepEqual(templates(), [], 'the bad template is gone');
     const next = `tpy-${process.pid}`;
     await sandbox(next);
@@ -319,7 +319,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const c = await createWithPipes(root, `cv-${process.pid}`, mountSpec('cv', id), assets);
     assert.equal(c.code, 0, c.err());
     started.push(`cv-${process.pid}`);
-    assert.equal((await bvm(['start', `cv-${process.pid}`])).code, 0);
+    assertExit(await bvm(['start', `cv-${process.pid}`]));
     await c.done;
     assert.equal(c.out(), 'vol-ok\n');
     const refused = await createWithPipes(root, `cr-${process.pid}`, mountSpec('cr', `tpb-${process.pid}`), assets);
@@ -355,7 +355,7 @@ describe('microVM templates', { skip, timeout: 900_000 }, () => {
     const c = await createWithPipes(root, id, b, assets);
     assert.equal(c.code, 0, c.err());
     started.push(id);
-    assert.equal((await bvm(['start', id])).code, 0);
+    assertExit(await bvm(['start', id]));
     assert.match(vmdLog(id), /building VM template \w+ .*with its sandbox container/);
     assert.match(vmdLog(id), /sandbox container adopted from the template/);
     assert.equal(templates().length, before.length + 1, 'another template for another sandbox request');

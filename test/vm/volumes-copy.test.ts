@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 import { pidsNaming, readProc, sameProc } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
 
@@ -70,7 +70,7 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     if (c.code !== 0) return { code: c.code, out: c.out(), err: c.err() };
     const st = await vm(root, ['start', id]);
     if (st.code === 0) await c.done;
-    assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', id]));
     return { code: st.code, out: c.out(), err: `${c.err()}${st.stderr}` };
   }
 
@@ -78,7 +78,7 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     ids.push(sbId);
     const c = await createWithPipes(root, sbId, makeBundle(dir, 'sb', { rootfs, annotations: SB, args: ['sleep', '1000'] }));
     assert.equal(c.code, 0, c.err());
-    assert.equal((await vm(root, ['start', sbId])).code, 0);
+    assertExit(await vm(root, ['start', sbId]));
     assert.ok(existsSync(join(podDir(root, sbId), 'template.json')), 'a clone');
     // of its own trust level's template: `copy` widens nothing (the same template as a `none` pod of that level)
     const key = (JSON.parse(readFileSync(join(podDir(root, sbId), 'template.json'), 'utf8')) as { key: string }).key;
@@ -111,7 +111,7 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     ids.push(id);
     const c = await createWithPipes(root, id, bundle('c3', ['sleep', '600'], [bind(config, '/cfg', true)]));
     assert.equal(c.code, 0, c.err());
-    assert.equal((await vm(root, ['start', id])).code, 0);
+    assertExit(await vm(root, ['start', id]));
     const read = async (): Promise<string> => (await vm(root, ['exec', id, 'sh', '-c', 'cat /cfg/app.conf; ls -a /cfg | grep -c "^\\.\\.2026"'])).stdout;
     assert.equal(await read(), 'color=blue\n1\n');
     const old = '..2026_01_01_00_00_00.1';
@@ -120,7 +120,7 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     let last = '';
     await waitFor(async () => (last = await read()) === 'color=green\n1\n', 'the new content in the guest', 90_000).catch(() => {});
     assert.equal(last, 'color=green\n1\n', 'the guest sees the new ConfigMap and the old timestamped directory is gone');
-    assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', id]));
   });
 
   it('refuses at create, naming the destination: a read-write host directory, a symlink out of the source, without echoing file contents', async () => {
@@ -145,7 +145,7 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     // its QEMU by its record too (a clone VMM started ahead names no pod on its command line)
     const vmm = readProc(podDir(root, sbId), 'vmm');
     assert.ok(sameProc(vmm), 'the pod\'s QEMU is recorded and runs');
-    assert.equal((await vm(root, ['delete', '--force', sbId])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', sbId]));
     await waitFor(() => !sameProc(vmm), 'the pod\'s QEMU gone', 20_000);
     await waitFor(() => !existsSync(podDir(root, sbId)), 'the pod dir gone', 20_000);
     assert.equal(pidsNaming(join(root, 'pods')).length, 0);

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor } from '../../harness/vm-assets.ts';
+import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 import { mountsUnder } from '../../src/vm/share.ts';
 import { pidsNaming } from '../../src/vm/procs.ts';
 
@@ -49,7 +49,7 @@ describe('microVM volumes over virtio-fs', { skip, timeout: 900_000 }, () => {
     const b = makeBundle(dir, 'sb', { rootfs, annotations: SB, args: ['sleep', '1000'] });
     const c = await createWithPipes(root, sbId, b);
     assert.equal(c.code, 0, c.err());
-    assert.equal((await vm(root, ['start', sbId])).code, 0);
+    assertExit(await vm(root, ['start', sbId]));
   });
   after(async () => {
     for (const id of [...ids, sbId]) await vm(root, ['delete', '--force', id]).catch(() => {});
@@ -65,7 +65,7 @@ describe('microVM volumes over virtio-fs', { skip, timeout: 900_000 }, () => {
     const st = await vm(root, ['start', id]);
     if (st.code === 0) await c.done;
     // microvm has 4 drive slots: a finished container gives its slot back
-    assert.equal((await vm(root, ['delete', '--force', id])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', id]));
     return { code: st.code, out: c.out(), err: `${c.err()}${st.stderr}` };
   }
 
@@ -114,7 +114,7 @@ describe('microVM volumes over virtio-fs', { skip, timeout: 900_000 }, () => {
     const shares = join(root, 'shares');
     const share = join(shares, readdirSync(shares)[0]!);
     assert.deepEqual(mountsUnder(share), [share], 'only the share itself is left mounted while the pod runs');
-    assert.equal((await vm(root, ['delete', '--force', sbId])).code, 0);
+    assertExit(await vm(root, ['delete', '--force', sbId]));
     await waitFor(() => mountsUnder(share).length === 0 && !existsSync(share), 'the share gone', 20_000);
     assert.equal(pidsNaming(join(root, 'pods')).length, 0);
     assert.equal(readFileSync(join(config, 'app.conf'), 'utf8'), 'color=green\n');
