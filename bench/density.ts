@@ -4,7 +4,7 @@
 // removed and the node checked for what is left (processes, mounts, cgroups naming a pod).
 // The measuring is src/cli/report-density.ts's (the same numbers `bulkhead report` records).
 //
-//   node bench/density.ts [--handlers runc,gvisor] [--pods N] [--settle-ms 3000] [--vm-supervisor pod|node]
+//   node bench/density.ts [--handlers runc,gvisor] [--pods N] [--settle-ms MS] [--vm-supervisor pod|node]
 //                         [--network none|bridge] [--breakdown] [--dump-smaps DIR] [--hold-ms MS]
 //
 // A warm-up pod is started and removed first (a microVM template is built then); the paths under the
@@ -27,13 +27,17 @@ import { measureDensity, netnsPrefix, processName, type DensityReport, type Proc
 import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
 import { runWith, type RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
+import { trimIdleMs } from '../src/vm/tb-trim.ts';
 import { addInto, breakdown, formatBreakdown, type Breakdown } from './smaps.ts';
 
 const { values } = parseArgs({
   options: {
     handlers: { type: 'string', default: 'runc,gvisor' },
     pods: { type: 'string' },
-    'settle-ms': { type: 'string', default: '3000' },
+    // how long the pods idle before they are measured: 3 s; microvm: the idle translation trim's quiet
+    // time (src/vm/tb-trim.ts, $BULKHEAD_VM_TB_TRIM_IDLE_MS, which the daemon inherits) + 3 s, so an
+    // idle pod is measured as it stays; --settle-ms 3000 measures microVM pods just started
+    'settle-ms': { type: 'string', default: '' },
     // microvm: one supervisor for the node (node, bulkhead-vm's default) or one per pod (pod: bulkhead-vm --supervisor pod)
     'vm-supervisor': { type: 'string', default: 'node' },
     // where each pod's PSS goes: per process kind, and within QEMU and Node.js by mapping (bench/smaps.ts)
@@ -57,6 +61,11 @@ const podsFor = (h: string): number => {
   const n = values.pods !== undefined ? Number(values.pods) : h === 'microvm' ? 10 : 20;
   if (!Number.isInteger(n) || n < 1 || n > 200) throw new Error(`--pods must be an integer 1..200, not ${values.pods}`);
   return n;
+};
+const settleMs = (h: string): number => {
+  if (values['settle-ms']) return Math.max(0, Math.min(600_000, Number(values['settle-ms']) || 3000));
+  const trim = trimIdleMs();
+  return h === 'microvm' && trim > 0 ? trim + 3000 : 3000;
 };
 const IMAGE = 'bulkhead.local/demo:latest';
 const BULKHEAD = new URL('../bin/bulkhead', import.meta.url).pathname;
@@ -170,7 +179,7 @@ try {
         if (values.breakdown) parts = podBreakdown(p, procs);
         await new Promise((res) => setTimeout(res, Number(values['hold-ms'])));
       },
-      client: d.client, ctx, global, pods, daemonPid: d.pid, label: handler, settleMs: Number(values['settle-ms']) || 3000,
+      client: d.client, ctx, global, pods, daemonPid: d.pid, label: handler, settleMs: settleMs(handler),
       progress: (s) => process.stderr.write(s + '\n'), request: (i) => request(handler, i),
     });
     const memAfter = memAvailable();
@@ -194,7 +203,8 @@ try {
 
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!; };
 const mib = (b: number | undefined): string => (b === undefined ? '-' : (b / 1048576).toFixed(1));
-console.log(`\nidle pods per handler (run -d IMAGE sleep, --network ${values.network}; microvm supervisor: ${values['vm-supervisor']}); PSS in MiB, start in ms (after a warm-up pod)`);
+console.log(`\nidle pods per handler (run -d IMAGE sleep, --network ${values.network}; microvm supervisor: ${values['vm-supervisor']}); PSS in MiB, start in ms (after a warm-up pod); ` +
+  `measured after ${handlers.map((h) => `${h} ${settleMs(h) / 1000} s`).join(', ')} idle${handlers.includes('microvm') && trimIdleMs() > 0 && !values['settle-ms'] ? ` (microvm: the idle trim waits ${trimIdleMs() / 1000} s)` : ''}`);
 console.log(`${'handler'.padEnd(10)}${'pods'.padStart(6)}${'PSS total'.padStart(11)}${'PSS/pod'.padStart(9)}${'start p50'.padStart(11)}${'p99'.padStart(8)}${'Nth pod'.padStart(9)}  left after removal`);
 for (const { handler, r, parts, warmupMs, memAvail, left } of results) {
   const ms = r.startSeconds.map((s) => s * 1000);

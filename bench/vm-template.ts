@@ -39,6 +39,7 @@ import type { CommandContext, GlobalOptions } from '../src/cli/command.ts';
 import type { RunRequest } from '../src/cli/run.ts';
 import { run } from '../src/util/exec.ts';
 import { waitingStandby } from '../src/vm/standby-vmm.ts';
+import { trimIdleMs } from '../src/vm/tb-trim.ts';
 
 const { values } = parseArgs({ options: { reps: { type: 'string', default: '10' }, pods: { type: 'string', default: '10' }, skip: { type: 'string', default: '' }, trace: { type: 'boolean', default: false }, phases: { type: 'boolean', default: false }, baseline: { type: 'string' }, 'baseline-assets': { type: 'string', default: '/var/lib/bulkhead' }, 'keep-phases': { type: 'string' }, gap: { type: 'string', default: '0' } } });
 const reps = Math.max(1, Math.min(50, Number(values.reps) || 10));
@@ -183,7 +184,7 @@ try {
       detach: true, remove: false, interactive: false, tty: false, env: [], volumes: [], publish: [],
       network: 'none', readOnly: false, privileged: false, capAdd: [], capDrop: [], labels: [],
     });
-    const r = await measureDensity({ client: d.client, ctx, global, pods, daemonPid: d.pid, label, settleMs: 3000, progress: (s) => process.stderr.write(s + '\n'), request });
+    const r = await measureDensity({ client: d.client, ctx, global, pods, daemonPid: d.pid, label, settleMs: trimIdleMs() > 0 ? trimIdleMs() + 3000 : 3000, progress: (s) => process.stderr.write(s + '\n'), request });
     density.push({ label, r });
   }
 } finally {
@@ -207,7 +208,7 @@ if (cpu.template.length) console.log(`clone QEMU CPU per run (ms, median): templ
 if (times.template.length && times.baseline.length) console.log(`template / baseline (medians): ${(Number(med(times.template)) / Number(med(times.baseline))).toFixed(2)}x; rounds where template was faster: ${times.template.filter((t, i) => t < (times.baseline[i] ?? Infinity)).length} of ${times.baseline.length}`);
 if (times.template.length && times.cold.length) console.log(`cold / template (medians): ${(Number(med(times.cold)) / Number(med(times.template))).toFixed(1)}x`);
 if (times.template.length && times.nosandbox.length) console.log(`without / with the sandbox container in the template (medians): ${(Number(med(times.nosandbox)) / Number(med(times.template))).toFixed(2)}x`);
-console.log(`\nidle microvm pods (run -d IMAGE sleep, --network none); PSS in MiB, start in ms`);
+console.log(`\nidle microvm pods (run -d IMAGE sleep, --network none; measured after ${(trimIdleMs() > 0 ? trimIdleMs() + 3000 : 3000) / 1000} s idle: the idle trim's quiet time + 3 s); PSS in MiB, start in ms`);
 for (const { label, r } of density) {
   const ms = r.startSeconds.map((s) => s * 1000);
   console.log(`${label.padEnd(10)} pods ${r.perPod.length}  PSS total ${mib(r.pssTotalBytes)}  PSS/pod ${mib(r.pssPerPodBytes)}  start median ${med(ms)}  left after removal: ${r.leftovers.length ? r.leftovers.join(', ') : 'nothing'}${r.error ? `  error: ${r.error}` : ''}`);

@@ -13,6 +13,8 @@ export interface ProcStat {
   flags: number;
   /** Start time in clock ticks since boot. */
   startTime: string;
+  /** CPU time used, user and system, in clock ticks (USER_HZ, 100 per second on Linux). */
+  cpuTicks: number;
 }
 
 /** The stat of `pid`, or undefined when there is no such process. */
@@ -26,8 +28,14 @@ export function procStat(pid: number): ProcStat | undefined {
   const ppid = Number(rest[1]);
   const flags = Number(rest[6]);
   const startTime = rest[19];
-  if (!state || !startTime || !Number.isInteger(ppid) || !Number.isInteger(flags)) return undefined;
-  return { state, ppid, flags, startTime };
+  const cpuTicks = Number(rest[11]) + Number(rest[12]);
+  if (!state || !startTime || !Number.isInteger(ppid) || !Number.isInteger(flags) || !Number.isInteger(cpuTicks)) return undefined;
+  return { state, ppid, flags, startTime, cpuTicks };
+}
+
+/** CPU time `pid` has used (user and system), ms; 0 when it is gone. */
+export function processCpuMs(pid: number): number {
+  return (procStat(pid)?.cpuTicks ?? 0) * 10;
 }
 
 /** Start time of `pid`, or undefined when it is gone or has exited (a zombie). */

@@ -82,7 +82,8 @@ export function qemuArgs(cfg: VmConfig): string[] {
     ...(cfg.memFile ? ['-object', `memory-backend-file,id=mem,size=${cfg.memoryMiB}M,mem-path=${safePath(cfg.memFile.path, 'template memory file')},share=${cfg.memFile.share ? 'on' : 'off'},merge=${merge}`]
       : cfg.fsSocket ? ['-object', `memory-backend-memfd,id=mem,size=${cfg.memoryMiB}M,share=on,merge=${merge}`] : []),
     // tb-size: TCG's translation buffer (QEMU's default is 1 GiB here); what a guest ran stays resident up to it
-    '-accel', cfg.accel === 'tcg' && cfg.tbSizeMiB ? `tcg,tb-size=${cfg.tbSizeMiB}` : cfg.accel,
+    // split-wx: the buffer in a memfd (written through one mapping, run from another), whose pages an idle trim gives back (tb-trim.ts)
+    '-accel', cfg.accel === 'tcg' ? ['tcg', ...(cfg.tbSizeMiB ? [`tb-size=${cfg.tbSizeMiB}`] : []), ...(cfg.jitMemfd ? ['split-wx=on'] : [])].join(',') : cfg.accel,
     '-cpu', cfg.accel === 'kvm' ? 'host' : 'max',
     '-m', `${cfg.memoryMiB}M`,
     '-smp', String(cfg.vcpus),

@@ -206,7 +206,7 @@ export class StandbyVmms implements StandbyProvider {
         name: 'standby', kernel: spec.kernel, initramfs: spec.initramfs, memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, accel: spec.accel,
         consoleLog: join(dir, 'console.log'), workDir: dir, drives: Array.from({ length: SLOT_COUNT }, (_, i) => ({ serial: `slot${i}`, path: join(dir!, `slot${i}.img`) })),
         memFile: { path: spec.memFile, share: false }, qmp: join(dir, 'qmp.sock'), incoming: spec.stateFile,
-        ...(spec.tbSizeMiB ? { tbSizeMiB: spec.tbSizeMiB } : {}), ...(spec.memMerge ? { memMerge: true } : {}),
+        ...(spec.tbSizeMiB ? { tbSizeMiB: spec.tbSizeMiB } : {}), ...(spec.jitMemfd ? { jitMemfd: true } : {}), ...(spec.memMerge ? { memMerge: true } : {}),
         // the template's MAC: the restored device has it until the identity gives the guest the pod's
         ...(net ? { tap: net.tap, netns: netnsPathOf(net.netns), mac: TEMPLATE_MAC } : {}),
       });

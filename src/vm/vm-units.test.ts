@@ -144,6 +144,10 @@ describe('pod network for the VM', () => {
     assert.ok(!clone.includes('-kernel') && !clone.includes('-initrd') && !clone.includes('-append'));
     assert.equal(clone[clone.indexOf('-accel') + 1], `tcg,tb-size=${CLONE_TB_MIB}`);
     assert.equal(qemuArgs({ ...base, accel: 'kvm', tbSizeMiB: 32 })[boot.indexOf('-accel') + 1], 'kvm', 'no TCG option under KVM');
+    // the buffer in a memfd an idle trim can punch (tb-trim.ts), with or without a size; never under KVM
+    assert.equal(qemuArgs({ ...base, tbSizeMiB: 32, jitMemfd: true })[boot.indexOf('-accel') + 1], 'tcg,tb-size=32,split-wx=on');
+    assert.equal(qemuArgs({ ...base, jitMemfd: true })[boot.indexOf('-accel') + 1], 'tcg,split-wx=on');
+    assert.equal(qemuArgs({ ...base, accel: 'kvm', jitMemfd: true })[boot.indexOf('-accel') + 1], 'kvm');
     assert.equal(cloneTbMiB({}), CLONE_TB_MIB);
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '8' }), 8);
     assert.equal(cloneTbMiB({ BULKHEAD_VM_CLONE_TB_MIB: '0' }), undefined, '0: QEMU\'s default');

@@ -33,6 +33,8 @@ import { randomBytes } from 'node:crypto';
 import { genericSandboxKv, podSandboxKv, sandboxHash, warmUpKv, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
 import { trace } from './trace.ts';
+import { processCpuMs } from '../util/proc.ts';
+import { trimIdleMs, trimTranslations, TRIM_BUSY_PERMILLE } from './tb-trim.ts';
 import { agentStartWaitMs, cloneStepMs } from './limits.ts';
 import { parseCopies, PodCopies, type CopyVolume } from './copy-volumes.ts';
 
@@ -285,14 +287,86 @@ export class PodVmSupervisor {
   #identityTimer: NodeJS.Timeout | undefined;
   #finished!: Promise<number>;
   #finish!: (code: number) => void;
+  /**
+   * Idle trim of QEMU's translation buffer (tb-trim.ts): the quiet time it waits for (0 = never, this
+   * VM); when the pod was last used (a request or output through the agent channel; stats polls are
+   * not use); the next look; QEMU's CPU time at the last look and at the last trim; what was done.
+   */
+  readonly #trimIdleMs: number;
+  #usedAt = 0;
+  #usedSinceTrim = true;
+  #trimTimer: NodeJS.Timeout | undefined;
+  #trimLook: { at: number; cpuMs: number } | undefined;
+  #trimCpuMs = 0;
+  #trimming = false;
+  #trimFailures = 0;
+  readonly #trimStats = { trims: 0, punchedBytes: 0, lastStoppedMs: 0 };
 
   constructor(o: VmdOptions) {
     this.#o = o;
     this.#log = o.logger;
+    // QEMU under TCG with one vCPU (tb-trim.ts: one region from the buffer's start)
+    this.#trimIdleMs = o.vmm.name === 'qemu' && o.accel === 'tcg' && o.vcpus === 1 ? trimIdleMs() : 0;
     this.#finished = new Promise((r) => { this.#finish = r; });
   }
 
   slotPath(i: number): string { return join(this.#o.podDir, `slot${i}.img`); }
+
+  /** The pod is used now: the idle trim waits for another quiet window. */
+  #touch(): void {
+    this.#usedAt = performance.now();
+    this.#usedSinceTrim = true;
+    if (this.#trimIdleMs && this.#ready && !this.#trimTimer && !this.#stopping) this.#armTrim(this.#trimIdleMs);
+  }
+
+  #armTrim(ms: number): void {
+    this.#trimLook = { at: performance.now(), cpuMs: processCpuMs(this.#vm.pid) };
+    this.#trimTimer = setTimeout(() => { this.#trimTimer = undefined; void this.#maybeTrim(); }, ms);
+    this.#trimTimer.unref();
+  }
+
+  /**
+   * Trims the translation buffer of a VM quiet for #trimIdleMs whose QEMU is not busy, if anything ran
+   * since the last trim (a request, or CPU time: a guest busy on its own translates too). Looks again
+   * every quiet window while the VM lives; after 3 failed trims, never again for this VM.
+   */
+  async #maybeTrim(): Promise<void> {
+    const idle = this.#trimIdleMs;
+    if (this.#stopping || this.#trimming || !idle) return;
+    const now = performance.now();
+    const look = this.#trimLook;
+    const cpuMs = processCpuMs(this.#vm.pid);
+    const quietFor = now - this.#usedAt;
+    const busy = look !== undefined && (cpuMs - look.cpuMs) * 1000 > (now - look.at) * TRIM_BUSY_PERMILLE;
+    const ranSince = this.#usedSinceTrim || cpuMs - this.#trimCpuMs > 1000;
+    if (quietFor < idle || busy || !ranSince) { this.#armTrim(quietFor < idle ? Math.max(idle - quietFor, 1000) : idle); return; }
+    this.#trimming = true;
+    try {
+      // the wake: input for session 0, which is none (the agent drops it), straight to the channel: not use of the pod
+      const wake = (): void => { if (!this.#held) { try { this.#vm.control.write(encodeFrame('I', 0, 'w')); } catch { /* channel gone */ } } };
+      const r = await trimTranslations({ pid: this.#vm.pid, qmpPath: join(this.#o.podDir, 'qmp.sock'), gdbPath: join(this.#o.podDir, 'gdb.sock'), wake });
+      if (this.#stopping) return;
+      this.#usedSinceTrim = false;
+      this.#trimCpuMs = processCpuMs(this.#vm.pid);
+      if (r.trimmed) {
+        this.#trimStats.trims++;
+        this.#trimStats.punchedBytes += r.punchedBytes ?? 0;
+        this.#trimStats.lastStoppedMs = r.stoppedMs ?? 0;
+        this.#log.info('translations trimmed', { vmmPid: this.#vm.pid, usedMiB: +(r.usedBytes / 2 ** 20).toFixed(1), punchedMiB: +((r.punchedBytes ?? 0) / 2 ** 20).toFixed(1), stoppedMs: r.stoppedMs });
+      } else if (r.reason !== 'little in use') {
+        this.#log.warn('translations not trimmed', { vmmPid: this.#vm.pid, reason: r.reason });
+        if (/memfd|not TCG/.test(r.reason ?? '') || ++this.#trimFailures >= 3) return;
+      }
+    } catch (e) {
+      if (this.#stopping) return;
+      this.#log.warn('translation trim failed', { vmmPid: this.#vm.pid, reason: (e as Error).message.split('\n')[0] });
+      if (++this.#trimFailures >= 3) return;
+    } finally {
+      this.#trimming = false;
+    }
+    if (!this.#stopping && !this.#trimTimer) this.#armTrim(idle);
+  }
+
   get socketPath(): string { return join(this.#o.podDir, 'vmd.sock'); }
 
   /**
@@ -377,7 +451,9 @@ export class PodVmSupervisor {
         const fsSocket = o.vmm.name === 'qemu' && o.volumes !== false ? await this.#startFileServer() : undefined;
         const net = this.#tap && o.netns ? { tap: this.#tap.tap, mac: this.#tap.mac, netns: o.netns, kernelArgs: guestNetArgs(this.#tap) } : undefined;
         this.#live();
-        this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), ...(fsSocket ? { fsSocket } : {}) });
+        // trimmed when idle as a clone is: its QMP socket and its buffer in a memfd
+        const trim = this.#trimIdleMs ? { qmp: join(o.podDir, 'qmp.sock'), jitMemfd: true } : {};
+        this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), ...(fsSocket ? { fsSocket } : {}), ...trim });
         this.#live();
       } catch (e) {
         await this.#stopFileServer();
@@ -429,6 +505,7 @@ export class PodVmSupervisor {
     if (this.#identityError) throw this.#identityError;
     this.#ready = true;
     trace('vmd listening');
+    this.#touch();
     // the next clone of this template adopts a VMM spawned after this start, not during it
     if (this.#template_ && this.#standby) this.#o.standbys?.cloned(this.#standby);
   }
@@ -511,7 +588,7 @@ export class PodVmSupervisor {
     const tb = cloneTbMiB();
     // a template with the sandbox container: the standby is restored and warmed up ahead (its generic request, as the template's)
     const warm = t.sandbox && o.sandbox && process.env.BULKHEAD_VM_STANDBY_WARM !== '0' ? { image: o.sandbox.image, kv: genericSandboxKv(o.sandbox.kv), gid: t.sandbox.gid } : undefined;
-    return { key: t.key, memFile: t.memFile, stateFile: t.stateFile, kernel: o.assets.kernel, initramfs: o.assets.initramfs, memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#nic, memMerge: t.nodeWide, ...(tb ? { tbSizeMiB: tb } : {}), ...(warm ? { warm } : {}) };
+    return { key: t.key, memFile: t.memFile, stateFile: t.stateFile, kernel: o.assets.kernel, initramfs: o.assets.initramfs, memoryMiB: o.memoryMiB, vcpus: o.vcpus, accel: o.accel, nic: this.#nic, memMerge: t.nodeWide, ...(tb ? { tbSizeMiB: tb } : {}), ...(this.#trimIdleMs ? { jitMemfd: true } : {}), ...(warm ? { warm } : {}) };
   }
   /** Set once this VM is a clone whose template may keep a standby VMM (told when the VM is ready). */
   #standby: StandbySpec | undefined;
@@ -575,7 +652,7 @@ export class PodVmSupervisor {
       this.#vm = adopted.vm;
       trace('clone standby adopted');
     } else {
-      this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
+      this.#vm = await o.vmm.boot({ ...base, ...(net ?? {}), memFile: { path: t.memFile, share: false }, qmp: join(o.podDir, 'qmp.sock'), incoming: t.stateFile, ...(tb ? { tbSizeMiB: tb } : {}), ...(this.#trimIdleMs ? { jitMemfd: true } : {}), ...(t.nodeWide ? { memMerge: true } : {}) });
       trace('clone qemu spawned');
     }
     this.#vm.control.on('error', () => {});
@@ -592,6 +669,7 @@ export class PodVmSupervisor {
     if (restored) {
       // a standby restored and warmed up ahead (standby-vmm.ts): its guest runs; the pod's identity now
       await placed; trace('clone placed in cgroups');
+      adopted!.qmp.close(); // QEMU serves one QMP client: free for the idle trim (tb-trim.ts)
       this.#sendIdentity(t, kv, timeout);
     } else {
       // the identity goes once the state is loaded, before `cont`: the guest finds it waiting when it runs
@@ -706,6 +784,7 @@ export class PodVmSupervisor {
   async abortStart(reason: string): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    clearTimeout(this.#trimTimer);
     this.#copies.close();
     this.#log.error('pod VM start abandoned', { reason });
     const vm = this.#vm as VmHandle | undefined;
@@ -733,6 +812,7 @@ export class PodVmSupervisor {
 
   #toGuest(type: Frame['type'], gid: number, payload?: Buffer | string): void {
     this.#toGuestFrames++;
+    if (type !== 'T') this.#touch(); // a stats poll is not use
     const f = encodeFrame(type, gid, payload);
     if (this.#held) this.#held.push(f); // a clone's identity is not answered yet
     else this.#vm.control.write(f);
@@ -756,6 +836,7 @@ export class PodVmSupervisor {
   }
 
   #fromGuest(f: Frame): void {
+    if (f.type === 'O' || f.type === 'R' || f.type === 'X') this.#touch();
     const s = this.#sessions.get(f.id);
     switch (f.type) {
       case 'O': case 'R':
@@ -1024,6 +1105,8 @@ export class PodVmSupervisor {
         this.#reply(conn, reqId, true, {
           vmmPid: this.#vm.pid, accel: this.#o.accel, kernel: this.#kernel, memoryMiB: this.#o.memoryMiB, vcpus: this.#o.vcpus,
           template: this.#template_ || null, startMs: this.#startMs,
+          // idle trims of the translation buffer (tb-trim.ts): off (null) or how many, bytes given back in all
+          trim: this.#trimIdleMs ? { idleMs: this.#trimIdleMs, ...this.#trimStats } : null,
           // output flow control: bytes queued in this supervisor for its clients, for the guest; the channel paused now, how often
           flow: { queued: [...this.#conns].reduce((n, c) => n + c.writableLength, 0), toGuest: this.#vm.control.writableLength, paused: this.#slow.size > 0, pauses: this.#pauses, held: this.#inputHeld.size },
           containers: [...this.#containers.values()].filter((c) => c.name !== PRESTARTED && !c.name.startsWith('(deleting ')).map((c) => ({ name: c.name, slot: c.slot, sandbox: c.sandbox, exited: this.#sessions.get(c.gid)?.exited ?? null })),
@@ -1237,6 +1320,7 @@ export class PodVmSupervisor {
   async shutdown(reason: string, unexpected: boolean): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    clearTimeout(this.#trimTimer);
     this.#copies.close();
     this.#log[unexpected ? 'error' : 'info']('pod VM stopping', { reason });
     trace('vmd shutdown');

@@ -66,6 +66,8 @@ export interface VmConfig {
   memMerge?: boolean;
   /** TCG's translation buffer in MiB (`-accel tcg,tb-size=`); absent = QEMU's default. QEMU under TCG only. */
   tbSizeMiB?: number;
+  /** TCG's translation buffer in a memfd (`split-wx=on`), so an idle VM's can be trimmed (tb-trim.ts). QEMU under TCG only. */
+  jitMemfd?: boolean;
 }
 
 export interface VmExit {
@@ -180,6 +182,8 @@ export interface StandbySpec {
   /** VmConfig.memMerge: a clone of a node-wide template. */
   memMerge: boolean;
   tbSizeMiB?: number;
+  /** VmConfig.jitMemfd: the clone's translation buffer can be trimmed once its pod is idle (tb-trim.ts). */
+  jitMemfd?: boolean;
   /**
    * A template with its sandbox container: the standby is restored and warmed up ahead (standby-vmm.ts
    * `#warm`). `image`: the sandbox's root image (slot 0 holds it when the guest runs); `kv`: the generic
