@@ -18,8 +18,10 @@
  *                   temporary, renamed into place at end=1; a symlink renamed over the old one: each
  *                   replacement atomic); op=del removes one entry; op=get answers A with the last 4096
  *                   bytes of a file (the termination log). Create's cvol=REL\x1fDEST\x1fro|rw\x1fd|f\x1fP binds
- *                   /run/cv/REL (REL ed/KEY: a pod-wide guest directory, made on first use: an emptyDir)
- * Guest -> host:  H hello ("bulkhead-agent 7 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore; 7 = a template's sandbox container in it; 8 = copied volumes) A ok (payload)  F failure (message)
+ *                   /run/cv/REL (REL ed/KEY: a pod-wide guest directory, made on first use: an emptyDir);
+ *                   op=ed dir=KEY size=BYTES (protocol 9) makes /run/cv/ed/KEY a tmpfs of that size
+ *                   (an emptyDir whose size the host knows), once per pod: a later one for KEY is a no-op
+ * Guest -> host:  H hello ("bulkhead-agent 7 KERNEL"; 2 = applies PID ns, caps, seccomp; 3 = volumes; 4 = pod sysctls; 5 = shared IPC/UTS/PID namespaces; 6 = identity after a restore; 7 = a template's sandbox container in it; 8 = copied volumes; 9 = a sized copied emptyDir) A ok (payload)  F failure (message)
  *                 O stdout bytes  R stderr bytes (length 0 = EOF)      X exit ("STATUS")
  * kv payload: "key=value\0" repeated; arg, env and gid may repeat and keep their order.
  * S and E are answered once the process has exec'd (A "PID") or failed before it (F), from the main
@@ -75,7 +77,7 @@
 #define MAX_PAYLOAD (1u << 20)
 #define MAX_SESS 256
 #define MAX_ARGS 1024
-#define AGENT_PROTOCOL 8
+#define AGENT_PROTOCOL 9
 /* Copied volumes (Y): /run/cv/GID/N per container volume (a tmpfs per container), /run/cv/ed/KEY per emptyDir. */
 #define CV_DIR "/run/cv"
 #define CV_GET_MAX 4096
@@ -1229,6 +1231,25 @@ static void do_copy(uint32_t id, char *payload, size_t len) {
     mkdir_p(p, 0755);
     umount2(p, MNT_DETACH); /* a session id is never reused in a VM: nothing of another container is there */
     if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) { reply_err(id, "copy: mount tmpfs for copied volumes: %s", strerror(errno)); free(payload); return; }
+    reply_ok(id, "ok"); free(payload); return;
+  }
+  if (strcmp(op, "ed") == 0) {
+    /* a copied emptyDir of a known size (the host's source a tmpfs: kubelet's medium Memory,
+     * sized as its sizeLimit): a tmpfs of its own, shared by the pod's containers */
+    int okkey = dir && strlen(dir) == 32;
+    for (const char *c = dir; okkey && *c; c++) if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) okkey = 0;
+    unsigned long long size = (v = kv_get(hdr, hl, "size", 0)) ? strtoull(v, NULL, 10) : 0;
+    if (!okkey || size < 4096 || size > (1ull << 40)) { reply_err(id, "copy: bad emptyDir key or size"); free(payload); return; }
+    snprintf(p, sizeof p, CV_DIR "/ed/%s", dir);
+    mkdir_p(CV_DIR "/ed", 0755);
+    if (mkdir(p, 0777) != 0 && errno != EEXIST) { reply_err(id, "copy: mkdir emptyDir: %s", strerror(errno)); free(payload); return; }
+    struct stat a, b;
+    if (lstat(p, &a) != 0 || !S_ISDIR(a.st_mode) || stat(CV_DIR "/ed", &b) != 0) { reply_err(id, "copy: emptyDir %s is not a directory", dir); free(payload); return; }
+    if (a.st_dev == b.st_dev) {
+      char opts[64];
+      snprintf(opts, sizeof opts, "size=%llu,mode=0777", size);
+      if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) { reply_err(id, "copy: mount tmpfs for an emptyDir: %s", strerror(errno)); free(payload); return; }
+    } /* else mounted for an earlier container of the pod: it stays as it is */
     reply_ok(id, "ok"); free(payload); return;
   }
   const char *path = kv_get(hdr, hl, "path", 0);

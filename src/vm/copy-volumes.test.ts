@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  classifyCopies, copyBindKv, diffOps, encodeCopyOp, kept, MAX_COPY_FILE_BYTES, MAX_COPY_MOUNT_ENTRIES, mountOrigins, parseCopies, readCopy, resolvesInside,
+  classifyCopies, copyBindKv, diffOps, encodeCopyOp, kept, MAX_COPY_FILE_BYTES, MAX_COPY_MOUNT_ENTRIES, MAX_EMPTY_DIR_BYTES, mountOrigins, parseCopies, PodCopies, readCopy, resolvesInside,
   type CopyEntry, type CopyTree,
 } from './copy-volumes.ts';
 import type { GuestVolume } from './share.ts';
@@ -121,7 +121,56 @@ test('mountOrigins and parseCopies take only well-formed input', () => {
   assert.deepEqual(parseCopies(undefined), []);
   const ok = { n: 0, kind: 'ro-dir', source: '/s', destination: '/d', readonly: true };
   assert.equal(parseCopies([ok]).length, 1);
-  for (const bad of [[{ ...ok, n: 1 }], [{ ...ok, kind: 'all' }], [{ ...ok, destination: 'rel' }], [{ ...ok, destination: '/a\x1fb' }], [{ ...ok, kind: 'empty-dir' }], 'x']) {
+  const ed = { n: 0, kind: 'empty-dir', source: '/s', destination: '/d', readonly: false, emptyKey: 'a'.repeat(32) };
+  assert.equal(parseCopies([{ ...ed, sizeBytes: 1 << 20 }])[0]!.sizeBytes, 1 << 20);
+  for (const bad of [[{ ...ok, n: 1 }], [{ ...ok, kind: 'all' }], [{ ...ok, destination: 'rel' }], [{ ...ok, destination: '/a\x1fb' }], [{ ...ok, kind: 'empty-dir' }], 'x',
+    [{ ...ed, sizeBytes: 100 }], [{ ...ed, sizeBytes: MAX_EMPTY_DIR_BYTES + 1 }], [{ ...ed, sizeBytes: 4096.5 }], [{ ...ok, sizeBytes: 1 << 20 }]]) {
     assert.throws(() => parseCopies(bad), /copied volume 0 is malformed|copies must be a list/);
+  }
+});
+
+test('a container\'s files are read once: create looks at their metadata only, the supervisor reads, checks and sends what it read; an emptyDir on a host tmpfs of its own gets a guest tmpfs of that size (agent protocol 9, else refused naming the fix)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bh-copyvol-once-'));
+  const mounts: string[] = [];
+  const tmpfs = (at: string, opts: string): void => { mkdirSync(at, { recursive: true }); execFileSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', at]); mounts.push(at); };
+  try {
+    // every read of a file moves its access time here
+    const strict = join(dir, 'strict');
+    tmpfs(strict, 'strictatime,size=4m');
+    const cm = join(strict, 'cm');
+    mkdirSync(cm);
+    writeFileSync(join(cm, 'k'), 'v1');
+    const past = new Date(Date.now() - 3_600_000);
+    utimesSync(join(cm, 'k'), past, past);
+    const got = await classifyCopies([vol(cm, '/etc/cm', true)], {});
+    assert.equal(statSync(join(cm, 'k')).atimeMs, past.getTime(), 'create read no file');
+    // the file outgrows the bound between create's look and the copy: refused when read, nothing sent
+    writeFileSync(join(cm, 'k'), Buffer.alloc(MAX_COPY_FILE_BYTES + 1));
+    const sent: Record<string, string>[] = [];
+    const decode = (p: Buffer): Record<string, string> => Object.fromEntries(p.subarray(4, 4 + p.readUInt32BE(0)).toString().split('\0').filter(Boolean).map((kv) => kv.split('=', 2) as [string, string]));
+    const copies = new PodCopies(async (_gid, payload) => { sent.push(decode(payload)); }, () => {});
+    await assert.rejects(copies.add(1, got, 9), /mount \/etc\/cm: a file of its host source is over 1 MiB/);
+    assert.deepEqual(sent, []);
+
+    const vols = join(dir, 'pods/u/volumes/kubernetes.io~empty-dir');
+    tmpfs(join(vols, 'mem'), 'size=3m');
+    mkdirSync(join(vols, 'disk'));
+    mkdirSync(join(strict, 'volumes/kubernetes.io~empty-dir/in-tmpfs'), { recursive: true });
+    const [mem, disk, inTmpfs] = await classifyCopies([vol(join(vols, 'mem'), '/mem', false), vol(join(vols, 'disk'), '/disk', false), vol(join(strict, 'volumes/kubernetes.io~empty-dir/in-tmpfs'), '/t', false)], {});
+    assert.equal(mem!.sizeBytes, 3 << 20, 'medium Memory: its host tmpfs\'s size');
+    assert.equal(disk!.sizeBytes, undefined, 'a disk emptyDir: no size in the CRI');
+    assert.equal(inTmpfs!.sizeBytes, undefined, 'a directory on some tmpfs is not a tmpfs of its own');
+    await assert.rejects(copies.add(2, [mem!], 8), (e: Error) => {
+      assert.equal(e.constructor.name, 'FailedPreconditionError');
+      assert.match(e.message, /^mount \/mem: its emptyDir is a 3 MiB tmpfs on the host .*protocol 8.*bulkhead-vm setup/);
+      return true;
+    });
+    assert.deepEqual(sent, []);
+    await copies.add(3, [mem!, { ...mem!, n: 1, destination: '/mem2' }, disk!], 9);
+    assert.deepEqual(sent, [{ op: 'ed', dir: mem!.emptyKey!, size: String(3 << 20) }], 'one sized guest tmpfs, before the create');
+    copies.close();
+  } finally {
+    for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -16,10 +16,19 @@
  *   `pods/UID/containers/NAME/FILE` source) is copied back when the container exits: its last
  *   TERMINATION_LOG_BYTES, as the kubelet reads it.
  * - an emptyDir (a directory whose source has a `kubernetes.io~empty-dir` component): a guest
- *   directory per source path, shared by the pod's containers, never written back to the host.
+ *   directory per source path, shared by the pod's containers, never written back to the host. One
+ *   whose host directory is a tmpfs mount of its own (kubelet's medium Memory, sized as its
+ *   sizeLimit, else as the node's allocatable memory) is a guest tmpfs of that size (at most
+ *   MAX_EMPTY_DIR_BYTES; agent protocol 9, else refused naming the fix); a disk emptyDir's sizeLimit
+ *   is not in the CRI (the kubelet enforces it by measuring the host directory): its guest directory
+ *   is bounded by the guest's /run tmpfs only.
  * - anything else (a read-write host directory, a tree over the bounds or with a special file or
  *   a symlink out of it, Bidirectional propagation) is refused at create (FailedPrecondition naming
  *   the destination, why, and what to do). No file's content is ever part of an error.
+ *
+ * Each container's files are read once, by its pod's supervisor (PodCopies.add), checked against
+ * every bound and sent as read: create (classifyCopies) looks only at their metadata, so what the
+ * guest gets is what was checked, and nothing is read twice.
  *
  * Reading on the host never follows a symlink: the tree is walked with lstat, each file is opened
  * O_NOFOLLOW and kept only if the opened object is the one the walk saw (device, inode) and its real
@@ -29,8 +38,8 @@
  */
 import { createHash } from 'node:crypto';
 import { constants, realpathSync } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, open, readdir, readlink, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.ts';
 import type { OciSpec } from '../oci/spec.ts';
 import type { GuestVolume } from './share.ts';
@@ -44,6 +53,10 @@ export const MAX_COPY_MOUNT_BYTES = 8 << 20;
 export const MAX_COPY_MOUNT_ENTRIES = 1024;
 /** Most bytes copied for one container, all its volumes together (guest RAM). */
 export const MAX_COPY_CONTAINER_BYTES = 16 << 20;
+/** Largest guest tmpfs of a sized emptyDir (its pages are the guest's RAM whatever the size). */
+export const MAX_EMPTY_DIR_BYTES = 2 ** 40;
+/** The guest agent's protocol that sizes an emptyDir (`Y op=ed`). */
+export const SIZED_EMPTY_DIR_PROTOCOL = 9;
 /** What is copied back of a termination log (Kubernetes' limit for the message). */
 export const TERMINATION_LOG_BYTES = 4096;
 /** How often the supervisor looks for changed sources of copied directories. */
@@ -66,6 +79,8 @@ export interface CopyVolume {
   writeBack?: boolean;
   /** empty-dir: the guest directory's name, from its host path (two containers binding one source share it). */
   emptyKey?: string;
+  /** empty-dir: the size of its guest tmpfs, its host tmpfs's (kubelet's medium Memory, sized as sizeLimit); none: a directory on the guest's /run. */
+  sizeBytes?: number;
 }
 
 /** One entry of a copied tree, by its path relative to the volume ("f" for a single file). */
@@ -73,6 +88,8 @@ export interface CopyEntry {
   type: 'd' | 'f' | 'l';
   mode: number;
   data?: Buffer;
+  /** A file's size when its data was not read (classifyCopies looks at metadata only). */
+  size?: number;
   target?: string;
   /** sha256 of a file's data, in what the supervisor keeps of a sent tree (kept), instead of the data. */
   digest?: string;
@@ -99,9 +116,26 @@ function terminationLog(dest: string, origin: string): boolean {
   return dest === '/dev/termination-log' || /\/pods\/[^/]+\/containers\/[^/]+\/[^/]+$/.test(origin);
 }
 
+const TMPFS_MAGIC = 0x01021994;
+
 /**
- * How each volume is copied (in order), or FailedPrecondition naming the first that cannot be. The
- * trees themselves are read (and their bounds checked) by readCopy, here and again when copied.
+ * The size of an emptyDir's guest tmpfs: its host directory's when that is a tmpfs mounted there
+ * (kubelet's medium Memory: sized as its sizeLimit), at most MAX_EMPTY_DIR_BYTES; else undefined.
+ */
+async function emptyDirSize(source: string, origin: string): Promise<number | undefined> {
+  try {
+    const [here, up] = await Promise.all([lstat(origin), lstat(dirname(origin))]);
+    if (here.dev === up.dev) return undefined; // a directory on its parent's filesystem: a disk emptyDir
+    const fs = await statfs(source);
+    if (fs.type !== TMPFS_MAGIC) return undefined;
+    return Math.min(MAX_EMPTY_DIR_BYTES, Math.max(4096, fs.bsize * fs.blocks));
+  } catch { return undefined; }
+}
+
+/**
+ * How each volume is copied (in order), or FailedPrecondition naming the first that cannot be. Only
+ * the trees' metadata is read here (readCopy without data: their bounds by the sizes lstat gives);
+ * their files are read once, when copied (PodCopies.add), and checked again there.
  */
 export async function classifyCopies(vols: readonly GuestVolume[], origins: Record<string, string>): Promise<CopyVolume[]> {
   const out: CopyVolume[] = [];
@@ -112,13 +146,14 @@ export async function classifyCopies(vols: readonly GuestVolume[], origins: Reco
     try { st = await lstat(v.source); } catch (e) { refuse(v.destination, `its host source cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`); }
     const base: CopyVolume = { n, kind: 'ro-file', source: v.source, destination: v.destination, readonly: v.readonly };
     if (st.isDirectory() && origin.split('/').includes('kubernetes.io~empty-dir')) {
-      out.push({ ...base, kind: 'empty-dir', emptyKey: createHash('sha256').update(origin).digest('hex').slice(0, 32) });
+      const size = await emptyDirSize(v.source, origin);
+      out.push({ ...base, kind: 'empty-dir', emptyKey: createHash('sha256').update(origin).digest('hex').slice(0, 32), ...(size ? { sizeBytes: size } : {}) });
       continue;
     }
     if (st.isDirectory() && !v.readonly) refuse(v.destination, 'a read-write host directory cannot be copied (what the container writes would never reach the host)');
     if (!st.isDirectory() && !st.isFile()) refuse(v.destination, 'its host source is neither a regular file nor a directory');
     const c: CopyVolume = st.isDirectory() ? { ...base, kind: 'ro-dir' } : v.readonly ? base : { ...base, kind: 'rw-file', ...(terminationLog(v.destination, origin) ? { writeBack: true } : {}) };
-    total += treeBytes(await readCopy(c));
+    total += treeBytes(await readCopy(c, { data: false }));
     if (total > MAX_COPY_CONTAINER_BYTES) refuse(v.destination, `the container's copied volumes exceed ${MAX_COPY_CONTAINER_BYTES >> 20} MiB together`);
     out.push(c);
   }
@@ -127,7 +162,7 @@ export async function classifyCopies(vols: readonly GuestVolume[], origins: Reco
 
 export function treeBytes(t: CopyTree): number {
   let n = 0;
-  for (const e of t.values()) n += e.data?.length ?? 0;
+  for (const e of t.values()) n += e.data?.length ?? e.size ?? 0;
   return n;
 }
 
@@ -189,9 +224,16 @@ export function resolvesInside(tree: CopyTree, rel: string): boolean {
 /**
  * The volume's content as the guest gets it: a file as the entry "f"; a directory tree walked with
  * lstat (bounded: MAX_COPY_MOUNT_ENTRIES, MAX_COPY_MOUNT_BYTES; only files, directories and symlinks
- * that stay inside it). FailedPrecondition naming the destination otherwise.
+ * that stay inside it). FailedPrecondition naming the destination otherwise. `data: false`: the
+ * files are not opened, their sizes (lstat's) stand for their data in the bounds.
  */
-export async function readCopy(v: CopyVolume): Promise<CopyTree> {
+export async function readCopy(v: CopyVolume, opts: { data?: boolean } = {}): Promise<CopyTree> {
+  const withData = opts.data !== false;
+  const fileOf = async (path: string, e: import('node:fs').Stats, realRoot: string): Promise<CopyEntry> => {
+    if (withData) return { type: 'f', mode: e.mode & 0o7777, data: await readFileAt(path, e, realRoot, v.destination) };
+    if (e.size > MAX_COPY_FILE_BYTES) refuse(v.destination, `a file of its host source is over ${MAX_COPY_FILE_BYTES >> 20} MiB`);
+    return { type: 'f', mode: e.mode & 0o7777, size: e.size };
+  };
   const tree: CopyTree = new Map();
   if (v.kind === 'empty-dir') return tree;
   let realRoot: string;
@@ -199,7 +241,7 @@ export async function readCopy(v: CopyVolume): Promise<CopyTree> {
   const st = await lstat(v.source).catch((e: NodeJS.ErrnoException) => refuse(v.destination, `its host source cannot be read (${e.code ?? 'error'})`));
   if (v.kind !== 'ro-dir') {
     if (!st.isFile()) refuse(v.destination, 'its host source is no longer a regular file');
-    tree.set('f', { type: 'f', mode: st.mode & 0o7777, data: await readFileAt(v.source, st, realRoot, v.destination) });
+    tree.set('f', await fileOf(v.source, st, realRoot));
     return tree;
   }
   if (!st.isDirectory()) refuse(v.destination, 'its host source is no longer a directory');
@@ -217,10 +259,10 @@ export async function readCopy(v: CopyVolume): Promise<CopyTree> {
         tree.set(r, { type: 'd', mode: e.mode & 0o7777 });
         await visit(r);
       } else if (e.isFile()) {
-        const data = await readFileAt(path, e, realRoot, v.destination);
-        bytes += data.length;
+        const f = await fileOf(path, e, realRoot);
+        bytes += f.data?.length ?? f.size ?? 0;
         if (bytes > MAX_COPY_MOUNT_BYTES) refuse(v.destination, `its host source is over ${MAX_COPY_MOUNT_BYTES >> 20} MiB`);
-        tree.set(r, { type: 'f', mode: e.mode & 0o7777, data });
+        tree.set(r, f);
       } else if (e.isSymbolicLink()) {
         const target = await readlink(path).catch((x: NodeJS.ErrnoException) => refuse(v.destination, `a symlink of its host source cannot be read (${x.code ?? 'error'})`));
         if (!target || target.length > 4000 || target.includes('\0')) refuse(v.destination, 'a symlink of its host source has an unusable target');
@@ -346,8 +388,12 @@ export function parseCopies(raw: unknown): CopyVolume[] {
     const kinds: CopyKind[] = ['ro-file', 'ro-dir', 'rw-file', 'empty-dir'];
     if (!c || typeof c !== 'object' || c.n !== i || !kinds.includes(c.kind as CopyKind) || typeof c.source !== 'string' || !c.source.startsWith('/')
       || typeof c.destination !== 'string' || !c.destination.startsWith('/') || c.destination.includes('\x1f') || c.destination.includes('\0') || typeof c.readonly !== 'boolean'
-      || (c.kind === 'empty-dir' && !/^[0-9a-f]{32}$/.test(c.emptyKey ?? ''))) throw new InvalidArgumentError(`create: copied volume ${i} is malformed`);
-    return { n: i, kind: c.kind!, source: c.source, destination: c.destination, readonly: c.readonly, ...(c.writeBack === true ? { writeBack: true } : {}), ...(c.kind === 'empty-dir' ? { emptyKey: c.emptyKey! } : {}) };
+      || (c.kind === 'empty-dir' && !/^[0-9a-f]{32}$/.test(c.emptyKey ?? ''))
+      || (c.sizeBytes !== undefined && (c.kind !== 'empty-dir' || !Number.isSafeInteger(c.sizeBytes) || c.sizeBytes < 4096 || c.sizeBytes > MAX_EMPTY_DIR_BYTES))) throw new InvalidArgumentError(`create: copied volume ${i} is malformed`);
+    return {
+      n: i, kind: c.kind!, source: c.source, destination: c.destination, readonly: c.readonly, ...(c.writeBack === true ? { writeBack: true } : {}),
+      ...(c.kind === 'empty-dir' ? { emptyKey: c.emptyKey!, ...(c.sizeBytes !== undefined ? { sizeBytes: c.sizeBytes } : {}) } : {}),
+    };
   });
 }
 
@@ -375,9 +421,17 @@ export class PodCopies {
     this.#warn = warn;
   }
 
-  /** Reads and sends session `gid`'s volumes (FailedPrecondition naming a destination when one cannot be copied); the create's `cvol` entries. */
-  async add(gid: number, copies: readonly CopyVolume[]): Promise<[string, string][]> {
+  /**
+   * Reads session `gid`'s volumes once, checks them and sends what was read (FailedPrecondition
+   * naming a destination when one cannot be copied); the create's `cvol` entries. `agentProtocol`:
+   * the guest agent's (a sized emptyDir needs SIZED_EMPTY_DIR_PROTOCOL).
+   */
+  async add(gid: number, copies: readonly CopyVolume[], agentProtocol: number): Promise<[string, string][]> {
     const h: Held = { copies: [...copies], trees: new Map(), stamps: new Map() };
+    const sized = copies.filter((v) => v.kind === 'empty-dir' && v.sizeBytes !== undefined);
+    if (sized.length > 0 && agentProtocol < SIZED_EMPTY_DIR_PROTOCOL) {
+      throw new FailedPreconditionError(`mount ${sized[0]!.destination}: its emptyDir is a ${Math.round(sized[0]!.sizeBytes! / 1048576)} MiB tmpfs on the host (medium Memory, sizeLimit) and this pod VM's guest agent (protocol ${agentProtocol}) cannot size its copy; update the guest assets (bin/bulkhead-vm setup, or scripts/setup.sh) or run the pod without volumes=copy`);
+    }
     for (const v of copies) {
       if (v.kind === 'empty-dir') continue;
       if (v.kind === 'ro-dir') h.stamps.set(v.n, await treeStamp(v.source));
@@ -385,6 +439,11 @@ export class PodCopies {
     }
     const trees = [...h.trees.values()];
     if (trees.reduce((n, t) => n + treeBytes(t), 0) > MAX_COPY_CONTAINER_BYTES) refuse(copies[0]!.destination, `the container's copied volumes exceed ${MAX_COPY_CONTAINER_BYTES >> 20} MiB together`);
+    // a sized emptyDir: its own guest tmpfs (made once for the pod; a later container's is a no-op)
+    for (const key of new Set(sized.map((v) => v.emptyKey!))) {
+      const v = sized.find((x) => x.emptyKey === key)!;
+      await this.#send(gid, encodeCopyOp({ header: [['op', 'ed'], ['dir', key], ['size', String(v.sizeBytes)]] }), 'copy');
+    }
     if (trees.length) {
       const size = copyTmpfsBytes(trees, copies.filter((v) => v.kind === 'rw-file').length);
       await this.#send(gid, encodeCopyOp({ header: [['op', 'init'], ['dir', String(gid)], ['size', String(size)]] }), 'copy');

@@ -266,6 +266,8 @@ export class PodVmSupervisor {
   #tap: TapAttachment | undefined;
   #fsd: ChildProcess | undefined;
   #stopping = false;
+  /** The guest agent's protocol (its hello). */
+  #agentProtocol = 0;
   /** Key of the template this VM was cloned from ('' = booted). */
   #template_ = '';
   /** The template's sandbox container, created and started, until a create adopts it (template-sandbox.ts). */
@@ -490,6 +492,7 @@ export class PodVmSupervisor {
     this.#startMs = Math.round(performance.now() - t0);
     await writeFile(join(o.podDir, 'vmm.pid'), String(this.#vm.pid));
     this.#kernel = hello.kernel;
+    this.#agentProtocol = hello.version;
     this.#log.info('guest up', { kernel: hello.kernel, accel: o.accel, vmmPid: this.#vm.pid, from: this.#template_ ? `template ${this.#template_.slice(0, 12)}` : 'boot', ms: this.#startMs });
     this.#listenToGuest(hello.rest);
     void this.#vm.wait().then((exit) => {
@@ -722,6 +725,7 @@ export class PodVmSupervisor {
       try { checkAgentProtocol(Number(m[1]), this.#o.assets.dir); } catch (e) { this.#identityFailed((e as Error).message, true); return; }
       this.#identity = 'done';
       this.#kernel = m[2]!;
+      this.#agentProtocol = Number(m[1]);
       const held = this.#held ?? [];
       this.#held = undefined;
       for (const b of held) vm.control.write(b);
@@ -1038,7 +1042,7 @@ export class PodVmSupervisor {
         // copied volumes: read on the host and sent before the create (the agent binds them at start)
         const copies = parseCopies(m.copies);
         if (copies.length) {
-          try { kv.push(...await this.#copies.add(gid, copies)); } catch (e) { this.#dropContainer(name); throw e; }
+          try { kv.push(...await this.#copies.add(gid, copies, this.#agentProtocol)); } catch (e) { this.#dropContainer(name); throw e; }
           if (this.#stopping) throw new UnavailableError('the pod VM is stopping', { reason: 'BH_VM_GONE' });
         }
         trace(`vmd slot filled, C sent gid ${gid}`);

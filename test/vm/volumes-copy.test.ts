@@ -6,8 +6,9 @@
 // like conmon drives it, real QEMU (TCG here).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { createWithPipes, makeBundle, makeRootfs, skipReason, tempDir, vm, waitFor, assertExit } from '../../harness/vm-assets.ts';
 import { pidsNaming, readProc, sameProc } from '../../src/vm/procs.ts';
 import { podDir } from '../../src/vm/state.ts';
@@ -104,6 +105,24 @@ describe('microVM copied volumes (volumes=copy)', { skip, timeout: 900_000 }, ()
     const r = await runIn('c2', 'cat /cache/shared.txt', [bind(empty, '/cache', false)]);
     assert.equal(r.code, 0, r.err);
     assert.equal(r.out, 'from-c1\n');
+  });
+
+  it('an emptyDir with medium Memory (its host directory a tmpfs of its sizeLimit) is a guest tmpfs of that size, shared by the pod\'s containers', async () => {
+    const mem = join(pod, 'volumes/kubernetes.io~empty-dir/mem');
+    mkdirSync(mem, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mem]);
+    try {
+      const r = await runIn('m1', 'dd if=/dev/zero of=/mem/a bs=1024 count=1024 2>/dev/null && echo one-ok; '
+        + 'if dd if=/dev/zero of=/mem/b bs=1024 count=2048 2>/dev/null; then echo OVER; else echo full; fi; df -k /mem | tail -1 | awk \'{print $2}\'',
+      [bind(mem, '/mem', false)]);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, 'one-ok\nfull\n2048\n', r.err);
+      const r2 = await runIn('m2', 'ls -s /mem/a | awk \'{print $1}\'', [bind(mem, '/mem', false)]);
+      assert.equal(r2.out, '1024\n', `the second container sees the first one's file; ${r2.err}`);
+      assert.deepEqual(readdirSync(mem), [], 'nothing written back to the host');
+    } finally {
+      execFileSync('umount', ['-l', mem]);
+    }
   });
 
   it('a ConfigMap update (kubelet swaps ..data) reaches a running container', async () => {
