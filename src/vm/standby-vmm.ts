@@ -31,7 +31,7 @@ import { killPodProcesses, readProc, recordProc, sameProc } from './procs.ts';
 import { QemuVmm } from './qemu.ts';
 import { Qmp } from './qmp.ts';
 import { AgentTalk, fileId, prepareIncoming, restoreClone, TEMPLATE_MAC } from './template.ts';
-import { warmUpKv } from './template-sandbox.ts';
+import { runThrowaway, warmUpKv } from './template-sandbox.ts';
 import { encodeKv } from './protocol.ts';
 import { fillSlotFile } from './slots.ts';
 import { tailFile, type AdoptedVmm, type StandbyProvider, type StandbySpec, type VmHandle } from './vmm.ts';
@@ -254,12 +254,8 @@ export class StandbyVmms implements StandbyProvider {
       const slot = SLOT_COUNT - 1;
       const path = join(dir, `slot${slot}.img`);
       await fillSlotFile(path, w.image, true, SLOT_BYTES);
-      await talk.ask('C', WARM_GID, encodeKv(warmUpKv(w.kv, w.gid, slot, Math.round(WARM_TIMEOUT_MS * 3 / 4))), 'a standby VM\'s warm-up create', until);
-      try {
-        await talk.ask('S', WARM_GID, undefined, 'a standby VM\'s warm-up start', until);
-      } finally {
-        await talk.ask('D', WARM_GID, undefined, 'a standby VM\'s warm-up delete', until);
-      }
+      const ops = { C: 'create', S: 'start', D: 'delete' } as const;
+      await runThrowaway((type, kv) => talk.ask(type, WARM_GID, kv ? encodeKv(kv) : undefined, `a standby VM's warm-up ${ops[type]}`, until), warmUpKv(w.kv, w.gid, slot, Math.round(WARM_TIMEOUT_MS * 3 / 4)));
       // the slot as the pod's supervisor makes one: sparse zeros (its first fill writes only an image's non-zero runs)
       await truncate(path, 0);
       await truncate(path, SLOT_BYTES);

@@ -57,6 +57,16 @@ export function warmUpKv(sandboxKv: readonly [string, string][], sandboxGid: num
   return kv;
 }
 
+/**
+ * The warm-up's sequence (vmd.ts `#warmUp`, standby-vmm.ts `#warm`): one throwaway container created
+ * with `kv`, started and deleted (also when its start fails). `ask` sends one request of the
+ * container's session and waits for the agent's answer.
+ */
+export async function runThrowaway(ask: (type: 'C' | 'S' | 'D', payload?: [string, string][]) => Promise<unknown>, kv: [string, string][]): Promise<void> {
+  await ask('C', kv);
+  try { await ask('S'); } finally { await ask('D'); }
+}
+
 /** The pod's part of the request, as the identity request `U` carries it (`sb_<key>`). */
 export function podSandboxKv(kv: readonly [string, string][]): [string, string][] {
   return kv.filter(([k]) => POD_KEYS.has(k)).map(([k, v]) => [`sb_${k}`, v]);

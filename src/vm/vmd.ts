@@ -16,7 +16,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { joinVmmCgroups, placeVmm, processTree, removeVmmCgroups } from './vm-cgroup.ts';
 import { AlreadyExistsError, DeadlineExceededError, FailedPreconditionError, fromWire, InvalidArgumentError, NotFoundError, ResourceExhaustedError, toWire, UnavailableError } from '../errors.ts';
@@ -30,7 +30,7 @@ import type { GuestAssets } from './assets.ts';
 import { encodeFrame, encodeKv, FrameDecoder, type Frame } from './protocol.ts';
 import type { Accel, AdoptedVmm, StandbyProvider, StandbySpec, TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmHandle, Vmm } from './vmm.ts';
 import { randomBytes } from 'node:crypto';
-import { genericSandboxKv, podSandboxKv, sandboxHash, warmUpKv, type SandboxRequest } from './template-sandbox.ts';
+import { genericSandboxKv, podSandboxKv, sandboxHash, runThrowaway, warmUpKv, type SandboxRequest } from './template-sandbox.ts';
 import { fillSlotFile } from './slots.ts';
 import { trace } from './trace.ts';
 import { processCpuMs } from '../util/proc.ts';
@@ -1192,8 +1192,12 @@ export class PodVmSupervisor {
       await this.#fillSlot(slot, sb.request.image);
       gid = this.#nextGid++;
       this.#containers.set(WARMUP, { name: WARMUP, gid, slot, sandbox: false });
-      await this.#ask('create', gid, 'C', encodeKv(warmUpKv(sb.request.kv, sb.gid, slot, agentStartWaitMs(this.#o.bootTimeoutMs))));
-      try { await this.#ask('start', gid, 'S'); } finally { await this.#ask('delete', gid, 'D'); }
+      const ops = { C: 'create', S: 'start', D: 'delete' } as const;
+      await runThrowaway((type, kv) => this.#ask(ops[type], gid, type, kv ? encodeKv(kv) : undefined), warmUpKv(sb.request.kv, sb.gid, slot, agentStartWaitMs(this.#o.bootTimeoutMs)));
+      // deleted (the guest unmounted it): the slot sparse zeros again, so a later fill writes only an image's non-zero runs
+      await truncate(this.slotPath(slot), 0);
+      await truncate(this.slotPath(slot), SLOT_BYTES);
+      this.#slotFresh[slot] = true;
     } finally {
       this.#containers.delete(WARMUP);
       if (this.#slots[slot] === WARMUP) this.#slots[slot] = undefined;

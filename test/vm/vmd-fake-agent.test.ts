@@ -6,7 +6,7 @@
 // one client reads, with a second pod in the same process (as under `--supervisor node`).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
@@ -14,7 +14,7 @@ import { Duplex } from 'node:stream';
 import { VmdClient } from '../../src/vm/client.ts';
 import { encodeFrame, FrameDecoder, type Frame } from '../../src/vm/protocol.ts';
 import { createLogger } from '../../src/util/log.ts';
-import { AGENT_PROTOCOL, CLIENT_BUFFER_BYTES, PodVmSupervisor } from '../../src/vm/vmd.ts';
+import { AGENT_PROTOCOL, CLIENT_BUFFER_BYTES, PodVmSupervisor, SLOT_BYTES } from '../../src/vm/vmd.ts';
 import type { GuestAssets } from '../../src/vm/assets.ts';
 import type { TemplateImage, TemplateProvider, TemplateRequest, VmConfig, VmExit, VmHandle, Vmm } from '../../src/vm/vmm.ts';
 
@@ -373,6 +373,9 @@ describe('pod VM supervisor with a scripted agent', () => {
     assert.ok(kv.includes('join_ipc=1') && kv.includes('join_uts=1'), 'in the sandbox\'s IPC and UTS namespaces, as an app container');
     assert.ok(!kv.some((e) => e.startsWith('hostname=') || e.startsWith('sysctl=')), `never the pod's hostname or sysctls: ${kv.join(' ')}`);
     assert.deepEqual((await client.request<{ containers: unknown[] }>('info')).containers, before.containers, 'nothing of it is left');
+    const slot7 = statSync(join(dir, 'warm', 'slot7.img'));
+    assert.equal(slot7.blocks, 0, 'its slot is sparse zeros again (a later fill writes only an image\'s non-zero runs)');
+    assert.equal(slot7.size, SLOT_BYTES);
     // an app container takes the first free slot as before; a start that fails still deletes
     agent.answer.S = () => ['F', 'start: exec /pause: no such file'];
     agent.frames.length = 0;
