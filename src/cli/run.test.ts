@@ -95,3 +95,15 @@ test('uuid4 and generateName: well-formed and different every time', () => {
   assert.match(generateName(), /^bh-[0-9a-f]{8}$/);
   assert.notEqual(generateName(), generateName());
 });
+
+test('buildConfigs: how a microVM pod gets the volumes (io.bulkhead.vm.volumes): none without -v, shared with a read-write one, the handler\'s mode with read-only ones, --vm-volumes as given', () => {
+  const mode = (over: Partial<RunRequest>): string | undefined => buildConfigs({ ...base, ...over }, '/r', {}, '/').pod.annotations?.['io.bulkhead.vm.volumes'];
+  assert.equal(mode({}), 'none');
+  assert.equal(mode({ volumes: ['/a:/a'] }), 'share', 'a copying handler would refuse a read-write directory and drop a file\'s writes');
+  assert.equal(mode({ volumes: ['/a:/a:ro', '/b:/b'] }), 'share');
+  assert.equal(mode({ volumes: ['/a:/a:ro'] }), undefined, 'the handler decides: copied when it copies');
+  assert.equal(mode({ volumes: ['/a:/a'], vmVolumes: 'copy' }), 'copy');
+  assert.equal(mode({ volumes: ['/a:/a:ro'], vmVolumes: 'share' }), 'share');
+  assert.throws(() => mode({ volumes: ['/a:/a'], vmVolumes: 'none' }), /--vm-volumes must be copy or share/);
+  assert.throws(() => mode({ vmVolumes: 'copy' }), /--vm-volumes needs a -v volume/);
+});

@@ -13,7 +13,7 @@ import { readLogs } from './log-reader.ts';
 import { NETWORK_ANNOTATION } from '../cri/annotations.ts';
 import { VOLUMES_ANNOTATION } from '../vm/annotations.ts';
 import { SINGLE_CONTAINER_ANNOTATION } from '../api/annotations.ts';
-import { AlreadyExistsError, BulkheadError, errorReason } from '../errors.ts';
+import { AlreadyExistsError, BulkheadError, errorReason, FailedPreconditionError } from '../errors.ts';
 
 export { CLI_POD_LABEL as CLI_LABEL } from '../daemon/cli-pods.ts';
 import { CLI_POD_LABEL as CLI_LABEL, cliLogDirectory, removeCliLogDirectory } from '../daemon/cli-pods.ts';
@@ -46,6 +46,8 @@ export interface RunRequest {
   sysctls?: string[];
   /** Pod namespace; the trust policy may match on it. Default "bulkhead". */
   namespace?: string;
+  /** `--vm-volumes copy|share`: how a microVM pod gets its -v volumes (default: shared when one is read-write, else the handler's mode). */
+  vmVolumes?: string;
 }
 
 export interface RunHooks {
@@ -150,6 +152,23 @@ export function parseSysctls(items: readonly string[]): Record<string, string> {
   return out;
 }
 
+/**
+ * How a microVM pod gets the run's volumes (the pod annotation VOLUMES_ANNOTATION; other handlers
+ * ignore it): no -v, none (the pod may start as a template's clone: src/vm/template.ts); --vm-volumes
+ * as given; a read-write -v, shared (a handler that copies volumes would refuse a read-write directory
+ * and never bring a copied file's writes back); only read-only ones, the handler's mode (copied when
+ * it copies: a clone).
+ */
+function vmVolumesAnnotation(req: RunRequest, mounts: readonly Mount[]): Record<string, string> {
+  if (req.vmVolumes !== undefined && req.vmVolumes !== 'copy' && req.vmVolumes !== 'share') throw new UsageError(`--vm-volumes must be copy or share`);
+  if (mounts.length === 0) {
+    if (req.vmVolumes !== undefined) throw new UsageError('--vm-volumes needs a -v volume');
+    return { [VOLUMES_ANNOTATION]: 'none' };
+  }
+  if (req.vmVolumes !== undefined) return { [VOLUMES_ANNOTATION]: req.vmVolumes };
+  return mounts.some((m) => !m.readonly) ? { [VOLUMES_ANNOTATION]: 'share' } : {};
+}
+
 /** The pod and container configs for a run request (pure, so it is tested on its own). */
 export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessEnv, cwd: string): { pod: PodSandboxConfig; container: ContainerConfig } {
   if (!['bridge', 'none', 'host'].includes(req.network)) throw new UsageError(`--network must be bridge, none or host`);
@@ -159,6 +178,7 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
     const eq = l.indexOf('=');
     labels[eq < 0 ? l : l.slice(0, eq)] = eq < 0 ? '' : l.slice(eq + 1);
   }
+  const mounts = req.volumes.map((v) => parseVolume(v, cwd));
   const uid = uuid4();
   const pod: PodSandboxConfig = {
     metadata: { name: req.name, uid, namespace: req.namespace ?? 'bulkhead', attempt: 0 },
@@ -166,9 +186,8 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
     logDirectory: cliLogDirectory(root, { namespace: req.namespace ?? 'bulkhead', name: req.name, uid })!,
     portMappings: req.publish.map(parsePublish),
     labels,
-    // no -v: the pod binds no volumes, so a microVM pod may start as a template's clone (src/vm/template.ts)
     annotations: {
-      [NETWORK_ANNOTATION]: req.network, ...(req.volumes.length ? {} : { [VOLUMES_ANNOTATION]: 'none' }),
+      [NETWORK_ANNOTATION]: req.network, ...vmVolumesAnnotation(req, mounts),
       // a --rm run's pod holds its one container and goes with it: a gVisor pod on the loopback-only
       // network may then run it as the sandbox itself, one runsc sandbox as podman makes it
       ...(req.remove && !req.detach ? { [SINGLE_CONTAINER_ANNOTATION]: 'true' } : {}),
@@ -192,7 +211,7 @@ export function buildConfigs(req: RunRequest, root: string, env: NodeJS.ProcessE
     command: req.entrypoint !== undefined ? [req.entrypoint] : [],
     args: req.args,
     envs: parseEnv(req.env, env),
-    mounts: req.volumes.map((v) => parseVolume(v, cwd)),
+    mounts,
     labels,
     logPath: `${req.name}.log`,
     stdin: req.interactive,
@@ -249,7 +268,7 @@ export function generateName(): string {
 
 const command: Command = {
   name: 'run',
-  synopsis: 'bulkhead run [--isolation HANDLER] [--rm] [-d] [-i] [-t] [-e K=V] [-v SRC:DST[:ro]] [-p HOST:CTR] [--memory SIZE] [--cpus N] [--sysctl K=V] [--name NAME] [--network bridge|none|host] IMAGE [CMD...]',
+  synopsis: 'bulkhead run [--isolation HANDLER] [--rm] [-d] [-i] [-t] [-e K=V] [-v SRC:DST[:ro]] [--vm-volumes copy|share] [-p HOST:CTR] [--memory SIZE] [--cpus N] [--sysctl K=V] [--name NAME] [--network bridge|none|host] IMAGE [CMD...]',
   summary: 'Run a command in a new sandboxed container (pulls the image if needed)',
   stopAtFirstPositional: true,
   // everything run starts is awaited (the pod removed, the log read to its end): the process ends
@@ -278,6 +297,7 @@ const command: Command = {
     'cap-add': { type: 'string', multiple: true },
     'cap-drop': { type: 'string', multiple: true },
     sysctl: { type: 'string', multiple: true },
+    'vm-volumes': { type: 'string' },
     label: { type: 'string', short: 'l', multiple: true },
     quiet: { type: 'boolean', short: 'q' },
   },
@@ -295,6 +315,7 @@ const command: Command = {
       readOnly: Boolean(f['read-only']), privileged: Boolean(f.privileged),
       capAdd: list(f['cap-add']), capDrop: list(f['cap-drop']), labels: list(f.label),
       sysctls: list(f.sysctl),
+      ...(typeof f['vm-volumes'] === 'string' ? { vmVolumes: f['vm-volumes'] } : {}),
     };
     for (const k of ['memory', 'cpus', 'workdir', 'user', 'entrypoint', 'hostname'] as const) {
       const v = f[k];
@@ -307,6 +328,12 @@ const command: Command = {
   },
 };
 export default command;
+
+/** A microVM volume copy that cannot be made (src/vm/copy-volumes.ts) names what `run` can do instead. */
+function copyRefusalHint(err: unknown): unknown {
+  if (!(err instanceof BulkheadError) || err.code !== 'FailedPrecondition' || !err.message.includes(`${VOLUMES_ANNOTATION}=copy`)) return err;
+  return new FailedPreconditionError(`${err.message}; with bulkhead run, --vm-volumes share gives the pod's VM a virtio-fs share instead`, { cause: err });
+}
 
 /** How often a run following its container's log asks for its status while the event stream is open. */
 const STATUS_SAFETY_NET_MS = 2000;
@@ -348,7 +375,7 @@ export async function runWith(client: CriClient, req: RunRequest, ctx: CommandCo
   };
   try {
     await hooks.onPod?.(podId);
-    const id = await client.createContainer(podId, container, pod);
+    const id = await client.createContainer(podId, container, pod).catch((err: unknown) => { throw copyRefusalHint(err); });
     if (req.detach) {
       await client.startContainer(id);
       ctx.stdout.write(id + '\n');

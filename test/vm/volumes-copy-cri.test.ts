@@ -4,7 +4,8 @@
 // emptyDir, the termination log). The pod takes a member of the level's warm pool, whose members
 // follow the handler's mode (template clones without a share); the containers read the ConfigMap, share the emptyDir, and the termination
 // message reaches the host file; a read-write host directory is FAILED_PRECONDITION naming its
-// destination; a pod that opts out (`share`) takes no member and boots with its share.
+// destination; a pod that opts out (`share`) takes no member and boots with its share. `bulkhead run
+// -v` there: a read-only volume copied, a read-write one shared (its writes reach the host).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -14,6 +15,7 @@ import { startTestDaemon, type TestDaemon } from '../../harness/daemon.ts';
 import { sharedRegistry } from '../../harness/registry.ts';
 import { buildAndPushTestImages, type TestImages } from '../../harness/images.ts';
 import { ASSETS, skipReason } from '../../harness/vm-assets.ts';
+import { runCli } from '../fixtures/cli.ts';
 import { BulkheadError } from '../../src/errors.ts';
 import type { ContainerConfig, Mount, PodSandboxConfig } from '../../src/api/cri.ts';
 import type { WarmPoolInfo } from '../../src/api/cri-messages.ts';
@@ -131,4 +133,25 @@ test('a pod that opts out of copying (io.bulkhead.vm.volumes=share) takes no cop
     await d.client.stopPodSandbox(podId);
     await d.client.removePodSandbox(podId);
   }
+});
+
+test('bulkhead run -v on a copying microvm handler: a read-only volume is copied, a read-write one is shared (what the container writes reaches the host), a copy that cannot be made names --vm-volumes share', { skip, timeout: 900_000 }, async () => {
+  const host = join(d.base, 'cli-vols');
+  mkdirSync(join(host, 'ro'), { recursive: true });
+  mkdirSync(join(host, 'rw'), { recursive: true });
+  writeFileSync(join(host, 'ro/in.txt'), 'from-host\n');
+  writeFileSync(join(host, 'out.txt'), '');
+  const run = (args: string[]): ReturnType<typeof runCli> => runCli(d, ['run', '--rm', '--network', 'none', '--isolation', 'microvm', ...args], { timeoutMs: 300_000 });
+  const ro = await run(['-v', `${join(host, 'ro')}:/in:ro`, images.busybox, 'cat', '/in/in.txt']);
+  assert.equal(ro.code, 0, ro.stderr);
+  assert.equal(ro.stdout, 'from-host\n');
+  const rw = await run(['-v', `${join(host, 'rw')}:/out`, '-v', `${join(host, 'out.txt')}:/out.txt`, images.busybox, 'sh', '-c', 'echo dir > /out/f; echo file > /out.txt']);
+  assert.equal(rw.code, 0, rw.stderr);
+  assert.equal(readFileSync(join(host, 'rw/f'), 'utf8'), 'dir\n', 'a write to a read-write directory reaches the host');
+  assert.equal(readFileSync(join(host, 'out.txt'), 'utf8'), 'file\n', 'and to a read-write file');
+  // asked to copy what cannot be copied: refused, naming the flag that shares it instead
+  const refused = await run(['--vm-volumes', 'copy', '-v', `${join(host, 'rw')}:/out`, images.busybox, 'true']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /mount \/out: a read-write host directory cannot be copied.*--vm-volumes share/s);
+  assert.deepEqual(await d.client.listPodSandbox(), []);
 });
