@@ -32,6 +32,7 @@ import { podVmReadyMs, SUPERVISOR_READY_MS } from '../../vm/limits.ts';
 import { parseRuntimeFlags } from '../../vm/cmd/flags.ts';
 import { AbortedError, DeadlineExceededError } from '../../errors.ts';
 import { VmPoolAdoption } from './pool-adoption.ts';
+import { trimIdleMs } from '../../vm/tb-trim.ts';
 
 export const BULKHEAD_VM_BIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../../bin/bulkhead-vm');
 
@@ -324,6 +325,9 @@ export class MicrovmBackend extends ConmonBackend {
     // the host's page merging: it takes only clones of a node-wide template (template_sharing node; ~5 MiB per idle pod measured)
     const ksm = hostKsm();
     if (ksm) details.ksm = ksm;
+    // an idle TCG pod VM gives back its translation buffer (src/vm/tb-trim.ts; the daemon's environment reaches the VM host)
+    const trim = trimIdleMs();
+    details.idleTrim = trim ? `after ${trim / 1000} s quiet (TCG, one vCPU)` : 'off (BULKHEAD_VM_TB_TRIM_IDLE_MS=0)';
     details.assets = join(this.#assetsRoot, 'vm');
     // host paths and kubelet volumes reach the guest over virtio-fs; without the server they are refused at CreateContainer
     details.volumes = existsSync(VIRTIOFSD) ? `virtio-fs (${VIRTIOFSD})` : `none: ${VIRTIOFSD} missing (apt-get install qemu-system-common); containers with volumes are refused unless copied`;
