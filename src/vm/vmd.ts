@@ -174,7 +174,8 @@ const WARMUP = '(warm-up)';
  * ignore all these: fail closed); 6 = it takes its identity (entropy, clock, network) after a
  * restore from a template (`U`); 7 = the identity also names the template's sandbox container and
  * sets the pod's hostname in its UTS namespace and the pod's files on its root (`sb=`, `sb_*`);
- * 8 = copied volumes (`Y`, `cvol`: copy-volumes.ts).
+ * 8 = copied volumes (`Y`, `cvol`: copy-volumes.ts). 9 (not required: checked per request by
+ * PodCopies.add) = a copied emptyDir of a known size (`Y op=ed`).
  */
 export const AGENT_PROTOCOL = 8;
 
