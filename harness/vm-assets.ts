@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureGuestAssets, GUEST_SOURCE_DIR, guestAssetsCurrent } from '../src/vm/assets.ts';
+import { testTempDir } from './test-dirs.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const BULKHEAD_VM = join(REPO, 'bin/bulkhead-vm');
@@ -91,8 +92,9 @@ export function makeBundle(dir: string, name: string, o: BundleOpts): string {
   return b;
 }
 
+/** A test's temporary root, removed with what uses it by a later test if this process dies first (test-dirs.ts). */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return testTempDir(prefix);
 }
 
 export interface RunResult { code: number | null; stdout: string; stderr: string }
