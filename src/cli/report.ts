@@ -26,6 +26,7 @@ import { nodeAddresses } from '../policy/host-ports.ts';
 import { parseProbe, PROBE_SCRIPT, SYSCALL_LOOP_BYTES, type ProbeReport } from './report-probe.ts';
 import { runPeers, type PeerReport } from './report-peers.ts';
 import { measureDensity, type DensityReport } from './report-density.ts';
+import { trimIdleMs } from '../vm/tb-trim.ts';
 
 /** An SVG for inline use in HTML: no XML namespace attributes (the HTML parser places <svg> itself). */
 export function inlineSvg(svg: string): string {
@@ -310,6 +311,8 @@ const command: Command = {
         if (pods > 0) {
           hr.density = await measureDensity({
             client, ctx, global: g, pods, daemonPid, progress, label: h.name,
+            // a microVM pod is measured once idle as it stays: after the idle translation trim (src/vm/tb-trim.ts)
+            ...(h.isolation === 'vm' && trimIdleMs() > 0 ? { settleMs: trimIdleMs() + 3000 } : {}),
             request: (i) => ({ ...request(`report-density-${h.name}-${i}`, h.name, ['sleep', '3600'], [], 'none'), detach: true, remove: false }),
           });
           const d = hr.density;
