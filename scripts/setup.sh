@@ -63,9 +63,10 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 else
   say "npm dependencies: up to date"
 fi
-# the bundle of `bulkhead run`'s path (src/cli/bundle.ts), made again from the sources as they are
-# (a stale one is never used, but then every run loads the sources, ~15 ms slower)
-"$NODE" scripts/build-cli.ts || say "the CLI bundle could not be built; bin/bulkhead runs from the sources"
+# the bundles of `bulkhead run`'s path (src/cli/bundle.ts) and of the microVM supervisors (src/vm/cmd/
+# common.ts supervisorEntry), made again from the sources as they are (a stale one is never used, but
+# then every run loads the sources, ~15 ms slower, and a supervisor may hold Node's type stripper)
+"$NODE" scripts/build-cli.ts || say "the bundles could not be built; bin/bulkhead and the microVM supervisors run from the sources"
 # Guest kernel and initramfs for the microvm handler: Debian's cloud kernel unpacked under
 # /var/lib/bulkhead/vm (never onto the host's /boot), the guest agent built with gcc. Idempotent.
 VM_ASSETS=${BULKHEAD_ROOT:-/var/lib/bulkhead}

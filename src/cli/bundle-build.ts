@@ -1,28 +1,59 @@
-// Builds the `bulkhead run` bundle (bundle.ts says what it is and when it is used) with esbuild, a
-// devDependency: without it nothing is built and the CLI runs from the sources.
+// Builds a bundle (src/util/bundle.ts says what one is and when it is used) with esbuild, a
+// devDependency: without it nothing is built and the sources run. Two bundles:
 //
-// What the bundle holds: src/cli/main.ts and every module it imports, with the run command inlined
-// (commands.ts loads it with a dynamic import) and the dynamic imports of the run path (stream
-// client, pull progress) inlined too, so a module of the run path is not loaded twice (once
-// bundled, once from the sources: two BulkheadError classes, and `instanceof` would miss). What
-// stays a dynamic import of the source file (FROM_SOURCES): the other commands (the entry uses the
+// RUN_BUNDLE, the `bulkhead run` path: src/cli/main.ts and every module it imports, with the run
+// command inlined (commands.ts loads it with a dynamic import) and the dynamic imports of the run
+// path (stream client, pull progress) inlined too, so a module of the run path is not loaded twice
+// (once bundled, once from the sources: two BulkheadError classes, and `instanceof` would miss). What
+// stays a dynamic import of the source file (fromSources): the other commands (the entry uses the
 // bundle for `run` alone), what only `bulkhead daemon` loads, and the daemon lock's reader, which
 // returns a pid and throws nothing, and whose static imports (node:crypto) would otherwise load at
-// every run. No npm package may be imported.
+// every run.
+//
+// VM_SUPERVISOR_BUNDLE, the microVM supervisors (`bulkhead-vm _vmhost` and `_vmd`, long-lived Node.js
+// processes): src/vm/cli.ts with those two commands and what they load inlined; the other commands
+// and the guest asset builder's modules stay dynamic imports of the sources (a supervisor never
+// runs them). A supervisor run from the sources whose modules are not in Node's compile cache (the
+// first after an install or upgrade, or with other V8 flags) strips their types with Node's
+// WebAssembly stripper and keeps it for its whole life (~20 MiB, src/vm/README.md); from a bundle
+// it never loads it. No npm package may be imported.
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
-import { BUNDLE_DIR, MANIFEST, stampOf, type BundleManifest, type InputStamp } from './bundle.ts';
+import { BUNDLE_DIR, MANIFEST } from './bundle.ts';
+import { stampOf, type BundleManifest, type InputStamp } from '../util/bundle.ts';
+import { SUPERVISOR_BUNDLE_DIR, SUPERVISOR_MANIFEST } from '../vm/cmd/common.ts';
 
-/** Dynamic imports left to load from the sources (importer → imported, from the repository root). */
-const FROM_SOURCES = (importer: string, target: string): boolean =>
-  (importer === 'src/cli/commands.ts' && target !== 'src/cli/run.ts')
-  || (importer === 'src/cli/daemon.ts' && ['src/daemon/run.ts', 'src/util/log.ts', 'src/daemon/lock.ts'].includes(target));
-const BUNDLE = 'run.mjs';
+export interface BundleSpec {
+  /** What it bundles, for messages. */
+  what: string;
+  /** The entry module, from the repository root. */
+  entry: string;
+  /** Output directory (from the repository root), the bundle's and its manifest's file names. */
+  dir: string;
+  bundle: string;
+  manifest: string;
+  /** Dynamic imports left to load from the sources (importer → imported, from the repository root). */
+  fromSources(importer: string, target: string): boolean;
+}
+
+export const RUN_BUNDLE: BundleSpec = {
+  what: 'the run path', entry: 'src/cli/main.ts', dir: BUNDLE_DIR, bundle: 'run.mjs', manifest: MANIFEST,
+  fromSources: (importer, target) => (importer === 'src/cli/commands.ts' && target !== 'src/cli/run.ts')
+    || (importer === 'src/cli/daemon.ts' && ['src/daemon/run.ts', 'src/util/log.ts', 'src/daemon/lock.ts'].includes(target)),
+};
+
+export const VM_SUPERVISOR_BUNDLE: BundleSpec = {
+  what: 'the microVM supervisors', entry: 'src/vm/cli.ts', dir: SUPERVISOR_BUNDLE_DIR, bundle: 'supervisor.mjs', manifest: SUPERVISOR_MANIFEST,
+  fromSources: (importer, target) => (importer === 'src/vm/cmd/commands.ts' && !['src/vm/cmd/vmhost.ts', 'src/vm/cmd/vmd.ts'].includes(target))
+    || importer === 'src/vm/assets.ts',
+};
 
 export type BuildResult = { built: true; file: string; inputs: number; bytes: number } | { built: false; reason: string };
 
-/** Builds `<root>/dist/cli/run.mjs` and its manifest from the sources under `root` (the repository). */
-export async function buildBundle(root: string, outDir = join(root, BUNDLE_DIR)): Promise<BuildResult> {
+/** Builds a bundle (`spec`, the run path's by default) and its manifest from the sources under `root` (the repository). */
+export async function buildBundle(root: string, outDir?: string, spec: BundleSpec = RUN_BUNDLE): Promise<BuildResult> {
+  const out = outDir ?? join(root, spec.dir);
+  const BUNDLE = spec.bundle;
   let esbuild: typeof import('esbuild');
   try {
     esbuild = await import('esbuild');
@@ -33,19 +64,19 @@ export async function buildBundle(root: string, outDir = join(root, BUNDLE_DIR))
   const rel = (p: string): string => relative(root, p).split('\\').join('/');
   const result = await esbuild.build({
     absWorkingDir: root,
-    entryPoints: [join(root, 'src', 'cli', 'main.ts')],
+    entryPoints: [join(root, spec.entry)],
     bundle: true, platform: 'node', format: 'esm', target: 'node24', packages: 'external',
-    outfile: join(outDir, BUNDLE), write: false, metafile: true, logLevel: 'silent',
-    banner: { js: '// Generated by src/cli/bundle-build.ts from the sources its manifest (run.json) names; not edited by hand.' },
+    outfile: join(out, BUNDLE), write: false, metafile: true, logLevel: 'silent',
+    banner: { js: '// Generated by src/cli/bundle-build.ts from the sources its manifest names; not edited by hand.' },
     plugins: [{
-      name: 'bulkhead-run-path',
+      name: 'bulkhead-bundle',
       setup(b) {
         b.onResolve({ filter: /^\.\.?\// }, (a) => {
           if (a.kind !== 'dynamic-import') return undefined;
           const target = resolve(a.resolveDir, a.path);
-          if (!FROM_SOURCES(rel(a.importer), rel(target))) return undefined;
-          const spec = relative(outDir, target);
-          return { path: spec.startsWith('.') ? spec : `./${spec}`, external: true };
+          if (!spec.fromSources(rel(a.importer), rel(target))) return undefined;
+          const p = relative(out, target);
+          return { path: p.startsWith('.') ? p : `./${p}`, external: true };
         });
         // each source as read, stamped before and after the read; import.meta of a bundled module
         // would name the bundle: its directory and URL are made those of the source file again
@@ -56,11 +87,11 @@ export async function buildBundle(root: string, outDir = join(root, BUNDLE_DIR))
           const after = stampOf(root, path);
           if (!before || !after || before.some((v, i) => v !== after[i])) throw new Error(`${path} changed while it was read`);
           stamps.set(path, after);
-          const dir = relative(outDir, dirname(a.path));
+          const dir = relative(out, dirname(a.path));
           const contents = text.replace(/import\.meta\.(\w+)/g, (all, what: string) => {
             if (what === 'dirname') return `(import.meta.dirname + ${JSON.stringify('/' + dir)})`;
-            if (what === 'filename') return `(import.meta.dirname + ${JSON.stringify('/' + relative(outDir, a.path))})`;
-            if (what === 'url') return `new URL(${JSON.stringify(relative(outDir, a.path))}, import.meta.url).href`;
+            if (what === 'filename') return `(import.meta.dirname + ${JSON.stringify('/' + relative(out, a.path))})`;
+            if (what === 'url') return `new URL(${JSON.stringify(relative(out, a.path))}, import.meta.url).href`;
             // main.ts's own check: false in the bundle, which entry.ts imports (it calls runMain)
             if (what === 'main') return all;
             throw new Error(`${path}: import.meta.${what} has no meaning in the bundle`);
@@ -74,23 +105,23 @@ export async function buildBundle(root: string, outDir = join(root, BUNDLE_DIR))
   const inputs = Object.keys(result.metafile.inputs).sort();
   const unstamped = inputs.filter((p) => !stamps.has(p));
   if (unstamped.length) return { built: false, reason: `inputs not read as TypeScript sources: ${unstamped.join(' ')}` };
-  const out = result.outputFiles.find((f) => f.path.endsWith(BUNDLE));
+  const file = result.outputFiles.find((f) => f.path.endsWith(BUNDLE));
   const meta = Object.values(result.metafile.outputs)[0];
   const foreign = (meta?.imports ?? []).filter((i) => i.external && !i.path.startsWith('node:') && !(i.kind === 'dynamic-import' && i.path.startsWith('.')));
-  if (!out || foreign.length) return { built: false, reason: out ? `the run path imports npm packages: ${foreign.map((i) => i.path).join(' ')}` : 'esbuild wrote no bundle' };
+  if (!file || foreign.length) return { built: false, reason: file ? `${spec.what} import npm packages: ${foreign.map((i) => i.path).join(' ')}` : 'esbuild wrote no bundle' };
   // every input as stamped when read, still so (an edit during the build makes no bundle)
   const manifest: BundleManifest = { version: 1, bundle: BUNDLE, inputs: inputs.map((p) => stamps.get(p)!) };
   for (const s of manifest.inputs) {
     const now = stampOf(root, s[0]);
     if (!now || now.some((v, i) => v !== s[i])) return { built: false, reason: `${s[0]} changed during the build: run it again` };
   }
-  await mkdir(outDir, { recursive: true });
+  await mkdir(out, { recursive: true });
   // the bundle first, then the manifest that vouches for it, each replaced whole (rename)
   const tmp = `.tmp-${process.pid}`;
-  await writeFile(join(outDir, BUNDLE + tmp), out.contents);
-  await rename(join(outDir, BUNDLE + tmp), join(outDir, BUNDLE));
-  await writeFile(join(outDir, MANIFEST + tmp), JSON.stringify(manifest) + '\n');
-  await rename(join(outDir, MANIFEST + tmp), join(outDir, MANIFEST));
-  await rm(join(outDir, BUNDLE + tmp), { force: true });
-  return { built: true, file: join(outDir, BUNDLE), inputs: inputs.length, bytes: out.contents.length };
+  await writeFile(join(out, BUNDLE + tmp), file.contents);
+  await rename(join(out, BUNDLE + tmp), join(out, BUNDLE));
+  await writeFile(join(out, spec.manifest + tmp), JSON.stringify(manifest) + '\n');
+  await rename(join(out, spec.manifest + tmp), join(out, spec.manifest));
+  await rm(join(out, BUNDLE + tmp), { force: true });
+  return { built: true, file: join(out, BUNDLE), inputs: inputs.length, bytes: file.contents.length };
 }

@@ -8,7 +8,9 @@ import { cp, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/prom
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildBundle } from './bundle-build.ts';
+import { spawnSync } from 'node:child_process';
+import { appendFile } from 'node:fs/promises';
+import { buildBundle, VM_SUPERVISOR_BUNDLE } from './bundle-build.ts';
 import { BUNDLE_DIR, MANIFEST, freshBundle } from './bundle.ts';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -75,5 +77,38 @@ test('the bundle imports only Node builtins, and as dynamic imports the source f
     assert.match(text, /^\/\/ src\/cli\/run\.ts$/m);
   } finally {
     await rm(out, { recursive: true, force: true });
+  }
+});
+
+test("the microVM supervisors' bundle: the host and _vmd with what they load inlined, the other commands and the asset builder left to the sources; a supervisor is started from it only while it matches the sources", { timeout: 120_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'bulkhead-bundle-vm-'));
+  try {
+    await cp(join(REPO, 'src'), join(root, 'src'), { recursive: true });
+    for (const f of ['tsconfig.json', 'package.json']) await cp(join(REPO, f), join(root, f));
+    const r = await buildBundle(root, undefined, VM_SUPERVISOR_BUNDLE);
+    assert.ok(r.built, `not built: ${r.built ? '' : r.reason}`);
+    const bundle = join(root, 'dist', 'vm', 'supervisor.mjs');
+    const text = await readFile(bundle, 'utf8');
+    // nothing for Node to strip types from when a supervisor starts (the stripper stays out of it)
+    const statics = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]!);
+    assert.deepEqual(statics.filter((s) => !s.startsWith('node:')), [], 'static imports of the bundle');
+    const dynamics = [...text.matchAll(/\bimport\("([^"]+)"\)/g)].map((m) => m[1]!).filter((s) => !s.startsWith('node:'));
+    for (const s of dynamics) {
+      assert.match(s, /\/src\/(vm\/cmd\/(create|start|state|kill|delete|exec|stats|update|features|setup|version)|vm\/cpio|util\/cc)\.ts$/);
+      assert.ok(existsSync(resolve(join(root, 'dist', 'vm'), s)), `${s} from the bundle's directory`);
+    }
+    for (const m of ['src/vm/cmd/vmhost.ts', 'src/vm/cmd/vmd.ts', 'src/vm/vmd.ts', 'src/vm/firecracker.ts', 'src/vm/standby-vmm.ts']) assert.ok(text.includes(`\n// ${m}\n`), `${m} inlined`);
+    const run = spawnSync(process.execPath, [bundle, '_vmhost', '--help'], { encoding: 'utf8', env: { ...process.env, NODE_COMPILE_CACHE: '' } });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /^Usage: bulkhead-vm _vmhost/);
+
+    // create starts a supervisor from the module supervisorEntry names
+    const { supervisorEntry } = await import(join(root, 'src', 'vm', 'cmd', 'common.ts')) as typeof import('../vm/cmd/common.ts');
+    assert.equal(supervisorEntry({}), bundle);
+    assert.equal(supervisorEntry({ BULKHEAD_CLI_BUNDLE: '0' }), join(root, 'src', 'vm', 'cli.ts'));
+    await appendFile(join(root, 'src', 'vm', 'vmd.ts'), '// edited\n');
+    assert.equal(supervisorEntry({}), join(root, 'src', 'vm', 'cli.ts'), 'an edited source keeps a stale bundle in use');
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 });

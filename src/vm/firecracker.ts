@@ -8,7 +8,6 @@
  */
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, existsSync } from 'node:fs';
-import { request } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { join } from 'node:path';
@@ -18,6 +17,9 @@ import { stopVmmProcess, tailFile, type VmConfig, type VmExit, type VmHandle, ty
 export const AGENT_VSOCK_PORT = 1024;
 
 function api(sock: string, path: string, body: unknown): Promise<void> {
+  // node:http (and the dozen modules it loads) only here: the supervisors' bundle (src/cli/bundle-build.ts)
+  // holds this module, and a static import would load it into every node-wide host (~1 MiB, QEMU pods too)
+  const { request } = process.getBuiltinModule('node:http');
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
     const req = request({ socketPath: sock, method: 'PUT', path, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } }, (res) => {

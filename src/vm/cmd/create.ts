@@ -20,7 +20,7 @@ import { checkId, containerDir, DEFAULT_ROOT, indexAdd, indexRemove, podDir, wri
 import { cleanCgroupPath } from '../vm-cgroup.ts';
 import { trace } from '../trace.ts';
 import type { Accel } from '../vmm.ts';
-import { CLI, closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, vmdNodeArgs, type VmCommand } from './common.ts';
+import { closeReadyPipe, hostSocket, readFileSafe, readyLine, spawnDetached, supervisorEntry, vmdNodeArgs, type VmCommand } from './common.ts';
 import { str } from './flags.ts';
 import { refuseVolumesInClone, templateFlags, volumeMode } from './template-flags.ts';
 import { classifyCopies, mountOrigins, type CopyVolume } from '../copy-volumes.ts';
@@ -83,7 +83,7 @@ function startStandby(g: VmGlobal): void {
   try { logFd = openSync(join(g.root, 'vmd-standby.log'), 'a', 0o600); } catch { return; }
   let child: ChildProcess;
   try {
-    child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', '--standby'], ['pipe', logFd, logFd, 'pipe']);
+    child = spawnDetached([...vmdNodeArgs(), supervisorEntry(), '--root', g.root, '--assets', g.assetsRoot, '_vmd', '--standby'], ['pipe', logFd, logFd, 'pipe']);
   } finally {
     closeSync(logFd);
   }
@@ -162,7 +162,7 @@ async function ensurePodVm(g: VmGlobal, podId: string, dir: string, size: { memo
   } else {
     const logFd = openSync(join(dir, 'vmd.log'), 'a');
     try {
-      child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmd', ...vmdFlags], ['ignore', logFd, logFd, 'pipe']);
+      child = spawnDetached([...vmdNodeArgs(), supervisorEntry(), '--root', g.root, '--assets', g.assetsRoot, '_vmd', ...vmdFlags], ['ignore', logFd, logFd, 'pipe']);
     } finally {
       closeSync(logFd);
     }
@@ -194,7 +194,7 @@ async function startInHost(g: VmGlobal, vmdFlags: string[], signal?: AbortSignal
     c = await VmdClient.connect(sock, undefined, 5000);
   } catch {
     const logFd = openSync(join(g.root, 'vmhost.log'), 'a');
-    const child = spawnDetached([...vmdNodeArgs(), CLI, '--root', g.root, '--assets', g.assetsRoot, '_vmhost'], ['ignore', logFd, logFd, 'pipe']);
+    const child = spawnDetached([...vmdNodeArgs(), supervisorEntry(), '--root', g.root, '--assets', g.assetsRoot, '_vmhost'], ['ignore', logFd, logFd, 'pipe']);
     child.on('error', () => {});
     try { await readyLine(child, 'node-wide VM supervisor', 30_000); } finally { closeReadyPipe(child); child.unref(); }
     c = await VmdClient.connect(sock, undefined, 5000);
