@@ -71,12 +71,17 @@ export interface PodFiles {
 
 /** Writes the three files into `dir` (created 0755) and returns their paths. */
 export async function writePodFiles(dir: string, hostname: string, ips: string[], dns: DNSConfig | null | undefined, hostResolvPath = '/etc/resolv.conf'): Promise<PodFiles> {
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  let hostResolv = '';
-  try { hostResolv = await readFile(hostResolvPath, 'utf8'); } catch { /* no host resolv.conf: empty */ }
+  // side by side (each a thread-pool round trip; a pooled pod's start waits for them): the dir and the
+  // host's resolv.conf, then the three files; every one settled before an error is thrown
+  const [made, resolv] = await Promise.allSettled([mkdir(dir, { recursive: true, mode: 0o755 }), readFile(hostResolvPath, 'utf8')]);
+  if (made.status === 'rejected') throw made.reason;
+  const hostResolv = resolv.status === 'fulfilled' ? resolv.value : ''; // no host resolv.conf: empty
   const files = { hostname: join(dir, 'hostname'), hosts: join(dir, 'hosts'), resolvConf: join(dir, 'resolv.conf') };
-  await writeFile(files.hostname, hostname ? hostname + '\n' : '', { mode: 0o644 });
-  await writeFile(files.hosts, hostsFile(hostname, ips), { mode: 0o644 });
-  await writeFile(files.resolvConf, resolvConf(dns, hostResolv), { mode: 0o644 });
+  const written = await Promise.allSettled([
+    writeFile(files.hostname, hostname ? hostname + '\n' : '', { mode: 0o644 }),
+    writeFile(files.hosts, hostsFile(hostname, ips), { mode: 0o644 }),
+    writeFile(files.resolvConf, resolvConf(dns, hostResolv), { mode: 0o644 }),
+  ]);
+  for (const r of written) if (r.status === 'rejected') throw r.reason;
   return files;
 }
