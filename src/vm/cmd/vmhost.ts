@@ -10,6 +10,7 @@
 // ready, `F {code, reason, message}` when it is not. The creator owns the start until then: its
 // connection closing first (killed on its caller's timeout) abandons the start, as `_vmd` does when
 // its creator goes. Idle (no pod, no connection) for IDLE_EXIT_MS, the host leaves.
+import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, closeSync, statSync, writeSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { flushCompileCache } from 'node:module';
@@ -42,8 +43,22 @@ const command: VmCommand = {
     const sockPath = hostSocket(g.root);
     const ready = (line: string): void => { try { writeSync(3, line); closeSync(3); } catch { /* no creator */ } };
     const log = createLogger({ fields: { component: 'vmhost', pid: process.pid } });
+    // One host of this root starts at a time: creates that found no host each start one, and the
+    // probe, removal of a stale socket and listen below must not interleave (a second host's removal
+    // took the first's fresh socket: its creator met ENOENT). The lock is an abstract unix socket,
+    // gone with its process whatever kills it; it is held until this host listens (or leaves).
+    const lock = createServer();
+    const lockName = `\0bulkhead-vmhost-${createHash('sha256').update(resolve(g.root)).digest('hex').slice(0, 32)}`;
+    for (const until = Date.now() + 30_000; ;) {
+      const got = await new Promise<boolean>((res) => { lock.once('error', () => res(false)); lock.listen(lockName, () => res(true)); });
+      if (got) break;
+      // another host is starting: once it answers, it serves this root
+      if (await probeSocket(sockPath) === 'answers') { ready(readyOkLine(process.pid)); return 0; }
+      if (Date.now() > until) { ready(readyErrorLine(new UnavailableError(`another node-wide VM supervisor of ${g.root} is starting and did not answer within 30 s`))); return 1; }
+      await new Promise((r) => setTimeout(r, 20));
+    }
     // another host answers: it serves this root (this one was started in a race)
-    if (await probeSocket(sockPath) === 'answers') { ready(readyOkLine(process.pid)); return 0; }
+    if (await probeSocket(sockPath) === 'answers') { lock.close(); ready(readyOkLine(process.pid)); return 0; }
     await rm(sockPath, { force: true });
     const pods = new Map<string, PodVmSupervisor>();
     // a clone's QEMU spawned ahead per template recently cloned (standby-vmm.ts); they do not keep the host
@@ -193,13 +208,15 @@ const command: VmCommand = {
       // one's probe and its listen. It serves the root; this one reports ready and goes
       if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') {
         for (let i = 0; i < 20; i++) {
-          if (await probeSocket(sockPath) === 'answers') { server.close(); ready(readyOkLine(process.pid)); return 0; }
+          if (await probeSocket(sockPath) === 'answers') { server.close(); lock.close(); ready(readyOkLine(process.pid)); return 0; }
           await new Promise((r) => setTimeout(r, 25));
         }
       }
+      lock.close();
       ready(readyErrorLine(new UnavailableError(`the node-wide VM supervisor cannot listen on ${sockPath}: ${(e as Error).message}`)));
       return 1;
     }
+    lock.close();
     log.info('node-wide VM supervisor up', { socket: sockPath });
     ready(readyOkLine(process.pid));
     checkIdle();
